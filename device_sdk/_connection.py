@@ -1,0 +1,352 @@
+"""The network thread: one paho client per connection attempt, reconnects, redirects.
+
+paho's own ``loop_forever`` retries with a fixed doubling delay and cannot change host or
+transport between attempts, so this module runs the loop itself: it creates a client for the
+current :class:`Endpoint`, pumps :meth:`paho.mqtt.client.Client.loop` until the connection
+ends, then decides whether to stop, follow a ``downlink/redirect`` or back off and retry.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ._backoff import Backoff
+from ._endpoint import Endpoint
+from ._exceptions import (
+    ConnectionLostError,
+    ConnectTimeoutError,
+    DeviceError,
+    InvalidTokenError,
+    NotConnectedError,
+)
+from ._token import AuthToken
+
+logger = logging.getLogger("device_sdk")
+
+DOWNLINK_FILTER = "downlink/#"
+REDIRECT_TOPIC = "downlink/redirect"
+USERNAME = "device"
+# Blynk's samples treat CONNACK 4 and 5 as "invalid auth token"; paho names them so.
+_TOKEN_REFUSED = frozenset({"Bad user name or password", "Not authorized"})
+_LOOP_TIMEOUT = 1.0  # seconds per select(); publish() and disconnect() wake it early
+_DISCONNECT_GRACE = 2.0  # seconds to flush DISCONNECT before dropping the socket
+_MAX_QUICK_REDIRECTS = 3  # follow this many redirects in a row at once, then back off
+
+
+class Session(Protocol):
+    """What the link reports to its owner; called on the network thread."""
+
+    def connected(self) -> None:
+        """The connection is up and ``downlink/#`` is subscribed."""
+
+    def disconnected(self, error: DeviceError | None) -> None:
+        """A connection that was up has ended (``None``: because it was asked to)."""
+
+    def message(self, topic: str, payload: bytes) -> None:
+        """A message arrived."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """Everything needed to open a connection."""
+
+    token: AuthToken
+    endpoint: Endpoint
+    ca_certs: str | None
+    keepalive: int
+    client_id: str
+    backoff: Backoff
+    mcu_info: bytes
+
+
+class _Outcome(enum.Enum):
+    FAILED = "failed"  # no connection was established
+    LOST = "lost"  # it was up, then it dropped
+    REDIRECTED = "redirected"
+    REFUSED = "refused"  # the token was refused; never retry
+    STOPPED = "stopped"
+
+
+class Link:
+    """Owns the network thread and the current paho client."""
+
+    def __init__(self, config: LinkConfig, session: Session) -> None:
+        self._config = config
+        self._session = session
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self._running = False
+        self._ready = False
+        self._endpoint = config.endpoint
+        self._fatal: InvalidTokenError | None = None
+        self._last_error: BaseException | None = None
+        self._redirect_to: Endpoint | None = None
+        self._lost_reason = ""
+        self._subscribe_mid: int | None = None
+
+    # -- called from user threads -------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Whether the connection is up and subscribed."""
+        return self._ready
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint in use (changes on ``downlink/redirect``)."""
+        return self._endpoint
+
+    def start(self) -> None:
+        """Start the network thread unless it runs already."""
+        with self._cond:
+            if self._running and not self._stop.is_set():
+                return
+            previous = self._thread
+        if previous is not None and previous is not threading.current_thread():
+            previous.join()
+        with self._cond:
+            self._stop.clear()
+            self._running = True
+            self._fatal = None
+            self._last_error = None
+            self._endpoint = self._config.endpoint
+            self._thread = threading.Thread(
+                target=self._run, name=f"device_sdk {self._endpoint.host}", daemon=True
+            )
+            self._thread.start()
+
+    def wait_ready(self, timeout: float | None) -> None:
+        """Block until the connection is usable.
+
+        Raises:
+            InvalidTokenError: The server refused the token.
+            NotConnectedError: The link was stopped meanwhile.
+            ConnectTimeoutError: ``timeout`` passed first.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._ready or not self._running, timeout)
+            ready, running, fatal = self._ready, self._running, self._fatal
+            last_error = self._last_error
+        if ready:
+            return
+        if fatal is not None:
+            raise InvalidTokenError(str(fatal))
+        if not running:
+            raise NotConnectedError("the device was stopped before it connected")
+        cause = f" (last error: {last_error})" if last_error else ""
+        raise ConnectTimeoutError(
+            f"no connection to {self._endpoint.uri} within {timeout} s{cause}"
+        ) from last_error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Disconnect gracefully and end the network thread (no-op if not running)."""
+        self._stop.set()
+        with self._cond:
+            client, thread = self._client, self._thread
+        if client is not None:
+            client.disconnect()  # thread-safe; wakes the network thread's select()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Publish on the live connection.
+
+        Raises:
+            InvalidTokenError: The link stopped because the token was refused.
+            NotConnectedError: There is no live connection.
+        """
+        with self._cond:
+            client = self._client if self._ready else None
+            fatal = self._fatal
+        if client is None:
+            if fatal is not None:
+                raise InvalidTokenError(str(fatal))
+            raise NotConnectedError(f"not connected; {topic!r} was not sent")
+        info = client.publish(topic, payload, qos=qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise NotConnectedError(f"{topic!r} was not sent: {mqtt.error_string(info.rc)}")
+
+    # -- the network thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = self._config.backoff
+        attempt = 0
+        quick_redirects = 0
+        try:
+            while not self._stop.is_set():
+                outcome, uptime = self._connect_once()
+                if outcome in (_Outcome.STOPPED, _Outcome.REFUSED):
+                    return
+                if outcome is _Outcome.REDIRECTED and quick_redirects < _MAX_QUICK_REDIRECTS:
+                    quick_redirects += 1
+                    attempt = 0
+                    continue
+                if outcome is _Outcome.LOST and uptime >= backoff.reset_after:
+                    attempt = quick_redirects = 0
+                delay = backoff.delay(attempt)
+                attempt += 1
+                logger.info("reconnecting to %s in %.1f s", self._endpoint.uri, delay)
+                if self._stop.wait(delay):
+                    return
+        except Exception:  # a bug; say so rather than dying silently
+            logger.exception("device_sdk network thread failed")
+        finally:
+            with self._cond:
+                self._running = False
+                self._ready = False
+                self._client = None
+                self._cond.notify_all()
+
+    def _connect_once(self) -> tuple[_Outcome, float]:
+        endpoint = self._endpoint
+        client = self._new_client(endpoint)
+        self._redirect_to = None
+        self._lost_reason = f"connection to {endpoint.uri} lost"
+        try:
+            client.connect(endpoint.host, endpoint.port, keepalive=self._config.keepalive)
+        except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
+            self._last_error = exc
+            logger.warning("cannot connect to %s: %s", endpoint.uri, exc)
+            return _Outcome.FAILED, 0.0
+        with self._cond:
+            self._client = client
+        started = time.monotonic()
+        try:
+            self._pump(client)
+        finally:
+            with self._cond:
+                was_ready, self._ready, self._client = self._ready, False, None
+                self._cond.notify_all()
+        uptime = time.monotonic() - started
+        outcome = self._classify(was_ready)
+        if was_ready:
+            lost = None if outcome is _Outcome.STOPPED else ConnectionLostError(self._lost_reason)
+            self._session.disconnected(lost)
+        return outcome, uptime
+
+    def _classify(self, was_ready: bool) -> _Outcome:
+        if self._fatal is not None:
+            return _Outcome.REFUSED
+        if self._stop.is_set():
+            return _Outcome.STOPPED
+        if self._redirect_to is not None:
+            logger.info("redirected from %s to %s", self._endpoint.uri, self._redirect_to.uri)
+            self._endpoint = self._redirect_to
+            return _Outcome.REDIRECTED
+        return _Outcome.LOST if was_ready else _Outcome.FAILED
+
+    def _pump(self, client: mqtt.Client) -> None:
+        """Run paho's loop until the socket closes; disconnect when asked to stop or move."""
+        closing_since: float | None = None
+        while client.socket() is not None:  # paho closes it on DISCONNECT and on errors
+            try:
+                rc = client.loop(timeout=_LOOP_TIMEOUT)
+            except Exception as exc:  # paho raises on some transport errors (e.g. WebSocket)
+                self._last_error = exc
+                self._lost_reason = f"network error: {exc}"
+                return
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            if self._stop.is_set() or self._redirect_to is not None:
+                if closing_since is None:
+                    closing_since = time.monotonic()
+                    client.disconnect()
+                elif time.monotonic() - closing_since > _DISCONNECT_GRACE:
+                    return
+
+    def _new_client(self, endpoint: Endpoint) -> mqtt.Client:
+        config = self._config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=config.client_id,
+            clean_session=True,  # Blynk supports clean sessions only
+            protocol=MQTTProtocolVersion.MQTTv311,
+            transport=endpoint.transport,
+        )
+        client.username_pw_set(USERNAME, config.token.value)
+        if endpoint.tls:
+            context = ssl.create_default_context(cafile=config.ca_certs)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2  # Blynk refuses TLS 1.0/1.1
+            client.tls_set_context(context)
+        if endpoint.websocket_path is not None:
+            client.ws_set_options(path=endpoint.websocket_path)
+        client.enable_logger(logging.getLogger("device_sdk.paho"))
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        # Without paho's own thread, publish() from another thread would write to the socket
+        # directly, racing this loop. Registering a write hook (paho's external-loop API) makes
+        # paho queue the packet and wake our select() instead, as under loop_start().
+        client.on_socket_register_write = _ignore
+        return client
+
+    # -- paho callbacks (network thread) -------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            name = reason.getName()
+            if name in _TOKEN_REFUSED:
+                logger.error("the server refused the auth token (%s); not retrying", name)
+                self._fatal = InvalidTokenError(f"the server refused the auth token ({name})")
+            else:
+                self._last_error = ConnectionRefusedError(f"CONNACK: {name}")
+                logger.warning("connection to %s refused: %s", self._endpoint.uri, name)
+            return
+        logger.info("connected to %s", self._endpoint.uri)
+        # QoS 1 so that downlink/ping arrives as QoS 1 and paho answers it with PUBACK.
+        _rc, self._subscribe_mid = client.subscribe(DOWNLINK_FILTER, qos=1)
+        client.publish("info/mcu", self._config.mcu_info)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, codes: list[ReasonCode], _props: Any
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        if any(code.is_failure for code in codes):
+            logger.warning("the server refused the %s subscription", DOWNLINK_FILTER)
+        with self._cond:
+            self._ready = True
+            self._cond.notify_all()
+        self._session.connected()
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == REDIRECT_TOPIC:
+            self._redirect(msg.payload)
+        self._session.message(msg.topic, msg.payload)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
+    ) -> None:
+        if reason.is_failure and reason.getName() != "Unspecified error":
+            self._lost_reason = f"connection to {self._endpoint.uri} lost: {reason.getName()}"
+
+    def _redirect(self, payload: bytes) -> None:
+        uri = payload.decode("utf-8", errors="replace")
+        try:
+            target = Endpoint.parse(uri)
+        except ValueError as exc:
+            logger.warning("ignoring downlink/redirect %r: %s", uri, exc)
+            return
+        if target == self._endpoint:
+            return
+        self._lost_reason = f"redirected to {target.uri}"
+        self._redirect_to = target  # _pump() disconnects; _run() connects to the new endpoint
+
+
+def _ignore(*_args: object) -> None:
+    """A paho callback that does nothing."""

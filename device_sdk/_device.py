@@ -1,0 +1,402 @@
+"""The :class:`Device`: a Blynk device speaking the MQTT device API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import TypeVar, overload
+
+from ._backoff import Backoff
+from ._codec import Value, check_name, encode_batch, encode_mcu_info, encode_scalar, encode_value
+from ._connection import Link, LinkConfig
+from ._dispatch import DisconnectHandler, Dispatcher
+from ._downlinks import DownlinkQueue
+from ._endpoint import Endpoint
+from ._exceptions import DeviceError
+from ._token import AuthToken
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class Device:
+    """A Blynk device connected over MQTT to blynk.cloud or an openblynk server.
+
+    The network runs on a background thread that reconnects by itself (exponential backoff
+    with jitter) and, on every connection, subscribes ``downlink/#`` and publishes
+    ``info/mcu``. Handlers run on that thread: keep them short, and never call
+    :meth:`connect` from one. :meth:`write` and friends may be called from any thread.
+
+    Args:
+        token: The device auth token (32 characters) or an :class:`AuthToken`.
+        host: The server host name.
+        port: The server port; defaults to 1883, or 8883 with ``tls``.
+        tls: Connect with TLS (verified against the system CAs or ``ca_certs``).
+        ca_certs: A PEM file of CA certificates to trust instead of the system ones.
+        template_id: The Blynk template ID (``TMPL...``), sent in ``info/mcu``.
+        firmware_version: The firmware version, sent in ``info/mcu`` (OTA compares it).
+        build: The firmware build date, e.g. ``"Jan 19 2024 12:25:30"``.
+        firmware_type: The firmware type the device accepts for OTA; defaults to
+            ``template_id``.
+        rx_buffer: The largest message in bytes the device accepts, sent in ``info/mcu``.
+        keepalive: The MQTT keep-alive in seconds (Blynk recommends 45).
+        client_id: The MQTT client ID; empty lets the server choose.
+        backoff: The reconnect policy; defaults to :class:`Backoff` ``()``.
+
+    Raises:
+        InvalidTokenError: If ``token`` is malformed.
+        ValueError: If another argument is out of range.
+
+    Example:
+        >>> device = Device("AbCdEfGhIjKlMnOpQrStUvWxYz012345", template_id="TMPL4xyzABCD")
+        >>> device.endpoint.uri
+        'mqtt://blynk.cloud:1883'
+    """
+
+    def __init__(
+        self,
+        token: str | AuthToken,
+        host: str = "blynk.cloud",
+        port: int | None = None,
+        *,
+        tls: bool = False,
+        ca_certs: str | None = None,
+        template_id: str | None = None,
+        firmware_version: str = "0.0.0",
+        build: str | None = None,
+        firmware_type: str | None = None,
+        rx_buffer: int = 1024,
+        keepalive: int = 45,
+        client_id: str = "",
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._token = token if isinstance(token, AuthToken) else AuthToken(token)
+        if not 0 < rx_buffer:
+            raise ValueError(f"rx_buffer must be positive, got {rx_buffer}")
+        if not 0 <= keepalive <= 65535:
+            raise ValueError(f"keepalive must be within 0..65535, got {keepalive}")
+        endpoint = Endpoint(host, port if port is not None else (8883 if tls else 1883), tls=tls)
+        mcu_info = encode_mcu_info(
+            template_id=template_id,
+            firmware_version=firmware_version,
+            build=build,
+            firmware_type=firmware_type,
+            rx_buffer=rx_buffer,
+        )
+        config = LinkConfig(
+            token=self._token,
+            endpoint=endpoint,
+            ca_certs=ca_certs,
+            keepalive=keepalive,
+            client_id=client_id,
+            backoff=backoff or Backoff(),
+            mcu_info=mcu_info,
+        )
+        self._dispatch = Dispatcher()
+        self._link = Link(config, self._dispatch)
+
+    def __repr__(self) -> str:
+        return f"<Device {self._link.endpoint.uri} connected={self.connected}>"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def connect(self, timeout: float | None = 30.0) -> None:
+        """Connect and wait until the device can send and receive.
+
+        Starts the network thread, which retries failed attempts with backoff until the
+        connection is up and ``downlink/#`` is subscribed. Does nothing if already connected.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits until a connection succeeds.
+
+        Raises:
+            InvalidTokenError: The server refused the token (CONNACK 4 or 5). The device does
+                not retry.
+            ConnectTimeoutError: No connection within ``timeout``; the device stops trying.
+        """
+        self._link.start()
+        try:
+            self._link.wait_ready(timeout)
+        except DeviceError:
+            self._link.stop()
+            raise
+
+    def disconnect(self) -> None:
+        """Disconnect gracefully and stop the network thread.
+
+        Open :meth:`downlinks` queues are closed. The device can :meth:`connect` again later.
+        """
+        self._link.stop()
+        self._dispatch.close_queues()
+
+    def __enter__(self) -> Device:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.disconnect()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the device is connected and subscribed right now."""
+        return self._link.ready
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The server in use; it changes when the server sends ``downlink/redirect``."""
+        return self._link.endpoint
+
+    @property
+    def token(self) -> AuthToken:
+        """The device auth token."""
+        return self._token
+
+    @property
+    def last_ping(self) -> datetime | None:
+        """When the server last pinged the device (``downlink/ping``), in UTC, or ``None``."""
+        return self._dispatch.last_ping
+
+    # -- uplink ---------------------------------------------------------------------------------
+
+    def write(self, name: str, value: Value) -> None:
+        """Send a datastream value (``ds/<name>``).
+
+        Args:
+            name: The datastream name, e.g. ``"Temperature"``.
+            value: A ``str``, number or ``bool`` (sent as ``1``/``0``); a list or tuple for a
+                multi-value datastream (items NUL-separated); or raw ``bytes``.
+
+        Raises:
+            NotConnectedError: The device is offline; the value is not queued.
+            InvalidTokenError: The device stopped because its token was refused.
+            ValueError: ``name`` is empty or contains ``/``, ``#``, ``+`` or NUL, or ``value``
+                is a non-finite float.
+            TypeError: ``value`` has an unsupported type.
+        """
+        self._link.publish(f"ds/{check_name(name)}", encode_value(value))
+
+    def write_many(self, values: Mapping[str, Value]) -> None:
+        """Send several datastream values in one message (``batch_ds``).
+
+        Args:
+            values: Datastream name to value. JSON types must match the datastream types:
+                ``str``, numbers, ``bool`` and ``[lon, lat]`` for Location. An empty mapping
+                sends nothing.
+
+        Raises:
+            NotConnectedError: The device is offline.
+            ValueError: A name is invalid or a number is not finite.
+            TypeError: A value has an unsupported type.
+        """
+        if values:
+            self._link.publish("batch_ds", encode_batch(values))
+
+    def log_event(self, code: str, description: str = "") -> None:
+        """Log an event defined in the template (``event/<code>``).
+
+        Args:
+            code: The event code, e.g. ``"overheat"``.
+            description: Text shown with the event; empty uses the template's default.
+
+        Raises:
+            NotConnectedError: The device is offline.
+            ValueError: ``code`` is not a valid topic level.
+        """
+        self._link.publish(f"event/{check_name(code, 'event code')}", description.encode())
+
+    def set_meta(self, name: str, value: str | int | float | bool) -> None:
+        """Set a device metadata field (``meta/<name>``), e.g. ``"Serial Number"``.
+
+        Raises:
+            NotConnectedError: The device is offline.
+            ValueError: ``name`` is not a valid topic level.
+        """
+        self._link.publish(f"meta/{check_name(name, 'metadata name')}", encode_scalar(value).encode())
+
+    def set_property(self, name: str, prop: str, value: Value) -> None:
+        """Change a widget property of a datastream (``ds/<name>/prop/<prop>``).
+
+        Args:
+            name: The datastream name.
+            prop: The property, e.g. ``"label"``, ``"color"``, ``"isDisabled"``.
+            value: The new value, encoded as in :meth:`write`.
+
+        Raises:
+            NotConnectedError: The device is offline.
+            ValueError: ``name`` or ``prop`` is not a valid topic level.
+        """
+        topic = f"ds/{check_name(name)}/prop/{check_name(prop, 'property name')}"
+        self._link.publish(topic, encode_value(value))
+
+    def sync(self, *names: str) -> None:
+        """Ask the server for the latest values of some datastreams (``get/ds``).
+
+        The answers arrive as ordinary writes on ``downlink/ds/<name>`` and reach the same
+        handlers.
+
+        Args:
+            *names: Datastream names (no commas).
+
+        Raises:
+            NotConnectedError: The device is offline.
+            ValueError: No name was given, or a name contains a comma.
+        """
+        if not names:
+            raise ValueError("sync() needs at least one datastream name; see sync_all()")
+        for name in names:
+            if "," in check_name(name):
+                raise ValueError(f"datastream name {name!r} contains ',' and cannot be synced")
+        self._link.publish("get/ds", ",".join(names).encode())
+
+    def sync_all(self) -> None:
+        """Ask for every datastream with "Sync with latest server value" (``get/ds/all``).
+
+        Raises:
+            NotConnectedError: The device is offline.
+        """
+        self._link.publish("get/ds/all", b"")
+
+    # -- downlink -------------------------------------------------------------------------------
+
+    @overload
+    def on_write(self, name: str) -> Callable[[F], F]: ...
+
+    @overload
+    def on_write(self, name: str, handler: F) -> F: ...
+
+    def on_write(self, name: str, handler: F | None = None) -> F | Callable[[F], F]:
+        """Call ``handler(value)`` when the server writes datastream ``name``.
+
+        Works as a decorator (``@device.on_write("Power")``) or a plain call. The value is the
+        payload as ``str``; multi-value items are NUL-separated. Several handlers per name run
+        in registration order, before :meth:`on_any_write` handlers.
+
+        Args:
+            name: The datastream name.
+            handler: A callable taking the value; omit it to use the method as a decorator.
+
+        Returns:
+            ``handler``, or a decorator that registers and returns its argument.
+
+        Raises:
+            ValueError: ``name`` is not a valid datastream name.
+        """
+        check_name(name)
+
+        def register(fn: F) -> F:
+            self._dispatch.add_write(name, fn)
+            return fn
+
+        return register if handler is None else register(handler)
+
+    def on_any_write(self, handler: F) -> F:
+        """Call ``handler(name, value)`` for every datastream write from the server.
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.any_writes, handler)
+        return handler
+
+    def on_reboot(self, handler: F) -> F:
+        """Call ``handler()`` when the server asks the device to reboot (``downlink/reboot``).
+
+        The library cannot reboot the machine; the handler decides what to do.
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.reboots, handler)
+        return handler
+
+    def on_reconfigure(self, handler: F) -> F:
+        """Call ``handler()`` when the server asks the device to re-enter configuration mode.
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.reconfigures, handler)
+        return handler
+
+    def on_diag(self, handler: F) -> F:
+        """Call ``handler(text)`` when the server reports a problem (``downlink/diag``).
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.diags, handler)
+        return handler
+
+    def on_connect(self, handler: F) -> F:
+        """Call ``handler()`` after every (re)connection, once ``downlink/#`` is subscribed.
+
+        A good place for :meth:`sync` calls.
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.connects, handler)
+        return handler
+
+    def on_disconnect(self, handler: DisconnectHandler) -> DisconnectHandler:
+        """Call ``handler(error)`` when a live connection ends.
+
+        ``error`` is ``None`` after :meth:`disconnect`, else a :class:`ConnectionLostError`
+        (the device reconnects by itself).
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.disconnects, handler)
+        return handler
+
+    def on_downlink(self, handler: F) -> F:
+        """Call ``handler(downlink)`` with every :class:`Downlink`, whatever its topic.
+
+        Useful for topics without a dedicated handler, such as ``downlink/meta/...``,
+        ``downlink/utc/all/json`` or ``downlink/ota/json``.
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.downlinks, handler)
+        return handler
+
+    def downlinks(self, maxsize: int = 1000) -> DownlinkQueue:
+        """Open a queue that receives every downlink from now on.
+
+        Args:
+            maxsize: How many unread messages to keep; newer ones are dropped beyond that.
+
+        Returns:
+            A :class:`DownlinkQueue`; iterate it, or use it as a context manager.
+        """
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        return self._dispatch.open_queue(maxsize)
+
+    def wait_for_write(self, name: str, timeout: float | None = 10.0) -> str:
+        """Wait for the next server write to datastream ``name`` and return its value.
+
+        Only writes that arrive after the call count; to wait for the answer to something you
+        send (such as :meth:`sync`), open :meth:`downlinks` before sending instead.
+
+        Args:
+            name: The datastream name.
+            timeout: Seconds to wait; ``None`` waits indefinitely.
+
+        Returns:
+            The value as ``str``.
+
+        Raises:
+            DeviceTimeoutError: Nothing arrived in time.
+            NotConnectedError: The device was disconnected meanwhile.
+        """
+        check_name(name)
+        with self.downlinks() as inbox:
+            return inbox.wait_for_write(name, timeout)
