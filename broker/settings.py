@@ -1,0 +1,51 @@
+"""Typed settings of the embedded broker; the backend builds them from its own configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broker.errors import ConfigurationError
+
+__all__ = ["BrokerSettings"]
+
+_MAX_REMAINING_LENGTH = 268_435_455  # largest value MQTT's variable-length integer can carry
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """Where the broker listens and the limits it enforces on every client."""
+
+    host: str = "127.0.0.1"
+    """Address the listeners bind to (``0.0.0.0`` for every IPv4 interface)."""
+    port: int = 1883
+    """Plain MQTT TCP port; ``0`` picks a free port (read it back from ``MqttBroker.port``)."""
+    tls_port: int | None = None
+    """MQTT over TLS port (Blynk uses 8883); ``None`` disables TLS, ``0`` picks a free port."""
+    certfile: str | None = None
+    """PEM certificate chain for the TLS listener; required when ``tls_port`` is set."""
+    keyfile: str | None = None
+    """PEM private key for the TLS listener; required when ``tls_port`` is set."""
+    max_packet_size: int = 1024
+    """Largest accepted packet, as its fixed-header remaining length (Blynk: 1024 bytes)."""
+    keepalive_grace: float = 1.5
+    """A client silent for longer than keep-alive x this factor is disconnected (MQTT: 1.5)."""
+    presence_retain: bool = True
+    """Whether ``sys/presence/<device_id>`` messages are retained."""
+    connect_timeout: float = 10.0
+    """Seconds a new TCP connection may take to send its CONNECT packet before it is closed."""
+    shutdown_grace: float = 2.0
+    """Seconds ``stop()`` waits for offline presence messages to reach subscribers."""
+
+    def __post_init__(self) -> None:
+        for name in ("port", "tls_port"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 65535:
+                raise ConfigurationError(f"{name} must be within 0..65535, got {value}")
+        if self.tls_port is not None and not (self.certfile and self.keyfile):
+            raise ConfigurationError("tls_port needs both certfile and keyfile")
+        if not 2 <= self.max_packet_size <= _MAX_REMAINING_LENGTH:
+            raise ConfigurationError(f"max_packet_size out of range: {self.max_packet_size}")
+        if self.keepalive_grace < 1.0:
+            raise ConfigurationError(f"keepalive_grace must be >= 1.0, got {self.keepalive_grace}")
+        if self.connect_timeout <= 0 or self.shutdown_grace < 0:
+            raise ConfigurationError("connect_timeout must be > 0 and shutdown_grace >= 0")
