@@ -1,0 +1,131 @@
+"""Reading and checking the first packet of a connection, before anything else happens.
+
+amqtt's ``BrokerProtocolHandler.init_from_connect`` hides the client id the firmware sent
+(an empty id is replaced by a random one) and its callers touch session state before
+authentication. This module decodes the CONNECT with amqtt's codec and returns a plain
+:class:`ConnectRequest`; nothing in the broker changes until the request is authenticated.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
+
+from amqtt.adapters import WriterAdapter
+from amqtt.mqtt.connack import (
+    BAD_USERNAME_PASSWORD,
+    IDENTIFIER_REJECTED,
+    UNACCEPTABLE_PROTOCOL_VERSION,
+    ConnackPacket,
+)
+from amqtt.mqtt.connect import ConnectPacket
+from amqtt.mqtt.packet import CONNECT
+
+from broker._framing import FrameFailure, FramedReader
+
+__all__ = ["ConnectRequest", "read_connect", "refuse"]
+
+logger = logging.getLogger(__name__)
+
+_MQTT_311_LEVEL = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """What a client asked for in its CONNECT packet (MQTT 3.1.1)."""
+
+    client_id: str
+    """The client id as sent; ``""`` when the client sent none."""
+    clean_session: bool
+    keep_alive: int
+    username: str | None
+    password: str | None
+    will_topic: str | None
+    """``None`` when the client set no Last Will."""
+    will_message: bytes
+    will_qos: int
+    will_retain: bool
+
+
+async def refuse(writer: WriterAdapter, return_code: int) -> None:
+    """Answer CONNACK with ``return_code`` and close the connection."""
+    with suppress(OSError, RuntimeError):
+        await ConnackPacket.build(0, return_code).to_stream(writer)
+    await close_quietly(writer)
+
+
+async def close_quietly(writer: WriterAdapter) -> None:
+    """Close ``writer``, ignoring a peer that is already gone."""
+    with suppress(OSError, RuntimeError):
+        await writer.close()
+
+
+async def read_connect(reader: FramedReader, writer: WriterAdapter, peer: str) -> ConnectRequest | None:
+    """Decode and check the first packet; on failure answer or close, log, and return ``None``."""
+    try:
+        packet = await ConnectPacket.from_stream(reader)
+    except Exception as exc:  # amqtt's codec raises many types on garbage; all mean "bad client"
+        _log_unreadable(reader, peer, exc)
+        await close_quietly(writer)
+        return None
+    problem, code = _check(packet)
+    if problem is not None:
+        logger.warning("refusing CONNECT from %s: %s", peer, problem)
+        if code is None:
+            await close_quietly(writer)
+        else:
+            await refuse(writer, code)
+        return None
+    return _to_request(packet)
+
+
+def _log_unreadable(reader: FramedReader, peer: str, exc: Exception) -> None:
+    if reader.failure is FrameFailure.PACKET_TOO_LARGE:
+        logger.warning(
+            "closing %s: first packet declares %s bytes, above max_packet_size %s",
+            peer,
+            reader.declared_length,
+            reader.max_packet_size,
+        )
+    elif reader.failure is FrameFailure.CONNECT_TIMEOUT:
+        logger.info("closing %s: no CONNECT within the connect timeout", peer)
+    else:
+        logger.warning("closing %s: first packet is not a readable CONNECT (%r)", peer, exc)
+
+
+def _check(packet: ConnectPacket) -> tuple[str | None, int | None]:
+    """Why the CONNECT is unacceptable and which CONNACK code to answer (None = just close)."""
+    header, payload = packet.variable_header, packet.payload
+    if packet.fixed_header.packet_type != CONNECT or header is None or payload is None:
+        return "first packet is not CONNECT", None
+    if header.proto_name != "MQTT" or header.proto_level != _MQTT_311_LEVEL:
+        return f"protocol {header.proto_name!r} level {header.proto_level}", UNACCEPTABLE_PROTOCOL_VERSION
+    if header.reserved_flag:
+        return "reserved flag set [MQTT-3.1.2-3]", None
+    if header.will_flag and (payload.will_topic is None or payload.will_message is None or header.will_qos > 2):
+        return "malformed Last Will", None
+    if header.password_flag and not header.username_flag:
+        return "password without user name [MQTT-3.1.2-22]", BAD_USERNAME_PASSWORD
+    if (header.username_flag and payload.username is None) or (header.password_flag and payload.password is None):
+        return "unreadable user name or password", BAD_USERNAME_PASSWORD
+    if not header.clean_session_flag and payload.client_id_is_random:
+        return "empty client id with clean_session=0 [MQTT-3.1.3-8]", IDENTIFIER_REJECTED
+    return None, None
+
+
+def _to_request(packet: ConnectPacket) -> ConnectRequest:
+    header, payload = packet.variable_header, packet.payload
+    assert header is not None and payload is not None  # checked by _check
+    will = header.will_flag
+    return ConnectRequest(
+        client_id="" if payload.client_id_is_random else (payload.client_id or ""),
+        clean_session=header.clean_session_flag,
+        keep_alive=max(header.keep_alive, 0),
+        username=payload.username if header.username_flag else None,
+        password=payload.password if header.password_flag else None,
+        will_topic=payload.will_topic if will else None,
+        will_message=bytes(payload.will_message or b"") if will else b"",
+        will_qos=header.will_qos if will else 0,
+        will_retain=header.will_retain_flag if will else False,
+    )

@@ -1,0 +1,133 @@
+"""A reader adapter that hands amqtt whole MQTT packets, after checking size and silence.
+
+amqtt decodes packets by calling ``reader.read(n)`` many times; it reads the fixed header, then
+as much body as the remaining length says -- up to 256 MB, straight into memory -- and it
+never enforces keep-alive (``BrokerProtocolHandler.handle_read_timeout`` is ``pass``).
+
+:class:`FramedReader` sits between the socket and amqtt. At each packet boundary it reads the
+fixed header itself, refuses a remaining length above the limit *before* reading the body,
+and reads the body only within the keep-alive deadline. A refused or silent connection looks
+like end-of-stream to amqtt (its reader loop then ends the connection normally), and
+:attr:`FramedReader.failure` says why, for logs and presence.
+
+The reader is cancellation-safe: header bytes already consumed are kept across calls, and
+body reads use ``readexactly`` (which consumes nothing when cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+
+from amqtt.adapters import ReaderAdapter
+
+__all__ = ["FrameFailure", "FramedReader"]
+
+_MAX_LENGTH_BYTES = 4  # MQTT's variable-length integer has at most four bytes
+
+
+class FrameFailure(StrEnum):
+    """Why a :class:`FramedReader` stopped delivering packets."""
+
+    PACKET_TOO_LARGE = "packet_too_large"
+    KEEPALIVE_TIMEOUT = "keepalive_timeout"
+    CONNECT_TIMEOUT = "connect_timeout"
+    MALFORMED = "malformed"
+
+
+class FramedReader(ReaderAdapter):
+    """Serves amqtt's ``read(n)`` calls from whole, size-checked packets."""
+
+    def __init__(self, inner: ReaderAdapter, *, max_packet_size: int, connect_timeout: float) -> None:
+        self._inner = inner
+        self.max_packet_size = max_packet_size
+        self._idle_limit: float | None = connect_timeout
+        self._loop = asyncio.get_running_loop()
+        self._last_packet_at = self._loop.time()
+        self._header = bytearray()  # fixed-header bytes of the packet being read
+        self._frame = b""
+        self._pos = 0
+        self._connected = False
+        self.failure: FrameFailure | None = None
+        self.declared_length: int | None = None  # remaining length of a refused packet
+
+    def start_keepalive(self, keep_alive: int, grace: float) -> None:
+        """After CONNECT: allow ``keep_alive * grace`` seconds between packets (0 = forever)."""
+        self._connected = True
+        self._idle_limit = keep_alive * grace if keep_alive > 0 else None
+        self._last_packet_at = self._loop.time()
+
+    async def read(self, n: int = -1) -> bytes:
+        """Return ``n`` bytes of the current packet; ``b""`` once the connection must end."""
+        if self.failure is not None:
+            return b""
+        if self._pos >= len(self._frame) and not await self._next_frame():
+            return b""
+        available = len(self._frame) - self._pos
+        if n < 0:
+            n = available
+        if n > available:  # the decoder wants more than the packet declared: malformed
+            self.failure = FrameFailure.MALFORMED
+            return b""
+        data = self._frame[self._pos : self._pos + n]
+        self._pos += n
+        return data
+
+    def feed_eof(self) -> None:
+        """Forward EOF to the wrapped reader."""
+        self._inner.feed_eof()
+
+    async def _next_frame(self) -> bool:
+        timeout = None
+        if self._idle_limit is not None:
+            timeout = max(0.0, self._last_packet_at + self._idle_limit - self._loop.time())
+        try:
+            async with asyncio.timeout(timeout):
+                frame = await self._read_frame()
+        except TimeoutError:
+            self.failure = (
+                FrameFailure.KEEPALIVE_TIMEOUT if self._connected else FrameFailure.CONNECT_TIMEOUT
+            )
+            return False
+        if frame is None:
+            return False
+        self._frame, self._pos = frame, 0
+        self._last_packet_at = self._loop.time()
+        return True
+
+    async def _read_frame(self) -> bytes | None:
+        """Read one whole packet; ``None`` on EOF or a refused packet (see :attr:`failure`)."""
+        while not self._header_complete():
+            byte = await self._read_exactly(1)
+            if not byte:
+                return None
+            self._header += byte
+            if len(self._header) > 1 + _MAX_LENGTH_BYTES:
+                self.failure = FrameFailure.MALFORMED
+                return None
+        length = self._remaining_length()
+        if length > self.max_packet_size:
+            self.failure, self.declared_length = FrameFailure.PACKET_TOO_LARGE, length
+            return None
+        body = await self._read_exactly(length) if length else b""
+        if len(body) < length:
+            return None
+        header, self._header = bytes(self._header), bytearray()
+        return header + body
+
+    def _header_complete(self) -> bool:
+        return len(self._header) >= 2 and not self._header[-1] & 0x80
+
+    def _remaining_length(self) -> int:
+        value, multiplier = 0, 1
+        for byte in self._header[1:]:
+            value += (byte & 0x7F) * multiplier
+            multiplier *= 128
+        return value
+
+    async def _read_exactly(self, n: int) -> bytes:
+        try:
+            data = await self._inner.read(n)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            return b""
+        return data if len(data) == n else b""

@@ -1,0 +1,242 @@
+"""Message routing on top of amqtt: mount, ACL, indexed matching, retained messages.
+
+:class:`RoutingBroker` replaces the parts of ``amqtt.broker.Broker`` (0.12.1, pinned exactly)
+that decide *who gets what*. Each overridden private method says why in its docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any
+
+from amqtt.broker import Broker, RetainedApplicationMessage
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import OutgoingApplicationMessage, Session
+
+from broker._session import BrokerSession
+from broker.errors import InvalidTopicError
+from broker.presence import OfflineReason
+from broker.topics import (
+    DIAG_TOPIC,
+    TopicFilter,
+    TopicName,
+    always_delivered_device,
+    is_device_filter_allowed,
+    is_uplink_topic,
+)
+from broker.trie import RetainedTree, SubscriptionIndex
+
+__all__ = ["RoutingBroker", "device_key"]
+
+logger = logging.getLogger(__name__)
+
+SUBACK_FAILURE = 0x80
+_Tasks = deque[asyncio.Task[OutgoingApplicationMessage]]
+
+
+def device_key(device_id: int) -> str:
+    """The internal session key of a device (never derived from the client-sent id)."""
+    return f"dev:{device_id}"
+
+
+class RoutingBroker(Broker):
+    """amqtt ``Broker`` whose routing is mounted, ACL-checked and index-based."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.index: SubscriptionIndex[BrokerSession] = SubscriptionIndex()
+        self.retained: RetainedTree[RetainedApplicationMessage] = RetainedTree()
+
+    # ---- publishing ---------------------------------------------------------------------
+
+    async def _handle_message_delivery(
+        self, client_session: Session, handler: BrokerProtocolHandler, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        """Override: check the device ACL, mount the topic, send diag on refusal.
+
+        Stock amqtt only asks topic plugins yes/no and cannot rewrite topics. Returning False
+        ends the connection (MQTT protocol violations), as stock amqtt does.
+        """
+        message = wait_deliver.result()
+        if message is None:
+            return True
+        assert isinstance(client_session, BrokerSession)
+        topic = message.topic
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic or topic.startswith("$"):
+            logger.warning("closing %s: PUBLISH to invalid topic %r", client_session.client_id, topic)
+            if client_session.connection is not None:
+                client_session.connection.end_reason = OfflineReason.PROTOCOL_ERROR
+            return False
+        retain = bool(message.publish_packet and message.publish_packet.retain_flag)
+        mount = client_session.mount
+        if mount is not None:
+            if not is_uplink_topic(topic):
+                logger.info("dropped publish of %s to %r: not an uplink topic", client_session.client_id, topic)
+                await self.send_diag(client_session, f'publish to "{topic}" refused: not a Blynk uplink topic')
+                return True
+            topic, retain = mount.mount(topic), False  # devices cannot retain (unbounded memory)
+        await self._broadcast_message(client_session, topic, message.data)
+        if retain:
+            await self.retain_message(None, topic, message.data, message.qos)
+        return True
+
+    async def send_diag(self, session: BrokerSession, text: str) -> None:
+        """Tell a device, on ``downlink/diag`` (QoS 0), why something it did was refused."""
+        if session.mount is not None:
+            await self._broadcast_message(None, session.mount.mount(DIAG_TOPIC), text.encode(), QOS_0)
+
+    async def retain_message(
+        self,
+        source_session: Session | None,
+        topic_name: str | None,
+        data: bytes | bytearray | None,
+        qos: int | None = None,
+    ) -> None:
+        """Override: keep retained messages in a topic tree, not amqtt's flat dict."""
+        if topic_name is None:
+            return
+        if data:
+            message = RetainedApplicationMessage(None, topic_name, data, qos)
+            self.retained.set(TopicName(topic_name), message)
+        else:  # [MQTT-3.3.1-10] an empty retained message clears the topic
+            self.retained.delete(topic_name)
+
+    # ---- broadcasting -------------------------------------------------------------------
+
+    async def _run_broadcast(self, running_tasks: _Tasks) -> None:
+        """Override (stock defect 4): match via the index instead of testing every filter.
+
+        Keeps amqtt's QoS rule: a forced QoS (internal messages) wins, otherwise the
+        subscription's QoS. Adds Blynk's always-delivered downlinks at QoS 0.
+        """
+        broadcast = await self._broadcast_queue.get()
+        topic, data, forced = broadcast["topic"], broadcast["data"], broadcast.get("qos")
+        targets = self.index.match(topic)
+        for session, sub_qos in targets.items():
+            await self._deliver(session, broadcast, forced if forced is not None else sub_qos, running_tasks)
+        device_id = always_delivered_device(topic)
+        if device_id is not None:
+            entry = self._sessions.get(device_key(device_id))
+            if entry is not None and entry[0] not in targets:
+                assert isinstance(entry[0], BrokerSession)
+                await self._deliver(entry[0], broadcast, QOS_0, running_tasks)
+
+    async def _deliver(self, session: BrokerSession, broadcast: dict[str, Any], qos: int, tasks: _Tasks) -> None:
+        """Send one broadcast to one session, or queue it for an offline persistent session."""
+        if session.transitions.state != "connected":
+            if not session.clean_session and qos in (QOS_1, QOS_2):
+                await self._retain_broadcast_message(broadcast, qos, session)
+            return
+        connection = session.connection
+        if connection is not None:
+            publish = connection.handler.mqtt_publish(broadcast["topic"], broadcast["data"], qos, retain=False)
+            tasks.append(asyncio.ensure_future(publish))
+
+    async def drain_broadcasts(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until queued broadcasts are sent and acknowledged."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if self._broadcast_queue.empty() and all(task.done() for task in self._tasks_queue):
+                return
+            await asyncio.sleep(0.01)
+
+    # ---- subscriptions ------------------------------------------------------------------
+
+    async def _handle_subscription(
+        self, client_session: Session, handler: BrokerProtocolHandler, subscribe_waiter: asyncio.Future[Any]
+    ) -> None:
+        """Override: ACL and mount per filter; retained messages only for what was granted."""
+        assert isinstance(client_session, BrokerSession)
+        request = subscribe_waiter.result()
+        codes: list[int] = []
+        granted: list[tuple[TopicFilter, int]] = []
+        for raw_filter, qos in request.topics:
+            topic_filter = self._authorize_filter(client_session, raw_filter, qos)
+            if topic_filter is None:
+                codes.append(SUBACK_FAILURE)
+                continue
+            self.index.add(topic_filter, client_session, qos)
+            codes.append(qos)
+            granted.append((topic_filter, qos))
+        await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
+        for topic_filter, qos in granted:
+            self.send_retained(client_session, topic_filter, qos)
+
+    def _authorize_filter(self, session: BrokerSession, raw_filter: str, qos: int) -> TopicFilter | None:
+        if qos not in (QOS_0, QOS_1, QOS_2):
+            return None
+        if session.mount is not None:
+            if not is_device_filter_allowed(raw_filter):
+                logger.info("refused subscribe of %s to %r", session.client_id, raw_filter)
+                return None
+            raw_filter = session.mount.mount(raw_filter)
+        try:
+            return TopicFilter(raw_filter)
+        except InvalidTopicError:
+            return None
+
+    async def _handle_unsubscription(
+        self, client_session: Session, handler: BrokerProtocolHandler, unsubscribe_waiter: asyncio.Future[Any]
+    ) -> None:
+        """Override: unmount device filters and remove them from the index."""
+        assert isinstance(client_session, BrokerSession)
+        request = unsubscribe_waiter.result()
+        for raw_filter in request.topics:
+            topic_filter = self._authorize_filter(client_session, raw_filter, QOS_0)
+            if topic_filter is not None:
+                self.index.remove(topic_filter, client_session)
+        await handler.mqtt_acknowledge_unsubscription(request.packet_id)
+
+    def send_retained(self, session: BrokerSession, topic_filter: TopicFilter, qos: int) -> None:
+        """Send ``session`` the retained messages matching one of *its own* granted filters.
+
+        Stock defect 1: amqtt sends retained messages matching any client's filters, to every
+        connecting client, without a RECEIVE check. Here only the subscribing session gets
+        them, only for its filter, and a device only ever under its own mount.
+        """
+        connection = session.connection
+        if connection is None:
+            return
+        for topic, message in self.retained.match(topic_filter):
+            if session.mount is not None and session.mount.unmount(topic) is None:
+                continue
+            sent_qos = min(qos, message.qos if message.qos is not None else qos)
+            publish = connection.handler.mqtt_publish(topic, message.data, sent_qos, retain=True)
+            self._tasks_queue.append(asyncio.ensure_future(publish))
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        """Override (stock defect 1): never called by our flow; kept safe for amqtt callers."""
+        if isinstance(session, BrokerSession):
+            topic_filter = self._authorize_filter(session, subscription[0], subscription[1])
+            if topic_filter is not None:
+                self.send_retained(session, topic_filter, subscription[1])
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        """Override: amqtt's public hook for plugins now writes to the index (no plugins load)."""
+        if not isinstance(session, BrokerSession):
+            return SUBACK_FAILURE
+        topic_filter = self._authorize_filter(session, *subscription)
+        if topic_filter is None:
+            return SUBACK_FAILURE
+        self.index.add(topic_filter, session, subscription[1])
+        return subscription[1]
+
+    async def _del_all_subscriptions(self, session: Session) -> None:
+        """Override: O(own filters) removal instead of amqtt's scan of every filter."""
+        if isinstance(session, BrokerSession):
+            self.index.remove_subscriber(session)
+
+    def _del_subscription(self, a_filter: str, session: Session) -> int:
+        """Override: remove from the index (``a_filter`` is already a broker-side filter)."""
+        if not isinstance(session, BrokerSession):
+            return 0
+        try:
+            return int(self.index.remove(TopicFilter(a_filter), session))
+        except InvalidTopicError:
+            return 0

@@ -1,0 +1,96 @@
+"""Per-session and per-connection records the broker keeps beside amqtt's ``Session``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from amqtt.session import Session
+
+from broker.identity import Identity
+from broker.presence import OfflineReason
+from broker.topics import DeviceMount
+
+if TYPE_CHECKING:
+    from broker._framing import FramedReader
+    from broker._handler import MountedHandler
+
+__all__ = ["BrokerSession", "Connection", "KeyedLocks"]
+
+
+class BrokerSession(Session):
+    """amqtt ``Session`` that knows its device mount and hashes by identity.
+
+    ``client_id`` holds the broker's *internal* session key (``dev:<id>`` or ``svc:<id>``), so
+    amqtt's own bookkeeping (``Broker._sessions``, logs) is keyed by identity, never by the id
+    a firmware happened to send; that one is kept in :attr:`client_sent_id`.
+
+    amqtt's ``Session.__eq__`` compares client ids and so makes sessions unhashable; this
+    subclass restores identity semantics so sessions can key the subscription index.
+    """
+
+    __hash__ = object.__hash__
+
+    def __init__(self, key: str, mount: DeviceMount | None, client_sent_id: str) -> None:
+        super().__init__()
+        self.client_id = key
+        self.mount = mount
+        self.client_sent_id = client_sent_id
+        self.connection: Connection | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+@dataclass(eq=False)
+class Connection:
+    """One network connection of an authenticated client, from CONNACK to close."""
+
+    key: str
+    identity: Identity
+    session: BrokerSession
+    handler: MountedHandler
+    reader: FramedReader
+    address: str | None
+    port: int | None
+    keep_alive: int
+    end_reason: OfflineReason | None = None
+    """Set by the broker when *it* ends the connection (replaced, shutdown, protocol error)."""
+    offline_sent: bool = False
+    closed: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def mount(self) -> DeviceMount | None:
+        """The device mount, or ``None`` for a service connection."""
+        return self.session.mount
+
+    @property
+    def label(self) -> str:
+        """Short text naming this connection in logs (never the token)."""
+        return f"{self.key} ({self.address}:{self.port}, client id {self.session.client_sent_id!r})"
+
+
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, created on demand and dropped when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock of ``key`` for the duration of the ``async with`` block."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
