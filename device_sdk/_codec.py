@@ -41,6 +41,8 @@ def format_float(value: float) -> str:
     if not math.isfinite(value):
         raise ValueError(f"cannot send a non-finite number ({value!r}) as a datastream value")
     text = format(value, ".15g")
+    if math.isinf(float(text)):  # rounding up pushed a value near float max over the edge
+        return repr(value)
     return "0" if text == "-0" else text
 
 

@@ -10,7 +10,7 @@ from typing import TypeVar, overload
 from ._backoff import Backoff
 from ._codec import Value, check_name, encode_batch, encode_mcu_info, encode_scalar, encode_value
 from ._connection import Link, LinkConfig
-from ._dispatch import DisconnectHandler, Dispatcher
+from ._dispatch import Dispatcher
 from ._downlinks import DownlinkQueue
 from ._endpoint import Endpoint
 from ._exceptions import DeviceError
@@ -210,7 +210,11 @@ class Device:
         self._link.publish(f"event/{check_name(code, 'event code')}", description.encode())
 
     def set_meta(self, name: str, value: str | int | float | bool) -> None:
-        """Set a device metadata field (``meta/<name>``), e.g. ``"Serial Number"``.
+        """Set a device metadata field (``meta/<name>``).
+
+        Args:
+            name: The metadata field, e.g. ``"Serial Number"``.
+            value: The new value, sent as plain text.
 
         Raises:
             NotConnectedError: The device is offline.
@@ -297,6 +301,9 @@ class Device:
     def on_any_write(self, handler: F) -> F:
         """Call ``handler(name, value)`` for every datastream write from the server.
 
+        Args:
+            handler: A callable taking the datastream name and the value (both ``str``).
+
         Returns:
             ``handler``, so this works as a decorator.
         """
@@ -308,6 +315,9 @@ class Device:
 
         The library cannot reboot the machine; the handler decides what to do.
 
+        Args:
+            handler: A callable taking no arguments.
+
         Returns:
             ``handler``, so this works as a decorator.
         """
@@ -317,6 +327,9 @@ class Device:
     def on_reconfigure(self, handler: F) -> F:
         """Call ``handler()`` when the server asks the device to re-enter configuration mode.
 
+        Args:
+            handler: A callable taking no arguments.
+
         Returns:
             ``handler``, so this works as a decorator.
         """
@@ -325,6 +338,9 @@ class Device:
 
     def on_diag(self, handler: F) -> F:
         """Call ``handler(text)`` when the server reports a problem (``downlink/diag``).
+
+        Args:
+            handler: A callable taking the diagnostic text.
 
         Returns:
             ``handler``, so this works as a decorator.
@@ -337,17 +353,23 @@ class Device:
 
         A good place for :meth:`sync` calls.
 
+        Args:
+            handler: A callable taking no arguments.
+
         Returns:
             ``handler``, so this works as a decorator.
         """
         self._dispatch.add(self._dispatch.connects, handler)
         return handler
 
-    def on_disconnect(self, handler: DisconnectHandler) -> DisconnectHandler:
+    def on_disconnect(self, handler: F) -> F:
         """Call ``handler(error)`` when a live connection ends.
 
         ``error`` is ``None`` after :meth:`disconnect`, else a :class:`ConnectionLostError`
         (the device reconnects by itself).
+
+        Args:
+            handler: A callable taking ``None`` or a :class:`DeviceError`.
 
         Returns:
             ``handler``, so this works as a decorator.
@@ -360,6 +382,9 @@ class Device:
 
         Useful for topics without a dedicated handler, such as ``downlink/meta/...``,
         ``downlink/utc/all/json`` or ``downlink/ota/json``.
+
+        Args:
+            handler: A callable taking a :class:`Downlink`.
 
         Returns:
             ``handler``, so this works as a decorator.

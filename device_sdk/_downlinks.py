@@ -72,6 +72,10 @@ class DownlinkQueue:
     Iterating blocks for the next message and ends when the queue is closed, either by
     :meth:`close` (or leaving the ``with`` block) or because the device was disconnected.
     A full queue drops new messages (with a warning) rather than blocking the network thread.
+
+    Args:
+        maxsize: How many unread messages to keep.
+        on_close: Called with the queue when it closes (the device forgets it then).
     """
 
     def __init__(self, maxsize: int, on_close: Callable[[DownlinkQueue], None]) -> None:
@@ -82,7 +86,11 @@ class DownlinkQueue:
         self._warned_full = False
 
     def put(self, downlink: Downlink) -> None:
-        """Add a message (called by the device's network thread)."""
+        """Add a message; the device's network thread calls this.
+
+        Args:
+            downlink: The message; dropped if the queue is closed or full.
+        """
         if self._closed.is_set():
             return
         if self._queue.qsize() >= self._maxsize:
