@@ -1,0 +1,392 @@
+"""Shared helpers for the broker integration tests: factories, clients, raw MQTT packets.
+
+Two broker factories with one interface, so each defect check runs against both:
+
+* :func:`ours` -- :class:`broker.MqttBroker` with a dict authenticator;
+* :func:`stock` -- a plain ``amqtt.broker.Broker`` with the minimal equivalent plugins
+  (token auth + "device only under d/<id>/" topic ACL). Devices talk full topics there
+  (no mount), which :meth:`Harness.dev` hides from the checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import paho.mqtt.client as mqtt
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+from amqtt.session import Session
+from paho.mqtt.enums import CallbackAPIVersion
+
+from broker import BrokerSettings, ConnectInfo, DeviceIdentity, MqttBroker, ServiceIdentity
+from broker.trie import SubscriptionIndex
+
+SERVICE_USER = "openblynk-service"
+SERVICE_PASSWORD = "svc-secret"
+TOKENS = {f"token-{n:02d}-" + "x" * 23: n for n in range(1, 10)}
+
+
+def token(device_id: int) -> str:
+    """The auth token of test device ``device_id`` (1..9)."""
+    return next(t for t, d in TOKENS.items() if d == device_id)
+
+
+class DictAuthenticator:
+    """Token dict -> DeviceIdentity; the service password -> ServiceIdentity."""
+
+    def __init__(self) -> None:
+        self.calls: list[ConnectInfo] = []
+        self.fail = False
+
+    async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | None:
+        self.calls.append(info)
+        if self.fail:
+            raise RuntimeError("database is down")
+        if info.password == SERVICE_PASSWORD:
+            return ServiceIdentity(info.username or "service")
+        device = TOKENS.get(info.password or "")
+        return DeviceIdentity(device) if device is not None else None
+
+
+# ---- stock amqtt with equivalent plugins ------------------------------------------------
+
+
+class StockTokenAuth(BaseAuthPlugin):
+    """Stock-amqtt plugin: same credentials as :class:`DictAuthenticator`."""
+
+    @dataclass
+    class Config:
+        pass
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        if session.password == SERVICE_PASSWORD:
+            session.attributes["test.device"] = "*"
+            return True
+        device = TOKENS.get(session.password or "")
+        if session.username != "device" or device is None:
+            return False
+        session.attributes["test.device"] = device
+        return True
+
+
+class StockTopicAcl(BaseTopicPlugin):
+    """Stock-amqtt plugin: a device may only touch topics under ``d/<id>/``."""
+
+    @dataclass
+    class Config:
+        pass
+
+    async def topic_filtering(
+        self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool:
+        device = session.attributes.get("test.device") if session else None
+        if device == "*":
+            return True
+        return bool(device and topic and topic.startswith(f"d/{device}/"))
+
+
+# ---- factories ----------------------------------------------------------------------------
+
+
+@dataclass
+class Harness:
+    """A running broker under test."""
+
+    kind: str
+    port: int
+    broker: Any
+    authenticator: DictAuthenticator | None = None
+
+    def dev(self, device_id: int, relative: str) -> str:
+        """The topic a device uses for ``relative`` (mounted brokers hide the prefix)."""
+        return relative if self.kind == "ours" else f"d/{device_id}/{relative}"
+
+    @contextlib.contextmanager
+    def matching_calls(self) -> Iterator[CallCounter]:
+        """Count calls of the broker's subscription-matching function while inside.
+
+        Stock: ``Broker._matches`` (called per filter per message), patched on this instance
+        only. Ours: ``SubscriptionIndex._collect`` (called per visited trie node).
+        """
+        counter = CallCounter()
+        if self.kind == "stock":
+            with mock.patch.object(self.broker, "_matches", counter.wrap(self.broker._matches)):
+                yield counter
+        else:
+            original = SubscriptionIndex._collect
+            with mock.patch.object(SubscriptionIndex, "_collect", counter.wrap_method(original)):
+                yield counter
+
+
+@dataclass
+class CallCounter:
+    """Counts calls of a wrapped function."""
+
+    calls: int = 0
+
+    def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return function(*args, **kwargs)
+
+        return counted
+
+    def wrap_method(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(instance: Any, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return function(instance, *args, **kwargs)
+
+        return counted
+
+
+Factory = Callable[[], contextlib.AbstractAsyncContextManager[Harness]]
+
+
+@contextlib.asynccontextmanager
+async def ours(**overrides: Any) -> AsyncIterator[Harness]:
+    """Our MqttBroker on a free port of 127.0.0.1."""
+    authenticator = DictAuthenticator()
+    settings = BrokerSettings(**{"host": "127.0.0.1", "port": 0, **overrides})
+    async with MqttBroker(settings, authenticator) as broker:
+        yield Harness("ours", broker.port, broker, authenticator)
+
+
+@contextlib.asynccontextmanager
+async def stock() -> AsyncIterator[Harness]:
+    """Stock amqtt 0.12.1 with token auth + prefix ACL plugins, on a free port."""
+    here = __name__
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:0"}},
+        "plugins": {f"{here}.StockTokenAuth": {}, f"{here}.StockTopicAcl": {}},
+    }
+    broker = Broker(config)
+    await broker.start()
+    try:
+        port = broker._servers["default"].instance.sockets[0].getsockname()[1]
+        yield Harness("stock", port, broker)
+    finally:
+        await broker.shutdown()
+
+
+# ---- waiting ------------------------------------------------------------------------------
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 3.0, what: str = "condition") -> None:
+    """Poll ``predicate`` every 10 ms; AssertionError if it is not true within ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+# ---- paho client --------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+@dataclass
+class Paho:
+    """A paho-mqtt 2.2 client (MQTT 3.1.1, callback API v2) driven from async tests."""
+
+    port: int
+    client_id: str = ""
+    username: str | None = None
+    password: str | None = None
+    clean_session: bool = True
+    keepalive: int = 60
+    will: tuple[str, bytes] | None = None
+    messages: list[Received] = field(default_factory=list)
+    connack: str | None = None
+    disconnected: bool = False
+    subacks: dict[int, list[int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=self.clean_session,
+            protocol=mqtt.MQTTv311,
+        )
+        if self.username is not None:
+            client.username_pw_set(self.username, self.password)
+        if self.will is not None:
+            client.will_set(self.will[0], self.will[1], qos=1)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        self.client = client
+
+    def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connack = str(reason)
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(message.topic, message.payload, message.qos, bool(message.retain)))
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, codes: list[Any], _p: Any) -> None:
+        self.subacks[mid] = [code.value for code in codes]
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self.disconnected = True
+
+    async def connect(self, expect: str = "Success") -> Paho:
+        """Connect (paho's network thread) and wait for CONNACK."""
+        self.client.connect_async("127.0.0.1", self.port, keepalive=self.keepalive)
+        self.client.loop_start()
+        await eventually(lambda: self.connack is not None, what="CONNACK")
+        assert self.connack == expect, self.connack
+        return self
+
+    async def subscribe(self, *filters: str, qos: int = 0) -> list[int]:
+        """Subscribe and return the SUBACK codes (0x80 = refused)."""
+        _, mid = self.client.subscribe([(f, qos) for f in filters])
+        await eventually(lambda: mid in self.subacks, what="SUBACK")
+        return self.subacks[mid]
+
+    async def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+        """Publish; for QoS 1 wait for the PUBACK."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if qos:
+            await eventually(info.is_published, what="PUBACK")
+
+    def topics(self) -> list[str]:
+        with self._lock:
+            return [m.topic for m in self.messages]
+
+    async def received(self, topic: str, timeout: float = 3.0) -> Received:
+        """Wait for the first message on ``topic``."""
+        await eventually(lambda: topic in self.topics(), timeout, what=f"message on {topic}")
+        return next(m for m in list(self.messages) if m.topic == topic)
+
+    async def close(self) -> None:
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+
+
+# ---- raw MQTT 3.1.1 packets -----------------------------------------------------------
+
+
+def _string(value: str | bytes) -> bytes:
+    data = value.encode() if isinstance(value, str) else value
+    return struct.pack("!H", len(data)) + data
+
+
+def _remaining_length(length: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        out.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(out)
+
+
+def packet(first_byte: int, body: bytes) -> bytes:
+    """A packet with a correct fixed header."""
+    return bytes([first_byte]) + _remaining_length(len(body)) + body
+
+
+def connect_packet(
+    client_id: str = "",
+    username: str | None = None,
+    password: str | None = None,
+    keepalive: int = 60,
+    clean: bool = True,
+    will: tuple[str, bytes] | None = None,
+) -> bytes:
+    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    payload = _string(client_id)
+    if will is not None:
+        flags |= 0x04 | 0x08  # will flag, will QoS 1
+        payload += _string(will[0]) + _string(will[1])
+    if username is not None:
+        payload += _string(username)
+    if password is not None:
+        payload += _string(password)
+    return packet(0x10, _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload)
+
+
+def publish_packet(topic: str, payload: bytes, qos: int = 0, packet_id: int = 1) -> bytes:
+    body = _string(topic) + (struct.pack("!H", packet_id) if qos else b"") + payload
+    return packet(0x30 | (qos << 1), body)
+
+
+def subscribe_packet(packet_id: int, *filters: str, qos: int = 0) -> bytes:
+    return packet(0x82, struct.pack("!H", packet_id) + b"".join(_string(f) + bytes([qos]) for f in filters))
+
+
+@dataclass
+class Raw:
+    """A raw-socket MQTT connection for byte-exact checks."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    @classmethod
+    async def open(cls, port: int) -> Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def read_packet(self, timeout: float = 3.0) -> bytes:
+        """One whole packet (fixed header included)."""
+        async with asyncio.timeout(timeout):
+            first = await self.reader.readexactly(1)
+            header, length, multiplier = bytearray(first), 0, 1
+            while True:
+                byte = (await self.reader.readexactly(1))[0]
+                header.append(byte)
+                length += (byte & 0x7F) * multiplier
+                multiplier *= 128
+                if not byte & 0x80:
+                    break
+            return bytes(header) + await self.reader.readexactly(length)
+
+    async def closed_by_peer(self, timeout: float = 3.0) -> bool:
+        """True once the broker has closed the connection (EOF or reset)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.reader.read(4096):
+                    pass
+            return True
+        except (ConnectionError, OSError):
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+
+def parse_publish(data: bytes) -> tuple[str, bytes]:
+    """Topic and payload of a QoS 0 PUBLISH packet read by :meth:`Raw.read_packet`."""
+    index = 1
+    while data[index] & 0x80:
+        index += 1
+    body = data[index + 1 :]
+    (length,) = struct.unpack("!H", body[:2])
+    qos = (data[0] >> 1) & 3
+    start = 2 + length + (2 if qos else 0)
+    return body[2 : 2 + length].decode(), body[start:]

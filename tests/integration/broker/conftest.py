@@ -1,0 +1,54 @@
+"""Fixtures for broker integration tests: our broker on a free port, tracked clients."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # make _broker_harness importable (and by amqtt)
+
+from _broker_harness import Harness, Paho, Raw, ours  # noqa: E402
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    """Our MqttBroker on 127.0.0.1, free port, default settings."""
+    async with ours() as running:
+        yield running
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Any]]:
+    """Paho and raw clients created by a test; closed afterwards."""
+    created: list[Any] = []
+    yield created
+    for client in created:
+        await client.close()
+
+
+@pytest.fixture
+def paho(harness: Harness, clients: list[Any]) -> Callable[..., Paho]:
+    """Build a tracked paho client for ``harness`` (call ``await c.connect()``)."""
+
+    def build(**kwargs: Any) -> Paho:
+        client = Paho(harness.port, **kwargs)
+        clients.append(client)
+        return client
+
+    return build
+
+
+@pytest.fixture
+def raw(harness: Harness, clients: list[Any]) -> Callable[[], Any]:
+    """Open a tracked raw socket to ``harness``."""
+
+    async def open_raw() -> Raw:
+        connection = await Raw.open(harness.port)
+        clients.append(connection)
+        return connection
+
+    return open_raw

@@ -1,0 +1,69 @@
+"""FramedReader: size limit before reading the body, keep-alive deadline, malformed frames."""
+
+from __future__ import annotations
+
+import asyncio
+
+from amqtt.adapters import ReaderAdapter
+
+from broker._framing import FrameFailure, FramedReader
+
+
+class ScriptedReader(ReaderAdapter):
+    """Serves bytes from a buffer; counts how many bytes were asked for."""
+
+    def __init__(self, data: bytes, then_block: bool = False) -> None:
+        self.data, self.pos, self.then_block, self.requested = data, 0, then_block, 0
+
+    async def read(self, n: int = -1) -> bytes:
+        self.requested += n
+        if self.pos + n > len(self.data):
+            if self.then_block:
+                await asyncio.Event().wait()
+            raise asyncio.IncompleteReadError(self.data[self.pos :], n)
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def feed_eof(self) -> None:
+        pass
+
+
+async def test_whole_packets_are_served_in_pieces() -> None:
+    frames = bytes([0x30, 3, 0, 1, 0x61]) + bytes([0xC0, 0])
+    reader = FramedReader(ScriptedReader(frames), max_packet_size=10, connect_timeout=5)
+    assert await reader.read(1) == b"\x30"
+    assert await reader.read(1) == b"\x03"
+    assert await reader.read(3) == b"\x00\x01a"
+    assert await reader.read(2) == b"\xc0\x00"
+    assert await reader.read(1) == b"" and reader.failure is None  # clean EOF
+
+
+async def test_oversized_packet_is_refused_before_its_body_is_read() -> None:
+    header = bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F])  # declares 268 MB
+    inner = ScriptedReader(header + b"x" * 100)
+    reader = FramedReader(inner, max_packet_size=1024, connect_timeout=5)
+    assert await reader.read(1) == b""
+    assert reader.failure is FrameFailure.PACKET_TOO_LARGE
+    assert reader.declared_length == 268_435_455
+    assert inner.requested == len(header)
+
+
+async def test_silence_past_the_keepalive_deadline_ends_the_stream() -> None:
+    reader = FramedReader(ScriptedReader(b"", then_block=True), max_packet_size=10, connect_timeout=5)
+    reader.start_keepalive(keep_alive=1, grace=0.05 / 1)  # deadline 0.05 s
+    assert await reader.read(1) == b""
+    assert reader.failure is FrameFailure.KEEPALIVE_TIMEOUT
+
+
+async def test_decoder_reading_past_the_frame_is_malformed() -> None:
+    reader = FramedReader(ScriptedReader(bytes([0x30, 1, 0])), max_packet_size=10, connect_timeout=5)
+    assert await reader.read(2) == b"\x30\x01"
+    assert await reader.read(2) == b""
+    assert reader.failure is FrameFailure.MALFORMED
+
+
+async def test_five_length_bytes_are_malformed() -> None:
+    reader = FramedReader(ScriptedReader(bytes([0x30, 0x80, 0x80, 0x80, 0x80, 0x01])), max_packet_size=10, connect_timeout=5)
+    assert await reader.read(1) == b""
+    assert reader.failure is FrameFailure.MALFORMED
