@@ -1,0 +1,122 @@
+"""The app factory: routes, exception handlers and the lifespan that wires the services.
+
+Importing this module reads no environment and opens nothing; ``create_app`` receives the
+settings and the database URL from the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.openapi import OpenAPIConfig
+
+from backend.device_api.controllers import DeviceApiController
+from backend.device_api.services import DeviceApiService
+from backend.devices.auth import SERVICE_USERNAME
+from backend.devices.data import DataService
+from backend.devices.latest import LatestValues
+from backend.devices.registry import DeviceRegistry
+from backend.db.engine import Database
+from backend.errors import BlynkApiError, ConflictError, NotFoundError, OpenBlynkError, ValidationError
+from backend.history.writer import HistoryWriter, ensure_partitions
+from backend.ingest.mqtt import ServiceClient
+from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.security import Secrets
+from backend.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the lifespan starts, kept on ``app.state.services``."""
+
+    db: Database
+    mqtt: ServiceClient
+    history: HistoryWriter
+    latest: LatestValues
+    ingest: IngestService
+    ingest_task: asyncio.Task[None]
+
+
+def create_app(settings: Settings, database_url: str) -> Litestar:
+    """Assemble the Litestar application."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        services = await _start_services(app, settings, database_url)
+        try:
+            yield
+        finally:
+            await _stop_services(services)
+
+    return Litestar(
+        route_handlers=[DeviceApiController, health],
+        lifespan=[lifespan],
+        exception_handlers={OpenBlynkError: _error_response},
+        openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )
+
+
+@get("/healthz", media_type=MediaType.JSON)
+async def health(request: Request) -> dict[str, object]:
+    """Liveness and the broker connection state."""
+    services: Services = request.app.state.services
+    return {"status": "ok", "broker_connected": services.mqtt.connected,
+            "ingested": services.ingest.processed, "history_rows": services.history.rows_written}
+
+
+def _error_response(request: Request, exc: Exception) -> Response[object]:
+    """Map the project's error tree to HTTP (Blynk's shape for the device API)."""
+    assert isinstance(exc, OpenBlynkError)
+    status = 400
+    if isinstance(exc, NotFoundError):
+        status = 404
+    elif isinstance(exc, ConflictError):
+        status = 409
+    elif not isinstance(exc, (ValidationError, BlynkApiError)):
+        log.error("unexpected error on %s: %s", request.url.path, exc)
+        status = 500
+    return Response({"error": {"message": exc.message}}, status_code=status, media_type=MediaType.JSON)
+
+
+async def _start_services(app: Litestar, settings: Settings, database_url: str) -> Services:
+    secrets = Secrets(settings.resolved_secret_key())
+    db = Database(database_url)
+    await db.open()
+    await ensure_partitions(db.pool)
+    registry = DeviceRegistry(db.pool)
+    history = HistoryWriter(db.pool, batch_rows=settings.history_batch_rows,
+                            flush_seconds=settings.history_flush_seconds)
+    latest = LatestValues(db.pool)
+    mqtt = ServiceClient(settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME,
+                         secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
+    data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes)
+    ingest = IngestService(registry, data, db.pool)
+    history.start()
+    latest.start()
+    await mqtt.start()
+    task = asyncio.create_task(_ingest_loop(mqtt, ingest), name="ingest")
+    app.state.services = Services(db, mqtt, history, latest, ingest, task)
+    app.state.device_api = DeviceApiService(registry, secrets, data, db.pool)
+    return app.state.services  # type: ignore[no-any-return]
+
+
+async def _stop_services(s: Services) -> None:
+    s.ingest_task.cancel()
+    await asyncio.gather(s.ingest_task, return_exceptions=True)
+    await s.mqtt.stop()
+    await s.history.stop()
+    await s.latest.stop()
+    await s.db.close()
+
+
+async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService) -> None:
+    while True:
+        await ingest.handle(await mqtt.messages())

@@ -1,0 +1,175 @@
+"""The ``openblynk`` command line.
+
+    openblynk serve                  database, broker and app; Ctrl-C stops all
+    openblynk broker | app           one part alone, for split deployments
+    openblynk migrate                apply schema migrations and exit
+    openblynk import FILE|-          create/update templates and devices; prints devices + tokens
+    openblynk export                 print templates and devices (with tokens) as JSON
+    openblynk device token NAME [--rotate]
+
+Settings come from OPENBLYNK_* environment variables (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import msgspec
+
+from backend.errors import OpenBlynkError
+from backend.runtime import database, prepare, setup_logging
+from backend.settings import Settings
+
+log = logging.getLogger("openblynk")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``openblynk`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        setup_logging(settings, args.command)
+        return int(args.func(settings, args) or 0)
+    except OpenBlynkError as exc:
+        print(f"openblynk: {exc.message}", file=sys.stderr)
+        return 2
+    except msgspec.ValidationError as exc:
+        print(f"openblynk: invalid document: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openblynk", description="Self-hosted Blynk-compatible IoT platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run database, broker and app").set_defaults(func=_serve)
+    sub.add_parser("broker", help="run the MQTT broker alone").set_defaults(func=_broker)
+    sub.add_parser("app", help="run the web app and ingest alone").set_defaults(func=_app)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+    imp = sub.add_parser("import", help="import templates and devices from a JSON file ('-' for stdin)")
+    imp.add_argument("file")
+    imp.set_defaults(func=_import)
+    sub.add_parser("export", help="export templates and devices as JSON").set_defaults(func=_export)
+    dev = sub.add_parser("device", help="device operations")
+    dev_sub = dev.add_subparsers(dest="device_command", required=True)
+    tok = dev_sub.add_parser("token", help="show (or --rotate) a device's auth token")
+    tok.add_argument("name")
+    tok.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
+    tok.set_defaults(func=_device_token)
+    return parser
+
+
+def _serve(settings: Settings, _args: argparse.Namespace) -> int:
+    from backend.supervisor import Supervisor
+    return Supervisor(settings).run()
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        asyncio.run(prepare(settings, url))
+    print("database is up to date", file=sys.stderr)
+    return 0
+
+
+def _app(settings: Settings, _args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.app import create_app
+    with database(settings) as url:
+        asyncio.run(prepare(settings, url))
+        config = uvicorn.Config(create_app(settings, url), host=settings.bind, port=settings.http_port,
+                                log_config=None, lifespan="on", ws="websockets-sansio")
+        uvicorn.Server(config).run()
+    return 0
+
+
+def _broker(settings: Settings, _args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        asyncio.run(prepare(settings, url))
+        asyncio.run(_run_broker(settings, url))
+    return 0
+
+
+async def _run_broker(settings: Settings, url: str) -> None:
+    from broker import BrokerSettings, MqttBroker
+
+    from backend.db.engine import Database
+    from backend.devices.auth import PgAuthenticator
+    from backend.devices.registry import DeviceRegistry
+    from backend.security import Secrets
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tls = bool(settings.tls_certfile and settings.tls_keyfile)
+    broker_settings = BrokerSettings(host=settings.bind, port=settings.mqtt_port,
+                                     tls_port=settings.mqtts_port if tls else None,
+                                     certfile=settings.tls_certfile or None, keyfile=settings.tls_keyfile or None,
+                                     max_packet_size=settings.mqtt_max_packet_size)
+    async with Database(url, pool_size=4) as db:
+        auth = PgAuthenticator(DeviceRegistry(db.pool), Secrets(settings.resolved_secret_key()))
+        async with MqttBroker(broker_settings, auth):
+            log.info("MQTT broker listening on %s:%d", settings.bind, settings.mqtt_port)
+            await stop.wait()
+            log.info("stopping the broker")
+
+
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    from backend.transfer.schemas import decode_document
+    doc = decode_document(raw)
+    with database(settings) as url:
+        result = asyncio.run(_with_transfer(settings, url, lambda svc, org: svc.import_document(org, doc)))
+    print(msgspec.json.encode(result).decode())
+    return 0
+
+
+def _export(settings: Settings, _args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        doc = asyncio.run(_with_transfer(settings, url, lambda svc, org: svc.export_document(org)))
+    print(json.dumps(msgspec.to_builtins(doc), indent=2))
+    return 0
+
+
+async def _with_transfer(settings: Settings, url: str, action):  # type: ignore[no-untyped-def]
+    from backend.db.engine import Database
+    from backend.security import Secrets
+    from backend.transfer.services import TransferService
+
+    org_id = await prepare(settings, url)
+    async with Database(url, pool_size=1) as db:
+        async with db.session() as session:
+            return await action(TransferService(session, Secrets(settings.resolved_secret_key())), org_id)
+
+
+def _device_token(settings: Settings, args: argparse.Namespace) -> int:
+    with database(settings) as url:
+        token = asyncio.run(_token(settings, url, args.name, args.rotate))
+    print(token)
+    return 0
+
+
+async def _token(settings: Settings, url: str, name: str, rotate: bool) -> str:
+    from backend.db.engine import Database
+    from backend.devices.services import DeviceService
+    from backend.security import Secrets
+
+    await prepare(settings, url)
+    async with Database(url, pool_size=1) as db:
+        async with db.session() as session:
+            service = DeviceService(session, Secrets(settings.resolved_secret_key()))
+            device = await service.by_name_anywhere(name)
+            token = await service.set_token(device) if rotate else service.token_of(device)
+            return token.value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Connections to PostgreSQL: a SQLAlchemy async engine for the relational model and a
+psycopg pool for the time-series hot path (binary COPY, batched upserts)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+import backend.db.models  # noqa: F401  (registers every table so foreign keys resolve)
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://...`` → ``postgresql+psycopg://...`` (psycopg 3 driver)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: {parts.scheme}://…")
+    return urlunsplit(("postgresql+psycopg", *parts[1:]))
+
+
+class Database:
+    """Both access paths to one PostgreSQL database; open with ``await db.open()``."""
+
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), pool_size=pool_size,
+                                                       max_overflow=5, pool_pre_ping=True)
+        self.pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False,
+                                        kwargs={"autocommit": True})
+
+    async def open(self) -> None:
+        """Open the psycopg pool (the engine connects lazily)."""
+        await self.pool.open(wait=True, timeout=30)
+
+    async def close(self) -> None:
+        """Close both pools."""
+        await self.pool.close()
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A SQLModel session; commits on success, rolls back on error."""
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+
+    async def __aenter__(self) -> "Database":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,60 @@
+"""HTTP handlers of Blynk's device API: thin, one service call each."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from litestar import Controller, MediaType, Request, Response, get
+
+from backend.device_api.services import DeviceApiService, Query
+
+
+def _query(request: Request) -> Query:
+    # Blynk puts pins as bare keys (`?token=..&v1&v2`) and repeats `value`; keep both as sent.
+    return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+
+def _service(request: Request) -> DeviceApiService:
+    return request.app.state.device_api  # type: ignore[no-any-return]
+
+
+def _text(body: str) -> Response[str]:
+    return Response(body, media_type=MediaType.TEXT)
+
+
+class DeviceApiController(Controller):
+    """``/external/api/...``: the endpoints Blynk firmware and scripts call with a device token."""
+
+    path = "/external/api"
+    tags = ["Blynk device HTTP API"]
+
+    @get("/get")
+    async def get_values(self, request: Request) -> Response[object]:
+        """Read one datastream (plain value) or several (JSON object)."""
+        result = await _service(request).get(_query(request))
+        if isinstance(result, str):
+            return _text(result)  # type: ignore[return-value]
+        return Response(result, media_type=MediaType.JSON)
+
+    @get("/getAll")
+    async def get_all(self, request: Request) -> dict[str, object]:
+        """Every datastream value of the device, keyed ``v<pin>``."""
+        return await _service(request).get_all(_query(request))
+
+    @get("/update")
+    async def update(self, request: Request) -> Response[str]:
+        """Write one datastream; the device receives it over MQTT."""
+        await _service(request).update(_query(request))
+        return _text("")
+
+    @get("/batch/update")
+    async def batch_update(self, request: Request) -> Response[str]:
+        """Write several datastreams in one request."""
+        await _service(request).batch_update(_query(request))
+        return _text("")
+
+    @get("/isHardwareConnected")
+    async def is_hardware_connected(self, request: Request) -> Response[str]:
+        """``true`` while the device is connected."""
+        return _text("true" if await _service(request).is_connected(_query(request)) else "false")
+

@@ -1,0 +1,165 @@
+"""Blynk's HTTP device API (``/external/api/...``), byte-compatible with blynk.cloud.
+
+Every error is a :class:`BlynkApiError` carrying Blynk's exact message text; the app's
+exception handler answers it as HTTP 400 ``{"error":{"message":"..."}}``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from backend import errors as e
+from backend.devices.data import DataService
+from backend.devices.registry import DeviceInfo, DeviceRegistry
+from backend.errors import BlynkApiError, ValidationError
+from backend.security import Secrets
+from backend.templates.values import DatastreamSpec, MULTI_SEPARATOR, json_of
+
+_PIN_KEY = re.compile(r"^[vV](\d{1,3})$")
+_RESERVED = {"token", "dataStreamId", "value", "pin"}
+
+Query = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class PinRef:
+    """A datastream named in a request, with the key the caller used for it."""
+
+    key: str
+    spec: DatastreamSpec
+
+
+class DeviceApiService:
+    """The logic behind the device HTTP endpoints."""
+
+    def __init__(self, registry: DeviceRegistry, secrets: Secrets, data: DataService,
+                 pool: AsyncConnectionPool) -> None:
+        self.registry = registry
+        self.secrets = secrets
+        self.data = data
+        self.pool = pool
+
+    async def device(self, query: Query) -> DeviceInfo:
+        """The device whose token is in the query."""
+        tokens = [v for k, v in query if k == "token"]
+        if not tokens or not tokens[0]:
+            raise BlynkApiError(e.NO_TOKEN)
+        device = await self.registry.by_token_hmac(self.secrets.token_hmac(tokens[0]))
+        if device is None:
+            raise BlynkApiError(e.INVALID_TOKEN)
+        return device
+
+    async def get(self, query: Query) -> str | dict[str, Any]:
+        """One pin → its plain value; several → a JSON object keyed as asked."""
+        device = await self.device(query)
+        refs = self._pins(device, query, bare=True)
+        if not refs:
+            raise BlynkApiError(e.WRONG_PIN)
+        if len(refs) == 1:
+            value = await self.data.current(device, refs[0].spec)
+            return "" if value is None else _plain(value)
+        out: dict[str, Any] = {}
+        for ref in refs:
+            value = await self.data.current(device, ref.spec)
+            out[ref.key] = None if value is None else json_of(ref.spec, value)
+        return out
+
+    async def get_all(self, query: Query) -> dict[str, Any]:
+        """Every datastream that has a value, keyed ``v<pin>``."""
+        device = await self.device(query)
+        latest = await self.data.latest.get_all(device.id)
+        out: dict[str, Any] = {}
+        for pin in sorted(latest):
+            spec = device.by_pin.get(pin)
+            if spec is not None:
+                out[f"v{pin}"] = json_of(spec, latest[pin].value)
+        return out
+
+    async def update(self, query: Query) -> None:
+        """Set one datastream; the device receives it on ``downlink/ds/<name>``."""
+        device = await self.device(query)
+        if any(k == "dataStreamId" for k, _ in query) or any(k == "pin" for k, _ in query):
+            ref = self._explicit(device, query)
+            values = [v for k, v in query if k == "value"]
+            if not values:
+                raise BlynkApiError(e.BAD_PARAMS)
+            await self._write(device, ref.spec, MULTI_SEPARATOR.join(values))
+            return
+        refs = self._pins(device, query, bare=False)
+        if len(refs) != 1:
+            raise BlynkApiError(e.WRONG_PIN if not refs else e.BAD_PARAMS)
+        values = [v for k, v in query if k == refs[0].key]
+        await self._write(device, refs[0].spec, MULTI_SEPARATOR.join(values))
+
+    async def batch_update(self, query: Query) -> None:
+        """Set several datastreams at once (``batch/update?token=..&v1=..&v2=..``)."""
+        device = await self.device(query)
+        refs = self._pins(device, query, bare=False)
+        if not refs:
+            raise BlynkApiError(e.WRONG_PIN)
+        checked = []
+        for ref in refs:  # check everything first: a bad value changes nothing
+            raw = MULTI_SEPARATOR.join(v for k, v in query if k == ref.key)
+            try:
+                checked.append((ref.spec, raw, self.data.check(ref.spec, raw)))
+            except ValidationError:
+                raise BlynkApiError(e.WRONG_TYPE) from None
+        for spec, raw, _ in checked:
+            await self._write(device, spec, raw)
+
+    async def is_connected(self, query: Query) -> bool:
+        """True while the device holds an MQTT connection."""
+        device = await self.device(query)
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute("SELECT online FROM device WHERE id = %s", (device.id,))).fetchone()
+        return bool(row and row[0])
+
+    async def _write(self, device: DeviceInfo, spec: DatastreamSpec, raw: str) -> None:
+        try:
+            await self.data.write_from_server(device, spec, raw)
+        except ValidationError:
+            raise BlynkApiError(e.WRONG_TYPE) from None
+
+    def _explicit(self, device: DeviceInfo, query: Query) -> PinRef:
+        ids = [v for k, v in query if k == "dataStreamId"]
+        if ids:
+            if not ids[0].isdigit():
+                raise BlynkApiError(e.WRONG_DATASTREAM_ID)
+            spec = device.by_pin.get(int(ids[0]))
+            if spec is None:
+                raise BlynkApiError(f"Requested dataStream doesn't exist in the product {device.template_name}")
+            return PinRef("dataStreamId", spec)
+        pin = next(v for k, v in query if k == "pin")
+        return PinRef("pin", self._spec_for_key(device, pin))
+
+    def _pins(self, device: DeviceInfo, query: Query, *, bare: bool) -> list[PinRef]:
+        refs: list[PinRef] = []
+        seen: set[str] = set()
+        for key, _value in query:
+            if key in _RESERVED or key in seen:
+                if key == "dataStreamId" and bare:
+                    refs.append(self._explicit(device, query))
+                    seen.add(key)
+                continue
+            seen.add(key)
+            refs.append(PinRef(key, self._spec_for_key(device, key)))
+        return refs
+
+    @staticmethod
+    def _spec_for_key(device: DeviceInfo, key: str) -> DatastreamSpec:
+        match = _PIN_KEY.match(key)
+        if not match or int(match[1]) > 255:
+            raise BlynkApiError(e.WRONG_PIN)
+        spec = device.by_pin.get(int(match[1]))
+        if spec is None:
+            raise BlynkApiError(e.NO_DATASTREAM)
+        return spec
+
+
+def _plain(value: str) -> str:
+    """A stored value as the plain-text body of ``get`` (multi-values comma-separated)."""
+    return value.replace(MULTI_SEPARATOR, ",")

@@ -1,0 +1,78 @@
+"""The one write path for datastream values, shared by the MQTT ingest, the HTTP device API
+and (later) the console and automations: check, record latest, append history, and for
+values written by the server, deliver them to the device."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Protocol
+
+from backend.devices.latest import LatestValues
+from backend.devices.registry import DeviceInfo
+from backend.errors import ValidationError
+from backend.history.writer import HistoryRow, HistoryWriter
+from backend.templates.values import DatastreamSpec, Value, parse_value
+
+
+class Publisher(Protocol):
+    """Something that can publish an MQTT message to the broker."""
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None: ...
+
+
+def downlink_topic(device_id: int, relative: str) -> str:
+    """The broker topic a device sees as ``relative`` (e.g. ``downlink/ds/Power``)."""
+    return f"d/{device_id}/{relative}"
+
+
+class UnknownDatastreamError(ValidationError):
+    """No datastream of that name or pin in the device's template."""
+
+
+class DataService:
+    """Checks and stores datastream values; sends server-side writes to devices."""
+
+    def __init__(self, latest: LatestValues, history: HistoryWriter, publisher: Publisher,
+                 max_string_bytes: int = 1024) -> None:
+        self.latest = latest
+        self.history = history
+        self.publisher = publisher
+        self.max_string_bytes = max_string_bytes
+
+    def spec_by_name(self, device: DeviceInfo, name: str) -> DatastreamSpec:
+        """The datastream called ``name``; raises UnknownDatastreamError."""
+        spec = device.by_name.get(name)
+        if spec is None:
+            raise UnknownDatastreamError(f"no datastream named {name!r} in template {device.template_name!r}")
+        return spec
+
+    def check(self, spec: DatastreamSpec, raw: str) -> Value:
+        """Check a value without storing it; raises ValidationError."""
+        return parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
+
+    async def record(self, device: DeviceInfo, spec: DatastreamSpec, raw: str,
+                     at: datetime | None = None) -> Value:
+        """Check a value and store it (latest + history)."""
+        value = self.check(spec, raw)
+        at = at or datetime.now(timezone.utc)
+        await self.latest.set(device.id, spec.pin, value.text, at)
+        await self.history.add(HistoryRow(device.id, spec.pin, at, value.number,
+                                          None if value.number is not None else value.text))
+        return value
+
+    async def write_from_server(self, device: DeviceInfo, spec: DatastreamSpec, raw: str) -> Value:
+        """A value set by the platform: store it and send it to the device."""
+        value = await self.record(device, spec, raw)
+        self.publisher.publish(downlink_topic(device.id, f"downlink/ds/{spec.name}"), value.text.encode(), qos=0)
+        return value
+
+    async def current(self, device: DeviceInfo, spec: DatastreamSpec) -> str | None:
+        """The latest value of a datastream, or its default, or None."""
+        latest = await self.latest.get(device.id, spec.pin)
+        if latest is not None:
+            return latest.value
+        return spec.default_value
+
+    def diag(self, device_id: int, text: str) -> None:
+        """Tell a device what went wrong with something it sent (``downlink/diag``)."""
+        self.publisher.publish(downlink_topic(device_id, "downlink/diag"), text.encode()[:512], qos=0)

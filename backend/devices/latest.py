@@ -1,0 +1,125 @@
+"""Latest datastream values: held in memory, written to ``datastream_value`` coalesced.
+
+Every value goes into the in-memory map at once (so reads see it immediately) and marks its
+key dirty; a flusher writes the dirty keys at most once per ``flush_seconds``, so a device
+sending 50 values a second costs one row update a second, not fifty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+UPSERT_SQL = """
+INSERT INTO datastream_value (device_id, pin, value, updated_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (device_id, pin) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+WHERE datastream_value.updated_at <= EXCLUDED.updated_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """The latest value of one datastream."""
+
+    value: str
+    updated_at: datetime
+
+
+class LatestValues:
+    """In-memory latest values with coalesced persistence."""
+
+    def __init__(self, pool: AsyncConnectionPool, flush_seconds: float = 1.0) -> None:
+        self.pool = pool
+        self.flush_seconds = flush_seconds
+        self._values: dict[int, dict[int, Latest]] = {}
+        self._loaded: set[int] = set()
+        self._dirty: set[tuple[int, int]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def get_all(self, device_id: int) -> dict[int, Latest]:
+        """Every stored value of the device, by pin."""
+        if device_id not in self._loaded:
+            await self._load(device_id)
+        return dict(self._values.get(device_id, {}))
+
+    async def get(self, device_id: int, pin: int) -> Latest | None:
+        """The latest value of one pin, or None."""
+        return (await self.get_all(device_id)).get(pin)
+
+    async def set(self, device_id: int, pin: int, value: str, at: datetime) -> None:
+        """Record a value (visible at once, persisted within ``flush_seconds``)."""
+        if device_id not in self._loaded:
+            await self._load(device_id)
+        current = self._values.setdefault(device_id, {}).get(pin)
+        if current is not None and current.updated_at > at:
+            return  # an older point (e.g. a late timestamped value) never replaces a newer one
+        self._values[device_id][pin] = Latest(value, at)
+        self._dirty.add((device_id, pin))
+
+    def start(self) -> None:
+        """Start the background flusher."""
+        self._task = asyncio.create_task(self._run(), name="latest-values")
+
+    async def stop(self) -> None:
+        """Write what is dirty and stop."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every dirty value now."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        rows = [(d, p, self._values[d][p].value, self._values[d][p].updated_at) for d, p in sorted(dirty)]
+        try:
+            await self._upsert(rows)
+        except psycopg.errors.ForeignKeyViolation:
+            await self._upsert(await self._forget_deleted(rows))
+        except psycopg.Error as exc:
+            log.warning("latest values not written yet (%s); will retry", exc)
+            self._dirty |= dirty
+
+    async def _upsert(self, rows: list[tuple[int, int, str, datetime]]) -> None:
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                async with conn.cursor() as cur:
+                    await cur.executemany(UPSERT_SQL, rows)
+
+    async def _forget_deleted(self, rows: list[tuple[int, int, str, datetime]]) -> list[tuple[int, int, str, datetime]]:
+        """Drop the values of devices deleted since they were received."""
+        ids = sorted({r[0] for r in rows})
+        async with self.pool.connection() as conn:
+            found = await (await conn.execute("SELECT id FROM device WHERE id = ANY(%s)", (ids,))).fetchall()
+        alive = {r[0] for r in found}
+        for device_id in set(ids) - alive:
+            self._values.pop(device_id, None)
+            self._loaded.discard(device_id)
+        return [r for r in rows if r[0] in alive]
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("latest value flush failed")
+
+    async def _load(self, device_id: int) -> None:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT pin, value, updated_at FROM datastream_value WHERE device_id = %s", (device_id,))).fetchall()
+        known = self._values.setdefault(device_id, {})
+        for pin, value, updated_at in rows:
+            if pin not in known or known[pin].updated_at < updated_at:
+                known[pin] = Latest(value, updated_at)
+        self._loaded.add(device_id)

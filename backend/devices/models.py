@@ -1,0 +1,47 @@
+"""Tables of devices and their latest datastream values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import text, BigInteger, Column, DateTime, ForeignKey, LargeBinary, SmallInteger
+from sqlmodel import Field, SQLModel
+
+
+class Device(SQLModel, table=True):
+    """A device: belongs to one organization and one template; its token is stored as an
+    HMAC (lookup) and Fernet-encrypted (display), never in clear."""
+
+    __tablename__ = "device"
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    org_id: int = Field(sa_column=Column(BigInteger, ForeignKey("organization.id"), nullable=False))
+    template_id: int = Field(sa_column=Column(BigInteger, ForeignKey("template.id"), nullable=False))
+    name: str
+    owner_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("app_user.id")))
+    token_hmac: bytes = Field(sa_column=Column(LargeBinary, nullable=False, unique=True))
+    token_encrypted: str
+    fw_version: str | None = None
+    fw_type: str | None = None
+    fw_build: str | None = None
+    blynk_version: str | None = None
+    board_template_id: str | None = None
+    rx_buffer: int | None = None
+    online: bool = False
+    ip: str | None = None
+    client_id: str | None = None
+    keep_alive: int | None = None
+    connected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    disconnected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    last_seen: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+                                       sa_column_kwargs={"server_default": text("now()")})
+
+
+class DatastreamValue(SQLModel, table=True):
+    """The latest value of one datastream of one device."""
+
+    __tablename__ = "datastream_value"
+    device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), primary_key=True))
+    pin: int = Field(sa_column=Column(SmallInteger, primary_key=True))
+    value: str
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

@@ -1,0 +1,84 @@
+"""A read-through cache of what the hot paths need to know of a device: its template's
+datastreams by name and by pin. Entries expire after a few seconds so template edits made by
+another process show up without a restart."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from psycopg_pool import AsyncConnectionPool
+
+from backend.templates.values import DatastreamSpec, DatastreamType
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A device and its template's datastreams."""
+
+    id: int
+    name: str
+    org_id: int
+    template_id: int
+    template_name: str
+    by_name: dict[str, DatastreamSpec] = field(default_factory=dict)
+    by_pin: dict[int, DatastreamSpec] = field(default_factory=dict)
+
+
+_DEVICE_SQL = """
+SELECT d.id, d.name, d.org_id, d.template_id, t.name FROM device d JOIN template t ON t.id = d.template_id
+WHERE {where}
+"""
+_DS_SQL = """
+SELECT pin, name, type, min, max, default_value, sync, save_raw FROM datastream WHERE template_id = %s
+"""
+
+
+class DeviceRegistry:
+    """Device lookups by id or token HMAC, cached for ``ttl`` seconds."""
+
+    def __init__(self, pool: AsyncConnectionPool, ttl: float = 5.0) -> None:
+        self.pool = pool
+        self.ttl = ttl
+        self._by_id: dict[int, tuple[float, DeviceInfo | None]] = {}
+        self._by_hmac: dict[bytes, tuple[float, int | None]] = {}
+
+    async def get(self, device_id: int) -> DeviceInfo | None:
+        """The device with this id, or None."""
+        hit = self._by_id.get(device_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        info = await self._load("d.id = %s", device_id)
+        self._by_id[device_id] = (time.monotonic() + self.ttl, info)
+        return info
+
+    async def by_token_hmac(self, token_hmac: bytes) -> DeviceInfo | None:
+        """The device holding the token with this HMAC, or None."""
+        hit = self._by_hmac.get(token_hmac)
+        if hit and hit[0] > time.monotonic():
+            return await self.get(hit[1]) if hit[1] is not None else None
+        info = await self._load("d.token_hmac = %s", token_hmac)
+        self._by_hmac[token_hmac] = (time.monotonic() + self.ttl, info.id if info else None)
+        if info:
+            self._by_id[info.id] = (time.monotonic() + self.ttl, info)
+        return info
+
+    def invalidate(self, device_id: int | None = None) -> None:
+        """Forget one device (or everything)."""
+        if device_id is None:
+            self._by_id.clear()
+            self._by_hmac.clear()
+            return
+        self._by_id.pop(device_id, None)
+        self._by_hmac = {k: v for k, v in self._by_hmac.items() if v[1] != device_id}
+
+    async def _load(self, where: str, arg: object) -> DeviceInfo | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(_DEVICE_SQL.format(where=where), (arg,))).fetchone()
+            if row is None:
+                return None
+            specs = [DatastreamSpec(pin=r[0], name=r[1], type=DatastreamType(r[2]), min=r[3], max=r[4],
+                                    default_value=r[5], sync=r[6], save_raw=r[7])
+                     for r in await (await conn.execute(_DS_SQL, (row[3],))).fetchall()]
+        return DeviceInfo(id=row[0], name=row[1], org_id=row[2], template_id=row[3], template_name=row[4],
+                          by_name={s.name: s for s in specs}, by_pin={s.pin: s for s in specs})

@@ -1,0 +1,54 @@
+"""The backend's exception tree. Services raise these; one handler maps them to HTTP and MQTT.
+
+    OpenBlynkError
+    ├── ConfigError            settings that cannot work (raised at start-up)
+    ├── DatabaseError          the database cannot be reached or started
+    ├── NotFoundError          a named resource does not exist (or is not visible to the caller)
+    ├── ConflictError          a unique name or token is already taken
+    └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
+        └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
+"""
+
+from __future__ import annotations
+
+
+class OpenBlynkError(Exception):
+    """Root of every error the backend raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(OpenBlynkError):
+    """Settings that cannot work; the message says which variable to change."""
+
+
+class DatabaseError(OpenBlynkError):
+    """The database cannot be reached, started or migrated."""
+
+
+class NotFoundError(OpenBlynkError):
+    """A resource does not exist or is not visible to the caller."""
+
+
+class ConflictError(OpenBlynkError):
+    """A unique name or token is already taken."""
+
+
+class ValidationError(OpenBlynkError):
+    """Input that breaks a rule; the message is meant for whoever sent it."""
+
+
+class BlynkApiError(ValidationError):
+    """An error of Blynk's device HTTP API, with Blynk's message text (answered as HTTP 400)."""
+
+
+# Blynk's error texts, byte for byte (../shared/reference/blynk-api.md section 2).
+INVALID_TOKEN = "Invalid token."
+NO_TOKEN = "No token provided."
+WRONG_PIN = "Wrong pin format."
+WRONG_TYPE = "Value doesn't match the Datastream data type."
+NO_DATASTREAM = "No datastream setup for that pin."
+WRONG_DATASTREAM_ID = "Wrong dataStreamId format."
+BAD_PARAMS = "Request with incorrect parameters"

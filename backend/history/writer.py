@@ -1,0 +1,144 @@
+"""History rows into PostgreSQL with binary COPY, in batches flushed by size or age.
+
+Rows wait in a bounded queue; ``add`` waits when it is full, which slows the ingest down
+instead of dropping data or growing memory. A failed batch is retried with backoff and kept
+(the database may be restarting); it is never silently discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger(__name__)
+
+COPY_SQL = "COPY history (device_id, pin, ts, value, text_value) FROM STDIN (FORMAT BINARY)"
+COPY_TYPES = ["int4", "int2", "timestamptz", "float8", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One point of one datastream."""
+
+    device_id: int
+    pin: int
+    ts: datetime
+    value: float | None
+    text_value: str | None
+
+
+class HistoryWriter:
+    """Batches rows and writes them with binary COPY."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, batch_rows: int = 5000, flush_seconds: float = 0.5,
+                 queue_rows: int = 100_000) -> None:
+        self.pool = pool
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self._queue: asyncio.Queue[HistoryRow] = asyncio.Queue(maxsize=queue_rows)
+        self._task: asyncio.Task[None] | None = None
+        self.rows_written = 0
+
+    async def add(self, row: HistoryRow) -> None:
+        """Queue a row (waits when the queue is full)."""
+        await self._queue.put(row)
+
+    def start(self) -> None:
+        """Start the background flusher."""
+        self._task = asyncio.create_task(self._run(), name="history-writer")
+
+    async def stop(self) -> None:
+        """Flush what is queued and stop."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+        rest = self._drain(self._queue.qsize())
+        if rest:
+            await self._write_with_retry(rest, attempts=3)
+
+    async def flush_now(self) -> None:
+        """Write everything queued now (used by tests and shutdown)."""
+        rows = self._drain(self._queue.qsize())
+        if rows:
+            await self._write_with_retry(rows, attempts=3)
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = asyncio.get_running_loop().time() + self.flush_seconds
+            while len(batch) < self.batch_rows:
+                batch.extend(self._drain(self.batch_rows - len(batch)))
+                remaining = deadline - asyncio.get_running_loop().time()
+                if len(batch) >= self.batch_rows or remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            await self._write_with_retry(batch)
+
+    def _drain(self, limit: int) -> list[HistoryRow]:
+        out: list[HistoryRow] = []
+        while len(out) < limit:
+            try:
+                out.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return out
+
+    async def _write_with_retry(self, batch: list[HistoryRow], attempts: int | None = None) -> None:
+        delay, tried = 0.5, 0
+        while True:
+            try:
+                await self.write(batch)
+                return
+            except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
+                tried += 1
+                if attempts is not None and tried >= attempts:
+                    log.error("gave up writing %d history rows after %d attempts: %s", len(batch), tried, exc)
+                    return
+                log.warning("history write failed (%s); retrying %d rows in %.1f s", exc, len(batch), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def write(self, batch: list[HistoryRow]) -> None:
+        """Write one batch in one transaction with binary COPY."""
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                async with conn.cursor().copy(COPY_SQL) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for r in batch:
+                        await copy.write_row((r.device_id, r.pin, r.ts, r.value, r.text_value))
+        self.rows_written += len(batch)
+
+
+async def ensure_partitions(pool: AsyncConnectionPool, days_back: int = 1, days_ahead: int = 3) -> list[str]:
+    """Create daily history partitions around today; return the ones created.
+
+    Rows already sitting in the default partition for a new day's range would make the CREATE
+    fail; such a day is left to the default partition (and reported) rather than losing data.
+    """
+    created = []
+    today = datetime.now(timezone.utc).date()
+    async with pool.connection() as conn:
+        for offset in range(-days_back, days_ahead + 1):
+            day = today + timedelta(days=offset)
+            name = f"history_{day:%Y%m%d}"
+            exists = await (await conn.execute("SELECT to_regclass(%s)", (name,))).fetchone()
+            if exists and exists[0] is not None:
+                continue
+            try:
+                await conn.execute(
+                    f"CREATE TABLE {name} PARTITION OF history FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')")
+                created.append(name)
+            except (psycopg.errors.CheckViolation, psycopg.errors.DuplicateTable) as exc:
+                log.warning("partition %s not created: %s", name, exc)
+    return created

@@ -1,0 +1,117 @@
+"""The app's MQTT connection to the broker, as a trusted service client.
+
+paho-mqtt runs its network loop in its own thread; received messages cross into asyncio
+through a bounded queue. When the queue is full the paho thread waits, so it stops reading the
+socket and the broker holds the rest: backpressure instead of unbounded memory. The session is
+persistent (clean_session=False) with QoS 1 subscriptions, so QoS 1 uplinks published while
+the app restarts are delivered when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from dataclasses import dataclass
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message received from the broker."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class ServiceClient:
+    """An async façade over a paho client that logs in as a platform service."""
+
+    def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
+                 subscriptions: list[str], queue_size: int = 10_000) -> None:
+        self.subscriptions = subscriptions
+        self._host, self._port = host, port
+        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = threading.Event()
+        self._stopping = False
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self._client.max_queued_messages_set(100_000)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Connect (retrying until ``timeout``) and start the network thread."""
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        ok = await asyncio.to_thread(self._connected.wait, timeout)
+        if not ok:
+            await self.stop()
+            raise ConnectionError(f"cannot reach the MQTT broker at {self._host}:{self._port} within {timeout:.0f} s; "
+                                  "is `openblynk broker` running?")
+
+    async def stop(self) -> None:
+        """Disconnect and stop the network thread."""
+        self._stopping = True
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+        """Queue a message for the broker (thread-safe, never blocks)."""
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
+            log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
+
+    async def messages(self) -> Message:
+        """The next received message."""
+        return await self._queue.get()
+
+    # -- paho callbacks (paho's thread) ---------------------------------------------------
+    def _on_connect(self, client: paho.Client, _ud: object, _flags: object, rc: paho.ReasonCode,
+                    _props: object = None) -> None:
+        if rc.is_failure:
+            log.error("broker refused the service connection: %s", rc)
+            return
+        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        self._connected.set()
+        log.info("connected to the broker at %s:%s", self._host, self._port)
+
+    def _on_disconnect(self, _c: paho.Client, _ud: object, _flags: object, rc: paho.ReasonCode,
+                       _props: object = None) -> None:
+        self._connected.clear()
+        if not self._stopping:
+            log.warning("lost the broker connection (%s); reconnecting", rc)
+
+    def _on_message(self, _c: paho.Client, _ud: object, msg: paho.MQTTMessage) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        item = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain))
+        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), loop)
+        while True:  # wait for room in the queue: this is the backpressure
+            try:
+                future.result(timeout=1.0)
+                return
+            except concurrent.futures.TimeoutError:
+                if self._stopping or loop.is_closed():
+                    future.cancel()
+                    return
+            except Exception:  # the loop is shutting down
+                log.debug("dropped %s during shutdown", msg.topic)
+                return

@@ -1,0 +1,51 @@
+"""Shared start-up steps of every process: logging, the database URL, migrations, bootstrap."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from backend.db.embedded import EmbeddedPostgres
+from backend.db.engine import Database
+from backend.db.migrate import migrate
+from backend.orgs.services import OrgService
+from backend.settings import Settings
+
+
+def setup_logging(settings: Settings, role: str) -> None:
+    """Log lines with time, level, process role and logger name; tokens are never logged."""
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)-7s [{role}] %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
+    for key in settings.extra:
+        logging.getLogger("openblynk").warning("ignoring unknown setting %s (typo?)", key)
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL to use: the configured one, or the embedded server in the data
+    directory (started for the block if no other process runs it)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with EmbeddedPostgres(settings.pg_dir).session() as url:
+        yield url
+
+
+async def prepare(settings: Settings, url: str) -> int:
+    """Apply migrations and create the root organization; return its id."""
+    migrate(url)
+    async with Database(url, pool_size=1) as db:
+        async with db.session() as session:
+            root = await OrgService(session).ensure_root(settings.admin_email, settings.admin_password)
+            assert root.id is not None
+            return root.id
+
+
+def child_env(url: str) -> dict[str, str]:
+    """The environment for a child process: ours plus the database URL we resolved."""
+    return {**os.environ, "OPENBLYNK_DATABASE_URL": url}

@@ -1,0 +1,152 @@
+"""The one typed settings object, built once from ``OPENBLYNK_*`` environment variables.
+
+Every field has a default and a one-line docstring; ``Settings.from_env()`` is the only place
+that reads the environment (importing this module reads nothing). A ``.env`` file in the
+working directory fills in variables that the real environment does not set; it never
+overrides them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from backend.errors import ConfigError
+
+PREFIX = "OPENBLYNK_"
+PLACEHOLDER_SECRETS = frozenset({"", "change-me", "changeme", "secret", "dev"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration of every openblynk process."""
+
+    env: str = "development"
+    """`development` or `production`; production refuses placeholder secrets."""
+    bind: str = "0.0.0.0"
+    """Address the HTTP and MQTT listeners bind to."""
+    http_port: int = 8080
+    """Port of the web console, REST APIs and Blynk HTTP device API."""
+    mqtt_port: int = 1883
+    """Port of the plain MQTT listener."""
+    mqtts_port: int = 8883
+    """Port of the MQTT-over-TLS listener (started only when a certificate is configured)."""
+    tls_certfile: str = ""
+    """PEM certificate for the TLS listener; empty disables TLS for now."""
+    tls_keyfile: str = ""
+    """PEM private key for the TLS listener."""
+    data_dir: Path = Path("./data")
+    """Directory holding the embedded PostgreSQL cluster, the secret key and uploads."""
+    database_url: str = ""
+    """PostgreSQL URL (postgresql://...); empty starts the embedded server in data_dir."""
+    secret_key: str = ""
+    """Key for token HMACs, token encryption and sessions; generated into data_dir if empty."""
+    admin_email: str = "admin@openblynk.local"
+    """E-mail of the first administrator, created on first start."""
+    admin_password: str = ""
+    """Password of the first administrator; generated and logged once if empty."""
+    mqtt_max_packet_size: int = 1024
+    """Largest MQTT packet (remaining length, bytes) a device may send, as Blynk."""
+    mqtt_broker_host: str = "127.0.0.1"
+    """Where the app process reaches the broker as an MQTT client."""
+    log_level: str = "INFO"
+    """Python logging level name."""
+    history_batch_rows: int = 5000
+    """History rows written per binary COPY batch at most."""
+    history_flush_seconds: float = 0.5
+    """Longest time a history row waits before its batch is flushed."""
+    string_max_bytes: int = 1024
+    """Longest string datastream value accepted, in bytes (Blynk's limit)."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Unrecognised OPENBLYNK_* variables, kept so a typo can be reported."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> "Settings":
+        """Build settings from the environment (and a ``.env`` file that never overrides it)."""
+        env = dict(_read_dotenv(dotenv or Path(".env")))
+        env.update(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        known = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        extra: dict[str, str] = {}
+        for key, raw in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX):].lower()
+            if name not in known:
+                extra[key] = raw
+                continue
+            values[name] = _convert(key, raw, known[name].type)
+        settings = cls(**values, extra=extra)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, with a message that says what to change."""
+        if self.env not in ("development", "production"):
+            raise ConfigError(f"OPENBLYNK_ENV must be 'development' or 'production', not {self.env!r}")
+        for name in ("http_port", "mqtt_port", "mqtts_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"OPENBLYNK_{name.upper()} must be a port number, not {port}")
+        if self.env == "production":
+            if self.secret_key.strip().lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32:
+                raise ConfigError("OPENBLYNK_SECRET_KEY must be set to at least 32 random characters "
+                                  "in production (try: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+            if self.admin_password and len(self.admin_password) < 10:
+                raise ConfigError("OPENBLYNK_ADMIN_PASSWORD must have at least 10 characters in production")
+        if self.mqtt_max_packet_size < 128:
+            raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
+
+    def with_changes(self, **changes: Any) -> "Settings":
+        """Return a copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def pg_dir(self) -> Path:
+        """The embedded PostgreSQL cluster directory."""
+        return self.data_dir.resolve() / "postgres"
+
+    def resolved_secret_key(self) -> str:
+        """The secret key, generating and persisting one in the data directory if unset."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        return key
+
+
+def _convert(key: str, raw: str, typ: Any) -> Any:
+    typ = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
+    try:
+        if typ == "int":
+            return int(raw)
+        if typ == "float":
+            return float(raw)
+        if typ == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{key}={raw!r} is not a valid {typ}") from exc
+    return raw
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        out[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return out

@@ -1,0 +1,50 @@
+"""Wire types of templates, datastreams and events (the import/export document shape)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+DatastreamName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/#+\x00]+$")]
+EventCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_ ]{1,50}$")]
+
+
+class DatastreamIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A datastream as imported: ``{"pin": "V0", "name": "Temperature", "type": "double", ...}``."""
+
+    pin: Annotated[str, msgspec.Meta(pattern=r"^[vV]\d{1,3}$")]
+    name: DatastreamName
+    type: Literal["integer", "double", "string", "enum", "location"] = "integer"
+    alias: str = ""
+    min: float | None = None
+    max: float | None = None
+    default: str | float | int | None = None
+    units: str = ""
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=5)] | None = None
+    save_raw: bool = False
+    sync: bool = False
+    enum_values: dict[str, Any] | None = None
+
+
+class EventIn(msgspec.Struct, forbid_unknown_fields=True):
+    """An event definition: ``{"code": "overheat", "name": "Overheat", "type": "warning"}``."""
+
+    code: EventCode
+    name: Name
+    type: Literal["info", "warning", "critical", "content"] = "info"
+    description: Annotated[str, msgspec.Meta(max_length=300)] = ""
+
+
+class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A template with its datastreams and events."""
+
+    name: Name
+    datastreams: list[DatastreamIn] = []
+    events: list[EventIn] = []
+    id: Annotated[str, msgspec.Meta(pattern=r"^TMPL[A-Za-z0-9]{8}$")] | None = None
+    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    hardware: str = "ESP32"
+    connection_type: str = "WI_FI"
+    heartbeat_interval: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 45

@@ -1,0 +1,118 @@
+"""Templates, datastreams and events: creation, update and lookup."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.errors import ValidationError
+from backend.templates.models import Datastream, EventDef, Template
+from backend.templates.schemas import DatastreamIn, TemplateIn
+from backend.templates.values import DatastreamPin, DatastreamSpec, DatastreamType
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_public_id() -> str:
+    """A template id as Blynk shows it: ``TMPL`` + 8 letters or digits."""
+    return "TMPL" + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+
+
+def spec_of(ds: Datastream) -> DatastreamSpec:
+    """The value-checking view of a datastream row."""
+    return DatastreamSpec(pin=ds.pin, name=ds.name, type=DatastreamType(ds.type), min=ds.min, max=ds.max,
+                          default_value=ds.default_value, sync=ds.sync, save_raw=ds.save_raw)
+
+
+class TemplateService:
+    """Operations on the templates of organizations."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_name(self, org_id: int, name: str) -> Template | None:
+        """The template called ``name`` in the organization, if any."""
+        result = await self.session.exec(select(Template).where(Template.org_id == org_id, Template.name == name))
+        return result.first()
+
+    async def list(self, org_id: int) -> list[Template]:
+        """Every template of the organization, by name."""
+        result = await self.session.exec(select(Template).where(Template.org_id == org_id).order_by(Template.name))
+        return list(result.all())
+
+    async def datastreams(self, template_id: int) -> list[Datastream]:
+        """The datastreams of a template, by pin."""
+        result = await self.session.exec(
+            select(Datastream).where(Datastream.template_id == template_id).order_by(col(Datastream.pin)))
+        return list(result.all())
+
+    async def events(self, template_id: int) -> list[EventDef]:
+        """The event definitions of a template, by code."""
+        result = await self.session.exec(
+            select(EventDef).where(EventDef.template_id == template_id).order_by(EventDef.code))
+        return list(result.all())
+
+    async def upsert(self, org_id: int, spec: TemplateIn) -> tuple[Template, bool]:
+        """Create the template or update the one with the same name; True if created."""
+        _check_unique(spec)
+        template = await self.by_name(org_id, spec.name)
+        created = template is None
+        if template is None:
+            template = Template(public_id=spec.id or new_public_id(), org_id=org_id, name=spec.name)
+        template.description = spec.description
+        template.hardware = spec.hardware
+        template.connection_type = spec.connection_type
+        template.heartbeat_interval = spec.heartbeat_interval
+        self.session.add(template)
+        await self.session.flush()
+        assert template.id is not None
+        await self._sync_datastreams(template.id, spec.datastreams)
+        await self._sync_events(template.id, spec)
+        return template, created
+
+    async def _sync_datastreams(self, template_id: int, wanted: list[DatastreamIn]) -> None:
+        existing = {ds.pin: ds for ds in await self.datastreams(template_id)}
+        wanted_pins = {DatastreamPin.parse(d.pin).number for d in wanted}
+        for pin, row in existing.items():
+            if pin not in wanted_pins:
+                await self.session.delete(row)
+        await self.session.flush()  # free names before renames land
+        for item in wanted:
+            pin = DatastreamPin.parse(item.pin).number
+            row = existing.get(pin) or Datastream(template_id=template_id, pin=pin, name=item.name, type=item.type)
+            row.name, row.type, row.alias, row.units = item.name, item.type, item.alias, item.units
+            row.min, row.max, row.decimals = item.min, item.max, item.decimals
+            row.default_value = None if item.default is None else str(item.default)
+            row.save_raw, row.sync, row.enum_values = item.save_raw, item.sync, item.enum_values
+            self.session.add(row)
+        await self.session.flush()
+
+    async def _sync_events(self, template_id: int, spec: TemplateIn) -> None:
+        existing = {ev.code: ev for ev in await self.events(template_id)}
+        wanted = {ev.code for ev in spec.events}
+        for code, row in existing.items():
+            if code not in wanted:
+                await self.session.delete(row)
+        for item in spec.events:
+            row = existing.get(item.code) or EventDef(template_id=template_id, code=item.code, name=item.name)
+            row.name, row.type, row.description = item.name, item.type, item.description
+            self.session.add(row)
+        await self.session.flush()
+
+
+def _check_unique(spec: TemplateIn) -> None:
+    pins = [DatastreamPin.parse(d.pin).number for d in spec.datastreams]
+    names = [d.name for d in spec.datastreams]
+    for label, values in (("pin", pins), ("name", names)):
+        dupes = sorted({str(v) for v in values if values.count(v) > 1})
+        if dupes:
+            raise ValidationError(f"template {spec.name!r}: datastream {label} used twice: {', '.join(dupes)}")
+    for d in spec.datastreams:
+        if d.min is not None and d.max is not None and d.min > d.max:
+            raise ValidationError(f"template {spec.name!r}: datastream {d.name!r} has min > max")
+    codes = [e.code for e in spec.events]
+    if len(set(codes)) != len(codes):
+        raise ValidationError(f"template {spec.name!r}: event codes must be unique")

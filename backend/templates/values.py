@@ -1,0 +1,159 @@
+"""Datastream values: pins, types, parsing, clamping and formatting.
+
+A value travels as text (MQTT payloads, HTTP query strings). ``parse_value`` checks it against
+its datastream and returns a :class:`Value` holding the canonical text (what devices and the
+HTTP API get back), the number for history (None for strings) and the JSON form.
+Out-of-range numbers are clamped to min/max; a wrong type is refused, as Blynk does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from backend.errors import ValidationError
+
+MULTI_SEPARATOR = "\x00"  # Blynk separates the items of a multi-value payload with NUL
+_PIN_RE = re.compile(r"^[vV](\d{1,3})$")
+
+
+class DatastreamType(StrEnum):
+    """The datastream data types openblynk knows."""
+
+    INTEGER = "integer"
+    DOUBLE = "double"
+    STRING = "string"
+    ENUM = "enum"
+    LOCATION = "location"
+
+
+@dataclass(frozen=True, slots=True)
+class DatastreamPin:
+    """A virtual pin V0..V255."""
+
+    number: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.number <= 255:
+            raise ValidationError(f"pin must be V0..V255, not V{self.number}")
+
+    @classmethod
+    def parse(cls, text: str) -> "DatastreamPin":
+        """Parse ``V5`` or ``v5``; raises ValidationError otherwise."""
+        match = _PIN_RE.match(text.strip())
+        if not match:
+            raise ValidationError(f"pin must look like V0..V255, not {text!r}")
+        return cls(int(match[1]))
+
+    def __str__(self) -> str:
+        return f"V{self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class DatastreamSpec:
+    """What value checking needs to know of a datastream (a light copy of the table row)."""
+
+    pin: int
+    name: str
+    type: DatastreamType
+    min: float | None = None
+    max: float | None = None
+    default_value: str | None = None
+    sync: bool = False
+    save_raw: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A checked value: canonical text, number for history (or None), and JSON form."""
+
+    text: str
+    number: float | None
+    json: Any
+
+
+class WrongTypeError(ValidationError):
+    """The value does not fit the datastream's type."""
+
+
+class TooLongError(ValidationError):
+    """A string value is longer than the limit."""
+
+
+def parse_value(spec: DatastreamSpec, raw: str, *, max_string_bytes: int = 1024) -> Value:
+    """Check ``raw`` against ``spec``: parse, clamp and format it."""
+    raw = raw.strip() if spec.type is not DatastreamType.STRING else raw
+    if spec.type in (DatastreamType.INTEGER, DatastreamType.ENUM):
+        number = _parse_int(spec, raw)
+        clamped = int(_clamp(spec, number))
+        return Value(str(clamped), float(clamped), clamped)
+    if spec.type is DatastreamType.DOUBLE:
+        number = _parse_float(spec, raw)
+        clamped = _clamp(spec, number)
+        return Value(format_double(clamped), clamped, clamped)
+    if spec.type is DatastreamType.LOCATION:
+        return _parse_location(spec, raw)
+    if len(raw.encode()) > max_string_bytes:
+        raise TooLongError(f"value of {spec.name} is longer than {max_string_bytes} bytes")
+    return Value(raw, None, raw)
+
+
+def format_double(number: float) -> str:
+    """Shortest text that reads back as the same double (``23.5``, ``100.0``)."""
+    return repr(float(number))
+
+
+def json_of(spec: DatastreamSpec, text: str) -> Any:
+    """The JSON form of a stored canonical text value."""
+    try:
+        return parse_value(spec, text, max_string_bytes=1 << 30).json
+    except ValidationError:
+        return text
+
+
+def _parse_int(spec: DatastreamSpec, raw: str) -> float:
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)
+    except ValueError:
+        raise WrongTypeError(f"{spec.name} expects an integer, got {raw[:40]!r}") from None
+    if not math.isfinite(number) or not number.is_integer():
+        raise WrongTypeError(f"{spec.name} expects an integer, got {raw[:40]!r}")
+    return number
+
+
+def _parse_float(spec: DatastreamSpec, raw: str) -> float:
+    try:
+        number = float(raw)
+    except ValueError:
+        raise WrongTypeError(f"{spec.name} expects a number, got {raw[:40]!r}") from None
+    if not math.isfinite(number):
+        raise WrongTypeError(f"{spec.name} expects a finite number, got {raw[:40]!r}")
+    return number
+
+
+def _clamp(spec: DatastreamSpec, number: float) -> float:
+    if spec.min is not None and number < spec.min:
+        return spec.min
+    if spec.max is not None and number > spec.max:
+        return spec.max
+    return number
+
+
+def _parse_location(spec: DatastreamSpec, raw: str) -> Value:
+    parts = [p for p in re.split(r"[\x00,]", raw) if p.strip()]
+    if len(parts) != 2:
+        raise WrongTypeError(f"{spec.name} expects a location 'lon,lat', got {raw[:40]!r}")
+    try:
+        lon, lat = (float(p) for p in parts)
+    except ValueError:
+        raise WrongTypeError(f"{spec.name} expects a location 'lon,lat', got {raw[:40]!r}") from None
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise WrongTypeError(f"{spec.name}: location out of range ({lon}, {lat})")
+    return Value(f"{format_double(lon)}{MULTI_SEPARATOR}{format_double(lat)}", None, [lon, lat])

@@ -1,0 +1,46 @@
+"""The import/export document: templates with datastreams and events, and devices."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from backend.templates.schemas import TemplateIn
+
+
+class DeviceIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A device to create: its template by name and optionally a fixed token."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+    template: str
+    token: Annotated[str, msgspec.Meta(pattern=r"^[-_a-zA-Z0-9]{32}$")] | None = None
+
+
+class Document(msgspec.Struct, forbid_unknown_fields=True):
+    """What ``openblynk import`` reads and ``openblynk export`` writes."""
+
+    templates: list[TemplateIn] = []
+    devices: list[DeviceIn] = []
+
+
+class DeviceOut(msgspec.Struct):
+    """One imported device, as printed by ``openblynk import``."""
+
+    name: str
+    id: int
+    token: str
+    template: str
+    template_id: str
+    created: bool
+
+
+class ImportResult(msgspec.Struct):
+    """The answer of ``openblynk import``."""
+
+    devices: list[DeviceOut]
+
+
+def decode_document(raw: bytes) -> Document:
+    """Parse and check an import document; errors name the offending field."""
+    return msgspec.json.decode(raw, type=Document)

@@ -1,0 +1,76 @@
+"""Import and export of templates and devices (the ``openblynk import``/``export`` commands).
+
+Import is idempotent: a template with the same name is updated in place (datastreams matched by
+pin, events by code), a device with the same name is kept (and given the document's token if
+one is set), so running the same file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.devices.services import DeviceService
+from backend.errors import NotFoundError
+from backend.security import AuthToken, Secrets
+from backend.templates.models import Template
+from backend.templates.schemas import DatastreamIn, EventIn, TemplateIn
+from backend.templates.services import TemplateService
+from backend.transfer.schemas import DeviceIn, DeviceOut, Document, ImportResult
+
+
+class TransferService:
+    """Import and export of one organization's templates and devices."""
+
+    def __init__(self, session: AsyncSession, secrets: Secrets) -> None:
+        self.templates = TemplateService(session)
+        self.devices = DeviceService(session, secrets)
+
+    async def import_document(self, org_id: int, doc: Document) -> ImportResult:
+        """Create or update everything in ``doc``; return the devices with their tokens."""
+        by_name: dict[str, Template] = {}
+        for spec in doc.templates:
+            template, _ = await self.templates.upsert(org_id, spec)
+            by_name[template.name] = template
+        out = []
+        for item in doc.devices:
+            template = by_name.get(item.template) or await self.templates.by_name(org_id, item.template)
+            if template is None or template.id is None:
+                raise NotFoundError(f"device {item.name!r}: no template named {item.template!r}")
+            out.append(await self._import_device(org_id, template, item))
+        return ImportResult(devices=out)
+
+    async def _import_device(self, org_id: int, template: Template, item: DeviceIn) -> DeviceOut:
+        assert template.id is not None
+        wanted = AuthToken(item.token) if item.token else None
+        device = await self.devices.by_name(org_id, item.name)
+        created = device is None
+        if device is None:
+            device, token = await self.devices.create(org_id, template.id, item.name, wanted)
+        else:
+            device.template_id = template.id
+            token = await self.devices.set_token(device, wanted) if wanted else self.devices.token_of(device)
+        assert device.id is not None
+        return DeviceOut(name=device.name, id=device.id, token=token.value, template=template.name,
+                         template_id=template.public_id, created=created)
+
+    async def export_document(self, org_id: int) -> Document:
+        """Everything of the organization, in the import format (tokens included)."""
+        templates = await self.templates.list(org_id)
+        names = {t.id: t.name for t in templates}
+        out_templates = []
+        for t in templates:
+            assert t.id is not None
+            datastreams = [DatastreamIn(pin=f"V{d.pin}", name=d.name, type=d.type, alias=d.alias,  # type: ignore[arg-type]
+                                        min=d.min, max=d.max, default=d.default_value, units=d.units,
+                                        decimals=d.decimals, save_raw=d.save_raw, sync=d.sync,
+                                        enum_values=d.enum_values)
+                           for d in await self.templates.datastreams(t.id)]
+            events = [EventIn(code=e.code, name=e.name, type=e.type, description=e.description)  # type: ignore[arg-type]
+                      for e in await self.templates.events(t.id)]
+            out_templates.append(TemplateIn(name=t.name, id=t.public_id, description=t.description,
+                                            hardware=t.hardware, connection_type=t.connection_type,
+                                            heartbeat_interval=t.heartbeat_interval,
+                                            datastreams=datastreams, events=events))
+        devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value)
+                   for d in await self.devices.list(org_id)]
+        return Document(templates=out_templates, devices=devices)

@@ -1,0 +1,119 @@
+"""Ingest v1 against the real broker and app: values, info/mcu, get/ds, presence, diag."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import psycopg
+
+from tests.integration.backend.conftest import PahoDevice
+from tests.support.net import wait_for
+from tests.support.stack import StackConfig
+
+
+def value_of(http: httpx.Client, token: str, pin: str) -> str:
+    return http.get(f"/external/api/get?token={token}&{pin}").text
+
+
+def test_device_values_are_stored_latest_and_history(stack: StackConfig, http: httpx.Client,
+                                                      device: PahoDevice) -> None:
+    token = device.info.token
+    for value in ("20.0", "20.5", "21.25"):
+        device.publish("ds/Temperature", value, qos=1)
+    wait_for(lambda: value_of(http, token, "v0") == "21.25", message="the last value")
+    device.publish("ds/Temperature", "120")  # clamped to max
+    wait_for(lambda: value_of(http, token, "v0") == "85.0", message="the clamped value")
+    with psycopg.connect(stack.database_url) as conn:
+        def history() -> list[tuple[float]]:
+            return conn.execute("SELECT value FROM history WHERE device_id = %s AND pin = 0 ORDER BY ts",
+                                (device.info.id,)).fetchall()
+        wait_for(lambda: len(history()) == 4, message="history rows")
+        assert history() == [(20.0,), (20.5,), (21.25,), (85.0,)]
+
+
+def test_string_and_location_values(http: httpx.Client, device: PahoDevice) -> None:
+    token = device.info.token
+    device.publish("ds/Label", "hello, world")
+    device.publish("ds/Where", "24.1\x0056.9")
+    wait_for(lambda: value_of(http, token, "v2") == "hello, world")
+    wait_for(lambda: http.get(f"/external/api/get?token={token}&v3&v2").json()
+             == {"v3": [24.1, 56.9], "v2": "hello, world"})
+
+
+def test_wrong_type_is_ignored_and_reported_on_diag(http: httpx.Client, device: PahoDevice) -> None:
+    token = device.info.token
+    device.publish("ds/Power", "1")
+    wait_for(lambda: value_of(http, token, "v1") == "1")
+    device.publish("ds/Power", "on")
+    topic, payload = device.next(topic_prefix="downlink/diag")
+    assert topic == "downlink/diag"
+    assert payload.startswith(b"ds/Power: ") and b"integer" in payload
+    assert value_of(http, token, "v1") == "1"
+
+
+def test_unknown_datastream_is_reported_on_diag(device: PahoDevice) -> None:
+    device.publish("ds/Humidity", "40")
+    topic, payload = device.next(topic_prefix="downlink/diag")
+    assert payload == b"ds/Humidity: no datastream named 'Humidity' in template '" + \
+        device.info.template.encode() + b"'"
+
+
+def test_too_long_string_is_reported(device: PahoDevice) -> None:
+    device.publish("ds/Label", "x" * 1000)  # fits the packet limit but not...
+    device.publish("ds/Label", "é" * 500)   # 1000 bytes: accepted
+    device.publish("ds/Label", b"\xff\xfe")  # not UTF-8
+    _, payload = device.next(topic_prefix="downlink/diag")
+    assert payload == b"ds/Label: value is not UTF-8 text"
+
+
+def test_info_mcu_is_stored(stack: StackConfig, device: PahoDevice) -> None:
+    info = {"tmpl": "TMPLabcd1234", "ver": "0.1.2", "build": "Jan 19 2024 12:25:30",
+            "type": "TMPLabcd1234", "rxbuff": 1024}
+    device.publish("info/mcu", json.dumps(info), qos=1)
+    with psycopg.connect(stack.database_url) as conn:
+        def row() -> tuple[object, ...] | None:
+            return conn.execute("SELECT fw_version, fw_build, fw_type, board_template_id, rx_buffer FROM device "
+                                "WHERE id = %s AND fw_version IS NOT NULL", (device.info.id,)).fetchone()
+        assert wait_for(row) == ("0.1.2", "Jan 19 2024 12:25:30", "TMPLabcd1234", "TMPLabcd1234", 1024)
+    device.publish("info/mcu", "not json")
+    _, payload = device.next(topic_prefix="downlink/diag")
+    assert payload.startswith(b"info/mcu: expected a JSON object")
+
+
+def _set_from_server(http: httpx.Client, device: PahoDevice, query: str, echoes: int) -> None:
+    """Write values over HTTP and consume the downlinks they cause, so the next reads are clean."""
+    assert http.get(f"/external/api/batch/update?token={device.info.token}&{query}").status_code == 200
+    for _ in range(echoes):
+        device.next(topic_prefix="downlink/ds/")
+
+
+def test_get_ds_answers_on_downlink(http: httpx.Client, device: PahoDevice) -> None:
+    _set_from_server(http, device, "v0=19.5&v1=1", echoes=2)
+    device.publish("get/ds", "Temperature,Power,Label")
+    got = dict(device.next(topic_prefix="downlink/ds/") for _ in range(3))
+    assert got == {"downlink/ds/Temperature": b"19.5", "downlink/ds/Power": b"1", "downlink/ds/Label": b"none"}
+
+
+def test_get_ds_all_sends_only_sync_datastreams(http: httpx.Client, device: PahoDevice) -> None:
+    _set_from_server(http, device, "v0=18.0&v1=0", echoes=2)
+    device.publish("get/ds/all", "")
+    device.publish("get/ds", "Nope")  # its diag comes after everything get/ds/all caused
+    seen = []
+    while not seen or seen[-1][0] != "downlink/diag":
+        seen.append(device.next())
+    assert seen == [("downlink/ds/Power", b"0"), ("downlink/diag", b"get/ds: no datastream named 'Nope'")]
+
+
+def test_presence_updates_the_device_row(stack: StackConfig, device: PahoDevice) -> None:
+    with psycopg.connect(stack.database_url) as conn:
+        row = conn.execute("SELECT online, ip, keep_alive, connected_at IS NOT NULL FROM device WHERE id = %s",
+                           (device.info.id,)).fetchone()
+        assert row == (True, "127.0.0.1", 30, True)
+        device.client.disconnect()
+
+        def offline() -> bool:
+            r = conn.execute("SELECT online, disconnected_at IS NOT NULL FROM device WHERE id = %s",
+                             (device.info.id,)).fetchone()
+            return r == (False, True)
+        wait_for(offline, message="offline presence")

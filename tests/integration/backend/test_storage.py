@@ -1,0 +1,104 @@
+"""Storage against a real PostgreSQL: migrations, models, COPY history, latest values."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+from sqlmodel import SQLModel
+
+import backend.db.models  # noqa: F401
+from backend.db.engine import Database
+from backend.db.migrate import available, current_version, migrate
+from backend.devices.latest import LatestValues
+from backend.history.writer import HistoryRow, HistoryWriter, ensure_partitions
+from tests.support.provision import provision_async, thermostat_doc
+
+
+def test_migrations_from_an_empty_database_are_idempotent(fresh_db: str) -> None:
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    assert current_version(fresh_db) == 0
+    assert migrate(fresh_db) == [m.version for m in available()]
+    assert migrate(fresh_db) == []
+    assert current_version(fresh_db) == len(available())
+
+
+def test_models_match_the_migrated_schema(fresh_db: str) -> None:
+    """The SQLModel classes and the SQL migrations must describe the same columns."""
+    with psycopg.connect(fresh_db) as conn:
+        rows = conn.execute("SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+                            "WHERE table_schema = 'public'").fetchall()
+    db_cols = {(t, c): n == "YES" for t, c, n in rows}
+    for table in SQLModel.metadata.sorted_tables:
+        for column in table.columns:
+            key = (table.name, column.name)
+            assert key in db_cols, f"model column {key} missing from the migrations"
+        model_cols = {c.name for c in table.columns}
+        db_table_cols = {c for t, c in db_cols if t == table.name}
+        assert db_table_cols == model_cols, f"{table.name}: schema and model differ"
+
+
+async def test_history_copy_lands_in_daily_partitions(fresh_db: str) -> None:
+    async with Database(fresh_db) as db:
+        created = await ensure_partitions(db.pool)
+        assert len(created) == 5
+        assert await ensure_partitions(db.pool) == []
+        writer = HistoryWriter(db.pool, batch_rows=100, flush_seconds=0.05)
+        now = datetime.now(timezone.utc)
+        rows = [HistoryRow(1, 0, now - timedelta(seconds=i), float(i), None) for i in range(250)]
+        rows.append(HistoryRow(1, 2, now, None, "text value"))
+        rows.append(HistoryRow(1, 0, now - timedelta(days=400), 1.0, None))  # far past: default partition
+        writer.start()
+        for row in rows:
+            await writer.add(row)
+        await writer.stop()
+        assert writer.rows_written == len(rows)
+        async with db.pool.connection() as conn:
+            parts = dict(await (await conn.execute(
+                "SELECT tableoid::regclass::text, count(*) FROM history GROUP BY 1")).fetchall())
+        assert parts.get("history_default") == 1
+        assert sum(parts.values()) == len(rows)
+        assert parts[f"history_{now:%Y%m%d}"] >= 1
+
+
+async def test_latest_values_are_coalesced_and_never_go_back_in_time(fresh_db: str) -> None:
+    result = await provision_async(fresh_db, thermostat_doc())
+    device_id = result.devices[0].id
+    async with Database(fresh_db) as db:
+        latest = LatestValues(db.pool, flush_seconds=3600)
+        t0 = datetime.now(timezone.utc)
+        for i in range(50):
+            await latest.set(device_id, 0, str(i), t0 + timedelta(milliseconds=i))
+        await latest.set(device_id, 0, "late", t0 - timedelta(seconds=1))
+        assert (await latest.get(device_id, 0)).value == "49"  # type: ignore[union-attr]
+        async with db.pool.connection() as conn:
+            count = await (await conn.execute("SELECT count(*) FROM datastream_value")).fetchone()
+            assert count == (0,)  # nothing written before the flush
+            await latest.flush()
+            rows = await (await conn.execute("SELECT pin, value FROM datastream_value")).fetchall()
+        assert rows == [(0, "49")]
+        fresh = LatestValues(db.pool)
+        assert (await fresh.get(device_id, 0)).value == "49"  # type: ignore[union-attr]
+
+
+async def test_latest_value_flush_survives_a_deleted_device(fresh_db: str) -> None:
+    result = await provision_async(fresh_db, thermostat_doc(devices=2))
+    a, b = (d.id for d in result.devices)
+    async with Database(fresh_db) as db:
+        latest = LatestValues(db.pool, flush_seconds=3600)
+        now = datetime.now(timezone.utc)
+        await latest.set(a, 0, "1.0", now)
+        await latest.set(b, 0, "2.0", now)
+        async with db.pool.connection() as conn:
+            await conn.execute("DELETE FROM device WHERE id = %s", (a,))
+            await latest.flush()
+            rows = await (await conn.execute("SELECT device_id, value FROM datastream_value")).fetchall()
+        assert rows == [(b, "2.0")]
+
+
+@pytest.mark.parametrize("bad", ["not a url", "mysql://x/y"])
+def test_database_refuses_non_postgres_urls(bad: str) -> None:
+    with pytest.raises(ValueError):
+        Database(bad)

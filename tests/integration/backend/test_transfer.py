@@ -1,0 +1,97 @@
+"""Import and export of templates and devices through the real services and database."""
+
+from __future__ import annotations
+
+import msgspec
+import psycopg
+import pytest
+
+from backend.errors import ConflictError, NotFoundError, ValidationError
+from tests.support.provision import provision_async, thermostat_doc
+
+FIXED = "abcdefghijklmnopqrstuvwxyz012345"
+
+
+async def test_import_creates_template_datastreams_events_and_devices(fresh_db: str) -> None:
+    doc = thermostat_doc("t1", devices=2)
+    doc["devices"][0]["token"] = FIXED
+    result = await provision_async(fresh_db, doc)
+    assert [d.name for d in result.devices] == ["Kitchen t1 0", "Kitchen t1 1"]
+    assert result.devices[0].token == FIXED
+    assert result.devices[1].token != FIXED and len(result.devices[1].token) == 32
+    assert result.devices[0].template_id.startswith("TMPL") and len(result.devices[0].template_id) == 12
+    with psycopg.connect(fresh_db) as conn:
+        ds = conn.execute("SELECT pin, name, type, min, max FROM datastream ORDER BY pin").fetchall()
+        assert ds[:2] == [(0, "Temperature", "double", -40, 85), (1, "Power", "integer", 0, 1)]
+        assert conn.execute("SELECT code, type FROM event_def").fetchall() == [("overheat", "warning")]
+        stored = conn.execute("SELECT token_hmac, token_encrypted FROM device").fetchall()
+    for hmac_value, encrypted in stored:  # the token itself is never stored in clear
+        assert FIXED.encode() not in bytes(hmac_value) and FIXED not in encrypted
+
+
+async def test_import_is_idempotent_and_updates_in_place(fresh_db: str) -> None:
+    doc = thermostat_doc("t2")
+    first = await provision_async(fresh_db, doc)
+    doc["templates"][0]["datastreams"][0]["max"] = 50
+    doc["templates"][0]["datastreams"].pop()  # drop V3
+    second = await provision_async(fresh_db, doc)
+    assert second.devices[0].id == first.devices[0].id and second.devices[0].token == first.devices[0].token
+    assert not second.devices[0].created
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT max FROM datastream WHERE pin = 0").fetchone() == (50,)
+        assert conn.execute("SELECT count(*) FROM datastream").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM template").fetchone() == (1,)
+
+
+async def test_export_round_trips(fresh_db: str) -> None:
+    from backend.db.engine import Database
+    from backend.orgs.services import OrgService
+    from backend.security import Secrets
+    from backend.transfer.services import TransferService
+    from tests.support.stack import TEST_SECRET
+
+    doc = thermostat_doc("t3")
+    doc["devices"][0]["token"] = FIXED
+    await provision_async(fresh_db, doc)
+    async with Database(fresh_db) as db:
+        async with db.session() as session:
+            root = await OrgService(session).root()
+            assert root is not None and root.id is not None
+            exported = await TransferService(session, Secrets(TEST_SECRET)).export_document(root.id)
+    out = msgspec.to_builtins(exported)
+    assert out["devices"] == [{"name": "Kitchen t3 0", "template": "Thermostat t3", "token": FIXED}]
+    names = [d["name"] for d in out["templates"][0]["datastreams"]]
+    assert names == ["Temperature", "Power", "Label", "Where"]
+    again = await provision_async(fresh_db, out)  # an export imports back unchanged
+    assert again.devices[0].token == FIXED and not again.devices[0].created
+
+
+@pytest.mark.parametrize(("mutate", "error"), [
+    (lambda d: d["devices"][0].update(template="Nope"), NotFoundError),
+    (lambda d: d["templates"][0]["datastreams"].append({"pin": "V0", "name": "Dup", "type": "double"}),
+     ValidationError),
+    (lambda d: d["templates"][0]["datastreams"].append({"pin": "V9", "name": "Temperature"}), ValidationError),
+])
+async def test_bad_documents_change_nothing(fresh_db: str, mutate, error) -> None:  # type: ignore[no-untyped-def]
+    doc = thermostat_doc("t4")
+    mutate(doc)
+    with pytest.raises(error):
+        await provision_async(fresh_db, doc)
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM template").fetchone() == (0,)
+
+
+async def test_a_token_belongs_to_one_device(fresh_db: str) -> None:
+    doc = thermostat_doc("t5", devices=2)
+    for d in doc["devices"]:
+        d["token"] = FIXED
+    with pytest.raises(ConflictError):
+        await provision_async(fresh_db, doc)
+
+
+def test_document_schema_refuses_bad_fields() -> None:
+    from backend.transfer.schemas import decode_document
+    with pytest.raises(msgspec.ValidationError, match="token"):
+        decode_document(b'{"devices": [{"name": "a", "template": "b", "token": "short"}]}')
+    with pytest.raises(msgspec.ValidationError, match="colour"):
+        decode_document(b'{"templates": [{"name": "a", "colour": 1}]}')

@@ -1,0 +1,48 @@
+"""Tokens, their HMAC and encryption, the service password, password hashing."""
+
+import re
+
+import pytest
+
+from backend.errors import ValidationError
+from backend.security import AuthToken, Secrets, hash_password, verify_password
+
+
+def test_generated_tokens_have_blynks_format() -> None:
+    tokens = {AuthToken.generate().value for _ in range(200)}
+    assert len(tokens) == 200
+    assert all(re.fullmatch(r"[-_a-zA-Z0-9]{32}", t) for t in tokens)
+
+
+@pytest.mark.parametrize("bad", ["short", "x" * 33, "a" * 31 + "!", "", "a" * 31 + " "])
+def test_bad_tokens_are_refused(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        AuthToken(bad)
+
+
+def test_token_repr_does_not_leak() -> None:
+    token = AuthToken("abcdefghijklmnopqrstuvwxyz012345")
+    assert "qrstuv" not in repr(token)
+
+
+def test_hmac_and_encryption_depend_on_the_key() -> None:
+    token = AuthToken.generate()
+    a, b = Secrets("key-a" * 8), Secrets("key-b" * 8)
+    assert a.token_hmac(token) == a.token_hmac(token.value) != b.token_hmac(token)
+    assert a.decrypt_token(a.encrypt_token(token)) == token
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        b.decrypt_token(a.encrypt_token(token))
+
+
+def test_service_password() -> None:
+    s = Secrets("k" * 40)
+    assert s.check_service_password(s.service_password())
+    assert not s.check_service_password("guess") and not s.check_service_password(None)
+
+
+def test_password_hash() -> None:
+    stored = hash_password("correct horse")
+    assert stored.startswith("scrypt$") and "correct" not in stored
+    assert verify_password("correct horse", stored)
+    assert not verify_password("wrong", stored)
+    assert not verify_password("x", "garbage")

@@ -1,0 +1,75 @@
+"""Datastream value checking: parsing, clamping, types and pins."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backend.errors import ValidationError
+from backend.templates.values import (DatastreamPin, DatastreamSpec, DatastreamType, TooLongError,
+                                      WrongTypeError, json_of, parse_value)
+
+TEMP = DatastreamSpec(pin=0, name="Temperature", type=DatastreamType.DOUBLE, min=-40, max=85)
+POWER = DatastreamSpec(pin=1, name="Power", type=DatastreamType.INTEGER, min=0, max=1)
+LABEL = DatastreamSpec(pin=2, name="Label", type=DatastreamType.STRING)
+WHERE = DatastreamSpec(pin=3, name="Where", type=DatastreamType.LOCATION)
+
+
+@pytest.mark.parametrize(("spec", "raw", "text", "number"), [
+    (TEMP, "23.5", "23.5", 23.5),
+    (TEMP, " 23.50 ", "23.5", 23.5),
+    (TEMP, "100", "85.0", 85.0),          # clamped to max
+    (TEMP, "-1e9", "-40.0", -40.0),       # clamped to min
+    (POWER, "1", "1", 1.0),
+    (POWER, "7", "1", 1.0),
+    (POWER, "-3", "0", 0.0),
+    (POWER, "1.0", "1", 1.0),
+    (LABEL, "hello world", "hello world", None),
+])
+def test_parse_and_clamp(spec: DatastreamSpec, raw: str, text: str, number: float | None) -> None:
+    value = parse_value(spec, raw)
+    assert (value.text, value.number) == (text, number)
+
+
+@pytest.mark.parametrize(("spec", "raw"), [
+    (TEMP, "abc"), (TEMP, "nan"), (TEMP, "inf"), (TEMP, ""),
+    (POWER, "1.5"), (POWER, "on"), (WHERE, "1"), (WHERE, "200,10"),
+])
+def test_wrong_type_is_refused(spec: DatastreamSpec, raw: str) -> None:
+    with pytest.raises(WrongTypeError):
+        parse_value(spec, raw)
+
+
+def test_string_limit_is_in_bytes() -> None:
+    assert parse_value(LABEL, "é" * 512).text == "é" * 512
+    with pytest.raises(TooLongError):
+        parse_value(LABEL, "é" * 513)
+
+
+def test_location_accepts_nul_and_comma_and_gives_lon_lat_json() -> None:
+    assert parse_value(WHERE, "24.1\x0056.9").json == [24.1, 56.9]
+    stored = parse_value(WHERE, "24.1,56.9")
+    assert json_of(WHERE, stored.text) == [24.1, 56.9]
+
+
+def test_json_form_keeps_types() -> None:
+    assert json_of(POWER, "1") == 1 and isinstance(json_of(POWER, "1"), int)
+    assert json_of(TEMP, "23.5") == 23.5
+    assert json_of(LABEL, "x") == "x"
+
+
+@pytest.mark.parametrize("text", ["V0", "v255", "V17"])
+def test_pins(text: str) -> None:
+    assert str(DatastreamPin.parse(text)) == text.upper()
+
+
+@pytest.mark.parametrize("text", ["V256", "D1", "1", "V", "V-1", "VV1"])
+def test_bad_pins(text: str) -> None:
+    with pytest.raises(ValidationError):
+        DatastreamPin.parse(text)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_double_round_trip_is_exact_and_in_range(number: float) -> None:
+    value = parse_value(TEMP, repr(number))
+    assert -40 <= float(value.text) <= 85
+    assert float(value.text) == value.number
