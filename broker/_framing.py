@@ -24,6 +24,7 @@ from amqtt.adapters import ReaderAdapter
 __all__ = ["FrameFailure", "FramedReader"]
 
 _MAX_LENGTH_BYTES = 4  # MQTT's variable-length integer has at most four bytes
+_CONNECT_BYTE = 0x10  # the only valid first byte of a connection [MQTT-3.1.0-1], [MQTT-2.2.2-2]
 
 
 class FrameFailure(StrEnum):
@@ -102,6 +103,9 @@ class FramedReader(ReaderAdapter):
             if not byte:
                 return None
             self._header += byte
+            if not self._connected and self._header[0] != _CONNECT_BYTE:
+                self.failure = FrameFailure.MALFORMED  # not MQTT: don't wait for a bogus body
+                return None
             if len(self._header) > 1 + _MAX_LENGTH_BYTES:
                 self.failure = FrameFailure.MALFORMED
                 return None

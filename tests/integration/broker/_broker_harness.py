@@ -215,6 +215,7 @@ class Paho:
     connack: str | None = None
     disconnected: bool = False
     subacks: dict[int, list[int]] = field(default_factory=dict)
+    unsubacks: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -232,6 +233,7 @@ class Paho:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
+        client.on_unsubscribe = lambda _c, _u, mid, *_rest: self.unsubacks.add(mid)
         self.client = client
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -260,6 +262,11 @@ class Paho:
         _, mid = self.client.subscribe([(f, qos) for f in filters])
         await eventually(lambda: mid in self.subacks, what="SUBACK")
         return self.subacks[mid]
+
+    async def unsubscribe(self, *filters: str) -> None:
+        """Unsubscribe and wait for the UNSUBACK."""
+        _, mid = self.client.unsubscribe(list(filters))
+        await eventually(lambda: mid in self.unsubacks, what="UNSUBACK")
 
     async def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
         """Publish; for QoS 1 wait for the PUBACK."""
@@ -369,10 +376,10 @@ class Raw:
                 while await self.reader.read(4096):
                     pass
             return True
+        except TimeoutError:  # before OSError: TimeoutError is an OSError subclass
+            return False
         except (ConnectionError, OSError):
             return True
-        except TimeoutError:
-            return False
 
     async def close(self) -> None:
         self.writer.close()

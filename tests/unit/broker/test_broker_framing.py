@@ -32,6 +32,7 @@ class ScriptedReader(ReaderAdapter):
 async def test_whole_packets_are_served_in_pieces() -> None:
     frames = bytes([0x30, 3, 0, 1, 0x61]) + bytes([0xC0, 0])
     reader = FramedReader(ScriptedReader(frames), max_packet_size=10, connect_timeout=5)
+    reader.start_keepalive(keep_alive=0, grace=1.5)
     assert await reader.read(1) == b"\x30"
     assert await reader.read(1) == b"\x03"
     assert await reader.read(3) == b"\x00\x01a"
@@ -39,10 +40,26 @@ async def test_whole_packets_are_served_in_pieces() -> None:
     assert await reader.read(1) == b"" and reader.failure is None  # clean EOF
 
 
+async def test_first_packet_must_be_connect() -> None:
+    inner = ScriptedReader(b"GET / HTTP/1.1\r\n", then_block=True)
+    reader = FramedReader(inner, max_packet_size=1024, connect_timeout=5)
+    assert await reader.read(1) == b""
+    assert reader.failure is FrameFailure.MALFORMED and inner.requested == 1
+
+
+async def test_oversized_connect_is_refused_before_its_body_is_read() -> None:
+    header = bytes([0x10, 0x80, 0x80, 0x80, 0x01])
+    inner = ScriptedReader(header, then_block=True)
+    reader = FramedReader(inner, max_packet_size=1024, connect_timeout=5)
+    assert await reader.read(1) == b""
+    assert reader.failure is FrameFailure.PACKET_TOO_LARGE and inner.requested == len(header)
+
+
 async def test_oversized_packet_is_refused_before_its_body_is_read() -> None:
     header = bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F])  # declares 268 MB
     inner = ScriptedReader(header + b"x" * 100)
     reader = FramedReader(inner, max_packet_size=1024, connect_timeout=5)
+    reader.start_keepalive(keep_alive=0, grace=1.5)
     assert await reader.read(1) == b""
     assert reader.failure is FrameFailure.PACKET_TOO_LARGE
     assert reader.declared_length == 268_435_455
@@ -58,12 +75,15 @@ async def test_silence_past_the_keepalive_deadline_ends_the_stream() -> None:
 
 async def test_decoder_reading_past_the_frame_is_malformed() -> None:
     reader = FramedReader(ScriptedReader(bytes([0x30, 1, 0])), max_packet_size=10, connect_timeout=5)
+    reader.start_keepalive(keep_alive=0, grace=1.5)
     assert await reader.read(2) == b"\x30\x01"
     assert await reader.read(2) == b""
     assert reader.failure is FrameFailure.MALFORMED
 
 
 async def test_five_length_bytes_are_malformed() -> None:
-    reader = FramedReader(ScriptedReader(bytes([0x30, 0x80, 0x80, 0x80, 0x80, 0x01])), max_packet_size=10, connect_timeout=5)
+    data = bytes([0x30, 0x80, 0x80, 0x80, 0x80, 0x01])
+    reader = FramedReader(ScriptedReader(data), max_packet_size=10, connect_timeout=5)
+    reader.start_keepalive(keep_alive=0, grace=1.5)
     assert await reader.read(1) == b""
     assert reader.failure is FrameFailure.MALFORMED
