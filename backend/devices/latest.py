@@ -15,6 +15,8 @@ from datetime import datetime
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from backend.templates.values import db_text, wire_text
+
 log = logging.getLogger(__name__)
 
 UPSERT_SQL = """
@@ -80,14 +82,25 @@ class LatestValues:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
-        rows = [(d, p, self._values[d][p].value, self._values[d][p].updated_at) for d, p in sorted(dirty)]
+        rows = [(d, p, db_text(self._values[d][p].value), self._values[d][p].updated_at) for d, p in sorted(dirty)]
         try:
-            await self._upsert(rows)
-        except psycopg.errors.ForeignKeyViolation:
-            await self._upsert(await self._forget_deleted(rows))
-        except psycopg.Error as exc:
+            try:
+                await self._upsert(rows)
+            except psycopg.errors.ForeignKeyViolation:
+                await self._upsert(await self._forget_deleted(rows))
+        except (psycopg.OperationalError, OSError) as exc:
             log.warning("latest values not written yet (%s); will retry", exc)
             self._dirty |= dirty
+        except psycopg.Error as exc:  # a value the database refuses: keep the others
+            log.error("latest values refused as a batch (%s); writing them one by one", exc)
+            await self._upsert_each(rows)
+
+    async def _upsert_each(self, rows: list[tuple[int, int, str, datetime]]) -> None:
+        for row in rows:
+            try:
+                await self._upsert([row])
+            except psycopg.Error as exc:
+                log.error("dropped the latest value of device %s pin V%s: %s", row[0], row[1], exc)
 
     async def _upsert(self, rows: list[tuple[int, int, str, datetime]]) -> None:
         async with self.pool.connection() as conn:
@@ -121,5 +134,5 @@ class LatestValues:
         known = self._values.setdefault(device_id, {})
         for pin, value, updated_at in rows:
             if pin not in known or known[pin].updated_at < updated_at:
-                known[pin] = Latest(value, updated_at)
+                known[pin] = Latest(wire_text(value), updated_at)
         self._loaded.add(device_id)

@@ -15,10 +15,14 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from backend.templates.values import db_text
+
 log = logging.getLogger(__name__)
 
 COPY_SQL = "COPY history (device_id, pin, ts, value, text_value) FROM STDIN (FORMAT BINARY)"
 COPY_TYPES = ["int4", "int2", "timestamptz", "float8", "text"]
+# Errors that a retry cannot cure: the rows themselves are refused.
+REFUSED = (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +87,10 @@ class HistoryWriter:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
-            await self._write_with_retry(batch)
+            try:
+                await self._write_with_retry(batch)
+            except Exception:  # never let the writer die: the next batch must still be written
+                log.exception("history batch of %d rows lost", len(batch))
 
     def _drain(self, limit: int) -> list[HistoryRow]:
         out: list[HistoryRow] = []
@@ -100,7 +107,11 @@ class HistoryWriter:
             try:
                 await self.write(batch)
                 return
-            except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
+            except REFUSED as exc:  # a row the database refuses: keep the others
+                log.error("history batch refused (%s); writing its %d rows one by one", exc, len(batch))
+                await self._write_each(batch)
+                return
+            except (psycopg.OperationalError, OSError) as exc:
                 tried += 1
                 if attempts is not None and tried >= attempts:
                     log.error("gave up writing %d history rows after %d attempts: %s", len(batch), tried, exc)
@@ -109,6 +120,13 @@ class HistoryWriter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
+    async def _write_each(self, batch: list[HistoryRow]) -> None:
+        for row in batch:
+            try:
+                await self.write([row])
+            except REFUSED as exc:
+                log.error("dropped a history row of device %s pin V%s: %s", row.device_id, row.pin, exc)
+
     async def write(self, batch: list[HistoryRow]) -> None:
         """Write one batch in one transaction with binary COPY."""
         async with self.pool.connection() as conn:
@@ -116,7 +134,8 @@ class HistoryWriter:
                 async with conn.cursor().copy(COPY_SQL) as copy:
                     copy.set_types(COPY_TYPES)
                     for r in batch:
-                        await copy.write_row((r.device_id, r.pin, r.ts, r.value, r.text_value))
+                        text = None if r.text_value is None else db_text(r.text_value)
+                        await copy.write_row((r.device_id, r.pin, r.ts, r.value, text))
         self.rows_written += len(batch)
 
 

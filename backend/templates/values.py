@@ -17,6 +17,17 @@ from typing import Any
 from backend.errors import ValidationError
 
 MULTI_SEPARATOR = "\x00"  # Blynk separates the items of a multi-value payload with NUL
+DB_SEPARATOR = "\x1f"  # PostgreSQL text cannot hold NUL; stored values use the unit separator
+
+
+def db_text(text: str) -> str:
+    """A wire value as stored in PostgreSQL (NUL separators become U+001F)."""
+    return text.replace(MULTI_SEPARATOR, DB_SEPARATOR)
+
+
+def wire_text(text: str) -> str:
+    """A stored value back in its wire form."""
+    return text.replace(DB_SEPARATOR, MULTI_SEPARATOR)
 _PIN_RE = re.compile(r"^[vV](\d{1,3})$")
 
 

@@ -102,3 +102,43 @@ async def test_latest_value_flush_survives_a_deleted_device(fresh_db: str) -> No
 def test_database_refuses_non_postgres_urls(bad: str) -> None:
     with pytest.raises(ValueError):
         Database(bad)
+
+
+async def test_multi_values_with_nul_are_stored_and_read_back(fresh_db: str) -> None:
+    """PostgreSQL text cannot hold NUL, Blynk's multi-value separator (regression: a location
+    value once killed the history writer and blocked every latest-value write)."""
+    result = await provision_async(fresh_db, thermostat_doc())
+    device_id = result.devices[0].id
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool)
+        latest = LatestValues(db.pool)
+        now = datetime.now(timezone.utc)
+        await latest.set(device_id, 3, "24.1\x0056.9", now)
+        await latest.set(device_id, 0, "1.0", now)
+        await latest.flush()
+        reread = LatestValues(db.pool)
+        assert (await reread.get(device_id, 3)).value == "24.1\x0056.9"  # type: ignore[union-attr]
+        assert (await reread.get(device_id, 0)).value == "1.0"  # type: ignore[union-attr]
+        writer = HistoryWriter(db.pool)
+        await writer.write([HistoryRow(device_id, 2, now, None, "a\x00b")])
+        async with db.pool.connection() as conn:
+            row = await (await conn.execute("SELECT text_value FROM history")).fetchone()
+        assert row == ("a\x1fb",)
+
+
+async def test_history_writer_keeps_good_rows_when_one_is_refused(fresh_db: str) -> None:
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool)
+        writer = HistoryWriter(db.pool, batch_rows=10, flush_seconds=0.05)
+        now = datetime.now(timezone.utc)
+        writer.start()
+        await writer.add(HistoryRow(1, 0, now, 1.0, None))
+        await writer.add(HistoryRow(1, 0, None, 2.0, None))  # type: ignore[arg-type]  # ts is NOT NULL
+        await writer.add(HistoryRow(1, 0, now, 3.0, None))
+        await writer.stop()
+        writer.start()  # and it still writes afterwards
+        await writer.add(HistoryRow(1, 0, now, 4.0, None))
+        await writer.stop()
+        async with db.pool.connection() as conn:
+            rows = await (await conn.execute("SELECT value FROM history ORDER BY value")).fetchall()
+        assert rows == [(1.0,), (3.0,), (4.0,)]

@@ -1,0 +1,37 @@
+# openblynk: `make run` serves, `make test` runs the whole suite. Both set everything up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install openblynk with its pinned dependencies
+
+run: install  ## embedded PostgreSQL in ./data, HTTP on 8080, MQTT on 1883; Ctrl-C stops all
+	$(BIN)/openblynk serve
+
+test: install  ## the whole suite: unit, integration (real PostgreSQL, broker, app) and end-to-end
+	$(BIN)/python -m pytest
+
+test-fast: install  ## unit tests only
+	$(BIN)/python -m pytest tests/unit
+
+bench: install  ## benchmarks with printed figures (not pass/fail; see tests/bench/README.md)
+	@for f in tests/bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lock:  ## re-pin every transitive dependency into constraints.txt from a clean venv
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet --editable '.[test]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest-data .pytest_cache *.egg-info
