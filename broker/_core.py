@@ -124,6 +124,7 @@ class CoreBroker(RoutingBroker):
             key = device_key(identity.device_id)
         else:
             key = f"svc:{request.client_id or gen_client_id()}"
+            framed.max_packet_size = self.settings.service_max_packet_size
         async with self._key_locks.hold(key):
             old = self.connections.get(key)
             if old is not None:

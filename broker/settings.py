@@ -27,6 +27,9 @@ class BrokerSettings:
     """PEM private key for the TLS listener; required when ``tls_port`` is set."""
     max_packet_size: int = 1024
     """Largest accepted packet, as its fixed-header remaining length (Blynk: 1024 bytes)."""
+    service_max_packet_size: int = 1_048_576
+    """Largest packet a trusted service client may send once authenticated (a downlink carries
+    a mounted topic plus a value of up to ``max_packet_size``, so services need more room)."""
     keepalive_grace: float = 1.5
     """A client silent for longer than keep-alive x this factor is disconnected (MQTT: 1.5)."""
     presence_retain: bool = True
@@ -43,8 +46,9 @@ class BrokerSettings:
                 raise ConfigurationError(f"{name} must be within 0..65535, got {value}")
         if self.tls_port is not None and not (self.certfile and self.keyfile):
             raise ConfigurationError("tls_port needs both certfile and keyfile")
-        if not 2 <= self.max_packet_size <= _MAX_REMAINING_LENGTH:
-            raise ConfigurationError(f"max_packet_size out of range: {self.max_packet_size}")
+        for name in ("max_packet_size", "service_max_packet_size"):
+            if not 2 <= getattr(self, name) <= _MAX_REMAINING_LENGTH:
+                raise ConfigurationError(f"{name} out of range: {getattr(self, name)}")
         if self.keepalive_grace < 1.0:
             raise ConfigurationError(f"keepalive_grace must be >= 1.0, got {self.keepalive_grace}")
         if self.connect_timeout <= 0 or self.shutdown_grace < 0:

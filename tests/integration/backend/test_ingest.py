@@ -117,3 +117,14 @@ def test_presence_updates_the_device_row(stack: StackConfig, device: PahoDevice)
                              (device.info.id,)).fetchone()
             return r == (False, True)
         wait_for(offline, message="offline presence")
+
+
+def test_a_long_string_value_round_trips_through_the_app(http: httpx.Client, device: PahoDevice) -> None:
+    """The app republishes values under a longer, mounted topic: its service connection must
+    not be held to the devices' 1024-byte packet limit (regression)."""
+    value = "y" * 1010  # fits a device packet (ds/Label), not the mounted downlink
+    device.publish("ds/Label", value, qos=1)
+    wait_for(lambda: value_of(http, device.info.token, "v2") == value)
+    device.publish("get/ds", "Label")
+    assert device.next(topic_prefix="downlink/ds/") == ("downlink/ds/Label", value.encode())
+    assert http.get("/healthz").json()["broker_connected"] is True
