@@ -39,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     except OpenBlynkError as exc:
         print(f"openblynk: {exc.message}", file=sys.stderr)
         return 2
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         print(f"openblynk: invalid document: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"openblynk: {exc.strerror}: {exc.filename}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -19,7 +19,9 @@ def setup_logging(settings: Settings, role: str) -> None:
     """Log lines with time, level, process role and logger name; tokens are never logged."""
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)-7s [{role}] %(name)s: %(message)s")
-    logging.getLogger("transitions").setLevel(logging.WARNING)
+    quiet = logging.DEBUG if settings.log_level.upper() == "DEBUG" else logging.WARNING
+    for noisy in ("transitions", "amqtt", "uvicorn.access"):  # a line per connection or request
+        logging.getLogger(noisy).setLevel(quiet)
     logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     for key in settings.extra:
         logging.getLogger("openblynk").warning("ignoring unknown setting %s (typo?)", key)

@@ -25,11 +25,7 @@ from tests.support.net import wait_for
 from tests.support.stack import Process, StackConfig, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = {"templates": [{"name": "Thermostat",
-                      "datastreams": [{"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85},
-                                      {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1}],
-                      "events": [{"code": "overheat", "name": "Overheat", "type": "warning"}]}],
-       "devices": [{"name": "Kitchen", "template": "Thermostat"}]}
+EXAMPLE = ROOT / "examples" / "thermostat.json"  # the README's quick start document
 SECOND = {"devices": [{"name": "Garage", "template": "Thermostat", "token": "Garage_token_0123456789abcdefghi"}]}
 
 
@@ -61,7 +57,7 @@ def processes_using(path: Path) -> list[str]:
 
 def test_readme_story(config: StackConfig) -> None:
     # 1. import before the server runs: the CLI starts the embedded database itself
-    imported = cli(config, "import", "-", stdin=json.dumps(DOC).encode())
+    imported = cli(config, "import", str(EXAMPLE))
     assert imported.returncode == 0, imported.stderr.decode()
     kitchen = json.loads(imported.stdout)["devices"][0]
     assert kitchen["name"] == "Kitchen" and len(kitchen["token"]) == 32 and isinstance(kitchen["id"], int)
