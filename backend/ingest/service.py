@@ -21,7 +21,8 @@ from backend.ingest.mqtt import Message
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = ["d/+/ds/#", "d/+/info/mcu", "d/+/get/#", "sys/presence/+"]
+SUBSCRIPTIONS = ["d/+/ds/#", "d/+/info/mcu", "d/+/get/#", "d/+/batch_ds", "d/+/event/#", "d/+/meta/#",
+                 "d/+/ota/status", "sys/presence/+"]
 MAX_DIAG_NAME = 64
 
 
@@ -55,14 +56,14 @@ class IngestService:
         family, rest = parts[2], parts[3:]
         if family == "ds" and len(rest) == 1:
             await self._value(device, rest[0], msg.payload)
-        elif family == "ds":
-            self.data.diag(device.id, f"{'/'.join(parts[2:])}: not supported yet")
         elif family == "info" and rest == ["mcu"]:
             await self._info_mcu(device, msg.payload)
         elif family == "get" and rest == ["ds"]:
             await self._get_ds(device, msg.payload)
         elif family == "get" and rest == ["ds", "all"]:
             await self._get_ds_all(device)
+        else:  # a Blynk uplink topic this server version does not handle yet: say so
+            self.data.diag(device.id, f"{'/'.join(parts[2:])[:MAX_DIAG_NAME]}: not supported by this server yet")
 
     async def _value(self, device: DeviceInfo, name: str, payload: bytes) -> None:
         try:
