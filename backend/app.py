@@ -18,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.services import DeviceApiService
 from backend.devices.auth import SERVICE_USERNAME
+from backend.devices.changes import ChangeListener
 from backend.devices.data import DataService
 from backend.devices.latest import LatestValues
 from backend.devices.registry import DeviceRegistry
@@ -42,6 +43,7 @@ class Services:
     latest: LatestValues
     ingest: IngestService
     ingest_task: asyncio.Task[None]
+    changes: ChangeListener
 
 
 def create_app(settings: Settings, database_url: str) -> Litestar:
@@ -91,7 +93,7 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     db = Database(database_url)
     await db.open()
     await ensure_partitions(db.pool)
-    registry = DeviceRegistry(db.pool)
+    registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
     history = HistoryWriter(db.pool, batch_rows=settings.history_batch_rows,
                             flush_seconds=settings.history_flush_seconds)
     latest = LatestValues(db.pool)
@@ -99,16 +101,19 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
                          secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
     data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes)
     ingest = IngestService(registry, data, db.pool)
+    changes = ChangeListener(database_url, registry.apply)
+    changes.start()
     history.start()
     latest.start()
     await mqtt.start()
     task = asyncio.create_task(_ingest_loop(mqtt, ingest), name="ingest")
-    app.state.services = Services(db, mqtt, history, latest, ingest, task)
+    app.state.services = Services(db, mqtt, history, latest, ingest, task, changes)
     app.state.device_api = DeviceApiService(registry, secrets, data, db.pool)
     return app.state.services  # type: ignore[no-any-return]
 
 
 async def _stop_services(s: Services) -> None:
+    await s.changes.stop()
     s.ingest_task.cancel()
     await asyncio.gather(s.ingest_task, return_exceptions=True)
     await s.mqtt.stop()

@@ -105,6 +105,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
 
     from backend.db.engine import Database
     from backend.devices.auth import PgAuthenticator
+    from backend.devices.changes import Change, ChangeListener
     from backend.devices.registry import DeviceRegistry
     from backend.security import Secrets
 
@@ -118,11 +119,21 @@ async def _run_broker(settings: Settings, url: str) -> None:
                                      certfile=settings.tls_certfile or None, keyfile=settings.tls_keyfile or None,
                                      max_packet_size=settings.mqtt_max_packet_size)
     async with Database(url, pool_size=4) as db:
-        auth = PgAuthenticator(DeviceRegistry(db.pool), Secrets(settings.resolved_secret_key()))
-        async with MqttBroker(broker_settings, auth):
+        registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
+        auth = PgAuthenticator(registry, Secrets(settings.resolved_secret_key()))
+        async with MqttBroker(broker_settings, auth) as mqtt:
+
+            async def on_change(change: Change) -> None:
+                await registry.apply(change)
+                if change.revoked:  # the old token must stop working now, not at reconnect
+                    await mqtt.disconnect_device(change.id)
+
+            listener = ChangeListener(url, on_change)
+            listener.start()
             log.info("MQTT broker listening on %s:%d", settings.bind, settings.mqtt_port)
             await stop.wait()
             log.info("stopping the broker")
+            await listener.stop()
 
 
 def _import(settings: Settings, args: argparse.Namespace) -> int:

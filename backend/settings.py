@@ -53,6 +53,8 @@ class Settings:
     """Largest MQTT packet (remaining length, bytes) a device may send, as Blynk."""
     mqtt_broker_host: str = "127.0.0.1"
     """Where the app process reaches the broker as an MQTT client."""
+    cache_ttl_seconds: float = 5.0
+    """How long a process trusts its cached device lookups without a change notice."""
     log_level: str = "INFO"
     """Python logging level name."""
     history_batch_rows: int = 5000

@@ -41,7 +41,7 @@ _FAILURE_REASONS = {
     FrameFailure.PACKET_TOO_LARGE: OfflineReason.PACKET_TOO_LARGE,
     FrameFailure.MALFORMED: OfflineReason.PROTOCOL_ERROR,
 }
-_NO_WILL = {OfflineReason.DISCONNECT, OfflineReason.REPLACED, OfflineReason.SHUTDOWN}
+_NO_WILL = {OfflineReason.DISCONNECT, OfflineReason.REPLACED, OfflineReason.SHUTDOWN, OfflineReason.REVOKED}
 
 
 class CoreBroker(RoutingBroker):
@@ -274,6 +274,17 @@ class CoreBroker(RoutingBroker):
         if self.settings.presence_retain:
             await self.retain_message(None, topic, payload, QOS_1)
         await self._broadcast_message(None, topic, payload, QOS_1)
+
+    async def disconnect_device(self, device_id: int, reason: OfflineReason) -> bool:
+        """End the live connection of a device, if any; True if there was one."""
+        connection = self.connections.get(device_key(device_id))
+        if connection is None or connection.closed:
+            return False
+        logger.info("disconnecting %s: %s", connection.label, reason.value)
+        connection.end_reason = reason
+        await self._end_presence(connection, reason)
+        await connection.handler.handle_connection_closed()
+        return True
 
     async def announce_shutdown(self) -> None:
         """Mark every connection as ending for shutdown and publish offline presence."""

@@ -39,6 +39,8 @@ class OfflineReason(StrEnum):
     """The device broke MQTT rules badly enough to be dropped (e.g. publish to ``$SYS/...``)."""
     SHUTDOWN = "shutdown"
     """The broker is stopping."""
+    REVOKED = "revoked"
+    """The platform revoked the device's credentials (its token was rotated or it was deleted)."""
 
 
 def _now_ms() -> int:

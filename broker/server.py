@@ -16,6 +16,7 @@ from amqtt.errors import BrokerError as AmqttBrokerError
 from broker._core import CoreBroker
 from broker.errors import BrokerStateError, ListenerError
 from broker.identity import Authenticator, DeviceIdentity
+from broker.presence import OfflineReason
 from broker.settings import BrokerSettings
 
 __all__ = ["MqttBroker"]
@@ -138,6 +139,19 @@ class MqttBroker:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    async def disconnect_device(self, device_id: int) -> bool:
+        """Drop a device's live connection because its credentials were revoked.
+
+        Its presence goes offline with reason ``revoked`` and no Last Will is published. A
+        device reconnecting with the old token is then refused by the authenticator.
+
+        Returns:
+            True if the device was connected.
+        """
+        if self._core is None:
+            return False
+        return await self._core.disconnect_device(device_id, OfflineReason.REVOKED)
 
     def connected_devices(self) -> set[int]:
         """Ids of the devices with a live connection (for tests and diagnostics)."""

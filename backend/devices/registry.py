@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from backend.devices.changes import Change
+
 from backend.templates.values import DatastreamSpec, DatastreamType
 
 
@@ -71,6 +73,10 @@ class DeviceRegistry:
             return
         self._by_id.pop(device_id, None)
         self._by_hmac = {k: v for k, v in self._by_hmac.items() if v[1] != device_id}
+
+    async def apply(self, change: Change) -> None:
+        """Drop what a change notice makes stale (a template change touches all its devices)."""
+        self.invalidate(change.id if change.kind == "device" else None)
 
     async def _load(self, where: str, arg: object) -> DeviceInfo | None:
         async with self.pool.connection() as conn:

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.devices.changes import Change, notify
 from backend.devices.models import Device
 from backend.errors import ConflictError, NotFoundError
 from backend.security import AuthToken, Secrets
@@ -71,11 +72,21 @@ class DeviceService:
         token = token or AuthToken.generate()
         if self.secrets.token_hmac(token) != device.token_hmac:
             await self._ensure_token_free(token)
+        changed = self.secrets.token_hmac(token) != device.token_hmac
         device.token_hmac = self.secrets.token_hmac(token)
         device.token_encrypted = self.secrets.encrypt_token(token)
         self.session.add(device)
         await self.session.flush()
+        if changed and device.id is not None:
+            await notify(self.session, Change("device", device.id, revoked=True))
         return token
+
+    async def moved(self, device: Device) -> None:
+        """Persist a change of the device's template and tell the other processes."""
+        self.session.add(device)
+        await self.session.flush()
+        assert device.id is not None
+        await notify(self.session, Change("device", device.id))
 
     async def _ensure_token_free(self, token: AuthToken) -> None:
         if await self.by_token(token.value) is not None:

@@ -8,6 +8,7 @@ import string
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.devices.changes import Change, notify
 from backend.errors import ValidationError
 from backend.templates.models import Datastream, EventDef, Template
 from backend.templates.schemas import DatastreamIn, TemplateIn
@@ -71,6 +72,8 @@ class TemplateService:
         assert template.id is not None
         await self._sync_datastreams(template.id, spec.datastreams)
         await self._sync_events(template.id, spec)
+        if not created:
+            await notify(self.session, Change("template", template.id))
         return template, created
 
     async def _sync_datastreams(self, template_id: int, wanted: list[DatastreamIn]) -> None:

@@ -47,7 +47,9 @@ class TransferService:
         if device is None:
             device, token = await self.devices.create(org_id, template.id, item.name, wanted)
         else:
-            device.template_id = template.id
+            if device.template_id != template.id:
+                device.template_id = template.id
+                await self.devices.moved(device)
             token = await self.devices.set_token(device, wanted) if wanted else self.devices.token_of(device)
         assert device.id is not None
         return DeviceOut(name=device.name, id=device.id, token=token.value, template=template.name,

@@ -30,7 +30,9 @@ class StackConfig:
         env.update(OPENBLYNK_BIND="127.0.0.1", OPENBLYNK_HTTP_PORT=str(self.http_port),
                    OPENBLYNK_MQTT_PORT=str(self.mqtt_port), OPENBLYNK_DATA_DIR=str(self.data_dir),
                    OPENBLYNK_SECRET_KEY=TEST_SECRET, OPENBLYNK_ADMIN_PASSWORD="admin-password-123",
-                   OPENBLYNK_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
+                   OPENBLYNK_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
+                   # caches live long here so that tests prove change notices, not expiry
+                   OPENBLYNK_CACHE_TTL_SECONDS="600")
         if self.database_url:
             env["OPENBLYNK_DATABASE_URL"] = self.database_url
         return env

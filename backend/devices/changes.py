@@ -1,0 +1,97 @@
+"""Cross-process change notices over PostgreSQL LISTEN/NOTIFY.
+
+The broker and the app each cache device and template lookups. When a process changes a
+device or a template (the CLI rotating a token, an import editing datastreams), it sends a
+notice in the same transaction; every listening process drops the stale entries at once, and
+the broker drops the live connection of a device whose token was revoked.
+
+Payloads on channel ``openblynk_changes``: ``device:<id>``, ``device:<id>:revoked``,
+``template:<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import psycopg
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+log = logging.getLogger(__name__)
+CHANNEL = "openblynk_changes"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change notice."""
+
+    kind: str  # "device" or "template"
+    id: int
+    revoked: bool = False
+
+    def encode(self) -> str:
+        """The NOTIFY payload."""
+        return f"{self.kind}:{self.id}" + (":revoked" if self.revoked else "")
+
+    @classmethod
+    def decode(cls, payload: str) -> "Change | None":
+        """Parse a payload; None if it is not one of ours."""
+        parts = payload.split(":")
+        if len(parts) not in (2, 3) or parts[0] not in ("device", "template") or not parts[1].isdigit():
+            return None
+        return cls(parts[0], int(parts[1]), revoked=parts[2:] == ["revoked"])
+
+
+async def notify(session: AsyncSession, change: Change) -> None:
+    """Send a notice; it is delivered when the session's transaction commits."""
+    await session.exec(text("SELECT pg_notify(:channel, :payload)").bindparams(  # type: ignore[call-overload]
+        channel=CHANNEL, payload=change.encode()))
+
+
+class ChangeListener:
+    """Calls ``handler`` for every notice; reconnects after losing the database."""
+
+    def __init__(self, url: str, handler: Callable[[Change], Awaitable[None]]) -> None:
+        self.url = url
+        self.handler = handler
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        """Start listening in the background."""
+        self._task = asyncio.create_task(self._run(), name="change-listener")
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.ready.set()
+                    delay = 0.5
+                    async for notice in conn.notifies():
+                        await self._dispatch(notice.payload)
+            except (psycopg.OperationalError, OSError) as exc:
+                self.ready.clear()
+                log.warning("change listener lost the database (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _dispatch(self, payload: str) -> None:
+        change = Change.decode(payload)
+        if change is None:
+            return
+        try:
+            await self.handler(change)
+        except Exception:
+            log.exception("handling change %s failed", payload)
