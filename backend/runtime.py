@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
@@ -12,6 +13,7 @@ from backend.db.embedded import EmbeddedPostgres
 from backend.db.engine import Database
 from backend.db.migrate import migrate
 from backend.orgs.services import OrgService
+from backend.errors import ConfigError
 from backend.settings import Settings
 
 
@@ -28,14 +30,28 @@ def setup_logging(settings: Settings, role: str) -> None:
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[str]:
+def database(settings: Settings, *, own: bool = False) -> Iterator[str]:
     """The database URL to use: the configured one, or the embedded server in the data
-    directory (started for the block if no other process runs it)."""
+    directory (started for the block if no other process runs it; always stopped at the end
+    with ``own=True``)."""
     if settings.database_url:
         yield settings.database_url
         return
-    with EmbeddedPostgres(settings.pg_dir).session() as url:
+    with EmbeddedPostgres(settings.pg_dir).session(own=own) as url:
         yield url
+
+
+@contextmanager
+def serve_lock(settings: Settings) -> Iterator[None]:
+    """Hold the data directory's serve lock: one ``openblynk serve`` per data directory."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.data_dir / ".serve.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another `openblynk serve` is running on {settings.data_dir.resolve()}; "
+                              "stop it first or set OPENBLYNK_DATA_DIR to another directory") from None
+        yield
 
 
 async def prepare(settings: Settings, url: str) -> int:

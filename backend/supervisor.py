@@ -19,7 +19,7 @@ import time
 import urllib.request
 from types import FrameType
 
-from backend.runtime import child_env, database, prepare
+from backend.runtime import child_env, database, prepare, serve_lock
 from backend.settings import Settings
 
 log = logging.getLogger("openblynk.serve")
@@ -46,7 +46,7 @@ class Supervisor:
         """Run until Ctrl-C / SIGTERM or until a part dies; return the exit code."""
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
-        with database(self.settings) as url:
+        with serve_lock(self.settings), database(self.settings, own=True) as url:
             asyncio.run(prepare(self.settings, url))
             code = self._run_children(url)
         log.info("stopped")

@@ -116,13 +116,17 @@ class EmbeddedPostgres:
             log.info("PostgreSQL stopped")
 
     @contextmanager
-    def session(self) -> Iterator[str]:
-        """Yield a URL; start the server for the block if nobody else runs it."""
+    def session(self, *, own: bool = False) -> Iterator[str]:
+        """Yield a URL; start the server for the block if nobody else runs it.
+
+        With ``own=True`` the server is stopped at the end even if it was already running
+        (``serve`` adopts a server left behind by a crashed ``serve``).
+        """
         started = self.start()
         try:
             yield self.url()
         finally:
-            if started:
+            if started or own:
                 self.stop()
 
     # -- helpers --------------------------------------------------------------------------

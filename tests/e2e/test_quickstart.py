@@ -114,3 +114,20 @@ def test_serve_refuses_a_taken_port_with_a_clear_error(config: StackConfig) -> N
     assert str(config.mqtt_port) in log and "in use" in log.lower(), log[-2000:]
     serve.stop()
     assert processes_using(config.data_dir) == []
+
+
+def test_serve_adopts_a_leftover_database_and_refuses_a_second_serve(config: StackConfig) -> None:
+    from backend.db.embedded import EmbeddedPostgres
+    leftover = EmbeddedPostgres(config.data_dir.resolve() / "postgres")
+    leftover.start()  # as if a previous serve had been killed with SIGKILL
+    serve = Process(config, "serve")
+    try:
+        wait_http_ready(config, serve, timeout=90)
+        second = Process(config, "serve", name="second-serve")
+        assert second.proc.wait(60) == 2
+        assert "another `openblynk serve` is running" in second.log()
+        second.stop()
+    finally:
+        assert serve.stop(signal.SIGINT, timeout=60) == 0
+    assert not leftover.running(), "serve left the adopted PostgreSQL running"
+    assert processes_using(config.data_dir) == []
