@@ -63,11 +63,11 @@ def encode_value(value: Value) -> bytes:
     """Encode a ``ds/<name>`` payload.
 
     Scalars become plain text (see :func:`encode_scalar`); ``bytes`` pass through unchanged; a
-    list or tuple becomes a multi-value payload with NUL-separated items.
+    sequence (list, tuple) becomes a multi-value payload with NUL-separated items.
     """
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, Sequence) and not isinstance(value, str):
         return "\0".join(encode_scalar(item) for item in value).encode()
     return encode_scalar(value).encode()
 

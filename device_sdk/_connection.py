@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -52,7 +53,7 @@ class Session(Protocol):
     def disconnected(self, error: DeviceError | None) -> None:
         """A connection that was up has ended (``None``: because it was asked to)."""
 
-    def message(self, topic: str, payload: bytes) -> None:
+    def message(self, topic: str, payload: bytes, qos: int) -> None:
         """A message arrived."""
 
 
@@ -217,6 +218,7 @@ class Link:
         try:
             client.connect(endpoint.host, endpoint.port, keepalive=self._config.keepalive)
         except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
+            _close_sockets_in_traceback(exc)
             self._last_error = exc
             logger.warning("cannot connect to %s: %s", endpoint.uri, exc)
             return _Outcome.FAILED, 0.0
@@ -325,9 +327,10 @@ class Link:
         self._session.connected()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        payload = bytes(msg.payload)
         if msg.topic == REDIRECT_TOPIC:
-            self._redirect(msg.payload)
-        self._session.message(msg.topic, msg.payload)
+            self._redirect(payload)
+        self._session.message(msg.topic, payload, msg.qos)
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
@@ -346,6 +349,20 @@ class Link:
             return
         self._lost_reason = f"redirected to {target.uri}"
         self._redirect_to = target  # _pump() disconnects; _run() connects to the new endpoint
+
+
+def _close_sockets_in_traceback(exc: BaseException) -> None:
+    """Close sockets that paho created but never stored because a handshake failed.
+
+    When the TLS or WebSocket handshake fails inside ``Client.connect()``, the connected socket
+    lives only in paho's stack frames; it would otherwise stay open until garbage collection.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in list(tb.tb_frame.f_locals.values()):
+            if isinstance(value, socket.socket):
+                value.close()
+        tb = tb.tb_next
 
 
 def _ignore(*_args: object) -> None:

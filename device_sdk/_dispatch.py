@@ -91,9 +91,9 @@ class Dispatcher:
         for handler in self._snapshot(self.disconnects):
             _call("on_disconnect", handler, error)
 
-    def message(self, topic: str, payload: bytes) -> None:
+    def message(self, topic: str, payload: bytes, qos: int = 0) -> None:
         """Route one incoming message."""
-        downlink = Downlink(topic, payload)
+        downlink = Downlink(topic, payload, qos)
         name, kind, text = downlink.datastream, downlink.kind, downlink.text
         if name is not None:
             with self._lock:

@@ -26,11 +26,13 @@ class Downlink:
     Attributes:
         topic: The full topic, e.g. ``downlink/ds/Power`` or ``downlink/reboot``.
         payload: The raw payload.
+        qos: The QoS it was delivered with (``downlink/ping`` arrives with 1).
         received_at: When the message arrived (UTC).
     """
 
     topic: str
     payload: bytes
+    qos: int = 0
     received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property

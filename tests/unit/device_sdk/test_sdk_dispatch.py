@@ -24,7 +24,7 @@ def test_downlink_views() -> None:
 
 
 def test_write_handlers_get_the_value_then_any_write_handlers() -> None:
-    dispatch, calls = Dispatcher(), []
+    dispatch, calls = Dispatcher(), list[object]()
     dispatch.add_write("Power", lambda value: calls.append(("power", value)))
     dispatch.add_write("Power", lambda value: calls.append(("power2", value)))
     dispatch.add_write("Other", lambda value: calls.append(("other", value)))
@@ -34,7 +34,7 @@ def test_write_handlers_get_the_value_then_any_write_handlers() -> None:
 
 
 def test_a_failing_handler_is_logged_and_the_others_still_run(caplog: pytest.LogCaptureFixture) -> None:
-    dispatch, calls = Dispatcher(), []
+    dispatch, calls = Dispatcher(), list[object]()
 
     def broken(value: str) -> None:
         raise RuntimeError("boom")
@@ -48,7 +48,7 @@ def test_a_failing_handler_is_logged_and_the_others_still_run(caplog: pytest.Log
 
 
 def test_system_downlinks_reach_their_handlers() -> None:
-    dispatch, calls = Dispatcher(), []
+    dispatch, calls = Dispatcher(), list[object]()
     dispatch.add(dispatch.reboots, lambda: calls.append("reboot"))
     dispatch.add(dispatch.reconfigures, lambda: calls.append("reconfigure"))
     dispatch.add(dispatch.diags, lambda text: calls.append(("diag", text)))
@@ -72,7 +72,7 @@ def test_reboot_without_a_handler_is_logged(caplog: pytest.LogCaptureFixture) ->
 
 
 def test_connection_events_reach_their_handlers() -> None:
-    dispatch, calls = Dispatcher(), []
+    dispatch, calls = Dispatcher(), list[object]()
     dispatch.add(dispatch.connects, lambda: calls.append("up"))
     dispatch.add(dispatch.disconnects, lambda error: calls.append(error))
     dispatch.connected()
