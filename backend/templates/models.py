@@ -22,6 +22,7 @@ class Template(SQLModel, table=True):
     hardware: str = "ESP32"
     connection_type: str = "WI_FI"
     heartbeat_interval: int = 45
+    offline_ignore_seconds: int = 0
     created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
                                        sa_column_kwargs={"server_default": text("now()")})
 
