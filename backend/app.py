@@ -29,6 +29,9 @@ from backend.ingest.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.security import Secrets
 from backend.settings import Settings
+from backend.transport.controllers import ca_certificate
+from backend.transport.tls import tls_files
+from backend.transport.websocket import mqtt_websocket
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await _stop_services(services)
 
     return Litestar(
-        route_handlers=[DeviceApiController, health],
+        route_handlers=[DeviceApiController, health, ca_certificate, mqtt_websocket],
         lifespan=[lifespan],
         exception_handlers={OpenBlynkError: _error_response},
         openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema"),
@@ -90,6 +93,8 @@ def _error_response(request: Request, exc: Exception) -> Response[object]:
 
 async def _start_services(app: Litestar, settings: Settings, database_url: str) -> Services:
     secrets = Secrets(settings.resolved_secret_key())
+    app.state.tls = tls_files(settings) if settings.mqtts_port else None
+    app.state.mqtt_proxy_port = settings.mqtt_proxy_port
     db = Database(database_url)
     await db.open()
     await ensure_partitions(db.pool)

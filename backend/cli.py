@@ -108,15 +108,17 @@ async def _run_broker(settings: Settings, url: str) -> None:
     from backend.devices.changes import Change, ChangeListener
     from backend.devices.registry import DeviceRegistry
     from backend.security import Secrets
+    from backend.transport.tls import tls_files
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tls = bool(settings.tls_certfile and settings.tls_keyfile)
+    tls = tls_files(settings) if settings.mqtts_port else None
     broker_settings = BrokerSettings(host=settings.bind, port=settings.mqtt_port,
                                      tls_port=settings.mqtts_port if tls else None,
-                                     certfile=settings.tls_certfile or None, keyfile=settings.tls_keyfile or None,
+                                     certfile=str(tls.certfile) if tls else None,
+                                     keyfile=str(tls.keyfile) if tls else None,
                                      max_packet_size=settings.mqtt_max_packet_size)
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
@@ -130,7 +132,8 @@ async def _run_broker(settings: Settings, url: str) -> None:
 
             listener = ChangeListener(url, on_change)
             listener.start()
-            log.info("MQTT broker listening on %s:%d", settings.bind, settings.mqtt_port)
+            log.info("MQTT broker listening on %s:%d (TLS: %s)", settings.bind, settings.mqtt_port,
+                     mqtt.tls_port or "off")
             await stop.wait()
             log.info("stopping the broker")
             await listener.stop()

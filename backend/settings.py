@@ -34,11 +34,17 @@ class Settings:
     mqtt_port: int = 1883
     """Port of the plain MQTT listener."""
     mqtts_port: int = 8883
-    """Port of the MQTT-over-TLS listener (started only when a certificate is configured)."""
+    """Port of the MQTT-over-TLS listener (TLS 1.2+); 0 turns TLS off."""
     tls_certfile: str = ""
-    """PEM certificate for the TLS listener; empty disables TLS for now."""
+    """PEM certificate (chain) for MQTT over TLS; empty = a local CA made in data_dir/tls."""
     tls_keyfile: str = ""
-    """PEM private key for the TLS listener."""
+    """PEM private key of that certificate."""
+    tls_cafile: str = ""
+    """CA certificate served at /ca.pem when a certificate is configured (optional)."""
+    tls_hostnames: str = ""
+    """Extra host names/addresses (comma-separated) for the generated server certificate."""
+    mqtt_proxy_port: int = 1884
+    """Broker port for the app's MQTT-over-WebSocket bridge (PROXY protocol, 127.0.0.1 only)."""
     data_dir: Path = Path("./data")
     """Directory holding the embedded PostgreSQL cluster, the secret key and uploads."""
     database_url: str = ""
@@ -90,7 +96,7 @@ class Settings:
         """Refuse settings that cannot work, with a message that says what to change."""
         if self.env not in ("development", "production"):
             raise ConfigError(f"OPENBLYNK_ENV must be 'development' or 'production', not {self.env!r}")
-        for name in ("http_port", "mqtt_port", "mqtts_port"):
+        for name in ("http_port", "mqtt_port", "mqtts_port", "mqtt_proxy_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"OPENBLYNK_{name.upper()} must be a port number, not {port}")

@@ -23,12 +23,15 @@ class StackConfig:
     database_url: str = ""
     http_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
+    mqtts_port: int = field(default_factory=free_port)
+    proxy_port: int = field(default_factory=free_port)
 
     def env(self) -> dict[str, str]:
         """The environment for openblynk processes of this stack."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLYNK_")}
         env.update(OPENBLYNK_BIND="127.0.0.1", OPENBLYNK_HTTP_PORT=str(self.http_port),
                    OPENBLYNK_MQTT_PORT=str(self.mqtt_port), OPENBLYNK_DATA_DIR=str(self.data_dir),
+                   OPENBLYNK_MQTTS_PORT=str(self.mqtts_port), OPENBLYNK_MQTT_PROXY_PORT=str(self.proxy_port),
                    OPENBLYNK_SECRET_KEY=TEST_SECRET, OPENBLYNK_ADMIN_PASSWORD="admin-password-123",
                    OPENBLYNK_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
                    # caches live long here so that tests prove change notices, not expiry
