@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import threading
 import time
@@ -116,6 +117,10 @@ class BrokerThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(WAIT)
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        # Connection objects the broker has dropped may sit in reference cycles; finalise them
+        # while their loop is open, or they raise ResourceWarning in whichever later test
+        # happens to trigger garbage collection.
+        gc.collect()
         self._loop.close()
 
     @staticmethod
