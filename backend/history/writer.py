@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from backend.history.partitions import ensure_partitions
+from backend.history.rollup import merge_rollups
 from backend.templates.values import db_text
+
+__all__ = ["HistoryRow", "HistoryWriter", "ensure_partitions"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ class HistoryRow:
     ts: datetime
     value: float | None
     text_value: str | None
+    raw: bool = True
+    """Keep the point itself; False keeps it only in the rollups (Blynk's "save raw data" off)."""
 
 
 class HistoryWriter:
@@ -128,36 +134,14 @@ class HistoryWriter:
                 log.error("dropped a history row of device %s pin V%s: %s", row.device_id, row.pin, exc)
 
     async def write(self, batch: list[HistoryRow]) -> None:
-        """Write one batch in one transaction with binary COPY."""
+        """Write one batch in one transaction: raw rows with binary COPY, then the rollups."""
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 async with conn.cursor().copy(COPY_SQL) as copy:
                     copy.set_types(COPY_TYPES)
                     for r in batch:
-                        text = None if r.text_value is None else db_text(r.text_value)
-                        await copy.write_row((r.device_id, r.pin, r.ts, r.value, text))
+                        if r.raw:
+                            text = None if r.text_value is None else db_text(r.text_value)
+                            await copy.write_row((r.device_id, r.pin, r.ts, r.value, text))
+                await merge_rollups(conn, [(r.device_id, r.pin, r.ts, r.value) for r in batch if r.value is not None])
         self.rows_written += len(batch)
-
-
-async def ensure_partitions(pool: AsyncConnectionPool, days_back: int = 1, days_ahead: int = 3) -> list[str]:
-    """Create daily history partitions around today; return the ones created.
-
-    Rows already sitting in the default partition for a new day's range would make the CREATE
-    fail; such a day is left to the default partition (and reported) rather than losing data.
-    """
-    created = []
-    today = datetime.now(timezone.utc).date()
-    async with pool.connection() as conn:
-        for offset in range(-days_back, days_ahead + 1):
-            day = today + timedelta(days=offset)
-            name = f"history_{day:%Y%m%d}"
-            exists = await (await conn.execute("SELECT to_regclass(%s)", (name,))).fetchone()
-            if exists and exists[0] is not None:
-                continue
-            try:
-                await conn.execute(
-                    f"CREATE TABLE {name} PARTITION OF history FOR VALUES FROM ('{day}') TO ('{day + timedelta(days=1)}')")
-                created.append(name)
-            except (psycopg.errors.CheckViolation, psycopg.errors.DuplicateTable) as exc:
-                log.warning("partition %s not created: %s", name, exc)
-    return created

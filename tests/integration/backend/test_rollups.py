@@ -1,0 +1,77 @@
+"""Rollups maintained on write, and retention of partitions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from backend.db.engine import Database
+from backend.history.partitions import HISTORY, MINUTE, drop_expired, ensure_partitions, partitions
+from backend.history.rollup import aggregate, bucket_of
+from backend.history.writer import HistoryRow, HistoryWriter
+
+T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=timezone.utc)
+
+
+def test_buckets_are_aligned_to_the_epoch() -> None:
+    assert bucket_of(T0 + timedelta(seconds=59.9), 60) == T0
+    assert bucket_of(T0 + timedelta(seconds=60), 60) == T0 + timedelta(minutes=1)
+    assert bucket_of(T0 + timedelta(minutes=59), 3600) == T0
+
+
+def test_aggregate_keeps_min_max_sum_count_and_last_by_time() -> None:
+    points = [(1, 0, T0 + timedelta(seconds=s), v) for s, v in ((10, 5.0), (5, 9.0), (30, -1.0), (20, 3.0))]
+    agg = aggregate(points, 60)[(1, 0, T0)]
+    assert (agg.min, agg.max, agg.sum, agg.count, agg.last) == (-1.0, 9.0, 16.0, 4, -1.0)
+
+
+async def test_rollups_merge_across_batches_and_raw_flag_is_honoured(fresh_db: str) -> None:
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool)
+        writer = HistoryWriter(db.pool)
+        now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        await writer.write([HistoryRow(1, 0, now + timedelta(seconds=1), 10.0, None, raw=False),
+                            HistoryRow(1, 0, now + timedelta(seconds=2), 20.0, None, raw=False)])
+        await writer.write([HistoryRow(1, 0, now + timedelta(seconds=3), 0.0, None, raw=False),
+                            HistoryRow(1, 0, now + timedelta(seconds=0.5), 99.0, None, raw=False),  # late point
+                            HistoryRow(1, 1, now, 1.0, None, raw=True),
+                            HistoryRow(1, 2, now, None, "text", raw=True)])
+        async with db.pool.connection() as conn:
+            minute = await (await conn.execute(
+                "SELECT pin, min, max, sum, count, last FROM history_minute ORDER BY pin")).fetchall()
+            hour = await (await conn.execute("SELECT pin, count FROM history_hour ORDER BY pin")).fetchall()
+            raw = await (await conn.execute("SELECT pin FROM history ORDER BY pin")).fetchall()
+        assert minute == [(0, 0.0, 99.0, 129.0, 4, 0.0), (1, 1.0, 1.0, 1.0, 1, 1.0)]
+        assert hour == [(0, 4), (1, 1)]
+        assert raw == [(1,), (2,)]  # pin 0 is not "save raw": only its rollups are kept
+
+
+async def test_retention_drops_old_partitions_and_old_default_rows(fresh_db: str) -> None:
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool, days_back=40, days_ahead=1)
+        writer = HistoryWriter(db.pool)
+        now = datetime.now(timezone.utc)
+        await writer.write([HistoryRow(1, 0, now - timedelta(days=d), float(d), None) for d in (0, 10, 35, 39)]
+                           + [HistoryRow(1, 0, now - timedelta(days=400), 400.0, None)])  # default partition
+        cutoff = now - timedelta(days=30)
+        dropped = await drop_expired(db.pool, HISTORY, cutoff)
+        assert dropped and all(name.startswith("history_2") for name in dropped)
+        async with db.pool.connection() as conn:
+            left = await (await conn.execute("SELECT value FROM history ORDER BY value")).fetchall()
+            assert left == [(0.0,), (10.0,)]
+            remaining = await partitions(conn, HISTORY)
+        assert all(end.astimezone(timezone.utc) > cutoff for _, _, end in remaining)
+        assert await drop_expired(db.pool, MINUTE, now - timedelta(days=365)) == []
+
+
+@pytest.mark.parametrize("days_ahead", [0, 40])
+async def test_partitions_cover_the_requested_window(fresh_db: str, days_ahead: int) -> None:
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool, days_back=0, days_ahead=days_ahead)
+        async with db.pool.connection() as conn:
+            days = await partitions(conn, HISTORY)
+            months = await partitions(conn, MINUTE)
+        assert len(days) == days_ahead + 1
+        last_day = datetime.now(timezone.utc).date() + timedelta(days=days_ahead)
+        assert months[-1][2].date() > last_day
