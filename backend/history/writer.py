@@ -50,7 +50,7 @@ class HistoryWriter:
         self.pool = pool
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
-        self._queue: asyncio.Queue[HistoryRow] = asyncio.Queue(maxsize=queue_rows)
+        self._queue: asyncio.Queue[HistoryRow | None] = asyncio.Queue(maxsize=queue_rows)  # None: stop
         self._task: asyncio.Task[None] | None = None
         self.rows_written = 0
 
@@ -62,50 +62,77 @@ class HistoryWriter:
         """Start the background flusher."""
         self._task = asyncio.create_task(self._run(), name="history-writer")
 
-    async def stop(self) -> None:
-        """Flush what is queued and stop."""
-        if self._task is None:
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Write everything queued, including a batch being written, then stop.
+
+        The flusher is asked to finish (never cancelled mid-batch, which would lose it); only
+        if the database does not take the rows within ``timeout`` seconds is it cancelled.
+        """
+        task, self._task = self._task, None
+        if task is None or task.done():
             return
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
-        rest = self._drain(self._queue.qsize())
-        if rest:
-            await self._write_with_retry(rest, attempts=3)
+        await self._queue.put(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            log.error("history writer did not finish within %.0f s; %d rows not written", timeout,
+                      self._queue.qsize())
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     async def flush_now(self) -> None:
-        """Write everything queued now (used by tests and shutdown)."""
-        rows = self._drain(self._queue.qsize())
+        """Write everything queued now (when the flusher is not running)."""
+        rows, _ = self._drain(self._queue.qsize())
         if rows:
             await self._write_with_retry(rows, attempts=3)
 
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
-            batch = [first]
-            deadline = asyncio.get_running_loop().time() + self.flush_seconds
-            while len(batch) < self.batch_rows:
-                batch.extend(self._drain(self.batch_rows - len(batch)))
-                remaining = deadline - asyncio.get_running_loop().time()
-                if len(batch) >= self.batch_rows or remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+            if first is None:
+                return
+            batch, closing = await self._collect(first)
             try:
-                await self._write_with_retry(batch)
+                await self._write_with_retry(batch, attempts=3 if closing else None)
             except Exception:  # never let the writer die: the next batch must still be written
                 log.exception("history batch of %d rows lost", len(batch))
+            if closing:
+                return
 
-    def _drain(self, limit: int) -> list[HistoryRow]:
+    async def _collect(self, first: HistoryRow) -> tuple[list[HistoryRow], bool]:
+        """A batch: up to ``batch_rows`` rows or what arrives within ``flush_seconds``."""
+        batch = [first]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.flush_seconds
+        while len(batch) < self.batch_rows:
+            more, closing = self._drain(self.batch_rows - len(batch))
+            batch.extend(more)
+            remaining = deadline - loop.time()
+            if closing:
+                return batch + self._drain(self._queue.qsize())[0], True
+            if len(batch) >= self.batch_rows or remaining <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(self._queue.get(), remaining)
+            except TimeoutError:
+                break
+            if item is None:
+                return batch + self._drain(self._queue.qsize())[0], True
+            batch.append(item)
+        return batch, False
+
+    def _drain(self, limit: int) -> tuple[list[HistoryRow], bool]:
+        """Up to ``limit`` queued rows without waiting, and whether the stop marker was seen."""
         out: list[HistoryRow] = []
         while len(out) < limit:
             try:
-                out.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 break
-        return out
+            if item is None:
+                return out, True
+            out.append(item)
+        return out, False
 
     async def _write_with_retry(self, batch: list[HistoryRow], attempts: int | None = None) -> None:
         delay, tried = 0.5, 0

@@ -144,3 +144,18 @@ async def test_history_writer_keeps_good_rows_when_one_is_refused(fresh_db: str)
         async with db.pool.connection() as conn:
             rows = await (await conn.execute("SELECT value FROM history ORDER BY value")).fetchall()
         assert rows == [(1.0,), (3.0,), (4.0,)]
+
+
+async def test_stopping_the_writer_loses_no_row_even_mid_batch(fresh_db: str) -> None:
+    """Regression: stop() used to cancel the flusher while it wrote a batch, losing it."""
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool)
+        writer = HistoryWriter(db.pool, batch_rows=500, flush_seconds=0.01)
+        now = datetime.now(timezone.utc)
+        writer.start()
+        for i in range(20_000):
+            await writer.add(HistoryRow(1, 0, now, float(i), None))
+        await writer.stop()
+        async with db.pool.connection() as conn:
+            count = await (await conn.execute("SELECT count(*) FROM history")).fetchone()
+        assert count == (20_000,) and writer.rows_written == 20_000

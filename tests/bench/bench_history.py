@@ -1,0 +1,134 @@
+"""History benchmarks: write throughput against raw binary COPY, chart query time over a
+year, and bytes on disk per stored point. Prints figures; asserts nothing.
+
+    .venv/bin/python tests/bench/bench_history.py [--rows 500000] [--runs 20]
+
+Runs an embedded PostgreSQL in .pytest-data/bench (removed afterwards). Figures depend on
+the machine and its load: compare the columns of one run, not runs of different days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from backend.db.embedded import EmbeddedPostgres  # noqa: E402
+from backend.db.engine import Database  # noqa: E402
+from backend.db.migrate import migrate  # noqa: E402
+from backend.history.partitions import ensure_partitions  # noqa: E402
+from backend.history.queries import series  # noqa: E402
+from backend.history.writer import COPY_SQL, COPY_TYPES, HistoryRow, HistoryWriter  # noqa: E402
+
+BATCH = 5000
+
+
+def rows_for(n: int, devices: int = 100, start: datetime | None = None) -> list[HistoryRow]:
+    start = start or datetime.now(timezone.utc) - timedelta(hours=2)
+    return [HistoryRow(i % devices + 1, i % 4, start + timedelta(milliseconds=10 * i), float(i % 1000), None)
+            for i in range(n)]
+
+
+async def raw_copy(db: Database, rows: list[HistoryRow]) -> float:
+    """Plain binary COPY of the same rows, batch by batch, one transaction each."""
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), BATCH):
+        async with db.pool.connection() as conn, conn.transaction():
+            async with conn.cursor().copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                for r in rows[i:i + BATCH]:
+                    await copy.write_row((r.device_id, r.pin, r.ts, r.value, None))
+        progress("raw COPY", i + BATCH, len(rows))
+    return len(rows) / (time.perf_counter() - t0)
+
+
+async def writer_path(db: Database, rows: list[HistoryRow]) -> float:
+    """The history writer: raw COPY plus minute and hour rollups, in one transaction a batch."""
+    writer = HistoryWriter(db.pool, batch_rows=BATCH)
+    t0 = time.perf_counter()
+    writer.start()
+    for i, row in enumerate(rows):
+        await writer.add(row)
+        if i % 50_000 == 0:
+            progress("writer", i, len(rows))
+    await writer.stop()
+    return len(rows) / (time.perf_counter() - t0)
+
+
+async def storage_per_point(db: Database) -> tuple[int, float]:
+    async with db.pool.connection() as conn:
+        count = (await (await conn.execute("SELECT count(*) FROM history")).fetchone())[0]  # type: ignore[index]
+        size = (await (await conn.execute(
+            "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+            "WHERE inhparent = 'history'::regclass")).fetchone())[0]  # type: ignore[index]
+    return count, size / count
+
+
+async def year_query(db: Database, runs: int) -> tuple[float, float, int, str]:
+    """A year at one point per minute (525,600 points), reduced to 1,000 buckets."""
+    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    start = end - timedelta(days=365)
+    writer = HistoryWriter(db.pool, batch_rows=20_000)
+    writer.start()
+    for i in range(525_600):
+        await writer.add(HistoryRow(9999, 7, start + timedelta(minutes=i), float(i % 97), None, raw=False))
+        if i % 100_000 == 0:
+            progress("year of minutes", i, 525_600)
+    await writer.stop()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = await series(db.pool, 9999, 7, start, end, 1000, save_raw=False)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95) - 1], len(result.buckets), result.source
+
+
+def progress(label: str, done: int, total: int) -> None:
+    print(f"\r  {label}: {min(done, total):>9,} / {total:,}", end="", file=sys.stderr, flush=True)
+    if done >= total:
+        print(file=sys.stderr)
+
+
+async def main(args: argparse.Namespace, url: str) -> None:
+    migrate(url)
+    async with Database(url, pool_size=4) as db:
+        await ensure_partitions(db.pool, days_back=370, days_ahead=1)
+        rows = rows_for(args.rows)
+        copy_rate = await raw_copy(db, rows)
+        async with db.pool.connection() as conn:
+            await conn.execute("TRUNCATE history, history_minute, history_hour")
+        writer_rate = await writer_path(db, rows)
+        count, per_point = await storage_per_point(db)
+        p50, p95, buckets, source = await year_query(db, args.runs)
+    print(f"\nhistory benchmarks, {args.rows:,} rows of 100 devices x 4 pins, batches of {BATCH}")
+    print(f"  raw binary COPY                     {copy_rate:>12,.0f} rows/s")
+    print(f"  history writer (COPY + 2 rollups)   {writer_rate:>12,.0f} rows/s   "
+          f"({writer_rate / copy_rate:.0%} of raw COPY)")
+    print(f"  bytes on disk per raw point         {per_point:>12.1f}   ({count:,} rows, table + index)")
+    print(f"  1 year of minute points -> 1,000    p50 {p50:.1f} ms, p95 {p95:.1f} ms over {args.runs} runs "
+          f"({buckets} buckets from {source})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=20)
+    options = parser.parse_args()
+    pgdir = ROOT / ".pytest-data" / "bench" / "postgres"
+    shutil.rmtree(pgdir.parent, ignore_errors=True)
+    server = EmbeddedPostgres(pgdir)
+    server.start()
+    try:
+        asyncio.run(main(options, server.url()))
+    finally:
+        server.stop()
+        shutil.rmtree(pgdir.parent, ignore_errors=True)
