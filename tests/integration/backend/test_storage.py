@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -155,6 +157,9 @@ async def test_stopping_the_writer_loses_no_row_even_mid_batch(fresh_db: str) ->
         writer.start()
         for i in range(20_000):
             await writer.add(HistoryRow(1, 0, now, float(i), None))
+        while writer._queue.qsize() == 20_000:  # let the flusher take its first batch...
+            await asyncio.sleep(0)
+        assert writer.rows_written == 0  # ...and stop while that batch is being written
         await writer.stop()
         async with db.pool.connection() as conn:
             count = await (await conn.execute("SELECT count(*) FROM history")).fetchone()
