@@ -16,7 +16,6 @@ from psycopg import AsyncConnection
 LEVELS: dict[str, int] = {"history_minute": 60, "history_hour": 3600}
 """Rollup tables and their bucket width in seconds, finest first."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TEMP = """
 CREATE TEMP TABLE IF NOT EXISTS _rollup (device_id int4, pin int2, bucket timestamptz, min float8, max float8,
     sum float8, count int4, last float8, last_ts timestamptz) ON COMMIT DELETE ROWS
@@ -56,19 +55,19 @@ class Aggregate:
 
 
 Point = tuple[int, int, datetime, float]  # device_id, pin, ts, value
+Key = tuple[int, int, int]  # device_id, pin, bucket start in epoch seconds
 
 
 def bucket_of(ts: datetime, width: int) -> datetime:
     """The start of the ``width``-second bucket holding ``ts`` (aligned to the epoch, UTC)."""
-    seconds = int((ts - _EPOCH).total_seconds() // width) * width
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(int(ts.timestamp()) // width * width, tz=timezone.utc)
 
 
-def aggregate(points: Iterable[Point], width: int) -> dict[tuple[int, int, datetime], Aggregate]:
-    """Aggregate points into buckets of ``width`` seconds."""
-    out: dict[tuple[int, int, datetime], Aggregate] = {}
+def aggregate(points: Iterable[Point], width: int) -> dict[Key, Aggregate]:
+    """Aggregate points into buckets of ``width`` seconds (keys carry epoch seconds)."""
+    out: dict[Key, Aggregate] = {}
     for device_id, pin, ts, value in points:
-        key = (device_id, pin, bucket_of(ts, width))
+        key = (device_id, pin, int(ts.timestamp()) // width * width)
         agg = out.get(key)
         if agg is None:
             out[key] = Aggregate(value, value, value, 1, value, ts)
@@ -77,15 +76,45 @@ def aggregate(points: Iterable[Point], width: int) -> dict[tuple[int, int, datet
     return out
 
 
+def coarsen(fine: dict[Key, Aggregate], width: int) -> dict[Key, Aggregate]:
+    """Fold finer buckets into ``width``-second buckets (hours from minutes)."""
+    out: dict[Key, Aggregate] = {}
+    for (device_id, pin, start), a in fine.items():
+        key = (device_id, pin, start // width * width)
+        agg = out.get(key)
+        if agg is None:
+            out[key] = Aggregate(a.min, a.max, a.sum, a.count, a.last, a.last_ts)
+        else:
+            agg.min, agg.max = min(agg.min, a.min), max(agg.max, a.max)
+            agg.sum += a.sum
+            agg.count += a.count
+            if a.last_ts >= agg.last_ts:
+                agg.last, agg.last_ts = a.last, a.last_ts
+    return out
+
+
 async def merge_rollups(conn: AsyncConnection, points: list[Point]) -> None:
     """Fold ``points`` into every rollup table (call inside the batch's transaction)."""
     if not points:
         return
     await conn.execute(_TEMP)
-    for table, width in LEVELS.items():
-        async with conn.cursor().copy(_COPY) as copy:
-            copy.set_types(_TYPES)
-            for (device_id, pin, bucket), a in aggregate(points, width).items():
-                await copy.write_row((device_id, pin, bucket, a.min, a.max, a.sum, a.count, a.last, a.last_ts))
-        await conn.execute(_MERGE.format(table=table))
-        await conn.execute("TRUNCATE _rollup")
+    levels = iter(LEVELS.items())
+    table, width = next(levels)
+    aggregates = aggregate(points, width)
+    while True:
+        await _merge(conn, table, aggregates)
+        try:
+            table, width = next(levels)
+        except StopIteration:
+            return
+        aggregates = coarsen(aggregates, width)
+
+
+async def _merge(conn: AsyncConnection, table: str, aggregates: dict[Key, Aggregate]) -> None:
+    async with conn.cursor().copy(_COPY) as copy:
+        copy.set_types(_TYPES)
+        for (device_id, pin, start), a in aggregates.items():
+            bucket = datetime.fromtimestamp(start, tz=timezone.utc)
+            await copy.write_row((device_id, pin, bucket, a.min, a.max, a.sum, a.count, a.last, a.last_ts))
+    await conn.execute(_MERGE.format(table=table))
+    await conn.execute("TRUNCATE _rollup")
