@@ -19,6 +19,7 @@ from backend.device_api.controllers import DeviceApiController
 from backend.device_api.services import DeviceApiService
 from backend.devices.auth import SERVICE_USERNAME
 from backend.devices.changes import ChangeListener
+from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
 from backend.devices.latest import LatestValues
 from backend.devices.registry import DeviceRegistry
@@ -105,15 +106,18 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     mqtt = ServiceClient(settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME,
                          secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
     data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes)
-    ingest = IngestService(registry, data, db.pool)
+    device_services = DeviceServices.build(db.pool, data, settings)
+    ingest = IngestService(registry, data, db.pool, device_services)
     changes = ChangeListener(database_url, registry.apply)
     changes.start()
     history.start()
     latest.start()
+    device_services.start()
     await mqtt.start()
     task = asyncio.create_task(_ingest_loop(mqtt, ingest), name="ingest")
     app.state.services = Services(db, mqtt, history, latest, ingest, task, changes)
-    app.state.device_api = DeviceApiService(registry, secrets, data, db.pool)
+    app.state.device_api = DeviceApiService(registry, secrets, data, db.pool, device_services)
+    app.state.device_services = device_services
     return app.state.services  # type: ignore[no-any-return]
 
 
@@ -121,6 +125,7 @@ async def _stop_services(s: Services) -> None:
     await s.changes.stop()
     s.ingest_task.cancel()
     await asyncio.gather(s.ingest_task, return_exceptions=True)
+    await s.ingest.services.stop()
     await s.mqtt.stop()
     await s.history.stop()
     await s.latest.stop()

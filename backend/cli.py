@@ -6,6 +6,7 @@
     openblynk import FILE|-          create/update templates and devices; prints devices + tokens
     openblynk export                 print templates and devices (with tokens) as JSON
     openblynk device token NAME [--rotate]
+    openblynk device ping|reboot|reconfigure NAME | device redirect NAME URI
 
 Settings come from OPENBLYNK_* environment variables (see README).
 """
@@ -66,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("name")
     tok.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
     tok.set_defaults(func=_device_token)
+    for command, text in (("ping", "ping a device and print the round trip"), ("reboot", "ask a device to reboot"),
+                          ("reconfigure", "ask a device to re-enter its Wi-Fi configuration mode")):
+        cmd = dev_sub.add_parser(command, help=text)
+        cmd.add_argument("name")
+        cmd.set_defaults(func=_device_command, device_command=command, uri=None)
+    red = dev_sub.add_parser("redirect", help="send a device to another endpoint (mqtts://host:8883, wss://host:443/mqtt)")
+    red.add_argument("name")
+    red.add_argument("uri")
+    red.set_defaults(func=_device_command)
     return parser
 
 
@@ -186,6 +196,30 @@ async def _token(settings: Settings, url: str, name: str, rotate: bool) -> str:
             device = await service.by_name_anywhere(name)
             token = await service.set_token(device) if rotate else service.token_of(device)
             return token.value
+
+
+def _device_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``openblynk device ping|reboot|reconfigure NAME`` and ``device redirect NAME URI``."""
+    with database(settings) as url:
+        print(asyncio.run(_command(settings, url, args.name, args.device_command, args.uri)))
+    return 0
+
+
+async def _command(settings: Settings, url: str, name: str, command: str, uri: str | None) -> str:
+    from backend.db.engine import Database
+    from backend.devices.remote import Broker, Target, send_command
+    from backend.devices.services import DeviceService
+    from backend.security import Secrets
+
+    await prepare(settings, url)
+    secrets = Secrets(settings.resolved_secret_key())
+    async with Database(url, pool_size=1) as db:
+        async with db.session() as session:
+            device = await DeviceService(session, secrets).by_name_anywhere(name)
+            assert device.id is not None
+            target = Target(device.id, device.name, device.online)
+    broker = Broker(settings.mqtt_broker_host, settings.mqtt_port, secrets.service_password())
+    return await send_command(broker, target, command, uri)
 
 
 if __name__ == "__main__":

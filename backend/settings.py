@@ -69,6 +69,14 @@ class Settings:
     """Longest time a history row waits before its batch is flushed."""
     string_max_bytes: int = 1024
     """Longest string datastream value accepted, in bytes (Blynk's limit)."""
+    events_per_day: int = 100
+    """Events a device may log per UTC day (Blynk's limit); more are refused on downlink/diag."""
+    event_min_interval_seconds: float = 1.0
+    """Shortest time between two events of the same code from one device (Blynk's limit)."""
+    timestamped_max_age_days: int = 30
+    """Timestamped points further than this from now (past or future) are refused ("one month")."""
+    last_seen_flush_seconds: float = 5.0
+    """How often a device's last-seen time is written at most (it moves on every uplink)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised OPENBLYNK_* variables, kept so a typo can be reported."""
 

@@ -58,3 +58,25 @@ class DeviceApiController(Controller):
         """``true`` while the device is connected."""
         return _text("true" if await _service(request).is_connected(_query(request)) else "false")
 
+    @get("/update/property")
+    async def update_property(self, request: Request) -> Response[str]:
+        """Set widget properties of a datastream (``pin=v1&label=Hi``)."""
+        await _service(request).update_property(_query(request))
+        return _text("")
+
+    @get(["/logEvent", "/logevent"])
+    async def log_event(self, request: Request) -> Response[str]:
+        """Log an event of the template on the device's timeline."""
+        await _service(request).log_event(_query(request))
+        return _text("")
+
+    @get("/device/meta")
+    async def get_meta(self, request: Request) -> Response[str]:
+        """A metadata value of the device, as plain text."""
+        return _text(await _service(request).get_meta(_query(request)))
+
+    @get("/device/meta/update")
+    async def update_meta(self, request: Request) -> Response[str]:
+        """Set a metadata value; the device receives it on ``downlink/meta/<name>``."""
+        await _service(request).update_meta(_query(request))
+        return _text("")

@@ -13,14 +13,28 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from backend import errors as e
+from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
+from backend.devices.meta import ReadOnlyMetaError
+from backend.devices.place import lat_lon
+from backend.devices.properties import UnknownPropertyError
 from backend.devices.registry import DeviceInfo, DeviceRegistry
+from backend.devices.timeline import UnknownEventError
 from backend.errors import BlynkApiError, ValidationError
 from backend.security import Secrets
+from backend.templates.meta import MetaFieldSpec
 from backend.templates.values import DatastreamSpec, MULTI_SEPARATOR, json_of
 
 _PIN_KEY = re.compile(r"^[vV](\d{1,3})$")
 _RESERVED = {"token", "dataStreamId", "value", "pin"}
+
+# Blynk's texts for events and metadata (reference §2), byte for byte.
+NO_EVENT_CODE = "Event code is not provided."
+UNKNOWN_EVENT = "Can't find Event with this code in Product template"
+WRONG_META_FIELD = "Wrong metaField format."
+NO_META_FIELD = "MetaField doesn't exist."
+WRONG_VALUE = "Wrong value"
+LOC_LATLON = "loc.latlon"
 
 Query = list[tuple[str, str]]
 
@@ -37,11 +51,19 @@ class DeviceApiService:
     """The logic behind the device HTTP endpoints."""
 
     def __init__(self, registry: DeviceRegistry, secrets: Secrets, data: DataService,
-                 pool: AsyncConnectionPool) -> None:
+                 pool: AsyncConnectionPool, services: DeviceServices) -> None:
         self.registry = registry
         self.secrets = secrets
         self.data = data
         self.pool = pool
+        self.services = services
+
+    async def reporting_device(self, query: Query) -> DeviceInfo:
+        """The device whose token is in the query, counted as reporting data (Blynk's "log
+        when device reports any data": an HTTP-only device is online for a while after it)."""
+        device = await self.device(query)
+        await self.services.lifecycle.http_report(device)
+        return device
 
     async def device(self, query: Query) -> DeviceInfo:
         """The device whose token is in the query."""
@@ -81,7 +103,7 @@ class DeviceApiService:
 
     async def update(self, query: Query) -> None:
         """Set one datastream; the device receives it on ``downlink/ds/<name>``."""
-        device = await self.device(query)
+        device = await self.reporting_device(query)
         if any(k == "dataStreamId" for k, _ in query) or any(k == "pin" for k, _ in query):
             ref = self._explicit(device, query)
             values = [v for k, v in query if k == "value"]
@@ -97,7 +119,7 @@ class DeviceApiService:
 
     async def batch_update(self, query: Query) -> None:
         """Set several datastreams at once (``batch/update?token=..&v1=..&v2=..``)."""
-        device = await self.device(query)
+        device = await self.reporting_device(query)
         refs = self._pins(device, query, bare=False)
         if not refs:
             raise BlynkApiError(e.WRONG_PIN)
@@ -117,6 +139,83 @@ class DeviceApiService:
         async with self.pool.connection() as conn:
             row = await (await conn.execute("SELECT online FROM device WHERE id = %s", (device.id,))).fetchone()
         return bool(row and row[0])
+
+    async def update_property(self, query: Query) -> None:
+        """``update/property?token=&pin=v1&label=Hi``: store widget properties of a datastream.
+
+        No downlink is sent: Blynk documents none for properties (they are for the apps).
+        """
+        device = await self.reporting_device(query)
+        pins = [v for k, v in query if k == "pin"]
+        if not pins:
+            raise BlynkApiError(e.WRONG_PIN)
+        spec = self._spec_for_key(device, pins[0])
+        props: dict[str, list[str]] = {}
+        for key, value in query:
+            if key not in ("token", "pin"):
+                props.setdefault(key, []).append(value)
+        if not props:
+            raise BlynkApiError(e.BAD_PARAMS)
+        for name, values in props.items():
+            try:
+                await self.services.properties.set(device.id, spec.pin, name, MULTI_SEPARATOR.join(values))
+            except UnknownPropertyError:
+                raise BlynkApiError(f"Unknown widget property '{name[:40]}'.") from None
+            except ValidationError as exc:
+                raise BlynkApiError(exc.message) from None
+
+    async def log_event(self, query: Query) -> None:
+        """``logEvent?token=&code=&description=``: an event on the device's timeline."""
+        device = await self.reporting_device(query)
+        code = next((v for k, v in query if k == "code"), "")
+        if not code:
+            raise BlynkApiError(NO_EVENT_CODE)
+        description = next((v for k, v in query if k == "description"), "")
+        try:
+            await self.services.timeline.log_event(device, code, description)
+        except UnknownEventError:
+            raise BlynkApiError(UNKNOWN_EVENT) from None
+        except ValidationError as exc:  # over a rate limit
+            raise BlynkApiError(exc.message) from None
+
+    async def get_meta(self, query: Query) -> str:
+        """``device/meta?token=&metaFieldId=`` (or ``metaFieldName=``): the value as plain text."""
+        device = await self.device(query)
+        if _meta_key(query) == LOC_LATLON:
+            point = await lat_lon(device, self.data, self.services.meta)
+            return "" if point is None else f"{point[0]!r} {point[1]!r}"
+        spec = self._meta_field(device, query)
+        return await self.services.meta.value(device, spec)
+
+    async def update_meta(self, query: Query) -> None:
+        """``device/meta/update?token=&metaFieldId=|metaFieldName=&value=``; pushed to the device."""
+        device = await self.reporting_device(query)
+        spec = self._meta_field(device, query)
+        values = [v for k, v in query if k == "value"]
+        if not values:
+            raise BlynkApiError(e.BAD_PARAMS)
+        try:
+            await self.services.meta.set_from_server(device, spec, MULTI_SEPARATOR.join(values))
+        except ReadOnlyMetaError:
+            raise BlynkApiError(e.BAD_PARAMS) from None
+        except ValidationError:
+            raise BlynkApiError(WRONG_VALUE) from None
+
+    @staticmethod
+    def _meta_field(device: DeviceInfo, query: Query) -> MetaFieldSpec:
+        ids = [v for k, v in query if k == "metaFieldId"]
+        names = [v for k, v in query if k == "metaFieldName"]
+        if ids:
+            if not ids[0].isdigit():
+                raise BlynkApiError(WRONG_META_FIELD)
+            spec = device.meta_by_id(int(ids[0]))
+        elif names and names[0]:
+            spec = device.meta.get(names[0])
+        else:
+            raise BlynkApiError(WRONG_META_FIELD)
+        if spec is None:
+            raise BlynkApiError(NO_META_FIELD)
+        return spec
 
     async def _write(self, device: DeviceInfo, spec: DatastreamSpec, raw: str) -> None:
         try:
@@ -158,6 +257,11 @@ class DeviceApiService:
         if spec is None:
             raise BlynkApiError(e.NO_DATASTREAM)
         return spec
+
+
+def _meta_key(query: Query) -> str:
+    """The metaFieldId or metaFieldName the query names (first one), or ``""``."""
+    return next((v for k, v in query if k in ("metaFieldId", "metaFieldName")), "")
 
 
 def _plain(value: str) -> str:

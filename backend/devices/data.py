@@ -17,7 +17,7 @@ from backend.templates.values import DatastreamSpec, Value, parse_value
 class Publisher(Protocol):
     """Something that can publish an MQTT message to the broker."""
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None: ...
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> object: ...
 
 
 def downlink_topic(device_id: int, relative: str) -> str:
@@ -59,6 +59,10 @@ class DataService:
         await self.history.add(HistoryRow(device.id, spec.pin, at, value.number,
                                           None if value.number is not None else value.text))
         return value
+
+    async def erase(self, device: DeviceInfo, spec: DatastreamSpec) -> None:
+        """Clear the stored latest value (history is kept)."""
+        await self.latest.erase(device.id, spec.pin)
 
     async def write_from_server(self, device: DeviceInfo, spec: DatastreamSpec, raw: str) -> Value:
         """A value set by the platform: store it and send it to the device."""

@@ -65,6 +65,15 @@ class LatestValues:
         self._values[device_id][pin] = Latest(value, at)
         self._dirty.add((device_id, pin))
 
+    async def erase(self, device_id: int, pin: int) -> None:
+        """Forget the latest value of a pin (``ds/<name>/erase``); history is kept."""
+        if device_id not in self._loaded:
+            await self._load(device_id)
+        self._values.get(device_id, {}).pop(pin, None)
+        self._dirty.discard((device_id, pin))
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM datastream_value WHERE device_id = %s AND pin = %s", (device_id, pin))
+
     def start(self) -> None:
         """Start the background flusher."""
         self._task = asyncio.create_task(self._run(), name="latest-values")

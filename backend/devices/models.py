@@ -1,8 +1,9 @@
-"""Tables of devices and their latest datastream values."""
+"""Tables of devices, their latest datastream values, metadata values, widget properties and
+timeline (schema: migrations/0001 and 0002)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import text, BigInteger, Column, DateTime, ForeignKey, LargeBinary, SmallInteger
 from sqlmodel import Field, SQLModel
@@ -33,6 +34,16 @@ class Device(SQLModel, table=True):
     connected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     disconnected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     last_seen: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    online_via: str | None = None
+    msgs_in: int | None = Field(default=None, sa_column=Column(BigInteger))
+    msgs_out: int | None = Field(default=None, sa_column=Column(BigInteger))
+    bytes_in: int | None = Field(default=None, sa_column=Column(BigInteger))
+    bytes_out: int | None = Field(default=None, sa_column=Column(BigInteger))
+    vitals_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    disconnects_today: int = 0
+    disconnects_day: date | None = None
+    last_ping_ms: float | None = None
+    last_ping_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
                                        sa_column_kwargs={"server_default": text("now()")})
 
@@ -45,3 +56,40 @@ class DatastreamValue(SQLModel, table=True):
     pin: int = Field(sa_column=Column(SmallInteger, primary_key=True))
     value: str
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+
+
+class DeviceMeta(SQLModel, table=True):
+    """The value of one metadata field of one device (system or custom field, by name)."""
+
+    __tablename__ = "device_meta"
+    device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), primary_key=True))
+    name: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+                                       sa_column_kwargs={"server_default": text("now()")})
+
+
+class DeviceProperty(SQLModel, table=True):
+    """A widget property (``label``, ``color``...) of one datastream of one device."""
+
+    __tablename__ = "device_property"
+    device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), primary_key=True))
+    pin: int = Field(sa_column=Column(SmallInteger, primary_key=True))
+    property: str = Field(primary_key=True)
+    value: str
+    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+                                       sa_column_kwargs={"server_default": text("now()")})
+
+
+class DeviceEvent(SQLModel, table=True):
+    """One entry of a device's timeline: a logged event, or the device going online/offline."""
+
+    __tablename__ = "device_event"
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), nullable=False))
+    ts: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+                                sa_column_kwargs={"server_default": text("now()")})
+    kind: str
+    code: str | None = None
+    type: str | None = None
+    description: str = ""

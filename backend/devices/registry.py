@@ -1,5 +1,5 @@
 """A read-through cache of what the hot paths need to know of a device: its template's
-datastreams by name and by pin. Entries expire after a few seconds so template edits made by
+datastreams by name and by pin, event definitions, metadata fields and connection settings. Entries expire after a few seconds so template edits made by
 another process show up without a restart."""
 
 from __future__ import annotations
@@ -11,12 +11,23 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.devices.changes import Change
 
+from backend.templates.meta import SYSTEM_FIELDS, MetaFieldSpec, custom_spec
 from backend.templates.values import DatastreamSpec, DatastreamType
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    """An event definition of the device's template."""
+
+    code: str
+    name: str
+    type: str
+    description: str
 
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """A device and its template's datastreams."""
+    """A device and what its template says about it."""
 
     id: int
     name: str
@@ -25,15 +36,27 @@ class DeviceInfo:
     template_name: str
     by_name: dict[str, DatastreamSpec] = field(default_factory=dict)
     by_pin: dict[int, DatastreamSpec] = field(default_factory=dict)
+    events: dict[str, EventSpec] = field(default_factory=dict)
+    meta: dict[str, MetaFieldSpec] = field(default_factory=lambda: {f.name: f for f in SYSTEM_FIELDS})
+    heartbeat_interval: int = 45
+    offline_ignore_seconds: int = 0
+    org_tz: str = "UTC"
+
+    def meta_by_id(self, field_id: int) -> MetaFieldSpec | None:
+        """The metadata field with this ``metaFieldId``."""
+        return next((f for f in self.meta.values() if f.field_id == field_id), None)
 
 
 _DEVICE_SQL = """
-SELECT d.id, d.name, d.org_id, d.template_id, t.name FROM device d JOIN template t ON t.id = d.template_id
+SELECT d.id, d.name, d.org_id, d.template_id, t.name, t.heartbeat_interval, t.offline_ignore_seconds, o.tz
+FROM device d JOIN template t ON t.id = d.template_id JOIN organization o ON o.id = d.org_id
 WHERE {where}
 """
 _DS_SQL = """
 SELECT pin, name, type, min, max, default_value, sync, save_raw FROM datastream WHERE template_id = %s
 """
+_EVENT_SQL = "SELECT code, name, type, description FROM event_def WHERE template_id = %s"
+_META_SQL = "SELECT field_id, name, type, default_value FROM meta_field WHERE template_id = %s ORDER BY field_id"
 
 
 class DeviceRegistry:
@@ -86,5 +109,10 @@ class DeviceRegistry:
             specs = [DatastreamSpec(pin=r[0], name=r[1], type=DatastreamType(r[2]), min=r[3], max=r[4],
                                     default_value=r[5], sync=r[6], save_raw=r[7])
                      for r in await (await conn.execute(_DS_SQL, (row[3],))).fetchall()]
+            events = [EventSpec(*r) for r in await (await conn.execute(_EVENT_SQL, (row[3],))).fetchall()]
+            custom = [custom_spec(*r) for r in await (await conn.execute(_META_SQL, (row[3],))).fetchall()]
+        meta = {f.name: f for f in (*SYSTEM_FIELDS, *custom)}
         return DeviceInfo(id=row[0], name=row[1], org_id=row[2], template_id=row[3], template_name=row[4],
-                          by_name={s.name: s for s in specs}, by_pin={s.pin: s for s in specs})
+                          by_name={s.name: s for s in specs}, by_pin={s.pin: s for s in specs},
+                          events={e.code: e for e in events}, meta=meta, heartbeat_interval=row[5],
+                          offline_ignore_seconds=row[6], org_tz=row[7])

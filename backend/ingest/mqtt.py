@@ -3,7 +3,7 @@
 paho-mqtt runs its network loop in its own thread; received messages cross into asyncio
 through a bounded queue. When the queue is full the paho thread waits, so it stops reading the
 socket and the broker holds the rest: backpressure instead of unbounded memory. The session is
-persistent (clean_session=False) with QoS 1 subscriptions, so QoS 1 uplinks published while
+persistent (clean_session=False, except for short-lived CLI clients) with QoS 1 subscriptions, so QoS 1 uplinks published while
 the app restarts are delivered when it comes back.
 """
 
@@ -35,20 +35,23 @@ class ServiceClient:
     """An async façade over a paho client that logs in as a platform service."""
 
     def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
-                 subscriptions: list[str], queue_size: int = 10_000) -> None:
+                 subscriptions: list[str], queue_size: int = 10_000, clean_session: bool = False) -> None:
         self.subscriptions = subscriptions
         self._host, self._port = host, port
         self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = threading.Event()
+        self.subscribed = threading.Event()
+        """Set once the broker acknowledged the subscriptions of the current connection."""
         self._stopping = False
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
         self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.max_queued_messages_set(100_000)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_args: self.subscribed.set()
 
     @property
     def connected(self) -> bool:
@@ -72,11 +75,13 @@ class ServiceClient:
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
-    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
-        """Queue a message for the broker (thread-safe, never blocks)."""
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> paho.MQTTMessageInfo:
+        """Queue a message for the broker (thread-safe, never blocks); ``wait_for_publish`` on
+        the result waits until it is sent."""
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_NO_CONN):
             log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
+        return info
 
     async def messages(self) -> Message:
         """The next received message."""
@@ -88,7 +93,11 @@ class ServiceClient:
         if rc.is_failure:
             log.error("broker refused the service connection: %s", rc)
             return
-        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        self.subscribed.clear()
+        if self.subscriptions:
+            client.subscribe([(topic, 1) for topic in self.subscriptions])
+        else:
+            self.subscribed.set()
         self._connected.set()
         log.info("connected to the broker at %s:%s", self._host, self._port)
 

@@ -1,38 +1,43 @@
 """Ingest: turn what devices publish into stored values, device state and replies.
 
-Handles (v1): ``d/<id>/ds/<name>`` values, ``d/<id>/info/mcu``, ``d/<id>/get/ds`` and
-``d/<id>/get/ds/all``, and presence from ``sys/presence/<id>``. Anything wrong is reported to
-the device on ``downlink/diag`` and never stops the ingest.
+Handles every Blynk uplink under ``d/<id>/`` (``ds/<name>`` values, ``batch_ds``,
+``ds/<name>/timestamped_batch``, ``ds/<name>/erase``, widget properties, ``event/<code>``,
+``meta/<name>``, ``info/mcu`` and the ``get/...`` requests) and the broker's ``sys/presence``,
+``sys/vitals`` and ``sys/ping`` reports. Anything wrong is reported to the device on
+``downlink/diag`` and never stops the ingest. Every device message moves its last-seen time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from backend.devices.context import DeviceServices
 from backend.devices.data import DataService, downlink_topic
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.errors import ValidationError
 from backend.ingest.mqtt import Message
+from backend.ingest.uplinks import MAX_DIAG_NAME, Uplinks
 
 log = logging.getLogger(__name__)
 
 SUBSCRIPTIONS = ["d/+/ds/#", "d/+/info/mcu", "d/+/get/#", "d/+/batch_ds", "d/+/event/#", "d/+/meta/#",
-                 "d/+/ota/status", "sys/presence/+"]
-MAX_DIAG_NAME = 64
+                 "d/+/ota/status", "sys/presence/+", "sys/vitals/+", "sys/ping/+"]
 
 
 class IngestService:
     """Dispatches broker messages to the right handler."""
 
-    def __init__(self, registry: DeviceRegistry, data: DataService, pool: AsyncConnectionPool) -> None:
+    def __init__(self, registry: DeviceRegistry, data: DataService, pool: AsyncConnectionPool,
+                 services: DeviceServices) -> None:
         self.registry = registry
         self.data = data
         self.pool = pool
+        self.services = services
+        self.uplinks = Uplinks(services)
         self.processed = 0
 
     async def handle(self, msg: Message) -> None:
@@ -45,25 +50,66 @@ class IngestService:
 
     async def _dispatch(self, msg: Message) -> None:
         parts = msg.topic.split("/")
-        if parts[0] == "sys" and len(parts) == 3 and parts[1] == "presence":
-            await self._presence(int(parts[2]), msg.payload)
+        if parts[0] == "sys" and len(parts) == 3 and parts[2].isdigit():
+            await self._system(parts[1], int(parts[2]), msg.payload)
             return
         if parts[0] != "d" or len(parts) < 3 or not parts[1].isdigit():
             return
         device = await self.registry.get(int(parts[1]))
         if device is None:
             return
-        family, rest = parts[2], parts[3:]
-        if family == "ds" and len(rest) == 1:
-            await self._value(device, rest[0], msg.payload)
-        elif family == "info" and rest == ["mcu"]:
-            await self._info_mcu(device, msg.payload)
-        elif family == "get" and rest == ["ds"]:
-            await self._get_ds(device, msg.payload)
-        elif family == "get" and rest == ["ds", "all"]:
+        self.services.lifecycle.seen(device.id)
+        await self._device(device, parts[2:], msg.payload)
+
+    async def _device(self, device: DeviceInfo, rel: list[str], payload: bytes) -> None:  # noqa: C901 - a flat table
+        """Route one device-relative topic (already split on ``/``)."""
+        up, n = self.uplinks, len(rel)
+        head = rel[0]
+        if head == "ds" and n == 2:
+            await self._value(device, rel[1], payload)
+        elif head == "ds" and n == 3 and rel[2] == "timestamped_batch":
+            await up.timestamped(device, rel[1], payload)
+        elif head == "ds" and n == 3 and rel[2] == "erase":
+            await up.erase(device, rel[1])
+        elif head == "ds" and n in (4, 5) and rel[2] == "prop" and (n == 4 or rel[4] == "erase"):
+            await up.prop(device, rel[1], rel[3], payload, erase=n == 5)
+        elif rel == ["batch_ds"]:
+            await up.batch_ds(device, payload)
+        elif head == "event" and n == 2:
+            await up.event(device, rel[1], payload)
+        elif head == "meta" and n == 2:
+            await up.meta(device, rel[1], payload)
+        elif rel == ["info", "mcu"]:
+            await self._info_mcu(device, payload)
+        elif rel == ["get", "ds"]:
+            await self._get_ds(device, payload)
+        elif rel == ["get", "ds", "all"]:
             await self._get_ds_all(device)
+        elif rel == ["get", "meta"]:
+            await up.get_meta(device, payload)
+        elif rel == ["get", "utc", "all", "json"]:
+            await up.get_utc(device)
+        elif rel == ["get", "loc", "all"]:
+            await up.get_loc(device)
         else:  # a Blynk uplink topic this server version does not handle yet: say so
-            self.data.diag(device.id, f"{'/'.join(parts[2:])[:MAX_DIAG_NAME]}: not supported by this server yet")
+            self.data.diag(device.id, f"{'/'.join(rel)[:MAX_DIAG_NAME]}: not supported by this server yet")
+
+    async def _system(self, kind: str, device_id: int, payload: bytes) -> None:
+        """``sys/presence|vitals|ping/<id>`` from the broker."""
+        lifecycle = self.services.lifecycle
+        try:
+            doc = json.loads(payload)
+            if not isinstance(doc, dict):
+                raise TypeError("not a JSON object")
+            if kind == "presence":
+                device = await self.registry.get(device_id)
+                await lifecycle.presence(device_id, doc, device.offline_ignore_seconds if device else 0)
+            elif kind == "vitals":
+                await lifecycle.vitals(device_id, doc)
+            elif kind == "ping":
+                await lifecycle.ping(device_id, doc)
+        except (ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
+            log.warning("malformed sys/%s for device %s: %s", kind, device_id, exc)
 
     async def _value(self, device: DeviceInfo, name: str, payload: bytes) -> None:
         try:
@@ -116,23 +162,3 @@ class IngestService:
         value = await self.data.current(device, device.by_pin[pin])
         if value is not None:
             self.data.publisher.publish(downlink_topic(device.id, f"downlink/ds/{name}"), value.encode())
-
-    async def _presence(self, device_id: int, payload: bytes) -> None:
-        try:
-            info = json.loads(payload)
-            online = bool(info["online"])
-            at = datetime.fromtimestamp(int(info.get("ts", 0)) / 1000, tz=timezone.utc)
-        except (ValueError, KeyError, TypeError):
-            log.warning("malformed presence for device %s", device_id)
-            return
-        async with self.pool.connection() as conn:
-            if online:
-                await conn.execute(
-                    "UPDATE device SET online = true, ip = %s, client_id = %s, keep_alive = %s, connected_at = %s, "
-                    "last_seen = %s WHERE id = %s AND (connected_at IS NULL OR connected_at <= %s)",
-                    (info.get("ip"), info.get("client_id"), info.get("keep_alive"), at, at, device_id, at))
-            else:
-                await conn.execute(
-                    "UPDATE device SET online = false, disconnected_at = %s, last_seen = %s "
-                    "WHERE id = %s AND (connected_at IS NULL OR connected_at <= %s)",
-                    (at, at, device_id, at))

@@ -1,4 +1,4 @@
-"""Tables of device templates, their datastreams and event definitions."""
+"""Tables of device templates, their datastreams, event definitions and metadata fields."""
 
 from __future__ import annotations
 
@@ -57,3 +57,15 @@ class EventDef(SQLModel, table=True):
     name: str
     type: str = "info"
     description: str = ""
+
+
+class MetaField(SQLModel, table=True):
+    """A custom metadata field of a template (system fields are built in, see templates.meta)."""
+
+    __tablename__ = "meta_field"
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    template_id: int = Field(sa_column=Column(BigInteger, ForeignKey("template.id"), nullable=False))
+    field_id: int
+    name: str
+    type: str = "text"
+    default_value: str | None = None

@@ -1,4 +1,5 @@
-"""Wire types of templates, datastreams and events (the import/export document shape)."""
+"""Wire types of templates, datastreams, events and metadata fields (the import/export document
+shape)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,26 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     description: Annotated[str, msgspec.Meta(max_length=300)] = ""
 
 
+MetaFieldName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/#+,\x00]+$")]
+MetaFieldType = Literal["text", "number", "contact", "switch", "device_reference", "list", "table", "imei", "iccid",
+                        "email", "image", "device_eui", "join_eui", "application_key"]
+
+
+class MetaFieldIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A custom metadata field: ``{"name": "Serial Number", "type": "text", "default": ""}``.
+
+    ``id`` is the field's ``metaFieldId`` (10 and up); kept when the template is updated,
+    assigned in document order when absent.
+    """
+
+    name: MetaFieldName
+    type: MetaFieldType = "text"
+    default: str | None = None
+    id: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] | None = None
+
+
 class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A template with its datastreams and events."""
+    """A template with its datastreams, events and metadata fields."""
 
     name: Name
     datastreams: list[DatastreamIn] = []
@@ -48,3 +67,6 @@ class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
     hardware: str = "ESP32"
     connection_type: str = "WI_FI"
     heartbeat_interval: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 45
+    offline_ignore_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 0
+    """An offline shorter than this, followed by an online, leaves no timeline entry."""
+    metadata: list[MetaFieldIn] = []

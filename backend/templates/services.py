@@ -1,4 +1,4 @@
-"""Templates, datastreams and events: creation, update and lookup."""
+"""Templates, datastreams, events and metadata fields: creation, update and lookup."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.devices.changes import Change, notify
 from backend.errors import ValidationError
-from backend.templates.models import Datastream, EventDef, Template
-from backend.templates.schemas import DatastreamIn, TemplateIn
+from backend.templates.meta import FIRST_CUSTOM_ID, SYSTEM_NAMES
+from backend.templates.models import Datastream, EventDef, MetaField, Template
+from backend.templates.schemas import DatastreamIn, MetaFieldIn, TemplateIn
 from backend.templates.values import DatastreamPin, DatastreamSpec, DatastreamType
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -56,6 +57,12 @@ class TemplateService:
             select(EventDef).where(EventDef.template_id == template_id).order_by(EventDef.code))
         return list(result.all())
 
+    async def meta_fields(self, template_id: int) -> list[MetaField]:
+        """The custom metadata fields of a template, by field id."""
+        result = await self.session.exec(
+            select(MetaField).where(MetaField.template_id == template_id).order_by(col(MetaField.field_id)))
+        return list(result.all())
+
     async def upsert(self, org_id: int, spec: TemplateIn) -> tuple[Template, bool]:
         """Create the template or update the one with the same name; True if created."""
         _check_unique(spec)
@@ -67,11 +74,13 @@ class TemplateService:
         template.hardware = spec.hardware
         template.connection_type = spec.connection_type
         template.heartbeat_interval = spec.heartbeat_interval
+        template.offline_ignore_seconds = spec.offline_ignore_seconds
         self.session.add(template)
         await self.session.flush()
         assert template.id is not None
         await self._sync_datastreams(template.id, spec.datastreams)
         await self._sync_events(template.id, spec)
+        await self._sync_meta_fields(template.id, spec.metadata)
         if not created:
             await notify(self.session, Change("template", template.id))
         return template, created
@@ -105,6 +114,29 @@ class TemplateService:
             self.session.add(row)
         await self.session.flush()
 
+    async def _sync_meta_fields(self, template_id: int, wanted: list[MetaFieldIn]) -> None:
+        """Match fields by name; a field keeps its id unless the document gives another."""
+        existing = {m.name: m for m in await self.meta_fields(template_id)}
+        names = {m.name for m in wanted}
+        for name, row in existing.items():
+            if name not in names:
+                await self.session.delete(row)
+        await self.session.flush()
+        taken = {m.id for m in wanted if m.id is not None}
+        taken |= {row.field_id for name, row in existing.items() if name in names}
+        next_id = max(taken | {FIRST_CUSTOM_ID - 1}) + 1
+        for item in wanted:
+            row = existing.get(item.name)
+            if row is None:
+                field_id = item.id if item.id is not None else next_id
+                next_id = max(next_id, field_id + 1)
+                row = MetaField(template_id=template_id, field_id=field_id, name=item.name)
+            elif item.id is not None:
+                row.field_id = item.id
+            row.type, row.default_value = item.type, item.default
+            self.session.add(row)
+        await self.session.flush()
+
 
 def _check_unique(spec: TemplateIn) -> None:
     pins = [DatastreamPin.parse(d.pin).number for d in spec.datastreams]
@@ -116,6 +148,14 @@ def _check_unique(spec: TemplateIn) -> None:
     for d in spec.datastreams:
         if d.min is not None and d.max is not None and d.min > d.max:
             raise ValidationError(f"template {spec.name!r}: datastream {d.name!r} has min > max")
+    meta_names = [m.name for m in spec.metadata]
+    meta_ids = [m.id for m in spec.metadata if m.id is not None]
+    if len(set(meta_names)) != len(meta_names) or len(set(meta_ids)) != len(meta_ids):
+        raise ValidationError(f"template {spec.name!r}: metadata names and ids must be unique")
+    system = sorted(SYSTEM_NAMES & set(meta_names))
+    if system:
+        raise ValidationError(f"template {spec.name!r}: {', '.join(system)} is a system metadata field; "
+                              "it exists in every template and must not be listed")
     codes = [e.code for e in spec.events]
     if len(set(codes)) != len(codes):
         raise ValidationError(f"template {spec.name!r}: event codes must be unique")

@@ -1,4 +1,4 @@
-"""Import and export of templates and devices (the ``openblynk import``/``export`` commands).
+"""Import and export of templates (with datastreams, events and metadata fields) and devices (the ``openblynk import``/``export`` commands).
 
 Import is idempotent: a template with the same name is updated in place (datastreams matched by
 pin, events by code), a device with the same name is kept (and given the document's token if
@@ -13,7 +13,7 @@ from backend.devices.services import DeviceService
 from backend.errors import NotFoundError
 from backend.security import AuthToken, Secrets
 from backend.templates.models import Template
-from backend.templates.schemas import DatastreamIn, EventIn, TemplateIn
+from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
 from backend.templates.services import TemplateService
 from backend.transfer.schemas import DeviceIn, DeviceOut, Document, ImportResult
 
@@ -69,10 +69,13 @@ class TransferService:
                            for d in await self.templates.datastreams(t.id)]
             events = [EventIn(code=e.code, name=e.name, type=e.type, description=e.description)  # type: ignore[arg-type]
                       for e in await self.templates.events(t.id)]
+            metadata = [MetaFieldIn(name=m.name, type=m.type, default=m.default_value, id=m.field_id)  # type: ignore[arg-type]
+                        for m in await self.templates.meta_fields(t.id)]
             out_templates.append(TemplateIn(name=t.name, id=t.public_id, description=t.description,
                                             hardware=t.hardware, connection_type=t.connection_type,
                                             heartbeat_interval=t.heartbeat_interval,
-                                            datastreams=datastreams, events=events))
+                                            offline_ignore_seconds=t.offline_ignore_seconds,
+                                            datastreams=datastreams, events=events, metadata=metadata))
         devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value)
                    for d in await self.devices.list(org_id)]
         return Document(templates=out_templates, devices=devices)

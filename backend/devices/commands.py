@@ -1,0 +1,64 @@
+"""Commands the platform sends to a device (Blynk's Device Menu): ping, reboot, reconfigure,
+redirect and diagnostics, each a publish on the device's ``downlink/...`` topic.
+
+``downlink/ping`` goes out at QoS 1: the device's PUBACK is the answer, and the broker reports
+the round trip on ``sys/ping/<id>`` (docs/internal-topics.md), which the ingest stores as the
+device's last ping. ``downlink/redirect`` carries a new endpoint URI: ``mqtt[s]://host:port``
+or ``ws[s]://host:port/mqtt`` (reference §1.4).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from backend.devices.data import Publisher, downlink_topic
+from backend.errors import ValidationError
+
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*" \
+        r"|\[[0-9A-Fa-f:.]+\])"
+_REDIRECT = re.compile(rf"^(?:(?P<mqtt>mqtts?)://{_HOST}:(?P<p1>\d{{1,5}})|(?P<ws>wss?)://{_HOST}:(?P<p2>\d{{1,5}})/mqtt)$")
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectUri:
+    """A ``downlink/redirect`` target: ``mqtt[s]://host:port`` or ``ws[s]://host:port/mqtt``."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        match = _REDIRECT.match(self.value)
+        port = int((match["p1"] or match["p2"])) if match else 0
+        if not match or not 0 < port < 65536:
+            raise ValidationError(f"redirect URI must be mqtt[s]://host:port or ws[s]://host:port/mqtt, "
+                                  f"not {self.value[:100]!r}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DeviceCommands:
+    """Sends Device Menu commands to devices through the broker."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    def ping(self, device_id: int) -> None:
+        """``downlink/ping`` at QoS 1; the round trip arrives on ``sys/ping/<id>``."""
+        self.publisher.publish(downlink_topic(device_id, "downlink/ping"), b"", qos=1)
+
+    def reboot(self, device_id: int) -> None:
+        """``downlink/reboot``: the device should restart."""
+        self.publisher.publish(downlink_topic(device_id, "downlink/reboot"), b"", qos=0)
+
+    def reconfigure(self, device_id: int) -> None:
+        """``downlink/reconfigure``: the device should re-enter its Wi-Fi configuration mode."""
+        self.publisher.publish(downlink_topic(device_id, "downlink/reconfigure"), b"", qos=0)
+
+    def redirect(self, device_id: int, uri: RedirectUri) -> None:
+        """``downlink/redirect``: the device should reconnect to ``uri`` (QoS 0, as Blynk)."""
+        self.publisher.publish(downlink_topic(device_id, "downlink/redirect"), uri.value.encode(), qos=0)
+
+    def diag(self, device_id: int, text: str) -> None:
+        """``downlink/diag``: free-text diagnostics for the device (at most 512 bytes)."""
+        self.publisher.publish(downlink_topic(device_id, "downlink/diag"), text.encode()[:512], qos=0)

@@ -1,0 +1,64 @@
+"""Widget properties per device and datastream (``ds/<name>/prop/<property>``, HTTP
+``update/property``): stored until erased.
+
+Blynk documents no downlink for properties (reference §1.4: "No ``downlink/ds/<name>/prop/...``
+downlink is documented"): they are read by the apps and the console, not by the device, so a
+change is stored and nothing is sent to the device.
+"""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+from backend.errors import ValidationError
+from backend.templates.values import db_text, wire_text
+
+PROPERTY_NAMES = frozenset(
+    "label color onBackColor offBackColor onColor offColor onLabel offLabel labels min max isOnPlay url urls "
+    "step valueFormatting suffix maximumFractionDigits opacity scale rotation sortType isDisabled isHidden "
+    "icons onImageUrl offImageUrl page sound isMuted loop autoplay contentDesign backColor".split())
+"""Blynk's widget property names (reference §1.10)."""
+MAX_PROPERTY_BYTES = 1024
+
+
+class UnknownPropertyError(ValidationError):
+    """Not one of Blynk's widget property names."""
+
+
+def check_property(name: str, value: str) -> None:
+    """Raise ValidationError unless ``name`` is a known property and ``value`` fits."""
+    if name not in PROPERTY_NAMES:
+        raise UnknownPropertyError(f"unknown property {name[:40]!r}")
+    if len(value.encode()) > MAX_PROPERTY_BYTES:
+        raise ValidationError(f"property {name} is longer than {MAX_PROPERTY_BYTES} bytes")
+
+
+class PropertyService:
+    """Stores and erases widget properties."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def set(self, device_id: int, pin: int, name: str, value: str) -> None:
+        """Store a property (multi-values NUL-separated, as sent); raises ValidationError."""
+        check_property(name, value)
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO device_property (device_id, pin, property, value, updated_at) "
+                "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (device_id, pin, property) "
+                "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+                (device_id, pin, name, db_text(value)))
+
+    async def erase(self, device_id: int, pin: int, name: str) -> None:
+        """Forget a property; raises UnknownPropertyError for a name Blynk does not know."""
+        check_property(name, "")
+        async with self.pool.connection() as conn:
+            await conn.execute("DELETE FROM device_property WHERE device_id = %s AND pin = %s AND property = %s",
+                               (device_id, pin, name))
+
+    async def all(self, device_id: int) -> dict[tuple[int, str], str]:
+        """Every stored property of the device, by (pin, name)."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT pin, property, value FROM device_property WHERE device_id = %s", (device_id,))).fetchall()
+        return {(pin, name): wire_text(value) for pin, name, value in rows}

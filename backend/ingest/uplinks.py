@@ -1,0 +1,136 @@
+"""Handlers of the device uplinks beyond plain values: ``batch_ds``, timestamped batches,
+erase, widget properties, events, metadata, and the ``get/...`` requests for metadata, time
+and location. Each reports what went wrong on ``downlink/diag`` and never raises
+:class:`ValidationError` to the dispatcher.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from backend.devices.context import DeviceServices
+from backend.devices.data import downlink_topic
+from backend.devices.place import device_zone, lat_lon, lat_lon_text
+from backend.devices.registry import DeviceInfo
+from backend.devices.timezones import utc_payload
+from backend.errors import ValidationError
+from backend.ingest.payloads import parse_batch_ds, parse_timestamped
+
+MAX_DIAG_NAME = 64
+
+
+class Uplinks:
+    """The handlers; ``topic`` arguments are device-relative, for diag messages."""
+
+    def __init__(self, services: DeviceServices) -> None:
+        self.s = services
+
+    def diag(self, device: DeviceInfo, topic: str, text: str) -> None:
+        """Report a problem with what the device sent on ``topic``."""
+        self.s.data.diag(device.id, f"{topic[:MAX_DIAG_NAME + 40]}: {text}")
+
+    async def batch_ds(self, device: DeviceInfo, payload: bytes) -> None:
+        """``batch_ds``: store every good entry, report each bad one."""
+        try:
+            entries = parse_batch_ds(payload, device.by_name)
+        except ValidationError as exc:
+            self.diag(device, "batch_ds", exc.message)
+            return
+        for message in entries.errors:
+            self.diag(device, "batch_ds", message)
+        at = datetime.now(timezone.utc)
+        for spec, text in entries.good:
+            try:
+                await self.s.data.record(device, spec, text, at)
+            except ValidationError as exc:
+                self.diag(device, "batch_ds", exc.message)
+
+    async def timestamped(self, device: DeviceInfo, name: str, payload: bytes) -> None:
+        """``ds/<name>/timestamped_batch``: history at the given times; latest only moves forward."""
+        topic = f"ds/{name[:MAX_DIAG_NAME]}/timestamped_batch"
+        try:
+            spec = self.s.data.spec_by_name(device, name)
+            batch = parse_timestamped(payload, spec, datetime.now(timezone.utc), self.s.timestamped_max_age)
+        except ValidationError as exc:
+            self.diag(device, topic, exc.message)
+            return
+        total = len(batch.points) + batch.out_of_window + batch.bad
+        for at, text in batch.points:
+            try:
+                await self.s.data.record(device, spec, text, at)
+            except ValidationError as exc:
+                batch.bad += 1
+                batch.first_error = batch.first_error or exc.message
+        if batch.out_of_window:
+            days = self.s.timestamped_max_age.days
+            self.diag(device, topic, f"{batch.out_of_window} of {total} points refused: "
+                                     f"timestamp more than {days} days from now")
+        if batch.bad:
+            self.diag(device, topic, f"{batch.bad} of {total} points refused: {batch.first_error}")
+
+    async def erase(self, device: DeviceInfo, name: str) -> None:
+        """``ds/<name>/erase``: clear the stored value."""
+        try:
+            await self.s.data.erase(device, self.s.data.spec_by_name(device, name))
+        except ValidationError as exc:
+            self.diag(device, f"ds/{name[:MAX_DIAG_NAME]}/erase", exc.message)
+
+    async def prop(self, device: DeviceInfo, name: str, prop: str, payload: bytes, erase: bool) -> None:
+        """``ds/<name>/prop/<property>`` (and ``/erase``)."""
+        topic = f"ds/{name[:MAX_DIAG_NAME]}/prop/{prop[:MAX_DIAG_NAME]}" + ("/erase" if erase else "")
+        try:
+            spec = self.s.data.spec_by_name(device, name)
+            if erase:
+                await self.s.properties.erase(device.id, spec.pin, prop)
+            else:
+                await self.s.properties.set(device.id, spec.pin, prop, _text(payload))
+        except ValidationError as exc:
+            self.diag(device, topic, exc.message)
+
+    async def event(self, device: DeviceInfo, code: str, payload: bytes) -> None:
+        """``event/<code>``: a timeline entry; empty payload = the definition's description."""
+        try:
+            await self.s.timeline.log_event(device, code, _text(payload))
+        except ValidationError as exc:
+            self.diag(device, f"event/{code[:MAX_DIAG_NAME]}", exc.message)
+
+    async def meta(self, device: DeviceInfo, name: str, payload: bytes) -> None:
+        """``meta/<name>``: a device-writable metadata value."""
+        try:
+            await self.s.meta.set_from_device(device, name, _text(payload))
+        except ValidationError as exc:
+            self.diag(device, f"meta/{name[:MAX_DIAG_NAME]}", exc.message)
+
+    async def get_meta(self, device: DeviceInfo, payload: bytes) -> None:
+        """``get/meta``: comma-separated names, each answered on ``downlink/meta/<name>``."""
+        for name in (n for n in payload.decode("utf-8", "replace").split(",") if n):
+            try:
+                spec = self.s.meta.field(device, name)
+            except ValidationError as exc:
+                self.diag(device, "get/meta", exc.message)
+                continue
+            value = await self.s.meta.value(device, spec)
+            self.s.data.publisher.publish(downlink_topic(device.id, f"downlink/meta/{spec.name}"), value.encode())
+
+    async def get_utc(self, device: DeviceInfo) -> None:
+        """``get/utc/all/json``: the time document on ``downlink/utc/all/json``."""
+        zone = await device_zone(device, self.s.data, self.s.meta)
+        self.s.data.publisher.publish(downlink_topic(device.id, "downlink/utc/all/json"), utc_payload(zone))
+
+    async def get_loc(self, device: DeviceInfo) -> None:
+        """``get/loc/all``: ``lat,lon`` on ``downlink/loc/all``."""
+        point = await lat_lon(device, self.s.data, self.s.meta)
+        if point is None:
+            self.diag(device, "get/loc/all", "the device has no location (no Location datastream value "
+                                             "and no Location metadata)")
+            return
+        self.s.data.publisher.publish(downlink_topic(device.id, "downlink/loc/all"), lat_lon_text(point).encode())
+
+
+def _text(payload: bytes) -> str:
+    """A payload as text; raises ValidationError if it is not UTF-8."""
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("value is not UTF-8 text") from None
+
