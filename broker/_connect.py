@@ -4,6 +4,12 @@ amqtt's ``BrokerProtocolHandler.init_from_connect`` hides the client id the firm
 (an empty id is replaced by a random one) and its callers touch session state before
 authentication. This module decodes the CONNECT with amqtt's codec and returns a plain
 :class:`ConnectRequest`; nothing in the broker changes until the request is authenticated.
+
+Protocol versions: only MQTT 3.1.1 (level 4) is served. The protocol name and level are read
+from the raw first packet before decoding, because an MQTT 5 CONNECT (with properties) is not
+decodable as 3.1.1: MQTT 5 gets an MQTT 5 CONNACK ``20 03 00 84 00`` (reason 0x84
+"Unsupported Protocol Version", no properties), anything else (MQTT 3.1 ``MQIsdp`` level 3,
+unknown levels) CONNACK ``20 02 00 01``; then the connection is closed.
 """
 
 from __future__ import annotations
@@ -24,11 +30,15 @@ from amqtt.mqtt.packet import CONNECT
 
 from broker._framing import FrameFailure, FramedReader
 
-__all__ = ["ConnectRequest", "read_connect", "refuse"]
+__all__ = ["ConnectRequest", "protocol_of", "read_connect", "refuse"]
 
 logger = logging.getLogger(__name__)
 
 _MQTT_311_LEVEL = 4
+_MQTT_311 = (b"MQTT", _MQTT_311_LEVEL)
+_MQTT_5 = (b"MQTT", 5)
+_V5_UNSUPPORTED_VERSION = b"\x20\x03\x00\x84\x00"  # MQTT 5 CONNACK, reason 0x84, no properties
+_V311_UNACCEPTABLE_VERSION = b"\x20\x02\x00\x01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +71,37 @@ async def close_quietly(writer: WriterAdapter) -> None:
         await writer.close()
 
 
+def protocol_of(frame: bytes) -> tuple[bytes, int] | None:
+    """Protocol name and level of a raw CONNECT packet, or ``None`` if it is too short to say."""
+    index = 1
+    while index < len(frame) and frame[index] & 0x80:
+        index += 1
+    index += 1  # past the last remaining-length byte
+    if len(frame) < index + 2:
+        return None
+    level_at = index + 2 + int.from_bytes(frame[index : index + 2], "big")
+    if len(frame) <= level_at:
+        return None
+    return bytes(frame[index + 2 : level_at]), frame[level_at]
+
+
+async def _refuse_version(reader: FramedReader, writer: WriterAdapter, peer: str) -> bool:
+    """Answer and close a CONNECT of another protocol version; True if it was one."""
+    protocol = protocol_of(await reader.peek())
+    if protocol is None or protocol == _MQTT_311:
+        return False
+    logger.info("refusing CONNECT from %s: protocol %r level %s (only MQTT 3.1.1 is served)", peer, *protocol)
+    with suppress(OSError, RuntimeError):
+        writer.write(_V5_UNSUPPORTED_VERSION if protocol == _MQTT_5 else _V311_UNACCEPTABLE_VERSION)
+        await writer.drain()
+    await close_quietly(writer)
+    return True
+
+
 async def read_connect(reader: FramedReader, writer: WriterAdapter, peer: str) -> ConnectRequest | None:
     """Decode and check the first packet; on failure answer or close, log, and return ``None``."""
+    if await _refuse_version(reader, writer, peer):
+        return None
     try:
         packet = await ConnectPacket.from_stream(reader)
     except Exception as exc:  # amqtt's codec raises many types on garbage; all mean "bad client"

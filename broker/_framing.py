@@ -12,14 +12,24 @@ like end-of-stream to amqtt (its reader loop then ends the connection normally),
 
 The reader is cancellation-safe: header bytes already consumed are kept across calls, and
 body reads use ``readexactly`` (which consumes nothing when cancelled).
+
+Two hooks serve the rest of the broker: :attr:`FramedReader.meter` counts every whole packet
+received (``sys/vitals``), and :attr:`FramedReader.gate` is awaited before each packet, so a
+client is not read from while what the broker wrote to it is still piling up (see
+``MeteredWriter.wait_writable``); that wait counts against the keep-alive deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from amqtt.adapters import ReaderAdapter
+
+if TYPE_CHECKING:
+    from broker._transport import Meter
 
 __all__ = ["FrameFailure", "FramedReader"]
 
@@ -51,6 +61,8 @@ class FramedReader(ReaderAdapter):
         self._connected = False
         self.failure: FrameFailure | None = None
         self.declared_length: int | None = None  # remaining length of a refused packet
+        self.meter: Meter | None = None
+        self.gate: Callable[[], Awaitable[None]] | None = None
 
     def start_keepalive(self, keep_alive: int, grace: float) -> None:
         """After CONNECT: allow ``keep_alive * grace`` seconds between packets (0 = forever)."""
@@ -74,6 +86,14 @@ class FramedReader(ReaderAdapter):
         self._pos += n
         return data
 
+    async def peek(self) -> bytes:
+        """The rest of the current packet (loading the next one if needed) without consuming it."""
+        if self.failure is not None:
+            return b""
+        if self._pos >= len(self._frame) and not await self._next_frame():
+            return b""
+        return self._frame[self._pos :]
+
     def feed_eof(self) -> None:
         """Forward EOF to the wrapped reader."""
         self._inner.feed_eof()
@@ -94,10 +114,17 @@ class FramedReader(ReaderAdapter):
             return False
         self._frame, self._pos = frame, 0
         self._last_packet_at = self._loop.time()
+        if self.meter is not None:
+            self.meter.count_in(frame)
         return True
 
     async def _read_frame(self) -> bytes | None:
         """Read one whole packet; ``None`` on EOF or a refused packet (see :attr:`failure`)."""
+        if self.gate is not None and not self._header:
+            try:
+                await self.gate()
+            except (ConnectionError, OSError, RuntimeError):
+                return None
         while not self._header_complete():
             byte = await self._read_exactly(1)
             if not byte:

@@ -211,6 +211,7 @@ class Paho:
     clean_session: bool = True
     keepalive: int = 60
     will: tuple[str, bytes] | None = None
+    protocol: int = mqtt.MQTTv311
     messages: list[Received] = field(default_factory=list)
     connack: str | None = None
     disconnected: bool = False
@@ -222,8 +223,8 @@ class Paho:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
-            clean_session=self.clean_session,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self.protocol == mqtt.MQTTv5 else self.clean_session,
+            protocol=self.protocol,
         )
         if self.username is not None:
             client.username_pw_set(self.username, self.password)

@@ -136,13 +136,6 @@ async def test_publish_to_dollar_topic_closes_client(paho: Callable[..., Paho], 
     await assert_others_fine(paho)
 
 
-async def test_mqtt5_connect_is_refused_with_connack_1(raw: Callable[[], Any]) -> None:
-    client: Raw = await raw()
-    body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + b"\x00\x00"  # v5 CONNECT, empty properties and id
-    await client.send(packet(0x10, body))
-    assert await client.read_packet() == b"\x20\x02\x00\x01"
-
-
 async def test_client_that_never_sends_connect_is_closed(clients: list[Any]) -> None:
     async with ours(connect_timeout=0.2) as running:
         client = await Raw.open(running.port)
