@@ -7,6 +7,8 @@
     ├── ConflictError          a unique name or token is already taken
     └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
         └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
+            ├── BlynkLimitError    a per-device daily limit is used up (answered 403, as Blynk's upload limit)
+            └── BlynkServerError   an error Blynk answers with 500 (``No data``, an unknown enum constant)
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ class BlynkApiError(ValidationError):
     """An error of Blynk's device HTTP API, with Blynk's message text (answered as HTTP 400)."""
 
 
+class BlynkLimitError(BlynkApiError):
+    """A per-device daily limit of Blynk's device API is used up (answered as HTTP 403)."""
+
+
+class BlynkServerError(BlynkApiError):
+    """An error that Blynk answers with HTTP 500 although the request is at fault (``No data``)."""
+
+
 # Blynk's error texts, byte for byte (../shared/reference/blynk-api.md section 2).
 INVALID_TOKEN = "Invalid token."
 NO_TOKEN = "No token provided."
@@ -52,3 +62,7 @@ WRONG_TYPE = "Value doesn't match the Datastream data type."
 NO_DATASTREAM = "No datastream setup for that pin."
 WRONG_DATASTREAM_ID = "Wrong dataStreamId format."
 BAD_PARAMS = "Request with incorrect parameters"
+UNKNOWN_CONTENT_TYPE = "Unknown content type."
+TOO_MUCH_DATA = "Too much data in batch. Maximum batch size is 10000 points."
+NO_DATA = "No data"
+UPLOAD_LIMIT = "File uploads limit has been reached."

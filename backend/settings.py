@@ -77,6 +77,18 @@ class Settings:
     """Timestamped points further than this from now (past or future) are refused ("one month")."""
     last_seen_flush_seconds: float = 5.0
     """How often a device's last-seen time is written at most (it moves on every uplink)."""
+    import_daily_points: int = 10_000
+    """Timestamped points a device may import per UTC day with POST batch/update (Blynk's limit)."""
+    export_daily_limit: int = 10
+    """Data exports (data/get) a device may request per UTC day (Blynk's limit)."""
+    export_ttl_hours: float = 24.0
+    """How long a data export zip stays downloadable before it is deleted."""
+    upload_max_bytes: int = 5 * 1024 * 1024
+    """Largest file a device may upload (Blynk's limit: 5 MB)."""
+    upload_files_per_device: int = 10
+    """Uploaded files kept per device; the oldest is deleted beyond this (Blynk's limit)."""
+    upload_daily_limit: int = 100
+    """Files a device may upload per UTC day, then 403 `File uploads limit has been reached.`"""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised OPENBLYNK_* variables, kept so a typo can be reported."""
 
