@@ -30,6 +30,8 @@ from backend.ingest.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.security import Secrets
 from backend.settings import Settings
+from backend.device_api.data_controllers import DATA_ROUTES, data_api_lifespan
+from backend.errors import BlynkLimitError, BlynkServerError
 from backend.transport.controllers import ca_certificate
 from backend.transport.tls import tls_files
 from backend.transport.websocket import mqtt_websocket
@@ -62,8 +64,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await _stop_services(services)
 
     return Litestar(
-        route_handlers=[DeviceApiController, health, ca_certificate, mqtt_websocket],
-        lifespan=[lifespan],
+        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket],
+        lifespan=[lifespan, data_api_lifespan(settings)],  # DATA_ROUTES after DeviceApiController
         exception_handlers={OpenBlynkError: _error_response},
         openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema"),
         logging_config=None,
@@ -82,7 +84,11 @@ def _error_response(request: Request, exc: Exception) -> Response[object]:
     """Map the project's error tree to HTTP (Blynk's shape for the device API)."""
     assert isinstance(exc, OpenBlynkError)
     status = 400
-    if isinstance(exc, NotFoundError):
+    if isinstance(exc, BlynkLimitError):
+        status = 403
+    elif isinstance(exc, BlynkServerError):
+        status = 500
+    elif isinstance(exc, NotFoundError):
         status = 404
     elif isinstance(exc, ConflictError):
         status = 409

@@ -1,0 +1,135 @@
+"""HTTP handlers of the device API's data endpoints: timestamped import, data export,
+provisioning and file upload, and the routes that serve exports and uploads back.
+
+Register ``DATA_ROUTES`` after ``DeviceApiController`` and add ``data_api_lifespan(settings)``
+after the app's own lifespan (it builds the services from what that one started).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import parse_qsl
+
+from litestar import Controller, Litestar, MediaType, Request, Response, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import File
+
+from backend.device_api.batch import BatchImportService
+from backend.device_api.common import DailyQuota, Query, base_url
+from backend.device_api.export import ExportService
+from backend.device_api.files import UploadService
+from backend.device_api.provision import ProvisionService
+from backend.settings import Settings
+
+# Served files come from devices: never let a browser run them in the app's origin.
+_UPLOAD_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+
+
+@dataclass(frozen=True)
+class DataApi:
+    """The services behind these routes, kept on ``app.state.data_api``."""
+
+    batch: BatchImportService
+    export: ExportService
+    provision: ProvisionService
+    upload: UploadService
+
+
+def data_api_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """A lifespan that builds :class:`DataApi` from the services the app's lifespan started."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        api, services = app.state.device_api, app.state.services
+        pool = services.db.pool
+        app.state.data_api = DataApi(
+            batch=BatchImportService(api, pool, services.latest,
+                                     DailyQuota(pool, "import", settings.import_daily_points),
+                                     max_string_bytes=settings.string_max_bytes),
+            export=ExportService(api, pool, settings.data_dir / "exports",
+                                 DailyQuota(pool, "export", settings.export_daily_limit),
+                                 timedelta(hours=settings.export_ttl_hours)),
+            provision=ProvisionService(api, pool),
+            upload=UploadService(api, pool, settings.data_dir / "uploads",
+                                 DailyQuota(pool, "upload", settings.upload_daily_limit),
+                                 max_bytes=settings.upload_max_bytes, keep=settings.upload_files_per_device))
+        yield
+    return lifespan
+
+
+def _query(request: Request) -> Query:
+    # Kept as sent, repeated keys included (as DeviceApiController reads it).
+    return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+
+def _data(request: Request) -> DataApi:
+    return request.app.state.data_api  # type: ignore[no-any-return]
+
+
+def _base(request: Request) -> str:
+    return base_url(request.url.scheme, request.headers.get("host") or request.url.netloc)
+
+
+class DataApiController(Controller):
+    """``/external/api/...`` endpoints that move data in bulk or complete provisioning."""
+
+    path = "/external/api"
+    tags = ["Blynk device HTTP API"]
+
+    @get("/data/get")
+    async def data_get(self, request: Request) -> Response[object]:
+        """Export history as a zipped CSV; answers ``{"link": ...}``."""
+        return Response(await _data(request).export.create(_query(request), _base(request)), media_type=MediaType.JSON)
+
+    @get("/provision")
+    async def provision(self, request: Request) -> Response[str]:
+        """Complete Wi-Fi provisioning: check the template id, store the firmware info."""
+        await _data(request).provision.provision(_query(request))
+        return Response("", media_type=MediaType.TEXT)
+
+    @post("/upload", status_code=200, request_max_body_size=None)  # the service enforces its own limit
+    async def upload(self, request: Request) -> Response[str]:
+        """Store a multipart ``upfile``; answers the URL it is served at."""
+        url = await _data(request).upload.upload(_query(request), request.headers.get("content-type"),
+                                                 _content_length(request), request.stream(), _base(request))
+        return Response(url, media_type=MediaType.TEXT)
+
+
+# A function, not a Controller method: Litestar 2.25 refuses a second controller on a path that
+# another controller already serves (GET batch/update), but takes a plain handler after it.
+@post("/external/api/batch/update", status_code=200, tags=["Blynk device HTTP API"])
+async def batch_update_timestamped(request: Request) -> Response[str]:
+    """Import ``[[ts_ms, value], ...]`` into one datastream (``pin=`` or ``dataStreamId=``)."""
+    await _data(request).batch.import_points(_query(request), request.headers.get("content-type"),
+                                             await request.body())
+    return Response("", media_type=MediaType.TEXT)
+
+
+@get("/device_uploads/{device_id:int}/{name:str}", include_in_schema=False)
+async def serve_upload(request: Request, device_id: int, name: str) -> File:
+    """A file a device uploaded."""
+    found = await _data(request).upload.find(device_id, name)
+    if found is None:
+        raise NotFoundException()
+    return File(found.path, filename=found.name, media_type=found.content_type,
+                content_disposition_type="inline", headers=_UPLOAD_HEADERS)
+
+
+@get("/{name:str}", include_in_schema=False)
+async def serve_export(request: Request, name: str) -> File:
+    """A data export zip (``/device_data_<id>_<time>.zip``) until it expires."""
+    path = await _data(request).export.find(name)
+    if path is None:
+        raise NotFoundException()
+    return File(path, filename=name, media_type="application/zip")
+
+
+def _content_length(request: Request) -> int | None:
+    raw = request.headers.get("content-length")
+    return int(raw) if raw and raw.isdigit() else None
+
+
+DATA_ROUTES = [DataApiController, batch_update_timestamped, serve_upload, serve_export]
