@@ -43,15 +43,28 @@ class PahoDevice:
         return out
 
 
-def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True) -> PahoDevice:
-    """Connect a paho client as the device and subscribe to ``downlink/#``."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-{uuid.uuid4().hex[:6]}")
+TRANSPORTS = ("tcp", "tls", "ws")
+"""How a device reaches the broker: plain MQTT, MQTT over TLS, MQTT over WebSocket at /mqtt."""
+
+
+def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True,
+                   transport: str = "tcp") -> PahoDevice:
+    """Connect a paho client as the device (over ``transport``) and subscribe to ``downlink/#``."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-{uuid.uuid4().hex[:6]}",
+                         transport="websockets" if transport == "ws" else "tcp")
     client.username_pw_set("device", info.token)
     dev = PahoDevice(info, client)
     connected: "queue.Queue[object]" = queue.Queue()
     client.on_connect = lambda c, u, f, rc, p=None: connected.put(rc)
     client.on_message = lambda c, u, m: dev.received.put((m.topic, bytes(m.payload)))
-    client.connect("127.0.0.1", stack.mqtt_port, keepalive=30)
+    host, port = "127.0.0.1", stack.mqtt_port
+    if transport == "tls":
+        client.tls_set(ca_certs=str(stack.data_dir / "tls" / "ca.pem"))
+        host, port = "localhost", stack.mqtts_port
+    elif transport == "ws":
+        client.ws_set_options(path="/mqtt")
+        port = stack.http_port
+    client.connect(host, port, keepalive=30)
     client.loop_start()
     rc = connected.get(timeout=10)
     assert not rc.is_failure, rc  # type: ignore[attr-defined]
@@ -70,9 +83,16 @@ def devices(stack: StackConfig) -> Iterator[list[DeviceOut]]:
 
 
 @pytest.fixture
-def device(stack: StackConfig, devices: list[DeviceOut]) -> Iterator[PahoDevice]:
-    """The first device, connected over MQTT and subscribed to ``downlink/#``."""
-    dev = connect_device(stack, devices[0])
+def transport() -> str:
+    """The transport of the ``device`` fixture; a module parametrizes it to run over all three
+    (``pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)``)."""
+    return "tcp"
+
+
+@pytest.fixture
+def device(stack: StackConfig, devices: list[DeviceOut], transport: str) -> Iterator[PahoDevice]:
+    """The first device, connected over ``transport`` and subscribed to ``downlink/#``."""
+    dev = connect_device(stack, devices[0], transport=transport)
     wait_for(lambda: is_connected(stack, devices[0].token), message="presence to reach the app")
     yield dev
     dev.client.disconnect()
