@@ -10,6 +10,7 @@ The points are history: they are not sent to the device.
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -54,15 +55,16 @@ class BatchImportService:
         self.quota = quota
         self.max_string_bytes = max_string_bytes
 
-    async def import_points(self, query: Query, content_type: str | None, body: bytes) -> None:
-        """Check every point, then store all of them or none."""
+    async def import_points(self, query: Query, content_type: str | None, body: AsyncIterator[bytes]) -> None:
+        """Check every point, then store all of them or none (the body is read after the query
+        is checked, and never beyond ``MAX_BODY_BYTES``)."""
         device = await self.api.device(query)
         if not _is_json(content_type):
             raise BlynkApiError(e.UNKNOWN_CONTENT_TYPE)
         spec = named_datastream(device, query)
         if spec is None:
             raise BlynkApiError(e.WRONG_PIN)
-        points = self.check(spec, body, datetime.now(timezone.utc))
+        points = self.check(spec, await _read(body), datetime.now(timezone.utc))
         if points:
             await self._store(device.id, spec, points)
             newest = max(points, key=lambda p: p.ts)
@@ -70,8 +72,6 @@ class BatchImportService:
 
     def check(self, spec: DatastreamSpec, body: bytes, now: datetime) -> list[Point]:
         """Parse the body and check every point against the datastream."""
-        if len(body) > MAX_BODY_BYTES:
-            raise BlynkApiError(e.TOO_MUCH_DATA)
         try:
             items = msgspec.json.decode(body)
         except msgspec.DecodeError:
@@ -131,6 +131,16 @@ def wire_value(spec: DatastreamSpec, raw: Any) -> str:
                 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)):
             return f"{raw[0]!r}{MULTI_SEPARATOR}{raw[1]!r}"
     raise BlynkApiError(e.WRONG_TYPE)
+
+
+async def _read(body: AsyncIterator[bytes]) -> bytes:
+    """The whole body, or Blynk's too-much-data error once it passes ``MAX_BODY_BYTES``."""
+    data = bytearray()
+    async for chunk in body:
+        data += chunk
+        if len(data) > MAX_BODY_BYTES:
+            raise BlynkApiError(e.TOO_MUCH_DATA)
+    return bytes(data)
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -100,11 +100,12 @@ class DataApiController(Controller):
 
 # A function, not a Controller method: Litestar 2.25 refuses a second controller on a path that
 # another controller already serves (GET batch/update), but takes a plain handler after it.
-@post("/external/api/batch/update", status_code=200, tags=["Blynk device HTTP API"])
+@post("/external/api/batch/update", status_code=200, tags=["Blynk device HTTP API"],
+      request_max_body_size=None)  # the service refuses a larger body with Blynk's text
 async def batch_update_timestamped(request: Request) -> Response[str]:
     """Import ``[[ts_ms, value], ...]`` into one datastream (``pin=`` or ``dataStreamId=``)."""
     await _data(request).batch.import_points(_query(request), request.headers.get("content-type"),
-                                             await request.body())
+                                             request.stream())
     return Response("", media_type=MediaType.TEXT)
 
 

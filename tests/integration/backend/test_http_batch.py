@@ -107,6 +107,11 @@ def test_more_than_10000_points_is_too_much_data(http: httpx.Client, stack: Stac
     assert history(stack, devices[0].id, 0) == []
 
 
+def test_a_body_above_16_mb_is_too_much_data_in_blynks_shape(http: httpx.Client, devices: list[DeviceOut]) -> None:
+    r = post(http, devices[0].token, b"[" + b" " * (17 * 1024 * 1024) + b"]")
+    assert (r.status_code, r.json()) == (400, blynk_error("Too much data in batch. Maximum batch size is 10000 points."))
+
+
 @pytest.mark.parametrize("offset_ms", [-31 * DAY_MS, 31 * DAY_MS, -10 ** 15])
 def test_timestamps_more_than_a_month_away_are_refused(http: httpx.Client, stack: StackConfig,
                                                        devices: list[DeviceOut], offset_ms: int) -> None:

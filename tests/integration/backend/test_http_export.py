@@ -167,7 +167,8 @@ def test_token_errors(http: httpx.Client) -> None:
 
 def test_ten_exports_a_day_then_403(http: httpx.Client, filled: tuple[DeviceOut, int]) -> None:
     dev, _ = filled
-    assert export(http, dev.token, pin="v9").status_code == 400  # refused requests do not count
+    assert export(http, dev.token, pin="v9").status_code == 400  # refused requests do not count,
+    assert export(http, dev.token, pin="v1").status_code == 500  # nor do empty ones ("No data")
     links = [export(http, dev.token, pin="v0", period="DAY").json()["link"] for _ in range(10)]
     assert len(set(links)) == 10  # several in one second get distinct names
     r = export(http, dev.token, pin="v0", period="DAY")
