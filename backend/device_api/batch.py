@@ -1,8 +1,9 @@
 """``POST /external/api/batch/update``: import a set of timestamped points into one datastream.
 
 Body ``[[ts_ms, value], ...]`` (``Content-Type: application/json``), at most 10,000 points a
-request and ``import_daily_points`` a device a day; timestamps within a month of now. Either
-the whole request is stored (history rows at their own timestamps, in one transaction with the
+request and ``import_daily_points`` a device a day; timestamps within
+``timestamped_max_age_days`` of now (the same rule as MQTT's timestamped points). Either the
+whole request is stored (history rows at their own timestamps, in one transaction with the
 daily counter) or nothing is. The latest value moves only if the newest point is newer than it.
 The points are history: they are not sent to the device.
 """
@@ -28,7 +29,6 @@ from backend.templates.values import DatastreamSpec, DatastreamType, MULTI_SEPAR
 
 MAX_BATCH_POINTS = 10_000
 MAX_BODY_BYTES = 16 * 1024 * 1024
-MAX_AGE = timedelta(days=30)  # Blynk: "timestamps could be only one month in the past"
 IMPORT_LIMIT = "Data import limit has been reached."
 OUT_OF_RANGE = "Timestamp is out of range. Timestamps should be within one month of the current time."
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -48,12 +48,14 @@ class BatchImportService:
     """Checks and stores timestamped points sent over HTTP."""
 
     def __init__(self, api: DeviceApiService, pool: AsyncConnectionPool, latest: LatestValues,
-                 quota: DailyQuota, max_string_bytes: int = 1024) -> None:
+                 quota: DailyQuota, max_string_bytes: int = 1024,
+                 max_age: timedelta = timedelta(days=30)) -> None:
         self.api = api
         self.pool = pool
         self.latest = latest
         self.quota = quota
         self.max_string_bytes = max_string_bytes
+        self.max_age = max_age  # Blynk: "timestamps could be only one month in the past"
 
     async def import_points(self, query: Query, content_type: str | None, body: AsyncIterator[bytes]) -> None:
         """Check every point, then store all of them or none (the body is read after the query
@@ -90,7 +92,7 @@ class BatchImportService:
             ts_ms = int(ts_ms)
         if not isinstance(ts_ms, int) or isinstance(ts_ms, bool):
             raise BlynkApiError(e.BAD_PARAMS)
-        if abs(ts_ms - (now - _EPOCH) // _MS) > MAX_AGE // _MS:  # checked before it becomes a datetime
+        if abs(ts_ms - (now - _EPOCH) // _MS) > self.max_age // _MS:  # checked before it becomes a datetime
             raise BlynkApiError(OUT_OF_RANGE)
         ts = _EPOCH + ts_ms * _MS
         try:

@@ -48,7 +48,8 @@ def data_api_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncC
         app.state.data_api = DataApi(
             batch=BatchImportService(api, pool, services.latest,
                                      DailyQuota(pool, "import", settings.import_daily_points),
-                                     max_string_bytes=settings.string_max_bytes),
+                                     max_string_bytes=settings.string_max_bytes,
+                                     max_age=timedelta(days=settings.timestamped_max_age_days)),
             export=ExportService(api, pool, settings.data_dir / "exports",
                                  DailyQuota(pool, "export", settings.export_daily_limit),
                                  timedelta(hours=settings.export_ttl_hours)),
