@@ -44,7 +44,7 @@ class Broker:
     host: str
     port: int
     password: str
-    connect_timeout: float = 5.0
+    connect_timeout: float = 3.0
 
 
 async def send_command(broker: Broker, target: Target, command: str, uri: str | None = None) -> str:
@@ -91,7 +91,8 @@ async def _ping_answer(client: ServiceClient, target: Target) -> str:
     doc = json.loads(msg.payload)
     rtt = doc.get("rtt_ms") if isinstance(doc, dict) else None
     if not isinstance(rtt, (int, float)):
-        raise OpenBlynkError(f"{target.name} did not answer the ping (timeout)")
+        why = "is offline" if isinstance(doc, dict) and doc.get("offline") else "did not answer the ping (timeout)"
+        raise OpenBlynkError(f"{target.name} {why}")
     return f"{target.name}: {rtt:.1f} ms"
 
 
