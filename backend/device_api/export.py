@@ -18,6 +18,8 @@ import csv
 import io
 import logging
 import re
+import secrets
+import string
 import time
 import uuid
 import zipfile
@@ -41,7 +43,8 @@ log = logging.getLogger(__name__)
 
 EXPORT_LIMIT = "Data export limit has been reached."
 CHUNK_ROWS = 5000
-EXPORT_NAME = re.compile(r"^device_data_\d+_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(_\d{1,3})?\.zip$")
+_ALPHANUMERIC = string.ascii_letters + string.digits
+EXPORT_NAME = re.compile(r"^device_data_\d+_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d_[A-Za-z0-9]{16}\.zip$")
 
 _RAW_SQL = """
 SELECT pin, ts, value, text_value FROM history
@@ -172,11 +175,15 @@ class ExportService:
         return name
 
     async def _reserve(self, device_id: int, now: datetime) -> str:
-        """Claim Blynk's ``device_data_<id>_<UTC time>.zip`` (``_2``, ``_3``... within one second)."""
-        stem = f"device_data_{device_id}_{now:%Y-%m-%dT%H-%M-%S}"
+        """Claim ``device_data_<id>_<UTC time>_<16 random characters>.zip``.
+
+        Blynk's links end at the time; the links are served without a token for a day, so a
+        random part keeps them from being guessed (clients use the link as given).
+        """
         async with self.pool.connection() as conn:
-            for n in range(1, 1000):
-                name = f"{stem}.zip" if n == 1 else f"{stem}_{n}.zip"
+            for _ in range(5):
+                suffix = "".join(secrets.choice(_ALPHANUMERIC) for _ in range(16))
+                name = f"device_data_{device_id}_{now:%Y-%m-%dT%H-%M-%S}_{suffix}.zip"
                 try:
                     await conn.execute(_RESERVE_SQL, (device_id, name, name))
                     return name
