@@ -75,10 +75,28 @@ async def _create(conn: AsyncConnection, table: PartitionedTable, start: date, e
         await conn.execute(f"CREATE TABLE {name} PARTITION OF {table.name} FOR VALUES FROM ('{start}') TO ('{end}')")
     except psycopg.errors.DuplicateTable:
         return False  # another process made it meanwhile
-    except psycopg.errors.CheckViolation as exc:
-        # rows for that range already sit in the default partition: leave them there
-        log.warning("partition %s not created (%s); its rows stay in %s_default", name, exc, table.name)
+    except psycopg.errors.CheckViolation:
+        # Rows for that range already sit in the default partition (a timestamped import
+        # ahead of time, a device with a wrong clock): move them into the new partition.
+        return await _create_moving_rows(conn, table, name, start, end)
+    return True
+
+
+async def _create_moving_rows(conn: AsyncConnection, table: PartitionedTable, name: str,
+                              start: date, end: date) -> bool:
+    """Create a partition whose range has rows in the default partition, moving them in."""
+    default = f"{table.name}_default"
+    try:
+        async with conn.transaction():
+            await conn.execute(f"CREATE TABLE {name} (LIKE {table.name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            moved = await conn.execute(
+                f"WITH moved AS (DELETE FROM {default} WHERE {table.column} >= %s AND {table.column} < %s "
+                f"RETURNING *) INSERT INTO {name} SELECT * FROM moved", (start, end))
+            await conn.execute(f"ALTER TABLE {table.name} ATTACH PARTITION {name} "
+                               f"FOR VALUES FROM ('{start}') TO ('{end}')")
+    except psycopg.errors.DuplicateTable:
         return False
+    log.info("created partition %s and moved %d rows into it from %s", name, moved.rowcount, default)
     return True
 
 

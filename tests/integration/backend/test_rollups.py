@@ -75,3 +75,23 @@ async def test_partitions_cover_the_requested_window(fresh_db: str, days_ahead: 
         assert len(days) == days_ahead + 1
         last_day = datetime.now(timezone.utc).date() + timedelta(days=days_ahead)
         assert months[-1][2].date() > last_day
+
+
+async def test_a_partition_is_made_even_when_its_rows_arrived_early(fresh_db: str) -> None:
+    """Points stamped days ahead (timestamped imports allow a month) land in the default
+    partition; creating that day's partition later must move them, not give up."""
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool, days_back=0, days_ahead=0)
+        later = datetime.now(timezone.utc) + timedelta(days=10)
+        writer = HistoryWriter(db.pool)
+        await writer.write([HistoryRow(1, 0, later + timedelta(seconds=i), float(i), None) for i in range(5)])
+        created = await ensure_partitions(db.pool, days_back=0, days_ahead=12)
+        name = f"history_{later:%Y%m%d}"
+        assert name in created
+        async with db.pool.connection() as conn:
+            where = dict(await (await conn.execute(
+                "SELECT tableoid::regclass::text, count(*) FROM history GROUP BY 1")).fetchall())
+            minute = dict(await (await conn.execute(
+                "SELECT tableoid::regclass::text, count(*) FROM history_minute GROUP BY 1")).fetchall())
+        assert where == {name: 5}
+        assert "history_minute_default" not in minute
