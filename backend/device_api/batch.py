@@ -60,7 +60,7 @@ class BatchImportService:
     async def import_points(self, query: Query, content_type: str | None, body: AsyncIterator[bytes]) -> None:
         """Check every point, then store all of them or none (the body is read after the query
         is checked, and never beyond ``MAX_BODY_BYTES``)."""
-        device = await self.api.device(query)
+        device = await self.api.reporting_device(query)  # counts for HTTP-only online
         if not _is_json(content_type):
             raise BlynkApiError(e.UNKNOWN_CONTENT_TYPE)
         spec = named_datastream(device, query)

@@ -88,7 +88,7 @@ class UploadService:
     async def upload(self, query: Query, content_type: str | None, content_length: int | None,
                      body: AsyncIterator[bytes], base: str) -> str:
         """Store the ``upfile`` part of a multipart body; the URL it is served at."""
-        device = await self.api.device(query)
+        device = await self.api.reporting_device(query)  # counts for HTTP-only online
         kind = "dump" if (first(query, "type") or "").upper() == "DUMP" else "file"
         boundary = _boundary(content_type)
         if content_length is not None and content_length > self.max_bytes + FORM_OVERHEAD:

@@ -38,7 +38,7 @@ class ProvisionService:
 
     async def provision(self, query: Query) -> None:
         """Check the template id and store the firmware information."""
-        device = await self.api.device(query)
+        device = await self.api.reporting_device(query)  # counts for HTTP-only online
         template_id = first(query, "templateId")
         if not template_id:
             raise BlynkApiError(e.BAD_PARAMS)

@@ -78,3 +78,21 @@ def test_token_errors(http: httpx.Client) -> None:
     assert (r.status_code, r.json()) == (400, blynk_error("No token provided."))
     r = http.get("/external/api/provision", params={"token": "q" * 32, "templateId": "TMPLabcdefgh"})
     assert (r.status_code, r.json()) == (400, blynk_error("Invalid token."))
+
+
+@pytest.mark.parametrize("call", ["provision", "batch", "upload"])
+def test_reporting_over_http_counts_as_online(http: httpx.Client, devices: list[DeviceOut], call: str) -> None:
+    """Blynk's "log when the device reports any data": an HTTP-only device that provisions,
+    imports points or uploads a file is online afterwards, like one that calls update."""
+    dev = devices[1]
+    assert http.get(f"/external/api/isHardwareConnected?token={dev.token}").text == "false"
+    if call == "provision":
+        r = http.get("/external/api/provision", params={"token": dev.token, "templateId": dev.template_id})
+    elif call == "batch":
+        import time
+        r = http.post(f"/external/api/batch/update?token={dev.token}&pin=v0",
+                      json=[[int(time.time() * 1000), 1.5]])
+    else:
+        r = http.post(f"/external/api/upload?token={dev.token}", files={"upfile": ("a.txt", b"hello")})
+    assert r.status_code == 200, r.text
+    assert http.get(f"/external/api/isHardwareConnected?token={dev.token}").text == "true"
