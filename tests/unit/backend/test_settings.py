@@ -46,3 +46,11 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     first = s.resolved_secret_key()
     assert len(first) >= 48 and s.resolved_secret_key() == first
     assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    import dataclasses
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    missing = [f"OPENBLYNK_{f.name.upper()}" for f in dataclasses.fields(Settings)
+               if f.name != "extra" and f"OPENBLYNK_{f.name.upper()}" not in readme]
+    assert missing == []
