@@ -29,6 +29,8 @@ from backend.history.writer import HistoryWriter, ensure_partitions
 from backend.ingest.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.security import Secrets
+from backend.history.maintenance import Retention, maintain
+from backend.scheduler import Job, Scheduler
 from backend.settings import Settings
 from backend.device_api.data_controllers import DATA_ROUTES, data_api_lifespan
 from backend.errors import BlynkLimitError, BlynkServerError
@@ -50,6 +52,7 @@ class Services:
     ingest: IngestService
     ingest_task: asyncio.Task[None]
     changes: ChangeListener
+    scheduler: Scheduler
 
 
 def create_app(settings: Settings, database_url: str) -> Litestar:
@@ -77,6 +80,7 @@ async def health(request: Request) -> dict[str, object]:
     """Liveness and the broker connection state."""
     services: Services = request.app.state.services
     return {"status": "ok", "broker_connected": services.mqtt.connected,
+            "scheduler_leader": services.scheduler.is_leader.is_set(),
             "ingested": services.ingest.processed, "history_rows": services.history.rows_written}
 
 
@@ -116,18 +120,23 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     ingest = IngestService(registry, data, db.pool, device_services)
     changes = ChangeListener(database_url, registry.apply)
     changes.start()
+    retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
+    scheduler = Scheduler(database_url, [Job("history-maintenance", lambda: maintain(db.pool, retention),
+                                             settings.maintenance_interval_seconds)])
+    scheduler.start()
     history.start()
     latest.start()
     device_services.start()
     await mqtt.start()
     task = asyncio.create_task(_ingest_loop(mqtt, ingest), name="ingest")
-    app.state.services = Services(db, mqtt, history, latest, ingest, task, changes)
+    app.state.services = Services(db, mqtt, history, latest, ingest, task, changes, scheduler)
     app.state.device_api = DeviceApiService(registry, secrets, data, db.pool, device_services)
     app.state.device_services = device_services
     return app.state.services  # type: ignore[no-any-return]
 
 
 async def _stop_services(s: Services) -> None:
+    await s.scheduler.stop()
     await s.changes.stop()
     s.ingest_task.cancel()
     await asyncio.gather(s.ingest_task, return_exceptions=True)

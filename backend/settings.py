@@ -67,6 +67,12 @@ class Settings:
     """History rows written per binary COPY batch at most."""
     history_flush_seconds: float = 0.5
     """Longest time a history row waits before its batch is flushed."""
+    history_raw_retention_days: int = 30
+    """Days raw history points are kept (whole daily partitions are dropped)."""
+    history_rollup_retention_days: int = 365
+    """Days the per-minute and per-hour rollups are kept."""
+    maintenance_interval_seconds: float = 3600.0
+    """How often the history maintenance job runs (partitions ahead, retention behind)."""
     string_max_bytes: int = 1024
     """Longest string datastream value accepted, in bytes (Blynk's limit)."""
     events_per_day: int = 100
@@ -126,6 +132,8 @@ class Settings:
                                   "in production (try: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
             if self.admin_password and len(self.admin_password) < 10:
                 raise ConfigError("OPENBLYNK_ADMIN_PASSWORD must have at least 10 characters in production")
+        if self.history_raw_retention_days < 1 or self.history_rollup_retention_days < 1:
+            raise ConfigError("OPENBLYNK_HISTORY_*_RETENTION_DAYS must be at least 1")
         if self.mqtt_max_packet_size < 128:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
 

@@ -90,3 +90,7 @@ def test_import_moving_a_device_to_another_template(stack: StackConfig, http: ht
     assert cli(stack, "import", "-", stdin=json.dumps(doc).encode()).returncode == 0
     wait_for(lambda: http.get(f"/external/api/get?token={moved.token}&v1").json()
              == {"error": {"message": "No datastream setup for that pin."}}, message="the move")
+
+
+def test_the_only_app_process_runs_the_scheduled_jobs(http: httpx.Client) -> None:
+    wait_for(lambda: http.get("/healthz").json()["scheduler_leader"] is True, message="scheduler leadership")
