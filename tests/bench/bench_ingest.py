@@ -1,0 +1,134 @@
+"""Ingest pipeline benchmark: from a received MQTT message to a committed history row
+(broker excluded), side by side with raw binary COPY of the same rows into the same
+database. Prints figures; asserts nothing.
+
+    .venv/bin/python tests/bench/bench_ingest.py [--messages 200000] [--devices 100]
+
+The pipeline is the app's own: IngestService.handle() for each `d/<id>/ds/Temperature`
+message (device lookup, value check and clamp, latest value, history batch with rollups,
+last-seen), then the writer's final flush. Downlinks go to a counting publisher (there is no
+broker in this measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from backend.db.embedded import EmbeddedPostgres  # noqa: E402
+from backend.db.engine import Database  # noqa: E402
+from backend.db.migrate import migrate  # noqa: E402
+from backend.devices.context import DeviceServices  # noqa: E402
+from backend.devices.data import DataService  # noqa: E402
+from backend.devices.latest import LatestValues  # noqa: E402
+from backend.devices.registry import DeviceRegistry  # noqa: E402
+from backend.history.partitions import ensure_partitions  # noqa: E402
+from backend.history.writer import COPY_SQL, COPY_TYPES, HistoryWriter  # noqa: E402
+from backend.ingest.mqtt import Message  # noqa: E402
+from backend.ingest.service import IngestService  # noqa: E402
+from backend.settings import Settings  # noqa: E402
+from tests.support.provision import provision_async  # noqa: E402
+
+
+class CountingPublisher:
+    """Stands in for the broker connection: counts what would be published."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+        self.published += 1
+
+
+def progress(label: str, done: int, total: int) -> None:
+    print(f"\r  {label}: {min(done, total):>9,} / {total:,}", end="", file=sys.stderr, flush=True)
+    if done >= total:
+        print(file=sys.stderr)
+
+
+async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[float, int]:
+    settings = Settings()
+    registry = DeviceRegistry(db.pool, ttl=3600)
+    history = HistoryWriter(db.pool)
+    latest = LatestValues(db.pool)
+    publisher = CountingPublisher()
+    data = DataService(latest, history, publisher)
+    services = DeviceServices.build(db.pool, data, settings)
+    ingest = IngestService(registry, data, db.pool, services)
+    messages = [Message(f"d/{device_ids[i % len(device_ids)]}/ds/Temperature", f"{20 + i % 50 / 10}".encode(),
+                        0, False) for i in range(count)]
+    for device_id in device_ids:  # warm the device cache, as a running server has it
+        await registry.get(device_id)
+    history.start()
+    latest.start()
+    services.start()
+    t0 = time.perf_counter()
+    for i, msg in enumerate(messages):
+        await ingest.handle(msg)
+        if i % 20_000 == 0:
+            progress("pipeline", i, count)
+    await history.stop()
+    elapsed = time.perf_counter() - t0
+    progress("pipeline", count, count)
+    await latest.stop()
+    await services.stop()
+    return count / elapsed, publisher.published
+
+
+async def raw_copy(db: Database, device_ids: list[int], count: int) -> float:
+    start = datetime.now(timezone.utc)
+    rows = [(device_ids[i % len(device_ids)], 0, start + timedelta(microseconds=i), 20.0 + i % 50 / 10, None)
+            for i in range(count)]
+    t0 = time.perf_counter()
+    for i in range(0, count, 5000):
+        async with db.pool.connection() as conn, conn.transaction():
+            async with conn.cursor().copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows[i:i + 5000]:
+                    await copy.write_row(row)
+        progress("raw COPY", i + 5000, count)
+    return count / (time.perf_counter() - t0)
+
+
+async def main(args: argparse.Namespace, url: str) -> None:
+    migrate(url)
+    doc = {"templates": [{"name": "Bench", "datastreams": [
+        {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85}]}],
+        "devices": [{"name": f"bench-{i}", "template": "Bench"} for i in range(args.devices)]}
+    device_ids = [d.id for d in (await provision_async(url, doc)).devices]
+    async with Database(url, pool_size=4) as db:
+        await ensure_partitions(db.pool)
+        copy_rate = await raw_copy(db, device_ids, args.messages)
+        async with db.pool.connection() as conn:
+            await conn.execute("TRUNCATE history, history_minute, history_hour")
+        rate, published = await pipeline(db, device_ids, args.messages)
+        async with db.pool.connection() as conn:
+            stored = (await (await conn.execute("SELECT count(*) FROM history")).fetchone())[0]  # type: ignore[index]
+    print(f"\ningest benchmark, {args.messages:,} messages from {args.devices} devices, same database")
+    print(f"  raw binary COPY of the same rows     {copy_rate:>12,.0f} rows/s")
+    print(f"  ingest pipeline (message -> commit)  {rate:>12,.0f} rows/s   ({rate / copy_rate:.0%} of raw COPY)")
+    print(f"  history rows stored                  {stored:>12,}   (downlinks published: {published})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--devices", type=int, default=100)
+    options = parser.parse_args()
+    pgdir = ROOT / ".pytest-data" / "bench-ingest" / "postgres"
+    shutil.rmtree(pgdir.parent, ignore_errors=True)
+    server = EmbeddedPostgres(pgdir)
+    server.start()
+    try:
+        asyncio.run(main(options, server.url()))
+    finally:
+        server.stop()
+        shutil.rmtree(pgdir.parent, ignore_errors=True)
