@@ -84,9 +84,16 @@ def devices(stack: StackConfig) -> Iterator[list[DeviceOut]]:
 
 @pytest.fixture
 def transport() -> str:
-    """The transport of the ``device`` fixture; a module parametrizes it to run over all three
-    (``pytestmark = pytest.mark.parametrize("transport", TRANSPORTS)``)."""
+    """The transport devices connect over; plain MQTT unless the module asks for more."""
     return "tcp"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module that sets ``TRANSPORTS_UNDER_TEST = (...)`` runs each of its tests that use a
+    device (through the ``transport`` fixture) once per transport."""
+    transports = getattr(metafunc.module, "TRANSPORTS_UNDER_TEST", None)
+    if transports and "transport" in metafunc.fixturenames:
+        metafunc.parametrize("transport", transports)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ import json
 import httpx
 import psycopg
 
-import pytest
-
 from tests.integration.backend.conftest import PahoDevice
 from tests.support.net import wait_for
 from tests.support.stack import StackConfig
@@ -16,7 +14,7 @@ from tests.support.stack import StackConfig
 
 # Every test here runs over plain MQTT and over TLS (WebSocket joins when the broker's proxy
 # listener lands).
-pytestmark = pytest.mark.parametrize("transport", ["tcp", "tls"])
+TRANSPORTS_UNDER_TEST = ("tcp", "tls")
 
 
 def value_of(http: httpx.Client, token: str, pin: str) -> str:

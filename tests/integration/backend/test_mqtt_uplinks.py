@@ -24,9 +24,13 @@ def rich(stack: StackConfig) -> list[DeviceOut]:
     return provision_rich(stack)
 
 
+# Each test with a connected device runs over plain MQTT and TLS (see conftest).
+TRANSPORTS_UNDER_TEST = ("tcp", "tls")
+
+
 @pytest.fixture
-def dev(stack: StackConfig, rich: list[DeviceOut]) -> Iterator[PahoDevice]:
-    device = connect_device(stack, rich[0])
+def dev(stack: StackConfig, rich: list[DeviceOut], transport: str) -> Iterator[PahoDevice]:
+    device = connect_device(stack, rich[0], transport=transport)
     wait_for(lambda: is_connected(stack, rich[0].token), message="presence to reach the app")
     yield device
     device.client.disconnect()
