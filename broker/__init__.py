@@ -20,7 +20,7 @@ Topics, presence and diag formats: see :mod:`broker.topics` and :mod:`broker.pre
 
 from broker.errors import BrokerError
 from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, ServiceIdentity
-from broker.server import MqttBroker
+from broker.server import MqttBroker, SessionQueues
 from broker.settings import BrokerSettings
 
 __all__ = [
@@ -31,4 +31,5 @@ __all__ = [
     "DeviceIdentity",
     "MqttBroker",
     "ServiceIdentity",
+    "SessionQueues",
 ]

@@ -1,72 +1,87 @@
-"""Connection lifecycle on top of amqtt: authenticate first, key by identity, one per device.
+"""Connection set-up on top of amqtt: listeners, authenticate first, key by identity, limits.
 
 :class:`CoreBroker` replaces ``amqtt.broker.Broker._client_connected`` (and with it the private
 ``_initialize_client_session`` / ``_handle_client_session`` path, which deletes a session
-*before* authenticating -- stock defect 2) and ``_handle_disconnect`` (will mounting, presence,
-keep-alive reasons). amqtt 0.12.1 is pinned exactly; these are private methods.
+*before* authenticating -- stock defect 2), ``stream_connected`` (our own socket adapters) and
+``_create_ssl_context`` (TLS 1.2+). The way connections end is in :mod:`broker._lifecycle`.
+amqtt 0.12.1 is pinned exactly; these are private methods.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
+from functools import partial
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.contexts import ListenerConfig
 from amqtt.mqtt.connack import BAD_USERNAME_PASSWORD, SERVER_UNAVAILABLE
-from amqtt.mqtt.constants import QOS_0, QOS_1
-from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from broker._connect import ConnectRequest, close_quietly, read_connect, refuse
-from broker._framing import FrameFailure, FramedReader
+from broker._framing import FramedReader, publish_info
 from broker._handler import MountedHandler
-from broker._routing import RoutingBroker, device_key
+from broker._lifecycle import LifecycleBroker
+from broker._limits import AuthThrottle, PublishRate, RateVerdict
+from broker._outbox import Outbox
+from broker._proxy import parse_proxy_line, read_proxy_line
+from broker._routing import device_key
 from broker._session import BrokerSession, Connection, KeyedLocks
+from broker._transport import Meter, MeteredWriter, StreamReader
 from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, Identity, ServiceIdentity
-from broker.presence import OfflineReason, offline_payload, online_payload
+from broker.presence import OfflineReason, online_payload
 from broker.settings import BrokerSettings
-from broker.topics import OTA_TOPIC, DeviceMount, is_uplink_topic, presence_topic
+from broker.topics import DIAG_TOPIC, OTA_TOPIC, DeviceMount, is_uplink_topic, presence_topic
 
-__all__ = ["CoreBroker"]
+__all__ = ["LISTENERS", "PROXY_LISTENER", "CoreBroker"]
 
 logger = logging.getLogger(__name__)
 
-_REPLACE_WAIT = 5.0  # seconds a replaced connection gets to finish before we move on
-_FAILURE_REASONS = {
-    FrameFailure.KEEPALIVE_TIMEOUT: OfflineReason.KEEPALIVE_TIMEOUT,
-    FrameFailure.PACKET_TOO_LARGE: OfflineReason.PACKET_TOO_LARGE,
-    FrameFailure.MALFORMED: OfflineReason.PROTOCOL_ERROR,
-}
-_NO_WILL = {OfflineReason.DISCONNECT, OfflineReason.REPLACED, OfflineReason.SHUTDOWN, OfflineReason.REVOKED}
+PROXY_LISTENER = "proxy"
+LISTENERS = {"default": "tcp", "tls": "tls", PROXY_LISTENER: "ws"}
+"""amqtt listener name -> the ``transport`` reported in presence."""
 
 
-class CoreBroker(RoutingBroker):
-    """amqtt broker with openblynk's connection lifecycle (see module docstring)."""
+class CoreBroker(LifecycleBroker):
+    """amqtt broker with openblynk's connection set-up (see module docstring)."""
 
     def __init__(self, settings: BrokerSettings, authenticator: Authenticator, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        self.settings = settings
+        super().__init__(settings, config)
         self._authenticator = authenticator
-        self.connections: dict[str, Connection] = {}
         self._key_locks = KeyedLocks()
         self.connection_tasks: set[asyncio.Task[Any]] = set()
-        self.stopping = False
+        self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute, time.monotonic)
+
+    @staticmethod
+    def _create_ssl_context(listener: ListenerConfig) -> ssl.SSLContext:
+        """Override: amqtt's context, refusing TLS 1.0 and 1.1 (as Blynk)."""
+        context = LifecycleBroker._create_ssl_context(listener)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        """Override: our adapters (counting, bounded close) instead of amqtt's."""
+        await self._client_connected(listener_name, StreamReader(reader), MeteredWriter(writer, Meter()))
 
     async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
         """Override: the whole per-connection flow; one client's failure never escapes it."""
         server = self._servers.get(listener_name)
         task = asyncio.current_task()
-        if server is None or task is None or self.stopping:
+        if server is None or task is None or self.stopping or not isinstance(writer, MeteredWriter):
             await close_quietly(writer)
             return
         self.connection_tasks.add(task)
         await server.acquire_connection()
         try:
-            await self._serve(reader, writer)
+            await self._serve(listener_name, reader, writer)
         except Exception:
             logger.exception("connection handler failed; closing that connection only")
             await close_quietly(writer)
@@ -74,14 +89,17 @@ class CoreBroker(RoutingBroker):
             server.release_connection()
             self.connection_tasks.discard(task)
 
-    async def _serve(self, reader: ReaderAdapter, writer: WriterAdapter) -> None:
-        address, port = writer.get_peer_info() or (None, None)
+    async def _serve(self, listener_name: str, reader: ReaderAdapter, writer: MeteredWriter) -> None:
+        if listener_name == PROXY_LISTENER and not await self._read_proxy_header(reader, writer):
+            return
+        address, port = writer.peer or (None, None)
         peer = f"{address}:{port}"
         framed = FramedReader(
             reader,
             max_packet_size=self.settings.max_packet_size,
             connect_timeout=self.settings.connect_timeout,
         )
+        framed.meter = writer.meter
         request = await read_connect(framed, writer, peer)
         if request is None:
             return
@@ -89,15 +107,32 @@ class CoreBroker(RoutingBroker):
         if not isinstance(identity, DeviceIdentity | ServiceIdentity):
             await refuse(writer, identity)
             return
-        connection = await self._open(identity, request, framed, writer, (address, port))
+        transport = LISTENERS.get(listener_name, "tcp")
+        connection = await self._open(identity, request, framed, writer, transport)
         try:
             await self._client_message_loop(connection.session, connection.handler)
         finally:
             await self._finish(connection, None)
             connection.finished.set()
 
+    async def _read_proxy_header(self, reader: ReaderAdapter, writer: MeteredWriter) -> bool:
+        """Read the PROXY line and take the client's address from it; False (closed) if bad."""
+        assert isinstance(reader, StreamReader)
+        line = await read_proxy_line(reader.stream, self.settings.connect_timeout)
+        header = parse_proxy_line(line) if line is not None else None
+        if header is None:
+            logger.warning("closing proxy connection from %s: no valid PROXY v1 line (%r)", writer.peer, line)
+            writer.abort()
+            return False
+        if header.address is not None:
+            writer.peer = (header.address, header.port or 0)
+        return True
+
     async def _authenticate_request(self, request: ConnectRequest, address: str | None, peer: str) -> Identity | int:
         """The identity, or the CONNACK code refusing the client (4, or 3 if auth failed)."""
+        if self.auth_throttle.blocked(address):
+            logger.debug("refused CONNECT from %s without asking: too many failed logins", peer)
+            return BAD_USERNAME_PASSWORD
         info = ConnectInfo(request.username, request.password, request.client_id, address)
         try:
             identity = await self._authenticator.authenticate(info)
@@ -109,15 +144,17 @@ class CoreBroker(RoutingBroker):
         if isinstance(identity, DeviceIdentity) and request.username == "device":
             return identity
         logger.info("refused credentials from %s (user name %r)", peer, request.username)
+        if self.auth_throttle.failed(address):
+            logger.warning(
+                "%s refused logins from %s within a minute; refusing its logins for %.0f s without checking",
+                self.auth_throttle.limit,
+                address,
+                self.auth_throttle.retry_after(address),
+            )
         return BAD_USERNAME_PASSWORD
 
     async def _open(
-        self,
-        identity: Identity,
-        request: ConnectRequest,
-        framed: FramedReader,
-        writer: WriterAdapter,
-        peer: tuple[str | None, int | None],
+        self, identity: Identity, request: ConnectRequest, framed: FramedReader, writer: MeteredWriter, transport: str
     ) -> Connection:
         """Install an authenticated connection: replace the old one, CONNACK, presence."""
         if isinstance(identity, DeviceIdentity):
@@ -129,23 +166,50 @@ class CoreBroker(RoutingBroker):
             old = self.connections.get(key)
             if old is not None:
                 await self._replace(old)
-            session = self._take_session(key, identity, request)
-            handler = MountedHandler(self.plugins_manager, loop=self._loop)
-            handler.attach(session, framed, writer)
-            connection = Connection(key, identity, session, handler, framed, peer[0], peer[1], request.keep_alive)
-            handler.connection = session.connection = connection
-            session.transitions.connect()
-            self._sessions[key] = (session, handler)
+            connection = self._new_connection(key, identity, request, framed, writer, transport)
+            session = connection.session
+            self._sessions[key] = (session, connection.handler)
             self.connections[key] = connection
             try:
-                await handler.mqtt_connack_authorize(True)
+                await connection.handler.mqtt_connack_authorize(True)
                 framed.start_keepalive(request.keep_alive, self.settings.keepalive_grace)
-                await handler.start()
+                framed.gate = writer.wait_writable
+                await connection.handler.start()
                 await self._after_connack(connection, request)
             except BaseException:
                 await self._finish(connection, None)
                 connection.finished.set()
                 raise
+        return connection
+
+    def _new_connection(
+        self,
+        key: str,
+        identity: Identity,
+        request: ConnectRequest,
+        framed: FramedReader,
+        writer: MeteredWriter,
+        transport: str,
+    ) -> Connection:
+        settings = self.settings
+        device = isinstance(identity, DeviceIdentity)
+        limit = settings.max_outgoing_queue if device else settings.service_max_outgoing_queue
+        session = self._take_session(key, identity, request)
+        session.offline_limit = limit
+        handler = MountedHandler(self.plugins_manager, loop=self._loop)
+        handler.attach(session, framed, writer)
+        address, port = writer.peer or (None, None)
+        connection = Connection(
+            key, identity, session, handler, framed, writer, address, port, request.keep_alive, transport,
+            Outbox(key, limit),
+        )
+        if device:
+            now = self._loop.time()
+            connection.rate = PublishRate(settings.device_rate_limit, settings.rate_abuse_seconds, now)
+            framed.screen = partial(self._screen, connection)
+        writer.meter.started = self._loop.time()
+        handler.connection = session.connection = connection
+        session.transitions.connect()
         return connection
 
     def _take_session(self, key: str, identity: Identity, request: ConnectRequest) -> BrokerSession:
@@ -185,127 +249,59 @@ class CoreBroker(RoutingBroker):
         if mount is None:
             await self._publish_session_retained_messages(session)  # queued while offline
             return
-        await self._publish_internal(
-            presence_topic(mount.device_id),
-            online_payload(
-                ip=connection.address,
-                port=connection.port,
-                client_id=request.client_id,
-                keep_alive=request.keep_alive,
-            ),
+        online = online_payload(
+            ip=connection.address,
+            port=connection.port,
+            client_id=request.client_id,
+            keep_alive=request.keep_alive,
+            transport=connection.transport,
         )
+        await self._publish_internal(presence_topic(mount.device_id), online)
+        self.start_vitals(connection, self.settings.vitals_interval)
         if request.will_topic is not None and not session.will_flag:
             await self.send_diag(session, f'last will topic "{request.will_topic}" refused: not a Blynk uplink topic')
         ota = self.retained.get(mount.mount(OTA_TOPIC))
         if ota is not None:
-            publish = connection.handler.mqtt_publish(ota.topic, ota.data, QOS_0, retain=True)
-            self._tasks_queue.append(asyncio.ensure_future(publish))
+            self.send_to(connection, ota.topic, ota.data, QOS_0, retain=True)
 
-    async def _replace(self, old: Connection) -> None:
-        """End ``old`` because the same identity connected again (Blynk: one per device)."""
-        logger.info("replacing connection %s", old.label)
-        old.end_reason = OfflineReason.REPLACED
-        await self._end_presence(old, OfflineReason.REPLACED)  # before the new one's online
-        await old.handler.handle_connection_closed()
-        try:
-            await asyncio.wait_for(old.finished.wait(), _REPLACE_WAIT)
-        except TimeoutError:
-            logger.warning("replaced connection %s did not finish in time", old.label)
-            await self._finish(old, None)
+    def _screen(self, connection: Connection, frame: bytes) -> bool:
+        """``FramedReader.screen`` of a device: the publish rate limit (False drops the packet).
 
-    async def _handle_disconnect(
-        self, client_session: Session, handler: BrokerProtocolHandler, disconnect_waiter: asyncio.Future[Any]
-    ) -> None:
-        """Override: route amqtt's end-of-connection into :meth:`_finish`."""
-        connection = getattr(handler, "connection", None)
-        if isinstance(connection, Connection):
-            await self._finish(connection, disconnect_waiter.result())
-
-    async def _finish(self, connection: Connection, packet: object) -> None:
-        """End a connection exactly once: will, handler, session, presence."""
-        if connection.closed:
-            return
-        connection.closed = True
-        reason = self._end_reason(connection, packet)
-        session = connection.session
-        if reason not in _NO_WILL and session.will_flag and session.will_topic:
-            logger.info("publishing last will of %s (%s)", connection.label, reason)
-            await self._broadcast_message(None, session.will_topic, session.will_message, session.will_qos)
-            if session.will_retain:
-                await self.retain_message(None, session.will_topic, session.will_message, session.will_qos)
-        await self._stop_handler(connection.handler)
-        if self.connections.get(connection.key) is connection:
-            del self.connections[connection.key]
-        if session.connection is connection:
-            if session.transitions.is_connected():
-                session.transitions.disconnect()
-            if session.clean_session:
-                self._discard_session(connection.key, session)
-        await self._end_presence(connection, reason)
-
-    def _end_reason(self, connection: Connection, packet: object) -> OfflineReason:
-        if connection.end_reason is not None:
-            return connection.end_reason
-        failure = connection.reader.failure
-        if failure is not None:
-            logger.warning("closed %s: %s", connection.label, failure.value)
-            return _FAILURE_REASONS.get(failure, OfflineReason.PROTOCOL_ERROR)
-        if isinstance(packet, DisconnectPacket):
-            return OfflineReason.DISCONNECT
-        return OfflineReason.CONNECTION_LOST
-
-    def _discard_session(self, key: str, session: Session) -> None:
-        """Forget a session and its subscriptions (only if it is still the stored one)."""
-        if self._sessions.get(key, (None, None))[0] is session:
-            del self._sessions[key]
-        if isinstance(session, BrokerSession):
-            self.index.remove_subscriber(session)
-        session.clear_queues()
-
-    async def _end_presence(self, connection: Connection, reason: OfflineReason) -> None:
-        mount = connection.mount
-        if mount is None or connection.offline_sent:
-            return
-        connection.offline_sent = True
-        await self._publish_internal(presence_topic(mount.device_id), offline_payload(reason))
-
-    async def _publish_internal(self, topic: str, payload: bytes) -> None:
-        """Publish a broker-originated message (presence) at QoS 1."""
-        if self.settings.presence_retain:
-            await self.retain_message(None, topic, payload, QOS_1)
-        await self._broadcast_message(None, topic, payload, QOS_1)
-
-    async def disconnect_device(self, device_id: int, reason: OfflineReason) -> bool:
-        """End the live connection of a device, if any; True if there was one."""
-        connection = self.connections.get(device_key(device_id))
-        if connection is None or connection.closed:
-            return False
-        logger.info("disconnecting %s: %s", connection.label, reason.value)
-        connection.end_reason = reason
-        await self._end_presence(connection, reason)
-        await connection.handler.handle_connection_closed()
-        return True
-
-    async def announce_shutdown(self) -> None:
-        """Mark every connection as ending for shutdown and publish offline presence."""
-        self.stopping = True
-        for connection in list(self.connections.values()):
-            connection.end_reason = OfflineReason.SHUTDOWN
-            await self._end_presence(connection, OfflineReason.SHUTDOWN)
-
-    async def _session_monitor(self) -> None:
-        """Override: clean sessions are dropped in :meth:`_finish`; only expire persistent ones.
-
-        Stock amqtt scans all sessions every second and can pop a *new* session that reused
-        the key of one it decided to expire (it awaits between decision and removal).
+        Runs before amqtt sees the packet, so a dropped flood costs no task per packet.
+        Dropped QoS 1 is acknowledged here (MQTT 3.1.1 has no negative PUBACK); dropped QoS 2
+        runs amqtt's handshake and is discarded in :meth:`_handle_message_delivery`.
         """
-        expiry = self.config.session_expiry_interval
-        while True:
-            await asyncio.sleep(1)
-            if expiry is None:
-                continue
-            cutoff = time.time() - expiry  # amqtt stores wall-clock seconds
-            for key, (session, _) in list(self._sessions.items()):
-                last = session.last_disconnect_time
-                if session.transitions.state == "disconnected" and last is not None and last < cutoff:
-                    self._discard_session(key, session)
+        rate = connection.rate
+        info = publish_info(frame) if rate is not None else None
+        if rate is None or info is None:
+            return True  # not a PUBLISH, or unreadable: amqtt handles (or refuses) it
+        verdict = rate.check(self._loop.time())
+        if verdict is RateVerdict.ACCEPT:
+            return True
+        if verdict is RateVerdict.ABUSE:
+            logger.warning("disconnecting %s: over the publish rate limit for too long", connection.label)
+            connection.end_reason = OfflineReason.RATE_LIMITED
+            connection.reader.end()
+            return False
+        if verdict is RateVerdict.DROP_AND_WARN and connection.mount is not None:
+            text = f"rate limit exceeded: {rate.rate:g} messages/s; messages are being dropped"
+            self.publish_nowait(connection.mount.mount(DIAG_TOPIC), text.encode(), QOS_0)
+        qos, packet_id = info
+        if qos == QOS_1 and packet_id is not None:
+            connection.writer.write(b"\x40\x02" + packet_id.to_bytes(2, "big"))  # PUBACK
+        elif qos == QOS_2 and packet_id is not None:
+            connection.drop_ids.add(packet_id)
+            return True
+        return False
+
+    async def _handle_message_delivery(
+        self, client_session: Session, handler: BrokerProtocolHandler, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        """Override: discard a QoS 2 message the rate limit dropped once its handshake is done."""
+        connection = getattr(client_session, "connection", None)
+        message = wait_deliver.result()
+        if isinstance(connection, Connection) and message is not None and message.qos == QOS_2:
+            if message.packet_id in connection.drop_ids:
+                connection.drop_ids.discard(message.packet_id)
+                return True
+        return await super()._handle_message_delivery(client_session, handler, wait_deliver)

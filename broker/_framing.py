@@ -13,10 +13,16 @@ like end-of-stream to amqtt (its reader loop then ends the connection normally),
 The reader is cancellation-safe: header bytes already consumed are kept across calls, and
 body reads use ``readexactly`` (which consumes nothing when cancelled).
 
-Two hooks serve the rest of the broker: :attr:`FramedReader.meter` counts every whole packet
-received (``sys/vitals``), and :attr:`FramedReader.gate` is awaited before each packet, so a
+Hooks for the rest of the broker: :attr:`FramedReader.meter` counts every whole packet
+received (``sys/vitals``); :attr:`FramedReader.gate` is awaited before each packet, so a
 client is not read from while what the broker wrote to it is still piling up (see
-``MeteredWriter.wait_writable``); that wait counts against the keep-alive deadline.
+``MeteredWriter.wait_writable``; that wait counts against the keep-alive deadline);
+:attr:`FramedReader.screen` sees each packet first and may swallow it (the publish rate
+limit drops a flood here, before amqtt spends a task on each packet).
+
+Fairness: amqtt's reader loop never yields while the socket buffer holds whole packets, so
+one flooding client could keep the event loop to itself for thousands of packets. The reader
+yields to the loop every :data:`YIELD_EVERY` packets.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from amqtt.adapters import ReaderAdapter
 if TYPE_CHECKING:
     from broker._transport import Meter
 
-__all__ = ["FrameFailure", "FramedReader"]
+__all__ = ["YIELD_EVERY", "FrameFailure", "FramedReader", "publish_info"]
 
 _MAX_LENGTH_BYTES = 4  # MQTT's variable-length integer has at most four bytes
 _CONNECT_BYTE = 0x10  # the only valid first byte of a connection [MQTT-3.1.0-1], [MQTT-2.2.2-2]
+YIELD_EVERY = 32  # packets read before giving other connections a turn of the event loop
 
 
 class FrameFailure(StrEnum):
@@ -44,6 +51,8 @@ class FrameFailure(StrEnum):
     KEEPALIVE_TIMEOUT = "keepalive_timeout"
     CONNECT_TIMEOUT = "connect_timeout"
     MALFORMED = "malformed"
+    ENDED = "ended"
+    """The broker decided to end the connection (see the connection's end reason)."""
 
 
 class FramedReader(ReaderAdapter):
@@ -63,6 +72,9 @@ class FramedReader(ReaderAdapter):
         self.declared_length: int | None = None  # remaining length of a refused packet
         self.meter: Meter | None = None
         self.gate: Callable[[], Awaitable[None]] | None = None
+        self.screen: Callable[[bytes], bool] | None = None
+        """Called with each whole packet after CONNECT; False swallows it."""
+        self._since_yield = 0
 
     def start_keepalive(self, keep_alive: int, grace: float) -> None:
         """After CONNECT: allow ``keep_alive * grace`` seconds between packets (0 = forever)."""
@@ -98,7 +110,26 @@ class FramedReader(ReaderAdapter):
         """Forward EOF to the wrapped reader."""
         self._inner.feed_eof()
 
+    def end(self) -> None:
+        """Deliver no more packets: amqtt sees end-of-stream at its next read."""
+        if self.failure is None:
+            self.failure = FrameFailure.ENDED
+
     async def _next_frame(self) -> bool:
+        """Load the next packet ``screen`` lets through; False once the connection must end."""
+        while await self._load_frame():
+            if self.screen is None or not self._connected or self.screen(self._frame):
+                return True
+            self._pos = len(self._frame)
+            if self.failure is not None:
+                return False
+        return False
+
+    async def _load_frame(self) -> bool:
+        self._since_yield += 1
+        if self._since_yield >= YIELD_EVERY:
+            self._since_yield = 0
+            await asyncio.sleep(0)
         timeout = None
         if self._idle_limit is not None:
             timeout = max(0.0, self._last_packet_at + self._idle_limit - self._loop.time())
@@ -162,3 +193,22 @@ class FramedReader(ReaderAdapter):
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             return b""
         return data if len(data) == n else b""
+
+
+def publish_info(frame: bytes) -> tuple[int, int | None] | None:
+    """``(qos, packet_id)`` of a whole PUBLISH packet; ``None`` if it is not a readable one."""
+    if not frame or frame[0] >> 4 != 3:
+        return None
+    qos = (frame[0] >> 1) & 3
+    index = 1
+    while index < len(frame) and frame[index] & 0x80:
+        index += 1
+    index += 1  # first byte of the variable header
+    if len(frame) < index + 2:
+        return None
+    id_at = index + 2 + int.from_bytes(frame[index : index + 2], "big")
+    if qos == 0:
+        return (0, None) if len(frame) >= id_at else None
+    if qos == 3 or len(frame) < id_at + 2:
+        return None
+    return qos, int.from_bytes(frame[id_at : id_at + 2], "big")

@@ -1,9 +1,13 @@
-"""amqtt protocol handler that hides a device's mount prefix on everything it sends."""
+"""amqtt protocol handler that hides a device's mount prefix and times ``downlink/ping``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+from amqtt.errors import AMQTTError
+from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage
 
@@ -19,11 +23,20 @@ class MountedHandler(BrokerProtocolHandler):
     """``BrokerProtocolHandler`` whose outgoing PUBLISH topics are device-relative.
 
     Every message to a client, whatever path it took (broadcast, retained, always-delivered,
-    diag), goes through :meth:`mqtt_publish`; stripping ``d/<id>/`` here means no code path
-    can leak the prefix -- or another device's topic -- to a device.
+    diag, ping), goes through :meth:`mqtt_publish` or :meth:`ping`; stripping ``d/<id>/`` here
+    means no code path can leak the prefix -- or another device's topic -- to a device.
     """
 
     connection: Connection | None = None
+
+    def _relative(self, topic: str) -> str:
+        mount = getattr(self.session, "mount", None)
+        if mount is None:
+            return topic
+        relative = mount.unmount(topic)
+        if relative is None:
+            raise InvalidTopicError(f"refusing to send {topic!r} to device {mount.device_id}")
+        return relative
 
     async def mqtt_publish(
         self,
@@ -34,10 +47,30 @@ class MountedHandler(BrokerProtocolHandler):
         ack_timeout: int | None = None,
     ) -> OutgoingApplicationMessage:
         """Send PUBLISH; for a device, ``topic`` must be under its mount and loses the prefix."""
-        mount = getattr(self.session, "mount", None)
-        if mount is not None:
-            relative = mount.unmount(topic)
-            if relative is None:
-                raise InvalidTopicError(f"refusing to send {topic!r} to device {mount.device_id}")
-            topic = relative
-        return await super().mqtt_publish(topic, data, qos, retain, ack_timeout)
+        return await super().mqtt_publish(self._relative(topic), data, qos, retain, ack_timeout)
+
+    async def ping(self, topic: str, data: bytes | bytearray, timeout: float) -> float | None:
+        """Send ``topic`` at QoS 1 and return milliseconds until its PUBACK; ``None`` on timeout.
+
+        amqtt's own QoS 1 flow gives up after a hard-coded 5 s; Blynk's ping waits longer.
+        """
+        session = self.session
+        if session is None:
+            raise AMQTTError("handler is not attached")
+        packet_id = session.next_packet_id
+        message = OutgoingApplicationMessage(packet_id, self._relative(topic), QOS_1, data, False)
+        waiter: asyncio.Future[PubackPacket] = self._loop.create_future()
+        session.inflight_out[packet_id] = message
+        self._puback_waiters[packet_id] = waiter
+        started = self._loop.time()
+        try:
+            message.publish_packet = message.build_publish_packet()
+            await self._send_packet(message.publish_packet)
+            async with asyncio.timeout(timeout):
+                message.puback_packet = await waiter
+            return (self._loop.time() - started) * 1000.0
+        except TimeoutError:
+            return None
+        finally:
+            self._puback_waiters.pop(packet_id, None)
+            session.inflight_out.pop(packet_id, None)

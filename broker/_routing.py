@@ -11,11 +11,12 @@ import logging
 from collections import deque
 from typing import Any
 
-from amqtt.broker import Broker, RetainedApplicationMessage
+from amqtt.broker import RetainedApplicationMessage
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 
+from broker._delivery import DeliveryBroker
 from broker._session import BrokerSession
 from broker.errors import InvalidTopicError
 from broker.presence import OfflineReason
@@ -25,6 +26,7 @@ from broker.topics import (
     TopicName,
     always_delivered_device,
     is_device_filter_allowed,
+    is_ping_topic,
     is_uplink_topic,
 )
 from broker.trie import RetainedTree, SubscriptionIndex
@@ -42,7 +44,7 @@ def device_key(device_id: int) -> str:
     return f"dev:{device_id}"
 
 
-class RoutingBroker(Broker):
+class RoutingBroker(DeliveryBroker):
     """amqtt ``Broker`` whose routing is mounted, ACL-checked and index-based."""
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -110,21 +112,27 @@ class RoutingBroker(Broker):
         """Override (stock defect 4): match via the index instead of testing every filter.
 
         Keeps amqtt's QoS rule: a forced QoS (internal messages) wins, otherwise the
-        subscription's QoS. Adds Blynk's always-delivered downlinks at QoS 0.
+        subscription's QoS. Adds Blynk's always-delivered downlinks (QoS 0; ``downlink/ping``
+        at QoS 1 and timed), each at most once per device. ``running_tasks`` (amqtt's
+        broker-wide deque) stays unused: deliveries live in each connection's outbox.
         """
         broadcast = await self._broadcast_queue.get()
-        topic, data, forced = broadcast["topic"], broadcast["data"], broadcast.get("qos")
-        targets = self.index.match(topic)
-        for session, sub_qos in targets.items():
-            await self._deliver(session, broadcast, forced if forced is not None else sub_qos, running_tasks)
+        topic, forced = broadcast["topic"], broadcast.get("qos")
+        qos_of = {s: forced if forced is not None else q for s, q in self.index.match(topic).items()}
         device_id = always_delivered_device(topic)
         if device_id is not None:
-            entry = self._sessions.get(device_key(device_id))
-            if entry is not None and entry[0] not in targets:
-                assert isinstance(entry[0], BrokerSession)
-                await self._deliver(entry[0], broadcast, QOS_0, running_tasks)
+            entry = self._sessions.get(device_key(device_id), (None, None))[0]
+            device = entry if isinstance(entry, BrokerSession) else None
+            if is_ping_topic(topic):
+                if device is not None:
+                    qos_of.pop(device, None)
+                self.send_ping(device, device_id, topic, broadcast["data"])
+            elif device is not None and device not in qos_of:
+                qos_of[device] = QOS_0
+        for session, qos in qos_of.items():
+            await self._deliver(session, broadcast, qos)
 
-    async def _deliver(self, session: BrokerSession, broadcast: dict[str, Any], qos: int, tasks: _Tasks) -> None:
+    async def _deliver(self, session: BrokerSession, broadcast: dict[str, Any], qos: int) -> None:
         """Send one broadcast to one session, or queue it for an offline persistent session."""
         if session.transitions.state != "connected":
             if not session.clean_session and qos in (QOS_1, QOS_2):
@@ -132,17 +140,7 @@ class RoutingBroker(Broker):
             return
         connection = session.connection
         if connection is not None:
-            publish = connection.handler.mqtt_publish(broadcast["topic"], broadcast["data"], qos, retain=False)
-            tasks.append(asyncio.ensure_future(publish))
-
-    async def drain_broadcasts(self, timeout: float) -> None:
-        """Wait (at most ``timeout`` s) until queued broadcasts are sent and acknowledged."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            if self._broadcast_queue.empty() and all(task.done() for task in self._tasks_queue):
-                return
-            await asyncio.sleep(0.01)
+            self.send_to(connection, broadcast["topic"], broadcast["data"], qos, retain=False)
 
     # ---- subscriptions ------------------------------------------------------------------
 
@@ -205,8 +203,7 @@ class RoutingBroker(Broker):
             if session.mount is not None and session.mount.unmount(topic) is None:
                 continue
             sent_qos = min(qos, message.qos if message.qos is not None else qos)
-            publish = connection.handler.mqtt_publish(topic, message.data, sent_qos, retain=True)
-            self._tasks_queue.append(asyncio.ensure_future(publish))
+            self.send_to(connection, topic, message.data, sent_qos, retain=True)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from amqtt.session import Session
 
+from broker._outbox import Outbox
 from broker.identity import Identity
 from broker.presence import OfflineReason
 from broker.topics import DeviceMount
@@ -17,6 +18,8 @@ from broker.topics import DeviceMount
 if TYPE_CHECKING:
     from broker._framing import FramedReader
     from broker._handler import MountedHandler
+    from broker._limits import PublishRate
+    from broker._transport import MeteredWriter
 
 __all__ = ["BrokerSession", "Connection", "KeyedLocks"]
 
@@ -40,6 +43,9 @@ class BrokerSession(Session):
         self.mount = mount
         self.client_sent_id = client_sent_id
         self.connection: Connection | None = None
+        self.offline_limit = 1000
+        """Most messages queued for this session while it is offline (persistent services)."""
+        self.offline_dropped = 0
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -54,9 +60,19 @@ class Connection:
     session: BrokerSession
     handler: MountedHandler
     reader: FramedReader
+    writer: MeteredWriter
     address: str | None
+    """The client's address (from the PROXY line on the proxy listener)."""
     port: int | None
     keep_alive: int
+    transport: str
+    """``tcp``, ``tls`` or ``ws``."""
+    outbox: Outbox
+    rate: PublishRate | None = None
+    """The publish rate limit (devices only)."""
+    vitals_timer: asyncio.TimerHandle | None = None
+    drop_ids: set[int] = field(default_factory=set)
+    """Packet ids of QoS 2 publishes the rate limit dropped (discarded after the handshake)."""
     end_reason: OfflineReason | None = None
     """Set by the broker when *it* ends the connection (replaced, shutdown, protocol error)."""
     offline_sent: bool = False

@@ -1,25 +1,51 @@
-"""Presence messages the broker publishes on ``sys/presence/<device_id>`` (JSON, QoS 1).
+"""Messages the broker itself publishes under ``sys/`` (JSON; see ``docs/internal-topics.md``).
 
-Online, when a device's session is established::
+``sys/presence/<device_id>`` (QoS 1, retained unless ``presence_retain`` is off). Online, when
+a device's session is established::
 
     {"online": true, "ts": 1764120000000, "ip": "203.0.113.7", "port": 50123,
-     "client_id": "esp32-kitchen", "keep_alive": 45}
+     "client_id": "esp32-kitchen", "keep_alive": 45, "transport": "tcp"}
 
-Offline, when it ends::
+Offline, when it ends, with the traffic of the connection that ended::
 
-    {"online": false, "ts": 1764120060000, "reason": "keepalive_timeout"}
+    {"online": false, "ts": 1764120060000, "reason": "keepalive_timeout",
+     "vitals": {"msgs_in": 12, "msgs_out": 3, "bytes_in": 640, "bytes_out": 98, "connected_for_s": 60}}
+
+``sys/vitals/<device_id>`` (QoS 0, not retained), every ``vitals_interval`` seconds while a
+device is connected: ``{"ts": ..., "msgs_in": ..., "msgs_out": ..., "bytes_in": ...,
+"bytes_out": ..., "connected_for_s": ...}`` (totals of the current connection).
+
+``sys/ping/<device_id>`` (QoS 0), answering a service's ``d/<id>/downlink/ping``:
+``{"ts": ..., "rtt_ms": 1.234}`` when the device's PUBACK arrived, or
+``{"ts": ..., "rtt_ms": null, "timeout": true}`` after :data:`PING_TIMEOUT` seconds without one
+(at once, with ``"offline": true`` added, if the device is not connected).
 
 ``ts`` is milliseconds since the Unix epoch; ``client_id`` is the id the firmware sent (may be
-``""``). ``reason`` is one of :class:`OfflineReason`.
+``""``); ``transport`` is ``tcp``, ``tls`` or ``ws`` (the WebSocket bridge's proxy listener);
+``msgs_*`` count PUBLISH packets, ``bytes_*`` whole packets of every type (CONNECT included).
+``reason`` is one of :class:`OfflineReason`.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from enum import StrEnum
 
-__all__ = ["OfflineReason", "offline_payload", "online_payload"]
+__all__ = [
+    "PING_TIMEOUT",
+    "OfflineReason",
+    "offline_payload",
+    "online_payload",
+    "ping_payload",
+    "ping_topic",
+    "vitals_payload",
+    "vitals_topic",
+]
+
+PING_TIMEOUT = 10.0
+"""Seconds the broker waits for a device's PUBACK to ``downlink/ping``."""
 
 
 class OfflineReason(StrEnum):
@@ -37,6 +63,11 @@ class OfflineReason(StrEnum):
     """The device sent a packet above ``max_packet_size``."""
     PROTOCOL_ERROR = "protocol_error"
     """The device broke MQTT rules badly enough to be dropped (e.g. publish to ``$SYS/...``)."""
+    RATE_LIMITED = "rate_limited"
+    """The device published above ``device_rate_limit`` for ``rate_abuse_seconds`` on end."""
+    SLOW_CONSUMER = "slow_consumer"
+    """The device did not read what it was sent: more than ``max_outgoing_queue`` messages were
+    waiting for it when a QoS 1 message had to be queued."""
     SHUTDOWN = "shutdown"
     """The broker is stopping."""
     REVOKED = "revoked"
@@ -47,11 +78,11 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _encode(document: dict[str, object]) -> bytes:
+def _encode(document: Mapping[str, object]) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def online_payload(*, ip: str | None, port: int | None, client_id: str, keep_alive: int) -> bytes:
+def online_payload(*, ip: str | None, port: int | None, client_id: str, keep_alive: int, transport: str) -> bytes:
     """The JSON body announcing that a device came online."""
     return _encode(
         {
@@ -61,10 +92,39 @@ def online_payload(*, ip: str | None, port: int | None, client_id: str, keep_ali
             "port": port,
             "client_id": client_id,
             "keep_alive": keep_alive,
+            "transport": transport,
         }
     )
 
 
-def offline_payload(reason: OfflineReason) -> bytes:
-    """The JSON body announcing that a device went offline, and why."""
-    return _encode({"online": False, "ts": _now_ms(), "reason": reason.value})
+def offline_payload(reason: OfflineReason, vitals: Mapping[str, int] | None = None) -> bytes:
+    """The JSON body announcing that a device went offline, why, and its connection's traffic."""
+    document: dict[str, object] = {"online": False, "ts": _now_ms(), "reason": reason.value}
+    if vitals is not None:
+        document["vitals"] = dict(vitals)
+    return _encode(document)
+
+
+def vitals_topic(device_id: int) -> str:
+    """Where the broker reports a connected device's traffic counters."""
+    return f"sys/vitals/{device_id}"
+
+
+def vitals_payload(vitals: Mapping[str, int]) -> bytes:
+    """The JSON body of a ``sys/vitals`` report."""
+    return _encode({"ts": _now_ms(), **vitals})
+
+
+def ping_topic(device_id: int) -> str:
+    """Where the broker reports the outcome of a ``downlink/ping``."""
+    return f"sys/ping/{device_id}"
+
+
+def ping_payload(rtt_ms: float | None, *, offline: bool = False) -> bytes:
+    """``{"ts", "rtt_ms"}``, or ``{"ts", "rtt_ms": null, "timeout": true}`` when no PUBACK came."""
+    if rtt_ms is not None:
+        return _encode({"ts": _now_ms(), "rtt_ms": round(rtt_ms, 3)})
+    document: dict[str, object] = {"ts": _now_ms(), "rtt_ms": None, "timeout": True}
+    if offline:
+        document["offline"] = True
+    return _encode(document)

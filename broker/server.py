@@ -8,28 +8,48 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 from amqtt.errors import BrokerError as AmqttBrokerError
 
-from broker._core import CoreBroker
+from broker._core import PROXY_LISTENER, CoreBroker
+from broker._session import BrokerSession
 from broker.errors import BrokerStateError, ListenerError
 from broker.identity import Authenticator, DeviceIdentity
 from broker.presence import OfflineReason
 from broker.settings import BrokerSettings
 
-__all__ = ["MqttBroker"]
+__all__ = ["MqttBroker", "SessionQueues"]
 
 logger = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machines chat at INFO
 
 _TCP, _TLS = "default", "tls"
+_PROXY_HOST = "127.0.0.1"  # the proxy listener trusts its PROXY lines: never reachable from outside
 _TASKS_WAIT = 5.0  # seconds stop() waits for connection handlers to return
 
 
 def _bind(host: str, port: int) -> str:
     return f"{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQueues:
+    """How many messages wait where, for one session (see :meth:`MqttBroker.session_queues`)."""
+
+    outgoing: int
+    """Deliveries not yet written or (QoS 1) acknowledged; at most ``max_outgoing_queue``."""
+    inflight: int
+    """QoS 1/2 messages written and awaiting the client's acknowledgement."""
+    incoming: int
+    """Messages received from the client and not yet routed."""
+    offline: int
+    """Messages queued for a persistent session while it is offline."""
+    dropped: int
+    """QoS 0 messages dropped because ``outgoing`` was full (this connection), plus those a
+    full offline queue refused."""
 
 
 class MqttBroker:
@@ -49,6 +69,7 @@ class MqttBroker:
         self._core: CoreBroker | None = None
         self._port: int | None = None
         self._tls_port: int | None = None
+        self._proxy_port: int | None = None
 
     @property
     def settings(self) -> BrokerSettings:
@@ -67,6 +88,11 @@ class MqttBroker:
         """The bound TLS port, or ``None`` if TLS is disabled."""
         return self._tls_port
 
+    @property
+    def proxy_port(self) -> int | None:
+        """The bound port of the PROXY-protocol listener on 127.0.0.1, or ``None`` if disabled."""
+        return self._proxy_port
+
     def _config(self) -> dict[str, Any]:
         settings = self._settings
         listeners: dict[str, Any] = {_TCP: {"type": "tcp", "bind": _bind(settings.host, settings.port)}}
@@ -78,6 +104,8 @@ class MqttBroker:
                 "certfile": settings.certfile,
                 "keyfile": settings.keyfile,
             }
+        if settings.proxy_port is not None:
+            listeners[PROXY_LISTENER] = {"type": "tcp", "bind": _bind(_PROXY_HOST, settings.proxy_port)}
         # "plugins": {} loads no plugin at all: no anonymous access, no $SYS, no topic plugins;
         # authentication and ACL are done by CoreBroker itself.
         return {"listeners": listeners, "plugins": {}}
@@ -99,7 +127,15 @@ class MqttBroker:
         self._core = core
         self._port = self._bound_port(core, _TCP)
         self._tls_port = self._bound_port(core, _TLS) if self._settings.tls_port is not None else None
-        logger.info("MQTT broker listening on %s:%s (TLS: %s)", self._settings.host, self._port, self._tls_port)
+        self._proxy_port = self._bound_port(core, PROXY_LISTENER) if self._settings.proxy_port is not None else None
+        logger.info(
+            "MQTT broker listening on %s:%s (TLS: %s, PROXY listener on %s: %s)",
+            self._settings.host,
+            self._port,
+            self._tls_port,
+            _PROXY_HOST,
+            self._proxy_port,
+        )
 
     @staticmethod
     def _bound_port(core: CoreBroker, listener: str) -> int:
@@ -125,7 +161,7 @@ class MqttBroker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        self._port = self._tls_port = None
+        self._port = self._tls_port = self._proxy_port = None
         logger.info("MQTT broker stopped")
 
     async def __aenter__(self) -> MqttBroker:
@@ -160,3 +196,28 @@ class MqttBroker:
         return {
             c.identity.device_id for c in self._core.connections.values() if isinstance(c.identity, DeviceIdentity)
         }
+
+    def open_connections(self) -> int:
+        """Client sockets being served right now, authenticated or not (for tests and diagnostics)."""
+        return len(self._core.connection_tasks) if self._core is not None else 0
+
+    def session_queues(self) -> dict[str, SessionQueues]:
+        """Queue sizes of every session, keyed ``dev:<device_id>`` or ``svc:<client id>``.
+
+        For tests and diagnostics: shows that what waits for a client stays bounded.
+        """
+        if self._core is None:
+            return {}
+        result: dict[str, SessionQueues] = {}
+        for key, (session, _) in list(self._core._sessions.items()):
+            connection = session.connection if isinstance(session, BrokerSession) else None
+            live = connection is not None and not connection.closed
+            offline_dropped = session.offline_dropped if isinstance(session, BrokerSession) else 0
+            result[key] = SessionQueues(
+                outgoing=len(connection.outbox) if connection is not None and live else 0,
+                inflight=len(session.inflight_out),
+                incoming=session.delivered_message_queue.qsize(),
+                offline=session.retained_messages.qsize(),
+                dropped=(connection.outbox.dropped if connection is not None and live else 0) + offline_dropped,
+            )
+        return result

@@ -20,11 +20,16 @@ class BrokerSettings:
     port: int = 1883
     """Plain MQTT TCP port; ``0`` picks a free port (read it back from ``MqttBroker.port``)."""
     tls_port: int | None = None
-    """MQTT over TLS port (Blynk uses 8883); ``None`` disables TLS, ``0`` picks a free port."""
+    """MQTT over TLS port (Blynk uses 8883); ``None`` disables TLS, ``0`` picks a free port.
+    Only TLS 1.2 and 1.3 are accepted (as Blynk)."""
     certfile: str | None = None
     """PEM certificate chain for the TLS listener; required when ``tls_port`` is set."""
     keyfile: str | None = None
     """PEM private key for the TLS listener; required when ``tls_port`` is set."""
+    proxy_port: int | None = None
+    """Internal listener for the app's MQTT-over-WebSocket bridge, always on 127.0.0.1 whatever
+    ``host`` says; every connection starts with a PROXY protocol v1 line naming the real client.
+    ``None`` disables it, ``0`` picks a free port (read it back from ``MqttBroker.proxy_port``)."""
     max_packet_size: int = 1024
     """Largest accepted packet, as its fixed-header remaining length (Blynk: 1024 bytes)."""
     service_max_packet_size: int = 1_048_576
@@ -35,12 +40,33 @@ class BrokerSettings:
     presence_retain: bool = True
     """Whether ``sys/presence/<device_id>`` messages are retained."""
     connect_timeout: float = 10.0
-    """Seconds a new TCP connection may take to send its CONNECT packet before it is closed."""
+    """Seconds a new TCP connection may take to send its CONNECT packet (and, on the proxy
+    listener, its PROXY line) before it is closed."""
     shutdown_grace: float = 2.0
     """Seconds ``stop()`` waits for offline presence messages to reach subscribers."""
+    device_rate_limit: float = 50.0
+    """PUBLISH packets per second a device may send (Blynk: 50); a token bucket holding one
+    second's worth. Publishes above it are dropped (QoS 1 still acknowledged) with a
+    ``downlink/diag`` warning at most once a second."""
+    rate_abuse_seconds: float = 5.0
+    """A device over ``device_rate_limit`` for this long without a break is disconnected
+    (presence reason ``rate_limited``)."""
+    auth_failures_per_minute: int = 20
+    """Refused logins one client address may have within a minute; after that its CONNECTs are
+    refused (CONNACK 4) without asking the authenticator until the minute is over. IPv6
+    addresses count per /64. ``0`` turns throttling off."""
+    max_outgoing_queue: int = 1000
+    """Messages that may wait to be written to (or acknowledged by) one device connection. Past
+    it, new QoS 0 messages to it are dropped; a QoS 1 message past it disconnects the device
+    (presence reason ``slow_consumer``). Also bounds what an offline persistent session queues."""
+    service_max_outgoing_queue: int = 20_000
+    """The same bound for a trusted service connection (the backend's ingest subscriber takes
+    every device's uplink, so bursts are larger)."""
+    vitals_interval: float = 60.0
+    """Seconds between ``sys/vitals/<device_id>`` reports for each connected device."""
 
     def __post_init__(self) -> None:
-        for name in ("port", "tls_port"):
+        for name in ("port", "tls_port", "proxy_port"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
                 raise ConfigurationError(f"{name} must be within 0..65535, got {value}")
@@ -53,3 +79,14 @@ class BrokerSettings:
             raise ConfigurationError(f"keepalive_grace must be >= 1.0, got {self.keepalive_grace}")
         if self.connect_timeout <= 0 or self.shutdown_grace < 0:
             raise ConfigurationError("connect_timeout must be > 0 and shutdown_grace >= 0")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        for name in ("device_rate_limit", "rate_abuse_seconds", "vitals_interval"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.auth_failures_per_minute < 0:
+            raise ConfigurationError(f"auth_failures_per_minute must be >= 0, got {self.auth_failures_per_minute}")
+        for name in ("max_outgoing_queue", "service_max_outgoing_queue"):
+            if not 1 <= getattr(self, name) <= 60_000:  # below MQTT's 65535 packet ids
+                raise ConfigurationError(f"{name} must be within 1..60000, got {getattr(self, name)}")

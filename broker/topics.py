@@ -9,7 +9,9 @@ ever sees the part after that prefix (``ds/Temp``, ``downlink/ds/Power``).
 * A device may **subscribe** only to filters under ``downlink/`` where ``#`` may appear only as
   the whole last level and ``+`` not at all (:func:`is_device_filter_allowed`).
 * ``downlink/diag``, ``downlink/redirect`` and ``downlink/ota/json`` reach the device even
-  without a subscription (:func:`always_delivered_device`).
+  without a subscription, at QoS 0; ``downlink/ping`` too, always at QoS 1 (the device's PUBACK
+  is the answer the broker times). A device subscribed to them gets each message once
+  (:func:`always_delivered_device`, :data:`ALWAYS_DELIVERED`).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ __all__ = [
     "ALWAYS_DELIVERED",
     "DIAG_TOPIC",
     "OTA_TOPIC",
+    "PING_TOPIC",
     "DeviceMount",
     "TopicFilter",
     "TopicName",
     "always_delivered_device",
     "is_device_filter_allowed",
+    "is_ping_topic",
     "is_uplink_topic",
     "presence_topic",
 ]
@@ -35,8 +39,11 @@ DIAG_TOPIC = "downlink/diag"
 """Where the broker tells a device why something it did was refused (plain text)."""
 OTA_TOPIC = "downlink/ota/json"
 """Blynk.Air offer; delivered (also when retained) without a subscription."""
-ALWAYS_DELIVERED = frozenset({DIAG_TOPIC, "downlink/redirect", OTA_TOPIC})
-"""Device-relative topics delivered at QoS 0 even if the device never subscribed (Blynk)."""
+PING_TOPIC = "downlink/ping"
+"""Console "Device Menu -> Ping": delivered at QoS 1; the broker reports the PUBACK's round trip."""
+ALWAYS_DELIVERED = frozenset({DIAG_TOPIC, "downlink/redirect", OTA_TOPIC, PING_TOPIC})
+"""Device-relative topics delivered even if the device never subscribed (Blynk); all at QoS 0
+except :data:`PING_TOPIC`."""
 
 _MAX_TOPIC_BYTES = 65535
 _NAME = "*"  # placeholder for a user-chosen name level in the uplink patterns below
@@ -196,6 +203,11 @@ def always_delivered_device(topic: str) -> int | None:
     if relative not in ALWAYS_DELIVERED or not device.isdigit() or device.startswith("0"):
         return None
     return int(device)
+
+
+def is_ping_topic(topic: str) -> bool:
+    """Whether ``topic`` is ``d/<id>/downlink/ping`` (the broker times the device's PUBACK)."""
+    return topic.endswith("/" + PING_TOPIC) and always_delivered_device(topic) is not None
 
 
 def presence_topic(device_id: int) -> str:

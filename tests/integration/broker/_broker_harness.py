@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -287,6 +288,36 @@ class Paho:
     async def close(self) -> None:
         self.client.disconnect()
         await asyncio.to_thread(self.client.loop_stop)
+
+
+# ---- presence -------------------------------------------------------------------------
+
+
+async def presence_watcher(paho: Callable[..., Paho]) -> Paho:
+    """A service client subscribed to every device's presence."""
+    backend = await paho(client_id="presence", username=SERVICE_USER, password=SERVICE_PASSWORD).connect()
+    await backend.subscribe("sys/presence/#", qos=1)
+    return backend
+
+
+async def offline_reason(watcher: Paho, device_id: int, timeout: float = 3.0) -> str:
+    """Wait for an offline presence of ``device_id`` and return its reason."""
+    topic = f"sys/presence/{device_id}"
+    await eventually(
+        lambda: any(json.loads(m.payload)["online"] is False for m in list(watcher.messages) if m.topic == topic),
+        timeout,
+        what=f"offline presence of {device_id}",
+    )
+    last = [json.loads(m.payload) for m in list(watcher.messages) if m.topic == topic][-1]
+    return str(last["reason"])
+
+
+async def connected_raw(raw: Callable[[], Any], device_id: int = 1, keepalive: int = 60) -> Raw:
+    """A raw-socket device that has connected (CONNACK 0 checked)."""
+    client: Raw = await raw()
+    await client.send(connect_packet(username="device", password=token(device_id), keepalive=keepalive))
+    assert await client.read_packet() == b"\x20\x02\x00\x00"
+    return client
 
 
 # ---- raw MQTT 3.1.1 packets -----------------------------------------------------------

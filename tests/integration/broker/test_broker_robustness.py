@@ -14,34 +14,16 @@ from _broker_harness import (
     Paho,
     Raw,
     connect_packet,
+    connected_raw,
     eventually,
+    offline_reason,
     ours,
-    packet,
+    presence_watcher,
     publish_packet,
     token,
 )
 
 from broker import BrokerSettings, MqttBroker
-
-
-async def presence_watcher(paho: Callable[..., Paho]) -> Paho:
-    backend = await paho(client_id="presence", username=SERVICE_USER, password=SERVICE_PASSWORD).connect()
-    await backend.subscribe("sys/presence/#", qos=1)
-    return backend
-
-
-async def connected_raw(raw: Callable[[], Any], device_id: int = 1, keepalive: int = 60) -> Raw:
-    client: Raw = await raw()
-    await client.send(connect_packet(username="device", password=token(device_id), keepalive=keepalive))
-    assert await client.read_packet() == b"\x20\x02\x00\x00"
-    return client
-
-
-async def offline_reason(watcher: Paho, device_id: int) -> str:
-    topic = f"sys/presence/{device_id}"
-    await eventually(lambda: any(json.loads(m.payload)["online"] is False for m in watcher.messages if m.topic == topic))
-    last = [json.loads(m.payload) for m in watcher.messages if m.topic == topic][-1]
-    return str(last["reason"])
 
 
 async def assert_others_fine(paho: Callable[..., Paho]) -> None:

@@ -13,7 +13,16 @@ from broker.errors import ConfigurationError
 
 def test_public_names_are_pinned() -> None:
     assert sorted(broker.__all__) == sorted(
-        ["MqttBroker", "BrokerSettings", "Authenticator", "ConnectInfo", "DeviceIdentity", "ServiceIdentity", "BrokerError"]
+        [
+            "MqttBroker",
+            "BrokerSettings",
+            "Authenticator",
+            "ConnectInfo",
+            "DeviceIdentity",
+            "ServiceIdentity",
+            "BrokerError",
+            "SessionQueues",
+        ]
     )
 
 

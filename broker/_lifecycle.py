@@ -1,0 +1,165 @@
+"""How connections end: will, handler, session, presence -- exactly once, with a reason.
+
+:class:`LifecycleBroker` replaces amqtt's ``_handle_disconnect`` (will mounting, presence,
+keep-alive reasons) and ``_session_monitor``. amqtt 0.12.1 is pinned exactly; these are
+private methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import Session
+
+from broker._framing import FrameFailure
+from broker._routing import RoutingBroker, device_key
+from broker._session import BrokerSession, Connection
+from broker.presence import OfflineReason, offline_payload
+from broker.settings import BrokerSettings
+from broker.topics import presence_topic
+
+__all__ = ["LifecycleBroker"]
+
+logger = logging.getLogger(__name__)
+
+_REPLACE_WAIT = 5.0  # seconds a replaced connection gets to finish before we move on
+_FAILURE_REASONS = {
+    FrameFailure.KEEPALIVE_TIMEOUT: OfflineReason.KEEPALIVE_TIMEOUT,
+    FrameFailure.PACKET_TOO_LARGE: OfflineReason.PACKET_TOO_LARGE,
+    FrameFailure.MALFORMED: OfflineReason.PROTOCOL_ERROR,
+}
+_NO_WILL = {OfflineReason.DISCONNECT, OfflineReason.REPLACED, OfflineReason.SHUTDOWN, OfflineReason.REVOKED}
+
+
+class LifecycleBroker(RoutingBroker):
+    """amqtt broker whose connections end through :meth:`_finish` (see module docstring)."""
+
+    def __init__(self, settings: BrokerSettings, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.settings = settings
+        self.stopping = False
+
+    async def _replace(self, old: Connection) -> None:
+        """End ``old`` because the same identity connected again (Blynk: one per device)."""
+        logger.info("replacing connection %s", old.label)
+        old.end_reason = OfflineReason.REPLACED
+        await self._end_presence(old, OfflineReason.REPLACED)  # before the new one's online
+        await old.handler.handle_connection_closed()
+        try:
+            await asyncio.wait_for(old.finished.wait(), _REPLACE_WAIT)
+        except TimeoutError:
+            logger.warning("replaced connection %s did not finish in time", old.label)
+            await self._finish(old, None)
+
+    async def _handle_disconnect(
+        self, client_session: Session, handler: BrokerProtocolHandler, disconnect_waiter: asyncio.Future[Any]
+    ) -> None:
+        """Override: route amqtt's end-of-connection into :meth:`_finish`."""
+        connection = getattr(handler, "connection", None)
+        if isinstance(connection, Connection):
+            await self._finish(connection, disconnect_waiter.result())
+
+    async def _finish(self, connection: Connection, packet: object) -> None:
+        """End a connection exactly once: will, handler, outbox, session, presence."""
+        if connection.closed:
+            return
+        connection.closed = True
+        if connection.vitals_timer is not None:
+            connection.vitals_timer.cancel()
+        reason = self._end_reason(connection, packet)
+        session = connection.session
+        if reason not in _NO_WILL and session.will_flag and session.will_topic:
+            logger.info("publishing last will of %s (%s)", connection.label, reason)
+            await self._broadcast_message(None, session.will_topic, session.will_message, session.will_qos)
+            if session.will_retain:
+                await self.retain_message(None, session.will_topic, session.will_message, session.will_qos)
+        await self._stop_handler(connection.handler)
+        connection.outbox.cancel_all()
+        if self.connections.get(connection.key) is connection:
+            del self.connections[connection.key]
+        if session.connection is connection:
+            if session.transitions.is_connected():
+                session.transitions.disconnect()
+            if session.clean_session:
+                self._discard_session(connection.key, session)
+        await self._end_presence(connection, reason)
+
+    def _end_reason(self, connection: Connection, packet: object) -> OfflineReason:
+        if connection.end_reason is not None:
+            return connection.end_reason
+        failure = connection.reader.failure
+        if failure is not None:
+            logger.warning("closed %s: %s", connection.label, failure.value)
+            return _FAILURE_REASONS.get(failure, OfflineReason.PROTOCOL_ERROR)
+        if isinstance(packet, DisconnectPacket):
+            return OfflineReason.DISCONNECT
+        return OfflineReason.CONNECTION_LOST
+
+    def _discard_session(self, key: str, session: Session) -> None:
+        """Forget a session and its subscriptions (only if it is still the stored one)."""
+        if self._sessions.get(key, (None, None))[0] is session:
+            del self._sessions[key]
+        if isinstance(session, BrokerSession):
+            self.index.remove_subscriber(session)
+        session.clear_queues()
+
+    async def _end_presence(self, connection: Connection, reason: OfflineReason) -> None:
+        mount = connection.mount
+        if mount is None or connection.offline_sent:
+            return
+        connection.offline_sent = True
+        vitals = connection.writer.meter.snapshot()
+        await self._publish_internal(presence_topic(mount.device_id), offline_payload(reason, vitals))
+
+    async def _publish_internal(self, topic: str, payload: bytes) -> None:
+        """Publish a broker-originated message (presence) at QoS 1."""
+        if self.settings.presence_retain:
+            await self.retain_message(None, topic, payload, QOS_1)
+        await self._broadcast_message(None, topic, payload, QOS_1)
+
+    async def end_connection(self, connection: Connection, reason: OfflineReason) -> None:
+        """End ``connection`` because the broker decided so: presence first, then the socket."""
+        if connection.closed or connection.end_reason is not None:
+            return
+        logger.info("disconnecting %s: %s", connection.label, reason.value)
+        connection.end_reason = reason
+        await self._end_presence(connection, reason)
+        await connection.handler.handle_connection_closed()
+
+    async def disconnect_device(self, device_id: int, reason: OfflineReason) -> bool:
+        """End the live connection of a device, if any; True if there was one."""
+        connection = self.connections.get(device_key(device_id))
+        if connection is None or connection.closed:
+            return False
+        await self.end_connection(connection, reason)
+        return True
+
+    async def announce_shutdown(self) -> None:
+        """Mark every connection as ending for shutdown and publish offline presence."""
+        self.stopping = True
+        for connection in list(self.connections.values()):
+            connection.end_reason = OfflineReason.SHUTDOWN
+            await self._end_presence(connection, OfflineReason.SHUTDOWN)
+
+    async def _session_monitor(self) -> None:
+        """Override: clean sessions are dropped in :meth:`_finish`; only expire persistent ones.
+
+        Stock amqtt scans all sessions every second and can pop a *new* session that reused
+        the key of one it decided to expire (it awaits between decision and removal).
+        """
+        expiry = self.config.session_expiry_interval
+        while True:
+            await asyncio.sleep(1)
+            if expiry is None:
+                continue
+            cutoff = time.time() - expiry  # amqtt stores wall-clock seconds
+            for key, (session, _) in list(self._sessions.items()):
+                last = session.last_disconnect_time
+                if session.transitions.state == "disconnected" and last is not None and last < cutoff:
+                    self._discard_session(key, session)
