@@ -85,6 +85,9 @@ class CoreBroker(LifecycleBroker):
         except Exception:
             logger.exception("connection handler failed; closing that connection only")
             await close_quietly(writer)
+        except asyncio.CancelledError:  # stop() gave up waiting for this connection
+            writer.abort()
+            raise
         finally:
             server.release_connection()
             self.connection_tasks.discard(task)

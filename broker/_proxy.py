@@ -64,17 +64,33 @@ def parse_proxy_line(line: bytes) -> ProxyHeader | None:
     return ProxyHeader(str(source), source_port)
 
 
+def _hopeless(line: bytearray) -> bool:
+    """Whether the bytes read so far can no longer become a PROXY v1 line (checks the last byte)."""
+    if len(line) <= len(_PREFIX):
+        return not _PREFIX.startswith(line)
+    last = line[-1]
+    if last == 0x0A:  # LF only after CR
+        return line[-2] != 0x0D
+    if line[-2] == 0x0D:  # CR only before LF
+        return True
+    return last != 0x0D and not 0x20 <= last <= 0x7E
+
+
 async def read_proxy_line(reader: asyncio.StreamReader, timeout: float) -> bytes | None:
     """Read up to and including the first CRLF, at most :data:`MAX_LINE` bytes, in ``timeout``.
 
-    ``None`` on EOF, timeout, or no CRLF within the limit; never reads past the line, so the
-    MQTT bytes behind it stay in ``reader``.
+    ``None`` on EOF, timeout, no CRLF within the limit, or as soon as the bytes cannot be such a
+    line (a client that skipped it, a bare LF, a binary byte): nobody is kept waiting for the
+    timeout by what is already wrong. Never reads past the line,
+    so the MQTT bytes behind it stay in ``reader``.
     """
     line = bytearray()
     try:
         async with asyncio.timeout(timeout):
             while len(line) < MAX_LINE:
                 line += await reader.readexactly(1)
+                if _hopeless(line):
+                    return None
                 if line.endswith(b"\r\n"):
                     return bytes(line)
     except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):

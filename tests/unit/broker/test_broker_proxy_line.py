@@ -55,12 +55,27 @@ async def test_read_stops_at_crlf_and_leaves_the_rest() -> None:
 
 async def test_read_gives_up_after_max_line_eof_or_timeout() -> None:
     long = asyncio.StreamReader()
-    long.feed_data(b"P" * 500)
+    long.feed_data(b"PROXY " + b"x" * 500)
     assert await read_proxy_line(long, 1.0) is None
-    assert len(await long.read(1000)) == 500 - MAX_LINE  # never read past the limit
+    assert len(await long.read(1000)) == 506 - MAX_LINE  # never read past the limit
     ended = asyncio.StreamReader()
     ended.feed_data(b"PROXY TCP4")
     ended.feed_eof()
     assert await read_proxy_line(ended, 1.0) is None
     silent = asyncio.StreamReader()
     assert await read_proxy_line(silent, 0.01) is None
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"\x10\x1e\x00\x04MQTT",  # a client that skipped the PROXY line
+        b"PROXY TCP4 203.0.113.7 192.0.2.1 50123 443\n",  # bare LF
+        b"PROXY TCP4 203.0.113.7\r 192.0.2.1",  # CR not before LF
+        b"PROXY TCP4 203.0.113.7 \x10",  # binary byte
+    ],
+)
+async def test_read_refuses_what_cannot_become_a_line_without_waiting(start: bytes) -> None:
+    stream = asyncio.StreamReader()
+    stream.feed_data(start)  # more may follow: the reader must not wait for it
+    assert await read_proxy_line(stream, 60.0) is None
