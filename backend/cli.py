@@ -129,6 +129,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
                                      tls_port=settings.mqtts_port if tls else None,
                                      certfile=str(tls.certfile) if tls else None,
                                      keyfile=str(tls.keyfile) if tls else None,
+                                     proxy_port=settings.mqtt_proxy_port or None,
                                      max_packet_size=settings.mqtt_max_packet_size)
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)

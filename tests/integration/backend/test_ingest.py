@@ -12,9 +12,8 @@ from tests.support.net import wait_for
 from tests.support.stack import StackConfig
 
 
-# Every test here runs over plain MQTT and over TLS (WebSocket joins when the broker's proxy
-# listener lands).
-TRANSPORTS_UNDER_TEST = ("tcp", "tls")
+# Every test here runs over plain MQTT, TLS and WebSocket (see conftest).
+TRANSPORTS_UNDER_TEST = ("tcp", "tls", "ws")
 
 
 def value_of(http: httpx.Client, token: str, pin: str) -> str:

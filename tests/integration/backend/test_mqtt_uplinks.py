@@ -24,8 +24,8 @@ def rich(stack: StackConfig) -> list[DeviceOut]:
     return provision_rich(stack)
 
 
-# Each test with a connected device runs over plain MQTT and TLS (see conftest).
-TRANSPORTS_UNDER_TEST = ("tcp", "tls")
+# Each test with a connected device runs over plain MQTT, TLS and WebSocket (see conftest).
+TRANSPORTS_UNDER_TEST = ("tcp", "tls", "ws")
 
 
 @pytest.fixture

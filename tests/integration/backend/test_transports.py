@@ -53,3 +53,34 @@ def test_tls_with_an_unknown_ca_is_refused(stack: StackConfig, devices: list[Dev
         import socket
         with socket.create_connection(("127.0.0.1", stack.mqtts_port), timeout=5) as sock:
             context.wrap_socket(sock, server_hostname="localhost")
+
+
+def test_device_over_websocket_on_the_http_port(stack: StackConfig, http: httpx.Client,
+                                                devices: list[DeviceOut]) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, transport="websockets")
+    client.ws_set_options(path="/mqtt")
+    client.username_pw_set("device", devices[1].token)
+    try:
+        assert str(connect(client, "127.0.0.1", stack.http_port)) == "Success"
+        client.publish("ds/Temperature", "7.5", qos=1).wait_for_publish(5)
+        wait_for(lambda: http.get(f"/external/api/get?token={devices[1].token}&v0").text == "7.5")
+        import psycopg
+        with psycopg.connect(stack.database_url) as conn:
+            row = conn.execute("SELECT online, ip FROM device WHERE id = %s", (devices[1].id,)).fetchone()
+        assert row == (True, "127.0.0.1")  # the bridge passed the client's own address on
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_websocket_without_the_mqtt_subprotocol_is_refused(stack: StackConfig) -> None:
+    import base64
+    import os
+    import socket
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", stack.http_port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = sock.recv(1024)
+    assert not answer.startswith(b"HTTP/1.1 101"), answer[:80]
