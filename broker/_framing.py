@@ -41,6 +41,7 @@ __all__ = ["YIELD_EVERY", "FrameFailure", "FramedReader", "publish_info"]
 
 _MAX_LENGTH_BYTES = 4  # MQTT's variable-length integer has at most four bytes
 _CONNECT_BYTE = 0x10  # the only valid first byte of a connection [MQTT-3.1.0-1], [MQTT-2.2.2-2]
+_RESERVED_TYPES = (0, 15)
 YIELD_EVERY = 32  # packets read before giving other connections a turn of the event loop
 
 
@@ -163,6 +164,9 @@ class FramedReader(ReaderAdapter):
             self._header += byte
             if not self._connected and self._header[0] != _CONNECT_BYTE:
                 self.failure = FrameFailure.MALFORMED  # not MQTT: don't wait for a bogus body
+                return None
+            if self._header[0] >> 4 in _RESERVED_TYPES:
+                self.failure = FrameFailure.MALFORMED  # [MQTT-2.2.1]: types 0 and 15 are reserved
                 return None
             if len(self._header) > 1 + _MAX_LENGTH_BYTES:
                 self.failure = FrameFailure.MALFORMED

@@ -9,6 +9,7 @@ from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.session import OutgoingApplicationMessage
 
 from broker.errors import InvalidTopicError
@@ -28,6 +29,18 @@ class MountedHandler(BrokerProtocolHandler):
     """
 
     connection: Connection | None = None
+
+    async def start(self) -> None:
+        """Override (stock race): arm the disconnect waiter *before* the reader task starts.
+
+        ``BrokerProtocolHandler.start`` creates it after ``ProtocolHandler.start`` has already
+        run the reader; a client whose bytes end the reader at once (CONNECT, then garbage)
+        signals "closed" while there is no waiter, then gets a fresh one nobody resolves,
+        and its connection is never finished (found by tests/integration/broker/test_fuzz.py).
+        """
+        if self._disconnect_waiter is None or self._disconnect_waiter.done():
+            self._disconnect_waiter = self._loop.create_future()
+        await ProtocolHandler.start(self)
 
     def _relative(self, topic: str) -> str:
         mount = getattr(self.session, "mount", None)

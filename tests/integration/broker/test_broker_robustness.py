@@ -150,3 +150,17 @@ def test_constructed_outside_a_loop_then_used_as_context_manager() -> None:
         assert broker.connected_devices() == set()
 
     asyncio.run(run())
+
+
+async def test_garbage_right_behind_connect_still_finishes_the_connection(
+    harness: Harness, paho: Callable[..., Paho], raw: Callable[[], Any]
+) -> None:
+    """Stock race: the reader ended before amqtt armed its disconnect waiter (found by fuzzing)."""
+    watcher = await presence_watcher(paho)
+    for _ in range(5):
+        client: Raw = await raw()
+        await client.send(connect_packet(username="device", password=token(1)) + b"\xf0\x00")
+        assert await client.closed_by_peer()
+    await eventually(lambda: harness.broker.open_connections() == 1, what="only the watcher left")
+    assert harness.broker.connected_devices() == set()
+    assert await offline_reason(watcher, 1) == "protocol_error"
