@@ -164,3 +164,17 @@ async def test_garbage_right_behind_connect_still_finishes_the_connection(
     await eventually(lambda: harness.broker.open_connections() == 1, what="only the watcher left")
     assert harness.broker.connected_devices() == set()
     assert await offline_reason(watcher, 1) == "protocol_error"
+
+
+async def test_disconnect_device_revokes_without_last_will(harness: Harness, paho: Callable[..., Paho]) -> None:
+    watcher = await presence_watcher(paho)
+    await watcher.subscribe("d/1/#", qos=1)
+    device = await paho(username="device", password=token(1), will=("ds/Status", b"dead")).connect()
+    assert await harness.broker.disconnect_device(1) is True
+    assert await offline_reason(watcher, 1) == "revoked"
+    await eventually(lambda: device.disconnected, what="device sees the close")
+    assert harness.broker.connected_devices() == set()
+    await watcher.publish("d/1/ds/Marker", b"1", qos=1)  # broadcasts are FIFO: a will would come first
+    await watcher.received("d/1/ds/Marker")
+    assert "d/1/ds/Status" not in watcher.topics()  # a revoked device's will is not published
+    assert await harness.broker.disconnect_device(1) is False
