@@ -2,10 +2,19 @@
 
 Public surface (nothing else here is API, and nothing outside this package imports amqtt)::
 
-    from broker import MqttBroker, BrokerSettings, Authenticator, ConnectInfo, DeviceIdentity, ServiceIdentity, BrokerError
+    from broker import (MqttBroker, BrokerSettings, Authenticator, ConnectInfo, DeviceIdentity,
+                        ServiceIdentity, SessionQueues, BrokerError)
 
-    async with MqttBroker(BrokerSettings(port=0), authenticator) as broker:
-        print(broker.port, broker.connected_devices())
+    async with MqttBroker(BrokerSettings(port=0, proxy_port=0), authenticator) as broker:
+        print(broker.port, broker.tls_port, broker.proxy_port, broker.connected_devices())
+        await broker.disconnect_device(42)        # token revoked: presence "revoked", no will
+        broker.session_queues()["dev:42"]         # SessionQueues(outgoing, inflight, ...)
+        broker.open_connections()                 # sockets being served, authenticated or not
+
+Listeners: plain TCP (``port``), TLS 1.2+ (``tls_port``), and the WebSocket bridge's PROXY
+protocol v1 listener on 127.0.0.1 (``proxy_port``). Only MQTT 3.1.1 is served (MQTT 5 gets a
+v5 CONNACK 0x84). Limits every client gets: ``max_packet_size``, keep-alive x grace, per-device
+``device_rate_limit``, ``auth_failures_per_minute`` per address, ``max_outgoing_queue``.
 
 Exceptions (all in :mod:`broker.errors`)::
 
@@ -15,7 +24,18 @@ Exceptions (all in :mod:`broker.errors`)::
     ├── BrokerStateError           a call that does not fit the broker's state (start() twice, ...)
     └── InvalidTopicError          a topic name or filter that breaks MQTT or Blynk rules (also a ValueError)
 
-Topics, presence and diag formats: see :mod:`broker.topics` and :mod:`broker.presence`.
+Problems caused by one client are never exceptions for the caller: they close (or throttle)
+that client, are logged, and show in its offline presence ``reason``.
+
+Topic rules (mount, uplink list, device filters, always-delivered downlinks including
+``downlink/ping`` at QoS 1): :mod:`broker.topics`. What the broker publishes itself
+(``sys/presence``, ``sys/vitals``, ``sys/ping``): :mod:`broker.presence` and
+``docs/internal-topics.md``.
+
+Inside (amqtt 0.12.1 pinned, private methods overridden): ``amqtt.broker.Broker`` <-
+``_delivery.DeliveryBroker`` (bounded per-connection outbox, ping, vitals) <-
+``_routing.RoutingBroker`` (mount, ACL, index, retained) <- ``_lifecycle.LifecycleBroker``
+(how connections end) <- ``_core.CoreBroker`` (listeners, PROXY, auth, rate limit).
 """
 
 from broker.errors import BrokerError

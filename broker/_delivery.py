@@ -111,9 +111,9 @@ class DeliveryBroker(Broker):
         Stock amqtt sends these with RETAIN=1; they match an established subscription, so
         [MQTT-3.3.1-9] wants RETAIN=0 (a subscriber may skip retained, i.e. stale, messages).
         """
-        connection = session.connection if isinstance(session, BrokerSession) else None
-        if connection is None:
+        if not isinstance(session, BrokerSession) or session.connection is None:
             return
+        connection = session.connection
         session.offline_dropped = 0
         while not session.retained_messages.empty():
             message = session.retained_messages.get_nowait()
