@@ -130,7 +130,12 @@ async def _run_broker(settings: Settings, url: str) -> None:
                                      certfile=str(tls.certfile) if tls else None,
                                      keyfile=str(tls.keyfile) if tls else None,
                                      proxy_port=settings.mqtt_proxy_port or None,
-                                     max_packet_size=settings.mqtt_max_packet_size)
+                                     max_packet_size=settings.mqtt_max_packet_size,
+                                     device_rate_limit=settings.device_rate_limit,
+                                     rate_abuse_seconds=settings.device_rate_abuse_seconds,
+                                     auth_failures_per_minute=settings.auth_failures_per_minute,
+                                     max_outgoing_queue=settings.session_queue_limit,
+                                     vitals_interval=settings.vitals_interval_seconds)
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
         auth = PgAuthenticator(registry, Secrets(settings.resolved_secret_key()))

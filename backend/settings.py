@@ -57,6 +57,16 @@ class Settings:
     """Password of the first administrator; generated and logged once if empty."""
     mqtt_max_packet_size: int = 1024
     """Largest MQTT packet (remaining length, bytes) a device may send, as Blynk."""
+    device_rate_limit: float = 50.0
+    """MQTT messages a second a device may publish (Blynk's 50); more are dropped with a diag."""
+    device_rate_abuse_seconds: float = 5.0
+    """A device over the rate limit this long without a break is disconnected."""
+    auth_failures_per_minute: int = 20
+    """Refused MQTT logins from one address a minute before that address is refused outright (0: off)."""
+    session_queue_limit: int = 1000
+    """Messages waiting for one device; a device that stops reading cannot grow memory past it."""
+    vitals_interval_seconds: float = 60.0
+    """How often the broker reports each connected device's vitals to the app."""
     mqtt_broker_host: str = "127.0.0.1"
     """Where the app process reaches the broker as an MQTT client."""
     cache_ttl_seconds: float = 5.0

@@ -35,7 +35,9 @@ class StackConfig:
                    OPENBLYNK_SECRET_KEY=TEST_SECRET, OPENBLYNK_ADMIN_PASSWORD="admin-password-123",
                    OPENBLYNK_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
                    # caches live long here so that tests prove change notices, not expiry
-                   OPENBLYNK_CACHE_TTL_SECONDS="600")
+                   OPENBLYNK_CACHE_TTL_SECONDS="600",
+                   # every test device connects from 127.0.0.1: don't let bad-token tests lock it out
+                   OPENBLYNK_AUTH_FAILURES_PER_MINUTE="0")
         if self.database_url:
             env["OPENBLYNK_DATABASE_URL"] = self.database_url
         return env

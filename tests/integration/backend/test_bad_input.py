@@ -131,3 +131,17 @@ def test_a_silent_device_goes_offline_after_one_and_a_half_keepalives(
                  timeout=15, message="offline after the keep-alive ran out")
         sock.settimeout(5)
         assert sock.recv(10) == b""
+
+
+def test_a_flooding_device_is_warned_and_others_keep_working(
+        stack: StackConfig, http: httpx.Client, device: PahoDevice, devices: list[DeviceOut]) -> None:
+    flooder = connect_device(stack, devices[1])
+    try:
+        for i in range(300):  # far above 50 messages/s, in well under a second
+            flooder.client.publish("ds/Temperature", str(i % 80))
+        topic, payload = flooder.next(topic_prefix="downlink/diag")
+        assert payload == b"rate limit exceeded: 50 messages/s; messages are being dropped"
+        assert_healthy(http, device, "during a flood")
+    finally:
+        flooder.client.disconnect()
+        flooder.client.loop_stop()
