@@ -48,7 +48,12 @@ def named_datastream(device: DeviceInfo, query: Query) -> DatastreamSpec | None:
     pin = first(query, "pin")
     if pin is None:
         return None
-    match = _PIN_KEY.match(pin)
+    return spec_for_pin_key(device, pin)
+
+
+def spec_for_pin_key(device: DeviceInfo, key: str) -> DatastreamSpec:
+    """The datastream of a pin written ``v1``/``V1``; Blynk's errors otherwise."""
+    match = _PIN_KEY.match(key)
     if not match or int(match[1]) > 255:
         raise BlynkApiError(e.WRONG_PIN)
     spec = device.by_pin.get(int(match[1]))

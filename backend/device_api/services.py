@@ -6,13 +6,13 @@ exception handler answers it as HTTP 400 ``{"error":{"message":"..."}}``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from backend import errors as e
+from backend.device_api.common import named_datastream, spec_for_pin_key
 from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
 from backend.devices.meta import ReadOnlyMetaError
@@ -25,7 +25,6 @@ from backend.security import Secrets
 from backend.templates.meta import MetaFieldSpec
 from backend.templates.values import DatastreamSpec, MULTI_SEPARATOR, json_of
 
-_PIN_KEY = re.compile(r"^[vV](\d{1,3})$")
 _RESERVED = {"token", "dataStreamId", "value", "pin"}
 
 # Blynk's texts for events and metadata (reference §2), byte for byte.
@@ -149,7 +148,7 @@ class DeviceApiService:
         pins = [v for k, v in query if k == "pin"]
         if not pins:
             raise BlynkApiError(e.WRONG_PIN)
-        spec = self._spec_for_key(device, pins[0])
+        spec = spec_for_pin_key(device, pins[0])
         props: dict[str, list[str]] = {}
         for key, value in query:
             if key not in ("token", "pin"):
@@ -224,16 +223,9 @@ class DeviceApiService:
             raise BlynkApiError(e.WRONG_TYPE) from None
 
     def _explicit(self, device: DeviceInfo, query: Query) -> PinRef:
-        ids = [v for k, v in query if k == "dataStreamId"]
-        if ids:
-            if not ids[0].isdigit():
-                raise BlynkApiError(e.WRONG_DATASTREAM_ID)
-            spec = device.by_pin.get(int(ids[0]))
-            if spec is None:
-                raise BlynkApiError(f"Requested dataStream doesn't exist in the product {device.template_name}")
-            return PinRef("dataStreamId", spec)
-        pin = next(v for k, v in query if k == "pin")
-        return PinRef("pin", self._spec_for_key(device, pin))
+        spec = named_datastream(device, query)
+        assert spec is not None  # callers check that dataStreamId or pin is present
+        return PinRef("dataStreamId" if any(k == "dataStreamId" for k, _ in query) else "pin", spec)
 
     def _pins(self, device: DeviceInfo, query: Query, *, bare: bool) -> list[PinRef]:
         refs: list[PinRef] = []
@@ -245,18 +237,8 @@ class DeviceApiService:
                     seen.add(key)
                 continue
             seen.add(key)
-            refs.append(PinRef(key, self._spec_for_key(device, key)))
+            refs.append(PinRef(key, spec_for_pin_key(device, key)))
         return refs
-
-    @staticmethod
-    def _spec_for_key(device: DeviceInfo, key: str) -> DatastreamSpec:
-        match = _PIN_KEY.match(key)
-        if not match or int(match[1]) > 255:
-            raise BlynkApiError(e.WRONG_PIN)
-        spec = device.by_pin.get(int(match[1]))
-        if spec is None:
-            raise BlynkApiError(e.NO_DATASTREAM)
-        return spec
 
 
 def _meta_key(query: Query) -> str:

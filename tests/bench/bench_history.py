@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import progress, scratch_database  # noqa: E402  (also puts the repository on sys.path)
 
-from backend.db.embedded import EmbeddedPostgres  # noqa: E402
 from backend.db.engine import Database  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
 from backend.history.partitions import ensure_partitions  # noqa: E402
@@ -92,10 +90,6 @@ async def year_query(db: Database, runs: int) -> tuple[float, float, int, str]:
     return statistics.median(times), times[int(len(times) * 0.95) - 1], len(result.buckets), result.source
 
 
-def progress(label: str, done: int, total: int) -> None:
-    print(f"\r  {label}: {min(done, total):>9,} / {total:,}", end="", file=sys.stderr, flush=True)
-    if done >= total:
-        print(file=sys.stderr)
 
 
 async def main(args: argparse.Namespace, url: str) -> None:
@@ -123,12 +117,5 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--runs", type=int, default=20)
     options = parser.parse_args()
-    pgdir = ROOT / ".pytest-data" / "bench" / "postgres"
-    shutil.rmtree(pgdir.parent, ignore_errors=True)
-    server = EmbeddedPostgres(pgdir)
-    server.start()
-    try:
-        asyncio.run(main(options, server.url()))
-    finally:
-        server.stop()
-        shutil.rmtree(pgdir.parent, ignore_errors=True)
+    with scratch_database("bench") as url:
+        asyncio.run(main(options, url))

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import progress, scratch_database  # noqa: E402  (also puts the repository on sys.path)
 
-from backend.db.embedded import EmbeddedPostgres  # noqa: E402
 from backend.db.engine import Database  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
 from backend.devices.context import DeviceServices  # noqa: E402
@@ -48,10 +46,6 @@ class CountingPublisher:
         self.published += 1
 
 
-def progress(label: str, done: int, total: int) -> None:
-    print(f"\r  {label}: {min(done, total):>9,} / {total:,}", end="", file=sys.stderr, flush=True)
-    if done >= total:
-        print(file=sys.stderr)
 
 
 async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[float, int]:
@@ -123,12 +117,5 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=100)
     options = parser.parse_args()
-    pgdir = ROOT / ".pytest-data" / "bench-ingest" / "postgres"
-    shutil.rmtree(pgdir.parent, ignore_errors=True)
-    server = EmbeddedPostgres(pgdir)
-    server.start()
-    try:
-        asyncio.run(main(options, server.url()))
-    finally:
-        server.stop()
-        shutil.rmtree(pgdir.parent, ignore_errors=True)
+    with scratch_database("bench-ingest") as url:
+        asyncio.run(main(options, url))
