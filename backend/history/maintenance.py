@@ -1,21 +1,34 @@
-"""The history maintenance job: partitions ahead, retention behind."""
+"""The history maintenance job: partitions ahead, retention behind.
+
+Retention is global (settings) and may be set per template. Whole partitions are dropped once
+no template needs them any more (the longest retention wins); the devices of templates with a
+shorter retention have their older rows deleted from the partitions still kept. Dropping a
+partition is instant; the deletes touch only the days between the two retentions.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from psycopg_pool import AsyncConnectionPool
 
-from backend.history.partitions import HISTORY, HOUR, MINUTE, drop_expired, ensure_partitions
+from backend.history.partitions import HISTORY, HOUR, MINUTE, PartitionedTable, drop_expired, ensure_partitions
 
 log = logging.getLogger(__name__)
+
+_OVERRIDES_SQL = "SELECT id, raw_retention_days, rollup_retention_days FROM template"
+_TRIM_SQL = """
+DELETE FROM {table} h USING device d
+WHERE h.device_id = d.id AND d.template_id = ANY(%s) AND h.{column} < %s
+"""
 
 
 @dataclass(frozen=True)
 class Retention:
-    """How long raw points and rollups are kept."""
+    """How long raw points and rollups are kept, unless a template says otherwise."""
 
     raw_days: int = 30
     rollup_days: int = 365
@@ -26,12 +39,42 @@ class Retention:
 
 
 async def maintain(pool: AsyncConnectionPool, retention: Retention, days_ahead: int = 3) -> dict[str, list[str]]:
-    """Create partitions ``days_ahead`` days ahead and drop what retention lets go."""
-    now = datetime.now(timezone.utc)
+    """Create partitions ``days_ahead`` days ahead and apply retention; what was created and dropped."""
     created = await ensure_partitions(pool, days_back=1, days_ahead=days_ahead)
-    dropped = await drop_expired(pool, HISTORY, now - timedelta(days=retention.raw_days))
+    raw_days, rollup_days = await _template_retentions(pool, retention)
+    dropped = await _apply(pool, HISTORY, raw_days)
     for table in (MINUTE, HOUR):
-        dropped += await drop_expired(pool, table, now - timedelta(days=retention.rollup_days))
+        dropped += await _apply(pool, table, rollup_days)
     if created or dropped:
         log.info("history maintenance: created %s; dropped %s", created or "nothing", dropped or "nothing")
     return {"created": created, "dropped": dropped}
+
+
+async def _template_retentions(pool: AsyncConnectionPool, retention: Retention) -> tuple[dict[int, int], dict[int, int]]:
+    """Each template's effective raw and rollup retention in days."""
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(_OVERRIDES_SQL)).fetchall()
+    raw = {tid: r or retention.raw_days for tid, r, _ in rows}
+    rollup = {tid: r or retention.rollup_days for tid, _, r in rows}
+    raw[0] = retention.raw_days  # the global setting always counts, templates or not
+    rollup[0] = retention.rollup_days
+    return raw, rollup
+
+
+async def _apply(pool: AsyncConnectionPool, table: PartitionedTable, days: dict[int, int]) -> list[str]:
+    """Drop what no template keeps; trim the templates that keep less than the longest."""
+    now = datetime.now(timezone.utc)
+    longest = max(days.values())
+    dropped = await drop_expired(pool, table, now - timedelta(days=longest))
+    shorter: dict[int, list[int]] = defaultdict(list)
+    for template_id, keep in days.items():
+        if template_id and keep < longest:
+            shorter[keep].append(template_id)
+    async with pool.connection() as conn:
+        for keep, templates in sorted(shorter.items()):
+            result = await conn.execute(_TRIM_SQL.format(table=table.name, column=table.column),
+                                        (templates, now - timedelta(days=keep)))
+            if result.rowcount:
+                log.info("retention removed %d %s rows of templates %s (kept %d days)", result.rowcount,
+                         table.name, templates, keep)
+    return dropped

@@ -23,6 +23,8 @@ class Template(SQLModel, table=True):
     connection_type: str = "WI_FI"
     heartbeat_interval: int = 45
     offline_ignore_seconds: int = 0
+    raw_retention_days: int | None = None
+    rollup_retention_days: int | None = None
     created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
                                        sa_column_kwargs={"server_default": text("now()")})
 

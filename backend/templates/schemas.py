@@ -70,3 +70,7 @@ class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
     offline_ignore_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 0
     """An offline shorter than this, followed by an online, leaves no timeline entry."""
     metadata: list[MetaFieldIn] = []
+    raw_retention_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
+    """Days this template's raw history is kept; None: the server's setting."""
+    rollup_retention_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
+    """Days this template's minute and hour rollups are kept; None: the server's setting."""

@@ -75,6 +75,8 @@ class TemplateService:
         template.connection_type = spec.connection_type
         template.heartbeat_interval = spec.heartbeat_interval
         template.offline_ignore_seconds = spec.offline_ignore_seconds
+        template.raw_retention_days = spec.raw_retention_days
+        template.rollup_retention_days = spec.rollup_retention_days
         self.session.add(template)
         await self.session.flush()
         assert template.id is not None

@@ -75,6 +75,8 @@ class TransferService:
                                             hardware=t.hardware, connection_type=t.connection_type,
                                             heartbeat_interval=t.heartbeat_interval,
                                             offline_ignore_seconds=t.offline_ignore_seconds,
+                                            raw_retention_days=t.raw_retention_days,
+                                            rollup_retention_days=t.rollup_retention_days,
                                             datastreams=datastreams, events=events, metadata=metadata))
         devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value)
                    for d in await self.devices.list(org_id)]

@@ -65,3 +65,26 @@ async def test_maintenance_creates_ahead_and_applies_retention(fresh_db: str) ->
         assert days[0][2].astimezone(timezone.utc) > now - timedelta(days=31)
         assert days[-1][1].date() == (now + timedelta(days=5)).date()
         assert len(result["dropped"]) >= 14
+
+
+async def test_retention_per_template(fresh_db: str) -> None:
+    """The longest retention decides which partitions go; shorter ones trim their own rows."""
+    from backend.history.writer import HistoryRow, HistoryWriter
+    from tests.support.provision import provision_async, thermostat_doc
+
+    short, long_ = thermostat_doc("short"), thermostat_doc("long")
+    short["templates"][0]["raw_retention_days"] = 5
+    long_["templates"][0]["raw_retention_days"] = 60
+    a = (await provision_async(fresh_db, short)).devices[0].id
+    b = (await provision_async(fresh_db, long_)).devices[0].id
+    c = (await provision_async(fresh_db, thermostat_doc("default"))).devices[0].id  # global: 30 days
+    async with Database(fresh_db) as db:
+        from backend.history.partitions import ensure_partitions
+        await ensure_partitions(db.pool, days_back=90, days_ahead=0)
+        now = datetime.now(timezone.utc)
+        await HistoryWriter(db.pool).write([HistoryRow(dev, 0, now - timedelta(days=age), float(age), None)
+                                            for dev in (a, b, c) for age in (1, 10, 45, 80)])
+        await maintain(db.pool, Retention(raw_days=30, rollup_days=365), days_ahead=1)
+        async with db.pool.connection() as conn:
+            rows = await (await conn.execute("SELECT device_id, value FROM history ORDER BY 1, 2")).fetchall()
+    assert rows == [(a, 1.0), (b, 1.0), (b, 10.0), (b, 45.0), (c, 1.0), (c, 10.0)]
