@@ -201,6 +201,7 @@ class CoreBroker(LifecycleBroker):
         session.offline_limit = limit
         handler = MountedHandler(self.plugins_manager, loop=self._loop)
         handler.attach(session, framed, writer)
+        framed.before_eof = handler.settle
         address, port = writer.peer or (None, None)
         connection = Connection(
             key, identity, session, handler, framed, writer, address, port, request.keep_alive, transport,

@@ -75,6 +75,8 @@ class FramedReader(ReaderAdapter):
         self.gate: Callable[[], Awaitable[None]] | None = None
         self.screen: Callable[[bytes], bool] | None = None
         """Called with each whole packet after CONNECT; False swallows it."""
+        self.before_eof: Callable[[], Awaitable[None]] | None = None
+        """Awaited once at a clean end of stream, before amqtt is told (see MountedHandler.settle)."""
         self._since_yield = 0
 
     def start_keepalive(self, keep_alive: int, grace: float) -> None:
@@ -143,6 +145,8 @@ class FramedReader(ReaderAdapter):
             )
             return False
         if frame is None:
+            if self.failure is None and self.before_eof is not None:
+                await self.before_eof()  # packets already read finish before amqtt sees the end
             return False
         self._frame, self._pos = frame, 0
         self._last_packet_at = self._loop.time()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.protocol.handler import ProtocolHandler
@@ -29,6 +32,50 @@ class MountedHandler(BrokerProtocolHandler):
     """
 
     connection: Connection | None = None
+    _busy = 0
+    _settled: asyncio.Event | None = None
+
+    async def handle_publish(self, publish_packet: PublishPacket) -> None:
+        """Override: count the PUBLISH being handled (see :meth:`settle`)."""
+        self._enter()
+        try:
+            await super().handle_publish(publish_packet)
+        finally:
+            self._leave()
+
+    async def handle_disconnect(self, disconnect: DisconnectPacket | None) -> None:
+        """Override: count the DISCONNECT being handled (see :meth:`settle`)."""
+        self._enter()
+        try:
+            await super().handle_disconnect(disconnect)
+        finally:
+            self._leave()
+
+    async def settle(self, timeout: float = 2.0) -> None:
+        """Let the packets already read finish before the reader reports end-of-stream.
+
+        amqtt's reader loop handles each packet in a task and, at end-of-stream, cancels the
+        tasks that have not run yet. Over TLS a client's last PUBLISH, its DISCONNECT and the
+        end of the stream arrive together (mosquitto_pub, battery devices that publish and
+        hang up), so that PUBLISH was lost and the DISCONNECT turned into a lost connection
+        (publishing the Last Will). The framed reader awaits this before reporting the end.
+        """
+        await asyncio.sleep(0)  # the tasks made for packets read so far start now
+        if self._busy and self._settled is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._settled.wait()
+
+    def _enter(self) -> None:
+        if self._settled is None:
+            self._settled = asyncio.Event()
+        self._busy += 1
+        self._settled.clear()
+
+    def _leave(self) -> None:
+        self._busy -= 1
+        if self._busy == 0 and self._settled is not None:
+            self._settled.set()
 
     async def start(self) -> None:
         """Override (stock race): arm the disconnect waiter *before* the reader task starts.

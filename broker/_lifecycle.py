@@ -60,10 +60,21 @@ class LifecycleBroker(RoutingBroker):
     async def _handle_disconnect(
         self, client_session: Session, handler: BrokerProtocolHandler, disconnect_waiter: asyncio.Future[Any]
     ) -> None:
-        """Override: route amqtt's end-of-connection into :meth:`_finish`."""
+        """Override: route amqtt's end-of-connection into :meth:`_finish`, after routing what
+        the client published before it left (amqtt's loop would drop messages still queued)."""
         connection = getattr(handler, "connection", None)
         if isinstance(connection, Connection):
+            await self._route_leftovers(client_session, handler)
             await self._finish(connection, disconnect_waiter.result())
+
+    async def _route_leftovers(self, client_session: Session, handler: BrokerProtocolHandler) -> None:
+        """Deliver messages received but not yet routed when the connection ended."""
+        queue = client_session.delivered_message_queue
+        while not queue.empty():
+            message = queue.get_nowait()
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(message)
+            await self._handle_message_delivery(client_session, handler, done)
 
     async def _finish(self, connection: Connection, packet: object) -> None:
         """End a connection exactly once: will, handler, outbox, session, presence."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import psycopg
 
 from tests.integration.backend.conftest import PahoDevice
@@ -132,3 +133,72 @@ def test_a_long_string_value_round_trips_through_the_app(http: httpx.Client, dev
     device.publish("get/ds", "Label")
     assert device.next(topic_prefix="downlink/ds/") == ("downlink/ds/Label", value.encode())
     assert http.get("/healthz").json()["broker_connected"] is True
+
+
+def _one_shot_burst(token: str) -> tuple[bytes, bytes]:
+    """CONNECT (with a Last Will on ds/Label), and PUBLISH ds/Temperature 55.5 + DISCONNECT."""
+    import struct
+
+    def s(text: str) -> bytes:
+        return struct.pack("!H", len(text.encode())) + text.encode()
+    body = (s("MQTT") + bytes([4, 0xC6]) + struct.pack("!H", 30) + s("") + s("ds/Label") + s("will")
+            + s("device") + s(token))
+    publish = s("ds/Temperature") + b"55.5"
+    return bytes([0x10, len(body)]) + body, bytes([0x30, len(publish)]) + publish + b"\xe0\x00"
+
+
+def _send_tls_in_one_flight(port: int, cafile: str, connect: bytes, tail: bytes) -> None:
+    """Like mosquitto_pub over TLS: after CONNACK, the last PUBLISH, DISCONNECT and TLS
+    close_notify leave in one TCP write, so the broker reads them together with the end."""
+    import socket
+    import ssl
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context(cafile=cafile).wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        def read(n: int) -> bytes:
+            while True:
+                try:
+                    return tls.read(n)
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+                    incoming.write(sock.recv(65536))
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        tls.write(connect)
+        sock.sendall(outgoing.read())
+        assert read(4) == b"\x20\x02\x00\x00"
+        tls.write(tail)
+        try:
+            tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        sock.sendall(outgoing.read())
+        sock.shutdown(socket.SHUT_WR)
+
+
+def test_a_one_shot_publisher_loses_nothing(stack: StackConfig, http: httpx.Client, transport: str,
+                                            device: PahoDevice) -> None:
+    """A battery device wakes, connects, publishes QoS 0, disconnects and hangs up. Regression:
+    over TLS the PUBLISH, DISCONNECT and end of stream arrive together, and the broker dropped
+    the PUBLISH and took the DISCONNECT for a lost connection (publishing the Last Will)."""
+    import socket
+    if transport == "ws":
+        pytest.skip("raw sockets speak TCP or TLS; the WebSocket path is the same broker session")
+    device.client.disconnect()  # the raw client below is this device now
+    device.client.loop_stop()
+    connect, tail = _one_shot_burst(device.info.token)
+    if transport == "tls":
+        _send_tls_in_one_flight(stack.mqtts_port, str(stack.data_dir / "tls" / "ca.pem"), connect, tail)
+    else:
+        with socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=5) as sock:
+            sock.sendall(connect)
+            assert sock.recv(4) == b"\x20\x02\x00\x00"
+            sock.sendall(tail)
+            sock.shutdown(socket.SHUT_WR)
+    wait_for(lambda: value_of(http, device.info.token, "v0") == "55.5", message="the one-shot value")
+    assert value_of(http, device.info.token, "v2") == "none"  # a clean DISCONNECT: no Last Will
