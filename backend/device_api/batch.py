@@ -3,9 +3,10 @@
 Body ``[[ts_ms, value], ...]`` (``Content-Type: application/json``), at most 10,000 points a
 request and ``import_daily_points`` a device a day; timestamps within
 ``timestamped_max_age_days`` of now (the same rule as MQTT's timestamped points). Either the
-whole request is stored (history rows at their own timestamps, in one transaction with the
-daily counter) or nothing is. The latest value moves only if the newest point is newer than it.
-The points are history: they are not sent to the device.
+whole request is stored (history at the points' own timestamps, in one transaction with the
+daily counter) or nothing is: raw rows only for a datastream with ``save_raw``, per-minute and
+per-hour rollups of numbers always. The latest value moves only if the newest point is newer
+than it. The points are history: they are not sent to the device.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from backend import errors as e
@@ -24,6 +26,7 @@ from backend.device_api.common import DailyQuota, Query, named_datastream
 from backend.device_api.services import DeviceApiService
 from backend.devices.latest import LatestValues
 from backend.errors import BlynkApiError, BlynkLimitError, ValidationError
+from backend.history.rollup import merge_rollups
 from backend.history.writer import COPY_SQL, COPY_TYPES
 from backend.templates.values import DatastreamSpec, DatastreamType, MULTI_SEPARATOR, Value, db_text, parse_value
 
@@ -102,16 +105,30 @@ class BatchImportService:
         return Point(ts, value)
 
     async def _store(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
+        """The points, the rollups and the daily counter in one transaction.
+
+        As every other write path (``backend.devices.data.history_row``): raw rows only with
+        the datastream's ``save_raw``; numbers always go into the per-minute and per-hour
+        rollups; strings and locations without ``save_raw`` are not history (they cannot be
+        averaged), though they still count against the daily import limit.
+        """
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 if await self.quota.take(device_id, len(points), conn=conn) is None:
                     raise BlynkLimitError(IMPORT_LIMIT)
-                async with conn.cursor().copy(COPY_SQL) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for p in points:
-                        number = p.value.number
-                        await copy.write_row((device_id, spec.pin, p.ts, number,
-                                              None if number is not None else db_text(p.value.text)))
+                if spec.save_raw:
+                    await _copy_raw(conn, device_id, spec.pin, points)
+                await merge_rollups(conn, [(device_id, spec.pin, p.ts, p.value.number)
+                                           for p in points if p.value.number is not None])
+
+
+async def _copy_raw(conn: AsyncConnection, device_id: int, pin: int, points: list[Point]) -> None:
+    """The points as raw history rows (binary COPY, the history writer's format)."""
+    async with conn.cursor().copy(COPY_SQL) as copy:
+        copy.set_types(COPY_TYPES)
+        for p in points:
+            number = p.value.number
+            await copy.write_row((device_id, pin, p.ts, number, None if number is not None else db_text(p.value.text)))
 
 
 def wire_value(spec: DatastreamSpec, raw: Any) -> str:

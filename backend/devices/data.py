@@ -25,6 +25,19 @@ def downlink_topic(device_id: int, relative: str) -> str:
     return f"d/{device_id}/{relative}"
 
 
+def history_row(device_id: int, spec: DatastreamSpec, at: datetime, value: Value) -> HistoryRow | None:
+    """The history row of a value, following Blynk's "Save Raw Data" setting of its datastream.
+
+    With ``save_raw`` the point is kept as it is, and numbers also go into the per-minute and
+    per-hour rollups. Without it a number is kept only in the rollups (one averaged point per
+    minute, as on Blynk). Strings and locations have no number and cannot be averaged, so
+    without ``save_raw`` they are not history at all (None): only the latest value keeps them.
+    """
+    if value.number is None:
+        return HistoryRow(device_id, spec.pin, at, None, value.text) if spec.save_raw else None
+    return HistoryRow(device_id, spec.pin, at, value.number, None, raw=spec.save_raw)
+
+
 class UnknownDatastreamError(ValidationError):
     """No datastream of that name or pin in the device's template."""
 
@@ -56,8 +69,9 @@ class DataService:
         value = self.check(spec, raw)
         at = at or datetime.now(timezone.utc)
         await self.latest.set(device.id, spec.pin, value.text, at)
-        await self.history.add(HistoryRow(device.id, spec.pin, at, value.number,
-                                          None if value.number is not None else value.text))
+        row = history_row(device.id, spec, at, value)
+        if row is not None:
+            await self.history.add(row)
         return value
 
     async def erase(self, device: DeviceInfo, spec: DatastreamSpec) -> None:

@@ -1,7 +1,9 @@
 """Handlers of the device uplinks beyond plain values: ``batch_ds``, timestamped batches,
 erase, widget properties, events, metadata, and the ``get/...`` requests for metadata, time
 and location. Each reports what went wrong on ``downlink/diag`` and never raises
-:class:`ValidationError` to the dispatcher.
+:class:`ValidationError` to the dispatcher. Values, timestamped or not, are stored through
+:meth:`DataService.record`, so their history follows the datastream's "Save Raw Data"
+(``backend.devices.data.history_row``).
 """
 
 from __future__ import annotations

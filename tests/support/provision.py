@@ -16,16 +16,21 @@ from backend.transfer.services import TransferService
 from tests.support.stack import TEST_SECRET
 
 
-def thermostat_doc(suffix: str | None = None, devices: int = 1) -> dict[str, Any]:
-    """The README's example document, with unique names so tests can share a database."""
+def thermostat_doc(suffix: str | None = None, devices: int = 1, save_raw: bool = False) -> dict[str, Any]:
+    """The README's example document, with unique names so tests can share a database.
+
+    ``save_raw`` turns on Blynk's "Save Raw Data" for every datastream (tests about raw points);
+    without it numbers are kept only as per-minute and per-hour rollups, as on Blynk.
+    """
     suffix = suffix or uuid.uuid4().hex[:8]
+    datastreams: list[dict[str, Any]] = [
+        {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85},
+        {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1, "sync": True},
+        {"pin": "V2", "name": "Label", "type": "string", "default": "none"},
+        {"pin": "V3", "name": "Where", "type": "location"}]
     return {
         "templates": [{"name": f"Thermostat {suffix}",
-                       "datastreams": [
-                           {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85},
-                           {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1, "sync": True},
-                           {"pin": "V2", "name": "Label", "type": "string", "default": "none"},
-                           {"pin": "V3", "name": "Where", "type": "location"}],
+                       "datastreams": [{**ds, "save_raw": save_raw} for ds in datastreams],
                        "events": [{"code": "overheat", "name": "Overheat", "type": "warning"}]}],
         "devices": [{"name": f"Kitchen {suffix} {i}", "template": f"Thermostat {suffix}"} for i in range(devices)],
     }

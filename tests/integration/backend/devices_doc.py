@@ -12,18 +12,21 @@ from tests.support.provision import provision
 from tests.support.stack import StackConfig
 
 
-def rich_doc(offline_ignore_seconds: int = 0, heartbeat: int = 45, devices: int = 2) -> dict[str, Any]:
-    """The thermostat template plus metadata, described events and lifecycle settings."""
+def rich_doc(offline_ignore_seconds: int = 0, heartbeat: int = 45, devices: int = 2,
+             save_raw: bool = False) -> dict[str, Any]:
+    """The thermostat template plus metadata, described events and lifecycle settings
+    (``save_raw``: every datastream keeps raw data)."""
     suffix = uuid.uuid4().hex[:8]
     name = f"Rich {suffix}"
+    datastreams: list[dict[str, Any]] = [
+        {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85},
+        {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1},
+        {"pin": "V2", "name": "Label", "type": "string", "default": "none"},
+        {"pin": "V3", "name": "Where", "type": "location"}]
     return {
         "templates": [{
             "name": name, "heartbeat_interval": heartbeat, "offline_ignore_seconds": offline_ignore_seconds,
-            "datastreams": [
-                {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85},
-                {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1},
-                {"pin": "V2", "name": "Label", "type": "string", "default": "none"},
-                {"pin": "V3", "name": "Where", "type": "location"}],
+            "datastreams": [{**ds, "save_raw": save_raw} for ds in datastreams],
             "events": [{"code": "overheat", "name": "Overheat", "type": "warning", "description": "Too hot"},
                        {"code": "door", "name": "Door", "type": "info"}],
             "metadata": [{"name": "Serial Number", "type": "text", "default": "unset"},

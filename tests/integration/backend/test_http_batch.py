@@ -1,5 +1,8 @@
 """POST /external/api/batch/update (timestamped points) against the real app: Blynk's bodies,
-status codes and texts; points land in history at their own timestamps, all or nothing."""
+status codes and texts; points land in history at their own timestamps, all or nothing.
+
+Most tests look at raw rows, so their devices keep raw data (``save_raw``); the last ones show
+what a datastream without it keeps: rollups only."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 
 from backend.transfer.schemas import DeviceOut
 from tests.support.net import wait_for
+from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
 
 JSON = {"Content-Type": "application/json"}
@@ -35,6 +39,26 @@ def post(http: httpx.Client, token: str, points: Any, pin: str = "v0", headers: 
                      content=points if isinstance(points, (bytes, str)) else json.dumps(points))
 
 
+@pytest.fixture
+def devices(stack: StackConfig) -> list[DeviceOut]:
+    """Two devices whose datastreams keep raw data (Blynk's "Save Raw Data")."""
+    return provision(stack.database_url, thermostat_doc(devices=2, save_raw=True)).devices
+
+
+@pytest.fixture
+def plain(stack: StackConfig) -> DeviceOut:
+    """A device whose datastreams do not keep raw data (the default)."""
+    return provision(stack.database_url, thermostat_doc()).devices[0]
+
+
+def rollups(stack: StackConfig, table: str, device_id: int, pin: int) -> list[tuple[int, float, float, float, int]]:
+    """(bucket in epoch ms, min, max, sum, count) of one datastream's rollup ``table``."""
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute(f"SELECT (extract(epoch FROM bucket) * 1000)::bigint, min, max, sum, count FROM {table} "
+                            "WHERE device_id = %s AND pin = %s ORDER BY bucket", (device_id, pin)).fetchall()
+    return [(int(r[0]), *r[1:]) for r in rows]
+
+
 def history(stack: StackConfig, device_id: int, pin: int) -> list[tuple[int, float | None, str | None]]:
     with psycopg.connect(stack.database_url) as conn:
         rows = conn.execute("SELECT (extract(epoch FROM ts) * 1000)::bigint, value, text_value FROM history "
@@ -50,6 +74,8 @@ def test_points_become_history_rows_and_the_newest_the_latest_value(
     assert (r.status_code, r.text) == (200, "")
     assert history(stack, dev.id, 0) == [(t - 25 * DAY_MS, 19.0, None), (t - 2 * HOUR_MS, 20.5, None),
                                          (t - HOUR_MS, 21.0, None)]
+    assert [row[1:] for row in rollups(stack, "history_minute", dev.id, 0)] == [
+        (19.0, 19.0, 19.0, 1), (20.5, 20.5, 20.5, 1), (21.0, 21.0, 21.0, 1)]  # raw points are in the rollups too
     assert http.get(f"/external/api/get?token={dev.token}&v0").text == "21.0"
 
 
@@ -160,6 +186,7 @@ def test_daily_import_limit_refuses_the_whole_request(http: httpx.Client, stack:
     r = post(http, dev.token, [[t - HOUR_MS - i, 2] for i in range(3)])
     assert (r.status_code, r.json()) == (403, blynk_error("Data import limit has been reached."))
     assert len(history(stack, dev.id, 0)) == 9_998
+    assert sum(row[4] for row in rollups(stack, "history_hour", dev.id, 0)) == 9_998  # nor in the rollups
     assert post(http, dev.token, [[t - HOUR_MS, 2], [t - HOUR_MS - 1, 2]]).status_code == 200
     assert post(http, other.token, [[t, 3]]).status_code == 200  # the limit is per device
 
@@ -167,3 +194,26 @@ def test_daily_import_limit_refuses_the_whole_request(http: httpx.Client, stack:
 def test_the_get_form_of_batch_update_still_works(http: httpx.Client, devices: list[DeviceOut]) -> None:
     r = http.get(f"/external/api/batch/update?token={devices[0].token}&v0=1.5&v1=1")
     assert (r.status_code, r.text) == (200, "")
+
+
+def test_without_save_raw_numbers_are_kept_only_as_rollups(http: httpx.Client, stack: StackConfig,
+                                                           plain: DeviceOut) -> None:
+    hour = (now_ms() // HOUR_MS - 2) * HOUR_MS
+    points = [[hour + 1000, 20], [hour + 2000, 22.5], [hour + 61_000, 30], [hour + HOUR_MS + 5000, 10]]
+    assert post(http, plain.token, points).status_code == 200
+    assert history(stack, plain.id, 0) == []
+    assert rollups(stack, "history_minute", plain.id, 0) == [
+        (hour, 20.0, 22.5, 42.5, 2), (hour + 60_000, 30.0, 30.0, 30.0, 1), (hour + HOUR_MS, 10.0, 10.0, 10.0, 1)]
+    assert rollups(stack, "history_hour", plain.id, 0) == [(hour, 20.0, 30.0, 72.5, 3),
+                                                           (hour + HOUR_MS, 10.0, 10.0, 10.0, 1)]
+    assert http.get(f"/external/api/get?token={plain.token}&v0").text == "10.0"
+
+
+@pytest.mark.parametrize(("pin", "value", "latest"), [("v2", "door open", "door open"),
+                                                      ("v3", [24.1, 56.9], "24.1,56.9")])
+def test_without_save_raw_strings_and_locations_are_not_history(
+        http: httpx.Client, stack: StackConfig, plain: DeviceOut, pin: str, value: Any, latest: str) -> None:
+    assert post(http, plain.token, [[now_ms() - 1000, value]], pin=pin).status_code == 200
+    assert history(stack, plain.id, int(pin[1:])) == []
+    assert rollups(stack, "history_minute", plain.id, int(pin[1:])) == []
+    assert http.get(f"/external/api/get?token={plain.token}&{pin}").text == latest  # the latest value is kept

@@ -8,8 +8,9 @@ import httpx
 import pytest
 import psycopg
 
-from tests.integration.backend.conftest import PahoDevice
+from tests.integration.backend.conftest import PahoDevice, connect_device, is_connected
 from tests.support.net import wait_for
+from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
 
 
@@ -21,20 +22,55 @@ def value_of(http: httpx.Client, token: str, pin: str) -> str:
     return http.get(f"/external/api/get?token={token}&{pin}").text
 
 
-def test_device_values_are_stored_latest_and_history(stack: StackConfig, http: httpx.Client,
-                                                      device: PahoDevice) -> None:
+def history_rows(conn: psycopg.Connection, device_id: int, pin: int) -> list[tuple[object, ...]]:
+    return conn.execute("SELECT value, text_value FROM history WHERE device_id = %s AND pin = %s ORDER BY ts",
+                        (device_id, pin)).fetchall()
+
+
+def rollup_totals(conn: psycopg.Connection, table: str, device_id: int, pin: int) -> tuple[object, ...] | None:
+    """min, max, sum and count over every bucket of one datastream's rollup ``table``."""
+    return conn.execute(f"SELECT min(min), max(max), sum(sum), sum(count)::int FROM {table} "
+                        "WHERE device_id = %s AND pin = %s", (device_id, pin)).fetchone()
+
+
+def publish_values(http: httpx.Client, device: PahoDevice) -> None:
+    """A string, three temperatures and one clamped to the maximum, 85."""
     token = device.info.token
+    device.publish("ds/Label", "hello", qos=1)  # queued for history before the numbers
     for value in ("20.0", "20.5", "21.25"):
         device.publish("ds/Temperature", value, qos=1)
     wait_for(lambda: value_of(http, token, "v0") == "21.25", message="the last value")
     device.publish("ds/Temperature", "120")  # clamped to max
     wait_for(lambda: value_of(http, token, "v0") == "85.0", message="the clamped value")
+
+
+def test_without_save_raw_values_are_latest_and_rollups_only(stack: StackConfig, http: httpx.Client,
+                                                             device: PahoDevice) -> None:
+    publish_values(http, device)
     with psycopg.connect(stack.database_url) as conn:
-        def history() -> list[tuple[float]]:
-            return conn.execute("SELECT value FROM history WHERE device_id = %s AND pin = 0 ORDER BY ts",
-                                (device.info.id,)).fetchall()
-        wait_for(lambda: len(history()) == 4, message="history rows")
-        assert history() == [(20.0,), (20.5,), (21.25,), (85.0,)]
+        wait_for(lambda: rollup_totals(conn, "history_minute", device.info.id, 0) == (20.0, 85.0, 146.75, 4),
+                 message="the minute rollups")
+        assert rollup_totals(conn, "history_hour", device.info.id, 0) == (20.0, 85.0, 146.75, 4)
+        assert history_rows(conn, device.info.id, 0) == []  # no raw rows
+        assert history_rows(conn, device.info.id, 2) == []  # a string cannot be averaged: not history
+    assert value_of(http, device.info.token, "v2") == "hello"
+
+
+def test_with_save_raw_every_value_is_kept_raw_as_well(stack: StackConfig, http: httpx.Client,
+                                                       transport: str) -> None:
+    info = provision(stack.database_url, thermostat_doc(save_raw=True)).devices[0]
+    device = connect_device(stack, info, transport=transport)
+    try:
+        wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
+        publish_values(http, device)
+        with psycopg.connect(stack.database_url) as conn:
+            wait_for(lambda: len(history_rows(conn, info.id, 0)) == 4, message="history rows")
+            assert history_rows(conn, info.id, 0) == [(20.0, None), (20.5, None), (21.25, None), (85.0, None)]
+            assert history_rows(conn, info.id, 2) == [(None, "hello")]
+            assert rollup_totals(conn, "history_minute", info.id, 0) == (20.0, 85.0, 146.75, 4)
+    finally:
+        device.client.disconnect()
+        device.client.loop_stop()
 
 
 def test_string_and_location_values(http: httpx.Client, device: PahoDevice) -> None:

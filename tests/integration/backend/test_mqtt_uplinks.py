@@ -21,7 +21,8 @@ from tests.support.stack import StackConfig
 
 @pytest.fixture
 def rich(stack: StackConfig) -> list[DeviceOut]:
-    return provision_rich(stack)
+    """Devices whose datastreams keep raw data: the history tests here look at raw points."""
+    return provision_rich(stack, save_raw=True)
 
 
 # Each test with a connected device runs over plain MQTT, TLS and WebSocket (see conftest).
@@ -77,6 +78,30 @@ def test_timestamped_batch(stack: StackConfig, http: httpx.Client, dev: PahoDevi
     dev.publish("ds/Nope/timestamped_batch", "[]")
     assert diag(dev) == (b"ds/Nope/timestamped_batch: no datastream named 'Nope' in template '"
                          + dev.info.template.encode() + b"'")
+
+
+def test_without_save_raw_batch_ds_and_timestamped_points_are_rollups_only(
+        stack: StackConfig, http: httpx.Client, transport: str) -> None:
+    info = provision_rich(stack)[0]
+    dev = connect_device(stack, info, transport=transport)
+    try:
+        wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
+        hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+        points = [[int((hour + timedelta(seconds=s)).timestamp() * 1000), v] for s, v in ((1, 10), (2, 20), (70, 5))]
+        dev.publish("ds/Temperature/timestamped_batch", json.dumps(points))
+        dev.publish("batch_ds", json.dumps({"Temperature": 30, "Label": "batch"}), qos=1)
+        wait_for(lambda: get(http, info.token, "v2").text == "batch", message="the batch's values")
+
+        def minutes() -> list[tuple[object, ...]]:
+            return query(stack, "SELECT bucket, min, max, sum, count FROM history_minute "
+                                "WHERE device_id = %s AND pin = 0 ORDER BY bucket", info.id)
+        rows = wait_for(lambda: len(minutes()) == 3 and minutes(), message="three minute buckets")
+        assert rows[:2] == [(hour, 10.0, 20.0, 30.0, 2), (hour + timedelta(minutes=1), 5.0, 5.0, 5.0, 1)]
+        assert rows[2][1:] == (30.0, 30.0, 30.0, 1)
+        assert query(stack, "SELECT count(*) FROM history WHERE device_id = %s", info.id) == [(0,)]
+    finally:
+        dev.client.disconnect()
+        dev.client.loop_stop()
 
 
 def test_erase_clears_the_latest_value_and_keeps_history(stack: StackConfig, http: httpx.Client,
