@@ -9,6 +9,8 @@ someone asks for an expired one.
 
 CSV members: ``<name>.csv`` with ``data_stream_name,ts,value`` (rows ordered by datastream,
 then time) and, with ``sendEvents=true``, ``events.csv`` with ``ts,kind,code,type,description``.
+Which table each datastream's rows come from (raw points only for ``RAW_DATA`` of a datastream
+with ``save_raw``, the rollups otherwise) is decided in ``export_params``.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend import errors as e
 from backend.device_api.common import DailyQuota, Query, named_datastream
-from backend.device_api.export_params import (DATA_HEADER, EVENT_HEADER, ExportParams, data_formatter,
-                                             event_formatter, parse_params)
+from backend.device_api.export_params import (DATA_HEADER, EVENT_HEADER, DataQuery, ExportParams,
+                                             data_formatter, data_queries, event_formatter, parse_params)
 from backend.device_api.services import DeviceApiService
 from backend.devices.registry import DeviceInfo
 from backend.errors import BlynkLimitError, BlynkServerError
@@ -46,16 +48,6 @@ CHUNK_ROWS = 5000
 _ALPHANUMERIC = string.ascii_letters + string.digits
 EXPORT_NAME = re.compile(r"^device_data_\d+_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d_[A-Za-z0-9]{16}\.zip$")
 
-_RAW_SQL = """
-SELECT pin, ts, value, text_value FROM history
-WHERE device_id = %(device)s AND pin = ANY(%(pins)s) AND ts >= %(start)s AND ts < %(end)s
-ORDER BY pin, ts
-"""
-_AGG_SQL = """
-SELECT pin, date_trunc(%(unit)s, ts, %(tz)s) AS bucket, {agg}, NULL FROM history
-WHERE device_id = %(device)s AND pin = ANY(%(pins)s) AND ts >= %(start)s AND ts < %(end)s
-GROUP BY pin, bucket HAVING {agg} IS NOT NULL ORDER BY pin, bucket
-"""
 _EVENTS_SQL = """
 SELECT ts, kind, code, type, description FROM device_event
 WHERE device_id = %(device)s AND ts >= %(start)s AND ts < %(end)s ORDER BY ts
@@ -195,30 +187,31 @@ class ExportService:
                          now: datetime) -> int:
         """Write the zip; how many rows it holds."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        args = {"device": device.id, "pins": [s.pin for s in params.specs], "start": now - params.period,
-                "end": now, "unit": params.unit, "tz": params.tz.key}
-        sql = _RAW_SQL if params.unit is None else _AGG_SQL.format(agg=params.aggregate)
+        start = now - params.period
+        events = {"device": device.id, "start": start, "end": now}
         writer = await asyncio.to_thread(ZipCsv, part)
         try:
             await asyncio.to_thread(writer.begin, name.removesuffix(".zip") + ".csv", DATA_HEADER)
-            rows = await self._copy(writer, sql, args, data_formatter(params))
+            rows = await self._copy(writer, data_queries(params, device.id, start, now), data_formatter(params))
             if params.send_events:
                 await asyncio.to_thread(writer.begin, "events.csv", EVENT_HEADER)
-                rows += await self._copy(writer, _EVENTS_SQL, args, event_formatter(params))
+                rows += await self._copy(writer, [(_EVENTS_SQL, events)], event_formatter(params))
         finally:
             await asyncio.to_thread(writer.close)
         return rows
 
-    async def _copy(self, writer: ZipCsv, sql: str, args: dict[str, Any],
+    async def _copy(self, writer: ZipCsv, queries: Sequence[DataQuery],
                     fmt: Callable[[Sequence[Any]], list[str]]) -> int:
-        """Stream a query's rows into the current member through a server-side cursor."""
+        """Stream the queries' rows, one query after the other, into the current member through
+        server-side cursors (at most ``CHUNK_ROWS`` rows in memory)."""
         count = 0
         async with self.pool.connection() as conn:
-            async with conn.transaction():
-                async with conn.cursor(name=f"export_{uuid.uuid4().hex}") as cur:
-                    await cur.execute(sql, args)
-                    while rows := await cur.fetchmany(CHUNK_ROWS):
-                        await asyncio.to_thread(writer.write, rows, fmt)
-                        count += len(rows)
+            async with conn.transaction():  # one snapshot for every datastream
+                for sql, args in queries:
+                    async with conn.cursor(name=f"export_{uuid.uuid4().hex}") as cur:
+                        await cur.execute(sql, args)
+                        while rows := await cur.fetchmany(CHUNK_ROWS):
+                            await asyncio.to_thread(writer.write, rows, fmt)
+                            count += len(rows)
         return count
 

@@ -1,5 +1,9 @@
 """GET /external/api/data/get against the real app: Blynk's link answer and error texts, the
-zipped CSV it links to, aggregation, formats, the daily limit and expiry."""
+zipped CSV it links to, aggregation, formats, the daily limit and expiry.
+
+``filled`` is a device whose datastreams keep raw data (``save_raw``); ``plain`` one whose do
+not, so its "raw data" is one averaged point a minute, as on Blynk. MINUTE, HOURLY and DAILY
+come from the rollups for both."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import json
 import re
 import time
 import zipfile
-from datetime import datetime, timezone
+from datetime import datetime, time as clock, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -17,6 +21,7 @@ import psycopg
 import pytest
 
 from backend.transfer.schemas import DeviceOut
+from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
 
 MINUTE_MS = 60_000
@@ -51,13 +56,42 @@ def download(http: httpx.Client, link: str) -> dict[str, list[list[str]]]:
         return {name: list(csv.reader(io.TextIOWrapper(zf.open(name), encoding="utf-8"))) for name in zf.namelist()}
 
 
-@pytest.fixture
-def filled(http: httpx.Client, devices: list[DeviceOut]) -> tuple[DeviceOut, int]:
-    """A device with three Temperature points in two hours and one Label point."""
-    dev, h = devices[0], hour0()
+def fill(http: httpx.Client, dev: DeviceOut) -> tuple[DeviceOut, int]:
+    """Three Temperature points in two hours and one Label point."""
+    h = hour0()
     put(http, dev.token, "v0", [[h + MINUTE_MS, 20], [h + 2 * MINUTE_MS, 22.5], [h + HOUR_MS + 5 * MINUTE_MS, 30]])
     put(http, dev.token, "v2", [[h + 3 * MINUTE_MS, "door, open"]])
     return dev, h
+
+
+def new_device(stack: StackConfig, save_raw: bool) -> DeviceOut:
+    return provision(stack.database_url, thermostat_doc(save_raw=save_raw)).devices[0]
+
+
+@pytest.fixture
+def devices(stack: StackConfig) -> list[DeviceOut]:
+    """Two devices whose datastreams keep raw data."""
+    return provision(stack.database_url, thermostat_doc(devices=2, save_raw=True)).devices
+
+
+@pytest.fixture
+def filled(http: httpx.Client, devices: list[DeviceOut]) -> tuple[DeviceOut, int]:
+    """A device keeping raw data, with three Temperature points in two hours and one Label point."""
+    return fill(http, devices[0])
+
+
+@pytest.fixture
+def plain(http: httpx.Client, stack: StackConfig) -> tuple[DeviceOut, int]:
+    """The same points sent to a device whose datastreams do not keep raw data."""
+    return fill(http, new_device(stack, save_raw=False))
+
+
+def data_rows(http: httpx.Client, token: str, **params: str) -> list[list[str]]:
+    """The data rows (no header) of an export."""
+    r = export(http, token, **params)
+    assert r.status_code == 200, r.text
+    (rows,) = download(http, r.json()["link"]).values()
+    return rows[1:]
 
 
 def test_raw_export_of_one_pin_links_to_a_zipped_csv(http: httpx.Client, filled: tuple[DeviceOut, int]) -> None:
@@ -87,31 +121,81 @@ def test_the_link_uses_the_requests_host_header(http: httpx.Client, filled: tupl
     assert r.json()["link"].startswith("http://blynk.example:8443/device_data_")
 
 
-@pytest.mark.parametrize(("params", "expected"), [
+GRANULARITY_CASES = [
     ({"granularityType": "HOURLY", "sourceType": "MAX"}, [(0, "22.5"), (HOUR_MS, "30.0")]),
     ({"granularityType": "HOURLY"}, [(0, "21.25"), (HOUR_MS, "30.0")]),  # AVG by default
     ({"granularityType": "HOURLY", "sourceType": "COUNT"}, [(0, "2"), (HOUR_MS, "1")]),
     ({"granularityType": "HOURLY", "sourceType": "SUM"}, [(0, "42.5"), (HOUR_MS, "30.0")]),
     ({"granularityType": "MINUTE", "sourceType": "MIN"},
      [(MINUTE_MS, "20.0"), (2 * MINUTE_MS, "22.5"), (HOUR_MS + 5 * MINUTE_MS, "30.0")]),
-])
-def test_granularity_and_source_type_aggregate_in_buckets(http: httpx.Client, filled: tuple[DeviceOut, int],
-                                                          params: dict[str, str], expected: list[tuple[int, str]]) -> None:
-    dev, h = filled
-    (rows,) = download(http, export(http, dev.token, pin="v0", period="DAY", **params).json()["link"]).values()
-    assert rows[1:] == [["Temperature", str(h + offset), value] for offset, value in expected]
+    ({"granularityType": "MINUTE", "sourceType": "COUNT"},
+     [(MINUTE_MS, "1"), (2 * MINUTE_MS, "1"), (HOUR_MS + 5 * MINUTE_MS, "1")]),
+    ({"granularityType": "DAILY", "sourceType": "SUM"}, None),  # one or two UTC days: checked by total
+]
 
 
-def test_daily_buckets_start_at_midnight_in_tz_name(http: httpx.Client, filled: tuple[DeviceOut, int]) -> None:
-    dev, h = filled
-    tz = ZoneInfo("Asia/Kolkata")  # UTC+05:30: a day bucket never starts on a UTC hour
-    r = export(http, dev.token, pin="v0", period="WEEK", granularityType="DAILY", sourceType="COUNT",
-               tzName="Asia/Kolkata", format="ISO_SIMPLE")
-    (rows,) = download(http, r.json()["link"]).values()
-    days = {datetime.fromtimestamp((h + o) / 1000, tz).strftime("%Y-%m-%d 00:00:00")
-            for o in (MINUTE_MS, 2 * MINUTE_MS, HOUR_MS + 5 * MINUTE_MS)}
-    assert [row[1] for row in rows[1:]] == sorted(days)
-    assert sum(int(row[2]) for row in rows[1:]) == 3
+@pytest.mark.parametrize("save_raw", [True, False], ids=["save_raw", "rollups_only"])
+@pytest.mark.parametrize(("params", "expected"), GRANULARITY_CASES)
+def test_granularity_and_source_type_aggregate_in_buckets(http: httpx.Client, stack: StackConfig, save_raw: bool,
+                                                          params: dict[str, str],
+                                                          expected: list[tuple[int, str]] | None) -> None:
+    dev, h = fill(http, new_device(stack, save_raw))
+    rows = data_rows(http, dev.token, pin="v0", period="DAY", **params)
+    if expected is None:
+        assert sum(float(row[2]) for row in rows) == 72.5 and all(int(row[1]) % (24 * HOUR_MS) == 0 for row in rows)
+    else:
+        assert rows == [["Temperature", str(h + offset), value] for offset, value in expected]
+
+
+@pytest.mark.parametrize("granularity", ["MINUTE", "HOURLY", "DAILY"])
+def test_every_granularity_reads_the_rollups(http: httpx.Client, stack: StackConfig,
+                                            filled: tuple[DeviceOut, int], granularity: str) -> None:
+    dev, _ = filled
+    before = data_rows(http, dev.token, pin="v0", period="DAY", granularityType=granularity, sourceType="COUNT")
+    with psycopg.connect(stack.database_url) as conn:  # the raw points go; the rollups stay
+        conn.execute("DELETE FROM history WHERE device_id = %s", (dev.id,))
+    after = data_rows(http, dev.token, pin="v0", period="DAY", granularityType=granularity, sourceType="COUNT")
+    assert after == before and sum(int(row[2]) for row in after) == 3
+    r = export(http, dev.token, pin="v0", period="DAY")  # RAW_DATA of a save_raw datastream: the raw points
+    assert (r.status_code, r.json()) == (500, blynk_error("No data"))
+
+
+def test_raw_data_without_save_raw_is_one_averaged_point_a_minute(http: httpx.Client, stack: StackConfig) -> None:
+    dev, h = fill(http, new_device(stack, save_raw=False))
+    put(http, dev.token, "v0", [[h + MINUTE_MS + 30_000, 23], [h + MINUTE_MS + 59_999, 26]])  # same minute as 20
+    assert data_rows(http, dev.token, pin="v0", period="DAY") == [
+        ["Temperature", str(h + MINUTE_MS), "23.0"], ["Temperature", str(h + 2 * MINUTE_MS), "22.5"],
+        ["Temperature", str(h + HOUR_MS + 5 * MINUTE_MS), "30.0"]]
+    for source, first in (("MIN", "20.0"), ("MAX", "26.0"), ("SUM", "69.0"), ("COUNT", "3")):
+        rows = data_rows(http, dev.token, pin="v0", period="DAY", sourceType=source)
+        assert rows[0] == ["Temperature", str(h + MINUTE_MS), first] and len(rows) == 3
+    with psycopg.connect(stack.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM history WHERE device_id = %s", (dev.id,)).fetchone() == (0,)
+
+
+def test_without_save_raw_strings_are_not_exported(http: httpx.Client, plain: tuple[DeviceOut, int]) -> None:
+    dev, h = plain
+    assert [row[0] for row in data_rows(http, dev.token)] == ["Temperature"] * 3  # no Label
+    r = export(http, dev.token, pin="v2")
+    assert (r.status_code, r.json()) == (500, blynk_error("No data"))
+
+
+@pytest.mark.parametrize("save_raw", [True, False], ids=["save_raw", "rollups_only"])
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu", "America/New_York", "UTC"])
+@pytest.mark.parametrize("granularity", ["HOURLY", "DAILY"])
+def test_hours_and_days_start_on_the_hour_and_at_midnight_in_tz_name(
+        http: httpx.Client, stack: StackConfig, save_raw: bool, zone: str, granularity: str) -> None:
+    """Points 10 minutes either side of a local midnight, which in India (+5:30) and Nepal
+    (+5:45) falls inside a UTC hour: each side lands in its own local hour and day."""
+    tz = ZoneInfo(zone)
+    day = (datetime.now(tz) - timedelta(days=2)).date()
+    midnight = datetime.combine(day, clock(0), tz).astimezone(timezone.utc)
+    dev = new_device(stack, save_raw)
+    put(http, dev.token, "v0", [[int((midnight + timedelta(minutes=m)).timestamp() * 1000), 1] for m in (-10, 10, 20)])
+    rows = data_rows(http, dev.token, pin="v0", period="WEEK", granularityType=granularity, sourceType="COUNT",
+                     tzName=zone, format="ISO_SIMPLE")
+    before = f"{day - timedelta(days=1)} {'23' if granularity == 'HOURLY' else '00'}:00:00"
+    assert rows == [["Temperature", before, "1"], ["Temperature", f"{day} 00:00:00", "2"]]
 
 
 @pytest.mark.parametrize(("fmt", "pattern"), [("ISO_SIMPLE", "%Y-%m-%d %H:%M:%S"), ("ISO_US", "%m/%d/%y %I:%M:%S %p")])

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from backend.device_api.export import ZipCsv
-from backend.device_api.export_params import format_ts, format_value, parse_params
+from backend.device_api.export_params import (data_queries, format_ts, format_value, parse_params, rollup_table,
+                                             whole_hours)
 from backend.errors import BlynkApiError, BlynkServerError
 from backend.settings import Settings
 from backend.templates.values import DatastreamSpec, DatastreamType
@@ -20,12 +21,15 @@ from backend.templates.values import DatastreamSpec, DatastreamType
 DOUBLE = DatastreamSpec(0, "Temperature", DatastreamType.DOUBLE)
 INTEGER = DatastreamSpec(1, "Power", DatastreamType.INTEGER)
 LOCATION = DatastreamSpec(3, "Where", DatastreamType.LOCATION)
+RAW_DOUBLE = DatastreamSpec(4, "Raw", DatastreamType.DOUBLE, save_raw=True)
+START = datetime(2024, 3, 1, 10, 17, 42, tzinfo=timezone.utc)
+END = START + timedelta(days=30)
 
 
 def test_defaults_are_blynks() -> None:
     p = parse_params([("token", "t")], [DOUBLE])
-    assert (p.period, p.unit, p.aggregate, p.tz.key, p.fmt, p.send_events) == (
-        timedelta(days=30), None, "avg(value)", "UTC", "TS", False)
+    assert (p.period, p.unit, p.source, p.tz.key, p.fmt, p.send_events) == (
+        timedelta(days=30), None, "AVG", "UTC", "TS", False)
 
 
 def test_every_documented_constant_is_accepted() -> None:
@@ -52,6 +56,52 @@ def test_unknown_constants_are_javas_500_text(key: str, value: str, text: str) -
 def test_an_unknown_zone_is_a_bad_parameter() -> None:
     with pytest.raises(BlynkApiError, match="Request with incorrect parameters"):
         parse_params([("tzName", "../../etc/passwd")], [])
+
+
+def tables(granularity: str, specs: list[DatastreamSpec], tz: str = "UTC",
+           source: str = "AVG") -> list[tuple[str, str, datetime]]:
+    """(FROM table, the selected value, the range's first instant) of each datastream's query."""
+    params = parse_params([("granularityType", granularity), ("sourceType", source), ("tzName", tz)], specs)
+    out = []
+    for sql, args in data_queries(params, 7, START, END):
+        assert (args["device"], args["end"]) == (7, END)
+        select, rest = sql.split(" FROM ", 1)
+        out.append((rest.split()[0], select.rsplit(", ", 2)[-2], args["start"]))  # the third column
+    return out
+
+
+def test_raw_data_is_raw_points_only_with_save_raw_and_minute_averages_otherwise() -> None:
+    minute = START.replace(second=0)
+    assert tables("RAW_DATA", [RAW_DOUBLE, DOUBLE, LOCATION]) == [
+        ("history", "value", START), ("history_minute", "sum / count", minute),
+        ("history_minute", "sum / count", minute)]
+    for source, value in (("MIN", "min"), ("MAX", "max"), ("SUM", "sum"), ("COUNT", "count")):
+        assert tables("RAW_DATA", [DOUBLE], source=source)[0][1] == value
+
+
+def test_granularities_read_the_rollups_of_every_datastream() -> None:
+    minute, hour = START.replace(second=0), START.replace(minute=0, second=0)
+    for spec in (RAW_DOUBLE, DOUBLE):
+        assert tables("MINUTE", [spec]) == [("history_minute", "sum / count", minute)]
+        assert tables("HOURLY", [spec]) == [("history_hour", "sum(sum) / sum(count)", hour)]
+        assert tables("DAILY", [spec], "Europe/Kyiv", "COUNT") == [("history_hour", "sum(count)::bigint", hour)]
+        assert tables("DAILY", [spec], "America/New_York", "MAX") == [("history_hour", "max(max)", hour)]
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns"])
+def test_hours_and_days_of_a_half_hour_zone_are_made_of_minutes(zone: str) -> None:
+    for granularity in ("HOURLY", "DAILY"):
+        assert tables(granularity, [DOUBLE], zone, "MIN") == [("history_minute", "min(min)", START.replace(second=0))]
+
+
+def test_an_offset_that_is_not_whole_hours_for_part_of_the_range_counts() -> None:
+    lord_howe = ZoneInfo("Australia/Lord_Howe")  # +10:30, and +11:00 in (southern) summer
+    summer = datetime(2024, 1, 10, tzinfo=timezone.utc)
+    assert whole_hours(lord_howe, summer, summer + timedelta(days=10))
+    assert not whole_hours(lord_howe, summer, summer + timedelta(days=90))  # reaches +10:30 in April
+    assert rollup_table("day", lord_howe, summer, summer + timedelta(days=90)) == "history_minute"
+    assert rollup_table("day", ZoneInfo("Europe/Kyiv"), summer, summer + timedelta(days=90)) == "history_hour"
+    assert rollup_table("minute", ZoneInfo("UTC"), summer, summer + timedelta(days=1)) == "history_minute"
 
 
 def test_time_formats_match_blynks_examples() -> None:
