@@ -4,15 +4,18 @@ another process show up without a restart."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
-from psycopg_pool import AsyncConnectionPool
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from backend.devices.changes import Change
-
 from backend.templates.meta import SYSTEM_FIELDS, MetaFieldSpec, custom_spec
 from backend.templates.values import DatastreamSpec, DatastreamType
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +72,37 @@ class DeviceRegistry:
         self._by_hmac: dict[bytes, tuple[float, int | None]] = {}
 
     async def get(self, device_id: int) -> DeviceInfo | None:
-        """The device with this id, or None."""
+        """The device with this id, or None.
+
+        While the database cannot be reached, an expired entry is still used (a device that
+        was known a minute ago is still that device): an outage must not drop its data.
+        """
         hit = self._by_id.get(device_id)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        info = await self._load("d.id = %s", device_id)
+        try:
+            info = await self._load("d.id = %s", device_id)
+        except (psycopg.OperationalError, PoolTimeout):
+            if hit is None:
+                raise
+            log.warning("database unreachable: using the cached entry of device %s", device_id)
+            self._by_id[device_id] = (time.monotonic() + self.ttl, hit[1])  # don't wait on every message
+            return hit[1]
         self._by_id[device_id] = (time.monotonic() + self.ttl, info)
         return info
 
     async def by_token_hmac(self, token_hmac: bytes) -> DeviceInfo | None:
-        """The device holding the token with this HMAC, or None."""
+        """The device holding the token with this HMAC, or None (stale entries serve while
+        the database cannot be reached, as in :meth:`get`)."""
         hit = self._by_hmac.get(token_hmac)
         if hit and hit[0] > time.monotonic():
             return await self.get(hit[1]) if hit[1] is not None else None
-        info = await self._load("d.token_hmac = %s", token_hmac)
+        try:
+            info = await self._load("d.token_hmac = %s", token_hmac)
+        except (psycopg.OperationalError, PoolTimeout):
+            if hit is None or hit[1] is None:
+                raise
+            return await self.get(hit[1])
         self._by_hmac[token_hmac] = (time.monotonic() + self.ttl, info.id if info else None)
         if info:
             self._by_id[info.id] = (time.monotonic() + self.ttl, info)

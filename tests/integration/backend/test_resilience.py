@@ -1,0 +1,133 @@
+"""Nothing a device sends at QoS 1 is lost across an app restart or a database outage.
+
+These tests run their own PostgreSQL, broker and app (they stop parts on purpose), with a
+2-second device cache so that cached entries expire during the outage. The outage lasts
+``OPENBLYNK_TEST_OUTAGE_SECONDS`` (30 by default, as the issue asks).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import pytest
+
+from backend.db.embedded import EmbeddedPostgres
+from backend.db.migrate import migrate
+from backend.transfer.schemas import DeviceOut
+from tests.integration.backend.conftest import PahoDevice, connect_device
+from tests.support.net import wait_for
+from tests.support.provision import provision, thermostat_doc
+from tests.support.stack import Process, StackConfig, wait_http_ready, wait_port
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
+OUTAGE = float(os.environ.get("OPENBLYNK_TEST_OUTAGE_SECONDS", "30"))
+
+
+@dataclass
+class OwnStack:
+    config: StackConfig
+    pg: EmbeddedPostgres
+    broker: Process
+    app: Process
+
+    def stop_app(self) -> None:
+        """Stop the app as a deployment does (SIGTERM) and check it shut down cleanly."""
+        self.app.stop(signal.SIGTERM)
+        assert "Application shutdown complete" in self.app.log(), self.app.log()[-2000:]
+
+    def start_app(self) -> None:
+        self.app = Process(self.config, "app", name="app-2")
+        wait_http_ready(self.config, self.app)
+
+
+@pytest.fixture
+def own() -> Iterator[OwnStack]:
+    data_dir = ROOT / ".pytest-data" / f"resilience-{os.getpid()}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    pg = EmbeddedPostgres(data_dir / "pg" / "postgres")
+    pg.start()
+    migrate(pg.url())
+    config = StackConfig(data_dir=data_dir / "stack", database_url=pg.url())
+    env = config.env
+    config.env = lambda: {**env(), "OPENBLYNK_CACHE_TTL_SECONDS": "2"}  # type: ignore[method-assign]
+    broker = Process(config, "broker")
+    stack: OwnStack | None = None
+    try:
+        wait_port(config.mqtt_port, broker)
+        app = Process(config, "app")
+        stack = OwnStack(config, pg, broker, app)
+        wait_http_ready(config, app)
+        yield stack
+    finally:
+        for proc in ((stack.app if stack else None), broker):
+            if proc is not None:
+                proc.stop()
+        pg.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def raw_values(stack: OwnStack, device_id: int) -> list[float]:
+    with psycopg.connect(stack.pg.url()) as conn:
+        rows = conn.execute("SELECT value FROM history WHERE device_id = %s AND pin = 0 ORDER BY value",
+                            (device_id,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def device_for(stack: OwnStack) -> tuple[DeviceOut, PahoDevice]:
+    info = provision(stack.config.database_url, thermostat_doc(save_raw=True)).devices[0]
+    return info, connect_device(stack.config, info)
+
+
+def publish_range(device: PahoDevice, start: int, stop: int) -> None:
+    """Values i / 10: distinct, and inside the Temperature datastream's -40..85 range."""
+    for i in range(start, stop):
+        device.publish("ds/Temperature", str(i / 10), qos=1)
+
+
+def expected(count: int) -> list[float]:
+    return [i / 10 for i in range(count)]
+
+
+def test_nothing_is_lost_across_an_app_restart(own: OwnStack) -> None:
+    info, device = device_for(own)
+    try:
+        publish_range(device, 0, 20)
+        own.stop_app()
+        publish_range(device, 20, 60)  # QoS 1: kept in the app's persistent broker session
+        own.start_app()
+        publish_range(device, 60, 80)
+        wait_for(lambda: raw_values(own, info.id) == expected(80), timeout=30,
+                 message="all 80 values stored")
+    finally:
+        device.client.disconnect()
+        device.client.loop_stop()
+
+
+def test_nothing_is_lost_across_a_database_outage(own: OwnStack) -> None:
+    info, device = device_for(own)
+    try:
+        publish_range(device, 0, 10)
+        wait_for(lambda: raw_values(own, info.id) == expected(10), timeout=20, message="values before the outage")
+        own.pg.stop()
+        import time
+        deadline = time.monotonic() + OUTAGE
+        sent = 10
+        while time.monotonic() < deadline:  # a device keeps reporting through the outage
+            publish_range(device, sent, sent + 5)
+            sent += 5
+            time.sleep(1)
+        assert own.app.alive() and own.broker.alive()
+        own.pg.start()
+        wait_for(lambda: raw_values(own, info.id) == expected(sent), timeout=60, interval=0.5,
+                 message=f"all {sent} values stored after the outage")
+        with httpx.Client(base_url=own.config.base_url, timeout=10) as http:
+            assert http.get(f"/external/api/get?token={info.token}&v0").text == repr((sent - 1) / 10)
+    finally:
+        device.client.disconnect()
+        device.client.loop_stop()
