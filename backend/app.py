@@ -39,6 +39,7 @@ from backend.transport.tls import tls_files
 from backend.transport.websocket import mqtt_websocket
 
 log = logging.getLogger(__name__)
+INGEST_DRAIN_SECONDS = 30.0
 
 
 @dataclass
@@ -136,17 +137,24 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
 
 
 async def _stop_services(s: Services) -> None:
+    """Stop in the order that loses nothing: no new messages, then everything already
+    received is ingested (the broker has had its PUBACK for it), then writers flush."""
     await s.scheduler.stop()
     await s.changes.stop()
-    s.ingest_task.cancel()
-    await asyncio.gather(s.ingest_task, return_exceptions=True)
-    await s.ingest.services.stop()
     await s.mqtt.stop()
+    await s.mqtt.end_of_messages()
+    try:
+        await asyncio.wait_for(asyncio.shield(s.ingest_task), INGEST_DRAIN_SECONDS)
+    except TimeoutError:
+        log.error("ingest did not drain within %.0f s; stopping it", INGEST_DRAIN_SECONDS)
+        s.ingest_task.cancel()
+        await asyncio.gather(s.ingest_task, return_exceptions=True)
+    await s.ingest.services.stop()
     await s.history.stop()
     await s.latest.stop()
     await s.db.close()
 
 
 async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService) -> None:
-    while True:
-        await ingest.handle(await mqtt.messages())
+    while (message := await mqtt.messages()) is not None:
+        await ingest.handle(message)

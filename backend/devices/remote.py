@@ -88,6 +88,8 @@ async def _ping_answer(client: ServiceClient, target: Target) -> str:
     except TimeoutError:
         raise OpenBlynkError(f"no round trip reported for {target.name!r} within {PING_WAIT_SECONDS:.0f} s "
                              "(does the broker report sys/ping?)") from None
+    if msg is None:  # the client was stopped meanwhile
+        raise OpenBlynkError(f"lost the broker connection while pinging {target.name!r}")
     doc = json.loads(msg.payload)
     rtt = doc.get("rtt_ms") if isinstance(doc, dict) else None
     if not isinstance(rtt, (int, float)):

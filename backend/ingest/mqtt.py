@@ -38,7 +38,7 @@ class ServiceClient:
                  subscriptions: list[str], queue_size: int = 10_000, clean_session: bool = False) -> None:
         self.subscriptions = subscriptions
         self._host, self._port = host, port
-        self._queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=queue_size)  # None: the end
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = threading.Event()
         self.subscribed = threading.Event()
@@ -83,9 +83,14 @@ class ServiceClient:
             log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
         return info
 
-    async def messages(self) -> Message:
-        """The next received message."""
+    async def messages(self) -> Message | None:
+        """The next received message; None once :meth:`end_of_messages` was called and every
+        message received before it has been taken."""
         return await self._queue.get()
+
+    async def end_of_messages(self) -> None:
+        """Mark the end of the stream (after :meth:`stop`), so the consumer can drain it."""
+        await self._queue.put(None)
 
     # -- paho callbacks (paho's thread) ---------------------------------------------------
     def _on_connect(self, client: paho.Client, _ud: object, _flags: object, rc: paho.ReasonCode,
