@@ -29,7 +29,7 @@ class Job:
     """A job run every ``seconds`` (and once as soon as this process becomes leader)."""
 
     id: str
-    func: Callable[[], Awaitable[None]]
+    func: Callable[[], Awaitable[object]]
     seconds: float
 
 
