@@ -147,10 +147,6 @@ class Settings:
         if self.mqtt_max_packet_size < 128:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
 
-    def with_changes(self, **changes: Any) -> "Settings":
-        """Return a copy with some fields replaced."""
-        return dataclasses.replace(self, **changes)
-
     @property
     def pg_dir(self) -> Path:
         """The embedded PostgreSQL cluster directory."""

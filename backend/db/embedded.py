@@ -18,15 +18,15 @@ import importlib.util
 import logging
 import os
 import pwd
-import shutil
 import stat
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
 
 from backend.errors import DatabaseError
 
@@ -176,18 +176,14 @@ class EmbeddedPostgres:
                        "timezone = 'UTC'\n")
 
     def _ensure_database(self) -> None:
-        psql = str(bin_dir() / "psql")
-        env = {**os.environ, "PGHOST": str(self.socket_dir), "PGPORT": str(self.port), "PGUSER": "postgres"}
-        exists = subprocess.run([psql, "-d", "postgres", "-tAc",
-                                 f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
-                                capture_output=True, text=True, env=env)
-        if exists.returncode != 0:
-            raise DatabaseError(f"cannot query the embedded PostgreSQL: {exists.stderr.strip()}")
-        if exists.stdout.strip() != "1":
-            created = subprocess.run([psql, "-d", "postgres", "-c", f"CREATE DATABASE {DB_NAME}"],
-                                     capture_output=True, text=True, env=env)
-            if created.returncode != 0 and "already exists" not in created.stderr:
-                raise DatabaseError(f"cannot create database {DB_NAME}: {created.stderr.strip()}")
+        try:
+            with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+                if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
+                    conn.execute(f"CREATE DATABASE {DB_NAME}")
+        except psycopg.errors.DuplicateDatabase:
+            pass  # another process created it meanwhile
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot create database {DB_NAME} in the embedded PostgreSQL: {exc}") from exc
 
     def _pg_ctl(self, user: str | None, args: list[str]) -> None:
         try:
@@ -216,21 +212,3 @@ def _make_traversable(path: Path) -> None:
         if not mode & stat.S_IXOTH:
             log.warning("adding o+x to %s so PostgreSQL's system user can reach its data", part)
             part.chmod(mode | stat.S_IXOTH)
-
-
-def psql_path() -> str:
-    """The psql shipped with the embedded server, or the system one."""
-    try:
-        return str(bin_dir() / "psql")
-    except DatabaseError:
-        return shutil.which("psql") or "psql"
-
-
-def wait_until(predicate: object, timeout: float) -> bool:
-    """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -91,9 +89,3 @@ class DeviceService:
     async def _ensure_token_free(self, token: AuthToken) -> None:
         if await self.by_token(token.value) is not None:
             raise ConflictError("that token already belongs to another device")
-
-
-def utc_from_ms(ms: int | float) -> datetime:
-    """A timezone-aware datetime from epoch milliseconds."""
-    from datetime import timezone
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -80,12 +80,6 @@ class HistoryWriter:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def flush_now(self) -> None:
-        """Write everything queued now (when the flusher is not running)."""
-        rows, _ = self._drain(self._queue.qsize())
-        if rows:
-            await self._write_with_retry(rows, attempts=3)
-
     async def _run(self) -> None:
         while True:
             first = await self._queue.get()
