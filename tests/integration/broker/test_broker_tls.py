@@ -1,11 +1,9 @@
-"""The TLS listener (Blynk's 8883) with a self-signed certificate, on a free port; TLS 1.2+ only."""
+"""The TLS listener (Blynk's 8883) with a certificate from the local CA, on a free port; TLS 1.2+ only."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import ipaddress
 import json
 import ssl
 import warnings
@@ -13,42 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from backend.transport.tls import ensure_local_ca
 from _broker_harness import SERVICE_PASSWORD, SERVICE_USER, Paho, connect_packet, ours, token
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 
-def self_signed(directory: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return str(certfile), str(keyfile)
+def self_signed(directory: Path) -> tuple[str, str, str]:
+    """Server certificate, its key, and the CA clients pin, made as the server makes its own."""
+    files = ensure_local_ca(directory, ["127.0.0.1"])
+    return str(files.certfile), str(files.keyfile), str(files.cafile)
 
 
 async def test_device_connects_over_tls(tmp_path: Path) -> None:
-    certfile, keyfile = self_signed(tmp_path)
+    certfile, keyfile, cafile = self_signed(tmp_path)
     async with ours(tls_port=0, certfile=certfile, keyfile=keyfile) as running:
         tls_port = running.broker.tls_port
         assert tls_port and tls_port != running.port
-        context = ssl.create_default_context(cafile=certfile)
+        context = ssl.create_default_context(cafile=cafile)
         reader, writer = await asyncio.open_connection("127.0.0.1", tls_port, ssl=context)
         try:
             writer.write(connect_packet(username="device", password=token(1)))
@@ -61,9 +39,9 @@ async def test_device_connects_over_tls(tmp_path: Path) -> None:
             await writer.wait_closed()
 
 
-def client_context(certfile: str, low: ssl.TLSVersion, high: ssl.TLSVersion) -> ssl.SSLContext:
+def client_context(cafile: str, low: ssl.TLSVersion, high: ssl.TLSVersion) -> ssl.SSLContext:
     """A client limited to ``low..high``; SECLEVEL 0 so OpenSSL itself still offers TLS 1.0/1.1."""
-    context = ssl.create_default_context(cafile=certfile)
+    context = ssl.create_default_context(cafile=cafile)
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1/TLSv1_1 members are deprecated
@@ -91,8 +69,8 @@ async def handshake(port: int, context: ssl.SSLContext) -> str | None:
 
 
 async def test_tls_1_0_and_1_1_are_refused(tmp_path: Path) -> None:
-    certfile, keyfile = self_signed(tmp_path)
-    legacy = client_context(certfile, *old_versions())
+    certfile, keyfile, cafile = self_signed(tmp_path)
+    legacy = client_context(cafile, *old_versions())
     permissive = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # control: this client really speaks TLS 1.1
     permissive.load_cert_chain(certfile, keyfile)
     permissive.set_ciphers("DEFAULT:@SECLEVEL=0")
@@ -115,13 +93,13 @@ async def test_tls_1_0_and_1_1_are_refused(tmp_path: Path) -> None:
 async def test_tls_1_2_and_1_3_connect_and_presence_says_tls(
     tmp_path: Path, clients: list[Any], version: ssl.TLSVersion
 ) -> None:
-    certfile, keyfile = self_signed(tmp_path)
+    certfile, keyfile, cafile = self_signed(tmp_path)
     async with ours(tls_port=0, certfile=certfile, keyfile=keyfile) as running:
         watcher = Paho(running.port, client_id="w", username=SERVICE_USER, password=SERVICE_PASSWORD)
         clients.append(watcher)
         await watcher.connect()
         await watcher.subscribe("sys/presence/#", qos=1)
-        context = client_context(certfile, version, version)
+        context = client_context(cafile, version, version)
         reader, writer = await asyncio.open_connection("127.0.0.1", running.broker.tls_port, ssl=context)
         try:
             negotiated = writer.get_extra_info("ssl_object").version()

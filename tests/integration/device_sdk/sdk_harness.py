@@ -8,9 +8,7 @@ colliding with other areas' conftest modules.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gc
-import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -19,12 +17,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
+from backend.transport.tls import TlsFiles, ensure_local_ca
 from broker import BrokerSettings, ConnectInfo, DeviceIdentity, MqttBroker, ServiceIdentity
 from device_sdk import Backoff
 
@@ -72,12 +67,6 @@ class Authenticator:
         return sum(1 for info in self.attempts if info.password == token)
 
 
-@dataclass
-class TlsFiles:
-    certfile: str
-    keyfile: str
-
-
 class BrokerThread:
     """One MqttBroker serving from its own event loop on a background thread."""
 
@@ -100,8 +89,8 @@ class BrokerThread:
             host="127.0.0.1",
             port=self.port,
             tls_port=self.tls_port,
-            certfile=self.tls.certfile if self.tls else None,
-            keyfile=self.tls.keyfile if self.tls else None,
+            certfile=str(self.tls.certfile) if self.tls else None,
+            keyfile=str(self.tls.keyfile) if self.tls else None,
             shutdown_grace=0.0,
         )
         self._broker = MqttBroker(settings, self.authenticator)
@@ -194,25 +183,5 @@ class Service:
 
 
 def make_tls_files(directory: Path) -> TlsFiles:
-    """A self-signed certificate for 127.0.0.1 (it is also the CA file clients trust)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "openblynk test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return TlsFiles(str(certfile), str(keyfile))
+    """A CA and a server certificate for 127.0.0.1, made as the server makes its own."""
+    return ensure_local_ca(directory, ["127.0.0.1", "localhost"])

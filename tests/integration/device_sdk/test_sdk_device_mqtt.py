@@ -231,12 +231,12 @@ def test_tls_connection_and_redirect_to_mqtts(authenticator: Authenticator, tls_
     service = Service(server.port)
     try:
         assert server.tls_port is not None
-        device = make_device(server.tls_port, tls=True, ca_certs=tls_files.certfile)
+        device = make_device(server.tls_port, tls=True, ca_certs=str(tls_files.cafile))
         with device:
             assert device.endpoint.uri == f"mqtts://127.0.0.1:{server.tls_port}"
             device.write("Temperature", 6)
             assert service.expect(f"{D}/ds/Temperature") == b"6"
-        plain = make_device(server.port, ca_certs=tls_files.certfile)
+        plain = make_device(server.port, ca_certs=str(tls_files.cafile))
         with plain:
             service.publish(f"{D}/downlink/redirect", f"mqtts://127.0.0.1:{server.tls_port}")
             wait_until(lambda: plain.connected and plain.endpoint.tls, what="the redirect to TLS")
