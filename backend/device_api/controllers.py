@@ -9,8 +9,9 @@ from litestar import Controller, MediaType, Request, Response, get
 from backend.device_api.services import DeviceApiService, Query
 
 
-def _query(request: Request) -> Query:
-    # Blynk puts pins as bare keys (`?token=..&v1&v2`) and repeats `value`; keep both as sent.
+def request_query(request: Request) -> Query:
+    """The query string as sent: Blynk puts pins as bare keys (``?token=..&v1&v2``) and repeats
+    ``value``, so keys are kept in order, blank ones and repeats included."""
     return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
 
 
@@ -31,7 +32,7 @@ class DeviceApiController(Controller):
     @get("/get")
     async def get_values(self, request: Request) -> Response[object]:
         """Read one datastream (plain value) or several (JSON object)."""
-        result = await _service(request).get(_query(request))
+        result = await _service(request).get(request_query(request))
         if isinstance(result, str):
             return _text(result)  # type: ignore[return-value]
         return Response(result, media_type=MediaType.JSON)
@@ -39,44 +40,44 @@ class DeviceApiController(Controller):
     @get("/getAll")
     async def get_all(self, request: Request) -> dict[str, object]:
         """Every datastream value of the device, keyed ``v<pin>``."""
-        return await _service(request).get_all(_query(request))
+        return await _service(request).get_all(request_query(request))
 
     @get("/update")
     async def update(self, request: Request) -> Response[str]:
         """Write one datastream; the device receives it over MQTT."""
-        await _service(request).update(_query(request))
+        await _service(request).update(request_query(request))
         return _text("")
 
     @get("/batch/update")
     async def batch_update(self, request: Request) -> Response[str]:
         """Write several datastreams in one request."""
-        await _service(request).batch_update(_query(request))
+        await _service(request).batch_update(request_query(request))
         return _text("")
 
     @get("/isHardwareConnected")
     async def is_hardware_connected(self, request: Request) -> Response[str]:
         """``true`` while the device is connected."""
-        return _text("true" if await _service(request).is_connected(_query(request)) else "false")
+        return _text("true" if await _service(request).is_connected(request_query(request)) else "false")
 
     @get("/update/property")
     async def update_property(self, request: Request) -> Response[str]:
         """Set widget properties of a datastream (``pin=v1&label=Hi``)."""
-        await _service(request).update_property(_query(request))
+        await _service(request).update_property(request_query(request))
         return _text("")
 
     @get(["/logEvent", "/logevent"])
     async def log_event(self, request: Request) -> Response[str]:
         """Log an event of the template on the device's timeline."""
-        await _service(request).log_event(_query(request))
+        await _service(request).log_event(request_query(request))
         return _text("")
 
     @get("/device/meta")
     async def get_meta(self, request: Request) -> Response[str]:
         """A metadata value of the device, as plain text."""
-        return _text(await _service(request).get_meta(_query(request)))
+        return _text(await _service(request).get_meta(request_query(request)))
 
     @get("/device/meta/update")
     async def update_meta(self, request: Request) -> Response[str]:
         """Set a metadata value; the device receives it on ``downlink/meta/<name>``."""
-        await _service(request).update_meta(_query(request))
+        await _service(request).update_meta(request_query(request))
         return _text("")

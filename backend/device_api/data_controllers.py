@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import parse_qsl
 
 from litestar import Controller, Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import File
 
 from backend.device_api.batch import BatchImportService
-from backend.device_api.common import DailyQuota, Query, base_url
+from backend.device_api.common import DailyQuota, base_url
+from backend.device_api.controllers import request_query
 from backend.device_api.export import ExportService
 from backend.device_api.files import UploadService
 from backend.device_api.provision import ProvisionService
@@ -61,11 +61,6 @@ def data_api_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncC
     return lifespan
 
 
-def _query(request: Request) -> Query:
-    # Kept as sent, repeated keys included (as DeviceApiController reads it).
-    return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
-
-
 def _data(request: Request) -> DataApi:
     return request.app.state.data_api  # type: ignore[no-any-return]
 
@@ -83,18 +78,18 @@ class DataApiController(Controller):
     @get("/data/get")
     async def data_get(self, request: Request) -> Response[object]:
         """Export history as a zipped CSV; answers ``{"link": ...}``."""
-        return Response(await _data(request).export.create(_query(request), _base(request)), media_type=MediaType.JSON)
+        return Response(await _data(request).export.create(request_query(request), _base(request)), media_type=MediaType.JSON)
 
     @get("/provision")
     async def provision(self, request: Request) -> Response[str]:
         """Complete Wi-Fi provisioning: check the template id, store the firmware info."""
-        await _data(request).provision.provision(_query(request))
+        await _data(request).provision.provision(request_query(request))
         return Response("", media_type=MediaType.TEXT)
 
     @post("/upload", status_code=200, request_max_body_size=None)  # the service enforces its own limit
     async def upload(self, request: Request) -> Response[str]:
         """Store a multipart ``upfile``; answers the URL it is served at."""
-        url = await _data(request).upload.upload(_query(request), request.headers.get("content-type"),
+        url = await _data(request).upload.upload(request_query(request), request.headers.get("content-type"),
                                                  _content_length(request), request.stream(), _base(request))
         return Response(url, media_type=MediaType.TEXT)
 
@@ -105,7 +100,7 @@ class DataApiController(Controller):
       request_max_body_size=None)  # the service refuses a larger body with Blynk's text
 async def batch_update_timestamped(request: Request) -> Response[str]:
     """Import ``[[ts_ms, value], ...]`` into one datastream (``pin=`` or ``dataStreamId=``)."""
-    await _data(request).batch.import_points(_query(request), request.headers.get("content-type"),
+    await _data(request).batch.import_points(request_query(request), request.headers.get("content-type"),
                                              request.stream())
     return Response("", media_type=MediaType.TEXT)
 
