@@ -1,4 +1,4 @@
-"""Secrets: device auth tokens, their HMAC and encrypted copy, and password hashing.
+"""Secrets: device auth tokens, their HMAC and encrypted copy, and password hashing (argon2id).
 
 A device token is 32 characters of base64url (24 random bytes), Blynk's format. The database
 keeps an HMAC-SHA256 of it for lookup (so a stolen database does not hand out working tokens)
@@ -14,6 +14,9 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.exceptions import InvalidKey
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -84,29 +87,44 @@ def _derive(secret_key: str, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret_key.encode())
 
 
-# -- passwords (scrypt: memory-hard, from the cryptography package) ---------------------
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1
+# -- passwords ------------------------------------------------------------------------
+# New hashes are argon2id (argon2-cffi's defaults, RFC 9106's second recommendation). Hashes
+# written by earlier releases are scrypt strings (``scrypt$N$r$p$salt$digest``); they still
+# verify, and ``password_needs_rehash`` says so, so that a login replaces them with argon2id.
+_ARGON2 = PasswordHasher()
+_SCRYPT_PREFIX = "scrypt$"
 
 
 def hash_password(password: str) -> str:
-    """A salted scrypt hash in a self-describing string."""
-    salt = secrets.token_bytes(16)
-    digest = Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P).derive(password.encode())
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+    """A salted argon2id hash in its self-describing PHC string."""
+    return _ARGON2.hash(password)
 
 
 def verify_password(password: str, stored: str) -> bool:
-    """True when ``password`` matches the stored hash."""
+    """True when ``password`` matches the stored hash (argon2id, or a legacy scrypt one)."""
+    if stored.startswith(_SCRYPT_PREFIX):
+        return _verify_scrypt(password, stored)
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-    except ValueError:
+        return _ARGON2.verify(stored, password)
+    except (VerificationError, InvalidHashError):
         return False
-    if scheme != "scrypt":
-        return False
-    kdf = Scrypt(salt=base64.b64decode(salt), length=32, n=int(n), r=int(r), p=int(p))
+
+
+def password_needs_rehash(stored: str) -> bool:
+    """True when the stored hash is legacy scrypt or argon2 with weaker parameters than now."""
+    if stored.startswith(_SCRYPT_PREFIX):
+        return True
     try:
+        return _ARGON2.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
+    try:
+        _scheme, n, r, p, salt, digest = stored.split("$")
+        kdf = Scrypt(salt=base64.b64decode(salt), length=32, n=int(n), r=int(r), p=int(p))
         kdf.verify(password.encode(), base64.b64decode(digest))
-    except Exception:
+    except (ValueError, InvalidKey):
         return False
     return True

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from backend.errors import ValidationError
-from backend.security import AuthToken, Secrets, hash_password, verify_password
+from backend.security import AuthToken, Secrets, hash_password, password_needs_rehash, verify_password
 
 
 def test_generated_tokens_have_blynks_format() -> None:
@@ -42,7 +42,21 @@ def test_service_password() -> None:
 
 def test_password_hash() -> None:
     stored = hash_password("correct horse")
-    assert stored.startswith("scrypt$") and "correct" not in stored
+    assert stored.startswith("$argon2id$") and "correct" not in stored
     assert verify_password("correct horse", stored)
     assert not verify_password("wrong", stored)
     assert not verify_password("x", "garbage")
+    assert not verify_password("x", "scrypt$garbage")
+    assert not password_needs_rehash(stored)
+
+
+def test_legacy_scrypt_hash_still_verifies_and_asks_for_a_rehash() -> None:
+    # written by hash_password before argon2id (scrypt N=2**15, r=8, p=1), salt of 16 bytes
+    import base64
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+    salt = b"0123456789abcdef"
+    digest = Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(b"correct horse")
+    legacy = f"scrypt$32768$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+    assert verify_password("correct horse", legacy)
+    assert not verify_password("wrong", legacy)
+    assert password_needs_rehash(legacy) and password_needs_rehash("garbage")
