@@ -33,7 +33,8 @@ from backend.history.maintenance import Retention, maintain
 from backend.scheduler import Job, Scheduler
 from backend.settings import Settings
 from backend.device_api.data_controllers import DATA_ROUTES, data_api_lifespan
-from backend.errors import BlynkLimitError, BlynkServerError
+from backend.errors import AuthenticationError, BlynkLimitError, BlynkServerError, MailError, PermissionDeniedError
+from backend.errors import RateLimitedError
 from backend.transport.controllers import ca_certificate
 from backend.transport.tls import tls_files
 from backend.transport.websocket import mqtt_websocket
@@ -88,7 +89,7 @@ async def health(request: Request) -> dict[str, object]:
 def _error_response(request: Request, exc: Exception) -> Response[object]:
     """Map the project's error tree to HTTP (Blynk's shape for the device API)."""
     assert isinstance(exc, OpenBlynkError)
-    status = 400
+    status, headers = 400, dict[str, str]()
     if isinstance(exc, BlynkLimitError):
         status = 403
     elif isinstance(exc, BlynkServerError):
@@ -97,10 +98,19 @@ def _error_response(request: Request, exc: Exception) -> Response[object]:
         status = 404
     elif isinstance(exc, ConflictError):
         status = 409
+    elif isinstance(exc, AuthenticationError):
+        status = 401
+    elif isinstance(exc, PermissionDeniedError):
+        status = 403
+    elif isinstance(exc, MailError):
+        status = 503
+    elif isinstance(exc, RateLimitedError):
+        status, headers = 429, {"Retry-After": str(exc.retry_after)}
     elif not isinstance(exc, (ValidationError, BlynkApiError)):
         log.error("unexpected error on %s: %s", request.url.path, exc)
         status = 500
-    return Response({"error": {"message": exc.message}}, status_code=status, media_type=MediaType.JSON)
+    return Response({"error": {"message": exc.message}}, status_code=status, media_type=MediaType.JSON,
+                    headers=headers)
 
 
 async def _start_services(app: Litestar, settings: Settings, database_url: str) -> Services:

@@ -5,6 +5,10 @@
     ├── DatabaseError          the database cannot be reached or started
     ├── NotFoundError          a named resource does not exist (or is not visible to the caller)
     ├── ConflictError          a unique name or token is already taken
+    ├── AuthenticationError    no valid session (answered 401)
+    ├── PermissionDeniedError  signed in, but the role lacks a permission, or CSRF failed (403)
+    ├── RateLimitedError       too many attempts; ``retry_after`` seconds to wait (429)
+    ├── MailError              an e-mail could not be handed to the SMTP server (503)
     └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
         └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
             ├── BlynkLimitError    a per-device daily limit is used up (answered 403, as Blynk's upload limit)
@@ -36,6 +40,26 @@ class NotFoundError(OpenBlynkError):
 
 class ConflictError(OpenBlynkError):
     """A unique name or token is already taken."""
+
+
+class AuthenticationError(OpenBlynkError):
+    """The request carries no valid session (none, expired, ended, or its user is suspended)."""
+
+
+class PermissionDeniedError(OpenBlynkError):
+    """The caller is known but may not do this (a permission is missing, or the CSRF check failed)."""
+
+
+class RateLimitedError(OpenBlynkError):
+    """Too many attempts; the caller may try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
+class MailError(OpenBlynkError):
+    """An e-mail could not be handed to the configured SMTP server."""
 
 
 class ValidationError(OpenBlynkError):

@@ -105,6 +105,42 @@ class Settings:
     """Uploaded files kept per device; the oldest is deleted beyond this (Blynk's limit)."""
     upload_daily_limit: int = 100
     """Files a device may upload per UTC day, then 403 `File uploads limit has been reached.`"""
+    org_max_depth: int = 4
+    """Deepest level of the organization tree (the root is level 1; Blynk's limit is 4)."""
+    signup_enabled: bool = False
+    """Let anyone create an account (and their own organization under the root) at /api/auth/signup."""
+    public_url: str = ""
+    """Base URL of this server in e-mailed links; empty = http://localhost:<http_port> (never the Host header)."""
+    session_lifetime_hours: float = 336.0
+    """How long a console session lasts after sign-in (14 days)."""
+    session_cookie_secure: str = "auto"
+    """`auto` (Secure on HTTPS requests and in production), `true` or `false`."""
+    login_failures_per_account: int = 5
+    """Failed sign-ins to one account within the window before it is throttled (429)."""
+    login_failures_per_address: int = 20
+    """Failed sign-ins from one address within the window before it is throttled (429)."""
+    login_failure_window_seconds: int = 900
+    """The window of the login throttles, in seconds."""
+    invitations_per_day: int = 25
+    """Invitations an organization may send per UTC day (Blynk's limit)."""
+    invitation_ttl_hours: float = 72.0
+    """How long an invitation link works."""
+    password_reset_ttl_minutes: float = 60.0
+    """How long a password-reset link works."""
+    signup_ttl_hours: float = 24.0
+    """How long a sign-up confirmation link works."""
+    smtp_host: str = ""
+    """SMTP server for e-mail; empty = messages are written to data_dir/mail as .eml files and logged."""
+    smtp_port: int = 587
+    """Port of the SMTP server."""
+    smtp_security: str = "starttls"
+    """`starttls`, `tls` (implicit TLS, usually port 465) or `none`."""
+    smtp_username: str = ""
+    """SMTP user name (empty: no authentication)."""
+    smtp_password: str = ""
+    """SMTP password."""
+    smtp_from: str = "openblynk <noreply@openblynk.local>"
+    """The From address of e-mails."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised OPENBLYNK_* variables, kept so a typo can be reported."""
 
@@ -144,6 +180,12 @@ class Settings:
                 raise ConfigError("OPENBLYNK_ADMIN_PASSWORD must have at least 10 characters in production")
         if self.history_raw_retention_days < 1 or self.history_rollup_retention_days < 1:
             raise ConfigError("OPENBLYNK_HISTORY_*_RETENTION_DAYS must be at least 1")
+        if not 1 <= self.org_max_depth <= 16:
+            raise ConfigError("OPENBLYNK_ORG_MAX_DEPTH must be between 1 and 16")
+        if self.session_cookie_secure not in ("auto", "true", "false"):
+            raise ConfigError("OPENBLYNK_SESSION_COOKIE_SECURE must be 'auto', 'true' or 'false'")
+        if self.smtp_security not in ("starttls", "tls", "none"):
+            raise ConfigError("OPENBLYNK_SMTP_SECURITY must be 'starttls', 'tls' or 'none'")
         if self.mqtt_max_packet_size < 128:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
 
@@ -176,6 +218,11 @@ def _convert(key: str, raw: str, typ: Any) -> Any:
             return float(raw)
         if typ == "Path":
             return Path(raw)
+        if typ == "bool":
+            return {"1": True, "true": True, "yes": True, "on": True,
+                    "0": False, "false": False, "no": False, "off": False}[raw.strip().lower()]
+    except KeyError as exc:
+        raise ConfigError(f"{key}={raw!r} is not a valid boolean (true/false)") from exc
     except ValueError as exc:
         raise ConfigError(f"{key}={raw!r} is not a valid {typ}") from exc
     return raw
