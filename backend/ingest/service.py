@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,6 +21,9 @@ from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.errors import ValidationError
 from backend.ingest.mqtt import Message
 from backend.ingest.uplinks import MAX_DIAG_NAME, Uplinks
+
+if TYPE_CHECKING:
+    from backend.ota.delivery import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,9 @@ class IngestService:
     """Dispatches broker messages to the right handler."""
 
     def __init__(self, registry: DeviceRegistry, data: DataService, pool: AsyncConnectionPool,
-                 services: DeviceServices) -> None:
+                 services: DeviceServices, ota: "Delivery | None" = None) -> None:
         self.registry = registry
+        self.ota = ota
         self.data = data
         self.pool = pool
         self.services = services
@@ -81,6 +85,10 @@ class IngestService:
             await up.meta(device, rel[1], payload)
         elif rel == ["info", "mcu"]:
             await self._info_mcu(device, payload)
+        elif rel == ["ota", "status"] and self.ota is not None:
+            problem = await self.ota.status(device.id, payload)
+            if problem is not None:
+                self.data.diag(device.id, problem)
         elif rel == ["get", "ds"]:
             await self._get_ds(device, payload)
         elif rel == ["get", "ds", "all"]:
@@ -143,6 +151,8 @@ class IngestService:
                 "blynk_version = %s, rx_buffer = %s, last_seen = now() WHERE id = %s",
                 (field("ver"), field("build"), field("type"), field("tmpl"), field("blynk"),
                  rx if isinstance(rx, int) and 0 < rx < 1 << 20 else None, device.id))
+        if self.ota is not None:  # Blynk.Air: success, mismatch, rollback or a retry
+            await self.ota.info_mcu(device.id, info)
 
     async def _get_ds(self, device: DeviceInfo, payload: bytes) -> None:
         names = [n for n in payload.decode("utf-8", "replace").split(",") if n]
