@@ -65,7 +65,8 @@ class DeviceApiController(Controller):
         await _service(request).update_property(request_query(request))
         return _text("")
 
-    @get(["/logEvent", "/logevent"])
+    # two spellings of one path: the default operation ids would collide and break /schema
+    @get(["/logEvent", "/logevent"], operation_id=lambda _h, _m, path: "ExternalApi_" + str(path[-1]))
     async def log_event(self, request: Request) -> Response[str]:
         """Log an event of the template on the device's timeline."""
         await _service(request).log_event(request_query(request))
