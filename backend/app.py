@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 
+from backend.accounts.context import accounts_lifespan
+from backend.accounts.http import api_router
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.services import DeviceApiService
 from backend.devices.auth import SERVICE_USERNAME
@@ -69,8 +71,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await _stop_services(services)
 
     return Litestar(
-        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket],
-        lifespan=[lifespan, data_api_lifespan(settings)],  # DATA_ROUTES after DeviceApiController
+        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, api_router()],
+        lifespan=[lifespan, data_api_lifespan(settings), accounts_lifespan(settings)],  # DATA_ROUTES after DeviceApiController
         exception_handlers={OpenBlynkError: _error_response},
         openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema"),
         logging_config=None,

@@ -1,0 +1,113 @@
+"""Wiring: what the accounts services need from the app, built once by a lifespan, and the
+per-request bundle of services the ``/api`` handlers receive."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+
+from litestar import Litestar, Request
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.accounts.auth import AuthService, Visitor
+from backend.accounts.guards import client_ip
+from backend.accounts.invitations import InvitationLinks, InvitationService
+from backend.accounts.mail import Mailer
+from backend.accounts.permissions import Principal
+from backend.accounts.roles import RoleService
+from backend.accounts.sessions import SessionService
+from backend.accounts.users import UserService
+from backend.audit.services import AuditService
+from backend.db.engine import Database
+from backend.orgs.devices import DeviceDirectory
+from backend.orgs.tree import OrgTreeService, Scope
+from backend.settings import Settings
+
+
+@dataclass(frozen=True)
+class AccountsRuntime:
+    """Built once at start-up; kept on ``app.state.accounts``."""
+
+    db: Database
+    settings: Settings
+    mailer: Mailer
+
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.settings.session_lifetime_hours)
+
+
+def accounts_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """A lifespan (after the app's own) that builds :class:`AccountsRuntime` and purges ended sessions."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        runtime = AccountsRuntime(app.state.services.db, settings, Mailer(settings))
+        async with runtime.db.session() as session:
+            await SessionService(session, runtime.session_lifetime).purge_expired()
+        app.state.accounts = runtime
+        yield
+    return lifespan
+
+
+class ApiServices:
+    """The services of one request, sharing its database transaction (committed when the
+    handler returns, rolled back when it raises)."""
+
+    def __init__(self, runtime: AccountsRuntime, session: AsyncSession, principal: Principal | None,
+                 visitor: Visitor) -> None:
+        self.runtime = runtime
+        self.session = session
+        self._principal = principal
+        self.visitor = visitor
+        self.audit = AuditService(session)
+
+    @property
+    def principal(self) -> Principal:
+        assert self._principal is not None, "route is public but asked for the principal"
+        return self._principal
+
+    @cached_property
+    def scope(self) -> Scope:
+        return Scope(self.session, self.principal)
+
+    @cached_property
+    def auth(self) -> AuthService:
+        return AuthService(self.session, self.runtime.settings, self.runtime.mailer, self.audit, self.visitor)
+
+    @cached_property
+    def orgs(self) -> OrgTreeService:
+        return OrgTreeService(self.session, self.scope, self.audit, self.runtime.settings.org_max_depth)
+
+    @cached_property
+    def devices(self) -> DeviceDirectory:
+        return DeviceDirectory(self.session, self.scope, self.audit)
+
+    @cached_property
+    def users(self) -> UserService:
+        return UserService(self.session, self.scope, self.audit,
+                           SessionService(self.session, self.runtime.session_lifetime))
+
+    @cached_property
+    def roles(self) -> RoleService:
+        return RoleService(self.session, self.scope, self.audit)
+
+    @cached_property
+    def invitations(self) -> InvitationService:
+        return InvitationService(self.session, self.scope, self.audit, self.runtime.mailer, self.runtime.settings)
+
+    @cached_property
+    def invitation_links(self) -> InvitationLinks:
+        return InvitationLinks(self.session, self.audit, self.visitor.ip)
+
+
+async def provide_services(request: Request) -> AsyncIterator[ApiServices]:  # type: ignore[type-arg]
+    """The ``svc`` dependency of every ``/api`` handler."""
+    runtime: AccountsRuntime = request.app.state.accounts
+    principal = request.scope.get("user")
+    visitor = Visitor(client_ip(request), request.headers.get("user-agent", ""))
+    async with runtime.db.session() as session:
+        yield ApiServices(runtime, session, principal if isinstance(principal, Principal) else None, visitor)

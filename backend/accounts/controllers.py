@@ -1,0 +1,211 @@
+"""HTTP handlers of sign-in, users, roles and invitations under ``/api`` (thin: one service
+call each; the guards say who may call them)."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import Cookie
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from backend.accounts.context import ApiServices
+from backend.accounts.guards import PUBLIC, requires, signed_in
+from backend.accounts.permissions import DESCRIPTIONS, Permission
+from backend.accounts.schemas import (EmailIn, InvitationAcceptIn, InvitationIn, InvitationOut, InvitationPreviewOut,
+                                      LoggedOut, LoginIn, MeOut, Page, PasswordChangeIn, PasswordResetIn, PermissionOut,
+                                      RoleIn, RoleOut, RoleUpdateIn, SessionOut, SignupIn, TokenIn, UserOut,
+                                      UserUpdateIn, wire)
+from backend.accounts.sessions import CSRF_COOKIE, SESSION_COOKIE
+from backend.errors import ValidationError
+from backend.settings import Settings
+
+P = Permission
+MAX_PAGE_SIZE = 1000
+
+
+def page_args(page: int, size: int) -> tuple[int, int]:
+    """Check paging parameters (``page`` 0-based, ``size`` 1..1000)."""
+    if page < 0 or not 1 <= size <= MAX_PAGE_SIZE:
+        raise ValidationError(f"page must be 0 or more and size 1 to {MAX_PAGE_SIZE}")
+    return page, size
+
+
+def _secure(request: Request, settings: Settings) -> bool:  # type: ignore[type-arg]
+    if settings.session_cookie_secure != "auto":
+        return settings.session_cookie_secure == "true"
+    return request.url.scheme == "https" or settings.env == "production"
+
+
+def _cookies(request: Request, svc: ApiServices, token: str, csrf: str, max_age: int) -> list[Cookie]:  # type: ignore[type-arg]
+    secure = _secure(request, svc.runtime.settings)
+    return [Cookie(key=SESSION_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure, max_age=max_age),
+            Cookie(key=CSRF_COOKIE, value=csrf, path="/", httponly=False, samesite="lax", secure=secure, max_age=max_age)]
+
+
+class AuthController(Controller):
+    """Sign-in, sign-out, sign-up and passwords."""
+
+    path = "/auth"
+
+    @post("/login", opt=PUBLIC, status_code=HTTP_200_OK)
+    async def login(self, request: Request, data: LoginIn, svc: ApiServices) -> Response[SessionOut]:  # type: ignore[type-arg]
+        """Sign in: sets the HttpOnly session cookie; send ``csrf_token`` back as ``X-CSRF-Token``."""
+        user, opened = await svc.auth.login(data.email, data.password)
+        lifetime = int(svc.runtime.session_lifetime.total_seconds())
+        return Response(SessionOut(wire(user, UserOut), opened.csrf_token, opened.expires_at),
+                        cookies=_cookies(request, svc, opened.token, opened.csrf_token, lifetime))
+
+    @post("/logout", guards=[signed_in], status_code=HTTP_200_OK)
+    async def logout(self, request: Request, svc: ApiServices) -> Response[LoggedOut]:  # type: ignore[type-arg]
+        """End this session."""
+        ended = await svc.auth.logout(svc.principal)
+        return Response(LoggedOut(ended), cookies=_cookies(request, svc, "", "", 0))
+
+    @post("/logout-all", guards=[signed_in], status_code=HTTP_200_OK)
+    async def logout_all(self, request: Request, svc: ApiServices) -> Response[LoggedOut]:  # type: ignore[type-arg]
+        """End every session of the signed-in user, on every browser."""
+        ended = await svc.auth.logout(svc.principal, everywhere=True)
+        return Response(LoggedOut(ended), cookies=_cookies(request, svc, "", "", 0))
+
+    @post("/signup", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
+    async def signup(self, data: SignupIn, svc: ApiServices) -> dict[str, str]:
+        """Ask for an account (when sign-up is on): a confirmation link is e-mailed."""
+        await svc.auth.signup(data.email, data.name, data.password)
+        return {"message": "check your e-mail for a link to finish signing up"}
+
+    @post("/signup/confirm", opt=PUBLIC)
+    async def confirm_signup(self, data: TokenIn, svc: ApiServices) -> UserOut:
+        """Use the sign-up link: makes the account, Admin of a new organization."""
+        return wire(await svc.auth.confirm_signup(data.token), UserOut)
+
+    @post("/password-reset", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
+    async def request_reset(self, data: EmailIn, svc: ApiServices) -> dict[str, str]:
+        """E-mail a password-reset link (the answer is the same whether the address is known)."""
+        await svc.auth.request_password_reset(data.email)
+        return {"message": "if this address has an account, a link to reset its password was sent"}
+
+    @post("/password-reset/confirm", opt=PUBLIC, status_code=HTTP_204_NO_CONTENT)
+    async def reset(self, data: PasswordResetIn, svc: ApiServices) -> None:
+        """Set a new password with a reset link (works once); every session of the user ends."""
+        await svc.auth.reset_password(data.token, data.password)
+
+    @post("/password", guards=[signed_in], status_code=HTTP_204_NO_CONTENT)
+    async def change_password(self, data: PasswordChangeIn, svc: ApiServices) -> None:
+        """Change one's own password; the user's other sessions end."""
+        await svc.auth.change_password(svc.principal, data.current_password, data.new_password)
+
+
+class UserController(Controller):
+    """Users of the organizations in the caller's scope."""
+
+    path = "/users"
+
+    @get("/me", guards=[signed_in])
+    async def me(self, svc: ApiServices) -> MeOut:
+        """The signed-in user, their permissions and this session's CSRF token."""
+        return MeOut(wire(await svc.users.me(), UserOut), sorted(svc.principal.permissions), svc.principal.csrf_token)
+
+    @get("/", guards=[requires(P.USERS_VIEW)])
+    async def list_users(self, svc: ApiServices, org_id: int | None = None, page: int = 0,
+                         size: int = 50) -> Page[UserOut]:
+        """Users of one organization (``org_id``) or of every organization in scope."""
+        page, size = page_args(page, size)
+        users, total = await svc.users.list(org_id, page, size)
+        return Page([wire(u, UserOut) for u in users], total, page, size)
+
+    @get("/{user_id:int}", guards=[requires(P.USERS_VIEW)])
+    async def get_user(self, user_id: int, svc: ApiServices) -> UserOut:
+        """One user."""
+        return wire(await svc.users.get(user_id), UserOut)
+
+    @patch("/{user_id:int}", guards=[requires(P.USERS_EDIT)])
+    async def update_user(self, user_id: int, data: UserUpdateIn, svc: ApiServices) -> UserOut:
+        """Rename a user or change their role."""
+        return wire(await svc.users.update(user_id, data.name, data.role_id), UserOut)
+
+    @post("/{user_id:int}/suspend", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
+    async def suspend(self, user_id: int, svc: ApiServices) -> UserOut:
+        """Suspend a user: their sessions stop working at once and they cannot sign in."""
+        return wire(await svc.users.set_suspended(user_id, True), UserOut)
+
+    @post("/{user_id:int}/activate", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
+    async def activate(self, user_id: int, svc: ApiServices) -> UserOut:
+        """Let a suspended user sign in again."""
+        return wire(await svc.users.set_suspended(user_id, False), UserOut)
+
+    @post("/{user_id:int}/logout", guards=[requires(P.USERS_LOGOUT)], status_code=HTTP_200_OK)
+    async def force_logout(self, user_id: int, svc: ApiServices) -> LoggedOut:
+        """End every session of a user."""
+        return LoggedOut(await svc.users.end_sessions(user_id))
+
+    @delete("/{user_id:int}", guards=[requires(P.USERS_DELETE)])
+    async def delete_user(self, user_id: int, svc: ApiServices) -> None:
+        """Delete a user."""
+        await svc.users.delete(user_id)
+
+
+class RoleController(Controller):
+    """Built-in and custom roles."""
+
+    path = "/roles"
+
+    @get("/", guards=[requires(P.ROLES_VIEW)])
+    async def list_roles(self, svc: ApiServices, org_id: int | None = None) -> list[RoleOut]:
+        """The built-in roles and an organization's custom roles (the caller's by default)."""
+        return [wire(r, RoleOut) for r in await svc.roles.list(org_id)]
+
+    @get("/{role_id:int}", guards=[requires(P.ROLES_VIEW)])
+    async def get_role(self, role_id: int, svc: ApiServices) -> RoleOut:
+        """One role."""
+        return wire(await svc.roles.get(role_id), RoleOut)
+
+    @post("/", guards=[requires(P.ROLES_EDIT)])
+    async def create_role(self, data: RoleIn, svc: ApiServices) -> RoleOut:
+        """A custom role (at most 9 per organization) with permissions the caller has."""
+        return wire(await svc.roles.create(data.org_id, data.name, data.permissions), RoleOut)
+
+    @patch("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
+    async def update_role(self, role_id: int, data: RoleUpdateIn, svc: ApiServices) -> RoleOut:
+        """Rename a custom role or change its permissions."""
+        return wire(await svc.roles.update(role_id, data.name, data.permissions), RoleOut)
+
+    @delete("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
+    async def delete_role(self, role_id: int, svc: ApiServices) -> None:
+        """Delete a custom role that nobody has."""
+        await svc.roles.delete(role_id)
+
+
+@get("/permissions", guards=[signed_in])
+async def list_permissions() -> list[PermissionOut]:
+    """The catalogue of permissions a role can hold."""
+    return [PermissionOut(p.value, DESCRIPTIONS[p]) for p in Permission]
+
+
+class InvitationController(Controller):
+    """Invitations by e-mail."""
+
+    path = "/invitations"
+
+    @post("/", guards=[requires(P.USERS_INVITE)])
+    async def invite(self, data: InvitationIn, svc: ApiServices) -> InvitationOut:
+        """Invite an address without an account (25 a day per organization)."""
+        return wire(await svc.invitations.invite(data.org_id, data.email, data.role_id, data.name), InvitationOut)
+
+    @get("/", guards=[requires(P.USERS_INVITE)])
+    async def list_invitations(self, svc: ApiServices, org_id: int | None = None) -> list[InvitationOut]:
+        """Pending invitations of an organization (the caller's by default)."""
+        return [wire(i, InvitationOut) for i in await svc.invitations.list(org_id)]
+
+    @delete("/{invitation_id:int}", guards=[requires(P.USERS_INVITE)])
+    async def withdraw(self, invitation_id: int, svc: ApiServices) -> None:
+        """Withdraw a pending invitation: its link stops working."""
+        await svc.invitations.withdraw(invitation_id)
+
+    @get("/preview", opt=PUBLIC)
+    async def preview(self, token: str, svc: ApiServices) -> InvitationPreviewOut:
+        """What a working invitation link is for (address and organization)."""
+        return wire(await svc.invitation_links.preview(token), InvitationPreviewOut)
+
+    @post("/accept", opt=PUBLIC)
+    async def accept(self, data: InvitationAcceptIn, svc: ApiServices) -> UserOut:
+        """Use an invitation link (once, before it expires): makes the invitee's account."""
+        return wire(await svc.invitation_links.accept(data.token, data.name, data.password), UserOut)

@@ -1,0 +1,191 @@
+"""Wire types of the accounts, organizations and audit routes (separate from the tables)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+class Page(msgspec.Struct, Generic[T]):
+    """A page of a list, in the shape of Blynk's platform API (``page`` is 0-based)."""
+
+    content: list[T]
+    totalElements: int  # noqa: N815 (Blynk's name)
+    page: int
+    size: int
+
+
+class LoginIn(msgspec.Struct):
+    email: str
+    password: str
+
+
+class SignupIn(msgspec.Struct):
+    email: str
+    password: str
+    name: str = ""
+
+
+class TokenIn(msgspec.Struct):
+    token: str
+
+
+class EmailIn(msgspec.Struct):
+    email: str
+
+
+class PasswordResetIn(msgspec.Struct):
+    token: str
+    password: str
+
+
+class PasswordChangeIn(msgspec.Struct):
+    current_password: str
+    new_password: str
+
+
+class UserOut(msgspec.Struct):
+    id: int
+    org_id: int
+    email: str
+    name: str
+    role_id: int
+    status: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class SessionOut(msgspec.Struct):
+    """Answer of a sign-in: send ``csrf_token`` back as the ``X-CSRF-Token`` header."""
+
+    user: UserOut
+    csrf_token: str
+    expires_at: datetime
+
+
+class MeOut(msgspec.Struct):
+    user: UserOut
+    permissions: list[str]
+    csrf_token: str
+
+
+class LoggedOut(msgspec.Struct):
+    sessions_ended: int
+
+
+class UserUpdateIn(msgspec.Struct):
+    name: str | None = None
+    role_id: int | None = None
+
+
+class OrgOut(msgspec.Struct):
+    id: int
+    parent_id: int | None
+    name: str
+    tz: str
+    created_at: datetime
+
+
+class OrgCreateIn(msgspec.Struct):
+    name: str
+    parent_id: int | None = None
+    tz: str | None = None
+
+
+class OrgUpdateIn(msgspec.Struct):
+    name: str | None = None
+    tz: str | None = None
+
+
+class OrgMoveIn(msgspec.Struct):
+    parent_id: int
+
+
+class DeviceOut(msgspec.Struct):
+    id: int
+    org_id: int
+    template_id: int
+    name: str
+    owner_id: int | None
+    online: bool
+    last_seen: datetime | None
+    created_at: datetime
+
+
+class DeviceMoveIn(msgspec.Struct):
+    org_id: int
+
+
+class RoleOut(msgspec.Struct):
+    id: int
+    org_id: int | None
+    name: str
+    permissions: list[str]
+    builtin: bool
+
+
+class RoleIn(msgspec.Struct):
+    name: str
+    permissions: list[str]
+    org_id: int | None = None
+
+
+class RoleUpdateIn(msgspec.Struct):
+    name: str | None = None
+    permissions: list[str] | None = None
+
+
+class PermissionOut(msgspec.Struct):
+    name: str
+    description: str
+
+
+class InvitationIn(msgspec.Struct):
+    email: str
+    role_id: int
+    org_id: int | None = None
+    name: str = ""
+
+
+class InvitationOut(msgspec.Struct):
+    id: int
+    org_id: int
+    email: str
+    name: str
+    role_id: int
+    created_at: datetime
+    expires_at: datetime
+
+
+class InvitationPreviewOut(msgspec.Struct):
+    email: str
+    organization: str
+    expires_at: datetime
+
+
+class InvitationAcceptIn(msgspec.Struct):
+    token: str
+    password: str
+    name: str = ""
+
+
+class AuditOut(msgspec.Struct):
+    id: int
+    at: datetime
+    org_id: int | None
+    actor_id: int | None
+    actor_email: str
+    ip: str | None
+    action: str
+    target_type: str
+    target_id: str | None
+    details: dict[str, Any]
+
+
+def wire(obj: object, typ: type[T]) -> T:
+    """A service result (dataclass) as a wire type."""
+    return msgspec.convert(obj, typ, from_attributes=True)

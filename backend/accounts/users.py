@@ -1,0 +1,127 @@
+"""Users of the organizations in a principal's scope: read, rename, change role, suspend, end
+sessions, delete.
+
+Nobody may act on a user whose role can do more than their own, nor give a role that can do
+more than their own: permissions never grow by delegation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from sqlalchemy import RowMapping
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.accounts.permissions import Permission, Principal, expand
+from backend.accounts.roles import RoleService
+from backend.accounts.sessions import SessionService
+from backend.accounts.values import check_name
+from backend.audit.services import AuditService
+from backend.db.sql import execute, fetch_all, fetch_one
+from backend.errors import NotFoundError, PermissionDeniedError
+from backend.orgs.tree import Scope
+
+USER_COLUMNS = "u.id, u.org_id, u.email, u.name, u.role_id, u.status, u.created_at, u.last_login_at"
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A user as the console shows them (never the password hash)."""
+
+    id: int
+    org_id: int
+    email: str
+    name: str
+    role_id: int
+    status: str
+    created_at: datetime
+    last_login_at: datetime | None
+
+    @classmethod
+    def of(cls, row: RowMapping) -> "UserInfo":
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+class UserService:
+    """Users within one principal's scope."""
+
+    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService, sessions: SessionService) -> None:
+        self.session = session
+        self.scope = scope
+        self.principal: Principal = scope.principal
+        self.audit = audit
+        self.sessions = sessions
+        self.roles = RoleService(session, scope, audit)
+
+    async def me(self) -> UserInfo:
+        """The signed-in user."""
+        return await self.get(self.principal.user_id)
+
+    async def list(self, org_id: int | None, page: int, size: int) -> tuple[list[UserInfo], int]:
+        """Users of one organization, or of the whole scope, by id."""
+        if org_id is not None:
+            await self.scope.require_org(org_id)
+        orgs = [org_id] if org_id is not None else sorted(await self.scope.org_ids())
+        rows = await fetch_all(self.session, f"SELECT {USER_COLUMNS}, count(*) OVER () AS total FROM app_user u "
+                                             "WHERE u.org_id = ANY(:orgs) ORDER BY u.id LIMIT :size OFFSET :offset",
+                               orgs=orgs, size=size, offset=page * size)
+        return [UserInfo.of(r) for r in rows], int(rows[0]["total"]) if rows else 0
+
+    async def get(self, user_id: int) -> UserInfo:
+        """One user in scope."""
+        row = await fetch_one(self.session, f"SELECT {USER_COLUMNS} FROM app_user u WHERE u.id = :id "
+                                            "AND u.org_id = ANY(:orgs)", id=user_id, orgs=sorted(await self.scope.org_ids()))
+        if row is None:
+            raise NotFoundError("user not found")
+        return UserInfo.of(row)
+
+    async def update(self, user_id: int, name: str | None, role_id: int | None) -> UserInfo:
+        """Rename a user or give them another role."""
+        user = await self._target(user_id, allow_self=role_id is None)
+        new_name = check_name(name) if name is not None else user.name
+        new_role = user.role_id
+        if role_id is not None and role_id != user.role_id:
+            await self.roles.assignable(role_id, user.org_id)
+            new_role = role_id
+        await execute(self.session, "UPDATE app_user SET name = :name, role_id = :role WHERE id = :id",
+                      id=user_id, name=new_name, role=new_role)
+        await self.audit.record(self.principal, user.org_id, "user.update", "user", user_id,
+                                before={"name": user.name, "role_id": user.role_id},
+                                after={"name": new_name, "role_id": new_role})
+        return await self.get(user_id)
+
+    async def set_suspended(self, user_id: int, suspended: bool) -> UserInfo:
+        """Suspend a user (their sessions stop working at once) or let them back in."""
+        user = await self._target(user_id)
+        await execute(self.session, "UPDATE app_user SET status = :status WHERE id = :id",
+                      id=user_id, status="suspended" if suspended else "active")
+        if suspended:
+            await self.sessions.end_all(user_id)
+        await self.audit.record(self.principal, user.org_id, "user.suspend" if suspended else "user.activate",
+                                "user", user_id, email=user.email)
+        return await self.get(user_id)
+
+    async def end_sessions(self, user_id: int) -> int:
+        """Sign a user out everywhere; how many sessions were ended."""
+        user = await self._target(user_id, allow_self=True)
+        ended = await self.sessions.end_all(user_id)
+        await self.audit.record(self.principal, user.org_id, "user.logout_all", "user", user_id, sessions=ended)
+        return ended
+
+    async def delete(self, user_id: int) -> None:
+        """Delete a user (their devices keep existing, without an owner)."""
+        user = await self._target(user_id)
+        await execute(self.session, "UPDATE account_token SET created_by = NULL WHERE created_by = :id", id=user_id)
+        await execute(self.session, "DELETE FROM app_user WHERE id = :id", id=user_id)
+        await self.audit.record(self.principal, user.org_id, "user.delete", "user", user_id, email=user.email)
+
+    async def _target(self, user_id: int, *, allow_self: bool = False) -> UserInfo:
+        user = await self.get(user_id)
+        if user.id == self.principal.user_id and not allow_self:
+            raise PermissionDeniedError("you cannot do this to your own account")
+        row = await fetch_one(self.session, "SELECT permissions FROM role WHERE id = :id", id=user.role_id)
+        theirs = expand(row["permissions"]) if row else frozenset[Permission]()
+        if not theirs <= self.principal.permissions:
+            raise PermissionDeniedError("this user's role has permissions yours does not")
+        return user

@@ -1,0 +1,21 @@
+"""The audit log over HTTP: ``GET /api/audit?org_id=&page=&size=``."""
+
+from __future__ import annotations
+
+from litestar import get
+
+from backend.accounts.context import ApiServices
+from backend.accounts.controllers import page_args
+from backend.accounts.guards import requires
+from backend.accounts.permissions import Permission
+from backend.accounts.schemas import AuditOut, Page, wire
+
+
+@get("/audit", guards=[requires(Permission.AUDIT_VIEW)])
+async def audit_log(svc: ApiServices, org_id: int | None = None, page: int = 0, size: int = 50) -> Page[AuditOut]:
+    """Changes in one organization of the caller's scope (their own by default), newest first."""
+    page, size = page_args(page, size)
+    org = org_id if org_id is not None else svc.principal.org_id
+    await svc.scope.require_org(org)
+    entries, total = await svc.audit.page(org, page, size)
+    return Page([wire(e, AuditOut) for e in entries], total, page, size)

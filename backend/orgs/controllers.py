@@ -1,0 +1,72 @@
+"""HTTP handlers of the organization tree and of devices' places in it, under ``/api``."""
+
+from __future__ import annotations
+
+from litestar import Controller, delete, get, patch, post
+from litestar.status_codes import HTTP_200_OK
+
+from backend.accounts.context import ApiServices
+from backend.accounts.controllers import page_args
+from backend.accounts.guards import requires, requires_any, signed_in
+from backend.accounts.permissions import Permission as P
+from backend.accounts.schemas import DeviceMoveIn, DeviceOut, OrgCreateIn, OrgMoveIn, OrgOut, OrgUpdateIn, Page, wire
+
+
+class OrgController(Controller):
+    """Organizations in the caller's scope (their own; with ``orgs.view_sub`` those below)."""
+
+    path = "/orgs"
+
+    @get("/", guards=[signed_in])
+    async def list_orgs(self, svc: ApiServices) -> list[OrgOut]:
+        """Every organization the caller can see."""
+        return [wire(o, OrgOut) for o in await svc.orgs.list()]
+
+    @get("/{org_id:int}", guards=[signed_in])
+    async def get_org(self, org_id: int, svc: ApiServices) -> OrgOut:
+        """One organization."""
+        return wire(await svc.orgs.get(org_id), OrgOut)
+
+    @post("/", guards=[requires(P.ORGS_CREATE)])
+    async def create_org(self, data: OrgCreateIn, svc: ApiServices) -> OrgOut:
+        """A sub-organization (of the caller's by default), within the depth limit."""
+        return wire(await svc.orgs.create(data.name, data.parent_id, data.tz), OrgOut)
+
+    @patch("/{org_id:int}", guards=[requires(P.ORGS_EDIT)])
+    async def update_org(self, org_id: int, data: OrgUpdateIn, svc: ApiServices) -> OrgOut:
+        """Rename an organization or change its time zone."""
+        return wire(await svc.orgs.update(org_id, data.name, data.tz), OrgOut)
+
+    @delete("/{org_id:int}", guards=[requires(P.ORGS_DELETE)])
+    async def delete_org(self, org_id: int, svc: ApiServices) -> None:
+        """Delete an empty sub-organization."""
+        await svc.orgs.delete(org_id)
+
+    @post("/{org_id:int}/move", guards=[requires(P.ORGS_MOVE)], status_code=HTTP_200_OK)
+    async def move_org(self, org_id: int, data: OrgMoveIn, svc: ApiServices) -> OrgOut:
+        """Put a sub-organization under another parent (no cycles, depth limit kept)."""
+        return wire(await svc.orgs.move(org_id, data.parent_id), OrgOut)
+
+
+class DeviceController(Controller):
+    """Devices as resources of the tree (the device API itself is /external/api)."""
+
+    path = "/devices"
+
+    @get("/", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
+    async def list_devices(self, svc: ApiServices, org_id: int | None = None, page: int = 0,
+                           size: int = 50) -> Page[DeviceOut]:
+        """Visible devices of one organization or of the whole scope."""
+        page, size = page_args(page, size)
+        devices, total = await svc.devices.list(org_id, page, size)
+        return Page([wire(d, DeviceOut) for d in devices], total, page, size)
+
+    @get("/{device_id:int}", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
+    async def get_device(self, device_id: int, svc: ApiServices) -> DeviceOut:
+        """One visible device."""
+        return wire(await svc.devices.get(device_id), DeviceOut)
+
+    @post("/{device_id:int}/move", guards=[requires(P.DEVICES_MOVE)], status_code=HTTP_200_OK)
+    async def move_device(self, device_id: int, data: DeviceMoveIn, svc: ApiServices) -> DeviceOut:
+        """Give a device to another organization in scope."""
+        return wire(await svc.devices.move(device_id, data.org_id), DeviceOut)

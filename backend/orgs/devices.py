@@ -1,0 +1,101 @@
+"""Devices as resources of the organization tree: which ones a user sees, and moving them.
+
+With ``devices.view`` a user sees every device of the organizations in their scope; with only
+``devices.view.own`` (Blynk's built-in User) just the devices they own. A device outside that
+is answered as one that does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.accounts.permissions import Permission
+from backend.audit.services import AuditService
+from backend.db.sql import fetch_all, fetch_one
+from backend.devices.changes import Change, notify
+from backend.errors import ConflictError, NotFoundError, ValidationError
+from backend.orgs.tree import Scope
+
+_COLUMNS = "id, org_id, template_id, name, owner_id, online, last_seen, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device's place and state, without its token."""
+
+    id: int
+    org_id: int
+    template_id: int
+    name: str
+    owner_id: int | None
+    online: bool
+    last_seen: datetime | None
+    created_at: datetime
+
+
+class DeviceDirectory:
+    """Devices within one principal's scope."""
+
+    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService) -> None:
+        self.session = session
+        self.scope = scope
+        self.principal = scope.principal
+        self.audit = audit
+
+    async def list(self, org_id: int | None, page: int, size: int) -> tuple[list[DeviceInfo], int]:
+        """Visible devices (of one organization, or of the whole scope), by id."""
+        if org_id is not None:
+            await self.scope.require_org(org_id)
+        where, params = await self._visible()
+        if org_id is not None:
+            where, params = f"{where} AND org_id = :org", {**params, "org": org_id}
+        rows = await fetch_all(self.session, f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM device "
+                                             f"WHERE {where} ORDER BY id LIMIT :size OFFSET :offset",
+                               **params, size=size, offset=page * size)
+        total = int(rows[0]["total"]) if rows else 0
+        return [DeviceInfo(**{k: v for k, v in r.items() if k != "total"}) for r in rows], total
+
+    async def get(self, device_id: int) -> DeviceInfo:
+        """One visible device."""
+        where, params = await self._visible()
+        row = await fetch_one(self.session, f"SELECT {_COLUMNS} FROM device WHERE id = :id AND {where}",
+                              id=device_id, **params)
+        if row is None:
+            raise NotFoundError("device not found")
+        return DeviceInfo(**row)
+
+    async def move(self, device_id: int, org_id: int) -> DeviceInfo:
+        """Give a device to another organization of the scope (its template must be usable there:
+        owned by that organization or one above it)."""
+        device = await self.get(device_id)
+        await self.scope.require_org(org_id)
+        usable = await fetch_one(self.session, """WITH RECURSIVE up(id, parent_id) AS (
+                SELECT id, parent_id FROM organization WHERE id = :org
+                UNION ALL SELECT o.id, o.parent_id FROM organization o JOIN up u ON o.id = u.parent_id)
+            SELECT 1 AS ok FROM template WHERE id = :template AND org_id IN (SELECT id FROM up)""",
+                                 org=org_id, template=device.template_id)
+        if usable is None:
+            raise ValidationError("the device's template belongs to an organization that is not above the "
+                                  "target organization, so the device cannot use it there")
+        try:
+            async with self.session.begin_nested():
+                row = await fetch_one(self.session, f"UPDATE device SET org_id = :org WHERE id = :id "
+                                                    f"RETURNING {_COLUMNS}", org=org_id, id=device_id)
+        except IntegrityError as exc:
+            raise ConflictError(f"the target organization already has a device named {device.name!r}") from exc
+        assert row is not None
+        await notify(self.session, Change("device", device_id))
+        for org in (device.org_id, org_id):
+            await self.audit.record(self.principal, org, "device.move", "device", device_id,
+                                    from_org_id=device.org_id, to_org_id=org_id)
+        return DeviceInfo(**row)
+
+    async def _visible(self) -> tuple[str, dict[str, object]]:
+        params: dict[str, object] = {"orgs": sorted(await self.scope.org_ids())}
+        if self.principal.has(Permission.DEVICES_VIEW):
+            return "org_id = ANY(:orgs)", params
+        return "org_id = ANY(:orgs) AND owner_id = :me", {**params, "me": self.principal.user_id}
