@@ -30,6 +30,8 @@ from backend.errors import BlynkApiError, ConflictError, NotFoundError, OpenBlyn
 from backend.history.writer import HistoryWriter, ensure_partitions
 from backend.ingest.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.ota.controllers import OtaController
+from backend.ota.wiring import OtaServices
 from backend.security import Secrets
 from backend.history.maintenance import Retention, maintain
 from backend.scheduler import Job, Scheduler
@@ -71,7 +73,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await _stop_services(services)
 
     return Litestar(
-        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, api_router()],
+        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, OtaController, api_router()],
         lifespan=[lifespan, data_api_lifespan(settings), accounts_lifespan(settings)],  # DATA_ROUTES after DeviceApiController
         exception_handlers={OpenBlynkError: _error_response},
         openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema"),
@@ -130,12 +132,14 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
                          secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
     data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes)
     device_services = DeviceServices.build(db.pool, data, settings)
-    ingest = IngestService(registry, data, db.pool, device_services)
+    ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, device_services)
+    ingest = IngestService(registry, data, db.pool, device_services, ota=ota.delivery)
     changes = ChangeListener(database_url, registry.apply)
     changes.start()
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
     scheduler = Scheduler(database_url, [Job("history-maintenance", lambda: maintain(db.pool, retention),
-                                             settings.maintenance_interval_seconds)])
+                                             settings.maintenance_interval_seconds),
+                                         Job("ota-rollout", ota.rollout.tick, settings.ota_tick_seconds)])
     scheduler.start()
     history.start()
     latest.start()
@@ -145,6 +149,7 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     app.state.services = Services(db, mqtt, history, latest, ingest, task, changes, scheduler)
     app.state.device_api = DeviceApiService(registry, secrets, data, db.pool, device_services)
     app.state.device_services = device_services
+    app.state.ota = ota
     return app.state.services  # type: ignore[no-any-return]
 
 

@@ -105,6 +105,12 @@ class Settings:
     """Uploaded files kept per device; the oldest is deleted beyond this (Blynk's limit)."""
     upload_daily_limit: int = 100
     """Files a device may upload per UTC day, then 403 `File uploads limit has been reached.`"""
+    firmware_max_bytes: int = 32 * 1024 * 1024
+    """Largest firmware image (.bin/.tar) that may be uploaded for Blynk.Air, in bytes."""
+    ota_public_url: str = ""
+    """Base URL devices download firmware from (e.g. https://iot.example.com); empty = the URL the shipment was created at."""
+    ota_tick_seconds: float = 2.0
+    """How often the scheduler advances live shipments (timeouts, abort rule, pacing, new offers)."""
     org_max_depth: int = 4
     """Deepest level of the organization tree (the root is level 1; Blynk's limit is 4)."""
     signup_enabled: bool = False
