@@ -3,6 +3,8 @@ call each; the guards say who may call them)."""
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import Cookie
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -35,7 +37,7 @@ def _secure(request: Request, settings: Settings) -> bool:  # type: ignore[type-
     return request.url.scheme == "https" or settings.env == "production"
 
 
-def _cookies(request: Request, svc: ApiServices, token: str, csrf: str, max_age: int) -> list[Cookie]:  # type: ignore[type-arg]
+def _cookies(request: Request, svc: NamedDependency[ApiServices], token: str, csrf: str, max_age: int) -> list[Cookie]:  # type: ignore[type-arg]
     secure = _secure(request, svc.runtime.settings)
     return [Cookie(key=SESSION_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure, max_age=max_age),
             Cookie(key=CSRF_COOKIE, value=csrf, path="/", httponly=False, samesite="lax", secure=secure, max_age=max_age)]
@@ -47,7 +49,7 @@ class AuthController(Controller):
     path = "/auth"
 
     @post("/login", opt=PUBLIC, status_code=HTTP_200_OK)
-    async def login(self, request: Request, data: LoginIn, svc: ApiServices) -> Response[SessionOut]:  # type: ignore[type-arg]
+    async def login(self, request: Request, data: JSONBody[LoginIn], svc: NamedDependency[ApiServices]) -> Response[SessionOut]:  # type: ignore[type-arg]
         """Sign in: sets the HttpOnly session cookie; send ``csrf_token`` back as ``X-CSRF-Token``."""
         user, opened = await svc.auth.login(data.email, data.password)
         lifetime = int(svc.runtime.session_lifetime.total_seconds())
@@ -55,41 +57,41 @@ class AuthController(Controller):
                         cookies=_cookies(request, svc, opened.token, opened.csrf_token, lifetime))
 
     @post("/logout", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout(self, request: Request, svc: ApiServices) -> Response[LoggedOut]:  # type: ignore[type-arg]
+    async def logout(self, request: Request, svc: NamedDependency[ApiServices]) -> Response[LoggedOut]:  # type: ignore[type-arg]
         """End this session."""
         ended = await svc.auth.logout(svc.principal)
         return Response(LoggedOut(ended), cookies=_cookies(request, svc, "", "", 0))
 
     @post("/logout-all", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout_all(self, request: Request, svc: ApiServices) -> Response[LoggedOut]:  # type: ignore[type-arg]
+    async def logout_all(self, request: Request, svc: NamedDependency[ApiServices]) -> Response[LoggedOut]:  # type: ignore[type-arg]
         """End every session of the signed-in user, on every browser."""
         ended = await svc.auth.logout(svc.principal, everywhere=True)
         return Response(LoggedOut(ended), cookies=_cookies(request, svc, "", "", 0))
 
     @post("/signup", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
-    async def signup(self, data: SignupIn, svc: ApiServices) -> dict[str, str]:
+    async def signup(self, data: JSONBody[SignupIn], svc: NamedDependency[ApiServices]) -> dict[str, str]:
         """Ask for an account (when sign-up is on): a confirmation link is e-mailed."""
         await svc.auth.signup(data.email, data.name, data.password)
         return {"message": "check your e-mail for a link to finish signing up"}
 
     @post("/signup/confirm", opt=PUBLIC)
-    async def confirm_signup(self, data: TokenIn, svc: ApiServices) -> UserOut:
+    async def confirm_signup(self, data: JSONBody[TokenIn], svc: NamedDependency[ApiServices]) -> UserOut:
         """Use the sign-up link: makes the account, Admin of a new organization."""
         return wire(await svc.auth.confirm_signup(data.token), UserOut)
 
     @post("/password-reset", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
-    async def request_reset(self, data: EmailIn, svc: ApiServices) -> dict[str, str]:
+    async def request_reset(self, data: JSONBody[EmailIn], svc: NamedDependency[ApiServices]) -> dict[str, str]:
         """E-mail a password-reset link (the answer is the same whether the address is known)."""
         await svc.auth.request_password_reset(data.email)
         return {"message": "if this address has an account, a link to reset its password was sent"}
 
     @post("/password-reset/confirm", opt=PUBLIC, status_code=HTTP_204_NO_CONTENT)
-    async def reset(self, data: PasswordResetIn, svc: ApiServices) -> None:
+    async def reset(self, data: JSONBody[PasswordResetIn], svc: NamedDependency[ApiServices]) -> None:
         """Set a new password with a reset link (works once); every session of the user ends."""
         await svc.auth.reset_password(data.token, data.password)
 
     @post("/password", guards=[signed_in], status_code=HTTP_204_NO_CONTENT)
-    async def change_password(self, data: PasswordChangeIn, svc: ApiServices) -> None:
+    async def change_password(self, data: JSONBody[PasswordChangeIn], svc: NamedDependency[ApiServices]) -> None:
         """Change one's own password; the user's other sessions end."""
         await svc.auth.change_password(svc.principal, data.current_password, data.new_password)
 
@@ -100,45 +102,45 @@ class UserController(Controller):
     path = "/users"
 
     @get("/me", guards=[signed_in])
-    async def me(self, svc: ApiServices) -> MeOut:
+    async def me(self, svc: NamedDependency[ApiServices]) -> MeOut:
         """The signed-in user, their permissions and this session's CSRF token."""
         return MeOut(wire(await svc.users.me(), UserOut), sorted(svc.principal.permissions), svc.principal.csrf_token)
 
     @get("/", guards=[requires(P.USERS_VIEW)])
-    async def list_users(self, svc: ApiServices, org_id: int | None = None, page: int = 0,
-                         size: int = 50) -> Page[UserOut]:
+    async def list_users(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
+                         size: FromQuery[int] = 50) -> Page[UserOut]:
         """Users of one organization (``org_id``) or of every organization in scope."""
         page, size = page_args(page, size)
         users, total = await svc.users.list(org_id, page, size)
         return Page([wire(u, UserOut) for u in users], total, page, size)
 
     @get("/{user_id:int}", guards=[requires(P.USERS_VIEW)])
-    async def get_user(self, user_id: int, svc: ApiServices) -> UserOut:
+    async def get_user(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
         """One user."""
         return wire(await svc.users.get(user_id), UserOut)
 
     @patch("/{user_id:int}", guards=[requires(P.USERS_EDIT)])
-    async def update_user(self, user_id: int, data: UserUpdateIn, svc: ApiServices) -> UserOut:
+    async def update_user(self, user_id: FromPath[int], data: JSONBody[UserUpdateIn], svc: NamedDependency[ApiServices]) -> UserOut:
         """Rename a user or change their role."""
         return wire(await svc.users.update(user_id, data.name, data.role_id), UserOut)
 
     @post("/{user_id:int}/suspend", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
-    async def suspend(self, user_id: int, svc: ApiServices) -> UserOut:
+    async def suspend(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
         """Suspend a user: their sessions stop working at once and they cannot sign in."""
         return wire(await svc.users.set_suspended(user_id, True), UserOut)
 
     @post("/{user_id:int}/activate", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
-    async def activate(self, user_id: int, svc: ApiServices) -> UserOut:
+    async def activate(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
         """Let a suspended user sign in again."""
         return wire(await svc.users.set_suspended(user_id, False), UserOut)
 
     @post("/{user_id:int}/logout", guards=[requires(P.USERS_LOGOUT)], status_code=HTTP_200_OK)
-    async def force_logout(self, user_id: int, svc: ApiServices) -> LoggedOut:
+    async def force_logout(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> LoggedOut:
         """End every session of a user."""
         return LoggedOut(await svc.users.end_sessions(user_id))
 
     @delete("/{user_id:int}", guards=[requires(P.USERS_DELETE)])
-    async def delete_user(self, user_id: int, svc: ApiServices) -> None:
+    async def delete_user(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
         """Delete a user."""
         await svc.users.delete(user_id)
 
@@ -149,27 +151,27 @@ class RoleController(Controller):
     path = "/roles"
 
     @get("/", guards=[requires(P.ROLES_VIEW)])
-    async def list_roles(self, svc: ApiServices, org_id: int | None = None) -> list[RoleOut]:
+    async def list_roles(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[RoleOut]:
         """The built-in roles and an organization's custom roles (the caller's by default)."""
         return [wire(r, RoleOut) for r in await svc.roles.list(org_id)]
 
     @get("/{role_id:int}", guards=[requires(P.ROLES_VIEW)])
-    async def get_role(self, role_id: int, svc: ApiServices) -> RoleOut:
+    async def get_role(self, role_id: FromPath[int], svc: NamedDependency[ApiServices]) -> RoleOut:
         """One role."""
         return wire(await svc.roles.get(role_id), RoleOut)
 
     @post("/", guards=[requires(P.ROLES_EDIT)])
-    async def create_role(self, data: RoleIn, svc: ApiServices) -> RoleOut:
+    async def create_role(self, data: JSONBody[RoleIn], svc: NamedDependency[ApiServices]) -> RoleOut:
         """A custom role (at most 9 per organization) with permissions the caller has."""
         return wire(await svc.roles.create(data.org_id, data.name, data.permissions), RoleOut)
 
     @patch("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
-    async def update_role(self, role_id: int, data: RoleUpdateIn, svc: ApiServices) -> RoleOut:
+    async def update_role(self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn], svc: NamedDependency[ApiServices]) -> RoleOut:
         """Rename a custom role or change its permissions."""
         return wire(await svc.roles.update(role_id, data.name, data.permissions), RoleOut)
 
     @delete("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
-    async def delete_role(self, role_id: int, svc: ApiServices) -> None:
+    async def delete_role(self, role_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
         """Delete a custom role that nobody has."""
         await svc.roles.delete(role_id)
 
@@ -186,26 +188,26 @@ class InvitationController(Controller):
     path = "/invitations"
 
     @post("/", guards=[requires(P.USERS_INVITE)])
-    async def invite(self, data: InvitationIn, svc: ApiServices) -> InvitationOut:
+    async def invite(self, data: JSONBody[InvitationIn], svc: NamedDependency[ApiServices]) -> InvitationOut:
         """Invite an address without an account (25 a day per organization)."""
         return wire(await svc.invitations.invite(data.org_id, data.email, data.role_id, data.name), InvitationOut)
 
     @get("/", guards=[requires(P.USERS_INVITE)])
-    async def list_invitations(self, svc: ApiServices, org_id: int | None = None) -> list[InvitationOut]:
+    async def list_invitations(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[InvitationOut]:
         """Pending invitations of an organization (the caller's by default)."""
         return [wire(i, InvitationOut) for i in await svc.invitations.list(org_id)]
 
     @delete("/{invitation_id:int}", guards=[requires(P.USERS_INVITE)])
-    async def withdraw(self, invitation_id: int, svc: ApiServices) -> None:
+    async def withdraw(self, invitation_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
         """Withdraw a pending invitation: its link stops working."""
         await svc.invitations.withdraw(invitation_id)
 
     @get("/preview", opt=PUBLIC)
-    async def preview(self, token: str, svc: ApiServices) -> InvitationPreviewOut:
+    async def preview(self, token: FromQuery[str], svc: NamedDependency[ApiServices]) -> InvitationPreviewOut:
         """What a working invitation link is for (address and organization)."""
         return wire(await svc.invitation_links.preview(token), InvitationPreviewOut)
 
     @post("/accept", opt=PUBLIC)
-    async def accept(self, data: InvitationAcceptIn, svc: ApiServices) -> UserOut:
+    async def accept(self, data: JSONBody[InvitationAcceptIn], svc: NamedDependency[ApiServices]) -> UserOut:
         """Use an invitation link (once, before it expires): makes the invitee's account."""
         return wire(await svc.invitation_links.accept(data.token, data.name, data.password), UserOut)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
 from litestar import get
 
 from backend.accounts.context import ApiServices
@@ -12,7 +14,7 @@ from backend.accounts.schemas import AuditOut, Page, wire
 
 
 @get("/audit", guards=[requires(Permission.AUDIT_VIEW)])
-async def audit_log(svc: ApiServices, org_id: int | None = None, page: int = 0, size: int = 50) -> Page[AuditOut]:
+async def audit_log(svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0, size: FromQuery[int] = 50) -> Page[AuditOut]:
     """Changes in one organization of the caller's scope (their own by default), newest first."""
     page, size = page_args(page, size)
     org = org_id if org_id is not None else svc.principal.org_id

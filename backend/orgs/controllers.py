@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar import Controller, delete, get, patch, post
 from litestar.status_codes import HTTP_200_OK
 
@@ -18,32 +20,32 @@ class OrgController(Controller):
     path = "/orgs"
 
     @get("/", guards=[signed_in])
-    async def list_orgs(self, svc: ApiServices) -> list[OrgOut]:
+    async def list_orgs(self, svc: NamedDependency[ApiServices]) -> list[OrgOut]:
         """Every organization the caller can see."""
         return [wire(o, OrgOut) for o in await svc.orgs.list()]
 
     @get("/{org_id:int}", guards=[signed_in])
-    async def get_org(self, org_id: int, svc: ApiServices) -> OrgOut:
+    async def get_org(self, org_id: FromPath[int], svc: NamedDependency[ApiServices]) -> OrgOut:
         """One organization."""
         return wire(await svc.orgs.get(org_id), OrgOut)
 
     @post("/", guards=[requires(P.ORGS_CREATE)])
-    async def create_org(self, data: OrgCreateIn, svc: ApiServices) -> OrgOut:
+    async def create_org(self, data: JSONBody[OrgCreateIn], svc: NamedDependency[ApiServices]) -> OrgOut:
         """A sub-organization (of the caller's by default), within the depth limit."""
         return wire(await svc.orgs.create(data.name, data.parent_id, data.tz), OrgOut)
 
     @patch("/{org_id:int}", guards=[requires(P.ORGS_EDIT)])
-    async def update_org(self, org_id: int, data: OrgUpdateIn, svc: ApiServices) -> OrgOut:
+    async def update_org(self, org_id: FromPath[int], data: JSONBody[OrgUpdateIn], svc: NamedDependency[ApiServices]) -> OrgOut:
         """Rename an organization or change its time zone."""
         return wire(await svc.orgs.update(org_id, data.name, data.tz), OrgOut)
 
     @delete("/{org_id:int}", guards=[requires(P.ORGS_DELETE)])
-    async def delete_org(self, org_id: int, svc: ApiServices) -> None:
+    async def delete_org(self, org_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
         """Delete an empty sub-organization."""
         await svc.orgs.delete(org_id)
 
     @post("/{org_id:int}/move", guards=[requires(P.ORGS_MOVE)], status_code=HTTP_200_OK)
-    async def move_org(self, org_id: int, data: OrgMoveIn, svc: ApiServices) -> OrgOut:
+    async def move_org(self, org_id: FromPath[int], data: JSONBody[OrgMoveIn], svc: NamedDependency[ApiServices]) -> OrgOut:
         """Put a sub-organization under another parent (no cycles, depth limit kept)."""
         return wire(await svc.orgs.move(org_id, data.parent_id), OrgOut)
 
@@ -54,19 +56,19 @@ class DeviceController(Controller):
     path = "/devices"
 
     @get("/", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
-    async def list_devices(self, svc: ApiServices, org_id: int | None = None, page: int = 0,
-                           size: int = 50) -> Page[DeviceOut]:
+    async def list_devices(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
+                           size: FromQuery[int] = 50) -> Page[DeviceOut]:
         """Visible devices of one organization or of the whole scope."""
         page, size = page_args(page, size)
         devices, total = await svc.devices.list(org_id, page, size)
         return Page([wire(d, DeviceOut) for d in devices], total, page, size)
 
     @get("/{device_id:int}", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
-    async def get_device(self, device_id: int, svc: ApiServices) -> DeviceOut:
+    async def get_device(self, device_id: FromPath[int], svc: NamedDependency[ApiServices]) -> DeviceOut:
         """One visible device."""
         return wire(await svc.devices.get(device_id), DeviceOut)
 
     @post("/{device_id:int}/move", guards=[requires(P.DEVICES_MOVE)], status_code=HTTP_200_OK)
-    async def move_device(self, device_id: int, data: DeviceMoveIn, svc: ApiServices) -> DeviceOut:
+    async def move_device(self, device_id: FromPath[int], data: JSONBody[DeviceMoveIn], svc: NamedDependency[ApiServices]) -> DeviceOut:
         """Give a device to another organization in scope."""
         return wire(await svc.devices.move(device_id, data.org_id), DeviceOut)
