@@ -20,6 +20,7 @@ from ._exceptions import (
     InvalidTokenError,
     NotConnectedError,
 )
+from ._ota import FirmwareImage, FirmwareOffer, FirmwareRejectedError, OtaAgent
 from ._token import AuthToken
 
 __version__ = "0.1.0"
@@ -35,8 +36,12 @@ __all__ = [
     "Downlink",
     "DownlinkQueue",
     "Endpoint",
+    "FirmwareImage",
+    "FirmwareOffer",
+    "FirmwareRejectedError",
     "InvalidTokenError",
     "NotConnectedError",
+    "OtaAgent",
     "__version__",
 ]
 

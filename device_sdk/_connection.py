@@ -8,6 +8,7 @@ ends, then decides whether to stop, follow a ``downlink/redirect`` or back off a
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import socket
@@ -75,6 +76,7 @@ class _Outcome(enum.Enum):
     LOST = "lost"  # it was up, then it dropped
     REDIRECTED = "redirected"
     REFUSED = "refused"  # the token was refused; never retry
+    RESTARTED = "restarted"  # asked to reconnect at once (e.g. after a firmware update)
     STOPPED = "stopped"
 
 
@@ -96,6 +98,7 @@ class Link:
         self._redirect_to: Endpoint | None = None
         self._lost_reason = ""
         self._subscribe_mid: int | None = None
+        self._restart = threading.Event()
 
     # -- called from user threads -------------------------------------------------------------
 
@@ -161,6 +164,19 @@ class Link:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    def set_mcu_info(self, mcu_info: bytes) -> None:
+        """Use ``mcu_info`` on every later connection."""
+        with self._cond:
+            self._config = dataclasses.replace(self._config, mcu_info=mcu_info)
+
+    def restart(self) -> None:
+        """Close the live connection and open a new one at once (no-op when not running)."""
+        with self._cond:
+            client = self._client if self._running else None
+        if client is not None:
+            self._restart.set()
+            client.disconnect()  # thread-safe; wakes the network thread's select()
+
     def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
         """Publish on the live connection.
 
@@ -190,6 +206,9 @@ class Link:
                 outcome, uptime = self._connect_once()
                 if outcome in (_Outcome.STOPPED, _Outcome.REFUSED):
                     return
+                if outcome is _Outcome.RESTARTED:
+                    attempt = quick_redirects = 0
+                    continue
                 if outcome is _Outcome.REDIRECTED and quick_redirects < _MAX_QUICK_REDIRECTS:
                     quick_redirects += 1
                     attempt = 0
@@ -234,7 +253,8 @@ class Link:
         uptime = time.monotonic() - started
         outcome = self._classify(was_ready)
         if was_ready:
-            lost = None if outcome is _Outcome.STOPPED else ConnectionLostError(self._lost_reason)
+            asked = outcome in (_Outcome.STOPPED, _Outcome.RESTARTED)
+            lost = None if asked else ConnectionLostError(self._lost_reason)
             self._session.disconnected(lost)
         return outcome, uptime
 
@@ -243,6 +263,9 @@ class Link:
             return _Outcome.REFUSED
         if self._stop.is_set():
             return _Outcome.STOPPED
+        if self._restart.is_set():
+            self._restart.clear()
+            return _Outcome.RESTARTED
         if self._redirect_to is not None:
             logger.info("redirected from %s to %s", self._endpoint.uri, self._redirect_to.uri)
             self._endpoint = self._redirect_to
@@ -261,7 +284,7 @@ class Link:
                 return
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
-            if self._stop.is_set() or self._redirect_to is not None:
+            if self._stop.is_set() or self._redirect_to is not None or self._restart.is_set():
                 if closing_since is None:
                     closing_since = time.monotonic()
                     client.disconnect()

@@ -76,13 +76,14 @@ class Device:
         if not 0 <= keepalive <= 65535:
             raise ValueError(f"keepalive must be within 0..65535, got {keepalive}")
         endpoint = Endpoint(host, port if port is not None else (8883 if tls else 1883), tls=tls)
-        mcu_info = encode_mcu_info(
-            template_id=template_id,
-            firmware_version=firmware_version,
-            build=build,
-            firmware_type=firmware_type,
-            rx_buffer=rx_buffer,
-        )
+        self._mcu = {
+            "template_id": template_id,
+            "firmware_version": firmware_version,
+            "build": build,
+            "firmware_type": firmware_type,
+            "rx_buffer": rx_buffer,
+        }
+        mcu_info = encode_mcu_info(**self._mcu)  # type: ignore[arg-type]
         config = LinkConfig(
             token=self._token,
             endpoint=endpoint,
@@ -94,6 +95,39 @@ class Device:
         )
         self._dispatch = Dispatcher()
         self._link = Link(config, self._dispatch)
+
+    @property
+    def firmware_version(self) -> str:
+        """The firmware version this device reports in ``info/mcu``."""
+        return str(self._mcu["firmware_version"])
+
+    @property
+    def firmware_type(self) -> str | None:
+        """The firmware type this device accepts for OTA (defaults to the template ID)."""
+        value = self._mcu["firmware_type"] or self._mcu["template_id"]
+        return None if value is None else str(value)
+
+    def set_firmware(self, version: str, build: str | None = None) -> None:
+        """Report another firmware version (and build) in ``info/mcu`` from the next
+        connection on; call :meth:`reconnect` to report it at once.
+
+        Args:
+            version: The new firmware version (``ver``).
+            build: The new build date (``build``), e.g. ``"Jan 19 2024 12:25:30"``.
+
+        Raises:
+            ValueError: If ``version`` is empty.
+        """
+        if not version:
+            raise ValueError("version must not be empty")
+        mcu = {**self._mcu, "firmware_version": version, "build": build}
+        self._link.set_mcu_info(encode_mcu_info(**mcu))  # type: ignore[arg-type]
+        self._mcu = mcu
+
+    def reconnect(self) -> None:
+        """Drop the connection and connect again at once (as a device does after it
+        installed new firmware); ``info/mcu`` is published again. No-op when not started."""
+        self._link.restart()
 
     def __repr__(self) -> str:
         return f"<Device {self._link.endpoint.uri} connected={self.connected}>"

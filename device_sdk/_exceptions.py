@@ -8,6 +8,7 @@ library raises on purpose::
      │                            (CONNACK 4 / 5); also a ValueError
      ├── NotConnectedError        a publish needs a live connection and there is none
      ├── ConnectionLostError      the connection dropped; passed to ``on_disconnect`` handlers
+     ├── FirmwareRejectedError    an OTA offer or image the OtaAgent refused (device_sdk._ota)
      └── DeviceTimeoutError       a bounded wait ran out; also a TimeoutError
           └── ConnectTimeoutError  ``connect()`` got no usable connection in time
 

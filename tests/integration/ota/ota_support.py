@@ -48,8 +48,10 @@ def public_key(stack: StackConfig) -> str:
 
 def wait_counts(stack: StackConfig, shipment_id: int, done: Any, timeout: float = 60.0) -> dict[str, Any]:
     """Wait until ``done(shipment)`` holds; the shipment then."""
-    return wait_for(lambda: (s := shipment(stack, shipment_id)) if done(s) else None, timeout, interval=0.5,
-                    message=f"shipment {shipment_id} to progress")  # type: ignore[return-value]
+    def check() -> dict[str, Any] | None:
+        current = shipment(stack, shipment_id)
+        return current if done(current) else None
+    return wait_for(check, timeout, interval=0.5, message=f"shipment {shipment_id} to progress")
 
 
 @dataclass

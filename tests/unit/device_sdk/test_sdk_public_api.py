@@ -18,8 +18,12 @@ PUBLIC_NAMES = [
     "Downlink",
     "DownlinkQueue",
     "Endpoint",
+    "FirmwareImage",
+    "FirmwareOffer",
+    "FirmwareRejectedError",
     "InvalidTokenError",
     "NotConnectedError",
+    "OtaAgent",
     "__version__",
 ]
 
