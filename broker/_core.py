@@ -198,7 +198,8 @@ class CoreBroker(LifecycleBroker):
         device = isinstance(identity, DeviceIdentity)
         limit = settings.max_outgoing_queue if device else settings.service_max_outgoing_queue
         session = self._take_session(key, identity, request)
-        session.offline_limit = limit
+        if not device:
+            session.backlog_limit = settings.max_session_backlog
         handler = MountedHandler(self.plugins_manager, loop=self._loop)
         handler.attach(session, framed, writer)
         framed.before_eof = handler.settle
@@ -251,7 +252,7 @@ class CoreBroker(LifecycleBroker):
         session = connection.session
         mount = session.mount
         if mount is None:
-            await self._publish_session_retained_messages(session)  # queued while offline
+            self.resume(connection)  # what was not acknowledged, then what waited while offline
             return
         online = online_payload(
             ip=connection.address,

@@ -1,9 +1,18 @@
-"""Getting messages out: bounded per-connection sending, ping timing, vitals, offline queues.
+"""Getting messages out: bounded per-connection sending, ping timing, vitals, session backlogs.
 
 :class:`DeliveryBroker` is the bottom layer of openblynk's broker (``amqtt.broker.Broker`` <-
 ``DeliveryBroker`` <- ``RoutingBroker`` <- ``CoreBroker``). Every message to a client goes
 through :meth:`DeliveryBroker.send_to`, which uses the connection's bounded
 :class:`~broker._outbox.Outbox` instead of amqtt's broker-wide, unbounded task deque.
+
+QoS 1/2 messages are at-least-once across reconnects of a persistent session (the backend's
+ingest subscriber): each is registered in ``session.inflight_out`` when it enters the outbox
+and leaves only with its acknowledgement (:mod:`broker._handler`). What does not fit in the
+outbox, and everything that arrives while the session is offline, waits in the session's
+bounded backlog and moves into the outbox as acknowledgements free room. On reconnect,
+:meth:`DeliveryBroker.resume` sends the unacknowledged messages again, oldest first, then the
+backlog. Clean sessions (every device) keep the stock rule: a QoS 1 message that finds the
+outbox full disconnects the client as a slow consumer.
 """
 
 from __future__ import annotations
@@ -13,10 +22,11 @@ import logging
 from typing import Any
 
 from amqtt.broker import Broker
-from amqtt.mqtt.constants import QOS_0, QOS_1
-from amqtt.session import Session
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
+from amqtt.session import OutgoingApplicationMessage, Session
 
-from broker._session import BrokerSession, Connection
+from broker._session import BrokerSession, Connection, Pending
+from broker.errors import InvalidTopicError
 from broker.presence import PING_TIMEOUT, OfflineReason, ping_payload, ping_topic, vitals_payload, vitals_topic
 
 __all__ = ["DeliveryBroker"]
@@ -37,14 +47,87 @@ class DeliveryBroker(Broker):
         raise NotImplementedError
 
     def send_to(self, connection: Connection, topic: str, data: bytes | bytearray, qos: int, retain: bool) -> bool:
-        """Queue one PUBLISH to ``connection``; False if it was dropped (outbox full or closed)."""
+        """Queue one PUBLISH to ``connection``; False if it was dropped (outbox full or closed).
+
+        A QoS 1/2 message for a persistent session is never dropped for lack of room: it waits
+        in the session's backlog (bounded by ``backlog_limit``) instead.
+        """
+        session = connection.session
+        persistent = qos != QOS_0 and not session.clean_session
+        if persistent and (session.backlog or connection.closed or len(connection.outbox) >= connection.outbox.limit):
+            return self.to_backlog(session, topic, data, qos)
         if connection.closed:
             return False
         handler = connection.handler
-        task = connection.outbox.push(qos, lambda: handler.mqtt_publish(topic, data, qos, retain=retain))
+        if qos == QOS_0:
+            task = connection.outbox.push(qos, lambda: handler.mqtt_publish(topic, data, qos, retain=retain))
+        elif len(connection.outbox) >= connection.outbox.limit:
+            connection.outbox.overflowed = True
+            task = None
+        else:
+            message = self._register(connection, topic, data, qos, retain)
+            if message is None:
+                return False
+            task = self._push_reliable(connection, message)
         if task is None:
             self._check_overflow(connection)
         return task is not None
+
+    @staticmethod
+    def _register(connection: Connection, topic: str, data: bytes | bytearray, qos: int,
+                  retain: bool) -> OutgoingApplicationMessage | None:
+        """A QoS 1/2 message with its packet id, recorded in ``inflight_out`` until acknowledged."""
+        try:
+            relative = connection.handler.relative(topic)
+        except InvalidTopicError as exc:
+            logger.warning("%s: %s", connection.label, exc)
+            return None
+        session = connection.session
+        message = OutgoingApplicationMessage(session.next_packet_id, relative, qos, data, retain)
+        session.inflight_out[message.packet_id] = message
+        return message
+
+    def _push_reliable(self, connection: Connection, message: OutgoingApplicationMessage) -> asyncio.Task[Any] | None:
+        """Start delivering a registered QoS 1/2 message; when it ends, refill from the backlog."""
+        handler = connection.handler
+        task = connection.outbox.push(message.qos or QOS_1, lambda: handler.deliver(message))
+        if task is not None and not connection.session.clean_session:
+            task.add_done_callback(lambda _task: self._refill(connection))
+        return task
+
+    def to_backlog(self, session: BrokerSession, topic: str, data: bytes | bytearray, qos: int) -> bool:
+        """Keep a QoS 1/2 message for a persistent session until its connection has room."""
+        if len(session.backlog) >= session.backlog_limit:
+            if not session.backlog_dropped:
+                logger.warning("backlog of %s is full (%d messages); dropping new messages",
+                               session.client_id, session.backlog_limit)
+            session.backlog_dropped += 1
+            return False
+        session.backlog.append(Pending(topic, data, qos))
+        return True
+
+    def _refill(self, connection: Connection) -> None:
+        """Move backlog messages into the outbox while it has room."""
+        session = connection.session
+        outbox = connection.outbox
+        while session.backlog and not connection.closed and session.connection is connection \
+                and len(outbox) < outbox.limit:
+            pending = session.backlog.popleft()
+            message = self._register(connection, pending.topic, pending.data, pending.qos, False)
+            if message is not None:
+                self._push_reliable(connection, message)
+
+    def resume(self, connection: Connection) -> None:
+        """After CONNACK of a resumed session: resend what was not acknowledged, then the backlog."""
+        session = connection.session
+        for message in list(session.inflight_out.values()):
+            if message.qos in (QOS_1, QOS_2):
+                self._push_reliable(connection, message)
+        if session.backlog_dropped:
+            logger.warning("%s: %d messages were dropped while its backlog was full",
+                           connection.label, session.backlog_dropped)
+            session.backlog_dropped = 0
+        self._refill(connection)
 
     def _check_overflow(self, connection: Connection) -> None:
         if connection.outbox.overflowed and connection.end_reason is None and not connection.closed:
@@ -93,31 +176,14 @@ class DeliveryBroker(Broker):
             self.publish_nowait(vitals_topic(mount.device_id), payload, QOS_0)
         connection.vitals_timer = self._loop.call_later(interval, self.start_vitals, connection, interval)
 
-    # ---- queues of persistent sessions and shutdown ---------------------------------------
+    # ---- persistent sessions and shutdown ---------------------------------------------------
 
     async def _retain_broadcast_message(self, broadcast: dict[str, Any], qos: int, target_session: Session) -> None:
-        """Override: queue for an offline persistent session, at most ``offline_limit`` messages."""
+        """Override: an offline persistent session keeps the message in its bounded backlog."""
         if isinstance(target_session, BrokerSession):
-            if target_session.retained_messages.qsize() >= target_session.offline_limit:
-                if not target_session.offline_dropped:
-                    logger.warning("offline queue of %s is full; dropping new messages", target_session.client_id)
-                target_session.offline_dropped += 1
-                return
-        await super()._retain_broadcast_message(broadcast, qos, target_session)
-
-    async def _publish_session_retained_messages(self, session: Session) -> None:
-        """Override: send what was queued while offline through the connection's outbox.
-
-        Stock amqtt sends these with RETAIN=1; they match an established subscription, so
-        [MQTT-3.3.1-9] wants RETAIN=0 (a subscriber may skip retained, i.e. stale, messages).
-        """
-        if not isinstance(session, BrokerSession) or session.connection is None:
+            self.to_backlog(target_session, broadcast["topic"], broadcast["data"], qos)
             return
-        connection = session.connection
-        session.offline_dropped = 0
-        while not session.retained_messages.empty():
-            message = session.retained_messages.get_nowait()
-            self.send_to(connection, message.topic, message.data, message.qos or QOS_0, retain=False)
+        await super()._retain_broadcast_message(broadcast, qos, target_session)
 
     async def drain_broadcasts(self, timeout: float) -> None:
         """Wait (at most ``timeout`` s) until queued broadcasts are sent and acknowledged."""

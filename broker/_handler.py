@@ -1,4 +1,15 @@
-"""amqtt protocol handler that hides a device's mount prefix and times ``downlink/ping``."""
+"""amqtt protocol handler: hides a device's mount prefix, times ``downlink/ping``, and sends
+QoS 1/2 messages so that none is lost when a persistent session reconnects.
+
+amqtt 0.12.1 waits a hard-coded 5 s for each PUBACK/PUBREC/PUBCOMP and then *discards* the
+message; it also discards it when the connection ends, and cancels deliveries that had not
+started. A persistent subscriber (the backend's ingest) that restarts therefore lost every
+message in flight. Here a QoS 1/2 message lives in ``session.inflight_out`` from the moment it
+is queued (see ``DeliveryBroker.send_to``) until the client acknowledges it; nothing else
+removes it, so on reconnect the broker sends what is left again, in order, with DUP set
+([MQTT-4.4.0-1]). MQTT 3.1.1 resends only on reconnect, never within a connection; a client
+that stops acknowledging fills its outgoing queue and is disconnected as a slow consumer.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,13 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from amqtt.errors import AMQTTError
-from amqtt.mqtt.constants import QOS_1
+from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.puback import PubackPacket
+from amqtt.mqtt.pubcomp import PubcompPacket
+from amqtt.mqtt.pubrec import PubrecPacket
+from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.session import OutgoingApplicationMessage
@@ -27,7 +41,7 @@ class MountedHandler(BrokerProtocolHandler):
     """``BrokerProtocolHandler`` whose outgoing PUBLISH topics are device-relative.
 
     Every message to a client, whatever path it took (broadcast, retained, always-delivered,
-    diag, ping), goes through :meth:`mqtt_publish` or :meth:`ping`; stripping ``d/<id>/`` here
+    diag, ping), goes through :meth:`mqtt_publish`, :meth:`relative` or :meth:`ping`; stripping ``d/<id>/`` here
     means no code path can leak the prefix -- or another device's topic -- to a device.
     """
 
@@ -50,6 +64,74 @@ class MountedHandler(BrokerProtocolHandler):
             await super().handle_disconnect(disconnect)
         finally:
             self._leave()
+
+    async def handle_puback(self, puback: PubackPacket) -> None:
+        """Override: the message is delivered the moment its PUBACK is read.
+
+        Dropping it from ``inflight_out`` here, not in the task that waited for the PUBACK,
+        means a connection ending right after (the task is then cancelled) cannot leave an
+        acknowledged message behind to be delivered twice.
+        """
+        packet_id = puback.variable_header.packet_id if puback.variable_header else None
+        message = self.session.inflight_out.get(packet_id) if self.session and packet_id else None
+        if message is not None and message.qos == QOS_1:
+            message.puback_packet = puback
+            del self.session.inflight_out[packet_id]  # type: ignore[union-attr,arg-type]
+        await super().handle_puback(puback)
+
+    async def handle_pubrec(self, pubrec: PubrecPacket) -> None:
+        """Override: remember the PUBREC on the message, so a resend after reconnect is a PUBREL."""
+        message = self.session.inflight_out.get(pubrec.packet_id) if self.session else None
+        if message is not None and message.qos == QOS_2:
+            message.pubrec_packet = pubrec
+        await super().handle_pubrec(pubrec)
+
+    async def handle_pubcomp(self, pubcomp: PubcompPacket) -> None:
+        """Override: the QoS 2 message is delivered the moment its PUBCOMP is read."""
+        message = self.session.inflight_out.get(pubcomp.packet_id) if self.session else None
+        if message is not None and message.qos == QOS_2 and message.pubrec_packet is not None:
+            message.pubcomp_packet = pubcomp
+            del self.session.inflight_out[pubcomp.packet_id]  # type: ignore[union-attr]
+        await super().handle_pubcomp(pubcomp)
+
+    async def _retry_deliveries(self) -> None:
+        """Override: no resending from ``start()``. Stock amqtt resends here with a 10 s limit
+        per message and *awaits* the acknowledgements inside the CONNACK path; the broker
+        instead queues what is left in ``inflight_out`` through the outbox after CONNACK."""
+
+    async def deliver(self, message: OutgoingApplicationMessage) -> None:
+        """Send a QoS 1/2 message registered in ``session.inflight_out``; return when acknowledged.
+
+        A message already sent once (before a reconnect) goes again with DUP set; a QoS 2
+        message whose PUBREC had arrived continues with PUBREL. Never times out, never
+        forgets the message: only its acknowledgement removes it (:meth:`handle_puback`,
+        :meth:`handle_pubcomp`).
+        """
+        packet_id = message.packet_id
+        assert packet_id is not None and message.qos in (QOS_1, QOS_2)
+        if message.qos == QOS_1 or message.pubrec_packet is None:
+            waiters = self._puback_waiters if message.qos == QOS_1 else self._pubrec_waiters
+            waiter: asyncio.Future[object] = self._loop.create_future()
+            waiters[packet_id] = waiter  # type: ignore[assignment]
+            try:
+                packet = message.build_publish_packet(dup=message.publish_packet is not None)
+                message.publish_packet = packet
+                await self._send_packet(packet)
+                await waiter
+            finally:
+                if waiters.get(packet_id) is waiter:
+                    del waiters[packet_id]
+            if message.qos == QOS_1:
+                return
+        comp: asyncio.Future[PubcompPacket] = self._loop.create_future()
+        self._pubcomp_waiters[packet_id] = comp
+        try:
+            message.pubrel_packet = PubrelPacket.build(packet_id)
+            await self._send_packet(message.pubrel_packet)
+            await comp
+        finally:
+            if self._pubcomp_waiters.get(packet_id) is comp:
+                del self._pubcomp_waiters[packet_id]
 
     async def settle(self, timeout: float = 2.0) -> None:
         """Let the packets already read finish before the reader reports end-of-stream.
@@ -88,6 +170,10 @@ class MountedHandler(BrokerProtocolHandler):
         if self._disconnect_waiter is None or self._disconnect_waiter.done():
             self._disconnect_waiter = self._loop.create_future()
         await ProtocolHandler.start(self)
+
+    def relative(self, topic: str) -> str:
+        """``topic`` as this client sees it (see class docstring); raises :class:`InvalidTopicError`."""
+        return self._relative(topic)
 
     def _relative(self, topic: str) -> str:
         mount = getattr(self.session, "mount", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
     from broker._limits import PublishRate
     from broker._transport import MeteredWriter
 
-__all__ = ["BrokerSession", "Connection", "KeyedLocks"]
+__all__ = ["BrokerSession", "Connection", "KeyedLocks", "Pending"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A message waiting in a session's backlog (not yet given a packet id)."""
+
+    topic: str
+    data: bytes | bytearray
+    qos: int
 
 
 class BrokerSession(Session):
@@ -43,9 +53,12 @@ class BrokerSession(Session):
         self.mount = mount
         self.client_sent_id = client_sent_id
         self.connection: Connection | None = None
-        self.offline_limit = 1000
-        """Most messages queued for this session while it is offline (persistent services)."""
-        self.offline_dropped = 0
+        self.backlog: deque[Pending] = deque()
+        """QoS 1/2 messages for a persistent session that wait for room: the session is offline,
+        or its connection already has ``outbox.limit`` messages on the way. Oldest first."""
+        self.backlog_limit = 100_000
+        self.backlog_dropped = 0
+        """Messages refused because the backlog was full (since the last resume)."""
 
     def __eq__(self, other: object) -> bool:
         return self is other

@@ -45,11 +45,12 @@ class SessionQueues:
     """QoS 1/2 messages written and awaiting the client's acknowledgement."""
     incoming: int
     """Messages received from the client and not yet routed."""
-    offline: int
-    """Messages queued for a persistent session while it is offline."""
+    backlog: int
+    """QoS 1/2 messages waiting for a persistent session: it is offline, or its outgoing queue
+    is full; at most ``max_session_backlog``."""
     dropped: int
-    """QoS 0 messages dropped because ``outgoing`` was full (this connection), plus those a
-    full offline queue refused."""
+    """QoS 0 messages dropped because ``outgoing`` was full (this connection), plus QoS 1/2
+    messages a full backlog refused."""
 
 
 class MqttBroker:
@@ -212,12 +213,13 @@ class MqttBroker:
         for key, (session, _) in list(self._core._sessions.items()):
             connection = session.connection if isinstance(session, BrokerSession) else None
             live = connection is not None and not connection.closed
-            offline_dropped = session.offline_dropped if isinstance(session, BrokerSession) else 0
+            backlog = session.backlog if isinstance(session, BrokerSession) else ()
+            backlog_dropped = session.backlog_dropped if isinstance(session, BrokerSession) else 0
             result[key] = SessionQueues(
                 outgoing=len(connection.outbox) if connection is not None and live else 0,
                 inflight=len(session.inflight_out),
                 incoming=session.delivered_message_queue.qsize(),
-                offline=session.retained_messages.qsize(),
-                dropped=(connection.outbox.dropped if connection is not None and live else 0) + offline_dropped,
+                backlog=len(backlog),
+                dropped=(connection.outbox.dropped if connection is not None and live else 0) + backlog_dropped,
             )
         return result

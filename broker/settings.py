@@ -58,10 +58,15 @@ class BrokerSettings:
     max_outgoing_queue: int = 1000
     """Messages that may wait to be written to (or acknowledged by) one device connection. Past
     it, new QoS 0 messages to it are dropped; a QoS 1 message past it disconnects the device
-    (presence reason ``slow_consumer``). Also bounds what an offline persistent session queues."""
+    (presence reason ``slow_consumer``)."""
     service_max_outgoing_queue: int = 20_000
     """The same bound for a trusted service connection (the backend's ingest subscriber takes
     every device's uplink, so bursts are larger)."""
+    max_session_backlog: int = 100_000
+    """QoS 1/2 messages a persistent service session keeps beyond its outgoing queue: while it
+    is offline (the app restarts) or reads slower than messages arrive (the database is slow).
+    Past it, new messages for that session are dropped, counted and logged. Held in memory
+    (about 200 bytes each), so a broker restart loses them."""
     vitals_interval: float = 60.0
     """Seconds between ``sys/vitals/<device_id>`` reports for each connected device."""
 
@@ -85,6 +90,8 @@ class BrokerSettings:
         for name in ("device_rate_limit", "rate_abuse_seconds", "vitals_interval"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_session_backlog < 0:
+            raise ConfigurationError(f"max_session_backlog must be >= 0, got {self.max_session_backlog}")
         if self.auth_failures_per_minute < 0:
             raise ConfigurationError(f"auth_failures_per_minute must be >= 0, got {self.auth_failures_per_minute}")
         for name in ("max_outgoing_queue", "service_max_outgoing_queue"):

@@ -247,7 +247,7 @@ async def test_a_device_that_does_not_read_cannot_grow_its_queue(clients: list[A
         queues = broker.session_queues()["dev:1"]
         assert peak <= broker.settings.max_outgoing_queue
         assert queues.outgoing <= broker.settings.max_outgoing_queue
-        assert queues.incoming == 0 and queues.inflight == 0 and queues.offline == 0
+        assert queues.incoming == 0 and queues.inflight == 0 and queues.backlog == 0
         assert broker.connected_devices() == {1, 2}  # QoS 0 only: dropped, not disconnected
 
 
