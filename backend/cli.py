@@ -135,6 +135,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
                                      rate_abuse_seconds=settings.device_rate_abuse_seconds,
                                      auth_failures_per_minute=settings.auth_failures_per_minute,
                                      max_outgoing_queue=settings.session_queue_limit,
+                                     max_session_backlog=settings.session_backlog_limit,
                                      vitals_interval=settings.vitals_interval_seconds)
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)

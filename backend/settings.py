@@ -65,6 +65,8 @@ class Settings:
     """Refused MQTT logins from one address a minute before that address is refused outright (0: off)."""
     session_queue_limit: int = 1000
     """Messages waiting for one device; a device that stops reading cannot grow memory past it."""
+    session_backlog_limit: int = 100_000
+    """QoS 1 messages the broker keeps for the app while it restarts or its database is slow."""
     vitals_interval_seconds: float = 60.0
     """How often the broker reports each connected device's vitals to the app."""
     mqtt_broker_host: str = "127.0.0.1"
