@@ -70,7 +70,7 @@ class RoleService:
         """A custom role of an organization in scope."""
         org = org_id if org_id is not None else self.principal.org_id
         await self.scope.require_org(org)
-        name, granted = self._check(name, permissions)
+        name, granted = _checked(self.principal, name, permissions)
         count = await fetch_one(self.session, "SELECT count(*) AS n FROM role WHERE org_id = :org", org=org)
         if count and int(count["n"]) >= MAX_CUSTOM_ROLES:
             raise ValidationError(f"an organization may have at most {MAX_CUSTOM_ROLES} custom roles")
@@ -84,7 +84,7 @@ class RoleService:
     async def update(self, role_id: int, name: str | None, permissions: Iterable[str] | None) -> RoleInfo:
         """Rename a custom role or change its permissions (its users have the new ones at once)."""
         role = await self._custom(role_id)
-        new_name, granted = self._check(name if name is not None else role.name,
+        new_name, granted = _checked(self.principal, name if name is not None else role.name,
                                         permissions if permissions is not None else role.permissions)
         row = await self._write("UPDATE role SET name = :name, permissions = :perms WHERE id = :id "
                                 "RETURNING id, org_id, name, permissions", new_name, id=role_id, name=new_name, perms=granted)
@@ -121,19 +121,6 @@ class RoleService:
             raise PermissionDeniedError("built-in roles cannot be changed or deleted")
         return role
 
-    def _check(self, name: str, permissions: Iterable[str]) -> tuple[str, list[str]]:
-        name = name.strip()
-        if not 1 <= len(name) <= 50:
-            raise ValidationError("a role name must have 1 to 50 characters")
-        if name.lower() in {n.lower() for n, _ in BUILTIN_ROLES.values()}:
-            raise ConflictError(f"{name!r} is the name of a built-in role")
-        granted = parse(permissions)
-        missing = granted - self.principal.permissions
-        if missing:
-            raise PermissionDeniedError("you cannot grant permissions you do not have: "
-                                        + ", ".join(sorted(p.value for p in missing)))
-        return name, sorted(p.value for p in granted)
-
     async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
         try:
             async with self.session.begin_nested():
@@ -144,3 +131,16 @@ class RoleService:
         return row
 
 
+def _checked(principal: Principal, name: str, permissions: Iterable[str]) -> tuple[str, list[str]]:
+    """A valid role name and the sorted permission names, all held by ``principal``."""
+    name = name.strip()
+    if not 1 <= len(name) <= 50:
+        raise ValidationError("a role name must have 1 to 50 characters")
+    if name.lower() in {n.lower() for n, _ in BUILTIN_ROLES.values()}:
+        raise ConflictError(f"{name!r} is the name of a built-in role")
+    granted = parse(permissions)
+    missing = granted - principal.permissions
+    if missing:
+        raise PermissionDeniedError("you cannot grant permissions you do not have: "
+                                    + ", ".join(sorted(p.value for p in missing)))
+    return name, sorted(p.value for p in granted)

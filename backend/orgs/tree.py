@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -155,14 +156,14 @@ class OrgTreeService:
             SELECT max(level) AS depth FROM up""", id=org_id)
         return int(row["depth"]) if row and row["depth"] is not None else 0
 
-    async def _write(self, sql: str, name: str, /, **params: object) -> dict[str, object]:
+    async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
         try:
             async with self.session.begin_nested():
                 row = await fetch_one(self.session, sql, **params)
         except IntegrityError as exc:
             raise ConflictError(f"an organization named {name!r} already exists there") from exc
         assert row is not None
-        return dict(row)
+        return row
 
 
 def _check_name(name: str) -> str:
