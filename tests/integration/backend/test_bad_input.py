@@ -101,9 +101,11 @@ def test_wrong_type_and_unknown_datastream(http: httpx.Client, device: PahoDevic
     assert_healthy(http, device, "after bad values")
 
 
-def test_uplinks_not_handled_yet_are_reported(device: PahoDevice) -> None:
-    device.publish("ota/status", "ok")  # Blynk.Air is not built yet
-    assert device.next(topic_prefix="downlink/diag")[1] == b"ota/status: not supported by this server yet"
+def test_malformed_ota_status_is_reported(device: PahoDevice) -> None:
+    device.publish("ota/status", "ok")  # not the JSON form of our extension (README, "Blynk.Air")
+    assert device.next(topic_prefix="downlink/diag")[1].startswith(b'ota/status: expected {"status": one of')
+    device.publish("ota/status", '{"status": "failure"}')
+    assert device.next(topic_prefix="downlink/diag")[1] == b"ota/status: no firmware update is in progress for this device"
 
 
 def test_garbage_bytes_close_only_that_connection(stack: StackConfig, http: httpx.Client,
