@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig
@@ -87,7 +88,8 @@ async def health(request: Request) -> dict[str, object]:
     services: Services = request.app.state.services
     return {"status": "ok", "broker_connected": services.mqtt.connected,
             "scheduler_leader": services.scheduler.is_leader.is_set(),
-            "ingested": services.ingest.processed, "history_rows": services.history.rows_written}
+            "ingested": services.ingest.processed, "history_rows": services.history.rows_written,
+            "unacknowledged": services.mqtt.unacknowledged}
 
 
 def _error_response(request: Request, exc: Exception) -> Response[object]:
@@ -145,7 +147,7 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     latest.start()
     device_services.start()
     await mqtt.start()
-    task = asyncio.create_task(_ingest_loop(mqtt, ingest), name="ingest")
+    task = asyncio.create_task(_ingest_loop(mqtt, ingest, history), name="ingest")
     app.state.services = Services(db, mqtt, history, latest, ingest, task, changes, scheduler)
     app.state.device_api = DeviceApiService(registry, secrets, data, db.pool, device_services)
     app.state.device_services = device_services
@@ -154,11 +156,12 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
 
 
 async def _stop_services(s: Services) -> None:
-    """Stop in the order that loses nothing: no new messages, then everything already
-    received is ingested (the broker has had its PUBACK for it), then writers flush."""
+    """Stop in the order that loses nothing: take no new messages (the broker keeps them),
+    ingest everything already taken, let the writers flush (which acknowledges those messages
+    to the broker), and only then disconnect."""
     await s.scheduler.stop()
     await s.changes.stop()
-    await s.mqtt.stop()
+    s.mqtt.pause()
     await s.mqtt.end_of_messages()
     try:
         await asyncio.wait_for(asyncio.shield(s.ingest_task), INGEST_DRAIN_SECONDS)
@@ -169,9 +172,14 @@ async def _stop_services(s: Services) -> None:
     await s.ingest.services.stop()
     await s.history.stop()
     await s.latest.stop()
+    await s.mqtt.stop()
     await s.db.close()
 
 
-async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService) -> None:
+async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter) -> None:
+    """Handle each message, then acknowledge it to the broker once the history rows it made
+    are committed (see backend.ingest.mqtt): a crash before that gets it sent again."""
     while (message := await mqtt.messages()) is not None:
         await ingest.handle(message)
+        if message.receipt is not None:
+            history.after_commit(partial(mqtt.done, message.receipt))

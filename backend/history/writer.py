@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,10 +55,37 @@ class HistoryWriter:
         self._queue: asyncio.Queue[HistoryRow | None] = asyncio.Queue(maxsize=queue_rows)  # None: stop
         self._task: asyncio.Task[None] | None = None
         self.rows_written = 0
+        self.accepted = 0
+        """Rows taken by :meth:`add` so far."""
+        self.settled = 0
+        """Rows done with, in the order they were added: committed, or refused by the database
+        (a row that can never be written). A batch the writer gave up on at stop is not settled."""
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
 
     async def add(self, row: HistoryRow) -> None:
         """Queue a row (waits when the queue is full)."""
         await self._queue.put(row)
+        self.accepted += 1
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every row added so far is settled (at once if they are).
+
+        Callbacks run in the order they were registered. The ingest acknowledges a device's
+        message to the broker this way only when the rows it produced are stored.
+        """
+        if self.settled >= self.accepted and not self._waiting:
+            callback()
+        else:
+            self._waiting.append((self.accepted, callback))
+
+    def _settle(self, rows: int) -> None:
+        self.settled += rows
+        while self._waiting and self._waiting[0][0] <= self.settled:
+            _, callback = self._waiting.popleft()
+            try:
+                callback()
+            except Exception:  # a callback must not stop the writer
+                log.exception("after-commit callback failed")
 
     def start(self) -> None:
         """Start the background flusher."""
@@ -87,9 +116,11 @@ class HistoryWriter:
                 return
             batch, closing = await self._collect(first)
             try:
-                await self._write_with_retry(batch, attempts=3 if closing else None)
+                if await self._write_with_retry(batch, attempts=3 if closing else None):
+                    self._settle(len(batch))
             except Exception:  # never let the writer die: the next batch must still be written
                 log.exception("history batch of %d rows lost", len(batch))
+                self._settle(len(batch))
             if closing:
                 return
 
@@ -128,21 +159,23 @@ class HistoryWriter:
             out.append(item)
         return out, False
 
-    async def _write_with_retry(self, batch: list[HistoryRow], attempts: int | None = None) -> None:
+    async def _write_with_retry(self, batch: list[HistoryRow], attempts: int | None = None) -> bool:
+        """Write ``batch``, retrying while the database is unreachable; False if given up."""
         delay, tried = 0.5, 0
         while True:
             try:
                 await self.write(batch)
-                return
+                return True
             except REFUSED as exc:  # a row the database refuses: keep the others
                 log.error("history batch refused (%s); writing its %d rows one by one", exc, len(batch))
                 await self._write_each(batch)
-                return
+                return True
             except (psycopg.OperationalError, OSError) as exc:
                 tried += 1
                 if attempts is not None and tried >= attempts:
-                    log.error("gave up writing %d history rows after %d attempts: %s", len(batch), tried, exc)
-                    return
+                    log.error("gave up writing %d history rows after %d attempts: %s (their messages stay "
+                              "unacknowledged in the broker and come again)", len(batch), tried, exc)
+                    return False
                 log.warning("history write failed (%s); retrying %d rows in %.1f s", exc, len(batch), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

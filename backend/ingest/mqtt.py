@@ -2,9 +2,15 @@
 
 paho-mqtt runs its network loop in its own thread; received messages cross into asyncio
 through a bounded queue. When the queue is full the paho thread waits, so it stops reading the
-socket and the broker holds the rest: backpressure instead of unbounded memory. The session is
-persistent (clean_session=False, except for short-lived CLI clients) with QoS 1 subscriptions, so QoS 1 uplinks published while
-the app restarts are delivered when it comes back.
+socket and the broker holds the rest: backpressure instead of unbounded memory.
+
+The app's session is persistent (clean_session=False; short-lived CLI clients use a clean one)
+with QoS 1 subscriptions, and it acknowledges a QoS 1 message only when the consumer says its
+effects are stored (:meth:`ServiceClient.done`), in the order the messages came
+([MQTT-4.6.0-2]). Until then the broker keeps the message and sends it again after a
+reconnect, so neither a restart nor a crash of the app loses what a device sent at QoS 1. A
+crash can repeat a message whose effects were stored but not yet acknowledged: delivery is at
+least once.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -29,6 +36,26 @@ class Message:
     payload: bytes
     qos: int
     retain: bool
+    receipt: int | None = None
+    """For :meth:`ServiceClient.done` (QoS 1/2 on a manually acknowledging client), else None."""
+
+
+@dataclass(slots=True)
+class _Unacked:
+    receipt: int
+    mid: int
+    qos: int
+    done: bool = False
+
+
+@dataclass(slots=True)
+class _Acks:
+    """Messages taken from the broker and not yet acknowledged, in the order they came."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: deque[_Unacked] = field(default_factory=deque)
+    by_receipt: dict[int, _Unacked] = field(default_factory=dict)
+    next_receipt: int = 0
 
 
 class ServiceClient:
@@ -44,7 +71,11 @@ class ServiceClient:
         self.subscribed = threading.Event()
         """Set once the broker acknowledged the subscriptions of the current connection."""
         self._stopping = False
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session)
+        self._paused = False
+        self._manual_ack = not clean_session
+        self._acks = _Acks()
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
+                                   manual_ack=self._manual_ack)
         self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.max_queued_messages_set(100_000)
@@ -68,6 +99,31 @@ class ServiceClient:
             await self.stop()
             raise ConnectionError(f"cannot reach the MQTT broker at {self._host}:{self._port} within {timeout:.0f} s; "
                                   "is `openblynk broker` running?")
+
+    def pause(self) -> None:
+        """Take no more messages (before a clean stop). The broker keeps what arrives from now
+        on, unacknowledged, and sends it again after the next connection."""
+        self._paused = True
+
+    def done(self, receipt: int | None) -> None:
+        """The message ``receipt`` is fully handled: acknowledge it, once every message that
+        came before it is handled too (thread-safe; unknown or stale receipts are ignored)."""
+        if receipt is None:
+            return
+        acks = self._acks
+        with acks.lock:
+            entry = acks.by_receipt.pop(receipt, None)
+            if entry is None:  # taken on an earlier connection: the broker sends it again
+                return
+            entry.done = True
+            while acks.pending and acks.pending[0].done:
+                first = acks.pending.popleft()
+                self._client.ack(first.mid, first.qos)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Messages taken and not yet acknowledged on the current connection."""
+        return len(self._acks.pending)
 
     async def stop(self) -> None:
         """Disconnect and stop the network thread."""
@@ -99,6 +155,9 @@ class ServiceClient:
             log.error("broker refused the service connection: %s", rc)
             return
         self.subscribed.clear()
+        with self._acks.lock:  # packet ids of the old connection mean nothing now
+            self._acks.pending.clear()
+            self._acks.by_receipt.clear()
         if self.subscriptions:
             client.subscribe([(topic, 1) for topic in self.subscriptions])
         else:
@@ -114,18 +173,41 @@ class ServiceClient:
 
     def _on_message(self, _c: paho.Client, _ud: object, msg: paho.MQTTMessage) -> None:
         loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        item = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain))
+        if loop is None or loop.is_closed() or self._paused:
+            return  # not acknowledged: the broker keeps it
+        receipt = self._take(msg)
+        item = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), receipt)
         future = asyncio.run_coroutine_threadsafe(self._queue.put(item), loop)
         while True:  # wait for room in the queue: this is the backpressure
             try:
                 future.result(timeout=1.0)
                 return
             except concurrent.futures.TimeoutError:
-                if self._stopping or loop.is_closed():
+                if self._stopping or self._paused or loop.is_closed():
                     future.cancel()
+                    self._forget(receipt)
                     return
             except Exception:  # the loop is shutting down
-                log.debug("dropped %s during shutdown", msg.topic)
+                log.debug("left %s to the broker during shutdown", msg.topic)
+                self._forget(receipt)
                 return
+
+    def _take(self, msg: paho.MQTTMessage) -> int | None:
+        """Record a received message that needs an acknowledgement; its receipt."""
+        if not self._manual_ack or msg.qos == 0:
+            return None
+        acks = self._acks
+        with acks.lock:
+            acks.next_receipt += 1
+            entry = _Unacked(acks.next_receipt, msg.mid, msg.qos)
+            acks.pending.append(entry)
+            acks.by_receipt[entry.receipt] = entry
+            return entry.receipt
+
+    def _forget(self, receipt: int | None) -> None:
+        """A message not handed to the consumer: it must never be acknowledged, nor anything
+        after it on this connection (acknowledgements go in order); the broker resends them."""
+        if receipt is None:
+            return
+        with self._acks.lock:
+            self._acks.by_receipt.pop(receipt, None)  # stays first-not-done in ``pending`` for good

@@ -164,3 +164,29 @@ async def test_stopping_the_writer_loses_no_row_even_mid_batch(fresh_db: str) ->
         async with db.pool.connection() as conn:
             count = await (await conn.execute("SELECT count(*) FROM history")).fetchone()
         assert count == (20_000,) and writer.rows_written == 20_000
+
+
+async def test_after_commit_runs_in_order_once_the_rows_are_stored(fresh_db: str) -> None:
+    """The ingest acknowledges a message through ``after_commit``: never before its rows are
+    in the database, always in the order the messages came."""
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool)
+        writer = HistoryWriter(db.pool, batch_rows=3, flush_seconds=0.05)
+        now = datetime.now(timezone.utc)
+        seen: list[tuple[int, int]] = []
+
+        async def stored() -> int:
+            async with db.pool.connection() as conn:
+                row = await (await conn.execute("SELECT count(*) FROM history")).fetchone()
+            return int(row[0]) if row else 0
+
+        writer.after_commit(lambda: seen.append((0, -1)))  # nothing pending: at once
+        assert seen == [(0, -1)]
+        writer.start()
+        for i in range(1, 8):
+            await writer.add(HistoryRow(1, 0, now, float(i), None))
+            writer.after_commit(lambda i=i: seen.append((i, writer.settled)))
+        await writer.stop()
+        assert [i for i, _ in seen] == list(range(8))
+        assert all(settled >= i for i, settled in seen[1:])  # each ran once its own row was settled
+        assert await stored() == 7

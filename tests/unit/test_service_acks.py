@@ -1,0 +1,60 @@
+"""The app acknowledges QoS 1 messages only when told, and always in the order they came."""
+
+from __future__ import annotations
+
+import paho.mqtt.client as paho
+
+from backend.ingest.mqtt import ServiceClient
+
+
+def client() -> tuple[ServiceClient, list[int]]:
+    service = ServiceClient("127.0.0.1", 1, "svc", "pw", client_id="test", subscriptions=[])
+    sent: list[int] = []
+    service._client.ack = lambda mid, qos: sent.append(mid) or paho.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
+    return service, sent
+
+
+def received(service: ServiceClient, mid: int, qos: int = 1) -> int | None:
+    message = paho.MQTTMessage(mid, b"d/1/ds/T")
+    message.qos = qos
+    return service._take(message)
+
+
+def test_acknowledgements_wait_for_every_earlier_message() -> None:
+    service, sent = client()
+    first, second, third = (received(service, mid) for mid in (11, 12, 13))
+    service.done(third)
+    service.done(second)
+    assert sent == [] and service.unacknowledged == 3  # 11 is not done: nothing may go yet
+    service.done(first)
+    assert sent == [11, 12, 13] and service.unacknowledged == 0
+    service.done(first)  # twice: ignored
+    assert sent == [11, 12, 13]
+
+
+def test_qos0_needs_no_acknowledgement_and_clean_clients_let_paho_ack() -> None:
+    service, _ = client()
+    assert received(service, 5, qos=0) is None
+    clean = ServiceClient("127.0.0.1", 1, "svc", "pw", client_id="cli", subscriptions=[], clean_session=True)
+    assert clean._take(paho.MQTTMessage(7, b"t")) is None
+
+
+def test_receipts_of_an_earlier_connection_are_never_acknowledged() -> None:
+    """Packet ids restart with each connection; the broker sends the old messages again."""
+    service, sent = client()
+    old = received(service, 1)
+    service._on_connect(service._client, None, None, paho.ReasonCode(paho.PacketTypes.CONNACK, identifier=0))
+    new = received(service, 1)
+    service.done(old)
+    assert sent == []
+    service.done(new)
+    assert sent == [1]
+
+
+def test_a_message_not_handed_over_blocks_later_acknowledgements() -> None:
+    service, sent = client()
+    kept, dropped, later = (received(service, mid) for mid in (1, 2, 3))
+    service._forget(dropped)  # e.g. taken while the app was stopping
+    service.done(kept)
+    service.done(later)
+    assert sent == [1]  # acknowledging 3 would skip 2, which the broker must keep
