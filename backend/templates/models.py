@@ -46,6 +46,7 @@ class Datastream(SQLModel, table=True):
     decimals: int | None = Field(default=None, sa_column=Column(SmallInteger))
     save_raw: bool = False
     sync: bool = False
+    wait_confirmation: bool = False
     enum_values: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
 
 

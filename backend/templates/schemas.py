@@ -27,6 +27,9 @@ class DatastreamIn(msgspec.Struct, forbid_unknown_fields=True):
     save_raw: bool = False
     sync: bool = False
     enum_values: dict[str, Any] | None = None
+    wait_confirmation: bool = False
+    """Blynk's "Wait for confirmation from device": the console shows a control's new value as
+    pending until the device sends it back."""
 
 
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):

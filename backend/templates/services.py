@@ -12,7 +12,7 @@ from backend.devices.changes import Change, notify
 from backend.errors import ValidationError
 from backend.templates.meta import FIRST_CUSTOM_ID, SYSTEM_NAMES
 from backend.templates.models import Datastream, EventDef, MetaField, Template
-from backend.templates.schemas import DatastreamIn, MetaFieldIn, TemplateIn
+from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
 from backend.templates.values import DatastreamPin, DatastreamSpec, DatastreamType
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -63,6 +63,26 @@ class TemplateService:
             select(MetaField).where(MetaField.template_id == template_id).order_by(col(MetaField.field_id)))
         return list(result.all())
 
+    async def as_spec(self, template: Template) -> TemplateIn:
+        """The template as its import document (what :meth:`upsert` takes back)."""
+        assert template.id is not None
+        datastreams = [DatastreamIn(pin=f"V{d.pin}", name=d.name, type=d.type, alias=d.alias,  # type: ignore[arg-type]
+                                    min=d.min, max=d.max, default=d.default_value, units=d.units,
+                                    decimals=d.decimals, save_raw=d.save_raw, sync=d.sync,
+                                    enum_values=d.enum_values, wait_confirmation=d.wait_confirmation)
+                       for d in await self.datastreams(template.id)]
+        events = [EventIn(code=e.code, name=e.name, type=e.type, description=e.description)  # type: ignore[arg-type]
+                  for e in await self.events(template.id)]
+        metadata = [MetaFieldIn(name=m.name, type=m.type, default=m.default_value, id=m.field_id)  # type: ignore[arg-type]
+                    for m in await self.meta_fields(template.id)]
+        return TemplateIn(name=template.name, id=template.public_id, description=template.description,
+                          hardware=template.hardware, connection_type=template.connection_type,
+                          heartbeat_interval=template.heartbeat_interval,
+                          offline_ignore_seconds=template.offline_ignore_seconds,
+                          raw_retention_days=template.raw_retention_days,
+                          rollup_retention_days=template.rollup_retention_days,
+                          datastreams=datastreams, events=events, metadata=metadata)
+
     async def upsert(self, org_id: int, spec: TemplateIn) -> tuple[Template, bool]:
         """Create the template or update the one with the same name; True if created."""
         _check_unique(spec)
@@ -101,6 +121,7 @@ class TemplateService:
             row.min, row.max, row.decimals = item.min, item.max, item.decimals
             row.default_value = None if item.default is None else str(item.default)
             row.save_raw, row.sync, row.enum_values = item.save_raw, item.sync, item.enum_values
+            row.wait_confirmation = item.wait_confirmation
             self.session.add(row)
         await self.session.flush()
 

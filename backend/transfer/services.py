@@ -13,7 +13,7 @@ from backend.devices.services import DeviceService
 from backend.errors import NotFoundError
 from backend.security import AuthToken, Secrets
 from backend.templates.models import Template
-from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
+from backend.templates.schemas import TemplateIn
 from backend.templates.services import TemplateService
 from backend.transfer.schemas import DeviceIn, DeviceOut, Document, ImportResult
 
@@ -59,25 +59,7 @@ class TransferService:
         """Everything of the organization, in the import format (tokens included)."""
         templates = await self.templates.list(org_id)
         names = {t.id: t.name for t in templates}
-        out_templates = []
-        for t in templates:
-            assert t.id is not None
-            datastreams = [DatastreamIn(pin=f"V{d.pin}", name=d.name, type=d.type, alias=d.alias,  # type: ignore[arg-type]
-                                        min=d.min, max=d.max, default=d.default_value, units=d.units,
-                                        decimals=d.decimals, save_raw=d.save_raw, sync=d.sync,
-                                        enum_values=d.enum_values)
-                           for d in await self.templates.datastreams(t.id)]
-            events = [EventIn(code=e.code, name=e.name, type=e.type, description=e.description)  # type: ignore[arg-type]
-                      for e in await self.templates.events(t.id)]
-            metadata = [MetaFieldIn(name=m.name, type=m.type, default=m.default_value, id=m.field_id)  # type: ignore[arg-type]
-                        for m in await self.templates.meta_fields(t.id)]
-            out_templates.append(TemplateIn(name=t.name, id=t.public_id, description=t.description,
-                                            hardware=t.hardware, connection_type=t.connection_type,
-                                            heartbeat_interval=t.heartbeat_interval,
-                                            offline_ignore_seconds=t.offline_ignore_seconds,
-                                            raw_retention_days=t.raw_retention_days,
-                                            rollup_retention_days=t.rollup_retention_days,
-                                            datastreams=datastreams, events=events, metadata=metadata))
+        out_templates = [await self.templates.as_spec(t) for t in templates]
         devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value)
                    for d in await self.devices.list(org_id)]
         return Document(templates=out_templates, devices=devices)
