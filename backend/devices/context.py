@@ -33,8 +33,9 @@ class DeviceServices:
         """Wire the services from the settings (nothing starts yet: see :meth:`start`)."""
         timeline = Timeline(pool, EventLimiter(settings.events_per_day, settings.event_min_interval_seconds))
         return cls(data=data, meta=MetaService(pool, data.publisher, settings.string_max_bytes),
-                   properties=PropertyService(pool), timeline=timeline,
-                   lifecycle=Lifecycle(pool, timeline, flush_seconds=settings.last_seen_flush_seconds),
+                   properties=PropertyService(pool, data.live), timeline=timeline,
+                   lifecycle=Lifecycle(pool, timeline, flush_seconds=settings.last_seen_flush_seconds,
+                                       live=data.live),
                    commands=DeviceCommands(data.publisher),
                    timestamped_max_age=timedelta(days=settings.timestamped_max_age_days))
 

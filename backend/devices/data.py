@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from backend.devices.latest import LatestValues
+from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
 from backend.errors import ValidationError
 from backend.history.writer import HistoryRow, HistoryWriter
@@ -46,11 +47,12 @@ class DataService:
     """Checks and stores datastream values; sends server-side writes to devices."""
 
     def __init__(self, latest: LatestValues, history: HistoryWriter, publisher: Publisher,
-                 max_string_bytes: int = 1024) -> None:
+                 max_string_bytes: int = 1024, live: LiveFeed | None = None) -> None:
         self.latest = latest
         self.history = history
         self.publisher = publisher
         self.max_string_bytes = max_string_bytes
+        self.live = live or LiveFeed()
 
     def spec_by_name(self, device: DeviceInfo, name: str) -> DatastreamSpec:
         """The datastream called ``name``; raises UnknownDatastreamError."""
@@ -64,11 +66,13 @@ class DataService:
         return parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
 
     async def record(self, device: DeviceInfo, spec: DatastreamSpec, raw: str,
-                     at: datetime | None = None) -> Value:
-        """Check a value and store it (latest + history)."""
+                     at: datetime | None = None, *, origin: str = "device") -> Value:
+        """Check a value and store it (latest + history); open consoles see it at once."""
         value = self.check(spec, raw)
         at = at or datetime.now(timezone.utc)
         await self.latest.set(device.id, spec.pin, value.text, at)
+        self.live.publish(device.id, {"type": "value", "pin": spec.pin, "value": value.text,
+                                      "ts": int(at.timestamp() * 1000), "origin": origin})
         row = history_row(device.id, spec, at, value)
         if row is not None:
             await self.history.add(row)
@@ -77,10 +81,11 @@ class DataService:
     async def erase(self, device: DeviceInfo, spec: DatastreamSpec) -> None:
         """Clear the stored latest value (history is kept)."""
         await self.latest.erase(device.id, spec.pin)
+        self.live.publish(device.id, {"type": "value", "pin": spec.pin, "value": None, "origin": "device"})
 
     async def write_from_server(self, device: DeviceInfo, spec: DatastreamSpec, raw: str) -> Value:
         """A value set by the platform: store it and send it to the device."""
-        value = await self.record(device, spec, raw)
+        value = await self.record(device, spec, raw, origin="server")
         self.publisher.publish(downlink_topic(device.id, f"downlink/ds/{spec.name}"), value.text.encode(), qos=0)
         return value
 

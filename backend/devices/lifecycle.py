@@ -22,6 +22,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
 from backend.devices.timeline import Timeline
 
@@ -71,8 +72,9 @@ class Lifecycle:
     """Keeps the connection state, last seen, vitals and ping of devices."""
 
     def __init__(self, pool: AsyncConnectionPool, timeline: Timeline, flush_seconds: float = 5.0,
-                 sweep_seconds: float = 0.5) -> None:
+                 sweep_seconds: float = 0.5, live: LiveFeed | None = None) -> None:
         self.pool = pool
+        self.live = live or LiveFeed()
         self.timeline = timeline
         self.flush_seconds = flush_seconds
         self.sweep_seconds = sweep_seconds
@@ -116,6 +118,7 @@ class Lifecycle:
                 row = await (await conn.execute(_OFFLINE_SQL, params)).fetchone()
         was_online = row is not None and bool(row[0])
         if row is not None and was_online != online:  # a transition, not a repeat
+            self.live.publish(device_id, {"type": "presence", "online": online, "ts": int(at.timestamp() * 1000)})
             await self.timeline.connection(device_id, online, at, ignore_seconds)
 
     async def vitals(self, device_id: int, doc: dict[str, Any]) -> None:
@@ -146,6 +149,7 @@ class Lifecycle:
                 (device.id,))).fetchone()
         if row is not None:
             self._http_until[device.id] = (until, device.offline_ignore_seconds)
+            self.live.publish(device.id, {"type": "presence", "online": True, "ts": int(time.time() * 1000)})
             await self.timeline.connection(device.id, True, datetime.now(timezone.utc), device.offline_ignore_seconds)
 
     async def sweep(self) -> None:
@@ -163,6 +167,7 @@ class Lifecycle:
                 "UPDATE device SET online = false, online_via = NULL, disconnected_at = %s "
                 "WHERE id = %s AND online AND online_via = 'http' RETURNING id", (at, device_id))).fetchone()
         if row is not None:
+            self.live.publish(device_id, {"type": "presence", "online": False, "ts": int(at.timestamp() * 1000)})
             await self.timeline.connection(device_id, False, at)
 
     async def reset_http_online(self) -> None:

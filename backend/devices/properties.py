@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
+from backend.devices.live import LiveFeed
 from backend.errors import ValidationError
 from backend.templates.values import db_text, wire_text
 
@@ -36,8 +37,9 @@ def check_property(name: str, value: str) -> None:
 class PropertyService:
     """Stores and erases widget properties."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, live: LiveFeed | None = None) -> None:
         self.pool = pool
+        self.live = live or LiveFeed()
 
     async def set(self, device_id: int, pin: int, name: str, value: str) -> None:
         """Store a property (multi-values NUL-separated, as sent); raises ValidationError."""
@@ -48,6 +50,7 @@ class PropertyService:
                 "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (device_id, pin, property) "
                 "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
                 (device_id, pin, name, db_text(value)))
+        self.live.publish(device_id, {"type": "property", "pin": pin, "name": name, "value": value})
 
     async def erase(self, device_id: int, pin: int, name: str) -> None:
         """Forget a property; raises UnknownPropertyError for a name Blynk does not know."""
@@ -55,6 +58,7 @@ class PropertyService:
         async with self.pool.connection() as conn:
             await conn.execute("DELETE FROM device_property WHERE device_id = %s AND pin = %s AND property = %s",
                                (device_id, pin, name))
+        self.live.publish(device_id, {"type": "property", "pin": pin, "name": name, "value": None})
 
     async def all(self, device_id: int) -> dict[tuple[int, str], str]:
         """Every stored property of the device, by (pin, name)."""

@@ -13,7 +13,6 @@ from backend.devices.services import DeviceService
 from backend.errors import NotFoundError
 from backend.security import AuthToken, Secrets
 from backend.templates.models import Template
-from backend.templates.schemas import TemplateIn
 from backend.templates.services import TemplateService
 from backend.transfer.schemas import DeviceIn, DeviceOut, Document, ImportResult
 
