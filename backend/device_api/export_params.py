@@ -50,8 +50,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _HOUR = timedelta(hours=1)
 
 _RAW_SQL = """
-SELECT pin, ts, value, text_value FROM history
-WHERE device_id = %(device)s AND pin = %(pin)s AND ts >= %(start)s AND ts < %(end)s ORDER BY ts
+SELECT %(pin)s::int2, ts, value, text_value FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s)
+ORDER BY ts
 """
 _BUCKET_SQL = """
 SELECT pin, bucket, {value}, NULL FROM {table}

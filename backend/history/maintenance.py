@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from psycopg_pool import AsyncConnectionPool
 
+from backend.history.packing import PACKED, pack_closed_days
 from backend.history.partitions import HISTORY, HOUR, MINUTE, PartitionedTable, drop_expired, ensure_partitions
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,18 @@ class Retention:
 
 
 async def maintain(pool: AsyncConnectionPool, retention: Retention, days_ahead: int = 3) -> dict[str, list[str]]:
-    """Create partitions ``days_ahead`` days ahead and apply retention; what was created and dropped."""
+    """Create partitions ``days_ahead`` days ahead, pack finished days, apply retention; what
+    was created, packed and dropped."""
     created = await ensure_partitions(pool, days_back=1, days_ahead=days_ahead)
+    packed = await pack_closed_days(pool, keep_raw_days=1)
     raw_days, rollup_days = await _template_retentions(pool, retention)
     dropped = await _apply(pool, HISTORY, raw_days)
+    dropped += await _apply(pool, PACKED, raw_days)
     for table in (MINUTE, HOUR):
         dropped += await _apply(pool, table, rollup_days)
     if created or dropped:
         log.info("history maintenance: created %s; dropped %s", created or "nothing", dropped or "nothing")
-    return {"created": created, "dropped": dropped}
+    return {"created": created, "packed": packed, "dropped": dropped}
 
 
 async def _template_retentions(pool: AsyncConnectionPool, retention: Retention) -> tuple[dict[int, int], dict[int, int]]:

@@ -5,6 +5,10 @@ bucket carries min, max and average, so a spike shorter than a bucket still show
 comes from the coarsest table that is still finer than a bucket: raw points for short ranges
 (when the datastream keeps raw data), the per-minute rollup, or the per-hour rollup for long
 ranges: a year at one point per minute is read from 8,760 hourly rows, not 525,600.
+
+Raw points are read through the SQL function ``history_points()`` (migration 0008), which
+returns the rows of ``history`` and the points of packed segments alike
+(:mod:`backend.history.packing`).
 """
 
 from __future__ import annotations
@@ -25,18 +29,15 @@ GROUP BY b ORDER BY b
 """
 _RAW_BUCKETS_SQL = """
 SELECT date_bin(%(width)s, ts, %(start)s) AS b, min(value), max(value), avg(value), count(value)
-FROM history WHERE device_id = %(device)s AND pin = %(pin)s AND ts >= %(start)s AND ts < %(end)s
-  AND value IS NOT NULL
+FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s) WHERE value IS NOT NULL
 GROUP BY b ORDER BY b
 """
 _RAW_PAGE_SQL = """
-SELECT ts, value, text_value FROM history
-WHERE device_id = %(device)s AND pin = %(pin)s AND ts >= %(from)s AND ts < %(end)s
+SELECT ts, value, text_value FROM history_points(%(device)s, %(pin)s, %(from)s, %(end)s)
 ORDER BY ts, value NULLS FIRST, text_value NULLS FIRST OFFSET %(skip)s LIMIT %(limit)s
 """
 _RAW_ALL_SQL = """
-SELECT ts, value, text_value FROM history
-WHERE device_id = %(device)s AND pin = %(pin)s AND ts >= %(start)s AND ts < %(end)s ORDER BY ts
+SELECT ts, value, text_value FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s) ORDER BY ts
 """
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import time
@@ -22,6 +23,7 @@ from _support import progress, scratch_database  # noqa: E402  (also puts the re
 
 from backend.db.engine import Database  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
+from backend.history.packing import pack_closed_days  # noqa: E402
 from backend.history.partitions import ensure_partitions  # noqa: E402
 from backend.history.queries import series  # noqa: E402
 from backend.history.writer import COPY_SQL, COPY_TYPES, HistoryRow, HistoryWriter  # noqa: E402
@@ -70,6 +72,43 @@ async def storage_per_point(db: Database) -> tuple[int, float]:
     return count, size / count
 
 
+def sensor_day(devices: int = 100, pins: int = 2, every: int = 30) -> list[HistoryRow]:
+    """A day of sensor readings three days back: one point per pin about every ``every``
+    seconds (jittered to the microsecond), values with two decimals and noise, as a
+    thermometer sends them (incompressible enough to be honest about packing)."""
+    rng = random.Random(7)
+    day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    rows = []
+    for device in range(1, devices + 1):
+        for pin in range(pins):
+            level = rng.uniform(-10, 35)
+            for step in range(86_400 // every):
+                level += rng.gauss(0, 0.05)
+                ts = day + timedelta(seconds=step * every, microseconds=rng.randrange(1_000_000))
+                rows.append(HistoryRow(device, pin, ts, round(level, 2), None))
+    return rows
+
+
+async def packed_per_point(db: Database) -> tuple[float, int]:
+    """Bytes a point takes once its day is over and packed (:func:`sensor_day` points)."""
+    async with db.pool.connection() as conn:
+        await conn.execute("TRUNCATE history, history_packed, history_minute, history_hour")
+    rows = sensor_day()
+    writer = HistoryWriter(db.pool, batch_rows=BATCH)
+    for i in range(0, len(rows), BATCH):
+        await writer.write(rows[i:i + BATCH])
+        progress("a day of sensor points", i + BATCH, len(rows))
+    await pack_closed_days(db.pool, keep_raw_days=1)
+    async with db.pool.connection() as conn:
+        size = (await (await conn.execute(
+            "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+            "WHERE inhparent = 'history_packed'::regclass")).fetchone())[0]  # type: ignore[index]
+        points = (await (await conn.execute(
+            "SELECT sum(cardinality(offsets)) FROM history_packed")).fetchone())[0]  # type: ignore[index]
+    assert points == len(rows), (points, len(rows))
+    return float(size) / points, points
+
+
 async def year_query(db: Database, runs: int) -> tuple[float, float, int, str]:
     """A year at one point per minute (525,600 points), reduced to 1,000 buckets."""
     end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -102,12 +141,16 @@ async def main(args: argparse.Namespace, url: str) -> None:
             await conn.execute("TRUNCATE history, history_minute, history_hour")
         writer_rate = await writer_path(db, rows)
         count, per_point = await storage_per_point(db)
+        packed, packed_count = await packed_per_point(db)
         p50, p95, buckets, source = await year_query(db, args.runs)
     print(f"\nhistory benchmarks, {args.rows:,} rows of 100 devices x 4 pins, batches of {BATCH}")
     print(f"  raw binary COPY                     {copy_rate:>12,.0f} rows/s")
     print(f"  history writer (COPY + 2 rollups)   {writer_rate:>12,.0f} rows/s   "
           f"({writer_rate / copy_rate:.0%} of raw COPY)")
-    print(f"  bytes on disk per raw point         {per_point:>12.1f}   ({count:,} rows, table + index)")
+    print(f"  bytes on disk per raw point         {per_point:>12.1f}   ({count:,} rows, table + index; "
+          "today's partition)")
+    print(f"  bytes on disk per packed point      {packed:>12.1f}   ({packed_count:,} sensor points, 100 devices x "
+          "2 pins every 30 s for a day, once the day is packed)")
     print(f"  1 year of minute points -> 1,000    p50 {p50:.1f} ms, p95 {p95:.1f} ms over {args.runs} runs "
           f"({buckets} buckets from {source})")
 
