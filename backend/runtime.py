@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.engine import Database
 from backend.db.migrate import migrate
+from backend.history import timescale
 from backend.orgs.services import OrgService
 from backend.errors import ConfigError
 from backend.settings import Settings
@@ -55,8 +56,10 @@ def serve_lock(settings: Settings) -> Iterator[None]:
 
 
 async def prepare(settings: Settings, url: str) -> int:
-    """Apply migrations and create the root organization; return its id."""
+    """Apply migrations (and the TimescaleDB conversion where available), create the root
+    organization; return its id."""
     migrate(url)
+    timescale.adopt(url, settings.timescale)
     async with Database(url, pool_size=1) as db:
         async with db.session() as session:
             root = await OrgService(session).ensure_root(settings.admin_email, settings.admin_password)

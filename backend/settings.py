@@ -84,7 +84,9 @@ class Settings:
     history_rollup_retention_days: int = 365
     """Days the per-minute and per-hour rollups are kept."""
     maintenance_interval_seconds: float = 3600.0
-    """How often the history maintenance job runs (partitions ahead, retention behind)."""
+    """How often the history maintenance job runs (partitions ahead, packing, retention behind)."""
+    timescale: str = "auto"
+    """TimescaleDB for history: ``auto`` (when the server has the extension), ``off``, ``require``."""
     string_max_bytes: int = 1024
     """Longest string datastream value accepted, in bytes (Blynk's limit)."""
     events_per_day: int = 100
@@ -186,6 +188,8 @@ class Settings:
                                   "in production (try: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
             if self.admin_password and len(self.admin_password) < 10:
                 raise ConfigError("OPENBLYNK_ADMIN_PASSWORD must have at least 10 characters in production")
+        if self.timescale not in ("auto", "off", "require"):
+            raise ConfigError("OPENBLYNK_TIMESCALE must be 'auto', 'off' or 'require'")
         if self.history_raw_retention_days < 1 or self.history_rollup_retention_days < 1:
             raise ConfigError("OPENBLYNK_HISTORY_*_RETENTION_DAYS must be at least 1")
         if not 1 <= self.org_max_depth <= 16:

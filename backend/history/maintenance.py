@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.history.packing import PACKED, pack_closed_days
 from backend.history.partitions import HISTORY, HOUR, MINUTE, PartitionedTable, drop_expired, ensure_partitions
+from backend.history.timescale import is_hypertable, set_retention
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,12 @@ async def maintain(pool: AsyncConnectionPool, retention: Retention, days_ahead: 
     """Create partitions ``days_ahead`` days ahead, pack finished days, apply retention; what
     was created, packed and dropped."""
     created = await ensure_partitions(pool, days_back=1, days_ahead=days_ahead)
-    packed = await pack_closed_days(pool, keep_raw_days=1)
     raw_days, rollup_days = await _template_retentions(pool, retention)
-    dropped = await _apply(pool, HISTORY, raw_days)
+    dropped = await _apply(pool, HISTORY, raw_days)  # before packing: never pack what goes
     dropped += await _apply(pool, PACKED, raw_days)
     for table in (MINUTE, HOUR):
         dropped += await _apply(pool, table, rollup_days)
+    packed = await pack_closed_days(pool, keep_raw_days=1)
     if created or dropped:
         log.info("history maintenance: created %s; dropped %s", created or "nothing", dropped or "nothing")
     return {"created": created, "packed": packed, "dropped": dropped}
@@ -69,7 +70,11 @@ async def _apply(pool: AsyncConnectionPool, table: PartitionedTable, days: dict[
     """Drop what no template keeps; trim the templates that keep less than the longest."""
     now = datetime.now(timezone.utc)
     longest = max(days.values())
-    dropped = await drop_expired(pool, table, now - timedelta(days=longest))
+    async with pool.connection() as conn:
+        hypertable = table is HISTORY and await is_hypertable(conn)
+        if hypertable:  # TimescaleDB's retention policy drops history's chunks
+            await set_retention(conn, longest)
+    dropped = [] if hypertable else await drop_expired(pool, table, now - timedelta(days=longest))
     shorter: dict[int, list[int]] = defaultdict(list)
     for template_id, keep in days.items():
         if template_id and keep < longest:

@@ -22,6 +22,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from backend.history.partitions import HISTORY, PartitionedTable, partitions
+from backend.history.timescale import is_hypertable
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ async def pack_closed_days(pool: AsyncConnectionPool, keep_raw_days: int = 1) ->
     cutoff = datetime.combine(today - timedelta(days=keep_raw_days), datetime.min.time(), timezone.utc)
     packed: list[str] = []
     async with pool.connection() as conn:
-        if await _is_hypertable(conn):
+        if await is_hypertable(conn):
             return packed
         for name, start, end in await partitions(conn, HISTORY):
             if end.astimezone(timezone.utc) <= cutoff and await _pack_partition(conn, name, start.date()):
@@ -106,13 +107,3 @@ async def _ensure_packed_partition(conn: AsyncConnection, day: date) -> None:
     await conn.execute(f"CREATE TABLE {name} PARTITION OF history_packed "
                        f"FOR VALUES FROM ('{day} 00:00:00+00') TO ('{end} 00:00:00+00')")
 
-
-async def _is_hypertable(conn: AsyncConnection) -> bool:
-    row = await (await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')")).fetchone()
-    if not row or not row[0]:
-        return False
-    row = await (await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = 'history')"
-    )).fetchone()
-    return bool(row and row[0])

@@ -124,6 +124,7 @@ async def test_retention_drops_packed_days_and_trims_templates_that_keep_less(fr
         for days_ago in (10, 5):
             await writer.write([HistoryRow(device, 0, midnight(days_ago) + timedelta(hours=2), float(days_ago), None)
                                 for device in (kitchen, shed)])
+        await pack_closed_days(db.pool)  # both days packed, then retention comes
         result = await maintain(db.pool, Retention(raw_days=7, rollup_days=365))
         assert packing.PACKED.partition_name(midnight(10).date()) in result["dropped"]
         for device, expected in ((kitchen, [5.0]), (shed, [])):
