@@ -18,6 +18,8 @@ from litestar.openapi import OpenAPIConfig
 
 from backend.accounts.context import accounts_lifespan
 from backend.accounts.http import api_router
+from backend.console.controllers import console_api_router
+from backend.console.runtime import ConsoleRuntime
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.services import DeviceApiService
 from backend.devices.auth import SERVICE_USERNAME
@@ -43,6 +45,7 @@ from backend.errors import RateLimitedError
 from backend.transport.controllers import ca_certificate
 from backend.transport.tls import tls_files
 from backend.transport.websocket import mqtt_websocket
+from console_ui.routes import console_pages, console_template_config
 
 log = logging.getLogger(__name__)
 INGEST_DRAIN_SECONDS = 30.0
@@ -74,7 +77,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await _stop_services(services)
 
     return Litestar(
-        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, OtaController, api_router()],
+        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, OtaController, api_router(),
+                        console_api_router(), *console_pages()],
+        template_config=console_template_config(),
         lifespan=[lifespan, data_api_lifespan(settings), accounts_lifespan(settings)],  # DATA_ROUTES after DeviceApiController
         exception_handlers={OpenBlynkError: _error_response},
         openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema"),
@@ -151,6 +156,7 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     app.state.services = Services(db, mqtt, history, latest, ingest, task, changes, scheduler)
     app.state.device_api = DeviceApiService(registry, secrets, data, db.pool, device_services)
     app.state.device_services = device_services
+    app.state.console = ConsoleRuntime(registry, secrets, device_services, db.pool)
     app.state.ota = ota
     return app.state.services  # type: ignore[no-any-return]
 

@@ -1,0 +1,11 @@
+"""The web console (Blynk.Console), issue #6: server-rendered Jinja2 pages through Litestar,
+htmx for partial updates, uPlot for charts, and a small script per page kind.
+
+    routes       the page router (session from the accounts context; signed-out visitors are sent
+                 to /login), the template engine, and the static and vendored browser files
+    pages_*      page controllers (one service call each, then a template)
+    live         the WebSocket that carries live values, properties and presence to open pages
+    templates/   Jinja templates;  static/   our CSS and scripts
+    package.json browser libraries from npm (htmx, uPlot): ``npm ci --prefix console_ui``; only
+                 their dist files are served, from node_modules; nothing comes from a CDN
+"""

@@ -1,0 +1,11 @@
+"""What the web console needs beyond the other contexts (issue #6).
+
+    dashboards.DashboardService   a template's web dashboard: widgets on a 12-column grid
+    templates.TemplateEditor      templates of the organizations in scope, edited piece by piece
+    devices.DeviceConsole         devices in scope: create, token, values, writes, history, timeline
+    controllers                   the JSON routes the console pages call, under ``/api``
+
+Live values reach the pages through ``backend.devices.live.LiveFeed`` (the WebSocket is a
+console page route, ``console_ui.live``). Permissions and sessions are the accounts context's:
+these routes use its guards and its per-request services.
+"""

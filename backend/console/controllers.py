@@ -1,0 +1,196 @@
+"""The JSON routes the console pages call, under ``/api/console`` (thin: one service call each;
+the accounts guards say who may call them, the accounts session middleware checks CSRF)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+from litestar import Controller, Router, delete, get, patch, post, put
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.status_codes import HTTP_200_OK
+
+from backend.accounts.context import provide_services
+from backend.accounts.guards import requires, requires_any, same_origin, session_middleware
+from backend.accounts.permissions import Permission as P
+from backend.console.context import ConsoleServices, provide_console
+from backend.console.dashboards import DashboardIn
+from backend.console.schemas import (DashboardOut, DeviceCreatedOut, DeviceCreateIn, LatestOut, SeriesOut,
+                                     TemplateCreateIn, TemplateOut, TimelineOut, TokenOut, ValuesOut, WriteIn,
+                                     WrittenOut)
+from backend.console.templates import TemplateInfoIn
+from backend.errors import ValidationError
+from backend.templates.models import Template
+
+VIEW_DEVICES = requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)
+CONTROL_DEVICES = requires_any(P.DEVICES_EDIT, P.DEVICES_EDIT_OWN)
+VIEW_TEMPLATES = requires(P.TEMPLATES_VIEW)
+EDIT_TEMPLATES = requires(P.TEMPLATES_EDIT)
+
+
+def template_out(t: Template) -> TemplateOut:
+    """The wire form of a template row."""
+    assert t.id is not None
+    return TemplateOut(t.id, t.public_id, t.org_id, t.name, t.description, t.hardware, t.connection_type,
+                       t.heartbeat_interval, t.offline_ignore_seconds)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def parse_instant(text: str, name: str) -> datetime:
+    """An ISO 8601 time or epoch milliseconds, as an aware datetime; raises ValidationError."""
+    try:
+        if text.lstrip("-").isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
+        at = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        raise ValidationError(f"{name} must be an ISO 8601 time or epoch milliseconds") from None
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+
+
+class ConsoleTemplateController(Controller):
+    """Templates, their parts and their web dashboard."""
+
+    path = "/templates"
+
+    @get("/", guards=[VIEW_TEMPLATES])
+    async def list_templates(self, con: NamedDependency[ConsoleServices]) -> list[TemplateOut]:
+        """Templates of every organization in scope."""
+        return [template_out(t) for t in await con.templates.list()]
+
+    @post("/", guards=[EDIT_TEMPLATES])
+    async def create_template(self, data: JSONBody[TemplateCreateIn], con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """A new, empty template."""
+        info = msgspec.convert({k: v for k, v in msgspec.to_builtins(data).items() if k != "org_id"}, TemplateInfoIn)
+        return template_out(await con.templates.create(data.org_id, info))
+
+    @get("/{template_id:int}", guards=[VIEW_TEMPLATES])
+    async def get_template(self, template_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """One template."""
+        return template_out(await con.templates.get(template_id))
+
+    @patch("/{template_id:int}", guards=[EDIT_TEMPLATES])
+    async def update_template(self, template_id: FromPath[int], data: JSONBody[TemplateInfoIn],
+                              con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Change a template's info."""
+        return template_out(await con.templates.update_info(template_id, data))
+
+    @post("/{template_id:int}/datastreams", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
+    async def add_datastream(self, template_id: FromPath[int], data: JSONBody[dict[str, Any]],
+                             con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Add a datastream (the import document's datastream shape)."""
+        return template_out(await con.templates.put_datastream(template_id, data))
+
+    @put("/{template_id:int}/datastreams/{pin:int}", guards=[EDIT_TEMPLATES])
+    async def replace_datastream(self, template_id: FromPath[int], pin: FromPath[int], data: JSONBody[dict[str, Any]],
+                                 con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Change the datastream on V``pin``."""
+        return template_out(await con.templates.put_datastream(template_id, data, replace_pin=pin))
+
+    @delete("/{template_id:int}/datastreams/{pin:int}", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
+    async def delete_datastream(self, template_id: FromPath[int], pin: FromPath[int],
+                                con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Remove the datastream on V``pin`` and its widgets."""
+        return template_out(await con.templates.delete_datastream(template_id, pin))
+
+    @post("/{template_id:int}/events", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
+    async def put_event(self, template_id: FromPath[int], data: JSONBody[dict[str, Any]],
+                        con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Add or change an event definition (matched by code)."""
+        return template_out(await con.templates.put_event(template_id, data))
+
+    @delete("/{template_id:int}/events/{code:str}", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
+    async def delete_event(self, template_id: FromPath[int], code: FromPath[str],
+                           con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Remove an event definition."""
+        return template_out(await con.templates.delete_event(template_id, code))
+
+    @post("/{template_id:int}/metadata", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
+    async def put_meta_field(self, template_id: FromPath[int], data: JSONBody[dict[str, Any]],
+                             con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Add or change a custom metadata field (matched by name)."""
+        return template_out(await con.templates.put_meta_field(template_id, data))
+
+    @delete("/{template_id:int}/metadata/{name:str}", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
+    async def delete_meta_field(self, template_id: FromPath[int], name: FromPath[str],
+                                con: NamedDependency[ConsoleServices]) -> TemplateOut:
+        """Remove a custom metadata field."""
+        return template_out(await con.templates.delete_meta_field(template_id, name))
+
+    @get("/{template_id:int}/dashboard", guards=[VIEW_TEMPLATES])
+    async def get_dashboard(self, template_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> DashboardOut:
+        """The web dashboard's widgets."""
+        return DashboardOut(template_id, await con.templates.dashboard(template_id))
+
+    @put("/{template_id:int}/dashboard", guards=[EDIT_TEMPLATES])
+    async def save_dashboard(self, template_id: FromPath[int], data: JSONBody[DashboardIn],
+                             con: NamedDependency[ConsoleServices]) -> DashboardOut:
+        """Save the web dashboard (every device of the template shows it)."""
+        return DashboardOut(template_id, await con.templates.save_dashboard(template_id, data.widgets))
+
+
+class ConsoleDeviceController(Controller):
+    """Devices: creation, token, values, writes, history and timeline."""
+
+    path = "/devices"
+
+    @post("/", guards=[requires(P.DEVICES_EDIT)])
+    async def create_device(self, data: JSONBody[DeviceCreateIn], con: NamedDependency[ConsoleServices]) -> DeviceCreatedOut:
+        """A new device of a template; answers its auth token."""
+        device, token = await con.devices.create(data.org_id, data.template_id, data.name)
+        assert device.id is not None
+        return DeviceCreatedOut(device.id, device.name, token.value)
+
+    @get("/{device_id:int}/token", guards=[requires(P.TOKENS_VIEW)])
+    async def token(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> TokenOut:
+        """The device's auth token."""
+        return TokenOut((await con.devices.token(device_id)).value)
+
+    @post("/{device_id:int}/token/rotate", guards=[requires(P.TOKENS_EDIT)], status_code=HTTP_200_OK)
+    async def rotate_token(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> TokenOut:
+        """Replace the auth token; the old one stops working at once."""
+        return TokenOut((await con.devices.rotate_token(device_id)).value)
+
+    @get("/{device_id:int}/values", guards=[VIEW_DEVICES])
+    async def values(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> ValuesOut:
+        """Latest values, widget properties and the online state."""
+        device = await con.devices.get(device_id)
+        latest = await con.devices.latest(device_id)
+        props = await con.devices.properties(device_id)
+        return ValuesOut([LatestOut(pin, v, _ms(at)) for pin, (v, at) in sorted(latest.items())],
+                         {str(pin): p for pin, p in props.items()}, device.online)
+
+    @post("/{device_id:int}/values/{pin:int}", guards=[CONTROL_DEVICES], status_code=HTTP_200_OK)
+    async def write(self, device_id: FromPath[int], pin: FromPath[int], data: JSONBody[WriteIn],
+                    con: NamedDependency[ConsoleServices]) -> WrittenOut:
+        """Write a value to the device, as the HTTP API's ``update``."""
+        value = await con.devices.write(device_id, pin, data.value)
+        return WrittenOut(pin, value.text)
+
+    @get("/{device_id:int}/history", guards=[VIEW_DEVICES])
+    async def history(self, device_id: FromPath[int], pin: FromQuery[int], start: FromQuery[str], end: FromQuery[str],
+                      con: NamedDependency[ConsoleServices], points: FromQuery[int] = 600) -> SeriesOut:
+        """Chart buckets over [start, end): each with min, max and average."""
+        begin, finish = parse_instant(start, "start"), parse_instant(end, "end")
+        s = await con.devices.history(device_id, pin, begin, finish, points)
+        return SeriesOut(s.source, s.width.total_seconds() * 1000, _ms(begin), _ms(finish),
+                         [_ms(b.ts) for b in s.buckets], [b.min for b in s.buckets],
+                         [b.max for b in s.buckets], [b.avg for b in s.buckets])
+
+    @get("/{device_id:int}/timeline", guards=[VIEW_DEVICES])
+    async def timeline(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices],
+                       limit: FromQuery[int] = 100) -> list[TimelineOut]:
+        """The newest timeline entries, newest first."""
+        return [TimelineOut(e.ts, e.kind, e.code, e.type, e.description)
+                for e in await con.devices.timeline(device_id, limit)]
+
+
+def console_api_router() -> Router:
+    """``/api/console``: behind the accounts session middleware and same-origin guard."""
+    return Router(path="/api/console", route_handlers=[ConsoleTemplateController, ConsoleDeviceController],
+                  middleware=[session_middleware()], guards=[same_origin],
+                  dependencies={"svc": Provide(provide_services), "con": Provide(provide_console)})

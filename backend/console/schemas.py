@@ -1,0 +1,94 @@
+"""Wire types of the console's JSON routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from backend.console.dashboards import Widget
+
+
+class TemplateOut(msgspec.Struct):
+    id: int
+    public_id: str
+    org_id: int
+    name: str
+    description: str
+    hardware: str
+    connection_type: str
+    heartbeat_interval: int
+    offline_ignore_seconds: int
+
+
+class TemplateCreateIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    org_id: int | None = None
+    description: str = ""
+    hardware: str = "ESP32"
+    connection_type: str = "WI_FI"
+    heartbeat_interval: int = 45
+    offline_ignore_seconds: int = 0
+
+
+class DashboardOut(msgspec.Struct):
+    template_id: int
+    widgets: list[Widget]
+
+
+class DeviceCreateIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    template_id: int
+    org_id: int | None = None
+
+
+class DeviceCreatedOut(msgspec.Struct):
+    id: int
+    name: str
+    token: str
+
+
+class TokenOut(msgspec.Struct):
+    token: str
+
+
+class WriteIn(msgspec.Struct, forbid_unknown_fields=True):
+    value: str
+
+
+class WrittenOut(msgspec.Struct):
+    pin: int
+    value: str
+
+
+class LatestOut(msgspec.Struct):
+    pin: int
+    value: str
+    ts: int
+
+
+class ValuesOut(msgspec.Struct):
+    values: list[LatestOut]
+    properties: dict[str, dict[str, str]]
+    online: bool
+
+
+class SeriesOut(msgspec.Struct):
+    """Chart data: bucket starts (ms) with min, max and average; ``source`` is the table read."""
+
+    source: str
+    width_ms: float
+    start: int
+    end: int
+    t: list[int]
+    min: list[float]
+    max: list[float]
+    avg: list[float]
+
+
+class TimelineOut(msgspec.Struct):
+    ts: datetime
+    kind: str
+    code: str | None
+    type: str | None
+    description: str | None

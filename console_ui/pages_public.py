@@ -1,0 +1,66 @@
+"""Pages a visitor opens without a session: sign-in, sign-up, the links e-mails carry
+(sign-up confirmation, password reset, invitation acceptance). Each page's form posts to the
+accounts context's ``/api`` route; no sign-in logic lives here."""
+
+from __future__ import annotations
+
+from litestar import Request, get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
+from litestar.response import Redirect, Template
+
+from backend.accounts.context import ApiServices
+from backend.accounts.guards import PUBLIC
+from backend.errors import OpenBlynkError
+from console_ui.routes import page
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path of this site only (never another host)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/devices"
+    return target
+
+
+@get("/login", opt=PUBLIC)
+async def login_page(request: Request, svc: NamedDependency[ApiServices], next: FromQuery[str | None] = None) -> Template:  # type: ignore[type-arg]  # noqa: A002
+    """Sign in with e-mail and password."""
+    return page(request, "login.html", next=safe_next(next), signup=svc.runtime.settings.signup_enabled)
+
+
+@get("/signup", opt=PUBLIC)
+async def signup_page(request: Request, svc: NamedDependency[ApiServices]) -> Template:  # type: ignore[type-arg]
+    """Ask for an account (when the server allows sign-up)."""
+    return page(request, "signup.html", enabled=svc.runtime.settings.signup_enabled)
+
+
+@get("/signup/confirm", opt=PUBLIC)
+async def signup_confirm_page(request: Request, token: FromQuery[str] = "") -> Template:  # type: ignore[type-arg]
+    """The e-mailed sign-up link: one button finishes the account."""
+    return page(request, "signup_confirm.html", token=token)
+
+
+@get("/password-reset", opt=PUBLIC)
+async def password_reset_page(request: Request, token: FromQuery[str] = "") -> Template:  # type: ignore[type-arg]
+    """Without a token: ask for a reset link. With the e-mailed token: choose a new password."""
+    return page(request, "password_reset.html", token=token)
+
+
+@get("/invitations/accept", opt=PUBLIC)
+async def invitation_page(request: Request, svc: NamedDependency[ApiServices], token: FromQuery[str] = "") -> Template:  # type: ignore[type-arg]
+    """The e-mailed invitation link: shows whom it invites where, then name and password."""
+    preview, problem = None, ""
+    try:
+        preview = await svc.invitation_links.preview(token)
+    except OpenBlynkError as exc:
+        problem = exc.message
+    return page(request, "invitation.html", token=token, preview=preview, problem=problem)
+
+
+@get("/", opt=PUBLIC)
+async def home() -> Redirect:
+    """The console opens on the devices list (which asks to sign in first when needed)."""
+    return Redirect("/devices")
+
+
+ROUTES = [login_page, signup_page, signup_confirm_page, password_reset_page, invitation_page, home]

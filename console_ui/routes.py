@@ -1,0 +1,90 @@
+"""The console's router: pages behind the accounts session middleware, a redirect to /login
+for signed-out visitors, the Jinja template engine, and the static files.
+
+Browser libraries come from npm (``console_ui/package.json`` and its lock file, installed by
+``make install`` with ``npm ci``); only the files listed in ``VENDOR`` are served from
+``node_modules``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from litestar import Request, Response, Router, get
+from litestar.di import Provide
+from litestar.params import FromPath
+from litestar.exceptions import NotFoundException
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import File, Redirect, Template
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from backend.accounts.context import provide_services
+from backend.accounts.guards import PUBLIC, session_middleware
+from backend.accounts.permissions import Permission, Principal
+from backend.console.context import provide_console
+from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
+
+HERE = Path(__file__).resolve().parent
+NODE_MODULES = HERE / "node_modules"
+VENDOR: dict[str, Path] = {
+    "htmx.min.js": NODE_MODULES / "htmx.org" / "dist" / "htmx.min.js",
+    "uPlot.iife.min.js": NODE_MODULES / "uplot" / "dist" / "uPlot.iife.min.js",
+    "uPlot.min.css": NODE_MODULES / "uplot" / "dist" / "uPlot.min.css",
+}
+"""The only third-party files the console serves, by the name pages use."""
+
+
+def console_template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    """Jinja templates of ``console_ui/templates`` (autoescaped)."""
+    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Template:  # type: ignore[type-arg]
+    """Render a page with what every page needs: the user, their permissions, the CSRF token."""
+    user = request.scope.get("user")
+    principal = user if isinstance(user, Principal) else None
+    perms = {p.value for p in principal.permissions} if principal else set()
+    return Template(template_name=name, status_code=status_code,
+                    context={"principal": principal, "can": perms, "csrf": principal.csrf_token if principal else "",
+                             "path": request.url.path, **context})
+
+
+@get("/static/vendor/{name:str}", opt=PUBLIC, include_in_schema=False)
+async def vendor_file(name: FromPath[str]) -> File:
+    """A browser library's dist file, from node_modules."""
+    path = VENDOR.get(name)
+    if path is None:
+        raise NotFoundException(f"no vendored file {name!r}")
+    if not path.is_file():
+        raise NotFoundException(f"{name} is not installed: run `npm ci --prefix console_ui` (make install does)")
+    return File(path, content_disposition_type="inline",
+                headers={"Cache-Control": "public, max-age=3600"})
+
+
+def console_pages() -> list[Any]:
+    """Everything the app mounts for the console: the page router and the static files."""
+    from console_ui import live, pages_devices, pages_org, pages_public, pages_templates
+
+    handlers = [*pages_public.ROUTES, *pages_devices.ROUTES, *pages_templates.ROUTES, *pages_org.ROUTES,
+                live.live_socket, vendor_file]
+    pages = Router(path="/", route_handlers=handlers, middleware=[session_middleware()],
+                   dependencies={"svc": Provide(provide_services), "con": Provide(provide_console)},
+                   exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},
+                   include_in_schema=False)
+    static = create_static_files_router(path="/static/console", directories=[HERE / "static"], opt=PUBLIC,
+                                        include_in_schema=False)
+    return [pages, static]
+
+
+def _error_page(request: Request, exc: Exception) -> Response[Any]:  # type: ignore[type-arg]
+    if isinstance(exc, AuthenticationError):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return Redirect(f"/login?next={quote(target, safe='')}")
+    status = 404 if isinstance(exc, NotFoundError | NotFoundException) else 403 if isinstance(
+        exc, PermissionDeniedError) else 400
+    message = exc.message if isinstance(exc, OpenBlynkError) else str(getattr(exc, "detail", exc))
+    return page(request, "error.html", status_code=status, status=status,  # type: ignore[return-value]
+                message=message)
