@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-fast typecheck bench lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt console_ui/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	npm ci --prefix console_ui --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install openblynk with its pinned dependencies
+install: $(STAMP)  ## create .venv, install openblynk with its pinned dependencies, and the console's npm packages
 
 run: install  ## embedded PostgreSQL in ./data, HTTP on 8080, MQTT on 1883; Ctrl-C stops all
 	$(BIN)/openblynk serve
@@ -37,4 +38,4 @@ lock:  ## re-pin every transitive dependency into constraints.txt from a clean v
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest-data .pytest_cache *.egg-info
+	rm -rf $(VENV) .pytest-data .pytest_cache .pytest-artifacts *.egg-info console_ui/node_modules
