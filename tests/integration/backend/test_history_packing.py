@@ -158,6 +158,7 @@ async def test_reads_use_the_indexes_of_both_forms(fresh_db: str) -> None:
         plan = "\n".join(r[0] for r in await (await conn.execute(
             "EXPLAIN SELECT * FROM history_points(1, 0, now() - interval '1 day', now())")).fetchall())
     assert "Function Scan on history_points" not in plan, plan
-    assert "Index Scan using history_default_device_id_pin_ts_idx" in plan, plan
-    assert "Index Scan using history_packed_default_device_id_pin_hour_idx" in plan, plan
+    # an index or bitmap index scan on each (which one depends on the statistics of the moment)
+    assert "history_default_device_id_pin_ts_idx" in plan, plan
+    assert "history_packed_default_device_id_pin_hour_idx" in plan, plan
 

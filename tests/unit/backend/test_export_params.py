@@ -66,7 +66,9 @@ def tables(granularity: str, specs: list[DatastreamSpec], tz: str = "UTC",
     for sql, args in data_queries(params, 7, START, END):
         assert (args["device"], args["end"]) == (7, END)
         select, rest = sql.split(" FROM ", 1)
-        out.append((rest.split()[0], select.rsplit(", ", 2)[-2], args["start"]))  # the third column
+        table = rest.split()[0].split("(")[0]
+        table = "history" if table == "history_points" else table  # raw points, unpacked or packed
+        out.append((table, select.rsplit(", ", 2)[-2], args["start"]))  # the third column
     return out
 
 
