@@ -8,10 +8,11 @@ are answered alike whatever the address.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -81,7 +82,7 @@ class AuthService:
         opened = await self.sessions.open(int(row["id"]), self.visitor.ip, self.visitor.user_agent)
         await self.audit.record(None, row["org_id"], "auth.login", "user", row["id"], ip=self.visitor.ip,
                                 actor_email=row["email"])
-        return UserInfo.of(row), opened
+        return dataclasses.replace(UserInfo.of(row), last_login_at=datetime.now(timezone.utc)), opened
 
     async def logout(self, principal: Principal, everywhere: bool = False) -> int:
         """End this session, or every session of the user; how many were ended."""

@@ -43,3 +43,4 @@ class User(SQLModel, table=True):
     status: str = "active"
     created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
                                        sa_column_kwargs={"server_default": text("now()")})
+    last_login_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]

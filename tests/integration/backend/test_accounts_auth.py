@@ -36,7 +36,7 @@ def test_login_sets_a_secure_session_cookie_and_me_answers(acc: AccountsStack, r
         me = api.get("/api/users/me").json()
         assert me["user"]["email"] == ROOT_ADMIN[0] and "orgs.view_sub" in me["permissions"]
         assert me["csrf_token"] == r.json()["csrf_token"]
-        assert "password_hash" not in r.text
+        assert "password_hash" not in r.text and r.json()["user"]["last_login_at"] is not None
     with acc.db() as db:  # only a hash of the cookie is stored
         token = session.split(";")[0].split("=", 1)[1]
         assert db.execute("SELECT count(*) FROM user_session WHERE token_hash::text LIKE %s",
