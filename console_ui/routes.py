@@ -60,8 +60,9 @@ async def vendor_file(name: FromPath[str]) -> File:
         raise NotFoundException(f"no vendored file {name!r}")
     if not path.is_file():
         raise NotFoundException(f"{name} is not installed: run `npm ci --prefix console_ui` (make install does)")
-    return File(path, content_disposition_type="inline",
-                headers={"Cache-Control": "public, max-age=3600"})
+    media_type = "text/css" if name.endswith(".css") else "text/javascript"
+    return File(path, content_disposition_type="inline", media_type=media_type,
+                headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
 
 def console_pages() -> list[Any]:

@@ -22,7 +22,7 @@ window.openblynkChart = function (w, ctx) {
   let zoomed = false;
 
   function size() {
-    return { width: Math.max(200, plotEl.clientWidth), height: Math.max(120, plotEl.clientHeight || 180) };
+    return { width: Math.max(200, plotEl.clientWidth), height: Math.max(100, plotEl.clientHeight) };
   }
 
   function makePlot() {
