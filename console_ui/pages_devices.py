@@ -41,7 +41,7 @@ async def devices_page(request: Request, svc: NamedDependency[ApiServices], con:
     rows = await con.devices.search(q, status, _int_or_none(template, "template"), _int_or_none(org, "org"))
     if request.headers.get("hx-request") == "true":
         return page(request, "device_rows.html", devices=rows)
-    templates = await con.templates.list() if svc.principal.has(P.TEMPLATES_VIEW) else []
+    templates = await con.templates.visible() if svc.principal.has(P.TEMPLATES_VIEW) else []
     return page(request, "devices.html", devices=rows, q=q, status=status, template=template, org=org,
                 templates=templates, orgs=await svc.orgs.list())
 
@@ -50,7 +50,7 @@ async def devices_page(request: Request, svc: NamedDependency[ApiServices], con:
 async def new_device_page(request: Request, svc: NamedDependency[ApiServices], con: NamedDependency[ConsoleServices],  # type: ignore[type-arg]
                           template: FromQuery[str] = "") -> Page:
     """Add a device: name, template, organization."""
-    return page(request, "device_new.html", templates=await con.templates.list(), orgs=await svc.orgs.list(),
+    return page(request, "device_new.html", templates=await con.templates.visible(), orgs=await svc.orgs.list(),
                 chosen=_int_or_none(template, "template"))
 
 

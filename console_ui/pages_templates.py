@@ -31,7 +31,7 @@ WIDGET_NAMES = {"switch": "Switch", "button": "Button", "slider": "Slider", "num
 async def templates_page(request: Request, svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
                          con: NamedDependency[ConsoleServices]) -> Page:
     """Templates of the organizations in scope."""
-    return page(request, "templates.html", templates=await con.templates.list(), orgs=await svc.orgs.list())
+    return page(request, "templates.html", templates=await con.templates.visible(), orgs=await svc.orgs.list())
 
 
 @get("/templates/{template_id:int}", guards=[requires(P.TEMPLATES_VIEW)])

@@ -87,5 +87,5 @@ def _error_page(request: Request, exc: Exception) -> Response[Any]:  # type: ign
     status = 404 if isinstance(exc, NotFoundError | NotFoundException) else 403 if isinstance(
         exc, PermissionDeniedError) else 400
     message = exc.message if isinstance(exc, OpenBlynkError) else str(getattr(exc, "detail", exc))
-    return page(request, "error.html", status_code=status, status=status,  # type: ignore[return-value]
+    return page(request, "error.html", status_code=status, status=status,
                 message=message)

@@ -60,7 +60,7 @@ class ConsoleTemplateController(Controller):
     @get("/", guards=[VIEW_TEMPLATES])
     async def list_templates(self, con: NamedDependency[ConsoleServices]) -> list[TemplateOut]:
         """Templates of every organization in scope."""
-        return [template_out(t) for t in await con.templates.list()]
+        return [template_out(t) for t in await con.templates.visible()]
 
     @post("/", guards=[EDIT_TEMPLATES])
     async def create_template(self, data: JSONBody[TemplateCreateIn], con: NamedDependency[ConsoleServices]) -> TemplateOut:

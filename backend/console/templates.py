@@ -8,6 +8,7 @@ the console and ``openblynk import`` check and store templates the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 from sqlmodel import col, select
@@ -22,6 +23,9 @@ from backend.templates.models import Datastream, Template
 from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
 from backend.templates.services import TemplateService
 from backend.templates.values import DatastreamPin
+
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class TemplateInfoIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,7 +57,7 @@ class TemplateEditor:
         self.templates = TemplateService(session)
         self.dashboards = DashboardService(session)
 
-    async def list(self) -> list[Template]:
+    async def visible(self) -> list[Template]:
         """Templates of every organization in scope, by name."""
         result = await self.session.exec(select(Template).where(col(Template.org_id).in_(sorted(await self.scope.org_ids())))
                                          .order_by(col(Template.name), col(Template.id)))
@@ -150,8 +154,7 @@ class TemplateEditor:
                                 widgets=len(saved))
         return saved
 
-    async def _edit(self, template_id: int, part: str, change: Callable[[list[msgspec.Struct]], list[msgspec.Struct]],
-                    action: str) -> Template:
+    async def _edit(self, template_id: int, part: str, change: Callable[[list[Any]], list[Any]], action: str) -> Template:
         template = await self.get(template_id)
         current = await self.templates.as_spec(template)
         updated = msgspec.structs.replace(current, **{part: change(list(getattr(current, part)))})
@@ -176,8 +179,7 @@ class TemplateEditor:
             raise ValidationError(f"template: {exc}") from None
 
 
-def _replace(items: list[msgspec.Struct], item: msgspec.Struct, same: Callable[[object], bool],
-             clash: Callable[[object], bool], what: str) -> list[msgspec.Struct]:
+def _replace(items: list[S], item: S, same: Callable[[Any], bool], clash: Callable[[Any], bool], what: str) -> list[S]:
     """``items`` with ``item`` in place of the one ``same`` finds, or appended; refuses a clash."""
     kept = [i for i in items if not same(i)]
     if any(clash(i) for i in kept):
@@ -185,7 +187,7 @@ def _replace(items: list[msgspec.Struct], item: msgspec.Struct, same: Callable[[
     return [*kept, item] if len(kept) == len(items) else [item if same(i) else i for i in items]
 
 
-def _remove(items: list[msgspec.Struct], match: Callable[[object], bool], what: str) -> list[msgspec.Struct]:
+def _remove(items: list[S], match: Callable[[Any], bool], what: str) -> list[S]:
     kept = [i for i in items if not match(i)]
     if len(kept) == len(items):
         raise NotFoundError(f"{what} not found")
