@@ -139,6 +139,10 @@ class Settings:
     """How long a password-reset link works."""
     signup_ttl_hours: float = 24.0
     """How long a sign-up confirmation link works."""
+    api_requests_per_minute: int = 10_000
+    """Platform API requests an organization may make per minute (Blynk's limit); more get 429 (0: off)."""
+    api_refresh_token_days: float = 30.0
+    """How long a platform API refresh token works (each works once; access tokens last 300 s)."""
     smtp_host: str = ""
     """SMTP server for e-mail; empty = messages are written to data_dir/mail as .eml files and logged."""
     smtp_port: int = 587

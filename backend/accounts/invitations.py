@@ -78,7 +78,7 @@ class InvitationService:
                                     "AND org_id = :org AND lower(email) = lower(:e)", org=org, e=email)
         invitation_id, token = await OneTimeTokens(self.session).issue(
             INVITATION, email, timedelta(hours=self.settings.invitation_ttl_hours),
-            name=name, org_id=org, role_id=role_id, created_by=self.principal.user_id)
+            name=name, org_id=org, role_id=role_id, created_by=self.principal.user_id or None)
         org_row = await fetch_one(self.session, "SELECT name FROM organization WHERE id = :id", id=org)
         base = (self.settings.public_url or f"http://localhost:{self.settings.http_port}").rstrip("/")
         await self.mailer.send(email, f"You are invited to {org_row['name'] if org_row else 'openblynk'}",

@@ -132,7 +132,8 @@ def parse(names: Iterable[str]) -> frozenset[Permission]:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A signed-in user as the services see them: who, where, allowed what, from which address."""
+    """Who is asking, as the services see them: a signed-in user or a platform API client; where,
+    allowed what, from which address."""
 
     user_id: int
     org_id: int
@@ -142,6 +143,9 @@ class Principal:
     ip: str | None = None
     session_id: int | None = None
     csrf_token: str = field(default="", repr=False)
+    client_id: int | None = None
+    """Set when the caller is a platform API client (OAuth2) rather than a signed-in user; its
+    ``user_id`` is then 0, which no user, owner or creator ever has."""
 
     def has(self, permission: Permission) -> bool:
         """True when the role grants ``permission``."""

@@ -48,7 +48,7 @@ class AuditService:
         await execute(self.session, """
             INSERT INTO audit_log (org_id, actor_id, actor_email, ip, action, target_type, target_id, details)
             VALUES (:org, :actor, :email, :ip, :action, :ttype, :tid, CAST(:details AS jsonb))""",
-                      org=org_id, actor=actor.user_id if actor else None,
+                      org=org_id, actor=actor.user_id if actor and actor.client_id is None else None,
                       email=actor.email if actor else actor_email, ip=actor.ip if actor else ip,
                       action=action, ttype=target_type, tid=None if target_id is None else str(target_id),
                       details=json.dumps(details, default=str))
