@@ -20,6 +20,7 @@ window.openblynkChart = function (w, ctx) {
   let plot = null;
   let data = [[], [], [], []];  // t (s), avg, min, max
   let zoomed = false;
+  let latest = 0;        // the newest request: answers to older ones are stale and dropped
 
   function size() {
     return { width: Math.max(200, plotEl.clientWidth), height: Math.max(100, plotEl.clientHeight) };
@@ -52,11 +53,13 @@ window.openblynkChart = function (w, ctx) {
   }
 
   async function show(start, end) {
+    const request = ++latest;
     view = { start, end };
     const points = Math.min(1000, Math.max(10, Math.floor(size().width / 2)));
     info.textContent = "loading…";
     try {
       const s = await api("GET", `/api/console/devices/${deviceId}/history?pin=${w.cfg.pin}&start=${start}&end=${end}&points=${points}`);
+      if (request !== latest) return;  // a range chosen meanwhile: never draw over it
       data = [s.t.map((t) => (t + s.width_ms / 2) / 1000), s.avg, s.min, s.max];
       makePlot();
       plot.setScale("x", { min: start / 1000, max: end / 1000 });
@@ -67,7 +70,7 @@ window.openblynkChart = function (w, ctx) {
       w.el.dataset.chartPoints = String(s.t.length);
       w.el.dataset.chartZoomed = zoomed ? "yes" : "no";
     } catch (err) {
-      info.textContent = err.message;
+      if (request === latest) info.textContent = err.message;
     }
   }
 

@@ -149,6 +149,8 @@ def test_console_end_to_end(stack: StackConfig, browser: Browser) -> None:  # no
         page.reload()
         chart = page.locator(".widget-chart")
         chart.get_by_role("button", name="6h").click()
+        page.wait_for_function(  # the 6 h range is drawn (not the default day, answered late)
+            "el => el.dataset.chartEnd - el.dataset.chartStart === 6 * 3600e3", arg=chart.element_handle())
         expect(chart).to_have_attribute("data-chart-points", re.compile(r"^[1-9]\d*$"))
         start, end = int(chart.get_attribute("data-chart-start") or 0), int(chart.get_attribute("data-chart-end") or 0)
         plot = chart.locator(".u-over")
