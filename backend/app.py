@@ -33,7 +33,6 @@ from backend.errors import BlynkApiError, ConflictError, NotFoundError, OpenBlyn
 from backend.history.writer import HistoryWriter, ensure_partitions
 from backend.ingest.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
-from backend.ota.controllers import OtaController
 from backend.ota.wiring import OtaServices
 from backend.security import Secrets
 from backend.history.maintenance import Retention, maintain
@@ -77,7 +76,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             await _stop_services(services)
 
     return Litestar(
-        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, OtaController, api_router(),
+        route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, api_router(),
                         console_api_router(), *console_pages()],
         template_config=console_template_config(),
         lifespan=[lifespan, data_api_lifespan(settings), accounts_lifespan(settings)],  # DATA_ROUTES after DeviceApiController

@@ -1,8 +1,9 @@
 """Blynk.Air JSON routes under ``/api/ota`` and the device download route.
 
-The console's user sessions and roles are being built (issue #5); until they land these
-routes carry no guard and act in the root organization. The download route needs none: its
-token is the device's permission.
+The routes sit in the ``/api`` router: a console session (with its CSRF check) and the
+Blynk.Air permissions of the catalogue (``air.view``, ``air.ship``, ``air.control``); each acts
+in the caller's own organization, so another tenant's firmware or shipment is answered 404.
+The download route is public: its token is the device's permission.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
+
+from backend.accounts.guards import PUBLIC, requires
+from backend.accounts.permissions import Permission as P, Principal
 
 from backend.ota.download import Download, RangeNotSatisfiableError
 from backend.ota.schemas import Firmware, Shipment, ShipmentCreate, ShipmentDevice
@@ -20,8 +25,17 @@ from backend.ota.wiring import OtaServices
 CHUNK = 64 * 1024
 
 
+VIEW, SHIP, CONTROL = requires(P.AIR_VIEW), requires(P.AIR_SHIP), requires(P.AIR_CONTROL)
+
+
 def _ota(request: Request[Any, Any, Any]) -> OtaServices:
     return request.app.state.ota  # type: ignore[no-any-return]
+
+
+def _org(request: Request[Any, Any, Any]) -> int:
+    """The caller's organization: Blynk.Air works in it."""
+    principal: Principal = request.user
+    return principal.org_id
 
 
 def _base(request: Request[Any, Any, Any]) -> str:
@@ -36,76 +50,76 @@ def _content_length(request: Request[Any, Any, Any]) -> int | None:
 class OtaController(Controller):
     """Firmware images, shipments and the signing key."""
 
-    path = "/api/ota"
+    path = "/ota"
     tags = ["Blynk.Air"]
 
-    @post("/firmware", status_code=201, request_max_body_size=None)  # the service enforces its own limit
-    async def upload(self, request: Request[Any, Any, Any], filename: str) -> Firmware:
+    @post("/firmware", guards=[SHIP], status_code=201, request_max_body_size=None)  # the service enforces its own limit
+    async def upload(self, request: Request[Any, Any, Any], filename: FromQuery[str]) -> Firmware:
         """Upload a ``.bin`` or ``.tar`` image as the raw request body (``?filename=fw.bin``)."""
         ota = _ota(request)
-        return await ota.firmware.upload(await ota.org(), filename, _content_length(request), request.stream())
+        return await ota.firmware.upload(_org(request), filename, _content_length(request), request.stream())
 
-    @get("/firmware")
+    @get("/firmware", guards=[VIEW])
     async def list_firmware(self, request: Request[Any, Any, Any]) -> list[Firmware]:
         """Every uploaded image, newest first."""
         ota = _ota(request)
-        return await ota.firmware.list_all(await ota.org())
+        return await ota.firmware.list_all(_org(request))
 
-    @get("/firmware/{firmware_id:int}")
-    async def get_firmware(self, request: Request[Any, Any, Any], firmware_id: int) -> Firmware:
+    @get("/firmware/{firmware_id:int}", guards=[VIEW])
+    async def get_firmware(self, request: Request[Any, Any, Any], firmware_id: FromPath[int]) -> Firmware:
         """One image: size, hashes, signature and its info tag."""
         ota = _ota(request)
-        return await ota.firmware.get(await ota.org(), firmware_id)
+        return await ota.firmware.get(_org(request), firmware_id)
 
-    @delete("/firmware/{firmware_id:int}", status_code=204)
-    async def delete_firmware(self, request: Request[Any, Any, Any], firmware_id: int) -> None:
+    @delete("/firmware/{firmware_id:int}", guards=[SHIP], status_code=204)
+    async def delete_firmware(self, request: Request[Any, Any, Any], firmware_id: FromPath[int]) -> None:
         """Delete an image no shipment uses."""
         ota = _ota(request)
-        await ota.firmware.delete(await ota.org(), firmware_id)
+        await ota.firmware.delete(_org(request), firmware_id)
 
-    @get("/signing-key")
+    @get("/signing-key", guards=[VIEW])
     async def signing_key(self, request: Request[Any, Any, Any]) -> dict[str, str]:
         """The public key devices pin to check firmware signatures (raw 32 bytes, base64)."""
         return _ota(request).public_key_document()
 
-    @post("/shipments", status_code=201)
-    async def create_shipment(self, request: Request[Any, Any, Any], data: ShipmentCreate) -> Shipment:
+    @post("/shipments", guards=[SHIP], status_code=201)
+    async def create_shipment(self, request: Request[Any, Any, Any], data: JSONBody[ShipmentCreate]) -> Shipment:
         """Start a shipment (live at once; the scheduler paces it)."""
         ota = _ota(request)
-        return await ota.shipments.create(await ota.org(), data, _base(request))
+        return await ota.shipments.create(_org(request), data, _base(request))
 
-    @get("/shipments")
+    @get("/shipments", guards=[VIEW])
     async def list_shipments(self, request: Request[Any, Any, Any]) -> list[Shipment]:
         """Every shipment with its counts per device status."""
         ota = _ota(request)
-        return await ota.shipments.list_all(await ota.org())
+        return await ota.shipments.list_all(_org(request))
 
-    @get("/shipments/{shipment_id:int}")
-    async def get_shipment(self, request: Request[Any, Any, Any], shipment_id: int) -> Shipment:
+    @get("/shipments/{shipment_id:int}", guards=[VIEW])
+    async def get_shipment(self, request: Request[Any, Any, Any], shipment_id: FromPath[int]) -> Shipment:
         """One shipment with its counts per device status."""
         ota = _ota(request)
-        return await ota.shipments.get(await ota.org(), shipment_id)
+        return await ota.shipments.get(_org(request), shipment_id)
 
-    @get("/shipments/{shipment_id:int}/devices")
-    async def shipment_devices(self, request: Request[Any, Any, Any], shipment_id: int) -> list[ShipmentDevice]:
+    @get("/shipments/{shipment_id:int}/devices", guards=[VIEW])
+    async def shipment_devices(self, request: Request[Any, Any, Any], shipment_id: FromPath[int]) -> list[ShipmentDevice]:
         """The status of each device, with Blynk's status names."""
         ota = _ota(request)
-        return await ota.shipments.devices(await ota.org(), shipment_id)
+        return await ota.shipments.devices(_org(request), shipment_id)
 
-    @post("/shipments/{shipment_id:int}/{action:str}", status_code=200)
-    async def shipment_action(self, request: Request[Any, Any, Any], shipment_id: int, action: str) -> Shipment:
+    @post("/shipments/{shipment_id:int}/{action:str}", guards=[CONTROL], status_code=200)
+    async def shipment_action(self, request: Request[Any, Any, Any], shipment_id: FromPath[int], action: FromPath[str]) -> Shipment:
         """``pause``, ``resume`` or ``cancel`` a shipment."""
         ota = _ota(request)
-        return await ota.shipments.set_state(await ota.org(), shipment_id, action)
+        return await ota.shipments.set_state(_org(request), shipment_id, action)
 
-    @delete("/shipments/{shipment_id:int}", status_code=204)
-    async def delete_shipment(self, request: Request[Any, Any, Any], shipment_id: int) -> None:
+    @delete("/shipments/{shipment_id:int}", guards=[CONTROL], status_code=204)
+    async def delete_shipment(self, request: Request[Any, Any, Any], shipment_id: FromPath[int]) -> None:
         """Delete a cancelled or finished shipment."""
         ota = _ota(request)
-        await ota.shipments.delete(await ota.org(), shipment_id)
+        await ota.shipments.delete(_org(request), shipment_id)
 
-    @get("/download", media_type=MediaType.TEXT)
-    async def download(self, request: Request[Any, Any, Any], token: str) -> Response[Any]:
+    @get("/download", opt=PUBLIC, media_type=MediaType.TEXT)
+    async def download(self, request: Request[Any, Any, Any], token: FromQuery[str]) -> Response[Any]:
         """The image for the device the token was made for (``Range`` supported)."""
         service = _ota(request).download
         try:

@@ -1,7 +1,7 @@
 """Firmware images and shipments: upload, list, create, pause, resume, cancel, delete.
 
-Until the platform's user accounts land (issue #5), every call works in the root
-organization; the routes carry no guard of their own yet.
+Every call works in one organization, the caller's (the routes pass it); rows of another
+organization are answered as missing.
 """
 
 from __future__ import annotations

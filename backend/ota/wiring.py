@@ -14,7 +14,6 @@ from backend.devices.context import DeviceServices
 from backend.devices.data import Publisher
 from backend.devices.place import device_zone
 from backend.devices.registry import DeviceRegistry
-from backend.errors import NotFoundError
 from backend.ota.delivery import Delivery
 from backend.ota.download import DownloadService
 from backend.ota.rollout import Rollout
@@ -55,15 +54,6 @@ class OtaServices:
                    shipments=ShipmentService(pool, firmware, delivery, settings.ota_public_url),
                    delivery=delivery, download=DownloadService(delivery, files, tokens),
                    rollout=Rollout(pool, delivery, zone_of))
-
-    async def org(self) -> int:
-        """The organization the routes act in: the root one until user sessions land (#5)."""
-        async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT id FROM organization WHERE parent_id IS NULL ORDER BY id LIMIT 1")).fetchone()
-        if row is None:
-            raise NotFoundError("no organization exists yet")
-        return int(row[0])
 
     def public_key_document(self) -> dict[str, str]:
         """The signing key devices pin: raw Ed25519 public key (base64) and PEM."""

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import httpx
-
 from device_sdk import Device, Downlink, OtaAgent
 from ota import build_tag
+from tests.support.accounts import ROOT_ADMIN, Api
 from tests.support.net import wait_for
 from tests.support.stack import StackConfig
 
@@ -26,24 +25,36 @@ def image(version: str, size: int = 48 * 1024, fw_type: str = FW_TYPE) -> bytes:
     return os.urandom(half) + tag + os.urandom(size - len(tag) - half)
 
 
+_ADMINS: dict[str, Api] = {}
+
+
+def admin(base_url: str) -> Api:
+    """The first administrator signed in at ``base_url`` (Blynk.Air routes need air.* permissions)."""
+    if base_url not in _ADMINS:
+        api = Api(base_url)
+        api.login(*ROOT_ADMIN)
+        _ADMINS[base_url] = api
+    return _ADMINS[base_url]
+
+
 def upload(stack: StackConfig, data: bytes, name: str = "fw.bin") -> dict[str, Any]:
-    resp = httpx.post(f"{stack.base_url}/api/ota/firmware", params={"filename": name}, content=data, timeout=30)
+    resp = admin(stack.base_url).post("/api/ota/firmware", params={"filename": name}, content=data, timeout=30)
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
 
 
 def create_shipment(base_url: str, **spec: Any) -> dict[str, Any]:
-    resp = httpx.post(f"{base_url}/api/ota/shipments", json=spec, timeout=30)
+    resp = admin(base_url).post("/api/ota/shipments", json=spec, timeout=30)
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
 
 
 def shipment(stack: StackConfig, shipment_id: int) -> dict[str, Any]:
-    return dict(httpx.get(f"{stack.base_url}/api/ota/shipments/{shipment_id}", timeout=30).json())
+    return dict(admin(stack.base_url).get(f"/api/ota/shipments/{shipment_id}", timeout=30).json())
 
 
 def public_key(stack: StackConfig) -> str:
-    return str(httpx.get(f"{stack.base_url}/api/ota/signing-key", timeout=10).json()["public_key"])
+    return str(admin(stack.base_url).get("/api/ota/signing-key", timeout=10).json()["public_key"])
 
 
 def wait_counts(stack: StackConfig, shipment_id: int, done: Any, timeout: float = 60.0) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 
 from ota import FirmwareInfo, verify
 from tests.integration.backend.conftest import connect_device
-from tests.integration.ota.ota_support import FW_TYPE, create_shipment, image, public_key, shipment, upload
+from tests.integration.ota.ota_support import FW_TYPE, admin, create_shipment, image, public_key, shipment, upload
 from tests.support.net import wait_for
 from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
@@ -28,7 +28,7 @@ def test_upload_parses_hashes_and_signs(stack: StackConfig) -> None:
     verify(key, base64.b64decode(fw["signature"]), bytes.fromhex(fw["sha256"]), len(data), FW_TYPE, "2.3.4")
     assert (stack.data_dir / "firmware" / fw["sha256"]).read_bytes() == data
     assert upload(stack, data)["id"] == fw["id"]  # the same image again is the same record
-    listed = httpx.get(f"{stack.base_url}/api/ota/firmware").json()
+    listed = admin(stack.base_url).get(f"/api/ota/firmware").json()
     assert fw["id"] in [f["id"] for f in listed]
 
 
@@ -39,7 +39,7 @@ def test_upload_parses_hashes_and_signs(stack: StackConfig) -> None:
 ])
 def test_bad_uploads_are_refused_clearly(stack: StackConfig, params: dict[str, str], body: bytes,
                                          message: str) -> None:
-    resp = httpx.post(f"{stack.base_url}/api/ota/firmware", params=params, content=body)
+    resp = admin(stack.base_url).post(f"/api/ota/firmware", params=params, content=body)
     assert resp.status_code == 400 and message in resp.json()["error"]["message"]
     assert not list((stack.data_dir / "firmware").glob(".upload-*"))  # nothing left behind
 
@@ -52,7 +52,7 @@ def test_bad_shipments_are_refused_clearly(stack: StackConfig) -> None:
                             ({"apply_mode": "sideways"}, "apply_mode"), ({"abort": {"failure_percent": 0}}, "failure_percent"),
                             ({"target": {"kind": "devices", "device_ids": [10**9]}}, "no devices"),
                             ({"firmware_id": 10**9}, "no firmware"), ({"attempts_limit": 0}, "attempts")]:
-        resp = httpx.post(f"{stack.base_url}/api/ota/shipments", json={**base, **change})
+        resp = admin(stack.base_url).post(f"/api/ota/shipments", json={**base, **change})
         assert resp.status_code in (400, 404), resp.text
         assert message in resp.json()["error"]["message"], (change, resp.text)
 
@@ -109,23 +109,23 @@ def test_ota_status_reports_and_bad_payloads(stack: StackConfig) -> None:
         assert wait_for(lambda: _status(stack, ship["id"], info.id) == "upload_failure", 10)
         _, cleared = dev.next(timeout=10, topic_prefix="downlink/ota/json")
         assert cleared == b""  # the retained offer is withdrawn
-        rows = httpx.get(f"{stack.base_url}/api/ota/shipments/{ship['id']}/devices").json()
+        rows = admin(stack.base_url).get(f"/api/ota/shipments/{ship['id']}/devices").json()
         assert rows[0]["label"] == "Upload failure" and rows[0]["detail"] == "flash write failed"
         dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)  # reboots: tries again
         _, again = dev.next(timeout=10, topic_prefix="downlink/ota/json")
         assert json.loads(again)["ver"] == "1.6.0"
-        assert httpx.post(f"{stack.base_url}/api/ota/shipments/{ship['id']}/cancel").json()["state"] == "cancelled"
+        assert admin(stack.base_url).post(f"/api/ota/shipments/{ship['id']}/cancel").json()["state"] == "cancelled"
         _, cleared = dev.next(timeout=10, topic_prefix="downlink/ota/json")
         assert cleared == b""
-        assert httpx.post(f"{stack.base_url}/api/ota/shipments/{ship['id']}/resume").status_code == 409
-        assert httpx.delete(f"{stack.base_url}/api/ota/shipments/{ship['id']}").status_code == 204
+        assert admin(stack.base_url).post(f"/api/ota/shipments/{ship['id']}/resume").status_code == 409
+        assert admin(stack.base_url).delete(f"/api/ota/shipments/{ship['id']}").status_code == 204
     finally:
         dev.client.disconnect()
         dev.client.loop_stop()
 
 
 def _status(stack: StackConfig, shipment_id: int, device_id: int) -> str | None:
-    rows = httpx.get(f"{stack.base_url}/api/ota/shipments/{shipment_id}/devices").json()
+    rows = admin(stack.base_url).get(f"/api/ota/shipments/{shipment_id}/devices").json()
     return next((r["status"] for r in rows if r["device_id"] == device_id), None)
 
 
