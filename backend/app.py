@@ -15,6 +15,7 @@ from functools import partial
 
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.accounts.context import accounts_lifespan
 from backend.accounts.http import api_router
@@ -34,6 +35,8 @@ from backend.history.writer import HistoryWriter, ensure_partitions
 from backend.ingest.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.ota.wiring import OtaServices
+from backend.platform_api.http import platform_router, token
+from backend.platform_api.runtime import platform_lifespan
 from backend.security import Secrets
 from backend.history.maintenance import Retention, maintain
 from backend.scheduler import Job, Scheduler
@@ -77,11 +80,14 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
 
     return Litestar(
         route_handlers=[DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, api_router(),
-                        console_api_router(), *console_pages()],
+                        token, platform_router(), console_api_router(), *console_pages()],
         template_config=console_template_config(),
-        lifespan=[lifespan, data_api_lifespan(settings), accounts_lifespan(settings)],  # DATA_ROUTES after DeviceApiController
+        lifespan=[lifespan, data_api_lifespan(settings), accounts_lifespan(settings),
+                  platform_lifespan()],  # DATA_ROUTES after DeviceApiController
         exception_handlers={OpenBlynkError: _error_response},
-        openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema", components=Components(
+            security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer",
+                                                            description="access token from POST /oauth2/token")})),
         logging_config=None,
     )
 

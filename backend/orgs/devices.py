@@ -56,7 +56,7 @@ class DeviceDirectory:
         rows = await fetch_all(self.session, f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM device "
                                              f"WHERE {where} ORDER BY id LIMIT :size OFFSET :offset",
                                **params, size=size, offset=page * size)
-        total = int(rows[0]["total"]) if rows else 0
+        total = int(rows[0]["total"]) if rows else await self._count(where, params) if page else 0
         return [DeviceInfo(**{k: v for k, v in r.items() if k != "total"}) for r in rows], total
 
     async def get(self, device_id: int) -> DeviceInfo:
@@ -93,6 +93,11 @@ class DeviceDirectory:
             await self.audit.record(self.principal, org, "device.move", "device", device_id,
                                     from_org_id=device.org_id, to_org_id=org_id)
         return DeviceInfo(**row)
+
+    async def _count(self, where: str, params: dict[str, object]) -> int:
+        """How many devices match, for a page past the end (which has no row to carry the total)."""
+        row = await fetch_one(self.session, f"SELECT count(*) AS n FROM device WHERE {where}", **params)
+        return int(row["n"]) if row else 0
 
     async def _visible(self) -> tuple[str, dict[str, object]]:
         params: dict[str, object] = {"orgs": sorted(await self.scope.org_ids())}

@@ -1,0 +1,208 @@
+"""OAuth2 client credentials for the platform API, as Blynk's ``/oauth2/token`` answers them.
+
+- A client belongs to one organization and holds a set of permissions, at most those of the
+  user who made it (so a client can never do more than its maker). Its secret is shown once
+  and only its SHA-256 is stored.
+- ``client_credentials`` gives a Bearer access token that works for 300 s and a refresh token;
+  ``refresh_token`` trades a refresh token (each works once) for a new pair.
+- A Bearer token resolves to a :class:`Principal` of the client's organization with the
+  client's permissions: the platform routes are guarded by the same guards as ``/api``.
+
+Errors at the token endpoint are :class:`OAuthError` (Blynk's ``{"error", "error_description"}``
+body, HTTP 400); everything else is the project's error tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.accounts.permissions import ALL, Principal, expand, parse
+from backend.audit.services import AuditService
+from backend.db.sql import execute, fetch_all, fetch_one
+from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
+from backend.orgs.tree import Scope
+
+ACCESS_TOKEN_SECONDS = 300
+"""Blynk's ``expires_in``."""
+CLIENT_ID_PREFIX = "oa2-client-id_"
+OAUTH_ERRORS = frozenset({"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                          "unsupported_grant_type"})
+WRONG_CLIENT = "Client ID is not found or password is wrong."
+"""Blynk's text for an unknown client or a wrong secret (one text, so neither can be told apart)."""
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class OAuthError(ValidationError):
+    """An OAuth2 error of the token endpoint (RFC 6749 5.2), answered as Blynk does."""
+
+    def __init__(self, error: str, description: str) -> None:
+        assert error in OAUTH_ERRORS, error
+        super().__init__(description)
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """A client as its organization's developers see it (never the secret)."""
+
+    id: int
+    client_id: str
+    org_id: int
+    name: str
+    permissions: list[str]
+    created_by: int | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewClient:
+    """A client just made, with its secret (shown this once)."""
+
+    client: ClientInfo
+    client_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What ``/oauth2/token`` answers."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int = ACCESS_TOKEN_SECONDS
+    token_type: str = "Bearer"
+
+
+_CLIENT_COLUMNS = "id, client_id, org_id, name, permissions, created_by, created_at, revoked_at"
+
+
+class OAuthClientService:
+    """Clients of the organizations in one principal's scope (``api.clients``)."""
+
+    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService) -> None:
+        self.session = session
+        self.scope = scope
+        self.principal: Principal = scope.principal
+        self.audit = audit
+
+    async def create(self, org_id: int | None, name: str, permissions: list[str] | None) -> NewClient:
+        """A client of ``org_id`` (the caller's by default) holding ``permissions`` (by default
+        every permission of the caller); nobody can give a client a permission they lack."""
+        org = org_id if org_id is not None else self.principal.org_id
+        await self.scope.require_org(org)
+        name = name.strip()
+        if not 1 <= len(name) <= 100:
+            raise ValidationError("a client name must have 1 to 100 characters")
+        wanted = parse(p for p in permissions if p != ALL) if permissions is not None else self.principal.permissions
+        if permissions is not None and ALL in permissions:
+            raise ValidationError("list the permissions the client needs; '*' is the Admin role's alone")
+        missing = wanted - self.principal.permissions
+        if missing:
+            raise PermissionDeniedError("you cannot give a client a permission you lack: " + ", ".join(sorted(missing)))
+        secret = secrets.token_urlsafe(30)
+        row = await fetch_one(self.session, f"""
+            INSERT INTO oauth_client (client_id, secret_hash, org_id, name, permissions, created_by)
+            VALUES (:cid, :h, :org, :name, :perms, :by) RETURNING {_CLIENT_COLUMNS}""",
+                              cid=CLIENT_ID_PREFIX + secrets.token_urlsafe(24), h=_hash(secret), org=org, name=name,
+                              perms=sorted(p.value for p in wanted), by=self.principal.user_id or None)
+        assert row is not None
+        client = ClientInfo(**row)
+        await self.audit.record(self.principal, org, "oauth_client.create", "oauth_client", client.id,
+                                client_id=client.client_id, name=name, permissions=client.permissions)
+        return NewClient(client, secret)
+
+    async def list_clients(self, org_id: int | None) -> list[ClientInfo]:
+        """Clients of one organization, or of the whole scope (revoked ones too), by id."""
+        if org_id is not None:
+            await self.scope.require_org(org_id)
+        orgs = [org_id] if org_id is not None else sorted(await self.scope.org_ids())
+        rows = await fetch_all(self.session, f"SELECT {_CLIENT_COLUMNS} FROM oauth_client WHERE org_id = ANY(:orgs) "
+                                             "ORDER BY id", orgs=orgs)
+        return [ClientInfo(**r) for r in rows]
+
+    async def get(self, client_pk: int) -> ClientInfo:
+        """One client in scope."""
+        row = await fetch_one(self.session, f"SELECT {_CLIENT_COLUMNS} FROM oauth_client WHERE id = :id "
+                                            "AND org_id = ANY(:orgs)", id=client_pk, orgs=sorted(await self.scope.org_ids()))
+        if row is None:
+            raise NotFoundError("OAuth client not found")
+        return ClientInfo(**row)
+
+    async def revoke(self, client_pk: int) -> ClientInfo:
+        """Stop a client at once: its secret and every token it holds stop working."""
+        client = await self.get(client_pk)
+        if client.revoked_at is None:
+            await execute(self.session, "UPDATE oauth_client SET revoked_at = now() WHERE id = :id", id=client_pk)
+            await execute(self.session, "DELETE FROM oauth_token WHERE client_id = :id", id=client_pk)
+            await self.audit.record(self.principal, client.org_id, "oauth_client.revoke", "oauth_client", client_pk,
+                                    client_id=client.client_id)
+        return await self.get(client_pk)
+
+
+class TokenService:
+    """The token endpoint and Bearer authentication."""
+
+    def __init__(self, session: AsyncSession, refresh_lifetime: timedelta) -> None:
+        self.session = session
+        self.refresh_lifetime = refresh_lifetime
+
+    async def client_credentials(self, client_id: str, client_secret: str) -> TokenPair:
+        """A new token pair for a client that proves its secret."""
+        return await self._issue(await self._client(client_id, client_secret))
+
+    async def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> TokenPair:
+        """Trade a refresh token of this client (it works once) for a new pair."""
+        client = await self._client(client_id, client_secret)
+        if not refresh_token:
+            raise OAuthError("invalid_request", "refresh_token is required with grant_type=refresh_token")
+        row = await fetch_one(self.session, """
+            UPDATE oauth_token SET used_at = now() WHERE token_hash = :h AND kind = 'refresh' AND client_id = :c
+              AND used_at IS NULL AND expires_at > now() RETURNING id""", h=_hash(refresh_token), c=client)
+        if row is None:
+            raise OAuthError("invalid_grant", "Refresh token is invalid, expired or already used.")
+        return await self._issue(client)
+
+    async def authenticate(self, access_token: str, ip: str | None) -> Principal | None:
+        """The principal of a live access token of a client that is not revoked, or None."""
+        row = await fetch_one(self.session, """
+            SELECT c.id, c.client_id, c.org_id, c.permissions FROM oauth_token t JOIN oauth_client c ON c.id = t.client_id
+            WHERE t.token_hash = :h AND t.kind = 'access' AND t.expires_at > now() AND c.revoked_at IS NULL""",
+                              h=_hash(access_token))
+        if row is None:
+            return None
+        return Principal(user_id=0, org_id=int(row["org_id"]), email=f"oauth2:{row['client_id']}", role_id=0,
+                         permissions=expand(row["permissions"]), ip=ip, client_id=int(row["id"]))
+
+    async def purge_expired(self) -> int:
+        """Delete tokens past their end (they already no longer work)."""
+        return await execute(self.session, "DELETE FROM oauth_token WHERE expires_at <= now() - interval '1 day'")
+
+    async def _client(self, client_id: str, client_secret: str) -> int:
+        if not client_id or not client_secret:
+            raise OAuthError("invalid_client", "Client credentials are missing: send them as HTTP Basic "
+                                               "authorization or as client_id and client_secret parameters.")
+        row = await fetch_one(self.session, "SELECT id, secret_hash FROM oauth_client WHERE client_id = :cid "
+                                            "AND revoked_at IS NULL", cid=client_id)
+        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(client_secret)):
+            raise OAuthError("invalid_client", WRONG_CLIENT)
+        return int(row["id"])
+
+    async def _issue(self, client: int) -> TokenPair:
+        now = datetime.now(timezone.utc)
+        access, refresh = secrets.token_urlsafe(30), secrets.token_urlsafe(30)
+        await execute(self.session, """
+            INSERT INTO oauth_token (client_id, kind, token_hash, expires_at)
+            VALUES (:c, 'access', :a, :a_exp), (:c, 'refresh', :r, :r_exp)""",
+                      c=client, a=_hash(access), a_exp=now + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+                      r=_hash(refresh), r_exp=now + self.refresh_lifetime)
+        return TokenPair(access, refresh)
+

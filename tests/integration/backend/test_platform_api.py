@@ -1,0 +1,480 @@
+"""The platform API (issue #5 item 4): OAuth2 client credentials as Blynk answers them, Bearer
+tokens feeding the same permission guards as the console, every /api/v1/organization route
+called across tenants (a parent P with two sibling children A and B), the rate limit, pagination,
+history through the query API, and Blynk.Air behind its permissions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, AccountsStack, Api, invite_and_join, start_accounts_stack
+from tests.support.net import wait_for
+from tests.support.provision import provision_async, thermostat_doc
+
+V1 = "/api/v1/organization"
+
+
+class Bearer(httpx.Client):
+    """A platform API client holding an access token."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        super().__init__(base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+
+def make_client(api: Api, name: str, org_id: int | None = None, permissions: list[str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name, "org_id": org_id}
+    if permissions is not None:
+        body["permissions"] = permissions
+    r = api.post("/api/oauth2/clients", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def get_token(base_url: str, made: dict[str, Any]) -> dict[str, Any]:
+    r = httpx.post(f"{base_url}/oauth2/token", params={"grant_type": "client_credentials"},
+                   auth=(made["client"]["client_id"], made["client_secret"]))
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+@dataclass
+class Tenant:
+    org: int
+    admin: Api
+    client: dict[str, Any]
+    api: Bearer
+    device: int
+    user: int
+
+
+@dataclass
+class World:
+    acc: AccountsStack
+    root: Api
+    parent: int
+    a: Tenant
+    b: Tenant
+    parent_api: Bearer  # every permission, orgs.view_sub included
+    parent_narrow: Bearer  # every permission but orgs.view_sub
+    template: int
+
+
+@pytest.fixture(scope="module")
+def world(pg_server: str, template_db: str) -> Iterator[World]:
+    for acc in start_accounts_stack(pg_server, template_db, "platform"):
+        root = acc.login(*ROOT_ADMIN)
+        parent = root.post("/api/orgs", json={"name": "Parent"}).json()["id"]
+        imported = asyncio.run(provision_async(acc.config.database_url, thermostat_doc(devices=2, save_raw=True)))
+        devices = imported.devices
+        with acc.db() as db:
+            row = db.execute("SELECT template_id FROM device WHERE id = %s", (devices[0].id,)).fetchone()
+        assert row is not None
+        tenants = []
+        for i, name in enumerate(("A", "B")):
+            org = root.post("/api/orgs", json={"name": name, "parent_id": parent}).json()["id"]
+            admin = invite_and_join(acc, root, org, f"admin-{name}@example.com", ADMIN)
+            assert root.post(f"/api/devices/{devices[i].id}/move", json={"org_id": org}).status_code == 200
+            made = make_client(admin, f"Client {name}")
+            tenants.append(Tenant(org, admin, made, Bearer(acc.base_url, get_token(acc.base_url, made)["access_token"]),
+                                  devices[i].id, admin.me["id"]))
+        parent_admin = invite_and_join(acc, root, parent, "admin-p@example.com", ADMIN)
+        wide = get_token(acc.base_url, make_client(parent_admin, "Parent wide"))
+        everything = [p["name"] for p in parent_admin.get("/api/permissions").json() if p["name"] != "orgs.view_sub"]
+        narrow = get_token(acc.base_url, make_client(parent_admin, "Parent narrow", permissions=everything))
+        w = World(acc, root, parent, tenants[0], tenants[1], Bearer(acc.base_url, wide["access_token"]),
+                  Bearer(acc.base_url, narrow["access_token"]), int(row[0]))
+        yield w
+        for client in (root, parent_admin, w.a.admin, w.b.admin, w.a.api, w.b.api, w.parent_api, w.parent_narrow):
+            client.close()
+
+
+# -- OAuth2 ------------------------------------------------------------------------------------
+
+def test_token_endpoint_answers_as_blynk(world: World) -> None:
+    base, made = world.acc.base_url, world.a.client
+    cid, secret = made["client"]["client_id"], made["client_secret"]
+    assert cid.startswith("oa2-client-id_")
+    r = httpx.post(f"{base}/oauth2/token", params={"grant_type": "client_credentials", "client_id": cid,
+                                                   "client_secret": secret})
+    body = r.json()
+    assert r.status_code == 200 and set(body) == {"access_token", "token_type", "expires_in", "refresh_token"}
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 300 and r.headers["cache-control"] == "no-store"
+    r = httpx.post(f"{base}/oauth2/token", data={"grant_type": "client_credentials"}, auth=(cid, secret))
+    assert r.status_code == 200  # a form body works too
+    wrong = httpx.post(f"{base}/oauth2/token", params={"grant_type": "client_credentials"}, auth=(cid, secret + "x"))
+    assert wrong.status_code == 400
+    assert wrong.json() == {"error": "invalid_client", "error_description": "Client ID is not found or password is wrong."}
+    unknown = httpx.post(f"{base}/oauth2/token", params={"grant_type": "client_credentials"}, auth=("nobody", secret))
+    assert unknown.json() == wrong.json()
+    for params, error in [({}, "invalid_request"), ({"grant_type": "password"}, "unsupported_grant_type"),
+                          ({"grant_type": "refresh_token"}, "invalid_request"),
+                          ({"grant_type": "refresh_token", "refresh_token": "made-up"}, "invalid_grant")]:
+        r = httpx.post(f"{base}/oauth2/token", params=params, auth=(cid, secret))
+        assert r.status_code == 400 and r.json()["error"] == error and r.json()["error_description"], (params, r.text)
+    r = httpx.post(f"{base}/oauth2/token", params={"grant_type": "client_credentials"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_client"
+    r = httpx.post(f"{base}/oauth2/token", params={"grant_type": "client_credentials"},
+                   headers={"Authorization": "Basic !!notbase64"})
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+
+
+def test_secret_is_stored_hashed_and_shown_once(world: World) -> None:
+    made = world.a.client
+    with world.acc.db() as db:
+        row = db.execute("SELECT secret_hash, row_to_json(c)::text FROM oauth_client c WHERE client_id = %s",
+                         (made["client"]["client_id"],)).fetchone()
+    assert row is not None and bytes(row[0]) == hashlib.sha256(made["client_secret"].encode()).digest()
+    assert made["client_secret"] not in row[1]
+    listed = world.a.admin.get("/api/oauth2/clients").json()
+    assert [c["client_id"] for c in listed] == [made["client"]["client_id"]] and "client_secret" not in listed[0]
+
+
+def test_access_token_expires_and_refresh_token_works_once(world: World) -> None:
+    base = world.acc.base_url
+    pair = get_token(base, world.a.client)
+    with Bearer(base, pair["access_token"]) as api:
+        assert api.get(f"{V1}/profile").status_code == 200
+        with world.acc.db() as db:  # five minutes pass
+            db.execute("UPDATE oauth_token SET expires_at = now() - interval '1 second' WHERE token_hash = %s",
+                       (hashlib.sha256(pair["access_token"].encode()).digest(),))
+        r = api.get(f"{V1}/profile")
+        assert r.status_code == 401 and "expired" in r.json()["error"]["message"]
+    cid, secret = world.a.client["client"]["client_id"], world.a.client["client_secret"]
+    refresh = {"grant_type": "refresh_token", "refresh_token": pair["refresh_token"]}
+    r = httpx.post(f"{base}/oauth2/token", params=refresh, auth=(cid, secret))
+    assert r.status_code == 200 and r.json()["refresh_token"] != pair["refresh_token"]
+    with Bearer(base, r.json()["access_token"]) as api:
+        assert api.get(f"{V1}/profile").json()["id"] == world.a.org
+    again = httpx.post(f"{base}/oauth2/token", params=refresh, auth=(cid, secret))
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    other = world.b.client  # a refresh token works only for the client it was given to
+    r2 = httpx.post(f"{base}/oauth2/token", params={"grant_type": "refresh_token",
+                                                    "refresh_token": r.json()["refresh_token"]},
+                    auth=(other["client"]["client_id"], other["client_secret"]))
+    assert r2.status_code == 400 and r2.json()["error"] == "invalid_grant"
+    with world.acc.db() as db:
+        db.execute("UPDATE oauth_token SET expires_at = now() - interval '1 second' WHERE token_hash = %s",
+                   (hashlib.sha256(r.json()["refresh_token"].encode()).digest(),))
+    r3 = httpx.post(f"{base}/oauth2/token", params={"grant_type": "refresh_token",
+                                                    "refresh_token": r.json()["refresh_token"]}, auth=(cid, secret))
+    assert r3.status_code == 400 and r3.json()["error"] == "invalid_grant"
+
+
+def test_revoked_client_stops_at_once(world: World) -> None:
+    base, admin = world.acc.base_url, world.a.admin
+    made = make_client(admin, "Short lived")
+    with Bearer(base, get_token(base, made)["access_token"]) as api:
+        assert api.get(f"{V1}/profile").status_code == 200
+        assert world.b.admin.delete(f"/api/oauth2/clients/{made['client']['id']}").status_code == 404
+        revoked = admin.delete(f"/api/oauth2/clients/{made['client']['id']}")
+        assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+        assert api.get(f"{V1}/profile").status_code == 401
+    r = httpx.post(f"{base}/oauth2/token", params={"grant_type": "client_credentials"},
+                   auth=(made["client"]["client_id"], made["client_secret"]))
+    assert r.status_code == 400 and r.json()["error"] == "invalid_client"
+    actions = [e["action"] for e in admin.get("/api/audit").json()["content"]]
+    assert "oauth_client.revoke" in actions and "oauth_client.create" in actions
+
+
+def test_clients_never_exceed_their_maker_and_follow_the_guards(world: World) -> None:
+    acc, a = world.acc, world.a
+    staff = invite_and_join(acc, a.admin, a.org, "staff-platform@example.com", STAFF)
+    r = staff.post("/api/oauth2/clients", json={"name": "Mine"})
+    assert r.status_code == 403 and "api.clients" in r.json()["error"]["message"]
+    role = a.admin.post("/api/roles", json={"name": "Dev", "permissions": ["api.clients", "devices.view"]}).json()
+    dev = invite_and_join(acc, a.admin, a.org, "dev-platform@example.com", role["id"])
+    r = dev.post("/api/oauth2/clients", json={"name": "Wider", "permissions": ["devices.edit"]})
+    assert r.status_code == 403 and "devices.edit" in r.json()["error"]["message"]
+    r = dev.post("/api/oauth2/clients", json={"name": "Bad", "permissions": ["devices.fly"]})
+    assert r.status_code == 400 and "unknown permission" in r.json()["error"]["message"]
+    assert dev.post("/api/oauth2/clients", json={"name": "X", "org_id": world.b.org}).status_code == 404
+    made = dev.post("/api/oauth2/clients", json={"name": "Reader"}).json()
+    assert made["client"]["permissions"] == ["api.clients", "devices.view"]
+    with Bearer(acc.base_url, get_token(acc.base_url, made)["access_token"]) as api:
+        assert api.get(f"{V1}/devices").status_code == 200
+        r = api.post(f"{V1}/device/datastream", json={"deviceId": a.device, "dataStreamId": 1, "value": 1})
+        assert r.status_code == 403 and "lacks the permission" in r.json()["error"]["message"]
+        assert api.get(f"{V1}/users").status_code == 403
+    r = httpx.get(f"{acc.base_url}{V1}/devices")
+    assert r.status_code == 401 and "Bearer" in r.json()["error"]["message"]
+    r = httpx.get(f"{acc.base_url}{V1}/devices", headers={"Authorization": "Bearer made-up"})
+    assert r.status_code == 401
+    staff.close()
+    dev.close()
+
+
+# -- cross-tenant ------------------------------------------------------------------------------
+
+def platform_calls(b: Tenant, a: Tenant) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Every platform route that names a resource, aimed at tenant ``b``'s (``a`` is the caller's)."""
+    d = b.device
+    return [
+        ("GET", f"{V1}/device?deviceId={d}", None), ("GET", f"{V1}/device/baseInfo?deviceId={d}", None),
+        ("PUT", f"{V1}/device?deviceId={d}", {"name": "Taken"}), ("DELETE", f"{V1}/device?deviceId={d}", None),
+        ("DELETE", f"{V1}/device/clear?deviceId={d}", None), ("GET", f"{V1}/device/online?deviceId={d}", None),
+        ("DELETE", f"{V1}/device/owner?deviceId={d}", None),
+        ("POST", f"{V1}/device/transfer", {"deviceId": d, "newOrgId": a.org}),
+        ("POST", f"{V1}/device/transfer", {"deviceId": a.device, "newOrgId": b.org}),
+        ("POST", f"{V1}/device/transfer", {"deviceId": a.device, "newUserId": b.user}),
+        ("POST", f"{V1}/device/trigger-event", {"deviceId": d, "eventCode": "overheat"}),
+        ("GET", f"{V1}/device/timeline?deviceId={d}", None), ("GET", f"{V1}/device/metafield?deviceId={d}", None),
+        ("POST", f"{V1}/device/metafield", {"deviceId": d, "metaFieldName": "Time Zone", "value": "UTC"}),
+        ("GET", f"{V1}/device/datastreams?deviceId={d}", None),
+        ("POST", f"{V1}/device/datastream", {"deviceId": d, "dataStreamId": 1, "value": 1}),
+        ("POST", f"{V1}/device/datastreams", {"deviceId": d, "values": {"1": 1}}),
+        ("POST", f"{V1}/device/datastream/property", {"deviceId": d, "dataStreamId": 1, "property": "color",
+                                                       "value": "#FF0000"}),
+        ("GET", f"{V1}/device/datastream/history?deviceId={d}&pin=v0", None),
+        ("GET", f"{V1}/device/datastream/series?deviceId={d}&pin=v0&from=0", None),
+        ("GET", f"{V1}/device/datastream/raw?deviceId={d}&pin=v0&from=0", None),
+        ("GET", f"{V1}/device/datastream/export?deviceId={d}&pin=v0&from=0", None),
+        ("POST", f"{V1}/device/create", {"templateId": 0, "name": "Planted", "orgId": b.org}),
+        ("GET", f"{V1}?orgId={b.org}", None), ("DELETE", f"{V1}?orgId={b.org}", None),
+        ("POST", f"{V1}/create", {"name": "Inside B", "parentOrganizationId": b.org}),
+        ("GET", f"{V1}/users?orgId={b.org}", None), ("GET", f"{V1}/user?userId={b.user}", None),
+        ("PUT", f"{V1}/users/role?userId={b.user}&roleId=3", None),
+        ("POST", f"{V1}/users/invite", {"email": "spy@example.com", "roleId": 3, "orgId": b.org}),
+    ]
+
+
+def tenant_state(w: World, t: Tenant) -> dict[str, Any]:
+    with w.acc.db() as db:
+        device = db.execute("SELECT org_id, name, owner_id FROM device WHERE id = %s", (t.device,)).fetchone()
+        counts = db.execute("""SELECT (SELECT count(*) FROM datastream_value WHERE device_id = %(d)s),
+            (SELECT count(*) FROM device_event WHERE device_id = %(d)s), (SELECT count(*) FROM device_property
+            WHERE device_id = %(d)s), (SELECT count(*) FROM organization WHERE parent_id = %(o)s),
+            (SELECT count(*) FROM account_token WHERE org_id = %(o)s), (SELECT role_id FROM app_user WHERE id = %(u)s)""",
+                            {"d": t.device, "o": t.org, "u": t.user}).fetchone()
+    return {"device": device, "counts": counts}
+
+
+@pytest.mark.parametrize("direction", ["a->b", "b->a"])
+def test_no_platform_route_reaches_a_sibling_tenant(world: World, direction: str) -> None:
+    me, other = (world.a, world.b) if direction == "a->b" else (world.b, world.a)
+    calls = platform_calls(other, me)
+    calls[22] = ("POST", f"{V1}/device/create", {"templateId": world.template, "name": "Planted", "orgId": other.org})
+    before = tenant_state(world, other), tenant_state(world, me)
+    for method, url, body in calls:
+        r = me.api.request(method, url, json=body)
+        assert r.status_code == 404, (method, url, r.status_code, r.text)
+        assert "not found" in r.json()["error"]["message"].lower(), r.text
+    assert (tenant_state(world, other), tenant_state(world, me)) == before
+    listed = me.api.get(f"{V1}/devices", params={"includeSubOrgDevices": "true"}).json()
+    assert [d["id"] for d in listed["content"]] == [me.device] and listed["totalElements"] == 1
+    assert [d["id"] for d in me.api.get(f"{V1}/search/devices").json()["content"]] == [me.device]
+    assert {u["orgId"] for u in me.api.get(f"{V1}/users").json()["content"]} == {me.org}
+    assert [o["id"] for o in me.api.get(f"{V1}/search").json()["content"]] == [me.org]
+    assert me.api.get(f"{V1}/templates").json()["totalElements"] == 0  # the template is the root's
+    assert me.api.get(f"{V1}/template?templateId={world.template}").status_code == 404
+
+
+def test_a_parent_sees_its_children_only_with_the_permission(world: World) -> None:
+    wide, narrow = world.parent_api, world.parent_narrow
+    seen = wide.get(f"{V1}/devices", params={"includeSubOrgDevices": "true", "size": 100}).json()
+    assert {world.a.device, world.b.device} <= {d["id"] for d in seen["content"]}
+    assert wide.get(f"{V1}/devices").json()["totalElements"] == 0  # its own organization has none
+    assert wide.get(f"{V1}/device?deviceId={world.a.device}").json()["orgId"] == world.a.org
+    assert wide.get(f"{V1}?orgId={world.b.org}").json()["parentOrganizationId"] == world.parent
+    assert wide.get(f"{V1}/user?userId={world.b.user}").status_code == 200
+    for child in (world.a, world.b):
+        for method, url, body in platform_calls(child, Tenant(world.parent, world.root, {}, narrow, 0, 0)):
+            if body and body.get("deviceId") == 0:
+                continue  # aims at the caller's own (absent) device, not at the child
+            r = narrow.request(method, url, json=body)
+            assert r.status_code == 404, (method, url, r.status_code, r.text)
+    r = narrow.get(f"{V1}/devices", params={"includeSubOrgDevices": "true"})
+    assert r.json()["totalElements"] == 0
+
+
+def test_openapi_schema_lists_the_platform_api(world: World) -> None:
+    r = httpx.get(f"{world.acc.base_url}/schema/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    for path in ("/oauth2/token", f"{V1}/devices", f"{V1}/device/datastream/history", f"{V1}/device/datastream/series",
+                 "/api/oauth2/clients", "/api/ota/shipments"):
+        assert path in paths, path
+    assert r.json()["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+
+
+def test_endpoints_this_server_does_not_offer_answer_501_in_blynks_shape(world: World) -> None:
+    r = world.a.api.get(f"{V1}/device/tags?deviceId={world.a.device}")
+    assert r.status_code == 501 and r.json()["error"]["message"].startswith("Not supported by this server")
+    assert httpx.get(f"{world.acc.base_url}{V1}/device/tags").status_code == 401
+
+
+# -- rate limit ------------------------------------------------------------------------------------
+
+def test_rate_limit_per_organization(world: World) -> None:
+    a, b = world.a, world.b
+    assert a.api.get(f"{V1}/profile").status_code == 200
+    with world.acc.db() as db:  # as if 10,000 requests had just been made in this minute
+        db.execute("UPDATE api_rate SET count = 10000, window_start = now() WHERE org_id = %s", (a.org,))
+    r = a.api.get(f"{V1}/profile")
+    assert r.status_code == 429 and 0 < int(r.headers["Retry-After"]) <= 60
+    assert "10000" in r.json()["error"]["message"]
+    assert b.api.get(f"{V1}/profile").status_code == 200  # another organization is not held back
+    with world.acc.db() as db:  # the minute is over
+        db.execute("UPDATE api_rate SET window_start = now() - interval '61 seconds' WHERE org_id = %s", (a.org,))
+    assert a.api.get(f"{V1}/profile").status_code == 200
+
+
+# -- devices, values, history ----------------------------------------------------------------------
+
+def test_device_lifecycle_and_pagination(world: World) -> None:
+    api, org = world.a.api, world.a.org
+    made = []
+    for i in range(5):
+        r = api.post(f"{V1}/device/create", json={"templateId": world.template, "name": f"Page device {i}"})
+        assert r.status_code == 201, r.text
+        made.append(r.json())
+    assert made[0]["orgId"] == org and len(made[0]["token"]) == 32
+    full = api.get(f"{V1}/device?deviceId={made[0]['id']}").json()
+    assert full["token"] == made[0]["token"] and full["dataStreamValues"][2]["value"] == "none"
+    pages = [api.get(f"{V1}/devices", params={"page": p, "size": 2}).json() for p in range(4)]
+    assert [len(p["content"]) for p in pages] == [2, 2, 2, 0] and {p["totalElements"] for p in pages} == {6}
+    ids = [d["id"] for p in pages for d in p["content"]]
+    assert len(set(ids)) == 6 and ids == sorted(ids)
+    for bad in ({"size": 0}, {"size": 1001}, {"page": -1}):
+        r = api.get(f"{V1}/devices", params=bad)
+        assert r.status_code == 400 and "size" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/device/create", json={"templateId": world.template, "name": "bad/name"})
+    assert r.status_code == 400 and "Device name" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/device/create", json={"templateId": "TMPLnothere", "name": "X"})
+    assert r.status_code == 404 and r.json()["error"]["message"] == "Template is not found."
+    dev = made[0]["id"]
+    assert api.put(f"{V1}/device?deviceId={dev}", json={"name": "Renamed"}).json()["name"] == "Renamed"
+    assert api.put(f"{V1}/device?deviceId={dev}", json={"name": "Page device 1"}).status_code == 409
+    found = api.get(f"{V1}/search/devices", params={"query": "page device", "sortBy": "name",
+                                                     "sortOrder": "DESC"}).json()
+    assert [d["name"] for d in found["content"]] == [f"Page device {i}" for i in (4, 3, 2, 1)]
+    assert api.get(f"{V1}/device/online?deviceId={dev}").json() == {"connected": False}
+    token = made[0]["token"]
+    assert httpx.get(f"{world.acc.base_url}/external/api/isHardwareConnected", params={"token": token}).text == "false"
+    assert api.delete(f"{V1}/device?deviceId={dev}").status_code == 204
+    assert api.get(f"{V1}/device?deviceId={dev}").status_code == 404
+    r = httpx.get(f"{world.acc.base_url}/external/api/isHardwareConnected", params={"token": token})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "Invalid token."
+    for d in made[1:]:
+        assert api.delete(f"{V1}/device?deviceId={d['id']}").status_code == 204
+
+
+def test_values_properties_events_and_clear(world: World) -> None:
+    api, dev = world.a.api, world.a.device
+    assert api.post(f"{V1}/device/datastream", json={"deviceId": dev, "dataStreamId": 1, "value": 7}).status_code == 204
+    r = api.post(f"{V1}/device/datastreams", json={"deviceId": dev, "values": {"0": 21.5, "v2": "hello", "3": [30.5, 50.25]}})
+    assert r.status_code == 204, r.text
+    values = {v["pin"]: v["value"] for v in api.get(f"{V1}/device/datastreams?deviceId={dev}").json()}
+    assert values == {"v0": 21.5, "v1": 1, "v2": "hello", "v3": [30.5, 50.25]}  # 7 clamped to Power's max 1
+    only = api.get(f"{V1}/device/datastreams", params={"deviceId": dev, "pins": "v0,v2"}).json()
+    assert [v["dataStreamId"] for v in only] == [0, 2] and only[0]["dataStreamLabel"] == "Temperature"
+    r = api.post(f"{V1}/device/datastream", json={"deviceId": dev, "dataStreamId": 0, "value": "warm"})
+    assert r.status_code == 400 and "expects a number" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/device/datastreams", json={"deviceId": dev, "values": {"0": 1, "9": 1}})
+    assert r.status_code == 404 and r.json()["error"]["message"] == "Data stream with identifier 9 is not found!"
+    r = api.post(f"{V1}/device/datastream/property", json={"deviceId": dev, "dataStreamId": 0, "property": "color",
+                                                          "value": "#FF0000"})
+    assert r.status_code == 204
+    r = api.post(f"{V1}/device/datastream/property", json={"deviceId": dev, "dataStreamId": 0, "property": "fly",
+                                                          "value": "x"})
+    assert r.status_code == 400 and "unknown property" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/device/trigger-event", json={"deviceId": dev, "eventCode": "overheat", "eventDescription": "hot"})
+    assert r.status_code == 204
+    r = api.post(f"{V1}/device/trigger-event", json={"deviceId": dev, "eventCode": "nope"})
+    assert r.status_code == 400 and "no event with code" in r.json()["error"]["message"]
+    timeline = api.get(f"{V1}/device/timeline?deviceId={dev}&eventType=WARNING").json()
+    assert timeline["totalElements"] == 1 and timeline["content"][0]["description"] == "hot"
+    r = api.post(f"{V1}/device/metafield", json={"deviceId": dev, "metaFieldName": "Time Zone", "value": "Europe/Paris"})
+    assert r.status_code == 204
+    meta = {m["name"]: m["value"]["value"] for m in api.get(f"{V1}/device/metafield?deviceId={dev}").json()}
+    assert meta["Time Zone"] == "Europe/Paris"
+    full = api.get(f"{V1}/device?deviceId={dev}").json()
+    assert {v["pin"] for v in full["dataStreamValues"]} == {"v0", "v1", "v2", "v3"} and full["metaFieldValues"]
+    assert api.delete(f"{V1}/device/clear?deviceId={dev}").status_code == 204
+    values = {v["pin"]: v["value"] for v in api.get(f"{V1}/device/datastreams?deviceId={dev}").json()}
+    assert values == {"v0": None, "v1": None, "v2": "none", "v3": None}  # the default stays
+    assert api.get(f"{V1}/device/timeline?deviceId={dev}").json()["totalElements"] == 0
+
+
+def test_history_pages_buckets_raw_cursor_and_streamed_export(world: World) -> None:
+    api, dev, base = world.a.api, world.a.device, world.acc.base_url
+    token = api.get(f"{V1}/device?deviceId={dev}").json()["token"]
+    with world.acc.db() as db:
+        now_ms = int(db.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])  # type: ignore[index]
+    start = now_ms - 3_600_000
+    points = [[start + i * 1000, float(i % 70)] for i in range(250)] + [[start + 1000, 80.0]]  # two at one timestamp
+    r = httpx.post(f"{base}/external/api/batch/update", params={"token": token, "pin": "v0"}, json=points)
+    assert r.status_code == 200, r.text
+    query = {"deviceId": dev, "pin": "v0", "from": start, "to": start + 300_000}
+    wait_for(lambda: api.get(f"{V1}/device/datastream/history", params={**query, "size": 1}).json()["totalElements"] == 251,
+             message="imported history to be written")
+    pages = [api.get(f"{V1}/device/datastream/history", params={**query, "page": p, "size": 100}).json()
+             for p in range(3)]
+    got = [(p["createdAt"], p["value"]) for page in pages for p in page["content"]]
+    assert len(got) == 251 and sorted(got) == sorted((t, v) for t, v in points) and got == sorted(got, key=lambda x: x[0])
+    cursor, raw = None, []
+    while True:
+        page = api.get(f"{V1}/device/datastream/raw", params={**query, "limit": 60, **({"cursor": cursor} if cursor else {})}).json()
+        raw += [(p["createdAt"], p["value"]) for p in page["content"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert sorted(raw) == sorted(got)
+    series = api.get(f"{V1}/device/datastream/series", params={**query, "points": 10}).json()
+    assert series["source"] == "history" and len(series["buckets"]) <= 10
+    assert sum(b["count"] for b in series["buckets"]) == 251 and max(b["max"] for b in series["buckets"]) == 80.0
+    with api.stream("GET", f"{V1}/device/datastream/export", params={**query, "format": "csv"}) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/csv")
+        lines = "".join(resp.iter_text()).strip().splitlines()
+    assert lines[0] == "ts,time,value" and len(lines) == 252
+    exported = api.get(f"{V1}/device/datastream/export", params={**query, "format": "json"})
+    assert sorted((p["createdAt"], p["value"]) for p in json.loads(exported.text)) == sorted(got)
+    for params, text in [({**query, "format": "xml"}, "format is csv or json"), ({**query, "points": 0}, "points must be"),
+                         ({**query, "pin": "v2", "points": 5}, "have no buckets"), ({**query, "cursor": "zz"}, "cursor")]:
+        path = "series" if "points" in params else "export" if "format" in params else "raw"
+        r = api.get(f"{V1}/device/datastream/{path}", params=params)
+        assert r.status_code == 400 and text in r.json()["error"]["message"], (path, r.text)
+    r = api.get(f"{V1}/device/datastream/history", params={**query, "pin": "v9"})
+    assert r.status_code == 404
+
+
+# -- Blynk.Air behind its permissions --------------------------------------------------------------
+
+def test_ota_routes_are_guarded_and_scoped_to_the_callers_organization(world: World) -> None:
+    a, b, base = world.a, world.b, world.acc.base_url
+    assert httpx.get(f"{base}/api/ota/firmware").status_code == 401
+    fw = a.admin.post("/api/ota/firmware", params={"filename": "fw.bin"}, content=b"\x00" * 1024)
+    assert fw.status_code == 201, fw.text
+    fw_id = fw.json()["id"]
+    ship = a.admin.post("/api/ota/shipments", json={"name": "A rollout", "firmware_id": fw_id,
+                                                    "target": {"kind": "devices", "device_ids": [a.device]},
+                                                    "apply_mode": "another_build"})
+    assert ship.status_code in (201, 400), ship.text  # the image has no info tag: some modes refuse it
+    assert [f["id"] for f in a.admin.get("/api/ota/firmware").json()] == [fw_id]
+    assert b.admin.get("/api/ota/firmware").json() == []
+    for method, url in [("GET", f"/api/ota/firmware/{fw_id}"), ("DELETE", f"/api/ota/firmware/{fw_id}")]:
+        r = b.admin.request(method, url)
+        assert r.status_code == 404, (url, r.text)
+    r = b.admin.post("/api/ota/shipments", json={"name": "Steal", "firmware_id": fw_id,
+                                                 "target": {"kind": "devices", "device_ids": [b.device]}})
+    assert r.status_code == 404
+    if ship.status_code == 201:
+        sid = ship.json()["id"]
+        for method, url in [("GET", f"/api/ota/shipments/{sid}"), ("GET", f"/api/ota/shipments/{sid}/devices"),
+                            ("POST", f"/api/ota/shipments/{sid}/pause"), ("DELETE", f"/api/ota/shipments/{sid}")]:
+            assert b.admin.request(method, url).status_code == 404, url
+        assert a.admin.post(f"/api/ota/shipments/{sid}/cancel").status_code == 200
+    staff = invite_and_join(world.acc, a.admin, a.org, "staff-ota@example.com", STAFF)  # air.view only
+    assert staff.get("/api/ota/firmware").status_code == 200
+    r = staff.post("/api/ota/firmware", params={"filename": "fw.bin"}, content=b"\x00" * 16)
+    assert r.status_code == 403 and "air.ship" in r.json()["error"]["message"]
+    assert staff.get("/api/ota/signing-key").status_code == 200
+    staff.close()
+    assert world.root.get("/api/ota/firmware").json() == []  # the root sees its own organization's only
