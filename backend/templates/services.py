@@ -40,7 +40,7 @@ class TemplateService:
         result = await self.session.exec(select(Template).where(Template.org_id == org_id, Template.name == name))
         return result.first()
 
-    async def list(self, org_id: int) -> list[Template]:
+    async def list_templates(self, org_id: int) -> list[Template]:
         """Every template of the organization, by name."""
         result = await self.session.exec(select(Template).where(Template.org_id == org_id).order_by(Template.name))
         return list(result.all())
@@ -141,9 +141,9 @@ class TemplateService:
         """Match fields by name; a field keeps its id unless the document gives another."""
         existing = {m.name: m for m in await self.meta_fields(template_id)}
         names = {m.name for m in wanted}
-        for name, row in existing.items():
+        for name, stale in existing.items():
             if name not in names:
-                await self.session.delete(row)
+                await self.session.delete(stale)
         await self.session.flush()
         taken = {m.id for m in wanted if m.id is not None}
         taken |= {row.field_id for name, row in existing.items() if name in names}
@@ -162,7 +162,7 @@ class TemplateService:
 
 
 def _check_unique(spec: TemplateIn) -> None:
-    pins = [DatastreamPin.parse(d.pin).number for d in spec.datastreams]
+    pins = [str(DatastreamPin.parse(d.pin).number) for d in spec.datastreams]
     names = [d.name for d in spec.datastreams]
     for label, values in (("pin", pins), ("name", names)):
         dupes = sorted({str(v) for v in values if values.count(v) > 1})

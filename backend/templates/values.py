@@ -102,9 +102,8 @@ def parse_value(spec: DatastreamSpec, raw: str, *, max_string_bytes: int = 1024)
         clamped = int(_clamp(spec, number))
         return Value(str(clamped), float(clamped), clamped)
     if spec.type is DatastreamType.DOUBLE:
-        number = _parse_float(spec, raw)
-        clamped = _clamp(spec, number)
-        return Value(format_double(clamped), clamped, clamped)
+        real = _clamp(spec, _parse_float(spec, raw))
+        return Value(format_double(real), real, real)
     if spec.type is DatastreamType.LOCATION:
         return _parse_location(spec, raw)
     if len(raw.encode()) > max_string_bytes:

@@ -28,8 +28,8 @@ class TransferService:
         """Create or update everything in ``doc``; return the devices with their tokens."""
         by_name: dict[str, Template] = {}
         for spec in doc.templates:
-            template, _ = await self.templates.upsert(org_id, spec)
-            by_name[template.name] = template
+            upserted, _ = await self.templates.upsert(org_id, spec)
+            by_name[upserted.name] = upserted
         out = []
         for item in doc.devices:
             template = by_name.get(item.template) or await self.templates.by_name(org_id, item.template)
@@ -56,7 +56,7 @@ class TransferService:
 
     async def export_document(self, org_id: int) -> Document:
         """Everything of the organization, in the import format (tokens included)."""
-        templates = await self.templates.list(org_id)
+        templates = await self.templates.list_templates(org_id)
         names = {t.id: t.name for t in templates}
         out_templates = [await self.templates.as_spec(t) for t in templates]
         devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value)
