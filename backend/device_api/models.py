@@ -21,7 +21,7 @@ class DeviceFile(SQLModel, table=True):
     content_type: str = Field(default="application/octet-stream",
                               sa_column_kwargs={"server_default": text("'application/octet-stream'")})
     kind: str = Field(default="file", sa_column_kwargs={"server_default": text("'file'")})
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                        sa_column_kwargs={"server_default": text("now()")})
 
 

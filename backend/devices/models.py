@@ -31,20 +31,20 @@ class Device(SQLModel, table=True):
     ip: str | None = None
     client_id: str | None = None
     keep_alive: int | None = None
-    connected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    disconnected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    last_seen: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    connected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    disconnected_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_seen: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     online_via: str | None = None
     msgs_in: int | None = Field(default=None, sa_column=Column(BigInteger))
     msgs_out: int | None = Field(default=None, sa_column=Column(BigInteger))
     bytes_in: int | None = Field(default=None, sa_column=Column(BigInteger))
     bytes_out: int | None = Field(default=None, sa_column=Column(BigInteger))
-    vitals_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    vitals_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     disconnects_today: int = 0
     disconnects_day: date | None = None
     last_ping_ms: float | None = None
-    last_ping_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    last_ping_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                        sa_column_kwargs={"server_default": text("now()")})
 
 
@@ -55,7 +55,7 @@ class DatastreamValue(SQLModel, table=True):
     device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), primary_key=True))
     pin: int = Field(sa_column=Column(SmallInteger, primary_key=True))
     value: str
-    updated_at: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
 class DeviceMeta(SQLModel, table=True):
@@ -65,7 +65,7 @@ class DeviceMeta(SQLModel, table=True):
     device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), primary_key=True))
     name: str = Field(primary_key=True)
     value: str
-    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                        sa_column_kwargs={"server_default": text("now()")})
 
 
@@ -77,7 +77,7 @@ class DeviceProperty(SQLModel, table=True):
     pin: int = Field(sa_column=Column(SmallInteger, primary_key=True))
     property: str = Field(primary_key=True)
     value: str
-    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                        sa_column_kwargs={"server_default": text("now()")})
 
 
@@ -87,7 +87,7 @@ class DeviceEvent(SQLModel, table=True):
     __tablename__ = "device_event"
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
     device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), nullable=False))
-    ts: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    ts: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                 sa_column_kwargs={"server_default": text("now()")})
     kind: str
     code: str | None = None

@@ -16,7 +16,7 @@ class Organization(SQLModel, table=True):
     parent_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("organization.id")))
     name: str
     tz: str = "UTC"
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                        sa_column_kwargs={"server_default": text("now()")})
 
 
@@ -41,6 +41,6 @@ class User(SQLModel, table=True):
     password_hash: str
     role_id: int = Field(sa_column=Column(Integer, ForeignKey("role.id"), nullable=False))
     status: str = "active"
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                        sa_column_kwargs={"server_default": text("now()")})
-    last_login_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    last_login_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

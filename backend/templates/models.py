@@ -25,7 +25,7 @@ class Template(SQLModel, table=True):
     offline_ignore_seconds: int = 0
     raw_retention_days: int | None = None
     rollup_retention_days: int | None = None
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
                                        sa_column_kwargs={"server_default": text("now()")})
 
 
