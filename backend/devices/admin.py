@@ -20,6 +20,8 @@ from backend.devices.latest import LatestValues
 from backend.devices.models import Device
 from backend.devices.services import DeviceService
 from backend.errors import ConflictError, NotFoundError, ValidationError
+from backend.history.erase import erase_device_history
+from backend.history.writer import HistoryWriter
 from backend.orgs.devices import DeviceDirectory, DeviceInfo
 from backend.orgs.tree import Scope
 from backend.security import AuthToken, Secrets
@@ -97,19 +99,26 @@ class DeviceAdmin:
                                 owner_id=device.owner_id)
         return await self.directory.get(device_id)
 
-    async def delete(self, device_id: int) -> None:
+    async def delete(self, device_id: int, history: HistoryWriter | None = None) -> None:
         """Delete a device: its token stops working and a connected device is disconnected.
-        Its values, metadata, properties, timeline, files and shipment statuses go with it;
-        raw history rows are left to the retention job (no foreign key reaches them)."""
+        Its values, metadata, properties, timeline, files, shipment statuses and history go
+        with it (``history``: the running writer, whose pending rows are settled first)."""
         device = await self.directory.get(device_id)
+        if history is not None:
+            await history.settled_now()
+        await erase_device_history(self.session, device_id)
         await execute(self.session, "DELETE FROM device WHERE id = :id", id=device_id)
         await notify(self.session, Change("device", device_id, revoked=True))
         await self.audit.record(self.principal, device.org_id, "device.delete", "device", device_id, name=device.name)
 
-    async def clear(self, device_id: int, latest: LatestValues) -> None:
-        """Erase the device's data: latest datastream values, widget properties, metadata values
-        and its timeline (history is not erased: see the README)."""
+    async def clear(self, device_id: int, latest: LatestValues, history: HistoryWriter | None = None) -> None:
+        """Erase the device's data: latest datastream values, widget properties, metadata values,
+        its timeline and its history (``history``: the running writer, settled first so rows on
+        their way do not come back)."""
         device = await self.directory.get(device_id)
+        if history is not None:
+            await history.settled_now()
+        await erase_device_history(self.session, device_id)
         stored = await fetch_all(self.session, "SELECT pin FROM datastream_value WHERE device_id = :id", id=device_id)
         pins = {int(r["pin"]) for r in stored} | set(await latest.get_all(device_id))  # some not yet written
         for pin in sorted(pins):

@@ -36,6 +36,7 @@ _RAW_PAGE_SQL = """
 SELECT ts, value, text_value FROM history_points(%(device)s, %(pin)s, %(from)s, %(end)s)
 ORDER BY ts, value NULLS FIRST, text_value NULLS FIRST OFFSET %(skip)s LIMIT %(limit)s
 """
+_COUNT_SQL = "SELECT count(*) FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s)"
 _RAW_ALL_SQL = """
 SELECT ts, value, text_value FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s) ORDER BY ts
 """
@@ -127,6 +128,15 @@ async def raw_page(pool: AsyncConnectionPool, device_id: int, pin: int, start: d
     same = sum(1 for p in points if p.ts == last)
     skip = same + (cursor.skip if cursor and cursor.ts == last else 0)
     return points, PageCursor(last, skip)
+
+
+async def count_raw(pool: AsyncConnectionPool, device_id: int, pin: int, start: datetime, end: datetime) -> int:
+    """How many raw points (unpacked or packed) the range holds."""
+    _check_range(start, end, 1)
+    async with pool.connection() as conn:
+        row = await (await conn.execute(_COUNT_SQL, {"device": device_id, "pin": pin, "start": start,
+                                                     "end": end})).fetchone()
+    return int(row[0]) if row else 0
 
 
 async def stream_raw(pool: AsyncConnectionPool, device_id: int, pin: int, start: datetime,

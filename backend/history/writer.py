@@ -78,6 +78,20 @@ class HistoryWriter:
         else:
             self._waiting.append((self.accepted, callback))
 
+    async def settled_now(self) -> None:
+        """Wait until every row added so far is settled (for an erase that must not be undone
+        by rows still on their way). Returns at once when the writer is not running."""
+        if self._task is None or self._task.done():
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def settled() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.after_commit(settled)
+        await done
+
     def _settle(self, rows: int) -> None:
         self.settled += rows
         while self._waiting and self._waiting[0][0] <= self.settled:

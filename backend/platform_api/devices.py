@@ -155,12 +155,12 @@ class PlatformDevices:
 
     async def delete(self, device_id: int) -> None:
         await self.visible(device_id)
-        await self.admin.delete(device_id)
+        await self.admin.delete(device_id, self.runtime.devices.data.history)
         self.runtime.registry.invalidate(device_id)
 
     async def clear(self, device_id: int) -> None:
         await self.visible(device_id)
-        await self.admin.clear(device_id, self.runtime.devices.data.latest)
+        await self.admin.clear(device_id, self.runtime.devices.data.latest, self.runtime.devices.data.history)
 
     async def remove_owner(self, device_id: int) -> None:
         await self.visible(device_id)

@@ -17,14 +17,13 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from backend.errors import ValidationError
-from backend.history.queries import PageCursor, RawPoint, raw_page, series, stream_raw
+from backend.history.queries import PageCursor, RawPoint, count_raw, raw_page, series, stream_raw
 from backend.platform_api.devices import PlatformDevices, ms
 from backend.platform_api.schemas import HistoryPoint, RawPageOut, SeriesBucket, SeriesOut
 from backend.templates.values import DatastreamSpec, DatastreamType, json_of
 
 NUMERIC = (DatastreamType.INTEGER, DatastreamType.DOUBLE, DatastreamType.ENUM)
 EXPORT_FORMATS = ("csv", "json")
-_COUNT_SQL = "SELECT count(*) FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s)"
 
 
 def at_ms(value: int | None, default: datetime) -> datetime:
@@ -83,10 +82,7 @@ class PlatformHistory:
         if hi <= lo:
             raise ValidationError("to must be after from")
         points, _next = await raw_page(self.pool, device_id, spec.pin, lo, hi, size, PageCursor(lo, page * size))
-        async with self.pool.connection() as conn:
-            row = await (await conn.execute(_COUNT_SQL, {"device": device_id, "pin": spec.pin, "start": lo,
-                                                         "end": hi})).fetchone()
-        total = int(row[0]) if row else 0
+        total = await count_raw(self.pool, device_id, spec.pin, lo, hi)
         return [HistoryPoint(ms(p.ts), point_value(spec, p)) for p in points], total
 
     async def series(self, device_id: int, pin: str, start: int, end: int | None, points: int) -> SeriesOut:

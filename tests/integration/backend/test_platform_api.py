@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.db.engine import Database
+from backend.history.packing import pack_closed_days
 from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.net import wait_for
 from tests.support.provision import provision_async, thermostat_doc
@@ -397,10 +399,35 @@ def test_values_properties_events_and_clear(world: World) -> None:
     assert meta["Time Zone"] == "Europe/Paris"
     full = api.get(f"{V1}/device?deviceId={dev}").json()
     assert {v["pin"] for v in full["dataStreamValues"]} == {"v0", "v1", "v2", "v3"} and full["metaFieldValues"]
+    token = full["token"]
+    with world.acc.db() as db:
+        now_ms = int(db.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])  # type: ignore[index]
+    old = [[now_ms - 86_400_000 * 3 + i * 60_000, 20.0 + i] for i in range(5)]  # three days back: packed below
+    assert httpx.post(f"{world.acc.base_url}/external/api/batch/update", params={"token": token, "pin": "v0"},
+                      json=old).status_code == 200
+    history = {"deviceId": dev, "pin": "v0", "from": now_ms - 86_400_000 * 4, "to": now_ms + 60_000, "size": 1}
+    wait_for(lambda: api.get(f"{V1}/device/datastream/history", params=history).json()["totalElements"] >= 6,
+             message="history to be written")
+
+    def stored_rows() -> dict[str, int]:
+        with world.acc.db() as db:
+            return {table: int(db.execute(f"SELECT count(*) FROM {table} WHERE device_id = %s",  # type: ignore[index]
+                                          (dev,)).fetchone()[0])
+                    for table in ("history", "history_packed", "history_minute", "history_hour")}
+
+    asyncio.run(_pack(world.acc.config.database_url))  # the old day packed, as the maintenance job does
+    assert all(stored_rows().values()), stored_rows()  # today's point raw, the old ones packed
     assert api.delete(f"{V1}/device/clear?deviceId={dev}").status_code == 204
+    assert api.get(f"{V1}/device/datastream/history", params=history).json()["totalElements"] == 0
+    assert not any(stored_rows().values()), stored_rows()
     values = {v["pin"]: v["value"] for v in api.get(f"{V1}/device/datastreams?deviceId={dev}").json()}
     assert values == {"v0": None, "v1": None, "v2": "none", "v3": None}  # the default stays
     assert api.get(f"{V1}/device/timeline?deviceId={dev}").json()["totalElements"] == 0
+
+
+async def _pack(url: str) -> None:
+    async with Database(url) as db:
+        await pack_closed_days(db.pool)
 
 
 def test_history_pages_buckets_raw_cursor_and_streamed_export(world: World) -> None:
