@@ -13,12 +13,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.accounts.context import accounts_lifespan
 from backend.accounts.http import api_router
+from backend.connections import AnyRequest, PublicRequest
 from backend.console.controllers import console_api_router
 from backend.console.runtime import ConsoleRuntime
 from backend.device_api.controllers import DeviceApiController
@@ -93,7 +94,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
 
 
 @get("/healthz", media_type=MediaType.JSON)
-async def health(request: Request) -> dict[str, object]:
+async def health(request: PublicRequest) -> dict[str, object]:
     """Liveness and the broker connection state."""
     services: Services = request.app.state.services
     return {"status": "ok", "broker_connected": services.mqtt.connected,
@@ -102,7 +103,7 @@ async def health(request: Request) -> dict[str, object]:
             "unacknowledged": services.mqtt.unacknowledged}
 
 
-def _error_response(request: Request, exc: Exception) -> Response[object]:
+def _error_response(request: AnyRequest, exc: Exception) -> Response[object]:
     """Map the project's error tree to HTTP (Blynk's shape for the device API)."""
     assert isinstance(exc, OpenBlynkError)
     status, headers = 400, dict[str, str]()

@@ -12,10 +12,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from litestar import Controller, Litestar, MediaType, Request, Response, get, post
+from litestar import Controller, Litestar, MediaType, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.handlers import HTTPRouteHandler
 from litestar.response import File
 
+from backend.connections import PublicRequest
 from backend.device_api.batch import BatchImportService
 from backend.device_api.common import DailyQuota, base_url
 from backend.device_api.controllers import request_query
@@ -61,11 +63,11 @@ def data_api_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncC
     return lifespan
 
 
-def _data(request: Request) -> DataApi:
+def _data(request: PublicRequest) -> DataApi:
     return request.app.state.data_api  # type: ignore[no-any-return]
 
 
-def _base(request: Request) -> str:
+def _base(request: PublicRequest) -> str:
     return base_url(request.url.scheme, request.headers.get("host") or request.url.netloc)
 
 
@@ -76,18 +78,18 @@ class DataApiController(Controller):
     tags = ["Blynk device HTTP API"]
 
     @get("/data/get")
-    async def data_get(self, request: Request) -> Response[object]:
+    async def data_get(self, request: PublicRequest) -> Response[object]:
         """Export history as a zipped CSV; answers ``{"link": ...}``."""
         return Response(await _data(request).export.create(request_query(request), _base(request)), media_type=MediaType.JSON)
 
     @get("/provision")
-    async def provision(self, request: Request) -> Response[str]:
+    async def provision(self, request: PublicRequest) -> Response[str]:
         """Complete Wi-Fi provisioning: check the template id, store the firmware info."""
         await _data(request).provision.provision(request_query(request))
         return Response("", media_type=MediaType.TEXT)
 
     @post("/upload", status_code=200, request_max_body_size=None)  # the service enforces its own limit
-    async def upload(self, request: Request) -> Response[str]:
+    async def upload(self, request: PublicRequest) -> Response[str]:
         """Store a multipart ``upfile``; answers the URL it is served at."""
         url = await _data(request).upload.upload(request_query(request), request.headers.get("content-type"),
                                                  _content_length(request), request.stream(), _base(request))
@@ -98,7 +100,7 @@ class DataApiController(Controller):
 # another controller already serves (GET batch/update), but takes a plain handler after it.
 @post("/external/api/batch/update", status_code=200, tags=["Blynk device HTTP API"],
       request_max_body_size=None)  # the service refuses a larger body with Blynk's text
-async def batch_update_timestamped(request: Request) -> Response[str]:
+async def batch_update_timestamped(request: PublicRequest) -> Response[str]:
     """Import ``[[ts_ms, value], ...]`` into one datastream (``pin=`` or ``dataStreamId=``)."""
     await _data(request).batch.import_points(request_query(request), request.headers.get("content-type"),
                                              request.stream())
@@ -106,7 +108,7 @@ async def batch_update_timestamped(request: Request) -> Response[str]:
 
 
 @get("/device_uploads/{device_id:int}/{name:str}", include_in_schema=False)
-async def serve_upload(request: Request, device_id: int, name: str) -> File:
+async def serve_upload(request: PublicRequest, device_id: int, name: str) -> File:
     """A file a device uploaded."""
     found = await _data(request).upload.find(device_id, name)
     if found is None:
@@ -116,7 +118,7 @@ async def serve_upload(request: Request, device_id: int, name: str) -> File:
 
 
 @get("/{name:str}", include_in_schema=False)
-async def serve_export(request: Request, name: str) -> File:
+async def serve_export(request: PublicRequest, name: str) -> File:
     """A data export zip (``/device_data_<id>_<time>.zip``) until it expires."""
     path = await _data(request).export.find(name)
     if path is None:
@@ -124,9 +126,9 @@ async def serve_export(request: Request, name: str) -> File:
     return File(path, filename=name, media_type="application/zip")
 
 
-def _content_length(request: Request) -> int | None:
+def _content_length(request: PublicRequest) -> int | None:
     raw = request.headers.get("content-length")
     return int(raw) if raw and raw.isdigit() else None
 
 
-DATA_ROUTES = [DataApiController, batch_update_timestamped, serve_upload, serve_export]
+DATA_ROUTES: list[type[Controller] | HTTPRouteHandler] = [DataApiController, batch_update_timestamped, serve_upload, serve_export]

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from multipart import (  # type: ignore[import-untyped]
+from multipart import (
     MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser, parse_options_header)
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool

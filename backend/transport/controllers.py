@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Response, get
 
+from backend.connections import PublicRequest
 from backend.errors import NotFoundError
 from backend.transport.tls import TlsFiles
 
 
 @get("/ca.pem", media_type="application/x-pem-file")
-async def ca_certificate(request: Request) -> Response[bytes]:
+async def ca_certificate(request: PublicRequest) -> Response[bytes]:
     """The CA that signed the MQTT TLS certificate, for devices to pin."""
     files: TlsFiles | None = request.app.state.tls
     if files is None or files.cafile is None or not files.cafile.is_file():

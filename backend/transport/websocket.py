@@ -13,15 +13,17 @@ import ipaddress
 import logging
 from contextlib import suppress
 
-from litestar import WebSocket, websocket
+from litestar import websocket
 from litestar.exceptions import WebSocketDisconnect
+
+from backend.connections import PublicWebSocket
 
 log = logging.getLogger(__name__)
 SUBPROTOCOL = "mqtt"
 READ_CHUNK = 64 * 1024
 
 
-def proxy_line(client: tuple[str, int] | None, server: tuple[str, int] | None) -> bytes:
+def proxy_line(client: tuple[str, int] | None, server: tuple[str, int | None] | None) -> bytes:
     """The PROXY protocol v1 header for a client address (``UNKNOWN`` if not an IP)."""
     try:
         assert client is not None and server is not None
@@ -35,7 +37,7 @@ def proxy_line(client: tuple[str, int] | None, server: tuple[str, int] | None) -
 
 
 @websocket("/mqtt", name="mqtt-websocket")
-async def mqtt_websocket(socket: WebSocket) -> None:
+async def mqtt_websocket(socket: PublicWebSocket) -> None:
     """Bridge one MQTT-over-WebSocket client to the broker."""
     offered = socket.scope.get("subprotocols", [])
     if SUBPROTOCOL not in offered:
@@ -49,9 +51,7 @@ async def mqtt_websocket(socket: WebSocket) -> None:
         await socket.close(code=1011, reason="broker unavailable")
         return
     await socket.accept(subprotocols=SUBPROTOCOL)
-    client = socket.scope.get("client")
-    server = socket.scope.get("server")
-    writer.write(proxy_line(tuple(client) if client else None, tuple(server) if server else None))
+    writer.write(proxy_line(socket.scope.get("client") or None, socket.scope.get("server") or None))
     up = asyncio.create_task(_ws_to_broker(socket, writer))
     down = asyncio.create_task(_broker_to_ws(reader, socket))
     try:
@@ -67,7 +67,7 @@ async def mqtt_websocket(socket: WebSocket) -> None:
             await socket.close()
 
 
-async def _ws_to_broker(socket: WebSocket, writer: asyncio.StreamWriter) -> None:
+async def _ws_to_broker(socket: PublicWebSocket, writer: asyncio.StreamWriter) -> None:
     with suppress(WebSocketDisconnect):
         while True:
             message = await socket.receive_data(mode="binary")
@@ -76,7 +76,7 @@ async def _ws_to_broker(socket: WebSocket, writer: asyncio.StreamWriter) -> None
             await writer.drain()
 
 
-async def _broker_to_ws(reader: asyncio.StreamReader, socket: WebSocket) -> None:
+async def _broker_to_ws(reader: asyncio.StreamReader, socket: PublicWebSocket) -> None:
     while True:
         data = await reader.read(READ_CHUNK)
         if not data:
