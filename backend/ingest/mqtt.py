@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class ServiceClient:
         await self._queue.put(None)
 
     # -- paho callbacks (paho's thread) ---------------------------------------------------
-    def _on_connect(self, client: paho.Client, _ud: object, _flags: object, rc: paho.ReasonCode,
+    def _on_connect(self, client: paho.Client, _ud: object, _flags: object, rc: ReasonCode,
                     _props: object = None) -> None:
         if rc.is_failure:
             log.error("broker refused the service connection: %s", rc)
@@ -165,7 +166,7 @@ class ServiceClient:
         self._connected.set()
         log.info("connected to the broker at %s:%s", self._host, self._port)
 
-    def _on_disconnect(self, _c: paho.Client, _ud: object, _flags: object, rc: paho.ReasonCode,
+    def _on_disconnect(self, _c: paho.Client, _ud: object, _flags: object, rc: ReasonCode,
                        _props: object = None) -> None:
         self._connected.clear()
         if not self._stopping:
