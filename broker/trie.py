@@ -206,8 +206,8 @@ class RetainedTree(Generic[V]):
             for name, child in node.children.items():
                 if not (index == 0 and name.startswith("$")):
                     yield from self._walk(child, levels, index + 1, [*path, name])
-        elif (child := node.children.get(level)) is not None:
-            yield from self._walk(child, levels, index + 1, [*path, level])
+        elif (exact := node.children.get(level)) is not None:
+            yield from self._walk(exact, levels, index + 1, [*path, level])
 
     def _subtree(
         self, node: _TopicNode[V], path: list[str], skip_dollar: bool
