@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 
 import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -31,6 +32,17 @@ class Job:
     id: str
     func: Callable[[], Awaitable[object]]
     seconds: float
+
+
+class _JobScheduler(Protocol):
+    """What is used of APScheduler 3's ``AsyncIOScheduler`` (the library has no annotations)."""
+
+    def add_job(self, func: Callable[[], Awaitable[None]], trigger: str, *, seconds: float, id: str,  # noqa: A002
+                replace_existing: bool, coalesce: bool, max_instances: int, next_run_time: datetime) -> object: ...
+
+    def start(self) -> None: ...
+
+    def shutdown(self, wait: bool = True) -> None: ...
 
 
 class Scheduler:
@@ -68,7 +80,7 @@ class Scheduler:
 
     async def _lead(self, conn: psycopg.AsyncConnection) -> None:
         """Run the jobs while the lock's connection stays healthy."""
-        scheduler = AsyncIOScheduler(timezone="UTC")
+        scheduler: _JobScheduler = AsyncIOScheduler(timezone="UTC")
         for job in self.jobs:
             scheduler.add_job(_guarded(job), "interval", seconds=job.seconds, id=job.id,
                               replace_existing=True, coalesce=True, max_instances=1,

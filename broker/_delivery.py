@@ -83,8 +83,9 @@ class DeliveryBroker(Broker):
             logger.warning("%s: %s", connection.label, exc)
             return None
         session = connection.session
-        message = OutgoingApplicationMessage(session.next_packet_id, relative, qos, data, retain)
-        session.inflight_out[message.packet_id] = message
+        packet_id = session.next_packet_id
+        message = OutgoingApplicationMessage(packet_id, relative, qos, data, retain)
+        session.inflight_out[packet_id] = message
         return message
 
     def _push_reliable(self, connection: Connection, message: OutgoingApplicationMessage) -> asyncio.Task[Any] | None:

@@ -30,6 +30,7 @@ from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.session import OutgoingApplicationMessage
 
 from broker.errors import InvalidTopicError
+from broker.topics import DeviceMount
 
 if TYPE_CHECKING:
     from broker._session import Connection
@@ -176,7 +177,7 @@ class MountedHandler(BrokerProtocolHandler):
         return self._relative(topic)
 
     def _relative(self, topic: str) -> str:
-        mount = getattr(self.session, "mount", None)
+        mount: DeviceMount | None = getattr(self.session, "mount", None)
         if mount is None:
             return topic
         relative = mount.unmount(topic)

@@ -194,7 +194,9 @@ class UploadService:
 
 def _boundary(content_type: str | None) -> str:
     """The multipart boundary, or Blynk's ``Unknown content type.``"""
-    mime, options = parse_options_header(content_type or "")
+    parsed: tuple[str, dict[str, str]]
+    parsed = parse_options_header(content_type or "")  # type: ignore[no-untyped-call]  # unannotated in multipart
+    mime, options = parsed
     if mime != "multipart/form-data" or not options.get("boundary"):
         raise BlynkApiError(e.UNKNOWN_CONTENT_TYPE)
     return str(options["boundary"])
