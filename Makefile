@@ -18,13 +18,13 @@ install: $(STAMP)  ## create .venv, install openblynk with its pinned dependenci
 run: install  ## embedded PostgreSQL in ./data, HTTP on 8080, MQTT on 1883; Ctrl-C stops all
 	$(BIN)/openblynk serve
 
-test: install  ## the whole suite: unit, integration (real PostgreSQL, broker, app) and end-to-end
+test: install typecheck  ## mypy --strict, then the whole suite: unit, integration (real PostgreSQL, broker, app) and end-to-end
 	$(BIN)/python -m pytest
 
 test-fast: install  ## unit tests only
 	$(BIN)/python -m pytest tests/unit
 
-typecheck: install  ## mypy --strict on the packages (not yet clean: see the issues' notes)
+typecheck: install  ## mypy --strict on the packages (part of make test)
 	$(BIN)/python -m mypy broker backend device_sdk
 
 bench: install  ## benchmarks with printed figures (not pass/fail; see tests/bench/README.md)
