@@ -7,9 +7,8 @@ sent to the device on ``downlink/ds/<name>``, and seen by every open dashboard.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,7 +16,8 @@ from backend.accounts.permissions import Permission, Principal
 from backend.audit.services import AuditService
 from backend.console.runtime import ConsoleRuntime
 from backend.console.templates import TemplateEditor
-from backend.db.sql import fetch_all, fetch_one
+from backend.db.sql import fetch_all
+from backend.devices.admin import DeviceAdmin
 from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo
 from backend.devices.services import DeviceService
@@ -26,11 +26,16 @@ from backend.history.queries import Series, series
 from backend.orgs.devices import DeviceDirectory
 from backend.orgs.tree import Scope
 from backend.security import AuthToken
+from backend.templates.meta import DEVICE_NAME as DEVICE_NAME_FIELD
+from backend.templates.meta import MetaFieldSpec
 from backend.templates.values import Value
 
-DEVICE_NAME = re.compile(r"^[\w' .-]{1,50}$")
-"""Blynk's device names: up to 50 letters, digits, spaces, apostrophes, ``_``, ``-`` (and ``.``)."""
 STATUSES = ("online", "offline")
+BACKLOG_DAYS = 7
+"""How far back a terminal's backlog looks in the history."""
+MAX_BACKLOG = 500
+_RECENT_TEXT_SQL = """SELECT ts, text_value FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s)
+ORDER BY ts DESC LIMIT %(limit)s"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class DeviceConsole:
         self.services = runtime.devices
         self.pool = runtime.pool
         self.directory = DeviceDirectory(session, scope, audit)
+        self.admin = DeviceAdmin(session, scope, audit, runtime.secrets)
 
     async def search(self, text: str = "", status: str = "", template_id: int | None = None,
                      org_id: int | None = None, limit: int = 500) -> list[DeviceRow]:
@@ -129,25 +135,16 @@ class DeviceConsole:
         return info
 
     async def create(self, org_id: int | None, template_id: int, name: str) -> tuple[Device, AuthToken]:
-        """A new device of a template, owned by its creator, in an organization of the scope."""
+        """A new device of a template, through ``DeviceAdmin.create`` (the platform API's path).
+        Its creator owns it when it is made in the creator's own organization (Blynk's owner is a
+        user of the device's organization); made in a sub-organization it has no owner yet.
+
+        The template must also be one the user can see (the page lists only those): DeviceAdmin
+        alone would accept an ancestor organization's template that is hidden from this user."""
+        await TemplateEditor(self.session, self.scope, self.audit).get(template_id)
         org = org_id if org_id is not None else self.principal.org_id
-        await self.scope.require_org(org)
-        name = name.strip()
-        if not DEVICE_NAME.match(name):
-            raise ValidationError("a device name has 1 to 50 letters, digits, spaces, apostrophes, '.', '_' or '-'")
-        template = await TemplateEditor(self.session, self.scope, self.audit).get(template_id)
-        usable = await fetch_one(self.session, """WITH RECURSIVE up(id, parent_id) AS (
-                SELECT id, parent_id FROM organization WHERE id = :org
-                UNION ALL SELECT o.id, o.parent_id FROM organization o JOIN up u ON o.id = u.parent_id)
-            SELECT 1 AS ok FROM up WHERE id = :template_org""", org=org, template_org=template.org_id)
-        if usable is None:
-            raise ValidationError("the template belongs to an organization that is not above this one")
-        device, token = await DeviceService(self.session, self.secrets).create(org, template_id, name)
-        device.owner_id = self.principal.user_id
-        self.session.add(device)
-        await self.session.flush()
-        await self.audit.record(self.principal, org, "device.create", "device", device.id, name=name)
-        return device, token
+        owner = self.principal.user_id if org == self.principal.org_id else None
+        return await self.admin.create(org, template_id, name, owner)
 
     async def token(self, device_id: int) -> AuthToken:
         """The device's auth token in clear (``tokens.view``)."""
@@ -162,11 +159,16 @@ class DeviceConsole:
         await self.audit.record(self.principal, device.org_id, "device.token_rotate", "device", device_id)
         return token
 
-    async def write(self, device_id: int, pin: int, value: str) -> Value:
-        """Write a datastream value as the HTTP API's ``update`` does (the device receives it)."""
+    async def controllable(self, device_id: int) -> Device:
+        """A visible device the principal may change (``devices.edit``, or owning it)."""
         device = await self.get(device_id)
         if not self.principal.has(Permission.DEVICES_EDIT) and device.owner_id != self.principal.user_id:
             raise PermissionDeniedError("you may control only the devices you own")
+        return device
+
+    async def write(self, device_id: int, pin: int, value: str) -> Value:
+        """Write a datastream value as the HTTP API's ``update`` does (the device receives it)."""
+        await self.controllable(device_id)
         info = await self.info(device_id)
         spec = info.by_pin.get(pin)
         if spec is None:
@@ -207,10 +209,50 @@ class DeviceConsole:
             ORDER BY ts DESC, id DESC LIMIT :limit""", d=device_id, before=before, limit=limit)
         return [TimelineEntry(**r) for r in rows]
 
-    async def metadata(self, device_id: int) -> list[tuple[str, str]]:
+    async def metadata(self, device_id: int) -> list[tuple[MetaFieldSpec, str]]:
         """Every metadata field of the device with its value (system fields first)."""
         info = await self.info(device_id)
-        return [(spec.name, await self.services.meta.value(info, spec)) for spec in info.meta.values()]
+        return [(spec, await self.services.meta.value(info, spec)) for spec in info.meta.values()]
+
+
+    async def set_metadata(self, device_id: int, name: str, value: str) -> str:
+        """Set a metadata value as the platform API does: checked against the field's type,
+        stored, and pushed to the device on ``downlink/meta/<name>``. ``Device Name`` renames the
+        device (``DeviceAdmin.rename``); ``Device Owner`` cannot be set here. Answers the value."""
+        await self.controllable(device_id)
+        info = await self.info(device_id)
+        spec = self.services.meta.field(info, name)
+        if spec.name == DEVICE_NAME_FIELD:
+            return (await self.admin.rename(device_id, value)).name
+        await self.services.meta.set_from_server(info, spec, value)
+        await self.audit.record(self.principal, info.org_id, "device.meta_update", "device", device_id,
+                                field=spec.name)
+        return await self.services.meta.value(info, spec)
+
+    async def recent_lines(self, device_id: int, pin: int, limit: int = 50) -> list[tuple[datetime, str]]:
+        """The newest ``limit`` values of a string datastream (a terminal's backlog), oldest
+        first: its raw history of the last ``BACKLOG_DAYS`` days when the datastream saves raw
+        data, and its latest value when that is newer (or the only thing kept)."""
+        info = await self.info(device_id)
+        spec = info.by_pin.get(pin)
+        if spec is None:
+            raise NotFoundError(f"the device's template has no datastream on V{pin}")
+        if spec.type.value != "string":
+            raise ValidationError(f"datastream {spec.name!r} holds {spec.type.value} values; a terminal shows strings")
+        if not 1 <= limit <= MAX_BACKLOG:
+            raise ValidationError(f"limit must be 1..{MAX_BACKLOG}")
+        lines: list[tuple[datetime, str]] = []
+        if spec.save_raw:
+            end = datetime.now(timezone.utc) + timedelta(minutes=1)
+            async with self.pool.connection() as conn:
+                rows = await (await conn.execute(_RECENT_TEXT_SQL, {
+                    "device": device_id, "pin": pin, "start": end - timedelta(days=BACKLOG_DAYS), "end": end,
+                    "limit": limit})).fetchall()
+            lines = [(ts, text) for ts, text in reversed(rows) if text is not None]
+        latest = (await self.services.data.latest.get_all(device_id)).get(pin)
+        if latest is not None and (not lines or latest.updated_at > lines[-1][0]):
+            lines.append((latest.updated_at, latest.value))  # not in history (yet, or at all)
+        return lines[-limit:]
 
 
 def _like(text: str) -> str:
