@@ -38,7 +38,9 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 class Widget(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One widget: ``{"id": "w1", "type": "switch", "pin": 1, "x": 0, "y": 0, "w": 3, "h": 2}``.
 
-    ``on``/``off`` are the values a switch or button writes (1 and 0 by default); ``min``,
+    ``on``/``off`` are the values a switch or button writes (1 and 0 by default); a button's
+    ``mode`` is Blynk's: ``push`` writes ``on`` while pressed and ``off`` when let go, ``switch``
+    flips between them at each press; ``min``,
     ``max`` and ``step`` override the datastream's range for sliders, numeric inputs and gauges.
     """
 
@@ -52,6 +54,7 @@ class Widget(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     title: Annotated[str, msgspec.Meta(max_length=60)] = ""
     on: Annotated[str, msgspec.Meta(max_length=40)] = "1"
     off: Annotated[str, msgspec.Meta(max_length=40)] = "0"
+    mode: Literal["push", "switch"] = "push"
     min: float | None = None
     max: float | None = None
     step: Annotated[float, msgspec.Meta(gt=0)] | None = None
@@ -83,6 +86,8 @@ def check_widgets(widgets: list[Widget], datastreams: list[Datastream]) -> None:
         if ds.type not in ACCEPTS[w.type]:
             raise ValidationError(f"{label}: cannot show datastream {ds.name!r} of type {ds.type} "
                                   f"(needs {' or '.join(sorted(ACCEPTS[w.type]))})")
+        if w.mode != "push" and w.type != "button":
+            raise ValidationError(f"{label}: only a button has a mode (push or switch)")
         if w.min is not None and w.max is not None and w.min >= w.max:
             raise ValidationError(f"{label}: min must be below max")
     _check_overlaps(widgets)

@@ -127,6 +127,7 @@
       <fieldset ${editable ? "" : "disabled"}>
       ${field("Datastream", `<select name="pin">${options}</select>`)}
       ${field("Title", `<input name="title" maxlength="60">`)}
+      ${w.type === "button" ? field("Mode", `<select name="mode"><option value="push">Push</option><option value="switch">Switch</option></select>`) : ""}
       ${["switch", "button"].includes(w.type) ? field("On value", `<input name="on">`) + field("Off value", `<input name="off">`) : ""}
       ${numbers ? field("Min", `<input name="min" type="number" step="any">`) + field("Max", `<input name="max" type="number" step="any">`) : ""}
       ${["slider", "numeric_input"].includes(w.type) ? field("Step", `<input name="step" type="number" step="any" min="0">`) : ""}
@@ -138,7 +139,7 @@
     for (const el of form.elements) {
       if (!el.name) continue;
       const v = w[el.name];
-      el.value = v === undefined || v === null ? (el.name === "color" ? "#2f7cf6" : el.name === "on" ? "1" : el.name === "off" ? "0" : "") : v;
+      el.value = v === undefined || v === null ? (el.name === "color" ? "#2f7cf6" : el.name === "on" ? "1" : el.name === "off" ? "0" : el.name === "mode" ? "push" : "") : v;
     }
     form.addEventListener("input", (ev) => {
       const el = ev.target;

@@ -30,6 +30,16 @@ def test_every_widget_kind_binds_to_the_datastream_types_it_can_show() -> None:
             check_widgets([w(type=kind, pin=pin)], DATASTREAMS)
 
 
+def test_a_button_is_push_by_default_and_may_be_a_switch() -> None:
+    import msgspec
+    assert w(type="button", pin=1).mode == "push"
+    check_widgets([w(type="button", pin=1, mode="switch")], DATASTREAMS)
+    assert "mode" not in msgspec.to_builtins(w(type="button", pin=1))  # push is not stored
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.mode"):
+        msgspec.convert({"id": "b", "type": "button", "pin": 1, "x": 0, "y": 0, "w": 3, "h": 2, "mode": "hold"},
+                        Widget)
+
+
 @pytest.mark.parametrize(("widgets", "message"), [
     ([w(pin=9)], "no datastream on V9"),
     ([w(x=10, w=3)], "does not fit"),
@@ -38,6 +48,7 @@ def test_every_widget_kind_binds_to_the_datastream_types_it_can_show() -> None:
     ([w(id="bad id")], "ids must be unique"),
     ([w(type="slider", min=5, max=5)], "min must be below max"),
     ([w(id=f"w{i}", y=i * 2) for i in range(101)], "at most 100 widgets"),
+    ([w(type="switch", pin=1, mode="switch")], "only a button has a mode"),
 ])
 def test_wrong_dashboards_are_refused_with_the_reason(widgets: list[Widget], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
