@@ -78,14 +78,15 @@ async def device_page(request: Request, device_id: FromPath[int], svc: NamedDepe
     datastreams = {d.pin: d for d in await con.templates.templates.datastreams(device.template_id)}
     template = await con.api.session.get(Template, device.template_id)  # may be a parent organization's
     context: dict[str, Any] = {"device": device, "tab": tab, "datastreams": datastreams, "template": template}
+    context["can_control"] = svc.principal.has(P.DEVICES_EDIT) or (
+        svc.principal.has(P.DEVICES_EDIT_OWN) and device.owner_id == svc.principal.user_id)
     if tab == "dashboard":
         widgets = await con.templates.dashboards.get(device.template_id)
         context["widgets"] = _dashboard_context(widgets, datastreams)
-        context["can_control"] = svc.principal.has(P.DEVICES_EDIT) or (
-            svc.principal.has(P.DEVICES_EDIT_OWN) and device.owner_id == svc.principal.user_id)
     elif tab == "info":
         context["metadata"] = await con.devices.metadata(device_id)
         context["now"] = datetime.now(timezone.utc)
+        context["orgs"] = await svc.orgs.list() if svc.principal.has(P.DEVICES_MOVE) else []
     elif tab == "timeline":
         context["entries"] = await con.devices.timeline(device_id, 200)
     else:

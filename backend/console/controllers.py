@@ -17,9 +17,9 @@ from backend.accounts.guards import requires, requires_any, same_origin, session
 from backend.accounts.permissions import Permission as P
 from backend.console.context import ConsoleServices, provide_console
 from backend.console.dashboards import DashboardIn
-from backend.console.schemas import (DashboardOut, DeviceCreatedOut, DeviceCreateIn, LatestOut, SeriesOut,
-                                     TemplateCreateIn, TemplateOut, TimelineOut, TokenOut, ValuesOut, WriteIn,
-                                     WrittenOut)
+from backend.console.schemas import (DashboardOut, DeviceCreatedOut, DeviceCreateIn, LatestOut, LineOut, LinesOut,
+                                     MetaIn, MetaOut, SeriesOut, TemplateCreateIn, TemplateOut, TimelineOut, TokenOut,
+                                     ValuesOut, WriteIn, WrittenOut)
 from backend.console.templates import TemplateInfoIn
 from backend.errors import ValidationError
 from backend.templates.models import Template
@@ -170,6 +170,18 @@ class ConsoleDeviceController(Controller):
         """Write a value to the device, as the HTTP API's ``update``."""
         value = await con.devices.write(device_id, pin, data.value)
         return WrittenOut(pin, value.text)
+
+    @get("/{device_id:int}/lines", guards=[VIEW_DEVICES])
+    async def lines(self, device_id: FromPath[int], pin: FromQuery[int], con: NamedDependency[ConsoleServices],
+                    limit: FromQuery[int] = 50) -> LinesOut:
+        """A terminal's backlog: the newest values of a string datastream, oldest first."""
+        return LinesOut(pin, [LineOut(_ms(at), v) for at, v in await con.devices.recent_lines(device_id, pin, limit)])
+
+    @put("/{device_id:int}/metadata", guards=[CONTROL_DEVICES])
+    async def set_metadata(self, device_id: FromPath[int], data: JSONBody[MetaIn],
+                           con: NamedDependency[ConsoleServices]) -> MetaOut:
+        """Set a metadata value (pushed to the device; ``Device Name`` renames it)."""
+        return MetaOut(data.name, await con.devices.set_metadata(device_id, data.name, data.value))
 
     @get("/{device_id:int}/history", guards=[VIEW_DEVICES])
     async def history(self, device_id: FromPath[int], pin: FromQuery[int], start: FromQuery[str], end: FromQuery[str],

@@ -61,6 +61,30 @@ class WrittenOut(msgspec.Struct):
     value: str
 
 
+class MetaIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A metadata value to set: the field's name and the value as text."""
+
+    name: str
+    value: str
+
+
+class MetaOut(msgspec.Struct):
+    name: str
+    value: str
+
+
+class LineOut(msgspec.Struct):
+    ts: int
+    value: str
+
+
+class LinesOut(msgspec.Struct):
+    """A terminal's backlog: the newest values of a string datastream, oldest first."""
+
+    pin: int
+    lines: list[LineOut]
+
+
 class LatestOut(msgspec.Struct):
     pin: int
     value: str

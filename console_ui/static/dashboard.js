@@ -131,17 +131,28 @@
       };
     },
     button(w) {
-      w.body.innerHTML = `<button type="button" class="push"></button>`;
+      // Blynk's two modes: push writes "on" while pressed and "off" when let go; switch flips
+      // between them at each press (aria-pressed shows which one holds).
+      const toggles = w.cfg.mode === "switch";
+      w.body.innerHTML = `<button type="button" class="push" ${toggles ? 'aria-pressed="false"' : ""}></button>`;
       const b = w.body.querySelector("button");
-      b.addEventListener("pointerdown", () => write(w, w.cfg.on ?? "1"));
-      b.addEventListener("pointerup", () => write(w, w.cfg.off ?? "0"));
-      b.addEventListener("keydown", (e) => { if (e.key === " " || e.key === "Enter") { e.preventDefault(); write(w, w.cfg.on ?? "1"); } });
-      b.addEventListener("keyup", (e) => { if (e.key === " " || e.key === "Enter") write(w, w.cfg.off ?? "0"); });
+      const onValue = String(w.cfg.on ?? "1"), offValue = String(w.cfg.off ?? "0");
+      const isOn = (v) => v !== null && v !== undefined && String(v) === onValue;
+      if (toggles) {
+        b.addEventListener("click", () => write(w, isOn(w.shown) ? offValue : onValue));
+      } else {
+        b.addEventListener("pointerdown", () => write(w, onValue));
+        b.addEventListener("pointerup", () => write(w, offValue));
+        b.addEventListener("keydown", (e) => { if ((e.key === " " || e.key === "Enter") && !e.repeat) { e.preventDefault(); write(w, onValue); } });
+        b.addEventListener("keyup", (e) => { if (e.key === " " || e.key === "Enter") write(w, offValue); });
+      }
       w.update = (v) => {
+        w.shown = v;
         const p = props[w.cfg.pin] || {};
-        const on = v !== null && String(v) === String(w.cfg.on ?? "1");
-        b.textContent = on ? (p.onLabel || "ON") : (p.offLabel || "PUSH");
+        const on = isOn(v);
+        b.textContent = on ? (p.onLabel || "ON") : (p.offLabel || (toggles ? "OFF" : "PUSH"));
         b.classList.toggle("on", on);
+        if (toggles) b.setAttribute("aria-pressed", on ? "true" : "false");
       };
     },
     slider(w) {
@@ -203,25 +214,43 @@
       };
     },
     terminal(w) {
+      // Opens with a backlog of recent lines (the string datastream's history); live lines that
+      // arrive while it loads are kept and added after it, without repeating any.
       w.body.innerHTML = `<pre class="term-out" aria-live="polite"></pre><form class="term-in"><input aria-label="Send to device" placeholder="Type and press Enter" autocomplete="off"><button type="submit">Send</button></form>`;
       const pre = w.body.querySelector("pre");
       const input = w.body.querySelector("input");
-      let last = null;
+      let last = -Infinity;
+      let early = [];  // live lines seen before the backlog came
       w.body.querySelector("form").addEventListener("submit", (e) => {
         e.preventDefault();
         if (!input.value) return;
         write(w, input.value);
         input.value = "";
       });
-      w.update = (v, ts) => {
-        if (v === null || v === undefined || ts === last) return;
-        last = ts;
+      let atLast = new Set();  // the lines stamped `last` (two lines may share a millisecond)
+      const add = (v, ts) => {
+        // A line is a stored value with its time: redraws without one (our own write's answer,
+        // a property change) add nothing, and a value seen already (backlog, then live) is skipped.
+        if (v === null || v === undefined || typeof ts !== "number" || ts < last) return;
+        if (ts === last && atLast.has(String(v))) return;
+        if (ts > last) { last = ts; atLast = new Set(); }
+        atLast.add(String(v));
         const line = document.createElement("div");
         line.textContent = String(v);
         pre.appendChild(line);
         while (pre.childNodes.length > 200) pre.removeChild(pre.firstChild);
         pre.scrollTop = pre.scrollHeight;
       };
+      w.update = (v, ts) => { if (early) early.push([v, ts]); else add(v, ts); };
+      api("GET", `/api/console/devices/${deviceId}/lines?pin=${w.cfg.pin}&limit=100`)
+        .then((data) => { for (const l of data.lines) add(l.value, l.ts); })
+        .catch((err) => { w.status.textContent = err.message; })
+        .finally(() => {
+          const pending = early;
+          early = null;
+          for (const [v, ts] of pending) add(v, ts);
+          w.el.dataset.backlog = "loaded";
+        });
     },
     map(w) {
       w.body.innerHTML = `<svg class="map" viewBox="0 0 360 180" preserveAspectRatio="xMidYMid meet" role="img"></svg><p class="coords small"></p>`;
