@@ -3,6 +3,9 @@
 Rows wait in a bounded queue; ``add`` waits when it is full, which slows the ingest down
 instead of dropping data or growing memory. A failed batch is retried with backoff and kept
 (the database may be restarting); it is never silently discarded.
+
+A batch is copied once into a temporary table and stored by one statement: raw points into
+``history`` and the numbers into the rollups (:mod:`backend.history.rollup`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from datetime import datetime
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from backend.history import rollup
 from backend.history.partitions import ensure_partitions
-from backend.history.rollup import merge_rollups
 from backend.templates.values import db_text
 
 __all__ = ["HistoryRow", "HistoryWriter", "ensure_partitions"]
@@ -26,6 +29,7 @@ __all__ = ["HistoryRow", "HistoryWriter", "ensure_partitions"]
 log = logging.getLogger(__name__)
 
 COPY_SQL = "COPY history (device_id, pin, ts, value, text_value) FROM STDIN (FORMAT BINARY)"
+"""Raw rows straight into ``history`` (HTTP imports, and the benchmarks' reference)."""
 COPY_TYPES = ["int4", "int2", "timestamptz", "float8", "text"]
 # Errors that a retry cannot cure: the rows themselves are refused.
 REFUSED = (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError)
@@ -44,6 +48,75 @@ class HistoryRow:
     """Keep the point itself; False keeps it only in the rollups (Blynk's "save raw data" off)."""
 
 
+class _RowQueue:
+    """A bounded FIFO of rows for one consumer that takes them in batches.
+
+    An ``asyncio.Queue`` costs a few calls and a wake-up check per row on both ends; here a
+    row is a ``deque.append`` and the consumer is woken once per batch (when enough rows wait,
+    or when its deadline passes). Producers wait only while the queue is full.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.rows: deque[HistoryRow] = deque()
+        self.limit = limit
+        self.closed = False
+        """Set by :meth:`close`: the consumer takes what is left and ends."""
+        self._wake_at = 1  # rows waiting that wake the consumer
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+
+    def qsize(self) -> int:
+        """Rows waiting."""
+        return len(self.rows)
+
+    def offer(self, row: HistoryRow) -> bool:
+        """Queue a row unless the queue is full."""
+        rows = self.rows
+        if len(rows) >= self.limit:
+            return False
+        rows.append(row)
+        if len(rows) >= self._wake_at:
+            self._ready.set()
+        return True
+
+    async def put(self, row: HistoryRow) -> None:
+        """Queue a row, waiting for room."""
+        while not self.offer(row):
+            self._room.clear()
+            await self._room.wait()
+
+    def close(self) -> None:
+        """No more waiting for rows: the consumer takes what is queued and ends."""
+        self.closed = True
+        self._ready.set()
+
+    def reopen(self) -> None:
+        """Accept a consumer again (the writer restarted)."""
+        self.closed = False
+
+    async def wait(self, rows: int, timeout: float | None = None) -> None:
+        """Until ``rows`` rows wait, the queue is closed or ``timeout`` seconds passed."""
+        if len(self.rows) >= rows or self.closed:
+            return
+        self._wake_at = rows
+        self._ready.clear()
+        timer = None if timeout is None else asyncio.get_running_loop().call_later(timeout, self._ready.set)
+        try:
+            await self._ready.wait()
+        finally:
+            self._wake_at = 1
+            if timer is not None:
+                timer.cancel()
+
+    def take(self, limit: int) -> list[HistoryRow]:
+        """Up to ``limit`` rows, oldest first."""
+        rows = self.rows
+        popleft = rows.popleft
+        batch = [popleft() for _ in range(min(limit, len(rows)))]
+        self._room.set()
+        return batch
+
+
 class HistoryWriter:
     """Batches rows and writes them with binary COPY."""
 
@@ -52,7 +125,7 @@ class HistoryWriter:
         self.pool = pool
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
-        self._queue: asyncio.Queue[HistoryRow | None] = asyncio.Queue(maxsize=queue_rows)  # None: stop
+        self._queue = _RowQueue(queue_rows)
         self._task: asyncio.Task[None] | None = None
         self.rows_written = 0
         self.accepted = 0
@@ -64,7 +137,8 @@ class HistoryWriter:
 
     async def add(self, row: HistoryRow) -> None:
         """Queue a row (waits when the queue is full)."""
-        await self._queue.put(row)
+        if not self._queue.offer(row):
+            await self._queue.put(row)
         self.accepted += 1
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -103,6 +177,7 @@ class HistoryWriter:
 
     def start(self) -> None:
         """Start the background flusher."""
+        self._queue.reopen()
         self._task = asyncio.create_task(self._run(), name="history-writer")
 
     async def stop(self, timeout: float = 30.0) -> None:
@@ -114,7 +189,7 @@ class HistoryWriter:
         task, self._task = self._task, None
         if task is None or task.done():
             return
-        await self._queue.put(None)
+        self._queue.close()
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
@@ -124,11 +199,15 @@ class HistoryWriter:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
+        queue = self._queue
         while True:
-            first = await self._queue.get()
-            if first is None:
+            await queue.wait(1)
+            if not queue.closed:  # a batch: up to ``batch_rows`` rows or what arrives within ``flush_seconds``
+                await queue.wait(self.batch_rows, self.flush_seconds)
+            closing = queue.closed and queue.qsize() <= self.batch_rows
+            batch = queue.take(queue.qsize() if closing else self.batch_rows)
+            if not batch:
                 return
-            batch, closing = await self._collect(first)
             try:
                 if await self._write_with_retry(batch, attempts=3 if closing else None):
                     self._settle(len(batch))
@@ -137,41 +216,6 @@ class HistoryWriter:
                 self._settle(len(batch))
             if closing:
                 return
-
-    async def _collect(self, first: HistoryRow) -> tuple[list[HistoryRow], bool]:
-        """A batch: up to ``batch_rows`` rows or what arrives within ``flush_seconds``."""
-        batch = [first]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.flush_seconds
-        while len(batch) < self.batch_rows:
-            more, closing = self._drain(self.batch_rows - len(batch))
-            batch.extend(more)
-            remaining = deadline - loop.time()
-            if closing:
-                return batch + self._drain(self._queue.qsize())[0], True
-            if len(batch) >= self.batch_rows or remaining <= 0:
-                break
-            try:
-                item = await asyncio.wait_for(self._queue.get(), remaining)
-            except TimeoutError:
-                break
-            if item is None:
-                return batch + self._drain(self._queue.qsize())[0], True
-            batch.append(item)
-        return batch, False
-
-    def _drain(self, limit: int) -> tuple[list[HistoryRow], bool]:
-        """Up to ``limit`` queued rows without waiting, and whether the stop marker was seen."""
-        out: list[HistoryRow] = []
-        while len(out) < limit:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            if item is None:
-                return out, True
-            out.append(item)
-        return out, False
 
     async def _write_with_retry(self, batch: list[HistoryRow], attempts: int | None = None) -> bool:
         """Write ``batch``, retrying while the database is unreachable; False if given up."""
@@ -202,14 +246,10 @@ class HistoryWriter:
                 log.error("dropped a history row of device %s pin V%s: %s", row.device_id, row.pin, exc)
 
     async def write(self, batch: list[HistoryRow]) -> None:
-        """Write one batch in one transaction: raw rows with binary COPY, then the rollups."""
+        """Write one batch in one transaction: raw rows and the rollups."""
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                async with conn.cursor().copy(COPY_SQL) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for r in batch:
-                        if r.raw:
-                            text = None if r.text_value is None else db_text(r.text_value)
-                            await copy.write_row((r.device_id, r.pin, r.ts, r.value, text))
-                await merge_rollups(conn, [(r.device_id, r.pin, r.ts, r.value) for r in batch if r.value is not None])
+                await rollup.store(conn, ((r.device_id, r.pin, r.ts, r.value,
+                                           None if r.text_value is None else db_text(r.text_value), r.raw)
+                                          for r in batch))
         self.rows_written += len(batch)
