@@ -105,7 +105,7 @@ class FirmwareService:
         async with self.pool.connection() as conn:
             try:
                 await conn.execute("DELETE FROM firmware WHERE id = %s", (firmware_id,))
-            except psycopg.errors.ForeignKeyViolation:
+            except (psycopg.errors.RestrictViolation, psycopg.errors.ForeignKeyViolation):  # ON DELETE RESTRICT: 23001
                 raise ConflictError("this firmware is used by a shipment; delete the shipment first") from None
             left = await (await conn.execute("SELECT 1 FROM firmware WHERE sha256 = %s", (sha,))).fetchone()
         if left is None:

@@ -135,3 +135,16 @@ def test_the_signed_message_is_what_the_sdk_rebuilds() -> None:
     offer = FirmwareOffer("http://x/y", 10, "T", "1.0", None, bytes(range(32)), bytes(64))
     assert offer.signed_message() == signed_message(bytes(range(32)), 10, "T", "1.0")
     assert FirmwareInfo().version is None and Path(".").exists()
+
+
+def test_firmware_a_shipment_uses_is_not_deleted(stack: StackConfig) -> None:
+    fw = upload(stack, image("1.7.0"))
+    info = provision(stack.database_url, thermostat_doc()).devices[0]
+    ship = create_shipment(stack.base_url, name=f"keeps {info.id}", firmware_id=fw["id"],
+                           target={"kind": "devices", "device_ids": [info.id]})
+    r = admin(stack.base_url).delete(f"/api/ota/firmware/{fw['id']}")
+    assert r.status_code == 409 and "used by a shipment" in r.json()["error"]["message"], r.text
+    assert admin(stack.base_url).post(f"/api/ota/shipments/{ship['id']}/cancel").status_code == 200
+    assert admin(stack.base_url).delete(f"/api/ota/shipments/{ship['id']}").status_code == 204
+    assert admin(stack.base_url).delete(f"/api/ota/firmware/{fw['id']}").status_code == 204
+    assert admin(stack.base_url).get(f"/api/ota/firmware/{fw['id']}").status_code == 404
