@@ -3,7 +3,7 @@ htmx for partial updates, uPlot for charts, and a small script per page kind.
 
     routes       the page router (session from the accounts context; signed-out visitors are sent
                  to /login), the template engine, and the static and vendored browser files
-    pages_*      page controllers (one service call each, then a template)
+    pages_*      page controllers (one service call each, then a template); pages_air is Blynk.Air
     live         the WebSocket that carries live values, properties and presence to open pages
     templates/   Jinja templates;  static/   our CSS and scripts
     package.json browser libraries from npm (htmx, uPlot): ``npm ci --prefix console_ui``; only

@@ -67,10 +67,10 @@ async def vendor_file(name: FromPath[str]) -> File:
 
 def console_pages() -> list[Any]:
     """Everything the app mounts for the console: the page router and the static files."""
-    from console_ui import live, pages_devices, pages_org, pages_public, pages_templates
+    from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates
 
     handlers = [*pages_public.ROUTES, *pages_devices.ROUTES, *pages_templates.ROUTES, *pages_org.ROUTES,
-                live.live_socket, vendor_file]
+                *pages_air.ROUTES, live.live_socket, vendor_file]
     pages = Router(path="/", route_handlers=handlers, middleware=[session_middleware()],
                    dependencies={"svc": Provide(provide_services), "con": Provide(provide_console)},
                    exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},

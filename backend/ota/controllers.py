@@ -101,10 +101,11 @@ class OtaController(Controller):
         return await ota.shipments.get(_org(request), shipment_id)
 
     @get("/shipments/{shipment_id:int}/devices", guards=[VIEW])
-    async def shipment_devices(self, request: Request[Any, Any, Any], shipment_id: FromPath[int]) -> list[ShipmentDevice]:
-        """The status of each device, with Blynk's status names."""
+    async def shipment_devices(self, request: Request[Any, Any, Any], shipment_id: FromPath[int],
+                               status: FromQuery[str | None] = None) -> list[ShipmentDevice]:
+        """The status of each device (``?status=`` for one status), with Blynk's status names."""
         ota = _ota(request)
-        return await ota.shipments.devices(_org(request), shipment_id)
+        return await ota.shipments.devices(_org(request), shipment_id, status)
 
     @post("/shipments/{shipment_id:int}/{action:str}", guards=[CONTROL], status_code=200)
     async def shipment_action(self, request: Request[Any, Any, Any], shipment_id: FromPath[int], action: FromPath[str]) -> Shipment:

@@ -70,6 +70,7 @@ class ShipmentDevice(msgspec.Struct):
     """One device's status in a shipment."""
 
     device_id: int
+    device_name: str
     status: str
     label: str
     attempts: int

@@ -212,15 +212,23 @@ class ShipmentService:
         waiting = await self.delivery.waiting(row)
         return _shipment(row, counts, waiting)
 
-    async def devices(self, org_id: int, shipment_id: int) -> list[ShipmentDevice]:
-        """The status of every device the shipment looked at."""
+    async def devices(self, org_id: int, shipment_id: int, status: str | None = None,
+                      limit: int | None = None) -> list[ShipmentDevice]:
+        """The status of every device the shipment looked at (only those in ``status`` when
+        given; the first ``limit`` by device id when given)."""
         await self.get(org_id, shipment_id)
+        if status is not None and status not in {s.value for s in DeviceStatus}:
+            raise ValidationError(f"status must be one of {', '.join(s.value for s in DeviceStatus)}")
+        if limit is not None and limit < 1:
+            raise ValidationError("limit must be at least 1")
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
-                "SELECT device_id, status, cardinality(attempts), bytes_served, detail, updated_at FROM ota_device "
-                "WHERE shipment_id = %s ORDER BY device_id", (shipment_id,))).fetchall()
-        return [ShipmentDevice(device_id=r[0], status=r[1], label=DeviceStatus(r[1]).label, attempts=r[2],
-                               bytes_served=r[3], detail=r[4], updated_at=_iso(r[5])) for r in rows]
+                "SELECT od.device_id, d.name, od.status, cardinality(od.attempts), od.bytes_served, od.detail, "
+                "od.updated_at FROM ota_device od JOIN device d ON d.id = od.device_id WHERE od.shipment_id = %s "
+                "AND (%s::text IS NULL OR od.status = %s) ORDER BY od.device_id LIMIT %s",
+                (shipment_id, status, status, limit))).fetchall()
+        return [ShipmentDevice(device_id=r[0], device_name=r[1], status=r[2], label=DeviceStatus(r[2]).label,
+                               attempts=r[3], bytes_served=r[4], detail=r[5], updated_at=_iso(r[6])) for r in rows]
 
     async def set_state(self, org_id: int, shipment_id: int, action: str) -> Shipment:
         """``pause`` (no new devices; running ones finish), ``resume`` or ``cancel`` (offers

@@ -2,6 +2,8 @@
 // - forms with data-api post JSON to the /api route they name (with the CSRF header) and show
 //   the server's error message under the form;
 // - buttons with data-api-click and selects with data-api-change do the same for one action;
+// - after such an action: reload, go to a page, replace the form, toast, remove the row, or
+//   refresh an htmx part (data-then="refresh:#id");
 // - htmx requests carry the CSRF header too; the menu toggles on small screens; auth tokens
 //   can be shown, copied and rotated.
 "use strict";
@@ -40,7 +42,8 @@
     toast.timer = setTimeout(() => { el.className = ""; }, 4000);
   }
 
-  // Form fields to JSON: empty fields are left out (the server's defaults apply), checkboxes are
+  // Form fields to JSON: empty fields are left out (the server's defaults apply) unless marked
+  // data-keep-empty (a value that may be cleared), checkboxes are
   // booleans (or, with data-type="list", collected into a list), data-type int/float are numbers.
   function formJson(form) {
     const out = {};
@@ -52,7 +55,7 @@
         if (el.checked) out[el.name].push(el.value);
       } else if (el.type === "checkbox") {
         out[el.name] = el.checked;
-      } else if (el.value !== "") {
+      } else if (el.value !== "" || "keepEmpty" in el.dataset) {
         out[el.name] = type === "int" ? parseInt(el.value, 10) : type === "float" ? parseFloat(el.value) : el.value;
       }
     }
@@ -67,6 +70,12 @@
     if (!then || then === "reload") { window.location.reload(); return; }
     if (then.startsWith("go:")) { window.location.assign(fill(then.slice(3), data)); return; }
     if (then.startsWith("replace:")) { holder.innerHTML = "<p class='done'>" + then.slice(8) + "</p>"; return; }
+    if (then.startsWith("refresh:")) {  // an htmx element listening for "refresh" reloads its part
+      const target = document.querySelector(then.slice(8));
+      if (target && window.htmx) window.htmx.trigger(target, "refresh"); else window.location.reload();
+      return;
+    }
+    if (then === "remove-row") { const row = holder.closest("tr"); if (row) row.remove(); toast("Deleted"); return; }
     if (then === "toast") toast("Saved");
   }
 
@@ -164,4 +173,11 @@
   }
 
   document.addEventListener("htmx:configRequest", (ev) => { ev.detail.headers["X-CSRF-Token"] = csrf(); });
+
+  // A select with data-refresh="#id" makes that htmx element reload its part when it changes.
+  document.addEventListener("change", (ev) => {
+    const el = ev.target.closest("select[data-refresh]");
+    const target = el && document.querySelector(el.dataset.refresh);
+    if (target && window.htmx) window.htmx.trigger(target, "refresh");
+  });
 })();
