@@ -25,7 +25,7 @@ test-fast: install  ## unit tests only
 	$(BIN)/python -m pytest tests/unit
 
 typecheck: install  ## mypy --strict on the packages (part of make test)
-	$(BIN)/python -m mypy broker backend device_sdk
+	$(BIN)/python -m mypy broker backend device_sdk ota console_ui
 
 bench: install  ## benchmarks with printed figures (not pass/fail; see tests/bench/README.md)
 	@for f in tests/bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
