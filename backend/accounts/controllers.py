@@ -53,7 +53,7 @@ class AuthController(Controller):
         """Sign in: sets the HttpOnly session cookie; send ``csrf_token`` back as ``X-CSRF-Token``."""
         user, opened = await svc.auth.login(data.email, data.password)
         lifetime = int(svc.runtime.session_lifetime.total_seconds())
-        return Response(SessionOut(wire(user, UserOut), opened.csrf_token, opened.expires_at),
+        return Response(SessionOut(user, opened.csrf_token, opened.expires_at),
                         cookies=_cookies(request, svc, opened.token, opened.csrf_token, lifetime))
 
     @post("/logout", guards=[signed_in], status_code=HTTP_200_OK)
@@ -77,7 +77,7 @@ class AuthController(Controller):
     @post("/signup/confirm", opt=PUBLIC)
     async def confirm_signup(self, data: JSONBody[TokenIn], svc: NamedDependency[ApiServices]) -> UserOut:
         """Use the sign-up link: makes the account, Admin of a new organization."""
-        return wire(await svc.auth.confirm_signup(data.token), UserOut)
+        return await svc.auth.confirm_signup(data.token)
 
     @post("/password-reset", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
     async def request_reset(self, data: JSONBody[EmailIn], svc: NamedDependency[ApiServices]) -> dict[str, str]:
@@ -104,7 +104,7 @@ class UserController(Controller):
     @get("/me", guards=[signed_in])
     async def me(self, svc: NamedDependency[ApiServices]) -> MeOut:
         """The signed-in user, their permissions and this session's CSRF token."""
-        return MeOut(wire(await svc.users.me(), UserOut), sorted(svc.principal.permissions), svc.principal.csrf_token)
+        return MeOut(await svc.users.me(), sorted(svc.principal.permissions), svc.principal.csrf_token)
 
     @get("/", guards=[requires(P.USERS_VIEW)])
     async def list_users(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
@@ -112,27 +112,27 @@ class UserController(Controller):
         """Users of one organization (``org_id``) or of every organization in scope."""
         page, size = page_args(page, size)
         users, total = await svc.users.list(org_id, page, size)
-        return Page([wire(u, UserOut) for u in users], total, page, size)
+        return Page([u for u in users], total, page, size)
 
     @get("/{user_id:int}", guards=[requires(P.USERS_VIEW)])
     async def get_user(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
         """One user."""
-        return wire(await svc.users.get(user_id), UserOut)
+        return await svc.users.get(user_id)
 
     @patch("/{user_id:int}", guards=[requires(P.USERS_EDIT)])
     async def update_user(self, user_id: FromPath[int], data: JSONBody[UserUpdateIn], svc: NamedDependency[ApiServices]) -> UserOut:
         """Rename a user or change their role."""
-        return wire(await svc.users.update(user_id, data.name, data.role_id), UserOut)
+        return await svc.users.update(user_id, data.name, data.role_id)
 
     @post("/{user_id:int}/suspend", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
     async def suspend(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
         """Suspend a user: their sessions stop working at once and they cannot sign in."""
-        return wire(await svc.users.set_suspended(user_id, True), UserOut)
+        return await svc.users.set_suspended(user_id, True)
 
     @post("/{user_id:int}/activate", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
     async def activate(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
         """Let a suspended user sign in again."""
-        return wire(await svc.users.set_suspended(user_id, False), UserOut)
+        return await svc.users.set_suspended(user_id, False)
 
     @post("/{user_id:int}/logout", guards=[requires(P.USERS_LOGOUT)], status_code=HTTP_200_OK)
     async def force_logout(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> LoggedOut:
@@ -153,22 +153,22 @@ class RoleController(Controller):
     @get("/", guards=[requires(P.ROLES_VIEW)])
     async def list_roles(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[RoleOut]:
         """The built-in roles and an organization's custom roles (the caller's by default)."""
-        return [wire(r, RoleOut) for r in await svc.roles.list(org_id)]
+        return [r for r in await svc.roles.list(org_id)]
 
     @get("/{role_id:int}", guards=[requires(P.ROLES_VIEW)])
     async def get_role(self, role_id: FromPath[int], svc: NamedDependency[ApiServices]) -> RoleOut:
         """One role."""
-        return wire(await svc.roles.get(role_id), RoleOut)
+        return await svc.roles.get(role_id)
 
     @post("/", guards=[requires(P.ROLES_EDIT)])
     async def create_role(self, data: JSONBody[RoleIn], svc: NamedDependency[ApiServices]) -> RoleOut:
         """A custom role (at most 9 per organization) with permissions the caller has."""
-        return wire(await svc.roles.create(data.org_id, data.name, data.permissions), RoleOut)
+        return await svc.roles.create(data.org_id, data.name, data.permissions)
 
     @patch("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
     async def update_role(self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn], svc: NamedDependency[ApiServices]) -> RoleOut:
         """Rename a custom role or change its permissions."""
-        return wire(await svc.roles.update(role_id, data.name, data.permissions), RoleOut)
+        return await svc.roles.update(role_id, data.name, data.permissions)
 
     @delete("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
     async def delete_role(self, role_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
@@ -190,12 +190,12 @@ class InvitationController(Controller):
     @post("/", guards=[requires(P.USERS_INVITE)])
     async def invite(self, data: JSONBody[InvitationIn], svc: NamedDependency[ApiServices]) -> InvitationOut:
         """Invite an address without an account (25 a day per organization)."""
-        return wire(await svc.invitations.invite(data.org_id, data.email, data.role_id, data.name), InvitationOut)
+        return await svc.invitations.invite(data.org_id, data.email, data.role_id, data.name)
 
     @get("/", guards=[requires(P.USERS_INVITE)])
     async def list_invitations(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[InvitationOut]:
         """Pending invitations of an organization (the caller's by default)."""
-        return [wire(i, InvitationOut) for i in await svc.invitations.list(org_id)]
+        return [i for i in await svc.invitations.list(org_id)]
 
     @delete("/{invitation_id:int}", guards=[requires(P.USERS_INVITE)])
     async def withdraw(self, invitation_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
@@ -210,4 +210,4 @@ class InvitationController(Controller):
     @post("/accept", opt=PUBLIC)
     async def accept(self, data: JSONBody[InvitationAcceptIn], svc: NamedDependency[ApiServices]) -> UserOut:
         """Use an invitation link (once, before it expires): makes the invitee's account."""
-        return wire(await svc.invitation_links.accept(data.token, data.name, data.password), UserOut)
+        return await svc.invitation_links.accept(data.token, data.name, data.password)

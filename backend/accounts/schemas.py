@@ -7,6 +7,21 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from backend.accounts.invitations import InvitationInfo
+from backend.accounts.roles import RoleInfo
+from backend.accounts.users import UserInfo
+from backend.audit.services import AuditEntry
+from backend.orgs.devices import DeviceInfo
+from backend.orgs.tree import OrgInfo
+
+# What the services return is what goes on the wire: one class per shape, never a mirror.
+UserOut = UserInfo
+OrgOut = OrgInfo
+DeviceOut = DeviceInfo
+RoleOut = RoleInfo
+InvitationOut = InvitationInfo
+AuditOut = AuditEntry
+
 T = TypeVar("T")
 
 
@@ -48,17 +63,6 @@ class PasswordChangeIn(msgspec.Struct):
     new_password: str
 
 
-class UserOut(msgspec.Struct):
-    id: int
-    org_id: int
-    email: str
-    name: str
-    role_id: int
-    status: str
-    created_at: datetime
-    last_login_at: datetime | None
-
-
 class SessionOut(msgspec.Struct):
     """Answer of a sign-in: send ``csrf_token`` back as the ``X-CSRF-Token`` header."""
 
@@ -82,14 +86,6 @@ class UserUpdateIn(msgspec.Struct):
     role_id: int | None = None
 
 
-class OrgOut(msgspec.Struct):
-    id: int
-    parent_id: int | None
-    name: str
-    tz: str
-    created_at: datetime
-
-
 class OrgCreateIn(msgspec.Struct):
     name: str
     parent_id: int | None = None
@@ -105,27 +101,8 @@ class OrgMoveIn(msgspec.Struct):
     parent_id: int
 
 
-class DeviceOut(msgspec.Struct):
-    id: int
-    org_id: int
-    template_id: int
-    name: str
-    owner_id: int | None
-    online: bool
-    last_seen: datetime | None
-    created_at: datetime
-
-
 class DeviceMoveIn(msgspec.Struct):
     org_id: int
-
-
-class RoleOut(msgspec.Struct):
-    id: int
-    org_id: int | None
-    name: str
-    permissions: list[str]
-    builtin: bool
 
 
 class RoleIn(msgspec.Struct):
@@ -151,16 +128,6 @@ class InvitationIn(msgspec.Struct):
     name: str = ""
 
 
-class InvitationOut(msgspec.Struct):
-    id: int
-    org_id: int
-    email: str
-    name: str
-    role_id: int
-    created_at: datetime
-    expires_at: datetime
-
-
 class InvitationPreviewOut(msgspec.Struct):
     email: str
     organization: str
@@ -171,19 +138,6 @@ class InvitationAcceptIn(msgspec.Struct):
     token: str
     password: str
     name: str = ""
-
-
-class AuditOut(msgspec.Struct):
-    id: int
-    at: datetime
-    org_id: int | None
-    actor_id: int | None
-    actor_email: str
-    ip: str | None
-    action: str
-    target_type: str
-    target_id: str | None
-    details: dict[str, Any]
 
 
 def wire(obj: object, typ: type[T]) -> T:

@@ -10,7 +10,7 @@ from backend.accounts.context import ApiServices
 from backend.accounts.controllers import page_args
 from backend.accounts.guards import requires
 from backend.accounts.permissions import Permission
-from backend.accounts.schemas import AuditOut, Page, wire
+from backend.accounts.schemas import AuditOut, Page
 
 
 @get("/audit", guards=[requires(Permission.AUDIT_VIEW)])
@@ -20,4 +20,4 @@ async def audit_log(svc: NamedDependency[ApiServices], org_id: FromQuery[int | N
     org = org_id if org_id is not None else svc.principal.org_id
     await svc.scope.require_org(org)
     entries, total = await svc.audit.page(org, page, size)
-    return Page([wire(e, AuditOut) for e in entries], total, page, size)
+    return Page([e for e in entries], total, page, size)

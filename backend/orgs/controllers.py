@@ -11,7 +11,7 @@ from backend.accounts.context import ApiServices
 from backend.accounts.controllers import page_args
 from backend.accounts.guards import requires, requires_any, signed_in
 from backend.accounts.permissions import Permission as P
-from backend.accounts.schemas import DeviceMoveIn, DeviceOut, OrgCreateIn, OrgMoveIn, OrgOut, OrgUpdateIn, Page, wire
+from backend.accounts.schemas import DeviceMoveIn, DeviceOut, OrgCreateIn, OrgMoveIn, OrgOut, OrgUpdateIn, Page
 
 
 class OrgController(Controller):
@@ -22,22 +22,22 @@ class OrgController(Controller):
     @get("/", guards=[signed_in])
     async def list_orgs(self, svc: NamedDependency[ApiServices]) -> list[OrgOut]:
         """Every organization the caller can see."""
-        return [wire(o, OrgOut) for o in await svc.orgs.list()]
+        return [o for o in await svc.orgs.list()]
 
     @get("/{org_id:int}", guards=[signed_in])
     async def get_org(self, org_id: FromPath[int], svc: NamedDependency[ApiServices]) -> OrgOut:
         """One organization."""
-        return wire(await svc.orgs.get(org_id), OrgOut)
+        return await svc.orgs.get(org_id)
 
     @post("/", guards=[requires(P.ORGS_CREATE)])
     async def create_org(self, data: JSONBody[OrgCreateIn], svc: NamedDependency[ApiServices]) -> OrgOut:
         """A sub-organization (of the caller's by default), within the depth limit."""
-        return wire(await svc.orgs.create(data.name, data.parent_id, data.tz), OrgOut)
+        return await svc.orgs.create(data.name, data.parent_id, data.tz)
 
     @patch("/{org_id:int}", guards=[requires(P.ORGS_EDIT)])
     async def update_org(self, org_id: FromPath[int], data: JSONBody[OrgUpdateIn], svc: NamedDependency[ApiServices]) -> OrgOut:
         """Rename an organization or change its time zone."""
-        return wire(await svc.orgs.update(org_id, data.name, data.tz), OrgOut)
+        return await svc.orgs.update(org_id, data.name, data.tz)
 
     @delete("/{org_id:int}", guards=[requires(P.ORGS_DELETE)])
     async def delete_org(self, org_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
@@ -47,7 +47,7 @@ class OrgController(Controller):
     @post("/{org_id:int}/move", guards=[requires(P.ORGS_MOVE)], status_code=HTTP_200_OK)
     async def move_org(self, org_id: FromPath[int], data: JSONBody[OrgMoveIn], svc: NamedDependency[ApiServices]) -> OrgOut:
         """Put a sub-organization under another parent (no cycles, depth limit kept)."""
-        return wire(await svc.orgs.move(org_id, data.parent_id), OrgOut)
+        return await svc.orgs.move(org_id, data.parent_id)
 
 
 class DeviceController(Controller):
@@ -61,14 +61,14 @@ class DeviceController(Controller):
         """Visible devices of one organization or of the whole scope."""
         page, size = page_args(page, size)
         devices, total = await svc.devices.list(org_id, page, size)
-        return Page([wire(d, DeviceOut) for d in devices], total, page, size)
+        return Page([d for d in devices], total, page, size)
 
     @get("/{device_id:int}", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
     async def get_device(self, device_id: FromPath[int], svc: NamedDependency[ApiServices]) -> DeviceOut:
         """One visible device."""
-        return wire(await svc.devices.get(device_id), DeviceOut)
+        return await svc.devices.get(device_id)
 
     @post("/{device_id:int}/move", guards=[requires(P.DEVICES_MOVE)], status_code=HTTP_200_OK)
     async def move_device(self, device_id: FromPath[int], data: JSONBody[DeviceMoveIn], svc: NamedDependency[ApiServices]) -> DeviceOut:
         """Give a device to another organization in scope."""
-        return wire(await svc.devices.move(device_id, data.org_id), DeviceOut)
+        return await svc.devices.move(device_id, data.org_id)
