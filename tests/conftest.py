@@ -19,7 +19,7 @@ import pytest
 
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
-from tests.support.stack import Process, StackConfig, wait_http_ready, wait_port
+from tests.support.stack import StackConfig, running
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DATA = ROOT / ".pytest-data"
@@ -87,17 +87,10 @@ def stack(stack_db: str) -> Iterator[StackConfig]:
     data_dir = TEST_DATA / f"stack-{os.getpid()}"
     shutil.rmtree(data_dir, ignore_errors=True)
     config = StackConfig(data_dir=data_dir, database_url=stack_db)
-    broker = Process(config, "broker")
-    app = None
     try:
-        wait_port(config.mqtt_port, broker)
-        app = Process(config, "app")
-        wait_http_ready(config, app)
-        yield config
+        with running(config):
+            yield config
     finally:
-        for proc in (app, broker):
-            if proc is not None:
-                proc.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

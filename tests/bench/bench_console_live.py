@@ -28,19 +28,14 @@ from backend.db.migrate import migrate  # noqa: E402
 from tests.integration.backend.conftest import connect_device  # noqa: E402
 from tests.support.accounts import ROOT_ADMIN, Api  # noqa: E402
 from tests.support.provision import provision, thermostat_doc  # noqa: E402
-from tests.support.stack import Process, StackConfig, wait_http_ready, wait_port  # noqa: E402
+from tests.support.stack import StackConfig, running  # noqa: E402
 
 
 def run(messages: int, rate: float) -> None:
     with scratch_database("bench-console") as url:
         migrate(url)
         config = StackConfig(data_dir=ROOT / ".pytest-data" / "bench-console-stack", database_url=url)
-        broker = Process(config, "broker")
-        app = None
-        try:
-            wait_port(config.mqtt_port, broker)
-            app = Process(config, "app")
-            wait_http_ready(config, app)
+        with running(config):
             info = provision(url, thermostat_doc()).devices[0]
             with Api(config.base_url) as admin:
                 admin.login(*ROOT_ADMIN)
@@ -66,10 +61,6 @@ def run(messages: int, rate: float) -> None:
                     progress("values", i + 1, messages)
             device.client.disconnect()
             device.client.loop_stop()
-        finally:
-            for proc in (app, broker):
-                if proc is not None:
-                    proc.stop()
     lat = sorted(latencies)
     print(f"publish -> console WebSocket, {len(lat)} of {messages} values at {rate:g}/s:")
     print(f"  median {statistics.median(lat):.1f} ms, p95 {lat[int(len(lat) * 0.95) - 1]:.1f} ms, "

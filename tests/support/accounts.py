@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session, SMTP
 
 from tests.support.net import free_port, wait_for
-from tests.support.stack import Process, StackConfig, wait_http_ready, wait_port
+from tests.support.stack import Process, StackConfig, running
 
 ROOT_ADMIN = ("admin@openblynk.local", "admin-password-123")
 ADMIN, STAFF, USER = 1, 2, 3
@@ -106,17 +106,10 @@ def start_accounts_stack(pg_server: str, template_db: str, tag: str, **settings:
            "LITESTAR_DEBUG": "1"}  # an unexpected error answers with its traceback
     env.update({f"OPENBLYNK_{k.upper()}": v for k, v in settings.items()})
     config = AccountsStackConfig(data_dir=data_dir, database_url=url, extra_env=env)
-    broker = Process(config, "broker")
-    app = None
     try:
-        wait_port(config.mqtt_port, broker)
-        app = Process(config, "app")
-        wait_http_ready(config, app)
-        yield AccountsStack(config, outbox, app)
+        with running(config) as (_broker, app):
+            yield AccountsStack(config, outbox, app)
     finally:
-        for proc in (app, broker):
-            if proc is not None:
-                proc.stop()
         smtp.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
         with psycopg.connect(pg_server, autocommit=True) as conn:

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,3 +100,20 @@ def wait_port(port: int, proc: Process, timeout: float = 30.0) -> None:
         assert proc.alive(), f"{proc.name} exited early:\n{proc.log()[-3000:]}"
         return port_open(port)
     wait_for(listening, timeout, interval=0.05, message=f"{proc.name} to listen on {port}")
+
+
+@contextmanager
+def running(config: StackConfig) -> Iterator[tuple[Process, Process]]:
+    """The broker, then the app once the broker listens; both stopped afterwards, even when
+    starting one of them failed. Yields (broker, app) once the app is connected."""
+    broker = Process(config, "broker")
+    app: Process | None = None
+    try:
+        wait_port(config.mqtt_port, broker)
+        app = Process(config, "app")
+        wait_http_ready(config, app)
+        yield broker, app
+    finally:
+        for proc in (app, broker):
+            if proc is not None:
+                proc.stop()
