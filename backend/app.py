@@ -17,6 +17,7 @@ from litestar import Litestar, MediaType, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from backend.accounts.cleanup import clean_accounts
 from backend.accounts.context import accounts_lifespan
 from backend.accounts.http import api_router
 from backend.connections import AnyRequest, PublicRequest
@@ -52,6 +53,7 @@ from console_ui.routes import console_pages, console_template_config
 
 log = logging.getLogger(__name__)
 INGEST_DRAIN_SECONDS = 30.0
+ACCOUNTS_CLEANUP_SECONDS = 3600.0  # expired sessions, API tokens, old sign-in failures and links
 
 
 @dataclass
@@ -152,7 +154,10 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
     scheduler = Scheduler(database_url, [Job("history-maintenance", lambda: maintain(db.pool, retention),
                                              settings.maintenance_interval_seconds),
-                                         Job("ota-rollout", ota.rollout.tick, settings.ota_tick_seconds)])
+                                         Job("ota-rollout", ota.rollout.tick, settings.ota_tick_seconds),
+                                         Job("accounts-cleanup",
+                                             lambda: clean_accounts(db, settings.login_failure_window_seconds),
+                                             ACCOUNTS_CLEANUP_SECONDS)])
     scheduler.start()
     history.start()
     latest.start()
