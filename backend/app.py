@@ -11,7 +11,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 
 from litestar import Litestar, MediaType, Response, get
 from litestar.openapi import OpenAPIConfig
@@ -33,7 +32,7 @@ from backend.devices.latest import LatestValues
 from backend.devices.registry import DeviceRegistry
 from backend.db.engine import Database
 from backend.errors import BlynkApiError, ConflictError, NotFoundError, OpenBlynkError, ValidationError
-from backend.history.writer import HistoryWriter, ensure_partitions
+from backend.history.writer import AcksAfterCommit, HistoryWriter, ensure_partitions
 from backend.ingest.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.ota.wiring import OtaServices
@@ -193,10 +192,20 @@ async def _stop_services(s: Services) -> None:
     await s.db.close()
 
 
-async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter) -> None:
+async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter,
+                       yield_every: int = 200) -> None:
     """Handle each message, then acknowledge it to the broker once the history rows it made
     are committed (see backend.ingest.mqtt): a crash before that gets it sent again."""
+    acks = AcksAfterCommit(history, mqtt.done)
+    handled = 0
     while (message := await mqtt.messages()) is not None:
         await ingest.handle(message)
         if message.receipt is not None:
-            history.after_commit(partial(mqtt.done, message.receipt))
+            acks.add(message.receipt)
+        handled += 1
+        if handled % yield_every == 0:
+            # Taking a queued message does not wait, nor does storing a value in the common case:
+            # under load this loop would keep the event loop to itself. Let the history writer
+            # (whose COPY then overlaps the ingest), the broker thread's hand-overs and HTTP
+            # requests have their turn.
+            await asyncio.sleep(0)

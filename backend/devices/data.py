@@ -67,14 +67,20 @@ class DataService:
 
     async def record(self, device: DeviceInfo, spec: DatastreamSpec, raw: str,
                      at: datetime | None = None, *, origin: str = "device") -> Value:
-        """Check a value and store it (latest + history); open consoles see it at once."""
-        value = self.check(spec, raw)
+        """Check a value and store it (latest + history); open consoles see it at once.
+
+        The ingest's hot path: it waits only when the device's latest values are not loaded
+        yet or the history queue is full (``put`` and ``offer`` say so)."""
+        value = parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
         at = at or datetime.now(timezone.utc)
-        await self.latest.set(device.id, spec.pin, value.text, at)
-        self.live.publish(device.id, {"type": "value", "pin": spec.pin, "value": value.text,
-                                      "ts": int(at.timestamp() * 1000), "origin": origin})
-        row = history_row(device.id, spec, at, value)
-        if row is not None:
+        device_id, text = device.id, value.text
+        if not self.latest.put(device_id, spec.pin, text, at):
+            await self.latest.set(device_id, spec.pin, text, at)
+        if self.live.subscribers(device_id):
+            self.live.publish(device_id, {"type": "value", "pin": spec.pin, "value": text,
+                                          "ts": int(at.timestamp() * 1000), "origin": origin})
+        row = history_row(device_id, spec, at, value)
+        if row is not None and not self.history.offer(row):
             await self.history.add(row)
         return value
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -26,9 +26,8 @@ WHERE datastream_value.updated_at <= EXCLUDED.updated_at
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Latest:
-    """The latest value of one datastream."""
+class Latest(NamedTuple):
+    """The latest value of one datastream (a named tuple: made once per ingested value)."""
 
     value: str
     updated_at: datetime
@@ -57,13 +56,22 @@ class LatestValues:
 
     async def set(self, device_id: int, pin: int, value: str, at: datetime) -> None:
         """Record a value (visible at once, persisted within ``flush_seconds``)."""
-        if device_id not in self._loaded:
+        if not self.put(device_id, pin, value, at):
             await self._load(device_id)
-        current = self._values.setdefault(device_id, {}).get(pin)
+            self.put(device_id, pin, value, at)
+
+    def put(self, device_id: int, pin: int, value: str, at: datetime) -> bool:
+        """:meth:`set` without waiting, once the device's stored values are loaded; False (and
+        nothing recorded) while they are not: then call :meth:`set`."""
+        if device_id not in self._loaded:
+            return False
+        values = self._values.setdefault(device_id, {})
+        current = values.get(pin)
         if current is not None and current.updated_at > at:
-            return  # an older point (e.g. a late timestamped value) never replaces a newer one
-        self._values[device_id][pin] = Latest(value, at)
+            return True  # an older point (e.g. a late timestamped value) never replaces a newer one
+        values[pin] = Latest(value, at)
         self._dirty.add((device_id, pin))
+        return True
 
     async def erase(self, device_id: int, pin: int) -> None:
         """Forget the latest value of a pin (``ds/<name>/erase``); history is kept."""

@@ -91,6 +91,12 @@ class DeviceRegistry:
         self._by_id[device_id] = (time.monotonic() + self.ttl, info)
         return info
 
+    def cached(self, device_id: int) -> DeviceInfo | None:
+        """The device if it is in the cache and fresh, else None (then ask :meth:`get`, which
+        also knows devices that do not exist)."""
+        hit = self._by_id.get(device_id)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     async def by_token_hmac(self, token_hmac: bytes) -> DeviceInfo | None:
         """The device holding the token with this HMAC, or None (stale entries serve while
         the database cannot be reached, as in :meth:`get`)."""
