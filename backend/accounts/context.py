@@ -22,6 +22,7 @@ from backend.accounts.sessions import SessionService
 from backend.accounts.users import UserService
 from backend.audit.services import AuditService
 from backend.db.engine import Database
+from backend.devices.tags import DeviceTags
 from backend.orgs.devices import DeviceDirectory
 from backend.orgs.tree import OrgTreeService, Scope
 from backend.settings import Settings
@@ -85,6 +86,10 @@ class ApiServices:
     @cached_property
     def devices(self) -> DeviceDirectory:
         return DeviceDirectory(self.session, self.scope, self.audit)
+
+    @cached_property
+    def tags(self) -> DeviceTags:
+        return DeviceTags(self.session, self.scope, self.audit)
 
     @cached_property
     def users(self) -> UserService:

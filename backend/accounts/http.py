@@ -11,7 +11,7 @@ from backend.accounts.controllers import (AuthController, InvitationController, 
                                           list_permissions)
 from backend.accounts.guards import same_origin, session_middleware
 from backend.audit.controllers import audit_log
-from backend.orgs.controllers import DeviceController, OrgController
+from backend.orgs.controllers import DeviceController, OrgController, TagController
 from backend.ota.controllers import OtaController
 from backend.platform_api.http import OAuthClientController
 
@@ -19,7 +19,7 @@ from backend.platform_api.http import OAuthClientController
 def api_router() -> Router:
     """The router the app mounts (its lifespan must include ``accounts_lifespan``)."""
     return Router(path="/api", route_handlers=[AuthController, UserController, RoleController, InvitationController,
-                                               OrgController, DeviceController, list_permissions, audit_log,
+                                               OrgController, DeviceController, TagController, list_permissions, audit_log,
                                                OAuthClientController, OtaController],
                   middleware=[session_middleware()], guards=[same_origin],
                   dependencies={"svc": Provide(provide_services)})

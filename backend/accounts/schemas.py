@@ -11,6 +11,7 @@ from backend.accounts.invitations import InvitationInfo
 from backend.accounts.roles import RoleInfo
 from backend.accounts.users import UserInfo
 from backend.audit.services import AuditEntry
+from backend.devices.tags import DeviceTagSet, TagUse
 from backend.orgs.devices import DeviceInfo
 from backend.orgs.tree import OrgInfo
 
@@ -21,6 +22,8 @@ DeviceOut = DeviceInfo
 RoleOut = RoleInfo
 InvitationOut = InvitationInfo
 AuditOut = AuditEntry
+DeviceTagsOut = DeviceTagSet
+TagUseOut = TagUse
 
 T = TypeVar("T")
 
@@ -103,6 +106,12 @@ class OrgMoveIn(msgspec.Struct):
 
 class DeviceMoveIn(msgspec.Struct):
     org_id: int
+
+
+class DeviceTagsIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Every tag the device is to carry (the others are removed)."""
+
+    tags: list[str]
 
 
 class RoleIn(msgspec.Struct):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post, put
 from litestar.status_codes import HTTP_200_OK
 
 from backend.accounts.context import ApiServices
 from backend.accounts.controllers import page_args
 from backend.accounts.guards import requires, requires_any, signed_in
 from backend.accounts.permissions import Permission as P
-from backend.accounts.schemas import DeviceMoveIn, DeviceOut, OrgCreateIn, OrgMoveIn, OrgOut, OrgUpdateIn, Page
+from backend.accounts.schemas import (DeviceMoveIn, DeviceOut, DeviceTagsIn, DeviceTagsOut, OrgCreateIn, OrgMoveIn, OrgOut,
+                                     OrgUpdateIn, Page, TagUseOut)
+
+VIEW_DEVICES = requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)
+EDIT_DEVICES = requires_any(P.DEVICES_EDIT, P.DEVICES_EDIT_OWN)
 
 
 class OrgController(Controller):
@@ -55,7 +59,7 @@ class DeviceController(Controller):
 
     path = "/devices"
 
-    @get("/", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
+    @get("/", guards=[VIEW_DEVICES])
     async def list_devices(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
                            size: FromQuery[int] = 50) -> Page[DeviceOut]:
         """Visible devices of one organization or of the whole scope."""
@@ -63,7 +67,7 @@ class DeviceController(Controller):
         devices, total = await svc.devices.list(org_id, page, size)
         return Page([d for d in devices], total, page, size)
 
-    @get("/{device_id:int}", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
+    @get("/{device_id:int}", guards=[VIEW_DEVICES])
     async def get_device(self, device_id: FromPath[int], svc: NamedDependency[ApiServices]) -> DeviceOut:
         """One visible device."""
         return await svc.devices.get(device_id)
@@ -72,3 +76,27 @@ class DeviceController(Controller):
     async def move_device(self, device_id: FromPath[int], data: JSONBody[DeviceMoveIn], svc: NamedDependency[ApiServices]) -> DeviceOut:
         """Give a device to another organization in scope."""
         return await svc.devices.move(device_id, data.org_id)
+
+    @get("/{device_id:int}/tags", guards=[VIEW_DEVICES])
+    async def get_device_tags(self, device_id: FromPath[int], svc: NamedDependency[ApiServices]) -> DeviceTagsOut:
+        """A visible device's tags."""
+        return await svc.tags.of(device_id)
+
+    @put("/{device_id:int}/tags", guards=[EDIT_DEVICES])
+    async def put_device_tags(self, device_id: FromPath[int], data: JSONBody[DeviceTagsIn],
+                              svc: NamedDependency[ApiServices]) -> DeviceTagsOut:
+        """Replace a device's tags (``devices.edit``, or ``devices.edit.own`` on a device one owns):
+        each 1-64 characters once trimmed, no control characters, at most 32."""
+        return await svc.tags.replace(device_id, data.tags)
+
+
+class TagController(Controller):
+    """Tags in use, for pickers (a Blynk.Air shipment can target a tag)."""
+
+    path = "/tags"
+
+    @get("/", guards=[VIEW_DEVICES])
+    async def list_tags(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[TagUseOut]:
+        """Tags on the visible devices (of one organization, or of the whole scope), with how
+        many devices carry each."""
+        return await svc.tags.in_use(org_id)

@@ -50,7 +50,7 @@ class DeviceDirectory:
         """Visible devices (of one organization, or of the whole scope), by id."""
         if org_id is not None:
             await self.scope.require_org(org_id)
-        where, params = await self._visible()
+        where, params = await self.visibility()
         if org_id is not None:
             where, params = f"{where} AND org_id = :org", {**params, "org": org_id}
         rows = await fetch_all(self.session, f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM device "
@@ -61,7 +61,7 @@ class DeviceDirectory:
 
     async def get(self, device_id: int) -> DeviceInfo:
         """One visible device."""
-        where, params = await self._visible()
+        where, params = await self.visibility()
         row = await fetch_one(self.session, f"SELECT {_COLUMNS} FROM device WHERE id = :id AND {where}",
                               id=device_id, **params)
         if row is None:
@@ -99,7 +99,9 @@ class DeviceDirectory:
         row = await fetch_one(self.session, f"SELECT count(*) AS n FROM device WHERE {where}", **params)
         return int(row["n"]) if row else 0
 
-    async def _visible(self) -> tuple[str, dict[str, object]]:
+    async def visibility(self) -> tuple[str, dict[str, object]]:
+        """The condition over ``device`` (unqualified columns) selecting the visible devices, and
+        its parameters: every device of the scope, or only those the principal owns."""
         params: dict[str, object] = {"orgs": sorted(await self.scope.org_ids())}
         if self.principal.has(Permission.DEVICES_VIEW):
             return "org_id = ANY(:orgs)", params

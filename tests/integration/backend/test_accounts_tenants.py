@@ -16,7 +16,7 @@ from tests.support.accounts import (ADMIN, ROOT_ADMIN, STAFF, USER, AccountsStac
 from tests.support.provision import provision_async, thermostat_doc
 
 ALL_BUT_VIEW_SUB = ["users.view", "users.invite", "users.edit", "users.suspend", "users.logout", "users.delete",
-                    "roles.view", "roles.edit", "audit.view", "devices.view", "devices.move", "orgs.create",
+                    "roles.view", "roles.edit", "audit.view", "devices.view", "devices.edit", "devices.move", "orgs.create",
                     "orgs.edit", "orgs.move", "orgs.delete"]
 
 
@@ -58,6 +58,8 @@ def world(pg_server: str, template_db: str) -> Iterator[World]:
                                                               "role_id": USER}).json()["id"]
             r = root.post(f"/api/devices/{devices[i].id}/move", json={"org_id": org})
             assert r.status_code == 200, r.text
+            r = root.put(f"/api/devices/{devices[i].id}/tags", json={"tags": [f"tenant {name}", "shared name"]})
+            assert r.status_code == 200, r.text
             tenants.append(Tenant(org, admin, member.me, role, invitation, devices[i].id))
             member.close()
         parent_admin = invite_and_join(acc, root, parent, "admin-p@example.com", ADMIN)
@@ -90,6 +92,8 @@ def calls_on(b: Tenant, a: Tenant) -> list[tuple[str, str, dict[str, Any] | None
         ("GET", f"/api/devices?org_id={b.org}", None), ("GET", f"/api/devices/{b.device}", None),
         ("POST", f"/api/devices/{b.device}/move", {"org_id": a.org}),
         ("POST", f"/api/devices/{a.device}/move", {"org_id": b.org}),
+        ("GET", f"/api/devices/{b.device}/tags", None), ("PUT", f"/api/devices/{b.device}/tags", {"tags": ["planted"]}),
+        ("GET", f"/api/tags?org_id={b.org}", None),
         ("GET", f"/api/audit?org_id={b.org}", None),
     ]
 
@@ -100,6 +104,7 @@ def snapshot(w: World, t: Tenant) -> dict[str, Any]:
             "roles": api.get(f"/api/roles?org_id={t.org}").json(),
             "invitations": api.get(f"/api/invitations?org_id={t.org}").json(),
             "devices": api.get(f"/api/devices?org_id={t.org}").json(),
+            "tags": api.get(f"/api/devices/{t.device}/tags").json(), "tags_in_use": api.get(f"/api/tags?org_id={t.org}").json(),
             "orgs": api.get("/api/orgs").json()}
 
 
@@ -116,6 +121,8 @@ def test_no_route_reaches_a_sibling_tenant(world: World, direction: str) -> None
     assert listed == {me.org}
     assert {u["org_id"] for u in me.admin.get("/api/users").json()["content"]} == {me.org}
     assert [d["id"] for d in me.admin.get("/api/devices").json()["content"]] == [me.device]
+    mine = "tenant A" if me is world.a else "tenant B"
+    assert me.admin.get("/api/tags").json() == [{"tag": "shared name", "devices": 1}, {"tag": mine, "devices": 1}]
 
 
 def test_a_parent_sees_its_children_only_with_the_permission(world: World) -> None:
@@ -253,3 +260,54 @@ def test_invitations_expire_work_once_and_are_limited_per_day(world: World) -> N
     r = b.admin.post("/api/invitations", json={"email": "one-too-many@example.com", "role_id": USER})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
     assert world.a.admin.post("/api/invitations", json={"email": "fine@example.com", "role_id": USER}).status_code == 201
+
+
+def test_device_tags_are_checked_audited_and_follow_the_roles(world: World) -> None:
+    acc, a = world.acc, world.a
+    url = f"/api/devices/{a.device}/tags"
+    r = a.admin.put(url, json={"tags": [" Floor 1 ", "Floor 1", "shared name", "tenant A"]})
+    assert r.status_code == 200 and r.json() == {"device_id": a.device, "tags": ["Floor 1", "shared name", "tenant A"]}
+    assert a.admin.get(url).json()["tags"] == ["Floor 1", "shared name", "tenant A"]
+    entry = a.admin.get("/api/audit").json()["content"][0]
+    assert (entry["action"], entry["target_id"], entry["details"]) == (
+        "device.tags_update", str(a.device), {"added": ["Floor 1"], "removed": []})
+    assert a.admin.put(url, json={"tags": ["tenant A", "Floor 1", "shared name"]}).status_code == 200
+    assert a.admin.get("/api/audit").json()["content"][0]["id"] == entry["id"]  # nothing changed, nothing logged
+    for body, message in [({"tags": ["x" * 65]}, "a tag has at most 64"), ({"tags": ["a\nb"]}, "control character"),
+                          ({"tags": [" "]}, "cannot be empty"), ({"tags": [f"t{i}" for i in range(33)]}, "at most 32 tags"),
+                          ({"tags": "Floor 1"}, "tags"), ({"labels": []}, "labels")]:
+        r = a.admin.put(url, json=body)
+        assert r.status_code == 400 and message in r.text, (body, r.text)
+    assert a.admin.get(url).json()["tags"] == ["Floor 1", "shared name", "tenant A"]
+    in_use = {t["tag"]: t["devices"] for t in world.parent_admin.get("/api/tags").json()}
+    assert in_use == {"Floor 1": 1, "shared name": 2, "tenant A": 1, "tenant B": 1}
+    assert world.parent_admin.get(f"/api/tags?org_id={world.b.org}").json() == [
+        {"tag": "shared name", "devices": 1}, {"tag": "tenant B", "devices": 1}]
+
+    staff = acc.login("member-A@example.com", "a-good-password-1")  # devices.edit
+    assert staff.put(url, json={"tags": ["shared name", "tenant A"]}).json()["tags"] == ["shared name", "tenant A"]
+    own_role = a.admin.post("/api/roles", json={"name": "Own editor", "permissions": ["devices.view", "devices.edit.own"]})
+    viewer_role = a.admin.post("/api/roles", json={"name": "Tag viewer", "permissions": ["devices.view"]})
+    own_editor = invite_and_join(acc, a.admin, a.org, "own-editor-A@example.com", own_role.json()["id"])
+    viewer = invite_and_join(acc, a.admin, a.org, "viewer-A@example.com", viewer_role.json()["id"])
+    user = invite_and_join(acc, a.admin, a.org, "tagger-A@example.com", USER)  # devices.view.own, devices.edit.own
+    assert viewer.get(url).json()["tags"] == ["shared name", "tenant A"]
+    r = viewer.put(url, json={"tags": []})
+    assert r.status_code == 403 and "lacks the permission" in r.json()["error"]["message"]
+    r = own_editor.put(url, json={"tags": []})
+    assert r.status_code == 403 and "only the devices you own" in r.json()["error"]["message"]
+    assert user.get(url).status_code == 404 and user.put(url, json={"tags": []}).status_code == 404
+    assert user.get("/api/tags").json() == []  # tags of devices the user does not see stay hidden
+    with acc.db() as db:
+        owner = db.execute("SELECT owner_id FROM device WHERE id = %s", (a.device,)).fetchone()
+        db.execute("UPDATE device SET owner_id = %s WHERE id = %s", (user.me["id"], a.device))
+    try:
+        assert user.put(url, json={"tags": ["mine"]}).json()["tags"] == ["mine"]
+        assert user.get("/api/tags").json() == [{"tag": "mine", "devices": 1}]
+        assert a.admin.get("/api/audit").json()["content"][0]["actor_email"] == "tagger-A@example.com"
+    finally:
+        with acc.db() as db:
+            db.execute("UPDATE device SET owner_id = %s WHERE id = %s", (owner[0] if owner else None, a.device))
+        assert a.admin.put(url, json={"tags": ["tenant A", "shared name"]}).status_code == 200
+        for api in (staff, own_editor, viewer, user):
+            api.close()
