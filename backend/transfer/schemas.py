@@ -9,12 +9,15 @@ import msgspec
 from backend.templates.schemas import TemplateIn
 
 
-class DeviceIn(msgspec.Struct, forbid_unknown_fields=True):
-    """A device to create: its template by name and optionally a fixed token."""
+class DeviceIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A device to create: its template by name, optionally a fixed token, and optionally its
+    tags (``backend.devices.tags`` rules; absent leaves an existing device's tags as they are,
+    ``[]`` removes them; an export leaves it out for a device without tags)."""
 
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
     template: str
     token: Annotated[str, msgspec.Meta(pattern=r"^[-_a-zA-Z0-9]{32}$")] | None = None
+    tags: list[str] | None = None
 
 
 class Document(msgspec.Struct, forbid_unknown_fields=True):

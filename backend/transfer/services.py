@@ -1,8 +1,8 @@
 """Import and export of templates (with datastreams, events and metadata fields) and devices (the ``openblynk import``/``export`` commands).
 
 Import is idempotent: a template with the same name is updated in place (datastreams matched by
-pin, events by code), a device with the same name is kept (and given the document's token if
-one is set), so running the same file twice changes nothing.
+pin, events by code), a device with the same name is kept (and given the document's token and
+tags if they are set), so running the same file twice changes nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.devices.services import DeviceService
-from backend.errors import NotFoundError
+from backend.devices.tags import check_tags, store_tags, tags_of
+from backend.errors import NotFoundError, ValidationError
 from backend.security import AuthToken, Secrets
 from backend.templates.models import Template
 from backend.templates.services import TemplateService
@@ -21,6 +22,7 @@ class TransferService:
     """Import and export of one organization's templates and devices."""
 
     def __init__(self, session: AsyncSession, secrets: Secrets) -> None:
+        self.session = session
         self.templates = TemplateService(session)
         self.devices = DeviceService(session, secrets)
 
@@ -51,6 +53,12 @@ class TransferService:
                 await self.devices.moved(device)
             token = await self.devices.set_token(device, wanted) if wanted else self.devices.token_of(device)
         assert device.id is not None
+        if item.tags is not None:
+            try:
+                tags = check_tags(item.tags)
+            except ValidationError as exc:
+                raise ValidationError(f"device {item.name!r}: {exc.message}") from None
+            await store_tags(self.session, device.id, tags)
         return DeviceOut(name=device.name, id=device.id, token=token.value, template=template.name,
                          template_id=template.public_id, created=created)
 
@@ -59,6 +67,9 @@ class TransferService:
         templates = await self.templates.list_templates(org_id)
         names = {t.id: t.name for t in templates}
         out_templates = [await self.templates.as_spec(t) for t in templates]
-        devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value)
-                   for d in await self.devices.list(org_id)]
+        listed = await self.devices.list(org_id)
+        tags = await tags_of(self.session, [d.id for d in listed if d.id is not None])
+        devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value,
+                            tags=tags.get(d.id) if d.id is not None else None)
+                   for d in listed]
         return Document(templates=out_templates, devices=devices)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import psycopg
 import pytest
@@ -43,27 +45,59 @@ async def test_import_is_idempotent_and_updates_in_place(fresh_db: str) -> None:
         assert conn.execute("SELECT count(*) FROM template").fetchone() == (1,)
 
 
-async def test_export_round_trips(fresh_db: str) -> None:
+async def _export(url: str) -> dict[str, Any]:
     from backend.db.engine import Database
     from backend.orgs.services import OrgService
     from backend.security import Secrets
     from backend.transfer.services import TransferService
     from tests.support.stack import TEST_SECRET
 
-    doc = thermostat_doc("t3")
-    doc["devices"][0]["token"] = FIXED
-    await provision_async(fresh_db, doc)
-    async with Database(fresh_db) as db:
+    async with Database(url) as db:
         async with db.session() as session:
             root = await OrgService(session).root()
             assert root is not None and root.id is not None
-            exported = await TransferService(session, Secrets(TEST_SECRET)).export_document(root.id)
-    out = msgspec.to_builtins(exported)
+            return dict(msgspec.to_builtins(await TransferService(session, Secrets(TEST_SECRET)).export_document(root.id)))
+
+
+def _tags(url: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        return [(n, t) for n, t in conn.execute(
+            "SELECT d.name, t.tag FROM device_tag t JOIN device d ON d.id = t.device_id ORDER BY 1, 2").fetchall()]
+
+
+async def test_export_round_trips(fresh_db: str) -> None:
+    doc = thermostat_doc("t3")
+    doc["devices"][0]["token"] = FIXED
+    await provision_async(fresh_db, doc)
+    out = await _export(fresh_db)
     assert out["devices"] == [{"name": "Kitchen t3 0", "template": "Thermostat t3", "token": FIXED}]
     names = [d["name"] for d in out["templates"][0]["datastreams"]]
     assert names == ["Temperature", "Power", "Label", "Where"]
     again = await provision_async(fresh_db, out)  # an export imports back unchanged
     assert again.devices[0].token == FIXED and not again.devices[0].created
+
+
+async def test_device_tags_import_export_round_trip(fresh_db: str) -> None:
+    doc = thermostat_doc("t6", devices=2)
+    doc["devices"][0]["tags"] = [" Floor 2", "Zone B", "Floor 2"]
+    await provision_async(fresh_db, doc)
+    assert _tags(fresh_db) == [("Kitchen t6 0", "Floor 2"), ("Kitchen t6 0", "Zone B")]
+    out = await _export(fresh_db)
+    assert [d.get("tags") for d in out["devices"]] == [["Floor 2", "Zone B"], None]  # left out when none
+    out["devices"][1]["tags"] = ["Zone B"]
+    out["devices"][0].pop("tags")  # absent: the device keeps its tags
+    await provision_async(fresh_db, out)
+    assert _tags(fresh_db) == [("Kitchen t6 0", "Floor 2"), ("Kitchen t6 0", "Zone B"), ("Kitchen t6 1", "Zone B")]
+    again = await _export(fresh_db)
+    assert [d.get("tags") for d in again["devices"]] == [["Floor 2", "Zone B"], ["Zone B"]]
+    again["devices"][0]["tags"] = []  # an empty list removes them
+    await provision_async(fresh_db, again)
+    assert _tags(fresh_db) == [("Kitchen t6 1", "Zone B")]
+    bad = await _export(fresh_db)
+    bad["devices"][1]["tags"] = ["ok", "line\nbreak"]
+    with pytest.raises(ValidationError, match=r"device 'Kitchen t6 1': tag .* contains the control character U\+000A"):
+        await provision_async(fresh_db, bad)
+    assert _tags(fresh_db) == [("Kitchen t6 1", "Zone B")]
 
 
 @pytest.mark.parametrize(("mutate", "error"), [
