@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from ota import FirmwareInfo, verify
@@ -148,3 +150,41 @@ def test_firmware_a_shipment_uses_is_not_deleted(stack: StackConfig) -> None:
     assert admin(stack.base_url).delete(f"/api/ota/shipments/{ship['id']}").status_code == 204
     assert admin(stack.base_url).delete(f"/api/ota/firmware/{fw['id']}").status_code == 204
     assert admin(stack.base_url).get(f"/api/ota/firmware/{fw['id']}").status_code == 404
+
+
+def test_a_tag_target_reaches_exactly_the_tagged_device(stack: StackConfig) -> None:
+    """Tags set through /api/devices/{id}/tags select the shipment's devices. The tagged device
+    has the highest id of the three, and the rollout looks at candidates by id, all in one tick
+    (the pacing allows 100): had the others been targets, they would have been offered first."""
+    tag = f"air-{uuid.uuid4().hex[:8]}"
+    infos = provision(stack.database_url, thermostat_doc(devices=3)).devices
+    plain, near, tagged = sorted(infos, key=lambda i: i.id)
+    api = admin(stack.base_url)
+    assert api.put(f"/api/devices/{near.id}/tags", json={"tags": [tag + "-other", tag.upper()]}).status_code == 200
+    r = api.put(f"/api/devices/{tagged.id}/tags", json={"tags": [f" {tag} "]})
+    assert r.status_code == 200 and r.json()["tags"] == [tag]
+    assert {"tag": tag, "devices": 1} in api.get("/api/tags").json()
+    fw = upload(stack, image("1.8.0"))
+    devices = [connect_device(stack, info) for info in (plain, near, tagged)]
+    try:
+        for dev in devices:
+            dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
+
+        def ready() -> bool:
+            with psycopg.connect(stack.database_url) as conn:
+                row = conn.execute("SELECT count(*) FROM device WHERE id = ANY(%s) AND online AND fw_version = '1.0.0'",
+                                   ([i.id for i in infos],)).fetchone()
+            return row is not None and row[0] == 3
+        assert wait_for(ready, 15)
+        ship = create_shipment(stack.base_url, name=f"tag {tag}", firmware_id=fw["id"], target={"kind": "tag", "tag": tag},
+                               pacing={"kind": "constant", "per_minute": 100})
+        assert ship["target"] == {"kind": "tag", "tag": tag}
+        _, raw = devices[2].next(timeout=30, topic_prefix="downlink/ota/json")
+        assert json.loads(raw)["ver"] == "1.8.0"
+        rows = api.get(f"/api/ota/shipments/{ship['id']}/devices").json()
+        assert [r["device_id"] for r in rows] == [tagged.id]
+        assert api.post(f"/api/ota/shipments/{ship['id']}/cancel").status_code == 200
+    finally:
+        for dev in devices:
+            dev.client.disconnect()
+            dev.client.loop_stop()
