@@ -97,15 +97,15 @@ async def shipments_page(request: Request, svc: NamedDependency[ApiServices]) ->
 @get("/air/shipments/new", guards=[SHIP])
 async def new_shipment_page(request: Request, svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
                             con: NamedDependency[ConsoleServices], firmware: FromQuery[int | None] = None) -> Page:
-    """The form for a new shipment: firmware, targets, apply mode, time window, attempts, pacing,
-    abort rule and per-device timeout."""
+    """The form for a new shipment: firmware, targets (the tag target offers the tags in use),
+    apply mode, time window, attempts, pacing, abort rule and per-device timeout."""
     org = svc.principal.org_id
     images = await _ota(request).firmware.list_all(org)
     templates = [t for t in await con.templates.visible() if t.org_id == org] if svc.principal.has(
         P.TEMPLATES_VIEW) else []
     devices = await con.devices.search(limit=1000)
     return page(request, "air_shipment_new.html", images=images, chosen=firmware, templates=templates,
-                devices=devices, orgs=await svc.orgs.list(), apply_modes=APPLY_MODES,
+                devices=devices, tags=await svc.tags.in_use(), orgs=await svc.orgs.list(), apply_modes=APPLY_MODES,
                 preferred_times=PREFERRED_TIMES, target_kinds=TARGET_KINDS)
 
 

@@ -85,6 +85,7 @@ async def device_page(request: Request, device_id: FromPath[int], svc: NamedDepe
         context["widgets"] = _dashboard_context(widgets, datastreams)
     elif tab == "info":
         context["metadata"] = await con.devices.metadata(device_id)
+        context["tags"] = (await svc.tags.of(device_id)).tags
         context["now"] = datetime.now(timezone.utc)
         context["orgs"] = await svc.orgs.list() if svc.principal.has(P.DEVICES_MOVE) else []
     elif tab == "timeline":

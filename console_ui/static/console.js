@@ -44,7 +44,8 @@
 
   // Form fields to JSON: empty fields are left out (the server's defaults apply) unless marked
   // data-keep-empty (a value that may be cleared), checkboxes are
-  // booleans (or, with data-type="list", collected into a list), data-type int/float are numbers.
+  // booleans (or, with data-type="list", collected into a list), data-type int/float are numbers,
+  // data-type="lines" is a list of the field's non-blank lines, trimmed.
   function formJson(form) {
     const out = {};
     for (const el of form.elements) {
@@ -56,7 +57,9 @@
       } else if (el.type === "checkbox") {
         out[el.name] = el.checked;
       } else if (el.value !== "" || "keepEmpty" in el.dataset) {
-        out[el.name] = type === "int" ? parseInt(el.value, 10) : type === "float" ? parseFloat(el.value) : el.value;
+        out[el.name] = type === "int" ? parseInt(el.value, 10) : type === "float" ? parseFloat(el.value)
+          : type === "lines" ? el.value.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== "")
+          : el.value;
       }
     }
     return out;

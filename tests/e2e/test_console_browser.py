@@ -197,6 +197,13 @@ def test_console_end_to_end(stack: StackConfig, browser: Browser) -> None:  # no
     page.goto(f"{stack.base_url}/devices/{info.id}?tab=timeline")
     expect(page.locator("ol.timeline")).to_contain_text("Online")
     shot(page, "09-device-timeline")
+    page.goto(f"{stack.base_url}/devices/{info.id}?tab=info")
+    page.get_by_label("Tags").fill(f"Floor 2\n  Zone {suffix} \n\nFloor 2")  # one a line, trimmed, once each
+    page.get_by_role("button", name="Save tags").click()
+    expect(page.locator("#tags .badge")).to_have_text(["Floor 2", f"Zone {suffix}"])
+    page.get_by_label("Tags").fill("x" * 65)
+    page.get_by_role("button", name="Save tags").click()
+    expect(page.locator("#tags .form-error")).to_contain_text("a tag has at most 64")
     for path, name in (("/users", "10-users"), ("/roles", "11-roles"), ("/orgs", "12-orgs")):
         page.goto(stack.base_url + path)
         expect(page.locator("h1")).to_be_visible()

@@ -1,12 +1,13 @@
 """Blynk.Air pages and the console's device routes added with them, against the real stack:
 firmware and shipment pages (and the progress part a shipment page polls), the per-device
-statuses with device names, device metadata edits and moves, a terminal's backlog, devices
-made through ``DeviceAdmin``, and tenancy and permissions (another organization's rows answer
+statuses with device names, device metadata edits and moves, device tags on the info tab and
+in the new-shipment form, a terminal's backlog, devices made through ``DeviceAdmin``, and tenancy and permissions (another organization's rows answer
 404; a role without ``air.view`` neither sees the menu entry nor opens the pages)."""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -200,3 +201,36 @@ def test_console_devices_are_made_by_device_admin(stack: StackConfig, admin: Api
     audit = admin.get("/api/audit", params={"org_id": sub}).json()["content"]
     assert any(e["action"] == "device.create" for e in audit)
 
+
+
+def test_device_tags_on_the_info_tab_and_offered_by_the_shipment_form(stack: StackConfig, admin: Api) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    upload(admin, image("3.4.0"))  # the form needs an image to ship
+    info = make_device(admin, make_template(admin)["id"])
+    tags = [f"Floor {suffix}", f"<b>{suffix}</b>"]
+    assert admin.put(f"/api/devices/{info.id}/tags", json={"tags": tags}).status_code == 200
+    page = admin.get(f"/devices/{info.id}?tab=info")
+    assert page.status_code == 200
+    form = re.search(r'<form data-api="/api/devices/(\d+)/tags" data-method="PUT"[^>]*>(.*?)</form>', page.text, re.S)
+    assert form is not None and int(form[1]) == info.id
+    textarea = re.search(r'<textarea name="tags"[^>]*data-type="lines"[^>]*>(.*?)</textarea>', form[2], re.S)
+    assert textarea is not None and textarea[1] == f"&lt;b&gt;{suffix}&lt;/b&gt;\nFloor {suffix}"
+    assert f'<span class="badge">Floor {suffix}</span>' in page.text and f"<b>{suffix}</b>" not in page.text
+    new = admin.get("/air/shipments/new")
+    datalist = re.search(r'<datalist id="tags-in-use">(.*?)</datalist>', new.text, re.S)
+    assert datalist is not None and f'<option value="Floor {suffix}">1 device</option>' in datalist[1]
+    assert 'list="tags-in-use"' in new.text
+
+    role = admin.post("/api/roles", json={"name": f"Looker {suffix}", "permissions": ["devices.view", "air.ship"]})
+    assert role.status_code == 201, role.text
+    with join(stack, admin, admin.me["org_id"], role.json()["id"]) as looker:
+        page = looker.get(f"/devices/{info.id}?tab=info")
+        assert f'<span class="badge">Floor {suffix}</span>' in page.text and "/tags\" data-method" not in page.text
+        assert f"Floor {suffix}" in looker.get("/air/shipments/new").text
+    org = admin.post("/api/orgs", json={"name": f"Tag tenant {suffix}"}).json()["id"]
+    with join(stack, admin, org, 1) as other:  # an Admin of another organization
+        upload(other, image("3.4.1"))
+        new = other.get("/air/shipments/new")
+        assert new.status_code == 200 and f"Floor {suffix}" not in new.text
+        assert "No device has a tag yet" in new.text
+        assert other.get(f"/devices/{info.id}?tab=info").status_code == 404
