@@ -4,8 +4,8 @@ Rows wait in a bounded queue; ``add`` waits when it is full, which slows the ing
 instead of dropping data or growing memory. A failed batch is retried with backoff and kept
 (the database may be restarting); it is never silently discarded.
 
-A batch is copied once into a temporary table and stored by one statement: raw points into
-``history`` and the numbers into the rollups (:mod:`backend.history.rollup`).
+Raw points go straight into ``history``; the numbers are folded into the rollups in the same
+transaction (:mod:`backend.history.rollup`).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class _RowQueue:
         if len(rows) >= self.limit:
             return False
         rows.append(row)
-        if len(rows) >= self._wake_at:
+        if len(rows) == self._wake_at:  # rows come one at a time: they reach it exactly
             self._ready.set()
         return True
 
@@ -260,12 +260,19 @@ class HistoryWriter:
                 log.error("dropped a history row of device %s pin V%s: %s", row[0], row[1], exc)
 
     async def write(self, batch: Sequence[Row]) -> None:
-        """Write one batch (:class:`HistoryRow` s or their tuples) in one transaction: raw rows and
-        the rollups."""
+        """Write one batch (:class:`HistoryRow` s or their tuples) in one transaction: raw rows
+        with binary COPY, then the rollups."""
+        points: list[rollup.Point] = []
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                await rollup.store(conn, ((device_id, pin, ts, value, None if text is None else db_text(text), raw)
-                                          for device_id, pin, ts, value, text, raw in batch))
+                async with conn.cursor().copy(COPY_SQL) as copy:
+                    copy.set_types(COPY_TYPES)
+                    for device_id, pin, ts, value, text, raw in batch:
+                        if raw:
+                            await copy.write_row((device_id, pin, ts, value, None if text is None else db_text(text)))
+                        if value is not None:
+                            points.append((device_id, pin, ts, value))
+                await rollup.merge_rollups(conn, points)
         self.rows_written += len(batch)
 
 
