@@ -67,22 +67,41 @@ class DataService:
 
     async def record(self, device: DeviceInfo, spec: DatastreamSpec, raw: str,
                      at: datetime | None = None, *, origin: str = "device") -> Value:
-        """Check a value and store it (latest + history); open consoles see it at once.
-
-        The ingest's hot path: it waits only when the device's latest values are not loaded
-        yet or the history queue is full (``put`` and ``offer`` say so)."""
+        """Check a value and store it (latest + history); open consoles see it at once."""
         value = parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
         at = at or datetime.now(timezone.utc)
-        device_id, text = device.id, value.text
-        if not self.latest.put(device_id, spec.pin, text, at):
-            await self.latest.set(device_id, spec.pin, text, at)
-        if self.live.subscribers(device_id):
-            self.live.publish(device_id, {"type": "value", "pin": spec.pin, "value": text,
-                                          "ts": int(at.timestamp() * 1000), "origin": origin})
-        row = history_row(device_id, spec, at, value)
+        if not self.latest.put(device.id, spec.pin, value.text, at):
+            await self.latest.set(device.id, spec.pin, value.text, at)
+        row = self._published(device.id, spec, value, at, origin)
         if row is not None and not self.history.offer(row):
             await self.history.add(row)
         return value
+
+    def can_record_now(self, device_id: int) -> bool:
+        """Whether :meth:`record_now` would store a value of this device now."""
+        return self.latest.loaded(device_id) and self.history.has_room()
+
+    def record_now(self, device: DeviceInfo, spec: DatastreamSpec, raw: str, at: datetime,
+                   *, origin: str = "device") -> Value | None:
+        """:meth:`record` without waiting, the ingest's common case: when the device's latest
+        values are loaded and the history queue has room. None, with nothing done, otherwise
+        (then await :meth:`record`). Raises ValidationError as :meth:`record` does."""
+        if not self.can_record_now(device.id):
+            return None
+        value = parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
+        self.latest.put(device.id, spec.pin, value.text, at)
+        row = self._published(device.id, spec, value, at, origin)
+        if row is not None:
+            self.history.offer(row)  # has room: nothing ran since can_record_now
+        return value
+
+    def _published(self, device_id: int, spec: DatastreamSpec, value: Value, at: datetime,
+                   origin: str) -> HistoryRow | None:
+        """Show a stored value to the consoles watching the device; its history row."""
+        if self.live.subscribers(device_id):
+            self.live.publish(device_id, {"type": "value", "pin": spec.pin, "value": value.text,
+                                          "ts": int(at.timestamp() * 1000), "origin": origin})
+        return history_row(device_id, spec, at, value)
 
     async def erase(self, device: DeviceInfo, spec: DatastreamSpec) -> None:
         """Clear the stored latest value (history is kept)."""

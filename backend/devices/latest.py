@@ -60,6 +60,10 @@ class LatestValues:
             await self._load(device_id)
             self.put(device_id, pin, value, at)
 
+    def loaded(self, device_id: int) -> bool:
+        """Whether the device's stored values are in memory (then :meth:`put` never refuses)."""
+        return device_id in self._loaded
+
     def put(self, device_id: int, pin: int, value: str, at: datetime) -> bool:
         """:meth:`set` without waiting, once the device's stored values are loaded; False (and
         nothing recorded) while they are not: then call :meth:`set`."""

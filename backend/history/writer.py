@@ -148,6 +148,10 @@ class HistoryWriter:
             await self._queue.put(waiting)
         self.accepted += 1
 
+    def has_room(self) -> bool:
+        """Whether :meth:`offer` would take a row now."""
+        return self._queue.qsize() < self._queue.limit
+
     def offer(self, row: HistoryRow) -> bool:
         """Queue a row if there is room, without waiting; False if full (then :meth:`add` it)."""
         if self._queue.offer((*row,)):

@@ -22,6 +22,7 @@ from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.errors import ValidationError
 from backend.ingest.mqtt import Message
 from backend.ingest.uplinks import MAX_DIAG_NAME, Uplinks
+from backend.templates.values import DatastreamSpec
 
 if TYPE_CHECKING:
     from backend.ota.delivery import Delivery
@@ -53,17 +54,33 @@ class IngestService:
             log.exception("ingest failed for %s", msg.topic)
         self.processed += 1
 
+    def handle_now(self, msg: Message) -> bool:
+        """:meth:`handle` without waiting, for most messages: a value (``d/<id>/ds/<name>``) of
+        a cached device that can be stored without waiting. False, with nothing done, for any
+        other message: then await :meth:`handle`."""
+        parts = msg.topic.split("/")
+        if len(parts) != 4 or parts[0] != "d" or parts[2] != "ds" or not parts[1].isdigit():
+            return False
+        device = self.registry.cached(int(parts[1]))
+        if device is None or not self.data.can_record_now(device.id):
+            return False
+        try:
+            at = datetime.now(timezone.utc)
+            self.services.lifecycle.seen(device.id, at)
+            checked = self._checked(device, parts[3], msg.payload)
+            if checked is not None:
+                try:
+                    if self.data.record_now(device, checked[0], checked[1], at) is None:  # cannot happen
+                        log.error("a value of device %s was not stored: it could not be stored now", device.id)
+                except ValidationError as exc:
+                    self.data.diag(device.id, f"ds/{parts[3][:MAX_DIAG_NAME]}: {exc.message}")
+        except Exception:
+            log.exception("ingest failed for %s", msg.topic)
+        self.processed += 1
+        return True
+
     async def _dispatch(self, msg: Message) -> None:
         parts = msg.topic.split("/")
-        if len(parts) == 4 and parts[0] == "d" and parts[2] == "ds" and parts[1].isdigit():
-            # most messages: one value, ``d/<id>/ds/<name>`` (what _device would do, in fewer steps)
-            device_id = int(parts[1])
-            device = self.registry.cached(device_id) or await self.registry.get(device_id)
-            if device is not None:
-                at = datetime.now(timezone.utc)
-                self.services.lifecycle.seen(device.id, at)
-                await self._value(device, parts[3], msg.payload, at)
-            return
         if parts[0] == "sys" and len(parts) == 3 and parts[2].isdigit():
             await self._system(parts[1], int(parts[2]), msg.payload)
             return
@@ -129,17 +146,27 @@ class IngestService:
         except (ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
             log.warning("malformed sys/%s for device %s: %s", kind, device_id, exc)
 
-    async def _value(self, device: DeviceInfo, name: str, payload: bytes, at: datetime | None = None) -> None:
+    async def _value(self, device: DeviceInfo, name: str, payload: bytes) -> None:
+        checked = self._checked(device, name, payload)
+        if checked is None:
+            return
+        try:
+            await self.data.record(device, checked[0], checked[1])
+        except ValidationError as exc:
+            self.data.diag(device.id, f"ds/{name[:MAX_DIAG_NAME]}: {exc.message}")
+
+    def _checked(self, device: DeviceInfo, name: str, payload: bytes) -> tuple[DatastreamSpec, str] | None:
+        """The datastream and the text of a value, or None after telling the device why not."""
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             self.data.diag(device.id, f"ds/{name[:MAX_DIAG_NAME]}: value is not UTF-8 text")
-            return
+            return None
         try:
-            spec = self.data.spec_by_name(device, name)
-            await self.data.record(device, spec, text, at)
+            return self.data.spec_by_name(device, name), text
         except ValidationError as exc:
             self.data.diag(device.id, f"ds/{name[:MAX_DIAG_NAME]}: {exc.message}")
+            return None
 
     async def _info_mcu(self, device: DeviceInfo, payload: bytes) -> None:
         try:
