@@ -14,7 +14,7 @@ import backend.db.models  # noqa: F401
 from backend.db.engine import Database
 from backend.db.migrate import available, current_version, migrate
 from backend.devices.latest import LatestValues
-from backend.history.writer import HistoryRow, HistoryWriter, ensure_partitions
+from backend.history.writer import AcksAfterCommit, HistoryRow, HistoryWriter, ensure_partitions
 from tests.support.provision import provision_async, thermostat_doc
 
 
@@ -190,3 +190,26 @@ async def test_after_commit_runs_in_order_once_the_rows_are_stored(fresh_db: str
         assert [i for i, _ in seen] == list(range(8))
         assert all(settled >= i for i, settled in seen[1:])  # each ran once its own row was settled
         assert await stored() == 7
+
+
+async def test_acks_after_commit_come_in_order_and_only_once_their_rows_are_stored(fresh_db: str) -> None:
+    """What the ingest loop owes the broker: receipt n goes out after the rows added before it
+    are settled, never earlier, and receipts keep their order (messages without rows too)."""
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool)
+        writer = HistoryWriter(db.pool, batch_rows=4, flush_seconds=0.05)
+        now = datetime.now(timezone.utc)
+        done: list[tuple[int, int]] = []  # (receipt, rows settled when it went out)
+        acks = AcksAfterCommit(writer, lambda receipt: done.append((receipt, writer.settled)))
+        acks.add(0)  # nothing pending: at once
+        assert done == [(0, 0)]
+        writer.start()
+        owed: dict[int, int] = {}
+        for receipt in range(1, 40):
+            if receipt % 3:  # two messages in three make a row; the third (an event, say) does not
+                await writer.add(HistoryRow(1, 0, now + timedelta(seconds=receipt), float(receipt), None))
+            owed[receipt] = writer.accepted
+            acks.add(receipt)
+        await writer.stop()
+        assert [receipt for receipt, _ in done] == list(range(40))
+        assert all(settled >= owed[receipt] for receipt, settled in done[1:])
