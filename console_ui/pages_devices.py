@@ -50,7 +50,7 @@ async def devices_page(request: Request, svc: NamedDependency[ApiServices], con:
 async def new_device_page(request: Request, svc: NamedDependency[ApiServices], con: NamedDependency[ConsoleServices],  # type: ignore[type-arg]
                           template: FromQuery[str] = "") -> Page:
     """Add a device: name, template, organization."""
-    return page(request, "device_new.html", templates=await con.templates.visible(), orgs=await svc.orgs.list(),
+    return page(request, "device_new.html", templates=await con.templates.usable(), orgs=await svc.orgs.list(),
                 chosen=_int_or_none(template, "template"))
 
 

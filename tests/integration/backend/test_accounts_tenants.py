@@ -311,3 +311,26 @@ def test_device_tags_are_checked_audited_and_follow_the_roles(world: World) -> N
         assert a.admin.put(url, json={"tags": ["tenant A", "shared name"]}).status_code == 200
         for api in (staff, own_editor, viewer, user):
             api.close()
+
+
+def test_a_sub_organization_makes_devices_from_templates_above_it_never_from_a_sibling(world: World) -> None:
+    """As on Blynk, a manufacturer's templates serve its customers' organizations: A (a child of
+    P) may make a device of P's template, never of B's, and the new-device page offers P's."""
+    a, b = world.a, world.b
+
+    def template(api: Api, name: str) -> int:
+        r = api.post("/api/console/templates", json={"name": name})
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    from_parent = template(world.parent_admin, "Parent's thermostat")
+    from_sibling = template(b.admin, "B's own thermostat")
+    r = a.admin.post("/api/console/devices", json={"name": "From above", "template_id": from_parent})
+    assert r.status_code == 201, r.text
+    made = a.admin.get(f"/api/devices/{r.json()['id']}").json()
+    assert (made["org_id"], made["template_id"]) == (a.org, from_parent)
+    r = a.admin.post("/api/console/devices", json={"name": "From the side", "template_id": from_sibling})
+    assert r.status_code == 404, r.text
+    page = a.admin.get("/devices/new").text
+    assert "Parent&#39;s thermostat" in page or "Parent's thermostat" in page
+    assert "B&#39;s own thermostat" not in page and "B's own thermostat" not in page

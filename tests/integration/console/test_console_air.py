@@ -191,7 +191,7 @@ def test_console_devices_are_made_by_device_admin(stack: StackConfig, admin: Api
     r = admin.post("/api/console/devices", json={"name": "bad/name", "template_id": tid})
     assert r.status_code == 400 and "Device name should be" in error(r)
     r = admin.post("/api/console/devices", json={"name": "Ghost", "template_id": 10**9})
-    assert r.status_code == 404 and "template not found" in error(r)
+    assert r.status_code == 404 and "Template is not found" in error(r)
     sub = admin.post("/api/orgs", json={"name": f"Made sub {uuid.uuid4().hex[:6]}"}).json()["id"]
     r = admin.post("/api/console/devices", json={"name": f"Sub {uuid.uuid4().hex[:6]}", "template_id": tid,
                                                  "org_id": sub})

@@ -198,11 +198,15 @@ def test_another_organizations_templates_and_devices_do_not_exist(stack: StackCo
                  ("GET", f"/api/console/devices/{info.id}/token", None),
                  ("POST", f"/api/console/devices/{info.id}/values/1", {"value": "1"}),
                  ("GET", f"/api/console/devices/{info.id}/values", None),
-                 ("POST", f"/api/console/devices/{info.id}/token/rotate", None),
-                 ("POST", "/api/console/devices", {"name": "Mine", "template_id": tid})]
+                 ("POST", f"/api/console/devices/{info.id}/token/rotate", None)]
         for method, path, body in calls:
             r = other.request(method, path, json=body)
             assert r.status_code == 404, (method, path, r.status_code, r.text)
+        # the one thing a sub-organization may do with a template of the organization above it
+        # (as a manufacturer's customers do on Blynk): make its own devices of it
+        r = other.post("/api/console/devices", json={"name": "Mine", "template_id": tid})
+        assert r.status_code == 201, r.text
+        assert other.get(f"/api/devices/{r.json()['id']}").json()["org_id"] == org
         assert other.get(f"/devices/{info.id}").status_code == 404
         assert other.get(f"/templates/{tid}").status_code == 404
         assert all(t["id"] != tid for t in other.get("/api/console/templates").json())
