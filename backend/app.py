@@ -104,29 +104,21 @@ async def health(request: PublicRequest) -> dict[str, object]:
             "unacknowledged": services.mqtt.unacknowledged}
 
 
+_STATUS: tuple[tuple[type[OpenBlynkError], int], ...] = (
+    (BlynkLimitError, 403), (BlynkServerError, 500), (NotFoundError, 404), (ConflictError, 409),
+    (AuthenticationError, 401), (PermissionDeniedError, 403), (MailError, 503), (RateLimitedError, 429),
+    (ValidationError, 400), (BlynkApiError, 400))
+"""HTTP status of each kind of error, the first that matches (more specific kinds first)."""
+
+
 def _error_response(request: AnyRequest, exc: Exception) -> Response[object]:
     """Map the project's error tree to HTTP (Blynk's shape for the device API)."""
     assert isinstance(exc, OpenBlynkError)
-    status, headers = 400, dict[str, str]()
-    if isinstance(exc, BlynkLimitError):
-        status = 403
-    elif isinstance(exc, BlynkServerError):
-        status = 500
-    elif isinstance(exc, NotFoundError):
-        status = 404
-    elif isinstance(exc, ConflictError):
-        status = 409
-    elif isinstance(exc, AuthenticationError):
-        status = 401
-    elif isinstance(exc, PermissionDeniedError):
-        status = 403
-    elif isinstance(exc, MailError):
-        status = 503
-    elif isinstance(exc, RateLimitedError):
-        status, headers = 429, {"Retry-After": str(exc.retry_after)}
-    elif not isinstance(exc, (ValidationError, BlynkApiError)):
+    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), None)
+    if status is None:
         log.error("unexpected error on %s: %s", request.url.path, exc)
         status = 500
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else {}
     return Response({"error": {"message": exc.message}}, status_code=status, media_type=MediaType.JSON,
                     headers=headers)
 
