@@ -57,6 +57,10 @@ class Scope:
                 self._ids = frozenset({self.principal.org_id})
         return self._ids
 
+    def forget(self) -> None:
+        """Work the scope out again at the next question (the tree changed in this request)."""
+        self._ids = None
+
     async def require_org(self, org_id: int) -> None:
         """Refuse an organization outside the scope exactly as one that does not exist."""
         if org_id not in await self.org_ids():
@@ -97,6 +101,7 @@ class OrgTreeService:
                                 f"RETURNING {_COLUMNS}", name, parent=parent.id, name=name,
                                 tz=_check_tz(tz or parent.tz))
         org = OrgInfo(**row)
+        self.scope.forget()  # the new organization is in scope from now on, within this request too
         await self.audit.record(self.principal, org.id, "org.create", "organization", org.id,
                                 name=org.name, parent_id=parent.id)
         return org
