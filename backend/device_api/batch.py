@@ -69,11 +69,20 @@ class BatchImportService:
         spec = named_datastream(device, query)
         if spec is None:
             raise BlynkApiError(e.WRONG_PIN)
-        points = self.check(spec, await _read(body), datetime.now(timezone.utc))
+        await self.save(device.id, spec, self.check(spec, await _read(body), datetime.now(timezone.utc)))
+
+    async def import_items(self, device_id: int, spec: DatastreamSpec, items: Any) -> None:
+        """Decoded points (``[[ts_ms, value], ...]``) of a device the caller has already found
+        and may write to, checked and stored as ``import_points`` does (the platform API's
+        ``/device/import/batch``; the device does not count as reporting)."""
+        await self.save(device_id, spec, self.check_items(spec, items, datetime.now(timezone.utc)))
+
+    async def save(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
+        """Store checked points (all or none) and move the latest value if the newest is newer."""
         if points:
-            await self._store(device.id, spec, points)
+            await self._store(device_id, spec, points)
             newest = max(points, key=lambda p: p.ts)
-            await self.latest.set(device.id, spec.pin, newest.value.text, newest.ts)
+            await self.latest.set(device_id, spec.pin, newest.value.text, newest.ts)
 
     def check(self, spec: DatastreamSpec, body: bytes, now: datetime) -> list[Point]:
         """Parse the body and check every point against the datastream."""
@@ -81,6 +90,10 @@ class BatchImportService:
             items = msgspec.json.decode(body)
         except msgspec.DecodeError:
             raise BlynkApiError(e.BAD_PARAMS) from None
+        return self.check_items(spec, items, now)
+
+    def check_items(self, spec: DatastreamSpec, items: Any, now: datetime) -> list[Point]:
+        """Check every decoded point against the datastream (at most ``MAX_BATCH_POINTS``)."""
         if not isinstance(items, list):
             raise BlynkApiError(e.BAD_PARAMS)
         if len(items) > MAX_BATCH_POINTS:
