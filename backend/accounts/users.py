@@ -1,5 +1,5 @@
-"""Users of the organizations in a principal's scope: read, rename, change role, suspend, end
-sessions, delete.
+"""Users of the organizations in a principal's scope: read, create with a password, rename,
+change role, move to another organization, suspend, end sessions, delete.
 
 Nobody may act on a user whose role can do more than their own, nor give a role that can do
 more than their own: permissions never grow by delegation.
@@ -7,20 +7,23 @@ more than their own: permissions never grow by delegation.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.permissions import Permission, Principal, expand
 from backend.accounts.roles import RoleService
 from backend.accounts.sessions import SessionService
-from backend.accounts.values import check_name
+from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one
-from backend.errors import NotFoundError, PermissionDeniedError
+from backend.errors import ConflictError, NotFoundError, PermissionDeniedError
 from backend.orgs.tree import Scope
+from backend.security import hash_password
 
 USER_COLUMNS = "u.id, u.org_id, u.email, u.name, u.role_id, u.status, u.created_at, u.last_login_at"
 
@@ -89,6 +92,44 @@ class UserService:
         await self.audit.record(self.principal, user.org_id, "user.update", "user", user_id,
                                 before={"name": user.name, "role_id": user.role_id},
                                 after={"name": new_name, "role_id": new_role})
+        return await self.get(user_id)
+
+    async def create(self, org_id: int, email: str, name: str, password: str, role_id: int) -> UserInfo:
+        """Make an active user of an organization in scope with a password (no e-mail is sent):
+        the role may hold no permission the caller lacks, and the address must have no account."""
+        await self.scope.require_org(org_id)
+        email, name = check_email(email), check_name(name)
+        check_password(password)
+        await self.roles.assignable(role_id, org_id)
+        taken = "an account with this e-mail address already exists"
+        if await fetch_one(self.session, "SELECT 1 AS x FROM app_user WHERE lower(email) = lower(:e)", e=email):
+            raise ConflictError(taken)
+        digest = await asyncio.to_thread(hash_password, password)
+        try:
+            async with self.session.begin_nested():  # the address may be taken meanwhile
+                row = await fetch_one(self.session, """INSERT INTO app_user (org_id, email, name, password_hash, role_id)
+                    VALUES (:org, :email, :name, :hash, :role) RETURNING id""", org=org_id, email=email, name=name,
+                                      hash=digest, role=role_id)
+        except IntegrityError:
+            raise ConflictError(taken) from None
+        assert row is not None
+        await self.audit.record(self.principal, org_id, "user.create", "user", row["id"], email=email,
+                                role_id=role_id)
+        return await self.get(int(row["id"]))
+
+    async def transfer(self, user_id: int, org_id: int, role_id: int) -> UserInfo:
+        """Move a user (never oneself, nor one whose role can do more than the caller) to another
+        organization of the scope with a role given there. Their sessions keep working with the new
+        organization at once; the devices they own stay where they are."""
+        user = await self._target(user_id)
+        await self.scope.require_org(org_id)
+        await self.roles.assignable(role_id, org_id)
+        await execute(self.session, "UPDATE app_user SET org_id = :org, role_id = :role WHERE id = :id",
+                      id=user_id, org=org_id, role=role_id)
+        after = {"org_id": org_id, "role_id": role_id}
+        for org in sorted({user.org_id, org_id}):  # both organizations' logs show the move
+            await self.audit.record(self.principal, org, "user.transfer", "user", user_id, email=user.email,
+                                    before={"org_id": user.org_id, "role_id": user.role_id}, after=after)
         return await self.get(user_id)
 
     async def set_suspended(self, user_id: int, suspended: bool) -> UserInfo:
