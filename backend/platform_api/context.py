@@ -12,6 +12,7 @@ from backend.accounts.context import ApiServices
 from backend.platform_api.devices import PlatformDevices
 from backend.platform_api.directory import PlatformDirectory
 from backend.platform_api.history import PlatformHistory
+from backend.platform_api.lookups import PlatformLookups
 from backend.platform_api.runtime import PlatformRuntime
 
 
@@ -29,6 +30,10 @@ class PlatformServices:
     @cached_property
     def history(self) -> PlatformHistory:
         return PlatformHistory(self.devices, self.runtime.pool)
+
+    @cached_property
+    def lookups(self) -> PlatformLookups:
+        return PlatformLookups(self.devices, self.api.tags)
 
     @cached_property
     def directory(self) -> PlatformDirectory:

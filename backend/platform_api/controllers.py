@@ -14,11 +14,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from backend.accounts.guards import requires, requires_any
 from backend.accounts.permissions import Permission as P
 from backend.platform_api.context import PlatformServices
-from backend.platform_api.params import DeviceId, From, Page, Pin, Size, To, page_args
-from backend.platform_api.schemas import (BlynkPage, Connected, DataStreamValue, DatastreamsWriteIn, DatastreamWriteIn,
-                                          DeviceCreateIn, DeviceEditIn, HistoryPoint, MetafieldIn, MetaFieldValue,
-                                          PlatformDevice, PropertyIn, RawPageOut, SeriesOut, TimelineEntryOut,
-                                          TransferIn, TriggerEventIn)
+from backend.platform_api.params import DeviceId, From, OptionalOrgId, Page, Pin, Size, To, page_args
+from backend.platform_api.schemas import (ActivatedDevice, BlynkPage, Connected, DataStreamValue, DatastreamsWriteIn,
+                                          DatastreamWriteIn, DeviceCreateIn, DeviceEditIn, DeviceTagOut, HistoryPoint,
+                                          ImportBatchIn, MetafieldIn, MetaFieldValue, OrgTagOut, PlatformDevice,
+                                          PropertyIn, RawPageOut, SeriesOut, TimelineEntryOut, TransferIn,
+                                          TriggerEventIn)
 
 VIEW = requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)
 CONTROL = requires_any(P.DEVICES_EDIT, P.DEVICES_EDIT_OWN)
@@ -117,6 +118,51 @@ class PlatformDeviceController(Controller):
     async def set_metafield(self, data: JSONBody[MetafieldIn], api: Api) -> None:
         """Set a metadata value by ``metaFieldId`` or ``metaFieldName`` (sent to the device)."""
         await api.devices.set_metafield(data.deviceId, data.metaFieldId, data.metaFieldName, data.value)
+
+
+class PlatformLookupController(Controller):
+    """Devices by owner, by a user's organization, recently activated; tags."""
+
+    path = "/"
+    tags = ["Platform API: devices"]
+
+    @get("/device/by-owner", guards=[VIEW])
+    async def by_owner(self, api: Api, email: Annotated[str, QueryParameter(name="ownerEmail")],
+                       org_id: OptionalOrgId = None, page: Page = 0, size: Size = 20) -> BlynkPage[PlatformDevice]:
+        """Devices of ``orgId`` (the caller's organization by default) owned by the user with ``ownerEmail``."""
+        page, size = page_args(page, size)
+        return BlynkPage(*await api.lookups.by_owner(email, org_id, page, size))
+
+    @get("/device/by-user-org", guards=[VIEW])
+    async def by_user_org(self, api: Api, email: Annotated[str, QueryParameter(name="userEmail")],
+                          page: Page = 0, size: Size = 20) -> BlynkPage[PlatformDevice]:
+        """Devices of the organization the user with ``userEmail`` belongs to."""
+        page, size = page_args(page, size)
+        return BlynkPage(*await api.lookups.by_user_org(email, page, size))
+
+    @get("/device/last-activated", guards=[VIEW])
+    async def last_activated(self, api: Api, org_id: OptionalOrgId = None,
+                             minutes: Annotated[int, QueryParameter(name="minutes", description="1 to 60")] = 5,
+                             ) -> list[ActivatedDevice]:
+        """Devices of ``orgId`` (the caller's by default, not its sub-organizations) activated in the
+        last ``minutes``, newest first."""
+        return await api.lookups.last_activated(org_id, minutes)
+
+    @get("/device/tags", guards=[VIEW])
+    async def device_tags(self, device_id: DeviceId, api: Api) -> list[DeviceTagOut]:
+        """A device's tags."""
+        return await api.lookups.device_tags(device_id)
+
+    @get("/tags", guards=[VIEW])
+    async def org_tags(self, api: Api, org_id: OptionalOrgId = None) -> list[OrgTagOut]:
+        """Tags on the devices of ``orgId`` (the caller's organization by default), with device counts."""
+        return await api.lookups.org_tags(org_id)
+
+    @post("/device/import/batch", guards=[CONTROL], status_code=HTTP_204_NO_CONTENT)
+    async def import_batch(self, data: JSONBody[ImportBatchIn], api: Api) -> None:
+        """Import timestamped points (``ts`` in epoch ms, within a month) into a datastream's history,
+        as the device API's ``batch/update``: all or none, counted against the daily import limit."""
+        await api.lookups.import_points(data.deviceId, data.dataStreamId, data.values)
 
 
 class PlatformValueController(Controller):

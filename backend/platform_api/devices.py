@@ -59,6 +59,7 @@ class PlatformDevices:
         self.scope = scope
         self.principal: Principal = scope.principal
         self.runtime = runtime
+        self.audit = audit
         self.directory = DeviceDirectory(session, scope, audit)
         self.admin = DeviceAdmin(session, scope, audit, runtime.secrets)
 

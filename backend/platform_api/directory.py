@@ -10,8 +10,9 @@ from sqlmodel import col, select
 
 from backend.accounts.context import ApiServices
 from backend.accounts.invitations import InvitationInfo
+from backend.accounts.permissions import Permission
 from backend.accounts.users import UserInfo
-from backend.errors import NotFoundError, ValidationError
+from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
 from backend.orgs.tree import OrgInfo
 from backend.platform_api.devices import ms
 from backend.platform_api.schemas import (InvitationOut, PlatformDatastream, PlatformEvent, PlatformMetafield,
@@ -130,6 +131,36 @@ class PlatformDirectory:
 
     async def set_role(self, user_id: int, role_id: int) -> PlatformUser:
         return user_out(await self.api.users.update(user_id, None, role_id))
+
+    async def create_user(self, email: str, name: str, password: str | None, password_hash: str | None,
+                          role_id: int, org_id: int | None, *, new_org: bool) -> PlatformUser:
+        """An active user with a password in ``org_id`` (the caller's organization by default) or,
+        with ``new_org``, in a new organization under it named after the user (Blynk's "Clients
+        organizations"); everything made is audited, and nothing stays made if a check fails."""
+        if password is None:
+            raise ValidationError("give the new user's password as password: openblynk hashes it with argon2 and "
+                                  "cannot sign anyone in with a passwordHash made by another client"
+                                  if password_hash is not None else "password is required")
+        org = org_id if org_id is not None else self.api.principal.org_id
+        await self._target_org(org)
+        if new_org:
+            if not self.api.principal.has(Permission.ORGS_CREATE):
+                raise PermissionDeniedError("your role lacks the permission orgs.create (users/create makes an "
+                                            "organization for the user; use users/create-in-org otherwise)")
+            org = (await self.api.orgs.create((name.strip() or email.strip())[:100], org, None)).id
+        return user_out(await self.api.users.create(org, email, name, password, role_id))
+
+    async def transfer_user(self, user_id: int, org_id: int, role_id: int) -> PlatformUser:
+        """Move a user of the scope to another organization of it, with a role there."""
+        await self.user(user_id)
+        await self._target_org(org_id)
+        return user_out(await self.api.users.transfer(user_id, org_id, role_id))
+
+    async def _target_org(self, org_id: int) -> None:
+        try:
+            await self.api.scope.require_org(org_id)
+        except NotFoundError:
+            raise NotFoundError("Target organization is not found.") from None
 
     async def invite(self, email: str, role_id: int, name: str, org_id: int | None) -> InvitationOut:
         """An e-mailed invitation (accounts are made by whoever holds the address)."""

@@ -20,11 +20,13 @@ from backend.platform_api.directory import template_out
 from backend.platform_api.params import OptionalOrgId, OrgId, Page, RoleId, Size, TemplateId, UserId, page_args
 from backend.platform_api.schemas import (BlynkPage, InvitationOut, InviteIn, OrgCreateIn, PlatformDatastream,
                                           PlatformEvent, PlatformMetafield, PlatformOrg, PlatformTemplate,
-                                          PlatformUser)
+                                          PlatformUser, UserCreateIn, UserTransferIn)
 
 Api = NamedDependency[PlatformServices]
 TEMPLATES = requires(P.TEMPLATES_VIEW)
 USERS = requires(P.USERS_VIEW)
+CREATE_USERS = requires(P.USERS_INVITE, P.USERS_EDIT)
+"""Making an account with a password: whoever may invite users and set their roles."""
 
 
 class PlatformOrgController(Controller):
@@ -129,21 +131,32 @@ class PlatformUserController(Controller):
         """Invite an e-mail address (an account is made when the e-mailed link is used)."""
         return await api.directory.invite(data.email, data.roleId, data.name, data.orgId)
 
+    @post("/users/create", guards=[CREATE_USERS], status_code=HTTP_201_CREATED)
+    async def create_user(self, data: JSONBody[UserCreateIn], api: Api) -> PlatformUser:
+        """A new organization under the caller's (or under ``orgId``; also needs ``orgs.create``),
+        named after the user, and in it a user with a password and ``roleId``."""
+        return await api.directory.create_user(data.email, data.name, data.password, data.passwordHash,
+                                               data.roleId, data.orgId, new_org=True)
+
+    @post("/users/create-in-org", guards=[CREATE_USERS], status_code=HTTP_201_CREATED)
+    async def create_user_in_org(self, data: JSONBody[UserCreateIn], api: Api) -> PlatformUser:
+        """A user with a password and ``roleId`` in ``orgId`` (the caller's organization by default)."""
+        return await api.directory.create_user(data.email, data.name, data.password, data.passwordHash,
+                                               data.roleId, data.orgId, new_org=False)
+
+    @post("/users/transfer", guards=[requires(P.USERS_EDIT)], status_code=HTTP_201_CREATED)
+    async def transfer_user(self, data: JSONBody[UserTransferIn], api: Api) -> PlatformUser:
+        """Move a user to another organization of the scope with a role given there (201, as Blynk)."""
+        return await api.directory.transfer_user(data.userId, data.targetOrgId, data.roleId)
+
 
 NOT_OFFERED: dict[str, tuple[HttpMethod, str]] = {
-    "/device/import/batch": (HttpMethod.POST, "importing timestamped values: use POST /external/api/batch/update with the device token"),
-    "/device/tags": (HttpMethod.GET, "device tags"),
-    "/device/logs": (HttpMethod.GET, "device logs"),
-    "/device/by-owner": (HttpMethod.GET, "devices by owner e-mail: use /search/devices"),
-    "/device/by-user-org": (HttpMethod.GET, "devices by user organization: use /devices with includeSubOrgDevices"),
-    "/device/last-activated": (HttpMethod.GET, "last activated device: use /search/devices?sortBy=activatedAt&sortOrder=DESC"),
-    "/automations": (HttpMethod.GET, "automations"),
-    "/tags": (HttpMethod.GET, "organization tags"),
-    "/static-tokens": (HttpMethod.GET, "static tokens"),
-    "/users/create": (HttpMethod.POST, "creating users with a password: accounts are made through /users/invite"),
-    "/users/create-in-org": (HttpMethod.POST, "creating users with a password: accounts are made through /users/invite"),
-    "/users/register": (HttpMethod.POST, "registering users with a password: accounts are made through /users/invite"),
-    "/users/transfer": (HttpMethod.POST, "moving users between organizations"),
+    "/device/logs": (HttpMethod.GET, "the actions log (who set which value from a dashboard or app) is not recorded; "
+                                     "events, online and offline are at /device/timeline"),
+    "/automations": (HttpMethod.GET, "this server has no automations"),
+    "/static-tokens": (HttpMethod.GET, "this server has no static tokens; devices get their token when added"),
+    "/users/register": (HttpMethod.POST, "an e-mailed link that makes a new client organization; use /users/invite "
+                                         "(into an organization) or /users/create"),
 }
 
 

@@ -19,7 +19,8 @@ from backend.accounts.guards import PUBLIC, requires
 from backend.accounts.permissions import Permission as P
 from backend.platform_api.auth import bearer_middleware
 from backend.platform_api.context import provide_platform
-from backend.platform_api.controllers import PlatformDeviceController, PlatformValueController
+from backend.platform_api.controllers import (PlatformDeviceController, PlatformLookupController,
+                                              PlatformValueController)
 from backend.platform_api.directory_controllers import (NOT_OFFERED_ROUTES, PlatformOrgController,
                                                         PlatformTemplateController, PlatformUserController)
 from backend.platform_api.oauth import ClientInfo, OAuthClientService, OAuthError, TokenService
@@ -79,7 +80,8 @@ async def token(request: Request[Any, Any, Any]) -> Response[TokenOut]:
 def platform_router() -> Router:
     """``/api/v1/organization``: Bearer authentication, rate limit, the accounts' guards."""
     return Router(path="/api/v1/organization",
-                  route_handlers=[PlatformDeviceController, PlatformValueController, PlatformOrgController,
+                  route_handlers=[PlatformDeviceController, PlatformLookupController, PlatformValueController,
+                                  PlatformOrgController,
                                   PlatformTemplateController, PlatformUserController, *NOT_OFFERED_ROUTES],
                   middleware=[bearer_middleware()],
                   dependencies={"svc": Provide(provide_services), "api": Provide(provide_platform)},

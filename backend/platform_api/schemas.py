@@ -117,6 +117,43 @@ class MetafieldIn(msgspec.Struct):
     metaFieldName: str | None = None
 
 
+class ImportPoint(msgspec.Struct):
+    value: Any
+    ts: int
+
+
+class ImportBatchIn(msgspec.Struct):
+    """``/device/import/batch``: timestamped points (epoch milliseconds) into one datastream."""
+
+    deviceId: int
+    dataStreamId: int | str
+    values: list[ImportPoint]
+
+
+class ActivatedDevice(msgspec.Struct):
+    """One device of ``/device/last-activated``."""
+
+    id: int
+    templateId: int
+    orgId: int
+    ownerUserId: int | None
+    activationTime: int
+
+
+class DeviceTagOut(msgspec.Struct):
+    """A tag of a device (openblynk's tags are labels identified by their text: no id)."""
+
+    tagOwnerOrgId: int
+    name: str
+
+
+class OrgTagOut(msgspec.Struct):
+    """A tag in use in an organization, with how many of its visible devices carry it."""
+
+    name: str
+    devices: int
+
+
 class HistoryPoint(msgspec.Struct):
     createdAt: int
     value: Any
@@ -222,6 +259,26 @@ class InviteIn(msgspec.Struct):
     roleId: int
     name: str = ""
     orgId: int | None = None
+
+
+class UserCreateIn(msgspec.Struct):
+    """``users/create`` and ``users/create-in-org`` (Blynk's other fields, such as ``title`` or
+    ``address``, have no place in openblynk and are ignored). ``password`` is the password
+    itself, hashed here with argon2: Blynk's ``passwordHash`` is a digest its own clients make
+    before sending, which openblynk's sign-in (taking the password) could never match."""
+
+    email: str
+    roleId: int
+    name: str = ""
+    password: str | None = None
+    passwordHash: str | None = None
+    orgId: int | None = None
+
+
+class UserTransferIn(msgspec.Struct):
+    userId: int
+    targetOrgId: int
+    roleId: int
 
 
 class InvitationOut(msgspec.Struct):

@@ -55,6 +55,7 @@ class Tenant:
     api: Bearer
     device: int
     user: int
+    email: str = ""
 
 
 @dataclass
@@ -86,7 +87,7 @@ def world(pg_server: str, template_db: str) -> Iterator[World]:
             assert root.post(f"/api/devices/{devices[i].id}/move", json={"org_id": org}).status_code == 200
             made = make_client(admin, f"Client {name}")
             tenants.append(Tenant(org, admin, made, Bearer(acc.base_url, get_token(acc.base_url, made)["access_token"]),
-                                  devices[i].id, admin.me["id"]))
+                                  devices[i].id, admin.me["id"], f"admin-{name}@example.com"))
         parent_admin = invite_and_join(acc, root, parent, "admin-p@example.com", ADMIN)
         wide = get_token(acc.base_url, make_client(parent_admin, "Parent wide"))
         everything = [p["name"] for p in parent_admin.get("/api/permissions").json() if p["name"] != "orgs.view_sub"]
@@ -244,6 +245,17 @@ def platform_calls(b: Tenant, a: Tenant) -> list[tuple[str, str, dict[str, Any] 
         ("GET", f"{V1}/users?orgId={b.org}", None), ("GET", f"{V1}/user?userId={b.user}", None),
         ("PUT", f"{V1}/users/role?userId={b.user}&roleId=3", None),
         ("POST", f"{V1}/users/invite", {"email": "spy@example.com", "roleId": 3, "orgId": b.org}),
+        ("GET", f"{V1}/device/tags?deviceId={d}", None), ("GET", f"{V1}/tags?orgId={b.org}", None),
+        ("GET", f"{V1}/device/by-owner?ownerEmail={b.email}&orgId={b.org}", None),
+        ("GET", f"{V1}/device/by-user-org?userEmail={b.email}", None),
+        ("GET", f"{V1}/device/last-activated?orgId={b.org}&minutes=60", None),
+        ("POST", f"{V1}/device/import/batch", {"deviceId": d, "dataStreamId": 0, "values": [{"value": 1, "ts": 0}]}),
+        ("POST", f"{V1}/users/create-in-org", {"email": "planted@example.com", "password": "a-good-password-1",
+                                               "roleId": 3, "orgId": b.org}),
+        ("POST", f"{V1}/users/create", {"email": "planted@example.com", "password": "a-good-password-1",
+                                        "roleId": 3, "orgId": b.org}),
+        ("POST", f"{V1}/users/transfer", {"userId": b.user, "targetOrgId": a.org, "roleId": 3}),
+        ("POST", f"{V1}/users/transfer", {"userId": a.user, "targetOrgId": b.org, "roleId": 3}),
     ]
 
 
@@ -253,7 +265,9 @@ def tenant_state(w: World, t: Tenant) -> dict[str, Any]:
         counts = db.execute("""SELECT (SELECT count(*) FROM datastream_value WHERE device_id = %(d)s),
             (SELECT count(*) FROM device_event WHERE device_id = %(d)s), (SELECT count(*) FROM device_property
             WHERE device_id = %(d)s), (SELECT count(*) FROM organization WHERE parent_id = %(o)s),
-            (SELECT count(*) FROM account_token WHERE org_id = %(o)s), (SELECT role_id FROM app_user WHERE id = %(u)s)""",
+            (SELECT count(*) FROM account_token WHERE org_id = %(o)s), (SELECT role_id FROM app_user WHERE id = %(u)s),
+            (SELECT org_id FROM app_user WHERE id = %(u)s), (SELECT count(*) FROM app_user WHERE org_id = %(o)s),
+            (SELECT count(*) FROM app_user WHERE email = 'planted@example.com')""",
                             {"d": t.device, "o": t.org, "u": t.user}).fetchone()
     return {"device": device, "counts": counts}
 
@@ -286,6 +300,11 @@ def test_a_parent_sees_its_children_only_with_the_permission(world: World) -> No
     assert wide.get(f"{V1}/device?deviceId={world.a.device}").json()["orgId"] == world.a.org
     assert wide.get(f"{V1}?orgId={world.b.org}").json()["parentOrganizationId"] == world.parent
     assert wide.get(f"{V1}/user?userId={world.b.user}").status_code == 200
+    assert wide.get(f"{V1}/device/tags?deviceId={world.a.device}").status_code == 200
+    assert wide.get(f"{V1}/tags?orgId={world.b.org}").status_code == 200
+    assert wide.get(f"{V1}/device/last-activated?orgId={world.a.org}").status_code == 200
+    by_org = wide.get(f"{V1}/device/by-user-org?userEmail={world.b.email}").json()
+    assert [d["id"] for d in by_org["content"]] == [world.b.device]
     for child in (world.a, world.b):
         for method, url, body in platform_calls(child, Tenant(world.parent, world.root, {}, narrow, 0, 0)):
             if body and body.get("deviceId") == 0:
@@ -307,9 +326,11 @@ def test_openapi_schema_lists_the_platform_api(world: World) -> None:
 
 
 def test_endpoints_this_server_does_not_offer_answer_501_in_blynks_shape(world: World) -> None:
-    r = world.a.api.get(f"{V1}/device/tags?deviceId={world.a.device}")
-    assert r.status_code == 501 and r.json()["error"]["message"].startswith("Not supported by this server")
-    assert httpx.get(f"{world.acc.base_url}{V1}/device/tags").status_code == 401
+    for method, path in [("GET", f"/device/logs?deviceId={world.a.device}"), ("GET", "/automations"),
+                         ("GET", "/static-tokens"), ("POST", "/users/register")]:
+        r = world.a.api.request(method, f"{V1}{path}", json={"email": "x@example.com"} if method == "POST" else None)
+        assert r.status_code == 501 and r.json()["error"]["message"].startswith("Not supported by this server"), path
+    assert httpx.get(f"{world.acc.base_url}{V1}/device/logs").status_code == 401
 
 
 # -- rate limit ------------------------------------------------------------------------------------
@@ -505,3 +526,142 @@ def test_ota_routes_are_guarded_and_scoped_to_the_callers_organization(world: Wo
     assert staff.get("/api/ota/signing-key").status_code == 200
     staff.close()
     assert world.root.get("/api/ota/firmware").json() == []  # the root sees its own organization's only
+
+
+# -- look-ups, tags, import, users ------------------------------------------------------------------
+
+def test_devices_by_owner_by_user_org_and_last_activated(world: World) -> None:
+    a, api = world.a, world.a.api
+    made = [api.post(f"{V1}/device/create", json={"templateId": world.template, "name": f"Lookup {i}"}).json()
+            for i in range(3)]
+    for d in made:
+        r = api.post(f"{V1}/device/transfer", json={"deviceId": d["id"], "newUserId": a.user})
+        assert r.status_code == 204, r.text
+    ids = [d["id"] for d in made]
+    pages = [api.get(f"{V1}/device/by-owner", params={"ownerEmail": a.email.upper(), "page": p, "size": 2}).json()
+             for p in range(3)]
+    assert [[d["id"] for d in p["content"]] for p in pages] == [ids[:2], ids[2:], []]
+    assert {p["totalElements"] for p in pages} == {3} and pages[0]["content"][0]["ownerUserId"] == a.user
+    assert api.get(f"{V1}/device/by-owner", params={"ownerEmail": "nobody@example.com"}).json() == \
+        {"content": [], "totalElements": 0}
+    r = api.get(f"{V1}/device/by-owner", params={"ownerEmail": " "})
+    assert r.status_code == 400 and "e-mail" in r.json()["error"]["message"]
+    assert api.get(f"{V1}/device/by-owner").status_code == 400  # ownerEmail is required
+    in_org = api.get(f"{V1}/device/by-user-org", params={"userEmail": a.email, "size": 100}).json()
+    assert [d["id"] for d in in_org["content"]] == sorted([a.device, *ids]) and in_org["totalElements"] == 4
+    r = api.get(f"{V1}/device/by-user-org", params={"userEmail": "nobody@example.com"})
+    assert r.status_code == 404 and r.json()["error"]["message"].startswith("User is not found")
+    with world.acc.db() as db:  # one was activated long ago
+        db.execute("UPDATE device SET created_at = now() - interval '2 hours' WHERE id = %s", (ids[0],))
+    recent = api.get(f"{V1}/device/last-activated", params={"minutes": 60}).json()
+    assert [d["id"] for d in recent] == [ids[2], ids[1], a.device]  # newest first; a.device came with the world
+    assert set(recent[0]) == {"id", "templateId", "orgId", "ownerUserId", "activationTime"}
+    assert recent[0]["orgId"] == a.org and recent[0]["ownerUserId"] == a.user and recent[0]["activationTime"] > 0
+    assert [d["id"] for d in api.get(f"{V1}/device/last-activated").json()] == [ids[2], ids[1], a.device]
+    assert world.parent_api.get(f"{V1}/device/last-activated").json() == []  # never the sub-organizations'
+    for bad in (0, 61):
+        r = api.get(f"{V1}/device/last-activated", params={"minutes": bad})
+        assert r.status_code == 400 and "1 to 60" in r.json()["error"]["message"]
+    for d in ids:
+        assert api.delete(f"{V1}/device?deviceId={d}").status_code == 204
+
+
+def test_device_and_organization_tags(world: World) -> None:
+    a, api = world.a, world.a.api
+    r = a.admin.put(f"/api/devices/{a.device}/tags", json={"tags": ["Floor 1", "north"]})
+    assert r.status_code == 200, r.text
+    assert api.get(f"{V1}/device/tags?deviceId={a.device}").json() == [
+        {"tagOwnerOrgId": a.org, "name": "Floor 1"}, {"tagOwnerOrgId": a.org, "name": "north"}]
+    assert api.get(f"{V1}/tags").json() == [{"name": "Floor 1", "devices": 1}, {"name": "north", "devices": 1}]
+    assert api.get(f"{V1}/tags?orgId={a.org}").json() == api.get(f"{V1}/tags").json()
+    assert world.b.api.get(f"{V1}/tags").json() == []
+    assert world.parent_api.get(f"{V1}/tags").json() == []  # the parent's own organization has no tagged device
+    assert world.parent_api.get(f"{V1}/tags?orgId={a.org}").json()[0]["name"] == "Floor 1"
+    r = api.get(f"{V1}/device/tags?deviceId=999999")
+    assert r.status_code == 404 and r.json() == {"error": {"message": "Device with identifier 999999 is not found "
+                                                                      "or belong to another organization."}}
+    assert a.admin.put(f"/api/devices/{a.device}/tags", json={"tags": []}).status_code == 200
+    assert api.get(f"{V1}/device/tags?deviceId={a.device}").json() == []
+
+
+def test_import_batch_stores_history_through_the_device_apis_path(world: World) -> None:
+    import time
+    a, api = world.a, world.a.api
+    now = int(time.time() * 1000)
+    body = {"deviceId": a.device, "dataStreamId": 0, "values": [{"value": 20.5, "ts": now - 60_000},
+                                                                {"value": 22, "ts": now - 30_000}]}
+    r = api.post(f"{V1}/device/import/batch", json=body)
+    assert r.status_code == 204, r.text
+    hist = api.get(f"{V1}/device/datastream/history", params={"deviceId": a.device, "pin": "v0",
+                                                              "from": now - 120_000, "to": now}).json()
+    assert [(p["createdAt"], p["value"]) for p in hist["content"]] == [(now - 60_000, 20.5), (now - 30_000, 22.0)]
+    assert api.post(f"{V1}/device/import/batch", json={**body, "dataStreamId": "v0"}).status_code == 204
+    r = api.post(f"{V1}/device/import/batch", json={**body, "dataStreamId": 99})
+    assert r.status_code == 404 and r.json() == {"error": {"message": "Data stream with identifier 99 is not found!"}}
+    r = api.post(f"{V1}/device/import/batch", json={**body, "values": [{"value": 1, "ts": now - 40 * 86_400_000}]})
+    assert r.status_code == 400 and "Timestamp is out of range" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/device/import/batch", json={**body, "values": [{"value": 1, "ts": now},
+                                                                       {"value": "hot", "ts": now}]})
+    assert r.status_code == 400  # a wrong type refuses the whole request
+    hist = api.get(f"{V1}/device/datastream/history", params={"deviceId": a.device, "pin": "v0",
+                                                              "from": now - 120_000, "to": now + 1}).json()
+    assert hist["totalElements"] == 4  # the two points twice; nothing of the refused requests
+    made = make_client(a.admin, "Viewer", permissions=["devices.view"])
+    with Bearer(world.acc.base_url, get_token(world.acc.base_url, made)["access_token"]) as viewer:
+        r = viewer.post(f"{V1}/device/import/batch", json=body)
+        assert r.status_code == 403 and "devices.edit" in r.json()["error"]["message"]
+    entries = [e for e in a.admin.get("/api/audit").json()["content"] if e["action"] == "device.import"]
+    assert entries and entries[0]["details"] == {"pin": 0, "points": 2}
+
+
+def test_users_create_create_in_org_and_transfer(world: World) -> None:
+    a, api, acc = world.a, world.a.api, world.acc
+    body = {"email": "made-in-org@example.com", "password": "a-good-password-1", "name": "Made In Org", "roleId": 3}
+    r = api.post(f"{V1}/users/create-in-org", json=body)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert (made["email"], made["orgId"], made["roleId"], made["status"]) == (body["email"], a.org, 3, "ACTIVE")
+    acc.login(body["email"], body["password"]).close()  # the password signs in at once
+    with acc.db() as db:
+        row = db.execute("SELECT password_hash FROM app_user WHERE id = %s", (made["id"],)).fetchone()
+    assert row is not None and row[0].startswith("$argon2id$")
+    r = api.post(f"{V1}/users/create-in-org", json=body)
+    assert r.status_code == 409 and "already exists" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/users/create-in-org", json={**body, "email": "h@example.com", "password": None,
+                                                    "passwordHash": "tk++TTJLCEKfWuhQyGAKCSRMop6wyIexGKylaknsUo8="})
+    assert r.status_code == 400 and "passwordHash" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/users/create-in-org", json={**body, "email": "short@example.com", "password": "short"})
+    assert r.status_code == 400 and "password" in r.json()["error"]["message"]
+    r = api.post(f"{V1}/users/create", json={**body, "email": "client@example.com", "name": "Client Co"})
+    assert r.status_code == 201, r.text
+    client_org = r.json()["orgId"]
+    assert api.get(f"{V1}?orgId={client_org}").json()["parentOrganizationId"] == a.org
+    assert api.get(f"{V1}?orgId={client_org}").json()["name"] == "Client Co"
+    # a role above the caller's permissions is refused, and nothing is made
+    role = a.admin.post("/api/roles", json={"name": "Users only", "permissions": ["users.view", "users.invite",
+                                                                                   "users.edit"]}).json()
+    narrow = make_client(a.admin, "Users only", permissions=["users.view", "users.invite", "users.edit"])
+    with Bearer(acc.base_url, get_token(acc.base_url, narrow)["access_token"]) as users_only:
+        r = users_only.post(f"{V1}/users/create-in-org", json={**body, "email": "admin2@example.com", "roleId": 1})
+        assert r.status_code == 403 and "permissions you do not have" in r.json()["error"]["message"]
+        r = users_only.post(f"{V1}/users/create", json={**body, "email": "org2@example.com", "roleId": role["id"]})
+        assert r.status_code == 403 and "orgs.create" in r.json()["error"]["message"]
+        r = users_only.post(f"{V1}/users/create-in-org", json={**body, "email": "ok@example.com", "roleId": role["id"]})
+        assert r.status_code == 201, r.text
+    staff = make_client(a.admin, "Invite only", permissions=["users.view", "users.invite"])
+    with Bearer(acc.base_url, get_token(acc.base_url, staff)["access_token"]) as invite_only:
+        r = invite_only.post(f"{V1}/users/create-in-org", json={**body, "email": "no@example.com"})
+        assert r.status_code == 403 and "users.edit" in r.json()["error"]["message"]
+    with acc.db() as db:
+        assert db.execute("SELECT count(*) FROM app_user WHERE email IN ('admin2@example.com', 'org2@example.com', "
+                          "'no@example.com')").fetchone() == (0,)
+    # transfer into the client organization, with a role there
+    r = api.post(f"{V1}/users/transfer", json={"userId": made["id"], "targetOrgId": client_org, "roleId": 2})
+    assert r.status_code == 201, r.text
+    assert (r.json()["orgId"], r.json()["roleId"]) == (client_org, 2)
+    r = api.post(f"{V1}/users/transfer", json={"userId": made["id"], "targetOrgId": 999999, "roleId": 2})
+    assert r.status_code == 404 and r.json() == {"error": {"message": "Target organization is not found."}}
+    r = api.post(f"{V1}/users/transfer", json={"userId": made["id"], "targetOrgId": a.org, "roleId": 999999})
+    assert r.status_code == 404
+    actions = [(e["action"], e["target_id"]) for e in a.admin.get("/api/audit", params={"size": 100}).json()["content"]]
+    assert ("user.create", str(made["id"])) in actions and ("user.transfer", str(made["id"])) in actions
