@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -585,7 +586,6 @@ def test_device_and_organization_tags(world: World) -> None:
 
 
 def test_import_batch_stores_history_through_the_device_apis_path(world: World) -> None:
-    import time
     a, api = world.a, world.a.api
     now = int(time.time() * 1000)
     body = {"deviceId": a.device, "dataStreamId": 0, "values": [{"value": 20.5, "ts": now - 60_000},
