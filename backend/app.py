@@ -24,6 +24,7 @@ from backend.console.controllers import console_api_router
 from backend.console.runtime import ConsoleRuntime
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.services import DeviceApiService
+from backend.devices.actions import ActionLog
 from backend.devices.auth import SERVICE_USERNAME
 from backend.devices.changes import ChangeListener
 from backend.devices.context import DeviceServices
@@ -136,7 +137,8 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     latest = LatestValues(db.pool)
     mqtt = ServiceClient(settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME,
                          secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
-    data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes)
+    data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes,
+                       actions=ActionLog(db.pool))
     device_services = DeviceServices.build(db.pool, data, settings)
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, device_services)
     ingest = IngestService(registry, data, db.pool, device_services, ota=ota.delivery)

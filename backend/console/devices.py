@@ -16,6 +16,7 @@ from backend.accounts.permissions import Permission, Principal
 from backend.audit.services import AuditService
 from backend.console.runtime import ConsoleRuntime
 from backend.db.sql import fetch_all
+from backend.devices.actions import Actor
 from backend.devices.admin import DeviceAdmin
 from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo
@@ -169,7 +170,7 @@ class DeviceConsole:
         spec = info.by_pin.get(pin)
         if spec is None:
             raise NotFoundError(f"the device's template has no datastream on V{pin}")
-        return await self.services.data.write_from_server(info, spec, value)
+        return await self.services.data.write_from_server(info, spec, value, Actor.of(self.principal))
 
     async def latest(self, device_id: int) -> dict[int, tuple[str, datetime]]:
         """Latest values by pin."""

@@ -113,8 +113,8 @@ class DeviceAdmin:
 
     async def clear(self, device_id: int, latest: LatestValues, history: HistoryWriter | None = None) -> None:
         """Erase the device's data: latest datastream values, widget properties, metadata values,
-        its timeline and its history (``history``: the running writer, settled first so rows on
-        their way do not come back)."""
+        its timeline, its actions log and its history (``history``: the running writer, settled
+        first so rows on their way do not come back)."""
         device = await self.directory.get(device_id)
         if history is not None:
             await history.settled_now()
@@ -123,6 +123,6 @@ class DeviceAdmin:
         pins = {int(r["pin"]) for r in stored} | set(await latest.get_all(device_id))  # some not yet written
         for pin in sorted(pins):
             await latest.erase(device_id, pin)
-        for table in ("device_property", "device_meta", "device_event"):
+        for table in ("device_property", "device_meta", "device_event", "device_action"):
             await execute(self.session, f"DELETE FROM {table} WHERE device_id = :id", id=device_id)
         await self.audit.record(self.principal, device.org_id, "device.clear", "device", device_id)

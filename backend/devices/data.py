@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Protocol
 
+from backend.devices.actions import ActionLog, Actor
 from backend.devices.latest import LatestValues
 from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
@@ -47,8 +48,9 @@ class DataService:
     """Checks and stores datastream values; sends server-side writes to devices."""
 
     def __init__(self, latest: LatestValues, history: HistoryWriter, publisher: Publisher,
-                 max_string_bytes: int = 1024, live: LiveFeed | None = None) -> None:
+                 max_string_bytes: int = 1024, live: LiveFeed | None = None, actions: ActionLog | None = None) -> None:
         self.latest = latest
+        self.actions = actions
         self.history = history
         self.publisher = publisher
         self.max_string_bytes = max_string_bytes
@@ -108,9 +110,16 @@ class DataService:
         await self.latest.erase(device.id, spec.pin)
         self.live.publish(device.id, {"type": "value", "pin": spec.pin, "value": None, "origin": "device"})
 
-    async def write_from_server(self, device: DeviceInfo, spec: DatastreamSpec, raw: str) -> Value:
-        """A value set by the platform: store it and send it to the device."""
+    async def write_from_server(self, device: DeviceInfo, spec: DatastreamSpec, raw: str,
+                                actor: Actor | None = None) -> Value:
+        """A value set by the platform: store it and send it to the device. With ``actor`` (a user
+        of the console or a platform API client) it also goes into the device's actions log; the
+        HTTP device API's writes (made with the device's own token) pass none."""
         value = await self.record(device, spec, raw, origin="server")
+        if actor is not None:
+            if self.actions is None:
+                raise RuntimeError("this DataService was built without an actions log")
+            await self.actions.add(device.id, spec.pin, value.text, actor)
         self.publisher.publish(downlink_topic(device.id, f"downlink/ds/{spec.name}"), value.text.encode(), qos=0)
         return value
 

@@ -4,6 +4,9 @@ Retention is global (settings) and may be set per template. Whole partitions are
 no template needs them any more (the longest retention wins); the devices of templates with a
 shorter retention have their older rows deleted from the partitions still kept. Dropping a
 partition is instant; the deletes touch only the days between the two retentions.
+
+The devices' actions log (``device_action``: values set by users and API clients) is kept as
+long as the raw history of the same device, so it is trimmed here with the same retentions.
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ _OVERRIDES_SQL = "SELECT id, raw_retention_days, rollup_retention_days FROM temp
 _TRIM_SQL = """
 DELETE FROM {table} h USING device d
 WHERE h.device_id = d.id AND d.template_id = ANY(%s) AND h.{column} < %s
+"""
+_ACTIONS_SQL = """
+DELETE FROM device_action a USING device d JOIN template t ON t.id = d.template_id
+WHERE a.device_id = d.id AND a.created_at < %(oldest)s
+  AND a.created_at < %(now)s - make_interval(days => COALESCE(NULLIF(t.raw_retention_days, 0), %(days)s))
 """
 
 
@@ -50,9 +58,22 @@ async def maintain(pool: AsyncConnectionPool, retention: Retention, days_ahead: 
     for table in (MINUTE, HOUR):
         dropped += await _apply(pool, table, rollup_days)
     packed = await pack_closed_days(pool, keep_raw_days=1)
+    await trim_actions(pool, retention.raw_days, min(raw_days.values()))
     if created or dropped:
         log.info("history maintenance: created %s; dropped %s", created or "nothing", dropped or "nothing")
     return {"created": created, "packed": packed, "dropped": dropped}
+
+
+async def trim_actions(pool: AsyncConnectionPool, default_days: int, shortest_days: int) -> int:
+    """Delete actions log entries older than their device's raw history retention (the template's,
+    or ``default_days``); only entries older than ``shortest_days`` are looked at."""
+    now = datetime.now(timezone.utc)
+    async with pool.connection() as conn:
+        result = await conn.execute(_ACTIONS_SQL, {"now": now, "oldest": now - timedelta(days=shortest_days),
+                                                   "days": default_days})
+    if result.rowcount:
+        log.info("retention removed %d actions log entries", result.rowcount)
+    return result.rowcount
 
 
 async def _template_retentions(pool: AsyncConnectionPool, retention: Retention) -> tuple[dict[int, int], dict[int, int]]:

@@ -15,7 +15,7 @@ from backend.accounts.guards import requires, requires_any
 from backend.accounts.permissions import Permission as P
 from backend.platform_api.context import PlatformServices
 from backend.platform_api.params import DeviceId, From, OptionalOrgId, Page, Pin, Size, To, page_args
-from backend.platform_api.schemas import (ActivatedDevice, BlynkPage, Connected, DataStreamValue, DatastreamsWriteIn,
+from backend.platform_api.schemas import (ActionLogEntryOut, ActivatedDevice, BlynkPage, Connected, DataStreamValue, DatastreamsWriteIn,
                                           DatastreamWriteIn, DeviceCreateIn, DeviceEditIn, DeviceTagOut, HistoryPoint,
                                           ImportBatchIn, MetafieldIn, MetaFieldValue, OrgTagOut, PlatformDevice,
                                           PropertyIn, RawPageOut, SeriesOut, TimelineEntryOut, TransferIn,
@@ -108,6 +108,15 @@ class PlatformDeviceController(Controller):
         """Timeline entries (events, online, offline), newest first."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.devices.timeline(device_id, event_type, page, size))
+
+    @get("/device/logs", guards=[VIEW])
+    async def actions_log(self, device_id: DeviceId, api: Api, page: Page = 0,
+                          size: Annotated[int, QueryParameter(name="size", description="Page size, 1 to 100")] = 20,
+                          ) -> BlynkPage[ActionLogEntryOut]:
+        """The actions log: values set by users (console) and API clients, with who set them and
+        whether the device was online, newest first."""
+        page, size = page_args(page, size)
+        return BlynkPage(*await api.devices.actions(device_id, page, size))
 
     @get("/device/metafield", guards=[VIEW])
     async def metafields(self, device_id: DeviceId, api: Api) -> list[MetaFieldValue]:

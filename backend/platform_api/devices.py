@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.accounts.permissions import Permission, Principal
 from backend.audit.services import AuditService
 from backend.db.sql import fetch_all, fetch_one
+from backend.devices.actions import Actor
 from backend.devices.admin import DeviceAdmin
 from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo as Registered
@@ -23,10 +24,12 @@ from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
 from backend.orgs.devices import DeviceDirectory
 from backend.orgs.tree import Scope
 from backend.platform_api.runtime import PlatformRuntime
-from backend.platform_api.schemas import (DataStreamValue, HardwareInfo, MetaFieldValue, MetaValue, PlatformDevice,
+from backend.platform_api.schemas import (ActionLogEntryOut, DataStreamValue, HardwareInfo, MetaFieldValue, MetaValue, PlatformDevice,
                                           TimelineEntryOut)
-from backend.templates.values import MULTI_SEPARATOR, DatastreamPin, DatastreamSpec, json_of
+from backend.templates.values import MULTI_SEPARATOR, DatastreamPin, DatastreamSpec, json_of, wire_text
 
+ACTIONS_PAGE_MAX = 100
+"""Blynk's largest page of the actions log."""
 _DEVICE_SQL = """SELECT d.*, t.hardware FROM device d JOIN template t ON t.id = d.template_id WHERE d.id = ANY(:ids)"""
 
 
@@ -232,8 +235,9 @@ class PlatformDevices:
                    for spec, v in ((self.spec(info, k), v) for k, v in values.items())]
         if not checked:
             raise ValidationError("values is empty")
+        actor = Actor.of(self.principal)
         for spec, value in checked:
-            await self.runtime.devices.data.write_from_server(info, spec, value.text)
+            await self.runtime.devices.data.write_from_server(info, spec, value.text, actor)
 
     async def set_property(self, device_id: int, datastream: int | str, name: str, value: Any) -> None:
         """A widget property of a datastream, as the device's ``ds/<name>/prop/<property>``."""
@@ -278,6 +282,28 @@ class PlatformDevices:
                                 if r["kind"] == "event" else r["kind"].upper(), r["description"] or "", ms(r["ts"]))
                for r in rows]
         return out, int(rows[0]["total"]) if rows else 0
+
+    async def actions(self, device_id: int, page: int, size: int) -> tuple[list[ActionLogEntryOut], int]:
+        """The device's actions log (values set by users and API clients), newest first; ``size``
+        at most ``ACTIONS_PAGE_MAX`` (Blynk's limit)."""
+        if size > ACTIONS_PAGE_MAX:
+            raise ValidationError(f"size must be 1 to {ACTIONS_PAGE_MAX}")
+        info = await self.visible(device_id)
+        rows = await fetch_all(self.session, """SELECT pin, value, actor_email, is_online, created_at,
+            count(*) OVER () AS total FROM device_action WHERE device_id = :d
+            ORDER BY created_at DESC, id DESC LIMIT :size OFFSET :offset""", d=device_id, size=size, offset=page * size)
+        out = []
+        for r in rows:
+            spec = info.by_pin.get(int(r["pin"]))
+            text = wire_text(r["value"])
+            value = json_of(spec, text) if spec is not None else text
+            out.append(ActionLogEntryOut(r["actor_email"], value, int(r["pin"]), "VIRTUAL", bool(r["is_online"]),
+                                         ms(r["created_at"])))
+        if rows:
+            return out, int(rows[0]["total"])
+        counted = await fetch_one(self.session, "SELECT count(*) AS n FROM device_action WHERE device_id = :d",
+                                  d=device_id) if page else None  # past the last page: still the total
+        return out, int(counted["n"]) if counted else 0
 
     async def _template_id(self, template: int | str) -> int:
         if isinstance(template, int):

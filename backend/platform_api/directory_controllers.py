@@ -151,8 +151,6 @@ class PlatformUserController(Controller):
 
 
 NOT_OFFERED: dict[str, tuple[HttpMethod, str]] = {
-    "/device/logs": (HttpMethod.GET, "the actions log (who set which value from a dashboard or app) is not recorded; "
-                                     "events, online and offline are at /device/timeline"),
     "/automations": (HttpMethod.GET, "this server has no automations"),
     "/static-tokens": (HttpMethod.GET, "this server has no static tokens; devices get their token when added"),
     "/users/register": (HttpMethod.POST, "an e-mailed link that makes a new client organization; use /users/invite "

@@ -182,6 +182,18 @@ class RawPageOut(msgspec.Struct):
     next: str | None
 
 
+class ActionLogEntryOut(msgspec.Struct):
+    """One line of Blynk's actions log: who set which value of a virtual pin, when, and whether
+    the device was online then."""
+
+    triggerUserEmail: str
+    value: Any
+    pin: int
+    pinType: str
+    isOnline: bool
+    createdAt: int
+
+
 class TimelineEntryOut(msgspec.Struct):
     id: int
     eventCode: str | None

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from backend.db.engine import Database
+from backend.history.maintenance import trim_actions
 from backend.history.packing import pack_closed_days
 from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.net import wait_for
@@ -257,6 +258,7 @@ def platform_calls(b: Tenant, a: Tenant) -> list[tuple[str, str, dict[str, Any] 
                                         "roleId": 3, "orgId": b.org}),
         ("POST", f"{V1}/users/transfer", {"userId": b.user, "targetOrgId": a.org, "roleId": 3}),
         ("POST", f"{V1}/users/transfer", {"userId": a.user, "targetOrgId": b.org, "roleId": 3}),
+        ("GET", f"{V1}/device/logs?deviceId={d}", None),
     ]
 
 
@@ -327,11 +329,11 @@ def test_openapi_schema_lists_the_platform_api(world: World) -> None:
 
 
 def test_endpoints_this_server_does_not_offer_answer_501_in_blynks_shape(world: World) -> None:
-    for method, path in [("GET", f"/device/logs?deviceId={world.a.device}"), ("GET", "/automations"),
+    for method, path in [("GET", "/automations"),
                          ("GET", "/static-tokens"), ("POST", "/users/register")]:
         r = world.a.api.request(method, f"{V1}{path}", json={"email": "x@example.com"} if method == "POST" else None)
         assert r.status_code == 501 and r.json()["error"]["message"].startswith("Not supported by this server"), path
-    assert httpx.get(f"{world.acc.base_url}{V1}/device/logs").status_code == 401
+    assert httpx.get(f"{world.acc.base_url}{V1}/automations").status_code == 401
 
 
 # -- rate limit ------------------------------------------------------------------------------------
@@ -445,6 +447,7 @@ def test_values_properties_events_and_clear(world: World) -> None:
     values = {v["pin"]: v["value"] for v in api.get(f"{V1}/device/datastreams?deviceId={dev}").json()}
     assert values == {"v0": None, "v1": None, "v2": "none", "v3": None}  # the default stays
     assert api.get(f"{V1}/device/timeline?deviceId={dev}").json()["totalElements"] == 0
+    assert api.get(f"{V1}/device/logs?deviceId={dev}").json()["totalElements"] == 0  # the actions log too
 
 
 async def _pack(url: str) -> None:
@@ -665,3 +668,58 @@ def test_users_create_create_in_org_and_transfer(world: World) -> None:
     assert r.status_code == 404
     actions = [(e["action"], e["target_id"]) for e in a.admin.get("/api/audit", params={"size": 100}).json()["content"]]
     assert ("user.create", str(made["id"])) in actions and ("user.transfer", str(made["id"])) in actions
+
+
+# -- actions log -----------------------------------------------------------------------------------
+
+async def _trim_actions(url: str) -> int:
+    async with Database(url) as db:
+        return await trim_actions(db.pool, 30, 7)
+
+
+def test_actions_log_records_values_set_by_users_and_clients_only(world: World) -> None:
+    a, api, dev, acc = world.a, world.a.api, world.a.device, world.acc
+    logs = f"{V1}/device/logs"
+    with acc.db() as db:
+        db.execute("DELETE FROM device_action WHERE device_id = %s", (dev,))
+        db.execute("UPDATE device SET online = false, online_via = NULL WHERE id = %s", (dev,))
+    assert api.post(f"{V1}/device/datastream", json={"deviceId": dev, "dataStreamId": 1, "value": 1}).status_code == 204
+    with acc.db() as db:
+        db.execute("UPDATE device SET online = true WHERE id = %s", (dev,))
+    try:
+        r = a.admin.post(f"/api/console/devices/{dev}/values/0", json={"value": "22.5"})
+        assert r.status_code == 200, r.text
+    finally:
+        with acc.db() as db:
+            db.execute("UPDATE device SET online = false WHERE id = %s", (dev,))
+    token = api.get(f"{V1}/device?deviceId={dev}").json()["token"]
+    assert httpx.get(f"{acc.base_url}/external/api/update?token={token}&v0=19").status_code == 200  # the device's own
+    page = api.get(logs, params={"deviceId": dev}).json()
+    assert page["totalElements"] == 2, page
+    newest, oldest = page["content"]
+    assert newest == {"triggerUserEmail": a.email, "value": 22.5, "pin": 0, "pinType": "VIRTUAL",
+                      "isOnline": True, "createdAt": newest["createdAt"]}
+    assert oldest == {"triggerUserEmail": f"oauth2:{a.client['client']['client_id']}", "value": 1, "pin": 1,
+                      "pinType": "VIRTUAL", "isOnline": False, "createdAt": oldest["createdAt"]}
+    assert newest["createdAt"] >= oldest["createdAt"] > 0
+    assert api.get(logs, params={"deviceId": dev, "page": 1, "size": 1}).json() == {"content": [oldest],
+                                                                                  "totalElements": 2}
+    assert api.get(logs, params={"deviceId": dev, "page": 2, "size": 1}).json() == {"content": [], "totalElements": 2}
+    assert api.get(logs, params={"deviceId": dev, "size": 101}).status_code == 400
+    assert api.get(logs, params={"deviceId": 999999}).status_code == 404
+    assert world.parent_api.get(logs, params={"deviceId": dev}).json()["totalElements"] == 2
+    with acc.db() as db:  # retention: the raw history's (the template's when it sets one)
+        db.execute("UPDATE device_action SET created_at = now() - interval '10 days' WHERE device_id = %s AND pin = 1",
+                   (dev,))
+        db.execute("INSERT INTO device_action (device_id, pin, value, actor_email, is_online, created_at) "
+                   "VALUES (%s, 2, 'old', 'x@example.com', false, now() - interval '31 days')", (dev,))
+    assert asyncio.run(_trim_actions(acc.config.database_url)) == 1
+    assert [e["pin"] for e in api.get(logs, params={"deviceId": dev}).json()["content"]] == [0, 1]
+    with acc.db() as db:
+        db.execute("UPDATE template SET raw_retention_days = 7 WHERE id = %s", (world.template,))
+    try:
+        assert asyncio.run(_trim_actions(acc.config.database_url)) == 1
+    finally:
+        with acc.db() as db:
+            db.execute("UPDATE template SET raw_retention_days = NULL WHERE id = %s", (world.template,))
+    assert [e["pin"] for e in api.get(logs, params={"deviceId": dev}).json()["content"]] == [0]
