@@ -106,7 +106,7 @@ class ApiServices:
 
     @cached_property
     def invitation_links(self) -> InvitationLinks:
-        return InvitationLinks(self.session, self.audit, self.visitor.ip)
+        return InvitationLinks(self.session, self.audit, self.visitor.ip, self.runtime.settings.org_max_depth)
 
 
 async def provide_services(request: Request) -> AsyncIterator[ApiServices]:  # type: ignore[type-arg]

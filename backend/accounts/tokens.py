@@ -1,4 +1,4 @@
-"""Links sent by e-mail (sign-up, password reset, invitation): random, stored as a SHA-256,
+"""Links sent by e-mail (sign-up, password reset, invitation, registration): random, stored as a SHA-256,
 working once and only until they expire. Using one is a single ``UPDATE ... RETURNING``, so two
 requests racing with the same link cannot both succeed."""
 
@@ -15,7 +15,7 @@ from backend.accounts.sessions import token_hash
 from backend.db.sql import fetch_one
 from backend.errors import ValidationError
 
-SIGNUP, PASSWORD_RESET, INVITATION = "signup", "password_reset", "invitation"
+SIGNUP, PASSWORD_RESET, INVITATION, REGISTRATION = "signup", "password_reset", "invitation", "registration"
 _FIELDS = ("name", "password_hash", "user_id", "org_id", "role_id", "created_by")
 
 
@@ -39,21 +39,22 @@ class OneTimeTokens:
         assert row is not None
         return int(row["id"]), token
 
-    async def peek(self, purpose: str, token: str) -> RowMapping:
-        """The row of a link that still works (without using it)."""
+    async def peek(self, purpose: str | tuple[str, ...], token: str) -> RowMapping:
+        """The row of a link (of ``purpose``, or one of them) that still works, without using it."""
         row = await fetch_one(self.session, "SELECT *, expires_at > now() AS live FROM account_token "
-                              "WHERE token_hash = :h AND purpose = :p",
-                              h=token_hash(token), p=purpose)
+                              "WHERE token_hash = :h AND purpose = ANY(:p)",
+                              h=token_hash(token), p=_purposes(purpose))
         self._check(row)
         assert row is not None
         return row
 
-    async def use(self, purpose: str, token: str) -> RowMapping:
+    async def use(self, purpose: str | tuple[str, ...], token: str) -> RowMapping:
         """Use a link: its row, or a ``ValidationError`` saying why it no longer works."""
         row = await fetch_one(self.session, """
             UPDATE account_token SET used_at = now()
-            WHERE token_hash = :h AND purpose = :p AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()
-            RETURNING *""", h=token_hash(token), p=purpose)
+            WHERE token_hash = :h AND purpose = ANY(:p) AND used_at IS NULL AND revoked_at IS NULL
+              AND expires_at > now()
+            RETURNING *""", h=token_hash(token), p=_purposes(purpose))
         if row is None:
             await self.peek(purpose, token)  # raises with the reason
             raise ValidationError("this link is not valid")
@@ -69,3 +70,7 @@ class OneTimeTokens:
             raise ValidationError("this link was withdrawn")
         if not row["live"]:
             raise ValidationError("this link has expired")
+
+
+def _purposes(purpose: str | tuple[str, ...]) -> list[str]:
+    return [purpose] if isinstance(purpose, str) else list(purpose)

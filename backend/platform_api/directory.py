@@ -162,6 +162,10 @@ class PlatformDirectory:
         except NotFoundError:
             raise NotFoundError("Target organization is not found.") from None
 
+    async def register(self, email: str) -> None:
+        """An e-mailed registration link (a new organization under the caller's for its follower)."""
+        await self.api.invitations.register(email)
+
     async def invite(self, email: str, role_id: int, name: str, org_id: int | None) -> InvitationOut:
         """An e-mailed invitation (accounts are made by whoever holds the address)."""
         return invitation_out(await self.api.invitations.invite(org_id, email, role_id, name))

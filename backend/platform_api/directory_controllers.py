@@ -18,7 +18,7 @@ from backend.accounts.permissions import Permission as P
 from backend.platform_api.context import PlatformServices
 from backend.platform_api.directory import template_out
 from backend.platform_api.params import OptionalOrgId, OrgId, Page, RoleId, Size, TemplateId, UserId, page_args
-from backend.platform_api.schemas import (BlynkPage, InvitationOut, InviteIn, OrgCreateIn, PlatformDatastream,
+from backend.platform_api.schemas import (BlynkPage, InvitationOut, InviteIn, RegisterIn, OrgCreateIn, PlatformDatastream,
                                           PlatformEvent, PlatformMetafield, PlatformOrg, PlatformTemplate,
                                           PlatformUser, UserCreateIn, UserTransferIn)
 
@@ -131,6 +131,12 @@ class PlatformUserController(Controller):
         """Invite an e-mail address (an account is made when the e-mailed link is used)."""
         return await api.directory.invite(data.email, data.roleId, data.name, data.orgId)
 
+    @post("/users/register", guards=[requires(P.USERS_INVITE, P.ORGS_CREATE)], status_code=HTTP_204_NO_CONTENT)
+    async def register(self, data: JSONBody[RegisterIn], api: Api) -> None:
+        """E-mail a registration link: whoever follows it chooses a name and password and gets a
+        new organization under the caller's, as its Admin (204, as Blynk)."""
+        await api.directory.register(data.email)
+
     @post("/users/create", guards=[CREATE_USERS], status_code=HTTP_201_CREATED)
     async def create_user(self, data: JSONBody[UserCreateIn], api: Api) -> PlatformUser:
         """A new organization under the caller's (or under ``orgId``; also needs ``orgs.create``),
@@ -153,8 +159,6 @@ class PlatformUserController(Controller):
 NOT_OFFERED: dict[str, tuple[HttpMethod, str]] = {
     "/automations": (HttpMethod.GET, "this server has no automations"),
     "/static-tokens": (HttpMethod.GET, "this server has no static tokens; devices get their token when added"),
-    "/users/register": (HttpMethod.POST, "an e-mailed link that makes a new client organization; use /users/invite "
-                                         "(into an organization) or /users/create"),
 }
 
 

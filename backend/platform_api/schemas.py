@@ -273,6 +273,14 @@ class InviteIn(msgspec.Struct):
     orgId: int | None = None
 
 
+class RegisterIn(msgspec.Struct):
+    """``users/register``: the address to send the link to. ``locale`` is accepted and unused
+    (openblynk's e-mails and console are in English)."""
+
+    email: str
+    locale: str = ""
+
+
 class UserCreateIn(msgspec.Struct):
     """``users/create`` and ``users/create-in-org`` (Blynk's other fields, such as ``title`` or
     ``address``, have no place in openblynk and are ignored). ``password`` is the password

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import uuid
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -329,11 +330,50 @@ def test_openapi_schema_lists_the_platform_api(world: World) -> None:
 
 
 def test_endpoints_this_server_does_not_offer_answer_501_in_blynks_shape(world: World) -> None:
-    for method, path in [("GET", "/automations"),
-                         ("GET", "/static-tokens"), ("POST", "/users/register")]:
+    for method, path in [("GET", "/automations"), ("GET", "/static-tokens")]:
         r = world.a.api.request(method, f"{V1}{path}", json={"email": "x@example.com"} if method == "POST" else None)
         assert r.status_code == 501 and r.json()["error"]["message"].startswith("Not supported by this server"), path
     assert httpx.get(f"{world.acc.base_url}{V1}/automations").status_code == 401
+
+
+def test_users_register_emails_a_link_that_makes_a_client_organization(world: World) -> None:
+    """Blynk's users/register: 204, then the e-mailed link (once, before it expires) lets the
+    person choose a name and password, and makes them Admin of a new organization under the
+    caller's. It always acts in the caller's own organization, so it names no other tenant."""
+    acc, a = world.acc, world.a
+    address = f"reg-{uuid.uuid4().hex[:8]}@example.com"
+    r = a.api.post(f"{V1}/users/register", json={"email": address, "locale": "en_US"})
+    assert r.status_code == 204, r.text
+    token = acc.outbox.last_token(address)
+    with acc.client() as anon:
+        preview = anon.get("/api/invitations/preview", params={"token": token})
+        assert preview.json()["organization"] == "your own organization under A", preview.text
+        r = anon.post("/api/invitations/accept", json={"token": token, "password": "a-good-password-1",
+                                                       "name": "Reg User"})
+        assert r.status_code == 201, r.text
+        user = r.json()
+        again = anon.post("/api/invitations/accept", json={"token": token, "password": "a-good-password-1"})
+        assert again.status_code == 400 and "already been used" in again.json()["error"]["message"]
+    with acc.db() as db:
+        org = db.execute("SELECT parent_id, name FROM organization WHERE id = %s", (user["org_id"],)).fetchone()
+    assert org == (a.org, "Reg User") and user["role_id"] == 1
+    signed_in = acc.login(address, "a-good-password-1")
+    assert signed_in.me["org_id"] == user["org_id"]
+    signed_in.close()
+    assert a.api.post(f"{V1}/users/register", json={"email": address}).status_code == 409  # has an account
+    assert a.api.post(f"{V1}/users/register", json={"email": "not an address"}).status_code == 400
+    no_orgs = get_token(acc.base_url, make_client(a.admin, "No orgs", permissions=["users.invite", "users.view"]))
+    with Bearer(acc.base_url, no_orgs["access_token"]) as narrow:
+        assert narrow.post(f"{V1}/users/register", json={"email": f"x-{address}"}).status_code == 403
+    late = f"late-{address}"
+    assert a.api.post(f"{V1}/users/register", json={"email": late}).status_code == 204
+    with acc.db() as db:
+        db.execute("UPDATE account_token SET expires_at = now() - interval '1 minute' WHERE email = %s", (late,))
+        db.commit()
+    with acc.client() as anon:
+        r = anon.post("/api/invitations/accept", json={"token": acc.outbox.last_token(late),
+                                                       "password": "a-good-password-1"})
+    assert r.status_code == 400 and "expired" in r.json()["error"]["message"]
 
 
 # -- rate limit ------------------------------------------------------------------------------------
