@@ -46,6 +46,7 @@ from backend.settings import Settings
 from backend.device_api.data_controllers import DATA_ROUTES, data_api_lifespan
 from backend.errors import AuthenticationError, BlynkLimitError, BlynkServerError, MailError, PermissionDeniedError
 from backend.errors import RateLimitedError
+from backend.tasks import finish
 from backend.transport.controllers import ca_certificate
 from backend.transport.tls import tls_files
 from backend.transport.websocket import mqtt_websocket
@@ -173,12 +174,8 @@ async def _stop_services(s: Services) -> None:
     await s.changes.stop()
     s.mqtt.pause()
     await s.mqtt.end_of_messages()
-    try:
-        await asyncio.wait_for(asyncio.shield(s.ingest_task), INGEST_DRAIN_SECONDS)
-    except TimeoutError:
-        log.error("ingest did not drain within %.0f s; stopping it", INGEST_DRAIN_SECONDS)
-        s.ingest_task.cancel()
-        await asyncio.gather(s.ingest_task, return_exceptions=True)
+    if not await finish(s.ingest_task, INGEST_DRAIN_SECONDS):
+        log.error("ingest did not drain within %.0f s; stopped it", INGEST_DRAIN_SECONDS)
     await s.ingest.services.stop()
     await s.history.stop()
     await s.latest.stop()

@@ -21,6 +21,8 @@ from typing import Protocol
 import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from backend.tasks import cancel
+
 log = logging.getLogger(__name__)
 LEADER_LOCK = 0x0B1E_0002  # advisory lock id (0x0B1E_0001 guards migrations)
 
@@ -61,10 +63,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop jobs and give up leadership."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
 
     async def _run(self) -> None:
         while True:

@@ -20,6 +20,8 @@ import psycopg
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.tasks import cancel
+
 log = logging.getLogger(__name__)
 CHANNEL = "openblynk_changes"
 
@@ -66,10 +68,8 @@ class ChangeListener:
 
     async def stop(self) -> None:
         """Stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
 
     async def _run(self) -> None:
         delay = 0.5

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from backend.tasks import cancel
 from backend.templates.values import db_text, wire_text
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,8 @@ class LatestValues:
 
     async def stop(self) -> None:
         """Write what is dirty and stop."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         await self.flush()
 
     async def flush(self) -> None:

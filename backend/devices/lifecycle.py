@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
 from backend.devices.timeline import Timeline
+from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -186,10 +187,8 @@ class Lifecycle:
 
     async def stop(self) -> None:
         """Stop and write what is pending."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        await cancel(task)
         await self.flush_seen()
 
     async def _run(self) -> None:

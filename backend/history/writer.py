@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.history import rollup
 from backend.history.partitions import ensure_partitions
+from backend.tasks import finish
 from backend.templates.values import db_text
 
 __all__ = ["AcksAfterCommit", "HistoryRow", "HistoryWriter", "ensure_partitions"]
@@ -208,13 +209,9 @@ class HistoryWriter:
         if task is None or task.done():
             return
         self._queue.close()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except TimeoutError:
+        if not await finish(task, timeout):
             log.error("history writer did not finish within %.0f s; %d rows not written", timeout,
                       self._queue.qsize())
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     async def _run(self) -> None:
         queue = self._queue
