@@ -11,12 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import RowMapping
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.permissions import BUILTIN_ROLES, Principal, expand, parse
 from backend.audit.services import AuditService
-from backend.db.sql import execute, fetch_all, fetch_one
+from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from backend.orgs.tree import Scope
 
@@ -122,13 +121,8 @@ class RoleService:
         return role
 
     async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
-        try:
-            async with self.session.begin_nested():
-                row = await fetch_one(self.session, sql, **params)
-        except IntegrityError as exc:
-            raise ConflictError(f"a role named {name!r} already exists in this organization") from exc
-        assert row is not None
-        return row
+        return await fetch_unique(self.session, sql, f"a role named {name!r} already exists in this organization",
+                                  **params)
 
 
 def _checked(principal: Principal, name: str, permissions: Iterable[str]) -> tuple[str, list[str]]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import RowMapping
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.permissions import Permission, Principal, expand
@@ -20,7 +19,7 @@ from backend.accounts.roles import RoleService
 from backend.accounts.sessions import SessionService
 from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
-from backend.db.sql import execute, fetch_all, fetch_one
+from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError
 from backend.orgs.tree import Scope
 from backend.security import hash_password
@@ -105,14 +104,9 @@ class UserService:
         if await fetch_one(self.session, "SELECT 1 AS x FROM app_user WHERE lower(email) = lower(:e)", e=email):
             raise ConflictError(taken)
         digest = await asyncio.to_thread(hash_password, password)
-        try:
-            async with self.session.begin_nested():  # the address may be taken meanwhile
-                row = await fetch_one(self.session, """INSERT INTO app_user (org_id, email, name, password_hash, role_id)
-                    VALUES (:org, :email, :name, :hash, :role) RETURNING id""", org=org_id, email=email, name=name,
-                                      hash=digest, role=role_id)
-        except IntegrityError:
-            raise ConflictError(taken) from None
-        assert row is not None
+        row = await fetch_unique(self.session, """INSERT INTO app_user (org_id, email, name, password_hash, role_id)
+            VALUES (:org, :email, :name, :hash, :role) RETURNING id""", taken,  # the address may be taken meanwhile
+                                 org=org_id, email=email, name=name, hash=digest, role=role_id)
         await self.audit.record(self.principal, org_id, "user.create", "user", row["id"], email=email,
                                 role_id=role_id)
         return await self.get(int(row["id"]))

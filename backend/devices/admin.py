@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.permissions import Principal
 from backend.audit.services import AuditService
-from backend.db.sql import execute, fetch_all, fetch_one
+from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
 from backend.devices.latest import LatestValues
 from backend.devices.models import Device
 from backend.devices.services import DeviceService
-from backend.errors import ConflictError, NotFoundError, ValidationError
+from backend.errors import NotFoundError, ValidationError
 from backend.history.erase import erase_device_history
 from backend.history.writer import HistoryWriter
 from backend.orgs.devices import DeviceDirectory, DeviceInfo
@@ -81,11 +80,8 @@ class DeviceAdmin:
         """Give a device another name (unique in its organization)."""
         device = await self.directory.get(device_id)
         name = check_device_name(name)
-        try:
-            async with self.session.begin_nested():
-                await execute(self.session, "UPDATE device SET name = :name WHERE id = :id", name=name, id=device_id)
-        except IntegrityError:
-            raise ConflictError(f"a device named {name!r} already exists in this organization") from None
+        await fetch_unique(self.session, "UPDATE device SET name = :name WHERE id = :id RETURNING id",
+                           f"a device named {name!r} already exists in this organization", name=name, id=device_id)
         await notify(self.session, Change("device", device_id))
         await self.audit.record(self.principal, device.org_id, "device.rename", "device", device_id,
                                 before=device.name, after=name)

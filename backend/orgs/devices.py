@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.permissions import Permission
 from backend.audit.services import AuditService
-from backend.db.sql import fetch_all, fetch_one
+from backend.db.sql import fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
-from backend.errors import ConflictError, NotFoundError, ValidationError
+from backend.errors import NotFoundError, ValidationError
 from backend.orgs.tree import Scope
 
 _COLUMNS = "id, org_id, template_id, name, owner_id, online, last_seen, created_at"
@@ -81,13 +80,9 @@ class DeviceDirectory:
         if usable is None:
             raise ValidationError("the device's template belongs to an organization that is not above the "
                                   "target organization, so the device cannot use it there")
-        try:
-            async with self.session.begin_nested():
-                row = await fetch_one(self.session, f"UPDATE device SET org_id = :org WHERE id = :id "
-                                                    f"RETURNING {_COLUMNS}", org=org_id, id=device_id)
-        except IntegrityError as exc:
-            raise ConflictError(f"the target organization already has a device named {device.name!r}") from exc
-        assert row is not None
+        row = await fetch_unique(self.session, f"UPDATE device SET org_id = :org WHERE id = :id RETURNING {_COLUMNS}",
+                                 f"the target organization already has a device named {device.name!r}",
+                                 org=org_id, id=device_id)
         await notify(self.session, Change("device", device_id))
         for org in (device.org_id, org_id):
             await self.audit.record(self.principal, org, "device.move", "device", device_id,

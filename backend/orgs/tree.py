@@ -14,12 +14,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import RowMapping
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.permissions import Permission, Principal
 from backend.audit.services import AuditService
-from backend.db.sql import execute, fetch_all, fetch_one
+from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 
 _SUBTREE = """WITH RECURSIVE sub(id, level) AS (
@@ -162,13 +161,8 @@ class OrgTreeService:
         return int(row["depth"]) if row and row["depth"] is not None else 0
 
     async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
-        try:
-            async with self.session.begin_nested():
-                row = await fetch_one(self.session, sql, **params)
-        except IntegrityError as exc:
-            raise ConflictError(f"an organization named {name!r} already exists there") from exc
-        assert row is not None
-        return row
+        return await fetch_unique(self.session, sql, f"an organization named {name!r} already exists there",
+                                  **params)
 
 
 def _check_name(name: str) -> str:

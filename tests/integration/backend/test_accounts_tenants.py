@@ -334,3 +334,24 @@ def test_a_sub_organization_makes_devices_from_templates_above_it_never_from_a_s
     page = a.admin.get("/devices/new").text
     assert "Parent&#39;s thermostat" in page or "Parent's thermostat" in page
     assert "B&#39;s own thermostat" not in page and "B's own thermostat" not in page
+
+
+def test_names_taken_in_an_organization_answer_409_and_change_nothing(world: World) -> None:
+    """Unique names (a sibling organization, a role, a device moved where its name is taken)
+    are refused with 409 and the request's other writes are rolled back with it."""
+    a, root = world.a, world.root
+    r = root.post("/api/orgs", json={"name": "A", "parent_id": world.parent})
+    assert r.status_code == 409 and "an organization named 'A' already exists there" in r.json()["error"]["message"]
+    first = a.admin.post("/api/roles", json={"name": "Twice", "permissions": ["users.view"]})
+    assert first.status_code == 201, first.text
+    r = a.admin.post("/api/roles", json={"name": "Twice", "permissions": []})
+    assert r.status_code == 409 and "a role named 'Twice' already exists" in r.json()["error"]["message"]
+    assert [x["name"] for x in a.admin.get("/api/roles").json()].count("Twice") == 1
+    name = root.get(f"/api/devices/{a.device}").json()["name"]
+    made = root.post("/api/console/devices", json={"name": name, "template_id":
+                                                   root.get(f"/api/devices/{a.device}").json()["template_id"]})
+    assert made.status_code == 201, made.text  # the same name in the root organization is fine
+    r = root.post(f"/api/devices/{made.json()['id']}/move", json={"org_id": a.org})
+    assert r.status_code == 409 and "already has a device named" in r.json()["error"]["message"]
+    assert root.get(f"/api/devices/{made.json()['id']}").json()["org_id"] != a.org
+    assert root.delete(f"/api/roles/{first.json()['id']}").status_code == 204  # Litestar: DELETE answers 204
