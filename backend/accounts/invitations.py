@@ -29,7 +29,7 @@ from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, RateLimitedError, ValidationError
-from backend.orgs.tree import OrgTreeService, Scope
+from backend.orgs.tree import OrgTreeService, Scope, ancestry
 from backend.security import hash_password
 from backend.settings import Settings
 
@@ -210,11 +210,7 @@ class InvitationLinks:
     async def _client_organization(self, parent: int, name: str) -> int:
         """A new organization under ``parent`` for a registering user, named after them (with a
         number when a sibling already has that name)."""
-        depth = await fetch_one(self.session, """WITH RECURSIVE up(id, parent_id) AS (
-                SELECT id, parent_id FROM organization WHERE id = :id
-                UNION ALL SELECT o.id, o.parent_id FROM organization o JOIN up u ON o.id = u.parent_id)
-            SELECT count(*) AS n FROM up""", id=parent)
-        if depth is None or int(depth["n"]) + 1 > self.max_depth:
+        if len(await ancestry(self.session, parent)) + 1 > self.max_depth:
             raise ValidationError(f"organizations may be at most {self.max_depth} levels deep; ask the sender "
                                   "for an invitation instead")
         tz = await fetch_one(self.session, "SELECT tz FROM organization WHERE id = :id", id=parent)

@@ -17,9 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.accounts.permissions import Principal
 from backend.audit.services import AuditService
 from backend.console.dashboards import DashboardService, Widget
-from backend.db.sql import fetch_all
 from backend.errors import NotFoundError, ValidationError
-from backend.orgs.tree import Scope
+from backend.orgs.tree import Scope, ancestry
 from backend.templates.models import Datastream, Template
 from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
 from backend.templates.services import TemplateService
@@ -47,12 +46,6 @@ def _convert(kind: type[msgspec.Struct], data: object, what: str) -> msgspec.Str
         raise ValidationError(f"{what}: {exc}") from None
 
 
-_ABOVE = """WITH RECURSIVE up(id, parent_id) AS (
-        SELECT id, parent_id FROM organization WHERE id = :org
-        UNION ALL SELECT o.id, o.parent_id FROM organization o JOIN up u ON o.id = u.parent_id)
-    SELECT id FROM up"""
-
-
 class TemplateEditor:
     """Templates within one principal's scope."""
 
@@ -74,8 +67,7 @@ class TemplateEditor:
         """Templates a new device may use: those in scope and those of the organizations above
         the user's own (a manufacturer's templates serve its customers' sub-organizations, as
         on Blynk), by name. Which one fits a given organization ``DeviceAdmin.create`` checks."""
-        above = await fetch_all(self.session, _ABOVE, org=self.principal.org_id)
-        orgs = await self.scope.org_ids() | {int(row["id"]) for row in above}
+        orgs = await self.scope.org_ids() | set(await ancestry(self.session, self.principal.org_id))
         result = await self.session.exec(select(Template).where(col(Template.org_id).in_(sorted(orgs)))
                                          .order_by(col(Template.name), col(Template.id)))
         return list(result.all())

@@ -22,15 +22,11 @@ from backend.errors import NotFoundError, ValidationError
 from backend.history.erase import erase_device_history
 from backend.history.writer import HistoryWriter
 from backend.orgs.devices import DeviceDirectory, DeviceInfo
-from backend.orgs.tree import Scope
+from backend.orgs.tree import Scope, template_above
 from backend.security import AuthToken, Secrets
 
 DEVICE_NAME = re.compile(r"^[\w' -]{1,50}$")
 """Blynk's device names: up to 50 letters, digits, spaces, apostrophes, underscores and hyphens."""
-_TEMPLATE_ABOVE = """WITH RECURSIVE up(id, parent_id) AS (
-        SELECT id, parent_id FROM organization WHERE id = :org
-        UNION ALL SELECT o.id, o.parent_id FROM organization o JOIN up u ON o.id = u.parent_id)
-    SELECT t.id FROM template t WHERE t.id = :template AND t.org_id IN (SELECT id FROM up)"""
 
 
 def check_device_name(name: str) -> str:
@@ -60,7 +56,7 @@ class DeviceAdmin:
         org = org_id if org_id is not None else self.principal.org_id
         await self.scope.require_org(org)
         name = check_device_name(name)
-        if await fetch_one(self.session, _TEMPLATE_ABOVE, org=org, template=template_id) is None:
+        if not await template_above(self.session, template_id, org):
             raise NotFoundError("Template is not found.")
         if owner_id is not None:
             owner = await fetch_one(self.session, "SELECT 1 AS ok FROM app_user WHERE id = :id AND org_id = :org",

@@ -17,7 +17,7 @@ from backend.audit.services import AuditService
 from backend.db.sql import fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
 from backend.errors import NotFoundError, ValidationError
-from backend.orgs.tree import Scope
+from backend.orgs.tree import Scope, template_above
 
 _COLUMNS = "id, org_id, template_id, name, owner_id, online, last_seen, created_at"
 
@@ -72,12 +72,7 @@ class DeviceDirectory:
         owned by that organization or one above it)."""
         device = await self.get(device_id)
         await self.scope.require_org(org_id)
-        usable = await fetch_one(self.session, """WITH RECURSIVE up(id, parent_id) AS (
-                SELECT id, parent_id FROM organization WHERE id = :org
-                UNION ALL SELECT o.id, o.parent_id FROM organization o JOIN up u ON o.id = u.parent_id)
-            SELECT 1 AS ok FROM template WHERE id = :template AND org_id IN (SELECT id FROM up)""",
-                                 org=org_id, template=device.template_id)
-        if usable is None:
+        if not await template_above(self.session, device.template_id, org_id):
             raise ValidationError("the device's template belongs to an organization that is not above the "
                                   "target organization, so the device cannot use it there")
         row = await fetch_unique(self.session, f"UPDATE device SET org_id = :org WHERE id = :id RETURNING {_COLUMNS}",

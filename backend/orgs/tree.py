@@ -25,6 +25,23 @@ _SUBTREE = """WITH RECURSIVE sub(id, level) AS (
                   SELECT id, 0 FROM organization WHERE id = :root
                   UNION ALL SELECT o.id, s.level + 1 FROM organization o JOIN sub s ON o.parent_id = s.id)"""
 _COLUMNS = "id, parent_id, name, tz, created_at"
+_ANCESTRY = """WITH RECURSIVE up(id, parent_id, level) AS (
+        SELECT id, parent_id, 1 FROM organization WHERE id = :org
+        UNION ALL SELECT o.id, o.parent_id, u.level + 1 FROM organization o JOIN up u ON o.id = u.parent_id)
+    SELECT id FROM up ORDER BY level"""
+
+
+async def ancestry(session: AsyncSession, org_id: int) -> list[int]:
+    """``org_id`` and every organization above it, up to the root (empty for an unknown id)."""
+    return [int(row["id"]) for row in await fetch_all(session, _ANCESTRY, org=org_id)]
+
+
+async def template_above(session: AsyncSession, template_id: int, org_id: int) -> bool:
+    """Whether a template belongs to ``org_id`` or an organization above it: the templates a
+    device of ``org_id`` may use (a manufacturer's templates serve its customers, as on Blynk)."""
+    row = await fetch_one(session, "SELECT 1 AS ok FROM template WHERE id = :template AND org_id = ANY(:orgs)",
+                          template=template_id, orgs=await ancestry(session, org_id))
+    return row is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +171,7 @@ class OrgTreeService:
 
     async def depth(self, org_id: int) -> int:
         """The level of an organization (the root is 1)."""
-        row = await fetch_one(self.session, """WITH RECURSIVE up(id, parent_id, level) AS (
-                SELECT id, parent_id, 1 FROM organization WHERE id = :id
-                UNION ALL SELECT o.id, o.parent_id, u.level + 1 FROM organization o JOIN up u ON o.id = u.parent_id)
-            SELECT max(level) AS depth FROM up""", id=org_id)
-        return int(row["depth"]) if row and row["depth"] is not None else 0
+        return len(await ancestry(self.session, org_id))
 
     async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
         return await fetch_unique(self.session, sql, f"an organization named {name!r} already exists there",
