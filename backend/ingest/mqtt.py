@@ -1,8 +1,12 @@
 """The app's MQTT connection to the broker, as a trusted service client.
 
 paho-mqtt runs its network loop in its own thread; received messages cross into asyncio
-through a bounded queue. When the queue is full the paho thread waits, so it stops reading the
-socket and the broker holds the rest: backpressure instead of unbounded memory.
+through an inbox: a bounded deque guarded by a lock. The paho thread appends to it and wakes the
+consumer (one ``call_soon_threadsafe``) only when the consumer is waiting for an empty inbox; the
+consumer takes every waiting message at once (:meth:`ServiceClient.take`). Under load the inbox
+is seldom empty, so messages cross with no cross-thread call each. When the inbox is full the paho
+thread waits, so it stops reading the socket and the broker holds the rest: backpressure instead
+of unbounded memory.
 
 The app's session is persistent (clean_session=False; short-lived CLI clients use a clean one)
 with QoS 1 subscriptions, and it acknowledges a QoS 1 message only when the consumer says its
@@ -16,10 +20,10 @@ least once.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
@@ -66,7 +70,13 @@ class ServiceClient:
                  subscriptions: list[str], queue_size: int = 10_000, clean_session: bool = False) -> None:
         self.subscriptions = subscriptions
         self._host, self._port = host, port
-        self._queue: asyncio.Queue[Message | None] = asyncio.Queue(maxsize=queue_size)  # None: the end
+        # The inbox. ``_room`` guards it with ``_waiter`` and ``_ended``; the paho thread waits on
+        # it for room.
+        self._inbox: deque[Message] = deque()
+        self._inbox_size = queue_size
+        self._room = threading.Condition()
+        self._waiter: asyncio.Future[None] | None = None  # the consumer, while it waits for a message
+        self._ended = False  # end_of_messages() was called
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = threading.Event()
         self.subscribed = threading.Event()
@@ -105,21 +115,26 @@ class ServiceClient:
         """Take no more messages (before a clean stop). The broker keeps what arrives from now
         on, unacknowledged, and sends it again after the next connection."""
         self._paused = True
+        self._wake_paho()  # it may wait for room with a message it must now give up
 
     def done(self, receipt: int | None) -> None:
         """The message ``receipt`` is fully handled: acknowledge it, once every message that
         came before it is handled too (thread-safe; unknown or stale receipts are ignored)."""
-        if receipt is None:
-            return
+        if receipt is not None:
+            self.done_all((receipt,))
+
+    def done_all(self, receipts: Sequence[int]) -> None:
+        """:meth:`done` for each of ``receipts`` in order, under one lock (a committed batch)."""
         acks = self._acks
         with acks.lock:
-            entry = acks.by_receipt.pop(receipt, None)
-            if entry is None:  # taken on an earlier connection: the broker sends it again
-                return
-            entry.done = True
-            while acks.pending and acks.pending[0].done:
-                first = acks.pending.popleft()
-                self._client.ack(first.mid, first.qos)
+            for receipt in receipts:
+                entry = acks.by_receipt.pop(receipt, None)
+                if entry is None:  # taken on an earlier connection: the broker sends it again
+                    continue
+                entry.done = True
+                while acks.pending and acks.pending[0].done:
+                    first = acks.pending.popleft()
+                    self._client.ack(first.mid, first.qos)
 
     @property
     def unacknowledged(self) -> int:
@@ -129,6 +144,7 @@ class ServiceClient:
     async def stop(self) -> None:
         """Disconnect and stop the network thread."""
         self._stopping = True
+        self._wake_paho()  # or loop_stop would wait for a thread that waits for room
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
@@ -140,14 +156,51 @@ class ServiceClient:
             log.warning("publish to %s failed: %s", topic, paho.error_string(info.rc))
         return info
 
+    async def take(self, limit: int = 1000) -> list[Message] | None:
+        """Wait for a received message, then take every waiting one up to ``limit``, oldest
+        first (never an empty list); None once :meth:`end_of_messages` was called and every
+        message received before it has been taken. One consumer at a time; cancelling it while
+        it waits loses nothing."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        while True:
+            with self._room:
+                if self._inbox:
+                    inbox = self._inbox
+                    batch = [inbox.popleft() for _ in range(min(limit, len(inbox)))]
+                    self._room.notify_all()  # the paho thread may be waiting for room
+                    return batch
+                if self._ended:
+                    return None
+                if self._waiter is not None:
+                    raise RuntimeError("another task is already waiting for messages")
+                waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:  # woken, or cancelled: either way no one must wake this waiter again
+                with self._room:
+                    if self._waiter is waiter:
+                        self._waiter = None
+
     async def messages(self) -> Message | None:
         """The next received message; None once :meth:`end_of_messages` was called and every
         message received before it has been taken."""
-        return await self._queue.get()
+        batch = await self.take(1)
+        return None if batch is None else batch[0]
 
     async def end_of_messages(self) -> None:
-        """Mark the end of the stream (after :meth:`stop`), so the consumer can drain it."""
-        await self._queue.put(None)
+        """Mark the end of the stream (after :meth:`pause` or :meth:`stop`), so the consumer
+        can drain it; a message that arrives after this is left to the broker."""
+        with self._room:
+            self._ended = True
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            _wake(waiter)
+
+    def _wake_paho(self) -> None:
+        """Have the paho thread look again at why it waits for room."""
+        with self._room:
+            self._room.notify_all()
 
     # -- paho callbacks (paho's thread) ---------------------------------------------------
     def _on_connect(self, client: paho.Client, _ud: object, _flags: object, rc: ReasonCode,
@@ -178,20 +231,22 @@ class ServiceClient:
             return  # not acknowledged: the broker keeps it
         receipt = self._take(msg)
         item = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), receipt)
-        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), loop)
-        while True:  # wait for room in the queue: this is the backpressure
-            try:
-                future.result(timeout=1.0)
-                return
-            except concurrent.futures.TimeoutError:
+        with self._room:
+            # Wait for room: this is the backpressure. pause() and stop() wake this wait; a
+            # closed loop does not, hence the timeout to look again.
+            while len(self._inbox) >= self._inbox_size:
                 if self._stopping or self._paused or loop.is_closed():
-                    future.cancel()
-                    self._forget(receipt)
-                    return
-            except Exception:  # the loop is shutting down
-                log.debug("left %s to the broker during shutdown", msg.topic)
-                self._forget(receipt)
-                return
+                    break
+                self._room.wait(timeout=1.0)
+            handed = len(self._inbox) < self._inbox_size and not self._ended  # after the end no one takes it
+            if handed:
+                self._inbox.append(item)
+                waiter, self._waiter = self._waiter, None
+        if not handed:
+            log.debug("left %s to the broker during shutdown", msg.topic)
+            self._forget(receipt)
+        elif waiter is not None:  # the consumer waits for an empty inbox: the only cross-thread call
+            _wake(waiter)
 
     def _take(self, msg: paho.MQTTMessage) -> int | None:
         """Record a received message that needs an acknowledgement; its receipt."""
@@ -212,3 +267,16 @@ class ServiceClient:
             return
         with self._acks.lock:
             self._acks.by_receipt.pop(receipt, None)  # stays first-not-done in ``pending`` for good
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    """Wake a consumer waiting for a message, from any thread."""
+    try:
+        waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+    except RuntimeError:  # its loop is closed: no one is left to wake
+        log.debug("the consumer's loop closed while it waited for messages")
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a cancelled consumer leaves its message in the inbox for the next take
+        waiter.set_result(None)
