@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from backend.errors import ValidationError
 from backend.templates.values import (DatastreamPin, DatastreamSpec, DatastreamType, TooLongError,
-                                      WrongTypeError, json_of, parse_value)
+                                      WrongTypeError, json_of, parse_value, quick_value)
 
 TEMP = DatastreamSpec(pin=0, name="Temperature", type=DatastreamType.DOUBLE, min=-40, max=85)
 POWER = DatastreamSpec(pin=1, name="Power", type=DatastreamType.INTEGER, min=0, max=1)
@@ -73,3 +73,45 @@ def test_double_round_trip_is_exact_and_in_range(number: float) -> None:
     value = parse_value(TEMP, repr(number))
     assert -40 <= float(value.text) <= 85
     assert float(value.text) == value.number
+
+
+COUNT = DatastreamSpec(pin=4, name="Count", type=DatastreamType.INTEGER)  # no limits
+MODE = DatastreamSpec(pin=5, name="Mode", type=DatastreamType.ENUM, min=0, max=3)
+SPECS = [TEMP, POWER, LABEL, WHERE, COUNT, MODE]
+PAYLOADS = [b"23.5", b" 23.50 ", b"100", b"-1e9", b"1", b"7", b"-3", b"1.0", b"1_000", b"0x10", b"", b" ",
+            b"nan", b"inf", b"-inf", b"1e400", b"9" * 400, b"abc", b"\xff", b"\xc3\xa9", "\u0663".encode(),
+            b"24.1\x0056.9", b"24.1,56.9", b"\t42\n", b"+5", b"-0", b"-0.0", "é".encode() * 513]
+
+
+def _slow(spec: DatastreamSpec, payload: bytes) -> tuple[str, float | None] | None:
+    """What the general path makes of a payload: (text, number), or None when it refuses it."""
+    try:
+        value = parse_value(spec, payload.decode("utf-8"))
+    except (ValidationError, UnicodeDecodeError):
+        return None
+    return value.text, value.number
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_quick_value_agrees_with_parse_value(spec: DatastreamSpec, payload: bytes) -> None:
+    """The ingest's fast path gives what parse_value gives, or leaves the payload to it."""
+    quick = quick_value(spec, payload)
+    if quick is not None:
+        assert quick == _slow(spec, payload)
+        assert type(quick[1]) is type(_slow(spec, payload)[1])  # type: ignore[index]
+    elif spec.type is not DatastreamType.LOCATION and payload in (b"23.5", b"7", b"-3", b"\t42\n", b"abc"):
+        assert _slow(spec, payload) is None, f"{payload!r} for {spec.name} should not need the general path"
+
+
+@given(spec=st.sampled_from(SPECS), payload=st.one_of(
+    st.binary(max_size=12), st.floats().map(lambda f: repr(f).encode()),
+    st.integers().map(lambda i: str(i).encode()), st.text(max_size=12).map(str.encode)))
+def test_quick_value_never_disagrees(spec: DatastreamSpec, payload: bytes) -> None:
+    quick = quick_value(spec, payload)
+    assert quick is None or quick == _slow(spec, payload)
+
+
+def test_integers_no_double_can_hold_are_refused_not_crashed() -> None:
+    with pytest.raises(WrongTypeError, match="400 digits"):
+        parse_value(COUNT, "9" * 400)
