@@ -22,6 +22,7 @@ from backend.console.schemas import (DashboardOut, DeviceCreatedOut, DeviceCreat
                                      ValuesOut, WriteIn, WrittenOut)
 from backend.console.templates import TemplateInfoIn
 from backend.errors import ValidationError
+from backend.numbers import is_digits
 from backend.templates.models import Template
 
 VIEW_DEVICES = requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)
@@ -44,7 +45,7 @@ def _ms(at: datetime) -> int:
 def parse_instant(text: str, name: str) -> datetime:
     """An ISO 8601 time or epoch milliseconds, as an aware datetime; raises ValidationError."""
     try:
-        if text.lstrip("-").isdigit():
+        if is_digits(text.lstrip("-")):
             return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
         at = datetime.fromisoformat(text)
     except (ValueError, OverflowError, OSError):

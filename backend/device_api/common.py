@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from backend import errors as e
 from backend.devices.registry import DeviceInfo
 from backend.errors import BlynkApiError
+from backend.numbers import is_digits
 from backend.templates.values import DatastreamSpec
 
 Query = list[tuple[str, str]]
@@ -39,7 +40,7 @@ def named_datastream(device: DeviceInfo, query: Query) -> DatastreamSpec | None:
     """
     ds_id = first(query, "dataStreamId")
     if ds_id is not None:
-        if not ds_id.isdigit():
+        if not is_digits(ds_id):
             raise BlynkApiError(e.WRONG_DATASTREAM_ID)
         spec = device.by_pin.get(int(ds_id))
         if spec is None:

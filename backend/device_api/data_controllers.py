@@ -24,6 +24,7 @@ from backend.device_api.controllers import request_query
 from backend.device_api.export import ExportService
 from backend.device_api.files import UploadService
 from backend.device_api.provision import ProvisionService
+from backend.numbers import is_digits
 from backend.settings import Settings
 
 # Served files come from devices: never let a browser run them in the app's origin.
@@ -128,7 +129,7 @@ async def serve_export(request: PublicRequest, name: str) -> File:
 
 def _content_length(request: PublicRequest) -> int | None:
     raw = request.headers.get("content-length")
-    return int(raw) if raw and raw.isdigit() else None
+    return int(raw) if raw and is_digits(raw) else None
 
 
 DATA_ROUTES: list[type[Controller] | HTTPRouteHandler] = [DataApiController, batch_update_timestamped, serve_upload, serve_export]

@@ -21,6 +21,7 @@ from backend.devices.properties import UnknownPropertyError
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.devices.timeline import UnknownEventError
 from backend.errors import BlynkApiError, ValidationError
+from backend.numbers import is_digits
 from backend.security import Secrets
 from backend.templates.meta import MetaFieldSpec
 from backend.templates.values import DatastreamSpec, MULTI_SEPARATOR, json_of
@@ -205,7 +206,7 @@ class DeviceApiService:
         ids = [v for k, v in query if k == "metaFieldId"]
         names = [v for k, v in query if k == "metaFieldName"]
         if ids:
-            if not ids[0].isdigit():
+            if not is_digits(ids[0]):
                 raise BlynkApiError(WRONG_META_FIELD)
             spec = device.meta_by_id(int(ids[0]))
         elif names and names[0]:

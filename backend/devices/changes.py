@@ -20,6 +20,7 @@ import psycopg
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.numbers import is_digits
 from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class Change:
     def decode(cls, payload: str) -> "Change | None":
         """Parse a payload; None if it is not one of ours."""
         parts = payload.split(":")
-        if len(parts) not in (2, 3) or parts[0] not in ("device", "template") or not parts[1].isdigit():
+        if len(parts) not in (2, 3) or parts[0] not in ("device", "template") or not is_digits(parts[1]):
             return None
         return cls(parts[0], int(parts[1]), revoked=parts[2:] == ["revoked"])
 

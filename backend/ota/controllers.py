@@ -18,6 +18,7 @@ from litestar.response import Stream
 from backend.accounts.guards import PUBLIC, requires
 from backend.accounts.permissions import Permission as P, Principal
 
+from backend.numbers import is_digits
 from backend.ota.download import Download, RangeNotSatisfiableError
 from backend.ota.schemas import Firmware, Shipment, ShipmentCreate, ShipmentDevice
 from backend.ota.wiring import OtaServices
@@ -44,7 +45,7 @@ def _base(request: Request[Any, Any, Any]) -> str:
 
 def _content_length(request: Request[Any, Any, Any]) -> int | None:
     raw = request.headers.get("content-length")
-    return int(raw) if raw and raw.isdigit() else None
+    return int(raw) if raw and is_digits(raw) else None
 
 
 class OtaController(Controller):

@@ -96,6 +96,7 @@ def test_missing_or_invalid_token(http: httpx.Client, query: str, message: str) 
     ("", "Wrong pin format."),
     ("v99", "No datastream setup for that pin."),
     ("dataStreamId=abc", "Wrong dataStreamId format."),
+    ("dataStreamId=%C2%B2", "Wrong dataStreamId format."),  # "²": a digit to str.isdigit, not to int
 ])
 def test_bad_pins(http: httpx.Client, devices: list[DeviceOut], query: str, message: str) -> None:
     r = http.get(f"/external/api/get?token={devices[0].token}&{query}")

@@ -84,6 +84,7 @@ def test_device_meta_read_and_update(http: httpx.Client, dev: PahoDevice) -> Non
     assert dev.next(topic_prefix="downlink/loc") == ("downlink/loc/all", b"56.95,24.1")
     for path, q, message in [
             ("device/meta", "", "Wrong metaField format."), ("device/meta", "metaFieldId=abc", "Wrong metaField format."),
+            ("device/meta", "metaFieldId=%C2%B2", "Wrong metaField format."),
             ("device/meta", "metaFieldId=99", "MetaField doesn't exist."),
             ("device/meta", "metaFieldName=Nope", "MetaField doesn't exist."),
             ("device/meta/update", "metaFieldName=Count&value=many", "Wrong value"),
