@@ -54,6 +54,8 @@ from console_ui.routes import console_pages, console_template_config
 
 log = logging.getLogger(__name__)
 INGEST_DRAIN_SECONDS = 30.0
+INGEST_BATCH = 500
+"""Messages the ingest takes from the broker connection at a time, at most."""
 ACCOUNTS_CLEANUP_SECONDS = 3600.0  # expired sessions, API tokens, old sign-in failures and links
 
 
@@ -184,21 +186,19 @@ async def _stop_services(s: Services) -> None:
 
 
 async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter,
-                       yield_every: int = 50) -> None:
-    """Handle each message, then acknowledge it to the broker once the history rows it made
-    are committed (see backend.ingest.mqtt): a crash before that gets it sent again."""
-    acks = AcksAfterCommit(history, mqtt.done)
-    handled = 0
-    while (message := await mqtt.messages()) is not None:
-        if not ingest.handle_now(message):  # most messages: no coroutine to make and await
-            await ingest.handle(message)
-        if message.receipt is not None:
-            acks.add(message.receipt)
-        handled += 1
-        if handled % yield_every == 0:
-            # Taking a queued message does not wait, nor does storing a value in the common case:
-            # under load this loop would keep the event loop to itself. Let the history writer
-            # (whose COPY then overlaps the ingest: every 50 messages it kept up with 100,000
-            # messages here, every 200 it ended 20,000-25,000 rows behind), the broker thread's
-            # hand-overs and HTTP requests have their turn.
-            await asyncio.sleep(0)
+                       batch: int = INGEST_BATCH) -> None:
+    """Handle the messages in batches of what has arrived (at most ``batch``), then
+    acknowledge them to the broker once the history rows they made are committed (see
+    backend.ingest.mqtt): a crash before that gets them sent again."""
+    acks = AcksAfterCommit(history, mqtt.done_all)
+    while (messages := await mqtt.take(batch)) is not None:
+        done = ingest.handle_ready(messages)  # most messages: no coroutine to make and await
+        while done < len(messages):
+            await ingest.handle(messages[done])
+            done = ingest.handle_ready(messages, done + 1)
+        acks.add_all([m.receipt for m in messages if m.receipt is not None])
+        # Taking waiting messages does not wait, nor does storing values in the common case:
+        # under load this loop would keep the event loop to itself. Let the history writer
+        # (whose COPY then overlaps the ingest), the broker thread and HTTP requests have their
+        # turn after each batch.
+        await asyncio.sleep(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -40,7 +41,8 @@ class LatestValues:
     def __init__(self, pool: AsyncConnectionPool, flush_seconds: float = 1.0) -> None:
         self.pool = pool
         self.flush_seconds = flush_seconds
-        self._values: dict[int, dict[int, Latest]] = {}
+        self._values: dict[int, dict[int, tuple[str, datetime]]] = {}
+        """By device and pin, as plain tuples (a :class:`Latest` costs more to make, once a value)."""
         self._loaded: set[int] = set()
         self._dirty: set[tuple[int, int]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -49,7 +51,7 @@ class LatestValues:
         """Every stored value of the device, by pin."""
         if device_id not in self._loaded:
             await self._load(device_id)
-        return dict(self._values.get(device_id, {}))
+        return {pin: Latest(*value) for pin, value in self._values.get(device_id, {}).items()}
 
     async def get(self, device_id: int, pin: int) -> Latest | None:
         """The latest value of one pin, or None."""
@@ -72,11 +74,22 @@ class LatestValues:
             return False
         values = self._values.setdefault(device_id, {})
         current = values.get(pin)
-        if current is not None and current.updated_at > at:
+        if current is not None and current[1] > at:
             return True  # an older point (e.g. a late timestamped value) never replaces a newer one
-        values[pin] = Latest(value, at)
+        values[pin] = (value, at)
         self._dirty.add((device_id, pin))
         return True
+
+    def put_loaded(self, values: Iterable[tuple[int, int, str, datetime]]) -> None:
+        """:meth:`put` of many ``(device_id, pin, value, at)``, in order, of devices that are
+        all :meth:`loaded` (the ingest's batches)."""
+        by_device, dirty = self._values, self._dirty
+        for device_id, pin, value, at in values:
+            pins = by_device[device_id]  # loaded: its map exists
+            current = pins.get(pin)
+            if current is None or current[1] <= at:
+                pins[pin] = (value, at)
+                dirty.add((device_id, pin))
 
     async def erase(self, device_id: int, pin: int) -> None:
         """Forget the latest value of a pin (``ds/<name>/erase``); history is kept."""
@@ -102,7 +115,7 @@ class LatestValues:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
-        rows = [(d, p, db_text(self._values[d][p].value), self._values[d][p].updated_at) for d, p in sorted(dirty)]
+        rows = [(d, p, db_text(self._values[d][p][0]), self._values[d][p][1]) for d, p in sorted(dirty)]
         try:
             try:
                 await self._upsert(rows)
@@ -153,6 +166,6 @@ class LatestValues:
                 "SELECT pin, value, updated_at FROM datastream_value WHERE device_id = %s", (device_id,))).fetchall()
         known = self._values.setdefault(device_id, {})
         for pin, value, updated_at in rows:
-            if pin not in known or known[pin].updated_at < updated_at:
-                known[pin] = Latest(wire_text(value), updated_at)
+            if pin not in known or known[pin][1] < updated_at:
+                known[pin] = (wire_text(value), updated_at)
         self._loaded.add(device_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -90,6 +91,14 @@ class Lifecycle:
         current = self._seen.get(device_id)
         if current is None or current < at:
             self._seen[device_id] = at
+
+    def seen_all(self, device_ids: Iterable[int], at: datetime) -> None:
+        """:meth:`seen` for many devices at one time."""
+        seen = self._seen
+        for device_id in device_ids:
+            current = seen.get(device_id)
+            if current is None or current < at:
+                seen[device_id] = at
 
     async def flush_seen(self) -> None:
         """Write the pending last-seen times (one statement for all devices)."""

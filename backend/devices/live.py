@@ -15,7 +15,7 @@ process, the default deployment, needs nothing more.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 QUEUE_LIMIT = 1000
@@ -81,6 +81,11 @@ class LiveFeed:
         event = {**event, "device": device_id}
         for sub in list(subs):
             sub.offer(event)
+
+    @property
+    def watched(self) -> Mapping[int, object]:
+        """The devices some subscription watches (a live view: ``device_id in feed.watched``)."""
+        return self._by_device
 
     def subscribers(self, device_id: int) -> int:
         """How many subscriptions watch a device."""

@@ -5,7 +5,9 @@ instead of dropping data or growing memory. A failed batch is retried with backo
 (the database may be restarting); it is never silently discarded.
 
 Raw points go straight into ``history``; the numbers are folded into the rollups in the same
-transaction (:mod:`backend.history.rollup`).
+transaction (:mod:`backend.history.rollup`). Two batches are written at a time, on two
+connections, so PostgreSQL stores one while the app formats the next; rows are settled (and
+the messages they came from acknowledged) in the order they were added all the same.
 """
 
 from __future__ import annotations
@@ -86,6 +88,18 @@ class _RowQueue:
             self._ready.set()
         return True
 
+    def extend(self, rows: list[Row]) -> None:
+        """Queue rows the caller made room for (:meth:`room`)."""
+        queued = self.rows
+        before = len(queued)
+        queued.extend(rows)
+        if before < self._wake_at <= len(queued):
+            self._ready.set()
+
+    def room(self) -> int:
+        """How many more rows fit now."""
+        return self.limit - len(self.rows)
+
     async def put(self, row: Row) -> None:
         """Queue a row, waiting for room."""
         while not self.offer(row):
@@ -128,10 +142,13 @@ class HistoryWriter:
     """Batches rows and writes them with binary COPY."""
 
     def __init__(self, pool: AsyncConnectionPool, *, batch_rows: int = 5000, flush_seconds: float = 0.5,
-                 queue_rows: int = 100_000) -> None:
+                 queue_rows: int = 100_000, in_flight: int = 2) -> None:
         self.pool = pool
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
+        self.in_flight = in_flight
+        """Batches written at the same time, each on its own pooled connection."""
+        self._given_up = False
         self._queue = _RowQueue(queue_rows)
         self._task: asyncio.Task[None] | None = None
         self.rows_written = 0
@@ -149,16 +166,24 @@ class HistoryWriter:
             await self._queue.put(waiting)
         self.accepted += 1
 
-    def has_room(self) -> bool:
-        """Whether :meth:`offer` would take a row now."""
-        return self._queue.qsize() < self._queue.limit
-
     def offer(self, row: HistoryRow) -> bool:
         """Queue a row if there is room, without waiting; False if full (then :meth:`add` it)."""
         if self._queue.offer((*row,)):
             self.accepted += 1
             return True
         return False
+
+    def room(self) -> int:
+        """How many rows :meth:`offer_many` would take now."""
+        return self._queue.room()
+
+    def offer_many(self, rows: list[Row]) -> None:
+        """Queue rows (as plain tuples, in :class:`HistoryRow` order) that :meth:`room` said fit;
+        the ingest's batches."""
+        if len(rows) > self._queue.room():
+            raise OverflowError(f"{len(rows)} history rows offered, room for {self._queue.room()}")
+        self._queue.extend(rows)
+        self.accepted += len(rows)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once every row added so far is settled (at once if they are).
@@ -197,6 +222,7 @@ class HistoryWriter:
     def start(self) -> None:
         """Start the background flusher."""
         self._queue.reopen()
+        self._given_up = False
         self._task = asyncio.create_task(self._run(), name="history-writer")
 
     async def stop(self, timeout: float = 30.0) -> None:
@@ -214,23 +240,52 @@ class HistoryWriter:
                       self._queue.qsize())
 
     async def _run(self) -> None:
+        """Take batches and write each in its own task, at most ``in_flight`` at a time on
+        their own connections: while PostgreSQL digests one batch (most of a batch's time),
+        the next is formatted and sent. Batches are settled in the order they were taken,
+        whatever order they commit in."""
         queue = self._queue
-        while True:
-            await queue.wait(1)
-            if not queue.closed:  # a batch: up to ``batch_rows`` rows or what arrives within ``flush_seconds``
-                await queue.wait(self.batch_rows, self.flush_seconds)
-            closing = queue.closed and queue.qsize() <= self.batch_rows
-            batch = queue.take(queue.qsize() if closing else self.batch_rows)
-            if not batch:
-                return
-            try:
-                if await self._write_with_retry(batch, attempts=3 if closing else None):
-                    self._settle(len(batch))
-            except Exception:  # never let the writer die: the next batch must still be written
-                log.exception("history batch of %d rows lost", len(batch))
-                self._settle(len(batch))
-            if closing:
-                return
+        flights: deque[tuple[asyncio.Task[bool], int]] = deque()  # (its task, its rows), oldest first
+        try:
+            while True:
+                while len(flights) >= self.in_flight:  # rows wait in the queue meanwhile
+                    await asyncio.wait([flights[0][0]])
+                await queue.wait(1)
+                if not queue.closed:  # a batch: up to ``batch_rows`` rows or what arrives within ``flush_seconds``
+                    await queue.wait(self.batch_rows, self.flush_seconds)
+                closing = queue.closed and queue.qsize() <= self.batch_rows
+                batch = queue.take(queue.qsize() if closing else self.batch_rows)
+                if not batch:
+                    break
+                flight = asyncio.create_task(self._flight(batch, closing), name="history-batch")
+                flights.append((flight, len(batch)))
+                flight.add_done_callback(lambda _flight: self._landed(flights))
+                if closing:
+                    break
+            if flights:
+                await asyncio.wait([flight for flight, _ in flights])
+        finally:  # cancelled by stop() after its timeout: so are the batches still being written
+            for flight, _ in flights:
+                flight.cancel()
+
+    async def _flight(self, batch: list[Row], closing: bool) -> bool:
+        """Write one batch; whether it may be settled (False: given up at stop)."""
+        try:
+            return await self._write_with_retry(batch, attempts=3 if closing else None)
+        except Exception:  # never let the writer die: the next batch must still be written
+            log.exception("history batch of %d rows lost", len(batch))
+            return True
+
+    def _landed(self, flights: deque[tuple[asyncio.Task[bool], int]]) -> None:
+        """Settle the batches at the head of ``flights`` that are done, in order. After a batch
+        that was given up or cancelled (at stop), none is: settling counts rows in order, so
+        it would settle the rows of that batch instead."""
+        while flights and flights[0][0].done():
+            flight, rows = flights.popleft()
+            if flight.cancelled() or not flight.result():
+                self._given_up = True
+            if not self._given_up:
+                self._settle(rows)
 
     async def _write_with_retry(self, batch: list[Row], attempts: int | None = None) -> bool:
         """Write ``batch``, retrying while the database is unreachable; False if given up."""
@@ -273,28 +328,36 @@ class HistoryWriter:
                             await copy.write_row((device_id, pin, ts, value, None if text is None else db_text(text)))
                         if value is not None:
                             points.append((device_id, pin, ts, value))
-                await rollup.merge_rollups(conn, points)
+                    # Still inside the COPY: PostgreSQL is storing the rows sent so far meanwhile.
+                    try:
+                        levels = rollup.aggregate_levels(points)
+                    except (TypeError, AttributeError):  # a malformed row, which the COPY refuses too:
+                        levels = None  # let it say so (REFUSED), then the rows go one by one
+                await rollup.merge_levels(conn, rollup.aggregate_levels(points) if levels is None else levels)
         self.rows_written += len(batch)
 
 
 class AcksAfterCommit:
-    """Hands each message's receipt to ``done`` once the rows added before it are settled, in
-    the order the receipts came (what the ingest owes the broker, see ``backend.ingest.mqtt``).
+    """Hands the receipts of messages to ``done`` once the rows added before them are settled,
+    in the order the receipts came (what the ingest owes the broker, see
+    ``backend.ingest.mqtt``).
 
     The same as one :meth:`HistoryWriter.after_commit` per message, at a fraction of the cost:
-    a receipt waits as a tuple of two ints (which the garbage collector stops tracking) and at
-    most one callback is registered with the writer at a time.
+    the receipts of a batch of messages wait together, behind one count of rows, and at most
+    one callback is registered with the writer at a time.
     """
 
-    def __init__(self, writer: HistoryWriter, done: Callable[[int], None]) -> None:
+    def __init__(self, writer: HistoryWriter, done: Callable[[Sequence[int]], None]) -> None:
         self._writer = writer
         self._done = done
-        self._pending: deque[tuple[int, int]] = deque()  # (rows accepted before it, receipt)
+        self._pending: deque[tuple[int, Sequence[int]]] = deque()  # (rows accepted before them, receipts)
         self._armed = False
 
-    def add(self, receipt: int) -> None:
-        """Acknowledge ``receipt`` once every row added so far is settled (at once if they are)."""
-        self._pending.append((self._writer.accepted, receipt))
+    def add_all(self, receipts: Sequence[int]) -> None:
+        """Acknowledge ``receipts`` once every row added so far is settled (at once if they are)."""
+        if not receipts:
+            return
+        self._pending.append((self._writer.accepted, receipts))
         if not self._armed:
             self._arm()
 
@@ -306,10 +369,10 @@ class AcksAfterCommit:
         self._armed = False
         settled, pending = self._writer.settled, self._pending
         while pending and pending[0][0] <= settled:
-            receipt = pending.popleft()[1]
+            receipts = pending.popleft()[1]
             try:
-                self._done(receipt)
+                self._done(receipts)
             except Exception:  # as for after_commit callbacks: the others are still owed
-                log.exception("acknowledging message receipt %s failed", receipt)
+                log.exception("acknowledging %d message receipts from %s failed", len(receipts), receipts[0])
         if pending:
             self._arm()

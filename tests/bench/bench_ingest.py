@@ -52,20 +52,25 @@ class CountingPublisher:
 
 
 class ReceivedMessages:
-    """Stands in for the app's broker connection (``ServiceClient``): hands out the messages,
-    then the end of the stream, and counts the acknowledgements, which must come in order."""
+    """Stands in for the app's broker connection (``ServiceClient``): hands out the messages
+    in batches of what is waiting (here: all of them, up to the limit the loop asks for), then
+    the end of the stream, and counts the acknowledgements, which must come in order."""
 
     def __init__(self, messages: list[Message]) -> None:
-        self._messages = iter(messages)
+        self._messages = messages
+        self._taken = 0
         self.acknowledged = 0
 
-    async def messages(self) -> Message | None:
-        return next(self._messages, None)
+    async def take(self, limit: int) -> list[Message] | None:
+        batch = self._messages[self._taken:self._taken + limit]
+        self._taken += len(batch)
+        return batch or None
 
-    def done(self, receipt: int | None) -> None:
-        self.acknowledged += 1
-        if receipt != self.acknowledged:
-            raise AssertionError(f"acknowledged {receipt} when {self.acknowledged} was next")
+    def done_all(self, receipts: list[int]) -> None:
+        for receipt in receipts:
+            self.acknowledged += 1
+            if receipt != self.acknowledged:
+                raise AssertionError(f"acknowledged {receipt} when {self.acknowledged} was next")
 
 
 async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[float, int, int]:

@@ -193,23 +193,52 @@ async def test_after_commit_runs_in_order_once_the_rows_are_stored(fresh_db: str
 
 
 async def test_acks_after_commit_come_in_order_and_only_once_their_rows_are_stored(fresh_db: str) -> None:
-    """What the ingest loop owes the broker: receipt n goes out after the rows added before it
-    are settled, never earlier, and receipts keep their order (messages without rows too)."""
+    """What the ingest loop owes the broker: the receipts of a batch go out after the rows
+    added before them are settled, never earlier, and receipts keep their order (messages
+    without rows too)."""
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, batch_rows=4, flush_seconds=0.05)
         now = datetime.now(timezone.utc)
         done: list[tuple[int, int]] = []  # (receipt, rows settled when it went out)
-        acks = AcksAfterCommit(writer, lambda receipt: done.append((receipt, writer.settled)))
-        acks.add(0)  # nothing pending: at once
+        acks = AcksAfterCommit(writer, lambda receipts: done.extend((r, writer.settled) for r in receipts))
+        acks.add_all([0])  # nothing pending: at once
         assert done == [(0, 0)]
+        acks.add_all([])  # nothing to acknowledge: nothing happens
         writer.start()
         owed: dict[int, int] = {}
-        for receipt in range(1, 40):
-            if receipt % 3:  # two messages in three make a row; the third (an event, say) does not
-                await writer.add(HistoryRow(1, 0, now + timedelta(seconds=receipt), float(receipt), None))
-            owed[receipt] = writer.accepted
-            acks.add(receipt)
+        for first in range(1, 40, 2):  # batches of two messages
+            for receipt in (first, first + 1):
+                if receipt % 3:  # two messages in three make a row; the third (an event, say) does not
+                    await writer.add(HistoryRow(1, 0, now + timedelta(seconds=receipt), float(receipt), None))
+            owed[first] = owed[first + 1] = writer.accepted
+            acks.add_all([first, first + 1])
         await writer.stop()
-        assert [receipt for receipt, _ in done] == list(range(40))
+        assert [receipt for receipt, _ in done] == list(range(41))
         assert all(settled >= owed[receipt] for receipt, settled in done[1:])
+
+
+async def test_batches_in_flight_together_keep_rollups_exact(fresh_db: str) -> None:
+    """Two batches written at once fold into the same minute and hour rows; each merges in key
+    order (one waits for the other), so every point is counted once, whatever order the
+    batches list their devices in."""
+    async with Database(fresh_db) as db:
+        await ensure_partitions(db.pool)
+        writer = HistoryWriter(db.pool, batch_rows=400, flush_seconds=0.01, in_flight=2)
+        start = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        writer.start()
+        values: dict[int, list[float]] = {}
+        for i in range(8_000):
+            group = i // 400  # each batch lists the devices ascending, the next descending
+            device = (i % 40) + 1 if group % 2 == 0 else 40 - (i % 40)
+            value = float(i % 97)
+            values.setdefault(device, []).append(value)
+            await writer.add(HistoryRow(device, 0, start + timedelta(milliseconds=i), value, None))
+        await writer.stop()
+        async with db.pool.connection() as conn:
+            for table in ("history_minute", "history_hour"):
+                rows = await (await conn.execute(
+                    f"SELECT device_id, sum(count), min(min), max(max), sum(sum) FROM {table} "  # noqa: S608
+                    "GROUP BY device_id ORDER BY device_id")).fetchall()
+                assert rows == [(d, len(v), min(v), max(v), sum(v)) for d, v in sorted(values.items())], table
+        assert writer.rows_written == writer.settled == 8_000
