@@ -27,7 +27,7 @@ from backend.history.partitions import ensure_partitions
 from backend.tasks import finish
 from backend.templates.values import db_text
 
-__all__ = ["AcksAfterCommit", "HistoryRow", "HistoryWriter", "ensure_partitions"]
+__all__ = ["AcksAfterCommit", "HistoryRow", "HistoryWriter", "Row", "ensure_partitions"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class HistoryRow(NamedTuple):
     """Keep the point itself; False keeps it only in the rollups (Blynk's "save raw data" off)."""
 
 
-Row = tuple[int, int, datetime, float | None, str | None, bool]
+Row = rollup.Row
 """A :class:`HistoryRow` as a plain tuple, the form rows wait in. The garbage collector stops
 tracking a plain tuple of numbers, strings and times, so tens of thousands of waiting rows do
 not make it scan the whole heap again and again (a named tuple stays tracked)."""
@@ -99,6 +99,11 @@ class _RowQueue:
     def room(self) -> int:
         """How many more rows fit now."""
         return self.limit - len(self.rows)
+
+    async def taken(self) -> None:
+        """Until the consumer next takes rows."""
+        self._room.clear()
+        await self._room.wait()
 
     async def put(self, row: Row) -> None:
         """Queue a row, waiting for room."""
@@ -184,6 +189,21 @@ class HistoryWriter:
             raise OverflowError(f"{len(rows)} history rows offered, room for {self._queue.room()}")
         self._queue.extend(rows)
         self.accepted += len(rows)
+
+    async def keep_pace(self) -> None:
+        """For a producer that can outrun the writer (the ingest): wait while more rows are
+        queued than the writer's batches in flight take at once (``batch_rows * in_flight``),
+        so that the writer has the event loop and the database is kept busy; otherwise only
+        let the other tasks have a turn.
+
+        Without it the ingest, which never has to wait for anything, would make rows much
+        faster than they are written, and the writer, whose every database round trip lets
+        the ingest run again, would fall behind until the queue is full: rows would wait
+        longer, and a burst would end with the database alone writing the backlog."""
+        queue, ahead = self._queue, self.batch_rows * self.in_flight
+        while queue.qsize() > ahead and self._task is not None and not self._task.done():
+            await queue.taken()
+        await asyncio.sleep(0)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once every row added so far is settled (at once if they are).
@@ -318,22 +338,20 @@ class HistoryWriter:
     async def write(self, batch: Sequence[Row]) -> None:
         """Write one batch (:class:`HistoryRow` s or their tuples) in one transaction: raw rows
         with binary COPY, then the rollups."""
-        points: list[rollup.Point] = []
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 async with conn.cursor().copy(COPY_SQL) as copy:
                     copy.set_types(COPY_TYPES)
+                    write_row = copy.write_row
                     for device_id, pin, ts, value, text, raw in batch:
                         if raw:
-                            await copy.write_row((device_id, pin, ts, value, None if text is None else db_text(text)))
-                        if value is not None:
-                            points.append((device_id, pin, ts, value))
+                            await write_row((device_id, pin, ts, value, None if text is None else db_text(text)))
                     # Still inside the COPY: PostgreSQL is storing the rows sent so far meanwhile.
                     try:
-                        levels = rollup.aggregate_levels(points)
+                        levels = rollup.aggregate_levels(batch)
                     except (TypeError, AttributeError):  # a malformed row, which the COPY refuses too:
                         levels = None  # let it say so (REFUSED), then the rows go one by one
-                await rollup.merge_levels(conn, rollup.aggregate_levels(points) if levels is None else levels)
+                await rollup.merge_levels(conn, rollup.aggregate_levels(batch) if levels is None else levels)
         self.rows_written += len(batch)
 
 

@@ -21,7 +21,7 @@ def test_buckets_are_aligned_to_the_epoch() -> None:
 
 
 def test_aggregate_keeps_min_max_sum_count_and_last_by_time() -> None:
-    points = [(1, 0, T0 + timedelta(seconds=s), v) for s, v in ((10, 5.0), (5, 9.0), (30, -1.0), (20, 3.0))]
+    points = [(1, 0, T0 + timedelta(seconds=s), v, None, True) for s, v in ((10, 5.0), (5, 9.0), (30, -1.0), (20, 3.0))]
     agg = aggregate(points, 60)[(1, 0, int(T0.timestamp()))]
     assert (agg.min, agg.max, agg.sum, agg.count, agg.last) == (-1.0, 9.0, 16.0, 4, -1.0)
 
