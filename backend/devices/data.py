@@ -14,7 +14,7 @@ from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
 from backend.errors import ValidationError
 from backend.history.writer import HistoryRow, HistoryWriter, Row
-from backend.templates.values import DatastreamSpec, Value, parse_value, quick_value
+from backend.templates.values import DatastreamSpec, Value, parse_value, quick_value, shown_text
 
 
 class Publisher(Protocol):
@@ -92,7 +92,7 @@ class DataService:
         """
         if not values or self.history.room() < len(values):
             return 0
-        latest: list[tuple[int, int, str, datetime]] = []
+        latest: dict[tuple[int, int], tuple[str | float, datetime]] = {}  # the newest of each: times only grow
         rows: list[Row] = []
         live = self.live
         watched = live.watched
@@ -103,16 +103,16 @@ class DataService:
             value = quick_value(spec, payload, max_bytes)
             if value is None:
                 break
-            text, number = value
+            shown, number = value  # a Double's text is made when it is read
             at = now(utc)
             pin = spec.pin
-            latest.append((device_id, pin, text, at))
+            latest[device_id, pin] = (shown, at)
             if number is not None:
                 rows.append((device_id, pin, at, number, None, spec.save_raw))
             elif spec.save_raw:
-                rows.append((device_id, pin, at, None, text, True))
+                rows.append((device_id, pin, at, None, shown_text(shown), True))
             if device_id in watched:
-                live.publish(device_id, {"type": "value", "pin": pin, "value": text,
+                live.publish(device_id, {"type": "value", "pin": pin, "value": shown_text(shown),
                                          "ts": int(at.timestamp() * 1000), "origin": "device"})
             stored += 1
         self.latest.put_loaded(latest)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -17,7 +16,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from backend.tasks import cancel
-from backend.templates.values import db_text, wire_text
+from backend.templates.values import db_text, shown_text, wire_text
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,9 @@ class LatestValues:
     def __init__(self, pool: AsyncConnectionPool, flush_seconds: float = 1.0) -> None:
         self.pool = pool
         self.flush_seconds = flush_seconds
-        self._values: dict[int, dict[int, tuple[str, datetime]]] = {}
-        """By device and pin, as plain tuples (a :class:`Latest` costs more to make, once a value)."""
+        self._values: dict[int, dict[int, tuple[str | float, datetime]]] = {}
+        """By device and pin, as plain tuples (a :class:`Latest` costs more to make, once a
+        value); a Double's value may wait as its number, formatted when read."""
         self._loaded: set[int] = set()
         self._dirty: set[tuple[int, int]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -51,7 +51,7 @@ class LatestValues:
         """Every stored value of the device, by pin."""
         if device_id not in self._loaded:
             await self._load(device_id)
-        return {pin: Latest(*value) for pin, value in self._values.get(device_id, {}).items()}
+        return {pin: Latest(shown_text(value), at) for pin, (value, at) in self._values.get(device_id, {}).items()}
 
     async def get(self, device_id: int, pin: int) -> Latest | None:
         """The latest value of one pin, or None."""
@@ -80,16 +80,20 @@ class LatestValues:
         self._dirty.add((device_id, pin))
         return True
 
-    def put_loaded(self, values: Iterable[tuple[int, int, str, datetime]]) -> None:
-        """:meth:`put` of many ``(device_id, pin, value, at)``, in order, of devices that are
-        all :meth:`loaded` (the ingest's batches)."""
+    def put_loaded(self, newest: dict[tuple[int, int], tuple[str | float, datetime]]) -> None:
+        """:meth:`put` of the newest ``(value, at)`` of each ``(device_id, pin)``, for devices
+        that are :meth:`loaded` (the ingest's batches). A value may be a Double's number
+        (:func:`~backend.templates.values.quick_value`), formatted when it is read."""
         by_device, dirty = self._values, self._dirty
-        for device_id, pin, value, at in values:
-            pins = by_device[device_id]  # loaded: its map exists
+        for key, value in newest.items():
+            device_id, pin = key
+            pins = by_device.get(device_id)
+            if pins is None:  # forgotten meanwhile (deleted): as put() would, start it again
+                pins = by_device[device_id] = {}
             current = pins.get(pin)
-            if current is None or current[1] <= at:
-                pins[pin] = (value, at)
-                dirty.add((device_id, pin))
+            if current is None or current[1] <= value[1]:
+                pins[pin] = value
+                dirty.add(key)
 
     async def erase(self, device_id: int, pin: int) -> None:
         """Forget the latest value of a pin (``ds/<name>/erase``); history is kept."""
@@ -115,7 +119,7 @@ class LatestValues:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, set()
-        rows = [(d, p, db_text(self._values[d][p][0]), self._values[d][p][1]) for d, p in sorted(dirty)]
+        rows = [(d, p, db_text(shown_text(self._values[d][p][0])), self._values[d][p][1]) for d, p in sorted(dirty)]
         try:
             try:
                 await self._upsert(rows)
@@ -169,3 +173,4 @@ class LatestValues:
             if pin not in known or known[pin][1] < updated_at:
                 known[pin] = (wire_text(value), updated_at)
         self._loaded.add(device_id)
+

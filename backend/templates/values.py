@@ -117,11 +117,15 @@ def parse_value(spec: DatastreamSpec, raw: str, *, max_string_bytes: int = 1024)
     return Value(raw, None, raw)
 
 
-def quick_value(spec: DatastreamSpec, payload: bytes, max_string_bytes: int = 1024) -> tuple[str, float | None] | None:
+def quick_value(spec: DatastreamSpec, payload: bytes,
+                max_string_bytes: int = 1024) -> tuple[str | float, float | None] | None:
     """:func:`parse_value` of an MQTT payload for the ingest's common cases, without making a
     :class:`Value`: a number for an Integer, Enum or Double datastream, or text for a String
-    one. The same ``(text, number)`` as ``parse_value(spec, payload.decode())``, or None for
-    anything else, including every value ``parse_value`` refuses (let it say why).
+    one. ``(shown, number)``: ``number`` as ``parse_value(spec, payload.decode())`` gives it,
+    and its text, except that a Double's is its number, which :func:`shown_text` formats when
+    it is read (most values are never read as text, and formatting a double costs as much as
+    reading it). None for anything else, including every value ``parse_value`` refuses (let
+    it say why).
 
     ``float`` and ``int`` read ASCII bytes directly, ignoring surrounding whitespace as
     ``parse_value``'s ``strip`` does, and refuse any byte outside ASCII, so a payload they
@@ -140,7 +144,7 @@ def quick_value(spec: DatastreamSpec, payload: bytes, max_string_bytes: int = 10
             real = low
         elif high is not None and real > high:
             real = high
-        return repr(float(real)), real
+        return real, real
     if kind is _INTEGER or kind is _ENUM:
         try:
             whole = int(payload)
@@ -157,6 +161,11 @@ def quick_value(spec: DatastreamSpec, payload: bytes, max_string_bytes: int = 10
         except UnicodeDecodeError:
             return None
     return None
+
+
+def shown_text(shown: str | float) -> str:
+    """The text of a value as :func:`quick_value` gives it (a Double's number, formatted)."""
+    return shown if isinstance(shown, str) else format_double(shown)
 
 
 def format_double(number: float) -> str:
