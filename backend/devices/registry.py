@@ -70,6 +70,9 @@ class DeviceRegistry:
         self.ttl = ttl
         self._by_id: dict[int, tuple[float, DeviceInfo | None]] = {}
         self._by_hmac: dict[bytes, tuple[float, int | None]] = {}
+        self.generation = 0
+        """Counts :meth:`invalidate` calls: what was derived from cached entries is stale once
+        it moves."""
 
     async def get(self, device_id: int) -> DeviceInfo | None:
         """The device with this id, or None.
@@ -116,6 +119,7 @@ class DeviceRegistry:
 
     def invalidate(self, device_id: int | None = None) -> None:
         """Forget one device (or everything)."""
+        self.generation += 1
         if device_id is None:
             self._by_id.clear()
             self._by_hmac.clear()

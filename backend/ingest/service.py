@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ROUTES_SECONDS = 1.0
+"""How long the ingest reuses what it found out about a value topic (its device and
+datastream) before asking the device registry again."""
+
 SUBSCRIPTIONS = ["d/+/ds/#", "d/+/info/mcu", "d/+/get/#", "d/+/batch_ds", "d/+/event/#", "d/+/meta/#",
                  "d/+/ota/status", "sys/presence/+", "sys/vitals/+", "sys/ping/+"]
 
@@ -48,6 +53,9 @@ class IngestService:
         self.services = services
         self.uplinks = Uplinks(services)
         self.processed = 0
+        self._routes: dict[str, tuple[int, DatastreamSpec]] = {}  # topic -> (device id, datastream)
+        self._routes_until = 0.0
+        self._routes_generation = -1
 
     async def handle(self, msg: Message) -> None:
         """Process one message; never raises."""
@@ -69,12 +77,12 @@ class IngestService:
         queue has room for the whole run (:meth:`DataService.record_ready`). Anything else,
         including every value to refuse (``handle`` tells the device why), ends the run.
         """
-        routes: dict[str, tuple[int, DatastreamSpec] | None] = {}
+        routes = self._fresh_routes()
         route_of = self._route
         values: list[tuple[tuple[int, DatastreamSpec], bytes]] = []
         for message in itertools.islice(batch, start, None):
             topic = message.topic
-            route = routes[topic] if topic in routes else routes.setdefault(topic, route_of(topic))
+            route = routes[topic] if topic in routes else route_of(topic)
             if route is None:
                 break
             values.append((route, message.payload))
@@ -86,9 +94,19 @@ class IngestService:
             self.processed += stored
         return start + stored
 
+    def _fresh_routes(self) -> dict[str, tuple[int, DatastreamSpec]]:
+        """The routes :meth:`_route` found, while they may still be used: for at most
+        :data:`ROUTES_SECONDS`, and until the device registry forgets an entry."""
+        now = time.monotonic()
+        if now >= self._routes_until or self._routes_generation != self.registry.generation:
+            self._routes.clear()
+            self._routes_until = now + ROUTES_SECONDS
+            self._routes_generation = self.registry.generation
+        return self._routes
+
     def _route(self, topic: str) -> tuple[int, DatastreamSpec] | None:
         """The device and datastream of a ``d/<id>/ds/<name>`` topic, when :meth:`handle_ready`
-        can store its value; else None."""
+        can store its value (remembered); else None."""
         parts = topic.split("/")
         if len(parts) != 4 or parts[0] != "d" or parts[2] != "ds" or not is_digits(parts[1]):
             return None
@@ -96,7 +114,10 @@ class IngestService:
         if device is None or not self.data.latest.loaded(device.id):
             return None
         spec = device.by_name.get(parts[3])
-        return None if spec is None else (device.id, spec)
+        if spec is None:
+            return None
+        route = self._routes[topic] = (device.id, spec)
+        return route
 
     async def _dispatch(self, msg: Message) -> None:
         parts = msg.topic.split("/")
