@@ -198,7 +198,7 @@ async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: Hist
             done = ingest.handle_ready(messages, done + 1)
         acks.add_all([m.receipt for m in messages if m.receipt is not None])
         # Taking waiting messages does not wait, nor does storing values in the common case:
-        # under load this loop would keep the event loop to itself. Let the history writer
-        # (whose COPY then overlaps the ingest), the broker thread and HTTP requests have their
-        # turn after each batch.
-        await asyncio.sleep(0)
+        # under load this loop would keep the event loop to itself. Let the history writer,
+        # the broker thread and HTTP requests have their turn after each batch, and let the
+        # writer catch up when it is behind.
+        await history.keep_pace()

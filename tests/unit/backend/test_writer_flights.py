@@ -102,3 +102,25 @@ async def test_after_a_batch_given_up_at_stop_nothing_later_is_settled() -> None
     await stopping
     assert writer.committed == [3.0]
     assert writer.settled == 0 and ran == []
+
+
+async def test_keep_pace_waits_while_the_writer_is_behind() -> None:
+    """The ingest waits for the writer once more rows are queued than its batches in flight
+    take at once, and goes on as soon as the writer takes the next batch."""
+    writer = ScriptedWriter(batch_rows=2, flush_seconds=0.01, in_flight=2)
+    await asyncio.wait_for(writer.keep_pace(), 1)  # not running: nothing to wait for
+    writer.start()
+    await add_batches(writer, 2, 2)
+    await until(lambda: writer.writing == 2)  # both batches in flight, nothing queued
+    await asyncio.wait_for(writer.keep_pace(), 1)
+    await add_batches(writer, 2, 2, first=4)
+    await add_batches(writer, 1, 1, first=8)  # five queued, more than the four in flight take
+    pacing = asyncio.create_task(writer.keep_pace())
+    await asyncio.sleep(0.05)
+    assert not pacing.done()
+    writer.gates[0.0].set()  # a batch is written: the writer takes the next one
+    await asyncio.wait_for(pacing, 1)
+    assert writer._queue.qsize() == 3
+    for value in (2.0, 4.0, 6.0, 8.0):
+        writer.gates.setdefault(value, asyncio.Event()).set()
+    await writer.stop()
