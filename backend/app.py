@@ -131,12 +131,13 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     secrets = Secrets(settings.resolved_secret_key())
     app.state.tls = tls_files(settings) if settings.mqtts_port else None
     app.state.mqtt_proxy_port = settings.mqtt_proxy_port
-    db = Database(database_url)
+    history_writers = 2  # batches the history writer has in flight, each on its own connection
+    db = Database(database_url, pool_size=4 + history_writers)
     await db.open()
     await ensure_partitions(db.pool)
     registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
     history = HistoryWriter(db.pool, batch_rows=settings.history_batch_rows,
-                            flush_seconds=settings.history_flush_seconds)
+                            flush_seconds=settings.history_flush_seconds, in_flight=history_writers)
     latest = LatestValues(db.pool)
     mqtt = ServiceClient(settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME,
                          secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
