@@ -146,7 +146,7 @@ class _RowQueue:
 class HistoryWriter:
     """Batches rows and writes them with binary COPY."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, batch_rows: int = 5000, flush_seconds: float = 0.5,
+    def __init__(self, pool: AsyncConnectionPool, *, batch_rows: int = 10_000, flush_seconds: float = 0.5,
                  queue_rows: int = 100_000, in_flight: int = 2) -> None:
         self.pool = pool
         self.batch_rows = batch_rows

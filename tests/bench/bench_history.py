@@ -27,8 +27,9 @@ from backend.history.packing import pack_closed_days  # noqa: E402
 from backend.history.partitions import ensure_partitions  # noqa: E402
 from backend.history.queries import series  # noqa: E402
 from backend.history.writer import COPY_SQL, COPY_TYPES, HistoryRow, HistoryWriter  # noqa: E402
+from backend.settings import Settings  # noqa: E402
 
-BATCH = 5000
+BATCH = Settings().history_batch_rows  # the app's batch, for the writer and the raw COPY alike
 
 
 def rows_for(n: int, devices: int = 100, start: datetime | None = None) -> list[HistoryRow]:

@@ -84,7 +84,8 @@ class ReceivedMessages:
 async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[float, int, int]:
     settings = Settings()
     registry = DeviceRegistry(db.pool, ttl=3600)
-    history = HistoryWriter(db.pool)
+    history = HistoryWriter(db.pool, batch_rows=settings.history_batch_rows,
+                            flush_seconds=settings.history_flush_seconds)  # as the app makes it
     latest = LatestValues(db.pool)
     publisher = CountingPublisher()
     data = DataService(latest, history, publisher)
@@ -93,8 +94,9 @@ async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[flo
     messages = [Message(f"d/{device_ids[i % len(device_ids)]}/ds/Temperature", f"{20 + i % 50 / 10}".encode(),
                         1, False, receipt=i + 1) for i in range(count)]
     client = ReceivedMessages(messages)
-    for device_id in device_ids:  # warm the device cache, as a running server has it
+    for device_id in device_ids:  # a running server knows its active devices and their latest values
         await registry.get(device_id)
+        await latest.get_all(device_id)
     history.start()
     latest.start()
     services.start()
@@ -109,17 +111,19 @@ async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[flo
 
 
 async def raw_copy(db: Database, device_ids: list[int], count: int) -> float:
+    """Binary COPY of the same rows, a transaction per batch of the app's batch size."""
+    batch = Settings().history_batch_rows
     start = datetime.now(timezone.utc)
     rows = [(device_ids[i % len(device_ids)], 0, start + timedelta(microseconds=i), 20.0 + i % 50 / 10, None)
             for i in range(count)]
     t0 = time.perf_counter()
-    for i in range(0, count, 5000):
+    for i in range(0, count, batch):
         async with db.pool.connection() as conn, conn.transaction():
             async with conn.cursor().copy(COPY_SQL) as copy:
                 copy.set_types(COPY_TYPES)
-                for row in rows[i:i + 5000]:
+                for row in rows[i:i + batch]:
                     await copy.write_row(row)
-        progress("raw COPY", i + 5000, count)
+        progress("raw COPY", i + batch, count)
     return count / (time.perf_counter() - t0)
 
 
@@ -155,7 +159,7 @@ async def main(args: argparse.Namespace, url: str) -> None:
     kept = "rollups only" if args.rollups_only else "raw points and rollups"
     copy_rate, rate = statistics.median(copy_rates), statistics.median(rates)
     print(f"\ningest benchmark, {args.messages:,} QoS 1 messages from {args.devices} devices ({kept}), same database, "
-          f"{args.runs} run(s) of each, median (lowest-highest)")
+          f"batches of {Settings().history_batch_rows:,} rows, {args.runs} run(s) of each, median (lowest-highest)")
     print(f"  raw binary COPY of the same rows     {copy_rate:>12,.0f} rows/s   "
           f"({min(copy_rates):,.0f}-{max(copy_rates):,.0f})")
     print(f"  ingest pipeline (message -> commit)  {rate:>12,.0f} rows/s   ({min(rates):,.0f}-{max(rates):,.0f})")
