@@ -88,7 +88,7 @@ class LatestValues:
         for key, value in newest.items():
             device_id, pin = key
             pins = by_device.get(device_id)
-            if pins is None:  # forgotten meanwhile (deleted): as put() would, start it again
+            if pins is None:  # forgotten since (the device was deleted): the flush drops it again
                 pins = by_device[device_id] = {}
             current = pins.get(pin)
             if current is None or current[1] <= value[1]:
@@ -173,4 +173,3 @@ class LatestValues:
             if pin not in known or known[pin][1] < updated_at:
                 known[pin] = (wire_text(value), updated_at)
         self._loaded.add(device_id)
-
