@@ -131,8 +131,7 @@ class BatchImportService:
                     raise BlynkLimitError(IMPORT_LIMIT)
                 if spec.save_raw:
                     await _copy_raw(conn, device_id, spec.pin, points)
-                await merge_rollups(conn, [(device_id, spec.pin, p.ts, p.value.number)
-                                           for p in points if p.value.number is not None])
+                await merge_rollups(conn, [(device_id, spec.pin, p.ts, p.value.number, None, False) for p in points])
 
 
 async def _copy_raw(conn: AsyncConnection, device_id: int, pin: int, points: list[Point]) -> None:

@@ -75,7 +75,6 @@ class Aggregate:
             self.last, self.last_ts = value, ts
 
 
-Point = tuple[int, int, datetime, float]  # device_id, pin, ts, value
 Row = tuple[int, int, datetime, float | None, str | None, bool]
 """A history row as the writer queues it: device_id, pin, ts, value (None for text), text,
 and whether the raw point is kept."""
@@ -157,9 +156,9 @@ def aggregate_levels(rows: Sequence[Row]) -> list[dict[Key, Aggregate]]:
     return levels
 
 
-async def merge_rollups(conn: AsyncConnection, points: Sequence[Point]) -> None:
-    """Fold ``points`` into every rollup table (call inside the batch's transaction)."""
-    await merge_levels(conn, aggregate_levels([(d, pin, ts, value, None, False) for d, pin, ts, value in points]))
+async def merge_rollups(conn: AsyncConnection, rows: Sequence[Row]) -> None:
+    """Fold the numbers of ``rows`` into every rollup table (call inside the batch's transaction)."""
+    await merge_levels(conn, aggregate_levels(rows))
 
 
 async def merge_levels(conn: AsyncConnection, levels: Sequence[dict[Key, Aggregate]]) -> None:
