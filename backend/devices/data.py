@@ -41,6 +41,11 @@ def history_row(device_id: int, spec: DatastreamSpec, at: datetime, value: Value
     return HistoryRow(device_id, spec.pin, at, value.number, None, raw=spec.save_raw)
 
 
+def value_event(pin: int, text: str, at: datetime, origin: str) -> dict[str, object]:
+    """The live feed's event for a stored value (what open console pages receive)."""
+    return {"type": "value", "pin": pin, "value": text, "ts": int(at.timestamp() * 1000), "origin": origin}
+
+
 class UnknownDatastreamError(ValidationError):
     """No datastream of that name or pin in the device's template."""
 
@@ -112,8 +117,7 @@ class DataService:
             elif spec.save_raw:
                 rows.append((device_id, pin, at, None, shown_text(shown), True))
             if device_id in watched:
-                live.publish(device_id, {"type": "value", "pin": pin, "value": shown_text(shown),
-                                         "ts": int(at.timestamp() * 1000), "origin": "device"})
+                live.publish(device_id, value_event(pin, shown_text(shown), at, "device"))
             stored += 1
         self.latest.put_loaded(latest)
         self.history.offer_many(rows)
@@ -123,8 +127,7 @@ class DataService:
                    origin: str) -> HistoryRow | None:
         """Show a stored value to the consoles watching the device; its history row."""
         if self.live.subscribers(device_id):
-            self.live.publish(device_id, {"type": "value", "pin": spec.pin, "value": value.text,
-                                          "ts": int(at.timestamp() * 1000), "origin": origin})
+            self.live.publish(device_id, value_event(spec.pin, value.text, at, origin))
         return history_row(device_id, spec, at, value)
 
     async def erase(self, device: DeviceInfo, spec: DatastreamSpec) -> None:
