@@ -19,14 +19,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import progress, scratch_database  # noqa: E402  (also puts the repository on sys.path)
+from _support import progress, raw_copy, scratch_database  # noqa: E402  (also puts the repository on sys.path)
 
 from backend.db.engine import Database  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
 from backend.history.packing import pack_closed_days  # noqa: E402
 from backend.history.partitions import ensure_partitions  # noqa: E402
 from backend.history.queries import series  # noqa: E402
-from backend.history.writer import COPY_SQL, COPY_TYPES, HistoryRow, HistoryWriter  # noqa: E402
+from backend.history.writer import HistoryRow, HistoryWriter  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 
 BATCH = Settings().history_batch_rows  # the app's batch, for the writer and the raw COPY alike
@@ -36,19 +36,6 @@ def rows_for(n: int, devices: int = 100, start: datetime | None = None) -> list[
     start = start or datetime.now(timezone.utc) - timedelta(hours=2)
     return [HistoryRow(i % devices + 1, i % 4, start + timedelta(milliseconds=10 * i), float(i % 1000), None)
             for i in range(n)]
-
-
-async def raw_copy(db: Database, rows: list[HistoryRow]) -> float:
-    """Plain binary COPY of the same rows, batch by batch, one transaction each."""
-    t0 = time.perf_counter()
-    for i in range(0, len(rows), BATCH):
-        async with db.pool.connection() as conn, conn.transaction():
-            async with conn.cursor().copy(COPY_SQL) as copy:
-                copy.set_types(COPY_TYPES)
-                for r in rows[i:i + BATCH]:
-                    await copy.write_row((r.device_id, r.pin, r.ts, r.value, None))
-        progress("raw COPY", i + BATCH, len(rows))
-    return len(rows) / (time.perf_counter() - t0)
 
 
 async def writer_path(db: Database, rows: list[HistoryRow]) -> float:
@@ -137,7 +124,7 @@ async def main(args: argparse.Namespace, url: str) -> None:
     async with Database(url, pool_size=4) as db:
         await ensure_partitions(db.pool, days_back=370, days_ahead=1)
         rows = rows_for(args.rows)
-        copy_rate = await raw_copy(db, rows)
+        copy_rate = await raw_copy(db.pool, [(r.device_id, r.pin, r.ts, r.value, None) for r in rows], BATCH)
         async with db.pool.connection() as conn:
             await conn.execute("TRUNCATE history, history_minute, history_hour")
         writer_rate = await writer_path(db, rows)

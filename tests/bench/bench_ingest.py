@@ -32,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import progress, scratch_database  # noqa: E402  (also puts the repository on sys.path)
+from _support import progress, raw_copy, scratch_database  # noqa: E402  (also puts the repository on sys.path)
 
 from backend.app import _ingest_loop  # noqa: E402
 from backend.db.engine import Database  # noqa: E402
@@ -42,7 +42,7 @@ from backend.devices.data import DataService  # noqa: E402
 from backend.devices.latest import LatestValues  # noqa: E402
 from backend.devices.registry import DeviceRegistry  # noqa: E402
 from backend.history.partitions import ensure_partitions  # noqa: E402
-from backend.history.writer import COPY_SQL, COPY_TYPES, HistoryWriter  # noqa: E402
+from backend.history.writer import HistoryWriter  # noqa: E402
 from backend.ingest.mqtt import Message  # noqa: E402
 from backend.ingest.service import IngestService  # noqa: E402
 from backend.settings import Settings  # noqa: E402
@@ -110,21 +110,11 @@ async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[flo
     return count / elapsed, publisher.published, client.acknowledged
 
 
-async def raw_copy(db: Database, device_ids: list[int], count: int) -> float:
-    """Binary COPY of the same rows, a transaction per batch of the app's batch size."""
-    batch = Settings().history_batch_rows
+def copy_rows(device_ids: list[int], count: int) -> list[tuple[object, ...]]:
+    """The rows the pipeline stores, ready for raw COPY."""
     start = datetime.now(timezone.utc)
-    rows = [(device_ids[i % len(device_ids)], 0, start + timedelta(microseconds=i), 20.0 + i % 50 / 10, None)
+    return [(device_ids[i % len(device_ids)], 0, start + timedelta(microseconds=i), 20.0 + i % 50 / 10, None)
             for i in range(count)]
-    t0 = time.perf_counter()
-    for i in range(0, count, batch):
-        async with db.pool.connection() as conn, conn.transaction():
-            async with conn.cursor().copy(COPY_SQL) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in rows[i:i + batch]:
-                    await copy.write_row(row)
-        progress("raw COPY", i + batch, count)
-    return count / (time.perf_counter() - t0)
 
 
 async def main(args: argparse.Namespace, url: str) -> None:
@@ -148,7 +138,8 @@ async def main(args: argparse.Namespace, url: str) -> None:
             for first in ((True, False) if run % 2 == 0 else (False, True)):
                 await empty()
                 if first:
-                    copy_rates.append(await raw_copy(db, device_ids, args.messages))
+                    copy_rates.append(await raw_copy(db.pool, copy_rows(device_ids, args.messages),
+                                                     Settings().history_batch_rows))
                 else:
                     rate, published, acknowledged = await pipeline(db, device_ids, args.messages)
                     rates.append(rate)
