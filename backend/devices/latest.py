@@ -72,12 +72,7 @@ class LatestValues:
         nothing recorded) while they are not: then call :meth:`set`."""
         if device_id not in self._loaded:
             return False
-        values = self._values.setdefault(device_id, {})
-        current = values.get(pin)
-        if current is not None and current[1] > at:
-            return True  # an older point (e.g. a late timestamped value) never replaces a newer one
-        values[pin] = (value, at)
-        self._dirty.add((device_id, pin))
+        self.put_loaded({(device_id, pin): (value, at)})
         return True
 
     def put_loaded(self, newest: dict[tuple[int, int], tuple[str | float, datetime]]) -> None:
@@ -91,7 +86,7 @@ class LatestValues:
             if pins is None:  # forgotten since (the device was deleted): the flush drops it again
                 pins = by_device[device_id] = {}
             current = pins.get(pin)
-            if current is None or current[1] <= value[1]:
+            if current is None or current[1] <= value[1]:  # an older point (a late timestamped one) never wins
                 pins[pin] = value
                 dirty.add(key)
 

@@ -87,10 +87,7 @@ class Lifecycle:
     # -- last seen ------------------------------------------------------------------------
     def seen(self, device_id: int, at: datetime | None = None) -> None:
         """The device sent something (kept in memory, written coalesced)."""
-        at = at or datetime.now(timezone.utc)
-        current = self._seen.get(device_id)
-        if current is None or current < at:
-            self._seen[device_id] = at
+        self.seen_all((device_id,), at or datetime.now(timezone.utc))
 
     def seen_all(self, device_ids: Iterable[int], at: datetime) -> None:
         """:meth:`seen` for many devices at one time."""
