@@ -108,8 +108,7 @@ class _RowQueue:
     async def put(self, row: Row) -> None:
         """Queue a row, waiting for room."""
         while not self.offer(row):
-            self._room.clear()
-            await self._room.wait()
+            await self.taken()
 
     def close(self) -> None:
         """No more waiting for rows: the consumer takes what is queued and ends."""
