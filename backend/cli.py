@@ -95,10 +95,12 @@ def _app(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend.app import create_app
+    from backend.transport.http_limits import uvicorn_options
     with database(settings) as url:
         asyncio.run(prepare(settings, url))
+        # uvicorn_options: timeouts, per-address cap, forwarding headers from trusted proxies only
         config = uvicorn.Config(create_app(settings, url), host=settings.bind, port=settings.http_port,
-                                log_config=None, lifespan="on", ws="websockets-sansio")
+                                log_config=None, lifespan="on", **uvicorn_options(settings))
         uvicorn.Server(config).run()
     return 0
 

@@ -9,6 +9,7 @@ overrides them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -45,6 +46,14 @@ class Settings:
     """Extra host names/addresses (comma-separated) for the generated server certificate."""
     mqtt_proxy_port: int = 1884
     """Broker port for the app's MQTT-over-WebSocket bridge (PROXY protocol, 127.0.0.1 only)."""
+    trusted_proxies: str = ""
+    """Reverse proxies (comma-separated IPs/CIDRs) whose X-Forwarded-For/-Proto are believed; empty = none."""
+    http_header_timeout_seconds: float = 10.0
+    """An HTTP connection whose request headers are not complete this long after it opened is closed."""
+    http_keepalive_seconds: int = 5
+    """An idle keep-alive HTTP connection is closed after this many seconds."""
+    http_connections_per_address: int = 256
+    """Open HTTP/WebSocket connections one client address may hold (IPv6: per /64; 0: no cap)."""
     data_dir: Path = Path("./data")
     """Directory holding the embedded PostgreSQL cluster, the secret key and uploads."""
     database_url: str = ""
@@ -206,6 +215,25 @@ class Settings:
             raise ConfigError("OPENBLYNK_SMTP_SECURITY must be 'starttls', 'tls' or 'none'")
         if self.mqtt_max_packet_size < 128:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
+        self._check_http_listener()
+
+    def _check_http_listener(self) -> None:
+        try:
+            self.trusted_proxy_networks
+        except ValueError as exc:
+            raise ConfigError(f"OPENBLYNK_TRUSTED_PROXIES: {exc} (write IPs or networks: "
+                              "10.0.0.5,192.168.1.0/24)") from None
+        if self.http_header_timeout_seconds <= 0 or self.http_keepalive_seconds < 1:
+            raise ConfigError("OPENBLYNK_HTTP_HEADER_TIMEOUT_SECONDS must be above 0 and "
+                              "OPENBLYNK_HTTP_KEEPALIVE_SECONDS at least 1")
+        if self.http_connections_per_address < 0:
+            raise ConfigError("OPENBLYNK_HTTP_CONNECTIONS_PER_ADDRESS must be 0 (no cap) or more")
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks of ``trusted_proxies`` (ValueError if one is not an IP or network)."""
+        return tuple(ipaddress.ip_network(item.strip(), strict=False)
+                     for item in self.trusted_proxies.split(",") if item.strip())
 
     @property
     def pg_dir(self) -> Path:
