@@ -3,14 +3,25 @@ a page shows, from the app's in-process ``LiveFeed`` (see ``backend.devices.live
 
 ``/live?devices=1,2,3``: authenticated by the session cookie (the accounts middleware), refused
 for a page of another origin (cross-site WebSocket hijacking), limited to devices the user may
-see. Every 30 s without traffic the session is checked again and a ``ping`` is sent, so a
-signed-out or suspended user's socket closes.
+see.
+
+Access is checked again (the session, then which of the devices the user may see now) whenever
+a change notice concerns the socket: its user's sessions, role or organization, its role's
+permissions, an organization its user's organization lost, or one of its devices (see
+``backend.devices.changes``). Notices reach every app process within milliseconds of the
+change's commit, so a signed-out, suspended, deleted or transferred user's socket closes, and
+a device moved away or deleted leaves it, well within a second. The socket is closed (code
+4008) when the session has ended, the role sees no device, or no device is left; when some
+are left it is told ``{"type": "devices", "devices": [...]}`` and gets only theirs from then on.
+As a backstop for anything no notice covers (a session expiring) the check also runs every
+``RECHECK_SECONDS``, with a ``ping``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import WebSocket, websocket
@@ -23,10 +34,12 @@ from backend.accounts.permissions import Permission as P
 from backend.accounts.permissions import Principal
 from backend.accounts.sessions import SESSION_COOKIE, SessionService
 from backend.console.context import ConsoleServices
-from backend.devices.live import MAX_DEVICES_PER_SUBSCRIPTION, Subscription
+from backend.devices.live import MAX_DEVICES_PER_SUBSCRIPTION, Key, Subscription
 
 RECHECK_SECONDS = 30.0
 POLICY_VIOLATION = 4008
+VIEW = frozenset({P.DEVICES_VIEW, P.DEVICES_VIEW_OWN})
+Socket = WebSocket[Principal, str, Any]
 
 
 def _device_ids(text: str) -> list[int] | None:
@@ -36,18 +49,50 @@ def _device_ids(text: str) -> list[int] | None:
     return sorted({int(p) for p in parts})
 
 
-def _same_origin(socket: WebSocket) -> bool:  # type: ignore[type-arg]
+def _same_origin(socket: Socket) -> bool:
     origin = socket.headers.get("origin")
     return origin is None or urlsplit(origin).netloc.lower() == socket.headers.get("host", "").lower()
 
 
-async def _session_alive(runtime: AccountsRuntime, token: str, ip: str | None) -> bool:
+def _keys(principal: Principal) -> list[Key]:
+    """The change notices, besides those of its devices, that concern a user's socket."""
+    return [("user", principal.user_id), ("role", principal.role_id), ("org", principal.org_id)]
+
+
+async def _access(socket: Socket, ids: list[int]) -> tuple[Principal, list[int]] | None:
+    """The session's principal now and which of ``ids`` it may see; None when the session has
+    ended or its role may see no device. Two queries, in one transaction."""
+    runtime: AccountsRuntime = socket.app.state.accounts
+    ip = client_ip(socket)
     async with runtime.db.session() as session:
-        return await SessionService(session, runtime.session_lifetime).authenticate(token, ip) is not None
+        principal = await SessionService(session, runtime.session_lifetime).authenticate(
+            socket.cookies.get(SESSION_COOKIE, ""), ip)
+        if principal is None or not VIEW & principal.permissions:
+            return None
+        api = ApiServices(runtime, session, principal, Visitor(ip))
+        return principal, await ConsoleServices(api, socket.app.state.console).devices.visible(ids)
 
 
-@websocket("/live", guards=[requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)])
-async def live_socket(socket: WebSocket) -> None:  # type: ignore[type-arg]
+async def _recheck(socket: Socket, sub: Subscription) -> bool:
+    """Check the socket's access again: narrow the subscription to what the user may still see,
+    or close the socket (False) when nothing is left."""
+    access = await _access(socket, sorted(sub.device_ids))
+    if access is None:
+        await socket.close(POLICY_VIOLATION, "session ended or access withdrawn")
+        return False
+    principal, visible = access
+    sub.rekey(_keys(principal))
+    if len(visible) < len(sub.device_ids):
+        sub.narrow(visible)
+        if not visible:
+            await socket.close(POLICY_VIOLATION, "none of these devices may be seen any more")
+            return False
+        await socket.send_json({"type": "devices", "devices": visible})
+    return True
+
+
+@websocket("/live", guards=[requires_any(*VIEW)])
+async def live_socket(socket: Socket) -> None:
     """Stream ``{"type": "value"|"property"|"presence", "device": id, ...}`` messages as JSON."""
     await socket.accept()
     ids = _device_ids(socket.query_params.get("devices", ""))
@@ -57,40 +102,52 @@ async def live_socket(socket: WebSocket) -> None:  # type: ignore[type-arg]
     if ids is None:
         await socket.close(POLICY_VIOLATION, f"devices must be 1 to {MAX_DEVICES_PER_SUBSCRIPTION} device ids")
         return
-    runtime: AccountsRuntime = socket.app.state.accounts
-    principal: Principal = socket.user
-    async with runtime.db.session() as session:
-        api = ApiServices(runtime, session, principal, Visitor(client_ip(socket)))
-        visible = await ConsoleServices(api, socket.app.state.console).devices.visible(ids)
-    with socket.app.state.console.live.subscribe(visible) as sub:
+    # Subscribe first, then check: a change committed meanwhile marks the subscription stale,
+    # so nothing falls between the check and the subscription. Nothing is sent before the check
+    # narrows the subscription to the visible devices (which drops what was queued for others).
+    with socket.app.state.console.live.subscribe(ids, _keys(socket.user)) as sub:
+        access = await _access(socket, ids)
+        if access is None:
+            await socket.close(POLICY_VIOLATION, "session ended or access withdrawn")
+            return
+        principal, visible = access
+        sub.rekey(_keys(principal))
+        sub.narrow(visible)
         await socket.send_json({"type": "hello", "devices": visible})
         closed = asyncio.create_task(_wait_closed(socket))
         try:
-            await _pump(socket, sub, closed, runtime, socket.cookies.get(SESSION_COOKIE, ""))
+            await _pump(socket, sub, closed)
         finally:
             closed.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                 await closed
 
 
-async def _pump(socket: WebSocket, sub: Subscription, closed: asyncio.Task[None], runtime: AccountsRuntime,  # type: ignore[type-arg]
-                token: str) -> None:
+async def _pump(socket: Socket, sub: Subscription, closed: asyncio.Task[None]) -> None:
+    loop = asyncio.get_running_loop()
+    due = loop.time() + RECHECK_SECONDS
     while not closed.done():
         nxt = asyncio.create_task(sub.next())
-        done, _ = await asyncio.wait({nxt, closed}, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({nxt, closed}, timeout=max(0.0, due - loop.time()),
+                                     return_when=asyncio.FIRST_COMPLETED)
         if nxt in done:
-            await socket.send_json(nxt.result())
-            continue
-        nxt.cancel()
-        if closed in done:
+            event = nxt.result()
+            if event is not None:
+                await socket.send_json(event)
+                continue
+        else:
+            nxt.cancel()
+            if closed in done:
+                return
+        # a change notice made the subscription stale (event None), or the backstop is due
+        if not await _recheck(socket, sub):
             return
-        if not await _session_alive(runtime, token, client_ip(socket)):
-            await socket.close(POLICY_VIOLATION, "session ended")
-            return
-        await socket.send_json({"type": "ping"})
+        if nxt not in done:
+            await socket.send_json({"type": "ping"})
+        due = loop.time() + RECHECK_SECONDS
 
 
-async def _wait_closed(socket: WebSocket) -> None:  # type: ignore[type-arg]
+async def _wait_closed(socket: Socket) -> None:
     """Read (and ignore) what the page sends until it goes away."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:

@@ -2,7 +2,9 @@
 
 A session ends when it expires, when its user signs out (or out everywhere), when an
 administrator ends it, and at once when the user is suspended: every request looks the session
-up together with its user's status, so nothing cached can outlive a suspension.
+up together with its user's status, so nothing cached can outlive a suspension. Ending
+sessions sends a ``user:<id>`` change notice, so open console WebSockets (which hold no
+request) check theirs at once, in every process.
 
 CSRF: every session has its own random CSRF token, given to the client at sign-in (in the JSON
 answer and in a readable ``openblynk_csrf`` cookie). A state-changing request authenticated by
@@ -24,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.permissions import Principal, expand
 from backend.db.sql import execute, fetch_one
+from backend.devices.changes import Change, notify
 
 SESSION_COOKIE = "openblynk_session"
 CSRF_COOKIE = "openblynk_csrf"
@@ -81,12 +84,17 @@ class SessionService:
 
     async def end(self, session_id: int) -> None:
         """End one session (sign-out)."""
-        await execute(self.session, "DELETE FROM user_session WHERE id = :id", id=session_id)
+        row = await fetch_one(self.session, "DELETE FROM user_session WHERE id = :id RETURNING user_id", id=session_id)
+        if row is not None:
+            await notify(self.session, Change("user", int(row["user_id"])))
 
     async def end_all(self, user_id: int, keep: int | None = None) -> int:
         """End every session of a user (but ``keep``); how many were ended."""
-        return await execute(self.session, "DELETE FROM user_session WHERE user_id = :user AND id IS DISTINCT FROM :keep",
-                             user=user_id, keep=keep)
+        ended = await execute(self.session, "DELETE FROM user_session WHERE user_id = :user AND id IS DISTINCT FROM :keep",
+                              user=user_id, keep=keep)
+        if ended:
+            await notify(self.session, Change("user", user_id))
+        return ended
 
     async def purge_expired(self) -> int:
         """Delete sessions past their end (they already no longer work)."""

@@ -87,6 +87,7 @@ class DeviceAdmin:
         """The device no longer has an owner."""
         device = await self.directory.get(device_id)
         await execute(self.session, "UPDATE device SET owner_id = NULL WHERE id = :id", id=device_id)
+        await notify(self.session, Change("device", device_id))  # the old owner's console sockets let it go
         await self.audit.record(self.principal, device.org_id, "device.owner_remove", "device", device_id,
                                 owner_id=device.owner_id)
         return await self.directory.get(device_id)

@@ -5,8 +5,14 @@ device or a template (the CLI rotating a token, an import editing datastreams), 
 notice in the same transaction; every listening process drops the stale entries at once, and
 the broker drops the live connection of a device whose token was revoked.
 
+Open console WebSockets (``backend.devices.live``) use the same notices to check their access
+again: a user's sessions, role or organization changed (``user:<id>``), a custom role's
+permissions changed (``role:<id>``), an organization moved away from below these
+(``org:<id>``: sent for each organization it left), or a device moved, changed owner or was
+deleted (``device:<id>``).
+
 Payloads on channel ``openblynk_changes``: ``device:<id>``, ``device:<id>:revoked``,
-``template:<id>``.
+``template:<id>``, ``user:<id>``, ``role:<id>``, ``org:<id>``.
 """
 
 from __future__ import annotations
@@ -25,15 +31,21 @@ from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
 CHANNEL = "openblynk_changes"
+KINDS = frozenset({"device", "template", "user", "role", "org"})
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
     """One change notice."""
 
-    kind: str  # "device" or "template"
+    kind: str  # one of KINDS
     id: int
     revoked: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What changed, without the ``revoked`` flag."""
+        return self.kind, self.id
 
     def encode(self) -> str:
         """The NOTIFY payload."""
@@ -43,7 +55,7 @@ class Change:
     def decode(cls, payload: str) -> "Change | None":
         """Parse a payload; None if it is not one of ours."""
         parts = payload.split(":")
-        if len(parts) not in (2, 3) or parts[0] not in ("device", "template") or not is_digits(parts[1]):
+        if len(parts) not in (2, 3) or parts[0] not in KINDS or not is_digits(parts[1]):
             return None
         return cls(parts[0], int(parts[1]), revoked=parts[2:] == ["revoked"])
 
@@ -55,11 +67,11 @@ async def notify(session: AsyncSession, change: Change) -> None:
 
 
 class ChangeListener:
-    """Calls ``handler`` for every notice; reconnects after losing the database."""
+    """Calls every handler, in order, for every notice; reconnects after losing the database."""
 
-    def __init__(self, url: str, handler: Callable[[Change], Awaitable[None]]) -> None:
+    def __init__(self, url: str, *handlers: Callable[[Change], Awaitable[None]]) -> None:
         self.url = url
-        self.handler = handler
+        self.handlers = handlers
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
@@ -92,7 +104,8 @@ class ChangeListener:
         change = Change.decode(payload)
         if change is None:
             return
-        try:
-            await self.handler(change)
-        except Exception:
-            log.exception("handling change %s failed", payload)
+        for handler in self.handlers:  # one failing handler does not keep the notice from the others
+            try:
+                await handler(change)
+            except Exception:
+                log.exception("handling change %s failed", payload)

@@ -6,49 +6,104 @@ change; each open console WebSocket holds a :class:`Subscription` to the devices
 Publishing never waits: every subscriber has a bounded queue and a slow browser loses its
 oldest pending changes (and is told so by a ``gap`` flag), never stalls the ingest.
 
+Access can end while a page is open (sign-out, suspension, a new role, a move to another
+organization, a device moved away or deleted). Every process hears of such changes through
+the PostgreSQL change notices (``backend.devices.changes``), which the app hands to
+:meth:`LiveFeed.apply`: the subscriptions they concern are marked *stale*, and their next
+:meth:`Subscription.next` answers ``None`` before any further change, so the socket checks
+its session and devices again (one query per change notice and socket, never per value) and
+ends or narrows the subscription. Which notices concern a subscription: those of the devices
+it watches and the keys it was given (its user, role and organization).
+
 The feed sees what this process ingests and writes. With several app replicas behind a
 load balancer each replica ingests a share of the devices (MQTT shared subscriptions), so a
-cross-process feed (PostgreSQL NOTIFY or a broker topic) would be needed there; one app
-process, the default deployment, needs nothing more.
+cross-process feed of values (PostgreSQL NOTIFY or a broker topic) would be needed there; one
+app process, the default deployment, needs nothing more. Access changes already reach every
+replica.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from backend.devices.changes import Change
 
 QUEUE_LIMIT = 1000
 MAX_DEVICES_PER_SUBSCRIPTION = 1000
+T = TypeVar("T")
+Key = tuple[str, int]
+"""A change notice's ``kind`` and ``id`` (``("user", 7)``) that concerns a subscription."""
 
 
 class Subscription:
     """The changes of some devices, as JSON-able dicts, in order."""
 
-    def __init__(self, feed: "LiveFeed", device_ids: frozenset[int]) -> None:
+    def __init__(self, feed: "LiveFeed", device_ids: frozenset[int], keys: frozenset[Key]) -> None:
         self.feed = feed
         self.device_ids = device_ids
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_LIMIT)
+        self.keys = keys
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
         self.dropped = 0
+        self.stale = False
 
     def offer(self, event: dict[str, Any]) -> None:
         """Queue an event; when full, drop the oldest one."""
-        if self.queue.full():
-            self.queue.get_nowait()
+        pending = self._pending
+        if len(pending) >= QUEUE_LIMIT:
+            pending.popleft()
             self.dropped += 1
-        self.queue.put_nowait(event)
+        pending.append(event)
+        self._wake.set()
 
-    async def next(self) -> dict[str, Any]:
-        """The next change (with ``gap: true`` when older ones were dropped since the last)."""
-        event = await self.queue.get()
+    @property
+    def pending(self) -> int:
+        """How many changes wait to be taken."""
+        return len(self._pending)
+
+    def mark_stale(self) -> None:
+        """Ask the subscriber to check its access again before it takes any further change."""
+        self.stale = True
+        self._wake.set()
+
+    async def next(self) -> dict[str, Any] | None:
+        """The next change (with ``gap: true`` when older ones were dropped since the last), or
+        None once the subscription is stale (which it then no longer is)."""
+        while not self.stale and not self._pending:
+            self._wake.clear()
+            await self._wake.wait()
+        if self.stale:
+            self.stale = False
+            return None
+        event = self._pending.popleft()
         if self.dropped:
             self.dropped = 0
             return {**event, "gap": True}
         return event
 
+    def narrow(self, device_ids: Iterable[int]) -> None:
+        """Keep only these of the watched devices; their changes still queued are forgotten."""
+        keep = self.device_ids & frozenset(device_ids)
+        gone = self.device_ids - keep
+        if not gone:
+            return
+        self.feed._unindex(self, gone, frozenset())
+        self.device_ids = keep
+        self._pending = deque(e for e in self._pending if e.get("device") not in gone)
+
+    def rekey(self, keys: Iterable[Key]) -> None:
+        """Be concerned by the notices of these keys from now on (a user's new role)."""
+        keys = frozenset(keys)
+        self.feed._unindex(self, frozenset(), self.keys - keys)
+        self.feed._index(self, frozenset(), keys - self.keys)
+        self.keys = keys
+
     def close(self) -> None:
         """Stop receiving."""
-        self.feed._remove(self)
+        self.feed._unindex(self, self.device_ids, self.keys)
 
     def __enter__(self) -> "Subscription":
         return self
@@ -62,15 +117,16 @@ class LiveFeed:
 
     def __init__(self) -> None:
         self._by_device: dict[int, set[Subscription]] = {}
+        self._by_key: dict[Key, set[Subscription]] = {}
 
-    def subscribe(self, device_ids: Iterable[int]) -> Subscription:
-        """Receive the changes of these devices (at most 1000) until ``close``."""
+    def subscribe(self, device_ids: Iterable[int], keys: Iterable[Key] = ()) -> Subscription:
+        """Receive the changes of these devices (at most 1000) until ``close``; the change
+        notices of ``keys`` (and of these devices) make the subscription stale."""
         ids = frozenset(device_ids)
         if len(ids) > MAX_DEVICES_PER_SUBSCRIPTION:
             raise ValueError(f"at most {MAX_DEVICES_PER_SUBSCRIPTION} devices per subscription")
-        sub = Subscription(self, ids)
-        for device_id in ids:
-            self._by_device.setdefault(device_id, set()).add(sub)
+        sub = Subscription(self, ids, frozenset(keys))
+        self._index(sub, sub.device_ids, sub.keys)
         return sub
 
     def publish(self, device_id: int, event: dict[str, Any]) -> None:
@@ -82,6 +138,12 @@ class LiveFeed:
         for sub in list(subs):
             sub.offer(event)
 
+    async def apply(self, change: Change) -> None:
+        """Mark stale the subscriptions a change notice concerns (a ``ChangeListener`` handler)."""
+        subs = self._by_device.get(change.id) if change.kind == "device" else self._by_key.get(change.key)
+        for sub in list(subs or ()):
+            sub.mark_stale()
+
     @property
     def watched(self) -> Mapping[int, object]:
         """The devices some subscription watches (a live view: ``device_id in feed.watched``)."""
@@ -91,10 +153,22 @@ class LiveFeed:
         """How many subscriptions watch a device."""
         return len(self._by_device.get(device_id, ()))
 
-    def _remove(self, sub: Subscription) -> None:
-        for device_id in sub.device_ids:
-            subs = self._by_device.get(device_id)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._by_device[device_id]
+    def _index(self, sub: Subscription, device_ids: frozenset[int], keys: frozenset[Key]) -> None:
+        for device_id in device_ids:
+            self._by_device.setdefault(device_id, set()).add(sub)
+        for key in keys:
+            self._by_key.setdefault(key, set()).add(sub)
+
+    def _unindex(self, sub: Subscription, device_ids: frozenset[int], keys: frozenset[Key]) -> None:
+        _discard(self._by_device, device_ids, sub)
+        _discard(self._by_key, keys, sub)
+
+
+def _discard(index: dict[T, set[Subscription]], items: Iterable[T], sub: Subscription) -> None:
+    """Take ``sub`` out of the sets of ``items``; an empty set leaves the index."""
+    for item in items:
+        subs = index.get(item)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del index[item]

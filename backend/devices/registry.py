@@ -128,8 +128,12 @@ class DeviceRegistry:
         self._by_hmac = {k: v for k, v in self._by_hmac.items() if v[1] != device_id}
 
     async def apply(self, change: Change) -> None:
-        """Drop what a change notice makes stale (a template change touches all its devices)."""
-        self.invalidate(change.id if change.kind == "device" else None)
+        """Drop what a change notice makes stale (a template change touches all its devices;
+        notices about users, roles and organizations touch nothing cached here)."""
+        if change.kind == "device":
+            self.invalidate(change.id)
+        elif change.kind == "template":
+            self.invalidate()
 
     async def _load(self, where: str, arg: object) -> DeviceInfo | None:
         async with self.pool.connection() as conn:

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.accounts.permissions import Permission, Principal
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
+from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 
 _SUBTREE = """WITH RECURSIVE sub(id, level) AS (
@@ -163,8 +164,11 @@ class OrgTreeService:
         if await self.depth(new_parent_id) + height > self.max_depth:
             raise ValidationError(f"organizations may be at most {self.max_depth} levels deep; "
                                   f"this one has {height - 1} level(s) below it")
+        above = await ancestry(self.session, org.parent_id)
         row = await self._write(f"UPDATE organization SET parent_id = :parent WHERE id = :id RETURNING {_COLUMNS}",
                                 org.name, id=org_id, parent=new_parent_id)
+        for left in sorted(set(above) - set(await ancestry(self.session, new_parent_id))):
+            await notify(self.session, Change("org", left))  # its users' console sockets lose the moved devices
         await self.audit.record(self.principal, org_id, "org.move", "organization", org_id,
                                 from_parent_id=org.parent_id, to_parent_id=new_parent_id)
         return OrgInfo(**row)

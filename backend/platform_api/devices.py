@@ -18,6 +18,7 @@ from backend.audit.services import AuditService
 from backend.db.sql import fetch_all, fetch_one
 from backend.devices.actions import Actor
 from backend.devices.admin import DeviceAdmin
+from backend.devices.changes import Change, notify
 from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo as Registered
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
@@ -190,6 +191,7 @@ class PlatformDevices:
             device.owner_id = new_user_id
             self.session.add(device)
             await self.session.flush()
+            await notify(self.session, Change("device", device_id))  # the old owner's console sockets let it go
         else:
             assert new_org_id is not None
             await self._move(device_id, new_org_id)

@@ -73,9 +73,10 @@ def test_a_template_edit_reaches_the_ingest_at_once(stack: StackConfig, http: ht
 
 
 def test_change_payloads_round_trip() -> None:
-    for change in (Change("device", 7), Change("device", 7, revoked=True), Change("template", 3)):
+    for change in (Change("device", 7), Change("device", 7, revoked=True), Change("template", 3),
+                   Change("user", 4), Change("role", 5), Change("org", 6)):
         assert Change.decode(change.encode()) == change
-    for junk in ("", "device", "device:x", "user:1", "device:1:2:3"):
+    for junk in ("", "device", "device:x", "account:1", "user:²", "device:1:2:3"):
         assert Change.decode(junk) is None
 
 

@@ -129,5 +129,5 @@ async def test_watching_consoles_see_each_value_with_its_text() -> None:
         assert world.ingest.handle_ready(values(("d/1/ds/Temp", b"19.50"), ("d/2/ds/Temp", b"3"))) == 2
         event = await watching.next()
     assert (event["pin"], event["value"], event["origin"]) == (0, "19.5", "device")
-    assert isinstance(event["ts"], int) and watching.queue.empty()  # device 2 is not watched
+    assert isinstance(event["ts"], int) and watching.pending == 0  # device 2 is not watched
     assert isinstance((await world.latest.get(1, 0)).updated_at, datetime)  # type: ignore[union-attr]
