@@ -146,7 +146,7 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     device_services = DeviceServices.build(db.pool, data, settings)
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, device_services)
     ingest = IngestService(registry, data, db.pool, device_services, ota=ota.delivery)
-    changes = ChangeListener(database_url, registry.apply)
+    changes = ChangeListener(database_url, registry.apply, data.live.apply)  # live: console sockets' access
     changes.start()
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
     scheduler = Scheduler(database_url, [Job("history-maintenance", lambda: maintain(db.pool, retention),

@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.accounts.permissions import BUILTIN_ROLES, Principal, expand, parse
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
+from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 from backend.orgs.tree import Scope
 
@@ -87,6 +88,7 @@ class RoleService:
                                         permissions if permissions is not None else role.permissions)
         row = await self._write("UPDATE role SET name = :name, permissions = :perms WHERE id = :id "
                                 "RETURNING id, org_id, name, permissions", new_name, id=role_id, name=new_name, perms=granted)
+        await notify(self.session, Change("role", role_id))  # its users' open console sockets check their devices
         await self.audit.record(self.principal, role.org_id, "role.update", "role", role_id,
                                 before={"name": role.name, "permissions": role.permissions},
                                 after={"name": new_name, "permissions": granted})

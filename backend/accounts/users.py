@@ -20,6 +20,7 @@ from backend.accounts.sessions import SessionService
 from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
+from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError
 from backend.orgs.tree import Scope
 from backend.security import hash_password
@@ -88,6 +89,8 @@ class UserService:
             new_role = role_id
         await execute(self.session, "UPDATE app_user SET name = :name, role_id = :role WHERE id = :id",
                       id=user_id, name=new_name, role=new_role)
+        if new_role != user.role_id:
+            await notify(self.session, Change("user", user_id))  # open console sockets check their devices
         await self.audit.record(self.principal, user.org_id, "user.update", "user", user_id,
                                 before={"name": user.name, "role_id": user.role_id},
                                 after={"name": new_name, "role_id": new_role})
@@ -120,6 +123,7 @@ class UserService:
         await self.roles.assignable(role_id, org_id)
         await execute(self.session, "UPDATE app_user SET org_id = :org, role_id = :role WHERE id = :id",
                       id=user_id, org=org_id, role=role_id)
+        await notify(self.session, Change("user", user_id))  # open console sockets check their devices
         after = {"org_id": org_id, "role_id": role_id}
         for org in sorted({user.org_id, org_id}):  # both organizations' logs show the move
             await self.audit.record(self.principal, org, "user.transfer", "user", user_id, email=user.email,
@@ -131,6 +135,7 @@ class UserService:
         user = await self._target(user_id)
         await execute(self.session, "UPDATE app_user SET status = :status WHERE id = :id",
                       id=user_id, status="suspended" if suspended else "active")
+        await notify(self.session, Change("user", user_id))  # open console sockets close at once
         if suspended:
             await self.sessions.end_all(user_id)
         await self.audit.record(self.principal, user.org_id, "user.suspend" if suspended else "user.activate",
@@ -149,6 +154,7 @@ class UserService:
         user = await self._target(user_id)
         await execute(self.session, "UPDATE account_token SET created_by = NULL WHERE created_by = :id", id=user_id)
         await execute(self.session, "DELETE FROM app_user WHERE id = :id", id=user_id)
+        await notify(self.session, Change("user", user_id))  # open console sockets close at once
         await self.audit.record(self.principal, user.org_id, "user.delete", "user", user_id, email=user.email)
 
     async def _target(self, user_id: int, *, allow_self: bool = False) -> UserInfo:
