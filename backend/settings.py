@@ -66,6 +66,8 @@ class Settings:
     """Password of the first administrator; generated and logged once if empty."""
     mqtt_max_packet_size: int = 1024
     """Largest MQTT packet (remaining length, bytes) a device may send, as Blynk."""
+    mqtt_max_subscriptions: int = 64
+    """Topic filters one device may hold; more get SUBACK 0x80 and a downlink/diag line."""
     device_rate_limit: float = 50.0
     """MQTT messages a second a device may publish (Blynk's 50); more are dropped with a diag."""
     device_rate_abuse_seconds: float = 5.0
@@ -215,6 +217,8 @@ class Settings:
             raise ConfigError("OPENBLYNK_SMTP_SECURITY must be 'starttls', 'tls' or 'none'")
         if self.mqtt_max_packet_size < 128:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
+        if self.mqtt_max_subscriptions < 1:
+            raise ConfigError("OPENBLYNK_MQTT_MAX_SUBSCRIPTIONS must be at least 1")
         self._check_http_listener()
 
     def _check_http_listener(self) -> None:

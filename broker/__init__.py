@@ -14,7 +14,8 @@ Public surface (nothing else here is API, and nothing outside this package impor
 Listeners: plain TCP (``port``), TLS 1.2+ (``tls_port``), and the WebSocket bridge's PROXY
 protocol v1 listener on 127.0.0.1 (``proxy_port``). Only MQTT 3.1.1 is served (MQTT 5 gets a
 v5 CONNACK 0x84). Limits every client gets: ``max_packet_size``, keep-alive x grace, per-device
-``device_rate_limit``, ``auth_failures_per_minute`` per address, ``max_outgoing_queue``.
+``device_rate_limit`` (PUBLISH, SUBSCRIBE and UNSUBSCRIBE), ``max_subscriptions`` per session,
+``auth_failures_per_minute`` per address, ``max_outgoing_queue``.
 
 Exceptions (all in :mod:`broker.errors`)::
 

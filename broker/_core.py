@@ -25,7 +25,7 @@ from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from broker._connect import ConnectRequest, close_quietly, read_connect, refuse
-from broker._framing import FramedReader, publish_info
+from broker._framing import PUBLISH, FramedReader, publish_info, refusal, subscription_info
 from broker._handler import MountedHandler
 from broker._lifecycle import LifecycleBroker
 from broker._limits import AuthThrottle, PublishRate, RateVerdict
@@ -198,6 +198,7 @@ class CoreBroker(LifecycleBroker):
         device = isinstance(identity, DeviceIdentity)
         limit = settings.max_outgoing_queue if device else settings.service_max_outgoing_queue
         session = self._take_session(key, identity, request)
+        session.subscription_limit = settings.max_subscriptions if device else settings.service_max_subscriptions
         if not device:
             session.backlog_limit = settings.max_session_backlog
         handler = MountedHandler(self.plugins_manager, loop=self._loop)
@@ -270,27 +271,41 @@ class CoreBroker(LifecycleBroker):
             self.send_to(connection, ota.topic, ota.data, QOS_0, retain=True)
 
     def _screen(self, connection: Connection, frame: bytes) -> bool:
-        """``FramedReader.screen`` of a device: the publish rate limit (False drops the packet).
+        """``FramedReader.screen`` of a device: its rate limit (False drops the packet).
 
-        Runs before amqtt sees the packet, so a dropped flood costs no task per packet.
-        Dropped QoS 1 is acknowledged here (MQTT 3.1.1 has no negative PUBACK); dropped QoS 2
-        runs amqtt's handshake and is discarded in :meth:`_handle_message_delivery`.
+        PUBLISH, SUBSCRIBE and UNSUBSCRIBE each take one token of ``device_rate_limit``. This
+        runs before amqtt sees the packet, so a dropped flood costs no task per packet.
         """
         rate = connection.rate
-        info = publish_info(frame) if rate is not None else None
-        if rate is None or info is None:
-            return True  # not a PUBLISH, or unreadable: amqtt handles (or refuses) it
+        if rate is None or not frame:
+            return True
+        kind = frame[0] >> 4
+        published = publish_info(frame) if kind == PUBLISH else None
+        subscription = subscription_info(frame) if kind != PUBLISH else None
+        if published is None and subscription is None:
+            return True  # not rated, or unreadable: amqtt handles (or refuses) it
         verdict = rate.check(self._loop.time())
         if verdict is RateVerdict.ACCEPT:
             return True
         if verdict is RateVerdict.ABUSE:
-            logger.warning("disconnecting %s: over the publish rate limit for too long", connection.label)
+            logger.warning("disconnecting %s: over the rate limit for too long", connection.label)
             connection.end_reason = OfflineReason.RATE_LIMITED
             connection.reader.end()
             return False
         if verdict is RateVerdict.DROP_AND_WARN and connection.mount is not None:
             text = f"rate limit exceeded: {rate.rate:g} messages/s; messages are being dropped"
             self.publish_nowait(connection.mount.mount(DIAG_TOPIC), text.encode(), QOS_0)
+        if subscription is not None:  # answered here: the client waits for it, amqtt never sees it
+            connection.writer.write(refusal(frame, *subscription))
+            return False
+        assert published is not None
+        return self._drop_publish(connection, published)
+
+    @staticmethod
+    def _drop_publish(connection: Connection, info: tuple[int, int | None]) -> bool:
+        """Drop a PUBLISH over the rate limit: QoS 1 is acknowledged here (MQTT 3.1.1 has no
+        negative PUBACK); QoS 2 runs amqtt's handshake and is discarded in
+        :meth:`_handle_message_delivery`."""
         qos, packet_id = info
         if qos == QOS_1 and packet_id is not None:
             connection.writer.write(b"\x40\x02" + packet_id.to_bytes(2, "big"))  # PUBACK

@@ -17,8 +17,9 @@ Hooks for the rest of the broker: :attr:`FramedReader.meter` counts every whole 
 received (``sys/vitals``); :attr:`FramedReader.gate` is awaited before each packet, so a
 client is not read from while what the broker wrote to it is still piling up (see
 ``MeteredWriter.wait_writable``; that wait counts against the keep-alive deadline);
-:attr:`FramedReader.screen` sees each packet first and may swallow it (the publish rate
-limit drops a flood here, before amqtt spends a task on each packet).
+:attr:`FramedReader.screen` sees each packet first and may swallow it (the rate
+limit drops a flood here, before amqtt spends a task on each packet). A PUBLISH whose topic is
+not valid UTF-8 or holds a wildcard ends the connection as malformed (:func:`well_formed`).
 
 Fairness: amqtt's reader loop never yields while the socket buffer holds whole packets, so
 one flooding client could keep the event loop to itself for thousands of packets. The reader
@@ -37,12 +38,24 @@ from amqtt.adapters import ReaderAdapter
 if TYPE_CHECKING:
     from broker._transport import Meter
 
-__all__ = ["YIELD_EVERY", "FrameFailure", "FramedReader", "publish_info"]
+__all__ = [
+    "PUBLISH",
+    "SUBSCRIBE",
+    "UNSUBSCRIBE",
+    "YIELD_EVERY",
+    "FrameFailure",
+    "FramedReader",
+    "publish_info",
+    "refusal",
+    "subscription_info",
+    "well_formed",
+]
 
 _MAX_LENGTH_BYTES = 4  # MQTT's variable-length integer has at most four bytes
 _CONNECT_BYTE = 0x10  # the only valid first byte of a connection [MQTT-3.1.0-1], [MQTT-2.2.2-2]
 _RESERVED_TYPES = (0, 15)
 YIELD_EVERY = 32  # packets read before giving other connections a turn of the event loop
+PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 3, 8, 10  # MQTT control packet types (first byte >> 4)
 
 
 class FrameFailure(StrEnum):
@@ -121,6 +134,9 @@ class FramedReader(ReaderAdapter):
     async def _next_frame(self) -> bool:
         """Load the next packet ``screen`` lets through; False once the connection must end."""
         while await self._load_frame():
+            if self._connected and not well_formed(self._frame):
+                self.failure = FrameFailure.MALFORMED
+                return False
             if self.screen is None or not self._connected or self.screen(self._frame):
                 return True
             self._pos = len(self._frame)
@@ -203,15 +219,38 @@ class FramedReader(ReaderAdapter):
         return data if len(data) == n else b""
 
 
-def publish_info(frame: bytes) -> tuple[int, int | None] | None:
-    """``(qos, packet_id)`` of a whole PUBLISH packet; ``None`` if it is not a readable one."""
-    if not frame or frame[0] >> 4 != 3:
-        return None
-    qos = (frame[0] >> 1) & 3
+def _body_start(frame: bytes) -> int:
+    """Index of the first byte after the fixed header (its remaining-length bytes skipped)."""
     index = 1
     while index < len(frame) and frame[index] & 0x80:
         index += 1
-    index += 1  # first byte of the variable header
+    return index + 1
+
+
+def well_formed(frame: bytes) -> bool:
+    """False for a PUBLISH whose topic is not valid UTF-8 or holds a wildcard: the connection
+    must be closed ([MQTT-1.5.3-1], [MQTT-3.3.2-2]).
+
+    amqtt would instead route an invalid one to the text ``str(b"...")`` (a topic nobody asked
+    for) and silently discard one with a wildcard, leaving a QoS 1 sender without its PUBACK.
+    """
+    if not frame or frame[0] >> 4 != PUBLISH:
+        return True
+    index = _body_start(frame)
+    end = index + 2 + int.from_bytes(frame[index : index + 2], "big")
+    try:
+        topic = frame[index + 2 : end].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return "+" not in topic and "#" not in topic
+
+
+def publish_info(frame: bytes) -> tuple[int, int | None] | None:
+    """``(qos, packet_id)`` of a whole PUBLISH packet; ``None`` if it is not a readable one."""
+    if not frame or frame[0] >> 4 != PUBLISH:
+        return None
+    qos = (frame[0] >> 1) & 3
+    index = _body_start(frame)  # first byte of the variable header
     if len(frame) < index + 2:
         return None
     id_at = index + 2 + int.from_bytes(frame[index : index + 2], "big")
@@ -220,3 +259,38 @@ def publish_info(frame: bytes) -> tuple[int, int | None] | None:
     if qos == 3 or len(frame) < id_at + 2:
         return None
     return qos, int.from_bytes(frame[id_at : id_at + 2], "big")
+
+
+def subscription_info(frame: bytes) -> tuple[int, int] | None:
+    """``(packet_id, filters)`` of a whole SUBSCRIBE or UNSUBSCRIBE; ``None`` if not a readable one.
+
+    Counts whole entries (length, filter and, in a SUBSCRIBE, the QoS byte) as amqtt reads
+    them: an incomplete entry at the end is ignored, and no entry at all is unreadable.
+    """
+    if not frame or frame[0] >> 4 not in (SUBSCRIBE, UNSUBSCRIBE):
+        return None
+    extra = 1 if frame[0] >> 4 == SUBSCRIBE else 0
+    index = _body_start(frame)
+    if len(frame) < index + 2:
+        return None
+    packet_id, index, count = int.from_bytes(frame[index : index + 2], "big"), index + 2, 0
+    while index + 2 <= len(frame):
+        end = index + 2 + int.from_bytes(frame[index : index + 2], "big") + extra
+        if end > len(frame):
+            break
+        count, index = count + 1, end
+    return (packet_id, count) if count else None
+
+
+def refusal(frame: bytes, packet_id: int, filters: int) -> bytes:
+    """The answer to a SUBSCRIBE or UNSUBSCRIBE that is dropped unread: SUBACK with 0x80 for
+    each of its ``filters``, or UNSUBACK (MQTT 3.1.1 has no refusal code for it)."""
+    if frame[0] >> 4 == UNSUBSCRIBE:
+        return b"\xb0\x02" + packet_id.to_bytes(2, "big")
+    body = packet_id.to_bytes(2, "big") + b"\x80" * filters
+    length, encoded = len(body), bytearray()
+    while True:
+        length, byte = divmod(length, 128)
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return b"\x90" + bytes(encoded) + body

@@ -147,22 +147,52 @@ class RoutingBroker(DeliveryBroker):
     async def _handle_subscription(
         self, client_session: Session, handler: BrokerProtocolHandler, subscribe_waiter: asyncio.Future[Any]
     ) -> None:
-        """Override: ACL and mount per filter; retained messages only for what was granted."""
+        """Override: ACL, mount and the per-session cap per filter; retained messages only for
+        what was granted."""
         assert isinstance(client_session, BrokerSession)
         request = subscribe_waiter.result()
+        codes, granted, capped = self._grant(client_session, request.topics)
+        await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
+        if capped:
+            await self._report_capped(client_session, capped)
+        for topic_filter, qos in granted:
+            self.send_retained(client_session, topic_filter, qos)
+
+    def _grant(
+        self, session: BrokerSession, requested: list[tuple[str, int]]
+    ) -> tuple[list[int], list[tuple[TopicFilter, int]], int]:
+        """SUBACK codes, the filters granted, and how many new filters the cap refused.
+
+        A filter the session already holds only changes its QoS; a new one beyond
+        ``session.subscription_limit`` gets 0x80 before it is even parsed, so a SUBSCRIBE
+        with thousands of filters costs a dictionary lookup for each one past the cap.
+        """
         codes: list[int] = []
         granted: list[tuple[TopicFilter, int]] = []
-        for raw_filter, qos in request.topics:
-            topic_filter = self._authorize_filter(client_session, raw_filter, qos)
+        held, capped = self.index.count(session), 0
+        for raw_filter, qos in requested:
+            mounted = session.mount.mount(raw_filter) if session.mount is not None else raw_filter
+            new = not self.index.holds(session, mounted)
+            if new and held >= session.subscription_limit:
+                capped += 1
+                codes.append(SUBACK_FAILURE)
+                continue
+            topic_filter = self._authorize_filter(session, raw_filter, qos)
             if topic_filter is None:
                 codes.append(SUBACK_FAILURE)
                 continue
-            self.index.add(topic_filter, client_session, qos)
+            self.index.add(topic_filter, session, qos)
+            held += new
             codes.append(qos)
             granted.append((topic_filter, qos))
-        await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
-        for topic_filter, qos in granted:
-            self.send_retained(client_session, topic_filter, qos)
+        return codes, granted, capped
+
+    async def _report_capped(self, session: BrokerSession, capped: int) -> None:
+        limit = session.subscription_limit
+        logger.info("refused %d filter(s) of %s: it holds its %d subscriptions", capped, session.client_id, limit)
+        await self.send_diag(
+            session, f"subscribe refused for {capped} filter(s): at most {limit} subscriptions per device"
+        )
 
     def _authorize_filter(self, session: BrokerSession, raw_filter: str, qos: int) -> TopicFilter | None:
         if qos not in (QOS_0, QOS_1, QOS_2):
@@ -218,11 +248,8 @@ class RoutingBroker(DeliveryBroker):
         """Override: amqtt's public hook for plugins now writes to the index (no plugins load)."""
         if not isinstance(session, BrokerSession):
             return SUBACK_FAILURE
-        topic_filter = self._authorize_filter(session, *subscription)
-        if topic_filter is None:
-            return SUBACK_FAILURE
-        self.index.add(topic_filter, session, subscription[1])
-        return subscription[1]
+        codes, _, _ = self._grant(session, [subscription])
+        return codes[0]
 
     async def _del_all_subscriptions(self, session: Session) -> None:
         """Override: O(own filters) removal instead of amqtt's scan of every filter."""

@@ -59,6 +59,8 @@ class BrokerSession(Session):
         self.backlog_limit = 100_000
         self.backlog_dropped = 0
         """Messages refused because the backlog was full (since the last resume)."""
+        self.subscription_limit = 64
+        """Topic filters this session may hold (``max_subscriptions`` or its service twin)."""
 
     def __eq__(self, other: object) -> bool:
         return self is other

@@ -64,7 +64,8 @@ class OfflineReason(StrEnum):
     PROTOCOL_ERROR = "protocol_error"
     """The device broke MQTT rules badly enough to be dropped (e.g. publish to ``$SYS/...``)."""
     RATE_LIMITED = "rate_limited"
-    """The device published above ``device_rate_limit`` for ``rate_abuse_seconds`` on end."""
+    """The device sent packets (PUBLISH, SUBSCRIBE, UNSUBSCRIBE) above ``device_rate_limit`` for
+    ``rate_abuse_seconds`` on end."""
     SLOW_CONSUMER = "slow_consumer"
     """The device did not read what it was sent: more than ``max_outgoing_queue`` messages were
     waiting for it when a QoS 1 message had to be queued."""

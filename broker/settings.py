@@ -45,12 +45,21 @@ class BrokerSettings:
     shutdown_grace: float = 2.0
     """Seconds ``stop()`` waits for offline presence messages to reach subscribers."""
     device_rate_limit: float = 50.0
-    """PUBLISH packets per second a device may send (Blynk: 50); a token bucket holding one
-    second's worth. Publishes above it are dropped (QoS 1 still acknowledged) with a
-    ``downlink/diag`` warning at most once a second."""
+    """PUBLISH, SUBSCRIBE and UNSUBSCRIBE packets per second a device may send (Blynk: 50); a
+    token bucket holding one second's worth. Packets above it are dropped with a
+    ``downlink/diag`` warning at most once a second: a dropped QoS 1 PUBLISH is still
+    acknowledged, a dropped SUBSCRIBE gets SUBACK 0x80 for every filter, a dropped UNSUBSCRIBE
+    its UNSUBACK (MQTT 3.1.1 has no refusal for it) without unsubscribing."""
     rate_abuse_seconds: float = 5.0
     """A device over ``device_rate_limit`` for this long without a break is disconnected
     (presence reason ``rate_limited``)."""
+    max_subscriptions: int = 64
+    """Topic filters one device session may hold. A SUBSCRIBE past it gets 0x80 for each new
+    filter beyond the cap (re-subscribing a held filter does not count again) and a
+    ``downlink/diag`` line; UNSUBSCRIBE frees room."""
+    service_max_subscriptions: int = 10_000
+    """The same cap for a trusted service session (the app's ingest holds about ten wildcard
+    filters; a bridge may hold one per device), refused with 0x80 and a log line."""
     auth_failures_per_minute: int = 20
     """Refused logins one client address may have within a minute; after that its CONNECTs are
     refused (CONNACK 4) without asking the authenticator until the minute is over. IPv6
@@ -94,6 +103,9 @@ class BrokerSettings:
             raise ConfigurationError(f"max_session_backlog must be >= 0, got {self.max_session_backlog}")
         if self.auth_failures_per_minute < 0:
             raise ConfigurationError(f"auth_failures_per_minute must be >= 0, got {self.auth_failures_per_minute}")
+        for name in ("max_subscriptions", "service_max_subscriptions"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_outgoing_queue", "service_max_outgoing_queue"):
             if not 1 <= getattr(self, name) <= 60_000:  # below MQTT's 65535 packet ids
                 raise ConfigurationError(f"{name} must be within 1..60000, got {getattr(self, name)}")

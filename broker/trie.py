@@ -98,6 +98,14 @@ class SubscriptionIndex(Generic[K]):
             self.remove(TopicFilter(value), subscriber)
         return len(filters)
 
+    def count(self, subscriber: K) -> int:
+        """How many filters ``subscriber`` holds."""
+        return len(self._by_subscriber.get(subscriber, ()))
+
+    def holds(self, subscriber: K, topic_filter: str) -> bool:
+        """Whether ``subscriber`` holds exactly ``topic_filter`` (a broker-side filter string)."""
+        return topic_filter in self._by_subscriber.get(subscriber, ())
+
     def filters_of(self, subscriber: K) -> dict[str, int]:
         """The filters (and QoS) ``subscriber`` holds."""
         return dict(self._by_subscriber.get(subscriber, {}))
