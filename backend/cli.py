@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 
 import msgspec
+import psycopg
 
 from backend.errors import OpenBlynkError
-from backend.runtime import database, prepare, setup_logging
+from backend.runtime import check_ports, database, prepare, setup_logging
 from backend.settings import Settings
 
 log = logging.getLogger("openblynk")
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         setup_logging(settings, args.command)
+        check_ports(settings, args.command)
         return int(args.func(settings, args) or 0)
     except OpenBlynkError as exc:
         print(f"openblynk: {exc.message}", file=sys.stderr)
@@ -48,6 +50,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends in one line that says what to do
+        log.debug("the command failed", exc_info=exc)
+        print(f"openblynk: {_explain(exc)}", file=sys.stderr)
+        return 2
+
+
+def _explain(exc: Exception) -> str:
+    """One line for an error nobody converted: what happened and what to do."""
+    if isinstance(exc, PermissionError):
+        return (f"permission denied: {exc.filename} — run as a user who may use it, or set OPENBLYNK_DATA_DIR "
+                "to a directory this user may write")
+    if isinstance(exc, OSError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where} — check that path and the settings that name it (see README)"
+    if isinstance(exc, psycopg.Error):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"database error: {first} — check OPENBLYNK_DATABASE_URL and that the server runs"
+    return (f"{type(exc).__name__}: {exc} — this is a bug; run with OPENBLYNK_LOG_LEVEL=DEBUG to see where, "
+            "and report it")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,14 +47,57 @@ def database(settings: Settings, *, own: bool = False) -> Iterator[str]:
 @contextmanager
 def serve_lock(settings: Settings) -> Iterator[None]:
     """Hold the data directory's serve lock: one ``openblynk serve`` per data directory."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.data_dir / ".serve.lock", "w") as fh:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(settings.data_dir / ".serve.lock", "w")
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"the data directory {settings.data_dir} is not a directory — remove that file "
+                          "or set OPENBLYNK_DATA_DIR to a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use the data directory {settings.data_dir}: {exc.strerror} — run as a user "
+                          "who may write there or set OPENBLYNK_DATA_DIR to another directory") from None
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(f"another `openblynk serve` is running on {settings.data_dir.resolve()}; "
                               "stop it first or set OPENBLYNK_DATA_DIR to another directory") from None
         yield
+
+
+_APP_PORTS: list[tuple[str, str | None]] = [("http_port", None)]
+_BROKER_PORTS: list[tuple[str, str | None]] = [("mqtt_port", None), ("mqtts_port", None),
+                                               ("mqtt_proxy_port", "127.0.0.1")]
+LISTENERS = {"app": _APP_PORTS, "broker": _BROKER_PORTS}
+"""command -> the port settings it listens on, with the address (None: OPENBLYNK_BIND);
+``serve`` checks both once it holds the data directory's lock."""
+
+
+def check_ports(settings: Settings, command: str) -> None:
+    """Refuse to start ``command`` when a port it will listen on is taken, before anything starts."""
+    for name, host in LISTENERS.get(command, []):
+        port = getattr(settings, name)
+        if port:
+            _check_port(host or settings.bind, port, f"OPENBLYNK_{name.upper()}")
+
+
+def _check_port(host: str, port: int, variable: str) -> None:
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror} — set OPENBLYNK_BIND to an address "
+                          "of this machine (0.0.0.0 for all)") from None
+    for family, kind, proto, _name, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"port {port} on {host} is already in use — stop the program that "
+                                      f"listens there or set {variable} to a free port") from None
+                raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} — set OPENBLYNK_BIND to an "
+                                  f"address of this machine or {variable} to a port this user may open") from None
 
 
 async def prepare(settings: Settings, url: str) -> int:

@@ -19,7 +19,8 @@ import time
 import urllib.request
 from types import FrameType
 
-from backend.runtime import child_env, database, prepare, serve_lock
+from backend.errors import OpenBlynkError
+from backend.runtime import check_ports, child_env, database, prepare, serve_lock
 from backend.settings import Settings
 
 log = logging.getLogger("openblynk.serve")
@@ -46,11 +47,17 @@ class Supervisor:
         """Run until Ctrl-C / SIGTERM or until a part dies; return the exit code."""
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
-        with serve_lock(self.settings), database(self.settings, own=True) as url:
-            asyncio.run(prepare(self.settings, url))
-            code = self._run_children(url)
+        with serve_lock(self.settings):
+            for part in ("app", "broker"):
+                check_ports(self.settings, part)
+            code = self._serve()
         log.info("stopped")
         return code
+
+    def _serve(self) -> int:
+        with database(self.settings, own=True) as url:
+            asyncio.run(prepare(self.settings, url))
+            return self._run_children(url)
 
     def _run_children(self, url: str) -> int:
         env = child_env(url)
@@ -61,6 +68,10 @@ class Supervisor:
                 s = self.settings
                 log.info("openblynk is up: HTTP on %s:%d, MQTT on %s:%d (Ctrl-C stops)", s.bind, s.http_port,
                          s.bind, s.mqtt_port)
+            for name, proc in self.children.items():
+                if proc.poll() is not None and not self._stopping:
+                    raise OpenBlynkError(f"the {name} process stopped while starting (exit code {proc.returncode}) "
+                                         "— its own error is in the lines above")
             while not self._stopping:
                 for name, proc in self.children.items():
                     if proc.poll() is not None:

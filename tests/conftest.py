@@ -39,7 +39,7 @@ def pg_server() -> Iterator[str]:
     try:
         yield server.url("postgres")
     finally:
-        server.stop()
+        server.remove()  # the cluster may live outside .pytest-data (as root under a private /root)
         shutil.rmtree(pgdir.parent, ignore_errors=True)
 
 
