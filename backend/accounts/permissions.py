@@ -146,6 +146,9 @@ class Principal:
     client_id: int | None = None
     """Set when the caller is a platform API client (OAuth2) rather than a signed-in user; its
     ``user_id`` is then 0, which no user, owner or creator ever has."""
+    maker_id: int | None = None
+    """For a platform API client: the user who made it, whose current role bounds its permissions
+    (a client it makes belongs to that user too)."""
 
     def has(self, permission: Permission) -> bool:
         """True when the role grants ``permission``."""

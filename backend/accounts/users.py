@@ -138,6 +138,7 @@ class UserService:
         await notify(self.session, Change("user", user_id))  # open console sockets close at once
         if suspended:
             await self.sessions.end_all(user_id)
+            await _stop_client_tokens(self.session, user_id)
         await self.audit.record(self.principal, user.org_id, "user.suspend" if suspended else "user.activate",
                                 "user", user_id, email=user.email)
         return await self.get(user_id)
@@ -153,6 +154,7 @@ class UserService:
         """Delete a user (their devices keep existing, without an owner)."""
         user = await self._target(user_id)
         await execute(self.session, "UPDATE account_token SET created_by = NULL WHERE created_by = :id", id=user_id)
+        await _stop_client_tokens(self.session, user_id)  # their clients are refused from now on (no maker)
         await execute(self.session, "DELETE FROM app_user WHERE id = :id", id=user_id)
         await notify(self.session, Change("user", user_id))  # open console sockets close at once
         await self.audit.record(self.principal, user.org_id, "user.delete", "user", user_id, email=user.email)
@@ -166,3 +168,10 @@ class UserService:
         if not theirs <= self.principal.permissions:
             raise PermissionDeniedError("this user's role has permissions yours does not")
         return user
+
+
+async def _stop_client_tokens(session: AsyncSession, user_id: int) -> None:
+    """Delete the platform API tokens of every client the user made (their maker is suspended or
+    gone: the tokens must not work again if the maker is let back in; the secret may then ask anew)."""
+    await execute(session, "DELETE FROM oauth_token WHERE client_id IN "
+                           "(SELECT id FROM oauth_client WHERE created_by = :id)", id=user_id)

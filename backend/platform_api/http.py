@@ -32,8 +32,9 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 def _oauth_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     assert isinstance(exc, OAuthError)
-    return Response({"error": exc.error, "error_description": exc.message}, status_code=400,
-                    media_type=MediaType.JSON, headers=NO_STORE)
+    headers = NO_STORE if exc.status != 401 else {**NO_STORE, "WWW-Authenticate": 'Basic realm="oauth2"'}
+    return Response({"error": exc.error, "error_description": exc.message}, status_code=exc.status,
+                    media_type=MediaType.JSON, headers=headers)
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:

@@ -3,13 +3,20 @@
 - A client belongs to one organization and holds a set of permissions, at most those of the
   user who made it (so a client can never do more than its maker). Its secret is shown once
   and only its SHA-256 is stored.
+- The maker's power is checked again at every token request and every Bearer request: the
+  client acts with its stored permissions *and* its maker's current role's (the intersection),
+  and only in an organization its maker can still reach. While the maker is suspended, or once
+  deleted, the client's secret and tokens are refused (suspension and deletion also delete its
+  tokens, so a reactivated maker's client starts again from its secret). A client made by
+  another client belongs to that client's maker.
 - ``client_credentials`` gives a Bearer access token that works for 300 s and a refresh token;
   ``refresh_token`` trades a refresh token (each works once) for a new pair.
 - A Bearer token resolves to a :class:`Principal` of the client's organization with the
   client's permissions: the platform routes are guarded by the same guards as ``/api``.
 
 Errors at the token endpoint are :class:`OAuthError` (Blynk's ``{"error", "error_description"}``
-body, HTTP 400); everything else is the project's error tree.
+body, HTTP 400, or 401 for a client whose maker no longer lets it work); everything else is the
+project's error tree.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import ALL, Principal, expand, parse
+from sqlalchemy import RowMapping
+
+from backend.accounts.permissions import ALL, Permission, Principal, expand, parse
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one
-from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
-from backend.orgs.tree import Scope
+from backend.errors import AuthenticationError, NotFoundError, PermissionDeniedError, ValidationError
+from backend.orgs.tree import Scope, ancestry
 
 ACCESS_TOKEN_SECONDS = 300
 """Blynk's ``expires_in``."""
@@ -35,6 +44,12 @@ OAUTH_ERRORS = frozenset({"invalid_request", "invalid_client", "invalid_grant", 
                           "unsupported_grant_type"})
 WRONG_CLIENT = "Client ID is not found or password is wrong."
 """Blynk's text for an unknown client or a wrong secret (one text, so neither can be told apart)."""
+MAKER_GONE = ("This client no longer works: the user who made it is suspended, was deleted or can no longer "
+              "reach its organization.")
+_WITH_MAKER = """oauth_client c LEFT JOIN app_user u ON u.id = c.created_by AND u.status = 'active'
+    LEFT JOIN role r ON r.id = u.role_id"""
+"""A client with its maker while the maker is active (``u``, ``r`` are NULL otherwise)."""
+_MAKER_COLUMNS = "u.id AS maker_id, u.org_id AS maker_org, r.permissions AS maker_permissions"
 
 
 def _hash(secret: str) -> bytes:
@@ -44,10 +59,11 @@ def _hash(secret: str) -> bytes:
 class OAuthError(ValidationError):
     """An OAuth2 error of the token endpoint (RFC 6749 5.2), answered as Blynk does."""
 
-    def __init__(self, error: str, description: str) -> None:
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
         assert error in OAUTH_ERRORS, error
         super().__init__(description)
         self.error = error
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +129,7 @@ class OAuthClientService:
             INSERT INTO oauth_client (client_id, secret_hash, org_id, name, permissions, created_by)
             VALUES (:cid, :h, :org, :name, :perms, :by) RETURNING {_CLIENT_COLUMNS}""",
                               cid=CLIENT_ID_PREFIX + secrets.token_urlsafe(24), h=_hash(secret), org=org, name=name,
-                              perms=sorted(p.value for p in wanted), by=self.principal.user_id or None)
+                              perms=sorted(p.value for p in wanted), by=self.principal.user_id or self.principal.maker_id)
         assert row is not None
         client = ClientInfo(**row)
         await self.audit.record(self.principal, org, "oauth_client.create", "oauth_client", client.id,
@@ -172,15 +188,20 @@ class TokenService:
         return await self._issue(client)
 
     async def authenticate(self, access_token: str, ip: str | None) -> Principal | None:
-        """The principal of a live access token of a client that is not revoked, or None."""
-        row = await fetch_one(self.session, """
-            SELECT c.id, c.client_id, c.org_id, c.permissions FROM oauth_token t JOIN oauth_client c ON c.id = t.client_id
+        """The principal of a live access token of a client that is not revoked, or None; raises
+        AuthenticationError when the client's maker no longer lets it work."""
+        row = await fetch_one(self.session, f"""
+            SELECT c.id, c.client_id, c.org_id, c.permissions, {_MAKER_COLUMNS}
+            FROM oauth_token t JOIN {_WITH_MAKER} ON c.id = t.client_id
             WHERE t.token_hash = :h AND t.kind = 'access' AND t.expires_at > now() AND c.revoked_at IS NULL""",
                               h=_hash(access_token))
         if row is None:
             return None
+        permissions = await self._effective(row)
+        if permissions is None:
+            raise AuthenticationError(MAKER_GONE)
         return Principal(user_id=0, org_id=int(row["org_id"]), email=f"oauth2:{row['client_id']}", role_id=0,
-                         permissions=expand(row["permissions"]), ip=ip, client_id=int(row["id"]))
+                         permissions=permissions, ip=ip, client_id=int(row["id"]), maker_id=int(row["maker_id"]))
 
     async def purge_expired(self) -> int:
         """Delete tokens past their end (they already no longer work)."""
@@ -190,11 +211,27 @@ class TokenService:
         if not client_id or not client_secret:
             raise OAuthError("invalid_client", "Client credentials are missing: send them as HTTP Basic "
                                                "authorization or as client_id and client_secret parameters.")
-        row = await fetch_one(self.session, "SELECT id, secret_hash FROM oauth_client WHERE client_id = :cid "
-                                            "AND revoked_at IS NULL", cid=client_id)
+        row = await fetch_one(self.session, f"SELECT c.id, c.org_id, c.permissions, c.secret_hash, {_MAKER_COLUMNS} "
+                                            f"FROM {_WITH_MAKER} WHERE c.client_id = :cid AND c.revoked_at IS NULL",
+                              cid=client_id)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(client_secret)):
             raise OAuthError("invalid_client", WRONG_CLIENT)
+        if await self._effective(row) is None:
+            raise OAuthError("invalid_client", MAKER_GONE, status=401)
         return int(row["id"])
+
+    async def _effective(self, row: RowMapping) -> frozenset[Permission] | None:
+        """What a client may do now: its permissions within its maker's current ones, or None
+        when its maker is suspended or deleted or can no longer reach the client's organization.
+        One query found the maker; a second runs only for a client of an organization below the
+        maker's own."""
+        if row["maker_id"] is None:
+            return None
+        maker = expand(row["maker_permissions"] or [])
+        if row["maker_org"] != row["org_id"] and (Permission.ORGS_VIEW_SUB not in maker or int(row["maker_org"])
+                                                  not in await ancestry(self.session, int(row["org_id"]))):
+            return None
+        return expand(row["permissions"]) & maker
 
     async def _issue(self, client: int) -> TokenPair:
         now = datetime.now(timezone.utc)
