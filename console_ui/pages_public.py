@@ -4,6 +4,8 @@ accounts context's ``/api`` route; no sign-in logic lives here."""
 
 from __future__ import annotations
 
+import unicodedata
+
 from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
@@ -16,10 +18,16 @@ from console_ui.routes import page
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path of this site only (never another host)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after signing in: a path of this site only (never another host), else the
+    devices list. The value arrives decoded; browsers drop tabs and line breaks from a URL and
+    read ``\\`` as ``/``, so ``/%09/evil.example`` (a tab) or ``/\\evil.example`` would leave the site:
+    a path must start with one ``/`` followed by neither ``/`` nor ``\\``, and hold no control
+    character, whitespace or backslash anywhere. Braces are percent-encoded, because the page's
+    script fills ``{name}`` placeholders of its ``go:`` target (``/{x}/evil`` would become ``//evil``)."""
+    if (not target or not target.startswith("/") or target[1:2] in ("/", "\\") or "\\" in target
+            or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in target)):
         return "/devices"
-    return target
+    return target.replace("{", "%7B").replace("}", "%7D")
 
 
 @get("/login", opt=PUBLIC)
