@@ -2,7 +2,9 @@
 
 A custom role belongs to one organization and is given to that organization's users. A role
 can be created or changed only with permissions the caller has, and given only by a caller who
-has all of its permissions.
+has all of its permissions. A custom role holding a permission the caller lacks can be neither
+changed nor deleted by them: its holders are users the caller may not act on (the rule of
+``users``), and changing the role would change those users.
 """
 
 from __future__ import annotations
@@ -117,9 +119,14 @@ class RoleService:
         return role
 
     async def _custom(self, role_id: int) -> RoleInfo:
+        """A custom role the caller may change or delete: none of its permissions is beyond theirs."""
         role = await self.get(role_id)
         if role.builtin:
             raise PermissionDeniedError("built-in roles cannot be changed or deleted")
+        beyond = expand(role.permissions) - self.principal.permissions
+        if beyond:
+            raise PermissionDeniedError("this role has permissions yours does not (" + ", ".join(sorted(beyond))
+                                        + "); only someone who holds them all may change or delete it")
         return role
 
     async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
