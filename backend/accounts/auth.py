@@ -63,22 +63,22 @@ class AuthService:
         self.tokens = OneTimeTokens(session)
 
     async def login(self, email: str, password: str) -> tuple[UserInfo, NewSession]:
-        """Open a session for the right e-mail and password; throttled per account and address."""
-        await self.throttle.check(email, self.visitor.ip)
+        """Open a session for the right e-mail and password; throttled per account and address
+        (the attempt counts as a failure before the password is checked, see ``throttle``)."""
+        await self.throttle.attempt(email, self.visitor.ip)
         row = await fetch_one(self.session, f"SELECT {USER_COLUMNS}, u.password_hash FROM app_user u "
                                             "WHERE lower(u.email) = lower(:email)", email=email.strip())
         stored = row["password_hash"] if row else _dummy_hash()
         if not await asyncio.to_thread(verify_password, password, stored) or row is None:
-            await self.throttle.failed(email, self.visitor.ip)
-            await self.session.commit()  # the failure counts even though this request fails
-            raise AuthenticationError(WRONG_LOGIN)
+            raise AuthenticationError(WRONG_LOGIN)  # the attempt stays counted
+        await self.throttle.succeeded(email, self.visitor.ip)
         if row["status"] != "active":
+            await self.session.commit()  # a right password is no failure, even of a suspended account
             raise AuthenticationError("this account is suspended; ask an administrator of your organization")
         if password_needs_rehash(stored):
             await execute(self.session, "UPDATE app_user SET password_hash = :h WHERE id = :id",
                           id=row["id"], h=await asyncio.to_thread(hash_password, password))
         await execute(self.session, "UPDATE app_user SET last_login_at = now() WHERE id = :id", id=row["id"])
-        await self.throttle.succeeded(email)
         opened = await self.sessions.open(int(row["id"]), self.visitor.ip, self.visitor.user_agent)
         await self.audit.record(None, row["org_id"], "auth.login", "user", row["id"], ip=self.visitor.ip,
                                 actor_email=row["email"])
@@ -151,8 +151,12 @@ class AuthService:
                                 ip=self.visitor.ip, actor_email=user.email)
 
     async def reset_password(self, token: str, password: str) -> None:
-        """Set a new password with a reset link; every session of the user ends."""
+        """Set a new password with a reset link; every session of the user ends, and every other
+        reset link of the user stops working."""
         check_password(password)
+        link = await self.tokens.peek(PASSWORD_RESET, token)
+        # one reset of a user at a time: a second link used at the same moment finds itself withdrawn
+        await execute(self.session, "SELECT id FROM app_user WHERE id = :id FOR UPDATE", id=link["user_id"])
         row = await self.tokens.use(PASSWORD_RESET, token)
         await self._set_password(int(row["user_id"]), password)
         await self.sessions.end_all(int(row["user_id"]))
@@ -172,8 +176,10 @@ class AuthService:
         await self.audit.record(principal, principal.org_id, "auth.password_change", "user", principal.user_id)
 
     async def _set_password(self, user_id: int, password: str) -> None:
+        """Store a new password and withdraw the user's outstanding reset links."""
         await execute(self.session, "UPDATE app_user SET password_hash = :h WHERE id = :id",
                       id=user_id, h=await asyncio.to_thread(hash_password, password))
+        await self.tokens.revoke_all(PASSWORD_RESET, user_id)
 
     async def _user_by_email(self, email: str) -> UserInfo | None:
         row = await fetch_one(self.session, f"SELECT {USER_COLUMNS} FROM app_user u WHERE lower(u.email) = lower(:e)",

@@ -12,7 +12,7 @@ from sqlalchemy import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.accounts.sessions import token_hash
-from backend.db.sql import fetch_one
+from backend.db.sql import execute, fetch_one
 from backend.errors import ValidationError
 
 SIGNUP, PASSWORD_RESET, INVITATION, REGISTRATION = "signup", "password_reset", "invitation", "registration"
@@ -59,6 +59,13 @@ class OneTimeTokens:
             await self.peek(purpose, token)  # raises with the reason
             raise ValidationError("this link is not valid")
         return row
+
+    async def revoke_all(self, purpose: str, user_id: int) -> int:
+        """Withdraw every outstanding link of ``purpose`` for a user; how many were withdrawn."""
+        return await execute(self.session, """
+            UPDATE account_token SET revoked_at = now()
+            WHERE purpose = :p AND user_id = :user AND used_at IS NULL AND revoked_at IS NULL""",
+                             p=purpose, user=user_id)
 
     @staticmethod
     def _check(row: RowMapping | None) -> None:
