@@ -9,6 +9,8 @@ someone asks for an expired one.
 
 CSV members: ``<name>.csv`` with ``data_stream_name,ts,value`` (rows ordered by datastream,
 then time) and, with ``sendEvents=true``, ``events.csv`` with ``ts,kind,code,type,description``.
+Every cell goes through :func:`backend.csvcells.safe_cell`: a value or description a spreadsheet
+would run as a formula gets a leading single quote (plain numbers stay numbers).
 Which table each datastream's rows come from (raw points only for ``RAW_DATA`` of a datastream
 with ``save_raw``, the rollups otherwise) is decided in ``export_params``.
 """
@@ -34,6 +36,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from backend import errors as e
+from backend.csvcells import safe_row
 from backend.device_api.common import DailyQuota, Query, named_datastream
 from backend.device_api.export_params import (DATA_HEADER, EVENT_HEADER, DataQuery, ExportParams,
                                              data_formatter, data_queries, event_formatter, parse_params)
@@ -58,7 +61,7 @@ _RESERVE_SQL = ("INSERT INTO device_file (device_id, name, stored_name, size, co
 
 class ZipCsv:
     """A zip written one CSV member at a time, a chunk of rows at a time (blocking: run it in a
-    worker thread)."""
+    worker thread); no cell can run as a spreadsheet formula."""
 
     def __init__(self, path: Path) -> None:
         self._zip = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED)
@@ -70,11 +73,11 @@ class ZipCsv:
         self._end_member()
         self._text = io.TextIOWrapper(self._zip.open(member, "w", force_zip64=True), encoding="utf-8", newline="")
         self._csv = csv.writer(self._text)
-        self._csv.writerow(header)
+        self._csv.writerow(safe_row(header))
 
     def write(self, rows: Sequence[Sequence[Any]], fmt: Callable[[Sequence[Any]], list[str]]) -> None:
         """Format and append rows to the current member."""
-        self._csv.writerows(fmt(row) for row in rows)
+        self._csv.writerows(safe_row(fmt(row)) for row in rows)
 
     def close(self) -> None:
         """Finish the current member and the zip."""

@@ -9,6 +9,8 @@ cursor: an export's memory does not grow with its range).
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
@@ -16,6 +18,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from backend.csvcells import safe_row
 from backend.errors import ValidationError
 from backend.history.queries import PageCursor, RawPoint, count_raw, raw_page, series, stream_raw
 from backend.platform_api.devices import PlatformDevices, ms
@@ -114,13 +117,31 @@ class PlatformHistory:
         return _export(stream_raw(self.pool, device_id, spec.pin, lo, hi), spec, fmt)
 
 
+class CsvLines:
+    """CSV lines one at a time: quoted by the ``csv`` module, and no cell a spreadsheet would run
+    as a formula (:mod:`backend.csvcells`)."""
+
+    def __init__(self) -> None:
+        self._out = io.StringIO()
+        self._writer = csv.writer(self._out)
+
+    def line(self, cells: list[str]) -> bytes:
+        """One row as CSV bytes (with its line break)."""
+        self._writer.writerow(safe_row(cells))
+        text = self._out.getvalue()
+        self._out.seek(0)
+        self._out.truncate()
+        return text.encode()
+
+
 async def _export(points: AsyncIterator[RawPoint], spec: DatastreamSpec, fmt: str) -> AsyncIterator[bytes]:
     if fmt == "csv":
-        yield b"ts,time,value\r\n"
+        lines = CsvLines()
+        yield lines.line(["ts", "time", "value"])
         async for p in points:
             value = point_value(spec, p)
-            text = json.dumps(value) if not isinstance(value, str) else '"' + value.replace('"', '""') + '"'
-            yield f"{ms(p.ts)},{p.ts.isoformat()},{text}\r\n".encode()
+            text = value if isinstance(value, str) else json.dumps(value)
+            yield lines.line([str(ms(p.ts)), p.ts.isoformat(), text])
         return
     yield b"["
     first = True
