@@ -16,14 +16,19 @@ from backend.db.engine import Database
 from backend.db.migrate import migrate
 from backend.history import timescale
 from backend.orgs.services import OrgService
+from backend.redaction import RedactSecrets
 from backend.errors import ConfigError
 from backend.settings import Settings
 
 
 def setup_logging(settings: Settings, role: str) -> None:
-    """Log lines with time, level, process role and logger name; tokens are never logged."""
+    """Log lines with time, level, process role and logger name; secrets are never logged
+    (every handler redacts tokens, client secrets, passwords and credentials, at every level)."""
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)-7s [{role}] %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
     quiet = logging.DEBUG if settings.log_level.upper() == "DEBUG" else logging.WARNING
     for noisy in ("transitions", "amqtt", "uvicorn.access"):  # a line per connection or request
         logging.getLogger(noisy).setLevel(quiet)
