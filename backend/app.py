@@ -31,7 +31,7 @@ from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
 from backend.devices.latest import LatestValues
 from backend.devices.registry import DeviceRegistry
-from backend.db.engine import Database
+from backend.db.engine import REFUSED_ERRORS, Database, refused_value
 from backend.errors import BlynkApiError, ConflictError, NotFoundError, OpenBlynkError, ValidationError
 from backend.history.writer import AcksAfterCommit, HistoryWriter, ensure_partitions
 from backend.ingest.mqtt import ServiceClient
@@ -90,7 +90,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         template_config=console_template_config(),
         lifespan=[lifespan, data_api_lifespan(settings), accounts_lifespan(settings),
                   platform_lifespan()],  # DATA_ROUTES after DeviceApiController
-        exception_handlers={OpenBlynkError: _error_response},
+        exception_handlers={OpenBlynkError: _error_response,
+                            **{kind: _database_refusal for kind in REFUSED_ERRORS}},
         openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema", components=Components(
             security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer",
                                                             description="access token from POST /oauth2/token")})),
@@ -125,6 +126,20 @@ def _error_response(request: AnyRequest, exc: Exception) -> Response[object]:
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else {}
     return Response({"error": {"message": exc.message}}, status_code=status, media_type=MediaType.JSON,
                     headers=headers)
+
+
+def _database_refusal(request: AnyRequest, exc: Exception) -> Response[object]:
+    """A value the database refused (text with NUL) is the sender's ValidationError, answered by
+    this route's own handler of the project's errors: Blynk's body on the APIs, an error page in
+    the console. Any other database error is logged and answered 500."""
+    refusal = refused_value(exc)
+    if refusal is None:
+        log.error("unexpected database error on %s", request.url.path, exc_info=exc)
+        return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500,
+                        media_type=MediaType.JSON)
+    handlers = request.route_handler.resolve_exception_handlers()
+    handler = next(handlers[kind] for kind in type(refusal).__mro__ if kind in handlers)
+    return handler(request, refusal)
 
 
 async def _start_services(app: Litestar, settings: Settings, database_url: str) -> Services:

@@ -10,6 +10,7 @@
     ├── RateLimitedError       too many attempts; ``retry_after`` seconds to wait (429)
     ├── MailError              an e-mail could not be handed to the SMTP server (503)
     └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
+        │                      (also what a value the database refuses becomes: text with NUL)
         └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
             ├── BlynkLimitError    a per-device daily limit is used up (answered 403, as Blynk's upload limit)
             └── BlynkServerError   an error Blynk answers with 500 (``No data``, an unknown enum constant)
@@ -90,3 +91,6 @@ UNKNOWN_CONTENT_TYPE = "Unknown content type."
 TOO_MUCH_DATA = "Too much data in batch. Maximum batch size is 10000 points."
 NO_DATA = "No data"
 UPLOAD_LIMIT = "File uploads limit has been reached."
+
+# Ours: PostgreSQL cannot store NUL in text, so a request carrying one is refused (HTTP 400).
+NUL_IN_TEXT = "Text must not contain the NUL character (\\u0000)."

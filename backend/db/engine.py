@@ -7,11 +7,31 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import backend.db.models  # noqa: F401  (registers every table so foreign keys resolve)
+from backend import errors as e
+from backend.errors import ValidationError
+
+REFUSED_ERRORS: tuple[type[Exception], ...] = (psycopg.DataError, DBAPIError)
+"""What the driver raises, bare (psycopg pool) or wrapped (SQLAlchemy), when a value is refused."""
+
+
+def refused_value(exc: BaseException) -> ValidationError | None:
+    """The sender's error behind a driver error, or None for any other database error.
+
+    psycopg refuses text holding NUL before sending it (PostgreSQL cannot store the character);
+    a request's text reaches queries in many places (search, names, e-mail addresses, event
+    descriptions), so the refusal is recognised here once and answered as a ValidationError.
+    """
+    original = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(original, psycopg.DataError) and "NUL (0x00)" in str(original):
+        return ValidationError(e.NUL_IN_TEXT)
+    return None
 
 
 def sqlalchemy_url(url: str) -> str:
