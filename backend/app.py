@@ -24,6 +24,7 @@ from backend.console.controllers import console_api_router
 from backend.console.runtime import ConsoleRuntime
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.services import DeviceApiService
+from backend.device_api.ratelimit import DeviceRateLimit
 from backend.devices.actions import ActionLog
 from backend.devices.auth import SERVICE_USERNAME
 from backend.devices.changes import ChangeListener
@@ -177,7 +178,8 @@ async def _start_services(app: Litestar, settings: Settings, database_url: str) 
     await mqtt.start()
     task = asyncio.create_task(_ingest_loop(mqtt, ingest, history), name="ingest")
     app.state.services = Services(db, mqtt, history, latest, ingest, task, changes, scheduler)
-    app.state.device_api = DeviceApiService(registry, secrets, data, db.pool, device_services)
+    app.state.device_api = DeviceApiService(registry, secrets, data, db.pool, device_services,
+                                            DeviceRateLimit(settings.device_rate_limit))
     app.state.device_services = device_services
     app.state.console = ConsoleRuntime(registry, secrets, device_services, db.pool)
     app.state.ota = ota

@@ -69,7 +69,8 @@ class Settings:
     mqtt_max_subscriptions: int = 64
     """Topic filters one device may hold; more get SUBACK 0x80 and a downlink/diag line."""
     device_rate_limit: float = 50.0
-    """MQTT messages a second a device may publish (Blynk's 50); more are dropped with a diag."""
+    """Messages a second a device may send (Blynk's 50): over MQTT more are dropped with a diag,
+    on the HTTP device API answered 429 (a budget per path and per app process)."""
     device_rate_abuse_seconds: float = 5.0
     """A device over the rate limit this long without a break is disconnected."""
     auth_failures_per_minute: int = 20
@@ -217,6 +218,8 @@ class Settings:
             raise ConfigError("OPENBLYNK_SMTP_SECURITY must be 'starttls', 'tls' or 'none'")
         if self.mqtt_max_packet_size < 128:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
+        if not self.device_rate_limit > 0:
+            raise ConfigError("OPENBLYNK_DEVICE_RATE_LIMIT must be above 0 (messages a second per device)")
         if self.mqtt_max_subscriptions < 1:
             raise ConfigError("OPENBLYNK_MQTT_MAX_SUBSCRIPTIONS must be at least 1")
         self._check_http_listener()

@@ -1,7 +1,8 @@
 """Blynk's HTTP device API (``/external/api/...``), byte-compatible with blynk.cloud.
 
 Every error is a :class:`BlynkApiError` carrying Blynk's exact message text; the app's
-exception handler answers it as HTTP 400 ``{"error":{"message":"..."}}``.
+exception handler answers it as HTTP 400 ``{"error":{"message":"..."}}``. A device over its
+request rate (:mod:`backend.device_api.ratelimit`) is answered 429 in the same shape.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend import errors as e
 from backend.device_api.common import named_datastream, spec_for_pin_key
+from backend.device_api.ratelimit import DeviceRateLimit
 from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
 from backend.devices.meta import ReadOnlyMetaError
@@ -51,12 +53,13 @@ class DeviceApiService:
     """The logic behind the device HTTP endpoints."""
 
     def __init__(self, registry: DeviceRegistry, secrets: Secrets, data: DataService,
-                 pool: AsyncConnectionPool, services: DeviceServices) -> None:
+                 pool: AsyncConnectionPool, services: DeviceServices, rate_limit: DeviceRateLimit) -> None:
         self.registry = registry
         self.secrets = secrets
         self.data = data
         self.pool = pool
         self.services = services
+        self.rate_limit = rate_limit
 
     async def reporting_device(self, query: Query) -> DeviceInfo:
         """The device whose token is in the query, counted as reporting data (Blynk's "log
@@ -66,13 +69,15 @@ class DeviceApiService:
         return device
 
     async def device(self, query: Query) -> DeviceInfo:
-        """The device whose token is in the query."""
+        """The device whose token is in the query, counted against its request rate limit
+        (every token request of the device API comes through here)."""
         tokens = [v for k, v in query if k == "token"]
         if not tokens or not tokens[0]:
             raise BlynkApiError(e.NO_TOKEN)
         device = await self.registry.by_token_hmac(self.secrets.token_hmac(tokens[0]))
         if device is None:
             raise BlynkApiError(e.INVALID_TOKEN)
+        self.rate_limit.take(device.id)
         return device
 
     async def get(self, query: Query) -> str | dict[str, Any]:
