@@ -6,15 +6,18 @@
 
 window.openblynkChart = function (w, ctx) {
   const { api, deviceId, RANGES, units } = ctx;
-  const pick = Object.keys(RANGES).map((k) => `<button type="button" data-range="${k}">${k}</button>`).join("");
-  w.body.innerHTML = `<div class="chart-bar" role="toolbar" aria-label="Range">${pick}<button type="button" data-range="custom">custom</button>
-      <button type="button" data-reset hidden>Reset zoom</button></div>
-    <form class="chart-custom" hidden><input type="datetime-local" name="from" aria-label="From" required><input type="datetime-local" name="to" aria-label="To" required><button type="submit">Show</button></form>
-    <div class="chart-plot"></div><p class="chart-info small muted"></p>`;
-  const plotEl = w.body.querySelector(".chart-plot");
-  const info = w.body.querySelector(".chart-info");
-  const custom = w.body.querySelector(".chart-custom");
-  const reset = w.body.querySelector("[data-reset]");
+  const { h } = window.openblynk;
+  const rangeButton = (key) => h("button", { type: "button", "data-range": key }, key);
+  const bar = h("div", { class: "chart-bar", role: "toolbar", "aria-label": "Range" },
+    Object.keys(RANGES).map(rangeButton), rangeButton("custom"),
+    h("button", { type: "button", "data-reset": true, hidden: true }, "Reset zoom"));
+  const when = (name, label) => h("input", { type: "datetime-local", name, "aria-label": label, required: true });
+  const custom = h("form", { class: "chart-custom", hidden: true }, when("from", "From"), when("to", "To"),
+    h("button", { type: "submit" }, "Show"));
+  const plotEl = h("div", { class: "chart-plot" });
+  const info = h("p", { class: "chart-info small muted" });
+  w.body.replaceChildren(bar, custom, plotEl, info);
+  const reset = bar.querySelector("[data-reset]");
   let rangeKey = "1d";
   let view = null;       // {start, end} in ms
   let plot = null;
@@ -93,7 +96,7 @@ window.openblynkChart = function (w, ctx) {
     show(end - RANGES[key], end);
   }
 
-  w.body.querySelector(".chart-bar").addEventListener("click", (e) => {
+  bar.addEventListener("click", (e) => {
     const b = e.target.closest("[data-range]");
     if (b) choose(b.dataset.range);
     if (e.target.closest("[data-reset]")) choose(rangeKey);

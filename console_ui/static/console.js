@@ -2,8 +2,10 @@
 // - forms with data-api post JSON to the /api route they name (with the CSRF header) and show
 //   the server's error message under the form;
 // - buttons with data-api-click and selects with data-api-change do the same for one action;
-// - after such an action: reload, go to a page, replace the form, toast, remove the row, or
-//   refresh an htmx part (data-then="refresh:#id");
+// - after such an action: reload, go to a page, replace the form by a hidden message of the page
+//   (data-then="replace:#id"), toast, remove the row, or refresh an htmx part
+//   (data-then="refresh:#id");
+// - window.openblynk.h and .svg build elements: server data enters pages as text, never as HTML;
 // - htmx requests carry the CSRF header too; the menu toggles on small screens; auth tokens
 //   can be shown, copied and rotated.
 "use strict";
@@ -31,7 +33,24 @@
     }
     return data;
   }
-  window.openblynk = { api, csrf, toast };
+  // DOM building: the one way page scripts make elements. Text (server data included) goes in
+  // as text nodes, attributes through setAttribute; no script builds HTML from strings.
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function build(ns, tag, attrs, children) {
+    const el = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === false || value === null || value === undefined) continue;
+      el.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children.flat(Infinity)) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : String(child));
+    }
+    return el;
+  }
+  const h = (tag, attrs, ...children) => build(null, tag, attrs, children);
+  const svg = (tag, attrs, ...children) => build(SVG_NS, tag, attrs, children);
+  window.openblynk = { api, csrf, toast, h, svg };
 
   function toast(message, kind) {
     const el = document.getElementById("toast");
@@ -72,7 +91,11 @@
   function after(then, data, holder) {
     if (!then || then === "reload") { window.location.reload(); return; }
     if (then.startsWith("go:")) { window.location.assign(fill(then.slice(3), data)); return; }
-    if (then.startsWith("replace:")) { holder.innerHTML = "<p class='done'>" + then.slice(8) + "</p>"; return; }
+    if (then.startsWith("replace:")) {  // the form gives way to the page's own message (hidden until then)
+      const done = document.querySelector(then.slice(8));
+      if (done) { holder.replaceWith(done); done.hidden = false; }
+      return;
+    }
     if (then.startsWith("refresh:")) {  // an htmx element listening for "refresh" reloads its part
       const target = document.querySelector(then.slice(8));
       if (target && window.htmx) window.htmx.trigger(target, "refresh"); else window.location.reload();

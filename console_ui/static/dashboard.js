@@ -16,10 +16,9 @@
   const widgets = [];
   const values = {};      // pin -> {value, ts}
   const props = {};       // pin -> {name: value}
-  const api = window.openblynk.api;
+  const { api, h, svg } = window.openblynk;  // h and svg build elements: server data enters as text only
 
   const num = (v) => (v === null || v === undefined || v === "" ? NaN : Number(v));
-  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" }[c]));
 
   function fmt(w, value) {
     if (value === null || value === undefined) return "—";
@@ -118,8 +117,9 @@
   // -- widget kinds -----------------------------------------------------------------------
   const kinds = {
     switch(w) {
-      w.body.innerHTML = `<button type="button" class="toggle" role="switch" aria-checked="false"><span class="knob"></span><span class="label"></span></button>`;
-      const b = w.body.querySelector("button");
+      const b = h("button", { type: "button", class: "toggle", role: "switch", "aria-checked": "false" },
+                  h("span", { class: "knob" }), h("span", { class: "label" }));
+      w.body.replaceChildren(b);
       const isOn = (v) => v !== null && v !== undefined && String(v) === String(w.cfg.on ?? "1");
       b.addEventListener("click", () => write(w, isOn(w.shown) ? (w.cfg.off ?? "0") : (w.cfg.on ?? "1")));
       w.update = (v) => {
@@ -134,8 +134,8 @@
       // Blynk's two modes: push writes "on" while pressed and "off" when let go; switch flips
       // between them at each press (aria-pressed shows which one holds).
       const toggles = w.cfg.mode === "switch";
-      w.body.innerHTML = `<button type="button" class="push" ${toggles ? 'aria-pressed="false"' : ""}></button>`;
-      const b = w.body.querySelector("button");
+      const b = h("button", { type: "button", class: "push", "aria-pressed": toggles ? "false" : null });
+      w.body.replaceChildren(b);
       const onValue = String(w.cfg.on ?? "1"), offValue = String(w.cfg.off ?? "0");
       const isOn = (v) => v !== null && v !== undefined && String(v) === onValue;
       if (toggles) {
@@ -156,9 +156,9 @@
       };
     },
     slider(w) {
-      w.body.innerHTML = `<output class="big"></output><input type="range" aria-label="${esc(w.title.textContent)}">`;
-      const input = w.body.querySelector("input");
-      const out = w.body.querySelector("output");
+      const out = h("output", { class: "big" });
+      const input = h("input", { type: "range", "aria-label": w.title.textContent });
+      w.body.replaceChildren(out, input);
       w.refresh = () => { const r = range(w); input.min = r.min; input.max = r.max; input.step = r.step; };
       w.refresh();
       input.addEventListener("input", () => { out.textContent = input.value + units(w); });
@@ -166,8 +166,10 @@
       w.update = (v) => { if (v !== null && v !== undefined) input.value = v; out.textContent = fmt(w, v) + units(w); };
     },
     numeric_input(w) {
-      w.body.innerHTML = `<div class="stepper"><button type="button" data-d="-1" aria-label="Less">−</button><input type="number" inputmode="decimal" aria-label="${esc(w.title.textContent)}"><button type="button" data-d="1" aria-label="More">+</button></div>`;
-      const input = w.body.querySelector("input");
+      const input = h("input", { type: "number", inputmode: "decimal", "aria-label": w.title.textContent });
+      w.body.replaceChildren(h("div", { class: "stepper" },
+        h("button", { type: "button", "data-d": "-1", "aria-label": "Less" }, "−"), input,
+        h("button", { type: "button", "data-d": "1", "aria-label": "More" }, "+")));
       const clamp = (x) => { const r = range(w); return Math.min(r.max, Math.max(r.min, x)); };
       w.refresh = () => { const r = range(w); input.min = r.min; input.max = r.max; input.step = r.step; };
       w.refresh();
@@ -182,16 +184,19 @@
       w.update = (v) => { if (document.activeElement !== input) input.value = v === null || v === undefined ? "" : v; };
     },
     value(w) {
-      w.body.innerHTML = `<output class="big"></output>`;
-      const out = w.body.querySelector("output");
+      const out = h("output", { class: "big" });
+      w.body.replaceChildren(out);
       w.update = (v) => { out.textContent = fmt(w, v) + (v === null || v === undefined ? "" : units(w)); };
     },
     gauge(w) {
-      w.body.innerHTML = `<svg viewBox="0 0 120 80" class="gauge" role="img"><path class="track" d="M15 70 A45 45 0 0 1 105 70"/><path class="fill" d="M15 70 A45 45 0 0 1 105 70"/><text x="60" y="62" class="gv"></text><text x="15" y="79" class="gm"></text><text x="105" y="79" class="gm" text-anchor="end"></text></svg>`;
-      const fill = w.body.querySelector(".fill");
+      const arc = "M15 70 A45 45 0 0 1 105 70";
+      const fill = svg("path", { class: "fill", d: arc });
+      const [tv, tmin, tmax] = [svg("text", { x: 60, y: 62, class: "gv" }), svg("text", { x: 15, y: 79, class: "gm" }),
+                                svg("text", { x: 105, y: 79, class: "gm", "text-anchor": "end" })];
+      w.body.replaceChildren(svg("svg", { viewBox: "0 0 120 80", class: "gauge", role: "img" },
+                                 svg("path", { class: "track", d: arc }), fill, tv, tmin, tmax));
       const len = fill.getTotalLength ? fill.getTotalLength() : 141.4;
       fill.style.strokeDasharray = `${len}`;
-      const [tv, tmin, tmax] = w.body.querySelectorAll("text");
       w.update = (v) => {
         const r = range(w);
         const n = num(v);
@@ -202,8 +207,8 @@
       };
     },
     led(w) {
-      w.body.innerHTML = `<span class="led" role="img"></span>`;
-      const led = w.body.querySelector(".led");
+      const led = h("span", { class: "led", role: "img" });
+      w.body.replaceChildren(led);
       w.update = (v) => {
         const n = num(v);
         const r = range(w);
@@ -216,9 +221,9 @@
     terminal(w) {
       // Opens with a backlog of recent lines (the string datastream's history); live lines that
       // arrive while it loads are kept and added after it, without repeating any.
-      w.body.innerHTML = `<pre class="term-out" aria-live="polite"></pre><form class="term-in"><input aria-label="Send to device" placeholder="Type and press Enter" autocomplete="off"><button type="submit">Send</button></form>`;
-      const pre = w.body.querySelector("pre");
-      const input = w.body.querySelector("input");
+      const pre = h("pre", { class: "term-out", "aria-live": "polite" });
+      const input = h("input", { "aria-label": "Send to device", placeholder: "Type and press Enter", autocomplete: "off" });
+      w.body.replaceChildren(pre, h("form", { class: "term-in" }, input, h("button", { type: "submit" }, "Send")));
       let last = -Infinity;
       let early = [];  // live lines seen before the backlog came
       w.body.querySelector("form").addEventListener("submit", (e) => {
@@ -235,9 +240,7 @@
         if (ts === last && atLast.has(String(v))) return;
         if (ts > last) { last = ts; atLast = new Set(); }
         atLast.add(String(v));
-        const line = document.createElement("div");
-        line.textContent = String(v);
-        pre.appendChild(line);
+        pre.appendChild(h("div", {}, String(v)));
         while (pre.childNodes.length > 200) pre.removeChild(pre.firstChild);
         pre.scrollTop = pre.scrollHeight;
       };
@@ -253,9 +256,9 @@
         });
     },
     map(w) {
-      w.body.innerHTML = `<svg class="map" viewBox="0 0 360 180" preserveAspectRatio="xMidYMid meet" role="img"></svg><p class="coords small"></p>`;
-      const svg = w.body.querySelector("svg");
-      const coords = w.body.querySelector(".coords");
+      const plane = svg("svg", { class: "map", viewBox: "0 0 360 180", preserveAspectRatio: "xMidYMid meet", role: "img" });
+      const coords = h("p", { class: "coords small" });
+      w.body.replaceChildren(plane, coords);
       const track = [];
       w.update = (v) => {
         if (v === null || v === undefined) { coords.textContent = "no location yet"; draw(); return; }
@@ -281,13 +284,17 @@
         const sx = (lon) => ((lon - x0) / (x1 - x0)) * 360;
         const sy = (lat) => 180 - ((lat - y0) / (y1 - y0)) * 180;
         const step = niceStep((x1 - x0) / 6);
-        let grid = "";
-        for (let g = Math.ceil(x0 / step) * step; g <= x1; g += step) grid += `<line x1="${sx(g)}" y1="0" x2="${sx(g)}" y2="180"/><text x="${sx(g) + 2}" y="176">${+g.toFixed(5)}°</text>`;
-        for (let g = Math.ceil(y0 / step) * step; g <= y1; g += step) grid += `<line x1="0" y1="${sy(g)}" x2="360" y2="${sy(g)}"/><text x="2" y="${sy(g) - 2}">${+g.toFixed(5)}°</text>`;
+        const grid = svg("g", { class: "graticule" });
+        for (let g = Math.ceil(x0 / step) * step; g <= x1; g += step) {
+          grid.append(svg("line", { x1: sx(g), y1: 0, x2: sx(g), y2: 180 }), svg("text", { x: sx(g) + 2, y: 176 }, `${+g.toFixed(5)}°`));
+        }
+        for (let g = Math.ceil(y0 / step) * step; g <= y1; g += step) {
+          grid.append(svg("line", { x1: 0, y1: sy(g), x2: 360, y2: sy(g) }), svg("text", { x: 2, y: sy(g) - 2 }, `${+g.toFixed(5)}°`));
+        }
         const path = track.map((p, i) => `${i ? "L" : "M"}${sx(p[0]).toFixed(2)} ${sy(p[1]).toFixed(2)}`).join(" ");
         const last = track[track.length - 1];
-        svg.innerHTML = `<g class="graticule">${grid}</g>` + (path ? `<path class="track" d="${path}"/>` : "") +
-          (last ? `<circle class="here" cx="${sx(last[0])}" cy="${sy(last[1])}" r="4"/>` : "");
+        plane.replaceChildren(...[grid, path && svg("path", { class: "track", d: path }),
+                                  last && svg("circle", { class: "here", cx: sx(last[0]), cy: sy(last[1]), r: 4 })].filter(Boolean));
       }
       function niceStep(raw) {
         const p = Math.pow(10, Math.floor(Math.log10(raw)));
@@ -301,11 +308,12 @@
     const cfg = JSON.parse(el.dataset.widget);
     const w = { el, cfg, body: el.querySelector(".widget-body"), title: el.querySelector(".widget-title"),
                 pending: null, confirmed: null, update: () => {} };
-    w.status = document.createElement("p");
-    w.status.className = "widget-status small";
+    // the grid place, through the CSSOM (the page's policy refuses style="..." attributes)
+    for (const [prop, v] of [["--x", cfg.x + 1], ["--y", cfg.y + 1], ["--w", cfg.w], ["--h", cfg.h]]) el.style.setProperty(prop, String(v));
+    w.status = h("p", { class: "widget-status small" });
     el.appendChild(w.status);
     if (!cfg.ds) {
-      w.body.innerHTML = `<p class="muted small">No datastream on V${cfg.pin} any more: edit the template's dashboard.</p>`;
+      w.body.replaceChildren(h("p", { class: "muted small" }, `No datastream on V${cfg.pin} any more: edit the template's dashboard.`));
       return w;
     }
     (kinds[cfg.type] || kinds.value)(w);

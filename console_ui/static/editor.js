@@ -6,6 +6,7 @@
 (function () {
   const root = document.getElementById("editor");
   if (!root) return;
+  const { h } = window.openblynk;  // names come from users: they enter the page as text only
   const cfg = JSON.parse(root.dataset.config);
   const editable = root.dataset.editable === "yes";
   const canvas = document.getElementById("canvas");
@@ -24,20 +25,15 @@
   function render() {
     const rows = Math.max(8, ...widgets.map((w) => w.y + w.h + 2));
     canvas.style.setProperty("--rows", rows);
-    canvas.innerHTML = "";
-    for (const w of widgets) {
-      const el = document.createElement("div");
+    canvas.replaceChildren(...widgets.map((w) => {
       const ds = dsOf(w.pin);
-      el.className = "widget edit" + (w.id === selected ? " selected" : "");
-      el.tabIndex = 0;
-      el.dataset.id = w.id;
-      el.style.cssText = `--x:${w.x + 1};--y:${w.y + 1};--w:${w.w};--h:${w.h}`;
-      el.innerHTML = `<header class="widget-title"></header><p class="muted small"></p>` +
-        (editable ? `<span class="resize" aria-hidden="true"></span>` : "");
-      el.querySelector("header").textContent = w.title || (ds ? ds.name : `V${w.pin}`);
-      el.querySelector("p").textContent = `${cfg.names[w.type]} · ${ds ? `${ds.name} (V${w.pin})` : `no datastream V${w.pin}`}`;
-      canvas.appendChild(el);
-    }
+      const el = h("div", { class: "widget edit" + (w.id === selected ? " selected" : ""), tabindex: 0, "data-id": w.id },
+        h("header", { class: "widget-title" }, w.title || (ds ? ds.name : `V${w.pin}`)),
+        h("p", { class: "muted small" }, `${cfg.names[w.type]} · ${ds ? `${ds.name} (V${w.pin})` : `no datastream V${w.pin}`}`),
+        editable ? h("span", { class: "resize", "aria-hidden": "true" }) : null);
+      el.style.cssText = `--x:${w.x + 1};--y:${w.y + 1};--w:${w.w};--h:${w.h}`;  // the CSSOM: allowed by the page's policy
+      return el;
+    }));
     inspect();
   }
 
@@ -79,7 +75,7 @@
     if (!d) return;
     ev.preventDefault();
     const next = ev.shiftKey ? { ...w, w: w.w + d[0], h: w.h + d[1] } : { ...w, x: w.x + d[0], y: w.y + d[1] };
-    if (fits(next, widgets)) { Object.assign(w, next); render(); canvas.querySelector(`[data-id="${w.id}"]`).focus(); }
+    if (fits(next, widgets)) { Object.assign(w, next); render(); canvas.querySelector(`[data-id="${CSS.escape(w.id)}"]`).focus(); }
   });
 
   function freeSlot(wd, ht) {
@@ -112,29 +108,31 @@
     render();
   }
 
-  function field(label, html) { return `<label>${label} ${html}</label>`; }
+  const field = (label, control) => h("label", {}, `${label} `, control);
+  const input = (name, attrs) => h("input", { name, ...attrs });
+  const number = (name, attrs) => input(name, { type: "number", step: "any", ...attrs });
 
   function inspect() {
     const w = widgets.find((x) => x.id === selected);
     if (!w) {
-      inspector.innerHTML = `<p class="muted">Select a widget to bind it to a datastream and set its title. Drag a widget to move it, its corner to resize it.</p>`;
+      inspector.replaceChildren(h("p", { class: "muted" },
+        "Select a widget to bind it to a datastream and set its title. Drag a widget to move it, its corner to resize it."));
       return;
     }
     const options = cfg.datastreams.filter((d) => cfg.accepts[w.type].includes(d.type))
-      .map((d) => `<option value="${d.pin}" ${d.pin === w.pin ? "selected" : ""}>${d.name} (V${d.pin}, ${d.type})</option>`).join("");
+      .map((d) => new Option(`${d.name} (V${d.pin}, ${d.type})`, String(d.pin), false, d.pin === w.pin));
     const numbers = ["slider", "numeric_input", "gauge", "led"].includes(w.type);
-    inspector.innerHTML = `<h2>${cfg.names[w.type]}</h2><form class="inspect">
-      <fieldset ${editable ? "" : "disabled"}>
-      ${field("Datastream", `<select name="pin">${options}</select>`)}
-      ${field("Title", `<input name="title" maxlength="60">`)}
-      ${w.type === "button" ? field("Mode", `<select name="mode"><option value="push">Push</option><option value="switch">Switch</option></select>`) : ""}
-      ${["switch", "button"].includes(w.type) ? field("On value", `<input name="on">`) + field("Off value", `<input name="off">`) : ""}
-      ${numbers ? field("Min", `<input name="min" type="number" step="any">`) + field("Max", `<input name="max" type="number" step="any">`) : ""}
-      ${["slider", "numeric_input"].includes(w.type) ? field("Step", `<input name="step" type="number" step="any" min="0">`) : ""}
-      ${field("Color", `<input name="color" type="color">`)}
-      <p class="muted small">Place: column ${w.x + 1}, row ${w.y + 1}; size ${w.w} × ${w.h}.</p>
-      ${editable ? `<button type="button" class="danger small" data-remove>Remove widget</button>` : ""}
-      </fieldset></form>`;
+    inspector.replaceChildren(h("h2", {}, cfg.names[w.type]), h("form", { class: "inspect" },
+      h("fieldset", { disabled: !editable },
+        field("Datastream", h("select", { name: "pin" }, options)),
+        field("Title", input("title", { maxlength: 60 })),
+        w.type === "button" ? field("Mode", h("select", { name: "mode" }, new Option("Push", "push"), new Option("Switch", "switch"))) : null,
+        ["switch", "button"].includes(w.type) ? [field("On value", input("on")), field("Off value", input("off"))] : null,
+        numbers ? [field("Min", number("min")), field("Max", number("max"))] : null,
+        ["slider", "numeric_input"].includes(w.type) ? field("Step", number("step", { min: 0 })) : null,
+        field("Color", input("color", { type: "color" })),
+        h("p", { class: "muted small" }, `Place: column ${w.x + 1}, row ${w.y + 1}; size ${w.w} × ${w.h}.`),
+        editable ? h("button", { type: "button", class: "danger small", "data-remove": true }, "Remove widget") : null)));
     const form = inspector.querySelector("form");
     for (const el of form.elements) {
       if (!el.name) continue;
@@ -146,7 +144,7 @@
       if (el.name === "pin") w.pin = Number(el.value);
       else if (["min", "max", "step"].includes(el.name)) { if (el.value === "") delete w[el.name]; else w[el.name] = Number(el.value); }
       else w[el.name] = el.value;
-      const card = canvas.querySelector(`[data-id="${w.id}"]`);
+      const card = canvas.querySelector(`[data-id="${CSS.escape(w.id)}"]`);
       if (card) card.querySelector("header").textContent = w.title || (dsOf(w.pin) || {}).name || `V${w.pin}`;
     });
     form.addEventListener("change", () => render());

@@ -1,0 +1,293 @@
+"""Hostile names everywhere the console shows one (issue #11, item 1: stored XSS).
+
+Every field a user or a device can fill (template, datastream, units, widget title, event,
+metadata field and value, device, tag, organization, user, role, firmware file, shipment, a
+device's string value, widget label and logged event) holds markup that runs script if a page
+ever treats it as HTML. A real Chromium visits every console page that shows them (the
+dashboard editor with its datastream select, the device dashboard with a chart, live values,
+htmx search and polling, Blynk.Air) and the test proves that:
+
+- no injected script ran (``window.__xss`` is never assigned, no dialog opened);
+- the text appears literally where it belongs (the editor's option label among others);
+- no Content-Security-Policy violation was reported while the console did its own work: a
+  violation would mean either an injection the policy had to stop or a console feature that
+  needs an exception in the policy.
+
+Screenshots go to ``.pytest-artifacts/console/hostile-*.png``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
+
+from tests.e2e.console_browser import browser, shot  # noqa: F401 (fixture)
+from tests.integration.ota.ota_support import image
+from tests.support.accounts import ROOT_ADMIN, Api
+from tests.support.stack import StackConfig
+
+TIMEOUT_MS = 20_000  # a bound for waits, not a timing claim
+
+
+def hostile(tag: str) -> str:
+    """Markup that runs ``__xss = tag`` wherever it is parsed as HTML (in text or in a quoted
+    attribute) and calls ``alert`` wherever it is pasted into a quoted script string."""
+    return f"\"'><img src=x onerror=__xss='{tag}'>'-alert(1)-'"
+
+
+def hostile_short(tag: str) -> str:
+    """Markup that runs ``__xss = tag``, for fields of at most 40 characters."""
+    return f"\"><img src=x onerror=__xss='{tag}'>"
+
+
+def hostile_long(tag: str) -> str:
+    """The same, plus a script element, for fields that take ``/`` and 100 characters."""
+    return hostile(tag) + f"</script><script>__xss='{tag}'</script>"
+
+
+WATCH = """
+(() => {
+  const report = (kind, detail) => window.__openblynkReport(kind, String(detail));
+  Object.defineProperty(window, "__xss", { configurable: false, get() { return undefined; },
+                                           set(value) { report("script ran", value); } });
+  document.addEventListener("securitypolicyviolation", (e) => report("csp violation",
+    `${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber} ${e.sample}`));
+})();
+"""
+"""Runs first in every document: any injected ``__xss = ...`` and every CSP violation is reported."""
+
+
+@dataclass
+class Seeded:
+    """What the hostile fixture stored, by the names the console shows."""
+
+    template_id: int
+    device_id: int
+    token: str
+    names: dict[str, str]
+    firmware_id: int
+    shipment_id: int
+
+
+@pytest.fixture(autouse=True)
+def patient_expect() -> Iterator[None]:
+    expect.set_options(timeout=TIMEOUT_MS)
+    yield
+    expect.set_options(timeout=5_000)
+
+
+def _ok(r: httpx.Response, *codes: int) -> Any:
+    assert r.status_code in (codes or (200, 201)), (r.request.url, r.status_code, r.text)
+    return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else None
+
+
+@pytest.fixture
+def seeded(stack: StackConfig) -> Iterator[Seeded]:
+    suffix = uuid.uuid4().hex[:4]
+    n = {"template": hostile_long(f"t{suffix}"), "ds0": hostile("ds0"), "ds1": hostile("ds1"),
+         "ds2": hostile("ds2"), "ds5": hostile("ds5"), "units": hostile("units"), "title": hostile("title"),
+         "event": hostile_long("event"), "event_description": hostile_long("eventdesc"), "meta": hostile("meta"),
+         "meta_value": hostile_long("metavalue") + " javascript:__xss='url'",
+         "device": f"D{suffix} '-alert-' '__xss'",  # device names take letters, digits, spaces, ' - _ only
+         "tag": hostile(f"tag{suffix}"), "org": hostile_long(f"o{suffix}"), "user": hostile_long("user"),
+         "role": hostile(f"r{suffix}"), "firmware": hostile(f"fw{suffix}") + ".bin",
+         "shipment": hostile_short(f"s{suffix}"), "value": hostile_long("value"), "live": hostile_long("live"),
+         "label": hostile("label"), "logged": hostile_long("logged")}
+    with Api(stack.base_url) as api:
+        api.login(*ROOT_ADMIN)
+        _ok(api.post("/api/orgs", json={"name": n["org"]}))
+        _ok(api.post("/api/roles", json={"name": n["role"], "permissions": ["devices.view"]}))
+        _ok(api.patch(f"/api/users/{api.me['id']}", json={"name": n["user"]}))
+        template = _ok(api.post("/api/console/templates", json={"name": n["template"]}))
+        tid = template["id"]
+        for ds in ({"pin": "V0", "name": n["ds0"], "type": "double", "min": 0, "max": 100, "units": n["units"],
+                    "save_raw": True},
+                   {"pin": "V1", "name": n["ds1"], "type": "integer", "min": 0, "max": 10},
+                   {"pin": "V2", "name": n["ds2"], "type": "location"},
+                   {"pin": "V5", "name": n["ds5"], "type": "string", "save_raw": True}):
+            _ok(api.post(f"/api/console/templates/{tid}/datastreams", json=ds))
+        _ok(api.post(f"/api/console/templates/{tid}/events",
+                     json={"code": "hot", "name": n["event"], "type": "warning", "description": n["event_description"]}))
+        _ok(api.post(f"/api/console/templates/{tid}/metadata", json={"name": n["meta"], "type": "text"}))
+        widgets = [{"id": "value", "type": "value", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 2},
+                   {"id": "chart", "type": "chart", "pin": 0, "x": 3, "y": 0, "w": 6, "h": 4, "title": n["title"]},
+                   {"id": "gauge", "type": "gauge", "pin": 0, "x": 9, "y": 0, "w": 3, "h": 3},
+                   {"id": "switch", "type": "switch", "pin": 1, "x": 0, "y": 2, "w": 3, "h": 2},
+                   {"id": "slider", "type": "slider", "pin": 1, "x": 0, "y": 4, "w": 4, "h": 2},
+                   {"id": "number", "type": "numeric_input", "pin": 1, "x": 4, "y": 4, "w": 4, "h": 2},
+                   {"id": "map", "type": "map", "pin": 2, "x": 8, "y": 4, "w": 4, "h": 4},
+                   {"id": "text", "type": "value", "pin": 5, "x": 0, "y": 6, "w": 4, "h": 2},
+                   {"id": "terminal", "type": "terminal", "pin": 5, "x": 0, "y": 8, "w": 6, "h": 4}]
+        _ok(api.put(f"/api/console/templates/{tid}/dashboard", json={"widgets": widgets}))
+        device = _ok(api.post("/api/console/devices", json={"name": n["device"], "template_id": tid}))
+        _ok(api.put(f"/api/devices/{device['id']}/tags", json={"tags": [n["tag"]]}))
+        _ok(api.put(f"/api/console/devices/{device['id']}/metadata", json={"name": n["meta"], "value": n["meta_value"]}))
+        firmware = _ok(api.post("/api/ota/firmware", params={"filename": n["firmware"]}, content=image("2.0.0"),
+                                timeout=30), 201)
+        n["firmware"] = firmware["filename"]  # the server keeps a safe file name (the info tag takes no markup)
+        shipment = _ok(api.post("/api/ota/shipments", json={"name": n["shipment"], "firmware_id": firmware["id"],
+                                                            "target": {"kind": "tag", "tag": n["tag"]}}), 201)
+    token = device["token"]
+    with httpx.Client(base_url=stack.base_url, timeout=10) as http:
+        now = datetime.now(timezone.utc)
+        points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + (m % 7)] for m in range(1, 120)]
+        _ok(http.post("/external/api/batch/update", params={"token": token, "pin": "V0"}, json=points))
+        for params in ({"V5": n["value"]}, {"V0": "21.5"}, {"V2": "24.1052,56.9496"}):
+            _ok(http.get("/external/api/update", params={"token": token, **params}))
+        _ok(http.get("/external/api/update/property", params={"token": token, "pin": "V0", "label": n["label"]}))
+        _ok(http.get("/external/api/logEvent", params={"token": token, "code": "hot", "description": n["logged"]}))
+    yield Seeded(tid, device["id"], token, n, firmware["id"], shipment["id"])
+
+
+@pytest.fixture
+def watched(browser: Browser, stack: StackConfig) -> Iterator[tuple[Page, list[str]]]:  # noqa: F811 (fixture)
+    """A signed-in page whose injected scripts, dialogs, CSP violations and script errors are all
+    collected into one list (empty when the console behaved)."""
+    context: BrowserContext = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    found: list[str] = []
+    context.expose_function("__openblynkReport", lambda kind, detail: found.append(f"{kind}: {detail}"))
+    context.add_init_script(WATCH)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: found.append(f"page error: {exc}"))
+    def dialog(d: Dialog) -> None:
+        found.append(f"dialog: {d.message}")
+        d.dismiss()
+
+    page.on("dialog", dialog)
+    page.on("console", lambda m: found.append(f"console: {m.text}") if "Content Security Policy" in m.text
+            or "Refused to" in m.text or (m.type == "error" and not m.text.startswith("Failed to load resource"))
+            else None)
+    page.goto(f"{stack.base_url}/password-reset")  # a form that gives way to the page's own message
+    page.get_by_label("E-mail").fill("nobody@example.com")
+    page.get_by_role("button", name="Send me a link").click()
+    expect(page.locator("#done")).to_have_text(
+        "If this address has an account, we sent it a link to reset the password.")
+    expect(page.locator("form")).to_have_count(0)
+    page.goto(f"{stack.base_url}/login")
+    page.get_by_label("E-mail").fill(ROOT_ADMIN[0])
+    page.get_by_label("Password").fill(ROOT_ADMIN[1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/devices$"))
+    yield page, found
+    context.close()
+
+
+def _visit(page: Page, url: str, name: str) -> None:
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    shot(page, f"hostile-{name}")
+
+
+def test_hostile_names_are_shown_as_text_and_run_nothing(stack: StackConfig, seeded: Seeded,
+                                                         watched: tuple[Page, list[str]]) -> None:
+    page, found = watched
+    n = seeded.names
+    base = stack.base_url
+    tid, did = seeded.template_id, seeded.device_id
+
+    # templates: the list, each tab, and the dashboard editor with its datastream select
+    _visit(page, f"{base}/templates", "templates")
+    expect(page.locator("main")).to_contain_text(n["template"])
+    _visit(page, f"{base}/templates/{tid}", "template-info")
+    expect(page.locator("h1")).to_have_text(n["template"])
+    _visit(page, f"{base}/devices/new?template={tid}", "device-new")
+    expect(page.locator("select[name=template_id] option:checked")).to_have_text(n["template"])
+    expect(page.locator("select[name=org_id]")).to_contain_text(n["org"])
+    _visit(page, f"{base}/templates/{tid}?tab=datastreams", "template-datastreams")
+    for key in ("ds0", "ds1", "ds2", "ds5"):
+        expect(page.locator("main")).to_contain_text(n[key])
+    _visit(page, f"{base}/templates/{tid}?tab=events", "template-events")
+    expect(page.locator("main")).to_contain_text(n["event"])
+    _visit(page, f"{base}/templates/{tid}?tab=metadata", "template-metadata")
+    expect(page.locator("main")).to_contain_text(n["meta"])
+    _visit(page, f"{base}/templates/{tid}?tab=dashboard", "template-editor")
+    canvas = page.locator("#canvas")
+    expect(canvas.locator(".widget")).to_have_count(9)
+    canvas.locator('.widget[data-id="value"]').click()
+    select = page.locator("#inspector").get_by_label("Datastream")
+    expect(select.locator("option")).to_have_text([f"{n['ds0']} (V0, double)", f"{n['ds1']} (V1, integer)",
+                                                   f"{n['ds2']} (V2, location)", f"{n['ds5']} (V5, string)"])
+    expect(select.locator("option:checked")).to_have_text(f"{n['ds0']} (V0, double)")
+    expect(canvas.locator('.widget[data-id="value"] .widget-title')).to_have_text(n["ds0"])
+    canvas.locator('.widget[data-id="switch"]').click()
+    expect(select.locator("option:checked")).to_have_text(f"{n['ds1']} (V1, integer)")
+    canvas.locator('.widget[data-id="chart"]').click()
+    expect(page.locator("#inspector").get_by_label("Title")).to_have_value(n["title"])
+    shot(page, "hostile-template-editor-inspector")
+    page.locator("#inspector").get_by_label("Title").fill("")  # the card falls back to the datastream's name
+    expect(canvas.locator('.widget[data-id="chart"] .widget-title')).to_have_text(n["ds0"])
+    page.get_by_role("button", name="Save dashboard").click()
+    expect(page.locator("#editor")).to_have_attribute("data-saved", "9")
+
+    # devices: the list, htmx search, the dashboard (chart, live values), the other tabs
+    _visit(page, f"{base}/devices", "devices")
+    expect(page.locator(f'tr[data-device="{did}"]')).to_contain_text(n["device"])
+    page.get_by_label("Search devices").fill(n["device"][:30])  # htmx swaps the rows in
+    expect(page).to_have_url(re.compile(r"q="))
+    expect(page.locator("#device-rows tr")).to_have_count(1)
+    expect(page.locator("#device-rows")).to_contain_text(n["device"])
+
+    _visit(page, f"{base}/devices/{did}", "device-dashboard")
+    expect(page.locator("h1")).to_have_text(n["device"])
+    dashboard = page.locator("#dashboard")
+    expect(dashboard).to_have_attribute("data-live", "connected")
+    expect(dashboard).to_have_attribute("data-loaded", "yes")
+    expect(page.locator('.widget-value[data-pin="5"] output')).to_have_text(n["value"])
+    expect(page.locator(".widget-terminal pre > div")).to_have_text([n["value"]])
+    expect(page.locator('.widget-value[data-pin="0"] .widget-title')).to_have_text(n["label"])
+    expect(page.locator('.widget-value[data-pin="0"] output')).to_have_text(f"21.5 {n['units']}")
+    chart = page.locator(".widget-chart")
+    expect(chart).to_have_attribute("data-chart-points", re.compile(r"^[1-9]\d*$"))
+    expect(chart.locator(".u-over")).to_be_visible()
+    chart.get_by_role("button", name="live").click()
+    expect(chart).to_have_attribute("data-chart-end", re.compile(r"^\d+$"))
+    with httpx.Client(base_url=base, timeout=10) as http:  # live over the console WebSocket
+        for params in ({"V5": n["live"]}, {"V0": "42"}):
+            _ok(http.get("/external/api/update", params={"token": seeded.token, **params}))
+    expect(page.locator('.widget-value[data-pin="5"] output')).to_have_text(n["live"])
+    expect(page.locator(".widget-terminal pre > div")).to_have_text([n["value"], n["live"]])
+    expect(page.locator('.widget-value[data-pin="0"] output')).to_have_text(f"42.0 {n['units']}")
+    expect(page.locator(".widget-map .coords")).to_have_text("lat 56.94960, lon 24.10520")
+    shot(page, "hostile-device-dashboard")
+
+    _visit(page, f"{base}/devices/{did}?tab=info", "device-info")
+    expect(page.locator("#tags .badge")).to_have_text([n["tag"]])
+    expect(page.locator("#metadata")).to_contain_text(n["meta"])
+    assert page.locator('a[href^="javascript:"]').count() == 0
+    _visit(page, f"{base}/devices/{did}?tab=timeline", "device-timeline")
+    expect(page.locator("main")).to_contain_text(n["logged"])
+    _visit(page, f"{base}/devices/{did}?tab=datastreams", "device-datastreams")
+    expect(page.locator("main")).to_contain_text(n["ds5"])
+    expect(page.locator('[data-value-pin="5"]')).to_have_text(n["live"])
+    with httpx.Client(base_url=base, timeout=10) as http:
+        _ok(http.get("/external/api/update", params={"token": seeded.token, "V5": n["value"]}))
+    expect(page.locator('[data-value-pin="5"]')).to_have_text(n["value"])  # live.js
+
+    # organizations, users, roles, the account
+    for path, key in (("/orgs", "org"), ("/users", "user"), ("/roles", "role"), ("/account", "user")):
+        _visit(page, base + path, path.strip("/"))
+        expect(page.locator("main")).to_contain_text(n[key])
+
+    # Blynk.Air: firmware, shipments, the new-shipment form, a shipment's page with its polling
+    _visit(page, f"{base}/air/firmware", "air-firmware")
+    expect(page.locator("#firmware-rows")).to_contain_text(n["firmware"])
+    _visit(page, f"{base}/air/shipments", "air-shipments")
+    expect(page.locator("main")).to_contain_text(n["shipment"])
+    _visit(page, f"{base}/air/shipments/new?firmware={seeded.firmware_id}", "air-new-shipment")
+    expect(page.locator("#shipment-form")).to_contain_text(n["device"])
+    _visit(page, f"{base}/air/shipments/{seeded.shipment_id}", "air-shipment")
+    expect(page.locator("h1")).to_have_text(n["shipment"])
+    expect(page.locator("main")).to_contain_text(f"devices tagged {n['tag']!r}")
+    page.evaluate("window.__swaps = 0; document.body.addEventListener('htmx:afterSwap', () => window.__swaps++)")
+    page.wait_for_function("() => window.__swaps >= 1")  # the progress part was polled and swapped in
+
+    assert page.evaluate("document.documentElement.outerHTML.includes('<img src=\"x\"')") is False
+    assert found == []
