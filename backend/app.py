@@ -51,6 +51,7 @@ from backend.tasks import finish
 from backend.transport.controllers import ca_certificate
 from backend.transport.tls import tls_files
 from backend.transport.websocket import mqtt_websocket
+from console_ui.headers import security_headers
 from console_ui.routes import console_pages, console_template_config
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
                   platform_lifespan()],  # DATA_ROUTES after DeviceApiController
         exception_handlers={OpenBlynkError: _error_response,
                             **{kind: _database_refusal for kind in REFUSED_ERRORS}},
+        before_send=[security_headers],  # the console's CSP and framing headers on every HTML answer
         openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema", components=Components(
             security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer",
                                                             description="access token from POST /oauth2/token")})),

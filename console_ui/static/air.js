@@ -1,6 +1,6 @@
 // Blynk.Air pages: the firmware upload (streamed as the raw request body, with a progress bar,
-// then the parsed info tag, hashes and signature shown) and the new-shipment form (its fields
-// turned into the nested document POST /api/ota/shipments takes).
+// then the parsed info tag, hashes and signature shown), the new-shipment form (its fields
+// turned into the nested document POST /api/ota/shipments takes) and a shipment's live progress.
 "use strict";
 
 (function () {
@@ -136,5 +136,16 @@
       }
     });
   }
-  if (document.getElementById("progress") && !window.htmx) toast("htmx is missing: progress will not update", "bad");
+  // -- a shipment's progress: reloaded every data-poll ms while the page is in view (a timer here,
+  // not an htmx trigger filter: those are evaluated code, which the console's policy forbids) ------
+  const progress = document.getElementById("progress");
+  if (progress && !window.htmx) toast("htmx is missing: progress will not update", "bad");
+  if (progress && window.htmx && progress.dataset.poll) {
+    const timer = window.setInterval(() => {
+      if (document.visibilityState === "visible") window.htmx.trigger(progress, "refresh");
+    }, Number(progress.dataset.poll));
+    progress.addEventListener("htmx:afterRequest", (ev) => {  // 286: the shipment ended, as htmx's polling stop
+      if (ev.detail.xhr && ev.detail.xhr.status === 286) { window.clearInterval(timer); delete progress.dataset.poll; }
+    });
+  }
 })();

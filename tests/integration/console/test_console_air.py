@@ -95,11 +95,11 @@ def test_firmware_and_shipment_pages_show_the_image_and_live_progress(stack: Sta
         assert filtered.status_code == 200 and "No device has this status" in filtered.text
         assert admin.get(f"/air/shipments/{shipment['id']}/progress", params={"status": "x"}).status_code == 400
         full = admin.get(f"/air/shipments/{shipment['id']}")
-        assert full.status_code == 200 and "every 2s" in full.text and fw["filename"] in full.text
+        assert full.status_code == 200 and 'data-poll="2000"' in full.text and fw["filename"] in full.text
         assert admin.post(f"/api/ota/shipments/{shipment['id']}/cancel").status_code == 200
         ended = admin.get(f"/air/shipments/{shipment['id']}/progress")
         assert ended.status_code == 286 and "Cancelled" in ended.text and "Delete shipment" in ended.text
-        assert "every 2s" not in admin.get(f"/air/shipments/{shipment['id']}").text  # nothing left to watch
+        assert "data-poll" not in admin.get(f"/air/shipments/{shipment['id']}").text  # nothing left to watch
     finally:
         dev.client.disconnect()
         dev.client.loop_stop()
