@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_quickstart import ROOT, cli
+from tests.support.datadir import remove_data_dir
 from tests.support.stack import StackConfig
 
 
 @pytest.fixture(scope="module")
 def config() -> Iterator[StackConfig]:
     data_dir = ROOT / ".pytest-data" / f"cli-{os.getpid()}"
-    shutil.rmtree(data_dir, ignore_errors=True)
+    remove_data_dir(data_dir)
     yield StackConfig(data_dir=data_dir)
-    shutil.rmtree(data_dir, ignore_errors=True)
+    remove_data_dir(data_dir)
 
 
 @pytest.mark.parametrize(("document", "message"), [

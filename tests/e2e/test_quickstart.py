@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 
 from device_sdk import Device
 from tests.support.net import wait_for
+from tests.support.datadir import remove_data_dir
 from tests.support.stack import Process, StackConfig, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +32,9 @@ SECOND = {"devices": [{"name": "Garage", "template": "Thermostat", "token": "Gar
 @pytest.fixture
 def config() -> Iterator[StackConfig]:
     data_dir = ROOT / ".pytest-data" / f"e2e-{os.getpid()}"
-    shutil.rmtree(data_dir, ignore_errors=True)
+    remove_data_dir(data_dir)
     yield StackConfig(data_dir=data_dir)  # no database URL: the embedded server in data_dir
-    shutil.rmtree(data_dir, ignore_errors=True)
+    remove_data_dir(data_dir)
 
 
 def cli(config: StackConfig, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

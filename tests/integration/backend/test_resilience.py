@@ -8,7 +8,6 @@ These tests run their own PostgreSQL, broker and app (they stop parts on purpose
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice, connect_device
 from tests.support.net import wait_for
 from tests.support.provision import provision, thermostat_doc
+from tests.support.datadir import remove_data_dir
 from tests.support.stack import Process, StackConfig, wait_http_ready, wait_port
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
@@ -49,7 +49,7 @@ class OwnStack:
 @pytest.fixture
 def own() -> Iterator[OwnStack]:
     data_dir = ROOT / ".pytest-data" / f"resilience-{os.getpid()}"
-    shutil.rmtree(data_dir, ignore_errors=True)
+    remove_data_dir(data_dir)
     pg = EmbeddedPostgres(data_dir / "pg" / "postgres")
     pg.start()
     migrate(pg.url())
@@ -72,7 +72,7 @@ def own() -> Iterator[OwnStack]:
             if proc is not None:
                 proc.stop()
         pg.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        remove_data_dir(data_dir)
 
 
 def raw_values(stack: OwnStack, device_id: int) -> list[float]:
