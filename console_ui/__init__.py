@@ -5,6 +5,8 @@ htmx for partial updates, uPlot for charts, and a small script per page kind.
                  to /login), the template engine, and the static and vendored browser files
     pages_*      page controllers (one service call each, then a template); pages_air is Blynk.Air
     live         the WebSocket that carries live values, properties and presence to open pages
+    headers      the Content-Security-Policy and framing headers of every HTML answer (the page
+                 scripts put server data in as text only: ``window.openblynk.h``, never HTML)
     templates/   Jinja templates;  static/   our CSS and scripts
     package.json browser libraries from npm (htmx, uPlot): ``npm ci --prefix console_ui``; only
                  their dist files are served, from node_modules; nothing comes from a CDN
