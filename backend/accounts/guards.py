@@ -5,8 +5,9 @@
   or wrong ``X-CSRF-Token`` header (403). Routes marked ``PUBLIC`` skip it.
 - ``requires(*permissions)`` / ``requires_any(...)`` / ``signed_in`` are the guards; a test
   checks that every ``/api`` route has one of them or is ``PUBLIC``.
-- ``same_origin`` (on the whole router) refuses a state-changing request whose ``Origin`` is
-  another site, which also covers the routes without a session (sign-in, sign-up, reset).
+- ``same_origin`` (on the whole router) refuses a state-changing request whose ``Origin`` (or,
+  without one, ``Referer``) is another site, which also covers the routes without a session
+  (sign-in, sign-up, reset).
 """
 
 from __future__ import annotations
@@ -92,15 +93,18 @@ signed_in = requires()
 
 
 def same_origin(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:  # type: ignore[type-arg]
-    """Refuse a state-changing request sent by a page of another origin."""
+    """Refuse a state-changing request sent by a page of another origin: its ``Origin``, or
+    its ``Referer`` when a browser sent no ``Origin`` (older browsers, some privacy settings).
+    A request with neither comes from no web page (a script, the CLI); the session routes
+    still want its CSRF token."""
     if connection.scope.get("method", "GET") in SAFE_METHODS:
         return
-    origin = connection.headers.get("origin")
-    if origin and origin != "null":
-        host = connection.headers.get("host", "")
-        if urlsplit(origin).netloc.lower() != host.lower():
-            raise PermissionDeniedError("cross-site request refused")
-    elif origin == "null":
+    source = connection.headers.get("origin")
+    if source is None:
+        source = connection.headers.get("referer")
+    if source is None:
+        return
+    if source == "null" or urlsplit(source).netloc.lower() != connection.headers.get("host", "").lower():
         raise PermissionDeniedError("cross-site request refused")
 
 
