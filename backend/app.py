@@ -50,7 +50,7 @@ from backend.errors import RateLimitedError
 from backend.tasks import finish
 from backend.transport.controllers import ca_certificate
 from backend.transport.tls import tls_files
-from backend.transport.websocket import mqtt_websocket
+from backend.transport.websocket import MqttBridge, mqtt_websocket
 from console_ui.headers import security_headers
 from console_ui.routes import console_pages, console_template_config
 
@@ -148,7 +148,7 @@ def _database_refusal(request: AnyRequest, exc: Exception) -> Response[object]:
 async def _start_services(app: Litestar, settings: Settings, database_url: str) -> Services:
     secrets = Secrets(settings.resolved_secret_key())
     app.state.tls = tls_files(settings) if settings.mqtts_port else None
-    app.state.mqtt_proxy_port = settings.mqtt_proxy_port
+    app.state.mqtt_bridge = MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key())
     history_writers = 2  # batches the history writer has in flight, each on its own connection
     db = Database(database_url, pool_size=4 + history_writers)
     await db.open()

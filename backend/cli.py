@@ -148,11 +148,13 @@ async def _run_broker(settings: Settings, url: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tls = tls_files(settings) if settings.mqtts_port else None
+    secrets = Secrets(settings.resolved_secret_key())
     broker_settings = BrokerSettings(host=settings.bind, port=settings.mqtt_port,
                                      tls_port=settings.mqtts_port if tls else None,
                                      certfile=str(tls.certfile) if tls else None,
                                      keyfile=str(tls.keyfile) if tls else None,
                                      proxy_port=settings.mqtt_proxy_port or None,
+                                     proxy_key=secrets.mqtt_proxy_key(),
                                      max_packet_size=settings.mqtt_max_packet_size,
                                      max_subscriptions=settings.mqtt_max_subscriptions,
                                      device_rate_limit=settings.device_rate_limit,
@@ -163,7 +165,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
                                      vitals_interval=settings.vitals_interval_seconds)
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
-        auth = PgAuthenticator(registry, Secrets(settings.resolved_secret_key()))
+        auth = PgAuthenticator(registry, secrets)
         async with MqttBroker(broker_settings, auth) as mqtt:
 
             async def on_change(change: Change) -> None:

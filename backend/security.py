@@ -58,6 +58,7 @@ class Secrets:
         self._hmac_key = _derive(secret_key, b"openblynk device-token hmac")
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, b"openblynk device-token fernet")))
         self._service_key = _derive(secret_key, b"openblynk mqtt service password")
+        self._proxy_key = _derive(secret_key, b"openblynk mqtt proxy header hmac")
 
     def token_hmac(self, token: AuthToken | str) -> bytes:
         """The lookup key stored for a token."""
@@ -81,6 +82,10 @@ class Secrets:
     def check_service_password(self, candidate: str | None) -> bool:
         """Constant-time check of a service password."""
         return candidate is not None and hmac.compare_digest(candidate, self.service_password())
+
+    def mqtt_proxy_key(self) -> bytes:
+        """The key signing the WebSocket bridge's PROXY headers to the broker (its ``proxy_key``)."""
+        return self._proxy_key
 
 
 def _derive(secret_key: str, info: bytes) -> bytes:

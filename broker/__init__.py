@@ -3,16 +3,19 @@
 Public surface (nothing else here is API, and nothing outside this package imports amqtt)::
 
     from broker import (MqttBroker, BrokerSettings, Authenticator, ConnectInfo, DeviceIdentity,
-                        ServiceIdentity, SessionQueues, BrokerError)
+                        ServiceIdentity, SessionQueues, BrokerError, proxy_header)
 
-    async with MqttBroker(BrokerSettings(port=0, proxy_port=0), authenticator) as broker:
+    settings = BrokerSettings(port=0, proxy_port=0, proxy_key=key)   # key: 32+ secret bytes
+    async with MqttBroker(settings, authenticator) as broker:
         print(broker.port, broker.tls_port, broker.proxy_port, broker.connected_devices())
         await broker.disconnect_device(42)        # token revoked: presence "revoked", no will
         broker.session_queues()["dev:42"]         # SessionQueues(outgoing, inflight, ...)
         broker.open_connections()                 # sockets being served, authenticated or not
 
-Listeners: plain TCP (``port``), TLS 1.2+ (``tls_port``), and the WebSocket bridge's PROXY
-protocol v1 listener on 127.0.0.1 (``proxy_port``). Only MQTT 3.1.1 is served (MQTT 5 gets a
+Listeners: plain TCP (``port``), TLS 1.2+ (``tls_port``), and the WebSocket bridge's listener on
+127.0.0.1 (``proxy_port``), where each connection starts with ``proxy_header(key, client)``: a
+PROXY protocol v2 header naming the real client, HMAC-signed with ``proxy_key`` so that no
+other local process can choose its address (:mod:`broker._proxy`). Only MQTT 3.1.1 is served (MQTT 5 gets a
 v5 CONNACK 0x84). Limits every client gets: ``max_packet_size``, keep-alive x grace, per-device
 ``device_rate_limit`` (PUBLISH, SUBSCRIBE and UNSUBSCRIBE), ``max_subscriptions`` per session,
 ``auth_failures_per_minute`` per address, ``max_outgoing_queue``.
@@ -39,6 +42,7 @@ Inside (amqtt 0.12.1 pinned, private methods overridden): ``amqtt.broker.Broker`
 (how connections end) <- ``_core.CoreBroker`` (listeners, PROXY, auth, rate limit).
 """
 
+from broker._proxy import proxy_header
 from broker.errors import BrokerError
 from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, ServiceIdentity
 from broker.server import MqttBroker, SessionQueues
@@ -53,4 +57,5 @@ __all__ = [
     "MqttBroker",
     "ServiceIdentity",
     "SessionQueues",
+    "proxy_header",
 ]

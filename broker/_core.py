@@ -30,7 +30,7 @@ from broker._handler import MountedHandler
 from broker._lifecycle import LifecycleBroker
 from broker._limits import AuthThrottle, PublishRate, RateVerdict
 from broker._outbox import Outbox
-from broker._proxy import parse_proxy_line, read_proxy_line
+from broker._proxy import NonceCache, ProxyRefused, read_proxy_header, verify_proxy_header
 from broker._routing import device_key
 from broker._session import BrokerSession, Connection, KeyedLocks
 from broker._transport import Meter, MeteredWriter, StreamReader
@@ -57,6 +57,7 @@ class CoreBroker(LifecycleBroker):
         self._key_locks = KeyedLocks()
         self.connection_tasks: set[asyncio.Task[Any]] = set()
         self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute, time.monotonic)
+        self._proxy_nonces = NonceCache()
 
     @staticmethod
     def _create_ssl_context(listener: ListenerConfig) -> ssl.SSLContext:
@@ -119,12 +120,20 @@ class CoreBroker(LifecycleBroker):
             connection.finished.set()
 
     async def _read_proxy_header(self, reader: ReaderAdapter, writer: MeteredWriter) -> bool:
-        """Read the PROXY line and take the client's address from it; False (closed) if bad."""
-        assert isinstance(reader, StreamReader)
-        line = await read_proxy_line(reader.stream, self.settings.connect_timeout)
-        header = parse_proxy_line(line) if line is not None else None
-        if header is None:
-            logger.warning("closing proxy connection from %s: no valid PROXY v1 line (%r)", writer.peer, line)
+        """Read the bridge's signed PROXY header and take the client's address from it.
+
+        False (connection closed before any CONNECT is read, so no login is counted against
+        any address) if it is missing, malformed, unsigned, stale or replayed.
+        """
+        assert isinstance(reader, StreamReader) and self.settings.proxy_key is not None
+        try:
+            data = await read_proxy_header(reader.stream, self.settings.connect_timeout)
+            now = time.time()
+            header = verify_proxy_header(data, self.settings.proxy_key, now)
+            if not self._proxy_nonces.first_use(header.nonce, now):
+                raise ProxyRefused("PROXY v2 header replayed")
+        except ProxyRefused as refused:
+            logger.warning("closing proxy connection from %s: %s", writer.peer, refused)
             writer.abort()
             return False
         if header.address is not None:

@@ -77,7 +77,7 @@ class Connection:
     reader: FramedReader
     writer: MeteredWriter
     address: str | None
-    """The client's address (from the PROXY line on the proxy listener)."""
+    """The client's address (from the signed PROXY header on the proxy listener)."""
     port: int | None
     keep_alive: int
     transport: str

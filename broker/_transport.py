@@ -64,7 +64,7 @@ class MeteredWriter(WriterAdapter):
         self.closed = False
         peer = writer.get_extra_info("peername")
         self.peer: tuple[str, int] | None = (peer[0], peer[1]) if peer and len(peer) >= 2 else None
-        """The client's address; replaced by the PROXY line's on the proxy listener."""
+        """The client's address; replaced by the PROXY header's on the proxy listener."""
 
     def write(self, data: bytes | bytearray) -> None:
         """Queue one packet for sending (no-op once closed)."""
@@ -124,7 +124,7 @@ class MeteredWriter(WriterAdapter):
 
 class StreamReader(ReaderAdapter):
     """amqtt ``ReaderAdapter`` over an asyncio ``StreamReader`` that exposes the stream itself
-    (the proxy listener reads its PROXY line from it before any MQTT)."""
+    (the proxy listener reads its PROXY header from it before any MQTT)."""
 
     def __init__(self, stream: asyncio.StreamReader) -> None:
         self.stream = stream

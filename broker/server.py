@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machines chat at INFO
 
 _TCP, _TLS = "default", "tls"
-_PROXY_HOST = "127.0.0.1"  # the proxy listener trusts its PROXY lines: never reachable from outside
+_PROXY_HOST = "127.0.0.1"  # the proxy listener: never reachable from outside (and its headers are signed)
 _TASKS_WAIT = 5.0  # seconds stop() waits for connection handlers to return
 
 
@@ -91,7 +91,7 @@ class MqttBroker:
 
     @property
     def proxy_port(self) -> int | None:
-        """The bound port of the PROXY-protocol listener on 127.0.0.1, or ``None`` if disabled."""
+        """The bound port of the (signed) PROXY-protocol listener on 127.0.0.1, or ``None`` if disabled."""
         return self._proxy_port
 
     def _config(self) -> dict[str, Any]:

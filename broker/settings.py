@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from broker._proxy import MIN_KEY_BYTES
 from broker.errors import ConfigurationError
 
 __all__ = ["BrokerSettings"]
@@ -28,8 +29,12 @@ class BrokerSettings:
     """PEM private key for the TLS listener; required when ``tls_port`` is set."""
     proxy_port: int | None = None
     """Internal listener for the app's MQTT-over-WebSocket bridge, always on 127.0.0.1 whatever
-    ``host`` says; every connection starts with a PROXY protocol v1 line naming the real client.
+    ``host`` says; every connection starts with a PROXY protocol v2 header naming the real
+    client, signed with ``proxy_key`` (see ``broker.proxy_header``); any other is closed unread.
     ``None`` disables it, ``0`` picks a free port (read it back from ``MqttBroker.proxy_port``)."""
+    proxy_key: bytes | None = field(default=None, repr=False)
+    """Key (at least 32 bytes) of the HMAC that proves a PROXY header came from the app's
+    bridge, not from any other local process; required with ``proxy_port``. Never printed."""
     max_packet_size: int = 1024
     """Largest accepted packet, as its fixed-header remaining length (Blynk: 1024 bytes)."""
     service_max_packet_size: int = 1_048_576
@@ -41,7 +46,7 @@ class BrokerSettings:
     """Whether ``sys/presence/<device_id>`` messages are retained."""
     connect_timeout: float = 10.0
     """Seconds a new TCP connection may take to send its CONNECT packet (and, on the proxy
-    listener, its PROXY line) before it is closed."""
+    listener, its PROXY header) before it is closed."""
     shutdown_grace: float = 2.0
     """Seconds ``stop()`` waits for offline presence messages to reach subscribers."""
     device_rate_limit: float = 50.0
@@ -84,6 +89,8 @@ class BrokerSettings:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 65535:
                 raise ConfigurationError(f"{name} must be within 0..65535, got {value}")
+        if self.proxy_port is not None and (self.proxy_key is None or len(self.proxy_key) < MIN_KEY_BYTES):
+            raise ConfigurationError(f"proxy_port needs a proxy_key of at least {MIN_KEY_BYTES} bytes")
         if self.tls_port is not None and not (self.certfile and self.keyfile):
             raise ConfigurationError("tls_port needs both certfile and keyfile")
         for name in ("max_packet_size", "service_max_packet_size"):

@@ -1,39 +1,39 @@
 """MQTT over WebSocket at ``/mqtt`` on the HTTP port (subprotocol ``mqtt``), as blynk.cloud.
 
 The broker runs in its own process, so the app bridges each WebSocket to the broker's
-internal PROXY-protocol listener on 127.0.0.1: it first sends a PROXY v1 line carrying the
-browser's or device's real address (the broker uses it for presence and throttling), then
-copies MQTT bytes both ways. One port serves the console, the APIs and WebSocket clients.
+internal PROXY-protocol listener on 127.0.0.1: it first sends a PROXY protocol v2 header
+carrying the browser's or device's real address (the broker uses it for presence, the device's
+recorded IP and the failed-login throttle), signed with a key derived from the secret key so
+that no other local process can name an address of its choosing (``broker.proxy_header``),
+then copies MQTT bytes both ways. One port serves the console, the APIs and WebSocket clients.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from contextlib import suppress
+from dataclasses import dataclass, field
 
 from litestar import websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from backend.connections import PublicWebSocket
+from broker import proxy_header
 
 log = logging.getLogger(__name__)
 SUBPROTOCOL = "mqtt"
 READ_CHUNK = 64 * 1024
 
 
-def proxy_line(client: tuple[str, int] | None, server: tuple[str, int | None] | None) -> bytes:
-    """The PROXY protocol v1 header for a client address (``UNKNOWN`` if not an IP)."""
-    try:
-        assert client is not None and server is not None
-        src, dst = ipaddress.ip_address(client[0]), ipaddress.ip_address(server[0])
-    except (AssertionError, ValueError):
-        return b"PROXY UNKNOWN\r\n"
-    if src.version != dst.version:
-        dst = ipaddress.ip_address("127.0.0.1" if src.version == 4 else "::1")
-    family = "TCP4" if src.version == 4 else "TCP6"
-    return f"PROXY {family} {src} {dst} {client[1]} {server[1]}\r\n".encode()
+@dataclass(frozen=True, slots=True)
+class MqttBridge:
+    """Where the broker's proxy listener is and the key that signs each connection's header."""
+
+    port: int
+    """The broker's proxy listener on 127.0.0.1 (``OPENBLYNK_MQTT_PROXY_PORT``)."""
+    key: bytes = field(repr=False)
+    """``Secrets.mqtt_proxy_key()``, the broker's ``proxy_key``."""
 
 
 @websocket("/mqtt", name="mqtt-websocket")
@@ -43,7 +43,8 @@ async def mqtt_websocket(socket: PublicWebSocket) -> None:
     if SUBPROTOCOL not in offered:
         await socket.close(code=1002, reason="subprotocol 'mqtt' required")
         return
-    port: int = socket.app.state.mqtt_proxy_port
+    bridge: MqttBridge = socket.app.state.mqtt_bridge
+    port = bridge.port
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError as exc:
@@ -51,7 +52,7 @@ async def mqtt_websocket(socket: PublicWebSocket) -> None:
         await socket.close(code=1011, reason="broker unavailable")
         return
     await socket.accept(subprotocols=SUBPROTOCOL)
-    writer.write(proxy_line(socket.scope.get("client") or None, socket.scope.get("server") or None))
+    writer.write(proxy_header(bridge.key, socket.scope.get("client") or None, socket.scope.get("server") or None))
     up = asyncio.create_task(_ws_to_broker(socket, writer))
     down = asyncio.create_task(_broker_to_ws(reader, socket))
     try:

@@ -1,19 +1,34 @@
-"""MQTT over TLS (with the CA served at /ca.pem) and over WebSocket at /mqtt on the HTTP port."""
+"""MQTT over TLS (with the CA served at /ca.pem) and over WebSocket at /mqtt on the HTTP port.
+
+The WebSocket bridge names each client to the broker's internal listener (127.0.0.1) in a PROXY
+v2 header signed with a key derived from the secret key; any other local process connecting
+there is closed unread, so it cannot choose the address a device is recorded at or that the
+failed-login throttle counts (issue #11 item 3).
+"""
 
 from __future__ import annotations
 
 import queue
+import socket
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as paho
+import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.transfer.schemas import DeviceOut
+from broker import proxy_header
+from tests.support.accounts import AccountsStack, start_accounts_stack
 from tests.support.net import wait_for
+from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
+
+THROTTLE = 3
+"""Failed MQTT logins per address and minute in the ``throttled`` stack."""
 
 
 def connect(client: paho.Client, host: str, port: int) -> object:
@@ -84,3 +99,62 @@ def test_websocket_without_the_mqtt_subprotocol_is_refused(stack: StackConfig) -
         sock.sendall(request)
         answer = sock.recv(1024)
     assert not answer.startswith(b"HTTP/1.1 101"), answer[:80]
+
+
+@pytest.fixture(scope="module")
+def throttled(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
+    """A broker and app that refuse an address after three failed MQTT logins within a minute."""
+    yield from start_accounts_stack(pg_server, template_db, "ws_bridge", auth_failures_per_minute=str(THROTTLE))
+
+
+def _connect_packet(password: str) -> bytes:
+    def field(text: str) -> bytes:
+        return len(text.encode()).to_bytes(2, "big") + text.encode()
+    body = field("MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big") + field("") + field("device") + field(password)
+    return bytes([0x10, len(body)]) + body
+
+
+def _straight_to_the_broker(port: int, header: bytes, password: str) -> bytes:
+    """What the broker's proxy listener answers a local process sending ``header`` and a CONNECT
+    before closing (a CONNACK would be ``20 02 00 rc``)."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(header + _connect_packet(password))
+        while chunk := sock.recv(1024):
+            answer += chunk
+            if len(answer) >= 4:  # a CONNACK: the broker believed the header
+                break
+    return answer
+
+
+def _ws_device(port: int, token: str) -> tuple[paho.Client, object]:
+    client = paho.Client(CallbackAPIVersion.VERSION2, transport="websockets")
+    client.ws_set_options(path="/mqtt")
+    client.username_pw_set("device", token)
+    return client, connect(client, "127.0.0.1", port)
+
+
+def test_a_local_process_cannot_speak_for_the_websocket_bridge(throttled: AccountsStack) -> None:
+    config = throttled.config
+    device = provision(config.database_url, thermostat_doc()).devices[0]
+    forged = [b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8080\r\n",  # the old bridge's v1 line
+              proxy_header(b"not the server's key".ljust(32, b"!"), ("127.0.0.1", 40000)),  # v2, wrong key
+              b"PROXY TCP4 203.0.113.66 127.0.0.1 40000 8080\r\n"]
+    # forge the address the device is recorded at, with its own token: closed, no CONNACK
+    assert _straight_to_the_broker(config.proxy_port, forged[2], device.token) == b""
+    # fail logins "from" 127.0.0.1, where the real devices are, past the throttle: none counted
+    for header in forged * THROTTLE:
+        assert _straight_to_the_broker(config.proxy_port, header, "not-a-token-" + "x" * 20) == b""
+    client, code = _ws_device(config.http_port, device.token)  # a real device over the bridge
+    try:
+        assert str(code) == "Success"
+        client.publish("ds/Temperature", "21.5", qos=1).wait_for_publish(5)
+        with httpx.Client(base_url=config.base_url, timeout=10) as http:
+            wait_for(lambda: http.get(f"/external/api/get?token={device.token}&v0").text == "21.5")
+        with psycopg.connect(config.database_url) as conn:
+            row = conn.execute("SELECT online, ip FROM device WHERE id = %s", (device.id,)).fetchone()
+        assert row == (True, "127.0.0.1")  # its real address, as the bridge saw it
+    finally:
+        client.disconnect()
+        client.loop_stop()
+

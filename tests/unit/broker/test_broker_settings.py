@@ -22,6 +22,7 @@ def test_public_names_are_pinned() -> None:
             "ServiceIdentity",
             "BrokerError",
             "SessionQueues",
+            "proxy_header",
         ]
     )
 
@@ -35,9 +36,22 @@ def test_defaults_match_blynk() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"port": 70000}, {"tls_port": 8883}, {"max_packet_size": 1}, {"keepalive_grace": 0.5}, {"connect_timeout": 0}],
+    [
+        {"port": 70000},
+        {"tls_port": 8883},
+        {"max_packet_size": 1},
+        {"keepalive_grace": 0.5},
+        {"connect_timeout": 0},
+        {"proxy_port": 0},  # a proxy listener that could not tell the bridge from any local process
+        {"proxy_port": 0, "proxy_key": b"short"},
+    ],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError) as info:
         BrokerSettings(**kwargs)  # type: ignore[arg-type]
     assert isinstance(info.value, BrokerError)
+
+
+def test_the_proxy_key_is_never_printed() -> None:
+    settings = BrokerSettings(proxy_port=0, proxy_key=b"\x01" * 32)
+    assert "proxy_key" not in repr(settings) and "\\x01" not in repr(settings)
