@@ -698,6 +698,9 @@ def test_every_route_is_in_the_table() -> None:
     assert ws == set(WEBSOCKETS), ("WebSocket routes not in WEBSOCKETS of tests/integration/backend/"
                                    f"test_security_sweep.py: {sorted(ws - set(WEBSOCKETS))}")
     assert {r.kind for r in ROUTES.values()} == {PUBLIC, DEVICE, SESSION, BEARER}
+    id_kinds = {kind for route in ROUTES.values() for kind in route.ids}
+    assert {"device", "template", "org", "parent", "user", "owner", "role", "invitation", "client", "firmware",
+            "shipment", "devices"} <= id_kinds, id_kinds
 
 
 # -- calling ---------------------------------------------------------------------------------
