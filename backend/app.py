@@ -35,7 +35,7 @@ from backend.devices.registry import DeviceRegistry
 from backend.db.engine import REFUSED_ERRORS, Database, refused_value
 from backend.errors import BlynkApiError, ConflictError, NotFoundError, OpenBlynkError, ValidationError
 from backend.history.writer import AcksAfterCommit, HistoryWriter, ensure_partitions
-from backend.ingest.mqtt import ServiceClient
+from backend.transport.mqtt import ServiceClient
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.ota.wiring import OtaServices
 from backend.platform_api.http import platform_router, token
@@ -209,7 +209,7 @@ async def _ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: Hist
                        batch: int = INGEST_BATCH) -> None:
     """Handle the messages in batches of what has arrived (at most ``batch``), then
     acknowledge them to the broker once the history rows they made are committed (see
-    backend.ingest.mqtt): a crash before that gets them sent again."""
+    backend.transport.mqtt): a crash before that gets them sent again."""
     acks = AcksAfterCommit(history, mqtt.done_all)
     while (messages := await mqtt.take(batch)) is not None:
         done = ingest.handle_ready(messages)  # most messages: no coroutine to make and await

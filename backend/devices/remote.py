@@ -15,7 +15,7 @@ from paho.mqtt.client import MQTTMessageInfo
 from backend.devices.auth import SERVICE_USERNAME
 from backend.devices.commands import DeviceCommands, RedirectUri
 from backend.errors import OpenBlynkError
-from backend.ingest.mqtt import ServiceClient
+from backend.transport.mqtt import ServiceClient
 
 PING_WAIT_SECONDS = 12.0  # the broker reports a timeout after 10 s
 

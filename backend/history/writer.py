@@ -357,7 +357,7 @@ class HistoryWriter:
 class AcksAfterCommit:
     """Hands the receipts of messages to ``done`` once the rows added before them are settled,
     in the order the receipts came (what the ingest owes the broker, see
-    ``backend.ingest.mqtt``).
+    ``backend.transport.mqtt``).
 
     The same as one :meth:`HistoryWriter.after_commit` per message, at a fraction of the cost:
     the receipts of a batch of messages wait together, behind one count of rows, and at most

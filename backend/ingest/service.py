@@ -23,10 +23,10 @@ from backend.devices.context import DeviceServices
 from backend.devices.data import DataService, downlink_topic
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.errors import ValidationError
-from backend.ingest.mqtt import Message
 from backend.ingest.uplinks import MAX_DIAG_NAME, Uplinks
 from backend.numbers import is_digits
 from backend.templates.values import DatastreamSpec
+from backend.transport.mqtt import Message
 
 if TYPE_CHECKING:
     from backend.ota.delivery import Delivery

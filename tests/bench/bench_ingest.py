@@ -43,7 +43,7 @@ from backend.devices.latest import LatestValues  # noqa: E402
 from backend.devices.registry import DeviceRegistry  # noqa: E402
 from backend.history.partitions import ensure_partitions  # noqa: E402
 from backend.history.writer import HistoryWriter  # noqa: E402
-from backend.ingest.mqtt import Message  # noqa: E402
+from backend.transport.mqtt import Message  # noqa: E402
 from backend.ingest.service import IngestService  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from tests.support.provision import provision_async  # noqa: E402

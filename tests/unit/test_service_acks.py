@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import paho.mqtt.client as paho
 
-from backend.ingest.mqtt import ServiceClient
+from backend.transport.mqtt import ServiceClient
 
 
 def client() -> tuple[ServiceClient, list[int]]:

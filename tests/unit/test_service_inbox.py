@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import MQTTErrorCode
 
-from backend.ingest.mqtt import Message, ServiceClient
+from backend.transport.mqtt import Message, ServiceClient
 
 WAIT = 10.0  # seconds: only a guard against hanging, never asserted
 

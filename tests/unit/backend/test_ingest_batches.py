@@ -16,7 +16,7 @@ from backend.devices.data import DataService
 from backend.devices.latest import LatestValues
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.history.writer import HistoryWriter
-from backend.ingest.mqtt import Message
+from backend.transport.mqtt import Message
 from backend.ingest.service import IngestService
 from backend.settings import Settings
 from backend.templates.values import DatastreamSpec, DatastreamType

@@ -1,4 +1,8 @@
-"""The app's MQTT connection to the broker, as a trusted service client.
+"""The MQTT service client: how the backend reaches the broker, logged in as a trusted service.
+
+The app holds one persistent connection (the ingest takes what devices publish from it; device
+commands, downlinks and Blynk.Air publish through it); the CLI opens short-lived clean ones
+(``openblynk device ping``...).
 
 paho-mqtt runs its network loop in its own thread; received messages cross into asyncio
 through an inbox: a bounded deque guarded by a lock. The paho thread appends to it and wakes the
