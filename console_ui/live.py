@@ -27,11 +27,10 @@ from urllib.parse import urlsplit
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
+from backend.access.guards import client_ip, requires_any
+from backend.access.permissions import Permission as P, Principal
 from backend.accounts.auth import Visitor
 from backend.accounts.context import AccountsRuntime, ApiServices
-from backend.accounts.guards import client_ip, requires_any
-from backend.accounts.permissions import Permission as P
-from backend.accounts.permissions import Principal
 from backend.accounts.sessions import SESSION_COOKIE, SessionService
 from backend.console.context import ConsoleServices
 from backend.devices.live import MAX_DEVICES_PER_SUBSCRIPTION, Key, Subscription

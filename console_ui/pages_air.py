@@ -24,9 +24,9 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 from litestar.response import Template as Page
 
+from backend.access.guards import requires
+from backend.access.permissions import Permission as P
 from backend.accounts.context import ApiServices
-from backend.accounts.guards import requires
-from backend.accounts.permissions import Permission as P
 from backend.console.context import ConsoleServices
 from backend.errors import ValidationError
 from backend.ota.schemas import Firmware, Shipment

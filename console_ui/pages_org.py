@@ -7,9 +7,9 @@ from litestar import Request, get
 from litestar.di import NamedDependency
 from litestar.response import Template as Page
 
+from backend.access.guards import requires, signed_in
+from backend.access.permissions import DESCRIPTIONS, Permission as P
 from backend.accounts.context import ApiServices
-from backend.accounts.guards import requires, signed_in
-from backend.accounts.permissions import DESCRIPTIONS, Permission as P
 from console_ui.routes import page
 
 

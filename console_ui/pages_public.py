@@ -11,8 +11,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
+from backend.access.guards import PUBLIC
 from backend.accounts.context import ApiServices
-from backend.accounts.guards import PUBLIC
 from backend.errors import OpenBlynkError
 from console_ui.routes import page
 

@@ -21,9 +21,10 @@ from litestar.response import File, Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from backend.access.guards import PUBLIC
+from backend.access.permissions import Permission, Principal
 from backend.accounts.context import provide_services
-from backend.accounts.guards import PUBLIC, session_middleware
-from backend.accounts.permissions import Permission, Principal
+from backend.accounts.middleware import session_middleware
 from backend.console.context import provide_console
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
 

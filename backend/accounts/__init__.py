@@ -2,7 +2,6 @@
 
 Services (no HTTP in them; the console calls them too):
 
-    permissions.Permission   the one catalogue of permission names; Principal = who asks
     sessions.SessionService  server-side sessions behind an HttpOnly cookie, with a CSRF token
     throttle.LoginThrottle   failed sign-ins counted per account and per address (429)
     tokens.OneTimeTokens     e-mailed links that work once and expire
@@ -12,8 +11,10 @@ Services (no HTTP in them; the console calls them too):
     invitations.InvitationService   invitations by e-mail, 25 a day per organization
     mail.Mailer              SMTP, or .eml files in DATA_DIR/mail when no server is set
 
-HTTP: ``guards`` (the one permission guard, the session middleware with its CSRF check) and
-``controllers`` under ``/api``. Errors are the project's tree (``backend.errors``).
+Permissions, principals, scope, guards and paging come from the bottom layer
+(``backend.access``). HTTP: ``middleware`` (the session middleware with its CSRF check) and
+``controllers`` under ``/api``; ``schemas`` holds their wire types. Errors are the project's
+tree (``backend.errors``).
 
 Links in e-mails point at console pages that issue #6 serves: ``/signup/confirm?token=``,
 ``/password-reset?token=`` and ``/invitations/accept?token=``; each page posts the token to

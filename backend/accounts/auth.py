@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.access.permissions import ADMIN_ROLE, Principal
 from backend.accounts.mail import Mailer
-from backend.accounts.permissions import ADMIN_ROLE, Principal
 from backend.accounts.sessions import NewSession, SessionService
 from backend.accounts.throttle import LoginThrottle
 from backend.accounts.tokens import PASSWORD_RESET, SIGNUP, OneTimeTokens

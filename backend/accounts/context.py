@@ -12,19 +12,20 @@ from functools import cached_property
 from litestar import Litestar, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.access.guards import client_ip
+from backend.access.permissions import Principal
+from backend.access.scope import Scope
 from backend.accounts.auth import AuthService, Visitor
-from backend.accounts.guards import client_ip
 from backend.accounts.invitations import InvitationLinks, InvitationService
 from backend.accounts.mail import Mailer
-from backend.accounts.permissions import Principal
 from backend.accounts.roles import RoleService
 from backend.accounts.sessions import SessionService
 from backend.accounts.users import UserService
 from backend.audit.services import AuditService
 from backend.db.engine import Database
+from backend.devices.directory import DeviceDirectory
 from backend.devices.tags import DeviceTags
-from backend.orgs.devices import DeviceDirectory
-from backend.orgs.tree import OrgTreeService, Scope
+from backend.orgs.tree import OrgTreeService
 from backend.settings import Settings
 
 

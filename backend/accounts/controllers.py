@@ -9,26 +9,18 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import Cookie
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from backend.access.guards import PUBLIC, requires, signed_in
+from backend.access.paging import Page, page_args
+from backend.access.permissions import DESCRIPTIONS, Permission
 from backend.accounts.context import ApiServices
-from backend.accounts.guards import PUBLIC, requires, signed_in
-from backend.accounts.permissions import DESCRIPTIONS, Permission
 from backend.accounts.schemas import (EmailIn, InvitationAcceptIn, InvitationIn, InvitationOut, InvitationPreviewOut,
-                                      LoggedOut, LoginIn, MeOut, Page, PasswordChangeIn, PasswordResetIn, PermissionOut,
+                                      LoggedOut, LoginIn, MeOut, PasswordChangeIn, PasswordResetIn, PermissionOut,
                                       RoleIn, RoleOut, RoleUpdateIn, SessionOut, SignupIn, TokenIn, UserOut,
                                       UserUpdateIn, wire)
 from backend.accounts.sessions import CSRF_COOKIE, SESSION_COOKIE
-from backend.errors import ValidationError
 from backend.settings import Settings
 
 P = Permission
-MAX_PAGE_SIZE = 1000
-
-
-def page_args(page: int, size: int) -> tuple[int, int]:
-    """Check paging parameters (``page`` 0-based, ``size`` 1..1000)."""
-    if page < 0 or not 1 <= size <= MAX_PAGE_SIZE:
-        raise ValidationError(f"page must be 0 or more and size 1 to {MAX_PAGE_SIZE}")
-    return page, size
 
 
 def _secure(request: Request, settings: Settings) -> bool:  # type: ignore[type-arg]

@@ -6,10 +6,11 @@ from __future__ import annotations
 from litestar import Router
 from litestar.di import Provide
 
+from backend.access.guards import same_origin
 from backend.accounts.context import provide_services
 from backend.accounts.controllers import (AuthController, InvitationController, RoleController, UserController,
                                           list_permissions)
-from backend.accounts.guards import same_origin, session_middleware
+from backend.accounts.middleware import session_middleware
 from backend.audit.controllers import audit_log
 from backend.orgs.controllers import DeviceController, OrgController, TagController
 from backend.ota.controllers import OtaController

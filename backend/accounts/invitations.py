@@ -20,21 +20,21 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.access.permissions import ADMIN_ROLE, Permission
+from backend.access.scope import Scope, ancestry
 from backend.accounts.mail import Mailer
 from backend.accounts.roles import RoleService
-from backend.accounts.permissions import Permission
 from backend.accounts.tokens import INVITATION, REGISTRATION, OneTimeTokens
 from backend.accounts.users import USER_COLUMNS, UserInfo
 from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, RateLimitedError, ValidationError
-from backend.orgs.tree import OrgTreeService, Scope, ancestry
+from backend.orgs.tree import OrgTreeService
 from backend.security import hash_password
 from backend.settings import Settings
 
 _COLUMNS = "id, org_id, email, name, role_id, created_at, expires_at"
-ADMIN_ROLE = 1
 _PENDING = "purpose = 'invitation' AND used_at IS NULL AND revoked_at IS NULL AND expires_at > now()"
 
 

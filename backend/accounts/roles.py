@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from sqlalchemy import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import BUILTIN_ROLES, Principal, expand, parse
+from backend.access.permissions import BUILTIN_ROLES, Principal, expand, parse
+from backend.access.scope import Scope
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
-from backend.orgs.tree import Scope
 
 MAX_CUSTOM_ROLES = 9
 """Custom roles per organization (Blynk Enterprise's limit)."""

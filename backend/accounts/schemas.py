@@ -1,40 +1,22 @@
-"""Wire types of the accounts, organizations and audit routes (separate from the tables)."""
+"""Wire types of the accounts routes: sign-in, users, roles and invitations (separate from the tables)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 import msgspec
 
 from backend.accounts.invitations import InvitationInfo
 from backend.accounts.roles import RoleInfo
 from backend.accounts.users import UserInfo
-from backend.audit.services import AuditEntry
-from backend.devices.tags import DeviceTagSet, TagUse
-from backend.orgs.devices import DeviceInfo
-from backend.orgs.tree import OrgInfo
 
 # What the services return is what goes on the wire: one class per shape, never a mirror.
 UserOut = UserInfo
-OrgOut = OrgInfo
-DeviceOut = DeviceInfo
 RoleOut = RoleInfo
 InvitationOut = InvitationInfo
-AuditOut = AuditEntry
-DeviceTagsOut = DeviceTagSet
-TagUseOut = TagUse
 
 T = TypeVar("T")
-
-
-class Page(msgspec.Struct, Generic[T]):
-    """A page of a list, in the shape of Blynk's platform API (``page`` is 0-based)."""
-
-    content: list[T]
-    totalElements: int  # noqa: N815 (Blynk's name)
-    page: int
-    size: int
 
 
 class LoginIn(msgspec.Struct):
@@ -87,31 +69,6 @@ class LoggedOut(msgspec.Struct):
 class UserUpdateIn(msgspec.Struct):
     name: str | None = None
     role_id: int | None = None
-
-
-class OrgCreateIn(msgspec.Struct):
-    name: str
-    parent_id: int | None = None
-    tz: str | None = None
-
-
-class OrgUpdateIn(msgspec.Struct):
-    name: str | None = None
-    tz: str | None = None
-
-
-class OrgMoveIn(msgspec.Struct):
-    parent_id: int
-
-
-class DeviceMoveIn(msgspec.Struct):
-    org_id: int
-
-
-class DeviceTagsIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Every tag the device is to carry (the others are removed)."""
-
-    tags: list[str]
 
 
 class RoleIn(msgspec.Struct):

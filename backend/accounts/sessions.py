@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Principal, expand
+from backend.access.permissions import Principal, expand
 from backend.db.sql import execute, fetch_one
 from backend.devices.changes import Change, notify
 

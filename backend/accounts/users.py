@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Permission, Principal, expand
+from backend.access.permissions import Permission, Principal, expand
+from backend.access.scope import Scope
 from backend.accounts.roles import RoleService
 from backend.accounts.sessions import SessionService
 from backend.accounts.values import check_email, check_name, check_password
@@ -22,7 +23,6 @@ from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError
-from backend.orgs.tree import Scope
 from backend.security import hash_password
 
 USER_COLUMNS = "u.id, u.org_id, u.email, u.name, u.role_id, u.status, u.created_at, u.last_login_at"

@@ -6,11 +6,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar import get
 
+from backend.access.guards import requires
+from backend.access.paging import Page, page_args
+from backend.access.permissions import Permission
 from backend.accounts.context import ApiServices
-from backend.accounts.controllers import page_args
-from backend.accounts.guards import requires
-from backend.accounts.permissions import Permission
-from backend.accounts.schemas import AuditOut, Page
+from backend.audit.schemas import AuditOut
 
 
 @get("/audit", guards=[requires(Permission.AUDIT_VIEW)])

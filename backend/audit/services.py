@@ -13,10 +13,8 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Principal
+from backend.access.permissions import Principal
 from backend.db.sql import execute, fetch_all, fetch_one
-
-MAX_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
+from backend.access.guards import requires, requires_any, same_origin
+from backend.access.permissions import Permission as P
 from backend.accounts.context import provide_services
-from backend.accounts.guards import requires, requires_any, same_origin, session_middleware
-from backend.accounts.permissions import Permission as P
+from backend.accounts.middleware import session_middleware
 from backend.console.context import ConsoleServices, provide_console
 from backend.console.dashboards import DashboardIn
 from backend.console.schemas import (DashboardOut, DeviceCreatedOut, DeviceCreateIn, LatestOut, LineOut, LinesOut,

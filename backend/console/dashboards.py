@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Principal
+from backend.access.permissions import Principal
 from backend.db.sql import execute, fetch_one
 from backend.errors import ValidationError
 from backend.templates.models import Datastream

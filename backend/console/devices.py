@@ -12,22 +12,21 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Permission, Principal
+from backend.access.permissions import Permission, Principal
+from backend.access.scope import Scope
 from backend.audit.services import AuditService
 from backend.console.runtime import ConsoleRuntime
 from backend.db.sql import fetch_all
 from backend.devices.actions import Actor
 from backend.devices.admin import DeviceAdmin
+from backend.devices.directory import DeviceDirectory
 from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo
 from backend.devices.services import DeviceService
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
 from backend.history.queries import Series, series
-from backend.orgs.devices import DeviceDirectory
-from backend.orgs.tree import Scope
 from backend.security import AuthToken
-from backend.templates.meta import DEVICE_NAME as DEVICE_NAME_FIELD
-from backend.templates.meta import MetaFieldSpec
+from backend.templates.meta import DEVICE_NAME as DEVICE_NAME_FIELD, MetaFieldSpec
 from backend.templates.values import Value
 
 STATUSES = ("online", "offline")

@@ -14,11 +14,11 @@ import msgspec
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Principal
+from backend.access.permissions import Principal
+from backend.access.scope import Scope, ancestry
 from backend.audit.services import AuditService
 from backend.console.dashboards import DashboardService, Widget
 from backend.errors import NotFoundError, ValidationError
-from backend.orgs.tree import Scope, ancestry
 from backend.templates.models import Datastream, Template
 from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
 from backend.templates.services import TemplateService

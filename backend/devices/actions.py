@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
-from backend.accounts.permissions import Principal
+from backend.access.permissions import Principal
 from backend.templates.values import db_text
 
 _INSERT_SQL = """INSERT INTO device_action (device_id, pin, value, user_id, client_id, actor_email, is_online)

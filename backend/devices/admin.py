@@ -11,18 +11,18 @@ import re
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Principal
+from backend.access.permissions import Principal
+from backend.access.scope import Scope, template_above
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
+from backend.devices.directory import DeviceDirectory, DeviceInfo
 from backend.devices.latest import LatestValues
 from backend.devices.models import Device
 from backend.devices.services import DeviceService
 from backend.errors import NotFoundError, ValidationError
 from backend.history.erase import erase_device_history
 from backend.history.writer import HistoryWriter
-from backend.orgs.devices import DeviceDirectory, DeviceInfo
-from backend.orgs.tree import Scope, template_above
 from backend.security import AuthToken, Secrets
 
 DEVICE_NAME = re.compile(r"^[\w' -]{1,50}$")

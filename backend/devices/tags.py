@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Permission, Principal
+from backend.access.permissions import Permission, Principal
+from backend.access.scope import Scope
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all
+from backend.devices.directory import DeviceDirectory
 from backend.errors import PermissionDeniedError, ValidationError
-from backend.orgs.devices import DeviceDirectory
-from backend.orgs.tree import Scope
 
 MAX_TAG_LENGTH = 64
 """Characters in a tag (the ``device_tag`` table checks the same)."""

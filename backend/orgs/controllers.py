@@ -7,12 +7,12 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar import Controller, delete, get, patch, post, put
 from litestar.status_codes import HTTP_200_OK
 
+from backend.access.guards import requires, requires_any, signed_in
+from backend.access.paging import Page, page_args
+from backend.access.permissions import Permission as P
 from backend.accounts.context import ApiServices
-from backend.accounts.controllers import page_args
-from backend.accounts.guards import requires, requires_any, signed_in
-from backend.accounts.permissions import Permission as P
-from backend.accounts.schemas import (DeviceMoveIn, DeviceOut, DeviceTagsIn, DeviceTagsOut, OrgCreateIn, OrgMoveIn, OrgOut,
-                                     OrgUpdateIn, Page, TagUseOut)
+from backend.devices.schemas import DeviceMoveIn, DeviceOut, DeviceTagsIn, DeviceTagsOut, TagUseOut
+from backend.orgs.schemas import OrgCreateIn, OrgMoveIn, OrgOut, OrgUpdateIn
 
 VIEW_DEVICES = requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)
 EDIT_DEVICES = requires_any(P.DEVICES_EDIT, P.DEVICES_EDIT_OWN)

@@ -8,11 +8,11 @@ import secrets
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.access.permissions import ADMIN_ROLE
 from backend.orgs.models import Organization, User
 from backend.security import hash_password
 
 log = logging.getLogger(__name__)
-ADMIN_ROLE = 1
 
 
 class OrgService:

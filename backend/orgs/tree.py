@@ -1,8 +1,7 @@
-"""The organization tree as a signed-in user sees it: their scope, and changes to the tree.
+"""The organization tree as a signed-in user sees it, and changes to the tree.
 
-A user sees their own organization; with ``orgs.view_sub`` also every organization below it.
-Anything outside that scope does not exist for them: asking for it is a ``NotFoundError``, the
-same answer as for an id that was never used, so one tenant cannot learn of another.
+Every read and change is limited to the caller's scope (``backend.access.scope``): an
+organization outside it is answered as one that does not exist.
 
 The root is level 1; no organization may sit deeper than ``max_depth`` (Blynk's 4 by default).
 """
@@ -16,33 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Permission, Principal
+from backend.access.scope import Scope, ancestry, subtree
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 
-_SUBTREE = """WITH RECURSIVE sub(id, level) AS (
-                  SELECT id, 0 FROM organization WHERE id = :root
-                  UNION ALL SELECT o.id, s.level + 1 FROM organization o JOIN sub s ON o.parent_id = s.id)"""
 _COLUMNS = "id, parent_id, name, tz, created_at"
-_ANCESTRY = """WITH RECURSIVE up(id, parent_id, level) AS (
-        SELECT id, parent_id, 1 FROM organization WHERE id = :org
-        UNION ALL SELECT o.id, o.parent_id, u.level + 1 FROM organization o JOIN up u ON o.id = u.parent_id)
-    SELECT id FROM up ORDER BY level"""
-
-
-async def ancestry(session: AsyncSession, org_id: int) -> list[int]:
-    """``org_id`` and every organization above it, up to the root (empty for an unknown id)."""
-    return [int(row["id"]) for row in await fetch_all(session, _ANCESTRY, org=org_id)]
-
-
-async def template_above(session: AsyncSession, template_id: int, org_id: int) -> bool:
-    """Whether a template belongs to ``org_id`` or an organization above it: the templates a
-    device of ``org_id`` may use (a manufacturer's templates serve its customers, as on Blynk)."""
-    row = await fetch_one(session, "SELECT 1 AS ok FROM template WHERE id = :template AND org_id = ANY(:orgs)",
-                          template=template_id, orgs=await ancestry(session, org_id))
-    return row is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,34 +33,6 @@ class OrgInfo:
     name: str
     tz: str
     created_at: datetime
-
-
-class Scope:
-    """The organizations one principal may see, worked out once per request."""
-
-    def __init__(self, session: AsyncSession, principal: Principal) -> None:
-        self.session = session
-        self.principal = principal
-        self._ids: frozenset[int] | None = None
-
-    async def org_ids(self) -> frozenset[int]:
-        """Their organization, and its descendants when the role allows."""
-        if self._ids is None:
-            if self.principal.has(Permission.ORGS_VIEW_SUB):
-                rows = await fetch_all(self.session, f"{_SUBTREE} SELECT id FROM sub", root=self.principal.org_id)
-                self._ids = frozenset(int(r["id"]) for r in rows)
-            else:
-                self._ids = frozenset({self.principal.org_id})
-        return self._ids
-
-    def forget(self) -> None:
-        """Work the scope out again at the next question (the tree changed in this request)."""
-        self._ids = None
-
-    async def require_org(self, org_id: int) -> None:
-        """Refuse an organization outside the scope exactly as one that does not exist."""
-        if org_id not in await self.org_ids():
-            raise NotFoundError("organization not found")
 
 
 class OrgTreeService:
@@ -157,10 +108,10 @@ class OrgTreeService:
         await self.scope.require_org(new_parent_id)
         if org_id == self.principal.org_id or org.parent_id is None:
             raise PermissionDeniedError("you cannot move your own organization or the root")
-        below = await fetch_all(self.session, f"{_SUBTREE} SELECT id, level FROM sub", root=org_id)
-        if new_parent_id in {int(r["id"]) for r in below}:
+        below = await subtree(self.session, org_id)
+        if new_parent_id in below:
             raise ValidationError("an organization cannot be moved under itself or one of its sub-organizations")
-        height = max(int(r["level"]) for r in below) + 1
+        height = max(below.values()) + 1
         if await self.depth(new_parent_id) + height > self.max_depth:
             raise ValidationError(f"organizations may be at most {self.max_depth} levels deep; "
                                   f"this one has {height - 1} level(s) below it")

@@ -15,8 +15,8 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
-from backend.accounts.guards import PUBLIC, requires
-from backend.accounts.permissions import Permission as P, Principal
+from backend.access.guards import PUBLIC, requires
+from backend.access.permissions import Permission as P, Principal
 
 from backend.numbers import is_digits
 from backend.ota.download import Download, RangeNotSatisfiableError

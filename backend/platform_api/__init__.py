@@ -7,7 +7,7 @@
     devices.PlatformDevices    devices, values, properties, events, timeline in Blynk's shapes
     history.PlatformHistory    history pages, buckets, raw cursor pages, streamed exports
     directory.PlatformDirectory  organizations, templates and users
-    controllers, directory_controllers, http   the routes (thin; the accounts' guards)
+    controllers, directory_controllers, http   the routes (thin; the guards of ``backend.access``)
 
 Device life-cycle changes are ``backend.devices.admin.DeviceAdmin`` (shared with the console).
 """

@@ -13,7 +13,7 @@ from datetime import timedelta
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
-from backend.accounts.guards import PUBLIC_KEY, client_ip
+from backend.access.guards import PUBLIC_KEY, client_ip
 from backend.errors import AuthenticationError
 from backend.platform_api.oauth import TokenService
 from backend.platform_api.ratelimit import count_request

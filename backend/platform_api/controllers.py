@@ -11,10 +11,11 @@ from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from backend.accounts.guards import requires, requires_any
-from backend.accounts.permissions import Permission as P
+from backend.access.guards import requires, requires_any
+from backend.access.paging import page_args
+from backend.access.permissions import Permission as P
 from backend.platform_api.context import PlatformServices
-from backend.platform_api.params import DeviceId, From, OptionalOrgId, Page, Pin, Size, To, page_args
+from backend.platform_api.params import DeviceId, From, OptionalOrgId, Page, Pin, Size, To
 from backend.platform_api.schemas import (ActionLogEntryOut, ActivatedDevice, BlynkPage, Connected, DataStreamValue, DatastreamsWriteIn,
                                           DatastreamWriteIn, DeviceCreateIn, DeviceEditIn, DeviceTagOut, HistoryPoint,
                                           ImportBatchIn, MetafieldIn, MetaFieldValue, OrgTagOut, PlatformDevice,

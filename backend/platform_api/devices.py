@@ -13,17 +13,17 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Permission, Principal
+from backend.access.permissions import Permission, Principal
+from backend.access.scope import Scope
 from backend.audit.services import AuditService
 from backend.db.sql import fetch_all, fetch_one
 from backend.devices.actions import Actor
 from backend.devices.admin import DeviceAdmin
 from backend.devices.changes import Change, notify
+from backend.devices.directory import DeviceDirectory
 from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo as Registered
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
-from backend.orgs.devices import DeviceDirectory
-from backend.orgs.tree import Scope
 from backend.platform_api.runtime import PlatformRuntime
 from backend.platform_api.schemas import (ActionLogEntryOut, DataStreamValue, HardwareInfo, MetaFieldValue, MetaValue, PlatformDevice,
                                           TimelineEntryOut)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from backend.access.permissions import Permission
 from backend.accounts.context import ApiServices
 from backend.accounts.invitations import InvitationInfo
-from backend.accounts.permissions import Permission
 from backend.accounts.users import UserInfo
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
 from backend.orgs.tree import OrgInfo

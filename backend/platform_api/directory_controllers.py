@@ -13,11 +13,12 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_501_NOT_IMPLEMENTED
 
-from backend.accounts.guards import requires, signed_in
-from backend.accounts.permissions import Permission as P
+from backend.access.guards import requires, signed_in
+from backend.access.paging import page_args
+from backend.access.permissions import Permission as P
 from backend.platform_api.context import PlatformServices
 from backend.platform_api.directory import template_out
-from backend.platform_api.params import OptionalOrgId, OrgId, Page, RoleId, Size, TemplateId, UserId, page_args
+from backend.platform_api.params import OptionalOrgId, OrgId, Page, RoleId, Size, TemplateId, UserId
 from backend.platform_api.schemas import (BlynkPage, InvitationOut, InviteIn, RegisterIn, OrgCreateIn, PlatformDatastream,
                                           PlatformEvent, PlatformMetafield, PlatformOrg, PlatformTemplate,
                                           PlatformUser, UserCreateIn, UserTransferIn)

@@ -14,9 +14,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from backend.access.guards import PUBLIC, requires
+from backend.access.permissions import Permission as P
 from backend.accounts.context import ApiServices, provide_services
-from backend.accounts.guards import PUBLIC, requires
-from backend.accounts.permissions import Permission as P
 from backend.platform_api.auth import bearer_middleware
 from backend.platform_api.context import provide_platform
 from backend.platform_api.controllers import (PlatformDeviceController, PlatformLookupController,
@@ -79,7 +79,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[TokenOut]:
 
 
 def platform_router() -> Router:
-    """``/api/v1/organization``: Bearer authentication, rate limit, the accounts' guards."""
+    """``/api/v1/organization``: Bearer authentication, rate limit, the guards of ``backend.access``."""
     return Router(path="/api/v1/organization",
                   route_handlers=[PlatformDeviceController, PlatformLookupController, PlatformValueController,
                                   PlatformOrgController,

@@ -31,11 +31,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from sqlalchemy import RowMapping
 
-from backend.accounts.permissions import ALL, Permission, Principal, expand, parse
+from backend.access.permissions import ALL, Permission, Principal, expand, parse
+from backend.access.scope import Scope, ancestry
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_all, fetch_one
 from backend.errors import AuthenticationError, NotFoundError, PermissionDeniedError, ValidationError
-from backend.orgs.tree import Scope, ancestry
 
 ACCESS_TOKEN_SECONDS = 300
 """Blynk's ``expires_in``."""

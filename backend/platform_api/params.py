@@ -6,8 +6,6 @@ from typing import Annotated
 
 from litestar.params import QueryParameter
 
-from backend.accounts.controllers import page_args
-
 DeviceId = Annotated[int, QueryParameter(name="deviceId", description="Device identifier")]
 OrgId = Annotated[int, QueryParameter(name="orgId", description="Organization identifier")]
 OptionalOrgId = Annotated[int | None, QueryParameter(name="orgId", description="Organization identifier")]
@@ -21,4 +19,4 @@ From = Annotated[int | None, QueryParameter(name="from", description="Unix epoch
 To = Annotated[int | None, QueryParameter(name="to", description="Unix epoch time in milliseconds (default: now)")]
 
 __all__ = ["DeviceId", "From", "OptionalOrgId", "OrgId", "Page", "Pin", "RoleId", "Size", "TemplateId", "To",
-           "UserId", "page_args"]
+           "UserId"]

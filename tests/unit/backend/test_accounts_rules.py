@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.accounts.guards import guarded
+from backend.access.guards import guarded
+from backend.access.permissions import ALL, BUILTIN_ROLES, DESCRIPTIONS, Permission, expand, parse
 from backend.accounts.mail import Mailer
-from backend.accounts.permissions import ALL, BUILTIN_ROLES, DESCRIPTIONS, Permission, expand, parse
 from backend.accounts.values import check_email, check_password
 from backend.errors import ValidationError
 from backend.settings import Settings

@@ -10,7 +10,7 @@ import warnings
 import pytest
 from litestar import Litestar
 
-from backend.accounts.guards import guarded
+from backend.access.guards import guarded
 from backend.platform_api.http import basic_credentials, platform_router, token
 from backend.platform_api.oauth import OAuthError
 

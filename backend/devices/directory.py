@@ -1,4 +1,5 @@
-"""Devices as resources of the organization tree: which ones a user sees, and moving them.
+"""Devices as resources of the organization tree: which ones a user sees, and moving them
+between the organizations of their scope (``backend.access.scope``).
 
 With ``devices.view`` a user sees every device of the organizations in their scope; with only
 ``devices.view.own`` (Blynk's built-in User) just the devices they own. A device outside that
@@ -12,12 +13,12 @@ from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.permissions import Permission
+from backend.access.permissions import Permission
+from backend.access.scope import Scope, template_above
 from backend.audit.services import AuditService
 from backend.db.sql import fetch_all, fetch_one, fetch_unique
 from backend.devices.changes import Change, notify
 from backend.errors import NotFoundError, ValidationError
-from backend.orgs.tree import Scope, template_above
 
 _COLUMNS = "id, org_id, template_id, name, owner_id, online, last_seen, created_at"
 

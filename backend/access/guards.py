@@ -1,58 +1,32 @@
-"""The one permission guard every ``/api`` route uses, and the session middleware behind it.
+"""The permission guards every HTTP route uses, and what they need of a request.
 
-- ``SessionMiddleware`` turns the session cookie into a :class:`Principal` (``request.user``),
-  refuses a missing, expired or ended session (401) and, for a state-changing method, a missing
-  or wrong ``X-CSRF-Token`` header (403). Routes marked ``PUBLIC`` skip it.
 - ``requires(*permissions)`` / ``requires_any(...)`` / ``signed_in`` are the guards; a test
-  checks that every ``/api`` route has one of them or is ``PUBLIC``.
+  checks that every ``/api`` route has one of them or is ``PUBLIC``. They read the
+  :class:`~backend.access.permissions.Principal` that an authentication middleware put on
+  ``connection.user`` (``backend.accounts.middleware`` for sessions, the platform API's for
+  OAuth2 bearer tokens).
 - ``same_origin`` (on the whole router) refuses a state-changing request whose ``Origin`` (or,
   without one, ``Referer``) is another site, which also covers the routes without a session
   (sign-in, sign-up, reset).
+- ``client_ip`` is the peer address (no proxy header is trusted).
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
-from backend.accounts.permissions import Permission, Principal
-from backend.accounts.sessions import CSRF_HEADER, SESSION_COOKIE, SessionService
-from backend.errors import AuthenticationError, PermissionDeniedError
+from backend.access.permissions import Permission, Principal
+from backend.errors import PermissionDeniedError
 
 PUBLIC_KEY = "public"
 PUBLIC = {PUBLIC_KEY: True}
 """``opt`` of a route that needs no session (sign-in, sign-up, links from e-mails)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 Guard = Callable[[ASGIConnection, BaseRouteHandler], None]  # type: ignore[type-arg]
-
-
-class SessionMiddleware(AbstractAuthenticationMiddleware):
-    """Authenticate by the session cookie and check the CSRF header of state-changing requests."""
-
-    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:  # type: ignore[type-arg]
-        token = connection.cookies.get(SESSION_COOKIE)
-        if not token:
-            raise AuthenticationError("sign in first")
-        runtime = connection.app.state.accounts
-        async with runtime.db.session() as session:
-            principal = await SessionService(session, runtime.session_lifetime).authenticate(token, client_ip(connection))
-        if principal is None:
-            raise AuthenticationError("your session has ended; sign in again")
-        if connection.scope.get("method", "GET") not in SAFE_METHODS:
-            sent = connection.headers.get(CSRF_HEADER, "")
-            if not sent or not hmac.compare_digest(sent, principal.csrf_token):
-                raise PermissionDeniedError(f"missing or wrong {CSRF_HEADER} header (CSRF check)")
-        return AuthenticationResult(user=principal, auth=token)
-
-
-def session_middleware() -> DefineMiddleware:
-    """The middleware as the ``/api`` router mounts it."""
-    return DefineMiddleware(SessionMiddleware, exclude_from_auth_key=PUBLIC_KEY)
 
 
 def client_ip(connection: ASGIConnection) -> str | None:  # type: ignore[type-arg]
