@@ -1,4 +1,5 @@
-"""Connection lifecycle of devices: online/offline, last seen, vitals and ping.
+"""Connection lifecycle of devices: online/offline, last seen, vitals, ping and what a device
+reports about itself when it connects (``info/mcu``: firmware and board).
 
 * MQTT devices: ``sys/presence/<id>`` from the broker (online with connection details,
   offline with the reason and the connection's final vitals), ``sys/vitals/<id>`` while
@@ -71,7 +72,7 @@ def _vitals(doc: Any) -> dict[str, int | None]:
 
 
 class Lifecycle:
-    """Keeps the connection state, last seen, vitals and ping of devices."""
+    """Keeps the connection state, last seen, vitals, ping and firmware report of devices."""
 
     def __init__(self, pool: AsyncConnectionPool, timeline: Timeline, flush_seconds: float = 5.0,
                  sweep_seconds: float = 0.5, live: LiveFeed | None = None) -> None:
@@ -141,6 +142,23 @@ class Lifecycle:
         async with self.pool.connection() as conn:
             await conn.execute("UPDATE device SET last_ping_ms = %s, last_ping_at = %s WHERE id = %s",
                                (rtt, _ms(doc["ts"]), device_id))
+
+    async def info_mcu(self, device_id: int, info: dict[str, Any]) -> None:
+        """Store what the device's ``info/mcu`` report says about its firmware and board
+        (``ver``, ``build``, ``type``, ``tmpl``, ``blynk``, ``rxbuff``; a missing field is
+        cleared, text is cut to 64 characters, an implausible ``rxbuff`` is dropped) and move
+        its last-seen time."""
+        def field(key: str, limit: int = 64) -> str | None:
+            value = info.get(key)
+            return None if value is None else str(value)[:limit]
+
+        rx = info.get("rxbuff")
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE device SET fw_version = %s, fw_build = %s, fw_type = %s, board_template_id = %s, "
+                "blynk_version = %s, rx_buffer = %s, last_seen = now() WHERE id = %s",
+                (field("ver"), field("build"), field("type"), field("tmpl"), field("blynk"),
+                 rx if isinstance(rx, int) and 0 < rx < 1 << 20 else None, device_id))
 
     # -- HTTP-only devices ----------------------------------------------------------------
     async def http_report(self, device: DeviceInfo) -> None:

@@ -216,18 +216,7 @@ class IngestService:
         except ValueError as exc:
             self.data.diag(device.id, f"info/mcu: expected a JSON object ({exc})")
             return
-
-        def field(key: str, limit: int = 64) -> str | None:
-            value = info.get(key)
-            return None if value is None else str(value)[:limit]
-
-        rx = info.get("rxbuff")
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE device SET fw_version = %s, fw_build = %s, fw_type = %s, board_template_id = %s, "
-                "blynk_version = %s, rx_buffer = %s, last_seen = now() WHERE id = %s",
-                (field("ver"), field("build"), field("type"), field("tmpl"), field("blynk"),
-                 rx if isinstance(rx, int) and 0 < rx < 1 << 20 else None, device.id))
+        await self.services.lifecycle.info_mcu(device.id, info)
         if self.ota is not None:  # Blynk.Air: success, mismatch, rollback or a retry
             await self.ota.info_mcu(device.id, info)
 
