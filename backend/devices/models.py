@@ -1,5 +1,10 @@
-"""Tables of devices, their latest datastream values, metadata values, widget properties and
-timeline (schema: migrations/0001 and 0002)."""
+"""SQLModel tables of devices and their latest datastream values (schema: migrations/0001 and
+0002).
+
+The other tables of the devices area (``device_meta``, ``device_property``, ``device_event``,
+``device_action``) have no model class: they are reached in plain SQL, written by the services
+that own them (``meta.py``, ``properties.py``, ``timeline.py``, ``actions.py``).
+"""
 
 from __future__ import annotations
 
@@ -56,40 +61,3 @@ class DatastreamValue(SQLModel, table=True):
     pin: int = Field(sa_column=Column(SmallInteger, primary_key=True))
     value: str
     updated_at: datetime = Field(sa_type=DateTime(timezone=True))
-
-
-class DeviceMeta(SQLModel, table=True):
-    """The value of one metadata field of one device (system or custom field, by name)."""
-
-    __tablename__ = "device_meta"
-    device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), primary_key=True))
-    name: str = Field(primary_key=True)
-    value: str
-    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                       sa_column_kwargs={"server_default": text("now()")})
-
-
-class DeviceProperty(SQLModel, table=True):
-    """A widget property (``label``, ``color``...) of one datastream of one device."""
-
-    __tablename__ = "device_property"
-    device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), primary_key=True))
-    pin: int = Field(sa_column=Column(SmallInteger, primary_key=True))
-    property: str = Field(primary_key=True)
-    value: str
-    updated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                       sa_column_kwargs={"server_default": text("now()")})
-
-
-class DeviceEvent(SQLModel, table=True):
-    """One entry of a device's timeline: a logged event, or the device going online/offline."""
-
-    __tablename__ = "device_event"
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
-    device_id: int = Field(sa_column=Column(BigInteger, ForeignKey("device.id"), nullable=False))
-    ts: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                sa_column_kwargs={"server_default": text("now()")})
-    kind: str
-    code: str | None = None
-    type: str | None = None
-    description: str = ""
