@@ -1,12 +1,17 @@
-"""Background jobs (partition maintenance now; automations and shipments later), run by
-exactly one process at a time.
+"""Periodic background jobs, run by exactly one process of a deployment at a time.
 
-Every app process starts a :class:`Scheduler`; only the one holding a PostgreSQL advisory
-lock runs jobs. The lock lives on a dedicated connection, so if that process dies or loses
-the database, the lock is released and another replica takes over within
-``retry_seconds``. APScheduler's job stores must never be shared between schedulers (they
-would fire a job twice); here each leader keeps its jobs in memory and registers them when
-it becomes leader.
+The app hands a :class:`Scheduler` its jobs (each a :class:`Job`; which jobs, and how often, is
+decided where the app is assembled, not here). Every app process starts one; only the process
+holding a PostgreSQL advisory lock (:data:`LEADER_LOCK`) runs the jobs, on an in-memory
+APScheduler. The lock lives on a dedicated connection that the leader checks every
+``retry_seconds``: if that process dies or loses the database, the lock is released and another
+process takes over within about ``retry_seconds`` (the others try for it that often).
+
+Each job runs once as soon as a process becomes leader, then every ``seconds``; a run never
+overlaps the previous one of the same job and missed runs are coalesced into one. A job that
+raises is logged and keeps its schedule. APScheduler's job stores must never be shared between
+schedulers (they would fire a job twice); here each leader keeps its jobs in memory and
+registers them when it becomes leader.
 """
 
 from __future__ import annotations

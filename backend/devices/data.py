@@ -1,6 +1,21 @@
-"""The one write path for datastream values, shared by the MQTT ingest, the HTTP device API
-and (later) the console and automations: check, record latest, append history, and for
-values written by the server, deliver them to the device."""
+"""Datastream values of devices: checking, storing, reading back and sending them.
+
+Every stored value goes through :class:`DataService`, whoever sent it: a device over MQTT (the
+ingest), Blynk's HTTP device API, the console or the platform API. A value is checked against
+its datastream (type, min/max clamp, size), becomes the latest value, is shown to the console
+pages watching the device (the live feed) and gets the history row that Blynk's "Save Raw Data"
+rule gives it (:func:`history_row`). A value written through the HTTP device API, the console
+or the platform API (:meth:`DataService.write_from_server`) is also published to the device on
+``downlink/ds/<name>`` and, when a user or API client set it, written to the device's actions
+log. The service also reads the current value (or the datastream's default), erases a latest
+value, and tells a device what was wrong on ``downlink/diag``. (The one exception is the HTTP
+device API's import of past points, ``backend.device_api.batch``, which stores a whole request
+in one transaction of its own, by the same history rule.)
+
+Values are stored by two routes: :meth:`DataService.record`, one value that may wait for the
+database, and :meth:`DataService.record_ready`, the ingest's batches of the common values it
+can store without waiting (the rest are left to ``record``).
+"""
 
 from __future__ import annotations
 
