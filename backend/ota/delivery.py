@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from backend.devices.data import Publisher, downlink_topic
+from backend.ota.targets import target_condition
 from ota import (AttemptsLimit, DeviceFirmware, DeviceStatus, DownloadTokens, FirmwareInfo, Report, is_installed,
                  next_status)
 from ota.states import ACTIVE, DeviceReport, Event, LimitReached, McuReport, Offered
@@ -144,7 +145,6 @@ class Delivery:
 
     async def waiting(self, shipment: dict[str, Any]) -> int:
         """Targeted devices the shipment has not looked at yet."""
-        from backend.ota.rollout import target_condition
         where, params = target_condition(shipment)
         async with self.pool.connection() as conn:
             row = await (await conn.execute(

@@ -17,27 +17,14 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from backend.ota.delivery import SHIPMENT_SQL, Delivery, dict_rows, image_of, now_utc
+from backend.ota.targets import target_condition
 from ota import (ApplyMode, DeviceFirmware, DeviceStatus, PreferredTime, Progress, Verdict, abort_from_dict,
                  pacing_from_dict, verdict)
 from ota.states import ACTIVE, FAILED
 
 log = logging.getLogger(__name__)
 ZoneOf = Callable[[int], Awaitable[tzinfo]]
-_SUBTREE = ("(WITH RECURSIVE sub(id) AS (SELECT {arg}::bigint UNION ALL SELECT o.id FROM organization o "
-            "JOIN sub ON o.parent_id = sub.id) SELECT id FROM sub)")
 _SCAN_EXTRA = 200  # candidates looked at beyond the budget (some are outside their time window)
-
-
-def target_condition(shipment: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """SQL over ``device d`` selecting the shipment's targets, and its parameters."""
-    kind = shipment["target_kind"]
-    params = {"sid": shipment["id"], "owner": shipment["org_id"], "tpl": shipment["target_template"],
-              "org": shipment["target_org"], "tag": shipment["target_tag"]}
-    where = {"template": "d.template_id = %(tpl)s",
-             "devices": "d.id IN (SELECT device_id FROM ota_device WHERE shipment_id = %(sid)s)",
-             "org": "d.org_id IN " + _SUBTREE.format(arg="%(org)s"),
-             "tag": "EXISTS (SELECT 1 FROM device_tag t WHERE t.device_id = d.id AND t.tag = %(tag)s)"}[kind]
-    return f"{where} AND d.org_id IN {_SUBTREE.format(arg='%(owner)s')}", params
 
 
 class Rollout:
