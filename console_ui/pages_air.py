@@ -31,7 +31,7 @@ from backend.console.context import ConsoleServices
 from backend.errors import ValidationError
 from backend.ota.schemas import Firmware, Shipment
 from backend.ota.wiring import OtaServices
-from console_ui.routes import page
+from console_ui.render import page
 from ota import DeviceStatus
 from ota.states import ACTIVE, FAILED
 

@@ -19,7 +19,7 @@ from backend.console.context import ConsoleServices
 from backend.console.dashboards import Widget
 from backend.errors import ValidationError
 from backend.templates.models import Template
-from console_ui.routes import page
+from console_ui.render import page
 
 VIEW = requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)
 TABS = ("dashboard", "info", "timeline", "datastreams")

@@ -10,7 +10,7 @@ from litestar.response import Template as Page
 from backend.access.guards import requires, signed_in
 from backend.access.permissions import DESCRIPTIONS, Permission as P
 from backend.accounts.context import ApiServices
-from console_ui.routes import page
+from console_ui.render import page
 
 
 @get("/orgs", guards=[signed_in])

@@ -14,7 +14,7 @@ from litestar.response import Redirect, Template
 from backend.access.guards import PUBLIC
 from backend.accounts.context import ApiServices
 from backend.errors import OpenBlynkError
-from console_ui.routes import page
+from console_ui.render import page
 
 
 def safe_next(target: str | None) -> str:

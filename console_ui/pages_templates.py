@@ -18,7 +18,7 @@ from backend.console.context import ConsoleServices
 from backend.console.dashboards import ACCEPTS, COLUMNS
 from backend.errors import ValidationError
 from backend.templates.schemas import MetaFieldType
-from console_ui.routes import page
+from console_ui.render import page
 
 TABS = ("info", "datastreams", "events", "metadata", "dashboard")
 META_TYPES = list(MetaFieldType.__args__)  # type: ignore[attr-defined]

@@ -17,16 +17,17 @@ from litestar.di import Provide
 from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.response import File, Redirect, Template
+from litestar.response import File, Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from backend.access.guards import PUBLIC
-from backend.access.permissions import Permission, Principal
 from backend.accounts.context import provide_services
 from backend.accounts.middleware import session_middleware
 from backend.console.context import provide_console
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
+from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates
+from console_ui.render import page
 
 HERE = Path(__file__).resolve().parent
 NODE_MODULES = HERE / "node_modules"
@@ -41,16 +42,6 @@ VENDOR: dict[str, Path] = {
 def console_template_config() -> TemplateConfig[JinjaTemplateEngine]:
     """Jinja templates of ``console_ui/templates`` (autoescaped)."""
     return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
-
-
-def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Template:  # type: ignore[type-arg]
-    """Render a page with what every page needs: the user, their permissions, the CSRF token."""
-    user = request.scope.get("user")
-    principal = user if isinstance(user, Principal) else None
-    perms = {p.value for p in principal.permissions} if principal else set()
-    return Template(template_name=name, status_code=status_code,
-                    context={"principal": principal, "can": perms, "csrf": principal.csrf_token if principal else "",
-                             "path": request.url.path, **context})
 
 
 @get("/static/vendor/{name:str}", opt=PUBLIC, include_in_schema=False)
@@ -68,8 +59,6 @@ async def vendor_file(name: FromPath[str]) -> File:
 
 def console_pages() -> list[Any]:
     """Everything the app mounts for the console: the page router and the static files."""
-    from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates
-
     handlers = [*pages_public.ROUTES, *pages_devices.ROUTES, *pages_templates.ROUTES, *pages_org.ROUTES,
                 *pages_air.ROUTES, live.live_socket, vendor_file]
     pages = Router(path="/", route_handlers=handlers, middleware=[session_middleware()],
