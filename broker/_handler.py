@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1, QOS_2
@@ -32,9 +31,6 @@ from amqtt.session import OutgoingApplicationMessage
 from broker.errors import InvalidTopicError
 from broker.topics import DeviceMount
 
-if TYPE_CHECKING:
-    from broker._session import Connection
-
 __all__ = ["MountedHandler"]
 
 
@@ -46,7 +42,11 @@ class MountedHandler(BrokerProtocolHandler):
     means no code path can leak the prefix -- or another device's topic -- to a device.
     """
 
-    connection: Connection | None = None
+    connection: object | None = None
+    """The broker's record of this connection (a ``broker._session.Connection``), set after
+    CONNACK: amqtt's end-of-connection callback passes only the handler, and the broker finds
+    its record here. The handler itself never reads it, so it stays opaque (``object``) and
+    this module does not depend on the broker's session records."""
     _busy = 0
     _settled: asyncio.Event | None = None
 

@@ -7,20 +7,17 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from amqtt.session import Session
 
+from broker._framing import FramedReader
+from broker._handler import MountedHandler
+from broker._limits import PublishRate
 from broker._outbox import Outbox
+from broker._transport import MeteredWriter
 from broker.identity import Identity
 from broker.presence import OfflineReason
 from broker.topics import DeviceMount
-
-if TYPE_CHECKING:
-    from broker._framing import FramedReader
-    from broker._handler import MountedHandler
-    from broker._limits import PublishRate
-    from broker._transport import MeteredWriter
 
 __all__ = ["BrokerSession", "Connection", "KeyedLocks", "Pending"]
 
