@@ -1,11 +1,22 @@
-"""Topic rules of the broker: MQTT syntax, Blynk's device ACL and the per-device mount.
+"""Blynk's device topics, and the topic rules of the broker: MQTT syntax, the device ACL and
+the per-device mount.
 
 Pure functions and value objects only (no I/O, no amqtt), so they are unit-tested on their own.
+
+**The table.** :class:`Uplink` (device -> server) and :class:`Downlink` (server -> device) are
+Blynk's device MQTT API (``docs``: reference §1.4): each member is one topic pattern, where a
+level written ``<name>`` is chosen by the user (a datastream, property, event code or metadata
+name), with the kind of payload it carries (:class:`PayloadKind`). Everything else is derived
+from them: the broker's ACL, the downlinks delivered without a subscription, the filters the
+backend's ingest subscribes to (:func:`uplink_filters`) and its dispatch, a dict from
+:class:`Uplink` to handler (``backend.ingest.service``). Adding a topic means adding a member
+here and, for an uplink, its ingest handler (a test fails until both exist).
 
 Internal namespace: every topic of device 42 lives under ``d/42/``. The device itself only
 ever sees the part after that prefix (``ds/Temp``, ``downlink/ds/Power``).
 
-* A device may **publish** only Blynk uplink topics (:func:`is_uplink_topic`).
+* A device may **publish** only Blynk uplink topics (:func:`match_uplink`,
+  :func:`is_uplink_topic`).
 * A device may **subscribe** only to filters under ``downlink/`` where ``#`` may appear only as
   the whole last level and ``+`` not at all (:func:`is_device_filter_allowed`).
 * ``downlink/diag``, ``downlink/redirect`` and ``downlink/ota/json`` reach the device even
@@ -17,6 +28,8 @@ ever sees the part after that prefix (``ds/Temp``, ``downlink/ds/Power``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import NamedTuple
 
 from broker.errors import InvalidTopicError
 
@@ -26,47 +39,213 @@ __all__ = [
     "OTA_TOPIC",
     "PING_TOPIC",
     "DeviceMount",
+    "Downlink",
+    "PayloadKind",
     "TopicFilter",
     "TopicName",
+    "Uplink",
+    "UplinkMatch",
     "always_delivered_device",
     "is_device_filter_allowed",
     "is_ping_topic",
     "is_uplink_topic",
+    "match_uplink",
     "presence_topic",
+    "uplink_filters",
 ]
 
-DIAG_TOPIC = "downlink/diag"
+
+class PayloadKind(Enum):
+    """What a device topic carries."""
+
+    TEXT = "plain text (a value, a description; multi-value items separated by NUL)"
+    JSON_OBJECT = "a JSON object"
+    JSON_ARRAY = "a JSON array ([[ts_ms, value], ...])"
+    NAMES = "comma-separated names"
+    EMPTY = "nothing (ignored)"
+    URI = "an endpoint URI (mqtt, mqtts, ws or wss)"
+
+
+def _is_name_level(level: str) -> bool:
+    """A user-chosen level (datastream, property, event code, metadata name)."""
+    return bool(level) and "+" not in level and "#" not in level and "\x00" not in level
+
+
+def _pattern_levels(pattern: str) -> tuple[tuple[str, ...], int]:
+    """The levels of a table pattern and how many of them are ``<name>`` levels."""
+    levels = tuple(pattern.split("/"))
+    names = 0
+    for level in levels:
+        if level.startswith("<") and level.endswith(">"):
+            names += 1
+        elif not _is_name_level(level) or "<" in level or ">" in level or "{" in level or "}" in level:
+            raise ValueError(f"bad level {level!r} in topic pattern {pattern!r}")
+    return levels, names
+
+
+class Uplink(Enum):
+    """Blynk's uplink topics, device-relative (what a device may publish).
+
+    ``pattern`` is the topic with ``<...>`` for each user-chosen level, ``payload`` what it
+    carries, ``names`` how many ``<...>`` levels it has (their values come in
+    :attr:`UplinkMatch.names`, in order).
+    """
+
+    INFO_MCU = ("info/mcu", PayloadKind.JSON_OBJECT)
+    """Firmware and board: ``{"tmpl", "ver", "build", "type", "rxbuff"}``."""
+    VALUE = ("ds/<datastream>", PayloadKind.TEXT)
+    BATCH_DS = ("batch_ds", PayloadKind.JSON_OBJECT)
+    """Values by datastream name."""
+    TIMESTAMPED_BATCH = ("ds/<datastream>/timestamped_batch", PayloadKind.JSON_ARRAY)
+    ERASE = ("ds/<datastream>/erase", PayloadKind.EMPTY)
+    PROPERTY = ("ds/<datastream>/prop/<property>", PayloadKind.TEXT)
+    PROPERTY_ERASE = ("ds/<datastream>/prop/<property>/erase", PayloadKind.EMPTY)
+    EVENT = ("event/<code>", PayloadKind.TEXT)
+    """Empty: the event definition's description."""
+    META = ("meta/<name>", PayloadKind.TEXT)
+    GET_DS = ("get/ds", PayloadKind.NAMES)
+    """Answered on :attr:`Downlink.VALUE`."""
+    GET_DS_ALL = ("get/ds/all", PayloadKind.EMPTY)
+    """Answered on :attr:`Downlink.VALUE` for the datastreams with "Sync with latest server value"."""
+    GET_META = ("get/meta", PayloadKind.NAMES)
+    """Answered on :attr:`Downlink.META`."""
+    GET_UTC = ("get/utc/all/json", PayloadKind.EMPTY)
+    """Answered on :attr:`Downlink.UTC`."""
+    GET_LOC = ("get/loc/all", PayloadKind.EMPTY)
+    """Answered on :attr:`Downlink.LOCATION`."""
+    OTA_STATUS = ("ota/status", PayloadKind.JSON_OBJECT)
+    """openblynk's Blynk.Air progress report: ``{"status", "bytes", "error"}``."""
+
+    def __init__(self, pattern: str, payload: PayloadKind) -> None:
+        self.pattern = pattern
+        self.payload = payload
+        self.levels, self.names = _pattern_levels(pattern)
+
+
+class Downlink(Enum):
+    """Blynk's downlink topics, device-relative (what the server sends a device).
+
+    ``unsubscribed``: delivered even to a device that did not subscribe (at ``qos``).
+    """
+
+    VALUE = ("downlink/ds/<datastream>", PayloadKind.TEXT)
+    META = ("downlink/meta/<name>", PayloadKind.TEXT)
+    OTA = ("downlink/ota/json", PayloadKind.JSON_OBJECT, True)
+    """Blynk.Air offer: ``{"url", "size", "type", "ver", "build"}``; also when retained."""
+    UTC = ("downlink/utc/all/json", PayloadKind.JSON_OBJECT)
+    LOCATION = ("downlink/loc/all", PayloadKind.TEXT)
+    """``lat,lon``."""
+    PING = ("downlink/ping", PayloadKind.EMPTY, True, 1)
+    """Console "Device Menu -> Ping": the broker reports the PUBACK's round trip."""
+    REBOOT = ("downlink/reboot", PayloadKind.EMPTY)
+    RECONFIGURE = ("downlink/reconfigure", PayloadKind.EMPTY)
+    REDIRECT = ("downlink/redirect", PayloadKind.URI, True)
+    DIAG = ("downlink/diag", PayloadKind.TEXT, True)
+    """Why something the device did was refused."""
+
+    def __init__(self, pattern: str, payload: PayloadKind, unsubscribed: bool = False, qos: int = 0) -> None:
+        self.pattern = pattern
+        self.payload = payload
+        self.unsubscribed = unsubscribed
+        self.qos = qos
+        self.levels, self.names = _pattern_levels(pattern)
+        self._format = "/".join("{}" if level.startswith("<") else level for level in self.levels)
+
+    def topic(self, *names: str) -> str:
+        """The device-relative topic with its ``<...>`` levels filled in, in order
+        (``Downlink.VALUE.topic("Power")`` -> ``downlink/ds/Power``)."""
+        if len(names) != self.names:
+            raise ValueError(f"{self.pattern} takes {self.names} names, got {len(names)}")
+        return self._format.format(*names) if names else self.pattern
+
+
+DIAG_TOPIC = Downlink.DIAG.pattern
 """Where the broker tells a device why something it did was refused (plain text)."""
-OTA_TOPIC = "downlink/ota/json"
+OTA_TOPIC = Downlink.OTA.pattern
 """Blynk.Air offer; delivered (also when retained) without a subscription."""
-PING_TOPIC = "downlink/ping"
+PING_TOPIC = Downlink.PING.pattern
 """Console "Device Menu -> Ping": delivered at QoS 1; the broker reports the PUBACK's round trip."""
-ALWAYS_DELIVERED = frozenset({DIAG_TOPIC, "downlink/redirect", OTA_TOPIC, PING_TOPIC})
+ALWAYS_DELIVERED = frozenset(downlink.pattern for downlink in Downlink if downlink.unsubscribed)
 """Device-relative topics delivered even if the device never subscribed (Blynk); all at QoS 0
 except :data:`PING_TOPIC`."""
 
+
+class UplinkMatch(NamedTuple):
+    """Which uplink a device-relative topic is, and the values of its ``<...>`` levels."""
+
+    uplink: Uplink
+    names: tuple[str, ...]
+
+
+class _Node:
+    """One level of the uplink tree: fixed words, or one ``<name>`` child (never both, so a
+    topic is matched in one pass with no backtracking)."""
+
+    __slots__ = ("entry", "name", "words")
+
+    def __init__(self) -> None:
+        self.words: dict[str, _Node] = {}
+        self.name: _Node | None = None
+        self.entry: Uplink | None = None
+
+
+def _uplink_tree() -> _Node:
+    root = _Node()
+    for uplink in Uplink:
+        node = root
+        for level in uplink.levels:
+            if level.startswith("<"):
+                node.name = node.name or _Node()
+                child = node.name
+            else:
+                child = node.words.setdefault(level, _Node())
+            if node.name is not None and node.words:
+                raise ValueError(f"{uplink.pattern}: a level is both fixed words and a <name>")
+            node = child
+        if node.entry is not None:
+            raise ValueError(f"{uplink.pattern} has the shape of {node.entry.pattern}")
+        node.entry = uplink
+    return root
+
+
+_UPLINKS = _uplink_tree()
+
+
+def match_uplink(topic: str) -> UplinkMatch | None:
+    """The uplink a device-relative ``topic`` is, with its names; None if it is none (then a
+    device may not publish it). One dict lookup per level."""
+    if topic.startswith("$"):
+        return None
+    node = _UPLINKS
+    names: list[str] = []
+    for level in topic.split("/"):
+        child = node.words.get(level)
+        if child is None:
+            child = node.name
+            if child is None or not _is_name_level(level):
+                return None
+            names.append(level)
+        node = child
+    return None if node.entry is None else UplinkMatch(node.entry, tuple(names))
+
+
+def is_uplink_topic(topic: str) -> bool:
+    """Whether a device may publish to the device-relative ``topic`` (Blynk uplink list)."""
+    return match_uplink(topic) is not None
+
+
+def uplink_filters() -> list[str]:
+    """Device-relative filters that together match every uplink and nothing a device may not
+    publish besides parents of uplinks: the exact topic where its first level holds one
+    fixed topic, else ``<first level>/#``."""
+    first: dict[str, list[Uplink]] = {}
+    for uplink in Uplink:
+        first.setdefault(uplink.levels[0], []).append(uplink)
+    return [group[0].pattern if len(group) == 1 and not group[0].names else f"{head}/#"
+            for head, group in first.items()]
+
+
 _MAX_TOPIC_BYTES = 65535
-_NAME = "*"  # placeholder for a user-chosen name level in the uplink patterns below
-_UPLINK_PATTERNS: frozenset[tuple[str, ...]] = frozenset(
-    {
-        ("info", "mcu"),
-        ("batch_ds",),
-        ("ds", _NAME),
-        ("ds", _NAME, "erase"),
-        ("ds", _NAME, "timestamped_batch"),
-        ("ds", _NAME, "prop", _NAME),
-        ("ds", _NAME, "prop", _NAME, "erase"),
-        ("event", _NAME),
-        ("meta", _NAME),
-        ("get", "ds"),
-        ("get", "ds", "all"),
-        ("get", "meta"),
-        ("get", "utc", "all", "json"),
-        ("get", "loc", "all"),
-        ("ota", "status"),
-    }
-)
-_UPLINK_DEPTHS = frozenset(len(p) for p in _UPLINK_PATTERNS)
 
 
 def _check_common(value: str, what: str) -> None:
@@ -131,25 +310,6 @@ class TopicFilter:
 
     def __str__(self) -> str:
         return self.value
-
-
-def _is_name_level(level: str) -> bool:
-    """A user-chosen level (datastream, property, event code, metadata name)."""
-    return bool(level) and "+" not in level and "#" not in level and "\x00" not in level
-
-
-def is_uplink_topic(topic: str) -> bool:
-    """Whether a device may publish to the device-relative ``topic`` (Blynk uplink list)."""
-    if not topic or topic.startswith("$"):
-        return False
-    levels = topic.split("/")
-    if len(levels) not in _UPLINK_DEPTHS or not all(_is_name_level(level) for level in levels):
-        return False
-    return any(
-        len(pattern) == len(levels)
-        and all(p == _NAME or p == level for p, level in zip(pattern, levels, strict=True))
-        for pattern in _UPLINK_PATTERNS
-    )
 
 
 def is_device_filter_allowed(topic_filter: str) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from backend.devices.data import Publisher, downlink_topic
 from backend.errors import ValidationError
+from broker.topics import Downlink
 
 _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*" \
         r"|\[[0-9A-Fa-f:.]+\])"
@@ -45,20 +46,24 @@ class DeviceCommands:
 
     def ping(self, device_id: int) -> None:
         """``downlink/ping`` at QoS 1; the round trip arrives on ``sys/ping/<id>``."""
-        self.publisher.publish(downlink_topic(device_id, "downlink/ping"), b"", qos=1)
+        self._send(device_id, Downlink.PING)
 
     def reboot(self, device_id: int) -> None:
         """``downlink/reboot``: the device should restart."""
-        self.publisher.publish(downlink_topic(device_id, "downlink/reboot"), b"", qos=0)
+        self._send(device_id, Downlink.REBOOT)
 
     def reconfigure(self, device_id: int) -> None:
         """``downlink/reconfigure``: the device should re-enter its Wi-Fi configuration mode."""
-        self.publisher.publish(downlink_topic(device_id, "downlink/reconfigure"), b"", qos=0)
+        self._send(device_id, Downlink.RECONFIGURE)
 
     def redirect(self, device_id: int, uri: RedirectUri) -> None:
         """``downlink/redirect``: the device should reconnect to ``uri`` (QoS 0, as Blynk)."""
-        self.publisher.publish(downlink_topic(device_id, "downlink/redirect"), uri.value.encode(), qos=0)
+        self._send(device_id, Downlink.REDIRECT, uri.value.encode())
 
     def diag(self, device_id: int, text: str) -> None:
         """``downlink/diag``: free-text diagnostics for the device (at most 512 bytes)."""
-        self.publisher.publish(downlink_topic(device_id, "downlink/diag"), text.encode()[:512], qos=0)
+        self._send(device_id, Downlink.DIAG, text.encode()[:512])
+
+    def _send(self, device_id: int, downlink: Downlink, payload: bytes = b"") -> None:
+        """Publish a downlink of the table at its QoS (``downlink/ping`` 1, the others 0)."""
+        self.publisher.publish(downlink_topic(device_id, downlink.topic()), payload, qos=downlink.qos)

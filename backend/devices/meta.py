@@ -12,6 +12,7 @@ from backend.devices.registry import DeviceInfo
 from backend.errors import ValidationError
 from backend.templates.meta import DEVICE_NAME, DEVICE_OWNER, LOCATION, MetaFieldSpec, check_meta_value, parse_lat_lon
 from backend.templates.values import db_text, wire_text
+from broker.topics import Downlink
 
 
 class UnknownMetaError(ValidationError):
@@ -67,7 +68,7 @@ class MetaService:
             raise ReadOnlyMetaError(f"{spec.name!r} is derived from the device and cannot be set")
         stored = check_meta_value(spec, value, max_bytes=self.max_bytes)
         await self._store(device, spec, stored)
-        self.publisher.publish(downlink_topic(device.id, f"downlink/meta/{spec.name}"), stored.encode(), qos=0)
+        self.publisher.publish(downlink_topic(device.id, Downlink.META.topic(spec.name)), stored.encode(), qos=0)
 
     async def location(self, device: DeviceInfo) -> tuple[float, float] | None:
         """(lat, lon) from the ``Location`` metadata, if set."""

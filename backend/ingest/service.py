@@ -1,10 +1,11 @@
 """Ingest: turn what devices publish into stored values, device state and replies.
 
-Handles every Blynk uplink under ``d/<id>/`` (``ds/<name>`` values, ``batch_ds``,
-``ds/<name>/timestamped_batch``, ``ds/<name>/erase``, widget properties, ``event/<code>``,
-``meta/<name>``, ``info/mcu`` and the ``get/...`` requests) and the broker's ``sys/presence``,
-``sys/vitals`` and ``sys/ping`` reports. Anything wrong is reported to the device on
-``downlink/diag`` and never stops the ingest. Every device message moves its last-seen time.
+Handles every Blynk uplink under ``d/<id>/`` (the table :class:`broker.topics.Uplink`: values,
+``batch_ds``, timestamped batches, erase, widget properties, events, metadata, ``info/mcu``,
+``ota/status`` and the ``get/...`` requests), each by its handler in the dict
+:attr:`IngestService.handlers`, and the broker's ``sys/presence``, ``sys/vitals`` and ``sys/ping`` reports.
+Anything wrong is reported to the device on ``downlink/diag`` and never stops the ingest. Every
+device message moves its last-seen time.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from backend.devices.context import DeviceServices
 from backend.devices.data import DataService, downlink_topic
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.errors import ValidationError
-from backend.ingest.uplinks import MAX_DIAG_NAME, Uplinks
+from backend.ingest.uplinks import MAX_DIAG_NAME, UplinkHandler, Uplinks
 from backend.numbers import is_digits
 from backend.templates.values import DatastreamSpec
 from backend.transport.mqtt import Message
+from broker.topics import Downlink, Uplink, match_uplink, uplink_filters
 
 if TYPE_CHECKING:
     from backend.ota.delivery import Delivery
@@ -37,8 +39,10 @@ ROUTES_SECONDS = 1.0
 """How long the ingest reuses what it found out about a value topic (its device and
 datastream) before asking the device registry again."""
 
-SUBSCRIPTIONS = ["d/+/ds/#", "d/+/info/mcu", "d/+/get/#", "d/+/batch_ds", "d/+/event/#", "d/+/meta/#",
-                 "d/+/ota/status", "sys/presence/+", "sys/vitals/+", "sys/ping/+"]
+SUBSCRIPTIONS = [*(f"d/+/{topic_filter}" for topic_filter in uplink_filters()),
+                 "sys/presence/+", "sys/vitals/+", "sys/ping/+"]
+"""What the ingest's broker connection subscribes to: every device's uplinks and the broker's
+reports."""
 
 
 class IngestService:
@@ -52,6 +56,7 @@ class IngestService:
         self.pool = pool
         self.services = services
         self.uplinks = Uplinks(services)
+        self.handlers = self._handlers()
         self.processed = 0
         self._routes: dict[str, tuple[int, DatastreamSpec]] = {}  # topic -> (device id, datastream)
         self._routes_until = 0.0
@@ -107,20 +112,44 @@ class IngestService:
     def _route(self, topic: str) -> tuple[int, DatastreamSpec] | None:
         """The device and datastream of a ``d/<id>/ds/<name>`` topic, when :meth:`handle_ready`
         can store its value (remembered); else None."""
-        parts = topic.split("/")
-        if len(parts) != 4 or parts[0] != "d" or parts[2] != "ds" or not is_digits(parts[1]):
+        parts = topic.split("/", 2)
+        if len(parts) != 3 or parts[0] != "d" or not is_digits(parts[1]):
+            return None
+        found = match_uplink(parts[2])
+        if found is None or found.uplink is not Uplink.VALUE:
             return None
         device = self.registry.cached(int(parts[1]))
         if device is None or not self.data.latest.loaded(device.id):
             return None
-        spec = device.by_name.get(parts[3])
+        spec = device.by_name.get(found.names[0])
         if spec is None:
             return None
         route = self._routes[topic] = (device.id, spec)
         return route
 
+    def _handlers(self) -> dict[Uplink, UplinkHandler]:
+        """The handler of each uplink: the ingest's whole dispatch."""
+        up = self.uplinks
+        return {
+            Uplink.INFO_MCU: self._info_mcu,
+            Uplink.VALUE: self._value,
+            Uplink.BATCH_DS: up.batch_ds,
+            Uplink.TIMESTAMPED_BATCH: up.timestamped,
+            Uplink.ERASE: up.erase,
+            Uplink.PROPERTY: up.prop,
+            Uplink.PROPERTY_ERASE: up.prop_erase,
+            Uplink.EVENT: up.event,
+            Uplink.META: up.meta,
+            Uplink.GET_DS: self._get_ds,
+            Uplink.GET_DS_ALL: self._get_ds_all,
+            Uplink.GET_META: up.get_meta,
+            Uplink.GET_UTC: up.get_utc,
+            Uplink.GET_LOC: up.get_loc,
+            Uplink.OTA_STATUS: self._ota_status,
+        }
+
     async def _dispatch(self, msg: Message) -> None:
-        parts = msg.topic.split("/")
+        parts = msg.topic.split("/", 2)
         if parts[0] == "sys" and len(parts) == 3 and is_digits(parts[2]):
             await self._system(parts[1], int(parts[2]), msg.payload)
             return
@@ -130,44 +159,15 @@ class IngestService:
         if device is None:
             return
         self.services.lifecycle.seen(device.id)
-        await self._device(device, parts[2:], msg.payload)
+        found = match_uplink(parts[2])
+        if found is None:
+            self._unsupported(device, parts[2])
+        else:
+            await self.handlers[found.uplink](device, found.names, msg.payload)
 
-    async def _device(self, device: DeviceInfo, rel: list[str], payload: bytes) -> None:  # noqa: C901 - a flat table
-        """Route one device-relative topic (already split on ``/``)."""
-        up, n = self.uplinks, len(rel)
-        head = rel[0]
-        if head == "ds" and n == 2:
-            await self._value(device, rel[1], payload)
-        elif head == "ds" and n == 3 and rel[2] == "timestamped_batch":
-            await up.timestamped(device, rel[1], payload)
-        elif head == "ds" and n == 3 and rel[2] == "erase":
-            await up.erase(device, rel[1])
-        elif head == "ds" and n in (4, 5) and rel[2] == "prop" and (n == 4 or rel[4] == "erase"):
-            await up.prop(device, rel[1], rel[3], payload, erase=n == 5)
-        elif rel == ["batch_ds"]:
-            await up.batch_ds(device, payload)
-        elif head == "event" and n == 2:
-            await up.event(device, rel[1], payload)
-        elif head == "meta" and n == 2:
-            await up.meta(device, rel[1], payload)
-        elif rel == ["info", "mcu"]:
-            await self._info_mcu(device, payload)
-        elif rel == ["ota", "status"] and self.ota is not None:
-            problem = await self.ota.status(device.id, payload)
-            if problem is not None:
-                self.data.diag(device.id, problem)
-        elif rel == ["get", "ds"]:
-            await self._get_ds(device, payload)
-        elif rel == ["get", "ds", "all"]:
-            await self._get_ds_all(device)
-        elif rel == ["get", "meta"]:
-            await up.get_meta(device, payload)
-        elif rel == ["get", "utc", "all", "json"]:
-            await up.get_utc(device)
-        elif rel == ["get", "loc", "all"]:
-            await up.get_loc(device)
-        else:  # a Blynk uplink topic this server version does not handle yet: say so
-            self.data.diag(device.id, f"{'/'.join(rel)[:MAX_DIAG_NAME]}: not supported by this server yet")
+    def _unsupported(self, device: DeviceInfo, topic: str) -> None:
+        """A topic this server version does not handle (yet): say so."""
+        self.data.diag(device.id, f"{topic[:MAX_DIAG_NAME]}: not supported by this server yet")
 
     async def _system(self, kind: str, device_id: int, payload: bytes) -> None:
         """``sys/presence|vitals|ping/<id>`` from the broker."""
@@ -186,7 +186,9 @@ class IngestService:
         except (ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
             log.warning("malformed sys/%s for device %s: %s", kind, device_id, exc)
 
-    async def _value(self, device: DeviceInfo, name: str, payload: bytes) -> None:
+    async def _value(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
+        """``ds/<datastream>``: a value."""
+        name = names[0]
         checked = self._checked(device, name, payload)
         if checked is None:
             return
@@ -208,7 +210,8 @@ class IngestService:
             self.data.diag(device.id, f"ds/{name[:MAX_DIAG_NAME]}: {exc.message}")
             return None
 
-    async def _info_mcu(self, device: DeviceInfo, payload: bytes) -> None:
+    async def _info_mcu(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
+        """``info/mcu``: firmware and board; Blynk.Air learns of the installed version."""
         try:
             info: Any = json.loads(payload)
             if not isinstance(info, dict):
@@ -220,16 +223,26 @@ class IngestService:
         if self.ota is not None:  # Blynk.Air: success, mismatch, rollback or a retry
             await self.ota.info_mcu(device.id, info)
 
-    async def _get_ds(self, device: DeviceInfo, payload: bytes) -> None:
-        names = [n for n in payload.decode("utf-8", "replace").split(",") if n]
-        for name in names:
+    async def _ota_status(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
+        """``ota/status``: Blynk.Air progress."""
+        if self.ota is None:
+            self._unsupported(device, Uplink.OTA_STATUS.pattern)
+            return
+        problem = await self.ota.status(device.id, payload)
+        if problem is not None:
+            self.data.diag(device.id, problem)
+
+    async def _get_ds(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
+        """``get/ds``: the named datastreams' values on ``downlink/ds/<datastream>``."""
+        for name in (n for n in payload.decode("utf-8", "replace").split(",") if n):
             spec = device.by_name.get(name)
             if spec is None:
                 self.data.diag(device.id, f"get/ds: no datastream named {name[:MAX_DIAG_NAME]!r}")
                 continue
             await self._send_current(device, spec.name, spec.pin)
 
-    async def _get_ds_all(self, device: DeviceInfo) -> None:
+    async def _get_ds_all(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
+        """``get/ds/all``: the values of the datastreams with "Sync with latest server value"."""
         for spec in device.by_name.values():
             if spec.sync:
                 await self._send_current(device, spec.name, spec.pin)
@@ -237,4 +250,4 @@ class IngestService:
     async def _send_current(self, device: DeviceInfo, name: str, pin: int) -> None:
         value = await self.data.current(device, device.by_pin[pin])
         if value is not None:
-            self.data.publisher.publish(downlink_topic(device.id, f"downlink/ds/{name}"), value.encode())
+            self.data.publisher.publish(downlink_topic(device.id, Downlink.VALUE.topic(name)), value.encode())

@@ -1,17 +1,27 @@
-"""Blynk topic rules: uplink ACL, device subscribe ACL, mount, value objects."""
+"""Blynk topic rules: the table of device topics, uplink ACL, device subscribe ACL, mount,
+value objects."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broker.errors import BrokerError, InvalidTopicError
 from broker.topics import (
+    ALWAYS_DELIVERED,
     DeviceMount,
+    Downlink,
     TopicFilter,
     TopicName,
+    Uplink,
+    UplinkMatch,
     always_delivered_device,
     is_device_filter_allowed,
     is_uplink_topic,
+    match_uplink,
     presence_topic,
 )
 
@@ -130,3 +140,55 @@ def test_topic_name_rejects_invalid(bad: str) -> None:
 )
 def test_reference_matcher(topic_filter: str, topic: str, expected: bool) -> None:
     assert TopicFilter(topic_filter).matches(topic) is expected
+
+
+def example(pattern: str) -> tuple[str, tuple[str, ...]]:
+    """A topic of a table pattern, its ``<...>`` levels filled with distinct names."""
+    names: list[str] = []
+    levels = []
+    for level in pattern.split("/"):
+        if level.startswith("<"):
+            names.append(f"Name {len(names)}")
+            level = names[-1]
+        levels.append(level)
+    return "/".join(levels), tuple(names)
+
+
+@pytest.mark.parametrize("uplink", list(Uplink))
+def test_the_acl_takes_each_uplink_of_the_table_as_itself(uplink: Uplink) -> None:
+    topic, names = example(uplink.pattern)
+    assert match_uplink(topic) == UplinkMatch(uplink, names)
+    assert len(names) == uplink.names and is_uplink_topic(topic)
+
+
+_NAME = r"([^/+#\x00]+)"  # a whole level: not empty, no wildcard, no NUL
+_REFERENCE = [(uplink, re.compile(re.sub(r"<[^/]*>", lambda _: _NAME, uplink.pattern))) for uplink in Uplink]
+_VOCABULARY = sorted({level for uplink in Uplink for level in uplink.levels if not level.startswith("<")}
+                     | {"Temp", "Set Temperature", "", "+", "#", "a\x00b", "$SYS", "downlink", "d", "42"})
+
+
+def reference(topic: str) -> UplinkMatch | None:
+    """The table read plainly: the one pattern whose regular expression the topic matches."""
+    found = [UplinkMatch(uplink, match.groups()) for uplink, pattern in _REFERENCE
+             if (match := pattern.fullmatch(topic)) and not topic.startswith("$")]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+@given(st.lists(st.sampled_from(_VOCABULARY), min_size=1, max_size=6).map("/".join))
+def test_the_acl_accepts_exactly_the_tables_uplinks(topic: str) -> None:
+    assert match_uplink(topic) == reference(topic)
+    assert is_uplink_topic(topic) is (reference(topic) is not None)
+
+
+def test_downlinks_of_the_table() -> None:
+    assert ALWAYS_DELIVERED == {"downlink/diag", "downlink/redirect", "downlink/ota/json", "downlink/ping"}
+    assert [d.qos for d in Downlink if d.qos] == [1] and Downlink.PING.qos == 1
+    assert Downlink.VALUE.topic("Set Temp") == "downlink/ds/Set Temp"
+    assert Downlink.META.topic("Serial {0}") == "downlink/meta/Serial {0}"
+    assert Downlink.REBOOT.topic() == "downlink/reboot"
+    with pytest.raises(ValueError, match="takes 1 names, got 0"):
+        Downlink.VALUE.topic()
+    for downlink in Downlink:  # a device may subscribe to each, and publish none
+        topic, _ = example(downlink.pattern)
+        assert is_device_filter_allowed(topic) and not is_uplink_topic(topic)
