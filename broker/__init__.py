@@ -31,8 +31,9 @@ Exceptions (all in :mod:`broker.errors`)::
 Problems caused by one client are never exceptions for the caller: they close (or throttle)
 that client, are logged, and show in its offline presence ``reason``.
 
-Topic rules (mount, uplink list, device filters, always-delivered downlinks including
-``downlink/ping`` at QoS 1): :mod:`broker.topics`. What the broker publishes itself
+Blynk's device topics, one table that the broker's ACL and the backend's ingest both read
+(``Uplink``, ``Downlink`` with their payload kinds), and the topic rules (mount, device filters,
+always-delivered downlinks including ``downlink/ping`` at QoS 1): :mod:`broker.topics`. What the broker publishes itself
 (``sys/presence``, ``sys/vitals``, ``sys/ping``): :mod:`broker.presence` and
 ``docs/internal-topics.md``.
 

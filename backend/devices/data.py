@@ -30,6 +30,7 @@ from backend.devices.registry import DeviceInfo
 from backend.errors import ValidationError
 from backend.history.writer import HistoryRow, HistoryWriter, Row
 from backend.templates.values import DatastreamSpec, Value, parse_value, quick_value, shown_text
+from broker.topics import Downlink
 
 
 class Publisher(Protocol):
@@ -160,7 +161,7 @@ class DataService:
             if self.actions is None:
                 raise RuntimeError("this DataService was built without an actions log")
             await self.actions.add(device.id, spec.pin, value.text, actor)
-        self.publisher.publish(downlink_topic(device.id, f"downlink/ds/{spec.name}"), value.text.encode(), qos=0)
+        self.publisher.publish(downlink_topic(device.id, Downlink.VALUE.topic(spec.name)), value.text.encode(), qos=0)
         return value
 
     async def current(self, device: DeviceInfo, spec: DatastreamSpec) -> str | None:
@@ -172,4 +173,4 @@ class DataService:
 
     def diag(self, device_id: int, text: str) -> None:
         """Tell a device what went wrong with something it sent (``downlink/diag``)."""
-        self.publisher.publish(downlink_topic(device_id, "downlink/diag"), text.encode()[:512], qos=0)
+        self.publisher.publish(downlink_topic(device_id, Downlink.DIAG.topic()), text.encode()[:512], qos=0)

@@ -25,13 +25,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.devices.data import Publisher, downlink_topic
 from backend.ota.targets import target_condition
+from broker.topics import Downlink
 from ota import (AttemptsLimit, DeviceFirmware, DeviceStatus, DownloadTokens, FirmwareInfo, Report, is_installed,
                  next_status)
 from ota.states import ACTIVE, DeviceReport, Event, LimitReached, McuReport, Offered
 
 log = logging.getLogger(__name__)
 
-OTA_RELATIVE = "downlink/ota/json"
 _COLUMNS = "s.*, f.size, f.sha256, f.md5, f.signature, f.fw_type, f.version, f.build, f.blynk_version, f.info"
 SHIPMENT_SQL = f"SELECT {_COLUMNS} FROM ota_shipment s JOIN firmware f ON f.id = s.firmware_id"
 _OF_DEVICE_SQL = (f"SELECT {_COLUMNS}, od.status, od.origin_version, od.origin_build FROM ota_shipment s "
@@ -118,13 +118,13 @@ class Delivery:
             "origin_build = coalesce(ota_device.origin_build, %(b)s)",
             {"s": shipment["id"], "d": device_id, "st": new.value, "v": device.version, "b": device.build,
              "a": [*recent, now], "now": now})
-        self.publisher.publish(downlink_topic(device_id, OTA_RELATIVE), self.offer_payload(shipment, device_id, now),
-                               qos=1, retain=True)
+        offer = self.offer_payload(shipment, device_id, now)
+        self.publisher.publish(downlink_topic(device_id, Downlink.OTA.topic()), offer, qos=1, retain=True)
         return new
 
     def withdraw(self, device_id: int) -> None:
         """Clear the device's retained offer."""
-        self.publisher.publish(downlink_topic(device_id, OTA_RELATIVE), b"", qos=1, retain=True)
+        self.publisher.publish(downlink_topic(device_id, Downlink.OTA.topic()), b"", qos=1, retain=True)
 
     async def end(self, shipment_id: int, state: str, reason: str) -> bool:
         """Move a live or paused shipment to ``cancelled`` or ``finished`` and withdraw its
