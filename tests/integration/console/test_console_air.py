@@ -211,7 +211,7 @@ def test_device_tags_on_the_info_tab_and_offered_by_the_shipment_form(stack: Sta
     assert admin.put(f"/api/devices/{info.id}/tags", json={"tags": tags}).status_code == 200
     page = admin.get(f"/devices/{info.id}?tab=info")
     assert page.status_code == 200
-    form = re.search(r'<form data-api="/api/devices/(\d+)/tags" data-method="PUT"[^>]*>(.*?)</form>', page.text, re.S)
+    form = re.search(r'<form method="post" data-api="/api/devices/(\d+)/tags" data-method="PUT"[^>]*>(.*?)</form>', page.text, re.S)
     assert form is not None and int(form[1]) == info.id
     textarea = re.search(r'<textarea name="tags"[^>]*data-type="lines"[^>]*>(.*?)</textarea>', form[2], re.S)
     assert textarea is not None and textarea[1] == f"&lt;b&gt;{suffix}&lt;/b&gt;\nFloor {suffix}"
