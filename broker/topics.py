@@ -4,7 +4,7 @@ the per-device mount.
 Pure functions and value objects only (no I/O, no amqtt), so they are unit-tested on their own.
 
 **The table.** :class:`Uplink` (device -> server) and :class:`Downlink` (server -> device) are
-Blynk's device MQTT API (``docs``: reference §1.4): each member is one topic pattern, where a
+Blynk's device MQTT API (its topic list): each member is one topic pattern, where a
 level written ``<name>`` is chosen by the user (a datastream, property, event code or metadata
 name), with the kind of payload it carries (:class:`PayloadKind`). Everything else is derived
 from them: the broker's ACL, the downlinks delivered without a subscription, the filters the
@@ -235,9 +235,9 @@ def is_uplink_topic(topic: str) -> bool:
 
 
 def uplink_filters() -> list[str]:
-    """Device-relative filters that together match every uplink and nothing a device may not
-    publish besides parents of uplinks: the exact topic where its first level holds one
-    fixed topic, else ``<first level>/#``."""
+    """Device-relative filters that together match every uplink, one per first level: the
+    topic itself where only one fixed topic starts with that level, else ``<level>/#`` (which
+    also matches topics the ACL refuses; no device can publish those)."""
     first: dict[str, list[Uplink]] = {}
     for uplink in Uplink:
         first.setdefault(uplink.levels[0], []).append(uplink)
