@@ -22,12 +22,12 @@ from backend.accounts.http import api_router
 from backend.connections import AnyRequest, PublicRequest
 from backend.console.controllers import console_api_router
 from backend.console.runtime import ConsoleRuntime
+from backend.db.changes import ChangeListener
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.services import DeviceApiService
 from backend.device_api.ratelimit import DeviceRateLimit
 from backend.devices.actions import ActionLog
 from backend.devices.auth import SERVICE_USERNAME
-from backend.devices.changes import ChangeListener
 from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
 from backend.devices.latest import LatestValues

@@ -136,9 +136,9 @@ def _broker(settings: Settings, _args: argparse.Namespace) -> int:
 async def _run_broker(settings: Settings, url: str) -> None:
     from broker import BrokerSettings, MqttBroker
 
+    from backend.db.changes import Change, ChangeListener
     from backend.db.engine import Database
     from backend.devices.auth import PgAuthenticator
-    from backend.devices.changes import Change, ChangeListener
     from backend.devices.registry import DeviceRegistry
     from backend.security import Secrets
     from backend.transport.tls import tls_files

@@ -8,7 +8,7 @@ see.
 Access is checked again (the session, then which of the devices the user may see now) whenever
 a change notice concerns the socket: its user's sessions, role or organization, its role's
 permissions, an organization its user's organization lost, or one of its devices (see
-``backend.devices.changes``). Notices reach every app process within milliseconds of the
+``backend.db.changes``). Notices reach every app process within milliseconds of the
 change's commit, so a signed-out, suspended, deleted or transferred user's socket closes, and
 a device moved away or deleted leaves it, well within a second. The socket is closed (code
 4008) when the session has ended, the role sees no device, or no device is left; when some

@@ -18,8 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import BUILTIN_ROLES, Principal, expand, parse
 from backend.access.scope import Scope
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
-from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 
 MAX_CUSTOM_ROLES = 9

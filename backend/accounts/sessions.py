@@ -25,8 +25,8 @@ from datetime import datetime, timedelta, timezone
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.permissions import Principal, expand
+from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_one
-from backend.devices.changes import Change, notify
 
 SESSION_COOKIE = "openblynk_session"
 CSRF_COOKIE = "openblynk_csrf"

@@ -20,8 +20,8 @@ from backend.accounts.roles import RoleService
 from backend.accounts.sessions import SessionService
 from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
-from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError
 from backend.security import hash_password
 

@@ -14,8 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import Principal
 from backend.access.scope import Scope, template_above
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
-from backend.devices.changes import Change, notify
 from backend.devices.directory import DeviceDirectory, DeviceInfo
 from backend.devices.latest import LatestValues
 from backend.devices.models import Device

@@ -16,8 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import Permission
 from backend.access.scope import Scope, template_above
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import fetch_all, fetch_one, fetch_unique
-from backend.devices.changes import Change, notify
 from backend.errors import NotFoundError, ValidationError
 
 _COLUMNS = "id, org_id, template_id, name, owner_id, online, last_seen, created_at"

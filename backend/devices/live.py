@@ -8,7 +8,7 @@ oldest pending changes (and is told so by a ``gap`` flag), never stalls the inge
 
 Access can end while a page is open (sign-out, suspension, a new role, a move to another
 organization, a device moved away or deleted). Every process hears of such changes through
-the PostgreSQL change notices (``backend.devices.changes``), which the app hands to
+the PostgreSQL change notices (``backend.db.changes``), which the app hands to
 :meth:`LiveFeed.apply`: the subscriptions they concern are marked *stale*, and their next
 :meth:`Subscription.next` answers ``None`` before any further change, so the socket checks
 its session and devices again (one query per change notice and socket, never per value) and
@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from backend.devices.changes import Change
+from backend.db.changes import Change
 
 QUEUE_LIMIT = 1000
 MAX_DEVICES_PER_SUBSCRIPTION = 1000

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from backend.devices.changes import Change
+from backend.db.changes import Change
 from backend.templates.meta import SYSTEM_FIELDS, MetaFieldSpec, custom_spec
 from backend.templates.values import DatastreamSpec, DatastreamType
 

@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.devices.changes import Change, notify
+from backend.db.changes import Change, notify
 from backend.devices.models import Device
 from backend.errors import ConflictError, NotFoundError
 from backend.security import AuthToken, Secrets

@@ -17,8 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.scope import Scope, ancestry, subtree
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
-from backend.devices.changes import Change, notify
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError, ValidationError
 
 _COLUMNS = "id, parent_id, name, tz, created_at"

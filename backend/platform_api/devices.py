@@ -16,10 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import Permission, Principal
 from backend.access.scope import Scope
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import fetch_all, fetch_one
 from backend.devices.actions import Actor
 from backend.devices.admin import DeviceAdmin
-from backend.devices.changes import Change, notify
 from backend.devices.directory import DeviceDirectory
 from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo as Registered

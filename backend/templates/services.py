@@ -8,7 +8,7 @@ import string
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.devices.changes import Change, notify
+from backend.db.changes import Change, notify
 from backend.errors import ValidationError
 from backend.templates.meta import FIRST_CUSTOM_ID, SYSTEM_NAMES
 from backend.templates.models import Datastream, EventDef, MetaField, Template

@@ -80,9 +80,6 @@ KNOWN: dict[tuple[str, str, str], str] = {
         "accounts/http.py is the app-wide /api router (top code inside an area); item 1 moves it "
         "to the top",
     ("cycle", "backend.accounts", "backend.platform_api"): "accounts/http.py, the app-wide router; item 1",
-    ("cycle", "backend.templates", "backend.devices"):
-        "templates/services.py imports only backend.devices.changes (the cross-process change "
-        "notices that orgs, accounts and templates send too), which belongs to the bottom; item 6",
 }
 
 

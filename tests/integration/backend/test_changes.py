@@ -15,7 +15,7 @@ import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from backend.devices.changes import Change
+from backend.db.changes import Change
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice
 from tests.support.net import wait_for

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from backend.db.changes import Change
 from backend.devices import live
-from backend.devices.changes import Change
 from backend.devices.live import LiveFeed
 
 

@@ -5,7 +5,7 @@ device or a template (the CLI rotating a token, an import editing datastreams), 
 notice in the same transaction; every listening process drops the stale entries at once, and
 the broker drops the live connection of a device whose token was revoked.
 
-Open console WebSockets (``backend.devices.live``) use the same notices to check their access
+Open console WebSockets (the ``/live`` feed) use the same notices to check their access
 again: a user's sessions, role or organization changed (``user:<id>``), a custom role's
 permissions changed (``role:<id>``), an organization moved away from below these
 (``org:<id>``: sent for each organization it left), or a device moved, changed owner or was
@@ -13,6 +13,10 @@ deleted (``device:<id>``).
 
 Payloads on channel ``openblynk_changes``: ``device:<id>``, ``device:<id>:revoked``,
 ``template:<id>``, ``user:<id>``, ``role:<id>``, ``org:<id>``.
+
+This is a bottom module: the areas that change things (devices, templates, accounts, orgs,
+platform_api) send notices with :func:`notify`, and the processes hand :class:`ChangeListener`
+the handlers of the areas that keep caches (the device registry, the live feed).
 """
 
 from __future__ import annotations
