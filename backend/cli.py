@@ -115,7 +115,7 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 def _app(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
 
-    from backend.app import create_app
+    from backend.server.factory import create_app
     from backend.transport.http_limits import uvicorn_options
     with database(settings) as url:
         asyncio.run(prepare(settings, url))

@@ -25,19 +25,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from backend.access.guards import client_ip, requires_any
-from backend.access.permissions import Permission as P, Principal
-from backend.accounts.auth import Visitor
-from backend.accounts.context import AccountsRuntime, ApiServices
-from backend.accounts.sessions import SESSION_COOKIE, SessionService
-from backend.console.context import ConsoleServices
+from backend.access.permissions import Principal
+from backend.accounts.sessions import SESSION_COOKIE
+from backend.console.live_access import VIEW, LiveAccess
 from backend.devices.live import MAX_DEVICES_PER_SUBSCRIPTION, Key, Subscription
 
 RECHECK_SECONDS = 30.0
 POLICY_VIOLATION = 4008
-VIEW = frozenset({P.DEVICES_VIEW, P.DEVICES_VIEW_OWN})
 Socket = WebSocket[Principal, str, Any]
 
 
@@ -58,24 +56,15 @@ def _keys(principal: Principal) -> list[Key]:
     return [("user", principal.user_id), ("role", principal.role_id), ("org", principal.org_id)]
 
 
-async def _access(socket: Socket, ids: list[int]) -> tuple[Principal, list[int]] | None:
-    """The session's principal now and which of ``ids`` it may see; None when the session has
-    ended or its role may see no device. Two queries, in one transaction."""
-    runtime: AccountsRuntime = socket.app.state.accounts
-    ip = client_ip(socket)
-    async with runtime.db.session() as session:
-        principal = await SessionService(session, runtime.session_lifetime).authenticate(
-            socket.cookies.get(SESSION_COOKIE, ""), ip)
-        if principal is None or not VIEW & principal.permissions:
-            return None
-        api = ApiServices(runtime, session, principal, Visitor(ip))
-        return principal, await ConsoleServices(api, socket.app.state.console).devices.visible(ids)
+async def _access(socket: Socket, live: LiveAccess, ids: list[int]) -> tuple[Principal, list[int]] | None:
+    """The session's principal now and which of ``ids`` it may see (see ``LiveAccess.check``)."""
+    return await live.check(socket.cookies.get(SESSION_COOKIE, ""), client_ip(socket), ids)
 
 
-async def _recheck(socket: Socket, sub: Subscription) -> bool:
+async def _recheck(socket: Socket, live: LiveAccess, sub: Subscription) -> bool:
     """Check the socket's access again: narrow the subscription to what the user may still see,
     or close the socket (False) when nothing is left."""
-    access = await _access(socket, sorted(sub.device_ids))
+    access = await _access(socket, live, sorted(sub.device_ids))
     if access is None:
         await socket.close(POLICY_VIOLATION, "session ended or access withdrawn")
         return False
@@ -91,7 +80,7 @@ async def _recheck(socket: Socket, sub: Subscription) -> bool:
 
 
 @websocket("/live", guards=[requires_any(*VIEW)])
-async def live_socket(socket: Socket) -> None:
+async def live_socket(socket: Socket, live_access: NamedDependency[LiveAccess]) -> None:
     """Stream ``{"type": "value"|"property"|"presence", "device": id, ...}`` messages as JSON."""
     await socket.accept()
     ids = _device_ids(socket.query_params.get("devices", ""))
@@ -104,8 +93,8 @@ async def live_socket(socket: Socket) -> None:
     # Subscribe first, then check: a change committed meanwhile marks the subscription stale,
     # so nothing falls between the check and the subscription. Nothing is sent before the check
     # narrows the subscription to the visible devices (which drops what was queued for others).
-    with socket.app.state.console.live.subscribe(ids, _keys(socket.user)) as sub:
-        access = await _access(socket, ids)
+    with live_access.feed.subscribe(ids, _keys(socket.user)) as sub:
+        access = await _access(socket, live_access, ids)
         if access is None:
             await socket.close(POLICY_VIOLATION, "session ended or access withdrawn")
             return
@@ -115,14 +104,14 @@ async def live_socket(socket: Socket) -> None:
         await socket.send_json({"type": "hello", "devices": visible})
         closed = asyncio.create_task(_wait_closed(socket))
         try:
-            await _pump(socket, sub, closed)
+            await _pump(socket, live_access, sub, closed)
         finally:
             closed.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
                 await closed
 
 
-async def _pump(socket: Socket, sub: Subscription, closed: asyncio.Task[None]) -> None:
+async def _pump(socket: Socket, live: LiveAccess, sub: Subscription, closed: asyncio.Task[None]) -> None:
     loop = asyncio.get_running_loop()
     due = loop.time() + RECHECK_SECONDS
     while not closed.done():
@@ -139,7 +128,7 @@ async def _pump(socket: Socket, sub: Subscription, closed: asyncio.Task[None]) -
             if closed in done:
                 return
         # a change notice made the subscription stale (event None), or the backstop is due
-        if not await _recheck(socket, sub):
+        if not await _recheck(socket, live, sub):
             return
         if nxt not in done:
             await socket.send_json({"type": "ping"})

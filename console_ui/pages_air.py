@@ -50,10 +50,6 @@ TARGET_KINDS = {"template": "All devices of a template (now and later)", "device
                 "org": "An organization and its sub-organizations", "tag": "Devices with a tag"}
 
 
-def _ota(request: Request) -> OtaServices:  # type: ignore[type-arg]
-    return request.app.state.ota  # type: ignore[no-any-return]
-
-
 def progress(shipment: Shipment) -> dict[str, Any]:
     """The counts a shipment page draws: per status with Blynk's names, and grouped for the bar."""
     counts = shipment.counts
@@ -75,19 +71,18 @@ async def air_home() -> Redirect:
 
 
 @get("/air/firmware", guards=[VIEW])
-async def firmware_page(request: Request, svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def firmware_page(request: Request, ota: NamedDependency[OtaServices], svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
     """Uploaded images with their info tag, hashes and signature; an upload form; delete."""
-    images = await _ota(request).firmware.list_all(svc.principal.org_id)
+    images = await ota.firmware.list_all(svc.principal.org_id)
     if request.headers.get("hx-request") == "true":
         return page(request, "air_firmware_rows.html", images=images)
-    return page(request, "air_firmware.html", images=images, max_bytes=_ota(request).firmware.max_bytes,
-                public_key=_ota(request).public_key_document()["public_key"])
+    return page(request, "air_firmware.html", images=images, max_bytes=ota.firmware.max_bytes,
+                public_key=ota.public_key_document()["public_key"])
 
 
 @get("/air/shipments", guards=[VIEW])
-async def shipments_page(request: Request, svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def shipments_page(request: Request, ota: NamedDependency[OtaServices], svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
     """Every shipment with its state and counts."""
-    ota = _ota(request)
     org = svc.principal.org_id
     shipments = await ota.shipments.list_all(org)
     images = {f.id: f for f in await ota.firmware.list_all(org)}
@@ -95,12 +90,12 @@ async def shipments_page(request: Request, svc: NamedDependency[ApiServices]) ->
 
 
 @get("/air/shipments/new", guards=[SHIP])
-async def new_shipment_page(request: Request, svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def new_shipment_page(request: Request, ota: NamedDependency[OtaServices], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
                             con: NamedDependency[ConsoleServices], firmware: FromQuery[int | None] = None) -> Page:
     """The form for a new shipment: firmware, targets (the tag target offers the tags in use),
     apply mode, time window, attempts, pacing, abort rule and per-device timeout."""
     org = svc.principal.org_id
-    images = await _ota(request).firmware.list_all(org)
+    images = await ota.firmware.list_all(org)
     templates = [t for t in await con.templates.visible() if t.org_id == org] if svc.principal.has(
         P.TEMPLATES_VIEW) else []
     devices = await con.devices.search(limit=1000)
@@ -124,11 +119,10 @@ async def _target_text(shipment: Shipment, con: ConsoleServices, svc: ApiService
 
 
 @get("/air/shipments/{shipment_id:int}", guards=[VIEW])
-async def shipment_page(request: Request, shipment_id: FromPath[int], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def shipment_page(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
                         con: NamedDependency[ConsoleServices], status: FromQuery[str] = "") -> Page:
     """A shipment: its settings, and its progress (counts per status and each device's
     status), which updates by itself while the shipment is live or paused."""
-    ota = _ota(request)
     org = svc.principal.org_id
     shipment = await ota.shipments.get(org, shipment_id)
     firmware: Firmware = await ota.firmware.get(org, shipment.firmware_id)
@@ -138,10 +132,9 @@ async def shipment_page(request: Request, shipment_id: FromPath[int], svc: Named
 
 
 @get("/air/shipments/{shipment_id:int}/progress", guards=[VIEW])
-async def shipment_progress(request: Request, shipment_id: FromPath[int], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def shipment_progress(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
                             status: FromQuery[str] = "") -> Page:
     """The live part of a shipment page (polled every 2 s; 286 once the shipment has ended)."""
-    ota = _ota(request)
     org = svc.principal.org_id
     shipment = await ota.shipments.get(org, shipment_id)
     context = await _progress_context(ota, org, shipment, status)

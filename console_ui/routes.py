@@ -24,7 +24,8 @@ from litestar.template.config import TemplateConfig
 from backend.access.guards import PUBLIC
 from backend.accounts.context import provide_services
 from backend.accounts.middleware import session_middleware
-from backend.console.context import provide_console
+from backend.accounts.runtime import AccountsOf
+from backend.console.context import provide_console, provide_live_access
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
 from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates
 from console_ui.render import page
@@ -57,12 +58,14 @@ async def vendor_file(name: FromPath[str]) -> File:
                 headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
 
 
-def console_pages() -> list[Any]:
-    """Everything the app mounts for the console: the page router and the static files."""
+def console_pages(accounts: AccountsOf) -> list[Any]:
+    """Everything the app mounts for the console: the page router and the static files
+    (``accounts`` finds the running app's accounts runtime for the session middleware)."""
     handlers = [*pages_public.ROUTES, *pages_devices.ROUTES, *pages_templates.ROUTES, *pages_org.ROUTES,
                 *pages_air.ROUTES, live.live_socket, vendor_file]
-    pages = Router(path="/", route_handlers=handlers, middleware=[session_middleware()],
-                   dependencies={"svc": Provide(provide_services), "con": Provide(provide_console)},
+    pages = Router(path="/", route_handlers=handlers, middleware=[session_middleware(accounts)],
+                   dependencies={"svc": Provide(provide_services), "con": Provide(provide_console),
+                                 "live_access": Provide(provide_live_access, sync_to_thread=False)},
                    exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},
                    include_in_schema=False)
     static = create_static_files_router(path="/static/console", directories=[HERE / "static"], opt=PUBLIC,

@@ -1,15 +1,12 @@
-"""Wiring: what the accounts services need from the app, built once by a lifespan, and the
-per-request bundle of services the ``/api`` handlers receive."""
+"""The per-request bundle of services the ``/api`` handlers receive."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import AsyncIterator
 from functools import cached_property
 
-from litestar import Litestar, Request
+from litestar import Request
+from litestar.di import NamedDependency
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.guards import client_ip
@@ -17,42 +14,14 @@ from backend.access.permissions import Principal
 from backend.access.scope import Scope
 from backend.accounts.auth import AuthService, Visitor
 from backend.accounts.invitations import InvitationLinks, InvitationService
-from backend.accounts.mail import Mailer
+from backend.accounts.runtime import AccountsRuntime
 from backend.accounts.roles import RoleService
 from backend.accounts.sessions import SessionService
 from backend.accounts.users import UserService
 from backend.audit.services import AuditService
-from backend.db.engine import Database
 from backend.devices.directory import DeviceDirectory
 from backend.devices.tags import DeviceTags
 from backend.orgs.tree import OrgTreeService
-from backend.settings import Settings
-
-
-@dataclass(frozen=True)
-class AccountsRuntime:
-    """Built once at start-up; kept on ``app.state.accounts``."""
-
-    db: Database
-    settings: Settings
-    mailer: Mailer
-
-    @property
-    def session_lifetime(self) -> timedelta:
-        return timedelta(hours=self.settings.session_lifetime_hours)
-
-
-def accounts_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """A lifespan (after the app's own) that builds :class:`AccountsRuntime` and purges ended sessions."""
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        runtime = AccountsRuntime(app.state.services.db, settings, Mailer(settings))
-        async with runtime.db.session() as session:
-            await SessionService(session, runtime.session_lifetime).purge_expired()
-        app.state.accounts = runtime
-        yield
-    return lifespan
 
 
 class ApiServices:
@@ -110,9 +79,10 @@ class ApiServices:
         return InvitationLinks(self.session, self.audit, self.visitor.ip, self.runtime.settings.org_max_depth)
 
 
-async def provide_services(request: Request) -> AsyncIterator[ApiServices]:  # type: ignore[type-arg]
+async def provide_services(request: Request, accounts_runtime: NamedDependency[AccountsRuntime]  # type: ignore[type-arg]
+                           ) -> AsyncIterator[ApiServices]:
     """The ``svc`` dependency of every ``/api`` handler."""
-    runtime: AccountsRuntime = request.app.state.accounts
+    runtime = accounts_runtime
     principal = request.scope.get("user")
     visitor = Visitor(client_ip(request), request.headers.get("user-agent", ""))
     async with runtime.db.session() as session:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from litestar import Request
 from litestar.di import NamedDependency
 
 from backend.accounts.context import ApiServices
+from backend.accounts.runtime import AccountsRuntime
 from backend.console.devices import DeviceConsole
+from backend.console.live_access import LiveAccess
 from backend.console.runtime import ConsoleRuntime
 from backend.console.templates import TemplateEditor
 
@@ -30,6 +31,13 @@ class ConsoleServices:
         return DeviceConsole(self.api.session, self.api.scope, self.api.audit, self.runtime)
 
 
-async def provide_console(request: Request, svc: NamedDependency[ApiServices]) -> ConsoleServices:  # type: ignore[type-arg]
+async def provide_console(svc: NamedDependency[ApiServices],
+                          console_runtime: NamedDependency[ConsoleRuntime]) -> ConsoleServices:
     """The ``con`` dependency of console routes and pages."""
-    return ConsoleServices(svc, request.app.state.console)
+    return ConsoleServices(svc, console_runtime)
+
+
+def provide_live_access(accounts_runtime: NamedDependency[AccountsRuntime],
+                        console_runtime: NamedDependency[ConsoleRuntime]) -> LiveAccess:
+    """The ``live_access`` dependency of the console's live socket."""
+    return LiveAccess(accounts_runtime, console_runtime)

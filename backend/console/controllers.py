@@ -1,5 +1,6 @@
 """The JSON routes the console pages call, under ``/api/console`` (thin: one service call each;
-the accounts guards say who may call them, the accounts session middleware checks CSRF)."""
+the accounts guards say who may call them, the accounts session middleware checks CSRF; the
+top mounts them)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
-from litestar import Controller, Router, delete, get, patch, post, put
-from litestar.di import NamedDependency, Provide
+from litestar import Controller, delete, get, patch, post, put
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from backend.access.guards import requires, requires_any, same_origin
+from backend.access.guards import requires, requires_any
 from backend.access.permissions import Permission as P
-from backend.accounts.context import provide_services
-from backend.accounts.middleware import session_middleware
-from backend.console.context import ConsoleServices, provide_console
+from backend.console.context import ConsoleServices
 from backend.console.dashboards import DashboardIn
 from backend.console.schemas import (DashboardOut, DeviceCreatedOut, DeviceCreateIn, LatestOut, LineOut, LinesOut,
                                      MetaIn, MetaOut, SeriesOut, TemplateCreateIn, TemplateOut, TimelineOut, TokenOut,
@@ -201,10 +200,3 @@ class ConsoleDeviceController(Controller):
         """The newest timeline entries, newest first."""
         return [TimelineOut(e.ts, e.kind, e.code, e.type, e.description)
                 for e in await con.devices.timeline(device_id, limit)]
-
-
-def console_api_router() -> Router:
-    """``/api/console``: behind the accounts session middleware and same-origin guard."""
-    return Router(path="/api/console", route_handlers=[ConsoleTemplateController, ConsoleDeviceController],
-                  middleware=[session_middleware()], guards=[same_origin],
-                  dependencies={"svc": Provide(provide_services), "con": Provide(provide_console)})

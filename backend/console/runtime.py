@@ -1,4 +1,5 @@
-"""What the console needs from the running app, built once at start-up (``app.state.console``)."""
+"""What the console needs from the running app, built once at start-up (the ``console_runtime``
+dependency)."""
 
 from __future__ import annotations
 

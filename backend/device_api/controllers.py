@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from litestar import Controller, MediaType, Response, get
+from litestar.di import NamedDependency
 
 from backend.connections import PublicRequest
 from backend.device_api.services import DeviceApiService, Query
@@ -14,10 +15,6 @@ def request_query(request: PublicRequest) -> Query:
     """The query string as sent: Blynk puts pins as bare keys (``?token=..&v1&v2``) and repeats
     ``value``, so keys are kept in order, blank ones and repeats included."""
     return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
-
-
-def _service(request: PublicRequest) -> DeviceApiService:
-    return request.app.state.device_api  # type: ignore[no-any-return]
 
 
 def _text(body: str) -> Response[str]:
@@ -31,55 +28,55 @@ class DeviceApiController(Controller):
     tags = ["Blynk device HTTP API"]
 
     @get("/get")
-    async def get_values(self, request: PublicRequest) -> Response[object]:
+    async def get_values(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[object]:
         """Read one datastream (plain value) or several (JSON object)."""
-        result = await _service(request).get(request_query(request))
+        result = await device_api.get(request_query(request))
         if isinstance(result, str):
             return _text(result)  # type: ignore[return-value]
         return Response(result, media_type=MediaType.JSON)
 
     @get("/getAll")
-    async def get_all(self, request: PublicRequest) -> dict[str, object]:
+    async def get_all(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> dict[str, object]:
         """Every datastream value of the device, keyed ``v<pin>``."""
-        return await _service(request).get_all(request_query(request))
+        return await device_api.get_all(request_query(request))
 
     @get("/update")
-    async def update(self, request: PublicRequest) -> Response[str]:
+    async def update(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
         """Write one datastream; the device receives it over MQTT."""
-        await _service(request).update(request_query(request))
+        await device_api.update(request_query(request))
         return _text("")
 
     @get("/batch/update")
-    async def batch_update(self, request: PublicRequest) -> Response[str]:
+    async def batch_update(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
         """Write several datastreams in one request."""
-        await _service(request).batch_update(request_query(request))
+        await device_api.batch_update(request_query(request))
         return _text("")
 
     @get("/isHardwareConnected")
-    async def is_hardware_connected(self, request: PublicRequest) -> Response[str]:
+    async def is_hardware_connected(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
         """``true`` while the device is connected."""
-        return _text("true" if await _service(request).is_connected(request_query(request)) else "false")
+        return _text("true" if await device_api.is_connected(request_query(request)) else "false")
 
     @get("/update/property")
-    async def update_property(self, request: PublicRequest) -> Response[str]:
+    async def update_property(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
         """Set widget properties of a datastream (``pin=v1&label=Hi``)."""
-        await _service(request).update_property(request_query(request))
+        await device_api.update_property(request_query(request))
         return _text("")
 
     # two spellings of one path: the default operation ids would collide and break /schema
     @get(["/logEvent", "/logevent"], operation_id=lambda _h, _m, path: "ExternalApi_" + str(path[-1]))
-    async def log_event(self, request: PublicRequest) -> Response[str]:
+    async def log_event(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
         """Log an event of the template on the device's timeline."""
-        await _service(request).log_event(request_query(request))
+        await device_api.log_event(request_query(request))
         return _text("")
 
     @get("/device/meta")
-    async def get_meta(self, request: PublicRequest) -> Response[str]:
+    async def get_meta(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
         """A metadata value of the device, as plain text."""
-        return _text(await _service(request).get_meta(request_query(request)))
+        return _text(await device_api.get_meta(request_query(request)))
 
     @get("/device/meta/update")
-    async def update_meta(self, request: PublicRequest) -> Response[str]:
+    async def update_meta(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
         """Set a metadata value; the device receives it on ``downlink/meta/<name>``."""
-        await _service(request).update_meta(request_query(request))
+        await device_api.update_meta(request_query(request))
         return _text("")

@@ -1,18 +1,17 @@
 """HTTP handlers of the device API's data endpoints: timestamped import, data export,
 provisioning and file upload, and the routes that serve exports and uploads back.
 
-Register ``DATA_ROUTES`` after ``DeviceApiController`` and add ``data_api_lifespan(settings)``
-after the app's own lifespan (it builds the services from what that one started).
+Register ``DATA_ROUTES`` after ``DeviceApiController``; the handlers take the ``data_api``
+dependency (:class:`DataApi`, built by :func:`build_data_api`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from litestar import Controller, Litestar, MediaType, Response, get, post
+from litestar import Controller, MediaType, Response, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.handlers import HTTPRouteHandler
 from litestar.response import File
@@ -24,6 +23,8 @@ from backend.device_api.controllers import request_query
 from backend.device_api.export import ExportService
 from backend.device_api.files import UploadService
 from backend.device_api.provision import ProvisionService
+from backend.device_api.services import DeviceApiService
+from backend.devices.latest import LatestValues
 from backend.numbers import is_digits
 from backend.settings import Settings
 
@@ -33,7 +34,7 @@ _UPLOAD_HEADERS = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options
 
 @dataclass(frozen=True)
 class DataApi:
-    """The services behind these routes, kept on ``app.state.data_api``."""
+    """The services behind these routes (the ``data_api`` dependency)."""
 
     batch: BatchImportService
     export: ExportService
@@ -41,31 +42,20 @@ class DataApi:
     upload: UploadService
 
 
-def data_api_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """A lifespan that builds :class:`DataApi` from the services the app's lifespan started."""
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        api, services = app.state.device_api, app.state.services
-        pool = services.db.pool
-        app.state.data_api = DataApi(
-            batch=BatchImportService(api, pool, services.latest,
-                                     DailyQuota(pool, "import", settings.import_daily_points),
-                                     max_string_bytes=settings.string_max_bytes,
-                                     max_age=timedelta(days=settings.timestamped_max_age_days)),
-            export=ExportService(api, pool, settings.data_dir / "exports",
-                                 DailyQuota(pool, "export", settings.export_daily_limit),
-                                 timedelta(hours=settings.export_ttl_hours)),
-            provision=ProvisionService(api, pool),
-            upload=UploadService(api, pool, settings.data_dir / "uploads",
-                                 DailyQuota(pool, "upload", settings.upload_daily_limit),
-                                 max_bytes=settings.upload_max_bytes, keep=settings.upload_files_per_device))
-        yield
-    return lifespan
-
-
-def _data(request: PublicRequest) -> DataApi:
-    return request.app.state.data_api  # type: ignore[no-any-return]
+def build_data_api(api: DeviceApiService, latest: LatestValues, settings: Settings) -> DataApi:
+    """The services behind these routes, on the device API's services and pool."""
+    pool = api.pool
+    return DataApi(
+        batch=BatchImportService(api, pool, latest, DailyQuota(pool, "import", settings.import_daily_points),
+                                 max_string_bytes=settings.string_max_bytes,
+                                 max_age=timedelta(days=settings.timestamped_max_age_days)),
+        export=ExportService(api, pool, settings.data_dir / "exports",
+                             DailyQuota(pool, "export", settings.export_daily_limit),
+                             timedelta(hours=settings.export_ttl_hours)),
+        provision=ProvisionService(api, pool),
+        upload=UploadService(api, pool, settings.data_dir / "uploads",
+                             DailyQuota(pool, "upload", settings.upload_daily_limit),
+                             max_bytes=settings.upload_max_bytes, keep=settings.upload_files_per_device))
 
 
 def _base(request: PublicRequest) -> str:
@@ -79,20 +69,20 @@ class DataApiController(Controller):
     tags = ["Blynk device HTTP API"]
 
     @get("/data/get")
-    async def data_get(self, request: PublicRequest) -> Response[object]:
+    async def data_get(self, request: PublicRequest, data_api: NamedDependency[DataApi]) -> Response[object]:
         """Export history as a zipped CSV; answers ``{"link": ...}``."""
-        return Response(await _data(request).export.create(request_query(request), _base(request)), media_type=MediaType.JSON)
+        return Response(await data_api.export.create(request_query(request), _base(request)), media_type=MediaType.JSON)
 
     @get("/provision")
-    async def provision(self, request: PublicRequest) -> Response[str]:
+    async def provision(self, request: PublicRequest, data_api: NamedDependency[DataApi]) -> Response[str]:
         """Complete Wi-Fi provisioning: check the template id, store the firmware info."""
-        await _data(request).provision.provision(request_query(request))
+        await data_api.provision.provision(request_query(request))
         return Response("", media_type=MediaType.TEXT)
 
     @post("/upload", status_code=200, request_max_body_size=None)  # the service enforces its own limit
-    async def upload(self, request: PublicRequest) -> Response[str]:
+    async def upload(self, request: PublicRequest, data_api: NamedDependency[DataApi]) -> Response[str]:
         """Store a multipart ``upfile``; answers the URL it is served at."""
-        url = await _data(request).upload.upload(request_query(request), request.headers.get("content-type"),
+        url = await data_api.upload.upload(request_query(request), request.headers.get("content-type"),
                                                  _content_length(request), request.stream(), _base(request))
         return Response(url, media_type=MediaType.TEXT)
 
@@ -101,17 +91,17 @@ class DataApiController(Controller):
 # another controller already serves (GET batch/update), but takes a plain handler after it.
 @post("/external/api/batch/update", status_code=200, tags=["Blynk device HTTP API"],
       request_max_body_size=None)  # the service refuses a larger body with Blynk's text
-async def batch_update_timestamped(request: PublicRequest) -> Response[str]:
+async def batch_update_timestamped(request: PublicRequest, data_api: NamedDependency[DataApi]) -> Response[str]:
     """Import ``[[ts_ms, value], ...]`` into one datastream (``pin=`` or ``dataStreamId=``)."""
-    await _data(request).batch.import_points(request_query(request), request.headers.get("content-type"),
+    await data_api.batch.import_points(request_query(request), request.headers.get("content-type"),
                                              request.stream())
     return Response("", media_type=MediaType.TEXT)
 
 
 @get("/device_uploads/{device_id:int}/{name:str}", include_in_schema=False)
-async def serve_upload(request: PublicRequest, device_id: int, name: str) -> File:
+async def serve_upload(request: PublicRequest, data_api: NamedDependency[DataApi], device_id: int, name: str) -> File:
     """A file a device uploaded."""
-    found = await _data(request).upload.find(device_id, name)
+    found = await data_api.upload.find(device_id, name)
     if found is None:
         raise NotFoundException()
     return File(found.path, filename=found.name, media_type=found.content_type,
@@ -119,9 +109,9 @@ async def serve_upload(request: PublicRequest, device_id: int, name: str) -> Fil
 
 
 @get("/{name:str}", include_in_schema=False)
-async def serve_export(request: PublicRequest, name: str) -> File:
+async def serve_export(request: PublicRequest, data_api: NamedDependency[DataApi], name: str) -> File:
     """A data export zip (``/device_data_<id>_<time>.zip``) until it expires."""
-    path = await _data(request).export.find(name)
+    path = await data_api.export.find(name)
     if path is None:
         raise NotFoundException()
     return File(path, filename=name, media_type="application/zip")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Stream
 
@@ -27,10 +28,6 @@ CHUNK = 64 * 1024
 
 
 VIEW, SHIP, CONTROL = requires(P.AIR_VIEW), requires(P.AIR_SHIP), requires(P.AIR_CONTROL)
-
-
-def _ota(request: Request[Any, Any, Any]) -> OtaServices:
-    return request.app.state.ota  # type: ignore[no-any-return]
 
 
 def _org(request: Request[Any, Any, Any]) -> int:
@@ -55,75 +52,65 @@ class OtaController(Controller):
     tags = ["Blynk.Air"]
 
     @post("/firmware", guards=[SHIP], status_code=201, request_max_body_size=None)  # the service enforces its own limit
-    async def upload(self, request: Request[Any, Any, Any], filename: FromQuery[str]) -> Firmware:
+    async def upload(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], filename: FromQuery[str]) -> Firmware:
         """Upload a ``.bin`` or ``.tar`` image as the raw request body (``?filename=fw.bin``)."""
-        ota = _ota(request)
         return await ota.firmware.upload(_org(request), filename, _content_length(request), request.stream())
 
     @get("/firmware", guards=[VIEW])
-    async def list_firmware(self, request: Request[Any, Any, Any]) -> list[Firmware]:
+    async def list_firmware(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices]) -> list[Firmware]:
         """Every uploaded image, newest first."""
-        ota = _ota(request)
         return await ota.firmware.list_all(_org(request))
 
     @get("/firmware/{firmware_id:int}", guards=[VIEW])
-    async def get_firmware(self, request: Request[Any, Any, Any], firmware_id: FromPath[int]) -> Firmware:
+    async def get_firmware(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], firmware_id: FromPath[int]) -> Firmware:
         """One image: size, hashes, signature and its info tag."""
-        ota = _ota(request)
         return await ota.firmware.get(_org(request), firmware_id)
 
     @delete("/firmware/{firmware_id:int}", guards=[SHIP], status_code=204)
-    async def delete_firmware(self, request: Request[Any, Any, Any], firmware_id: FromPath[int]) -> None:
+    async def delete_firmware(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], firmware_id: FromPath[int]) -> None:
         """Delete an image no shipment uses."""
-        ota = _ota(request)
         await ota.firmware.delete(_org(request), firmware_id)
 
     @get("/signing-key", guards=[VIEW])
-    async def signing_key(self, request: Request[Any, Any, Any]) -> dict[str, str]:
+    async def signing_key(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices]) -> dict[str, str]:
         """The public key devices pin to check firmware signatures (raw 32 bytes, base64)."""
-        return _ota(request).public_key_document()
+        return ota.public_key_document()
 
     @post("/shipments", guards=[SHIP], status_code=201)
-    async def create_shipment(self, request: Request[Any, Any, Any], data: JSONBody[ShipmentCreate]) -> Shipment:
+    async def create_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], data: JSONBody[ShipmentCreate]) -> Shipment:
         """Start a shipment (live at once; the scheduler paces it)."""
-        ota = _ota(request)
         return await ota.shipments.create(_org(request), data, _base(request))
 
     @get("/shipments", guards=[VIEW])
-    async def list_shipments(self, request: Request[Any, Any, Any]) -> list[Shipment]:
+    async def list_shipments(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices]) -> list[Shipment]:
         """Every shipment with its counts per device status."""
-        ota = _ota(request)
         return await ota.shipments.list_all(_org(request))
 
     @get("/shipments/{shipment_id:int}", guards=[VIEW])
-    async def get_shipment(self, request: Request[Any, Any, Any], shipment_id: FromPath[int]) -> Shipment:
+    async def get_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], shipment_id: FromPath[int]) -> Shipment:
         """One shipment with its counts per device status."""
-        ota = _ota(request)
         return await ota.shipments.get(_org(request), shipment_id)
 
     @get("/shipments/{shipment_id:int}/devices", guards=[VIEW])
-    async def shipment_devices(self, request: Request[Any, Any, Any], shipment_id: FromPath[int],
+    async def shipment_devices(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], shipment_id: FromPath[int],
                                status: FromQuery[str | None] = None) -> list[ShipmentDevice]:
         """The status of each device (``?status=`` for one status), with Blynk's status names."""
-        ota = _ota(request)
         return await ota.shipments.devices(_org(request), shipment_id, status)
 
     @post("/shipments/{shipment_id:int}/{action:str}", guards=[CONTROL], status_code=200)
-    async def shipment_action(self, request: Request[Any, Any, Any], shipment_id: FromPath[int], action: FromPath[str]) -> Shipment:
+    async def shipment_action(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], shipment_id: FromPath[int], action: FromPath[str]) -> Shipment:
         """``pause``, ``resume`` or ``cancel`` a shipment."""
-        ota = _ota(request)
         return await ota.shipments.set_state(_org(request), shipment_id, action)
 
     @delete("/shipments/{shipment_id:int}", guards=[CONTROL], status_code=204)
-    async def delete_shipment(self, request: Request[Any, Any, Any], shipment_id: FromPath[int]) -> None:
+    async def delete_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], shipment_id: FromPath[int]) -> None:
         """Delete a cancelled or finished shipment."""
-        ota = _ota(request)
         await ota.shipments.delete(_org(request), shipment_id)
 
     @get("/download", opt=PUBLIC, media_type=MediaType.TEXT)
-    async def download(self, request: Request[Any, Any, Any], token: FromQuery[str]) -> Response[Any]:
+    async def download(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], token: FromQuery[str]) -> Response[Any]:
         """The image for the device the token was made for (``Range`` supported)."""
-        service = _ota(request).download
+        service = ota.download
         try:
             plan = await service.open(token, request.headers.get("range"))
         except RangeNotSatisfiableError as exc:

@@ -25,7 +25,7 @@ from ota import DownloadTokens, Signer
 
 @dataclass
 class OtaServices:
-    """Everything Blynk.Air needs at run time (kept on ``app.state.ota``)."""
+    """Everything Blynk.Air needs at run time (the ``ota`` dependency)."""
 
     pool: AsyncConnectionPool
     signer: Signer

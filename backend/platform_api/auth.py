@@ -9,11 +9,14 @@ a Bearer token is never sent by a browser on its own, unlike a cookie.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
+from litestar.types import ASGIApp
 
 from backend.access.guards import PUBLIC_KEY, client_ip
+from backend.accounts.runtime import AccountsOf
 from backend.errors import AuthenticationError
 from backend.platform_api.oauth import TokenService
 from backend.platform_api.ratelimit import count_request
@@ -32,9 +35,13 @@ def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
 class BearerMiddleware(AbstractAuthenticationMiddleware):
     """Authenticate a platform API request by its access token, then count it."""
 
+    def __init__(self, app: ASGIApp, accounts: AccountsOf, **options: Any) -> None:
+        super().__init__(app, **options)
+        self._accounts = accounts
+
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:  # type: ignore[type-arg]
         token = bearer_token(connection)
-        runtime = connection.app.state.accounts
+        runtime = self._accounts(connection.app)
         settings = runtime.settings
         async with runtime.db.session() as session:
             principal = await TokenService(session, timedelta(days=settings.api_refresh_token_days)).authenticate(
@@ -46,6 +53,6 @@ class BearerMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=token)
 
 
-def bearer_middleware() -> DefineMiddleware:
+def bearer_middleware(accounts: AccountsOf) -> DefineMiddleware:
     """The middleware as the platform router mounts it."""
-    return DefineMiddleware(BearerMiddleware, exclude_from_auth_key=PUBLIC_KEY)
+    return DefineMiddleware(BearerMiddleware, accounts=accounts, exclude_from_auth_key=PUBLIC_KEY)

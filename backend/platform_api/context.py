@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from litestar import Request
 from litestar.di import NamedDependency
 
 from backend.accounts.context import ApiServices
@@ -40,6 +39,7 @@ class PlatformServices:
         return PlatformDirectory(self.api)
 
 
-async def provide_platform(request: Request, svc: NamedDependency[ApiServices]) -> PlatformServices:  # type: ignore[type-arg]
+async def provide_platform(svc: NamedDependency[ApiServices],
+                           platform_runtime: NamedDependency[PlatformRuntime]) -> PlatformServices:
     """The ``api`` dependency of every platform API handler."""
-    return PlatformServices(svc, request.app.state.platform)
+    return PlatformServices(svc, platform_runtime)

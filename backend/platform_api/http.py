@@ -1,6 +1,7 @@
-"""The platform API's HTTP surface: ``POST /oauth2/token``, the ``/api/v1/organization``
-router (Bearer tokens, the same permission guards as ``/api``), and the console's routes
-for OAuth2 clients (under ``/api``, session and CSRF)."""
+"""The platform API's HTTP surface besides its ``/api/v1/organization`` controllers:
+``POST /oauth2/token`` and the console's routes for OAuth2 clients (under ``/api``, session and
+CSRF). The top mounts the ``/api/v1/organization`` router (Bearer tokens, the same permission
+guards as ``/api``)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,15 @@ import binascii
 from datetime import timedelta
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, Router, delete, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from backend.access.guards import PUBLIC, requires
 from backend.access.permissions import Permission as P
-from backend.accounts.context import ApiServices, provide_services
-from backend.platform_api.auth import bearer_middleware
-from backend.platform_api.context import provide_platform
-from backend.platform_api.controllers import (PlatformDeviceController, PlatformLookupController,
-                                              PlatformValueController)
-from backend.platform_api.directory_controllers import (NOT_OFFERED_ROUTES, PlatformOrgController,
-                                                        PlatformTemplateController, PlatformUserController)
+from backend.accounts.context import ApiServices
+from backend.accounts.runtime import AccountsRuntime
 from backend.platform_api.oauth import ClientInfo, OAuthClientService, OAuthError, TokenService
 from backend.platform_api.schemas import NewOAuthClientOut, OAuthClientIn, OAuthClientOut, TokenOut
 
@@ -53,7 +49,7 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
 
 @post("/oauth2/token", opt=PUBLIC, status_code=HTTP_200_OK, exception_handlers={OAuthError: _oauth_error},
       tags=["Platform API: authentication"])
-async def token(request: Request[Any, Any, Any]) -> Response[TokenOut]:
+async def token(request: Request[Any, Any, Any], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[TokenOut]:
     """OAuth2 client credentials (Blynk's): ``grant_type=client_credentials`` or
     ``refresh_token`` (with ``refresh_token=``), client credentials as HTTP Basic or as
     ``client_id`` and ``client_secret``; parameters in the query string or a form body."""
@@ -63,7 +59,7 @@ async def token(request: Request[Any, Any, Any]) -> Response[TokenOut]:
     grant = params.get("grant_type", "")
     credentials = basic_credentials(request.headers.get("authorization", ""))
     client_id, secret = credentials or (params.get("client_id", ""), params.get("client_secret", ""))
-    runtime = request.app.state.accounts
+    runtime = accounts_runtime
     async with runtime.db.session() as session:
         tokens = TokenService(session, timedelta(days=runtime.settings.api_refresh_token_days))
         if grant == "client_credentials":
@@ -76,17 +72,6 @@ async def token(request: Request[Any, Any, Any]) -> Response[TokenOut]:
             raise OAuthError("unsupported_grant_type", f"grant_type {grant[:40]!r} is not supported; use "
                                                        "client_credentials or refresh_token.")
     return Response(TokenOut(pair.access_token, pair.token_type, pair.expires_in, pair.refresh_token), headers=NO_STORE)
-
-
-def platform_router() -> Router:
-    """``/api/v1/organization``: Bearer authentication, rate limit, the guards of ``backend.access``."""
-    return Router(path="/api/v1/organization",
-                  route_handlers=[PlatformDeviceController, PlatformLookupController, PlatformValueController,
-                                  PlatformOrgController,
-                                  PlatformTemplateController, PlatformUserController, *NOT_OFFERED_ROUTES],
-                  middleware=[bearer_middleware()],
-                  dependencies={"svc": Provide(provide_services), "api": Provide(provide_platform)},
-                  security=[{"BearerToken": []}])
 
 
 def _client_out(client: ClientInfo) -> OAuthClientOut:

@@ -16,6 +16,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 from litestar import websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from backend.connections import PublicWebSocket
@@ -37,13 +38,13 @@ class MqttBridge:
 
 
 @websocket("/mqtt", name="mqtt-websocket")
-async def mqtt_websocket(socket: PublicWebSocket) -> None:
+async def mqtt_websocket(socket: PublicWebSocket, mqtt_bridge: NamedDependency[MqttBridge]) -> None:
     """Bridge one MQTT-over-WebSocket client to the broker."""
     offered = socket.scope.get("subprotocols", [])
     if SUBPROTOCOL not in offered:
         await socket.close(code=1002, reason="subprotocol 'mqtt' required")
         return
-    bridge: MqttBridge = socket.app.state.mqtt_bridge
+    bridge = mqtt_bridge
     port = bridge.port
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

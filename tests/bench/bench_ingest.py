@@ -4,7 +4,7 @@ database. Prints figures; asserts nothing.
 
     .venv/bin/python tests/bench/bench_ingest.py [--messages 200000] [--devices 100] [--runs 3] [--rollups-only]
 
-The pipeline is the app's own ingest loop (``backend.app._ingest_loop``) fed QoS 1
+The pipeline is the app's own ingest loop (``backend.server.pump.ingest_loop``) fed QoS 1
 `d/<id>/ds/Temperature` messages by a stand-in for the broker connection, which hands out
 what is waiting as the real one does (here every message is waiting, as under a burst):
 device lookup, value check and clamp, latest value, live feed, history batch (raw point and
@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import progress, raw_copy, scratch_database  # noqa: E402  (also puts the repository on sys.path)
 
-from backend.app import _ingest_loop  # noqa: E402
+from backend.server.pump import ingest_loop  # noqa: E402
 from backend.db.engine import Database  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
 from backend.devices.context import DeviceServices  # noqa: E402
@@ -101,7 +101,7 @@ async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[flo
     latest.start()
     services.start()
     t0 = time.perf_counter()
-    await _ingest_loop(client, ingest, history)  # type: ignore[arg-type]  # a stand-in client
+    await ingest_loop(client, ingest, history)  # type: ignore[arg-type]  # a stand-in client
     await history.stop()
     elapsed = time.perf_counter() - t0
     progress("pipeline", count, count)

@@ -55,9 +55,9 @@ AREAS = frozenset({
     "backend.audit", "backend.transfer",
 })
 """The product areas; they may import each other as long as no circle forms."""
-TOP = frozenset({"backend.app", "backend.cli", "backend.supervisor", "backend.runtime"})
-"""What assembles the areas: the app factory, the start-up steps, the processes, the CLI. The
-package that issue #12 item 1 creates for the app factory joins this set."""
+TOP = frozenset({"backend.server", "backend.cli", "backend.supervisor", "backend.runtime"})
+"""What assembles the areas: the app's package (factory, routers, runtime container, lifespan,
+table registry), the start-up steps, the processes, the CLI."""
 CONSOLE_SURFACE = frozenset({"console_ui.routes", "console_ui.headers"})
 """What backend's top mounts: the console's routes and the headers middleware of its pages."""
 
@@ -76,10 +76,6 @@ KNOWN: dict[tuple[str, str, str], str] = {
         "orgs/controllers.py takes the per-request ApiServices bag from accounts/context.py; item 1 "
         "gives each area its own provider",
     ("cycle", "backend.audit", "backend.accounts"): "audit/controllers.py takes the ApiServices bag; item 1",
-    ("cycle", "backend.accounts", "backend.ota"):
-        "accounts/http.py is the app-wide /api router (top code inside an area); item 1 moves it "
-        "to the top",
-    ("cycle", "backend.accounts", "backend.platform_api"): "accounts/http.py, the app-wide router; item 1",
 }
 
 
@@ -343,7 +339,7 @@ KNOWN_EDGES = {(src, dst) for _rule, src, dst in KNOWN}
 
 
 def test_the_scan_sees_the_project() -> None:
-    assert {"backend.app", "broker._core", "ota.image", "console_ui.routes", "device_sdk._device"} <= set(SOURCES)
+    assert {"backend.server.factory", "broker._core", "ota.image", "console_ui.routes", "device_sdk._device"} <= set(SOURCES)
     assert any(i.target.startswith("amqtt") for i in IMPORTS)
 
 
@@ -391,7 +387,7 @@ def synthetic(modules: Mapping[str, str]) -> tuple[dict[str, Source], list[Impor
     "source",
     [
         "import broker",
-        "from backend.app import create_app",
+        "from backend.server.factory import create_app",
         "import amqtt.broker as b",
         "def f():\n    from litestar import Litestar",
         "import importlib\nimportlib.import_module('broker.settings')",
@@ -443,13 +439,13 @@ def test_relative_imports_resolve_against_the_package() -> None:
         ("ota.x", "import psycopg", "ota imports beyond stdlib, cryptography"),
         ("ota.x", "from backend.settings import Settings", "ota imports beyond stdlib, cryptography"),
         ("console_ui.x", "import broker", "console_ui imports beyond backend, ota"),
-        ("console_ui.x", "from backend.app import create_app", "console_ui imports backend's top"),
+        ("console_ui.x", "from backend.server.factory import create_app", "console_ui imports backend's top"),
         ("backend.devices.x", "from console_ui.render import page", "backend imports console_ui beyond its top's mounting"),
-        ("backend.app", "from console_ui.pages_air import ROUTES", "backend imports console_ui beyond its top's mounting"),
+        ("backend.server.routers", "from console_ui.pages_air import ROUTES", "backend imports console_ui beyond its top's mounting"),
         ("backend.access.guards", "from backend.accounts.users import UserService", "bottom imports an area"),
         ("backend.access.guards", "def f():\n    from backend.orgs import tree", "bottom imports an area"),
-        ("backend.errors", "from backend.app import create_app", "bottom imports the top"),
-        ("backend.devices.x", "from backend.app import create_app", "area imports the top"),
+        ("backend.errors", "from backend.server.factory import create_app", "bottom imports the top"),
+        ("backend.devices.x", "from backend.server.factory import create_app", "area imports the top"),
         ("backend.ota.x", "from backend.runtime import migrate", "area imports the top"),
     ],
 )
@@ -463,7 +459,7 @@ def test_the_checker_catches_each_rule(module: str, source: str, rule: str) -> N
     [
         ("backend.access.guards", "from backend.errors import PermissionDeniedError\nfrom backend.db.sql import one"),
         ("backend.devices.x", "from backend.access.permissions import Principal\nfrom broker import MqttBroker"),
-        ("backend.app", "from console_ui.routes import console_pages\nfrom backend.devices import x"),
+        ("backend.server.routers", "from console_ui.routes import console_pages\nfrom backend.devices import x"),
         ("console_ui.pages_air", "from backend.ota.wiring import OtaServices\nfrom ota import DeviceStatus"),
         ("ota.x", "from cryptography.hazmat.primitives import hashes\nimport hashlib"),
         ("broker.x", "from amqtt.session import Session\nfrom broker._core import CoreBroker"),

@@ -1,6 +1,6 @@
 """The cross-tenant sweep of every HTTP route (issue #11 item 9).
 
-``ROUTES`` classifies every route of the real app (built by ``backend.app.create_app``): how a
+``ROUTES`` classifies every route of the real app (built by ``backend.server.factory.create_app``): how a
 caller proves who it is (``PUBLIC``, ``DEVICE`` token, console ``SESSION`` cookie, platform
 ``BEARER`` token) and, for each kind of id the route takes (in its path, its query or its body),
 how that id is filled. ``test_every_route_is_in_the_table`` fails when a route is added (or
@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from websockets.sync.client import connect as ws_connect
 
-from backend.app import create_app
+from backend.server.factory import create_app
 from backend.settings import Settings
 from ota import DownloadTokens, build_tag
 from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, USER, AccountsStack, Api, invite_and_join, start_accounts_stack

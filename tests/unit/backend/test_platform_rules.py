@@ -11,12 +11,13 @@ import pytest
 from litestar import Litestar
 
 from backend.access.guards import guarded
-from backend.platform_api.http import basic_credentials, platform_router, token
+from backend.platform_api.http import basic_credentials, token
+from backend.server.routers import platform_router, runtime_dependencies
 from backend.platform_api.oauth import OAuthError
 
 
 def test_every_platform_route_carries_a_permission_guard() -> None:
-    app = Litestar([platform_router(), token])
+    app = Litestar([platform_router(), token], dependencies=runtime_dependencies())
     routes = [(route.path, handler) for route in app.routes if route.path.startswith("/api/v1/organization")
               for handler in getattr(route, "route_handlers", []) if set(handler.http_methods) != {"OPTIONS"}]
     assert len(routes) > 40
@@ -25,7 +26,7 @@ def test_every_platform_route_carries_a_permission_guard() -> None:
 
 
 def test_the_whole_app_builds_its_schema_without_warnings_from_platform_or_ota_handlers() -> None:
-    from backend.app import create_app
+    from backend.server.factory import create_app
     from backend.settings import Settings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,0 +1,128 @@
+"""The runtime container: every long-lived part of the running app, typed, built once.
+
+:func:`build_runtime` makes the parts and wires them together; it starts nothing and opens no
+connection (``backend.server.lifespan`` starts them). The app keeps the one :class:`Runtime` in
+its state under :data:`RUNTIME_KEY`; :func:`runtime` reads it back, typed. Only the top reads
+it: the areas receive their parts as dependencies (``backend.server.routers``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from litestar import Litestar
+from litestar.datastructures import State
+
+from backend.accounts.cleanup import clean_accounts
+from backend.accounts.mail import Mailer
+from backend.accounts.runtime import AccountsRuntime
+from backend.console.runtime import ConsoleRuntime
+from backend.db.changes import ChangeListener
+from backend.db.engine import Database
+from backend.device_api.data_controllers import DataApi, build_data_api
+from backend.device_api.ratelimit import DeviceRateLimit
+from backend.device_api.services import DeviceApiService
+from backend.devices.actions import ActionLog
+from backend.devices.auth import SERVICE_USERNAME
+from backend.devices.context import DeviceServices
+from backend.devices.data import DataService
+from backend.devices.latest import LatestValues
+from backend.devices.registry import DeviceRegistry
+from backend.history.maintenance import Retention, maintain
+from backend.history.writer import HistoryWriter
+from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.ota.wiring import OtaServices
+from backend.platform_api.runtime import PlatformRuntime
+from backend.scheduler import Job, Scheduler
+from backend.security import Secrets
+from backend.settings import Settings
+from backend.transport.mqtt import ServiceClient
+from backend.transport.tls import TlsFiles, tls_files
+from backend.transport.websocket import MqttBridge
+
+RUNTIME_KEY = "openblynk_runtime"
+"""The one key of the app's state: the :class:`Runtime`."""
+HISTORY_WRITERS = 2
+"""Batches the history writer has in flight, each on its own connection."""
+ACCOUNTS_CLEANUP_SECONDS = 3600.0
+"""How often expired sessions, API tokens, old sign-in failures and links are deleted."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Every part the app runs, built by :func:`build_runtime`."""
+
+    settings: Settings
+    secrets: Secrets
+    db: Database
+    registry: DeviceRegistry
+    """Devices by id and token, cached; kept fresh by ``changes``."""
+    mqtt: ServiceClient
+    """The app's own connection to the broker: the ingest's messages, downlinks, Blynk.Air."""
+    history: HistoryWriter
+    latest: LatestValues
+    data: DataService
+    """The value path: check, latest value, live feed, history row, downlink."""
+    devices: DeviceServices
+    ota: OtaServices
+    ingest: IngestService
+    changes: ChangeListener
+    """Change notices from every app process: the registry's cache and the live sockets' access."""
+    scheduler: Scheduler
+    device_api: DeviceApiService
+    data_api: DataApi
+    accounts: AccountsRuntime
+    platform: PlatformRuntime
+    console: ConsoleRuntime
+    tls: TlsFiles | None
+    """The MQTT TLS files (``/ca.pem``), when MQTT over TLS is on."""
+    mqtt_bridge: MqttBridge
+    """Where MQTT over WebSocket reaches the broker."""
+
+
+def build_runtime(settings: Settings, database_url: str) -> Runtime:
+    """Make every part and wire them together; nothing starts or connects yet."""
+    secrets = Secrets(settings.resolved_secret_key())
+    db = Database(database_url, pool_size=4 + HISTORY_WRITERS)
+    registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
+    history = HistoryWriter(db.pool, batch_rows=settings.history_batch_rows,
+                            flush_seconds=settings.history_flush_seconds, in_flight=HISTORY_WRITERS)
+    latest = LatestValues(db.pool)
+    mqtt = ServiceClient(settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME,
+                         secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
+    data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes,
+                       actions=ActionLog(db.pool))
+    devices = DeviceServices.build(db.pool, data, settings)
+    ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, devices)
+    ingest = IngestService(registry, data, db.pool, devices, ota=ota.delivery)
+    changes = ChangeListener(database_url, registry.apply, data.live.apply)  # live: console sockets' access
+    retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
+    scheduler = Scheduler(database_url, [
+        Job("history-maintenance", lambda: maintain(db.pool, retention), settings.maintenance_interval_seconds),
+        Job("ota-rollout", ota.rollout.tick, settings.ota_tick_seconds),
+        Job("accounts-cleanup", lambda: clean_accounts(db, settings.login_failure_window_seconds),
+            ACCOUNTS_CLEANUP_SECONDS)])
+    device_api = DeviceApiService(registry, secrets, data, db.pool, devices,
+                                  DeviceRateLimit(settings.device_rate_limit))
+    data_api = build_data_api(device_api, latest, settings)
+    return Runtime(
+        settings=settings, secrets=secrets, db=db, registry=registry, mqtt=mqtt, history=history, latest=latest,
+        data=data, devices=devices, ota=ota, ingest=ingest, changes=changes, scheduler=scheduler,
+        device_api=device_api, data_api=data_api, accounts=AccountsRuntime(db, settings, Mailer(settings)),
+        platform=PlatformRuntime(registry, secrets, devices, db.pool, data_api.batch),
+        console=ConsoleRuntime(registry, secrets, devices, db.pool),
+        tls=tls_files(settings) if settings.mqtts_port else None,
+        mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()))
+
+
+def runtime_of(state: State) -> Runtime:
+    """The runtime kept in an app's state (set by the app's lifespan)."""
+    found = state.get(RUNTIME_KEY)
+    if not isinstance(found, Runtime):
+        raise RuntimeError("the app has not started: its lifespan sets the runtime")
+    return found
+
+
+def runtime(app: Litestar) -> Runtime:
+    """The runtime of a running app."""
+    return runtime_of(app.state)

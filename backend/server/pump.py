@@ -1,0 +1,54 @@
+"""The ingest loop: the broker's messages in batches through the ingest, each acknowledged to
+the broker once the history rows it made are committed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from backend.history.writer import AcksAfterCommit, HistoryWriter
+from backend.ingest.service import IngestService
+from backend.tasks import finish
+from backend.transport.mqtt import ServiceClient
+
+log = logging.getLogger(__name__)
+INGEST_DRAIN_SECONDS = 30.0
+INGEST_BATCH = 500
+"""Messages the ingest takes from the broker connection at a time, at most."""
+
+
+async def ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter,
+                      batch: int = INGEST_BATCH) -> None:
+    """Handle the messages in batches of what has arrived (at most ``batch``), then
+    acknowledge them to the broker once the history rows they made are committed (see
+    backend.transport.mqtt): a crash before that gets them sent again."""
+    acks = AcksAfterCommit(history, mqtt.done_all)
+    while (messages := await mqtt.take(batch)) is not None:
+        done = ingest.handle_ready(messages)  # most messages: no coroutine to make and await
+        while done < len(messages):
+            await ingest.handle(messages[done])
+            done = ingest.handle_ready(messages, done + 1)
+        acks.add_all([m.receipt for m in messages if m.receipt is not None])
+        # Taking waiting messages does not wait, nor does storing values in the common case:
+        # under load this loop would keep the event loop to itself. Let the history writer,
+        # the broker thread and HTTP requests have their turn after each batch, and let the
+        # writer catch up when it is behind.
+        await history.keep_pace()
+
+
+class IngestPump:
+    """The ingest loop as a part of the runtime: a task while the app runs."""
+
+    def __init__(self, mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter) -> None:
+        self.mqtt, self.ingest, self.history = mqtt, ingest, history
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(ingest_loop(self.mqtt, self.ingest, self.history), name="ingest")
+
+    async def stop(self) -> None:
+        """Take no new messages (the broker keeps them) and ingest everything already taken."""
+        self.mqtt.pause()
+        await self.mqtt.end_of_messages()
+        if self._task is not None and not await finish(self._task, INGEST_DRAIN_SECONDS):
+            log.error("ingest did not drain within %.0f s; stopped it", INGEST_DRAIN_SECONDS)
