@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -114,19 +115,35 @@ def test_a_streamed_body_is_cut_off_at_the_limit(http: httpx.Client, stack: Stac
     assert rows(stack, devices[0].id) == []
 
 
+def files_outside(stack: StackConfig, folder: Path) -> dict[Path, bytes]:
+    """Every file of the data directory outside ``folder``, with its content (logs aside)."""
+    return {p: p.read_bytes() for p in stack.data_dir.rglob("*")
+            if p.is_file() and p.suffix != ".log" and folder not in p.parents}
+
+
 @pytest.mark.parametrize("filename", ["../../secret.key", "..\\..\\secret.key", "/etc/passwd", "....//x.sh",
                                       "a\x00b.txt", "", ".."])
 def test_file_names_cannot_leave_the_device_folder(http: httpx.Client, stack: StackConfig,
                                                    devices: list[DeviceOut], filename: str) -> None:
     dev = devices[0]
-    secret = (stack.data_dir / "secret.key").read_bytes() if (stack.data_dir / "secret.key").exists() else None
-    r = upload(http, dev.token, filename, b"payload")
-    assert r.status_code == 200 and URL.match(r.text)
-    (name, stored, _, _), = rows(stack, dev.id)
-    assert "/" not in name and "\\" not in name and not name.startswith(".") and "\x00" not in name
-    assert (stack.data_dir / "uploads" / str(dev.id) / stored).read_bytes() == b"payload"
-    if secret is not None:
-        assert (stack.data_dir / "secret.key").read_bytes() == secret
+    folder = stack.data_dir / "uploads" / str(dev.id)
+    # the stack's key comes from OPENBLYNK_SECRET_KEY; this file is a decoy where "../../secret.key" would land
+    decoy = stack.data_dir / "secret.key"
+    decoy.write_bytes(b"not to be overwritten")
+    try:
+        before = files_outside(stack, folder)
+        passwd = Path("/etc/passwd").read_bytes()
+        r = upload(http, dev.token, filename, b"payload")
+        after = files_outside(stack, folder)
+        assert {p for p, content in after.items() if before.get(p) != content} == set()  # nothing new, nothing changed
+        assert Path("/etc/passwd").read_bytes() == passwd
+        assert r.status_code == 200 and URL.match(r.text)
+        (name, stored, _, _), = rows(stack, dev.id)
+        assert [p.name for p in folder.iterdir()] == [stored]
+        assert "/" not in name and "\\" not in name and not name.startswith(".") and "\x00" not in name
+        assert (folder / stored).read_bytes() == b"payload"
+    finally:
+        decoy.unlink()
 
 
 @pytest.mark.parametrize("path", ["..%2F..%2Fsecret.key", "..%2F..%2F..%2Fpostgres", "%2E%2E", "x" * 32 + ".png"])
