@@ -137,6 +137,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
     from broker import BrokerSettings, MqttBroker
 
     from backend.db.changes import Change, ChangeListener
+    import backend.server.tables  # noqa: F401  (every area's tables, before any session)
     from backend.db.engine import Database
     from backend.devices.auth import PgAuthenticator
     from backend.devices.registry import DeviceRegistry
@@ -200,6 +201,7 @@ def _export(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _with_transfer(settings: Settings, url: str, action):  # type: ignore[no-untyped-def]
+    import backend.server.tables  # noqa: F401  (every area's tables, before any session)
     from backend.db.engine import Database
     from backend.security import Secrets
     from backend.transfer.services import TransferService
@@ -218,6 +220,7 @@ def _device_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _token(settings: Settings, url: str, name: str, rotate: bool) -> str:
+    import backend.server.tables  # noqa: F401  (every area's tables, before any session)
     from backend.db.engine import Database
     from backend.devices.services import DeviceService
     from backend.security import Secrets
@@ -239,6 +242,7 @@ def _device_command(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _command(settings: Settings, url: str, name: str, command: str, uri: str | None) -> str:
+    import backend.server.tables  # noqa: F401  (every area's tables, before any session)
     from backend.db.engine import Database
     from backend.devices.remote import Broker, Target, send_command
     from backend.devices.services import DeviceService

@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import backend.server.tables  # noqa: F401  (every area's tables, before any test opens a session)
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
 from tests.support.stack import StackConfig, running

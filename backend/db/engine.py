@@ -1,5 +1,8 @@
 """Connections to PostgreSQL: a SQLAlchemy async engine for the relational model and a
-psycopg pool for the time-series hot path (binary COPY, batched upserts)."""
+psycopg pool for the time-series hot path (binary COPY, batched upserts).
+
+The table models belong to the areas; the top's ``backend.server.tables`` registers them all
+before sessions are used, so that foreign keys between areas resolve."""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-import backend.db.models  # noqa: F401  (registers every table so foreign keys resolve)
 from backend import errors as e
 from backend.errors import ValidationError
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from litestar import Litestar
 from litestar.datastructures import State
 
+import backend.server.tables  # noqa: F401  (every area's tables, before any session)
 from backend.accounts.cleanup import clean_accounts
 from backend.accounts.mail import Mailer
 from backend.accounts.runtime import AccountsRuntime

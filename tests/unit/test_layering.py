@@ -66,12 +66,6 @@ CONSOLE_SURFACE = frozenset({"console_ui.routes", "console_ui.headers"})
 # by package. A "cycle" entry is an import edge that closes a circle between backend packages;
 # the circle check ignores these edges, and each must still close a circle.
 KNOWN: dict[tuple[str, str, str], str] = {
-    ("bottom imports an area", "backend.db", "backend.devices"):
-        "db/models.py is the SQLModel table registry and imports every area's tables; item 1 moves "
-        "the registry to the top",
-    ("bottom imports an area", "backend.db", "backend.orgs"): "the table registry in db/models.py; item 1",
-    ("bottom imports an area", "backend.db", "backend.templates"): "the table registry in db/models.py; item 1",
-    ("bottom imports an area", "backend.db", "backend.device_api"): "the table registry in db/models.py; item 1",
     ("cycle", "backend.orgs", "backend.accounts"):
         "orgs/controllers.py takes the per-request ApiServices bag from accounts/context.py; item 1 "
         "gives each area its own provider",

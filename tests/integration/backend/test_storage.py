@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from sqlmodel import SQLModel
 
-import backend.db.models  # noqa: F401
+import backend.server.tables  # noqa: F401
 from backend.db.engine import Database
 from backend.db.migrate import available, current_version, migrate
 from backend.devices.latest import LatestValues

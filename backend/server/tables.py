@@ -1,4 +1,6 @@
-"""Every table model, imported together so foreign keys between areas resolve."""
+"""The SQLModel table registry: every area's tables, imported together so foreign keys between
+areas resolve. Whatever opens ORM sessions imports this module first (the app's container, the
+CLI's commands, the tests); the bottom's ``backend.db`` cannot, as it imports no area."""
 
 from backend.device_api.models import DeviceFile, DeviceQuota
 from backend.devices.models import DatastreamValue, Device
