@@ -116,14 +116,17 @@ class DashboardService:
                               t=template_id)
         return msgspec.convert(row["widgets"], list[Widget]) if row else []
 
-    async def save(self, principal: Principal, template_id: int, widgets: list[Widget],
+    async def save(self, principal: Principal | None, template_id: int, widgets: list[Widget],
                    datastreams: list[Datastream]) -> list[Widget]:
-        """Check and store the widgets; every device of the template shows them from now on."""
+        """Check and store the widgets; every device of the template shows them from now on.
+
+        ``principal`` is who saved them (None for ``openblynk import``, which has no user)."""
         check_widgets(widgets, datastreams)
         doc = msgspec.json.encode(sorted(widgets, key=lambda w: (w.y, w.x))).decode()
         await execute(self.session, """
             INSERT INTO template_dashboard (template_id, widgets, updated_at, updated_by)
             VALUES (:t, CAST(:w AS jsonb), now(), :u)
             ON CONFLICT (template_id) DO UPDATE SET widgets = EXCLUDED.widgets, updated_at = now(),
-                updated_by = EXCLUDED.updated_by""", t=template_id, w=doc, u=principal.user_id)
+                updated_by = EXCLUDED.updated_by""", t=template_id, w=doc,
+            u=principal.user_id if principal else None)
         return await self.get(template_id)

@@ -1,4 +1,9 @@
-"""The import/export document: templates with datastreams and events, and devices."""
+"""The import/export document: templates with datastreams, events, metadata fields and web
+dashboards, and devices.
+
+Mobile dashboards and automations do not exist in openblynk yet, so the document has no place
+for them; when they come, they become fields of :class:`TemplateDoc` beside ``web_dashboard``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Annotated
 
 import msgspec
 
+from backend.console.dashboards import DashboardIn
 from backend.templates.schemas import TemplateIn
 
 
@@ -20,10 +26,22 @@ class DeviceIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     tags: list[str] | None = None
 
 
+class TemplateDoc(TemplateIn):
+    """A template as the document carries it: the template itself and its web dashboard.
+
+    ``web_dashboard`` is what the console's dashboard editor saves (``{"widgets": [...]}``) and
+    is checked the same way. Absent, an existing template keeps its dashboard (widgets bound to
+    a datastream the document removes go, as in the console); ``{"widgets": []}`` empties it.
+    An export always writes it, so importing an export reproduces the template exactly.
+    """
+
+    web_dashboard: DashboardIn | None = None
+
+
 class Document(msgspec.Struct, forbid_unknown_fields=True):
     """What ``openblynk import`` reads and ``openblynk export`` writes."""
 
-    templates: list[TemplateIn] = []
+    templates: list[TemplateDoc] = []
     devices: list[DeviceIn] = []
 
 

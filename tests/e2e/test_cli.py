@@ -27,6 +27,9 @@ def config() -> Iterator[StackConfig]:
     ('{"devices": [{"name": "A", "template": "B", "token": "short"}]}', "token"),
     ('{"devices": [{"name": "A", "template": "Missing"}]}', "no template named 'Missing'"),
     ('{"templates": [{"name": "T", "datastreams": [{"pin": "V999", "name": "x"}]}]}', "V0..V255"),
+    ('{"templates": [{"name": "T", "datastreams": [{"pin": "V0", "name": "Label", "type": "string"}], "web_dashboard":'
+     ' {"widgets": [{"id": "g", "type": "gauge", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 2, "title": "Heat"}]}}]}',
+     "template 'T': web dashboard: widget 'Heat' (gauge): cannot show datastream 'Label' of type string"),
 ])
 def test_bad_import_documents(config: StackConfig, document: str, message: str) -> None:
     result = cli(config, "import", "-", stdin=document.encode())
@@ -56,3 +59,21 @@ def test_production_refuses_a_placeholder_secret(config: StackConfig) -> None:
     result = subprocess.run([sys.executable, "-m", "backend.cli", "export"], env=env, capture_output=True,
                             timeout=60)
     assert result.returncode == 2 and b"OPENBLYNK_SECRET_KEY" in result.stderr
+
+
+def test_an_export_imported_into_an_empty_data_directory_exports_the_same(config: StackConfig) -> None:
+    example = (ROOT / "examples" / "thermostat.json").read_bytes()
+    assert cli(config, "import", "-", stdin=example).returncode == 0
+    first = cli(config, "export")
+    assert first.returncode == 0, first.stderr.decode()
+    templates = {t["name"]: t for t in json.loads(first.stdout)["templates"]}
+    assert len(templates["Thermostat"]["web_dashboard"]["widgets"]) == 5
+    elsewhere = StackConfig(data_dir=ROOT / ".pytest-data" / f"cli-empty-{os.getpid()}")
+    remove_data_dir(elsewhere.data_dir)
+    try:
+        imported = cli(elsewhere, "import", "-", stdin=first.stdout)
+        assert imported.returncode == 0, imported.stderr.decode()
+        second = cli(elsewhere, "export")
+    finally:
+        remove_data_dir(elsewhere.data_dir)
+    assert second.stdout == first.stdout

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -129,3 +133,90 @@ def test_document_schema_refuses_bad_fields() -> None:
         decode_document(b'{"devices": [{"name": "a", "template": "b", "token": "short"}]}')
     with pytest.raises(msgspec.ValidationError, match="colour"):
         decode_document(b'{"templates": [{"name": "a", "colour": 1}]}')
+
+
+WIDGETS: list[dict[str, Any]] = [
+    {"id": "temp", "type": "gauge", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 3, "title": "Now", "min": 0, "max": 40},
+    {"id": "power", "type": "switch", "pin": 1, "x": 3, "y": 0, "w": 3, "h": 2, "on": "1", "off": "0",
+     "color": "#23c48e"},
+    {"id": "label", "type": "terminal", "pin": 2, "x": 6, "y": 0, "w": 6, "h": 4},
+    {"id": "where", "type": "map", "pin": 3, "x": 0, "y": 4, "w": 4, "h": 3},
+    {"id": "push", "type": "button", "pin": 1, "x": 4, "y": 4, "w": 2, "h": 2, "mode": "switch"},
+]
+
+
+def _rich_doc(suffix: str) -> dict[str, Any]:
+    """The example document with every part a template can carry set to something not default."""
+    doc = thermostat_doc(suffix, devices=2)
+    template = doc["templates"][0]
+    template.update(id="TMPLround001", description="round trip", hardware="Raspberry Pi", heartbeat_interval=60,
+                    offline_ignore_seconds=30, raw_retention_days=7, rollup_retention_days=400,
+                    metadata=[{"name": "Serial Number", "type": "text", "default": "n/a"}],
+                    web_dashboard={"widgets": WIDGETS})
+    template["datastreams"][0].update(units="°C", decimals=1, save_raw=True, alias="Temp")
+    template["datastreams"][1].update(wait_confirmation=True, default=0)
+    template["events"].append({"code": "door", "name": "Door opened", "description": "the lid"})
+    doc["devices"][0].update(token=FIXED, tags=["Floor 2"])
+    return doc
+
+
+@pytest.fixture
+def empty_db(pg_server: str, template_db: str, fresh_db: str) -> Iterator[str]:
+    """A second new, migrated, empty database: the other installation of a round trip."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+    base, _, query = fresh_db.partition("?")
+    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_an_export_imported_into_an_empty_installation_exports_the_same(fresh_db: str, empty_db: str) -> None:
+    await provision_async(fresh_db, _rich_doc("t7"))
+    first = await _export(fresh_db)
+    assert [w["id"] for w in first["templates"][0]["web_dashboard"]["widgets"]] == ["temp", "power", "label", "where",
+                                                                                     "push"]
+    await provision_async(empty_db, first)
+    second = await _export(empty_db)
+    assert msgspec.json.encode(second) == msgspec.json.encode(first)
+
+
+async def test_import_replaces_the_dashboard_and_keeps_it_when_absent(fresh_db: str) -> None:
+    doc = _rich_doc("t8")
+    await provision_async(fresh_db, doc)
+    doc["templates"][0]["web_dashboard"] = {"widgets": WIDGETS[:2]}  # replaced
+    await provision_async(fresh_db, doc)
+    assert [w["id"] for w in (await _export(fresh_db))["templates"][0]["web_dashboard"]["widgets"]] == ["temp", "power"]
+    del doc["templates"][0]["web_dashboard"]  # absent: kept, but for widgets of removed datastreams
+    doc["templates"][0]["datastreams"] = doc["templates"][0]["datastreams"][:1]
+    await provision_async(fresh_db, doc)
+    assert [w["id"] for w in (await _export(fresh_db))["templates"][0]["web_dashboard"]["widgets"]] == ["temp"]
+    doc["templates"][0]["web_dashboard"] = {"widgets": []}  # empty: cleared
+    await provision_async(fresh_db, doc)
+    assert (await _export(fresh_db))["templates"][0]["web_dashboard"] == {"widgets": []}
+
+
+@pytest.mark.parametrize(("widget", "error"), [
+    ({"id": "w9", "type": "gauge", "pin": 9, "x": 0, "y": 6, "w": 3, "h": 2, "title": "Boiler"},
+     "template 'Thermostat t9': web dashboard: widget 'Boiler' (gauge): the template has no datastream on V9"),
+    ({"id": "w9", "type": "chart", "pin": 2, "x": 0, "y": 6, "w": 3, "h": 2},
+     "template 'Thermostat t9': web dashboard: widget 'w9' (chart): cannot show datastream 'Label' of type string"),
+    ({"id": "w9", "type": "value", "pin": 0, "x": 1, "y": 1, "w": 3, "h": 2},
+     "widgets 'Now' and 'w9' overlap"),
+])
+async def test_a_bad_widget_is_refused_by_name_and_nothing_is_imported(
+        fresh_db: str, widget: dict[str, Any], error: str) -> None:
+    doc = _rich_doc("t9")
+    doc["templates"][0]["web_dashboard"]["widgets"] = [*WIDGETS, widget]
+    with pytest.raises(ValidationError, match=re.escape(error)):
+        await provision_async(fresh_db, doc)
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM template").fetchone() == (0,)
+
+
+async def test_the_example_document_imports_with_its_dashboard(fresh_db: str) -> None:
+    example = (Path(__file__).resolve().parents[3] / "examples" / "thermostat.json").read_bytes()
+    await provision_async(fresh_db, msgspec.json.decode(example))
+    widgets = (await _export(fresh_db))["templates"][0]["web_dashboard"]["widgets"]
+    assert sorted(w["type"] for w in widgets) == ["chart", "gauge", "switch", "terminal", "value"]
