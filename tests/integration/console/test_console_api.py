@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import connect_device
@@ -214,7 +216,6 @@ def test_another_organizations_templates_and_devices_do_not_exist(stack: StackCo
 
 
 def test_live_values_arrive_over_the_websocket(stack: StackConfig, admin: Api) -> None:
-    from websockets.sync.client import connect as ws_connect
 
     tid = make_template(admin)["id"]
     info = make_device(admin, tid)
@@ -237,9 +238,12 @@ def test_live_values_arrive_over_the_websocket(stack: StackConfig, admin: Api) -
         finally:
             dev.client.disconnect()
             dev.client.loop_stop()
-    with pytest.raises(Exception):
-        with ws_connect(url, open_timeout=10) as ws:  # no session: refused
-            ws.recv(5)
+    with pytest.raises(InvalidStatus) as refused:
+        with ws_connect(url, open_timeout=10):  # no session: the handshake itself is refused
+            pass
+    assert refused.value.response.status_code == 403
     with ws_connect(url, additional_headers={"Cookie": cookie, "Origin": "http://evil.example"}, open_timeout=10) as ws:
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosedError) as closed:  # a receive timeout would be a TimeoutError
             ws.recv(5)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4008, "cross-site WebSocket refused")
