@@ -82,7 +82,7 @@ class BatchImportService:
         if points:
             await self._store(device_id, spec, points)
             newest = max(points, key=lambda p: p.ts)
-            await self.latest.set(device_id, spec.pin, newest.value.text, newest.ts)
+            self.latest.put_many({(device_id, spec.pin): (newest.value.text, newest.ts)})
 
     def check(self, spec: DatastreamSpec, body: bytes, now: datetime) -> list[Point]:
         """Parse the body and check every point against the datastream."""

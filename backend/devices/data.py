@@ -94,8 +94,7 @@ class DataService:
         """Check a value and store it (latest + history); open consoles see it at once."""
         value = parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
         at = at or datetime.now(timezone.utc)
-        if not self.latest.put(device.id, spec.pin, value.text, at):
-            await self.latest.set(device.id, spec.pin, value.text, at)
+        self.latest.put_many({(device.id, spec.pin): (value.text, at)})
         row = self._published(device.id, spec, value, at, origin)
         if row is not None and not self.history.offer(row):
             await self.history.add(row)
@@ -107,8 +106,7 @@ class DataService:
         The ingest's batches: :meth:`record` for each, without waiting and at a fraction of
         the cost.
 
-        Every device's latest values must be loaded (:meth:`LatestValues.loaded`); none is
-        stored unless the history queue has room for all of them. Each value gets its own
+        None is stored unless the history queue has room for all of them. Each value gets its own
         time; history rows follow :func:`history_row` (written out here, once a value).
         """
         if not values or self.history.room() < len(values):
@@ -135,7 +133,7 @@ class DataService:
             if device_id in watched:
                 live.publish(device_id, value_event(pin, shown_text(shown), at, "device"))
             stored += 1
-        self.latest.put_loaded(latest)
+        self.latest.put_many(latest)
         self.history.offer_many(rows)
         return stored
 

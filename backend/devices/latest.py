@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import NamedTuple
 
@@ -57,36 +58,22 @@ class LatestValues:
         """The latest value of one pin, or None."""
         return (await self.get_all(device_id)).get(pin)
 
-    async def set(self, device_id: int, pin: int, value: str, at: datetime) -> None:
-        """Record a value (visible at once, persisted within ``flush_seconds``)."""
-        if not self.put(device_id, pin, value, at):
-            await self._load(device_id)
-            self.put(device_id, pin, value, at)
+    def put_many(self, newest: Mapping[tuple[int, int], tuple[str | float, datetime]]) -> None:
+        """Record the newest ``(value, at)`` of each ``(device_id, pin)``: visible at once,
+        persisted within ``flush_seconds``. An older point (a late timestamped one) never
+        replaces a newer value. A value may be a Double's number, formatted when it is read
+        (:func:`~backend.templates.values.shown_text`).
 
-    def loaded(self, device_id: int) -> bool:
-        """Whether the device's stored values are in memory (then :meth:`put` never refuses)."""
-        return device_id in self._loaded
-
-    def put(self, device_id: int, pin: int, value: str, at: datetime) -> bool:
-        """:meth:`set` without waiting, once the device's stored values are loaded; False (and
-        nothing recorded) while they are not: then call :meth:`set`."""
-        if device_id not in self._loaded:
-            return False
-        self.put_loaded({(device_id, pin): (value, at)})
-        return True
-
-    def put_loaded(self, newest: dict[tuple[int, int], tuple[str | float, datetime]]) -> None:
-        """:meth:`put` of the newest ``(value, at)`` of each ``(device_id, pin)``, for devices
-        that are :meth:`loaded` (the ingest's batches). A value may be a Double's number
-        (:func:`~backend.templates.values.quick_value`), formatted when it is read."""
+        The device's stored values need not be in memory: reading them later (:meth:`get_all`)
+        keeps the newer of each pin, and the flush never overwrites a newer stored row."""
         by_device, dirty = self._values, self._dirty
         for key, value in newest.items():
             device_id, pin = key
             pins = by_device.get(device_id)
-            if pins is None:  # forgotten since (the device was deleted): the flush drops it again
+            if pins is None:  # not read yet, or forgotten since (deleted: the flush drops it again)
                 pins = by_device[device_id] = {}
             current = pins.get(pin)
-            if current is None or current[1] <= value[1]:  # an older point (a late timestamped one) never wins
+            if current is None or current[1] <= value[1]:  # an older point never wins
                 pins[pin] = value
                 dirty.add(key)
 

@@ -77,10 +77,9 @@ class IngestService:
         handled once, in order.
 
         Without waiting means the common case, done at a fraction of :meth:`handle`'s cost: a
-        plain value (``d/<id>/ds/<name>``) of a device whose template and latest values are in
-        memory, that :func:`~backend.templates.values.quick_value` accepts, while the history
-        queue has room for the whole run (:meth:`DataService.record_ready`). Anything else,
-        including every value to refuse (``handle`` tells the device why), ends the run.
+        plain value (``d/<id>/ds/<name>``) of a device whose template is in memory, that
+        :func:`~backend.templates.values.quick_value` accepts, while the history queue has room
+        for the whole run (:meth:`DataService.record_ready`). Anything else, including every value to refuse (``handle`` tells the device why), ends the run.
         """
         routes = self._fresh_routes()
         route_of = self._route
@@ -119,7 +118,7 @@ class IngestService:
         if found is None or found.uplink is not Uplink.VALUE:
             return None
         device = self.registry.cached(int(parts[1]))
-        if device is None or not self.data.latest.loaded(device.id):
+        if device is None:
             return None
         spec = device.by_name.get(found.names[0])
         if spec is None:

@@ -74,8 +74,8 @@ async def test_latest_values_are_coalesced_and_never_go_back_in_time(fresh_db: s
         latest = LatestValues(db.pool, flush_seconds=3600)
         t0 = datetime.now(timezone.utc)
         for i in range(50):
-            await latest.set(device_id, 0, str(i), t0 + timedelta(milliseconds=i))
-        await latest.set(device_id, 0, "late", t0 - timedelta(seconds=1))
+            latest.put_many({(device_id, 0): (str(i), t0 + timedelta(milliseconds=i))})
+        latest.put_many({(device_id, 0): ("late", t0 - timedelta(seconds=1))})
         assert (await latest.get(device_id, 0)).value == "49"  # type: ignore[union-attr]
         async with db.pool.connection() as conn:
             count = await (await conn.execute("SELECT count(*) FROM datastream_value")).fetchone()
@@ -93,8 +93,8 @@ async def test_latest_value_flush_survives_a_deleted_device(fresh_db: str) -> No
     async with Database(fresh_db) as db:
         latest = LatestValues(db.pool, flush_seconds=3600)
         now = datetime.now(timezone.utc)
-        await latest.set(a, 0, "1.0", now)
-        await latest.set(b, 0, "2.0", now)
+        latest.put_many({(a, 0): ("1.0", now)})
+        latest.put_many({(b, 0): ("2.0", now)})
         async with db.pool.connection() as conn:
             await conn.execute("DELETE FROM device WHERE id = %s", (a,))
             await latest.flush()
@@ -117,8 +117,8 @@ async def test_multi_values_with_nul_are_stored_and_read_back(fresh_db: str) -> 
         await ensure_partitions(db.pool)
         latest = LatestValues(db.pool)
         now = datetime.now(timezone.utc)
-        await latest.set(device_id, 3, "24.1\x0056.9", now)
-        await latest.set(device_id, 0, "1.0", now)
+        latest.put_many({(device_id, 3): ("24.1\x0056.9", now)})
+        latest.put_many({(device_id, 0): ("1.0", now)})
         await latest.flush()
         reread = LatestValues(db.pool)
         assert (await reread.get(device_id, 3)).value == "24.1\x0056.9"  # type: ignore[union-attr]
