@@ -6,11 +6,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-fast typecheck bench lock clean
 
-$(STAMP): pyproject.toml constraints.txt console_ui/package-lock.json
+$(STAMP): pyproject.toml constraints.txt console_ui/package-lock.json tests/support/timescale/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
 	npm ci --prefix console_ui --no-audit --no-fund --loglevel=error
+	npm ci --prefix tests/support/timescale --no-audit --no-fund --loglevel=error  # TimescaleDB for the tests (PGlite)
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv, install openblynk with its pinned dependencies, and the console's npm packages
@@ -38,4 +39,4 @@ lock:  ## re-pin every transitive dependency into constraints.txt from a clean v
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest-data .pytest_cache .pytest-artifacts *.egg-info console_ui/node_modules
+	rm -rf $(VENV) .pytest-data .pytest_cache .pytest-artifacts *.egg-info console_ui/node_modules tests/support/timescale/node_modules
