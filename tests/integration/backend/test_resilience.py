@@ -97,6 +97,28 @@ def expected(count: int) -> list[float]:
     return [i / 10 for i in range(count)]
 
 
+def health(stack: OwnStack) -> dict[str, object]:
+    with httpx.Client(base_url=stack.config.base_url, timeout=10) as http:
+        return http.get("/healthz").json()  # type: ignore[no-any-return]
+
+
+MARKER = 84.0
+"""A value none of the tests' ranges reaches (they stay below 30)."""
+
+
+def settled_values(stack: OwnStack, device: PahoDevice) -> list[float]:
+    """The device's stored values once everything it sent so far is handled, the marker last.
+
+    The device sends :data:`MARKER` after all else; the broker delivers a session's messages in
+    order, again ones included, so once the marker is stored and the app holds nothing
+    unacknowledged, every copy of an earlier message has been stored or dropped: a duplicate
+    stored late would be in the history by then."""
+    device.publish("ds/Temperature", str(MARKER), qos=1)
+    wait_for(lambda: MARKER in raw_values(stack, device.info.id) and health(stack)["unacknowledged"] == 0,
+             timeout=30, interval=0.2, message="the marker stored and nothing unacknowledged")
+    return raw_values(stack, device.info.id)
+
+
 def test_nothing_is_lost_across_an_app_restart(own: OwnStack) -> None:
     info, device = device_for(own)
     try:
@@ -147,14 +169,10 @@ def test_stopping_the_app_ingests_what_it_already_received(own: OwnStack) -> Non
         own.stop_app()
         own.start_app()
         wait_for(lambda: raw_values(own, info.id) == expected(300), timeout=30, message="all 300 values")
+        assert settled_values(own, device) == expected(300) + [MARKER]  # and none of them twice
     finally:
         device.client.disconnect()
         device.client.loop_stop()
-
-
-def health(stack: OwnStack) -> dict[str, object]:
-    with httpx.Client(base_url=stack.config.base_url, timeout=10) as http:
-        return http.get("/healthz").json()  # type: ignore[no-any-return]
 
 
 def test_a_crash_loses_nothing_the_app_had_taken_but_not_stored(own: OwnStack) -> None:
@@ -177,6 +195,7 @@ def test_a_crash_loses_nothing_the_app_had_taken_but_not_stored(own: OwnStack) -
         own.start_app()
         wait_for(lambda: raw_values(own, info.id) == expected(60), timeout=60, interval=0.5,
                  message="all 60 values stored once after the crash")
+        assert settled_values(own, device) == expected(60) + [MARKER]  # and none of them twice
     finally:
         device.client.disconnect()
         device.client.loop_stop()
