@@ -26,7 +26,9 @@ from litestar.response import Template as Page
 
 from backend.access.guards import requires
 from backend.access.permissions import Permission as P
-from backend.accounts.context import ApiServices
+from backend.access.permissions import Principal
+from backend.devices.tags import DeviceTags
+from backend.orgs.tree import OrgTreeService
 from backend.console.context import ConsoleServices
 from backend.errors import ValidationError
 from backend.ota.schemas import Firmware, Shipment
@@ -71,9 +73,9 @@ async def air_home() -> Redirect:
 
 
 @get("/air/firmware", guards=[VIEW])
-async def firmware_page(request: Request, ota: NamedDependency[OtaServices], svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def firmware_page(request: Request, ota: NamedDependency[OtaServices], principal: NamedDependency[Principal]) -> Page:  # type: ignore[type-arg]
     """Uploaded images with their info tag, hashes and signature; an upload form; delete."""
-    images = await ota.firmware.list_all(svc.principal.org_id)
+    images = await ota.firmware.list_all(principal.org_id)
     if request.headers.get("hx-request") == "true":
         return page(request, "air_firmware_rows.html", images=images)
     return page(request, "air_firmware.html", images=images, max_bytes=ota.firmware.max_bytes,
@@ -81,37 +83,37 @@ async def firmware_page(request: Request, ota: NamedDependency[OtaServices], svc
 
 
 @get("/air/shipments", guards=[VIEW])
-async def shipments_page(request: Request, ota: NamedDependency[OtaServices], svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def shipments_page(request: Request, ota: NamedDependency[OtaServices], principal: NamedDependency[Principal]) -> Page:  # type: ignore[type-arg]
     """Every shipment with its state and counts."""
-    org = svc.principal.org_id
+    org = principal.org_id
     shipments = await ota.shipments.list_all(org)
     images = {f.id: f for f in await ota.firmware.list_all(org)}
     return page(request, "air_shipments.html", shipments=[(s, progress(s)) for s in shipments], images=images)
 
 
 @get("/air/shipments/new", guards=[SHIP])
-async def new_shipment_page(request: Request, ota: NamedDependency[OtaServices], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def new_shipment_page(request: Request, ota: NamedDependency[OtaServices], principal: NamedDependency[Principal], device_tags: NamedDependency[DeviceTags], org_tree: NamedDependency[OrgTreeService],  # type: ignore[type-arg]
                             con: NamedDependency[ConsoleServices], firmware: FromQuery[int | None] = None) -> Page:
     """The form for a new shipment: firmware, targets (the tag target offers the tags in use),
     apply mode, time window, attempts, pacing, abort rule and per-device timeout."""
-    org = svc.principal.org_id
+    org = principal.org_id
     images = await ota.firmware.list_all(org)
-    templates = [t for t in await con.templates.visible() if t.org_id == org] if svc.principal.has(
+    templates = [t for t in await con.templates.visible() if t.org_id == org] if principal.has(
         P.TEMPLATES_VIEW) else []
     devices = await con.devices.search(limit=1000)
     return page(request, "air_shipment_new.html", images=images, chosen=firmware, templates=templates,
-                devices=devices, tags=await svc.tags.in_use(), orgs=await svc.orgs.list(), apply_modes=APPLY_MODES,
+                devices=devices, tags=await device_tags.in_use(), orgs=await org_tree.list(), apply_modes=APPLY_MODES,
                 preferred_times=PREFERRED_TIMES, target_kinds=TARGET_KINDS)
 
 
-async def _target_text(shipment: Shipment, con: ConsoleServices, svc: ApiServices) -> str:
+async def _target_text(shipment: Shipment, con: ConsoleServices, org_tree: OrgTreeService) -> str:
     target = shipment.target
     kind = target["kind"]
     if kind == "template":
         names = {t.id: t.name for t in await con.templates.visible()}
         return f"all devices of template {names.get(target['template_id'], '#' + str(target['template_id']))}"
     if kind == "org":
-        names = {o.id: o.name for o in await svc.orgs.list()}
+        names = {o.id: o.name for o in await org_tree.list()}
         return f"devices of {names.get(target['org_id'], 'organization #' + str(target['org_id']))} and below"
     if kind == "tag":
         return f"devices tagged {target['tag']!r}"
@@ -119,23 +121,23 @@ async def _target_text(shipment: Shipment, con: ConsoleServices, svc: ApiService
 
 
 @get("/air/shipments/{shipment_id:int}", guards=[VIEW])
-async def shipment_page(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def shipment_page(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], principal: NamedDependency[Principal], org_tree: NamedDependency[OrgTreeService],  # type: ignore[type-arg]
                         con: NamedDependency[ConsoleServices], status: FromQuery[str] = "") -> Page:
     """A shipment: its settings, and its progress (counts per status and each device's
     status), which updates by itself while the shipment is live or paused."""
-    org = svc.principal.org_id
+    org = principal.org_id
     shipment = await ota.shipments.get(org, shipment_id)
     firmware: Firmware = await ota.firmware.get(org, shipment.firmware_id)
     return page(request, "air_shipment.html", shipment=shipment, firmware=firmware,
-                target_text=await _target_text(shipment, con, svc), apply_modes=APPLY_MODES,
+                target_text=await _target_text(shipment, con, org_tree), apply_modes=APPLY_MODES,
                 preferred_times=PREFERRED_TIMES, **await _progress_context(ota, org, shipment, status))
 
 
 @get("/air/shipments/{shipment_id:int}/progress", guards=[VIEW])
-async def shipment_progress(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def shipment_progress(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], principal: NamedDependency[Principal],  # type: ignore[type-arg]
                             status: FromQuery[str] = "") -> Page:
     """The live part of a shipment page (polled every 2 s; 286 once the shipment has ended)."""
-    org = svc.principal.org_id
+    org = principal.org_id
     shipment = await ota.shipments.get(org, shipment_id)
     context = await _progress_context(ota, org, shipment, status)
     return page(request, "air_progress.html", status_code=STOP_POLLING if shipment.state in ENDED else 200,

@@ -14,7 +14,9 @@ from litestar.response import Template as Page
 
 from backend.access.guards import requires, requires_any
 from backend.access.permissions import Permission as P
-from backend.accounts.context import ApiServices
+from backend.access.permissions import Principal
+from backend.devices.tags import DeviceTags
+from backend.orgs.tree import OrgTreeService
 from backend.console.context import ConsoleServices
 from backend.console.dashboards import Widget
 from backend.errors import ValidationError
@@ -34,23 +36,23 @@ def _int_or_none(text: str, name: str) -> int | None:
 
 
 @get("/devices", guards=[VIEW])
-async def devices_page(request: Request, svc: NamedDependency[ApiServices], con: NamedDependency[ConsoleServices],  # type: ignore[type-arg]
+async def devices_page(request: Request, principal: NamedDependency[Principal], org_tree: NamedDependency[OrgTreeService], con: NamedDependency[ConsoleServices],  # type: ignore[type-arg]
                        q: FromQuery[str] = "", status: FromQuery[str] = "", template: FromQuery[str] = "",
                        org: FromQuery[str] = "") -> Page:
     """Every visible device; htmx asks for the rows alone while the user types or filters."""
     rows = await con.devices.search(q, status, _int_or_none(template, "template"), _int_or_none(org, "org"))
     if request.headers.get("hx-request") == "true":
         return page(request, "device_rows.html", devices=rows)
-    templates = await con.templates.visible() if svc.principal.has(P.TEMPLATES_VIEW) else []
+    templates = await con.templates.visible() if principal.has(P.TEMPLATES_VIEW) else []
     return page(request, "devices.html", devices=rows, q=q, status=status, template=template, org=org,
-                templates=templates, orgs=await svc.orgs.list())
+                templates=templates, orgs=await org_tree.list())
 
 
 @get("/devices/new", guards=[requires(P.DEVICES_EDIT)])
-async def new_device_page(request: Request, svc: NamedDependency[ApiServices], con: NamedDependency[ConsoleServices],  # type: ignore[type-arg]
+async def new_device_page(request: Request, org_tree: NamedDependency[OrgTreeService], con: NamedDependency[ConsoleServices],  # type: ignore[type-arg]
                           template: FromQuery[str] = "") -> Page:
     """Add a device: name, template, organization."""
-    return page(request, "device_new.html", templates=await con.templates.usable(), orgs=await svc.orgs.list(),
+    return page(request, "device_new.html", templates=await con.templates.usable(), orgs=await org_tree.list(),
                 chosen=_int_or_none(template, "template"))
 
 
@@ -69,25 +71,25 @@ def _dashboard_context(widgets: list[Widget], datastreams: dict[int, Any]) -> li
 
 
 @get("/devices/{device_id:int}", guards=[VIEW])
-async def device_page(request: Request, device_id: FromPath[int], svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def device_page(request: Request, device_id: FromPath[int], principal: NamedDependency[Principal], device_tags: NamedDependency[DeviceTags], org_tree: NamedDependency[OrgTreeService],  # type: ignore[type-arg]
                       con: NamedDependency[ConsoleServices], tab: FromQuery[str] = "dashboard") -> Page:
     """A device: its template's dashboard with live values, info and vitals, timeline, values."""
     if tab not in TABS:
         raise ValidationError(f"tab must be one of {', '.join(TABS)}")
     device = await con.devices.get(device_id)
     datastreams = {d.pin: d for d in await con.templates.templates.datastreams(device.template_id)}
-    template = await con.api.session.get(Template, device.template_id)  # may be a parent organization's
+    template = await con.session.get(Template, device.template_id)  # may be a parent organization's
     context: dict[str, Any] = {"device": device, "tab": tab, "datastreams": datastreams, "template": template}
-    context["can_control"] = svc.principal.has(P.DEVICES_EDIT) or (
-        svc.principal.has(P.DEVICES_EDIT_OWN) and device.owner_id == svc.principal.user_id)
+    context["can_control"] = principal.has(P.DEVICES_EDIT) or (
+        principal.has(P.DEVICES_EDIT_OWN) and device.owner_id == principal.user_id)
     if tab == "dashboard":
         widgets = await con.templates.dashboards.get(device.template_id)
         context["widgets"] = _dashboard_context(widgets, datastreams)
     elif tab == "info":
         context["metadata"] = await con.devices.metadata(device_id)
-        context["tags"] = (await svc.tags.of(device_id)).tags
+        context["tags"] = (await device_tags.of(device_id)).tags
         context["now"] = datetime.now(timezone.utc)
-        context["orgs"] = await svc.orgs.list() if svc.principal.has(P.DEVICES_MOVE) else []
+        context["orgs"] = await org_tree.list() if principal.has(P.DEVICES_MOVE) else []
     elif tab == "timeline":
         context["entries"] = await con.devices.timeline(device_id, 200)
     else:

@@ -9,14 +9,18 @@ from litestar.response import Template as Page
 
 from backend.access.guards import requires, signed_in
 from backend.access.permissions import DESCRIPTIONS, Permission as P
-from backend.accounts.context import ApiServices
+from backend.access.permissions import Principal
+from backend.accounts.invitations import InvitationService
+from backend.accounts.roles import RoleService
+from backend.accounts.users import UserService
+from backend.orgs.tree import OrgTreeService
 from console_ui.render import page
 
 
 @get("/orgs", guards=[signed_in])
-async def orgs_page(request: Request, svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def orgs_page(request: Request, org_tree: NamedDependency[OrgTreeService]) -> Page:  # type: ignore[type-arg]
     """The organizations in scope, as a tree, with a form for a sub-organization."""
-    orgs = await svc.orgs.list()
+    orgs = await org_tree.list()
     children: dict[int | None, list[object]] = {}
     ids = {o.id for o in orgs}
     for o in orgs:
@@ -25,27 +29,27 @@ async def orgs_page(request: Request, svc: NamedDependency[ApiServices]) -> Page
 
 
 @get("/users", guards=[requires(P.USERS_VIEW)])
-async def users_page(request: Request, svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def users_page(request: Request, users_service: NamedDependency[UserService], roles_service: NamedDependency[RoleService], principal: NamedDependency[Principal], invitations_service: NamedDependency[InvitationService], org_tree: NamedDependency[OrgTreeService]) -> Page:  # type: ignore[type-arg]
     """Users of the organizations in scope, pending invitations, and a form to invite."""
-    users, total = await svc.users.list(None, 0, 1000)
-    roles = await svc.roles.list(None) if svc.principal.has(P.ROLES_VIEW) else []
-    invitations = await svc.invitations.list(None) if svc.principal.has(P.USERS_INVITE) else []
-    orgs = {o.id: o for o in await svc.orgs.list()}
+    users, total = await users_service.list(None, 0, 1000)
+    roles = await roles_service.list(None) if principal.has(P.ROLES_VIEW) else []
+    invitations = await invitations_service.list(None) if principal.has(P.USERS_INVITE) else []
+    orgs = {o.id: o for o in await org_tree.list()}
     return page(request, "users.html", users=users, total=total, roles=roles, invitations=invitations, orgs=orgs,
                 role_names={r.id: r.name for r in roles})
 
 
 @get("/roles", guards=[requires(P.ROLES_VIEW)])
-async def roles_page(request: Request, svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def roles_page(request: Request, roles_service: NamedDependency[RoleService]) -> Page:  # type: ignore[type-arg]
     """Built-in and custom roles with their permissions, and a form for a custom role."""
-    return page(request, "roles.html", roles=await svc.roles.list(None),
+    return page(request, "roles.html", roles=await roles_service.list(None),
                 permissions=[(p.value, DESCRIPTIONS[p]) for p in P])
 
 
 @get("/account", guards=[signed_in])
-async def account_page(request: Request, svc: NamedDependency[ApiServices]) -> Page:  # type: ignore[type-arg]
+async def account_page(request: Request, users_service: NamedDependency[UserService]) -> Page:  # type: ignore[type-arg]
     """The signed-in user: change password, sign out everywhere."""
-    return page(request, "account.html", me=await svc.users.me())
+    return page(request, "account.html", me=await users_service.me())
 
 
 ROUTES = [orgs_page, users_page, roles_page, account_page]

@@ -12,7 +12,8 @@ from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
 from backend.access.guards import PUBLIC
-from backend.accounts.context import ApiServices
+from backend.accounts.invitations import InvitationLinks
+from backend.accounts.runtime import AccountsRuntime
 from backend.errors import OpenBlynkError
 from console_ui.render import page
 
@@ -31,15 +32,15 @@ def safe_next(target: str | None) -> str:
 
 
 @get("/login", opt=PUBLIC)
-async def login_page(request: Request, svc: NamedDependency[ApiServices], next: FromQuery[str | None] = None) -> Template:  # type: ignore[type-arg]  # noqa: A002
+async def login_page(request: Request, accounts_runtime: NamedDependency[AccountsRuntime], next: FromQuery[str | None] = None) -> Template:  # type: ignore[type-arg]  # noqa: A002
     """Sign in with e-mail and password."""
-    return page(request, "login.html", next=safe_next(next), signup=svc.runtime.settings.signup_enabled)
+    return page(request, "login.html", next=safe_next(next), signup=accounts_runtime.settings.signup_enabled)
 
 
 @get("/signup", opt=PUBLIC)
-async def signup_page(request: Request, svc: NamedDependency[ApiServices]) -> Template:  # type: ignore[type-arg]
+async def signup_page(request: Request, accounts_runtime: NamedDependency[AccountsRuntime]) -> Template:  # type: ignore[type-arg]
     """Ask for an account (when the server allows sign-up)."""
-    return page(request, "signup.html", enabled=svc.runtime.settings.signup_enabled)
+    return page(request, "signup.html", enabled=accounts_runtime.settings.signup_enabled)
 
 
 @get("/signup/confirm", opt=PUBLIC)
@@ -55,11 +56,11 @@ async def password_reset_page(request: Request, token: FromQuery[str] = "") -> T
 
 
 @get("/invitations/accept", opt=PUBLIC)
-async def invitation_page(request: Request, svc: NamedDependency[ApiServices], token: FromQuery[str] = "") -> Template:  # type: ignore[type-arg]
+async def invitation_page(request: Request, invitation_links: NamedDependency[InvitationLinks], token: FromQuery[str] = "") -> Template:  # type: ignore[type-arg]
     """The e-mailed invitation link: shows whom it invites where, then name and password."""
     preview, problem = None, ""
     try:
-        preview = await svc.invitation_links.preview(token)
+        preview = await invitation_links.preview(token)
     except OpenBlynkError as exc:
         problem = exc.message
     return page(request, "invitation.html", token=token, preview=preview, problem=problem)

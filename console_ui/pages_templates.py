@@ -13,7 +13,7 @@ from litestar.response import Template as Page
 
 from backend.access.guards import requires
 from backend.access.permissions import Permission as P
-from backend.accounts.context import ApiServices
+from backend.orgs.tree import OrgTreeService
 from backend.console.context import ConsoleServices
 from backend.console.dashboards import ACCEPTS, COLUMNS
 from backend.errors import ValidationError
@@ -28,10 +28,10 @@ WIDGET_NAMES = {"switch": "Switch", "button": "Button", "slider": "Slider", "num
 
 
 @get("/templates", guards=[requires(P.TEMPLATES_VIEW)])
-async def templates_page(request: Request, svc: NamedDependency[ApiServices],  # type: ignore[type-arg]
+async def templates_page(request: Request, org_tree: NamedDependency[OrgTreeService],  # type: ignore[type-arg]
                          con: NamedDependency[ConsoleServices]) -> Page:
     """Templates of the organizations in scope."""
-    return page(request, "templates.html", templates=await con.templates.visible(), orgs=await svc.orgs.list())
+    return page(request, "templates.html", templates=await con.templates.visible(), orgs=await org_tree.list())
 
 
 @get("/templates/{template_id:int}", guards=[requires(P.TEMPLATES_VIEW)])

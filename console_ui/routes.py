@@ -1,9 +1,9 @@
 """The console's router: pages behind the accounts session middleware, a redirect to /login
 for signed-out visitors, the Jinja template engine, and the static files.
 
-Browser libraries come from npm at build time (``console_ui/package.json`` and its lock file);
-the build copies the files listed in :data:`console_ui.vendor.FILES` into the package, and
-they are served from there (``console_ui/static/vendor/``), never from ``node_modules``.
+Browser libraries come from npm (``console_ui/package.json`` and its lock file, installed by
+``make install`` with ``npm ci``); only the files listed in ``VENDOR`` are served from
+``node_modules``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response, Router, get
-from litestar.di import Provide
 from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -22,21 +21,23 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from backend.access.guards import PUBLIC
-from backend.accounts.context import provide_services
+from backend.accounts.deps import accounts_dependencies
 from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsOf
-from backend.console.context import provide_console, provide_live_access
+from backend.console.context import console_dependencies
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
-from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates, vendor
+from backend.orgs.deps import orgs_dependencies
+from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates
 from console_ui.render import page
 
 HERE = Path(__file__).resolve().parent
-
-
-def browser_files_problem() -> str | None:
-    """One line saying which of the console's browser files are missing and what to run, or None
-    when the package has them all (the app says it at start; every page shows it)."""
-    return vendor.problem()
+NODE_MODULES = HERE / "node_modules"
+VENDOR: dict[str, Path] = {
+    "htmx.min.js": NODE_MODULES / "htmx.org" / "dist" / "htmx.min.js",
+    "uPlot.iife.min.js": NODE_MODULES / "uplot" / "dist" / "uPlot.iife.min.js",
+    "uPlot.min.css": NODE_MODULES / "uplot" / "dist" / "uPlot.min.css",
+}
+"""The only third-party files the console serves, by the name pages use."""
 
 
 def console_template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -46,12 +47,12 @@ def console_template_config() -> TemplateConfig[JinjaTemplateEngine]:
 
 @get("/static/vendor/{name:str}", opt=PUBLIC, include_in_schema=False)
 async def vendor_file(name: FromPath[str]) -> File:
-    """A browser library's dist file, from the package (``console_ui/static/vendor/``)."""
-    if name not in vendor.FILES:
+    """A browser library's dist file, from node_modules."""
+    path = VENDOR.get(name)
+    if path is None:
         raise NotFoundException(f"no vendored file {name!r}")
-    path = vendor.VENDOR_DIR / name
     if not path.is_file():
-        raise NotFoundException(f"{name} is missing: {vendor.FIX}")
+        raise NotFoundException(f"{name} is not installed: run `npm ci --prefix console_ui` (make install does)")
     media_type = "text/css" if name.endswith(".css") else "text/javascript"
     return File(path, content_disposition_type="inline", media_type=media_type,
                 headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
@@ -63,8 +64,7 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
     handlers = [*pages_public.ROUTES, *pages_devices.ROUTES, *pages_templates.ROUTES, *pages_org.ROUTES,
                 *pages_air.ROUTES, live.live_socket, vendor_file]
     pages = Router(path="/", route_handlers=handlers, middleware=[session_middleware(accounts)],
-                   dependencies={"svc": Provide(provide_services), "con": Provide(provide_console),
-                                 "live_access": Provide(provide_live_access, sync_to_thread=False)},
+                   dependencies={**accounts_dependencies(), **orgs_dependencies(), **console_dependencies()},
                    exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},
                    include_in_schema=False)
     static = create_static_files_router(path="/static/console", directories=[HERE / "static"], opt=PUBLIC,

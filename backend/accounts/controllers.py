@@ -12,7 +12,12 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CO
 from backend.access.guards import PUBLIC, requires, signed_in
 from backend.access.paging import Page, page_args
 from backend.access.permissions import DESCRIPTIONS, Permission
-from backend.accounts.context import ApiServices
+from backend.access.permissions import Principal
+from backend.accounts.auth import AuthService
+from backend.accounts.invitations import InvitationLinks, InvitationService
+from backend.accounts.roles import RoleService
+from backend.accounts.runtime import AccountsRuntime
+from backend.accounts.users import UserService
 from backend.accounts.schemas import (EmailIn, InvitationAcceptIn, InvitationIn, InvitationOut, InvitationPreviewOut,
                                       LoggedOut, LoginIn, MeOut, PasswordChangeIn, PasswordResetIn, PermissionOut,
                                       RoleIn, RoleOut, RoleUpdateIn, SessionOut, SignupIn, TokenIn, UserOut,
@@ -29,8 +34,8 @@ def _secure(request: Request, settings: Settings) -> bool:  # type: ignore[type-
     return request.url.scheme == "https" or settings.env == "production"
 
 
-def _cookies(request: Request, svc: NamedDependency[ApiServices], token: str, csrf: str, max_age: int) -> list[Cookie]:  # type: ignore[type-arg]
-    secure = _secure(request, svc.runtime.settings)
+def _cookies(request: Request, settings: Settings, token: str, csrf: str, max_age: int) -> list[Cookie]:  # type: ignore[type-arg]
+    secure = _secure(request, settings)
     return [Cookie(key=SESSION_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure, max_age=max_age),
             Cookie(key=CSRF_COOKIE, value=csrf, path="/", httponly=False, samesite="lax", secure=secure, max_age=max_age)]
 
@@ -41,51 +46,51 @@ class AuthController(Controller):
     path = "/auth"
 
     @post("/login", opt=PUBLIC, status_code=HTTP_200_OK)
-    async def login(self, request: Request, data: JSONBody[LoginIn], svc: NamedDependency[ApiServices]) -> Response[SessionOut]:  # type: ignore[type-arg]
+    async def login(self, request: Request, data: JSONBody[LoginIn], auth_service: NamedDependency[AuthService], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[SessionOut]:  # type: ignore[type-arg]
         """Sign in: sets the HttpOnly session cookie; send ``csrf_token`` back as ``X-CSRF-Token``."""
-        user, opened = await svc.auth.login(data.email, data.password)
-        lifetime = int(svc.runtime.session_lifetime.total_seconds())
+        user, opened = await auth_service.login(data.email, data.password)
+        lifetime = int(accounts_runtime.session_lifetime.total_seconds())
         return Response(SessionOut(user, opened.csrf_token, opened.expires_at),
-                        cookies=_cookies(request, svc, opened.token, opened.csrf_token, lifetime))
+                        cookies=_cookies(request, accounts_runtime.settings, opened.token, opened.csrf_token, lifetime))
 
     @post("/logout", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout(self, request: Request, svc: NamedDependency[ApiServices]) -> Response[LoggedOut]:  # type: ignore[type-arg]
+    async def logout(self, request: Request, auth_service: NamedDependency[AuthService], principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:  # type: ignore[type-arg]
         """End this session."""
-        ended = await svc.auth.logout(svc.principal)
-        return Response(LoggedOut(ended), cookies=_cookies(request, svc, "", "", 0))
+        ended = await auth_service.logout(principal)
+        return Response(LoggedOut(ended), cookies=_cookies(request, accounts_runtime.settings, "", "", 0))
 
     @post("/logout-all", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout_all(self, request: Request, svc: NamedDependency[ApiServices]) -> Response[LoggedOut]:  # type: ignore[type-arg]
+    async def logout_all(self, request: Request, auth_service: NamedDependency[AuthService], principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:  # type: ignore[type-arg]
         """End every session of the signed-in user, on every browser."""
-        ended = await svc.auth.logout(svc.principal, everywhere=True)
-        return Response(LoggedOut(ended), cookies=_cookies(request, svc, "", "", 0))
+        ended = await auth_service.logout(principal, everywhere=True)
+        return Response(LoggedOut(ended), cookies=_cookies(request, accounts_runtime.settings, "", "", 0))
 
     @post("/signup", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
-    async def signup(self, data: JSONBody[SignupIn], svc: NamedDependency[ApiServices]) -> dict[str, str]:
+    async def signup(self, data: JSONBody[SignupIn], auth_service: NamedDependency[AuthService]) -> dict[str, str]:
         """Ask for an account (when sign-up is on): a confirmation link is e-mailed."""
-        await svc.auth.signup(data.email, data.name, data.password)
+        await auth_service.signup(data.email, data.name, data.password)
         return {"message": "check your e-mail for a link to finish signing up"}
 
     @post("/signup/confirm", opt=PUBLIC)
-    async def confirm_signup(self, data: JSONBody[TokenIn], svc: NamedDependency[ApiServices]) -> UserOut:
+    async def confirm_signup(self, data: JSONBody[TokenIn], auth_service: NamedDependency[AuthService]) -> UserOut:
         """Use the sign-up link: makes the account, Admin of a new organization."""
-        return await svc.auth.confirm_signup(data.token)
+        return await auth_service.confirm_signup(data.token)
 
     @post("/password-reset", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
-    async def request_reset(self, data: JSONBody[EmailIn], svc: NamedDependency[ApiServices]) -> dict[str, str]:
+    async def request_reset(self, data: JSONBody[EmailIn], auth_service: NamedDependency[AuthService]) -> dict[str, str]:
         """E-mail a password-reset link (the answer is the same whether the address is known)."""
-        await svc.auth.request_password_reset(data.email)
+        await auth_service.request_password_reset(data.email)
         return {"message": "if this address has an account, a link to reset its password was sent"}
 
     @post("/password-reset/confirm", opt=PUBLIC, status_code=HTTP_204_NO_CONTENT)
-    async def reset(self, data: JSONBody[PasswordResetIn], svc: NamedDependency[ApiServices]) -> None:
+    async def reset(self, data: JSONBody[PasswordResetIn], auth_service: NamedDependency[AuthService]) -> None:
         """Set a new password with a reset link (works once); every session of the user ends."""
-        await svc.auth.reset_password(data.token, data.password)
+        await auth_service.reset_password(data.token, data.password)
 
     @post("/password", guards=[signed_in], status_code=HTTP_204_NO_CONTENT)
-    async def change_password(self, data: JSONBody[PasswordChangeIn], svc: NamedDependency[ApiServices]) -> None:
+    async def change_password(self, data: JSONBody[PasswordChangeIn], auth_service: NamedDependency[AuthService], principal: NamedDependency[Principal]) -> None:
         """Change one's own password; the user's other sessions end."""
-        await svc.auth.change_password(svc.principal, data.current_password, data.new_password)
+        await auth_service.change_password(principal, data.current_password, data.new_password)
 
 
 class UserController(Controller):
@@ -94,47 +99,47 @@ class UserController(Controller):
     path = "/users"
 
     @get("/me", guards=[signed_in])
-    async def me(self, svc: NamedDependency[ApiServices]) -> MeOut:
+    async def me(self, users_service: NamedDependency[UserService], principal: NamedDependency[Principal]) -> MeOut:
         """The signed-in user, their permissions and this session's CSRF token."""
-        return MeOut(await svc.users.me(), sorted(svc.principal.permissions), svc.principal.csrf_token)
+        return MeOut(await users_service.me(), sorted(principal.permissions), principal.csrf_token)
 
     @get("/", guards=[requires(P.USERS_VIEW)])
-    async def list_users(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
+    async def list_users(self, users_service: NamedDependency[UserService], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
                          size: FromQuery[int] = 50) -> Page[UserOut]:
         """Users of one organization (``org_id``) or of every organization in scope."""
         page, size = page_args(page, size)
-        users, total = await svc.users.list(org_id, page, size)
+        users, total = await users_service.list(org_id, page, size)
         return Page([u for u in users], total, page, size)
 
     @get("/{user_id:int}", guards=[requires(P.USERS_VIEW)])
-    async def get_user(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
+    async def get_user(self, user_id: FromPath[int], users_service: NamedDependency[UserService]) -> UserOut:
         """One user."""
-        return await svc.users.get(user_id)
+        return await users_service.get(user_id)
 
     @patch("/{user_id:int}", guards=[requires(P.USERS_EDIT)])
-    async def update_user(self, user_id: FromPath[int], data: JSONBody[UserUpdateIn], svc: NamedDependency[ApiServices]) -> UserOut:
+    async def update_user(self, user_id: FromPath[int], data: JSONBody[UserUpdateIn], users_service: NamedDependency[UserService]) -> UserOut:
         """Rename a user or change their role."""
-        return await svc.users.update(user_id, data.name, data.role_id)
+        return await users_service.update(user_id, data.name, data.role_id)
 
     @post("/{user_id:int}/suspend", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
-    async def suspend(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
+    async def suspend(self, user_id: FromPath[int], users_service: NamedDependency[UserService]) -> UserOut:
         """Suspend a user: their sessions stop working at once and they cannot sign in."""
-        return await svc.users.set_suspended(user_id, True)
+        return await users_service.set_suspended(user_id, True)
 
     @post("/{user_id:int}/activate", guards=[requires(P.USERS_SUSPEND)], status_code=HTTP_200_OK)
-    async def activate(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> UserOut:
+    async def activate(self, user_id: FromPath[int], users_service: NamedDependency[UserService]) -> UserOut:
         """Let a suspended user sign in again."""
-        return await svc.users.set_suspended(user_id, False)
+        return await users_service.set_suspended(user_id, False)
 
     @post("/{user_id:int}/logout", guards=[requires(P.USERS_LOGOUT)], status_code=HTTP_200_OK)
-    async def force_logout(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> LoggedOut:
+    async def force_logout(self, user_id: FromPath[int], users_service: NamedDependency[UserService]) -> LoggedOut:
         """End every session of a user."""
-        return LoggedOut(await svc.users.end_sessions(user_id))
+        return LoggedOut(await users_service.end_sessions(user_id))
 
     @delete("/{user_id:int}", guards=[requires(P.USERS_DELETE)])
-    async def delete_user(self, user_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
+    async def delete_user(self, user_id: FromPath[int], users_service: NamedDependency[UserService]) -> None:
         """Delete a user."""
-        await svc.users.delete(user_id)
+        await users_service.delete(user_id)
 
 
 class RoleController(Controller):
@@ -143,29 +148,29 @@ class RoleController(Controller):
     path = "/roles"
 
     @get("/", guards=[requires(P.ROLES_VIEW)])
-    async def list_roles(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[RoleOut]:
+    async def list_roles(self, roles_service: NamedDependency[RoleService], org_id: FromQuery[int | None] = None) -> list[RoleOut]:
         """The built-in roles and an organization's custom roles (the caller's by default)."""
-        return [r for r in await svc.roles.list(org_id)]
+        return [r for r in await roles_service.list(org_id)]
 
     @get("/{role_id:int}", guards=[requires(P.ROLES_VIEW)])
-    async def get_role(self, role_id: FromPath[int], svc: NamedDependency[ApiServices]) -> RoleOut:
+    async def get_role(self, role_id: FromPath[int], roles_service: NamedDependency[RoleService]) -> RoleOut:
         """One role."""
-        return await svc.roles.get(role_id)
+        return await roles_service.get(role_id)
 
     @post("/", guards=[requires(P.ROLES_EDIT)])
-    async def create_role(self, data: JSONBody[RoleIn], svc: NamedDependency[ApiServices]) -> RoleOut:
+    async def create_role(self, data: JSONBody[RoleIn], roles_service: NamedDependency[RoleService]) -> RoleOut:
         """A custom role (at most 9 per organization) with permissions the caller has."""
-        return await svc.roles.create(data.org_id, data.name, data.permissions)
+        return await roles_service.create(data.org_id, data.name, data.permissions)
 
     @patch("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
-    async def update_role(self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn], svc: NamedDependency[ApiServices]) -> RoleOut:
+    async def update_role(self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn], roles_service: NamedDependency[RoleService]) -> RoleOut:
         """Rename a custom role or change its permissions."""
-        return await svc.roles.update(role_id, data.name, data.permissions)
+        return await roles_service.update(role_id, data.name, data.permissions)
 
     @delete("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
-    async def delete_role(self, role_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
+    async def delete_role(self, role_id: FromPath[int], roles_service: NamedDependency[RoleService]) -> None:
         """Delete a custom role that nobody has."""
-        await svc.roles.delete(role_id)
+        await roles_service.delete(role_id)
 
 
 @get("/permissions", guards=[signed_in])
@@ -180,26 +185,26 @@ class InvitationController(Controller):
     path = "/invitations"
 
     @post("/", guards=[requires(P.USERS_INVITE)])
-    async def invite(self, data: JSONBody[InvitationIn], svc: NamedDependency[ApiServices]) -> InvitationOut:
+    async def invite(self, data: JSONBody[InvitationIn], invitations_service: NamedDependency[InvitationService]) -> InvitationOut:
         """Invite an address without an account (25 a day per organization)."""
-        return await svc.invitations.invite(data.org_id, data.email, data.role_id, data.name)
+        return await invitations_service.invite(data.org_id, data.email, data.role_id, data.name)
 
     @get("/", guards=[requires(P.USERS_INVITE)])
-    async def list_invitations(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[InvitationOut]:
+    async def list_invitations(self, invitations_service: NamedDependency[InvitationService], org_id: FromQuery[int | None] = None) -> list[InvitationOut]:
         """Pending invitations of an organization (the caller's by default)."""
-        return [i for i in await svc.invitations.list(org_id)]
+        return [i for i in await invitations_service.list(org_id)]
 
     @delete("/{invitation_id:int}", guards=[requires(P.USERS_INVITE)])
-    async def withdraw(self, invitation_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
+    async def withdraw(self, invitation_id: FromPath[int], invitations_service: NamedDependency[InvitationService]) -> None:
         """Withdraw a pending invitation: its link stops working."""
-        await svc.invitations.withdraw(invitation_id)
+        await invitations_service.withdraw(invitation_id)
 
     @get("/preview", opt=PUBLIC)
-    async def preview(self, token: FromQuery[str], svc: NamedDependency[ApiServices]) -> InvitationPreviewOut:
+    async def preview(self, token: FromQuery[str], invitation_links: NamedDependency[InvitationLinks]) -> InvitationPreviewOut:
         """What a working invitation link is for (address and organization)."""
-        return wire(await svc.invitation_links.preview(token), InvitationPreviewOut)
+        return wire(await invitation_links.preview(token), InvitationPreviewOut)
 
     @post("/accept", opt=PUBLIC)
-    async def accept(self, data: JSONBody[InvitationAcceptIn], svc: NamedDependency[ApiServices]) -> UserOut:
+    async def accept(self, data: JSONBody[InvitationAcceptIn], invitation_links: NamedDependency[InvitationLinks]) -> UserOut:
         """Use an invitation link (once, before it expires): makes the invitee's account."""
-        return await svc.invitation_links.accept(data.token, data.name, data.password)
+        return await invitation_links.accept(data.token, data.name, data.password)

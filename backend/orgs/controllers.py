@@ -10,7 +10,9 @@ from litestar.status_codes import HTTP_200_OK
 from backend.access.guards import requires, requires_any, signed_in
 from backend.access.paging import Page, page_args
 from backend.access.permissions import Permission as P
-from backend.accounts.context import ApiServices
+from backend.devices.directory import DeviceDirectory
+from backend.devices.tags import DeviceTags
+from backend.orgs.tree import OrgTreeService
 from backend.devices.schemas import DeviceMoveIn, DeviceOut, DeviceTagsIn, DeviceTagsOut, TagUseOut
 from backend.orgs.schemas import OrgCreateIn, OrgMoveIn, OrgOut, OrgUpdateIn
 
@@ -24,34 +26,34 @@ class OrgController(Controller):
     path = "/orgs"
 
     @get("/", guards=[signed_in])
-    async def list_orgs(self, svc: NamedDependency[ApiServices]) -> list[OrgOut]:
+    async def list_orgs(self, org_tree: NamedDependency[OrgTreeService]) -> list[OrgOut]:
         """Every organization the caller can see."""
-        return [o for o in await svc.orgs.list()]
+        return [o for o in await org_tree.list()]
 
     @get("/{org_id:int}", guards=[signed_in])
-    async def get_org(self, org_id: FromPath[int], svc: NamedDependency[ApiServices]) -> OrgOut:
+    async def get_org(self, org_id: FromPath[int], org_tree: NamedDependency[OrgTreeService]) -> OrgOut:
         """One organization."""
-        return await svc.orgs.get(org_id)
+        return await org_tree.get(org_id)
 
     @post("/", guards=[requires(P.ORGS_CREATE)])
-    async def create_org(self, data: JSONBody[OrgCreateIn], svc: NamedDependency[ApiServices]) -> OrgOut:
+    async def create_org(self, data: JSONBody[OrgCreateIn], org_tree: NamedDependency[OrgTreeService]) -> OrgOut:
         """A sub-organization (of the caller's by default), within the depth limit."""
-        return await svc.orgs.create(data.name, data.parent_id, data.tz)
+        return await org_tree.create(data.name, data.parent_id, data.tz)
 
     @patch("/{org_id:int}", guards=[requires(P.ORGS_EDIT)])
-    async def update_org(self, org_id: FromPath[int], data: JSONBody[OrgUpdateIn], svc: NamedDependency[ApiServices]) -> OrgOut:
+    async def update_org(self, org_id: FromPath[int], data: JSONBody[OrgUpdateIn], org_tree: NamedDependency[OrgTreeService]) -> OrgOut:
         """Rename an organization or change its time zone."""
-        return await svc.orgs.update(org_id, data.name, data.tz)
+        return await org_tree.update(org_id, data.name, data.tz)
 
     @delete("/{org_id:int}", guards=[requires(P.ORGS_DELETE)])
-    async def delete_org(self, org_id: FromPath[int], svc: NamedDependency[ApiServices]) -> None:
+    async def delete_org(self, org_id: FromPath[int], org_tree: NamedDependency[OrgTreeService]) -> None:
         """Delete an empty sub-organization."""
-        await svc.orgs.delete(org_id)
+        await org_tree.delete(org_id)
 
     @post("/{org_id:int}/move", guards=[requires(P.ORGS_MOVE)], status_code=HTTP_200_OK)
-    async def move_org(self, org_id: FromPath[int], data: JSONBody[OrgMoveIn], svc: NamedDependency[ApiServices]) -> OrgOut:
+    async def move_org(self, org_id: FromPath[int], data: JSONBody[OrgMoveIn], org_tree: NamedDependency[OrgTreeService]) -> OrgOut:
         """Put a sub-organization under another parent (no cycles, depth limit kept)."""
-        return await svc.orgs.move(org_id, data.parent_id)
+        return await org_tree.move(org_id, data.parent_id)
 
 
 class DeviceController(Controller):
@@ -60,34 +62,34 @@ class DeviceController(Controller):
     path = "/devices"
 
     @get("/", guards=[VIEW_DEVICES])
-    async def list_devices(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
+    async def list_devices(self, device_directory: NamedDependency[DeviceDirectory], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
                            size: FromQuery[int] = 50) -> Page[DeviceOut]:
         """Visible devices of one organization or of the whole scope."""
         page, size = page_args(page, size)
-        devices, total = await svc.devices.list(org_id, page, size)
+        devices, total = await device_directory.list(org_id, page, size)
         return Page([d for d in devices], total, page, size)
 
     @get("/{device_id:int}", guards=[VIEW_DEVICES])
-    async def get_device(self, device_id: FromPath[int], svc: NamedDependency[ApiServices]) -> DeviceOut:
+    async def get_device(self, device_id: FromPath[int], device_directory: NamedDependency[DeviceDirectory]) -> DeviceOut:
         """One visible device."""
-        return await svc.devices.get(device_id)
+        return await device_directory.get(device_id)
 
     @post("/{device_id:int}/move", guards=[requires(P.DEVICES_MOVE)], status_code=HTTP_200_OK)
-    async def move_device(self, device_id: FromPath[int], data: JSONBody[DeviceMoveIn], svc: NamedDependency[ApiServices]) -> DeviceOut:
+    async def move_device(self, device_id: FromPath[int], data: JSONBody[DeviceMoveIn], device_directory: NamedDependency[DeviceDirectory]) -> DeviceOut:
         """Give a device to another organization in scope."""
-        return await svc.devices.move(device_id, data.org_id)
+        return await device_directory.move(device_id, data.org_id)
 
     @get("/{device_id:int}/tags", guards=[VIEW_DEVICES])
-    async def get_device_tags(self, device_id: FromPath[int], svc: NamedDependency[ApiServices]) -> DeviceTagsOut:
+    async def get_device_tags(self, device_id: FromPath[int], device_tags: NamedDependency[DeviceTags]) -> DeviceTagsOut:
         """A visible device's tags."""
-        return await svc.tags.of(device_id)
+        return await device_tags.of(device_id)
 
     @put("/{device_id:int}/tags", guards=[EDIT_DEVICES])
     async def put_device_tags(self, device_id: FromPath[int], data: JSONBody[DeviceTagsIn],
-                              svc: NamedDependency[ApiServices]) -> DeviceTagsOut:
+                              device_tags: NamedDependency[DeviceTags]) -> DeviceTagsOut:
         """Replace a device's tags (``devices.edit``, or ``devices.edit.own`` on a device one owns):
         each 1-64 characters once trimmed, no control characters, at most 32."""
-        return await svc.tags.replace(device_id, data.tags)
+        return await device_tags.replace(device_id, data.tags)
 
 
 class TagController(Controller):
@@ -96,7 +98,7 @@ class TagController(Controller):
     path = "/tags"
 
     @get("/", guards=[VIEW_DEVICES])
-    async def list_tags(self, svc: NamedDependency[ApiServices], org_id: FromQuery[int | None] = None) -> list[TagUseOut]:
+    async def list_tags(self, device_tags: NamedDependency[DeviceTags], org_id: FromQuery[int | None] = None) -> list[TagUseOut]:
         """Tags on the visible devices (of one organization, or of the whole scope), with how
         many devices carry each."""
-        return await svc.tags.in_use(org_id)
+        return await device_tags.in_use(org_id)

@@ -1,13 +1,20 @@
-"""The per-request bundle of platform API services (the accounts context's transaction,
-scope and audit log, plus the platform runtime)."""
+"""The platform API's services of a request (the ``api`` dependency), on the request's
+transaction, scope and audit log, plus the platform runtime."""
 
 from __future__ import annotations
 
 from functools import cached_property
 
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.accounts.context import ApiServices
+from backend.access.permissions import Principal
+from backend.access.scope import Scope
+from backend.accounts.invitations import InvitationService
+from backend.accounts.users import UserService
+from backend.audit.services import AuditService
+from backend.devices.tags import DeviceTags
+from backend.orgs.tree import OrgTreeService
 from backend.platform_api.devices import PlatformDevices
 from backend.platform_api.directory import PlatformDirectory
 from backend.platform_api.history import PlatformHistory
@@ -18,13 +25,18 @@ from backend.platform_api.runtime import PlatformRuntime
 class PlatformServices:
     """Devices, history, organizations, templates and users as the caller may see them."""
 
-    def __init__(self, api: ApiServices, runtime: PlatformRuntime) -> None:
-        self.api = api
+    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService, tags: DeviceTags,
+                 directory: PlatformDirectory, runtime: PlatformRuntime) -> None:
+        self.session = session
+        self.scope = scope
+        self.audit = audit
+        self.tags = tags
+        self.directory = directory
         self.runtime = runtime
 
     @cached_property
     def devices(self) -> PlatformDevices:
-        return PlatformDevices(self.api.session, self.api.scope, self.api.audit, self.runtime)
+        return PlatformDevices(self.session, self.scope, self.audit, self.runtime)
 
     @cached_property
     def history(self) -> PlatformHistory:
@@ -32,14 +44,25 @@ class PlatformServices:
 
     @cached_property
     def lookups(self) -> PlatformLookups:
-        return PlatformLookups(self.devices, self.api.tags)
-
-    @cached_property
-    def directory(self) -> PlatformDirectory:
-        return PlatformDirectory(self.api)
+        return PlatformLookups(self.devices, self.tags)
 
 
-async def provide_platform(svc: NamedDependency[ApiServices],
-                           platform_runtime: NamedDependency[PlatformRuntime]) -> PlatformServices:
+def provide_platform_directory(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
+                               principal: NamedDependency[Principal], org_tree: NamedDependency[OrgTreeService],
+                               users_service: NamedDependency[UserService],
+                               invitations_service: NamedDependency[InvitationService]) -> PlatformDirectory:
+    return PlatformDirectory(db_session, org_scope, principal, org_tree, users_service, invitations_service)
+
+
+def provide_platform(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
+                     audit: NamedDependency[AuditService], device_tags: NamedDependency[DeviceTags],
+                     platform_directory: NamedDependency[PlatformDirectory],
+                     platform_runtime: NamedDependency[PlatformRuntime]) -> PlatformServices:
     """The ``api`` dependency of every platform API handler."""
-    return PlatformServices(svc, platform_runtime)
+    return PlatformServices(db_session, org_scope, audit, device_tags, platform_directory, platform_runtime)
+
+
+def platform_dependencies() -> dict[str, Provide]:
+    """What the platform API area provides to its routes (with the accounts' and orgs' providers)."""
+    return {"platform_directory": Provide(provide_platform_directory, sync_to_thread=False),
+            "api": Provide(provide_platform, sync_to_thread=False)}

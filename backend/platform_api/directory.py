@@ -7,13 +7,14 @@ Each call is the accounts and organizations services' own (``OrgTreeService``,
 from __future__ import annotations
 
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.access.permissions import Permission
-from backend.accounts.context import ApiServices
-from backend.accounts.invitations import InvitationInfo
-from backend.accounts.users import UserInfo
+from backend.access.permissions import Permission, Principal
+from backend.access.scope import Scope
+from backend.accounts.invitations import InvitationInfo, InvitationService
+from backend.accounts.users import UserInfo, UserService
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
-from backend.orgs.tree import OrgInfo
+from backend.orgs.tree import OrgInfo, OrgTreeService
 from backend.platform_api.devices import ms
 from backend.platform_api.schemas import (InvitationOut, PlatformDatastream, PlatformEvent, PlatformMetafield,
                                           PlatformOrg, PlatformTemplate, PlatformUser)
@@ -47,38 +48,44 @@ def template_out(t: Template) -> PlatformTemplate:
 class PlatformDirectory:
     """The organization tree, templates and users of the caller's scope."""
 
-    def __init__(self, api: ApiServices) -> None:
-        self.api = api
-        self.templates = TemplateService(api.session)
+    def __init__(self, session: AsyncSession, scope: Scope, principal: Principal, orgs: OrgTreeService,
+                 users: UserService, invitations: InvitationService) -> None:
+        self._session = session
+        self._scope = scope
+        self._principal = principal
+        self._orgs = orgs
+        self._users = users
+        self._invitations = invitations
+        self.templates = TemplateService(session)
 
     # organizations
     async def org(self, org_id: int | None) -> PlatformOrg:
         """One organization in scope (the caller's own by default)."""
-        return org_out(await self.api.orgs.get(org_id if org_id is not None else self.api.principal.org_id))
+        return org_out(await self._orgs.get(org_id if org_id is not None else self._principal.org_id))
 
     async def search_orgs(self, name: str, page: int, size: int) -> tuple[list[PlatformOrg], int]:
         """Organizations in scope whose name contains ``name``, by id."""
-        found = [o for o in await self.api.orgs.list() if name.strip().lower() in o.name.lower()]
+        found = [o for o in await self._orgs.list() if name.strip().lower() in o.name.lower()]
         return [org_out(o) for o in found[page * size:(page + 1) * size]], len(found)
 
     async def create_org(self, name: str, parent_id: int | None, tz: str | None) -> PlatformOrg:
-        return org_out(await self.api.orgs.create(name, parent_id, tz))
+        return org_out(await self._orgs.create(name, parent_id, tz))
 
     async def delete_org(self, org_id: int) -> None:
-        await self.api.orgs.delete(org_id)
+        await self._orgs.delete(org_id)
 
     # templates
     async def list_templates(self, page: int, size: int) -> tuple[list[PlatformTemplate], int]:
         """Templates of every organization in scope, by id."""
-        orgs = sorted(await self.api.scope.org_ids())
-        rows = list((await self.api.session.exec(select(Template).where(col(Template.org_id).in_(orgs))
+        orgs = sorted(await self._scope.org_ids())
+        rows = list((await self._session.exec(select(Template).where(col(Template.org_id).in_(orgs))
                                                  .order_by(col(Template.id)))).all())
         return [template_out(t) for t in rows[page * size:(page + 1) * size]], len(rows)
 
     async def template(self, template_id: int) -> Template:
         """One template of an organization in scope."""
-        found = await self.api.session.get(Template, template_id)
-        if found is None or found.org_id not in await self.api.scope.org_ids():
+        found = await self._session.get(Template, template_id)
+        if found is None or found.org_id not in await self._scope.org_ids():
             raise NotFoundError("Template is not found.")
         return found
 
@@ -104,12 +111,12 @@ class PlatformDirectory:
 
     # users
     async def users(self, org_id: int | None, page: int, size: int) -> tuple[list[PlatformUser], int]:
-        found, total = await self.api.users.list(org_id, page, size)
+        found, total = await self._users.list(org_id, page, size)
         return [user_out(u) for u in found], total
 
     async def user(self, user_id: int) -> PlatformUser:
         try:
-            return user_out(await self.api.users.get(user_id))
+            return user_out(await self._users.get(user_id))
         except NotFoundError:
             raise NotFoundError("User is not found or you don't have access to him.") from None
 
@@ -121,7 +128,7 @@ class PlatformDirectory:
         everyone: list[UserInfo] = []
         batch, offset = 1000, 0
         while True:
-            found, total = await self.api.users.list(None, offset, batch)
+            found, total = await self._users.list(None, offset, batch)
             everyone += found
             offset += 1
             if offset * batch >= total:
@@ -130,7 +137,7 @@ class PlatformDirectory:
         return [user_out(u) for u in hits[page * size:(page + 1) * size]], len(hits)
 
     async def set_role(self, user_id: int, role_id: int) -> PlatformUser:
-        return user_out(await self.api.users.update(user_id, None, role_id))
+        return user_out(await self._users.update(user_id, None, role_id))
 
     async def create_user(self, email: str, name: str, password: str | None, password_hash: str | None,
                           role_id: int, org_id: int | None, *, new_org: bool) -> PlatformUser:
@@ -141,31 +148,31 @@ class PlatformDirectory:
             raise ValidationError("give the new user's password as password: openblynk hashes it with argon2 and "
                                   "cannot sign anyone in with a passwordHash made by another client"
                                   if password_hash is not None else "password is required")
-        org = org_id if org_id is not None else self.api.principal.org_id
+        org = org_id if org_id is not None else self._principal.org_id
         await self._target_org(org)
         if new_org:
-            if not self.api.principal.has(Permission.ORGS_CREATE):
+            if not self._principal.has(Permission.ORGS_CREATE):
                 raise PermissionDeniedError("your role lacks the permission orgs.create (users/create makes an "
                                             "organization for the user; use users/create-in-org otherwise)")
-            org = (await self.api.orgs.create((name.strip() or email.strip())[:100], org, None)).id
-        return user_out(await self.api.users.create(org, email, name, password, role_id))
+            org = (await self._orgs.create((name.strip() or email.strip())[:100], org, None)).id
+        return user_out(await self._users.create(org, email, name, password, role_id))
 
     async def transfer_user(self, user_id: int, org_id: int, role_id: int) -> PlatformUser:
         """Move a user of the scope to another organization of it, with a role there."""
         await self.user(user_id)
         await self._target_org(org_id)
-        return user_out(await self.api.users.transfer(user_id, org_id, role_id))
+        return user_out(await self._users.transfer(user_id, org_id, role_id))
 
     async def _target_org(self, org_id: int) -> None:
         try:
-            await self.api.scope.require_org(org_id)
+            await self._scope.require_org(org_id)
         except NotFoundError:
             raise NotFoundError("Target organization is not found.") from None
 
     async def register(self, email: str) -> None:
         """An e-mailed registration link (a new organization under the caller's for its follower)."""
-        await self.api.invitations.register(email)
+        await self._invitations.register(email)
 
     async def invite(self, email: str, role_id: int, name: str, org_id: int | None) -> InvitationOut:
         """An e-mailed invitation (accounts are made by whoever holds the address)."""
-        return invitation_out(await self.api.invitations.invite(org_id, email, role_id, name))
+        return invitation_out(await self._invitations.invite(org_id, email, role_id, name))

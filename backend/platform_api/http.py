@@ -14,11 +14,13 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.guards import PUBLIC, requires
 from backend.access.permissions import Permission as P
-from backend.accounts.context import ApiServices
+from backend.access.scope import Scope
 from backend.accounts.runtime import AccountsRuntime
+from backend.audit.services import AuditService
 from backend.platform_api.oauth import ClientInfo, OAuthClientService, OAuthError, TokenService
 from backend.platform_api.schemas import NewOAuthClientOut, OAuthClientIn, OAuthClientOut, TokenOut
 
@@ -86,19 +88,19 @@ class OAuthClientController(Controller):
     tags = ["Platform API: clients"]
 
     @get("/", guards=[requires(P.API_CLIENTS)])
-    async def list_clients(self, svc: NamedDependency[ApiServices],
+    async def list_clients(self, db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService],
                            org_id: FromQuery[int | None] = None) -> list[OAuthClientOut]:
         """Clients of one organization or of the whole scope (revoked ones too)."""
-        return [_client_out(c) for c in await OAuthClientService(svc.session, svc.scope, svc.audit).list_clients(org_id)]
+        return [_client_out(c) for c in await OAuthClientService(db_session, org_scope, audit).list_clients(org_id)]
 
     @post("/", guards=[requires(P.API_CLIENTS)], status_code=HTTP_201_CREATED)
-    async def create_client(self, data: JSONBody[OAuthClientIn], svc: NamedDependency[ApiServices]) -> NewOAuthClientOut:
+    async def create_client(self, data: JSONBody[OAuthClientIn], db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> NewOAuthClientOut:
         """A client of an organization of the scope; ``client_secret`` is shown in this answer only."""
-        made = await OAuthClientService(svc.session, svc.scope, svc.audit).create(data.org_id, data.name,
+        made = await OAuthClientService(db_session, org_scope, audit).create(data.org_id, data.name,
                                                                                     data.permissions)
         return NewOAuthClientOut(_client_out(made.client), made.client_secret)
 
     @delete("/{client_pk:int}", guards=[requires(P.API_CLIENTS)], status_code=HTTP_200_OK)
-    async def revoke_client(self, client_pk: FromPath[int], svc: NamedDependency[ApiServices]) -> OAuthClientOut:
+    async def revoke_client(self, client_pk: FromPath[int], db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> OAuthClientOut:
         """Revoke a client: its secret and every token it was given stop working at once."""
-        return _client_out(await OAuthClientService(svc.session, svc.scope, svc.audit).revoke(client_pk))
+        return _client_out(await OAuthClientService(db_session, org_scope, audit).revoke(client_pk))

@@ -18,7 +18,7 @@ from backend.errors import (AuthenticationError, BlynkApiError, BlynkLimitError,
                             MailError, NotFoundError, OpenBlynkError, PermissionDeniedError, RateLimitedError,
                             ValidationError)
 from backend.server.lifespan import app_lifespan
-from backend.server.routers import route_handlers, runtime_dependencies
+from backend.server.routers import app_dependencies, route_handlers
 from backend.settings import Settings
 from console_ui.headers import security_headers
 from console_ui.routes import console_template_config
@@ -30,7 +30,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
     """Assemble the Litestar application."""
     return Litestar(
         route_handlers=route_handlers(),
-        dependencies=runtime_dependencies(),
+        dependencies=app_dependencies(),
         template_config=console_template_config(),
         lifespan=[app_lifespan(settings, database_url)],
         exception_handlers={OpenBlynkError: _error_response,

@@ -1,8 +1,8 @@
 """The one list of what the app mounts, and the parts of the runtime the top provides to the
 areas' controllers as dependencies.
 
-Each area builds its own request-scoped services from these (``Provide`` on its routers); no
-controller reads the app's state. Order matters once: ``DATA_ROUTES`` after
+Each area builds its own request-scoped services from these (its ``*_dependencies()`` on the
+routers that mount its controllers); no controller reads the app's state or takes a shared bag. Order matters once: ``DATA_ROUTES`` after
 ``DeviceApiController`` (both under ``/external/api``).
 """
 
@@ -15,21 +15,25 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from backend.access.deps import provide_org_scope, provide_principal
 from backend.access.guards import same_origin
-from backend.accounts.context import provide_services
 from backend.accounts.controllers import (AuthController, InvitationController, RoleController, UserController,
                                           list_permissions)
+from backend.accounts.deps import accounts_dependencies
 from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsRuntime
 from backend.audit.controllers import audit_log
-from backend.console.context import provide_console
+from backend.audit.deps import provide_audit
+from backend.console.context import console_dependencies
+from backend.db.deps import provide_db_session
 from backend.console.controllers import ConsoleDeviceController, ConsoleTemplateController
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
 from backend.orgs.controllers import DeviceController, OrgController, TagController
+from backend.orgs.deps import orgs_dependencies
 from backend.ota.controllers import OtaController
 from backend.platform_api.auth import bearer_middleware
-from backend.platform_api.context import provide_platform
+from backend.platform_api.context import platform_dependencies
 from backend.platform_api.controllers import (PlatformDeviceController, PlatformLookupController,
                                               PlatformValueController)
 from backend.platform_api.directory_controllers import (NOT_OFFERED_ROUTES, PlatformOrgController,
@@ -53,9 +57,17 @@ def _part(pick: Callable[[Runtime], Any]) -> Provide:
     return Provide(provide, sync_to_thread=False)
 
 
-def runtime_dependencies() -> dict[str, Provide]:
-    """The parts the areas' controllers and providers name as parameters, app-wide."""
+def app_dependencies() -> dict[str, Provide]:
+    """What every route may name as a parameter: the parts of the runtime the areas use, and
+    the request's transaction, principal, scope and audit log, on which each area builds its
+    own services (``accounts_dependencies``, ``orgs_dependencies``, ... on the routers)."""
     return {
+        "db_session": Provide(provide_db_session),
+        "principal": Provide(provide_principal, sync_to_thread=False),
+        "org_scope": Provide(provide_org_scope, sync_to_thread=False),
+        "audit": Provide(provide_audit, sync_to_thread=False),
+        "db": _part(lambda rt: rt.db),
+        "settings": _part(lambda rt: rt.settings),
         "accounts_runtime": _part(lambda rt: rt.accounts),
         "console_runtime": _part(lambda rt: rt.console),
         "platform_runtime": _part(lambda rt: rt.platform),
@@ -74,14 +86,14 @@ def api_router() -> Router:
                                                OrgController, DeviceController, TagController, list_permissions,
                                                audit_log, OAuthClientController, OtaController],
                   middleware=[session_middleware(_accounts)], guards=[same_origin],
-                  dependencies={"svc": Provide(provide_services)})
+                  dependencies={**accounts_dependencies(), **orgs_dependencies()})
 
 
 def console_api_router() -> Router:
     """``/api/console``: behind the accounts session middleware and same-origin guard."""
     return Router(path="/api/console", route_handlers=[ConsoleTemplateController, ConsoleDeviceController],
                   middleware=[session_middleware(_accounts)], guards=[same_origin],
-                  dependencies={"svc": Provide(provide_services), "con": Provide(provide_console)})
+                  dependencies=console_dependencies())
 
 
 def platform_router() -> Router:
@@ -91,7 +103,7 @@ def platform_router() -> Router:
                                   PlatformOrgController, PlatformTemplateController, PlatformUserController,
                                   *NOT_OFFERED_ROUTES],
                   middleware=[bearer_middleware(_accounts)],
-                  dependencies={"svc": Provide(provide_services), "api": Provide(provide_platform)},
+                  dependencies={**accounts_dependencies(), **orgs_dependencies(), **platform_dependencies()},
                   security=[{"BearerToken": []}])
 
 

@@ -65,12 +65,7 @@ CONSOLE_SURFACE = frozenset({"console_ui.routes", "console_ui.headers"})
 # (rule, importer, imported): reason and the issue #12 item that removes it. Backend entries are
 # by package. A "cycle" entry is an import edge that closes a circle between backend packages;
 # the circle check ignores these edges, and each must still close a circle.
-KNOWN: dict[tuple[str, str, str], str] = {
-    ("cycle", "backend.orgs", "backend.accounts"):
-        "orgs/controllers.py takes the per-request ApiServices bag from accounts/context.py; item 1 "
-        "gives each area its own provider",
-    ("cycle", "backend.audit", "backend.accounts"): "audit/controllers.py takes the ApiServices bag; item 1",
-}
+KNOWN: dict[tuple[str, str, str], str] = {}
 
 
 # -- reading imports ---------------------------------------------------------------------------

@@ -43,8 +43,8 @@ def test_admin_has_everything_and_unknown_names_are_refused() -> None:
 
 def test_every_api_route_is_public_or_guarded_by_a_permission() -> None:
     from litestar import Litestar
-    from backend.server.routers import api_router, runtime_dependencies
-    app = Litestar([api_router()], dependencies=runtime_dependencies())  # the app mounts exactly this router
+    from backend.server.routers import api_router, app_dependencies
+    app = Litestar([api_router()], dependencies=app_dependencies())  # the app mounts exactly this router
     api = [(route.path, handler) for route in app.routes if route.path.startswith("/api")
            for handler in getattr(route, "route_handlers", [])
            if set(handler.http_methods) != {"OPTIONS"}]  # Litestar's own CORS preflight answer

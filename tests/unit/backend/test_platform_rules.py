@@ -12,12 +12,12 @@ from litestar import Litestar
 
 from backend.access.guards import guarded
 from backend.platform_api.http import basic_credentials, token
-from backend.server.routers import platform_router, runtime_dependencies
+from backend.server.routers import platform_router, app_dependencies
 from backend.platform_api.oauth import OAuthError
 
 
 def test_every_platform_route_carries_a_permission_guard() -> None:
-    app = Litestar([platform_router(), token], dependencies=runtime_dependencies())
+    app = Litestar([platform_router(), token], dependencies=app_dependencies())
     routes = [(route.path, handler) for route in app.routes if route.path.startswith("/api/v1/organization")
               for handler in getattr(route, "route_handlers", []) if set(handler.http_methods) != {"OPTIONS"}]
     assert len(routes) > 40
