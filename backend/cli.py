@@ -1,6 +1,7 @@
 """The ``openblynk`` command line.
 
     openblynk serve                  database, broker and app; Ctrl-C stops all
+    openblynk --version              the installed version
     openblynk broker | app           one part alone, for split deployments
     openblynk migrate                apply schema migrations and exit
     openblynk import FILE|-          create/update templates and devices; prints devices + tokens
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import signal
@@ -73,6 +75,7 @@ def _explain(exc: Exception) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openblynk", description="Self-hosted Blynk-compatible IoT platform")
+    parser.add_argument("--version", action="version", version=f"openblynk {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run database, broker and app").set_defaults(func=_serve)
     sub.add_parser("broker", help="run the MQTT broker alone").set_defaults(func=_broker)
@@ -100,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    """The installed distribution's version (the wheel's; ``pip install -e .`` records it too)."""
+    try:
+        return importlib.metadata.version("openblynk")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run from a checkout without `pip install`)"
+
+
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     from backend.supervisor import Supervisor
     return Supervisor(settings).run()
@@ -117,6 +128,9 @@ def _app(settings: Settings, _args: argparse.Namespace) -> int:
 
     from backend.server.factory import create_app
     from backend.transport.http_limits import uvicorn_options
+    from console_ui.routes import browser_files_problem
+    if problem := browser_files_problem():  # serve's app process says it too
+        log.warning("%s", problem)
     with database(settings) as url:
         asyncio.run(prepare(settings, url))
         # uvicorn_options: timeouts, per-address cap, forwarding headers from trusted proxies only

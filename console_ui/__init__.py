@@ -9,6 +9,7 @@ htmx for partial updates, uPlot for charts, and a small script per page kind.
     headers      the Content-Security-Policy and framing headers of every HTML answer (the page
                  scripts put server data in as text only: ``window.openblynk.h``, never HTML)
     templates/   Jinja templates;  static/   our CSS and scripts
-    package.json browser libraries from npm (htmx, uPlot): ``npm ci --prefix console_ui``; only
-                 their dist files are served, from node_modules; nothing comes from a CDN
+    vendor       the third-party browser files (htmx, uPlot): the build takes them from npm at
+                 the versions of package-lock.json and copies them into static/vendor/, where
+                 they are served from; nothing comes from a CDN
 """

@@ -1,9 +1,9 @@
 """The console's router: pages behind the accounts session middleware, a redirect to /login
 for signed-out visitors, the Jinja template engine, and the static files.
 
-Browser libraries come from npm (``console_ui/package.json`` and its lock file, installed by
-``make install`` with ``npm ci``); only the files listed in ``VENDOR`` are served from
-``node_modules``.
+Browser libraries come from npm at build time (``console_ui/package.json`` and its lock file);
+the build copies the files listed in :data:`console_ui.vendor.FILES` into the package, and
+they are served from there (``console_ui/static/vendor/``), never from ``node_modules``.
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ from backend.accounts.runtime import AccountsOf
 from backend.console.context import console_dependencies
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
 from backend.orgs.deps import orgs_dependencies
-from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates
+from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates, vendor
 from console_ui.render import page
 
 HERE = Path(__file__).resolve().parent
-NODE_MODULES = HERE / "node_modules"
-VENDOR: dict[str, Path] = {
-    "htmx.min.js": NODE_MODULES / "htmx.org" / "dist" / "htmx.min.js",
-    "uPlot.iife.min.js": NODE_MODULES / "uplot" / "dist" / "uPlot.iife.min.js",
-    "uPlot.min.css": NODE_MODULES / "uplot" / "dist" / "uPlot.min.css",
-}
-"""The only third-party files the console serves, by the name pages use."""
+
+
+def browser_files_problem() -> str | None:
+    """One line saying which of the console's browser files are missing and what to run, or None
+    when the package has them all (the app says it at start; every page shows it)."""
+    return vendor.problem()
 
 
 def console_template_config() -> TemplateConfig[JinjaTemplateEngine]:
@@ -47,12 +46,12 @@ def console_template_config() -> TemplateConfig[JinjaTemplateEngine]:
 
 @get("/static/vendor/{name:str}", opt=PUBLIC, include_in_schema=False)
 async def vendor_file(name: FromPath[str]) -> File:
-    """A browser library's dist file, from node_modules."""
-    path = VENDOR.get(name)
-    if path is None:
+    """A browser library's dist file, from the package (``console_ui/static/vendor/``)."""
+    if name not in vendor.FILES:
         raise NotFoundException(f"no vendored file {name!r}")
+    path = vendor.VENDOR_DIR / name
     if not path.is_file():
-        raise NotFoundException(f"{name} is not installed: run `npm ci --prefix console_ui` (make install does)")
+        raise NotFoundException(f"{name} is missing: {vendor.FIX}")
     media_type = "text/css" if name.endswith(".css") else "text/javascript"
     return File(path, content_disposition_type="inline", media_type=media_type,
                 headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})

@@ -41,7 +41,7 @@ window.openblynkChart = function (w, ctx) {
                { label: "min", stroke: "transparent", points: { show: false } },
                { label: "max", stroke: "transparent", points: { show: false } }],
       bands: [{ series: [3, 2], fill: color + "33" }],
-      axes: [{}, { size: 50, values: (u, vals) => vals.map((v) => v + units(w)) }],
+      axes: [{}, { size: 64, values: (u, vals) => vals.map((v) => v + units(w)) }],
       hooks: { setSelect: [(u) => {
         if (u.select.width < 5) return;
         const a = u.posToVal(u.select.left, "x") * 1000;

@@ -166,6 +166,7 @@ def test_console_end_to_end(stack: StackConfig, browser: Browser) -> None:  # no
         expect(chart.get_by_role("button", name="Reset zoom")).to_be_visible()
         device.publish("ds/Where", "24.1052,56.9496")
         expect(page.locator(".widget-map .coords")).to_have_text("lat 56.94960, lon 24.10520")
+        expect(page.get_by_text("there are no map tiles")).to_be_visible()  # said where a map is shown
         shot(page, "06-device-dashboard")
 
         phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=context.storage_state())

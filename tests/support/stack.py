@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,14 +51,16 @@ class StackConfig:
 
 
 class Process:
-    """An ``openblynk <command>`` child process with its output in a log file."""
+    """An ``openblynk <command>`` child process with its output in a log file: this checkout's
+    code, or ``program`` (an installed ``openblynk`` script, run in ``cwd``)."""
 
-    def __init__(self, config: StackConfig, *args: str, name: str | None = None) -> None:
+    def __init__(self, config: StackConfig, *args: str, name: str | None = None,
+                 program: Sequence[str] = (sys.executable, "-m", "backend.cli"), cwd: Path | None = None) -> None:
         self.name = name or args[0]
         self.log_path = config.data_dir / f"{self.name}.log"
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend.cli", *args], env=config.env(),
+        self.proc = subprocess.Popen([*program, *args], env=config.env(), cwd=cwd,
                                      stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
