@@ -13,6 +13,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -51,9 +52,11 @@ LISTENERS = {"default": "tcp", "tls": "tls", PROXY_LISTENER: "ws"}
 class CoreBroker(LifecycleBroker):
     """amqtt broker with openblynk's connection set-up (see module docstring)."""
 
-    def __init__(self, settings: BrokerSettings, authenticator: Authenticator, config: dict[str, Any]) -> None:
+    def __init__(self, settings: BrokerSettings, authenticator: Authenticator, config: dict[str, Any],
+                 rate_clock: Callable[[], float] | None = None) -> None:
         super().__init__(settings, config)
         self._authenticator = authenticator
+        self._rate_clock = rate_clock
         self._key_locks = KeyedLocks()
         self.connection_tasks: set[asyncio.Task[Any]] = set()
         self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute, time.monotonic)
@@ -219,8 +222,7 @@ class CoreBroker(LifecycleBroker):
             Outbox(key, limit),
         )
         if device:
-            now = self._loop.time()
-            connection.rate = PublishRate(settings.device_rate_limit, settings.rate_abuse_seconds, now)
+            connection.rate = PublishRate(settings.device_rate_limit, settings.rate_abuse_seconds, self._rate_now())
             framed.screen = partial(self._screen, connection)
         writer.meter.started = self._loop.time()
         handler.connection = session.connection = connection
@@ -293,7 +295,7 @@ class CoreBroker(LifecycleBroker):
         subscription = subscription_info(frame) if kind != PUBLISH else None
         if published is None and subscription is None:
             return True  # not rated, or unreadable: amqtt handles (or refuses) it
-        verdict = rate.check(self._loop.time())
+        verdict = rate.check(self._rate_now())
         if verdict is RateVerdict.ACCEPT:
             return True
         if verdict is RateVerdict.ABUSE:
@@ -309,6 +311,10 @@ class CoreBroker(LifecycleBroker):
             return False
         assert published is not None
         return self._drop_publish(connection, published)
+
+    def _rate_now(self) -> float:
+        """The rate limit's clock: the injected one, else the event loop's."""
+        return self._rate_clock() if self._rate_clock is not None else self._loop.time()
 
     @staticmethod
     def _drop_publish(connection: Connection, info: tuple[int, int | None]) -> bool:

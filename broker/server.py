@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -59,14 +60,18 @@ class MqttBroker:
     Args:
         settings: listeners and limits.
         authenticator: turns CONNECT credentials into a device or service identity.
+        rate_clock: the clock (seconds) of the per-device rate limit; the event loop's by
+            default. Tests pass one they move by hand, so counts do not depend on speed.
 
     Use ``await start()`` / ``await stop()`` or ``async with MqttBroker(...) as broker``.
     May be constructed outside a running event loop; amqtt objects are created in ``start()``.
     """
 
-    def __init__(self, settings: BrokerSettings, authenticator: Authenticator) -> None:
+    def __init__(self, settings: BrokerSettings, authenticator: Authenticator,
+                 rate_clock: Callable[[], float] | None = None) -> None:
         self._settings = settings
         self._authenticator = authenticator
+        self._rate_clock = rate_clock
         self._core: CoreBroker | None = None
         self._port: int | None = None
         self._tls_port: int | None = None
@@ -120,7 +125,7 @@ class MqttBroker:
         """
         if self._core is not None:
             raise BrokerStateError("broker already started")
-        core = CoreBroker(self._settings, self._authenticator, self._config())
+        core = CoreBroker(self._settings, self._authenticator, self._config(), self._rate_clock)
         try:
             await core.start()
         except (AmqttBrokerError, OSError) as exc:

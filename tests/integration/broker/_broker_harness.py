@@ -151,12 +151,22 @@ class CallCounter:
 Factory = Callable[[], contextlib.AbstractAsyncContextManager[Harness]]
 
 
+class ManualClock:
+    """A clock that moves only when a test moves it (the broker's rate limit runs on it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @contextlib.asynccontextmanager
-async def ours(**overrides: Any) -> AsyncIterator[Harness]:
-    """Our MqttBroker on a free port of 127.0.0.1."""
+async def ours(rate_clock: Callable[[], float] | None = None, **overrides: Any) -> AsyncIterator[Harness]:
+    """Our MqttBroker on a free port of 127.0.0.1 (``rate_clock``: see :class:`ManualClock`)."""
     authenticator = DictAuthenticator()
     settings = BrokerSettings(**{"host": "127.0.0.1", "port": 0, **overrides})
-    async with MqttBroker(settings, authenticator) as broker:
+    async with MqttBroker(settings, authenticator, rate_clock) as broker:
         yield Harness("ours", broker.port, broker, authenticator)
 
 
