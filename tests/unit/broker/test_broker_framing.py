@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from amqtt.adapters import ReaderAdapter
 
 from broker._framing import FrameFailure, FramedReader
@@ -70,6 +71,28 @@ async def test_silence_past_the_keepalive_deadline_ends_the_stream() -> None:
     reader = FramedReader(ScriptedReader(b"", then_block=True), max_packet_size=10, connect_timeout=5)
     reader.start_keepalive(keep_alive=1, grace=0.05 / 1)  # deadline 0.05 s
     assert await reader.read(1) == b""
+    assert reader.failure is FrameFailure.KEEPALIVE_TIMEOUT
+
+
+async def test_the_keepalive_deadline_is_one_and_a_half_keepalives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[MQTT-3.1.2-24] on a loop clock the test moves: still open just before 1.5 × keep-alive
+    of silence, closed just after (whatever the machine's speed)."""
+    loop = asyncio.get_running_loop()
+    now = [loop.time()]
+    monkeypatch.setattr(loop, "time", lambda: now[0])
+    reader = FramedReader(ScriptedReader(b"", then_block=True), max_packet_size=10, connect_timeout=5)
+    reader.start_keepalive(keep_alive=10, grace=1.5)
+    read = asyncio.create_task(reader.read(1))
+    async def run_due() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    now[0] += 14.9
+    await run_due()
+    assert not read.done() and reader.failure is None
+    now[0] += 0.2
+    await run_due()
+    assert read.done() and read.result() == b""
     assert reader.failure is FrameFailure.KEEPALIVE_TIMEOUT
 
 
