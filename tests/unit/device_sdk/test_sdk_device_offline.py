@@ -88,7 +88,10 @@ def test_argument_errors_come_before_connection_errors() -> None:
 
 
 def test_empty_write_many_sends_nothing() -> None:
-    Device(TOKEN).write_many({})  # no NotConnectedError: nothing to send
+    device = Device(TOKEN)
+    with pytest.raises(NotConnectedError):
+        device.write_many({"Temp": 1})  # sending anything needs a connection,
+    assert device.write_many({}) is None  # so this call, which does not raise, sent nothing
 
 
 def test_handler_registration_works_as_decorator_and_call() -> None:
@@ -126,6 +129,10 @@ def test_disconnect_without_connect_is_harmless() -> None:
     device = Device(TOKEN)
     device.disconnect()
     device.disconnect()
+    assert not device.connected
+    assert sdk_threads() == []
+    with pytest.raises(NotConnectedError):  # still usable as before: offline, not broken
+        device.write("Temp", 1)
 
 
 def test_info_mcu_is_built_from_the_constructor() -> None:
