@@ -88,12 +88,18 @@ def transport() -> str:
     return "tcp"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "transports(*names): of the module's TRANSPORTS_UNDER_TEST, run only these")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A module that sets ``TRANSPORTS_UNDER_TEST = (...)`` runs each of its tests that use a
-    device (through the ``transport`` fixture) once per transport."""
+    device (through the ``transport`` fixture) once per transport; a test marked
+    ``@pytest.mark.transports("tcp", "tls")`` runs over those only."""
     transports = getattr(metafunc.module, "TRANSPORTS_UNDER_TEST", None)
     if transports and "transport" in metafunc.fixturenames:
-        metafunc.parametrize("transport", transports)
+        only = metafunc.definition.get_closest_marker("transports")
+        metafunc.parametrize("transport", [t for t in transports if only is None or t in only.args])
 
 
 @pytest.fixture

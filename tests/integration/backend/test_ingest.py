@@ -217,14 +217,13 @@ def _send_tls_in_one_flight(port: int, cafile: str, connect: bytes, tail: bytes)
         sock.shutdown(socket.SHUT_WR)
 
 
+@pytest.mark.transports("tcp", "tls")  # raw sockets below speak TCP or TLS, not WebSocket
 def test_a_one_shot_publisher_loses_nothing(stack: StackConfig, http: httpx.Client, transport: str,
                                             device: PahoDevice) -> None:
     """A battery device wakes, connects, publishes QoS 0, disconnects and hangs up. Regression:
     over TLS the PUBLISH, DISCONNECT and end of stream arrive together, and the broker dropped
     the PUBLISH and took the DISCONNECT for a lost connection (publishing the Last Will)."""
     import socket
-    if transport == "ws":
-        pytest.skip("raw sockets speak TCP or TLS; the WebSocket path is the same broker session")
     device.client.disconnect()  # the raw client below is this device now
     device.client.loop_stop()
     connect, tail = _one_shot_burst(device.info.token)

@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.security import Secrets
@@ -156,9 +155,6 @@ def test_device_menu_commands_from_the_cli(stack: StackConfig) -> None:
 
 
 def test_ping_from_the_cli_stores_the_round_trip(stack: StackConfig) -> None:
-    presence = pytest.importorskip("broker.presence")
-    if not hasattr(presence, "ping_topic"):
-        pytest.skip("this broker does not report sys/ping yet")
     info = provision_rich(stack)[0]
     dev = connect_device(stack, info)
     try:

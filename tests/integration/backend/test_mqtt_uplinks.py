@@ -206,7 +206,6 @@ def test_time_zone_resolution_and_location(dev: PahoDevice) -> None:
     dev.publish("ds/Where", "24.1,56.95")
     dev.publish("get/loc/all", "")
     assert dev.next(topic_prefix="downlink/loc") == ("downlink/loc/all", b"56.95,24.1")
-    pytest.importorskip("tzfpy")
     payload, doc = utc_answer(dev)  # the location wins over the Time Zone metadata
     assert doc["tz_name"] == "Europe/Riga"
     assert_utc(payload, doc, "Europe/Riga")

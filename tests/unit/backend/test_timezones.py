@@ -56,7 +56,6 @@ def test_resolution_order() -> None:
     assert zone_for("../etc/passwd") is None and zone_for("") is None
 
 
-def test_location_wins_when_tzfpy_is_installed() -> None:
-    pytest.importorskip("tzfpy")
+def test_location_wins_over_metadata_and_organization() -> None:
     sources = TzSources(lat_lon=(53.3, -60.4), meta_tz="Asia/Tokyo", org_tz="Europe/Berlin")
     assert resolve_zone(sources).key == "America/Goose_Bay"
