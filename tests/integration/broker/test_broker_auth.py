@@ -21,7 +21,8 @@ async def test_unknown_token_gets_connack_4_on_the_wire(raw: Callable[[], Any]) 
 
 
 async def test_device_token_with_other_user_name_is_refused(paho: Callable[..., Paho]) -> None:
-    await paho(username="admin", password=token(1)).connect(expect="Bad user name or password")
+    client = await paho(username="admin", password=token(1)).connect(expect="Bad user name or password")
+    assert client.connack == "Bad user name or password"
 
 
 async def test_no_credentials_is_refused_never_anonymous(raw: Callable[[], Any]) -> None:

@@ -23,6 +23,7 @@ async def test_mqtt5_connect_gets_v5_connack_0x84_then_eof(raw: Callable[[], Any
 async def test_paho_mqtt5_client_sees_unsupported_protocol_version(paho: Callable[..., Paho]) -> None:
     client = paho(username="device", password=token(1), protocol=mqtt.MQTTv5)
     await client.connect(expect="Unsupported protocol version")
+    assert client.connack == "Unsupported protocol version"
 
 
 async def test_mqtt31_connect_gets_connack_1_then_eof(raw: Callable[[], Any]) -> None:

@@ -32,7 +32,7 @@ async def assert_others_fine(paho: Callable[..., Paho]) -> None:
     await backend.subscribe("d/9/ds/#")
     device = await paho(username="device", password=token(9)).connect()
     await device.publish("ds/Alive", b"1", qos=1)
-    await backend.received("d/9/ds/Alive")
+    assert (await backend.received("d/9/ds/Alive")).payload == b"1"
 
 
 async def test_presence_online_payload_and_retained(harness: Harness, paho: Callable[..., Paho]) -> None:
