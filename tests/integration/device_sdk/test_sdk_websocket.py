@@ -1,97 +1,49 @@
-"""MQTT over WebSockets, reached through downlink/redirect to a ws:// endpoint.
-
-The project's broker has no WebSocket listener yet, so the target here is a stock amqtt broker
-with a ws listener (no mounts: topics are the device's own). Switch to our broker once it
-serves WebSockets at /mqtt.
-"""
+"""The SDK's MQTT over WebSocket, against the real thing: the app's ``/mqtt`` bridge in front of
+the broker, reached through a ``downlink/redirect`` the CLI sends (Device Menu's "redirect")."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+import queue
+import subprocess
+import sys
 
-import paho.mqtt.client as mqtt
-import pytest
-from amqtt.broker import Broker
-from amqtt.plugins.base import BaseAuthPlugin
-from paho.mqtt.enums import CallbackAPIVersion
-from sdk_harness import DEVICE_ID, FAST, TOKEN, WAIT, BrokerThread, Service, wait_until
+import httpx
+from sdk_harness import FAST, wait_until
 
 from device_sdk import Device
+from tests.support.provision import provision, thermostat_doc
+from tests.support.stack import StackConfig
 
 
-class TokenAuthPlugin(BaseAuthPlugin):
-    """amqtt plugin: the test token as user ``device``, anyone as ``observer``."""
-
-    async def authenticate(self, *, session):  # type: ignore[no-untyped-def,override]
-        if session.username == "observer":
-            return True
-        return session.username == "device" and session.password == TOKEN
-
-    @dataclass
-    class Config:
-        pass
+def redirect(stack: StackConfig, name: str, uri: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "backend.cli", "device", "redirect", name, uri], env=stack.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"sent redirect to {name}\n"), done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def ws_broker() -> Iterator[tuple[int, int]]:
-    """A stock amqtt broker: (tcp port, ws port)."""
-    tcp_port, ws_port = _free_port(), _free_port()
-    config = {
-        "listeners": {
-            "default": {"type": "tcp", "bind": f"127.0.0.1:{tcp_port}"},
-            "ws": {"type": "ws", "bind": f"127.0.0.1:{ws_port}"},
-        },
-        "plugins": {f"{__name__}.TokenAuthPlugin": {}},
-    }
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="test-ws-broker", daemon=True)
-    thread.start()
-
-    async def start() -> Broker:
-        broker = Broker(config)
-        await broker.start()
-        return broker
-
-    broker = asyncio.run_coroutine_threadsafe(start(), loop).result(WAIT)
-    yield tcp_port, ws_port
-    asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(WAIT)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(WAIT)
-    loop.close()
-
-
-def test_redirect_to_websockets(broker: BrokerThread, service: Service, ws_broker: tuple[int, int]) -> None:
-    tcp_port, ws_port = ws_broker
-    seen: list[tuple[str, bytes]] = []
-    subscribed = threading.Event()
-    observer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="observer")
-    observer.username_pw_set("observer")
-    observer.on_connect = lambda c, *_: c.subscribe("#")
-    observer.on_subscribe = lambda *_: subscribed.set()
-    observer.on_message = lambda _c, _u, m: seen.append((m.topic, bytes(m.payload)))
-    observer.connect("127.0.0.1", tcp_port)
-    observer.loop_start()
+def test_a_redirect_moves_the_device_onto_the_apps_websocket_bridge(stack: StackConfig) -> None:
+    info = provision(stack.database_url, thermostat_doc()).devices[0]
+    api = httpx.Client(base_url=stack.base_url, timeout=10)
+    ws_uri = f"ws://127.0.0.1:{stack.http_port}/mqtt"
+    writes: queue.Queue[str] = queue.Queue()
     try:
-        assert subscribed.wait(WAIT)
-        with Device(TOKEN, "127.0.0.1", broker.port, template_id="TMPLws", backoff=FAST) as device:
-            service.publish(f"d/{DEVICE_ID}/downlink/redirect", f"ws://127.0.0.1:{ws_port}/mqtt")
-            wait_until(lambda: device.connected and device.endpoint.transport == "websockets", what="ws")
-            assert device.endpoint.uri == f"ws://127.0.0.1:{ws_port}/mqtt"
-            device.write("Temperature", 8)
-            wait_until(lambda: ("ds/Temperature", b"8") in seen, what="the write over WebSockets")
-        info = next(payload for topic, payload in seen if topic == "info/mcu")
-        assert json.loads(info)["tmpl"] == "TMPLws"
+        with Device(info.token, "127.0.0.1", stack.mqtt_port, template_id="TMPLws", backoff=FAST) as device:
+            device.on_write("Power", writes.put)
+            assert device.endpoint.transport == "tcp"
+            wait_until(lambda: api.get("/external/api/isHardwareConnected", params={"token": info.token}).text
+                       == "true", what="the device online over TCP")
+            redirect(stack, info.name, ws_uri)
+            wait_until(lambda: device.connected and device.endpoint.transport == "websockets",
+                       what="the device back online over WebSocket")
+            assert device.endpoint.uri == ws_uri
+            device.write("Temperature", 21.5)  # up through the bridge
+            wait_until(lambda: api.get("/external/api/get", params={"token": info.token, "v0": ""}).text == "21.5",
+                       what="the value sent over WebSocket stored")
+            r = api.get("/external/api/update", params={"token": info.token, "V1": "1"})  # and down through it
+            assert r.status_code == 200, r.text
+            assert writes.get(timeout=10) == "1"
+            assert device.connected and device.endpoint.transport == "websockets"
+        wait_until(lambda: api.get("/external/api/isHardwareConnected", params={"token": info.token}).text
+                   == "false", what="the device offline once it disconnected")
     finally:
-        observer.disconnect()
-        observer.loop_stop()
+        api.close()
