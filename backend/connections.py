@@ -2,7 +2,7 @@
 
 The Blynk device API (a device token in the query), ``/healthz``, ``/ca.pem`` and MQTT over
 WebSocket sit outside the session and Bearer middlewares, so their connections carry no
-``user`` and no ``auth``; what they need is the app's state (``connection.app.state``).
+``user`` and no ``auth``; what they need comes as dependencies (``backend.server.routers``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Blynk.Air pages: firmware images (upload, details, delete), shipments (list, a form for a new
 one, and a shipment's page whose progress updates live).
 
-Every page reads the Blynk.Air services (``app.state.ota``) in the signed-in user's own
+Every page uses the Blynk.Air services (the ``ota`` dependency) in the signed-in user's own
 organization, like the ``/api/ota`` routes they post to; another organization's firmware or
 shipment is answered 404.
 
@@ -73,7 +73,8 @@ async def air_home() -> Redirect:
 
 
 @get("/air/firmware", guards=[VIEW])
-async def firmware_page(request: Request, ota: NamedDependency[OtaServices], principal: NamedDependency[Principal]) -> Page:  # type: ignore[type-arg]
+async def firmware_page(request: Request, ota: NamedDependency[OtaServices],  # type: ignore[type-arg]
+                        principal: NamedDependency[Principal]) -> Page:
     """Uploaded images with their info tag, hashes and signature; an upload form; delete."""
     images = await ota.firmware.list_all(principal.org_id)
     if request.headers.get("hx-request") == "true":
@@ -83,7 +84,8 @@ async def firmware_page(request: Request, ota: NamedDependency[OtaServices], pri
 
 
 @get("/air/shipments", guards=[VIEW])
-async def shipments_page(request: Request, ota: NamedDependency[OtaServices], principal: NamedDependency[Principal]) -> Page:  # type: ignore[type-arg]
+async def shipments_page(request: Request, ota: NamedDependency[OtaServices],  # type: ignore[type-arg]
+                         principal: NamedDependency[Principal]) -> Page:
     """Every shipment with its state and counts."""
     org = principal.org_id
     shipments = await ota.shipments.list_all(org)

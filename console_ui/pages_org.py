@@ -29,7 +29,9 @@ async def orgs_page(request: Request, org_tree: NamedDependency[OrgTreeService])
 
 
 @get("/users", guards=[requires(P.USERS_VIEW)])
-async def users_page(request: Request, users_service: NamedDependency[UserService], roles_service: NamedDependency[RoleService], principal: NamedDependency[Principal], invitations_service: NamedDependency[InvitationService], org_tree: NamedDependency[OrgTreeService]) -> Page:  # type: ignore[type-arg]
+async def users_page(request: Request, users_service: NamedDependency[UserService],  # type: ignore[type-arg]
+                     roles_service: NamedDependency[RoleService], principal: NamedDependency[Principal],
+                     invitations_service: NamedDependency[InvitationService], org_tree: NamedDependency[OrgTreeService]) -> Page:
     """Users of the organizations in scope, pending invitations, and a form to invite."""
     users, total = await users_service.list(None, 0, 1000)
     roles = await roles_service.list(None) if principal.has(P.ROLES_VIEW) else []

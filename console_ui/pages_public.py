@@ -32,7 +32,8 @@ def safe_next(target: str | None) -> str:
 
 
 @get("/login", opt=PUBLIC)
-async def login_page(request: Request, accounts_runtime: NamedDependency[AccountsRuntime], next: FromQuery[str | None] = None) -> Template:  # type: ignore[type-arg]  # noqa: A002
+async def login_page(request: Request,  # type: ignore[type-arg]  # noqa: A002
+                     accounts_runtime: NamedDependency[AccountsRuntime], next: FromQuery[str | None] = None) -> Template:
     """Sign in with e-mail and password."""
     return page(request, "login.html", next=safe_next(next), signup=accounts_runtime.settings.signup_enabled)
 
@@ -56,7 +57,8 @@ async def password_reset_page(request: Request, token: FromQuery[str] = "") -> T
 
 
 @get("/invitations/accept", opt=PUBLIC)
-async def invitation_page(request: Request, invitation_links: NamedDependency[InvitationLinks], token: FromQuery[str] = "") -> Template:  # type: ignore[type-arg]
+async def invitation_page(request: Request,  # type: ignore[type-arg]
+                          invitation_links: NamedDependency[InvitationLinks], token: FromQuery[str] = "") -> Template:
     """The e-mailed invitation link: shows whom it invites where, then name and password."""
     preview, problem = None, ""
     try:

@@ -46,7 +46,8 @@ class AuthController(Controller):
     path = "/auth"
 
     @post("/login", opt=PUBLIC, status_code=HTTP_200_OK)
-    async def login(self, request: Request, data: JSONBody[LoginIn], auth_service: NamedDependency[AuthService], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[SessionOut]:  # type: ignore[type-arg]
+    async def login(self, request: Request, data: JSONBody[LoginIn],  # type: ignore[type-arg]
+                    auth_service: NamedDependency[AuthService], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[SessionOut]:
         """Sign in: sets the HttpOnly session cookie; send ``csrf_token`` back as ``X-CSRF-Token``."""
         user, opened = await auth_service.login(data.email, data.password)
         lifetime = int(accounts_runtime.session_lifetime.total_seconds())
@@ -54,13 +55,15 @@ class AuthController(Controller):
                         cookies=_cookies(request, accounts_runtime.settings, opened.token, opened.csrf_token, lifetime))
 
     @post("/logout", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout(self, request: Request, auth_service: NamedDependency[AuthService], principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:  # type: ignore[type-arg]
+    async def logout(self, request: Request, auth_service: NamedDependency[AuthService],  # type: ignore[type-arg]
+                     principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:
         """End this session."""
         ended = await auth_service.logout(principal)
         return Response(LoggedOut(ended), cookies=_cookies(request, accounts_runtime.settings, "", "", 0))
 
     @post("/logout-all", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout_all(self, request: Request, auth_service: NamedDependency[AuthService], principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:  # type: ignore[type-arg]
+    async def logout_all(self, request: Request, auth_service: NamedDependency[AuthService],  # type: ignore[type-arg]
+                         principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:
         """End every session of the signed-in user, on every browser."""
         ended = await auth_service.logout(principal, everywhere=True)
         return Response(LoggedOut(ended), cookies=_cookies(request, accounts_runtime.settings, "", "", 0))
@@ -88,7 +91,8 @@ class AuthController(Controller):
         await auth_service.reset_password(data.token, data.password)
 
     @post("/password", guards=[signed_in], status_code=HTTP_204_NO_CONTENT)
-    async def change_password(self, data: JSONBody[PasswordChangeIn], auth_service: NamedDependency[AuthService], principal: NamedDependency[Principal]) -> None:
+    async def change_password(self, data: JSONBody[PasswordChangeIn], auth_service: NamedDependency[AuthService],
+                              principal: NamedDependency[Principal]) -> None:
         """Change one's own password; the user's other sessions end."""
         await auth_service.change_password(principal, data.current_password, data.new_password)
 
@@ -117,7 +121,8 @@ class UserController(Controller):
         return await users_service.get(user_id)
 
     @patch("/{user_id:int}", guards=[requires(P.USERS_EDIT)])
-    async def update_user(self, user_id: FromPath[int], data: JSONBody[UserUpdateIn], users_service: NamedDependency[UserService]) -> UserOut:
+    async def update_user(self, user_id: FromPath[int], data: JSONBody[UserUpdateIn],
+                          users_service: NamedDependency[UserService]) -> UserOut:
         """Rename a user or change their role."""
         return await users_service.update(user_id, data.name, data.role_id)
 
@@ -163,7 +168,8 @@ class RoleController(Controller):
         return await roles_service.create(data.org_id, data.name, data.permissions)
 
     @patch("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
-    async def update_role(self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn], roles_service: NamedDependency[RoleService]) -> RoleOut:
+    async def update_role(self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn],
+                          roles_service: NamedDependency[RoleService]) -> RoleOut:
         """Rename a custom role or change its permissions."""
         return await roles_service.update(role_id, data.name, data.permissions)
 
@@ -190,7 +196,8 @@ class InvitationController(Controller):
         return await invitations_service.invite(data.org_id, data.email, data.role_id, data.name)
 
     @get("/", guards=[requires(P.USERS_INVITE)])
-    async def list_invitations(self, invitations_service: NamedDependency[InvitationService], org_id: FromQuery[int | None] = None) -> list[InvitationOut]:
+    async def list_invitations(self, invitations_service: NamedDependency[InvitationService],
+                               org_id: FromQuery[int | None] = None) -> list[InvitationOut]:
         """Pending invitations of an organization (the caller's by default)."""
         return [i for i in await invitations_service.list(org_id)]
 

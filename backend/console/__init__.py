@@ -6,6 +6,7 @@
     controllers                   the JSON routes the console pages call, under ``/api``
 
 Live values reach the pages through ``backend.devices.live.LiveFeed`` (the WebSocket is a
-console page route, ``console_ui.live``). Permissions and sessions are the accounts context's:
-these routes use its guards and its per-request services.
+console page route, ``console_ui.live``, which checks access through ``live_access.LiveAccess``).
+Permissions and sessions are the accounts context's: these routes use its guards; their
+services come from ``context.console_dependencies`` (``con``, ``live_access``).
 """

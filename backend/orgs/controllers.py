@@ -41,7 +41,8 @@ class OrgController(Controller):
         return await org_tree.create(data.name, data.parent_id, data.tz)
 
     @patch("/{org_id:int}", guards=[requires(P.ORGS_EDIT)])
-    async def update_org(self, org_id: FromPath[int], data: JSONBody[OrgUpdateIn], org_tree: NamedDependency[OrgTreeService]) -> OrgOut:
+    async def update_org(self, org_id: FromPath[int], data: JSONBody[OrgUpdateIn],
+                         org_tree: NamedDependency[OrgTreeService]) -> OrgOut:
         """Rename an organization or change its time zone."""
         return await org_tree.update(org_id, data.name, data.tz)
 
@@ -75,7 +76,8 @@ class DeviceController(Controller):
         return await device_directory.get(device_id)
 
     @post("/{device_id:int}/move", guards=[requires(P.DEVICES_MOVE)], status_code=HTTP_200_OK)
-    async def move_device(self, device_id: FromPath[int], data: JSONBody[DeviceMoveIn], device_directory: NamedDependency[DeviceDirectory]) -> DeviceOut:
+    async def move_device(self, device_id: FromPath[int], data: JSONBody[DeviceMoveIn],
+                          device_directory: NamedDependency[DeviceDirectory]) -> DeviceOut:
         """Give a device to another organization in scope."""
         return await device_directory.move(device_id, data.org_id)
 

@@ -62,12 +62,14 @@ class OtaController(Controller):
         return await ota.firmware.list_all(_org(request))
 
     @get("/firmware/{firmware_id:int}", guards=[VIEW])
-    async def get_firmware(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], firmware_id: FromPath[int]) -> Firmware:
+    async def get_firmware(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices],
+                           firmware_id: FromPath[int]) -> Firmware:
         """One image: size, hashes, signature and its info tag."""
         return await ota.firmware.get(_org(request), firmware_id)
 
     @delete("/firmware/{firmware_id:int}", guards=[SHIP], status_code=204)
-    async def delete_firmware(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], firmware_id: FromPath[int]) -> None:
+    async def delete_firmware(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices],
+                              firmware_id: FromPath[int]) -> None:
         """Delete an image no shipment uses."""
         await ota.firmware.delete(_org(request), firmware_id)
 
@@ -77,7 +79,8 @@ class OtaController(Controller):
         return ota.public_key_document()
 
     @post("/shipments", guards=[SHIP], status_code=201)
-    async def create_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], data: JSONBody[ShipmentCreate]) -> Shipment:
+    async def create_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices],
+                              data: JSONBody[ShipmentCreate]) -> Shipment:
         """Start a shipment (live at once; the scheduler paces it)."""
         return await ota.shipments.create(_org(request), data, _base(request))
 
@@ -87,7 +90,8 @@ class OtaController(Controller):
         return await ota.shipments.list_all(_org(request))
 
     @get("/shipments/{shipment_id:int}", guards=[VIEW])
-    async def get_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], shipment_id: FromPath[int]) -> Shipment:
+    async def get_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices],
+                           shipment_id: FromPath[int]) -> Shipment:
         """One shipment with its counts per device status."""
         return await ota.shipments.get(_org(request), shipment_id)
 
@@ -98,12 +102,14 @@ class OtaController(Controller):
         return await ota.shipments.devices(_org(request), shipment_id, status)
 
     @post("/shipments/{shipment_id:int}/{action:str}", guards=[CONTROL], status_code=200)
-    async def shipment_action(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], shipment_id: FromPath[int], action: FromPath[str]) -> Shipment:
+    async def shipment_action(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices],
+                              shipment_id: FromPath[int], action: FromPath[str]) -> Shipment:
         """``pause``, ``resume`` or ``cancel`` a shipment."""
         return await ota.shipments.set_state(_org(request), shipment_id, action)
 
     @delete("/shipments/{shipment_id:int}", guards=[CONTROL], status_code=204)
-    async def delete_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices], shipment_id: FromPath[int]) -> None:
+    async def delete_shipment(self, request: Request[Any, Any, Any], ota: NamedDependency[OtaServices],
+                              shipment_id: FromPath[int]) -> None:
         """Delete a cancelled or finished shipment."""
         await ota.shipments.delete(_org(request), shipment_id)
 

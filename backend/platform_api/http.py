@@ -94,13 +94,15 @@ class OAuthClientController(Controller):
         return [_client_out(c) for c in await OAuthClientService(db_session, org_scope, audit).list_clients(org_id)]
 
     @post("/", guards=[requires(P.API_CLIENTS)], status_code=HTTP_201_CREATED)
-    async def create_client(self, data: JSONBody[OAuthClientIn], db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> NewOAuthClientOut:
+    async def create_client(self, data: JSONBody[OAuthClientIn], db_session: NamedDependency[AsyncSession],
+                            org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> NewOAuthClientOut:
         """A client of an organization of the scope; ``client_secret`` is shown in this answer only."""
         made = await OAuthClientService(db_session, org_scope, audit).create(data.org_id, data.name,
                                                                                     data.permissions)
         return NewOAuthClientOut(_client_out(made.client), made.client_secret)
 
     @delete("/{client_pk:int}", guards=[requires(P.API_CLIENTS)], status_code=HTTP_200_OK)
-    async def revoke_client(self, client_pk: FromPath[int], db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> OAuthClientOut:
+    async def revoke_client(self, client_pk: FromPath[int], db_session: NamedDependency[AsyncSession],
+                            org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> OAuthClientOut:
         """Revoke a client: its secret and every token it was given stop working at once."""
         return _client_out(await OAuthClientService(db_session, org_scope, audit).revoke(client_pk))
