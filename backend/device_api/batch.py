@@ -120,7 +120,7 @@ class BatchImportService:
     async def _store(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
         """The points, the rollups and the daily counter in one transaction.
 
-        As every other write path (``backend.devices.data.history_row``): raw rows only with
+        As every other write path (``backend.devices.data.DataService.record``): raw rows only with
         the datastream's ``save_raw``; numbers always go into the per-minute and per-hour
         rollups; strings and locations without ``save_raw`` are not history (they cannot be
         averaged), though they still count against the daily import limit.

@@ -4,7 +4,7 @@ Every stored value goes through :class:`DataService`, whoever sent it: a device 
 ingest), Blynk's HTTP device API, the console or the platform API. A value is checked against
 its datastream (type, min/max clamp, size), becomes the latest value, is shown to the console
 pages watching the device (the live feed) and gets the history row that Blynk's "Save Raw Data"
-rule gives it (:func:`history_row`). A value written through the HTTP device API, the console
+rule gives it (:meth:`DataService.record`). A value written through the HTTP device API, the console
 or the platform API (:meth:`DataService.write_from_server`) is also published to the device on
 ``downlink/ds/<name>`` and, when a user or API client set it, written to the device's actions
 log. The service also reads the current value (or the datastream's default), erases a latest
@@ -12,9 +12,9 @@ value, and tells a device what was wrong on ``downlink/diag``. (The one exceptio
 device API's import of past points, ``backend.device_api.batch``, which stores a whole request
 in one transaction of its own, by the same history rule.)
 
-Values are stored by two routes: :meth:`DataService.record`, one value that may wait for the
-database, and :meth:`DataService.record_ready`, the ingest's batches of the common values it
-can store without waiting (the rest are left to ``record``).
+Values are stored by one route, :meth:`DataService.record`, in batches (a single value is a
+batch of one): the ingest's runs of plain values, a ``batch_ds`` or a timestamped batch, and a
+server-side write. Each rule of the path is written there once.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from backend.devices.latest import LatestValues
 from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
 from backend.errors import ValidationError
-from backend.history.writer import HistoryRow, HistoryWriter, Row
-from backend.templates.values import DatastreamSpec, Value, parse_value, quick_value, shown_text
+from backend.history.writer import HistoryWriter, Row
+from backend.templates.values import DatastreamSpec, Value, checked_value, parse_value, shown_text
 from broker.topics import Downlink
 
 
@@ -44,17 +44,11 @@ def downlink_topic(device_id: int, relative: str) -> str:
     return f"d/{device_id}/{relative}"
 
 
-def history_row(device_id: int, spec: DatastreamSpec, at: datetime, value: Value) -> HistoryRow | None:
-    """The history row of a value, following Blynk's "Save Raw Data" setting of its datastream.
+Destination = tuple[int, DatastreamSpec]
+"""Where a value is stored: a device's id and one of its datastreams."""
 
-    With ``save_raw`` the point is kept as it is, and numbers also go into the per-minute and
-    per-hour rollups. Without it a number is kept only in the rollups (one averaged point per
-    minute, as on Blynk). Strings and locations have no number and cannot be averaged, so
-    without ``save_raw`` they are not history at all (None): only the latest value keeps them.
-    """
-    if value.number is None:
-        return HistoryRow(device_id, spec.pin, at, None, value.text) if spec.save_raw else None
-    return HistoryRow(device_id, spec.pin, at, value.number, None, raw=spec.save_raw)
+Incoming = tuple[Destination, str | bytes, datetime | None]
+"""A value to record: where it goes, its text or MQTT payload, and its time (None: now)."""
 
 
 def value_event(pin: int, text: str, at: datetime, origin: str) -> dict[str, object]:
@@ -89,60 +83,49 @@ class DataService:
         """Check a value without storing it; raises ValidationError."""
         return parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
 
-    async def record(self, device: DeviceInfo, spec: DatastreamSpec, raw: str,
-                     at: datetime | None = None, *, origin: str = "device") -> Value:
-        """Check a value and store it (latest + history); open consoles see it at once."""
-        value = parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
-        at = at or datetime.now(timezone.utc)
-        self.latest.put_many({(device.id, spec.pin): (value.text, at)})
-        row = self._published(device.id, spec, value, at, origin)
-        if row is not None and not self.history.offer(row):
-            await self.history.add(row)
-        return value
+    async def record(self, values: Sequence[Incoming], *,
+                     origin: str = "device") -> list[tuple[int, ValidationError]]:
+        """Check and store values, in order; the ones refused, by their index in ``values``,
+        with the reason (the others are stored all the same).
 
-    def record_ready(self, values: Sequence[tuple[tuple[int, DatastreamSpec], bytes]]) -> int:
-        """Check and store ``((device_id, spec), payload)`` values in the order they came, up
-        to the first one :func:`quick_value` leaves to :meth:`record`; how many were stored.
-        The ingest's batches: :meth:`record` for each, without waiting and at a fraction of
-        the cost.
-
-        None is stored unless the history queue has room for all of them. Each value gets its own
-        time; history rows follow :func:`history_row` (written out here, once a value).
+        For each value: check and clamp (:func:`~backend.templates.values.checked_value`),
+        the latest value (an older point never replaces a newer one), the live feed (open
+        consoles see it at once) and the history row that Blynk's "Save Raw Data" setting of
+        its datastream gives it: with ``save_raw`` the point is kept as it is, and numbers also
+        go into the per-minute and per-hour rollups; without it a number is kept only in the
+        rollups (one averaged point per minute, as on Blynk), and strings and locations, which
+        have no number and cannot be averaged, are not history at all (only the latest value
+        keeps them). Waits only while the history queue is full.
         """
-        if not values or self.history.room() < len(values):
-            return 0
-        latest: dict[tuple[int, int], tuple[str | float, datetime]] = {}  # the newest of each: times only grow
+        newest: dict[tuple[int, int], tuple[str | float, datetime]] = {}
         rows: list[Row] = []
+        refused: list[tuple[int, ValidationError]] = []
         live = self.live
         watched = live.watched
         max_bytes = self.max_string_bytes
         now, utc = datetime.now, timezone.utc
-        stored = 0
-        for (device_id, spec), payload in values:
-            value = quick_value(spec, payload, max_bytes)
-            if value is None:
-                break
-            shown, number = value  # a Double's text is made when it is read
-            at = now(utc)
+        for index, ((device_id, spec), raw, at) in enumerate(values):
+            try:
+                shown, number = checked_value(spec, raw, max_bytes)  # a Double's text is made when it is read
+            except ValidationError as exc:
+                refused.append((index, exc))
+                continue
             pin = spec.pin
-            latest[device_id, pin] = (shown, at)
+            if at is None:  # now: times only grow
+                at = now(utc)
+                newest[device_id, pin] = (shown, at)
+            elif (current := newest.get((device_id, pin))) is None or current[1] <= at:
+                newest[device_id, pin] = (shown, at)
             if number is not None:
                 rows.append((device_id, pin, at, number, None, spec.save_raw))
             elif spec.save_raw:
                 rows.append((device_id, pin, at, None, shown_text(shown), True))
             if device_id in watched:
-                live.publish(device_id, value_event(pin, shown_text(shown), at, "device"))
-            stored += 1
-        self.latest.put_many(latest)
-        self.history.offer_many(rows)
-        return stored
-
-    def _published(self, device_id: int, spec: DatastreamSpec, value: Value, at: datetime,
-                   origin: str) -> HistoryRow | None:
-        """Show a stored value to the consoles watching the device; its history row."""
-        if self.live.subscribers(device_id):
-            self.live.publish(device_id, value_event(spec.pin, value.text, at, origin))
-        return history_row(device_id, spec, at, value)
+                live.publish(device_id, value_event(pin, shown_text(shown), at, origin))
+        self.latest.put_many(newest)
+        if rows:
+            await self.history.add_many(rows)
+        return refused
 
     async def erase(self, device: DeviceInfo, spec: DatastreamSpec) -> None:
         """Clear the stored latest value (history is kept)."""
@@ -154,7 +137,10 @@ class DataService:
         """A value set by the platform: store it and send it to the device. With ``actor`` (a user
         of the console or a platform API client) it also goes into the device's actions log; the
         HTTP device API's writes (made with the device's own token) pass none."""
-        value = await self.record(device, spec, raw, origin="server")
+        value = self.check(spec, raw)
+        refused = await self.record([((device.id, spec), value.text, None)], origin="server")
+        if refused:  # a canonical text reads as itself: never
+            raise refused[0][1]
         if actor is not None:
             if self.actions is None:
                 raise RuntimeError("this DataService was built without an actions log")

@@ -1,6 +1,6 @@
 """History rows into PostgreSQL with binary COPY, in batches flushed by size or age.
 
-Rows wait in a bounded queue; ``add`` waits when it is full, which slows the ingest down
+Rows wait in a bounded queue; ``add_many`` waits when it is full, which slows the ingest down
 instead of dropping data or growing memory. A failed batch is retried with backoff and kept
 (the database may be restarting); it is never silently discarded.
 
@@ -60,9 +60,9 @@ not make it scan the whole heap again and again (a named tuple stays tracked).""
 class _RowQueue:
     """A bounded FIFO of rows for one consumer that takes them in batches.
 
-    An ``asyncio.Queue`` costs a few calls and a wake-up check per row on both ends; here a
-    row is a ``deque.append`` and the consumer is woken once per batch (when enough rows wait,
-    or when its deadline passes). Producers wait only while the queue is full.
+    An ``asyncio.Queue`` costs a few calls and a wake-up check per row on both ends; here rows
+    are a ``deque.extend`` and the consumer is woken once per batch (when enough rows wait, or
+    when its deadline passes). Producers wait only while the queue is full.
     """
 
     def __init__(self, limit: int) -> None:
@@ -78,17 +78,7 @@ class _RowQueue:
         """Rows waiting."""
         return len(self.rows)
 
-    def offer(self, row: Row) -> bool:
-        """Queue a row unless the queue is full."""
-        rows = self.rows
-        if len(rows) >= self.limit:
-            return False
-        rows.append(row)
-        if len(rows) == self._wake_at:  # rows come one at a time: they reach it exactly
-            self._ready.set()
-        return True
-
-    def extend(self, rows: list[Row]) -> None:
+    def extend(self, rows: Sequence[Row]) -> None:
         """Queue rows the caller made room for (:meth:`room`)."""
         queued = self.rows
         before = len(queued)
@@ -104,11 +94,6 @@ class _RowQueue:
         """Until the consumer next takes rows."""
         self._room.clear()
         await self._room.wait()
-
-    async def put(self, row: Row) -> None:
-        """Queue a row, waiting for room."""
-        while not self.offer(row):
-            await self.taken()
 
     def close(self) -> None:
         """No more waiting for rows: the consumer takes what is queued and ends."""
@@ -157,37 +142,31 @@ class HistoryWriter:
         self._task: asyncio.Task[None] | None = None
         self.rows_written = 0
         self.accepted = 0
-        """Rows taken by :meth:`add` so far."""
+        """Rows taken by :meth:`add_many` so far."""
         self.settled = 0
         """Rows done with, in the order they were added: committed, or refused by the database
         (a row that can never be written). A batch the writer gave up on at stop is not settled."""
         self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
 
-    async def add(self, row: HistoryRow) -> None:
-        """Queue a row (waits when the queue is full)."""
-        waiting: Row = (*row,)
-        if not self._queue.offer(waiting):
-            await self._queue.put(waiting)
-        self.accepted += 1
-
-    def offer(self, row: HistoryRow) -> bool:
-        """Queue a row if there is room, without waiting; False if full (then :meth:`add` it)."""
-        if self._queue.offer((*row,)):
-            self.accepted += 1
-            return True
-        return False
-
-    def room(self) -> int:
-        """How many rows :meth:`offer_many` would take now."""
-        return self._queue.room()
-
-    def offer_many(self, rows: list[Row]) -> None:
-        """Queue rows (as plain tuples, in :class:`HistoryRow` order) that :meth:`room` said fit;
-        the ingest's batches."""
-        if len(rows) > self._queue.room():
-            raise OverflowError(f"{len(rows)} history rows offered, room for {self._queue.room()}")
-        self._queue.extend(rows)
-        self.accepted += len(rows)
+    async def add_many(self, rows: Sequence[Row]) -> None:
+        """Queue rows (plain tuples in :class:`HistoryRow` order; a :class:`HistoryRow` is one
+        too), in order. Waits while the queue is full, which slows the producer down instead of
+        dropping data or growing memory; when they fit, it does not wait at all."""
+        queue, count = self._queue, len(rows)
+        if count <= queue.room():  # the common case: all at once
+            queue.extend(rows)
+            self.accepted += count
+            return
+        done = 0
+        while done < count:
+            room = queue.room()
+            if room <= 0:
+                await queue.taken()
+                continue
+            part = rows[done:done + room]
+            queue.extend(part)
+            self.accepted += len(part)
+            done += len(part)
 
     async def keep_pace(self) -> None:
         """For a producer that can outrun the writer (the ingest): wait while more rows are

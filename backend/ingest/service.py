@@ -10,7 +10,6 @@ device message moves its last-seen time.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg_pool import AsyncConnectionPool
 
 from backend.devices.context import DeviceServices
-from backend.devices.data import DataService, downlink_topic
+from backend.devices.data import DataService, Incoming, downlink_topic
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.errors import ValidationError
 from backend.ingest.uplinks import MAX_DIAG_NAME, UplinkHandler, Uplinks
@@ -62,41 +61,49 @@ class IngestService:
         self._routes_until = 0.0
         self._routes_generation = -1
 
-    async def handle(self, msg: Message) -> None:
-        """Process one message; never raises."""
-        try:
-            await self._dispatch(msg)
-        except Exception:
-            log.exception("ingest failed for %s", msg.topic)
-        self.processed += 1
+    async def handle(self, messages: Sequence[Message]) -> None:
+        """Process messages in order; never raises.
 
-    def handle_ready(self, batch: Sequence[Message], start: int = 0) -> int:
-        """:meth:`handle` the messages of ``batch`` from ``start`` on without waiting, up to the
-        first one that needs waiting; its index, or ``len(batch)`` when none did. Then await
-        :meth:`handle` of that message and call this again after it, so every message is
-        handled once, in order.
-
-        Without waiting means the common case, done at a fraction of :meth:`handle`'s cost: a
-        plain value (``d/<id>/ds/<name>``) of a device whose template is in memory, that
-        :func:`~backend.templates.values.quick_value` accepts, while the history queue has room
-        for the whole run (:meth:`DataService.record_ready`). Anything else, including every value to refuse (``handle`` tells the device why), ends the run.
+        Plain values (``d/<id>/ds/<name>`` of a device and datastream the ingest knows, most
+        messages) are gathered and stored together, one batch for each run of them
+        (:meth:`DataService.record`); any other message first has the values before it stored,
+        then goes to its handler (:attr:`handlers`).
         """
         routes = self._fresh_routes()
         route_of = self._route
-        values: list[tuple[tuple[int, DatastreamSpec], bytes]] = []
-        for message in itertools.islice(batch, start, None):
+        values: list[Incoming] = []
+        for message in messages:
             topic = message.topic
             route = routes[topic] if topic in routes else route_of(topic)
-            if route is None:
-                break
-            values.append((route, message.payload))
-        stored = self.data.record_ready(values)
-        if stored:
-            # One time for the batch: last-seen is written coalesced every few seconds anyway.
-            self.services.lifecycle.seen_all({device_id for (device_id, _), _ in values[:stored]},
-                                             datetime.now(timezone.utc))
-            self.processed += stored
-        return start + stored
+            if route is not None:
+                values.append((route, message.payload, None))
+                continue
+            if values:
+                await self._values(values)
+                values = []
+            try:
+                await self._dispatch(message)
+            except Exception:
+                log.exception("ingest failed for %s", topic)
+            self.processed += 1
+            routes = self._fresh_routes()  # it may have waited: the registry may have changed meanwhile
+        if values:
+            await self._values(values)
+
+    async def _values(self, values: list[Incoming]) -> None:
+        """A run of plain values: stored; the devices told why for those refused."""
+        try:
+            await self._store(values)
+        except Exception:
+            log.exception("ingest failed for %d values", len(values))
+        # One time for the run: last-seen is written coalesced every few seconds anyway.
+        self.services.lifecycle.seen_all({device_id for (device_id, _), _, _ in values}, datetime.now(timezone.utc))
+        self.processed += len(values)
+
+    async def _store(self, values: list[Incoming]) -> None:
+        for index, exc in await self.data.record(values):
+            (device_id, spec), _, _ = values[index]
+            self.data.diag(device_id, f"ds/{spec.name[:MAX_DIAG_NAME]}: {exc.message}")
 
     def _fresh_routes(self) -> dict[str, tuple[int, DatastreamSpec]]:
         """The routes :meth:`_route` found, while they may still be used: for at most
@@ -109,8 +116,8 @@ class IngestService:
         return self._routes
 
     def _route(self, topic: str) -> tuple[int, DatastreamSpec] | None:
-        """The device and datastream of a ``d/<id>/ds/<name>`` topic, when :meth:`handle_ready`
-        can store its value (remembered); else None."""
+        """The device and datastream of a ``d/<id>/ds/<name>`` topic of a device in the
+        registry's cache (remembered); else None (the message goes to its handler)."""
         parts = topic.split("/", 2)
         if len(parts) != 3 or parts[0] != "d" or not is_digits(parts[1]):
             return None
@@ -186,28 +193,14 @@ class IngestService:
             log.warning("malformed sys/%s for device %s: %s", kind, device_id, exc)
 
     async def _value(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
-        """``ds/<datastream>``: a value."""
-        name = names[0]
-        checked = self._checked(device, name, payload)
-        if checked is None:
+        """``ds/<datastream>``: a value (of a device not in the registry's cache, or of no
+        datastream; the others are stored in runs, see :meth:`handle`)."""
+        try:
+            spec = self.data.spec_by_name(device, names[0])
+        except ValidationError as exc:
+            self.data.diag(device.id, f"ds/{names[0][:MAX_DIAG_NAME]}: {exc.message}")
             return
-        try:
-            await self.data.record(device, checked[0], checked[1])
-        except ValidationError as exc:
-            self.data.diag(device.id, f"ds/{name[:MAX_DIAG_NAME]}: {exc.message}")
-
-    def _checked(self, device: DeviceInfo, name: str, payload: bytes) -> tuple[DatastreamSpec, str] | None:
-        """The datastream and the text of a value, or None after telling the device why not."""
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            self.data.diag(device.id, f"ds/{name[:MAX_DIAG_NAME]}: value is not UTF-8 text")
-            return None
-        try:
-            return self.data.spec_by_name(device, name), text
-        except ValidationError as exc:
-            self.data.diag(device.id, f"ds/{name[:MAX_DIAG_NAME]}: {exc.message}")
-            return None
+        await self._store([((device.id, spec), payload, None)])
 
     async def _info_mcu(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
         """``info/mcu``: firmware and board; Blynk.Air learns of the installed version."""

@@ -3,7 +3,7 @@ erase, widget properties, events, metadata, and the ``get/...`` requests for met
 and location. Each is an :data:`UplinkHandler`, reports what went wrong on ``downlink/diag``
 and never raises :class:`ValidationError` to the dispatcher. Values, timestamped or not, are
 stored through :meth:`DataService.record`, so their history follows the datastream's "Save Raw
-Data" (``backend.devices.data.history_row``).
+Data".
 """
 
 from __future__ import annotations
@@ -47,11 +47,9 @@ class Uplinks:
         for message in entries.errors:
             self.diag(device, "batch_ds", message)
         at = datetime.now(timezone.utc)
-        for spec, text in entries.good:
-            try:
-                await self.s.data.record(device, spec, text, at)
-            except ValidationError as exc:
-                self.diag(device, "batch_ds", exc.message)
+        refused = await self.s.data.record([((device.id, spec), text, at) for spec, text in entries.good])
+        for _, problem in refused:
+            self.diag(device, "batch_ds", problem.message)
 
     async def timestamped(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
         """``ds/<name>/timestamped_batch``: history at the given times; latest only moves forward."""
@@ -64,12 +62,10 @@ class Uplinks:
             self.diag(device, topic, exc.message)
             return
         total = len(batch.points) + batch.out_of_window + batch.bad
-        for at, text in batch.points:
-            try:
-                await self.s.data.record(device, spec, text, at)
-            except ValidationError as exc:
-                batch.bad += 1
-                batch.first_error = batch.first_error or exc.message
+        refused = await self.s.data.record([((device.id, spec), text, at) for at, text in batch.points])
+        if refused:
+            batch.bad += len(refused)
+            batch.first_error = batch.first_error or refused[0][1].message
         if batch.out_of_window:
             days = self.s.timestamped_max_age.days
             self.diag(device, topic, f"{batch.out_of_window} of {total} points refused: "

@@ -24,10 +24,7 @@ async def ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: Histo
     backend.transport.mqtt): a crash before that gets them sent again."""
     acks = AcksAfterCommit(history, mqtt.done_all)
     while (messages := await mqtt.take(batch)) is not None:
-        done = ingest.handle_ready(messages)  # most messages: no coroutine to make and await
-        while done < len(messages):
-            await ingest.handle(messages[done])
-            done = ingest.handle_ready(messages, done + 1)
+        await ingest.handle(messages)
         acks.add_all([m.receipt for m in messages if m.receipt is not None])
         # Taking waiting messages does not wait, nor does storing values in the common case:
         # under load this loop would keep the event loop to itself. Let the history writer,

@@ -1,8 +1,9 @@
 """Datastream values: pins, types, parsing, clamping and formatting.
 
-A value travels as text (MQTT payloads, HTTP query strings). ``parse_value`` checks it against
-its datastream and returns a :class:`Value` holding the canonical text (what devices and the
-HTTP API get back), the number for history (None for strings) and the JSON form.
+A value travels as text (MQTT payloads, HTTP query strings). :func:`checked_value`, the one
+parser, checks it against its datastream and gives the canonical text (what devices and the
+HTTP API get back) and the number for history (None for strings); :func:`parse_value` makes a
+:class:`Value` of them, with the JSON form.
 Out-of-range numbers are clamped to min/max; a wrong type is refused, as Blynk does.
 """
 
@@ -100,71 +101,94 @@ class TooLongError(ValidationError):
     """A string value is longer than the limit."""
 
 
-def parse_value(spec: DatastreamSpec, raw: str, *, max_string_bytes: int = 1024) -> Value:
-    """Check ``raw`` against ``spec``: parse, clamp and format it."""
-    raw = raw.strip() if spec.type is not DatastreamType.STRING else raw
-    if spec.type in (DatastreamType.INTEGER, DatastreamType.ENUM):
-        number = _parse_int(spec, raw)
-        clamped = int(_clamp(spec, number))
-        return Value(str(clamped), _int_number(spec, clamped), clamped)
-    if spec.type is DatastreamType.DOUBLE:
-        real = _clamp(spec, _parse_float(spec, raw))
-        return Value(format_double(real), real, real)
-    if spec.type is DatastreamType.LOCATION:
-        return _parse_location(spec, raw)
-    if len(raw.encode()) > max_string_bytes:
-        raise TooLongError(f"value of {spec.name} is longer than {max_string_bytes} bytes")
-    return Value(raw, None, raw)
+def checked_value(spec: DatastreamSpec, raw: str | bytes,
+                  max_string_bytes: int = 1024) -> tuple[str | float, float | None]:
+    """Check a value against its datastream: parse, clamp and format it; raises
+    :class:`ValidationError` (:class:`WrongTypeError`, :class:`TooLongError`) when it does not
+    fit. ``raw`` is text, or an MQTT payload (bytes, which must be UTF-8 text).
 
+    ``(shown, number)``: the number for history (None for strings and locations) and the
+    canonical text (what devices and the HTTP API get back), except that a Double's is its
+    number, which :func:`shown_text` formats when it is read (most values are never read as
+    text, and formatting a double costs as much as reading it).
 
-def quick_value(spec: DatastreamSpec, payload: bytes,
-                max_string_bytes: int = 1024) -> tuple[str | float, float | None] | None:
-    """:func:`parse_value` of an MQTT payload for the ingest's common cases, without making a
-    :class:`Value`: a number for an Integer, Enum or Double datastream, or text for a String
-    one. ``(shown, number)``: ``number`` as ``parse_value(spec, payload.decode())`` gives it,
-    and its text, except that a Double's is its number, which :func:`shown_text` formats when
-    it is read (most values are never read as text, and formatting a double costs as much as
-    reading it). None for anything else, including every value ``parse_value`` refuses (let
-    it say why).
-
-    ``float`` and ``int`` read ASCII bytes directly, ignoring surrounding whitespace as
-    ``parse_value``'s ``strip`` does, and refuse any byte outside ASCII, so a payload they
-    accept is UTF-8 text that reads the same.
+    The common values, numbers and strings, take a fast branch: ``float`` and ``int`` read
+    text and ASCII bytes directly, ignoring surrounding whitespace as the general branch's
+    ``strip`` does, and refuse any byte outside ASCII, so a payload they accept reads as its
+    text does. Anything else takes the general branch, which says why a value is refused.
     """
     kind = spec.type
     if kind is _DOUBLE:
         try:
-            real = float(payload)
+            real = float(raw)
         except ValueError:
-            return None
-        if real - real != 0.0:  # inf or nan (math.isfinite costs a call more)
-            return None
-        low, high = spec.min, spec.max
-        if low is not None and real < low:
-            real = low
-        elif high is not None and real > high:
-            real = high
-        return real, real
-    if kind is _INTEGER or kind is _ENUM:
+            pass
+        else:
+            if real - real == 0.0:  # not inf or nan (math.isfinite costs a call more)
+                low, high = spec.min, spec.max
+                if low is not None and real < low:
+                    real = low
+                elif high is not None and real > high:
+                    real = high
+                return real, real
+    elif kind is _INTEGER or kind is _ENUM:
         try:
-            whole = int(payload)
-        except ValueError:  # also "1.0", which parse_value takes: it says what it makes of it
-            return None
-        clamped = int(_clamp(spec, whole))
+            whole = int(raw)
+        except ValueError:  # also "1.0", which the general branch takes
+            pass
+        else:
+            clamped = int(_clamp(spec, whole))
+            return str(clamped), _int_number(spec, clamped)
+    elif kind is _STRING and type(raw) is bytes and len(raw) <= max_string_bytes:
         try:
-            return str(clamped), float(clamped)
-        except OverflowError:
-            return None
-    if kind is _STRING and len(payload) <= max_string_bytes:
-        try:
-            return payload.decode("utf-8"), None
+            return raw.decode("utf-8"), None
         except UnicodeDecodeError:
-            return None
-    return None
+            pass
+    return _checked_text(spec, raw if isinstance(raw, str) else _utf8(raw), max_string_bytes)
+
+
+def _utf8(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("value is not UTF-8 text") from None
+
+
+def _checked_text(spec: DatastreamSpec, raw: str, max_string_bytes: int) -> tuple[str | float, float | None]:
+    """:func:`checked_value`'s general branch."""
+    raw = raw.strip() if spec.type is not DatastreamType.STRING else raw
+    if spec.type in (DatastreamType.INTEGER, DatastreamType.ENUM):
+        clamped = int(_clamp(spec, _parse_int(spec, raw)))
+        return str(clamped), _int_number(spec, clamped)
+    if spec.type is DatastreamType.DOUBLE:
+        real = _clamp(spec, _parse_float(spec, raw))
+        return real, real
+    if spec.type is DatastreamType.LOCATION:
+        return _parse_location(spec, raw), None
+    if len(raw.encode()) > max_string_bytes:
+        raise TooLongError(f"value of {spec.name} is longer than {max_string_bytes} bytes")
+    return raw, None
+
+
+def parse_value(spec: DatastreamSpec, raw: str | bytes, *, max_string_bytes: int = 1024) -> Value:
+    """:func:`checked_value` as a :class:`Value`: its text made, and its JSON form."""
+    shown, number = checked_value(spec, raw, max_string_bytes)
+    text = shown_text(shown)
+    kind = spec.type
+    json: Any
+    if kind is _INTEGER or kind is _ENUM:
+        json = int(text)
+    elif kind is _DOUBLE:
+        json = number
+    elif kind is DatastreamType.LOCATION:
+        json = [float(part) for part in text.split(MULTI_SEPARATOR)]
+    else:
+        json = text
+    return Value(text, number, json)
 
 
 def shown_text(shown: str | float) -> str:
-    """The text of a value as :func:`quick_value` gives it (a Double's number, formatted)."""
+    """The text of a value as :func:`checked_value` gives it (a Double's number, formatted)."""
     return shown if isinstance(shown, str) else format_double(shown)
 
 
@@ -221,7 +245,7 @@ def _clamp(spec: DatastreamSpec, number: float) -> float:
     return number
 
 
-def _parse_location(spec: DatastreamSpec, raw: str) -> Value:
+def _parse_location(spec: DatastreamSpec, raw: str) -> str:
     parts = [p for p in re.split(r"[\x00,]", raw) if p.strip()]
     if len(parts) != 2:
         raise WrongTypeError(f"{spec.name} expects a location 'lon,lat', got {raw[:40]!r}")
@@ -231,4 +255,4 @@ def _parse_location(spec: DatastreamSpec, raw: str) -> Value:
         raise WrongTypeError(f"{spec.name} expects a location 'lon,lat', got {raw[:40]!r}") from None
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
         raise WrongTypeError(f"{spec.name}: location out of range ({lon}, {lat})")
-    return Value(f"{format_double(lon)}{MULTI_SEPARATOR}{format_double(lat)}", None, [lon, lat])
+    return f"{format_double(lon)}{MULTI_SEPARATOR}{format_double(lat)}"

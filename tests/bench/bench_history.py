@@ -44,7 +44,7 @@ async def writer_path(db: Database, rows: list[HistoryRow]) -> float:
     t0 = time.perf_counter()
     writer.start()
     for i, row in enumerate(rows):
-        await writer.add(row)
+        await writer.add_many([row])
         if i % 50_000 == 0:
             progress("writer", i, len(rows))
     await writer.stop()
@@ -104,7 +104,7 @@ async def year_query(db: Database, runs: int) -> tuple[float, float, int, str]:
     writer = HistoryWriter(db.pool, batch_rows=20_000)
     writer.start()
     for i in range(525_600):
-        await writer.add(HistoryRow(9999, 7, start + timedelta(minutes=i), float(i % 97), None, raw=False))
+        await writer.add_many([HistoryRow(9999, 7, start + timedelta(minutes=i), float(i % 97), None, raw=False)])
         if i % 100_000 == 0:
             progress("year of minutes", i, 525_600)
     await writer.stop()

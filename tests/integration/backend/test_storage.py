@@ -56,7 +56,7 @@ async def test_history_copy_lands_in_daily_partitions(fresh_db: str) -> None:
         rows.append(HistoryRow(1, 0, now - timedelta(days=400), 1.0, None))  # far past: default partition
         writer.start()
         for row in rows:
-            await writer.add(row)
+            await writer.add_many([row])
         await writer.stop()
         assert writer.rows_written == len(rows)
         async with db.pool.connection() as conn:
@@ -136,12 +136,12 @@ async def test_history_writer_keeps_good_rows_when_one_is_refused(fresh_db: str)
         writer = HistoryWriter(db.pool, batch_rows=10, flush_seconds=0.05)
         now = datetime.now(timezone.utc)
         writer.start()
-        await writer.add(HistoryRow(1, 0, now, 1.0, None))
-        await writer.add(HistoryRow(1, 0, None, 2.0, None))  # type: ignore[arg-type]  # ts is NOT NULL
-        await writer.add(HistoryRow(1, 0, now, 3.0, None))
+        await writer.add_many([HistoryRow(1, 0, now, 1.0, None)])
+        await writer.add_many([HistoryRow(1, 0, None, 2.0, None)])  # type: ignore[arg-type]  # ts is NOT NULL
+        await writer.add_many([HistoryRow(1, 0, now, 3.0, None)])
         await writer.stop()
         writer.start()  # and it still writes afterwards
-        await writer.add(HistoryRow(1, 0, now, 4.0, None))
+        await writer.add_many([HistoryRow(1, 0, now, 4.0, None)])
         await writer.stop()
         async with db.pool.connection() as conn:
             rows = await (await conn.execute("SELECT value FROM history ORDER BY value")).fetchall()
@@ -156,7 +156,7 @@ async def test_stopping_the_writer_loses_no_row_even_mid_batch(fresh_db: str) ->
         now = datetime.now(timezone.utc)
         writer.start()
         for i in range(20_000):
-            await writer.add(HistoryRow(1, 0, now, float(i), None))
+            await writer.add_many([HistoryRow(1, 0, now, float(i), None)])
         while writer._queue.qsize() == 20_000:  # let the flusher take its first batch...
             await asyncio.sleep(0)
         assert writer.rows_written == 0  # ...and stop while that batch is being written
@@ -184,7 +184,7 @@ async def test_after_commit_runs_in_order_once_the_rows_are_stored(fresh_db: str
         assert seen == [(0, -1)]
         writer.start()
         for i in range(1, 8):
-            await writer.add(HistoryRow(1, 0, now, float(i), None))
+            await writer.add_many([HistoryRow(1, 0, now, float(i), None)])
             writer.after_commit(lambda i=i: seen.append((i, writer.settled)))
         await writer.stop()
         assert [i for i, _ in seen] == list(range(8))
@@ -210,7 +210,7 @@ async def test_acks_after_commit_come_in_order_and_only_once_their_rows_are_stor
         for first in range(1, 40, 2):  # batches of two messages
             for receipt in (first, first + 1):
                 if receipt % 3:  # two messages in three make a row; the third (an event, say) does not
-                    await writer.add(HistoryRow(1, 0, now + timedelta(seconds=receipt), float(receipt), None))
+                    await writer.add_many([HistoryRow(1, 0, now + timedelta(seconds=receipt), float(receipt), None)])
             owed[first] = owed[first + 1] = writer.accepted
             acks.add_all([first, first + 1])
         await writer.stop()
@@ -233,7 +233,7 @@ async def test_batches_in_flight_together_keep_rollups_exact(fresh_db: str) -> N
             device = (i % 40) + 1 if group % 2 == 0 else 40 - (i % 40)
             value = float(i % 97)
             values.setdefault(device, []).append(value)
-            await writer.add(HistoryRow(device, 0, start + timedelta(milliseconds=i), value, None))
+            await writer.add_many([HistoryRow(device, 0, start + timedelta(milliseconds=i), value, None)])
         await writer.stop()
         async with db.pool.connection() as conn:
             for table in ("history_minute", "history_hour"):

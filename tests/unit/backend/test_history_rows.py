@@ -1,4 +1,5 @@
-"""Which history row a value becomes under Blynk's "Save Raw Data" (``history_row``, pure)."""
+"""Which history row a value becomes under Blynk's "Save Raw Data" (``DataService.record``,
+without a database: the rows wait in the writer's queue)."""
 
 from __future__ import annotations
 
@@ -6,28 +7,38 @@ from datetime import datetime, timezone
 
 import pytest
 
-from backend.devices.data import history_row
-from backend.history.writer import HistoryRow
-from backend.templates.values import DatastreamSpec, DatastreamType, parse_value
+from backend.devices.data import DataService
+from backend.devices.latest import LatestValues
+from backend.history.writer import HistoryRow, HistoryWriter
+from backend.templates.values import DatastreamSpec, DatastreamType
 
 AT = datetime(2024, 5, 1, 12, 0, 30, tzinfo=timezone.utc)
 
 
-def row(type_: DatastreamType, save_raw: bool, raw: str) -> HistoryRow | None:
+class Nowhere:
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
+        raise AssertionError("storing a value publishes nothing")
+
+
+async def rows(type_: DatastreamType, save_raw: bool, raw: str) -> list[tuple[object, ...]]:
+    history = HistoryWriter(None)  # type: ignore[arg-type]  # not started: rows stay queued
+    data = DataService(LatestValues(None), history, Nowhere())  # type: ignore[arg-type]
     spec = DatastreamSpec(4, "X", type_, save_raw=save_raw)
-    return history_row(9, spec, AT, parse_value(spec, raw))
+    assert await data.record([((9, spec), raw, AT)]) == []
+    return list(history._queue.rows)
 
 
 @pytest.mark.parametrize(("type_", "raw", "number"), [
     (DatastreamType.DOUBLE, "21.5", 21.5), (DatastreamType.INTEGER, "3", 3.0), (DatastreamType.ENUM, "2", 2.0)])
-def test_numbers_always_reach_the_rollups_and_are_raw_only_with_save_raw(type_: DatastreamType, raw: str,
-                                                                         number: float) -> None:
-    assert row(type_, True, raw) == HistoryRow(9, 4, AT, number, None, raw=True)
-    assert row(type_, False, raw) == HistoryRow(9, 4, AT, number, None, raw=False)
+async def test_numbers_always_reach_the_rollups_and_are_raw_only_with_save_raw(type_: DatastreamType, raw: str,
+                                                                               number: float) -> None:
+    assert await rows(type_, True, raw) == [HistoryRow(9, 4, AT, number, None, raw=True)]
+    assert await rows(type_, False, raw) == [HistoryRow(9, 4, AT, number, None, raw=False)]
 
 
-def test_strings_and_locations_are_history_only_with_save_raw() -> None:
-    assert row(DatastreamType.STRING, True, "door open") == HistoryRow(9, 4, AT, None, "door open", raw=True)
-    assert row(DatastreamType.LOCATION, True, "24.1\x0056.9") == HistoryRow(9, 4, AT, None, "24.1\x0056.9", raw=True)
-    assert row(DatastreamType.STRING, False, "door open") is None  # cannot be averaged into a rollup
-    assert row(DatastreamType.LOCATION, False, "24.1\x0056.9") is None
+async def test_strings_and_locations_are_history_only_with_save_raw() -> None:
+    assert await rows(DatastreamType.STRING, True, "door open") == [HistoryRow(9, 4, AT, None, "door open", raw=True)]
+    assert await rows(DatastreamType.LOCATION, True, "24.1\x0056.9") == [
+        HistoryRow(9, 4, AT, None, "24.1\x0056.9", raw=True)]
+    assert await rows(DatastreamType.STRING, False, "door open") == []  # cannot be averaged into a rollup
+    assert await rows(DatastreamType.LOCATION, False, "24.1\x0056.9") == []

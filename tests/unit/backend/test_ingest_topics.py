@@ -66,7 +66,7 @@ async def test_each_uplink_topic_reaches_its_own_handler(uplink: Uplink) -> None
             calls.append((kind, device.id, names, payload))
         service.handlers[kind] = record
     topic, names = example(uplink.pattern)
-    await service.handle(Message(f"d/{DEVICE}/{topic}", b"payload", 1, False))
+    await service.handle([Message(f"d/{DEVICE}/{topic}", b"payload", 1, False)])
     assert calls == [(uplink, DEVICE, names, b"payload")]
 
 
@@ -74,7 +74,7 @@ async def test_each_uplink_topic_reaches_its_own_handler(uplink: Uplink) -> None
 async def test_a_topic_outside_the_table_is_reported_to_the_device(topic: str) -> None:
     published = Published()
     service = ingest(published)
-    await service.handle(Message(f"d/{DEVICE}/{topic}", b"1", 1, False))
+    await service.handle([Message(f"d/{DEVICE}/{topic}", b"1", 1, False)])
     assert published.messages == [(f"d/{DEVICE}/downlink/diag", f"{topic}: not supported by this server yet".encode())]
 
 

@@ -4,10 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import backend.templates.values as values_module
 from backend.errors import ValidationError
 from backend.templates.values import (DatastreamPin, DatastreamSpec, DatastreamType, TooLongError,
-                                      WrongTypeError, json_of, parse_value, quick_value,
-                                      shown_text)
+                                      WrongTypeError, checked_value, json_of, parse_value, shown_text)
 
 TEMP = DatastreamSpec(pin=0, name="Temperature", type=DatastreamType.DOUBLE, min=-40, max=85)
 POWER = DatastreamSpec(pin=1, name="Power", type=DatastreamType.INTEGER, min=0, max=1)
@@ -84,43 +84,53 @@ PAYLOADS = [b"23.5", b" 23.50 ", b"100", b"-1e9", b"1", b"7", b"-3", b"1.0", b"1
             b"24.1\x0056.9", b"24.1,56.9", b"\t42\n", b"+5", b"-0", b"-0.0", "é".encode() * 513]
 
 
-def _slow(spec: DatastreamSpec, payload: bytes) -> tuple[str, float | None] | None:
-    """What the general path makes of a payload: (text, number), or None when it refuses it."""
+def _general(spec: DatastreamSpec, payload: bytes) -> tuple[str, float | None] | str:
+    """What checked_value's general branch makes of a payload's text: (text, number), or why
+    it refuses it."""
     try:
-        value = parse_value(spec, payload.decode("utf-8"))
-    except (ValidationError, UnicodeDecodeError):
-        return None
-    return value.text, value.number
+        shown, number = values_module._checked_text(spec, payload.decode("utf-8"), 1024)
+    except UnicodeDecodeError:
+        return "value is not UTF-8 text"
+    except ValidationError as exc:
+        return exc.message
+    return shown_text(shown), number
 
 
-def _quick(spec: DatastreamSpec, payload: bytes) -> tuple[str, float | None] | None:
-    """quick_value with the text of a Double made, as its readers do."""
-    quick = quick_value(spec, payload)
-    if quick is None:
-        return None
-    shown, number = quick
+def _checked(spec: DatastreamSpec, payload: bytes) -> tuple[str, float | None] | str:
+    """checked_value of the payload, with the text of a Double made, as its readers do."""
+    try:
+        shown, number = checked_value(spec, payload)
+    except ValidationError as exc:
+        return exc.message
     assert isinstance(shown, str) != (spec.type is DatastreamType.DOUBLE)  # only a Double waits as a number
     return shown_text(shown), number
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 @pytest.mark.parametrize("payload", PAYLOADS)
-def test_quick_value_agrees_with_parse_value(spec: DatastreamSpec, payload: bytes) -> None:
-    """The ingest's fast path gives what parse_value gives, or leaves the payload to it."""
-    quick = _quick(spec, payload)
-    if quick is not None:
-        assert quick == _slow(spec, payload)
-        assert type(quick[1]) is type(_slow(spec, payload)[1])  # type: ignore[index]
-    elif spec.type is not DatastreamType.LOCATION and payload in (b"23.5", b"7", b"-3", b"\t42\n", b"abc"):
-        assert _slow(spec, payload) is None, f"{payload!r} for {spec.name} should not need the general path"
+def test_the_fast_branch_agrees_with_the_general_one(spec: DatastreamSpec, payload: bytes) -> None:
+    """A payload the fast branch reads gives what its text gives (refusals included)."""
+    checked = _checked(spec, payload)
+    assert checked == _general(spec, payload)
+    assert type(checked[1]) is type(_general(spec, payload)[1])
+
+
+@pytest.mark.parametrize(("spec", "payload"), [
+    (TEMP, b"23.5"), (TEMP, b"\t42\n"), (COUNT, b"7"), (COUNT, b"-3"), (MODE, b"2"), (LABEL, b"abc")])
+def test_common_payloads_take_the_fast_branch(spec: DatastreamSpec, payload: bytes,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def general(*args: object) -> None:
+        raise AssertionError(f"{payload!r} for {spec.name} should not need the general branch")
+
+    monkeypatch.setattr(values_module, "_checked_text", general)
+    checked_value(spec, payload)
 
 
 @given(spec=st.sampled_from(SPECS), payload=st.one_of(
     st.binary(max_size=12), st.floats().map(lambda f: repr(f).encode()),
     st.integers().map(lambda i: str(i).encode()), st.text(max_size=12).map(str.encode)))
-def test_quick_value_never_disagrees(spec: DatastreamSpec, payload: bytes) -> None:
-    quick = _quick(spec, payload)
-    assert quick is None or quick == _slow(spec, payload)
+def test_the_fast_branch_never_disagrees(spec: DatastreamSpec, payload: bytes) -> None:
+    assert _checked(spec, payload) == _general(spec, payload)
 
 
 def test_integers_no_double_can_hold_are_refused_not_crashed() -> None:

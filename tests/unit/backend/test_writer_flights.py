@@ -46,7 +46,7 @@ async def add_batches(writer: ScriptedWriter, batches: int, rows: int, first: in
     ran: list[list[int]] = []
     for b in range(batches):
         for r in range(rows):
-            await writer.add(HistoryRow(1, 0, AT, float(first + b * rows + r), None))
+            await writer.add_many([HistoryRow(1, 0, AT, float(first + b * rows + r), None)])
         writer.after_commit(lambda b=b: ran.append([b, writer.settled]))
     return ran
 
