@@ -9,12 +9,9 @@ import pytest
 
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice
+from tests.support.blynk import blynk_error
 from tests.support.net import wait_for
 from tests.support.stack import StackConfig
-
-
-def blynk_error(message: str) -> dict[str, object]:
-    return {"error": {"message": message}}
 
 
 def test_update_reaches_the_device_and_get_reads_it_back(http: httpx.Client, device: PahoDevice) -> None:

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from backend.transfer.schemas import DeviceOut
+from tests.support.blynk import blynk_error
 from tests.support.net import wait_for
 from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
@@ -22,10 +23,6 @@ from tests.support.stack import StackConfig
 JSON = {"Content-Type": "application/json"}
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-
-
-def blynk_error(message: str) -> dict[str, object]:
-    return {"error": {"message": message}}
 
 
 def now_ms() -> int:

@@ -11,14 +11,11 @@ import pytest
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice, connect_device, is_connected
 from tests.integration.backend.devices_doc import provision_rich, query, timeline
+from tests.support.blynk import blynk_error
 from tests.support.net import wait_for
 from tests.support.stack import StackConfig
 
 API = "/external/api"
-
-
-def blynk_error(message: str) -> dict[str, object]:
-    return {"error": {"message": message}}
 
 
 @pytest.fixture

@@ -21,16 +21,13 @@ import psycopg
 import pytest
 
 from backend.transfer.schemas import DeviceOut
+from tests.support.blynk import blynk_error
 from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 LINK = re.compile(r"^http://127\.0\.0\.1:\d+/device_data_(\d+)_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d_[A-Za-z0-9]{16}\.zip$")
-
-
-def blynk_error(message: str) -> dict[str, object]:
-    return {"error": {"message": message}}
 
 
 def hour0() -> int:

@@ -8,13 +8,10 @@ import psycopg
 import pytest
 
 from backend.transfer.schemas import DeviceOut
+from tests.support.blynk import blynk_error
 from tests.support.stack import StackConfig
 
 FIELDS = "fw_version, fw_build, fw_type, blynk_version, board_template_id"
-
-
-def blynk_error(message: str) -> dict[str, object]:
-    return {"error": {"message": message}}
 
 
 def firmware(stack: StackConfig, device_id: int) -> tuple[object, ...]:

@@ -13,14 +13,11 @@ import psycopg
 import pytest
 
 from backend.transfer.schemas import DeviceOut
+from tests.support.blynk import blynk_error
 from tests.support.stack import StackConfig
 
 MB = 1024 * 1024
 URL = re.compile(r"^http://127\.0\.0\.1:\d+/device_uploads/(\d+)/([A-Za-z0-9]{32})(\.[a-z0-9]+)?$")
-
-
-def blynk_error(message: str) -> dict[str, object]:
-    return {"error": {"message": message}}
 
 
 def upload(http: httpx.Client, token: str, name: str = "file.png", data: bytes = b"*My awesome poem*",

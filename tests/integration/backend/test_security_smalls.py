@@ -25,6 +25,7 @@ import pytest
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import connect_device
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, Api, start_accounts_stack
+from tests.support.blynk import blynk_error
 from tests.support.net import wait_for
 from tests.support.provision import provision, thermostat_doc
 
@@ -80,10 +81,6 @@ def http(acc: AccountsStack) -> Iterator[httpx.Client]:
 def devices(acc: AccountsStack) -> list[DeviceOut]:
     """Two fresh devices in the root organization whose datastreams keep raw points."""
     return provision(acc.config.database_url, thermostat_doc(devices=2, save_raw=True)).devices
-
-
-def blynk_error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message}}
 
 
 def now_ms(acc: AccountsStack) -> int:
