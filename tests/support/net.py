@@ -1,7 +1,9 @@
-"""Small helpers for tests that talk over loopback: free ports and bounded waits."""
+"""Small helpers for tests that talk over loopback: free ports and bounded waits (the one
+polling helper, :func:`wait_for`, and its async twin :func:`eventually`)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Callable
@@ -28,6 +30,21 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
         time.sleep(interval)
+
+
+async def eventually(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01,
+                     message: str = "condition") -> T:
+    """:func:`wait_for` for async tests: polls without blocking the event loop (on which an
+    in-process broker may run)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+        await asyncio.sleep(interval)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

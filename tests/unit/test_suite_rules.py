@@ -27,8 +27,7 @@ SKIPPED_FOLDERS = {"bench"}
 
 ASSERTING_HELPERS = {
     "wait_for": "tests/support/net.py: AssertionError when the condition never holds",
-    "eventually": "the broker tests' harness: AssertionError when the condition never holds",
-    "wait_until": "the device_sdk tests' harness: AssertionError when the condition never holds",
+    "eventually": "tests/support/net.py: wait_for for async tests",
 }
 """Shared helpers whose call is a test's check (a test module's own functions that assert
 count without being listed)."""

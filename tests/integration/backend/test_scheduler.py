@@ -9,14 +9,7 @@ from backend.db.engine import Database
 from backend.history.maintenance import Retention, maintain
 from backend.history.partitions import HISTORY, partitions
 from backend.scheduler import Job, Scheduler
-
-
-async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
+from tests.support.net import eventually
 
 
 async def test_only_the_leader_runs_jobs_and_leadership_moves(fresh_db: str) -> None:
@@ -32,11 +25,11 @@ async def test_only_the_leader_runs_jobs_and_leadership_moves(fresh_db: str) -> 
     first.start()
     await first.is_leader.wait()
     second.start()
-    await wait_until(lambda: runs.count("first") >= 3)
+    await eventually(lambda: runs.count("first") >= 3, 20)
     assert "second" not in runs and not second.is_leader.is_set()
     await first.stop()
     await asyncio.wait_for(second.is_leader.wait(), 20)
-    await wait_until(lambda: "second" in runs)
+    await eventually(lambda: "second" in runs, 20)
     await second.stop()
 
 
@@ -50,7 +43,7 @@ async def test_a_failing_job_does_not_stop_the_schedule(fresh_db: str) -> None:
 
     scheduler = Scheduler(fresh_db, [Job("flaky", flaky, seconds=0.1)], retry_seconds=0.2)
     scheduler.start()
-    await wait_until(lambda: calls >= 3)
+    await eventually(lambda: calls >= 3, 20)
     await scheduler.stop()
 
 

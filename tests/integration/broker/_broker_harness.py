@@ -29,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import BrokerSettings, ConnectInfo, DeviceIdentity, MqttBroker, ServiceIdentity
 from broker.trie import SubscriptionIndex
+from tests.support.net import eventually  # the broker tests import it from here
 
 SERVICE_USER = "openblynk-service"
 SERVICE_PASSWORD = "svc-secret"
@@ -187,19 +188,6 @@ async def stock() -> AsyncIterator[Harness]:
         await broker.shutdown()
 
 
-# ---- waiting ------------------------------------------------------------------------------
-
-
-async def eventually(predicate: Callable[[], object], timeout: float = 3.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 10 ms; AssertionError if it is not true within ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 # ---- paho client --------------------------------------------------------------------------
 
 
@@ -265,26 +253,26 @@ class Paho:
         """Connect (paho's network thread) and wait for CONNACK."""
         self.client.connect_async("127.0.0.1", self.port, keepalive=self.keepalive)
         self.client.loop_start()
-        await eventually(lambda: self.connack is not None, what="CONNACK")
+        await eventually(lambda: self.connack is not None, message="CONNACK")
         assert self.connack == expect, self.connack
         return self
 
     async def subscribe(self, *filters: str, qos: int = 0) -> list[int]:
         """Subscribe and return the SUBACK codes (0x80 = refused)."""
         _, mid = self.client.subscribe([(f, qos) for f in filters])
-        await eventually(lambda: mid in self.subacks, what="SUBACK")
+        await eventually(lambda: mid in self.subacks, message="SUBACK")
         return self.subacks[mid]
 
     async def unsubscribe(self, *filters: str) -> None:
         """Unsubscribe and wait for the UNSUBACK."""
         _, mid = self.client.unsubscribe(list(filters))
-        await eventually(lambda: mid in self.unsubacks, what="UNSUBACK")
+        await eventually(lambda: mid in self.unsubacks, message="UNSUBACK")
 
     async def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
         """Publish; for QoS 1 wait for the PUBACK."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         if qos:
-            await eventually(info.is_published, what="PUBACK")
+            await eventually(info.is_published, message="PUBACK")
 
     def topics(self) -> list[str]:
         with self._lock:
@@ -292,7 +280,7 @@ class Paho:
 
     async def received(self, topic: str, timeout: float = 3.0) -> Received:
         """Wait for the first message on ``topic``."""
-        await eventually(lambda: topic in self.topics(), timeout, what=f"message on {topic}")
+        await eventually(lambda: topic in self.topics(), timeout, message=f"message on {topic}")
         return next(m for m in list(self.messages) if m.topic == topic)
 
     async def close(self) -> None:
@@ -316,7 +304,7 @@ async def offline_reason(watcher: Paho, device_id: int, timeout: float = 3.0) ->
     await eventually(
         lambda: any(json.loads(m.payload)["online"] is False for m in list(watcher.messages) if m.topic == topic),
         timeout,
-        what=f"offline presence of {device_id}",
+        message=f"offline presence of {device_id}",
     )
     last = [json.loads(m.payload) for m in list(watcher.messages) if m.topic == topic][-1]
     return str(last["reason"])

@@ -61,7 +61,7 @@ async def test_new_connection_of_same_device_replaces_old(harness: Harness, paho
     first = await paho(client_id="same", username="device", password=token(1)).connect()
     await eventually(lambda: len(backend.messages) == 1)
     await paho(client_id="other", username="device", password=token(1)).connect()
-    await eventually(lambda: first.disconnected, what="old connection closed")
+    await eventually(lambda: first.disconnected, message="old connection closed")
     await eventually(lambda: len(backend.messages) == 3)
     states = [json.loads(m.payload) for m in backend.messages]
     assert [s["online"] for s in states] == [True, False, True]

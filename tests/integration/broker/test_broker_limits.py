@@ -124,8 +124,8 @@ async def test_publishes_over_the_limit_are_dropped_acknowledged_and_explained(c
         clock.now += 1.0  # a second later: the bucket holds five again, and one more warning may go
         for n in range(20, 26):
             await device.publish("ds/T", str(n), qos=1)
-        await eventually(lambda: "24" in payloads(backend, "d/1/ds/T"), what="the second burst")
-        await eventually(lambda: len(diags(device)) == 2, what="the second warning")
+        await eventually(lambda: "24" in payloads(backend, "d/1/ds/T"), message="the second burst")
+        await eventually(lambda: len(diags(device)) == 2, message="the second warning")
         # one publisher's messages arrive in order: anything accepted of 5..19 would be here by now
         assert payloads(backend, "d/1/ds/T") == [str(n) for n in (*range(5), *range(20, 25))]
         assert diags(device) == [DIAG.format(5)] * 2  # one per second of drops, not one per drop
@@ -138,12 +138,12 @@ async def test_a_flooding_device_does_not_cost_another_device_a_message(clients:
         flooder = Flooder(harness.port, 1)
         flooder.start()
         try:
-            await eventually(lambda: flooder.sent > 5000, timeout=10, what="flood under way")
+            await eventually(lambda: flooder.sent > 5000, timeout=10, message="flood under way")
             assert flooder.connack == b"\x20\x02\x00\x00"
             for n in range(30):
                 await good.publish("ds/Good", str(n), qos=1)
                 await asyncio.sleep(0.03)  # ~30/s: under the 50/s limit
-            await eventually(lambda: backend.topics().count("d/2/ds/Good") == 30, timeout=10, what="all 30")
+            await eventually(lambda: backend.topics().count("d/2/ds/Good") == 30, timeout=10, message="all 30")
         finally:
             flooder.stop.set()
             flooder.join(timeout=10)
@@ -160,7 +160,7 @@ async def test_a_device_over_the_limit_for_long_is_disconnected(clients: list[An
         flooder.start()
         try:
             assert await offline_reason(watcher, 1, timeout=10) == "rate_limited"
-            await eventually(lambda: not flooder.is_alive(), timeout=10, what="flooder sees the close")
+            await eventually(lambda: not flooder.is_alive(), timeout=10, message="flooder sees the close")
             assert flooder.closed_by_broker
         finally:
             flooder.close()
@@ -249,8 +249,8 @@ async def test_a_device_that_does_not_read_cannot_grow_its_queue(clients: list[A
                 if n % 400 == 0:
                     publisher.client.publish("d/2/downlink/ds/Check", str(n))
                     await asyncio.sleep(0)  # give the broker's loop a turn now and then
-            await eventually(lambda: healthy.topics().count("downlink/ds/Check") == 50, timeout=20, what="checks")
-            await eventually(lambda: broker.session_queues()["dev:1"].dropped > 0, timeout=20, what="drops")
+            await eventually(lambda: healthy.topics().count("downlink/ds/Check") == 50, timeout=20, message="checks")
+            await eventually(lambda: broker.session_queues()["dev:1"].dropped > 0, timeout=20, message="drops")
         finally:
             sampler.cancel()
         queues = broker.session_queues()["dev:1"]
@@ -272,7 +272,7 @@ async def test_qos1_past_the_bound_disconnects_the_slow_device(clients: list[Any
         assert await stuck.closed_by_peer(timeout=5)
         broker: MqttBroker = harness.broker
         assert broker.connected_devices() == set()
-        await eventually(lambda: "dev:1" not in broker.session_queues(), what="session dropped")
+        await eventually(lambda: "dev:1" not in broker.session_queues(), message="session dropped")
 
 
 def test_parse_publish_helper_reads_diag() -> None:  # keeps the raw helper honest for the flood test

@@ -43,4 +43,4 @@ async def test_unknown_level_gets_connack_1_and_authenticator_is_not_asked(
     assert await client.read_packet() == b"\x20\x02\x00\x01"
     assert harness.authenticator.calls == []
     broker: MqttBroker = harness.broker
-    await eventually(lambda: broker.open_connections() == 0, what="connection closed")
+    await eventually(lambda: broker.open_connections() == 0, message="connection closed")

@@ -70,7 +70,7 @@ async def answer_until_closed(client: Raw, timeout: float = 3.0) -> bytes:
 
 async def presence_of(watcher: Paho, device_id: int) -> dict[str, Any]:
     topic = f"sys/presence/{device_id}"
-    await eventually(lambda: topic in watcher.topics(), what=topic)
+    await eventually(lambda: topic in watcher.topics(), message=topic)
     return dict(json.loads(next(m.payload for m in list(watcher.messages) if m.topic == topic)))
 
 

@@ -161,7 +161,7 @@ async def test_garbage_right_behind_connect_still_finishes_the_connection(
         client: Raw = await raw()
         await client.send(connect_packet(username="device", password=token(1)) + b"\xf0\x00")
         assert await client.closed_by_peer()
-    await eventually(lambda: harness.broker.open_connections() == 1, what="only the watcher left")
+    await eventually(lambda: harness.broker.open_connections() == 1, message="only the watcher left")
     assert harness.broker.connected_devices() == set()
     assert await offline_reason(watcher, 1) == "protocol_error"
 
@@ -172,7 +172,7 @@ async def test_disconnect_device_revokes_without_last_will(harness: Harness, pah
     device = await paho(username="device", password=token(1), will=("ds/Status", b"dead")).connect()
     assert await harness.broker.disconnect_device(1) is True
     assert await offline_reason(watcher, 1) == "revoked"
-    await eventually(lambda: device.disconnected, what="device sees the close")
+    await eventually(lambda: device.disconnected, message="device sees the close")
     assert harness.broker.connected_devices() == set()
     await watcher.publish("d/1/ds/Marker", b"1", qos=1)  # broadcasts are FIFO: a will would come first
     await watcher.received("d/1/ds/Marker")

@@ -135,8 +135,8 @@ async def test_seeded_random_bytes_after_connect_end_only_those_connections(clie
                 await victim.send(rng.randbytes(rng.randint(1, 300)))
             closed = await asyncio.gather(*(victim.closed_by_peer(timeout=6) for victim in victims))
             assert closed == [True] * 8
-        await eventually(lambda: harness.broker.connected_devices() == set(), what="every victim gone")
-        await eventually(lambda: harness.broker.open_connections() == 1, what="only the watcher's socket left")
+        await eventually(lambda: harness.broker.connected_devices() == set(), message="every victim gone")
+        await eventually(lambda: harness.broker.open_connections() == 1, message="only the watcher's socket left")
         await assert_serves_a_good_device(paho)
         assert watcher.connack == "Success" and not watcher.disconnected
 
@@ -335,11 +335,11 @@ async def test_20000_filters_over_many_subscribes_are_capped_with_diag(clients: 
     async with running(clients, device_rate_limit=100_000.0) as (harness, paho):  # the cap, not the rate
         device = await paho(username="device", password=token(1)).connect()
         mids = [device.client.subscribe([(f, 1) for f in filters[i : i + 40]])[1] for i in range(0, 20_000, 40)]
-        await eventually(lambda: all(mid in device.subacks for mid in mids), timeout=30, what="every SUBACK")
+        await eventually(lambda: all(mid in device.subacks for mid in mids), timeout=30, message="every SUBACK")
         codes = [code for mid in mids for code in device.subacks[mid]]
         assert codes == [1] * CAP + [0x80] * (20_000 - CAP)
         await eventually(lambda: device.topics().count("downlink/diag") == len(mids) - 1, timeout=10,
-                         what="a diag per capped SUBSCRIBE")
+                         message="a diag per capped SUBSCRIBE")
         diags = [m.payload.decode() for m in list(device.messages) if m.topic == "downlink/diag"]
         assert diags[0] == CAP_DIAG.format(40 - CAP % 40, CAP) and set(diags[1:]) == {CAP_DIAG.format(40, CAP)}
         assert len(device_filters(harness, 1)) == CAP
@@ -358,7 +358,7 @@ async def test_a_reconnected_device_starts_with_an_empty_allowance(clients: list
         first = await paho(username="device", password=token(1)).connect()
         assert await first.subscribe(*short_filters(CAP), qos=0) == [0] * CAP
         await first.close()
-        await eventually(lambda: harness.broker.connected_devices() == set(), what="first gone")
+        await eventually(lambda: harness.broker.connected_devices() == set(), message="first gone")
         second = await paho(username="device", password=token(1)).connect()
         assert await second.subscribe(*short_filters(CAP)[::-1], qos=1) == [1] * CAP
 
@@ -443,7 +443,7 @@ async def test_a_subscribe_flood_for_long_is_disconnected(clients: list[Any]) ->
         flooder.start()
         try:
             assert await offline_reason(watcher, 1, timeout=10) == "rate_limited"
-            await eventually(lambda: not flooder.is_alive(), timeout=10, what="flooder sees the close")
+            await eventually(lambda: not flooder.is_alive(), timeout=10, message="flooder sees the close")
             assert flooder.connack == b"\x20\x02\x00\x00" and flooder.closed_by_broker
         finally:
             flooder.close()

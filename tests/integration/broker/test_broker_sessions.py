@@ -123,7 +123,7 @@ async def test_unacknowledged_messages_come_again_after_reconnect_in_order(start
     assert payloads(first) == list(range(10)) and not any(dup for _, dup, _, _ in first)
     for entry in first[:4]:
         await subscriber.ack(entry[2])
-    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].inflight == 6, what="4 acks")
+    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].inflight == 6, message="4 acks")
     await subscriber.disconnect()
     await send_values(device, range(10, 13))  # while it is away: the backlog
 
@@ -133,7 +133,7 @@ async def test_unacknowledged_messages_come_again_after_reconnect_in_order(start
     assert [dup for _, dup, _, _ in resent] == [True] * 6 + [False] * 3
     for entry in resent:
         await again.ack(entry[2])
-    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].inflight == 0, what="all acked")
+    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].inflight == 0, message="all acked")
     await again.disconnect()
 
     third = await subscriber_of().connect()
@@ -159,7 +159,7 @@ async def test_a_slow_persistent_subscriber_gets_a_backlog_not_a_disconnect(star
     subscriber = await subscriber_of().connect("d/+/ds/#")
     await send_values(device, range(40))
     first = await subscriber.receive(5)
-    await eventually(lambda: broker.session_queues()[f"svc:{CLIENT_ID}"].backlog == 35, what="backlog of 35")
+    await eventually(lambda: broker.session_queues()[f"svc:{CLIENT_ID}"].backlog == 35, message="backlog of 35")
     queues = broker.session_queues()[f"svc:{CLIENT_ID}"]
     assert (queues.outgoing, queues.inflight, queues.dropped) == (5, 5, 0)
     received = list(first)
@@ -178,9 +178,9 @@ async def test_a_full_backlog_drops_new_messages_and_counts_them(started: Any) -
     harness, device, subscriber_of = await started(max_session_backlog=10)
     subscriber = await subscriber_of().connect("d/+/ds/#")
     await subscriber.disconnect()
-    await eventually(lambda: harness.broker.connected_devices() == {1}, what="device")
+    await eventually(lambda: harness.broker.connected_devices() == {1}, message="device")
     await send_values(device, range(25))
-    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].dropped == 15, what="15 dropped")
+    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].dropped == 15, message="15 dropped")
     again = await subscriber_of().connect()
     received = await again.receive(10)
     assert payloads(received) == list(range(10))  # the oldest are kept: nothing reordered
@@ -203,5 +203,5 @@ async def test_qos2_resumes_with_pubrel_once_pubrec_was_sent(started: Any) -> No
     assert again.raw is not None
     assert await again.raw.read_packet() == packet(0x62, struct.pack("!H", packet_id))  # PUBREL again, no PUBLISH
     await again.raw.send(packet(0x70, struct.pack("!H", packet_id)))  # PUBCOMP
-    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].inflight == 0, what="done")
+    await eventually(lambda: harness.broker.session_queues()[f"svc:{CLIENT_ID}"].inflight == 0, message="done")
     assert await again.nothing_more()

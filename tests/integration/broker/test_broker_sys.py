@@ -49,7 +49,7 @@ async def test_ping_reaches_an_unsubscribed_device_at_qos1_and_reports_the_round
     service.client.publish("d/1/downlink/ping", b"")
     ping = await device.received("downlink/ping")
     assert (ping.qos, ping.payload) == (1, b"")
-    await eventually(lambda: payloads(service, "sys/ping/1"), what="sys/ping/1")
+    await eventually(lambda: payloads(service, "sys/ping/1"), message="sys/ping/1")
     (report,) = payloads(service, "sys/ping/1")
     assert set(report) == {"ts", "rtt_ms"}
     assert isinstance(report["rtt_ms"], float) and report["rtt_ms"] >= 0 and isinstance(report["ts"], int)
@@ -62,7 +62,7 @@ async def test_ping_is_delivered_once_and_at_qos1_to_a_subscribed_device(paho: C
     service.client.publish("d/1/downlink/ping", b"")
     service.client.publish("d/1/downlink/ds/After", b"1")  # ordered after the ping
     await device.received("downlink/ds/After")
-    await eventually(lambda: payloads(service, "sys/ping/1"), what="sys/ping/1")
+    await eventually(lambda: payloads(service, "sys/ping/1"), message="sys/ping/1")
     pings = [m for m in device.messages if m.topic == "downlink/ping"]
     assert [m.qos for m in pings] == [1]
 
@@ -76,7 +76,7 @@ async def test_ping_without_puback_times_out(
     service.client.publish("d/2/downlink/ping", b"")
     publish = await device.read_packet()
     assert publish[0] == 0x32 and parse_publish(publish)[0] == "downlink/ping"  # QoS 1; never acknowledged
-    await eventually(lambda: payloads(service, "sys/ping/2"), what="sys/ping/2")
+    await eventually(lambda: payloads(service, "sys/ping/2"), message="sys/ping/2")
     (report,) = payloads(service, "sys/ping/2")
     assert report["rtt_ms"] is None and report["timeout"] is True and "offline" not in report
 
@@ -84,7 +84,7 @@ async def test_ping_without_puback_times_out(
 async def test_ping_of_an_offline_device_is_answered_at_once(paho: Callable[..., Paho]) -> None:
     service = await backend(paho, "sys/ping/#")
     service.client.publish("d/3/downlink/ping", b"")
-    await eventually(lambda: payloads(service, "sys/ping/3"), what="sys/ping/3")
+    await eventually(lambda: payloads(service, "sys/ping/3"), message="sys/ping/3")
     (report,) = payloads(service, "sys/ping/3")
     assert (report["rtt_ms"], report["timeout"], report["offline"]) == (None, True, True)
 
@@ -124,7 +124,7 @@ async def test_vitals_count_whole_packets_both_ways(clients: list[Any]) -> None:
             reports = payloads(service, "sys/vitals/4")
             return bool(reports) and {k: reports[-1][k] for k in expected} == expected
 
-        await eventually(latest_matches, what="a vitals report with the exact totals")
+        await eventually(latest_matches, message="a vitals report with the exact totals")
         report = payloads(service, "sys/vitals/4")[-1]
         assert set(report) == {"ts", *expected, "connected_for_s"} and report["connected_for_s"] >= 0
         online = payloads(service, "sys/presence/4")[0]

@@ -182,7 +182,7 @@ async def test_fuzzed_clients_leave_the_broker_and_a_good_device_intact(clients:
         def received() -> list[bytes]:
             return [m.payload for m in list(ingest.messages) if m.topic == "d/1/ds/Counter"]
 
-        await eventually(lambda: received() == [b"0"], what="the first counter value")
+        await eventually(lambda: received() == [b"0"], message="the first counter value")
         before = running_tasks()  # every kind of task two clients and a delivery need exists by now
 
         def checkpoint(done: int) -> None:
@@ -193,17 +193,17 @@ async def test_fuzzed_clients_leave_the_broker_and_a_good_device_intact(clients:
         examples = await asyncio.to_thread(fuzz, port, checkpoint)
         assert examples == EXAMPLES and sent == list(range(0, EXAMPLES + 1, CHECKPOINT))
         expected = [str(n).encode() for n in sent]
-        await eventually(lambda: len(received()) >= len(sent), timeout=10, what="every counter value")
+        await eventually(lambda: len(received()) >= len(sent), timeout=10, message="every counter value")
         assert received() == expected, "the good device lost or reordered messages"
-        await eventually(lambda: broker.open_connections() == 2, timeout=10, what="fuzz connections closed")
+        await eventually(lambda: broker.open_connections() == 2, timeout=10, message="fuzz connections closed")
         assert broker.connected_devices() == {1}
         newcomer = await paho(username="device", password=NEW_TOKEN).connect()
         assert broker.connected_devices() == {1, 2}
         await newcomer.close()
-        await eventually(lambda: broker.connected_devices() == {1}, what="newcomer gone")
+        await eventually(lambda: broker.connected_devices() == {1}, message="newcomer gone")
         assert set(broker.session_queues()) == {"svc:ingest", "dev:1"}
         await good.close()
         await ingest.close()
-        await eventually(lambda: broker.open_connections() == 0, timeout=10, what="every connection closed")
+        await eventually(lambda: broker.open_connections() == 0, timeout=10, message="every connection closed")
         await eventually(lambda: not running_tasks() - before, timeout=10,
-                         what="no more tasks of any kind than before the fuzzing")
+                         message="no more tasks of any kind than before the fuzzing")

@@ -6,7 +6,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sdk_harness import Authenticator, BrokerThread, Service, TlsFiles, make_tls_files, wait_until
+from sdk_harness import Authenticator, BrokerThread, Service, TlsFiles, make_tls_files
+
+from tests.support.net import wait_for
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 def no_sdk_thread_survives() -> Iterator[None]:
     """Every test must leave no device_sdk network thread behind."""
     yield
-    wait_until(
+    wait_for(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("device_sdk")],
-        what="device_sdk threads to end",
+        message="device_sdk threads to end",
     )

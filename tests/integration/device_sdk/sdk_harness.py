@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,15 +27,6 @@ UNKNOWN_TOKEN = "ZyXwVuTsRqPoNmLkJiHgFeDcBa543210"
 SERVICE_USER, SERVICE_SECRET = "svc-test", "service-secret"
 WAIT = 10.0  # upper bound for every wait on a condition; never reached when things work
 FAST = Backoff(initial=0.05, maximum=0.5)
-
-
-def wait_until(condition: Callable[[], object], timeout: float = WAIT, what: str = "condition") -> None:
-    """Poll ``condition`` until it is truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Authenticator:

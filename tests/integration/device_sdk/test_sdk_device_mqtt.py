@@ -15,10 +15,10 @@ from sdk_harness import (
     BrokerThread,
     Service,
     TlsFiles,
-    wait_until,
 )
 
 from device_sdk import ConnectionLostError, Device, DeviceError, InvalidTokenError, NotConnectedError
+from tests.support.net import wait_for
 
 D = f"d/{DEVICE_ID}"
 
@@ -178,7 +178,7 @@ def test_reconnects_after_the_broker_restarts(broker: BrokerThread, authenticato
     device.on_disconnect(events.append)
     with device:
         broker.stop()
-        wait_until(lambda: not device.connected, what="the device to notice the broker is gone")
+        wait_for(lambda: not device.connected, message="the device to notice the broker is gone")
         with pytest.raises(NotConnectedError):
             device.write("Temperature", 1)
         authenticator.gate.clear()  # hold the device's login until we are listening
@@ -186,7 +186,7 @@ def test_reconnects_after_the_broker_restarts(broker: BrokerThread, authenticato
         service = Service(broker.port)
         try:
             authenticator.gate.set()
-            wait_until(lambda: device.connected, what="the device to reconnect")
+            wait_for(lambda: device.connected, message="the device to reconnect")
             assert json.loads(service.expect(f"{D}/info/mcu"))["ver"] == "1.2.3"  # sent again
             device.write("Temperature", 3)
             assert service.expect(f"{D}/ds/Temperature") == b"3"
@@ -206,7 +206,7 @@ def test_redirect_moves_the_device_to_another_broker(
     try:
         with make_device(broker.port) as device:
             service.publish(f"{D}/downlink/redirect", f"mqtt://127.0.0.1:{second.port}")
-            wait_until(lambda: device.connected and device.endpoint.port == second.port, what="the redirect")
+            wait_for(lambda: device.connected and device.endpoint.port == second.port, message="the redirect")
             assert json.loads(observer.expect(f"{D}/info/mcu"))["tmpl"] == "TMPL4xyzABCD"
             device.write("Temperature", 4)
             assert observer.expect(f"{D}/ds/Temperature") == b"4"
@@ -239,7 +239,7 @@ def test_tls_connection_and_redirect_to_mqtts(authenticator: Authenticator, tls_
         plain = make_device(server.port, ca_certs=str(tls_files.cafile))
         with plain:
             service.publish(f"{D}/downlink/redirect", f"mqtts://127.0.0.1:{server.tls_port}")
-            wait_until(lambda: plain.connected and plain.endpoint.tls, what="the redirect to TLS")
+            wait_for(lambda: plain.connected and plain.endpoint.tls, message="the redirect to TLS")
             plain.write("Temperature", 7)
             assert service.expect(f"{D}/ds/Temperature") == b"7"
     finally:
