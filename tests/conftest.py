@@ -20,6 +20,7 @@ import pytest
 import backend.server.tables  # noqa: F401  (every area's tables, before any test opens a session)
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
+from tests.support.accounts import ROOT_ADMIN, Api
 from tests.support.stack import StackConfig, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,6 +94,14 @@ def stack(stack_db: str) -> Iterator[StackConfig]:
             yield config
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def admin(stack: StackConfig) -> Iterator[Api]:
+    """The session stack's first administrator, signed in (every permission; closed after the test)."""
+    with Api(stack.base_url) as api:
+        api.login(*ROOT_ADMIN)
+        yield api
 
 
 @pytest.fixture

@@ -9,29 +9,20 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.integration.backend.conftest import connect_device
 from tests.integration.console.test_console_api import _read_invitation_token, error, make_device, make_template
 from tests.integration.ota.ota_support import FW_TYPE, image
-from tests.support.accounts import ROOT_ADMIN, Api
+from tests.support.accounts import Api
 from tests.support.net import wait_for
 from tests.support.stack import StackConfig
 
 STRING_STREAMS = [{"pin": "V0", "name": "Temperature", "type": "double"},
                   {"pin": "V5", "name": "Log", "type": "string", "save_raw": True},
                   {"pin": "V6", "name": "Note", "type": "string"}]
-
-
-@pytest.fixture
-def admin(stack: StackConfig) -> Iterator[Api]:
-    with Api(stack.base_url) as api:
-        api.login(*ROOT_ADMIN)
-        yield api
 
 
 def upload(api: Api, data: bytes, name: str = "fw.bin") -> dict[str, Any]:

@@ -10,7 +10,6 @@ import email.policy
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,9 @@ from websockets.sync.client import connect as ws_connect
 
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import connect_device
-from tests.support.accounts import ROOT_ADMIN, Api
+from tests.support.accounts import Api
 from tests.support.net import wait_for
 from tests.support.stack import StackConfig
-
-
-@pytest.fixture
-def admin(stack: StackConfig) -> Iterator[Api]:
-    with Api(stack.base_url) as api:
-        api.login(*ROOT_ADMIN)
-        yield api
 
 
 def make_template(api: Api, datastreams: list[dict[str, Any]] | None = None) -> dict[str, Any]:

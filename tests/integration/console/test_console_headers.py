@@ -6,24 +6,15 @@ policy (issue #11, item 1)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.integration.console.test_console_api import make_device, make_template
-from tests.support.accounts import ROOT_ADMIN, Api
+from tests.support.accounts import Api
 from tests.support.stack import StackConfig
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-
-
-@pytest.fixture
-def admin(stack: StackConfig) -> Iterator[Api]:
-    with Api(stack.base_url) as api:
-        api.login(*ROOT_ADMIN)
-        yield api
 
 
 def assert_page_headers(r: httpx.Response) -> None:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlparse
 
 from device_sdk import Device, Downlink, OtaAgent
 from ota import build_tag
-from tests.support.accounts import ROOT_ADMIN, Api
+from tests.support.accounts import Api
 from tests.support.net import wait_for
 from tests.support.stack import StackConfig
 
@@ -25,42 +25,33 @@ def image(version: str, size: int = 48 * 1024, fw_type: str = FW_TYPE) -> bytes:
     return os.urandom(half) + tag + os.urandom(size - len(tag) - half)
 
 
-_ADMINS: dict[str, Api] = {}
-
-
-def admin(base_url: str) -> Api:
-    """The first administrator signed in at ``base_url`` (Blynk.Air routes need air.* permissions)."""
-    if base_url not in _ADMINS:
-        api = Api(base_url)
-        api.login(*ROOT_ADMIN)
-        _ADMINS[base_url] = api
-    return _ADMINS[base_url]
-
-
-def upload(stack: StackConfig, data: bytes, name: str = "fw.bin") -> dict[str, Any]:
-    resp = admin(stack.base_url).post("/api/ota/firmware", params={"filename": name}, content=data, timeout=30)
+def upload(api: Api, data: bytes, name: str = "fw.bin") -> dict[str, Any]:
+    """Upload a firmware image as ``api`` (the ``admin`` fixture: Blynk.Air needs air.* permissions)."""
+    resp = api.post("/api/ota/firmware", params={"filename": name}, content=data, timeout=30)
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
 
 
-def create_shipment(base_url: str, **spec: Any) -> dict[str, Any]:
-    resp = admin(base_url).post("/api/ota/shipments", json=spec, timeout=30)
+def create_shipment(api: Api, via: str = "", **spec: Any) -> dict[str, Any]:
+    """Start a shipment; ``via``: another base URL the request goes through (the download
+    links the shipment offers start with it)."""
+    resp = api.post(f"{via}/api/ota/shipments", json=spec, timeout=30)
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
 
 
-def shipment(stack: StackConfig, shipment_id: int) -> dict[str, Any]:
-    return dict(admin(stack.base_url).get(f"/api/ota/shipments/{shipment_id}", timeout=30).json())
+def shipment(api: Api, shipment_id: int) -> dict[str, Any]:
+    return dict(api.get(f"/api/ota/shipments/{shipment_id}", timeout=30).json())
 
 
-def public_key(stack: StackConfig) -> str:
-    return str(admin(stack.base_url).get("/api/ota/signing-key", timeout=10).json()["public_key"])
+def public_key(api: Api) -> str:
+    return str(api.get("/api/ota/signing-key", timeout=10).json()["public_key"])
 
 
-def wait_counts(stack: StackConfig, shipment_id: int, done: Any, timeout: float = 60.0) -> dict[str, Any]:
+def wait_counts(api: Api, shipment_id: int, done: Any, timeout: float = 60.0) -> dict[str, Any]:
     """Wait until ``done(shipment)`` holds; the shipment then."""
     def check() -> dict[str, Any] | None:
-        current = shipment(stack, shipment_id)
+        current = shipment(api, shipment_id)
         return current if done(current) else None
     return wait_for(check, timeout, interval=0.5, message=f"shipment {shipment_id} to progress")
 

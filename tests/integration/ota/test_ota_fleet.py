@@ -13,6 +13,7 @@ import pytest
 from ota import ExponentialPacing, Progress
 from tests.integration.ota.ota_support import (CuttingProxy, SdkDevice, create_shipment, image, public_key, sdk_device,
                                                upload, wait_counts)
+from tests.support.accounts import Api
 from tests.support.net import wait_for
 from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
@@ -28,25 +29,25 @@ def _stop(devices: list[SdkDevice]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_fleet_updates_through_a_paced_shipment(stack: StackConfig, tmp_path: Path) -> None:
+def test_fleet_updates_through_a_paced_shipment(admin: Api, stack: StackConfig, tmp_path: Path) -> None:
     infos = provision(stack.database_url, thermostat_doc(devices=FLEET)).devices
-    fw = upload(stack, image("2.0.0"))
-    key = public_key(stack)
+    fw = upload(admin, image("2.0.0"))
+    key = public_key(admin)
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ota-downloads")  # few threads for 200 devices
     fleet = [sdk_device(stack, i.id, i.token, key, str(tmp_path / str(i.id)), executor=pool) for i in infos]
     try:
         for sdk in fleet[OFFLINE:]:
             sdk.device.connect(timeout=30)
         pacing = ExponentialPacing(start=20, factor=2, success_percent=80)
-        ship = create_shipment(stack.base_url, name="fleet 2.0.0", firmware_id=fw["id"],
+        ship = create_shipment(admin, name="fleet 2.0.0", firmware_id=fw["id"],
                                target={"kind": "devices", "device_ids": [i.id for i in infos]},
                                pacing=pacing.to_dict(), abort={"failure_percent": 20, "min_sample": 20})
-        wait_counts(stack, ship["id"], lambda s: s["counts"]["success"] == FLEET - OFFLINE, timeout=180)
+        wait_counts(admin, ship["id"], lambda s: s["counts"]["success"] == FLEET - OFFLINE, timeout=180)
         assert all(s.device.firmware_version == "1.0.0" for s in fleet[:OFFLINE])
-        assert wait_counts(stack, ship["id"], lambda s: s["state"] == "live")["counts"]["pending"] == OFFLINE
+        assert wait_counts(admin, ship["id"], lambda s: s["state"] == "live")["counts"]["pending"] == OFFLINE
         for sdk in fleet[:OFFLINE]:  # offline at the start: they update once they connect
             sdk.device.connect(timeout=30)
-        done = wait_counts(stack, ship["id"], lambda s: s["state"] == "finished", timeout=120)
+        done = wait_counts(admin, ship["id"], lambda s: s["state"] == "finished", timeout=120)
         assert done["counts"]["success"] == FLEET
         assert all(s.device.firmware_version == "2.0.0" for s in fleet)
         for sdk in fleet:  # no device ever received another device's offer
@@ -74,24 +75,24 @@ def _assert_paced(stack: StackConfig, shipment_id: int, pacing: ExponentialPacin
 
 
 @pytest.mark.timeout(180)
-def test_corrupted_image_is_refused_and_the_abort_rule_stops_the_rollout(stack: StackConfig,
+def test_corrupted_image_is_refused_and_the_abort_rule_stops_the_rollout(admin: Api, stack: StackConfig,
                                                                          tmp_path: Path) -> None:
     infos = provision(stack.database_url, thermostat_doc(devices=6)).devices
-    fw = upload(stack, image("3.0.0"))
+    fw = upload(admin, image("3.0.0"))
     stored = stack.data_dir / "firmware" / fw["sha256"]
     data = bytearray(stored.read_bytes())
     data[100] ^= 0xFF  # the disk went bad: same size, one byte off
     stored.write_bytes(bytes(data))
-    key = public_key(stack)
+    key = public_key(admin)
     fleet = [sdk_device(stack, i.id, i.token, key, str(tmp_path / str(i.id))) for i in infos]
     try:
         for sdk in fleet:
             sdk.device.connect(timeout=30)
-        ship = create_shipment(stack.base_url, name="corrupted 3.0.0", firmware_id=fw["id"],
+        ship = create_shipment(admin, name="corrupted 3.0.0", firmware_id=fw["id"],
                                target={"kind": "devices", "device_ids": [i.id for i in infos]},
                                pacing={"kind": "constant", "per_minute": 3},
                                abort={"failure_percent": 50, "min_sample": 2})
-        ended = wait_counts(stack, ship["id"], lambda s: s["state"] == "cancelled", timeout=60)
+        ended = wait_counts(admin, ship["id"], lambda s: s["state"] == "cancelled", timeout=60)
         assert ended["state_reason"].startswith("aborted")
         assert ended["counts"]["upload_failure"] >= 2
         assert ended["counts"]["success"] == 0 and ended["counts"]["pending"] >= 3  # the rest never got it
@@ -105,17 +106,17 @@ def test_corrupted_image_is_refused_and_the_abort_rule_stops_the_rollout(stack: 
 
 
 @pytest.mark.timeout(120)
-def test_a_download_cut_at_half_resumes(stack: StackConfig, tmp_path: Path) -> None:
+def test_a_download_cut_at_half_resumes(admin: Api, stack: StackConfig, tmp_path: Path) -> None:
     info = provision(stack.database_url, thermostat_doc()).devices[0]
     data = image("4.0.0", size=256 * 1024)
-    fw = upload(stack, data)
+    fw = upload(admin, data)
     proxy = CuttingProxy(stack.http_port, cut_after=len(data) // 2)
-    sdk = sdk_device(stack, info.id, info.token, public_key(stack), str(tmp_path))
+    sdk = sdk_device(stack, info.id, info.token, public_key(admin), str(tmp_path))
     try:
         sdk.device.connect(timeout=30)
-        ship = create_shipment(proxy.base_url, name=f"resume {info.id}", firmware_id=fw["id"],
+        ship = create_shipment(admin, proxy.base_url, name=f"resume {info.id}", firmware_id=fw["id"],
                                target={"kind": "devices", "device_ids": [info.id]})
-        done = wait_counts(stack, ship["id"], lambda s: s["state"] == "finished", timeout=60)
+        done = wait_counts(admin, ship["id"], lambda s: s["state"] == "finished", timeout=60)
         assert done["counts"]["success"] == 1 and sdk.device.firmware_version == "4.0.0"
         downloads = [r for r in proxy.requests if "/api/ota/download" in r]
         assert proxy.cuts == 1 and len(downloads) == 2
