@@ -20,7 +20,9 @@ import pytest
 import backend.server.tables  # noqa: F401  (every area's tables, before any test opens a session)
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
+from backend.transfer.schemas import DeviceOut
 from tests.support.accounts import ROOT_ADMIN, Api
+from tests.support.paho import ConnectDevice, PahoDevice, connect_device
 from tests.support.stack import StackConfig, running
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +104,22 @@ def admin(stack: StackConfig) -> Iterator[Api]:
     with Api(stack.base_url) as api:
         api.login(*ROOT_ADMIN)
         yield api
+
+
+@pytest.fixture
+def paho_device() -> Iterator[ConnectDevice]:
+    """``paho_device(stack, info, subscribe=True, transport="tcp")`` connects a device as
+    :func:`connect_device` does; every device it connected is disconnected after the test, even
+    when the test fails (no hand-written try/finally)."""
+    made: list[PahoDevice] = []
+
+    def connect(stack: StackConfig, info: DeviceOut, subscribe: bool = True, transport: str = "tcp") -> PahoDevice:
+        made.append(connect_device(stack, info, subscribe=subscribe, transport=transport))
+        return made[-1]
+
+    yield connect
+    for dev in made:
+        dev.close()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice, connect_device
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.stack import StackConfig
 
 
@@ -138,14 +139,11 @@ def test_a_silent_device_goes_offline_when_its_keepalive_runs_out(
 
 
 def test_a_flooding_device_is_warned_and_others_keep_working(
-        stack: StackConfig, http: httpx.Client, device: PahoDevice, devices: list[DeviceOut]) -> None:
-    flooder = connect_device(stack, devices[1])
-    try:
-        for i in range(300):  # far above 50 messages/s, in well under a second
-            flooder.client.publish("ds/Temperature", str(i % 80))
-        topic, payload = flooder.next(topic_prefix="downlink/diag")
-        assert payload == b"rate limit exceeded: 50 messages/s; messages are being dropped"
-        assert_healthy(http, device, "during a flood")
-    finally:
-        flooder.client.disconnect()
-        flooder.client.loop_stop()
+        stack: StackConfig, http: httpx.Client, device: PahoDevice, devices: list[DeviceOut],
+                                                             paho_device: ConnectDevice) -> None:
+    flooder = paho_device(stack, devices[1])
+    for i in range(300):  # far above 50 messages/s, in well under a second
+        flooder.client.publish("ds/Temperature", str(i % 80))
+    topic, payload = flooder.next(topic_prefix="downlink/diag")
+    assert payload == b"rate limit exceeded: 50 messages/s; messages are being dropped"
+    assert_healthy(http, device, "during a flood")

@@ -8,8 +8,9 @@ import httpx
 import pytest
 import psycopg
 
-from tests.integration.backend.conftest import PahoDevice, connect_device, is_connected
+from tests.integration.backend.conftest import PahoDevice, is_connected
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
 
@@ -57,20 +58,16 @@ def test_without_save_raw_values_are_latest_and_rollups_only(stack: StackConfig,
 
 
 def test_with_save_raw_every_value_is_kept_raw_as_well(stack: StackConfig, http: httpx.Client,
-                                                       transport: str) -> None:
+                                                       transport: str, paho_device: ConnectDevice) -> None:
     info = provision(stack.database_url, thermostat_doc(save_raw=True)).devices[0]
-    device = connect_device(stack, info, transport=transport)
-    try:
-        wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
-        publish_values(http, device)
-        with psycopg.connect(stack.database_url) as conn:
-            wait_for(lambda: len(history_rows(conn, info.id, 0)) == 4, message="history rows")
-            assert history_rows(conn, info.id, 0) == [(20.0, None), (20.5, None), (21.25, None), (85.0, None)]
-            assert history_rows(conn, info.id, 2) == [(None, "hello")]
-            assert rollup_totals(conn, "history_minute", info.id, 0) == (20.0, 85.0, 146.75, 4)
-    finally:
-        device.client.disconnect()
-        device.client.loop_stop()
+    device = paho_device(stack, info, transport=transport)
+    wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
+    publish_values(http, device)
+    with psycopg.connect(stack.database_url) as conn:
+        wait_for(lambda: len(history_rows(conn, info.id, 0)) == 4, message="history rows")
+        assert history_rows(conn, info.id, 0) == [(20.0, None), (20.5, None), (21.25, None), (85.0, None)]
+        assert history_rows(conn, info.id, 2) == [(None, "hello")]
+        assert rollup_totals(conn, "history_minute", info.id, 0) == (20.0, 85.0, 146.75, 4)
 
 
 def test_string_and_location_values(http: httpx.Client, device: PahoDevice) -> None:

@@ -19,6 +19,7 @@ from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice, connect_device, is_connected
 from tests.integration.backend.devices_doc import provision_rich, query, timeline
 from tests.support.net import free_port, wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.stack import TEST_SECRET, StackConfig
 
 
@@ -109,18 +110,15 @@ def test_vitals_ping_and_offline_vitals_are_stored(stack: StackConfig) -> None:
         svc.close()
 
 
-def test_last_seen_moves_with_uplinks(stack: StackConfig) -> None:
+def test_last_seen_moves_with_uplinks(stack: StackConfig, paho_device: ConnectDevice) -> None:
     info = provision_rich(stack)[0]
-    dev = connect_device(stack, info, subscribe=False)
-    try:
-        wait_for(lambda: is_connected(stack, info.token))
-        (connected,) = query(stack, "SELECT connected_at FROM device WHERE id = %s", info.id)[0]
-        time.sleep(0.05)  # so that the uplink's time differs from the connection's
-        dev.publish("ds/Temperature", "20", qos=1)
-        wait_for(lambda: query(stack, "SELECT last_seen > %s FROM device WHERE id = %s", connected, info.id)
-                 == [(True,)], timeout=20, message="last_seen after the flush period")
-    finally:
-        close(dev)
+    dev = paho_device(stack, info, subscribe=False)
+    wait_for(lambda: is_connected(stack, info.token))
+    (connected,) = query(stack, "SELECT connected_at FROM device WHERE id = %s", info.id)[0]
+    time.sleep(0.05)  # so that the uplink's time differs from the connection's
+    dev.publish("ds/Temperature", "20", qos=1)
+    wait_for(lambda: query(stack, "SELECT last_seen > %s FROM device WHERE id = %s", connected, info.id)
+             == [(True,)], timeout=20, message="last_seen after the flush period")
 
 
 def cli(stack: StackConfig, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -128,42 +126,37 @@ def cli(stack: StackConfig, *args: str, **env: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=60)
 
 
-def test_device_menu_commands_from_the_cli(stack: StackConfig) -> None:
+def test_device_menu_commands_from_the_cli(stack: StackConfig, paho_device: ConnectDevice) -> None:
     info = provision_rich(stack)[0]
-    dev = connect_device(stack, info)
-    try:
-        wait_for(lambda: is_connected(stack, info.token))
-        assert cli(stack, "reboot", info.name).returncode == 0
-        assert dev.next(topic_prefix="downlink/") == ("downlink/reboot", b"")
-        assert cli(stack, "reconfigure", info.name).returncode == 0
-        assert dev.next(topic_prefix="downlink/") == ("downlink/reconfigure", b"")
-        done = cli(stack, "redirect", info.name, "wss://fra1.example.com:443/mqtt")
-        assert (done.returncode, done.stdout) == (0, f"sent redirect to {info.name}\n")
-        assert dev.next(topic_prefix="downlink/") == ("downlink/redirect", b"wss://fra1.example.com:443/mqtt")
-        bad = cli(stack, "redirect", info.name, "http://example.com")
-        assert bad.returncode == 2 and "redirect URI must be mqtt[s]://host:port or ws[s]://host:port/mqtt" in bad.stderr
-        port = str(free_port())
-        down = cli(stack, "reboot", info.name, OPENBLYNK_MQTT_PORT=port)
-        assert down.returncode == 2
-        assert f"openblynk: cannot reach the MQTT broker at 127.0.0.1:{port}" in down.stderr
-    finally:
-        close(dev)
+    dev = paho_device(stack, info)
+    wait_for(lambda: is_connected(stack, info.token))
+    assert cli(stack, "reboot", info.name).returncode == 0
+    assert dev.next(topic_prefix="downlink/") == ("downlink/reboot", b"")
+    assert cli(stack, "reconfigure", info.name).returncode == 0
+    assert dev.next(topic_prefix="downlink/") == ("downlink/reconfigure", b"")
+    done = cli(stack, "redirect", info.name, "wss://fra1.example.com:443/mqtt")
+    assert (done.returncode, done.stdout) == (0, f"sent redirect to {info.name}\n")
+    assert dev.next(topic_prefix="downlink/") == ("downlink/redirect", b"wss://fra1.example.com:443/mqtt")
+    bad = cli(stack, "redirect", info.name, "http://example.com")
+    assert bad.returncode == 2 and "redirect URI must be mqtt[s]://host:port or ws[s]://host:port/mqtt" in bad.stderr
+    port = str(free_port())
+    down = cli(stack, "reboot", info.name, OPENBLYNK_MQTT_PORT=port)
+    assert down.returncode == 2
+    assert f"openblynk: cannot reach the MQTT broker at 127.0.0.1:{port}" in down.stderr
+    dev.close()
     wait_for(lambda: not is_connected(stack, info.token))
     offline = cli(stack, "reboot", info.name)
     assert (offline.returncode, offline.stderr) == (
         2, f"openblynk: device {info.name!r} is offline: the reboot command would be lost\n")
 
 
-def test_ping_from_the_cli_stores_the_round_trip(stack: StackConfig) -> None:
+def test_ping_from_the_cli_stores_the_round_trip(stack: StackConfig, paho_device: ConnectDevice) -> None:
     info = provision_rich(stack)[0]
-    dev = connect_device(stack, info)
-    try:
-        wait_for(lambda: is_connected(stack, info.token))
-        done = cli(stack, "ping", info.name)
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith(f"{info.name}: ") and done.stdout.endswith(" ms\n")
-        assert dev.next(topic_prefix="downlink/") == ("downlink/ping", b"")
-        wait_for(lambda: query(stack, "SELECT last_ping_ms IS NOT NULL FROM device WHERE id = %s", info.id)
-                 == [(True,)], message="the stored round trip")
-    finally:
-        close(dev)
+    dev = paho_device(stack, info)
+    wait_for(lambda: is_connected(stack, info.token))
+    done = cli(stack, "ping", info.name)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{info.name}: ") and done.stdout.endswith(" ms\n")
+    assert dev.next(topic_prefix="downlink/") == ("downlink/ping", b"")
+    wait_for(lambda: query(stack, "SELECT last_ping_ms IS NOT NULL FROM device WHERE id = %s", info.id)
+             == [(True,)], message="the stored round trip")

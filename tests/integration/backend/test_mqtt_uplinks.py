@@ -16,6 +16,7 @@ from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice, connect_device, is_connected
 from tests.integration.backend.devices_doc import provision_rich, query, timeline
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.stack import StackConfig
 
 
@@ -81,27 +82,23 @@ def test_timestamped_batch(stack: StackConfig, http: httpx.Client, dev: PahoDevi
 
 
 def test_without_save_raw_batch_ds_and_timestamped_points_are_rollups_only(
-        stack: StackConfig, http: httpx.Client, transport: str) -> None:
+        stack: StackConfig, http: httpx.Client, transport: str, paho_device: ConnectDevice) -> None:
     info = provision_rich(stack)[0]
-    dev = connect_device(stack, info, transport=transport)
-    try:
-        wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
-        hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
-        points = [[int((hour + timedelta(seconds=s)).timestamp() * 1000), v] for s, v in ((1, 10), (2, 20), (70, 5))]
-        dev.publish("ds/Temperature/timestamped_batch", json.dumps(points))
-        dev.publish("batch_ds", json.dumps({"Temperature": 30, "Label": "batch"}), qos=1)
-        wait_for(lambda: get(http, info.token, "v2").text == "batch", message="the batch's values")
+    dev = paho_device(stack, info, transport=transport)
+    wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    points = [[int((hour + timedelta(seconds=s)).timestamp() * 1000), v] for s, v in ((1, 10), (2, 20), (70, 5))]
+    dev.publish("ds/Temperature/timestamped_batch", json.dumps(points))
+    dev.publish("batch_ds", json.dumps({"Temperature": 30, "Label": "batch"}), qos=1)
+    wait_for(lambda: get(http, info.token, "v2").text == "batch", message="the batch's values")
 
-        def minutes() -> list[tuple[object, ...]]:
-            return query(stack, "SELECT bucket, min, max, sum, count FROM history_minute "
-                                "WHERE device_id = %s AND pin = 0 ORDER BY bucket", info.id)
-        rows = wait_for(lambda: len(minutes()) == 3 and minutes(), message="three minute buckets")
-        assert rows[:2] == [(hour, 10.0, 20.0, 30.0, 2), (hour + timedelta(minutes=1), 5.0, 5.0, 5.0, 1)]
-        assert rows[2][1:] == (30.0, 30.0, 30.0, 1)
-        assert query(stack, "SELECT count(*) FROM history WHERE device_id = %s", info.id) == [(0,)]
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    def minutes() -> list[tuple[object, ...]]:
+        return query(stack, "SELECT bucket, min, max, sum, count FROM history_minute "
+                            "WHERE device_id = %s AND pin = 0 ORDER BY bucket", info.id)
+    rows = wait_for(lambda: len(minutes()) == 3 and minutes(), message="three minute buckets")
+    assert rows[:2] == [(hour, 10.0, 20.0, 30.0, 2), (hour + timedelta(minutes=1), 5.0, 5.0, 5.0, 1)]
+    assert rows[2][1:] == (30.0, 30.0, 30.0, 1)
+    assert query(stack, "SELECT count(*) FROM history WHERE device_id = %s", info.id) == [(0,)]
 
 
 def test_erase_clears_the_latest_value_and_keeps_history(stack: StackConfig, http: httpx.Client,
@@ -143,18 +140,15 @@ def test_events_go_on_the_timeline(stack: StackConfig, dev: PahoDevice) -> None:
     assert diag(dev) == b"event/nope: no event with code 'nope' in template '" + dev.info.template.encode() + b"'"
 
 
-def test_events_over_the_daily_limit_are_refused(stack: StackConfig, rich: list[DeviceOut]) -> None:
+def test_events_over_the_daily_limit_are_refused(stack: StackConfig, rich: list[DeviceOut],
+                                                 paho_device: ConnectDevice) -> None:
     other = rich[1]  # its limiter has not seen it yet, so it counts what is stored today
     with __import__("psycopg").connect(stack.database_url) as conn:
         conn.execute("INSERT INTO device_event (device_id, ts, kind, code, type) "
                      "SELECT %s, now(), 'event', 'door', 'info' FROM generate_series(1, 100)", (other.id,))
-    dev = connect_device(stack, other)
-    try:
-        dev.publish("event/overheat", "")
-        assert diag(dev) == b"event/overheat: limit of 100 events a day reached"
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    dev = paho_device(stack, other)
+    dev.publish("event/overheat", "")
+    assert diag(dev) == b"event/overheat: limit of 100 events a day reached"
 
 
 def test_metadata_written_by_the_device_and_read_back(dev: PahoDevice) -> None:

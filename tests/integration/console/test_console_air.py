@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 
-from tests.integration.backend.conftest import connect_device
 from tests.integration.console.test_console_api import _read_invitation_token, error, make_device, make_template
 from tests.integration.ota.ota_support import FW_TYPE, image
 from tests.support.accounts import Api
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.stack import StackConfig
 
 STRING_STREAMS = [{"pin": "V0", "name": "Temperature", "type": "double"},
@@ -52,7 +52,8 @@ def join(stack: StackConfig, admin: Api, org: int, role_id: int) -> Api:
     return api
 
 
-def test_firmware_and_shipment_pages_show_the_image_and_live_progress(stack: StackConfig, admin: Api) -> None:
+def test_firmware_and_shipment_pages_show_the_image_and_live_progress(stack: StackConfig, admin: Api,
+                                                                      paho_device: ConnectDevice) -> None:
     fw = upload(admin, image("3.1.0"), f"page-{uuid.uuid4().hex[:6]}.bin")
     r = admin.get("/air/firmware")
     assert r.status_code == 200 and fw["filename"] in r.text and fw["sha256"] in r.text and fw["md5"] in r.text
@@ -69,31 +70,27 @@ def test_firmware_and_shipment_pages_show_the_image_and_live_progress(stack: Sta
     listed = admin.get("/air/shipments")
     assert listed.status_code == 200 and shipment["name"] in listed.text and "Live" in listed.text
 
-    dev = connect_device(stack, info)
-    try:
-        dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
-        dev.next(timeout=30, topic_prefix="downlink/ota/json")
-        part = wait_for(lambda: (lambda r: r if 'data-status="request_sent"' in r.text else None)(
-            admin.get(f"/air/shipments/{shipment['id']}/progress")), 15, message="the device in the progress part")
-        assert part.status_code == 200 and "<html" not in part.text and info.name in part.text
-        assert "Request sent" in part.text and "Pause" in part.text
-        rows = admin.get(f"/api/ota/shipments/{shipment['id']}/devices").json()
-        assert [(d["device_id"], d["device_name"], d["label"]) for d in rows] == [(info.id, info.name, "Request sent")]
-        assert admin.get(f"/api/ota/shipments/{shipment['id']}/devices", params={"status": "success"}).json() == []
-        r = admin.get(f"/api/ota/shipments/{shipment['id']}/devices", params={"status": "done"})
-        assert r.status_code == 400 and "status must be one of" in error(r)
-        filtered = admin.get(f"/air/shipments/{shipment['id']}/progress", params={"status": "success"})
-        assert filtered.status_code == 200 and "No device has this status" in filtered.text
-        assert admin.get(f"/air/shipments/{shipment['id']}/progress", params={"status": "x"}).status_code == 400
-        full = admin.get(f"/air/shipments/{shipment['id']}")
-        assert full.status_code == 200 and 'data-poll="2000"' in full.text and fw["filename"] in full.text
-        assert admin.post(f"/api/ota/shipments/{shipment['id']}/cancel").status_code == 200
-        ended = admin.get(f"/air/shipments/{shipment['id']}/progress")
-        assert ended.status_code == 286 and "Cancelled" in ended.text and "Delete shipment" in ended.text
-        assert "data-poll" not in admin.get(f"/air/shipments/{shipment['id']}").text  # nothing left to watch
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    dev = paho_device(stack, info)
+    dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
+    dev.next(timeout=30, topic_prefix="downlink/ota/json")
+    part = wait_for(lambda: (lambda r: r if 'data-status="request_sent"' in r.text else None)(
+        admin.get(f"/air/shipments/{shipment['id']}/progress")), 15, message="the device in the progress part")
+    assert part.status_code == 200 and "<html" not in part.text and info.name in part.text
+    assert "Request sent" in part.text and "Pause" in part.text
+    rows = admin.get(f"/api/ota/shipments/{shipment['id']}/devices").json()
+    assert [(d["device_id"], d["device_name"], d["label"]) for d in rows] == [(info.id, info.name, "Request sent")]
+    assert admin.get(f"/api/ota/shipments/{shipment['id']}/devices", params={"status": "success"}).json() == []
+    r = admin.get(f"/api/ota/shipments/{shipment['id']}/devices", params={"status": "done"})
+    assert r.status_code == 400 and "status must be one of" in error(r)
+    filtered = admin.get(f"/air/shipments/{shipment['id']}/progress", params={"status": "success"})
+    assert filtered.status_code == 200 and "No device has this status" in filtered.text
+    assert admin.get(f"/air/shipments/{shipment['id']}/progress", params={"status": "x"}).status_code == 400
+    full = admin.get(f"/air/shipments/{shipment['id']}")
+    assert full.status_code == 200 and 'data-poll="2000"' in full.text and fw["filename"] in full.text
+    assert admin.post(f"/api/ota/shipments/{shipment['id']}/cancel").status_code == 200
+    ended = admin.get(f"/air/shipments/{shipment['id']}/progress")
+    assert ended.status_code == 286 and "Cancelled" in ended.text and "Delete shipment" in ended.text
+    assert "data-poll" not in admin.get(f"/air/shipments/{shipment['id']}").text  # nothing left to watch
 
 
 def test_another_organization_and_a_role_without_air_see_nothing(stack: StackConfig, admin: Api) -> None:
@@ -113,21 +110,18 @@ def test_another_organization_and_a_role_without_air_see_nothing(stack: StackCon
         for path in ("/air/shipments", "/air/firmware", "/air/shipments/new", f"/air/shipments/{shipment['id']}"):
             assert user.get(path).status_code == 403, path
 
-
-def test_device_metadata_is_edited_and_reaches_the_device(stack: StackConfig, admin: Api) -> None:
+def test_device_metadata_is_edited_and_reaches_the_device(stack: StackConfig, admin: Api,
+                                                         paho_device: ConnectDevice) -> None:
     tid = make_template(admin)["id"]
     for field in ({"name": "Serial", "type": "text"}, {"name": "Rating", "type": "number"}):
         assert admin.post(f"/api/console/templates/{tid}/metadata", json=field).status_code == 200
     info = make_device(admin, tid)
     path = f"/api/console/devices/{info.id}/metadata"
-    dev = connect_device(stack, info)
-    try:
-        r = admin.put(path, json={"name": "Serial", "value": "SN-42"})
-        assert r.status_code == 200 and r.json() == {"name": "Serial", "value": "SN-42"}
-        assert dev.next(topic_prefix="downlink/meta/") == ("downlink/meta/Serial", b"SN-42")
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    dev = paho_device(stack, info)
+    r = admin.put(path, json={"name": "Serial", "value": "SN-42"})
+    assert r.status_code == 200 and r.json() == {"name": "Serial", "value": "SN-42"}
+    assert dev.next(topic_prefix="downlink/meta/") == ("downlink/meta/Serial", b"SN-42")
+    dev.close()
     for body, status, message in [({"name": "Rating", "value": "high"}, 400, "expects a number"),
                                   ({"name": "Nope", "value": "1"}, 400, "no metadata field named 'Nope'"),
                                   ({"name": "Device Owner", "value": "x@y.z"}, 400, "cannot be set"),
@@ -147,28 +141,24 @@ def test_device_metadata_is_edited_and_reaches_the_device(stack: StackConfig, ad
         assert other.put(path, json={"name": "Serial", "value": "mine"}).status_code == 404
         assert other.get(f"/api/console/devices/{info.id}/lines", params={"pin": 5}).status_code == 404
 
-
-def test_a_terminal_opens_with_its_backlog(stack: StackConfig, admin: Api) -> None:
+def test_a_terminal_opens_with_its_backlog(stack: StackConfig, admin: Api, paho_device: ConnectDevice) -> None:
     tid = make_template(admin, STRING_STREAMS)["id"]
     info = make_device(admin, tid)
-    dev = connect_device(stack, info)
-    try:
-        for n in range(5):
-            dev.publish("ds/Log", f"line {n}", qos=1)
-        dev.publish("ds/Note", "only the latest", qos=1)
+    dev = paho_device(stack, info)
+    for n in range(5):
+        dev.publish("ds/Log", f"line {n}", qos=1)
+    dev.publish("ds/Note", "only the latest", qos=1)
 
-        def lines() -> list[str] | None:
-            r = admin.get(f"/api/console/devices/{info.id}/lines", params={"pin": 5, "limit": 3})
-            assert r.status_code == 200, r.text
-            got = [line["value"] for line in r.json()["lines"]]
-            return got if len(got) == 3 and got[-1] == "line 4" else None
-        assert wait_for(lines, 15, message="the terminal backlog") == ["line 2", "line 3", "line 4"]
-        note = wait_for(lambda: admin.get(f"/api/console/devices/{info.id}/lines", params={"pin": 6}).json()["lines"]
-                        or None, 15, message="the latest value of a datastream without history")
-        assert [line["value"] for line in note] == ["only the latest"]
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    def lines() -> list[str] | None:
+        r = admin.get(f"/api/console/devices/{info.id}/lines", params={"pin": 5, "limit": 3})
+        assert r.status_code == 200, r.text
+        got = [line["value"] for line in r.json()["lines"]]
+        return got if len(got) == 3 and got[-1] == "line 4" else None
+    assert wait_for(lines, 15, message="the terminal backlog") == ["line 2", "line 3", "line 4"]
+    note = wait_for(lambda: admin.get(f"/api/console/devices/{info.id}/lines", params={"pin": 6}).json()["lines"]
+                    or None, 15, message="the latest value of a datastream without history")
+    assert [line["value"] for line in note] == ["only the latest"]
+    dev.close()
     for params, status, message in [({"pin": 0}, 400, "a terminal shows strings"), ({"pin": 9}, 404, "no datastream"),
                                     ({"pin": 5, "limit": 0}, 400, "limit must be")]:
         r = admin.get(f"/api/console/devices/{info.id}/lines", params=params)

@@ -20,9 +20,9 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from backend.transfer.schemas import DeviceOut
-from tests.integration.backend.conftest import connect_device
 from tests.support.accounts import Api
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.stack import StackConfig
 
 
@@ -105,22 +105,20 @@ def test_dashboards_are_checked_against_the_datastreams(admin: Api) -> None:
     assert [w["id"] for w in admin.get(f"/api/console/templates/{tid}/dashboard").json()["widgets"]] == ["sw", "ch"]
 
 
-def test_a_console_write_reaches_the_device_and_history_has_buckets(stack: StackConfig, admin: Api) -> None:
+def test_a_console_write_reaches_the_device_and_history_has_buckets(stack: StackConfig, admin: Api,
+                                                                    paho_device: ConnectDevice) -> None:
     tid = make_template(admin)["id"]
     info = make_device(admin, tid)
     assert admin.get(f"/api/console/devices/{info.id}/token").json()["token"] == info.token
-    dev = connect_device(stack, info)
-    try:
-        r = admin.post(f"/api/console/devices/{info.id}/values/1", json={"value": "1"})
-        assert r.status_code == 200 and r.json() == {"pin": 1, "value": "1"}
-        assert dev.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"1")
-        r = admin.post(f"/api/console/devices/{info.id}/values/1", json={"value": "on"})
-        assert r.status_code == 400, r.text
-        r = admin.post(f"/api/console/devices/{info.id}/values/42", json={"value": "1"})
-        assert r.status_code == 404
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    dev = paho_device(stack, info)
+    r = admin.post(f"/api/console/devices/{info.id}/values/1", json={"value": "1"})
+    assert r.status_code == 200 and r.json() == {"pin": 1, "value": "1"}
+    assert dev.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"1")
+    r = admin.post(f"/api/console/devices/{info.id}/values/1", json={"value": "on"})
+    assert r.status_code == 400, r.text
+    r = admin.post(f"/api/console/devices/{info.id}/values/42", json={"value": "1"})
+    assert r.status_code == 404
+    dev.close()
     now = datetime.now(timezone.utc)
     points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + m % 5] for m in range(1, 120)]
     r = httpx.post(f"{stack.base_url}/external/api/batch/update", params={"token": info.token, "pin": "V0"},
@@ -206,30 +204,25 @@ def test_another_organizations_templates_and_devices_do_not_exist(stack: StackCo
         assert all(t["id"] != tid for t in other.get("/api/console/templates").json())
     assert admin.get(f"/api/console/devices/{info.id}/token").json()["token"] == info.token
 
-
-def test_live_values_arrive_over_the_websocket(stack: StackConfig, admin: Api) -> None:
-
+def test_live_values_arrive_over_the_websocket(stack: StackConfig, admin: Api, paho_device: ConnectDevice) -> None:
     tid = make_template(admin)["id"]
     info = make_device(admin, tid)
     cookie = "; ".join(f"{k}={v}" for k, v in admin.cookies.items())
     url = f"ws://127.0.0.1:{stack.http_port}/live?devices={info.id},999999"
     with ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
         assert json.loads(ws.recv(10)) == {"type": "hello", "devices": [info.id]}
-        dev = connect_device(stack, info)
-        try:
-            seen = [json.loads(ws.recv(10))]
-            while seen[-1]["type"] != "presence":
-                seen.append(json.loads(ws.recv(10)))
-            assert seen[-1] == {"type": "presence", "online": True, "device": info.id, "ts": seen[-1]["ts"]}
-            dev.publish("ds/Temperature", "21.5")
-            msg = json.loads(ws.recv(10))
-            assert (msg["type"], msg["pin"], msg["value"], msg["origin"]) == ("value", 0, "21.5", "device")
-            dev.publish("ds/Temperature/prop/color", "#FF0000")
-            msg = json.loads(ws.recv(10))
-            assert (msg["type"], msg["pin"], msg["name"], msg["value"]) == ("property", 0, "color", "#FF0000")
-        finally:
-            dev.client.disconnect()
-            dev.client.loop_stop()
+        dev = paho_device(stack, info)
+        seen = [json.loads(ws.recv(10))]
+        while seen[-1]["type"] != "presence":
+            seen.append(json.loads(ws.recv(10)))
+        assert seen[-1] == {"type": "presence", "online": True, "device": info.id, "ts": seen[-1]["ts"]}
+        dev.publish("ds/Temperature", "21.5")
+        msg = json.loads(ws.recv(10))
+        assert (msg["type"], msg["pin"], msg["value"], msg["origin"]) == ("value", 0, "21.5", "device")
+        dev.publish("ds/Temperature/prop/color", "#FF0000")
+        msg = json.loads(ws.recv(10))
+        assert (msg["type"], msg["pin"], msg["name"], msg["value"]) == ("property", 0, "color", "#FF0000")
+        dev.close()
     with pytest.raises(InvalidStatus) as refused:
         with ws_connect(url, open_timeout=10):  # no session: the handshake itself is refused
             pass

@@ -16,6 +16,7 @@ from tests.integration.backend.conftest import connect_device
 from tests.integration.ota.ota_support import FW_TYPE, create_shipment, image, public_key, shipment, upload
 from tests.support.accounts import Api
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
 
@@ -61,71 +62,63 @@ def test_bad_shipments_are_refused_clearly(admin: Api, stack: StackConfig) -> No
     assert all(s["name"] != "bad" for s in admin.get("/api/ota/shipments").json())
 
 
-def test_offer_download_range_and_success_with_a_plain_device(admin: Api, stack: StackConfig) -> None:
+def test_offer_download_range_and_success_with_a_plain_device(admin: Api, stack: StackConfig,
+                                                              paho_device: ConnectDevice) -> None:
     """A Blynk firmware as it is (plain paho, no SDK): offer, ranged download, info/mcu."""
     info = provision(stack.database_url, thermostat_doc()).devices[0]
     data = image("1.5.0")
     fw = upload(admin, data)
-    dev = connect_device(stack, info)
-    try:
-        dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
-        ship = create_shipment(admin, name=f"plain {info.id}", firmware_id=fw["id"],
-                               target={"kind": "devices", "device_ids": [info.id]})
-        _, raw = dev.next(timeout=30, topic_prefix="downlink/ota/json")
-        offer = json.loads(raw)
-        assert {k: offer[k] for k in ("size", "type", "ver", "build", "sha256")} == {
-            "size": len(data), "type": FW_TYPE, "ver": "1.5.0", "build": "Mar 05 2024 18:29:27",
-            "sha256": hashlib.sha256(data).hexdigest()}
-        head = httpx.get(offer["url"], headers={"Range": "bytes=0-99"})
-        assert head.status_code == 206 and head.content == data[:100]
-        assert head.headers["content-range"] == f"bytes 0-99/{len(data)}"
-        assert head.headers["x-sha256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
-        assert head.headers["x-md5"] == hashlib.md5(data).hexdigest()
-        assert (head.headers["x-fw-type"], head.headers["x-fw-ver"]) == (FW_TYPE, "1.5.0")
-        assert httpx.get(offer["url"], headers={"Range": f"bytes={len(data)}-"}).status_code == 416
-        assert wait_for(lambda: _status(admin, ship["id"], info.id) == "requested", 10)
-        rest = httpx.get(offer["url"], headers={"Range": "bytes=100-"})
-        assert rest.status_code == 206 and head.content + rest.content == data
-        assert wait_for(lambda: _status(admin, ship["id"], info.id) == "downloaded", 10)
-        assert httpx.get(offer["url"].replace("token=", "token=x")).status_code == 403
-        dev.publish("info/mcu", json.dumps({"ver": "1.5.0", "type": FW_TYPE}), qos=1)
-        assert wait_for(lambda: _status(admin, ship["id"], info.id) == "success", 10)
-        assert wait_for(lambda: shipment(admin, ship["id"])["state"] == "finished", 15)
-        assert httpx.get(offer["url"]).status_code == 403  # the offer is over
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    dev = paho_device(stack, info)
+    dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
+    ship = create_shipment(admin, name=f"plain {info.id}", firmware_id=fw["id"],
+                           target={"kind": "devices", "device_ids": [info.id]})
+    _, raw = dev.next(timeout=30, topic_prefix="downlink/ota/json")
+    offer = json.loads(raw)
+    assert {k: offer[k] for k in ("size", "type", "ver", "build", "sha256")} == {
+        "size": len(data), "type": FW_TYPE, "ver": "1.5.0", "build": "Mar 05 2024 18:29:27",
+        "sha256": hashlib.sha256(data).hexdigest()}
+    head = httpx.get(offer["url"], headers={"Range": "bytes=0-99"})
+    assert head.status_code == 206 and head.content == data[:100]
+    assert head.headers["content-range"] == f"bytes 0-99/{len(data)}"
+    assert head.headers["x-sha256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert head.headers["x-md5"] == hashlib.md5(data).hexdigest()
+    assert (head.headers["x-fw-type"], head.headers["x-fw-ver"]) == (FW_TYPE, "1.5.0")
+    assert httpx.get(offer["url"], headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    assert wait_for(lambda: _status(admin, ship["id"], info.id) == "requested", 10)
+    rest = httpx.get(offer["url"], headers={"Range": "bytes=100-"})
+    assert rest.status_code == 206 and head.content + rest.content == data
+    assert wait_for(lambda: _status(admin, ship["id"], info.id) == "downloaded", 10)
+    assert httpx.get(offer["url"].replace("token=", "token=x")).status_code == 403
+    dev.publish("info/mcu", json.dumps({"ver": "1.5.0", "type": FW_TYPE}), qos=1)
+    assert wait_for(lambda: _status(admin, ship["id"], info.id) == "success", 10)
+    assert wait_for(lambda: shipment(admin, ship["id"])["state"] == "finished", 15)
+    assert httpx.get(offer["url"]).status_code == 403  # the offer is over
 
-
-def test_ota_status_reports_and_bad_payloads(admin: Api, stack: StackConfig) -> None:
+def test_ota_status_reports_and_bad_payloads(admin: Api, stack: StackConfig, paho_device: ConnectDevice) -> None:
     info = provision(stack.database_url, thermostat_doc()).devices[0]
     fw = upload(admin, image("1.6.0"))
-    dev = connect_device(stack, info)
-    try:
-        dev.publish("ota/status", b"nonsense", qos=1)
-        _, diag = dev.next(timeout=10, topic_prefix="downlink/diag")
-        assert b"ota/status: expected" in diag
-        dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
-        ship = create_shipment(admin, name=f"status {info.id}", firmware_id=fw["id"],
-                               target={"kind": "devices", "device_ids": [info.id]})
-        dev.next(timeout=30, topic_prefix="downlink/ota/json")
-        dev.publish("ota/status", json.dumps({"status": "failure", "error": "flash write failed"}), qos=1)
-        assert wait_for(lambda: _status(admin, ship["id"], info.id) == "upload_failure", 10)
-        _, cleared = dev.next(timeout=10, topic_prefix="downlink/ota/json")
-        assert cleared == b""  # the retained offer is withdrawn
-        rows = admin.get(f"/api/ota/shipments/{ship['id']}/devices").json()
-        assert rows[0]["label"] == "Upload failure" and rows[0]["detail"] == "flash write failed"
-        dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)  # reboots: tries again
-        _, again = dev.next(timeout=10, topic_prefix="downlink/ota/json")
-        assert json.loads(again)["ver"] == "1.6.0"
-        assert admin.post(f"/api/ota/shipments/{ship['id']}/cancel").json()["state"] == "cancelled"
-        _, cleared = dev.next(timeout=10, topic_prefix="downlink/ota/json")
-        assert cleared == b""
-        assert admin.post(f"/api/ota/shipments/{ship['id']}/resume").status_code == 409
-        assert admin.delete(f"/api/ota/shipments/{ship['id']}").status_code == 204
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    dev = paho_device(stack, info)
+    dev.publish("ota/status", b"nonsense", qos=1)
+    _, diag = dev.next(timeout=10, topic_prefix="downlink/diag")
+    assert b"ota/status: expected" in diag
+    dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
+    ship = create_shipment(admin, name=f"status {info.id}", firmware_id=fw["id"],
+                           target={"kind": "devices", "device_ids": [info.id]})
+    dev.next(timeout=30, topic_prefix="downlink/ota/json")
+    dev.publish("ota/status", json.dumps({"status": "failure", "error": "flash write failed"}), qos=1)
+    assert wait_for(lambda: _status(admin, ship["id"], info.id) == "upload_failure", 10)
+    _, cleared = dev.next(timeout=10, topic_prefix="downlink/ota/json")
+    assert cleared == b""  # the retained offer is withdrawn
+    rows = admin.get(f"/api/ota/shipments/{ship['id']}/devices").json()
+    assert rows[0]["label"] == "Upload failure" and rows[0]["detail"] == "flash write failed"
+    dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)  # reboots: tries again
+    _, again = dev.next(timeout=10, topic_prefix="downlink/ota/json")
+    assert json.loads(again)["ver"] == "1.6.0"
+    assert admin.post(f"/api/ota/shipments/{ship['id']}/cancel").json()["state"] == "cancelled"
+    _, cleared = dev.next(timeout=10, topic_prefix="downlink/ota/json")
+    assert cleared == b""
+    assert admin.post(f"/api/ota/shipments/{ship['id']}/resume").status_code == 409
+    assert admin.delete(f"/api/ota/shipments/{ship['id']}").status_code == 204
 
 
 def _status(admin: Api, shipment_id: int, device_id: int) -> str | None:
