@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.accounts import (ADMIN, ROOT_ADMIN, STAFF, USER, AccountsStack, Api, invite_and_join,
-                                    start_accounts_stack)
-from tests.support.provision import provision_async, thermostat_doc
+from tests.support.accounts import ADMIN, STAFF, USER, AccountsStack, Api, invite_and_join, start_accounts_stack
+from tests.support.tenants import two_tenants
 
 ALL_BUT_VIEW_SUB = ["users.view", "users.invite", "users.edit", "users.suspend", "users.logout", "users.delete",
                     "roles.view", "roles.edit", "audit.view", "devices.view", "devices.edit", "devices.move", "orgs.create",
@@ -44,30 +43,25 @@ class World:
 @pytest.fixture(scope="module")
 def world(pg_server: str, template_db: str) -> Iterator[World]:
     for acc in start_accounts_stack(pg_server, template_db, "tenants"):
-        root = acc.login(*ROOT_ADMIN)
-        parent = root.post("/api/orgs", json={"name": "Parent"}).json()["id"]
-        import asyncio
-        devices = asyncio.run(provision_async(acc.config.database_url, thermostat_doc(devices=2))).devices
-        tenants = []
-        for i, name in enumerate(("A", "B")):
-            org = root.post("/api/orgs", json={"name": name, "parent_id": parent}).json()["id"]
-            admin = invite_and_join(acc, root, org, f"admin-{name}@example.com", ADMIN)
+        base = two_tenants(acc)
+        root, tenants = base.root, []
+        for child in (base.a, base.b):
+            name, org, admin = child.name, child.org, child.admin
             member = invite_and_join(acc, admin, org, f"member-{name}@example.com", STAFF)
             role = admin.post("/api/roles", json={"name": f"Viewer {name}", "permissions": ["users.view"]}).json()["id"]
             invitation = admin.post("/api/invitations", json={"email": f"later-{name}@example.com",
                                                               "role_id": USER}).json()["id"]
-            r = root.post(f"/api/devices/{devices[i].id}/move", json={"org_id": org})
+            r = root.put(f"/api/devices/{child.device.id}/tags", json={"tags": [f"tenant {name}", "shared name"]})
             assert r.status_code == 200, r.text
-            r = root.put(f"/api/devices/{devices[i].id}/tags", json={"tags": [f"tenant {name}", "shared name"]})
-            assert r.status_code == 200, r.text
-            tenants.append(Tenant(org, admin, member.me, role, invitation, devices[i].id))
+            tenants.append(Tenant(org, admin, member.me, role, invitation, child.device.id))
             member.close()
-        parent_admin = invite_and_join(acc, root, parent, "admin-p@example.com", ADMIN)
+        parent_admin = invite_and_join(acc, root, base.parent, "admin-p@example.com", ADMIN)
         manager_role = parent_admin.post("/api/roles", json={"name": "Manager", "permissions": ALL_BUT_VIEW_SUB})
         assert manager_role.status_code == 201, manager_role.text
-        manager = invite_and_join(acc, parent_admin, parent, "manager-p@example.com", manager_role.json()["id"])
-        yield World(acc, root, parent, tenants[0], tenants[1], parent_admin, manager)
-        for api in (root, parent_admin, manager, tenants[0].admin, tenants[1].admin):
+        manager = invite_and_join(acc, parent_admin, base.parent, "manager-p@example.com", manager_role.json()["id"])
+        yield World(acc, root, base.parent, tenants[0], tenants[1], parent_admin, manager)
+        base.close()
+        for api in (parent_admin, manager):
             api.close()
 
 

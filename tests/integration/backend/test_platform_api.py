@@ -21,9 +21,9 @@ from backend.db.engine import Database
 from backend.history.maintenance import trim_actions
 from backend.history.packing import pack_closed_days
 from ota import build_tag
-from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, AccountsStack, Api, invite_and_join, start_accounts_stack
+from tests.support.accounts import ADMIN, STAFF, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.net import wait_for
-from tests.support.provision import provision_async, thermostat_doc
+from tests.support.tenants import two_tenants
 
 V1 = "/api/v1/organization"
 
@@ -77,29 +77,22 @@ class World:
 @pytest.fixture(scope="module")
 def world(pg_server: str, template_db: str) -> Iterator[World]:
     for acc in start_accounts_stack(pg_server, template_db, "platform"):
-        root = acc.login(*ROOT_ADMIN)
-        parent = root.post("/api/orgs", json={"name": "Parent"}).json()["id"]
-        imported = asyncio.run(provision_async(acc.config.database_url, thermostat_doc(devices=2, save_raw=True)))
-        devices = imported.devices
-        with acc.db() as db:
-            row = db.execute("SELECT template_id FROM device WHERE id = %s", (devices[0].id,)).fetchone()
-        assert row is not None
+        base = two_tenants(acc, save_raw=True)
         tenants = []
-        for i, name in enumerate(("A", "B")):
-            org = root.post("/api/orgs", json={"name": name, "parent_id": parent}).json()["id"]
-            admin = invite_and_join(acc, root, org, f"admin-{name}@example.com", ADMIN)
-            assert root.post(f"/api/devices/{devices[i].id}/move", json={"org_id": org}).status_code == 200
-            made = make_client(admin, f"Client {name}")
-            tenants.append(Tenant(org, admin, made, Bearer(acc.base_url, get_token(acc.base_url, made)["access_token"]),
-                                  devices[i].id, admin.me["id"], f"admin-{name}@example.com"))
-        parent_admin = invite_and_join(acc, root, parent, "admin-p@example.com", ADMIN)
+        for child in (base.a, base.b):
+            made = make_client(child.admin, f"Client {child.name}")
+            tenants.append(Tenant(child.org, child.admin, made,
+                                  Bearer(acc.base_url, get_token(acc.base_url, made)["access_token"]),
+                                  child.device.id, child.admin.me["id"], child.email))
+        parent_admin = invite_and_join(acc, base.root, base.parent, "admin-p@example.com", ADMIN)
         wide = get_token(acc.base_url, make_client(parent_admin, "Parent wide"))
         everything = [p["name"] for p in parent_admin.get("/api/permissions").json() if p["name"] != "orgs.view_sub"]
         narrow = get_token(acc.base_url, make_client(parent_admin, "Parent narrow", permissions=everything))
-        w = World(acc, root, parent, tenants[0], tenants[1], Bearer(acc.base_url, wide["access_token"]),
-                  Bearer(acc.base_url, narrow["access_token"]), int(row[0]))
+        w = World(acc, base.root, base.parent, tenants[0], tenants[1], Bearer(acc.base_url, wide["access_token"]),
+                  Bearer(acc.base_url, narrow["access_token"]), base.template)
         yield w
-        for client in (root, parent_admin, w.a.admin, w.b.admin, w.a.api, w.b.api, w.parent_api, w.parent_narrow):
+        base.close()
+        for client in (parent_admin, w.a.api, w.b.api, w.parent_api, w.parent_narrow):
             client.close()
 
 
