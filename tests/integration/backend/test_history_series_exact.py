@@ -1,0 +1,141 @@
+"""Chart buckets hold exactly the stored points of their range (issue #20).
+
+Hypothesis draws point sets, ranges (aligned to nothing, or to minutes or hours) and bucket
+counts; the series read from raw points, minute and hour rollups and packed days must equal a
+brute-force aggregation of the same points, bucket by bucket: the same counts, min and max,
+and the same average (integer values keep every sum exact, so no tolerance is needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from backend.db.engine import Database
+from backend.history.packing import pack_closed_days
+from backend.history.partitions import ensure_partitions
+from backend.history.queries import MAX_POINTS, MINUTE, Grid, series
+from backend.history.writer import HistoryRow, HistoryWriter
+
+DAY_US = 86_400_000_000
+BASE = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+"""Midnight three days ago: points fall on two days that get packed, yesterday and today."""
+DEVICES = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Case:
+    points: list[tuple[datetime, float | None]]
+    start: datetime
+    end: datetime
+    buckets: int
+    save_raw: bool
+
+
+def instant(near: int) -> st.SearchStrategy[int]:
+    """Microseconds after BASE: anywhere in four days, on a whole minute or hour, or close to
+    ``near`` (so that points crowd the range's edges)."""
+    return st.one_of(
+        st.integers(0, 4 * DAY_US - 1),
+        st.integers(0, 4 * 1440 - 1).map(lambda m: m * 60_000_000),
+        st.integers(0, 4 * 24 - 1).map(lambda h: h * 3_600_000_000),
+        st.integers(-7_200_000_000, 7_200_000_000).map(lambda d: min(max(near + d, 0), 4 * DAY_US - 1)))
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    a, b = draw(instant(DAY_US)), draw(instant(2 * DAY_US))
+    if a == b:
+        b = a + 1
+    lo, hi = sorted((a, b))
+    values = st.one_of(st.integers(-1000, 1000).map(float), st.none())  # None: a text point
+    stamps = st.one_of(instant(lo), instant(hi), st.integers(lo, hi))
+    size = draw(st.integers(0, 60))
+    points = draw(st.lists(st.tuples(stamps, values), min_size=size, max_size=size))
+    at = [(BASE + timedelta(microseconds=us), value) for us, value in points]
+    # a bucket count of its own, or one that makes buckets raw, minutes, hours on the minute grid
+    # or whole hours wide
+    width = st.sampled_from([(1, 60), (60, 3600), (3600, 4 * 3600), (4 * 3600, 12 * 3600)]).flatmap(
+        lambda seconds: st.integers(seconds[0] * 1_000_000, seconds[1] * 1_000_000))
+    by_width = width.map(lambda us: min(max((hi - lo) // us, 1), MAX_POINTS))
+    buckets = draw(st.one_of(st.integers(1, 2000), by_width, by_width))
+    return Case(at, BASE + timedelta(microseconds=lo), BASE + timedelta(microseconds=hi), buckets,
+                draw(st.booleans()))
+
+
+def expected(case: Case, grid: Grid) -> dict[datetime, tuple[float, float, float, int]]:
+    """Brute force: each numeric point of the range (or, without raw points, each point whose
+    minute starts in the range) into its bucket of ``grid``; min, max, average and count."""
+    groups: dict[datetime, list[float]] = {}
+    for ts, value in case.points:
+        at = ts if case.save_raw else BASE + (ts - BASE) // MINUTE * MINUTE
+        if value is None or not case.start <= at < case.end:
+            continue
+        slot = grid.anchor + (at - grid.anchor) // grid.width * grid.width
+        groups.setdefault(max(slot, case.start), []).append(value)
+    return {ts: (min(vs), max(vs), sum(vs) / len(vs), len(vs)) for ts, vs in sorted(groups.items())}
+
+
+@pytest.fixture
+def history(fresh_db: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
+    """A database with partitions for the days of BASE, and a loop to use it from Hypothesis."""
+    loop = asyncio.new_event_loop()
+    db = Database(fresh_db)
+    loop.run_until_complete(db.__aenter__())
+    loop.run_until_complete(ensure_partitions(db.pool, days_back=4, days_ahead=1))
+    try:
+        yield loop, db
+    finally:
+        loop.run_until_complete(db.__aexit__(None, None, None))
+        loop.close()
+
+
+async def check(db: Database, case: Case) -> None:
+    device = next(DEVICES)
+    await HistoryWriter(db.pool).write([HistoryRow(device, 0, ts, value, None if value is not None else "text",
+                                                   raw=case.save_raw) for ts, value in case.points])
+    await pack_closed_days(db.pool, keep_raw_days=1)
+    result = await series(db.pool, device, 0, case.start, case.end, case.buckets, save_raw=case.save_raw)
+    grid = Grid.plan(case.start, case.end, case.buckets, case.save_raw)
+    assert (result.width, result.source) == (grid.width, grid.source)
+    assert grid.width * case.buckets >= case.end - grid.anchor > case.start - grid.anchor >= timedelta(0)
+    if grid.source != "history":  # inner bucket edges fall on whole minutes
+        assert (grid.anchor - BASE) % MINUTE == grid.width % MINUTE == timedelta(0)
+    assert len(result.buckets) <= case.buckets
+    want = expected(case, grid)
+    assert sum(b.count for b in result.buckets) == sum(count for *_, count in want.values())
+    got = {b.ts: (b.min, b.max, b.avg, b.count) for b in result.buckets}
+    assert got == want
+
+
+INNER_EDGES_IN_HOURS = Case([(BASE + timedelta(hours=20 + h, minutes=30), float(h)) for h in range(24)],
+                           BASE + timedelta(hours=20, minutes=7), BASE + timedelta(days=1, hours=20, minutes=7), 10, False)
+"""A day into 10 buckets of 2 h 24 min: the hours that bucket edges cut come from minutes."""
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases())
+@example(case=INNER_EDGES_IN_HOURS)
+def test_series_equal_a_brute_force_aggregation_of_the_points(
+        history: tuple[asyncio.AbstractEventLoop, Database], case: Case) -> None:
+    loop, db = history
+    loop.run_until_complete(check(db, case))
+
+
+def test_the_edges_of_a_week_of_imported_minutes(history: tuple[asyncio.AbstractEventLoop, Database]) -> None:
+    """The reported case: 10,000 points a minute apart, read from 36 minutes past an hour into
+    100 buckets; the minutes before the first whole hour used to be left out."""
+    loop, db = history
+    first = BASE + timedelta(hours=1, minutes=36, seconds=20)
+    points: list[tuple[datetime, float | None]] = [(first + timedelta(minutes=i), float(i % 89)) for i in range(10_000)]
+    points[3] = (points[3][0], 5000.0)  # the maximum sits before the first whole hour
+    for save_raw in (True, False):
+        case = Case(points, first, first + timedelta(minutes=10_000), 100, save_raw)
+        loop.run_until_complete(check(db, case))
