@@ -19,8 +19,9 @@ import pytest
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
 from backend.transfer.schemas import DeviceOut
-from tests.integration.backend.conftest import PahoDevice, connect_device
+from tests.integration.backend.conftest import PahoDevice
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.provision import provision, thermostat_doc
 from tests.support.datadir import remove_data_dir
 from tests.support.stack import Process, StackConfig, wait_http_ready, wait_port
@@ -82,9 +83,9 @@ def raw_values(stack: OwnStack, device_id: int) -> list[float]:
     return [r[0] for r in rows]
 
 
-def device_for(stack: OwnStack) -> tuple[DeviceOut, PahoDevice]:
+def device_for(stack: OwnStack, connect: ConnectDevice) -> tuple[DeviceOut, PahoDevice]:
     info = provision(stack.config.database_url, thermostat_doc(save_raw=True)).devices[0]
-    return info, connect_device(stack.config, info)
+    return info, connect(stack.config, info)
 
 
 def publish_range(device: PahoDevice, start: int, stop: int) -> None:
@@ -119,83 +120,69 @@ def settled_values(stack: OwnStack, device: PahoDevice) -> list[float]:
     return raw_values(stack, device.info.id)
 
 
-def test_nothing_is_lost_across_an_app_restart(own: OwnStack) -> None:
-    info, device = device_for(own)
-    try:
-        publish_range(device, 0, 20)
-        own.stop_app()
-        publish_range(device, 20, 60)  # QoS 1: kept in the app's persistent broker session
-        own.start_app()
-        publish_range(device, 60, 80)
-        wait_for(lambda: raw_values(own, info.id) == expected(80), timeout=30,
-                 message="all 80 values stored")
-    finally:
-        device.client.disconnect()
-        device.client.loop_stop()
+def test_nothing_is_lost_across_an_app_restart(own: OwnStack, paho_device: ConnectDevice) -> None:
+    info, device = device_for(own, paho_device)
+    publish_range(device, 0, 20)
+    own.stop_app()
+    publish_range(device, 20, 60)  # QoS 1: kept in the app's persistent broker session
+    own.start_app()
+    publish_range(device, 60, 80)
+    wait_for(lambda: raw_values(own, info.id) == expected(80), timeout=30,
+             message="all 80 values stored")
+    assert settled_values(own, device) == expected(80) + [MARKER]  # and none of them twice
 
 
-def test_nothing_is_lost_across_a_database_outage(own: OwnStack) -> None:
-    info, device = device_for(own)
-    try:
-        publish_range(device, 0, 10)
-        wait_for(lambda: raw_values(own, info.id) == expected(10), timeout=20, message="values before the outage")
-        own.pg.stop()
-        import time
-        deadline = time.monotonic() + OUTAGE
-        sent = 10
-        while time.monotonic() < deadline:  # a device keeps reporting through the outage
-            publish_range(device, sent, sent + 5)
-            sent += 5
-            time.sleep(1)
-        assert own.app.alive() and own.broker.alive()
-        own.pg.start()
-        wait_for(lambda: raw_values(own, info.id) == expected(sent), timeout=60, interval=0.5,
-                 message=f"all {sent} values stored after the outage")
-        with httpx.Client(base_url=own.config.base_url, timeout=10) as http:
-            assert http.get(f"/external/api/get?token={info.token}&v0").text == repr((sent - 1) / 10)
-    finally:
-        device.client.disconnect()
-        device.client.loop_stop()
+def test_nothing_is_lost_across_a_database_outage(own: OwnStack, paho_device: ConnectDevice) -> None:
+    info, device = device_for(own, paho_device)
+    publish_range(device, 0, 10)
+    wait_for(lambda: raw_values(own, info.id) == expected(10), timeout=20, message="values before the outage")
+    own.pg.stop()
+    import time
+    deadline = time.monotonic() + OUTAGE
+    sent = 10
+    while time.monotonic() < deadline:  # a device keeps reporting through the outage
+        publish_range(device, sent, sent + 5)
+        sent += 5
+        time.sleep(1)
+    assert own.app.alive() and own.broker.alive()
+    own.pg.start()
+    wait_for(lambda: raw_values(own, info.id) == expected(sent), timeout=60, interval=0.5,
+             message=f"all {sent} values stored after the outage")
+    with httpx.Client(base_url=own.config.base_url, timeout=10) as http:
+        assert http.get(f"/external/api/get?token={info.token}&v0").text == repr((sent - 1) / 10)
+    assert settled_values(own, device) == expected(sent) + [MARKER]  # and none of them twice
 
 
-def test_stopping_the_app_ingests_what_it_already_received(own: OwnStack) -> None:
+def test_stopping_the_app_ingests_what_it_already_received(own: OwnStack, paho_device: ConnectDevice) -> None:
     """A burst right before SIGTERM is stored in full and exactly once: the app stores what it
     took, acknowledges it, and leaves the rest to the broker, which sends it again (this test
     failed now and then while the broker forgot messages in flight when the app went away)."""
-    info, device = device_for(own)
-    try:
-        for i in range(300):
-            device.client.publish("ds/Temperature", str(i / 10), qos=1)
-        own.stop_app()
-        own.start_app()
-        wait_for(lambda: raw_values(own, info.id) == expected(300), timeout=30, message="all 300 values")
-        assert settled_values(own, device) == expected(300) + [MARKER]  # and none of them twice
-    finally:
-        device.client.disconnect()
-        device.client.loop_stop()
+    info, device = device_for(own, paho_device)
+    for i in range(300):
+        device.client.publish("ds/Temperature", str(i / 10), qos=1)
+    own.stop_app()
+    own.start_app()
+    wait_for(lambda: raw_values(own, info.id) == expected(300), timeout=30, message="all 300 values")
+    assert settled_values(own, device) == expected(300) + [MARKER]  # and none of them twice
 
 
-def test_a_crash_loses_nothing_the_app_had_taken_but_not_stored(own: OwnStack) -> None:
+def test_a_crash_loses_nothing_the_app_had_taken_but_not_stored(own: OwnStack, paho_device: ConnectDevice) -> None:
     """SIGKILL while the database is down: the app holds 50 values it could not store. It
     acknowledges a message only after its rows are committed, so the broker still has them
     and sends them again to the restarted app (at least once: nothing here was stored twice,
     since nothing was stored before the crash)."""
-    info, device = device_for(own)
-    try:
-        publish_range(device, 0, 10)
-        wait_for(lambda: raw_values(own, info.id) == expected(10), timeout=20, message="values before the crash")
-        taken = int(health(own)["ingested"])  # type: ignore[call-overload]
-        own.pg.stop()
-        publish_range(device, 10, 60)
-        wait_for(lambda: int(health(own)["ingested"]) >= taken + 50, timeout=20,  # type: ignore[call-overload]
-                 message="the app took the 50 values")
-        assert int(health(own)["unacknowledged"]) >= 50  # type: ignore[call-overload]
-        own.app.stop(signal.SIGKILL)
-        own.pg.start()
-        own.start_app()
-        wait_for(lambda: raw_values(own, info.id) == expected(60), timeout=60, interval=0.5,
-                 message="all 60 values stored once after the crash")
-        assert settled_values(own, device) == expected(60) + [MARKER]  # and none of them twice
-    finally:
-        device.client.disconnect()
-        device.client.loop_stop()
+    info, device = device_for(own, paho_device)
+    publish_range(device, 0, 10)
+    wait_for(lambda: raw_values(own, info.id) == expected(10), timeout=20, message="values before the crash")
+    taken = int(health(own)["ingested"])  # type: ignore[call-overload]
+    own.pg.stop()
+    publish_range(device, 10, 60)
+    wait_for(lambda: int(health(own)["ingested"]) >= taken + 50, timeout=20,  # type: ignore[call-overload]
+             message="the app took the 50 values")
+    assert int(health(own)["unacknowledged"]) >= 50  # type: ignore[call-overload]
+    own.app.stop(signal.SIGKILL)
+    own.pg.start()
+    own.start_app()
+    wait_for(lambda: raw_values(own, info.id) == expected(60), timeout=60, interval=0.5,
+             message="all 60 values stored once after the crash")
+    assert settled_values(own, device) == expected(60) + [MARKER]  # and none of them twice
