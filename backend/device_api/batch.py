@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import msgspec
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from backend import errors as e
@@ -26,9 +25,8 @@ from backend.device_api.common import DailyQuota, Query, named_datastream
 from backend.device_api.services import DeviceApiService
 from backend.devices.latest import LatestValues
 from backend.errors import BlynkApiError, BlynkLimitError, ValidationError
-from backend.history.rollup import merge_rollups
-from backend.history.writer import COPY_SQL, COPY_TYPES
-from backend.templates.values import DatastreamSpec, DatastreamType, MULTI_SEPARATOR, Value, db_text, parse_value
+from backend.history.writer import Row, write_rows
+from backend.templates.values import DatastreamSpec, DatastreamType, MULTI_SEPARATOR, Value, parse_value
 
 MAX_BATCH_POINTS = 10_000
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -120,27 +118,20 @@ class BatchImportService:
     async def _store(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
         """The points, the rollups and the daily counter in one transaction.
 
-        As every other write path (``backend.devices.data.DataService.record``): raw rows only with
-        the datastream's ``save_raw``; numbers always go into the per-minute and per-hour
-        rollups; strings and locations without ``save_raw`` are not history (they cannot be
-        averaged), though they still count against the daily import limit.
+        By the history writer's rows (``backend.history.writer.write_rows``), as every other
+        write path: raw rows only with the datastream's ``save_raw``; numbers always go into
+        the per-minute and per-hour rollups; strings and locations without ``save_raw`` are not
+        history (they cannot be averaged), though they still count against the daily import
+        limit.
         """
+        pin, raw = spec.pin, spec.save_raw
+        rows: list[Row] = [(device_id, pin, p.ts, p.value.number, p.value.text if p.value.number is None else None, raw)
+                           for p in points]
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 if await self.quota.take(device_id, len(points), conn=conn) is None:
                     raise BlynkLimitError(IMPORT_LIMIT)
-                if spec.save_raw:
-                    await _copy_raw(conn, device_id, spec.pin, points)
-                await merge_rollups(conn, [(device_id, spec.pin, p.ts, p.value.number, None, False) for p in points])
-
-
-async def _copy_raw(conn: AsyncConnection, device_id: int, pin: int, points: list[Point]) -> None:
-    """The points as raw history rows (binary COPY, the history writer's format)."""
-    async with conn.cursor().copy(COPY_SQL) as copy:
-        copy.set_types(COPY_TYPES)
-        for p in points:
-            number = p.value.number
-            await copy.write_row((device_id, pin, p.ts, number, None if number is not None else db_text(p.value.text)))
+                await write_rows(conn, rows)
 
 
 def wire_value(spec: DatastreamSpec, raw: Any) -> str:

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from backend.history import rollup
@@ -27,7 +28,7 @@ from backend.history.partitions import ensure_partitions
 from backend.tasks import finish
 from backend.templates.values import db_text
 
-__all__ = ["AcksAfterCommit", "HistoryRow", "HistoryWriter", "Row", "ensure_partitions"]
+__all__ = ["AcksAfterCommit", "HistoryRow", "HistoryWriter", "Row", "ensure_partitions", "write_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -314,23 +315,30 @@ class HistoryWriter:
                 log.error("dropped a history row of device %s pin V%s: %s", row[0], row[1], exc)
 
     async def write(self, batch: Sequence[Row]) -> None:
-        """Write one batch (:class:`HistoryRow` s or their tuples) in one transaction: raw rows
-        with binary COPY, then the rollups."""
+        """Write one batch (:class:`HistoryRow` s or their tuples) in one transaction
+        (:func:`write_rows`)."""
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                async with conn.cursor().copy(COPY_SQL) as copy:
-                    copy.set_types(COPY_TYPES)
-                    write_row = copy.write_row
-                    for device_id, pin, ts, value, text, raw in batch:
-                        if raw:
-                            await write_row((device_id, pin, ts, value, None if text is None else db_text(text)))
-                    # Still inside the COPY: PostgreSQL is storing the rows sent so far meanwhile.
-                    try:
-                        levels = rollup.aggregate_levels(batch)
-                    except (TypeError, AttributeError):  # a malformed row, which the COPY refuses too:
-                        levels = None  # let it say so (REFUSED), then the rows go one by one
-                await rollup.merge_levels(conn, rollup.aggregate_levels(batch) if levels is None else levels)
+                await write_rows(conn, batch)
         self.rows_written += len(batch)
+
+
+async def write_rows(conn: AsyncConnection, batch: Sequence[Row]) -> None:
+    """History rows in the caller's transaction: raw ones (the ``raw`` flag, the datastream's
+    "Save Raw Data") with binary COPY, then the numbers of all into the rollups. The writer's
+    batches and the HTTP device API's imports (``backend.device_api.batch``) both use it."""
+    async with conn.cursor().copy(COPY_SQL) as copy:
+        copy.set_types(COPY_TYPES)
+        write_row = copy.write_row
+        for device_id, pin, ts, value, text, raw in batch:
+            if raw:
+                await write_row((device_id, pin, ts, value, None if text is None else db_text(text)))
+        # Still inside the COPY: PostgreSQL is storing the rows sent so far meanwhile.
+        try:
+            levels = rollup.aggregate_levels(batch)
+        except (TypeError, AttributeError):  # a malformed row, which the COPY refuses too:
+            levels = None  # let it say so (REFUSED), then the rows go one by one
+    await rollup.merge_levels(conn, rollup.aggregate_levels(batch) if levels is None else levels)
 
 
 class AcksAfterCommit:
