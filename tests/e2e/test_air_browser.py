@@ -18,11 +18,11 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
-from tests.integration.backend.conftest import connect_device
 from tests.integration.console.test_console_api import make_device, make_template
 from tests.integration.ota.ota_support import FW_TYPE, image
 from tests.support.accounts import ROOT_ADMIN, Api
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.stack import StackConfig
 
 TIMEOUT_MS = 30_000  # a bound, not a timing claim: the scheduler offers firmware on its next round
@@ -58,7 +58,8 @@ def context(browser: Browser, stack: StackConfig) -> Iterator[BrowserContext]:  
     ctx.close()
 
 
-def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: Api, context: BrowserContext) -> None:
+def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: Api, context: BrowserContext,
+                                                      paho_device: ConnectDevice) -> None:
     suffix = uuid.uuid4().hex[:6]
     info = make_device(api, make_template(api)["id"])
     idle = make_device(api, make_template(api)["id"])  # never connects: its shipment waits
@@ -89,46 +90,43 @@ def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: A
     assert r.status_code == 201, r.text
     idle_shipment = r.json()["id"]
 
-    dev = connect_device(stack, info)
-    try:
-        dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
-        result.get_by_role("link", name="Ship this firmware").click()
-        form = page.locator("#shipment-form")
-        expect(form.locator("select[name=firmware_id]")).to_have_value(str(firmware_id))
-        form.get_by_label("Shipment name").fill(f"Idle {suffix}")  # taken: the server says so
-        form.get_by_label("Filter devices").fill(info.name.lower())
-        form.get_by_label(info.name).check()
-        form.get_by_role("button", name="Start shipment").click()
-        expect(form.locator(".form-error")).to_have_text(f"a shipment named 'Idle {suffix}' exists already")
-        form.get_by_label("Shipment name").fill(f"Thermo {suffix}")
-        form.get_by_role("spinbutton", name="Devices a minute").fill("60")
-        form.get_by_label("Stop the shipment when too many devices fail").check()
-        form.get_by_label("Failures (%)").fill("50")
-        shot(page, "21-air-new-shipment")
-        form.get_by_role("button", name="Start shipment").click()
-        expect(page).to_have_url(re.compile(r"/air/shipments/\d+$"))
-        page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
+    dev = paho_device(stack, info)
+    dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
+    result.get_by_role("link", name="Ship this firmware").click()
+    form = page.locator("#shipment-form")
+    expect(form.locator("select[name=firmware_id]")).to_have_value(str(firmware_id))
+    form.get_by_label("Shipment name").fill(f"Idle {suffix}")  # taken: the server says so
+    form.get_by_label("Filter devices").fill(info.name.lower())
+    form.get_by_label(info.name).check()
+    form.get_by_role("button", name="Start shipment").click()
+    expect(form.locator(".form-error")).to_have_text(f"a shipment named 'Idle {suffix}' exists already")
+    form.get_by_label("Shipment name").fill(f"Thermo {suffix}")
+    form.get_by_role("spinbutton", name="Devices a minute").fill("60")
+    form.get_by_label("Stop the shipment when too many devices fail").check()
+    form.get_by_label("Failures (%)").fill("50")
+    shot(page, "21-air-new-shipment")
+    form.get_by_role("button", name="Start shipment").click()
+    expect(page).to_have_url(re.compile(r"/air/shipments/\d+$"))
+    page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
 
-        row = page.locator(f'#shipment-devices tr[data-device="{info.id}"]')
-        expect(row).to_have_attribute("data-status", "request_sent")
-        expect(page.locator('[data-count="request_sent"] .n')).to_have_text("1")
-        _, raw = dev.next(timeout=30, topic_prefix="downlink/ota/json")
-        offer = json.loads(raw)
-        body = httpx.get(offer["url"], timeout=30)
-        assert body.status_code == 200 and body.content == data
-        expect(row).to_have_attribute("data-status", "downloaded")
-        expect(row).to_contain_text("Firmware Downloaded")
-        expect(row).to_contain_text("100 %")
-        shot(page, "22-air-shipment-downloaded")
-        dev.publish("info/mcu", json.dumps({"ver": "2.0.0", "type": FW_TYPE}), qos=1)
-        expect(row).to_have_attribute("data-status", "success")
-        expect(page.locator('[data-count="success"] .n')).to_have_text("1")
-        expect(page.locator("[data-shipment-state]")).to_have_text("Finished")
-        assert page.evaluate("window.__sameDocument === true")
-        shot(page, "23-air-shipment-finished")
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    row = page.locator(f'#shipment-devices tr[data-device="{info.id}"]')
+    expect(row).to_have_attribute("data-status", "request_sent")
+    expect(page.locator('[data-count="request_sent"] .n')).to_have_text("1")
+    _, raw = dev.next(timeout=30, topic_prefix="downlink/ota/json")
+    offer = json.loads(raw)
+    body = httpx.get(offer["url"], timeout=30)
+    assert body.status_code == 200 and body.content == data
+    expect(row).to_have_attribute("data-status", "downloaded")
+    expect(row).to_contain_text("Firmware Downloaded")
+    expect(row).to_contain_text("100 %")
+    shot(page, "22-air-shipment-downloaded")
+    dev.publish("info/mcu", json.dumps({"ver": "2.0.0", "type": FW_TYPE}), qos=1)
+    expect(row).to_have_attribute("data-status", "success")
+    expect(page.locator('[data-count="success"] .n')).to_have_text("1")
+    expect(page.locator("[data-shipment-state]")).to_have_text("Finished")
+    assert page.evaluate("window.__sameDocument === true")
+    shot(page, "23-air-shipment-finished")
+    dev.close()
 
     page.goto(f"{stack.base_url}/air/shipments/{idle_shipment}")
     state = page.locator("[data-shipment-state]")
@@ -154,7 +152,8 @@ def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: A
     assert errors == []
 
 
-def test_switch_button_terminal_backlog_and_metadata(stack: StackConfig, api: Api, context: BrowserContext) -> None:
+def test_switch_button_terminal_backlog_and_metadata(stack: StackConfig, api: Api, context: BrowserContext,
+                                                     paho_device: ConnectDevice) -> None:
     template = make_template(api, [{"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1},
                                    {"pin": "V5", "name": "Log", "type": "string", "save_raw": True}])
     tid = template["id"]
@@ -165,39 +164,36 @@ def test_switch_button_terminal_backlog_and_metadata(stack: StackConfig, api: Ap
     info = make_device(api, tid)
     page = context.new_page()
     errors = no_page_errors(page)
-    dev = connect_device(stack, info)
-    try:
-        for n in range(3):
-            dev.publish("ds/Log", f"boot {n}", qos=1)
-        _wait_history(api, info.id, "boot 2")
-        page.goto(f"{stack.base_url}/devices/{info.id}")
-        terminal = page.locator(".widget-terminal")
-        expect(terminal).to_have_attribute("data-backlog", "loaded")
-        expect(terminal.locator("pre > div")).to_have_text(["boot 0", "boot 1", "boot 2"])
-        expect(page.locator("#dashboard")).to_have_attribute("data-live", "connected")
-        dev.publish("ds/Log", "live line", qos=1)
-        expect(terminal.locator("pre > div")).to_have_text(["boot 0", "boot 1", "boot 2", "live line"])
+    dev = paho_device(stack, info)
+    for n in range(3):
+        dev.publish("ds/Log", f"boot {n}", qos=1)
+    _wait_history(api, info.id, "boot 2")
+    page.goto(f"{stack.base_url}/devices/{info.id}")
+    terminal = page.locator(".widget-terminal")
+    expect(terminal).to_have_attribute("data-backlog", "loaded")
+    expect(terminal.locator("pre > div")).to_have_text(["boot 0", "boot 1", "boot 2"])
+    expect(page.locator("#dashboard")).to_have_attribute("data-live", "connected")
+    dev.publish("ds/Log", "live line", qos=1)
+    expect(terminal.locator("pre > div")).to_have_text(["boot 0", "boot 1", "boot 2", "live line"])
 
-        button = page.locator(".widget-button button")
-        expect(button).to_have_attribute("aria-pressed", "false")
-        button.click()
-        assert dev.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"1")
-        expect(button).to_have_attribute("aria-pressed", "true")
-        button.click()
-        assert dev.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"0")
-        expect(button).to_have_attribute("aria-pressed", "false")
-        shot(page, "25-device-switch-button-terminal")
+    button = page.locator(".widget-button button")
+    expect(button).to_have_attribute("aria-pressed", "false")
+    button.click()
+    assert dev.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"1")
+    expect(button).to_have_attribute("aria-pressed", "true")
+    button.click()
+    assert dev.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"0")
+    expect(button).to_have_attribute("aria-pressed", "false")
+    shot(page, "25-device-switch-button-terminal")
 
-        page.goto(f"{stack.base_url}/devices/{info.id}?tab=info")
-        serial = page.locator("#metadata form").filter(has=page.locator('input[value="Serial"]'))
-        serial.get_by_label("Serial").fill("SN-7")
-        serial.get_by_role("button", name="Save").click()
-        assert dev.next(topic_prefix="downlink/meta/") == ("downlink/meta/Serial", b"SN-7")
-        expect(page.locator("#toast")).to_have_text("Saved")
-        shot(page, "26-device-metadata")
-    finally:
-        dev.client.disconnect()
-        dev.client.loop_stop()
+    page.goto(f"{stack.base_url}/devices/{info.id}?tab=info")
+    serial = page.locator("#metadata form").filter(has=page.locator('input[value="Serial"]'))
+    serial.get_by_label("Serial").fill("SN-7")
+    serial.get_by_role("button", name="Save").click()
+    assert dev.next(topic_prefix="downlink/meta/") == ("downlink/meta/Serial", b"SN-7")
+    expect(page.locator("#toast")).to_have_text("Saved")
+    shot(page, "26-device-metadata")
+    dev.close()
     assert errors == []
 
 

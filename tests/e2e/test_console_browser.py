@@ -15,8 +15,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from backend.transfer.schemas import DeviceOut
 from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
-from tests.integration.backend.conftest import connect_device
 from tests.support.accounts import ROOT_ADMIN
+from tests.support.paho import ConnectDevice
 from tests.support.stack import StackConfig
 
 TIMEOUT_MS = 15_000
@@ -105,7 +105,8 @@ def add_device(page: Page, stack: StackConfig, template_id: str, name: str) -> D
     return DeviceOut(name=name, id=device_id, token=token.inner_text(), template="", template_id="", created=True)
 
 
-def test_console_end_to_end(stack: StackConfig, browser: Browser) -> None:  # noqa: F811 (fixture)
+def test_console_end_to_end(stack: StackConfig, browser: Browser,  # noqa: F811 (fixture)
+                            paho_device: ConnectDevice) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -119,71 +120,68 @@ def test_console_end_to_end(stack: StackConfig, browser: Browser) -> None:  # no
     page.goto(f"{stack.base_url}/devices/{info.id}")
     dashboard = page.locator("#dashboard")
     expect(dashboard).to_have_attribute("data-live", "connected")
-    device = connect_device(stack, info)
-    try:
-        expect(page.locator(f'[data-presence="{info.id}"]').first).to_have_text("Online")
-        device.publish("ds/Temperature", "23.4")
-        value = page.locator(".widget-value output")
-        expect(value).to_have_text("23.4")
-        device.publish("ds/Temperature/prop/label", "Kitchen temperature")
-        expect(page.locator(".widget-value .widget-title")).to_have_text("Kitchen temperature")
+    device = paho_device(stack, info)
+    expect(page.locator(f'[data-presence="{info.id}"]').first).to_have_text("Online")
+    device.publish("ds/Temperature", "23.4")
+    value = page.locator(".widget-value output")
+    expect(value).to_have_text("23.4")
+    device.publish("ds/Temperature/prop/label", "Kitchen temperature")
+    expect(page.locator(".widget-value .widget-title")).to_have_text("Kitchen temperature")
 
-        switch = page.get_by_role("switch")
-        expect(switch).to_have_attribute("aria-checked", "false")
-        switch.click()
-        assert device.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"1")
-        power = page.locator(".widget-switch")
-        expect(power).to_have_attribute("data-state", "waiting")
-        expect(power.locator(".widget-status")).to_have_text("waiting for device…")
-        shot(page, "05-device-dashboard-waiting")
-        device.publish("ds/Power", "1")  # the device confirms
-        expect(power).to_have_attribute("data-state", "confirmed")
-        expect(switch).to_have_attribute("aria-checked", "true")
-        expect(power.locator(".widget-status")).to_have_text("")
+    switch = page.get_by_role("switch")
+    expect(switch).to_have_attribute("aria-checked", "false")
+    switch.click()
+    assert device.next(topic_prefix="downlink/ds/") == ("downlink/ds/Power", b"1")
+    power = page.locator(".widget-switch")
+    expect(power).to_have_attribute("data-state", "waiting")
+    expect(power.locator(".widget-status")).to_have_text("waiting for device…")
+    shot(page, "05-device-dashboard-waiting")
+    device.publish("ds/Power", "1")  # the device confirms
+    expect(power).to_have_attribute("data-state", "confirmed")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    expect(power.locator(".widget-status")).to_have_text("")
 
-        now = datetime.now(timezone.utc)
-        points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + (m % 7)] for m in range(1, 300)]
-        r = httpx.post(f"{stack.base_url}/external/api/batch/update", params={"token": info.token, "pin": "V0"},
-                       json=points, timeout=10)
-        assert r.status_code == 200, r.text
-        page.reload()
-        chart = page.locator(".widget-chart")
-        chart.get_by_role("button", name="6h").click()
-        page.wait_for_function(  # the 6 h range is drawn (not the default day, answered late)
-            "el => el.dataset.chartEnd - el.dataset.chartStart === 6 * 3600e3", arg=chart.element_handle())
-        expect(chart).to_have_attribute("data-chart-points", re.compile(r"^[1-9]\d*$"))
-        start, end = int(chart.get_attribute("data-chart-start") or 0), int(chart.get_attribute("data-chart-end") or 0)
-        plot = chart.locator(".u-over")
-        box = plot.bounding_box()
-        assert box is not None
-        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2, steps=8)
-        page.mouse.up()
-        expect(chart).to_have_attribute("data-chart-zoomed", "yes")
-        zoom_start, zoom_end = int(chart.get_attribute("data-chart-start") or 0), int(chart.get_attribute("data-chart-end") or 0)
-        assert start < zoom_start < zoom_end < end and (zoom_end - zoom_start) < (end - start) / 2
-        expect(chart.get_by_role("button", name="Reset zoom")).to_be_visible()
-        device.publish("ds/Where", "24.1052,56.9496")
-        expect(page.locator(".widget-map .coords")).to_have_text("lat 56.94960, lon 24.10520")
-        expect(page.get_by_text("there are no map tiles")).to_be_visible()  # said where a map is shown
-        shot(page, "06-device-dashboard")
+    now = datetime.now(timezone.utc)
+    points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + (m % 7)] for m in range(1, 300)]
+    r = httpx.post(f"{stack.base_url}/external/api/batch/update", params={"token": info.token, "pin": "V0"},
+                   json=points, timeout=10)
+    assert r.status_code == 200, r.text
+    page.reload()
+    chart = page.locator(".widget-chart")
+    chart.get_by_role("button", name="6h").click()
+    page.wait_for_function(  # the 6 h range is drawn (not the default day, answered late)
+        "el => el.dataset.chartEnd - el.dataset.chartStart === 6 * 3600e3", arg=chart.element_handle())
+    expect(chart).to_have_attribute("data-chart-points", re.compile(r"^[1-9]\d*$"))
+    start, end = int(chart.get_attribute("data-chart-start") or 0), int(chart.get_attribute("data-chart-end") or 0)
+    plot = chart.locator(".u-over")
+    box = plot.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    expect(chart).to_have_attribute("data-chart-zoomed", "yes")
+    zoom_start, zoom_end = int(chart.get_attribute("data-chart-start") or 0), int(chart.get_attribute("data-chart-end") or 0)
+    assert start < zoom_start < zoom_end < end and (zoom_end - zoom_start) < (end - start) / 2
+    expect(chart.get_by_role("button", name="Reset zoom")).to_be_visible()
+    device.publish("ds/Where", "24.1052,56.9496")
+    expect(page.locator(".widget-map .coords")).to_have_text("lat 56.94960, lon 24.10520")
+    expect(page.get_by_text("there are no map tiles")).to_be_visible()  # said where a map is shown
+    shot(page, "06-device-dashboard")
 
-        phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=context.storage_state())
-        phone.set_default_timeout(TIMEOUT_MS)
-        small = phone.new_page()
-        small.goto(f"{stack.base_url}/devices/{info.id}")
-        expect(small.locator(".widget-value output")).to_have_text("23.4")
-        widths = small.evaluate("[...document.querySelectorAll('.widget')].map(w => w.getBoundingClientRect().width)")
-        assert min(widths) > 300, widths  # stacked one per row on a phone
-        assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-        shot(small, "07-phone-dashboard")
-        small.get_by_role("button", name="Menu").click()
-        expect(small.get_by_role("link", name="Templates")).to_be_visible()
-        phone.close()
-    finally:
-        device.client.disconnect()
-        device.client.loop_stop()
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=context.storage_state())
+    phone.set_default_timeout(TIMEOUT_MS)
+    small = phone.new_page()
+    small.goto(f"{stack.base_url}/devices/{info.id}")
+    expect(small.locator(".widget-value output")).to_have_text("23.4")
+    widths = small.evaluate("[...document.querySelectorAll('.widget')].map(w => w.getBoundingClientRect().width)")
+    assert min(widths) > 300, widths  # stacked one per row on a phone
+    assert small.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(small, "07-phone-dashboard")
+    small.get_by_role("button", name="Menu").click()
+    expect(small.get_by_role("link", name="Templates")).to_be_visible()
+    phone.close()
+    device.close()
 
     page.goto(f"{stack.base_url}/devices")
     row = page.locator(f'tr[data-device="{info.id}"]')
