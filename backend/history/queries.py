@@ -52,21 +52,25 @@ _WHOLE_HOURS = """
 SELECT bucket, min, max, sum, count FROM history_hour
 WHERE device_id = %(device)s AND pin = %(pin)s AND bucket >= %(start)s AND bucket < %(hours_end)s
   AND bucket <> ALL(%(cut_hours)s::timestamptz[])"""
+# OFFSET 0 keeps each LATERAL subquery a scan of one period through the index; flattened into
+# a join, a table without statistics yet (just written) had every minute of the year read
+# and filtered (350 ms instead of 8 for a year into 1,000 buckets).
 _MINUTES_OF_CUT_HOURS = """
-SELECT m.bucket, m.min, m.max, m.sum, m.count
-FROM unnest(%(cut_hours)s::timestamptz[]) AS c (hour)
-JOIN history_minute m ON m.device_id = %(device)s AND m.pin = %(pin)s
-  AND m.bucket >= c.hour AND m.bucket < c.hour + interval '1 hour'
-WHERE m.bucket >= %(start)s AND m.bucket < %(minutes_end)s"""
+SELECT m.* FROM unnest(%(cut_hours)s::timestamptz[]) AS c (hour)
+CROSS JOIN LATERAL (
+    SELECT bucket, min, max, sum, count FROM history_minute
+    WHERE device_id = %(device)s AND pin = %(pin)s AND bucket >= c.hour AND bucket < c.hour + interval '1 hour'
+      AND bucket >= %(start)s AND bucket < %(minutes_end)s
+    OFFSET 0) AS m"""
 _MINUTES = """
 SELECT bucket, min, max, sum, count FROM history_minute
 WHERE device_id = %(device)s AND pin = %(pin)s AND bucket >= %(start)s AND bucket < %(minutes_end)s"""
 _RAW_OF_CUT_MINUTES = """
-SELECT p.ts, p.value, p.value, p.value, 1
-FROM unnest(%(cut_minutes)s::timestamptz[]) AS c (minute)
-CROSS JOIN LATERAL history_points(%(device)s, %(pin)s, greatest(c.minute, %(start)s),
-                                  least(c.minute + interval '1 minute', %(end)s)) AS p
-WHERE p.value IS NOT NULL"""
+SELECT p.ts, p.value, p.value, p.value, 1 FROM unnest(%(cut_minutes)s::timestamptz[]) AS c (minute)
+CROSS JOIN LATERAL (
+    SELECT ts, value FROM history_points(%(device)s, %(pin)s, greatest(c.minute, %(start)s),
+                                         least(c.minute + interval '1 minute', %(end)s))
+    WHERE value IS NOT NULL OFFSET 0) AS p"""
 _RAW = """
 SELECT ts, value, value, value, 1 FROM history_points(%(device)s, %(pin)s, %(start)s, %(end)s)
 WHERE value IS NOT NULL"""

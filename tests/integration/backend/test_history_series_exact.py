@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -19,15 +19,20 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from backend.db.engine import Database
+from backend.db.migrate import migrate
+from backend.history import timescale
 from backend.history.packing import pack_closed_days
 from backend.history.partitions import ensure_partitions
 from backend.history.queries import MAX_POINTS, MINUTE, Grid, series
+from backend.history.rollup import LEVELS, aggregate_levels
 from backend.history.writer import HistoryRow, HistoryWriter
+from tests.support.timescaledb import timescale_database
 
 DAY_US = 86_400_000_000
 BASE = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 """Midnight three days ago: points fall on two days that get packed, yesterday and today."""
 DEVICES = itertools.count(1)
+Store = Callable[[Database, list[HistoryRow]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -97,11 +102,20 @@ def history(fresh_db: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database
         loop.close()
 
 
-async def check(db: Database, case: Case) -> None:
-    device = next(DEVICES)
-    await HistoryWriter(db.pool).write([HistoryRow(device, 0, ts, value, None if value is not None else "text",
-                                                   raw=case.save_raw) for ts, value in case.points])
+def rows_of(device: int, case: Case) -> list[HistoryRow]:
+    return [HistoryRow(device, 0, ts, value, None if value is not None else "text", raw=case.save_raw)
+            for ts, value in case.points]
+
+
+async def write_and_pack(db: Database, rows: list[HistoryRow]) -> None:
+    """The plain PostgreSQL path: the history writer, then packing of the finished days."""
+    await HistoryWriter(db.pool).write(rows)
     await pack_closed_days(db.pool, keep_raw_days=1)
+
+
+async def check(db: Database, case: Case, store: Store = write_and_pack) -> None:
+    device = next(DEVICES)
+    await store(db, rows_of(device, case))
     result = await series(db.pool, device, 0, case.start, case.end, case.buckets, save_raw=case.save_raw)
     grid = Grid.plan(case.start, case.end, case.buckets, case.save_raw)
     assert (result.width, result.source) == (grid.width, grid.source)
@@ -139,3 +153,53 @@ def test_the_edges_of_a_week_of_imported_minutes(history: tuple[asyncio.Abstract
     for save_raw in (True, False):
         case = Case(points, first, first + timedelta(minutes=10_000), 100, save_raw)
         loop.run_until_complete(check(db, case))
+
+
+BATCH = 500
+"""Rows per INSERT on the local TimescaleDB build (a larger message crashes it)."""
+
+
+async def insert_and_compress(db: Database, rows: list[HistoryRow]) -> None:
+    """The TimescaleDB path: raw rows into the hypertable and both rollups with INSERTs (the
+    local build crashes on COPY; one device per example, so rollup rows are new), then the
+    chunks older than two days compressed."""
+    raw = [r for r in rows if r.raw]
+    async with db.pool.connection() as conn:
+        for i in range(0, len(raw), BATCH):
+            await conn.execute("INSERT INTO history SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
+                               "%s::float8[], %s::text[])", [[r[k] for r in raw[i:i + BATCH]] for k in range(5)])
+        for table, level in zip(LEVELS, aggregate_levels(rows)):
+            buckets = [(*key[:2], datetime.fromtimestamp(key[2], timezone.utc), a.min, a.max, a.sum, a.count,
+                        a.last, a.last_ts) for key, a in sorted(level.items())]
+            await conn.execute(
+                f"INSERT INTO {table} SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], %s::float8[], "
+                "%s::float8[], %s::float8[], %s::int4[], %s::float8[], %s::timestamptz[])",
+                [[b[k] for b in buckets] for k in range(9)])
+        await conn.execute("SELECT count(compress_chunk(c, if_not_compressed => true)) "
+                           "FROM show_chunks('history', older_than => INTERVAL '2 days') c")
+
+
+@pytest.fixture
+def hypertable() -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
+    """A migrated database whose history is a TimescaleDB hypertable, and a loop to use it."""
+    with timescale_database() as server:
+        migrate(server.url)
+        assert timescale.adopt(server.url, "require")
+        loop = asyncio.new_event_loop()
+        db = Database(server.url, pool_size=1)
+        loop.run_until_complete(db.__aenter__())
+        loop.run_until_complete(ensure_partitions(db.pool, days_back=4, days_ahead=1))
+        try:
+            yield loop, db
+        finally:
+            loop.run_until_complete(db.__aexit__(None, None, None))
+            loop.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases())
+@example(case=INNER_EDGES_IN_HOURS)
+def test_series_on_timescaledb_equal_a_brute_force_aggregation_of_the_points(
+        hypertable: tuple[asyncio.AbstractEventLoop, Database], case: Case) -> None:
+    loop, db = hypertable
+    loop.run_until_complete(check(db, case, insert_and_compress))
