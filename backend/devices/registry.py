@@ -94,6 +94,10 @@ class DeviceRegistry:
         self._by_id[device_id] = (time.monotonic() + self.ttl, info)
         return info
 
+    def remember(self, info: DeviceInfo) -> None:
+        """Cache ``info`` as fresh for the registry's time to live (what a load found)."""
+        self._by_id[info.id] = (time.monotonic() + self.ttl, info)
+
     def cached(self, device_id: int) -> DeviceInfo | None:
         """The device if it is in the cache and fresh, else None (then ask :meth:`get`, which
         also knows devices that do not exist)."""
@@ -114,7 +118,7 @@ class DeviceRegistry:
             return await self.get(hit[1])
         self._by_hmac[token_hmac] = (time.monotonic() + self.ttl, info.id if info else None)
         if info:
-            self._by_id[info.id] = (time.monotonic() + self.ttl, info)
+            self.remember(info)
         return info
 
     def invalidate(self, device_id: int | None = None) -> None:

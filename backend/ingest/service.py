@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +48,10 @@ class IngestService:
     """Dispatches broker messages to the right handler."""
 
     def __init__(self, registry: DeviceRegistry, data: DataService, pool: AsyncConnectionPool,
-                 services: DeviceServices, ota: "Delivery | None" = None) -> None:
+                 services: DeviceServices, ota: "Delivery | None" = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = registry
+        self._clock = clock  # how long found routes are reused (tests move it by hand)
         self.ota = ota
         self.data = data
         self.pool = pool
@@ -108,7 +110,7 @@ class IngestService:
     def _fresh_routes(self) -> dict[str, tuple[int, DatastreamSpec]]:
         """The routes :meth:`_route` found, while they may still be used: for at most
         :data:`ROUTES_SECONDS`, and until the device registry forgets an entry."""
-        now = time.monotonic()
+        now = self._clock()
         if now >= self._routes_until or self._routes_generation != self.registry.generation:
             self._routes.clear()
             self._routes_until = now + ROUTES_SECONDS

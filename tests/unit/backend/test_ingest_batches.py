@@ -6,7 +6,6 @@ tests/integration/backend/test_ingest.py."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime
 
 import pytest
@@ -45,8 +44,9 @@ class World:
         self.history = HistoryWriter(None, queue_rows=queue_rows)  # type: ignore[arg-type]
         self.published = Published()
         self.data = DataService(self.latest, self.history, self.published)
+        self.now = 1000.0  # the ingest's clock, moved by the tests
         self.ingest = IngestService(self.registry, self.data, None, DeviceServices.build(  # type: ignore[arg-type]
-            None, self.data, Settings()))  # type: ignore[arg-type]
+            None, self.data, Settings()), clock=lambda: self.now)  # type: ignore[arg-type]
         for device_id in (1, 2):
             self.cache(device_id, TEMP, LEVEL, NOTE)
             self.latest._loaded.add(device_id)
@@ -62,7 +62,7 @@ class World:
     def cache(self, device_id: int, *specs: DatastreamSpec) -> None:
         info = DeviceInfo(device_id, f"d{device_id}", 1, 1, "T", by_name={s.name: s for s in specs},
                           by_pin={s.pin: s for s in specs})
-        self.registry._by_id[device_id] = (time.monotonic() + 60, info)
+        self.registry.remember(info)
 
     def rows(self) -> list[tuple[object, ...]]:
         return [(r[0], r[1], r[3], r[4], r[5]) for r in self.history._queue.rows]  # all but the time
@@ -134,8 +134,7 @@ async def test_a_run_waits_for_room_in_the_history_queue() -> None:
     assert world.history.accepted == 6 and world.ingest.processed == 6
 
 
-async def test_a_changed_template_is_used_as_soon_as_the_registry_forgets_the_device(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_changed_template_is_used_as_soon_as_the_registry_forgets_the_device() -> None:
     world = World()
     await world.ingest.handle(values(("d/1/ds/Temp", b"50")))
     narrower = DatastreamSpec(pin=0, name="Temp", type=DatastreamType.DOUBLE, min=0.0, max=40.0, save_raw=True)
@@ -148,8 +147,7 @@ async def test_a_changed_template_is_used_as_soon_as_the_registry_forgets_the_de
     world.cache(1, wider)  # a refresh after the registry's time to live, without a notice
     await world.ingest.handle(values(("d/1/ds/Temp", b"50")))
     assert world.rows()[-1] == (1, 0, 40.0, None, True)  # what the ingest found out is reused a while...
-    later = time.monotonic() + service_module.ROUTES_SECONDS
-    monkeypatch.setattr(service_module.time, "monotonic", lambda: later)
+    world.now += service_module.ROUTES_SECONDS
     await world.ingest.handle(values(("d/1/ds/Temp", b"50")))
     assert world.rows()[-1] == (1, 0, 45.0, None, True)  # ...for at most ROUTES_SECONDS
 

@@ -6,7 +6,6 @@ tests/unit/broker/test_broker_topics.py."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -37,7 +36,7 @@ def ingest(published: Published) -> IngestService:
     data = DataService(LatestValues(None), HistoryWriter(None), published)  # type: ignore[arg-type]
     service = IngestService(registry, data, None, DeviceServices.build(  # type: ignore[arg-type]
         None, data, Settings()))  # type: ignore[arg-type]
-    registry._by_id[DEVICE] = (time.monotonic() + 60, DeviceInfo(DEVICE, "d7", 1, 1, "T"))
+    registry.remember(DeviceInfo(DEVICE, "d7", 1, 1, "T"))
     return service
 
 
