@@ -762,3 +762,29 @@ def test_actions_log_records_values_set_by_users_and_clients_only(world: World) 
         with acc.db() as db:
             db.execute("UPDATE template SET raw_retention_days = NULL WHERE id = %s", (world.template,))
     assert [e["pin"] for e in api.get(logs, params={"deviceId": dev}).json()["content"]] == [0]
+
+
+def test_series_buckets_hold_every_point_from_an_edge_inside_an_hour(world: World) -> None:
+    """Issue #20 as reported: 10,000 points a minute apart imported over the last week and read
+    from the first one (36 minutes past an hour) to now in 100 buckets: the counts add up to
+    every stored point, and the maximum, in those first minutes, shows."""
+    api, dev, base = world.b.api, world.b.device, world.acc.base_url
+    token = api.get(f"{V1}/device?deviceId={dev}").json()["token"]
+    with world.acc.db() as db:
+        now_ms = int(db.execute("SELECT extract(epoch FROM now()) * 1000").fetchone()[0])  # type: ignore[index]
+    hour = 3_600_000
+    first = (now_ms - 10_061 * 60_000) // hour * hour + 36 * 60_000 + 20_000
+    points = [[first + i * 60_000, float(i % 89 - 40)] for i in range(10_000)]
+    points[3][1] = 85.0
+    for i in range(0, len(points), 1000):
+        r = httpx.post(f"{base}/external/api/batch/update", params={"token": token, "pin": "v0"},
+                       json=points[i:i + 1000], timeout=30)
+        assert r.status_code == 200, r.text
+    query = {"deviceId": dev, "pin": "v0", "from": first, "to": now_ms}
+    wait_for(lambda: api.get(f"{V1}/device/datastream/history", params={**query, "size": 1}).json()["totalElements"]
+             >= 10_000, 30, message="imported history to be written")
+    stored = api.get(f"{V1}/device/datastream/history", params={**query, "size": 1}).json()["totalElements"]
+    series = api.get(f"{V1}/device/datastream/series", params={**query, "points": 100}).json()
+    assert series["source"] == "history_hour" and len(series["buckets"]) <= 100
+    assert sum(b["count"] for b in series["buckets"]) == stored
+    assert series["buckets"][0]["ts"] == first and series["buckets"][0]["max"] == 85.0
