@@ -61,16 +61,19 @@ def main(argv: list[str] | None = None) -> int:
 def _explain(exc: Exception) -> str:
     """One line for an error nobody converted: what happened and what to do."""
     if isinstance(exc, PermissionError):
-        return (f"permission denied: {exc.filename} — run as a user who may use it, or set OPENBLYNK_DATA_DIR "
-                "to a directory this user may write")
+        return (
+            f"permission denied: {exc.filename} — run as a user who may use it, or set OPENBLYNK_DATA_DIR "
+            "to a directory this user may write"
+        )
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror or exc}{where} — check that path and the settings that name it (see README)"
     if isinstance(exc, psycopg.Error):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return f"database error: {first} — check OPENBLYNK_DATABASE_URL and that the server runs"
-    return (f"{type(exc).__name__}: {exc} — this is a bug; run with OPENBLYNK_LOG_LEVEL=DEBUG to see where, "
-            "and report it")
+    return (
+        f"{type(exc).__name__}: {exc} — this is a bug; run with OPENBLYNK_LOG_LEVEL=DEBUG to see where, and report it"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,12 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("name")
     tok.add_argument("--rotate", action="store_true", help="issue a new token; the old one stops working")
     tok.set_defaults(func=_device_token)
-    for command, text in (("ping", "ping a device and print the round trip"), ("reboot", "ask a device to reboot"),
-                          ("reconfigure", "ask a device to re-enter its Wi-Fi configuration mode")):
+    for command, text in (
+        ("ping", "ping a device and print the round trip"),
+        ("reboot", "ask a device to reboot"),
+        ("reconfigure", "ask a device to re-enter its Wi-Fi configuration mode"),
+    ):
         cmd = dev_sub.add_parser(command, help=text)
         cmd.add_argument("name")
         cmd.set_defaults(func=_device_command, device_command=command, uri=None)
-    red = dev_sub.add_parser("redirect", help="send a device to another endpoint (mqtts://host:8883, wss://host:443/mqtt)")
+    red = dev_sub.add_parser(
+        "redirect", help="send a device to another endpoint (mqtts://host:8883, wss://host:443/mqtt)"
+    )
     red.add_argument("name")
     red.add_argument("uri")
     red.set_defaults(func=_device_command)
@@ -113,6 +121,7 @@ def _version() -> str:
 
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     from backend.supervisor import Supervisor
+
     return Supervisor(settings).run()
 
 
@@ -129,13 +138,20 @@ def _app(settings: Settings, _args: argparse.Namespace) -> int:
     from backend.server.factory import create_app
     from backend.transport.http_limits import uvicorn_options
     from console_ui.routes import browser_files_problem
+
     if problem := browser_files_problem():  # serve's app process says it too
         log.warning("%s", problem)
     with database(settings) as url:
         asyncio.run(prepare(settings, url))
         # uvicorn_options: timeouts, per-address cap, forwarding headers from trusted proxies only
-        config = uvicorn.Config(create_app(settings, url), host=settings.bind, port=settings.http_port,
-                                log_config=None, lifespan="on", **uvicorn_options(settings))
+        config = uvicorn.Config(
+            create_app(settings, url),
+            host=settings.bind,
+            port=settings.http_port,
+            log_config=None,
+            lifespan="on",
+            **uvicorn_options(settings),
+        )
         uvicorn.Server(config).run()
     return 0
 
@@ -148,15 +164,14 @@ def _broker(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _run_broker(settings: Settings, url: str) -> None:
-    from broker import BrokerSettings, MqttBroker
-
-    from backend.db.changes import Change, ChangeListener
     import backend.server.tables  # noqa: F401  (every area's tables, before any session)
+    from backend.db.changes import Change, ChangeListener
     from backend.db.engine import Database
     from backend.devices.auth import PgAuthenticator
     from backend.devices.registry import DeviceRegistry
     from backend.security import Secrets
     from backend.transport.tls import tls_files
+    from broker import BrokerSettings, MqttBroker
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -164,20 +179,23 @@ async def _run_broker(settings: Settings, url: str) -> None:
         loop.add_signal_handler(sig, stop.set)
     tls = tls_files(settings) if settings.mqtts_port else None
     secrets = Secrets(settings.resolved_secret_key())
-    broker_settings = BrokerSettings(host=settings.bind, port=settings.mqtt_port,
-                                     tls_port=settings.mqtts_port if tls else None,
-                                     certfile=str(tls.certfile) if tls else None,
-                                     keyfile=str(tls.keyfile) if tls else None,
-                                     proxy_port=settings.mqtt_proxy_port or None,
-                                     proxy_key=secrets.mqtt_proxy_key(),
-                                     max_packet_size=settings.mqtt_max_packet_size,
-                                     max_subscriptions=settings.mqtt_max_subscriptions,
-                                     device_rate_limit=settings.device_rate_limit,
-                                     rate_abuse_seconds=settings.device_rate_abuse_seconds,
-                                     auth_failures_per_minute=settings.auth_failures_per_minute,
-                                     max_outgoing_queue=settings.session_queue_limit,
-                                     max_session_backlog=settings.session_backlog_limit,
-                                     vitals_interval=settings.vitals_interval_seconds)
+    broker_settings = BrokerSettings(
+        host=settings.bind,
+        port=settings.mqtt_port,
+        tls_port=settings.mqtts_port if tls else None,
+        certfile=str(tls.certfile) if tls else None,
+        keyfile=str(tls.keyfile) if tls else None,
+        proxy_port=settings.mqtt_proxy_port or None,
+        proxy_key=secrets.mqtt_proxy_key(),
+        max_packet_size=settings.mqtt_max_packet_size,
+        max_subscriptions=settings.mqtt_max_subscriptions,
+        device_rate_limit=settings.device_rate_limit,
+        rate_abuse_seconds=settings.device_rate_abuse_seconds,
+        auth_failures_per_minute=settings.auth_failures_per_minute,
+        max_outgoing_queue=settings.session_queue_limit,
+        max_session_backlog=settings.session_backlog_limit,
+        vitals_interval=settings.vitals_interval_seconds,
+    )
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
         auth = PgAuthenticator(registry, secrets)
@@ -190,8 +208,9 @@ async def _run_broker(settings: Settings, url: str) -> None:
 
             listener = ChangeListener(url, on_change)
             listener.start()
-            log.info("MQTT broker listening on %s:%d (TLS: %s)", settings.bind, settings.mqtt_port,
-                     mqtt.tls_port or "off")
+            log.info(
+                "MQTT broker listening on %s:%d (TLS: %s)", settings.bind, settings.mqtt_port, mqtt.tls_port or "off"
+            )
             await stop.wait()
             log.info("stopping the broker")
             await listener.stop()
@@ -200,6 +219,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
 def _import(settings: Settings, args: argparse.Namespace) -> int:
     raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     from backend.transfer.schemas import decode_document
+
     doc = decode_document(raw)
     with database(settings) as url:
         result = asyncio.run(_with_transfer(settings, url, lambda svc, org: svc.import_document(org, doc)))

@@ -1,19 +1,19 @@
 """The backend's exception tree. Services raise these; one handler maps them to HTTP and MQTT.
 
-    OpenBlynkError
-    ├── ConfigError            settings that cannot work (raised at start-up)
-    ├── DatabaseError          the database cannot be reached or started
-    ├── NotFoundError          a named resource does not exist (or is not visible to the caller)
-    ├── ConflictError          a unique name or token is already taken
-    ├── AuthenticationError    no valid session (answered 401)
-    ├── PermissionDeniedError  signed in, but the role lacks a permission, or CSRF failed (403)
-    ├── RateLimitedError       too many attempts; ``retry_after`` seconds to wait (429)
-    ├── MailError              an e-mail could not be handed to the SMTP server (503)
-    └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
-        │                      (also what a value the database refuses becomes: text with NUL)
-        └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
-            ├── BlynkLimitError    a per-device daily limit is used up (answered 403, as Blynk's upload limit)
-            └── BlynkServerError   an error Blynk answers with 500 (``No data``, an unknown enum constant)
+OpenBlynkError
+├── ConfigError            settings that cannot work (raised at start-up)
+├── DatabaseError          the database cannot be reached or started
+├── NotFoundError          a named resource does not exist (or is not visible to the caller)
+├── ConflictError          a unique name or token is already taken
+├── AuthenticationError    no valid session (answered 401)
+├── PermissionDeniedError  signed in, but the role lacks a permission, or CSRF failed (403)
+├── RateLimitedError       too many attempts; ``retry_after`` seconds to wait (429)
+├── MailError              an e-mail could not be handed to the SMTP server (503)
+└── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
+    │                      (also what a value the database refuses becomes: text with NUL)
+    └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
+        ├── BlynkLimitError    a per-device daily limit is used up (answered 403, as Blynk's upload limit)
+        └── BlynkServerError   an error Blynk answers with 500 (``No data``, an unknown enum constant)
 """
 
 from __future__ import annotations

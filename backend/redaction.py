@@ -26,8 +26,10 @@ _QUOTED = re.compile(rf"""(?i)(?P<keep>(["']){_NAME}\2\s*:\s*)(?P<secret>"[^"]*"
 """``"password": "x"``, ``'client_secret': 'x'``: a JSON or Python key and its value."""
 _PAIR = re.compile(rf"(?i)(?P<keep>(?<![A-Za-z0-9_.-]){_NAME}=)(?P<secret>[^&\s\"',;)\]}}]+)")
 """``token=x&client_secret=y``, ``password=x)``: a query-string, form or ``repr`` field."""
-_SCHEME = re.compile(r"(?P<keep>\b(?:Basic|Bearer|basic|bearer)\s+)"
-                     r"(?P<secret>(?=[A-Za-z0-9._~+/=-]*[A-Z0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})")
+_SCHEME = re.compile(
+    r"(?P<keep>\b(?:Basic|Bearer|basic|bearer)\s+)"
+    r"(?P<secret>(?=[A-Za-z0-9._~+/=-]*[A-Z0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,})"
+)
 """``Basic <base64>``, ``Bearer <token>`` (a plain lower-case word after "basic" is left alone)."""
 _DEVICE_TOKEN = re.compile(r"(?P<keep>)(?<![A-Za-z0-9_-])(?P<secret>[A-Za-z0-9_-]{32})(?![A-Za-z0-9_-])")
 """32 characters of base64url standing alone: a device token (24 random bytes)."""

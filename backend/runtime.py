@@ -14,18 +14,21 @@ from contextlib import contextmanager
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.engine import Database
 from backend.db.migrate import migrate
+from backend.errors import ConfigError
 from backend.history import timescale
 from backend.orgs.services import OrgService
 from backend.redaction import RedactSecrets
-from backend.errors import ConfigError
 from backend.settings import Settings
 
 
 def setup_logging(settings: Settings, role: str) -> None:
     """Log lines with time, level, process role and logger name; secrets are never logged
     (every handler redacts tokens, client secrets, passwords and credentials, at every level)."""
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)-7s [{role}] %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)-7s [{role}] %(name)s: %(message)s",
+    )
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactSecrets) for f in handler.filters):
             handler.addFilter(RedactSecrets())
@@ -56,23 +59,32 @@ def serve_lock(settings: Settings) -> Iterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         fh = open(settings.data_dir / ".serve.lock", "w")
     except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"the data directory {settings.data_dir} is not a directory — remove that file "
-                          "or set OPENBLYNK_DATA_DIR to a directory") from None
+        raise ConfigError(
+            f"the data directory {settings.data_dir} is not a directory — remove that file "
+            "or set OPENBLYNK_DATA_DIR to a directory"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot use the data directory {settings.data_dir}: {exc.strerror} — run as a user "
-                          "who may write there or set OPENBLYNK_DATA_DIR to another directory") from None
+        raise ConfigError(
+            f"cannot use the data directory {settings.data_dir}: {exc.strerror} — run as a user "
+            "who may write there or set OPENBLYNK_DATA_DIR to another directory"
+        ) from None
     with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another `openblynk serve` is running on {settings.data_dir.resolve()}; "
-                              "stop it first or set OPENBLYNK_DATA_DIR to another directory") from None
+            raise ConfigError(
+                f"another `openblynk serve` is running on {settings.data_dir.resolve()}; "
+                "stop it first or set OPENBLYNK_DATA_DIR to another directory"
+            ) from None
         yield
 
 
 _APP_PORTS: list[tuple[str, str | None]] = [("http_port", None)]
-_BROKER_PORTS: list[tuple[str, str | None]] = [("mqtt_port", None), ("mqtts_port", None),
-                                               ("mqtt_proxy_port", "127.0.0.1")]
+_BROKER_PORTS: list[tuple[str, str | None]] = [
+    ("mqtt_port", None),
+    ("mqtts_port", None),
+    ("mqtt_proxy_port", "127.0.0.1"),
+]
 LISTENERS = {"app": _APP_PORTS, "broker": _BROKER_PORTS}
 """command -> the port settings it listens on, with the address (None: OPENBLYNK_BIND);
 ``serve`` checks both once it holds the data directory's lock."""
@@ -90,8 +102,10 @@ def _check_port(host: str, port: int, variable: str) -> None:
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror} — set OPENBLYNK_BIND to an address "
-                          "of this machine (0.0.0.0 for all)") from None
+        raise ConfigError(
+            f"cannot listen on {host!r}: {exc.strerror} — set OPENBLYNK_BIND to an address "
+            "of this machine (0.0.0.0 for all)"
+        ) from None
     for family, kind, proto, _name, address in addresses:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
@@ -99,10 +113,14 @@ def _check_port(host: str, port: int, variable: str) -> None:
                 probe.bind(address)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise ConfigError(f"port {port} on {host} is already in use — stop the program that "
-                                      f"listens there or set {variable} to a free port") from None
-                raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} — set OPENBLYNK_BIND to an "
-                                  f"address of this machine or {variable} to a port this user may open") from None
+                    raise ConfigError(
+                        f"port {port} on {host} is already in use — stop the program that "
+                        f"listens there or set {variable} to a free port"
+                    ) from None
+                raise ConfigError(
+                    f"cannot listen on {host}:{port}: {exc.strerror} — set OPENBLYNK_BIND to an "
+                    f"address of this machine or {variable} to a port this user may open"
+                ) from None
 
 
 async def prepare(settings: Settings, url: str) -> int:

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 import psycopg
@@ -44,8 +44,18 @@ class Job:
 class _JobScheduler(Protocol):
     """What is used of APScheduler 3's ``AsyncIOScheduler`` (the library has no annotations)."""
 
-    def add_job(self, func: Callable[[], Awaitable[None]], trigger: str, *, seconds: float, id: str,  # noqa: A002
-                replace_existing: bool, coalesce: bool, max_instances: int, next_run_time: datetime) -> object: ...
+    def add_job(
+        self,
+        func: Callable[[], Awaitable[None]],
+        trigger: str,
+        *,
+        seconds: float,
+        id: str,  # noqa: A002
+        replace_existing: bool,
+        coalesce: bool,
+        max_instances: int,
+        next_run_time: datetime,
+    ) -> object: ...
 
     def start(self) -> None: ...
 
@@ -87,9 +97,16 @@ class Scheduler:
         """Run the jobs while the lock's connection stays healthy."""
         scheduler: _JobScheduler = AsyncIOScheduler(timezone="UTC")
         for job in self.jobs:
-            scheduler.add_job(_guarded(job), "interval", seconds=job.seconds, id=job.id,
-                              replace_existing=True, coalesce=True, max_instances=1,
-                              next_run_time=_now())
+            scheduler.add_job(
+                _guarded(job),
+                "interval",
+                seconds=job.seconds,
+                id=job.id,
+                replace_existing=True,
+                coalesce=True,
+                max_instances=1,
+                next_run_time=_now(),
+            )
         scheduler.start()
         self.is_leader.set()
         log.info("this process runs the scheduled jobs (%s)", ", ".join(j.id for j in self.jobs))
@@ -107,8 +124,9 @@ def _guarded(job: Job) -> Callable[[], Awaitable[None]]:
             await job.func()
         except Exception:
             log.exception("scheduled job %s failed", job.id)
+
     return run
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -38,7 +38,7 @@ class AuthToken:
             raise ValidationError("a device token must be 32 characters of A-Z, a-z, 0-9, '-' or '_'")
 
     @classmethod
-    def generate(cls) -> "AuthToken":
+    def generate(cls) -> AuthToken:
         """A new random token (24 bytes of entropy, base64url)."""
         return cls(base64.urlsafe_b64encode(secrets.token_bytes(24)).decode())
 

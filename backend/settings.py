@@ -12,9 +12,10 @@ import dataclasses
 import ipaddress
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from backend.errors import ConfigError
 
@@ -173,7 +174,7 @@ class Settings:
     """Unrecognised OPENBLYNK_* variables, kept so a typo can be reported."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> Settings:
         """Build settings from the environment (and a ``.env`` file that never overrides it)."""
         env = dict(_read_dotenv(dotenv or Path(".env")))
         env.update(os.environ if environ is None else environ)
@@ -183,7 +184,7 @@ class Settings:
         for key, raw in env.items():
             if not key.startswith(PREFIX):
                 continue
-            name = key[len(PREFIX):].lower()
+            name = key[len(PREFIX) :].lower()
             if name not in known:
                 extra[key] = raw
                 continue
@@ -202,8 +203,10 @@ class Settings:
                 raise ConfigError(f"OPENBLYNK_{name.upper()} must be a port number, not {port}")
         if self.env == "production":
             if self.secret_key.strip().lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32:
-                raise ConfigError("OPENBLYNK_SECRET_KEY must be set to at least 32 random characters "
-                                  "in production (try: python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+                raise ConfigError(
+                    "OPENBLYNK_SECRET_KEY must be set to at least 32 random characters "
+                    "in production (try: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                )
             if self.admin_password and len(self.admin_password) < 10:
                 raise ConfigError("OPENBLYNK_ADMIN_PASSWORD must have at least 10 characters in production")
         if self.timescale not in ("auto", "off", "require"):
@@ -226,21 +229,24 @@ class Settings:
 
     def _check_http_listener(self) -> None:
         try:
-            self.trusted_proxy_networks
+            _ = self.trusted_proxy_networks  # parsing it is the check
         except ValueError as exc:
-            raise ConfigError(f"OPENBLYNK_TRUSTED_PROXIES: {exc} (write IPs or networks: "
-                              "10.0.0.5,192.168.1.0/24)") from None
+            raise ConfigError(
+                f"OPENBLYNK_TRUSTED_PROXIES: {exc} (write IPs or networks: 10.0.0.5,192.168.1.0/24)"
+            ) from None
         if self.http_header_timeout_seconds <= 0 or self.http_keepalive_seconds < 1:
-            raise ConfigError("OPENBLYNK_HTTP_HEADER_TIMEOUT_SECONDS must be above 0 and "
-                              "OPENBLYNK_HTTP_KEEPALIVE_SECONDS at least 1")
+            raise ConfigError(
+                "OPENBLYNK_HTTP_HEADER_TIMEOUT_SECONDS must be above 0 and OPENBLYNK_HTTP_KEEPALIVE_SECONDS at least 1"
+            )
         if self.http_connections_per_address < 0:
             raise ConfigError("OPENBLYNK_HTTP_CONNECTIONS_PER_ADDRESS must be 0 (no cap) or more")
 
     @property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """The networks of ``trusted_proxies`` (ValueError if one is not an IP or network)."""
-        return tuple(ipaddress.ip_network(item.strip(), strict=False)
-                     for item in self.trusted_proxies.split(",") if item.strip())
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False) for item in self.trusted_proxies.split(",") if item.strip()
+        )
 
     @property
     def pg_dir(self) -> Path:
@@ -272,8 +278,16 @@ def _convert(key: str, raw: str, typ: Any) -> Any:
         if typ == "Path":
             return Path(raw)
         if typ == "bool":
-            return {"1": True, "true": True, "yes": True, "on": True,
-                    "0": False, "false": False, "no": False, "off": False}[raw.strip().lower()]
+            return {
+                "1": True,
+                "true": True,
+                "yes": True,
+                "on": True,
+                "0": False,
+                "false": False,
+                "no": False,
+                "off": False,
+            }[raw.strip().lower()]
     except KeyError as exc:
         raise ConfigError(f"{key}={raw!r} is not a valid boolean (true/false)") from exc
     except ValueError as exc:

@@ -66,12 +66,19 @@ class Supervisor:
             self._spawn("app", env)
             if self._wait_ready():
                 s = self.settings
-                log.info("openblynk is up: HTTP on %s:%d, MQTT on %s:%d (Ctrl-C stops)", s.bind, s.http_port,
-                         s.bind, s.mqtt_port)
+                log.info(
+                    "openblynk is up: HTTP on %s:%d, MQTT on %s:%d (Ctrl-C stops)",
+                    s.bind,
+                    s.http_port,
+                    s.bind,
+                    s.mqtt_port,
+                )
             for name, proc in self.children.items():
                 if proc.poll() is not None and not self._stopping:
-                    raise OpenBlynkError(f"the {name} process stopped while starting (exit code {proc.returncode}) "
-                                         "— its own error is in the lines above")
+                    raise OpenBlynkError(
+                        f"the {name} process stopped while starting (exit code {proc.returncode}) "
+                        "— its own error is in the lines above"
+                    )
             while not self._stopping:
                 for name, proc in self.children.items():
                     if proc.poll() is not None:
@@ -84,8 +91,9 @@ class Supervisor:
             self._stop_children()
 
     def _spawn(self, role: str, env: dict[str, str]) -> None:
-        self.children[role] = subprocess.Popen([sys.executable, "-m", "backend.cli", role], env=env,
-                                               start_new_session=True, preexec_fn=_die_with_parent)
+        self.children[role] = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", role], env=env, start_new_session=True, preexec_fn=_die_with_parent
+        )
 
     def _wait_ready(self, timeout: float = 60.0) -> bool:
         url = f"http://127.0.0.1:{self.settings.http_port}/healthz"

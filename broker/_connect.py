@@ -28,7 +28,7 @@ from amqtt.mqtt.connack import (
 from amqtt.mqtt.connect import ConnectPacket
 from amqtt.mqtt.packet import CONNECT
 
-from broker._framing import FrameFailure, FramedReader
+from broker._framing import FramedReader, FrameFailure
 
 __all__ = ["ConnectRequest", "protocol_of", "read_connect", "refuse"]
 

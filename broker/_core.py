@@ -52,8 +52,13 @@ LISTENERS = {"default": "tcp", "tls": "tls", PROXY_LISTENER: "ws"}
 class CoreBroker(LifecycleBroker):
     """amqtt broker with openblynk's connection set-up (see module docstring)."""
 
-    def __init__(self, settings: BrokerSettings, authenticator: Authenticator, config: dict[str, Any],
-                 rate_clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        authenticator: Authenticator,
+        config: dict[str, Any],
+        rate_clock: Callable[[], float] | None = None,
+    ) -> None:
         super().__init__(settings, config)
         self._authenticator = authenticator
         self._rate_clock = rate_clock
@@ -218,7 +223,16 @@ class CoreBroker(LifecycleBroker):
         framed.before_eof = handler.settle
         address, port = writer.peer or (None, None)
         connection = Connection(
-            key, identity, session, handler, framed, writer, address, port, request.keep_alive, transport,
+            key,
+            identity,
+            session,
+            handler,
+            framed,
+            writer,
+            address,
+            port,
+            request.keep_alive,
+            transport,
             Outbox(key, limit),
         )
         if device:

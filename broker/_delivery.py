@@ -74,8 +74,9 @@ class DeliveryBroker(Broker):
         return task is not None
 
     @staticmethod
-    def _register(connection: Connection, topic: str, data: bytes | bytearray, qos: int,
-                  retain: bool) -> OutgoingApplicationMessage | None:
+    def _register(
+        connection: Connection, topic: str, data: bytes | bytearray, qos: int, retain: bool
+    ) -> OutgoingApplicationMessage | None:
         """A QoS 1/2 message with its packet id, recorded in ``inflight_out`` until acknowledged."""
         try:
             relative = connection.handler.relative(topic)
@@ -100,8 +101,11 @@ class DeliveryBroker(Broker):
         """Keep a QoS 1/2 message for a persistent session until its connection has room."""
         if len(session.backlog) >= session.backlog_limit:
             if not session.backlog_dropped:
-                logger.warning("backlog of %s is full (%d messages); dropping new messages",
-                               session.client_id, session.backlog_limit)
+                logger.warning(
+                    "backlog of %s is full (%d messages); dropping new messages",
+                    session.client_id,
+                    session.backlog_limit,
+                )
             session.backlog_dropped += 1
             return False
         session.backlog.append(Pending(topic, data, qos))
@@ -111,8 +115,12 @@ class DeliveryBroker(Broker):
         """Move backlog messages into the outbox while it has room."""
         session = connection.session
         outbox = connection.outbox
-        while session.backlog and not connection.closed and session.connection is connection \
-                and len(outbox) < outbox.limit:
+        while (
+            session.backlog
+            and not connection.closed
+            and session.connection is connection
+            and len(outbox) < outbox.limit
+        ):
             pending = session.backlog.popleft()
             message = self._register(connection, pending.topic, pending.data, pending.qos, False)
             if message is not None:
@@ -125,8 +133,9 @@ class DeliveryBroker(Broker):
             if message.qos in (QOS_1, QOS_2):
                 self._push_reliable(connection, message)
         if session.backlog_dropped:
-            logger.warning("%s: %d messages were dropped while its backlog was full",
-                           connection.label, session.backlog_dropped)
+            logger.warning(
+                "%s: %d messages were dropped while its backlog was full", connection.label, session.backlog_dropped
+            )
             session.backlog_dropped = 0
         self._refill(connection)
 

@@ -156,9 +156,7 @@ class FramedReader(ReaderAdapter):
             async with asyncio.timeout(timeout):
                 frame = await self._read_frame()
         except TimeoutError:
-            self.failure = (
-                FrameFailure.KEEPALIVE_TIMEOUT if self._connected else FrameFailure.CONNECT_TIMEOUT
-            )
+            self.failure = FrameFailure.KEEPALIVE_TIMEOUT if self._connected else FrameFailure.CONNECT_TIMEOUT
             return False
         if frame is None:
             if self.failure is None and self.before_eof is not None:

@@ -67,8 +67,9 @@ class MqttBroker:
     May be constructed outside a running event loop; amqtt objects are created in ``start()``.
     """
 
-    def __init__(self, settings: BrokerSettings, authenticator: Authenticator,
-                 rate_clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, settings: BrokerSettings, authenticator: Authenticator, rate_clock: Callable[[], float] | None = None
+    ) -> None:
         self._settings = settings
         self._authenticator = authenticator
         self._rate_clock = rate_clock
@@ -199,9 +200,7 @@ class MqttBroker:
         """Ids of the devices with a live connection (for tests and diagnostics)."""
         if self._core is None:
             return set()
-        return {
-            c.identity.device_id for c in self._core.connections.values() if isinstance(c.identity, DeviceIdentity)
-        }
+        return {c.identity.device_id for c in self._core.connections.values() if isinstance(c.identity, DeviceIdentity)}
 
     def open_connections(self) -> int:
         """Client sockets being served right now, authenticated or not (for tests and diagnostics)."""

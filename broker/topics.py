@@ -241,8 +241,9 @@ def uplink_filters() -> list[str]:
     first: dict[str, list[Uplink]] = {}
     for uplink in Uplink:
         first.setdefault(uplink.levels[0], []).append(uplink)
-    return [group[0].pattern if len(group) == 1 and not group[0].names else f"{head}/#"
-            for head, group in first.items()]
+    return [
+        group[0].pattern if len(group) == 1 and not group[0].names else f"{head}/#" for head, group in first.items()
+    ]
 
 
 _MAX_TOPIC_BYTES = 65535
@@ -323,12 +324,7 @@ def is_device_filter_allowed(topic_filter: str) -> bool:
     except InvalidTopicError:
         return False
     levels = parsed.levels
-    return (
-        len(levels) >= 2
-        and levels[0] == "downlink"
-        and "+" not in levels
-        and all(levels)
-    )
+    return len(levels) >= 2 and levels[0] == "downlink" and "+" not in levels and all(levels)
 
 
 @dataclass(frozen=True, slots=True)

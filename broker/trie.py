@@ -120,9 +120,7 @@ class SubscriptionIndex(Generic[K]):
             self._collect(self._root, topic.split("/"), 0, found, topic.startswith("$"))
         return found
 
-    def _collect(
-        self, node: _FilterNode[K], levels: list[str], index: int, found: dict[K, int], dollar: bool
-    ) -> None:
+    def _collect(self, node: _FilterNode[K], levels: list[str], index: int, found: dict[K, int], dollar: bool) -> None:
         """Walk the trie along ``levels``; called once per visited node (tests count calls)."""
         wildcards_allowed = not (dollar and index == 0)
         multi = node.children.get("#") if wildcards_allowed else None
@@ -217,9 +215,7 @@ class RetainedTree(Generic[V]):
         elif (exact := node.children.get(level)) is not None:
             yield from self._walk(exact, levels, index + 1, [*path, level])
 
-    def _subtree(
-        self, node: _TopicNode[V], path: list[str], skip_dollar: bool
-    ) -> Iterator[tuple[str, V]]:
+    def _subtree(self, node: _TopicNode[V], path: list[str], skip_dollar: bool) -> Iterator[tuple[str, V]]:
         if node.has_value and path:
             yield "/".join(path), node.value  # type: ignore[misc]
         for name, child in node.children.items():

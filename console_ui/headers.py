@@ -13,17 +13,19 @@ from __future__ import annotations
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' data:",  # data: for the empty favicon (``href="data:,"``), which is not script
-    "connect-src 'self'",  # fetch and the /live WebSocket ('self' matches ws:/wss: of the same host)
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-))
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",  # data: for the empty favicon (``href="data:,"``), which is not script
+        "connect-src 'self'",  # fetch and the /live WebSocket ('self' matches ws:/wss: of the same host)
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 """The console's policy: scripts, styles and connections from its own origin only."""
 
 PAGE_HEADERS: dict[str, str] = {

@@ -116,8 +116,9 @@ async def _pump(socket: Socket, live: LiveAccess, sub: Subscription, closed: asy
     due = loop.time() + RECHECK_SECONDS
     while not closed.done():
         nxt = asyncio.create_task(sub.next())
-        done, _ = await asyncio.wait({nxt, closed}, timeout=max(0.0, due - loop.time()),
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {nxt, closed}, timeout=max(0.0, due - loop.time()), return_when=asyncio.FIRST_COMPLETED
+        )
         if nxt in done:
             event = nxt.result()
             if event is not None:

@@ -27,10 +27,10 @@ from litestar.response import Template as Page
 from backend.access.guards import requires
 from backend.access.permissions import Permission as P
 from backend.access.permissions import Principal
-from backend.devices.tags import DeviceTags
-from backend.orgs.tree import OrgTreeService
 from backend.console.context import ConsoleServices
+from backend.devices.tags import DeviceTags
 from backend.errors import ValidationError
+from backend.orgs.tree import OrgTreeService
 from backend.ota.schemas import Firmware, Shipment
 from backend.ota.wiring import OtaServices
 from console_ui.render import page
@@ -43,27 +43,43 @@ STOP_POLLING = 286
 """htmx stops polling an element whose answer has this status (and still swaps it in)."""
 DEVICE_ROWS = 500
 """Rows of the per-device table a shipment page shows (filter by status for the others)."""
-APPLY_MODES = {"lower_version": "Devices with a lower firmware version (semantic version)",
-               "earlier_build": "Devices with an earlier build date",
-               "another_build": "Devices with any other build"}
-PREFERRED_TIMES = {"any": "Any time", "night": "Night (00:00–06:00)", "morning": "Morning (06:00–12:00)",
-                   "afternoon": "Afternoon (12:00–18:00)", "evening": "Evening (18:00–24:00)"}
-TARGET_KINDS = {"template": "All devices of a template (now and later)", "devices": "Selected devices",
-                "org": "An organization and its sub-organizations", "tag": "Devices with a tag"}
+APPLY_MODES = {
+    "lower_version": "Devices with a lower firmware version (semantic version)",
+    "earlier_build": "Devices with an earlier build date",
+    "another_build": "Devices with any other build",
+}
+PREFERRED_TIMES = {
+    "any": "Any time",
+    "night": "Night (00:00–06:00)",
+    "morning": "Morning (06:00–12:00)",
+    "afternoon": "Afternoon (12:00–18:00)",
+    "evening": "Evening (18:00–24:00)",
+}
+TARGET_KINDS = {
+    "template": "All devices of a template (now and later)",
+    "devices": "Selected devices",
+    "org": "An organization and its sub-organizations",
+    "tag": "Devices with a tag",
+}
 
 
 def progress(shipment: Shipment) -> dict[str, Any]:
     """The counts a shipment page draws: per status with Blynk's names, and grouped for the bar."""
     counts = shipment.counts
     looked_at = sum(counts.values())
-    groups = {"success": counts.get(DeviceStatus.SUCCESS.value, 0),
-              "failed": sum(counts.get(s.value, 0) for s in FAILED),
-              "active": sum(counts.get(s.value, 0) for s in ACTIVE),
-              "pending": counts.get(DeviceStatus.PENDING.value, 0) + shipment.waiting}
+    groups = {
+        "success": counts.get(DeviceStatus.SUCCESS.value, 0),
+        "failed": sum(counts.get(s.value, 0) for s in FAILED),
+        "active": sum(counts.get(s.value, 0) for s in ACTIVE),
+        "pending": counts.get(DeviceStatus.PENDING.value, 0) + shipment.waiting,
+    }
     total = looked_at + shipment.waiting
-    return {"rows": [(s.value, s.label, counts.get(s.value, 0)) for s in DeviceStatus],
-            "groups": groups, "total": total,
-            "percent": {k: (100.0 * v / total if total else 0.0) for k, v in groups.items()}}
+    return {
+        "rows": [(s.value, s.label, counts.get(s.value, 0)) for s in DeviceStatus],
+        "groups": groups,
+        "total": total,
+        "percent": {k: (100.0 * v / total if total else 0.0) for k, v in groups.items()},
+    }
 
 
 @get("/air", guards=[VIEW])
@@ -73,19 +89,30 @@ async def air_home() -> Redirect:
 
 
 @get("/air/firmware", guards=[VIEW])
-async def firmware_page(request: Request, ota: NamedDependency[OtaServices],  # type: ignore[type-arg]
-                        principal: NamedDependency[Principal]) -> Page:
+async def firmware_page(
+    request: Request,  # type: ignore[type-arg]
+    ota: NamedDependency[OtaServices],
+    principal: NamedDependency[Principal],
+) -> Page:
     """Uploaded images with their info tag, hashes and signature; an upload form; delete."""
     images = await ota.firmware.list_all(principal.org_id)
     if request.headers.get("hx-request") == "true":
         return page(request, "air_firmware_rows.html", images=images)
-    return page(request, "air_firmware.html", images=images, max_bytes=ota.firmware.max_bytes,
-                public_key=ota.public_key_document()["public_key"])
+    return page(
+        request,
+        "air_firmware.html",
+        images=images,
+        max_bytes=ota.firmware.max_bytes,
+        public_key=ota.public_key_document()["public_key"],
+    )
 
 
 @get("/air/shipments", guards=[VIEW])
-async def shipments_page(request: Request, ota: NamedDependency[OtaServices],  # type: ignore[type-arg]
-                         principal: NamedDependency[Principal]) -> Page:
+async def shipments_page(
+    request: Request,  # type: ignore[type-arg]
+    ota: NamedDependency[OtaServices],
+    principal: NamedDependency[Principal],
+) -> Page:
     """Every shipment with its state and counts."""
     org = principal.org_id
     shipments = await ota.shipments.list_all(org)
@@ -94,18 +121,34 @@ async def shipments_page(request: Request, ota: NamedDependency[OtaServices],  #
 
 
 @get("/air/shipments/new", guards=[SHIP])
-async def new_shipment_page(request: Request, ota: NamedDependency[OtaServices], principal: NamedDependency[Principal], device_tags: NamedDependency[DeviceTags], org_tree: NamedDependency[OrgTreeService],  # type: ignore[type-arg]
-                            con: NamedDependency[ConsoleServices], firmware: FromQuery[int | None] = None) -> Page:
+async def new_shipment_page(
+    request: Request,  # type: ignore[type-arg]
+    ota: NamedDependency[OtaServices],
+    principal: NamedDependency[Principal],
+    device_tags: NamedDependency[DeviceTags],
+    org_tree: NamedDependency[OrgTreeService],
+    con: NamedDependency[ConsoleServices],
+    firmware: FromQuery[int | None] = None,
+) -> Page:
     """The form for a new shipment: firmware, targets (the tag target offers the tags in use),
     apply mode, time window, attempts, pacing, abort rule and per-device timeout."""
     org = principal.org_id
     images = await ota.firmware.list_all(org)
-    templates = [t for t in await con.templates.visible() if t.org_id == org] if principal.has(
-        P.TEMPLATES_VIEW) else []
+    templates = [t for t in await con.templates.visible() if t.org_id == org] if principal.has(P.TEMPLATES_VIEW) else []
     devices = await con.devices.search(limit=1000)
-    return page(request, "air_shipment_new.html", images=images, chosen=firmware, templates=templates,
-                devices=devices, tags=await device_tags.in_use(), orgs=await org_tree.list(), apply_modes=APPLY_MODES,
-                preferred_times=PREFERRED_TIMES, target_kinds=TARGET_KINDS)
+    return page(
+        request,
+        "air_shipment_new.html",
+        images=images,
+        chosen=firmware,
+        templates=templates,
+        devices=devices,
+        tags=await device_tags.in_use(),
+        orgs=await org_tree.list(),
+        apply_modes=APPLY_MODES,
+        preferred_times=PREFERRED_TIMES,
+        target_kinds=TARGET_KINDS,
+    )
 
 
 async def _target_text(shipment: Shipment, con: ConsoleServices, org_tree: OrgTreeService) -> str:
@@ -123,27 +166,51 @@ async def _target_text(shipment: Shipment, con: ConsoleServices, org_tree: OrgTr
 
 
 @get("/air/shipments/{shipment_id:int}", guards=[VIEW])
-async def shipment_page(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], principal: NamedDependency[Principal], org_tree: NamedDependency[OrgTreeService],  # type: ignore[type-arg]
-                        con: NamedDependency[ConsoleServices], status: FromQuery[str] = "") -> Page:
+async def shipment_page(
+    request: Request,  # type: ignore[type-arg]
+    ota: NamedDependency[OtaServices],
+    shipment_id: FromPath[int],
+    principal: NamedDependency[Principal],
+    org_tree: NamedDependency[OrgTreeService],
+    con: NamedDependency[ConsoleServices],
+    status: FromQuery[str] = "",
+) -> Page:
     """A shipment: its settings, and its progress (counts per status and each device's
     status), which updates by itself while the shipment is live or paused."""
     org = principal.org_id
     shipment = await ota.shipments.get(org, shipment_id)
     firmware: Firmware = await ota.firmware.get(org, shipment.firmware_id)
-    return page(request, "air_shipment.html", shipment=shipment, firmware=firmware,
-                target_text=await _target_text(shipment, con, org_tree), apply_modes=APPLY_MODES,
-                preferred_times=PREFERRED_TIMES, **await _progress_context(ota, org, shipment, status))
+    return page(
+        request,
+        "air_shipment.html",
+        shipment=shipment,
+        firmware=firmware,
+        target_text=await _target_text(shipment, con, org_tree),
+        apply_modes=APPLY_MODES,
+        preferred_times=PREFERRED_TIMES,
+        **await _progress_context(ota, org, shipment, status),
+    )
 
 
 @get("/air/shipments/{shipment_id:int}/progress", guards=[VIEW])
-async def shipment_progress(request: Request, ota: NamedDependency[OtaServices], shipment_id: FromPath[int], principal: NamedDependency[Principal],  # type: ignore[type-arg]
-                            status: FromQuery[str] = "") -> Page:
+async def shipment_progress(
+    request: Request,  # type: ignore[type-arg]
+    ota: NamedDependency[OtaServices],
+    shipment_id: FromPath[int],
+    principal: NamedDependency[Principal],
+    status: FromQuery[str] = "",
+) -> Page:
     """The live part of a shipment page (polled every 2 s; 286 once the shipment has ended)."""
     org = principal.org_id
     shipment = await ota.shipments.get(org, shipment_id)
     context = await _progress_context(ota, org, shipment, status)
-    return page(request, "air_progress.html", status_code=STOP_POLLING if shipment.state in ENDED else 200,
-                shipment=shipment, **context)
+    return page(
+        request,
+        "air_progress.html",
+        status_code=STOP_POLLING if shipment.state in ENDED else 200,
+        shipment=shipment,
+        **context,
+    )
 
 
 async def _progress_context(ota: OtaServices, org: int, shipment: Shipment, status: str) -> dict[str, Any]:
@@ -151,8 +218,14 @@ async def _progress_context(ota: OtaServices, org: int, shipment: Shipment, stat
         raise ValidationError(f"status must be one of {', '.join(s.value for s in DeviceStatus)}")
     rows = await ota.shipments.devices(org, shipment.id, status or None, DEVICE_ROWS)
     firmware = await ota.firmware.get(org, shipment.firmware_id)
-    return {"progress": progress(shipment), "devices": rows, "status": status, "row_limit": DEVICE_ROWS,
-            "firmware_size": firmware.size, "ended": shipment.state in ENDED}
+    return {
+        "progress": progress(shipment),
+        "devices": rows,
+        "status": status,
+        "row_limit": DEVICE_ROWS,
+        "firmware_size": firmware.size,
+        "ended": shipment.state in ENDED,
+    }
 
 
 ROUTES = [air_home, firmware_page, shipments_page, new_shipment_page, shipment_page, shipment_progress]

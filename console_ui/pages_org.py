@@ -8,8 +8,8 @@ from litestar.di import NamedDependency
 from litestar.response import Template as Page
 
 from backend.access.guards import requires, signed_in
-from backend.access.permissions import DESCRIPTIONS, Permission as P
-from backend.access.permissions import Principal
+from backend.access.permissions import DESCRIPTIONS, Principal
+from backend.access.permissions import Permission as P
 from backend.accounts.invitations import InvitationService
 from backend.accounts.roles import RoleService
 from backend.accounts.users import UserService
@@ -29,23 +29,37 @@ async def orgs_page(request: Request, org_tree: NamedDependency[OrgTreeService])
 
 
 @get("/users", guards=[requires(P.USERS_VIEW)])
-async def users_page(request: Request, users_service: NamedDependency[UserService],  # type: ignore[type-arg]
-                     roles_service: NamedDependency[RoleService], principal: NamedDependency[Principal],
-                     invitations_service: NamedDependency[InvitationService], org_tree: NamedDependency[OrgTreeService]) -> Page:
+async def users_page(
+    request: Request,  # type: ignore[type-arg]
+    users_service: NamedDependency[UserService],
+    roles_service: NamedDependency[RoleService],
+    principal: NamedDependency[Principal],
+    invitations_service: NamedDependency[InvitationService],
+    org_tree: NamedDependency[OrgTreeService],
+) -> Page:
     """Users of the organizations in scope, pending invitations, and a form to invite."""
     users, total = await users_service.list(None, 0, 1000)
     roles = await roles_service.list(None) if principal.has(P.ROLES_VIEW) else []
     invitations = await invitations_service.list(None) if principal.has(P.USERS_INVITE) else []
     orgs = {o.id: o for o in await org_tree.list()}
-    return page(request, "users.html", users=users, total=total, roles=roles, invitations=invitations, orgs=orgs,
-                role_names={r.id: r.name for r in roles})
+    return page(
+        request,
+        "users.html",
+        users=users,
+        total=total,
+        roles=roles,
+        invitations=invitations,
+        orgs=orgs,
+        role_names={r.id: r.name for r in roles},
+    )
 
 
 @get("/roles", guards=[requires(P.ROLES_VIEW)])
 async def roles_page(request: Request, roles_service: NamedDependency[RoleService]) -> Page:  # type: ignore[type-arg]
     """Built-in and custom roles with their permissions, and a form for a custom role."""
-    return page(request, "roles.html", roles=await roles_service.list(None),
-                permissions=[(p.value, DESCRIPTIONS[p]) for p in P])
+    return page(
+        request, "roles.html", roles=await roles_service.list(None), permissions=[(p.value, DESCRIPTIONS[p]) for p in P]
+    )
 
 
 @get("/account", guards=[signed_in])

@@ -25,15 +25,23 @@ def safe_next(target: str | None) -> str:
     a path must start with one ``/`` followed by neither ``/`` nor ``\\``, and hold no control
     character, whitespace or backslash anywhere. Braces are percent-encoded, because the page's
     script fills ``{name}`` placeholders of its ``go:`` target (``/{x}/evil`` would become ``//evil``)."""
-    if (not target or not target.startswith("/") or target[1:2] in ("/", "\\") or "\\" in target
-            or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in target)):
+    if (
+        not target
+        or not target.startswith("/")
+        or target[1:2] in ("/", "\\")
+        or "\\" in target
+        or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in target)
+    ):
         return "/devices"
     return target.replace("{", "%7B").replace("}", "%7D")
 
 
 @get("/login", opt=PUBLIC)
-async def login_page(request: Request,  # type: ignore[type-arg]  # noqa: A002
-                     accounts_runtime: NamedDependency[AccountsRuntime], next: FromQuery[str | None] = None) -> Template:
+async def login_page(
+    request: Request,  # type: ignore[type-arg]  # noqa: A002
+    accounts_runtime: NamedDependency[AccountsRuntime],
+    next: FromQuery[str | None] = None,
+) -> Template:
     """Sign in with e-mail and password."""
     return page(request, "login.html", next=safe_next(next), signup=accounts_runtime.settings.signup_enabled)
 
@@ -57,8 +65,11 @@ async def password_reset_page(request: Request, token: FromQuery[str] = "") -> T
 
 
 @get("/invitations/accept", opt=PUBLIC)
-async def invitation_page(request: Request,  # type: ignore[type-arg]
-                          invitation_links: NamedDependency[InvitationLinks], token: FromQuery[str] = "") -> Template:
+async def invitation_page(
+    request: Request,  # type: ignore[type-arg]
+    invitation_links: NamedDependency[InvitationLinks],
+    token: FromQuery[str] = "",
+) -> Template:
     """The e-mailed invitation link: shows whom it invites where, then name and password."""
     preview, problem = None, ""
     try:

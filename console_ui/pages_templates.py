@@ -13,30 +13,46 @@ from litestar.response import Template as Page
 
 from backend.access.guards import requires
 from backend.access.permissions import Permission as P
-from backend.orgs.tree import OrgTreeService
 from backend.console.context import ConsoleServices
 from backend.console.dashboards import ACCEPTS, COLUMNS
 from backend.errors import ValidationError
+from backend.orgs.tree import OrgTreeService
 from backend.templates.schemas import MetaFieldType
 from console_ui.render import page
 
 TABS = ("info", "datastreams", "events", "metadata", "dashboard")
 META_TYPES = list(MetaFieldType.__args__)  # type: ignore[attr-defined]
-WIDGET_NAMES = {"switch": "Switch", "button": "Button", "slider": "Slider", "numeric_input": "Numeric input",
-                "value": "Value display", "gauge": "Gauge", "led": "LED", "terminal": "Terminal",
-                "chart": "Chart", "map": "Map"}
+WIDGET_NAMES = {
+    "switch": "Switch",
+    "button": "Button",
+    "slider": "Slider",
+    "numeric_input": "Numeric input",
+    "value": "Value display",
+    "gauge": "Gauge",
+    "led": "LED",
+    "terminal": "Terminal",
+    "chart": "Chart",
+    "map": "Map",
+}
 
 
 @get("/templates", guards=[requires(P.TEMPLATES_VIEW)])
-async def templates_page(request: Request, org_tree: NamedDependency[OrgTreeService],  # type: ignore[type-arg]
-                         con: NamedDependency[ConsoleServices]) -> Page:
+async def templates_page(
+    request: Request,  # type: ignore[type-arg]
+    org_tree: NamedDependency[OrgTreeService],
+    con: NamedDependency[ConsoleServices],
+) -> Page:
     """Templates of the organizations in scope."""
     return page(request, "templates.html", templates=await con.templates.visible(), orgs=await org_tree.list())
 
 
 @get("/templates/{template_id:int}", guards=[requires(P.TEMPLATES_VIEW)])
-async def template_page(request: Request, template_id: FromPath[int], con: NamedDependency[ConsoleServices],  # type: ignore[type-arg]
-                        tab: FromQuery[str] = "info") -> Page:
+async def template_page(
+    request: Request,  # type: ignore[type-arg]
+    template_id: FromPath[int],
+    con: NamedDependency[ConsoleServices],
+    tab: FromQuery[str] = "info",
+) -> Page:
     """One template, on one of its tabs."""
     if tab not in TABS:
         raise ValidationError(f"tab must be one of {', '.join(TABS)}")
@@ -50,9 +66,12 @@ async def template_page(request: Request, template_id: FromPath[int], con: Named
         context["meta_types"] = META_TYPES
     elif tab == "dashboard":
         context["widgets"] = [msgspec.to_builtins(w) for w in await con.templates.dashboard(template_id)]
-        context["editor"] = {"columns": COLUMNS, "names": WIDGET_NAMES,
-                             "accepts": {k: sorted(v) for k, v in ACCEPTS.items()},
-                             "datastreams": [{"pin": d.pin, "name": d.name, "type": d.type} for d in datastreams]}
+        context["editor"] = {
+            "columns": COLUMNS,
+            "names": WIDGET_NAMES,
+            "accepts": {k: sorted(v) for k, v in ACCEPTS.items()},
+            "datastreams": [{"pin": d.pin, "name": d.name, "type": d.type} for d in datastreams],
+        }
     return page(request, "template.html", **context)
 
 

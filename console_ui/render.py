@@ -24,6 +24,15 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     principal = user if isinstance(user, Principal) else None
     perms = {p.value for p in principal.permissions} if principal else set()
     missing = vendor.problem()
-    return Template(template_name=name, status_code=503 if missing else status_code,
-                    context={"principal": principal, "can": perms, "csrf": principal.csrf_token if principal else "",
-                             "path": request.url.path, **context, "browser_files_missing": missing})
+    return Template(
+        template_name=name,
+        status_code=503 if missing else status_code,
+        context={
+            "principal": principal,
+            "can": perms,
+            "csrf": principal.csrf_token if principal else "",
+            "path": request.url.path,
+            **context,
+            "browser_files_missing": missing,
+        },
+    )

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response, Router, get
-from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import File, Redirect
 from litestar.static_files import create_static_files_router
@@ -53,21 +53,37 @@ async def vendor_file(name: FromPath[str]) -> File:
     if not path.is_file():
         raise NotFoundException(f"{name} is missing: {vendor.FIX}")
     media_type = "text/css" if name.endswith(".css") else "text/javascript"
-    return File(path, content_disposition_type="inline", media_type=media_type,
-                headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+    return File(
+        path,
+        content_disposition_type="inline",
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def console_pages(accounts: AccountsOf) -> list[Any]:
     """Everything the app mounts for the console: the page router and the static files
     (``accounts`` finds the running app's accounts runtime for the session middleware)."""
-    handlers = [*pages_public.ROUTES, *pages_devices.ROUTES, *pages_templates.ROUTES, *pages_org.ROUTES,
-                *pages_air.ROUTES, live.live_socket, vendor_file]
-    pages = Router(path="/", route_handlers=handlers, middleware=[session_middleware(accounts)],
-                   dependencies={**accounts_dependencies(), **orgs_dependencies(), **console_dependencies()},
-                   exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},
-                   include_in_schema=False)
-    static = create_static_files_router(path="/static/console", directories=[HERE / "static"], opt=PUBLIC,
-                                        include_in_schema=False)
+    handlers = [
+        *pages_public.ROUTES,
+        *pages_devices.ROUTES,
+        *pages_templates.ROUTES,
+        *pages_org.ROUTES,
+        *pages_air.ROUTES,
+        live.live_socket,
+        vendor_file,
+    ]
+    pages = Router(
+        path="/",
+        route_handlers=handlers,
+        middleware=[session_middleware(accounts)],
+        dependencies={**accounts_dependencies(), **orgs_dependencies(), **console_dependencies()},
+        exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},
+        include_in_schema=False,
+    )
+    static = create_static_files_router(
+        path="/static/console", directories=[HERE / "static"], opt=PUBLIC, include_in_schema=False
+    )
     return [pages, static]
 
 
@@ -75,8 +91,12 @@ def _error_page(request: Request, exc: Exception) -> Response[Any]:  # type: ign
     if isinstance(exc, AuthenticationError):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return Redirect(f"/login?next={quote(target, safe='')}")
-    status = 404 if isinstance(exc, NotFoundError | NotFoundException) else 403 if isinstance(
-        exc, PermissionDeniedError) else 400
+    status = (
+        404
+        if isinstance(exc, NotFoundError | NotFoundException)
+        else 403
+        if isinstance(exc, PermissionDeniedError)
+        else 400
+    )
     message = exc.message if isinstance(exc, OpenBlynkError) else str(getattr(exc, "detail", exc))
-    return page(request, "error.html", status_code=status, status=status,
-                message=message)
+    return page(request, "error.html", status_code=status, status=status, message=message)

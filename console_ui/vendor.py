@@ -32,8 +32,10 @@ FILES: dict[str, tuple[str, str]] = {
 }
 """The only third-party files the console serves: the name pages use -> (npm package, path in it)."""
 
-FIX = ("install openblynk from its wheel (it carries them), or in a checkout run `make install` "
-       "(or `npm ci --prefix console_ui` then `pip install -e .`)")
+FIX = (
+    "install openblynk from its wheel (it carries them), or in a checkout run `make install` "
+    "(or `npm ci --prefix console_ui` then `pip install -e .`)"
+)
 
 
 class VendorError(Exception):
@@ -50,8 +52,10 @@ def problem(vendor_dir: Path = VENDOR_DIR) -> str | None:
     absent = missing(vendor_dir)
     if not absent:
         return None
-    return (f"the console's browser files ({', '.join(absent)}) are missing from {vendor_dir}, so its pages "
-            f"cannot work: {FIX}")
+    return (
+        f"the console's browser files ({', '.join(absent)}) are missing from {vendor_dir}, so its pages "
+        f"cannot work: {FIX}"
+    )
 
 
 def locked_versions(ui_dir: Path = HERE) -> dict[str, str]:
@@ -103,8 +107,10 @@ def build(ui_dir: Path = HERE, vendor_dir: Path = VENDOR_DIR) -> bool:
 def _npm_ci(ui_dir: Path) -> None:
     npm = shutil.which("npm")
     if npm is None:
-        raise VendorError("building openblynk takes the console's browser files from npm, at the versions of "
-                          f"{ui_dir / 'package-lock.json'}: install Node.js (npm), or install a built wheel")
+        raise VendorError(
+            "building openblynk takes the console's browser files from npm, at the versions of "
+            f"{ui_dir / 'package-lock.json'}: install Node.js (npm), or install a built wheel"
+        )
     cmd = [npm, "ci", "--prefix", str(ui_dir), "--no-audit", "--no-fund", "--loglevel=error"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:

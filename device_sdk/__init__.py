@@ -47,5 +47,5 @@ __all__ = [
 
 for _name in __all__:  # show public names as device_sdk.X, not device_sdk._module.X
     if not _name.startswith("__"):
-        setattr(globals()[_name], "__module__", "device_sdk")
+        globals()[_name].__module__ = "device_sdk"
 del _name

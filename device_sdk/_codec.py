@@ -6,12 +6,11 @@ import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Union
 
-Scalar = Union[str, int, float, bool]
+Scalar = str | int | float | bool
 """A single datastream value."""
 
-Value = Union[Scalar, bytes, Sequence[Scalar]]
+Value = Scalar | bytes | Sequence[Scalar]
 """What :meth:`Device.write` accepts: a scalar, raw bytes, or a multi-value sequence."""
 
 _FORBIDDEN_IN_NAMES = frozenset("/#+\0")

@@ -126,9 +126,7 @@ class Link:
             self._fatal = None
             self._last_error = None
             self._endpoint = self._config.endpoint
-            self._thread = threading.Thread(
-                target=self._run, name=f"device_sdk {self._endpoint.host}", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=f"device_sdk {self._endpoint.host}", daemon=True)
             self._thread.start()
 
     def wait_ready(self, timeout: float | None) -> None:
@@ -150,9 +148,7 @@ class Link:
         if not running:
             raise NotConnectedError("the device was stopped before it connected")
         cause = f" (last error: {last_error})" if last_error else ""
-        raise ConnectTimeoutError(
-            f"no connection to {self._endpoint.uri} within {timeout} s{cause}"
-        ) from last_error
+        raise ConnectTimeoutError(f"no connection to {self._endpoint.uri} within {timeout} s{cause}") from last_error
 
     def stop(self, timeout: float = 10.0) -> None:
         """Disconnect gracefully and end the network thread (no-op if not running)."""
@@ -320,9 +316,7 @@ class Link:
 
     # -- paho callbacks (network thread) -------------------------------------------------------
 
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
         if reason.is_failure:
             name = reason.getName()
             if name in _TOKEN_REFUSED:

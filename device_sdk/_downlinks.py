@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 
 from ._exceptions import DeviceTimeoutError, NotConnectedError
@@ -33,7 +33,7 @@ class Downlink:
     topic: str
     payload: bytes
     qos: int = 0
-    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def text(self) -> str:

@@ -148,9 +148,17 @@ class OtaAgent:
         ValueError: If ``public_key`` is not an Ed25519 public key.
     """
 
-    def __init__(self, device: Device, public_key: bytes | str, *, directory: str | os.PathLike[str] | None = None,
-                 install: Callable[[FirmwareImage], object] | None = None, executor: Executor | None = None,
-                 timeout: float = 30.0, resumes: int = 5) -> None:
+    def __init__(
+        self,
+        device: Device,
+        public_key: bytes | str,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        install: Callable[[FirmwareImage], object] | None = None,
+        executor: Executor | None = None,
+        timeout: float = 30.0,
+        resumes: int = 5,
+    ) -> None:
         raw = base64.b64decode(public_key, validate=True) if isinstance(public_key, str) else public_key
         self._key = Ed25519PublicKey.from_public_bytes(raw)
         self._device = device
@@ -191,7 +199,8 @@ class OtaAgent:
             new, now = version_key(offer.version), version_key(self._device.firmware_version)
             if new is not None and now is not None and new <= now:
                 raise FirmwareRejectedError(
-                    f"version {offer.version} is not newer than {self._device.firmware_version}", "version_mismatch")
+                    f"version {offer.version} is not newer than {self._device.firmware_version}", "version_mismatch"
+                )
 
     def _update(self, offer: FirmwareOffer) -> None:
         try:

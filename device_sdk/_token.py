@@ -35,8 +35,7 @@ class AuthToken:
             raise InvalidTokenError(f"auth token must be a str, not {type(self.value).__name__}")
         if not _TOKEN_RE.fullmatch(self.value):
             raise InvalidTokenError(
-                "auth token must be 32 characters of A-Z, a-z, 0-9, '-' or '_' "
-                f"(got {len(self.value)} characters)"
+                f"auth token must be 32 characters of A-Z, a-z, 0-9, '-' or '_' (got {len(self.value)} characters)"
             )
 
     def __repr__(self) -> str:

@@ -34,7 +34,7 @@ class FirmwareInfo:
     pairs: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_pairs(cls, pairs: Mapping[str, str]) -> "FirmwareInfo":
+    def from_pairs(cls, pairs: Mapping[str, str]) -> FirmwareInfo:
         """Pick the known keys (``mcu``, ``fw-type``, ``build``, ``blynk``) out of all pairs."""
         known = {attr: pairs[key] for key, attr in KNOWN_KEYS.items() if key in pairs}
         return cls(**known, pairs=dict(pairs))
@@ -118,7 +118,7 @@ class ImageScanner:
         buf = self._pending + chunk
         start = buf.find(MAGIC)
         if start < 0:
-            self._pending = buf[-(len(MAGIC) - 1):]
+            self._pending = buf[-(len(MAGIC) - 1) :]
             return
         end = buf.find(b"\0\0", start + len(MAGIC) - 1)
         if end < 0:
@@ -128,7 +128,7 @@ class ImageScanner:
             return
         if end - start > MAX_TAG_BYTES:
             raise FirmwareError(f"the firmware info tag is longer than {MAX_TAG_BYTES} bytes")
-        self._info = parse_tag_body(buf[start + len(MAGIC):end])
+        self._info = parse_tag_body(buf[start + len(MAGIC) : end])
         self._done = True
         self._pending = b""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ota.errors import RuleError
 
@@ -21,9 +21,9 @@ from ota.errors import RuleError
 class Progress:
     """What a shipment has done so far."""
 
-    started: int = 0    # devices ever offered the image
+    started: int = 0  # devices ever offered the image
     succeeded: int = 0
-    failed: int = 0     # devices whose attempt ended in a failure status
+    failed: int = 0  # devices whose attempt ended in a failure status
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,15 @@ class ExponentialPacing:
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form."""
-        return {"kind": "exponential", "start": self.start, "factor": self.factor,
-                "success_percent": self.success_percent}
+        return {
+            "kind": "exponential",
+            "start": self.start,
+            "factor": self.factor,
+            "success_percent": self.success_percent,
+        }
 
 
-Pacing = Union[ConstantPacing, ExponentialPacing]
+Pacing = ConstantPacing | ExponentialPacing
 
 
 def pacing_from_dict(doc: Any) -> Pacing:
@@ -91,8 +95,9 @@ def pacing_from_dict(doc: Any) -> Pacing:
         if kind == "constant":
             return ConstantPacing(int(doc["per_minute"]))
         if kind == "exponential":
-            return ExponentialPacing(int(doc["start"]), float(doc.get("factor", 2.0)),
-                                     float(doc.get("success_percent", 80.0)))
+            return ExponentialPacing(
+                int(doc["start"]), float(doc.get("factor", 2.0)), float(doc.get("success_percent", 80.0))
+            )
     except KeyError as exc:
         raise RuleError(f"{kind} pacing needs {exc.args[0]!r}") from None
     except (TypeError, ValueError, OverflowError):

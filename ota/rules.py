@@ -87,10 +87,10 @@ class PreferredTime(str, enum.Enum):
     """Blynk's preferred-time windows, in the device's local time."""
 
     ANY = "any"
-    NIGHT = "night"          # 00:00 - 06:00
-    MORNING = "morning"      # 06:00 - 12:00
+    NIGHT = "night"  # 00:00 - 06:00
+    MORNING = "morning"  # 06:00 - 12:00
     AFTERNOON = "afternoon"  # 12:00 - 18:00
-    EVENING = "evening"      # 18:00 - 24:00
+    EVENING = "evening"  # 18:00 - 24:00
 
     def allows(self, now: datetime, zone: tzinfo) -> bool:
         """Whether ``now`` (aware) falls in this window in ``zone``."""
@@ -98,8 +98,12 @@ class PreferredTime(str, enum.Enum):
             raise RuleError("the time must carry its zone")
         if self is PreferredTime.ANY:
             return True
-        start = {PreferredTime.NIGHT: 0, PreferredTime.MORNING: 6,
-                 PreferredTime.AFTERNOON: 12, PreferredTime.EVENING: 18}[self]
+        start = {
+            PreferredTime.NIGHT: 0,
+            PreferredTime.MORNING: 6,
+            PreferredTime.AFTERNOON: 12,
+            PreferredTime.EVENING: 18,
+        }[self]
         local = now.astimezone(zone).time()
         return time(start) <= local < (time(start + 6) if start < 18 else time.max)
 
@@ -130,9 +134,9 @@ class TargetKind(str, enum.Enum):
     """How a shipment picks its devices."""
 
     TEMPLATE = "template"  # every current and future device of a template
-    DEVICES = "devices"    # a fixed list of devices
-    ORG = "org"            # every device of an organization and its sub-organizations
-    TAG = "tag"            # every device carrying a tag
+    DEVICES = "devices"  # a fixed list of devices
+    ORG = "org"  # every device of an organization and its sub-organizations
+    TAG = "tag"  # every device carrying a tag
 
 
 @dataclass(frozen=True)

@@ -52,12 +52,13 @@ class Signer:
         self._key = key
 
     @classmethod
-    def from_store(cls, store: KeyStore) -> "Signer":
+    def from_store(cls, store: KeyStore) -> Signer:
         """Load the key, generating and storing one on first start."""
         pem = store.load()
         if pem is None:
             fresh = Ed25519PrivateKey.generate().private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
             pem = store.save_new(fresh)
         try:
             key = serialization.load_pem_private_key(pem, password=None)
@@ -79,12 +80,16 @@ class Signer:
     @property
     def public_pem(self) -> str:
         """The public key as a PEM SubjectPublicKeyInfo."""
-        return self._key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+        return (
+            self._key.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode("ascii")
+        )
 
 
-def verify(public_key: bytes, signature: bytes, sha256: bytes, size: int, fw_type: str | None,
-           version: str | None) -> None:
+def verify(
+    public_key: bytes, signature: bytes, sha256: bytes, size: int, fw_type: str | None, version: str | None
+) -> None:
     """Check a signature; raises SignatureError if it does not verify."""
     try:
         key = Ed25519PublicKey.from_public_bytes(public_key)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 from ota.errors import TransitionError
 
@@ -74,8 +73,15 @@ _LABELS = {
     DeviceStatus.VERSION_MISMATCH: "Firmware version mismatch",
 }
 ACTIVE = frozenset({DeviceStatus.REQUEST_SENT, DeviceStatus.REQUESTED, DeviceStatus.DOWNLOADED})
-FAILED = frozenset({DeviceStatus.UPLOAD_FAILURE, DeviceStatus.DOWNLOAD_LIMIT, DeviceStatus.ROLLBACK,
-                    DeviceStatus.TYPE_MISMATCH, DeviceStatus.VERSION_MISMATCH})
+FAILED = frozenset(
+    {
+        DeviceStatus.UPLOAD_FAILURE,
+        DeviceStatus.DOWNLOAD_LIMIT,
+        DeviceStatus.ROLLBACK,
+        DeviceStatus.TYPE_MISMATCH,
+        DeviceStatus.VERSION_MISMATCH,
+    }
+)
 RETRYABLE = frozenset({DeviceStatus.PENDING, DeviceStatus.UPLOAD_FAILURE})
 
 
@@ -133,10 +139,14 @@ class LimitReached:
     """The device used up its attempts (or downloads) for the period."""
 
 
-Event = Union[Offered, DownloadStarted, DownloadCompleted, McuReport, DeviceReport, TimedOut, LimitReached]
+Event = Offered | DownloadStarted | DownloadCompleted | McuReport | DeviceReport | TimedOut | LimitReached
 
-_REPORTED = {Report.FAILURE: DeviceStatus.UPLOAD_FAILURE, Report.TYPE_MISMATCH: DeviceStatus.TYPE_MISMATCH,
-             Report.VERSION_MISMATCH: DeviceStatus.VERSION_MISMATCH, Report.ROLLBACK: DeviceStatus.ROLLBACK}
+_REPORTED = {
+    Report.FAILURE: DeviceStatus.UPLOAD_FAILURE,
+    Report.TYPE_MISMATCH: DeviceStatus.TYPE_MISMATCH,
+    Report.VERSION_MISMATCH: DeviceStatus.VERSION_MISMATCH,
+    Report.ROLLBACK: DeviceStatus.ROLLBACK,
+}
 
 
 def next_status(current: DeviceStatus, event: Event) -> DeviceStatus | None:

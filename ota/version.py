@@ -17,7 +17,8 @@ from ota.errors import VersionError
 
 _VERSION = re.compile(
     r"^v?(?P<major>0|[1-9]\d*)(?:\.(?P<minor>0|[1-9]\d*))?(?:\.(?P<patch>0|[1-9]\d*))?"
-    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$")
+    r"(?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
 _MAX_LEN = 64
 
 
@@ -32,7 +33,7 @@ class FirmwareVersion:
     text: str = field(default="", compare=False)
 
     @classmethod
-    def parse(cls, text: str) -> "FirmwareVersion":
+    def parse(cls, text: str) -> FirmwareVersion:
         """Parse ``1``, ``1.2``, ``v1.2.3``, ``1.2.3-rc.1+abc``; raises VersionError."""
         if not isinstance(text, str) or len(text) > _MAX_LEN:
             raise VersionError(f"a firmware version is a string of at most {_MAX_LEN} characters")
@@ -50,16 +51,16 @@ class FirmwareVersion:
         pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.pre)
         return (self.major, self.minor, self.patch, 0 if self.pre else 1, pre)
 
-    def __lt__(self, other: "FirmwareVersion") -> bool:
+    def __lt__(self, other: FirmwareVersion) -> bool:
         return self._key() < other._key()
 
-    def __le__(self, other: "FirmwareVersion") -> bool:
+    def __le__(self, other: FirmwareVersion) -> bool:
         return self._key() <= other._key()
 
-    def __gt__(self, other: "FirmwareVersion") -> bool:
+    def __gt__(self, other: FirmwareVersion) -> bool:
         return self._key() > other._key()
 
-    def __ge__(self, other: "FirmwareVersion") -> bool:
+    def __ge__(self, other: FirmwareVersion) -> bool:
         return self._key() >= other._key()
 
     def __str__(self) -> str:

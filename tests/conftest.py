@@ -126,6 +126,7 @@ def paho_device() -> Iterator[ConnectDevice]:
 async def stack_session(stack: StackConfig) -> AsyncIterator[object]:
     """A SQLModel session on the stack's database (committed at the end of the test)."""
     from backend.db.engine import Database
+
     async with Database(stack.database_url, pool_size=1) as db:
         async with db.session() as session:
             yield session

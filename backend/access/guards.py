@@ -48,6 +48,7 @@ def requires(*permissions: Permission) -> Guard:
         missing = needed - principal.permissions
         if missing:
             raise PermissionDeniedError("your role lacks the permission " + ", ".join(sorted(missing)))
+
     return _mark(guard, needed)
 
 
@@ -59,6 +60,7 @@ def requires_any(*permissions: Permission) -> Guard:
         principal: Principal = connection.user
         if not options & principal.permissions:
             raise PermissionDeniedError("your role lacks the permission " + " or ".join(sorted(options)))
+
     return _mark(guard, options)
 
 

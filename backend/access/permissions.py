@@ -100,12 +100,27 @@ DESCRIPTIONS: dict[Permission, str] = {
 ADMIN_ROLE, STAFF_ROLE, USER_ROLE = 1, 2, 3
 BUILTIN_ROLES: dict[int, tuple[str, frozenset[str]]] = {
     ADMIN_ROLE: ("Admin", frozenset({ALL})),
-    STAFF_ROLE: ("Staff", frozenset({
-        Permission.DEVICES_VIEW, Permission.DEVICES_VIEW_OWN, Permission.DEVICES_EDIT, Permission.DEVICES_EDIT_OWN,
-        Permission.TOKENS_VIEW, Permission.TEMPLATES_VIEW, Permission.AIR_VIEW, Permission.USERS_VIEW,
-        Permission.AUTOMATIONS_VIEW, Permission.AUTOMATIONS_EXECUTE})),
-    USER_ROLE: ("User", frozenset({Permission.DEVICES_VIEW_OWN, Permission.DEVICES_EDIT_OWN,
-                                   Permission.AUTOMATIONS_VIEW})),
+    STAFF_ROLE: (
+        "Staff",
+        frozenset(
+            {
+                Permission.DEVICES_VIEW,
+                Permission.DEVICES_VIEW_OWN,
+                Permission.DEVICES_EDIT,
+                Permission.DEVICES_EDIT_OWN,
+                Permission.TOKENS_VIEW,
+                Permission.TEMPLATES_VIEW,
+                Permission.AIR_VIEW,
+                Permission.USERS_VIEW,
+                Permission.AUTOMATIONS_VIEW,
+                Permission.AUTOMATIONS_EXECUTE,
+            }
+        ),
+    ),
+    USER_ROLE: (
+        "User",
+        frozenset({Permission.DEVICES_VIEW_OWN, Permission.DEVICES_EDIT_OWN, Permission.AUTOMATIONS_VIEW}),
+    ),
 }
 """Blynk's built-in roles; migration 0006 writes the same sets (a test compares them)."""
 

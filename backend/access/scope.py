@@ -40,8 +40,12 @@ async def ancestry(session: AsyncSession, org_id: int) -> list[int]:
 async def template_above(session: AsyncSession, template_id: int, org_id: int) -> bool:
     """Whether a template belongs to ``org_id`` or an organization above it: the templates a
     device of ``org_id`` may use (a manufacturer's templates serve its customers, as on Blynk)."""
-    row = await fetch_one(session, "SELECT 1 AS ok FROM template WHERE id = :template AND org_id = ANY(:orgs)",
-                          template=template_id, orgs=await ancestry(session, org_id))
+    row = await fetch_one(
+        session,
+        "SELECT 1 AS ok FROM template WHERE id = :template AND org_id = ANY(:orgs)",
+        template=template_id,
+        orgs=await ancestry(session, org_id),
+    )
     return row is not None
 
 

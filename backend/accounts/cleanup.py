@@ -24,12 +24,19 @@ async def clean_accounts(db: Database, failure_window_seconds: int) -> dict[str,
     async with db.session() as session:
         removed = {
             "sessions": await execute(session, "DELETE FROM user_session WHERE expires_at <= now()"),
-            "api_tokens": await execute(session, "DELETE FROM oauth_token WHERE expires_at <= now() - interval '1 day'"),
+            "api_tokens": await execute(
+                session, "DELETE FROM oauth_token WHERE expires_at <= now() - interval '1 day'"
+            ),
             "login_failures": await execute(
-                session, "DELETE FROM login_failure WHERE at <= now() - make_interval(secs => :window)",
-                window=failure_window_seconds),
-            "links": await execute(session, "DELETE FROM account_token WHERE expires_at < now() - make_interval("
-                                            "days => :days)", days=LINK_KEEP_DAYS),
+                session,
+                "DELETE FROM login_failure WHERE at <= now() - make_interval(secs => :window)",
+                window=failure_window_seconds,
+            ),
+            "links": await execute(
+                session,
+                "DELETE FROM account_token WHERE expires_at < now() - make_interval(days => :days)",
+                days=LINK_KEEP_DAYS,
+            ),
         }
     if any(removed.values()):
         log.info("accounts cleanup removed %s", ", ".join(f"{n} {k}" for k, n in removed.items() if n))

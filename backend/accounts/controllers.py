@@ -3,26 +3,43 @@ call each; the guards say who may call them)."""
 
 from __future__ import annotations
 
-from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from backend.access.guards import PUBLIC, requires, signed_in
 from backend.access.paging import Page, page_args
-from backend.access.permissions import DESCRIPTIONS, Permission
-from backend.access.permissions import Principal
+from backend.access.permissions import DESCRIPTIONS, Permission, Principal
 from backend.accounts.auth import AuthService
 from backend.accounts.invitations import InvitationLinks, InvitationService
 from backend.accounts.roles import RoleService
 from backend.accounts.runtime import AccountsRuntime
-from backend.accounts.users import UserService
-from backend.accounts.schemas import (EmailIn, InvitationAcceptIn, InvitationIn, InvitationOut, InvitationPreviewOut,
-                                      LoggedOut, LoginIn, MeOut, PasswordChangeIn, PasswordResetIn, PermissionOut,
-                                      RoleIn, RoleOut, RoleUpdateIn, SessionOut, SignupIn, TokenIn, UserOut,
-                                      UserUpdateIn, wire)
+from backend.accounts.schemas import (
+    EmailIn,
+    InvitationAcceptIn,
+    InvitationIn,
+    InvitationOut,
+    InvitationPreviewOut,
+    LoggedOut,
+    LoginIn,
+    MeOut,
+    PasswordChangeIn,
+    PasswordResetIn,
+    PermissionOut,
+    RoleIn,
+    RoleOut,
+    RoleUpdateIn,
+    SessionOut,
+    SignupIn,
+    TokenIn,
+    UserOut,
+    UserUpdateIn,
+    wire,
+)
 from backend.accounts.sessions import CSRF_COOKIE, SESSION_COOKIE
+from backend.accounts.users import UserService
 from backend.settings import Settings
 
 P = Permission
@@ -36,8 +53,12 @@ def _secure(request: Request, settings: Settings) -> bool:  # type: ignore[type-
 
 def _cookies(request: Request, settings: Settings, token: str, csrf: str, max_age: int) -> list[Cookie]:  # type: ignore[type-arg]
     secure = _secure(request, settings)
-    return [Cookie(key=SESSION_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure, max_age=max_age),
-            Cookie(key=CSRF_COOKIE, value=csrf, path="/", httponly=False, samesite="lax", secure=secure, max_age=max_age)]
+    return [
+        Cookie(
+            key=SESSION_COOKIE, value=token, path="/", httponly=True, samesite="lax", secure=secure, max_age=max_age
+        ),
+        Cookie(key=CSRF_COOKIE, value=csrf, path="/", httponly=False, samesite="lax", secure=secure, max_age=max_age),
+    ]
 
 
 class AuthController(Controller):
@@ -46,24 +67,41 @@ class AuthController(Controller):
     path = "/auth"
 
     @post("/login", opt=PUBLIC, status_code=HTTP_200_OK)
-    async def login(self, request: Request, data: JSONBody[LoginIn],  # type: ignore[type-arg]
-                    auth_service: NamedDependency[AuthService], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[SessionOut]:
+    async def login(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        data: JSONBody[LoginIn],
+        auth_service: NamedDependency[AuthService],
+        accounts_runtime: NamedDependency[AccountsRuntime],
+    ) -> Response[SessionOut]:
         """Sign in: sets the HttpOnly session cookie; send ``csrf_token`` back as ``X-CSRF-Token``."""
         user, opened = await auth_service.login(data.email, data.password)
         lifetime = int(accounts_runtime.session_lifetime.total_seconds())
-        return Response(SessionOut(user, opened.csrf_token, opened.expires_at),
-                        cookies=_cookies(request, accounts_runtime.settings, opened.token, opened.csrf_token, lifetime))
+        return Response(
+            SessionOut(user, opened.csrf_token, opened.expires_at),
+            cookies=_cookies(request, accounts_runtime.settings, opened.token, opened.csrf_token, lifetime),
+        )
 
     @post("/logout", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout(self, request: Request, auth_service: NamedDependency[AuthService],  # type: ignore[type-arg]
-                     principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:
+    async def logout(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        auth_service: NamedDependency[AuthService],
+        principal: NamedDependency[Principal],
+        accounts_runtime: NamedDependency[AccountsRuntime],
+    ) -> Response[LoggedOut]:
         """End this session."""
         ended = await auth_service.logout(principal)
         return Response(LoggedOut(ended), cookies=_cookies(request, accounts_runtime.settings, "", "", 0))
 
     @post("/logout-all", guards=[signed_in], status_code=HTTP_200_OK)
-    async def logout_all(self, request: Request, auth_service: NamedDependency[AuthService],  # type: ignore[type-arg]
-                         principal: NamedDependency[Principal], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[LoggedOut]:
+    async def logout_all(
+        self,
+        request: Request,  # type: ignore[type-arg]
+        auth_service: NamedDependency[AuthService],
+        principal: NamedDependency[Principal],
+        accounts_runtime: NamedDependency[AccountsRuntime],
+    ) -> Response[LoggedOut]:
         """End every session of the signed-in user, on every browser."""
         ended = await auth_service.logout(principal, everywhere=True)
         return Response(LoggedOut(ended), cookies=_cookies(request, accounts_runtime.settings, "", "", 0))
@@ -80,7 +118,9 @@ class AuthController(Controller):
         return await auth_service.confirm_signup(data.token)
 
     @post("/password-reset", opt=PUBLIC, status_code=HTTP_202_ACCEPTED)
-    async def request_reset(self, data: JSONBody[EmailIn], auth_service: NamedDependency[AuthService]) -> dict[str, str]:
+    async def request_reset(
+        self, data: JSONBody[EmailIn], auth_service: NamedDependency[AuthService]
+    ) -> dict[str, str]:
         """E-mail a password-reset link (the answer is the same whether the address is known)."""
         await auth_service.request_password_reset(data.email)
         return {"message": "if this address has an account, a link to reset its password was sent"}
@@ -91,8 +131,12 @@ class AuthController(Controller):
         await auth_service.reset_password(data.token, data.password)
 
     @post("/password", guards=[signed_in], status_code=HTTP_204_NO_CONTENT)
-    async def change_password(self, data: JSONBody[PasswordChangeIn], auth_service: NamedDependency[AuthService],
-                              principal: NamedDependency[Principal]) -> None:
+    async def change_password(
+        self,
+        data: JSONBody[PasswordChangeIn],
+        auth_service: NamedDependency[AuthService],
+        principal: NamedDependency[Principal],
+    ) -> None:
         """Change one's own password; the user's other sessions end."""
         await auth_service.change_password(principal, data.current_password, data.new_password)
 
@@ -108,8 +152,13 @@ class UserController(Controller):
         return MeOut(await users_service.me(), sorted(principal.permissions), principal.csrf_token)
 
     @get("/", guards=[requires(P.USERS_VIEW)])
-    async def list_users(self, users_service: NamedDependency[UserService], org_id: FromQuery[int | None] = None, page: FromQuery[int] = 0,
-                         size: FromQuery[int] = 50) -> Page[UserOut]:
+    async def list_users(
+        self,
+        users_service: NamedDependency[UserService],
+        org_id: FromQuery[int | None] = None,
+        page: FromQuery[int] = 0,
+        size: FromQuery[int] = 50,
+    ) -> Page[UserOut]:
         """Users of one organization (``org_id``) or of every organization in scope."""
         page, size = page_args(page, size)
         users, total = await users_service.list(org_id, page, size)
@@ -121,8 +170,9 @@ class UserController(Controller):
         return await users_service.get(user_id)
 
     @patch("/{user_id:int}", guards=[requires(P.USERS_EDIT)])
-    async def update_user(self, user_id: FromPath[int], data: JSONBody[UserUpdateIn],
-                          users_service: NamedDependency[UserService]) -> UserOut:
+    async def update_user(
+        self, user_id: FromPath[int], data: JSONBody[UserUpdateIn], users_service: NamedDependency[UserService]
+    ) -> UserOut:
         """Rename a user or change their role."""
         return await users_service.update(user_id, data.name, data.role_id)
 
@@ -153,7 +203,9 @@ class RoleController(Controller):
     path = "/roles"
 
     @get("/", guards=[requires(P.ROLES_VIEW)])
-    async def list_roles(self, roles_service: NamedDependency[RoleService], org_id: FromQuery[int | None] = None) -> list[RoleOut]:
+    async def list_roles(
+        self, roles_service: NamedDependency[RoleService], org_id: FromQuery[int | None] = None
+    ) -> list[RoleOut]:
         """The built-in roles and an organization's custom roles (the caller's by default)."""
         return [r for r in await roles_service.list(org_id)]
 
@@ -168,8 +220,9 @@ class RoleController(Controller):
         return await roles_service.create(data.org_id, data.name, data.permissions)
 
     @patch("/{role_id:int}", guards=[requires(P.ROLES_EDIT)])
-    async def update_role(self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn],
-                          roles_service: NamedDependency[RoleService]) -> RoleOut:
+    async def update_role(
+        self, role_id: FromPath[int], data: JSONBody[RoleUpdateIn], roles_service: NamedDependency[RoleService]
+    ) -> RoleOut:
         """Rename a custom role or change its permissions."""
         return await roles_service.update(role_id, data.name, data.permissions)
 
@@ -191,27 +244,36 @@ class InvitationController(Controller):
     path = "/invitations"
 
     @post("/", guards=[requires(P.USERS_INVITE)])
-    async def invite(self, data: JSONBody[InvitationIn], invitations_service: NamedDependency[InvitationService]) -> InvitationOut:
+    async def invite(
+        self, data: JSONBody[InvitationIn], invitations_service: NamedDependency[InvitationService]
+    ) -> InvitationOut:
         """Invite an address without an account (25 a day per organization)."""
         return await invitations_service.invite(data.org_id, data.email, data.role_id, data.name)
 
     @get("/", guards=[requires(P.USERS_INVITE)])
-    async def list_invitations(self, invitations_service: NamedDependency[InvitationService],
-                               org_id: FromQuery[int | None] = None) -> list[InvitationOut]:
+    async def list_invitations(
+        self, invitations_service: NamedDependency[InvitationService], org_id: FromQuery[int | None] = None
+    ) -> list[InvitationOut]:
         """Pending invitations of an organization (the caller's by default)."""
         return [i for i in await invitations_service.list(org_id)]
 
     @delete("/{invitation_id:int}", guards=[requires(P.USERS_INVITE)])
-    async def withdraw(self, invitation_id: FromPath[int], invitations_service: NamedDependency[InvitationService]) -> None:
+    async def withdraw(
+        self, invitation_id: FromPath[int], invitations_service: NamedDependency[InvitationService]
+    ) -> None:
         """Withdraw a pending invitation: its link stops working."""
         await invitations_service.withdraw(invitation_id)
 
     @get("/preview", opt=PUBLIC)
-    async def preview(self, token: FromQuery[str], invitation_links: NamedDependency[InvitationLinks]) -> InvitationPreviewOut:
+    async def preview(
+        self, token: FromQuery[str], invitation_links: NamedDependency[InvitationLinks]
+    ) -> InvitationPreviewOut:
         """What a working invitation link is for (address and organization)."""
         return wire(await invitation_links.preview(token), InvitationPreviewOut)
 
     @post("/accept", opt=PUBLIC)
-    async def accept(self, data: JSONBody[InvitationAcceptIn], invitation_links: NamedDependency[InvitationLinks]) -> UserOut:
+    async def accept(
+        self, data: JSONBody[InvitationAcceptIn], invitation_links: NamedDependency[InvitationLinks]
+    ) -> UserOut:
         """Use an invitation link (once, before it expires): makes the invitee's account."""
         return await invitation_links.accept(data.token, data.name, data.password)

@@ -24,39 +24,55 @@ def provide_visitor(request: Request[Any, Any, Any]) -> Visitor:
     return Visitor(client_ip(request), request.headers.get("user-agent", ""))
 
 
-def provide_auth(db_session: NamedDependency[AsyncSession], accounts_runtime: NamedDependency[AccountsRuntime],
-                 audit: NamedDependency[AuditService], visitor: NamedDependency[Visitor]) -> AuthService:
+def provide_auth(
+    db_session: NamedDependency[AsyncSession],
+    accounts_runtime: NamedDependency[AccountsRuntime],
+    audit: NamedDependency[AuditService],
+    visitor: NamedDependency[Visitor],
+) -> AuthService:
     return AuthService(db_session, accounts_runtime.settings, accounts_runtime.mailer, audit, visitor)
 
 
-def provide_users(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
-                  audit: NamedDependency[AuditService],
-                  accounts_runtime: NamedDependency[AccountsRuntime]) -> UserService:
+def provide_users(
+    db_session: NamedDependency[AsyncSession],
+    org_scope: NamedDependency[Scope],
+    audit: NamedDependency[AuditService],
+    accounts_runtime: NamedDependency[AccountsRuntime],
+) -> UserService:
     return UserService(db_session, org_scope, audit, SessionService(db_session, accounts_runtime.session_lifetime))
 
 
-def provide_roles(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
-                  audit: NamedDependency[AuditService]) -> RoleService:
+def provide_roles(
+    db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]
+) -> RoleService:
     return RoleService(db_session, org_scope, audit)
 
 
-def provide_invitations(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
-                        audit: NamedDependency[AuditService],
-                        accounts_runtime: NamedDependency[AccountsRuntime]) -> InvitationService:
+def provide_invitations(
+    db_session: NamedDependency[AsyncSession],
+    org_scope: NamedDependency[Scope],
+    audit: NamedDependency[AuditService],
+    accounts_runtime: NamedDependency[AccountsRuntime],
+) -> InvitationService:
     return InvitationService(db_session, org_scope, audit, accounts_runtime.mailer, accounts_runtime.settings)
 
 
-def provide_invitation_links(db_session: NamedDependency[AsyncSession], audit: NamedDependency[AuditService],
-                             visitor: NamedDependency[Visitor],
-                             accounts_runtime: NamedDependency[AccountsRuntime]) -> InvitationLinks:
+def provide_invitation_links(
+    db_session: NamedDependency[AsyncSession],
+    audit: NamedDependency[AuditService],
+    visitor: NamedDependency[Visitor],
+    accounts_runtime: NamedDependency[AccountsRuntime],
+) -> InvitationLinks:
     return InvitationLinks(db_session, audit, visitor.ip, accounts_runtime.settings.org_max_depth)
 
 
 def accounts_dependencies() -> dict[str, Provide]:
     """What the accounts area provides to the routes that use its services."""
-    return {"visitor": Provide(provide_visitor, sync_to_thread=False),
-            "auth_service": Provide(provide_auth, sync_to_thread=False),
-            "users_service": Provide(provide_users, sync_to_thread=False),
-            "roles_service": Provide(provide_roles, sync_to_thread=False),
-            "invitations_service": Provide(provide_invitations, sync_to_thread=False),
-            "invitation_links": Provide(provide_invitation_links, sync_to_thread=False)}
+    return {
+        "visitor": Provide(provide_visitor, sync_to_thread=False),
+        "auth_service": Provide(provide_auth, sync_to_thread=False),
+        "users_service": Provide(provide_users, sync_to_thread=False),
+        "roles_service": Provide(provide_roles, sync_to_thread=False),
+        "invitations_service": Provide(provide_invitations, sync_to_thread=False),
+        "invitation_links": Provide(provide_invitation_links, sync_to_thread=False),
+    }

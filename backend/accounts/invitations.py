@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -63,8 +63,9 @@ class InvitationPreview:
 class InvitationService:
     """Sending, listing and withdrawing invitations within a principal's scope."""
 
-    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService, mailer: Mailer,
-                 settings: Settings) -> None:
+    def __init__(
+        self, session: AsyncSession, scope: Scope, audit: AuditService, mailer: Mailer, settings: Settings
+    ) -> None:
         self.session = session
         self.scope = scope
         self.principal = scope.principal
@@ -81,20 +82,35 @@ class InvitationService:
         if await fetch_one(self.session, "SELECT 1 AS x FROM app_user WHERE lower(email) = lower(:e)", e=email):
             raise ConflictError("this address already has an account; only new addresses can be invited")
         await self._check_daily_limit(org)
-        await execute(self.session, f"UPDATE account_token SET revoked_at = now() WHERE {_PENDING} "
-                                    "AND org_id = :org AND lower(email) = lower(:e)", org=org, e=email)
+        await execute(
+            self.session,
+            f"UPDATE account_token SET revoked_at = now() WHERE {_PENDING} "
+            "AND org_id = :org AND lower(email) = lower(:e)",
+            org=org,
+            e=email,
+        )
         invitation_id, token = await OneTimeTokens(self.session).issue(
-            INVITATION, email, timedelta(hours=self.settings.invitation_ttl_hours),
-            name=name, org_id=org, role_id=role_id, created_by=self.principal.user_id or None)
+            INVITATION,
+            email,
+            timedelta(hours=self.settings.invitation_ttl_hours),
+            name=name,
+            org_id=org,
+            role_id=role_id,
+            created_by=self.principal.user_id or None,
+        )
         org_row = await fetch_one(self.session, "SELECT name FROM organization WHERE id = :id", id=org)
         base = (self.settings.public_url or f"http://localhost:{self.settings.http_port}").rstrip("/")
-        await self.mailer.send(email, f"You are invited to {org_row['name'] if org_row else 'openblynk'}",
-                               f"{self.principal.email} invites you to the organization "
-                               f"{org_row['name'] if org_row else ''!s} on openblynk.\n\n"
-                               f"To accept, open this link within {self.settings.invitation_ttl_hours:g} hours:\n\n"
-                               f"{base}/invitations/accept?token={token}\n")
-        await self.audit.record(self.principal, org, "invitation.create", "invitation", invitation_id,
-                                email=email, role_id=role_id)
+        await self.mailer.send(
+            email,
+            f"You are invited to {org_row['name'] if org_row else 'openblynk'}",
+            f"{self.principal.email} invites you to the organization "
+            f"{org_row['name'] if org_row else ''!s} on openblynk.\n\n"
+            f"To accept, open this link within {self.settings.invitation_ttl_hours:g} hours:\n\n"
+            f"{base}/invitations/accept?token={token}\n",
+        )
+        await self.audit.record(
+            self.principal, org, "invitation.create", "invitation", invitation_id, email=email, role_id=role_id
+        )
         return await self.get(invitation_id)
 
     async def register(self, email: str) -> int:
@@ -105,30 +121,46 @@ class InvitationService:
         await self.scope.require_org(org)
         email = check_email(email)
         if not self.principal.has(Permission.ORGS_CREATE):
-            raise PermissionDeniedError("your role lacks the permission orgs.create (a registration makes an "
-                                        "organization for the new user)")
+            raise PermissionDeniedError(
+                "your role lacks the permission orgs.create (a registration makes an organization for the new user)"
+            )
         await RoleService(self.session, self.scope, self.audit).assignable(ADMIN_ROLE, org)
         tree = OrgTreeService(self.session, self.scope, self.audit, self.settings.org_max_depth)
         if await tree.depth(org) + 1 > self.settings.org_max_depth:
-            raise ValidationError(f"organizations may be at most {self.settings.org_max_depth} levels deep; "
-                                  "this one can have no client organizations")
+            raise ValidationError(
+                f"organizations may be at most {self.settings.org_max_depth} levels deep; "
+                "this one can have no client organizations"
+            )
         if await fetch_one(self.session, "SELECT 1 AS x FROM app_user WHERE lower(email) = lower(:e)", e=email):
             raise ConflictError("this address already has an account; only new addresses can be registered")
         await self._check_daily_limit(org)
-        await execute(self.session, "UPDATE account_token SET revoked_at = now() WHERE purpose = 'registration' "
-                                    "AND used_at IS NULL AND revoked_at IS NULL AND org_id = :org "
-                                    "AND lower(email) = lower(:e)", org=org, e=email)
+        await execute(
+            self.session,
+            "UPDATE account_token SET revoked_at = now() WHERE purpose = 'registration' "
+            "AND used_at IS NULL AND revoked_at IS NULL AND org_id = :org "
+            "AND lower(email) = lower(:e)",
+            org=org,
+            e=email,
+        )
         link_id, token = await OneTimeTokens(self.session).issue(
-            REGISTRATION, email, timedelta(hours=self.settings.invitation_ttl_hours),
-            org_id=org, role_id=ADMIN_ROLE, created_by=self.principal.user_id or None)
+            REGISTRATION,
+            email,
+            timedelta(hours=self.settings.invitation_ttl_hours),
+            org_id=org,
+            role_id=ADMIN_ROLE,
+            created_by=self.principal.user_id or None,
+        )
         org_row = await fetch_one(self.session, "SELECT name FROM organization WHERE id = :id", id=org)
         base = (self.settings.public_url or f"http://localhost:{self.settings.http_port}").rstrip("/")
-        await self.mailer.send(email, "Create your openblynk account",
-                               f"{org_row['name'] if org_row else 'openblynk'} invites you to create your own "
-                               "organization on openblynk.\n\n"
-                               f"To choose your name and password, open this link within "
-                               f"{self.settings.invitation_ttl_hours:g} hours:\n\n"
-                               f"{base}/invitations/accept?token={token}\n")
+        await self.mailer.send(
+            email,
+            "Create your openblynk account",
+            f"{org_row['name'] if org_row else 'openblynk'} invites you to create your own "
+            "organization on openblynk.\n\n"
+            f"To choose your name and password, open this link within "
+            f"{self.settings.invitation_ttl_hours:g} hours:\n\n"
+            f"{base}/invitations/accept?token={token}\n",
+        )
         await self.audit.record(self.principal, org, "registration.create", "registration", link_id, email=email)
         return link_id
 
@@ -136,15 +168,21 @@ class InvitationService:
         """Pending invitations of an organization in scope (the caller's by default)."""
         org = org_id if org_id is not None else self.principal.org_id
         await self.scope.require_org(org)
-        rows = await fetch_all(self.session, f"SELECT {_COLUMNS} FROM account_token WHERE {_PENDING} "
-                                             "AND org_id = :org ORDER BY id", org=org)
+        rows = await fetch_all(
+            self.session,
+            f"SELECT {_COLUMNS} FROM account_token WHERE {_PENDING} AND org_id = :org ORDER BY id",
+            org=org,
+        )
         return [InvitationInfo(**r) for r in rows]
 
     async def get(self, invitation_id: int) -> InvitationInfo:
         """One pending invitation of an organization in scope."""
-        row = await fetch_one(self.session, f"SELECT {_COLUMNS} FROM account_token WHERE {_PENDING} "
-                                            "AND id = :id AND org_id = ANY(:orgs)",
-                              id=invitation_id, orgs=sorted(await self.scope.org_ids()))
+        row = await fetch_one(
+            self.session,
+            f"SELECT {_COLUMNS} FROM account_token WHERE {_PENDING} AND id = :id AND org_id = ANY(:orgs)",
+            id=invitation_id,
+            orgs=sorted(await self.scope.org_ids()),
+        )
         if row is None:
             raise NotFoundError("invitation not found")
         return InvitationInfo(**row)
@@ -153,19 +191,31 @@ class InvitationService:
         """Make a pending invitation's link stop working."""
         invitation = await self.get(invitation_id)
         await execute(self.session, "UPDATE account_token SET revoked_at = now() WHERE id = :id", id=invitation_id)
-        await self.audit.record(self.principal, invitation.org_id, "invitation.withdraw", "invitation",
-                                invitation_id, email=invitation.email)
+        await self.audit.record(
+            self.principal,
+            invitation.org_id,
+            "invitation.withdraw",
+            "invitation",
+            invitation_id,
+            email=invitation.email,
+        )
 
     async def _check_daily_limit(self, org: int) -> None:
-        row = await fetch_one(self.session, "SELECT count(*) AS n FROM account_token "
-                                            "WHERE purpose IN ('invitation', 'registration') "
-                                            "AND org_id = :org AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') "
-                                            "AT TIME ZONE 'UTC'", org=org)
+        row = await fetch_one(
+            self.session,
+            "SELECT count(*) AS n FROM account_token "
+            "WHERE purpose IN ('invitation', 'registration') "
+            "AND org_id = :org AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') "
+            "AT TIME ZONE 'UTC'",
+            org=org,
+        )
         if row and int(row["n"]) >= self.settings.invitations_per_day:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-            raise RateLimitedError(f"this organization has sent its {self.settings.invitations_per_day} "
-                                   "invitations for today (UTC)", int((midnight - now).total_seconds()) + 1)
+            raise RateLimitedError(
+                f"this organization has sent its {self.settings.invitations_per_day} invitations for today (UTC)",
+                int((midnight - now).total_seconds()) + 1,
+            )
 
 
 class InvitationLinks:
@@ -197,32 +247,56 @@ class InvitationLinks:
         org = row["org_id"]
         if row["purpose"] == REGISTRATION:
             org = await self._client_organization(org, name or row["email"])
-        user = await fetch_one(self.session, f"""
+        user = await fetch_one(
+            self.session,
+            f"""
             WITH u AS (INSERT INTO app_user (org_id, email, name, password_hash, role_id)
                        VALUES (:org, :email, :name, :hash, :role) RETURNING *)
-            SELECT {USER_COLUMNS} FROM u""", org=org, email=row["email"], name=name or row["name"],
-                               hash=await asyncio.to_thread(hash_password, password), role=row["role_id"])
+            SELECT {USER_COLUMNS} FROM u""",
+            org=org,
+            email=row["email"],
+            name=name or row["name"],
+            hash=await asyncio.to_thread(hash_password, password),
+            role=row["role_id"],
+        )
         assert user is not None
-        await self.audit.record(None, org, f"{row['purpose']}.accept", "user", user["id"], ip=self.ip,
-                                actor_email=row["email"], link_id=row["id"])
+        await self.audit.record(
+            None,
+            org,
+            f"{row['purpose']}.accept",
+            "user",
+            user["id"],
+            ip=self.ip,
+            actor_email=row["email"],
+            link_id=row["id"],
+        )
         return UserInfo.of(user)
 
     async def _client_organization(self, parent: int, name: str) -> int:
         """A new organization under ``parent`` for a registering user, named after them (with a
         number when a sibling already has that name)."""
         if len(await ancestry(self.session, parent)) + 1 > self.max_depth:
-            raise ValidationError(f"organizations may be at most {self.max_depth} levels deep; ask the sender "
-                                  "for an invitation instead")
+            raise ValidationError(
+                f"organizations may be at most {self.max_depth} levels deep; ask the sender for an invitation instead"
+            )
         tz = await fetch_one(self.session, "SELECT tz FROM organization WHERE id = :id", id=parent)
         base = name.strip()[:90] or "Client"
         for n in range(1, 100):
             candidate = base if n == 1 else f"{base} ({n})"
-            taken = await fetch_one(self.session, "SELECT 1 AS x FROM organization WHERE parent_id = :p AND name = :n",
-                                    p=parent, n=candidate)
+            taken = await fetch_one(
+                self.session,
+                "SELECT 1 AS x FROM organization WHERE parent_id = :p AND name = :n",
+                p=parent,
+                n=candidate,
+            )
             if taken is None:
-                made = await fetch_one(self.session, "INSERT INTO organization (parent_id, name, tz) "
-                                                     "VALUES (:p, :n, :tz) RETURNING id",
-                                       p=parent, n=candidate, tz=tz["tz"] if tz else "UTC")
+                made = await fetch_one(
+                    self.session,
+                    "INSERT INTO organization (parent_id, name, tz) VALUES (:p, :n, :tz) RETURNING id",
+                    p=parent,
+                    n=candidate,
+                    tz=tz["tz"] if tz else "UTC",
+                )
                 assert made is not None
                 return int(made["id"])
         raise ConflictError(f"too many organizations named {base!r} under this one")

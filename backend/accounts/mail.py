@@ -13,7 +13,7 @@ import logging
 import smtplib
 import ssl
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -38,7 +38,7 @@ class Mailer:
         message["From"] = self.settings.smtp_from
         message["To"] = to
         message["Subject"] = subject
-        message["Date"] = format_datetime(datetime.now(timezone.utc))
+        message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = make_msgid(domain="openblynk")
         message.set_content(body)
         if not self.settings.smtp_host:
@@ -48,14 +48,20 @@ class Mailer:
         try:
             await asyncio.to_thread(self._smtp, message)
         except (OSError, smtplib.SMTPException) as exc:
-            log.error("e-mail to %s could not be sent through %s:%s: %s", to, self.settings.smtp_host,
-                      self.settings.smtp_port, exc)
-            raise MailError("the e-mail could not be sent; try again later or ask the administrator "
-                            "to check the SMTP settings") from exc
+            log.error(
+                "e-mail to %s could not be sent through %s:%s: %s",
+                to,
+                self.settings.smtp_host,
+                self.settings.smtp_port,
+                exc,
+            )
+            raise MailError(
+                "the e-mail could not be sent; try again later or ask the administrator to check the SMTP settings"
+            ) from exc
 
     def _write(self, message: EmailMessage) -> Path:
         self.outbox.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         path = self.outbox / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
         path.write_bytes(message.as_bytes())
         return path
@@ -64,8 +70,9 @@ class Mailer:
         s = self.settings
         smtp: smtplib.SMTP
         if s.smtp_security == "tls":
-            smtp = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT,
-                                    context=ssl.create_default_context())
+            smtp = smtplib.SMTP_SSL(
+                s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT, context=ssl.create_default_context()
+            )
         else:
             smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT)
         with smtp:

@@ -33,7 +33,9 @@ class SessionMiddleware(AbstractAuthenticationMiddleware):
             raise AuthenticationError("sign in first")
         runtime = self._accounts(connection.app)
         async with runtime.db.session() as session:
-            principal = await SessionService(session, runtime.session_lifetime).authenticate(token, client_ip(connection))
+            principal = await SessionService(session, runtime.session_lifetime).authenticate(
+                token, client_ip(connection)
+            )
         if principal is None:
             raise AuthenticationError("your session has ended; sign in again")
         if connection.scope.get("method", "GET") not in SAFE_METHODS:

@@ -37,9 +37,14 @@ class RoleInfo:
     builtin: bool
 
     @classmethod
-    def of(cls, row: RowMapping) -> "RoleInfo":
-        return cls(int(row["id"]), row["org_id"], row["name"], sorted(p.value for p in expand(row["permissions"])),
-                   row["org_id"] is None)
+    def of(cls, row: RowMapping) -> RoleInfo:
+        return cls(
+            int(row["id"]),
+            row["org_id"],
+            row["name"],
+            sorted(p.value for p in expand(row["permissions"])),
+            row["org_id"] is None,
+        )
 
 
 class RoleService:
@@ -55,15 +60,21 @@ class RoleService:
         """Built-in roles and the custom roles of one organization (the caller's by default)."""
         org = org_id if org_id is not None else self.principal.org_id
         await self.scope.require_org(org)
-        rows = await fetch_all(self.session, "SELECT id, org_id, name, permissions FROM role "
-                                             "WHERE org_id IS NULL OR org_id = :org ORDER BY id", org=org)
+        rows = await fetch_all(
+            self.session,
+            "SELECT id, org_id, name, permissions FROM role WHERE org_id IS NULL OR org_id = :org ORDER BY id",
+            org=org,
+        )
         return [RoleInfo.of(r) for r in rows]
 
     async def get(self, role_id: int) -> RoleInfo:
         """One built-in role, or a custom role of an organization in scope."""
-        row = await fetch_one(self.session, "SELECT id, org_id, name, permissions FROM role WHERE id = :id "
-                                            "AND (org_id IS NULL OR org_id = ANY(:orgs))",
-                              id=role_id, orgs=sorted(await self.scope.org_ids()))
+        row = await fetch_one(
+            self.session,
+            "SELECT id, org_id, name, permissions FROM role WHERE id = :id AND (org_id IS NULL OR org_id = ANY(:orgs))",
+            id=role_id,
+            orgs=sorted(await self.scope.org_ids()),
+        )
         if row is None:
             raise NotFoundError("role not found")
         return RoleInfo.of(row)
@@ -76,9 +87,15 @@ class RoleService:
         count = await fetch_one(self.session, "SELECT count(*) AS n FROM role WHERE org_id = :org", org=org)
         if count and int(count["n"]) >= MAX_CUSTOM_ROLES:
             raise ValidationError(f"an organization may have at most {MAX_CUSTOM_ROLES} custom roles")
-        row = await self._write("INSERT INTO role (id, org_id, name, permissions) "
-                                "VALUES (nextval('role_custom_id_seq'), :org, :name, :perms) "
-                                "RETURNING id, org_id, name, permissions", name, org=org, name=name, perms=granted)
+        row = await self._write(
+            "INSERT INTO role (id, org_id, name, permissions) "
+            "VALUES (nextval('role_custom_id_seq'), :org, :name, :perms) "
+            "RETURNING id, org_id, name, permissions",
+            name,
+            org=org,
+            name=name,
+            perms=granted,
+        )
         role = RoleInfo.of(row)
         await self.audit.record(self.principal, org, "role.create", "role", role.id, name=name, permissions=granted)
         return role
@@ -86,22 +103,40 @@ class RoleService:
     async def update(self, role_id: int, name: str | None, permissions: Iterable[str] | None) -> RoleInfo:
         """Rename a custom role or change its permissions (its users have the new ones at once)."""
         role = await self._custom(role_id)
-        new_name, granted = _checked(self.principal, name if name is not None else role.name,
-                                        permissions if permissions is not None else role.permissions)
-        row = await self._write("UPDATE role SET name = :name, permissions = :perms WHERE id = :id "
-                                "RETURNING id, org_id, name, permissions", new_name, id=role_id, name=new_name, perms=granted)
+        new_name, granted = _checked(
+            self.principal,
+            name if name is not None else role.name,
+            permissions if permissions is not None else role.permissions,
+        )
+        row = await self._write(
+            "UPDATE role SET name = :name, permissions = :perms WHERE id = :id RETURNING id, org_id, name, permissions",
+            new_name,
+            id=role_id,
+            name=new_name,
+            perms=granted,
+        )
         await notify(self.session, Change("role", role_id))  # its users' open console sockets check their devices
-        await self.audit.record(self.principal, role.org_id, "role.update", "role", role_id,
-                                before={"name": role.name, "permissions": role.permissions},
-                                after={"name": new_name, "permissions": granted})
+        await self.audit.record(
+            self.principal,
+            role.org_id,
+            "role.update",
+            "role",
+            role_id,
+            before={"name": role.name, "permissions": role.permissions},
+            after={"name": new_name, "permissions": granted},
+        )
         return RoleInfo.of(row)
 
     async def delete(self, role_id: int) -> None:
         """Delete a custom role nobody has and no pending invitation gives."""
         role = await self._custom(role_id)
-        used = await fetch_one(self.session, """SELECT EXISTS (SELECT 1 FROM app_user WHERE role_id = :id)
+        used = await fetch_one(
+            self.session,
+            """SELECT EXISTS (SELECT 1 FROM app_user WHERE role_id = :id)
             OR EXISTS (SELECT 1 FROM account_token WHERE role_id = :id AND used_at IS NULL AND revoked_at IS NULL
-                       AND expires_at > now()) AS used""", id=role_id)
+                       AND expires_at > now()) AS used""",
+            id=role_id,
+        )
         if used and used["used"]:
             raise ConflictError("this role is given to users or by pending invitations; change those first")
         await execute(self.session, "DELETE FROM account_token WHERE role_id = :id", id=role_id)
@@ -125,13 +160,17 @@ class RoleService:
             raise PermissionDeniedError("built-in roles cannot be changed or deleted")
         beyond = expand(role.permissions) - self.principal.permissions
         if beyond:
-            raise PermissionDeniedError("this role has permissions yours does not (" + ", ".join(sorted(beyond))
-                                        + "); only someone who holds them all may change or delete it")
+            raise PermissionDeniedError(
+                "this role has permissions yours does not ("
+                + ", ".join(sorted(beyond))
+                + "); only someone who holds them all may change or delete it"
+            )
         return role
 
     async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
-        return await fetch_unique(self.session, sql, f"a role named {name!r} already exists in this organization",
-                                  **params)
+        return await fetch_unique(
+            self.session, sql, f"a role named {name!r} already exists in this organization", **params
+        )
 
 
 def _checked(principal: Principal, name: str, permissions: Iterable[str]) -> tuple[str, list[str]]:
@@ -144,6 +183,7 @@ def _checked(principal: Principal, name: str, permissions: Iterable[str]) -> tup
     granted = parse(permissions)
     missing = granted - principal.permissions
     if missing:
-        raise PermissionDeniedError("you cannot grant permissions you do not have: "
-                                    + ", ".join(sorted(p.value for p in missing)))
+        raise PermissionDeniedError(
+            "you cannot grant permissions you do not have: " + ", ".join(sorted(p.value for p in missing))
+        )
     return name, sorted(p.value for p in granted)

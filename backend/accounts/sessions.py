@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,28 +59,51 @@ class SessionService:
     async def open(self, user_id: int, ip: str | None, user_agent: str) -> NewSession:
         """A new session for a user who has just proved who they are."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        expires = datetime.now(timezone.utc) + self.lifetime
-        row = await fetch_one(self.session, """
+        expires = datetime.now(UTC) + self.lifetime
+        row = await fetch_one(
+            self.session,
+            """
             INSERT INTO user_session (token_hash, csrf_token, user_id, ip, user_agent, expires_at)
             VALUES (:h, :csrf, :user, :ip, :ua, :exp) RETURNING id""",
-                              h=token_hash(token), csrf=csrf, user=user_id, ip=ip, ua=user_agent[:300], exp=expires)
+            h=token_hash(token),
+            csrf=csrf,
+            user=user_id,
+            ip=ip,
+            ua=user_agent[:300],
+            exp=expires,
+        )
         assert row is not None
         return NewSession(int(row["id"]), token, csrf, expires)
 
     async def authenticate(self, token: str, ip: str | None) -> Principal | None:
         """The principal of a live session of an active user, or None."""
-        row = await fetch_one(self.session, """
+        row = await fetch_one(
+            self.session,
+            """
             SELECT s.id AS sid, s.csrf_token, s.last_seen_at, u.id, u.org_id, u.email, u.role_id, r.permissions
             FROM user_session s JOIN app_user u ON u.id = s.user_id JOIN role r ON r.id = u.role_id
-            WHERE s.token_hash = :h AND s.expires_at > now() AND u.status = 'active'""", h=token_hash(token))
+            WHERE s.token_hash = :h AND s.expires_at > now() AND u.status = 'active'""",
+            h=token_hash(token),
+        )
         if row is None:
             return None
-        if row["last_seen_at"] < datetime.now(timezone.utc) - LAST_SEEN_EVERY:
-            await execute(self.session, "UPDATE user_session SET last_seen_at = now(), ip = :ip WHERE id = :id",
-                          id=row["sid"], ip=ip)
-        return Principal(user_id=int(row["id"]), org_id=int(row["org_id"]), email=row["email"],
-                         role_id=int(row["role_id"]), permissions=expand(row["permissions"]), ip=ip,
-                         session_id=int(row["sid"]), csrf_token=row["csrf_token"])
+        if row["last_seen_at"] < datetime.now(UTC) - LAST_SEEN_EVERY:
+            await execute(
+                self.session,
+                "UPDATE user_session SET last_seen_at = now(), ip = :ip WHERE id = :id",
+                id=row["sid"],
+                ip=ip,
+            )
+        return Principal(
+            user_id=int(row["id"]),
+            org_id=int(row["org_id"]),
+            email=row["email"],
+            role_id=int(row["role_id"]),
+            permissions=expand(row["permissions"]),
+            ip=ip,
+            session_id=int(row["sid"]),
+            csrf_token=row["csrf_token"],
+        )
 
     async def end(self, session_id: int) -> None:
         """End one session (sign-out)."""
@@ -90,8 +113,12 @@ class SessionService:
 
     async def end_all(self, user_id: int, keep: int | None = None) -> int:
         """End every session of a user (but ``keep``); how many were ended."""
-        ended = await execute(self.session, "DELETE FROM user_session WHERE user_id = :user AND id IS DISTINCT FROM :keep",
-                              user=user_id, keep=keep)
+        ended = await execute(
+            self.session,
+            "DELETE FROM user_session WHERE user_id = :user AND id IS DISTINCT FROM :keep",
+            user=user_id,
+            keep=keep,
+        )
         if ended:
             await notify(self.session, Change("user", user_id))
         return ended

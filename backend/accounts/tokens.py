@@ -32,29 +32,45 @@ class OneTimeTokens:
         token = secrets.token_urlsafe(32)
         values = {name: fields.get(name) for name in _FIELDS}
         values["name"] = values["name"] or ""
-        row = await fetch_one(self.session, f"""
+        row = await fetch_one(
+            self.session,
+            f"""
             INSERT INTO account_token (token_hash, purpose, email, expires_at, {", ".join(_FIELDS)})
             VALUES (:h, :purpose, :email, now() + make_interval(secs => :ttl), {", ".join(":" + f for f in _FIELDS)})
-            RETURNING id""", h=token_hash(token), purpose=purpose, email=email, ttl=ttl.total_seconds(), **values)
+            RETURNING id""",
+            h=token_hash(token),
+            purpose=purpose,
+            email=email,
+            ttl=ttl.total_seconds(),
+            **values,
+        )
         assert row is not None
         return int(row["id"]), token
 
     async def peek(self, purpose: str | tuple[str, ...], token: str) -> RowMapping:
         """The row of a link (of ``purpose``, or one of them) that still works, without using it."""
-        row = await fetch_one(self.session, "SELECT *, expires_at > now() AS live FROM account_token "
-                              "WHERE token_hash = :h AND purpose = ANY(:p)",
-                              h=token_hash(token), p=_purposes(purpose))
+        row = await fetch_one(
+            self.session,
+            "SELECT *, expires_at > now() AS live FROM account_token WHERE token_hash = :h AND purpose = ANY(:p)",
+            h=token_hash(token),
+            p=_purposes(purpose),
+        )
         self._check(row)
         assert row is not None
         return row
 
     async def use(self, purpose: str | tuple[str, ...], token: str) -> RowMapping:
         """Use a link: its row, or a ``ValidationError`` saying why it no longer works."""
-        row = await fetch_one(self.session, """
+        row = await fetch_one(
+            self.session,
+            """
             UPDATE account_token SET used_at = now()
             WHERE token_hash = :h AND purpose = ANY(:p) AND used_at IS NULL AND revoked_at IS NULL
               AND expires_at > now()
-            RETURNING *""", h=token_hash(token), p=_purposes(purpose))
+            RETURNING *""",
+            h=token_hash(token),
+            p=_purposes(purpose),
+        )
         if row is None:
             await self.peek(purpose, token)  # raises with the reason
             raise ValidationError("this link is not valid")
@@ -62,10 +78,14 @@ class OneTimeTokens:
 
     async def revoke_all(self, purpose: str, user_id: int) -> int:
         """Withdraw every outstanding link of ``purpose`` for a user; how many were withdrawn."""
-        return await execute(self.session, """
+        return await execute(
+            self.session,
+            """
             UPDATE account_token SET revoked_at = now()
             WHERE purpose = :p AND user_id = :user AND used_at IS NULL AND revoked_at IS NULL""",
-                             p=purpose, user=user_id)
+            p=purpose,
+            user=user_id,
+        )
 
     @staticmethod
     def _check(row: RowMapping | None) -> None:

@@ -42,7 +42,7 @@ class UserInfo:
     last_login_at: datetime | None
 
     @classmethod
-    def of(cls, row: RowMapping) -> "UserInfo":
+    def of(cls, row: RowMapping) -> UserInfo:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
 
@@ -66,15 +66,24 @@ class UserService:
         if org_id is not None:
             await self.scope.require_org(org_id)
         orgs = [org_id] if org_id is not None else sorted(await self.scope.org_ids())
-        rows = await fetch_all(self.session, f"SELECT {USER_COLUMNS}, count(*) OVER () AS total FROM app_user u "
-                                             "WHERE u.org_id = ANY(:orgs) ORDER BY u.id LIMIT :size OFFSET :offset",
-                               orgs=orgs, size=size, offset=page * size)
+        rows = await fetch_all(
+            self.session,
+            f"SELECT {USER_COLUMNS}, count(*) OVER () AS total FROM app_user u "
+            "WHERE u.org_id = ANY(:orgs) ORDER BY u.id LIMIT :size OFFSET :offset",
+            orgs=orgs,
+            size=size,
+            offset=page * size,
+        )
         return [UserInfo.of(r) for r in rows], int(rows[0]["total"]) if rows else 0
 
     async def get(self, user_id: int) -> UserInfo:
         """One user in scope."""
-        row = await fetch_one(self.session, f"SELECT {USER_COLUMNS} FROM app_user u WHERE u.id = :id "
-                                            "AND u.org_id = ANY(:orgs)", id=user_id, orgs=sorted(await self.scope.org_ids()))
+        row = await fetch_one(
+            self.session,
+            f"SELECT {USER_COLUMNS} FROM app_user u WHERE u.id = :id AND u.org_id = ANY(:orgs)",
+            id=user_id,
+            orgs=sorted(await self.scope.org_ids()),
+        )
         if row is None:
             raise NotFoundError("user not found")
         return UserInfo.of(row)
@@ -87,13 +96,24 @@ class UserService:
         if role_id is not None and role_id != user.role_id:
             await self.roles.assignable(role_id, user.org_id)
             new_role = role_id
-        await execute(self.session, "UPDATE app_user SET name = :name, role_id = :role WHERE id = :id",
-                      id=user_id, name=new_name, role=new_role)
+        await execute(
+            self.session,
+            "UPDATE app_user SET name = :name, role_id = :role WHERE id = :id",
+            id=user_id,
+            name=new_name,
+            role=new_role,
+        )
         if new_role != user.role_id:
             await notify(self.session, Change("user", user_id))  # open console sockets check their devices
-        await self.audit.record(self.principal, user.org_id, "user.update", "user", user_id,
-                                before={"name": user.name, "role_id": user.role_id},
-                                after={"name": new_name, "role_id": new_role})
+        await self.audit.record(
+            self.principal,
+            user.org_id,
+            "user.update",
+            "user",
+            user_id,
+            before={"name": user.name, "role_id": user.role_id},
+            after={"name": new_name, "role_id": new_role},
+        )
         return await self.get(user_id)
 
     async def create(self, org_id: int, email: str, name: str, password: str, role_id: int) -> UserInfo:
@@ -107,11 +127,18 @@ class UserService:
         if await fetch_one(self.session, "SELECT 1 AS x FROM app_user WHERE lower(email) = lower(:e)", e=email):
             raise ConflictError(taken)
         digest = await asyncio.to_thread(hash_password, password)
-        row = await fetch_unique(self.session, """INSERT INTO app_user (org_id, email, name, password_hash, role_id)
-            VALUES (:org, :email, :name, :hash, :role) RETURNING id""", taken,  # the address may be taken meanwhile
-                                 org=org_id, email=email, name=name, hash=digest, role=role_id)
-        await self.audit.record(self.principal, org_id, "user.create", "user", row["id"], email=email,
-                                role_id=role_id)
+        row = await fetch_unique(
+            self.session,
+            """INSERT INTO app_user (org_id, email, name, password_hash, role_id)
+            VALUES (:org, :email, :name, :hash, :role) RETURNING id""",
+            taken,  # the address may be taken meanwhile
+            org=org_id,
+            email=email,
+            name=name,
+            hash=digest,
+            role=role_id,
+        )
+        await self.audit.record(self.principal, org_id, "user.create", "user", row["id"], email=email, role_id=role_id)
         return await self.get(int(row["id"]))
 
     async def transfer(self, user_id: int, org_id: int, role_id: int) -> UserInfo:
@@ -121,26 +148,49 @@ class UserService:
         user = await self._target(user_id)
         await self.scope.require_org(org_id)
         await self.roles.assignable(role_id, org_id)
-        await execute(self.session, "UPDATE app_user SET org_id = :org, role_id = :role WHERE id = :id",
-                      id=user_id, org=org_id, role=role_id)
+        await execute(
+            self.session,
+            "UPDATE app_user SET org_id = :org, role_id = :role WHERE id = :id",
+            id=user_id,
+            org=org_id,
+            role=role_id,
+        )
         await notify(self.session, Change("user", user_id))  # open console sockets check their devices
         after = {"org_id": org_id, "role_id": role_id}
         for org in sorted({user.org_id, org_id}):  # both organizations' logs show the move
-            await self.audit.record(self.principal, org, "user.transfer", "user", user_id, email=user.email,
-                                    before={"org_id": user.org_id, "role_id": user.role_id}, after=after)
+            await self.audit.record(
+                self.principal,
+                org,
+                "user.transfer",
+                "user",
+                user_id,
+                email=user.email,
+                before={"org_id": user.org_id, "role_id": user.role_id},
+                after=after,
+            )
         return await self.get(user_id)
 
     async def set_suspended(self, user_id: int, suspended: bool) -> UserInfo:
         """Suspend a user (their sessions stop working at once) or let them back in."""
         user = await self._target(user_id)
-        await execute(self.session, "UPDATE app_user SET status = :status WHERE id = :id",
-                      id=user_id, status="suspended" if suspended else "active")
+        await execute(
+            self.session,
+            "UPDATE app_user SET status = :status WHERE id = :id",
+            id=user_id,
+            status="suspended" if suspended else "active",
+        )
         await notify(self.session, Change("user", user_id))  # open console sockets close at once
         if suspended:
             await self.sessions.end_all(user_id)
             await _stop_client_tokens(self.session, user_id)
-        await self.audit.record(self.principal, user.org_id, "user.suspend" if suspended else "user.activate",
-                                "user", user_id, email=user.email)
+        await self.audit.record(
+            self.principal,
+            user.org_id,
+            "user.suspend" if suspended else "user.activate",
+            "user",
+            user_id,
+            email=user.email,
+        )
         return await self.get(user_id)
 
     async def end_sessions(self, user_id: int) -> int:
@@ -173,5 +223,8 @@ class UserService:
 async def _stop_client_tokens(session: AsyncSession, user_id: int) -> None:
     """Delete the platform API tokens of every client the user made (their maker is suspended or
     gone: the tokens must not work again if the maker is let back in; the secret may then ask anew)."""
-    await execute(session, "DELETE FROM oauth_token WHERE client_id IN "
-                           "(SELECT id FROM oauth_client WHERE created_by = :id)", id=user_id)
+    await execute(
+        session,
+        "DELETE FROM oauth_token WHERE client_id IN (SELECT id FROM oauth_client WHERE created_by = :id)",
+        id=user_id,
+    )

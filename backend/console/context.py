@@ -35,20 +35,26 @@ class ConsoleServices:
         return DeviceConsole(self.session, self.scope, self.audit, self.runtime)
 
 
-def provide_console(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
-                    audit: NamedDependency[AuditService],
-                    console_runtime: NamedDependency[ConsoleRuntime]) -> ConsoleServices:
+def provide_console(
+    db_session: NamedDependency[AsyncSession],
+    org_scope: NamedDependency[Scope],
+    audit: NamedDependency[AuditService],
+    console_runtime: NamedDependency[ConsoleRuntime],
+) -> ConsoleServices:
     """The ``con`` dependency of console routes and pages."""
     return ConsoleServices(db_session, org_scope, audit, console_runtime)
 
 
-def provide_live_access(accounts_runtime: NamedDependency[AccountsRuntime],
-                        console_runtime: NamedDependency[ConsoleRuntime]) -> LiveAccess:
+def provide_live_access(
+    accounts_runtime: NamedDependency[AccountsRuntime], console_runtime: NamedDependency[ConsoleRuntime]
+) -> LiveAccess:
     """The ``live_access`` dependency of the console's live socket."""
     return LiveAccess(accounts_runtime, console_runtime)
 
 
 def console_dependencies() -> dict[str, Provide]:
     """What the console area provides to its routes and pages."""
-    return {"con": Provide(provide_console, sync_to_thread=False),
-            "live_access": Provide(provide_live_access, sync_to_thread=False)}
+    return {
+        "con": Provide(provide_console, sync_to_thread=False),
+        "live_access": Provide(provide_live_access, sync_to_thread=False),
+    }

@@ -4,7 +4,7 @@ top mounts them)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,9 +17,24 @@ from backend.access.guards import requires, requires_any
 from backend.access.permissions import Permission as P
 from backend.console.context import ConsoleServices
 from backend.console.dashboards import DashboardIn
-from backend.console.schemas import (DashboardOut, DeviceCreatedOut, DeviceCreateIn, LatestOut, LineOut, LinesOut,
-                                     MetaIn, MetaOut, SeriesOut, TemplateCreateIn, TemplateOut, TimelineOut, TokenOut,
-                                     ValuesOut, WriteIn, WrittenOut)
+from backend.console.schemas import (
+    DashboardOut,
+    DeviceCreatedOut,
+    DeviceCreateIn,
+    LatestOut,
+    LineOut,
+    LinesOut,
+    MetaIn,
+    MetaOut,
+    SeriesOut,
+    TemplateCreateIn,
+    TemplateOut,
+    TimelineOut,
+    TokenOut,
+    ValuesOut,
+    WriteIn,
+    WrittenOut,
+)
 from backend.console.templates import TemplateInfoIn
 from backend.errors import ValidationError
 from backend.numbers import is_digits
@@ -34,8 +49,17 @@ EDIT_TEMPLATES = requires(P.TEMPLATES_EDIT)
 def template_out(t: Template) -> TemplateOut:
     """The wire form of a template row."""
     assert t.id is not None
-    return TemplateOut(t.id, t.public_id, t.org_id, t.name, t.description, t.hardware, t.connection_type,
-                       t.heartbeat_interval, t.offline_ignore_seconds)
+    return TemplateOut(
+        t.id,
+        t.public_id,
+        t.org_id,
+        t.name,
+        t.description,
+        t.hardware,
+        t.connection_type,
+        t.heartbeat_interval,
+        t.offline_ignore_seconds,
+    )
 
 
 def _ms(at: datetime) -> int:
@@ -46,11 +70,11 @@ def parse_instant(text: str, name: str) -> datetime:
     """An ISO 8601 time or epoch milliseconds, as an aware datetime; raises ValidationError."""
     try:
         if is_digits(text.lstrip("-")):
-            return datetime.fromtimestamp(int(text) / 1000, tz=timezone.utc)
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
         at = datetime.fromisoformat(text)
     except (ValueError, OverflowError, OSError):
         raise ValidationError(f"{name} must be an ISO 8601 time or epoch milliseconds") from None
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class ConsoleTemplateController(Controller):
@@ -64,7 +88,9 @@ class ConsoleTemplateController(Controller):
         return [template_out(t) for t in await con.templates.visible()]
 
     @post("/", guards=[EDIT_TEMPLATES])
-    async def create_template(self, data: JSONBody[TemplateCreateIn], con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def create_template(
+        self, data: JSONBody[TemplateCreateIn], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """A new, empty template."""
         info = msgspec.convert({k: v for k, v in msgspec.to_builtins(data).items() if k != "org_id"}, TemplateInfoIn)
         return template_out(await con.templates.create(data.org_id, info))
@@ -75,50 +101,62 @@ class ConsoleTemplateController(Controller):
         return template_out(await con.templates.get(template_id))
 
     @patch("/{template_id:int}", guards=[EDIT_TEMPLATES])
-    async def update_template(self, template_id: FromPath[int], data: JSONBody[TemplateInfoIn],
-                              con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def update_template(
+        self, template_id: FromPath[int], data: JSONBody[TemplateInfoIn], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """Change a template's info."""
         return template_out(await con.templates.update_info(template_id, data))
 
     @post("/{template_id:int}/datastreams", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
-    async def add_datastream(self, template_id: FromPath[int], data: JSONBody[dict[str, Any]],
-                             con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def add_datastream(
+        self, template_id: FromPath[int], data: JSONBody[dict[str, Any]], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """Add a datastream (the import document's datastream shape)."""
         return template_out(await con.templates.put_datastream(template_id, data))
 
     @put("/{template_id:int}/datastreams/{pin:int}", guards=[EDIT_TEMPLATES])
-    async def replace_datastream(self, template_id: FromPath[int], pin: FromPath[int], data: JSONBody[dict[str, Any]],
-                                 con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def replace_datastream(
+        self,
+        template_id: FromPath[int],
+        pin: FromPath[int],
+        data: JSONBody[dict[str, Any]],
+        con: NamedDependency[ConsoleServices],
+    ) -> TemplateOut:
         """Change the datastream on V``pin``."""
         return template_out(await con.templates.put_datastream(template_id, data, replace_pin=pin))
 
     @delete("/{template_id:int}/datastreams/{pin:int}", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
-    async def delete_datastream(self, template_id: FromPath[int], pin: FromPath[int],
-                                con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def delete_datastream(
+        self, template_id: FromPath[int], pin: FromPath[int], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """Remove the datastream on V``pin`` and its widgets."""
         return template_out(await con.templates.delete_datastream(template_id, pin))
 
     @post("/{template_id:int}/events", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
-    async def put_event(self, template_id: FromPath[int], data: JSONBody[dict[str, Any]],
-                        con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def put_event(
+        self, template_id: FromPath[int], data: JSONBody[dict[str, Any]], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """Add or change an event definition (matched by code)."""
         return template_out(await con.templates.put_event(template_id, data))
 
     @delete("/{template_id:int}/events/{code:str}", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
-    async def delete_event(self, template_id: FromPath[int], code: FromPath[str],
-                           con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def delete_event(
+        self, template_id: FromPath[int], code: FromPath[str], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """Remove an event definition."""
         return template_out(await con.templates.delete_event(template_id, code))
 
     @post("/{template_id:int}/metadata", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
-    async def put_meta_field(self, template_id: FromPath[int], data: JSONBody[dict[str, Any]],
-                             con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def put_meta_field(
+        self, template_id: FromPath[int], data: JSONBody[dict[str, Any]], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """Add or change a custom metadata field (matched by name)."""
         return template_out(await con.templates.put_meta_field(template_id, data))
 
     @delete("/{template_id:int}/metadata/{name:str}", guards=[EDIT_TEMPLATES], status_code=HTTP_200_OK)
-    async def delete_meta_field(self, template_id: FromPath[int], name: FromPath[str],
-                                con: NamedDependency[ConsoleServices]) -> TemplateOut:
+    async def delete_meta_field(
+        self, template_id: FromPath[int], name: FromPath[str], con: NamedDependency[ConsoleServices]
+    ) -> TemplateOut:
         """Remove a custom metadata field."""
         return template_out(await con.templates.delete_meta_field(template_id, name))
 
@@ -128,8 +166,9 @@ class ConsoleTemplateController(Controller):
         return DashboardOut(template_id, await con.templates.dashboard(template_id))
 
     @put("/{template_id:int}/dashboard", guards=[EDIT_TEMPLATES])
-    async def save_dashboard(self, template_id: FromPath[int], data: JSONBody[DashboardIn],
-                             con: NamedDependency[ConsoleServices]) -> DashboardOut:
+    async def save_dashboard(
+        self, template_id: FromPath[int], data: JSONBody[DashboardIn], con: NamedDependency[ConsoleServices]
+    ) -> DashboardOut:
         """Save the web dashboard (every device of the template shows it)."""
         return DashboardOut(template_id, await con.templates.save_dashboard(template_id, data.widgets))
 
@@ -140,7 +179,9 @@ class ConsoleDeviceController(Controller):
     path = "/devices"
 
     @post("/", guards=[requires(P.DEVICES_EDIT)])
-    async def create_device(self, data: JSONBody[DeviceCreateIn], con: NamedDependency[ConsoleServices]) -> DeviceCreatedOut:
+    async def create_device(
+        self, data: JSONBody[DeviceCreateIn], con: NamedDependency[ConsoleServices]
+    ) -> DeviceCreatedOut:
         """A new device of a template; answers its auth token."""
         device, token = await con.devices.create(data.org_id, data.template_id, data.name)
         assert device.id is not None
@@ -162,41 +203,72 @@ class ConsoleDeviceController(Controller):
         device = await con.devices.get(device_id)
         latest = await con.devices.latest(device_id)
         props = await con.devices.properties(device_id)
-        return ValuesOut([LatestOut(pin, v, _ms(at)) for pin, (v, at) in sorted(latest.items())],
-                         {str(pin): p for pin, p in props.items()}, device.online)
+        return ValuesOut(
+            [LatestOut(pin, v, _ms(at)) for pin, (v, at) in sorted(latest.items())],
+            {str(pin): p for pin, p in props.items()},
+            device.online,
+        )
 
     @post("/{device_id:int}/values/{pin:int}", guards=[CONTROL_DEVICES], status_code=HTTP_200_OK)
-    async def write(self, device_id: FromPath[int], pin: FromPath[int], data: JSONBody[WriteIn],
-                    con: NamedDependency[ConsoleServices]) -> WrittenOut:
+    async def write(
+        self,
+        device_id: FromPath[int],
+        pin: FromPath[int],
+        data: JSONBody[WriteIn],
+        con: NamedDependency[ConsoleServices],
+    ) -> WrittenOut:
         """Write a value to the device, as the HTTP API's ``update``."""
         value = await con.devices.write(device_id, pin, data.value)
         return WrittenOut(pin, value.text)
 
     @get("/{device_id:int}/lines", guards=[VIEW_DEVICES])
-    async def lines(self, device_id: FromPath[int], pin: FromQuery[int], con: NamedDependency[ConsoleServices],
-                    limit: FromQuery[int] = 50) -> LinesOut:
+    async def lines(
+        self,
+        device_id: FromPath[int],
+        pin: FromQuery[int],
+        con: NamedDependency[ConsoleServices],
+        limit: FromQuery[int] = 50,
+    ) -> LinesOut:
         """A terminal's backlog: the newest values of a string datastream, oldest first."""
         return LinesOut(pin, [LineOut(_ms(at), v) for at, v in await con.devices.recent_lines(device_id, pin, limit)])
 
     @put("/{device_id:int}/metadata", guards=[CONTROL_DEVICES])
-    async def set_metadata(self, device_id: FromPath[int], data: JSONBody[MetaIn],
-                           con: NamedDependency[ConsoleServices]) -> MetaOut:
+    async def set_metadata(
+        self, device_id: FromPath[int], data: JSONBody[MetaIn], con: NamedDependency[ConsoleServices]
+    ) -> MetaOut:
         """Set a metadata value (pushed to the device; ``Device Name`` renames it)."""
         return MetaOut(data.name, await con.devices.set_metadata(device_id, data.name, data.value))
 
     @get("/{device_id:int}/history", guards=[VIEW_DEVICES])
-    async def history(self, device_id: FromPath[int], pin: FromQuery[int], start: FromQuery[str], end: FromQuery[str],
-                      con: NamedDependency[ConsoleServices], points: FromQuery[int] = 600) -> SeriesOut:
+    async def history(
+        self,
+        device_id: FromPath[int],
+        pin: FromQuery[int],
+        start: FromQuery[str],
+        end: FromQuery[str],
+        con: NamedDependency[ConsoleServices],
+        points: FromQuery[int] = 600,
+    ) -> SeriesOut:
         """Chart buckets over [start, end): each with min, max and average."""
         begin, finish = parse_instant(start, "start"), parse_instant(end, "end")
         s = await con.devices.history(device_id, pin, begin, finish, points)
-        return SeriesOut(s.source, s.width.total_seconds() * 1000, _ms(begin), _ms(finish),
-                         [_ms(b.ts) for b in s.buckets], [b.min for b in s.buckets],
-                         [b.max for b in s.buckets], [b.avg for b in s.buckets])
+        return SeriesOut(
+            s.source,
+            s.width.total_seconds() * 1000,
+            _ms(begin),
+            _ms(finish),
+            [_ms(b.ts) for b in s.buckets],
+            [b.min for b in s.buckets],
+            [b.max for b in s.buckets],
+            [b.avg for b in s.buckets],
+        )
 
     @get("/{device_id:int}/timeline", guards=[VIEW_DEVICES])
-    async def timeline(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices],
-                       limit: FromQuery[int] = 100) -> list[TimelineOut]:
+    async def timeline(
+        self, device_id: FromPath[int], con: NamedDependency[ConsoleServices], limit: FromQuery[int] = 100
+    ) -> list[TimelineOut]:
         """The newest timeline entries, newest first."""
-        return [TimelineOut(e.ts, e.kind, e.code, e.type, e.description)
-                for e in await con.devices.timeline(device_id, limit)]
+        return [
+            TimelineOut(e.ts, e.kind, e.code, e.type, e.description)
+            for e in await con.devices.timeline(device_id, limit)
+        ]

@@ -22,14 +22,19 @@ from backend.templates.models import Datastream
 COLUMNS = 12
 MAX_ROWS = 200
 MAX_WIDGETS = 100
-WidgetType = Literal["switch", "button", "slider", "numeric_input", "value", "gauge", "led", "terminal", "chart",
-                     "map"]
+WidgetType = Literal["switch", "button", "slider", "numeric_input", "value", "gauge", "led", "terminal", "chart", "map"]
 NUMERIC = frozenset({"integer", "double", "enum"})
 ACCEPTS: dict[str, frozenset[str]] = {
-    "switch": NUMERIC, "button": NUMERIC, "slider": frozenset({"integer", "double"}),
-    "numeric_input": frozenset({"integer", "double"}), "gauge": frozenset({"integer", "double"}),
-    "led": NUMERIC, "chart": frozenset({"integer", "double"}), "terminal": frozenset({"string"}),
-    "value": frozenset({"integer", "double", "enum", "string", "location"}), "map": frozenset({"location"}),
+    "switch": NUMERIC,
+    "button": NUMERIC,
+    "slider": frozenset({"integer", "double"}),
+    "numeric_input": frozenset({"integer", "double"}),
+    "gauge": frozenset({"integer", "double"}),
+    "led": NUMERIC,
+    "chart": frozenset({"integer", "double"}),
+    "terminal": frozenset({"string"}),
+    "value": frozenset({"integer", "double", "enum", "string", "location"}),
+    "map": frozenset({"location"}),
 }
 """Datastream types each widget can be bound to."""
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -84,8 +89,10 @@ def check_widgets(widgets: list[Widget], datastreams: list[Datastream]) -> None:
         if ds is None:
             raise ValidationError(f"{label}: the template has no datastream on V{w.pin}")
         if ds.type not in ACCEPTS[w.type]:
-            raise ValidationError(f"{label}: cannot show datastream {ds.name!r} of type {ds.type} "
-                                  f"(needs {' or '.join(sorted(ACCEPTS[w.type]))})")
+            raise ValidationError(
+                f"{label}: cannot show datastream {ds.name!r} of type {ds.type} "
+                f"(needs {' or '.join(sorted(ACCEPTS[w.type]))})"
+            )
         if w.mode != "push" and w.type != "button":
             raise ValidationError(f"{label}: only a button has a mode (push or switch)")
         if w.min is not None and w.max is not None and w.min >= w.max:
@@ -112,21 +119,28 @@ class DashboardService:
 
     async def get(self, template_id: int) -> list[Widget]:
         """The template's widgets (none for a template never edited)."""
-        row = await fetch_one(self.session, "SELECT widgets FROM template_dashboard WHERE template_id = :t",
-                              t=template_id)
+        row = await fetch_one(
+            self.session, "SELECT widgets FROM template_dashboard WHERE template_id = :t", t=template_id
+        )
         return msgspec.convert(row["widgets"], list[Widget]) if row else []
 
-    async def save(self, principal: Principal | None, template_id: int, widgets: list[Widget],
-                   datastreams: list[Datastream]) -> list[Widget]:
+    async def save(
+        self, principal: Principal | None, template_id: int, widgets: list[Widget], datastreams: list[Datastream]
+    ) -> list[Widget]:
         """Check and store the widgets; every device of the template shows them from now on.
 
         ``principal`` is who saved them (None for ``openblynk import``, which has no user)."""
         check_widgets(widgets, datastreams)
         doc = msgspec.json.encode(sorted(widgets, key=lambda w: (w.y, w.x))).decode()
-        await execute(self.session, """
+        await execute(
+            self.session,
+            """
             INSERT INTO template_dashboard (template_id, widgets, updated_at, updated_by)
             VALUES (:t, CAST(:w AS jsonb), now(), :u)
             ON CONFLICT (template_id) DO UPDATE SET widgets = EXCLUDED.widgets, updated_at = now(),
-                updated_by = EXCLUDED.updated_by""", t=template_id, w=doc,
-            u=principal.user_id if principal else None)
+                updated_by = EXCLUDED.updated_by""",
+            t=template_id,
+            w=doc,
+            u=principal.user_id if principal else None,
+        )
         return await self.get(template_id)

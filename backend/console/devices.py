@@ -8,7 +8,7 @@ sent to the device on ``downlink/ds/<name>``, and seen by every open dashboard.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,7 +26,8 @@ from backend.devices.services import DeviceService
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
 from backend.history.queries import Series, series
 from backend.security import AuthToken
-from backend.templates.meta import DEVICE_NAME as DEVICE_NAME_FIELD, MetaFieldSpec
+from backend.templates.meta import DEVICE_NAME as DEVICE_NAME_FIELD
+from backend.templates.meta import MetaFieldSpec
 from backend.templates.values import Value
 
 STATUSES = ("online", "offline")
@@ -77,8 +78,14 @@ class DeviceConsole:
         self.directory = DeviceDirectory(session, scope, audit)
         self.admin = DeviceAdmin(session, scope, audit, runtime.secrets)
 
-    async def search(self, text: str = "", status: str = "", template_id: int | None = None,
-                     org_id: int | None = None, limit: int = 500) -> list[DeviceRow]:
+    async def search(
+        self,
+        text: str = "",
+        status: str = "",
+        template_id: int | None = None,
+        org_id: int | None = None,
+        limit: int = 500,
+    ) -> list[DeviceRow]:
         """Visible devices whose name contains ``text``, filtered by status, template, organization."""
         if status and status not in STATUSES:
             raise ValidationError("status must be online, offline or empty")
@@ -95,18 +102,25 @@ class DeviceConsole:
         if org_id is not None:
             where.append("d.org_id = :org")
             params["org"] = org_id
-        rows = await fetch_all(self.session, f"""
+        rows = await fetch_all(
+            self.session,
+            f"""
             SELECT d.id, d.name, d.org_id, o.name AS org_name, d.template_id, t.name AS template_name, d.online,
                    d.last_seen FROM device d JOIN template t ON t.id = d.template_id
-            JOIN organization o ON o.id = d.org_id WHERE {' AND '.join(where)} ORDER BY d.name, d.id LIMIT :limit""",
-                               **params)
+            JOIN organization o ON o.id = d.org_id WHERE {" AND ".join(where)} ORDER BY d.name, d.id LIMIT :limit""",
+            **params,
+        )
         return [DeviceRow(**r) for r in rows]
 
     async def visible(self, device_ids: list[int]) -> list[int]:
         """Those of ``device_ids`` the principal may see."""
         where, params = await self._visible()
-        rows = await fetch_all(self.session, f"SELECT d.id FROM device d WHERE {' AND '.join(where)} "
-                                             "AND d.id = ANY(:ids) ORDER BY d.id", **params, ids=device_ids)
+        rows = await fetch_all(
+            self.session,
+            f"SELECT d.id FROM device d WHERE {' AND '.join(where)} AND d.id = ANY(:ids) ORDER BY d.id",
+            **params,
+            ids=device_ids,
+        )
         return [int(r["id"]) for r in rows]
 
     async def _visible(self) -> tuple[list[str], dict[str, object]]:
@@ -192,24 +206,28 @@ class DeviceConsole:
             raise NotFoundError(f"the device's template has no datastream on V{pin}")
         if spec.type.value not in ("integer", "double", "enum"):
             raise ValidationError(f"datastream {spec.name!r} holds {spec.type.value} values, which have no chart")
-        return await series(self.pool, device_id, pin, start, end, points,
-                            save_raw=spec.save_raw)
+        return await series(self.pool, device_id, pin, start, end, points, save_raw=spec.save_raw)
 
     async def timeline(self, device_id: int, limit: int = 100, before: datetime | None = None) -> list[TimelineEntry]:
         """The newest timeline entries (events, online, offline), newest first."""
         await self.get(device_id)
         if not 1 <= limit <= 1000:
             raise ValidationError("limit must be 1..1000")
-        rows = await fetch_all(self.session, """SELECT ts, kind, code, type, description FROM device_event
+        rows = await fetch_all(
+            self.session,
+            """SELECT ts, kind, code, type, description FROM device_event
             WHERE device_id = :d AND (CAST(:before AS timestamptz) IS NULL OR ts < :before)
-            ORDER BY ts DESC, id DESC LIMIT :limit""", d=device_id, before=before, limit=limit)
+            ORDER BY ts DESC, id DESC LIMIT :limit""",
+            d=device_id,
+            before=before,
+            limit=limit,
+        )
         return [TimelineEntry(**r) for r in rows]
 
     async def metadata(self, device_id: int) -> list[tuple[MetaFieldSpec, str]]:
         """Every metadata field of the device with its value (system fields first)."""
         info = await self.info(device_id)
         return [(spec, await self.services.meta.value(info, spec)) for spec in info.meta.values()]
-
 
     async def set_metadata(self, device_id: int, name: str, value: str) -> str:
         """Set a metadata value as the platform API does: checked against the field's type,
@@ -221,8 +239,7 @@ class DeviceConsole:
         if spec.name == DEVICE_NAME_FIELD:
             return (await self.admin.rename(device_id, value)).name
         await self.services.meta.set_from_server(info, spec, value)
-        await self.audit.record(self.principal, info.org_id, "device.meta_update", "device", device_id,
-                                field=spec.name)
+        await self.audit.record(self.principal, info.org_id, "device.meta_update", "device", device_id, field=spec.name)
         return await self.services.meta.value(info, spec)
 
     async def recent_lines(self, device_id: int, pin: int, limit: int = 50) -> list[tuple[datetime, str]]:
@@ -239,11 +256,20 @@ class DeviceConsole:
             raise ValidationError(f"limit must be 1..{MAX_BACKLOG}")
         lines: list[tuple[datetime, str]] = []
         if spec.save_raw:
-            end = datetime.now(timezone.utc) + timedelta(minutes=1)
+            end = datetime.now(UTC) + timedelta(minutes=1)
             async with self.pool.connection() as conn:
-                rows = await (await conn.execute(_RECENT_TEXT_SQL, {
-                    "device": device_id, "pin": pin, "start": end - timedelta(days=BACKLOG_DAYS), "end": end,
-                    "limit": limit})).fetchall()
+                rows = await (
+                    await conn.execute(
+                        _RECENT_TEXT_SQL,
+                        {
+                            "device": device_id,
+                            "pin": pin,
+                            "start": end - timedelta(days=BACKLOG_DAYS),
+                            "end": end,
+                            "limit": limit,
+                        },
+                    )
+                ).fetchall()
             lines = [(ts, text) for ts, text in reversed(rows) if text is not None]
         latest = (await self.services.data.latest.get_all(device_id)).get(pin)
         if latest is not None and (not lines or latest.updated_at > lines[-1][0]):

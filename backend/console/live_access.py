@@ -4,7 +4,8 @@ request's transaction), and the live feed it subscribes to."""
 
 from __future__ import annotations
 
-from backend.access.permissions import Permission as P, Principal
+from backend.access.permissions import Permission as P
+from backend.access.permissions import Principal
 from backend.access.scope import Scope
 from backend.accounts.runtime import AccountsRuntime
 from backend.accounts.sessions import SessionService

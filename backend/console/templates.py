@@ -24,7 +24,6 @@ from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, Templa
 from backend.templates.services import TemplateService
 from backend.templates.values import DatastreamPin
 
-
 S = TypeVar("S", bound=msgspec.Struct)
 
 
@@ -59,8 +58,11 @@ class TemplateEditor:
 
     async def visible(self) -> list[Template]:
         """Templates of every organization in scope, by name."""
-        result = await self.session.exec(select(Template).where(col(Template.org_id).in_(sorted(await self.scope.org_ids())))
-                                         .order_by(col(Template.name), col(Template.id)))
+        result = await self.session.exec(
+            select(Template)
+            .where(col(Template.org_id).in_(sorted(await self.scope.org_ids())))
+            .order_by(col(Template.name), col(Template.id))
+        )
         return list(result.all())
 
     async def usable(self) -> list[Template]:
@@ -68,8 +70,11 @@ class TemplateEditor:
         the user's own (a manufacturer's templates serve its customers' sub-organizations, as
         on Blynk), by name. Which one fits a given organization ``DeviceAdmin.create`` checks."""
         orgs = await self.scope.org_ids() | set(await ancestry(self.session, self.principal.org_id))
-        result = await self.session.exec(select(Template).where(col(Template.org_id).in_(sorted(orgs)))
-                                         .order_by(col(Template.name), col(Template.id)))
+        result = await self.session.exec(
+            select(Template)
+            .where(col(Template.org_id).in_(sorted(orgs)))
+            .order_by(col(Template.name), col(Template.id))
+        )
         return list(result.all())
 
     async def get(self, template_id: int) -> Template:
@@ -104,24 +109,47 @@ class TemplateEditor:
         template.name = wanted.name  # upsert finds templates by name: rename first
         self.session.add(template)
         await self.session.flush()
-        return await self._write(template, msgspec.structs.replace(
-            current, name=wanted.name, description=wanted.description, hardware=wanted.hardware,
-            connection_type=wanted.connection_type, heartbeat_interval=wanted.heartbeat_interval,
-            offline_ignore_seconds=wanted.offline_ignore_seconds), "template.update")
+        return await self._write(
+            template,
+            msgspec.structs.replace(
+                current,
+                name=wanted.name,
+                description=wanted.description,
+                hardware=wanted.hardware,
+                connection_type=wanted.connection_type,
+                heartbeat_interval=wanted.heartbeat_interval,
+                offline_ignore_seconds=wanted.offline_ignore_seconds,
+            ),
+            "template.update",
+        )
 
-    async def put_datastream(self, template_id: int, data: dict[str, object], replace_pin: int | None = None) -> Template:
+    async def put_datastream(
+        self, template_id: int, data: dict[str, object], replace_pin: int | None = None
+    ) -> Template:
         """Add a datastream, or replace the one on ``replace_pin``."""
         item = _convert(DatastreamIn, data, "datastream")
         assert isinstance(item, DatastreamIn)
-        return await self._edit(template_id, "datastreams", lambda items: _replace(
-            items, item, lambda d: DatastreamPin.parse(d.pin).number == replace_pin if replace_pin is not None else False,
-            clash=lambda d: DatastreamPin.parse(d.pin).number == DatastreamPin.parse(item.pin).number,
-            what=f"a datastream on {item.pin.upper()}"), "template.datastream")
+        return await self._edit(
+            template_id,
+            "datastreams",
+            lambda items: _replace(
+                items,
+                item,
+                lambda d: DatastreamPin.parse(d.pin).number == replace_pin if replace_pin is not None else False,
+                clash=lambda d: DatastreamPin.parse(d.pin).number == DatastreamPin.parse(item.pin).number,
+                what=f"a datastream on {item.pin.upper()}",
+            ),
+            "template.datastream",
+        )
 
     async def delete_datastream(self, template_id: int, pin: int) -> Template:
         """Remove a datastream (widgets bound to it are removed from the dashboard too)."""
-        template = await self._edit(template_id, "datastreams", lambda items: _remove(
-            items, lambda d: DatastreamPin.parse(d.pin).number == pin, f"datastream V{pin}"), "template.datastream_delete")
+        template = await self._edit(
+            template_id,
+            "datastreams",
+            lambda items: _remove(items, lambda d: DatastreamPin.parse(d.pin).number == pin, f"datastream V{pin}"),
+            "template.datastream_delete",
+        )
         widgets = [w for w in await self.dashboards.get(template_id) if w.pin != pin]
         await self.dashboards.save(self.principal, template_id, widgets, await self.templates.datastreams(template_id))
         return template
@@ -130,25 +158,41 @@ class TemplateEditor:
         """Add an event definition, or change the one with the same code."""
         item = _convert(EventIn, data, "event")
         assert isinstance(item, EventIn)
-        return await self._edit(template_id, "events", lambda items: _replace(
-            items, item, lambda e: e.code == item.code, clash=lambda e: False, what=""), "template.event")
+        return await self._edit(
+            template_id,
+            "events",
+            lambda items: _replace(items, item, lambda e: e.code == item.code, clash=lambda e: False, what=""),
+            "template.event",
+        )
 
     async def delete_event(self, template_id: int, code: str) -> Template:
         """Remove an event definition (logged events stay on the timelines)."""
-        return await self._edit(template_id, "events", lambda items: _remove(
-            items, lambda e: e.code == code, f"event {code!r}"), "template.event_delete")
+        return await self._edit(
+            template_id,
+            "events",
+            lambda items: _remove(items, lambda e: e.code == code, f"event {code!r}"),
+            "template.event_delete",
+        )
 
     async def put_meta_field(self, template_id: int, data: dict[str, object]) -> Template:
         """Add a custom metadata field, or change the one with the same name."""
         item = _convert(MetaFieldIn, data, "metadata field")
         assert isinstance(item, MetaFieldIn)
-        return await self._edit(template_id, "metadata", lambda items: _replace(
-            items, item, lambda m: m.name == item.name, clash=lambda m: False, what=""), "template.metadata")
+        return await self._edit(
+            template_id,
+            "metadata",
+            lambda items: _replace(items, item, lambda m: m.name == item.name, clash=lambda m: False, what=""),
+            "template.metadata",
+        )
 
     async def delete_meta_field(self, template_id: int, name: str) -> Template:
         """Remove a custom metadata field."""
-        return await self._edit(template_id, "metadata", lambda items: _remove(
-            items, lambda m: m.name == name, f"metadata field {name!r}"), "template.metadata_delete")
+        return await self._edit(
+            template_id,
+            "metadata",
+            lambda items: _remove(items, lambda m: m.name == name, f"metadata field {name!r}"),
+            "template.metadata_delete",
+        )
 
     async def dashboard(self, template_id: int) -> list[Widget]:
         """The template's web dashboard."""
@@ -157,13 +201,17 @@ class TemplateEditor:
     async def save_dashboard(self, template_id: int, widgets: list[Widget]) -> list[Widget]:
         """Store the web dashboard every device of the template shows."""
         template = await self.get(template_id)
-        saved = await self.dashboards.save(self.principal, template_id, widgets,
-                                           await self.templates.datastreams(template_id))
-        await self.audit.record(self.principal, template.org_id, "template.dashboard", "template", template_id,
-                                widgets=len(saved))
+        saved = await self.dashboards.save(
+            self.principal, template_id, widgets, await self.templates.datastreams(template_id)
+        )
+        await self.audit.record(
+            self.principal, template.org_id, "template.dashboard", "template", template_id, widgets=len(saved)
+        )
         return saved
 
-    async def _edit(self, template_id: int, part: str, change: Callable[[list[Any]], list[Any]], action: str) -> Template:
+    async def _edit(
+        self, template_id: int, part: str, change: Callable[[list[Any]], list[Any]], action: str
+    ) -> Template:
         template = await self.get(template_id)
         current = await self.templates.as_spec(template)
         updated = msgspec.structs.replace(current, **{part: change(list(getattr(current, part)))})

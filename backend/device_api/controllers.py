@@ -28,7 +28,9 @@ class DeviceApiController(Controller):
     tags = ["Blynk device HTTP API"]
 
     @get("/get")
-    async def get_values(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[object]:
+    async def get_values(
+        self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]
+    ) -> Response[object]:
         """Read one datastream (plain value) or several (JSON object)."""
         result = await device_api.get(request_query(request))
         if isinstance(result, str):
@@ -47,18 +49,24 @@ class DeviceApiController(Controller):
         return _text("")
 
     @get("/batch/update")
-    async def batch_update(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
+    async def batch_update(
+        self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]
+    ) -> Response[str]:
         """Write several datastreams in one request."""
         await device_api.batch_update(request_query(request))
         return _text("")
 
     @get("/isHardwareConnected")
-    async def is_hardware_connected(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
+    async def is_hardware_connected(
+        self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]
+    ) -> Response[str]:
         """``true`` while the device is connected."""
         return _text("true" if await device_api.is_connected(request_query(request)) else "false")
 
     @get("/update/property")
-    async def update_property(self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]) -> Response[str]:
+    async def update_property(
+        self, request: PublicRequest, device_api: NamedDependency[DeviceApiService]
+    ) -> Response[str]:
         """Set widget properties of a datastream (``pin=v1&label=Hi``)."""
         await device_api.update_property(request_query(request))
         return _text("")

@@ -46,16 +46,31 @@ def build_data_api(api: DeviceApiService, latest: LatestValues, settings: Settin
     """The services behind these routes, on the device API's services and pool."""
     pool = api.pool
     return DataApi(
-        batch=BatchImportService(api, pool, latest, DailyQuota(pool, "import", settings.import_daily_points),
-                                 max_string_bytes=settings.string_max_bytes,
-                                 max_age=timedelta(days=settings.timestamped_max_age_days)),
-        export=ExportService(api, pool, settings.data_dir / "exports",
-                             DailyQuota(pool, "export", settings.export_daily_limit),
-                             timedelta(hours=settings.export_ttl_hours)),
+        batch=BatchImportService(
+            api,
+            pool,
+            latest,
+            DailyQuota(pool, "import", settings.import_daily_points),
+            max_string_bytes=settings.string_max_bytes,
+            max_age=timedelta(days=settings.timestamped_max_age_days),
+        ),
+        export=ExportService(
+            api,
+            pool,
+            settings.data_dir / "exports",
+            DailyQuota(pool, "export", settings.export_daily_limit),
+            timedelta(hours=settings.export_ttl_hours),
+        ),
         provision=ProvisionService(api, pool),
-        upload=UploadService(api, pool, settings.data_dir / "uploads",
-                             DailyQuota(pool, "upload", settings.upload_daily_limit),
-                             max_bytes=settings.upload_max_bytes, keep=settings.upload_files_per_device))
+        upload=UploadService(
+            api,
+            pool,
+            settings.data_dir / "uploads",
+            DailyQuota(pool, "upload", settings.upload_daily_limit),
+            max_bytes=settings.upload_max_bytes,
+            keep=settings.upload_files_per_device,
+        ),
+    )
 
 
 def _base(request: PublicRequest) -> str:
@@ -82,19 +97,24 @@ class DataApiController(Controller):
     @post("/upload", status_code=200, request_max_body_size=None)  # the service enforces its own limit
     async def upload(self, request: PublicRequest, data_api: NamedDependency[DataApi]) -> Response[str]:
         """Store a multipart ``upfile``; answers the URL it is served at."""
-        url = await data_api.upload.upload(request_query(request), request.headers.get("content-type"),
-                                                 _content_length(request), request.stream(), _base(request))
+        url = await data_api.upload.upload(
+            request_query(request),
+            request.headers.get("content-type"),
+            _content_length(request),
+            request.stream(),
+            _base(request),
+        )
         return Response(url, media_type=MediaType.TEXT)
 
 
 # A function, not a Controller method: Litestar 2.25 refuses a second controller on a path that
 # another controller already serves (GET batch/update), but takes a plain handler after it.
-@post("/external/api/batch/update", status_code=200, tags=["Blynk device HTTP API"],
-      request_max_body_size=None)  # the service refuses a larger body with Blynk's text
+@post(
+    "/external/api/batch/update", status_code=200, tags=["Blynk device HTTP API"], request_max_body_size=None
+)  # the service refuses a larger body with Blynk's text
 async def batch_update_timestamped(request: PublicRequest, data_api: NamedDependency[DataApi]) -> Response[str]:
     """Import ``[[ts_ms, value], ...]`` into one datastream (``pin=`` or ``dataStreamId=``)."""
-    await data_api.batch.import_points(request_query(request), request.headers.get("content-type"),
-                                             request.stream())
+    await data_api.batch.import_points(request_query(request), request.headers.get("content-type"), request.stream())
     return Response("", media_type=MediaType.TEXT)
 
 
@@ -104,8 +124,13 @@ async def serve_upload(request: PublicRequest, data_api: NamedDependency[DataApi
     found = await data_api.upload.find(device_id, name)
     if found is None:
         raise NotFoundException()
-    return File(found.path, filename=found.name, media_type=found.content_type,
-                content_disposition_type="inline", headers=_UPLOAD_HEADERS)
+    return File(
+        found.path,
+        filename=found.name,
+        media_type=found.content_type,
+        content_disposition_type="inline",
+        headers=_UPLOAD_HEADERS,
+    )
 
 
 @get("/{name:str}", include_in_schema=False)
@@ -122,4 +147,9 @@ def _content_length(request: PublicRequest) -> int | None:
     return int(raw) if raw and is_digits(raw) else None
 
 
-DATA_ROUTES: list[type[Controller] | HTTPRouteHandler] = [DataApiController, batch_update_timestamped, serve_upload, serve_export]
+DATA_ROUTES: list[type[Controller] | HTTPRouteHandler] = [
+    DataApiController,
+    batch_update_timestamped,
+    serve_upload,
+    serve_export,
+]

@@ -28,7 +28,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,16 @@ from psycopg_pool import AsyncConnectionPool
 from backend import errors as e
 from backend.csvcells import safe_row
 from backend.device_api.common import DailyQuota, Query, named_datastream
-from backend.device_api.export_params import (DATA_HEADER, EVENT_HEADER, DataQuery, ExportParams,
-                                             data_formatter, data_queries, event_formatter, parse_params)
+from backend.device_api.export_params import (
+    DATA_HEADER,
+    EVENT_HEADER,
+    DataQuery,
+    ExportParams,
+    data_formatter,
+    data_queries,
+    event_formatter,
+    parse_params,
+)
 from backend.device_api.services import DeviceApiService
 from backend.devices.registry import DeviceInfo
 from backend.errors import BlynkLimitError, BlynkServerError
@@ -55,8 +63,10 @@ _EVENTS_SQL = """
 SELECT ts, kind, code, type, description FROM device_event
 WHERE device_id = %(device)s AND ts >= %(start)s AND ts < %(end)s ORDER BY ts
 """
-_RESERVE_SQL = ("INSERT INTO device_file (device_id, name, stored_name, size, content_type, kind) "
-                "VALUES (%s, %s, %s, 0, 'application/zip', 'export')")
+_RESERVE_SQL = (
+    "INSERT INTO device_file (device_id, name, stored_name, size, content_type, kind) "
+    "VALUES (%s, %s, %s, 0, 'application/zip', 'export')"
+)
 
 
 class ZipCsv:
@@ -93,8 +103,9 @@ class ZipCsv:
 class ExportService:
     """Creates, serves and expires data export zips."""
 
-    def __init__(self, api: DeviceApiService, pool: AsyncConnectionPool, directory: Path, quota: DailyQuota,
-                 ttl: timedelta) -> None:
+    def __init__(
+        self, api: DeviceApiService, pool: AsyncConnectionPool, directory: Path, quota: DailyQuota, ttl: timedelta
+    ) -> None:
         self.api = api
         self.pool = pool
         self.dir = directory
@@ -122,9 +133,12 @@ class ExportService:
         if not EXPORT_NAME.fullmatch(name):
             return None
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT created_at >= now() - %s FROM device_file WHERE stored_name = %s AND kind = 'export'",
-                (self.ttl, name))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT created_at >= now() - %s FROM device_file WHERE stored_name = %s AND kind = 'export'",
+                    (self.ttl, name),
+                )
+            ).fetchone()
         if row is None:
             return None
         if not row[0]:
@@ -136,9 +150,12 @@ class ExportService:
     async def cleanup(self) -> int:
         """Delete expired exports (rows and files) and stale partial files; how many went."""
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                "DELETE FROM device_file WHERE kind = 'export' AND created_at < now() - %s RETURNING stored_name",
-                (self.ttl,))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "DELETE FROM device_file WHERE kind = 'export' AND created_at < now() - %s RETURNING stored_name",
+                    (self.ttl,),
+                )
+            ).fetchall()
         return len(rows) + await asyncio.to_thread(self._remove_files, [r[0] for r in rows])
 
     def _remove_files(self, names: list[str]) -> int:
@@ -152,7 +169,7 @@ class ExportService:
         return stale
 
     async def _export(self, device: DeviceInfo, params: ExportParams) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         name = await self._reserve(device.id, now)
         part = self.dir / f"{name}.part"
         try:
@@ -186,8 +203,7 @@ class ExportService:
                     continue
         raise BlynkLimitError(EXPORT_LIMIT)
 
-    async def _write_zip(self, part: Path, name: str, device: DeviceInfo, params: ExportParams,
-                         now: datetime) -> int:
+    async def _write_zip(self, part: Path, name: str, device: DeviceInfo, params: ExportParams, now: datetime) -> int:
         """Write the zip; how many rows it holds."""
         self.dir.mkdir(parents=True, exist_ok=True)
         start = now - params.period
@@ -203,8 +219,9 @@ class ExportService:
             await asyncio.to_thread(writer.close)
         return rows
 
-    async def _copy(self, writer: ZipCsv, queries: Sequence[DataQuery],
-                    fmt: Callable[[Sequence[Any]], list[str]]) -> int:
+    async def _copy(
+        self, writer: ZipCsv, queries: Sequence[DataQuery], fmt: Callable[[Sequence[Any]], list[str]]
+    ) -> int:
         """Stream the queries' rows, one query after the other, into the current member through
         server-side cursors (at most ``CHUNK_ROWS`` rows in memory)."""
         count = 0
@@ -217,4 +234,3 @@ class ExportService:
                             await asyncio.to_thread(writer.write, rows, fmt)
                             count += len(rows)
         return count
-

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,26 +27,38 @@ from backend import errors as e
 from backend.device_api.common import Query, first
 from backend.errors import BlynkApiError, BlynkServerError
 from backend.history.rollup import LEVELS, bucket_of
-from backend.templates.values import DatastreamSpec, DatastreamType, format_double, wire_text, MULTI_SEPARATOR
+from backend.templates.values import MULTI_SEPARATOR, DatastreamSpec, DatastreamType, format_double, wire_text
 
-PERIODS = {"HOUR": timedelta(hours=1), "DAY": timedelta(days=1), "WEEK": timedelta(days=7),
-           "MONTH": timedelta(days=30), "THREE_MONTHS": timedelta(days=90)}
+PERIODS = {
+    "HOUR": timedelta(hours=1),
+    "DAY": timedelta(days=1),
+    "WEEK": timedelta(days=7),
+    "MONTH": timedelta(days=30),
+    "THREE_MONTHS": timedelta(days=90),
+}
 GRANULARITIES: dict[str, str | None] = {"RAW_DATA": None, "MINUTE": "minute", "HOURLY": "hour", "DAILY": "day"}
 BUCKET_VALUES = {"AVG": "sum / count", "MIN": "min", "MAX": "max", "SUM": "sum", "COUNT": "count"}
 """``sourceType`` as the value of one rollup row."""
-GROUP_VALUES = {"AVG": "sum(sum) / sum(count)", "MIN": "min(min)", "MAX": "max(max)", "SUM": "sum(sum)",
-                "COUNT": "sum(count)::bigint"}
+GROUP_VALUES = {
+    "AVG": "sum(sum) / sum(count)",
+    "MIN": "min(min)",
+    "MAX": "max(max)",
+    "SUM": "sum(sum)",
+    "COUNT": "sum(count)::bigint",
+}
 """``sourceType`` as the value of a group of rollup rows."""
 FORMATS = ("TS", "ISO_US", "ISO_SIMPLE")
 DATA_HEADER = ("data_stream_name", "ts", "value")
 EVENT_HEADER = ("ts", "kind", "code", "type", "description")
 
 _JAVA = "cc.blynk.server.core.model.widgets."
-_ENUM_CLASSES = {"period": _JAVA + "outputs.graph.Period",
-                 "granularityType": _JAVA + "outputs.graph.GraphGranularityType",
-                 "sourceType": _JAVA + "outputs.graph.AggregationFunctionType",
-                 "format": _JAVA + "ui.reporting.Format"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ENUM_CLASSES = {
+    "period": _JAVA + "outputs.graph.Period",
+    "granularityType": _JAVA + "outputs.graph.GraphGranularityType",
+    "sourceType": _JAVA + "outputs.graph.AggregationFunctionType",
+    "format": _JAVA + "ui.reporting.Format",
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HOUR = timedelta(hours=1)
 
 _RAW_SQL = """
@@ -111,10 +123,17 @@ def data_queries(params: ExportParams, device_id: int, start: datetime, end: dat
     return [_data_query(spec, params, table, device_id, start, end) for spec in params.specs]
 
 
-def _data_query(spec: DatastreamSpec, params: ExportParams, table: str, device_id: int, start: datetime,
-                end: datetime) -> DataQuery:
-    args: dict[str, Any] = {"device": device_id, "pin": spec.pin, "start": start, "end": end,
-                            "unit": params.unit, "tz": params.tz.key}
+def _data_query(
+    spec: DatastreamSpec, params: ExportParams, table: str, device_id: int, start: datetime, end: datetime
+) -> DataQuery:
+    args: dict[str, Any] = {
+        "device": device_id,
+        "pin": spec.pin,
+        "start": start,
+        "end": end,
+        "unit": params.unit,
+        "tz": params.tz.key,
+    }
     if params.unit is None and spec.save_raw:
         return _RAW_SQL, args
     args["start"] = bucket_of(start, LEVELS[table])  # the bucket holding the range's start is in
@@ -184,11 +203,14 @@ def data_formatter(params: ExportParams) -> Callable[[Sequence[Any]], list[str]]
     def fmt(row: Sequence[Any]) -> list[str]:
         spec = by_pin[row[0]]
         return [spec.name, format_ts(row[1], params.fmt, params.tz), format_value(spec, row[2], row[3])]
+
     return fmt
 
 
 def event_formatter(params: ExportParams) -> Callable[[Sequence[Any]], list[str]]:
     """Turns a ``(ts, kind, code, type, description)`` row into a CSV row."""
+
     def fmt(row: Sequence[Any]) -> list[str]:
         return [format_ts(row[0], params.fmt, params.tz), *("" if v is None else str(v) for v in row[1:])]
+
     return fmt

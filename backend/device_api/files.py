@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from multipart import (
-    MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser, parse_options_header)
+from multipart import MultipartSegment, ParserError, ParserLimitReached, PushMultipartParser, parse_options_header
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -76,8 +75,15 @@ def too_large(limit: int) -> BlynkApiError:
 class UploadService:
     """Receives, stores, evicts and finds device uploads."""
 
-    def __init__(self, api: DeviceApiService, pool: AsyncConnectionPool, directory: Path, quota: DailyQuota,
-                 max_bytes: int, keep: int) -> None:
+    def __init__(
+        self,
+        api: DeviceApiService,
+        pool: AsyncConnectionPool,
+        directory: Path,
+        quota: DailyQuota,
+        max_bytes: int,
+        keep: int,
+    ) -> None:
         self.api = api
         self.pool = pool
         self.dir = directory
@@ -85,8 +91,9 @@ class UploadService:
         self.max_bytes = max_bytes
         self.keep = keep
 
-    async def upload(self, query: Query, content_type: str | None, content_length: int | None,
-                     body: AsyncIterator[bytes], base: str) -> str:
+    async def upload(
+        self, query: Query, content_type: str | None, content_length: int | None, body: AsyncIterator[bytes], base: str
+    ) -> str:
         """Store the ``upfile`` part of a multipart body; the URL it is served at."""
         device = await self.api.reporting_device(query)  # counts for HTTP-only online
         kind = "dump" if (first(query, "type") or "").upper() == "DUMP" else "file"
@@ -112,9 +119,13 @@ class UploadService:
         if not STORED_NAME.fullmatch(stored_name):
             return None
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT content_type, name FROM device_file WHERE device_id = %s AND stored_name = %s "
-                "AND kind IN ('file', 'dump')", (device_id, stored_name))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT content_type, name FROM device_file WHERE device_id = %s AND stored_name = %s "
+                    "AND kind IN ('file', 'dump')",
+                    (device_id, stored_name),
+                )
+            ).fetchone()
         path = self.dir / str(device_id) / stored_name
         if row is None or not path.is_file():
             return None
@@ -168,27 +179,34 @@ class UploadService:
                 await conn.execute("SELECT id FROM device WHERE id = %s FOR UPDATE", (device_id,))
                 stored = await self._replace_or_insert(conn, device_id, kind, received)
                 os.replace(received.path, folder / stored)
-                evicted = await (await conn.execute(
-                    "DELETE FROM device_file WHERE id IN (SELECT id FROM device_file WHERE device_id = %s "
-                    "AND kind IN ('file', 'dump') ORDER BY created_at DESC, id DESC OFFSET %s) RETURNING stored_name",
-                    (device_id, self.keep))).fetchall()
+                evicted = await (
+                    await conn.execute(
+                        "DELETE FROM device_file WHERE id IN (SELECT id FROM device_file WHERE device_id = %s "
+                        "AND kind IN ('file', 'dump') ORDER BY created_at DESC, id DESC OFFSET %s) RETURNING stored_name",
+                        (device_id, self.keep),
+                    )
+                ).fetchall()
         for (name,) in evicted:
             (folder / name).unlink(missing_ok=True)
         return stored
 
     async def _replace_or_insert(self, conn: AsyncConnection, device_id: int, kind: str, received: Received) -> str:
         if kind == "file":
-            row = await (await conn.execute(
-                "UPDATE device_file SET size = %s, content_type = %s, created_at = clock_timestamp() "
-                "WHERE device_id = %s AND kind = 'file' AND name = %s RETURNING stored_name",
-                (received.size, received.content_type, device_id, received.name))).fetchone()
+            row = await (
+                await conn.execute(
+                    "UPDATE device_file SET size = %s, content_type = %s, created_at = clock_timestamp() "
+                    "WHERE device_id = %s AND kind = 'file' AND name = %s RETURNING stored_name",
+                    (received.size, received.content_type, device_id, received.name),
+                )
+            ).fetchone()
             if row is not None:
                 return str(row[0])
         stored = "".join(secrets.choice(_ALPHABET) for _ in range(32)) + _extension(received.name)
         await conn.execute(
             "INSERT INTO device_file (device_id, name, stored_name, size, content_type, kind, created_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())",
-            (device_id, received.name, stored, received.size, received.content_type, kind))
+            (device_id, received.name, stored, received.size, received.content_type, kind),
+        )
         return stored
 
 

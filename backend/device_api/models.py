@@ -18,11 +18,13 @@ class DeviceFile(SQLModel, table=True):
     name: str
     stored_name: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
-    content_type: str = Field(default="application/octet-stream",
-                              sa_column_kwargs={"server_default": text("'application/octet-stream'")})
+    content_type: str = Field(
+        default="application/octet-stream", sa_column_kwargs={"server_default": text("'application/octet-stream'")}
+    )
     kind: str = Field(default="file", sa_column_kwargs={"server_default": text("'file'")})
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                       sa_column_kwargs={"server_default": text("now()")})
+    created_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": text("now()")}
+    )
 
 
 class DeviceQuota(SQLModel, table=True):

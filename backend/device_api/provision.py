@@ -43,8 +43,9 @@ class ProvisionService:
         if not template_id:
             raise BlynkApiError(e.BAD_PARAMS)
         async with self.pool.connection() as conn:
-            row = await (await conn.execute("SELECT public_id FROM template WHERE id = %s",
-                                            (device.template_id,))).fetchone()
+            row = await (
+                await conn.execute("SELECT public_id FROM template WHERE id = %s", (device.template_id,))
+            ).fetchone()
             if row is None or row[0] != template_id:
                 raise BlynkApiError(TEMPLATE_MISMATCH)
             values: dict[str, object] = {key: _field(first(query, key)) for key in _COLUMNS}

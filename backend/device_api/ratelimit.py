@@ -53,8 +53,10 @@ class DeviceRateLimit:
             bucket.units = min(self.burst, bucket.units + (now - bucket.updated) * self.rate)
             bucket.updated = now
         if bucket.units < 1.0:
-            raise RateLimitedError(f"Request rate limit has been reached. Maximum is {self.rate:g} requests "
-                                   "per second per device.", retry_after=1)
+            raise RateLimitedError(
+                f"Request rate limit has been reached. Maximum is {self.rate:g} requests per second per device.",
+                retry_after=1,
+            )
         bucket.units -= 1.0
 
     def _sweep(self, now: float) -> None:

@@ -26,7 +26,7 @@ from backend.errors import BlynkApiError, ValidationError
 from backend.numbers import is_digits
 from backend.security import Secrets
 from backend.templates.meta import MetaFieldSpec
-from backend.templates.values import DatastreamSpec, MULTI_SEPARATOR, json_of
+from backend.templates.values import MULTI_SEPARATOR, DatastreamSpec, json_of
 
 _RESERVED = {"token", "dataStreamId", "value", "pin"}
 
@@ -52,8 +52,15 @@ class PinRef:
 class DeviceApiService:
     """The logic behind the device HTTP endpoints."""
 
-    def __init__(self, registry: DeviceRegistry, secrets: Secrets, data: DataService,
-                 pool: AsyncConnectionPool, services: DeviceServices, rate_limit: DeviceRateLimit) -> None:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        secrets: Secrets,
+        data: DataService,
+        pool: AsyncConnectionPool,
+        services: DeviceServices,
+        rate_limit: DeviceRateLimit,
+    ) -> None:
         self.registry = registry
         self.secrets = secrets
         self.data = data

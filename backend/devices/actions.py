@@ -29,7 +29,7 @@ class Actor:
     client_id: int | None = None
 
     @classmethod
-    def of(cls, principal: Principal) -> "Actor":
+    def of(cls, principal: Principal) -> Actor:
         """The actor a request's principal is (a client's ``user_id`` is 0: none is kept)."""
         return cls(principal.email, principal.user_id or None, principal.client_id)
 
@@ -44,4 +44,6 @@ class ActionLog:
         """Log one value set by ``actor`` (the device's online state read in the same statement;
         multi-values stored as ``datastream_value`` stores them)."""
         async with self.pool.connection() as conn:
-            await conn.execute(_INSERT_SQL, (pin, db_text(value), actor.user_id, actor.client_id, actor.email, device_id))
+            await conn.execute(
+                _INSERT_SQL, (pin, db_text(value), actor.user_id, actor.client_id, actor.email, device_id)
+            )

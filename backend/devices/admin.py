@@ -33,8 +33,10 @@ def check_device_name(name: str) -> str:
     """A stripped device name, or ValidationError with Blynk's rule."""
     name = name.strip()
     if not DEVICE_NAME.match(name):
-        raise ValidationError("Device name should be up to 50 symbols in length and may contain only letters, "
-                              "digits, spaces, apostrophes, underscores and hyphens.")
+        raise ValidationError(
+            "Device name should be up to 50 symbols in length and may contain only letters, "
+            "digits, spaces, apostrophes, underscores and hyphens."
+        )
     return name
 
 
@@ -49,8 +51,9 @@ class DeviceAdmin:
         self.secrets = secrets
         self.directory = DeviceDirectory(session, scope, audit)
 
-    async def create(self, org_id: int | None, template_id: int, name: str,
-                     owner_id: int | None = None) -> tuple[Device, AuthToken]:
+    async def create(
+        self, org_id: int | None, template_id: int, name: str, owner_id: int | None = None
+    ) -> tuple[Device, AuthToken]:
         """A new device of a template usable in the organization (owned by it or one above it),
         optionally owned by a user of that organization."""
         org = org_id if org_id is not None else self.principal.org_id
@@ -59,8 +62,9 @@ class DeviceAdmin:
         if not await template_above(self.session, template_id, org):
             raise NotFoundError("Template is not found.")
         if owner_id is not None:
-            owner = await fetch_one(self.session, "SELECT 1 AS ok FROM app_user WHERE id = :id AND org_id = :org",
-                                    id=owner_id, org=org)
+            owner = await fetch_one(
+                self.session, "SELECT 1 AS ok FROM app_user WHERE id = :id AND org_id = :org", id=owner_id, org=org
+            )
             if owner is None:
                 raise NotFoundError("User is not found or you don't have access to him.")
         device, token = await DeviceService(self.session, self.secrets).create(org, template_id, name)
@@ -68,19 +72,26 @@ class DeviceAdmin:
             device.owner_id = owner_id
             self.session.add(device)
             await self.session.flush()
-        await self.audit.record(self.principal, org, "device.create", "device", device.id, name=name,
-                                template_id=template_id)
+        await self.audit.record(
+            self.principal, org, "device.create", "device", device.id, name=name, template_id=template_id
+        )
         return device, token
 
     async def rename(self, device_id: int, name: str) -> DeviceInfo:
         """Give a device another name (unique in its organization)."""
         device = await self.directory.get(device_id)
         name = check_device_name(name)
-        await fetch_unique(self.session, "UPDATE device SET name = :name WHERE id = :id RETURNING id",
-                           f"a device named {name!r} already exists in this organization", name=name, id=device_id)
+        await fetch_unique(
+            self.session,
+            "UPDATE device SET name = :name WHERE id = :id RETURNING id",
+            f"a device named {name!r} already exists in this organization",
+            name=name,
+            id=device_id,
+        )
         await notify(self.session, Change("device", device_id))
-        await self.audit.record(self.principal, device.org_id, "device.rename", "device", device_id,
-                                before=device.name, after=name)
+        await self.audit.record(
+            self.principal, device.org_id, "device.rename", "device", device_id, before=device.name, after=name
+        )
         return await self.directory.get(device_id)
 
     async def remove_owner(self, device_id: int) -> DeviceInfo:
@@ -88,8 +99,9 @@ class DeviceAdmin:
         device = await self.directory.get(device_id)
         await execute(self.session, "UPDATE device SET owner_id = NULL WHERE id = :id", id=device_id)
         await notify(self.session, Change("device", device_id))  # the old owner's console sockets let it go
-        await self.audit.record(self.principal, device.org_id, "device.owner_remove", "device", device_id,
-                                owner_id=device.owner_id)
+        await self.audit.record(
+            self.principal, device.org_id, "device.owner_remove", "device", device_id, owner_id=device.owner_id
+        )
         return await self.directory.get(device_id)
 
     async def delete(self, device_id: int, history: HistoryWriter | None = None) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from broker.identity import ConnectInfo, DeviceIdentity, ServiceIdentity
 from backend.devices.registry import DeviceRegistry
 from backend.security import Secrets
+from broker.identity import ConnectInfo, DeviceIdentity, ServiceIdentity
 
 log = logging.getLogger(__name__)
 SERVICE_USERNAME = "openblynk-service"

@@ -16,9 +16,13 @@ from backend.devices.data import Publisher, downlink_topic
 from backend.errors import ValidationError
 from broker.topics import Downlink
 
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*" \
-        r"|\[[0-9A-Fa-f:.]+\])"
-_REDIRECT = re.compile(rf"^(?:(?P<mqtt>mqtts?)://{_HOST}:(?P<p1>\d{{1,5}})|(?P<ws>wss?)://{_HOST}:(?P<p2>\d{{1,5}})/mqtt)$")
+_HOST = (
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])"
+)
+_REDIRECT = re.compile(
+    rf"^(?:(?P<mqtt>mqtts?)://{_HOST}:(?P<p1>\d{{1,5}})|(?P<ws>wss?)://{_HOST}:(?P<p2>\d{{1,5}})/mqtt)$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +33,11 @@ class RedirectUri:
 
     def __post_init__(self) -> None:
         match = _REDIRECT.match(self.value)
-        port = int((match["p1"] or match["p2"])) if match else 0
+        port = int(match["p1"] or match["p2"]) if match else 0
         if not match or not 0 < port < 65536:
-            raise ValidationError(f"redirect URI must be mqtt[s]://host:port or ws[s]://host:port/mqtt, "
-                                  f"not {self.value[:100]!r}")
+            raise ValidationError(
+                f"redirect URI must be mqtt[s]://host:port or ws[s]://host:port/mqtt, not {self.value[:100]!r}"
+            )
 
     def __str__(self) -> str:
         return self.value

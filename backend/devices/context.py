@@ -29,15 +29,18 @@ class DeviceServices:
     timestamped_max_age: timedelta = timedelta(days=30)
 
     @classmethod
-    def build(cls, pool: AsyncConnectionPool, data: DataService, settings: Settings) -> "DeviceServices":
+    def build(cls, pool: AsyncConnectionPool, data: DataService, settings: Settings) -> DeviceServices:
         """Wire the services from the settings (nothing starts yet: see :meth:`start`)."""
         timeline = Timeline(pool, EventLimiter(settings.events_per_day, settings.event_min_interval_seconds))
-        return cls(data=data, meta=MetaService(pool, data.publisher, settings.string_max_bytes),
-                   properties=PropertyService(pool, data.live), timeline=timeline,
-                   lifecycle=Lifecycle(pool, timeline, flush_seconds=settings.last_seen_flush_seconds,
-                                       live=data.live),
-                   commands=DeviceCommands(data.publisher),
-                   timestamped_max_age=timedelta(days=settings.timestamped_max_age_days))
+        return cls(
+            data=data,
+            meta=MetaService(pool, data.publisher, settings.string_max_bytes),
+            properties=PropertyService(pool, data.live),
+            timeline=timeline,
+            lifecycle=Lifecycle(pool, timeline, flush_seconds=settings.last_seen_flush_seconds, live=data.live),
+            commands=DeviceCommands(data.publisher),
+            timestamped_max_age=timedelta(days=settings.timestamped_max_age_days),
+        )
 
     def start(self) -> None:
         """Start the background parts (lifecycle sweeper and last-seen flusher)."""

@@ -20,7 +20,7 @@ server-side write. Each rule of the path is written there once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from backend.devices.actions import ActionLog, Actor
@@ -63,8 +63,15 @@ class UnknownDatastreamError(ValidationError):
 class DataService:
     """Checks and stores datastream values; sends server-side writes to devices."""
 
-    def __init__(self, latest: LatestValues, history: HistoryWriter, publisher: Publisher,
-                 max_string_bytes: int = 1024, live: LiveFeed | None = None, actions: ActionLog | None = None) -> None:
+    def __init__(
+        self,
+        latest: LatestValues,
+        history: HistoryWriter,
+        publisher: Publisher,
+        max_string_bytes: int = 1024,
+        live: LiveFeed | None = None,
+        actions: ActionLog | None = None,
+    ) -> None:
         self.latest = latest
         self.actions = actions
         self.history = history
@@ -83,8 +90,7 @@ class DataService:
         """Check a value without storing it; raises ValidationError."""
         return parse_value(spec, raw, max_string_bytes=self.max_string_bytes)
 
-    async def record(self, values: Sequence[Incoming], *,
-                     origin: str = "device") -> list[tuple[int, ValidationError]]:
+    async def record(self, values: Sequence[Incoming], *, origin: str = "device") -> list[tuple[int, ValidationError]]:
         """Check and store values, in order; the ones refused, by their index in ``values``,
         with the reason (the others are stored all the same).
 
@@ -103,7 +109,7 @@ class DataService:
         live = self.live
         watched = live.watched
         max_bytes = self.max_string_bytes
-        now, utc = datetime.now, timezone.utc
+        now, utc = datetime.now, UTC
         for index, ((device_id, spec), raw, at) in enumerate(values):
             try:
                 shown, number = checked_value(spec, raw, max_bytes)  # a Double's text is made when it is read
@@ -132,8 +138,9 @@ class DataService:
         await self.latest.erase(device.id, spec.pin)
         self.live.publish(device.id, {"type": "value", "pin": spec.pin, "value": None, "origin": "device"})
 
-    async def write_from_server(self, device: DeviceInfo, spec: DatastreamSpec, raw: str,
-                                actor: Actor | None = None) -> Value:
+    async def write_from_server(
+        self, device: DeviceInfo, spec: DatastreamSpec, raw: str, actor: Actor | None = None
+    ) -> Value:
         """A value set by the platform: store it and send it to the device. With ``actor`` (a user
         of the console or a platform API client) it also goes into the device's actions log; the
         HTTP device API's writes (made with the device's own token) pass none."""

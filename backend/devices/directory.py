@@ -53,17 +53,23 @@ class DeviceDirectory:
         where, params = await self.visibility()
         if org_id is not None:
             where, params = f"{where} AND org_id = :org", {**params, "org": org_id}
-        rows = await fetch_all(self.session, f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM device "
-                                             f"WHERE {where} ORDER BY id LIMIT :size OFFSET :offset",
-                               **params, size=size, offset=page * size)
+        rows = await fetch_all(
+            self.session,
+            f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM device "
+            f"WHERE {where} ORDER BY id LIMIT :size OFFSET :offset",
+            **params,
+            size=size,
+            offset=page * size,
+        )
         total = int(rows[0]["total"]) if rows else await self._count(where, params) if page else 0
         return [DeviceInfo(**{k: v for k, v in r.items() if k != "total"}) for r in rows], total
 
     async def get(self, device_id: int) -> DeviceInfo:
         """One visible device."""
         where, params = await self.visibility()
-        row = await fetch_one(self.session, f"SELECT {_COLUMNS} FROM device WHERE id = :id AND {where}",
-                              id=device_id, **params)
+        row = await fetch_one(
+            self.session, f"SELECT {_COLUMNS} FROM device WHERE id = :id AND {where}", id=device_id, **params
+        )
         if row is None:
             raise NotFoundError("device not found")
         return DeviceInfo(**row)
@@ -74,15 +80,22 @@ class DeviceDirectory:
         device = await self.get(device_id)
         await self.scope.require_org(org_id)
         if not await template_above(self.session, device.template_id, org_id):
-            raise ValidationError("the device's template belongs to an organization that is not above the "
-                                  "target organization, so the device cannot use it there")
-        row = await fetch_unique(self.session, f"UPDATE device SET org_id = :org WHERE id = :id RETURNING {_COLUMNS}",
-                                 f"the target organization already has a device named {device.name!r}",
-                                 org=org_id, id=device_id)
+            raise ValidationError(
+                "the device's template belongs to an organization that is not above the "
+                "target organization, so the device cannot use it there"
+            )
+        row = await fetch_unique(
+            self.session,
+            f"UPDATE device SET org_id = :org WHERE id = :id RETURNING {_COLUMNS}",
+            f"the target organization already has a device named {device.name!r}",
+            org=org_id,
+            id=device_id,
+        )
         await notify(self.session, Change("device", device_id))
         for org in (device.org_id, org_id):
-            await self.audit.record(self.principal, org, "device.move", "device", device_id,
-                                    from_org_id=device.org_id, to_org_id=org_id)
+            await self.audit.record(
+                self.principal, org, "device.move", "device", device_id, from_org_id=device.org_id, to_org_id=org_id
+            )
         return DeviceInfo(**row)
 
     async def _count(self, where: str, params: dict[str, object]) -> int:

@@ -148,8 +148,11 @@ class LatestValues:
 
     async def _load(self, device_id: int) -> None:
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                "SELECT pin, value, updated_at FROM datastream_value WHERE device_id = %s", (device_id,))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "SELECT pin, value, updated_at FROM datastream_value WHERE device_id = %s", (device_id,)
+                )
+            ).fetchall()
         known = self._values.setdefault(device_id, {})
         for pin, value, updated_at in rows:
             if pin not in known or known[pin][1] < updated_at:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -61,21 +61,28 @@ _VITAL_KEYS = ("msgs_in", "msgs_out", "bytes_in", "bytes_out")
 
 def _ms(value: Any) -> datetime:
     """A broker timestamp (epoch ms) as an aware datetime; raises ValueError/TypeError."""
-    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 
 
 def _vitals(doc: Any) -> dict[str, int | None]:
     """The four counters of a vitals document (None where missing or not an integer)."""
     doc = doc if isinstance(doc, dict) else {}
-    return {k: doc[k] if isinstance(doc.get(k), int) and not isinstance(doc.get(k), bool) else None
-            for k in _VITAL_KEYS}
+    return {
+        k: doc[k] if isinstance(doc.get(k), int) and not isinstance(doc.get(k), bool) else None for k in _VITAL_KEYS
+    }
 
 
 class Lifecycle:
     """Keeps the connection state, last seen, vitals, ping and firmware report of devices."""
 
-    def __init__(self, pool: AsyncConnectionPool, timeline: Timeline, flush_seconds: float = 5.0,
-                 sweep_seconds: float = 0.5, live: LiveFeed | None = None) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        timeline: Timeline,
+        flush_seconds: float = 5.0,
+        sweep_seconds: float = 0.5,
+        live: LiveFeed | None = None,
+    ) -> None:
         self.pool = pool
         self.live = live or LiveFeed()
         self.timeline = timeline
@@ -88,7 +95,7 @@ class Lifecycle:
     # -- last seen ------------------------------------------------------------------------
     def seen(self, device_id: int, at: datetime | None = None) -> None:
         """The device sent something (kept in memory, written coalesced)."""
-        self.seen_all((device_id,), at or datetime.now(timezone.utc))
+        self.seen_all((device_id,), at or datetime.now(UTC))
 
     def seen_all(self, device_ids: Iterable[int], at: datetime) -> None:
         """:meth:`seen` for many devices at one time."""
@@ -107,7 +114,8 @@ class Lifecycle:
         async with self.pool.connection() as conn:
             async with conn.cursor() as cur:
                 await cur.executemany(
-                    "UPDATE device SET last_seen = %s WHERE id = %s AND (last_seen IS NULL OR last_seen < %s)", rows)
+                    "UPDATE device SET last_seen = %s WHERE id = %s AND (last_seen IS NULL OR last_seen < %s)", rows
+                )
 
     # -- MQTT presence, vitals, ping ------------------------------------------------------
     async def presence(self, device_id: int, doc: dict[str, Any], ignore_seconds: int = 0) -> None:
@@ -116,13 +124,23 @@ class Lifecycle:
         self._http_until.pop(device_id, None)
         async with self.pool.connection() as conn:
             if online:
-                params = {"id": device_id, "at": at, "ip": doc.get("ip"), "client_id": doc.get("client_id"),
-                          "keep_alive": doc.get("keep_alive")}
+                params = {
+                    "id": device_id,
+                    "at": at,
+                    "ip": doc.get("ip"),
+                    "client_id": doc.get("client_id"),
+                    "keep_alive": doc.get("keep_alive"),
+                }
                 row = await (await conn.execute(_ONLINE_SQL, params)).fetchone()
             else:
                 vitals = _vitals(doc.get("vitals"))
-                params = {"id": device_id, "at": at, "day": at.date(), **vitals,
-                          "has_vitals": any(v is not None for v in vitals.values())}
+                params = {
+                    "id": device_id,
+                    "at": at,
+                    "day": at.date(),
+                    **vitals,
+                    "has_vitals": any(v is not None for v in vitals.values()),
+                }
                 row = await (await conn.execute(_OFFLINE_SQL, params)).fetchone()
         was_online = row is not None and bool(row[0])
         if row is not None and was_online != online:  # a transition, not a repeat
@@ -140,14 +158,16 @@ class Lifecycle:
         rtt = doc.get("rtt_ms")
         rtt = float(rtt) if isinstance(rtt, (int, float)) and not isinstance(rtt, bool) and rtt >= 0 else None
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE device SET last_ping_ms = %s, last_ping_at = %s WHERE id = %s",
-                               (rtt, _ms(doc["ts"]), device_id))
+            await conn.execute(
+                "UPDATE device SET last_ping_ms = %s, last_ping_at = %s WHERE id = %s", (rtt, _ms(doc["ts"]), device_id)
+            )
 
     async def info_mcu(self, device_id: int, info: dict[str, Any]) -> None:
         """Store what the device's ``info/mcu`` report says about its firmware and board
         (``ver``, ``build``, ``type``, ``tmpl``, ``blynk``, ``rxbuff``; a missing field is
         cleared, text is cut to 64 characters, an implausible ``rxbuff`` is dropped) and move
         its last-seen time."""
+
         def field(key: str, limit: int = 64) -> str | None:
             value = info.get(key)
             return None if value is None else str(value)[:limit]
@@ -157,8 +177,16 @@ class Lifecycle:
             await conn.execute(
                 "UPDATE device SET fw_version = %s, fw_build = %s, fw_type = %s, board_template_id = %s, "
                 "blynk_version = %s, rx_buffer = %s, last_seen = now() WHERE id = %s",
-                (field("ver"), field("build"), field("type"), field("tmpl"), field("blynk"),
-                 rx if isinstance(rx, int) and 0 < rx < 1 << 20 else None, device_id))
+                (
+                    field("ver"),
+                    field("build"),
+                    field("type"),
+                    field("tmpl"),
+                    field("blynk"),
+                    rx if isinstance(rx, int) and 0 < rx < 1 << 20 else None,
+                    device_id,
+                ),
+            )
 
     # -- HTTP-only devices ----------------------------------------------------------------
     async def http_report(self, device: DeviceInfo) -> None:
@@ -169,28 +197,35 @@ class Lifecycle:
             self._http_until[device.id] = (until, device.offline_ignore_seconds)
             return
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "UPDATE device SET online = true, online_via = 'http' WHERE id = %s AND NOT online RETURNING id",
-                (device.id,))).fetchone()
+            row = await (
+                await conn.execute(
+                    "UPDATE device SET online = true, online_via = 'http' WHERE id = %s AND NOT online RETURNING id",
+                    (device.id,),
+                )
+            ).fetchone()
         if row is not None:
             self._http_until[device.id] = (until, device.offline_ignore_seconds)
             self.live.publish(device.id, {"type": "presence", "online": True, "ts": int(time.time() * 1000)})
-            await self.timeline.connection(device.id, True, datetime.now(timezone.utc), device.offline_ignore_seconds)
+            await self.timeline.connection(device.id, True, datetime.now(UTC), device.offline_ignore_seconds)
 
     async def sweep(self) -> None:
         """Take HTTP-only devices whose time ran out offline."""
         now = time.monotonic()
-        for device_id, (until, ignore) in list(self._http_until.items()):
+        for device_id, (until, _ignore) in list(self._http_until.items()):
             if until <= now:
                 del self._http_until[device_id]
                 await self._http_offline(device_id)
 
     async def _http_offline(self, device_id: int) -> None:
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "UPDATE device SET online = false, online_via = NULL, disconnected_at = %s "
-                "WHERE id = %s AND online AND online_via = 'http' RETURNING id", (at, device_id))).fetchone()
+            row = await (
+                await conn.execute(
+                    "UPDATE device SET online = false, online_via = NULL, disconnected_at = %s "
+                    "WHERE id = %s AND online AND online_via = 'http' RETURNING id",
+                    (at, device_id),
+                )
+            ).fetchone()
         if row is not None:
             self.live.publish(device_id, {"type": "presence", "online": False, "ts": int(at.timestamp() * 1000)})
             await self.timeline.connection(device_id, False, at)
@@ -198,11 +233,14 @@ class Lifecycle:
     async def reset_http_online(self) -> None:
         """At start: devices left online over HTTP by a previous run are offline now."""
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                "UPDATE device SET online = false, online_via = NULL, disconnected_at = now() "
-                "WHERE online AND online_via = 'http' RETURNING id")).fetchall()
+            rows = await (
+                await conn.execute(
+                    "UPDATE device SET online = false, online_via = NULL, disconnected_at = now() "
+                    "WHERE online AND online_via = 'http' RETURNING id"
+                )
+            ).fetchall()
         for (device_id,) in rows:
-            await self.timeline.connection(device_id, False, datetime.now(timezone.utc))
+            await self.timeline.connection(device_id, False, datetime.now(UTC))
 
     # -- background -----------------------------------------------------------------------
     def start(self) -> None:

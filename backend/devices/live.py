@@ -41,7 +41,7 @@ Key = tuple[str, int]
 class Subscription:
     """The changes of some devices, as JSON-able dicts, in order."""
 
-    def __init__(self, feed: "LiveFeed", device_ids: frozenset[int], keys: frozenset[Key]) -> None:
+    def __init__(self, feed: LiveFeed, device_ids: frozenset[int], keys: frozenset[Key]) -> None:
         self.feed = feed
         self.device_ids = device_ids
         self.keys = keys
@@ -105,7 +105,7 @@ class Subscription:
         """Stop receiving."""
         self.feed._unindex(self, self.device_ids, self.keys)
 
-    def __enter__(self) -> "Subscription":
+    def __enter__(self) -> Subscription:
         return self
 
     def __exit__(self, *exc: object) -> None:

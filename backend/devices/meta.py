@@ -45,12 +45,18 @@ class MetaService:
             return device.name
         async with self.pool.connection() as conn:
             if spec.name == DEVICE_OWNER:
-                row = await (await conn.execute(
-                    "SELECT u.email FROM device d JOIN app_user u ON u.id = d.owner_id WHERE d.id = %s",
-                    (device.id,))).fetchone()
+                row = await (
+                    await conn.execute(
+                        "SELECT u.email FROM device d JOIN app_user u ON u.id = d.owner_id WHERE d.id = %s",
+                        (device.id,),
+                    )
+                ).fetchone()
             else:
-                row = await (await conn.execute(
-                    "SELECT value FROM device_meta WHERE device_id = %s AND name = %s", (device.id, spec.name))).fetchone()
+                row = await (
+                    await conn.execute(
+                        "SELECT value FROM device_meta WHERE device_id = %s AND name = %s", (device.id, spec.name)
+                    )
+                ).fetchone()
         if row is not None:
             return wire_text(row[0])
         return spec.default_value or ""
@@ -85,4 +91,5 @@ class MetaService:
             await conn.execute(
                 "INSERT INTO device_meta (device_id, name, value, updated_at) VALUES (%s, %s, %s, now()) "
                 "ON CONFLICT (device_id, name) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
-                (device.id, spec.name, db_text(value)))
+                (device.id, spec.name, db_text(value)),
+            )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import text, BigInteger, Column, DateTime, ForeignKey, LargeBinary, SmallInteger
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, LargeBinary, SmallInteger, text
 from sqlmodel import Field, SQLModel
 
 
@@ -49,8 +49,9 @@ class Device(SQLModel, table=True):
     disconnects_day: date | None = None
     last_ping_ms: float | None = None
     last_ping_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                       sa_column_kwargs={"server_default": text("now()")})
+    created_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": text("now()")}
+    )
 
 
 class DatastreamValue(SQLModel, table=True):

@@ -43,5 +43,6 @@ def lat_lon_text(point: tuple[float, float]) -> str:
 async def device_zone(device: DeviceInfo, data: DataService, meta: MetaService) -> ZoneInfo:
     """The device's time zone: location → Time Zone metadata → organization → UTC."""
     tz_meta = await meta.value(device, device.meta[TIME_ZONE]) if TIME_ZONE in device.meta else ""
-    return resolve_zone(TzSources(lat_lon=await lat_lon(device, data, meta), meta_tz=tz_meta or None,
-                                  org_tz=device.org_tz))
+    return resolve_zone(
+        TzSources(lat_lon=await lat_lon(device, data, meta), meta_tz=tz_meta or None, org_tz=device.org_tz)
+    )

@@ -17,7 +17,8 @@ from backend.templates.values import db_text, wire_text
 PROPERTY_NAMES = frozenset(
     "label color onBackColor offBackColor onColor offColor onLabel offLabel labels min max isOnPlay url urls "
     "step valueFormatting suffix maximumFractionDigits opacity scale rotation sortType isDisabled isHidden "
-    "icons onImageUrl offImageUrl page sound isMuted loop autoplay contentDesign backColor".split())
+    "icons onImageUrl offImageUrl page sound isMuted loop autoplay contentDesign backColor".split()
+)
 """Blynk's widget property names (reference §1.10)."""
 MAX_PROPERTY_BYTES = 1024
 
@@ -49,20 +50,26 @@ class PropertyService:
                 "INSERT INTO device_property (device_id, pin, property, value, updated_at) "
                 "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (device_id, pin, property) "
                 "DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
-                (device_id, pin, name, db_text(value)))
+                (device_id, pin, name, db_text(value)),
+            )
         self.live.publish(device_id, {"type": "property", "pin": pin, "name": name, "value": value})
 
     async def erase(self, device_id: int, pin: int, name: str) -> None:
         """Forget a property; raises UnknownPropertyError for a name Blynk does not know."""
         check_property(name, "")
         async with self.pool.connection() as conn:
-            await conn.execute("DELETE FROM device_property WHERE device_id = %s AND pin = %s AND property = %s",
-                               (device_id, pin, name))
+            await conn.execute(
+                "DELETE FROM device_property WHERE device_id = %s AND pin = %s AND property = %s",
+                (device_id, pin, name),
+            )
         self.live.publish(device_id, {"type": "property", "pin": pin, "name": name, "value": None})
 
     async def all(self, device_id: int) -> dict[tuple[int, str], str]:
         """Every stored property of the device, by (pin, name)."""
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                "SELECT pin, property, value FROM device_property WHERE device_id = %s", (device_id,))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "SELECT pin, property, value FROM device_property WHERE device_id = %s", (device_id,)
+                )
+            ).fetchall()
         return {(pin, name): wire_text(value) for pin, name, value in rows}

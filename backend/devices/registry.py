@@ -144,13 +144,33 @@ class DeviceRegistry:
             row = await (await conn.execute(_DEVICE_SQL.format(where=where), (arg,))).fetchone()
             if row is None:
                 return None
-            specs = [DatastreamSpec(pin=r[0], name=r[1], type=DatastreamType(r[2]), min=r[3], max=r[4],
-                                    default_value=r[5], sync=r[6], save_raw=r[7])
-                     for r in await (await conn.execute(_DS_SQL, (row[3],))).fetchall()]
+            specs = [
+                DatastreamSpec(
+                    pin=r[0],
+                    name=r[1],
+                    type=DatastreamType(r[2]),
+                    min=r[3],
+                    max=r[4],
+                    default_value=r[5],
+                    sync=r[6],
+                    save_raw=r[7],
+                )
+                for r in await (await conn.execute(_DS_SQL, (row[3],))).fetchall()
+            ]
             events = [EventSpec(*r) for r in await (await conn.execute(_EVENT_SQL, (row[3],))).fetchall()]
             custom = [custom_spec(*r) for r in await (await conn.execute(_META_SQL, (row[3],))).fetchall()]
         meta = {f.name: f for f in (*SYSTEM_FIELDS, *custom)}
-        return DeviceInfo(id=row[0], name=row[1], org_id=row[2], template_id=row[3], template_name=row[4],
-                          by_name={s.name: s for s in specs}, by_pin={s.pin: s for s in specs},
-                          events={e.code: e for e in events}, meta=meta, heartbeat_interval=row[5],
-                          offline_ignore_seconds=row[6], org_tz=row[7])
+        return DeviceInfo(
+            id=row[0],
+            name=row[1],
+            org_id=row[2],
+            template_id=row[3],
+            template_name=row[4],
+            by_name={s.name: s for s in specs},
+            by_pin={s.pin: s for s in specs},
+            events={e.code: e for e in events},
+            meta=meta,
+            heartbeat_interval=row[5],
+            offline_ignore_seconds=row[6],
+            org_tz=row[7],
+        )

@@ -53,22 +53,31 @@ async def send_command(broker: Broker, target: Target, command: str, uri: str | 
     if not target.online:
         raise DeviceOfflineError(f"device {target.name!r} is offline: the {command} command would be lost")
     subscriptions = [f"sys/ping/{target.id}"] if command == "ping" else []
-    client = ServiceClient(broker.host, broker.port, SERVICE_USERNAME, broker.password,
-                           client_id=f"openblynk-cli-{uuid.uuid4().hex[:8]}", subscriptions=subscriptions,
-                           clean_session=True)
+    client = ServiceClient(
+        broker.host,
+        broker.port,
+        SERVICE_USERNAME,
+        broker.password,
+        client_id=f"openblynk-cli-{uuid.uuid4().hex[:8]}",
+        subscriptions=subscriptions,
+        clean_session=True,
+    )
     try:
         await client.start(timeout=broker.connect_timeout)
     except ConnectionError as exc:
-        raise BrokerUnreachableError(f"cannot reach the MQTT broker at {broker.host}:{broker.port}; "
-                                     "is `openblynk serve` (or `openblynk broker`) running?") from exc
+        raise BrokerUnreachableError(
+            f"cannot reach the MQTT broker at {broker.host}:{broker.port}; "
+            "is `openblynk serve` (or `openblynk broker`) running?"
+        ) from exc
     try:
         return await _run(client, _Recorder(client), target, command, redirect)
     finally:
         await client.stop()
 
 
-async def _run(client: ServiceClient, recorder: "_Recorder", target: Target, command: str,
-               redirect: RedirectUri | None) -> str:
+async def _run(
+    client: ServiceClient, recorder: _Recorder, target: Target, command: str, redirect: RedirectUri | None
+) -> str:
     commands = DeviceCommands(recorder)
     if command == "ping":
         await asyncio.to_thread(client.subscribed.wait, 5.0)
@@ -86,8 +95,10 @@ async def _ping_answer(client: ServiceClient, target: Target) -> str:
     try:
         msg = await asyncio.wait_for(client.messages(), PING_WAIT_SECONDS)
     except TimeoutError:
-        raise OpenBlynkError(f"no round trip reported for {target.name!r} within {PING_WAIT_SECONDS:.0f} s "
-                             "(does the broker report sys/ping?)") from None
+        raise OpenBlynkError(
+            f"no round trip reported for {target.name!r} within {PING_WAIT_SECONDS:.0f} s "
+            "(does the broker report sys/ping?)"
+        ) from None
     if msg is None:  # the client was stopped meanwhile
         raise OpenBlynkError(f"lost the broker connection while pinging {target.name!r}")
     doc = json.loads(msg.payload)

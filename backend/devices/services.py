@@ -19,14 +19,19 @@ class DeviceService:
         self.session = session
         self.secrets = secrets
 
-    async def create(self, org_id: int, template_id: int, name: str,
-                     token: AuthToken | None = None) -> tuple[Device, AuthToken]:
+    async def create(
+        self, org_id: int, template_id: int, name: str, token: AuthToken | None = None
+    ) -> tuple[Device, AuthToken]:
         """A new device with the given or a fresh token."""
         token = token or AuthToken.generate()
         await self._ensure_token_free(token)
-        device = Device(org_id=org_id, template_id=template_id, name=name,
-                        token_hmac=self.secrets.token_hmac(token),
-                        token_encrypted=self.secrets.encrypt_token(token))
+        device = Device(
+            org_id=org_id,
+            template_id=template_id,
+            name=name,
+            token_hmac=self.secrets.token_hmac(token),
+            token_encrypted=self.secrets.encrypt_token(token),
+        )
         self.session.add(device)
         try:
             await self.session.flush()

@@ -57,12 +57,10 @@ def check_tag(raw: str) -> str:
     if not tag:
         raise ValidationError("a tag cannot be empty")
     if len(tag) > MAX_TAG_LENGTH:
-        raise ValidationError(f"tag {tag[:20]!r}... is {len(tag)} characters long; a tag has at most "
-                              f"{MAX_TAG_LENGTH}")
+        raise ValidationError(f"tag {tag[:20]!r}... is {len(tag)} characters long; a tag has at most {MAX_TAG_LENGTH}")
     bad = next((c for c in tag if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:
-        raise ValidationError(f"tag {tag!r} contains the control character U+{ord(bad):04X}; "
-                              "tags are printable text")
+        raise ValidationError(f"tag {tag!r} contains the control character U+{ord(bad):04X}; tags are printable text")
     return tag
 
 
@@ -76,8 +74,11 @@ def check_tags(raw: Iterable[str]) -> list[str]:
 
 async def tags_of(session: AsyncSession, device_ids: list[int]) -> dict[int, list[str]]:
     """The tags of each of ``device_ids`` that has any, sorted (no scope check)."""
-    rows = await fetch_all(session, "SELECT device_id, tag FROM device_tag WHERE device_id = ANY(:ids) "
-                                    'ORDER BY device_id, tag COLLATE "C"', ids=device_ids)
+    rows = await fetch_all(
+        session,
+        'SELECT device_id, tag FROM device_tag WHERE device_id = ANY(:ids) ORDER BY device_id, tag COLLATE "C"',
+        ids=device_ids,
+    )
     out: dict[int, list[str]] = {}
     for row in rows:
         out.setdefault(int(row["device_id"]), []).append(str(row["tag"]))
@@ -89,11 +90,16 @@ async def store_tags(session: AsyncSession, device_id: int, tags: list[str]) -> 
     before = set((await tags_of(session, [device_id])).get(device_id, []))
     added, removed = sorted(set(tags) - before), sorted(before - set(tags))
     if removed:
-        await execute(session, "DELETE FROM device_tag WHERE device_id = :d AND tag = ANY(:tags)",
-                      d=device_id, tags=removed)
+        await execute(
+            session, "DELETE FROM device_tag WHERE device_id = :d AND tag = ANY(:tags)", d=device_id, tags=removed
+        )
     if added:
-        await execute(session, "INSERT INTO device_tag (device_id, tag) SELECT :d, unnest(CAST(:tags AS text[])) "
-                               "ON CONFLICT DO NOTHING", d=device_id, tags=added)
+        await execute(
+            session,
+            "INSERT INTO device_tag (device_id, tag) SELECT :d, unnest(CAST(:tags AS text[])) ON CONFLICT DO NOTHING",
+            d=device_id,
+            tags=added,
+        )
     return added, removed
 
 
@@ -121,8 +127,9 @@ class DeviceTags:
         wanted = check_tags(tags)
         added, removed = await store_tags(self.session, device_id, wanted)
         if added or removed:
-            await self.audit.record(self.principal, device.org_id, "device.tags_update", "device", device_id,
-                                    added=added, removed=removed)
+            await self.audit.record(
+                self.principal, device.org_id, "device.tags_update", "device", device_id, added=added, removed=removed
+            )
         return DeviceTagSet(device_id, wanted)
 
     async def in_use(self, org_id: int | None = None) -> list[TagUse]:
@@ -132,7 +139,11 @@ class DeviceTags:
         where, params = await self.directory.visibility()
         if org_id is not None:
             where, params = f"{where} AND org_id = :org", {**params, "org": org_id}
-        rows = await fetch_all(self.session, "SELECT tag, count(*) AS devices FROM device_tag WHERE device_id IN "
-                                             f"(SELECT id FROM device WHERE {where}) GROUP BY tag "
-                                             'ORDER BY tag COLLATE "C"', **params)
+        rows = await fetch_all(
+            self.session,
+            "SELECT tag, count(*) AS devices FROM device_tag WHERE device_id IN "
+            f"(SELECT id FROM device WHERE {where}) GROUP BY tag "
+            'ORDER BY tag COLLATE "C"',
+            **params,
+        )
         return [TagUse(str(r["tag"]), int(r["devices"])) for r in rows]

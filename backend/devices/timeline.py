@@ -13,7 +13,7 @@ app restarts in between.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -53,7 +53,7 @@ class EventLimiter:
 
     def take(self, device_id: int, code: str, now: datetime) -> None:
         """Count one event at ``now``; raises EventRefusedError over a limit."""
-        day = now.astimezone(timezone.utc).date()
+        day = now.astimezone(UTC).date()
         seen_day, count = self._days.get(device_id, (day, 0))
         if seen_day != day:
             count = 0
@@ -80,11 +80,10 @@ class Timeline:
             raise UnknownEventError(f"no event with code {code[:50]!r} in template {device.template_name!r}")
         return spec
 
-    async def log_event(self, device: DeviceInfo, code: str, description: str = "",
-                        at: datetime | None = None) -> None:
+    async def log_event(self, device: DeviceInfo, code: str, description: str = "", at: datetime | None = None) -> None:
         """Store an event; an empty description is the definition's. Raises on unknown code or limits."""
         spec = self.event_spec(device, code)
-        at = at or datetime.now(timezone.utc)
+        at = at or datetime.now(UTC)
         day = at.date()
         if not self.limiter.knows(device.id, day):
             self.limiter.seed(device.id, day, await self._count_day(device.id, day))
@@ -93,7 +92,8 @@ class Timeline:
             await conn.execute(
                 "INSERT INTO device_event (device_id, ts, kind, code, type, description) "
                 "VALUES (%s, %s, 'event', %s, %s, %s)",
-                (device.id, at, spec.code, spec.type, (description or spec.description)[:MAX_DESCRIPTION]))
+                (device.id, at, spec.code, spec.type, (description or spec.description)[:MAX_DESCRIPTION]),
+            )
 
     async def connection(self, device_id: int, online: bool, at: datetime, ignore_seconds: int = 0) -> None:
         """Record the device going online or offline (honouring the offline ignore period)."""
@@ -102,15 +102,20 @@ class Timeline:
                 cur = await conn.execute(_FORGET_BLIP_SQL, (device_id, at - timedelta(seconds=ignore_seconds)))
                 if await cur.fetchone() is not None:
                     return  # the offline was a blip: neither it nor this online is shown
-            await conn.execute("INSERT INTO device_event (device_id, ts, kind) VALUES (%s, %s, %s)",
-                               (device_id, at, "online" if online else "offline"))
+            await conn.execute(
+                "INSERT INTO device_event (device_id, ts, kind) VALUES (%s, %s, %s)",
+                (device_id, at, "online" if online else "offline"),
+            )
 
     async def _count_day(self, device_id: int, day: date) -> int:
-        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT count(*) FROM device_event WHERE device_id = %s AND kind = 'event' AND ts >= %s AND ts < %s",
-                (device_id, start, start + timedelta(days=1)))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) FROM device_event WHERE device_id = %s AND kind = 'event' AND ts >= %s AND ts < %s",
+                    (device_id, start, start + timedelta(days=1)),
+                )
+            ).fetchone()
         return int(row[0]) if row else 0
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from zoneinfo import TZPATH, ZoneInfo, ZoneInfoNotFoundError
 
 log = logging.getLogger(__name__)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,7 @@ def _footer(data: bytes) -> str:
     if not data.startswith(b"TZif") or not data.endswith(b"\n"):
         return ""
     start = data.rfind(b"\n", 0, len(data) - 1)
-    return data[start + 1:-1].decode("ascii", "replace") if start >= 0 else ""
+    return data[start + 1 : -1].decode("ascii", "replace") if start >= 0 else ""
 
 
 def utc_document(zone: ZoneInfo, now: datetime) -> dict[str, object]:
@@ -104,5 +104,5 @@ def utc_document(zone: ZoneInfo, now: datetime) -> dict[str, object]:
 
 def utc_payload(zone: ZoneInfo, now: datetime | None = None) -> bytes:
     """The document as Blynk sends it: compact JSON, keys in the documented order."""
-    document = utc_document(zone, now or datetime.now(timezone.utc))
+    document = utc_document(zone, now or datetime.now(UTC))
     return json.dumps(document, separators=(",", ":")).encode()

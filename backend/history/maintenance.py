@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -67,16 +67,19 @@ async def maintain(pool: AsyncConnectionPool, retention: Retention, days_ahead: 
 async def trim_actions(pool: AsyncConnectionPool, default_days: int, shortest_days: int) -> int:
     """Delete actions log entries older than their device's raw history retention (the template's,
     or ``default_days``); only entries older than ``shortest_days`` are looked at."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with pool.connection() as conn:
-        result = await conn.execute(_ACTIONS_SQL, {"now": now, "oldest": now - timedelta(days=shortest_days),
-                                                   "days": default_days})
+        result = await conn.execute(
+            _ACTIONS_SQL, {"now": now, "oldest": now - timedelta(days=shortest_days), "days": default_days}
+        )
     if result.rowcount:
         log.info("retention removed %d actions log entries", result.rowcount)
     return result.rowcount
 
 
-async def _template_retentions(pool: AsyncConnectionPool, retention: Retention) -> tuple[dict[int, int], dict[int, int]]:
+async def _template_retentions(
+    pool: AsyncConnectionPool, retention: Retention
+) -> tuple[dict[int, int], dict[int, int]]:
     """Each template's effective raw and rollup retention in days."""
     async with pool.connection() as conn:
         rows = await (await conn.execute(_OVERRIDES_SQL)).fetchall()
@@ -89,7 +92,7 @@ async def _template_retentions(pool: AsyncConnectionPool, retention: Retention) 
 
 async def _apply(pool: AsyncConnectionPool, table: PartitionedTable, days: dict[int, int]) -> list[str]:
     """Drop what no template keeps; trim the templates that keep less than the longest."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     longest = max(days.values())
     async with pool.connection() as conn:
         hypertable = table is HISTORY and await is_hypertable(conn)
@@ -102,9 +105,15 @@ async def _apply(pool: AsyncConnectionPool, table: PartitionedTable, days: dict[
             shorter[keep].append(template_id)
     async with pool.connection() as conn:
         for keep, templates in sorted(shorter.items()):
-            result = await conn.execute(_TRIM_SQL.format(table=table.name, column=table.column),
-                                        (templates, now - timedelta(days=keep)))
+            result = await conn.execute(
+                _TRIM_SQL.format(table=table.name, column=table.column), (templates, now - timedelta(days=keep))
+            )
             if result.rowcount:
-                log.info("retention removed %d %s rows of templates %s (kept %d days)", result.rowcount,
-                         table.name, templates, keep)
+                log.info(
+                    "retention removed %d %s rows of templates %s (kept %d days)",
+                    result.rowcount,
+                    table.name,
+                    templates,
+                    keep,
+                )
     return dropped

@@ -15,7 +15,7 @@ compression instead (:mod:`backend.history.timescale`) and nothing is packed her
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import AsyncConnection
@@ -53,14 +53,14 @@ async def pack_closed_days(pool: AsyncConnectionPool, keep_raw_days: int = 1) ->
     ``keep_raw_days`` must cover the partitions :func:`ensure_partitions` creates behind
     today (``days_back``), or they would be created again after being packed.
     """
-    today = datetime.now(timezone.utc).date()
-    cutoff = datetime.combine(today - timedelta(days=keep_raw_days), datetime.min.time(), timezone.utc)
+    today = datetime.now(UTC).date()
+    cutoff = datetime.combine(today - timedelta(days=keep_raw_days), datetime.min.time(), UTC)
     packed: list[str] = []
     async with pool.connection() as conn:
         if await is_hypertable(conn):
             return packed
         for name, start, end in await partitions(conn, HISTORY):
-            if end.astimezone(timezone.utc) <= cutoff and await _pack_partition(conn, name, start.date()):
+            if end.astimezone(UTC) <= cutoff and await _pack_partition(conn, name, start.date()):
                 packed.append(name)
         await _pack_default(conn, cutoff)
     if packed:
@@ -88,8 +88,11 @@ async def _pack_partition(conn: AsyncConnection, name: str, day: date) -> bool:
 async def _pack_default(conn: AsyncConnection, cutoff: datetime) -> None:
     """Pack what sits in the default partition before ``cutoff`` (late or very old points)."""
     async with conn.transaction():
-        days = await (await conn.execute(
-            "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM history_default WHERE ts < %s", (cutoff,))).fetchall()
+        days = await (
+            await conn.execute(
+                "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date FROM history_default WHERE ts < %s", (cutoff,)
+            )
+        ).fetchall()
         for (day,) in days:
             await _ensure_packed_partition(conn, day)
         result = await conn.execute(_PACK_DEFAULT_SQL, {"cutoff": cutoff})
@@ -104,6 +107,7 @@ async def _ensure_packed_partition(conn: AsyncConnection, day: date) -> None:
     if exists and exists[0] is not None:
         return
     end = PACKED.next_start(day)
-    await conn.execute(f"CREATE TABLE {name} PARTITION OF history_packed "
-                       f"FOR VALUES FROM ('{day} 00:00:00+00') TO ('{end} 00:00:00+00')")
-
+    await conn.execute(
+        f"CREATE TABLE {name} PARTITION OF history_packed "
+        f"FOR VALUES FROM ('{day} 00:00:00+00') TO ('{end} 00:00:00+00')"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from psycopg import AsyncConnection
@@ -55,7 +55,7 @@ TABLES = (HISTORY, MINUTE, HOUR)
 async def ensure_partitions(pool: AsyncConnectionPool, days_back: int = 1, days_ahead: int = 3) -> list[str]:
     """Create the partitions covering ``days_back`` days ago to ``days_ahead`` days ahead."""
     created: list[str] = []
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     async with pool.connection() as conn:
         hypertable = await is_hypertable(conn)  # TimescaleDB makes its own chunks
         for table in TABLES:
@@ -87,8 +87,9 @@ async def _create(conn: AsyncConnection, table: PartitionedTable, start: date, e
     return True
 
 
-async def _create_moving_rows(conn: AsyncConnection, table: PartitionedTable, name: str,
-                              start: date, end: date) -> bool:
+async def _create_moving_rows(
+    conn: AsyncConnection, table: PartitionedTable, name: str, start: date, end: date
+) -> bool:
     """Create a partition whose range has rows in the default partition, moving them in."""
     default = f"{table.name}_default"
     try:
@@ -96,9 +97,12 @@ async def _create_moving_rows(conn: AsyncConnection, table: PartitionedTable, na
             await conn.execute(f"CREATE TABLE {name} (LIKE {table.name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
             moved = await conn.execute(
                 f"WITH moved AS (DELETE FROM {default} WHERE {table.column} >= %s AND {table.column} < %s "
-                f"RETURNING *) INSERT INTO {name} SELECT * FROM moved", (start, end))
-            await conn.execute(f"ALTER TABLE {table.name} ATTACH PARTITION {name} "
-                               f"FOR VALUES FROM ('{start}') TO ('{end}')")
+                f"RETURNING *) INSERT INTO {name} SELECT * FROM moved",
+                (start, end),
+            )
+            await conn.execute(
+                f"ALTER TABLE {table.name} ATTACH PARTITION {name} FOR VALUES FROM ('{start}') TO ('{end}')"
+            )
     except psycopg.errors.DuplicateTable:
         return False
     log.info("created partition %s and moved %d rows into it from %s", name, moved.rowcount, default)
@@ -107,9 +111,13 @@ async def _create_moving_rows(conn: AsyncConnection, table: PartitionedTable, na
 
 async def partitions(conn: AsyncConnection, table: PartitionedTable) -> list[tuple[str, datetime, datetime]]:
     """The range partitions of ``table`` with their bounds (the default one excluded)."""
-    rows = await (await conn.execute(
-        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass", (table.name,))).fetchall()
+    rows = await (
+        await conn.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+            (table.name,),
+        )
+    ).fetchall()
     out = []
     for name, bound in rows:
         match = _BOUND.search(bound or "")
@@ -123,7 +131,7 @@ async def drop_expired(pool: AsyncConnectionPool, table: PartitionedTable, cutof
     dropped = []
     async with pool.connection() as conn:
         for name, _start, end in await partitions(conn, table):
-            if end.astimezone(timezone.utc) <= cutoff:
+            if end.astimezone(UTC) <= cutoff:
                 await conn.execute(f"DROP TABLE IF EXISTS {name}")
                 dropped.append(name)
         await conn.execute(f"DELETE FROM {table.name}_default WHERE {table.column} < %s", (cutoff,))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -42,7 +42,7 @@ HOUR = timedelta(hours=1)
 HOUR_ALIGNED = timedelta(hours=4)
 """Buckets at least this wide are whole hours; narrower ones (from rollups) whole minutes."""
 _MICROSECOND = timedelta(microseconds=1)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _BUCKETS_SQL = """
 SELECT date_bin(%(width)s, t, %(anchor)s) AS b, min(lo), max(hi), sum(total) / sum(n), sum(n)::bigint
@@ -181,10 +181,15 @@ class Grid:
     def query(self) -> tuple[str, dict[str, object]]:
         """The SQL of the buckets and its parameters (device and pin left to the caller)."""
         params: dict[str, object] = {
-            "width": self.width, "anchor": self.anchor, "start": self.start, "end": self.end,
-            "minutes_end": self.end - MINUTE + self.resolution, "hours_end": self.end - HOUR + self.resolution,
+            "width": self.width,
+            "anchor": self.anchor,
+            "start": self.start,
+            "end": self.end,
+            "minutes_end": self.end - MINUTE + self.resolution,
+            "hours_end": self.end - HOUR + self.resolution,
             "cut_minutes": self.cut(MINUTE) if self.raw else [],
-            "cut_hours": self.cut(HOUR) if self.source == "history_hour" else []}
+            "cut_hours": self.cut(HOUR) if self.source == "history_hour" else [],
+        }
         if self.source == "history":
             parts = [_RAW]
         elif self.source == "history_minute":
@@ -206,8 +211,16 @@ def _ceil_div(span: timedelta, parts: int, unit: timedelta) -> timedelta:
     return -(-span // (unit * parts)) * unit
 
 
-async def series(pool: AsyncConnectionPool, device_id: int, pin: int, start: datetime, end: datetime,
-                 points: int = 1000, *, save_raw: bool = True) -> Series:
+async def series(
+    pool: AsyncConnectionPool,
+    device_id: int,
+    pin: int,
+    start: datetime,
+    end: datetime,
+    points: int = 1000,
+    *,
+    save_raw: bool = True,
+) -> Series:
     """At most ``points`` buckets covering [start, end), holding exactly its stored points.
 
     A bucket's ``ts`` is where its span starts inside the range (the first bucket's is ``start``).
@@ -230,14 +243,27 @@ class PageCursor:
     skip: int
 
 
-async def raw_page(pool: AsyncConnectionPool, device_id: int, pin: int, start: datetime, end: datetime,
-                   limit: int = 1000, cursor: PageCursor | None = None) -> tuple[list[RawPoint], PageCursor | None]:
+async def raw_page(
+    pool: AsyncConnectionPool,
+    device_id: int,
+    pin: int,
+    start: datetime,
+    end: datetime,
+    limit: int = 1000,
+    cursor: PageCursor | None = None,
+) -> tuple[list[RawPoint], PageCursor | None]:
     """Up to ``limit`` raw points in time order, and the cursor of the next page (None at the end)."""
     _check_range(start, end, 1)
     if not 1 <= limit <= MAX_POINTS:
         raise ValidationError(f"limit must be 1..{MAX_POINTS}")
-    params = {"device": device_id, "pin": pin, "end": end, "limit": limit,
-              "from": cursor.ts if cursor else start, "skip": cursor.skip if cursor else 0}
+    params = {
+        "device": device_id,
+        "pin": pin,
+        "end": end,
+        "limit": limit,
+        "from": cursor.ts if cursor else start,
+        "skip": cursor.skip if cursor else 0,
+    }
     async with pool.connection() as conn:
         rows = await (await conn.execute(_RAW_PAGE_SQL, params)).fetchall()
     points = [RawPoint(ts, value, text) for ts, value, text in rows]
@@ -253,13 +279,15 @@ async def count_raw(pool: AsyncConnectionPool, device_id: int, pin: int, start: 
     """How many raw points (unpacked or packed) the range holds."""
     _check_range(start, end, 1)
     async with pool.connection() as conn:
-        row = await (await conn.execute(_COUNT_SQL, {"device": device_id, "pin": pin, "start": start,
-                                                     "end": end})).fetchone()
+        row = await (
+            await conn.execute(_COUNT_SQL, {"device": device_id, "pin": pin, "start": start, "end": end})
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
-async def stream_raw(pool: AsyncConnectionPool, device_id: int, pin: int, start: datetime,
-                     end: datetime, chunk: int = 5000) -> AsyncIterator[RawPoint]:
+async def stream_raw(
+    pool: AsyncConnectionPool, device_id: int, pin: int, start: datetime, end: datetime, chunk: int = 5000
+) -> AsyncIterator[RawPoint]:
     """Every raw point of the range through a server-side cursor: memory does not grow with
     the range (at most ``chunk`` rows are held at once)."""
     _check_range(start, end, 1)

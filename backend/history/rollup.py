@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 
@@ -83,7 +83,7 @@ Key = tuple[int, int, int]  # device_id, pin, bucket start in epoch seconds
 
 def bucket_of(ts: datetime, width: int) -> datetime:
     """The start of the ``width``-second bucket holding ``ts`` (aligned to the epoch, UTC)."""
-    return datetime.fromtimestamp(int(ts.timestamp()) // width * width, tz=timezone.utc)
+    return datetime.fromtimestamp(int(ts.timestamp()) // width * width, tz=UTC)
 
 
 def aggregate(rows: Iterable[Row], width: int) -> dict[Key, Aggregate]:
@@ -104,7 +104,7 @@ def aggregate(rows: Iterable[Row], width: int) -> dict[Key, Aggregate]:
             continue
         if not low <= ts < high:
             start = int(ts.timestamp()) // width * width
-            low = datetime.fromtimestamp(start, tz=timezone.utc)
+            low = datetime.fromtimestamp(start, tz=UTC)
             high = low + span
             if ts < low:  # before 1970, where int() rounds up: keep the rule, skip the cache
                 low = high
@@ -124,7 +124,7 @@ def aggregate(rows: Iterable[Row], width: int) -> dict[Key, Aggregate]:
     return out
 
 
-_EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
+_EPOCH = datetime.fromtimestamp(0, tz=UTC)
 
 
 def coarsen(fine: dict[Key, Aggregate], width: int) -> dict[Key, Aggregate]:
@@ -171,6 +171,6 @@ async def merge_levels(conn: AsyncConnection, levels: Sequence[dict[Key, Aggrega
         copy.set_types(_TYPES)
         for level, aggregates in enumerate(levels):
             for (device_id, pin, start), a in aggregates.items():
-                bucket = datetime.fromtimestamp(start, tz=timezone.utc)
+                bucket = datetime.fromtimestamp(start, tz=UTC)
                 await copy.write_row((level, device_id, pin, bucket, a.min, a.max, a.sum, a.count, a.last, a.last_ts))
     await conn.execute(_MERGE)

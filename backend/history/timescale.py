@@ -62,8 +62,10 @@ def adopt(url: str, mode: str = "auto") -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         if not _one(conn, _AVAILABLE_SQL):
             if mode == "require":
-                raise ConfigError("OPENBLYNK_TIMESCALE=require, but this PostgreSQL server has no timescaledb "
-                                   "extension; install TimescaleDB or set OPENBLYNK_TIMESCALE=auto")
+                raise ConfigError(
+                    "OPENBLYNK_TIMESCALE=require, but this PostgreSQL server has no timescaledb "
+                    "extension; install TimescaleDB or set OPENBLYNK_TIMESCALE=auto"
+                )
             return False
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         if not _one(conn, _HYPERTABLE_SQL):
@@ -82,9 +84,12 @@ async def set_retention(conn: AsyncConnection, days: int) -> bool:
     The maintenance job calls this with the longest raw retention of any template (the
     global setting included), as it does for native partitions.
     """
-    current = await (await conn.execute(
-        "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
-        "WHERE proc_name = 'policy_retention' AND hypertable_name = 'history'")).fetchone()
+    current = await (
+        await conn.execute(
+            "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention' AND hypertable_name = 'history'"
+        )
+    ).fetchone()
     wanted = await (await conn.execute("SELECT (%s * INTERVAL '1 day')::text", (days,))).fetchone()
     if current is not None and wanted is not None and current[0] == wanted[0]:
         return False

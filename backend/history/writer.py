@@ -131,8 +131,15 @@ class _RowQueue:
 class HistoryWriter:
     """Batches rows and writes them with binary COPY."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, batch_rows: int = 10_000, flush_seconds: float = 0.5,
-                 queue_rows: int = 100_000, in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        batch_rows: int = 10_000,
+        flush_seconds: float = 0.5,
+        queue_rows: int = 100_000,
+        in_flight: int = 2,
+    ) -> None:
         self.pool = pool
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
@@ -164,7 +171,7 @@ class HistoryWriter:
             if room <= 0:
                 await queue.taken()
                 continue
-            part = rows[done:done + room]
+            part = rows[done : done + room]
             queue.extend(part)
             self.accepted += len(part)
             done += len(part)
@@ -235,8 +242,7 @@ class HistoryWriter:
             return
         self._queue.close()
         if not await finish(task, timeout):
-            log.error("history writer did not finish within %.0f s; %d rows not written", timeout,
-                      self._queue.qsize())
+            log.error("history writer did not finish within %.0f s; %d rows not written", timeout, self._queue.qsize())
 
     async def _run(self) -> None:
         """Take batches and write each in its own task, at most ``in_flight`` at a time on
@@ -300,8 +306,13 @@ class HistoryWriter:
             except (psycopg.OperationalError, OSError) as exc:
                 tried += 1
                 if attempts is not None and tried >= attempts:
-                    log.error("gave up writing %d history rows after %d attempts: %s (their messages stay "
-                              "unacknowledged in the broker and come again)", len(batch), tried, exc)
+                    log.error(
+                        "gave up writing %d history rows after %d attempts: %s (their messages stay "
+                        "unacknowledged in the broker and come again)",
+                        len(batch),
+                        tried,
+                        exc,
+                    )
                     return False
                 log.warning("history write failed (%s); retrying %d rows in %.1f s", exc, len(batch), delay)
                 await asyncio.sleep(delay)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from backend.errors import ValidationError
@@ -44,12 +44,20 @@ def json_value_text(spec: DatastreamSpec, value: Any) -> str:
         return repr(value)
     if spec.type in (DatastreamType.INTEGER, DatastreamType.ENUM) and kind == "boolean":
         return "1" if value else "0"
-    if spec.type is DatastreamType.LOCATION and kind == "array" and len(value) == 2 \
-            and all(_kind(v) == "number" for v in value):
+    if (
+        spec.type is DatastreamType.LOCATION
+        and kind == "array"
+        and len(value) == 2
+        and all(_kind(v) == "number" for v in value)
+    ):
         return f"{value[0]!r}{MULTI_SEPARATOR}{value[1]!r}"
-    expected = {DatastreamType.STRING: "a string", DatastreamType.LOCATION: "[lon, lat]",
-                DatastreamType.INTEGER: "a number or true/false", DatastreamType.ENUM: "a number or true/false",
-                DatastreamType.DOUBLE: "a number"}[spec.type]
+    expected = {
+        DatastreamType.STRING: "a string",
+        DatastreamType.LOCATION: "[lon, lat]",
+        DatastreamType.INTEGER: "a number or true/false",
+        DatastreamType.ENUM: "a number or true/false",
+        DatastreamType.DOUBLE: "a number",
+    }[spec.type]
     raise WrongTypeError(f"{spec.name} ({spec.type.value}) expects {expected}, got a JSON {kind}")
 
 
@@ -92,8 +100,9 @@ class TimestampedPoints:
     first_error: str = ""
 
 
-def parse_timestamped(payload: bytes, spec: DatastreamSpec, now: datetime,
-                      max_age: timedelta = timedelta(days=30)) -> TimestampedPoints:
+def parse_timestamped(
+    payload: bytes, spec: DatastreamSpec, now: datetime, max_age: timedelta = timedelta(days=30)
+) -> TimestampedPoints:
     """Parse ``[[ts_ms, value], ...]``; points further than ``max_age`` from ``now`` are refused.
 
     Raises ValidationError if the payload is not a JSON array.
@@ -127,7 +136,7 @@ def _point(spec: DatastreamSpec, item: Any) -> tuple[datetime, str]:
     ts = item[0]
     if not math.isfinite(ts) or not 0 <= ts < 1e14:
         raise ValidationError(f"timestamp {str(ts)[:20]} is not epoch milliseconds")
-    return datetime.fromtimestamp(ts / 1000, tz=timezone.utc), json_value_text(spec, item[1])
+    return datetime.fromtimestamp(ts / 1000, tz=UTC), json_value_text(spec, item[1])
 
 
 def _load_json(payload: bytes) -> Any:

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -38,8 +38,12 @@ ROUTES_SECONDS = 1.0
 """How long the ingest reuses what it found out about a value topic (its device and
 datastream) before asking the device registry again."""
 
-SUBSCRIPTIONS = [*(f"d/+/{topic_filter}" for topic_filter in uplink_filters()),
-                 "sys/presence/+", "sys/vitals/+", "sys/ping/+"]
+SUBSCRIPTIONS = [
+    *(f"d/+/{topic_filter}" for topic_filter in uplink_filters()),
+    "sys/presence/+",
+    "sys/vitals/+",
+    "sys/ping/+",
+]
 """What the ingest's broker connection subscribes to: every device's uplinks and the broker's
 reports."""
 
@@ -47,9 +51,15 @@ reports."""
 class IngestService:
     """Dispatches broker messages to the right handler."""
 
-    def __init__(self, registry: DeviceRegistry, data: DataService, pool: AsyncConnectionPool,
-                 services: DeviceServices, ota: "Delivery | None" = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        data: DataService,
+        pool: AsyncConnectionPool,
+        services: DeviceServices,
+        ota: Delivery | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.registry = registry
         self._clock = clock  # how long found routes are reused (tests move it by hand)
         self.ota = ota
@@ -99,7 +109,7 @@ class IngestService:
         except Exception:
             log.exception("ingest failed for %d values", len(values))
         # One time for the run: last-seen is written coalesced every few seconds anyway.
-        self.services.lifecycle.seen_all({device_id for (device_id, _), _, _ in values}, datetime.now(timezone.utc))
+        self.services.lifecycle.seen_all({device_id for (device_id, _), _, _ in values}, datetime.now(UTC))
         self.processed += len(values)
 
     async def _store(self, values: list[Incoming]) -> None:

@@ -9,7 +9,7 @@ Data".
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from backend.devices.context import DeviceServices
 from backend.devices.data import downlink_topic
@@ -35,7 +35,7 @@ class Uplinks:
 
     def diag(self, device: DeviceInfo, topic: str, text: str) -> None:
         """Report a problem with what the device sent on ``topic``."""
-        self.s.data.diag(device.id, f"{topic[:MAX_DIAG_NAME + 40]}: {text}")
+        self.s.data.diag(device.id, f"{topic[: MAX_DIAG_NAME + 40]}: {text}")
 
     async def batch_ds(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
         """``batch_ds``: store every good entry, report each bad one."""
@@ -46,7 +46,7 @@ class Uplinks:
             return
         for message in entries.errors:
             self.diag(device, "batch_ds", message)
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         refused = await self.s.data.record([((device.id, spec), text, at) for spec, text in entries.good])
         for _, problem in refused:
             self.diag(device, "batch_ds", problem.message)
@@ -57,7 +57,7 @@ class Uplinks:
         topic = f"ds/{name[:MAX_DIAG_NAME]}/timestamped_batch"
         try:
             spec = self.s.data.spec_by_name(device, name)
-            batch = parse_timestamped(payload, spec, datetime.now(timezone.utc), self.s.timestamped_max_age)
+            batch = parse_timestamped(payload, spec, datetime.now(UTC), self.s.timestamped_max_age)
         except ValidationError as exc:
             self.diag(device, topic, exc.message)
             return
@@ -68,8 +68,11 @@ class Uplinks:
             batch.first_error = batch.first_error or refused[0][1].message
         if batch.out_of_window:
             days = self.s.timestamped_max_age.days
-            self.diag(device, topic, f"{batch.out_of_window} of {total} points refused: "
-                                     f"timestamp more than {days} days from now")
+            self.diag(
+                device,
+                topic,
+                f"{batch.out_of_window} of {total} points refused: timestamp more than {days} days from now",
+            )
         if batch.bad:
             self.diag(device, topic, f"{batch.bad} of {total} points refused: {batch.first_error}")
 
@@ -136,8 +139,11 @@ class Uplinks:
         """``get/loc/all``: ``lat,lon`` on ``downlink/loc/all``."""
         point = await lat_lon(device, self.s.data, self.s.meta)
         if point is None:
-            self.diag(device, "get/loc/all", "the device has no location (no Location datastream value "
-                                             "and no Location metadata)")
+            self.diag(
+                device,
+                "get/loc/all",
+                "the device has no location (no Location datastream value and no Location metadata)",
+            )
             return
         topic = downlink_topic(device.id, Downlink.LOCATION.topic())
         self.s.data.publisher.publish(topic, lat_lon_text(point).encode())
@@ -149,4 +155,3 @@ def _text(payload: bytes) -> str:
         return payload.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError("value is not UTF-8 text") from None
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import text, ARRAY, BigInteger, Column, DateTime, ForeignKey, Integer, Text
+from sqlalchemy import ARRAY, BigInteger, Column, DateTime, ForeignKey, Integer, Text, text
 from sqlmodel import Field, SQLModel
 
 
@@ -16,8 +16,9 @@ class Organization(SQLModel, table=True):
     parent_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("organization.id")))
     name: str
     tz: str = "UTC"
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                       sa_column_kwargs={"server_default": text("now()")})
+    created_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": text("now()")}
+    )
 
 
 class Role(SQLModel, table=True):
@@ -41,6 +42,7 @@ class User(SQLModel, table=True):
     password_hash: str
     role_id: int = Field(sa_column=Column(Integer, ForeignKey("role.id"), nullable=False))
     status: str = "active"
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                       sa_column_kwargs={"server_default": text("now()")})
+    created_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": text("now()")}
+    )
     last_login_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -24,7 +24,8 @@ class OrgService:
     async def root(self) -> Organization | None:
         """The root organization (the first one created), if any."""
         result = await self.session.exec(
-            select(Organization).where(col(Organization.parent_id).is_(None)).order_by(col(Organization.id)))
+            select(Organization).where(col(Organization.parent_id).is_(None)).order_by(col(Organization.id))
+        )
         return result.first()
 
     async def ensure_root(self, admin_email: str, admin_password: str) -> Organization:
@@ -37,12 +38,23 @@ class OrgService:
         await self.session.flush()
         assert root.id is not None
         password = admin_password or secrets.token_urlsafe(12)
-        self.session.add(User(org_id=root.id, email=admin_email, name="Administrator",
-                              password_hash=hash_password(password), role_id=ADMIN_ROLE))
+        self.session.add(
+            User(
+                org_id=root.id,
+                email=admin_email,
+                name="Administrator",
+                password_hash=hash_password(password),
+                role_id=ADMIN_ROLE,
+            )
+        )
         await self.session.flush()
         if not admin_password:
-            log.warning("created administrator %s with generated password %s (shown once; "
-                        "set OPENBLYNK_ADMIN_PASSWORD to choose it)", admin_email, password)
+            log.warning(
+                "created administrator %s with generated password %s (shown once; "
+                "set OPENBLYNK_ADMIN_PASSWORD to choose it)",
+                admin_email,
+                password,
+            )
         else:
             log.info("created administrator %s", admin_email)
         return root

@@ -47,8 +47,11 @@ class OrgTreeService:
 
     async def list(self) -> list[OrgInfo]:
         """Every organization in scope, by id."""
-        rows = await fetch_all(self.session, f"SELECT {_COLUMNS} FROM organization WHERE id = ANY(:ids) ORDER BY id",
-                               ids=sorted(await self.scope.org_ids()))
+        rows = await fetch_all(
+            self.session,
+            f"SELECT {_COLUMNS} FROM organization WHERE id = ANY(:ids) ORDER BY id",
+            ids=sorted(await self.scope.org_ids()),
+        )
         return [OrgInfo(**r) for r in rows]
 
     async def get(self, org_id: int) -> OrgInfo:
@@ -65,13 +68,18 @@ class OrgTreeService:
         name = _check_name(name)
         if await self.depth(parent.id) + 1 > self.max_depth:
             raise ValidationError(f"organizations may be at most {self.max_depth} levels deep")
-        row = await self._write("INSERT INTO organization (parent_id, name, tz) VALUES (:parent, :name, :tz) "
-                                f"RETURNING {_COLUMNS}", name, parent=parent.id, name=name,
-                                tz=_check_tz(tz or parent.tz))
+        row = await self._write(
+            f"INSERT INTO organization (parent_id, name, tz) VALUES (:parent, :name, :tz) RETURNING {_COLUMNS}",
+            name,
+            parent=parent.id,
+            name=name,
+            tz=_check_tz(tz or parent.tz),
+        )
         org = OrgInfo(**row)
         self.scope.forget()  # the new organization is in scope from now on, within this request too
-        await self.audit.record(self.principal, org.id, "org.create", "organization", org.id,
-                                name=org.name, parent_id=parent.id)
+        await self.audit.record(
+            self.principal, org.id, "org.create", "organization", org.id, name=org.name, parent_id=parent.id
+        )
         return org
 
     async def update(self, org_id: int, name: str | None, tz: str | None) -> OrgInfo:
@@ -79,10 +87,22 @@ class OrgTreeService:
         org = await self.get(org_id)
         new_name = _check_name(name) if name is not None else org.name
         new_tz = _check_tz(tz) if tz is not None else org.tz
-        row = await self._write(f"UPDATE organization SET name = :name, tz = :tz WHERE id = :id RETURNING {_COLUMNS}",
-                                new_name, id=org_id, name=new_name, tz=new_tz)
-        await self.audit.record(self.principal, org_id, "org.update", "organization", org_id,
-                                before={"name": org.name, "tz": org.tz}, after={"name": new_name, "tz": new_tz})
+        row = await self._write(
+            f"UPDATE organization SET name = :name, tz = :tz WHERE id = :id RETURNING {_COLUMNS}",
+            new_name,
+            id=org_id,
+            name=new_name,
+            tz=new_tz,
+        )
+        await self.audit.record(
+            self.principal,
+            org_id,
+            "org.update",
+            "organization",
+            org_id,
+            before={"name": org.name, "tz": org.tz},
+            after={"name": new_name, "tz": new_tz},
+        )
         return OrgInfo(**row)
 
     async def delete(self, org_id: int) -> None:
@@ -90,13 +110,19 @@ class OrgTreeService:
         org = await self.get(org_id)
         if org_id == self.principal.org_id or org.parent_id is None:
             raise PermissionDeniedError("you cannot delete your own organization or the root")
-        busy = await fetch_one(self.session, """SELECT
+        busy = await fetch_one(
+            self.session,
+            """SELECT
             EXISTS (SELECT 1 FROM organization WHERE parent_id = :id) OR EXISTS (SELECT 1 FROM app_user WHERE org_id = :id)
             OR EXISTS (SELECT 1 FROM device WHERE org_id = :id) OR EXISTS (SELECT 1 FROM template WHERE org_id = :id)
-            AS busy""", id=org_id)
+            AS busy""",
+            id=org_id,
+        )
         if busy and busy["busy"]:
-            raise ConflictError("only an empty organization can be deleted: move or delete its "
-                                "sub-organizations, users, devices and templates first")
+            raise ConflictError(
+                "only an empty organization can be deleted: move or delete its "
+                "sub-organizations, users, devices and templates first"
+            )
         await execute(self.session, "DELETE FROM account_token WHERE org_id = :id", id=org_id)
         await execute(self.session, "DELETE FROM role WHERE org_id = :id", id=org_id)
         await execute(self.session, "DELETE FROM organization WHERE id = :id", id=org_id)
@@ -113,15 +139,28 @@ class OrgTreeService:
             raise ValidationError("an organization cannot be moved under itself or one of its sub-organizations")
         height = max(below.values()) + 1
         if await self.depth(new_parent_id) + height > self.max_depth:
-            raise ValidationError(f"organizations may be at most {self.max_depth} levels deep; "
-                                  f"this one has {height - 1} level(s) below it")
+            raise ValidationError(
+                f"organizations may be at most {self.max_depth} levels deep; "
+                f"this one has {height - 1} level(s) below it"
+            )
         above = await ancestry(self.session, org.parent_id)
-        row = await self._write(f"UPDATE organization SET parent_id = :parent WHERE id = :id RETURNING {_COLUMNS}",
-                                org.name, id=org_id, parent=new_parent_id)
+        row = await self._write(
+            f"UPDATE organization SET parent_id = :parent WHERE id = :id RETURNING {_COLUMNS}",
+            org.name,
+            id=org_id,
+            parent=new_parent_id,
+        )
         for left in sorted(set(above) - set(await ancestry(self.session, new_parent_id))):
             await notify(self.session, Change("org", left))  # its users' console sockets lose the moved devices
-        await self.audit.record(self.principal, org_id, "org.move", "organization", org_id,
-                                from_parent_id=org.parent_id, to_parent_id=new_parent_id)
+        await self.audit.record(
+            self.principal,
+            org_id,
+            "org.move",
+            "organization",
+            org_id,
+            from_parent_id=org.parent_id,
+            to_parent_id=new_parent_id,
+        )
         return OrgInfo(**row)
 
     async def depth(self, org_id: int) -> int:
@@ -129,8 +168,7 @@ class OrgTreeService:
         return len(await ancestry(self.session, org_id))
 
     async def _write(self, sql: str, name: str, /, **params: object) -> RowMapping:
-        return await fetch_unique(self.session, sql, f"an organization named {name!r} already exists there",
-                                  **params)
+        return await fetch_unique(self.session, sql, f"an organization named {name!r} already exists there", **params)
 
 
 def _check_name(name: str) -> str:

@@ -16,7 +16,7 @@ import base64
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -26,17 +26,27 @@ from psycopg_pool import AsyncConnectionPool
 from backend.devices.data import Publisher, downlink_topic
 from backend.ota.targets import target_condition
 from broker.topics import Downlink
-from ota import (AttemptsLimit, DeviceFirmware, DeviceStatus, DownloadTokens, FirmwareInfo, Report, is_installed,
-                 next_status)
+from ota import (
+    AttemptsLimit,
+    DeviceFirmware,
+    DeviceStatus,
+    DownloadTokens,
+    FirmwareInfo,
+    Report,
+    is_installed,
+    next_status,
+)
 from ota.states import ACTIVE, DeviceReport, Event, LimitReached, McuReport, Offered
 
 log = logging.getLogger(__name__)
 
 _COLUMNS = "s.*, f.size, f.sha256, f.md5, f.signature, f.fw_type, f.version, f.build, f.blynk_version, f.info"
 SHIPMENT_SQL = f"SELECT {_COLUMNS} FROM ota_shipment s JOIN firmware f ON f.id = s.firmware_id"
-_OF_DEVICE_SQL = (f"SELECT {_COLUMNS}, od.status, od.origin_version, od.origin_build FROM ota_shipment s "
-                  "JOIN firmware f ON f.id = s.firmware_id JOIN ota_device od ON od.shipment_id = s.id "
-                  "WHERE od.device_id = %s AND s.state IN ('live', 'paused') AND od.status = ANY(%s)")
+_OF_DEVICE_SQL = (
+    f"SELECT {_COLUMNS}, od.status, od.origin_version, od.origin_build FROM ota_shipment s "
+    "JOIN firmware f ON f.id = s.firmware_id JOIN ota_device od ON od.shipment_id = s.id "
+    "WHERE od.device_id = %s AND s.state IN ('live', 'paused') AND od.status = ANY(%s)"
+)
 _ACTIVE = [s.value for s in ACTIVE]
 MAX_DETAIL = 200
 
@@ -57,13 +67,18 @@ async def dict_row_one(conn: AsyncConnection, sql: str, params: Any = None) -> d
 
 def now_utc() -> datetime:
     """The current time (aware)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def image_of(row: dict[str, Any]) -> FirmwareInfo:
     """The firmware info of a shipment row (joined with its firmware)."""
-    return FirmwareInfo(version=row["version"], fw_type=row["fw_type"], build=row["build"],
-                        blynk=row["blynk_version"], pairs=row["info"])
+    return FirmwareInfo(
+        version=row["version"],
+        fw_type=row["fw_type"],
+        build=row["build"],
+        blynk=row["blynk_version"],
+        pairs=row["info"],
+    )
 
 
 def limit_of(row: dict[str, Any]) -> AttemptsLimit:
@@ -85,8 +100,10 @@ class Delivery:
         """The ``downlink/ota/json`` document for one device (its own download token)."""
         expires = int(now.timestamp()) + shipment["device_timeout"] + 300
         token = self.tokens.issue(shipment["id"], device_id, expires)
-        doc: dict[str, Any] = {"url": f"{shipment['base_url']}/api/ota/download?token={token}",
-                               "size": shipment["size"]}
+        doc: dict[str, Any] = {
+            "url": f"{shipment['base_url']}/api/ota/download?token={token}",
+            "size": shipment["size"],
+        }
         for key, column in (("type", "fw_type"), ("ver", "version"), ("build", "build")):
             if shipment[column]:
                 doc[key] = shipment[column]
@@ -94,14 +111,22 @@ class Delivery:
         doc["sig"] = base64.b64encode(bytes(shipment["signature"])).decode("ascii")
         return json.dumps(doc, separators=(",", ":")).encode()
 
-    async def offer(self, conn: AsyncConnection, shipment: dict[str, Any], device_id: int,
-                    device: DeviceFirmware, current: DeviceStatus) -> DeviceStatus:
+    async def offer(
+        self,
+        conn: AsyncConnection,
+        shipment: dict[str, Any],
+        device_id: int,
+        device: DeviceFirmware,
+        current: DeviceStatus,
+    ) -> DeviceStatus:
         """Offer the image (again): Request sent, or Download limit reached when the attempts
         of the period are used up. Runs inside the caller's transaction."""
         now = now_utc()
-        row = await (await conn.execute(
-            "SELECT attempts FROM ota_device WHERE shipment_id = %s AND device_id = %s",
-            (shipment["id"], device_id))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT attempts FROM ota_device WHERE shipment_id = %s AND device_id = %s", (shipment["id"], device_id)
+            )
+        ).fetchone()
         limit = limit_of(shipment)
         recent = limit.recent(list(row[0]) if row else [], now)
         if not limit.allows(recent, now):
@@ -116,8 +141,16 @@ class Delivery:
             "offered_at = %(now)s, updated_at = %(now)s, bytes_served = 0, detail = '', "
             "origin_version = coalesce(ota_device.origin_version, %(v)s), "
             "origin_build = coalesce(ota_device.origin_build, %(b)s)",
-            {"s": shipment["id"], "d": device_id, "st": new.value, "v": device.version, "b": device.build,
-             "a": [*recent, now], "now": now})
+            {
+                "s": shipment["id"],
+                "d": device_id,
+                "st": new.value,
+                "v": device.version,
+                "b": device.build,
+                "a": [*recent, now],
+                "now": now,
+            },
+        )
         offer = self.offer_payload(shipment, device_id, now)
         self.publisher.publish(downlink_topic(device_id, Downlink.OTA.topic()), offer, qos=1, retain=True)
         return new
@@ -130,12 +163,19 @@ class Delivery:
         """Move a live or paused shipment to ``cancelled`` or ``finished`` and withdraw its
         offers; False if it had ended already."""
         async with self.pool.connection() as conn, conn.transaction():
-            ended = await (await conn.execute(
-                "UPDATE ota_shipment SET state = %s, state_reason = %s, ended_at = now() "
-                "WHERE id = %s AND state IN ('live', 'paused') RETURNING id", (state, reason, shipment_id))).fetchone()
-            rows = await (await conn.execute(
-                "SELECT device_id FROM ota_device WHERE shipment_id = %s AND status = ANY(%s)",
-                (shipment_id, _ACTIVE))).fetchall()
+            ended = await (
+                await conn.execute(
+                    "UPDATE ota_shipment SET state = %s, state_reason = %s, ended_at = now() "
+                    "WHERE id = %s AND state IN ('live', 'paused') RETURNING id",
+                    (state, reason, shipment_id),
+                )
+            ).fetchone()
+            rows = await (
+                await conn.execute(
+                    "SELECT device_id FROM ota_device WHERE shipment_id = %s AND status = ANY(%s)",
+                    (shipment_id, _ACTIVE),
+                )
+            ).fetchall()
         if ended is None:
             return False
         for (device_id,) in rows:
@@ -147,24 +187,36 @@ class Delivery:
         """Targeted devices the shipment has not looked at yet."""
         where, params = target_condition(shipment)
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                f"SELECT count(*) FROM device d WHERE {where} AND NOT EXISTS (SELECT 1 FROM ota_device od "
-                "WHERE od.shipment_id = %(sid)s AND od.device_id = d.id AND od.status <> 'pending')",
-                params)).fetchone()
+            row = await (
+                await conn.execute(
+                    f"SELECT count(*) FROM device d WHERE {where} AND NOT EXISTS (SELECT 1 FROM ota_device od "
+                    "WHERE od.shipment_id = %(sid)s AND od.device_id = d.id AND od.status <> 'pending')",
+                    params,
+                )
+            ).fetchone()
         return int(row[0]) if row else 0
 
     # -- signals ------------------------------------------------------------------------------
 
-    async def transition(self, shipment: dict[str, Any], device_id: int, event: Event, detail: str = "",
-                         conn: AsyncConnection | None = None) -> DeviceStatus | None:
+    async def transition(
+        self,
+        shipment: dict[str, Any],
+        device_id: int,
+        event: Event,
+        detail: str = "",
+        conn: AsyncConnection | None = None,
+    ) -> DeviceStatus | None:
         """Apply one event to a device's status (row locked); withdraw the offer when the
         device leaves the active statuses. The new status, or None if nothing changed."""
         if conn is None:
             async with self.pool.connection() as own, own.transaction():
                 return await self.transition(shipment, device_id, event, detail, own)
-        row = await (await conn.execute(
-            "SELECT status FROM ota_device WHERE shipment_id = %s AND device_id = %s FOR UPDATE",
-            (shipment["id"], device_id))).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT status FROM ota_device WHERE shipment_id = %s AND device_id = %s FOR UPDATE",
+                (shipment["id"], device_id),
+            )
+        ).fetchone()
         if row is None:
             return None
         current = DeviceStatus(row[0])
@@ -176,20 +228,21 @@ class Delivery:
             self.withdraw(device_id)
         return new
 
-    async def _set(self, conn: AsyncConnection, shipment_id: int, device_id: int, status: DeviceStatus,
-                   detail: str) -> None:
+    async def _set(
+        self, conn: AsyncConnection, shipment_id: int, device_id: int, status: DeviceStatus, detail: str
+    ) -> None:
         await conn.execute(
             "UPDATE ota_device SET status = %s, detail = %s, updated_at = now() WHERE shipment_id = %s "
-            "AND device_id = %s", (status.value, detail[:MAX_DETAIL], shipment_id, device_id))
+            "AND device_id = %s",
+            (status.value, detail[:MAX_DETAIL], shipment_id, device_id),
+        )
 
     async def info_mcu(self, device_id: int, info: dict[str, Any]) -> None:
         """A device published ``info/mcu``: success, mismatch, rollback, or a retry after a
         failed attempt."""
         reported = DeviceFirmware(_text(info.get("ver")), _text(info.get("type")), _text(info.get("build")))
         async with self.pool.connection() as conn:
-            rows = await dict_rows(conn, 
-                _OF_DEVICE_SQL,
-                (device_id, [*_ACTIVE, "success", "upload_failure"]))
+            rows = await dict_rows(conn, _OF_DEVICE_SQL, (device_id, [*_ACTIVE, "success", "upload_failure"]))
         for shipment in rows:
             await self._mcu(shipment, device_id, reported)
 
@@ -207,8 +260,13 @@ class Delivery:
                 elif shipment["state"] == "live" and type_ok:
                     await self.offer(conn, shipment, device_id, reported, status)
                 return
-            await self.transition(shipment, device_id, McuReport(installed, bool(type_ok), is_origin),
-                                  f"device reports {reported.version or reported.build or 'no version'}", conn)
+            await self.transition(
+                shipment,
+                device_id,
+                McuReport(installed, bool(type_ok), is_origin),
+                f"device reports {reported.version or reported.build or 'no version'}",
+                conn,
+            )
 
     async def status(self, device_id: int, payload: bytes) -> str | None:
         """A device published ``ota/status``; an error text for ``downlink/diag``, or None."""
@@ -218,13 +276,14 @@ class Delivery:
                 raise ValueError("not a JSON object")
             report = Report(doc.get("status"))
         except (ValueError, TypeError):
-            return ("ota/status: expected {\"status\": one of " + ", ".join(r.value for r in Report)
-                    + ", \"error\": text, \"bytes\": N}")
+            return (
+                'ota/status: expected {"status": one of '
+                + ", ".join(r.value for r in Report)
+                + ', "error": text, "bytes": N}'
+            )
         detail = _text(doc.get("error"), MAX_DETAIL) or ""
         async with self.pool.connection() as conn:
-            rows = await dict_rows(conn, 
-                _OF_DEVICE_SQL,
-                (device_id, [*_ACTIVE, "success"]))
+            rows = await dict_rows(conn, _OF_DEVICE_SQL, (device_id, [*_ACTIVE, "success"]))
         if not rows:
             return "ota/status: no firmware update is in progress for this device"
         for shipment in rows:

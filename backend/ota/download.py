@@ -97,8 +97,12 @@ class DownloadService:
             await self._count_download(shipment, grant.device_id)
         await self.delivery.transition(shipment, grant.device_id, DownloadStarted())
         start, end = span or (0, size - 1)
-        headers = {"x-sha256": base64.b64encode(bytes(shipment["sha256"])).decode(), "x-md5": bytes(
-            shipment["md5"]).hex(), "Accept-Ranges": "bytes", "Content-Length": str(end - start + 1)}
+        headers = {
+            "x-sha256": base64.b64encode(bytes(shipment["sha256"])).decode(),
+            "x-md5": bytes(shipment["md5"]).hex(),
+            "Accept-Ranges": "bytes",
+            "Content-Length": str(end - start + 1),
+        }
         for name, column in (("x-fw-type", "fw_type"), ("x-fw-ver", "version"), ("x-fw-build", "build")):
             if shipment[column]:
                 headers[name] = shipment[column]
@@ -109,24 +113,33 @@ class DownloadService:
 
     async def _status(self, shipment_id: int, device_id: int) -> DeviceStatus | None:
         async with self.delivery.pool.connection() as conn:
-            row = await (await conn.execute("SELECT status FROM ota_device WHERE shipment_id = %s AND device_id = %s",
-                                            (shipment_id, device_id))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT status FROM ota_device WHERE shipment_id = %s AND device_id = %s", (shipment_id, device_id)
+                )
+            ).fetchone()
         return DeviceStatus(row[0]) if row else None
 
     async def _count_download(self, shipment: dict[str, Any], device_id: int) -> None:
         now, limit = now_utc(), limit_of(shipment)
         async with self.delivery.pool.connection() as conn, conn.transaction():
-            row = await (await conn.execute(
-                "SELECT downloads FROM ota_device WHERE shipment_id = %s AND device_id = %s FOR UPDATE",
-                (shipment["id"], device_id))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT downloads FROM ota_device WHERE shipment_id = %s AND device_id = %s FOR UPDATE",
+                    (shipment["id"], device_id),
+                )
+            ).fetchone()
             recent = limit.recent(list(row[0]) if row else [], now)
             allowed = limit.allows(recent, now)
             if allowed:
-                await conn.execute("UPDATE ota_device SET downloads = %s WHERE shipment_id = %s "
-                                   "AND device_id = %s", ([*recent, now], shipment["id"], device_id))
+                await conn.execute(
+                    "UPDATE ota_device SET downloads = %s WHERE shipment_id = %s AND device_id = %s",
+                    ([*recent, now], shipment["id"], device_id),
+                )
             else:
-                await self.delivery.transition(shipment, device_id, LimitReached(),
-                                               f"{limit.count} downloads already made", conn)
+                await self.delivery.transition(
+                    shipment, device_id, LimitReached(), f"{limit.count} downloads already made", conn
+                )
         if not allowed:  # after the commit: the status change must stay
             raise PermissionDeniedError("Download limit reached")
 
@@ -138,7 +151,9 @@ class DownloadService:
 
     async def _record(self, download: Download, count: int, complete: bool) -> None:
         async with self.delivery.pool.connection() as conn:
-            await conn.execute("UPDATE ota_device SET bytes_served = bytes_served + %s WHERE shipment_id = %s "
-                               "AND device_id = %s", (count, download.shipment["id"], download.device_id))
+            await conn.execute(
+                "UPDATE ota_device SET bytes_served = bytes_served + %s WHERE shipment_id = %s AND device_id = %s",
+                (count, download.shipment["id"], download.device_id),
+            )
         if complete and download.end == download.size - 1:
             await self.delivery.transition(download.shipment, download.device_id, DownloadCompleted())

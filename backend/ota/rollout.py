@@ -18,8 +18,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.ota.delivery import SHIPMENT_SQL, Delivery, dict_rows, image_of, now_utc
 from backend.ota.targets import target_condition
-from ota import (ApplyMode, DeviceFirmware, DeviceStatus, PreferredTime, Progress, Verdict, abort_from_dict,
-                 pacing_from_dict, verdict)
+from ota import (
+    ApplyMode,
+    DeviceFirmware,
+    DeviceStatus,
+    PreferredTime,
+    Progress,
+    Verdict,
+    abort_from_dict,
+    pacing_from_dict,
+    verdict,
+)
 from ota.states import ACTIVE, FAILED
 
 log = logging.getLogger(__name__)
@@ -38,8 +47,7 @@ class Rollout:
     async def tick(self) -> None:
         """Advance every live or paused shipment once."""
         async with self.pool.connection() as conn:
-            shipments = await dict_rows(conn, 
-                SHIPMENT_SQL + " WHERE s.state IN ('live', 'paused') ORDER BY s.id")
+            shipments = await dict_rows(conn, SHIPMENT_SQL + " WHERE s.state IN ('live', 'paused') ORDER BY s.id")
         for shipment in shipments:
             try:
                 await self.advance(shipment)
@@ -53,9 +61,12 @@ class Rollout:
         progress, unfinished = await self._progress(shipment["id"])
         rule = abort_from_dict(shipment["abort_rule"])
         if rule is not None and rule.triggered(progress):
-            await self.delivery.end(shipment["id"], "cancelled",
-                                    f"aborted: {progress.failed} of {progress.failed + progress.succeeded} "
-                                    f"finished devices failed (limit {rule.failure_percent:g}%)")
+            await self.delivery.end(
+                shipment["id"],
+                "cancelled",
+                f"aborted: {progress.failed} of {progress.failed + progress.succeeded} "
+                f"finished devices failed (limit {rule.failure_percent:g}%)",
+            )
             return
         if shipment["target_kind"] == "devices" and unfinished == 0:
             await self.delivery.end(shipment["id"], "finished", "every targeted device is done")
@@ -69,36 +80,49 @@ class Rollout:
 
     async def _timeouts(self, shipment: dict[str, Any]) -> None:
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                "UPDATE ota_device SET status = %s, detail = %s, updated_at = now() WHERE shipment_id = %s "
-                "AND status = ANY(%s) AND offered_at < now() - make_interval(secs => %s) RETURNING device_id",
-                (DeviceStatus.UPLOAD_FAILURE.value, f"no result within {shipment['device_timeout']} s",
-                 shipment["id"], [s.value for s in ACTIVE], shipment["device_timeout"]))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "UPDATE ota_device SET status = %s, detail = %s, updated_at = now() WHERE shipment_id = %s "
+                    "AND status = ANY(%s) AND offered_at < now() - make_interval(secs => %s) RETURNING device_id",
+                    (
+                        DeviceStatus.UPLOAD_FAILURE.value,
+                        f"no result within {shipment['device_timeout']} s",
+                        shipment["id"],
+                        [s.value for s in ACTIVE],
+                        shipment["device_timeout"],
+                    ),
+                )
+            ).fetchall()
         for (device_id,) in rows:
             self.delivery.withdraw(device_id)
 
     async def _progress(self, shipment_id: int) -> tuple[Progress, int]:
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT count(*) FILTER (WHERE offered_at IS NOT NULL), count(*) FILTER (WHERE status = 'success'), "
-                "count(*) FILTER (WHERE offered_at IS NOT NULL AND status = ANY(%s)), "
-                "count(*) FILTER (WHERE status = ANY(%s)) FROM ota_device WHERE shipment_id = %s",
-                ([s.value for s in FAILED], [s.value for s in (*ACTIVE, DeviceStatus.PENDING)],
-                 shipment_id))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT count(*) FILTER (WHERE offered_at IS NOT NULL), count(*) FILTER (WHERE status = 'success'), "
+                    "count(*) FILTER (WHERE offered_at IS NOT NULL AND status = ANY(%s)), "
+                    "count(*) FILTER (WHERE status = ANY(%s)) FROM ota_device WHERE shipment_id = %s",
+                    ([s.value for s in FAILED], [s.value for s in (*ACTIVE, DeviceStatus.PENDING)], shipment_id),
+                )
+            ).fetchone()
         assert row is not None
         return Progress(started=row[0], succeeded=row[1], failed=row[2]), row[3]
 
     async def _offer_new(self, shipment: dict[str, Any], budget: int, now: datetime) -> None:
         where, params = target_condition(shipment)
         async with self.pool.connection() as conn:
-            candidates = await (await conn.execute(
-                f"SELECT d.id, d.fw_version, d.fw_type, d.fw_build, od.status FROM device d "
-                f"LEFT JOIN ota_device od ON od.shipment_id = %(sid)s AND od.device_id = d.id "
-                f"WHERE {where} AND d.online AND (d.fw_version IS NOT NULL OR d.fw_build IS NOT NULL) "
-                "AND (od.status IS NULL OR od.status = 'pending') AND NOT EXISTS (SELECT 1 FROM ota_device o2 "
-                "JOIN ota_shipment s2 ON s2.id = o2.shipment_id WHERE o2.device_id = d.id AND s2.id <> %(sid)s "
-                "AND s2.state IN ('live', 'paused') AND o2.status = ANY(%(active)s)) ORDER BY d.id LIMIT %(n)s",
-                {**params, "active": [s.value for s in ACTIVE], "n": budget + _SCAN_EXTRA})).fetchall()
+            candidates = await (
+                await conn.execute(
+                    f"SELECT d.id, d.fw_version, d.fw_type, d.fw_build, od.status FROM device d "
+                    f"LEFT JOIN ota_device od ON od.shipment_id = %(sid)s AND od.device_id = d.id "
+                    f"WHERE {where} AND d.online AND (d.fw_version IS NOT NULL OR d.fw_build IS NOT NULL) "
+                    "AND (od.status IS NULL OR od.status = 'pending') AND NOT EXISTS (SELECT 1 FROM ota_device o2 "
+                    "JOIN ota_shipment s2 ON s2.id = o2.shipment_id WHERE o2.device_id = d.id AND s2.id <> %(sid)s "
+                    "AND s2.state IN ('live', 'paused') AND o2.status = ANY(%(active)s)) ORDER BY d.id LIMIT %(n)s",
+                    {**params, "active": [s.value for s in ACTIVE], "n": budget + _SCAN_EXTRA},
+                )
+            ).fetchall()
         mode, image = ApplyMode(shipment["apply_mode"]), image_of(shipment)
         window = PreferredTime(shipment["preferred_time"])
         for device_id, version, fw_type, build, _status in candidates:
@@ -117,11 +141,15 @@ class Rollout:
 
     async def _mismatch(self, shipment_id: int, device_id: int, found: Verdict, device: DeviceFirmware) -> None:
         status = DeviceStatus.TYPE_MISMATCH if found is Verdict.TYPE_MISMATCH else DeviceStatus.VERSION_MISMATCH
-        detail = (f"device type {device.fw_type}" if found is Verdict.TYPE_MISMATCH
-                  else f"device runs {device.version or device.build}")
+        detail = (
+            f"device type {device.fw_type}"
+            if found is Verdict.TYPE_MISMATCH
+            else f"device runs {device.version or device.build}"
+        )
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO ota_device (shipment_id, device_id, status, detail, origin_version, origin_build) "
                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (shipment_id, device_id) DO UPDATE SET "
                 "status = EXCLUDED.status, detail = EXCLUDED.detail, updated_at = now()",
-                (shipment_id, device_id, status.value, detail, device.version, device.build))
+                (shipment_id, device_id, status.value, detail, device.version, device.build),
+            )

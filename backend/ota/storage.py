@@ -14,7 +14,7 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ota import FirmwareError, ImageDigest, ImageScanner
+from ota import ImageDigest, ImageScanner
 
 _SHA_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -82,4 +82,3 @@ class FirmwareFiles:
     def remove(self, sha256_hex: str) -> None:
         """Delete a stored image (when no firmware record uses it any more)."""
         self.path(sha256_hex).unlink(missing_ok=True)
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import timezone, tzinfo
+from datetime import UTC, tzinfo
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -36,26 +36,45 @@ class OtaServices:
     rollout: Rollout
 
     @classmethod
-    def build(cls, pool: AsyncConnectionPool, publisher: Publisher, settings: Settings, secret_key: str,
-              registry: DeviceRegistry, devices: DeviceServices) -> "OtaServices":
+    def build(
+        cls,
+        pool: AsyncConnectionPool,
+        publisher: Publisher,
+        settings: Settings,
+        secret_key: str,
+        registry: DeviceRegistry,
+        devices: DeviceServices,
+    ) -> OtaServices:
         """Wire the services; loads (or makes, on first start) the signing key."""
         signer = Signer.from_store(FileKeyStore(settings.data_dir / "ota-signing-key.pem"))
-        tokens = DownloadTokens(HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                                     info=b"openblynk ota download tokens").derive(secret_key.encode()))
+        tokens = DownloadTokens(
+            HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"openblynk ota download tokens").derive(
+                secret_key.encode()
+            )
+        )
         files = FirmwareFiles(settings.data_dir / "firmware")
         delivery = Delivery(pool, publisher, tokens)
         firmware = FirmwareService(pool, files, signer, settings.firmware_max_bytes)
 
         async def zone_of(device_id: int) -> tzinfo:
             device = await registry.get(device_id)
-            return timezone.utc if device is None else await device_zone(device, devices.data, devices.meta)
+            return UTC if device is None else await device_zone(device, devices.data, devices.meta)
 
-        return cls(pool=pool, signer=signer, firmware=firmware,
-                   shipments=ShipmentService(pool, firmware, delivery, settings.ota_public_url),
-                   delivery=delivery, download=DownloadService(delivery, files, tokens),
-                   rollout=Rollout(pool, delivery, zone_of))
+        return cls(
+            pool=pool,
+            signer=signer,
+            firmware=firmware,
+            shipments=ShipmentService(pool, firmware, delivery, settings.ota_public_url),
+            delivery=delivery,
+            download=DownloadService(delivery, files, tokens),
+            rollout=Rollout(pool, delivery, zone_of),
+        )
 
     def public_key_document(self) -> dict[str, str]:
         """The signing key devices pin: raw Ed25519 public key (base64) and PEM."""
-        return {"algorithm": "Ed25519", "public_key": base64.b64encode(self.signer.public_key).decode(),
-                "pem": self.signer.public_pem, "signed_message": '["openblynk-fw-v1",sha256_hex,size,type,ver]'}
+        return {
+            "algorithm": "Ed25519",
+            "public_key": base64.b64encode(self.signer.public_key).decode(),
+            "pem": self.signer.public_pem,
+            "signed_message": '["openblynk-fw-v1",sha256_hex,size,type,ver]',
+        }

@@ -27,8 +27,9 @@ def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("Authorization header with a Bearer access token is required "
-                                  "(get one from POST /oauth2/token).")
+        raise AuthenticationError(
+            "Authorization header with a Bearer access token is required (get one from POST /oauth2/token)."
+        )
     return token.strip()
 
 
@@ -45,7 +46,8 @@ class BearerMiddleware(AbstractAuthenticationMiddleware):
         settings = runtime.settings
         async with runtime.db.session() as session:
             principal = await TokenService(session, timedelta(days=settings.api_refresh_token_days)).authenticate(
-                token, client_ip(connection))
+                token, client_ip(connection)
+            )
         if principal is None:
             raise AuthenticationError("Access token is invalid or expired; get a new one from POST /oauth2/token.")
         async with runtime.db.session() as session:

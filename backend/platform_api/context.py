@@ -25,8 +25,15 @@ from backend.platform_api.runtime import PlatformRuntime
 class PlatformServices:
     """Devices, history, organizations, templates and users as the caller may see them."""
 
-    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService, tags: DeviceTags,
-                 directory: PlatformDirectory, runtime: PlatformRuntime) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        scope: Scope,
+        audit: AuditService,
+        tags: DeviceTags,
+        directory: PlatformDirectory,
+        runtime: PlatformRuntime,
+    ) -> None:
         self.session = session
         self.scope = scope
         self.audit = audit
@@ -47,22 +54,32 @@ class PlatformServices:
         return PlatformLookups(self.devices, self.tags)
 
 
-def provide_platform_directory(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
-                               principal: NamedDependency[Principal], org_tree: NamedDependency[OrgTreeService],
-                               users_service: NamedDependency[UserService],
-                               invitations_service: NamedDependency[InvitationService]) -> PlatformDirectory:
+def provide_platform_directory(
+    db_session: NamedDependency[AsyncSession],
+    org_scope: NamedDependency[Scope],
+    principal: NamedDependency[Principal],
+    org_tree: NamedDependency[OrgTreeService],
+    users_service: NamedDependency[UserService],
+    invitations_service: NamedDependency[InvitationService],
+) -> PlatformDirectory:
     return PlatformDirectory(db_session, org_scope, principal, org_tree, users_service, invitations_service)
 
 
-def provide_platform(db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope],
-                     audit: NamedDependency[AuditService], device_tags: NamedDependency[DeviceTags],
-                     platform_directory: NamedDependency[PlatformDirectory],
-                     platform_runtime: NamedDependency[PlatformRuntime]) -> PlatformServices:
+def provide_platform(
+    db_session: NamedDependency[AsyncSession],
+    org_scope: NamedDependency[Scope],
+    audit: NamedDependency[AuditService],
+    device_tags: NamedDependency[DeviceTags],
+    platform_directory: NamedDependency[PlatformDirectory],
+    platform_runtime: NamedDependency[PlatformRuntime],
+) -> PlatformServices:
     """The ``api`` dependency of every platform API handler."""
     return PlatformServices(db_session, org_scope, audit, device_tags, platform_directory, platform_runtime)
 
 
 def platform_dependencies() -> dict[str, Provide]:
     """What the platform API area provides to its routes (with the accounts' and orgs' providers)."""
-    return {"platform_directory": Provide(provide_platform_directory, sync_to_thread=False),
-            "api": Provide(provide_platform, sync_to_thread=False)}
+    return {
+        "platform_directory": Provide(provide_platform_directory, sync_to_thread=False),
+        "api": Provide(provide_platform, sync_to_thread=False),
+    }

@@ -16,11 +16,30 @@ from backend.access.paging import page_args
 from backend.access.permissions import Permission as P
 from backend.platform_api.context import PlatformServices
 from backend.platform_api.params import DeviceId, From, OptionalOrgId, Page, Pin, Size, To
-from backend.platform_api.schemas import (ActionLogEntryOut, ActivatedDevice, BlynkPage, Connected, DataStreamValue, DatastreamsWriteIn,
-                                          DatastreamWriteIn, DeviceCreateIn, DeviceEditIn, DeviceTagOut, HistoryPoint,
-                                          ImportBatchIn, MetafieldIn, MetaFieldValue, OrgTagOut, PlatformDevice,
-                                          PropertyIn, RawPageOut, SeriesOut, TimelineEntryOut, TransferIn,
-                                          TriggerEventIn)
+from backend.platform_api.schemas import (
+    ActionLogEntryOut,
+    ActivatedDevice,
+    BlynkPage,
+    Connected,
+    DatastreamsWriteIn,
+    DataStreamValue,
+    DatastreamWriteIn,
+    DeviceCreateIn,
+    DeviceEditIn,
+    DeviceTagOut,
+    HistoryPoint,
+    ImportBatchIn,
+    MetafieldIn,
+    MetaFieldValue,
+    OrgTagOut,
+    PlatformDevice,
+    PropertyIn,
+    RawPageOut,
+    SeriesOut,
+    TimelineEntryOut,
+    TransferIn,
+    TriggerEventIn,
+)
 
 VIEW = requires_any(P.DEVICES_VIEW, P.DEVICES_VIEW_OWN)
 CONTROL = requires_any(P.DEVICES_EDIT, P.DEVICES_EDIT_OWN)
@@ -66,18 +85,27 @@ class PlatformDeviceController(Controller):
         await api.devices.clear(device_id)
 
     @get("/devices", guards=[VIEW])
-    async def list_devices(self, api: Api, page: Page = 0, size: Size = 20,
-                           include_sub: Annotated[bool, QueryParameter(name="includeSubOrgDevices")] = False,
-                           ) -> BlynkPage[PlatformDevice]:
+    async def list_devices(
+        self,
+        api: Api,
+        page: Page = 0,
+        size: Size = 20,
+        include_sub: Annotated[bool, QueryParameter(name="includeSubOrgDevices")] = False,
+    ) -> BlynkPage[PlatformDevice]:
         """Devices of the caller's organization (``includeSubOrgDevices``: and of those below it)."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.devices.list_devices(include_sub, page, size))
 
     @get("/search/devices", guards=[VIEW])
-    async def search(self, api: Api, text: Annotated[str, QueryParameter(name="query")] = "",
-                     sort_by: Annotated[str, QueryParameter(name="sortBy")] = "id",
-                     sort_order: Annotated[str, QueryParameter(name="sortOrder")] = "ASC",
-                     page: Page = 0, size: Size = 20) -> BlynkPage[PlatformDevice]:
+    async def search(
+        self,
+        api: Api,
+        text: Annotated[str, QueryParameter(name="query")] = "",
+        sort_by: Annotated[str, QueryParameter(name="sortBy")] = "id",
+        sort_order: Annotated[str, QueryParameter(name="sortOrder")] = "ASC",
+        page: Page = 0,
+        size: Size = 20,
+    ) -> BlynkPage[PlatformDevice]:
         """Devices whose name contains ``query``."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.devices.search(text, sort_by, sort_order, page, size))
@@ -103,17 +131,26 @@ class PlatformDeviceController(Controller):
         await api.devices.log_event(data.deviceId, data.eventCode, data.eventDescription)
 
     @get("/device/timeline", guards=[VIEW])
-    async def timeline(self, device_id: DeviceId, api: Api, page: Page = 0, size: Size = 20,
-                       event_type: Annotated[str | None, QueryParameter(name="eventType")] = None,
-                       ) -> BlynkPage[TimelineEntryOut]:
+    async def timeline(
+        self,
+        device_id: DeviceId,
+        api: Api,
+        page: Page = 0,
+        size: Size = 20,
+        event_type: Annotated[str | None, QueryParameter(name="eventType")] = None,
+    ) -> BlynkPage[TimelineEntryOut]:
         """Timeline entries (events, online, offline), newest first."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.devices.timeline(device_id, event_type, page, size))
 
     @get("/device/logs", guards=[VIEW])
-    async def actions_log(self, device_id: DeviceId, api: Api, page: Page = 0,
-                          size: Annotated[int, QueryParameter(name="size", description="Page size, 1 to 100")] = 20,
-                          ) -> BlynkPage[ActionLogEntryOut]:
+    async def actions_log(
+        self,
+        device_id: DeviceId,
+        api: Api,
+        page: Page = 0,
+        size: Annotated[int, QueryParameter(name="size", description="Page size, 1 to 100")] = 20,
+    ) -> BlynkPage[ActionLogEntryOut]:
         """The actions log: values set by users (console) and API clients, with who set them and
         whether the device was online, newest first."""
         page, size = page_args(page, size)
@@ -137,23 +174,33 @@ class PlatformLookupController(Controller):
     tags = ["Platform API: devices"]
 
     @get("/device/by-owner", guards=[VIEW])
-    async def by_owner(self, api: Api, email: Annotated[str, QueryParameter(name="ownerEmail")],
-                       org_id: OptionalOrgId = None, page: Page = 0, size: Size = 20) -> BlynkPage[PlatformDevice]:
+    async def by_owner(
+        self,
+        api: Api,
+        email: Annotated[str, QueryParameter(name="ownerEmail")],
+        org_id: OptionalOrgId = None,
+        page: Page = 0,
+        size: Size = 20,
+    ) -> BlynkPage[PlatformDevice]:
         """Devices of ``orgId`` (the caller's organization by default) owned by the user with ``ownerEmail``."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.lookups.by_owner(email, org_id, page, size))
 
     @get("/device/by-user-org", guards=[VIEW])
-    async def by_user_org(self, api: Api, email: Annotated[str, QueryParameter(name="userEmail")],
-                          page: Page = 0, size: Size = 20) -> BlynkPage[PlatformDevice]:
+    async def by_user_org(
+        self, api: Api, email: Annotated[str, QueryParameter(name="userEmail")], page: Page = 0, size: Size = 20
+    ) -> BlynkPage[PlatformDevice]:
         """Devices of the organization the user with ``userEmail`` belongs to."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.lookups.by_user_org(email, page, size))
 
     @get("/device/last-activated", guards=[VIEW])
-    async def last_activated(self, api: Api, org_id: OptionalOrgId = None,
-                             minutes: Annotated[int, QueryParameter(name="minutes", description="1 to 60")] = 5,
-                             ) -> list[ActivatedDevice]:
+    async def last_activated(
+        self,
+        api: Api,
+        org_id: OptionalOrgId = None,
+        minutes: Annotated[int, QueryParameter(name="minutes", description="1 to 60")] = 5,
+    ) -> list[ActivatedDevice]:
         """Devices of ``orgId`` (the caller's by default, not its sub-organizations) activated in the
         last ``minutes``, newest first."""
         return await api.lookups.last_activated(org_id, minutes)
@@ -182,9 +229,12 @@ class PlatformValueController(Controller):
     tags = ["Platform API: datastreams"]
 
     @get("/datastreams", guards=[VIEW])
-    async def values(self, device_id: DeviceId, api: Api,
-                     pins: Annotated[str | None, QueryParameter(name="pins", description="v1,v2")] = None,
-                     ) -> list[DataStreamValue]:
+    async def values(
+        self,
+        device_id: DeviceId,
+        api: Api,
+        pins: Annotated[str | None, QueryParameter(name="pins", description="v1,v2")] = None,
+    ) -> list[DataStreamValue]:
         """Latest values of the given pins (all datastreams when ``pins`` is absent)."""
         info = await api.devices.visible(device_id)
         wanted = None if pins is None else [api.devices.spec(info, p).pin for p in pins.split(",") if p.strip()]
@@ -206,32 +256,62 @@ class PlatformValueController(Controller):
         await api.devices.set_property(data.deviceId, data.dataStreamId, data.property, data.value)
 
     @get("/datastream/history", guards=[VIEW])
-    async def history(self, device_id: DeviceId, pin: Pin, api: Api, start: From = None, end: To = None,
-                      page: Page = 0, size: Size = 20) -> BlynkPage[HistoryPoint]:
+    async def history(
+        self,
+        device_id: DeviceId,
+        pin: Pin,
+        api: Api,
+        start: From = None,
+        end: To = None,
+        page: Page = 0,
+        size: Size = 20,
+    ) -> BlynkPage[HistoryPoint]:
         """Raw points of a datastream with "Save Raw Data", oldest first (Blynk's page)."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.history.blynk_page(device_id, pin, start, end, page, size))
 
     @get("/datastream/series", guards=[VIEW])
-    async def series(self, device_id: DeviceId, pin: Pin, start: Annotated[int, QueryParameter(name="from")],
-                     api: Api, end: To = None,
-                     points: Annotated[int, QueryParameter(name="points")] = 1000) -> SeriesOut:
+    async def series(
+        self,
+        device_id: DeviceId,
+        pin: Pin,
+        start: Annotated[int, QueryParameter(name="from")],
+        api: Api,
+        end: To = None,
+        points: Annotated[int, QueryParameter(name="points")] = 1000,
+    ) -> SeriesOut:
         """At most ``points`` buckets over [from, to), each with min, max and average."""
         return await api.history.series(device_id, pin, start, end, points)
 
     @get("/datastream/raw", guards=[VIEW])
-    async def raw(self, device_id: DeviceId, pin: Pin, start: Annotated[int, QueryParameter(name="from")],
-                  api: Api, end: To = None, limit: Annotated[int, QueryParameter(name="limit")] = 1000,
-                  cursor: Annotated[str | None, QueryParameter(name="cursor")] = None) -> RawPageOut:
+    async def raw(
+        self,
+        device_id: DeviceId,
+        pin: Pin,
+        start: Annotated[int, QueryParameter(name="from")],
+        api: Api,
+        end: To = None,
+        limit: Annotated[int, QueryParameter(name="limit")] = 1000,
+        cursor: Annotated[str | None, QueryParameter(name="cursor")] = None,
+    ) -> RawPageOut:
         """Raw points in time order; pass ``next`` back as ``cursor`` for the following page."""
         return await api.history.raw(device_id, pin, start, end, limit, cursor)
 
     @get("/datastream/export", guards=[VIEW])
-    async def export(self, device_id: DeviceId, pin: Pin, start: Annotated[int, QueryParameter(name="from")],
-                     api: Api, end: To = None,
-                     fmt: Annotated[str, QueryParameter(name="format")] = "csv") -> Stream:
+    async def export(
+        self,
+        device_id: DeviceId,
+        pin: Pin,
+        start: Annotated[int, QueryParameter(name="from")],
+        api: Api,
+        end: To = None,
+        fmt: Annotated[str, QueryParameter(name="format")] = "csv",
+    ) -> Stream:
         """Every raw point of the range as CSV or JSON, streamed (memory does not grow with the range)."""
         body = await api.history.export(device_id, pin, start, end, fmt)
         media = "text/csv" if fmt == "csv" else "application/json"
-        return Stream(body, media_type=media,
-                      headers={"Content-Disposition": f'attachment; filename="device_{device_id}_{pin}.{fmt}"'})
+        return Stream(
+            body,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="device_{device_id}_{pin}.{fmt}"'},
+        )

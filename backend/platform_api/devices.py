@@ -25,8 +25,15 @@ from backend.devices.models import Device
 from backend.devices.registry import DeviceInfo as Registered
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
 from backend.platform_api.runtime import PlatformRuntime
-from backend.platform_api.schemas import (ActionLogEntryOut, DataStreamValue, HardwareInfo, MetaFieldValue, MetaValue, PlatformDevice,
-                                          TimelineEntryOut)
+from backend.platform_api.schemas import (
+    ActionLogEntryOut,
+    DataStreamValue,
+    HardwareInfo,
+    MetaFieldValue,
+    MetaValue,
+    PlatformDevice,
+    TimelineEntryOut,
+)
 from backend.templates.values import MULTI_SEPARATOR, DatastreamPin, DatastreamSpec, json_of, wire_text
 
 ACTIONS_PAGE_MAX = 100
@@ -93,22 +100,39 @@ class PlatformDevices:
         infos, total = await self.directory.list(org, page, size)
         return await self.describe([d.id for d in infos]), total
 
-    async def search(self, query: str, sort_by: str, sort_order: str, page: int, size: int) -> tuple[list[PlatformDevice], int]:
+    async def search(
+        self, query: str, sort_by: str, sort_order: str, page: int, size: int
+    ) -> tuple[list[PlatformDevice], int]:
         """Visible devices whose name contains ``query``."""
         columns = {"id": "id", "name": "name", "createdAt": "created_at", "activatedAt": "created_at"}
         if sort_by not in columns or sort_order.upper() not in ("ASC", "DESC"):
             raise ValidationError(f"sortBy is one of {', '.join(columns)} and sortOrder ASC or DESC")
         orgs = sorted(await self.scope.org_ids())
-        own, params = ("", {}) if self.principal.has(Permission.DEVICES_VIEW) else \
-            (" AND owner_id = :me", {"me": self.principal.user_id})
+        own, params = (
+            ("", {})
+            if self.principal.has(Permission.DEVICES_VIEW)
+            else (" AND owner_id = :me", {"me": self.principal.user_id})
+        )
         text = query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = await fetch_all(self.session, f"""SELECT id, count(*) OVER () AS total FROM device
+        rows = await fetch_all(
+            self.session,
+            f"""SELECT id, count(*) OVER () AS total FROM device
             WHERE org_id = ANY(:orgs){own} AND name ILIKE :q ORDER BY {columns[sort_by]} {sort_order.upper()}, id
-            LIMIT :size OFFSET :offset""", orgs=orgs, q=f"%{text}%", size=size,
-                               offset=page * size, **params)
+            LIMIT :size OFFSET :offset""",
+            orgs=orgs,
+            q=f"%{text}%",
+            size=size,
+            offset=page * size,
+            **params,
+        )
         if not rows and page:
-            total = await fetch_one(self.session, f"SELECT count(*) AS n FROM device WHERE org_id = ANY(:orgs){own} "
-                                                  "AND name ILIKE :q", orgs=orgs, q=f"%{text}%", **params)
+            total = await fetch_one(
+                self.session,
+                f"SELECT count(*) AS n FROM device WHERE org_id = ANY(:orgs){own} AND name ILIKE :q",
+                orgs=orgs,
+                q=f"%{text}%",
+                **params,
+            )
             return [], int(total["n"]) if total else 0
         return await self.describe([int(r["id"]) for r in rows]), int(rows[0]["total"]) if rows else 0
 
@@ -119,20 +143,38 @@ class PlatformDevices:
         for device_id in ids:
             r = rows[device_id]
             device = PlatformDevice(
-                id=device_id, templateId=r["template_id"], orgId=r["org_id"], name=r["name"],
-                activatedAt=ms(r["created_at"]), ownerUserId=r["owner_id"],
-                hardwareInfo=HardwareInfo(r["fw_version"], r["fw_type"], r["blynk_version"], r["hardware"],
-                                          r["fw_build"], r["board_template_id"]),
-                connectTime=ms(r["connected_at"]), disconnectTime=ms(r["disconnected_at"]), ip=r["ip"],
-                online=bool(r["online"]))
+                id=device_id,
+                templateId=r["template_id"],
+                orgId=r["org_id"],
+                name=r["name"],
+                activatedAt=ms(r["created_at"]),
+                ownerUserId=r["owner_id"],
+                hardwareInfo=HardwareInfo(
+                    r["fw_version"],
+                    r["fw_type"],
+                    r["blynk_version"],
+                    r["hardware"],
+                    r["fw_build"],
+                    r["board_template_id"],
+                ),
+                connectTime=ms(r["connected_at"]),
+                disconnectTime=ms(r["disconnected_at"]),
+                ip=r["ip"],
+                online=bool(r["online"]),
+            )
             if full:
                 info = await self.visible(device_id)
                 if self.principal.has(Permission.TOKENS_VIEW):
                     device.token = self.runtime.secrets.decrypt_token(r["token_encrypted"]).value
                 device.dataStreamValues = await self.values(info, None)
                 device.metaFieldValues = [
-                    MetaFieldValue(spec.field_id, spec.name, MetaValue(spec.type, await self.runtime.devices.meta.value(info, spec)))
-                    for spec in info.meta.values()]
+                    MetaFieldValue(
+                        spec.field_id,
+                        spec.name,
+                        MetaValue(spec.type, await self.runtime.devices.meta.value(info, spec)),
+                    )
+                    for spec in info.meta.values()
+                ]
             out.append(device)
         return out
 
@@ -177,8 +219,12 @@ class PlatformDevices:
         if new_user_id is None and new_org_id is None:
             raise ValidationError("give newUserId or newOrgId")
         if new_user_id is not None:
-            row = await fetch_one(self.session, "SELECT org_id, status FROM app_user WHERE id = :id AND "
-                                                "org_id = ANY(:orgs)", id=new_user_id, orgs=sorted(await self.scope.org_ids()))
+            row = await fetch_one(
+                self.session,
+                "SELECT org_id, status FROM app_user WHERE id = :id AND org_id = ANY(:orgs)",
+                id=new_user_id,
+                orgs=sorted(await self.scope.org_ids()),
+            )
             if row is None or row["status"] != "active":
                 raise NotFoundError("User is not found or you don't have access to him.")
             owner = await fetch_one(self.session, "SELECT owner_id, org_id FROM device WHERE id = :id", id=device_id)
@@ -207,14 +253,23 @@ class PlatformDevices:
     async def values(self, info: Registered, pins: list[int] | None) -> list[DataStreamValue]:
         """Latest values (or defaults) of the asked pins, or of every datastream."""
         latest = await self.runtime.devices.data.latest.get_all(info.id)
-        specs = [self.spec(info, p) for p in pins] if pins is not None else [info.by_pin[p] for p in sorted(info.by_pin)]
+        specs = (
+            [self.spec(info, p) for p in pins] if pins is not None else [info.by_pin[p] for p in sorted(info.by_pin)]
+        )
         out = []
         for spec in specs:
             stored = latest.get(spec.pin)
             text = stored.value if stored is not None else spec.default_value
-            out.append(DataStreamValue(spec.pin, f"v{spec.pin}", spec.name, spec.name,
-                                       None if text is None else json_of(spec, text),
-                                       ms(stored.updated_at) if stored is not None else None))
+            out.append(
+                DataStreamValue(
+                    spec.pin,
+                    f"v{spec.pin}",
+                    spec.name,
+                    spec.name,
+                    None if text is None else json_of(spec, text),
+                    ms(stored.updated_at) if stored is not None else None,
+                )
+            )
         return out
 
     @staticmethod
@@ -233,8 +288,10 @@ class PlatformDevices:
     async def write(self, device_id: int, values: dict[str, Any] | dict[int | str, Any]) -> None:
         """Set datastream values as the HTTP API's ``update`` (every value checked before any is stored)."""
         info = await self.writable(device_id)
-        checked = [(spec, self.runtime.devices.data.check(spec, raw_value(v)))
-                   for spec, v in ((self.spec(info, k), v) for k, v in values.items())]
+        checked = [
+            (spec, self.runtime.devices.data.check(spec, raw_value(v)))
+            for spec, v in ((self.spec(info, k), v) for k, v in values.items())
+        ]
         if not checked:
             raise ValidationError("values is empty")
         actor = Actor.of(self.principal)
@@ -254,8 +311,10 @@ class PlatformDevices:
 
     async def metafields(self, device_id: int) -> list[MetaFieldValue]:
         info = await self.visible(device_id)
-        return [MetaFieldValue(s.field_id, s.name, MetaValue(s.type, await self.runtime.devices.meta.value(info, s)))
-                for s in info.meta.values()]
+        return [
+            MetaFieldValue(s.field_id, s.name, MetaValue(s.type, await self.runtime.devices.meta.value(info, s)))
+            for s in info.meta.values()
+        ]
 
     async def set_metafield(self, device_id: int, field_id: int | None, field_name: str | None, value: Any) -> None:
         """Set a metadata value (pushed to the device on ``downlink/meta/<name>``)."""
@@ -265,7 +324,9 @@ class PlatformDevices:
             raise NotFoundError("MetaField doesn't exist.")
         await self.runtime.devices.meta.set_from_server(info, spec, raw_value(value))
 
-    async def timeline(self, device_id: int, event_type: str | None, page: int, size: int) -> tuple[list[TimelineEntryOut], int]:
+    async def timeline(
+        self, device_id: int, event_type: str | None, page: int, size: int
+    ) -> tuple[list[TimelineEntryOut], int]:
         """Timeline entries (events, online, offline), newest first."""
         await self.visible(device_id)
         kinds = {"INFORMATION": "info", "WARNING": "warning", "CRITICAL": "critical", "CONTENT": "content"}
@@ -276,13 +337,26 @@ class PlatformDevices:
             upper = event_type.upper()
             where = " AND kind = :kind" if upper in ("ONLINE", "OFFLINE") else " AND kind = 'event' AND type = :kind"
             params["kind"] = upper.lower() if upper in ("ONLINE", "OFFLINE") else kinds[upper]
-        rows = await fetch_all(self.session, f"""SELECT id, ts, kind, code, type, description, count(*) OVER () AS total
+        rows = await fetch_all(
+            self.session,
+            f"""SELECT id, ts, kind, code, type, description, count(*) OVER () AS total
             FROM device_event WHERE device_id = :d{where} ORDER BY ts DESC, id DESC LIMIT :size OFFSET :offset""",
-                               d=device_id, size=size, offset=page * size, **params)
+            d=device_id,
+            size=size,
+            offset=page * size,
+            **params,
+        )
         names = {v: k for k, v in kinds.items()}
-        out = [TimelineEntryOut(int(r["id"]), r["code"], names.get(r["type"] or "", "INFORMATION")
-                                if r["kind"] == "event" else r["kind"].upper(), r["description"] or "", ms(r["ts"]))
-               for r in rows]
+        out = [
+            TimelineEntryOut(
+                int(r["id"]),
+                r["code"],
+                names.get(r["type"] or "", "INFORMATION") if r["kind"] == "event" else r["kind"].upper(),
+                r["description"] or "",
+                ms(r["ts"]),
+            )
+            for r in rows
+        ]
         return out, int(rows[0]["total"]) if rows else 0
 
     async def actions(self, device_id: int, page: int, size: int) -> tuple[list[ActionLogEntryOut], int]:
@@ -291,20 +365,32 @@ class PlatformDevices:
         if size > ACTIONS_PAGE_MAX:
             raise ValidationError(f"size must be 1 to {ACTIONS_PAGE_MAX}")
         info = await self.visible(device_id)
-        rows = await fetch_all(self.session, """SELECT pin, value, actor_email, is_online, created_at,
+        rows = await fetch_all(
+            self.session,
+            """SELECT pin, value, actor_email, is_online, created_at,
             count(*) OVER () AS total FROM device_action WHERE device_id = :d
-            ORDER BY created_at DESC, id DESC LIMIT :size OFFSET :offset""", d=device_id, size=size, offset=page * size)
+            ORDER BY created_at DESC, id DESC LIMIT :size OFFSET :offset""",
+            d=device_id,
+            size=size,
+            offset=page * size,
+        )
         out = []
         for r in rows:
             spec = info.by_pin.get(int(r["pin"]))
             text = wire_text(r["value"])
             value = json_of(spec, text) if spec is not None else text
-            out.append(ActionLogEntryOut(r["actor_email"], value, int(r["pin"]), "VIRTUAL", bool(r["is_online"]),
-                                         ms(r["created_at"])))
+            out.append(
+                ActionLogEntryOut(
+                    r["actor_email"], value, int(r["pin"]), "VIRTUAL", bool(r["is_online"]), ms(r["created_at"])
+                )
+            )
         if rows:
             return out, int(rows[0]["total"])
-        counted = await fetch_one(self.session, "SELECT count(*) AS n FROM device_action WHERE device_id = :d",
-                                  d=device_id) if page else None  # past the last page: still the total
+        counted = (
+            await fetch_one(self.session, "SELECT count(*) AS n FROM device_action WHERE device_id = :d", d=device_id)
+            if page
+            else None
+        )  # past the last page: still the total
         return out, int(counted["n"]) if counted else 0
 
     async def _template_id(self, template: int | str) -> int:

@@ -16,8 +16,15 @@ from backend.accounts.users import UserInfo, UserService
 from backend.errors import NotFoundError, PermissionDeniedError, ValidationError
 from backend.orgs.tree import OrgInfo, OrgTreeService
 from backend.platform_api.devices import ms
-from backend.platform_api.schemas import (InvitationOut, PlatformDatastream, PlatformEvent, PlatformMetafield,
-                                          PlatformOrg, PlatformTemplate, PlatformUser)
+from backend.platform_api.schemas import (
+    InvitationOut,
+    PlatformDatastream,
+    PlatformEvent,
+    PlatformMetafield,
+    PlatformOrg,
+    PlatformTemplate,
+    PlatformUser,
+)
 from backend.templates.meta import SYSTEM_FIELDS
 from backend.templates.models import Template
 from backend.templates.services import TemplateService
@@ -31,8 +38,16 @@ def org_out(org: OrgInfo) -> PlatformOrg:
 
 
 def user_out(user: UserInfo) -> PlatformUser:
-    return PlatformUser(user.id, user.name, user.email, user.role_id, user.org_id, user.status.upper(),
-                        ms(user.created_at), ms(user.last_login_at) if user.last_login_at else None)
+    return PlatformUser(
+        user.id,
+        user.name,
+        user.email,
+        user.role_id,
+        user.org_id,
+        user.status.upper(),
+        ms(user.created_at),
+        ms(user.last_login_at) if user.last_login_at else None,
+    )
 
 
 def invitation_out(inv: InvitationInfo) -> InvitationOut:
@@ -41,15 +56,23 @@ def invitation_out(inv: InvitationInfo) -> InvitationOut:
 
 def template_out(t: Template) -> PlatformTemplate:
     assert t.id is not None
-    return PlatformTemplate(t.id, [t.public_id], t.org_id, t.name, t.hardware, t.connection_type, t.description,
-                            ms(t.created_at))
+    return PlatformTemplate(
+        t.id, [t.public_id], t.org_id, t.name, t.hardware, t.connection_type, t.description, ms(t.created_at)
+    )
 
 
 class PlatformDirectory:
     """The organization tree, templates and users of the caller's scope."""
 
-    def __init__(self, session: AsyncSession, scope: Scope, principal: Principal, orgs: OrgTreeService,
-                 users: UserService, invitations: InvitationService) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        scope: Scope,
+        principal: Principal,
+        orgs: OrgTreeService,
+        users: UserService,
+        invitations: InvitationService,
+    ) -> None:
         self._session = session
         self._scope = scope
         self._principal = principal
@@ -66,7 +89,7 @@ class PlatformDirectory:
     async def search_orgs(self, name: str, page: int, size: int) -> tuple[list[PlatformOrg], int]:
         """Organizations in scope whose name contains ``name``, by id."""
         found = [o for o in await self._orgs.list() if name.strip().lower() in o.name.lower()]
-        return [org_out(o) for o in found[page * size:(page + 1) * size]], len(found)
+        return [org_out(o) for o in found[page * size : (page + 1) * size]], len(found)
 
     async def create_org(self, name: str, parent_id: int | None, tz: str | None) -> PlatformOrg:
         return org_out(await self._orgs.create(name, parent_id, tz))
@@ -78,9 +101,14 @@ class PlatformDirectory:
     async def list_templates(self, page: int, size: int) -> tuple[list[PlatformTemplate], int]:
         """Templates of every organization in scope, by id."""
         orgs = sorted(await self._scope.org_ids())
-        rows = list((await self._session.exec(select(Template).where(col(Template.org_id).in_(orgs))
-                                                 .order_by(col(Template.id)))).all())
-        return [template_out(t) for t in rows[page * size:(page + 1) * size]], len(rows)
+        rows = list(
+            (
+                await self._session.exec(
+                    select(Template).where(col(Template.org_id).in_(orgs)).order_by(col(Template.id))
+                )
+            ).all()
+        )
+        return [template_out(t) for t in rows[page * size : (page + 1) * size]], len(rows)
 
     async def template(self, template_id: int) -> Template:
         """One template of an organization in scope."""
@@ -92,22 +120,38 @@ class PlatformDirectory:
     async def template_datastreams(self, template_id: int) -> list[PlatformDatastream]:
         t = await self.template(template_id)
         assert t.id is not None
-        return [PlatformDatastream(d.pin, d.name, d.alias or d.name, d.units, BLYNK_TYPES.get(d.type, d.type.upper()),
-                                   d.default_value, d.pin, "VIRTUAL", d.min, d.max)
-                for d in await self.templates.datastreams(t.id)]
+        return [
+            PlatformDatastream(
+                d.pin,
+                d.name,
+                d.alias or d.name,
+                d.units,
+                BLYNK_TYPES.get(d.type, d.type.upper()),
+                d.default_value,
+                d.pin,
+                "VIRTUAL",
+                d.min,
+                d.max,
+            )
+            for d in await self.templates.datastreams(t.id)
+        ]
 
     async def template_events(self, template_id: int) -> list[PlatformEvent]:
         t = await self.template(template_id)
         assert t.id is not None
-        return [PlatformEvent(e.code, e.name, EVENT_TYPES.get(e.type, e.type.upper()), e.description)
-                for e in await self.templates.events(t.id)]
+        return [
+            PlatformEvent(e.code, e.name, EVENT_TYPES.get(e.type, e.type.upper()), e.description)
+            for e in await self.templates.events(t.id)
+        ]
 
     async def template_metafields(self, template_id: int) -> list[PlatformMetafield]:
         t = await self.template(template_id)
         assert t.id is not None
         system = [PlatformMetafield(f.field_id, f.name, f.type, f.default_value) for f in SYSTEM_FIELDS]
-        return system + [PlatformMetafield(m.field_id, m.name, m.type, m.default_value)
-                         for m in await self.templates.meta_fields(t.id)]
+        return system + [
+            PlatformMetafield(m.field_id, m.name, m.type, m.default_value)
+            for m in await self.templates.meta_fields(t.id)
+        ]
 
     # users
     async def users(self, org_id: int | None, page: int, size: int) -> tuple[list[PlatformUser], int]:
@@ -134,26 +178,40 @@ class PlatformDirectory:
             if offset * batch >= total:
                 break
         hits = [u for u in everyone if text in u.email.lower() or text in u.name.lower()]
-        return [user_out(u) for u in hits[page * size:(page + 1) * size]], len(hits)
+        return [user_out(u) for u in hits[page * size : (page + 1) * size]], len(hits)
 
     async def set_role(self, user_id: int, role_id: int) -> PlatformUser:
         return user_out(await self._users.update(user_id, None, role_id))
 
-    async def create_user(self, email: str, name: str, password: str | None, password_hash: str | None,
-                          role_id: int, org_id: int | None, *, new_org: bool) -> PlatformUser:
+    async def create_user(
+        self,
+        email: str,
+        name: str,
+        password: str | None,
+        password_hash: str | None,
+        role_id: int,
+        org_id: int | None,
+        *,
+        new_org: bool,
+    ) -> PlatformUser:
         """An active user with a password in ``org_id`` (the caller's organization by default) or,
         with ``new_org``, in a new organization under it named after the user (Blynk's "Clients
         organizations"); everything made is audited, and nothing stays made if a check fails."""
         if password is None:
-            raise ValidationError("give the new user's password as password: openblynk hashes it with argon2 and "
-                                  "cannot sign anyone in with a passwordHash made by another client"
-                                  if password_hash is not None else "password is required")
+            raise ValidationError(
+                "give the new user's password as password: openblynk hashes it with argon2 and "
+                "cannot sign anyone in with a passwordHash made by another client"
+                if password_hash is not None
+                else "password is required"
+            )
         org = org_id if org_id is not None else self._principal.org_id
         await self._target_org(org)
         if new_org:
             if not self._principal.has(Permission.ORGS_CREATE):
-                raise PermissionDeniedError("your role lacks the permission orgs.create (users/create makes an "
-                                            "organization for the user; use users/create-in-org otherwise)")
+                raise PermissionDeniedError(
+                    "your role lacks the permission orgs.create (users/create makes an "
+                    "organization for the user; use users/create-in-org otherwise)"
+                )
             org = (await self._orgs.create((name.strip() or email.strip())[:100], org, None)).id
         return user_out(await self._users.create(org, email, name, password, role_id))
 

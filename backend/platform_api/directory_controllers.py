@@ -19,9 +19,21 @@ from backend.access.permissions import Permission as P
 from backend.platform_api.context import PlatformServices
 from backend.platform_api.directory import template_out
 from backend.platform_api.params import OptionalOrgId, OrgId, Page, RoleId, Size, TemplateId, UserId
-from backend.platform_api.schemas import (BlynkPage, InvitationOut, InviteIn, RegisterIn, OrgCreateIn, PlatformDatastream,
-                                          PlatformEvent, PlatformMetafield, PlatformOrg, PlatformTemplate,
-                                          PlatformUser, UserCreateIn, UserTransferIn)
+from backend.platform_api.schemas import (
+    BlynkPage,
+    InvitationOut,
+    InviteIn,
+    OrgCreateIn,
+    PlatformDatastream,
+    PlatformEvent,
+    PlatformMetafield,
+    PlatformOrg,
+    PlatformTemplate,
+    PlatformUser,
+    RegisterIn,
+    UserCreateIn,
+    UserTransferIn,
+)
 
 Api = NamedDependency[PlatformServices]
 TEMPLATES = requires(P.TEMPLATES_VIEW)
@@ -47,8 +59,9 @@ class PlatformOrgController(Controller):
         return await api.directory.org(None)
 
     @get("/search", guards=[signed_in])
-    async def search(self, api: Api, name: Annotated[str, QueryParameter(name="name")] = "", page: Page = 0,
-                     size: Size = 20) -> BlynkPage[PlatformOrg]:
+    async def search(
+        self, api: Api, name: Annotated[str, QueryParameter(name="name")] = "", page: Page = 0, size: Size = 20
+    ) -> BlynkPage[PlatformOrg]:
         """Organizations of the scope whose name contains ``name``."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.directory.search_orgs(name, page, size))
@@ -104,8 +117,9 @@ class PlatformUserController(Controller):
     tags = ["Platform API: users"]
 
     @get("/users", guards=[USERS])
-    async def list_users(self, api: Api, org_id: OptionalOrgId = None, page: Page = 0,
-                         size: Size = 20) -> BlynkPage[PlatformUser]:
+    async def list_users(
+        self, api: Api, org_id: OptionalOrgId = None, page: Page = 0, size: Size = 20
+    ) -> BlynkPage[PlatformUser]:
         """Users of one organization (``orgId``) or of the whole scope."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.directory.users(org_id, page, size))
@@ -116,8 +130,9 @@ class PlatformUserController(Controller):
         return await api.directory.user(user_id)
 
     @get("/search/users", guards=[USERS])
-    async def search_users(self, api: Api, text: Annotated[str, QueryParameter(name="query")],
-                           page: Page = 0, size: Size = 20) -> BlynkPage[PlatformUser]:
+    async def search_users(
+        self, api: Api, text: Annotated[str, QueryParameter(name="query")], page: Page = 0, size: Size = 20
+    ) -> BlynkPage[PlatformUser]:
         """Users whose e-mail or name contains ``query``."""
         page, size = page_args(page, size)
         return BlynkPage(*await api.directory.search_users(text, page, size))
@@ -142,14 +157,16 @@ class PlatformUserController(Controller):
     async def create_user(self, data: JSONBody[UserCreateIn], api: Api) -> PlatformUser:
         """A new organization under the caller's (or under ``orgId``; also needs ``orgs.create``),
         named after the user, and in it a user with a password and ``roleId``."""
-        return await api.directory.create_user(data.email, data.name, data.password, data.passwordHash,
-                                               data.roleId, data.orgId, new_org=True)
+        return await api.directory.create_user(
+            data.email, data.name, data.password, data.passwordHash, data.roleId, data.orgId, new_org=True
+        )
 
     @post("/users/create-in-org", guards=[CREATE_USERS], status_code=HTTP_201_CREATED)
     async def create_user_in_org(self, data: JSONBody[UserCreateIn], api: Api) -> PlatformUser:
         """A user with a password and ``roleId`` in ``orgId`` (the caller's organization by default)."""
-        return await api.directory.create_user(data.email, data.name, data.password, data.passwordHash,
-                                               data.roleId, data.orgId, new_org=False)
+        return await api.directory.create_user(
+            data.email, data.name, data.password, data.passwordHash, data.roleId, data.orgId, new_org=False
+        )
 
     @post("/users/transfer", guards=[requires(P.USERS_EDIT)], status_code=HTTP_201_CREATED)
     async def transfer_user(self, data: JSONBody[UserTransferIn], api: Api) -> PlatformUser:
@@ -165,13 +182,21 @@ NOT_OFFERED: dict[str, tuple[HttpMethod, str]] = {
 
 def _not_offered(path: str, method: HttpMethod, what: str) -> HTTPRouteHandler:
     async def handler() -> Response[dict[str, dict[str, str]]]:
-        return Response({"error": {"message": f"Not supported by this server: {what}."}},
-                        status_code=HTTP_501_NOT_IMPLEMENTED)
+        return Response(
+            {"error": {"message": f"Not supported by this server: {what}."}}, status_code=HTTP_501_NOT_IMPLEMENTED
+        )
+
     handler.__doc__ = f"Not offered by this server ({what}); answers 501 with Blynk's error body."
-    return route(path, http_method=[method], guards=[signed_in], status_code=HTTP_501_NOT_IMPLEMENTED,
-                 tags=["Platform API: not offered"], media_type=MediaType.JSON,
-                 operation_id="notOffered" + "".join(w.title() for w in re.split(r"[/-]", path) if w),
-                 name=f"not-offered:{path}")(handler)
+    return route(
+        path,
+        http_method=[method],
+        guards=[signed_in],
+        status_code=HTTP_501_NOT_IMPLEMENTED,
+        tags=["Platform API: not offered"],
+        media_type=MediaType.JSON,
+        operation_id="notOffered" + "".join(w.title() for w in re.split(r"[/-]", path) if w),
+        name=f"not-offered:{path}",
+    )(handler)
 
 
 NOT_OFFERED_ROUTES = [_not_offered(path, method, what) for path, (method, what) in NOT_OFFERED.items()]

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -34,7 +34,7 @@ def at_ms(value: int | None, default: datetime) -> datetime:
     if value is None:
         return default
     try:
-        return datetime.fromtimestamp(value / 1000, timezone.utc)
+        return datetime.fromtimestamp(value / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         raise ValidationError(f"{value} is not a valid unix epoch time in milliseconds") from None
 
@@ -74,14 +74,17 @@ class PlatformHistory:
     async def _spec(self, device_id: int, pin: str) -> DatastreamSpec:
         return self.devices.spec(await self.devices.visible(device_id), pin)
 
-    async def blynk_page(self, device_id: int, pin: str, start: int | None, end: int | None, page: int,
-                         size: int) -> tuple[list[HistoryPoint], int]:
+    async def blynk_page(
+        self, device_id: int, pin: str, start: int | None, end: int | None, page: int, size: int
+    ) -> tuple[list[HistoryPoint], int]:
         """Blynk's history page: raw points of a datastream with "Save Raw Data", oldest first."""
         spec = await self._spec(device_id, pin)
         if not spec.save_raw:
-            raise ValidationError(f"Datastream {spec.name!r} does not save raw data; turn on \"Save Raw Data\" "
-                                  "(save_raw) to read its points here, or ask for buckets at .../datastream/series")
-        lo, hi = at_ms(start, datetime.fromtimestamp(0, timezone.utc)), at_ms(end, datetime.now(timezone.utc))
+            raise ValidationError(
+                f'Datastream {spec.name!r} does not save raw data; turn on "Save Raw Data" '
+                "(save_raw) to read its points here, or ask for buckets at .../datastream/series"
+            )
+        lo, hi = at_ms(start, datetime.fromtimestamp(0, UTC)), at_ms(end, datetime.now(UTC))
         if hi <= lo:
             raise ValidationError("to must be after from")
         points, _next = await raw_page(self.pool, device_id, spec.pin, lo, hi, size, PageCursor(lo, page * size))
@@ -93,17 +96,35 @@ class PlatformHistory:
         spec = await self._spec(device_id, pin)
         if spec.type not in NUMERIC:
             raise ValidationError(f"datastream {spec.name!r} holds {spec.type.value} values, which have no buckets")
-        result = await series(self.pool, device_id, spec.pin, at_ms(start, datetime.now(timezone.utc)),
-                              at_ms(end, datetime.now(timezone.utc)), points, save_raw=spec.save_raw)
-        return SeriesOut(result.source, int(result.width.total_seconds() * 1000),
-                         [SeriesBucket(ms(b.ts), b.min, b.max, b.avg, b.count) for b in result.buckets])
+        result = await series(
+            self.pool,
+            device_id,
+            spec.pin,
+            at_ms(start, datetime.now(UTC)),
+            at_ms(end, datetime.now(UTC)),
+            points,
+            save_raw=spec.save_raw,
+        )
+        return SeriesOut(
+            result.source,
+            int(result.width.total_seconds() * 1000),
+            [SeriesBucket(ms(b.ts), b.min, b.max, b.avg, b.count) for b in result.buckets],
+        )
 
-    async def raw(self, device_id: int, pin: str, start: int, end: int | None, limit: int,
-                  cursor: str | None) -> RawPageOut:
+    async def raw(
+        self, device_id: int, pin: str, start: int, end: int | None, limit: int, cursor: str | None
+    ) -> RawPageOut:
         """A page of raw points in time order and the cursor of the next page."""
         spec = await self._spec(device_id, pin)
-        points, following = await raw_page(self.pool, device_id, spec.pin, at_ms(start, datetime.now(timezone.utc)),
-                                           at_ms(end, datetime.now(timezone.utc)), limit, decode_cursor(cursor))
+        points, following = await raw_page(
+            self.pool,
+            device_id,
+            spec.pin,
+            at_ms(start, datetime.now(UTC)),
+            at_ms(end, datetime.now(UTC)),
+            limit,
+            decode_cursor(cursor),
+        )
         return RawPageOut([HistoryPoint(ms(p.ts), point_value(spec, p)) for p in points], encode_cursor(following))
 
     async def export(self, device_id: int, pin: str, start: int, end: int | None, fmt: str) -> AsyncIterator[bytes]:
@@ -111,7 +132,7 @@ class PlatformHistory:
         spec = await self._spec(device_id, pin)
         if fmt not in EXPORT_FORMATS:
             raise ValidationError("format is csv or json")
-        lo, hi = at_ms(start, datetime.now(timezone.utc)), at_ms(end, datetime.now(timezone.utc))
+        lo, hi = at_ms(start, datetime.now(UTC)), at_ms(end, datetime.now(UTC))
         if hi <= lo:
             raise ValidationError("to must be after from")
         return _export(stream_raw(self.pool, device_id, spec.pin, lo, hi), spec, fmt)

@@ -31,8 +31,12 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 def _oauth_error(_request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
     assert isinstance(exc, OAuthError)
     headers = NO_STORE if exc.status != 401 else {**NO_STORE, "WWW-Authenticate": 'Basic realm="oauth2"'}
-    return Response({"error": exc.error, "error_description": exc.message}, status_code=exc.status,
-                    media_type=MediaType.JSON, headers=headers)
+    return Response(
+        {"error": exc.error, "error_description": exc.message},
+        status_code=exc.status,
+        media_type=MediaType.JSON,
+        headers=headers,
+    )
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -43,15 +47,24 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     try:
         client_id, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise OAuthError("invalid_request", "The Basic authorization header is not base64 of clientId:clientSecret.") from None
+        raise OAuthError(
+            "invalid_request", "The Basic authorization header is not base64 of clientId:clientSecret."
+        ) from None
     if not sep:
         raise OAuthError("invalid_request", "The Basic authorization header is not base64 of clientId:clientSecret.")
     return client_id, secret
 
 
-@post("/oauth2/token", opt=PUBLIC, status_code=HTTP_200_OK, exception_handlers={OAuthError: _oauth_error},
-      tags=["Platform API: authentication"])
-async def token(request: Request[Any, Any, Any], accounts_runtime: NamedDependency[AccountsRuntime]) -> Response[TokenOut]:
+@post(
+    "/oauth2/token",
+    opt=PUBLIC,
+    status_code=HTTP_200_OK,
+    exception_handlers={OAuthError: _oauth_error},
+    tags=["Platform API: authentication"],
+)
+async def token(
+    request: Request[Any, Any, Any], accounts_runtime: NamedDependency[AccountsRuntime]
+) -> Response[TokenOut]:
     """OAuth2 client credentials (Blynk's): ``grant_type=client_credentials`` or
     ``refresh_token`` (with ``refresh_token=``), client credentials as HTTP Basic or as
     ``client_id`` and ``client_secret``; parameters in the query string or a form body."""
@@ -71,14 +84,23 @@ async def token(request: Request[Any, Any, Any], accounts_runtime: NamedDependen
         elif not grant:
             raise OAuthError("invalid_request", "grant_type is required (client_credentials or refresh_token).")
         else:
-            raise OAuthError("unsupported_grant_type", f"grant_type {grant[:40]!r} is not supported; use "
-                                                       "client_credentials or refresh_token.")
+            raise OAuthError(
+                "unsupported_grant_type",
+                f"grant_type {grant[:40]!r} is not supported; use client_credentials or refresh_token.",
+            )
     return Response(TokenOut(pair.access_token, pair.token_type, pair.expires_in, pair.refresh_token), headers=NO_STORE)
 
 
 def _client_out(client: ClientInfo) -> OAuthClientOut:
-    return OAuthClientOut(client.id, client.client_id, client.org_id, client.name, client.permissions,
-                          client.created_at.isoformat(), client.revoked_at.isoformat() if client.revoked_at else None)
+    return OAuthClientOut(
+        client.id,
+        client.client_id,
+        client.org_id,
+        client.name,
+        client.permissions,
+        client.created_at.isoformat(),
+        client.revoked_at.isoformat() if client.revoked_at else None,
+    )
 
 
 class OAuthClientController(Controller):
@@ -88,21 +110,35 @@ class OAuthClientController(Controller):
     tags = ["Platform API: clients"]
 
     @get("/", guards=[requires(P.API_CLIENTS)])
-    async def list_clients(self, db_session: NamedDependency[AsyncSession], org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService],
-                           org_id: FromQuery[int | None] = None) -> list[OAuthClientOut]:
+    async def list_clients(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        org_scope: NamedDependency[Scope],
+        audit: NamedDependency[AuditService],
+        org_id: FromQuery[int | None] = None,
+    ) -> list[OAuthClientOut]:
         """Clients of one organization or of the whole scope (revoked ones too)."""
         return [_client_out(c) for c in await OAuthClientService(db_session, org_scope, audit).list_clients(org_id)]
 
     @post("/", guards=[requires(P.API_CLIENTS)], status_code=HTTP_201_CREATED)
-    async def create_client(self, data: JSONBody[OAuthClientIn], db_session: NamedDependency[AsyncSession],
-                            org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> NewOAuthClientOut:
+    async def create_client(
+        self,
+        data: JSONBody[OAuthClientIn],
+        db_session: NamedDependency[AsyncSession],
+        org_scope: NamedDependency[Scope],
+        audit: NamedDependency[AuditService],
+    ) -> NewOAuthClientOut:
         """A client of an organization of the scope; ``client_secret`` is shown in this answer only."""
-        made = await OAuthClientService(db_session, org_scope, audit).create(data.org_id, data.name,
-                                                                                    data.permissions)
+        made = await OAuthClientService(db_session, org_scope, audit).create(data.org_id, data.name, data.permissions)
         return NewOAuthClientOut(_client_out(made.client), made.client_secret)
 
     @delete("/{client_pk:int}", guards=[requires(P.API_CLIENTS)], status_code=HTTP_200_OK)
-    async def revoke_client(self, client_pk: FromPath[int], db_session: NamedDependency[AsyncSession],
-                            org_scope: NamedDependency[Scope], audit: NamedDependency[AuditService]) -> OAuthClientOut:
+    async def revoke_client(
+        self,
+        client_pk: FromPath[int],
+        db_session: NamedDependency[AsyncSession],
+        org_scope: NamedDependency[Scope],
+        audit: NamedDependency[AuditService],
+    ) -> OAuthClientOut:
         """Revoke a client: its secret and every token it was given stop working at once."""
         return _client_out(await OAuthClientService(db_session, org_scope, audit).revoke(client_pk))

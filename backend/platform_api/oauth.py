@@ -25,11 +25,10 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-
-from sqlmodel.ext.asyncio.session import AsyncSession
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import RowMapping
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.permissions import ALL, Permission, Principal, expand, parse
 from backend.access.scope import Scope, ancestry
@@ -40,12 +39,15 @@ from backend.errors import AuthenticationError, NotFoundError, PermissionDeniedE
 ACCESS_TOKEN_SECONDS = 300
 """Blynk's ``expires_in``."""
 CLIENT_ID_PREFIX = "oa2-client-id_"
-OAUTH_ERRORS = frozenset({"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
-                          "unsupported_grant_type"})
+OAUTH_ERRORS = frozenset(
+    {"invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type"}
+)
 WRONG_CLIENT = "Client ID is not found or password is wrong."
 """Blynk's text for an unknown client or a wrong secret (one text, so neither can be told apart)."""
-MAKER_GONE = ("This client no longer works: the user who made it is suspended, was deleted or can no longer "
-              "reach its organization.")
+MAKER_GONE = (
+    "This client no longer works: the user who made it is suspended, was deleted or can no longer "
+    "reach its organization."
+)
 _WITH_MAKER = """oauth_client c LEFT JOIN app_user u ON u.id = c.created_by AND u.status = 'active'
     LEFT JOIN role r ON r.id = u.role_id"""
 """A client with its maker while the maker is active (``u``, ``r`` are NULL otherwise)."""
@@ -125,15 +127,30 @@ class OAuthClientService:
         if missing:
             raise PermissionDeniedError("you cannot give a client a permission you lack: " + ", ".join(sorted(missing)))
         secret = secrets.token_urlsafe(30)
-        row = await fetch_one(self.session, f"""
+        row = await fetch_one(
+            self.session,
+            f"""
             INSERT INTO oauth_client (client_id, secret_hash, org_id, name, permissions, created_by)
             VALUES (:cid, :h, :org, :name, :perms, :by) RETURNING {_CLIENT_COLUMNS}""",
-                              cid=CLIENT_ID_PREFIX + secrets.token_urlsafe(24), h=_hash(secret), org=org, name=name,
-                              perms=sorted(p.value for p in wanted), by=self.principal.user_id or self.principal.maker_id)
+            cid=CLIENT_ID_PREFIX + secrets.token_urlsafe(24),
+            h=_hash(secret),
+            org=org,
+            name=name,
+            perms=sorted(p.value for p in wanted),
+            by=self.principal.user_id or self.principal.maker_id,
+        )
         assert row is not None
         client = ClientInfo(**row)
-        await self.audit.record(self.principal, org, "oauth_client.create", "oauth_client", client.id,
-                                client_id=client.client_id, name=name, permissions=client.permissions)
+        await self.audit.record(
+            self.principal,
+            org,
+            "oauth_client.create",
+            "oauth_client",
+            client.id,
+            client_id=client.client_id,
+            name=name,
+            permissions=client.permissions,
+        )
         return NewClient(client, secret)
 
     async def list_clients(self, org_id: int | None) -> list[ClientInfo]:
@@ -141,14 +158,19 @@ class OAuthClientService:
         if org_id is not None:
             await self.scope.require_org(org_id)
         orgs = [org_id] if org_id is not None else sorted(await self.scope.org_ids())
-        rows = await fetch_all(self.session, f"SELECT {_CLIENT_COLUMNS} FROM oauth_client WHERE org_id = ANY(:orgs) "
-                                             "ORDER BY id", orgs=orgs)
+        rows = await fetch_all(
+            self.session, f"SELECT {_CLIENT_COLUMNS} FROM oauth_client WHERE org_id = ANY(:orgs) ORDER BY id", orgs=orgs
+        )
         return [ClientInfo(**r) for r in rows]
 
     async def get(self, client_pk: int) -> ClientInfo:
         """One client in scope."""
-        row = await fetch_one(self.session, f"SELECT {_CLIENT_COLUMNS} FROM oauth_client WHERE id = :id "
-                                            "AND org_id = ANY(:orgs)", id=client_pk, orgs=sorted(await self.scope.org_ids()))
+        row = await fetch_one(
+            self.session,
+            f"SELECT {_CLIENT_COLUMNS} FROM oauth_client WHERE id = :id AND org_id = ANY(:orgs)",
+            id=client_pk,
+            orgs=sorted(await self.scope.org_ids()),
+        )
         if row is None:
             raise NotFoundError("OAuth client not found")
         return ClientInfo(**row)
@@ -159,8 +181,14 @@ class OAuthClientService:
         if client.revoked_at is None:
             await execute(self.session, "UPDATE oauth_client SET revoked_at = now() WHERE id = :id", id=client_pk)
             await execute(self.session, "DELETE FROM oauth_token WHERE client_id = :id", id=client_pk)
-            await self.audit.record(self.principal, client.org_id, "oauth_client.revoke", "oauth_client", client_pk,
-                                    client_id=client.client_id)
+            await self.audit.record(
+                self.principal,
+                client.org_id,
+                "oauth_client.revoke",
+                "oauth_client",
+                client_pk,
+                client_id=client.client_id,
+            )
         return await self.get(client_pk)
 
 
@@ -180,9 +208,14 @@ class TokenService:
         client = await self._client(client_id, client_secret)
         if not refresh_token:
             raise OAuthError("invalid_request", "refresh_token is required with grant_type=refresh_token")
-        row = await fetch_one(self.session, """
+        row = await fetch_one(
+            self.session,
+            """
             UPDATE oauth_token SET used_at = now() WHERE token_hash = :h AND kind = 'refresh' AND client_id = :c
-              AND used_at IS NULL AND expires_at > now() RETURNING id""", h=_hash(refresh_token), c=client)
+              AND used_at IS NULL AND expires_at > now() RETURNING id""",
+            h=_hash(refresh_token),
+            c=client,
+        )
         if row is None:
             raise OAuthError("invalid_grant", "Refresh token is invalid, expired or already used.")
         return await self._issue(client)
@@ -190,18 +223,29 @@ class TokenService:
     async def authenticate(self, access_token: str, ip: str | None) -> Principal | None:
         """The principal of a live access token of a client that is not revoked, or None; raises
         AuthenticationError when the client's maker no longer lets it work."""
-        row = await fetch_one(self.session, f"""
+        row = await fetch_one(
+            self.session,
+            f"""
             SELECT c.id, c.client_id, c.org_id, c.permissions, {_MAKER_COLUMNS}
             FROM oauth_token t JOIN {_WITH_MAKER} ON c.id = t.client_id
             WHERE t.token_hash = :h AND t.kind = 'access' AND t.expires_at > now() AND c.revoked_at IS NULL""",
-                              h=_hash(access_token))
+            h=_hash(access_token),
+        )
         if row is None:
             return None
         permissions = await self._effective(row)
         if permissions is None:
             raise AuthenticationError(MAKER_GONE)
-        return Principal(user_id=0, org_id=int(row["org_id"]), email=f"oauth2:{row['client_id']}", role_id=0,
-                         permissions=permissions, ip=ip, client_id=int(row["id"]), maker_id=int(row["maker_id"]))
+        return Principal(
+            user_id=0,
+            org_id=int(row["org_id"]),
+            email=f"oauth2:{row['client_id']}",
+            role_id=0,
+            permissions=permissions,
+            ip=ip,
+            client_id=int(row["id"]),
+            maker_id=int(row["maker_id"]),
+        )
 
     async def purge_expired(self) -> int:
         """Delete tokens past their end (they already no longer work)."""
@@ -209,11 +253,17 @@ class TokenService:
 
     async def _client(self, client_id: str, client_secret: str) -> int:
         if not client_id or not client_secret:
-            raise OAuthError("invalid_client", "Client credentials are missing: send them as HTTP Basic "
-                                               "authorization or as client_id and client_secret parameters.")
-        row = await fetch_one(self.session, f"SELECT c.id, c.org_id, c.permissions, c.secret_hash, {_MAKER_COLUMNS} "
-                                            f"FROM {_WITH_MAKER} WHERE c.client_id = :cid AND c.revoked_at IS NULL",
-                              cid=client_id)
+            raise OAuthError(
+                "invalid_client",
+                "Client credentials are missing: send them as HTTP Basic "
+                "authorization or as client_id and client_secret parameters.",
+            )
+        row = await fetch_one(
+            self.session,
+            f"SELECT c.id, c.org_id, c.permissions, c.secret_hash, {_MAKER_COLUMNS} "
+            f"FROM {_WITH_MAKER} WHERE c.client_id = :cid AND c.revoked_at IS NULL",
+            cid=client_id,
+        )
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(client_secret)):
             raise OAuthError("invalid_client", WRONG_CLIENT)
         if await self._effective(row) is None:
@@ -228,18 +278,25 @@ class TokenService:
         if row["maker_id"] is None:
             return None
         maker = expand(row["maker_permissions"] or [])
-        if row["maker_org"] != row["org_id"] and (Permission.ORGS_VIEW_SUB not in maker or int(row["maker_org"])
-                                                  not in await ancestry(self.session, int(row["org_id"]))):
+        if row["maker_org"] != row["org_id"] and (
+            Permission.ORGS_VIEW_SUB not in maker
+            or int(row["maker_org"]) not in await ancestry(self.session, int(row["org_id"]))
+        ):
             return None
         return expand(row["permissions"]) & maker
 
     async def _issue(self, client: int) -> TokenPair:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         access, refresh = secrets.token_urlsafe(30), secrets.token_urlsafe(30)
-        await execute(self.session, """
+        await execute(
+            self.session,
+            """
             INSERT INTO oauth_token (client_id, kind, token_hash, expires_at)
             VALUES (:c, 'access', :a, :a_exp), (:c, 'refresh', :r, :r_exp)""",
-                      c=client, a=_hash(access), a_exp=now + timedelta(seconds=ACCESS_TOKEN_SECONDS),
-                      r=_hash(refresh), r_exp=now + self.refresh_lifetime)
+            c=client,
+            a=_hash(access),
+            a_exp=now + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+            r=_hash(refresh),
+            r_exp=now + self.refresh_lifetime,
+        )
         return TokenPair(access, refresh)
-

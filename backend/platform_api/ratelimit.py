@@ -31,5 +31,7 @@ async def count_request(session: AsyncSession, org_id: int, per_minute: int) -> 
     row = await fetch_one(session, _COUNT_SQL, org=org_id, window=WINDOW_SECONDS)
     assert row is not None
     if int(row["count"]) > per_minute:
-        raise RateLimitedError(f"Too many requests: this organization may make {per_minute} platform API "
-                               "requests a minute.", math.ceil(float(row["left_s"])))
+        raise RateLimitedError(
+            f"Too many requests: this organization may make {per_minute} platform API requests a minute.",
+            math.ceil(float(row["left_s"])),
+        )

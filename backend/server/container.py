@@ -86,34 +86,65 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     secrets = Secrets(settings.resolved_secret_key())
     db = Database(database_url, pool_size=4 + HISTORY_WRITERS)
     registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
-    history = HistoryWriter(db.pool, batch_rows=settings.history_batch_rows,
-                            flush_seconds=settings.history_flush_seconds, in_flight=HISTORY_WRITERS)
+    history = HistoryWriter(
+        db.pool,
+        batch_rows=settings.history_batch_rows,
+        flush_seconds=settings.history_flush_seconds,
+        in_flight=HISTORY_WRITERS,
+    )
     latest = LatestValues(db.pool)
-    mqtt = ServiceClient(settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME,
-                         secrets.service_password(), client_id="openblynk-app", subscriptions=SUBSCRIPTIONS)
-    data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes,
-                       actions=ActionLog(db.pool))
+    mqtt = ServiceClient(
+        settings.mqtt_broker_host,
+        settings.mqtt_port,
+        SERVICE_USERNAME,
+        secrets.service_password(),
+        client_id="openblynk-app",
+        subscriptions=SUBSCRIPTIONS,
+    )
+    data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes, actions=ActionLog(db.pool))
     devices = DeviceServices.build(db.pool, data, settings)
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, devices)
     ingest = IngestService(registry, data, db.pool, devices, ota=ota.delivery)
     changes = ChangeListener(database_url, registry.apply, data.live.apply)  # live: console sockets' access
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
-    scheduler = Scheduler(database_url, [
-        Job("history-maintenance", lambda: maintain(db.pool, retention), settings.maintenance_interval_seconds),
-        Job("ota-rollout", ota.rollout.tick, settings.ota_tick_seconds),
-        Job("accounts-cleanup", lambda: clean_accounts(db, settings.login_failure_window_seconds),
-            ACCOUNTS_CLEANUP_SECONDS)])
-    device_api = DeviceApiService(registry, secrets, data, db.pool, devices,
-                                  DeviceRateLimit(settings.device_rate_limit))
+    scheduler = Scheduler(
+        database_url,
+        [
+            Job("history-maintenance", lambda: maintain(db.pool, retention), settings.maintenance_interval_seconds),
+            Job("ota-rollout", ota.rollout.tick, settings.ota_tick_seconds),
+            Job(
+                "accounts-cleanup",
+                lambda: clean_accounts(db, settings.login_failure_window_seconds),
+                ACCOUNTS_CLEANUP_SECONDS,
+            ),
+        ],
+    )
+    device_api = DeviceApiService(
+        registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)
+    )
     data_api = build_data_api(device_api, latest, settings)
     return Runtime(
-        settings=settings, secrets=secrets, db=db, registry=registry, mqtt=mqtt, history=history, latest=latest,
-        data=data, devices=devices, ota=ota, ingest=ingest, changes=changes, scheduler=scheduler,
-        device_api=device_api, data_api=data_api, accounts=AccountsRuntime(db, settings, Mailer(settings)),
+        settings=settings,
+        secrets=secrets,
+        db=db,
+        registry=registry,
+        mqtt=mqtt,
+        history=history,
+        latest=latest,
+        data=data,
+        devices=devices,
+        ota=ota,
+        ingest=ingest,
+        changes=changes,
+        scheduler=scheduler,
+        device_api=device_api,
+        data_api=data_api,
+        accounts=AccountsRuntime(db, settings, Mailer(settings)),
         platform=PlatformRuntime(registry, secrets, devices, db.pool, data_api.batch),
         console=ConsoleRuntime(registry, secrets, devices, db.pool),
         tls=tls_files(settings) if settings.mqtts_port else None,
-        mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()))
+        mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()),
+    )
 
 
 def runtime_of(state: State) -> Runtime:

@@ -14,9 +14,19 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.connections import AnyRequest
 from backend.db.engine import REFUSED_ERRORS, refused_value
-from backend.errors import (AuthenticationError, BlynkApiError, BlynkLimitError, BlynkServerError, ConflictError,
-                            MailError, NotFoundError, OpenBlynkError, PermissionDeniedError, RateLimitedError,
-                            ValidationError)
+from backend.errors import (
+    AuthenticationError,
+    BlynkApiError,
+    BlynkLimitError,
+    BlynkServerError,
+    ConflictError,
+    MailError,
+    NotFoundError,
+    OpenBlynkError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ValidationError,
+)
 from backend.server.lifespan import app_lifespan
 from backend.server.routers import app_dependencies, route_handlers
 from backend.settings import Settings
@@ -33,20 +43,36 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         dependencies=app_dependencies(),
         template_config=console_template_config(),
         lifespan=[app_lifespan(settings, database_url)],
-        exception_handlers={OpenBlynkError: _error_response,
-                            **{kind: _database_refusal for kind in REFUSED_ERRORS}},
+        exception_handlers={OpenBlynkError: _error_response, **{kind: _database_refusal for kind in REFUSED_ERRORS}},
         before_send=[security_headers],  # the console's CSP and framing headers on every HTML answer
-        openapi_config=OpenAPIConfig(title="openblynk", version="0.1.0", path="/schema", components=Components(
-            security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer",
-                                                            description="access token from POST /oauth2/token")})),
+        openapi_config=OpenAPIConfig(
+            title="openblynk",
+            version="0.1.0",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(
+                        type="http", scheme="bearer", description="access token from POST /oauth2/token"
+                    )
+                }
+            ),
+        ),
         logging_config=None,
     )
 
 
 _STATUS: tuple[tuple[type[OpenBlynkError], int], ...] = (
-    (BlynkLimitError, 403), (BlynkServerError, 500), (NotFoundError, 404), (ConflictError, 409),
-    (AuthenticationError, 401), (PermissionDeniedError, 403), (MailError, 503), (RateLimitedError, 429),
-    (ValidationError, 400), (BlynkApiError, 400))
+    (BlynkLimitError, 403),
+    (BlynkServerError, 500),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (MailError, 503),
+    (RateLimitedError, 429),
+    (ValidationError, 400),
+    (BlynkApiError, 400),
+)
 """HTTP status of each kind of error, the first that matches (more specific kinds first)."""
 
 
@@ -58,8 +84,7 @@ def _error_response(request: AnyRequest, exc: Exception) -> Response[object]:
         log.error("unexpected error on %s: %s", request.url.path, exc)
         status = 500
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else {}
-    return Response({"error": {"message": exc.message}}, status_code=status, media_type=MediaType.JSON,
-                    headers=headers)
+    return Response({"error": {"message": exc.message}}, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def _database_refusal(request: AnyRequest, exc: Exception) -> Response[object]:
@@ -69,8 +94,9 @@ def _database_refusal(request: AnyRequest, exc: Exception) -> Response[object]:
     refusal = refused_value(exc)
     if refusal is None:
         log.error("unexpected database error on %s", request.url.path, exc_info=exc)
-        return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500,
-                        media_type=MediaType.JSON)
+        return Response(
+            {"status_code": 500, "detail": "Internal Server Error"}, status_code=500, media_type=MediaType.JSON
+        )
     handlers = request.route_handler.resolve_exception_handlers()
     handler = next(handlers[kind] for kind in type(refusal).__mro__ if kind in handlers)
     return handler(request, refusal)

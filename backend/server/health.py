@@ -12,7 +12,11 @@ from backend.server.container import runtime
 async def health(request: PublicRequest) -> dict[str, object]:
     """Liveness and the broker connection state."""
     rt = runtime(request.app)
-    return {"status": "ok", "broker_connected": rt.mqtt.connected,
-            "scheduler_leader": rt.scheduler.is_leader.is_set(),
-            "ingested": rt.ingest.processed, "history_rows": rt.history.rows_written,
-            "unacknowledged": rt.mqtt.unacknowledged}
+    return {
+        "status": "ok",
+        "broker_connected": rt.mqtt.connected,
+        "scheduler_leader": rt.scheduler.is_leader.is_set(),
+        "ingested": rt.ingest.processed,
+        "history_rows": rt.history.rows_written,
+        "unacknowledged": rt.mqtt.unacknowledged,
+    }

@@ -41,8 +41,10 @@ class Part:
 
 def _started(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:
     """A synchronous start (one that only creates tasks) as an awaitable one."""
+
     async def run() -> None:
         start()
+
     return run
 
 
@@ -98,4 +100,5 @@ def app_lifespan(settings: Settings, database_url: str) -> Callable[[Litestar], 
                 yield
             finally:
                 del app.state[RUNTIME_KEY]
+
     return lifespan

@@ -17,8 +17,9 @@ INGEST_BATCH = 500
 """Messages the ingest takes from the broker connection at a time, at most."""
 
 
-async def ingest_loop(mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter,
-                      batch: int = INGEST_BATCH) -> None:
+async def ingest_loop(
+    mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter, batch: int = INGEST_BATCH
+) -> None:
     """Handle the messages in batches of what has arrived (at most ``batch``), then
     acknowledge them to the broker once the history rows they made are committed (see
     backend.transport.mqtt): a crash before that gets them sent again."""

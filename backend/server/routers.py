@@ -17,16 +17,21 @@ from litestar.di import Provide
 
 from backend.access.deps import provide_org_scope, provide_principal
 from backend.access.guards import same_origin
-from backend.accounts.controllers import (AuthController, InvitationController, RoleController, UserController,
-                                          list_permissions)
+from backend.accounts.controllers import (
+    AuthController,
+    InvitationController,
+    RoleController,
+    UserController,
+    list_permissions,
+)
 from backend.accounts.deps import accounts_dependencies
 from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsRuntime
 from backend.audit.controllers import audit_log
 from backend.audit.deps import provide_audit
 from backend.console.context import console_dependencies
-from backend.db.deps import provide_db_session
 from backend.console.controllers import ConsoleDeviceController, ConsoleTemplateController
+from backend.db.deps import provide_db_session
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
 from backend.orgs.controllers import DeviceController, OrgController, TagController
@@ -34,10 +39,13 @@ from backend.orgs.deps import orgs_dependencies
 from backend.ota.controllers import OtaController
 from backend.platform_api.auth import bearer_middleware
 from backend.platform_api.context import platform_dependencies
-from backend.platform_api.controllers import (PlatformDeviceController, PlatformLookupController,
-                                              PlatformValueController)
-from backend.platform_api.directory_controllers import (NOT_OFFERED_ROUTES, PlatformOrgController,
-                                                        PlatformTemplateController, PlatformUserController)
+from backend.platform_api.controllers import PlatformDeviceController, PlatformLookupController, PlatformValueController
+from backend.platform_api.directory_controllers import (
+    NOT_OFFERED_ROUTES,
+    PlatformOrgController,
+    PlatformTemplateController,
+    PlatformUserController,
+)
 from backend.platform_api.http import OAuthClientController, token
 from backend.server.container import Runtime, runtime, runtime_of
 from backend.server.health import health
@@ -52,8 +60,10 @@ def _accounts(app: Litestar) -> AccountsRuntime:
 
 def _part(pick: Callable[[Runtime], Any]) -> Provide:
     """A dependency that is one part of the running app's runtime."""
+
     def provide(state: State) -> Any:
         return pick(runtime_of(state))
+
     return Provide(provide, sync_to_thread=False)
 
 
@@ -82,32 +92,68 @@ def app_dependencies() -> dict[str, Provide]:
 def api_router() -> Router:
     """``/api``: accounts, organizations, audit, OAuth2 clients and Blynk.Air, behind the
     session middleware and the same-origin guard."""
-    return Router(path="/api", route_handlers=[AuthController, UserController, RoleController, InvitationController,
-                                               OrgController, DeviceController, TagController, list_permissions,
-                                               audit_log, OAuthClientController, OtaController],
-                  middleware=[session_middleware(_accounts)], guards=[same_origin],
-                  dependencies={**accounts_dependencies(), **orgs_dependencies()})
+    return Router(
+        path="/api",
+        route_handlers=[
+            AuthController,
+            UserController,
+            RoleController,
+            InvitationController,
+            OrgController,
+            DeviceController,
+            TagController,
+            list_permissions,
+            audit_log,
+            OAuthClientController,
+            OtaController,
+        ],
+        middleware=[session_middleware(_accounts)],
+        guards=[same_origin],
+        dependencies={**accounts_dependencies(), **orgs_dependencies()},
+    )
 
 
 def console_api_router() -> Router:
     """``/api/console``: behind the accounts session middleware and same-origin guard."""
-    return Router(path="/api/console", route_handlers=[ConsoleTemplateController, ConsoleDeviceController],
-                  middleware=[session_middleware(_accounts)], guards=[same_origin],
-                  dependencies=console_dependencies())
+    return Router(
+        path="/api/console",
+        route_handlers=[ConsoleTemplateController, ConsoleDeviceController],
+        middleware=[session_middleware(_accounts)],
+        guards=[same_origin],
+        dependencies=console_dependencies(),
+    )
 
 
 def platform_router() -> Router:
     """``/api/v1/organization``: Bearer authentication, rate limit, the guards of ``backend.access``."""
-    return Router(path="/api/v1/organization",
-                  route_handlers=[PlatformDeviceController, PlatformLookupController, PlatformValueController,
-                                  PlatformOrgController, PlatformTemplateController, PlatformUserController,
-                                  *NOT_OFFERED_ROUTES],
-                  middleware=[bearer_middleware(_accounts)],
-                  dependencies={**accounts_dependencies(), **orgs_dependencies(), **platform_dependencies()},
-                  security=[{"BearerToken": []}])
+    return Router(
+        path="/api/v1/organization",
+        route_handlers=[
+            PlatformDeviceController,
+            PlatformLookupController,
+            PlatformValueController,
+            PlatformOrgController,
+            PlatformTemplateController,
+            PlatformUserController,
+            *NOT_OFFERED_ROUTES,
+        ],
+        middleware=[bearer_middleware(_accounts)],
+        dependencies={**accounts_dependencies(), **orgs_dependencies(), **platform_dependencies()},
+        security=[{"BearerToken": []}],
+    )
 
 
 def route_handlers() -> list[Any]:
     """Everything the app mounts."""
-    return [DeviceApiController, *DATA_ROUTES, health, ca_certificate, mqtt_websocket, api_router(), token,
-            platform_router(), console_api_router(), *console_pages(_accounts)]
+    return [
+        DeviceApiController,
+        *DATA_ROUTES,
+        health,
+        ca_certificate,
+        mqtt_websocket,
+        api_router(),
+        token,
+        platform_router(),
+        console_api_router(),
+        *console_pages(_accounts),
+    ]

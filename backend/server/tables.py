@@ -7,5 +7,15 @@ from backend.devices.models import DatastreamValue, Device
 from backend.orgs.models import Organization, Role, User
 from backend.templates.models import Datastream, EventDef, Template
 
-__all__ = ["Datastream", "DatastreamValue", "Device", "DeviceFile", "DeviceQuota", "EventDef", "Organization",
-           "Role", "Template", "User"]
+__all__ = [
+    "Datastream",
+    "DatastreamValue",
+    "Device",
+    "DeviceFile",
+    "DeviceQuota",
+    "EventDef",
+    "Organization",
+    "Role",
+    "Template",
+    "User",
+]

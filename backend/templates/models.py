@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text, BigInteger, Column, DateTime, ForeignKey, SmallInteger
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, SmallInteger, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -25,8 +25,9 @@ class Template(SQLModel, table=True):
     offline_ignore_seconds: int = 0
     raw_retention_days: int | None = None
     rollup_retention_days: int | None = None
-    created_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True),
-                                       sa_column_kwargs={"server_default": text("now()")})
+    created_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": text("now()")}
+    )
 
 
 class Datastream(SQLModel, table=True):

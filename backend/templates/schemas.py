@@ -42,8 +42,22 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 MetaFieldName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/#+,\x00]+$")]
-MetaFieldType = Literal["text", "number", "contact", "switch", "device_reference", "list", "table", "imei", "iccid",
-                        "email", "image", "device_eui", "join_eui", "application_key"]
+MetaFieldType = Literal[
+    "text",
+    "number",
+    "contact",
+    "switch",
+    "device_reference",
+    "list",
+    "table",
+    "imei",
+    "iccid",
+    "email",
+    "image",
+    "device_eui",
+    "join_eui",
+    "application_key",
+]
 
 
 class MetaFieldIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

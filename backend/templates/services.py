@@ -25,8 +25,16 @@ def new_public_id() -> str:
 
 def spec_of(ds: Datastream) -> DatastreamSpec:
     """The value-checking view of a datastream row."""
-    return DatastreamSpec(pin=ds.pin, name=ds.name, type=DatastreamType(ds.type), min=ds.min, max=ds.max,
-                          default_value=ds.default_value, sync=ds.sync, save_raw=ds.save_raw)
+    return DatastreamSpec(
+        pin=ds.pin,
+        name=ds.name,
+        type=DatastreamType(ds.type),
+        min=ds.min,
+        max=ds.max,
+        default_value=ds.default_value,
+        sync=ds.sync,
+        save_raw=ds.save_raw,
+    )
 
 
 class TemplateService:
@@ -48,40 +56,67 @@ class TemplateService:
     async def datastreams(self, template_id: int) -> list[Datastream]:
         """The datastreams of a template, by pin."""
         result = await self.session.exec(
-            select(Datastream).where(Datastream.template_id == template_id).order_by(col(Datastream.pin)))
+            select(Datastream).where(Datastream.template_id == template_id).order_by(col(Datastream.pin))
+        )
         return list(result.all())
 
     async def events(self, template_id: int) -> list[EventDef]:
         """The event definitions of a template, by code."""
         result = await self.session.exec(
-            select(EventDef).where(EventDef.template_id == template_id).order_by(EventDef.code))
+            select(EventDef).where(EventDef.template_id == template_id).order_by(EventDef.code)
+        )
         return list(result.all())
 
     async def meta_fields(self, template_id: int) -> list[MetaField]:
         """The custom metadata fields of a template, by field id."""
         result = await self.session.exec(
-            select(MetaField).where(MetaField.template_id == template_id).order_by(col(MetaField.field_id)))
+            select(MetaField).where(MetaField.template_id == template_id).order_by(col(MetaField.field_id))
+        )
         return list(result.all())
 
     async def as_spec(self, template: Template) -> TemplateIn:
         """The template as its import document (what :meth:`upsert` takes back)."""
         assert template.id is not None
-        datastreams = [DatastreamIn(pin=f"V{d.pin}", name=d.name, type=d.type, alias=d.alias,  # type: ignore[arg-type]
-                                    min=d.min, max=d.max, default=d.default_value, units=d.units,
-                                    decimals=d.decimals, save_raw=d.save_raw, sync=d.sync,
-                                    enum_values=d.enum_values, wait_confirmation=d.wait_confirmation)
-                       for d in await self.datastreams(template.id)]
-        events = [EventIn(code=e.code, name=e.name, type=e.type, description=e.description)  # type: ignore[arg-type]
-                  for e in await self.events(template.id)]
-        metadata = [MetaFieldIn(name=m.name, type=m.type, default=m.default_value, id=m.field_id)  # type: ignore[arg-type]
-                    for m in await self.meta_fields(template.id)]
-        return TemplateIn(name=template.name, id=template.public_id, description=template.description,
-                          hardware=template.hardware, connection_type=template.connection_type,
-                          heartbeat_interval=template.heartbeat_interval,
-                          offline_ignore_seconds=template.offline_ignore_seconds,
-                          raw_retention_days=template.raw_retention_days,
-                          rollup_retention_days=template.rollup_retention_days,
-                          datastreams=datastreams, events=events, metadata=metadata)
+        datastreams = [
+            DatastreamIn(
+                pin=f"V{d.pin}",
+                name=d.name,
+                type=d.type,  # type: ignore[arg-type]
+                alias=d.alias,
+                min=d.min,
+                max=d.max,
+                default=d.default_value,
+                units=d.units,
+                decimals=d.decimals,
+                save_raw=d.save_raw,
+                sync=d.sync,
+                enum_values=d.enum_values,
+                wait_confirmation=d.wait_confirmation,
+            )
+            for d in await self.datastreams(template.id)
+        ]
+        events = [
+            EventIn(code=e.code, name=e.name, type=e.type, description=e.description)  # type: ignore[arg-type]
+            for e in await self.events(template.id)
+        ]
+        metadata = [
+            MetaFieldIn(name=m.name, type=m.type, default=m.default_value, id=m.field_id)  # type: ignore[arg-type]
+            for m in await self.meta_fields(template.id)
+        ]
+        return TemplateIn(
+            name=template.name,
+            id=template.public_id,
+            description=template.description,
+            hardware=template.hardware,
+            connection_type=template.connection_type,
+            heartbeat_interval=template.heartbeat_interval,
+            offline_ignore_seconds=template.offline_ignore_seconds,
+            raw_retention_days=template.raw_retention_days,
+            rollup_retention_days=template.rollup_retention_days,
+            datastreams=datastreams,
+            events=events,
+            metadata=metadata,
+        )
 
     async def upsert(self, org_id: int, spec: TemplateIn) -> tuple[Template, bool]:
         """Create the template or update the one with the same name; True if created."""
@@ -177,8 +212,10 @@ def _check_unique(spec: TemplateIn) -> None:
         raise ValidationError(f"template {spec.name!r}: metadata names and ids must be unique")
     system = sorted(SYSTEM_NAMES & set(meta_names))
     if system:
-        raise ValidationError(f"template {spec.name!r}: {', '.join(system)} is a system metadata field; "
-                              "it exists in every template and must not be listed")
+        raise ValidationError(
+            f"template {spec.name!r}: {', '.join(system)} is a system metadata field; "
+            "it exists in every template and must not be listed"
+        )
     codes = [e.code for e in spec.events]
     if len(set(codes)) != len(codes):
         raise ValidationError(f"template {spec.name!r}: event codes must be unique")

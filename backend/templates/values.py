@@ -44,8 +44,12 @@ class DatastreamType(StrEnum):
     LOCATION = "location"
 
 
-_DOUBLE, _INTEGER, _ENUM, _STRING = (DatastreamType.DOUBLE, DatastreamType.INTEGER, DatastreamType.ENUM,
-                                     DatastreamType.STRING)  # module globals: read faster than the class's
+_DOUBLE, _INTEGER, _ENUM, _STRING = (
+    DatastreamType.DOUBLE,
+    DatastreamType.INTEGER,
+    DatastreamType.ENUM,
+    DatastreamType.STRING,
+)  # module globals: read faster than the class's
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ class DatastreamPin:
             raise ValidationError(f"pin must be V0..V255, not V{self.number}")
 
     @classmethod
-    def parse(cls, text: str) -> "DatastreamPin":
+    def parse(cls, text: str) -> DatastreamPin:
         """Parse ``V5`` or ``v5``; raises ValidationError otherwise."""
         match = _PIN_RE.match(text.strip())
         if not match:
@@ -101,8 +105,9 @@ class TooLongError(ValidationError):
     """A string value is longer than the limit."""
 
 
-def checked_value(spec: DatastreamSpec, raw: str | bytes,
-                  max_string_bytes: int = 1024) -> tuple[str | float, float | None]:
+def checked_value(
+    spec: DatastreamSpec, raw: str | bytes, max_string_bytes: int = 1024
+) -> tuple[str | float, float | None]:
     """Check a value against its datastream: parse, clamp and format it; raises
     :class:`ValidationError` (:class:`WrongTypeError`, :class:`TooLongError`) when it does not
     fit. ``raw`` is text, or an MQTT payload (bytes, which must be UTF-8 text).

@@ -84,8 +84,14 @@ class TransferService:
             except ValidationError as exc:
                 raise ValidationError(f"device {item.name!r}: {exc.message}") from None
             await store_tags(self.session, device.id, tags)
-        return DeviceOut(name=device.name, id=device.id, token=token.value, template=template.name,
-                         template_id=template.public_id, created=created)
+        return DeviceOut(
+            name=device.name,
+            id=device.id,
+            token=token.value,
+            template=template.name,
+            template_id=template.public_id,
+            created=created,
+        )
 
     async def export_document(self, org_id: int) -> Document:
         """Everything of the organization, in the import format (tokens included)."""
@@ -94,9 +100,15 @@ class TransferService:
         out_templates = [await self._export_template(t) for t in templates]
         listed = await self.devices.list(org_id)
         tags = await tags_of(self.session, [d.id for d in listed if d.id is not None])
-        devices = [DeviceIn(name=d.name, template=names[d.template_id], token=self.devices.token_of(d).value,
-                            tags=tags.get(d.id) if d.id is not None else None)
-                   for d in listed]
+        devices = [
+            DeviceIn(
+                name=d.name,
+                template=names[d.template_id],
+                token=self.devices.token_of(d).value,
+                tags=tags.get(d.id) if d.id is not None else None,
+            )
+            for d in listed
+        ]
         return Document(templates=out_templates, devices=devices)
 
     async def _export_template(self, template: Template) -> TemplateDoc:

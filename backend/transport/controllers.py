@@ -15,8 +15,11 @@ async def ca_certificate(tls: NamedDependency[TlsFiles | None]) -> Response[byte
     files = tls
     if files is None or files.cafile is None or not files.cafile.is_file():
         raise NotFoundError("no CA certificate is configured (set OPENBLYNK_TLS_CAFILE)")
-    return Response(files.cafile.read_bytes(), media_type="application/x-pem-file",
-                    headers={"Content-Disposition": 'inline; filename="ca.pem"'})
+    return Response(
+        files.cafile.read_bytes(),
+        media_type="application/x-pem-file",
+        headers={"Content-Disposition": 'inline; filename="ca.pem"'},
+    )
 
 
 __all__ = ["ca_certificate"]

@@ -109,8 +109,13 @@ class AddressSlots:
         self._refused += 1
         now = time.monotonic()
         if now - self._warned_at >= WARN_EVERY_SECONDS:
-            log.warning("refused %d HTTP connection(s) over the cap of %d per address (latest from %s; "
-                        "OPENBLYNK_HTTP_CONNECTIONS_PER_ADDRESS)", self._refused, self.per_address, key)
+            log.warning(
+                "refused %d HTTP connection(s) over the cap of %d per address (latest from %s; "
+                "OPENBLYNK_HTTP_CONNECTIONS_PER_ADDRESS)",
+                self._refused,
+                self.per_address,
+                key,
+            )
             self._warned_at, self._refused = now, 0
 
 
@@ -127,8 +132,13 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     limits: ClassVar[ListenerLimits]
 
-    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
@@ -181,8 +191,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self._arm_header_timer()  # a (pipelined) response is still being written: let it finish
             return
-        log.debug("closing HTTP connection from %s: request headers not complete within %.0f s",
-                  self.client, self.limits.header_timeout)
+        log.debug(
+            "closing HTTP connection from %s: request headers not complete within %.0f s",
+            self.client,
+            self.limits.header_timeout,
+        )
         self.transport.abort()
 
 
@@ -212,8 +225,14 @@ def listener_protocols(limits: ListenerLimits) -> tuple[type[LimitedHttpProtocol
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """``uvicorn.Config`` keyword arguments for the app's HTTP listener."""
     trusted = settings.trusted_proxy_networks
-    limits = ListenerLimits(settings.http_header_timeout_seconds,
-                            AddressSlots(settings.http_connections_per_address, trusted))
+    limits = ListenerLimits(
+        settings.http_header_timeout_seconds, AddressSlots(settings.http_connections_per_address, trusted)
+    )
     http, ws = listener_protocols(limits)
-    return {"http": http, "ws": ws, "timeout_keep_alive": settings.http_keepalive_seconds,
-            "proxy_headers": bool(trusted), "forwarded_allow_ips": [str(net) for net in trusted]}
+    return {
+        "http": http,
+        "ws": ws,
+        "timeout_keep_alive": settings.http_keepalive_seconds,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": [str(net) for net in trusted],
+    }

@@ -70,8 +70,17 @@ class _Acks:
 class ServiceClient:
     """An async façade over a paho client that logs in as a platform service."""
 
-    def __init__(self, host: str, port: int, username: str, password: str, client_id: str,
-                 subscriptions: list[str], queue_size: int = 10_000, clean_session: bool = False) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        client_id: str,
+        subscriptions: list[str],
+        queue_size: int = 10_000,
+        clean_session: bool = False,
+    ) -> None:
         self.subscriptions = subscriptions
         self._host, self._port = host, port
         # The inbox. ``_room`` guards it with ``_waiter`` and ``_ended``; the paho thread waits on
@@ -89,8 +98,9 @@ class ServiceClient:
         self._paused = False
         self._manual_ack = not clean_session
         self._acks = _Acks()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
-                                   manual_ack=self._manual_ack)
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, manual_ack=self._manual_ack
+        )
         self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.max_queued_messages_set(100_000)
@@ -112,8 +122,10 @@ class ServiceClient:
         ok = await asyncio.to_thread(self._connected.wait, timeout)
         if not ok:
             await self.stop()
-            raise ConnectionError(f"cannot reach the MQTT broker at {self._host}:{self._port} within {timeout:.0f} s; "
-                                  "is `openblynk broker` running?")
+            raise ConnectionError(
+                f"cannot reach the MQTT broker at {self._host}:{self._port} within {timeout:.0f} s; "
+                "is `openblynk broker` running?"
+            )
 
     def pause(self) -> None:
         """Take no more messages (before a clean stop). The broker keeps what arrives from now
@@ -207,8 +219,9 @@ class ServiceClient:
             self._room.notify_all()
 
     # -- paho callbacks (paho's thread) ---------------------------------------------------
-    def _on_connect(self, client: paho.Client, _ud: object, _flags: object, rc: ReasonCode,
-                    _props: object = None) -> None:
+    def _on_connect(
+        self, client: paho.Client, _ud: object, _flags: object, rc: ReasonCode, _props: object = None
+    ) -> None:
         if rc.is_failure:
             log.error("broker refused the service connection: %s", rc)
             return
@@ -223,8 +236,9 @@ class ServiceClient:
         self._connected.set()
         log.info("connected to the broker at %s:%s", self._host, self._port)
 
-    def _on_disconnect(self, _c: paho.Client, _ud: object, _flags: object, rc: ReasonCode,
-                       _props: object = None) -> None:
+    def _on_disconnect(
+        self, _c: paho.Client, _ud: object, _flags: object, rc: ReasonCode, _props: object = None
+    ) -> None:
         self._connected.clear()
         if not self._stopping:
             log.warning("lost the broker connection (%s); reconnecting", rc)

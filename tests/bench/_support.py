@@ -48,7 +48,7 @@ async def raw_copy(pool: AsyncConnectionPool, rows: Sequence[tuple[object, ...]]
         async with pool.connection() as conn, conn.transaction():
             async with conn.cursor().copy(COPY_SQL) as copy:
                 copy.set_types(COPY_TYPES)
-                for row in rows[i:i + batch]:
+                for row in rows[i : i + batch]:
                     await copy.write_row(row)
         progress("raw COPY", i + batch, len(rows))
     return len(rows) / (time.perf_counter() - t0)

@@ -51,7 +51,10 @@ async def idle_devices(h: Harness, count: int) -> list[Raw]:
     devices: list[Raw] = []
     for start in range(0, count, 100):
         batch = await asyncio.gather(
-            *(connect(h.port, SERVICE_USER, SERVICE_PASSWORD, f"idle-{n}") for n in range(start, min(count, start + 100)))
+            *(
+                connect(h.port, SERVICE_USER, SERVICE_PASSWORD, f"idle-{n}")
+                for n in range(start, min(count, start + 100))
+            )
         )
         for n, device in enumerate(batch, start):
             await device.send(subscribe_packet(1, f"d/{n}/downlink/ds/Power"))

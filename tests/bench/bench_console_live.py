@@ -21,7 +21,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import ROOT, progress, scratch_database  # noqa: E402
-
 from websockets.sync.client import connect as ws_connect  # noqa: E402
 
 from backend.db.migrate import migrate  # noqa: E402
@@ -42,8 +41,9 @@ def run(messages: int, rate: float) -> None:
                 cookie = "; ".join(f"{k}={v}" for k, v in admin.cookies.items())
             device = connect_device(config, info)
             latencies: list[float] = []
-            with ws_connect(f"ws://127.0.0.1:{config.http_port}/live?devices={info.id}",
-                            additional_headers={"Cookie": cookie}) as ws:
+            with ws_connect(
+                f"ws://127.0.0.1:{config.http_port}/live?devices={info.id}", additional_headers={"Cookie": cookie}
+            ) as ws:
                 json.loads(ws.recv(10))  # hello
                 sent: dict[str, float] = {}
                 for i in range(messages):
@@ -63,8 +63,10 @@ def run(messages: int, rate: float) -> None:
             device.client.loop_stop()
     lat = sorted(latencies)
     print(f"publish -> console WebSocket, {len(lat)} of {messages} values at {rate:g}/s:")
-    print(f"  median {statistics.median(lat):.1f} ms, p95 {lat[int(len(lat) * 0.95) - 1]:.1f} ms, "
-          f"p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, max {lat[-1]:.1f} ms")
+    print(
+        f"  median {statistics.median(lat):.1f} ms, p95 {lat[int(len(lat) * 0.95) - 1]:.1f} ms, "
+        f"p99 {lat[int(len(lat) * 0.99) - 1]:.1f} ms, max {lat[-1]:.1f} ms"
+    )
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import random
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,9 +33,11 @@ BATCH = Settings().history_batch_rows  # the app's batch, for the writer and the
 
 
 def rows_for(n: int, devices: int = 100, start: datetime | None = None) -> list[HistoryRow]:
-    start = start or datetime.now(timezone.utc) - timedelta(hours=2)
-    return [HistoryRow(i % devices + 1, i % 4, start + timedelta(milliseconds=10 * i), float(i % 1000), None)
-            for i in range(n)]
+    start = start or datetime.now(UTC) - timedelta(hours=2)
+    return [
+        HistoryRow(i % devices + 1, i % 4, start + timedelta(milliseconds=10 * i), float(i % 1000), None)
+        for i in range(n)
+    ]
 
 
 async def writer_path(db: Database, rows: list[HistoryRow]) -> float:
@@ -54,9 +56,14 @@ async def writer_path(db: Database, rows: list[HistoryRow]) -> float:
 async def storage_per_point(db: Database) -> tuple[int, float]:
     async with db.pool.connection() as conn:
         count = (await (await conn.execute("SELECT count(*) FROM history")).fetchone())[0]  # type: ignore[index]
-        size = (await (await conn.execute(
-            "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
-            "WHERE inhparent = 'history'::regclass")).fetchone())[0]  # type: ignore[index]
+        size = (
+            await (
+                await conn.execute(
+                    "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                    "WHERE inhparent = 'history'::regclass"
+                )
+            ).fetchone()
+        )[0]  # type: ignore[index]
     return count, size / count
 
 
@@ -65,7 +72,7 @@ def sensor_day(devices: int = 100, pins: int = 2, every: int = 30) -> list[Histo
     seconds (jittered to the microsecond), values with two decimals and noise, as a
     thermometer sends them (incompressible enough to be honest about packing)."""
     rng = random.Random(7)
-    day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
     rows = []
     for device in range(1, devices + 1):
         for pin in range(pins):
@@ -84,22 +91,26 @@ async def packed_per_point(db: Database) -> tuple[float, int]:
     rows = sensor_day()
     writer = HistoryWriter(db.pool, batch_rows=BATCH)
     for i in range(0, len(rows), BATCH):
-        await writer.write(rows[i:i + BATCH])
+        await writer.write(rows[i : i + BATCH])
         progress("a day of sensor points", i + BATCH, len(rows))
     await pack_closed_days(db.pool, keep_raw_days=1)
     async with db.pool.connection() as conn:
-        size = (await (await conn.execute(
-            "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
-            "WHERE inhparent = 'history_packed'::regclass")).fetchone())[0]  # type: ignore[index]
-        points = (await (await conn.execute(
-            "SELECT sum(cardinality(offsets)) FROM history_packed")).fetchone())[0]  # type: ignore[index]
+        size = (
+            await (
+                await conn.execute(
+                    "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits "
+                    "WHERE inhparent = 'history_packed'::regclass"
+                )
+            ).fetchone()
+        )[0]  # type: ignore[index]
+        points = (await (await conn.execute("SELECT sum(cardinality(offsets)) FROM history_packed")).fetchone())[0]  # type: ignore[index]
     assert points == len(rows), (points, len(rows))
     return float(size) / points, points
 
 
 async def year_query(db: Database, runs: int) -> tuple[float, float, int, str]:
     """A year at one point per minute (525,600 points), reduced to 1,000 buckets."""
-    end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
     start = end - timedelta(days=365)
     writer = HistoryWriter(db.pool, batch_rows=20_000)
     writer.start()
@@ -117,8 +128,6 @@ async def year_query(db: Database, runs: int) -> tuple[float, float, int, str]:
     return statistics.median(times), times[int(len(times) * 0.95) - 1], len(result.buckets), result.source
 
 
-
-
 async def main(args: argparse.Namespace, url: str) -> None:
     migrate(url)
     async with Database(url, pool_size=4) as db:
@@ -133,14 +142,21 @@ async def main(args: argparse.Namespace, url: str) -> None:
         p50, p95, buckets, source = await year_query(db, args.runs)
     print(f"\nhistory benchmarks, {args.rows:,} rows of 100 devices x 4 pins, batches of {BATCH}")
     print(f"  raw binary COPY                     {copy_rate:>12,.0f} rows/s")
-    print(f"  history writer (COPY + 2 rollups)   {writer_rate:>12,.0f} rows/s   "
-          f"({writer_rate / copy_rate:.0%} of raw COPY)")
-    print(f"  bytes on disk per raw point         {per_point:>12.1f}   ({count:,} rows, table + index; "
-          "today's partition)")
-    print(f"  bytes on disk per packed point      {packed:>12.1f}   ({packed_count:,} sensor points, 100 devices x "
-          "2 pins every 30 s for a day, once the day is packed)")
-    print(f"  1 year of minute points -> 1,000    p50 {p50:.1f} ms, p95 {p95:.1f} ms over {args.runs} runs "
-          f"({buckets} buckets from {source})")
+    print(
+        f"  history writer (COPY + 2 rollups)   {writer_rate:>12,.0f} rows/s   "
+        f"({writer_rate / copy_rate:.0%} of raw COPY)"
+    )
+    print(
+        f"  bytes on disk per raw point         {per_point:>12.1f}   ({count:,} rows, table + index; today's partition)"
+    )
+    print(
+        f"  bytes on disk per packed point      {packed:>12.1f}   ({packed_count:,} sensor points, 100 devices x "
+        "2 pins every 30 s for a day, once the day is packed)"
+    )
+    print(
+        f"  1 year of minute points -> 1,000    p50 {p50:.1f} ms, p95 {p95:.1f} ms over {args.runs} runs "
+        f"({buckets} buckets from {source})"
+    )
 
 
 if __name__ == "__main__":

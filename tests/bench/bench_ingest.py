@@ -28,13 +28,12 @@ import asyncio
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import progress, raw_copy, scratch_database  # noqa: E402  (also puts the repository on sys.path)
 
-from backend.server.pump import ingest_loop  # noqa: E402
 from backend.db.engine import Database  # noqa: E402
 from backend.db.migrate import migrate  # noqa: E402
 from backend.devices.context import DeviceServices  # noqa: E402
@@ -43,9 +42,10 @@ from backend.devices.latest import LatestValues  # noqa: E402
 from backend.devices.registry import DeviceRegistry  # noqa: E402
 from backend.history.partitions import ensure_partitions  # noqa: E402
 from backend.history.writer import HistoryWriter  # noqa: E402
-from backend.transport.mqtt import Message  # noqa: E402
 from backend.ingest.service import IngestService  # noqa: E402
+from backend.server.pump import ingest_loop  # noqa: E402
 from backend.settings import Settings  # noqa: E402
+from backend.transport.mqtt import Message  # noqa: E402
 from tests.support.provision import provision_async  # noqa: E402
 
 
@@ -70,7 +70,7 @@ class ReceivedMessages:
         self.acknowledged = 0
 
     async def take(self, limit: int) -> list[Message] | None:
-        batch = self._messages[self._taken:self._taken + limit]
+        batch = self._messages[self._taken : self._taken + limit]
         self._taken += len(batch)
         return batch or None
 
@@ -84,15 +84,24 @@ class ReceivedMessages:
 async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[float, int, int]:
     settings = Settings()
     registry = DeviceRegistry(db.pool, ttl=3600)
-    history = HistoryWriter(db.pool, batch_rows=settings.history_batch_rows,
-                            flush_seconds=settings.history_flush_seconds)  # as the app makes it
+    history = HistoryWriter(
+        db.pool, batch_rows=settings.history_batch_rows, flush_seconds=settings.history_flush_seconds
+    )  # as the app makes it
     latest = LatestValues(db.pool)
     publisher = CountingPublisher()
     data = DataService(latest, history, publisher)
     services = DeviceServices.build(db.pool, data, settings)
     ingest = IngestService(registry, data, db.pool, services)
-    messages = [Message(f"d/{device_ids[i % len(device_ids)]}/ds/Temperature", f"{20 + i % 50 / 10}".encode(),
-                        1, False, receipt=i + 1) for i in range(count)]
+    messages = [
+        Message(
+            f"d/{device_ids[i % len(device_ids)]}/ds/Temperature",
+            f"{20 + i % 50 / 10}".encode(),
+            1,
+            False,
+            receipt=i + 1,
+        )
+        for i in range(count)
+    ]
     client = ReceivedMessages(messages)
     for device_id in device_ids:  # a running server knows its active devices and their latest values
         await registry.get(device_id)
@@ -112,17 +121,33 @@ async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[flo
 
 def copy_rows(device_ids: list[int], count: int) -> list[tuple[object, ...]]:
     """The rows the pipeline stores, ready for raw COPY."""
-    start = datetime.now(timezone.utc)
-    return [(device_ids[i % len(device_ids)], 0, start + timedelta(microseconds=i), 20.0 + i % 50 / 10, None)
-            for i in range(count)]
+    start = datetime.now(UTC)
+    return [
+        (device_ids[i % len(device_ids)], 0, start + timedelta(microseconds=i), 20.0 + i % 50 / 10, None)
+        for i in range(count)
+    ]
 
 
 async def main(args: argparse.Namespace, url: str) -> None:
     migrate(url)
-    doc = {"templates": [{"name": "Bench", "datastreams": [
-        {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85,
-         "save_raw": not args.rollups_only}]}],
-        "devices": [{"name": f"bench-{i}", "template": "Bench"} for i in range(args.devices)]}
+    doc = {
+        "templates": [
+            {
+                "name": "Bench",
+                "datastreams": [
+                    {
+                        "pin": "V0",
+                        "name": "Temperature",
+                        "type": "double",
+                        "min": -40,
+                        "max": 85,
+                        "save_raw": not args.rollups_only,
+                    }
+                ],
+            }
+        ],
+        "devices": [{"name": f"bench-{i}", "template": "Bench"} for i in range(args.devices)],
+    }
     device_ids = [d.id for d in (await provision_async(url, doc)).devices]
     copy_rates: list[float] = []
     rates: list[float] = []
@@ -135,30 +160,38 @@ async def main(args: argparse.Namespace, url: str) -> None:
                 await conn.execute("CHECKPOINT")  # each run starts from the same state
 
         for run in range(args.runs):  # alternately first, so neither always runs on a warmer machine
-            for first in ((True, False) if run % 2 == 0 else (False, True)):
+            for first in (True, False) if run % 2 == 0 else (False, True):
                 await empty()
                 if first:
-                    copy_rates.append(await raw_copy(db.pool, copy_rows(device_ids, args.messages),
-                                                     Settings().history_batch_rows))
+                    copy_rates.append(
+                        await raw_copy(db.pool, copy_rows(device_ids, args.messages), Settings().history_batch_rows)
+                    )
                 else:
                     rate, published, acknowledged = await pipeline(db, device_ids, args.messages)
                     rates.append(rate)
         async with db.pool.connection() as conn:
             stored = (await (await conn.execute("SELECT count(*) FROM history")).fetchone())[0]  # type: ignore[index]
-            minutes = (await (await conn.execute(
-                "SELECT sum(count) FROM history_minute")).fetchone())[0]  # type: ignore[index]
+            minutes = (await (await conn.execute("SELECT sum(count) FROM history_minute")).fetchone())[0]  # type: ignore[index]
     kept = "rollups only" if args.rollups_only else "raw points and rollups"
     copy_rate, rate = statistics.median(copy_rates), statistics.median(rates)
-    print(f"\ningest benchmark, {args.messages:,} QoS 1 messages from {args.devices} devices ({kept}), same database, "
-          f"batches of {Settings().history_batch_rows:,} rows, {args.runs} run(s) of each, median (lowest-highest)")
-    print(f"  raw binary COPY of the same rows     {copy_rate:>12,.0f} rows/s   "
-          f"({min(copy_rates):,.0f}-{max(copy_rates):,.0f})")
+    print(
+        f"\ningest benchmark, {args.messages:,} QoS 1 messages from {args.devices} devices ({kept}), same database, "
+        f"batches of {Settings().history_batch_rows:,} rows, {args.runs} run(s) of each, median (lowest-highest)"
+    )
+    print(
+        f"  raw binary COPY of the same rows     {copy_rate:>12,.0f} rows/s   "
+        f"({min(copy_rates):,.0f}-{max(copy_rates):,.0f})"
+    )
     print(f"  ingest pipeline (message -> commit)  {rate:>12,.0f} rows/s   ({min(rates):,.0f}-{max(rates):,.0f})")
     ratios = [r / c for r, c in zip(rates, copy_rates, strict=True)]
-    print(f"  pipeline / raw COPY                  {rate / copy_rate:>12.0%}        "
-          f"(run by run: {', '.join(f'{r:.0%}' for r in ratios)})")
-    print(f"  last run: history rows stored {stored:,}, points in minute rollups {minutes:,}, "
-          f"acknowledged {acknowledged:,}, downlinks published {published}")
+    print(
+        f"  pipeline / raw COPY                  {rate / copy_rate:>12.0%}        "
+        f"(run by run: {', '.join(f'{r:.0%}' for r in ratios)})"
+    )
+    print(
+        f"  last run: history rows stored {stored:,}, points in minute rollups {minutes:,}, "
+        f"acknowledged {acknowledged:,}, downlinks published {published}"
+    )
 
 
 if __name__ == "__main__":
@@ -166,8 +199,9 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3, help="runs of each, alternating (the median is reported)")
-    parser.add_argument("--rollups-only", action="store_true",
-                        help="the datastream does not keep raw data (Blynk's default)")
+    parser.add_argument(
+        "--rollups-only", action="store_true", help="the datastream does not keep raw data (Blynk's default)"
+    )
     options = parser.parse_args()
     with scratch_database("bench-ingest") as url:
         asyncio.run(main(options, url))

@@ -25,18 +25,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import ROOT, progress, scratch_database  # noqa: E402
-
 import paho.mqtt.client as paho  # noqa: E402
 import psycopg  # noqa: E402
+from _support import ROOT, progress, scratch_database  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from backend.db.migrate import migrate  # noqa: E402
 from backend.devices.auth import SERVICE_USERNAME  # noqa: E402
 from backend.ingest.service import SUBSCRIPTIONS  # noqa: E402
 from backend.security import Secrets  # noqa: E402
-from tests.support.net import wait_for  # noqa: E402
 from backend.transfer.schemas import DeviceOut  # noqa: E402
+from tests.support.net import wait_for  # noqa: E402
 from tests.support.provision import provision  # noqa: E402
 from tests.support.stack import TEST_SECRET, Process, StackConfig, wait_http_ready, wait_port  # noqa: E402
 
@@ -131,8 +130,19 @@ def through_app(config: StackConfig, url: str, devices: list[DeviceOut], message
 
 def broker_alone(config: StackConfig, devices: list[DeviceOut], messages: int) -> float:
     total = len(devices) * messages
-    reader = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, str(config.mqtt_port), SERVICE_USERNAME,
-                               Secrets(TEST_SECRET).service_password(), str(total)], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SUBSCRIBER,
+            str(config.mqtt_port),
+            SERVICE_USERNAME,
+            Secrets(TEST_SECRET).service_password(),
+            str(total),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert reader.stdout is not None
         if reader.stdout.readline().strip() != "ready":
@@ -157,9 +167,17 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_database("bench-ingest-e2e") as url:
         migrate(url)
-        doc = {"templates": [{"name": "Bench", "datastreams": [
-            {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85, "save_raw": True}]}],
-            "devices": [{"name": f"bench-{i}", "template": "Bench"} for i in range(args.devices)]}
+        doc = {
+            "templates": [
+                {
+                    "name": "Bench",
+                    "datastreams": [
+                        {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85, "save_raw": True}
+                    ],
+                }
+            ],
+            "devices": [{"name": f"bench-{i}", "template": "Bench"} for i in range(args.devices)],
+        }
         devices = provision(url, doc).devices
         config = BenchStack(data_dir=ROOT / ".pytest-data" / "bench-ingest-e2e-stack", database_url=url)
         broker = Process(config, "broker")
@@ -168,7 +186,7 @@ def main() -> None:
         try:
             wait_port(config.mqtt_port, broker)
             for run in range(args.runs):
-                for with_app in ((True, False) if run % 2 == 0 else (False, True)):
+                for with_app in (True, False) if run % 2 == 0 else (False, True):
                     if with_app:
                         app_rates.append(through_app(config, url, devices, args.messages))
                     else:
@@ -177,11 +195,17 @@ def main() -> None:
             broker.stop()
     total = args.devices * args.messages
     app, alone = statistics.median(app_rates), statistics.median(alone_rates)
-    print(f"\nend-to-end ingest, {args.devices} devices x {args.messages:,} QoS 1 values ({total:,} a run), "
-          f"{args.runs} run(s) of each, median (lowest-highest)")
-    print(f"  devices -> broker -> app -> committed row  {app:>9,.0f} msg/s   ({min(app_rates):,.0f}-{max(app_rates):,.0f})")
-    print(f"  devices -> broker -> one subscriber        {alone:>9,.0f} msg/s   "
-          f"({min(alone_rates):,.0f}-{max(alone_rates):,.0f})")
+    print(
+        f"\nend-to-end ingest, {args.devices} devices x {args.messages:,} QoS 1 values ({total:,} a run), "
+        f"{args.runs} run(s) of each, median (lowest-highest)"
+    )
+    print(
+        f"  devices -> broker -> app -> committed row  {app:>9,.0f} msg/s   ({min(app_rates):,.0f}-{max(app_rates):,.0f})"
+    )
+    print(
+        f"  devices -> broker -> one subscriber        {alone:>9,.0f} msg/s   "
+        f"({min(alone_rates):,.0f}-{max(alone_rates):,.0f})"
+    )
     print(f"  with the app / broker alone                {app / alone:>9.0%}")
     print(f"  (the app subscribes to {len(SUBSCRIPTIONS)} topic filters; the reference to d/+/ds/# only)")
 

@@ -58,8 +58,9 @@ def context(browser: Browser, stack: StackConfig) -> Iterator[BrowserContext]:  
     ctx.close()
 
 
-def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: Api, context: BrowserContext,
-                                                      paho_device: ConnectDevice) -> None:
+def test_firmware_upload_and_a_shipment_followed_live(
+    stack: StackConfig, api: Api, context: BrowserContext, paho_device: ConnectDevice
+) -> None:
     suffix = uuid.uuid4().hex[:6]
     info = make_device(api, make_template(api)["id"])
     idle = make_device(api, make_template(api)["id"])  # never connects: its shipment waits
@@ -71,7 +72,8 @@ def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: A
     expect(page).to_have_url(f"{stack.base_url}/air/shipments")
     page.get_by_role("link", name="Firmware", exact=True).click()
     page.get_by_label(re.compile(r"^Image")).set_input_files(
-        {"name": f"thermo-{suffix}.bin", "mimeType": "application/octet-stream", "buffer": data})
+        {"name": f"thermo-{suffix}.bin", "mimeType": "application/octet-stream", "buffer": data}
+    )
     page.get_by_role("button", name="Upload").click()
     result = page.locator("#upload-result")
     expect(result).to_be_visible()
@@ -85,8 +87,14 @@ def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: A
     expect(page.locator("#firmware-rows")).to_contain_text(f"thermo-{suffix}.bin")  # the list caught up by htmx
     shot(page, "20-air-firmware")
     firmware_id = int(result.get_attribute("data-firmware") or 0)
-    r = api.post("/api/ota/shipments", json={"name": f"Idle {suffix}", "firmware_id": firmware_id,
-                                             "target": {"kind": "devices", "device_ids": [idle.id]}})
+    r = api.post(
+        "/api/ota/shipments",
+        json={
+            "name": f"Idle {suffix}",
+            "firmware_id": firmware_id,
+            "target": {"kind": "devices", "device_ids": [idle.id]},
+        },
+    )
     assert r.status_code == 201, r.text
     idle_shipment = r.json()["id"]
 
@@ -152,14 +160,24 @@ def test_firmware_upload_and_a_shipment_followed_live(stack: StackConfig, api: A
     assert errors == []
 
 
-def test_switch_button_terminal_backlog_and_metadata(stack: StackConfig, api: Api, context: BrowserContext,
-                                                     paho_device: ConnectDevice) -> None:
-    template = make_template(api, [{"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1},
-                                   {"pin": "V5", "name": "Log", "type": "string", "save_raw": True}])
+def test_switch_button_terminal_backlog_and_metadata(
+    stack: StackConfig, api: Api, context: BrowserContext, paho_device: ConnectDevice
+) -> None:
+    template = make_template(
+        api,
+        [
+            {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1},
+            {"pin": "V5", "name": "Log", "type": "string", "save_raw": True},
+        ],
+    )
     tid = template["id"]
-    assert api.post(f"/api/console/templates/{tid}/metadata", json={"name": "Serial", "type": "text"}).status_code == 200
-    widgets = [{"id": "b", "type": "button", "pin": 1, "x": 0, "y": 0, "w": 3, "h": 2, "mode": "switch"},
-               {"id": "t", "type": "terminal", "pin": 5, "x": 3, "y": 0, "w": 6, "h": 4}]
+    assert (
+        api.post(f"/api/console/templates/{tid}/metadata", json={"name": "Serial", "type": "text"}).status_code == 200
+    )
+    widgets = [
+        {"id": "b", "type": "button", "pin": 1, "x": 0, "y": 0, "w": 3, "h": 2, "mode": "switch"},
+        {"id": "t", "type": "terminal", "pin": 5, "x": 3, "y": 0, "w": 6, "h": 4},
+    ]
     assert api.put(f"/api/console/templates/{tid}/dashboard", json={"widgets": widgets}).status_code == 200
     info = make_device(api, tid)
     page = context.new_page()
@@ -199,8 +217,9 @@ def test_switch_button_terminal_backlog_and_metadata(stack: StackConfig, api: Ap
 
 def _wait_history(api: Api, device_id: int, last: str) -> None:
     """Until the backlog route has ``last`` stored (the lines are committed history, not only the latest value)."""
+
     def stored() -> bool:
         lines = api.get(f"/api/console/devices/{device_id}/lines", params={"pin": 5}).json()["lines"]
         return len(lines) == 3 and lines[-1]["value"] == last
-    wait_for(stored, 15, message="the log lines in history")
 
+    wait_for(stored, 15, message="the log lines in history")

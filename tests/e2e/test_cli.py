@@ -22,15 +22,20 @@ def config() -> Iterator[StackConfig]:
     remove_data_dir(data_dir)
 
 
-@pytest.mark.parametrize(("document", "message"), [
-    ("not json", "invalid document"),
-    ('{"devices": [{"name": "A", "template": "B", "token": "short"}]}', "token"),
-    ('{"devices": [{"name": "A", "template": "Missing"}]}', "no template named 'Missing'"),
-    ('{"templates": [{"name": "T", "datastreams": [{"pin": "V999", "name": "x"}]}]}', "V0..V255"),
-    ('{"templates": [{"name": "T", "datastreams": [{"pin": "V0", "name": "Label", "type": "string"}], "web_dashboard":'
-     ' {"widgets": [{"id": "g", "type": "gauge", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 2, "title": "Heat"}]}}]}',
-     "template 'T': web dashboard: widget 'Heat' (gauge): cannot show datastream 'Label' of type string"),
-])
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("not json", "invalid document"),
+        ('{"devices": [{"name": "A", "template": "B", "token": "short"}]}', "token"),
+        ('{"devices": [{"name": "A", "template": "Missing"}]}', "no template named 'Missing'"),
+        ('{"templates": [{"name": "T", "datastreams": [{"pin": "V999", "name": "x"}]}]}', "V0..V255"),
+        (
+            '{"templates": [{"name": "T", "datastreams": [{"pin": "V0", "name": "Label", "type": "string"}], "web_dashboard":'
+            ' {"widgets": [{"id": "g", "type": "gauge", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 2, "title": "Heat"}]}}]}',
+            "template 'T': web dashboard: widget 'Heat' (gauge): cannot show datastream 'Label' of type string",
+        ),
+    ],
+)
 def test_bad_import_documents(config: StackConfig, document: str, message: str) -> None:
     result = cli(config, "import", "-", stdin=document.encode())
     assert result.returncode == 2
@@ -55,9 +60,9 @@ def test_production_refuses_a_placeholder_secret(config: StackConfig) -> None:
     env_config = StackConfig(data_dir=config.data_dir)
     import subprocess
     import sys
+
     env = {**env_config.env(), "OPENBLYNK_ENV": "production", "OPENBLYNK_SECRET_KEY": "change-me"}
-    result = subprocess.run([sys.executable, "-m", "backend.cli", "export"], env=env, capture_output=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "backend.cli", "export"], env=env, capture_output=True, timeout=60)
     assert result.returncode == 2 and b"OPENBLYNK_SECRET_KEY" in result.stderr
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
@@ -40,9 +40,11 @@ def create_template(page: Page, name: str) -> str:
     page.get_by_role("button", name="Create template").click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
     form = page.locator("#new-datastream")
-    for pin, ds, kind, lo, hi, options in (("V0", "Temperature", "double", "-40", "85", ["Save raw data"]),
-                                           ("V1", "Power", "integer", "0", "1", ["Wait for confirmation from device"]),
-                                           ("V2", "Where", "location", "", "", [])):
+    for pin, ds, kind, lo, hi, options in (
+        ("V0", "Temperature", "double", "-40", "85", ["Save raw data"]),
+        ("V1", "Power", "integer", "0", "1", ["Wait for confirmation from device"]),
+        ("V2", "Where", "location", "", "", []),
+    ):
         form.get_by_label("Virtual pin").fill(pin)
         form.get_by_label("Name").fill(ds)
         form.get_by_label("Type").select_option(kind)
@@ -105,8 +107,11 @@ def add_device(page: Page, stack: StackConfig, template_id: str, name: str) -> D
     return DeviceOut(name=name, id=device_id, token=token.inner_text(), template="", template_id="", created=True)
 
 
-def test_console_end_to_end(stack: StackConfig, browser: Browser,  # noqa: F811 (fixture)
-                            paho_device: ConnectDevice) -> None:
+def test_console_end_to_end(
+    stack: StackConfig,
+    browser: Browser,  # noqa: F811 (fixture)
+    paho_device: ConnectDevice,
+) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -141,16 +146,21 @@ def test_console_end_to_end(stack: StackConfig, browser: Browser,  # noqa: F811 
     expect(switch).to_have_attribute("aria-checked", "true")
     expect(power.locator(".widget-status")).to_have_text("")
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + (m % 7)] for m in range(1, 300)]
-    r = httpx.post(f"{stack.base_url}/external/api/batch/update", params={"token": info.token, "pin": "V0"},
-                   json=points, timeout=10)
+    r = httpx.post(
+        f"{stack.base_url}/external/api/batch/update",
+        params={"token": info.token, "pin": "V0"},
+        json=points,
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     page.reload()
     chart = page.locator(".widget-chart")
     chart.get_by_role("button", name="6h").click()
     page.wait_for_function(  # the 6 h range is drawn (not the default day, answered late)
-        "el => el.dataset.chartEnd - el.dataset.chartStart === 6 * 3600e3", arg=chart.element_handle())
+        "el => el.dataset.chartEnd - el.dataset.chartStart === 6 * 3600e3", arg=chart.element_handle()
+    )
     expect(chart).to_have_attribute("data-chart-points", re.compile(r"^[1-9]\d*$"))
     start, end = int(chart.get_attribute("data-chart-start") or 0), int(chart.get_attribute("data-chart-end") or 0)
     plot = chart.locator(".u-over")
@@ -161,7 +171,10 @@ def test_console_end_to_end(stack: StackConfig, browser: Browser,  # noqa: F811 
     page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2, steps=8)
     page.mouse.up()
     expect(chart).to_have_attribute("data-chart-zoomed", "yes")
-    zoom_start, zoom_end = int(chart.get_attribute("data-chart-start") or 0), int(chart.get_attribute("data-chart-end") or 0)
+    zoom_start, zoom_end = (
+        int(chart.get_attribute("data-chart-start") or 0),
+        int(chart.get_attribute("data-chart-end") or 0),
+    )
     assert start < zoom_start < zoom_end < end and (zoom_end - zoom_start) < (end - start) / 2
     expect(chart.get_by_role("button", name="Reset zoom")).to_be_visible()
     device.publish("ds/Where", "24.1052,56.9496")

@@ -21,7 +21,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -91,15 +91,30 @@ def _ok(r: httpx.Response, *codes: int) -> Any:
 @pytest.fixture
 def seeded(stack: StackConfig) -> Iterator[Seeded]:
     suffix = uuid.uuid4().hex[:4]
-    n = {"template": hostile_long(f"t{suffix}"), "ds0": hostile("ds0"), "ds1": hostile("ds1"),
-         "ds2": hostile("ds2"), "ds5": hostile("ds5"), "units": hostile("units"), "title": hostile("title"),
-         "event": hostile_long("event"), "event_description": hostile_long("eventdesc"), "meta": hostile("meta"),
-         "meta_value": hostile_long("metavalue") + " javascript:__xss='url'",
-         "device": f"D{suffix} '-alert-' '__xss'",  # device names take letters, digits, spaces, ' - _ only
-         "tag": hostile(f"tag{suffix}"), "org": hostile_long(f"o{suffix}"), "user": hostile_long("user"),
-         "role": hostile(f"r{suffix}"), "firmware": hostile(f"fw{suffix}") + ".bin",
-         "shipment": hostile_short(f"s{suffix}"), "value": hostile_long("value"), "live": hostile_long("live"),
-         "label": hostile("label"), "logged": hostile_long("logged")}
+    n = {
+        "template": hostile_long(f"t{suffix}"),
+        "ds0": hostile("ds0"),
+        "ds1": hostile("ds1"),
+        "ds2": hostile("ds2"),
+        "ds5": hostile("ds5"),
+        "units": hostile("units"),
+        "title": hostile("title"),
+        "event": hostile_long("event"),
+        "event_description": hostile_long("eventdesc"),
+        "meta": hostile("meta"),
+        "meta_value": hostile_long("metavalue") + " javascript:__xss='url'",
+        "device": f"D{suffix} '-alert-' '__xss'",  # device names take letters, digits, spaces, ' - _ only
+        "tag": hostile(f"tag{suffix}"),
+        "org": hostile_long(f"o{suffix}"),
+        "user": hostile_long("user"),
+        "role": hostile(f"r{suffix}"),
+        "firmware": hostile(f"fw{suffix}") + ".bin",
+        "shipment": hostile_short(f"s{suffix}"),
+        "value": hostile_long("value"),
+        "live": hostile_long("live"),
+        "label": hostile("label"),
+        "logged": hostile_long("logged"),
+    }
     with Api(stack.base_url) as api:
         api.login(*ROOT_ADMIN)
         _ok(api.post("/api/orgs", json={"name": n["org"]}))
@@ -107,36 +122,59 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
         _ok(api.patch(f"/api/users/{api.me['id']}", json={"name": n["user"]}))
         template = _ok(api.post("/api/console/templates", json={"name": n["template"]}))
         tid = template["id"]
-        for ds in ({"pin": "V0", "name": n["ds0"], "type": "double", "min": 0, "max": 100, "units": n["units"],
-                    "save_raw": True},
-                   {"pin": "V1", "name": n["ds1"], "type": "integer", "min": 0, "max": 10},
-                   {"pin": "V2", "name": n["ds2"], "type": "location"},
-                   {"pin": "V5", "name": n["ds5"], "type": "string", "save_raw": True}):
+        for ds in (
+            {
+                "pin": "V0",
+                "name": n["ds0"],
+                "type": "double",
+                "min": 0,
+                "max": 100,
+                "units": n["units"],
+                "save_raw": True,
+            },
+            {"pin": "V1", "name": n["ds1"], "type": "integer", "min": 0, "max": 10},
+            {"pin": "V2", "name": n["ds2"], "type": "location"},
+            {"pin": "V5", "name": n["ds5"], "type": "string", "save_raw": True},
+        ):
             _ok(api.post(f"/api/console/templates/{tid}/datastreams", json=ds))
-        _ok(api.post(f"/api/console/templates/{tid}/events",
-                     json={"code": "hot", "name": n["event"], "type": "warning", "description": n["event_description"]}))
+        _ok(
+            api.post(
+                f"/api/console/templates/{tid}/events",
+                json={"code": "hot", "name": n["event"], "type": "warning", "description": n["event_description"]},
+            )
+        )
         _ok(api.post(f"/api/console/templates/{tid}/metadata", json={"name": n["meta"], "type": "text"}))
-        widgets = [{"id": "value", "type": "value", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 2},
-                   {"id": "chart", "type": "chart", "pin": 0, "x": 3, "y": 0, "w": 6, "h": 4, "title": n["title"]},
-                   {"id": "gauge", "type": "gauge", "pin": 0, "x": 9, "y": 0, "w": 3, "h": 3},
-                   {"id": "switch", "type": "switch", "pin": 1, "x": 0, "y": 2, "w": 3, "h": 2},
-                   {"id": "slider", "type": "slider", "pin": 1, "x": 0, "y": 4, "w": 4, "h": 2},
-                   {"id": "number", "type": "numeric_input", "pin": 1, "x": 4, "y": 4, "w": 4, "h": 2},
-                   {"id": "map", "type": "map", "pin": 2, "x": 8, "y": 4, "w": 4, "h": 4},
-                   {"id": "text", "type": "value", "pin": 5, "x": 0, "y": 6, "w": 4, "h": 2},
-                   {"id": "terminal", "type": "terminal", "pin": 5, "x": 0, "y": 8, "w": 6, "h": 4}]
+        widgets = [
+            {"id": "value", "type": "value", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 2},
+            {"id": "chart", "type": "chart", "pin": 0, "x": 3, "y": 0, "w": 6, "h": 4, "title": n["title"]},
+            {"id": "gauge", "type": "gauge", "pin": 0, "x": 9, "y": 0, "w": 3, "h": 3},
+            {"id": "switch", "type": "switch", "pin": 1, "x": 0, "y": 2, "w": 3, "h": 2},
+            {"id": "slider", "type": "slider", "pin": 1, "x": 0, "y": 4, "w": 4, "h": 2},
+            {"id": "number", "type": "numeric_input", "pin": 1, "x": 4, "y": 4, "w": 4, "h": 2},
+            {"id": "map", "type": "map", "pin": 2, "x": 8, "y": 4, "w": 4, "h": 4},
+            {"id": "text", "type": "value", "pin": 5, "x": 0, "y": 6, "w": 4, "h": 2},
+            {"id": "terminal", "type": "terminal", "pin": 5, "x": 0, "y": 8, "w": 6, "h": 4},
+        ]
         _ok(api.put(f"/api/console/templates/{tid}/dashboard", json={"widgets": widgets}))
         device = _ok(api.post("/api/console/devices", json={"name": n["device"], "template_id": tid}))
         _ok(api.put(f"/api/devices/{device['id']}/tags", json={"tags": [n["tag"]]}))
-        _ok(api.put(f"/api/console/devices/{device['id']}/metadata", json={"name": n["meta"], "value": n["meta_value"]}))
-        firmware = _ok(api.post("/api/ota/firmware", params={"filename": n["firmware"]}, content=image("2.0.0"),
-                                timeout=30), 201)
+        _ok(
+            api.put(f"/api/console/devices/{device['id']}/metadata", json={"name": n["meta"], "value": n["meta_value"]})
+        )
+        firmware = _ok(
+            api.post("/api/ota/firmware", params={"filename": n["firmware"]}, content=image("2.0.0"), timeout=30), 201
+        )
         n["firmware"] = firmware["filename"]  # the server keeps a safe file name (the info tag takes no markup)
-        shipment = _ok(api.post("/api/ota/shipments", json={"name": n["shipment"], "firmware_id": firmware["id"],
-                                                            "target": {"kind": "tag", "tag": n["tag"]}}), 201)
+        shipment = _ok(
+            api.post(
+                "/api/ota/shipments",
+                json={"name": n["shipment"], "firmware_id": firmware["id"], "target": {"kind": "tag", "tag": n["tag"]}},
+            ),
+            201,
+        )
     token = device["token"]
     with httpx.Client(base_url=stack.base_url, timeout=10) as http:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + (m % 7)] for m in range(1, 120)]
         _ok(http.post("/external/api/batch/update", params={"token": token, "pin": "V0"}, json=points))
         for params in ({"V5": n["value"]}, {"V0": "21.5"}, {"V2": "24.1052,56.9496"}):
@@ -157,14 +195,22 @@ def watched_anon(browser: Browser) -> Iterator[tuple[Page, list[str]]]:  # noqa:
     context.add_init_script(WATCH)
     page = context.new_page()
     page.on("pageerror", lambda exc: found.append(f"page error: {exc}"))
+
     def dialog(d: Dialog) -> None:
         found.append(f"dialog: {d.message}")
         d.dismiss()
 
     page.on("dialog", dialog)
-    page.on("console", lambda m: found.append(f"console: {m.text}") if "Content Security Policy" in m.text
-            or "Refused to" in m.text or (m.type == "error" and not m.text.startswith("Failed to load resource"))
-            else None)
+    page.on(
+        "console",
+        lambda m: (
+            found.append(f"console: {m.text}")
+            if "Content Security Policy" in m.text
+            or "Refused to" in m.text
+            or (m.type == "error" and not m.text.startswith("Failed to load resource"))
+            else None
+        ),
+    )
     yield page, found
     context.close()
 
@@ -187,8 +233,9 @@ def _visit(page: Page, url: str, name: str) -> None:
     shot(page, f"hostile-{name}")
 
 
-def test_hostile_names_are_shown_as_text_and_run_nothing(stack: StackConfig, seeded: Seeded,
-                                                         watched: tuple[Page, list[str]]) -> None:
+def test_hostile_names_are_shown_as_text_and_run_nothing(
+    stack: StackConfig, seeded: Seeded, watched: tuple[Page, list[str]]
+) -> None:
     page, found = watched
     n = seeded.names
     base = stack.base_url
@@ -214,8 +261,14 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(stack: StackConfig, see
     expect(canvas.locator(".widget")).to_have_count(9)
     canvas.locator('.widget[data-id="value"]').click()
     select = page.locator("#inspector").get_by_label("Datastream")
-    expect(select.locator("option")).to_have_text([f"{n['ds0']} (V0, double)", f"{n['ds1']} (V1, integer)",
-                                                   f"{n['ds2']} (V2, location)", f"{n['ds5']} (V5, string)"])
+    expect(select.locator("option")).to_have_text(
+        [
+            f"{n['ds0']} (V0, double)",
+            f"{n['ds1']} (V1, integer)",
+            f"{n['ds2']} (V2, location)",
+            f"{n['ds5']} (V5, string)",
+        ]
+    )
     expect(select.locator("option:checked")).to_have_text(f"{n['ds0']} (V0, double)")
     expect(canvas.locator('.widget[data-id="value"] .widget-title')).to_have_text(n["ds0"])
     canvas.locator('.widget[data-id="switch"]').click()
@@ -301,6 +354,8 @@ def test_a_form_gives_way_to_the_pages_own_message(stack: StackConfig, watched_a
     page.goto(f"{stack.base_url}/password-reset")
     page.get_by_label("E-mail").fill("nobody@example.com")
     page.get_by_role("button", name="Send me a link").click()
-    expect(page.locator("#done")).to_have_text("If this address has an account, we sent it a link to reset the password.")
+    expect(page.locator("#done")).to_have_text(
+        "If this address has an account, we sent it a link to reset the password."
+    )
     expect(page.locator("form")).to_have_count(0)
     assert found == []

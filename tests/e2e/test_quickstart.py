@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 from device_sdk import Device
-from tests.support.net import wait_for
 from tests.support.datadir import remove_data_dir
+from tests.support.net import wait_for
 from tests.support.stack import Process, StackConfig, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +38,9 @@ def config() -> Iterator[StackConfig]:
 
 
 def cli(config: StackConfig, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "backend.cli", *args], env=config.env(), input=stdin,
-                          capture_output=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args], env=config.env(), input=stdin, capture_output=True, timeout=120
+    )
 
 
 def processes_using(path: Path) -> list[str]:
@@ -72,12 +73,19 @@ def test_readme_story(config: StackConfig) -> None:
         assert json.loads(second.stdout)["devices"][0]["token"] == SECOND["devices"][0]["token"]
 
         # 3. a device connects with its token and sends values; HTTP reads them back
-        device = Device(kitchen["token"], host="127.0.0.1", port=config.mqtt_port,
-                        template_id="TMPLabcd1234", firmware_version="1.0.0")
+        device = Device(
+            kitchen["token"],
+            host="127.0.0.1",
+            port=config.mqtt_port,
+            template_id="TMPLabcd1234",
+            firmware_version="1.0.0",
+        )
         with device, httpx.Client(base_url=config.base_url, timeout=10) as api:
             device.write("Temperature", 22.5)
-            wait_for(lambda: api.get(f"/external/api/get?token={kitchen['token']}&V0").text == "22.5",
-                     message="the device's value over HTTP")
+            wait_for(
+                lambda: api.get(f"/external/api/get?token={kitchen['token']}&V0").text == "22.5",
+                message="the device's value over HTTP",
+            )
 
             # 4. a value written over HTTP reaches the device
             with device.downlinks() as downlinks:  # opened first: the write may beat the HTTP answer
@@ -101,6 +109,7 @@ def test_readme_story(config: StackConfig) -> None:
 
 def test_serve_refuses_a_taken_port_with_a_clear_error(config: StackConfig) -> None:
     import socket
+
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", config.mqtt_port))
         taken.listen()
@@ -109,7 +118,7 @@ def test_serve_refuses_a_taken_port_with_a_clear_error(config: StackConfig) -> N
             serve.proc.wait(90)
         except subprocess.TimeoutExpired:
             serve.stop()
-            raise AssertionError("serve kept running although its MQTT port is taken")
+            raise AssertionError("serve kept running although its MQTT port is taken") from None
     log = serve.log()
     assert serve.proc.returncode != 0
     assert str(config.mqtt_port) in log and "in use" in log.lower(), log[-2000:]
@@ -119,6 +128,7 @@ def test_serve_refuses_a_taken_port_with_a_clear_error(config: StackConfig) -> N
 
 def test_serve_adopts_a_leftover_database_and_refuses_a_second_serve(config: StackConfig) -> None:
     from backend.db.embedded import EmbeddedPostgres
+
     leftover = EmbeddedPostgres(config.data_dir.resolve() / "postgres")
     leftover.start()  # as if a previous serve had been killed with SIGKILL
     serve = Process(config, "serve")

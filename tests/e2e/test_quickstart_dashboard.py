@@ -42,9 +42,19 @@ def kitchen(stack: StackConfig) -> Iterator[tuple[int, subprocess.Popen[str]]]:
         result = pool.submit(provision, stack.database_url, doc).result()
     info = result.devices[0]
     device = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "thermostat_device.py"), info.token, "127.0.0.1",
-         str(stack.mqtt_port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            str(ROOT / "examples" / "thermostat_device.py"),
+            info.token,
+            "127.0.0.1",
+            str(stack.mqtt_port),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         yield info.id, device
     finally:
@@ -52,8 +62,11 @@ def kitchen(stack: StackConfig) -> Iterator[tuple[int, subprocess.Popen[str]]]:
         device.wait(10)
 
 
-def test_the_quick_start_ends_on_a_live_dashboard(stack: StackConfig, browser: Browser,  # noqa: F811 (fixture)
-                                                  kitchen: tuple[int, subprocess.Popen[str]]) -> None:
+def test_the_quick_start_ends_on_a_live_dashboard(
+    stack: StackConfig,
+    browser: Browser,  # noqa: F811 (fixture)
+    kitchen: tuple[int, subprocess.Popen[str]],
+) -> None:
     device_id, device = kitchen
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
@@ -80,8 +93,11 @@ def test_the_quick_start_ends_on_a_live_dashboard(stack: StackConfig, browser: B
     terminal.get_by_role("button", name="Send").click()
     expect(terminal.locator(".term-out")).to_contain_text(re.compile(r"°C, \d+ % humidity, heating on"))
     history = f"{stack.base_url}/api/console/devices/{device_id}/history?pin=0&start={{}}&end={{}}&points=100"
-    wait_for(lambda: len(page.request.get(history.format(*_last_minutes(15))).json()["t"]) >= 3, timeout=30,
-             message="three temperatures in the history")
+    wait_for(
+        lambda: len(page.request.get(history.format(*_last_minutes(15))).json()["t"]) >= 3,
+        timeout=30,
+        message="three temperatures in the history",
+    )
     chart = page.locator(".widget-chart")
     chart.get_by_role("button", name="live").click()
     expect(chart).to_have_attribute("data-chart-points", re.compile(r"^([3-9]|\d{2,})$"))  # a line, not a dot

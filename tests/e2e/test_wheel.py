@@ -19,7 +19,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -56,13 +56,20 @@ class Installed:
 
     def package_dir(self, package: str, config: StackConfig) -> Path:
         """Where the venv's Python imports ``package`` from (run outside the repository)."""
-        out = subprocess.run([str(self.venv / "bin" / "python"), "-c", f"import {package}; print({package}.__file__)"],
-                             env=config.env(), cwd=self.home, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", f"import {package}; print({package}.__file__)"],
+            env=config.env(),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return Path(out.stdout.strip()).parent
 
     def cli(self, config: StackConfig, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.openblynk), *args], env=config.env(), cwd=self.home, capture_output=True,
-                              text=True, timeout=180)
+        return subprocess.run(
+            [str(self.openblynk), *args], env=config.env(), cwd=self.home, capture_output=True, text=True, timeout=180
+        )
 
 
 def run(*cmd: str | Path) -> None:
@@ -77,8 +84,16 @@ def installed() -> Iterator[Installed]:
         run(sys.executable, "-m", "build", "--outdir", home / "dist", ROOT)
         (wheel,) = (home / "dist").glob("openblynk-*.whl")
         run(sys.executable, "-m", "venv", home / "venv")
-        run(home / "venv" / "bin" / "python", "-m", "pip", "install", "--quiet", "--constraint",
-            ROOT / "constraints.txt", wheel)
+        run(
+            home / "venv" / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--constraint",
+            ROOT / "constraints.txt",
+            wheel,
+        )
         yield Installed(home, wheel)
     finally:
         shutil.rmtree(home, ignore_errors=True)
@@ -99,14 +114,16 @@ def test_the_wheel_carries_the_sources_and_the_browser_files(installed: Installe
     assert not any(n.startswith(("console_ui/node_modules/", "console_ui/static/vendor/")) for n in inside)
     wheel = set(zipfile.ZipFile(installed.wheel).namelist())
     assert {f"console_ui/static/vendor/{name}" for name in vendor.FILES} <= wheel
-    assert {"console_ui/static/chart.js", "console_ui/templates/base.html",
-            "backend/db/migrations/0001_initial.sql"} <= wheel
+    assert {
+        "console_ui/static/chart.js",
+        "console_ui/templates/base.html",
+        "backend/db/migrations/0001_initial.sql",
+    } <= wheel
     versions = json.loads(zipfile.ZipFile(installed.wheel).read("console_ui/static/vendor/versions.json"))
     assert versions == vendor.locked_versions(ROOT / "console_ui")
 
 
-def test_serve_from_the_wheel_draws_a_chart(installed: Installed, config: StackConfig,
-                                            browser: Browser) -> None:  # noqa: F811 (fixture)
+def test_serve_from_the_wheel_draws_a_chart(installed: Installed, config: StackConfig, browser: Browser) -> None:  # noqa: F811 (fixture)
     assert installed.cli(config, "--version").stdout.strip() == f"openblynk {installed.wheel.name.split('-')[1]}"
     assert installed.package_dir("console_ui", config).is_relative_to(installed.venv)  # not this checkout
     imported = installed.cli(config, "import", str(EXAMPLE))
@@ -116,10 +133,14 @@ def test_serve_from_the_wheel_draws_a_chart(installed: Installed, config: StackC
     serve = Process(config, "serve", program=[str(installed.openblynk)], cwd=installed.home)
     try:
         wait_http_ready(config, serve, timeout=120)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + (m % 7)] for m in range(1, 300)]
-        r = httpx.post(f"{config.base_url}/external/api/batch/update", params={"token": kitchen["token"], "pin": "V0"},
-                       json=points, timeout=10)
+        r = httpx.post(
+            f"{config.base_url}/external/api/batch/update",
+            params={"token": kitchen["token"], "pin": "V0"},
+            json=points,
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
 
         context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -144,7 +165,8 @@ def test_serve_from_the_wheel_draws_a_chart(installed: Installed, config: StackC
 
 
 def test_without_the_browser_files_the_app_and_the_pages_say_what_to_run(
-        installed: Installed, config: StackConfig, browser: Browser) -> None:  # noqa: F811 (fixture)
+    installed: Installed, config: StackConfig, browser: Browser
+) -> None:  # noqa: F811 (fixture)
     files = installed.package_dir("console_ui", config) / "static" / "vendor"
     aside = installed.home / "vendor-aside"
     files.rename(aside)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session, SMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.support.net import free_port, wait_for
 from tests.support.stack import Process, StackConfig, running
@@ -77,10 +77,10 @@ class AccountsStack:
     def base_url(self) -> str:
         return self.config.base_url
 
-    def client(self) -> "Api":
+    def client(self) -> Api:
         return Api(self.config.base_url)
 
-    def login(self, email_address: str, password: str) -> "Api":
+    def login(self, email_address: str, password: str) -> Api:
         api = self.client()
         api.login(email_address, password)
         return api
@@ -100,10 +100,14 @@ def start_accounts_stack(pg_server: str, template_db: str, tag: str, **settings:
     smtp = Controller(outbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     data_dir = Path(__file__).resolve().parents[2] / ".pytest-data" / f"{name}-{os.getpid()}"
-    env = {"OPENBLYNK_SMTP_HOST": "127.0.0.1", "OPENBLYNK_SMTP_PORT": str(smtp.port),
-           "OPENBLYNK_SMTP_SECURITY": "none", "OPENBLYNK_SIGNUP_ENABLED": "true",
-           "OPENBLYNK_PUBLIC_URL": "http://console.test",
-           "LITESTAR_DEBUG": "1"}  # an unexpected error answers with its traceback
+    env = {
+        "OPENBLYNK_SMTP_HOST": "127.0.0.1",
+        "OPENBLYNK_SMTP_PORT": str(smtp.port),
+        "OPENBLYNK_SMTP_SECURITY": "none",
+        "OPENBLYNK_SIGNUP_ENABLED": "true",
+        "OPENBLYNK_PUBLIC_URL": "http://console.test",
+        "LITESTAR_DEBUG": "1",
+    }  # an unexpected error answers with its traceback
     env.update({f"OPENBLYNK_{k.upper()}": v for k, v in settings.items()})
     config = AccountsStackConfig(data_dir=data_dir, database_url=url, extra_env=env)
     try:
@@ -124,7 +128,7 @@ class Api(httpx.Client):
         self.csrf = ""
         self.me: dict[str, Any] = {}
 
-    def __enter__(self) -> "Api":  # usable in ``with`` after requests were made
+    def __enter__(self) -> Api:  # usable in ``with`` after requests were made
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -143,8 +147,9 @@ class Api(httpx.Client):
         return super().request(method, url, **kwargs)
 
 
-def invite_and_join(stack: AccountsStack, inviter: Api, org_id: int, address: str, role_id: int,
-                    password: str = "a-good-password-1") -> Api:
+def invite_and_join(
+    stack: AccountsStack, inviter: Api, org_id: int, address: str, role_id: int, password: str = "a-good-password-1"
+) -> Api:
     """Invite ``address`` to ``org_id``, accept the e-mailed link, and sign the new user in."""
     count = len(stack.outbox.to(address)) + 1
     r = inviter.post("/api/invitations", json={"email": address, "role_id": role_id, "org_id": org_id})
@@ -154,4 +159,3 @@ def invite_and_join(stack: AccountsStack, inviter: Api, org_id: int, address: st
         r = anon.post("/api/invitations/accept", json={"token": token, "password": password, "name": "T"})
     assert r.status_code == 201, r.text
     return stack.login(address, password)
-

@@ -21,15 +21,21 @@ def database_state(url: str, ignore: dict[str, tuple[str, ...]] | None = None) -
     columns of ``ignore`` (``CALLER_TRACES`` by default); compare two to list changed tables."""
     ignore = CALLER_TRACES if ignore is None else ignore
     with psycopg.connect(url, autocommit=True) as db:
-        tables = [r[0] for r in db.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename").fetchall()]
+        tables = [
+            r[0]
+            for r in db.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+            ).fetchall()
+        ]
         state = {}
         for table in tables:
             if table in ignore and not ignore[table]:
                 continue
             dropped = "".join(f" - '{column}'" for column in ignore.get(table, ()))
-            row = db.execute(f"SELECT md5(coalesce(string_agg((to_jsonb(x){dropped})::text, '|' "
-                             f"ORDER BY (to_jsonb(x){dropped})::text), '')) FROM {table} x").fetchone()
+            row = db.execute(
+                f"SELECT md5(coalesce(string_agg((to_jsonb(x){dropped})::text, '|' "
+                f"ORDER BY (to_jsonb(x){dropped})::text), '')) FROM {table} x"
+            ).fetchone()
             state[table] = str(row[0]) if row else ""
         return state
 

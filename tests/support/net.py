@@ -19,8 +19,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
-             message: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
+) -> T:
     """Poll until ``predicate()`` is truthy and return it; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -32,8 +33,9 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         time.sleep(interval)
 
 
-async def eventually(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01,
-                     message: str = "condition") -> T:
+async def eventually(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, message: str = "condition"
+) -> T:
     """:func:`wait_for` for async tests: polls without blocking the event loop (on which an
     in-process broker may run)."""
     loop = asyncio.get_running_loop()

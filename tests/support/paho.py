@@ -22,7 +22,7 @@ class PahoDevice:
 
     info: DeviceOut
     client: paho.Client
-    received: "queue.Queue[tuple[str, bytes]]" = field(default_factory=queue.Queue)
+    received: queue.Queue[tuple[str, bytes]] = field(default_factory=queue.Queue)
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 0) -> None:
         self.client.publish(topic, payload, qos=qos).wait_for_publish(5)
@@ -50,14 +50,16 @@ TRANSPORTS = ("tcp", "tls", "ws")
 """How a device reaches the broker: plain MQTT, MQTT over TLS, MQTT over WebSocket at /mqtt."""
 
 
-def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True,
-                   transport: str = "tcp") -> PahoDevice:
+def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True, transport: str = "tcp") -> PahoDevice:
     """Connect a paho client as the device (over ``transport``) and subscribe to ``downlink/#``."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"fw-{uuid.uuid4().hex[:6]}",
-                         transport="websockets" if transport == "ws" else "tcp")
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"fw-{uuid.uuid4().hex[:6]}",
+        transport="websockets" if transport == "ws" else "tcp",
+    )
     client.username_pw_set("device", info.token)
     dev = PahoDevice(info, client)
-    connected: "queue.Queue[object]" = queue.Queue()
+    connected: queue.Queue[object] = queue.Queue()
     client.on_connect = lambda c, u, f, rc, p=None: connected.put(rc)
     client.on_message = lambda c, u, m: dev.received.put((m.topic, bytes(m.payload)))
     host, port = "127.0.0.1", stack.mqtt_port
@@ -72,7 +74,7 @@ def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True,
     rc = connected.get(timeout=10)
     assert not rc.is_failure, rc  # type: ignore[attr-defined]
     if subscribe:
-        result: "queue.Queue[object]" = queue.Queue()
+        result: queue.Queue[object] = queue.Queue()
         client.on_subscribe = lambda c, u, mid, rcs, p=None: result.put(rcs)
         client.subscribe("downlink/#", qos=1)
         result.get(timeout=10)
@@ -82,5 +84,6 @@ def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True,
 class ConnectDevice(Protocol):
     """The ``paho_device`` fixture: :func:`connect_device`, with every device disconnected after the test."""
 
-    def __call__(self, stack: StackConfig, info: DeviceOut, subscribe: bool = True,
-                 transport: str = "tcp") -> PahoDevice: ...
+    def __call__(
+        self, stack: StackConfig, info: DeviceOut, subscribe: bool = True, transport: str = "tcp"
+    ) -> PahoDevice: ...

@@ -27,11 +27,16 @@ def thermostat_doc(suffix: str | None = None, devices: int = 1, save_raw: bool =
         {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85},
         {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1, "sync": True},
         {"pin": "V2", "name": "Label", "type": "string", "default": "none"},
-        {"pin": "V3", "name": "Where", "type": "location"}]
+        {"pin": "V3", "name": "Where", "type": "location"},
+    ]
     return {
-        "templates": [{"name": f"Thermostat {suffix}",
-                       "datastreams": [{**ds, "save_raw": save_raw} for ds in datastreams],
-                       "events": [{"code": "overheat", "name": "Overheat", "type": "warning"}]}],
+        "templates": [
+            {
+                "name": f"Thermostat {suffix}",
+                "datastreams": [{**ds, "save_raw": save_raw} for ds in datastreams],
+                "events": [{"code": "overheat", "name": "Overheat", "type": "warning"}],
+            }
+        ],
         "devices": [{"name": f"Kitchen {suffix} {i}", "template": f"Thermostat {suffix}"} for i in range(devices)],
     }
 

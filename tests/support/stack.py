@@ -31,15 +31,22 @@ class StackConfig:
     def env(self) -> dict[str, str]:
         """The environment for openblynk processes of this stack."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENBLYNK_")}
-        env.update(OPENBLYNK_BIND="127.0.0.1", OPENBLYNK_HTTP_PORT=str(self.http_port),
-                   OPENBLYNK_MQTT_PORT=str(self.mqtt_port), OPENBLYNK_DATA_DIR=str(self.data_dir),
-                   OPENBLYNK_MQTTS_PORT=str(self.mqtts_port), OPENBLYNK_MQTT_PROXY_PORT=str(self.proxy_port),
-                   OPENBLYNK_SECRET_KEY=TEST_SECRET, OPENBLYNK_ADMIN_PASSWORD="admin-password-123",
-                   OPENBLYNK_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1",
-                   # caches live long here so that tests prove change notices, not expiry
-                   OPENBLYNK_CACHE_TTL_SECONDS="600",
-                   # every test device connects from 127.0.0.1: don't let bad-token tests lock it out
-                   OPENBLYNK_AUTH_FAILURES_PER_MINUTE="0")
+        env.update(
+            OPENBLYNK_BIND="127.0.0.1",
+            OPENBLYNK_HTTP_PORT=str(self.http_port),
+            OPENBLYNK_MQTT_PORT=str(self.mqtt_port),
+            OPENBLYNK_DATA_DIR=str(self.data_dir),
+            OPENBLYNK_MQTTS_PORT=str(self.mqtts_port),
+            OPENBLYNK_MQTT_PROXY_PORT=str(self.proxy_port),
+            OPENBLYNK_SECRET_KEY=TEST_SECRET,
+            OPENBLYNK_ADMIN_PASSWORD="admin-password-123",
+            OPENBLYNK_LOG_LEVEL="INFO",
+            PYTHONUNBUFFERED="1",
+            # caches live long here so that tests prove change notices, not expiry
+            OPENBLYNK_CACHE_TTL_SECONDS="600",
+            # every test device connects from 127.0.0.1: don't let bad-token tests lock it out
+            OPENBLYNK_AUTH_FAILURES_PER_MINUTE="0",
+        )
         if self.database_url:
             env["OPENBLYNK_DATABASE_URL"] = self.database_url
         return env
@@ -54,14 +61,26 @@ class Process:
     """An ``openblynk <command>`` child process with its output in a log file: this checkout's
     code, or ``program`` (an installed ``openblynk`` script, run in ``cwd``)."""
 
-    def __init__(self, config: StackConfig, *args: str, name: str | None = None,
-                 program: Sequence[str] = (sys.executable, "-m", "backend.cli"), cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        *args: str,
+        name: str | None = None,
+        program: Sequence[str] = (sys.executable, "-m", "backend.cli"),
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name or args[0]
         self.log_path = config.data_dir / f"{self.name}.log"
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([*program, *args], env=config.env(), cwd=cwd,
-                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*program, *args],
+            env=config.env(),
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def log(self) -> str:
         """Everything the process printed so far."""
@@ -86,6 +105,7 @@ class Process:
 
 def wait_http_ready(config: StackConfig, proc: Process, timeout: float = 60.0) -> None:
     """Wait until ``/healthz`` says the app is connected to the broker."""
+
     def ready() -> bool:
         assert proc.alive(), f"{proc.name} exited early:\n{proc.log()[-3000:]}"
         try:
@@ -93,14 +113,17 @@ def wait_http_ready(config: StackConfig, proc: Process, timeout: float = 60.0) -
                 return b'"broker_connected":true' in resp.read()
         except OSError:
             return False
+
     wait_for(ready, timeout, interval=0.1, message=f"{proc.name} to serve /healthz")
 
 
 def wait_port(port: int, proc: Process, timeout: float = 30.0) -> None:
     """Wait until the process listens on ``port``."""
+
     def listening() -> bool:
         assert proc.alive(), f"{proc.name} exited early:\n{proc.log()[-3000:]}"
         return port_open(port)
+
     wait_for(listening, timeout, interval=0.05, message=f"{proc.name} to listen on {port}")
 
 

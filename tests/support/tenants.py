@@ -46,12 +46,14 @@ def two_tenants(acc: AccountsStack, save_raw: bool = False) -> TwoTenants:
     """Build P, A and B on ``acc`` (``save_raw``: the template keeps raw points)."""
     root = acc.login(*ROOT_ADMIN)
     parent = root.post("/api/orgs", json={"name": "Parent"}).json()["id"]
-    devices = asyncio.run(provision_async(acc.config.database_url, thermostat_doc(devices=2, save_raw=save_raw))).devices
+    devices = asyncio.run(
+        provision_async(acc.config.database_url, thermostat_doc(devices=2, save_raw=save_raw))
+    ).devices
     with acc.db() as db:
         row = db.execute("SELECT template_id FROM device WHERE id = %s", (devices[0].id,)).fetchone()
     assert row is not None
     children = []
-    for name, device in zip(("A", "B"), devices):
+    for name, device in zip(("A", "B"), devices, strict=True):
         r = root.post("/api/orgs", json={"name": name, "parent_id": parent})
         assert r.status_code == 201, r.text
         org = r.json()["id"]

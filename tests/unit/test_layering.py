@@ -41,19 +41,41 @@ PACKAGES = ("backend", "broker", "ota", "console_ui", "device_sdk")
 STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 
 # -- backend's layers, by package (``backend.<name>``) ----------------------------------------
-BOTTOM = frozenset({
-    "backend.errors", "backend.settings", "backend.db", "backend.access",
-    "backend.security", "backend.numbers", "backend.csvcells", "backend.redaction",
-    "backend.connections", "backend.tasks", "backend.scheduler", "backend.transport",
-})
+BOTTOM = frozenset(
+    {
+        "backend.errors",
+        "backend.settings",
+        "backend.db",
+        "backend.access",
+        "backend.security",
+        "backend.numbers",
+        "backend.csvcells",
+        "backend.redaction",
+        "backend.connections",
+        "backend.tasks",
+        "backend.scheduler",
+        "backend.transport",
+    }
+)
 """Imported by every area, imports no area: errors, settings, storage, access control and paging,
 secrets, small value helpers, the job runner, and the transports (HTTP limits, TLS, the MQTT
 service client)."""
-AREAS = frozenset({
-    "backend.accounts", "backend.orgs", "backend.templates", "backend.devices", "backend.history",
-    "backend.ingest", "backend.device_api", "backend.platform_api", "backend.ota", "backend.console",
-    "backend.audit", "backend.transfer",
-})
+AREAS = frozenset(
+    {
+        "backend.accounts",
+        "backend.orgs",
+        "backend.templates",
+        "backend.devices",
+        "backend.history",
+        "backend.ingest",
+        "backend.device_api",
+        "backend.platform_api",
+        "backend.ota",
+        "backend.console",
+        "backend.audit",
+        "backend.transfer",
+    }
+)
 """The product areas; they may import each other as long as no circle forms."""
 TOP = frozenset({"backend.server", "backend.cli", "backend.supervisor", "backend.runtime"})
 """What assembles the areas: the app's package (factory, routers, runtime container, lifespan,
@@ -108,7 +130,8 @@ def project_sources(root: Path = ROOT) -> dict[str, Source]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _named(node: ast.AST, module: str, is_package: bool, modules: Iterable[str]) -> list[str]:
@@ -125,10 +148,14 @@ def _named(node: ast.AST, module: str, is_package: bool, modules: Iterable[str])
         known = set(modules)
         return [f"{stem}.{a.name}" if f"{stem}.{a.name}" in known else stem for a in node.names]
     if (  # importlib.import_module("x") / __import__("x") with a literal name
-        isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+        isinstance(node, ast.Call)
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
         and isinstance(node.args[0].value, str)
-        and ((isinstance(node.func, ast.Name) and node.func.id == "__import__")
-             or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"))
+        and (
+            (isinstance(node.func, ast.Name) and node.func.id == "__import__")
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+        )
     ):
         return [node.args[0].value]
     return []
@@ -146,12 +173,16 @@ def imports_of(module: str, source: Source, modules: Iterable[str] = ()) -> list
             if isinstance(child, ast.If) and _is_type_checking(child.test):
                 for branch, branch_kind in ((child.body, "type-checking"), (child.orelse, inner)):
                     for stmt in branch:
-                        found.extend(Import(module, t, stmt.lineno, branch_kind)
-                                     for t in _named(stmt, module, source.is_package, modules))
+                        found.extend(
+                            Import(module, t, stmt.lineno, branch_kind)
+                            for t in _named(stmt, module, source.is_package, modules)
+                        )
                         walk(stmt, branch_kind)
                 continue
-            found.extend(Import(module, t, getattr(child, "lineno", 0), inner)
-                         for t in _named(child, module, source.is_package, modules))
+            found.extend(
+                Import(module, t, getattr(child, "lineno", 0), inner)
+                for t in _named(child, module, source.is_package, modules)
+            )
             walk(child, inner)
 
     walk(ast.parse(source.text), "module")
@@ -328,7 +359,9 @@ KNOWN_EDGES = {(src, dst) for _rule, src, dst in KNOWN}
 
 
 def test_the_scan_sees_the_project() -> None:
-    assert {"backend.server.factory", "broker._core", "ota.image", "console_ui.routes", "device_sdk._device"} <= set(SOURCES)
+    assert {"backend.server.factory", "broker._core", "ota.image", "console_ui.routes", "device_sdk._device"} <= set(
+        SOURCES
+    )
     assert any(i.target.startswith("amqtt") for i in IMPORTS)
 
 
@@ -342,7 +375,8 @@ def test_no_import_breaks_a_layering_rule() -> None:
     found = violations(IMPORTS)
     new = {key: imps for key, imps in found.items() if key not in KNOWN}
     assert not new, "imports that break the layering rules of docs/architecture.md:\n" + "\n".join(
-        f"  {key[0]}: {key[1]} -> {key[2]}\n" + "\n".join(f"    {i}" for i in imps) for key, imps in sorted(new.items()))
+        f"  {key[0]}: {key[1]} -> {key[2]}\n" + "\n".join(f"    {i}" for i in imps) for key, imps in sorted(new.items())
+    )
 
 
 def test_every_known_rule_violation_still_exists() -> None:
@@ -401,18 +435,28 @@ def test_the_checker_allows_device_sdk_its_own_stdlib_and_permitted_imports() ->
 
 
 def test_the_checker_tells_where_an_import_sits() -> None:
-    source = ("from typing import TYPE_CHECKING\nimport backend.errors\nif TYPE_CHECKING:\n"
-              "    from backend import settings\nelse:\n    import backend.numbers\n"
-              "def f():\n    from backend.devices import changes\n")
+    source = (
+        "from typing import TYPE_CHECKING\nimport backend.errors\nif TYPE_CHECKING:\n"
+        "    from backend import settings\nelse:\n    import backend.numbers\n"
+        "def f():\n    from backend.devices import changes\n"
+    )
     sources = {"backend.x": Source(source), "backend.settings": Source(""), "backend.devices.changes": Source("")}
     kinds = {i.target: i.kind for i in imports_of("backend.x", sources["backend.x"], sources)}
-    assert kinds == {"typing": "module", "backend.errors": "module", "backend.settings": "type-checking",
-                     "backend.numbers": "module", "backend.devices.changes": "function"}
+    assert kinds == {
+        "typing": "module",
+        "backend.errors": "module",
+        "backend.settings": "type-checking",
+        "backend.numbers": "module",
+        "backend.devices.changes": "function",
+    }
 
 
 def test_relative_imports_resolve_against_the_package() -> None:
-    sources = {"broker.a.b": Source("from . import c\nfrom ..d import e\n"), "broker.a.c": Source(""),
-               "broker.a": Source("from .b import x\n", is_package=True)}
+    sources = {
+        "broker.a.b": Source("from . import c\nfrom ..d import e\n"),
+        "broker.a.c": Source(""),
+        "broker.a": Source("from .b import x\n", is_package=True),
+    }
     targets = {(i.importer, i.target) for i in all_imports(sources)}
     assert targets == {("broker.a.b", "broker.a.c"), ("broker.a.b", "broker.d"), ("broker.a", "broker.a.b")}
 
@@ -429,8 +473,16 @@ def test_relative_imports_resolve_against_the_package() -> None:
         ("ota.x", "from backend.settings import Settings", "ota imports beyond stdlib, cryptography"),
         ("console_ui.x", "import broker", "console_ui imports beyond backend, ota"),
         ("console_ui.x", "from backend.server.factory import create_app", "console_ui imports backend's top"),
-        ("backend.devices.x", "from console_ui.render import page", "backend imports console_ui beyond its top's mounting"),
-        ("backend.server.routers", "from console_ui.pages_air import ROUTES", "backend imports console_ui beyond its top's mounting"),
+        (
+            "backend.devices.x",
+            "from console_ui.render import page",
+            "backend imports console_ui beyond its top's mounting",
+        ),
+        (
+            "backend.server.routers",
+            "from console_ui.pages_air import ROUTES",
+            "backend imports console_ui beyond its top's mounting",
+        ),
         ("backend.access.guards", "from backend.accounts.users import UserService", "bottom imports an area"),
         ("backend.access.guards", "def f():\n    from backend.orgs import tree", "bottom imports an area"),
         ("backend.errors", "from backend.server.factory import create_app", "bottom imports the top"),
@@ -459,18 +511,23 @@ def test_the_checker_allows_what_the_layers_allow(module: str, source: str) -> N
 
 
 def test_the_checker_finds_a_circle_through_a_function_level_import() -> None:
-    sources, imports = synthetic({
-        "backend.ota.a": "from backend.ota.b import y\n",
-        "backend.ota.b": "def f():\n    from backend.ota.a import x\n",
-        "backend.ota.c": "from backend.ota.a import x\n",
-    })
+    sources, imports = synthetic(
+        {
+            "backend.ota.a": "from backend.ota.b import y\n",
+            "backend.ota.b": "def f():\n    from backend.ota.a import x\n",
+            "backend.ota.c": "from backend.ota.a import x\n",
+        }
+    )
     assert circles(module_graph(imports, sources)) == [{"backend.ota.a", "backend.ota.b"}]
 
 
 def test_the_checker_finds_a_circle_through_a_package_init() -> None:
-    sources = {"backend.devices": Source("from backend.devices.y import Y\n", is_package=True),
-               "backend.devices.y": Source("from backend.orgs.z import Z\n"),
-               "backend.orgs.z": Source("from backend.devices.w import W\n"), "backend.devices.w": Source("")}
+    sources = {
+        "backend.devices": Source("from backend.devices.y import Y\n", is_package=True),
+        "backend.devices.y": Source("from backend.orgs.z import Z\n"),
+        "backend.orgs.z": Source("from backend.devices.w import W\n"),
+        "backend.devices.w": Source(""),
+    }
     graph = module_graph(all_imports(sources), sources)
     assert circles(graph) == [{"backend.devices", "backend.devices.y", "backend.orgs.z"}]
     assert circles(unit_graph(graph)) == [{"backend.devices", "backend.orgs"}]

@@ -138,7 +138,8 @@ async def test_a_waiting_consumer_is_woken_by_the_paho_thread() -> None:
 
 
 async def test_the_paho_thread_calls_into_the_loop_only_to_wake_a_waiting_consumer(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     service, _, _ = client()
     loop = asyncio.get_running_loop()
     calls: list[object] = []
@@ -255,7 +256,8 @@ async def pause(service: ServiceClient) -> None:
 
 @pytest.mark.parametrize("give_up", [pause, stop])
 async def test_giving_up_while_the_paho_thread_waits_for_room_forgets_the_message(
-        give_up: Callable[[ServiceClient], Awaitable[None]]) -> None:
+    give_up: Callable[[ServiceClient], Awaitable[None]],
+) -> None:
     service, sent, inbox = client(queue_size=1)
     thread = feed(service, [1, 2])
     await until(lambda: service.unacknowledged == 2)  # 2 was taken from the broker...

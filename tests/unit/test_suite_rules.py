@@ -33,12 +33,10 @@ ASSERTING_HELPERS = {
 count without being listed)."""
 
 ALLOWED_SKIPS = {
-    "runs openblynk as root, as `make run` from /root does; this user is not root":
-        "only root can run it; make test as a normal user cannot",
+    "runs openblynk as root, as `make run` from /root does; this user is not root": "only root can run it; make test as a normal user cannot",
     "the local PGlite TimescaleDB build crashes on COPY FROM STDIN, so the history writer's binary COPY into "
     "the hypertable (raw rows and rollups) runs only against a real TimescaleDB server: set "
-    "OPENBLYNK_TEST_TIMESCALE_URL":
-        "a TimescaleDB server is not something make test can install",
+    "OPENBLYNK_TEST_TIMESCALE_URL": "a TimescaleDB server is not something make test can install",
 }
 """The only skip reasons allowed, each with why a machine may lack what it names."""
 
@@ -93,8 +91,9 @@ def _checks(function: ast.AST, helpers: set[str]) -> bool:
     for node in ast.walk(function):
         if isinstance(node, ast.Call):
             name = _called_name(node)
-            if name in helpers or (name in CHECK_CALLS and isinstance(node.func, ast.Attribute)
-                                   and _is_pytest(node.func.value)):
+            if name in helpers or (
+                name in CHECK_CALLS and isinstance(node.func, ast.Attribute) and _is_pytest(node.func.value)
+            ):
                 return True
     return False
 
@@ -102,8 +101,11 @@ def _checks(function: ast.AST, helpers: set[str]) -> bool:
 def local_helpers(tree: ast.Module, helpers: set[str]) -> set[str]:
     """``helpers`` and the module's own functions that assert or call one that does (to a fixed point)."""
     found = set(helpers)
-    functions = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                 and not node.name.startswith("test")]
+    functions = [
+        node
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("test")
+    ]
     while True:
         more = {f.name for f in functions if f.name not in found and _checks(f, found)}
         if not more:
@@ -140,9 +142,16 @@ def unchecked_tests(source: str, path: str, helpers: set[str]) -> list[Finding]:
     """Test functions of one test module that check nothing."""
     tree = ast.parse(source)
     known = local_helpers(tree, helpers)
-    return [Finding(path, test.lineno, f"{test.name} checks nothing: no assert, no pytest.raises, no call to a "
-                                       "function of its module that asserts or of ASSERTING_HELPERS")
-            for test in _tests(tree) if not _checks(test, known)]
+    return [
+        Finding(
+            path,
+            test.lineno,
+            f"{test.name} checks nothing: no assert, no pytest.raises, no call to a "
+            "function of its module that asserts or of ASSERTING_HELPERS",
+        )
+        for test in _tests(tree)
+        if not _checks(test, known)
+    ]
 
 
 def bad_skips(source: str, path: str, allowed: dict[str, str]) -> list[Finding]:
@@ -154,21 +163,31 @@ def bad_skips(source: str, path: str, allowed: dict[str, str]) -> list[Finding]:
         if isinstance(node, ast.ImportFrom) and node.module == "pytest":
             for alias in node.names:
                 if alias.name in SKIP_CALLS | {"mark"}:
-                    found.append(Finding(path, node.lineno, f"'from pytest import {alias.name}': "
-                                                            "use pytest.<name> so skips can be checked"))
+                    found.append(
+                        Finding(
+                            path,
+                            node.lineno,
+                            f"'from pytest import {alias.name}': use pytest.<name> so skips can be checked",
+                        )
+                    )
         if isinstance(node, ast.Attribute) and node.attr in SKIP_CALLS and _is_pytest(node.value):
             if id(node) not in called:  # a bare @pytest.mark.skip: no reason at all
                 found.append(Finding(path, node.lineno, f"pytest.{node.attr} without a reason"))
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in SKIP_CALLS and _is_pytest(node.func.value)):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SKIP_CALLS
+            and _is_pytest(node.func.value)
+        ):
             continue
         reason = _reason(node)
         text = reason.value if isinstance(reason, ast.Constant) and isinstance(reason.value, str) else None
         if text is None:
             found.append(Finding(path, node.lineno, f"pytest.{node.func.attr} without a literal reason"))
         elif text not in allowed:
-            found.append(Finding(path, node.lineno, f"pytest.{node.func.attr} for a reason not in ALLOWED_SKIPS: "
-                                                    f"{text!r}"))
+            found.append(
+                Finding(path, node.lineno, f"pytest.{node.func.attr} for a reason not in ALLOWED_SKIPS: {text!r}")
+            )
     return sorted(found, key=lambda f: f.line)
 
 
@@ -184,15 +203,21 @@ def _is_test_module(path: Path) -> bool:
 
 # -- the suite itself -------------------------------------------------------------------------
 
+
 def test_every_test_checks_something() -> None:
-    found = [f for path, source in _suite() if _is_test_module(path)
-             for f in unchecked_tests(source, str(path.relative_to(TESTS.parent)), set(ASSERTING_HELPERS))]
+    found = [
+        f
+        for path, source in _suite()
+        if _is_test_module(path)
+        for f in unchecked_tests(source, str(path.relative_to(TESTS.parent)), set(ASSERTING_HELPERS))
+    ]
     assert not found, "\n".join(map(str, found))
 
 
 def test_every_skip_names_something_this_machine_may_truly_lack() -> None:
-    found = [f for path, source in _suite() for f in bad_skips(source, str(path.relative_to(TESTS.parent)),
-                                                                ALLOWED_SKIPS)]
+    found = [
+        f for path, source in _suite() for f in bad_skips(source, str(path.relative_to(TESTS.parent)), ALLOWED_SKIPS)
+    ]
     assert not found, "\n".join(map(str, found))
 
 
@@ -207,8 +232,9 @@ def test_the_asserting_helpers_assert() -> None:
 
 # -- the rules on small examples --------------------------------------------------------------
 
+
 def test_a_test_without_a_check_is_found() -> None:
-    source = '''
+    source = """
 import pytest
 
 def test_nothing():
@@ -250,15 +276,18 @@ def test_an_assertion_error_raised():
 class TestThings:
     def test_method_without_check(self):
         print("hi")
-'''
+"""
     found = unchecked_tests(source, "t.py", {"wait_for"})
     assert [(f.line, f.what.split()[0]) for f in found] == [
-        (4, "test_nothing"), (17, "test_raises_of_another_module"), (32, "test_a_helper_that_does_not_assert"),
-        (41, "test_method_without_check")]
+        (4, "test_nothing"),
+        (17, "test_raises_of_another_module"),
+        (32, "test_a_helper_that_does_not_assert"),
+        (41, "test_method_without_check"),
+    ]
 
 
 def test_a_skip_outside_the_allow_list_is_found() -> None:
-    source = '''
+    source = """
 import os
 import pytest
 
@@ -273,7 +302,7 @@ def test_b():
     pytest.skip("allowed reason")
     pytest.skip(f"computed {1}")
     pytest.skip(reason="not yet")
-'''
+"""
     found = bad_skips(source, "t.py", {"allowed reason": "why"})
     assert [(f.line, f.what) for f in found] == [
         (5, "pytest.importorskip without a literal reason"),
@@ -285,12 +314,11 @@ def test_b():
 
 
 def test_a_helper_asserts_only_with_an_assert_a_raised_assertion_error_or_fail() -> None:
-    tree = ast.parse('''
+    tree = ast.parse("""
 def a(): assert x
 def b(): raise AssertionError("no")
 def c(): pytest.fail("no")
 def d(): return x == 1
 def e(): raise ValueError("no")
-''')
-    assert {f.name: _asserts(f) for f in _functions(tree)} == {"a": True, "b": True, "c": True, "d": False,
-                                                               "e": False}
+""")
+    assert {f.name: _asserts(f) for f in _functions(tree)} == {"a": True, "b": True, "c": True, "d": False, "e": False}

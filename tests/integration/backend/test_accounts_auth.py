@@ -39,8 +39,9 @@ def test_login_sets_a_secure_session_cookie_and_me_answers(acc: AccountsStack, r
         assert "password_hash" not in r.text and r.json()["user"]["last_login_at"] is not None
     with acc.db() as db:  # only a hash of the cookie is stored
         token = session.split(";")[0].split("=", 1)[1]
-        assert db.execute("SELECT count(*) FROM user_session WHERE token_hash::text LIKE %s",
-                          (f"%{token}%",)).fetchone() == (0,)
+        assert db.execute(
+            "SELECT count(*) FROM user_session WHERE token_hash::text LIKE %s", (f"%{token}%",)
+        ).fetchone() == (0,)
 
 
 def test_wrong_password_and_unknown_account_get_the_same_answer(acc: AccountsStack) -> None:
@@ -56,8 +57,9 @@ def test_state_changing_request_without_csrf_token_is_refused(acc: AccountsStack
     assert r.status_code == 403 and "CSRF" in r.json()["error"]["message"]
     r = root.post("/api/orgs", json={"name": "Bad CSRF"}, headers={"X-CSRF-Token": "guess"})
     assert r.status_code == 403
-    r = root.post("/api/orgs", json={"name": "Other site"},
-                  headers={"X-CSRF-Token": root.csrf, "Origin": "http://evil.example"})
+    r = root.post(
+        "/api/orgs", json={"name": "Other site"}, headers={"X-CSRF-Token": root.csrf, "Origin": "http://evil.example"}
+    )
     assert r.status_code == 403 and "cross-site" in r.json()["error"]["message"]
     names = [o["name"] for o in root.get("/api/orgs").json()]
     assert not {"No CSRF", "Bad CSRF", "Other site"} & set(names)
@@ -69,8 +71,9 @@ def test_expired_session_stops_working(acc: AccountsStack) -> None:
     with acc.login(*ROOT_ADMIN) as api:
         assert api.get("/api/users/me").status_code == 200
         with acc.db() as db:
-            db.execute("UPDATE user_session SET expires_at = now() - interval '1 second' "
-                       "WHERE csrf_token = %s", (api.csrf,))
+            db.execute(
+                "UPDATE user_session SET expires_at = now() - interval '1 second' WHERE csrf_token = %s", (api.csrf,)
+            )
         r = api.get("/api/users/me")
         assert r.status_code == 401 and "sign in again" in r.json()["error"]["message"]
 
@@ -120,8 +123,11 @@ def test_expired_reset_link_is_refused(acc: AccountsStack, root: Api) -> None:
         anon.post("/api/auth/password-reset", json={"email": address})
         token = acc.outbox.last_token(address, sent + 1)
         with acc.db() as db:
-            db.execute("UPDATE account_token SET expires_at = now() - interval '1 second' "
-                       "WHERE purpose = 'password_reset' AND email = %s", (address,))
+            db.execute(
+                "UPDATE account_token SET expires_at = now() - interval '1 second' "
+                "WHERE purpose = 'password_reset' AND email = %s",
+                (address,),
+            )
         r = anon.post("/api/auth/password-reset/confirm", json={"token": token, "password": "new-password-42"})
         assert r.status_code == 400 and r.json()["error"]["message"] == "this link has expired"
 
@@ -181,8 +187,9 @@ def test_change_password_ends_other_sessions(acc: AccountsStack, root: Api) -> N
     other = acc.login("changer@example.com", "a-good-password-1")
     r = member.post("/api/auth/password", json={"current_password": "wrong", "new_password": "new-password-42"})
     assert r.status_code == 400
-    r = member.post("/api/auth/password", json={"current_password": "a-good-password-1",
-                                                  "new_password": "new-password-42"})
+    r = member.post(
+        "/api/auth/password", json={"current_password": "a-good-password-1", "new_password": "new-password-42"}
+    )
     assert r.status_code == 204, r.text
     assert member.get("/api/users/me").status_code == 200 and other.get("/api/users/me").status_code == 401
     member.close()

@@ -14,9 +14,24 @@ import pytest
 from tests.support.accounts import ADMIN, STAFF, USER, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.tenants import two_tenants
 
-ALL_BUT_VIEW_SUB = ["users.view", "users.invite", "users.edit", "users.suspend", "users.logout", "users.delete",
-                    "roles.view", "roles.edit", "audit.view", "devices.view", "devices.edit", "devices.move", "orgs.create",
-                    "orgs.edit", "orgs.move", "orgs.delete"]
+ALL_BUT_VIEW_SUB = [
+    "users.view",
+    "users.invite",
+    "users.edit",
+    "users.suspend",
+    "users.logout",
+    "users.delete",
+    "roles.view",
+    "roles.edit",
+    "audit.view",
+    "devices.view",
+    "devices.edit",
+    "devices.move",
+    "orgs.create",
+    "orgs.edit",
+    "orgs.move",
+    "orgs.delete",
+]
 
 
 @dataclass
@@ -49,8 +64,9 @@ def world(pg_server: str, template_db: str) -> Iterator[World]:
             name, org, admin = child.name, child.org, child.admin
             member = invite_and_join(acc, admin, org, f"member-{name}@example.com", STAFF)
             role = admin.post("/api/roles", json={"name": f"Viewer {name}", "permissions": ["users.view"]}).json()["id"]
-            invitation = admin.post("/api/invitations", json={"email": f"later-{name}@example.com",
-                                                              "role_id": USER}).json()["id"]
+            invitation = admin.post(
+                "/api/invitations", json={"email": f"later-{name}@example.com", "role_id": USER}
+            ).json()["id"]
             r = root.put(f"/api/devices/{child.device.id}/tags", json={"tags": [f"tenant {name}", "shared name"]})
             assert r.status_code == 200, r.text
             tenants.append(Tenant(org, admin, member.me, role, invitation, child.device.id))
@@ -69,24 +85,34 @@ def calls_on(b: Tenant, a: Tenant) -> list[tuple[str, str, dict[str, Any] | None
     """Every route, aimed at tenant ``b``'s resources (``a`` is the caller's own)."""
     uid = b.member["id"]
     return [
-        ("GET", f"/api/orgs/{b.org}", None), ("PATCH", f"/api/orgs/{b.org}", {"name": "Taken"}),
-        ("DELETE", f"/api/orgs/{b.org}", None), ("POST", f"/api/orgs/{b.org}/move", {"parent_id": a.org}),
+        ("GET", f"/api/orgs/{b.org}", None),
+        ("PATCH", f"/api/orgs/{b.org}", {"name": "Taken"}),
+        ("DELETE", f"/api/orgs/{b.org}", None),
+        ("POST", f"/api/orgs/{b.org}/move", {"parent_id": a.org}),
         ("POST", "/api/orgs", {"name": "Inside B", "parent_id": b.org}),
         ("POST", f"/api/orgs/{a.org}/move", {"parent_id": b.org}),
-        ("GET", f"/api/users?org_id={b.org}", None), ("GET", f"/api/users/{uid}", None),
-        ("PATCH", f"/api/users/{uid}", {"name": "Renamed"}), ("DELETE", f"/api/users/{uid}", None),
-        ("POST", f"/api/users/{uid}/suspend", None), ("POST", f"/api/users/{uid}/activate", None),
+        ("GET", f"/api/users?org_id={b.org}", None),
+        ("GET", f"/api/users/{uid}", None),
+        ("PATCH", f"/api/users/{uid}", {"name": "Renamed"}),
+        ("DELETE", f"/api/users/{uid}", None),
+        ("POST", f"/api/users/{uid}/suspend", None),
+        ("POST", f"/api/users/{uid}/activate", None),
         ("POST", f"/api/users/{uid}/logout", None),
         ("PATCH", f"/api/users/{a.member['id']}", {"role_id": b.role}),
-        ("GET", f"/api/roles?org_id={b.org}", None), ("GET", f"/api/roles/{b.role}", None),
-        ("PATCH", f"/api/roles/{b.role}", {"permissions": []}), ("DELETE", f"/api/roles/{b.role}", None),
+        ("GET", f"/api/roles?org_id={b.org}", None),
+        ("GET", f"/api/roles/{b.role}", None),
+        ("PATCH", f"/api/roles/{b.role}", {"permissions": []}),
+        ("DELETE", f"/api/roles/{b.role}", None),
         ("POST", "/api/roles", {"name": "Planted", "permissions": [], "org_id": b.org}),
         ("POST", "/api/invitations", {"email": "spy@example.com", "role_id": USER, "org_id": b.org}),
-        ("GET", f"/api/invitations?org_id={b.org}", None), ("DELETE", f"/api/invitations/{b.invitation}", None),
-        ("GET", f"/api/devices?org_id={b.org}", None), ("GET", f"/api/devices/{b.device}", None),
+        ("GET", f"/api/invitations?org_id={b.org}", None),
+        ("DELETE", f"/api/invitations/{b.invitation}", None),
+        ("GET", f"/api/devices?org_id={b.org}", None),
+        ("GET", f"/api/devices/{b.device}", None),
         ("POST", f"/api/devices/{b.device}/move", {"org_id": a.org}),
         ("POST", f"/api/devices/{a.device}/move", {"org_id": b.org}),
-        ("GET", f"/api/devices/{b.device}/tags", None), ("PUT", f"/api/devices/{b.device}/tags", {"tags": ["planted"]}),
+        ("GET", f"/api/devices/{b.device}/tags", None),
+        ("PUT", f"/api/devices/{b.device}/tags", {"tags": ["planted"]}),
         ("GET", f"/api/tags?org_id={b.org}", None),
         ("GET", f"/api/audit?org_id={b.org}", None),
     ]
@@ -94,12 +120,16 @@ def calls_on(b: Tenant, a: Tenant) -> list[tuple[str, str, dict[str, Any] | None
 
 def snapshot(w: World, t: Tenant) -> dict[str, Any]:
     api = w.root
-    return {"org": api.get(f"/api/orgs/{t.org}").json(), "users": api.get(f"/api/users?org_id={t.org}").json(),
-            "roles": api.get(f"/api/roles?org_id={t.org}").json(),
-            "invitations": api.get(f"/api/invitations?org_id={t.org}").json(),
-            "devices": api.get(f"/api/devices?org_id={t.org}").json(),
-            "tags": api.get(f"/api/devices/{t.device}/tags").json(), "tags_in_use": api.get(f"/api/tags?org_id={t.org}").json(),
-            "orgs": api.get("/api/orgs").json()}
+    return {
+        "org": api.get(f"/api/orgs/{t.org}").json(),
+        "users": api.get(f"/api/users?org_id={t.org}").json(),
+        "roles": api.get(f"/api/roles?org_id={t.org}").json(),
+        "invitations": api.get(f"/api/invitations?org_id={t.org}").json(),
+        "devices": api.get(f"/api/devices?org_id={t.org}").json(),
+        "tags": api.get(f"/api/devices/{t.device}/tags").json(),
+        "tags_in_use": api.get(f"/api/tags?org_id={t.org}").json(),
+        "orgs": api.get("/api/orgs").json(),
+    }
 
 
 @pytest.mark.parametrize("direction", ["a->b", "b->a"])
@@ -142,7 +172,9 @@ def test_tree_moves_keep_depth_and_refuse_cycles(world: World) -> None:
     assert r.status_code == 400 and "under itself" in r.json()["error"]["message"]
     r = api.post(f"/api/orgs/{c['id']}/move", json={"parent_id": world.b.org})
     assert r.status_code == 200 and r.json()["parent_id"] == world.b.org
-    r = api.post(f"/api/orgs/{world.a.org}/move", json={"parent_id": world.b.org})  # A would put C... A has no child now
+    r = api.post(
+        f"/api/orgs/{world.a.org}/move", json={"parent_id": world.b.org}
+    )  # A would put C... A has no child now
     assert r.status_code == 200
     r = api.post(f"/api/orgs/{world.a.org}/move", json={"parent_id": world.parent})
     assert r.status_code == 200
@@ -172,10 +204,14 @@ def test_builtin_staff_and_user_roles(world: World) -> None:
     staff = acc.login("member-A@example.com", "a-good-password-1")
     assert staff.get("/api/users").status_code == 200
     assert staff.get("/api/devices").json()["totalElements"] == 1
-    for method, url, body in [("POST", "/api/invitations", {"email": "x@example.com", "role_id": USER}),
-                              ("POST", "/api/orgs", {"name": "Nope"}), ("GET", "/api/roles", None),
-                              ("GET", "/api/audit", None), ("POST", f"/api/devices/{a.device}/move", {"org_id": a.org}),
-                              ("POST", f"/api/users/{a.member['id']}/suspend", None)]:
+    for method, url, body in [
+        ("POST", "/api/invitations", {"email": "x@example.com", "role_id": USER}),
+        ("POST", "/api/orgs", {"name": "Nope"}),
+        ("GET", "/api/roles", None),
+        ("GET", "/api/audit", None),
+        ("POST", f"/api/devices/{a.device}/move", {"org_id": a.org}),
+        ("POST", f"/api/users/{a.member['id']}/suspend", None),
+    ]:
         r = staff.request(method, url, json=body)
         assert r.status_code == 403 and "lacks the permission" in r.json()["error"]["message"], (url, r.text)
     user = invite_and_join(acc, a.admin, a.org, "user-A@example.com", USER)
@@ -235,8 +271,10 @@ def test_invitations_expire_work_once_and_are_limited_per_day(world: World) -> N
         b.admin.post("/api/invitations", json={"email": "slow@example.com", "role_id": USER})
         slow = acc.outbox.last_token("slow@example.com")
         with acc.db() as db:
-            db.execute("UPDATE account_token SET expires_at = now() - interval '1 second' WHERE email = %s",
-                       ("slow@example.com",))
+            db.execute(
+                "UPDATE account_token SET expires_at = now() - interval '1 second' WHERE email = %s",
+                ("slow@example.com",),
+            )
         r = anon.post("/api/invitations/accept", json={"token": slow, "password": "a-good-password-1"})
         assert r.status_code == 400 and r.json()["error"]["message"] == "this link has expired"
         inv = b.admin.post("/api/invitations", json={"email": "gone@example.com", "role_id": USER}).json()
@@ -245,15 +283,18 @@ def test_invitations_expire_work_once_and_are_limited_per_day(world: World) -> N
         r = anon.post("/api/invitations/accept", json={"token": gone, "password": "a-good-password-1"})
         assert r.status_code == 400 and r.json()["error"]["message"] == "this link was withdrawn"
     with acc.db() as db:
-        sent = db.execute("SELECT count(*) FROM account_token WHERE purpose = 'invitation' AND org_id = %s",
-                          (b.org,)).fetchone()
+        sent = db.execute(
+            "SELECT count(*) FROM account_token WHERE purpose = 'invitation' AND org_id = %s", (b.org,)
+        ).fetchone()
     assert sent is not None
     for i in range(25 - sent[0]):
         r = b.admin.post("/api/invitations", json={"email": f"bulk{i}@example.com", "role_id": USER})
         assert r.status_code == 201, r.text
     r = b.admin.post("/api/invitations", json={"email": "one-too-many@example.com", "role_id": USER})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
-    assert world.a.admin.post("/api/invitations", json={"email": "fine@example.com", "role_id": USER}).status_code == 201
+    assert (
+        world.a.admin.post("/api/invitations", json={"email": "fine@example.com", "role_id": USER}).status_code == 201
+    )
 
 
 def test_device_tags_are_checked_audited_and_follow_the_roles(world: World) -> None:
@@ -264,23 +305,35 @@ def test_device_tags_are_checked_audited_and_follow_the_roles(world: World) -> N
     assert a.admin.get(url).json()["tags"] == ["Floor 1", "shared name", "tenant A"]
     entry = a.admin.get("/api/audit").json()["content"][0]
     assert (entry["action"], entry["target_id"], entry["details"]) == (
-        "device.tags_update", str(a.device), {"added": ["Floor 1"], "removed": []})
+        "device.tags_update",
+        str(a.device),
+        {"added": ["Floor 1"], "removed": []},
+    )
     assert a.admin.put(url, json={"tags": ["tenant A", "Floor 1", "shared name"]}).status_code == 200
     assert a.admin.get("/api/audit").json()["content"][0]["id"] == entry["id"]  # nothing changed, nothing logged
-    for body, message in [({"tags": ["x" * 65]}, "a tag has at most 64"), ({"tags": ["a\nb"]}, "control character"),
-                          ({"tags": [" "]}, "cannot be empty"), ({"tags": [f"t{i}" for i in range(33)]}, "at most 32 tags"),
-                          ({"tags": "Floor 1"}, "tags"), ({"labels": []}, "labels")]:
+    for body, message in [
+        ({"tags": ["x" * 65]}, "a tag has at most 64"),
+        ({"tags": ["a\nb"]}, "control character"),
+        ({"tags": [" "]}, "cannot be empty"),
+        ({"tags": [f"t{i}" for i in range(33)]}, "at most 32 tags"),
+        ({"tags": "Floor 1"}, "tags"),
+        ({"labels": []}, "labels"),
+    ]:
         r = a.admin.put(url, json=body)
         assert r.status_code == 400 and message in r.text, (body, r.text)
     assert a.admin.get(url).json()["tags"] == ["Floor 1", "shared name", "tenant A"]
     in_use = {t["tag"]: t["devices"] for t in world.parent_admin.get("/api/tags").json()}
     assert in_use == {"Floor 1": 1, "shared name": 2, "tenant A": 1, "tenant B": 1}
     assert world.parent_admin.get(f"/api/tags?org_id={world.b.org}").json() == [
-        {"tag": "shared name", "devices": 1}, {"tag": "tenant B", "devices": 1}]
+        {"tag": "shared name", "devices": 1},
+        {"tag": "tenant B", "devices": 1},
+    ]
 
     staff = acc.login("member-A@example.com", "a-good-password-1")  # devices.edit
     assert staff.put(url, json={"tags": ["shared name", "tenant A"]}).json()["tags"] == ["shared name", "tenant A"]
-    own_role = a.admin.post("/api/roles", json={"name": "Own editor", "permissions": ["devices.view", "devices.edit.own"]})
+    own_role = a.admin.post(
+        "/api/roles", json={"name": "Own editor", "permissions": ["devices.view", "devices.edit.own"]}
+    )
     viewer_role = a.admin.post("/api/roles", json={"name": "Tag viewer", "permissions": ["devices.view"]})
     own_editor = invite_and_join(acc, a.admin, a.org, "own-editor-A@example.com", own_role.json()["id"])
     viewer = invite_and_join(acc, a.admin, a.org, "viewer-A@example.com", viewer_role.json()["id"])
@@ -342,8 +395,10 @@ def test_names_taken_in_an_organization_answer_409_and_change_nothing(world: Wor
     assert r.status_code == 409 and "a role named 'Twice' already exists" in r.json()["error"]["message"]
     assert [x["name"] for x in a.admin.get("/api/roles").json()].count("Twice") == 1
     name = root.get(f"/api/devices/{a.device}").json()["name"]
-    made = root.post("/api/console/devices", json={"name": name, "template_id":
-                                                   root.get(f"/api/devices/{a.device}").json()["template_id"]})
+    made = root.post(
+        "/api/console/devices",
+        json={"name": name, "template_id": root.get(f"/api/devices/{a.device}").json()["template_id"]},
+    )
     assert made.status_code == 201, made.text  # the same name in the root organization is fine
     r = root.post(f"/api/devices/{made.json()['id']}/move", json={"org_id": a.org})
     assert r.status_code == 409 and "already has a device named" in r.json()["error"]["message"]

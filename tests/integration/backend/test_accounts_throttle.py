@@ -12,8 +12,14 @@ from tests.support.accounts import ROOT_ADMIN, STAFF, AccountsStack, invite_and_
 
 @pytest.fixture(scope="module")
 def acc(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
-    yield from start_accounts_stack(pg_server, template_db, "throttle", login_failures_per_account="3",
-                                    login_failures_per_address="7", login_failure_window_seconds="600")
+    yield from start_accounts_stack(
+        pg_server,
+        template_db,
+        "throttle",
+        login_failures_per_account="3",
+        login_failures_per_address="7",
+        login_failure_window_seconds="600",
+    )
 
 
 def test_account_then_address_throttling(acc: AccountsStack) -> None:

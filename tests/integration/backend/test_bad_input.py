@@ -20,9 +20,11 @@ from tests.support.stack import StackConfig
 
 def raw_connect(token: str, keepalive: int = 30) -> bytes:
     """A minimal MQTT 3.1.1 CONNECT packet with user name ``device``."""
+
     def s(text: str) -> bytes:
         data = text.encode()
         return struct.pack("!H", len(data)) + data
+
     variable = s("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", keepalive)
     payload = s("raw") + s("device") + s(token)
     body = variable + payload
@@ -32,8 +34,10 @@ def raw_connect(token: str, keepalive: int = 30) -> bytes:
 def assert_healthy(http: httpx.Client, healthy: PahoDevice, value: str) -> None:
     """The well-behaved device still gets its values stored."""
     healthy.publish("ds/Label", value, qos=1)
-    wait_for(lambda: http.get(f"/external/api/get?token={healthy.info.token}&v2").text == value,
-             message="the healthy device's value")
+    wait_for(
+        lambda: http.get(f"/external/api/get?token={healthy.info.token}&v2").text == value,
+        message="the healthy device's value",
+    )
 
 
 def test_unknown_token_gets_connack_4(stack: StackConfig, http: httpx.Client, device: PahoDevice) -> None:
@@ -52,8 +56,9 @@ def test_unknown_token_gets_connack_4(stack: StackConfig, http: httpx.Client, de
     assert_healthy(http, device, "after bad tokens")
 
 
-def test_foreign_topic_publish_is_dropped_and_reported(stack: StackConfig, http: httpx.Client,
-                                                       device: PahoDevice, devices: list[DeviceOut]) -> None:
+def test_foreign_topic_publish_is_dropped_and_reported(
+    stack: StackConfig, http: httpx.Client, device: PahoDevice, devices: list[DeviceOut]
+) -> None:
     other = devices[1]
     device.publish(f"d/{other.id}/ds/Label", "hijack", qos=1)
     topic, payload = device.next(topic_prefix="downlink/diag")
@@ -63,8 +68,7 @@ def test_foreign_topic_publish_is_dropped_and_reported(stack: StackConfig, http:
 
 
 @pytest.mark.parametrize("topic_filter", ["#", "d/#", "sys/presence/+", "ds/Label", "downlink/+/x"])
-def test_foreign_subscription_gets_suback_0x80(stack: StackConfig, devices: list[DeviceOut],
-                                                topic_filter: str) -> None:
+def test_foreign_subscription_gets_suback_0x80(stack: StackConfig, devices: list[DeviceOut], topic_filter: str) -> None:
     dev = connect_device(stack, devices[1], subscribe=False)
     granted: list[object] = []
     dev.client.on_subscribe = lambda c, u, mid, rcs, p=None: granted.extend(rcs)
@@ -75,8 +79,9 @@ def test_foreign_subscription_gets_suback_0x80(stack: StackConfig, devices: list
     dev.client.loop_stop()
 
 
-def test_oversized_packet_closes_only_that_connection(stack: StackConfig, http: httpx.Client,
-                                                      device: PahoDevice, devices: list[DeviceOut]) -> None:
+def test_oversized_packet_closes_only_that_connection(
+    stack: StackConfig, http: httpx.Client, device: PahoDevice, devices: list[DeviceOut]
+) -> None:
     with socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=5) as sock:
         sock.sendall(raw_connect(devices[1].token))
         assert sock.recv(4) == b"\x20\x02\x00\x00"
@@ -106,11 +111,12 @@ def test_malformed_ota_status_is_reported(device: PahoDevice) -> None:
     device.publish("ota/status", "ok")  # not the JSON form of our extension (README, "Blynk.Air")
     assert device.next(topic_prefix="downlink/diag")[1].startswith(b'ota/status: expected {"status": one of')
     device.publish("ota/status", '{"status": "failure"}')
-    assert device.next(topic_prefix="downlink/diag")[1] == b"ota/status: no firmware update is in progress for this device"
+    assert (
+        device.next(topic_prefix="downlink/diag")[1] == b"ota/status: no firmware update is in progress for this device"
+    )
 
 
-def test_garbage_bytes_close_only_that_connection(stack: StackConfig, http: httpx.Client,
-                                                  device: PahoDevice) -> None:
+def test_garbage_bytes_close_only_that_connection(stack: StackConfig, http: httpx.Client, device: PahoDevice) -> None:
     for junk in (b"GET / HTTP/1.1\r\n\r\n", b"\x10\xff\xff\xff\xff\xff", b"\x00" * 64):
         with socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=5) as sock:
             sock.sendall(junk)
@@ -123,7 +129,8 @@ def test_garbage_bytes_close_only_that_connection(stack: StackConfig, http: http
 
 
 def test_a_silent_device_goes_offline_when_its_keepalive_runs_out(
-        stack: StackConfig, http: httpx.Client, devices: list[DeviceOut]) -> None:
+    stack: StackConfig, http: httpx.Client, devices: list[DeviceOut]
+) -> None:
     """Silence ends the connection and the device shows offline; that the deadline is 1.5 ×
     the keep-alive is checked on a clock the test moves (tests/unit/broker/test_broker_framing.py)."""
     token = devices[1].token
@@ -132,15 +139,18 @@ def test_a_silent_device_goes_offline_when_its_keepalive_runs_out(
         assert sock.recv(4) == b"\x20\x02\x00\x00"
         wait_for(lambda: http.get(f"/external/api/isHardwareConnected?token={token}").text == "true")
         # now say nothing: no PINGREQ; the broker must drop us and publish offline presence
-        wait_for(lambda: http.get(f"/external/api/isHardwareConnected?token={token}").text == "false",
-                 timeout=30, message="offline after the keep-alive ran out")
+        wait_for(
+            lambda: http.get(f"/external/api/isHardwareConnected?token={token}").text == "false",
+            timeout=30,
+            message="offline after the keep-alive ran out",
+        )
         sock.settimeout(5)
         assert sock.recv(10) == b""
 
 
 def test_a_flooding_device_is_warned_and_others_keep_working(
-        stack: StackConfig, http: httpx.Client, device: PahoDevice, devices: list[DeviceOut],
-                                                             paho_device: ConnectDevice) -> None:
+    stack: StackConfig, http: httpx.Client, device: PahoDevice, devices: list[DeviceOut], paho_device: ConnectDevice
+) -> None:
     flooder = paho_device(stack, devices[1])
     for i in range(300):  # far above 50 messages/s, in well under a second
         flooder.client.publish("ds/Temperature", str(i % 80))

@@ -37,7 +37,10 @@ def test_update_clamps_to_min_max(http: httpx.Client, device: PahoDevice) -> Non
 
 def test_update_by_datastream_id_and_pin_param(http: httpx.Client, device: PahoDevice) -> None:
     token = device.info.token
-    assert http.get("/external/api/update", params={"token": token, "dataStreamId": "2", "value": "hi there"}).status_code == 200
+    assert (
+        http.get("/external/api/update", params={"token": token, "dataStreamId": "2", "value": "hi there"}).status_code
+        == 200
+    )
     assert device.next(topic_prefix="downlink/ds/") == ("downlink/ds/Label", b"hi there")
     assert http.get("/external/api/get", params={"token": token, "dataStreamId": "2"}).text == "hi there"
     r = http.get(f"/external/api/update?token={token}&pin=V3&value=24.1&value=56.9")
@@ -66,6 +69,7 @@ def test_get_unset_pin_gives_the_default_value(http: httpx.Client, devices: list
 
 def test_is_hardware_connected(http: httpx.Client, stack: StackConfig, devices: list[DeviceOut]) -> None:
     from tests.integration.backend.conftest import connect_device
+
     token = devices[1].token
     assert http.get(f"/external/api/isHardwareConnected?token={token}").text == "false"
     dev = connect_device(stack, devices[1], subscribe=False)
@@ -75,26 +79,32 @@ def test_is_hardware_connected(http: httpx.Client, stack: StackConfig, devices: 
     wait_for(lambda: http.get(f"/external/api/isHardwareConnected?token={token}").text == "false")
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("v1", "No token provided."),
-    ("token=&v1", "No token provided."),
-    ("token=invalidtokeninvalidtokeninvali&v1", "Invalid token."),
-    ("token=short&v1", "Invalid token."),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("v1", "No token provided."),
+        ("token=&v1", "No token provided."),
+        ("token=invalidtokeninvalidtokeninvali&v1", "Invalid token."),
+        ("token=short&v1", "Invalid token."),
+    ],
+)
 def test_missing_or_invalid_token(http: httpx.Client, query: str, message: str) -> None:
     for path in ("get", "update", "batch/update", "isHardwareConnected", "getAll"):
         r = http.get(f"/external/api/{path}?{query}")
         assert (r.status_code, r.json()) == (400, blynk_error(message)), path
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("x1", "Wrong pin format."),
-    ("V256", "Wrong pin format."),
-    ("", "Wrong pin format."),
-    ("v99", "No datastream setup for that pin."),
-    ("dataStreamId=abc", "Wrong dataStreamId format."),
-    ("dataStreamId=%C2%B2", "Wrong dataStreamId format."),  # "²": a digit to str.isdigit, not to int
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("x1", "Wrong pin format."),
+        ("V256", "Wrong pin format."),
+        ("", "Wrong pin format."),
+        ("v99", "No datastream setup for that pin."),
+        ("dataStreamId=abc", "Wrong dataStreamId format."),
+        ("dataStreamId=%C2%B2", "Wrong dataStreamId format."),  # "²": a digit to str.isdigit, not to int
+    ],
+)
 def test_bad_pins(http: httpx.Client, devices: list[DeviceOut], query: str, message: str) -> None:
     r = http.get(f"/external/api/get?token={devices[0].token}&{query}")
     assert (r.status_code, r.json()) == (400, blynk_error(message))

@@ -3,7 +3,7 @@ partition is gone, the points take a fraction of the space, and retention covers
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -21,20 +21,29 @@ DAY = timedelta(days=1)
 
 
 def midnight(days_ago: int) -> datetime:
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - days_ago * DAY
 
 
 def day_of_points(device: int, start: datetime) -> list[HistoryRow]:
     """A day of one device: numbers on pin 0 every 20 s (with equal timestamps and a NULL
     value), texts on pin 1 every 10 minutes, and a number+text point on pin 2."""
-    rows = [HistoryRow(device, 0, start + timedelta(seconds=20 * i, microseconds=i % 7), float(i % 500), None)
-            for i in range(4320)]
-    rows += [HistoryRow(device, 0, start + timedelta(hours=5), 1e6, None),  # same ts as another point
-             HistoryRow(device, 0, start + timedelta(hours=5), None, None)]
-    rows += [HistoryRow(device, 1, start + timedelta(minutes=10 * i), None, f"line {i}\nwith \u00e9") for i in range(144)]
-    rows.append(HistoryRow(device, 2, start + timedelta(hours=23, minutes=59, seconds=59, microseconds=999_999),
-                           3.5, "3.5\x00lat"))
+    rows = [
+        HistoryRow(device, 0, start + timedelta(seconds=20 * i, microseconds=i % 7), float(i % 500), None)
+        for i in range(4320)
+    ]
+    rows += [
+        HistoryRow(device, 0, start + timedelta(hours=5), 1e6, None),  # same ts as another point
+        HistoryRow(device, 0, start + timedelta(hours=5), None, None),
+    ]
+    rows += [
+        HistoryRow(device, 1, start + timedelta(minutes=10 * i), None, f"line {i}\nwith \u00e9") for i in range(144)
+    ]
+    rows.append(
+        HistoryRow(
+            device, 2, start + timedelta(hours=23, minutes=59, seconds=59, microseconds=999_999), 3.5, "3.5\x00lat"
+        )
+    )
     return rows
 
 
@@ -49,8 +58,12 @@ async def readings(db: Database, device: int, start: datetime, end: datetime) ->
             if cursor is None:
                 break
         out[f"pages {pin}"] = pages
-        out[f"stream {pin}"] = sorted([(p.ts, p.value or 0.0, p.text or "")
-                                       async for p in stream_raw(db.pool, device, pin, start, end, chunk=500)])
+        out[f"stream {pin}"] = sorted(
+            [
+                (p.ts, p.value or 0.0, p.text or "")
+                async for p in stream_raw(db.pool, device, pin, start, end, chunk=500)
+            ]
+        )
         out[f"buckets {pin}"] = (await series(db.pool, device, pin, start, end, 5000)).buckets
     return out
 
@@ -58,10 +71,13 @@ async def readings(db: Database, device: int, start: datetime, end: datetime) ->
 async def sizes(db: Database) -> tuple[int, int]:
     """Bytes of raw history and of packed history, tables and indexes."""
     async with db.pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(inhrelid)) FILTER (WHERE inhparent = 'history'::regclass), 0),"
-            " coalesce(sum(pg_total_relation_size(inhrelid)) FILTER (WHERE inhparent = 'history_packed'::regclass), 0)"
-            " FROM pg_inherits")).fetchone()
+        row = await (
+            await conn.execute(
+                "SELECT coalesce(sum(pg_total_relation_size(inhrelid)) FILTER (WHERE inhparent = 'history'::regclass), 0),"
+                " coalesce(sum(pg_total_relation_size(inhrelid)) FILTER (WHERE inhparent = 'history_packed'::regclass), 0)"
+                " FROM pg_inherits"
+            )
+        ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
 
@@ -122,8 +138,12 @@ async def test_retention_drops_packed_days_and_trims_templates_that_keep_less(fr
         await ensure_partitions(db.pool, days_back=12, days_ahead=1)
         writer = HistoryWriter(db.pool)
         for days_ago in (10, 5):
-            await writer.write([HistoryRow(device, 0, midnight(days_ago) + timedelta(hours=2), float(days_ago), None)
-                                for device in (kitchen, shed)])
+            await writer.write(
+                [
+                    HistoryRow(device, 0, midnight(days_ago) + timedelta(hours=2), float(days_ago), None)
+                    for device in (kitchen, shed)
+                ]
+            )
         await pack_closed_days(db.pool)  # both days packed, then retention comes
         result = await maintain(db.pool, Retention(raw_days=7, rollup_days=365))
         assert packing.PACKED.partition_name(midnight(10).date()) in result["dropped"]
@@ -132,15 +152,17 @@ async def test_retention_drops_packed_days_and_trims_templates_that_keep_less(fr
             assert [p.value for p in page] == expected
 
 
-async def test_packing_waits_for_nobody_and_keeps_a_day_being_read(fresh_db: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_packing_waits_for_nobody_and_keeps_a_day_being_read(
+    fresh_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An export holding a day open is never blocked: packing that day gives up and retries."""
     monkeypatch.setattr(packing, "LOCK_TIMEOUT", "200ms")
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool, days_back=3, days_ahead=1)
         day = midnight(2)
-        await HistoryWriter(db.pool).write([HistoryRow(6, 0, day + timedelta(minutes=i), float(i), None)
-                                            for i in range(100)])
+        await HistoryWriter(db.pool).write(
+            [HistoryRow(6, 0, day + timedelta(minutes=i), float(i), None) for i in range(100)]
+        )
         name = HISTORY.partition_name(day.date())
         with psycopg.connect(fresh_db) as reader:
             reader.execute(f"SELECT count(*) FROM {name}")  # holds ACCESS SHARE until commit
@@ -155,10 +177,13 @@ async def test_reads_use_the_indexes_of_both_forms(fresh_db: str) -> None:
     """history_points() is inlined: both branches are index scans, not whole-table scans."""
     async with Database(fresh_db) as db, db.pool.connection() as conn:
         await conn.execute("SET enable_seqscan = off")
-        plan = "\n".join(r[0] for r in await (await conn.execute(
-            "EXPLAIN SELECT * FROM history_points(1, 0, now() - interval '1 day', now())")).fetchall())
+        plan = "\n".join(
+            r[0]
+            for r in await (
+                await conn.execute("EXPLAIN SELECT * FROM history_points(1, 0, now() - interval '1 day', now())")
+            ).fetchall()
+        )
     assert "Function Scan on history_points" not in plan, plan
     # an index or bitmap index scan on each (which one depends on the statistics of the moment)
     assert "history_default_device_id_pin_ts_idx" in plan, plan
     assert "history_packed_default_device_id_pin_hour_idx" in plan, plan
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,7 +25,7 @@ async def test_buckets_keep_spikes_and_come_from_the_right_table(fresh_db: str) 
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool, days_back=2, days_ahead=1)
         writer = HistoryWriter(db.pool)
-        start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=24)
+        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=24)
         rows = [HistoryRow(1, 0, start + timedelta(seconds=30 * i), math.sin(i / 50), None) for i in range(2880)]
         rows[1000] = HistoryRow(1, 0, rows[1000].ts, 1000.0, None)  # a one-sample spike
         await writer.write(rows)
@@ -43,7 +43,7 @@ async def test_buckets_keep_spikes_and_come_from_the_right_table(fresh_db: str) 
 async def test_raw_pages_never_drop_or_repeat_equal_timestamps(fresh_db: str) -> None:
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
-        now = datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)
         stamps = [now] * 5 + [now + timedelta(seconds=1)] * 4 + [now + timedelta(seconds=2)]
         await HistoryWriter(db.pool).write([HistoryRow(2, 1, ts, float(i), None) for i, ts in enumerate(stamps)])
         seen, cursor = [], None
@@ -59,7 +59,7 @@ async def test_raw_pages_never_drop_or_repeat_equal_timestamps(fresh_db: str) ->
 
 @pytest.mark.parametrize(("start_delta", "points"), [(0, 10), (10, 0), (10, 10_001)])
 async def test_bad_ranges_are_refused(fresh_db: str, start_delta: int, points: int) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with Database(fresh_db) as db:
         with pytest.raises(ValidationError):
             await series(db.pool, 1, 0, now, now + timedelta(seconds=start_delta), points)

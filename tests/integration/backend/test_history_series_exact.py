@@ -12,7 +12,7 @@ import asyncio
 import itertools
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -29,7 +29,7 @@ from backend.history.writer import HistoryRow, HistoryWriter
 from tests.support.timescaledb import timescale_database
 
 DAY_US = 86_400_000_000
-BASE = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 """Midnight three days ago: points fall on two days that get packed, yesterday and today."""
 DEVICES = itertools.count(1)
 Store = Callable[[Database, list[HistoryRow]], Awaitable[None]]
@@ -51,7 +51,8 @@ def instant(near: int) -> st.SearchStrategy[int]:
         st.integers(0, 4 * DAY_US - 1),
         st.integers(0, 4 * 1440 - 1).map(lambda m: m * 60_000_000),
         st.integers(0, 4 * 24 - 1).map(lambda h: h * 3_600_000_000),
-        st.integers(-7_200_000_000, 7_200_000_000).map(lambda d: min(max(near + d, 0), 4 * DAY_US - 1)))
+        st.integers(-7_200_000_000, 7_200_000_000).map(lambda d: min(max(near + d, 0), 4 * DAY_US - 1)),
+    )
 
 
 @st.composite
@@ -68,11 +69,11 @@ def cases(draw: st.DrawFn) -> Case:
     # a bucket count of its own, or one that makes buckets raw, minutes, hours on the minute grid
     # or whole hours wide
     width = st.sampled_from([(1, 60), (60, 3600), (3600, 4 * 3600), (4 * 3600, 12 * 3600)]).flatmap(
-        lambda seconds: st.integers(seconds[0] * 1_000_000, seconds[1] * 1_000_000))
+        lambda seconds: st.integers(seconds[0] * 1_000_000, seconds[1] * 1_000_000)
+    )
     by_width = width.map(lambda us: min(max((hi - lo) // us, 1), MAX_POINTS))
     buckets = draw(st.one_of(st.integers(1, 2000), by_width, by_width))
-    return Case(at, BASE + timedelta(microseconds=lo), BASE + timedelta(microseconds=hi), buckets,
-                draw(st.booleans()))
+    return Case(at, BASE + timedelta(microseconds=lo), BASE + timedelta(microseconds=hi), buckets, draw(st.booleans()))
 
 
 def expected(case: Case, grid: Grid) -> dict[datetime, tuple[float, float, float, int]]:
@@ -103,8 +104,10 @@ def history(fresh_db: str) -> Iterator[tuple[asyncio.AbstractEventLoop, Database
 
 
 def rows_of(device: int, case: Case) -> list[HistoryRow]:
-    return [HistoryRow(device, 0, ts, value, None if value is not None else "text", raw=case.save_raw)
-            for ts, value in case.points]
+    return [
+        HistoryRow(device, 0, ts, value, None if value is not None else "text", raw=case.save_raw)
+        for ts, value in case.points
+    ]
 
 
 async def write_and_pack(db: Database, rows: list[HistoryRow]) -> None:
@@ -129,8 +132,13 @@ async def check(db: Database, case: Case, store: Store = write_and_pack) -> None
     assert got == want
 
 
-INNER_EDGES_IN_HOURS = Case([(BASE + timedelta(hours=20 + h, minutes=30), float(h)) for h in range(24)],
-                           BASE + timedelta(hours=20, minutes=7), BASE + timedelta(days=1, hours=20, minutes=7), 10, False)
+INNER_EDGES_IN_HOURS = Case(
+    [(BASE + timedelta(hours=20 + h, minutes=30), float(h)) for h in range(24)],
+    BASE + timedelta(hours=20, minutes=7),
+    BASE + timedelta(days=1, hours=20, minutes=7),
+    10,
+    False,
+)
 """A day into 10 buckets of 2 h 24 min: the hours that bucket edges cut come from minutes."""
 
 
@@ -138,7 +146,8 @@ INNER_EDGES_IN_HOURS = Case([(BASE + timedelta(hours=20 + h, minutes=30), float(
 @given(case=cases())
 @example(case=INNER_EDGES_IN_HOURS)
 def test_series_equal_a_brute_force_aggregation_of_the_points(
-        history: tuple[asyncio.AbstractEventLoop, Database], case: Case) -> None:
+    history: tuple[asyncio.AbstractEventLoop, Database], case: Case
+) -> None:
     loop, db = history
     loop.run_until_complete(check(db, case))
 
@@ -166,17 +175,34 @@ async def insert_and_compress(db: Database, rows: list[HistoryRow]) -> None:
     raw = [r for r in rows if r.raw]
     async with db.pool.connection() as conn:
         for i in range(0, len(raw), BATCH):
-            await conn.execute("INSERT INTO history SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
-                               "%s::float8[], %s::text[])", [[r[k] for r in raw[i:i + BATCH]] for k in range(5)])
-        for table, level in zip(LEVELS, aggregate_levels(rows)):
-            buckets = [(*key[:2], datetime.fromtimestamp(key[2], timezone.utc), a.min, a.max, a.sum, a.count,
-                        a.last, a.last_ts) for key, a in sorted(level.items())]
+            await conn.execute(
+                "INSERT INTO history SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
+                "%s::float8[], %s::text[])",
+                [[r[k] for r in raw[i : i + BATCH]] for k in range(5)],
+            )
+        for table, level in zip(LEVELS, aggregate_levels(rows), strict=False):
+            buckets = [
+                (
+                    *key[:2],
+                    datetime.fromtimestamp(key[2], UTC),
+                    a.min,
+                    a.max,
+                    a.sum,
+                    a.count,
+                    a.last,
+                    a.last_ts,
+                )
+                for key, a in sorted(level.items())
+            ]
             await conn.execute(
                 f"INSERT INTO {table} SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], %s::float8[], "
                 "%s::float8[], %s::float8[], %s::int4[], %s::float8[], %s::timestamptz[])",
-                [[b[k] for b in buckets] for k in range(9)])
-        await conn.execute("SELECT count(compress_chunk(c, if_not_compressed => true)) "
-                           "FROM show_chunks('history', older_than => INTERVAL '2 days') c")
+                [[b[k] for b in buckets] for k in range(9)],
+            )
+        await conn.execute(
+            "SELECT count(compress_chunk(c, if_not_compressed => true)) "
+            "FROM show_chunks('history', older_than => INTERVAL '2 days') c"
+        )
 
 
 @pytest.fixture
@@ -200,6 +226,7 @@ def hypertable() -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
 @given(case=cases())
 @example(case=INNER_EDGES_IN_HOURS)
 def test_series_on_timescaledb_equal_a_brute_force_aggregation_of_the_points(
-        hypertable: tuple[asyncio.AbstractEventLoop, Database], case: Case) -> None:
+    hypertable: tuple[asyncio.AbstractEventLoop, Database], case: Case
+) -> None:
     loop, db = hypertable
     loop.run_until_complete(check(db, case, insert_and_compress))

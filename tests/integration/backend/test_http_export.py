@@ -13,7 +13,8 @@ import json
 import re
 import time
 import zipfile
-from datetime import datetime, time as clock, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -36,8 +37,12 @@ def hour0() -> int:
 
 
 def put(http: httpx.Client, token: str, pin: str, points: list[list[object]]) -> None:
-    r = http.post("/external/api/batch/update", params={"token": token, "pin": pin},
-                  headers={"Content-Type": "application/json"}, content=json.dumps(points))
+    r = http.post(
+        "/external/api/batch/update",
+        params={"token": token, "pin": pin},
+        headers={"Content-Type": "application/json"},
+        content=json.dumps(points),
+    )
     assert r.status_code == 200, r.text
 
 
@@ -99,11 +104,14 @@ def test_raw_export_of_one_pin_links_to_a_zipped_csv(http: httpx.Client, filled:
     match = LINK.match(r.json()["link"])
     assert match and int(match[1]) == dev.id
     members = download(http, r.json()["link"])
-    (name, rows), = members.items()
+    ((name, rows),) = members.items()
     assert name.endswith(".csv")
-    assert rows == [["data_stream_name", "ts", "value"], ["Temperature", str(h + MINUTE_MS), "20.0"],
-                    ["Temperature", str(h + 2 * MINUTE_MS), "22.5"],
-                    ["Temperature", str(h + HOUR_MS + 5 * MINUTE_MS), "30.0"]]
+    assert rows == [
+        ["data_stream_name", "ts", "value"],
+        ["Temperature", str(h + MINUTE_MS), "20.0"],
+        ["Temperature", str(h + 2 * MINUTE_MS), "22.5"],
+        ["Temperature", str(h + HOUR_MS + 5 * MINUTE_MS), "30.0"],
+    ]
 
 
 def test_without_a_pin_every_datastream_is_exported(http: httpx.Client, filled: tuple[DeviceOut, int]) -> None:
@@ -123,19 +131,27 @@ GRANULARITY_CASES = [
     ({"granularityType": "HOURLY"}, [(0, "21.25"), (HOUR_MS, "30.0")]),  # AVG by default
     ({"granularityType": "HOURLY", "sourceType": "COUNT"}, [(0, "2"), (HOUR_MS, "1")]),
     ({"granularityType": "HOURLY", "sourceType": "SUM"}, [(0, "42.5"), (HOUR_MS, "30.0")]),
-    ({"granularityType": "MINUTE", "sourceType": "MIN"},
-     [(MINUTE_MS, "20.0"), (2 * MINUTE_MS, "22.5"), (HOUR_MS + 5 * MINUTE_MS, "30.0")]),
-    ({"granularityType": "MINUTE", "sourceType": "COUNT"},
-     [(MINUTE_MS, "1"), (2 * MINUTE_MS, "1"), (HOUR_MS + 5 * MINUTE_MS, "1")]),
+    (
+        {"granularityType": "MINUTE", "sourceType": "MIN"},
+        [(MINUTE_MS, "20.0"), (2 * MINUTE_MS, "22.5"), (HOUR_MS + 5 * MINUTE_MS, "30.0")],
+    ),
+    (
+        {"granularityType": "MINUTE", "sourceType": "COUNT"},
+        [(MINUTE_MS, "1"), (2 * MINUTE_MS, "1"), (HOUR_MS + 5 * MINUTE_MS, "1")],
+    ),
     ({"granularityType": "DAILY", "sourceType": "SUM"}, None),  # one or two UTC days: checked by total
 ]
 
 
 @pytest.mark.parametrize("save_raw", [True, False], ids=["save_raw", "rollups_only"])
 @pytest.mark.parametrize(("params", "expected"), GRANULARITY_CASES)
-def test_granularity_and_source_type_aggregate_in_buckets(http: httpx.Client, stack: StackConfig, save_raw: bool,
-                                                          params: dict[str, str],
-                                                          expected: list[tuple[int, str]] | None) -> None:
+def test_granularity_and_source_type_aggregate_in_buckets(
+    http: httpx.Client,
+    stack: StackConfig,
+    save_raw: bool,
+    params: dict[str, str],
+    expected: list[tuple[int, str]] | None,
+) -> None:
     dev, h = fill(http, new_device(stack, save_raw))
     rows = data_rows(http, dev.token, pin="v0", period="DAY", **params)
     if expected is None:
@@ -145,8 +161,9 @@ def test_granularity_and_source_type_aggregate_in_buckets(http: httpx.Client, st
 
 
 @pytest.mark.parametrize("granularity", ["MINUTE", "HOURLY", "DAILY"])
-def test_every_granularity_reads_the_rollups(http: httpx.Client, stack: StackConfig,
-                                            filled: tuple[DeviceOut, int], granularity: str) -> None:
+def test_every_granularity_reads_the_rollups(
+    http: httpx.Client, stack: StackConfig, filled: tuple[DeviceOut, int], granularity: str
+) -> None:
     dev, _ = filled
     before = data_rows(http, dev.token, pin="v0", period="DAY", granularityType=granularity, sourceType="COUNT")
     with psycopg.connect(stack.database_url) as conn:  # the raw points go; the rollups stay
@@ -161,8 +178,10 @@ def test_raw_data_without_save_raw_is_one_averaged_point_a_minute(http: httpx.Cl
     dev, h = fill(http, new_device(stack, save_raw=False))
     put(http, dev.token, "v0", [[h + MINUTE_MS + 30_000, 23], [h + MINUTE_MS + 59_999, 26]])  # same minute as 20
     assert data_rows(http, dev.token, pin="v0", period="DAY") == [
-        ["Temperature", str(h + MINUTE_MS), "23.0"], ["Temperature", str(h + 2 * MINUTE_MS), "22.5"],
-        ["Temperature", str(h + HOUR_MS + 5 * MINUTE_MS), "30.0"]]
+        ["Temperature", str(h + MINUTE_MS), "23.0"],
+        ["Temperature", str(h + 2 * MINUTE_MS), "22.5"],
+        ["Temperature", str(h + HOUR_MS + 5 * MINUTE_MS), "30.0"],
+    ]
     for source, first in (("MIN", "20.0"), ("MAX", "26.0"), ("SUM", "69.0"), ("COUNT", "3")):
         rows = data_rows(http, dev.token, pin="v0", period="DAY", sourceType=source)
         assert rows[0] == ["Temperature", str(h + MINUTE_MS), first] and len(rows) == 3
@@ -181,42 +200,55 @@ def test_without_save_raw_strings_are_not_exported(http: httpx.Client, plain: tu
 @pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu", "America/New_York", "UTC"])
 @pytest.mark.parametrize("granularity", ["HOURLY", "DAILY"])
 def test_hours_and_days_start_on_the_hour_and_at_midnight_in_tz_name(
-        http: httpx.Client, stack: StackConfig, save_raw: bool, zone: str, granularity: str) -> None:
+    http: httpx.Client, stack: StackConfig, save_raw: bool, zone: str, granularity: str
+) -> None:
     """Points 10 minutes either side of a local midnight, which in India (+5:30) and Nepal
     (+5:45) falls inside a UTC hour: each side lands in its own local hour and day."""
     tz = ZoneInfo(zone)
     day = (datetime.now(tz) - timedelta(days=2)).date()
-    midnight = datetime.combine(day, clock(0), tz).astimezone(timezone.utc)
+    midnight = datetime.combine(day, clock(0), tz).astimezone(UTC)
     dev = new_device(stack, save_raw)
     put(http, dev.token, "v0", [[int((midnight + timedelta(minutes=m)).timestamp() * 1000), 1] for m in (-10, 10, 20)])
-    rows = data_rows(http, dev.token, pin="v0", period="WEEK", granularityType=granularity, sourceType="COUNT",
-                     tzName=zone, format="ISO_SIMPLE")
+    rows = data_rows(
+        http,
+        dev.token,
+        pin="v0",
+        period="WEEK",
+        granularityType=granularity,
+        sourceType="COUNT",
+        tzName=zone,
+        format="ISO_SIMPLE",
+    )
     before = f"{day - timedelta(days=1)} {'23' if granularity == 'HOURLY' else '00'}:00:00"
     assert rows == [["Temperature", before, "1"], ["Temperature", f"{day} 00:00:00", "2"]]
 
 
 @pytest.mark.parametrize(("fmt", "pattern"), [("ISO_SIMPLE", "%Y-%m-%d %H:%M:%S"), ("ISO_US", "%m/%d/%y %I:%M:%S %p")])
-def test_time_formats_in_the_requested_zone(http: httpx.Client, filled: tuple[DeviceOut, int], fmt: str,
-                                            pattern: str) -> None:
+def test_time_formats_in_the_requested_zone(
+    http: httpx.Client, filled: tuple[DeviceOut, int], fmt: str, pattern: str
+) -> None:
     dev, h = filled
     r = export(http, dev.token, pin="v0", period="DAY", format=fmt, tzName="America/New_York")
     (rows,) = download(http, r.json()["link"]).values()
-    first = datetime.fromtimestamp((h + MINUTE_MS) / 1000, timezone.utc).astimezone(ZoneInfo("America/New_York"))
+    first = datetime.fromtimestamp((h + MINUTE_MS) / 1000, UTC).astimezone(ZoneInfo("America/New_York"))
     assert rows[1][1] == first.strftime(pattern)
 
 
 def test_send_events_adds_the_timeline(http: httpx.Client, stack: StackConfig, filled: tuple[DeviceOut, int]) -> None:
     dev, h = filled
     with psycopg.connect(stack.database_url) as conn:
-        conn.execute("INSERT INTO device_event (device_id, ts, kind, code, type, description) "
-                     "VALUES (%s, to_timestamp(%s / 1000.0), 'event', 'overheat', 'warning', 'too hot')",
-                     (dev.id, h + 4 * MINUTE_MS))
+        conn.execute(
+            "INSERT INTO device_event (device_id, ts, kind, code, type, description) "
+            "VALUES (%s, to_timestamp(%s / 1000.0), 'event', 'overheat', 'warning', 'too hot')",
+            (dev.id, h + 4 * MINUTE_MS),
+        )
     members = download(http, export(http, dev.token, pin="v0", period="DAY", sendEvents="true").json()["link"])
     header, *rows = members["events.csv"]
     assert header == ["ts", "kind", "code", "type", "description"]
     # the logged event, beside the 'online' entry the device's own HTTP import caused
     assert [row for row in rows if row[1] == "event"] == [
-        [str(h + 4 * MINUTE_MS), "event", "overheat", "warning", "too hot"]]
+        [str(h + 4 * MINUTE_MS), "event", "overheat", "warning", "too hot"]
+    ]
     assert {row[1] for row in rows} <= {"event", "online", "offline"}
 
 
@@ -225,21 +257,31 @@ def test_an_empty_range_is_blynks_no_data(http: httpx.Client, devices: list[Devi
     assert (r.status_code, r.json()) == (500, blynk_error("No data"))
 
 
-@pytest.mark.parametrize(("params", "status", "message"), [
-    ({"period": "YEAR"}, 500, "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.Period.YEAR"),
-    ({"period": "day"}, 500, "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.Period.day"),
-    ({"granularityType": "WEEKLY"}, 500,
-     "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.GraphGranularityType.WEEKLY"),
-    ({"sourceType": "MED"}, 500,
-     "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.AggregationFunctionType.MED"),
-    ({"format": "CSV"}, 500, "No enum constant cc.blynk.server.core.model.widgets.ui.reporting.Format.CSV"),
-    ({"tzName": "Mars/Olympus"}, 400, "Request with incorrect parameters"),
-    ({"pin": "x0"}, 400, "Wrong pin format."),
-    ({"pin": "v77"}, 400, "No datastream setup for that pin."),
-    ({"dataStreamId": "x"}, 400, "Wrong dataStreamId format."),
-])
-def test_bad_parameters_get_blynks_answers(http: httpx.Client, filled: tuple[DeviceOut, int],
-                                           params: dict[str, str], status: int, message: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({"period": "YEAR"}, 500, "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.Period.YEAR"),
+        ({"period": "day"}, 500, "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.Period.day"),
+        (
+            {"granularityType": "WEEKLY"},
+            500,
+            "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.GraphGranularityType.WEEKLY",
+        ),
+        (
+            {"sourceType": "MED"},
+            500,
+            "No enum constant cc.blynk.server.core.model.widgets.outputs.graph.AggregationFunctionType.MED",
+        ),
+        ({"format": "CSV"}, 500, "No enum constant cc.blynk.server.core.model.widgets.ui.reporting.Format.CSV"),
+        ({"tzName": "Mars/Olympus"}, 400, "Request with incorrect parameters"),
+        ({"pin": "x0"}, 400, "Wrong pin format."),
+        ({"pin": "v77"}, 400, "No datastream setup for that pin."),
+        ({"dataStreamId": "x"}, 400, "Wrong dataStreamId format."),
+    ],
+)
+def test_bad_parameters_get_blynks_answers(
+    http: httpx.Client, filled: tuple[DeviceOut, int], params: dict[str, str], status: int, message: str
+) -> None:
     r = export(http, filled[0].token, **params)
     assert (r.status_code, r.json()) == (status, blynk_error(message))
 
@@ -261,8 +303,9 @@ def test_ten_exports_a_day_then_403(http: httpx.Client, filled: tuple[DeviceOut,
     assert all(http.get(link).status_code == 200 for link in links)
 
 
-def test_an_expired_export_is_gone_row_and_file(http: httpx.Client, stack: StackConfig,
-                                                filled: tuple[DeviceOut, int]) -> None:
+def test_an_expired_export_is_gone_row_and_file(
+    http: httpx.Client, stack: StackConfig, filled: tuple[DeviceOut, int]
+) -> None:
     link = export(http, filled[0].token, pin="v0", period="DAY").json()["link"]
     name = link.rsplit("/", 1)[1]
     path = stack.data_dir / "exports" / name
@@ -275,7 +318,14 @@ def test_an_expired_export_is_gone_row_and_file(http: httpx.Client, stack: Stack
         assert conn.execute("SELECT count(*) FROM device_file WHERE stored_name = %s", (name,)).fetchone() == (0,)
 
 
-@pytest.mark.parametrize("path", ["/device_data_1_2020-01-01T00-00-00.zip", "/secret.key", "/..%2Fsecret.key",
-                                  "/device_data_1_2020-01-01T00-00-00.zip.part"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/device_data_1_2020-01-01T00-00-00.zip",
+        "/secret.key",
+        "/..%2Fsecret.key",
+        "/device_data_1_2020-01-01T00-00-00.zip.part",
+    ],
+)
 def test_unknown_names_are_plain_404s(http: httpx.Client, path: str) -> None:
     assert http.get(path).status_code == 404

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection
-from websockets.sync.connection import Connection
 from websockets.sync.client import connect as ws_connect
+from websockets.sync.connection import Connection
 
 from backend.errors import ConfigError
 from backend.settings import Settings
@@ -28,8 +28,7 @@ from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_sta
 from tests.support.net import wait_for
 from tests.support.provision import provision, thermostat_doc
 
-THROTTLES = {"login_failures_per_address": "3", "login_failures_per_account": "100",
-             "auth_failures_per_minute": "3"}
+THROTTLES = {"login_failures_per_address": "3", "login_failures_per_account": "100", "auth_failures_per_minute": "3"}
 SILENT_CONNECTIONS = 1500
 BAD_LOGIN = {"email": "nobody@example.com", "password": "wrong-password"}
 CONNACK_ACCEPTED, CONNACK_BAD_CREDENTIALS = 0, 4
@@ -38,16 +37,24 @@ CONNACK_ACCEPTED, CONNACK_BAD_CREDENTIALS = 0, 4
 def _raise_open_file_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard), hard))
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (needed if hard == resource.RLIM_INFINITY else min(needed, hard), hard)
+        )
 
 
 @pytest.fixture(scope="module")
 def plain(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
     """An app with no trusted proxy (the default), a 1 s header timeout and room for 1,500 connections."""
     _raise_open_file_limit(4 * SILENT_CONNECTIONS)  # the app process inherits it
-    yield from start_accounts_stack(pg_server, template_db, "http_plain", **THROTTLES,
-                                    http_header_timeout_seconds="1", http_keepalive_seconds="1",
-                                    http_connections_per_address=str(SILENT_CONNECTIONS + 500))
+    yield from start_accounts_stack(
+        pg_server,
+        template_db,
+        "http_plain",
+        **THROTTLES,
+        http_header_timeout_seconds="1",
+        http_keepalive_seconds="1",
+        http_connections_per_address=str(SILENT_CONNECTIONS + 500),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +66,9 @@ def proxied(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
 @pytest.fixture(scope="module")
 def capped(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
     """An app allowing 20 connections per address, with a header timeout longer than the test."""
-    yield from start_accounts_stack(pg_server, template_db, "http_capped", http_connections_per_address="20",
-                                    http_header_timeout_seconds="120")
+    yield from start_accounts_stack(
+        pg_server, template_db, "http_capped", http_connections_per_address="20", http_header_timeout_seconds="120"
+    )
 
 
 def _last_login_ip(acc: AccountsStack) -> str:
@@ -79,14 +87,19 @@ def _connect_packet(username: str, password: str) -> bytes:
     def field(text: str) -> bytes:
         raw = text.encode()
         return len(raw).to_bytes(2, "big") + raw
+
     body = field("MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big") + field("") + field(username) + field(password)
     assert len(body) < 128  # one-byte remaining length
     return bytes([0x10, len(body)]) + body
 
 
 def _mqtt_ws(acc: AccountsStack, headers: dict[str, str] | None = None) -> ClientConnection:
-    return ws_connect(f"ws://127.0.0.1:{acc.config.http_port}/mqtt", subprotocols=["mqtt"],  # type: ignore[list-item]
-                      additional_headers=headers or {}, open_timeout=10)
+    return ws_connect(
+        f"ws://127.0.0.1:{acc.config.http_port}/mqtt",
+        subprotocols=["mqtt"],  # type: ignore[list-item]
+        additional_headers=headers or {},
+        open_timeout=10,
+    )
 
 
 def _connack(ws: Connection, username: str, password: str) -> int:
@@ -183,8 +196,9 @@ def test_silent_connections_are_closed_after_the_header_timeout(plain: AccountsS
 
 
 @pytest.mark.parametrize("after_a_response", [False, True], ids=["first-request", "keep-alive-request"])
-def test_a_client_trickling_its_headers_is_closed_after_the_header_timeout(plain: AccountsStack,
-                                                                          after_a_response: bool) -> None:
+def test_a_client_trickling_its_headers_is_closed_after_the_header_timeout(
+    plain: AccountsStack, after_a_response: bool
+) -> None:
     with socket.create_connection(("127.0.0.1", plain.config.http_port), timeout=10) as trickler:
         if after_a_response:
             trickler.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -213,8 +227,14 @@ def test_websockets_outlive_the_header_and_keep_alive_timeouts(plain: AccountsSt
         assert api.post("/api/auth/login", json={"email": ROOT_ADMIN[0], "password": ROOT_ADMIN[1]}).status_code == 200
         cookie = "; ".join(f"{k}={v}" for k, v in api.cookies.items())
     device_id = provision(plain.config.database_url, thermostat_doc()).devices[0].id
-    with ws_connect(f"ws://127.0.0.1:{plain.config.http_port}/live?devices={device_id}", additional_headers={"Cookie": cookie},
-                    open_timeout=10) as live, _mqtt_ws(plain) as mqtt:
+    with (
+        ws_connect(
+            f"ws://127.0.0.1:{plain.config.http_port}/live?devices={device_id}",
+            additional_headers={"Cookie": cookie},
+            open_timeout=10,
+        ) as live,
+        _mqtt_ws(plain) as mqtt,
+    ):
         assert live.recv(10)  # hello
         time.sleep(3)  # longer than the 1 s header timeout plus the 1 s keep-alive timeout
         assert live.ping().wait(10)

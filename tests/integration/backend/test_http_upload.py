@@ -20,10 +20,19 @@ MB = 1024 * 1024
 URL = re.compile(r"^http://127\.0\.0\.1:\d+/device_uploads/(\d+)/([A-Za-z0-9]{32})(\.[a-z0-9]+)?$")
 
 
-def upload(http: httpx.Client, token: str, name: str = "file.png", data: bytes = b"*My awesome poem*",
-           field: str = "upfile", **params: str) -> httpx.Response:
-    return http.post("/external/api/upload", params={"token": token, **params},
-                     files={field: (name, data, "application/octet-stream")})
+def upload(
+    http: httpx.Client,
+    token: str,
+    name: str = "file.png",
+    data: bytes = b"*My awesome poem*",
+    field: str = "upfile",
+    **params: str,
+) -> httpx.Response:
+    return http.post(
+        "/external/api/upload",
+        params={"token": token, **params},
+        files={field: (name, data, "application/octet-stream")},
+    )
 
 
 def uploads(http: httpx.Client, token: str, count: int) -> list[int]:
@@ -38,13 +47,18 @@ def uploads(http: httpx.Client, token: str, count: int) -> list[int]:
 
 def rows(stack: StackConfig, device_id: int) -> list[tuple[str, str, str, int]]:
     with psycopg.connect(stack.database_url) as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
-            "SELECT name, stored_name, kind, size FROM device_file WHERE device_id = %s ORDER BY created_at, id",
-            (device_id,)).fetchall()]
+        return [
+            tuple(r)
+            for r in conn.execute(  # type: ignore[misc]
+                "SELECT name, stored_name, kind, size FROM device_file WHERE device_id = %s ORDER BY created_at, id",
+                (device_id,),
+            ).fetchall()
+        ]
 
 
-def test_upload_answers_the_url_that_serves_the_file(http: httpx.Client, stack: StackConfig,
-                                                     devices: list[DeviceOut]) -> None:
+def test_upload_answers_the_url_that_serves_the_file(
+    http: httpx.Client, stack: StackConfig, devices: list[DeviceOut]
+) -> None:
     dev = devices[0]
     r = upload(http, dev.token, "photo.png", b"\x89PNG fake image")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -58,8 +72,9 @@ def test_upload_answers_the_url_that_serves_the_file(http: httpx.Client, stack: 
     assert (stack.data_dir / "uploads" / str(dev.id) / (match[2] + ".png")).read_bytes() == b"\x89PNG fake image"
 
 
-def test_the_same_name_again_replaces_the_file_at_the_same_url(http: httpx.Client, stack: StackConfig,
-                                                               devices: list[DeviceOut]) -> None:
+def test_the_same_name_again_replaces_the_file_at_the_same_url(
+    http: httpx.Client, stack: StackConfig, devices: list[DeviceOut]
+) -> None:
     first = upload(http, devices[0].token, "log.txt", b"one").text
     second = upload(http, devices[0].token, "log.txt", b"two, longer").text
     assert first == second
@@ -75,8 +90,9 @@ def test_core_dumps_are_kept_apart_each_time(http: httpx.Client, stack: StackCon
     assert [r[2] for r in rows(stack, devices[0].id)] == ["dump", "dump"]
 
 
-def test_ten_files_per_device_the_oldest_is_evicted(http: httpx.Client, stack: StackConfig,
-                                                    devices: list[DeviceOut]) -> None:
+def test_ten_files_per_device_the_oldest_is_evicted(
+    http: httpx.Client, stack: StackConfig, devices: list[DeviceOut]
+) -> None:
     dev = devices[0]
     urls = [upload(http, dev.token, f"f{i}.txt", f"file {i}".encode()).text for i in range(12)]
     assert [http.get(u).status_code for u in urls] == [404, 404] + [200] * 10
@@ -84,8 +100,9 @@ def test_ten_files_per_device_the_oldest_is_evicted(http: httpx.Client, stack: S
     assert len(list((stack.data_dir / "uploads" / str(dev.id)).iterdir())) == 10
 
 
-def test_a_file_above_5_mb_is_refused_and_nothing_is_kept(http: httpx.Client, stack: StackConfig,
-                                                          devices: list[DeviceOut]) -> None:
+def test_a_file_above_5_mb_is_refused_and_nothing_is_kept(
+    http: httpx.Client, stack: StackConfig, devices: list[DeviceOut]
+) -> None:
     dev = devices[0]
     r = upload(http, dev.token, "big.bin", b"x" * (5 * MB + 1))
     assert (r.status_code, r.json()) == (400, blynk_error("File is too large. Maximum file size is 5 MB."))
@@ -94,34 +111,46 @@ def test_a_file_above_5_mb_is_refused_and_nothing_is_kept(http: httpx.Client, st
     assert upload(http, dev.token, "fits.bin", b"x" * (5 * MB)).status_code == 200
 
 
-def test_a_streamed_body_is_cut_off_at_the_limit(http: httpx.Client, stack: StackConfig,
-                                                 devices: list[DeviceOut]) -> None:
+def test_a_streamed_body_is_cut_off_at_the_limit(
+    http: httpx.Client, stack: StackConfig, devices: list[DeviceOut]
+) -> None:
     """No Content-Length (chunked): the server stops reading once the limit is passed."""
     boundary = "someboundary"
 
     def body() -> Iterator[bytes]:
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"upfile\"; filename=\"a.bin\"\r\n"
-               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="upfile"; filename="a.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         for _ in range(100):  # 100 × 64 KiB = 6.25 MiB
             yield b"y" * 65536
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = http.post("/external/api/upload", params={"token": devices[0].token}, content=body(),
-                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    r = http.post(
+        "/external/api/upload",
+        params={"token": devices[0].token},
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert (r.status_code, r.json()) == (400, blynk_error("File is too large. Maximum file size is 5 MB."))
     assert rows(stack, devices[0].id) == []
 
 
 def files_outside(stack: StackConfig, folder: Path) -> dict[Path, bytes]:
     """Every file of the data directory outside ``folder``, with its content (logs aside)."""
-    return {p: p.read_bytes() for p in stack.data_dir.rglob("*")
-            if p.is_file() and p.suffix != ".log" and folder not in p.parents}
+    return {
+        p: p.read_bytes()
+        for p in stack.data_dir.rglob("*")
+        if p.is_file() and p.suffix != ".log" and folder not in p.parents
+    }
 
 
-@pytest.mark.parametrize("filename", ["../../secret.key", "..\\..\\secret.key", "/etc/passwd", "....//x.sh",
-                                      "a\x00b.txt", "", ".."])
-def test_file_names_cannot_leave_the_device_folder(http: httpx.Client, stack: StackConfig,
-                                                   devices: list[DeviceOut], filename: str) -> None:
+@pytest.mark.parametrize(
+    "filename", ["../../secret.key", "..\\..\\secret.key", "/etc/passwd", "....//x.sh", "a\x00b.txt", "", ".."]
+)
+def test_file_names_cannot_leave_the_device_folder(
+    http: httpx.Client, stack: StackConfig, devices: list[DeviceOut], filename: str
+) -> None:
     dev = devices[0]
     folder = stack.data_dir / "uploads" / str(dev.id)
     # the stack's key comes from OPENBLYNK_SECRET_KEY; this file is a decoy where "../../secret.key" would land
@@ -135,7 +164,7 @@ def test_file_names_cannot_leave_the_device_folder(http: httpx.Client, stack: St
         assert {p for p, content in after.items() if before.get(p) != content} == set()  # nothing new, nothing changed
         assert Path("/etc/passwd").read_bytes() == passwd
         assert r.status_code == 200 and URL.match(r.text)
-        (name, stored, _, _), = rows(stack, dev.id)
+        ((name, stored, _, _),) = rows(stack, dev.id)
         assert [p.name for p in folder.iterdir()] == [stored]
         assert "/" not in name and "\\" not in name and not name.startswith(".") and "\x00" not in name
         assert (folder / stored).read_bytes() == b"payload"
@@ -176,25 +205,34 @@ def test_refused_uploads_do_not_count_against_the_daily_limit(http: httpx.Client
     assert uploads(http, dev.token, 100) == [200] * 100
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"field": "file"}, "Request with incorrect parameters"),
-])
-def test_a_form_without_upfile_is_refused(http: httpx.Client, devices: list[DeviceOut], kwargs: dict[str, str],
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"field": "file"}, "Request with incorrect parameters"),
+    ],
+)
+def test_a_form_without_upfile_is_refused(
+    http: httpx.Client, devices: list[DeviceOut], kwargs: dict[str, str], message: str
+) -> None:
     r = upload(http, devices[0].token, **kwargs)
     assert (r.status_code, r.json()) == (400, blynk_error(message))
 
 
 @pytest.mark.parametrize("headers", [{"Content-Type": "application/json"}, {"Content-Type": "multipart/form-data"}, {}])
-def test_a_body_that_is_not_multipart_is_unknown_content(http: httpx.Client, devices: list[DeviceOut],
-                                                         headers: dict[str, str]) -> None:
+def test_a_body_that_is_not_multipart_is_unknown_content(
+    http: httpx.Client, devices: list[DeviceOut], headers: dict[str, str]
+) -> None:
     r = http.post("/external/api/upload", params={"token": devices[0].token}, content=b"{}", headers=headers)
     assert (r.status_code, r.json()) == (400, blynk_error("Unknown content type."))
 
 
 def test_a_broken_multipart_body_is_refused(http: httpx.Client, devices: list[DeviceOut]) -> None:
-    r = http.post("/external/api/upload", params={"token": devices[0].token}, content=b"--b\r\nnot headers",
-                  headers={"Content-Type": "multipart/form-data; boundary=b"})
+    r = http.post(
+        "/external/api/upload",
+        params={"token": devices[0].token},
+        content=b"--b\r\nnot headers",
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert (r.status_code, r.json()) == (400, blynk_error("Request with incorrect parameters"))
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 import psycopg
+import pytest
 
 from tests.integration.backend.conftest import PahoDevice, is_connected
 from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
 from tests.support.provision import provision, thermostat_doc
 from tests.support.stack import StackConfig
-
 
 # Every test here runs over plain MQTT, TLS and WebSocket (see conftest).
 TRANSPORTS_UNDER_TEST = ("tcp", "tls", "ws")
@@ -24,14 +23,17 @@ def value_of(http: httpx.Client, token: str, pin: str) -> str:
 
 
 def history_rows(conn: psycopg.Connection, device_id: int, pin: int) -> list[tuple[object, ...]]:
-    return conn.execute("SELECT value, text_value FROM history WHERE device_id = %s AND pin = %s ORDER BY ts",
-                        (device_id, pin)).fetchall()
+    return conn.execute(
+        "SELECT value, text_value FROM history WHERE device_id = %s AND pin = %s ORDER BY ts", (device_id, pin)
+    ).fetchall()
 
 
 def rollup_totals(conn: psycopg.Connection, table: str, device_id: int, pin: int) -> tuple[object, ...] | None:
     """min, max, sum and count over every bucket of one datastream's rollup ``table``."""
-    return conn.execute(f"SELECT min(min), max(max), sum(sum), sum(count)::int FROM {table} "
-                        "WHERE device_id = %s AND pin = %s", (device_id, pin)).fetchone()
+    return conn.execute(
+        f"SELECT min(min), max(max), sum(sum), sum(count)::int FROM {table} WHERE device_id = %s AND pin = %s",
+        (device_id, pin),
+    ).fetchone()
 
 
 def publish_values(http: httpx.Client, device: PahoDevice) -> None:
@@ -45,20 +47,24 @@ def publish_values(http: httpx.Client, device: PahoDevice) -> None:
     wait_for(lambda: value_of(http, token, "v0") == "85.0", message="the clamped value")
 
 
-def test_without_save_raw_values_are_latest_and_rollups_only(stack: StackConfig, http: httpx.Client,
-                                                             device: PahoDevice) -> None:
+def test_without_save_raw_values_are_latest_and_rollups_only(
+    stack: StackConfig, http: httpx.Client, device: PahoDevice
+) -> None:
     publish_values(http, device)
     with psycopg.connect(stack.database_url) as conn:
-        wait_for(lambda: rollup_totals(conn, "history_minute", device.info.id, 0) == (20.0, 85.0, 146.75, 4),
-                 message="the minute rollups")
+        wait_for(
+            lambda: rollup_totals(conn, "history_minute", device.info.id, 0) == (20.0, 85.0, 146.75, 4),
+            message="the minute rollups",
+        )
         assert rollup_totals(conn, "history_hour", device.info.id, 0) == (20.0, 85.0, 146.75, 4)
         assert history_rows(conn, device.info.id, 0) == []  # no raw rows
         assert history_rows(conn, device.info.id, 2) == []  # a string cannot be averaged: not history
     assert value_of(http, device.info.token, "v2") == "hello"
 
 
-def test_with_save_raw_every_value_is_kept_raw_as_well(stack: StackConfig, http: httpx.Client,
-                                                       transport: str, paho_device: ConnectDevice) -> None:
+def test_with_save_raw_every_value_is_kept_raw_as_well(
+    stack: StackConfig, http: httpx.Client, transport: str, paho_device: ConnectDevice
+) -> None:
     info = provision(stack.database_url, thermostat_doc(save_raw=True)).devices[0]
     device = paho_device(stack, info, transport=transport)
     wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
@@ -75,8 +81,9 @@ def test_string_and_location_values(http: httpx.Client, device: PahoDevice) -> N
     device.publish("ds/Label", "hello, world")
     device.publish("ds/Where", "24.1\x0056.9")
     wait_for(lambda: value_of(http, token, "v2") == "hello, world")
-    wait_for(lambda: http.get(f"/external/api/get?token={token}&v3&v2").json()
-             == {"v3": [24.1, 56.9], "v2": "hello, world"})
+    wait_for(
+        lambda: http.get(f"/external/api/get?token={token}&v3&v2").json() == {"v3": [24.1, 56.9], "v2": "hello, world"}
+    )
 
 
 def test_wrong_type_is_ignored_and_reported_on_diag(http: httpx.Client, device: PahoDevice) -> None:
@@ -93,26 +100,37 @@ def test_wrong_type_is_ignored_and_reported_on_diag(http: httpx.Client, device: 
 def test_unknown_datastream_is_reported_on_diag(device: PahoDevice) -> None:
     device.publish("ds/Humidity", "40")
     topic, payload = device.next(topic_prefix="downlink/diag")
-    assert payload == b"ds/Humidity: no datastream named 'Humidity' in template '" + \
-        device.info.template.encode() + b"'"
+    assert (
+        payload == b"ds/Humidity: no datastream named 'Humidity' in template '" + device.info.template.encode() + b"'"
+    )
 
 
 def test_too_long_string_is_reported(device: PahoDevice) -> None:
     device.publish("ds/Label", "x" * 1000)  # fits the packet limit but not...
-    device.publish("ds/Label", "é" * 500)   # 1000 bytes: accepted
+    device.publish("ds/Label", "é" * 500)  # 1000 bytes: accepted
     device.publish("ds/Label", b"\xff\xfe")  # not UTF-8
     _, payload = device.next(topic_prefix="downlink/diag")
     assert payload == b"ds/Label: value is not UTF-8 text"
 
 
 def test_info_mcu_is_stored(stack: StackConfig, device: PahoDevice) -> None:
-    info = {"tmpl": "TMPLabcd1234", "ver": "0.1.2", "build": "Jan 19 2024 12:25:30",
-            "type": "TMPLabcd1234", "rxbuff": 1024}
+    info = {
+        "tmpl": "TMPLabcd1234",
+        "ver": "0.1.2",
+        "build": "Jan 19 2024 12:25:30",
+        "type": "TMPLabcd1234",
+        "rxbuff": 1024,
+    }
     device.publish("info/mcu", json.dumps(info), qos=1)
     with psycopg.connect(stack.database_url) as conn:
+
         def row() -> tuple[object, ...] | None:
-            return conn.execute("SELECT fw_version, fw_build, fw_type, board_template_id, rx_buffer FROM device "
-                                "WHERE id = %s AND fw_version IS NOT NULL", (device.info.id,)).fetchone()
+            return conn.execute(
+                "SELECT fw_version, fw_build, fw_type, board_template_id, rx_buffer FROM device "
+                "WHERE id = %s AND fw_version IS NOT NULL",
+                (device.info.id,),
+            ).fetchone()
+
         assert wait_for(row) == ("0.1.2", "Jan 19 2024 12:25:30", "TMPLabcd1234", "TMPLabcd1234", 1024)
     device.publish("info/mcu", "not json")
     _, payload = device.next(topic_prefix="downlink/diag")
@@ -145,15 +163,18 @@ def test_get_ds_all_sends_only_sync_datastreams(http: httpx.Client, device: Paho
 
 def test_presence_updates_the_device_row(stack: StackConfig, device: PahoDevice) -> None:
     with psycopg.connect(stack.database_url) as conn:
-        row = conn.execute("SELECT online, ip, keep_alive, connected_at IS NOT NULL FROM device WHERE id = %s",
-                           (device.info.id,)).fetchone()
+        row = conn.execute(
+            "SELECT online, ip, keep_alive, connected_at IS NOT NULL FROM device WHERE id = %s", (device.info.id,)
+        ).fetchone()
         assert row == (True, "127.0.0.1", 30, True)
         device.client.disconnect()
 
         def offline() -> bool:
-            r = conn.execute("SELECT online, disconnected_at IS NOT NULL FROM device WHERE id = %s",
-                             (device.info.id,)).fetchone()
+            r = conn.execute(
+                "SELECT online, disconnected_at IS NOT NULL FROM device WHERE id = %s", (device.info.id,)
+            ).fetchone()
             return r == (False, True)
+
         wait_for(offline, message="offline presence")
 
 
@@ -174,8 +195,17 @@ def _one_shot_burst(token: str) -> tuple[bytes, bytes]:
 
     def s(text: str) -> bytes:
         return struct.pack("!H", len(text.encode())) + text.encode()
-    body = (s("MQTT") + bytes([4, 0xC6]) + struct.pack("!H", 30) + s("") + s("ds/Label") + s("will")
-            + s("device") + s(token))
+
+    body = (
+        s("MQTT")
+        + bytes([4, 0xC6])
+        + struct.pack("!H", 30)
+        + s("")
+        + s("ds/Label")
+        + s("will")
+        + s("device")
+        + s(token)
+    )
     publish = s("ds/Temperature") + b"55.5"
     return bytes([0x10, len(body)]) + body, bytes([0x30, len(publish)]) + publish + b"\xe0\x00"
 
@@ -185,9 +215,11 @@ def _send_tls_in_one_flight(port: int, cafile: str, connect: bytes, tail: bytes)
     close_notify leave in one TCP write, so the broker reads them together with the end."""
     import socket
     import ssl
+
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ssl.create_default_context(cafile=cafile).wrap_bio(incoming, outgoing, server_hostname="localhost")
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+
         def read(n: int) -> bytes:
             while True:
                 try:
@@ -195,6 +227,7 @@ def _send_tls_in_one_flight(port: int, cafile: str, connect: bytes, tail: bytes)
                 except ssl.SSLWantReadError:
                     sock.sendall(outgoing.read())
                     incoming.write(sock.recv(65536))
+
         while True:
             try:
                 tls.do_handshake()
@@ -215,12 +248,14 @@ def _send_tls_in_one_flight(port: int, cafile: str, connect: bytes, tail: bytes)
 
 
 @pytest.mark.transports("tcp", "tls")  # raw sockets below speak TCP or TLS, not WebSocket
-def test_a_one_shot_publisher_loses_nothing(stack: StackConfig, http: httpx.Client, transport: str,
-                                            device: PahoDevice) -> None:
+def test_a_one_shot_publisher_loses_nothing(
+    stack: StackConfig, http: httpx.Client, transport: str, device: PahoDevice
+) -> None:
     """A battery device wakes, connects, publishes QoS 0, disconnects and hangs up. Regression:
     over TLS the PUBLISH, DISCONNECT and end of stream arrive together, and the broker dropped
     the PUBLISH and took the DISCONNECT for a lost connection (publishing the Last Will)."""
     import socket
+
     device.client.disconnect()  # the raw client below is this device now
     device.client.loop_stop()
     connect, tail = _one_shot_burst(device.info.token)

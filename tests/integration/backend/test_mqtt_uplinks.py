@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -48,12 +48,17 @@ def diag(device: PahoDevice) -> bytes:
 
 
 def test_batch_ds_keeps_good_entries_and_reports_bad_ones(http: httpx.Client, dev: PahoDevice) -> None:
-    dev.publish("batch_ds", json.dumps({"Temperature": 21.5, "Power": True, "Label": 5, "Nope": 1,
-                                        "Where": [24.1, 56.9]}))
+    dev.publish(
+        "batch_ds", json.dumps({"Temperature": 21.5, "Power": True, "Label": 5, "Nope": 1, "Where": [24.1, 56.9]})
+    )
     assert diag(dev) == b"batch_ds: Label (string) expects a string, got a JSON number"
     assert diag(dev) == b"batch_ds: no datastream named 'Nope'"
-    wait_for(lambda: get(http, dev.info.token, "v0&v1&v2&v3").json() ==
-             {"v0": 21.5, "v1": 1, "v2": "none", "v3": [24.1, 56.9]}, message="the batch's good values")
+    wait_for(
+        lambda: (
+            get(http, dev.info.token, "v0&v1&v2&v3").json() == {"v0": 21.5, "v1": 1, "v2": "none", "v3": [24.1, 56.9]}
+        ),
+        message="the batch's good values",
+    )
     dev.publish("batch_ds", b"[1, 2]")
     assert diag(dev) == b"batch_ds: expected a JSON object by datastream name, got a JSON array"
     dev.publish("batch_ds", '{"Power": 0.5}')  # a number, but not an integer
@@ -63,61 +68,82 @@ def test_batch_ds_keeps_good_entries_and_reports_bad_ones(http: httpx.Client, de
 def test_timestamped_batch(stack: StackConfig, http: httpx.Client, dev: PahoDevice) -> None:
     dev.publish("ds/Temperature", "30", qos=1)
     wait_for(lambda: get(http, dev.info.token, "v0").text == "30.0")
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     points = [now - timedelta(days=2), now - timedelta(days=1), now - timedelta(days=40), now + timedelta(days=40)]
     payload = [[int(p.timestamp() * 1000), 10.0 + i] for i, p in enumerate(points)] + [[1, "x"]]
     dev.publish("ds/Temperature/timestamped_batch", json.dumps(payload))
     assert diag(dev) == b"ds/Temperature/timestamped_batch: 2 of 5 points refused: timestamp more than 30 days from now"
-    assert diag(dev) == (b"ds/Temperature/timestamped_batch: 1 of 5 points refused: "
-                         b"Temperature (double) expects a number, got a JSON string")
+    assert diag(dev) == (
+        b"ds/Temperature/timestamped_batch: 1 of 5 points refused: "
+        b"Temperature (double) expects a number, got a JSON string"
+    )
 
     def history() -> list[tuple[object, ...]]:
-        return query(stack, "SELECT ts, value FROM history WHERE device_id = %s AND pin = 0 AND ts < %s ORDER BY ts",
-                     dev.info.id, now - timedelta(hours=1))
+        return query(
+            stack,
+            "SELECT ts, value FROM history WHERE device_id = %s AND pin = 0 AND ts < %s ORDER BY ts",
+            dev.info.id,
+            now - timedelta(hours=1),
+        )
+
     assert wait_for(history, message="timestamped history rows") == [(points[0], 10.0), (points[1], 11.0)]
     assert get(http, dev.info.token, "v0").text == "30.0"  # older points never move the latest value
     dev.publish("ds/Nope/timestamped_batch", "[]")
-    assert diag(dev) == (b"ds/Nope/timestamped_batch: no datastream named 'Nope' in template '"
-                         + dev.info.template.encode() + b"'")
+    assert diag(dev) == (
+        b"ds/Nope/timestamped_batch: no datastream named 'Nope' in template '" + dev.info.template.encode() + b"'"
+    )
 
 
 def test_without_save_raw_batch_ds_and_timestamped_points_are_rollups_only(
-        stack: StackConfig, http: httpx.Client, transport: str, paho_device: ConnectDevice) -> None:
+    stack: StackConfig, http: httpx.Client, transport: str, paho_device: ConnectDevice
+) -> None:
     info = provision_rich(stack)[0]
     dev = paho_device(stack, info, transport=transport)
     wait_for(lambda: is_connected(stack, info.token), message="presence to reach the app")
-    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     points = [[int((hour + timedelta(seconds=s)).timestamp() * 1000), v] for s, v in ((1, 10), (2, 20), (70, 5))]
     dev.publish("ds/Temperature/timestamped_batch", json.dumps(points))
     dev.publish("batch_ds", json.dumps({"Temperature": 30, "Label": "batch"}), qos=1)
     wait_for(lambda: get(http, info.token, "v2").text == "batch", message="the batch's values")
 
     def minutes() -> list[tuple[object, ...]]:
-        return query(stack, "SELECT bucket, min, max, sum, count FROM history_minute "
-                            "WHERE device_id = %s AND pin = 0 ORDER BY bucket", info.id)
+        return query(
+            stack,
+            "SELECT bucket, min, max, sum, count FROM history_minute WHERE device_id = %s AND pin = 0 ORDER BY bucket",
+            info.id,
+        )
+
     rows = wait_for(lambda: len(minutes()) == 3 and minutes(), message="three minute buckets")
     assert rows[:2] == [(hour, 10.0, 20.0, 30.0, 2), (hour + timedelta(minutes=1), 5.0, 5.0, 5.0, 1)]
     assert rows[2][1:] == (30.0, 30.0, 30.0, 1)
     assert query(stack, "SELECT count(*) FROM history WHERE device_id = %s", info.id) == [(0,)]
 
 
-def test_erase_clears_the_latest_value_and_keeps_history(stack: StackConfig, http: httpx.Client,
-                                                          dev: PahoDevice) -> None:
+def test_erase_clears_the_latest_value_and_keeps_history(
+    stack: StackConfig, http: httpx.Client, dev: PahoDevice
+) -> None:
     dev.publish("ds/Label", "hello", qos=1)
     wait_for(lambda: get(http, dev.info.token, "v2").text == "hello")
     dev.publish("ds/Label/erase", "", qos=1)
     wait_for(lambda: get(http, dev.info.token, "v2").text == "none", message="the default after erase")
     assert http.get(f"/external/api/getAll?token={dev.info.token}").json() == {}
-    wait_for(lambda: query(stack, "SELECT text_value FROM history WHERE device_id = %s AND pin = 2",
-                           dev.info.id) == [("hello",)])
+    wait_for(
+        lambda: (
+            query(stack, "SELECT text_value FROM history WHERE device_id = %s AND pin = 2", dev.info.id) == [("hello",)]
+        )
+    )
     dev.publish("ds/Nope/erase", "")
     assert diag(dev).startswith(b"ds/Nope/erase: no datastream named 'Nope'")
 
 
 def test_widget_properties(stack: StackConfig, dev: PahoDevice) -> None:
     def props() -> list[tuple[object, ...]]:
-        return query(stack, "SELECT pin, property, value FROM device_property WHERE device_id = %s ORDER BY property",
-                     dev.info.id)
+        return query(
+            stack,
+            "SELECT pin, property, value FROM device_property WHERE device_id = %s ORDER BY property",
+            dev.info.id,
+        )
+
     dev.publish("ds/Power/prop/label", "Main switch")
     dev.publish("ds/Power/prop/labels", "Off\x00On", qos=1)
     wait_for(lambda: props() == [(1, "label", "Main switch"), (1, "labels", "Off\x1fOn")], message="properties")
@@ -132,6 +158,7 @@ def test_widget_properties(stack: StackConfig, dev: PahoDevice) -> None:
 def test_events_go_on_the_timeline(stack: StackConfig, dev: PahoDevice) -> None:
     def events() -> list[tuple[object, ...]]:
         return [e for e in timeline(stack, dev.info.id) if e[0] == "event"]
+
     dev.publish("event/overheat", "")
     dev.publish("event/door", "Front door opened", qos=1)
     wait_for(lambda: len(events()) == 2, message="two events")
@@ -140,12 +167,16 @@ def test_events_go_on_the_timeline(stack: StackConfig, dev: PahoDevice) -> None:
     assert diag(dev) == b"event/nope: no event with code 'nope' in template '" + dev.info.template.encode() + b"'"
 
 
-def test_events_over_the_daily_limit_are_refused(stack: StackConfig, rich: list[DeviceOut],
-                                                 paho_device: ConnectDevice) -> None:
+def test_events_over_the_daily_limit_are_refused(
+    stack: StackConfig, rich: list[DeviceOut], paho_device: ConnectDevice
+) -> None:
     other = rich[1]  # its limiter has not seen it yet, so it counts what is stored today
     with __import__("psycopg").connect(stack.database_url) as conn:
-        conn.execute("INSERT INTO device_event (device_id, ts, kind, code, type) "
-                     "SELECT %s, now(), 'event', 'door', 'info' FROM generate_series(1, 100)", (other.id,))
+        conn.execute(
+            "INSERT INTO device_event (device_id, ts, kind, code, type) "
+            "SELECT %s, now(), 'event', 'door', 'info' FROM generate_series(1, 100)",
+            (other.id,),
+        )
     dev = paho_device(stack, other)
     dev.publish("event/overheat", "")
     assert diag(dev) == b"event/overheat: limit of 100 events a day reached"
@@ -164,12 +195,18 @@ def test_metadata_written_by_the_device_and_read_back(dev: PahoDevice) -> None:
     assert diag(dev) == b"meta/Nope: no metadata field named 'Nope' in template '" + dev.info.template.encode() + b"'"
     dev.publish("get/meta", "Serial Number,Hotspot Name,Device Name,Contact,Count,Device Owner,Nope")
     got = [dev.next(topic_prefix="downlink/") for _ in range(7)]
-    assert got == [("downlink/meta/Serial Number", b"SN-0042"), ("downlink/meta/Hotspot Name", b"Blynk Rich"),
-                   ("downlink/meta/Device Name", dev.info.name.encode()),
-                   ("downlink/meta/Contact", b"ops@example.com"), ("downlink/meta/Count", b""),
-                   ("downlink/meta/Device Owner", b""),
-                   ("downlink/diag", b"get/meta: no metadata field named 'Nope' in template '"
-                    + dev.info.template.encode() + b"'")]
+    assert got == [
+        ("downlink/meta/Serial Number", b"SN-0042"),
+        ("downlink/meta/Hotspot Name", b"Blynk Rich"),
+        ("downlink/meta/Device Name", dev.info.name.encode()),
+        ("downlink/meta/Contact", b"ops@example.com"),
+        ("downlink/meta/Count", b""),
+        ("downlink/meta/Device Owner", b""),
+        (
+            "downlink/diag",
+            b"get/meta: no metadata field named 'Nope' in template '" + dev.info.template.encode() + b"'",
+        ),
+    ]
 
 
 def utc_answer(dev: PahoDevice) -> tuple[bytes, dict[str, object]]:
@@ -181,7 +218,7 @@ def utc_answer(dev: PahoDevice) -> tuple[bytes, dict[str, object]]:
 
 def assert_utc(payload: bytes, doc: dict[str, object], zone: str) -> None:
     """Byte-compatible with the reference document for that zone at the reported time."""
-    at = datetime.fromtimestamp(int(doc["time"]) / 1000, tz=timezone.utc)  # type: ignore[call-overload]
+    at = datetime.fromtimestamp(int(doc["time"]) / 1000, tz=UTC)  # type: ignore[call-overload]
     assert list(doc) == ["tz_name", "tz_rule", "tz_offset", "dst_offset", "time", "iso8601"]
     assert payload == utc_payload(ZoneInfo(zone), at)
 
@@ -191,8 +228,9 @@ def test_time_zone_resolution_and_location(dev: PahoDevice) -> None:
     assert doc["tz_name"] == "UTC" and doc["tz_rule"] == "UTC0"  # the organization's zone
     assert_utc(payload, doc, "UTC")
     dev.publish("get/loc/all", "")
-    assert diag(dev) == (b"get/loc/all: the device has no location (no Location datastream value "
-                         b"and no Location metadata)")
+    assert diag(dev) == (
+        b"get/loc/all: the device has no location (no Location datastream value and no Location metadata)"
+    )
     dev.publish("meta/Time Zone", "America/Goose_Bay")
     payload, doc = utc_answer(dev)
     assert doc["tz_name"] == "America/Goose_Bay" and doc["tz_rule"] == "AST4ADT,M3.2.0,M11.1.0"
@@ -228,5 +266,8 @@ async def test_template_metadata_round_trips_through_export(stack: StackConfig) 
     (template,) = [t for t in exported.templates if t.name == doc["templates"][0]["name"]]
     assert template.offline_ignore_seconds == 120
     assert sorted((m.id, m.name, m.type, m.default) for m in template.metadata) == [
-        (50, "IMEI", "imei", None), (51, "Serial Number", "text", "unset"), (52, "Count", "number", None),
-        (53, "Contact", "contact", "ops@example.com")]
+        (50, "IMEI", "imei", None),
+        (51, "Serial Number", "text", "unset"),
+        (52, "Count", "number", None),
+        (53, "Contact", "contact", "ops@example.com"),
+    ]

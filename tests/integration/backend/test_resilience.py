@@ -20,10 +20,10 @@ from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
 from backend.transfer.schemas import DeviceOut
 from tests.integration.backend.conftest import PahoDevice
+from tests.support.datadir import remove_data_dir
 from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
 from tests.support.provision import provision, thermostat_doc
-from tests.support.datadir import remove_data_dir
 from tests.support.stack import Process, StackConfig, wait_http_ready, wait_port
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[3]
@@ -58,8 +58,11 @@ def own() -> Iterator[OwnStack]:
     env = config.env
     # short cache: entries expire during the outage; high rate limit: these tests send bursts
     # (the 50 messages/s limit would drop them, by design, and it is tested elsewhere)
-    config.env = lambda: {**env(), "OPENBLYNK_CACHE_TTL_SECONDS": "2",  # type: ignore[method-assign]
-                          "OPENBLYNK_DEVICE_RATE_LIMIT": "10000"}
+    config.env = lambda: {
+        **env(),
+        "OPENBLYNK_CACHE_TTL_SECONDS": "2",  # type: ignore[method-assign]
+        "OPENBLYNK_DEVICE_RATE_LIMIT": "10000",
+    }
     broker = Process(config, "broker")
     stack: OwnStack | None = None
     try:
@@ -78,8 +81,9 @@ def own() -> Iterator[OwnStack]:
 
 def raw_values(stack: OwnStack, device_id: int) -> list[float]:
     with psycopg.connect(stack.pg.url()) as conn:
-        rows = conn.execute("SELECT value FROM history WHERE device_id = %s AND pin = 0 ORDER BY value",
-                            (device_id,)).fetchall()
+        rows = conn.execute(
+            "SELECT value FROM history WHERE device_id = %s AND pin = 0 ORDER BY value", (device_id,)
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -115,8 +119,12 @@ def settled_values(stack: OwnStack, device: PahoDevice) -> list[float]:
     unacknowledged, every copy of an earlier message has been stored or dropped: a duplicate
     stored late would be in the history by then."""
     device.publish("ds/Temperature", str(MARKER), qos=1)
-    wait_for(lambda: MARKER in raw_values(stack, device.info.id) and health(stack)["unacknowledged"] == 0,
-             timeout=30, interval=0.2, message="the marker stored and nothing unacknowledged")
+    wait_for(
+        lambda: MARKER in raw_values(stack, device.info.id) and health(stack)["unacknowledged"] == 0,
+        timeout=30,
+        interval=0.2,
+        message="the marker stored and nothing unacknowledged",
+    )
     return raw_values(stack, device.info.id)
 
 
@@ -127,8 +135,7 @@ def test_nothing_is_lost_across_an_app_restart(own: OwnStack, paho_device: Conne
     publish_range(device, 20, 60)  # QoS 1: kept in the app's persistent broker session
     own.start_app()
     publish_range(device, 60, 80)
-    wait_for(lambda: raw_values(own, info.id) == expected(80), timeout=30,
-             message="all 80 values stored")
+    wait_for(lambda: raw_values(own, info.id) == expected(80), timeout=30, message="all 80 values stored")
     assert settled_values(own, device) == expected(80) + [MARKER]  # and none of them twice
 
 
@@ -138,6 +145,7 @@ def test_nothing_is_lost_across_a_database_outage(own: OwnStack, paho_device: Co
     wait_for(lambda: raw_values(own, info.id) == expected(10), timeout=20, message="values before the outage")
     own.pg.stop()
     import time
+
     deadline = time.monotonic() + OUTAGE
     sent = 10
     while time.monotonic() < deadline:  # a device keeps reporting through the outage
@@ -146,8 +154,12 @@ def test_nothing_is_lost_across_a_database_outage(own: OwnStack, paho_device: Co
         time.sleep(1)
     assert own.app.alive() and own.broker.alive()
     own.pg.start()
-    wait_for(lambda: raw_values(own, info.id) == expected(sent), timeout=60, interval=0.5,
-             message=f"all {sent} values stored after the outage")
+    wait_for(
+        lambda: raw_values(own, info.id) == expected(sent),
+        timeout=60,
+        interval=0.5,
+        message=f"all {sent} values stored after the outage",
+    )
     with httpx.Client(base_url=own.config.base_url, timeout=10) as http:
         assert http.get(f"/external/api/get?token={info.token}&v0").text == repr((sent - 1) / 10)
     assert settled_values(own, device) == expected(sent) + [MARKER]  # and none of them twice
@@ -177,12 +189,19 @@ def test_a_crash_loses_nothing_the_app_had_taken_but_not_stored(own: OwnStack, p
     taken = int(health(own)["ingested"])  # type: ignore[call-overload]
     own.pg.stop()
     publish_range(device, 10, 60)
-    wait_for(lambda: int(health(own)["ingested"]) >= taken + 50, timeout=20,  # type: ignore[call-overload]
-             message="the app took the 50 values")
+    wait_for(
+        lambda: int(health(own)["ingested"]) >= taken + 50,
+        timeout=20,  # type: ignore[call-overload]
+        message="the app took the 50 values",
+    )
     assert int(health(own)["unacknowledged"]) >= 50  # type: ignore[call-overload]
     own.app.stop(signal.SIGKILL)
     own.pg.start()
     own.start_app()
-    wait_for(lambda: raw_values(own, info.id) == expected(60), timeout=60, interval=0.5,
-             message="all 60 values stored once after the crash")
+    wait_for(
+        lambda: raw_values(own, info.id) == expected(60),
+        timeout=60,
+        interval=0.5,
+        message="all 60 values stored once after the crash",
+    )
     assert settled_values(own, device) == expected(60) + [MARKER]  # and none of them twice

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from backend.history.partitions import HISTORY, MINUTE, drop_expired, ensure_par
 from backend.history.rollup import aggregate, bucket_of
 from backend.history.writer import HistoryRow, HistoryWriter
 
-T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
 
 
 def test_buckets_are_aligned_to_the_epoch() -> None:
@@ -30,16 +30,25 @@ async def test_rollups_merge_across_batches_and_raw_flag_is_honoured(fresh_db: s
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool)
-        now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
-        await writer.write([HistoryRow(1, 0, now + timedelta(seconds=1), 10.0, None, raw=False),
-                            HistoryRow(1, 0, now + timedelta(seconds=2), 20.0, None, raw=False)])
-        await writer.write([HistoryRow(1, 0, now + timedelta(seconds=3), 0.0, None, raw=False),
-                            HistoryRow(1, 0, now + timedelta(seconds=0.5), 99.0, None, raw=False),  # late point
-                            HistoryRow(1, 1, now, 1.0, None, raw=True),
-                            HistoryRow(1, 2, now, None, "text", raw=True)])
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        await writer.write(
+            [
+                HistoryRow(1, 0, now + timedelta(seconds=1), 10.0, None, raw=False),
+                HistoryRow(1, 0, now + timedelta(seconds=2), 20.0, None, raw=False),
+            ]
+        )
+        await writer.write(
+            [
+                HistoryRow(1, 0, now + timedelta(seconds=3), 0.0, None, raw=False),
+                HistoryRow(1, 0, now + timedelta(seconds=0.5), 99.0, None, raw=False),  # late point
+                HistoryRow(1, 1, now, 1.0, None, raw=True),
+                HistoryRow(1, 2, now, None, "text", raw=True),
+            ]
+        )
         async with db.pool.connection() as conn:
-            minute = await (await conn.execute(
-                "SELECT pin, min, max, sum, count, last FROM history_minute ORDER BY pin")).fetchall()
+            minute = await (
+                await conn.execute("SELECT pin, min, max, sum, count, last FROM history_minute ORDER BY pin")
+            ).fetchall()
             hour = await (await conn.execute("SELECT pin, count FROM history_hour ORDER BY pin")).fetchall()
             raw = await (await conn.execute("SELECT pin FROM history ORDER BY pin")).fetchall()
         assert minute == [(0, 0.0, 99.0, 129.0, 4, 0.0), (1, 1.0, 1.0, 1.0, 1, 1.0)]
@@ -51,9 +60,11 @@ async def test_retention_drops_old_partitions_and_old_default_rows(fresh_db: str
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool, days_back=40, days_ahead=1)
         writer = HistoryWriter(db.pool)
-        now = datetime.now(timezone.utc)
-        await writer.write([HistoryRow(1, 0, now - timedelta(days=d), float(d), None) for d in (0, 10, 35, 39)]
-                           + [HistoryRow(1, 0, now - timedelta(days=400), 400.0, None)])  # default partition
+        now = datetime.now(UTC)
+        await writer.write(
+            [HistoryRow(1, 0, now - timedelta(days=d), float(d), None) for d in (0, 10, 35, 39)]
+            + [HistoryRow(1, 0, now - timedelta(days=400), 400.0, None)]
+        )  # default partition
         cutoff = now - timedelta(days=30)
         dropped = await drop_expired(db.pool, HISTORY, cutoff)
         assert dropped and all(name.startswith("history_2") for name in dropped)
@@ -61,7 +72,7 @@ async def test_retention_drops_old_partitions_and_old_default_rows(fresh_db: str
             left = await (await conn.execute("SELECT value FROM history ORDER BY value")).fetchall()
             assert left == [(0.0,), (10.0,)]
             remaining = await partitions(conn, HISTORY)
-        assert all(end.astimezone(timezone.utc) > cutoff for _, _, end in remaining)
+        assert all(end.astimezone(UTC) > cutoff for _, _, end in remaining)
         assert await drop_expired(db.pool, MINUTE, now - timedelta(days=365)) == []
 
 
@@ -73,7 +84,7 @@ async def test_partitions_cover_the_requested_window(fresh_db: str, days_ahead: 
             days = await partitions(conn, HISTORY)
             months = await partitions(conn, MINUTE)
         assert len(days) == days_ahead + 1
-        last_day = datetime.now(timezone.utc).date() + timedelta(days=days_ahead)
+        last_day = datetime.now(UTC).date() + timedelta(days=days_ahead)
         assert months[-1][2].date() > last_day
 
 
@@ -82,16 +93,22 @@ async def test_a_partition_is_made_even_when_its_rows_arrived_early(fresh_db: st
     partition; creating that day's partition later must move them, not give up."""
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool, days_back=0, days_ahead=0)
-        later = datetime.now(timezone.utc) + timedelta(days=10)
+        later = datetime.now(UTC) + timedelta(days=10)
         writer = HistoryWriter(db.pool)
         await writer.write([HistoryRow(1, 0, later + timedelta(seconds=i), float(i), None) for i in range(5)])
         created = await ensure_partitions(db.pool, days_back=0, days_ahead=12)
         name = f"history_{later:%Y%m%d}"
         assert name in created
         async with db.pool.connection() as conn:
-            where = dict(await (await conn.execute(
-                "SELECT tableoid::regclass::text, count(*) FROM history GROUP BY 1")).fetchall())
-            minute = dict(await (await conn.execute(
-                "SELECT tableoid::regclass::text, count(*) FROM history_minute GROUP BY 1")).fetchall())
+            where = dict(
+                await (
+                    await conn.execute("SELECT tableoid::regclass::text, count(*) FROM history GROUP BY 1")
+                ).fetchall()
+            )
+            minute = dict(
+                await (
+                    await conn.execute("SELECT tableoid::regclass::text, count(*) FROM history_minute GROUP BY 1")
+                ).fetchall()
+            )
         assert where == {name: 5}
         assert "history_minute_default" not in minute

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from backend.db.engine import Database
 from backend.history.maintenance import Retention, maintain
@@ -18,6 +18,7 @@ async def test_only_the_leader_runs_jobs_and_leadership_moves(fresh_db: str) -> 
     def job(name: str) -> Job:
         async def record() -> None:
             runs.append(name)
+
         return Job("tick", record, seconds=0.2)
 
     first = Scheduler(fresh_db, [job("first")], retry_seconds=0.2)
@@ -49,13 +50,14 @@ async def test_a_failing_job_does_not_stop_the_schedule(fresh_db: str) -> None:
 
 async def test_maintenance_creates_ahead_and_applies_retention(fresh_db: str) -> None:
     from backend.history.partitions import ensure_partitions
+
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool, days_back=45, days_ahead=0)
         result = await maintain(db.pool, Retention(raw_days=30, rollup_days=365), days_ahead=5)
         async with db.pool.connection() as conn:
             days = await partitions(conn, HISTORY)
-        now = datetime.now(timezone.utc)
-        assert days[0][2].astimezone(timezone.utc) > now - timedelta(days=31)
+        now = datetime.now(UTC)
+        assert days[0][2].astimezone(UTC) > now - timedelta(days=31)
         assert days[-1][1].date() == (now + timedelta(days=5)).date()
         assert len(result["dropped"]) >= 14
 
@@ -73,13 +75,23 @@ async def test_retention_per_template(fresh_db: str) -> None:
     c = (await provision_async(fresh_db, thermostat_doc("default"))).devices[0].id  # global: 30 days
     async with Database(fresh_db) as db:
         from backend.history.partitions import ensure_partitions
+
         await ensure_partitions(db.pool, days_back=90, days_ahead=0)
-        now = datetime.now(timezone.utc)
-        await HistoryWriter(db.pool).write([HistoryRow(dev, 0, now - timedelta(days=age), float(age), None)
-                                            for dev in (a, b, c) for age in (1, 10, 45, 80)])
+        now = datetime.now(UTC)
+        await HistoryWriter(db.pool).write(
+            [
+                HistoryRow(dev, 0, now - timedelta(days=age), float(age), None)
+                for dev in (a, b, c)
+                for age in (1, 10, 45, 80)
+            ]
+        )
         await maintain(db.pool, Retention(raw_days=30, rollup_days=365), days_ahead=1)
         async with db.pool.connection() as conn:  # raw or packed (maintain packs finished days)
-            rows = await (await conn.execute(
-                "SELECT d, value FROM unnest(%s::bigint[]) d, history_points(d, 0, now() - interval '1 year', now()) "
-                "ORDER BY 1, 2", ([a, b, c],))).fetchall()
+            rows = await (
+                await conn.execute(
+                    "SELECT d, value FROM unnest(%s::bigint[]) d, history_points(d, 0, now() - interval '1 year', now()) "
+                    "ORDER BY 1, 2",
+                    ([a, b, c],),
+                )
+            ).fetchall()
     assert rows == [(a, 1.0), (b, 1.0), (b, 10.0), (b, 45.0), (c, 1.0), (c, 10.0)]

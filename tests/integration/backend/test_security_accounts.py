@@ -22,8 +22,10 @@ from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, AccountsStack, Api,
 from tests.support.provision import provision, thermostat_doc
 
 V1 = "/api/v1/organization"
-MAKER_GONE = ("This client no longer works: the user who made it is suspended, was deleted or can no longer "
-              "reach its organization.")
+MAKER_GONE = (
+    "This client no longer works: the user who made it is suspended, was deleted or can no longer "
+    "reach its organization."
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,7 @@ def unique(prefix: str) -> str:
 
 # -- item 4: OAuth clients and their maker ------------------------------------------------------
 
+
 class Client:
     """A platform API client made by ``maker``: its credentials and the calls the test makes."""
 
@@ -51,23 +54,31 @@ class Client:
         self.id, self.secret = made["client"]["client_id"], made["client_secret"]
 
     def token(self, grant: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.post(f"{self.base_url}/oauth2/token", params=grant or {"grant_type": "client_credentials"},
-                          auth=(self.id, self.secret))
+        return httpx.post(
+            f"{self.base_url}/oauth2/token",
+            params=grant or {"grant_type": "client_credentials"},
+            auth=(self.id, self.secret),
+        )
 
     def bearer(self) -> httpx.Client:
         r = self.token()
         assert r.status_code == 200, r.text
-        return httpx.Client(base_url=self.base_url, timeout=30,
-                            headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+        return httpx.Client(
+            base_url=self.base_url, timeout=30, headers={"Authorization": f"Bearer {r.json()['access_token']}"}
+        )
 
 
 def new_user(api: httpx.Client, role_id: int) -> httpx.Response:
-    return api.post(f"{V1}/users/create-in-org", json={"email": unique("made"), "password": "a-good-password-1",
-                                                       "roleId": role_id})
+    return api.post(
+        f"{V1}/users/create-in-org", json={"email": unique("made"), "password": "a-good-password-1", "roleId": role_id}
+    )
 
 
 def assert_refused_at_the_token_endpoint(client: Client, refresh_token: str) -> None:
-    for grant in ({"grant_type": "client_credentials"}, {"grant_type": "refresh_token", "refresh_token": refresh_token}):
+    for grant in (
+        {"grant_type": "client_credentials"},
+        {"grant_type": "refresh_token", "refresh_token": refresh_token},
+    ):
         r = client.token(grant)
         assert r.status_code == 401, (grant["grant_type"], r.text)
         assert r.json() == {"error": "invalid_client", "error_description": MAKER_GONE}
@@ -83,12 +94,14 @@ def maker(acc: AccountsStack, root: Api) -> Iterator[tuple[Api, Client]]:
     api.close()
 
 
-def test_a_demoted_makers_client_loses_what_the_maker_lost(acc: AccountsStack, root: Api,
-                                                         maker: tuple[Api, Client]) -> None:
+def test_a_demoted_makers_client_loses_what_the_maker_lost(
+    acc: AccountsStack, root: Api, maker: tuple[Api, Client]
+) -> None:
     user, client = maker
     device = provision(acc.config.database_url, thermostat_doc()).devices[0].id  # in the root organization
-    viewer = root.post("/api/roles", json={"name": f"Viewer {uuid.uuid4().hex[:6]}",
-                                           "permissions": ["devices.view", "users.view"]}).json()["id"]
+    viewer = root.post(
+        "/api/roles", json={"name": f"Viewer {uuid.uuid4().hex[:6]}", "permissions": ["devices.view", "users.view"]}
+    ).json()["id"]
     with client.bearer() as api:
         assert new_user(api, ADMIN).status_code == 201
         assert api.put(f"{V1}/device", params={"deviceId": device}, json={"name": "Renamed"}).status_code == 200
@@ -143,12 +156,15 @@ def test_a_deleted_makers_client_is_refused(acc: AccountsStack, root: Api, maker
         assert r.status_code == 401 and "invalid or expired" in r.json()["error"]["message"]
         assert_refused_at_the_token_endpoint(client, pair["refresh_token"])
     with acc.db() as db:
-        assert db.execute("SELECT count(*) FROM oauth_token t JOIN oauth_client c ON c.id = t.client_id "
-                          "WHERE c.client_id = %s", (client.id,)).fetchone() == (0,)
+        assert db.execute(
+            "SELECT count(*) FROM oauth_token t JOIN oauth_client c ON c.id = t.client_id WHERE c.client_id = %s",
+            (client.id,),
+        ).fetchone() == (0,)
 
 
-def test_a_maker_moved_out_of_reach_takes_the_client_with_them(acc: AccountsStack, root: Api,
-                                                               maker: tuple[Api, Client]) -> None:
+def test_a_maker_moved_out_of_reach_takes_the_client_with_them(
+    acc: AccountsStack, root: Api, maker: tuple[Api, Client]
+) -> None:
     user, client = maker
     other = root.post("/api/orgs", json={"name": f"Elsewhere {uuid.uuid4().hex[:6]}"}).json()["id"]
     ops = Client(acc.base_url, root.post("/api/oauth2/clients", json={"name": "Root ops"}).json())
@@ -163,9 +179,19 @@ def test_a_maker_moved_out_of_reach_takes_the_client_with_them(acc: AccountsStac
 
 # -- item 7: open redirect after sign-in ----------------------------------------------------------
 
-HOSTILE_NEXT = ["/%09/evil.example/", "/%0a/evil.example/", "/%0d%0a/evil.example/", "//evil.example/",
-                "/%5Cevil.example/", "https://evil.example/", "/%5C%09/evil.example/", "%09/evil.example/",
-                "/%09%2Fevil.example/", "/%E2%80%8B/evil.example/", "/%C2%A0/evil.example/"]
+HOSTILE_NEXT = [
+    "/%09/evil.example/",
+    "/%0a/evil.example/",
+    "/%0d%0a/evil.example/",
+    "//evil.example/",
+    "/%5Cevil.example/",
+    "https://evil.example/",
+    "/%5C%09/evil.example/",
+    "%09/evil.example/",
+    "/%09%2Fevil.example/",
+    "/%E2%80%8B/evil.example/",
+    "/%C2%A0/evil.example/",
+]
 
 
 @pytest.mark.parametrize("raw", HOSTILE_NEXT)
@@ -174,21 +200,27 @@ def test_the_login_page_keeps_only_same_site_paths(acc: AccountsStack, raw: str)
     assert r.status_code == 200 and 'data-then="go:/devices"' in r.text
 
 
-@pytest.mark.parametrize(("raw", "lands_on"), [
-    *[(raw, "/devices") for raw in HOSTILE_NEXT[:7]],
-    ("/%7Bx%7D/evil.example/", "/%7Bx%7D/evil.example/"),  # the script's {placeholders} never fill a target
-    (quote("/devices?q=a b", safe="/?="), "/devices"),  # a space is refused outright
-    ("%2Fdevices", "/devices"),
-])
-def test_after_sign_in_the_browser_stays_on_this_site(acc: AccountsStack, root: Api,
-                                                     browser: Browser, raw: str, lands_on: str) -> None:  # noqa: F811
+@pytest.mark.parametrize(
+    ("raw", "lands_on"),
+    [
+        *[(raw, "/devices") for raw in HOSTILE_NEXT[:7]],
+        ("/%7Bx%7D/evil.example/", "/%7Bx%7D/evil.example/"),  # the script's {placeholders} never fill a target
+        (quote("/devices?q=a b", safe="/?="), "/devices"),  # a space is refused outright
+        ("%2Fdevices", "/devices"),
+    ],
+)
+def test_after_sign_in_the_browser_stays_on_this_site(
+    acc: AccountsStack, root: Api, browser: Browser, raw: str, lands_on: str
+) -> None:  # noqa: F811
     address = unique("redirected")
     invite_and_join(acc, root, root.me["org_id"], address, STAFF).close()
     ours = urlsplit(acc.base_url).netloc
     context = browser.new_context()
     # another host answers a page of its own (this network resolves none), so leaving shows in page.url
-    context.route(lambda url: urlsplit(url).netloc != ours,
-                  lambda route: route.fulfill(status=200, content_type="text/html", body="<p>elsewhere</p>"))
+    context.route(
+        lambda url: urlsplit(url).netloc != ours,
+        lambda route: route.fulfill(status=200, content_type="text/html", body="<p>elsewhere</p>"),
+    )
     try:
         page = context.new_page()
         page.goto(f"{acc.base_url}/login?next={raw}")
@@ -204,6 +236,7 @@ def test_after_sign_in_the_browser_stays_on_this_site(acc: AccountsStack, root: 
 
 
 # -- item 7: password-reset links -------------------------------------------------------------------
+
 
 def reset_link(acc: AccountsStack, address: str) -> str:
     count = len(acc.outbox.to(address)) + 1
@@ -234,8 +267,9 @@ def test_changing_the_password_withdraws_every_reset_link(acc: AccountsStack, ro
     address = unique("changer")
     with invite_and_join(acc, root, root.me["org_id"], address, STAFF) as member:
         links = [reset_link(acc, address), reset_link(acc, address)]
-        r = member.post("/api/auth/password", json={"current_password": "a-good-password-1",
-                                                     "new_password": "changed-password-1"})
+        r = member.post(
+            "/api/auth/password", json={"current_password": "a-good-password-1", "new_password": "changed-password-1"}
+        )
         assert r.status_code == 204, r.text
     for token in links:
         r = use_link(acc, token, "attacker-password-1")
@@ -244,6 +278,7 @@ def test_changing_the_password_withdraws_every_reset_link(acc: AccountsStack, ro
 
 
 # -- item 7: roles held by someone stronger ------------------------------------------------------------
+
 
 def test_a_role_with_permissions_the_editor_lacks_cannot_be_edited_or_deleted(acc: AccountsStack, root: Api) -> None:
     tag = uuid.uuid4().hex[:6]
@@ -261,14 +296,22 @@ def test_a_role_with_permissions_the_editor_lacks_cannot_be_edited_or_deleted(ac
     editor = invite_and_join(acc, root, root.me["org_id"], unique("editor"), editor_role)
     with boss, editor:
         # strip the boss (whom the editor may not act on) through the role they hold
-        for change in ({"permissions": ["users.view"]}, {"permissions": ["roles.view", "roles.edit", "users.view",
-                                                                          "devices.view"]}, {"name": "Demoted"}):
+        for change in (
+            {"permissions": ["users.view"]},
+            {"permissions": ["roles.view", "roles.edit", "users.view", "devices.view"]},
+            {"name": "Demoted"},
+        ):
             r = editor.patch(f"/api/roles/{boss_role}", json=change)
             assert r.status_code == 403 and "devices.edit" in r.json()["error"]["message"], (change, r.text)
         assert editor.delete(f"/api/roles/{boss_role}").status_code == 403
         assert editor.delete(f"/api/roles/{unused}").status_code == 403  # nobody holds it, still stronger
-        assert boss.get("/api/users/me").json()["permissions"] == ["devices.edit", "devices.view", "roles.edit",
-                                                                  "roles.view", "users.view"]
+        assert boss.get("/api/users/me").json()["permissions"] == [
+            "devices.edit",
+            "devices.view",
+            "roles.edit",
+            "roles.view",
+            "users.view",
+        ]
         with acc.db() as db:
             assert db.execute("SELECT count(*) FROM role WHERE id = %s", (unused,)).fetchone() == (1,)
         # within the editor's own permissions roles can still be changed and deleted
@@ -276,22 +319,34 @@ def test_a_role_with_permissions_the_editor_lacks_cannot_be_edited_or_deleted(ac
         assert r.status_code == 200 and r.json()["permissions"] == ["devices.view", "users.view"]
         assert editor.delete(f"/api/roles/{small}").status_code == 204
         # and the boss, who holds every permission of both, may edit the editor's role
-        assert boss.patch(f"/api/roles/{editor_role}", json={"permissions": ["roles.view", "roles.edit",
-                                                                               "users.view"]}).status_code == 200
+        assert (
+            boss.patch(
+                f"/api/roles/{editor_role}", json={"permissions": ["roles.view", "roles.edit", "users.view"]}
+            ).status_code
+            == 200
+        )
 
 
 # -- item 7: the sign-in throttle under concurrency ---------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def throttled(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
     """Its own app: the address limit locks out 127.0.0.1, which every test uses."""
-    yield from start_accounts_stack(pg_server, template_db, "race", login_failures_per_account="5",
-                                    login_failures_per_address="12", login_failure_window_seconds="600")
+    yield from start_accounts_stack(
+        pg_server,
+        template_db,
+        "race",
+        login_failures_per_account="5",
+        login_failures_per_address="12",
+        login_failure_window_seconds="600",
+    )
 
 
 async def _attempts_async(base_url: str, bodies: list[dict[str, str]]) -> Counter[int]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=120,
-                                 limits=httpx.Limits(max_connections=len(bodies))) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=120, limits=httpx.Limits(max_connections=len(bodies))
+    ) as client:
         answers = await asyncio.gather(*(client.post("/api/auth/login", json=b) for b in bodies))
     return Counter(r.status_code for r in answers)
 
@@ -321,4 +376,6 @@ def test_concurrent_sign_ins_cannot_race_past_the_throttle(throttled: AccountsSt
         assert r.status_code == 429 and "your address" in r.json()["error"]["message"]
     with throttled.db() as db:
         assert db.execute("SELECT scope, count(*) FROM login_failure GROUP BY scope ORDER BY scope").fetchall() == [
-            ("account", 12), ("address", 12)]
+            ("account", 12),
+            ("address", 12),
+        ]

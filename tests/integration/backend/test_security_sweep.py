@@ -31,7 +31,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -43,7 +43,16 @@ from websockets.sync.client import connect as ws_connect
 from backend.server.factory import create_app
 from backend.settings import Settings
 from ota import DownloadTokens, build_tag
-from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, USER, AccountsStack, Api, invite_and_join, start_accounts_stack
+from tests.support.accounts import (
+    ADMIN,
+    ROOT_ADMIN,
+    STAFF,
+    USER,
+    AccountsStack,
+    Api,
+    invite_and_join,
+    start_accounts_stack,
+)
 from tests.support.dbstate import changed_tables, settled_state
 from tests.support.stack import TEST_SECRET
 
@@ -53,6 +62,7 @@ FW_TYPE = "OBSWEEP"
 
 
 # -- the world: two sibling tenants ----------------------------------------------------------
+
 
 class Bearer(httpx.Client):
     """A platform API client holding an access token."""
@@ -122,15 +132,23 @@ def make_device(api: Api, template: int, name: str) -> tuple[int, str]:
 
 
 def make_shipment(api: Api, firmware: int, device: int, name: str) -> int:
-    body = _ok(api.post("/api/ota/shipments", json={"name": name, "firmware_id": firmware,
-                                                    "target": {"kind": "devices", "device_ids": [device]}}), 201)
+    body = _ok(
+        api.post(
+            "/api/ota/shipments",
+            json={"name": name, "firmware_id": firmware, "target": {"kind": "devices", "device_ids": [device]}},
+        ),
+        201,
+    )
     return int(body["id"])
 
 
 def make_client(api: Api, name: str) -> tuple[int, str]:
     made = _ok(api.post("/api/oauth2/clients", json={"name": name}), 201)
-    r = httpx.post(f"{api.base_url}/oauth2/token", params={"grant_type": "client_credentials"},
-                   auth=(made["client"]["client_id"], made["client_secret"]))
+    r = httpx.post(
+        f"{api.base_url}/oauth2/token",
+        params={"grant_type": "client_credentials"},
+        auth=(made["client"]["client_id"], made["client_secret"]),
+    )
     return int(made["client"]["id"]), str(_ok(r, 200)["access_token"])
 
 
@@ -145,34 +163,82 @@ def build_tenant(acc: AccountsStack, root: Api, name: str) -> Tenant:
     _ok(admin.patch(f"/api/users/{member.me['id']}", json={"name": f"Member {marker}"}), 200)
     member.close()
     role = _ok(admin.post("/api/roles", json={"name": f"Role {marker}", "permissions": ["users.view"]}), 201)["id"]
-    invitation = _ok(admin.post("/api/invitations", json={"email": f"later-{low}@example.com", "role_id": USER,
-                                                          "name": f"Later {marker}"}), 201)["id"]
+    invitation = _ok(
+        admin.post(
+            "/api/invitations", json={"email": f"later-{low}@example.com", "role_id": USER, "name": f"Later {marker}"}
+        ),
+        201,
+    )["id"]
     client, access = make_client(admin, f"Client {marker}")
     tmpl = _ok(admin.post("/api/console/templates", json={"name": f"Template {marker}"}), 201)
-    for ds in ({"pin": "V0", "name": f"Temp {marker}", "type": "double", "min": -40, "max": 85, "save_raw": True},
-               {"pin": "V1", "name": f"Power {marker}", "type": "integer", "min": 0, "max": 1}):
+    for ds in (
+        {"pin": "V0", "name": f"Temp {marker}", "type": "double", "min": -40, "max": 85, "save_raw": True},
+        {"pin": "V1", "name": f"Power {marker}", "type": "integer", "min": 0, "max": 1},
+    ):
         _ok(admin.post(f"/api/console/templates/{tmpl['id']}/datastreams", json=ds), 200)
-    _ok(admin.post(f"/api/console/templates/{tmpl['id']}/events",
-                   json={"code": "overheat", "name": f"Overheat {marker}", "type": "warning"}), 200)
+    _ok(
+        admin.post(
+            f"/api/console/templates/{tmpl['id']}/events",
+            json={"code": "overheat", "name": f"Overheat {marker}", "type": "warning"},
+        ),
+        200,
+    )
     _ok(admin.post(f"/api/console/templates/{tmpl['id']}/metadata", json={"name": "Serial", "type": "text"}), 200)
     device, token = make_device(admin, tmpl["id"], f"Device {marker}")
     _ok(admin.put(f"/api/devices/{device}/tags", json={"tags": [f"tag {marker}"]}), 200)
     _ok(admin.put(f"/api/console/devices/{device}/metadata", json={"name": "Serial", "value": f"SN {marker}"}), 200)
     base = acc.base_url
-    now = int(datetime.now(timezone.utc).timestamp() * 1000)
-    _ok(httpx.post(f"{base}/external/api/batch/update", params={"token": token, "pin": "V0"},
-                   json=[[now - 60_000 * m, 20 + m] for m in range(1, 5)]), 200)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    _ok(
+        httpx.post(
+            f"{base}/external/api/batch/update",
+            params={"token": token, "pin": "V0"},
+            json=[[now - 60_000 * m, 20 + m] for m in range(1, 5)],
+        ),
+        200,
+    )
     _ok(httpx.get(f"{base}/external/api/update", params={"token": token, "V1": "1"}), 200)
-    _ok(httpx.get(f"{base}/external/api/logEvent", params={"token": token, "code": "overheat",
-                                                         "description": f"Hot {marker}"}), 200)
-    uploaded = _ok(httpx.post(f"{base}/external/api/upload", params={"token": token},
-                              files={"upfile": (f"{marker}.txt", f"file of {marker}".encode(), "text/plain")}), 200)
+    _ok(
+        httpx.get(
+            f"{base}/external/api/logEvent", params={"token": token, "code": "overheat", "description": f"Hot {marker}"}
+        ),
+        200,
+    )
+    uploaded = _ok(
+        httpx.post(
+            f"{base}/external/api/upload",
+            params={"token": token},
+            files={"upfile": (f"{marker}.txt", f"file of {marker}".encode(), "text/plain")},
+        ),
+        200,
+    )
     export = _ok(httpx.get(f"{base}/external/api/data/get", params={"token": token, "dataStreamId": "0"}), 200)
-    firmware = _ok(admin.post("/api/ota/firmware", params={"filename": f"{marker}.bin"}, content=_image("2.0.0")), 201)["id"]
+    firmware = _ok(admin.post("/api/ota/firmware", params={"filename": f"{marker}.bin"}, content=_image("2.0.0")), 201)[
+        "id"
+    ]
     shipment = make_shipment(admin, firmware, device, f"Ship {marker}")
-    return Tenant(name, marker, org, sub, admin, Bearer(base, access), admin.me["id"], f"admin-{low}@example.com",
-                  member.me["id"], role, invitation, client, tmpl["id"], tmpl["public_id"], device, token, firmware,
-                  shipment, uploaded.rsplit("/", 1)[1], export["link"].rsplit("/", 1)[1])
+    return Tenant(
+        name,
+        marker,
+        org,
+        sub,
+        admin,
+        Bearer(base, access),
+        admin.me["id"],
+        f"admin-{low}@example.com",
+        member.me["id"],
+        role,
+        invitation,
+        client,
+        tmpl["id"],
+        tmpl["public_id"],
+        device,
+        token,
+        firmware,
+        shipment,
+        uploaded.rsplit("/", 1)[1],
+        export["link"].rsplit("/", 1)[1],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -187,28 +253,53 @@ def world(pg_server: str, template_db: str) -> Iterator[World]:
 
 # -- throwaway resources (made in the owner's tenant, once per key) --------------------------
 
+
 def spare_org(o: Tenant, key: str) -> int:
-    return int(o.spare(key, lambda: _ok(o.admin.post("/api/orgs", json={"name": f"{key} {o.marker}",
-                                                                         "parent_id": o.org}), 201)["id"]))
+    return int(
+        o.spare(
+            key,
+            lambda: _ok(o.admin.post("/api/orgs", json={"name": f"{key} {o.marker}", "parent_id": o.org}), 201)["id"],
+        )
+    )
 
 
 def spare_user(o: Tenant, key: str, role: int = USER) -> int:
     def make() -> int:
-        r = o.bearer.post(f"{V1}/users/create-in-org", json={"email": f"{key}-{o.marker.lower()}@example.com",
-                                                             "name": f"{key} {o.marker}",
-                                                             "password": "a-good-password-1", "roleId": role})
+        r = o.bearer.post(
+            f"{V1}/users/create-in-org",
+            json={
+                "email": f"{key}-{o.marker.lower()}@example.com",
+                "name": f"{key} {o.marker}",
+                "password": "a-good-password-1",
+                "roleId": role,
+            },
+        )
         return int(_ok(r, 201)["id"])
+
     return int(o.spare(key, make))
 
 
 def spare_role(o: Tenant, key: str) -> int:
-    return int(o.spare(key, lambda: _ok(o.admin.post("/api/roles", json={"name": f"{key} {o.marker}",
-                                                                          "permissions": []}), 201)["id"]))
+    return int(
+        o.spare(
+            key,
+            lambda: _ok(o.admin.post("/api/roles", json={"name": f"{key} {o.marker}", "permissions": []}), 201)["id"],
+        )
+    )
 
 
 def spare_invitation(o: Tenant, key: str) -> int:
-    return int(o.spare(key, lambda: _ok(o.admin.post("/api/invitations", json={
-        "email": f"{key}-{o.marker.lower()}@example.com", "role_id": USER}), 201)["id"]))
+    return int(
+        o.spare(
+            key,
+            lambda: _ok(
+                o.admin.post(
+                    "/api/invitations", json={"email": f"{key}-{o.marker.lower()}@example.com", "role_id": USER}
+                ),
+                201,
+            )["id"],
+        )
+    )
 
 
 def spare_client(o: Tenant, key: str) -> int:
@@ -222,16 +313,33 @@ def spare_device(o: Tenant, key: str) -> int:
 def spare_template(o: Tenant, key: str) -> int:
     def make() -> int:
         tid = _ok(o.admin.post("/api/console/templates", json={"name": f"{key} {o.marker}"}), 201)["id"]
-        _ok(o.admin.post(f"/api/console/templates/{tid}/datastreams", json={"pin": "V3", "name": "Spare", "type": "string"}), 200)
-        _ok(o.admin.post(f"/api/console/templates/{tid}/events", json={"code": "spare", "name": "Spare", "type": "info"}), 200)
+        _ok(
+            o.admin.post(
+                f"/api/console/templates/{tid}/datastreams", json={"pin": "V3", "name": "Spare", "type": "string"}
+            ),
+            200,
+        )
+        _ok(
+            o.admin.post(
+                f"/api/console/templates/{tid}/events", json={"code": "spare", "name": "Spare", "type": "info"}
+            ),
+            200,
+        )
         _ok(o.admin.post(f"/api/console/templates/{tid}/metadata", json={"name": "Spare", "type": "text"}), 200)
         return int(tid)
+
     return int(o.spare(key, make))
 
 
 def spare_firmware(o: Tenant, key: str) -> int:
-    return int(o.spare(key, lambda: _ok(o.admin.post("/api/ota/firmware", params={"filename": "spare.bin"},
-                                                     content=_image("2.0.1")), 201)["id"]))
+    return int(
+        o.spare(
+            key,
+            lambda: _ok(
+                o.admin.post("/api/ota/firmware", params={"filename": "spare.bin"}, content=_image("2.0.1")), 201
+            )["id"],
+        )
+    )
 
 
 def spare_shipment(o: Tenant, key: str, cancelled: bool = False) -> int:
@@ -240,16 +348,18 @@ def spare_shipment(o: Tenant, key: str, cancelled: bool = False) -> int:
         if cancelled:
             _ok(o.admin.post(f"/api/ota/shipments/{sid}/cancel"), 200)
         return sid
+
     return int(o.spare(key, make))
 
 
 def download_token(w: World, shipment: int, device: int) -> str:
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"openblynk ota download tokens").derive(TEST_SECRET.encode())
-    return DownloadTokens(key).issue(shipment, device, int(datetime.now(timezone.utc).timestamp()) + 3600)
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"openblynk ota download tokens").derive(
+        TEST_SECRET.encode()
+    )
+    return DownloadTokens(key).issue(shipment, device, int(datetime.now(UTC).timestamp()) + 3600)
 
 
-def offered_download(w: World, o: Tenant, c: Tenant) -> "Call":
+def offered_download(w: World, o: Tenant, c: Tenant) -> Call:
     """The download of the owner's device in the caller's shipment; as if the offer was sent."""
     shipment = spare_shipment(c, "dl-ship")
     device = c.spares["dl-ship-dev"] if o is c else o.device
@@ -259,6 +369,7 @@ def offered_download(w: World, o: Tenant, c: Tenant) -> "Call":
 
 
 # -- the table -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Call:
@@ -316,7 +427,7 @@ def _dev_write(o: Tenant, body: dict[str, Any]) -> dict[str, Any]:
     return {"deviceId": o.device, **body}
 
 
-NOW_MS = int(datetime.now(timezone.utc).timestamp() * 1000)
+NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
 YEAR_AGO = NOW_MS - 365 * 86_400_000
 ROUTES: dict[tuple[str, str], Route] = {
     # ---- public: no credentials; the token-bearing links are secrets, not tenant ids
@@ -350,16 +461,26 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/api/invitations/accept"): Route(PUBLIC, anon=400),
     ("POST", "/oauth2/token"): Route(PUBLIC, anon=400, note="client id and secret in the request"),
     # capability URLs: the random name is the permission; the device id in the path must match it
-    ("GET", "/device_uploads/{device_id:int}/{name:str}"): Route(PUBLIC, {
-        "device id with the caller's file name": I(lambda w, o, c: G(f"/device_uploads/{o.device}/{c.upload}"))},
-        anon=404),
-    ("GET", "/{name:str}"): Route(PUBLIC, {
-        "device id inside the caller's export name": I(
-            lambda w, o, c: G("/" + c.export.replace(f"device_data_{c.device}_", f"device_data_{o.device}_")))},
-        anon=404),
-    ("GET", "/api/ota/download"): Route(PUBLIC, {
-        "device id in a signed token of the caller's shipment": I(offered_download, foreign=403)},
-        anon=400, note="the signed token names shipment and device"),
+    ("GET", "/device_uploads/{device_id:int}/{name:str}"): Route(
+        PUBLIC,
+        {"device id with the caller's file name": I(lambda w, o, c: G(f"/device_uploads/{o.device}/{c.upload}"))},
+        anon=404,
+    ),
+    ("GET", "/{name:str}"): Route(
+        PUBLIC,
+        {
+            "device id inside the caller's export name": I(
+                lambda w, o, c: G("/" + c.export.replace(f"device_data_{c.device}_", f"device_data_{o.device}_"))
+            )
+        },
+        anon=404,
+    ),
+    ("GET", "/api/ota/download"): Route(
+        PUBLIC,
+        {"device id in a signed token of the caller's shipment": I(offered_download, foreign=403)},
+        anon=400,
+        note="the signed token names shipment and device",
+    ),
     # ---- device token: the token is the credential and names the device; no other id but provisioning's template
     ("GET", "/external/api/get"): Route(DEVICE),
     ("GET", "/external/api/getAll"): Route(DEVICE),
@@ -374,23 +495,34 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/external/api/device/meta/update"): Route(DEVICE),
     ("GET", "/external/api/data/get"): Route(DEVICE),
     ("POST", "/external/api/upload"): Route(DEVICE),
-    ("GET", "/external/api/provision"): Route(DEVICE, {
-        "template public id": I(lambda w, o, c: G("/external/api/provision", token=c.token,
-                                                  templateId=o.template_public), foreign=400)}),
+    ("GET", "/external/api/provision"): Route(
+        DEVICE,
+        {
+            "template public id": I(
+                lambda w, o, c: G("/external/api/provision", token=c.token, templateId=o.template_public), foreign=400
+            )
+        },
+    ),
     # ---- console pages (session cookie)
     ("GET", "/account"): Route(SESSION, lists=lambda w, o, c: G("/account")),
     ("GET", "/air"): Route(SESSION),
     ("GET", "/air/firmware"): Route(SESSION, lists=lambda w, o, c: G("/air/firmware")),
     ("GET", "/air/shipments"): Route(SESSION, lists=lambda w, o, c: G("/air/shipments")),
-    ("GET", "/air/shipments/new"): S(firmware=I(lambda w, o, c: G("/air/shipments/new", firmware=o.firmware),
-                                               foreign=200)),
+    ("GET", "/air/shipments/new"): S(
+        firmware=I(lambda w, o, c: G("/air/shipments/new", firmware=o.firmware), foreign=200)
+    ),
     ("GET", "/air/shipments/{shipment_id:int}"): S(shipment=I(lambda w, o, c: G(f"/air/shipments/{o.shipment}"))),
     ("GET", "/air/shipments/{shipment_id:int}/progress"): S(
-        shipment=I(lambda w, o, c: G(f"/air/shipments/{o.shipment}/progress"))),
-    ("GET", "/devices"): Route(SESSION, {
-        "org filter": I(lambda w, o, c: G("/devices", org=o.org)),
-        "template filter": I(lambda w, o, c: G("/devices", template=o.template), foreign=200)},
-        lists=lambda w, o, c: G("/devices")),
+        shipment=I(lambda w, o, c: G(f"/air/shipments/{o.shipment}/progress"))
+    ),
+    ("GET", "/devices"): Route(
+        SESSION,
+        {
+            "org filter": I(lambda w, o, c: G("/devices", org=o.org)),
+            "template filter": I(lambda w, o, c: G("/devices", template=o.template), foreign=200),
+        },
+        lists=lambda w, o, c: G("/devices"),
+    ),
     ("GET", "/devices/new"): S(template=I(lambda w, o, c: G("/devices/new", template=o.template), foreign=200)),
     ("GET", "/devices/{device_id:int}"): S(device=I(lambda w, o, c: G(f"/devices/{o.device}"))),
     ("GET", "/templates"): Route(SESSION, lists=lambda w, o, c: G("/templates")),
@@ -404,259 +536,605 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/api/auth/password"): Route(SESSION),
     ("GET", "/api/users/me"): Route(SESSION, lists=lambda w, o, c: G("/api/users/me")),
     ("GET", "/api/permissions"): Route(SESSION),
-    ("GET", "/api/users"): Route(SESSION, {"org": I(lambda w, o, c: G("/api/users", org_id=o.org))},
-                                 lists=lambda w, o, c: G("/api/users")),
+    ("GET", "/api/users"): Route(
+        SESSION, {"org": I(lambda w, o, c: G("/api/users", org_id=o.org))}, lists=lambda w, o, c: G("/api/users")
+    ),
     ("GET", "/api/users/{user_id:int}"): S(user=I(lambda w, o, c: G(f"/api/users/{o.member}"))),
     ("PATCH", "/api/users/{user_id:int}"): S(
         user=I(lambda w, o, c: Call("PATCH", f"/api/users/{o.member}", json={"name": f"Member {o.marker}"})),
-        role=I(lambda w, o, c: Call("PATCH", f"/api/users/{spare_user(c, 'gets-role')}", json={"role_id": o.role}))),
+        role=I(lambda w, o, c: Call("PATCH", f"/api/users/{spare_user(c, 'gets-role')}", json={"role_id": o.role})),
+    ),
     ("DELETE", "/api/users/{user_id:int}"): S(
-        user=I(lambda w, o, c: Call("DELETE", f"/api/users/{spare_user(o, 'deleted')}"), own=204)),
+        user=I(lambda w, o, c: Call("DELETE", f"/api/users/{spare_user(o, 'deleted')}"), own=204)
+    ),
     ("POST", "/api/users/{user_id:int}/suspend"): S(
-        user=I(lambda w, o, c: Call("POST", f"/api/users/{spare_user(o, 'suspended')}/suspend"))),
+        user=I(lambda w, o, c: Call("POST", f"/api/users/{spare_user(o, 'suspended')}/suspend"))
+    ),
     ("POST", "/api/users/{user_id:int}/activate"): S(
-        user=I(lambda w, o, c: Call("POST", f"/api/users/{o.member}/activate"))),
+        user=I(lambda w, o, c: Call("POST", f"/api/users/{o.member}/activate"))
+    ),
     ("POST", "/api/users/{user_id:int}/logout"): S(
-        user=I(lambda w, o, c: Call("POST", f"/api/users/{o.member}/logout"))),
-    ("GET", "/api/roles"): Route(SESSION, {"org": I(lambda w, o, c: G("/api/roles", org_id=o.org))},
-                                 lists=lambda w, o, c: G("/api/roles")),
+        user=I(lambda w, o, c: Call("POST", f"/api/users/{o.member}/logout"))
+    ),
+    ("GET", "/api/roles"): Route(
+        SESSION, {"org": I(lambda w, o, c: G("/api/roles", org_id=o.org))}, lists=lambda w, o, c: G("/api/roles")
+    ),
     ("GET", "/api/roles/{role_id:int}"): S(role=I(lambda w, o, c: G(f"/api/roles/{o.role}"))),
-    ("POST", "/api/roles"): S(org=I(lambda w, o, c: Call("POST", "/api/roles", json={
-        "name": f"Planted {c.marker}{o.name}", "permissions": [], "org_id": o.org}), own=201)),
+    ("POST", "/api/roles"): S(
+        org=I(
+            lambda w, o, c: Call(
+                "POST", "/api/roles", json={"name": f"Planted {c.marker}{o.name}", "permissions": [], "org_id": o.org}
+            ),
+            own=201,
+        )
+    ),
     ("PATCH", "/api/roles/{role_id:int}"): S(
-        role=I(lambda w, o, c: Call("PATCH", f"/api/roles/{o.role}", json={"permissions": ["users.view"]}))),
+        role=I(lambda w, o, c: Call("PATCH", f"/api/roles/{o.role}", json={"permissions": ["users.view"]}))
+    ),
     ("DELETE", "/api/roles/{role_id:int}"): S(
-        role=I(lambda w, o, c: Call("DELETE", f"/api/roles/{spare_role(o, 'deleted-role')}"), own=204)),
-    ("GET", "/api/invitations"): Route(SESSION, {"org": I(lambda w, o, c: G("/api/invitations", org_id=o.org))},
-                                       lists=lambda w, o, c: G("/api/invitations")),
+        role=I(lambda w, o, c: Call("DELETE", f"/api/roles/{spare_role(o, 'deleted-role')}"), own=204)
+    ),
+    ("GET", "/api/invitations"): Route(
+        SESSION,
+        {"org": I(lambda w, o, c: G("/api/invitations", org_id=o.org))},
+        lists=lambda w, o, c: G("/api/invitations"),
+    ),
     ("POST", "/api/invitations"): S(
-        org=I(lambda w, o, c: Call("POST", "/api/invitations", json={
-            "email": f"spy-{c.name}-{o.marker.lower()}@example.com", "role_id": USER, "org_id": o.org}), own=201),
-        role=I(lambda w, o, c: Call("POST", "/api/invitations", json={
-            "email": f"role-{c.name}-{o.marker.lower()}@example.com", "role_id": o.role, "org_id": c.org}), own=201)),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/invitations",
+                json={"email": f"spy-{c.name}-{o.marker.lower()}@example.com", "role_id": USER, "org_id": o.org},
+            ),
+            own=201,
+        ),
+        role=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/invitations",
+                json={"email": f"role-{c.name}-{o.marker.lower()}@example.com", "role_id": o.role, "org_id": c.org},
+            ),
+            own=201,
+        ),
+    ),
     ("DELETE", "/api/invitations/{invitation_id:int}"): S(
-        invitation=I(lambda w, o, c: Call("DELETE", f"/api/invitations/{spare_invitation(o, 'withdrawn')}"), own=204)),
+        invitation=I(lambda w, o, c: Call("DELETE", f"/api/invitations/{spare_invitation(o, 'withdrawn')}"), own=204)
+    ),
     ("GET", "/api/orgs"): Route(SESSION, lists=lambda w, o, c: G("/api/orgs")),
     ("GET", "/api/orgs/{org_id:int}"): S(org=I(lambda w, o, c: G(f"/api/orgs/{o.org}"))),
-    ("POST", "/api/orgs"): S(parent=I(lambda w, o, c: Call("POST", "/api/orgs", json={
-        "name": f"Inside {c.name} {o.marker}", "parent_id": o.org}), own=201)),
+    ("POST", "/api/orgs"): S(
+        parent=I(
+            lambda w, o, c: Call("POST", "/api/orgs", json={"name": f"Inside {c.name} {o.marker}", "parent_id": o.org}),
+            own=201,
+        )
+    ),
     ("PATCH", "/api/orgs/{org_id:int}"): S(
-        org=I(lambda w, o, c: Call("PATCH", f"/api/orgs/{o.sub}", json={"name": f"Sub {o.marker}"}))),
+        org=I(lambda w, o, c: Call("PATCH", f"/api/orgs/{o.sub}", json={"name": f"Sub {o.marker}"}))
+    ),
     ("DELETE", "/api/orgs/{org_id:int}"): S(
-        org=I(lambda w, o, c: Call("DELETE", f"/api/orgs/{spare_org(o, 'deleted-org')}"), own=204)),
+        org=I(lambda w, o, c: Call("DELETE", f"/api/orgs/{spare_org(o, 'deleted-org')}"), own=204)
+    ),
     ("POST", "/api/orgs/{org_id:int}/move"): S(
         org=I(lambda w, o, c: Call("POST", f"/api/orgs/{spare_org(o, 'moved-org')}/move", json={"parent_id": o.sub})),
-        parent=I(lambda w, o, c: Call("POST", f"/api/orgs/{spare_org(c, 'moving-org')}/move", json={"parent_id": o.sub}))),
-    ("GET", "/api/devices"): Route(SESSION, {"org": I(lambda w, o, c: G("/api/devices", org_id=o.org))},
-                                   lists=lambda w, o, c: G("/api/devices")),
+        parent=I(
+            lambda w, o, c: Call("POST", f"/api/orgs/{spare_org(c, 'moving-org')}/move", json={"parent_id": o.sub})
+        ),
+    ),
+    ("GET", "/api/devices"): Route(
+        SESSION, {"org": I(lambda w, o, c: G("/api/devices", org_id=o.org))}, lists=lambda w, o, c: G("/api/devices")
+    ),
     ("GET", "/api/devices/{device_id:int}"): S(device=I(lambda w, o, c: G(f"/api/devices/{o.device}"))),
     ("POST", "/api/devices/{device_id:int}/move"): S(
-        device=I(lambda w, o, c: Call("POST", f"/api/devices/{spare_device(o, 'moved-dev')}/move", json={"org_id": o.sub})),
-        org=I(lambda w, o, c: Call("POST", f"/api/devices/{spare_device(c, 'moving-dev')}/move", json={"org_id": o.sub}))),
+        device=I(
+            lambda w, o, c: Call("POST", f"/api/devices/{spare_device(o, 'moved-dev')}/move", json={"org_id": o.sub})
+        ),
+        org=I(
+            lambda w, o, c: Call("POST", f"/api/devices/{spare_device(c, 'moving-dev')}/move", json={"org_id": o.sub})
+        ),
+    ),
     ("GET", "/api/devices/{device_id:int}/tags"): S(device=I(lambda w, o, c: G(f"/api/devices/{o.device}/tags"))),
     ("PUT", "/api/devices/{device_id:int}/tags"): S(
-        device=I(lambda w, o, c: Call("PUT", f"/api/devices/{o.device}/tags", json={"tags": [f"tag {o.marker}"]}))),
-    ("GET", "/api/tags"): Route(SESSION, {"org": I(lambda w, o, c: G("/api/tags", org_id=o.org))},
-                                lists=lambda w, o, c: G("/api/tags")),
-    ("GET", "/api/audit"): Route(SESSION, {"org": I(lambda w, o, c: G("/api/audit", org_id=o.org))},
-                                 lists=lambda w, o, c: G("/api/audit")),
-    ("GET", "/api/oauth2/clients"): Route(SESSION, {"org": I(lambda w, o, c: G("/api/oauth2/clients", org_id=o.org))},
-                                          lists=lambda w, o, c: G("/api/oauth2/clients")),
-    ("POST", "/api/oauth2/clients"): S(org=I(lambda w, o, c: Call("POST", "/api/oauth2/clients", json={
-        "name": f"Planted {c.name} {o.marker}", "org_id": o.org}), own=201)),
+        device=I(lambda w, o, c: Call("PUT", f"/api/devices/{o.device}/tags", json={"tags": [f"tag {o.marker}"]}))
+    ),
+    ("GET", "/api/tags"): Route(
+        SESSION, {"org": I(lambda w, o, c: G("/api/tags", org_id=o.org))}, lists=lambda w, o, c: G("/api/tags")
+    ),
+    ("GET", "/api/audit"): Route(
+        SESSION, {"org": I(lambda w, o, c: G("/api/audit", org_id=o.org))}, lists=lambda w, o, c: G("/api/audit")
+    ),
+    ("GET", "/api/oauth2/clients"): Route(
+        SESSION,
+        {"org": I(lambda w, o, c: G("/api/oauth2/clients", org_id=o.org))},
+        lists=lambda w, o, c: G("/api/oauth2/clients"),
+    ),
+    ("POST", "/api/oauth2/clients"): S(
+        org=I(
+            lambda w, o, c: Call(
+                "POST", "/api/oauth2/clients", json={"name": f"Planted {c.name} {o.marker}", "org_id": o.org}
+            ),
+            own=201,
+        )
+    ),
     ("DELETE", "/api/oauth2/clients/{client_pk:int}"): S(
-        client=I(lambda w, o, c: Call("DELETE", f"/api/oauth2/clients/{spare_client(o, 'revoked')}"))),
+        client=I(lambda w, o, c: Call("DELETE", f"/api/oauth2/clients/{spare_client(o, 'revoked')}"))
+    ),
     # ---- /api/ota: Blynk.Air (session)
     ("GET", "/api/ota/firmware"): Route(SESSION, lists=lambda w, o, c: G("/api/ota/firmware")),
     ("POST", "/api/ota/firmware"): Route(SESSION, note="stores an image in the caller's organization; names no id"),
     ("GET", "/api/ota/firmware/{firmware_id:int}"): S(firmware=I(lambda w, o, c: G(f"/api/ota/firmware/{o.firmware}"))),
     ("DELETE", "/api/ota/firmware/{firmware_id:int}"): S(
-        firmware=I(lambda w, o, c: Call("DELETE", f"/api/ota/firmware/{spare_firmware(o, 'deleted-fw')}"), own=204)),
+        firmware=I(lambda w, o, c: Call("DELETE", f"/api/ota/firmware/{spare_firmware(o, 'deleted-fw')}"), own=204)
+    ),
     ("GET", "/api/ota/signing-key"): Route(SESSION),
     ("GET", "/api/ota/shipments"): Route(SESSION, lists=lambda w, o, c: G("/api/ota/shipments")),
     ("POST", "/api/ota/shipments"): S(
-        firmware=I(lambda w, o, c: Call("POST", "/api/ota/shipments", json={
-            "name": f"fw {c.name} {o.marker}", "firmware_id": o.firmware,
-            "target": {"kind": "devices", "device_ids": [c.device]}}), own=201),
-        devices=I(lambda w, o, c: Call("POST", "/api/ota/shipments", json={
-            "name": f"dev {c.name} {o.marker}", "firmware_id": c.firmware,
-            "target": {"kind": "devices", "device_ids": [o.device]}}), foreign=400, own=201),
-        template=I(lambda w, o, c: Call("POST", "/api/ota/shipments", json={
-            "name": f"tmpl {c.name} {o.marker}", "firmware_id": c.firmware,
-            "target": {"kind": "template", "template_id": o.template}}), foreign=400, own=201),
-        org=I(lambda w, o, c: Call("POST", "/api/ota/shipments", json={
-            "name": f"org {c.name} {o.marker}", "firmware_id": c.firmware,
-            "target": {"kind": "org", "org_id": o.org}}), foreign=400, own=201),
+        firmware=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/ota/shipments",
+                json={
+                    "name": f"fw {c.name} {o.marker}",
+                    "firmware_id": o.firmware,
+                    "target": {"kind": "devices", "device_ids": [c.device]},
+                },
+            ),
+            own=201,
+        ),
+        devices=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/ota/shipments",
+                json={
+                    "name": f"dev {c.name} {o.marker}",
+                    "firmware_id": c.firmware,
+                    "target": {"kind": "devices", "device_ids": [o.device]},
+                },
+            ),
+            foreign=400,
+            own=201,
+        ),
+        template=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/ota/shipments",
+                json={
+                    "name": f"tmpl {c.name} {o.marker}",
+                    "firmware_id": c.firmware,
+                    "target": {"kind": "template", "template_id": o.template},
+                },
+            ),
+            foreign=400,
+            own=201,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/ota/shipments",
+                json={
+                    "name": f"org {c.name} {o.marker}",
+                    "firmware_id": c.firmware,
+                    "target": {"kind": "org", "org_id": o.org},
+                },
+            ),
+            foreign=400,
+            own=201,
+        ),
         note="a target outside the caller's organization is refused as a bad target (400), in the words "
-             "used for one that does not exist; a tag target is a name, not an id, and the rollout bounds "
-             "every target by the shipment's organization"),
-    ("GET", "/api/ota/shipments/{shipment_id:int}"): S(shipment=I(lambda w, o, c: G(f"/api/ota/shipments/{o.shipment}"))),
+        "used for one that does not exist; a tag target is a name, not an id, and the rollout bounds "
+        "every target by the shipment's organization",
+    ),
+    ("GET", "/api/ota/shipments/{shipment_id:int}"): S(
+        shipment=I(lambda w, o, c: G(f"/api/ota/shipments/{o.shipment}"))
+    ),
     ("GET", "/api/ota/shipments/{shipment_id:int}/devices"): S(
-        shipment=I(lambda w, o, c: G(f"/api/ota/shipments/{o.shipment}/devices"))),
+        shipment=I(lambda w, o, c: G(f"/api/ota/shipments/{o.shipment}/devices"))
+    ),
     ("POST", "/api/ota/shipments/{shipment_id:int}/{action:str}"): S(
-        shipment=I(lambda w, o, c: Call("POST", f"/api/ota/shipments/{spare_shipment(o, 'paused')}/pause"))),
+        shipment=I(lambda w, o, c: Call("POST", f"/api/ota/shipments/{spare_shipment(o, 'paused')}/pause"))
+    ),
     ("DELETE", "/api/ota/shipments/{shipment_id:int}"): S(
-        shipment=I(lambda w, o, c: Call("DELETE", f"/api/ota/shipments/{spare_shipment(o, 'deleted-ship', True)}"),
-                   own=204)),
+        shipment=I(
+            lambda w, o, c: Call("DELETE", f"/api/ota/shipments/{spare_shipment(o, 'deleted-ship', True)}"), own=204
+        )
+    ),
     # ---- /api/console: the console's JSON routes (session)
     ("GET", "/api/console/templates"): Route(SESSION, lists=lambda w, o, c: G("/api/console/templates")),
-    ("POST", "/api/console/templates"): S(org=I(lambda w, o, c: Call("POST", "/api/console/templates", json={
-        "name": f"Planted {c.name} {o.marker}", "org_id": o.org}), own=201)),
+    ("POST", "/api/console/templates"): S(
+        org=I(
+            lambda w, o, c: Call(
+                "POST", "/api/console/templates", json={"name": f"Planted {c.name} {o.marker}", "org_id": o.org}
+            ),
+            own=201,
+        )
+    ),
     ("GET", "/api/console/templates/{template_id:int}"): S(
-        template=I(lambda w, o, c: G(f"/api/console/templates/{o.template}"))),
+        template=I(lambda w, o, c: G(f"/api/console/templates/{o.template}"))
+    ),
     ("PATCH", "/api/console/templates/{template_id:int}"): S(
-        template=I(lambda w, o, c: Call("PATCH", f"/api/console/templates/{o.template}",
-                                        json={"name": f"Template {o.marker}"}))),
+        template=I(
+            lambda w, o, c: Call("PATCH", f"/api/console/templates/{o.template}", json={"name": f"Template {o.marker}"})
+        )
+    ),
     ("GET", "/api/console/templates/{template_id:int}/dashboard"): S(
-        template=I(lambda w, o, c: G(f"/api/console/templates/{o.template}/dashboard"))),
+        template=I(lambda w, o, c: G(f"/api/console/templates/{o.template}/dashboard"))
+    ),
     ("PUT", "/api/console/templates/{template_id:int}/dashboard"): S(
-        template=I(lambda w, o, c: Call("PUT", f"/api/console/templates/{o.template}/dashboard", json={"widgets": []}))),
+        template=I(lambda w, o, c: Call("PUT", f"/api/console/templates/{o.template}/dashboard", json={"widgets": []}))
+    ),
     ("POST", "/api/console/templates/{template_id:int}/datastreams"): S(
-        template=I(lambda w, o, c: Call("POST", f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/datastreams",
-                                        json={"pin": "V9", "name": "Planted", "type": "string"}))),
+        template=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/datastreams",
+                json={"pin": "V9", "name": "Planted", "type": "string"},
+            )
+        )
+    ),
     ("PUT", "/api/console/templates/{template_id:int}/datastreams/{pin:int}"): S(
-        template=I(lambda w, o, c: Call("PUT", f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/datastreams/3",
-                                        json={"pin": "V3", "name": "Spare", "type": "string"}))),
+        template=I(
+            lambda w, o, c: Call(
+                "PUT",
+                f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/datastreams/3",
+                json={"pin": "V3", "name": "Spare", "type": "string"},
+            )
+        )
+    ),
     ("DELETE", "/api/console/templates/{template_id:int}/datastreams/{pin:int}"): S(
-        template=I(lambda w, o, c: Call("DELETE", f"/api/console/templates/{spare_template(o, 'tmpl-del')}/datastreams/3"))),
+        template=I(
+            lambda w, o, c: Call("DELETE", f"/api/console/templates/{spare_template(o, 'tmpl-del')}/datastreams/3")
+        )
+    ),
     ("POST", "/api/console/templates/{template_id:int}/events"): S(
-        template=I(lambda w, o, c: Call("POST", f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/events",
-                                        json={"code": "planted", "name": "Planted", "type": "info"}))),
+        template=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/events",
+                json={"code": "planted", "name": "Planted", "type": "info"},
+            )
+        )
+    ),
     ("DELETE", "/api/console/templates/{template_id:int}/events/{code:str}"): S(
-        template=I(lambda w, o, c: Call("DELETE", f"/api/console/templates/{spare_template(o, 'tmpl-del')}/events/spare"))),
+        template=I(
+            lambda w, o, c: Call("DELETE", f"/api/console/templates/{spare_template(o, 'tmpl-del')}/events/spare")
+        )
+    ),
     ("POST", "/api/console/templates/{template_id:int}/metadata"): S(
-        template=I(lambda w, o, c: Call("POST", f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/metadata",
-                                        json={"name": "Planted", "type": "text"}))),
+        template=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"/api/console/templates/{spare_template(o, 'tmpl-ds')}/metadata",
+                json={"name": "Planted", "type": "text"},
+            )
+        )
+    ),
     ("DELETE", "/api/console/templates/{template_id:int}/metadata/{name:str}"): S(
-        template=I(lambda w, o, c: Call("DELETE", f"/api/console/templates/{spare_template(o, 'tmpl-del')}/metadata/Spare"))),
+        template=I(
+            lambda w, o, c: Call("DELETE", f"/api/console/templates/{spare_template(o, 'tmpl-del')}/metadata/Spare")
+        )
+    ),
     ("POST", "/api/console/devices"): S(
-        template=I(lambda w, o, c: Call("POST", "/api/console/devices", json={
-            "name": f"Planted {c.name} {o.marker}", "template_id": o.template}), own=201),
-        org=I(lambda w, o, c: Call("POST", "/api/console/devices", json={
-            "name": f"Org planted {c.name} {o.marker}", "template_id": c.template, "org_id": o.org}), own=201)),
+        template=I(
+            lambda w, o, c: Call(
+                "POST", "/api/console/devices", json={"name": f"Planted {c.name} {o.marker}", "template_id": o.template}
+            ),
+            own=201,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/console/devices",
+                json={"name": f"Org planted {c.name} {o.marker}", "template_id": c.template, "org_id": o.org},
+            ),
+            own=201,
+        ),
+    ),
     ("GET", "/api/console/devices/{device_id:int}/token"): S(
-        device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/token"))),
+        device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/token"))
+    ),
     ("POST", "/api/console/devices/{device_id:int}/token/rotate"): S(
-        device=I(lambda w, o, c: Call("POST", f"/api/console/devices/{spare_device(o, 'rotated')}/token/rotate"))),
+        device=I(lambda w, o, c: Call("POST", f"/api/console/devices/{spare_device(o, 'rotated')}/token/rotate"))
+    ),
     ("GET", "/api/console/devices/{device_id:int}/values"): S(
-        device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/values"))),
+        device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/values"))
+    ),
     ("POST", "/api/console/devices/{device_id:int}/values/{pin:int}"): S(
-        device=I(lambda w, o, c: Call("POST", f"/api/console/devices/{o.device}/values/1", json={"value": "1"}))),
+        device=I(lambda w, o, c: Call("POST", f"/api/console/devices/{o.device}/values/1", json={"value": "1"}))
+    ),
     ("GET", "/api/console/devices/{device_id:int}/lines"): S(
         device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/lines", pin=0), own=400),
-        note="the sweep's template has no terminal: A's own call is refused for the pin, after the device check"),
+        note="the sweep's template has no terminal: A's own call is refused for the pin, after the device check",
+    ),
     ("PUT", "/api/console/devices/{device_id:int}/metadata"): S(
-        device=I(lambda w, o, c: Call("PUT", f"/api/console/devices/{o.device}/metadata",
-                                      json={"name": "Serial", "value": f"SN {o.marker}"}))),
+        device=I(
+            lambda w, o, c: Call(
+                "PUT", f"/api/console/devices/{o.device}/metadata", json={"name": "Serial", "value": f"SN {o.marker}"}
+            )
+        )
+    ),
     ("GET", "/api/console/devices/{device_id:int}/history"): S(
-        device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/history", pin=0, start=str(YEAR_AGO),
-                                   end=str(NOW_MS + 86_400_000)))),
+        device=I(
+            lambda w, o, c: G(
+                f"/api/console/devices/{o.device}/history", pin=0, start=str(YEAR_AGO), end=str(NOW_MS + 86_400_000)
+            )
+        )
+    ),
     ("GET", "/api/console/devices/{device_id:int}/timeline"): S(
-        device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/timeline"))),
+        device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/timeline"))
+    ),
     # ---- /api/v1/organization: the platform API (Bearer token)
     ("GET", V1): Route(BEARER, {"org": I(lambda w, o, c: G(V1, orgId=o.org))}, lists=lambda w, o, c: G(V1)),
-    ("DELETE", V1): B(org=I(lambda w, o, c: Call("DELETE", V1, params={"orgId": spare_org(o, "v1-deleted-org")}), own=204)),
+    ("DELETE", V1): B(
+        org=I(lambda w, o, c: Call("DELETE", V1, params={"orgId": spare_org(o, "v1-deleted-org")}), own=204)
+    ),
     ("GET", f"{V1}/profile"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/profile")),
     ("GET", f"{V1}/search"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/search")),
-    ("POST", f"{V1}/create"): B(parent=I(lambda w, o, c: Call("POST", f"{V1}/create", json={
-        "name": f"V1 inside {c.name} {o.marker}", "parentOrganizationId": o.org}), own=201)),
+    ("POST", f"{V1}/create"): B(
+        parent=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/create", json={"name": f"V1 inside {c.name} {o.marker}", "parentOrganizationId": o.org}
+            ),
+            own=201,
+        )
+    ),
     ("GET", f"{V1}/automations"): Route(BEARER, anon=401, note="501: not offered"),
     ("GET", f"{V1}/static-tokens"): Route(BEARER, anon=401, note="501: not offered"),
     ("GET", f"{V1}/templates"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/templates")),
     ("GET", f"{V1}/template"): B(template=I(lambda w, o, c: G(f"{V1}/template", templateId=o.template))),
     ("GET", f"{V1}/template/datastreams"): B(
-        template=I(lambda w, o, c: G(f"{V1}/template/datastreams", templateId=o.template))),
+        template=I(lambda w, o, c: G(f"{V1}/template/datastreams", templateId=o.template))
+    ),
     ("GET", f"{V1}/template/events"): B(template=I(lambda w, o, c: G(f"{V1}/template/events", templateId=o.template))),
     ("GET", f"{V1}/template/metafields"): B(
-        template=I(lambda w, o, c: G(f"{V1}/template/metafields", templateId=o.template))),
-    ("GET", f"{V1}/users"): Route(BEARER, {"org": I(lambda w, o, c: G(f"{V1}/users", orgId=o.org))},
-                                  lists=lambda w, o, c: G(f"{V1}/users")),
+        template=I(lambda w, o, c: G(f"{V1}/template/metafields", templateId=o.template))
+    ),
+    ("GET", f"{V1}/users"): Route(
+        BEARER, {"org": I(lambda w, o, c: G(f"{V1}/users", orgId=o.org))}, lists=lambda w, o, c: G(f"{V1}/users")
+    ),
     ("GET", f"{V1}/user"): B(user=I(lambda w, o, c: G(f"{V1}/user", userId=o.member))),
     ("GET", f"{V1}/search/users"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/search/users", query="Zq")),
     ("PUT", f"{V1}/users/role"): B(
-        user=I(lambda w, o, c: Call("PUT", f"{V1}/users/role", params={"userId": spare_user(o, "v1-role"), "roleId": USER})),
-        role=I(lambda w, o, c: Call("PUT", f"{V1}/users/role", params={"userId": spare_user(c, "v1-gets-role"),
-                                                                       "roleId": o.role}))),
+        user=I(
+            lambda w, o, c: Call("PUT", f"{V1}/users/role", params={"userId": spare_user(o, "v1-role"), "roleId": USER})
+        ),
+        role=I(
+            lambda w, o, c: Call(
+                "PUT", f"{V1}/users/role", params={"userId": spare_user(c, "v1-gets-role"), "roleId": o.role}
+            )
+        ),
+    ),
     ("POST", f"{V1}/users/invite"): B(
-        org=I(lambda w, o, c: Call("POST", f"{V1}/users/invite", json={
-            "email": f"v1-spy-{c.name}-{o.marker.lower()}@example.com", "roleId": USER, "orgId": o.org}), own=201),
-        role=I(lambda w, o, c: Call("POST", f"{V1}/users/invite", json={
-            "email": f"v1-role-{c.name}-{o.marker.lower()}@example.com", "roleId": o.role}), own=201)),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/users/invite",
+                json={"email": f"v1-spy-{c.name}-{o.marker.lower()}@example.com", "roleId": USER, "orgId": o.org},
+            ),
+            own=201,
+        ),
+        role=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/users/invite",
+                json={"email": f"v1-role-{c.name}-{o.marker.lower()}@example.com", "roleId": o.role},
+            ),
+            own=201,
+        ),
+    ),
     ("POST", f"{V1}/users/register"): Route(BEARER, note="acts in the caller's own organization; names no id"),
-    ("POST", f"{V1}/users/create"): B(org=I(lambda w, o, c: Call("POST", f"{V1}/users/create", json={
-        "email": f"v1-made-{c.name}-{o.marker.lower()}@example.com", "password": "a-good-password-1", "roleId": USER,
-        "orgId": o.org}), own=201)),
+    ("POST", f"{V1}/users/create"): B(
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/users/create",
+                json={
+                    "email": f"v1-made-{c.name}-{o.marker.lower()}@example.com",
+                    "password": "a-good-password-1",
+                    "roleId": USER,
+                    "orgId": o.org,
+                },
+            ),
+            own=201,
+        )
+    ),
     ("POST", f"{V1}/users/create-in-org"): B(
-        org=I(lambda w, o, c: Call("POST", f"{V1}/users/create-in-org", json={
-            "email": f"v1-in-{c.name}-{o.marker.lower()}@example.com", "password": "a-good-password-1",
-            "roleId": USER, "orgId": o.org}), own=201),
-        role=I(lambda w, o, c: Call("POST", f"{V1}/users/create-in-org", json={
-            "email": f"v1-inrole-{c.name}-{o.marker.lower()}@example.com", "password": "a-good-password-1",
-            "roleId": o.role}), own=201)),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/users/create-in-org",
+                json={
+                    "email": f"v1-in-{c.name}-{o.marker.lower()}@example.com",
+                    "password": "a-good-password-1",
+                    "roleId": USER,
+                    "orgId": o.org,
+                },
+            ),
+            own=201,
+        ),
+        role=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/users/create-in-org",
+                json={
+                    "email": f"v1-inrole-{c.name}-{o.marker.lower()}@example.com",
+                    "password": "a-good-password-1",
+                    "roleId": o.role,
+                },
+            ),
+            own=201,
+        ),
+    ),
     ("POST", f"{V1}/users/transfer"): B(
-        user=I(lambda w, o, c: Call("POST", f"{V1}/users/transfer", json={
-            "userId": spare_user(o, "v1-transferred"), "targetOrgId": o.sub, "roleId": USER}), own=201),
-        org=I(lambda w, o, c: Call("POST", f"{V1}/users/transfer", json={
-            "userId": spare_user(c, "v1-transferring"), "targetOrgId": o.sub, "roleId": USER}), own=201)),
+        user=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/users/transfer",
+                json={"userId": spare_user(o, "v1-transferred"), "targetOrgId": o.sub, "roleId": USER},
+            ),
+            own=201,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/users/transfer",
+                json={"userId": spare_user(c, "v1-transferring"), "targetOrgId": o.sub, "roleId": USER},
+            ),
+            own=201,
+        ),
+    ),
     ("GET", f"{V1}/devices"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/devices")),
     ("GET", f"{V1}/search/devices"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/search/devices")),
     ("POST", f"{V1}/device/create"): B(
-        template=I(lambda w, o, c: Call("POST", f"{V1}/device/create", json={
-            "templateId": o.template, "name": f"V1 planted {c.name} {o.marker}"}), own=201),
-        org=I(lambda w, o, c: Call("POST", f"{V1}/device/create", json={
-            "templateId": c.template, "name": f"V1 org planted {c.name} {o.marker}", "orgId": o.org}), own=201)),
+        template=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/create",
+                json={"templateId": o.template, "name": f"V1 planted {c.name} {o.marker}"},
+            ),
+            own=201,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/create",
+                json={"templateId": c.template, "name": f"V1 org planted {c.name} {o.marker}", "orgId": o.org},
+            ),
+            own=201,
+        ),
+    ),
     ("GET", f"{V1}/device"): B(device=I(lambda w, o, c: G(f"{V1}/device", deviceId=o.device))),
     ("GET", f"{V1}/device/baseInfo"): B(device=I(lambda w, o, c: G(f"{V1}/device/baseInfo", deviceId=o.device))),
-    ("PUT", f"{V1}/device"): B(device=I(lambda w, o, c: Call("PUT", f"{V1}/device", params={"deviceId": o.device},
-                                                             json={"name": f"Device {o.marker}"}))),
-    ("DELETE", f"{V1}/device"): B(device=I(lambda w, o, c: Call("DELETE", f"{V1}/device", params={
-        "deviceId": spare_device(o, "v1-deleted-dev")}), own=204)),
-    ("DELETE", f"{V1}/device/clear"): B(device=I(lambda w, o, c: Call("DELETE", f"{V1}/device/clear", params={
-        "deviceId": spare_device(o, "v1-cleared-dev")}), own=204)),
+    ("PUT", f"{V1}/device"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "PUT", f"{V1}/device", params={"deviceId": o.device}, json={"name": f"Device {o.marker}"}
+            )
+        )
+    ),
+    ("DELETE", f"{V1}/device"): B(
+        device=I(
+            lambda w, o, c: Call("DELETE", f"{V1}/device", params={"deviceId": spare_device(o, "v1-deleted-dev")}),
+            own=204,
+        )
+    ),
+    ("DELETE", f"{V1}/device/clear"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "DELETE", f"{V1}/device/clear", params={"deviceId": spare_device(o, "v1-cleared-dev")}
+            ),
+            own=204,
+        )
+    ),
     ("GET", f"{V1}/device/online"): B(device=I(lambda w, o, c: G(f"{V1}/device/online", deviceId=o.device))),
-    ("DELETE", f"{V1}/device/owner"): B(device=I(lambda w, o, c: Call("DELETE", f"{V1}/device/owner", params={
-        "deviceId": spare_device(o, "v1-unowned-dev")}), own=204)),
+    ("DELETE", f"{V1}/device/owner"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "DELETE", f"{V1}/device/owner", params={"deviceId": spare_device(o, "v1-unowned-dev")}
+            ),
+            own=204,
+        )
+    ),
     ("POST", f"{V1}/device/transfer"): B(
-        device=I(lambda w, o, c: Call("POST", f"{V1}/device/transfer", json={
-            "deviceId": spare_device(o, "v1-given-dev"), "newOrgId": o.sub}), own=204),
-        org=I(lambda w, o, c: Call("POST", f"{V1}/device/transfer", json={
-            "deviceId": spare_device(c, "v1-giving-dev"), "newOrgId": o.sub}), own=204),
-        user=I(lambda w, o, c: Call("POST", f"{V1}/device/transfer", json={
-            "deviceId": spare_device(c, "v1-giving-dev-u"), "newUserId": o.member}), own=204)),
-    ("POST", f"{V1}/device/trigger-event"): B(device=I(lambda w, o, c: Call("POST", f"{V1}/device/trigger-event", json={
-        "deviceId": o.device, "eventCode": "overheat"}), own=204)),
+        device=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/device/transfer", json={"deviceId": spare_device(o, "v1-given-dev"), "newOrgId": o.sub}
+            ),
+            own=204,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/device/transfer", json={"deviceId": spare_device(c, "v1-giving-dev"), "newOrgId": o.sub}
+            ),
+            own=204,
+        ),
+        user=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/transfer",
+                json={"deviceId": spare_device(c, "v1-giving-dev-u"), "newUserId": o.member},
+            ),
+            own=204,
+        ),
+    ),
+    ("POST", f"{V1}/device/trigger-event"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/device/trigger-event", json={"deviceId": o.device, "eventCode": "overheat"}
+            ),
+            own=204,
+        )
+    ),
     ("GET", f"{V1}/device/timeline"): B(device=I(lambda w, o, c: G(f"{V1}/device/timeline", deviceId=o.device))),
     ("GET", f"{V1}/device/logs"): B(device=I(lambda w, o, c: G(f"{V1}/device/logs", deviceId=o.device))),
     ("GET", f"{V1}/device/metafield"): B(device=I(lambda w, o, c: G(f"{V1}/device/metafield", deviceId=o.device))),
-    ("POST", f"{V1}/device/metafield"): B(device=I(lambda w, o, c: Call("POST", f"{V1}/device/metafield", json=_dev_write(
-        o, {"metaFieldName": "Serial", "value": f"SN {o.marker}"})), own=204)),
+    ("POST", f"{V1}/device/metafield"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/metafield",
+                json=_dev_write(o, {"metaFieldName": "Serial", "value": f"SN {o.marker}"}),
+            ),
+            own=204,
+        )
+    ),
     ("GET", f"{V1}/device/by-owner"): B(
         org=I(lambda w, o, c: G(f"{V1}/device/by-owner", ownerEmail=c.admin_email, orgId=o.org)),
         owner=I(lambda w, o, c: G(f"{V1}/device/by-owner", ownerEmail=o.admin_email), foreign=200),
-        note="another tenant's e-mail is looked up in the caller's own organization: an empty page"),
-    ("GET", f"{V1}/device/by-user-org"): B(user=I(lambda w, o, c: G(f"{V1}/device/by-user-org", userEmail=o.admin_email))),
+        note="another tenant's e-mail is looked up in the caller's own organization: an empty page",
+    ),
+    ("GET", f"{V1}/device/by-user-org"): B(
+        user=I(lambda w, o, c: G(f"{V1}/device/by-user-org", userEmail=o.admin_email))
+    ),
     ("GET", f"{V1}/device/last-activated"): B(org=I(lambda w, o, c: G(f"{V1}/device/last-activated", orgId=o.org))),
     ("GET", f"{V1}/device/tags"): B(device=I(lambda w, o, c: G(f"{V1}/device/tags", deviceId=o.device))),
-    ("GET", f"{V1}/tags"): Route(BEARER, {"org": I(lambda w, o, c: G(f"{V1}/tags", orgId=o.org))},
-                                 lists=lambda w, o, c: G(f"{V1}/tags")),
-    ("POST", f"{V1}/device/import/batch"): B(device=I(lambda w, o, c: Call("POST", f"{V1}/device/import/batch", json=_dev_write(
-        o, {"dataStreamId": 0, "values": [{"value": 21, "ts": NOW_MS - 3_600_000}]})), own=204)),
+    ("GET", f"{V1}/tags"): Route(
+        BEARER, {"org": I(lambda w, o, c: G(f"{V1}/tags", orgId=o.org))}, lists=lambda w, o, c: G(f"{V1}/tags")
+    ),
+    ("POST", f"{V1}/device/import/batch"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/import/batch",
+                json=_dev_write(o, {"dataStreamId": 0, "values": [{"value": 21, "ts": NOW_MS - 3_600_000}]}),
+            ),
+            own=204,
+        )
+    ),
     ("GET", f"{V1}/device/datastreams"): B(device=I(lambda w, o, c: G(f"{V1}/device/datastreams", deviceId=o.device))),
-    ("POST", f"{V1}/device/datastream"): B(device=I(lambda w, o, c: Call("POST", f"{V1}/device/datastream", json=_dev_write(
-        o, {"dataStreamId": 1, "value": 1})), own=204)),
-    ("POST", f"{V1}/device/datastreams"): B(device=I(lambda w, o, c: Call("POST", f"{V1}/device/datastreams", json=_dev_write(
-        o, {"values": {"1": 1}})), own=204)),
-    ("POST", f"{V1}/device/datastream/property"): B(device=I(lambda w, o, c: Call(
-        "POST", f"{V1}/device/datastream/property", json=_dev_write(
-            o, {"dataStreamId": 1, "property": "color", "value": "#FF0000"})), own=204)),
+    ("POST", f"{V1}/device/datastream"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/device/datastream", json=_dev_write(o, {"dataStreamId": 1, "value": 1})
+            ),
+            own=204,
+        )
+    ),
+    ("POST", f"{V1}/device/datastreams"): B(
+        device=I(
+            lambda w, o, c: Call("POST", f"{V1}/device/datastreams", json=_dev_write(o, {"values": {"1": 1}})), own=204
+        )
+    ),
+    ("POST", f"{V1}/device/datastream/property"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/datastream/property",
+                json=_dev_write(o, {"dataStreamId": 1, "property": "color", "value": "#FF0000"}),
+            ),
+            own=204,
+        )
+    ),
     ("GET", f"{V1}/device/datastream/history"): B(
-        device=I(lambda w, o, c: G(f"{V1}/device/datastream/history", deviceId=o.device, pin="v0"))),
+        device=I(lambda w, o, c: G(f"{V1}/device/datastream/history", deviceId=o.device, pin="v0"))
+    ),
     ("GET", f"{V1}/device/datastream/series"): B(
-        device=I(lambda w, o, c: G(f"{V1}/device/datastream/series", deviceId=o.device, pin="v0", **{"from": YEAR_AGO}))),
+        device=I(lambda w, o, c: G(f"{V1}/device/datastream/series", deviceId=o.device, pin="v0", **{"from": YEAR_AGO}))
+    ),
     ("GET", f"{V1}/device/datastream/raw"): B(
-        device=I(lambda w, o, c: G(f"{V1}/device/datastream/raw", deviceId=o.device, pin="v0", **{"from": YEAR_AGO}))),
+        device=I(lambda w, o, c: G(f"{V1}/device/datastream/raw", deviceId=o.device, pin="v0", **{"from": YEAR_AGO}))
+    ),
     ("GET", f"{V1}/device/datastream/export"): B(
-        device=I(lambda w, o, c: G(f"{V1}/device/datastream/export", deviceId=o.device, pin="v0", **{"from": YEAR_AGO}))),
+        device=I(lambda w, o, c: G(f"{V1}/device/datastream/export", deviceId=o.device, pin="v0", **{"from": YEAR_AGO}))
+    ),
 }
 
 WEBSOCKETS: dict[str, str] = {
@@ -666,6 +1144,7 @@ WEBSOCKETS: dict[str, str] = {
 
 
 # -- the route list of the real app ----------------------------------------------------------
+
 
 def app_routes() -> tuple[set[tuple[str, str]], set[str]]:
     """(method, path) of every HTTP handler of the real app, and the WebSocket paths.
@@ -691,19 +1170,36 @@ def app_routes() -> tuple[set[tuple[str, str]], set[str]]:
 def test_every_route_is_in_the_table() -> None:
     http, ws = app_routes()
     missing = sorted(http - set(ROUTES))
-    assert not missing, ("routes not in the security sweep's table; add each to ROUTES in "
-                         f"tests/integration/backend/test_security_sweep.py with its kind and ids: {missing}")
+    assert not missing, (
+        "routes not in the security sweep's table; add each to ROUTES in "
+        f"tests/integration/backend/test_security_sweep.py with its kind and ids: {missing}"
+    )
     gone = sorted(set(ROUTES) - http)
     assert not gone, f"ROUTES names routes the app no longer has; remove them: {gone}"
-    assert ws == set(WEBSOCKETS), ("WebSocket routes not in WEBSOCKETS of tests/integration/backend/"
-                                   f"test_security_sweep.py: {sorted(ws - set(WEBSOCKETS))}")
+    assert ws == set(WEBSOCKETS), (
+        "WebSocket routes not in WEBSOCKETS of tests/integration/backend/"
+        f"test_security_sweep.py: {sorted(ws - set(WEBSOCKETS))}"
+    )
     assert {r.kind for r in ROUTES.values()} == {PUBLIC, DEVICE, SESSION, BEARER}
     id_kinds = {kind for route in ROUTES.values() for kind in route.ids}
-    assert {"device", "template", "org", "parent", "user", "owner", "role", "invitation", "client", "firmware",
-            "shipment", "devices"} <= id_kinds, id_kinds
+    assert {
+        "device",
+        "template",
+        "org",
+        "parent",
+        "user",
+        "owner",
+        "role",
+        "invitation",
+        "client",
+        "firmware",
+        "shipment",
+        "devices",
+    } <= id_kinds, id_kinds
 
 
 # -- calling ---------------------------------------------------------------------------------
+
 
 def send(w: World, kind: str, caller: Tenant | None, call: Call) -> httpx.Response:
     """Make ``call`` as ``caller`` with the credential of ``kind`` (None: no credential)."""
@@ -719,15 +1215,20 @@ def send(w: World, kind: str, caller: Tenant | None, call: Call) -> httpx.Respon
 @pytest.mark.parametrize("direction", ["B calls with A's ids", "A calls with B's ids"])
 def test_no_route_reaches_the_other_tenant(world: World, direction: str) -> None:
     owner, caller = (world.a, world.b) if direction.startswith("B") else (world.b, world.a)
-    calls = [(key, id_kind, ids, ids.fill(world, owner, caller), ids.fill(world, owner, owner))
-             for key, route in ROUTES.items() for id_kind, ids in route.ids.items()]
+    calls = [
+        (key, id_kind, ids, ids.fill(world, owner, caller), ids.fill(world, owner, owner))
+        for key, route in ROUTES.items()
+        for id_kind, ids in route.ids.items()
+    ]
     before = settled_state(world.acc.config.database_url)
     wrong = []
     for (method, path), id_kind, ids, foreign, _own in calls:
         r = send(world, ROUTES[(method, path)].kind, caller, foreign)
         if r.status_code != ids.foreign or (method == "GET" and owner.marker in r.text):
-            wrong.append(f"{method} {path} [{id_kind}] {foreign.params or ''} {foreign.json or ''}: "
-                         f"{r.status_code} (want {ids.foreign}) {r.text[:200]}")
+            wrong.append(
+                f"{method} {path} [{id_kind}] {foreign.params or ''} {foreign.json or ''}: "
+                f"{r.status_code} (want {ids.foreign}) {r.text[:200]}"
+            )
     assert not wrong, "\n".join(wrong)
     assert changed_tables(before, settled_state(world.acc.config.database_url)) == set()
     for (method, path), id_kind, ids, _foreign, own in calls:
@@ -741,7 +1242,7 @@ def test_no_route_reaches_the_other_tenant(world: World, direction: str) -> None
 def test_lists_show_only_the_callers_own(world: World, direction: str) -> None:
     owner, caller = (world.a, world.b) if direction.startswith("B") else (world.b, world.a)
     wrong = []
-    for (method, path), route in ROUTES.items():
+    for (_method, path), route in ROUTES.items():
         if route.lists is None:
             continue
         mine = send(world, route.kind, owner, route.lists(world, owner, owner))
@@ -761,14 +1262,25 @@ def test_every_route_refuses_a_caller_without_credentials(world: World) -> None:
         expected = route.anon
         if expected is None:
             expected = {SESSION: 401 if path.startswith("/api/") else 302, BEARER: 401, DEVICE: 400}[route.kind]
-        url = path.replace("{file_path:path}", "missing.js").replace("{name:str}", "missing").replace(
-            "{path:str}", "missing").replace("{device_id:int}", str(world.a.device)).replace(
-            "{action:str}", "pause")
-        for name, value in (("{user_id:int}", world.a.member), ("{role_id:int}", world.a.role),
-                            ("{invitation_id:int}", world.a.invitation), ("{org_id:int}", world.a.org),
-                            ("{client_pk:int}", world.a.client), ("{firmware_id:int}", world.a.firmware),
-                            ("{shipment_id:int}", world.a.shipment), ("{template_id:int}", world.a.template),
-                            ("{pin:int}", 1), ("{code:str}", "overheat")):
+        url = (
+            path.replace("{file_path:path}", "missing.js")
+            .replace("{name:str}", "missing")
+            .replace("{path:str}", "missing")
+            .replace("{device_id:int}", str(world.a.device))
+            .replace("{action:str}", "pause")
+        )
+        for name, value in (
+            ("{user_id:int}", world.a.member),
+            ("{role_id:int}", world.a.role),
+            ("{invitation_id:int}", world.a.invitation),
+            ("{org_id:int}", world.a.org),
+            ("{client_pk:int}", world.a.client),
+            ("{firmware_id:int}", world.a.firmware),
+            ("{shipment_id:int}", world.a.shipment),
+            ("{template_id:int}", world.a.template),
+            ("{pin:int}", 1),
+            ("{code:str}", "overheat"),
+        ):
             url = url.replace(name, str(value))
         with httpx.Client(base_url=world.base_url, timeout=30) as anon:
             r = anon.request(method, url, json={} if method in ("POST", "PUT", "PATCH") else None)

@@ -37,10 +37,14 @@ CONSOLE_TEMPLATES = Path(__file__).resolve().parents[3] / "console_ui" / "templa
 NO_ID_CALLS: dict[tuple[str, str], Call] = {
     ("POST", "/api/auth/logout"): Call("POST", "/api/auth/logout"),
     ("POST", "/api/auth/logout-all"): Call("POST", "/api/auth/logout-all"),
-    ("POST", "/api/auth/password"): Call("POST", "/api/auth/password", json={
-        "current_password": "a-good-password-1", "new_password": "another-password-2"}),
-    ("POST", "/api/ota/firmware"): Call("POST", "/api/ota/firmware", params={"filename": "csrf.bin"},
-                                        content=_image("9.9.9")),
+    ("POST", "/api/auth/password"): Call(
+        "POST",
+        "/api/auth/password",
+        json={"current_password": "a-good-password-1", "new_password": "another-password-2"},
+    ),
+    ("POST", "/api/ota/firmware"): Call(
+        "POST", "/api/ota/firmware", params={"filename": "csrf.bin"}, content=_image("9.9.9")
+    ),
 }
 """The state-changing session routes whose sweep row names no id, with a call that would work."""
 
@@ -98,16 +102,38 @@ VARIANTS: dict[str, tuple[Variant, str]] = {
     "a wrong X-CSRF-Token": (lambda c, mine, theirs: _json(c, {"X-CSRF-Token": mine[::-1]}), "CSRF"),
     "another session's X-CSRF-Token": (lambda c, mine, theirs: _json(c, {"X-CSRF-Token": theirs}), "CSRF"),
     "the right token from a cross-site Origin": (
-        lambda c, mine, theirs: _json(c, {"X-CSRF-Token": mine, "Origin": EVIL}), "cross-site"),
+        lambda c, mine, theirs: _json(c, {"X-CSRF-Token": mine, "Origin": EVIL}),
+        "cross-site",
+    ),
     "the right token with Origin: null": (
-        lambda c, mine, theirs: _json(c, {"X-CSRF-Token": mine, "Origin": "null"}), "cross-site"),
+        lambda c, mine, theirs: _json(c, {"X-CSRF-Token": mine, "Origin": "null"}),
+        "cross-site",
+    ),
     "the right token, no Origin and a cross-site Referer": (
-        lambda c, mine, theirs: _json(c, {"X-CSRF-Token": mine, "Referer": f"{EVIL}/page.html"}), "cross-site"),
-    "a text/plain form post": (lambda c, mine, theirs: {
-        "params": c.params, "content": str(c.json or "x=y").encode(), "headers": {"Content-Type": "text/plain"}}, "CSRF"),
-    "an urlencoded form post": (lambda c, mine, theirs: {"params": c.params, "data": _form_body(c), "headers": {}}, "CSRF"),
-    "a multipart form post": (lambda c, mine, theirs: {
-        "params": c.params, "data": _form_body(c), "files": {"upfile": ("x.bin", b"x")}, "headers": {}}, "CSRF"),
+        lambda c, mine, theirs: _json(c, {"X-CSRF-Token": mine, "Referer": f"{EVIL}/page.html"}),
+        "cross-site",
+    ),
+    "a text/plain form post": (
+        lambda c, mine, theirs: {
+            "params": c.params,
+            "content": str(c.json or "x=y").encode(),
+            "headers": {"Content-Type": "text/plain"},
+        },
+        "CSRF",
+    ),
+    "an urlencoded form post": (
+        lambda c, mine, theirs: {"params": c.params, "data": _form_body(c), "headers": {}},
+        "CSRF",
+    ),
+    "a multipart form post": (
+        lambda c, mine, theirs: {
+            "params": c.params,
+            "data": _form_body(c),
+            "files": {"upfile": ("x.bin", b"x")},
+            "headers": {},
+        },
+        "CSRF",
+    ),
 }
 
 
@@ -132,13 +158,19 @@ def test_routes_without_a_session_refuse_cross_site_requests(web: Web) -> None:
     same-origin check alone keeps another site from signing a visitor in (login CSRF) or
     using a link's token on their behalf."""
     acc, a = web.acc, web.world.a
-    made = web.other.post("/api/invitations", json={"email": "csrf-accept@example.com", "role_id": USER, "org_id": a.org})
+    made = web.other.post(
+        "/api/invitations", json={"email": "csrf-accept@example.com", "role_id": USER, "org_id": a.org}
+    )
     assert made.status_code == 201, made.text
     invitation = acc.outbox.last_token("csrf-accept@example.com")
     mails = len(acc.outbox.to(a.admin_email)) + 1
     with acc.client() as anon:
-        assert anon.post("/api/auth/signup", json={"email": "csrf-signup@example.com",
-                                                    "password": "a-good-password-1"}).status_code == 202
+        assert (
+            anon.post(
+                "/api/auth/signup", json={"email": "csrf-signup@example.com", "password": "a-good-password-1"}
+            ).status_code
+            == 202
+        )
         assert anon.post("/api/auth/password-reset", json={"email": a.admin_email}).status_code == 202
     signup = acc.outbox.last_token("csrf-signup@example.com")
     reset = acc.outbox.last_token(a.admin_email, mails)
@@ -150,8 +182,11 @@ def test_routes_without_a_session_refuse_cross_site_requests(web: Web) -> None:
         "/api/auth/password-reset/confirm": {"token": reset, "password": "a-third-password-3"},
         "/api/invitations/accept": {"token": invitation, "password": "a-good-password-1"},
     }
-    public = {path for (method, path), route in ROUTES.items()
-              if route.kind == "public" and method not in SAFE and path.startswith("/api/")}
+    public = {
+        path
+        for (method, path), route in ROUTES.items()
+        if route.kind == "public" and method not in SAFE and path.startswith("/api/")
+    }
     assert public == set(calls)
     before = settled_state(acc.config.database_url)
     wrong = []
@@ -162,8 +197,11 @@ def test_routes_without_a_session_refuse_cross_site_requests(web: Web) -> None:
                 "Origin: null": {"json": body, "headers": {"Origin": "null"}},
                 "only a cross-site Referer": {"json": body, "headers": {"Referer": f"{EVIL}/x"}},
                 "a cross-site urlencoded form": {"data": body, "headers": {"Origin": EVIL}},
-                "a cross-site text/plain form": {"content": str(body).encode(),
-                                                 "headers": {"Origin": EVIL, "Content-Type": "text/plain"}}}
+                "a cross-site text/plain form": {
+                    "content": str(body).encode(),
+                    "headers": {"Origin": EVIL, "Content-Type": "text/plain"},
+                },
+            }
             for name, kwargs in variants.items():
                 r = anon.post(path, **kwargs)
                 if r.status_code != 403 or "cross-site" not in r.text:
@@ -176,8 +214,11 @@ def test_routes_without_a_session_refuse_cross_site_requests(web: Web) -> None:
 def test_a_session_cookie_does_not_authenticate_the_platform_api(web: Web) -> None:
     """Bearer routes take no cookie, so a cross-site form cannot reach them with one."""
     a = web.world.a
-    r = web.api.post("/api/v1/organization/device/datastream", json={"deviceId": a.device, "dataStreamId": 1, "value": 0},
-                     headers={"X-CSRF-Token": web.api.csrf})
+    r = web.api.post(
+        "/api/v1/organization/device/datastream",
+        json={"deviceId": a.device, "dataStreamId": 1, "value": 0},
+        headers={"X-CSRF-Token": web.api.csrf},
+    )
     assert r.status_code == 401 and "Bearer" in r.json()["error"]["message"]
     assert web.api.get("/api/v1/organization/profile").status_code == 401
 
@@ -210,6 +251,7 @@ def test_console_forms_post_only_through_the_checked_api(web: Web) -> None:
 
 
 # -- the session cookie ------------------------------------------------------------------------
+
 
 def _set_cookie(r: httpx.Response, name: str) -> tuple[str, dict[str, str]]:
     """The value and the attributes (lower-case names) of the Set-Cookie for ``name``."""

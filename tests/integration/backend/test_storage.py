@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -30,8 +29,9 @@ def test_migrations_from_an_empty_database_are_idempotent(fresh_db: str) -> None
 def test_models_match_the_migrated_schema(fresh_db: str) -> None:
     """The SQLModel classes and the SQL migrations must describe the same columns."""
     with psycopg.connect(fresh_db) as conn:
-        rows = conn.execute("SELECT table_name, column_name, is_nullable FROM information_schema.columns "
-                            "WHERE table_schema = 'public'").fetchall()
+        rows = conn.execute(
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns WHERE table_schema = 'public'"
+        ).fetchall()
     db_cols = {(t, c): n == "YES" for t, c, n in rows}
     for table in SQLModel.metadata.sorted_tables:
         for column in table.columns:
@@ -50,7 +50,7 @@ async def test_history_copy_lands_in_daily_partitions(fresh_db: str) -> None:
         assert any(c.startswith("history_hour_") for c in created)
         assert await ensure_partitions(db.pool) == []
         writer = HistoryWriter(db.pool, batch_rows=100, flush_seconds=0.05)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = [HistoryRow(1, 0, now - timedelta(seconds=i), float(i), None) for i in range(250)]
         rows.append(HistoryRow(1, 2, now, None, "text value"))
         rows.append(HistoryRow(1, 0, now - timedelta(days=400), 1.0, None))  # far past: default partition
@@ -60,8 +60,11 @@ async def test_history_copy_lands_in_daily_partitions(fresh_db: str) -> None:
         await writer.stop()
         assert writer.rows_written == len(rows)
         async with db.pool.connection() as conn:
-            parts = dict(await (await conn.execute(
-                "SELECT tableoid::regclass::text, count(*) FROM history GROUP BY 1")).fetchall())
+            parts = dict(
+                await (
+                    await conn.execute("SELECT tableoid::regclass::text, count(*) FROM history GROUP BY 1")
+                ).fetchall()
+            )
         assert parts.get("history_default") == 1
         assert sum(parts.values()) == len(rows)
         assert parts[f"history_{now:%Y%m%d}"] >= 1
@@ -72,7 +75,7 @@ async def test_latest_values_are_coalesced_and_never_go_back_in_time(fresh_db: s
     device_id = result.devices[0].id
     async with Database(fresh_db) as db:
         latest = LatestValues(db.pool, flush_seconds=3600)
-        t0 = datetime.now(timezone.utc)
+        t0 = datetime.now(UTC)
         for i in range(50):
             latest.put_many({(device_id, 0): (str(i), t0 + timedelta(milliseconds=i))})
         latest.put_many({(device_id, 0): ("late", t0 - timedelta(seconds=1))})
@@ -92,7 +95,7 @@ async def test_latest_value_flush_survives_a_deleted_device(fresh_db: str) -> No
     a, b = (d.id for d in result.devices)
     async with Database(fresh_db) as db:
         latest = LatestValues(db.pool, flush_seconds=3600)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         latest.put_many({(a, 0): ("1.0", now)})
         latest.put_many({(b, 0): ("2.0", now)})
         async with db.pool.connection() as conn:
@@ -116,7 +119,7 @@ async def test_multi_values_with_nul_are_stored_and_read_back(fresh_db: str) -> 
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         latest = LatestValues(db.pool)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         latest.put_many({(device_id, 3): ("24.1\x0056.9", now)})
         latest.put_many({(device_id, 0): ("1.0", now)})
         await latest.flush()
@@ -134,7 +137,7 @@ async def test_history_writer_keeps_good_rows_when_one_is_refused(fresh_db: str)
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, batch_rows=10, flush_seconds=0.05)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         writer.start()
         await writer.add_many([HistoryRow(1, 0, now, 1.0, None)])
         await writer.add_many([HistoryRow(1, 0, None, 2.0, None)])  # type: ignore[arg-type]  # ts is NOT NULL
@@ -153,7 +156,7 @@ async def test_stopping_the_writer_loses_no_row_even_mid_batch(fresh_db: str) ->
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, batch_rows=500, flush_seconds=0.01)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         writer.start()
         for i in range(20_000):
             await writer.add_many([HistoryRow(1, 0, now, float(i), None)])
@@ -172,7 +175,7 @@ async def test_after_commit_runs_in_order_once_the_rows_are_stored(fresh_db: str
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, batch_rows=3, flush_seconds=0.05)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         seen: list[tuple[int, int]] = []
 
         async def stored() -> int:
@@ -199,7 +202,7 @@ async def test_acks_after_commit_come_in_order_and_only_once_their_rows_are_stor
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, batch_rows=4, flush_seconds=0.05)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         done: list[tuple[int, int]] = []  # (receipt, rows settled when it went out)
         acks = AcksAfterCommit(writer, lambda receipts: done.extend((r, writer.settled) for r in receipts))
         acks.add_all([0])  # nothing pending: at once
@@ -225,7 +228,7 @@ async def test_batches_in_flight_together_keep_rollups_exact(fresh_db: str) -> N
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, batch_rows=400, flush_seconds=0.01, in_flight=2)
-        start = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        start = datetime.now(UTC).replace(second=0, microsecond=0)
         writer.start()
         values: dict[int, list[float]] = {}
         for i in range(8_000):
@@ -237,8 +240,11 @@ async def test_batches_in_flight_together_keep_rollups_exact(fresh_db: str) -> N
         await writer.stop()
         async with db.pool.connection() as conn:
             for table in ("history_minute", "history_hour"):
-                rows = await (await conn.execute(
-                    f"SELECT device_id, sum(count), min(min), max(max), sum(sum) FROM {table} "  # noqa: S608
-                    "GROUP BY device_id ORDER BY device_id")).fetchall()
+                rows = await (
+                    await conn.execute(
+                        f"SELECT device_id, sum(count), min(min), max(max), sum(sum) FROM {table} "  # noqa: S608
+                        "GROUP BY device_id ORDER BY device_id"
+                    )
+                ).fetchall()
                 assert rows == [(d, len(v), min(v), max(v), sum(v)) for d, v in sorted(values.items())], table
         assert writer.rows_written == writer.settled == 8_000

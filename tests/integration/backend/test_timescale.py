@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, TypeVar
 
@@ -43,15 +43,20 @@ from backend.templates.values import DatastreamSpec, DatastreamType
 from tests.support.timescaledb import SERVER_ENV, TimescaleDatabase, timescale_database
 
 T = TypeVar("T")
-NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 START = NOW - timedelta(days=5)
-SPECS = [DatastreamSpec(0, "Temperature", DatastreamType.DOUBLE, save_raw=True),
-         DatastreamSpec(1, "Log", DatastreamType.STRING, save_raw=True),
-         DatastreamSpec(2, "Power", DatastreamType.INTEGER, save_raw=False)]
-EXPORTS = [[], [("granularityType", "MINUTE"), ("sourceType", "MAX")],
-           [("granularityType", "HOURLY"), ("format", "ISO_SIMPLE"), ("tzName", "Europe/Berlin")],
-           [("granularityType", "DAILY"), ("sourceType", "SUM"), ("tzName", "Asia/Kolkata")],
-           [("granularityType", "DAILY"), ("sourceType", "COUNT"), ("format", "ISO_US")]]
+SPECS = [
+    DatastreamSpec(0, "Temperature", DatastreamType.DOUBLE, save_raw=True),
+    DatastreamSpec(1, "Log", DatastreamType.STRING, save_raw=True),
+    DatastreamSpec(2, "Power", DatastreamType.INTEGER, save_raw=False),
+]
+EXPORTS = [
+    [],
+    [("granularityType", "MINUTE"), ("sourceType", "MAX")],
+    [("granularityType", "HOURLY"), ("format", "ISO_SIMPLE"), ("tzName", "Europe/Berlin")],
+    [("granularityType", "DAILY"), ("sourceType", "SUM"), ("tzName", "Asia/Kolkata")],
+    [("granularityType", "DAILY"), ("sourceType", "COUNT"), ("format", "ISO_US")],
+]
 """Query strings of ``data/get`` (period WEEK added): raw, minutes, hours, days from minutes
 (a :30 zone) and days from hours."""
 BATCH = 500
@@ -66,8 +71,9 @@ def points() -> list[HistoryRow]:
     rows = [HistoryRow(1, 0, START + timedelta(minutes=i), (i % 97) * 0.25, None) for i in range(minutes)]
     rows += [HistoryRow(1, 0, START + timedelta(minutes=i), 50.5, None) for i in range(0, minutes, 499)]
     rows += [HistoryRow(1, 1, START + timedelta(hours=i), None, f"line {i}") for i in range(5 * 24)]
-    rows += [HistoryRow(1, 2, START + timedelta(minutes=i), float(i % 13), None, raw=False)
-             for i in range(0, minutes, 2)]
+    rows += [
+        HistoryRow(1, 2, START + timedelta(minutes=i), float(i % 13), None, raw=False) for i in range(0, minutes, 2)
+    ]
     rows += [HistoryRow(2, 0, START + timedelta(minutes=i), -(i % 11) * 0.5, None) for i in range(0, minutes, 7)]
     return rows
 
@@ -79,31 +85,46 @@ async def insert(pool: AsyncConnectionPool, rows: Sequence[HistoryRow]) -> None:
     raw = [r for r in rows if r.raw]
     async with pool.connection() as conn:
         for i in range(0, len(raw), BATCH):
-            part = raw[i:i + BATCH]
+            part = raw[i : i + BATCH]
             await conn.execute(
                 "INSERT INTO history SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
-                "%s::float8[], %s::text[])", [[r[k] for r in part] for k in range(5)])
-        for table, level in zip(LEVELS, aggregate_levels(rows)):
-            buckets = [(*key[:2], datetime.fromtimestamp(key[2], timezone.utc), a.min, a.max, a.sum, a.count,
-                        a.last, a.last_ts) for key, a in sorted(level.items())]
+                "%s::float8[], %s::text[])",
+                [[r[k] for r in part] for k in range(5)],
+            )
+        for table, level in zip(LEVELS, aggregate_levels(rows), strict=False):
+            buckets = [
+                (
+                    *key[:2],
+                    datetime.fromtimestamp(key[2], UTC),
+                    a.min,
+                    a.max,
+                    a.sum,
+                    a.count,
+                    a.last,
+                    a.last_ts,
+                )
+                for key, a in sorted(level.items())
+            ]
             for i in range(0, len(buckets), BATCH):
-                chunk = buckets[i:i + BATCH]
+                chunk = buckets[i : i + BATCH]
                 await conn.execute(
                     f"INSERT INTO {table} SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
                     "%s::float8[], %s::float8[], %s::float8[], %s::int4[], %s::float8[], %s::timestamptz[])",
-                    [[b[k] for b in chunk] for k in range(9)])
+                    [[b[k] for b in chunk] for k in range(9)],
+                )
 
 
 async def answers(pool: AsyncConnectionPool) -> dict[str, Any]:
     """Every history query's answer over the points of :func:`points`."""
     out: dict[str, Any] = {}
     for name, (pin, start, end, n, save_raw) in {
-            "5 days in 100 buckets (minutes)": (0, START, NOW, 100, True),
-            "5 days in 10 buckets (hours)": (0, START, NOW, 10, True),
-            "an hour in 3600 buckets (raw)": (0, START, START + timedelta(hours=1), 3600, True),
-            "console chart without raw data": (2, START, START + timedelta(hours=1), 3600, False),
-            "rollup-only pin, 4 days": (2, START + timedelta(days=1), NOW, 96, False),
-            "device 2, a day": (0, START + timedelta(days=2), START + timedelta(days=3), 24, True)}.items():
+        "5 days in 100 buckets (minutes)": (0, START, NOW, 100, True),
+        "5 days in 10 buckets (hours)": (0, START, NOW, 10, True),
+        "an hour in 3600 buckets (raw)": (0, START, START + timedelta(hours=1), 3600, True),
+        "console chart without raw data": (2, START, START + timedelta(hours=1), 3600, False),
+        "rollup-only pin, 4 days": (2, START + timedelta(days=1), NOW, 96, False),
+        "device 2, a day": (0, START + timedelta(days=2), START + timedelta(days=3), 24, True),
+    }.items():
         device = 2 if name.startswith("device 2") else 1
         found = await series(pool, device, pin, start, end, n, save_raw=save_raw)
         out[f"series: {name}"] = (found.source, found.buckets)
@@ -119,7 +140,8 @@ async def answers(pool: AsyncConnectionPool) -> dict[str, Any]:
         streamed = [p async for p in stream_raw(pool, 1, pin, START, NOW, chunk=1000)]
         out[f"stream of V{pin}"] = ties_sorted(streamed, lambda p: p.ts)
     out["a page after a cursor on a shared timestamp"] = await raw_page(
-        pool, 1, 0, START, NOW, limit=3, cursor=PageCursor(START + timedelta(minutes=499), 1))
+        pool, 1, 0, START, NOW, limit=3, cursor=PageCursor(START + timedelta(minutes=499), 1)
+    )
     for query in EXPORTS:
         out[f"export {query}"] = ties_sorted(await export_rows(pool, [("period", "WEEK"), *query]), lambda r: r[:2])
     return out
@@ -160,16 +182,19 @@ def run_policy(url: str, proc_name: str) -> None:
     """Run the history's TimescaleDB policy job now (the local build has no background workers;
     a real server would run it on its schedule)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        job = conn.execute("SELECT job_id FROM timescaledb_information.jobs "
-                           "WHERE proc_name = %s AND hypertable_name = 'history'", (proc_name,)).fetchone()
+        job = conn.execute(
+            "SELECT job_id FROM timescaledb_information.jobs WHERE proc_name = %s AND hypertable_name = 'history'",
+            (proc_name,),
+        ).fetchone()
         assert job is not None, f"no {proc_name} job on history"
         conn.execute("CALL run_job(%s)", job)
 
 
 def compressed_chunks(url: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM timescaledb_information.chunks "
-                           "WHERE hypertable_name = 'history' AND is_compressed").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.chunks WHERE hypertable_name = 'history' AND is_compressed"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -189,7 +214,8 @@ def hypertable_db(timescale_db: TimescaleDatabase) -> str:
 
 
 async def test_migrations_on_an_empty_database_make_history_a_hypertable_keeping_its_rows(
-        timescale_db: TimescaleDatabase) -> None:
+    timescale_db: TimescaleDatabase,
+) -> None:
     url = timescale_db.url
     migrate(url)
     earlier = [HistoryRow(1, 0, START + timedelta(hours=i), float(i), None) for i in range(100)]
@@ -201,18 +227,28 @@ async def test_migrations_on_an_empty_database_make_history_a_hypertable_keeping
     assert timescale.adopt(url, "auto")  # again: nothing to do
 
     with psycopg.connect(url) as conn:
-        kinds: dict[str, str] = dict(conn.execute("SELECT relname, relkind FROM pg_class WHERE relname IN "
-                                  "('history', 'history_partitioned', 'history_minute', 'history_hour')").fetchall())
+        kinds: dict[str, str] = dict(
+            conn.execute(
+                "SELECT relname, relkind FROM pg_class WHERE relname IN "
+                "('history', 'history_partitioned', 'history_minute', 'history_hour')"
+            ).fetchall()
+        )
         assert kinds == {"history": "r", "history_minute": "p", "history_hour": "p"}
-        chunk = conn.execute("SELECT time_interval FROM timescaledb_information.dimensions "
-                             "WHERE hypertable_name = 'history' AND column_name = 'ts'").fetchone()
+        chunk = conn.execute(
+            "SELECT time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_name = 'history' AND column_name = 'ts'"
+        ).fetchone()
         assert chunk == (timedelta(days=1),)
-        settings = conn.execute("SELECT attname, segmentby_column_index, orderby_column_index "
-                                "FROM timescaledb_information.compression_settings "
-                                "WHERE hypertable_name = 'history' ORDER BY attname").fetchall()
+        settings = conn.execute(
+            "SELECT attname, segmentby_column_index, orderby_column_index "
+            "FROM timescaledb_information.compression_settings "
+            "WHERE hypertable_name = 'history' ORDER BY attname"
+        ).fetchall()
         assert settings == [("device_id", 1, None), ("pin", 2, None), ("ts", None, 1)]
-        policy = conn.execute("SELECT config->>'compress_after' FROM timescaledb_information.jobs "
-                              "WHERE proc_name = 'policy_compression' AND hypertable_name = 'history'").fetchall()
+        policy = conn.execute(
+            "SELECT config->>'compress_after' FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_compression' AND hypertable_name = 'history'"
+        ).fetchall()
         assert policy == [(timescale.COMPRESS_AFTER,)]
     async with Database(url, pool_size=1) as db:
         async with db.pool.connection() as conn:
@@ -245,8 +281,10 @@ async def test_maintenance_sets_the_retention_policy_which_drops_old_chunks(hype
         async with db.pool.connection() as conn:
             assert not await timescale.set_retention(conn, 45)  # already so
     with psycopg.connect(hypertable_db) as conn:
-        policy = conn.execute("SELECT config->>'drop_after' FROM timescaledb_information.jobs "
-                              "WHERE proc_name = 'policy_retention' AND hypertable_name = 'history'").fetchall()
+        policy = conn.execute(
+            "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_retention' AND hypertable_name = 'history'"
+        ).fetchall()
     assert policy == [("45 days",)]
 
     run_policy(hypertable_db, "policy_retention")
@@ -255,9 +293,12 @@ async def test_maintenance_sets_the_retention_policy_which_drops_old_chunks(hype
         assert await count_raw(db.pool, 1, 0, NOW - timedelta(days=45), NOW) == kept
         await maintain(db.pool, Retention(raw_days=30, rollup_days=365))
         async with db.pool.connection() as conn:
-            policy = await (await conn.execute(
-                "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
-                "WHERE proc_name = 'policy_retention' AND hypertable_name = 'history'")).fetchall()
+            policy = await (
+                await conn.execute(
+                    "SELECT config->>'drop_after' FROM timescaledb_information.jobs "
+                    "WHERE proc_name = 'policy_retention' AND hypertable_name = 'history'"
+                )
+            ).fetchall()
     assert policy == [("30 days",)]
 
 
@@ -288,10 +329,14 @@ async def answers_of_device_2(pool: AsyncConnectionPool) -> tuple[object, ...]:
     return page, (await series(pool, 2, 0, START, NOW, 100)).buckets
 
 
-@pytest.mark.skipif(not os.environ.get(SERVER_ENV), reason=(
-    "the local PGlite TimescaleDB build crashes on COPY FROM STDIN, so the history writer's binary COPY into "
-    "the hypertable (raw rows and rollups) runs only against a real TimescaleDB server: set "
-    "OPENBLYNK_TEST_TIMESCALE_URL"))
+@pytest.mark.skipif(
+    not os.environ.get(SERVER_ENV),
+    reason=(
+        "the local PGlite TimescaleDB build crashes on COPY FROM STDIN, so the history writer's binary COPY into "
+        "the hypertable (raw rows and rollups) runs only against a real TimescaleDB server: set "
+        "OPENBLYNK_TEST_TIMESCALE_URL"
+    ),
+)
 async def test_the_history_writer_copies_into_the_hypertable(timescale_db: TimescaleDatabase, fresh_db: str) -> None:
     assert not timescale_db.local_build
     migrate(timescale_db.url)
@@ -302,7 +347,7 @@ async def test_the_history_writer_copies_into_the_hypertable(timescale_db: Times
             await ensure_partitions(db.pool, days_back=6, days_ahead=1)
             rows = points()
             for i in range(0, len(rows), 3000):  # batches that share buckets, merged into the rollups
-                await HistoryWriter(db.pool).write(rows[i:i + 3000])
+                await HistoryWriter(db.pool).write(rows[i : i + 3000])
             results.append(await answers(db.pool))
     assert results[1] == results[0]
 

@@ -60,13 +60,19 @@ async def _export(url: str) -> dict[str, Any]:
         async with db.session() as session:
             root = await OrgService(session).root()
             assert root is not None and root.id is not None
-            return dict(msgspec.to_builtins(await TransferService(session, Secrets(TEST_SECRET)).export_document(root.id)))
+            return dict(
+                msgspec.to_builtins(await TransferService(session, Secrets(TEST_SECRET)).export_document(root.id))
+            )
 
 
 def _tags(url: str) -> list[tuple[str, str]]:
     with psycopg.connect(url) as conn:
-        return [(n, t) for n, t in conn.execute(
-            "SELECT d.name, t.tag FROM device_tag t JOIN device d ON d.id = t.device_id ORDER BY 1, 2").fetchall()]
+        return [
+            (n, t)
+            for n, t in conn.execute(
+                "SELECT d.name, t.tag FROM device_tag t JOIN device d ON d.id = t.device_id ORDER BY 1, 2"
+            ).fetchall()
+        ]
 
 
 async def test_export_round_trips(fresh_db: str) -> None:
@@ -104,12 +110,17 @@ async def test_device_tags_import_export_round_trip(fresh_db: str) -> None:
     assert _tags(fresh_db) == [("Kitchen t6 1", "Zone B")]
 
 
-@pytest.mark.parametrize(("mutate", "error"), [
-    (lambda d: d["devices"][0].update(template="Nope"), NotFoundError),
-    (lambda d: d["templates"][0]["datastreams"].append({"pin": "V0", "name": "Dup", "type": "double"}),
-     ValidationError),
-    (lambda d: d["templates"][0]["datastreams"].append({"pin": "V9", "name": "Temperature"}), ValidationError),
-])
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        (lambda d: d["devices"][0].update(template="Nope"), NotFoundError),
+        (
+            lambda d: d["templates"][0]["datastreams"].append({"pin": "V0", "name": "Dup", "type": "double"}),
+            ValidationError,
+        ),
+        (lambda d: d["templates"][0]["datastreams"].append({"pin": "V9", "name": "Temperature"}), ValidationError),
+    ],
+)
 async def test_bad_documents_change_nothing(fresh_db: str, mutate, error) -> None:  # type: ignore[no-untyped-def]
     doc = thermostat_doc("t4")
     mutate(doc)
@@ -129,6 +140,7 @@ async def test_a_token_belongs_to_one_device(fresh_db: str) -> None:
 
 def test_document_schema_refuses_bad_fields() -> None:
     from backend.transfer.schemas import decode_document
+
     with pytest.raises(msgspec.ValidationError, match="token"):
         decode_document(b'{"devices": [{"name": "a", "template": "b", "token": "short"}]}')
     with pytest.raises(msgspec.ValidationError, match="colour"):
@@ -137,8 +149,18 @@ def test_document_schema_refuses_bad_fields() -> None:
 
 WIDGETS: list[dict[str, Any]] = [
     {"id": "temp", "type": "gauge", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 3, "title": "Now", "min": 0, "max": 40},
-    {"id": "power", "type": "switch", "pin": 1, "x": 3, "y": 0, "w": 3, "h": 2, "on": "1", "off": "0",
-     "color": "#23c48e"},
+    {
+        "id": "power",
+        "type": "switch",
+        "pin": 1,
+        "x": 3,
+        "y": 0,
+        "w": 3,
+        "h": 2,
+        "on": "1",
+        "off": "0",
+        "color": "#23c48e",
+    },
     {"id": "label", "type": "terminal", "pin": 2, "x": 6, "y": 0, "w": 6, "h": 4},
     {"id": "where", "type": "map", "pin": 3, "x": 0, "y": 4, "w": 4, "h": 3},
     {"id": "push", "type": "button", "pin": 1, "x": 4, "y": 4, "w": 2, "h": 2, "mode": "switch"},
@@ -149,10 +171,17 @@ def _rich_doc(suffix: str) -> dict[str, Any]:
     """The example document with every part a template can carry set to something not default."""
     doc = thermostat_doc(suffix, devices=2)
     template = doc["templates"][0]
-    template.update(id="TMPLround001", description="round trip", hardware="Raspberry Pi", heartbeat_interval=60,
-                    offline_ignore_seconds=30, raw_retention_days=7, rollup_retention_days=400,
-                    metadata=[{"name": "Serial Number", "type": "text", "default": "n/a"}],
-                    web_dashboard={"widgets": WIDGETS})
+    template.update(
+        id="TMPLround001",
+        description="round trip",
+        hardware="Raspberry Pi",
+        heartbeat_interval=60,
+        offline_ignore_seconds=30,
+        raw_retention_days=7,
+        rollup_retention_days=400,
+        metadata=[{"name": "Serial Number", "type": "text", "default": "n/a"}],
+        web_dashboard={"widgets": WIDGETS},
+    )
     template["datastreams"][0].update(units="°C", decimals=1, save_raw=True, alias="Temp")
     template["datastreams"][1].update(wait_confirmation=True, default=0)
     template["events"].append({"code": "door", "name": "Door opened", "description": "the lid"})
@@ -175,8 +204,13 @@ def empty_db(pg_server: str, template_db: str, fresh_db: str) -> Iterator[str]:
 async def test_an_export_imported_into_an_empty_installation_exports_the_same(fresh_db: str, empty_db: str) -> None:
     await provision_async(fresh_db, _rich_doc("t7"))
     first = await _export(fresh_db)
-    assert [w["id"] for w in first["templates"][0]["web_dashboard"]["widgets"]] == ["temp", "power", "label", "where",
-                                                                                     "push"]
+    assert [w["id"] for w in first["templates"][0]["web_dashboard"]["widgets"]] == [
+        "temp",
+        "power",
+        "label",
+        "where",
+        "push",
+    ]
     await provision_async(empty_db, first)
     second = await _export(empty_db)
     assert msgspec.json.encode(second) == msgspec.json.encode(first)
@@ -197,16 +231,23 @@ async def test_import_replaces_the_dashboard_and_keeps_it_when_absent(fresh_db: 
     assert (await _export(fresh_db))["templates"][0]["web_dashboard"] == {"widgets": []}
 
 
-@pytest.mark.parametrize(("widget", "error"), [
-    ({"id": "w9", "type": "gauge", "pin": 9, "x": 0, "y": 6, "w": 3, "h": 2, "title": "Boiler"},
-     "template 'Thermostat t9': web dashboard: widget 'Boiler' (gauge): the template has no datastream on V9"),
-    ({"id": "w9", "type": "chart", "pin": 2, "x": 0, "y": 6, "w": 3, "h": 2},
-     "template 'Thermostat t9': web dashboard: widget 'w9' (chart): cannot show datastream 'Label' of type string"),
-    ({"id": "w9", "type": "value", "pin": 0, "x": 1, "y": 1, "w": 3, "h": 2},
-     "widgets 'Now' and 'w9' overlap"),
-])
+@pytest.mark.parametrize(
+    ("widget", "error"),
+    [
+        (
+            {"id": "w9", "type": "gauge", "pin": 9, "x": 0, "y": 6, "w": 3, "h": 2, "title": "Boiler"},
+            "template 'Thermostat t9': web dashboard: widget 'Boiler' (gauge): the template has no datastream on V9",
+        ),
+        (
+            {"id": "w9", "type": "chart", "pin": 2, "x": 0, "y": 6, "w": 3, "h": 2},
+            "template 'Thermostat t9': web dashboard: widget 'w9' (chart): cannot show datastream 'Label' of type string",
+        ),
+        ({"id": "w9", "type": "value", "pin": 0, "x": 1, "y": 1, "w": 3, "h": 2}, "widgets 'Now' and 'w9' overlap"),
+    ],
+)
 async def test_a_bad_widget_is_refused_by_name_and_nothing_is_imported(
-        fresh_db: str, widget: dict[str, Any], error: str) -> None:
+    fresh_db: str, widget: dict[str, Any], error: str
+) -> None:
     doc = _rich_doc("t9")
     doc["templates"][0]["web_dashboard"]["widgets"] = [*WIDGETS, widget]
     with pytest.raises(ValidationError, match=re.escape(error)):

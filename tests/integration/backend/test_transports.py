@@ -32,7 +32,7 @@ THROTTLE = 3
 
 
 def connect(client: paho.Client, host: str, port: int) -> object:
-    codes: "queue.Queue[object]" = queue.Queue()
+    codes: queue.Queue[object] = queue.Queue()
     client.on_connect = lambda c, u, f, rc, p=None: codes.put(rc)
     client.connect(host, port, keepalive=30)
     client.loop_start()
@@ -48,8 +48,9 @@ def ca_file(http: httpx.Client, tmp_path: Path) -> Path:
     return path
 
 
-def test_device_over_tls_pinning_the_served_ca(stack: StackConfig, http: httpx.Client,
-                                               devices: list[DeviceOut], ca_file: Path) -> None:
+def test_device_over_tls_pinning_the_served_ca(
+    stack: StackConfig, http: httpx.Client, devices: list[DeviceOut], ca_file: Path
+) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2)
     client.username_pw_set("device", devices[0].token)
     client.tls_set(ca_certs=str(ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
@@ -66,12 +67,14 @@ def test_tls_with_an_unknown_ca_is_refused(stack: StackConfig, devices: list[Dev
     context = ssl.create_default_context()  # system CAs only: our local CA is not among them
     with pytest.raises(ssl.SSLCertVerificationError):
         import socket
+
         with socket.create_connection(("127.0.0.1", stack.mqtts_port), timeout=5) as sock:
             context.wrap_socket(sock, server_hostname="localhost")
 
 
-def test_device_over_websocket_on_the_http_port(stack: StackConfig, http: httpx.Client,
-                                                devices: list[DeviceOut]) -> None:
+def test_device_over_websocket_on_the_http_port(
+    stack: StackConfig, http: httpx.Client, devices: list[DeviceOut]
+) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2, transport="websockets")
     client.ws_set_options(path="/mqtt")
     client.username_pw_set("device", devices[1].token)
@@ -80,6 +83,7 @@ def test_device_over_websocket_on_the_http_port(stack: StackConfig, http: httpx.
         client.publish("ds/Temperature", "7.5", qos=1).wait_for_publish(5)
         wait_for(lambda: http.get(f"/external/api/get?token={devices[1].token}&v0").text == "7.5")
         import psycopg
+
         with psycopg.connect(stack.database_url) as conn:
             row = conn.execute("SELECT online, ip FROM device WHERE id = %s", (devices[1].id,)).fetchone()
         assert row == (True, "127.0.0.1")  # the bridge passed the client's own address on
@@ -92,9 +96,12 @@ def test_websocket_without_the_mqtt_subprotocol_is_refused(stack: StackConfig) -
     import base64
     import os
     import socket
+
     key = base64.b64encode(os.urandom(16)).decode()
-    request = (f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    request = (
+        f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
     with socket.create_connection(("127.0.0.1", stack.http_port), timeout=5) as sock:
         sock.sendall(request)
         answer = sock.recv(1024)
@@ -110,6 +117,7 @@ def throttled(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
 def _connect_packet(password: str) -> bytes:
     def field(text: str) -> bytes:
         return len(text.encode()).to_bytes(2, "big") + text.encode()
+
     body = field("MQTT") + bytes([4, 0xC2]) + (30).to_bytes(2, "big") + field("") + field("device") + field(password)
     return bytes([0x10, len(body)]) + body
 
@@ -137,9 +145,11 @@ def _ws_device(port: int, token: str) -> tuple[paho.Client, object]:
 def test_a_local_process_cannot_speak_for_the_websocket_bridge(throttled: AccountsStack) -> None:
     config = throttled.config
     device = provision(config.database_url, thermostat_doc()).devices[0]
-    forged = [b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8080\r\n",  # the old bridge's v1 line
-              proxy_header(b"not the server's key".ljust(32, b"!"), ("127.0.0.1", 40000)),  # v2, wrong key
-              b"PROXY TCP4 203.0.113.66 127.0.0.1 40000 8080\r\n"]
+    forged = [
+        b"PROXY TCP4 127.0.0.1 127.0.0.1 40000 8080\r\n",  # the old bridge's v1 line
+        proxy_header(b"not the server's key".ljust(32, b"!"), ("127.0.0.1", 40000)),  # v2, wrong key
+        b"PROXY TCP4 203.0.113.66 127.0.0.1 40000 8080\r\n",
+    ]
     # forge the address the device is recorded at, with its own token: closed, no CONNACK
     assert _straight_to_the_broker(config.proxy_port, forged[2], device.token) == b""
     # fail logins "from" 127.0.0.1, where the real devices are, past the throttle: none counted
@@ -157,4 +167,3 @@ def test_a_local_process_cannot_speak_for_the_websocket_bridge(throttled: Accoun
     finally:
         client.disconnect()
         client.loop_stop()
-

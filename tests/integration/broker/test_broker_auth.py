@@ -84,12 +84,16 @@ async def test_devices_sharing_a_client_id_do_not_collide(harness: Harness, paho
 
 
 async def test_persistent_service_session_queues_qos1_while_away(harness: Harness, paho: Callable[..., Paho]) -> None:
-    ingest = await paho(client_id="ingest", username=SERVICE_USER, password=SERVICE_PASSWORD, clean_session=False).connect()
+    ingest = await paho(
+        client_id="ingest", username=SERVICE_USER, password=SERVICE_PASSWORD, clean_session=False
+    ).connect()
     await ingest.subscribe("d/+/ds/#", qos=1)
     await ingest.close()
     device = await paho(username="device", password=token(3)).connect()
     await device.publish("ds/Temp", b"21", qos=1)
-    back = await paho(client_id="ingest", username=SERVICE_USER, password=SERVICE_PASSWORD, clean_session=False).connect()
+    back = await paho(
+        client_id="ingest", username=SERVICE_USER, password=SERVICE_PASSWORD, clean_session=False
+    ).connect()
     assert (await back.received("d/3/ds/Temp")).payload == b"21"
 
 

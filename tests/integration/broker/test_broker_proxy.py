@@ -88,7 +88,9 @@ async def test_presence_shows_the_proxied_client_and_transport_ws(
 ) -> None:
     harness, paho = proxied
     watcher = await presence_watcher(paho)
-    device = await open_proxied(harness, clients, signed(ip, port) + connect_packet(username="device", password=token(1)))
+    device = await open_proxied(
+        harness, clients, signed(ip, port) + connect_packet(username="device", password=token(1))
+    )
     assert await device.read_packet() == CONNACK_OK
     online = await presence_of(watcher, 1)
     assert (online["ip"], online["port"], online["transport"]) == (ip, port, "ws")
@@ -171,7 +173,9 @@ async def test_same_acl_and_limits_as_tcp(proxied: tuple[Harness, Any], clients:
     await device.send(publish_packet("d/4/ds/Spoof", b"1"))  # not an uplink topic: diag, not routed
     diag = await device.read_packet()
     assert b"downlink/diag" in diag and b"not a Blynk uplink topic" in diag
-    big = await open_proxied(harness, clients, signed("198.51.100.9") + connect_packet(username="device", password=token(4)))
+    big = await open_proxied(
+        harness, clients, signed("198.51.100.9") + connect_packet(username="device", password=token(4))
+    )
     assert await big.read_packet() == CONNACK_OK
     await big.send(publish_packet("ds/Big", b"x" * 2000))  # above max_packet_size
     assert await big.closed_by_peer()
@@ -181,9 +185,15 @@ async def test_login_throttling_counts_the_proxied_address(proxied: tuple[Harnes
     harness, _ = proxied
     attacker, neighbour = "198.51.100.66", "198.51.100.67"
     for _ in range(2):
-        client = await open_proxied(harness, clients, signed(attacker) + connect_packet(username="device", password="bad"))
+        client = await open_proxied(
+            harness, clients, signed(attacker) + connect_packet(username="device", password="bad")
+        )
         assert await client.read_packet() == CONNACK_REFUSED
-    refused = await open_proxied(harness, clients, signed(attacker) + connect_packet(username="device", password=token(5)))
+    refused = await open_proxied(
+        harness, clients, signed(attacker) + connect_packet(username="device", password=token(5))
+    )
     assert await refused.read_packet() == CONNACK_REFUSED  # throttled: even a good token
-    other = await open_proxied(harness, clients, signed(neighbour) + connect_packet(username="device", password=token(5)))
+    other = await open_proxied(
+        harness, clients, signed(neighbour) + connect_packet(username="device", password=token(5))
+    )
     assert await other.read_packet() == CONNACK_OK  # another browser behind the same bridge

@@ -65,8 +65,9 @@ async def running(clients: list[Any], **settings: Any) -> AsyncIterator[tuple[Ha
 
 async def assert_serves_a_good_device(paho: Callable[..., Paho], device_id: int = 9) -> None:
     """A fresh device subscribes, publishes and receives a downlink; the platform sees its uplink."""
-    backend = await paho(client_id=f"check-{next(_check_ids)}", username=SERVICE_USER, password=SERVICE_PASSWORD)\
-        .connect()
+    backend = await paho(
+        client_id=f"check-{next(_check_ids)}", username=SERVICE_USER, password=SERVICE_PASSWORD
+    ).connect()
     assert await backend.subscribe(f"d/{device_id}/ds/#", qos=1) == [1]
     device = await paho(username="device", password=token(device_id)).connect()
     assert await device.subscribe("downlink/ds/#", qos=1) == [1]
@@ -195,8 +196,10 @@ BAD_TOPICS = {
     "hash_wildcard": (raw_publish(b"ds/#"), "protocol_error"),
     "empty": (raw_publish(b""), "protocol_error"),
     "oversized": (raw_publish(b"ds/" + b"x" * 2000), "packet_too_large"),
-    "topic_length_65535": (raw_publish(b"ds/" + b"x" * 1000)[:3] + b"\xff\xff" + b"ds/" + b"x" * 1000 + b"1",
-                           "protocol_error"),
+    "topic_length_65535": (
+        raw_publish(b"ds/" + b"x" * 1000)[:3] + b"\xff\xff" + b"ds/" + b"x" * 1000 + b"1",
+        "protocol_error",
+    ),
 }
 
 
@@ -315,8 +318,18 @@ async def test_the_service_login_is_capped_far_above_what_the_app_needs(clients:
     """The service login keeps its 1 MiB packets and gets a cap of its own (the app uses ~10)."""
     async with running(clients) as (harness, paho):
         service = await paho(client_id="svc", username=SERVICE_USER, password=SERVICE_PASSWORD).connect()
-        app_filters = ["d/+/ds/#", "d/+/info/mcu", "d/+/get/#", "d/+/batch_ds", "d/+/event/#", "d/+/meta/#",
-                       "d/+/ota/status", "sys/presence/+", "sys/vitals/+", "sys/ping/+"]
+        app_filters = [
+            "d/+/ds/#",
+            "d/+/info/mcu",
+            "d/+/get/#",
+            "d/+/batch_ds",
+            "d/+/event/#",
+            "d/+/meta/#",
+            "d/+/ota/status",
+            "sys/presence/+",
+            "sys/vitals/+",
+            "sys/ping/+",
+        ]
         assert await service.subscribe(*app_filters, qos=1) == [1] * len(app_filters)
         many = [f"x/{n}" for n in range(12_000)]
         codes = await service.subscribe(*many, qos=1)  # 12,000 filters in one SUBSCRIBE (about 80 KB)
@@ -338,8 +351,11 @@ async def test_20000_filters_over_many_subscribes_are_capped_with_diag(clients: 
         await eventually(lambda: all(mid in device.subacks for mid in mids), timeout=30, message="every SUBACK")
         codes = [code for mid in mids for code in device.subacks[mid]]
         assert codes == [1] * CAP + [0x80] * (20_000 - CAP)
-        await eventually(lambda: device.topics().count("downlink/diag") == len(mids) - 1, timeout=10,
-                         message="a diag per capped SUBSCRIBE")
+        await eventually(
+            lambda: device.topics().count("downlink/diag") == len(mids) - 1,
+            timeout=10,
+            message="a diag per capped SUBSCRIBE",
+        )
         diags = [m.payload.decode() for m in list(device.messages) if m.topic == "downlink/diag"]
         assert diags[0] == CAP_DIAG.format(40 - CAP % 40, CAP) and set(diags[1:]) == {CAP_DIAG.format(40, CAP)}
         assert len(device_filters(harness, 1)) == CAP

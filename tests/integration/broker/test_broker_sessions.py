@@ -15,9 +15,20 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from _broker_harness import (
+    SERVICE_PASSWORD,
+    SERVICE_USER,
+    Harness,
+    Paho,
+    Raw,
+    connect_packet,
+    eventually,
+    ours,
+    packet,
+    subscribe_packet,
+    token,
+)
 
-from _broker_harness import SERVICE_PASSWORD, SERVICE_USER, Harness, Paho, Raw, connect_packet, eventually, ours, \
-    packet, subscribe_packet, token
 from broker import MqttBroker
 
 CLIENT_ID = "ingest"
@@ -50,7 +61,7 @@ class Subscriber:
         qos, dup = (data[0] >> 1) & 3, bool(data[0] & 0x08)
         body = _body(data)
         topic_length = struct.unpack("!H", body[:2])[0]
-        rest = body[2 + topic_length:]
+        rest = body[2 + topic_length :]
         packet_id = struct.unpack("!H", rest[:2])[0] if qos else None
         return qos, dup, packet_id, rest[2:] if qos else rest
 
@@ -83,7 +94,7 @@ def _body(data: bytes) -> bytes:
         length += (byte & 0x7F) * multiplier
         index += 1
         if not byte & 0x80:
-            return data[index:index + length]
+            return data[index : index + length]
         multiplier *= 128
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backend.transport.tls import ensure_local_ca
 from _broker_harness import SERVICE_PASSWORD, SERVICE_USER, Paho, connect_packet, ours, token
+
+from backend.transport.tls import ensure_local_ca
 
 
 def self_signed(directory: Path) -> tuple[str, str, str]:

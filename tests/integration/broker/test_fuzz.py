@@ -48,6 +48,7 @@ class FuzzAuthenticator(DictAuthenticator):
         device = DEVICES.get(info.password or "")
         return DeviceIdentity(device) if device is not None else None
 
+
 EXAMPLES = 400
 """Examples run, each on its own connection (a count, not a time budget: timings belong in benchmarks)."""
 CHECKPOINT = 20
@@ -58,9 +59,11 @@ FILTERS = ["downlink/#", "downlink/ds/+", "#", "+/x", "d/1/#", "downlink/#/x", "
 packet_ids = st.integers(0, 65535)
 qos = st.integers(0, 3)
 publishes = st.builds(
-    lambda topic, payload, q, pid: publish_packet(topic, payload, qos=min(q, 2), packet_id=pid)
-    if q < 3
-    else packet(0x36, struct.pack("!H", len(topic)) + topic.encode() + payload),
+    lambda topic, payload, q, pid: (
+        publish_packet(topic, payload, qos=min(q, 2), packet_id=pid)
+        if q < 3
+        else packet(0x36, struct.pack("!H", len(topic)) + topic.encode() + payload)
+    ),
     st.sampled_from(TOPICS),
     st.binary(max_size=64),
     qos,
@@ -77,7 +80,9 @@ unsubscribes = st.builds(
     packet_ids,
     st.sampled_from(FILTERS),
 )
-acks = st.builds(lambda first, pid: packet(first, struct.pack("!H", pid)), st.sampled_from([0x40, 0x50, 0x62, 0x70]), packet_ids)
+acks = st.builds(
+    lambda first, pid: packet(first, struct.pack("!H", pid)), st.sampled_from([0x40, 0x50, 0x62, 0x70]), packet_ids
+)
 simple = st.sampled_from([b"\xc0\x00", b"\xe0\x00", b"\xd0\x00", b"\x00\x00", b"\xf0\x00"])
 connects = st.builds(
     lambda cid, password, keepalive, clean, will: connect_packet(
@@ -205,5 +210,8 @@ async def test_fuzzed_clients_leave_the_broker_and_a_good_device_intact(clients:
         await good.close()
         await ingest.close()
         await eventually(lambda: broker.open_connections() == 0, timeout=10, message="every connection closed")
-        await eventually(lambda: not running_tasks() - before, timeout=10,
-                         message="no more tasks of any kind than before the fuzzing")
+        await eventually(
+            lambda: not running_tasks() - before,
+            timeout=10,
+            message="no more tasks of any kind than before the fuzzing",
+        )

@@ -20,9 +20,11 @@ from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
 from tests.support.stack import StackConfig
 
-STRING_STREAMS = [{"pin": "V0", "name": "Temperature", "type": "double"},
-                  {"pin": "V5", "name": "Log", "type": "string", "save_raw": True},
-                  {"pin": "V6", "name": "Note", "type": "string"}]
+STRING_STREAMS = [
+    {"pin": "V0", "name": "Temperature", "type": "double"},
+    {"pin": "V5", "name": "Log", "type": "string", "save_raw": True},
+    {"pin": "V6", "name": "Note", "type": "string"},
+]
 
 
 def upload(api: Api, data: bytes, name: str = "fw.bin") -> dict[str, Any]:
@@ -32,8 +34,15 @@ def upload(api: Api, data: bytes, name: str = "fw.bin") -> dict[str, Any]:
 
 
 def ship(api: Api, firmware_id: int, device_ids: list[int], **extra: Any) -> dict[str, Any]:
-    r = api.post("/api/ota/shipments", json={"name": f"Ship {uuid.uuid4().hex[:6]}", "firmware_id": firmware_id,
-                                              "target": {"kind": "devices", "device_ids": device_ids}, **extra})
+    r = api.post(
+        "/api/ota/shipments",
+        json={
+            "name": f"Ship {uuid.uuid4().hex[:6]}",
+            "firmware_id": firmware_id,
+            "target": {"kind": "devices", "device_ids": device_ids},
+            **extra,
+        },
+    )
     assert r.status_code == 201, r.text
     return dict(r.json())
 
@@ -52,8 +61,9 @@ def join(stack: StackConfig, admin: Api, org: int, role_id: int) -> Api:
     return api
 
 
-def test_firmware_and_shipment_pages_show_the_image_and_live_progress(stack: StackConfig, admin: Api,
-                                                                      paho_device: ConnectDevice) -> None:
+def test_firmware_and_shipment_pages_show_the_image_and_live_progress(
+    stack: StackConfig, admin: Api, paho_device: ConnectDevice
+) -> None:
     fw = upload(admin, image("3.1.0"), f"page-{uuid.uuid4().hex[:6]}.bin")
     r = admin.get("/air/firmware")
     assert r.status_code == 200 and fw["filename"] in r.text and fw["sha256"] in r.text and fw["md5"] in r.text
@@ -73,8 +83,13 @@ def test_firmware_and_shipment_pages_show_the_image_and_live_progress(stack: Sta
     dev = paho_device(stack, info)
     dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
     dev.next(timeout=30, topic_prefix="downlink/ota/json")
-    part = wait_for(lambda: (lambda r: r if 'data-status="request_sent"' in r.text else None)(
-        admin.get(f"/air/shipments/{shipment['id']}/progress")), 15, message="the device in the progress part")
+    part = wait_for(
+        lambda: (lambda r: r if 'data-status="request_sent"' in r.text else None)(
+            admin.get(f"/air/shipments/{shipment['id']}/progress")
+        ),
+        15,
+        message="the device in the progress part",
+    )
     assert part.status_code == 200 and "<html" not in part.text and info.name in part.text
     assert "Request sent" in part.text and "Pause" in part.text
     rows = admin.get(f"/api/ota/shipments/{shipment['id']}/devices").json()
@@ -99,8 +114,12 @@ def test_another_organization_and_a_role_without_air_see_nothing(stack: StackCon
     shipment = ship(admin, fw["id"], [info.id])
     org = admin.post("/api/orgs", json={"name": f"Air tenant {uuid.uuid4().hex[:6]}"}).json()["id"]
     with join(stack, admin, org, 1) as other:  # an Admin, of another organization
-        for path in (f"/air/shipments/{shipment['id']}", f"/air/shipments/{shipment['id']}/progress",
-                     f"/api/ota/shipments/{shipment['id']}/devices", f"/api/ota/firmware/{fw['id']}"):
+        for path in (
+            f"/air/shipments/{shipment['id']}",
+            f"/air/shipments/{shipment['id']}/progress",
+            f"/api/ota/shipments/{shipment['id']}/devices",
+            f"/api/ota/firmware/{fw['id']}",
+        ):
             assert other.get(path).status_code == 404, path
         assert shipment["name"] not in other.get("/air/shipments").text
         assert fw["sha256"] not in other.get("/air/firmware").text
@@ -110,8 +129,10 @@ def test_another_organization_and_a_role_without_air_see_nothing(stack: StackCon
         for path in ("/air/shipments", "/air/firmware", "/air/shipments/new", f"/air/shipments/{shipment['id']}"):
             assert user.get(path).status_code == 403, path
 
-def test_device_metadata_is_edited_and_reaches_the_device(stack: StackConfig, admin: Api,
-                                                         paho_device: ConnectDevice) -> None:
+
+def test_device_metadata_is_edited_and_reaches_the_device(
+    stack: StackConfig, admin: Api, paho_device: ConnectDevice
+) -> None:
     tid = make_template(admin)["id"]
     for field in ({"name": "Serial", "type": "text"}, {"name": "Rating", "type": "number"}):
         assert admin.post(f"/api/console/templates/{tid}/metadata", json=field).status_code == 200
@@ -122,11 +143,13 @@ def test_device_metadata_is_edited_and_reaches_the_device(stack: StackConfig, ad
     assert r.status_code == 200 and r.json() == {"name": "Serial", "value": "SN-42"}
     assert dev.next(topic_prefix="downlink/meta/") == ("downlink/meta/Serial", b"SN-42")
     dev.close()
-    for body, status, message in [({"name": "Rating", "value": "high"}, 400, "expects a number"),
-                                  ({"name": "Nope", "value": "1"}, 400, "no metadata field named 'Nope'"),
-                                  ({"name": "Device Owner", "value": "x@y.z"}, 400, "cannot be set"),
-                                  ({"name": "Device Name", "value": "bad!name"}, 400, "Device name should be"),
-                                  ({"name": "Serial"}, 400, "value")]:
+    for body, status, message in [
+        ({"name": "Rating", "value": "high"}, 400, "expects a number"),
+        ({"name": "Nope", "value": "1"}, 400, "no metadata field named 'Nope'"),
+        ({"name": "Device Owner", "value": "x@y.z"}, 400, "cannot be set"),
+        ({"name": "Device Name", "value": "bad!name"}, 400, "Device name should be"),
+        ({"name": "Serial"}, 400, "value"),
+    ]:
         r = admin.put(path, json=body)
         assert r.status_code == status and message in error(r), (body, r.text)
     new_name = f"Renamed {uuid.uuid4().hex[:6]}"
@@ -136,10 +159,12 @@ def test_device_metadata_is_edited_and_reaches_the_device(stack: StackConfig, ad
     page = admin.get(f"/devices/{info.id}?tab=info")
     assert page.status_code == 200 and 'value="SN-42"' in page.text and "Move device" in page.text
     assert admin.post(f"/api/devices/{info.id}/move", json={"org_id": sub}).json()["org_id"] == sub
-    with join(stack, admin, admin.post("/api/orgs", json={"name": f"Meta t {uuid.uuid4().hex[:6]}"}).json()["id"],
-              1) as other:
+    with join(
+        stack, admin, admin.post("/api/orgs", json={"name": f"Meta t {uuid.uuid4().hex[:6]}"}).json()["id"], 1
+    ) as other:
         assert other.put(path, json={"name": "Serial", "value": "mine"}).status_code == 404
         assert other.get(f"/api/console/devices/{info.id}/lines", params={"pin": 5}).status_code == 404
+
 
 def test_a_terminal_opens_with_its_backlog(stack: StackConfig, admin: Api, paho_device: ConnectDevice) -> None:
     tid = make_template(admin, STRING_STREAMS)["id"]
@@ -154,13 +179,20 @@ def test_a_terminal_opens_with_its_backlog(stack: StackConfig, admin: Api, paho_
         assert r.status_code == 200, r.text
         got = [line["value"] for line in r.json()["lines"]]
         return got if len(got) == 3 and got[-1] == "line 4" else None
+
     assert wait_for(lines, 15, message="the terminal backlog") == ["line 2", "line 3", "line 4"]
-    note = wait_for(lambda: admin.get(f"/api/console/devices/{info.id}/lines", params={"pin": 6}).json()["lines"]
-                    or None, 15, message="the latest value of a datastream without history")
+    note = wait_for(
+        lambda: admin.get(f"/api/console/devices/{info.id}/lines", params={"pin": 6}).json()["lines"] or None,
+        15,
+        message="the latest value of a datastream without history",
+    )
     assert [line["value"] for line in note] == ["only the latest"]
     dev.close()
-    for params, status, message in [({"pin": 0}, 400, "a terminal shows strings"), ({"pin": 9}, 404, "no datastream"),
-                                    ({"pin": 5, "limit": 0}, 400, "limit must be")]:
+    for params, status, message in [
+        ({"pin": 0}, 400, "a terminal shows strings"),
+        ({"pin": 9}, 404, "no datastream"),
+        ({"pin": 5, "limit": 0}, 400, "limit must be"),
+    ]:
         r = admin.get(f"/api/console/devices/{info.id}/lines", params=params)
         assert r.status_code == status and message in error(r), (params, r.text)
 
@@ -174,14 +206,14 @@ def test_console_devices_are_made_by_device_admin(stack: StackConfig, admin: Api
     r = admin.post("/api/console/devices", json={"name": "Ghost", "template_id": 10**9})
     assert r.status_code == 404 and "Template is not found" in error(r)
     sub = admin.post("/api/orgs", json={"name": f"Made sub {uuid.uuid4().hex[:6]}"}).json()["id"]
-    r = admin.post("/api/console/devices", json={"name": f"Sub {uuid.uuid4().hex[:6]}", "template_id": tid,
-                                                 "org_id": sub})
+    r = admin.post(
+        "/api/console/devices", json={"name": f"Sub {uuid.uuid4().hex[:6]}", "template_id": tid, "org_id": sub}
+    )
     assert r.status_code == 201, r.text
     made = admin.get(f"/api/devices/{r.json()['id']}").json()
     assert (made["org_id"], made["owner_id"]) == (sub, None)  # no user of that organization made it
     audit = admin.get("/api/audit", params={"org_id": sub}).json()["content"]
     assert any(e["action"] == "device.create" for e in audit)
-
 
 
 def test_device_tags_on_the_info_tab_and_offered_by_the_shipment_form(stack: StackConfig, admin: Api) -> None:
@@ -192,7 +224,9 @@ def test_device_tags_on_the_info_tab_and_offered_by_the_shipment_form(stack: Sta
     assert admin.put(f"/api/devices/{info.id}/tags", json={"tags": tags}).status_code == 200
     page = admin.get(f"/devices/{info.id}?tab=info")
     assert page.status_code == 200
-    form = re.search(r'<form method="post" data-api="/api/devices/(\d+)/tags" data-method="PUT"[^>]*>(.*?)</form>', page.text, re.S)
+    form = re.search(
+        r'<form method="post" data-api="/api/devices/(\d+)/tags" data-method="PUT"[^>]*>(.*?)</form>', page.text, re.S
+    )
     assert form is not None and int(form[1]) == info.id
     textarea = re.search(r'<textarea name="tags"[^>]*data-type="lines"[^>]*>(.*?)</textarea>', form[2], re.S)
     assert textarea is not None and textarea[1] == f"&lt;b&gt;{suffix}&lt;/b&gt;\nFloor {suffix}"
@@ -206,7 +240,7 @@ def test_device_tags_on_the_info_tab_and_offered_by_the_shipment_form(stack: Sta
     assert role.status_code == 201, role.text
     with join(stack, admin, admin.me["org_id"], role.json()["id"]) as looker:
         page = looker.get(f"/devices/{info.id}?tab=info")
-        assert f'<span class="badge">Floor {suffix}</span>' in page.text and "/tags\" data-method" not in page.text
+        assert f'<span class="badge">Floor {suffix}</span>' in page.text and '/tags" data-method' not in page.text
         assert f"Floor {suffix}" in looker.get("/air/shipments/new").text
     org = admin.post("/api/orgs", json={"name": f"Tag tenant {suffix}"}).json()["id"]
     with join(stack, admin, org, 1) as other:  # an Admin of another organization

@@ -10,7 +10,7 @@ import email.policy
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,15 @@ def make_template(api: Api, datastreams: list[dict[str, Any]] | None = None) -> 
     r = api.post("/api/console/templates", json={"name": f"Console {uuid.uuid4().hex[:8]}"})
     assert r.status_code == 201, r.text
     template = r.json()
-    for ds in datastreams if datastreams is not None else [
+    for ds in (
+        datastreams
+        if datastreams is not None
+        else [
             {"pin": "V0", "name": "Temperature", "type": "double", "min": -40, "max": 85, "save_raw": True},
             {"pin": "V1", "name": "Power", "type": "integer", "min": 0, "max": 1, "wait_confirmation": True},
-            {"pin": "V2", "name": "Where", "type": "location"}]:
+            {"pin": "V2", "name": "Where", "type": "location"},
+        ]
+    ):
         r = api.post(f"/api/console/templates/{template['id']}/datastreams", json=ds)
         assert r.status_code == 200, r.text
     return template  # type: ignore[no-any-return]
@@ -64,10 +69,14 @@ def test_templates_are_edited_piece_by_piece_with_clear_errors(admin: Api) -> No
     assert r.status_code == 400 and "datastream name used twice" in error(r)
     r = admin.post(f"/api/console/templates/{tid}/datastreams", json={"pin": "X9", "name": "Bad"})
     assert r.status_code == 400 and "pin" in error(r)
-    r = admin.put(f"/api/console/templates/{tid}/datastreams/0",
-                  json={"pin": "V0", "name": "Temp", "type": "double", "units": "°C"})
+    r = admin.put(
+        f"/api/console/templates/{tid}/datastreams/0",
+        json={"pin": "V0", "name": "Temp", "type": "double", "units": "°C"},
+    )
     assert r.status_code == 200, r.text
-    r = admin.post(f"/api/console/templates/{tid}/events", json={"code": "overheat", "name": "Overheat", "type": "warning"})
+    r = admin.post(
+        f"/api/console/templates/{tid}/events", json={"code": "overheat", "name": "Overheat", "type": "warning"}
+    )
     assert r.status_code == 200, r.text
     r = admin.post(f"/api/console/templates/{tid}/metadata", json={"name": "Serial", "type": "text"})
     assert r.status_code == 200, r.text
@@ -83,12 +92,18 @@ def test_templates_are_edited_piece_by_piece_with_clear_errors(admin: Api) -> No
 
 def test_dashboards_are_checked_against_the_datastreams(admin: Api) -> None:
     tid = make_template(admin)["id"]
-    good = [{"id": "sw", "type": "switch", "pin": 1, "x": 0, "y": 0, "w": 3, "h": 2},
-            {"id": "ch", "type": "chart", "pin": 0, "x": 3, "y": 0, "w": 9, "h": 4, "title": "Temperature"},
-            {"id": "mp", "type": "map", "pin": 2, "x": 0, "y": 2, "w": 3, "h": 3}]
+    good = [
+        {"id": "sw", "type": "switch", "pin": 1, "x": 0, "y": 0, "w": 3, "h": 2},
+        {"id": "ch", "type": "chart", "pin": 0, "x": 3, "y": 0, "w": 9, "h": 4, "title": "Temperature"},
+        {"id": "mp", "type": "map", "pin": 2, "x": 0, "y": 2, "w": 3, "h": 3},
+    ]
     r = admin.put(f"/api/console/templates/{tid}/dashboard", json={"widgets": good})
     assert r.status_code == 200, r.text
-    assert [w["id"] for w in admin.get(f"/api/console/templates/{tid}/dashboard").json()["widgets"]] == ["sw", "ch", "mp"]
+    assert [w["id"] for w in admin.get(f"/api/console/templates/{tid}/dashboard").json()["widgets"]] == [
+        "sw",
+        "ch",
+        "mp",
+    ]
     bad_cases = [
         ({**good[0], "type": "map"}, "cannot show datastream 'Power' of type integer"),
         ({**good[0], "pin": 9}, "no datastream on V9"),
@@ -105,8 +120,9 @@ def test_dashboards_are_checked_against_the_datastreams(admin: Api) -> None:
     assert [w["id"] for w in admin.get(f"/api/console/templates/{tid}/dashboard").json()["widgets"]] == ["sw", "ch"]
 
 
-def test_a_console_write_reaches_the_device_and_history_has_buckets(stack: StackConfig, admin: Api,
-                                                                    paho_device: ConnectDevice) -> None:
+def test_a_console_write_reaches_the_device_and_history_has_buckets(
+    stack: StackConfig, admin: Api, paho_device: ConnectDevice
+) -> None:
     tid = make_template(admin)["id"]
     info = make_device(admin, tid)
     assert admin.get(f"/api/console/devices/{info.id}/token").json()["token"] == info.token
@@ -119,20 +135,26 @@ def test_a_console_write_reaches_the_device_and_history_has_buckets(stack: Stack
     r = admin.post(f"/api/console/devices/{info.id}/values/42", json={"value": "1"})
     assert r.status_code == 404
     dev.close()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     points = [[int((now - timedelta(minutes=m)).timestamp() * 1000), 20 + m % 5] for m in range(1, 120)]
-    r = httpx.post(f"{stack.base_url}/external/api/batch/update", params={"token": info.token, "pin": "V0"},
-                   json=points, timeout=10)
+    r = httpx.post(
+        f"{stack.base_url}/external/api/batch/update",
+        params={"token": info.token, "pin": "V0"},
+        json=points,
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
 
     def buckets() -> dict[str, Any] | None:
-        r = admin.get(f"/api/console/devices/{info.id}/history",
-                      params={"pin": 0, "start": (now - timedelta(hours=3)).isoformat(), "end": now.isoformat(),
-                              "points": 30})
+        r = admin.get(
+            f"/api/console/devices/{info.id}/history",
+            params={"pin": 0, "start": (now - timedelta(hours=3)).isoformat(), "end": now.isoformat(), "points": 30},
+        )
         assert r.status_code == 200, r.text
         return r.json() if len(r.json()["t"]) >= 10 else None
+
     series = wait_for(buckets, 15, message="imported history in the buckets")
-    assert all(lo <= avg <= hi for lo, avg, hi in zip(series["min"], series["avg"], series["max"]))
+    assert all(lo <= avg <= hi for lo, avg, hi in zip(series["min"], series["avg"], series["max"], strict=True))
     assert min(series["min"]) == 20 and max(series["max"]) == 24
     r = admin.get(f"/api/console/devices/{info.id}/history", params={"pin": 2, "start": "0", "end": "1000"})
     assert r.status_code == 400 and "no chart" in error(r)
@@ -169,6 +191,7 @@ def _read_invitation_token(stack: StackConfig, address: str) -> str:
                 if match:
                     return match[1]
         return None
+
     return wait_for(token, 10, message=f"the invitation to {address}")
 
 
@@ -181,16 +204,22 @@ def test_another_organizations_templates_and_devices_do_not_exist(stack: StackCo
     assert r.status_code == 201, r.text
     token = _read_invitation_token(stack, address)
     with httpx.Client(base_url=stack.base_url, timeout=10) as anon:
-        assert anon.post("/api/invitations/accept", json={"token": token, "password": "a-good-password-1"}).status_code == 201
+        assert (
+            anon.post("/api/invitations/accept", json={"token": token, "password": "a-good-password-1"}).status_code
+            == 201
+        )
     with Api(stack.base_url) as other:
         other.login(address, "a-good-password-1")
-        calls = [("GET", f"/api/console/templates/{tid}", None), ("PATCH", f"/api/console/templates/{tid}", {"name": "X"}),
-                 ("POST", f"/api/console/templates/{tid}/datastreams", {"pin": "V9", "name": "X"}),
-                 ("PUT", f"/api/console/templates/{tid}/dashboard", {"widgets": []}),
-                 ("GET", f"/api/console/devices/{info.id}/token", None),
-                 ("POST", f"/api/console/devices/{info.id}/values/1", {"value": "1"}),
-                 ("GET", f"/api/console/devices/{info.id}/values", None),
-                 ("POST", f"/api/console/devices/{info.id}/token/rotate", None)]
+        calls = [
+            ("GET", f"/api/console/templates/{tid}", None),
+            ("PATCH", f"/api/console/templates/{tid}", {"name": "X"}),
+            ("POST", f"/api/console/templates/{tid}/datastreams", {"pin": "V9", "name": "X"}),
+            ("PUT", f"/api/console/templates/{tid}/dashboard", {"widgets": []}),
+            ("GET", f"/api/console/devices/{info.id}/token", None),
+            ("POST", f"/api/console/devices/{info.id}/values/1", {"value": "1"}),
+            ("GET", f"/api/console/devices/{info.id}/values", None),
+            ("POST", f"/api/console/devices/{info.id}/token/rotate", None),
+        ]
         for method, path, body in calls:
             r = other.request(method, path, json=body)
             assert r.status_code == 404, (method, path, r.status_code, r.text)
@@ -203,6 +232,7 @@ def test_another_organizations_templates_and_devices_do_not_exist(stack: StackCo
         assert other.get(f"/templates/{tid}").status_code == 404
         assert all(t["id"] != tid for t in other.get("/api/console/templates").json())
     assert admin.get(f"/api/console/devices/{info.id}/token").json()["token"] == info.token
+
 
 def test_live_values_arrive_over_the_websocket(stack: StackConfig, admin: Api, paho_device: ConnectDevice) -> None:
     tid = make_template(admin)["id"]

@@ -13,8 +13,10 @@ from tests.integration.console.test_console_api import make_device, make_templat
 from tests.support.accounts import Api
 from tests.support.stack import StackConfig
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 
 
 def assert_page_headers(r: httpx.Response) -> None:
@@ -28,12 +30,25 @@ def assert_page_headers(r: httpx.Response) -> None:
 def test_every_console_page_carries_the_policy_and_framing_headers(admin: Api) -> None:
     template = make_template(admin)
     device = make_device(admin, template["id"])
-    paths = ["/devices", f"/devices?q={uuid.uuid4().hex}", f"/devices/{device.id}",
-             *(f"/devices/{device.id}?tab={tab}" for tab in ("info", "timeline", "datastreams")),
-             f"/devices/new?template={template['id']}", "/templates",
-             *(f"/templates/{template['id']}?tab={tab}" for tab in ("info", "datastreams", "events", "metadata",
-                                                                   "dashboard")),
-             "/orgs", "/users", "/roles", "/account", "/air/shipments", "/air/firmware", "/air/shipments/new"]
+    paths = [
+        "/devices",
+        f"/devices?q={uuid.uuid4().hex}",
+        f"/devices/{device.id}",
+        *(f"/devices/{device.id}?tab={tab}" for tab in ("info", "timeline", "datastreams")),
+        f"/devices/new?template={template['id']}",
+        "/templates",
+        *(
+            f"/templates/{template['id']}?tab={tab}"
+            for tab in ("info", "datastreams", "events", "metadata", "dashboard")
+        ),
+        "/orgs",
+        "/users",
+        "/roles",
+        "/account",
+        "/air/shipments",
+        "/air/firmware",
+        "/air/shipments/new",
+    ]
     for path in paths:
         r = admin.get(path)
         assert r.status_code == 200, (path, r.status_code)
@@ -60,8 +75,11 @@ def test_public_pages_and_static_files(stack: StackConfig) -> None:
 def test_a_device_upload_keeps_its_sandbox_policy(stack: StackConfig, admin: Api) -> None:
     device = make_device(admin, make_template(admin)["id"])
     with httpx.Client(base_url=stack.base_url, timeout=10) as http:
-        r = http.post("/external/api/upload", params={"token": device.token},
-                      files={"upfile": ("page.html", b"<script>alert(1)</script>", "application/octet-stream")})
+        r = http.post(
+            "/external/api/upload",
+            params={"token": device.token},
+            files={"upfile": ("page.html", b"<script>alert(1)</script>", "application/octet-stream")},
+        )
         assert r.status_code == 200, r.text
         got = http.get(r.text)
     assert got.status_code == 200

@@ -31,7 +31,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as ws_connect
 from websockets.sync.connection import Connection as ClientConnection
 
-from tests.support.accounts import ADMIN, ROOT_ADMIN, STAFF, USER, AccountsStack, Api, invite_and_join, start_accounts_stack
+from tests.support.accounts import (
+    ADMIN,
+    ROOT_ADMIN,
+    STAFF,
+    USER,
+    AccountsStack,
+    Api,
+    invite_and_join,
+    start_accounts_stack,
+)
 
 WAIT = 3.0
 """Seconds a socket gets to close or narrow: the issue asks for 1 s; 2 s more for CI noise."""
@@ -56,8 +65,10 @@ def template(root: Api) -> int:
     r = root.post("/api/console/templates", json={"name": f"Live {uuid.uuid4().hex[:8]}"})
     assert r.status_code == 201, r.text
     tid = int(r.json()["id"])
-    r = root.post(f"/api/console/templates/{tid}/datastreams",
-                  json={"pin": "V0", "name": "Level", "type": "integer", "min": 0, "max": 1000000})
+    r = root.post(
+        f"/api/console/templates/{tid}/datastreams",
+        json={"pin": "V0", "name": "Level", "type": "integer", "min": 0, "max": 1000000},
+    )
     assert r.status_code == 200, r.text
     return tid
 
@@ -117,11 +128,15 @@ def platform(acc: AccountsStack, root: Api) -> httpx.Client:
     r = root.post("/api/oauth2/clients", json={"name": f"Live {uuid.uuid4().hex[:6]}", "org_id": None})
     assert r.status_code == 201, r.text
     made = r.json()
-    r = httpx.post(f"{acc.base_url}/oauth2/token", params={"grant_type": "client_credentials"},
-                   auth=(made["client"]["client_id"], made["client_secret"]))
+    r = httpx.post(
+        f"{acc.base_url}/oauth2/token",
+        params={"grant_type": "client_credentials"},
+        auth=(made["client"]["client_id"], made["client_secret"]),
+    )
     assert r.status_code == 200, r.text
-    return httpx.Client(base_url=acc.base_url, timeout=30,
-                        headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+    return httpx.Client(
+        base_url=acc.base_url, timeout=30, headers={"Authorization": f"Bearer {r.json()['access_token']}"}
+    )
 
 
 def own(acc: AccountsStack, device: int, user: int) -> None:
@@ -166,8 +181,11 @@ class Watching:
 
 def open_socket(w: World, session: Api | None = None) -> ClientConnection:
     cookie = "; ".join(f"{k}={v}" for k, v in (session or w.u).cookies.items())
-    return ws_connect(f"ws://127.0.0.1:{w.acc.config.http_port}/live?devices={w.a},{w.b}",
-                      additional_headers={"Cookie": cookie}, open_timeout=10)
+    return ws_connect(
+        f"ws://127.0.0.1:{w.acc.config.http_port}/live?devices={w.a},{w.b}",
+        additional_headers={"Cookie": cookie},
+        open_timeout=10,
+    )
 
 
 @pytest.fixture
@@ -200,6 +218,7 @@ def assert_narrowed(w: World, watch: Watching, b_exists: bool = True) -> None:
 
 # -- the session ends: the socket closes ---------------------------------------------------------
 
+
 def test_sign_out_closes_the_socket(world: World, watching: Watching) -> None:
     assert world.u.post("/api/auth/logout").status_code == 200
     assert_closed(watching.ws)
@@ -212,8 +231,9 @@ def test_sign_out_everywhere_closes_the_socket(world: World, watching: Watching)
 
 def test_a_password_change_elsewhere_closes_the_socket(world: World, watching: Watching) -> None:
     with world.acc.login(world.u.me["email"], PASSWORD) as elsewhere:
-        r = elsewhere.post("/api/auth/password", json={"current_password": PASSWORD,
-                                                        "new_password": "another-good-password-2"})
+        r = elsewhere.post(
+            "/api/auth/password", json={"current_password": PASSWORD, "new_password": "another-good-password-2"}
+        )
         assert r.status_code == 204, r.text
     assert_closed(watching.ws)
 
@@ -223,8 +243,10 @@ def test_a_password_reset_closes_the_socket(world: World, watching: Watching) ->
     count = len(world.acc.outbox.to(address)) + 1
     with world.acc.client() as anon:
         assert anon.post("/api/auth/password-reset", json={"email": address}).status_code == 202
-        r = anon.post("/api/auth/password-reset/confirm", json={"token": world.acc.outbox.last_token(address, count),
-                                                                "password": "another-good-password-2"})
+        r = anon.post(
+            "/api/auth/password-reset/confirm",
+            json={"token": world.acc.outbox.last_token(address, count), "password": "another-good-password-2"},
+        )
         assert r.status_code == 204, r.text
     assert_closed(watching.ws)
 
@@ -256,6 +278,7 @@ def test_moving_the_user_to_another_organization_closes_the_socket(world: World,
 
 # -- access shrinks: the socket keeps only what is still visible -----------------------------------
 
+
 def test_a_role_without_devices_view_narrows_the_socket_to_owned_devices(world: World, watching: Watching) -> None:
     own(world.acc, world.a, world.user_id)
     r = world.root.patch(f"/api/users/{world.user_id}", json={"role_id": USER})  # devices.view.own only
@@ -265,8 +288,9 @@ def test_a_role_without_devices_view_narrows_the_socket_to_owned_devices(world: 
 
 def test_editing_a_custom_role_narrows_its_users_sockets(acc: AccountsStack, root: Api, template: int) -> None:
     x = make_org(root)
-    r = root.post("/api/roles", json={"name": "Watchers", "org_id": x,
-                                      "permissions": ["devices.view", "devices.view.own"]})
+    r = root.post(
+        "/api/roles", json={"name": "Watchers", "org_id": x, "permissions": ["devices.view", "devices.view.own"]}
+    )
     assert r.status_code == 201, r.text
     role = int(r.json()["id"])
     w = make_world(acc, root, template, role=role, x=x)
@@ -293,8 +317,7 @@ def test_a_deleted_device_leaves_the_socket(world: World, watching: Watching) ->
     assert_narrowed(world, watching, b_exists=False)
 
 
-def test_a_device_given_to_another_owner_leaves_an_owners_socket(acc: AccountsStack, root: Api,
-                                                                  template: int) -> None:
+def test_a_device_given_to_another_owner_leaves_an_owners_socket(acc: AccountsStack, root: Api, template: int) -> None:
     w = make_world(acc, root, template, role=USER)
     own(acc, w.a, w.user_id)
     own(acc, w.b, w.user_id)
@@ -308,8 +331,9 @@ def test_a_device_given_to_another_owner_leaves_an_owners_socket(acc: AccountsSt
         assert_narrowed(w, watch)
 
 
-def test_an_organization_moved_away_leaves_the_socket_of_its_former_parent(acc: AccountsStack, root: Api,
-                                                                            template: int) -> None:
+def test_an_organization_moved_away_leaves_the_socket_of_its_former_parent(
+    acc: AccountsStack, root: Api, template: int
+) -> None:
     x = make_org(root)
     child = make_org(root, parent=x)
     w = make_world(acc, root, template, role=ADMIN, x=x)  # an Admin of X sees X's sub-organizations
@@ -323,8 +347,9 @@ def test_an_organization_moved_away_leaves_the_socket_of_its_former_parent(acc: 
         assert_narrowed(w, watch)
 
 
-def test_other_users_sockets_are_left_alone(world: World, watching: Watching, acc: AccountsStack, root: Api,
-                                            template: int) -> None:
+def test_other_users_sockets_are_left_alone(
+    world: World, watching: Watching, acc: AccountsStack, root: Api, template: int
+) -> None:
     """Another user's sign-out in the same organization neither closes nor narrows this socket."""
     other = invite_and_join(acc, root, world.x, f"other-{uuid.uuid4().hex[:8]}@example.com", STAFF, PASSWORD)
     with other:

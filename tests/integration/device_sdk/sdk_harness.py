@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -153,9 +152,7 @@ class Service:
     def expect(self, topic: str, timeout: float = WAIT) -> bytes:
         """Take the oldest unconsumed message on ``topic`` and return its payload."""
         with self._cond:
-            found = self._cond.wait_for(
-                lambda: any(m.topic == topic for m in self._messages), timeout
-            )
+            found = self._cond.wait_for(lambda: any(m.topic == topic for m in self._messages), timeout)
             if not found:
                 seen = sorted({m.topic for m in self._messages})
                 pytest.fail(f"no message on {topic!r} within {timeout} s; saw {seen}")

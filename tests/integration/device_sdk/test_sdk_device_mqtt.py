@@ -58,7 +58,11 @@ def test_uplinks_reach_the_server(broker: BrokerThread, service: Service) -> Non
         assert service.expect(f"{D}/ds/Set Temperature") == b"0.3"
         assert service.expect(f"{D}/ds/Power") == b"1"
         assert service.expect(f"{D}/ds/Color") == b"255\x00128\x000"
-        assert json.loads(service.expect(f"{D}/batch_ds")) == {"Temperature": 22, "Label": "hall", "Where": [24.1, 56.9]}
+        assert json.loads(service.expect(f"{D}/batch_ds")) == {
+            "Temperature": 22,
+            "Label": "hall",
+            "Where": [24.1, 56.9],
+        }
         assert service.expect(f"{D}/event/overheat") == "Too hot: 81 °C".encode()
         assert service.expect(f"{D}/meta/Serial Number") == b"SN-001"
         assert service.expect(f"{D}/ds/Temperature/prop/color") == b"#FF0000"

@@ -17,8 +17,13 @@ from tests.support.stack import StackConfig
 
 
 def redirect(stack: StackConfig, name: str, uri: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "device", "redirect", name, uri], env=stack.env(),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "device", "redirect", name, uri],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (done.returncode, done.stdout) == (0, f"sent redirect to {name}\n"), done.stderr
 
 
@@ -31,20 +36,28 @@ def test_a_redirect_moves_the_device_onto_the_apps_websocket_bridge(stack: Stack
         with Device(info.token, "127.0.0.1", stack.mqtt_port, template_id="TMPLws", backoff=FAST) as device:
             device.on_write("Power", writes.put)
             assert device.endpoint.transport == "tcp"
-            wait_for(lambda: api.get("/external/api/isHardwareConnected", params={"token": info.token}).text
-                       == "true", message="the device online over TCP")
+            wait_for(
+                lambda: api.get("/external/api/isHardwareConnected", params={"token": info.token}).text == "true",
+                message="the device online over TCP",
+            )
             redirect(stack, info.name, ws_uri)
-            wait_for(lambda: device.connected and device.endpoint.transport == "websockets",
-                       message="the device back online over WebSocket")
+            wait_for(
+                lambda: device.connected and device.endpoint.transport == "websockets",
+                message="the device back online over WebSocket",
+            )
             assert device.endpoint.uri == ws_uri
             device.write("Temperature", 21.5)  # up through the bridge
-            wait_for(lambda: api.get("/external/api/get", params={"token": info.token, "v0": ""}).text == "21.5",
-                       message="the value sent over WebSocket stored")
+            wait_for(
+                lambda: api.get("/external/api/get", params={"token": info.token, "v0": ""}).text == "21.5",
+                message="the value sent over WebSocket stored",
+            )
             r = api.get("/external/api/update", params={"token": info.token, "V1": "1"})  # and down through it
             assert r.status_code == 200, r.text
             assert writes.get(timeout=10) == "1"
             assert device.connected and device.endpoint.transport == "websockets"
-        wait_for(lambda: api.get("/external/api/isHardwareConnected", params={"token": info.token}).text
-                   == "false", message="the device offline once it disconnected")
+        wait_for(
+            lambda: api.get("/external/api/isHardwareConnected", params={"token": info.token}).text == "false",
+            message="the device offline once it disconnected",
+        )
     finally:
         api.close()

@@ -50,9 +50,11 @@ def public_key(api: Api) -> str:
 
 def wait_counts(api: Api, shipment_id: int, done: Any, timeout: float = 60.0) -> dict[str, Any]:
     """Wait until ``done(shipment)`` holds; the shipment then."""
+
     def check() -> dict[str, Any] | None:
         current = shipment(api, shipment_id)
         return current if done(current) else None
+
     return wait_for(check, timeout, interval=0.5, message=f"shipment {shipment_id} to progress")
 
 
@@ -68,6 +70,7 @@ class SdkDevice:
     def offer_device_ids(self) -> set[int]:
         """The device ids named by the download tokens of the offers received."""
         import json
+
         ids = set()
         for raw in self.offers:
             token = parse_qs(urlparse(json.loads(raw)["url"]).query)["token"][0]
@@ -75,16 +78,19 @@ class SdkDevice:
         return ids
 
 
-def sdk_device(stack: StackConfig, device_id: int, token: str, key: str, directory: str, version: str = "1.0.0",
-               **agent_args: Any) -> SdkDevice:
-    device = Device(token, host="127.0.0.1", port=stack.mqtt_port, firmware_version=version, firmware_type=FW_TYPE,
-                    keepalive=60)
+def sdk_device(
+    stack: StackConfig, device_id: int, token: str, key: str, directory: str, version: str = "1.0.0", **agent_args: Any
+) -> SdkDevice:
+    device = Device(
+        token, host="127.0.0.1", port=stack.mqtt_port, firmware_version=version, firmware_type=FW_TYPE, keepalive=60
+    )
     agent = OtaAgent(device, key, directory=directory, **agent_args)
     sdk = SdkDevice(device_id, device, agent)
 
     def record(downlink: Downlink) -> None:
         if downlink.topic == "downlink/ota/json" and downlink.payload:
             sdk.offers.append(downlink.payload)
+
     device.on_downlink(record)
     return sdk
 

@@ -25,24 +25,32 @@ def test_upload_parses_hashes_and_signs(admin: Api, stack: StackConfig) -> None:
     data = image("2.3.4")
     fw = upload(admin, data)
     assert (fw["version"], fw["fw_type"], fw["build"], fw["blynk_version"]) == (
-        "2.3.4", FW_TYPE, "Mar 05 2024 18:29:27", "1.3.2")
+        "2.3.4",
+        FW_TYPE,
+        "Mar 05 2024 18:29:27",
+        "1.3.2",
+    )
     assert fw["sha256"] == hashlib.sha256(data).hexdigest() and fw["md5"] == hashlib.md5(data).hexdigest()
     key = base64.b64decode(public_key(admin))
     verify(key, base64.b64decode(fw["signature"]), bytes.fromhex(fw["sha256"]), len(data), FW_TYPE, "2.3.4")
     assert (stack.data_dir / "firmware" / fw["sha256"]).read_bytes() == data
     assert upload(admin, data)["id"] == fw["id"]  # the same image again is the same record
-    listed = admin.get(f"/api/ota/firmware").json()
+    listed = admin.get("/api/ota/firmware").json()
     assert fw["id"] in [f["id"] for f in listed]
 
 
-@pytest.mark.parametrize("params, body, message", [
-    ({"filename": "fw.exe"}, b"x" * 100, ".bin or .tar"),
-    ({"filename": "fw.bin"}, b"", "empty"),
-    ({"filename": "fw.bin"}, b"blnkinf\0mcu\x001.0\0build\0\0", "without a value"),
-])
-def test_bad_uploads_are_refused_clearly(admin: Api, stack: StackConfig, params: dict[str, str], body: bytes,
-                                         message: str) -> None:
-    resp = admin.post(f"/api/ota/firmware", params=params, content=body)
+@pytest.mark.parametrize(
+    "params, body, message",
+    [
+        ({"filename": "fw.exe"}, b"x" * 100, ".bin or .tar"),
+        ({"filename": "fw.bin"}, b"", "empty"),
+        ({"filename": "fw.bin"}, b"blnkinf\0mcu\x001.0\0build\0\0", "without a value"),
+    ],
+)
+def test_bad_uploads_are_refused_clearly(
+    admin: Api, stack: StackConfig, params: dict[str, str], body: bytes, message: str
+) -> None:
+    resp = admin.post("/api/ota/firmware", params=params, content=body)
     assert resp.status_code == 400 and message in resp.json()["error"]["message"]
     assert not list((stack.data_dir / "firmware").glob(".upload-*"))  # nothing left behind
 
@@ -52,31 +60,41 @@ def test_bad_shipments_are_refused_clearly(admin: Api, stack: StackConfig) -> No
     info = provision(stack.database_url, thermostat_doc()).devices[0]
     base = {"name": "bad", "firmware_id": fw["id"], "target": {"kind": "devices", "device_ids": [info.id]}}
     for change, status, message in [
-            ({"target": {"kind": "nothing"}}, 400, "target"), ({"pacing": {"kind": "constant"}}, 400, "per_minute"),
-            ({"apply_mode": "sideways"}, 400, "apply_mode"), ({"abort": {"failure_percent": 0}}, 400, "failure_percent"),
-            ({"target": {"kind": "devices", "device_ids": [10**9]}}, 400, "no devices"),
-            ({"firmware_id": 10**9}, 404, "no firmware"), ({"attempts_limit": 0}, 400, "attempts")]:
-        resp = admin.post(f"/api/ota/shipments", json={**base, **change})
+        ({"target": {"kind": "nothing"}}, 400, "target"),
+        ({"pacing": {"kind": "constant"}}, 400, "per_minute"),
+        ({"apply_mode": "sideways"}, 400, "apply_mode"),
+        ({"abort": {"failure_percent": 0}}, 400, "failure_percent"),
+        ({"target": {"kind": "devices", "device_ids": [10**9]}}, 400, "no devices"),
+        ({"firmware_id": 10**9}, 404, "no firmware"),
+        ({"attempts_limit": 0}, 400, "attempts"),
+    ]:
+        resp = admin.post("/api/ota/shipments", json={**base, **change})
         assert resp.status_code == status, (change, resp.text)
         assert message in resp.json()["error"]["message"], (change, resp.text)
     assert all(s["name"] != "bad" for s in admin.get("/api/ota/shipments").json())
 
 
-def test_offer_download_range_and_success_with_a_plain_device(admin: Api, stack: StackConfig,
-                                                              paho_device: ConnectDevice) -> None:
+def test_offer_download_range_and_success_with_a_plain_device(
+    admin: Api, stack: StackConfig, paho_device: ConnectDevice
+) -> None:
     """A Blynk firmware as it is (plain paho, no SDK): offer, ranged download, info/mcu."""
     info = provision(stack.database_url, thermostat_doc()).devices[0]
     data = image("1.5.0")
     fw = upload(admin, data)
     dev = paho_device(stack, info)
     dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
-    ship = create_shipment(admin, name=f"plain {info.id}", firmware_id=fw["id"],
-                           target={"kind": "devices", "device_ids": [info.id]})
+    ship = create_shipment(
+        admin, name=f"plain {info.id}", firmware_id=fw["id"], target={"kind": "devices", "device_ids": [info.id]}
+    )
     _, raw = dev.next(timeout=30, topic_prefix="downlink/ota/json")
     offer = json.loads(raw)
     assert {k: offer[k] for k in ("size", "type", "ver", "build", "sha256")} == {
-        "size": len(data), "type": FW_TYPE, "ver": "1.5.0", "build": "Mar 05 2024 18:29:27",
-        "sha256": hashlib.sha256(data).hexdigest()}
+        "size": len(data),
+        "type": FW_TYPE,
+        "ver": "1.5.0",
+        "build": "Mar 05 2024 18:29:27",
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     head = httpx.get(offer["url"], headers={"Range": "bytes=0-99"})
     assert head.status_code == 206 and head.content == data[:100]
     assert head.headers["content-range"] == f"bytes 0-99/{len(data)}"
@@ -94,6 +112,7 @@ def test_offer_download_range_and_success_with_a_plain_device(admin: Api, stack:
     assert wait_for(lambda: shipment(admin, ship["id"])["state"] == "finished", 15)
     assert httpx.get(offer["url"]).status_code == 403  # the offer is over
 
+
 def test_ota_status_reports_and_bad_payloads(admin: Api, stack: StackConfig, paho_device: ConnectDevice) -> None:
     info = provision(stack.database_url, thermostat_doc()).devices[0]
     fw = upload(admin, image("1.6.0"))
@@ -102,8 +121,9 @@ def test_ota_status_reports_and_bad_payloads(admin: Api, stack: StackConfig, pah
     _, diag = dev.next(timeout=10, topic_prefix="downlink/diag")
     assert b"ota/status: expected" in diag
     dev.publish("info/mcu", json.dumps({"ver": "1.0.0", "type": FW_TYPE}), qos=1)
-    ship = create_shipment(admin, name=f"status {info.id}", firmware_id=fw["id"],
-                           target={"kind": "devices", "device_ids": [info.id]})
+    ship = create_shipment(
+        admin, name=f"status {info.id}", firmware_id=fw["id"], target={"kind": "devices", "device_ids": [info.id]}
+    )
     dev.next(timeout=30, topic_prefix="downlink/ota/json")
     dev.publish("ota/status", json.dumps({"status": "failure", "error": "flash write failed"}), qos=1)
     assert wait_for(lambda: _status(admin, ship["id"], info.id) == "upload_failure", 10)
@@ -129,6 +149,7 @@ def _status(admin: Api, shipment_id: int, device_id: int) -> str | None:
 def test_the_signed_message_is_what_the_sdk_rebuilds() -> None:
     from device_sdk import FirmwareOffer
     from ota import signed_message
+
     offer = FirmwareOffer("http://x/y", 10, "T", "1.0", None, bytes(range(32)), bytes(64))
     assert offer.signed_message() == signed_message(bytes(range(32)), 10, "T", "1.0")
 
@@ -136,8 +157,9 @@ def test_the_signed_message_is_what_the_sdk_rebuilds() -> None:
 def test_firmware_a_shipment_uses_is_not_deleted(admin: Api, stack: StackConfig) -> None:
     fw = upload(admin, image("1.7.0"))
     info = provision(stack.database_url, thermostat_doc()).devices[0]
-    ship = create_shipment(admin, name=f"keeps {info.id}", firmware_id=fw["id"],
-                           target={"kind": "devices", "device_ids": [info.id]})
+    ship = create_shipment(
+        admin, name=f"keeps {info.id}", firmware_id=fw["id"], target={"kind": "devices", "device_ids": [info.id]}
+    )
     r = admin.delete(f"/api/ota/firmware/{fw['id']}")
     assert r.status_code == 409 and "used by a shipment" in r.json()["error"]["message"], r.text
     assert admin.post(f"/api/ota/shipments/{ship['id']}/cancel").status_code == 200
@@ -166,12 +188,20 @@ def test_a_tag_target_reaches_exactly_the_tagged_device(admin: Api, stack: Stack
 
         def ready() -> bool:
             with psycopg.connect(stack.database_url) as conn:
-                row = conn.execute("SELECT count(*) FROM device WHERE id = ANY(%s) AND online AND fw_version = '1.0.0'",
-                                   ([i.id for i in infos],)).fetchone()
+                row = conn.execute(
+                    "SELECT count(*) FROM device WHERE id = ANY(%s) AND online AND fw_version = '1.0.0'",
+                    ([i.id for i in infos],),
+                ).fetchone()
             return row is not None and row[0] == 3
+
         assert wait_for(ready, 15)
-        ship = create_shipment(admin, name=f"tag {tag}", firmware_id=fw["id"], target={"kind": "tag", "tag": tag},
-                               pacing={"kind": "constant", "per_minute": 100})
+        ship = create_shipment(
+            admin,
+            name=f"tag {tag}",
+            firmware_id=fw["id"],
+            target={"kind": "tag", "tag": tag},
+            pacing={"kind": "constant", "per_minute": 100},
+        )
         assert ship["target"] == {"kind": "tag", "tag": tag}
         _, raw = devices[2].next(timeout=30, topic_prefix="downlink/ota/json")
         assert json.loads(raw)["ver"] == "1.8.0"

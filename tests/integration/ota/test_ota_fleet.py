@@ -11,8 +11,16 @@ import psycopg
 import pytest
 
 from ota import ExponentialPacing, Progress
-from tests.integration.ota.ota_support import (CuttingProxy, SdkDevice, create_shipment, image, public_key, sdk_device,
-                                               upload, wait_counts)
+from tests.integration.ota.ota_support import (
+    CuttingProxy,
+    SdkDevice,
+    create_shipment,
+    image,
+    public_key,
+    sdk_device,
+    upload,
+    wait_counts,
+)
 from tests.support.accounts import Api
 from tests.support.net import wait_for
 from tests.support.provision import provision, thermostat_doc
@@ -39,9 +47,14 @@ def test_fleet_updates_through_a_paced_shipment(admin: Api, stack: StackConfig, 
         for sdk in fleet[OFFLINE:]:
             sdk.device.connect(timeout=30)
         pacing = ExponentialPacing(start=20, factor=2, success_percent=80)
-        ship = create_shipment(admin, name="fleet 2.0.0", firmware_id=fw["id"],
-                               target={"kind": "devices", "device_ids": [i.id for i in infos]},
-                               pacing=pacing.to_dict(), abort={"failure_percent": 20, "min_sample": 20})
+        ship = create_shipment(
+            admin,
+            name="fleet 2.0.0",
+            firmware_id=fw["id"],
+            target={"kind": "devices", "device_ids": [i.id for i in infos]},
+            pacing=pacing.to_dict(),
+            abort={"failure_percent": 20, "min_sample": 20},
+        )
         wait_counts(admin, ship["id"], lambda s: s["counts"]["success"] == FLEET - OFFLINE, timeout=180)
         assert all(s.device.firmware_version == "1.0.0" for s in fleet[:OFFLINE])
         assert wait_counts(admin, ship["id"], lambda s: s["state"] == "live")["counts"]["pending"] == OFFLINE
@@ -61,10 +74,18 @@ def test_fleet_updates_through_a_paced_shipment(admin: Api, stack: StackConfig, 
 def _assert_paced(stack: StackConfig, shipment_id: int, pacing: ExponentialPacing) -> None:
     """Every offer was allowed by the exponential gate given the successes before it."""
     with psycopg.connect(stack.database_url) as conn:
-        offered = [r[0] for r in conn.execute(
-            "SELECT attempts[1] FROM ota_device WHERE shipment_id = %s ORDER BY attempts[1]", (shipment_id,))]
-        successes = [r[0] for r in conn.execute(
-            "SELECT updated_at FROM ota_device WHERE shipment_id = %s AND status = 'success'", (shipment_id,))]
+        offered = [
+            r[0]
+            for r in conn.execute(
+                "SELECT attempts[1] FROM ota_device WHERE shipment_id = %s ORDER BY attempts[1]", (shipment_id,)
+            )
+        ]
+        successes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT updated_at FROM ota_device WHERE shipment_id = %s AND status = 'success'", (shipment_id,)
+            )
+        ]
     waves = 0
     for rank, at in enumerate(offered, start=1):
         before = sum(1 for t in successes if t < at)
@@ -75,8 +96,9 @@ def _assert_paced(stack: StackConfig, shipment_id: int, pacing: ExponentialPacin
 
 
 @pytest.mark.timeout(180)
-def test_corrupted_image_is_refused_and_the_abort_rule_stops_the_rollout(admin: Api, stack: StackConfig,
-                                                                         tmp_path: Path) -> None:
+def test_corrupted_image_is_refused_and_the_abort_rule_stops_the_rollout(
+    admin: Api, stack: StackConfig, tmp_path: Path
+) -> None:
     infos = provision(stack.database_url, thermostat_doc(devices=6)).devices
     fw = upload(admin, image("3.0.0"))
     stored = stack.data_dir / "firmware" / fw["sha256"]
@@ -88,10 +110,14 @@ def test_corrupted_image_is_refused_and_the_abort_rule_stops_the_rollout(admin: 
     try:
         for sdk in fleet:
             sdk.device.connect(timeout=30)
-        ship = create_shipment(admin, name="corrupted 3.0.0", firmware_id=fw["id"],
-                               target={"kind": "devices", "device_ids": [i.id for i in infos]},
-                               pacing={"kind": "constant", "per_minute": 3},
-                               abort={"failure_percent": 50, "min_sample": 2})
+        ship = create_shipment(
+            admin,
+            name="corrupted 3.0.0",
+            firmware_id=fw["id"],
+            target={"kind": "devices", "device_ids": [i.id for i in infos]},
+            pacing={"kind": "constant", "per_minute": 3},
+            abort={"failure_percent": 50, "min_sample": 2},
+        )
         ended = wait_counts(admin, ship["id"], lambda s: s["state"] == "cancelled", timeout=60)
         assert ended["state_reason"].startswith("aborted")
         assert ended["counts"]["upload_failure"] >= 2
@@ -114,8 +140,13 @@ def test_a_download_cut_at_half_resumes(admin: Api, stack: StackConfig, tmp_path
     sdk = sdk_device(stack, info.id, info.token, public_key(admin), str(tmp_path))
     try:
         sdk.device.connect(timeout=30)
-        ship = create_shipment(admin, proxy.base_url, name=f"resume {info.id}", firmware_id=fw["id"],
-                               target={"kind": "devices", "device_ids": [info.id]})
+        ship = create_shipment(
+            admin,
+            proxy.base_url,
+            name=f"resume {info.id}",
+            firmware_id=fw["id"],
+            target={"kind": "devices", "device_ids": [info.id]},
+        )
         done = wait_counts(admin, ship["id"], lambda s: s["state"] == "finished", timeout=60)
         assert done["counts"]["success"] == 1 and sdk.device.firmware_version == "4.0.0"
         downloads = [r for r in proxy.requests if "/api/ota/download" in r]

@@ -43,11 +43,17 @@ def test_admin_has_everything_and_unknown_names_are_refused() -> None:
 
 def test_every_api_route_is_public_or_guarded_by_a_permission() -> None:
     from litestar import Litestar
+
     from backend.server.routers import api_router, app_dependencies
+
     app = Litestar([api_router()], dependencies=app_dependencies())  # the app mounts exactly this router
-    api = [(route.path, handler) for route in app.routes if route.path.startswith("/api")
-           for handler in getattr(route, "route_handlers", [])
-           if set(handler.http_methods) != {"OPTIONS"}]  # Litestar's own CORS preflight answer
+    api = [
+        (route.path, handler)
+        for route in app.routes
+        if route.path.startswith("/api")
+        for handler in getattr(route, "route_handlers", [])
+        if set(handler.http_methods) != {"OPTIONS"}
+    ]  # Litestar's own CORS preflight answer
     assert len(api) > 25
     unguarded = [(path, handler.handler_name) for path, handler in api if not guarded(handler)]
     assert unguarded == []
@@ -67,8 +73,9 @@ def test_password_length_is_checked() -> None:
             check_password(bad)
 
 
-async def test_without_smtp_mail_is_written_to_the_outbox_and_logged(tmp_path: Path,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_without_smtp_mail_is_written_to_the_outbox_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="backend.accounts.mail")
     await Mailer(Settings(data_dir=tmp_path)).send("a@example.com", "Hello", "open http://x/?token=abc\n")
     files = list((tmp_path / "mail").glob("*.eml"))

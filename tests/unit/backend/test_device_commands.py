@@ -24,20 +24,42 @@ def test_commands_publish_on_the_device_downlinks() -> None:
     commands.reconfigure(7)
     commands.redirect(7, RedirectUri("mqtts://ny3.example.com:8883"))
     commands.diag(7, "hello")
-    assert rec.sent == [("d/7/downlink/ping", b"", 1), ("d/7/downlink/reboot", b"", 0),
-                        ("d/7/downlink/reconfigure", b"", 0),
-                        ("d/7/downlink/redirect", b"mqtts://ny3.example.com:8883", 0),
-                        ("d/7/downlink/diag", b"hello", 0)]
+    assert rec.sent == [
+        ("d/7/downlink/ping", b"", 1),
+        ("d/7/downlink/reboot", b"", 0),
+        ("d/7/downlink/reconfigure", b"", 0),
+        ("d/7/downlink/redirect", b"mqtts://ny3.example.com:8883", 0),
+        ("d/7/downlink/diag", b"hello", 0),
+    ]
 
 
-@pytest.mark.parametrize("uri", ["mqtt://10.0.0.2:1883", "mqtts://fra1.blynk.cloud:8883",
-                                 "wss://fra1.blynk.cloud:443/mqtt", "ws://[::1]:8080/mqtt"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mqtt://10.0.0.2:1883",
+        "mqtts://fra1.blynk.cloud:8883",
+        "wss://fra1.blynk.cloud:443/mqtt",
+        "ws://[::1]:8080/mqtt",
+    ],
+)
 def test_good_redirects(uri: str) -> None:
     assert str(RedirectUri(uri)) == uri
 
 
-@pytest.mark.parametrize("uri", ["", "http://x:80", "mqtt://x", "mqtt://x:0", "mqtt://x:70000", "wss://x:443",
-                                 "wss://x:443/other", "mqtt://x:1883/mqtt", "mqtts://bad host:8883"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "",
+        "http://x:80",
+        "mqtt://x",
+        "mqtt://x:0",
+        "mqtt://x:70000",
+        "wss://x:443",
+        "wss://x:443/other",
+        "mqtt://x:1883/mqtt",
+        "mqtts://bad host:8883",
+    ],
+)
 def test_bad_redirects(uri: str) -> None:
     with pytest.raises(ValidationError):
         RedirectUri(uri)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from backend.devices.timeline import EventLimiter, EventRefusedError
 
-T0 = datetime(2026, 11, 26, 23, 59, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 23, 59, 0, tzinfo=UTC)
 
 
 def test_one_event_per_interval_per_code() -> None:

@@ -3,7 +3,7 @@ without a database: the rows wait in the writer's queue)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,7 +12,7 @@ from backend.devices.latest import LatestValues
 from backend.history.writer import HistoryRow, HistoryWriter
 from backend.templates.values import DatastreamSpec, DatastreamType
 
-AT = datetime(2024, 5, 1, 12, 0, 30, tzinfo=timezone.utc)
+AT = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)
 
 
 class Nowhere:
@@ -28,10 +28,13 @@ async def rows(type_: DatastreamType, save_raw: bool, raw: str) -> list[tuple[ob
     return list(history._queue.rows)
 
 
-@pytest.mark.parametrize(("type_", "raw", "number"), [
-    (DatastreamType.DOUBLE, "21.5", 21.5), (DatastreamType.INTEGER, "3", 3.0), (DatastreamType.ENUM, "2", 2.0)])
-async def test_numbers_always_reach_the_rollups_and_are_raw_only_with_save_raw(type_: DatastreamType, raw: str,
-                                                                               number: float) -> None:
+@pytest.mark.parametrize(
+    ("type_", "raw", "number"),
+    [(DatastreamType.DOUBLE, "21.5", 21.5), (DatastreamType.INTEGER, "3", 3.0), (DatastreamType.ENUM, "2", 2.0)],
+)
+async def test_numbers_always_reach_the_rollups_and_are_raw_only_with_save_raw(
+    type_: DatastreamType, raw: str, number: float
+) -> None:
     assert await rows(type_, True, raw) == [HistoryRow(9, 4, AT, number, None, raw=True)]
     assert await rows(type_, False, raw) == [HistoryRow(9, 4, AT, number, None, raw=False)]
 
@@ -39,6 +42,7 @@ async def test_numbers_always_reach_the_rollups_and_are_raw_only_with_save_raw(t
 async def test_strings_and_locations_are_history_only_with_save_raw() -> None:
     assert await rows(DatastreamType.STRING, True, "door open") == [HistoryRow(9, 4, AT, None, "door open", raw=True)]
     assert await rows(DatastreamType.LOCATION, True, "24.1\x0056.9") == [
-        HistoryRow(9, 4, AT, None, "24.1\x0056.9", raw=True)]
+        HistoryRow(9, 4, AT, None, "24.1\x0056.9", raw=True)
+    ]
     assert await rows(DatastreamType.STRING, False, "door open") == []  # cannot be averaged into a rollup
     assert await rows(DatastreamType.LOCATION, False, "24.1\x0056.9") == []

@@ -16,10 +16,10 @@ from backend.devices.data import DataService
 from backend.devices.latest import LatestValues
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.history.writer import HistoryWriter
-from backend.transport.mqtt import Message
 from backend.ingest.service import IngestService
 from backend.settings import Settings
 from backend.templates.values import DatastreamSpec, DatastreamType
+from backend.transport.mqtt import Message
 from broker.topics import Uplink
 
 TEMP = DatastreamSpec(pin=0, name="Temp", type=DatastreamType.DOUBLE, min=-40.0, max=85.0, save_raw=True)
@@ -45,8 +45,15 @@ class World:
         self.published = Published()
         self.data = DataService(self.latest, self.history, self.published)
         self.now = 1000.0  # the ingest's clock, moved by the tests
-        self.ingest = IngestService(self.registry, self.data, None, DeviceServices.build(  # type: ignore[arg-type]
-            None, self.data, Settings()), clock=lambda: self.now)  # type: ignore[arg-type]
+        self.ingest = IngestService(
+            self.registry,
+            self.data,
+            None,
+            DeviceServices.build(  # type: ignore[arg-type]
+                None, self.data, Settings()
+            ),
+            clock=lambda: self.now,
+        )  # type: ignore[arg-type]
         for device_id in (1, 2):
             self.cache(device_id, TEMP, LEVEL, NOTE)
             self.latest._loaded.add(device_id)
@@ -60,8 +67,9 @@ class World:
         self.registry.get = get  # type: ignore[method-assign]
 
     def cache(self, device_id: int, *specs: DatastreamSpec) -> None:
-        info = DeviceInfo(device_id, f"d{device_id}", 1, 1, "T", by_name={s.name: s for s in specs},
-                          by_pin={s.pin: s for s in specs})
+        info = DeviceInfo(
+            device_id, f"d{device_id}", 1, 1, "T", by_name={s.name: s for s in specs}, by_pin={s.pin: s for s in specs}
+        )
         self.registry.remember(info)
 
     def rows(self) -> list[tuple[object, ...]]:
@@ -77,11 +85,21 @@ def values(*pairs: tuple[str, bytes]) -> list[Message]:
 
 async def test_plain_values_are_stored_at_once_in_order() -> None:
     world = World()
-    batch = values(("d/1/ds/Temp", b"21.5"), ("d/2/ds/Temp", b"999"), ("d/1/ds/Level", b"7"),
-                   ("d/1/ds/Note", b"hello"), ("d/1/ds/Temp", b"22"))
+    batch = values(
+        ("d/1/ds/Temp", b"21.5"),
+        ("d/2/ds/Temp", b"999"),
+        ("d/1/ds/Level", b"7"),
+        ("d/1/ds/Note", b"hello"),
+        ("d/1/ds/Temp", b"22"),
+    )
     await world.ingest.handle(batch)
-    assert world.rows() == [(1, 0, 21.5, None, True), (2, 0, 85.0, None, True),  # clamped to max
-                            (1, 1, 7.0, None, False), (1, 2, None, "hello", True), (1, 0, 22.0, None, True)]
+    assert world.rows() == [
+        (1, 0, 21.5, None, True),
+        (2, 0, 85.0, None, True),  # clamped to max
+        (1, 1, 7.0, None, False),
+        (1, 2, None, "hello", True),
+        (1, 0, 22.0, None, True),
+    ]
     latest = await world.latest.get_all(1)
     assert {pin: v.value for pin, v in latest.items()} == {0: "22.0", 1: "7", 2: "hello"}  # the newest
     assert (await world.latest.get(2, 0)).value == "85.0"  # type: ignore[union-attr]
@@ -92,16 +110,20 @@ async def test_plain_values_are_stored_at_once_in_order() -> None:
 FIRST, LAST = (1, 0, 20.0, None, True), (2, 0, 30.0, None, True)
 
 
-@pytest.mark.parametrize(("topic", "payload", "rows", "diag"), [
-    ("d/1/ds/Temp", b"warm", [FIRST, LAST], "ds/Temp: Temp expects a number, got 'warm'"),
-    ("d/1/ds/Nope", b"1", [FIRST, LAST], "ds/Nope: no datastream named 'Nope' in template 'T'"),
-    ("d/1/ds/Temp", b"\xff", [FIRST, LAST], "ds/Temp: value is not UTF-8 text"),
-    ("d/1/ds/Level", b"1.0", [FIRST, (1, 1, 1.0, None, False), LAST], None),  # the general branch takes it
-    ("d/3/ds/Temp", b"1", [FIRST, (3, 0, 1.0, None, True), LAST], None),  # not in the cache: its handler loads it
-    ("d/\u00b2/ds/Temp", b"1", [FIRST, LAST], None),  # "²" is a digit to str.isdigit, not to int: ignored
-])
-async def test_every_message_is_handled_in_its_place(topic: str, payload: bytes, rows: list[tuple[object, ...]],
-                                                     diag: str | None) -> None:
+@pytest.mark.parametrize(
+    ("topic", "payload", "rows", "diag"),
+    [
+        ("d/1/ds/Temp", b"warm", [FIRST, LAST], "ds/Temp: Temp expects a number, got 'warm'"),
+        ("d/1/ds/Nope", b"1", [FIRST, LAST], "ds/Nope: no datastream named 'Nope' in template 'T'"),
+        ("d/1/ds/Temp", b"\xff", [FIRST, LAST], "ds/Temp: value is not UTF-8 text"),
+        ("d/1/ds/Level", b"1.0", [FIRST, (1, 1, 1.0, None, False), LAST], None),  # the general branch takes it
+        ("d/3/ds/Temp", b"1", [FIRST, (3, 0, 1.0, None, True), LAST], None),  # not in the cache: its handler loads it
+        ("d/\u00b2/ds/Temp", b"1", [FIRST, LAST], None),  # "²" is a digit to str.isdigit, not to int: ignored
+    ],
+)
+async def test_every_message_is_handled_in_its_place(
+    topic: str, payload: bytes, rows: list[tuple[object, ...]], diag: str | None
+) -> None:
     world = World()
     await world.ingest.handle(values(("d/1/ds/Temp", b"20"), (topic, payload), ("d/2/ds/Temp", b"30")))
     assert world.rows() == rows

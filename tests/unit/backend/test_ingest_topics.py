@@ -6,7 +6,6 @@ tests/unit/broker/test_broker_topics.py."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from backend.devices.context import DeviceServices
@@ -34,8 +33,14 @@ def ingest(published: Published) -> IngestService:
     """An ingest without a database whose device 7 is in the registry's cache."""
     registry = DeviceRegistry(None, ttl=60)  # type: ignore[arg-type]  # nothing is loaded from a pool
     data = DataService(LatestValues(None), HistoryWriter(None), published)  # type: ignore[arg-type]
-    service = IngestService(registry, data, None, DeviceServices.build(  # type: ignore[arg-type]
-        None, data, Settings()))  # type: ignore[arg-type]
+    service = IngestService(
+        registry,
+        data,
+        None,
+        DeviceServices.build(  # type: ignore[arg-type]
+            None, data, Settings()
+        ),
+    )  # type: ignore[arg-type]
     registry.remember(DeviceInfo(DEVICE, "d7", 1, 1, "T"))
     return service
 
@@ -61,8 +66,10 @@ async def test_each_uplink_topic_reaches_its_own_handler(uplink: Uplink) -> None
     service = ingest(Published())
     calls: list[tuple[Uplink, int, tuple[str, ...], bytes]] = []
     for kind in service.handlers:
+
         async def record(device: DeviceInfo, names: tuple[str, ...], payload: bytes, kind: Uplink = kind) -> None:
             calls.append((kind, device.id, names, payload))
+
         service.handlers[kind] = record
     topic, names = example(uplink.pattern)
     await service.handle([Message(f"d/{DEVICE}/{topic}", b"payload", 1, False)])

@@ -39,14 +39,23 @@ def test_too_many_devices_in_one_subscription_is_refused() -> None:
 
 async def test_a_change_notice_marks_stale_only_the_subscriptions_it_concerns() -> None:
     feed = LiveFeed()
-    with feed.subscribe([1], [("user", 5), ("role", 2), ("org", 3)]) as mine, feed.subscribe([2], [("user", 6)]) as other:
+    with (
+        feed.subscribe([1], [("user", 5), ("role", 2), ("org", 3)]) as mine,
+        feed.subscribe([2], [("user", 6)]) as other,
+    ):
         feed.publish(1, {"type": "value", "value": "1"})
         for change in (Change("user", 5), Change("role", 2), Change("org", 3), Change("device", 1)):
             await feed.apply(change)
             assert mine.stale and not other.stale
             assert await mine.next() is None  # before the queued value: access is checked first
         assert await mine.next() == {"type": "value", "value": "1", "device": 1}
-        for change in (Change("user", 7), Change("role", 5), Change("org", 5), Change("device", 5), Change("template", 1)):
+        for change in (
+            Change("user", 7),
+            Change("role", 5),
+            Change("org", 5),
+            Change("device", 5),
+            Change("template", 1),
+        ):
             await feed.apply(change)
         assert not mine.stale and not other.stale
 

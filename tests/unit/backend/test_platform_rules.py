@@ -12,14 +12,19 @@ from litestar import Litestar
 
 from backend.access.guards import guarded
 from backend.platform_api.http import basic_credentials, token
-from backend.server.routers import platform_router, app_dependencies
 from backend.platform_api.oauth import OAuthError
+from backend.server.routers import app_dependencies, platform_router
 
 
 def test_every_platform_route_carries_a_permission_guard() -> None:
     app = Litestar([platform_router(), token], dependencies=app_dependencies())
-    routes = [(route.path, handler) for route in app.routes if route.path.startswith("/api/v1/organization")
-              for handler in getattr(route, "route_handlers", []) if set(handler.http_methods) != {"OPTIONS"}]
+    routes = [
+        (route.path, handler)
+        for route in app.routes
+        if route.path.startswith("/api/v1/organization")
+        for handler in getattr(route, "route_handlers", [])
+        if set(handler.http_methods) != {"OPTIONS"}
+    ]
     assert len(routes) > 40
     assert [(p, h.handler_name) for p, h in routes if not guarded(h) or h.opt.get("public")] == []
     assert token.opt.get("public") is True  # the token endpoint authenticates the client itself
@@ -28,11 +33,17 @@ def test_every_platform_route_carries_a_permission_guard() -> None:
 def test_the_whole_app_builds_its_schema_without_warnings_from_platform_or_ota_handlers() -> None:
     from backend.server.factory import create_app
     from backend.settings import Settings
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         schema = create_app(Settings(), "postgresql://localhost/none").openapi_schema.to_schema()
-    ours = [str(w.message) for w in caught if "platform_api" in str(w.filename) or "/api/ota" in str(w.message)
-            or any(name in str(w.message) for name in ("'upload'", "'create_shipment'", "'download'"))]
+    ours = [
+        str(w.message)
+        for w in caught
+        if "platform_api" in str(w.filename)
+        or "/api/ota" in str(w.message)
+        or any(name in str(w.message) for name in ("'upload'", "'create_shipment'", "'download'"))
+    ]
     assert ours == []
     assert "/api/v1/organization/device/datastream/history" in schema["paths"]
 

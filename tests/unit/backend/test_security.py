@@ -53,7 +53,9 @@ def test_password_hash() -> None:
 def test_legacy_scrypt_hash_still_verifies_and_asks_for_a_rehash() -> None:
     # written by hash_password before argon2id (scrypt N=2**15, r=8, p=1), salt of 16 bytes
     import base64
+
     from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     salt = b"0123456789abcdef"
     digest = Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(b"correct horse")
     legacy = f"scrypt$32768$8$1${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"

@@ -24,6 +24,7 @@ def _recording(log: list[str], name: str, fail_start: bool = False, fail_stop: b
         log.append(f"stop {name}")
         if fail_stop:
             raise RuntimeError(f"{name} cannot stop")
+
     return Part(name, start, stop)
 
 
@@ -42,8 +43,7 @@ async def test_a_part_that_fails_to_start_stops_those_started_before_it() -> Non
     assert log == ["start a", "stop a"]
 
 
-async def test_a_part_that_fails_to_stop_is_logged_and_the_others_still_stop(
-        caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_part_that_fails_to_stop_is_logged_and_the_others_still_stop(caplog: pytest.LogCaptureFixture) -> None:
     log: list[str] = []
     with caplog.at_level(logging.ERROR, logger="backend.server.lifespan"):
         async with running([_recording(log, "a"), _recording(log, "b", fail_stop=True), _recording(log, "c")]):
@@ -57,6 +57,13 @@ def test_the_app_stops_its_parts_in_the_order_that_loses_nothing(tmp_path: Path)
     acknowledges those messages), and the broker connection and the database close last."""
     rt = build_runtime(Settings(data_dir=tmp_path), "postgresql://localhost/none")  # builds, connects nothing
     stop_order = [p.name for p in reversed(parts(rt))]
-    assert stop_order[stop_order.index("scheduler"):] == [
-        "scheduler", "ingest", "device services", "history writer", "latest values", "broker connection",
-        "change notices", "database"]
+    assert stop_order[stop_order.index("scheduler") :] == [
+        "scheduler",
+        "ingest",
+        "device services",
+        "history writer",
+        "latest values",
+        "broker connection",
+        "change notices",
+        "database",
+    ]

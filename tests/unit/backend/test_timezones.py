@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,35 +11,55 @@ from backend.devices.timezones import TzSources, posix_rule, resolve_zone, utc_p
 
 
 def at(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
 
 
 def test_the_reference_example() -> None:
-    now = datetime.fromtimestamp(1709326077.759, tz=timezone.utc)
+    now = datetime.fromtimestamp(1709326077.759, tz=UTC)
     assert utc_payload(ZoneInfo("America/Goose_Bay"), now) == (
         b'{"tz_name":"America/Goose_Bay","tz_rule":"AST4ADT,M3.2.0,M11.1.0","tz_offset":-240,"dst_offset":0,'
-        b'"time":1709326077759,"iso8601":"2024-03-01T16:47:57-04:00"}')
+        b'"time":1709326077759,"iso8601":"2024-03-01T16:47:57-04:00"}'
+    )
 
 
 def test_across_a_dst_change() -> None:
     zone = ZoneInfo("Europe/Riga")
     before = utc_payload(zone, at(2024, 3, 31, 0, 59, 59))  # 02:59:59 EET
     after = utc_payload(zone, at(2024, 3, 31, 1, 0, 0))  # 04:00:00 EEST
-    assert before == (b'{"tz_name":"Europe/Riga","tz_rule":"EET-2EEST,M3.5.0/3,M10.5.0/4","tz_offset":120,'
-                      b'"dst_offset":0,"time":1711846799000,"iso8601":"2024-03-31T02:59:59+02:00"}')
-    assert after == (b'{"tz_name":"Europe/Riga","tz_rule":"EET-2EEST,M3.5.0/3,M10.5.0/4","tz_offset":120,'
-                     b'"dst_offset":60,"time":1711846800000,"iso8601":"2024-03-31T04:00:00+03:00"}')
+    assert before == (
+        b'{"tz_name":"Europe/Riga","tz_rule":"EET-2EEST,M3.5.0/3,M10.5.0/4","tz_offset":120,'
+        b'"dst_offset":0,"time":1711846799000,"iso8601":"2024-03-31T02:59:59+02:00"}'
+    )
+    assert after == (
+        b'{"tz_name":"Europe/Riga","tz_rule":"EET-2EEST,M3.5.0/3,M10.5.0/4","tz_offset":120,'
+        b'"dst_offset":60,"time":1711846800000,"iso8601":"2024-03-31T04:00:00+03:00"}'
+    )
 
 
-@pytest.mark.parametrize(("name", "now", "expected"), [
-    ("UTC", at(2024, 7, 1, 12), b'{"tz_name":"UTC","tz_rule":"UTC0","tz_offset":0,"dst_offset":0,'
-                                b'"time":1719835200000,"iso8601":"2024-07-01T12:00:00+00:00"}'),
-    ("Asia/Kolkata", at(2024, 7, 1, 12), b'{"tz_name":"Asia/Kolkata","tz_rule":"IST-5:30","tz_offset":330,'
-                                         b'"dst_offset":0,"time":1719835200000,"iso8601":"2024-07-01T17:30:00+05:30"}'),
-    ("America/New_York", at(2024, 7, 1, 12), b'{"tz_name":"America/New_York","tz_rule":"EST5EDT,M3.2.0,M11.1.0",'
-                                             b'"tz_offset":-300,"dst_offset":60,"time":1719835200000,'
-                                             b'"iso8601":"2024-07-01T08:00:00-04:00"}'),
-])
+@pytest.mark.parametrize(
+    ("name", "now", "expected"),
+    [
+        (
+            "UTC",
+            at(2024, 7, 1, 12),
+            b'{"tz_name":"UTC","tz_rule":"UTC0","tz_offset":0,"dst_offset":0,'
+            b'"time":1719835200000,"iso8601":"2024-07-01T12:00:00+00:00"}',
+        ),
+        (
+            "Asia/Kolkata",
+            at(2024, 7, 1, 12),
+            b'{"tz_name":"Asia/Kolkata","tz_rule":"IST-5:30","tz_offset":330,'
+            b'"dst_offset":0,"time":1719835200000,"iso8601":"2024-07-01T17:30:00+05:30"}',
+        ),
+        (
+            "America/New_York",
+            at(2024, 7, 1, 12),
+            b'{"tz_name":"America/New_York","tz_rule":"EST5EDT,M3.2.0,M11.1.0",'
+            b'"tz_offset":-300,"dst_offset":60,"time":1719835200000,'
+            b'"iso8601":"2024-07-01T08:00:00-04:00"}',
+        ),
+    ],
+)
 def test_zones(name: str, now: datetime, expected: bytes) -> None:
     assert utc_payload(ZoneInfo(name), now) == expected
 

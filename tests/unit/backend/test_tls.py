@@ -13,8 +13,9 @@ from backend.transport.tls import ensure_local_ca, hostnames, tls_files
 def san(path: Path) -> set[str]:
     cert = x509.load_pem_x509_certificate(path.read_bytes())
     ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    return {str(v) for v in ext.get_values_for_type(x509.DNSName)} | \
-        {str(v) for v in ext.get_values_for_type(x509.IPAddress)}
+    return {str(v) for v in ext.get_values_for_type(x509.DNSName)} | {
+        str(v) for v in ext.get_values_for_type(x509.IPAddress)
+    }
 
 
 def test_ca_is_made_once_and_server_cert_follows_the_names(tmp_path: Path) -> None:

@@ -6,8 +6,17 @@ from hypothesis import strategies as st
 
 import backend.templates.values as values_module
 from backend.errors import ValidationError
-from backend.templates.values import (DatastreamPin, DatastreamSpec, DatastreamType, TooLongError,
-                                      WrongTypeError, checked_value, json_of, parse_value, shown_text)
+from backend.templates.values import (
+    DatastreamPin,
+    DatastreamSpec,
+    DatastreamType,
+    TooLongError,
+    WrongTypeError,
+    checked_value,
+    json_of,
+    parse_value,
+    shown_text,
+)
 
 TEMP = DatastreamSpec(pin=0, name="Temperature", type=DatastreamType.DOUBLE, min=-40, max=85)
 POWER = DatastreamSpec(pin=1, name="Power", type=DatastreamType.INTEGER, min=0, max=1)
@@ -15,26 +24,38 @@ LABEL = DatastreamSpec(pin=2, name="Label", type=DatastreamType.STRING)
 WHERE = DatastreamSpec(pin=3, name="Where", type=DatastreamType.LOCATION)
 
 
-@pytest.mark.parametrize(("spec", "raw", "text", "number"), [
-    (TEMP, "23.5", "23.5", 23.5),
-    (TEMP, " 23.50 ", "23.5", 23.5),
-    (TEMP, "100", "85.0", 85.0),          # clamped to max
-    (TEMP, "-1e9", "-40.0", -40.0),       # clamped to min
-    (POWER, "1", "1", 1.0),
-    (POWER, "7", "1", 1.0),
-    (POWER, "-3", "0", 0.0),
-    (POWER, "1.0", "1", 1.0),
-    (LABEL, "hello world", "hello world", None),
-])
+@pytest.mark.parametrize(
+    ("spec", "raw", "text", "number"),
+    [
+        (TEMP, "23.5", "23.5", 23.5),
+        (TEMP, " 23.50 ", "23.5", 23.5),
+        (TEMP, "100", "85.0", 85.0),  # clamped to max
+        (TEMP, "-1e9", "-40.0", -40.0),  # clamped to min
+        (POWER, "1", "1", 1.0),
+        (POWER, "7", "1", 1.0),
+        (POWER, "-3", "0", 0.0),
+        (POWER, "1.0", "1", 1.0),
+        (LABEL, "hello world", "hello world", None),
+    ],
+)
 def test_parse_and_clamp(spec: DatastreamSpec, raw: str, text: str, number: float | None) -> None:
     value = parse_value(spec, raw)
     assert (value.text, value.number) == (text, number)
 
 
-@pytest.mark.parametrize(("spec", "raw"), [
-    (TEMP, "abc"), (TEMP, "nan"), (TEMP, "inf"), (TEMP, ""),
-    (POWER, "1.5"), (POWER, "on"), (WHERE, "1"), (WHERE, "200,10"),
-])
+@pytest.mark.parametrize(
+    ("spec", "raw"),
+    [
+        (TEMP, "abc"),
+        (TEMP, "nan"),
+        (TEMP, "inf"),
+        (TEMP, ""),
+        (POWER, "1.5"),
+        (POWER, "on"),
+        (WHERE, "1"),
+        (WHERE, "200,10"),
+    ],
+)
 def test_wrong_type_is_refused(spec: DatastreamSpec, raw: str) -> None:
     with pytest.raises(WrongTypeError):
         parse_value(spec, raw)
@@ -79,9 +100,36 @@ def test_double_round_trip_is_exact_and_in_range(number: float) -> None:
 COUNT = DatastreamSpec(pin=4, name="Count", type=DatastreamType.INTEGER)  # no limits
 MODE = DatastreamSpec(pin=5, name="Mode", type=DatastreamType.ENUM, min=0, max=3)
 SPECS = [TEMP, POWER, LABEL, WHERE, COUNT, MODE]
-PAYLOADS = [b"23.5", b" 23.50 ", b"100", b"-1e9", b"1", b"7", b"-3", b"1.0", b"1_000", b"0x10", b"", b" ",
-            b"nan", b"inf", b"-inf", b"1e400", b"9" * 400, b"abc", b"\xff", b"\xc3\xa9", "\u0663".encode(),
-            b"24.1\x0056.9", b"24.1,56.9", b"\t42\n", b"+5", b"-0", b"-0.0", "é".encode() * 513]
+PAYLOADS = [
+    b"23.5",
+    b" 23.50 ",
+    b"100",
+    b"-1e9",
+    b"1",
+    b"7",
+    b"-3",
+    b"1.0",
+    b"1_000",
+    b"0x10",
+    b"",
+    b" ",
+    b"nan",
+    b"inf",
+    b"-inf",
+    b"1e400",
+    b"9" * 400,
+    b"abc",
+    b"\xff",
+    b"\xc3\xa9",
+    "\u0663".encode(),
+    b"24.1\x0056.9",
+    b"24.1,56.9",
+    b"\t42\n",
+    b"+5",
+    b"-0",
+    b"-0.0",
+    "é".encode() * 513,
+]
 
 
 def _general(spec: DatastreamSpec, payload: bytes) -> tuple[str, float | None] | str:
@@ -115,10 +163,13 @@ def test_the_fast_branch_agrees_with_the_general_one(spec: DatastreamSpec, paylo
     assert type(checked[1]) is type(_general(spec, payload)[1])
 
 
-@pytest.mark.parametrize(("spec", "payload"), [
-    (TEMP, b"23.5"), (TEMP, b"\t42\n"), (COUNT, b"7"), (COUNT, b"-3"), (MODE, b"2"), (LABEL, b"abc")])
-def test_common_payloads_take_the_fast_branch(spec: DatastreamSpec, payload: bytes,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("spec", "payload"),
+    [(TEMP, b"23.5"), (TEMP, b"\t42\n"), (COUNT, b"7"), (COUNT, b"-3"), (MODE, b"2"), (LABEL, b"abc")],
+)
+def test_common_payloads_take_the_fast_branch(
+    spec: DatastreamSpec, payload: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def general(*args: object) -> None:
         raise AssertionError(f"{payload!r} for {spec.name} should not need the general branch")
 
@@ -126,9 +177,15 @@ def test_common_payloads_take_the_fast_branch(spec: DatastreamSpec, payload: byt
     checked_value(spec, payload)
 
 
-@given(spec=st.sampled_from(SPECS), payload=st.one_of(
-    st.binary(max_size=12), st.floats().map(lambda f: repr(f).encode()),
-    st.integers().map(lambda i: str(i).encode()), st.text(max_size=12).map(str.encode)))
+@given(
+    spec=st.sampled_from(SPECS),
+    payload=st.one_of(
+        st.binary(max_size=12),
+        st.floats().map(lambda f: repr(f).encode()),
+        st.integers().map(lambda i: str(i).encode()),
+        st.text(max_size=12).map(str.encode),
+    ),
+)
 def test_the_fast_branch_never_disagrees(spec: DatastreamSpec, payload: bytes) -> None:
     assert _checked(spec, payload) == _general(spec, payload)
 

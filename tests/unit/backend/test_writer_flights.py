@@ -6,13 +6,13 @@ tested is the scheduling, which the storage tests then run against PostgreSQL.""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 
 from backend.history.writer import HistoryRow, HistoryWriter, Row
 
-AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 class ScriptedWriter(HistoryWriter):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from amqtt.adapters import ReaderAdapter
 
-from broker._framing import FrameFailure, FramedReader
+from broker._framing import FramedReader, FrameFailure
 
 
 class ScriptedReader(ReaderAdapter):
@@ -83,6 +83,7 @@ async def test_the_keepalive_deadline_is_one_and_a_half_keepalives(monkeypatch: 
     reader = FramedReader(ScriptedReader(b"", then_block=True), max_packet_size=10, connect_timeout=5)
     reader.start_keepalive(keep_alive=10, grace=1.5)
     read = asyncio.create_task(reader.read(1))
+
     async def run_due() -> None:
         for _ in range(5):
             await asyncio.sleep(0)

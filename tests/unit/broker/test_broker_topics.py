@@ -83,8 +83,20 @@ def test_device_may_subscribe_under_downlink(topic_filter: str) -> None:
 
 @pytest.mark.parametrize(
     "topic_filter",
-    ["#", "+/#", "downlink", "downlink/+", "downlink/+/Power", "downlink/ds/#/x", "downlink//x",
-     "sys/presence/#", "ds/Temp", "d/2/downlink/#", "", "downlink/a\x00"],
+    [
+        "#",
+        "+/#",
+        "downlink",
+        "downlink/+",
+        "downlink/+/Power",
+        "downlink/ds/#/x",
+        "downlink//x",
+        "sys/presence/#",
+        "ds/Temp",
+        "d/2/downlink/#",
+        "",
+        "downlink/a\x00",
+    ],
 )
 def test_device_may_not_subscribe_elsewhere(topic_filter: str) -> None:
     assert not is_device_filter_allowed(topic_filter)
@@ -163,14 +175,19 @@ def test_the_acl_takes_each_uplink_of_the_table_as_itself(uplink: Uplink) -> Non
 
 _NAME = r"([^/+#\x00]+)"  # a whole level: not empty, no wildcard, no NUL
 _REFERENCE = [(uplink, re.compile(re.sub(r"<[^/]*>", lambda _: _NAME, uplink.pattern))) for uplink in Uplink]
-_VOCABULARY = sorted({level for uplink in Uplink for level in uplink.levels if not level.startswith("<")}
-                     | {"Temp", "Set Temperature", "", "+", "#", "a\x00b", "$SYS", "downlink", "d", "42"})
+_VOCABULARY = sorted(
+    {level for uplink in Uplink for level in uplink.levels if not level.startswith("<")}
+    | {"Temp", "Set Temperature", "", "+", "#", "a\x00b", "$SYS", "downlink", "d", "42"}
+)
 
 
 def reference(topic: str) -> UplinkMatch | None:
     """The table read plainly: the one pattern whose regular expression the topic matches."""
-    found = [UplinkMatch(uplink, match.groups()) for uplink, pattern in _REFERENCE
-             if (match := pattern.fullmatch(topic)) and not topic.startswith("$")]
+    found = [
+        UplinkMatch(uplink, match.groups())
+        for uplink, pattern in _REFERENCE
+        if (match := pattern.fullmatch(topic)) and not topic.startswith("$")
+    ]
     assert len(found) <= 1
     return found[0] if found else None
 

@@ -38,7 +38,8 @@ def test_build_copies_just_the_served_files_with_their_licences(tmp_path: Path) 
     assert vendor.problem(dest) is not None
     assert vendor.build(ui, dest) is True
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        [*vendor.FILES, "htmx.org.LICENSE", "uplot.LICENSE", vendor.VERSIONS])
+        [*vendor.FILES, "htmx.org.LICENSE", "uplot.LICENSE", vendor.VERSIONS]
+    )
     assert (dest / "uPlot.iife.min.js").read_text() == "uPlot.iife.min.js 1.6.32"
     assert vendor.vendored_versions(dest) == LOCKED
     assert vendor.problem(dest) is None

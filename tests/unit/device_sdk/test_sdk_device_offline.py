@@ -39,8 +39,13 @@ def test_token_may_be_given_as_a_value_object_and_stays_secret() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"token": "not-a-token"}, {"token": TOKEN, "port": 0}, {"token": TOKEN, "host": ""},
-     {"token": TOKEN, "rx_buffer": 0}, {"token": TOKEN, "keepalive": -1}],
+    [
+        {"token": "not-a-token"},
+        {"token": TOKEN, "port": 0},
+        {"token": TOKEN, "host": ""},
+        {"token": TOKEN, "rx_buffer": 0},
+        {"token": TOKEN, "keepalive": -1},
+    ],
 )
 def test_bad_arguments_are_refused_at_construction(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -104,8 +109,15 @@ def test_handler_registration_works_as_decorator_and_call() -> None:
 
     assert power.__name__ == "power"
     assert device.on_write("Level", power) is power
-    for register in (device.on_any_write, device.on_reboot, device.on_reconfigure, device.on_diag,
-                     device.on_connect, device.on_disconnect, device.on_downlink):
+    for register in (
+        device.on_any_write,
+        device.on_reboot,
+        device.on_reconfigure,
+        device.on_diag,
+        device.on_connect,
+        device.on_disconnect,
+        device.on_downlink,
+    ):
         assert register(reboot) is reboot
 
 

@@ -198,6 +198,9 @@ def test_mcu_info_omits_unset_keys_and_honours_an_explicit_type() -> None:
     assert json.loads(
         encode_mcu_info(template_id=None, firmware_version="1.0", build=None, firmware_type=None, rx_buffer=512)
     ) == {"ver": "1.0", "rxbuff": 512}
-    assert json.loads(
-        encode_mcu_info(template_id="TMPL1", firmware_version="1.0", build=None, firmware_type="ESP32", rx_buffer=1)
-    )["type"] == "ESP32"
+    assert (
+        json.loads(
+            encode_mcu_info(template_id="TMPL1", firmware_version="1.0", build=None, firmware_type="ESP32", rx_buffer=1)
+        )["type"]
+        == "ESP32"
+    )

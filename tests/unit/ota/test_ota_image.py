@@ -12,8 +12,9 @@ from ota import FirmwareError, ImageScanner, build_tag, find_info
 from ota.image import MAX_TAG_BYTES
 
 TAG = {"mcu": "1.2.0", "fw-type": "TMPLabcd1234", "build": "Jan 19 2024 12:25:30", "blynk": "1.3.2"}
-_token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ .,:-()", min_size=1,
-                 max_size=20)
+_token = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ .,:-()", min_size=1, max_size=20
+)
 
 
 def _scan(data: bytes, cuts: list[int]) -> ImageScanner:
@@ -28,8 +29,12 @@ def _scan(data: bytes, cuts: list[int]) -> ImageScanner:
 def test_known_keys_are_read() -> None:
     info = find_info(b"\x00\xff" * 100 + build_tag(TAG) + b"\x01" * 50)
     assert info is not None
-    assert (info.version, info.fw_type, info.build, info.blynk) == ("1.2.0", "TMPLabcd1234", "Jan 19 2024 12:25:30",
-                                                                   "1.3.2")
+    assert (info.version, info.fw_type, info.build, info.blynk) == (
+        "1.2.0",
+        "TMPLabcd1234",
+        "Jan 19 2024 12:25:30",
+        "1.3.2",
+    )
 
 
 def test_blynk_wire_format_exactly() -> None:
@@ -50,13 +55,16 @@ def test_first_tag_wins() -> None:
     assert info is not None and info.version == "1.0.0"
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"blnkinf\0mcu\0" + b"1" * (MAX_TAG_BYTES + 10), "longer than"),
-    (b"blnkinf\0mcu\x001.0", "not terminated"),
-    (b"blnkinf\0mcu\x001.0\0build\0\0", "without a value"),
-    (b"blnkinf\0mcu\x001\xff0\0\0", "not ASCII"),
-    (b"blnkinf\0mcu\x001;0\0\0", "malformed entry"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"blnkinf\0mcu\0" + b"1" * (MAX_TAG_BYTES + 10), "longer than"),
+        (b"blnkinf\0mcu\x001.0", "not terminated"),
+        (b"blnkinf\0mcu\x001.0\0build\0\0", "without a value"),
+        (b"blnkinf\0mcu\x001\xff0\0\0", "not ASCII"),
+        (b"blnkinf\0mcu\x001;0\0\0", "malformed entry"),
+    ],
+)
 def test_broken_tags_are_refused_with_a_reason(raw: bytes, message: str) -> None:
     with pytest.raises(FirmwareError, match=message):
         scanner = ImageScanner()
@@ -79,10 +87,15 @@ def test_bad_tag_characters_are_refused_when_building() -> None:
 
 
 @settings(max_examples=200)
-@given(prefix=st.binary(max_size=300), suffix=st.binary(max_size=300),
-       pairs=st.dictionaries(_token, _token, max_size=5), cuts=st.lists(st.integers(0, 2000), max_size=12))
-def test_any_chunking_gives_the_same_digest_and_tag(prefix: bytes, suffix: bytes, pairs: dict[str, str],
-                                                     cuts: list[int]) -> None:
+@given(
+    prefix=st.binary(max_size=300),
+    suffix=st.binary(max_size=300),
+    pairs=st.dictionaries(_token, _token, max_size=5),
+    cuts=st.lists(st.integers(0, 2000), max_size=12),
+)
+def test_any_chunking_gives_the_same_digest_and_tag(
+    prefix: bytes, suffix: bytes, pairs: dict[str, str], cuts: list[int]
+) -> None:
     prefix = prefix.replace(b"blnkinf", b"blnk_nf")
     data = prefix + build_tag(pairs) + suffix
     digest = _scan(data, cuts).finish()

@@ -2,38 +2,61 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ota import (AbortRule, ApplyMode, AttemptsLimit, ConstantPacing, DeviceFirmware, DeviceTimeout,
-                 ExponentialPacing, FirmwareInfo, PreferredTime, Progress, RuleError, Target, TargetKind, Verdict,
-                 abort_from_dict, check_mode, is_installed, pacing_from_dict, verdict)
+from ota import (
+    AbortRule,
+    ApplyMode,
+    AttemptsLimit,
+    ConstantPacing,
+    DeviceFirmware,
+    DeviceTimeout,
+    ExponentialPacing,
+    FirmwareInfo,
+    PreferredTime,
+    Progress,
+    RuleError,
+    Target,
+    TargetKind,
+    Verdict,
+    abort_from_dict,
+    check_mode,
+    is_installed,
+    pacing_from_dict,
+    verdict,
+)
 
 IMAGE = FirmwareInfo(version="1.2.0", fw_type="TMPL1", build="Mar 05 2024 18:29:27")
-UTC = timezone.utc
+UTC = UTC
 
 
-def dev(ver: str | None = "1.1.0", typ: str | None = "TMPL1", build: str | None = "Jan 01 2024 00:00:00") -> DeviceFirmware:
+def dev(
+    ver: str | None = "1.1.0", typ: str | None = "TMPL1", build: str | None = "Jan 01 2024 00:00:00"
+) -> DeviceFirmware:
     return DeviceFirmware(ver, typ, build)
 
 
-@pytest.mark.parametrize("mode, device, expected", [
-    (ApplyMode.LOWER_VERSION, dev("1.1.9"), Verdict.UPDATE),
-    (ApplyMode.LOWER_VERSION, dev("1.2"), Verdict.VERSION_MISMATCH),
-    (ApplyMode.LOWER_VERSION, dev("1.10.0"), Verdict.VERSION_MISMATCH),
-    (ApplyMode.LOWER_VERSION, dev("not a version"), Verdict.UPDATE),
-    (ApplyMode.LOWER_VERSION, dev(typ="TMPL2"), Verdict.TYPE_MISMATCH),
-    (ApplyMode.LOWER_VERSION, dev(typ=None), Verdict.UPDATE),
-    (ApplyMode.EARLIER_BUILD, dev(build="Mar 05 2024 18:29:26"), Verdict.UPDATE),
-    (ApplyMode.EARLIER_BUILD, dev(build="Mar 05 2024 18:29:27"), Verdict.VERSION_MISMATCH),
-    (ApplyMode.EARLIER_BUILD, dev(build="Apr 05 2024 18:29:27"), Verdict.VERSION_MISMATCH),
-    (ApplyMode.ANOTHER_BUILD, dev(build="Apr 05 2024 18:29:27"), Verdict.UPDATE),
-    (ApplyMode.ANOTHER_BUILD, dev(build="Mar  5 2024 18:29:27"), Verdict.VERSION_MISMATCH),
-])
+@pytest.mark.parametrize(
+    "mode, device, expected",
+    [
+        (ApplyMode.LOWER_VERSION, dev("1.1.9"), Verdict.UPDATE),
+        (ApplyMode.LOWER_VERSION, dev("1.2"), Verdict.VERSION_MISMATCH),
+        (ApplyMode.LOWER_VERSION, dev("1.10.0"), Verdict.VERSION_MISMATCH),
+        (ApplyMode.LOWER_VERSION, dev("not a version"), Verdict.UPDATE),
+        (ApplyMode.LOWER_VERSION, dev(typ="TMPL2"), Verdict.TYPE_MISMATCH),
+        (ApplyMode.LOWER_VERSION, dev(typ=None), Verdict.UPDATE),
+        (ApplyMode.EARLIER_BUILD, dev(build="Mar 05 2024 18:29:26"), Verdict.UPDATE),
+        (ApplyMode.EARLIER_BUILD, dev(build="Mar 05 2024 18:29:27"), Verdict.VERSION_MISMATCH),
+        (ApplyMode.EARLIER_BUILD, dev(build="Apr 05 2024 18:29:27"), Verdict.VERSION_MISMATCH),
+        (ApplyMode.ANOTHER_BUILD, dev(build="Apr 05 2024 18:29:27"), Verdict.UPDATE),
+        (ApplyMode.ANOTHER_BUILD, dev(build="Mar  5 2024 18:29:27"), Verdict.VERSION_MISMATCH),
+    ],
+)
 def test_apply_modes(mode: ApplyMode, device: DeviceFirmware, expected: Verdict) -> None:
     assert verdict(mode, IMAGE, device) is expected
 
@@ -52,11 +75,20 @@ def test_installed_is_read_from_info_mcu() -> None:
     assert not is_installed(None, dev())
 
 
-@pytest.mark.parametrize("window, hour, expected", [
-    (PreferredTime.NIGHT, 0, True), (PreferredTime.NIGHT, 5, True), (PreferredTime.NIGHT, 6, False),
-    (PreferredTime.MORNING, 6, True), (PreferredTime.AFTERNOON, 17, True), (PreferredTime.AFTERNOON, 18, False),
-    (PreferredTime.EVENING, 23, True), (PreferredTime.EVENING, 0, False), (PreferredTime.ANY, 3, True),
-])
+@pytest.mark.parametrize(
+    "window, hour, expected",
+    [
+        (PreferredTime.NIGHT, 0, True),
+        (PreferredTime.NIGHT, 5, True),
+        (PreferredTime.NIGHT, 6, False),
+        (PreferredTime.MORNING, 6, True),
+        (PreferredTime.AFTERNOON, 17, True),
+        (PreferredTime.AFTERNOON, 18, False),
+        (PreferredTime.EVENING, 23, True),
+        (PreferredTime.EVENING, 0, False),
+        (PreferredTime.ANY, 3, True),
+    ],
+)
 def test_windows_in_the_device_zone(window: PreferredTime, hour: int, expected: bool) -> None:
     zone = ZoneInfo("America/Goose_Bay")
     local = datetime(2024, 3, 1, hour, 30, tzinfo=zone)
@@ -102,8 +134,13 @@ def test_targets() -> None:
     assert Target(TargetKind.TAG, tag="beta").matches(1, 4, [1], ["beta"])
     assert Target(TargetKind.DEVICES, device_ids=(1, 2)).matches(2, 4, [1], [])
     assert not Target(TargetKind.DEVICES, device_ids=(1, 2)).open_ended
-    for bad in [dict(kind=TargetKind.TEMPLATE), dict(kind=TargetKind.ORG), dict(kind=TargetKind.TAG, tag=""),
-                dict(kind=TargetKind.DEVICES), dict(kind=TargetKind.DEVICES, device_ids=(1, 1))]:
+    for bad in [
+        dict(kind=TargetKind.TEMPLATE),
+        dict(kind=TargetKind.ORG),
+        dict(kind=TargetKind.TAG, tag=""),
+        dict(kind=TargetKind.DEVICES),
+        dict(kind=TargetKind.DEVICES, device_ids=(1, 1)),
+    ]:
         with pytest.raises(RuleError):
             Target(**bad)  # type: ignore[arg-type]
 
@@ -123,10 +160,16 @@ def test_exponential_pacing_opens_waves_on_success() -> None:
     assert pacing.allowed(0, Progress(started=9, succeeded=9)) == 10  # wave not fully started
 
 
-@given(start=st.integers(1, 50), factor=st.floats(1.1, 10), pct=st.floats(1, 100),
-       started=st.integers(0, 5000), succeeded=st.integers(0, 5000))
-def test_exponential_never_grows_past_the_gate(start: int, factor: float, pct: float, started: int,
-                                               succeeded: int) -> None:
+@given(
+    start=st.integers(1, 50),
+    factor=st.floats(1.1, 10),
+    pct=st.floats(1, 100),
+    started=st.integers(0, 5000),
+    succeeded=st.integers(0, 5000),
+)
+def test_exponential_never_grows_past_the_gate(
+    start: int, factor: float, pct: float, started: int, succeeded: int
+) -> None:
     succeeded = min(succeeded, started)
     pacing = ExponentialPacing(start, factor, pct)
     allowed = pacing.allowed(0, Progress(started, succeeded))
@@ -143,9 +186,19 @@ def test_abort_rule() -> None:
     assert not rule.triggered(Progress(started=10, succeeded=3, failed=2))
 
 
-@pytest.mark.parametrize("doc", [None, 3, {}, {"kind": "constant"}, {"kind": "constant", "per_minute": "x"},
-                                 {"kind": "constant", "per_minute": 0}, {"kind": "exponential", "start": 1, "factor": 1},
-                                 {"kind": "other"}])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        None,
+        3,
+        {},
+        {"kind": "constant"},
+        {"kind": "constant", "per_minute": "x"},
+        {"kind": "constant", "per_minute": 0},
+        {"kind": "exponential", "start": 1, "factor": 1},
+        {"kind": "other"},
+    ],
+)
 def test_bad_pacing_is_refused(doc: object) -> None:
     with pytest.raises(RuleError):
         pacing_from_dict(doc)

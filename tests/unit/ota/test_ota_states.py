@@ -7,8 +7,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ota import DeviceStatus, Report, TransitionError, next_status
-from ota.states import (DeviceReport, DownloadCompleted, DownloadStarted, Event, LimitReached, McuReport, Offered,
-                        TimedOut)
+from ota.states import (
+    DeviceReport,
+    DownloadCompleted,
+    DownloadStarted,
+    Event,
+    LimitReached,
+    McuReport,
+    Offered,
+    TimedOut,
+)
 
 S = DeviceStatus
 
@@ -22,9 +30,17 @@ def run(*events: Event, start: DeviceStatus = S.PENDING) -> DeviceStatus:
 
 def test_blynk_names() -> None:
     assert [s.label for s in S] == [
-        "Firmware Shipment Process Started", "Request sent", "New Firmware Requested", "Firmware Downloaded",
-        "Success", "Upload failure", "Download limit reached", "Rollback", "Firmware type mismatch",
-        "Firmware version mismatch"]
+        "Firmware Shipment Process Started",
+        "Request sent",
+        "New Firmware Requested",
+        "Firmware Downloaded",
+        "Success",
+        "Upload failure",
+        "Download limit reached",
+        "Rollback",
+        "Firmware type mismatch",
+        "Firmware version mismatch",
+    ]
 
 
 def test_happy_path_from_real_signals() -> None:
@@ -69,9 +85,16 @@ def test_device_progress_reports() -> None:
     assert next_status(S.DOWNLOADED, DeviceReport(Report.DOWNLOADED)) is None
 
 
-_events = st.sampled_from([DownloadStarted(), DownloadCompleted(), TimedOut(), LimitReached(),
-                           *[DeviceReport(r) for r in Report],
-                           *[McuReport(a, b, c) for a in (True, False) for b in (True, False) for c in (True, False)]])
+_events = st.sampled_from(
+    [
+        DownloadStarted(),
+        DownloadCompleted(),
+        TimedOut(),
+        LimitReached(),
+        *[DeviceReport(r) for r in Report],
+        *[McuReport(a, b, c) for a in (True, False) for b in (True, False) for c in (True, False)],
+    ]
+)
 
 
 @given(st.lists(_events, max_size=30))

@@ -17,11 +17,20 @@ def v(text: str) -> FirmwareVersion:
     return FirmwareVersion.parse(text)
 
 
-@pytest.mark.parametrize("low, high", [
-    ("0.1.2", "0.1.10"), ("1.2", "1.2.1"), ("1", "1.0.1"), ("v1.9.9", "2.0.0"),
-    ("1.0.0-alpha", "1.0.0-alpha.1"), ("1.0.0-alpha.1", "1.0.0-alpha.beta"), ("1.0.0-alpha.beta", "1.0.0-beta"),
-    ("1.0.0-beta.2", "1.0.0-beta.11"), ("1.0.0-rc.1", "1.0.0"),
-])
+@pytest.mark.parametrize(
+    "low, high",
+    [
+        ("0.1.2", "0.1.10"),
+        ("1.2", "1.2.1"),
+        ("1", "1.0.1"),
+        ("v1.9.9", "2.0.0"),
+        ("1.0.0-alpha", "1.0.0-alpha.1"),
+        ("1.0.0-alpha.1", "1.0.0-alpha.beta"),
+        ("1.0.0-alpha.beta", "1.0.0-beta"),
+        ("1.0.0-beta.2", "1.0.0-beta.11"),
+        ("1.0.0-rc.1", "1.0.0"),
+    ],
+)
 def test_semver_order(low: str, high: str) -> None:
     assert v(low) < v(high) and v(high) > v(low) and v(low) != v(high)
 
@@ -73,8 +82,12 @@ def test_key_is_made_once_and_signatures_verify() -> None:
     sha = hashlib.sha256(b"image").digest()
     sig = signer.sign(sha, 5, "TMPL1", "1.0.0")
     verify(signer.public_key, sig, sha, 5, "TMPL1", "1.0.0")
-    for args in [(sha, 6, "TMPL1", "1.0.0"), (sha, 5, "TMPL2", "1.0.0"), (sha, 5, "TMPL1", "1.0.1"),
-                 (hashlib.sha256(b"other").digest(), 5, "TMPL1", "1.0.0")]:
+    for args in [
+        (sha, 6, "TMPL1", "1.0.0"),
+        (sha, 5, "TMPL2", "1.0.0"),
+        (sha, 5, "TMPL1", "1.0.1"),
+        (hashlib.sha256(b"other").digest(), 5, "TMPL1", "1.0.0"),
+    ]:
         with pytest.raises(SignatureError):
             verify(signer.public_key, sig, *args)
     with pytest.raises(SignatureError):
@@ -84,8 +97,7 @@ def test_key_is_made_once_and_signatures_verify() -> None:
 
 def test_signed_message_is_documented_json() -> None:
     sha = bytes(range(32))
-    assert signed_message(sha, 7, None, "1.0") == (
-        b'["openblynk-fw-v1","' + sha.hex().encode() + b'",7,"","1.0"]')
+    assert signed_message(sha, 7, None, "1.0") == (b'["openblynk-fw-v1","' + sha.hex().encode() + b'",7,"","1.0"]')
     with pytest.raises(SignatureError):
         signed_message(b"short", 1, None, None)
 
@@ -104,8 +116,14 @@ def test_download_tokens() -> None:
     assert (grant.shipment_id, grant.device_id) == (3, 42)
     with pytest.raises(SignatureError, match="expired"):
         tokens.check(token, now=1001)
-    for forged in [token.replace("3.42", "3.43", 1), "3.42.1000.AAAA", "", "a.b.c.d", token + "x",
-                   DownloadTokens(b"o" * 32).issue(3, 42, 1000)]:
+    for forged in [
+        token.replace("3.42", "3.43", 1),
+        "3.42.1000.AAAA",
+        "",
+        "a.b.c.d",
+        token + "x",
+        DownloadTokens(b"o" * 32).issue(3, 42, 1000),
+    ]:
         with pytest.raises(SignatureError):
             tokens.check(forged, now=0)
 
