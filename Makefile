@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast typecheck bench lock clean
+.PHONY: install run test test-fast lint format typecheck bench lock clean
 
 $(STAMP): pyproject.toml setup.py console_ui/vendor.py constraints.txt console_ui/package-lock.json tests/support/timescale/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,19 @@ install: $(STAMP)  ## create .venv, install openblynk with its pinned dependenci
 run: install  ## embedded PostgreSQL in ./data, HTTP on 8080, MQTT on 1883; Ctrl-C stops all
 	$(BIN)/openblynk serve
 
-test: install typecheck  ## mypy --strict, then the whole suite: unit, integration (real PostgreSQL, broker, app) and end-to-end
+test: install lint typecheck  ## ruff, mypy --strict, then the whole suite: unit, integration (real PostgreSQL, broker, app) and end-to-end
 	$(BIN)/python -m pytest
 
 test-fast: install  ## unit tests only
 	$(BIN)/python -m pytest tests/unit
+
+lint: install  ## ruff: lint rules and formatting, configured in pyproject.toml (part of make test)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## rewrite the code in ruff's format and apply ruff's safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 typecheck: install  ## mypy --strict on the packages (part of make test)
 	$(BIN)/python -m mypy broker backend device_sdk ota console_ui
