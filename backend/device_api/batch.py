@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from backend import errors as e
 from backend.device_api.common import DailyQuota, Query, named_datastream
 from backend.device_api.services import DeviceApiService
+from backend.devices.data import history_row
 from backend.devices.latest import LatestValues
 from backend.errors import BlynkApiError, BlynkLimitError, ValidationError
 from backend.history.writer import Row, write_rows
@@ -124,17 +125,16 @@ class BatchImportService:
     async def _store(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
         """The points, the rollups and the daily counter in one transaction.
 
-        By the history writer's rows (``backend.history.writer.write_rows``), as every other
-        write path: raw rows only with the datastream's ``save_raw``; numbers always go into
-        the per-minute and per-hour rollups; strings and locations without ``save_raw`` are not
-        history (they cannot be averaged), though they still count against the daily import
-        limit.
+        Each point's row is the one the live path makes (:func:`backend.devices.data.history_row`,
+        Blynk's "Save Raw Data" rule) at the point's own timestamp, written by the history
+        writer's :func:`~backend.history.writer.write_rows`. Points that are not history
+        (strings and locations without ``save_raw``) still count against the daily import limit.
         """
-        pin, raw = spec.pin, spec.save_raw
-        rows: list[Row] = [
-            (device_id, pin, p.ts, p.value.number, p.value.text if p.value.number is None else None, raw)
-            for p in points
-        ]
+        rows: list[Row] = []
+        for p in points:
+            row = history_row(device_id, spec, p.ts, p.value.text, p.value.number)
+            if row is not None:
+                rows.append(row)
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 if await self.quota.take(device_id, len(points), conn=conn) is None:

@@ -10,7 +10,7 @@ or the platform API (:meth:`DataService.write_from_server`) is also published to
 log. The service also reads the current value (or the datastream's default), erases a latest
 value, and tells a device what was wrong on ``downlink/diag``. (The one exception is the HTTP
 device API's import of past points, ``backend.device_api.batch``, which stores a whole request
-in one transaction of its own, by the same history rule.)
+in one transaction of its own, with the same history rows, :func:`history_row`.)
 
 Values are stored by one route, :meth:`DataService.record`, in batches (a single value is a
 batch of one): the ingest's runs of plain values, a ``batch_ds`` or a timestamped batch, and a
@@ -47,8 +47,27 @@ def downlink_topic(device_id: int, relative: str) -> str:
 Destination = tuple[int, DatastreamSpec]
 """Where a value is stored: a device's id and one of its datastreams."""
 
-Incoming = tuple[Destination, str | bytes, datetime | None]
-"""A value to record: where it goes, its text or MQTT payload, and its time (None: now)."""
+Incoming = tuple[Destination, str | bytes | Value, datetime | None]
+"""A value to record: where it goes, its text or MQTT payload (or a :class:`Value` already
+checked against that datastream, :meth:`DataService.check`), and its time (None: now)."""
+
+
+def history_row(
+    device_id: int, spec: DatastreamSpec, at: datetime, shown: str | float, number: float | None
+) -> Row | None:
+    """The history row of a checked value (``shown`` and ``number`` as
+    :func:`~backend.templates.values.checked_value` gives them), by Blynk's "Save Raw Data"
+    setting of its datastream: with ``save_raw`` the point is kept as it is, and numbers also
+    go into the per-minute and per-hour rollups; without it a number is kept only in the
+    rollups (one averaged point per minute, as on Blynk), and strings and locations, which
+    have no number and cannot be averaged, are not history at all (None: only the latest
+    value keeps them). The live path (:meth:`DataService.record`) and the HTTP device API's
+    import of timestamped points (``backend.device_api.batch``) both make their rows here."""
+    if number is not None:
+        return (device_id, spec.pin, at, number, None, spec.save_raw)
+    if spec.save_raw:
+        return (device_id, spec.pin, at, None, shown_text(shown), True)
+    return None
 
 
 def value_event(pin: int, text: str, at: datetime, origin: str) -> dict[str, object]:
@@ -97,11 +116,8 @@ class DataService:
         For each value: check and clamp (:func:`~backend.templates.values.checked_value`),
         the latest value (an older point never replaces a newer one), the live feed (open
         consoles see it at once) and the history row that Blynk's "Save Raw Data" setting of
-        its datastream gives it: with ``save_raw`` the point is kept as it is, and numbers also
-        go into the per-minute and per-hour rollups; without it a number is kept only in the
-        rollups (one averaged point per minute, as on Blynk), and strings and locations, which
-        have no number and cannot be averaged, are not history at all (only the latest value
-        keeps them). Waits only while the history queue is full.
+        its datastream gives it (:func:`history_row`). A :class:`Value` is not checked again.
+        Waits only while the history queue is full.
         """
         newest: dict[tuple[int, int], tuple[str | float, datetime]] = {}
         rows: list[Row] = []
@@ -109,23 +125,26 @@ class DataService:
         live = self.live
         watched = live.watched
         max_bytes = self.max_string_bytes
-        now, utc = datetime.now, UTC
+        now, utc, checked = datetime.now, UTC, Value
         for index, ((device_id, spec), raw, at) in enumerate(values):
-            try:
-                shown, number = checked_value(spec, raw, max_bytes)  # a Double's text is made when it is read
-            except ValidationError as exc:
-                refused.append((index, exc))
-                continue
+            shown: str | float
+            if isinstance(raw, checked):  # checked by the caller (a server-side write)
+                shown, number = raw.text, raw.number
+            else:
+                try:
+                    shown, number = checked_value(spec, raw, max_bytes)  # a Double's text is made when it is read
+                except ValidationError as exc:
+                    refused.append((index, exc))
+                    continue
             pin = spec.pin
             if at is None:  # now: times only grow
                 at = now(utc)
                 newest[device_id, pin] = (shown, at)
             elif (current := newest.get((device_id, pin))) is None or current[1] <= at:
                 newest[device_id, pin] = (shown, at)
-            if number is not None:
-                rows.append((device_id, pin, at, number, None, spec.save_raw))
-            elif spec.save_raw:
-                rows.append((device_id, pin, at, None, shown_text(shown), True))
+            row = history_row(device_id, spec, at, shown, number)
+            if row is not None:
+                rows.append(row)
             if device_id in watched:
                 live.publish(device_id, value_event(pin, shown_text(shown), at, origin))
         self.latest.put_many(newest)
@@ -145,9 +164,7 @@ class DataService:
         of the console or a platform API client) it also goes into the device's actions log; the
         HTTP device API's writes (made with the device's own token) pass none."""
         value = self.check(spec, raw)
-        refused = await self.record([((device.id, spec), value.text, None)], origin="server")
-        if refused:  # a canonical text reads as itself: never
-            raise refused[0][1]
+        await self.record([((device.id, spec), value, None)], origin="server")  # checked: none refused
         if actor is not None:
             if self.actions is None:
                 raise RuntimeError("this DataService was built without an actions log")

@@ -17,8 +17,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from backend.devices.context import DeviceServices
 from backend.devices.data import DataService, Incoming, downlink_topic
 from backend.devices.registry import DeviceInfo, DeviceRegistry
@@ -55,7 +53,6 @@ class IngestService:
         self,
         registry: DeviceRegistry,
         data: DataService,
-        pool: AsyncConnectionPool,
         services: DeviceServices,
         ota: Delivery | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -64,7 +61,6 @@ class IngestService:
         self._clock = clock  # how long found routes are reused (tests move it by hand)
         self.ota = ota
         self.data = data
-        self.pool = pool
         self.services = services
         self.uplinks = Uplinks(services)
         self.handlers = self._handlers()

@@ -104,7 +104,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes, actions=ActionLog(db.pool))
     devices = DeviceServices.build(db.pool, data, settings)
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, devices)
-    ingest = IngestService(registry, data, db.pool, devices, ota=ota.delivery)
+    ingest = IngestService(registry, data, devices, ota=ota.delivery)
     changes = ChangeListener(database_url, registry.apply, data.live.apply)  # live: console sockets' access
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
     scheduler = Scheduler(

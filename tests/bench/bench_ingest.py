@@ -91,7 +91,7 @@ async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[flo
     publisher = CountingPublisher()
     data = DataService(latest, history, publisher)
     services = DeviceServices.build(db.pool, data, settings)
-    ingest = IngestService(registry, data, db.pool, services)
+    ingest = IngestService(registry, data, services)
     messages = [
         Message(
             f"d/{device_ids[i % len(device_ids)]}/ds/Temperature",

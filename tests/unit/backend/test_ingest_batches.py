@@ -48,12 +48,9 @@ class World:
         self.ingest = IngestService(
             self.registry,
             self.data,
-            None,
-            DeviceServices.build(  # type: ignore[arg-type]
-                None, self.data, Settings()
-            ),
+            DeviceServices.build(None, self.data, Settings()),  # type: ignore[arg-type]  # no database
             clock=lambda: self.now,
-        )  # type: ignore[arg-type]
+        )
         for device_id in (1, 2):
             self.cache(device_id, TEMP, LEVEL, NOTE)
             self.latest._loaded.add(device_id)

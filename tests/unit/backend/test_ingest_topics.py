@@ -36,11 +36,8 @@ def ingest(published: Published) -> IngestService:
     service = IngestService(
         registry,
         data,
-        None,
-        DeviceServices.build(  # type: ignore[arg-type]
-            None, data, Settings()
-        ),
-    )  # type: ignore[arg-type]
+        DeviceServices.build(None, data, Settings()),  # type: ignore[arg-type]  # no database
+    )
     registry.remember(DeviceInfo(DEVICE, "d7", 1, 1, "T"))
     return service
 
