@@ -37,12 +37,16 @@ always-delivered downlinks including ``downlink/ping`` at QoS 1): :mod:`broker.t
 (``sys/presence``, ``sys/vitals``, ``sys/ping``): :mod:`broker.presence` and
 ``docs/internal-topics.md``.
 
+``address_key``: the key one client address is counted under in every per-address limit (the
+IPv4 address, or the /64 of an IPv6 one); the app's HTTP listener counts by it too.
+
 Inside (amqtt 0.12.1 pinned, private methods overridden): ``amqtt.broker.Broker`` <-
 ``_delivery.DeliveryBroker`` (bounded per-connection outbox, ping, vitals) <-
 ``_routing.RoutingBroker`` (mount, ACL, index, retained) <- ``_lifecycle.LifecycleBroker``
 (how connections end) <- ``_core.CoreBroker`` (listeners, PROXY, auth, rate limit).
 """
 
+from broker._limits import throttle_key as address_key
 from broker._proxy import proxy_header
 from broker.errors import BrokerError
 from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, ServiceIdentity
@@ -58,5 +62,6 @@ __all__ = [
     "MqttBroker",
     "ServiceIdentity",
     "SessionQueues",
+    "address_key",
     "proxy_header",
 ]

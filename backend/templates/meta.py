@@ -21,23 +21,6 @@ TIME_ZONE = "Time Zone"
 LOCATION = "Location"
 HOTSPOT_NAME = "Hotspot Name"
 
-CUSTOM_TYPES = (
-    "text",
-    "number",
-    "contact",
-    "switch",
-    "device_reference",
-    "list",
-    "table",
-    "imei",
-    "iccid",
-    "email",
-    "image",
-    "device_eui",
-    "join_eui",
-    "application_key",
-)
-"""Custom field types accepted in a template's ``metadata`` list."""
 DEVICE_WRITABLE_TYPES = frozenset({"text", "number", "table", "imei", "iccid"})
 FIRST_CUSTOM_ID = 10
 

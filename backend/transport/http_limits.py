@@ -41,24 +41,11 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 
 from backend.settings import Settings
+from broker import address_key
 
 log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 WARN_EVERY_SECONDS = 60.0
-
-
-def address_key(host: str) -> str:
-    """The key connections are counted under: the IPv4 address, or the /64 of an IPv6 one
-    (one subscriber usually gets a whole /64)."""
-    try:
-        parsed = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
-    return str(parsed)
 
 
 @dataclass
@@ -78,7 +65,7 @@ class AddressSlots:
         host = peer[0] if isinstance(peer, tuple) and peer else None
         if not self.per_address or not isinstance(host, str) or self._is_exempt(host):
             return True
-        key = address_key(host)
+        key = address_key(host) or host  # None only for an empty address
         count = self._counts.get(key, 0)
         if count >= self.per_address:
             self._warn(key)

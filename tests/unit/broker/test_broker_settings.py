@@ -20,6 +20,7 @@ def test_public_names_are_pinned() -> None:
             "ConnectInfo",
             "DeviceIdentity",
             "ServiceIdentity",
+            "address_key",
             "BrokerError",
             "SessionQueues",
             "proxy_header",
