@@ -249,7 +249,7 @@ class ConsoleDeviceController(Controller):
         con: NamedDependency[ConsoleServices],
         points: FromQuery[int] = 600,
     ) -> SeriesOut:
-        """Chart buckets over [start, end): each with min, max and average."""
+        """Chart buckets over [start, end] (a point at ``end`` included): each with min, max and average."""
         begin, finish = parse_instant(start, "start"), parse_instant(end, "end")
         s = await con.devices.history(device_id, pin, begin, finish, points)
         return SeriesOut(

@@ -1,14 +1,18 @@
 """Reading history: at most N buckets for a chart, raw pages, and streamed exports.
 
-A chart asks for a range [start, end) and a number of points N. The range is cut into at most
-N buckets and each bucket carries min, max, average and count, so a spike shorter than a
-bucket still shows. The buckets together hold exactly the stored points of the range, and
-each bucket exactly those of its span; the long middle of a range is still read from rollups:
+A chart asks for a closed range [start, end] and a number of points N. The range is cut into
+at most N buckets and each bucket carries min, max, average and count, so a spike shorter than
+a bucket still shows. The buckets together hold exactly the stored points of the range, and
+each bucket exactly those of its span; a point stamped exactly ``end`` is in the last bucket
+(whose span is closed, even where ``end`` falls on the grid's next edge, so there are never more
+than N buckets). Timestamps are whole microseconds, so the SQL reads [start, end + 1 µs). The
+long middle of a range is still read from rollups:
 
 * buckets under a minute (datastreams with "Save Raw Data") are read from raw points alone;
 * otherwise the bucket width is rounded up to whole minutes, or to whole hours once a bucket
   spans :data:`HOUR_ALIGNED` or more (rounding then costs at most a quarter of the buckets),
-  and the buckets are laid on the grid of that unit starting at the unit holding ``start``.
+  and the buckets are laid on the grid of that unit starting at the unit holding ``start``
+  (planned over [start, end), so ``end`` on an edge adds no bucket).
   Inner bucket edges then never cut a minute (nor an hour, on the hour grid). Every hour that
   lies wholly inside one bucket and the range is read from ``history_hour``; every other minute
   wholly inside one bucket and the range from ``history_minute``; and the minutes cut by
@@ -18,7 +22,10 @@ each bucket exactly those of its span; the long middle of a range is still read 
   raw points.
 
 Without raw points (no "Save Raw Data") a minute is the finest thing stored: a minute counts,
-whole, where its start lies.
+whole, where its start lies. A minute starting at ``start`` or at ``end`` is in the range: the
+minute starting exactly at ``end`` counts whole, with its points after ``end`` (it holds the
+point stamped ``end`` and cannot be split), in the last bucket; a minute starting before
+``start`` does not count, even for its points after ``start``.
 
 Raw points are read through the SQL function ``history_points()`` (migration 0008), which
 returns the rows of ``history`` and the points of packed segments alike
@@ -45,7 +52,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _BUCKETS_SQL = """
-SELECT date_bin(%(width)s, t, %(anchor)s) AS b, min(lo), max(hi), sum(total) / sum(n), sum(n)::bigint
+SELECT least(date_bin(%(width)s, t, %(anchor)s), %(last)s) AS b, min(lo), max(hi), sum(total) / sum(n), sum(n)::bigint
 FROM ({parts}) AS part (t, lo, hi, total, n) GROUP BY b ORDER BY b
 """
 _WHOLE_HOURS = """
@@ -134,7 +141,8 @@ def _check_range(start: datetime, end: datetime, points: int) -> None:
 @dataclass(frozen=True, slots=True)
 class Grid:
     """Where the buckets of a series lie: bucket k is [anchor + k*width, anchor + (k+1)*width),
-    cut to the range [start, end); ``raw`` says whether the datastream keeps raw points."""
+    cut to the range [start, end], the last bucket also holding ``end`` (even where ``end`` is
+    a bucket edge); ``raw`` says whether the datastream keeps raw points."""
 
     start: datetime
     end: datetime
@@ -144,7 +152,7 @@ class Grid:
 
     @classmethod
     def plan(cls, start: datetime, end: datetime, points: int, save_raw: bool) -> Grid:
-        """The grid of at most ``points`` buckets over [start, end) (see the module docstring)."""
+        """The grid of at most ``points`` buckets over [start, end] (see the module docstring)."""
         if save_raw and (end - start) / points < MINUTE:
             width = max(_ceil_div(end - start, points, _MICROSECOND), timedelta(milliseconds=1))
             return cls(start, end, start, width, save_raw)
@@ -158,15 +166,29 @@ class Grid:
         return choose_source(self.width, self.raw)
 
     @property
+    def stop(self) -> datetime:
+        """The first instant after the range: timestamps are whole microseconds, so [start, end]
+        is [start, end + 1 µs), which is what the SQL reads (without raw points, a minute whose
+        start is ``end`` counts, as its start lies in the range)."""
+        return self.end + _MICROSECOND
+
+    @property
+    def last(self) -> datetime:
+        """The start of the last bucket: the one holding the instant just before ``end``, and
+        ``end`` too."""
+        return self.anchor + (self.end - _MICROSECOND - self.anchor) // self.width * self.width
+
+    @property
     def resolution(self) -> timedelta:
         """The finest time stored: a microsecond with raw points, else a minute."""
         return _MICROSECOND if self.raw else MINUTE
 
     def edges(self) -> list[datetime]:
-        """The range's ends and every bucket edge between them."""
+        """The range's start, every bucket edge inside it and the range's :attr:`stop` (an edge
+        at ``end`` is none: ``end`` belongs to the last bucket)."""
         steps = -(-(self.end - self.anchor) // self.width)
         inner = (self.anchor + k * self.width for k in range(1, steps))
-        return [self.start, *(t for t in inner if self.start < t < self.end), self.end]
+        return [self.start, *(t for t in inner if self.start < t < self.end), self.stop]
 
     def cut(self, unit: timedelta) -> list[datetime]:
         """The periods of ``unit`` (minutes or hours) that an edge falls inside: neither wholly
@@ -183,10 +205,11 @@ class Grid:
         params: dict[str, object] = {
             "width": self.width,
             "anchor": self.anchor,
+            "last": self.last,
             "start": self.start,
-            "end": self.end,
-            "minutes_end": self.end - MINUTE + self.resolution,
-            "hours_end": self.end - HOUR + self.resolution,
+            "end": self.stop,
+            "minutes_end": self.stop - MINUTE + self.resolution,
+            "hours_end": self.stop - HOUR + self.resolution,
             "cut_minutes": self.cut(MINUTE) if self.raw else [],
             "cut_hours": self.cut(HOUR) if self.source == "history_hour" else [],
         }
@@ -221,7 +244,12 @@ async def series(
     *,
     save_raw: bool = True,
 ) -> Series:
-    """At most ``points`` buckets covering [start, end), holding exactly its stored points.
+    """At most ``points`` buckets covering [start, end], holding exactly its stored points.
+
+    The range is closed: a point stamped ``end`` is in the last bucket (and, without raw points,
+    the minute starting at ``end``; see the module docstring). Raw pages, counts and exports
+    (:func:`raw_page`, :func:`count_raw`, :func:`stream_raw`) are unchanged: they read the
+    half-open [start, end), without a point stamped ``end``.
 
     A bucket's ``ts`` is where its span starts inside the range (the first bucket's is ``start``).
     """

@@ -280,7 +280,7 @@ class PlatformValueController(Controller):
         end: To = None,
         points: Annotated[int, QueryParameter(name="points")] = 1000,
     ) -> SeriesOut:
-        """At most ``points`` buckets over [from, to), each with min, max and average."""
+        """At most ``points`` buckets over [from, to] (a point at ``to`` included), each with min, max and average."""
         return await api.history.series(device_id, pin, start, end, points)
 
     @get("/datastream/raw", guards=[VIEW])

@@ -92,7 +92,7 @@ class PlatformHistory:
         return [HistoryPoint(ms(p.ts), point_value(spec, p)) for p in points], total
 
     async def series(self, device_id: int, pin: str, start: int, end: int | None, points: int) -> SeriesOut:
-        """At most ``points`` buckets over [from, to), each with min, max and average."""
+        """At most ``points`` buckets over [from, to] (a point at ``to`` included), each with min, max and average."""
         spec = await self._spec(device_id, pin)
         if spec.type not in NUMERIC:
             raise ValidationError(f"datastream {spec.name!r} holds {spec.type.value} values, which have no buckets")

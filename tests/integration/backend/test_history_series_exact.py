@@ -23,12 +23,13 @@ from backend.db.migrate import migrate
 from backend.history import timescale
 from backend.history.packing import pack_closed_days
 from backend.history.partitions import ensure_partitions
-from backend.history.queries import MAX_POINTS, MINUTE, Grid, series
+from backend.history.queries import MAX_POINTS, MINUTE, Grid, Series, series
 from backend.history.rollup import LEVELS, aggregate_levels
 from backend.history.writer import HistoryRow, HistoryWriter
 from tests.support.timescaledb import timescale_database
 
 DAY_US = 86_400_000_000
+MICROSECOND = timedelta(microseconds=1)
 BASE = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
 """Midnight three days ago: points fall on two days that get packed, yesterday and today."""
 DEVICES = itertools.count(1)
@@ -77,15 +78,17 @@ def cases(draw: st.DrawFn) -> Case:
 
 
 def expected(case: Case, grid: Grid) -> dict[datetime, tuple[float, float, float, int]]:
-    """Brute force: each numeric point of the range (or, without raw points, each point whose
-    minute starts in the range) into its bucket of ``grid``; min, max, average and count."""
+    """Brute force: each numeric point of the closed range [start, end] (or, without raw points,
+    each point whose minute starts in it) into its bucket of ``grid``, a point at ``end`` into
+    the last bucket; min, max, average and count."""
     groups: dict[datetime, list[float]] = {}
+    last = grid.anchor + (case.end - grid.anchor - MICROSECOND) // grid.width * grid.width
     for ts, value in case.points:
         at = ts if case.save_raw else BASE + (ts - BASE) // MINUTE * MINUTE
-        if value is None or not case.start <= at < case.end:
+        if value is None or not case.start <= at <= case.end:
             continue
         slot = grid.anchor + (at - grid.anchor) // grid.width * grid.width
-        groups.setdefault(max(slot, case.start), []).append(value)
+        groups.setdefault(max(min(slot, last), case.start), []).append(value)
     return {ts: (min(vs), max(vs), sum(vs) / len(vs), len(vs)) for ts, vs in sorted(groups.items())}
 
 
@@ -116,7 +119,7 @@ async def write_and_pack(db: Database, rows: list[HistoryRow]) -> None:
     await pack_closed_days(db.pool, keep_raw_days=1)
 
 
-async def check(db: Database, case: Case, store: Store = write_and_pack) -> None:
+async def check(db: Database, case: Case, store: Store = write_and_pack) -> Series:
     device = next(DEVICES)
     await store(db, rows_of(device, case))
     result = await series(db.pool, device, 0, case.start, case.end, case.buckets, save_raw=case.save_raw)
@@ -130,6 +133,7 @@ async def check(db: Database, case: Case, store: Store = write_and_pack) -> None
     assert sum(b.count for b in result.buckets) == sum(count for *_, count in want.values())
     got = {b.ts: (b.min, b.max, b.avg, b.count) for b in result.buckets}
     assert got == want
+    return result
 
 
 INNER_EDGES_IN_HOURS = Case(
@@ -141,15 +145,62 @@ INNER_EDGES_IN_HOURS = Case(
 )
 """A day into 10 buckets of 2 h 24 min: the hours that bucket edges cut come from minutes."""
 
+END = BASE + timedelta(days=1, hours=20)
+TO_ON_A_POINT = [
+    # raw points every 10 s, ``to`` on the last one and on a bucket edge (10 s buckets)
+    Case(
+        [(END - timedelta(seconds=10 * i), 1000.0 - i) for i in range(61)], END - timedelta(minutes=10), END, 60, True
+    ),
+    # raw points every hour on the hour, ``to`` on the last one, whole-hour buckets (4 h)
+    Case([(END - timedelta(hours=i), 1000.0 - i) for i in range(25)], END - timedelta(days=1), END, 6, True),
+    # minutes only: the minute starting at ``to`` counts whole (its points at and after ``to``), the
+    # next one not; ``to`` is a bucket edge on the minute grid (5 min buckets) and on the hour grid
+    Case(
+        [(END - timedelta(minutes=i), 1000.0 - i) for i in range(61)]
+        + [(END + timedelta(seconds=20), 2000.0), (END + timedelta(minutes=1), 3000.0)],
+        END - timedelta(hours=1),
+        END,
+        12,
+        False,
+    ),
+    Case(
+        [(END - timedelta(minutes=7 * i), 1000.0 - i) for i in range(206)] + [(END + timedelta(seconds=59), 2000.0)],
+        END - timedelta(days=1),
+        END,
+        6,
+        False,
+    ),
+]
+"""Ranges whose ``to`` is a stored point's timestamp: that point is in the closed range."""
+
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())
 @example(case=INNER_EDGES_IN_HOURS)
+@example(case=TO_ON_A_POINT[1])
+@example(case=TO_ON_A_POINT[3])
 def test_series_equal_a_brute_force_aggregation_of_the_points(
     history: tuple[asyncio.AbstractEventLoop, Database], case: Case
 ) -> None:
     loop, db = history
     loop.run_until_complete(check(db, case))
+
+
+@pytest.mark.parametrize("case", TO_ON_A_POINT, ids=["raw", "raw-hours", "minutes", "minutes-hours"])
+def test_a_point_at_to_counts_in_the_last_bucket(
+    history: tuple[asyncio.AbstractEventLoop, Database], case: Case
+) -> None:
+    """The range is closed: the point stamped ``to`` is in the last bucket (and, without raw
+    points, the rest of the minute starting at ``to``, which holds the largest value), and no
+    bucket starts at ``to`` or after it."""
+    loop, db = history
+    result = loop.run_until_complete(check(db, case))
+    in_range = [v for ts, v in case.points if v is not None and case.start <= ts <= case.end]
+    rest_of_minute = [v for ts, v in case.points if v is not None and case.end < ts < case.end + MINUTE]
+    counted = in_range + ([] if case.save_raw else rest_of_minute)
+    assert sum(b.count for b in result.buckets) == len(counted)
+    assert len(result.buckets) <= case.buckets and result.buckets[-1].ts < case.end
+    assert result.buckets[-1].max == max(counted)
 
 
 def test_the_edges_of_a_week_of_imported_minutes(history: tuple[asyncio.AbstractEventLoop, Database]) -> None:
@@ -225,6 +276,8 @@ def hypertable() -> Iterator[tuple[asyncio.AbstractEventLoop, Database]]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())
 @example(case=INNER_EDGES_IN_HOURS)
+@example(case=TO_ON_A_POINT[1])
+@example(case=TO_ON_A_POINT[3])
 def test_series_on_timescaledb_equal_a_brute_force_aggregation_of_the_points(
     hypertable: tuple[asyncio.AbstractEventLoop, Database], case: Case
 ) -> None:
