@@ -26,15 +26,20 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from backend.history.rollup import LEVELS, aggregate_levels
+from backend.history.writer import HistoryRow
 
 SERVER_ENV = "OPENBLYNK_TEST_TIMESCALE_URL"
 PGLITE_DIR = Path(__file__).resolve().parent / "timescale"
@@ -146,3 +151,43 @@ def _stop(proc: subprocess.Popen[str]) -> None:
             proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+INSERT_ROWS = 500
+"""Rows per INSERT: the local build crashes on a message of 1,500 rows (and on COPY)."""
+
+
+async def insert_history(pool: AsyncConnectionPool, rows: Sequence[HistoryRow]) -> None:
+    """What :meth:`HistoryWriter.write` stores (raw rows where kept, every number in both
+    rollups), with INSERTs instead of COPY; once per set of points (rollup rows are inserted,
+    not merged)."""
+    raw = [r for r in rows if r.raw]
+    async with pool.connection() as conn:
+        for i in range(0, len(raw), INSERT_ROWS):
+            part = raw[i : i + INSERT_ROWS]
+            await conn.execute(
+                "INSERT INTO history SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
+                "%s::float8[], %s::text[])",
+                [[r[k] for r in part] for k in range(5)],
+            )
+        for table, level in zip(LEVELS, aggregate_levels(rows), strict=False):
+            buckets = [
+                (
+                    *key[:2],
+                    datetime.fromtimestamp(key[2], UTC),
+                    a.min,
+                    a.max,
+                    a.sum,
+                    a.count,
+                    a.last,
+                    a.last_ts,
+                )
+                for key, a in sorted(level.items())
+            ]
+            for i in range(0, len(buckets), INSERT_ROWS):
+                chunk = buckets[i : i + INSERT_ROWS]
+                await conn.execute(
+                    f"INSERT INTO {table} SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
+                    "%s::float8[], %s::float8[], %s::float8[], %s::int4[], %s::float8[], %s::timestamptz[])",
+                    [[b[k] for b in chunk] for k in range(9)],
+                )

@@ -24,9 +24,8 @@ from backend.history import timescale
 from backend.history.packing import pack_closed_days
 from backend.history.partitions import ensure_partitions
 from backend.history.queries import MAX_POINTS, MINUTE, Grid, Series, series
-from backend.history.rollup import LEVELS, aggregate_levels
 from backend.history.writer import HistoryRow, HistoryWriter
-from tests.support.timescaledb import timescale_database
+from tests.support.timescaledb import insert_history, timescale_database
 
 DAY_US = 86_400_000_000
 MICROSECOND = timedelta(microseconds=1)
@@ -215,41 +214,12 @@ def test_the_edges_of_a_week_of_imported_minutes(history: tuple[asyncio.Abstract
         loop.run_until_complete(check(db, case))
 
 
-BATCH = 500
-"""Rows per INSERT on the local TimescaleDB build (a larger message crashes it)."""
-
-
 async def insert_and_compress(db: Database, rows: list[HistoryRow]) -> None:
     """The TimescaleDB path: raw rows into the hypertable and both rollups with INSERTs (the
     local build crashes on COPY; one device per example, so rollup rows are new), then the
     chunks older than two days compressed."""
-    raw = [r for r in rows if r.raw]
+    await insert_history(db.pool, rows)
     async with db.pool.connection() as conn:
-        for i in range(0, len(raw), BATCH):
-            await conn.execute(
-                "INSERT INTO history SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
-                "%s::float8[], %s::text[])",
-                [[r[k] for r in raw[i : i + BATCH]] for k in range(5)],
-            )
-        for table, level in zip(LEVELS, aggregate_levels(rows), strict=False):
-            buckets = [
-                (
-                    *key[:2],
-                    datetime.fromtimestamp(key[2], UTC),
-                    a.min,
-                    a.max,
-                    a.sum,
-                    a.count,
-                    a.last,
-                    a.last_ts,
-                )
-                for key, a in sorted(level.items())
-            ]
-            await conn.execute(
-                f"INSERT INTO {table} SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], %s::float8[], "
-                "%s::float8[], %s::float8[], %s::int4[], %s::float8[], %s::timestamptz[])",
-                [[b[k] for b in buckets] for k in range(9)],
-            )
         await conn.execute(
             "SELECT count(compress_chunk(c, if_not_compressed => true)) "
             "FROM show_chunks('history', older_than => INTERVAL '2 days') c"

@@ -18,7 +18,7 @@ which only a real server runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any, TypeVar
@@ -37,10 +37,9 @@ from backend.history.maintenance import Retention, maintain
 from backend.history.packing import pack_closed_days
 from backend.history.partitions import ensure_partitions
 from backend.history.queries import PageCursor, count_raw, raw_page, series, stream_raw
-from backend.history.rollup import LEVELS, aggregate_levels
 from backend.history.writer import HistoryRow, HistoryWriter
 from backend.templates.values import DatastreamSpec, DatastreamType
-from tests.support.timescaledb import SERVER_ENV, TimescaleDatabase, timescale_database
+from tests.support.timescaledb import SERVER_ENV, TimescaleDatabase, insert_history, timescale_database
 
 T = TypeVar("T")
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -59,8 +58,6 @@ EXPORTS = [
 ]
 """Query strings of ``data/get`` (period WEEK added): raw, minutes, hours, days from minutes
 (a :30 zone) and days from hours."""
-BATCH = 500
-"""Rows per INSERT: the local build crashes on a message of 1,500 rows."""
 
 
 def points() -> list[HistoryRow]:
@@ -76,42 +73,6 @@ def points() -> list[HistoryRow]:
     ]
     rows += [HistoryRow(2, 0, START + timedelta(minutes=i), -(i % 11) * 0.5, None) for i in range(0, minutes, 7)]
     return rows
-
-
-async def insert(pool: AsyncConnectionPool, rows: Sequence[HistoryRow]) -> None:
-    """What :meth:`HistoryWriter.write` stores (raw rows where kept, every number in both
-    rollups), with INSERTs instead of COPY; once per set of points (rollup rows are inserted,
-    not merged)."""
-    raw = [r for r in rows if r.raw]
-    async with pool.connection() as conn:
-        for i in range(0, len(raw), BATCH):
-            part = raw[i : i + BATCH]
-            await conn.execute(
-                "INSERT INTO history SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
-                "%s::float8[], %s::text[])",
-                [[r[k] for r in part] for k in range(5)],
-            )
-        for table, level in zip(LEVELS, aggregate_levels(rows), strict=False):
-            buckets = [
-                (
-                    *key[:2],
-                    datetime.fromtimestamp(key[2], UTC),
-                    a.min,
-                    a.max,
-                    a.sum,
-                    a.count,
-                    a.last,
-                    a.last_ts,
-                )
-                for key, a in sorted(level.items())
-            ]
-            for i in range(0, len(buckets), BATCH):
-                chunk = buckets[i : i + BATCH]
-                await conn.execute(
-                    f"INSERT INTO {table} SELECT * FROM unnest(%s::int4[], %s::int2[], %s::timestamptz[], "
-                    "%s::float8[], %s::float8[], %s::float8[], %s::int4[], %s::float8[], %s::timestamptz[])",
-                    [[b[k] for b in chunk] for k in range(9)],
-                )
 
 
 async def answers(pool: AsyncConnectionPool) -> dict[str, Any]:
@@ -172,7 +133,7 @@ async def plain_answers(url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The answers on plain PostgreSQL (native partitions), before and after packing."""
     async with Database(url, pool_size=1) as db:
         await ensure_partitions(db.pool, days_back=6, days_ahead=1)
-        await insert(db.pool, points())
+        await insert_history(db.pool, points())
         before = await answers(db.pool)
         assert len(await pack_closed_days(db.pool)) >= 3
         return before, await answers(db.pool)
@@ -221,7 +182,7 @@ async def test_migrations_on_an_empty_database_make_history_a_hypertable_keeping
     earlier = [HistoryRow(1, 0, START + timedelta(hours=i), float(i), None) for i in range(100)]
     async with Database(url, pool_size=1) as db:
         await ensure_partitions(db.pool, days_back=6, days_ahead=1)
-        await insert(db.pool, earlier)
+        await insert_history(db.pool, earlier)
 
     assert timescale.adopt(url, "require")
     assert timescale.adopt(url, "auto")  # again: nothing to do
@@ -263,7 +224,7 @@ async def test_every_history_query_answers_as_on_plain_postgresql(hypertable_db:
     assert [name for name, answer in expected.items() if not (answer[1] if name.startswith("series") else answer)] == []
     assert packed == expected  # packed days answer the same
     async with Database(hypertable_db, pool_size=1) as db:
-        await insert(db.pool, points())
+        await insert_history(db.pool, points())
         assert await answers(db.pool) == expected
 
     run_policy(hypertable_db, "policy_compression")
@@ -274,7 +235,7 @@ async def test_every_history_query_answers_as_on_plain_postgresql(hypertable_db:
 
 async def test_maintenance_sets_the_retention_policy_which_drops_old_chunks(hypertable_db: str) -> None:
     async with Database(hypertable_db, pool_size=1) as db:
-        await insert(db.pool, [HistoryRow(1, 0, NOW - timedelta(hours=i), 1.0, None) for i in range(60 * 24)])
+        await insert_history(db.pool, [HistoryRow(1, 0, NOW - timedelta(hours=i), 1.0, None) for i in range(60 * 24)])
         done = await maintain(db.pool, Retention(raw_days=45, rollup_days=365))
         assert done["packed"] == [] and not [name for name in done["dropped"] if name.startswith("history_2")]
         kept = await count_raw(db.pool, 1, 0, NOW - timedelta(days=45), NOW)
@@ -304,7 +265,7 @@ async def test_maintenance_sets_the_retention_policy_which_drops_old_chunks(hype
 
 async def test_erasing_a_device_history_removes_its_raw_compressed_and_rolled_up_points(hypertable_db: str) -> None:
     async with Database(hypertable_db, pool_size=1) as db:
-        await insert(db.pool, points())
+        await insert_history(db.pool, points())
         other = await answers_of_device_2(db.pool)
     run_policy(hypertable_db, "policy_compression")
     assert compressed_chunks(hypertable_db) >= 3
