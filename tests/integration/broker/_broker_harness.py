@@ -33,6 +33,8 @@ from tests.support.net import eventually  # the broker tests import it from here
 
 SERVICE_USER = "openblynk-service"
 SERVICE_PASSWORD = "svc-secret"
+RATE_DIAG = "rate limit exceeded: {} messages/s; messages are being dropped"
+"""The ``downlink/diag`` line of a device over the per-device rate limit."""
 TOKENS = {f"token-{n:02d}-" + "x" * 23: n for n in range(1, 10)}
 
 
@@ -169,6 +171,19 @@ async def ours(rate_clock: Callable[[], float] | None = None, **overrides: Any) 
     settings = BrokerSettings(**{"host": "127.0.0.1", "port": 0, **overrides})
     async with MqttBroker(settings, authenticator, rate_clock) as broker:
         yield Harness("ours", broker.port, broker, authenticator)
+
+
+@contextlib.asynccontextmanager
+async def running(clients: list[Any], **settings: Any) -> AsyncIterator[tuple[Harness, Callable[..., Paho]]]:
+    """Our broker with ``settings`` and a factory of tracked paho clients."""
+    async with ours(**settings) as harness:
+
+        def build(**kwargs: Any) -> Paho:
+            client = Paho(harness.port, **kwargs)
+            clients.append(client)
+            return client
+
+        yield harness, build
 
 
 @contextlib.asynccontextmanager

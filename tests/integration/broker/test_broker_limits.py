@@ -8,44 +8,29 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from _broker_harness import (
+    RATE_DIAG,
     SERVICE_PASSWORD,
     SERVICE_USER,
-    Harness,
     ManualClock,
     Paho,
     Raw,
     connect_packet,
     eventually,
     offline_reason,
-    ours,
     parse_publish,
     presence_watcher,
     publish_packet,
+    running,
     subscribe_packet,
     token,
 )
 
 from broker import MqttBroker
-
-DIAG = "rate limit exceeded: {} messages/s; messages are being dropped"
-
-
-@contextlib.asynccontextmanager
-async def running(clients: list[Any], **settings: Any) -> AsyncIterator[tuple[Harness, Callable[..., Paho]]]:
-    """Our broker with ``settings`` and a factory of tracked paho clients."""
-    async with ours(**settings) as harness:
-
-        def build(**kwargs: Any) -> Paho:
-            client = Paho(harness.port, **kwargs)
-            clients.append(client)
-            return client
-
-        yield harness, build
 
 
 async def service(paho: Callable[..., Paho], client_id: str, *filters: str) -> Paho:
@@ -128,7 +113,7 @@ async def test_publishes_over_the_limit_are_dropped_acknowledged_and_explained(c
         await eventually(lambda: len(diags(device)) == 2, message="the second warning")
         # one publisher's messages arrive in order: anything accepted of 5..19 would be here by now
         assert payloads(backend, "d/1/ds/T") == [str(n) for n in (*range(5), *range(20, 25))]
-        assert diags(device) == [DIAG.format(5)] * 2  # one per second of drops, not one per drop
+        assert diags(device) == [RATE_DIAG.format(5)] * 2  # one per second of drops, not one per drop
 
 
 async def test_a_flooding_device_does_not_cost_another_device_a_message(clients: list[Any]) -> None:
@@ -276,5 +261,5 @@ async def test_qos1_past_the_bound_disconnects_the_slow_device(clients: list[Any
 
 
 def test_parse_publish_helper_reads_diag() -> None:  # keeps the raw helper honest for the flood test
-    data = publish_packet("downlink/diag", DIAG.format(50).encode())
-    assert parse_publish(data) == ("downlink/diag", DIAG.format(50).encode())
+    data = publish_packet("downlink/diag", RATE_DIAG.format(50).encode())
+    assert parse_publish(data) == ("downlink/diag", RATE_DIAG.format(50).encode())

@@ -19,11 +19,12 @@ import random
 import socket
 import struct
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from _broker_harness import (
+    RATE_DIAG,
     SERVICE_PASSWORD,
     SERVICE_USER,
     Harness,
@@ -32,11 +33,11 @@ from _broker_harness import (
     connect_packet,
     eventually,
     offline_reason,
-    ours,
     packet,
     parse_publish,
     presence_watcher,
     publish_packet,
+    running,
     subscribe_packet,
     token,
 )
@@ -46,21 +47,7 @@ from broker import MqttBroker
 CAP = 64  # BrokerSettings.max_subscriptions default
 SERVICE_CAP = 10_000  # BrokerSettings.service_max_subscriptions default
 CAP_DIAG = "subscribe refused for {} filter(s): at most {} subscriptions per device"
-RATE_DIAG = "rate limit exceeded: {} messages/s; messages are being dropped"
 _check_ids = itertools.count()
-
-
-@contextlib.asynccontextmanager
-async def running(clients: list[Any], **settings: Any) -> AsyncIterator[tuple[Harness, Callable[..., Paho]]]:
-    """Our broker with ``settings`` and a factory of tracked paho clients."""
-    async with ours(**settings) as harness:
-
-        def build(**kwargs: Any) -> Paho:
-            client = Paho(harness.port, **kwargs)
-            clients.append(client)
-            return client
-
-        yield harness, build
 
 
 async def assert_serves_a_good_device(paho: Callable[..., Paho], device_id: int = 9) -> None:
