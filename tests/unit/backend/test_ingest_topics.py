@@ -17,6 +17,7 @@ from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.settings import Settings
 from backend.transport.mqtt import Message
 from broker.topics import Downlink, TopicFilter, Uplink
+from tests.support.topics import example
 
 DEVICE = 7
 
@@ -40,18 +41,6 @@ def ingest(published: Published) -> IngestService:
     )
     registry.remember(DeviceInfo(DEVICE, "d7", 1, 1, "T"))
     return service
-
-
-def example(pattern: str) -> tuple[str, tuple[str, ...]]:
-    """A topic of a table pattern, its ``<...>`` levels filled with distinct names."""
-    names: list[str] = []
-    levels = []
-    for level in pattern.split("/"):
-        if level.startswith("<"):
-            names.append(f"Name {len(names)}")
-            level = names[-1]
-        levels.append(level)
-    return "/".join(levels), tuple(names)
 
 
 def test_every_uplink_of_the_table_has_an_ingest_handler() -> None:

@@ -24,6 +24,7 @@ from broker.topics import (
     match_uplink,
     presence_topic,
 )
+from tests.support.topics import example
 
 UPLINKS = [
     "info/mcu",
@@ -152,18 +153,6 @@ def test_topic_name_rejects_invalid(bad: str) -> None:
 )
 def test_reference_matcher(topic_filter: str, topic: str, expected: bool) -> None:
     assert TopicFilter(topic_filter).matches(topic) is expected
-
-
-def example(pattern: str) -> tuple[str, tuple[str, ...]]:
-    """A topic of a table pattern, its ``<...>`` levels filled with distinct names."""
-    names: list[str] = []
-    levels = []
-    for level in pattern.split("/"):
-        if level.startswith("<"):
-            names.append(f"Name {len(names)}")
-            level = names[-1]
-        levels.append(level)
-    return "/".join(levels), tuple(names)
 
 
 @pytest.mark.parametrize("uplink", list(Uplink))
