@@ -170,6 +170,10 @@ class Settings:
     """SMTP password."""
     smtp_from: str = "openblynk <noreply@openblynk.local>"
     """The From address of e-mails."""
+    automations_per_org: int = 50
+    """Automations an organization may have (Blynk's limit)."""
+    actions_per_automation: int = 50
+    """Actions one automation may hold (Blynk's limit)."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised OPENBLYNK_* variables, kept so a typo can be reported."""
 
@@ -225,6 +229,8 @@ class Settings:
             raise ConfigError("OPENBLYNK_DEVICE_RATE_LIMIT must be above 0 (messages a second per device)")
         if self.mqtt_max_subscriptions < 1:
             raise ConfigError("OPENBLYNK_MQTT_MAX_SUBSCRIPTIONS must be at least 1")
+        if self.automations_per_org < 1 or self.actions_per_automation < 1:
+            raise ConfigError("OPENBLYNK_AUTOMATIONS_PER_ORG and OPENBLYNK_ACTIONS_PER_AUTOMATION must be at least 1")
         self._check_http_listener()
 
     def _check_http_listener(self) -> None:

@@ -74,6 +74,7 @@ AREAS = frozenset(
         "backend.console",
         "backend.audit",
         "backend.transfer",
+        "backend.automations",
     }
 )
 """The product areas; they may import each other as long as no circle forms."""
