@@ -30,8 +30,11 @@ class DeviceServices:
 
     @classmethod
     def build(cls, pool: AsyncConnectionPool, data: DataService, settings: Settings) -> DeviceServices:
-        """Wire the services from the settings (nothing starts yet: see :meth:`start`)."""
-        timeline = Timeline(pool, EventLimiter(settings.events_per_day, settings.event_min_interval_seconds))
+        """Wire the services from the settings (nothing starts yet: see :meth:`start`); the
+        timeline tells ``data.signals`` of events and connections."""
+        timeline = Timeline(
+            pool, EventLimiter(settings.events_per_day, settings.event_min_interval_seconds), data.signals
+        )
         return cls(
             data=data,
             meta=MetaService(pool, data.publisher, settings.string_max_bytes),

@@ -27,6 +27,7 @@ from backend.devices.actions import ActionLog, Actor
 from backend.devices.latest import LatestValues
 from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
+from backend.devices.signals import ALL_PINS, DeviceSignals, StoredValue
 from backend.errors import ValidationError
 from backend.history.writer import HistoryWriter, Row
 from backend.templates.values import DatastreamSpec, Value, checked_value, parse_value, shown_text
@@ -90,7 +91,9 @@ class DataService:
         max_string_bytes: int = 1024,
         live: LiveFeed | None = None,
         actions: ActionLog | None = None,
+        signals: DeviceSignals | None = None,
     ) -> None:
+        self.signals = signals or DeviceSignals()
         self.latest = latest
         self.actions = actions
         self.history = history
@@ -116,16 +119,20 @@ class DataService:
         For each value: check and clamp (:func:`~backend.templates.values.checked_value`),
         the latest value (an older point never replaces a newer one), the live feed (open
         consoles see it at once) and the history row that Blynk's "Save Raw Data" setting of
-        its datastream gives it (:func:`history_row`). A :class:`Value` is not checked again.
-        Waits only while the history queue is full.
+        its datastream gives it (:func:`history_row`); values of datastreams that automations
+        or webhooks watch go to :class:`~backend.devices.signals.DeviceSignals` too. A
+        :class:`Value` is not checked again. Waits only while the history queue is full.
         """
         newest: dict[tuple[int, int], tuple[str | float, datetime]] = {}
         rows: list[Row] = []
         refused: list[tuple[int, ValidationError]] = []
         live = self.live
         watched = live.watched
+        signalled = self.signals.watched  # datastreams automations or webhooks react to
+        told: list[StoredValue] = []
         max_bytes = self.max_string_bytes
         now, utc, checked = datetime.now, UTC, Value
+        make_row, keep_row, newest_of = history_row, rows.append, newest.get  # bound once per batch
         for index, ((device_id, spec), raw, at) in enumerate(values):
             shown: str | float
             if isinstance(raw, checked):  # checked by the caller (a server-side write)
@@ -140,14 +147,20 @@ class DataService:
             if at is None:  # now: times only grow
                 at = now(utc)
                 newest[device_id, pin] = (shown, at)
-            elif (current := newest.get((device_id, pin))) is None or current[1] <= at:
+            elif (current := newest_of((device_id, pin))) is None or current[1] <= at:
                 newest[device_id, pin] = (shown, at)
-            row = history_row(device_id, spec, at, shown, number)
+            row = make_row(device_id, spec, at, shown, number)
             if row is not None:
-                rows.append(row)
+                keep_row(row)
             if device_id in watched:
                 live.publish(device_id, value_event(pin, shown_text(shown), at, origin))
+            if signalled and ((spec.template_id, pin) in signalled or (spec.template_id, ALL_PINS) in signalled):
+                told.append(
+                    StoredValue(device_id, spec.template_id, pin, spec.name, shown_text(shown), number, at, origin)
+                )
         self.latest.put_many(newest)
+        if told:
+            self.signals.values(told)
         if rows:
             await self.history.add_many(rows)
         return refused

@@ -32,11 +32,11 @@ from backend.tasks import cancel
 log = logging.getLogger(__name__)
 
 _ONLINE_SQL = """
-WITH old AS (SELECT id, online FROM device WHERE id = %(id)s FOR UPDATE)
+WITH old AS (SELECT id, online, connected_at FROM device WHERE id = %(id)s FOR UPDATE)
 UPDATE device d SET online = true, online_via = 'mqtt', ip = %(ip)s, client_id = %(client_id)s,
     keep_alive = %(keep_alive)s, connected_at = %(at)s, last_seen = GREATEST(d.last_seen, %(at)s)
 FROM old WHERE d.id = old.id AND (d.connected_at IS NULL OR d.connected_at <= %(at)s)
-RETURNING old.online
+RETURNING old.online, old.connected_at IS NULL
 """
 _OFFLINE_SQL = """
 WITH old AS (SELECT id, online FROM device WHERE id = %(id)s FOR UPDATE)
@@ -143,6 +143,8 @@ class Lifecycle:
                 }
                 row = await (await conn.execute(_OFFLINE_SQL, params)).fetchone()
         was_online = row is not None and bool(row[0])
+        if online and row is not None and row[1]:  # never connected before over MQTT
+            self.timeline.signals.first_connection(device_id)
         if row is not None and was_online != online:  # a transition, not a repeat
             self.live.publish(device_id, {"type": "presence", "online": online, "ts": int(at.timestamp() * 1000)})
             await self.timeline.connection(device_id, online, at, ignore_seconds)

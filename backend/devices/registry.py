@@ -154,6 +154,7 @@ class DeviceRegistry:
                     default_value=r[5],
                     sync=r[6],
                     save_raw=r[7],
+                    template_id=row[3],
                 )
                 for r in await (await conn.execute(_DS_SQL, (row[3],))).fetchall()
             ]

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from psycopg_pool import AsyncConnectionPool
 
 from backend.devices.registry import DeviceInfo, EventSpec
+from backend.devices.signals import DeviceEventSignal, DeviceSignals, PresenceSignal
 from backend.errors import ValidationError
 
 MAX_DESCRIPTION = 300
@@ -69,9 +70,10 @@ class EventLimiter:
 class Timeline:
     """Writes timeline entries."""
 
-    def __init__(self, pool: AsyncConnectionPool, limiter: EventLimiter) -> None:
+    def __init__(self, pool: AsyncConnectionPool, limiter: EventLimiter, signals: DeviceSignals | None = None) -> None:
         self.pool = pool
         self.limiter = limiter
+        self.signals = signals or DeviceSignals()
 
     def event_spec(self, device: DeviceInfo, code: str) -> EventSpec:
         """The event definition with ``code``; raises UnknownEventError."""
@@ -88,15 +90,24 @@ class Timeline:
         if not self.limiter.knows(device.id, day):
             self.limiter.seed(device.id, day, await self._count_day(device.id, day))
         self.limiter.take(device.id, code, at)
+        text = (description or spec.description)[:MAX_DESCRIPTION]
         async with self.pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO device_event (device_id, ts, kind, code, type, description) "
                 "VALUES (%s, %s, 'event', %s, %s, %s)",
-                (device.id, at, spec.code, spec.type, (description or spec.description)[:MAX_DESCRIPTION]),
+                (device.id, at, spec.code, spec.type, text),
             )
+        self.signals.event(
+            DeviceEventSignal(
+                device.id, device.org_id, device.template_id, device.name, spec.code, spec.name, spec.type, text, at
+            )
+        )
 
     async def connection(self, device_id: int, online: bool, at: datetime, ignore_seconds: int = 0) -> None:
-        """Record the device going online or offline (honouring the offline ignore period)."""
+        """Record the device going online or offline (honouring the offline ignore period on the
+        timeline; the listeners of :class:`~backend.devices.signals.DeviceSignals` hear every
+        transition)."""
+        self.signals.presence(PresenceSignal(device_id, online, at))
         async with self.pool.connection() as conn:
             if online and ignore_seconds > 0:
                 cur = await conn.execute(_FORGET_BLIP_SQL, (device_id, at - timedelta(seconds=ignore_seconds)))

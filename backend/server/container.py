@@ -29,6 +29,7 @@ from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
 from backend.devices.latest import LatestValues
 from backend.devices.registry import DeviceRegistry
+from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
@@ -64,6 +65,8 @@ class Runtime:
     latest: LatestValues
     data: DataService
     """The value path: check, latest value, live feed, history row, downlink."""
+    signals: DeviceSignals
+    """What devices do, told to automations, webhooks and notifications in this process."""
     devices: DeviceServices
     ota: OtaServices
     ingest: IngestService
@@ -101,7 +104,10 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         client_id="openblynk-app",
         subscriptions=SUBSCRIPTIONS,
     )
-    data = DataService(latest, history, mqtt, max_string_bytes=settings.string_max_bytes, actions=ActionLog(db.pool))
+    signals = DeviceSignals()
+    data = DataService(
+        latest, history, mqtt, max_string_bytes=settings.string_max_bytes, actions=ActionLog(db.pool), signals=signals
+    )
     devices = DeviceServices.build(db.pool, data, settings)
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, devices)
     ingest = IngestService(registry, data, devices, ota=ota.delivery)
@@ -132,6 +138,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         history=history,
         latest=latest,
         data=data,
+        signals=signals,
         devices=devices,
         ota=ota,
         ingest=ingest,

@@ -34,6 +34,7 @@ def spec_of(ds: Datastream) -> DatastreamSpec:
         default_value=ds.default_value,
         sync=ds.sync,
         save_raw=ds.save_raw,
+        template_id=ds.template_id,
     )
 
 

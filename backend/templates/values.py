@@ -86,6 +86,8 @@ class DatastreamSpec:
     default_value: str | None = None
     sync: bool = False
     save_raw: bool = False
+    template_id: int = 0
+    """The template the datastream belongs to (what ``DeviceSignals`` watches by)."""
 
 
 @dataclass(frozen=True, slots=True)

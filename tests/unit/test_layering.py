@@ -55,10 +55,11 @@ BOTTOM = frozenset(
         "backend.tasks",
         "backend.scheduler",
         "backend.transport",
+        "backend.placeholders",
     }
 )
 """Imported by every area, imports no area: errors, settings, storage, access control and paging,
-secrets, small value helpers, the job runner, and the transports (HTTP limits, TLS, the MQTT
+secrets, small value helpers (Blynk's placeholders), the job runner, and the transports (HTTP limits, TLS, the MQTT
 service client)."""
 AREAS = frozenset(
     {
@@ -75,6 +76,8 @@ AREAS = frozenset(
         "backend.audit",
         "backend.transfer",
         "backend.automations",
+        "backend.notifications",
+        "backend.webhooks",
     }
 )
 """The product areas; they may import each other as long as no circle forms."""
