@@ -8,6 +8,7 @@ OpenBlynkError
 ├── AuthenticationError    no valid session (answered 401)
 ├── PermissionDeniedError  signed in, but the role lacks a permission, or CSRF failed (403)
 ├── RateLimitedError       too many attempts; ``retry_after`` seconds to wait (429)
+│   └── NotificationLimitError  the organization's hourly e-mail notification limit is spent
 ├── MailError              an e-mail could not be handed to the SMTP server (503)
 └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
     │                      (also what a value the database refuses becomes: text with NUL)
@@ -57,6 +58,11 @@ class RateLimitedError(OpenBlynkError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)
+
+
+class NotificationLimitError(RateLimitedError):
+    """The organization sent as many notification e-mails this hour as
+    ``OPENBLYNK_NOTIFICATION_EMAILS_PER_HOUR`` allows; ``retry_after`` runs to the next hour."""
 
 
 class MailError(OpenBlynkError):

@@ -170,6 +170,8 @@ class Settings:
     """SMTP password."""
     smtp_from: str = "openblynk <noreply@openblynk.local>"
     """The From address of e-mails."""
+    notification_emails_per_hour: int = 20
+    """Notification e-mails (events, automations) an organization may send per hour (Blynk's limit; 0: no limit)."""
     automations_per_org: int = 50
     """Automations an organization may have (Blynk's limit)."""
     actions_per_automation: int = 50

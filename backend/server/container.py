@@ -33,6 +33,7 @@ from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.notifications.service import Notifier
 from backend.ota.wiring import OtaServices
 from backend.platform_api.runtime import PlatformRuntime
 from backend.scheduler import Job, Scheduler
@@ -82,6 +83,8 @@ class Runtime:
     """The MQTT TLS files (``/ca.pem``), when MQTT over TLS is on."""
     mqtt_bridge: MqttBridge
     """Where MQTT over WebSocket reaches the broker."""
+    notifier: Notifier
+    """In-app notifications and notification e-mail (events, automations)."""
 
 
 def build_runtime(settings: Settings, database_url: str) -> Runtime:
@@ -129,6 +132,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)
     )
     data_api = build_data_api(device_api, latest, settings)
+    mailer = Mailer(settings)
     return Runtime(
         settings=settings,
         secrets=secrets,
@@ -146,11 +150,12 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         scheduler=scheduler,
         device_api=device_api,
         data_api=data_api,
-        accounts=AccountsRuntime(db, settings, Mailer(settings)),
+        accounts=AccountsRuntime(db, settings, mailer),
         platform=PlatformRuntime(registry, secrets, devices, db.pool, data_api.batch),
         console=ConsoleRuntime(registry, secrets, devices, db.pool),
         tls=tls_files(settings) if settings.mqtts_port else None,
         mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()),
+        notifier=Notifier(db.pool, mailer, settings.notification_emails_per_hour),
     )
 
 

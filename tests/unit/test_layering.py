@@ -75,6 +75,7 @@ AREAS = frozenset(
         "backend.console",
         "backend.audit",
         "backend.transfer",
+        "backend.notifications",
         "backend.automations",
         "backend.notifications",
         "backend.webhooks",
