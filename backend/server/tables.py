@@ -5,6 +5,7 @@ CLI's commands, the tests); the bottom's ``backend.db`` cannot, as it imports no
 from backend.automations.models import Automation, AutomationRun, AutomationStep
 from backend.device_api.models import DeviceFile, DeviceQuota
 from backend.devices.models import DatastreamValue, Device
+from backend.notifications.models import Notification, NotificationPref
 from backend.orgs.models import Organization, Role, User
 from backend.templates.models import Datastream, EventDef, Template
 
@@ -18,6 +19,8 @@ __all__ = [
     "DeviceFile",
     "DeviceQuota",
     "EventDef",
+    "Notification",
+    "NotificationPref",
     "Organization",
     "Role",
     "Template",

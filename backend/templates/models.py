@@ -61,6 +61,8 @@ class EventDef(SQLModel, table=True):
     name: str
     type: str = "info"
     description: str = ""
+    notify: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    """Blynk's notification settings of the event (``templates.schemas.EventNotify``); None: off."""
 
 
 class MetaField(SQLModel, table=True):
