@@ -35,10 +35,6 @@ PAGE_HEADERS: dict[str, str] = {
 }
 """Added to every HTML answer (a header the answer sets itself, such as a sandbox policy, wins)."""
 
-EXEMPT_PREFIXES = ("/schema",)
-"""Paths whose HTML is not the console's: the OpenAPI viewers load their own scripts."""
-
-
 async def security_headers(message: Message, scope: Scope) -> None:
     """Add ``X-Content-Type-Options: nosniff`` to every HTTP answer and the console's policy and
     framing, referrer headers to every HTML answer; headers the answer has already are kept."""
@@ -47,8 +43,6 @@ async def security_headers(message: Message, scope: Scope) -> None:
     headers = MutableScopeHeaders.from_message(message)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     if not (headers.get("content-type") or "").startswith("text/html"):
-        return
-    if str(scope.get("path", "")).startswith(EXEMPT_PREFIXES):
         return
     for name, value in PAGE_HEADERS.items():
         headers.setdefault(name, value)

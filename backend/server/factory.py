@@ -10,6 +10,7 @@ import logging
 
 from litestar import Litestar, MediaType, Response
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.connections import AnyRequest
@@ -49,6 +50,9 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
             title="openblynk",
             version="0.1.0",
             path="/schema",
+            # Only the document, never the viewers: Swagger, ReDoc and the others load scripts
+            # and styles from CDNs, which the console's CSP refuses (and should).
+            render_plugins=[JsonRenderPlugin()],
             components=Components(
                 security_schemes={
                     "BearerToken": SecurityScheme(

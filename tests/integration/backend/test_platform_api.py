@@ -392,6 +392,19 @@ def test_openapi_schema_lists_the_platform_api(world: World) -> None:
     assert r.json()["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
 
 
+def test_the_openapi_document_is_served_without_the_cdn_viewers(world: World) -> None:
+    """Swagger, ReDoc, RapiDoc and Elements load scripts from CDNs, which the console's CSP
+    refuses: only the document is served, and under the same headers as every other answer."""
+    root = httpx.get(f"{world.acc.base_url}/schema")
+    assert root.status_code == 200
+    assert root.headers["content-type"].startswith("application/")
+    assert root.json()["info"]["title"] == "openblynk"
+    for viewer in ("swagger", "redoc", "rapidoc", "elements", "oauth2-redirect.html"):
+        r = httpx.get(f"{world.acc.base_url}/schema/{viewer}")
+        assert r.status_code == 404, viewer
+        assert "<script" not in r.text, viewer
+
+
 def test_endpoints_this_server_does_not_offer_answer_501_in_blynks_shape(world: World) -> None:
     for method, path in [("GET", "/automations"), ("GET", "/static-tokens")]:
         r = world.a.api.request(method, f"{V1}{path}", json={"email": "x@example.com"} if method == "POST" else None)
