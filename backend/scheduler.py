@@ -1,35 +1,61 @@
-"""Periodic background jobs, run by exactly one process of a deployment at a time.
+"""Background jobs, run by exactly one process of a deployment at a time.
 
-The app hands a :class:`Scheduler` its jobs (each a :class:`Job`; which jobs, and how often, is
-decided where the app is assembled, not here). Every app process starts one; only the process
-holding a PostgreSQL advisory lock (:data:`LEADER_LOCK`) runs the jobs, on an in-memory
-APScheduler. The lock lives on a dedicated connection that the leader checks every
-``retry_seconds``: if that process dies or loses the database, the lock is released and another
-process takes over within about ``retry_seconds`` (the others try for it that often).
+Two kinds of jobs:
 
-Each job runs once as soon as a process becomes leader, then every ``seconds``; a run never
-overlaps the previous one of the same job and missed runs are coalesced into one. A job that
-raises is logged and keeps its schedule. APScheduler's job stores must never be shared between
-schedulers (they would fire a job twice); here each leader keeps its jobs in memory and
-registers them when it becomes leader.
+- **housekeeping** (:class:`Job`): given at start, run every ``seconds`` and once as soon as a
+  process becomes leader; kept in memory (every leader registers them again);
+- **stored jobs**: an APScheduler trigger under ``(kind, key)`` (job id ``<kind>:<key>``),
+  kept in PostgreSQL (table ``apscheduler_jobs``, APScheduler's ``SQLAlchemyJobStore`` over
+  psycopg 3), so their next run time survives restarts. Whoever owns a kind says what runs with
+  :meth:`Scheduler.handle` (``handler(key)``) and keeps the jobs with :meth:`Scheduler.put`,
+  :meth:`Scheduler.remove` and :meth:`Scheduler.sync` (all only in the leader: they return
+  False elsewhere); :meth:`Scheduler.on_lead` is told each time this process becomes leader.
+
+Leader election: every app process starts one :class:`Scheduler`; only the process holding a
+PostgreSQL advisory lock (:data:`LEADER_LOCK`) runs an APScheduler, so the job store is never
+shared by two running schedulers (APScheduler 3 would fire a job once per scheduler). The lock
+lives on a dedicated connection the leader keeps waiting on: when that connection breaks (the
+database restarted, the network failed, the backend was terminated) the leader stops its
+scheduler at once; it also checks the connection every ``retry_seconds``. The others try for
+the lock that often, so a new leader takes over within about ``retry_seconds``.
+
+Missed runs: a stored job whose run time passed while no leader lived runs once when the next
+leader starts, if it is late by at most ``misfire_grace_seconds`` (runs missed beyond that are
+skipped; several missed runs of one job are coalesced into one). :meth:`Scheduler.put` with
+``grace=None`` runs a job however late it is (an automation's wait that must end). A run never
+overlaps the previous run of the same job, and a job that raises is logged and keeps its
+schedule.
+
+A job stored just before a leader is killed may run again in the next leader if the kill comes
+between the run starting and its next run time being written (APScheduler writes it right
+after handing the run over): at least once, in that rare case.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
 LEADER_LOCK = 0x0B1E_0002  # advisory lock id (0x0B1E_0001 guards migrations)
+STORE = "stored"
+"""The job store alias of the stored jobs (the housekeeping jobs use ``default``, in memory)."""
+TABLE = "apscheduler_jobs"
+
+Handler = Callable[[str], Awaitable[object]]
 
 
 @dataclass(frozen=True)
@@ -41,37 +67,138 @@ class Job:
     seconds: float
 
 
+class _StoredJob(Protocol):
+    id: str
+    trigger: object
+
+
 class _JobScheduler(Protocol):
     """What is used of APScheduler 3's ``AsyncIOScheduler`` (the library has no annotations)."""
 
-    def add_job(
-        self,
-        func: Callable[[], Awaitable[None]],
-        trigger: str,
-        *,
-        seconds: float,
-        id: str,  # noqa: A002
-        replace_existing: bool,
-        coalesce: bool,
-        max_instances: int,
-        next_run_time: datetime,
-    ) -> object: ...
+    def add_job(self, func: Callable[..., Awaitable[None]], trigger: Any = None, **options: Any) -> object: ...
+
+    def remove_job(self, job_id: str, jobstore: str | None = None) -> None: ...
+
+    def get_jobs(self, jobstore: str | None = None) -> list[_StoredJob]: ...
+
+    def get_job(self, job_id: str, jobstore: str | None = None) -> _StoredJob | None: ...
 
     def start(self) -> None: ...
 
     def shutdown(self, wait: bool = True) -> None: ...
 
 
+_leader: Scheduler | None = None
+"""The scheduler leading in this process: stored jobs come back from PostgreSQL as a reference
+to :func:`run_stored` and their ``(kind, key)``, so the function finds its handlers here. At most
+one scheduler of a process leads at a time (they compete for the same lock)."""
+
+
+async def run_stored(kind: str, key: str) -> None:
+    """Run a stored job: the handler of its kind (what APScheduler's stored jobs call)."""
+    leader = _leader
+    handler = leader._handlers.get(kind) if leader is not None else None
+    if handler is None:
+        log.error("no handler for stored job %s:%s", kind, key)
+        return
+    try:
+        await handler(key)
+    except Exception:
+        log.exception("stored job %s:%s failed", kind, key)
+
+
 class Scheduler:
     """Leader election by advisory lock, then APScheduler in this process."""
 
-    def __init__(self, url: str, jobs: list[Job], retry_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        jobs: list[Job],
+        retry_seconds: float = 15.0,
+        misfire_grace_seconds: float = 300.0,
+    ) -> None:
         self.url = url
         self.jobs = jobs
         self.retry_seconds = retry_seconds
+        self.misfire_grace_seconds = misfire_grace_seconds
         self.is_leader = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._handlers: dict[str, Handler] = {}
+        self._on_lead: list[Callable[[], Awaitable[None]]] = []
+        self._aps: _JobScheduler | None = None
 
+    # -- stored jobs ------------------------------------------------------------------------------
+    def handle(self, kind: str, handler: Handler) -> None:
+        """Run ``handler(key)`` for the stored jobs of ``kind`` (register before :meth:`start`)."""
+        self._handlers[kind] = handler
+
+    def on_lead(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` each time this process becomes leader, once its scheduler runs (to
+        bring the stored jobs up to date with what changed while no one led)."""
+        self._on_lead.append(callback)
+
+    @property
+    def leading(self) -> bool:
+        """Whether stored jobs can be changed from this process now."""
+        return self._aps is not None
+
+    def put(self, kind: str, key: str, trigger: object, *, grace: float | None | bool = True) -> bool:
+        """Store (or replace) job ``<kind>:<key>``; one whose trigger is unchanged (same ``repr``)
+        keeps its next run time. ``grace``: True for the scheduler's misfire grace time, None
+        to run however late, or seconds. False if this process does not lead."""
+        aps = self._aps
+        if aps is None:
+            return False
+        job_id = f"{kind}:{key}"
+        existing = aps.get_job(job_id, STORE)
+        if existing is not None and repr(existing.trigger) == repr(trigger):
+            return True
+        aps.add_job(
+            run_stored,
+            trigger,
+            args=(kind, key),
+            id=job_id,
+            jobstore=STORE,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=self.misfire_grace_seconds if grace is True else grace,
+        )
+        return True
+
+    def remove(self, kind: str, key: str) -> bool:
+        """Remove job ``<kind>:<key>`` if stored. False if this process does not lead."""
+        aps = self._aps
+        if aps is None:
+            return False
+        if aps.get_job(f"{kind}:{key}", STORE) is not None:
+            aps.remove_job(f"{kind}:{key}", STORE)
+        return True
+
+    def sync(self, kind: str, wanted: Mapping[str, object], *, grace: float | None | bool = True) -> bool:
+        """Make the stored jobs of ``kind`` exactly ``wanted`` (key to trigger): unchanged ones
+        keep their next run time (so a missed run is still caught up), the others are replaced,
+        added or removed. False if this process does not lead."""
+        aps = self._aps
+        if aps is None:
+            return False
+        prefix = f"{kind}:"
+        for job in aps.get_jobs(STORE):
+            if job.id.startswith(prefix) and job.id[len(prefix) :] not in wanted:
+                aps.remove_job(job.id, STORE)
+        for key, trigger in wanted.items():
+            self.put(kind, key, trigger, grace=grace)
+        return True
+
+    def stored(self, kind: str) -> dict[str, object]:
+        """The stored jobs of ``kind``: key to trigger (empty if this process does not lead)."""
+        aps = self._aps
+        if aps is None:
+            return {}
+        prefix = f"{kind}:"
+        return {j.id[len(prefix) :]: j.trigger for j in aps.get_jobs(STORE) if j.id.startswith(prefix)}
+
+    # -- leadership -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start competing for leadership in the background."""
         self._task = asyncio.create_task(self._run(), name="scheduler")
@@ -95,7 +222,12 @@ class Scheduler:
 
     async def _lead(self, conn: psycopg.AsyncConnection) -> None:
         """Run the jobs while the lock's connection stays healthy."""
-        scheduler: _JobScheduler = AsyncIOScheduler(timezone="UTC")
+        global _leader
+        engine = _store_engine(self.url)
+        scheduler: _JobScheduler = AsyncIOScheduler(
+            timezone="UTC",
+            jobstores={"default": MemoryJobStore(), STORE: SQLAlchemyJobStore(engine=engine, tablename=TABLE)},
+        )
         for job in self.jobs:
             scheduler.add_job(
                 _guarded(job),
@@ -107,15 +239,48 @@ class Scheduler:
                 max_instances=1,
                 next_run_time=_now(),
             )
-        scheduler.start()
-        self.is_leader.set()
-        log.info("this process runs the scheduled jobs (%s)", ", ".join(j.id for j in self.jobs))
+        _leader = self
         try:
-            while True:  # a broken connection means the lock is gone: stop leading
-                await asyncio.sleep(self.retry_seconds)
-                await conn.execute("SELECT 1")
+            scheduler.start()  # due stored jobs (missed while no one led) are taken now
+            self._aps = scheduler
+            for callback in self._on_lead:
+                try:
+                    await callback()
+                except Exception:
+                    log.exception("a scheduler on-lead callback failed")
+            self.is_leader.set()
+            log.info("this process runs the scheduled jobs (%s)", ", ".join(j.id for j in self.jobs))
+            await _watch(conn, self.retry_seconds)
         finally:
+            self._aps = None
+            self.is_leader.clear()
+            if _leader is self:
+                _leader = None
             scheduler.shutdown(wait=False)
+            engine.dispose()
+
+
+async def _watch(conn: psycopg.AsyncConnection, every: float) -> None:
+    """Return (raise) as soon as the lock's connection breaks: a closed socket is seen at once
+    while waiting for notices; a half-open one by the check every ``every`` seconds."""
+    await conn.execute("LISTEN openblynk_scheduler")
+    while True:
+        async for _ in conn.notifies(timeout=every):
+            pass
+        await conn.execute("SELECT 1")
+
+
+def _store_engine(url: str) -> Engine:
+    """A small synchronous SQLAlchemy engine for the job store (APScheduler 3 calls it from the
+    event loop; each call is one short statement), connecting with psycopg 3 to ``url`` as
+    given (a URI or a conninfo string)."""
+    return create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: psycopg.connect(url),
+        pool_size=1,
+        max_overflow=2,
+        pool_pre_ping=True,
+    )
 
 
 def _guarded(job: Job) -> Callable[[], Awaitable[None]]:

@@ -130,6 +130,14 @@ class Settings:
     """Base URL devices download firmware from (e.g. https://iot.example.com); empty = the URL the shipment was created at."""
     ota_tick_seconds: float = 2.0
     """How often the scheduler advances live shipments (timeouts, abort rule, pacing, new offers)."""
+    scheduler_retry_seconds: float = 5.0
+    """How often app processes that do not run the scheduler try to take it over (and the leader checks its lock)."""
+    scheduler_misfire_grace_seconds: float = 300.0
+    """How late a scheduled automation may still run once (missed while no process led); later runs are skipped."""
+    automation_workers: int = 4
+    """Automation runs one app process executes at once (more wait in its queue)."""
+    mqtt_client_id: str = "openblynk-app"
+    """The app's MQTT client id (persistent session); each app process on one broker needs its own."""
     org_max_depth: int = 4
     """Deepest level of the organization tree (the root is level 1; Blynk's limit is 4)."""
     signup_enabled: bool = False

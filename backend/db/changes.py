@@ -12,7 +12,8 @@ permissions changed (``role:<id>``), an organization moved away from below these
 deleted (``device:<id>``).
 
 Payloads on channel ``openblynk_changes``: ``device:<id>``, ``device:<id>:revoked``,
-``template:<id>``, ``user:<id>``, ``role:<id>``, ``org:<id>``, and ``notice:<user id>`` (a new
+``template:<id>``, ``automation:<id>`` (an automation changed: every process's engine reloads it),
+``automation_run:<id>`` (a run waits: the scheduler's leader schedules its resumption), ``user:<id>``, ``role:<id>``, ``org:<id>``, and ``notice:<user id>`` (a new
 in-app notification for that user: the console's bell, ``backend.notifications``).
 
 This is a bottom module: the areas that change things (devices, templates, accounts, orgs,
@@ -36,7 +37,7 @@ from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
 CHANNEL = "openblynk_changes"
-KINDS = frozenset({"device", "template", "user", "role", "org", "notice"})
+KINDS = frozenset({"device", "template", "user", "role", "org", "notice", "automation", "automation_run"})
 
 
 @dataclass(frozen=True, slots=True)

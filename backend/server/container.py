@@ -104,7 +104,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         settings.mqtt_port,
         SERVICE_USERNAME,
         secrets.service_password(),
-        client_id="openblynk-app",
+        client_id=settings.mqtt_client_id,
         subscriptions=SUBSCRIPTIONS,
     )
     signals = DeviceSignals()
@@ -127,6 +127,8 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
                 ACCOUNTS_CLEANUP_SECONDS,
             ),
         ],
+        retry_seconds=settings.scheduler_retry_seconds,
+        misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
     )
     device_api = DeviceApiService(
         registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)

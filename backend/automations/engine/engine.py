@@ -1,0 +1,354 @@
+"""The automation engine: when automations fire, and a queue of runs for the runner.
+
+One :class:`AutomationEngine` per app process. What fires an automation:
+
+- **time** (``schedule``, ``interval``, ``once``, ``sun``): a stored scheduler job per automation
+  (``automation:<id>``, see :mod:`.triggers`), kept only by the process leading the scheduler:
+  it brings every job up to date when it becomes leader, and when told of a change;
+- **device state**: :meth:`_on_values`, a listener of ``DeviceSignals`` in the ingest path. It
+  is given only values of the datastreams automations use (the engine watches exactly those),
+  finds the rules of a value with two dict lookups (by device and pin, by template and pin) and
+  only queues runs; see :mod:`.states` for when a rule fires;
+- **presence** (online/offline for N seconds): a timer per automation and device, started by the
+  transition and cancelled when the device flips back before it ends (in the process that saw
+  the transition; a restart forgets running timers);
+- **event logged**: a dict lookup by device or template and event code;
+- **scene**: :meth:`run_now` (the console's button, the platform API).
+
+Runs wait in a bounded queue and ``workers`` tasks execute them with the :class:`.runner.Runner`.
+A change of an automation (CORE's service calls :meth:`changed`) is applied here at once and sent
+to the other processes as a change notice (``automation:<id>``), which they apply with
+:meth:`apply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time as clock
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.triggers.date import DateTrigger
+from psycopg_pool import AsyncConnectionPool
+
+from backend.automations.engine.runner import Devices, Notifications, Runner, Trigger, Webhooks
+from backend.automations.engine.states import StateRule
+from backend.automations.engine.store import Automation, EngineStore
+from backend.automations.engine.triggers import once_at, trigger_for
+from backend.automations.schemas import DeviceState, Event, Once, Presence, kind_of
+from backend.db.changes import CHANNEL, Change
+from backend.devices.data import DataService
+from backend.devices.signals import DeviceEventSignal, DeviceSignals, PresenceSignal, StoredValue
+from backend.devices.timeline import Timeline
+from backend.errors import NotFoundError
+from backend.scheduler import Scheduler
+from backend.tasks import cancel
+
+log = logging.getLogger(__name__)
+FIRE = "automation"
+"""Scheduler jobs of time-based automations: ``automation:<id>``."""
+RESUME = "automation-run"
+"""Scheduler jobs that resume waiting runs: ``automation-run:<run id>``."""
+QUEUE_SIZE = 10_000
+"""Runs waiting for a worker in one process; beyond it new runs are dropped (and logged)."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A run to execute: new (``run_id`` None) or resumed at ``position``."""
+
+    automation: Automation
+    trigger: Trigger
+    run_id: int | None = None
+    position: int = 0
+
+
+@dataclass
+class _Sources:
+    """Non-value rules by what they listen to."""
+
+    presence_device: dict[int, list[Automation]]
+    presence_template: dict[int, list[Automation]]
+    event_device: dict[tuple[int, str], list[Automation]]
+    event_template: dict[tuple[int, str], list[Automation]]
+
+
+class AutomationEngine:
+    """Fires automations and runs them (see the module's docstring)."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        scheduler: Scheduler,
+        signals: DeviceSignals,
+        devices: Devices,
+        data: DataService,
+        timeline: Timeline,
+        notifier: Notifications | None = None,
+        webhooks: Webhooks | None = None,
+        *,
+        workers: int = 4,
+        monotonic: Callable[[], float] = clock.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.scheduler = scheduler
+        self.signals = signals
+        self.devices = devices
+        self.store = EngineStore(pool)
+        self.runner = Runner(self.store, devices, data, timeline, notifier, webhooks, self._ask_resume)
+        self.workers = workers
+        self.monotonic = monotonic
+        self._automations: dict[int, Automation] = {}
+        self._rules: dict[int, StateRule] = {}
+        self._by_device: dict[tuple[int, int], list[StateRule]] = {}
+        self._by_template: dict[tuple[int, int], list[StateRule]] = {}
+        self._watched: set[tuple[int, int]] = set()
+        self._sources = _Sources({}, {}, {}, {})
+        self._timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue(QUEUE_SIZE)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+        scheduler.handle(FIRE, self._fire)
+        scheduler.handle(RESUME, self._resume)
+        scheduler.on_lead(self.sync_jobs)
+        signals.on_values(self._on_values)
+        signals.on_event(self._on_event)
+        signals.on_presence(self._on_presence)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the enabled automations and start the workers."""
+        for automation in await self.store.enabled():
+            self._put(automation)
+        self._reindex()
+        self._tasks = [asyncio.create_task(self._work(), name=f"automation-worker-{n}") for n in range(self.workers)]
+
+    async def stop(self) -> None:
+        """Stop the workers (runs in progress are cancelled) and the presence timers."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in [*self._tasks, *self._background]:
+            await cancel(task)
+        self._tasks = []
+
+    async def idle(self) -> None:
+        """Wait until every queued run has been executed (for tests and benchmarks)."""
+        await self._queue.join()
+
+    # -- changes --------------------------------------------------------------------------------
+    async def changed(self, automation_id: int) -> None:
+        """An automation was created, changed or deleted: apply it here and tell the others."""
+        await self._reload(automation_id)
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, Change("automation", automation_id).encode()))
+
+    async def apply(self, change: Change) -> None:
+        """A change notice from any process (``ChangeListener`` handler)."""
+        if change.kind == "automation":
+            await self._reload(change.id)
+        elif change.kind == "automation_run" and self.scheduler.leading:
+            await self._sync_waiting()
+
+    async def _reload(self, automation_id: int) -> None:
+        automation = await self.store.get(automation_id)
+        self._automations.pop(automation_id, None)
+        self._rules.pop(automation_id, None)
+        if automation is not None and automation.enabled:
+            self._put(automation)
+        self._reindex()
+        trigger = self._time_trigger(automation) if automation is not None and automation.enabled else None
+        if trigger is None:
+            self.scheduler.remove(FIRE, str(automation_id))
+        else:
+            self.scheduler.put(FIRE, str(automation_id), trigger)
+
+    def _put(self, automation: Automation) -> None:
+        self._automations[automation.id] = automation
+        condition = automation.condition
+        if isinstance(condition, DeviceState):
+            self._rules[automation.id] = StateRule(
+                automation.id, condition, automation.limit_period_s, automation.org_tz
+            )
+
+    def _reindex(self) -> None:
+        """Rebuild the lookups from the automations (rules keep their per-device state) and
+        watch exactly the datastreams the device-state rules use."""
+        by_device: dict[tuple[int, int], list[StateRule]] = {}
+        by_template: dict[tuple[int, int], list[StateRule]] = {}
+        sources = _Sources({}, {}, {}, {})
+        watched: set[tuple[int, int]] = set()
+        for automation in self._automations.values():
+            condition = automation.condition
+            if isinstance(condition, DeviceState):
+                rule = self._rules[automation.id]
+                if condition.device_id is not None:
+                    if automation.device_template_id is None:
+                        continue  # the device is gone
+                    by_device.setdefault((condition.device_id, condition.pin), []).append(rule)
+                    watched.add((automation.device_template_id, condition.pin))
+                elif condition.template_id is not None:
+                    by_template.setdefault((condition.template_id, condition.pin), []).append(rule)
+                    watched.add((condition.template_id, condition.pin))
+            elif isinstance(condition, Presence):
+                if condition.device_id is not None:
+                    sources.presence_device.setdefault(condition.device_id, []).append(automation)
+                elif condition.template_id is not None:
+                    sources.presence_template.setdefault(condition.template_id, []).append(automation)
+            elif isinstance(condition, Event):
+                if condition.device_id is not None:
+                    sources.event_device.setdefault((condition.device_id, condition.code), []).append(automation)
+                elif condition.template_id is not None:
+                    sources.event_template.setdefault((condition.template_id, condition.code), []).append(automation)
+        for pair in watched - self._watched:
+            self.signals.watch(*pair)
+        for pair in self._watched - watched:
+            self.signals.unwatch(*pair)
+        self._by_device, self._by_template, self._sources, self._watched = by_device, by_template, sources, watched
+
+    # -- time -----------------------------------------------------------------------------------
+    def _time_trigger(self, automation: Automation) -> object | None:
+        condition = automation.condition
+        if isinstance(condition, Once):
+            at = once_at(condition, automation.org_tz)
+            late = (datetime.now(UTC) - at).total_seconds()
+            fired = automation.last_fired_at is not None and automation.last_fired_at >= at
+            if fired or late > self.scheduler.misfire_grace_seconds:
+                return None
+        return trigger_for(condition, automation.org_tz, automation.updated_at)
+
+    async def sync_jobs(self) -> None:
+        """Make the stored jobs match the automations and the waiting runs (when this process
+        becomes leader; unchanged jobs keep their next run time, so missed runs are caught up)."""
+        wanted: dict[str, object] = {}
+        for automation in await self.store.enabled():
+            trigger = self._time_trigger(automation)
+            if trigger is not None:
+                wanted[str(automation.id)] = trigger
+        self.scheduler.sync(FIRE, wanted)
+        await self._sync_waiting()
+
+    async def _sync_waiting(self) -> None:
+        waiting = {str(run): DateTrigger(run_date=at, timezone=UTC) for run, at in await self.store.waiting()}
+        self.scheduler.sync(RESUME, waiting, grace=None)
+
+    async def _fire(self, key: str) -> None:
+        """A time-based automation's job (in the leader)."""
+        automation = await self.store.get(int(key))
+        if automation is None or not automation.enabled:
+            return
+        self._enqueue(Pending(automation, Trigger(kind_of(automation.condition))))
+
+    async def _resume(self, key: str) -> None:
+        """A waiting run's time came (in the leader)."""
+        resumed = await self.store.claim(int(key))
+        if resumed is None:
+            return
+        automation = await self.store.get(resumed.automation_id)
+        if automation is None:
+            return
+        trigger = Trigger(resumed.trigger, resumed.device_id, resumed.value)
+        self._enqueue(Pending(automation, trigger, int(key), resumed.next_action))
+
+    async def _ask_resume(self, run_id: int, at: datetime) -> None:
+        if not self.scheduler.put(RESUME, str(run_id), DateTrigger(run_date=at, timezone=UTC), grace=None):
+            async with self.pool.connection() as conn:  # the leader schedules it
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, Change("automation_run", run_id).encode()))
+
+    # -- scenes ---------------------------------------------------------------------------------
+    async def run_now(self, automation_id: int) -> int:
+        """Run an automation now (a scene, or any automation by hand); the new run's id."""
+        automation = await self.store.get(automation_id)
+        if automation is None:
+            raise NotFoundError(f"no automation {automation_id}")
+        trigger = Trigger("scene" if kind_of(automation.condition) == "scene" else "manual")
+        run_id = await self.runner.start(automation, trigger)
+        self._enqueue(Pending(automation, trigger, run_id))
+        return run_id
+
+    # -- device listeners (synchronous, cheap: they only queue) ---------------------------------
+    def _on_values(self, stored: Sequence[StoredValue]) -> None:
+        by_device, by_template = self._by_device, self._by_template
+        now = self.monotonic()
+        for value in stored:
+            rules = by_device.get((value.device_id, value.pin))
+            if rules:
+                self._check(rules, value, now)
+            rules = by_template.get((value.template_id, value.pin))
+            if rules:
+                self._check(rules, value, now)
+
+    def _check(self, rules: list[StateRule], value: StoredValue, now: float) -> None:
+        for rule in rules:
+            if rule.check(value, now):
+                automation = self._automations.get(rule.automation_id)
+                if automation is not None:
+                    trigger = Trigger("device_state", value.device_id, value.text, value.name)
+                    self._enqueue(Pending(automation, trigger))
+
+    def _on_event(self, signal: DeviceEventSignal) -> None:
+        sources = self._sources
+        found = sources.event_device.get((signal.device_id, signal.code), []) + sources.event_template.get(
+            (signal.template_id, signal.code), []
+        )
+        for automation in found:
+            trigger = Trigger("event", signal.device_id, signal.code, "", signal.code, signal.description)
+            self._enqueue(Pending(automation, trigger))
+
+    def _on_presence(self, signal: PresenceSignal) -> None:
+        sources = self._sources
+        if not sources.presence_device and not sources.presence_template:
+            return
+        task = asyncio.create_task(self._presence(signal))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _presence(self, signal: PresenceSignal) -> None:
+        device = await self.devices.get(signal.device_id)
+        sources = self._sources
+        found = list(sources.presence_device.get(signal.device_id, []))
+        if device is not None:
+            found += sources.presence_template.get(device.template_id, [])
+        loop = asyncio.get_running_loop()
+        for automation in found:
+            condition = automation.condition
+            assert isinstance(condition, Presence)
+            key = (automation.id, signal.device_id)
+            timer = self._timers.pop(key, None)
+            if timer is not None:  # the device flipped back before the time was up
+                timer.cancel()
+            if condition.online != signal.online:
+                continue
+            pending = Pending(
+                automation, Trigger("presence", signal.device_id, "online" if signal.online else "offline")
+            )
+            if condition.after_s == 0:
+                self._enqueue(pending)
+            else:
+                self._timers[key] = loop.call_later(condition.after_s, self._timer_done, key, pending)
+
+    def _timer_done(self, key: tuple[int, int], pending: Pending) -> None:
+        self._timers.pop(key, None)
+        self._enqueue(pending)
+
+    # -- running --------------------------------------------------------------------------------
+    def _enqueue(self, pending: Pending) -> None:
+        try:
+            self._queue.put_nowait(pending)
+        except asyncio.QueueFull:
+            log.error("automation queue full: run of automation %s dropped", pending.automation.id)
+
+    async def _work(self) -> None:
+        while True:
+            pending = await self._queue.get()
+            try:
+                run_id = pending.run_id
+                if run_id is None:
+                    run_id = await self.runner.start(pending.automation, pending.trigger)
+                await self.runner.proceed(run_id, pending.automation, pending.trigger, pending.position)
+            except Exception:
+                log.exception("run of automation %s failed", pending.automation.id)
+            finally:
+                self._queue.task_done()

@@ -1,0 +1,147 @@
+"""Device-state conditions, evaluated on each stored value (the ingest's hot path: keep it cheap).
+
+A :class:`StateRule` is one ``device_state`` condition; it keeps, per device, whether it is armed
+and when it last fired. :meth:`StateRule.check` decides for one value:
+
+- comparisons (``gt ge lt le eq ne between``, and ``on``: a non-zero number, ``off``: zero) fire
+  on the value that makes the condition true while the rule is **armed**; firing disarms it for
+  that device. It re-arms once a value leaves the condition by at least ``hysteresis`` (a ``lt
+  20`` with hysteresis 2 re-arms at 22 or more; ``between`` beyond either bound by it; ``eq``
+  farther than it from the value). So a sensor that stays low fires once, and one wobbling
+  around the threshold fires again only after really going back;
+- ``changed`` fires on every value that differs from that device's previous one (the first
+  value a process sees after starting only sets the previous one);
+- outside the condition's time window nothing fires and the rule stays armed, so the first
+  matching value inside the window fires;
+- the automation's *limit period* (Blynk's): after firing for a device, the rule does not fire
+  again for that device until the period passed; a matching value inside the period is
+  skipped and the rule stays armed.
+
+Values compare as numbers when both sides are numbers; ``eq``/``ne`` with a text value compare
+the stored text. A value without a number never matches a numeric comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from backend.automations.engine.triggers import hhmm, zone
+from backend.automations.schemas import DeviceState, Window
+from backend.devices.signals import StoredValue
+
+
+class TimeWindow:
+    """The hours (and weekdays) a device-state condition may fire in."""
+
+    def __init__(self, window: Window, org_tz: str) -> None:
+        self.start = hhmm(window.from_)
+        self.end = hhmm(window.to)
+        self.days = frozenset(window.days)
+        self.tz: ZoneInfo = zone(window.tz, org_tz)
+
+    def contains(self, at: datetime) -> bool:
+        """Whether ``at`` falls in the window (``from`` after ``to``: it spans midnight, and the
+        weekday is the one the window started on)."""
+        local = at.astimezone(self.tz)
+        now, day = local.time(), local.weekday()
+        if self.start < self.end:
+            inside = self.start <= now < self.end
+        elif now >= self.start:
+            inside = True
+        elif now < self.end:
+            inside, day = True, (day - 1) % 7
+        else:
+            inside = False
+        return inside and (not self.days or day in self.days)
+
+
+def _matcher(op: str, value: float | str | None, high: float | None) -> Callable[[float | None, str], bool]:
+    if op == "on":
+        return lambda n, _t: n is not None and n != 0
+    if op == "off":
+        return lambda n, _t: n == 0
+    if isinstance(value, str):
+        if op == "eq":
+            return lambda _n, t: t == value
+        return lambda _n, t: t != value
+    v = float(value) if value is not None else 0.0
+    if op == "between":
+        h = float(high if high is not None else v)
+        return lambda n, _t: n is not None and v <= n <= h
+    tests: dict[str, Callable[[float | None, str], bool]] = {
+        "gt": lambda n, _t: n is not None and n > v,
+        "ge": lambda n, _t: n is not None and n >= v,
+        "lt": lambda n, _t: n is not None and n < v,
+        "le": lambda n, _t: n is not None and n <= v,
+        "eq": lambda n, _t: n is not None and n == v,
+        "ne": lambda n, _t: n is not None and n != v,
+    }
+    return tests[op]
+
+
+def _rearmer(op: str, value: float | str | None, high: float | None, h: float) -> Callable[[float | None, str], bool]:
+    """When a disarmed rule arms again: the value left the condition by at least ``h``."""
+    if op in ("on", "off") or isinstance(value, str):
+        match = _matcher(op, value, high)
+        return lambda n, t: not match(n, t)
+    v = float(value) if value is not None else 0.0
+    top = float(high) if high is not None else v
+    tests: dict[str, Callable[[float | None, str], bool]] = {
+        "gt": lambda n, _t: n is not None and n <= v - h,
+        "ge": lambda n, _t: n is not None and n < v - h,
+        "lt": lambda n, _t: n is not None and n >= v + h,
+        "le": lambda n, _t: n is not None and n > v + h,
+        "eq": lambda n, _t: n is not None and abs(n - v) > h,
+        "ne": lambda n, _t: n is not None and n == v,
+        "between": lambda n, _t: n is not None and (n < v - h or n > top + h),
+    }
+    return tests[op]
+
+
+class StateRule:
+    """One automation's ``device_state`` condition and its per-device state."""
+
+    __slots__ = ("automation_id", "changed", "disarmed", "last", "limit", "match", "previous", "rearm", "window")
+
+    def __init__(self, automation_id: int, condition: DeviceState, limit_period_s: int, org_tz: str) -> None:
+        self.automation_id = automation_id
+        self.changed = condition.op == "changed"
+        self.match = _matcher(condition.op, condition.value, condition.value2) if not self.changed else None
+        self.rearm = (
+            _rearmer(condition.op, condition.value, condition.value2, condition.hysteresis)
+            if not self.changed
+            else None
+        )
+        self.window = TimeWindow(condition.window, org_tz) if condition.window is not None else None
+        self.limit = float(limit_period_s)
+        self.disarmed: set[int] = set()
+        self.last: dict[int, float] = {}
+        self.previous: dict[int, str] = {}
+
+    def check(self, value: StoredValue, clock: float) -> bool:
+        """Whether this value fires the rule (and note that it did); ``clock``: monotonic now."""
+        device = value.device_id
+        if self.changed:
+            before = self.previous.get(device)
+            self.previous[device] = value.text
+            if before is None or before == value.text:
+                return False
+        else:
+            assert self.match is not None and self.rearm is not None
+            if device in self.disarmed:
+                if self.rearm(value.number, value.text):
+                    self.disarmed.discard(device)
+                return False
+            if not self.match(value.number, value.text):
+                return False
+        if self.window is not None and not self.window.contains(value.at):
+            return False
+        last = self.last.get(device)
+        if self.limit and last is not None and clock - last < self.limit:
+            return False
+        self.last[device] = clock
+        if not self.changed:
+            self.disarmed.add(device)
+        return True
