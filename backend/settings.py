@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -184,6 +185,10 @@ class Settings:
     """Automations an organization may have (Blynk's limit)."""
     actions_per_automation: int = 50
     """Actions one automation may hold (Blynk's limit)."""
+    webhook_allowed_hosts: str = ""
+    """Hosts and networks (comma-separated: hooks.lan, 10.0.0.0/8) webhooks may reach though private, loopback or link-local."""
+    webhook_failure_limit: int = 10
+    """Failed webhook deliveries in a row after which the webhook is disabled and the organization's admins told."""
     extra: Mapping[str, str] = field(default_factory=dict)
     """Unrecognised OPENBLYNK_* variables, kept so a typo can be reported."""
 
@@ -242,6 +247,7 @@ class Settings:
         if self.automations_per_org < 1 or self.actions_per_automation < 1:
             raise ConfigError("OPENBLYNK_AUTOMATIONS_PER_ORG and OPENBLYNK_ACTIONS_PER_AUTOMATION must be at least 1")
         self._check_http_listener()
+        self._check_webhooks()
 
     def _check_http_listener(self) -> None:
         try:
@@ -256,6 +262,31 @@ class Settings:
             )
         if self.http_connections_per_address < 0:
             raise ConfigError("OPENBLYNK_HTTP_CONNECTIONS_PER_ADDRESS must be 0 (no cap) or more")
+
+    def _check_webhooks(self) -> None:
+        if self.webhook_failure_limit < 1:
+            raise ConfigError("OPENBLYNK_WEBHOOK_FAILURE_LIMIT must be at least 1")
+        for entry in self.webhook_allowed_hosts.split(","):
+            name = entry.strip()
+            if name and not _is_network(name) and not _HOST_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"OPENBLYNK_WEBHOOK_ALLOWED_HOSTS: {name!r} is neither a host name nor an IP address or network"
+                )
+
+    @property
+    def webhook_allowed(self) -> tuple[frozenset[str], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+        """``webhook_allowed_hosts`` read: the host names (lower case) and the networks."""
+        names: set[str] = set()
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for entry in self.webhook_allowed_hosts.split(","):
+            item = entry.strip()
+            if not item:
+                continue
+            if _is_network(item):
+                networks.append(ipaddress.ip_network(item, strict=False))
+            else:
+                names.add(item.lower().rstrip("."))
+        return frozenset(names), tuple(networks)
 
     @property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -282,6 +313,17 @@ class Settings:
         with os.fdopen(fd, "w") as fh:
             fh.write(key + "\n")
         return key
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\.?")
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _convert(key: str, raw: str, typ: Any) -> Any:

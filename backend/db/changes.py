@@ -37,7 +37,7 @@ from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
 CHANNEL = "openblynk_changes"
-KINDS = frozenset({"device", "template", "user", "role", "org", "notice", "automation", "automation_run"})
+KINDS = frozenset({"device", "template", "user", "role", "org", "notice", "automation", "automation_run", "webhook"})
 
 
 @dataclass(frozen=True, slots=True)

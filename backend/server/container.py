@@ -42,6 +42,7 @@ from backend.settings import Settings
 from backend.transport.mqtt import ServiceClient
 from backend.transport.tls import TlsFiles, tls_files
 from backend.transport.websocket import MqttBridge
+from backend.webhooks.wiring import WebhookRuntime
 
 RUNTIME_KEY = "openblynk_runtime"
 """The one key of the app's state: the :class:`Runtime`."""
@@ -83,6 +84,8 @@ class Runtime:
     """The MQTT TLS files (``/ca.pem``), when MQTT over TLS is on."""
     mqtt_bridge: MqttBridge
     """Where MQTT over WebSocket reaches the broker."""
+    webhooks: WebhookRuntime
+    """Webhook delivery (queue, workers) and the triggers that feed it."""
     notifier: Notifier
     """In-app notifications and notification e-mail (events, automations)."""
 
@@ -114,7 +117,9 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     devices = DeviceServices.build(db.pool, data, settings)
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, devices)
     ingest = IngestService(registry, data, devices, ota=ota.delivery)
-    changes = ChangeListener(database_url, registry.apply, data.live.apply)  # live: console sockets' access
+    webhooks = WebhookRuntime.build(db, settings, signals, Mailer(settings))
+    # live: console sockets' access; webhooks: the triggers' index of enabled webhooks
+    changes = ChangeListener(database_url, registry.apply, data.live.apply, webhooks.triggers.apply)
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
     scheduler = Scheduler(
         database_url,
@@ -157,6 +162,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         console=ConsoleRuntime(registry, secrets, devices, db.pool),
         tls=tls_files(settings) if settings.mqtts_port else None,
         mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()),
+        webhooks=webhooks,
         notifier=Notifier(db.pool, mailer, settings.notification_emails_per_hour),
     )
 

@@ -8,6 +8,7 @@ from backend.devices.models import DatastreamValue, Device
 from backend.notifications.models import Notification, NotificationPref
 from backend.orgs.models import Organization, Role, User
 from backend.templates.models import Datastream, EventDef, Template
+from backend.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "Automation",
@@ -25,4 +26,6 @@ __all__ = [
     "Role",
     "Template",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]
