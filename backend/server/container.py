@@ -17,6 +17,7 @@ import backend.server.tables  # noqa: F401  (every area's tables, before any ses
 from backend.accounts.cleanup import clean_accounts
 from backend.accounts.mail import Mailer
 from backend.accounts.runtime import AccountsRuntime
+from backend.automations.engine import AutomationEngine
 from backend.console.runtime import ConsoleRuntime
 from backend.db.changes import ChangeListener
 from backend.db.engine import Database
@@ -75,6 +76,8 @@ class Runtime:
     changes: ChangeListener
     """Change notices from every app process: the registry's cache and the live sockets' access."""
     scheduler: Scheduler
+    automations: AutomationEngine
+    """Fires automations (time, device values, presence, events, scenes) and runs them."""
     device_api: DeviceApiService
     data_api: DataApi
     accounts: AccountsRuntime
@@ -118,8 +121,6 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, devices)
     ingest = IngestService(registry, data, devices, ota=ota.delivery)
     webhooks = WebhookRuntime.build(db, settings, signals, Mailer(settings))
-    # live: console sockets' access; webhooks: the triggers' index of enabled webhooks
-    changes = ChangeListener(database_url, registry.apply, data.live.apply, webhooks.triggers.apply)
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
     scheduler = Scheduler(
         database_url,
@@ -135,6 +136,19 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         retry_seconds=settings.scheduler_retry_seconds,
         misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
     )
+    automations = AutomationEngine(
+        db.pool,
+        scheduler,
+        signals,
+        registry,
+        data,
+        devices.timeline,
+        Notifier(db.pool, Mailer(settings), settings.notification_emails_per_hour),  # keeps no state of its own
+        webhooks.sender,
+        workers=settings.automation_workers,
+    )
+    # live: console sockets' access; webhooks: the triggers' index of enabled webhooks; automations: reloads
+    changes = ChangeListener(database_url, registry.apply, data.live.apply, webhooks.triggers.apply, automations.apply)
     device_api = DeviceApiService(
         registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)
     )
@@ -155,6 +169,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         ingest=ingest,
         changes=changes,
         scheduler=scheduler,
+        automations=automations,
         device_api=device_api,
         data_api=data_api,
         accounts=AccountsRuntime(db, settings, mailer),

@@ -16,6 +16,7 @@ async def health(request: PublicRequest) -> dict[str, object]:
         "status": "ok",
         "broker_connected": rt.mqtt.connected,
         "scheduler_leader": rt.scheduler.is_leader.is_set(),
+        "automations": rt.automations.loaded,
         "ingested": rt.ingest.processed,
         "history_rows": rt.history.rows_written,
         "unacknowledged": rt.mqtt.unacknowledged,

@@ -86,6 +86,7 @@ def app_dependencies() -> dict[str, Provide]:
         "data_api": _part(lambda rt: rt.data_api),
         "tls": _part(lambda rt: rt.tls),
         "mqtt_bridge": _part(lambda rt: rt.mqtt_bridge),
+        "scene_runner": _part(lambda rt: rt.automations),
     }
 
 

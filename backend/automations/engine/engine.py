@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from apscheduler.triggers.date import DateTrigger
 from psycopg_pool import AsyncConnectionPool
 
+from backend.access.permissions import Principal
 from backend.automations.engine.runner import Devices, Notifications, Runner, Trigger, Webhooks
 from backend.automations.engine.states import StateRule
 from backend.automations.engine.store import Automation, EngineStore
@@ -133,6 +134,11 @@ class AutomationEngine:
         for task in [*self._tasks, *self._background]:
             await cancel(task)
         self._tasks = []
+
+    @property
+    def loaded(self) -> int:
+        """How many enabled automations this process knows (``/healthz``)."""
+        return len(self._automations)
 
     async def idle(self) -> None:
         """Wait until every queued run has been executed (for tests and benchmarks)."""
@@ -258,8 +264,9 @@ class AutomationEngine:
                 await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, Change("automation_run", run_id).encode()))
 
     # -- scenes ---------------------------------------------------------------------------------
-    async def run_now(self, automation_id: int) -> int:
-        """Run an automation now (a scene, or any automation by hand); the new run's id."""
+    async def run_now(self, automation_id: int, actor: Principal | None = None) -> int:
+        """Run an automation now (a scene; the caller checked ``actor`` may); the new run's id.
+        The actions go on in the background."""
         automation = await self.store.get(automation_id)
         if automation is None:
             raise NotFoundError(f"no automation {automation_id}")
@@ -334,6 +341,16 @@ class AutomationEngine:
         self._enqueue(pending)
 
     # -- running --------------------------------------------------------------------------------
+    async def _reaches(self, pending: Pending) -> bool:
+        """Whether the trigger device is within the automation's reach: a ``template_id``
+        condition means that template's devices in the automation's organization and below it
+        (the value listener sees every device of the template; a sibling's never fires it)."""
+        condition = pending.automation.condition
+        device_id = pending.trigger.device_id
+        if device_id is None or getattr(condition, "template_id", None) is None:
+            return True
+        return bool(await self.store.targets(pending.automation.org_id, device_id=device_id))
+
     def _enqueue(self, pending: Pending) -> None:
         try:
             self._queue.put_nowait(pending)
@@ -346,6 +363,8 @@ class AutomationEngine:
             try:
                 run_id = pending.run_id
                 if run_id is None:
+                    if not await self._reaches(pending):
+                        continue
                     run_id = await self.runner.start(pending.automation, pending.trigger)
                 await self.runner.proceed(run_id, pending.automation, pending.trigger, pending.position)
             except Exception:
