@@ -175,7 +175,6 @@ class PlatformUserController(Controller):
 
 
 NOT_OFFERED: dict[str, tuple[HttpMethod, str]] = {
-    "/automations": (HttpMethod.GET, "this server has no automations"),
     "/static-tokens": (HttpMethod.GET, "this server has no static tokens; devices get their token when added"),
 }
 

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from litestar import Litestar
 from litestar.datastructures import State
+from psycopg_pool import AsyncConnectionPool
 
 import backend.server.tables  # noqa: F401  (every area's tables, before any session)
 from backend.accounts.cleanup import clean_accounts
 from backend.accounts.mail import Mailer
 from backend.accounts.runtime import AccountsRuntime
 from backend.automations.engine import AutomationEngine
+from backend.automations.retention import trim_runs
 from backend.console.runtime import ConsoleRuntime
 from backend.db.changes import ChangeListener
 from backend.db.engine import Database
@@ -93,6 +95,12 @@ class Runtime:
     """In-app notifications and notification e-mail (events, automations)."""
 
 
+async def _maintain(pool: AsyncConnectionPool, retention: Retention) -> None:
+    """History maintenance, then the automation log's retention (the same rule as the devices' logs)."""
+    await maintain(pool, retention)
+    await trim_runs(pool, retention.raw_days)
+
+
 def build_runtime(settings: Settings, database_url: str) -> Runtime:
     """Make every part and wire them together; nothing starts or connects yet."""
     secrets = Secrets(settings.resolved_secret_key())
@@ -125,7 +133,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     scheduler = Scheduler(
         database_url,
         [
-            Job("history-maintenance", lambda: maintain(db.pool, retention), settings.maintenance_interval_seconds),
+            Job("history-maintenance", lambda: _maintain(db.pool, retention), settings.maintenance_interval_seconds),
             Job("ota-rollout", ota.rollout.tick, settings.ota_tick_seconds),
             Job(
                 "accounts-cleanup",

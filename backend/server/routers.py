@@ -29,6 +29,9 @@ from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsRuntime
 from backend.audit.controllers import audit_log
 from backend.audit.deps import provide_audit
+from backend.automations.controllers import ConsoleAutomationController
+from backend.automations.deps import automations_dependencies
+from backend.automations.platform import PlatformAutomationController
 from backend.console.context import console_dependencies
 from backend.console.controllers import ConsoleDeviceController, ConsoleTemplateController
 from backend.db.deps import provide_db_session
@@ -118,10 +121,10 @@ def console_api_router() -> Router:
     """``/api/console``: behind the accounts session middleware and same-origin guard."""
     return Router(
         path="/api/console",
-        route_handlers=[ConsoleTemplateController, ConsoleDeviceController],
+        route_handlers=[ConsoleTemplateController, ConsoleDeviceController, ConsoleAutomationController],
         middleware=[session_middleware(_accounts)],
         guards=[same_origin],
-        dependencies=console_dependencies(),
+        dependencies={**console_dependencies(), **automations_dependencies()},
     )
 
 
@@ -136,10 +139,16 @@ def platform_router() -> Router:
             PlatformOrgController,
             PlatformTemplateController,
             PlatformUserController,
+            PlatformAutomationController,
             *NOT_OFFERED_ROUTES,
         ],
         middleware=[bearer_middleware(_accounts)],
-        dependencies={**accounts_dependencies(), **orgs_dependencies(), **platform_dependencies()},
+        dependencies={
+            **accounts_dependencies(),
+            **orgs_dependencies(),
+            **platform_dependencies(),
+            **automations_dependencies(),
+        },
         security=[{"BearerToken": []}],
     )
 

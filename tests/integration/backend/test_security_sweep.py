@@ -368,6 +368,35 @@ def offered_download(w: World, o: Tenant, c: Tenant) -> Call:
     return Call("GET", "/api/ota/download", params={"token": download_token(w, shipment, device)})
 
 
+def automation_body(o: Tenant, key: str, device: int) -> dict[str, Any]:
+    """A scene of ``o``'s that switches ``device`` (its name carries ``o``'s marker)."""
+    return {
+        "name": f"{key} {o.marker}",
+        "condition": {"type": "scene"},
+        "actions": [{"type": "control", "target": {"device_id": device}, "pin": 1, "value": "1"}],
+    }
+
+
+def spare_automation(o: Tenant, key: str) -> int:
+    return int(
+        o.spare(
+            key,
+            lambda: _ok(o.admin.post("/api/console/automations", json=automation_body(o, key, o.device)), 201)["id"],
+        )
+    )
+
+
+def automations_of(path: str, **params: Any) -> Fill:
+    """A list of automations, once both tenants have one."""
+
+    def fill(w: World, o: Tenant, c: Tenant) -> Call:
+        spare_automation(o, "listed-auto")
+        spare_automation(c, "listed-auto")
+        return G(path, **params)
+
+    return fill
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -430,6 +459,104 @@ def _dev_write(o: Tenant, body: dict[str, Any]) -> dict[str, Any]:
 NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
 YEAR_AGO = NOW_MS - 365 * 86_400_000
 ROUTES: dict[tuple[str, str], Route] = {
+    # ---- automations (issue #13): the console's JSON API and the platform API
+    ("GET", "/api/console/automations"): Route(
+        SESSION,
+        {"org": I(lambda w, o, c: G("/api/console/automations", org_id=o.org))},
+        lists=automations_of("/api/console/automations"),
+    ),
+    ("POST", "/api/console/automations"): S(
+        org=I(
+            lambda w, o, c: Call(
+                "POST", "/api/console/automations", params={"org_id": o.org}, json=automation_body(o, "made", o.device)
+            ),
+            own=201,
+        ),
+        device=I(
+            lambda w, o, c: Call("POST", "/api/console/automations", json=automation_body(c, "made", o.device)),
+            foreign=400,
+            own=201,
+        ),
+    ),
+    ("GET", "/api/console/automations/log"): S(
+        org=I(lambda w, o, c: G("/api/console/automations/log", org_id=o.org)),
+        automation=I(lambda w, o, c: G("/api/console/automations/log", automation_id=spare_automation(o, "auto"))),
+    ),
+    ("GET", "/api/console/automations/{automation_id:int}"): S(
+        automation=I(lambda w, o, c: G(f"/api/console/automations/{spare_automation(o, 'auto')}"))
+    ),
+    ("PUT", "/api/console/automations/{automation_id:int}"): S(
+        automation=I(
+            lambda w, o, c: Call(
+                "PUT",
+                f"/api/console/automations/{spare_automation(o, 'auto')}",
+                json=automation_body(o, "auto", o.device),
+            )
+        ),
+        device=I(
+            lambda w, o, c: Call(
+                "PUT",
+                f"/api/console/automations/{spare_automation(c, 'auto')}",
+                json=automation_body(c, "auto", o.device),
+            ),
+            foreign=400,
+        ),
+    ),
+    ("DELETE", "/api/console/automations/{automation_id:int}"): S(
+        automation=I(
+            lambda w, o, c: Call("DELETE", f"/api/console/automations/{spare_automation(o, 'deleted-auto')}"), own=204
+        )
+    ),
+    ("POST", "/api/console/automations/{automation_id:int}/enable"): S(
+        automation=I(lambda w, o, c: Call("POST", f"/api/console/automations/{spare_automation(o, 'auto')}/enable"))
+    ),
+    ("POST", "/api/console/automations/{automation_id:int}/disable"): S(
+        automation=I(
+            lambda w, o, c: Call("POST", f"/api/console/automations/{spare_automation(o, 'off-auto')}/disable")
+        )
+    ),
+    ("GET", f"{V1}/automations"): Route(
+        BEARER,
+        {"org": I(lambda w, o, c: G(f"{V1}/automations", orgId=o.org))},
+        lists=automations_of(f"{V1}/automations"),
+    ),
+    ("GET", f"{V1}/automation"): B(
+        automation=I(lambda w, o, c: G(f"{V1}/automation", automationId=spare_automation(o, "auto")))
+    ),
+    ("POST", f"{V1}/automation/create"): B(
+        org=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/automation/create", params={"orgId": o.org}, json=automation_body(o, "v1-made", o.device)
+            ),
+            own=201,
+        ),
+        device=I(
+            lambda w, o, c: Call("POST", f"{V1}/automation/create", json=automation_body(c, "v1-made", o.device)),
+            foreign=400,
+            own=201,
+        ),
+    ),
+    ("PUT", f"{V1}/automation"): B(
+        automation=I(
+            lambda w, o, c: Call(
+                "PUT",
+                f"{V1}/automation",
+                params={"automationId": spare_automation(o, "auto")},
+                json=automation_body(o, "auto", o.device),
+            )
+        )
+    ),
+    ("DELETE", f"{V1}/automation"): B(
+        automation=I(
+            lambda w, o, c: Call(
+                "DELETE", f"{V1}/automation", params={"automationId": spare_automation(o, "v1-deleted-auto")}
+            ),
+            own=204,
+        )
+    ),
+    ("GET", f"{V1}/automation/logs"): B(
+        automation=I(lambda w, o, c: G(f"{V1}/automation/logs", automationId=spare_automation(o, "auto")))
+    ),
     # ---- public: no credentials; the token-bearing links are secrets, not tenant ids
     ("GET", "/"): Route(PUBLIC, anon=302),
     ("GET", "/login"): Route(PUBLIC, anon=200),
@@ -869,7 +996,6 @@ ROUTES: dict[tuple[str, str], Route] = {
             own=201,
         )
     ),
-    ("GET", f"{V1}/automations"): Route(BEARER, anon=401, note="501: not offered"),
     ("GET", f"{V1}/static-tokens"): Route(BEARER, anon=401, note="501: not offered"),
     ("GET", f"{V1}/templates"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/templates")),
     ("GET", f"{V1}/template"): B(template=I(lambda w, o, c: G(f"{V1}/template", templateId=o.template))),
@@ -1273,6 +1399,7 @@ def test_every_route_refuses_a_caller_without_credentials(world: World) -> None:
             ("{template_id:int}", world.a.template),
             ("{pin:int}", 1),
             ("{code:str}", "overheat"),
+            ("{automation_id:int}", 1),
         ):
             url = url.replace(name, str(value))
         with httpx.Client(base_url=world.base_url, timeout=30) as anon:
