@@ -36,6 +36,8 @@ from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.notifications.events import EventNotifications
+from backend.notifications.live import NoticeFeed
 from backend.notifications.service import Notifier
 from backend.ota.wiring import OtaServices
 from backend.platform_api.runtime import PlatformRuntime
@@ -93,6 +95,10 @@ class Runtime:
     """Webhook delivery (queue, workers) and the triggers that feed it."""
     notifier: Notifier
     """In-app notifications and notification e-mail (events, automations)."""
+    notices: NoticeFeed
+    """New notifications told to the users' open console pages (the bell), from every process."""
+    event_notifications: EventNotifications
+    """The notifications of logged device events (template events' settings)."""
 
 
 async def _maintain(pool: AsyncConnectionPool, retention: Retention) -> None:
@@ -122,6 +128,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         subscriptions=SUBSCRIPTIONS,
     )
     signals = DeviceSignals()
+    notices = NoticeFeed()
     data = DataService(
         latest, history, mqtt, max_string_bytes=settings.string_max_bytes, actions=ActionLog(db.pool), signals=signals
     )
@@ -156,12 +163,15 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         workers=settings.automation_workers,
     )
     # live: console sockets' access; webhooks: the triggers' index of enabled webhooks; automations: reloads
-    changes = ChangeListener(database_url, registry.apply, data.live.apply, webhooks.triggers.apply, automations.apply)
+    changes = ChangeListener(database_url, registry.apply, data.live.apply, notices.apply, webhooks.triggers.apply, automations.apply)
     device_api = DeviceApiService(
         registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)
     )
     data_api = build_data_api(device_api, latest, settings)
     mailer = Mailer(settings)
+    notifier = Notifier(db.pool, mailer, settings.notification_emails_per_hour)
+    event_notifications = EventNotifications(db.pool, notifier)
+    event_notifications.listen(signals)
     return Runtime(
         settings=settings,
         secrets=secrets,
@@ -186,7 +196,9 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         tls=tls_files(settings) if settings.mqtts_port else None,
         mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()),
         webhooks=webhooks,
-        notifier=Notifier(db.pool, mailer, settings.notification_emails_per_hour),
+        notifier=notifier,
+        notices=notices,
+        event_notifications=event_notifications,
     )
 
 

@@ -67,6 +67,7 @@ def parts(rt: Runtime) -> list[Part]:
         Part("automations", rt.automations.start, rt.automations.stop),
         Part("ingest", pump.start, pump.stop),
         Part("scheduler", _started(rt.scheduler.start), rt.scheduler.stop),
+        Part("event notifications", _started(rt.event_notifications.start), rt.event_notifications.stop),
         Part("ended sessions purge", rt.accounts.purge_ended_sessions),
         Part("ended API tokens purge", lambda: purge_ended_tokens(rt.accounts)),
     ]

@@ -37,6 +37,8 @@ from backend.console.controllers import ConsoleDeviceController, ConsoleTemplate
 from backend.db.deps import provide_db_session
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
+from backend.notifications.controllers import NotificationController
+from backend.notifications.deps import notifications_dependencies
 from backend.orgs.controllers import DeviceController, OrgController, TagController
 from backend.orgs.deps import orgs_dependencies
 from backend.ota.controllers import OtaController
@@ -89,6 +91,7 @@ def app_dependencies() -> dict[str, Provide]:
         "data_api": _part(lambda rt: rt.data_api),
         "tls": _part(lambda rt: rt.tls),
         "mqtt_bridge": _part(lambda rt: rt.mqtt_bridge),
+        "notices": _part(lambda rt: rt.notices),
         "scene_runner": _part(lambda rt: rt.automations),
     }
 
@@ -121,10 +124,15 @@ def console_api_router() -> Router:
     """``/api/console``: behind the accounts session middleware and same-origin guard."""
     return Router(
         path="/api/console",
-        route_handlers=[ConsoleTemplateController, ConsoleDeviceController, ConsoleAutomationController],
+        route_handlers=[
+            ConsoleTemplateController,
+            ConsoleDeviceController,
+            ConsoleAutomationController,
+            NotificationController,
+        ],
         middleware=[session_middleware(_accounts)],
         guards=[same_origin],
-        dependencies={**console_dependencies(), **automations_dependencies()},
+        dependencies={**console_dependencies(), **automations_dependencies(), **notifications_dependencies()},
     )
 
 

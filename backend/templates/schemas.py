@@ -32,6 +32,30 @@ class DatastreamIn(msgspec.Struct, forbid_unknown_fields=True):
     pending until the device sends it back."""
 
 
+EmailAddress = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")]
+MetaFieldRef = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class EventNotify(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Blynk's notification settings of an event: which kinds go out, to whom, how often.
+
+    Recipients: ``owner`` (the device's owner), ``admins`` (the Admins of the device's
+    organization), the addresses in the device's metadata fields named in ``meta_fields``
+    (Blynk's *Contact* and *Email* fields), and fixed ``addresses``. E-mail goes to all of them;
+    in-app notifications to those who are users of the device's organization.
+    """
+
+    email: bool = False
+    in_app: bool = False
+    recipients: list[Literal["owner", "admins"]] = msgspec.field(default_factory=lambda: ["owner"])
+    meta_fields: Annotated[list[MetaFieldRef], msgspec.Meta(max_length=5)] = []
+    addresses: Annotated[list[EmailAddress], msgspec.Meta(max_length=10)] = []
+    limit_period_s: Annotated[int, msgspec.Meta(ge=0, le=7 * 86400)] = 0
+    """At most one notification per device and event in this many seconds (0: no limit)."""
+    every_nth: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    """Notify on every Nth event of a device (1: every event)."""
+
+
 class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     """An event definition: ``{"code": "overheat", "name": "Overheat", "type": "warning"}``."""
 
@@ -39,6 +63,8 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     type: Literal["info", "warning", "critical", "content"] = "info"
     description: Annotated[str, msgspec.Meta(max_length=300)] = ""
+    notify: EventNotify | None = None
+    """Notification settings; None: the event notifies nobody."""
 
 
 MetaFieldName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^/#+,\x00]+$")]

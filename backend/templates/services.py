@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 
+import msgspec
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -12,7 +13,7 @@ from backend.db.changes import Change, notify
 from backend.errors import ValidationError
 from backend.templates.meta import FIRST_CUSTOM_ID, SYSTEM_NAMES
 from backend.templates.models import Datastream, EventDef, MetaField, Template
-from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
+from backend.templates.schemas import DatastreamIn, EventIn, EventNotify, MetaFieldIn, TemplateIn
 from backend.templates.values import DatastreamPin, DatastreamSpec, DatastreamType
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -97,7 +98,13 @@ class TemplateService:
             for d in await self.datastreams(template.id)
         ]
         events = [
-            EventIn(code=e.code, name=e.name, type=e.type, description=e.description)  # type: ignore[arg-type]
+            EventIn(
+                code=e.code,
+                name=e.name,
+                type=e.type,  # type: ignore[arg-type]
+                description=e.description,
+                notify=None if e.notify is None else msgspec.convert(e.notify, EventNotify),
+            )
             for e in await self.events(template.id)
         ]
         metadata = [
@@ -170,6 +177,7 @@ class TemplateService:
         for item in spec.events:
             row = existing.get(item.code) or EventDef(template_id=template_id, code=item.code, name=item.name)
             row.name, row.type, row.description = item.name, item.type, item.description
+            row.notify = None if item.notify is None else msgspec.to_builtins(item.notify)
             self.session.add(row)
         await self.session.flush()
 

@@ -75,7 +75,6 @@ AREAS = frozenset(
         "backend.console",
         "backend.audit",
         "backend.transfer",
-        "backend.notifications",
         "backend.automations",
         "backend.notifications",
         "backend.webhooks",
