@@ -163,7 +163,9 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         workers=settings.automation_workers,
     )
     # live: console sockets' access; webhooks: the triggers' index of enabled webhooks; automations: reloads
-    changes = ChangeListener(database_url, registry.apply, data.live.apply, notices.apply, webhooks.triggers.apply, automations.apply)
+    changes = ChangeListener(
+        database_url, registry.apply, data.live.apply, notices.apply, webhooks.triggers.apply, automations.apply
+    )
     device_api = DeviceApiService(
         registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)
     )
