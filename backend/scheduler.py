@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,7 +121,8 @@ class Scheduler:
         self.url = url
         self.jobs = jobs
         self.retry_seconds = retry_seconds
-        self.misfire_grace_seconds = misfire_grace_seconds
+        self.misfire_grace_seconds = max(1, math.ceil(misfire_grace_seconds))
+        """Whole seconds (APScheduler takes a positive integer)."""
         self.is_leader = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._handlers: dict[str, Handler] = {}
@@ -162,7 +164,7 @@ class Scheduler:
             replace_existing=True,
             coalesce=True,
             max_instances=1,
-            misfire_grace_time=self.misfire_grace_seconds if grace is True else grace,
+            misfire_grace_time=self.misfire_grace_seconds if grace is True else _whole(grace),
         )
         return True
 
@@ -281,6 +283,10 @@ def _store_engine(url: str) -> Engine:
         max_overflow=2,
         pool_pre_ping=True,
     )
+
+
+def _whole(seconds: float | None | bool) -> int | None:
+    return None if seconds is None or seconds is False else max(1, math.ceil(seconds))
 
 
 def _guarded(job: Job) -> Callable[[], Awaitable[None]]:
