@@ -167,8 +167,9 @@ async def _run_broker(settings: Settings, url: str) -> None:
     import backend.server.tables  # noqa: F401  (every area's tables, before any session)
     from backend.db.changes import Change, ChangeListener
     from backend.db.engine import Database
-    from backend.devices.auth import PgAuthenticator
+    from backend.devices.auth import PgAuthenticator, client_gateway_key, device_gateway_key
     from backend.devices.registry import DeviceRegistry
+    from backend.platform_api.mqtt_logins import OAuthClientLogins
     from backend.security import Secrets
     from backend.transport.tls import tls_files
     from broker import BrokerSettings, MqttBroker
@@ -198,13 +199,20 @@ async def _run_broker(settings: Settings, url: str) -> None:
     )
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
-        auth = PgAuthenticator(registry, secrets)
+        auth = PgAuthenticator(registry, secrets, clients=OAuthClientLogins(db))
         async with MqttBroker(broker_settings, auth) as mqtt:
 
             async def on_change(change: Change) -> None:
                 await registry.apply(change)
-                if change.revoked:  # the old token must stop working now, not at reconnect
+                if change.kind == "device" and change.revoked:  # the old token must stop working now
                     await mqtt.disconnect_device(change.id)
+                    await mqtt.disconnect_gateways(device_gateway_key(change.id))
+                elif change.kind == "device":  # moved, deleted...: gateways ask their scopes again
+                    await mqtt.recheck_gateways(change.id, device_gateway_key(change.id))
+                elif change.kind == "oauth_client" and change.revoked:
+                    await mqtt.disconnect_gateways(client_gateway_key(change.id))
+                elif change.kind in ("template", "user", "role", "org"):
+                    await mqtt.recheck_gateways()
 
             listener = ChangeListener(url, on_change)
             listener.start()

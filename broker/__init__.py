@@ -3,12 +3,15 @@
 Public surface (nothing else here is API, and nothing outside this package imports amqtt)::
 
     from broker import (MqttBroker, BrokerSettings, Authenticator, ConnectInfo, DeviceIdentity,
-                        ServiceIdentity, SessionQueues, BrokerError, proxy_header)
+                        ServiceIdentity, GatewayIdentity, GatewayScope, GatewaySession,
+                        SessionQueues, BrokerError, proxy_header)
 
     settings = BrokerSettings(port=0, proxy_port=0, proxy_key=key)   # key: 32+ secret bytes
     async with MqttBroker(settings, authenticator) as broker:
         print(broker.port, broker.tls_port, broker.proxy_port, broker.connected_devices())
         await broker.disconnect_device(42)        # token revoked: presence "revoked", no will
+        await broker.disconnect_gateways("client:7")  # gateway credentials revoked
+        await broker.recheck_gateways()           # scopes may have changed: ask them again
         broker.session_queues()["dev:42"]         # SessionQueues(outgoing, inflight, ...)
         broker.open_connections()                 # sockets being served, authenticated or not
 
@@ -40,17 +43,29 @@ always-delivered downlinks including ``downlink/ping`` at QoS 1): :mod:`broker.t
 ``address_key``: the key one client address is counted under in every per-address limit (the
 IPv4 address, or the /64 of an IPv6 one); the app's HTTP listener counts by it too.
 
+Gateways (Blynk's MQTT Gateway API): an authenticator may answer a :class:`GatewayIdentity`;
+that client then speaks for the devices its :class:`GatewayScope` names, each under
+``dev/<token>/``, and inside the broker each is a device at ``d/<id>/`` (:mod:`broker._gateway`).
+
 Inside (amqtt 0.12.1 pinned, private methods overridden): ``amqtt.broker.Broker`` <-
 ``_delivery.DeliveryBroker`` (bounded per-connection outbox, ping, vitals) <-
 ``_routing.RoutingBroker`` (mount, ACL, index, retained) <- ``_lifecycle.LifecycleBroker``
-(how connections end) <- ``_core.CoreBroker`` (listeners, PROXY, auth, rate limit).
+(how connections end) <- ``_gateway.GatewayBroker`` (gateway connections) <-
+``_core.CoreBroker`` (listeners, PROXY, auth, rate limit).
 """
 
 from broker._limits import throttle_key as address_key
 from broker._proxy import proxy_header
 from broker.errors import BrokerError
-from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, ServiceIdentity
-from broker.server import MqttBroker, SessionQueues
+from broker.identity import (
+    Authenticator,
+    ConnectInfo,
+    DeviceIdentity,
+    GatewayIdentity,
+    GatewayScope,
+    ServiceIdentity,
+)
+from broker.server import GatewaySession, MqttBroker, SessionQueues
 from broker.settings import BrokerSettings
 
 __all__ = [
@@ -59,6 +74,9 @@ __all__ = [
     "BrokerSettings",
     "ConnectInfo",
     "DeviceIdentity",
+    "GatewayIdentity",
+    "GatewayScope",
+    "GatewaySession",
     "MqttBroker",
     "ServiceIdentity",
     "SessionQueues",

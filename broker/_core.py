@@ -27,29 +27,32 @@ from amqtt.utils import gen_client_id
 
 from broker._connect import ConnectRequest, close_quietly, read_connect, refuse
 from broker._framing import PUBLISH, FramedReader, publish_info, refusal, subscription_info
+from broker._gateway import GatewayBroker
+from broker._gateway_state import GatewayState
 from broker._handler import MountedHandler
-from broker._lifecycle import LifecycleBroker
 from broker._limits import AuthThrottle, PublishRate, RateVerdict
 from broker._outbox import Outbox
 from broker._proxy import NonceCache, ProxyRefused, read_proxy_header, verify_proxy_header
 from broker._routing import device_key
 from broker._session import BrokerSession, Connection, KeyedLocks
 from broker._transport import Meter, MeteredWriter, StreamReader
-from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, Identity, ServiceIdentity
+from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, GatewayIdentity, Identity, ServiceIdentity
 from broker.presence import OfflineReason, online_payload
 from broker.settings import BrokerSettings
-from broker.topics import DIAG_TOPIC, OTA_TOPIC, DeviceMount, is_uplink_topic, presence_topic
+from broker.topics import DIAG_TOPIC, OTA_TOPIC, DeviceMount, is_uplink_topic, presence_topic, split_gateway_topic
 
 __all__ = ["LISTENERS", "PROXY_LISTENER", "CoreBroker"]
 
 logger = logging.getLogger(__name__)
 
+GATEWAY_TOPIC_ROOM = 128
+"""Bytes a gateway's packets may exceed ``max_packet_size`` by: its ``dev/<token>/`` prefix."""
 PROXY_LISTENER = "proxy"
 LISTENERS = {"default": "tcp", "tls": "tls", PROXY_LISTENER: "ws"}
 """amqtt listener name -> the ``transport`` reported in presence."""
 
 
-class CoreBroker(LifecycleBroker):
+class CoreBroker(GatewayBroker):
     """amqtt broker with openblynk's connection set-up (see module docstring)."""
 
     def __init__(
@@ -70,7 +73,7 @@ class CoreBroker(LifecycleBroker):
     @staticmethod
     def _create_ssl_context(listener: ListenerConfig) -> ssl.SSLContext:
         """Override: amqtt's context, refusing TLS 1.0 and 1.1 (as Blynk)."""
-        context = LifecycleBroker._create_ssl_context(listener)
+        context = GatewayBroker._create_ssl_context(listener)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
@@ -116,7 +119,7 @@ class CoreBroker(LifecycleBroker):
         if request is None:
             return
         identity = await self._authenticate_request(request, address, peer)
-        if not isinstance(identity, DeviceIdentity | ServiceIdentity):
+        if not isinstance(identity, DeviceIdentity | ServiceIdentity | GatewayIdentity):
             await refuse(writer, identity)
             return
         transport = LISTENERS.get(listener_name, "tcp")
@@ -159,7 +162,7 @@ class CoreBroker(LifecycleBroker):
         except Exception:
             logger.exception("authenticator raised for %s; answering CONNACK 3", peer)
             return SERVER_UNAVAILABLE
-        if isinstance(identity, ServiceIdentity):
+        if isinstance(identity, ServiceIdentity | GatewayIdentity):
             return identity
         if isinstance(identity, DeviceIdentity) and request.username == "device":
             return identity
@@ -177,8 +180,16 @@ class CoreBroker(LifecycleBroker):
         self, identity: Identity, request: ConnectRequest, framed: FramedReader, writer: MeteredWriter, transport: str
     ) -> Connection:
         """Install an authenticated connection: replace the old one, CONNACK, presence."""
+        gateway: GatewayState | None = None
         if isinstance(identity, DeviceIdentity):
             key = device_key(identity.device_id)
+        elif isinstance(identity, GatewayIdentity):
+            key = f"gw:{identity.key}:{request.client_id or gen_client_id()}"
+            framed.max_packet_size = self.settings.max_packet_size + GATEWAY_TOPIC_ROOM
+            gateway = GatewayState(identity)
+            will = split_gateway_topic(request.will_topic or "")
+            if will is not None:  # resolved now: the session's will is set synchronously
+                await self.resolve_token(gateway, will[0])
         else:
             key = f"svc:{request.client_id or gen_client_id()}"
             framed.max_packet_size = self.settings.service_max_packet_size
@@ -186,7 +197,9 @@ class CoreBroker(LifecycleBroker):
             old = self.connections.get(key)
             if old is not None:
                 await self._replace(old)
-            connection = self._new_connection(key, identity, request, framed, writer, transport)
+            if isinstance(identity, DeviceIdentity):
+                await self.release_gateway_device(identity.device_id, OfflineReason.REPLACED)
+            connection = self._new_connection(key, identity, request, framed, writer, transport, gateway)
             session = connection.session
             self._sessions[key] = (session, connection.handler)
             self.connections[key] = connection
@@ -210,11 +223,12 @@ class CoreBroker(LifecycleBroker):
         framed: FramedReader,
         writer: MeteredWriter,
         transport: str,
+        gateway: GatewayState | None = None,
     ) -> Connection:
         settings = self.settings
         device = isinstance(identity, DeviceIdentity)
         limit = settings.max_outgoing_queue if device else settings.service_max_outgoing_queue
-        session = self._take_session(key, identity, request)
+        session = self._take_session(key, identity, request, gateway)
         session.subscription_limit = settings.max_subscriptions if device else settings.service_max_subscriptions
         if not device:
             session.backlog_limit = settings.max_session_backlog
@@ -243,10 +257,13 @@ class CoreBroker(LifecycleBroker):
         session.transitions.connect()
         return connection
 
-    def _take_session(self, key: str, identity: Identity, request: ConnectRequest) -> BrokerSession:
+    def _take_session(
+        self, key: str, identity: Identity, request: ConnectRequest, gateway: GatewayState | None = None
+    ) -> BrokerSession:
         """The session for ``key``: a fresh one, or the stored one of a persistent service."""
         mount = DeviceMount(identity.device_id) if isinstance(identity, DeviceIdentity) else None
-        clean = request.clean_session or mount is not None  # Blynk: devices are always clean
+        # Blynk: devices are always clean, and so are gateways (their devices are devices)
+        clean = request.clean_session or mount is not None or gateway is not None
         existing = self._sessions.get(key, (None, None))[0]
         if isinstance(existing, BrokerSession) and not clean:
             session, session.parent = existing, 1
@@ -254,6 +271,7 @@ class CoreBroker(LifecycleBroker):
             if existing is not None:
                 self._discard_session(key, existing)
             session = BrokerSession(key, mount, request.client_id)
+        session.gateway = gateway
         session.client_sent_id = request.client_id
         session.clean_session = clean
         session.username = request.username
@@ -272,6 +290,15 @@ class CoreBroker(LifecycleBroker):
             if is_uplink_topic(request.will_topic):
                 session.will_topic = session.mount.mount(request.will_topic)
             else:
+                session.will_flag = False
+        if session.gateway is not None and request.will_topic is not None:
+            session.will_retain = False  # a device's will, through its gateway: never retained
+            split = split_gateway_topic(request.will_topic)
+            device = session.gateway.cached(split[0])[1] if split is not None else None
+            if split is not None and device is not None and is_uplink_topic(split[1]):
+                session.will_topic = device.mount.mount(split[1])
+            else:
+                logger.info("refused the last will of a gateway: %r", request.will_topic)
                 session.will_flag = False
 
     async def _after_connack(self, connection: Connection, request: ConnectRequest) -> None:

@@ -58,6 +58,8 @@ class DeliveryBroker(Broker):
             return self.to_backlog(session, topic, data, qos)
         if connection.closed:
             return False
+        if session.gateway is not None:
+            session.gateway.count_out(topic, data, qos)
         handler = connection.handler
         if qos == QOS_0:
             task = connection.outbox.push(qos, lambda: handler.mqtt_publish(topic, data, qos, retain=retain))

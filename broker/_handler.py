@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Protocol
 
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1, QOS_2
@@ -34,8 +35,15 @@ from broker.topics import DeviceMount
 __all__ = ["MountedHandler"]
 
 
+class _Outward(Protocol):
+    """A gateway's map of broker topics to its own (``broker._gateway_state.GatewayState``)."""
+
+    def outward(self, topic: str) -> str | None: ...
+
+
 class MountedHandler(BrokerProtocolHandler):
-    """``BrokerProtocolHandler`` whose outgoing PUBLISH topics are device-relative.
+    """``BrokerProtocolHandler`` whose outgoing PUBLISH topics are device-relative (for a
+    gateway: ``dev/<token>/``-prefixed, through its token map).
 
     Every message to a client, whatever path it took (broadcast, retained, always-delivered,
     diag, ping), goes through :meth:`mqtt_publish`, :meth:`relative` or :meth:`ping`; stripping ``d/<id>/`` here
@@ -177,6 +185,12 @@ class MountedHandler(BrokerProtocolHandler):
         return self._relative(topic)
 
     def _relative(self, topic: str) -> str:
+        gateway: _Outward | None = getattr(self.session, "gateway", None)
+        if gateway is not None:
+            outward = gateway.outward(topic)
+            if outward is None:
+                raise InvalidTopicError(f"refusing to send {topic!r} to a gateway that did not resolve its device")
+            return outward
         mount: DeviceMount | None = getattr(self.session, "mount", None)
         if mount is None:
             return topic

@@ -121,8 +121,7 @@ class RoutingBroker(DeliveryBroker):
         qos_of = {s: forced if forced is not None else q for s, q in self.index.match(topic).items()}
         device_id = always_delivered_device(topic)
         if device_id is not None:
-            entry = self._sessions.get(device_key(device_id), (None, None))[0]
-            device = entry if isinstance(entry, BrokerSession) else None
+            device = self.device_session(device_id)
             if is_ping_topic(topic):
                 if device is not None:
                     qos_of.pop(device, None)
@@ -131,6 +130,12 @@ class RoutingBroker(DeliveryBroker):
                 qos_of[device] = QOS_0
         for session, qos in qos_of.items():
             await self._deliver(session, broadcast, qos)
+
+    def device_session(self, device_id: int) -> BrokerSession | None:
+        """The session through which a device is reached now (its own; a gateway's, see
+        ``broker._gateway``), or ``None``."""
+        entry = self._sessions.get(device_key(device_id), (None, None))[0]
+        return entry if isinstance(entry, BrokerSession) else None
 
     async def _deliver(self, session: BrokerSession, broadcast: dict[str, Any], qos: int) -> None:
         """Send one broadcast to one session, or queue it for an offline persistent session."""
@@ -171,8 +176,7 @@ class RoutingBroker(DeliveryBroker):
         granted: list[tuple[TopicFilter, int]] = []
         held, capped = self.index.count(session), 0
         for raw_filter, qos in requested:
-            mounted = session.mount.mount(raw_filter) if session.mount is not None else raw_filter
-            new = not self.index.holds(session, mounted)
+            new = not self.index.holds(session, self.inside_filter(session, raw_filter))
             if new and held >= session.subscription_limit:
                 capped += 1
                 codes.append(SUBACK_FAILURE)
@@ -186,6 +190,10 @@ class RoutingBroker(DeliveryBroker):
             codes.append(qos)
             granted.append((topic_filter, qos))
         return codes, granted, capped
+
+    def inside_filter(self, session: BrokerSession, raw_filter: str) -> str:
+        """The broker-side form of a filter the client wrote (``d/<id>/`` for a device)."""
+        return session.mount.mount(raw_filter) if session.mount is not None else raw_filter
 
     async def _report_capped(self, session: BrokerSession, capped: int) -> None:
         limit = session.subscription_limit
@@ -231,6 +239,8 @@ class RoutingBroker(DeliveryBroker):
             return
         for topic, message in self.retained.match(topic_filter):
             if session.mount is not None and session.mount.unmount(topic) is None:
+                continue
+            if session.gateway is not None and session.gateway.outward(topic) is None:
                 continue
             sent_qos = min(qos, message.qos if message.qos is not None else qos)
             self.send_to(connection, topic, message.data, sent_qos, retain=True)

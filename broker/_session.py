@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from amqtt.session import Session
 
 from broker._framing import FramedReader
+from broker._gateway_state import GatewayState
 from broker._handler import MountedHandler
 from broker._limits import PublishRate
 from broker._outbox import Outbox
@@ -48,6 +49,8 @@ class BrokerSession(Session):
         super().__init__()
         self.client_id = key
         self.mount = mount
+        self.gateway: GatewayState | None = None
+        """A gateway's tokens and devices (Blynk's MQTT Gateway API); ``None`` for others."""
         self.client_sent_id = client_sent_id
         self.connection: Connection | None = None
         self.backlog: deque[Pending] = deque()

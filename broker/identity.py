@@ -7,13 +7,15 @@ backend, resolved from PostgreSQL with a cache) to turn CONNECT credentials into
   it may only publish Blynk uplink topics and subscribe under ``downlink/``.
 * :class:`ServiceIdentity` -- a trusted platform component (the backend's ingest client, a
   bridge). Not mounted; may publish and subscribe anywhere.
+* :class:`GatewayIdentity` -- Blynk's MQTT Gateway API: a client speaking for many devices,
+  each under ``dev/<device token>/``; its :class:`GatewayScope` says which tokens it may use.
 
 ``None`` means "refused": the client gets CONNACK 4 (bad user name or password), as Blynk does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
@@ -40,7 +42,36 @@ class ServiceIdentity:
     name: str
 
 
-Identity = DeviceIdentity | ServiceIdentity
+class GatewayScope(Protocol):
+    """Which devices a gateway may speak for (implemented by the backend, cached there)."""
+
+    async def device_for(self, token: str) -> int | None:
+        """The id of the device holding ``token`` if it is in this gateway's scope, else ``None``."""
+        ...
+
+    async def still_valid(self) -> bool:
+        """Whether the gateway's credentials still work (not revoked, not disabled)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayIdentity:
+    """A gateway (Blynk's MQTT Gateway API): an OAuth client, or ``mgmt_device`` with the token
+    of a device whose template has "Enable for Gateway API".
+
+    ``key`` names the credentials (``client:<id>``, ``device:<id>``): revoking them ends every
+    connection with that key (:meth:`broker.MqttBroker.disconnect_gateways`).
+    """
+
+    key: str
+    scope: GatewayScope = field(compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.key or any(c in self.key for c in "+#/\x00"):
+            raise ValueError(f"bad gateway key {self.key!r}")
+
+
+Identity = DeviceIdentity | ServiceIdentity | GatewayIdentity
 
 
 @dataclass(frozen=True, slots=True)

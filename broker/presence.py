@@ -83,19 +83,23 @@ def _encode(document: Mapping[str, object]) -> bytes:
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def online_payload(*, ip: str | None, port: int | None, client_id: str, keep_alive: int, transport: str) -> bytes:
-    """The JSON body announcing that a device came online."""
-    return _encode(
-        {
-            "online": True,
-            "ts": _now_ms(),
-            "ip": ip,
-            "port": port,
-            "client_id": client_id,
-            "keep_alive": keep_alive,
-            "transport": transport,
-        }
-    )
+def online_payload(
+    *, ip: str | None, port: int | None, client_id: str, keep_alive: int, transport: str, gateway: str | None = None
+) -> bytes:
+    """The JSON body announcing that a device came online (``gateway``: the key of the gateway
+    it speaks through, for a device reached through Blynk's MQTT Gateway API)."""
+    document: dict[str, object] = {
+        "online": True,
+        "ts": _now_ms(),
+        "ip": ip,
+        "port": port,
+        "client_id": client_id,
+        "keep_alive": keep_alive,
+        "transport": transport,
+    }
+    if gateway is not None:
+        document["gateway"] = gateway
+    return _encode(document)
 
 
 def offline_payload(reason: OfflineReason, vitals: Mapping[str, int] | None = None) -> bytes:

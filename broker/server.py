@@ -22,7 +22,7 @@ from broker.identity import Authenticator, DeviceIdentity
 from broker.presence import OfflineReason
 from broker.settings import BrokerSettings
 
-__all__ = ["MqttBroker", "SessionQueues"]
+__all__ = ["GatewaySession", "MqttBroker", "SessionQueues"]
 
 logger = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machines chat at INFO
@@ -52,6 +52,19 @@ class SessionQueues:
     dropped: int
     """QoS 0 messages dropped because ``outgoing`` was full (this connection), plus QoS 1/2
     messages a full backlog refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySession:
+    """One connected gateway (see :meth:`MqttBroker.gateway_sessions`)."""
+
+    key: str
+    client_id: str
+    address: str | None
+    port: int | None
+    devices_online: int
+    traffic: dict[str, int]
+    """``msgs_in``, ``msgs_out``, ``bytes_in``, ``bytes_out``, ``connected_for_s``."""
 
 
 class MqttBroker:
@@ -187,20 +200,66 @@ class MqttBroker:
         """Drop a device's live connection because its credentials were revoked.
 
         Its presence goes offline with reason ``revoked`` and no Last Will is published. A
-        device reconnecting with the old token is then refused by the authenticator.
+        device reconnecting with the old token is then refused by the authenticator. Every
+        gateway forgets the device too (its token, its subscriptions; offline if it was online
+        through one).
 
         Returns:
-            True if the device was connected.
+            True if the device was connected (directly).
         """
         if self._core is None:
             return False
+        await self._core.forget_gateway_device(device_id)
         return await self._core.disconnect_device(device_id, OfflineReason.REVOKED)
 
+    async def disconnect_gateways(self, key: str) -> int:
+        """End every connection of the gateway credentials ``key`` (``GatewayIdentity.key``):
+        they were revoked. Their devices go offline with reason ``revoked``.
+
+        Returns:
+            How many connections were ended.
+        """
+        if self._core is None:
+            return 0
+        return await self._core.disconnect_gateways(key)
+
+    async def recheck_gateways(self, device_id: int | None = None, key: str | None = None) -> None:
+        """Ask every connected gateway's scope again after a change (of one device, or of
+        anything: credentials, organizations, templates). Gateways whose credentials stopped
+        working are disconnected (presence reason ``revoked``); devices that left a gateway's
+        scope are dropped from it. With ``device_id``, only that device is checked, and the
+        credentials only of the gateways logged in as ``key``."""
+        if self._core is not None:
+            await self._core.recheck_gateways(device_id, key)
+
     def connected_devices(self) -> set[int]:
-        """Ids of the devices with a live connection (for tests and diagnostics)."""
+        """Ids of the devices online, directly or through a gateway (for tests and diagnostics)."""
         if self._core is None:
             return set()
-        return {c.identity.device_id for c in self._core.connections.values() if isinstance(c.identity, DeviceIdentity)}
+        core = self._core
+        direct = {c.identity.device_id for c in core.connections.values() if isinstance(c.identity, DeviceIdentity)}
+        return direct | {device_id for device_id, c in core.gateway_links.items() if not c.closed}
+
+    def gateway_sessions(self) -> list[GatewaySession]:
+        """The gateways connected now: key, client id, address and traffic (diagnostics)."""
+        if self._core is None:
+            return []
+        sessions = []
+        for connection in self._core.connections.values():
+            state = connection.session.gateway
+            if state is None or connection.closed:
+                continue
+            sessions.append(
+                GatewaySession(
+                    key=state.identity.key,
+                    client_id=connection.session.client_sent_id,
+                    address=connection.address,
+                    port=connection.port,
+                    devices_online=sum(1 for d in state.devices.values() if d.online),
+                    traffic=connection.writer.meter.snapshot(),
+                )
+            )
+        return sessions
 
     def open_connections(self) -> int:
         """Client sockets being served right now, authenticated or not (for tests and diagnostics)."""

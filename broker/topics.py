@@ -38,6 +38,7 @@ __all__ = [
     "DIAG_TOPIC",
     "OTA_TOPIC",
     "PING_TOPIC",
+    "GATEWAY_PREFIX",
     "DeviceMount",
     "Downlink",
     "PayloadKind",
@@ -46,11 +47,14 @@ __all__ = [
     "Uplink",
     "UplinkMatch",
     "always_delivered_device",
+    "device_of",
+    "gateway_device_filter",
     "is_device_filter_allowed",
     "is_ping_topic",
     "is_uplink_topic",
     "match_uplink",
     "presence_topic",
+    "split_gateway_topic",
     "uplink_filters",
 ]
 
@@ -348,6 +352,44 @@ class DeviceMount:
         if topic.startswith(self.prefix) and len(topic) > len(self.prefix):
             return topic[len(self.prefix) :]
         return None
+
+
+GATEWAY_PREFIX = "dev/"
+"""Blynk's MQTT Gateway API: a gateway writes each device topic as ``dev/<device token>/<topic>``."""
+
+
+def split_gateway_topic(topic: str) -> tuple[str, str] | None:
+    """``dev/<token>/<rest>`` -> ``(token, rest)``, or ``None`` if ``topic`` (a name or a filter)
+    is not of that shape: the token level empty or holding a wildcard, or nothing after it.
+    So ``#``, ``dev/#`` and ``dev/+/...`` are never a gateway's (Blynk forbids wildcards there)."""
+    if not topic.startswith(GATEWAY_PREFIX):
+        return None
+    token, slash, rest = topic[len(GATEWAY_PREFIX) :].partition("/")
+    if not slash or not rest or not _is_name_level(token):
+        return None
+    return token, rest
+
+
+def gateway_device_filter(relative: str) -> str | None:
+    """The device-relative filter a gateway's ``dev/<token>/<relative>`` subscription stands for.
+
+    ``#`` (Blynk allows ``dev/<token>/#``) means every downlink, ``downlink/#``: a device only
+    ever receives downlinks, and the gateway's own uplinks must not come back to it. Any filter
+    a device itself may hold means itself; anything else ``None`` (refused).
+    """
+    if relative == "#":
+        return "downlink/#"
+    return relative if is_device_filter_allowed(relative) else None
+
+
+def device_of(topic: str) -> int | None:
+    """The device id of a broker topic ``d/<id>/...``, else ``None``."""
+    if not topic.startswith("d/"):
+        return None
+    device, slash, _ = topic[2:].partition("/")
+    if not slash or not device.isdigit() or device.startswith("0"):
+        return None
+    return int(device)
 
 
 def always_delivered_device(topic: str) -> int | None:

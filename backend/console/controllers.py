@@ -59,6 +59,7 @@ def template_out(t: Template) -> TemplateOut:
         t.connection_type,
         t.heartbeat_interval,
         t.offline_ignore_seconds,
+        t.gateway_enabled,
     )
 
 

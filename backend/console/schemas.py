@@ -19,6 +19,7 @@ class TemplateOut(msgspec.Struct):
     connection_type: str
     heartbeat_interval: int
     offline_ignore_seconds: int
+    gateway_enabled: bool = False
 
 
 class TemplateCreateIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -29,6 +30,7 @@ class TemplateCreateIn(msgspec.Struct, forbid_unknown_fields=True):
     connection_type: str = "WI_FI"
     heartbeat_interval: int = 45
     offline_ignore_seconds: int = 0
+    gateway_enabled: bool = False
 
 
 class DashboardOut(msgspec.Struct):

@@ -36,6 +36,8 @@ class TemplateInfoIn(msgspec.Struct, forbid_unknown_fields=True):
     connection_type: str = "WI_FI"
     heartbeat_interval: int = 45
     offline_ignore_seconds: int = 0
+    gateway_enabled: bool = False
+    """Blynk's "Enable for Gateway API"."""
 
 
 def _convert(kind: type[msgspec.Struct], data: object, what: str) -> msgspec.Struct:
@@ -119,6 +121,7 @@ class TemplateEditor:
                 connection_type=wanted.connection_type,
                 heartbeat_interval=wanted.heartbeat_interval,
                 offline_ignore_seconds=wanted.offline_ignore_seconds,
+                gateway_enabled=wanted.gateway_enabled,
             ),
             "template.update",
         )

@@ -12,6 +12,7 @@ permissions changed (``role:<id>``), an organization moved away from below these
 deleted (``device:<id>``).
 
 Payloads on channel ``openblynk_changes``: ``device:<id>``, ``device:<id>:revoked``,
+``oauth_client:<id>:revoked`` (a client was revoked: the broker ends its gateway logins),
 ``template:<id>``, ``automation:<id>`` (an automation changed: every process's engine reloads it),
 ``automation_run:<id>`` (a run waits: the scheduler's leader schedules its resumption), ``user:<id>``, ``role:<id>``, ``org:<id>``, and ``notice:<user id>`` (a new
 in-app notification for that user: the console's bell, ``backend.notifications``).
@@ -37,7 +38,9 @@ from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
 CHANNEL = "openblynk_changes"
-KINDS = frozenset({"device", "template", "user", "role", "org", "notice", "automation", "automation_run", "webhook"})
+KINDS = frozenset(
+    {"device", "template", "user", "role", "org", "notice", "automation", "automation_run", "webhook", "oauth_client"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,41 +1,196 @@
 """The broker's :class:`broker.Authenticator`, backed by PostgreSQL.
 
-Devices authenticate with username ``device`` and their token as password; the token is
-looked up by its HMAC through the cached :class:`DeviceRegistry`. The platform's own clients
-use username ``openblynk-service`` and a password derived from the secret key.
+Who may log in to the broker (user name / password):
+
+* ``device`` / a device's token: that device. The token is looked up by its HMAC through the
+  cached :class:`DeviceRegistry`; a token no device holds is handed to ``activate`` (static
+  tokens, ``backend.inject.activation``), which may make its device now.
+* ``openblynk-service`` / a password derived from the secret key: the platform's own clients.
+* Blynk's MQTT Gateway API (a :class:`broker.GatewayIdentity`), speaking for the devices of one
+  organization and of every organization below it, each under ``dev/<token>/``:
+
+  - an OAuth client's id / its secret (``ClientLogins``: the platform API's clients, with
+    the same rules as its token endpoint: not revoked, its maker still lets it work);
+  - ``mgmt_device`` / the token of a device whose template has "Enable for Gateway API"
+    (the device's organization).
+
+  Gateway keys: ``client:<oauth_client.id>`` and ``device:<device.id>`` (what revocation
+  names: :func:`client_gateway_key`, :func:`device_gateway_key`).
+
+Anything else is refused (``None``: CONNACK 4, counted toward the per-address login limit).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from backend.devices.registry import DeviceRegistry
 from backend.security import Secrets
-from broker.identity import ConnectInfo, DeviceIdentity, ServiceIdentity
+from broker.identity import ConnectInfo, DeviceIdentity, GatewayIdentity, ServiceIdentity
 
 log = logging.getLogger(__name__)
 SERVICE_USERNAME = "openblynk-service"
 DEVICE_USERNAME = "device"
+GATEWAY_DEVICE_USERNAME = "mgmt_device"
+"""Blynk's user name for a gateway logging in with a device token."""
+
+_SUBTREE_SQL = """WITH RECURSIVE sub(id) AS (
+    SELECT id FROM organization WHERE id = %s
+    UNION ALL SELECT o.id FROM organization o JOIN sub s ON o.parent_id = s.id)
+SELECT id FROM sub"""
+_GATEWAY_DEVICE_SQL = """SELECT d.org_id FROM device d JOIN template t ON t.id = d.template_id
+WHERE d.id = %s AND t.gateway_enabled"""
+
+
+def client_gateway_key(client_pk: int) -> str:
+    """The gateway key of an OAuth client (``oauth_client.id``)."""
+    return f"client:{client_pk}"
+
+
+def device_gateway_key(device_id: int) -> str:
+    """The gateway key of a ``mgmt_device`` login with this device's token."""
+    return f"device:{device_id}"
+
+
+class ClientLogins(Protocol):
+    """OAuth clients as broker logins (the platform API's clients; the process wires them)."""
+
+    async def verify(self, client_id: str, client_secret: str) -> int | None:
+        """The id (``oauth_client.id``) of a working client whose secret this is, else None."""
+        ...
+
+    async def working_org(self, client_pk: int) -> int | None:
+        """The organization of a client that still works (not revoked, maker active), else None."""
+        ...
+
+
+class OrgScope:
+    """The devices of one organization and of every organization below it.
+
+    ``device_for`` reads the device through the registry's cache (dropped by change notices);
+    the organizations below are read again every ``ttl`` seconds and by ``still_valid``.
+    """
+
+    def __init__(self, auth: PgAuthenticator, org_id: int) -> None:
+        self.auth = auth
+        self.org_id = org_id
+        self._orgs: frozenset[int] = frozenset()
+        self._orgs_until = 0.0
+
+    async def device_for(self, token: str) -> int | None:
+        """The device holding ``token`` if it is in scope."""
+        device = await self.auth.registry.by_token_hmac(self.auth.secrets.token_hmac(token))
+        if device is None:
+            return None
+        return device.id if device.org_id in await self.orgs() else None
+
+    async def orgs(self) -> frozenset[int]:
+        """The organization and every one below it (cached for the registry's time to live)."""
+        if time.monotonic() >= self._orgs_until:
+            async with self.auth.registry.pool.connection() as conn:
+                rows = await (await conn.execute(_SUBTREE_SQL, (self.org_id,))).fetchall()
+            self._orgs = frozenset(int(r[0]) for r in rows)
+            self._orgs_until = time.monotonic() + self.auth.registry.ttl
+        return self._orgs
+
+    def forget(self) -> None:
+        """Read the organizations again on the next lookup."""
+        self._orgs_until = 0.0
+
+
+class ClientScope(OrgScope):
+    """An OAuth client's gateway scope: its organization's subtree, while the client works."""
+
+    def __init__(self, auth: PgAuthenticator, org_id: int, client_pk: int, clients: ClientLogins) -> None:
+        super().__init__(auth, org_id)
+        self.client_pk = client_pk
+        self.clients = clients
+
+    async def still_valid(self) -> bool:
+        """The client still works and still belongs to the same organization."""
+        self.forget()
+        return await self.clients.working_org(self.client_pk) == self.org_id
+
+
+class DeviceGatewayScope(OrgScope):
+    """A ``mgmt_device`` login's scope: its device's organization subtree, while the device
+    exists there and its template keeps "Enable for Gateway API" (a revoked token is
+    handled by the broker at once, from the device's change notice)."""
+
+    def __init__(self, auth: PgAuthenticator, org_id: int, device_id: int) -> None:
+        super().__init__(auth, org_id)
+        self.device_id = device_id
+
+    async def still_valid(self) -> bool:
+        """The device is still in the same organization and its template still allows gateways."""
+        self.forget()
+        return await self.auth.gateway_device_org(self.device_id) == self.org_id
 
 
 class PgAuthenticator:
-    """Token → device identity, resolved from PostgreSQL with a short cache."""
+    """Credentials → identity, resolved from PostgreSQL with short caches."""
 
-    def __init__(self, registry: DeviceRegistry, secrets: Secrets) -> None:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        secrets: Secrets,
+        activate: Callable[[bytes], Awaitable[int | None]] | None = None,
+        *,
+        clients: ClientLogins | None = None,
+    ) -> None:
         self.registry = registry
         self.secrets = secrets
+        self.activate = activate
+        """Token HMAC -> the id of the device made for it now (static tokens), or None."""
+        self.clients = clients
 
-    async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | None:
+    async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | GatewayIdentity | None:
         """Who is connecting, or None to refuse with CONNACK 4."""
         if info.username == SERVICE_USERNAME:
             if self.secrets.check_service_password(info.password):
                 return ServiceIdentity(name=info.client_id or SERVICE_USERNAME)
             log.warning("refused service login from %s: wrong password", info.remote_address)
             return None
-        if info.username != DEVICE_USERNAME or not info.password:
+        if not info.username or not info.password:
             return None
-        device = await self.registry.by_token_hmac(self.secrets.token_hmac(info.password))
-        if device is None:
-            log.info("refused device login from %s: unknown token", info.remote_address)
+        if info.username == DEVICE_USERNAME:
+            return await self._device(info.password, info.remote_address)
+        if info.username == GATEWAY_DEVICE_USERNAME:
+            return await self._device_gateway(info.password, info.remote_address)
+        return await self._client_gateway(info.username, info.password, info.remote_address)
+
+    async def _device(self, token: str, address: str | None) -> DeviceIdentity | None:
+        token_hmac = self.secrets.token_hmac(token)
+        device = await self.registry.by_token_hmac(token_hmac)
+        if device is not None:
+            return DeviceIdentity(device_id=device.id)
+        made = await self.activate(token_hmac) if self.activate is not None else None
+        if made is None:
+            log.info("refused device login from %s: unknown token", address)
             return None
-        return DeviceIdentity(device_id=device.id)
+        return DeviceIdentity(device_id=made)
+
+    async def _device_gateway(self, token: str, address: str | None) -> GatewayIdentity | None:
+        device = await self.registry.by_token_hmac(self.secrets.token_hmac(token))
+        org = await self.gateway_device_org(device.id) if device is not None else None
+        if device is None or org is None:
+            log.info("refused mgmt_device login from %s: unknown token or gateway API not enabled", address)
+            return None
+        return GatewayIdentity(device_gateway_key(device.id), DeviceGatewayScope(self, org, device.id))
+
+    async def _client_gateway(self, client_id: str, secret: str, address: str | None) -> GatewayIdentity | None:
+        client_pk = await self.clients.verify(client_id, secret) if self.clients is not None else None
+        org = await self.clients.working_org(client_pk) if self.clients is not None and client_pk else None
+        if self.clients is None or client_pk is None or org is None:
+            log.info("refused login from %s: not a device, service or working OAuth client", address)
+            return None
+        return GatewayIdentity(client_gateway_key(client_pk), ClientScope(self, org, client_pk, self.clients))
+
+    async def gateway_device_org(self, device_id: int) -> int | None:
+        """The organization of a device whose template has "Enable for Gateway API", else None."""
+        async with self.registry.pool.connection() as conn:
+            row = await (await conn.execute(_GATEWAY_DEVICE_SQL, (device_id,))).fetchone()
+        return int(row[0]) if row is not None else None

@@ -33,6 +33,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import ALL, Permission, Principal, expand, parse
 from backend.access.scope import Scope, ancestry
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_all, fetch_one
 from backend.errors import AuthenticationError, NotFoundError, PermissionDeniedError, ValidationError
 
@@ -181,6 +182,7 @@ class OAuthClientService:
         if client.revoked_at is None:
             await execute(self.session, "UPDATE oauth_client SET revoked_at = now() WHERE id = :id", id=client_pk)
             await execute(self.session, "DELETE FROM oauth_token WHERE client_id = :id", id=client_pk)
+            await notify(self.session, Change("oauth_client", client_pk, revoked=True))  # its MQTT logins end
             await self.audit.record(
                 self.principal,
                 client.org_id,
@@ -246,6 +248,27 @@ class TokenService:
             client_id=int(row["id"]),
             maker_id=int(row["maker_id"]),
         )
+
+    async def verify_client(self, client_id: str, client_secret: str) -> int | None:
+        """The id of a working client proving its secret, else None (the broker's gateway
+        logins: the same rules as the token endpoint's)."""
+        try:
+            return await self._client(client_id, client_secret)
+        except OAuthError:
+            return None
+
+    async def working_org(self, client_pk: int) -> int | None:
+        """The organization of a client that still works (not revoked, its maker still lets it),
+        else None."""
+        row = await fetch_one(
+            self.session,
+            f"SELECT c.id, c.org_id, c.permissions, {_MAKER_COLUMNS} FROM {_WITH_MAKER} "
+            "WHERE c.id = :id AND c.revoked_at IS NULL",
+            id=client_pk,
+        )
+        if row is None or await self._effective(row) is None:
+            return None
+        return int(row["org_id"])
 
     async def purge_expired(self) -> int:
         """Delete tokens past their end (they already no longer work)."""

@@ -23,6 +23,8 @@ class Template(SQLModel, table=True):
     connection_type: str = "WI_FI"
     heartbeat_interval: int = 45
     offline_ignore_seconds: int = 0
+    gateway_enabled: bool = False
+    """Blynk's "Enable for Gateway API": a device's token logs in as a gateway (``mgmt_device``)."""
     raw_retention_days: int | None = None
     rollup_retention_days: int | None = None
     created_at: datetime | None = Field(

@@ -112,6 +112,9 @@ class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
     heartbeat_interval: Annotated[int, msgspec.Meta(ge=1, le=86400)] = 45
     offline_ignore_seconds: Annotated[int, msgspec.Meta(ge=0, le=86400)] = 0
     """An offline shorter than this, followed by an online, leaves no timeline entry."""
+    gateway_enabled: bool = False
+    """Blynk's "Enable for Gateway API": the token of a device of this template, with the MQTT
+    user name ``mgmt_device``, logs in a gateway for the device's organization."""
     metadata: list[MetaFieldIn] = []
     raw_retention_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
     """Days this template's raw history is kept; None: the server's setting."""

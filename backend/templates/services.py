@@ -119,6 +119,7 @@ class TemplateService:
             connection_type=template.connection_type,
             heartbeat_interval=template.heartbeat_interval,
             offline_ignore_seconds=template.offline_ignore_seconds,
+            gateway_enabled=template.gateway_enabled,
             raw_retention_days=template.raw_retention_days,
             rollup_retention_days=template.rollup_retention_days,
             datastreams=datastreams,
@@ -138,6 +139,7 @@ class TemplateService:
         template.connection_type = spec.connection_type
         template.heartbeat_interval = spec.heartbeat_interval
         template.offline_ignore_seconds = spec.offline_ignore_seconds
+        template.gateway_enabled = spec.gateway_enabled
         template.raw_retention_days = spec.raw_retention_days
         template.rollup_retention_days = spec.rollup_retention_days
         self.session.add(template)

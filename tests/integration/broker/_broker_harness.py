@@ -27,7 +27,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker import BrokerSettings, ConnectInfo, DeviceIdentity, MqttBroker, ServiceIdentity
+from broker import BrokerSettings, ConnectInfo, DeviceIdentity, GatewayIdentity, MqttBroker, ServiceIdentity
 from broker.trie import SubscriptionIndex
 from tests.support.net import eventually  # the broker tests import it from here
 
@@ -43,19 +43,48 @@ def token(device_id: int) -> str:
     return next(t for t, d in TOKENS.items() if d == device_id)
 
 
+GATEWAY_PASSWORD = "gateway-secret"
+GATEWAYS = {"gw-a": frozenset({1, 2, 3}), "gw-b": frozenset({4, 5})}
+"""Test gateways (user name -> the devices in its scope); they log in with ``GATEWAY_PASSWORD``."""
+
+
+@dataclass
+class DictScope:
+    """A test gateway's scope: the devices of :data:`GATEWAYS` not revoked since."""
+
+    name: str
+    authenticator: DictAuthenticator
+
+    async def device_for(self, token: str) -> int | None:
+        device = TOKENS.get(token)
+        scope = self.authenticator.gateways.get(self.name, frozenset())
+        return device if device in scope and device not in self.authenticator.revoked_devices else None
+
+    async def still_valid(self) -> bool:
+        return self.name not in self.authenticator.revoked_gateways
+
+
 class DictAuthenticator:
-    """Token dict -> DeviceIdentity; the service password -> ServiceIdentity."""
+    """Token dict -> DeviceIdentity; the service password -> ServiceIdentity; a gateway name of
+    :data:`GATEWAYS` and ``GATEWAY_PASSWORD`` -> GatewayIdentity."""
 
     def __init__(self) -> None:
         self.calls: list[ConnectInfo] = []
         self.fail = False
+        self.gateways = dict(GATEWAYS)
+        self.revoked_gateways: set[str] = set()
+        self.revoked_devices: set[int] = set()
 
-    async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | None:
+    async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | GatewayIdentity | None:
         self.calls.append(info)
         if self.fail:
             raise RuntimeError("database is down")
         if info.password == SERVICE_PASSWORD:
             return ServiceIdentity(info.username or "service")
+        if info.password == GATEWAY_PASSWORD and info.username in self.gateways:
+            if info.username in self.revoked_gateways:
+                return None
+            return GatewayIdentity(f"client:{info.username}", DictScope(info.username, self))
         device = TOKENS.get(info.password or "")
         return DeviceIdentity(device) if device is not None else None
 
@@ -226,6 +255,8 @@ class Paho:
     keepalive: int = 60
     will: tuple[str, bytes] | None = None
     protocol: int = mqtt.MQTTv311
+    bind: str = ""
+    """The local address to connect from (another loopback address is another client address)."""
     messages: list[Received] = field(default_factory=list)
     connack: str | None = None
     disconnected: bool = False
@@ -266,7 +297,7 @@ class Paho:
 
     async def connect(self, expect: str = "Success") -> Paho:
         """Connect (paho's network thread) and wait for CONNACK."""
-        self.client.connect_async("127.0.0.1", self.port, keepalive=self.keepalive)
+        self.client.connect_async("127.0.0.1", self.port, keepalive=self.keepalive, bind_address=self.bind)
         self.client.loop_start()
         await eventually(lambda: self.connack is not None, message="CONNACK")
         assert self.connack == expect, self.connack
