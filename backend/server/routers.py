@@ -29,9 +29,9 @@ from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsRuntime
 from backend.audit.controllers import audit_log
 from backend.audit.deps import provide_audit
-from backend.automations.controllers import ConsoleAutomationController
+from backend.automations.controllers import ConsoleAutomationController, ConsoleSceneController
 from backend.automations.deps import automations_dependencies
-from backend.automations.platform import PlatformAutomationController
+from backend.automations.platform import PlatformAutomationController, PlatformSceneController
 from backend.console.context import console_dependencies
 from backend.console.controllers import ConsoleDeviceController, ConsoleTemplateController
 from backend.db.deps import provide_db_session
@@ -128,6 +128,7 @@ def console_api_router() -> Router:
             ConsoleTemplateController,
             ConsoleDeviceController,
             ConsoleAutomationController,
+            ConsoleSceneController,
             NotificationController,
         ],
         middleware=[session_middleware(_accounts)],
@@ -148,6 +149,7 @@ def platform_router() -> Router:
             PlatformTemplateController,
             PlatformUserController,
             PlatformAutomationController,
+            PlatformSceneController,
             *NOT_OFFERED_ROUTES,
         ],
         middleware=[bearer_middleware(_accounts)],

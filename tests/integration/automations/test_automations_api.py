@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from backend.automations.retention import trim_runs
 from tests.support.accounts import ROOT_ADMIN, STAFF, USER, AccountsStack, Api, invite_and_join, start_accounts_stack
+from tests.support.net import wait_for
 from tests.support.tenants import TwoTenants, two_tenants
 
 API = "/api/console/automations"
@@ -199,6 +200,8 @@ def test_references_outside_the_organization_are_refused_alike(world: World) -> 
         a.admin.put(f"{API}/{theirs}", json=soil(a.device.id, a.device.id)),
         a.admin.delete(f"{API}/{theirs}"),
         a.admin.post(f"{API}/{theirs}/disable"),
+        a.admin.post(f"{API}/{theirs}/run"),
+        world.bearer.post(f"{V1}/automation/run", params={"automationId": theirs}),
         a.admin.get(f"{API}/log", params={"automation_id": theirs}),
         world.bearer.get(f"{V1}/automation", params={"automationId": theirs}),
         world.bearer.delete(f"{V1}/automation", params={"automationId": theirs}),
@@ -251,6 +254,43 @@ def test_blynks_limits_per_organization_are_settings(world: World) -> None:
     ok(a.admin.post(API, json={**long, "actions": long["actions"][:LIMIT]}), 201)
 
 
+def test_only_an_enabled_scene_runs_by_hand(world: World) -> None:
+    a = world.t.a
+    rule = ok(a.admin.post(API, json=soil(a.device.id, a.device.id)), 201)["id"]
+    assert "only a scene runs by hand" in refused(a.admin.post(f"{API}/{rule}/run"), 400)
+    off = ok(a.admin.post(API, json=scene("Off", pump=a.device.id, enabled=False)), 201)["id"]
+    assert "disabled" in refused(world.bearer.post(f"{V1}/automation/run", params={"automationId": off}), 400)
+    assert "automations.execute" in refused(world.user.post(f"{API}/{off}/run"), 403)
+    with world.acc.db() as db:
+        assert db.execute("SELECT count(*) FROM automation_run").fetchone() == (0,)
+
+
+def test_a_scene_runs_by_hand_and_its_run_is_in_the_log_and_the_audit(world: World) -> None:
+    a = world.t.a
+    aid = ok(a.admin.post(API, json=scene("Water now")), 201)["id"]  # the devices tagged "pumps"
+    run_id = ok(world.staff.post(f"{API}/{aid}/run"))["run_id"]
+    again = ok(world.bearer.post(f"{V1}/automation/run", params={"automationId": aid}))["runId"]
+    assert again > run_id
+
+    def finished() -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = ok(a.admin.get(f"{API}/log", params={"automation_id": aid}))["content"]
+        return [r for r in runs if r["status"] not in ("running", "waiting")]
+
+    wait_for(lambda: len(finished()) == 2, 10, message="both runs of the scene finished")
+    first = next(r for r in finished() if r["id"] == run_id)
+    assert first["trigger"] == "scene" and first["automation_name"] == "Water now"
+    assert [(s["position"], s["action_type"]) for s in first["steps"]] == [(0, "control")]
+    assert first["status"] == "ok" and first["steps"][0]["ok"] is True
+
+    def power() -> Any:
+        with world.acc.db() as db:
+            sql = "SELECT value FROM datastream_value WHERE device_id = %s AND pin = 1"
+            return db.execute(sql, (a.device.id,)).fetchone()
+
+    wait_for(lambda: power() == ("1",), 10, message="the scene set the tagged device's Power to 1")
+    assert audit_actions(a.admin, a.org)[:2] == [("automation.run", str(aid)), ("automation.run", str(aid))]
+
+
 def test_the_platform_api_lists_makes_changes_and_deletes_in_blynks_shape(world: World) -> None:
     a = world.t.a
     made = ok(world.bearer.post(f"{V1}/automation/create", json=soil(a.device.id, a.device.id)), 201)
@@ -292,7 +332,12 @@ def test_the_log_pages_runs_newest_first_with_every_actions_outcome(world: World
     with world.acc.db() as db:
         first = _run(db, aid, a.org, now - timedelta(hours=2), "ok", [("control", True, ""), ("wait", True, "")])
         failed = _run(
-            db, aid, a.org, now - timedelta(hours=1), "failed", [("control", False, "device offline"), ("email", True, "")]
+            db,
+            aid,
+            a.org,
+            now - timedelta(hours=1),
+            "failed",
+            [("control", False, "device offline"), ("email", True, "")],
         )
         _run(db, other, b.org, now, "ok", [("control", True, "")])
     log = ok(a.admin.get(f"{API}/log", params={"size": 1}))

@@ -515,6 +515,14 @@ ROUTES: dict[tuple[str, str], Route] = {
             lambda w, o, c: Call("POST", f"/api/console/automations/{spare_automation(o, 'off-auto')}/disable")
         )
     ),
+    ("POST", "/api/console/automations/{automation_id:int}/run"): S(
+        automation=I(lambda w, o, c: Call("POST", f"/api/console/automations/{spare_automation(o, 'auto')}/run"))
+    ),
+    ("POST", f"{V1}/automation/run"): B(
+        automation=I(
+            lambda w, o, c: Call("POST", f"{V1}/automation/run", params={"automationId": spare_automation(o, "auto")})
+        )
+    ),
     ("GET", f"{V1}/automations"): Route(
         BEARER,
         {"org": I(lambda w, o, c: G(f"{V1}/automations", orgId=o.org))},
