@@ -34,6 +34,7 @@ from amqtt.session import Session
 from broker._gateway_state import GatewayDevice, GatewayState, publish_size
 from broker._lifecycle import LifecycleBroker
 from broker._limits import PublishRate, RateVerdict
+from broker._routing import device_key
 from broker._session import BrokerSession, Connection
 from broker._transport import Meter
 from broker.errors import InvalidTopicError
@@ -71,10 +72,20 @@ class GatewayBroker(LifecycleBroker):
     # ---- tokens -------------------------------------------------------------------------
 
     async def resolve_token(self, state: GatewayState, token: str) -> GatewayDevice | None:
-        """The device ``token`` names in ``state``'s scope (asked once per connection), or None."""
+        """The device ``token`` names in ``state``'s scope (asked once per connection), or None.
+
+        New tokens are looked up at most ``device_rate_limit`` times a second per connection
+        (beyond that they are refused without asking), so a gateway trying random tokens
+        costs the database no more than one device does."""
         known, device = state.cached(token)
         if known:
             return device
+        if state.lookups is None:
+            settings = self.settings
+            state.lookups = PublishRate(settings.device_rate_limit, settings.rate_abuse_seconds, self._rate_now())
+        if state.lookups.check(self._rate_now()) is not RateVerdict.ACCEPT:
+            logger.info("gateway %s: too many new tokens; refusing one without asking", state.identity.key)
+            return None
         try:
             device_id = await state.identity.scope.device_for(token)
         except Exception:
@@ -162,7 +173,7 @@ class GatewayBroker(LifecycleBroker):
         """The device spoke through ``connection``: online, vitals, its pending OTA offer."""
         device_id = device.device_id
         await self.release_gateway_device(device_id, OfflineReason.REPLACED)
-        direct = self.connections.get(f"dev:{device_id}")
+        direct = self.connections.get(device_key(device_id))
         if direct is not None and not direct.closed:
             await self.end_connection(direct, OfflineReason.REPLACED)
         identity = connection.identity

@@ -57,6 +57,8 @@ class GatewayState:
         self.tokens: dict[str, int | None] = {}
         """Token -> device id, or ``None`` where the scope refused it."""
         self.devices: dict[int, GatewayDevice] = {}
+        self.lookups: PublishRate | None = None
+        """How fast new tokens may be looked up (set by the broker on the first lookup)."""
 
     def cached(self, token: str) -> tuple[bool, GatewayDevice | None]:
         """(whether ``token`` was resolved before, the device it resolved to)."""

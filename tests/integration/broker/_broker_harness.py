@@ -56,6 +56,7 @@ class DictScope:
     authenticator: DictAuthenticator
 
     async def device_for(self, token: str) -> int | None:
+        self.authenticator.lookups += 1
         device = TOKENS.get(token)
         scope = self.authenticator.gateways.get(self.name, frozenset())
         return device if device in scope and device not in self.authenticator.revoked_devices else None
@@ -74,6 +75,8 @@ class DictAuthenticator:
         self.gateways = dict(GATEWAYS)
         self.revoked_gateways: set[str] = set()
         self.revoked_devices: set[int] = set()
+        self.lookups = 0
+        """Tokens the gateways' scopes were asked about."""
 
     async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | GatewayIdentity | None:
         self.calls.append(info)
