@@ -60,6 +60,8 @@ class Permission(StrEnum):
     AUTOMATIONS_EXECUTE = "automations.execute"
     # developer API
     API_CLIENTS = "api.clients"
+    WEBHOOKS_VIEW = "webhooks.view"
+    WEBHOOKS_EDIT = "webhooks.edit"
 
 
 DESCRIPTIONS: dict[Permission, str] = {
@@ -95,6 +97,8 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.AUTOMATIONS_DELETE: "delete automations",
     Permission.AUTOMATIONS_EXECUTE: "run automations and scenes",
     Permission.API_CLIENTS: "manage OAuth2 clients of the platform API",
+    Permission.WEBHOOKS_VIEW: "see webhooks and their delivery log",
+    Permission.WEBHOOKS_EDIT: "create, change, test and delete webhooks (their secrets included)",
 }
 
 ADMIN_ROLE, STAFF_ROLE, USER_ROLE = 1, 2, 3

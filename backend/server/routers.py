@@ -56,6 +56,8 @@ from backend.server.container import Runtime, runtime, runtime_of
 from backend.server.health import health
 from backend.transport.controllers import ca_certificate
 from backend.transport.websocket import mqtt_websocket
+from backend.webhooks.controllers import ConsoleWebhookController
+from backend.webhooks.deps import webhooks_dependencies
 from console_ui.routes import console_pages
 
 
@@ -91,6 +93,7 @@ def app_dependencies() -> dict[str, Provide]:
         "data_api": _part(lambda rt: rt.data_api),
         "tls": _part(lambda rt: rt.tls),
         "mqtt_bridge": _part(lambda rt: rt.mqtt_bridge),
+        "webhook_sender": _part(lambda rt: rt.webhooks.sender),
         "notices": _part(lambda rt: rt.notices),
         "scene_runner": _part(lambda rt: rt.automations),
     }
@@ -130,10 +133,16 @@ def console_api_router() -> Router:
             ConsoleAutomationController,
             ConsoleSceneController,
             NotificationController,
+            ConsoleWebhookController,
         ],
         middleware=[session_middleware(_accounts)],
         guards=[same_origin],
-        dependencies={**console_dependencies(), **automations_dependencies(), **notifications_dependencies()},
+        dependencies={
+            **console_dependencies(),
+            **automations_dependencies(),
+            **notifications_dependencies(),
+            **webhooks_dependencies(),
+        },
     )
 
 

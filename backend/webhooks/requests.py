@@ -14,6 +14,7 @@ saved (:func:`check`), and a rendered body over the limit is refused when sent.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,8 +48,11 @@ CONTENT_TYPES = {
     BodyKind.JSON: "application/json",
     BodyKind.PLAIN: "text/plain; charset=utf-8",
 }
-_EXPANSION = {BodyKind.FORM: 3, BodyKind.JSON: 6, BodyKind.PLAIN: 1}
-"""The most bytes one byte of a value can become in a body of each kind (``%XX``; ``\\u00XX``)."""
+_EXPANSION = {BodyKind.FORM: 3, BodyKind.JSON: 2, BodyKind.PLAIN: 1}
+"""The most bytes one byte of a value can become in a body of each kind (``%XX``; ``\\"``)."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Control characters put in a JSON body as spaces (each would take six bytes as ``\\u00XX``);
+tabs and line breaks stay (two bytes escaped)."""
 
 
 def placeholder_sizes(string_max_bytes: int) -> dict[str, int]:
@@ -118,7 +122,7 @@ class Rendered:
 
 def _escaped(kind: BodyKind, values: Mapping[str, str]) -> dict[str, str]:
     if kind is BodyKind.JSON:
-        return {k: json.dumps(v, ensure_ascii=False)[1:-1] for k, v in values.items()}
+        return {k: json.dumps(_CONTROL.sub(" ", v), ensure_ascii=False)[1:-1] for k, v in values.items()}
     if kind is BodyKind.FORM:
         return {k: quote_plus(v) for k, v in values.items()}
     return dict(values)

@@ -6,8 +6,12 @@ triggers them, and registers with :class:`~backend.devices.signals.DeviceSignals
 - datastream updates: it watches exactly the datastreams that webhooks name (``watch``), or
   whole templates for "any datastream" (``watch_all``), so values nobody hooked cost the
   ingest nothing; a device webhook watches its device's template and filters by device;
-- a device's first connection and its activation: the webhooks of the device's organization;
+- a device's first connection and its activation: the webhooks of the device's organization
+  and of those above it;
 - a user added: the webhooks of that organization.
+
+A webhook fires for devices of its own organization and below only: a template shared by
+sibling organizations does not carry one tenant's values to the other's webhook.
 
 Listeners only match in memory and hand the delivery to the sender's bounded queue; the
 placeholder values (device, template and organization names) are read when the delivery is
@@ -34,9 +38,14 @@ log = logging.getLogger(__name__)
 _ENABLED_SQL = """SELECT w.id, w.org_id, w.trigger_kind, w.template_id, w.device_id, w.pin, d.template_id AS device_template
 FROM webhook w LEFT JOIN device d ON d.id = w.device_id
 WHERE w.enabled AND w.trigger_kind <> 'manual'"""
-_DEVICE_SQL = """SELECT d.id, d.name, d.org_id, t.org_id AS template_org, t.public_id, t.name AS template_name,
-       o.name AS org_name
-FROM device d JOIN template t ON t.id = d.template_id JOIN organization o ON o.id = d.org_id WHERE d.id = %s"""
+_DEVICE_SQL = """WITH RECURSIVE up(id, parent_id) AS (
+    SELECT o.id, o.parent_id FROM organization o JOIN device d ON d.org_id = o.id WHERE d.id = %(id)s
+    UNION ALL SELECT o.id, o.parent_id FROM organization o JOIN up ON o.id = up.parent_id)
+SELECT d.id, d.name, d.org_id, t.public_id, t.name AS template_name, o.name AS org_name,
+       (SELECT array_agg(id) FROM up) AS orgs
+FROM device d JOIN template t ON t.id = d.template_id JOIN organization o ON o.id = d.org_id WHERE d.id = %(id)s"""
+"""A device's placeholder values, and its organization with those above it: the organizations
+whose webhooks it may fire (never a sibling's, even through a shared template)."""
 _USER_SQL = "SELECT id, email, name FROM app_user WHERE id = %s AND org_id = %s"
 
 DATASTREAM_KINDS = frozenset({"template_datastream", "device_datastream"})
@@ -155,8 +164,7 @@ class WebhookTriggers:
         device = await self._device(device_id)
         if device is None:
             return []
-        orgs = {int(device["org_id"]), int(device["template_org"])}
-        hooks = [hook for org in sorted(orgs) for hook in self.index.by_org.get((kind, org), ())]
+        hooks = [hook for org in device["orgs"] for hook in self.index.by_org.get((kind, org), ())]
         trigger = f"{kind.replace('_', ' ')}: device {device_id}"
         return [(hook.id, hook.org_id, _device_values(device), trigger) for hook in hooks]
 
@@ -176,7 +184,7 @@ class WebhookTriggers:
     def _queue(self, hook: Hook, device_id: int, extra: Mapping[str, str], trigger: str) -> None:
         async def deliveries() -> list[Planned]:
             device = await self._device(device_id)
-            if device is None:
+            if device is None or hook.org_id not in device["orgs"]:
                 return []
             return [(hook.id, hook.org_id, {**_device_values(device), **extra}, trigger)]
 
@@ -185,7 +193,7 @@ class WebhookTriggers:
     async def _device(self, device_id: int) -> Mapping[str, Any] | None:
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            return await (await cur.execute(_DEVICE_SQL, (device_id,))).fetchone()
+            return await (await cur.execute(_DEVICE_SQL, {"id": device_id})).fetchone()
 
 
 def _device_values(device: Mapping[str, Any]) -> dict[str, str]:

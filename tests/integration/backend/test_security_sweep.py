@@ -397,6 +397,28 @@ def automations_of(path: str, **params: Any) -> Fill:
     return fill
 
 
+def webhook_body(o: Tenant, key: str, **trigger: Any) -> dict[str, Any]:
+    """A webhook of ``o``'s (its name carries ``o``'s marker) on ``trigger`` (default: any
+    datastream of ``o``'s template); its URL is refused by the address guard, so a test sends
+    nothing."""
+    return {
+        "name": f"{key} {o.marker}",
+        **(trigger or {"trigger": "template_datastream", "template_id": o.template}),
+        "url": "http://127.0.0.1:9/hook",
+    }
+
+
+def spare_webhook(o: Tenant, key: str) -> int:
+    return int(o.spare(key, lambda: _ok(o.admin.post("/api/console/webhooks", json=webhook_body(o, key)), 201)["id"]))
+
+
+def webhooks_listed(w: World, o: Tenant, c: Tenant) -> Call:
+    """The list of webhooks, once both tenants have one."""
+    spare_webhook(o, "listed-hook")
+    spare_webhook(c, "listed-hook")
+    return G("/api/console/webhooks")
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -459,6 +481,66 @@ def _dev_write(o: Tenant, body: dict[str, Any]) -> dict[str, Any]:
 NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
 YEAR_AGO = NOW_MS - 365 * 86_400_000
 ROUTES: dict[tuple[str, str], Route] = {
+    # ---- webhooks (issue #13): the console's JSON API
+    ("GET", "/api/console/webhooks"): Route(
+        SESSION, {"org": I(lambda w, o, c: G("/api/console/webhooks", org_id=o.org))}, lists=webhooks_listed
+    ),
+    ("POST", "/api/console/webhooks"): S(
+        org=I(
+            lambda w, o, c: Call(
+                "POST", "/api/console/webhooks", params={"org_id": o.org}, json=webhook_body(o, "made")
+            ),
+            own=201,
+        ),
+        template=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/console/webhooks",
+                json=webhook_body(c, "made-tpl", trigger="template_datastream", template_id=o.template),
+            ),
+            foreign=400,
+            own=201,
+        ),
+        device=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/console/webhooks",
+                json=webhook_body(c, "made-dev", trigger="device_datastream", device_id=o.device),
+            ),
+            foreign=400,
+            own=201,
+        ),
+    ),
+    ("GET", "/api/console/webhooks/{webhook_id:int}"): S(
+        webhook=I(lambda w, o, c: G(f"/api/console/webhooks/{spare_webhook(o, 'hook')}"))
+    ),
+    ("PUT", "/api/console/webhooks/{webhook_id:int}"): S(
+        webhook=I(
+            lambda w, o, c: Call(
+                "PUT", f"/api/console/webhooks/{spare_webhook(o, 'hook')}", json=webhook_body(o, "hook")
+            )
+        ),
+        device=I(
+            lambda w, o, c: Call(
+                "PUT",
+                f"/api/console/webhooks/{spare_webhook(c, 'hook')}",
+                json=webhook_body(c, "hook", trigger="device_datastream", device_id=o.device),
+            ),
+            foreign=400,
+        ),
+    ),
+    ("DELETE", "/api/console/webhooks/{webhook_id:int}"): S(
+        webhook=I(lambda w, o, c: Call("DELETE", f"/api/console/webhooks/{spare_webhook(o, 'deleted-hook')}"), own=204)
+    ),
+    ("POST", "/api/console/webhooks/{webhook_id:int}/secret"): S(
+        webhook=I(lambda w, o, c: Call("POST", f"/api/console/webhooks/{spare_webhook(o, 'hook')}/secret"))
+    ),
+    ("POST", "/api/console/webhooks/{webhook_id:int}/test"): S(
+        webhook=I(lambda w, o, c: Call("POST", f"/api/console/webhooks/{spare_webhook(o, 'hook')}/test"))
+    ),
+    ("GET", "/api/console/webhooks/{webhook_id:int}/deliveries"): S(
+        webhook=I(lambda w, o, c: G(f"/api/console/webhooks/{spare_webhook(o, 'hook')}/deliveries"))
+    ),
     # ---- automations (issue #13): the console's JSON API and the platform API
     ("GET", "/api/console/automations"): Route(
         SESSION,
@@ -1406,6 +1488,7 @@ def test_every_route_refuses_a_caller_without_credentials(world: World) -> None:
             ("{shipment_id:int}", world.a.shipment),
             ("{template_id:int}", world.a.template),
             ("{pin:int}", 1),
+            ("{webhook_id:int}", 1),
             ("{code:str}", "overheat"),
             ("{automation_id:int}", 1),
         ):
