@@ -52,6 +52,8 @@ class Settings:
     """Reverse proxies (comma-separated IPs/CIDRs) whose X-Forwarded-For/-Proto are believed; empty = none."""
     http_header_timeout_seconds: float = 10.0
     """An HTTP connection whose request headers are not complete this long after it opened is closed."""
+    http_body_timeout_seconds: float = 30.0
+    """An HTTP connection whose request body brings less than 1 KiB in this many seconds (and is not complete) is closed."""
     http_keepalive_seconds: int = 5
     """An idle keep-alive HTTP connection is closed after this many seconds."""
     http_connections_per_address: int = 256
@@ -260,6 +262,8 @@ class Settings:
             raise ConfigError(
                 "OPENBLYNK_HTTP_HEADER_TIMEOUT_SECONDS must be above 0 and OPENBLYNK_HTTP_KEEPALIVE_SECONDS at least 1"
             )
+        if self.http_body_timeout_seconds <= 0:
+            raise ConfigError("OPENBLYNK_HTTP_BODY_TIMEOUT_SECONDS must be above 0")
         if self.http_connections_per_address < 0:
             raise ConfigError("OPENBLYNK_HTTP_CONNECTIONS_PER_ADDRESS must be 0 (no cap) or more")
 

@@ -16,6 +16,12 @@ httptools protocol (the one ``http="auto"`` picks; httptools comes with uvicorn[
   header deadline. Trusted reverse proxies are exempt: every client behind them shares their
   address, so the proxy must cap per client itself.
 
+- a request body must keep coming: a connection whose body (once the headers are complete)
+  brings less than :data:`BODY_MIN_BYTES` in ``body_timeout`` seconds and is not complete is
+  closed, so a client cannot hold a request open by trickling its body either, while a slow
+  upload that moves on (a firmware image over a poor link) is never cut. Time the app spends
+  not reading (uvicorn pauses reading while the app has not taken what came) does not count.
+
 Idle keep-alive connections are closed by uvicorn's own ``timeout_keep_alive``.
 
 :func:`uvicorn_options` turns :class:`~backend.settings.Settings` into ``uvicorn.Config``
@@ -46,6 +52,8 @@ from broker import address_key
 log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 WARN_EVERY_SECONDS = 60.0
+BODY_MIN_BYTES = 1024
+"""What a request body must bring in each ``body_timeout`` window (or be complete)."""
 
 
 @dataclass
@@ -112,6 +120,7 @@ class ListenerLimits:
 
     header_timeout: float
     slots: AddressSlots
+    body_timeout: float = 30.0
 
 
 class LimitedHttpProtocol(HttpToolsProtocol):
@@ -130,6 +139,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._awaiting_headers = True
         self._refused = False
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_bytes = 0  # of the current body, in the current window
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if not self.limits.slots.take(transport):
@@ -141,6 +152,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
+        self._disarm_body_timer()
         if self._refused:
             return
         self.limits.slots.give_back(self.transport)
@@ -157,8 +169,15 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._awaiting_headers = False
         self._disarm_header_timer()
         super().on_headers_complete()
+        self._body_bytes = 0
+        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)  # until the message ends
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._disarm_body_timer()
         super().on_message_complete()
         self._awaiting_headers = True  # what arrives next is the next request's head
 
@@ -170,6 +189,27 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_late(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # closed already, or upgraded to a WebSocket
+        if self._body_bytes >= BODY_MIN_BYTES or self.flow.read_paused:  # moving on, or waiting for the app
+            self._body_bytes = 0
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
+            return
+        log.debug(
+            "closing HTTP connection from %s: request body brought %d bytes in %.0f s",
+            self.client,
+            self._body_bytes,
+            self.limits.body_timeout,
+        )
+        self.transport.abort()
 
     def _headers_late(self) -> None:
         self._header_timer = None
@@ -213,7 +253,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """``uvicorn.Config`` keyword arguments for the app's HTTP listener."""
     trusted = settings.trusted_proxy_networks
     limits = ListenerLimits(
-        settings.http_header_timeout_seconds, AddressSlots(settings.http_connections_per_address, trusted)
+        settings.http_header_timeout_seconds,
+        AddressSlots(settings.http_connections_per_address, trusted),
+        settings.http_body_timeout_seconds,
     )
     http, ws = listener_protocols(limits)
     return {

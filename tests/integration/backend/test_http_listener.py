@@ -52,6 +52,7 @@ def plain(pg_server: str, template_db: str) -> Iterator[AccountsStack]:
         "http_plain",
         **THROTTLES,
         http_header_timeout_seconds="1",
+        http_body_timeout_seconds="1",
         http_keepalive_seconds="1",
         http_connections_per_address=str(SILENT_CONNECTIONS + 500),
     )
@@ -213,6 +214,38 @@ def test_a_client_trickling_its_headers_is_closed_after_the_header_timeout(
                 trickler_closed = True
             trickler_closed = trickler_closed or trickler in _closed_by_server([trickler], 0.2)
         assert trickler_closed, "a client trickling its headers kept its connection"
+
+
+def test_a_client_trickling_its_body_is_closed_after_the_body_timeout(plain: AccountsStack) -> None:
+    with socket.create_connection(("127.0.0.1", plain.config.http_port), timeout=10) as trickler:
+        trickler.sendall(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n{"
+        )
+        deadline = time.monotonic() + 30
+        trickler_closed = False
+        while not trickler_closed and time.monotonic() < deadline:  # 50 bytes every 0.2 s: 250 B/s
+            try:
+                trickler.sendall(b" " * 50)
+            except OSError:
+                trickler_closed = True
+            trickler_closed = trickler_closed or trickler in _closed_by_server([trickler], 0.2)
+        assert trickler_closed, "a client trickling its request body kept its connection"
+
+
+def test_a_slow_body_that_keeps_moving_is_answered(plain: AccountsStack) -> None:
+    """2 KiB every 0.5 s for 5 s (longer than the 1 s body timeout): slow, but an upload."""
+    body = b'{"email": "nobody@example.com", "password": "' + b"x" * 20_000 + b'"}'
+    with socket.create_connection(("127.0.0.1", plain.config.http_port), timeout=10) as slow:
+        slow.sendall(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        for start in range(0, len(body), 2048):
+            slow.sendall(body[start : start + 2048])
+            time.sleep(0.5)
+        answer = slow.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 4"), answer[:100]  # answered (a refused sign-in), not cut
 
 
 def test_an_idle_keep_alive_connection_is_closed(plain: AccountsStack) -> None:
