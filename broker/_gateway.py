@@ -31,7 +31,7 @@ from amqtt.mqtt.constants import QOS_0
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 
-from broker._gateway_state import GatewayDevice, GatewayState, publish_size
+from broker._gateway_state import GatewayDevice, GatewayState, LookupPace, publish_size
 from broker._lifecycle import LifecycleBroker
 from broker._limits import PublishRate, RateVerdict
 from broker._routing import device_key
@@ -55,6 +55,8 @@ __all__ = ["GatewayBroker", "REFUSED_TOKEN_DIAG"]
 logger = logging.getLogger(__name__)
 
 REFUSED_TOKEN_DIAG = "publish refused: no device with this token in this gateway's scope"
+LOOKUP_MAX_WAIT = 1.0
+"""Seconds a new token may wait for its lookup (see ``BrokerSettings.gateway_lookup_rate``)."""
 
 
 class GatewayBroker(LifecycleBroker):
@@ -74,18 +76,20 @@ class GatewayBroker(LifecycleBroker):
     async def resolve_token(self, state: GatewayState, token: str) -> GatewayDevice | None:
         """The device ``token`` names in ``state``'s scope (asked once per connection), or None.
 
-        New tokens are looked up at most ``device_rate_limit`` times a second per connection
-        (beyond that they are refused without asking), so a gateway trying random tokens
-        costs the database no more than one device does."""
+        New tokens are looked up at most ``gateway_lookup_rate`` times a second per connection:
+        one over it waits its turn for up to :data:`LOOKUP_MAX_WAIT` seconds, and is refused
+        without asking (and not remembered) beyond that."""
         known, device = state.cached(token)
         if known:
             return device
         if state.lookups is None:
-            settings = self.settings
-            state.lookups = PublishRate(settings.device_rate_limit, settings.rate_abuse_seconds, self._rate_now())
-        if state.lookups.check(self._rate_now()) is not RateVerdict.ACCEPT:
+            state.lookups = LookupPace(self.settings.gateway_lookup_rate, self._rate_now())
+        wait = state.lookups.reserve(self._rate_now(), LOOKUP_MAX_WAIT)
+        if wait is None:
             logger.info("gateway %s: too many new tokens; refusing one without asking", state.identity.key)
             return None
+        if wait:
+            await asyncio.sleep(wait)
         try:
             device_id = await state.identity.scope.device_for(token)
         except Exception:

@@ -18,7 +18,7 @@ from broker._transport import Meter
 from broker.identity import GatewayIdentity
 from broker.topics import GATEWAY_PREFIX, DeviceMount, device_of
 
-__all__ = ["GatewayDevice", "GatewayState", "publish_size"]
+__all__ = ["GatewayDevice", "GatewayState", "LookupPace", "publish_size"]
 
 REFUSED_CACHE = 4096
 """Refused tokens remembered per connection; beyond that the refusals are forgotten (and asked
@@ -30,6 +30,27 @@ def publish_size(topic: str, data: bytes | bytearray, qos: int) -> int:
     remaining = 2 + len(topic.encode()) + len(data) + (2 if qos else 0)
     header = 2 if remaining < 128 else 3 if remaining < 16_384 else 4
     return header + remaining
+
+
+class LookupPace:
+    """Spaces the token lookups of one gateway connection: ``rate`` a second after a burst of
+    ``rate`` (a token bucket whose debt is the wait)."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.at = now
+
+    def reserve(self, now: float, max_wait: float) -> float | None:
+        """Seconds to wait before the next lookup (its turn is taken), or ``None`` if that would
+        be longer than ``max_wait`` (nothing is taken)."""
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        wait = (1 - self.tokens) / self.rate if self.tokens < 1 else 0.0
+        if wait > max_wait:
+            return None
+        self.tokens -= 1
+        return wait
 
 
 @dataclass(eq=False)
@@ -57,7 +78,7 @@ class GatewayState:
         self.tokens: dict[str, int | None] = {}
         """Token -> device id, or ``None`` where the scope refused it."""
         self.devices: dict[int, GatewayDevice] = {}
-        self.lookups: PublishRate | None = None
+        self.lookups: LookupPace | None = None
         """How fast new tokens may be looked up (set by the broker on the first lookup)."""
 
     def cached(self, token: str) -> tuple[bool, GatewayDevice | None]:

@@ -83,6 +83,11 @@ class BrokerSettings:
     (about 200 bytes each), so a broker restart loses them."""
     vitals_interval: float = 60.0
     """Seconds between ``sys/vitals/<device_id>`` reports for each connected device."""
+    gateway_lookup_rate: float = 1000.0
+    """New device tokens one gateway connection may have looked up a second (after a burst of
+    as many): a bridge subscribing for its devices at connect waits its turn for up to a
+    second; beyond that a token is refused without asking (0x80, or a dropped publish) and
+    asked again next time. Keeps a gateway trying random tokens from loading the database."""
 
     def __post_init__(self) -> None:
         for name in ("port", "tls_port", "proxy_port"):
@@ -103,7 +108,7 @@ class BrokerSettings:
         self._check_limits()
 
     def _check_limits(self) -> None:
-        for name in ("device_rate_limit", "rate_abuse_seconds", "vitals_interval"):
+        for name in ("device_rate_limit", "rate_abuse_seconds", "vitals_interval", "gateway_lookup_rate"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_session_backlog < 0:

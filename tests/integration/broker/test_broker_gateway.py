@@ -221,9 +221,9 @@ async def test_each_device_behind_a_gateway_keeps_its_own_rate_limit(clients: li
         assert [m.payload for m in app.messages if m.topic == "d/1/ds/Temperature"] == [b"0", b"1"]
 
 
-async def test_new_tokens_are_looked_up_at_the_device_rate_at_most(clients: list[Any]) -> None:
-    clock = ManualClock()  # never moves: a burst of one second's worth, then no refill
-    async with ours(clock, device_rate_limit=2) as harness:
+async def test_new_tokens_wait_their_turn_for_a_lookup_for_a_second_at_most(clients: list[Any]) -> None:
+    clock = ManualClock()  # never moves: a burst of two, then turns 0.5 s and 1 s ahead, then refusals
+    async with ours(clock, gateway_lookup_rate=2) as harness:
         gw = Paho(harness.port, client_id="gw", username="gw-a", password=GATEWAY_PASSWORD)
         clients.append(gw)
         await gw.connect()
@@ -232,7 +232,7 @@ async def test_new_tokens_are_looked_up_at_the_device_rate_at_most(clients: list
             await gw.publish(f"dev/{'r' * 31}{n}/ds/Temperature", "1", qos=1)
         await gw.publish(f"dev/{'r' * 31}0/ds/Temperature", "1", qos=1)  # remembered: not asked again
         await eventually(lambda: len(gw.topics()) == 7, message="a diag for each refused publish")
-        assert harness.authenticator.lookups == 2
+        assert harness.authenticator.lookups == 4
 
 
 @pytest.mark.parametrize("password", ["wrong", ""])
