@@ -26,8 +26,19 @@ from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsOf
 from backend.console.context import console_dependencies
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
+from backend.notifications.deps import notifications_dependencies
 from backend.orgs.deps import orgs_dependencies
-from console_ui import live, pages_air, pages_devices, pages_org, pages_public, pages_templates, vendor
+from console_ui import (
+    live,
+    notices,
+    pages_air,
+    pages_devices,
+    pages_notifications,
+    pages_org,
+    pages_public,
+    pages_templates,
+    vendor,
+)
 from console_ui.render import page
 
 HERE = Path(__file__).resolve().parent
@@ -70,14 +81,21 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
         *pages_templates.ROUTES,
         *pages_org.ROUTES,
         *pages_air.ROUTES,
+        *pages_notifications.ROUTES,
         live.live_socket,
+        notices.notices_socket,
         vendor_file,
     ]
     pages = Router(
         path="/",
         route_handlers=handlers,
         middleware=[session_middleware(accounts)],
-        dependencies={**accounts_dependencies(), **orgs_dependencies(), **console_dependencies()},
+        dependencies={
+            **accounts_dependencies(),
+            **orgs_dependencies(),
+            **console_dependencies(),
+            **notifications_dependencies(),
+        },
         exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},
         include_in_schema=False,
     )

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.permissions import Principal
+from backend.db.changes import Change, notify
 from backend.db.sql import execute
 from backend.errors import NotFoundError, PermissionDeniedError
 from backend.notifications.models import Notification, NotificationPref
@@ -61,15 +62,19 @@ class Inbox:
         row.read_at = datetime.now(UTC)
         self.session.add(row)
         await self.session.flush()
+        await notify(self.session, Change("notice", self.user_id))  # the user's other open pages
         return 1
 
     async def mark_all_read(self) -> int:
         """Mark every unread notification of the user read; how many were."""
-        return await execute(
+        marked = await execute(
             self.session,
             "UPDATE notification SET read_at = now() WHERE user_id = :user AND read_at IS NULL",
             user=self.user_id,
         )
+        if marked:
+            await notify(self.session, Change("notice", self.user_id))  # the user's other open pages
+        return marked
 
     async def prefs(self) -> PrefsOut:
         """The user's preferences (the defaults when never set)."""

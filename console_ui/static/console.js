@@ -81,6 +81,18 @@
           : el.value;
       }
     }
+    return nest(out);
+  }
+
+  // Fields named "a.b" go into an object: {"a": {"b": ...}} (settings that belong together).
+  function nest(flat) {
+    const out = {};
+    for (const [key, value] of Object.entries(flat)) {
+      const parts = key.split(".");
+      let at = out;
+      for (const part of parts.slice(0, -1)) at = (at[part] = at[part] || {});
+      at[parts[parts.length - 1]] = value;
+    }
     return out;
   }
 

@@ -140,7 +140,13 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
         _ok(
             api.post(
                 f"/api/console/templates/{tid}/events",
-                json={"code": "hot", "name": n["event"], "type": "warning", "description": n["event_description"]},
+                json={
+                    "code": "hot",
+                    "name": n["event"],
+                    "type": "warning",
+                    "description": n["event_description"],
+                    "notify": {"in_app": True, "recipients": ["admins"], "meta_fields": [n["meta"]]},
+                },
             )
         )
         _ok(api.post(f"/api/console/templates/{tid}/metadata", json={"name": n["meta"], "type": "text"}))
@@ -254,6 +260,8 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
         expect(page.locator("main")).to_contain_text(n[key])
     _visit(page, f"{base}/templates/{tid}?tab=events", "template-events")
     expect(page.locator("main")).to_contain_text(n["event"])
+    expect(page.locator('[data-event-notify-form="hot"] input[name="name"]')).to_have_value(n["event"])
+    expect(page.locator('[data-event-notify-form="hot"] textarea[name="notify.meta_fields"]')).to_have_value(n["meta"])
     _visit(page, f"{base}/templates/{tid}?tab=metadata", "template-metadata")
     expect(page.locator("main")).to_contain_text(n["meta"])
     _visit(page, f"{base}/templates/{tid}?tab=dashboard", "template-editor")
@@ -329,6 +337,13 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     for path, key in (("/orgs", "org"), ("/users", "user"), ("/roles", "role"), ("/account", "user")):
         _visit(page, base + path, path.strip("/"))
         expect(page.locator("main")).to_contain_text(n[key])
+
+    # notifications: the logged event notified the admins (the bell's count, the list, the form)
+    _visit(page, f"{base}/notifications", "notifications")
+    expect(page.locator("#notifications")).to_contain_text(n["event"])
+    expect(page.locator("#notifications")).to_contain_text(n["logged"])
+    expect(page.locator("[data-bell-count]")).to_have_text(re.compile(r"^[1-9]\d*$"))
+    expect(page.locator("#notification-preferences")).to_be_visible()
 
     # Blynk.Air: firmware, shipments, the new-shipment form, a shipment's page with its polling
     _visit(page, f"{base}/air/firmware", "air-firmware")

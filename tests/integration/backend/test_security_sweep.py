@@ -54,6 +54,7 @@ from tests.support.accounts import (
     start_accounts_stack,
 )
 from tests.support.dbstate import changed_tables, settled_state
+from tests.support.net import wait_for
 from tests.support.stack import TEST_SECRET
 
 PUBLIC, DEVICE, SESSION, BEARER = "public", "device-token", "session", "bearer"
@@ -419,6 +420,37 @@ def webhooks_listed(w: World, o: Tenant, c: Tenant) -> Call:
     return G("/api/console/webhooks")
 
 
+def spare_notification(o: Tenant, key: str) -> int:
+    """An in-app notification of the tenant's administrator: an event of the tenant's device whose
+    definition notifies the organization's admins (one per key); its id."""
+
+    def make() -> int:
+        code = f"notice_{key}".replace("-", "_")
+        event = {"code": code, "name": f"Notice {o.marker}", "notify": {"in_app": True, "recipients": ["admins"]}}
+        _ok(o.admin.post(f"/api/console/templates/{o.template}/events", json=event), 200)
+        r = httpx.get(f"{o.admin.base_url}/external/api/logEvent", params={"token": o.token, "code": code})
+        _ok(r, 200)
+
+        def found() -> int | None:
+            listed = _ok(o.admin.get("/api/console/notifications", params={"size": 100}), 200)["content"]
+            return next((n["id"] for n in listed if n["title"].endswith(f"Notice {o.marker}")), None)
+
+        return int(wait_for(found, message=f"the notification {key} of {o.name}"))
+
+    return int(o.spare(key, make))
+
+
+def notifications_listed(path: str) -> Fill:
+    """A list of notifications (JSON or the page), once both tenants' admins have one."""
+
+    def fill(w: World, o: Tenant, c: Tenant) -> Call:
+        spare_notification(o, "listed-notice")
+        spare_notification(c, "listed-notice")
+        return G(path)
+
+    return fill
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -481,6 +513,18 @@ def _dev_write(o: Tenant, body: dict[str, Any]) -> dict[str, Any]:
 NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
 YEAR_AGO = NOW_MS - 365 * 86_400_000
 ROUTES: dict[tuple[str, str], Route] = {
+    # ---- notifications (issue #13): each user's own, the console's JSON API and page
+    ("GET", "/api/console/notifications"): Route(SESSION, lists=notifications_listed("/api/console/notifications")),
+    ("GET", "/api/console/notifications/unread"): Route(SESSION),
+    ("POST", "/api/console/notifications/{notification_id:int}/read"): S(
+        notification=I(
+            lambda w, o, c: Call("POST", f"/api/console/notifications/{spare_notification(o, 'read-notice')}/read")
+        )
+    ),
+    ("POST", "/api/console/notifications/read-all"): Route(SESSION),
+    ("GET", "/api/console/notifications/preferences"): Route(SESSION),
+    ("PUT", "/api/console/notifications/preferences"): Route(SESSION),
+    ("GET", "/notifications"): Route(SESSION, lists=notifications_listed("/notifications")),
     # ---- webhooks (issue #13): the console's JSON API
     ("GET", "/api/console/webhooks"): Route(
         SESSION, {"org": I(lambda w, o, c: G("/api/console/webhooks", org_id=o.org))}, lists=webhooks_listed
@@ -1348,6 +1392,7 @@ ROUTES: dict[tuple[str, str], Route] = {
 
 WEBSOCKETS: dict[str, str] = {
     "/live": SESSION,  # the sweep checks the devices it streams (test_the_live_feed_names_only_the_callers_devices)
+    "/live/notices": SESSION,  # only the caller's own unread count (tests/integration/backend/test_notifications_api.py)
     "/mqtt": DEVICE,  # MQTT over WebSocket: isolation is the broker's (tests/integration/broker/test_broker_routing.py)
 }
 
@@ -1491,6 +1536,7 @@ def test_every_route_refuses_a_caller_without_credentials(world: World) -> None:
             ("{webhook_id:int}", 1),
             ("{code:str}", "overheat"),
             ("{automation_id:int}", 1),
+            ("{notification_id:int}", 1),
         ):
             url = url.replace(name, str(value))
         with httpx.Client(base_url=world.base_url, timeout=30) as anon:
