@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time as clock
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,7 +91,7 @@ class AutomationEngine:
         webhooks: Webhooks | None = None,
         *,
         workers: int = 4,
-        monotonic: Callable[[], float] = clock.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
         self.scheduler = scheduler
@@ -100,7 +100,8 @@ class AutomationEngine:
         self.store = EngineStore(pool)
         self.runner = Runner(self.store, devices, data, timeline, notifier, webhooks, self._ask_resume)
         self.workers = workers
-        self.monotonic = monotonic
+        self.clock = clock
+        """Now in epoch seconds (limit periods; tests pass their own)."""
         self._automations: dict[int, Automation] = {}
         self._rules: dict[int, StateRule] = {}
         self._by_device: dict[tuple[int, int], list[StateRule]] = {}
@@ -111,6 +112,8 @@ class AutomationEngine:
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self._dirty: set[int] = set()
+        self._save = asyncio.Event()
         scheduler.handle(FIRE, self._fire)
         scheduler.handle(RESUME, self._resume)
         scheduler.on_lead(self.sync_jobs)
@@ -125,6 +128,7 @@ class AutomationEngine:
             self._put(automation)
         self._reindex()
         self._tasks = [asyncio.create_task(self._work(), name=f"automation-worker-{n}") for n in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._keep_states(), name="automation-states"))
 
     async def stop(self) -> None:
         """Stop the workers (runs in progress are cancelled) and the presence timers."""
@@ -134,6 +138,7 @@ class AutomationEngine:
         for task in [*self._tasks, *self._background]:
             await cancel(task)
         self._tasks = []
+        await self._save_states()
 
     @property
     def loaded(self) -> int:
@@ -160,10 +165,16 @@ class AutomationEngine:
 
     async def _reload(self, automation_id: int) -> None:
         automation = await self.store.get(automation_id)
-        self._automations.pop(automation_id, None)
-        self._rules.pop(automation_id, None)
+        before = self._automations.pop(automation_id, None)
+        rule = self._rules.pop(automation_id, None)
         if automation is not None and automation.enabled:
             self._put(automation)
+            same = before is not None and (before.condition, before.limit_period_s) == (
+                automation.condition,
+                automation.limit_period_s,
+            )
+            if rule is not None and same and automation.id in self._rules:
+                self._rules[automation.id].adopt(rule)  # unchanged: go on with the state in memory
         self._reindex()
         trigger = self._time_trigger(automation) if automation is not None and automation.enabled else None
         if trigger is None:
@@ -175,9 +186,9 @@ class AutomationEngine:
         self._automations[automation.id] = automation
         condition = automation.condition
         if isinstance(condition, DeviceState):
-            self._rules[automation.id] = StateRule(
-                automation.id, condition, automation.limit_period_s, automation.org_tz
-            )
+            rule = StateRule(automation.id, condition, automation.limit_period_s, automation.org_tz)
+            rule.restore(automation.state)
+            self._rules[automation.id] = rule
 
     def _reindex(self) -> None:
         """Rebuild the lookups from the automations (rules keep their per-device state) and
@@ -277,15 +288,15 @@ class AutomationEngine:
 
     # -- device listeners (synchronous, cheap: they only queue) ---------------------------------
     def _on_values(self, stored: Sequence[StoredValue]) -> None:
-        by_device, by_template = self._by_device, self._by_template
-        now = self.monotonic()
+        by_device, by_template = self._by_device.get, self._by_template
+        now = self.clock()
+        check = self._check
         for value in stored:
-            rules = by_device.get((value.device_id, value.pin))
-            if rules:
-                self._check(rules, value, now)
-            rules = by_template.get((value.template_id, value.pin))
-            if rules:
-                self._check(rules, value, now)
+            rules = by_device((value.device_id, value.pin))
+            if rules is not None:
+                check(rules, value, now)
+            if by_template and (rules := by_template.get((value.template_id, value.pin))) is not None:
+                check(rules, value, now)
 
     def _check(self, rules: list[StateRule], value: StoredValue, now: float) -> None:
         for rule in rules:
@@ -294,6 +305,27 @@ class AutomationEngine:
                 if automation is not None:
                     trigger = Trigger("device_state", value.device_id, value.text, value.name)
                     self._enqueue(Pending(automation, trigger))
+            if rule.dirty:
+                rule.dirty = False
+                self._dirty.add(rule.automation_id)
+                self._save.set()
+
+    async def _keep_states(self) -> None:
+        """Save changed rule states, at most twice a second."""
+        while True:
+            await self._save.wait()
+            self._save.clear()
+            try:
+                await self._save_states()
+            except Exception:
+                log.exception("saving automation states failed")
+            await asyncio.sleep(0.5)
+
+    async def _save_states(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        states = [(aid, rule.snapshot()) for aid in sorted(dirty) if (rule := self._rules.get(aid)) is not None]
+        if states:
+            await self.store.save_states(states)
 
     def _on_event(self, signal: DeviceEventSignal) -> None:
         sources = self._sources

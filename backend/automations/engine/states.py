@@ -17,6 +17,11 @@ and when it last fired. :meth:`StateRule.check` decides for one value:
   again for that device until the period passed; a matching value inside the period is
   skipped and the rule stays armed.
 
+Whether each device is armed and when it last fired are the rule's state: :meth:`StateRule.
+snapshot` is kept in the automation's ``state`` column (written by the engine shortly after it
+changes, :attr:`StateRule.dirty`) and :meth:`StateRule.restore` reads it back after a restart, so
+a restart neither fires a disarmed condition again nor a second time inside a limit period.
+
 Values compare as numbers when both sides are numbers; ``eq``/``ne`` with a text value compare
 the stored text. A value without a number never matches a numeric comparison.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from backend.automations.engine.triggers import hhmm, zone
@@ -103,7 +109,18 @@ def _rearmer(op: str, value: float | str | None, high: float | None, h: float) -
 class StateRule:
     """One automation's ``device_state`` condition and its per-device state."""
 
-    __slots__ = ("automation_id", "changed", "disarmed", "last", "limit", "match", "previous", "rearm", "window")
+    __slots__ = (
+        "automation_id",
+        "changed",
+        "dirty",
+        "disarmed",
+        "last",
+        "limit",
+        "match",
+        "previous",
+        "rearm",
+        "window",
+    )
 
     def __init__(self, automation_id: int, condition: DeviceState, limit_period_s: int, org_tz: str) -> None:
         self.automation_id = automation_id
@@ -119,9 +136,27 @@ class StateRule:
         self.disarmed: set[int] = set()
         self.last: dict[int, float] = {}
         self.previous: dict[int, str] = {}
+        self.dirty = False
+        """The state changed since the engine last saved it."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state to keep: disarmed devices, and when each device last fired (epoch seconds)."""
+        return {"disarmed": sorted(self.disarmed), "last": {str(d): t for d, t in self.last.items()}}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take a kept state back (anything unreadable is left out)."""
+        try:
+            self.disarmed = {int(d) for d in state.get("disarmed", [])}
+            self.last = {int(d): float(t) for d, t in state.get("last", {}).items()}
+        except (TypeError, ValueError, AttributeError):
+            self.disarmed, self.last = set(), {}
+
+    def adopt(self, other: StateRule) -> None:
+        """Go on with another rule's state (the same condition, reloaded)."""
+        self.disarmed, self.last, self.previous = other.disarmed, other.last, other.previous
 
     def check(self, value: StoredValue, clock: float) -> bool:
-        """Whether this value fires the rule (and note that it did); ``clock``: monotonic now."""
+        """Whether this value fires the rule (and note that it did); ``clock``: now, in epoch seconds."""
         device = value.device_id
         if self.changed:
             before = self.previous.get(device)
@@ -133,6 +168,7 @@ class StateRule:
             if device in self.disarmed:
                 if self.rearm(value.number, value.text):
                     self.disarmed.discard(device)
+                    self.dirty = True
                 return False
             if not self.match(value.number, value.text):
                 return False
@@ -144,4 +180,5 @@ class StateRule:
         self.last[device] = clock
         if not self.changed:
             self.disarmed.add(device)
+        self.dirty = True
         return True

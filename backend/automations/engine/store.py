@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from backend.automations.schemas import Action, Condition, actions_of, condition_of
 
 _AUTOMATION_SQL = """
 SELECT a.id, a.org_id, o.name, o.tz, a.name, a.enabled, a.condition, a.actions, a.limit_period_s,
-       a.updated_at, a.last_fired_at, d.template_id
+       a.updated_at, a.last_fired_at, d.template_id, a.state
 FROM automation a
 JOIN organization o ON o.id = a.org_id
 LEFT JOIN device d ON d.id = CASE WHEN a.condition ? 'device_id' AND jsonb_typeof(a.condition->'device_id') = 'number'
@@ -75,6 +76,8 @@ class Automation:
     last_fired_at: datetime | None
     device_template_id: int | None
     """The template of the condition's device (for a ``device_id`` condition)."""
+    state: dict[str, Any]
+    """The engine's kept state of a device-state condition (:meth:`.states.StateRule.snapshot`)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ def _automation(row: Sequence[Any]) -> Automation:
         updated_at=row[9],
         last_fired_at=row[10],
         device_template_id=row[11],
+        state=row[12] if isinstance(row[12], dict) else {},
     )
 
 
@@ -155,6 +159,14 @@ class EngineStore:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(_CLAIM_SQL, (run_id,))).fetchone()
         return Resumed(row[0], row[1], row[2], row[3], row[4]) if row else None
+
+    async def save_states(self, states: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        """Keep device-state rules' states (automation id, state)."""
+        async with self.pool.connection() as conn:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "UPDATE automation SET state = %s WHERE id = %s", [(Jsonb(state), aid) for aid, state in states]
+                )
 
     async def waiting(self) -> list[tuple[int, datetime]]:
         """Every waiting run and when it resumes."""

@@ -151,3 +151,39 @@ def test_a_wait_survives_an_app_restart(world: EngineStack, paho_device: Connect
         (1, "wait", True),
         (2, "control", True),
     ]
+
+
+def test_a_fired_condition_stays_disarmed_across_an_app_restart(world: EngineStack, paho_device: ConnectDevice) -> None:
+    sensor_info, pump_info = world.devices
+    dry = world.add(
+        {"type": "device_state", "device_id": sensor_info.id, "pin": 0, "op": "lt", "value": -20},
+        [{"type": "control", "target": {"device_id": pump_info.id}, "pin": 2, "value": "dry"}],
+    )
+    pump = paho_device(world.config, pump_info)
+    sensor = paho_device(world.config, sensor_info, subscribe=False)
+    sensor.publish("ds/Temperature", "-30", qos=1)
+    expect(pump, "Label", b"dry")
+    with world.db() as conn:  # kept shortly after it changed
+        wait_for(
+            lambda: (
+                conn.execute("SELECT state->'disarmed' FROM automation WHERE id = %s", (dry,)).fetchone()
+                == ([sensor_info.id],)
+            ),
+            20,
+            message="the state to be kept",
+        )
+    world.apps.pop().proc.stop()
+    world.start_app(name="app-after-fire")
+    marker = world.add(
+        {"type": "device_state", "device_id": sensor_info.id, "pin": 2, "op": "changed"},
+        [{"type": "control", "target": {"device_id": pump_info.id}, "pin": 2, "value": "state-mark"}],
+    )
+    sensor.publish("ds/Label", "p", qos=1)
+    sensor.publish("ds/Temperature", "-31", qos=1)  # still low: no second run
+    sensor.publish("ds/Label", "q", qos=1)
+    expect(pump, "Label", b"state-mark")
+    assert len(world.runs(dry)) == 1 and len(world.runs(marker)) == 1
+    sensor.publish("ds/Temperature", "0", qos=1)  # re-arms
+    sensor.publish("ds/Temperature", "-25", qos=1)
+    expect(pump, "Label", b"dry")
+    assert len(world.runs(dry)) == 2
