@@ -161,12 +161,13 @@ class TemplateEditor:
         """Add an event definition, or change the one with the same code."""
         item = _convert(EventIn, data, "event")
         assert isinstance(item, EventIn)
-        return await self._edit(
-            template_id,
-            "events",
-            lambda items: _replace(items, item, lambda e: e.code == item.code, clash=lambda e: False, what=""),
-            "template.event",
-        )
+
+        def change(items: list[EventIn]) -> list[EventIn]:
+            if "notify" not in data:  # a form without the notification settings keeps them
+                item.notify = next((e.notify for e in items if e.code == item.code), None)
+            return _replace(items, item, lambda e: e.code == item.code, clash=lambda e: False, what="")
+
+        return await self._edit(template_id, "events", change, "template.event")
 
     async def delete_event(self, template_id: int, code: str) -> Template:
         """Remove an event definition (logged events stay on the timelines)."""

@@ -196,3 +196,18 @@ def test_the_template_editor_shows_and_saves_the_settings(world: World) -> None:
     assert r.status_code == 200, r.text
     assert 'data-event-notify-form="dry"' in r.text and "e-mail, in-app" in r.text
     assert 'name="notify.limit_period_s"' in r.text and "ops@site.test</textarea>" in r.text
+
+
+def test_changing_an_event_without_its_settings_keeps_them(world: World) -> None:
+    renamed = {"code": "dry", "name": "Soil too dry", "type": "warning"}  # the plain event form
+    _ok(world.admin.post(f"/api/console/templates/{world.template}/events", json=renamed))
+    assert world.sql("SELECT name, notify FROM event_def WHERE template_id = %s", world.template) == [
+        (
+            "Soil too dry",
+            {"email": True, "in_app": True, "recipients": ["owner", "admins"], "addresses": ["ops@site.test"]},
+        )
+    ]
+    off = {**renamed, "name": "Soil dry", "notify": None}  # null turns them off
+    _ok(world.admin.post(f"/api/console/templates/{world.template}/events", json=off))
+    assert world.sql("SELECT notify FROM event_def WHERE template_id = %s", world.template) == [(None,)]
+    _ok(world.admin.post(f"/api/console/templates/{world.template}/events", json={**off, "notify": NOTIFY}))
