@@ -24,6 +24,7 @@ from backend.access.guards import PUBLIC
 from backend.accounts.deps import accounts_dependencies
 from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsOf
+from backend.automations.deps import automations_dependencies
 from backend.console.context import console_dependencies
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
 from backend.notifications.deps import notifications_dependencies
@@ -32,6 +33,7 @@ from console_ui import (
     live,
     notices,
     pages_air,
+    pages_automations,
     pages_devices,
     pages_notifications,
     pages_org,
@@ -81,6 +83,7 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
         *pages_templates.ROUTES,
         *pages_org.ROUTES,
         *pages_air.ROUTES,
+        *pages_automations.ROUTES,
         *pages_notifications.ROUTES,
         live.live_socket,
         notices.notices_socket,
@@ -94,6 +97,7 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
             **accounts_dependencies(),
             **orgs_dependencies(),
             **console_dependencies(),
+            **automations_dependencies(),
             **notifications_dependencies(),
         },
         exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import Principal
 from backend.access.scope import Scope
 from backend.audit.services import AuditService
+from backend.automations.choices import Choices, choices
 from backend.automations.refs import References, reach_of
 from backend.automations.runner import SceneRunner
 from backend.automations.schemas import (
@@ -193,6 +194,13 @@ class AutomationService:
                 steps[int(s["run_id"])].append(msgspec.convert({k: v for k, v in s.items() if k != "run_id"}, StepOut))
         total = int(rows[0]["total"]) if rows else 0
         return [_run_out(r, steps[int(r["id"])]) for r in rows], total
+
+    async def choices(self, org_id: int | None) -> Choices:
+        """What an automation of ``org_id`` (the caller's organization by default) may name, for
+        the editor's pickers."""
+        org = self.principal.org_id if org_id is None else org_id
+        await self.scope.require_org(org)
+        return await choices(self.session, self.principal, await reach_of(self.session, self.scope, org))
 
     async def _check(self, org_id: int, data: AutomationIn) -> None:
         if len(data.actions) > self.limits.actions_per_automation:

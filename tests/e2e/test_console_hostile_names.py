@@ -74,6 +74,7 @@ class Seeded:
     names: dict[str, str]
     firmware_id: int
     shipment_id: int
+    automation_id: int = 0
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +115,9 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
         "live": hostile_long("live"),
         "label": hostile("label"),
         "logged": hostile_long("logged"),
+        "automation": hostile_long(f"a{suffix}"),
+        "scene": hostile(f"sc{suffix}"),
+        "subject": hostile_long("subject"),
     }
     with Api(stack.base_url) as api:
         api.login(*ROOT_ADMIN)
@@ -178,6 +182,39 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
             ),
             201,
         )
+        automation = _ok(
+            api.post(
+                "/api/console/automations",
+                json={
+                    "name": n["automation"],
+                    "condition": {
+                        "type": "device_state",
+                        "device_id": device["id"],
+                        "pin": 0,
+                        "op": "lt",
+                        "value": -30,
+                    },
+                    "actions": [
+                        {"type": "control", "target": {"tag": n["tag"]}, "pin": 1, "value": "1"},
+                        {"type": "email", "to": "owner", "subject": n["subject"], "body": n["subject"]},
+                        {"type": "log_event", "device_id": device["id"], "code": "hot", "description": n["subject"]},
+                    ],
+                },
+            ),
+            201,
+        )
+        scene = _ok(
+            api.post(
+                "/api/console/automations",
+                json={
+                    "name": n["scene"],
+                    "condition": {"type": "scene"},
+                    "actions": [{"type": "control", "target": {"tag": n["tag"]}, "pin": 1, "value": "1"}],
+                },
+            ),
+            201,
+        )
+        _ok(api.post(f"/api/console/automations/{scene['id']}/run"))
     token = device["token"]
     with httpx.Client(base_url=stack.base_url, timeout=10) as http:
         now = datetime.now(UTC)
@@ -187,7 +224,7 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
             _ok(http.get("/external/api/update", params={"token": token, **params}))
         _ok(http.get("/external/api/update/property", params={"token": token, "pin": "V0", "label": n["label"]}))
         _ok(http.get("/external/api/logEvent", params={"token": token, "code": "hot", "description": n["logged"]}))
-    yield Seeded(tid, device["id"], token, n, firmware["id"], shipment["id"])
+    yield Seeded(tid, device["id"], token, n, firmware["id"], shipment["id"], automation_id=automation["id"])
 
 
 @pytest.fixture
@@ -332,6 +369,24 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     with httpx.Client(base_url=base, timeout=10) as http:
         _ok(http.get("/external/api/update", params={"token": seeded.token, "V5": n["value"]}))
     expect(page.locator('[data-value-pin="5"]')).to_have_text(n["value"])  # live.js
+
+    # automations: the list, the editor with its pickers and the log of a scene's run
+    _visit(page, f"{base}/automations", "automations")
+    expect(page.locator("#automation-rows")).to_contain_text(n["automation"])
+    expect(page.locator("#automation-rows")).to_contain_text(n["scene"])
+    _visit(page, f"{base}/automations/{seeded.automation_id}", "automation-editor")
+    expect(page.locator("#automation-editor")).to_have_attribute("data-ready", "yes")
+    expect(page.locator("h1")).to_have_text(n["automation"])
+    expect(page.get_by_label("Name")).to_have_value(n["automation"])
+    condition = page.locator("#condition")
+    expect(condition.get_by_label("Device").locator("option:checked")).to_have_text(n["device"])
+    expect(condition.get_by_label("Datastream").locator("option:checked")).to_have_text(f"{n['ds0']} (V0, double)")
+    actions = page.locator("#actions > li.action")
+    expect(actions.nth(0).get_by_label("Tag").locator("option:checked")).to_have_text(n["tag"])
+    expect(actions.nth(1).get_by_label("Subject")).to_have_value(n["subject"])
+    expect(actions.nth(2).get_by_label("Event").locator("option:checked")).to_have_text(f"{n['event']} (hot)")
+    _visit(page, f"{base}/automations/log", "automation-log")
+    expect(page.locator("#runs")).to_contain_text(n["scene"])
 
     # organizations, users, roles, the account
     for path, key in (("/orgs", "org"), ("/users", "user"), ("/roles", "role"), ("/account", "user")):

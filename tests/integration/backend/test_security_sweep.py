@@ -758,6 +758,14 @@ ROUTES: dict[tuple[str, str], Route] = {
         },
     ),
     # ---- console pages (session cookie)
+    ("GET", "/automations"): Route(SESSION, lists=automations_of("/automations")),
+    ("GET", "/automations/new"): S(org=I(lambda w, o, c: G("/automations/new", org_id=o.org))),
+    ("GET", "/automations/{automation_id:int}"): S(
+        automation=I(lambda w, o, c: G(f"/automations/{spare_automation(o, 'auto')}"))
+    ),
+    ("GET", "/automations/log"): S(
+        automation=I(lambda w, o, c: G("/automations/log", automation_id=spare_automation(o, "auto")))
+    ),
     ("GET", "/account"): Route(SESSION, lists=lambda w, o, c: G("/account")),
     ("GET", "/air"): Route(SESSION),
     ("GET", "/air/firmware"): Route(SESSION, lists=lambda w, o, c: G("/air/firmware")),
