@@ -35,6 +35,7 @@ PAGE_HEADERS: dict[str, str] = {
 }
 """Added to every HTML answer (a header the answer sets itself, such as a sandbox policy, wins)."""
 
+
 async def security_headers(message: Message, scope: Scope) -> None:
     """Add ``X-Content-Type-Options: nosniff`` to every HTTP answer and the console's policy and
     framing, referrer headers to every HTML answer; headers the answer has already are kept."""
