@@ -152,6 +152,25 @@ async def test_ping_and_ota_offer_reach_a_device_through_its_gateway(paho: Calla
     assert isinstance(answer["rtt_ms"], float)
 
 
+async def test_each_device_behind_a_gateway_reports_its_own_vitals(clients: list[Any]) -> None:
+    async with ours(vitals_interval=0.2) as harness:
+
+        def paho(**kwargs: Any) -> Paho:
+            client = Paho(harness.port, **kwargs)
+            clients.append(client)
+            return client
+
+        app = await backend(paho, "sys/vitals/#")
+        gw = await gateway(paho)
+        await gw.publish(f"dev/{token(1)}/ds/Temperature", "1", qos=1)
+        await gw.publish(f"dev/{token(1)}/ds/Temperature", "2", qos=1)
+        await gw.publish(f"dev/{token(2)}/ds/Temperature", "3", qos=1)
+        vitals = json.loads((await app.received("sys/vitals/1")).payload)
+        assert vitals["msgs_in"] == 2 and vitals["bytes_in"] > 0 and vitals["msgs_out"] == 0
+        assert json.loads((await app.received("sys/vitals/2")).payload)["msgs_in"] == 1
+        assert "sys/vitals/3" not in app.topics()  # in scope, never spoke: no vitals
+
+
 async def test_a_direct_connection_replaces_the_gateway_for_that_device(
     harness: Harness, paho: Callable[..., Paho]
 ) -> None:
