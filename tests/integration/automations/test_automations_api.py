@@ -212,6 +212,27 @@ def test_references_outside_the_organization_are_refused_alike(world: World) -> 
     assert ok(b.admin.get(f"{API}/{theirs}"))["enabled"] is True
 
 
+def test_a_webhook_action_names_only_the_organizations_webhooks(world: World) -> None:
+    a, b = world.t.a, world.t.b
+    with world.acc.db() as db:
+        ids = {}
+        for child in (a, b):
+            row = db.execute(
+                "INSERT INTO webhook (org_id, name, trigger_kind, method, url, secret)"
+                " VALUES (%s, %s, 'manual', 'POST', 'https://hooks.example/x', 's') RETURNING id",
+                (child.org, f"Hook {child.name}"),
+            ).fetchone()
+            ids[child.name] = row[0]
+    try:
+        hook = {**scene(), "actions": [{"type": "webhook", "webhook_id": ids["B"]}]}
+        assert f"no webhook {ids['B']} in this organization" in refused(a.admin.post(API, json=hook), 400)
+        hook["actions"][0]["webhook_id"] = ids["A"]
+        assert ok(a.admin.post(API, json=hook), 201)["actions"] == [{"type": "webhook", "webhook_id": ids["A"]}]
+    finally:
+        with world.acc.db() as db:
+            db.execute("DELETE FROM webhook WHERE id = ANY(%s)", (list(ids.values()),))
+
+
 def test_a_sub_organizations_admin_does_not_see_the_parents_automations(world: World) -> None:
     t = world.t
     parents = ok(t.root.post(API, params={"org_id": t.parent}, json=scene(pump=t.a.device.id)), 201)
