@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 from _broker_harness import Paho, eventually
 
 from tests.support.accounts import ADMIN, AccountsStack, Api, invite_and_join, start_accounts_stack
+from tests.support.provision import provision_async, thermostat_doc
 from tests.support.tenants import TwoTenants, two_tenants
 
 REFUSED = 0x80
@@ -181,3 +183,39 @@ async def test_wrong_credentials_get_connack_4_and_count_toward_the_login_limit(
     elsewhere = await connect(client_id, secret, client_id="elsewhere")  # another address is not throttled
     assert [c.connack for c in [*refused, throttled]] == [BAD_LOGIN] * (LOGIN_LIMIT + 1)
     assert elsewhere.connack == "Success"
+
+
+async def test_a_device_deleted_or_moved_away_leaves_the_gateway(world: World, connect: Any) -> None:
+    root, a = world.t.root, world.t.a
+    doc = thermostat_doc(devices=2)
+    doc["templates"] = []  # the devices use the shared template of the world
+    doc["devices"] = [{**d, "template": world.t.a.device.template} for d in doc["devices"]]
+    deleted, moved = (await provision_async(world.acc.config.database_url, doc)).devices
+    for device in (deleted, moved):
+        r = root.post(f"/api/devices/{device.id}/move", json={"org_id": a.org})
+        assert r.status_code == 200, r.text
+    gw = await connect(*creds(world, "A"), client_id="site-a-leaving")
+    assert await gw.subscribe(f"dev/{deleted.token}/downlink/#", f"dev/{moved.token}/downlink/#", qos=1) == [1, 1]
+    for device in (deleted, moved):
+        await gw.publish(f"dev/{device.token}/ds/Label", "here", qos=1)
+        await eventually(lambda d=device: values(a.admin, d.id)["online"], 10, message="online through the gateway")
+    client_id, secret = creds(world, "A")
+    base = world.acc.base_url
+    r = httpx.post(f"{base}/oauth2/token", params={"grant_type": "client_credentials"}, auth=(client_id, secret))
+    assert r.status_code == 200, r.text
+    bearer = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    r = httpx.delete(f"{base}/api/v1/organization/device", params={"deviceId": deleted.id}, headers=bearer)
+    assert r.status_code == 204, r.text
+    r = root.post(f"/api/devices/{moved.id}/move", json={"org_id": world.t.b.org})
+    assert r.status_code == 200, r.text
+    await eventually(lambda: not values(world.t.b.admin, moved.id)["online"], 10, message="moved away: offline")
+    for device in (deleted, moved):
+        await gw.publish(f"dev/{device.token}/ds/Label", "gone", qos=1)
+        diag = await gw.received(f"dev/{device.token}/downlink/diag", 10)
+        assert b"no device with this token" in diag.payload
+    r = world.t.b.admin.post(f"/api/console/devices/{moved.id}/values/1", json={"value": "1"})
+    assert r.status_code == 200, r.text
+    await gw.publish(f"dev/{world.tokens['A']}/ds/Label", "marker", qos=1)
+    await eventually(lambda: value_of(a.admin, a.device.id, 2) == "marker", 10, message="a later value of A stored")
+    assert value_of(world.t.b.admin, moved.id, 2) == "here"  # "gone" never reached it
+    assert f"dev/{moved.token}/downlink/ds/Power" not in gw.topics()  # B's downlink never came to A
