@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
@@ -211,3 +211,16 @@ def test_changing_an_event_without_its_settings_keeps_them(world: World) -> None
     _ok(world.admin.post(f"/api/console/templates/{world.template}/events", json=off))
     assert world.sql("SELECT notify FROM event_def WHERE template_id = %s", world.template) == [(None,)]
     _ok(world.admin.post(f"/api/console/templates/{world.template}/events", json={**off, "notify": NOTIFY}))
+
+
+def test_the_bell_socket_refuses_strangers_and_other_sites(world: World) -> None:
+    url = f"ws://127.0.0.1:{world.acc.config.http_port}/live/notices"
+    with pytest.raises(InvalidStatus) as refused:  # no session: refused before the upgrade
+        ws_connect(url, open_timeout=10)
+    assert refused.value.response.status_code == 403  # how an ASGI server answers a refused upgrade
+    cookie = "; ".join(f"{k}={v}" for k, v in world.user.cookies.items())
+    headers = {"Cookie": cookie, "Origin": "http://evil.example"}
+    with ws_connect(url, additional_headers=headers, open_timeout=10) as ws:
+        with pytest.raises(ConnectionClosed):
+            ws.recv(10)
+        assert ws.close_code == 4008
