@@ -311,6 +311,7 @@ class RunOut(msgspec.Struct, kw_only=True):
     automation_name: str
     trigger: str
     trigger_device_id: int | None
+    trigger_device_name: str | None
     trigger_value: str | None
     started_at: datetime
     finished_at: datetime | None

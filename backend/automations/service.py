@@ -174,8 +174,9 @@ class AutomationService:
         orgs = await self._orgs(org_id)
         rows = await fetch_all(
             self.session,
-            "SELECT r.*, a.name AS automation_name, count(*) OVER () AS total "
+            "SELECT r.*, a.name AS automation_name, d.name AS trigger_device_name, count(*) OVER () AS total "
             "FROM automation_run r JOIN automation a ON a.id = r.automation_id "
+            "LEFT JOIN device d ON d.id = r.trigger_device_id "
             "WHERE r.org_id = ANY(:orgs) AND (CAST(:automation AS bigint) IS NULL OR r.automation_id = :automation) "
             "ORDER BY r.id DESC LIMIT :size OFFSET :offset",
             orgs=orgs,
@@ -252,6 +253,7 @@ def _run_out(row: Any, steps: list[StepOut]) -> RunOut:
         automation_name=row["automation_name"],
         trigger=row["trigger"],
         trigger_device_id=row["trigger_device_id"],
+        trigger_device_name=row["trigger_device_name"],
         trigger_value=row["trigger_value"],
         started_at=started,
         finished_at=row["finished_at"],

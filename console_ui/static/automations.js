@@ -138,7 +138,7 @@
       const w = c.window;
       out.push(h("div", { class: "row window" },
         field("From", input(w.from, (v) => { w.from = v; }, { type: "time" })),
-        field("To", input(w.to, (v) => { w.to = v; }, { type: "time" }))), daysField(w));
+        field("To", input(w.to, (v) => { w.to = v; }, { type: "time" }))), daysField(w), tzField(w));
     }
     return out;
   }

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -60,6 +62,14 @@ def page(browser: Browser, stack: StackConfig) -> Iterator[Page]:  # noqa: F811 
     context.close()
 
 
+def noon_zone() -> str:
+    """A fixed-offset zone where it is now about noon, inside the issue's 06:00-20:00 window at
+    whatever hour the test runs (``Etc/GMT-N`` is UTC+N)."""
+    offset = 12 - datetime.now(UTC).hour
+    offset = offset - 24 if offset > 14 else offset + 24 if offset < -12 else offset
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
 def _add(page: Page, kind: str) -> Any:
     """Add an action of ``kind`` (its label in the picker); the new action's card."""
     page.get_by_label("New action").select_option(label=kind)
@@ -89,6 +99,7 @@ def test_the_issues_automation_is_built_in_the_browser_saved_and_listed(
     condition.get_by_label("Only between").check()
     condition.get_by_label("From", exact=True).fill("06:00")
     condition.get_by_label("To", exact=True).fill("20:00")
+    condition.get_by_label("Time zone").fill(noon_zone())
 
     on = _add(page, "Control device")
     on.get_by_label("Device").select_option(label=f"Pump {s}")
@@ -129,7 +140,7 @@ def test_the_issues_automation_is_built_in_the_browser_saved_and_listed(
         "value": 20.0,
         "value2": None,
         "hysteresis": 0.0,
-        "window": {"from": "06:00", "to": "20:00", "days": [], "tz": None},
+        "window": {"from": "06:00", "to": "20:00", "days": [], "tz": noon_zone()},
     }
     assert saved["actions"] == [
         {"type": "control", "target": {"device_id": pump}, "pin": 1, "value": "1"},
@@ -143,8 +154,39 @@ def test_the_issues_automation_is_built_in_the_browser_saved_and_listed(
         },
     ]
 
+    # the sensor reads 15: the pump is switched on and the run waits its 10 minutes, in the log
+    def ran() -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = _ok(
+            admin.get("/api/console/automations/log", params={"automation_id": saved["id"]})
+        )["content"]
+        if not runs:  # (re)arm and fire: a reading above, then below 20 (the engine may still be loading it)
+            for value in ("30", "15"):
+                sent = httpx.get(
+                    f"{stack.base_url}/external/api/update", params={"token": garden["sensor"]["token"], "V0": value}
+                )
+                assert sent.status_code == 200, sent.text
+        return runs
+
+    wait_for(ran, 15, interval=0.5, message="the soil reading below 20 started a run")
+    page.goto(f"{stack.base_url}/automations/log?automation_id={saved['id']}")
+    run = page.locator("#runs .run").first
+
+    def waiting() -> bool:
+        page.reload()
+        return "run-waiting" in (run.get_attribute("class") or "")
+
+    wait_for(waiting, 10, interval=0.25, message="the run waits after switching the pump on")
+    expect(run).to_contain_text(f"Soil sensor {s}")
+    expect(run).to_contain_text("with action 3")
+    expect(run.locator(".steps tbody tr").first).to_contain_text("ok")
+    page.screenshot(path=str(tmp_path / "automation-run.png"), full_page=True)
+    shot(page, "automation-run")
+    values = _ok(admin.get(f"/api/console/devices/{pump}/values"))["values"]
+    assert [(v["pin"], v["value"]) for v in values] == [(1, "1")]
+
     # opened again, the editor shows what was saved; the switch turns it off
-    row.get_by_role("link", name=name).click()
+    page.goto(f"{stack.base_url}/automations")
+    page.locator("#automation-rows tr", has_text=name).get_by_role("link", name=name).click()
     expect(page.locator("#automation-editor")).to_have_attribute("data-ready", "yes")
     expect(page.locator("#condition").get_by_label("Device")).to_have_value(str(sensor))
     expect(page.locator("#actions > li.action")).to_have_count(4)
