@@ -29,6 +29,7 @@ from backend.console.context import console_dependencies
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
 from backend.notifications.deps import notifications_dependencies
 from backend.orgs.deps import orgs_dependencies
+from backend.webhooks.deps import webhooks_dependencies
 from console_ui import (
     live,
     notices,
@@ -39,6 +40,7 @@ from console_ui import (
     pages_org,
     pages_public,
     pages_templates,
+    pages_webhooks,
     vendor,
 )
 from console_ui.render import page
@@ -83,6 +85,7 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
         *pages_templates.ROUTES,
         *pages_org.ROUTES,
         *pages_air.ROUTES,
+        *pages_webhooks.ROUTES,
         *pages_automations.ROUTES,
         *pages_notifications.ROUTES,
         live.live_socket,
@@ -99,6 +102,7 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
             **console_dependencies(),
             **automations_dependencies(),
             **notifications_dependencies(),
+            **webhooks_dependencies(),
         },
         exception_handlers={OpenBlynkError: _error_page, NotFoundException: _error_page},
         include_in_schema=False,

@@ -30,6 +30,8 @@ from backend.webhooks.signing import new_secret
 _TAKEN = "the organization already has a webhook of this name"
 WEBHOOKS_PER_ORG = 100
 """The most webhooks one organization may have."""
+CHOICES_LIMIT = 1000
+"""The most devices the editor offers to pick from."""
 _COLUMNS = (
     "id, org_id, name, enabled, trigger_kind, template_id, device_id, pin, method, url, headers, body_kind, "
     "body_template, secret, failures, disabled_reason, created_at, updated_at"
@@ -197,6 +199,44 @@ class WebhookService:
             response_head=delivery.response_head[:2048],
             duration_ms=delivery.duration_ms,
         )
+
+    async def choices(self, org_id: int | None) -> dict[str, Any]:
+        """What the editor offers for a webhook of ``org_id`` (the caller's by default): the
+        templates the organization may use with their datastreams, and its devices (and those
+        below it that the caller sees)."""
+        org = self.principal.org_id if org_id is None else org_id
+        await self.scope.require_org(org)
+        templates = await fetch_all(
+            self.session,
+            "SELECT id, name FROM template WHERE org_id = ANY(:orgs) ORDER BY lower(name), id",
+            orgs=await ancestry(self.session, org),
+        )
+        streams = await fetch_all(
+            self.session,
+            "SELECT template_id, pin, name FROM datastream WHERE template_id = ANY(:ids) ORDER BY pin",
+            ids=[int(t["id"]) for t in templates],
+        )
+        reach = sorted(frozenset(await subtree(self.session, org)) & await self.scope.org_ids())
+        devices = await fetch_all(
+            self.session,
+            "SELECT id, name, template_id FROM device WHERE org_id = ANY(:orgs) ORDER BY lower(name), id LIMIT :n",
+            orgs=reach,
+            n=CHOICES_LIMIT,
+        )
+        return {
+            "org_id": org,
+            "templates": [
+                {
+                    "id": int(t["id"]),
+                    "name": t["name"],
+                    "datastreams": [
+                        {"pin": int(d["pin"]), "name": d["name"]} for d in streams if d["template_id"] == t["id"]
+                    ],
+                }
+                for t in templates
+            ],
+            "devices": [{"id": int(d["id"]), "name": d["name"], "template_id": int(d["template_id"])} for d in devices],
+        }
 
     # -- checks -------------------------------------------------------------------------------
     async def _check(self, org: int, data: WebhookIn) -> None:

@@ -388,6 +388,34 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     _visit(page, f"{base}/automations/log", "automation-log")
     expect(page.locator("#runs")).to_contain_text(n["scene"])
 
+    # webhooks: the list and the editor (name, header, body, the template picker)
+    with Api(base) as api:
+        api.login(*ROOT_ADMIN)
+        hook = _ok(
+            api.post(
+                "/api/console/webhooks",
+                json={
+                    "name": hostile_long("hook"),
+                    "trigger": "template_datastream",
+                    "template_id": tid,
+                    "url": "https://hooks.example/in",
+                    "headers": {"X-Name": hostile("header")},
+                    "body_kind": "plain",
+                    "body": hostile_long("body"),
+                },
+            )
+        )
+    _visit(page, f"{base}/webhooks", "webhooks")
+    expect(page.locator("#webhook-rows")).to_contain_text(hostile_long("hook"))
+    _visit(page, f"{base}/webhooks/{hook['id']}", "webhook")
+    expect(page.locator("h1")).to_have_text(hostile_long("hook"))
+    expect(page.locator("select[name=template_id] option:checked")).to_have_text(n["template"])
+    expect(page.locator("textarea[name=headers]")).to_have_value(f"X-Name: {hostile('header')}\n")
+    expect(page.locator("textarea[name=body]")).to_have_value(hostile_long("body"))
+    expect(page.locator("select[name=pin] option")).to_have_text(
+        ["Any datastream", f"{n['ds0']} (V0)", f"{n['ds1']} (V1)", f"{n['ds2']} (V2)", f"{n['ds5']} (V5)"]
+    )
+
     # organizations, users, roles, the account
     for path, key in (("/orgs", "org"), ("/users", "user"), ("/roles", "role"), ("/account", "user")):
         _visit(page, base + path, path.strip("/"))

@@ -451,6 +451,12 @@ def notifications_listed(path: str) -> Fill:
     return fill
 
 
+def webhooks_page_listed(w: World, o: Tenant, c: Tenant) -> Call:
+    """The console's page of webhooks, once both tenants have one."""
+    webhooks_listed(w, o, c)
+    return G("/webhooks")
+
+
 # -- the table -------------------------------------------------------------------------------
 
 
@@ -513,6 +519,9 @@ def _dev_write(o: Tenant, body: dict[str, Any]) -> dict[str, Any]:
 NOW_MS = int(datetime.now(UTC).timestamp() * 1000)
 YEAR_AGO = NOW_MS - 365 * 86_400_000
 ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/webhooks"): Route(SESSION, lists=webhooks_page_listed),
+    ("GET", "/webhooks/new"): S(org=I(lambda w, o, c: G("/webhooks/new", org_id=o.org))),
+    ("GET", "/webhooks/{webhook_id:int}"): S(webhook=I(lambda w, o, c: G(f"/webhooks/{spare_webhook(o, 'hook')}"))),
     # ---- notifications (issue #13): each user's own, the console's JSON API and page
     ("GET", "/api/console/notifications"): Route(SESSION, lists=notifications_listed("/api/console/notifications")),
     ("GET", "/api/console/notifications/unread"): Route(SESSION),

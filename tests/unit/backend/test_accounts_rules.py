@@ -20,7 +20,19 @@ from backend.settings import Settings
 def test_every_permission_is_described_and_named_by_group() -> None:
     assert set(DESCRIPTIONS) == set(Permission)
     groups = {p.value.split(".")[0] for p in Permission}
-    assert groups == {"roles", "users", "audit", "devices", "tokens", "templates", "air", "orgs", "automations", "api"}
+    assert groups == {
+        "roles",
+        "users",
+        "audit",
+        "devices",
+        "tokens",
+        "templates",
+        "air",
+        "orgs",
+        "automations",
+        "api",
+        "webhooks",
+    }
 
 
 def test_builtin_roles_in_the_migration_match_the_code() -> None:
