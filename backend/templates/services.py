@@ -230,3 +230,10 @@ def _check_unique(spec: TemplateIn) -> None:
     codes = [e.code for e in spec.events]
     if len(set(codes)) != len(codes):
         raise ValidationError(f"template {spec.name!r}: event codes must be unique")
+    for event in spec.events:
+        unknown = sorted(set(event.notify.meta_fields) - set(meta_names)) if event.notify else []
+        if unknown:
+            raise ValidationError(
+                f"template {spec.name!r}: event {event.code!r} notifies the contacts in "
+                f"{', '.join(unknown)}, which is not a metadata field of the template"
+            )

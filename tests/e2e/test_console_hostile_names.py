@@ -141,6 +141,7 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
             {"pin": "V5", "name": n["ds5"], "type": "string", "save_raw": True},
         ):
             _ok(api.post(f"/api/console/templates/{tid}/datastreams", json=ds))
+        _ok(api.post(f"/api/console/templates/{tid}/metadata", json={"name": n["meta"], "type": "text"}))
         _ok(
             api.post(
                 f"/api/console/templates/{tid}/events",
@@ -153,7 +154,6 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
                 },
             )
         )
-        _ok(api.post(f"/api/console/templates/{tid}/metadata", json={"name": n["meta"], "type": "text"}))
         widgets = [
             {"id": "value", "type": "value", "pin": 0, "x": 0, "y": 0, "w": 3, "h": 2},
             {"id": "chart", "type": "chart", "pin": 0, "x": 3, "y": 0, "w": 6, "h": 4, "title": n["title"]},

@@ -224,3 +224,10 @@ def test_the_bell_socket_refuses_strangers_and_other_sites(world: World) -> None
         with pytest.raises(ConnectionClosed):
             ws.recv(10)
         assert ws.close_code == 4008
+
+
+def test_a_contact_field_must_be_a_metadata_field_of_the_template(world: World) -> None:
+    event = {"code": "dry", "name": "Soil dry", "notify": {**NOTIFY, "meta_fields": ["Contact"]}}
+    r = world.admin.post(f"/api/console/templates/{world.template}/events", json=event)
+    assert r.status_code == 400
+    assert "Contact, which is not a metadata field of the template" in r.json()["error"]["message"]
