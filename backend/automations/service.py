@@ -193,7 +193,17 @@ class AutomationService:
                 runs=sorted(steps),
             ):
                 steps[int(s["run_id"])].append(msgspec.convert({k: v for k, v in s.items() if k != "run_id"}, StepOut))
-        total = int(rows[0]["total"]) if rows else 0
+        if rows:
+            total = int(rows[0]["total"])
+        else:  # a page past the end has no row to carry the total
+            row = await fetch_one(
+                self.session,
+                "SELECT count(*) AS n FROM automation_run WHERE org_id = ANY(:orgs) "
+                "AND (CAST(:automation AS bigint) IS NULL OR automation_id = :automation)",
+                orgs=orgs,
+                automation=automation_id,
+            )
+            total = int(row["n"]) if row else 0
         return [_run_out(r, steps[int(r["id"])]) for r in rows], total
 
     async def choices(self, org_id: int | None) -> Choices:

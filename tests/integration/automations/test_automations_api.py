@@ -371,6 +371,8 @@ def test_the_log_pages_runs_newest_first_with_every_actions_outcome(world: World
     ]
     second = ok(a.admin.get(f"{API}/log", params={"size": 1, "page": 1}))["content"]
     assert [r["id"] for r in second] == [first]
+    past = ok(a.admin.get(f"{API}/log", params={"size": 1, "page": 5}))
+    assert past["content"] == [] and past["totalElements"] == 2
     by_automation = ok(world.bearer.get(f"{V1}/automation/logs", params={"automationId": aid}))
     assert [r["id"] for r in by_automation["content"]] == [failed, first]
 
