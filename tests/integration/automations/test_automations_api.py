@@ -39,8 +39,8 @@ class World:
     bearer: httpx.Client  # a platform API client of A's administrator
 
 
-def _token(acc: AccountsStack, api: Api) -> str:
-    made = api.post("/api/oauth2/clients", json={"name": "automations"})
+def _token(acc: AccountsStack, api: Api, **client: Any) -> str:
+    made = api.post("/api/oauth2/clients", json={"name": f"automations {len(client)}", **client})
     assert made.status_code == 201, made.text
     body = made.json()
     r = httpx.post(
@@ -328,6 +328,22 @@ def test_the_platform_api_lists_makes_changes_and_deletes_in_blynks_shape(world:
     assert ok(world.bearer.get(f"{V1}/automations"))["totalElements"] == 0
     actions = [x for x, i in audit_actions(a.admin, a.org) if i == str(made["id"])]
     assert actions == ["automation.delete", "automation.update", "automation.create"]
+
+
+def test_a_platform_client_holds_only_the_permissions_it_was_given(world: World) -> None:
+    a = world.t.a
+    aid = ok(a.admin.post(API, json=scene(pump=a.device.id)), 201)["id"]
+    token = _token(world.acc, a.admin, permissions=["automations.view"])
+    with httpx.Client(base_url=world.acc.base_url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as viewer:
+        assert [x["id"] for x in ok(viewer.get(f"{V1}/automations"))["content"]] == [aid]
+        for call, permission in (
+            (viewer.post(f"{V1}/automation/create", json=scene(pump=a.device.id)), "automations.create"),
+            (viewer.put(f"{V1}/automation", params={"automationId": aid}, json=scene()), "automations.edit"),
+            (viewer.delete(f"{V1}/automation", params={"automationId": aid}), "automations.delete"),
+            (viewer.post(f"{V1}/automation/run", params={"automationId": aid}), "automations.execute"),
+        ):
+            assert permission in refused(call, 403)
+    assert ok(a.admin.get(API))["totalElements"] == 1
 
 
 def _run(db: Any, automation: int, org: int, started: datetime, status: str, steps: list[tuple[str, bool, str]]) -> int:
