@@ -47,6 +47,7 @@ from backend.settings import Settings
 from backend.transport.mqtt import ServiceClient
 from backend.transport.tls import TlsFiles, tls_files
 from backend.transport.websocket import MqttBridge
+from backend.webhooks.retention import trim_deliveries
 from backend.webhooks.wiring import WebhookRuntime
 
 RUNTIME_KEY = "openblynk_runtime"
@@ -102,9 +103,10 @@ class Runtime:
 
 
 async def _maintain(pool: AsyncConnectionPool, retention: Retention) -> None:
-    """History maintenance, then the automation log's retention (the same rule as the devices' logs)."""
+    """History maintenance, then the automation and webhook logs' retention (the devices' logs' rule)."""
     await maintain(pool, retention)
     await trim_runs(pool, retention.raw_days)
+    await trim_deliveries(pool, retention.raw_days)
 
 
 def build_runtime(settings: Settings, database_url: str) -> Runtime:

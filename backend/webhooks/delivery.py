@@ -6,8 +6,9 @@ automation's action, the console's "send test"); the trigger listeners hand thei
 receiver never holds up the ingest. Each call, in order:
 
 1. loads the webhook (of that organization; a disabled one is refused unless it is a test);
-2. Blynk's rate limit: 10 requests a minute per webhook (in this process); over it the call
-   is logged as refused and nothing is sent;
+2. Blynk's rate limit: 10 requests a minute per webhook (in this process); over it nothing is
+   sent and the call is logged as refused (once in 10 seconds per webhook, so a device
+   sending every 100 ms does not fill the log);
 3. renders URL, headers and body with the placeholders of ``context``; a body over 5 KB is
    refused;
 4. resolves the host and checks every address (:mod:`backend.webhooks.guard`), then sends to
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 PER_MINUTE = 10
 """Blynk's limit: requests a minute per webhook."""
 MAX_REDIRECTS = 3
+REFUSAL_LOG_S = 10.0
+"""Refusals by the rate limit are logged at most once in this many seconds per webhook."""
 LOG_HEAD_CHARS = MAX_RESPONSE_BYTES
 
 _LOAD_SQL = """SELECT w.id, w.org_id, w.name, w.enabled, w.method, w.url, w.headers, w.body_kind, w.body_template,
@@ -96,6 +99,7 @@ class MinuteWindow:
         self.limit = limit
         self.clock = clock
         self._taken: dict[int, deque[float]] = {}
+        self._refusal_logged: dict[int, float] = {}
 
     def take(self, key: int) -> bool:
         """Count one for ``key``; False (nothing counted) when its minute is full."""
@@ -106,6 +110,15 @@ class MinuteWindow:
         if len(taken) >= self.limit:
             return False
         taken.append(now)
+        return True
+
+    def refusal_to_log(self, key: int) -> bool:
+        """Whether a refusal of ``key`` is to be logged: the first in :data:`REFUSAL_LOG_S`."""
+        now = self.clock()
+        last = self._refusal_logged.get(key)
+        if last is not None and now - last < REFUSAL_LOG_S:
+            return False
+        self._refusal_logged[key] = now
         return True
 
 
@@ -236,6 +249,8 @@ class WebhookSender:
             refusal = self._refusal(hook, rendered, test)
         if refusal is not None:
             outcome = Delivery(False, None, refusal, refused=True)
+            if refusal == self.rate_refusal and not self.window.refusal_to_log(hook["id"]):
+                return outcome  # one refusal a webhook is logged per REFUSAL_LOG_S: a flood writes no flood
         else:
             outcome = await self._deliver(rendered, hook["secret"])
         await self._record(hook, trigger, summary, outcome, count=not test and refusal != self.rate_refusal)

@@ -20,6 +20,7 @@ from backend.settings import Settings
 from backend.webhooks.alerts import AdminAlerts
 from backend.webhooks.delivery import WebhookSender
 from backend.webhooks.guard import AddressGuard
+from backend.webhooks.retention import trim_deliveries
 from tests.support.webhook_receiver import BIG, Receiver, receiving
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"),)
@@ -144,9 +145,33 @@ async def test_the_eleventh_request_in_a_minute_is_refused_and_logged(
         (True, 1),
     ]
     assert _rows(fresh_db, "SELECT failures, enabled FROM webhook") == [(0, True)]  # a refusal is no failure
-    clock.now += 60.5
+    assert (await sender.fire(hook, org, {}, trigger="flood")).refused  # refused again, not logged again yet
+    clock.now += 10
+    assert (await sender.fire(hook, org, {}, trigger="flood")).refused  # 10 s on: logged once more
+    assert _rows(fresh_db, "SELECT trigger FROM webhook_delivery WHERE refused ORDER BY id") == [("burst",), ("flood",)]
+    clock.now += 50.5
     assert (await sender.fire(hook, org, {}, trigger="later")).ok
     assert len(receiver.requests) == 11
+
+
+async def test_the_log_keeps_the_raw_history_days_and_at_most_its_newest_entries(fresh_db: str, db: Database) -> None:
+    org, _ = _org(fresh_db)
+    one, _ = _hook(fresh_db, org, "https://hooks.example/1", name="one")
+    two, _ = _hook(fresh_db, org, "https://hooks.example/2", name="two")
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        for hook, ages in ((one, [40, 3, 2, 1, 0]), (two, [0])):
+            for age in ages:
+                conn.execute(
+                    "INSERT INTO webhook_delivery (webhook_id, org_id, at, trigger, request, ok)"
+                    " VALUES (%s, %s, now() - make_interval(days => %s), %s, 'POST x', true)",
+                    (hook, org, age, f"{hook}-{age}"),
+                )
+    assert await trim_deliveries(db.pool, keep_days=30, keep_per_webhook=2) == 3
+    assert _rows(fresh_db, "SELECT trigger FROM webhook_delivery ORDER BY id") == [
+        (f"{one}-1",),
+        (f"{one}-0",),
+        (f"{two}-0",),
+    ]
 
 
 async def test_a_body_over_5_kb_is_refused_when_sent(fresh_db: str, db: Database, receiver: Receiver) -> None:
