@@ -11,7 +11,6 @@ an ``automation:<id>`` change notice so every process's engine reloads it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -21,6 +20,7 @@ from backend.access.permissions import Principal
 from backend.access.scope import Scope
 from backend.audit.services import AuditService
 from backend.automations.choices import Choices, choices
+from backend.automations.log import read_runs
 from backend.automations.refs import References, reach_of
 from backend.automations.runner import SceneRunner
 from backend.automations.schemas import (
@@ -28,7 +28,6 @@ from backend.automations.schemas import (
     AutomationOut,
     RunOut,
     Scene,
-    StepOut,
     actions_of,
     condition_of,
     kind_of,
@@ -171,40 +170,7 @@ class AutomationService:
         each with its actions' outcomes."""
         if automation_id is not None:
             await self._row(automation_id)
-        orgs = await self._orgs(org_id)
-        rows = await fetch_all(
-            self.session,
-            "SELECT r.*, a.name AS automation_name, d.name AS trigger_device_name, count(*) OVER () AS total "
-            "FROM automation_run r JOIN automation a ON a.id = r.automation_id "
-            "LEFT JOIN device d ON d.id = r.trigger_device_id "
-            "WHERE r.org_id = ANY(:orgs) AND (CAST(:automation AS bigint) IS NULL OR r.automation_id = :automation) "
-            "ORDER BY r.id DESC LIMIT :size OFFSET :offset",
-            orgs=orgs,
-            automation=automation_id,
-            size=size,
-            offset=page * size,
-        )
-        steps: dict[int, list[StepOut]] = {int(r["id"]): [] for r in rows}
-        if steps:
-            for s in await fetch_all(
-                self.session,
-                "SELECT run_id, position, action_type, ok, detail, started_at, duration_ms FROM automation_step "
-                "WHERE run_id = ANY(:runs) ORDER BY run_id, position",
-                runs=sorted(steps),
-            ):
-                steps[int(s["run_id"])].append(msgspec.convert({k: v for k, v in s.items() if k != "run_id"}, StepOut))
-        if rows:
-            total = int(rows[0]["total"])
-        else:  # a page past the end has no row to carry the total
-            row = await fetch_one(
-                self.session,
-                "SELECT count(*) AS n FROM automation_run WHERE org_id = ANY(:orgs) "
-                "AND (CAST(:automation AS bigint) IS NULL OR automation_id = :automation)",
-                orgs=orgs,
-                automation=automation_id,
-            )
-            total = int(row["n"]) if row else 0
-        return [_run_out(r, steps[int(r["id"])]) for r in rows], total
+        return await read_runs(self.session, await self._orgs(org_id), automation_id, page, size)
 
     async def choices(self, org_id: int | None) -> Choices:
         """What an automation of ``org_id`` (the caller's organization by default) may name, for
@@ -253,22 +219,3 @@ def _columns(data: AutomationIn) -> dict[str, Any]:
         "actions": msgspec.json.encode(data.actions).decode(),
         "limit": data.limit_period_s,
     }
-
-
-def _run_out(row: Any, steps: list[StepOut]) -> RunOut:
-    started: datetime = row["started_at"]
-    return RunOut(
-        id=int(row["id"]),
-        automation_id=int(row["automation_id"]),
-        automation_name=row["automation_name"],
-        trigger=row["trigger"],
-        trigger_device_id=row["trigger_device_id"],
-        trigger_device_name=row["trigger_device_name"],
-        trigger_value=row["trigger_value"],
-        started_at=started,
-        finished_at=row["finished_at"],
-        status=row["status"],
-        next_action=int(row["next_action"]),
-        resume_at=row["resume_at"],
-        steps=steps,
-    )
