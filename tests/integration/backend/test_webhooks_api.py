@@ -168,8 +168,15 @@ def test_a_first_connection_fires_its_webhook(world: World, paho_device: Connect
     _hook(
         w, "Hello", "/first", trigger="first_connection", method="PUT", body_kind="plain", body="{DEVICE_NAME} is here"
     )
-    r = w.admin.post("/api/console/devices", json={"name": "Newcomer", "template_id": w.template})
-    made = _made(r)
+    _hook(w, "Probe", "/probe", trigger="device_datastream", device_id=w.device.id, pin=1)
+    known = paho_device(w.acc.config, w.device)
+
+    def reloaded() -> bool:  # the probe fires once the triggers read both webhooks (notices come in order)
+        known.publish("ds/Power", "0", qos=1)
+        return bool(_requests_to(w, "/probe"))
+
+    wait_for(reloaded, 15, interval=0.5, message="the triggers to reload")
+    made = _made(w.admin.post("/api/console/devices", json={"name": "Newcomer", "template_id": w.template}))
     fresh = DeviceOut(name="Newcomer", id=made["id"], token=made["token"], template="", template_id="", created=True)
     paho_device(w.acc.config, fresh)
     wait_for(lambda: _requests_to(w, "/first"), 15, message="the first-connection webhook")
