@@ -126,8 +126,10 @@ class GatewayBroker(LifecycleBroker):
         assert isinstance(client_session, BrokerSession)
         connection = client_session.connection
         topic = message.topic
-        if connection is None or not topic or "+" in topic or "#" in topic or "\x00" in topic or topic.startswith("$"):
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic or topic.startswith("$"):
             return await super()._handle_message_delivery(client_session, handler, wait_deliver)  # closes it
+        if connection is None:  # never routed as anything but a gateway's
+            return True
         split = split_gateway_topic(topic)
         if split is None:
             logger.info("dropped publish of gateway %s to %r: not dev/<token>/...", connection.label, topic)
@@ -146,7 +148,7 @@ class GatewayBroker(LifecycleBroker):
             return True
         if not await self._within_rate(connection, device):
             return True
-        if not device.online:
+        if not device.online and not connection.closed:  # (a leftover routed after the end: no presence)
             await self._attach(connection, device)
         await self._broadcast_message(client_session, device.mount.mount(relative), message.data)
         return True

@@ -27,6 +27,13 @@ BAD_LOGIN = "Bad user name or password"
 LOGIN_LIMIT = 3
 THROTTLED_FROM = "127.0.0.2"
 """The wrong-credentials test logs in from here, so its throttling touches no other test."""
+_REFUSED_FROM = iter(f"127.0.1.{n}" for n in range(1, 255))
+
+
+def elsewhere() -> str:
+    """A loopback address of its own for one login that is meant to be refused: refusals count
+    per address, and the tests' other logins come from 127.0.0.1."""
+    return next(_REFUSED_FROM)
 
 
 @dataclass
@@ -146,7 +153,7 @@ async def test_a_parents_client_reaches_its_childrens_devices(world: World, conn
 
 async def test_mgmt_device_needs_the_templates_gateway_switch(world: World, connect: Any) -> None:
     a, b = world.t.a, world.t.b
-    await connect("mgmt_device", world.tokens["A"], expect=BAD_LOGIN, client_id="mgmt-off")
+    await connect("mgmt_device", world.tokens["A"], expect=BAD_LOGIN, client_id="mgmt-off", bind=elsewhere())
     root = world.t.root
     template = root.get(f"/api/console/templates/{world.t.template}").json()
     r = root.patch(
@@ -162,6 +169,12 @@ async def test_mgmt_device_needs_the_templates_gateway_switch(world: World, conn
     await gw.publish(f"dev/{world.tokens['B']}/ds/Label", "via mgmt", qos=1)
     await gw.received(f"dev/{world.tokens['B']}/downlink/diag")
     assert value_of(b.admin, b.device.id, 2) != "via mgmt"
+    r = root.patch(
+        f"/api/console/templates/{world.t.template}", json={"name": template["name"], "gateway_enabled": False}
+    )
+    assert r.status_code == 200, r.text
+    await eventually(lambda: gw.disconnected, 10, message="the switch turned off ends the gateway")
+    await connect("mgmt_device", world.tokens["A"], expect=BAD_LOGIN, client_id="mgmt-off-again", bind=elsewhere())
 
 
 async def test_a_revoked_client_is_disconnected_and_refused(world: World, connect: Any) -> None:
@@ -171,7 +184,7 @@ async def test_a_revoked_client_is_disconnected_and_refused(world: World, connec
     r = world.t.a.admin.delete(f"/api/oauth2/clients/{made['client']['id']}")
     assert r.status_code == 200, r.text
     await eventually(lambda: gw.disconnected, 5, message="revoked client disconnected")
-    await connect(*login, expect=BAD_LOGIN, client_id="short-again")
+    await connect(*login, expect=BAD_LOGIN, client_id="short-again", bind=elsewhere())
 
 
 async def test_wrong_credentials_get_connack_4_and_count_toward_the_login_limit(world: World, connect: Any) -> None:
