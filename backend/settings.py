@@ -183,6 +183,8 @@ class Settings:
     """The From address of e-mails."""
     notification_emails_per_hour: int = 20
     """Notification e-mails (events, automations) an organization may send per hour (Blynk's limit; 0: no limit)."""
+    notification_retention_days: int = 90
+    """Days in-app notifications are kept (read or not)."""
     automations_per_org: int = 50
     """Automations an organization may have (Blynk's limit)."""
     actions_per_automation: int = 50
@@ -244,6 +246,11 @@ class Settings:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
         if not self.device_rate_limit > 0:
             raise ConfigError("OPENBLYNK_DEVICE_RATE_LIMIT must be above 0 (messages a second per device)")
+        if self.notification_retention_days < 1 or self.notification_emails_per_hour < 0:
+            raise ConfigError(
+                "OPENBLYNK_NOTIFICATION_RETENTION_DAYS must be at least 1 and "
+                "OPENBLYNK_NOTIFICATION_EMAILS_PER_HOUR at least 0"
+            )
         if self.mqtt_max_subscriptions < 1:
             raise ConfigError("OPENBLYNK_MQTT_MAX_SUBSCRIPTIONS must be at least 1")
         if self.automations_per_org < 1 or self.actions_per_automation < 1:

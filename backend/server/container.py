@@ -36,6 +36,7 @@ from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.notifications.cleanup import clean_notifications
 from backend.notifications.events import EventNotifications
 from backend.notifications.live import NoticeFeed
 from backend.notifications.service import Notifier
@@ -148,6 +149,11 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
                 "accounts-cleanup",
                 lambda: clean_accounts(db, settings.login_failure_window_seconds),
                 ACCOUNTS_CLEANUP_SECONDS,
+            ),
+            Job(
+                "notifications-cleanup",
+                lambda: clean_notifications(db.pool, settings.notification_retention_days),
+                settings.maintenance_interval_seconds,
             ),
         ],
         retry_seconds=settings.scheduler_retry_seconds,

@@ -13,7 +13,8 @@ from aiosmtpd.controller import Controller
 
 from backend.accounts.mail import Mailer
 from backend.db.engine import Database
-from backend.errors import NotificationLimitError, RateLimitedError
+from backend.errors import ConfigError, NotificationLimitError, RateLimitedError
+from backend.notifications.cleanup import clean_notifications
 from backend.notifications.service import Notifier
 from backend.settings import Settings
 from tests.support.accounts import Outbox
@@ -126,3 +127,24 @@ async def test_the_hourly_email_limit_is_per_organization(
         (ids["A"], 3),
         (ids["B"], 1),
     ]
+
+
+async def test_old_notifications_and_past_hours_are_forgotten(fresh_db: str, notifier: Notifier) -> None:
+    ids = _people(fresh_db)
+    await notifier.in_app(ids["A"], [ids["user"]], "Old", "")
+    await notifier.in_app(ids["A"], [ids["user"]], "New", "")
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("UPDATE notification SET created_at = now() - interval '91 days' WHERE title = 'Old'")
+        conn.execute(
+            "INSERT INTO notification_email_hour (org_id, hour, sent) VALUES"
+            " (%s, date_trunc('hour', now()) - interval '1 hour', 5), (%s, date_trunc('hour', now()), 2)",
+            (ids["A"], ids["B"]),
+        )
+    assert await clean_notifications(notifier.pool, 90) == 1
+    assert _rows(fresh_db, "SELECT title FROM notification") == [("New",)]
+    assert _rows(fresh_db, "SELECT org_id, sent FROM notification_email_hour") == [(ids["B"], 2)]
+
+
+def test_the_settings_refuse_a_retention_below_a_day() -> None:
+    with pytest.raises(ConfigError, match="OPENBLYNK_NOTIFICATION_RETENTION_DAYS"):
+        Settings.from_env({"OPENBLYNK_NOTIFICATION_RETENTION_DAYS": "0"}, dotenv=Path("/nonexistent/.env"))
