@@ -27,7 +27,7 @@ from backend.devices.actions import ActionLog, Actor
 from backend.devices.latest import LatestValues
 from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceInfo
-from backend.devices.signals import ALL_PINS, DeviceSignals, StoredValue
+from backend.devices.signals import ALL_PINS, DeviceSignals, StoredRow, StoredValues
 from backend.errors import ValidationError
 from backend.history.writer import HistoryWriter, Row
 from backend.templates.values import DatastreamSpec, Value, checked_value, parse_value, shown_text
@@ -140,7 +140,7 @@ class DataService:
         live = self.live
         watched = live.watched
         signalled = self.signals.watched  # datastreams automations or webhooks react to
-        told: list[StoredValue] = []
+        told: list[StoredRow] = []  # StoredValue items are made only if a listener reads them
         max_bytes = self.max_string_bytes
         now, utc, checked = datetime.now, UTC, Value
         make_row, keep_row, newest_of = history_row, rows.append, newest.get  # bound once per batch
@@ -171,12 +171,10 @@ class DataService:
             if device_id in watched:
                 live.publish(device_id, value_event(pin, shown_text(shown), at, origin))
             if signalled and ((spec.template_id, pin) in signalled or (spec.template_id, ALL_PINS) in signalled):
-                told.append(
-                    StoredValue(device_id, spec.template_id, pin, spec.name, shown_text(shown), number, at, origin)
-                )
+                told.append((device_id, spec.template_id, pin, spec.name, shown, number, at))
         self.latest.put_many(newest)
         if told:
-            self.signals.values(told)
+            self.signals.values(StoredValues(told, origin))
         if rows:
             await self.history.add_many(rows)
         return refused

@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, overload
+
+from backend.templates.values import shown_text
 
 log = logging.getLogger(__name__)
 
 
 class StoredValue(NamedTuple):
-    """A value ``DataService.record`` stored (checked and clamped). A named tuple: one is made
-    per watched value on the ingest's hot path, and a tuple is made in a third of the time a
-    frozen dataclass takes (bench_automations.py)."""
+    """A value ``DataService.record`` stored (checked and clamped), as :class:`StoredValues`
+    gives it to a listener that reads it."""
 
     device_id: int
     template_id: int
@@ -43,6 +44,46 @@ class StoredValue(NamedTuple):
     at: datetime
     origin: str
     """``device`` or ``server`` (the console, an API, an automation)."""
+
+
+StoredRow = tuple[int, int, int, str, str | float, float | None, datetime]
+"""A stored value as ``DataService.record`` tells it: device, template, pin, datastream name,
+the value as stored (a Double's number is made into text only when read), number, time."""
+
+
+class StoredValues(Sequence[StoredValue]):
+    """A batch of stored values given to the value listeners: :class:`StoredValue` items made only
+    when read. The ingest tells every value of a watched datastream, so the batch holds plain
+    tuples (:data:`StoredRow`); a listener that looks at every value of a busy datastream (the
+    automation engine's device-state rules) may read :attr:`rows` and skip making the items."""
+
+    __slots__ = ("origin", "rows")
+
+    def __init__(self, rows: list[StoredRow], origin: str) -> None:
+        self.rows = rows
+        self.origin = origin
+        """``device`` or ``server``, for every value of the batch."""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> StoredValue: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[StoredValue]: ...
+
+    def __getitem__(self, index: int | slice) -> StoredValue | list[StoredValue]:
+        if isinstance(index, slice):
+            return [self._item(row) for row in self.rows[index]]
+        return self._item(self.rows[index])
+
+    def __iter__(self) -> Iterator[StoredValue]:
+        return map(self._item, self.rows)
+
+    def _item(self, row: StoredRow) -> StoredValue:
+        device_id, template_id, pin, name, shown, number, at = row
+        return StoredValue(device_id, template_id, pin, name, shown_text(shown), number, at, self.origin)
 
 
 @dataclass(frozen=True, slots=True)

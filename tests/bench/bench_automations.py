@@ -1,14 +1,17 @@
 """Automations benchmark: what 1,000 active device-state automations cost the ingest, and how long
 a device's value takes to switch another device. Prints figures; asserts nothing.
 
-    .venv/bin/python tests/bench/bench_automations.py [--messages 200000] [--automations 1000] [--runs 3] [--samples 200]
+    .venv/bin/python tests/bench/bench_automations.py [--messages 200000] [--automations 1000] [--runs 3]
+        [--samples 200] [--datastreams 1]
 
 1. **Ingest rate**, side by side in one process and database: the app's ingest loop (as in
    bench_ingest.py: message -> check -> latest value -> history rows committed -> acknowledged)
    fed QoS 1 ``ds/Temperature`` messages from 1,000 devices, once with no automation and once
    with the automation engine holding ``--automations`` enabled device-state automations, one per
    device, on that datastream (``lt -100``: evaluated on every value, never firing, the usual
-   state of a threshold rule). Runs alternate, the medians are compared.
+   state of a threshold rule). Runs alternate, the medians are compared. With ``--datastreams
+   N`` each device sends N double datastreams in turn and the automations watch the first, so
+   one value in N is evaluated (1, the default, is the worst case: every value is watched).
 2. **Trigger -> downlink latency** through the real broker and app processes, with the same
    1,000 automations loaded: a paho sensor publishes a value that crosses a threshold, a paho
    pump receives ``downlink/ds/<name>`` from the automation's control action; from the publish
@@ -53,7 +56,9 @@ from tests.support.paho import connect_device  # noqa: E402
 from tests.support.provision import provision_async, thermostat_doc  # noqa: E402
 
 
-async def pipeline(db: Database, url: str, device_ids: list[int], count: int, engine_on: bool) -> tuple[float, float]:
+async def pipeline(
+    db: Database, url: str, device_ids: list[int], count: int, engine_on: bool, streams: int = 1
+) -> tuple[float, float]:
     """Rows a second through the ingest loop, with or without the engine listening, and this
     process's CPU time per message in microseconds (the app's share: PostgreSQL's is apart)."""
     settings = Settings()
@@ -70,7 +75,13 @@ async def pipeline(db: Database, url: str, device_ids: list[int], count: int, en
     if engine_on:
         await engine.start()
     messages = [
-        Message(f"d/{device_ids[i % len(device_ids)]}/ds/Temperature", f"{20 + i % 50 / 10}".encode(), 1, False, i + 1)
+        Message(
+            f"d/{device_ids[i % len(device_ids)]}/ds/{stream_name(i // len(device_ids) % streams)}",
+            f"{20 + i % 50 / 10}".encode(),
+            1,
+            False,
+            i + 1,
+        )
         for i in range(count)
     ]
     for device_id in device_ids:  # a running server knows its active devices and their latest values
@@ -88,6 +99,12 @@ async def pipeline(db: Database, url: str, device_ids: list[int], count: int, en
     await services.stop()
     await engine.stop()
     return count / elapsed, cpu / count * 1e6
+
+
+def stream_name(n: int) -> str:
+    """The datastreams values are sent to: the thermostat's Temperature (V0, watched), then
+    Extra1, Extra2... (V11, V12...)."""
+    return "Temperature" if n == 0 else f"Extra{n}"
 
 
 def add_automations(url: str, org_id: int, device_ids: list[int], pin: int) -> None:
@@ -116,6 +133,10 @@ Figures = tuple[list[float], list[float], list[float], list[float]]
 async def ingest_rates(args: argparse.Namespace, url: str) -> Figures:
     doc = thermostat_doc("bench", devices=args.automations)
     doc["templates"][0]["datastreams"][0]["save_raw"] = True
+    doc["templates"][0]["datastreams"] += [
+        {"pin": f"V{10 + n}", "name": stream_name(n), "type": "double", "min": -40, "max": 85, "save_raw": True}
+        for n in range(1, args.datastreams)
+    ]
     device_ids = [d.id for d in (await provision_async(url, doc)).devices]
     with psycopg.connect(url) as conn:
         org = conn.execute("SELECT org_id FROM device WHERE id = %s", (device_ids[0],)).fetchone()
@@ -132,7 +153,7 @@ async def ingest_rates(args: argparse.Namespace, url: str) -> Figures:
                 async with db.pool.connection() as conn:
                     await conn.execute("TRUNCATE history, history_minute, history_hour")
                     await conn.execute("CHECKPOINT")
-                rate, cpu = await pipeline(db, url, device_ids, args.messages, engine_on)
+                rate, cpu = await pipeline(db, url, device_ids, args.messages, engine_on, args.datastreams)
                 (with_ if engine_on else without).append(rate)
                 (cpu_with if engine_on else cpu_without).append(cpu)
     return without, with_, cpu_without, cpu_with
@@ -193,7 +214,8 @@ def main(args: argparse.Namespace) -> None:
         found = latencies(args, server, "bench_template") if args.samples else [0.0]
     print(
         f"\nautomations benchmark: ingest loop, {args.messages:,} QoS 1 messages from {args.automations:,} devices "
-        f"(raw points and rollups), {args.runs} run(s) of each, median (lowest-highest)"
+        f"over {args.datastreams} datastream(s), 1 in {args.datastreams} watched (raw points and rollups), "
+        f"{args.runs} run(s) of each, median (lowest-highest)"
     )
     a, b = statistics.median(without), statistics.median(with_)
     print(f"  no automations                         {a:>10,.0f} rows/s  ({min(without):,.0f}-{max(without):,.0f})")
@@ -220,4 +242,5 @@ if __name__ == "__main__":
     parser.add_argument("--automations", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--datastreams", type=int, default=1, help="datastreams each device sends, one watched")
     main(parser.parse_args())

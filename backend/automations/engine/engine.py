@@ -41,11 +41,19 @@ from backend.automations.engine.triggers import once_at, trigger_for
 from backend.automations.schemas import DeviceState, Event, Once, Presence, kind_of
 from backend.db.changes import CHANNEL, Change
 from backend.devices.data import DataService
-from backend.devices.signals import DeviceEventSignal, DeviceSignals, PresenceSignal, StoredValue
+from backend.devices.signals import (
+    DeviceEventSignal,
+    DeviceSignals,
+    PresenceSignal,
+    StoredRow,
+    StoredValue,
+    StoredValues,
+)
 from backend.devices.timeline import Timeline
 from backend.errors import NotFoundError
 from backend.scheduler import Scheduler
 from backend.tasks import cancel
+from backend.templates.values import shown_text
 
 log = logging.getLogger(__name__)
 FIRE = "automation"
@@ -288,27 +296,29 @@ class AutomationEngine:
 
     # -- device listeners (synchronous, cheap: they only queue) ---------------------------------
     def _on_values(self, stored: Sequence[StoredValue]) -> None:
+        """Device-state rules on each value (the ingest's hot path: two dict lookups a value,
+        then the rules of that datastream; see :meth:`StateRule.check_row`)."""
+        rows = stored.rows if isinstance(stored, StoredValues) else [_row(v) for v in stored]
         by_device, by_template = self._by_device.get, self._by_template
         now = self.clock()
-        check = self._check
-        for value in stored:
-            rules = by_device((value.device_id, value.pin))
-            if rules is not None:
-                check(rules, value, now)
-            if by_template and (rules := by_template.get((value.template_id, value.pin))) is not None:
-                check(rules, value, now)
+        for device_id, template_id, pin, name, shown, number, at in rows:
+            rules = by_device((device_id, pin))
+            if by_template and (more := by_template.get((template_id, pin))) is not None:
+                rules = more if rules is None else rules + more
+            if rules is None:
+                continue
+            for rule in rules:
+                if rule.check_row(device_id, shown, number, at, now):
+                    self._fired(rule, device_id, shown, name)
+                if rule.dirty:
+                    rule.dirty = False
+                    self._dirty.add(rule.automation_id)
+                    self._save.set()
 
-    def _check(self, rules: list[StateRule], value: StoredValue, now: float) -> None:
-        for rule in rules:
-            if rule.check(value, now):
-                automation = self._automations.get(rule.automation_id)
-                if automation is not None:
-                    trigger = Trigger("device_state", value.device_id, value.text, value.name)
-                    self._enqueue(Pending(automation, trigger))
-            if rule.dirty:
-                rule.dirty = False
-                self._dirty.add(rule.automation_id)
-                self._save.set()
+    def _fired(self, rule: StateRule, device_id: int, shown: str | float, name: str) -> None:
+        automation = self._automations.get(rule.automation_id)
+        if automation is not None:
+            self._enqueue(Pending(automation, Trigger("device_state", device_id, shown_text(shown), name)))
 
     async def _keep_states(self) -> None:
         """Save changed rule states, at most twice a second."""
@@ -403,3 +413,7 @@ class AutomationEngine:
                 log.exception("run of automation %s failed", pending.automation.id)
             finally:
                 self._queue.task_done()
+
+
+def _row(value: StoredValue) -> StoredRow:
+    return (value.device_id, value.template_id, value.pin, value.name, value.text, value.number, value.at)

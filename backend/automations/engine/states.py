@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from backend.automations.engine.triggers import hhmm, zone
 from backend.automations.schemas import DeviceState, Window
 from backend.devices.signals import StoredValue
+from backend.templates.values import shown_text
 
 
 class TimeWindow:
@@ -63,7 +64,7 @@ class TimeWindow:
         return inside and (not self.days or day in self.days)
 
 
-def _matcher(op: str, value: float | str | None, high: float | None) -> Callable[[float | None, str], bool]:
+def _matcher(op: str, value: float | str | None, high: float | None) -> Callable[[float | None, str | float], bool]:
     if op == "on":
         return lambda n, _t: n is not None and n != 0
     if op == "off":
@@ -76,7 +77,7 @@ def _matcher(op: str, value: float | str | None, high: float | None) -> Callable
     if op == "between":
         h = float(high if high is not None else v)
         return lambda n, _t: n is not None and v <= n <= h
-    tests: dict[str, Callable[[float | None, str], bool]] = {
+    tests: dict[str, Callable[[float | None, str | float], bool]] = {
         "gt": lambda n, _t: n is not None and n > v,
         "ge": lambda n, _t: n is not None and n >= v,
         "lt": lambda n, _t: n is not None and n < v,
@@ -87,14 +88,16 @@ def _matcher(op: str, value: float | str | None, high: float | None) -> Callable
     return tests[op]
 
 
-def _rearmer(op: str, value: float | str | None, high: float | None, h: float) -> Callable[[float | None, str], bool]:
+def _rearmer(
+    op: str, value: float | str | None, high: float | None, h: float
+) -> Callable[[float | None, str | float], bool]:
     """When a disarmed rule arms again: the value left the condition by at least ``h``."""
     if op in ("on", "off") or isinstance(value, str):
         match = _matcher(op, value, high)
         return lambda n, t: not match(n, t)
     v = float(value) if value is not None else 0.0
     top = float(high) if high is not None else v
-    tests: dict[str, Callable[[float | None, str], bool]] = {
+    tests: dict[str, Callable[[float | None, str | float], bool]] = {
         "gt": lambda n, _t: n is not None and n <= v - h,
         "ge": lambda n, _t: n is not None and n < v - h,
         "lt": lambda n, _t: n is not None and n >= v + h,
@@ -104,6 +107,10 @@ def _rearmer(op: str, value: float | str | None, high: float | None, h: float) -
         "between": lambda n, _t: n is not None and (n < v - h or n > top + h),
     }
     return tests[op]
+
+
+def _never(_number: float | None, _text: str | float) -> bool:
+    return False
 
 
 class StateRule:
@@ -119,23 +126,26 @@ class StateRule:
         "match",
         "previous",
         "rearm",
+        "text",
         "window",
     )
 
     def __init__(self, automation_id: int, condition: DeviceState, limit_period_s: int, org_tz: str) -> None:
         self.automation_id = automation_id
         self.changed = condition.op == "changed"
+        self.text = self.changed or isinstance(condition.value, str)
+        """Whether the rule compares text (numeric rules skip making a Double's text)."""
         self.match = _matcher(condition.op, condition.value, condition.value2) if not self.changed else None
-        self.rearm = (
+        self.rearm: Callable[[float | None, str | float], bool] = (
             _rearmer(condition.op, condition.value, condition.value2, condition.hysteresis)
             if not self.changed
-            else None
+            else _never
         )
         self.window = TimeWindow(condition.window, org_tz) if condition.window is not None else None
         self.limit = float(limit_period_s)
         self.disarmed: set[int] = set()
         self.last: dict[int, float] = {}
-        self.previous: dict[int, str] = {}
+        self.previous: dict[int, str | float] = {}
         self.dirty = False
         """The state changed since the engine last saved it."""
 
@@ -156,29 +166,35 @@ class StateRule:
         self.disarmed, self.last, self.previous = other.disarmed, other.last, other.previous
 
     def check(self, value: StoredValue, clock: float) -> bool:
-        """Whether this value fires the rule (and note that it did); ``clock``: now, in epoch seconds."""
-        device = value.device_id
-        if self.changed:
+        """Whether this value fires the rule (see :meth:`check_row`)."""
+        return self.check_row(value.device_id, value.text, value.number, value.at, clock)
+
+    def check_row(self, device: int, shown: str | float, number: float | None, at: datetime, clock: float) -> bool:
+        """Whether this value (``shown``: the stored text, or a Double's number) fires the rule,
+        and note that it did; ``clock``: now, in epoch seconds. Called for every value of a
+        watched datastream: the usual answer (no) takes one set lookup and one comparison."""
+        if self.text and not isinstance(shown, str):
+            shown = shown_text(shown)
+        match = self.match
+        if match is None:  # changed
             before = self.previous.get(device)
-            self.previous[device] = value.text
-            if before is None or before == value.text:
+            self.previous[device] = shown
+            if before is None or before == shown:
                 return False
-        else:
-            assert self.match is not None and self.rearm is not None
-            if device in self.disarmed:
-                if self.rearm(value.number, value.text):
-                    self.disarmed.discard(device)
-                    self.dirty = True
-                return False
-            if not self.match(value.number, value.text):
-                return False
-        if self.window is not None and not self.window.contains(value.at):
+        elif device in self.disarmed:
+            if self.rearm(number, shown):
+                self.disarmed.discard(device)
+                self.dirty = True
+            return False
+        elif not match(number, shown):
+            return False
+        if self.window is not None and not self.window.contains(at):
             return False
         last = self.last.get(device)
         if self.limit and last is not None and clock - last < self.limit:
             return False
         self.last[device] = clock
-        if not self.changed:
+        if match is not None:
             self.disarmed.add(device)
         self.dirty = True
         return True

@@ -187,3 +187,70 @@ def test_a_fired_condition_stays_disarmed_across_an_app_restart(world: EngineSta
     sensor.publish("ds/Temperature", "-25", qos=1)
     expect(pump, "Label", b"dry")
     assert len(world.runs(dry)) == 2
+
+
+def test_events_run_automations_of_the_device_and_of_its_template(
+    world: EngineStack, paho_device: ConnectDevice
+) -> None:
+    """The sensor's event runs the template's automation and the sensor's own, which logs an
+    event on the pump (with placeholders), which runs the template's automation again."""
+    sensor_info, pump_info = world.devices
+    with world.db() as conn:
+        row = conn.execute("SELECT template_id FROM device WHERE id = %s", (sensor_info.id,)).fetchone()
+    assert row is not None
+    any_device = world.add(
+        {"type": "event", "template_id": row[0], "code": "overheat"},
+        [{"type": "control", "target": {"device_id": pump_info.id}, "pin": 2, "value": "event-seen"}],
+    )
+    sensor_only = world.add(
+        {"type": "event", "device_id": sensor_info.id, "code": "overheat"},
+        [
+            {
+                "type": "log_event",
+                "device_id": pump_info.id,
+                "code": "overheat",
+                "description": "{DEVICE_NAME}: {EVENT_CODE}",
+            }
+        ],
+    )
+    pump = paho_device(world.config, pump_info)
+    sensor = paho_device(world.config, sensor_info, subscribe=False)
+    sensor.publish("event/overheat", "", qos=1)
+    expect(pump, "Label", b"event-seen")
+    expect(pump, "Label", b"event-seen")
+    wait_for(lambda: [s for _, s, _ in world.runs(sensor_only)] == ["ok"], 20, message="the log_event run to end")
+    wait_for(lambda: [s for _, s, _ in world.runs(any_device)] == ["ok", "ok"], 20, message="both runs to end")
+    with world.db() as conn:
+        devices = conn.execute(
+            "SELECT trigger_device_id FROM automation_run WHERE automation_id = %s ORDER BY trigger_device_id",
+            (any_device,),
+        ).fetchall()
+        logged = conn.execute(
+            "SELECT description FROM device_event WHERE device_id = %s AND code = 'overheat'", (pump_info.id,)
+        ).fetchall()
+    assert devices == sorted([(sensor_info.id,), (pump_info.id,)])
+    assert trigger_of(world, sensor_only) == [("event", "overheat")]
+    assert logged == [(f"{sensor_info.name}: overheat",)]
+
+
+def test_a_device_offline_for_a_while_runs_the_presence_automation(
+    world: EngineStack, paho_device: ConnectDevice
+) -> None:
+    sensor_info, pump_info = world.devices
+    auto = world.add(
+        {"type": "presence", "device_id": sensor_info.id, "online": False, "after_s": 1},
+        [{"type": "control", "target": {"device_id": pump_info.id}, "pin": 2, "value": "sensor-gone"}],
+    )
+    pump = paho_device(world.config, pump_info)
+    sensor = paho_device(world.config, sensor_info, subscribe=False)
+    sensor.close()
+    expect(pump, "Label", b"sensor-gone")
+    assert [(trigger, value) for trigger, value in trigger_of(world, auto)] == [("presence", "offline")]
+
+
+def trigger_of(world: EngineStack, automation_id: int) -> list[tuple[str, str | None]]:
+    with world.db() as conn:
+        rows = conn.execute(
+            "SELECT trigger, trigger_value FROM automation_run WHERE automation_id = %s ORDER BY id", (automation_id,)
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows]
