@@ -169,6 +169,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
     from backend.db.engine import Database
     from backend.devices.auth import PgAuthenticator, client_gateway_key, device_gateway_key
     from backend.devices.registry import DeviceRegistry
+    from backend.inject.activation import StaticActivation
     from backend.platform_api.mqtt_logins import OAuthClientLogins
     from backend.security import Secrets
     from backend.transport.tls import tls_files
@@ -199,7 +200,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
     )
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
-        auth = PgAuthenticator(registry, secrets, clients=OAuthClientLogins(db))
+        auth = PgAuthenticator(registry, secrets, StaticActivation(db).activate, clients=OAuthClientLogins(db))
         async with MqttBroker(broker_settings, auth) as mqtt:
 
             async def on_change(change: Change) -> None:

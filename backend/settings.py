@@ -157,6 +157,14 @@ class Settings:
     """Failed sign-ins from one address within the window before it is throttled (429)."""
     login_failure_window_seconds: int = 900
     """The window of the login throttles, in seconds."""
+    claim_failures_per_user: int = 10
+    """Wrong claim codes one user (or platform client) may try within the window before claiming answers 429."""
+    claim_failures_per_address: int = 30
+    """Wrong claim codes from one address within the window before claiming answers 429."""
+    claim_failure_window_seconds: int = 900
+    """The window of the claim throttles, in seconds."""
+    static_tokens_per_batch: int = 10_000
+    """Static tokens one generate or CSV import may make at once."""
     invitations_per_day: int = 25
     """Invitations an organization may send per UTC day (Blynk's limit)."""
     invitation_ttl_hours: float = 72.0

@@ -174,9 +174,8 @@ class PlatformUserController(Controller):
         return await api.directory.transfer_user(data.userId, data.targetOrgId, data.roleId)
 
 
-NOT_OFFERED: dict[str, tuple[HttpMethod, str]] = {
-    "/static-tokens": (HttpMethod.GET, "this server has no static tokens; devices get their token when added"),
-}
+NOT_OFFERED: dict[str, tuple[HttpMethod, str]] = {}
+"""Blynk's routes this server answers with 501 (none now: static tokens came with issue #17)."""
 
 
 def _not_offered(path: str, method: HttpMethod, what: str) -> HTTPRouteHandler:

@@ -37,6 +37,8 @@ from backend.console.controllers import ConsoleDeviceController, ConsoleTemplate
 from backend.db.deps import provide_db_session
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
+from backend.inject.controllers import InjectController, PlatformInjectController
+from backend.inject.deps import InjectRuntime
 from backend.notifications.controllers import NotificationController
 from backend.notifications.deps import notifications_dependencies
 from backend.orgs.controllers import DeviceController, OrgController, TagController
@@ -93,6 +95,7 @@ def app_dependencies() -> dict[str, Provide]:
         "data_api": _part(lambda rt: rt.data_api),
         "tls": _part(lambda rt: rt.tls),
         "mqtt_bridge": _part(lambda rt: rt.mqtt_bridge),
+        "inject_runtime": _part(lambda rt: InjectRuntime(rt.secrets, rt.signals, rt.settings)),
         "webhook_sender": _part(lambda rt: rt.webhooks.sender),
         "notices": _part(lambda rt: rt.notices),
         "scene_runner": _part(lambda rt: rt.automations),
@@ -116,6 +119,7 @@ def api_router() -> Router:
             audit_log,
             OAuthClientController,
             OtaController,
+            InjectController,
         ],
         middleware=[session_middleware(_accounts)],
         guards=[same_origin],
@@ -159,6 +163,7 @@ def platform_router() -> Router:
             PlatformUserController,
             PlatformAutomationController,
             PlatformSceneController,
+            PlatformInjectController,
             *NOT_OFFERED_ROUTES,
         ],
         middleware=[bearer_middleware(_accounts)],

@@ -17,6 +17,8 @@ Screenshots go to ``.pytest-artifacts/console/hostile-*.png``."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import uuid
 from collections.abc import Iterator
@@ -171,6 +173,17 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
         _ok(
             api.put(f"/api/console/devices/{device['id']}/metadata", json={"name": n["meta"], "value": n["meta_value"]})
         )
+        lines = io.StringIO()
+        csv.writer(lines).writerows([["serial"], [n["meta_value"]]])
+        made = _ok(
+            api.post(
+                "/api/inject/static-tokens/import",
+                json={"template_id": tid, "csv": lines.getvalue(), "mapping": {"serial": n["meta"]}},
+            )
+        )
+        export = api.get("/api/inject/static-tokens/export.csv", params={"template_id": tid}).text
+        code = next(r for r in csv.DictReader(io.StringIO(export)) if r["id"] == str(made["ids"][0]))["claim_code"]
+        _ok(api.post("/api/inject/claim", json={"code": code, "name": f"C{suffix} '-alert-'"}), 201)
         firmware = _ok(
             api.post("/api/ota/firmware", params={"filename": n["firmware"]}, content=image("2.0.0"), timeout=30), 201
         )
@@ -415,6 +428,13 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     expect(page.locator("select[name=pin] option")).to_have_text(
         ["Any datastream", f"{n['ds0']} (V0)", f"{n['ds1']} (V1)", f"{n['ds2']} (V2)", f"{n['ds5']} (V5)"]
     )
+
+    # Blynk.Inject: static tokens (a CSV's metadata value) and the claim page (the claimed device)
+    _visit(page, f"{base}/static-tokens", "static-tokens")
+    expect(page.locator("table[data-static-tokens]")).to_contain_text(n["template"])
+    expect(page.locator("table[data-static-tokens]")).to_contain_text(n["meta_value"])
+    _visit(page, f"{base}/claim", "claim")
+    expect(page.locator("table[data-claimed]")).to_contain_text("-alert-")
 
     # organizations, users, roles, the account
     for path, key in (("/orgs", "org"), ("/users", "user"), ("/roles", "role"), ("/account", "user")):

@@ -78,6 +78,7 @@ AREAS = frozenset(
         "backend.automations",
         "backend.notifications",
         "backend.webhooks",
+        "backend.inject",
     }
 )
 """The product areas; they may import each other as long as no circle forms."""

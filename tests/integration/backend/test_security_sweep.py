@@ -311,6 +311,41 @@ def spare_device(o: Tenant, key: str) -> int:
     return int(o.spare(key, lambda: make_device(o.admin, o.template, f"{key} {o.marker}")[0]))
 
 
+def spare_static(o: Tenant) -> int:
+    """Static tokens of the tenant's template (made once); the template's id."""
+
+    def make() -> int:
+        body = {"template_id": o.template, "count": 2}
+        _ok(o.admin.post("/api/inject/static-tokens/generate", json=body), 201)
+        return o.template
+
+    return int(o.spare("static-tokens", make))
+
+
+def spare_code(o: Tenant, key: str) -> str:
+    """The claim code of a new static token of the tenant's template (one per key)."""
+    return str(
+        o.spare(
+            key,
+            lambda: _ok(o.bearer.post(f"{V1}/static-tokens/generate", json={"productId": o.template, "count": 1}), 201)[
+                0
+            ]["token"],
+        )
+    )
+
+
+def spare_claimed(o: Tenant, key: str) -> int:
+    """A static token's device the tenant's administrator claimed into the tenant (one per key)."""
+    return int(
+        o.spare(
+            key,
+            lambda: _ok(o.admin.post("/api/inject/claim", json={"code": spare_code(o, f"{key}-code")}), 201)[
+                "device_id"
+            ],
+        )
+    )
+
+
 def spare_template(o: Tenant, key: str) -> int:
     def make() -> int:
         tid = _ok(o.admin.post("/api/console/templates", json={"name": f"{key} {o.marker}"}), 201)["id"]
@@ -1008,6 +1043,57 @@ ROUTES: dict[tuple[str, str], Route] = {
             lambda w, o, c: Call("DELETE", f"/api/ota/shipments/{spare_shipment(o, 'deleted-ship', True)}"), own=204
         )
     ),
+    # ---- /api/inject: Blynk.Inject for the console (session)
+    ("GET", "/api/inject/static-tokens"): Route(
+        SESSION,
+        {"template": I(lambda w, o, c: G("/api/inject/static-tokens", template_id=spare_static(o)))},
+        lists=lambda w, o, c: (spare_static(o), spare_static(c), G("/api/inject/static-tokens"))[2],
+    ),
+    ("POST", "/api/inject/static-tokens/generate"): S(
+        template=I(
+            lambda w, o, c: Call(
+                "POST", "/api/inject/static-tokens/generate", json={"template_id": o.template, "count": 1}
+            ),
+            own=201,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/inject/static-tokens/generate",
+                json={"template_id": c.template, "count": 1, "org_id": o.org},
+            ),
+            own=201,
+        ),
+    ),
+    ("POST", "/api/inject/static-tokens/import"): S(
+        template=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/inject/static-tokens/import",
+                json={"template_id": o.template, "csv": "sn\nSN-1\n", "mapping": {"sn": "Serial"}},
+            ),
+            own=201,
+        )
+    ),
+    ("GET", "/api/inject/static-tokens/export.csv"): S(
+        template=I(lambda w, o, c: G("/api/inject/static-tokens/export.csv", template_id=spare_static(o)))
+    ),
+    ("GET", "/api/inject/static-tokens/labels.svg"): S(
+        template=I(lambda w, o, c: G("/api/inject/static-tokens/labels.svg", template_id=spare_static(o)))
+    ),
+    ("GET", "/static-tokens"): Route(
+        SESSION, lists=lambda w, o, c: (spare_static(o), spare_static(c), G("/static-tokens"))[2]
+    ),
+    ("GET", "/claim"): Route(
+        SESSION, lists=lambda w, o, c: (spare_claimed(o, "listed"), spare_claimed(c, "listed"), G("/claim"))[2]
+    ),
+    ("POST", "/api/inject/claim"): S(
+        note="the claim code is the credential: claiming a device of another organization is the feature "
+        "(tests/integration/backend/test_inject_static_tokens.py)"
+    ),
+    ("POST", "/api/inject/devices/{device_id:int}/unclaim"): S(
+        device=I(lambda w, o, c: Call("POST", f"/api/inject/devices/{spare_claimed(o, 'unclaimed')}/unclaim"), own=204)
+    ),
     # ---- /api/console: the console's JSON routes (session)
     ("GET", "/api/console/templates"): Route(SESSION, lists=lambda w, o, c: G("/api/console/templates")),
     ("POST", "/api/console/templates"): S(
@@ -1147,7 +1233,42 @@ ROUTES: dict[tuple[str, str], Route] = {
             own=201,
         )
     ),
-    ("GET", f"{V1}/static-tokens"): Route(BEARER, anon=401, note="501: not offered"),
+    # ---- Blynk.Inject (issue #17): static tokens and claims; a claim code is a credential, not an id
+    ("GET", f"{V1}/static-tokens"): B(
+        template=I(lambda w, o, c: G(f"{V1}/static-tokens", templateId=spare_static(o))),
+    ),
+    ("POST", f"{V1}/static-tokens/generate"): B(
+        template=I(
+            lambda w, o, c: Call("POST", f"{V1}/static-tokens/generate", json={"productId": o.template, "count": 1}),
+            own=201,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/static-tokens/generate", json={"productId": c.template, "count": 1, "orgId": o.org}
+            ),
+            own=201,
+        ),
+    ),
+    ("POST", f"{V1}/static-tokens/claim"): B(
+        org=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/static-tokens/claim", json={"token": spare_code(c, "v1-claim-org"), "orgId": o.org}
+            )
+        ),
+        user=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/static-tokens/claim", json={"token": spare_code(c, "v1-claim-user"), "userId": o.member}
+            )
+        ),
+    ),
+    ("POST", f"{V1}/static-tokens/unclaim"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/static-tokens/unclaim", json={"deviceId": spare_claimed(o, "v1-unclaimed")}
+            ),
+            own=204,
+        )
+    ),
     ("GET", f"{V1}/templates"): Route(BEARER, lists=lambda w, o, c: G(f"{V1}/templates")),
     ("GET", f"{V1}/template"): B(template=I(lambda w, o, c: G(f"{V1}/template", templateId=o.template))),
     ("GET", f"{V1}/template/datastreams"): B(

@@ -42,6 +42,7 @@ NO_ID_CALLS: dict[tuple[str, str], Call] = {
         "/api/auth/password",
         json={"current_password": "a-good-password-1", "new_password": "another-password-2"},
     ),
+    ("POST", "/api/inject/claim"): Call("POST", "/api/inject/claim", json={"code": "sqr_" + "C" * 28}),
     ("POST", "/api/ota/firmware"): Call(
         "POST", "/api/ota/firmware", params={"filename": "csrf.bin"}, content=_image("9.9.9")
     ),

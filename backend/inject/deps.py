@@ -1,0 +1,68 @@
+"""The inject area's services of a request (the ``inject`` dependency): static tokens and
+claims on the request's transaction, scope and audit log, with the parts of the runtime they
+need (``inject_runtime``, provided by the top)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from litestar.di import NamedDependency, Provide
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend.access.scope import Scope
+from backend.audit.services import AuditService
+from backend.devices.signals import DeviceSignals
+from backend.inject.claims import Claims
+from backend.inject.static_tokens import StaticTokens
+from backend.inject.throttle import ClaimThrottle
+from backend.security import Secrets
+from backend.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class InjectRuntime:
+    """What the inject area takes from the running app."""
+
+    secrets: Secrets
+    signals: DeviceSignals
+    settings: Settings
+
+
+class InjectServices:
+    """Static tokens and claims as one principal may use them."""
+
+    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService, runtime: InjectRuntime) -> None:
+        self.session = session
+        self.scope = scope
+        self.audit = audit
+        self.runtime = runtime
+
+    @cached_property
+    def tokens(self) -> StaticTokens:
+        return StaticTokens(
+            self.session, self.scope, self.audit, self.runtime.secrets, self.runtime.settings.static_tokens_per_batch
+        )
+
+    @cached_property
+    def claims(self) -> Claims:
+        s = self.runtime.settings
+        throttle = ClaimThrottle(
+            self.session, s.claim_failures_per_user, s.claim_failures_per_address, s.claim_failure_window_seconds
+        )
+        return Claims(self.session, self.scope, self.audit, self.runtime.secrets, throttle, self.runtime.signals)
+
+
+def provide_inject(
+    db_session: NamedDependency[AsyncSession],
+    org_scope: NamedDependency[Scope],
+    audit: NamedDependency[AuditService],
+    inject_runtime: NamedDependency[InjectRuntime],
+) -> InjectServices:
+    """The ``inject`` dependency of the inject routes."""
+    return InjectServices(db_session, org_scope, audit, inject_runtime)
+
+
+def inject_dependencies() -> dict[str, Provide]:
+    """Put on the controllers of the inject area."""
+    return {"inject": Provide(provide_inject, sync_to_thread=False)}

@@ -1,0 +1,56 @@
+"""Claim codes (format, randomness, masking) and the QR label sheet (escaping, links)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.errors import ValidationError
+from backend.inject.codes import ClaimCode
+from backend.inject.labels import claim_link, label_sheet
+from backend.inject.static_tokens import Issued, StaticToken
+from backend.security import AuthToken
+
+
+def test_a_claim_code_is_sqr_and_28_random_characters_and_hides_itself() -> None:
+    codes = {ClaimCode.generate().value for _ in range(1000)}
+    assert len(codes) == 1000
+    for code in codes:
+        assert code.startswith("sqr_") and len(code) == 32
+        assert ClaimCode.parse(f"  {code}\n") == ClaimCode(code)
+    one = ClaimCode.generate()
+    assert one.value[6:] not in repr(one)
+    assert AuthToken(one.value) == one.sealed()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "sqr_short", "SQR_" + "a" * 28, "a" * 32, "sqr_" + "a" * 27 + "!", "sqr_" + "a" * 29]
+)
+def test_what_is_no_claim_code(text: str) -> None:
+    assert ClaimCode.parse(text) is None
+    with pytest.raises(ValidationError):
+        ClaimCode(text)
+
+
+def _issued(meta: dict[str, str], template: str = "Lamp") -> Issued:
+    token = StaticToken(1, 1, 1, "TMPL1", template, meta, None, None, None, None, datetime.now(UTC))
+    return Issued(token, AuthToken.generate(), ClaimCode.generate())
+
+
+def test_labels_show_every_text_as_text() -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    sheet = label_sheet([_issued({"Serial": hostile}, template=hostile)])
+    assert "<img" not in sheet and "&lt;img src=x onerror=alert(1)&gt;" in sheet
+    assert sheet.count('class="segno"') == 1
+
+
+def test_a_sheet_holds_24_labels_a_page() -> None:
+    sheet = label_sheet([_issued({}) for _ in range(25)])
+    assert sheet.count('class="segno"') == 25
+    assert 'height="2245"' in sheet  # two A4 pages stacked (297 mm at 96 dpi, twice)
+
+
+def test_the_qr_code_holds_the_claim_link_when_the_server_has_a_public_url() -> None:
+    assert claim_link("sqr_x", "https://iot.example") == "https://iot.example/claim?code=sqr_x"
+    assert claim_link("sqr_x", "") == "sqr_x"
