@@ -211,7 +211,7 @@ def main(args: argparse.Namespace) -> None:
         migrate(database(server, "bench_ingest_db"))
         migrate(database(server, "bench_template"))
         without, with_, cpu_without, cpu_with = asyncio.run(ingest_rates(args, database(server, "bench_ingest_db")))
-        found = latencies(args, server, "bench_template") if args.samples else [0.0]
+        found = latencies(args, server, "bench_template") if args.samples else []
     print(
         f"\nautomations benchmark: ingest loop, {args.messages:,} QoS 1 messages from {args.automations:,} devices "
         f"over {args.datastreams} datastream(s), 1 in {args.datastreams} watched (raw points and rollups), "
@@ -229,6 +229,8 @@ def main(args: argparse.Namespace) -> None:
         f"  app CPU per message: without {c:.2f} us, with {d:.2f} us: {c / d:.0%} of the rate "
         "the app's own CPU allows without them"
     )
+    if not args.samples:
+        return
     print(
         f"trigger -> downlink through the broker and app, {len(found)} samples, {args.automations:,} automations loaded: "
         f"p50 {percentile(found, 0.5) * 1000:.1f} ms, p99 {percentile(found, 0.99) * 1000:.1f} ms, "
