@@ -22,7 +22,7 @@ edits webhooks sends one; :meth:`WebhookTriggers.apply` is a ``ChangeListener`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from backend.db.changes import Change
-from backend.devices.signals import ALL_PINS, DeviceSignals, StoredValue
+from backend.devices.signals import ALL_PINS, DeviceSignals, StoredValue, StoredValues
 from backend.webhooks.delivery import Planned, WebhookSender
 
 log = logging.getLogger(__name__)
@@ -91,13 +91,10 @@ class Index:
                 index.by_org.setdefault((kind, hook.org_id), []).append(hook)
         return index
 
-    def for_value(self, value: StoredValue) -> list[Hook]:
-        """The webhooks a stored value triggers."""
-        found = [
-            *self.by_datastream.get((value.template_id, value.pin), ()),
-            *self.by_datastream.get((value.template_id, ALL_PINS), ()),
-        ]
-        found += [hook for hook, pin in self.by_device.get(value.device_id, ()) if pin in (ALL_PINS, value.pin)]
+    def for_value(self, device_id: int, template_id: int, pin: int) -> list[Hook]:
+        """The webhooks a stored value of this device, template and pin triggers."""
+        found = [*self.by_datastream.get((template_id, pin), ()), *self.by_datastream.get((template_id, ALL_PINS), ())]
+        found += [hook for hook, hooked in self.by_device.get(device_id, ()) if hooked in (ALL_PINS, pin)]
         return found
 
 
@@ -139,8 +136,20 @@ class WebhookTriggers:
 
     # -- listeners (synchronous, cheap: match in memory, queue the delivery) ------------------
     def _values(self, stored: Sequence[StoredValue]) -> None:
-        for value in stored:
-            for hook in self.index.for_value(value):
+        index = self.index
+        if not index.watches:
+            return
+        keys: Iterable[tuple[int, int, int]]  # device, template, pin; from the batch's plain tuples when it has them
+        if isinstance(stored, StoredValues):
+            keys = ((row[0], row[1], row[2]) for row in stored.rows)
+        else:
+            keys = ((v.device_id, v.template_id, v.pin) for v in stored)
+        for position, (device_id, template_id, pin) in enumerate(keys):
+            hooks = index.for_value(device_id, template_id, pin)
+            if not hooks:
+                continue  # a value of a datastream automations watch, but no webhook: no StoredValue is made
+            value = stored[position]
+            for hook in hooks:
                 values = {
                     "DATASTREAM_NAME": value.name,
                     "DATASTREAM_PIN": str(value.pin),

@@ -16,7 +16,7 @@ import pytest
 
 from backend.db.changes import Change
 from backend.db.engine import Database
-from backend.devices.signals import ALL_PINS, DeviceSignals, StoredValue
+from backend.devices.signals import ALL_PINS, DeviceSignals, StoredValue, StoredValues
 from backend.webhooks.delivery import WebhookSender
 from backend.webhooks.guard import AddressGuard
 from backend.webhooks.triggers import WebhookTriggers
@@ -118,18 +118,22 @@ async def test_signals_fire_the_webhooks_of_the_devices_organization_and_above(
     sender.start()
     try:
         assert signals.watched == {(ids["T"], 0), (ids["T"], ALL_PINS)}
-        signals.values(
-            [
-                _value(ids["dA"], ids["T"], 0, "21.5"),  # A's template webhook
-                _value(ids["dB"], ids["T"], 0, "9"),  # B's device webhook, never A's template webhook
-                _value(ids["dA"], ids["T"], 1, "1"),  # nobody's
-            ]
+        now = datetime.now(UTC)
+        signals.values(  # as DataService.record tells them: plain rows, a Double as its number
+            StoredValues(
+                [
+                    (ids["dA"], ids["T"], 0, "Moisture", 21.5, 21.5, now),  # A's template webhook
+                    (ids["dB"], ids["T"], 0, "Moisture", 9.5, 9.5, now),  # B's device webhook, never A's template's
+                    (ids["dA"], ids["T"], 1, "Pump", 1.0, 1.0, now),  # nobody's
+                ],
+                "device",
+            )
         )
         signals.user_added(ids["A"], ids["userA"])
         signals.first_connection(ids["dB"])
         await sender.drain()
         assert _bodies(receiver, "/a-moisture") == [{"device": "Sensor A", "value": "21.5", "user": "{USER_EMAIL}"}]
-        assert _bodies(receiver, "/b-any") == [{"device": "Sensor B", "value": "9", "user": "{USER_EMAIL}"}]
+        assert _bodies(receiver, "/b-any") == [{"device": "Sensor B", "value": "9.5", "user": "{USER_EMAIL}"}]
         assert _bodies(receiver, "/a-user") == [
             {"device": "{DEVICE_NAME}", "value": "{TRIGGER_VALUE}", "user": "new@a.test"}
         ]
