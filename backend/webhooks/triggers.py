@@ -21,6 +21,7 @@ edits webhooks sends one; :meth:`WebhookTriggers.apply` is a ``ChangeListener`` 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ FROM device d JOIN template t ON t.id = d.template_id JOIN organization o ON o.i
 whose webhooks it may fire (never a sibling's, even through a shared template)."""
 _USER_SQL = "SELECT id, email, name FROM app_user WHERE id = %s AND org_id = %s"
 
+USER_LOOKUPS = 10
+USER_LOOKUP_WAIT_S = 0.5
+"""A user added is looked up for up to 5 s (the signal may come before its transaction commits)."""
 DATASTREAM_KINDS = frozenset({"template_datastream", "device_datastream"})
 DEVICE_KINDS = frozenset({"first_connection", "device_activated"})
 
@@ -183,8 +187,13 @@ class WebhookTriggers:
             self.sender.enqueue_lazy(lambda: self._user_deliveries(list(hooks), org_id, user_id))
 
     async def _user_deliveries(self, hooks: list[Hook], org_id: int, user_id: int) -> list[Planned]:
-        async with self.pool.connection() as conn:
-            row = await (await conn.execute(_USER_SQL, (user_id, org_id))).fetchone()
+        row = None
+        for _ in range(USER_LOOKUPS):  # told before the transaction that added the user commits, it may not show yet
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute(_USER_SQL, (user_id, org_id))).fetchone()
+            if row is not None:
+                break
+            await asyncio.sleep(USER_LOOKUP_WAIT_S)
         if row is None:
             return []
         values = {"USER_ID": str(row[0]), "USER_EMAIL": row[1], "USER_NAME": row[2]}

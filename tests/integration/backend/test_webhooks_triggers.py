@@ -5,6 +5,7 @@ other's webhook)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -151,3 +152,34 @@ async def test_signals_fire_the_webhooks_of_the_devices_organization_and_above(
         await triggers.stop()
         await sender.stop()
     assert signals.watched == set()
+
+
+async def test_a_user_added_before_its_transaction_commits_is_still_delivered(
+    fresh_db: str, db: Database, receiver: Receiver
+) -> None:
+    ids = _world(fresh_db, receiver)
+    signals = DeviceSignals()
+    sender = WebhookSender(
+        db.pool, AddressGuard(allowed_networks=[ipaddress.ip_network("127.0.0.1/32")]), failure_limit=5
+    )
+    triggers = WebhookTriggers(db.pool, signals, sender)
+    await triggers.load()
+    sender.start()
+    try:
+        async with await psycopg.AsyncConnection.connect(fresh_db) as conn:  # one open transaction
+            row = await (
+                await conn.execute(
+                    "INSERT INTO app_user (org_id, email, password_hash, role_id) VALUES (%s, 'late@a.test', 'x', 3)"
+                    " RETURNING id",
+                    (ids["A"],),
+                )
+            ).fetchone()
+            assert row
+            signals.user_added(ids["A"], int(row[0]))  # told inside the transaction, as a service would
+            await asyncio.sleep(0.6)  # the first lookups find nothing yet
+            await conn.commit()
+        await sender.drain()
+    finally:
+        await triggers.stop()
+        await sender.stop()
+    assert [b["user"] for b in _bodies(receiver, "/a-user")] == ["late@a.test"]
