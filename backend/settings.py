@@ -91,6 +91,8 @@ class Settings:
     """How long a process trusts its cached device lookups without a change notice."""
     log_level: str = "INFO"
     """Python logging level name."""
+    log_format: str = "text"
+    """`text` (a line of time, level, role, logger and message) or `json` (one JSON object a line)."""
     history_batch_rows: int = 10_000
     """History rows written per binary COPY batch at most (two batches are written at a time;
     each costs PostgreSQL a transaction and a rollup merge, so larger batches store more rows
@@ -240,6 +242,8 @@ class Settings:
                 )
             if self.admin_password and len(self.admin_password) < 10:
                 raise ConfigError("OPENBLYNK_ADMIN_PASSWORD must have at least 10 characters in production")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"OPENBLYNK_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
         if self.timescale not in ("auto", "off", "require"):
             raise ConfigError("OPENBLYNK_TIMESCALE must be 'auto', 'off' or 'require'")
         if self.history_raw_retention_days < 1 or self.history_rollup_retention_days < 1:
