@@ -23,21 +23,26 @@ from backend.inject.schemas import (
     MadeOut,
     PlatformClaimed,
     PlatformClaimIn,
+    PlatformDeviceToken,
     PlatformGenerateIn,
     PlatformStaticToken,
     PlatformUnclaimIn,
     StaticTokenPage,
+    TokenOut,
     claimed_out,
     platform_claimed,
+    platform_device_token,
     platform_token,
     token_out,
 )
 from backend.inject.static_tokens import csv_export
-from backend.platform_api.params import Page, Size
+from backend.inject.tokens import tokens_csv
+from backend.platform_api.params import DeviceId, Page, Size, TemplateId
 from backend.platform_api.schemas import BlynkPage
 
 Inject = NamedDependency[InjectServices]
 VIEW_TOKENS = requires(P.TOKENS_VIEW)
+EDIT_TOKENS = requires(P.TOKENS_EDIT)
 MAKE_TOKENS = requires(P.TOKENS_EDIT, P.DEVICES_EDIT)
 CLAIM = requires_any(P.DEVICES_EDIT, P.DEVICES_EDIT_OWN)
 OptionalTemplate = Annotated[int | None, QueryParameter(name="templateId", description="Template identifier")]
@@ -101,6 +106,48 @@ class InjectController(Controller):
     async def unclaim(self, device_id: FromPath[int], inject: Inject) -> None:
         """Give a claimed device back to its manufacturer; its data here is erased."""
         await inject.claims.unclaim(device_id)
+
+    @post("/devices/{device_id:int}/token/reissue", guards=[EDIT_TOKENS], status_code=HTTP_200_OK)
+    async def reissue(self, device_id: FromPath[int], inject: Inject) -> TokenOut:
+        """A new auth token; the old one stops working and the device is disconnected now."""
+        return TokenOut((await inject.device_tokens.reissue(device_id)).value)
+
+    @post("/devices/{device_id:int}/token/revoke", guards=[EDIT_TOKENS], status_code=HTTP_204_NO_CONTENT)
+    async def revoke(self, device_id: FromPath[int], inject: Inject) -> None:
+        """End the device's auth token now (disconnected, presence ``revoked``) until one is reissued."""
+        await inject.device_tokens.revoke(device_id)
+
+    @get("/tokens/export.csv", guards=[VIEW_TOKENS])
+    async def export_tokens(self, inject: Inject, template_id: FromQuery[int]) -> Response[str]:
+        """The auth token of every visible device of a template (audited)."""
+        return Response(
+            tokens_csv(await inject.device_tokens.of_template(template_id)),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="device_tokens_{template_id}.csv"'},
+        )
+
+
+class PlatformDeviceTokenController(Controller):
+    """Reissue, revoke and export devices' auth tokens (Bearer token; openblynk's routes)."""
+
+    path = "/device"
+    tags = ["Platform API: device tokens"]
+    dependencies = inject_dependencies()
+
+    @post("/token/reissue", guards=[EDIT_TOKENS], status_code=HTTP_200_OK)
+    async def reissue(self, device_id: DeviceId, inject: Inject) -> TokenOut:
+        """A new auth token for ``deviceId``; the old one stops working and the device is disconnected."""
+        return TokenOut((await inject.device_tokens.reissue(device_id)).value)
+
+    @post("/token/revoke", guards=[EDIT_TOKENS], status_code=HTTP_204_NO_CONTENT)
+    async def revoke(self, device_id: DeviceId, inject: Inject) -> None:
+        """End the auth token of ``deviceId`` now, until one is reissued."""
+        await inject.device_tokens.revoke(device_id)
+
+    @get("/tokens", guards=[VIEW_TOKENS])
+    async def tokens(self, template_id: TemplateId, inject: Inject) -> list[PlatformDeviceToken]:
+        """Every visible device of ``templateId`` with its auth token (audited)."""
+        return [platform_device_token(t) for t in await inject.device_tokens.of_template(template_id)]
 
 
 class PlatformInjectController(Controller):

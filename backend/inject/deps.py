@@ -16,6 +16,7 @@ from backend.devices.signals import DeviceSignals
 from backend.inject.claims import Claims
 from backend.inject.static_tokens import StaticTokens
 from backend.inject.throttle import ClaimThrottle
+from backend.inject.tokens import DeviceTokens
 from backend.security import Secrets
 from backend.settings import Settings
 
@@ -30,7 +31,7 @@ class InjectRuntime:
 
 
 class InjectServices:
-    """Static tokens and claims as one principal may use them."""
+    """Static tokens, claims and device tokens as one principal may use them."""
 
     def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService, runtime: InjectRuntime) -> None:
         self.session = session
@@ -43,6 +44,10 @@ class InjectServices:
         return StaticTokens(
             self.session, self.scope, self.audit, self.runtime.secrets, self.runtime.settings.static_tokens_per_batch
         )
+
+    @cached_property
+    def device_tokens(self) -> DeviceTokens:
+        return DeviceTokens(self.session, self.scope, self.audit, self.runtime.secrets)
 
     @cached_property
     def claims(self) -> Claims:

@@ -7,6 +7,7 @@ import msgspec
 
 from backend.inject.claims import Claimed
 from backend.inject.static_tokens import Issued, StaticToken
+from backend.inject.tokens import DeviceToken
 
 
 class GenerateIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -142,3 +143,18 @@ def platform_token(i: Issued) -> PlatformStaticToken:
 
 def platform_claimed(c: Claimed) -> PlatformClaimed:
     return PlatformClaimed(c.device_id, c.org_id, c.owner_id, c.name, c.template_id)
+
+
+class TokenOut(msgspec.Struct):
+    token: str
+
+
+class PlatformDeviceToken(msgspec.Struct):
+    deviceId: int  # noqa: N815
+    name: str
+    orgId: int  # noqa: N815
+    token: str
+
+
+def platform_device_token(t: DeviceToken) -> PlatformDeviceToken:
+    return PlatformDeviceToken(t.device_id, t.name, t.org_id, t.token)

@@ -37,7 +37,7 @@ from backend.console.controllers import ConsoleDeviceController, ConsoleTemplate
 from backend.db.deps import provide_db_session
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
-from backend.inject.controllers import InjectController, PlatformInjectController
+from backend.inject.controllers import InjectController, PlatformDeviceTokenController, PlatformInjectController
 from backend.inject.deps import InjectRuntime
 from backend.notifications.controllers import NotificationController
 from backend.notifications.deps import notifications_dependencies
@@ -164,6 +164,7 @@ def platform_router() -> Router:
             PlatformAutomationController,
             PlatformSceneController,
             PlatformInjectController,
+            PlatformDeviceTokenController,
             *NOT_OFFERED_ROUTES,
         ],
         middleware=[bearer_middleware(_accounts)],

@@ -1081,6 +1081,18 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/inject/static-tokens/labels.svg"): S(
         template=I(lambda w, o, c: G("/api/inject/static-tokens/labels.svg", template_id=spare_static(o)))
     ),
+    ("POST", "/api/inject/devices/{device_id:int}/token/reissue"): S(
+        device=I(lambda w, o, c: Call("POST", f"/api/inject/devices/{spare_device(o, 'reissued')}/token/reissue"))
+    ),
+    ("POST", "/api/inject/devices/{device_id:int}/token/revoke"): S(
+        device=I(
+            lambda w, o, c: Call("POST", f"/api/inject/devices/{spare_device(o, 'token-revoked')}/token/revoke"),
+            own=204,
+        )
+    ),
+    ("GET", "/api/inject/tokens/export.csv"): S(
+        template=I(lambda w, o, c: G("/api/inject/tokens/export.csv", template_id=o.template))
+    ),
     ("GET", "/static-tokens"): Route(
         SESSION, lists=lambda w, o, c: (spare_static(o), spare_static(c), G("/static-tokens"))[2]
     ),
@@ -1261,6 +1273,22 @@ ROUTES: dict[tuple[str, str], Route] = {
             )
         ),
     ),
+    ("POST", f"{V1}/device/token/reissue"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/device/token/reissue", params={"deviceId": spare_device(o, "v1-reissued")}
+            )
+        )
+    ),
+    ("POST", f"{V1}/device/token/revoke"): B(
+        device=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/device/token/revoke", params={"deviceId": spare_device(o, "v1-revoked")}
+            ),
+            own=204,
+        )
+    ),
+    ("GET", f"{V1}/device/tokens"): B(template=I(lambda w, o, c: G(f"{V1}/device/tokens", templateId=o.template))),
     ("POST", f"{V1}/static-tokens/unclaim"): B(
         device=I(
             lambda w, o, c: Call(
