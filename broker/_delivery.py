@@ -46,7 +46,15 @@ class DeliveryBroker(Broker):
         """End ``connection`` for ``reason`` (implemented by the connection lifecycle layer)."""
         raise NotImplementedError
 
-    def send_to(self, connection: Connection, topic: str, data: bytes | bytearray, qos: int, retain: bool) -> bool:
+    def send_to(
+        self,
+        connection: Connection,
+        topic: str,
+        data: bytes | bytearray,
+        qos: int,
+        retain: bool,
+        origin: object | None = None,
+    ) -> bool:
         """Queue one PUBLISH to ``connection``; False if it was dropped (outbox full or closed).
 
         A QoS 1/2 message for a persistent session is never dropped for lack of room: it waits
@@ -55,7 +63,7 @@ class DeliveryBroker(Broker):
         session = connection.session
         persistent = qos != QOS_0 and not session.clean_session
         if persistent and (session.backlog or connection.closed or len(connection.outbox) >= connection.outbox.limit):
-            return self.to_backlog(session, topic, data, qos)
+            return self.to_backlog(session, topic, data, qos, origin)
         if connection.closed:
             return False
         if session.gateway is not None:
@@ -67,7 +75,7 @@ class DeliveryBroker(Broker):
             connection.outbox.overflowed = True
             task = None
         else:
-            message = self._register(connection, topic, data, qos, retain)
+            message = self._register(connection, topic, data, qos, retain, origin)
             if message is None:
                 return False
             task = self._push_reliable(connection, message)
@@ -77,7 +85,12 @@ class DeliveryBroker(Broker):
 
     @staticmethod
     def _register(
-        connection: Connection, topic: str, data: bytes | bytearray, qos: int, retain: bool
+        connection: Connection,
+        topic: str,
+        data: bytes | bytearray,
+        qos: int,
+        retain: bool,
+        origin: object | None = None,
     ) -> OutgoingApplicationMessage | None:
         """A QoS 1/2 message with its packet id, recorded in ``inflight_out`` until acknowledged."""
         try:
@@ -89,6 +102,10 @@ class DeliveryBroker(Broker):
         packet_id = session.next_packet_id
         message = OutgoingApplicationMessage(packet_id, relative, qos, data, retain)
         session.inflight_out[packet_id] = message
+        if origin is None:
+            session.shared_ids.pop(packet_id, None)  # a reused packet id
+        else:
+            session.shared_ids[packet_id] = (origin, topic)
         return message
 
     def _push_reliable(self, connection: Connection, message: OutgoingApplicationMessage) -> asyncio.Task[Any] | None:
@@ -99,7 +116,9 @@ class DeliveryBroker(Broker):
             task.add_done_callback(lambda _task: self._refill(connection))
         return task
 
-    def to_backlog(self, session: BrokerSession, topic: str, data: bytes | bytearray, qos: int) -> bool:
+    def to_backlog(
+        self, session: BrokerSession, topic: str, data: bytes | bytearray, qos: int, origin: object | None = None
+    ) -> bool:
         """Keep a QoS 1/2 message for a persistent session until its connection has room."""
         if len(session.backlog) >= session.backlog_limit:
             if not session.backlog_dropped:
@@ -110,7 +129,7 @@ class DeliveryBroker(Broker):
                 )
             session.backlog_dropped += 1
             return False
-        session.backlog.append(Pending(topic, data, qos))
+        session.backlog.append(Pending(topic, data, qos, origin))
         return True
 
     def _refill(self, connection: Connection) -> None:
@@ -124,7 +143,7 @@ class DeliveryBroker(Broker):
             and len(outbox) < outbox.limit
         ):
             pending = session.backlog.popleft()
-            message = self._register(connection, pending.topic, pending.data, pending.qos, False)
+            message = self._register(connection, pending.topic, pending.data, pending.qos, False, pending.origin)
             if message is not None:
                 self._push_reliable(connection, message)
 

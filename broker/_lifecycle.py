@@ -44,6 +44,7 @@ class LifecycleBroker(RoutingBroker):
         super().__init__(config)
         self.settings = settings
         self.stopping = False
+        self.shared.queue_limit = settings.max_session_backlog
 
     async def _replace(self, old: Connection) -> None:
         """End ``old`` because the same identity connected again (Blynk: one per device)."""
@@ -97,6 +98,7 @@ class LifecycleBroker(RoutingBroker):
         if session.connection is connection:
             if session.transitions.is_connected():
                 session.transitions.disconnect()
+            self.hand_over_shared(session)
             if session.clean_session:
                 self._discard_session(connection.key, session)
         await self._end_presence(connection, reason)
@@ -118,6 +120,7 @@ class LifecycleBroker(RoutingBroker):
             del self._sessions[key]
         if isinstance(session, BrokerSession):
             self.index.remove_subscriber(session)
+            self.leave_shared(session)
         session.clear_queues()
 
     async def _end_presence(self, connection: Connection, reason: OfflineReason) -> None:

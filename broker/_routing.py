@@ -17,7 +17,8 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 
 from broker._delivery import DeliveryBroker
-from broker._session import BrokerSession
+from broker._session import BrokerSession, Connection, Pending
+from broker._shared import SharedGroup, SharedSubscriptions, split_shared
 from broker.errors import InvalidTopicError
 from broker.presence import OfflineReason
 from broker.topics import (
@@ -51,6 +52,7 @@ class RoutingBroker(DeliveryBroker):
         super().__init__(config)
         self.index: SubscriptionIndex[BrokerSession] = SubscriptionIndex()
         self.retained: RetainedTree[RetainedApplicationMessage] = RetainedTree()
+        self.shared = SharedSubscriptions()
 
     # ---- publishing ---------------------------------------------------------------------
 
@@ -130,6 +132,8 @@ class RoutingBroker(DeliveryBroker):
                 qos_of[device] = QOS_0
         for session, qos in qos_of.items():
             await self._deliver(session, broadcast, qos)
+        for group in self.shared.match(topic):
+            self._deliver_shared(group, Pending(topic, broadcast["data"], -1 if forced is None else forced, group))
 
     def device_session(self, device_id: int) -> BrokerSession | None:
         """The session through which a device is reached now (its own; a gateway's, see
@@ -146,6 +150,72 @@ class RoutingBroker(DeliveryBroker):
         connection = session.connection
         if connection is not None:
             self.send_to(connection, broadcast["topic"], broadcast["data"], qos, retain=False)
+
+    # ---- shared subscriptions (see broker._shared) ------------------------------------------
+
+    def _deliver_shared(self, group: SharedGroup, message: Pending) -> bool:
+        """Give one message to one member of ``group`` (``message.qos`` -1: the member's QoS),
+        or keep it in the group's queue; False if it was dropped."""
+        picked = group.pick()
+        if picked is None:
+            qos = message.qos if message.qos >= 0 else max(group.members.values(), default=QOS_0)
+            if qos == QOS_0:
+                return False
+            return self.shared.queue(group, Pending(message.topic, message.data, qos, group))
+        session, qos = picked
+        connection = session.connection
+        assert connection is not None
+        qos = message.qos if message.qos >= 0 else qos
+        return self.send_to(connection, message.topic, message.data, qos, retain=False, origin=group)
+
+    def _flush_shared(self, session: BrokerSession) -> None:
+        """A member is (again) connected: its groups' queued messages go out."""
+        for group in self.shared.member_groups(session):
+            while group.pending and group.pick() is not None:
+                self._deliver_shared(group, group.pending.popleft())
+
+    def hand_over_shared(self, session: BrokerSession) -> int:
+        """``session`` lost its connection: give what its shared groups sent it and it did not
+        acknowledge (or that waits in its backlog) to other members; how many moved."""
+        if not session.shared_ids and not any(p.origin is not None for p in session.backlog):
+            return 0
+        moved: list[Pending] = []
+        for packet_id, message in list(session.inflight_out.items()):
+            tag = session.shared_ids.pop(packet_id, None)
+            if tag is None or getattr(message, "pubrec_packet", None) is not None:
+                continue  # its own subscription's, or a QoS 2 the member already received
+            del session.inflight_out[packet_id]
+            moved.append(Pending(tag[1], message.data, message.qos or QOS_1, tag[0]))
+        session.shared_ids.clear()
+        if any(p.origin is not None for p in session.backlog):
+            moved.extend(p for p in session.backlog if p.origin is not None)
+            session.backlog = deque(p for p in session.backlog if p.origin is None)
+        for pending in moved:
+            if isinstance(pending.origin, SharedGroup) and pending.origin.members:
+                self._deliver_shared(pending.origin, pending)
+        if moved:
+            logger.info("%s left: %d shared message(s) handed to other members", session.client_id, len(moved))
+        return len(moved)
+
+    def leave_shared(self, session: BrokerSession) -> None:
+        """``session`` is discarded: end its memberships (after :meth:`hand_over_shared`)."""
+        self.shared.remove_session(session)
+
+    def resume(self, connection: Connection) -> None:
+        """Override: then the messages its shared groups kept while no member was connected."""
+        super().resume(connection)
+        self._flush_shared(connection.session)
+
+    def _grant_shared(self, session: BrokerSession, name: str, inner: str, qos: int) -> TopicFilter | None:
+        """Join ``$share/<name>/<inner>``: the ACL of ``inner``; devices and gateways may not."""
+        if session.mount is not None or session.gateway is not None:
+            logger.info("refused shared subscription of %s: devices and gateways cannot share", session.client_id)
+            return None
+        topic_filter = self._authorize_filter(session, inner, qos)
+        if topic_filter is None:
+            return None
+        self.shared.add(session, name, topic_filter, qos)
+        return topic_filter
 
     # ---- subscriptions ------------------------------------------------------------------
 
@@ -174,12 +244,26 @@ class RoutingBroker(DeliveryBroker):
         """
         codes: list[int] = []
         granted: list[tuple[TopicFilter, int]] = []
-        held, capped = self.index.count(session), 0
+        held, capped = self.index.count(session) + self.shared.count(session), 0
+        joined = False
         for raw_filter, qos in requested:
-            new = not self.index.holds(session, self.inside_filter(session, raw_filter))
+            try:
+                shared = split_shared(raw_filter)
+            except InvalidTopicError:
+                codes.append(SUBACK_FAILURE)
+                continue
+            if shared is None:
+                new = not self.index.holds(session, self.inside_filter(session, raw_filter))
+            else:
+                new = not self.shared.holds(session, shared[0], self.inside_filter(session, shared[1]))
             if new and held >= session.subscription_limit:
                 capped += 1
                 codes.append(SUBACK_FAILURE)
+                continue
+            if shared is not None:  # no retained messages for a shared subscription (as MQTT 5)
+                joined = self._grant_shared(session, shared[0], shared[1], qos) is not None
+                held += new and joined
+                codes.append(qos if joined else SUBACK_FAILURE)
                 continue
             topic_filter = self._authorize_filter(session, raw_filter, qos)
             if topic_filter is None:
@@ -189,6 +273,8 @@ class RoutingBroker(DeliveryBroker):
             held += new
             codes.append(qos)
             granted.append((topic_filter, qos))
+        if joined:
+            self._flush_shared(session)
         return codes, granted, capped
 
     def inside_filter(self, session: BrokerSession, raw_filter: str) -> str:
@@ -222,9 +308,17 @@ class RoutingBroker(DeliveryBroker):
         assert isinstance(client_session, BrokerSession)
         request = unsubscribe_waiter.result()
         for raw_filter in request.topics:
-            topic_filter = self._authorize_filter(client_session, raw_filter, QOS_0)
-            if topic_filter is not None:
+            try:
+                shared = split_shared(raw_filter)
+            except InvalidTopicError:
+                continue
+            topic_filter = self._authorize_filter(client_session, raw_filter if shared is None else shared[1], QOS_0)
+            if topic_filter is None:
+                continue
+            if shared is None:
                 self.index.remove(topic_filter, client_session)
+            else:
+                self.shared.remove(client_session, shared[0], topic_filter)
         await handler.mqtt_acknowledge_unsubscription(request.packet_id)
 
     def send_retained(self, session: BrokerSession, topic_filter: TopicFilter, qos: int) -> None:
@@ -265,6 +359,7 @@ class RoutingBroker(DeliveryBroker):
         """Override: O(own filters) removal instead of amqtt's scan of every filter."""
         if isinstance(session, BrokerSession):
             self.index.remove_subscriber(session)
+            self.leave_shared(session)
 
     def _del_subscription(self, a_filter: str, session: Session) -> int:
         """Override: remove from the index (``a_filter`` is already a broker-side filter)."""

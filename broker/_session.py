@@ -30,6 +30,8 @@ class Pending:
     topic: str
     data: bytes | bytearray
     qos: int
+    origin: object | None = None
+    """The shared group (``broker._shared``) that chose this session, or None."""
 
 
 class BrokerSession(Session):
@@ -61,6 +63,9 @@ class BrokerSession(Session):
         """Messages refused because the backlog was full (since the last resume)."""
         self.subscription_limit = 64
         """Topic filters this session may hold (``max_subscriptions`` or its service twin)."""
+        self.shared_ids: dict[int, tuple[object, str]] = {}
+        """Packet id -> (shared group, broker-side topic) of the messages in ``inflight_out`` a
+        shared group gave it (``broker._shared``)."""
 
     def __eq__(self, other: object) -> bool:
         return self is other

@@ -1,0 +1,159 @@
+"""Shared subscriptions: ``$share/<group>/<filter>``, accepted on MQTT 3.1.1 as Mosquitto and EMQX do.
+
+Every session that subscribes to ``$share/<group>/<filter>`` becomes a *member* of the group
+``(<group>, <filter>)``; a message matching ``<filter>`` goes to **one** member of each matching
+group, besides every ordinary subscriber. ACL and mounting apply to the inner filter exactly as
+to an ordinary one (the broker-side filter is part of the group's key, so groups of the same
+name in different namespaces never mix). Devices and gateways may not share-subscribe.
+
+Choosing a member: round robin over the connected members, skipping a member whose outbox is
+full or that has a backlog while another has room (least loaded first); a QoS 1/2 message for
+a group whose members are all offline waits in the group's own bounded queue if one member is
+persistent, and goes to the first member that connects again (else it is dropped, as for a
+clean session).
+
+A member that disconnects: the QoS 1/2 messages the group gave it and it has not acknowledged
+(``inflight_out``) and those waiting in its backlog are taken away from it and given to
+another member at once (or to the group's queue). So a persistent member keeps its *own*
+subscriptions' queue across a reconnect, but what it got through a shared subscription moves
+on to the rest of the group: a message is never held for a member that crashed, and it may be
+delivered twice (the crashed member may have handled it without acknowledging): at least once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from broker._session import BrokerSession, Pending
+from broker.errors import InvalidTopicError
+from broker.topics import TopicFilter
+from broker.trie import SubscriptionIndex
+
+__all__ = ["SHARE_PREFIX", "SharedGroup", "SharedSubscriptions", "split_shared"]
+
+SHARE_PREFIX = "$share/"
+
+
+def split_shared(raw_filter: str) -> tuple[str, str] | None:
+    """``(group, inner filter)`` of a ``$share/`` filter, None for an ordinary filter.
+
+    Raises :class:`InvalidTopicError` for a malformed one (no group, a wildcard in the group,
+    no inner filter).
+    """
+    if not raw_filter.startswith(SHARE_PREFIX):
+        return None
+    group, sep, inner = raw_filter[len(SHARE_PREFIX) :].partition("/")
+    if not sep or not group or not inner or "+" in group or "#" in group:
+        raise InvalidTopicError(f"malformed shared subscription: {raw_filter!r}")
+    return group, inner
+
+
+@dataclass(eq=False)
+class SharedGroup:
+    """The members of one ``$share/<name>/<filter>`` and the messages waiting for one."""
+
+    name: str
+    topic_filter: TopicFilter
+    """The broker-side inner filter."""
+    members: dict[BrokerSession, int] = field(default_factory=dict)
+    """Member -> granted QoS, in joining order."""
+    pending: deque[Pending] = field(default_factory=deque)
+    """QoS 1/2 messages that found no connected member (bounded, see :meth:`SharedSubscriptions.queue`)."""
+    cursor: int = 0
+
+    def pick(self) -> tuple[BrokerSession, int] | None:
+        """The next connected member (round robin, least loaded first) with its QoS, or None."""
+        members = list(self.members.items())
+        count = len(members)
+        fallback: tuple[BrokerSession, int] | None = None
+        for step in range(count):
+            session, qos = members[(self.cursor + step) % count]
+            connection = session.connection
+            if session.transitions.state != "connected" or connection is None or connection.closed:
+                continue
+            if session.backlog or len(connection.outbox) >= connection.outbox.limit:
+                fallback = fallback or (session, qos)  # busy: only if nobody has room
+                continue
+            self.cursor = (self.cursor + step + 1) % count
+            return session, qos
+        if fallback is not None:
+            self.cursor = (self.cursor + 1) % count
+        return fallback
+
+    @property
+    def persistent(self) -> bool:
+        """Whether a member keeps its session: messages then wait for the group."""
+        return any(not session.clean_session for session in self.members)
+
+
+class SharedSubscriptions:
+    """Every shared group, indexed like ordinary subscriptions (one lookup per published topic)."""
+
+    def __init__(self, queue_limit: int = 100_000) -> None:
+        self.index: SubscriptionIndex[SharedGroup] = SubscriptionIndex()
+        self.groups: dict[tuple[str, str], SharedGroup] = {}
+        self.of_session: dict[BrokerSession, dict[tuple[str, str], SharedGroup]] = {}
+        self.queue_limit = queue_limit
+        self.dropped = 0
+        """QoS 1/2 messages dropped: no member was connected and the group's queue was full."""
+
+    def count(self, session: BrokerSession) -> int:
+        """Shared subscriptions ``session`` holds."""
+        return len(self.of_session.get(session, ()))
+
+    def holds(self, session: BrokerSession, name: str, topic_filter: str) -> bool:
+        """Whether ``session`` is a member of ``(name, topic_filter)``."""
+        return (name, topic_filter) in self.of_session.get(session, {})
+
+    def add(self, session: BrokerSession, name: str, topic_filter: TopicFilter, qos: int) -> SharedGroup:
+        """Make ``session`` a member (or change its QoS); the group."""
+        key = (name, topic_filter.value)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = SharedGroup(name, topic_filter)
+            self.index.add(topic_filter, group, 0)
+        group.members[session] = qos
+        self.of_session.setdefault(session, {})[key] = group
+        return group
+
+    def remove(self, session: BrokerSession, name: str, topic_filter: TopicFilter) -> SharedGroup | None:
+        """End one membership; the group if it still has members (its queue must find one)."""
+        key = (name, topic_filter.value)
+        groups = self.of_session.get(session)
+        group = groups.pop(key, None) if groups is not None else None
+        if groups is not None and not groups:
+            del self.of_session[session]
+        if group is None:
+            return None
+        group.members.pop(session, None)
+        if not group.members:
+            del self.groups[key]
+            self.index.remove(group.topic_filter, group)
+            return None
+        return group
+
+    def remove_session(self, session: BrokerSession) -> list[SharedGroup]:
+        """End every membership of ``session``; the groups that still have members."""
+        left = []
+        for name, topic_filter in list(self.of_session.get(session, {})):
+            group = self.remove(session, name, TopicFilter(topic_filter))
+            if group is not None:
+                left.append(group)
+        return left
+
+    def member_groups(self, session: BrokerSession) -> list[SharedGroup]:
+        """The groups ``session`` is a member of."""
+        return list(self.of_session.get(session, {}).values())
+
+    def match(self, topic: str) -> list[SharedGroup]:
+        """The groups a published topic reaches."""
+        return list(self.index.match(topic))
+
+    def queue(self, group: SharedGroup, message: Pending) -> bool:
+        """Keep a message for a group with no connected member; False if it was dropped."""
+        if not group.persistent or len(group.pending) >= self.queue_limit:
+            self.dropped += 1
+            return False
+        group.pending.append(message)
+        return True
