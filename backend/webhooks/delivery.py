@@ -48,6 +48,7 @@ from backend.webhooks.requests import (
     RequestSpec,
     render_request,
 )
+from backend.webhooks.signing import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class WebhookSender:
         self,
         pool: AsyncConnectionPool,
         guard: AddressGuard,
+        box: SecretBox,
         *,
         failure_limit: int,
         alert: DisabledAlert | None = None,
@@ -160,6 +162,8 @@ class WebhookSender:
     ) -> None:
         self.pool = pool
         self.guard = guard
+        self.box = box
+        """Opens the stored secrets (and seals new ones, for the service)."""
         self.failure_limit = failure_limit
         self.alert = alert
         self.window = MinuteWindow(per_minute, clock)
@@ -252,7 +256,7 @@ class WebhookSender:
             if refusal == self.rate_refusal and not self.window.refusal_to_log(hook["id"]):
                 return outcome  # one refusal a webhook is logged per REFUSAL_LOG_S: a flood writes no flood
         else:
-            outcome = await self._deliver(rendered, hook["secret"])
+            outcome = await self._opened_and_delivered(rendered, hook["secret"])
         await self._record(hook, trigger, summary, outcome, count=not test and refusal != self.rate_refusal)
         return outcome
 
@@ -269,6 +273,13 @@ class WebhookSender:
         if not self.window.take(hook["id"]):
             return self.rate_refusal
         return None
+
+    async def _opened_and_delivered(self, rendered: Rendered, sealed: str) -> Delivery:
+        try:
+            secret = self.box.open(sealed)
+        except ValidationError as exc:
+            return Delivery(False, None, exc.message, refused=True)
+        return await self._deliver(rendered, secret)
 
     async def _deliver(self, rendered: Rendered, secret: str) -> Delivery:
         started = time.monotonic()

@@ -43,8 +43,8 @@ _WRITE = (
 )
 
 
-def webhook_out(row: Any, show_secret: bool) -> WebhookOut:
-    """The wire form of a ``webhook`` row."""
+def webhook_out(row: Any, secret: str | None) -> WebhookOut:
+    """The wire form of a ``webhook`` row, with its secret (opened) or none."""
     return WebhookOut(
         id=int(row["id"]),
         org_id=int(row["org_id"]),
@@ -59,7 +59,7 @@ def webhook_out(row: Any, show_secret: bool) -> WebhookOut:
         headers=dict(row["headers"]),
         body_kind=row["body_kind"],
         body=row["body_template"],
-        secret=row["secret"] if show_secret else None,
+        secret=secret,
         failures=int(row["failures"]),
         disabled_reason=row["disabled_reason"],
         created_at=row["created_at"],
@@ -80,9 +80,10 @@ class WebhookService:
         self.sender = sender
         self.sizes = placeholder_sizes(string_max_bytes)
 
-    @property
-    def _show_secret(self) -> bool:
-        return self.principal.has(Permission.WEBHOOKS_EDIT)
+    def _out(self, row: Any, shown: bool | None = None) -> WebhookOut:
+        """``row`` on the wire; its secret opened for those who may edit webhooks."""
+        show = self.principal.has(Permission.WEBHOOKS_EDIT) if shown is None else shown
+        return webhook_out(row, self.sender.box.open(row["secret"]) if show else None)
 
     async def listing(self, org_id: int | None, page: int, size: int) -> tuple[list[WebhookOut], int]:
         """Webhooks of one organization of the scope, or of the whole scope, by name."""
@@ -98,11 +99,11 @@ class WebhookService:
             offset=page * size,
         )
         total = int(rows[0]["total"]) if rows else await self._count(orgs)
-        return [webhook_out(r, self._show_secret) for r in rows], total
+        return [self._out(r) for r in rows], total
 
     async def get(self, webhook_id: int) -> WebhookOut:
         """One webhook of the scope."""
-        return webhook_out(await self._row(webhook_id), self._show_secret)
+        return self._out(await self._row(webhook_id))
 
     async def create(self, org_id: int | None, data: WebhookIn) -> WebhookOut:
         """A new webhook of ``org_id`` (the caller's organization by default), with a new secret."""
@@ -119,12 +120,12 @@ class WebhookService:
             f"RETURNING {_COLUMNS}",
             _TAKEN,
             org=org,
-            secret=new_secret(),
+            secret=self.sender.box.seal(new_secret()),
             **_columns(data),
         )
         assert row is not None
         await self._changed(int(row["id"]), org, "webhook.create", name=data.name)
-        return webhook_out(row, True)
+        return self._out(row, True)
 
     async def update(self, webhook_id: int, data: WebhookIn) -> WebhookOut:
         """Replace a webhook (its secret stays); saved enabled, its failures start again at 0."""
@@ -142,7 +143,7 @@ class WebhookService:
         )
         assert row is not None
         await self._changed(webhook_id, int(row["org_id"]), "webhook.update", name=data.name)
-        return webhook_out(row, True)
+        return self._out(row, True)
 
     async def delete(self, webhook_id: int) -> None:
         """Delete a webhook and its delivery log."""
@@ -157,11 +158,11 @@ class WebhookService:
             self.session,
             f"UPDATE webhook SET secret = :secret, updated_at = now() WHERE id = :id RETURNING {_COLUMNS}",
             id=webhook_id,
-            secret=new_secret(),
+            secret=self.sender.box.seal(new_secret()),
         )
         assert row is not None
         await self.audit.record(self.principal, int(current["org_id"]), "webhook.secret_rotate", "webhook", webhook_id)
-        return webhook_out(row, True)
+        return self._out(row, True)
 
     async def deliveries(self, webhook_id: int, page: int, size: int) -> tuple[list[DeliveryOut], int]:
         """A webhook's delivery log, newest first."""

@@ -11,13 +11,24 @@ A receiver recomputes the HMAC over the same bytes, compares in constant time, a
 timestamp more than a few minutes away from its own clock: binding the time into the
 signature is what keeps a captured request from being replayed later (:func:`verify` does
 all three).
+
+Secrets are kept encrypted in the database (:class:`SecretBox`, Fernet with a key derived from
+``OPENBLYNK_SECRET_KEY`` for this use only), as device tokens are: a copy of the database
+alone does not let anyone sign requests as this server.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from backend.errors import ValidationError
 
 SIGNATURE_HEADER = "X-Openblynk-Signature"
 TIMESTAMP_HEADER = "X-Openblynk-Timestamp"
@@ -48,3 +59,24 @@ def verify(
     if not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance_s:
         return False
     return hmac.compare_digest(sent, signature(secret, int(timestamp), body))
+
+
+class SecretBox:
+    """Seals webhook secrets for the database and opens them to sign or show."""
+
+    def __init__(self, secret_key: str) -> None:
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"openblynk webhook secret fernet").derive(
+            secret_key.encode()
+        )
+        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def seal(self, secret: str) -> str:
+        """``secret`` as stored."""
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        """A stored secret back; ``ValidationError`` if it cannot be read."""
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken as exc:
+            raise ValidationError("the webhook's secret cannot be read: was OPENBLYNK_SECRET_KEY changed?") from exc

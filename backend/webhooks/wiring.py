@@ -12,6 +12,7 @@ from backend.settings import Settings
 from backend.webhooks.alerts import AdminAlerts
 from backend.webhooks.delivery import WebhookSender
 from backend.webhooks.guard import AddressGuard
+from backend.webhooks.signing import SecretBox
 from backend.webhooks.triggers import WebhookTriggers
 
 
@@ -31,6 +32,7 @@ class WebhookRuntime:
         sender = WebhookSender(
             db.pool,
             AddressGuard(names, networks),
+            SecretBox(settings.resolved_secret_key()),
             failure_limit=settings.webhook_failure_limit,
             alert=AdminAlerts(db, mailer, notifier),
         )

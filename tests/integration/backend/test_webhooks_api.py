@@ -64,6 +64,9 @@ def test_webhooks_are_made_checked_listed_changed_and_deleted(world: World) -> N
     w = world
     made = _hook(w, "Soil log", "/crud", trigger="template_datastream", template_id=w.template, pin=0)
     assert made["secret"].startswith("whsec_") and made["enabled"] and made["failures"] == 0
+    with w.acc.db() as db:
+        [(stored,)] = db.execute("SELECT secret FROM webhook WHERE id = %s", (made["id"],)).fetchall()
+    assert stored.startswith("gAAAA") and made["secret"] not in stored  # sealed (Fernet), never stored as shown
     assert made["org_id"] == w.org
     again = w.admin.post(HOOKS, json={"name": "Soil log", "trigger": "manual", "url": "https://x.example/"})
     assert again.status_code == 409 and "already has a webhook of this name" in again.text

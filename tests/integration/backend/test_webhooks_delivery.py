@@ -21,9 +21,12 @@ from backend.webhooks.alerts import AdminAlerts
 from backend.webhooks.delivery import WebhookSender
 from backend.webhooks.guard import AddressGuard
 from backend.webhooks.retention import trim_deliveries
+from backend.webhooks.signing import SecretBox
+from tests.support.stack import TEST_SECRET
 from tests.support.webhook_receiver import BIG, Receiver, receiving
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"),)
+BOX = SecretBox(TEST_SECRET)
 
 
 class Clock:
@@ -84,6 +87,8 @@ def _hook(url: str, org: int, target: str, **fields: Any) -> tuple[int, str]:
         "secret": "whsec_test",
         **fields,
     }
+    secret = str(values["secret"])
+    values["secret"] = BOX.seal(secret)  # stored sealed, as the service stores it
     columns = ", ".join(values)
     marks = ", ".join(["%s"] * len(values))
     with psycopg.connect(url, autocommit=True) as conn:
@@ -92,11 +97,12 @@ def _hook(url: str, org: int, target: str, **fields: Any) -> tuple[int, str]:
             (org, target, *values.values()),
         ).fetchone()
         assert row
-        return int(row[0]), str(values["secret"])
+        return int(row[0]), secret
 
 
 def _sender(db: Database, **kwargs: Any) -> WebhookSender:
     kwargs.setdefault("guard", AddressGuard(allowed_networks=LOOPBACK))
+    kwargs.setdefault("box", BOX)
     kwargs.setdefault("failure_limit", 10)
     kwargs.setdefault("backoff_s", 0.01)
     return WebhookSender(db.pool, **kwargs)
@@ -350,3 +356,14 @@ async def test_queued_deliveries_are_made_by_the_workers_which_stop_cleanly(
     finally:
         await sender.stop()
     assert sorted(json.loads(r.body)["value"] for r in receiver.requests) == ["0", "1", "2", "3", "4"]
+
+
+async def test_a_secret_sealed_with_another_key_is_refused_not_sent(
+    fresh_db: str, db: Database, receiver: Receiver
+) -> None:
+    org, _ = _org(fresh_db)
+    hook, _ = _hook(fresh_db, org, receiver.url("/ok"))
+    delivery = await _sender(db, box=SecretBox("another-secret-key")).fire(hook, org, {}, trigger="rekeyed")
+    assert (delivery.ok, delivery.refused) == (False, True)
+    assert delivery.error == "the webhook's secret cannot be read: was OPENBLYNK_SECRET_KEY changed?"
+    assert receiver.requests == []

@@ -20,8 +20,12 @@ from backend.db.engine import Database
 from backend.devices.signals import ALL_PINS, DeviceSignals, StoredValue, StoredValues
 from backend.webhooks.delivery import WebhookSender
 from backend.webhooks.guard import AddressGuard
+from backend.webhooks.signing import SecretBox
 from backend.webhooks.triggers import WebhookTriggers
+from tests.support.stack import TEST_SECRET
 from tests.support.webhook_receiver import Receiver, receiving
+
+BOX = SecretBox(TEST_SECRET)
 
 
 @pytest.fixture
@@ -70,7 +74,7 @@ def _world(url: str, receiver: Receiver) -> dict[str, int]:
             return _one(
                 conn,
                 "INSERT INTO webhook (org_id, name, trigger_kind, template_id, device_id, pin, method, url, body_kind,"
-                " body_template, secret) VALUES (%s, %s, %s, %s, %s, %s, 'POST', %s, 'json', %s, 's')",
+                " body_template, secret) VALUES (%s, %s, %s, %s, %s, %s, 'POST', %s, 'json', %s, %s)",
                 ids[org],
                 path,
                 kind,
@@ -79,6 +83,7 @@ def _world(url: str, receiver: Receiver) -> dict[str, int]:
                 target.get("pin"),
                 receiver.url(path),
                 body,
+                BOX.seal("s"),
             )
 
         body = '{"device": "{DEVICE_NAME}", "value": "{TRIGGER_VALUE}", "user": "{USER_EMAIL}"}'
@@ -112,7 +117,7 @@ async def test_signals_fire_the_webhooks_of_the_devices_organization_and_above(
     ids = _world(fresh_db, receiver)
     signals = DeviceSignals()
     sender = WebhookSender(
-        db.pool, AddressGuard(allowed_networks=[ipaddress.ip_network("127.0.0.1/32")]), failure_limit=5
+        db.pool, AddressGuard(allowed_networks=[ipaddress.ip_network("127.0.0.1/32")]), BOX, failure_limit=5
     )
     triggers = WebhookTriggers(db.pool, signals, sender)
     await triggers.load()
@@ -160,7 +165,7 @@ async def test_a_user_added_before_its_transaction_commits_is_still_delivered(
     ids = _world(fresh_db, receiver)
     signals = DeviceSignals()
     sender = WebhookSender(
-        db.pool, AddressGuard(allowed_networks=[ipaddress.ip_network("127.0.0.1/32")]), failure_limit=5
+        db.pool, AddressGuard(allowed_networks=[ipaddress.ip_network("127.0.0.1/32")]), BOX, failure_limit=5
     )
     triggers = WebhookTriggers(db.pool, signals, sender)
     await triggers.load()
