@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from backend.errors import ValidationError
 from backend.tasks import cancel
 from backend.webhooks import signing
 from backend.webhooks.guard import AddressGuard, IPAddress
+from backend.webhooks.limits import MinuteWindow
 from backend.webhooks.requests import (
     MAX_BODY_BYTES,
     MAX_RESPONSE_BYTES,
@@ -55,8 +55,6 @@ log = logging.getLogger(__name__)
 PER_MINUTE = 10
 """Blynk's limit: requests a minute per webhook."""
 MAX_REDIRECTS = 3
-REFUSAL_LOG_S = 10.0
-"""Refusals by the rate limit are logged at most once in this many seconds per webhook."""
 LOG_HEAD_CHARS = MAX_RESPONSE_BYTES
 
 _LOAD_SQL = """SELECT w.id, w.org_id, w.name, w.enabled, w.method, w.url, w.headers, w.body_kind, w.body_template,
@@ -91,36 +89,6 @@ class DisabledAlert(Protocol):
     """Who is told that a webhook was disabled (:class:`backend.webhooks.alerts.AdminAlerts`)."""
 
     async def webhook_disabled(self, org_id: int, webhook_id: int, name: str, reason: str) -> None: ...
-
-
-class MinuteWindow:
-    """At most ``limit`` takes per key in any 60 seconds."""
-
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.clock = clock
-        self._taken: dict[int, deque[float]] = {}
-        self._refusal_logged: dict[int, float] = {}
-
-    def take(self, key: int) -> bool:
-        """Count one for ``key``; False (nothing counted) when its minute is full."""
-        now = self.clock()
-        taken = self._taken.setdefault(key, deque())
-        while taken and taken[0] <= now - 60.0:
-            taken.popleft()
-        if len(taken) >= self.limit:
-            return False
-        taken.append(now)
-        return True
-
-    def refusal_to_log(self, key: int) -> bool:
-        """Whether a refusal of ``key`` is to be logged: the first in :data:`REFUSAL_LOG_S`."""
-        now = self.clock()
-        last = self._refusal_logged.get(key)
-        if last is not None and now - last < REFUSAL_LOG_S:
-            return False
-        self._refusal_logged[key] = now
-        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +222,7 @@ class WebhookSender:
         if refusal is not None:
             outcome = Delivery(False, None, refusal, refused=True)
             if refusal == self.rate_refusal and not self.window.refusal_to_log(hook["id"]):
-                return outcome  # one refusal a webhook is logged per REFUSAL_LOG_S: a flood writes no flood
+                return outcome  # one refusal a webhook is logged per limits.REFUSAL_LOG_S: no flood in the log
         else:
             outcome = await self._opened_and_delivered(rendered, hook["secret"])
         await self._record(hook, trigger, summary, outcome, count=not test and refusal != self.rate_refusal)
