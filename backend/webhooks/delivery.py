@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class WebhookSender:
         workers: int = 4,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        trust: ssl.SSLContext | None = None,
     ) -> None:
         self.pool = pool
         self.guard = guard
@@ -140,6 +142,8 @@ class WebhookSender:
         self.timeout_s = timeout_s
         self.workers = workers
         self.sleep = sleep
+        self.trust: ssl.SSLContext | bool = trust or True
+        """How receivers' certificates are checked: the system's CAs unless given (tests)."""
         self._queue: asyncio.Queue[Planner] = asyncio.Queue(maxsize=queue_size)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -273,7 +277,9 @@ class WebhookSender:
         """One try, following same-origin redirects, within twice the timeout in all."""
         try:
             async with asyncio.timeout(self.timeout_s * 2):
-                async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False, trust_env=False) as client:
+                async with httpx.AsyncClient(
+                    timeout=self.timeout_s, follow_redirects=False, trust_env=False, verify=self.trust
+                ) as client:
                     method, body = rendered.method, rendered.body
                     for _ in range(MAX_REDIRECTS + 1):
                         status, head, location = await self._send(client, method, url, rendered, body, secret, address)

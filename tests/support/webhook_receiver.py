@@ -8,12 +8,14 @@ redirect to ``/ok`` on this server. Every request is kept (method, path, headers
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from backend.webhooks import signing
 
@@ -91,9 +93,14 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def receiving(host: str = "127.0.0.1") -> Iterator[Receiver]:
-    """Run a receiver on a free port of ``host`` until the block ends."""
+def receiving(host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None) -> Iterator[Receiver]:
+    """Run a receiver on a free port of ``host`` until the block ends; over HTTPS with ``tls``
+    (certificate and key files)."""
     server = ThreadingHTTPServer((host, 0), _handler(Receiver(0)))
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     receiver = Receiver(server.server_address[1])
     server.RequestHandlerClass = _handler(receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

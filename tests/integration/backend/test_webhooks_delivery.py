@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from backend.accounts.mail import Mailer
 from backend.db.engine import Database
 from backend.notifications.service import Notifier
 from backend.settings import Settings
+from backend.transport.tls import ensure_local_ca
 from backend.webhooks.alerts import AdminAlerts
 from backend.webhooks.delivery import WebhookSender
 from backend.webhooks.guard import AddressGuard
@@ -367,3 +369,33 @@ async def test_a_secret_sealed_with_another_key_is_refused_not_sent(
     assert (delivery.ok, delivery.refused) == (False, True)
     assert delivery.error == "the webhook's secret cannot be read: was OPENBLYNK_SECRET_KEY changed?"
     assert receiver.requests == []
+
+
+async def test_https_goes_to_the_checked_address_and_checks_the_certificate_of_the_name(
+    fresh_db: str, db: Database, tmp_path: Path
+) -> None:
+    """The request is sent to 127.0.0.1 (pinned) while TLS names ``hooks.test`` (SNI) and checks
+    the certificate against that name: the receiver's certificate is for ``hooks.test`` only, so
+    the same address under another name fails the check and sends nothing."""
+    files = ensure_local_ca(tmp_path / "tls", ["hooks.test"])
+    assert files.cafile is not None
+    trust = ssl.create_default_context(cafile=str(files.cafile))
+
+    async def resolver(host: str, port: int) -> Sequence[str]:
+        return ["127.0.0.1"]
+
+    guard = AddressGuard(frozenset({"hooks.test", "other.test"}), resolver=resolver)
+    org, _ = _org(fresh_db)
+    with receiving(tls=(files.certfile, files.keyfile)) as receiver:
+        named, secret = _hook(fresh_db, org, f"https://hooks.test:{receiver.port}/ok", name="named")
+        other, _ = _hook(fresh_db, org, f"https://other.test:{receiver.port}/ok", name="other")
+        sender = _sender(db, guard=guard, trust=trust, attempts=1)
+        delivery = await sender.fire(named, org, {}, trigger="tls")
+        assert (delivery.ok, delivery.status) == (True, 200)
+        [request] = receiver.requests
+        assert request.headers["host"] == f"hooks.test:{receiver.port}"
+        assert receiver.verified(request, secret)
+        refused = await sender.fire(other, org, {}, trigger="tls")
+        assert (refused.ok, refused.status) == (False, None)
+        assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error
+        assert len(receiver.requests) == 1
