@@ -172,6 +172,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
     from backend.inject.activation import StaticActivation
     from backend.platform_api.mqtt_logins import OAuthClientLogins
     from backend.security import Secrets
+    from backend.server.broker_metrics import serving_metrics
     from backend.transport.tls import tls_files
     from broker import BrokerSettings, MqttBroker
 
@@ -201,7 +202,7 @@ async def _run_broker(settings: Settings, url: str) -> None:
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
         auth = PgAuthenticator(registry, secrets, StaticActivation(db).activate, clients=OAuthClientLogins(db))
-        async with MqttBroker(broker_settings, auth) as mqtt:
+        async with MqttBroker(broker_settings, auth) as mqtt, serving_metrics(mqtt, settings.broker_metrics_port):
 
             async def on_change(change: Change) -> None:
                 await registry.apply(change)

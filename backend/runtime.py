@@ -117,6 +117,7 @@ _BROKER_PORTS: list[tuple[str, str | None]] = [
     ("mqtt_port", None),
     ("mqtts_port", None),
     ("mqtt_proxy_port", "127.0.0.1"),
+    ("broker_metrics_port", "127.0.0.1"),
 ]
 LISTENERS = {"app": _APP_PORTS, "broker": _BROKER_PORTS}
 """command -> the port settings it listens on, with the address (None: OPENBLYNK_BIND);

@@ -48,6 +48,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
+from backend.metrics import JOB_RUNS
 from backend.tasks import cancel
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,10 @@ async def run_stored(kind: str, key: str) -> None:
     try:
         await handler(key)
     except Exception:
+        JOB_RUNS.labels(kind, "failed").inc()  # by kind: keys (automations...) are unbounded
         log.exception("stored job %s:%s failed", kind, key)
+    else:
+        JOB_RUNS.labels(kind, "ok").inc()
 
 
 class Scheduler:
@@ -294,7 +298,10 @@ def _guarded(job: Job) -> Callable[[], Awaitable[None]]:
         try:
             await job.func()
         except Exception:
+            JOB_RUNS.labels(job.id, "failed").inc()
             log.exception("scheduled job %s failed", job.id)
+        else:
+            JOB_RUNS.labels(job.id, "ok").inc()
 
     return run
 

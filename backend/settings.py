@@ -93,6 +93,10 @@ class Settings:
     """Python logging level name."""
     log_format: str = "text"
     """`text` (a line of time, level, role, logger and message) or `json` (one JSON object a line)."""
+    metrics_token: str = ""
+    """Bearer token that may read /metrics from any address; empty = only loopback clients may."""
+    broker_metrics_port: int = 1885
+    """Port on 127.0.0.1 where the broker process serves its own /metrics (the app's /metrics includes them; 0: off)."""
     history_batch_rows: int = 10_000
     """History rows written per binary COPY batch at most (two batches are written at a time;
     each costs PostgreSQL a transaction and a rollup merge, so larger batches store more rows
@@ -230,7 +234,7 @@ class Settings:
         """Refuse settings that cannot work, with a message that says what to change."""
         if self.env not in ("development", "production"):
             raise ConfigError(f"OPENBLYNK_ENV must be 'development' or 'production', not {self.env!r}")
-        for name in ("http_port", "mqtt_port", "mqtts_port", "mqtt_proxy_port"):
+        for name in ("http_port", "mqtt_port", "mqtts_port", "mqtt_proxy_port", "broker_metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"OPENBLYNK_{name.upper()} must be a port number, not {port}")

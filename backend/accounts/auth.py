@@ -25,7 +25,8 @@ from backend.accounts.users import USER_COLUMNS, UserInfo
 from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
 from backend.db.sql import execute, fetch_one
-from backend.errors import AuthenticationError, ConflictError, PermissionDeniedError, ValidationError
+from backend.errors import AuthenticationError, ConflictError, PermissionDeniedError, RateLimitedError, ValidationError
+from backend.metrics import LOGIN_FAILURES
 from backend.orgs.services import OrgService
 from backend.security import hash_password, password_needs_rehash, verify_password
 from backend.settings import Settings
@@ -70,7 +71,11 @@ class AuthService:
     async def login(self, email: str, password: str) -> tuple[UserInfo, NewSession]:
         """Open a session for the right e-mail and password; throttled per account and address
         (the attempt counts as a failure before the password is checked, see ``throttle``)."""
-        await self.throttle.attempt(email, self.visitor.ip)
+        try:
+            await self.throttle.attempt(email, self.visitor.ip)
+        except RateLimitedError:
+            LOGIN_FAILURES.labels("throttled").inc()
+            raise
         row = await fetch_one(
             self.session,
             f"SELECT {USER_COLUMNS}, u.password_hash FROM app_user u WHERE lower(u.email) = lower(:email)",
@@ -78,6 +83,7 @@ class AuthService:
         )
         stored = row["password_hash"] if row else _dummy_hash()
         if not await asyncio.to_thread(verify_password, password, stored) or row is None:
+            LOGIN_FAILURES.labels("wrong").inc()
             raise AuthenticationError(WRONG_LOGIN)  # the attempt stays counted
         await self.throttle.succeeded(email, self.visitor.ip)
         if row["status"] != "active":

@@ -44,6 +44,7 @@ from backend.ota.wiring import OtaServices
 from backend.platform_api.runtime import PlatformRuntime
 from backend.scheduler import Job, Scheduler
 from backend.security import Secrets
+from backend.server.pump import IngestPump
 from backend.settings import Settings
 from backend.transport.mqtt import ServiceClient
 from backend.transport.tls import TlsFiles, tls_files
@@ -79,6 +80,8 @@ class Runtime:
     devices: DeviceServices
     ota: OtaServices
     ingest: IngestService
+    pump: IngestPump
+    """The ingest loop: the broker's messages through ``ingest``, acknowledged once committed."""
     changes: ChangeListener
     """Change notices from every app process: the registry's cache and the live sockets' access."""
     scheduler: Scheduler
@@ -195,6 +198,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         devices=devices,
         ota=ota,
         ingest=ingest,
+        pump=IngestPump(mqtt, ingest, history),
         changes=changes,
         scheduler=scheduler,
         automations=automations,

@@ -29,6 +29,7 @@ from backend.errors import (
     ValidationError,
 )
 from backend.server.lifespan import app_lifespan
+from backend.server.metrics import HTTP_METRICS
 from backend.server.routers import app_dependencies, route_handlers
 from backend.settings import Settings
 from console_ui.headers import security_headers
@@ -45,6 +46,7 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         template_config=console_template_config(),
         lifespan=[app_lifespan(settings, database_url)],
         exception_handlers={OpenBlynkError: _error_response, **{kind: _database_refusal for kind in REFUSED_ERRORS}},
+        middleware=[HTTP_METRICS.middleware],  # HTTP requests by route template and status (/metrics)
         before_send=[security_headers],  # the console's CSP and framing headers on every HTML answer
         openapi_config=OpenAPIConfig(
             title="openblynk",

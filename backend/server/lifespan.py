@@ -20,7 +20,6 @@ from litestar import Litestar
 from backend.history.writer import ensure_partitions
 from backend.platform_api.runtime import purge_ended_tokens
 from backend.server.container import RUNTIME_KEY, Runtime, build_runtime
-from backend.server.pump import IngestPump
 from backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ def parts(rt: Runtime) -> list[Part]:
         await rt.db.open()
         await ensure_partitions(rt.db.pool)
 
-    pump = IngestPump(rt.mqtt, rt.ingest, rt.history)
+    pump = rt.pump
     return [
         Part("database", open_database, rt.db.close),
         Part("change notices", _started(rt.changes.start), rt.changes.stop),

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
+from collections.abc import Sequence
 
 from backend.history.writer import AcksAfterCommit, HistoryWriter
 from backend.ingest.service import IngestService
+from backend.metrics import INGEST_MESSAGES
 from backend.tasks import finish
-from backend.transport.mqtt import ServiceClient
+from backend.transport.mqtt import Message, ServiceClient
+from broker.topics import match_uplink
 
 log = logging.getLogger(__name__)
 INGEST_DRAIN_SECONDS = 30.0
@@ -25,6 +29,7 @@ async def ingest_loop(
     backend.transport.mqtt): a crash before that gets them sent again."""
     acks = AcksAfterCommit(history, mqtt.done_all)
     while (messages := await mqtt.take(batch)) is not None:
+        _count_kinds(messages)
         await ingest.handle(messages)
         acks.add_all([m.receipt for m in messages if m.receipt is not None])
         # Taking waiting messages does not wait, nor does storing values in the common case:
@@ -34,12 +39,36 @@ async def ingest_loop(
         await history.keep_pace()
 
 
+def message_kind(topic: str) -> str:
+    """The kind a message is counted under: its uplink (``value``, ``batch_ds``, ``event``...:
+    the lower-case names of ``broker.topics.Uplink``), ``sys_<kind>`` for the broker's own
+    (presence, vitals, ping), ``other`` for anything else; a bounded set of labels."""
+    parts = topic.split("/", 2)
+    if len(parts) == 3 and parts[0] == "d":
+        found = match_uplink(parts[2])
+        return found.uplink.name.lower() if found is not None else "other"
+    if len(parts) == 3 and parts[0] == "sys" and parts[1] in ("presence", "vitals", "ping"):
+        return f"sys_{parts[1]}"
+    return "other"
+
+
+def _count_kinds(messages: Sequence[Message]) -> None:
+    """Count a batch's messages by kind (one counter update per kind, not per message)."""
+    for kind, count in Counter(message_kind(m.topic) for m in messages).items():
+        INGEST_MESSAGES.labels(kind).inc(count)
+
+
 class IngestPump:
     """The ingest loop as a part of the runtime: a task while the app runs."""
 
     def __init__(self, mqtt: ServiceClient, ingest: IngestService, history: HistoryWriter) -> None:
         self.mqtt, self.ingest, self.history = mqtt, ingest, history
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the ingest loop runs (started, and neither stopped nor crashed)."""
+        return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(ingest_loop(self.mqtt, self.ingest, self.history), name="ingest")

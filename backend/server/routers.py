@@ -55,7 +55,8 @@ from backend.platform_api.directory_controllers import (
 )
 from backend.platform_api.http import OAuthClientController, token
 from backend.server.container import Runtime, runtime, runtime_of
-from backend.server.health import health
+from backend.server.health import health, ready
+from backend.server.metrics import metrics
 from backend.transport.controllers import ca_certificate
 from backend.transport.websocket import mqtt_websocket
 from backend.webhooks.controllers import ConsoleWebhookController
@@ -184,6 +185,8 @@ def route_handlers() -> list[Any]:
         DeviceApiController,
         *DATA_ROUTES,
         health,
+        ready,
+        metrics,
         ca_certificate,
         mqtt_websocket,
         api_router(),

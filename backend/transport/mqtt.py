@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class _Unacked:
     mid: int
     qos: int
     done: bool = False
+    received: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -114,6 +116,11 @@ class ServiceClient:
         """True while the broker connection is up."""
         return self._connected.is_set()
 
+    @property
+    def queued(self) -> int:
+        """Messages received and not yet taken by the consumer (at most ``queue_size``)."""
+        return len(self._inbox)
+
     async def start(self, timeout: float = 30.0) -> None:
         """Connect (retrying until ``timeout``) and start the network thread."""
         self._loop = asyncio.get_running_loop()
@@ -156,6 +163,14 @@ class ServiceClient:
     def unacknowledged(self) -> int:
         """Messages taken and not yet acknowledged on the current connection."""
         return len(self._acks.pending)
+
+    @property
+    def lag_seconds(self) -> float:
+        """How long the oldest unacknowledged message has waited since it was received (0 when
+        none waits): the ingest's lag from a device's QoS 1 value to its committed history row."""
+        with self._acks.lock:
+            pending = self._acks.pending
+            return time.monotonic() - pending[0].received if pending else 0.0
 
     async def stop(self) -> None:
         """Disconnect and stop the network thread."""

@@ -27,6 +27,7 @@ class StackConfig:
     mqtt_port: int = field(default_factory=free_port)
     mqtts_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
+    broker_metrics_port: int = field(default_factory=free_port)
 
     def env(self) -> dict[str, str]:
         """The environment for openblynk processes of this stack."""
@@ -38,6 +39,7 @@ class StackConfig:
             OPENBLYNK_DATA_DIR=str(self.data_dir),
             OPENBLYNK_MQTTS_PORT=str(self.mqtts_port),
             OPENBLYNK_MQTT_PROXY_PORT=str(self.proxy_port),
+            OPENBLYNK_BROKER_METRICS_PORT=str(self.broker_metrics_port),
             OPENBLYNK_SECRET_KEY=TEST_SECRET,
             OPENBLYNK_ADMIN_PASSWORD="admin-password-123",
             OPENBLYNK_LOG_LEVEL="INFO",

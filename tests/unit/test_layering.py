@@ -51,6 +51,7 @@ BOTTOM = frozenset(
         "backend.numbers",
         "backend.csvcells",
         "backend.redaction",
+        "backend.metrics",
         "backend.connections",
         "backend.tasks",
         "backend.scheduler",

@@ -743,6 +743,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/password-reset"): Route(PUBLIC, anon=200),
     ("GET", "/invitations/accept"): Route(PUBLIC, anon=200),
     ("GET", "/healthz"): Route(PUBLIC, anon=200),
+    ("GET", "/readyz"): Route(PUBLIC, anon=200),
+    ("GET", "/metrics"): Route(PUBLIC, anon=200, note="loopback clients only, or OPENBLYNK_METRICS_TOKEN"),
     ("GET", "/ca.pem"): Route(PUBLIC, anon=200),
     ("GET", "/static/console/{file_path:path}"): Route(PUBLIC, anon=404),
     ("HEAD", "/static/console/{file_path:path}"): Route(PUBLIC, anon=404),

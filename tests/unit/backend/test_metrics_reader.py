@@ -1,0 +1,47 @@
+"""Who may read /metrics (issue #15 item 3): loopback clients that came through no proxy, or,
+once OPENBLYNK_METRICS_TOKEN is set, whoever sends that token (and no one else)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from backend.errors import AuthenticationError, PermissionDeniedError
+from backend.server.metrics import check_reader
+from backend.settings import Settings
+
+
+def _request(host: str, **headers: str) -> Any:
+    return SimpleNamespace(client=SimpleNamespace(host=host), headers={k.lower(): v for k, v in headers.items()})
+
+
+OPEN = Settings()
+TOKEN = Settings(metrics_token="scrape-token-0123456789")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1"])
+def test_loopback_may_read_without_a_token(host: str) -> None:
+    check_reader(_request(host), OPEN)
+
+
+@pytest.mark.parametrize(
+    ("host", "headers"),
+    [
+        ("192.0.2.7", {}),
+        ("127.0.0.1", {"X-Forwarded-For": "198.51.100.1"}),
+        ("127.0.0.1", {"Forwarded": "for=198.51.100.1"}),
+        ("127.0.0.1", {"X-Real-IP": "198.51.100.1"}),
+    ],
+)
+def test_others_and_proxied_requests_are_refused_without_a_token(host: str, headers: dict[str, str]) -> None:
+    with pytest.raises(PermissionDeniedError, match="OPENBLYNK_METRICS_TOKEN"):
+        check_reader(_request(host, **headers), OPEN)
+
+
+def test_with_a_token_only_the_token_opens_it_from_anywhere() -> None:
+    check_reader(_request("192.0.2.7", Authorization="Bearer scrape-token-0123456789"), TOKEN)
+    for host, given in [("192.0.2.7", "Bearer wrong"), ("127.0.0.1", ""), ("127.0.0.1", "scrape-token-0123456789")]:
+        with pytest.raises(AuthenticationError):
+            check_reader(_request(host, Authorization=given), TOKEN)
