@@ -47,10 +47,15 @@ Gateways (Blynk's MQTT Gateway API): an authenticator may answer a :class:`Gatew
 that client then speaks for the devices its :class:`GatewayScope` names, each under
 ``dev/<token>/``, and inside the broker each is a device at ``d/<id>/`` (:mod:`broker._gateway`).
 
+Integration clients: an authenticator may answer an :class:`IntegrationIdentity`; that client
+gets a whole MQTT 3.1.1 broker inside its organization's namespace ``o/<org>/``, prefix hidden
+(:mod:`broker.namespace`, :mod:`broker._namespace`).
+
 Inside (amqtt 0.12.1 pinned, private methods overridden): ``amqtt.broker.Broker`` <-
 ``_delivery.DeliveryBroker`` (bounded per-connection outbox, ping, vitals) <-
 ``_routing.RoutingBroker`` (mount, ACL, index, retained) <- ``_lifecycle.LifecycleBroker``
 (how connections end) <- ``_gateway.GatewayBroker`` (gateway connections) <-
+``_namespace.NamespaceBroker`` (integration clients) <-
 ``_core.CoreBroker`` (listeners, PROXY, auth, rate limit).
 """
 
@@ -63,6 +68,7 @@ from broker.identity import (
     DeviceIdentity,
     GatewayIdentity,
     GatewayScope,
+    IntegrationIdentity,
     ServiceIdentity,
 )
 from broker.server import GatewaySession, MqttBroker, SessionQueues
@@ -77,6 +83,7 @@ __all__ = [
     "GatewayIdentity",
     "GatewayScope",
     "GatewaySession",
+    "IntegrationIdentity",
     "MqttBroker",
     "ServiceIdentity",
     "SessionQueues",

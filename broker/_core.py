@@ -27,16 +27,25 @@ from amqtt.utils import gen_client_id
 
 from broker._connect import ConnectRequest, close_quietly, read_connect, refuse
 from broker._framing import PUBLISH, FramedReader, publish_info, refusal, subscription_info
-from broker._gateway import GatewayBroker
 from broker._gateway_state import GatewayState
 from broker._handler import MountedHandler
 from broker._limits import AuthThrottle, PublishRate, RateVerdict
+from broker._namespace import NamespaceBroker
 from broker._outbox import Outbox
 from broker._proxy import NonceCache, ProxyRefused, read_proxy_header, verify_proxy_header
 from broker._routing import device_key
 from broker._session import BrokerSession, Connection, KeyedLocks
 from broker._transport import Meter, MeteredWriter, StreamReader
-from broker.identity import Authenticator, ConnectInfo, DeviceIdentity, GatewayIdentity, Identity, ServiceIdentity
+from broker.identity import (
+    Authenticator,
+    ConnectInfo,
+    DeviceIdentity,
+    GatewayIdentity,
+    Identity,
+    IntegrationIdentity,
+    ServiceIdentity,
+)
+from broker.namespace import Namespace, namespace_publish
 from broker.presence import OfflineReason, online_payload
 from broker.settings import BrokerSettings
 from broker.topics import DIAG_TOPIC, OTA_TOPIC, DeviceMount, is_uplink_topic, presence_topic, split_gateway_topic
@@ -47,12 +56,14 @@ logger = logging.getLogger(__name__)
 
 GATEWAY_TOPIC_ROOM = 128
 """Bytes a gateway's packets may exceed ``max_packet_size`` by: its ``dev/<token>/`` prefix."""
+INTEGRATION_MAX_PACKET = 65_536
+"""Largest packet of an integration client (Home Assistant's discovery documents need room)."""
 PROXY_LISTENER = "proxy"
 LISTENERS = {"default": "tcp", "tls": "tls", PROXY_LISTENER: "ws"}
 """amqtt listener name -> the ``transport`` reported in presence."""
 
 
-class CoreBroker(GatewayBroker):
+class CoreBroker(NamespaceBroker):
     """amqtt broker with openblynk's connection set-up (see module docstring)."""
 
     def __init__(
@@ -73,7 +84,7 @@ class CoreBroker(GatewayBroker):
     @staticmethod
     def _create_ssl_context(listener: ListenerConfig) -> ssl.SSLContext:
         """Override: amqtt's context, refusing TLS 1.0 and 1.1 (as Blynk)."""
-        context = GatewayBroker._create_ssl_context(listener)
+        context = NamespaceBroker._create_ssl_context(listener)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
@@ -119,7 +130,7 @@ class CoreBroker(GatewayBroker):
         if request is None:
             return
         identity = await self._authenticate_request(request, address, peer)
-        if not isinstance(identity, DeviceIdentity | ServiceIdentity | GatewayIdentity):
+        if isinstance(identity, int):
             await refuse(writer, identity)
             return
         transport = LISTENERS.get(listener_name, "tcp")
@@ -162,7 +173,7 @@ class CoreBroker(GatewayBroker):
         except Exception:
             logger.exception("authenticator raised for %s; answering CONNACK 3", peer)
             return SERVER_UNAVAILABLE
-        if isinstance(identity, ServiceIdentity | GatewayIdentity):
+        if isinstance(identity, ServiceIdentity | GatewayIdentity | IntegrationIdentity):
             return identity
         if isinstance(identity, DeviceIdentity) and request.username == "device":
             return identity
@@ -190,6 +201,9 @@ class CoreBroker(GatewayBroker):
             will = split_gateway_topic(request.will_topic or "")
             if will is not None:  # resolved now: the session's will is set synchronously
                 await self.resolve_token(gateway, will[0])
+        elif isinstance(identity, IntegrationIdentity):  # its own sessions, per credentials
+            key = f"int:{identity.key}:{request.client_id or gen_client_id()}"
+            framed.max_packet_size = INTEGRATION_MAX_PACKET
         else:
             key = f"svc:{request.client_id or gen_client_id()}"
             framed.max_packet_size = self.settings.service_max_packet_size
@@ -272,6 +286,7 @@ class CoreBroker(GatewayBroker):
                 self._discard_session(key, existing)
             session = BrokerSession(key, mount, request.client_id)
         session.gateway = gateway
+        session.namespace = Namespace(identity.org_id) if isinstance(identity, IntegrationIdentity) else None
         session.client_sent_id = request.client_id
         session.clean_session = clean
         session.username = request.username
@@ -290,6 +305,12 @@ class CoreBroker(GatewayBroker):
             if is_uplink_topic(request.will_topic):
                 session.will_topic = session.mount.mount(request.will_topic)
             else:
+                session.will_flag = False
+        if session.namespace is not None and request.will_topic is not None:
+            if namespace_publish(request.will_topic, request.will_retain):
+                session.will_topic = session.namespace.mount(request.will_topic)
+            else:
+                logger.info("refused the last will of an integration client: %r", request.will_topic)
                 session.will_flag = False
         if session.gateway is not None and request.will_topic is not None:
             session.will_retain = False  # a device's will, through its gateway: never retained

@@ -30,6 +30,7 @@ from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OutgoingApplicationMessage
 
 from broker.errors import InvalidTopicError
+from broker.namespace import Namespace
 from broker.topics import DeviceMount
 
 __all__ = ["MountedHandler"]
@@ -191,6 +192,12 @@ class MountedHandler(BrokerProtocolHandler):
             if outward is None:
                 raise InvalidTopicError(f"refusing to send {topic!r} to a gateway that did not resolve its device")
             return outward
+        namespace: Namespace | None = getattr(self.session, "namespace", None)
+        if namespace is not None:
+            inside = namespace.unmount(topic)
+            if inside is None:
+                raise InvalidTopicError(f"refusing to send {topic!r} outside organization {namespace.org_id}")
+            return inside
         mount: DeviceMount | None = getattr(self.session, "mount", None)
         if mount is None:
             return topic

@@ -17,6 +17,7 @@ from broker._limits import PublishRate
 from broker._outbox import Outbox
 from broker._transport import MeteredWriter
 from broker.identity import Identity
+from broker.namespace import Namespace
 from broker.presence import OfflineReason
 from broker.topics import DeviceMount
 
@@ -53,6 +54,8 @@ class BrokerSession(Session):
         self.mount = mount
         self.gateway: GatewayState | None = None
         """A gateway's tokens and devices (Blynk's MQTT Gateway API); ``None`` for others."""
+        self.namespace: Namespace | None = None
+        """An integration client's organization namespace (``broker.namespace``); ``None`` for others."""
         self.client_sent_id = client_sent_id
         self.connection: Connection | None = None
         self.backlog: deque[Pending] = deque()

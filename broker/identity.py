@@ -9,6 +9,8 @@ backend, resolved from PostgreSQL with a cache) to turn CONNECT credentials into
   bridge). Not mounted; may publish and subscribe anywhere.
 * :class:`GatewayIdentity` -- Blynk's MQTT Gateway API: a client speaking for many devices,
   each under ``dev/<device token>/``; its :class:`GatewayScope` says which tokens it may use.
+* :class:`IntegrationIdentity` -- an organization's integration client: its own namespace
+  (:mod:`broker.namespace`).
 
 ``None`` means "refused": the client gets CONNACK 4 (bad user name or password), as Blynk does.
 """
@@ -71,7 +73,28 @@ class GatewayIdentity:
             raise ValueError(f"bad gateway key {self.key!r}")
 
 
-Identity = DeviceIdentity | ServiceIdentity | GatewayIdentity
+@dataclass(frozen=True, slots=True)
+class IntegrationIdentity:
+    """An integration client (an OAuth client that "may use MQTT"): a whole MQTT 3.1.1 broker
+    inside its organization's namespace (:mod:`broker.namespace`), isolated from every other.
+
+    ``key`` names the credentials like a gateway's (``client:<id>``): revoking them ends its
+    connections too (:meth:`broker.MqttBroker.disconnect_gateways`); ``scope.still_valid`` is
+    asked again by :meth:`broker.MqttBroker.recheck_gateways`.
+    """
+
+    key: str
+    org_id: int
+    scope: GatewayScope = field(compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.key or any(c in self.key for c in "+#/\x00"):
+            raise ValueError(f"bad integration key {self.key!r}")
+        if self.org_id <= 0:
+            raise ValueError(f"org_id must be positive, got {self.org_id}")
+
+
+Identity = DeviceIdentity | ServiceIdentity | GatewayIdentity | IntegrationIdentity
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,15 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker import BrokerSettings, ConnectInfo, DeviceIdentity, GatewayIdentity, MqttBroker, ServiceIdentity
+from broker import (
+    BrokerSettings,
+    ConnectInfo,
+    DeviceIdentity,
+    GatewayIdentity,
+    IntegrationIdentity,
+    MqttBroker,
+    ServiceIdentity,
+)
 from broker.trie import SubscriptionIndex
 from tests.support.net import eventually  # the broker tests import it from here
 
@@ -46,6 +54,9 @@ def token(device_id: int) -> str:
 GATEWAY_PASSWORD = "gateway-secret"
 GATEWAYS = {"gw-a": frozenset({1, 2, 3}), "gw-b": frozenset({4, 5})}
 """Test gateways (user name -> the devices in its scope); they log in with ``GATEWAY_PASSWORD``."""
+INTEGRATION_PASSWORD = "integration-secret"
+INTEGRATIONS = {"int-a": 1, "int-a2": 1, "int-b": 2}
+"""Test integration clients (user name -> organization); they log in with ``INTEGRATION_PASSWORD``."""
 
 
 @dataclass
@@ -62,7 +73,8 @@ class DictScope:
         return device if device in scope and device not in self.authenticator.revoked_devices else None
 
     async def still_valid(self) -> bool:
-        return self.name not in self.authenticator.revoked_gateways
+        revoked = self.authenticator.revoked_gateways | self.authenticator.revoked_integrations
+        return self.name not in revoked
 
 
 class DictAuthenticator:
@@ -75,10 +87,13 @@ class DictAuthenticator:
         self.gateways = dict(GATEWAYS)
         self.revoked_gateways: set[str] = set()
         self.revoked_devices: set[int] = set()
+        self.revoked_integrations: set[str] = set()
         self.lookups = 0
         """Tokens the gateways' scopes were asked about."""
 
-    async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | GatewayIdentity | None:
+    async def authenticate(
+        self, info: ConnectInfo
+    ) -> DeviceIdentity | ServiceIdentity | GatewayIdentity | IntegrationIdentity | None:
         self.calls.append(info)
         if self.fail:
             raise RuntimeError("database is down")
@@ -88,6 +103,12 @@ class DictAuthenticator:
             if info.username in self.revoked_gateways:
                 return None
             return GatewayIdentity(f"client:{info.username}", DictScope(info.username, self))
+        if info.password == INTEGRATION_PASSWORD and info.username in INTEGRATIONS:
+            if info.username in self.revoked_integrations:
+                return None
+            return IntegrationIdentity(
+                f"client:{info.username}", INTEGRATIONS[info.username], DictScope(info.username, self)
+            )
         device = TOKENS.get(info.password or "")
         return DeviceIdentity(device) if device is not None else None
 

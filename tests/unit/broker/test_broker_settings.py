@@ -23,6 +23,7 @@ def test_public_names_are_pinned() -> None:
             "GatewayIdentity",
             "GatewayScope",
             "GatewaySession",
+            "IntegrationIdentity",
             "address_key",
             "BrokerError",
             "SessionQueues",

@@ -1,0 +1,112 @@
+"""Integration clients: a whole MQTT 3.1.1 broker inside their organization's namespace.
+
+An :class:`~broker.identity.IntegrationIdentity` session carries a
+:class:`~broker.namespace.Namespace` (``o/<org>/``): everything it publishes is routed (and
+retained) under that prefix, every filter it holds is mounted there, its will too, and
+``broker._handler`` strips the prefix from everything sent to it. The rules of what it may
+write and read inside are :mod:`broker.namespace`. Everything else (QoS 0/1/2, retained
+messages, persistent sessions with queued messages, wills) is the broker's ordinary routing.
+
+Revocation: :meth:`disconnect_gateways` ends the integration connections of a key as well (and
+forgets their persistent sessions); :meth:`recheck_gateways` asks their scopes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import Session
+
+from broker._gateway import GatewayBroker
+from broker._session import BrokerSession, Connection
+from broker.errors import InvalidTopicError
+from broker.identity import IntegrationIdentity
+from broker.namespace import is_namespace_filter_allowed, namespace_publish
+from broker.presence import OfflineReason
+from broker.topics import TopicFilter
+
+__all__ = ["NamespaceBroker"]
+
+logger = logging.getLogger(__name__)
+
+
+class NamespaceBroker(GatewayBroker):
+    """The gateway broker plus integration clients (see module docstring)."""
+
+    async def _handle_message_delivery(
+        self, client_session: Session, handler: BrokerProtocolHandler, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        """Override: an integration client's publish is routed inside its namespace."""
+        message = wait_deliver.result()
+        namespace = getattr(client_session, "namespace", None)
+        if message is None or namespace is None:
+            return await super()._handle_message_delivery(client_session, handler, wait_deliver)
+        topic = message.topic
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            return await super()._handle_message_delivery(client_session, handler, wait_deliver)  # closes it
+        retain = bool(message.publish_packet and message.publish_packet.retain_flag)
+        if not namespace_publish(topic, retain):
+            logger.info("dropped publish of integration %s to %r", getattr(client_session, "client_id", "?"), topic)
+            return True
+        inside = namespace.mount(topic)
+        await self._broadcast_message(client_session, inside, message.data)
+        if retain:
+            await self.retain_message(None, inside, message.data, message.qos)
+        return True
+
+    def inside_filter(self, session: BrokerSession, raw_filter: str) -> str:
+        """Override: an integration client's filter inside its namespace."""
+        if session.namespace is not None:
+            return session.namespace.mount(raw_filter)
+        return super().inside_filter(session, raw_filter)
+
+    def _authorize_filter(self, session: BrokerSession, raw_filter: str, qos: int) -> TopicFilter | None:
+        """Override: an integration client may hold any filter of its namespace but ``$...``
+        and ``dev/`` filters that are not the device feed's."""
+        if session.namespace is None:
+            return super()._authorize_filter(session, raw_filter, qos)
+        if qos not in (QOS_0, QOS_1, QOS_2) or not is_namespace_filter_allowed(raw_filter):
+            logger.info("refused subscribe of integration %s to %r", session.client_id, raw_filter)
+            return None
+        try:
+            return TopicFilter(session.namespace.mount(raw_filter))
+        except InvalidTopicError:
+            return None
+
+    # ---- revocation ---------------------------------------------------------------------
+
+    def _integration_connections(self) -> list[Connection]:
+        return [c for c in self.connections.values() if isinstance(c.identity, IntegrationIdentity) and not c.closed]
+
+    async def disconnect_gateways(self, key: str, reason: OfflineReason = OfflineReason.REVOKED) -> int:
+        """Override: the integration connections of ``key`` end too, and their sessions go."""
+        ended = await super().disconnect_gateways(key, reason)
+        for connection in self._integration_connections():
+            identity = connection.identity
+            assert isinstance(identity, IntegrationIdentity)
+            if identity.key == key:
+                await self._revoke(connection, reason)
+                ended += 1
+        return ended
+
+    async def _revoke(self, connection: Connection, reason: OfflineReason) -> None:
+        await self.end_connection(connection, reason)
+        self._discard_session(connection.key, connection.session)
+
+    async def recheck_gateways(self, device_id: int | None = None, key: str | None = None) -> None:
+        """Override: integration clients whose credentials stopped working are ended too."""
+        await super().recheck_gateways(device_id, key)
+        if device_id is not None:
+            return  # a device's change never changes an integration's credentials
+        for connection in self._integration_connections():
+            identity = connection.identity
+            assert isinstance(identity, IntegrationIdentity)
+            try:
+                if not await identity.scope.still_valid():
+                    await self._revoke(connection, OfflineReason.REVOKED)
+            except Exception:
+                logger.exception("re-checking integration %s failed; keeping it", connection.label)
