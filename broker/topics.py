@@ -119,6 +119,9 @@ class Uplink(Enum):
     """Answered on :attr:`Downlink.LOCATION`."""
     OTA_STATUS = ("ota/status", PayloadKind.JSON_OBJECT)
     """openblynk's Blynk.Air progress report: ``{"status", "bytes", "error"}``."""
+    CLAIM_OPEN = ("claim/open", PayloadKind.JSON_OBJECT)
+    """openblynk's headless claiming: an unclaimed static-token device opens a claim window
+    ``{"pin", "proof", "ttl"}`` (``backend/inject/windows.py``)."""
 
     def __init__(self, pattern: str, payload: PayloadKind) -> None:
         self.pattern = pattern

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import TypeVar, overload
 
 from ._backoff import Backoff
+from ._claim import claim_open_payload, new_pin
 from ._codec import Value, check_name, encode_batch, encode_mcu_info, encode_scalar, encode_value
 from ._connection import Link, LinkConfig
 from ._dispatch import Dispatcher
@@ -255,6 +256,29 @@ class Device:
             ValueError: ``name`` is not a valid topic level.
         """
         self._link.publish(f"meta/{check_name(name, 'metadata name')}", encode_scalar(value).encode())
+
+    def open_claim_window(self, claim_code: str, ttl: int = 300) -> str:
+        """Let a user claim this device without a screen (``claim/open``, headless claiming).
+
+        The device must run with a static token that nobody has claimed yet. It sends a fresh
+        PIN with a proof that it holds its claim code (the code itself is never sent); for
+        ``ttl`` seconds a user who types the device's serial and the PIN in the console claims
+        it. Show the PIN to the user (a display, a blink code, a serial console).
+
+        Args:
+            claim_code: The static token's claim code (``sqr_...``), flashed with the token.
+            ttl: How long the window stays open, 1 to 600 seconds.
+
+        Returns:
+            The PIN to show.
+
+        Raises:
+            NotConnectedError: The device is offline.
+            ValueError: ``ttl`` is out of range.
+        """
+        pin = new_pin()
+        self._link.publish("claim/open", claim_open_payload(claim_code, pin, ttl))
+        return pin
 
     def set_property(self, name: str, prop: str, value: Value) -> None:
         """Change a widget property of a datastream (``ds/<name>/prop/<prop>``).

@@ -22,6 +22,7 @@ from backend.devices.data import DataService, Incoming, downlink_topic
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.errors import ValidationError
 from backend.ingest.uplinks import MAX_DIAG_NAME, UplinkHandler, Uplinks
+from backend.inject.windows import ClaimWindows
 from backend.numbers import is_digits
 from backend.templates.values import DatastreamSpec
 from backend.transport.mqtt import Message
@@ -56,10 +57,12 @@ class IngestService:
         services: DeviceServices,
         ota: Delivery | None = None,
         clock: Callable[[], float] = time.monotonic,
+        claims: ClaimWindows | None = None,
     ) -> None:
         self.registry = registry
         self._clock = clock  # how long found routes are reused (tests move it by hand)
         self.ota = ota
+        self.claims = claims
         self.data = data
         self.services = services
         self.uplinks = Uplinks(services)
@@ -160,6 +163,7 @@ class IngestService:
             Uplink.GET_UTC: up.get_utc,
             Uplink.GET_LOC: up.get_loc,
             Uplink.OTA_STATUS: self._ota_status,
+            Uplink.CLAIM_OPEN: self._claim_open,
         }
 
     async def _dispatch(self, msg: Message) -> None:
@@ -229,6 +233,15 @@ class IngestService:
             self._unsupported(device, Uplink.OTA_STATUS.pattern)
             return
         problem = await self.ota.status(device.id, payload)
+        if problem is not None:
+            self.data.diag(device.id, problem)
+
+    async def _claim_open(self, device: DeviceInfo, names: tuple[str, ...], payload: bytes) -> None:
+        """``claim/open``: a static-token device opens a headless claim window (Blynk.Inject)."""
+        if self.claims is None:
+            self._unsupported(device, Uplink.CLAIM_OPEN.pattern)
+            return
+        problem = await self.claims.open(device.id, payload)
         if problem is not None:
             self.data.diag(device.id, problem)
 

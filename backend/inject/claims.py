@@ -5,7 +5,9 @@ the claimer as owner; the code then claims nothing more until the device is uncl
 deleted (both give it back to the manufacturer as unclaimed, and its code works once more, as
 for a device sold on). A wrong code counts against the claimer and the address
 (:class:`ClaimThrottle`); so does a used one. Only the code claims: a device's auth token is
-no claim code, so a token read out of an unclaimed device claims nothing.
+no claim code, so a token read out of an unclaimed device claims nothing. A device without a
+screen is claimed by its serial and the PIN of a window it opened (:meth:`Claims.claim_headless`,
+``windows.py``).
 
 Giving a device back erases what its owner left on it (history, latest values, metadata back
 to the factory's) before the manufacturer sees it again.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import RowMapping
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.permissions import Permission
@@ -29,6 +32,7 @@ from backend.history.erase import erase_device_history
 from backend.inject.activation import DEFAULT_NAME, materialize, reset_meta
 from backend.inject.codes import ClaimCode
 from backend.inject.throttle import ClaimThrottle
+from backend.inject.windows import PIN, pin_hmac
 from backend.security import Secrets
 
 WRONG_CODE = "no device has this claim code"
@@ -74,7 +78,7 @@ class Claims:
         await self.scope.require_org(org)
         owner = await self._owner(org, owner_id)
         name = None if name is None else check_device_name(name)
-        claimer = f"client:{self.principal.client_id}" if self.principal.client_id else f"user:{self.principal.user_id}"
+        claimer = self._claimer()
         await self.throttle.guard(claimer, self.principal.ip)
         code = ClaimCode.parse(code_text)
         row = None
@@ -89,6 +93,39 @@ class Claims:
             if row is None:
                 raise NotFoundError(WRONG_CODE)
             raise ConflictError("this device has already been claimed")
+        return await self._take(row, org, owner, name, "claim code")
+
+    async def claim_headless(
+        self, serial: str, pin: str, name: str | None = None, org_id: int | None = None, owner_id: int | None = None
+    ) -> Claimed:
+        """Claim the device whose open claim window has this PIN and whose static token carries
+        ``serial`` among its metadata values; the window closes."""
+        org = org_id if org_id is not None else self.principal.org_id
+        await self.scope.require_org(org)
+        owner = await self._owner(org, owner_id)
+        name = None if name is None else check_device_name(name)
+        claimer = self._claimer()
+        await self.throttle.guard(claimer, self.principal.ip)
+        row = None
+        if serial.strip() and PIN.match(pin.strip()):
+            row = await fetch_one(
+                self.session,
+                """SELECT s.id, s.org_id, s.device_id, s.claimed_at FROM claim_window w
+                JOIN static_token s ON s.id = w.static_token_id
+                WHERE w.pin_hmac = :pin AND w.until > now() AND s.claimed_at IS NULL
+                  AND EXISTS (SELECT 1 FROM jsonb_each_text(s.meta) m WHERE m.value = :serial)
+                FOR UPDATE OF s""",
+                pin=pin_hmac(self.secrets, pin.strip()),
+                serial=serial.strip(),
+            )
+        if row is None:
+            await self.throttle.failed(claimer, self.principal.ip)
+            raise NotFoundError("no device with this serial has an open claim window with this PIN")
+        await execute(self.session, "DELETE FROM claim_window WHERE static_token_id = :id", id=row["id"])
+        return await self._take(row, org, owner, name, "headless")
+
+    async def _take(self, row: RowMapping, org: int, owner: int | None, name: str | None, how: str) -> Claimed:
+        """The claim itself, once the claimer proved they may: place the device, mark the token."""
         device_id = await self._place(int(row["id"]), row["device_id"], org, owner, name)
         await execute(
             self.session,
@@ -98,13 +135,18 @@ class Claims:
             id=row["id"],
         )
         claimed = await self._claimed(device_id)
-        await self.audit.record(self.principal, org, "device.claim", "device", device_id, static_token=row["id"])
+        await self.audit.record(
+            self.principal, org, "device.claim", "device", device_id, static_token=row["id"], how=how
+        )
         if row["org_id"] != org:
             await self.audit.record(
                 self.principal, row["org_id"], "static_token.claimed", "device", device_id, static_token=row["id"]
             )
         self.signals.activated(device_id)
         return claimed
+
+    def _claimer(self) -> str:
+        return f"client:{self.principal.client_id}" if self.principal.client_id else f"user:{self.principal.user_id}"
 
     async def unclaim(self, device_id: int) -> None:
         """Give a claimed device back to its manufacturer, unclaimed, its owner's data erased."""

@@ -19,12 +19,14 @@ from backend.inject.schemas import (
     ClaimedOut,
     ClaimIn,
     GenerateIn,
+    HeadlessClaimIn,
     ImportIn,
     MadeOut,
     PlatformClaimed,
     PlatformClaimIn,
     PlatformDeviceToken,
     PlatformGenerateIn,
+    PlatformHeadlessClaimIn,
     PlatformStaticToken,
     PlatformUnclaimIn,
     StaticTokenPage,
@@ -102,6 +104,11 @@ class InjectController(Controller):
         """Claim a device with its claim code: it becomes the caller's, in the caller's organization."""
         return claimed_out(await inject.claims.claim(data.code, data.name))
 
+    @post("/claim/headless", guards=[CLAIM], status_code=HTTP_201_CREATED)
+    async def claim_headless(self, data: JSONBody[HeadlessClaimIn], inject: Inject) -> ClaimedOut:
+        """Claim a device without a screen: its serial and the PIN of the claim window it opened."""
+        return claimed_out(await inject.claims.claim_headless(data.serial, data.pin, data.name))
+
     @post("/devices/{device_id:int}/unclaim", guards=[CLAIM], status_code=HTTP_204_NO_CONTENT)
     async def unclaim(self, device_id: FromPath[int], inject: Inject) -> None:
         """Give a claimed device back to its manufacturer; its data here is erased."""
@@ -176,6 +183,12 @@ class PlatformInjectController(Controller):
     async def claim(self, data: JSONBody[PlatformClaimIn], inject: Inject) -> PlatformClaimed:
         """Claim a device with its claim code (``token``) into ``orgId`` for ``userId``."""
         return platform_claimed(await inject.claims.claim(data.token, data.name, data.orgId, data.userId))
+
+    @post("/claim-headless", guards=[CLAIM], status_code=HTTP_200_OK)
+    async def claim_headless(self, data: JSONBody[PlatformHeadlessClaimIn], inject: Inject) -> PlatformClaimed:
+        """Claim a device by its serial and the PIN of its open claim window, into ``orgId`` for ``userId``."""
+        claimed = await inject.claims.claim_headless(data.serial, data.pin, data.name, data.orgId, data.userId)
+        return platform_claimed(claimed)
 
     @post("/unclaim", guards=[CLAIM], status_code=HTTP_204_NO_CONTENT)
     async def unclaim(self, data: JSONBody[PlatformUnclaimIn], inject: Inject) -> None:

@@ -29,6 +29,12 @@ class ClaimIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str | None = None
 
 
+class HeadlessClaimIn(msgspec.Struct, forbid_unknown_fields=True):
+    serial: str
+    pin: str
+    name: str | None = None
+
+
 class StaticTokenOut(msgspec.Struct):
     id: int
     org_id: int
@@ -91,6 +97,14 @@ class PlatformGenerateIn(msgspec.Struct, forbid_unknown_fields=True):
 class PlatformClaimIn(msgspec.Struct, forbid_unknown_fields=True):
     token: str
     """The claim code (``sqr_…``), as Blynk's token object names it."""
+    orgId: int | None = None  # noqa: N815
+    userId: int | None = None  # noqa: N815
+    name: str | None = None
+
+
+class PlatformHeadlessClaimIn(msgspec.Struct, forbid_unknown_fields=True):
+    serial: str
+    pin: str
     orgId: int | None = None  # noqa: N815
     userId: int | None = None  # noqa: N815
     name: str | None = None

@@ -36,6 +36,7 @@ from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.inject.windows import ClaimWindows
 from backend.notifications.cleanup import clean_notifications
 from backend.notifications.events import EventNotifications
 from backend.notifications.live import NoticeFeed
@@ -140,7 +141,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     )
     devices = DeviceServices.build(db.pool, data, settings)
     ota = OtaServices.build(db.pool, mqtt, settings, settings.resolved_secret_key(), registry, devices)
-    ingest = IngestService(registry, data, devices, ota=ota.delivery)
+    ingest = IngestService(registry, data, devices, ota=ota.delivery, claims=ClaimWindows(db, secrets))
     webhooks = WebhookRuntime.build(db, settings, signals, Mailer(settings))
     retention = Retention(settings.history_raw_retention_days, settings.history_rollup_retention_days)
     scheduler = Scheduler(

@@ -127,7 +127,7 @@ def test_a_customer_claims_a_factory_flashed_device_in_the_console(
         errors += no_page_errors(mine)
         _sign_in(mine, acc, "customer@example.com", "a-good-password-1", then=f"/claim?code={first['claim_code']}")
         expect(mine.get_by_label("Claim code")).to_have_value(first["claim_code"])
-        mine.get_by_label("Device name (optional)").fill("Living room")
+        mine.locator("form[data-claim-form]").get_by_label("Device name (optional)").fill("Living room")
         shot(mine, "inject-claim")
         _readme_shot("inject-claim")
         mine.get_by_role("button", name="Claim device").click()

@@ -40,3 +40,11 @@ CREATE TABLE claim_failure (
     at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX claim_failure_key_idx ON claim_failure (scope, key, at);
+
+-- Headless claiming: a window a static-token device opens by proving it holds its claim code
+-- (MQTT claim/open); a user who types the device's serial and the window's PIN claims it.
+CREATE TABLE claim_window (
+    static_token_id  bigint PRIMARY KEY REFERENCES static_token(id) ON DELETE CASCADE,
+    pin_hmac         bytea NOT NULL,
+    until            timestamptz NOT NULL
+);

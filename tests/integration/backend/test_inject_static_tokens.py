@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.inject.windows import claim_proof
 from backend.transfer.schemas import DeviceOut
+from device_sdk import Device
 from tests.support.accounts import ADMIN, ROOT_ADMIN, USER, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
@@ -276,3 +280,68 @@ def test_the_platform_api_lists_generates_claims_and_unclaims(world: World) -> N
     with w.acc.db() as db:
         row = db.execute("SELECT org_id, owner_id FROM device WHERE id = %s", (claimed["deviceId"],)).fetchone()
     assert row == (w.maker_org, None)
+
+
+def test_a_device_without_a_screen_is_claimed_by_serial_and_the_pin_of_its_window(
+    world: World, paho_device: ConnectDevice
+) -> None:
+    w = world
+    made = _ok(
+        w.maker.post(
+            "/api/inject/static-tokens/import",
+            json={"template_id": w.template, "csv": "serial\nHL-1001\nHL-1002\n", "mapping": {"serial": "Serial"}},
+        ),
+        201,
+    )
+    rows = {r["id"]: r for r in _export(w, w.template)}
+    mine, other = rows[str(made["ids"][0])], rows[str(made["ids"][1])]
+
+    # (the wrong attempts below are the maker's, whose throttle no other test has used)
+    # the genuine device (the SDK) opens its window and shows a PIN
+    diags: queue.Queue[str] = queue.Queue()
+    with Device(mine["auth_token"], "127.0.0.1", w.acc.config.mqtt_port, keepalive=30) as device:
+        device.on_diag(diags.put)
+        pin = device.open_claim_window(mine["claim_code"], ttl=300)
+        wait_for(lambda: _window(w, mine["id"]), message="the claim window open")
+
+        # someone holding only the other device's leaked token opens a window with a made-up proof
+        thief = paho_device(w.acc.config, _flashed(other["auth_token"]))
+        thief.publish("claim/open", json.dumps({"pin": "123456", "proof": "00" * 32, "ttl": 300}), qos=1)
+        topic, why = thief.next(topic_prefix="downlink/diag")
+        assert b"proof does not match" in why, why
+        assert not _window(w, other["id"])
+        _ok(w.maker.post("/api/inject/claim/headless", json={"serial": "HL-1002", "pin": "123456"}), 404)
+        # the right PIN with the wrong serial claims nothing either
+        _ok(w.maker.post("/api/inject/claim/headless", json={"serial": "HL-1002", "pin": pin}), 404)
+        # an expired window claims nothing: the other device's, opened right, then out of time
+        thief.publish("claim/open", json.dumps({"pin": "654321", "proof": claim_proof(other["claim_code"], "654321")}))
+        wait_for(lambda: _window(w, other["id"]), message="the other device's window open")
+        with w.acc.db() as db:
+            db.execute(
+                "UPDATE claim_window SET until = now() - interval '1 second' WHERE static_token_id = %s",
+                (int(other["id"]),),
+            )
+        _ok(w.maker.post("/api/inject/claim/headless", json={"serial": "HL-1002", "pin": "654321"}), 404)
+
+        claimed = _ok(
+            w.customer.post("/api/inject/claim/headless", json={"serial": "HL-1001", "pin": pin, "name": "Porch"}), 201
+        )
+        assert (claimed["org_id"], claimed["owner_id"], claimed["name"]) == (
+            w.customer_org,
+            w.customer.me["id"],
+            "Porch",
+        )
+        # the window closed at its first claim
+        assert not _window(w, mine["id"])
+        _ok(w.maker.post("/api/inject/claim/headless", json={"serial": "HL-1001", "pin": pin}), 404)
+        # a claimed device opens no more windows
+        device.open_claim_window(mine["claim_code"], ttl=300)
+        assert "unclaimed static-token device" in diags.get(timeout=10)
+
+
+def _window(w: World, token_id: str) -> bool:
+    with w.acc.db() as db:
+        row = db.execute(
+            "SELECT 1 FROM claim_window WHERE static_token_id = %s AND until > now()", (int(token_id),)
+        ).fetchone()
+    return row is not None

@@ -1083,6 +1083,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/inject/static-tokens/labels.svg"): S(
         template=I(lambda w, o, c: G("/api/inject/static-tokens/labels.svg", template_id=spare_static(o)))
     ),
+    ("POST", "/api/inject/claim/headless"): S(
+        note="the serial and the PIN of a window the device opened are the credential "
+        "(tests/integration/backend/test_inject_static_tokens.py)"
+    ),
     ("POST", "/api/inject/devices/{device_id:int}/token/reissue"): S(
         device=I(lambda w, o, c: Call("POST", f"/api/inject/devices/{spare_device(o, 'reissued')}/token/reissue"))
     ),
@@ -1274,6 +1278,26 @@ ROUTES: dict[tuple[str, str], Route] = {
                 "POST", f"{V1}/static-tokens/claim", json={"token": spare_code(c, "v1-claim-user"), "userId": o.member}
             )
         ),
+    ),
+    ("POST", f"{V1}/static-tokens/claim-headless"): B(
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/static-tokens/claim-headless",
+                json={"serial": "none", "pin": "000000", "orgId": o.org},
+            ),
+            own=404,
+        ),
+        user=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/static-tokens/claim-headless",
+                json={"serial": "none", "pin": "000000", "userId": o.member},
+            ),
+            own=404,
+        ),
+        note="no window is open: the owner's call passes the organization and user checks and finds no device "
+        "(a real window: test_inject_static_tokens.py)",
     ),
     ("POST", f"{V1}/device/token/reissue"): B(
         device=I(

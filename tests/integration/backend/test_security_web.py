@@ -43,6 +43,9 @@ NO_ID_CALLS: dict[tuple[str, str], Call] = {
         json={"current_password": "a-good-password-1", "new_password": "another-password-2"},
     ),
     ("POST", "/api/inject/claim"): Call("POST", "/api/inject/claim", json={"code": "sqr_" + "C" * 28}),
+    ("POST", "/api/inject/claim/headless"): Call(
+        "POST", "/api/inject/claim/headless", json={"serial": "SN-1", "pin": "123456"}
+    ),
     ("POST", "/api/console/notifications/read-all"): Call("POST", "/api/console/notifications/read-all"),
     ("PUT", "/api/console/notifications/preferences"): Call(
         "PUT", "/api/console/notifications/preferences", json={"email": False}

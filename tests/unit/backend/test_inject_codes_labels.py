@@ -1,7 +1,9 @@
-"""Claim codes (format, randomness, masking) and the QR label sheet (escaping, links)."""
+"""Claim codes (format, randomness, masking), the QR label sheet (escaping, links) and the
+headless claim window's proof as the device library makes it and the server checks it."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +12,9 @@ from backend.errors import ValidationError
 from backend.inject.codes import ClaimCode
 from backend.inject.labels import claim_link, label_sheet
 from backend.inject.static_tokens import Issued, StaticToken
+from backend.inject.windows import claim_proof
 from backend.security import AuthToken
+from device_sdk._claim import claim_open_payload, new_pin
 
 
 def test_a_claim_code_is_sqr_and_28_random_characters_and_hides_itself() -> None:
@@ -54,3 +58,14 @@ def test_a_sheet_holds_24_labels_a_page() -> None:
 def test_the_qr_code_holds_the_claim_link_when_the_server_has_a_public_url() -> None:
     assert claim_link("sqr_x", "https://iot.example") == "https://iot.example/claim?code=sqr_x"
     assert claim_link("sqr_x", "") == "sqr_x"
+
+
+def test_the_device_library_proves_a_claim_window_as_the_server_checks_it() -> None:
+    code = ClaimCode.generate().value
+    pin = new_pin()
+    doc = json.loads(claim_open_payload(code, pin, 300))
+    assert len(pin) == 6 and pin.isdigit()
+    assert doc == {"pin": pin, "proof": claim_proof(code, pin), "ttl": 300}
+    assert claim_proof(ClaimCode.generate().value, pin) != doc["proof"]
+    with pytest.raises(ValueError):
+        claim_open_payload(code, pin, 601)
