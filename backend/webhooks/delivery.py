@@ -48,6 +48,7 @@ from backend.webhooks.requests import (
     Rendered,
     RequestSpec,
     render_request,
+    with_blynk_names,
 )
 from backend.webhooks.signing import SecretBox
 
@@ -205,13 +206,15 @@ class WebhookSender:
             hook = await (await cur.execute(_LOAD_SQL, (webhook_id, org_id))).fetchone()
         if hook is None:
             return Delivery(False, None, "no such webhook", refused=True)
-        values = {
-            "ORG_ID": str(org_id),
-            "ORG_NAME": hook["org_name"],
-            "WEBHOOK_NAME": hook["name"],
-            "TIMESTAMP": datetime.now(UTC).isoformat(timespec="seconds"),
-            **context,
-        }
+        values = with_blynk_names(
+            {
+                "ORG_ID": str(org_id),
+                "ORG_NAME": hook["org_name"],
+                "WEBHOOK_NAME": hook["name"],
+                "TIMESTAMP": datetime.now(UTC).isoformat(timespec="seconds"),
+                **context,
+            }
+        )
         spec = RequestSpec(
             hook["method"], hook["url"], dict(hook["headers"]), BodyKind(hook["body_kind"]), hook["body_template"]
         )

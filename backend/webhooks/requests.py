@@ -55,8 +55,38 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 tabs and line breaks stay (two bytes escaped)."""
 
 
+BLYNK_NAMES = {
+    "device_id": "DEVICE_ID",
+    "device_name": "DEVICE_NAME",
+    "device_templateId": "TEMPLATE_ID",
+    "device_templateName": "TEMPLATE_NAME",
+    "dataStream_name": "DATASTREAM_NAME",
+    "dataStream_pin": "DATASTREAM_PIN",
+    "dataStream_value": "TRIGGER_VALUE",
+    "user_email": "USER_EMAIL",
+    "user_name": "USER_NAME",
+    "org_name": "ORG_NAME",
+}
+"""Blynk's lower-case webhook placeholders (its web form's ``{device_name}``...), each the same
+value as one of ours."""
+
+
+def with_blynk_names(values: Mapping[str, str]) -> dict[str, str]:
+    """``values`` and, for each of them Blynk has a lower-case name for, that name too."""
+    out = dict(values)
+    for blynk, ours in BLYNK_NAMES.items():
+        if ours in values:
+            out.setdefault(blynk, values[ours])
+    return out
+
+
 def placeholder_sizes(string_max_bytes: int) -> dict[str, int]:
     """The most bytes each placeholder a webhook knows can be replaced with (UTF-8)."""
+    sizes = _sizes(string_max_bytes)
+    return {**sizes, **{blynk: sizes[ours] for blynk, ours in BLYNK_NAMES.items()}}
+
+
+def _sizes(string_max_bytes: int) -> dict[str, int]:
     return {
         "DEVICE_ID": 20,
         "DEVICE_NAME": 50 * 4,

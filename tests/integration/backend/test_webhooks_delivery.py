@@ -128,6 +128,15 @@ async def test_a_delivery_is_signed_escaped_and_logged(fresh_db: str, db: Databa
     assert rows == [("test", f"POST {receiver.url('/ok')} ({len(request.body)} bytes)", True, False, 200, "thanks", 1)]
 
 
+async def test_blynks_lower_case_placeholders_are_filled_too(fresh_db: str, db: Database, receiver: Receiver) -> None:
+    org, _ = _org(fresh_db)
+    body = "device={device_name}&value={dataStream_value}&org={org_name}&same={DEVICE_NAME}"
+    hook, _ = _hook(fresh_db, org, receiver.url("/ok"), body_kind="form", body_template=body)
+    context = {"DEVICE_NAME": "Pump 1", "TRIGGER_VALUE": "0.5"}
+    assert (await _sender(db).fire(hook, org, context, trigger="blynk")).ok
+    assert receiver.requests[0].body == b"device=Pump+1&value=0.5&org=Farm&same=Pump+1"
+
+
 async def test_a_webhook_of_another_organization_is_not_sent(fresh_db: str, db: Database, receiver: Receiver) -> None:
     org, _ = _org(fresh_db)
     hook, _ = _hook(fresh_db, org, receiver.url("/ok"))

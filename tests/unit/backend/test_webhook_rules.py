@@ -21,6 +21,7 @@ from backend.webhooks.requests import (
     check,
     placeholder_sizes,
     render_request,
+    with_blynk_names,
     worst_body_bytes,
 )
 
@@ -158,3 +159,13 @@ def test_the_allow_list_setting_is_read_and_checked() -> None:
         Settings.from_env({"OPENBLYNK_WEBHOOK_ALLOWED_HOSTS": "bad host!"}, dotenv=None)
     with pytest.raises(ConfigError, match="OPENBLYNK_WEBHOOK_FAILURE_LIMIT"):
         Settings.from_env({"OPENBLYNK_WEBHOOK_FAILURE_LIMIT": "0"}, dotenv=None)
+
+
+def test_blynks_lower_case_names_take_the_same_values_and_bounds() -> None:
+    values = with_blynk_names({"DEVICE_NAME": "Pump", "TRIGGER_VALUE": "7", "DEVICE_ID": "3"})
+    assert (values["device_name"], values["dataStream_value"], values["device_id"]) == ("Pump", "7", "3")
+    assert "user_email" not in values  # only names whose value is known
+    assert with_blynk_names({"DEVICE_NAME": "a", "device_name": "b"})["device_name"] == "b"  # given wins
+    assert SIZES["device_name"] == SIZES["DEVICE_NAME"] and SIZES["dataStream_value"] == SIZES["TRIGGER_VALUE"]
+    rendered = render_request(spec("d={device_name}&v={dataStream_value}", BodyKind.FORM), values)
+    assert rendered.body == b"d=Pump&v=7"
