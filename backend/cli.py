@@ -213,6 +213,8 @@ async def _run_broker(settings: Settings, url: str) -> None:
                     await mqtt.recheck_gateways(change.id, device_gateway_key(change.id))
                 elif change.kind == "oauth_client" and change.revoked:
                     await mqtt.disconnect_gateways(client_gateway_key(change.id))
+                elif change.kind == "oauth_client":  # "may use MQTT" switched: integrations ask again
+                    await mqtt.recheck_gateways()
                 elif change.kind in ("template", "user", "role", "org"):
                     await mqtt.recheck_gateways()
 

@@ -45,7 +45,7 @@ from broker.identity import (
     IntegrationIdentity,
     ServiceIdentity,
 )
-from broker.namespace import Namespace, namespace_publish
+from broker.namespace import Namespace, namespace_publish, parse_write
 from broker.presence import OfflineReason, online_payload
 from broker.settings import BrokerSettings
 from broker.topics import DIAG_TOPIC, OTA_TOPIC, DeviceMount, is_uplink_topic, presence_topic, split_gateway_topic
@@ -307,7 +307,7 @@ class CoreBroker(NamespaceBroker):
             else:
                 session.will_flag = False
         if session.namespace is not None and request.will_topic is not None:
-            if namespace_publish(request.will_topic, request.will_retain):
+            if namespace_publish(request.will_topic, request.will_retain) and parse_write(request.will_topic) is None:
                 session.will_topic = session.namespace.mount(request.will_topic)
             else:
                 logger.info("refused the last will of an integration client: %r", request.will_topic)

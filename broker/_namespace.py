@@ -6,6 +6,8 @@ retained) under that prefix, every filter it holds is mounted there, its will to
 ``broker._handler`` strips the prefix from everything sent to it. The rules of what it may
 write and read inside are :mod:`broker.namespace`. Everything else (QoS 0/1/2, retained
 messages, persistent sessions with queued messages, wills) is the broker's ordinary routing.
+A write (``dev/<id>/set/<name>``) leaves the namespace for the app alone
+(:func:`broker.namespace.write_topic`); a will cannot be one.
 
 Revocation: :meth:`disconnect_gateways` ends the integration connections of a key as well (and
 forgets their persistent sessions); :meth:`recheck_gateways` asks their scopes again.
@@ -25,7 +27,7 @@ from broker._gateway import GatewayBroker
 from broker._session import BrokerSession, Connection
 from broker.errors import InvalidTopicError
 from broker.identity import IntegrationIdentity
-from broker.namespace import is_namespace_filter_allowed, namespace_publish
+from broker.namespace import is_namespace_filter_allowed, namespace_publish, parse_write, write_topic
 from broker.presence import OfflineReason
 from broker.topics import TopicFilter
 
@@ -51,6 +53,13 @@ class NamespaceBroker(GatewayBroker):
         retain = bool(message.publish_packet and message.publish_packet.retain_flag)
         if not namespace_publish(topic, retain):
             logger.info("dropped publish of integration %s to %r", getattr(client_session, "client_id", "?"), topic)
+            return True
+        write = parse_write(topic)
+        connection = getattr(client_session, "connection", None)
+        if write is not None:  # to the app alone, naming the credentials it must check
+            identity = connection.identity if isinstance(connection, Connection) else None
+            if isinstance(identity, IntegrationIdentity):
+                await self._broadcast_message(client_session, write_topic(identity.key, *write), message.data)
             return True
         inside = namespace.mount(topic)
         await self._broadcast_message(client_session, inside, message.data)

@@ -16,8 +16,10 @@ Inside the namespace:
   ``dev/<device id>/ds/<datastream>`` (a value), ``dev/<device id>/event/<code>`` (an event),
   ``dev/<device id>/online`` (``1``/``0``). A client may subscribe to ``dev/#`` or to a filter
   ``dev/<device id or +>/...``; any other ``dev/`` filter gets 0x80. The one topic a client may
-  publish there is ``dev/<device id>/set/<datastream>`` (a downlink write, never retained), which
-  the app checks and applies like the HTTP API (:data:`WRITE_FILTER`).
+  publish there is ``dev/<device id>/set/<datastream>`` (a downlink write, never retained). It
+  is not routed inside the namespace but to the app, on ``sys/integration/write/<key>/<device
+  id>/<datastream>`` (:func:`write_topic`; ``<key>`` names the client's credentials), which checks
+  it with the client's own permissions and applies it like the HTTP API (:data:`WRITE_FILTER`).
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ __all__ = [
     "is_namespace_filter_allowed",
     "namespace_publish",
     "parse_write",
+    "write_topic",
 ]
 
 FEED_PREFIX = "dev/"
 """The reserved top level of a namespace: the device feed and downlink writes."""
-WRITE_FILTER = "o/+/dev/+/set/+"
-"""What the app subscribes to for integration writes (``o/<org>/dev/<device>/set/<name>``)."""
+WRITE_PREFIX = "sys/integration/write/"
+WRITE_FILTER = WRITE_PREFIX + "+/+/+"
+"""What the app subscribes to for integration writes (:func:`write_topic`)."""
 
 
 def _is_device_level(level: str) -> bool:
@@ -89,6 +93,11 @@ def parse_write(relative: str) -> tuple[int, str] | None:
     if not name or "+" in name or "#" in name:
         return None
     return int(levels[1]), name
+
+
+def write_topic(key: str, device_id: int, name: str) -> str:
+    """The internal topic a client's ``dev/<device_id>/set/<name>`` goes to (to the app only)."""
+    return f"{WRITE_PREFIX}{key}/{device_id}/{name}"
 
 
 def namespace_publish(relative: str, retain: bool) -> bool:

@@ -17,6 +17,11 @@ Who may log in to the broker (user name / password):
   Gateway keys: ``client:<oauth_client.id>`` and ``device:<device.id>`` (what revocation
   names: :func:`client_gateway_key`, :func:`device_gateway_key`).
 
+* An integration client (a :class:`broker.IntegrationIdentity`, its organization's own MQTT
+  namespace): ``integration:<OAuth client id>`` / its secret, for a working client whose
+  "may use MQTT" is on. The user name's prefix is what tells it from the same client's gateway
+  login. Key ``client:<oauth_client.id>`` as for its gateway logins (revoking ends both).
+
 Anything else is refused (``None``: CONNACK 4, counted toward the per-address login limit).
 """
 
@@ -29,13 +34,15 @@ from typing import Protocol
 
 from backend.devices.registry import DeviceRegistry
 from backend.security import Secrets
-from broker.identity import ConnectInfo, DeviceIdentity, GatewayIdentity, ServiceIdentity
+from broker.identity import ConnectInfo, DeviceIdentity, GatewayIdentity, IntegrationIdentity, ServiceIdentity
 
 log = logging.getLogger(__name__)
 SERVICE_USERNAME = "openblynk-service"
 DEVICE_USERNAME = "device"
 GATEWAY_DEVICE_USERNAME = "mgmt_device"
 """Blynk's user name for a gateway logging in with a device token."""
+INTEGRATION_PREFIX = "integration:"
+"""User name prefix of an integration login: ``integration:<OAuth client id>``."""
 
 _SUBTREE_SQL = """WITH RECURSIVE sub(id) AS (
     SELECT id FROM organization WHERE id = %s
@@ -64,6 +71,10 @@ class ClientLogins(Protocol):
 
     async def working_org(self, client_pk: int) -> int | None:
         """The organization of a client that still works (not revoked, maker active), else None."""
+        ...
+
+    async def mqtt_org(self, client_pk: int) -> int | None:
+        """The organization of a working client whose "may use MQTT" is on, else None."""
         ...
 
 
@@ -115,6 +126,15 @@ class ClientScope(OrgScope):
         return await self.clients.working_org(self.client_pk) == self.org_id
 
 
+class IntegrationScope(ClientScope):
+    """An integration login's credentials: valid while the client works and may use MQTT."""
+
+    async def still_valid(self) -> bool:
+        """The client still works, may use MQTT and belongs to the same organization."""
+        self.forget()
+        return await self.clients.mqtt_org(self.client_pk) == self.org_id
+
+
 class DeviceGatewayScope(OrgScope):
     """A ``mgmt_device`` login's scope: its device's organization subtree, while the device
     exists there and its template keeps "Enable for Gateway API" (a revoked token is
@@ -147,7 +167,9 @@ class PgAuthenticator:
         """Token HMAC -> the id of the device made for it now (static tokens), or None."""
         self.clients = clients
 
-    async def authenticate(self, info: ConnectInfo) -> DeviceIdentity | ServiceIdentity | GatewayIdentity | None:
+    async def authenticate(
+        self, info: ConnectInfo
+    ) -> DeviceIdentity | ServiceIdentity | GatewayIdentity | IntegrationIdentity | None:
         """Who is connecting, or None to refuse with CONNACK 4."""
         if info.username == SERVICE_USERNAME:
             if self.secrets.check_service_password(info.password):
@@ -160,6 +182,8 @@ class PgAuthenticator:
             return await self._device(info.password, info.remote_address)
         if info.username == GATEWAY_DEVICE_USERNAME:
             return await self._device_gateway(info.password, info.remote_address)
+        if info.username.startswith(INTEGRATION_PREFIX):
+            return await self._integration(info.username[len(INTEGRATION_PREFIX) :], info.password, info.remote_address)
         return await self._client_gateway(info.username, info.password, info.remote_address)
 
     async def _device(self, token: str, address: str | None) -> DeviceIdentity | None:
@@ -188,6 +212,15 @@ class PgAuthenticator:
             log.info("refused login from %s: not a device, service or working OAuth client", address)
             return None
         return GatewayIdentity(client_gateway_key(client_pk), ClientScope(self, org, client_pk, self.clients))
+
+    async def _integration(self, client_id: str, secret: str, address: str | None) -> IntegrationIdentity | None:
+        client_pk = await self.clients.verify(client_id, secret) if self.clients is not None else None
+        org = await self.clients.mqtt_org(client_pk) if self.clients is not None and client_pk else None
+        if self.clients is None or client_pk is None or org is None:
+            log.info("refused integration login from %s: no working OAuth client that may use MQTT", address)
+            return None
+        scope = IntegrationScope(self, org, client_pk, self.clients)
+        return IntegrationIdentity(client_gateway_key(client_pk), org, scope)
 
     async def gateway_device_org(self, device_id: int) -> int | None:
         """The organization of a device whose template has "Enable for Gateway API", else None."""

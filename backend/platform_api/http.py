@@ -10,7 +10,7 @@ import binascii
 from datetime import timedelta
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, delete, get, post
+from litestar import Controller, MediaType, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
@@ -22,7 +22,7 @@ from backend.access.scope import Scope
 from backend.accounts.runtime import AccountsRuntime
 from backend.audit.services import AuditService
 from backend.platform_api.oauth import ClientInfo, OAuthClientService, OAuthError, TokenService
-from backend.platform_api.schemas import NewOAuthClientOut, OAuthClientIn, OAuthClientOut, TokenOut
+from backend.platform_api.schemas import NewOAuthClientOut, OAuthClientIn, OAuthClientMqttIn, OAuthClientOut, TokenOut
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -100,6 +100,7 @@ def _client_out(client: ClientInfo) -> OAuthClientOut:
         client.permissions,
         client.created_at.isoformat(),
         client.revoked_at.isoformat() if client.revoked_at else None,
+        client.mqtt_enabled,
     )
 
 
@@ -129,7 +130,8 @@ class OAuthClientController(Controller):
         audit: NamedDependency[AuditService],
     ) -> NewOAuthClientOut:
         """A client of an organization of the scope; ``client_secret`` is shown in this answer only."""
-        made = await OAuthClientService(db_session, org_scope, audit).create(data.org_id, data.name, data.permissions)
+        service = OAuthClientService(db_session, org_scope, audit)
+        made = await service.create(data.org_id, data.name, data.permissions, data.mqtt_enabled)
         return NewOAuthClientOut(_client_out(made.client), made.client_secret)
 
     @delete("/{client_pk:int}", guards=[requires(P.API_CLIENTS)], status_code=HTTP_200_OK)
@@ -142,3 +144,17 @@ class OAuthClientController(Controller):
     ) -> OAuthClientOut:
         """Revoke a client: its secret and every token it was given stop working at once."""
         return _client_out(await OAuthClientService(db_session, org_scope, audit).revoke(client_pk))
+
+    @put("/{client_pk:int}/mqtt", guards=[requires(P.API_CLIENTS)], status_code=HTTP_200_OK)
+    async def set_client_mqtt(
+        self,
+        client_pk: FromPath[int],
+        data: JSONBody[OAuthClientMqttIn],
+        db_session: NamedDependency[AsyncSession],
+        org_scope: NamedDependency[Scope],
+        audit: NamedDependency[AuditService],
+    ) -> OAuthClientOut:
+        """Switch "may use MQTT" (integration logins, README "Bridging and integrations"); off
+        ends the client's integration connections at once."""
+        service = OAuthClientService(db_session, org_scope, audit)
+        return _client_out(await service.set_mqtt(client_pk, data.mqtt_enabled))

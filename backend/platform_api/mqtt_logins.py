@@ -30,3 +30,8 @@ class OAuthClientLogins:
         """The organization of a client that still works, else None."""
         async with self.db.session() as session:
             return await TokenService(session, _UNUSED).working_org(client_pk)
+
+    async def mqtt_org(self, client_pk: int) -> int | None:
+        """The organization of a working client that "may use MQTT", else None."""
+        async with self.db.session() as session:
+            return await TokenService(session, _UNUSED).mqtt_org(client_pk)

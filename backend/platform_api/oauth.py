@@ -81,6 +81,8 @@ class ClientInfo:
     created_by: int | None
     created_at: datetime
     revoked_at: datetime | None
+    mqtt_enabled: bool = False
+    """"May use MQTT": it logs in to the broker as an integration client (``integration:<client_id>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,7 @@ class TokenPair:
     token_type: str = "Bearer"
 
 
-_CLIENT_COLUMNS = "id, client_id, org_id, name, permissions, created_by, created_at, revoked_at"
+_CLIENT_COLUMNS = "id, client_id, org_id, name, permissions, created_by, created_at, revoked_at, mqtt_enabled"
 
 
 class OAuthClientService:
@@ -113,9 +115,12 @@ class OAuthClientService:
         self.principal: Principal = scope.principal
         self.audit = audit
 
-    async def create(self, org_id: int | None, name: str, permissions: list[str] | None) -> NewClient:
+    async def create(
+        self, org_id: int | None, name: str, permissions: list[str] | None, mqtt: bool = False
+    ) -> NewClient:
         """A client of ``org_id`` (the caller's by default) holding ``permissions`` (by default
-        every permission of the caller); nobody can give a client a permission they lack."""
+        every permission of the caller); nobody can give a client a permission they lack.
+        ``mqtt``: it may also log in to the broker as an integration client."""
         org = org_id if org_id is not None else self.principal.org_id
         await self.scope.require_org(org)
         name = name.strip()
@@ -131,17 +136,20 @@ class OAuthClientService:
         row = await fetch_one(
             self.session,
             f"""
-            INSERT INTO oauth_client (client_id, secret_hash, org_id, name, permissions, created_by)
-            VALUES (:cid, :h, :org, :name, :perms, :by) RETURNING {_CLIENT_COLUMNS}""",
+            INSERT INTO oauth_client (client_id, secret_hash, org_id, name, permissions, created_by, mqtt_enabled)
+            VALUES (:cid, :h, :org, :name, :perms, :by, :mqtt) RETURNING {_CLIENT_COLUMNS}""",
             cid=CLIENT_ID_PREFIX + secrets.token_urlsafe(24),
             h=_hash(secret),
             org=org,
             name=name,
             perms=sorted(p.value for p in wanted),
             by=self.principal.user_id or self.principal.maker_id,
+            mqtt=mqtt,
         )
         assert row is not None
         client = ClientInfo(**row)
+        if mqtt:  # the app's device feed starts feeding its organization
+            await notify(self.session, Change("oauth_client", client.id))
         await self.audit.record(
             self.principal,
             org,
@@ -151,6 +159,7 @@ class OAuthClientService:
             client_id=client.client_id,
             name=name,
             permissions=client.permissions,
+            mqtt_enabled=mqtt,
         )
         return NewClient(client, secret)
 
@@ -190,6 +199,26 @@ class OAuthClientService:
                 "oauth_client",
                 client_pk,
                 client_id=client.client_id,
+            )
+        return await self.get(client_pk)
+
+    async def set_mqtt(self, client_pk: int, enabled: bool) -> ClientInfo:
+        """Switch "may use MQTT"; switched off, its integration connections end at once (the
+        broker asks the client again on the change notice)."""
+        client = await self.get(client_pk)
+        if client.revoked_at is None and client.mqtt_enabled != enabled:
+            await execute(
+                self.session, "UPDATE oauth_client SET mqtt_enabled = :on WHERE id = :id", on=enabled, id=client_pk
+            )
+            await notify(self.session, Change("oauth_client", client_pk))
+            await self.audit.record(
+                self.principal,
+                client.org_id,
+                "oauth_client.mqtt",
+                "oauth_client",
+                client_pk,
+                client_id=client.client_id,
+                mqtt_enabled=enabled,
             )
         return await self.get(client_pk)
 
@@ -269,6 +298,36 @@ class TokenService:
         if row is None or await self._effective(row) is None:
             return None
         return int(row["org_id"])
+
+    async def mqtt_principal(self, client_pk: int) -> Principal | None:
+        """The principal of a working client that "may use MQTT" (its integration writes are
+        checked as its platform API calls are), else None."""
+        row = await fetch_one(
+            self.session,
+            f"SELECT c.id, c.client_id, c.org_id, c.permissions, {_MAKER_COLUMNS} FROM {_WITH_MAKER} "
+            "WHERE c.id = :id AND c.revoked_at IS NULL AND c.mqtt_enabled",
+            id=client_pk,
+        )
+        permissions = await self._effective(row) if row is not None else None
+        if row is None or permissions is None:
+            return None
+        return Principal(
+            user_id=0,
+            org_id=int(row["org_id"]),
+            email=f"oauth2:{row['client_id']}",
+            role_id=0,
+            permissions=permissions,
+            ip=None,
+            client_id=int(row["id"]),
+            maker_id=int(row["maker_id"]),
+        )
+
+    async def mqtt_org(self, client_pk: int) -> int | None:
+        """The organization of a working client that "may use MQTT", else None."""
+        row = await fetch_one(
+            self.session, "SELECT mqtt_enabled FROM oauth_client WHERE id = :id AND mqtt_enabled", id=client_pk
+        )
+        return await self.working_org(client_pk) if row is not None else None
 
     async def purge_expired(self) -> int:
         """Delete tokens past their end (they already no longer work)."""

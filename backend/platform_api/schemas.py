@@ -313,6 +313,14 @@ class OAuthClientIn(msgspec.Struct):
     name: str
     org_id: int | None = None
     permissions: list[str] | None = None
+    mqtt_enabled: bool = False
+    """"May use MQTT": it may also log in to the broker as ``integration:<client_id>``."""
+
+
+class OAuthClientMqttIn(msgspec.Struct):
+    """Switch an OAuth client's "may use MQTT"."""
+
+    mqtt_enabled: bool
 
 
 class OAuthClientOut(msgspec.Struct):
@@ -323,6 +331,7 @@ class OAuthClientOut(msgspec.Struct):
     permissions: list[str]
     created_at: str
     revoked_at: str | None
+    mqtt_enabled: bool = False
 
 
 class NewOAuthClientOut(msgspec.Struct):

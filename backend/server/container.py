@@ -37,6 +37,8 @@ from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
 from backend.ingest.service import SUBSCRIPTIONS, IngestService
 from backend.inject.windows import ClaimWindows
+from backend.integrations.feed import DeviceFeed
+from backend.integrations.wiring import IntegrationRuntime
 from backend.notifications.cleanup import clean_notifications
 from backend.notifications.events import EventNotifications
 from backend.notifications.live import NoticeFeed
@@ -105,6 +107,8 @@ class Runtime:
     """New notifications told to the users' open console pages (the bell), from every process."""
     event_notifications: EventNotifications
     """The notifications of logged device events (template events' settings)."""
+    integrations: IntegrationRuntime
+    """Integration clients' device feed and writes (README, "Bridging and integrations")."""
 
 
 async def _maintain(pool: AsyncConnectionPool, retention: Retention) -> None:
@@ -175,8 +179,15 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         workers=settings.automation_workers,
     )
     # live: console sockets' access; webhooks: the triggers' index of enabled webhooks; automations: reloads
+    feed = DeviceFeed(db.pool, signals, mqtt)  # integration clients' device feed
     changes = ChangeListener(
-        database_url, registry.apply, data.live.apply, notices.apply, webhooks.triggers.apply, automations.apply
+        database_url,
+        registry.apply,
+        data.live.apply,
+        notices.apply,
+        webhooks.triggers.apply,
+        automations.apply,
+        feed.apply,
     )
     device_api = DeviceApiService(
         registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)
@@ -186,6 +197,9 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     notifier = Notifier(db.pool, mailer, settings.notification_emails_per_hour)
     event_notifications = EventNotifications(db.pool, notifier)
     event_notifications.listen(signals)
+    platform = PlatformRuntime(registry, secrets, devices, db.pool, data_api.batch)
+    broker_login = (settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME, secrets.service_password())
+    integrations = IntegrationRuntime.build(db, feed, platform, (*broker_login, settings.mqtt_client_id))
     return Runtime(
         settings=settings,
         secrets=secrets,
@@ -206,7 +220,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         device_api=device_api,
         data_api=data_api,
         accounts=AccountsRuntime(db, settings, mailer),
-        platform=PlatformRuntime(registry, secrets, devices, db.pool, data_api.batch),
+        platform=platform,
         console=ConsoleRuntime(registry, secrets, devices, db.pool),
         tls=tls_files(settings) if settings.mqtts_port else None,
         mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()),
@@ -214,6 +228,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         notifier=notifier,
         notices=notices,
         event_notifications=event_notifications,
+        integrations=integrations,
     )
 
 

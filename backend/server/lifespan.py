@@ -63,6 +63,7 @@ def parts(rt: Runtime) -> list[Part]:
         Part("history writer", _started(rt.history.start), rt.history.stop),
         Part("device services", _started(rt.devices.start), rt.devices.stop),
         Part("webhooks", rt.webhooks.start, rt.webhooks.stop),
+        Part("integrations", rt.integrations.start, rt.integrations.stop),
         Part("automations", rt.automations.start, rt.automations.stop),
         Part("ingest", pump.start, pump.stop),
         Part("scheduler", _started(rt.scheduler.start), rt.scheduler.stop),

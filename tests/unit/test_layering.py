@@ -80,6 +80,7 @@ AREAS = frozenset(
         "backend.notifications",
         "backend.webhooks",
         "backend.inject",
+        "backend.integrations",
     }
 )
 """The product areas; they may import each other as long as no circle forms."""

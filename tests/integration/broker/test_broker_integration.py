@@ -207,3 +207,23 @@ async def test_wrong_integration_credentials_get_connack_4_and_count_per_address
         await client.send(connect_packet(client_id="x", username="int-a", password=INTEGRATION_PASSWORD))
         assert await client.read_packet() == b"\x20\x02\x00\x04"  # the right secret, from a blocked address
         assert len(harness.authenticator.calls) == asked
+
+
+async def test_a_write_goes_to_the_app_alone_naming_the_credentials(
+    paho: Callable[..., Paho], raw: Callable[[], Any]
+) -> None:
+    app = await service(paho, "sys/integration/write/#")
+    watcher = await integration(paho, "int-a2")
+    assert await watcher.subscribe("#", qos=1) == [1]
+    a = await integration(paho)
+    await a.publish("dev/42/set/Power", "1", qos=1)
+    assert (await app.received("sys/integration/write/client:int-a/42/Power")).payload == b"1"
+    client = await raw()  # a will cannot be a write
+    will = ("dev/42/set/Power", b"0")
+    await client.send(connect_packet(client_id="w", username="int-a", password=INTEGRATION_PASSWORD, will=will))
+    assert await client.read_packet() == b"\x20\x02\x00\x00"
+    client.writer.transport.abort()
+    await app.publish("o/1/marker", b"1", qos=1)
+    await watcher.received("marker")
+    assert watcher.topics() == ["marker"]
+    assert app.topics() == ["sys/integration/write/client:int-a/42/Power"]

@@ -1,0 +1,156 @@
+"""Integration credentials end to end (issue #14 items 3 and 6): the real broker and app, OAuth
+clients made through the API with "may use MQTT", two sibling organizations A and B
+(``tests/support/tenants.py``), paho clients logging in as ``integration:<client id>``.
+
+Each organization gets its own namespace; the device feed (``dev/<id>/...``) shows only its
+own devices; a write (``dev/<id>/set/<name>``) goes through the platform API's checked path and
+never reaches B's device; wrong credentials get CONNACK 4 and count toward the login limit; a
+revoked client, or one whose "may use MQTT" is switched off, is disconnected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from _broker_harness import Paho, eventually
+
+from tests.support.accounts import AccountsStack, Api, start_accounts_stack
+from tests.support.tenants import TwoTenants, two_tenants
+
+REFUSED = 0x80
+BAD_LOGIN = "Bad user name or password"
+LOGIN_LIMIT = 3
+THROTTLED_FROM = "127.0.0.3"
+_REFUSED_FROM = iter(f"127.0.2.{n}" for n in range(1, 255))
+
+
+def elsewhere() -> str:
+    """A loopback address of its own for one login meant to be refused (refusals count per address)."""
+    return next(_REFUSED_FROM)
+
+
+@dataclass
+class World:
+    acc: AccountsStack
+    t: TwoTenants
+    tokens: dict[str, str]
+    clients: dict[str, dict[str, Any]]
+    """OAuth clients (as made): A and B may use MQTT, A-off may not."""
+
+
+def make_client(api: Api, name: str, mqtt: bool = True) -> dict[str, Any]:
+    r = api.post("/api/oauth2/clients", json={"name": name, "mqtt_enabled": mqtt})
+    assert r.status_code == 201, r.text
+    assert r.json()["client"]["mqtt_enabled"] is mqtt
+    return dict(r.json())
+
+
+@pytest.fixture(scope="module")
+def world(pg_server: str, template_db: str) -> Iterator[World]:
+    for acc in start_accounts_stack(pg_server, template_db, "integration", auth_failures_per_minute=str(LOGIN_LIMIT)):
+        t = two_tenants(acc)
+        tokens = {c.name: c.device.token for c in (t.a, t.b)}
+        clients = {
+            "A": make_client(t.a.admin, "Node-RED A"),
+            "B": make_client(t.b.admin, "Home Assistant B"),
+            "A-off": make_client(t.a.admin, "API only", mqtt=False),
+        }
+        yield World(acc, t, tokens, clients)
+        t.close()
+
+
+@pytest.fixture
+async def connect(world: World) -> AsyncIterator[Any]:
+    """``await connect(username, password, expect=..., **paho)``: a tracked paho client of the stack."""
+    made: list[Paho] = []
+
+    async def build(username: str, password: str, expect: str = "Success", **kwargs: Any) -> Paho:
+        client = Paho(world.acc.config.mqtt_port, username=username, password=password, **kwargs)
+        made.append(client)
+        return await client.connect(expect=expect)
+
+    yield build
+    for client in made:
+        await client.close()
+
+
+def login(world: World, name: str) -> tuple[str, str]:
+    made = world.clients[name]
+    return "integration:" + made["client"]["client_id"], made["client_secret"]
+
+
+def value_of(api: Api, device_id: int, pin: int) -> str | None:
+    r = api.get(f"/api/console/devices/{device_id}/values")
+    assert r.status_code == 200, r.text
+    return next((v["value"] for v in r.json()["values"] if v["pin"] == pin), None)
+
+
+async def test_each_organization_has_its_own_namespace_and_feed(world: World, connect: Any) -> None:
+    a, b = world.t.a, world.t.b
+    ia = await connect(*login(world, "A"), client_id="node-red")
+    ib = await connect(*login(world, "B"), client_id="home-assistant")
+    assert await ia.subscribe("dev/#", "flows/#", qos=1) == [1, 1]
+    assert await ib.subscribe("#", qos=1) == [1]
+    assert await ib.subscribe(f"dev/{a.device.id}/#", "$SYS/#", "dev/nosubscribe", qos=1) == [1, REFUSED, REFUSED]
+    device = await connect("device", world.tokens["A"], client_id="thermostat-a")
+    assert await device.subscribe("downlink/#", qos=1) == [1]
+    await device.publish("ds/Temperature", "22.5", qos=1)
+    got = await ia.received(f"dev/{a.device.id}/ds/Temperature", 10)
+    assert got.payload == b"22.5"
+    await ia.received(f"dev/{a.device.id}/online", 10)
+    await ia.publish("flows/state", "A only", qos=1, retain=True)
+    await ia.received("flows/state")
+    # a write through the checked path: stored, sent to the device, for A's device only
+    await ia.publish(f"dev/{a.device.id}/set/Power", "1", qos=1)
+    assert (await device.received("downlink/ds/Power", 10)).payload == b"1"
+    await eventually(lambda: value_of(a.admin, a.device.id, 1) == "1", 10, message="A's write stored")
+    await ia.publish(f"dev/{b.device.id}/set/Power", "1", qos=1)  # B's device: out of A's scope
+    await ib.publish(f"dev/{a.device.id}/set/Power", "0", qos=1)  # and A's out of B's
+    await ia.publish(f"dev/{a.device.id}/set/Power", "0", qos=1)  # a marker: writes are applied in order
+    await eventually(lambda: value_of(a.admin, a.device.id, 1) == "0", 10, message="A's second write")
+    assert value_of(b.admin, b.device.id, 1) is None
+    assert [m.payload for m in device.messages if m.topic == "downlink/ds/Power"] == [b"1", b"0"]
+    await ib.subscribe("marker", qos=1)
+    await ib.publish("marker", "B", qos=1)
+    await ib.received("marker")
+    assert ib.topics() == ["marker"]  # nothing of A: not its feed, not its retained flows, not its writes
+
+
+async def test_credentials_decide_the_login_kind(world: World, connect: Any) -> None:
+    client_id, secret = world.clients["A"]["client"]["client_id"], world.clients["A"]["client_secret"]
+    gateway = await connect(client_id, secret, client_id="as-gateway")  # the same credentials, no prefix
+    assert await gateway.subscribe("flows/#", qos=1) == [REFUSED]
+    off_user, off_secret = login(world, "A-off")
+    await connect(off_user, off_secret, expect=BAD_LOGIN, client_id="off", bind=elsewhere())
+
+
+async def test_switching_mqtt_off_or_revoking_disconnects(world: World, connect: Any) -> None:
+    admin = world.t.a.admin
+    made = make_client(admin, "Short-lived")
+    creds = ("integration:" + made["client"]["client_id"], made["client_secret"])
+    first = await connect(*creds, client_id="short")
+    r = admin.put(f"/api/oauth2/clients/{made['client']['id']}/mqtt", json={"mqtt_enabled": False})
+    assert r.status_code == 200 and r.json()["mqtt_enabled"] is False, r.text
+    await eventually(lambda: first.disconnected, 10, message="switched off: disconnected")
+    await connect(*creds, expect=BAD_LOGIN, client_id="short-off", bind=elsewhere())
+    r = admin.put(f"/api/oauth2/clients/{made['client']['id']}/mqtt", json={"mqtt_enabled": True})
+    assert r.status_code == 200, r.text
+    second = await connect(*creds, client_id="short-on")
+    r = admin.delete(f"/api/oauth2/clients/{made['client']['id']}")
+    assert r.status_code == 200, r.text
+    await eventually(lambda: second.disconnected, 10, message="revoked: disconnected")
+    await connect(*creds, expect=BAD_LOGIN, client_id="short-revoked", bind=elsewhere())
+
+
+async def test_wrong_credentials_get_connack_4_and_count_toward_the_login_limit(world: World, connect: Any) -> None:
+    user, secret = login(world, "A")
+    wrong = [(user, "not-the-secret"), ("integration:oa2-nobody", secret), ("integration:", secret)]
+    assert len(wrong) == LOGIN_LIMIT
+    refused = [await connect(u, p, expect=BAD_LOGIN, bind=THROTTLED_FROM) for u, p in wrong]
+    throttled = await connect(user, secret, expect=BAD_LOGIN, bind=THROTTLED_FROM)  # not even asked
+    other = await connect(user, secret, client_id="elsewhere")
+    assert [c.connack for c in [*refused, throttled]] == [BAD_LOGIN] * (LOGIN_LIMIT + 1)
+    assert other.connack == "Success"
