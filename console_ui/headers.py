@@ -20,6 +20,8 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "style-src 'self'",
         "img-src 'self' data:",  # data: for the empty favicon (``href="data:,"``), which is not script
         "connect-src 'self'",  # fetch and the /live WebSocket ('self' matches ws:/wss: of the same host)
+        "worker-src 'self'",  # the app's service worker (/app/sw.js), from this origin only
+        "manifest-src 'self'",  # the app's web app manifest
         "object-src 'none'",
         "base-uri 'none'",
         "form-action 'self'",

@@ -15,7 +15,7 @@ from tests.support.stack import StackConfig
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 
@@ -60,7 +60,7 @@ def test_every_console_page_carries_the_policy_and_framing_headers(admin: Api) -
 
 def test_public_pages_and_static_files(stack: StackConfig) -> None:
     with httpx.Client(base_url=stack.base_url, timeout=10) as anon:
-        for path in ("/login", "/password-reset", "/signup"):
+        for path in ("/login", "/password-reset", "/signup", "/app"):
             r = anon.get(path)
             assert r.status_code == 200, path
             assert_page_headers(r)
