@@ -4,6 +4,8 @@
     openblynk --version              the installed version
     openblynk broker | app           one part alone, for split deployments
     openblynk migrate                apply schema migrations and exit
+    openblynk backup FILE            the database and the data directory's files in one tar, while running
+    openblynk restore FILE           a backup into an empty data directory
     openblynk import FILE|-          create/update templates and devices; prints devices + tokens
     openblynk export                 print templates and devices (with tokens) as JSON
     openblynk device token NAME [--rotate]
@@ -84,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("broker", help="run the MQTT broker alone").set_defaults(func=_broker)
     sub.add_parser("app", help="run the web app and ingest alone").set_defaults(func=_app)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=_migrate)
+    back = sub.add_parser("backup", help="write the database and the data directory's files to a tar FILE")
+    back.add_argument("file", type=Path)
+    back.set_defaults(func=_backup)
+    rest = sub.add_parser("restore", help="restore a backup FILE into an empty data directory")
+    rest.add_argument("file", type=Path)
+    rest.set_defaults(func=_restore)
     imp = sub.add_parser("import", help="import templates and devices from a JSON file ('-' for stdin)")
     imp.add_argument("file")
     imp.set_defaults(func=_import)
@@ -130,6 +138,25 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
         asyncio.run(prepare(settings, url))
     print("database is up to date", file=sys.stderr)
     return 0
+
+
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.backup import backup
+
+    with database(settings) as url:
+        backup(settings, url, args.file, _progress)
+    return 0
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.backup import restore
+
+    restore(settings, args.file, _progress)
+    return 0
+
+
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _app(settings: Settings, _args: argparse.Namespace) -> int:
