@@ -6,11 +6,16 @@ group, besides every ordinary subscriber. ACL and mounting apply to the inner fi
 to an ordinary one (the broker-side filter is part of the group's key, so groups of the same
 name in different namespaces never mix). Devices and gateways may not share-subscribe.
 
-Choosing a member: round robin over the connected members, skipping a member whose outbox is
-full or that has a backlog while another has room (least loaded first); a QoS 1/2 message for
-a group whose members are all offline waits in the group's own bounded queue if one member is
-persistent, and goes to the first member that connects again (else it is dropped, as for a
-clean session).
+Choosing a member: by the message's *key* (:func:`sticky_key`: its device for ``d/<id>/...``
+and ``sys/<report>/<id>``, else the whole topic), with rendezvous hashing over the connected
+members (as EMQX's ``hash_topic`` strategy). So all of one device's messages go to the same
+member, in order, while the members stay the same (what the app's replicas need: a device's
+values are stored, and its automation rules evaluated, in one process), and when a member
+comes or goes only the keys it had or gets move. A member whose outbox is full keeps its keys:
+a persistent one queues them in its backlog (order kept), a clean one is disconnected as a slow
+consumer, as for an ordinary subscription. A QoS 1/2 message for a group whose members are all
+offline waits in the group's own bounded queue if one member is persistent, and goes to the
+first member that connects again (else it is dropped, as for a clean session).
 
 A member that disconnects: the QoS 1/2 messages the group gave it and it has not acknowledged
 (``inflight_out``) and those waiting in its backlog are taken away from it and given to
@@ -22,6 +27,7 @@ delivered twice (the crashed member may have handled it without acknowledging): 
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -30,9 +36,20 @@ from broker.errors import InvalidTopicError
 from broker.topics import TopicFilter
 from broker.trie import SubscriptionIndex
 
-__all__ = ["SHARE_PREFIX", "SharedGroup", "SharedSubscriptions", "split_shared"]
+__all__ = ["SHARE_PREFIX", "SharedGroup", "SharedSubscriptions", "member_for", "split_shared", "sticky_key"]
 
 SHARE_PREFIX = "$share/"
+
+
+def sticky_key(topic: str) -> bytes:
+    """What decides the member: ``d/<id>`` for a device's topics and the broker's reports on it
+    (``d/<id>/...``, ``sys/presence/<id>``, ``sys/vitals/<id>``, ``sys/ping/<id>``), else the topic."""
+    levels = topic.split("/", 3)
+    if levels[0] == "d" and len(levels) > 2:
+        return f"d/{levels[1]}".encode()
+    if levels[0] == "sys" and len(levels) == 3:
+        return f"d/{levels[2]}".encode()
+    return topic.encode()
 
 
 def split_shared(raw_filter: str) -> tuple[str, str] | None:
@@ -49,6 +66,24 @@ def split_shared(raw_filter: str) -> tuple[str, str] | None:
     return group, inner
 
 
+def _weight(key: bytes, member: bytes) -> int:
+    """Rendezvous weight of ``member`` for ``key``: CRC-32 then MurmurHash3's finalizer (CRC
+    alone is affine, so members would rank alike for many keys); the same in every run."""
+    h = zlib.crc32(member, zlib.crc32(key))
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
+def member_for(topic: str, members: list[str]) -> str:
+    """Which of ``members`` (session keys, ``svc:<client id>``) a message on ``topic`` goes to
+    while exactly those are connected (for tests and diagnostics)."""
+    key = sticky_key(topic)
+    return max(members, key=lambda member: _weight(key, member.encode()))
+
+
 @dataclass(eq=False)
 class SharedGroup:
     """The members of one ``$share/<name>/<filter>`` and the messages waiting for one."""
@@ -60,26 +95,19 @@ class SharedGroup:
     """Member -> granted QoS, in joining order."""
     pending: deque[Pending] = field(default_factory=deque)
     """QoS 1/2 messages that found no connected member (bounded, see :meth:`SharedSubscriptions.queue`)."""
-    cursor: int = 0
 
-    def pick(self) -> tuple[BrokerSession, int] | None:
-        """The next connected member (round robin, least loaded first) with its QoS, or None."""
-        members = list(self.members.items())
-        count = len(members)
-        fallback: tuple[BrokerSession, int] | None = None
-        for step in range(count):
-            session, qos = members[(self.cursor + step) % count]
+    def pick(self, key: bytes) -> tuple[BrokerSession, int] | None:
+        """The connected member that ``key`` goes to (rendezvous hashing) with its QoS, or None."""
+        best: tuple[BrokerSession, int] | None = None
+        best_weight = -1
+        for session, qos in self.members.items():
             connection = session.connection
             if session.transitions.state != "connected" or connection is None or connection.closed:
                 continue
-            if session.backlog or len(connection.outbox) >= connection.outbox.limit:
-                fallback = fallback or (session, qos)  # busy: only if nobody has room
-                continue
-            self.cursor = (self.cursor + step + 1) % count
-            return session, qos
-        if fallback is not None:
-            self.cursor = (self.cursor + 1) % count
-        return fallback
+            weight = _weight(key, (session.client_id or "").encode())
+            if weight > best_weight:
+                best, best_weight = (session, qos), weight
+        return best
 
     @property
     def persistent(self) -> bool:

@@ -25,6 +25,8 @@ from _broker_harness import (
     token,
 )
 
+from broker._shared import member_for
+
 SHARED = "$share/ingest/d/+/ds/#"
 
 
@@ -109,43 +111,55 @@ async def send_values(device: Paho, values: range) -> None:
         await device.publish("ds/Temp", str(value), qos=1)
 
 
-async def test_each_message_goes_to_one_member_and_ordinary_subscribers_get_all(started: Any) -> None:
-    _, device, member = await started()
+async def test_each_message_goes_to_one_member_by_device_and_ordinary_subscribers_get_all(started: Any) -> None:
+    harness, first_device, member = await started()
+    devices = [first_device]
+    for device_id in range(2, 10):
+        devices.append(Paho(harness.port, username="device", password=token(device_id)))
     first, second, plain = member("a"), member("b"), member("plain")
+    for device in devices[1:]:
+        first.clients.append(device)
+        await device.connect()
     assert await first.connect(SHARED) == [1]
     assert await second.connect(SHARED) == [1]
     assert await plain.connect("d/+/ds/#") == [1]
-    await send_values(device, range(20))
-    everything = await plain.receive(20)
-    got_first, got_second = await first.receive(10), await second.receive(10)  # round robin
-    assert sorted(v for _, v in got_first + got_second) == [v for _, v in everything] == list(range(20))
-    assert await first.nothing_more() and await second.nothing_more()
+    for round_ in range(3):
+        for device_id, device in enumerate(devices, start=1):
+            await device.publish("ds/Temp", str(device_id * 10 + round_), qos=1)
+    everything = [v for _, v in await plain.receive(27)]
+    owners = {d: member_for(f"d/{d}/ds/Temp", ["svc:a", "svc:b"]) for d in range(1, 10)}
+    assert set(owners.values()) == {"svc:a", "svc:b"}  # these nine devices split between the two
+    for who, got in (("svc:a", first), ("svc:b", second)):
+        mine = [d for d, owner in owners.items() if owner == who]
+        received = [v for _, v in await got.receive(3 * len(mine))]
+        assert received == [v for v in everything if v // 10 in mine]  # all of its devices', in order
+        assert await got.nothing_more()
 
 
 async def test_a_crashed_member_hands_its_unacknowledged_messages_to_another(started: Any) -> None:
     harness, device, member = await started()
-    first, second = member("a"), member("b")
+    owner = member_for("d/1/ds/Temp", ["svc:a", "svc:b"])[4:]  # device 1's member while both are up
+    other = "b" if owner == "a" else "a"
+    first, second = member(owner), member(other)
     await first.connect(SHARED)
     await second.connect(SHARED)
     await send_values(device, range(10))
-    got_first, got_second = await first.receive(5), await second.receive(5)
-    for packet_id, _ in got_first[:2]:
+    got = await first.receive(10)
+    for packet_id, _ in got[:2]:
         await first.ack(packet_id)
-    for packet_id, _ in got_second:
-        await second.ack(packet_id)
-    await eventually(lambda: harness.broker.session_queues()["svc:a"].inflight == 3, message="2 acks of a")
+    await eventually(lambda: harness.broker.session_queues()[f"svc:{owner}"].inflight == 8, message="2 acks")
     await first.crash()
-    handed = await second.receive(3)
-    assert [v for _, v in handed] == [v for _, v in got_first[2:]]
+    handed = await second.receive(8)
+    assert [v for _, v in handed] == list(range(2, 10))
     for packet_id, _ in handed:
         await second.ack(packet_id)
     await send_values(device, range(10, 14))  # the survivor gets everything now
     assert [v for _, v in await second.receive(4)] == [10, 11, 12, 13]
 
-    again = member("a")  # its persistent session resumes: what moved on does not come back
+    again = member(owner)  # its persistent session resumes: what moved on does not come back
     await again.connect()
     assert await again.nothing_more()
-    assert harness.broker.session_queues()["svc:a"].inflight == 0
+    assert harness.broker.session_queues()[f"svc:{owner}"].inflight == 0
 
 
 async def test_messages_wait_for_the_group_while_no_member_is_connected(started: Any) -> None:
