@@ -29,7 +29,7 @@ import msgspec
 import psycopg
 
 from backend.errors import OpenBlynkError
-from backend.runtime import check_ports, database, prepare, setup_logging
+from backend.runtime import JsonLines, check_ports, database, prepare, setup_logging
 from backend.settings import Settings
 
 log = logging.getLogger("openblynk")
@@ -44,20 +44,29 @@ def main(argv: list[str] | None = None) -> int:
         check_ports(settings, args.command)
         return int(args.func(settings, args) or 0)
     except OpenBlynkError as exc:
-        print(f"openblynk: {exc.message}", file=sys.stderr)
+        _fail(exc.message)
         return 2
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        print(f"openblynk: invalid document: {exc}", file=sys.stderr)
+        _fail(f"invalid document: {exc}")
         return 2
     except FileNotFoundError as exc:
-        print(f"openblynk: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        _fail(f"{exc.strerror}: {exc.filename}")
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends in one line that says what to do
         log.debug("the command failed", exc_info=exc)
-        print(f"openblynk: {_explain(exc)}", file=sys.stderr)
+        _fail(_explain(exc))
         return 2
+
+
+def _fail(message: str) -> None:
+    """The one line a failed command ends with: plain text for a person, or a JSON log line
+    when the logs are JSON (OPENBLYNK_LOG_FORMAT=json: every line of a process stays JSON)."""
+    if any(isinstance(h.formatter, JsonLines) for h in logging.getLogger().handlers):
+        log.error("openblynk: %s", message)
+    else:
+        print(f"openblynk: {message}", file=sys.stderr)
 
 
 def _explain(exc: Exception) -> str:

@@ -67,3 +67,19 @@ def test_apscheduler_is_quiet_at_info() -> None:
     assert "Running job" not in out.stderr
     assert "missed by 3 s" in out.stderr
     assert "still here" in out.stderr
+
+
+def test_a_failed_command_ends_with_a_json_line_when_the_logs_are_json(tmp_path: Path) -> None:
+    env = {
+        "OPENBLYNK_LOG_FORMAT": "json",
+        "OPENBLYNK_DATA_DIR": str(tmp_path),
+        "OPENBLYNK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "backend.cli", "migrate"], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records[-1]["level"] == "ERROR"
+    assert records[-1]["message"].startswith("openblynk: cannot connect to PostgreSQL")
