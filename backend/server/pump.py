@@ -39,14 +39,26 @@ async def ingest_loop(
         await history.keep_pace()
 
 
+KIND_CACHE = 4096
+"""Device-relative topics whose kind is remembered (the same few, ``ds/<name>``, come from
+every device: matching each against the topic table again would cost the ingest more than
+counting)."""
+_KINDS: dict[str, str] = {}
+
+
 def message_kind(topic: str) -> str:
     """The kind a message is counted under: its uplink (``value``, ``batch_ds``, ``event``...:
     the lower-case names of ``broker.topics.Uplink``), ``sys_<kind>`` for the broker's own
     (presence, vitals, ping), ``other`` for anything else; a bounded set of labels."""
     parts = topic.split("/", 2)
     if len(parts) == 3 and parts[0] == "d":
-        found = match_uplink(parts[2])
-        return found.uplink.name.lower() if found is not None else "other"
+        kind = _KINDS.get(parts[2])
+        if kind is None:
+            found = match_uplink(parts[2])
+            kind = found.uplink.name.lower() if found is not None else "other"
+            if len(_KINDS) < KIND_CACHE:
+                _KINDS[parts[2]] = kind
+        return kind
     if len(parts) == 3 and parts[0] == "sys" and parts[1] in ("presence", "vitals", "ping"):
         return f"sys_{parts[1]}"
     return "other"

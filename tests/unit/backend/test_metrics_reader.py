@@ -10,6 +10,7 @@ import pytest
 
 from backend.errors import AuthenticationError, PermissionDeniedError
 from backend.server.metrics import check_reader
+from backend.server.pump import message_kind
 from backend.settings import Settings
 
 
@@ -45,3 +46,21 @@ def test_with_a_token_only_the_token_opens_it_from_anywhere() -> None:
     for host, given in [("192.0.2.7", "Bearer wrong"), ("127.0.0.1", ""), ("127.0.0.1", "scrape-token-0123456789")]:
         with pytest.raises(AuthenticationError):
             check_reader(_request(host, Authorization=given), TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("topic", "kind"),
+    [
+        ("d/7/ds/Temperature", "value"),
+        ("d/7/ds/Temperature", "value"),  # remembered the second time, the same answer
+        ("d/7/ds/Temperature/timestamped_batch", "timestamped_batch"),
+        ("d/7/batch_ds", "batch_ds"),
+        ("d/7/event/overheat", "event"),
+        ("sys/presence/7", "sys_presence"),
+        ("sys/vitals/7", "sys_vitals"),
+        ("sys/unknown/7", "other"),
+        ("d/7/not/a/blynk/topic", "other"),
+    ],
+)
+def test_messages_are_counted_under_a_bounded_set_of_kinds(topic: str, kind: str) -> None:
+    assert message_kind(topic) == kind
