@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.permissions import ADMIN_ROLE, Principal
 from backend.accounts.mail import Mailer
+from backend.accounts.runtime import UserJoined
 from backend.accounts.sessions import NewSession, SessionService
 from backend.accounts.throttle import LoginThrottle
 from backend.accounts.tokens import PASSWORD_RESET, SIGNUP, OneTimeTokens
@@ -52,8 +53,15 @@ class AuthService:
     """Sign-in and the flows around it, for one request."""
 
     def __init__(
-        self, session: AsyncSession, settings: Settings, mailer: Mailer, audit: AuditService, visitor: Visitor
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        mailer: Mailer,
+        audit: AuditService,
+        visitor: Visitor,
+        joined: UserJoined | None = None,
     ) -> None:
+        self.joined = joined
         self.session = session
         self.settings = settings
         self.mailer = mailer
@@ -180,6 +188,8 @@ class AuthService:
         await self.audit.record(
             None, org["id"], "auth.signup", "user", user["id"], ip=self.visitor.ip, actor_email=row["email"]
         )
+        if self.joined is not None:
+            self.joined(int(org["id"]), int(user["id"]))
         info = await self._user_by_email(row["email"])
         assert info is not None
         return info

@@ -30,7 +30,9 @@ def provide_auth(
     audit: NamedDependency[AuditService],
     visitor: NamedDependency[Visitor],
 ) -> AuthService:
-    return AuthService(db_session, accounts_runtime.settings, accounts_runtime.mailer, audit, visitor)
+    return AuthService(
+        db_session, accounts_runtime.settings, accounts_runtime.mailer, audit, visitor, accounts_runtime.user_joined
+    )
 
 
 def provide_users(
@@ -39,7 +41,8 @@ def provide_users(
     audit: NamedDependency[AuditService],
     accounts_runtime: NamedDependency[AccountsRuntime],
 ) -> UserService:
-    return UserService(db_session, org_scope, audit, SessionService(db_session, accounts_runtime.session_lifetime))
+    sessions = SessionService(db_session, accounts_runtime.session_lifetime)
+    return UserService(db_session, org_scope, audit, sessions, accounts_runtime.user_joined)
 
 
 def provide_roles(
@@ -63,7 +66,9 @@ def provide_invitation_links(
     visitor: NamedDependency[Visitor],
     accounts_runtime: NamedDependency[AccountsRuntime],
 ) -> InvitationLinks:
-    return InvitationLinks(db_session, audit, visitor.ip, accounts_runtime.settings.org_max_depth)
+    return InvitationLinks(
+        db_session, audit, visitor.ip, accounts_runtime.settings.org_max_depth, accounts_runtime.user_joined
+    )
 
 
 def accounts_dependencies() -> dict[str, Provide]:

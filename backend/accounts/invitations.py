@@ -24,6 +24,7 @@ from backend.access.permissions import ADMIN_ROLE, Permission
 from backend.access.scope import Scope, ancestry
 from backend.accounts.mail import Mailer
 from backend.accounts.roles import RoleService
+from backend.accounts.runtime import UserJoined
 from backend.accounts.tokens import INVITATION, REGISTRATION, OneTimeTokens
 from backend.accounts.users import USER_COLUMNS, UserInfo
 from backend.accounts.values import check_email, check_name, check_password
@@ -221,7 +222,15 @@ class InvitationService:
 class InvitationLinks:
     """What an invitee does with their link (no session needed: the link is the proof)."""
 
-    def __init__(self, session: AsyncSession, audit: AuditService, ip: str | None, max_depth: int = 4) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        audit: AuditService,
+        ip: str | None,
+        max_depth: int = 4,
+        joined: UserJoined | None = None,
+    ) -> None:
+        self.joined = joined
         self.session = session
         self.audit = audit
         self.ip = ip
@@ -270,6 +279,8 @@ class InvitationLinks:
             actor_email=row["email"],
             link_id=row["id"],
         )
+        if self.joined is not None:
+            self.joined(int(org), int(user["id"]))
         return UserInfo.of(user)
 
     async def _client_organization(self, parent: int, name: str) -> int:

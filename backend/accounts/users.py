@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import Permission, Principal, expand
 from backend.access.scope import Scope
 from backend.accounts.roles import RoleService
+from backend.accounts.runtime import UserJoined
 from backend.accounts.sessions import SessionService
 from backend.accounts.values import check_email, check_name, check_password
 from backend.audit.services import AuditService
@@ -49,7 +50,15 @@ class UserInfo:
 class UserService:
     """Users within one principal's scope."""
 
-    def __init__(self, session: AsyncSession, scope: Scope, audit: AuditService, sessions: SessionService) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        scope: Scope,
+        audit: AuditService,
+        sessions: SessionService,
+        joined: UserJoined | None = None,
+    ) -> None:
+        self.joined = joined
         self.session = session
         self.scope = scope
         self.principal: Principal = scope.principal
@@ -139,6 +148,8 @@ class UserService:
             role=role_id,
         )
         await self.audit.record(self.principal, org_id, "user.create", "user", row["id"], email=email, role_id=role_id)
+        if self.joined is not None:
+            self.joined(org_id, int(row["id"]))
         return await self.get(int(row["id"]))
 
     async def transfer(self, user_id: int, org_id: int, role_id: int) -> UserInfo:

@@ -219,7 +219,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         automations=automations,
         device_api=device_api,
         data_api=data_api,
-        accounts=AccountsRuntime(db, settings, mailer),
+        accounts=AccountsRuntime(db, settings, mailer, signals.user_added),
         platform=platform,
         console=ConsoleRuntime(registry, secrets, devices, db.pool),
         tls=tls_files(settings) if settings.mqtts_port else None,

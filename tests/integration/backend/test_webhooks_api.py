@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from backend.transfer.schemas import DeviceOut
+from tests.integration.backend.test_platform_api import get_token, make_client
 from tests.support.accounts import ROOT_ADMIN, STAFF, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
@@ -185,3 +187,38 @@ def test_a_first_connection_fires_its_webhook(world: World, paho_device: Connect
     wait_for(lambda: _requests_to(w, "/first"), 15, message="the first-connection webhook")
     [request] = _requests_to(w, "/first")
     assert (request.method, request.body) == ("PUT", b"Newcomer is here")
+
+
+@pytest.mark.parametrize("how", ["created-through-the-platform-api", "invited"])
+def test_a_user_added_to_the_organization_fires_its_webhook(world: World, paho_device: ConnectDevice, how: str) -> None:
+    w = world
+    path, probe = f"/joined/{how}", f"/probe/{how}"
+    _hook(w, f"Joined {how}", path, trigger="user_added", body_kind="plain", body="{USER_EMAIL} as {USER_NAME}")
+    _hook(w, f"Probe {how}", probe, trigger="device_datastream", device_id=w.device.id, pin=1)
+    known = paho_device(w.acc.config, w.device)
+
+    def reloaded() -> bool:  # the probe fires once the triggers read both webhooks (notices come in order)
+        known.publish("ds/Power", "1", qos=1)
+        return bool(_requests_to(w, probe))
+
+    wait_for(reloaded, 15, interval=0.5, message="the triggers to reload")
+    address = f"joined-{how}@example.com"
+
+    def send() -> None:
+        if how == "invited":
+            invite_and_join(w.acc, w.admin, w.org, address, STAFF).close()
+            return
+        made = make_client(w.admin, f"hr-{how}", w.org)
+        token = get_token(w.acc.base_url, made)["access_token"]
+        body = {"email": address, "password": "a-good-password-1", "name": "Made", "roleId": STAFF}
+        r = httpx.post(
+            f"{w.acc.base_url}/api/v1/organization/users/create-in-org",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 201, r.text
+
+    send()
+    wait_for(lambda: _requests_to(w, path), 15, message="the user-added webhook")
+    [request] = _requests_to(w, path)
+    assert request.body == f"{address} as {'T' if how == 'invited' else 'Made'}".encode()
