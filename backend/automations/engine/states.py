@@ -28,7 +28,8 @@ the stored text. A value without a number never matches a numeric comparison.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -109,6 +110,43 @@ def _rearmer(
     return tests[op]
 
 
+Band = tuple[float, float]
+"""Numbers ``[low, high)`` that change nothing for a rule in its current state."""
+NO_BAND: Band = (math.inf, -math.inf)
+"""No number is known to change nothing: every value is looked at."""
+
+
+def _bands(op: str, value: float | str | None, high: float | None, h: float) -> tuple[Band, Band]:
+    """The band of an armed rule (numbers that do not match) and of a disarmed one (numbers
+    that do not re-arm it), where that set is one interval; :data:`NO_BAND` where it is not."""
+    if isinstance(value, str) or op == "changed":
+        return NO_BAND, NO_BAND
+    v = float(value) if value is not None else 0.0
+    top = float(high) if high is not None else v
+    up, inf = math.nextafter, math.inf
+    bands: dict[str, tuple[Band, Band]] = {
+        "lt": ((v, inf), (-inf, v + h)),
+        "le": ((up(v, inf), inf), (-inf, up(v + h, inf))),
+        "gt": ((-inf, up(v, inf)), (up(v - h, inf), inf)),
+        "ge": ((-inf, v), (v - h, inf)),
+        "between": (NO_BAND, (v - h, up(top + h, inf))),
+        "eq": (NO_BAND, (v - h, up(v + h, inf))),
+        "ne": ((v, up(v, inf)), NO_BAND),
+        "on": ((0.0, up(0.0, inf)), NO_BAND),
+        "off": (NO_BAND, (0.0, up(0.0, inf))),
+    }
+    return bands[op]
+
+
+def band_of(rules: Sequence[StateRule], device: int) -> Band:
+    """The numbers that change nothing for any of ``rules`` on ``device`` (the intersection)."""
+    low, high = -math.inf, math.inf
+    for rule in rules:
+        rule_low, rule_high = rule.disarmed_band if device in rule.disarmed else rule.armed_band
+        low, high = max(low, rule_low), min(high, rule_high)
+    return (low, high) if low < high else NO_BAND
+
+
 def _never(_number: float | None, _text: str | float) -> bool:
     return False
 
@@ -117,10 +155,12 @@ class StateRule:
     """One automation's ``device_state`` condition and its per-device state."""
 
     __slots__ = (
+        "armed_band",
         "automation_id",
         "changed",
         "dirty",
         "disarmed",
+        "disarmed_band",
         "last",
         "limit",
         "match",
@@ -133,6 +173,10 @@ class StateRule:
     def __init__(self, automation_id: int, condition: DeviceState, limit_period_s: int, org_tz: str) -> None:
         self.automation_id = automation_id
         self.changed = condition.op == "changed"
+        self.armed_band, self.disarmed_band = _bands(
+            condition.op, condition.value, condition.value2, condition.hysteresis
+        )
+        """Numbers that change nothing while armed, and while disarmed (:func:`band_of`)."""
         self.text = self.changed or isinstance(condition.value, str)
         """Whether the rule compares text (numeric rules skip making a Double's text)."""
         self.match = _matcher(condition.op, condition.value, condition.value2) if not self.changed else None

@@ -49,6 +49,7 @@ async def test_offline_then_back_online_before_the_time_cancels_the_run() -> Non
     signals.presence(PresenceSignal(5, True, NOW))
     await settle()
     assert engine._timers == {} and engine._queue.empty()
+    await engine.stop()
 
 
 async def test_a_template_condition_starts_a_timer_per_device_and_zero_seconds_queues_at_once() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from backend.automations.engine.states import StateRule
+from hypothesis import given
+from hypothesis import strategies as st
+
+from backend.automations.engine.states import StateRule, band_of
 from backend.automations.schemas import DeviceState, Window
 from backend.devices.signals import StoredValue
 
@@ -78,3 +81,36 @@ def test_the_time_window_spanning_midnight_in_its_zone() -> None:
     assert at(2, 2)  # Tuesday 04:30 in Berlin: still Monday's night
     rule.disarmed.clear()
     assert not at(2, 21)  # Tuesday 23:30: not a Monday night
+
+
+OPS = ["on", "off", "gt", "ge", "lt", "le", "eq", "ne", "between"]
+
+
+@given(
+    op=st.sampled_from(OPS),
+    threshold=st.integers(-5, 5),
+    width=st.integers(0, 4),
+    hysteresis=st.integers(0, 3),
+    numbers=st.lists(st.integers(-12, 12), max_size=40),
+)
+def test_skipping_values_in_the_band_changes_nothing(
+    op: str, threshold: int, width: int, hysteresis: int, numbers: list[int]
+) -> None:
+    """The engine skips a device's values inside :func:`band_of` its rules: the same values
+    fire at the same places whether they are all checked or those are skipped."""
+
+    def condition() -> DeviceState:
+        if op in ("on", "off"):
+            return DeviceState(device_id=1, pin=0, op=op, hysteresis=float(hysteresis))  # type: ignore[arg-type]
+        high = float(threshold + width) if op == "between" else None
+        return DeviceState(device_id=1, pin=0, op=op, value=float(threshold), value2=high, hysteresis=float(hysteresis))  # type: ignore[arg-type]
+
+    every, skipping = StateRule(1, condition(), 0, "UTC"), StateRule(1, condition(), 0, "UTC")
+    for number in numbers:
+        low, high = band_of([skipping], 1)
+        fired = every.check(value(float(number)), 0.0)
+        if low <= number < high:
+            assert not fired and every.disarmed == skipping.disarmed  # nothing would change
+        else:
+            assert skipping.check(value(float(number)), 0.0) == fired
+        assert every.disarmed == skipping.disarmed
