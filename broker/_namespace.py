@@ -100,6 +100,8 @@ class NamespaceBroker(GatewayBroker):
             if identity.key == key:
                 await self._revoke(connection, reason)
                 ended += 1
+        for stored in [k for k in self._sessions if k.startswith(f"int:{key}:")]:  # offline persistent ones
+            self._discard_session(stored, self._sessions[stored][0])
         return ended
 
     async def _revoke(self, connection: Connection, reason: OfflineReason) -> None:

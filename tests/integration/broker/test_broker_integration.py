@@ -171,6 +171,12 @@ async def test_revoked_integration_is_disconnected_and_its_session_forgotten(
 ) -> None:
     a = await integration(paho, client_id="persistent", clean_session=False)
     assert await a.subscribe("x/#", qos=1) == [1]
+    offline = await integration(paho, client_id="offline", clean_session=False)
+    assert await offline.subscribe("x/#", qos=1) == [1]
+    await offline.close()
+    assert harness.broker._core is not None
+    connections = harness.broker._core.connections
+    await eventually(lambda: "int:client:int-a:offline" not in connections, message="offline session's end")
     harness.authenticator.revoked_integrations.add("int-a")
     assert await harness.broker.disconnect_gateways("client:int-a") == 1
     await eventually(lambda: a.disconnected, timeout=1.0, message="revoked integration disconnected")
