@@ -146,7 +146,10 @@ class Settings:
     automation_workers: int = 4
     """Automation runs one app process executes at once (more wait in its queue)."""
     mqtt_client_id: str = "openblynk-app"
-    """The app's MQTT client id (persistent session); each app process on one broker needs its own."""
+    """The app's MQTT client id (persistent session); with ``replica`` set, the prefix of each replica's."""
+    replica: str = ""
+    """This app replica's name, for several app processes on one broker and database (the MQTT
+    client id becomes ``<mqtt_client_id>-<replica>``; ``auto``: ``<hostname>-<pid>``); empty: one process."""
     org_max_depth: int = 4
     """Deepest level of the organization tree (the root is level 1; Blynk's limit is 4)."""
     signup_enabled: bool = False

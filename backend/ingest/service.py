@@ -46,6 +46,24 @@ SUBSCRIPTIONS = [
 """What the ingest's broker connection subscribes to: every device's uplinks and the broker's
 reports."""
 
+SHARE_GROUP = "openblynk-app"
+"""The shared subscription group of the app replicas: each message goes to one of them."""
+
+
+def app_subscriptions() -> list[str]:
+    """:data:`SUBSCRIPTIONS` as shared subscriptions (``$share/openblynk-app/...``): every app
+    replica on one broker is a member, and the broker gives each message to one of them (and
+    what a replica that dies did not acknowledge to another)."""
+    return [f"$share/{SHARE_GROUP}/{topic_filter}" for topic_filter in SUBSCRIPTIONS]
+
+
+def replica_client_id(base: str, replica: str, host: str, pid: int) -> str:
+    """The app's MQTT client id: ``base`` for a single app process (``replica`` empty),
+    ``<base>-<replica>`` for a named replica, ``<base>-<host>-<pid>`` for ``replica=auto``."""
+    if not replica:
+        return base
+    return f"{base}-{host}-{pid}" if replica == "auto" else f"{base}-{replica}"
+
 
 class IngestService:
     """Dispatches broker messages to the right handler."""

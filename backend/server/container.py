@@ -8,6 +8,8 @@ it: the areas receive their parts as dependencies (``backend.server.routers``).
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 
 from litestar import Litestar
@@ -35,7 +37,7 @@ from backend.devices.registry import DeviceRegistry
 from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
-from backend.ingest.service import SUBSCRIPTIONS, IngestService
+from backend.ingest.service import IngestService, app_subscriptions, replica_client_id
 from backend.inject.windows import ClaimWindows
 from backend.integrations.feed import DeviceFeed
 from backend.integrations.wiring import IntegrationRuntime
@@ -135,8 +137,8 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         settings.mqtt_port,
         SERVICE_USERNAME,
         secrets.service_password(),
-        client_id=settings.mqtt_client_id,
-        subscriptions=SUBSCRIPTIONS,
+        client_id=replica_client_id(settings.mqtt_client_id, settings.replica, socket.gethostname(), os.getpid()),
+        subscriptions=app_subscriptions(),  # shared: app replicas split the ingest
     )
     signals = DeviceSignals()
     notices = NoticeFeed()
