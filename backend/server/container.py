@@ -132,12 +132,13 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         in_flight=HISTORY_WRITERS,
     )
     latest = LatestValues(db.pool)
+    mqtt_client_id = replica_client_id(settings.mqtt_client_id, settings.replica, socket.gethostname(), os.getpid())
     mqtt = ServiceClient(
         settings.mqtt_broker_host,
         settings.mqtt_port,
         SERVICE_USERNAME,
         secrets.service_password(),
-        client_id=replica_client_id(settings.mqtt_client_id, settings.replica, socket.gethostname(), os.getpid()),
+        client_id=mqtt_client_id,
         subscriptions=app_subscriptions(),  # shared: app replicas split the ingest
     )
     signals = DeviceSignals()
@@ -180,8 +181,8 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         webhooks.sender,
         workers=settings.automation_workers,
     )
-    # live: console sockets' access; webhooks: the triggers' index of enabled webhooks; automations: reloads
     feed = DeviceFeed(db.pool, signals, mqtt)  # integration clients' device feed
+    # live: console sockets' access; webhooks: the triggers' index of enabled webhooks; automations: reloads
     changes = ChangeListener(
         database_url,
         registry.apply,
@@ -201,7 +202,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
     event_notifications.listen(signals)
     platform = PlatformRuntime(registry, secrets, devices, db.pool, data_api.batch)
     broker_login = (settings.mqtt_broker_host, settings.mqtt_port, SERVICE_USERNAME, secrets.service_password())
-    integrations = IntegrationRuntime.build(db, feed, platform, (*broker_login, settings.mqtt_client_id))
+    integrations = IntegrationRuntime.build(db, feed, platform, (*broker_login, mqtt_client_id))
     return Runtime(
         settings=settings,
         secrets=secrets,
