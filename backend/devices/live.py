@@ -15,11 +15,12 @@ its session and devices again (one query per change notice and socket, never per
 ends or narrows the subscription. Which notices concern a subscription: those of the devices
 it watches and the keys it was given (its user, role and organization).
 
-The feed sees what this process ingests and writes. With several app replicas behind a
-load balancer each replica ingests a share of the devices (MQTT shared subscriptions), so a
-cross-process feed of values (PostgreSQL NOTIFY or a broker topic) would be needed there; one
-app process, the default deployment, needs nothing more. Access changes already reach every
-replica.
+The feed sees what this process ingests and writes. With several app replicas each ingests
+a share of the devices (the broker's shared subscription ``$share/openblynk-app/...`` gives
+all of one device's messages to one replica), so a page served by replica B does not see live
+values of a device replica A ingests (its latest values and charts come from the database); a
+cross-process feed of watched devices' values is not built yet. One app process, the default
+deployment, needs nothing more. Access changes already reach every replica.
 """
 
 from __future__ import annotations
