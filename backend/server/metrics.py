@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import httpx
 from litestar import Response, get
+from litestar.enums import ScopeType
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,6 +45,7 @@ HTTP_METRICS = PrometheusConfig(
     prefix="openblynk_http",
     group_path=True,  # the route template (/api/devices/{device_id:int}), never the raw path
     exclude=["^/metrics$"],
+    scopes={ScopeType.HTTP},  # not the WebSockets: the MQTT bridge's every frame would pass through it
 )
 """HTTP requests, their durations and those in progress, by method, route template and status.
 Only routed requests are counted (a 404 for an unknown path reaches no route), so the labels
