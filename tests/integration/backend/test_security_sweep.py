@@ -833,6 +833,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("GET", "/devices/new"): S(template=I(lambda w, o, c: G("/devices/new", template=o.template), foreign=200)),
     ("GET", "/devices/{device_id:int}"): S(device=I(lambda w, o, c: G(f"/devices/{o.device}"))),
+    # ---- the installable app (issue #19): a public shell, its worker and manifest; JSON reads
+    ("GET", "/app"): Route(PUBLIC, anon=200),
+    ("GET", "/app/sw.js"): Route(PUBLIC, anon=200),
+    ("GET", "/app/manifest.webmanifest"): Route(PUBLIC, anon=200),
+    ("GET", "/app/api/session"): Route(SESSION, note="the caller's own e-mail, permissions and CSRF token"),
+    ("GET", "/app/api/devices"): Route(SESSION, lists=lambda w, o, c: G("/app/api/devices")),
+    ("GET", "/app/api/devices/{device_id:int}"): S(device=I(lambda w, o, c: G(f"/app/api/devices/{o.device}"))),
     ("GET", "/templates"): Route(SESSION, lists=lambda w, o, c: G("/templates")),
     ("GET", "/templates/{template_id:int}"): S(template=I(lambda w, o, c: G(f"/templates/{o.template}"))),
     ("GET", "/orgs"): Route(SESSION, lists=lambda w, o, c: G("/orgs")),
@@ -965,13 +972,6 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("DELETE", "/api/oauth2/clients/{client_pk:int}"): S(
         client=I(lambda w, o, c: Call("DELETE", f"/api/oauth2/clients/{spare_client(o, 'revoked')}"))
-    ),
-    ("PUT", "/api/oauth2/clients/{client_pk:int}/mqtt"): S(
-        client=I(
-            lambda w, o, c: Call(
-                "PUT", f"/api/oauth2/clients/{spare_client(o, 'mqtt')}/mqtt", json={"mqtt_enabled": True}
-            )
-        )
     ),
     # ---- /api/ota: Blynk.Air (session)
     ("GET", "/api/ota/firmware"): Route(SESSION, lists=lambda w, o, c: G("/api/ota/firmware")),
