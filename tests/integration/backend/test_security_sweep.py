@@ -973,6 +973,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/api/oauth2/clients/{client_pk:int}"): S(
         client=I(lambda w, o, c: Call("DELETE", f"/api/oauth2/clients/{spare_client(o, 'revoked')}"))
     ),
+    ("PUT", "/api/oauth2/clients/{client_pk:int}/mqtt"): S(
+        client=I(
+            lambda w, o, c: Call(
+                "PUT", f"/api/oauth2/clients/{spare_client(o, 'mqtt')}/mqtt", json={"mqtt_enabled": True}
+            )
+        )
+    ),
     # ---- /api/ota: Blynk.Air (session)
     ("GET", "/api/ota/firmware"): Route(SESSION, lists=lambda w, o, c: G("/api/ota/firmware")),
     ("POST", "/api/ota/firmware"): Route(SESSION, note="stores an image in the caller's organization; names no id"),
