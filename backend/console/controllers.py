@@ -11,12 +11,14 @@ import msgspec
 from litestar import Controller, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK
 
 from backend.access.guards import requires, requires_any
 from backend.access.permissions import Permission as P
 from backend.console.context import ConsoleServices
 from backend.console.dashboards import DashboardIn
+from backend.console.export import export_csv
 from backend.console.schemas import (
     DashboardOut,
     DeviceCreatedOut,
@@ -262,6 +264,24 @@ class ConsoleDeviceController(Controller):
             [b.min for b in s.buckets],
             [b.max for b in s.buckets],
             [b.avg for b in s.buckets],
+        )
+
+    @get("/{device_id:int}/export", guards=[VIEW_DEVICES])
+    async def export(
+        self,
+        device_id: FromPath[int],
+        pin: FromQuery[int],
+        start: FromQuery[str],
+        end: FromQuery[str],
+        con: NamedDependency[ConsoleServices],
+    ) -> Stream:
+        """Every raw point of V``pin`` in [start, end) as CSV (``ts,time,value``), streamed."""
+        begin, finish = parse_instant(start, "start"), parse_instant(end, "end")
+        body = await export_csv(con.devices, device_id, pin, begin, finish)
+        return Stream(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="device_{device_id}_V{pin}.csv"'},
         )
 
     @get("/{device_id:int}/timeline", guards=[VIEW_DEVICES])

@@ -155,6 +155,12 @@ class CsvLines:
         return text.encode()
 
 
+def export_points(points: AsyncIterator[RawPoint], spec: DatastreamSpec, fmt: str) -> AsyncIterator[bytes]:
+    """Raw points as the export's CSV (``ts,time,value``) or JSON, produced as they are read
+    (the console's export button streams the same bytes as ``/datastream/export``)."""
+    return _export(points, spec, fmt)
+
+
 async def _export(points: AsyncIterator[RawPoint], spec: DatastreamSpec, fmt: str) -> AsyncIterator[bytes]:
     if fmt == "csv":
         lines = CsvLines()

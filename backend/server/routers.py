@@ -27,7 +27,7 @@ from backend.accounts.controllers import (
 from backend.accounts.deps import accounts_dependencies
 from backend.accounts.middleware import session_middleware
 from backend.accounts.runtime import AccountsRuntime
-from backend.audit.controllers import audit_log
+from backend.audit.controllers import audit_export, audit_log
 from backend.audit.deps import provide_audit
 from backend.automations.controllers import ConsoleAutomationController, ConsoleSceneController
 from backend.automations.deps import automations_dependencies
@@ -118,6 +118,7 @@ def api_router() -> Router:
             TagController,
             list_permissions,
             audit_log,
+            audit_export,
             OAuthClientController,
             OtaController,
             InjectController,

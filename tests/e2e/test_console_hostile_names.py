@@ -441,6 +441,19 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
         _visit(page, base + path, path.strip("/"))
         expect(page.locator("main")).to_contain_text(n[key])
 
+    # organization settings (issue #19): the actions log, OAuth2 clients, a datastream's export form
+    _visit(page, f"{base}/audit?action=role.create", "audit")
+    expect(page.locator("#audit-rows")).to_contain_text(n["role"])
+    with Api(base) as api:
+        api.login(*ROOT_ADMIN)
+        _ok(api.post("/api/oauth2/clients", json={"name": n["role"], "permissions": ["devices.view"]}), 201)
+    _visit(page, f"{base}/oauth2-clients", "oauth2-clients")
+    expect(page.locator("#client-rows")).to_contain_text(n["role"])
+    _visit(page, f"{base}/devices/{did}?tab=datastreams", "device-export")
+    expect(page.locator("[data-export-form] select[name=pin] option")).to_have_text(
+        [f"{n['ds0']} (V0)", f"{n['ds1']} (V1)", f"{n['ds2']} (V2)", f"{n['ds5']} (V5)"]
+    )
+
     # notifications: the logged event notified the admins (the bell's count, the list, the form)
     _visit(page, f"{base}/notifications", "notifications")
     expect(page.locator("#notifications")).to_contain_text(n["event"])

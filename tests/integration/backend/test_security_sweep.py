@@ -973,6 +973,16 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", "/api/oauth2/clients/{client_pk:int}"): S(
         client=I(lambda w, o, c: Call("DELETE", f"/api/oauth2/clients/{spare_client(o, 'revoked')}"))
     ),
+    # ---- organization settings pages (issue #19): the actions log and its CSV, OAuth2 clients
+    ("GET", "/api/audit/export"): Route(
+        SESSION,
+        {"org": I(lambda w, o, c: G("/api/audit/export", org_id=o.org))},
+        lists=lambda w, o, c: G("/api/audit/export"),
+    ),
+    ("GET", "/audit"): Route(
+        SESSION, {"org": I(lambda w, o, c: G("/audit", org=o.org))}, lists=lambda w, o, c: G("/audit")
+    ),
+    ("GET", "/oauth2-clients"): Route(SESSION, lists=lambda w, o, c: G("/oauth2-clients")),
     ("PUT", "/api/oauth2/clients/{client_pk:int}/mqtt"): S(
         client=I(
             lambda w, o, c: Call(
@@ -1249,6 +1259,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("GET", "/api/console/devices/{device_id:int}/timeline"): S(
         device=I(lambda w, o, c: G(f"/api/console/devices/{o.device}/timeline"))
+    ),
+    ("GET", "/api/console/devices/{device_id:int}/export"): S(
+        device=I(
+            lambda w, o, c: G(
+                f"/api/console/devices/{o.device}/export", pin=0, start=str(YEAR_AGO), end=str(NOW_MS + 86_400_000)
+            )
+        )
     ),
     # ---- /api/v1/organization: the platform API (Bearer token)
     ("GET", V1): Route(BEARER, {"org": I(lambda w, o, c: G(V1, orgId=o.org))}, lists=lambda w, o, c: G(V1)),

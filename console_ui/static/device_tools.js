@@ -1,0 +1,27 @@
+// A device's datastreams tab: "Export CSV" downloads the chosen datastream's raw points of a
+// time range (UTC) from /api/console/devices/<id>/export, streamed by the server.
+"use strict";
+
+(function () {
+  const form = document.querySelector("form[data-export-form]");
+  if (!form) return;
+  const utc = (value) => (value.length === 16 ? `${value}:00` : value) + "Z";
+  // The range defaults to the last 24 hours.
+  const now = new Date();
+  const iso = (d) => d.toISOString().slice(0, 19);
+  if (!form.elements.start.value) form.elements.start.value = iso(new Date(now.getTime() - 86400000));
+  if (!form.elements.end.value) form.elements.end.value = iso(now);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const error = form.querySelector(".form-error");
+    error.textContent = "";
+    const start = form.elements.start.value;
+    const end = form.elements.end.value;
+    if (!start || !end || utc(end) <= utc(start)) {
+      error.textContent = "Choose a range whose end is after its start.";
+      return;
+    }
+    const query = new URLSearchParams({ pin: form.elements.pin.value, start: utc(start), end: utc(end) });
+    window.location.assign(`/api/console/devices/${form.dataset.device}/export?${query}`);
+  });
+})();

@@ -1,0 +1,159 @@
+"""The organization settings pages and a device's CSV export in a real Chromium, at desktop and
+phone size (390x844): the actions log filtered as one types (htmx) with its CSV export; an OAuth2
+client made with chosen permissions, its secret shown once, then revoked; a datastream's range
+downloaded from the device's Datastreams tab. Screenshots go to
+``.pytest-artifacts/console/settings-*.png``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
+from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_stack
+
+TIMEOUT_MS = 20_000  # a bound for waits, not a timing claim
+SIZES = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "height": 844}}
+
+
+@dataclass
+class Seeded:
+    acc: AccountsStack
+    device: int
+    start: datetime
+    """The first stored point's time (60 points, one a minute)."""
+
+
+@pytest.fixture(scope="module")
+def seeded(pg_server: str, template_db: str) -> Iterator[Seeded]:
+    for acc in start_accounts_stack(pg_server, template_db, "settingsui"):
+        with acc.login(*ROOT_ADMIN) as api:
+            template = api.post("/api/console/templates", json={"name": "Boiler"}).json()
+            r = api.post(
+                f"/api/console/templates/{template['id']}/datastreams",
+                json={"pin": "V0", "name": "Water", "type": "double", "min": 0, "max": 100, "save_raw": True},
+            )
+            assert r.status_code == 200, r.text
+            r = api.post("/api/console/devices", json={"name": "Cellar boiler", "template_id": template["id"]})
+            assert r.status_code == 201, r.text
+            device = r.json()
+            for name in ("Night shift", "Day shift"):
+                assert api.post("/api/roles", json={"name": name, "permissions": ["devices.view"]}).status_code == 201
+        start = (datetime.now(UTC) - timedelta(hours=2)).replace(second=0, microsecond=0)
+        points = [[int((start + timedelta(minutes=m)).timestamp() * 1000), 40 + m % 10] for m in range(60)]
+        r = httpx.post(
+            f"{acc.base_url}/external/api/batch/update", params={"token": device["token"], "pin": "V0"}, json=points
+        )
+        assert r.status_code == 200, r.text
+        yield Seeded(acc, device["id"], start)
+
+
+@pytest.fixture(params=sorted(SIZES))
+def sized(request: pytest.FixtureRequest, browser: Browser, seeded: Seeded) -> Iterator[tuple[Page, str]]:  # noqa: F811
+    """A signed-in page at one of :data:`SIZES`, and that size's name (the screenshots' suffix)."""
+    context = browser.new_context(viewport=SIZES[request.param], accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    opened = context.new_page()
+    opened.goto(f"{seeded.acc.base_url}/login")
+    opened.get_by_label("E-mail").fill(ROOT_ADMIN[0])
+    opened.get_by_label("Password").fill(ROOT_ADMIN[1])
+    opened.get_by_role("button", name="Sign in").click()
+    expect(opened).to_have_url(re.compile(r"/devices$"))
+    yield opened, request.param
+    context.close()
+
+
+def _open_menu(page: Page) -> None:
+    if page.locator("[data-toggle=nav]").is_visible():  # phone: the menu folds behind a button
+        page.locator("[data-toggle=nav]").click()
+
+
+def test_actions_log_filters_as_one_types_and_exports_csv(sized: tuple[Page, str], seeded: Seeded) -> None:
+    page, size = sized
+    errors = no_page_errors(page)
+    _open_menu(page)
+    page.get_by_role("link", name="Actions log").click()
+    expect(page).to_have_url(re.compile(r"/audit$"))
+    expect(page.locator("#audit-rows")).to_contain_text("role.create")
+    page.get_by_label("Action").fill("role.create")
+    expect(page).to_have_url(re.compile(r"action=role\.create"))
+    expect(page.locator("#audit-rows tbody tr")).to_have_count(2)
+    expect(page.locator("#audit-total")).to_have_text("2")
+    expect(page.locator("#audit-export")).to_have_attribute("href", re.compile(r"action=role\.create"))
+    shot(page, f"settings-audit-{size}")
+    with page.expect_download() as got:
+        page.locator("#audit-export").click()
+    path = got.value.path()
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    assert rows[0][:5] == ["id", "at", "user", "ip", "action"]
+    assert [r[4] for r in rows[1:]] == ["role.create", "role.create"]
+    assert ['"name": "Night shift"' in r[7] for r in rows[1:]] == [True, False]  # oldest first
+    page.get_by_label("User").fill("nobody-here")
+    expect(page.locator("#audit-rows")).to_contain_text("No entries.")
+    assert errors == []
+
+
+def test_an_oauth2_client_is_made_its_secret_shown_once_and_revoked(sized: tuple[Page, str], seeded: Seeded) -> None:
+    page, size = sized
+    errors = no_page_errors(page)
+    _open_menu(page)
+    page.get_by_role("link", name="OAuth2 clients").click()
+    expect(page).to_have_url(re.compile(r"/oauth2-clients$"))
+    page.get_by_label("Name", exact=True).fill(f"Reporting {size}")
+    page.locator("input[name=permissions][value='devices.view']").check()
+    page.locator("input[name=permissions][value='templates.view']").check()
+    page.get_by_role("button", name="Create client").click()
+    shown = page.locator("#new-secret")
+    expect(shown).to_be_visible()
+    secret = page.locator("[data-new-client-secret]").inner_text()
+    client_id = page.locator("[data-new-client-id]").inner_text()
+    assert len(secret) >= 30 and client_id
+    shot(page, f"settings-oauth2-secret-{size}")
+    r = httpx.post(
+        f"{seeded.acc.base_url}/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
+    assert r.status_code == 200, r.text
+    page.get_by_role("link", name="Done").click()
+    row = page.locator("#client-rows tr", has_text=f"Reporting {size}")
+    expect(row).to_contain_text("devices.view")
+    expect(row).to_contain_text("templates.view")
+    assert secret not in page.content()  # shown once
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Revoke").click()
+    expect(row).to_contain_text("revoked")
+    shot(page, f"settings-oauth2-{size}")
+    r = httpx.post(
+        f"{seeded.acc.base_url}/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_client", r.text
+    assert errors == []
+
+
+def test_a_datastream_range_downloads_as_csv(sized: tuple[Page, str], seeded: Seeded) -> None:
+    page, size = sized
+    errors = no_page_errors(page)
+    page.goto(f"{seeded.acc.base_url}/devices/{seeded.device}?tab=datastreams")
+    form = page.locator("[data-export-form]")
+    expect(form.locator("select[name=pin] option")).to_have_text(["Water (V0)"])
+    form.locator("input[name=start]").fill(seeded.start.strftime("%Y-%m-%dT%H:%M:%S"))
+    form.locator("input[name=end]").fill((seeded.start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S"))
+    shot(page, f"settings-device-export-{size}")
+    with page.expect_download() as got:
+        form.get_by_role("button", name="Export CSV").click()
+    rows = list(csv.reader(io.StringIO(got.value.path().read_text())))
+    assert rows[0] == ["ts", "time", "value"]
+    assert [float(r[2]) for r in rows[1:]] == [40.0 + m % 10 for m in range(30)]  # [start, start + 30 min)
+    form.locator("input[name=end]").fill(seeded.start.strftime("%Y-%m-%dT%H:%M:%S"))
+    form.get_by_role("button", name="Export CSV").click()
+    expect(form.locator(".form-error")).to_have_text("Choose a range whose end is after its start.")
+    assert errors == []
