@@ -10,6 +10,7 @@
     openblynk export                 print templates and devices (with tokens) as JSON
     openblynk device token NAME [--rotate]
     openblynk device ping|reboot|reconfigure NAME | device redirect NAME URI
+    openblynk provision --token T --ssid NET --password P --server HOST [--device URL]
 
 Settings come from OPENBLYNK_* environment variables (see README).
 """
@@ -125,7 +126,28 @@ def _parser() -> argparse.ArgumentParser:
     red.add_argument("name")
     red.add_argument("uri")
     red.set_defaults(func=_device_command)
+    prov = sub.add_parser("provision", help="configure a device over its Wi-Fi access point (Blynk Edgent's API)")
+    prov.add_argument("--device", default="http://192.168.4.1", help="the device's access point URL")
+    prov.add_argument("--token", required=True, help="a provisioning token from the console or the API")
+    prov.add_argument("--ssid", required=True, help="the Wi-Fi network the device joins")
+    prov.add_argument("--password", default="", help="that network's password")
+    prov.add_argument("--server", required=True, help="this server's host name as the device reaches it")
+    prov.add_argument("--port", type=int, default=None, help="MQTT port (default: OPENBLYNK_MQTT_PORT)")
+    prov.add_argument("--port-ssl", type=int, default=None, help="MQTT over TLS port, if the device uses it")
+    prov.set_defaults(func=_provision)
     return parser
+
+
+def _provision(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.inject.ap_client import configure_device
+
+    port = args.port if args.port is not None else settings.mqtt_port
+    done = configure_device(args.device, args.token, args.ssid, args.password, args.server, port, args.port_ssl)
+    print(
+        f"{done.board.get('name', 'device')} ({done.board.get('tmpl_id', '?')}, firmware {done.board.get('fw_ver', '?')})"
+    )
+    print(f"device says: {done.answer.get('msg', 'ok')}")
+    return 0
 
 
 def _version() -> str:

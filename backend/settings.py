@@ -174,6 +174,8 @@ class Settings:
     """The window of the claim throttles, in seconds."""
     static_tokens_per_batch: int = 10_000
     """Static tokens one generate or CSV import may make at once."""
+    provisioning_token_minutes: int = 15
+    """How long a Wi-Fi provisioning token waits for its device's first connection."""
     invitations_per_day: int = 25
     """Invitations an organization may send per UTC day (Blynk's limit)."""
     invitation_ttl_hours: float = 72.0

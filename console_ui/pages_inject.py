@@ -1,5 +1,6 @@
 """Blynk.Inject pages: a manufacturer's static tokens (generate, import a CSV, export CSV and QR
-labels) and claiming a device with the code on its label (and giving claimed devices back)."""
+labels), claiming a device with the code on its label (and giving claimed devices back), and
+adding a device over Wi-Fi (a provisioning token and the walk-through)."""
 
 from __future__ import annotations
 
@@ -54,4 +55,14 @@ async def claim_page(
     return page(request, "claim.html", code=code[:64], claimed=await inject.claims.claimed())
 
 
-ROUTES = [static_tokens_page, claim_page]
+@get("/provision", guards=[requires_any(P.DEVICES_EDIT, P.DEVICES_EDIT_OWN)])
+async def provision_page(
+    request: Request,  # type: ignore[type-arg]
+    con: NamedDependency[ConsoleServices],
+) -> Page:
+    """Add a device over Wi-Fi: a provisioning token, then the walk-through the mobile app does
+    (join the device's access point, send it the network and the token) or the CLI command."""
+    return page(request, "provision.html", templates=await con.templates.usable())
+
+
+ROUTES = [static_tokens_page, claim_page, provision_page]

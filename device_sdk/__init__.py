@@ -21,6 +21,7 @@ from ._exceptions import (
     NotConnectedError,
 )
 from ._ota import FirmwareImage, FirmwareOffer, FirmwareRejectedError, OtaAgent
+from ._provisioning import Provisioned, ProvisioningServer, WifiNetwork
 from ._token import AuthToken
 
 __version__ = "0.1.0"
@@ -42,6 +43,9 @@ __all__ = [
     "InvalidTokenError",
     "NotConnectedError",
     "OtaAgent",
+    "Provisioned",
+    "ProvisioningServer",
+    "WifiNetwork",
     "__version__",
 ]
 

@@ -9,12 +9,16 @@ organization instead (:func:`materialize`, used by both).
 
 from __future__ import annotations
 
+import logging
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.audit.services import AuditService
 from backend.db.engine import Database
 from backend.db.sql import execute, fetch_one, fetch_unique
+from backend.errors import ConflictError
 
+log = logging.getLogger(__name__)
 DEFAULT_NAME = "btrim(regexp_replace(left(t.name, 36), '[^[:alnum:]_'' -]+', ' ', 'g') || ' ' || s.id)"
 """A static token device's name until someone names it: its template's (what of it a device name
 may hold) and the token's id."""
@@ -52,7 +56,8 @@ async def reset_meta(session: AsyncSession, token_id: int, device_id: int) -> No
 
 
 class StaticActivation:
-    """The broker's way from an unknown token to a static token's new device."""
+    """The broker's way from an unknown token to the device made for it: a static token's
+    (the manufacturer's, unclaimed) or a Wi-Fi provisioning token's (its user's)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -67,7 +72,7 @@ class StaticActivation:
                 h=token_hmac,
             )
             if row is None:
-                return None
+                return await self._provisioned(session, token_hmac)
             if row["device_id"] is not None:  # made a moment ago, by another login or a claim
                 return int(row["device_id"])
             device_id = await materialize(session, int(row["id"]), int(row["org_id"]), None, None)
@@ -82,3 +87,44 @@ class StaticActivation:
                 how="static token, unclaimed",
             )
             return device_id
+
+    async def _provisioned(self, session: AsyncSession, token_hmac: bytes) -> int | None:
+        """The device of a live Wi-Fi provisioning token, made now for its user: in their
+        organization, named as they chose; None for an unknown, used or expired token."""
+        row = await fetch_one(
+            session,
+            """SELECT id, org_id, template_id, owner_id, name, token_encrypted FROM provisioning_token
+            WHERE token_hmac = :h AND device_id IS NULL AND expires_at > now() FOR UPDATE""",
+            h=token_hmac,
+        )
+        if row is None:
+            return None
+        try:
+            made = await fetch_unique(
+                session,
+                """INSERT INTO device (org_id, template_id, name, owner_id, token_hmac, token_encrypted)
+                VALUES (:org, :t, :name, :owner, :h, :e) RETURNING id""",
+                "a device of that name already exists in the organization",
+                org=row["org_id"],
+                t=row["template_id"],
+                name=row["name"],
+                owner=row["owner_id"],
+                h=token_hmac,
+                e=row["token_encrypted"],
+            )
+        except ConflictError:
+            log.warning("provisioning token %s: its device name is taken now; refused", row["id"])
+            return None
+        device_id = int(made["id"])
+        await execute(session, "UPDATE provisioning_token SET device_id = :d WHERE id = :id", d=device_id, id=row["id"])
+        await AuditService(session).record(
+            None,
+            int(row["org_id"]),
+            "device.provision",
+            "device",
+            device_id,
+            actor_email="device",
+            provisioning_token=int(row["id"]),
+            owner_id=row["owner_id"],
+        )
+        return device_id

@@ -27,14 +27,20 @@ from backend.inject.schemas import (
     PlatformDeviceToken,
     PlatformGenerateIn,
     PlatformHeadlessClaimIn,
+    PlatformProvisionIn,
+    PlatformProvisioningToken,
     PlatformStaticToken,
     PlatformUnclaimIn,
+    ProvisionIn,
+    ProvisioningOut,
     StaticTokenPage,
     TokenOut,
     claimed_out,
     platform_claimed,
     platform_device_token,
+    platform_provisioning,
     platform_token,
+    provisioning_out,
     token_out,
 )
 from backend.inject.static_tokens import csv_export
@@ -109,6 +115,12 @@ class InjectController(Controller):
         """Claim a device without a screen: its serial and the PIN of the claim window it opened."""
         return claimed_out(await inject.claims.claim_headless(data.serial, data.pin, data.name))
 
+    @post("/provisioning", guards=[CLAIM], status_code=HTTP_201_CREATED)
+    async def provisioning(self, data: JSONBody[ProvisionIn], inject: Inject) -> ProvisioningOut:
+        """A Wi-Fi provisioning token: the device that first connects with it becomes the caller's."""
+        issued = await inject.provisioning.issue(data.template_id, data.name)
+        return provisioning_out(issued, inject.runtime.settings.mqtt_port)
+
     @post("/devices/{device_id:int}/unclaim", guards=[CLAIM], status_code=HTTP_204_NO_CONTENT)
     async def unclaim(self, device_id: FromPath[int], inject: Inject) -> None:
         """Give a claimed device back to its manufacturer; its data here is erased."""
@@ -150,6 +162,15 @@ class PlatformDeviceTokenController(Controller):
     async def revoke(self, device_id: DeviceId, inject: Inject) -> None:
         """End the auth token of ``deviceId`` now, until one is reissued."""
         await inject.device_tokens.revoke(device_id)
+
+    @post("/provisioning-token", guards=[CLAIM], status_code=HTTP_201_CREATED)
+    async def provisioning_token(
+        self, data: JSONBody[PlatformProvisionIn], inject: Inject
+    ) -> PlatformProvisioningToken:
+        """A Wi-Fi provisioning token for a device of ``templateId`` named ``name``, in ``orgId``
+        for ``userId``: the device that first connects with it becomes theirs."""
+        issued = await inject.provisioning.issue(data.templateId, data.name, data.orgId, data.userId)
+        return platform_provisioning(issued)
 
     @get("/tokens", guards=[VIEW_TOKENS])
     async def tokens(self, template_id: TemplateId, inject: Inject) -> list[PlatformDeviceToken]:

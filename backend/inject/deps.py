@@ -14,6 +14,7 @@ from backend.access.scope import Scope
 from backend.audit.services import AuditService
 from backend.devices.signals import DeviceSignals
 from backend.inject.claims import Claims
+from backend.inject.provisioning import Provisioning
 from backend.inject.static_tokens import StaticTokens
 from backend.inject.throttle import ClaimThrottle
 from backend.inject.tokens import DeviceTokens
@@ -48,6 +49,11 @@ class InjectServices:
     @cached_property
     def device_tokens(self) -> DeviceTokens:
         return DeviceTokens(self.session, self.scope, self.audit, self.runtime.secrets)
+
+    @cached_property
+    def provisioning(self) -> Provisioning:
+        minutes = self.runtime.settings.provisioning_token_minutes
+        return Provisioning(self.session, self.scope, self.audit, self.runtime.secrets, minutes)
 
     @cached_property
     def claims(self) -> Claims:

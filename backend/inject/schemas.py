@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from backend.inject.claims import Claimed
+from backend.inject.provisioning import ProvisioningToken
 from backend.inject.static_tokens import Issued, StaticToken
 from backend.inject.tokens import DeviceToken
 
@@ -172,3 +173,36 @@ class PlatformDeviceToken(msgspec.Struct):
 
 def platform_device_token(t: DeviceToken) -> PlatformDeviceToken:
     return PlatformDeviceToken(t.device_id, t.name, t.org_id, t.token)
+
+
+class ProvisionIn(msgspec.Struct, forbid_unknown_fields=True):
+    template_id: int
+    name: str
+
+
+class ProvisioningOut(msgspec.Struct):
+    token: str
+    expires_at: str
+    template_public: str
+    mqtt_port: int
+
+
+class PlatformProvisionIn(msgspec.Struct, forbid_unknown_fields=True):
+    templateId: int  # noqa: N815
+    name: str
+    orgId: int | None = None  # noqa: N815
+    userId: int | None = None  # noqa: N815
+
+
+class PlatformProvisioningToken(msgspec.Struct):
+    token: str
+    expiresAt: int  # noqa: N815
+    templateId: str  # noqa: N815
+
+
+def provisioning_out(p: ProvisioningToken, mqtt_port: int) -> ProvisioningOut:
+    return ProvisioningOut(p.token.value, p.expires_at.isoformat(), p.template_public, mqtt_port)
+
+
+def platform_provisioning(p: ProvisioningToken) -> PlatformProvisioningToken:
+    return PlatformProvisioningToken(p.token.value, int(p.expires_at.timestamp() * 1000), p.template_public)

@@ -43,3 +43,32 @@
     }
   });
 })();
+
+// Add a device over Wi-Fi: ask for a provisioning token, then show it with the command that
+// hands it to the device (all as text).
+(function () {
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target.closest("form[data-provision]");
+    if (!form) return;
+    ev.preventDefault();
+    const error = form.querySelector(".form-error");
+    error.textContent = "";
+    try {
+      const made = await window.openblynk.api("POST", "/api/inject/provisioning", {
+        template_id: parseInt(form.elements.template_id.value, 10),
+        name: form.elements.name.value,
+      });
+      const steps = document.getElementById("provision-steps");
+      steps.querySelector("[data-provision-token]").textContent = made.token;
+      const until = steps.querySelector("[data-provision-until]");
+      until.textContent = new Date(made.expires_at).toLocaleString();
+      until.setAttribute("datetime", made.expires_at);
+      steps.querySelector("[data-provision-command]").textContent =
+        `openblynk provision --token ${made.token} --ssid "YOUR-WIFI" --password "…" ` +
+        `--server ${window.location.hostname} --port ${made.mqtt_port}`;
+      steps.hidden = false;
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  });
+})();

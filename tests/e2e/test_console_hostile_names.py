@@ -435,6 +435,8 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     expect(page.locator("table[data-static-tokens]")).to_contain_text(n["meta_value"])
     _visit(page, f"{base}/claim", "claim")
     expect(page.locator("table[data-claimed]")).to_contain_text("-alert-")
+    _visit(page, f"{base}/provision", "provision")
+    expect(page.locator("form[data-provision] select[name=template_id]")).to_contain_text(n["template"])
 
     # organizations, users, roles, the account
     for path, key in (("/orgs", "org"), ("/users", "user"), ("/roles", "role"), ("/account", "user")):

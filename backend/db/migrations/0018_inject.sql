@@ -48,3 +48,19 @@ CREATE TABLE claim_window (
     pin_hmac         bytea NOT NULL,
     until            timestamptz NOT NULL
 );
+
+-- Wi-Fi provisioning (Blynk Edgent): a short-lived token a signed-in user asks for, for a
+-- template and a device name; the device that first connects with it becomes that user's, in
+-- their organization. Kept as HMAC and Fernet, as device tokens.
+CREATE TABLE provisioning_token (
+    id               bigserial PRIMARY KEY,
+    token_hmac       bytea NOT NULL UNIQUE,
+    token_encrypted  text NOT NULL,
+    org_id           bigint NOT NULL REFERENCES organization(id) ON DELETE CASCADE,
+    template_id      bigint NOT NULL REFERENCES template(id) ON DELETE CASCADE,
+    owner_id         bigint REFERENCES app_user(id) ON DELETE CASCADE,
+    name             text NOT NULL,
+    expires_at       timestamptz NOT NULL,
+    device_id        bigint REFERENCES device(id) ON DELETE SET NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);

@@ -1107,6 +1107,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/inject/static-tokens/labels.svg"): S(
         template=I(lambda w, o, c: G("/api/inject/static-tokens/labels.svg", template_id=spare_static(o)))
     ),
+    ("GET", "/provision"): Route(SESSION),
+    ("POST", "/api/inject/provisioning"): S(
+        template=I(
+            lambda w, o, c: Call(
+                "POST", "/api/inject/provisioning", json={"template_id": o.template, "name": f"Wifi {c.name}"}
+            ),
+            own=201,
+        )
+    ),
     ("POST", "/api/inject/claim/headless"): S(
         note="the serial and the PIN of a window the device opened are the credential "
         "(tests/integration/backend/test_inject_static_tokens.py)"
@@ -1308,6 +1317,30 @@ ROUTES: dict[tuple[str, str], Route] = {
             lambda w, o, c: Call(
                 "POST", f"{V1}/static-tokens/claim", json={"token": spare_code(c, "v1-claim-user"), "userId": o.member}
             )
+        ),
+    ),
+    ("POST", f"{V1}/device/provisioning-token"): B(
+        template=I(
+            lambda w, o, c: Call(
+                "POST", f"{V1}/device/provisioning-token", json={"templateId": o.template, "name": "Wifi v1"}
+            ),
+            own=201,
+        ),
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/provisioning-token",
+                json={"templateId": c.template, "name": "Wifi v1 org", "orgId": o.org},
+            ),
+            own=201,
+        ),
+        user=I(
+            lambda w, o, c: Call(
+                "POST",
+                f"{V1}/device/provisioning-token",
+                json={"templateId": c.template, "name": "Wifi v1 user", "userId": o.member},
+            ),
+            own=201,
         ),
     ),
     ("POST", f"{V1}/static-tokens/claim-headless"): B(

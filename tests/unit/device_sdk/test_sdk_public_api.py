@@ -24,6 +24,9 @@ PUBLIC_NAMES = [
     "InvalidTokenError",
     "NotConnectedError",
     "OtaAgent",
+    "Provisioned",
+    "ProvisioningServer",
+    "WifiNetwork",
     "__version__",
 ]
 
