@@ -3,13 +3,14 @@ once; after the leader is killed the other takes over and catches up the runs mi
 (within the misfire grace time).
 
 The second app has its own MQTT client id (``OPENBLYNK_MQTT_CLIENT_ID``): two apps with the same
-persistent session would knock each other off the broker. The second app tries for the
-scheduler's lock every 4 s, so one-off automations fall due while no process leads.
+persistent session would knock each other off the broker. The second app is held stopped while
+the first is killed, so one-off automations fall due while no process leads.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,8 @@ from tests.support.net import wait_for
 pytestmark = pytest.mark.slow
 COUNT = 8
 SPACING_S = 2
+GAP_S = 3
+"""How long no process leads: the second app is stopped (SIGSTOP) while the first is killed."""
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def world(pg_server: str, template_db: str) -> Iterator[EngineStack]:
 def test_each_scheduled_automation_runs_once_across_a_leader_kill(world: EngineStack) -> None:
     first = world.apps[0]
     wait_for(lambda: first.health()["scheduler_leader"], 30, message="the first app to lead")
-    second = world.start_app(name="app-2", mqtt_client_id="openblynk-app-2", scheduler_retry_seconds="4")
+    second = world.start_app(name="app-2", mqtt_client_id="openblynk-app-2")
     assert second.health()["scheduler_leader"] is False
     device = world.devices[0].id
     start = datetime.now(UTC) + timedelta(seconds=3)
@@ -44,7 +47,10 @@ def test_each_scheduled_automation_runs_once_across_a_leader_kill(world: EngineS
         for n in range(COUNT)
     ]
     wait_for(lambda: all(world.runs(i) for i in ids[:2]), 30, message="the first runs, in the first app")
+    second.proc.proc.send_signal(signal.SIGSTOP)  # no process leads for a while, whatever the timing
     first.proc.stop(signal.SIGKILL)
+    time.sleep(GAP_S)  # one-off automations fall due meanwhile
+    second.proc.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: second.health()["scheduler_leader"], 30, message="the second app to take over")
     wait_for(lambda: all(world.runs(i) for i in ids), 60, message="every automation to run")
     with world.db() as conn:  # nothing is left to fire: no run can come twice later
