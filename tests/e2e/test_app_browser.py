@@ -124,7 +124,8 @@ def test_a_user_installs_the_app_and_uses_it_on_a_phone(
     errors = no_page_errors(page)
 
     # installable: the service worker registers and, once active, controls the page
-    page.wait_for_function("navigator.serviceWorker.controller !== null || (location.reload(), false)", polling=1000)
+    assert page.evaluate("navigator.serviceWorker.ready.then((r) => r.active.scriptURL)").endswith("/app/sw.js")
+    page.wait_for_function("navigator.serviceWorker.controller !== null")  # clients.claim() on activation
     assert page.evaluate("navigator.serviceWorker.controller.scriptURL").endswith("/app/sw.js")
     expect(page.locator(".tabs a")).to_have_count(4)
     tab_heights = page.evaluate("[...document.querySelectorAll('.tabs a')].map(a => a.getBoundingClientRect().height)")

@@ -456,6 +456,30 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
         [f"{n['ds0']} (V0)", f"{n['ds1']} (V1)", f"{n['ds2']} (V2)", f"{n['ds5']} (V5)"]
     )
 
+    # the app (issue #19): device list and search, a device's live values and timeline, scenes,
+    # notifications and the add form's template picker, all built as text
+    _visit(page, f"{base}/app#/devices", "app-devices")
+    page.get_by_role("searchbox", name="Search devices").fill(n["device"][:30])
+    expect(page.locator("#devices a.row")).to_have_count(1)
+    expect(page.locator(f'a.row[data-device="{did}"]')).to_contain_text(n["device"])
+    page.locator(f'a.row[data-device="{did}"]').click()
+    expect(page.locator("#app-title")).to_have_text(n["device"])
+    expect(page.locator('[data-datastream="5"] h3')).to_have_text(n["ds5"])
+    expect(page.locator('[data-datastream="0"]')).to_contain_text(n["units"])
+    expect(page.locator('output[data-pin="5"]')).to_have_text(n["value"])
+    expect(page.locator("#timeline")).to_contain_text(n["logged"])
+    expect(page.locator("body")).to_have_attribute("data-live", "connected")
+    with httpx.Client(base_url=base, timeout=10) as http:
+        _ok(http.get("/external/api/update", params={"token": seeded.token, "V5": n["live"]}))
+    expect(page.locator('output[data-pin="5"]')).to_have_text(n["live"])
+    shot(page, "hostile-app-device")
+    _visit(page, f"{base}/app#/scenes", "app-scenes")
+    expect(page.locator("#scenes")).to_contain_text(n["scene"])
+    _visit(page, f"{base}/app#/notifications", "app-notifications")
+    expect(page.locator("#notifications")).to_contain_text(n["event"])
+    _visit(page, f"{base}/app#/add", "app-add")
+    expect(page.get_by_label("Template").locator("option", has_text=n["template"])).to_have_count(1)
+
     # notifications: the logged event notified the admins (the bell's count, the list, the form)
     _visit(page, f"{base}/notifications", "notifications")
     expect(page.locator("#notifications")).to_contain_text(n["event"])
