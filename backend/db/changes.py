@@ -15,7 +15,9 @@ Payloads on channel ``openblynk_changes``: ``device:<id>``, ``device:<id>:revoke
 ``oauth_client:<id>:revoked`` (a client was revoked: the broker ends its gateway logins),
 ``template:<id>``, ``automation:<id>`` (an automation changed: every process's engine reloads it),
 ``automation_run:<id>`` (a run waits: the scheduler's leader schedules its resumption), ``user:<id>``, ``role:<id>``, ``org:<id>``, and ``notice:<user id>`` (a new
-in-app notification for that user: the console's bell, ``backend.notifications``).
+in-app notification for that user: the console's bell, ``backend.notifications``), and
+``activated:<device id>`` (the broker process made a device for a Wi-Fi provisioning token: the
+app tells its ``DeviceSignals``, ``backend.inject.activation``).
 
 This is a bottom module: the areas that change things (devices, templates, accounts, orgs,
 platform_api) send notices with :func:`notify`, and the processes hand :class:`ChangeListener`
@@ -39,7 +41,19 @@ from backend.tasks import cancel
 log = logging.getLogger(__name__)
 CHANNEL = "openblynk_changes"
 KINDS = frozenset(
-    {"device", "template", "user", "role", "org", "notice", "automation", "automation_run", "webhook", "oauth_client"}
+    {
+        "device",
+        "template",
+        "user",
+        "role",
+        "org",
+        "notice",
+        "automation",
+        "automation_run",
+        "webhook",
+        "oauth_client",
+        "activated",
+    }
 )
 
 

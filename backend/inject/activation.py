@@ -10,12 +10,15 @@ organization instead (:func:`materialize`, used by both).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.engine import Database
 from backend.db.sql import execute, fetch_one, fetch_unique
+from backend.devices.signals import DeviceSignals
 from backend.errors import ConflictError
 
 log = logging.getLogger(__name__)
@@ -117,6 +120,7 @@ class StaticActivation:
             return None
         device_id = int(made["id"])
         await execute(session, "UPDATE provisioning_token SET device_id = :d WHERE id = :id", d=device_id, id=row["id"])
+        await notify(session, Change("activated", device_id))  # the app's DeviceSignals hear it (activation_listener)
         await AuditService(session).record(
             None,
             int(row["org_id"]),
@@ -128,3 +132,15 @@ class StaticActivation:
             owner_id=row["owner_id"],
         )
         return device_id
+
+
+def activation_listener(signals: DeviceSignals) -> Callable[[Change], Awaitable[None]]:
+    """For the app's change listener: a device activated in the broker process (a provisioning
+    token's first connection) is told to the app's :class:`DeviceSignals` (webhooks, automations).
+    A claim tells them directly, in the request's process."""
+
+    async def apply(change: Change) -> None:
+        if change.kind == "activated":
+            signals.activated(change.id)
+
+    return apply

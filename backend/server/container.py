@@ -38,6 +38,7 @@ from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
 from backend.history.writer import HistoryWriter
 from backend.ingest.service import IngestService, app_subscriptions, replica_client_id
+from backend.inject.activation import activation_listener
 from backend.inject.windows import ClaimWindows
 from backend.integrations.feed import DeviceFeed
 from backend.integrations.wiring import IntegrationRuntime
@@ -191,6 +192,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         webhooks.triggers.apply,
         automations.apply,
         feed.apply,
+        activation_listener(signals),
     )
     device_api = DeviceApiService(
         registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from device_sdk import Device, InvalidTokenError, ProvisioningServer, WifiNetwork
@@ -160,6 +161,10 @@ def test_a_device_provisioned_over_its_access_point_lands_in_its_users_account(
     assert cli.returncode == 0, cli.stderr
     assert "device says: Trying to connect..." in cli.stdout
 
+    # the app hears of the activation through a change notice (the device is made in the broker)
+    notices = psycopg.connect(w.acc.config.database_url, autocommit=True)
+    notices.execute("LISTEN openblynk_changes")
+
     # the device's side: join the network, connect with the token it was given
     config = server.wait(10)
     wifi.join(config.ssid, config.password)
@@ -179,6 +184,12 @@ def test_a_device_provisioned_over_its_access_point_lands_in_its_users_account(
 
         row = wait_for(lambda: (r := made()) and r[3] and r[4] and r, message="the provisioned device online")
     assert row == (w.user_org, w.user.me["id"], w.template, True, "1.2.3")
+    with w.acc.db() as db:
+        found = db.execute("SELECT id FROM device WHERE name = 'Garden'").fetchone()
+    assert found is not None
+    heard = [n.payload for n in notices.notifies(timeout=5, stop_after=50) if n.payload.startswith("activated:")][:1]
+    notices.close()
+    assert heard == [f"activated:{found[0]}"]
     listed = _ok(w.user.get("/api/devices"), 200)
     assert "Garden" in [d["name"] for d in listed["content"]]
     with w.acc.db() as db:

@@ -8,7 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from backend.db.changes import Change
+from backend.devices.signals import DeviceSignals
 from backend.errors import ValidationError
+from backend.inject.activation import activation_listener
 from backend.inject.codes import ClaimCode
 from backend.inject.labels import claim_link, label_sheet
 from backend.inject.static_tokens import Issued, StaticToken
@@ -69,3 +72,14 @@ def test_the_device_library_proves_a_claim_window_as_the_server_checks_it() -> N
     assert claim_proof(ClaimCode.generate().value, pin) != doc["proof"]
     with pytest.raises(ValueError):
         claim_open_payload(code, pin, 601)
+
+
+async def test_an_activation_notice_reaches_the_apps_device_signals() -> None:
+    signals = DeviceSignals()
+    heard: list[int] = []
+    signals.on_activated(heard.append)
+    listener = activation_listener(signals)
+    await listener(Change("device", 7))
+    await listener(Change("activated", 8))
+    assert heard == [8]
+    assert Change.decode("activated:8") == Change("activated", 8)
