@@ -17,10 +17,10 @@ it watches and the keys it was given (its user, role and organization).
 
 The feed sees what this process ingests and writes. With several app replicas each ingests
 a share of the devices (the broker's shared subscription ``$share/openblynk-app/...`` gives
-all of one device's messages to one replica), so a page served by replica B does not see live
-values of a device replica A ingests (its latest values and charts come from the database); a
-cross-process feed of watched devices' values is not built yet. One app process, the default
-deployment, needs nothing more. Access changes already reach every replica.
+all of one device's messages to one replica); ``backend.devices.live_relay`` then carries the
+events of the devices other replicas' pages watch (:meth:`LiveFeed.attach` of a stand-in,
+:meth:`LiveFeed.deliver` on the receiving side). One app process, the default deployment,
+needs nothing more. Access changes already reach every replica.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ Key = tuple[str, int]
 
 class Subscription:
     """The changes of some devices, as JSON-able dicts, in order."""
+
+    local = True
+    """False for the live relay's stand-ins for other replicas."""
 
     def __init__(self, feed: LiveFeed, device_ids: frozenset[int], keys: frozenset[Key]) -> None:
         self.feed = feed
@@ -138,6 +141,21 @@ class LiveFeed:
         event = {**event, "device": device_id}
         for sub in list(subs):
             sub.offer(event)
+
+    def deliver(self, device_id: int, event: dict[str, Any]) -> None:
+        """Hand a change another replica relayed to this process's own subscribers only
+        (``backend.devices.live_relay``: never relayed again)."""
+        for sub in list(self._by_device.get(device_id, ())):
+            if sub.local:
+                sub.offer(event)
+
+    def attach(self, sub: Subscription) -> None:
+        """Index a subscription made elsewhere (the relay's stand-ins for other replicas)."""
+        self._index(sub, sub.device_ids, sub.keys)
+
+    def locally_watched(self) -> frozenset[int]:
+        """The devices this process's own subscriptions watch (stand-ins left out)."""
+        return frozenset(d for d, subs in self._by_device.items() if any(sub.local for sub in subs))
 
     async def apply(self, change: Change) -> None:
         """Mark stale the subscriptions a change notice concerns (a ``ChangeListener`` handler)."""

@@ -33,6 +33,7 @@ from backend.devices.auth import SERVICE_USERNAME
 from backend.devices.context import DeviceServices
 from backend.devices.data import DataService
 from backend.devices.latest import LatestValues
+from backend.devices.live_relay import LiveRelay
 from backend.devices.registry import DeviceRegistry
 from backend.devices.signals import DeviceSignals
 from backend.history.maintenance import Retention, maintain
@@ -112,6 +113,8 @@ class Runtime:
     """The notifications of logged device events (template events' settings)."""
     integrations: IntegrationRuntime
     """Integration clients' device feed and writes (README, "Bridging and integrations")."""
+    live_relay: LiveRelay | None
+    """The live feed across app replicas (only with ``OPENBLYNK_REPLICA`` set)."""
 
 
 async def _maintain(pool: AsyncConnectionPool, retention: Retention) -> None:
@@ -234,6 +237,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         notices=notices,
         event_notifications=event_notifications,
         integrations=integrations,
+        live_relay=LiveRelay(database_url, data.live, mqtt_client_id) if settings.replica else None,
     )
 
 

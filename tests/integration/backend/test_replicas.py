@@ -10,6 +10,7 @@ printed (``-s``), and only values sent before the kill can be among them.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -17,8 +18,10 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from broker._shared import member_for
+from tests.support.accounts import Api
 from tests.support.automation_stack import App, EngineStack, engine_stack
 from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice, PahoDevice
@@ -135,3 +138,31 @@ def test_two_replicas_split_the_ingest_and_the_survivor_takes_over(
     )
     assert duplicates <= sum(sent_at_kill)  # only what the killed replica had taken can come twice
     wait_for(lambda: second.health()["scheduler_leader"], 30, message="the survivor to lead the scheduler")
+
+
+def test_a_console_page_on_one_replica_shows_values_another_ingests(
+    world: EngineStack, paho_device: ConnectDevice
+) -> None:
+    infos = provision(world.config.database_url, thermostat_doc(devices=DEVICES)).devices
+    name = splitting_name([info.id for info in infos])
+    second = world.start_app(name="app-b", replica=name)
+    members = ["svc:openblynk-app-a", f"svc:openblynk-app-{name}"]
+    info = next(i for i in infos if member_for(f"d/{i.id}/ds/Temperature", members) == members[0])
+    with Api(second.config.base_url) as api:  # the page is served by the replica that does not ingest it
+        api.login("admin@test.local", "admin-password-123")
+        cookie = "; ".join(f"{k}={v}" for k, v in api.cookies.items())
+    url = f"ws://127.0.0.1:{second.config.http_port}/live?devices={info.id}"
+    with ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
+        assert json.loads(ws.recv(10)) == {"type": "hello", "devices": [info.id]}
+        device = paho_device(world.config, info, subscribe=False)
+        message: dict[str, object] = {}
+        for value in range(1, 30):  # until the first replica has heard that the page watches it
+            device.publish("ds/Temperature", str(value), qos=1)
+            try:
+                message = json.loads(ws.recv(0.5))
+            except TimeoutError:
+                continue
+            if message["type"] == "value":
+                break
+        assert (message["type"], message["pin"], message["origin"]) == ("value", 0, "device")
+        assert float(str(message["value"])) >= 1  # one of the values sent
