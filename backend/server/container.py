@@ -185,7 +185,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         webhooks.sender,
         workers=settings.automation_workers,
     )
-    feed = DeviceFeed(db.pool, signals, mqtt)  # integration clients' device feed
+    feed = DeviceFeed(db.pool, signals, mqtt, registry)  # integration clients' device feed
     # live: console sockets' access; webhooks: the triggers' index of enabled webhooks; automations: reloads
     changes = ChangeListener(
         database_url,

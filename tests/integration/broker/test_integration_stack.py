@@ -18,6 +18,7 @@ import pytest
 from _broker_harness import Paho, eventually
 
 from tests.support.accounts import AccountsStack, Api, start_accounts_stack
+from tests.support.provision import provision_async, thermostat_doc
 from tests.support.tenants import TwoTenants, two_tenants
 
 REFUSED = 0x80
@@ -154,3 +155,18 @@ async def test_wrong_credentials_get_connack_4_and_count_toward_the_login_limit(
     other = await connect(user, secret, client_id="elsewhere")
     assert [c.connack for c in [*refused, throttled]] == [BAD_LOGIN] * (LOGIN_LIMIT + 1)
     assert other.connack == "Success"
+
+
+async def test_a_device_made_later_joins_the_feed_when_it_comes_online(world: World, connect: Any) -> None:
+    doc = thermostat_doc(devices=1)
+    doc["templates"] = []  # the world's template
+    doc["devices"] = [{**d, "template": world.t.a.device.template} for d in doc["devices"]]
+    made = (await provision_async(world.acc.config.database_url, doc)).devices[0]
+    with world.acc.db() as db:  # into A without a change notice, as a new device arrives
+        db.execute("UPDATE device SET org_id = %s WHERE id = %s", (world.t.a.org, made.id))
+    ia = await connect(*login(world, "A"), client_id="node-red-new")
+    assert await ia.subscribe(f"dev/{made.id}/#", qos=1) == [1]
+    device = await connect("device", made.token, client_id="new-thermostat")
+    assert (await ia.received(f"dev/{made.id}/online", 10)).payload == b"1"
+    await device.publish("ds/Temperature", "19.5", qos=1)
+    assert (await ia.received(f"dev/{made.id}/ds/Temperature", 10)).payload == b"19.5"
