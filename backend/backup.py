@@ -11,7 +11,8 @@ A backup runs while the system runs: pg_dump reads one snapshot of the database 
 blocking writers, and the files are copied after it, so every firmware image and upload the
 dump names is in the tar (firmware files are named by their SHA-256 and never rewritten). The
 tar is written next to FILE and renamed into place when complete, readable by its owner only:
-it holds the secret key and every device token's key.
+it holds the secret key and every device token's key. When that disk fills up, the partial tar
+and the dump are removed and the command fails with "the disk is full" (exit code 2).
 
 A restore refuses a data directory that is not empty (and a configured database that has
 tables), checks every member against the manifest before anything is placed, puts the files
@@ -23,6 +24,7 @@ then migrates it: a backup of an older version comes back as the current one.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import importlib.metadata
 import io
@@ -41,7 +43,7 @@ import psycopg
 
 from backend.db.embedded import bin_dir
 from backend.db.migrate import current_version
-from backend.errors import ConfigError, DatabaseError
+from backend.errors import ConfigError, DatabaseError, StorageFullError, disk_full
 from backend.runtime import database, prepare
 from backend.settings import Settings
 
@@ -58,6 +60,16 @@ def backup(settings: Settings, url: str, target: Path, say: Say) -> None:
     """Write the database and the data directory's files to the tar ``target``."""
     target = target.resolve()
     partial = target.with_name(f".{target.name}.partial")
+    try:
+        _write(settings, url, target, partial, say)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)  # never a half-written backup next to FILE
+        if disk_full(exc):
+            raise StorageFullError(f"the backup {target.name}", f"the file system of {target.parent}") from None
+        raise
+
+
+def _write(settings: Settings, url: str, target: Path, partial: Path, say: Say) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".openblynk-backup-") as tmp:
         dump = Path(tmp) / DUMP
         say("dumping the database (pg_dump: one consistent snapshot)...")
@@ -190,6 +202,8 @@ def _sha256(path: Path) -> str:
 def _tool(name: str, *args: str) -> None:
     """Run the embedded PostgreSQL release's ``name`` (pg_dump, pg_restore)."""
     result = subprocess.run([str(bin_dir() / name), *args], capture_output=True, text=True)
+    if result.returncode != 0 and "No space left on device" in result.stderr:
+        raise OSError(errno.ENOSPC, f"{name}: No space left on device")
     if result.returncode != 0:
         first = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[0]
         raise DatabaseError(f"{name} failed: {first}")

@@ -10,6 +10,7 @@ OpenBlynkError
 ├── RateLimitedError       too many attempts; ``retry_after`` seconds to wait (429)
 │   └── NotificationLimitError  the organization's hourly e-mail notification limit is spent
 ├── MailError              an e-mail could not be handed to the SMTP server (503)
+├── StorageFullError       the disk holding the data directory is full (507); nothing was kept
 └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
     │                      (also what a value the database refuses becomes: text with NUL)
     └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
@@ -18,6 +19,8 @@ OpenBlynkError
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class OpenBlynkError(Exception):
@@ -67,6 +70,22 @@ class NotificationLimitError(RateLimitedError):
 
 class MailError(OpenBlynkError):
     """An e-mail could not be handed to the configured SMTP server."""
+
+
+class StorageFullError(OpenBlynkError):
+    """The file system of the data directory has no space left (ENOSPC, or the user's quota is
+    used up: EDQUOT); what was being written was removed. Answered HTTP 507 Insufficient Storage."""
+
+    def __init__(self, what: str, where: str = "the file system of the server's data directory") -> None:
+        super().__init__(
+            f"the disk is full: {what} could not be stored. Nothing was kept; free space on {where} "
+            "(or grow it), then try again"
+        )
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` is the operating system saying the file system (or quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class ValidationError(OpenBlynkError):

@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from backend import errors as e
 from backend.device_api.common import DailyQuota, Query, first
 from backend.device_api.services import DeviceApiService
-from backend.errors import BlynkApiError, BlynkLimitError
+from backend.errors import BlynkApiError, BlynkLimitError, StorageFullError, disk_full
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +134,15 @@ class UploadService:
     async def _receive(self, device_id: int, boundary: str, body: AsyncIterator[bytes]) -> Received:
         """Parse the body as it comes, writing the ``upfile`` part to a temporary file."""
         folder = self.dir / str(device_id)
-        folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".upload-{secrets.token_hex(8)}"
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             return await self._parse(tmp, boundary, body)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if disk_full(exc):
+                log.warning("disk full: device %s's upload to %s was refused (%s)", device_id, folder, exc)
+                raise StorageFullError("the uploaded file") from None
             raise
 
     async def _parse(self, tmp: Path, boundary: str, body: AsyncIterator[bytes]) -> Received:

@@ -8,14 +8,17 @@ twice, or by two organizations, is stored once). The signing key is a PEM file
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from backend.errors import StorageFullError, disk_full
 from ota import ImageDigest, ImageScanner
 
+log = logging.getLogger(__name__)
 _SHA_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -54,20 +57,23 @@ class FirmwareFiles:
         return self.dir / sha256_hex
 
     async def receive(self, body: AsyncIterator[bytes], max_bytes: int) -> tuple[Path, ImageDigest]:
-        """Stream ``body`` to a temporary file while hashing it; raises FirmwareError (the
-        temporary file is removed then)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Stream ``body`` to a temporary file while hashing it; raises FirmwareError, or
+        StorageFullError when the disk is full (the temporary file is removed then)."""
         tmp = self.dir / f".upload-{secrets.token_hex(8)}"
         scanner = ImageScanner(max_bytes)
         try:
+            self.dir.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as out:
                 async for chunk in body:
                     if chunk:
                         scanner.update(chunk)
                         out.write(chunk)
             return tmp, scanner.finish()
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if disk_full(exc):
+                log.warning("disk full: a firmware upload to %s was refused (%s)", self.dir, exc)
+                raise StorageFullError("the firmware image") from None
             raise
 
     def keep(self, tmp: Path, digest: ImageDigest) -> Path:

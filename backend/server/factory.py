@@ -26,6 +26,7 @@ from backend.errors import (
     OpenBlynkError,
     PermissionDeniedError,
     RateLimitedError,
+    StorageFullError,
     ValidationError,
 )
 from backend.server.lifespan import app_lifespan
@@ -75,6 +76,7 @@ _STATUS: tuple[tuple[type[OpenBlynkError], int], ...] = (
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (MailError, 503),
+    (StorageFullError, 507),  # Insufficient Storage: the data directory's disk is full
     (RateLimitedError, 429),
     (ValidationError, 400),
     (BlynkApiError, 400),
