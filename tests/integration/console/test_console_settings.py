@@ -117,6 +117,24 @@ def test_oauth2_clients_page_lists_clients_without_their_secrets(world: World) -
     assert "revoked" in a.get("/oauth2-clients").text
 
 
+def test_oauth2_clients_page_shows_may_use_mqtt_and_the_topics(world: World) -> None:
+    a = world.t.a.admin
+    made = a.post("/api/oauth2/clients", json={"name": "Node-RED", "permissions": [], "mqtt_enabled": True})
+    assert made.status_code == 201, made.text
+    client = made.json()["client"]
+    page = a.get("/oauth2-clients").text
+    assert f'data-mqtt-toggle="{client["id"]}" checked' in page
+    assert f"integration:{client['client_id']}" in page
+    assert "dev/&lt;device id&gt;/set/&lt;datastream&gt;" in page and "dev/&lt;device token&gt;/downlink/#" in page
+    r = a.put(f"/api/oauth2/clients/{client['id']}/mqtt", json={"mqtt_enabled": False})
+    assert r.status_code == 200 and r.json()["mqtt_enabled"] is False, r.text
+    page = a.get("/oauth2-clients").text
+    assert f'data-mqtt-toggle="{client["id"]}" checked' not in page and f"integration:{client['client_id']}" not in page
+    assert (
+        world.t.b.admin.put(f"/api/oauth2/clients/{client['id']}/mqtt", json={"mqtt_enabled": True}).status_code == 404
+    )
+
+
 def test_a_datastream_exports_its_range_as_csv(world: World) -> None:
     a, device = world.t.a.admin, world.t.a.device
     with world.acc.db() as db:
