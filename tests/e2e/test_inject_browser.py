@@ -4,6 +4,9 @@ tokens page and exports them; the README's example device runs with one (a real 
 flashed at the factory) and appears unclaimed; a customer of another organization opens the
 claim link of its label, names it and claims it, and finds it online on their device page.
 
+A second test walks a user through adding a device over Wi-Fi: the console gives the token and
+the command, which hands it to the device library in provisioning mode on loopback.
+
 Screenshots: ``.pytest-artifacts/console/inject-*.png``; with ``OPENBLYNK_README_SCREENSHOT=1``
 the claim page and the claimed device are also written to ``docs/`` for the README."""
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from device_sdk import Device, ProvisioningServer, WifiNetwork
 from tests.e2e.console_browser import ARTIFACTS, browser, no_page_errors, shot  # noqa: F401 (fixture)
 from tests.support.accounts import ROOT_ADMIN, USER, AccountsStack, invite_and_join, start_accounts_stack
 from tests.support.net import wait_for
@@ -114,7 +118,9 @@ def test_a_customer_claims_a_factory_flashed_device_in_the_console(
                 ).fetchone()
             return None if found is None else (int(found[0]), int(found[1]))
 
-        device_id, org = wait_for(online, timeout=30, message="the flashed device online")
+        seen = wait_for(online, timeout=30, message="the flashed device online")
+        assert seen is not None
+        device_id, org = seen
         assert org == maker_org
         page.reload()
         expect(page.locator(f'tr[data-token-id="{first["id"]}"]')).to_contain_text(f"#{device_id}")
@@ -151,3 +157,86 @@ def test_a_customer_claims_a_factory_flashed_device_in_the_console(
         maker.close()
         root.close()
     assert errors == []
+
+
+def test_the_console_walks_a_user_through_wi_fi_provisioning(
+    acc: AccountsStack,
+    browser: Browser,  # noqa: F811 (fixture)
+) -> None:
+    with acc.db() as db:
+        row = db.execute("SELECT id, public_id FROM template WHERE name = 'Thermostat'").fetchone()
+    if row is None:  # this module's first test imports it; alone, this test does
+        doc = json.loads((ROOT / "examples" / "thermostat.json").read_bytes())
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(provision, acc.config.database_url, doc).result()
+        with acc.db() as db:
+            row = db.execute("SELECT id, public_id FROM template WHERE name = 'Thermostat'").fetchone()
+    assert row is not None
+    public_id = str(row[1])
+    root = acc.login(*ROOT_ADMIN)
+    flat = root.post("/api/orgs", json={"name": "Flat"}).json()["id"]
+    invite_and_join(acc, root, flat, "tenant@example.com", USER, password="a-good-password-1").close()
+    root.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors = no_page_errors(page)
+    _sign_in(page, acc, "tenant@example.com", "a-good-password-1", then="/provision")
+    form = page.locator("form[data-provision]")
+    form.get_by_label("Template").select_option(label="Thermostat")
+    form.get_by_label("Device name").fill("Bedroom")
+    form.get_by_role("button", name="Get a provisioning token").click()
+    steps = page.locator("#provision-steps")
+    expect(steps).to_be_visible()
+    token = page.locator("[data-provision-token]").inner_text()
+    assert len(token) == 32
+    expect(page.locator("[data-provision-command]")).to_contain_text(f"openblynk provision --token {token}")
+    shot(page, "inject-provision")
+
+    # the device in provisioning mode; the command the page shows, run from this computer
+    server = ProvisioningServer(_NoWifi(), template_id=public_id, firmware_version="1.0.0", host="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.address
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from backend.cli import main; sys.exit(main())",
+                "provision",
+                "--device",
+                f"http://{host}:{port}",
+                "--token",
+                token,
+                "--ssid",
+                "Flat",
+                "--server",
+                "127.0.0.1",
+            ],
+            cwd=ROOT,
+            env=acc.config.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cli.returncode == 0, cli.stderr
+        config = server.wait(10)
+    finally:
+        server.stop()
+    with Device(config.token, config.host, config.port, template_id=public_id, keepalive=30):
+        page.goto(f"{acc.base_url}/devices")
+        expect(page.locator("#device-rows")).to_contain_text("Bedroom")
+        expect(page.locator("#device-rows [data-presence]").first).to_have_text("Online")
+    context.close()
+    assert errors == []
+
+
+class _NoWifi:
+    """The device's Wi-Fi in a test: nothing in range, joining is a no-op."""
+
+    def scan(self) -> list[WifiNetwork]:
+        return []
+
+    def join(self, ssid: str, password: str) -> None:
+        return None
