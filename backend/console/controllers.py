@@ -19,6 +19,7 @@ from backend.access.permissions import Permission as P
 from backend.console.context import ConsoleServices
 from backend.console.dashboards import DashboardIn
 from backend.console.export import export_csv
+from backend.console.menu import DeviceMenu
 from backend.console.schemas import (
     DashboardOut,
     DeviceCreatedOut,
@@ -28,6 +29,8 @@ from backend.console.schemas import (
     LinesOut,
     MetaIn,
     MetaOut,
+    PingOut,
+    SentOut,
     SeriesOut,
     TemplateCreateIn,
     TemplateOut,
@@ -265,6 +268,23 @@ class ConsoleDeviceController(Controller):
             [b.max for b in s.buckets],
             [b.avg for b in s.buckets],
         )
+
+    @post("/{device_id:int}/ping", guards=[CONTROL_DEVICES], status_code=HTTP_200_OK)
+    async def ping(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> PingOut:
+        """Ping the device; the answer is the round trip the broker measured (409 offline or no answer)."""
+        return PingOut((await DeviceMenu(con.devices).ping(device_id)).rtt_ms)
+
+    @post("/{device_id:int}/reboot", guards=[CONTROL_DEVICES], status_code=HTTP_200_OK)
+    async def reboot(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> SentOut:
+        """Ask the device to restart (409 when it is offline: the command would be lost)."""
+        await DeviceMenu(con.devices).reboot(device_id)
+        return SentOut("reboot")
+
+    @delete("/{device_id:int}", guards=[requires(P.DEVICES_EDIT)], status_code=HTTP_200_OK)
+    async def delete_device(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> SentOut:
+        """Delete the device with its data; its token stops working and a connection ends."""
+        await DeviceMenu(con.devices).delete(device_id)
+        return SentOut("delete")
 
     @get("/{device_id:int}/export", guards=[VIEW_DEVICES])
     async def export(

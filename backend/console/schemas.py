@@ -118,3 +118,15 @@ class TimelineOut(msgspec.Struct):
     code: str | None
     type: str | None
     description: str | None
+
+
+class PingOut(msgspec.Struct):
+    """A ping's round trip as the broker measured it."""
+
+    rtt_ms: float
+
+
+class SentOut(msgspec.Struct):
+    """A device command that was sent (or done, for ``delete``)."""
+
+    sent: str

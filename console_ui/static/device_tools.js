@@ -1,8 +1,41 @@
-// A device's datastreams tab: "Export CSV" downloads the chosen datastream's raw points of a
-// time range (UTC) from /api/console/devices/<id>/export, streamed by the server.
+// A device's page: the actions menu's Ping (shows the round trip the broker measured) and Reboot;
+// on the Datastreams tab, "Export CSV" downloads the chosen datastream's raw points of a time
+// range (UTC) from /api/console/devices/<id>/export, streamed by the server. Text only.
 "use strict";
 
 (function () {
+  const { api } = window.openblynk;
+  const result = document.querySelector("[data-device-menu-result]");
+
+  function say(text, outcome) {
+    if (!result) return;
+    result.textContent = text;
+    result.dataset.outcome = outcome;
+  }
+
+  document.addEventListener("click", async (ev) => {
+    const ping = ev.target.closest("[data-device-ping]");
+    const reboot = ev.target.closest("[data-device-reboot]");
+    const button = ping || reboot;
+    if (!button) return;
+    if (reboot && !window.confirm(reboot.dataset.confirm)) return;
+    button.disabled = true;
+    say(ping ? "Pinging…" : "Sending…", "waiting");
+    try {
+      if (ping) {
+        const answer = await api("POST", `/api/console/devices/${ping.dataset.devicePing}/ping`);
+        say(`Round trip ${answer.rtt_ms.toFixed(1)} ms`, "ok");
+      } else {
+        await api("POST", `/api/console/devices/${reboot.dataset.deviceReboot}/reboot`);
+        say("Reboot sent", "ok");
+      }
+    } catch (err) {
+      say(err.message, "bad");
+    } finally {
+      button.disabled = false;
+    }
+  });
+
   const form = document.querySelector("form[data-export-form]");
   if (!form) return;
   const utc = (value) => (value.length === 16 ? `${value}:00` : value) + "Z";

@@ -1276,6 +1276,16 @@ ROUTES: dict[tuple[str, str], Route] = {
             )
         )
     ),
+    ("POST", "/api/console/devices/{device_id:int}/ping"): S(
+        device=I(lambda w, o, c: Call("POST", f"/api/console/devices/{spare_device(o, 'menu')}/ping"), own=409),
+        note="own 409: the spare device never connected (test_console_settings pings a real one)",
+    ),
+    ("POST", "/api/console/devices/{device_id:int}/reboot"): S(
+        device=I(lambda w, o, c: Call("POST", f"/api/console/devices/{spare_device(o, 'menu')}/reboot"), own=409),
+    ),
+    ("DELETE", "/api/console/devices/{device_id:int}"): S(
+        device=I(lambda w, o, c: Call("DELETE", f"/api/console/devices/{spare_device(o, 'menu-deleted')}"))
+    ),
     # ---- /api/v1/organization: the platform API (Bearer token)
     ("GET", V1): Route(BEARER, {"org": I(lambda w, o, c: G(V1, orgId=o.org))}, lists=lambda w, o, c: G(V1)),
     ("DELETE", V1): B(

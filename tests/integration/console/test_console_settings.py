@@ -14,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from backend.transfer.schemas import DeviceOut
 from tests.support.accounts import ADMIN, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.tenants import TwoTenants, two_tenants
 
 
@@ -162,3 +164,43 @@ def test_a_datastream_exports_its_range_as_csv(world: World) -> None:
     assert world.t.b.admin.get(url, params=window).status_code == 404
     page = a.get(f"/devices/{device.id}", params={"tab": "datastreams"}).text
     assert "data-export-form" in page and "/static/console/device_tools.js" in page
+
+
+def test_device_menu_pings_a_real_device_reboots_and_deletes(world: World, paho_device: ConnectDevice) -> None:
+    a, acc = world.t.a.admin, world.acc
+    made = a.post("/api/console/devices", json={"name": "Menu target", "template_id": world.t.template})
+    assert made.status_code == 201, made.text
+    info = DeviceOut(
+        name="Menu target", id=made.json()["id"], token=made.json()["token"], template="", template_id="", created=True
+    )
+    offline = a.post(f"/api/console/devices/{info.id}/ping")
+    assert offline.status_code == 409 and "offline" in offline.json()["error"]["message"]
+    device = paho_device(acc.config, info)
+    wait_for(lambda: a.get(f"/api/devices/{info.id}").json()["online"], message="the device online")
+
+    r = a.post(f"/api/console/devices/{info.id}/ping")  # paho acknowledges downlink/ping (QoS 1)
+    assert r.status_code == 200, r.text
+    rtt = r.json()["rtt_ms"]
+    assert isinstance(rtt, float) and rtt >= 0
+    topic, _ = device.next(topic_prefix="downlink/ping")
+    assert topic == "downlink/ping"
+    with acc.db() as db:
+        stored = db.execute("SELECT last_ping_ms FROM device WHERE id = %s", (info.id,)).fetchone()
+    assert stored is not None and stored[0] == rtt  # the broker's measurement, as stored by the ingest
+
+    assert a.post(f"/api/console/devices/{info.id}/reboot").json() == {"sent": "reboot"}
+    assert device.next(topic_prefix="downlink/reboot")[0] == "downlink/reboot"
+    actions = [e["action"] for e in a.get("/api/audit", params={"action": "device."}).json()["content"][:2]]
+    assert actions == ["device.reboot", "device.ping"]
+
+    b = world.t.b.admin
+    for call in (("POST", "ping"), ("POST", "reboot")):
+        assert b.request(call[0], f"/api/console/devices/{info.id}/{call[1]}").status_code == 404
+    assert b.delete(f"/api/console/devices/{info.id}").status_code == 404
+    staff = invite_and_join(acc, a, world.t.a.org, "menu-staff@example.com", 2)  # devices.edit, not tokens.edit
+    with staff:
+        page = staff.get(f"/devices/{info.id}").text
+        assert "data-device-ping" in page and "token/rotate" not in page
+    assert a.delete(f"/api/console/devices/{info.id}").json() == {"sent": "delete"}
+    assert a.get(f"/api/devices/{info.id}").status_code == 404
+    assert a.get("/api/audit", params={"action": "device.delete"}).json()["content"][0]["target_id"] == str(info.id)
