@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import File
@@ -30,7 +30,6 @@ from backend.access.permissions import Permission as P
 from backend.access.permissions import Principal
 from backend.console.context import ConsoleServices
 from backend.templates.models import Template
-from console_ui.render import page
 
 HERE = Path(__file__).resolve().parent
 APP_STATIC = HERE / "static" / "app"
@@ -116,11 +115,10 @@ def _control(kind: str, lo: float | None, hi: float | None) -> str:
 
 
 @get(SCOPE, opt=PUBLIC)
-async def app_shell(request: Request) -> Page:  # type: ignore[type-arg]
-    """The app's shell (no user data: the service worker keeps it for offline starts)."""
-    response = page(request, "app/shell.html", theme=THEME_LIGHT)
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+async def app_shell() -> Page:
+    """The app's shell (no user data: the service worker keeps it for offline starts). It uses
+    none of the console's npm files, so it is served even when an install lacks them."""
+    return Page(template_name="app/shell.html", context={"theme": THEME_LIGHT}, headers={"Cache-Control": "no-cache"})
 
 
 @get(f"{SCOPE}/sw.js", opt=PUBLIC)
