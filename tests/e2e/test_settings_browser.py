@@ -1,7 +1,8 @@
 """The organization settings pages and a device's CSV export in a real Chromium, at desktop and
 phone size (390x844): the actions log filtered as one types (htmx) with its CSV export; an OAuth2
 client made with chosen permissions, its secret shown once, then revoked; a datastream's range
-downloaded from the device's Datastreams tab. Screenshots go to
+downloaded from the device's Datastreams tab; a device's actions menu pinging a real (paho)
+device and showing the round trip, rebooting it, and deleting another device. Screenshots go to
 ``.pytest-artifacts/console/settings-*.png``."""
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from backend.transfer.schemas import DeviceOut
 from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_stack
+from tests.support.paho import ConnectDevice
 
 TIMEOUT_MS = 20_000  # a bound for waits, not a timing claim
 SIZES = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "height": 844}}
@@ -28,6 +31,8 @@ SIZES = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "he
 class Seeded:
     acc: AccountsStack
     device: int
+    token: str
+    template: int
     start: datetime
     """The first stored point's time (60 points, one a minute)."""
 
@@ -53,7 +58,7 @@ def seeded(pg_server: str, template_db: str) -> Iterator[Seeded]:
             f"{acc.base_url}/external/api/batch/update", params={"token": device["token"], "pin": "V0"}, json=points
         )
         assert r.status_code == 200, r.text
-        yield Seeded(acc, device["id"], start)
+        yield Seeded(acc, device["id"], device["token"], template["id"], start)
 
 
 @pytest.fixture(params=sorted(SIZES))
@@ -178,4 +183,39 @@ def test_a_datastream_range_downloads_as_csv(sized: tuple[Page, str], seeded: Se
     form.locator("input[name=end]").fill(seeded.start.strftime("%Y-%m-%dT%H:%M:%S"))
     form.get_by_role("button", name="Export CSV").click()
     expect(form.locator(".form-error")).to_have_text("Choose a range whose end is after its start.")
+    assert errors == []
+
+
+def test_the_actions_menu_pings_reboots_and_deletes(
+    sized: tuple[Page, str], seeded: Seeded, paho_device: ConnectDevice
+) -> None:
+    page, size = sized
+    errors = no_page_errors(page)
+    info = DeviceOut(
+        name="Cellar boiler", id=seeded.device, token=seeded.token, template="", template_id="", created=True
+    )
+    device = paho_device(seeded.acc.config, info)  # paho acknowledges downlink/ping (QoS 1)
+    page.goto(f"{seeded.acc.base_url}/devices/{seeded.device}")
+    expect(page.locator(f'[data-presence="{seeded.device}"]')).to_have_text("Online")
+    menu = page.locator("#device-menu")
+    menu.locator("summary").click()
+    menu.get_by_role("button", name="Ping").click()
+    result = menu.locator("[data-device-menu-result]")
+    expect(result).to_have_attribute("data-outcome", "ok")
+    expect(result).to_have_text(re.compile(r"^Round trip \d+\.\d ms$"))
+    shot(page, f"settings-device-menu-{size}")
+    assert device.next(topic_prefix="downlink/ping")[0] == "downlink/ping"
+    page.once("dialog", lambda d: d.accept())
+    menu.get_by_role("button", name="Reboot").click()
+    expect(result).to_have_text("Reboot sent")
+    assert device.next(topic_prefix="downlink/reboot")[0] == "downlink/reboot"
+
+    with seeded.acc.login(*ROOT_ADMIN) as api:
+        doomed = api.post("/api/console/devices", json={"name": f"Spare {size}", "template_id": seeded.template}).json()
+    page.goto(f"{seeded.acc.base_url}/devices/{doomed['id']}")
+    page.locator("#device-menu summary").click()
+    page.once("dialog", lambda d: d.accept())
+    page.locator("#device-menu").get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(re.compile(r"/devices$"))
+    expect(page.locator("main")).not_to_contain_text(f"Spare {size}")
     assert errors == []
