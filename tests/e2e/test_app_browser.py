@@ -2,7 +2,7 @@
 (390x844) and on a desktop, against the real broker and app: the manifest is valid and its icons
 resolve, the service worker registers and controls the page, the shell opens offline and says
 so; a user finds a device, opens it, switches its relay (a paho device receives the downlink),
-watches a value arrive live, sees the values greyed "offline since" when the network goes,
+watches a value arrive live (in its card and its chart), sees the values greyed "offline since" when the network goes,
 runs a scene, reads the bell's notification and adds a device with the manual token flow.
 Screenshots ``app-*.png`` under ``.pytest-artifacts/console/``."""
 
@@ -150,6 +150,11 @@ def test_a_user_installs_the_app_and_uses_it_on_a_phone(
     expect(page.locator("body")).to_have_attribute("data-live", "connected")
     device.publish("ds/Temperature", "21.5")
     expect(page.locator('output[data-pin="0"]')).to_have_text("21.5", timeout=TIMEOUT_MS)
+    chart = page.locator("#chart")  # the last hour of the first numeric datastream, live
+    expect(chart).to_have_attribute("data-last", "21.5", timeout=TIMEOUT_MS)
+    device.publish("ds/Temperature", "23.5")
+    expect(chart).to_have_attribute("data-last", "23.5", timeout=TIMEOUT_MS)
+    assert int(chart.get_attribute("data-points") or 0) >= 2
     relay = page.get_by_role("switch", name="Relay")
     expect(relay).to_have_attribute("aria-checked", "false")
     relay.click()

@@ -98,10 +98,12 @@
   // /live for the devices the current view shows; reconnects with a growing delay.
   let liveRetry = 1000;
   function watch(ids, onMessage) {
-    if (socket) { socket.onclose = null; socket.close(); socket = null; }
+    if (socket) { socket.onclose = null; socket.onmessage = null; socket.close(); socket = null; }
     if (!ids.length) { setLive("none"); return; }
+    if (document.body.dataset.live !== "closed") setLive("connecting");  // not live until this socket's hello
     const mine = openSocket(`/live?devices=${ids.join(",")}`, (msg) => {
       // live from the server's hello on: it is subscribed and has checked access by then
+      if (socket !== mine) return;
       if (msg.type === "hello") { liveRetry = 1000; setLive("connected"); } else onMessage(msg);
     }, (state) => {
       if (socket !== mine || state === "connected") return;
@@ -179,15 +181,74 @@
       h("p", {}, status, " ", h("span", { class: "muted" }, device.template)),
       device.datastreams.length ? cards : h("p", { class: "empty" }, "This device's template has no datastreams."),
       h("h2", { class: "section-title" }, "Timeline"), timeline);
+    const chart = liveChart(device);
+    if (chart) view().insertBefore(chart.element, timeline.previousSibling);
     watch([device.id], (msg) => {
       if (msg.type === "presence") presence(msg);
-      else if (msg.type === "value") showValue(msg.pin, msg.value);
+      else if (msg.type === "value") { showValue(msg.pin, msg.value); if (chart) chart.add(msg.pin, msg.value, msg.ts); }
     });
     const entries = await api("GET", `/api/console/devices/${id}/timeline?limit=50`);
     timeline.replaceChildren(...entries.map((e) => h("li", {},
       h("time", { datetime: e.ts }, new Date(e.ts).toLocaleString()), " · ", h("strong", {}, e.code || e.kind),
       e.description ? h("span", { class: "muted" }, " ", e.description) : null)));
     if (!entries.length) timeline.append(h("li", { class: "empty" }, "Nothing happened yet."));
+  }
+
+  // A chart of a numeric datastream: the last hour's averages (the console's history route),
+  // with each live value appended. Drawn as an SVG polyline (attributes only, no style).
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  function liveChart(device) {
+    const numeric = device.datastreams.filter((ds) => ds.type === "integer" || ds.type === "double");
+    if (!numeric.length) return null;
+    const select = h("select", { "aria-label": "Chart datastream" }, numeric.map((ds) => h("option", { value: ds.pin }, ds.name)));
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 300 100");
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("class", "chart");
+    svg.setAttribute("role", "img");
+    const line = document.createElementNS(SVG_NS, "polyline");
+    line.setAttribute("class", "chart-line");
+    svg.append(line);
+    const range = h("span", { class: "muted chart-range" });
+    const element = h("section", { class: "card chart-card", id: "chart", "data-points": "0" },
+      h("h3", {}, "Last hour"), select, svg, range, h("span", { class: "stale-note" }));
+    let points = [];
+    let pin = numeric[0].pin;
+    function draw() {
+      const end = Date.now();
+      const start = end - 3600e3;
+      points = points.filter((p) => p[0] >= start);
+      const ys = points.map((p) => p[1]);
+      const lo = Math.min(...ys);
+      const hi = Math.max(...ys);
+      const span = hi - lo || 1;
+      line.setAttribute("points", points.map((p) =>
+        `${((p[0] - start) / 3600e3 * 300).toFixed(1)},${(95 - (p[1] - lo) / span * 90).toFixed(1)}`).join(" "));
+      element.dataset.points = String(points.length);
+      element.dataset.last = points.length ? String(points[points.length - 1][1]) : "";
+      svg.setAttribute("aria-label", points.length ? `${points.length} points from ${lo} to ${hi}` : "no data in the last hour");
+      range.textContent = points.length ? `${lo} – ${hi}` : "No data in the last hour";
+    }
+    async function load() {
+      const end = Date.now();
+      const s = await api("GET", `/api/console/devices/${device.id}/history?pin=${pin}&start=${end - 3600e3}&end=${end}&points=120`);
+      const stored = s.t.map((t, i) => [t, s.avg[i]]).filter((p) => Number.isFinite(p[1]));
+      const last = stored.length ? stored[stored.length - 1][0] : -Infinity;
+      // values that arrived live while the history was read stay on the chart
+      points = stored.concat(points.filter((p) => p[0] > last));
+      draw();
+    }
+    select.addEventListener("change", () => { pin = parseInt(select.value, 10); points = []; load().catch((err) => toast(err.message, "bad")); });
+    load().catch((err) => toast(err.message, "bad"));
+    return {
+      element,
+      add(valuePin, value, ts) {
+        const y = parseFloat(value);
+        if (valuePin !== pin || !Number.isFinite(y)) return;
+        points.push([Number.isFinite(ts) ? ts : Date.now(), y]);
+        draw();
+      },
+    };
   }
 
   function card(device, ds, value) {
