@@ -18,7 +18,7 @@ from amqtt.session import OutgoingApplicationMessage, Session
 
 from broker._delivery import DeliveryBroker
 from broker._session import BrokerSession, Connection, Pending
-from broker._shared import SharedGroup, SharedSubscriptions, split_shared, sticky_key
+from broker._shared import SharedGroup, SharedSubscriptions, split_shared
 from broker.errors import InvalidTopicError
 from broker.presence import OfflineReason
 from broker.topics import (
@@ -156,7 +156,7 @@ class RoutingBroker(DeliveryBroker):
     def _deliver_shared(self, group: SharedGroup, message: Pending) -> bool:
         """Give one message to one member of ``group`` (``message.qos`` -1: the member's QoS),
         or keep it in the group's queue; False if it was dropped."""
-        picked = group.pick(sticky_key(message.topic))
+        picked = group.pick(message.topic)
         if picked is None:
             qos = message.qos if message.qos >= 0 else max(group.members.values(), default=QOS_0)
             if qos == QOS_0:
@@ -171,7 +171,7 @@ class RoutingBroker(DeliveryBroker):
     def _flush_shared(self, session: BrokerSession) -> None:
         """A member is (again) connected: its groups' queued messages go out."""
         for group in self.shared.member_groups(session):
-            while group.pending and group.pick(b"") is not None:
+            while group.pending and group.pick("") is not None:
                 self._deliver_shared(group, group.pending.popleft())
 
     def hand_over_shared(self, session: BrokerSession) -> int:

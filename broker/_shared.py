@@ -96,18 +96,19 @@ class SharedGroup:
     pending: deque[Pending] = field(default_factory=deque)
     """QoS 1/2 messages that found no connected member (bounded, see :meth:`SharedSubscriptions.queue`)."""
 
-    def pick(self, key: bytes) -> tuple[BrokerSession, int] | None:
-        """The connected member that ``key`` goes to (rendezvous hashing) with its QoS, or None."""
-        best: tuple[BrokerSession, int] | None = None
-        best_weight = -1
-        for session, qos in self.members.items():
-            connection = session.connection
-            if session.transitions.state != "connected" or connection is None or connection.closed:
-                continue
-            weight = _weight(key, (session.client_id or "").encode())
-            if weight > best_weight:
-                best, best_weight = (session, qos), weight
-        return best
+    def pick(self, topic: str) -> tuple[BrokerSession, int] | None:
+        """The connected member a message on ``topic`` goes to (rendezvous hashing of its
+        :func:`sticky_key`; no hashing while one member is connected) with its QoS, or None."""
+        connected = [
+            (session, qos)
+            for session, qos in self.members.items()
+            if session.transitions.state == "connected" and session.connection is not None
+            if not session.connection.closed
+        ]
+        if len(connected) < 2:
+            return connected[0] if connected else None
+        key = sticky_key(topic)
+        return max(connected, key=lambda member: _weight(key, (member[0].client_id or "").encode()))
 
     @property
     def persistent(self) -> bool:
