@@ -166,3 +166,29 @@ def test_a_console_page_on_one_replica_shows_values_another_ingests(
                 break
         assert (message["type"], message["pin"], message["origin"]) == ("value", 0, "device")
         assert float(str(message["value"])) >= 1  # one of the values sent
+
+
+def test_a_device_state_rule_fires_once_per_crossing_with_two_replicas(
+    world: EngineStack, paho_device: ConnectDevice
+) -> None:
+    """Each device's values reach one replica, so one rule state decides (with every value
+    reaching both, both replicas' rules fired: each crossing ran twice)."""
+    world.start_app(name="app-b", replica="b")
+    info = world.devices[0]
+    hot = world.add(
+        {"type": "device_state", "device_id": info.id, "pin": 0, "op": "gt", "value": 30},
+        [{"type": "control", "target": {"device_id": info.id}, "pin": 1, "value": "1"}],
+    )
+    marker = world.add(  # fires on the second label: every value before it has been evaluated
+        {"type": "device_state", "device_id": info.id, "pin": 2, "op": "changed"},
+        [{"type": "control", "target": {"device_id": info.id}, "pin": 1, "value": "0"}],
+    )
+    device = paho_device(world.config, info, subscribe=False)
+    device.publish("ds/Label", "a", qos=1)
+    for reading in ("35", "25", "40"):  # two crossings of 30
+        device.publish("ds/Temperature", reading, qos=1)
+    device.publish("ds/Label", "b", qos=1)
+    wait_for(lambda: len(world.runs(marker)) >= 1 and len(world.runs(hot)) >= 2, 30, message="the rules to fire")
+    wait_for(lambda: all(status != "running" for _, status, _ in world.runs(hot)), 30, message="runs to end")
+    assert [value for _, _, value in world.runs(hot)] == ["35.0", "40.0"]
+    assert len(world.runs(marker)) == 1
