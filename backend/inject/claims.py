@@ -25,10 +25,11 @@ from backend.access.scope import Scope
 from backend.audit.services import AuditService
 from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
-from backend.devices.admin import check_device_name
+from backend.devices.admin import DeviceAdmin, check_device_name
+from backend.devices.latest import LatestValues
 from backend.devices.signals import DeviceSignals
 from backend.errors import ConflictError, NotFoundError, PermissionDeniedError
-from backend.history.erase import erase_device_history
+from backend.history.writer import HistoryWriter
 from backend.inject.activation import DEFAULT_NAME, materialize, reset_meta
 from backend.inject.codes import ClaimCode
 from backend.inject.throttle import ClaimThrottle
@@ -60,6 +61,8 @@ class Claims:
         secrets: Secrets,
         throttle: ClaimThrottle,
         signals: DeviceSignals,
+        latest: LatestValues,
+        history: HistoryWriter,
     ) -> None:
         self.session = session
         self.scope = scope
@@ -68,6 +71,8 @@ class Claims:
         self.secrets = secrets
         self.throttle = throttle
         self.signals = signals
+        self.latest = latest
+        self.history = history
 
     async def claim(
         self, code_text: str, name: str | None = None, org_id: int | None = None, owner_id: int | None = None
@@ -166,6 +171,10 @@ class Claims:
             raise PermissionDeniedError("you may unclaim only the devices you own")
         if row["token_id"] is None or row["claimed_at"] is None:
             raise ConflictError("this device was not claimed with a static token")
+        # what its owner left goes first (values in memory too, rows on their way to the history)
+        await DeviceAdmin(self.session, self.scope, self.audit, self.secrets).clear(
+            device_id, self.latest, self.history
+        )
         await fetch_unique(
             self.session,
             f"""UPDATE device d SET org_id = s.org_id, owner_id = NULL, name = {DEFAULT_NAME}
@@ -180,8 +189,6 @@ class Claims:
             "UPDATE static_token SET claimed_org_id = NULL, owner_id = NULL, claimed_at = NULL WHERE id = :id",
             id=row["token_id"],
         )
-        await erase_device_history(self.session, device_id)
-        await execute(self.session, "DELETE FROM datastream_value WHERE device_id = :dev", dev=device_id)
         await reset_meta(self.session, int(row["token_id"]), device_id)
         await notify(self.session, Change("device", device_id))
         await self.audit.record(self.principal, row["org_id"], "device.unclaim", "device", device_id)

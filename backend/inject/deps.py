@@ -12,7 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.scope import Scope
 from backend.audit.services import AuditService
+from backend.devices.latest import LatestValues
 from backend.devices.signals import DeviceSignals
+from backend.history.writer import HistoryWriter
 from backend.inject.claims import Claims
 from backend.inject.provisioning import Provisioning
 from backend.inject.static_tokens import StaticTokens
@@ -29,6 +31,10 @@ class InjectRuntime:
     secrets: Secrets
     signals: DeviceSignals
     settings: Settings
+    latest: LatestValues
+    """Latest values, erased (in memory too) when a device is given back."""
+    history: HistoryWriter
+    """The history writer, settled before a given-back device's history is erased."""
 
 
 class InjectServices:
@@ -61,7 +67,8 @@ class InjectServices:
         throttle = ClaimThrottle(
             self.session, s.claim_failures_per_user, s.claim_failures_per_address, s.claim_failure_window_seconds
         )
-        return Claims(self.session, self.scope, self.audit, self.runtime.secrets, throttle, self.runtime.signals)
+        rt = self.runtime
+        return Claims(self.session, self.scope, self.audit, rt.secrets, throttle, rt.signals, rt.latest, rt.history)
 
 
 def provide_inject(

@@ -96,7 +96,7 @@ def app_dependencies() -> dict[str, Provide]:
         "data_api": _part(lambda rt: rt.data_api),
         "tls": _part(lambda rt: rt.tls),
         "mqtt_bridge": _part(lambda rt: rt.mqtt_bridge),
-        "inject_runtime": _part(lambda rt: InjectRuntime(rt.secrets, rt.signals, rt.settings)),
+        "inject_runtime": _part(lambda rt: InjectRuntime(rt.secrets, rt.signals, rt.settings, rt.latest, rt.history)),
         "webhook_sender": _part(lambda rt: rt.webhooks.sender),
         "notices": _part(lambda rt: rt.notices),
         "scene_runner": _part(lambda rt: rt.automations),

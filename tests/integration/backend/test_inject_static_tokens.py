@@ -187,13 +187,19 @@ def test_a_static_token_device_connects_unclaimed_then_a_customer_claims_it(
     assert _device(w, first["id"])["org_id"] == w.customer_org  # type: ignore[index]
 
     # unclaimed: back to M, unclaimed, its owner's values erased; the code claims once more
+    def stored() -> bool:  # the latest value written through (the writer coalesces)
+        with w.acc.db() as db:
+            got = db.execute("SELECT value FROM datastream_value WHERE device_id = %s", (found["id"],)).fetchall()
+        return got == [("22.5",)]
+
+    wait_for(stored, message="the latest value stored")
     _ok(w.customer.post(f"/api/inject/devices/{found['id']}/unclaim"), 204)
     back = _device(w, first["id"])
     assert back is not None and (back["org_id"], back["owner_id"]) == (w.maker_org, None)
     with w.acc.db() as db:
-        assert db.execute("SELECT count(*) FROM datastream_value WHERE device_id = %s", (found["id"],)).fetchone() == (
-            0,
-        )
+        left = db.execute("SELECT pin, value FROM datastream_value WHERE device_id = %s", (found["id"],)).fetchall()
+        assert left == [], left
+    assert "22.5" not in repr(_ok(w.maker.get(f"/api/console/devices/{found['id']}/values"), 200))
     again = _ok(w.stranger.post("/api/inject/claim", json={"code": first["claim_code"]}), 201)
     assert (again["org_id"], again["owner_id"]) == (w.stranger_org, w.stranger.me["id"])
 
