@@ -27,6 +27,7 @@ from backend.accounts.runtime import AccountsOf
 from backend.automations.deps import automations_dependencies
 from backend.console.context import console_dependencies
 from backend.errors import AuthenticationError, NotFoundError, OpenBlynkError, PermissionDeniedError
+from backend.locations.controllers import locations_dependencies
 from backend.notifications.deps import notifications_dependencies
 from backend.orgs.deps import orgs_dependencies
 from backend.webhooks.deps import webhooks_dependencies
@@ -39,6 +40,7 @@ from console_ui import (
     pages_developer,
     pages_devices,
     pages_inject,
+    pages_locations,
     pages_notifications,
     pages_org,
     pages_public,
@@ -93,6 +95,7 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
         *pages_automations.ROUTES,
         *pages_notifications.ROUTES,
         *pages_developer.ROUTES,
+        *pages_locations.ROUTES,
         *pages_app.ROUTES,
         live.live_socket,
         notices.notices_socket,
@@ -106,6 +109,7 @@ def console_pages(accounts: AccountsOf) -> list[Any]:
             **accounts_dependencies(),
             **orgs_dependencies(),
             **console_dependencies(),
+            **locations_dependencies(),
             **automations_dependencies(),
             **notifications_dependencies(),
             **webhooks_dependencies(),

@@ -1,8 +1,8 @@
 """The one catalogue of permissions, the built-in roles, and who is asking (:class:`Principal`).
 
 Permission names follow the groups of Blynk's Roles & Permissions page: permissions control,
-users, devices, auth tokens, templates, Blynk.Air, organizations, automations and the
-developer API. A role stores names from this catalogue; ``*`` (Admin only) means all of them.
+users, devices, auth tokens, templates, Blynk.Air, organizations, automations, locations and
+the developer API. A role stores names from this catalogue; ``*`` (Admin only) means all of them.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ class Permission(StrEnum):
     AUTOMATIONS_EDIT = "automations.edit"
     AUTOMATIONS_DELETE = "automations.delete"
     AUTOMATIONS_EXECUTE = "automations.execute"
+    # locations
+    LOCATIONS_VIEW = "locations.view"
+    LOCATIONS_EDIT = "locations.edit"
     # developer API
     API_CLIENTS = "api.clients"
     WEBHOOKS_VIEW = "webhooks.view"
@@ -96,6 +99,8 @@ DESCRIPTIONS: dict[Permission, str] = {
     Permission.AUTOMATIONS_EDIT: "change automations",
     Permission.AUTOMATIONS_DELETE: "delete automations",
     Permission.AUTOMATIONS_EXECUTE: "run automations and scenes",
+    Permission.LOCATIONS_VIEW: "see locations and the devices at each",
+    Permission.LOCATIONS_EDIT: "create, change and delete locations, and assign devices to them",
     Permission.API_CLIENTS: "manage OAuth2 clients of the platform API",
     Permission.WEBHOOKS_VIEW: "see webhooks and their delivery log",
     Permission.WEBHOOKS_EDIT: "create, change, test and delete webhooks (their secrets included)",

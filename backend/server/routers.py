@@ -39,6 +39,7 @@ from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
 from backend.inject.controllers import InjectController, PlatformDeviceTokenController, PlatformInjectController
 from backend.inject.deps import InjectRuntime
+from backend.locations.controllers import LocationController
 from backend.notifications.controllers import NotificationController
 from backend.notifications.deps import notifications_dependencies
 from backend.orgs.controllers import DeviceController, OrgController, TagController
@@ -119,6 +120,7 @@ def api_router() -> Router:
             list_permissions,
             audit_log,
             audit_export,
+            LocationController,
             OAuthClientController,
             OtaController,
             InjectController,

@@ -451,6 +451,17 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
         _ok(api.post("/api/oauth2/clients", json={"name": n["role"], "permissions": ["devices.view"]}), 201)
     _visit(page, f"{base}/oauth2-clients", "oauth2-clients")
     expect(page.locator("#client-rows")).to_contain_text(n["role"])
+    # locations (issue #19): a hostile name and address, a hostile device at it
+    with Api(base) as api:
+        api.login(*ROOT_ADMIN)
+        place = _ok(
+            api.post("/api/locations", json={"name": n["role"], "address": n["meta_value"][:300], "lat": 1, "lon": 2})
+        )
+        _ok(api.put(f"/api/locations/{place['id']}/devices", json={"device_ids": [did]}))
+    _visit(page, f"{base}/locations", "locations")
+    expect(page.locator("#location-rows")).to_contain_text(n["role"])
+    expect(page.locator("#location-rows")).to_contain_text(n["meta_value"][:300])
+    expect(page.locator(f"#location-{place['id']}")).to_contain_text(n["device"])
     _visit(page, f"{base}/devices/{did}?tab=datastreams", "device-export")
     expect(page.locator("[data-export-form] select[name=pin] option")).to_have_text(
         [f"{n['ds0']} (V0)", f"{n['ds1']} (V1)", f"{n['ds2']} (V2)", f"{n['ds5']} (V5)"]

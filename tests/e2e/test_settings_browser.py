@@ -219,3 +219,33 @@ def test_the_actions_menu_pings_reboots_and_deletes(
     expect(page).to_have_url(re.compile(r"/devices$"))
     expect(page.locator("main")).not_to_contain_text(f"Spare {size}")
     assert errors == []
+
+
+def test_a_location_is_made_given_a_device_and_deleted(sized: tuple[Page, str], seeded: Seeded) -> None:
+    page, size = sized
+    errors = no_page_errors(page)
+    _open_menu(page)
+    page.get_by_role("link", name="Locations").click()
+    expect(page).to_have_url(re.compile(r"/locations$"))
+    form = page.locator("#new-location form")
+    form.get_by_label("Name").fill(f"Riga {size}")
+    form.get_by_label("Address").fill("Brivibas iela 1")
+    form.get_by_label("Latitude").fill("56.9496")
+    form.get_by_label("Longitude").fill("24.1052")
+    form.get_by_label("Time zone").fill("Europe/Riga")
+    form.get_by_role("button", name="Create location").click()
+    row = page.locator("#location-rows tr", has_text=f"Riga {size}")
+    expect(row).to_contain_text("56.94960, 24.10520")
+    expect(row.locator("[data-location-count]")).to_have_text("0")
+    location_id = row.get_attribute("data-location")
+    card = page.locator(f"#location-{location_id}")
+    card.get_by_label("Cellar boiler").check()
+    card.get_by_role("button", name="Save devices").click()
+    expect(row.locator("[data-location-count]")).to_have_text("1")
+    shot(page, f"settings-locations-{size}")
+    page.reload()
+    expect(page.locator(f"#location-{location_id}").get_by_label("Cellar boiler")).to_be_checked()
+    page.once("dialog", lambda d: d.accept())
+    page.locator(f'tr[data-location="{location_id}"]').get_by_role("button", name="Delete").click()
+    expect(page.locator(f'tr[data-location="{location_id}"]')).to_have_count(0)
+    assert errors == []

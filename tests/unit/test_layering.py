@@ -75,6 +75,7 @@ AREAS = frozenset(
         "backend.ota",
         "backend.console",
         "backend.audit",
+        "backend.locations",
         "backend.transfer",
         "backend.automations",
         "backend.notifications",

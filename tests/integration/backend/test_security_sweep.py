@@ -311,6 +311,12 @@ def spare_device(o: Tenant, key: str) -> int:
     return int(o.spare(key, lambda: make_device(o.admin, o.template, f"{key} {o.marker}")[0]))
 
 
+def spare_location(o: Tenant, key: str) -> int:
+    """A location of the tenant's organization (made once per key), named with its marker."""
+    body = {"name": f"{key} {o.marker}", "lat": 56.95, "lon": 24.1}
+    return int(o.spare(key, lambda: _ok(o.admin.post("/api/locations", json=body), 201)["id"]))
+
+
 def spare_static(o: Tenant) -> int:
     """Static tokens of the tenant's template (made once); the template's id."""
 
@@ -972,6 +978,51 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("DELETE", "/api/oauth2/clients/{client_pk:int}"): S(
         client=I(lambda w, o, c: Call("DELETE", f"/api/oauth2/clients/{spare_client(o, 'revoked')}"))
+    ),
+    # ---- locations (issue #19)
+    ("GET", "/locations"): Route(SESSION, lists=lambda w, o, c: (spare_location(o, "loc"), G("/locations"))[1]),
+    ("GET", "/api/locations"): Route(
+        SESSION,
+        {"org": I(lambda w, o, c: G("/api/locations", org_id=o.org))},
+        lists=lambda w, o, c: (spare_location(o, "loc"), G("/api/locations"))[1],
+    ),
+    ("POST", "/api/locations"): S(
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/locations",
+                json={"name": f"Made {c.name} {o.marker}", "lat": 1, "lon": 2, "org_id": o.org},
+            ),
+            own=201,
+        )
+    ),
+    ("GET", "/api/locations/{location_id:int}"): S(
+        location=I(lambda w, o, c: G(f"/api/locations/{spare_location(o, 'loc')}"))
+    ),
+    ("PUT", "/api/locations/{location_id:int}"): S(
+        location=I(
+            lambda w, o, c: Call(
+                "PUT",
+                f"/api/locations/{spare_location(o, 'loc')}",
+                json={"name": f"loc {o.marker}", "lat": 3, "lon": 4},
+            )
+        )
+    ),
+    ("DELETE", "/api/locations/{location_id:int}"): S(
+        location=I(lambda w, o, c: Call("DELETE", f"/api/locations/{spare_location(o, 'deleted-loc')}"))
+    ),
+    ("GET", "/api/locations/{location_id:int}/devices"): S(
+        location=I(lambda w, o, c: G(f"/api/locations/{spare_location(o, 'loc')}/devices"))
+    ),
+    ("PUT", "/api/locations/{location_id:int}/devices"): S(
+        location=I(
+            lambda w, o, c: Call("PUT", f"/api/locations/{spare_location(o, 'loc')}/devices", json={"device_ids": []})
+        ),
+        device=I(
+            lambda w, o, c: Call(
+                "PUT", f"/api/locations/{spare_location(c, 'loc')}/devices", json={"device_ids": [o.device]}
+            )
+        ),
     ),
     # ---- organization settings pages (issue #19): the actions log and its CSV, OAuth2 clients
     ("GET", "/api/audit/export"): Route(
@@ -1803,6 +1854,7 @@ def test_every_route_refuses_a_caller_without_credentials(world: World) -> None:
             ("{code:str}", "overheat"),
             ("{automation_id:int}", 1),
             ("{notification_id:int}", 1),
+            ("{location_id:int}", 1),
         ):
             url = url.replace(name, str(value))
         with httpx.Client(base_url=world.base_url, timeout=30) as anon:

@@ -30,6 +30,7 @@ def test_every_permission_is_described_and_named_by_group() -> None:
         "air",
         "orgs",
         "automations",
+        "locations",
         "api",
         "webhooks",
     }
