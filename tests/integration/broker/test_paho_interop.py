@@ -49,7 +49,7 @@ def suite_folder() -> Path:
     folder = os.environ.get(SUITE_ENV)
     if not folder or not (Path(folder) / "client_test.py").is_file():
         pytest.skip(
-            f"{SUITE_ENV} does not name a checkout of eclipse/paho.mqtt.testing's interoperability/ "
+            "PAHO_MQTT_TESTING does not name a checkout of eclipse/paho.mqtt.testing's interoperability/ "
             "(the suite is on no package registry this machine reaches); test_paho_interop_port.py runs its checks"
         )
     return Path(folder)

@@ -23,8 +23,10 @@ TOKEN = Settings(metrics_token="scrape-token-0123456789")
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1"])
-def test_loopback_may_read_without_a_token(host: str) -> None:
-    check_reader(_request(host), OPEN)
+def test_loopback_may_read_without_a_token_unless_one_is_set(host: str) -> None:
+    check_reader(_request(host), OPEN)  # raises if refused
+    with pytest.raises(AuthenticationError, match="OPENBLYNK_METRICS_TOKEN"):
+        check_reader(_request(host), TOKEN)  # once a token is set, loopback needs it too
 
 
 @pytest.mark.parametrize(
