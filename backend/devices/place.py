@@ -1,7 +1,8 @@
 """Where a device is and what time it is there (``get/loc/all``, ``get/utc/all/json``).
 
 The location is the device's Location datastream value when it has one (Blynk stores it as
-``lon, lat``), else its ``Location`` metadata; the time zone follows
+``lon, lat``), else the Location (``backend/locations``) it is assigned to, else its
+``Location`` metadata; the time zone follows
 :func:`backend.devices.timezones.resolve_zone`.
 """
 
@@ -32,6 +33,8 @@ async def lat_lon(device: DeviceInfo, data: DataService, meta: MetaService) -> t
                 except ValueError:
                     continue
                 return lat, lon
+    if device.location is not None:
+        return device.location
     return await meta.location(device)
 
 
@@ -41,8 +44,13 @@ def lat_lon_text(point: tuple[float, float]) -> str:
 
 
 async def device_zone(device: DeviceInfo, data: DataService, meta: MetaService) -> ZoneInfo:
-    """The device's time zone: location → Time Zone metadata → organization → UTC."""
+    """The device's time zone: its Location's zone → location → Time Zone metadata → organization → UTC."""
     tz_meta = await meta.value(device, device.meta[TIME_ZONE]) if TIME_ZONE in device.meta else ""
     return resolve_zone(
-        TzSources(lat_lon=await lat_lon(device, data, meta), meta_tz=tz_meta or None, org_tz=device.org_tz)
+        TzSources(
+            lat_lon=await lat_lon(device, data, meta),
+            meta_tz=tz_meta or None,
+            org_tz=device.org_tz,
+            location_tz=device.location_tz or None,
+        )
     )

@@ -44,6 +44,10 @@ class DeviceInfo:
     heartbeat_interval: int = 45
     offline_ignore_seconds: int = 0
     org_tz: str = "UTC"
+    location: tuple[float, float] | None = None
+    """(lat, lon) of the Location the device is assigned to (``backend/locations``), if any."""
+    location_tz: str = ""
+    """That Location's time zone (empty: the zone at its coordinates)."""
 
     def meta_by_id(self, field_id: int) -> MetaFieldSpec | None:
         """The metadata field with this ``metaFieldId``."""
@@ -51,8 +55,10 @@ class DeviceInfo:
 
 
 _DEVICE_SQL = """
-SELECT d.id, d.name, d.org_id, d.template_id, t.name, t.heartbeat_interval, t.offline_ignore_seconds, o.tz
+SELECT d.id, d.name, d.org_id, d.template_id, t.name, t.heartbeat_interval, t.offline_ignore_seconds, o.tz,
+       l.lat, l.lon, l.time_zone
 FROM device d JOIN template t ON t.id = d.template_id JOIN organization o ON o.id = d.org_id
+LEFT JOIN location l ON l.id = d.location_id
 WHERE {where}
 """
 _DS_SQL = """
@@ -174,4 +180,6 @@ class DeviceRegistry:
             heartbeat_interval=row[5],
             offline_ignore_seconds=row[6],
             org_tz=row[7],
+            location=None if row[8] is None else (float(row[8]), float(row[9])),
+            location_tz=row[10] or "",
         )

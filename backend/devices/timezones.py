@@ -1,7 +1,8 @@
 """Time zones of devices: resolution and the ``downlink/utc/all/json`` document (pure).
 
-Resolution order (reference §1.6): the device's location (lat/lon → zone with ``tzfpy`` when
-installed), its ``Time Zone`` metadata, its organization's zone, then UTC. A name that is not a
+Resolution order (reference §1.6): the time zone of the Location the device is assigned to (when
+it names one), the device's location (lat/lon → zone with ``tzfpy`` when installed), its
+``Time Zone`` metadata, its organization's zone, then UTC. A name that is not a
 known IANA zone is skipped, not an error.
 
 ``tz_rule`` is the POSIX TZ string, read from the footer line of the zone's TZif file (the
@@ -30,6 +31,7 @@ class TzSources:
     lat_lon: tuple[float, float] | None = None
     meta_tz: str | None = None
     org_tz: str | None = None
+    location_tz: str | None = None
 
 
 def zone_for(name: str | None) -> ZoneInfo | None:
@@ -54,8 +56,8 @@ def zone_at(lat: float, lon: float) -> str | None:
 
 
 def resolve_zone(sources: TzSources) -> ZoneInfo:
-    """The device's zone: location → Time Zone metadata → organization → UTC."""
-    candidates = []
+    """The device's zone: its Location's zone → location → Time Zone metadata → organization → UTC."""
+    candidates = [sources.location_tz]
     if sources.lat_lon is not None:
         candidates.append(zone_at(*sources.lat_lon))
     candidates += [sources.meta_tz, sources.org_tz]

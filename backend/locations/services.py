@@ -3,7 +3,9 @@
 A location belongs to one organization; a device of that organization may be assigned to at
 most one location (``device.location_id``, cleared when the location is deleted). A location's
 time zone is an IANA name, or empty for "the zone at its coordinates" (when ``tzfpy`` is
-installed; otherwise devices fall back to their own settings). Every change is audited.
+installed; otherwise devices fall back to their own settings). A device's place and time zone
+follow its location (``backend.devices.place``): each change tells the processes' device caches
+with a ``device`` change notice. Every change is audited.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.access.permissions import Principal
 from backend.access.scope import Scope
 from backend.audit.services import AuditService
+from backend.db.changes import Change, notify
 from backend.db.sql import execute, fetch_all, fetch_one, fetch_unique
 from backend.devices.timezones import zone_for
 from backend.errors import NotFoundError, ValidationError
@@ -89,6 +92,12 @@ class LocationService:
         self.principal: Principal = scope.principal
         self.audit = audit
 
+    async def _tell(self, where: str, **params: Any) -> None:
+        """Send a ``device`` change notice for each device ``where`` selects."""
+        rows = await fetch_all(self.session, f"SELECT id FROM device WHERE {where}", **params)  # noqa: S608
+        for row in rows:
+            await notify(self.session, Change("device", int(row["id"])))
+
     async def listing(self, org_id: int | None = None) -> list[Location]:
         """Locations of one organization of the scope, or of all of it, by name."""
         if org_id is not None:
@@ -134,6 +143,7 @@ class LocationService:
             id=location_id,
             **place.params(),
         )
+        await self._tell("location_id = :loc", loc=location_id)
         await self.audit.record(
             self.principal, found.org_id, "location.update", "location", location_id, name=place.name
         )
@@ -142,6 +152,7 @@ class LocationService:
     async def delete(self, location_id: int) -> None:
         """Delete a location; its devices are no longer assigned to any."""
         found = await self.get(location_id)
+        await self._tell("location_id = :loc", loc=location_id)
         await execute(self.session, "DELETE FROM location WHERE id = :id", id=location_id)
         await self.audit.record(
             self.principal, found.org_id, "location.delete", "location", location_id, name=found.name
@@ -170,6 +181,7 @@ class LocationService:
         )
         if len(rows) != len(wanted):
             raise NotFoundError("device not found (a location takes devices of its own organization)")
+        await self._tell("location_id = :loc OR id = ANY(:ids)", loc=location_id, ids=wanted)
         await execute(
             self.session,
             "UPDATE device SET location_id = NULL WHERE location_id = :loc AND NOT (id = ANY(:ids))",

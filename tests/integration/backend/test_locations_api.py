@@ -1,14 +1,18 @@
 """Locations (issue #19) against the real app and PostgreSQL: made, checked, changed and deleted
 in an organization, devices assigned (only the organization's own; a device moved away leaves
-its location), audited, and another tenant's locations answered as missing."""
+its location), audited, and another tenant's locations answered as missing; a device assigned
+to a location answers get/utc/all/json with the location's zone and get/loc/all with its place."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.accounts import STAFF, invite_and_join, start_accounts_stack
+from tests.support.net import wait_for
+from tests.support.paho import ConnectDevice
 from tests.support.tenants import TwoTenants, two_tenants
 
 RIGA = {"name": "Riga office", "address": "Brivibas iela 1", "lat": 56.9496, "lon": 24.1052, "time_zone": "Europe/Riga"}
@@ -89,3 +93,26 @@ def test_a_role_without_locations_is_refused(t: TwoTenants) -> None:
         assert staff.post("/api/locations", json=RIGA).status_code == 403
         assert 'href="/locations"' not in staff.get("/devices").text
     assert 'href="/locations"' in t.a.admin.get("/devices").text
+
+
+def test_a_device_takes_its_locations_place_and_time_zone(t: TwoTenants, paho_device: ConnectDevice) -> None:
+    a = t.a.admin
+    tokyo = a.post("/api/locations", json={"name": "Tokyo", "lat": 35.68, "lon": 139.69, "time_zone": "Asia/Tokyo"})
+    assert tokyo.status_code == 201, tokyo.text
+    device = paho_device(t.acc.config, t.a.device)
+    device.publish("get/utc/all/json", "")
+    before = json.loads(device.next(topic_prefix="downlink/utc/all/json")[1])
+    assert before["tz_name"] != "Asia/Tokyo"
+    assert (
+        a.put(f"/api/locations/{tokyo.json()['id']}/devices", json={"device_ids": [t.a.device.id]}).status_code == 200
+    )
+
+    def zone() -> str:
+        device.publish("get/utc/all/json", "")
+        return str(json.loads(device.next(topic_prefix="downlink/utc/all/json")[1])["tz_name"])
+
+    wait_for(lambda: zone() == "Asia/Tokyo", message="the device's zone to follow its location")  # a change notice
+    device.publish("get/loc/all", "")
+    assert device.next(topic_prefix="downlink/loc/all")[1] == b"35.68,139.69"
+    assert a.delete(f"/api/locations/{tokyo.json()['id']}").status_code == 200
+    wait_for(lambda: zone() == before["tz_name"], message="the zone back once the location is gone")

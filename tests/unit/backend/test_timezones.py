@@ -79,3 +79,10 @@ def test_resolution_order() -> None:
 def test_location_wins_over_metadata_and_organization() -> None:
     sources = TzSources(lat_lon=(53.3, -60.4), meta_tz="Asia/Tokyo", org_tz="Europe/Berlin")
     assert resolve_zone(sources).key == "America/Goose_Bay"
+
+
+def test_an_assigned_locations_zone_wins_and_an_unknown_one_is_skipped() -> None:
+    both = TzSources(meta_tz="Europe/Berlin", org_tz="UTC", location_tz="Asia/Tokyo")
+    assert resolve_zone(both).key == "Asia/Tokyo"
+    unknown = TzSources(meta_tz="Europe/Berlin", location_tz="Mars/Olympus")
+    assert resolve_zone(unknown).key == "Europe/Berlin"
