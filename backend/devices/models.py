@@ -52,6 +52,9 @@ class Device(SQLModel, table=True):
     created_at: datetime | None = Field(
         default=None, sa_type=DateTime(timezone=True), sa_column_kwargs={"server_default": text("now()")}
     )
+    location_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    """The device's location (``backend.locations``, migration 0020: a foreign key to ``location``,
+    a table with no model here, set to NULL when the location goes or the device moves away)."""
 
 
 class DatastreamValue(SQLModel, table=True):

@@ -34,6 +34,7 @@ count without being listed)."""
 
 ALLOWED_SKIPS = {
     "runs openblynk as root, as `make run` from /root does; this user is not root": "only root can run it; make test as a normal user cannot",
+    "mounting a tmpfs for a full disk needs root; this user is not root": "only root can mount; make test as a normal user cannot",
     "the local PGlite TimescaleDB build crashes on COPY FROM STDIN, so the history writer's binary COPY into "
     "the hypertable (raw rows and rollups) runs only against a real TimescaleDB server: set "
     "OPENBLYNK_TEST_TIMESCALE_URL": "a TimescaleDB server is not something make test can install",
