@@ -122,11 +122,15 @@ class ServiceClient:
         return len(self._inbox)
 
     async def start(self, timeout: float = 30.0) -> None:
-        """Connect (retrying until ``timeout``) and start the network thread."""
+        """Connect (retrying until ``timeout``), start the network thread and wait until the
+        broker has taken the subscriptions: once this returns, messages published from then on
+        reach this client (with several app replicas, this one is a member of the ingest's
+        shared subscription, so the broker counts it when it splits the devices)."""
         self._loop = asyncio.get_running_loop()
         self._client.connect_async(self._host, self._port, keepalive=30)
         self._client.loop_start()
         ok = await asyncio.to_thread(self._connected.wait, timeout)
+        ok = ok and await asyncio.to_thread(self.subscribed.wait, timeout)
         if not ok:
             await self.stop()
             raise ConnectionError(
