@@ -15,6 +15,7 @@ import queue
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import pytest
@@ -351,3 +352,35 @@ def _window(w: World, token_id: str) -> bool:
             "SELECT 1 FROM claim_window WHERE static_token_id = %s AND until > now()", (int(token_id),)
         ).fetchone()
     return row is not None
+
+
+def test_a_factory_makes_a_thousand_static_tokens_with_qr_labels_and_a_customer_claims_one(
+    world: World, paho_device: ConnectDevice
+) -> None:
+    """Issue #17's factory run at its own scale: 1,000 tokens in one request, the CSV and the
+    printable QR label sheet hold every one of them, one flashed device comes online unclaimed
+    and a customer claims it with the code printed on its label."""
+    w = world
+    factory = _template(w.maker, "Factory Lamp")
+    made = _ok(w.maker.post("/api/inject/static-tokens/generate", json={"template_id": factory, "count": 1000}), 201)
+    assert made["created"] == 1000
+    rows = _export(w, factory)
+    assert len(rows) == 1000
+    assert len({r["auth_token"] for r in rows}) == len({r["claim_code"] for r in rows}) == 1000
+    assert all(r["status"] == "UNCLAIMED" for r in rows)
+    sheet = _ok(w.maker.get("/api/inject/static-tokens/labels.svg", params={"template_id": factory}), 200)
+    root = ElementTree.fromstring(sheet)  # well-formed SVG
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    labels = root.findall("{http://www.w3.org/2000/svg}g")
+    assert len(labels) == 1000  # one group a label, each with its QR code and its code in text
+    printed = {t.text for g in labels for t in g.iter("{http://www.w3.org/2000/svg}text") if t.text}
+    assert {r["claim_code"] for r in rows} <= printed
+    assert all(g.find(".//{http://www.w3.org/2000/svg}path") is not None for g in labels)
+
+    chosen = rows[737]
+    paho_device(w.acc.config, _flashed(chosen["auth_token"]))
+    found = wait_for(lambda: (d := _device(w, chosen["id"])) and d["online"] and d, message="the device online")
+    assert (found["org_id"], found["owner_id"]) == (w.maker_org, None)
+    _ok(w.customer.post("/api/inject/claim", json={"code": chosen["claim_code"], "name": "Kitchen lamp"}), 201)
+    claimed = wait_for(lambda: (d := _device(w, chosen["id"])) and d["org_id"] == w.customer_org and d)
+    assert claimed["name"] == "Kitchen lamp" and claimed["owner_id"] is not None
