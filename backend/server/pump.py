@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from operator import attrgetter
 
 from backend.history.writer import AcksAfterCommit, HistoryWriter
 from backend.ingest.service import IngestService
@@ -64,9 +65,26 @@ def message_kind(topic: str) -> str:
     return "other"
 
 
+_KIND_OF_TOPIC: dict[str, str] = {}
+TOPIC_CACHE = 65_536
+"""Whole topics whose kind is remembered (a busy device's topic comes in every batch)."""
+_topic = attrgetter("topic")
+
+
 def _count_kinds(messages: Sequence[Message]) -> None:
-    """Count a batch's messages by kind (one counter update per kind, not per message)."""
-    for kind, count in Counter(message_kind(m.topic) for m in messages).items():
+    """Count a batch's messages by kind: the batch's topics are counted in C (a batch holds the
+    same few topics many times over), each distinct topic is given its kind once, and each kind
+    is one counter update. Classifying every message cost the ingest about 0.2 us a message."""
+    kinds: Counter[str] = Counter()
+    known = _KIND_OF_TOPIC.get
+    for topic, count in Counter(map(_topic, messages)).items():
+        kind = known(topic)
+        if kind is None:
+            kind = message_kind(topic)
+            if len(_KIND_OF_TOPIC) < TOPIC_CACHE:
+                _KIND_OF_TOPIC[topic] = kind
+        kinds[kind] += count
+    for kind, count in kinds.items():
         INGEST_MESSAGES.labels(kind).inc(count)
 
 

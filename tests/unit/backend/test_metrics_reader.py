@@ -7,11 +7,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from backend.errors import AuthenticationError, PermissionDeniedError
 from backend.server.metrics import check_reader
-from backend.server.pump import message_kind
+from backend.server.pump import _count_kinds, message_kind
 from backend.settings import Settings
+from backend.transport.mqtt import Message
 
 
 def _request(host: str, **headers: str) -> Any:
@@ -66,3 +68,17 @@ def test_with_a_token_only_the_token_opens_it_from_anywhere() -> None:
 )
 def test_messages_are_counted_under_a_bounded_set_of_kinds(topic: str, kind: str) -> None:
     assert message_kind(topic) == kind
+
+
+def test_a_batch_is_counted_by_kind_once_per_kind() -> None:
+    def total(kind: str) -> float:
+        return REGISTRY.get_sample_value("openblynk_ingest_messages_total", {"kind": kind}) or 0.0
+
+    kinds = ("value", "event", "sys_presence", "other")
+    before = {kind: total(kind) for kind in kinds}
+    topics = ["d/1/ds/Temperature"] * 3 + ["d/2/ds/Temperature", "d/2/ds/Humidity", "d/1/event/overheat"]
+    topics += ["sys/presence/1", "somewhere/else", "d/2/ds/Humidity"]
+    for _ in range(2):  # the second time from the remembered kinds
+        _count_kinds([Message(topic, b"1", 1, False) for topic in topics])
+    counted = {kind: total(kind) - before[kind] for kind in kinds}
+    assert counted == {"value": 12.0, "event": 2.0, "sys_presence": 2.0, "other": 2.0}
