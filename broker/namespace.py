@@ -24,9 +24,10 @@ Inside the namespace:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from broker.errors import InvalidTopicError
+from broker.topics import PrefixMount
 
 __all__ = [
     "FEED_PREFIX",
@@ -50,26 +51,16 @@ def _is_device_level(level: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Namespace:
-    """The ``o/<org_id>/`` prefix an organization's integration topics live under."""
+class Namespace(PrefixMount):
+    """The ``o/<org_id>/`` prefix an organization's integration topics live under
+    (``mount``: ``a/b`` -> ``o/7/a/b``)."""
 
     org_id: int
-    prefix: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.org_id <= 0:
             raise InvalidTopicError(f"org_id must be positive, got {self.org_id}")
         object.__setattr__(self, "prefix", f"o/{self.org_id}/")
-
-    def mount(self, relative: str) -> str:
-        """Client topic or filter -> broker topic (``a/b`` -> ``o/7/a/b``)."""
-        return self.prefix + relative
-
-    def unmount(self, topic: str) -> str | None:
-        """Broker topic -> client topic, or ``None`` if it is not this organization's."""
-        if topic.startswith(self.prefix) and len(topic) > len(self.prefix):
-            return topic[len(self.prefix) :]
-        return None
 
 
 def is_namespace_filter_allowed(raw_filter: str) -> bool:

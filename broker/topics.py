@@ -335,26 +335,34 @@ def is_device_filter_allowed(topic_filter: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class DeviceMount:
+class PrefixMount:
+    """A prefix a client's topics live under in the broker: a device's ``d/<id>/``
+    (:class:`DeviceMount`) or an organization's ``o/<id>/`` (``broker.namespace.Namespace``).
+    Subclasses set :attr:`prefix` in ``__post_init__``."""
+
+    prefix: str = field(init=False, repr=False, compare=False)
+
+    def mount(self, relative: str) -> str:
+        """Client topic or filter -> broker topic (``ds/T`` -> ``d/42/ds/T``)."""
+        return self.prefix + relative
+
+    def unmount(self, topic: str) -> str | None:
+        """Broker topic -> client topic, or ``None`` if it is not under this prefix."""
+        if topic.startswith(self.prefix) and len(topic) > len(self.prefix):
+            return topic[len(self.prefix) :]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMount(PrefixMount):
     """The ``d/<device_id>/`` prefix a device's session lives under."""
 
     device_id: int
-    prefix: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.device_id <= 0:
             raise InvalidTopicError(f"device_id must be positive, got {self.device_id}")
         object.__setattr__(self, "prefix", f"d/{self.device_id}/")
-
-    def mount(self, relative: str) -> str:
-        """Device-relative topic or filter -> broker topic (``ds/T`` -> ``d/42/ds/T``)."""
-        return self.prefix + relative
-
-    def unmount(self, topic: str) -> str | None:
-        """Broker topic -> device-relative topic, or ``None`` if it is not this device's."""
-        if topic.startswith(self.prefix) and len(topic) > len(self.prefix):
-            return topic[len(self.prefix) :]
-        return None
 
 
 GATEWAY_PREFIX = "dev/"
