@@ -1,4 +1,5 @@
-"""Fixtures for broker integration tests: our broker on a free port, tracked clients."""
+"""Fixtures for broker integration tests: our broker on a free port, tracked clients (and
+``connect``, tracked clients of a module's full ``world`` stack)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,20 @@ def raw(harness: Harness, clients: list[Any]) -> Callable[[], Any]:
         return connection
 
     return open_raw
+
+
+@pytest.fixture
+async def connect(world: Any) -> AsyncIterator[Any]:
+    """``await connect(username, password, expect=..., **paho)``: a tracked paho client of the
+    module's ``world`` stack (the real broker at ``world.acc.config.mqtt_port``), closed after
+    the test."""
+    made: list[Paho] = []
+
+    async def build(username: str, password: str, expect: str = "Success", **kwargs: Any) -> Paho:
+        client = Paho(world.acc.config.mqtt_port, username=username, password=password, **kwargs)
+        made.append(client)
+        return await client.connect(expect=expect)
+
+    yield build
+    for client in made:
+        await client.close()

@@ -10,13 +10,13 @@ and count toward the per-address login limit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from _broker_harness import Paho, eventually
+from _broker_harness import eventually
 
 from tests.support.accounts import ADMIN, AccountsStack, Api, invite_and_join, start_accounts_stack
 from tests.support.provision import provision_async, thermostat_doc
@@ -64,21 +64,6 @@ def world(pg_server: str, template_db: str) -> Iterator[World]:
         yield World(acc, t, tokens, clients, parent_admin)
         parent_admin.close()
         t.close()
-
-
-@pytest.fixture
-async def connect(world: World) -> AsyncIterator[Any]:
-    """``await connect(username, password, expect=..., **paho)``: a tracked paho client of the stack."""
-    made: list[Paho] = []
-
-    async def build(username: str, password: str, expect: str = "Success", **kwargs: Any) -> Paho:
-        client = Paho(world.acc.config.mqtt_port, username=username, password=password, **kwargs)
-        made.append(client)
-        return await client.connect(expect=expect)
-
-    yield build
-    for client in made:
-        await client.close()
 
 
 def creds(world: World, org: str) -> tuple[str, str]:

@@ -10,12 +10,12 @@ revoked client, or one whose "may use MQTT" is switched off, is disconnected.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from _broker_harness import Paho, eventually
+from _broker_harness import eventually
 
 from tests.support.accounts import AccountsStack, Api, start_accounts_stack
 from tests.support.provision import provision_async, thermostat_doc
@@ -61,21 +61,6 @@ def world(pg_server: str, template_db: str) -> Iterator[World]:
         }
         yield World(acc, t, tokens, clients)
         t.close()
-
-
-@pytest.fixture
-async def connect(world: World) -> AsyncIterator[Any]:
-    """``await connect(username, password, expect=..., **paho)``: a tracked paho client of the stack."""
-    made: list[Paho] = []
-
-    async def build(username: str, password: str, expect: str = "Success", **kwargs: Any) -> Paho:
-        client = Paho(world.acc.config.mqtt_port, username=username, password=password, **kwargs)
-        made.append(client)
-        return await client.connect(expect=expect)
-
-    yield build
-    for client in made:
-        await client.close()
 
 
 def login(world: World, name: str) -> tuple[str, str]:
