@@ -11,15 +11,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import queue
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import httpx
 import pytest
 
+import device_sdk
 from backend.inject.windows import claim_proof
 from backend.transfer.schemas import DeviceOut
 from device_sdk import Device
@@ -354,12 +359,10 @@ def _window(w: World, token_id: str) -> bool:
     return row is not None
 
 
-def test_a_factory_makes_a_thousand_static_tokens_with_qr_labels_and_a_customer_claims_one(
-    world: World, paho_device: ConnectDevice
-) -> None:
+def test_a_factory_makes_a_thousand_static_tokens_with_qr_labels_and_a_customer_claims_one(world: World) -> None:
     """Issue #17's factory run at its own scale: 1,000 tokens in one request, the CSV and the
-    printable QR label sheet hold every one of them, one flashed device comes online unclaimed
-    and a customer claims it with the code printed on its label."""
+    printable QR label sheet hold every one of them, the SDK's example device flashed with one
+    reports in unclaimed, and a customer claims it with the code printed on its label."""
     w = world
     factory = _template(w.maker, "Factory Lamp")
     made = _ok(w.maker.post("/api/inject/static-tokens/generate", json={"template_id": factory, "count": 1000}), 201)
@@ -378,9 +381,24 @@ def test_a_factory_makes_a_thousand_static_tokens_with_qr_labels_and_a_customer_
     assert all(g.find(".//{http://www.w3.org/2000/svg}path") is not None for g in labels)
 
     chosen = rows[737]
-    paho_device(w.acc.config, _flashed(chosen["auth_token"]))
-    found = wait_for(lambda: (d := _device(w, chosen["id"])) and d["online"] and d, message="the device online")
+    example = Path(device_sdk.__file__).parent / "examples" / "quickstart.py"  # three values, then off
+    env = {
+        **os.environ,
+        "BLYNK_AUTH_TOKEN": chosen["auth_token"],
+        "BLYNK_HOST": "127.0.0.1",
+        "BLYNK_PORT": str(w.acc.config.mqtt_port),
+    }
+    ran = subprocess.run([sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    found = wait_for(lambda: _device(w, chosen["id"]), message="the flashed device in the maker's organization")
     assert (found["org_id"], found["owner_id"]) == (w.maker_org, None)
+
+    def temperature_stored() -> bool:  # the latest values are written a few seconds after they came
+        with w.acc.db() as db:
+            row = db.execute("SELECT count(*) FROM datastream_value WHERE device_id = %s", (found["id"],)).fetchone()
+        return row == (1,)
+
+    wait_for(temperature_stored, 30, message="the example's Temperature stored")
     _ok(w.customer.post("/api/inject/claim", json={"code": chosen["claim_code"], "name": "Kitchen lamp"}), 201)
     claimed = wait_for(lambda: (d := _device(w, chosen["id"])) and d["org_id"] == w.customer_org and d)
     assert claimed["name"] == "Kitchen lamp" and claimed["owner_id"] is not None
