@@ -9,6 +9,7 @@ import asyncio
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,10 +112,10 @@ def _bodies(receiver: Receiver, path: str) -> list[dict[str, Any]]:
     return [json.loads(r.body) for r in receiver.requests if r.path == path]
 
 
-async def test_signals_fire_the_webhooks_of_the_devices_organization_and_above(
-    fresh_db: str, db: Database, receiver: Receiver
-) -> None:
-    ids = _world(fresh_db, receiver)
+@asynccontextmanager
+async def _triggers(db: Database) -> AsyncIterator[tuple[DeviceSignals, WebhookSender, WebhookTriggers]]:
+    """A process's webhook triggers on ``signals``, delivering to the loopback receiver; stopped
+    (and the signals unwatched) afterwards."""
     signals = DeviceSignals()
     sender = WebhookSender(
         db.pool, AddressGuard(allowed_networks=[ipaddress.ip_network("127.0.0.1/32")]), BOX, failure_limit=5
@@ -123,6 +124,17 @@ async def test_signals_fire_the_webhooks_of_the_devices_organization_and_above(
     await triggers.load()
     sender.start()
     try:
+        yield signals, sender, triggers
+    finally:
+        await triggers.stop()
+        await sender.stop()
+
+
+async def test_signals_fire_the_webhooks_of_the_devices_organization_and_above(
+    fresh_db: str, db: Database, receiver: Receiver
+) -> None:
+    ids = _world(fresh_db, receiver)
+    async with _triggers(db) as (signals, sender, triggers):
         assert signals.watched == {(ids["T"], 0), (ids["T"], ALL_PINS)}
         now = datetime.now(UTC)
         signals.values(  # as DataService.record tells them: plain rows, a Double as its number
@@ -153,9 +165,6 @@ async def test_signals_fire_the_webhooks_of_the_devices_organization_and_above(
         signals.values([_value(ids["dA"], ids["T"], 0, "30")])
         await sender.drain()
         assert len(_bodies(receiver, "/a-moisture")) == 1
-    finally:
-        await triggers.stop()
-        await sender.stop()
     assert signals.watched == set()
 
 
@@ -163,14 +172,7 @@ async def test_a_user_added_before_its_transaction_commits_is_still_delivered(
     fresh_db: str, db: Database, receiver: Receiver
 ) -> None:
     ids = _world(fresh_db, receiver)
-    signals = DeviceSignals()
-    sender = WebhookSender(
-        db.pool, AddressGuard(allowed_networks=[ipaddress.ip_network("127.0.0.1/32")]), BOX, failure_limit=5
-    )
-    triggers = WebhookTriggers(db.pool, signals, sender)
-    await triggers.load()
-    sender.start()
-    try:
+    async with _triggers(db) as (signals, sender, _triggers_running):
         async with await psycopg.AsyncConnection.connect(fresh_db) as conn:  # one open transaction
             row = await (
                 await conn.execute(
@@ -184,7 +186,4 @@ async def test_a_user_added_before_its_transaction_commits_is_still_delivered(
             await asyncio.sleep(0.6)  # the first lookups find nothing yet
             await conn.commit()
         await sender.drain()
-    finally:
-        await triggers.stop()
-        await sender.stop()
     assert [b["user"] for b in _bodies(receiver, "/a-user")] == ["late@a.test"]
