@@ -140,7 +140,7 @@ def test_a_customer_claims_a_factory_flashed_device_in_the_console(
         expect(mine).to_have_url(f"{acc.base_url}/devices/{device_id}?tab=info")
         expect(mine.get_by_role("heading", name="Living room")).to_be_visible()
         mine.goto(f"{acc.base_url}/devices/{device_id}")
-        expect(mine.locator(f'[data-presence="{device_id}"]').first).to_have_text("Online")
+        expect(mine.locator(f'[data-presence="{device_id}"]').first).to_have_text("Online", timeout=TIMEOUT_MS)
         expect(mine.locator(".widget-gauge .gv")).to_have_text(re.compile(r"^\d+\.\d °C$"))  # live in Home
         shot(mine, "inject-claimed")
         _readme_shot("inject-claimed")
@@ -227,7 +227,7 @@ def test_the_console_walks_a_user_through_wi_fi_provisioning(
     with Device(config.token, config.host, config.port, template_id=public_id, keepalive=30):
         page.goto(f"{acc.base_url}/devices")
         expect(page.locator("#device-rows")).to_contain_text("Bedroom")
-        expect(page.locator("#device-rows [data-presence]").first).to_have_text("Online")
+        expect(page.locator("#device-rows [data-presence]").first).to_have_text("Online", timeout=TIMEOUT_MS)
     context.close()
     assert errors == []
 
