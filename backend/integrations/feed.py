@@ -6,11 +6,13 @@ Broker-side topics (an integration client sees them without ``o/<org>/``)::
     o/<org>/dev/<device id>/event/<event code>     {"name","type","description","ts"}, QoS 0
     o/<org>/dev/<device id>/online                 "1" or "0", QoS 0
 
-Only devices of organizations with a working OAuth client that "may use MQTT" are fed, each
-into its own organization's namespace (a device of a sub-organization is in the sub-
-organization's feed). Which devices those are is read from PostgreSQL at start and again after
-a change notice of a device, template, organization or OAuth client; a device made since (no
-notice tells of a new device) is looked up in the registry's cache when it first comes online.
+A device is fed into the namespace of every organization, its own or one above it, that has a
+working OAuth client that "may use MQTT": as Blynk's organization hierarchy lets a parent see
+its sub-organizations' devices, a parent's integration sees them too, while a sub-
+organization's never sees its parent's or a sibling's. Which devices those are is read from
+PostgreSQL at start and again after a change notice of a device, template, organization or
+OAuth client; a device made since (no notice tells of a new device) is looked up in the
+registry's cache when it first comes online.
 Their templates are watched through :class:`DeviceSignals` (so other values cost the ingest
 nothing). With several app replicas each one publishes what it ingests.
 """
@@ -40,8 +42,13 @@ from backend.templates.values import shown_text
 
 log = logging.getLogger(__name__)
 
-_FED_ORGS_SQL = "SELECT DISTINCT org_id FROM oauth_client WHERE mqtt_enabled AND revoked_at IS NULL"
-_FED_SQL = f"SELECT d.id, d.org_id, d.template_id FROM device d WHERE d.org_id IN ({_FED_ORGS_SQL})"
+_FED_ORGS_SQL = """WITH RECURSIVE fed(root, id) AS (
+        SELECT DISTINCT org_id, org_id FROM oauth_client WHERE mqtt_enabled AND revoked_at IS NULL
+        UNION SELECT f.root, o.id FROM organization o JOIN fed f ON o.parent_id = f.id)
+    SELECT id, array_agg(root ORDER BY root) FROM fed GROUP BY id"""
+"""Each organization whose devices are fed, with the fed organizations (itself or above) whose
+namespaces they go to."""
+_FED_SQL = "SELECT d.id, d.org_id, d.template_id FROM device d WHERE d.org_id = ANY(%s)"
 _RELOAD_KINDS = frozenset({"device", "template", "org", "oauth_client"})
 
 
@@ -72,9 +79,10 @@ class DeviceFeed:
         self.signals = signals
         self.publisher = publisher
         self.devices = devices
-        self.orgs: dict[int, int] = {}
-        """Fed device id -> its organization."""
-        self.fed_orgs: frozenset[int] = frozenset()
+        self.orgs: dict[int, tuple[int, ...]] = {}
+        """Fed device id -> the organizations whose namespaces it goes to (its own and above)."""
+        self.fed_orgs: dict[int, tuple[int, ...]] = {}
+        """Organization -> the fed organizations (itself or above) its devices go to."""
         self._checked: set[int] = set()
         """Devices found not fed since the last load (looked up once)."""
         self._lookups: set[asyncio.Task[None]] = set()
@@ -89,9 +97,10 @@ class DeviceFeed:
         """Read which devices are fed, and watch their templates."""
         async with self.pool.connection() as conn:
             orgs = await (await conn.execute(_FED_ORGS_SQL)).fetchall()
-            rows = await (await conn.execute(_FED_SQL)).fetchall()
-        self.fed_orgs = frozenset(int(r[0]) for r in orgs)
-        self.orgs = {int(r[0]): int(r[1]) for r in rows}
+            fed_orgs = {int(r[0]): tuple(int(root) for root in r[1]) for r in orgs}
+            rows = await (await conn.execute(_FED_SQL, (list(fed_orgs),))).fetchall()
+        self.fed_orgs = fed_orgs
+        self.orgs = {int(r[0]): fed_orgs[int(r[1])] for r in rows}
         self._checked.clear()
         templates = {int(r[2]) for r in rows}
         for template_id in templates - self._templates:
@@ -143,9 +152,10 @@ class DeviceFeed:
         except Exception:
             log.exception("looking up device %d for the integration feed failed", signal.device_id)
             return
-        if info is None or info.org_id not in self.fed_orgs:
+        roots = self.fed_orgs.get(info.org_id) if info is not None else None
+        if info is None or roots is None:
             return
-        self.orgs[info.id] = info.org_id
+        self.orgs[info.id] = roots
         if info.template_id not in self._templates:
             self._templates.add(info.template_id)
             self.signals.watch_all(info.template_id)
@@ -156,32 +166,37 @@ class DeviceFeed:
         orgs, publish = self.orgs, self.publisher.publish
         if isinstance(stored, StoredValues):  # plain rows: items are made only for fed devices
             for device_id, _, _, name, shown, _, _ in stored.rows:
-                org = orgs.get(device_id)
-                if org is not None:
-                    publish(feed_topic(org, device_id, f"ds/{name}"), shown_text(shown).encode())
+                roots = orgs.get(device_id)
+                if roots is not None:
+                    payload = shown_text(shown).encode()
+                    for org in roots:
+                        publish(feed_topic(org, device_id, f"ds/{name}"), payload)
             return
         for value in stored:
-            org = orgs.get(value.device_id)
-            if org is not None:
+            for org in orgs.get(value.device_id, ()):
                 publish(feed_topic(org, value.device_id, f"ds/{value.name}"), value.text.encode())
 
     def event(self, signal: DeviceEventSignal) -> None:
         """Event listener: ``dev/<id>/event/<code>``."""
-        org = self.orgs.get(signal.device_id)
-        if org is not None:
-            body = {
-                "name": signal.name,
-                "type": signal.type,
-                "description": signal.description,
-                "ts": int(signal.at.timestamp() * 1000),
-            }
-            self.publisher.publish(feed_topic(org, signal.device_id, f"event/{signal.code}"), json.dumps(body))
+        roots = self.orgs.get(signal.device_id, ())
+        if roots:
+            body = json.dumps(
+                {
+                    "name": signal.name,
+                    "type": signal.type,
+                    "description": signal.description,
+                    "ts": int(signal.at.timestamp() * 1000),
+                }
+            )
+            for org in roots:
+                self.publisher.publish(feed_topic(org, signal.device_id, f"event/{signal.code}"), body)
 
     def presence(self, signal: PresenceSignal) -> None:
         """Presence listener: ``dev/<id>/online``."""
-        org = self.orgs.get(signal.device_id)
-        if org is None:
+        roots = self.orgs.get(signal.device_id)
+        if roots is None:
             if signal.online:
                 self._adopt_later(signal)
             return
-        self.publisher.publish(feed_topic(org, signal.device_id, "online"), b"1" if signal.online else b"0")
+        for org in roots:
+            self.publisher.publish(feed_topic(org, signal.device_id, "online"), b"1" if signal.online else b"0")

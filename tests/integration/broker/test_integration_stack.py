@@ -2,14 +2,15 @@
 clients made through the API with "may use MQTT", two sibling organizations A and B
 (``tests/support/tenants.py``), paho clients logging in as ``integration:<client id>``.
 
-Each organization gets its own namespace; the device feed (``dev/<id>/...``) shows only its
-own devices; a write (``dev/<id>/set/<name>``) goes through the platform API's checked path and
+Each organization gets its own namespace; the device feed (``dev/<id>/...``) shows its own
+devices and its sub-organizations' (never a parent's or a sibling's); a write (``dev/<id>/set/<name>``) goes through the platform API's checked path and
 never reaches B's device; wrong credentials get CONNACK 4 and count toward the login limit; a
 revoked client, or one whose "may use MQTT" is switched off, is disconnected.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -155,3 +156,52 @@ async def test_a_device_made_later_joins_the_feed_when_it_comes_online(world: Wo
     assert (await ia.received(f"dev/{made.id}/online", 10)).payload == b"1"
     await device.publish("ds/Temperature", "19.5", qos=1)
     assert (await ia.received(f"dev/{made.id}/ds/Temperature", 10)).payload == b"19.5"
+
+
+async def _publish_until_fed(device: Any, watcher: Any, topic: str, value: str) -> None:
+    """Publish ``value`` until ``watcher`` gets it on ``topic`` (the feed reloads after a change notice)."""
+    for _ in range(40):
+        await device.publish("ds/Temperature", value, qos=1)
+        if topic in watcher.topics():
+            return
+        await asyncio.sleep(0.25)
+    await watcher.received(topic, 5)
+
+
+async def test_a_parents_integration_sees_its_sub_organizations_devices_never_the_reverse(
+    world: World, connect: Any
+) -> None:
+    t = world.t
+    doc = thermostat_doc(devices=1)
+    doc["templates"] = []
+    doc["devices"] = [{**d, "template": t.a.device.template} for d in doc["devices"]]
+    own = (await provision_async(world.acc.config.database_url, doc)).devices[0]
+    r = t.root.post(f"/api/devices/{own.id}/move", json={"org_id": t.parent})  # a device of the parent itself
+    assert r.status_code == 200, r.text
+    r = t.root.post("/api/oauth2/clients", json={"name": "Parent's Node-RED", "mqtt_enabled": True, "org_id": t.parent})
+    assert r.status_code == 201, r.text
+    parent_login = ("integration:" + r.json()["client"]["client_id"], r.json()["client_secret"])
+    ip = await connect(*parent_login, client_id="parent-node-red")
+    ia = await connect(*login(world, "A"), client_id="node-red-a-scope")
+    ib = await connect(*login(world, "B"), client_id="home-assistant-b-scope")
+    for client in (ip, ia, ib):
+        assert await client.subscribe("dev/#", qos=1) == [1]
+    devices = {
+        "P": await connect("device", own.token, client_id="parent-thermostat"),
+        "A": await connect("device", world.tokens["A"], client_id="thermostat-a-scope"),
+        "B": await connect("device", world.tokens["B"], client_id="thermostat-b-scope"),
+    }
+    ids = {"P": own.id, "A": t.a.device.id, "B": t.b.device.id}
+    for name in ("P", "A", "B"):  # the parent's integration sees its own device and both children's
+        await _publish_until_fed(devices[name], ip, f"dev/{ids[name]}/ds/Temperature", "18.5")
+    for name, watcher in (("A", ia), ("B", ib)):  # a marker, after everything above was fed
+        await devices[name].publish("ds/Temperature", "30.5", qos=1)
+        await eventually(
+            lambda w=watcher, n=name: any(
+                m.topic == f"dev/{ids[n]}/ds/Temperature" and m.payload == b"30.5" for m in list(w.messages)
+            ),
+            10,
+            message=f"{name}'s marker",
+        )
+    for name, watcher in (("A", ia), ("B", ib)):  # a child's integration: its own device only
+        assert {topic.split("/")[1] for topic in watcher.topics()} == {str(ids[name])}, watcher.topics()

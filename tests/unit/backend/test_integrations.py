@@ -29,7 +29,7 @@ class Recorder:
 def feed() -> tuple[DeviceFeed, DeviceSignals, Recorder]:
     signals, recorder = DeviceSignals(), Recorder()
     made = DeviceFeed(pool=None, signals=signals, publisher=recorder)  # type: ignore[arg-type]  # no database here
-    made.orgs = {1: 7, 2: 8}
+    made.orgs = {1: (7,), 2: (8,), 4: (5, 8)}  # device 4: of 8 (a sub-organization of 5), fed into both
     return made, signals, recorder
 
 
@@ -42,6 +42,21 @@ def test_values_of_fed_devices_go_to_their_own_organizations_namespace() -> None
     ]
     signals.values(StoredValues(rows, "device"))
     assert recorder.sent == [("o/7/dev/1/ds/Temperature", b"21.5"), ("o/8/dev/2/ds/Power", b"1")]
+
+
+def test_a_sub_organizations_device_goes_to_its_own_and_every_fed_parents_namespace() -> None:
+    _, signals, recorder = feed()
+    signals.values(StoredValues([(4, 10, 0, "Temperature", 3.5, 3.5, AT)], "device"))
+    signals.event(DeviceEventSignal(4, 8, 10, "Barn", "overheat", "Overheat", "WARNING", "hot", AT))
+    signals.presence(PresenceSignal(4, True, AT))
+    assert [t for t, _ in recorder.sent] == [
+        "o/5/dev/4/ds/Temperature",
+        "o/8/dev/4/ds/Temperature",
+        "o/5/dev/4/event/overheat",
+        "o/8/dev/4/event/overheat",
+        "o/5/dev/4/online",
+        "o/8/dev/4/online",
+    ]
 
 
 def test_events_and_presence() -> None:
