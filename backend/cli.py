@@ -192,25 +192,41 @@ def _progress(line: str) -> None:
 
 def _app(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn
+    from litestar.types import ASGIApp
 
     from backend.server.factory import create_app
     from backend.transport.http_limits import uvicorn_options
+    from backend.transport.https import Listeners, RedirectToHttps, https_config_options
+    from backend.transport.tls import tls_files
     from console_ui.routes import browser_files_problem
 
     if problem := browser_files_problem():  # serve's app process says it too
         log.warning("%s", problem)
     with database(settings) as url:
         asyncio.run(prepare(settings, url))
+        app: ASGIApp = create_app(settings, url)
+        if settings.https_redirect:
+            app = RedirectToHttps(app, settings.https_port)
         # uvicorn_options: timeouts, per-address cap, forwarding headers from trusted proxies only
+        options = uvicorn_options(settings)
         config = uvicorn.Config(
-            create_app(settings, url),
-            host=settings.bind,
-            port=settings.http_port,
-            log_config=None,
-            lifespan="on",
-            **uvicorn_options(settings),
+            app, host=settings.bind, port=settings.http_port, log_config=None, lifespan="on", **options
         )
-        uvicorn.Server(config).run()
+        companions: list[uvicorn.Config] = []
+        if settings.https_port:  # the same app over TLS 1.2+, with MQTT over TLS's certificate
+            tls = https_config_options(tls_files(settings))
+            companions.append(
+                uvicorn.Config(
+                    app,
+                    host=settings.bind,
+                    port=settings.https_port,
+                    log_config=None,
+                    lifespan="off",
+                    **options,
+                    **tls,
+                )
+            )
+        Listeners(config, companions).run()
     return 0
 
 

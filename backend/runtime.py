@@ -112,7 +112,7 @@ def serve_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-_APP_PORTS: list[tuple[str, str | None]] = [("http_port", None)]
+_APP_PORTS: list[tuple[str, str | None]] = [("http_port", None), ("https_port", None)]
 _BROKER_PORTS: list[tuple[str, str | None]] = [
     ("mqtt_port", None),
     ("mqtts_port", None),

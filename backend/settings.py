@@ -46,6 +46,12 @@ class Settings:
     """CA certificate served at /ca.pem when a certificate is configured (optional)."""
     tls_hostnames: str = ""
     """Extra host names/addresses (comma-separated) for the generated server certificate."""
+    https_port: int = 8443
+    """Port of HTTPS and WSS (console, APIs, /mqtt) with the MQTT TLS certificate; 443 by default as root; 0 turns it off."""
+    https_redirect: bool = False
+    """Answer plain-HTTP requests (except /healthz and /ca.pem) with a redirect to HTTPS."""
+    hsts_seconds: int = 31536000
+    """Strict-Transport-Security max-age sent on answers served over HTTPS; 0 sends none."""
     mqtt_proxy_port: int = 1884
     """Broker port for the app's MQTT-over-WebSocket bridge (PROXY protocol, 127.0.0.1 only)."""
     trusted_proxies: str = ""
@@ -231,6 +237,8 @@ class Settings:
                 extra[key] = raw
                 continue
             values[name] = _convert(key, raw, known[name].type)
+        if "https_port" not in values and os.geteuid() == 0:
+            values["https_port"] = 443  # root may bind it, as a self-hoster on a small box runs
         settings = cls(**values, extra=extra)
         settings.check()
         return settings
@@ -239,7 +247,7 @@ class Settings:
         """Refuse settings that cannot work, with a message that says what to change."""
         if self.env not in ("development", "production"):
             raise ConfigError(f"OPENBLYNK_ENV must be 'development' or 'production', not {self.env!r}")
-        for name in ("http_port", "mqtt_port", "mqtts_port", "mqtt_proxy_port", "broker_metrics_port"):
+        for name in ("http_port", "https_port", "mqtt_port", "mqtts_port", "mqtt_proxy_port", "broker_metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
                 raise ConfigError(f"OPENBLYNK_{name.upper()} must be a port number, not {port}")
@@ -292,6 +300,10 @@ class Settings:
             )
         if self.http_body_timeout_seconds <= 0:
             raise ConfigError("OPENBLYNK_HTTP_BODY_TIMEOUT_SECONDS must be above 0")
+        if self.https_redirect and not self.https_port:
+            raise ConfigError("OPENBLYNK_HTTPS_REDIRECT needs OPENBLYNK_HTTPS_PORT (it is 0)")
+        if self.hsts_seconds < 0:
+            raise ConfigError("OPENBLYNK_HSTS_SECONDS must be 0 (no header) or more")
         if self.http_connections_per_address < 0:
             raise ConfigError("OPENBLYNK_HTTP_CONNECTIONS_PER_ADDRESS must be 0 (no cap) or more")
 

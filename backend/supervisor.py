@@ -67,9 +67,10 @@ class Supervisor:
             if self._wait_ready():
                 s = self.settings
                 log.info(
-                    "openblynk is up: HTTP on %s:%d, MQTT on %s:%d (Ctrl-C stops)",
+                    "openblynk is up: HTTP on %s:%d%s, MQTT on %s:%d (Ctrl-C stops)",
                     s.bind,
                     s.http_port,
+                    f", HTTPS on {s.bind}:{s.https_port}" if s.https_port else "",
                     s.bind,
                     s.mqtt_port,
                 )

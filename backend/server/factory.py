@@ -33,6 +33,7 @@ from backend.server.lifespan import app_lifespan
 from backend.server.metrics import HTTP_METRICS
 from backend.server.routers import app_dependencies, route_handlers
 from backend.settings import Settings
+from backend.transport.https import hsts_header
 from console_ui.headers import security_headers
 from console_ui.routes import console_template_config
 
@@ -48,7 +49,8 @@ def create_app(settings: Settings, database_url: str) -> Litestar:
         lifespan=[app_lifespan(settings, database_url)],
         exception_handlers={OpenBlynkError: _error_response, **{kind: _database_refusal for kind in REFUSED_ERRORS}},
         middleware=[HTTP_METRICS.middleware],  # HTTP requests by route template and status (/metrics)
-        before_send=[security_headers],  # the console's CSP and framing headers on every HTML answer
+        # the console's CSP and framing headers on every HTML answer; HSTS on every HTTPS answer
+        before_send=[security_headers, hsts_header(settings)],
         openapi_config=OpenAPIConfig(
             title="openblynk",
             version="0.1.0",

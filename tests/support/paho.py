@@ -47,7 +47,8 @@ class PahoDevice:
 
 
 TRANSPORTS = ("tcp", "tls", "ws")
-"""How a device reaches the broker: plain MQTT, MQTT over TLS, MQTT over WebSocket at /mqtt."""
+"""How a device reaches the broker: plain MQTT, MQTT over TLS, MQTT over WebSocket at /mqtt
+(``connect_device`` also takes ``"wss"``: that WebSocket on the HTTPS port, pinning the local CA)."""
 
 
 def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True, transport: str = "tcp") -> PahoDevice:
@@ -55,7 +56,7 @@ def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True, 
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"fw-{uuid.uuid4().hex[:6]}",
-        transport="websockets" if transport == "ws" else "tcp",
+        transport="websockets" if transport in ("ws", "wss") else "tcp",
     )
     client.username_pw_set("device", info.token)
     dev = PahoDevice(info, client)
@@ -69,6 +70,10 @@ def connect_device(stack: StackConfig, info: DeviceOut, subscribe: bool = True, 
     elif transport == "ws":
         client.ws_set_options(path="/mqtt")
         port = stack.http_port
+    elif transport == "wss":  # MQTT over WebSocket over TLS on the HTTPS port, pinning the local CA
+        client.ws_set_options(path="/mqtt")
+        client.tls_set(ca_certs=str(stack.data_dir / "tls" / "ca.pem"))
+        host, port = "localhost", stack.https_port
     client.connect(host, port, keepalive=30)
     client.loop_start()
     rc = connected.get(timeout=10)

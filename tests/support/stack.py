@@ -26,6 +26,7 @@ class StackConfig:
     http_port: int = field(default_factory=free_port)
     mqtt_port: int = field(default_factory=free_port)
     mqtts_port: int = field(default_factory=free_port)
+    https_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
     broker_metrics_port: int = field(default_factory=free_port)
 
@@ -38,6 +39,7 @@ class StackConfig:
             OPENBLYNK_MQTT_PORT=str(self.mqtt_port),
             OPENBLYNK_DATA_DIR=str(self.data_dir),
             OPENBLYNK_MQTTS_PORT=str(self.mqtts_port),
+            OPENBLYNK_HTTPS_PORT=str(self.https_port),
             OPENBLYNK_MQTT_PROXY_PORT=str(self.proxy_port),
             OPENBLYNK_BROKER_METRICS_PORT=str(self.broker_metrics_port),
             OPENBLYNK_SECRET_KEY=TEST_SECRET,
@@ -57,6 +59,11 @@ class StackConfig:
     def base_url(self) -> str:
         """The app's base URL."""
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def https_url(self) -> str:
+        """The app's base URL over HTTPS (the certificate of ``data_dir/tls``)."""
+        return f"https://127.0.0.1:{self.https_port}"
 
 
 class Process:

@@ -1,0 +1,62 @@
+"""The console in Chromium over HTTPS (issue #18 item 4): sign in on ``https://``, the session
+cookie marked ``Secure``, and the device page's live WebSocket over ``wss://`` showing a device
+come online and its value, published by a paho device over ``wss://…/mqtt``.
+
+Chromium is told to accept the local CA's certificate (Playwright's ``ignore_https_errors``:
+a browser profile cannot be given a CA here); that the certificate verifies against the served
+CA is what tests/integration/backend/test_https.py checks with httpx and paho.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from backend.transfer.schemas import DeviceOut
+from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
+from tests.support.accounts import ROOT_ADMIN
+from tests.support.paho import ConnectDevice
+from tests.support.provision import provision, thermostat_doc
+from tests.support.stack import StackConfig
+
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def info(stack: StackConfig) -> DeviceOut:
+    """A device to watch, made before the browser starts (Playwright's sync API runs an event
+    loop in this thread, and provisioning runs its own)."""
+    return provision(stack.database_url, thermostat_doc()).devices[0]
+
+
+def test_console_over_https_with_live_updates(
+    stack: StackConfig,
+    info: DeviceOut,
+    browser: Browser,  # noqa: F811 (fixture)
+    paho_device: ConnectDevice,
+) -> None:
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors = no_page_errors(page)
+    page.goto(f"{stack.https_url}/devices/{info.id}")
+    expect(page).to_have_url(f"{stack.https_url}/login?next=%2Fdevices%2F{info.id}")
+    page.get_by_label("E-mail").fill(ROOT_ADMIN[0])
+    page.get_by_label("Password").fill(ROOT_ADMIN[1])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{stack.https_url}/devices/{info.id}")
+    session = [c for c in context.cookies() if c["httpOnly"]]
+    assert session and all(c["secure"] for c in session), context.cookies()
+
+    page.goto(f"{stack.https_url}/devices/{info.id}?tab=datastreams")
+    expect(page.locator("body")).to_have_attribute("data-live", "connected")
+    presence = page.locator(f'[data-presence="{info.id}"]').first
+    expect(presence).to_have_text("Offline")
+    device = paho_device(stack, info, transport="wss")
+    expect(presence).to_have_text("Online")
+    assert page.evaluate("window.location.protocol") == "https:"
+    device.publish("ds/Temperature", "23.5")
+    expect(page.locator('[data-value-pin="0"]').first).to_have_text("23.5")
+    shot(page, "https-device")
+    assert errors == []
+    context.close()
