@@ -276,7 +276,10 @@ async def _run_broker(settings: Settings, url: str) -> None:
     async with Database(url, pool_size=4) as db:
         registry = DeviceRegistry(db.pool, ttl=settings.cache_ttl_seconds)
         auth = PgAuthenticator(registry, secrets, StaticActivation(db).activate, clients=OAuthClientLogins(db))
-        async with MqttBroker(broker_settings, auth) as mqtt, serving_metrics(mqtt, settings.broker_metrics_port):
+        async with (
+            MqttBroker(broker_settings, auth) as mqtt,
+            serving_metrics(mqtt, settings.broker_metrics_port, secrets.broker_control_token()),
+        ):
 
             async def on_change(change: Change) -> None:
                 await registry.apply(change)

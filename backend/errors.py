@@ -11,6 +11,7 @@ OpenBlynkError
 │   └── NotificationLimitError  the organization's hourly e-mail notification limit is spent
 ├── MailError              an e-mail could not be handed to the SMTP server (503)
 ├── StorageFullError       the disk holding the data directory is full (507); nothing was kept
+├── UnavailableError       a part the request needs (the broker process's control port) cannot be reached (503)
 └── ValidationError        input that breaks a rule; ``message`` is safe to show to the sender
     │                      (also what a value the database refuses becomes: text with NUL)
     └── BlynkApiError      an error of Blynk's device API, carrying Blynk's exact message text
@@ -70,6 +71,10 @@ class NotificationLimitError(RateLimitedError):
 
 class MailError(OpenBlynkError):
     """An e-mail could not be handed to the configured SMTP server."""
+
+
+class UnavailableError(OpenBlynkError):
+    """A part the request needs cannot be reached now (answered 503)."""
 
 
 class StorageFullError(OpenBlynkError):

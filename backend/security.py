@@ -59,6 +59,7 @@ class Secrets:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret_key, b"openblynk device-token fernet")))
         self._service_key = _derive(secret_key, b"openblynk mqtt service password")
         self._proxy_key = _derive(secret_key, b"openblynk mqtt proxy header hmac")
+        self._control_key = _derive(secret_key, b"openblynk broker control token")
 
     def token_hmac(self, token: AuthToken | str) -> bytes:
         """The lookup key stored for a token."""
@@ -86,6 +87,11 @@ class Secrets:
     def mqtt_proxy_key(self) -> bytes:
         """The key signing the WebSocket bridge's PROXY headers to the broker (its ``proxy_key``)."""
         return self._proxy_key
+
+    def broker_control_token(self) -> str:
+        """The bearer token the app sends to the broker process's loopback control port (its
+        list of gateway and integration sessions, and "disconnect now")."""
+        return base64.urlsafe_b64encode(self._control_key).decode().rstrip("=")
 
 
 def _derive(secret_key: str, info: bytes) -> bytes:

@@ -3,7 +3,7 @@
 Public surface (nothing else here is API, and nothing outside this package imports amqtt)::
 
     from broker import (MqttBroker, BrokerSettings, Authenticator, ConnectInfo, DeviceIdentity,
-                        ServiceIdentity, GatewayIdentity, GatewayScope, GatewaySession,
+                        ServiceIdentity, GatewayIdentity, GatewayScope, GatewaySession, BridgeSession,
                         SessionQueues, BrokerError, proxy_header)
 
     settings = BrokerSettings(port=0, proxy_port=0, proxy_key=key)   # key: 32+ secret bytes
@@ -12,6 +12,8 @@ Public surface (nothing else here is API, and nothing outside this package impor
         await broker.disconnect_device(42)        # token revoked: presence "revoked", no will
         await broker.disconnect_gateways("client:7")  # gateway credentials revoked
         await broker.recheck_gateways()           # scopes may have changed: ask them again
+        broker.bridge_sessions()                  # live gateway and integration connections
+        await broker.disconnect_bridge(session_id)  # "disconnect now" one of them
         broker.session_queues()["dev:42"]         # SessionQueues(outgoing, inflight, ...)
         broker.open_connections()                 # sockets being served, authenticated or not
 
@@ -71,11 +73,12 @@ from broker.identity import (
     IntegrationIdentity,
     ServiceIdentity,
 )
-from broker.server import GatewaySession, MqttBroker, SessionQueues
+from broker.server import BridgeSession, GatewaySession, MqttBroker, SessionQueues
 from broker.settings import BrokerSettings
 
 __all__ = [
     "Authenticator",
+    "BridgeSession",
     "BrokerError",
     "BrokerSettings",
     "ConnectInfo",

@@ -73,6 +73,9 @@ class OfflineReason(StrEnum):
     """The broker is stopping."""
     REVOKED = "revoked"
     """The platform revoked the device's credentials (its token was rotated or it was deleted)."""
+    KICKED = "kicked"
+    """An administrator disconnected the gateway it spoke through from the console's list of
+    MQTT sessions (the credentials still work: it may connect again)."""
 
 
 def _now_ms() -> int:

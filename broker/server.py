@@ -15,6 +15,7 @@ from typing import Any
 
 from amqtt.errors import BrokerError as AmqttBrokerError
 
+from broker._bridges import BridgeSession, bridge_sessions, find_bridge
 from broker._core import PROXY_LISTENER, CoreBroker
 from broker._session import BrokerSession
 from broker.errors import BrokerStateError, ListenerError
@@ -22,7 +23,7 @@ from broker.identity import Authenticator, DeviceIdentity
 from broker.presence import OfflineReason
 from broker.settings import BrokerSettings
 
-__all__ = ["GatewaySession", "MqttBroker", "SessionQueues"]
+__all__ = ["BridgeSession", "GatewaySession", "MqttBroker", "SessionQueues"]
 
 logger = logging.getLogger(__name__)
 logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machines chat at INFO
@@ -260,6 +261,24 @@ class MqttBroker:
                 )
             )
         return sessions
+
+    def bridge_sessions(self) -> list[BridgeSession]:
+        """The gateway and integration connections live now, oldest first: who, since when, from
+        where, devices, subscriptions and traffic (the console's list of MQTT sessions)."""
+        if self._core is None:
+            return []
+        core = self._core
+        return bridge_sessions(core.connections, lambda s: core.index.count(s) + core.shared.count(s))
+
+    async def disconnect_bridge(self, session_id: str) -> bool:
+        """End the gateway or integration connection :meth:`bridge_sessions` calls ``session_id``
+        ("disconnect now": its gateway devices go offline with reason ``kicked``, its persistent
+        session and credentials stay). Whether it was connected."""
+        connection = find_bridge(self._core.connections, session_id) if self._core is not None else None
+        if connection is None or self._core is None:
+            return False
+        await self._core.end_connection(connection, OfflineReason.KICKED)
+        return True
 
     def open_connections(self) -> int:
         """Client sockets being served right now, authenticated or not (for tests and diagnostics)."""

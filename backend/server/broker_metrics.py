@@ -22,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from backend.server.broker_control import PREFIX, answer_control
 from broker import MqttBroker
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,18 @@ def broker_registry(broker: MqttBroker) -> CollectorRegistry:
     return registry
 
 
+def _authorization(head: bytes) -> bytes:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"authorization":
+            return value.strip()
+    return b""
+
+
 @asynccontextmanager
-async def serving_metrics(broker: MqttBroker, port: int) -> AsyncIterator[None]:
-    """Serve ``GET /metrics`` on 127.0.0.1:``port`` for the block (nothing when ``port`` is 0)."""
+async def serving_metrics(broker: MqttBroker, port: int, control_token: str = "") -> AsyncIterator[None]:
+    """Serve ``GET /metrics`` on 127.0.0.1:``port`` for the block (nothing when ``port`` is 0),
+    and the control routes of ``backend.server.broker_control`` to holders of ``control_token``."""
     if not port:
         yield
         return
@@ -94,6 +104,10 @@ async def serving_metrics(broker: MqttBroker, port: int) -> AsyncIterator[None]:
             parts = head[:MAX_REQUEST_BYTES].split(b" ", 2)
             if len(parts) == 3 and parts[0] == b"GET" and parts[1] == b"/metrics":
                 status, kind, body = b"200 OK", CONTENT_TYPE_LATEST.encode(), generate_latest(registry)
+            elif len(parts) == 3 and parts[1].startswith(PREFIX):
+                status, kind, body = await answer_control(
+                    broker, control_token, parts[0], parts[1], _authorization(head)
+                )
             else:
                 status, kind, body = b"404 Not Found", b"text/plain", b"only GET /metrics is served here\n"
             writer.write(

@@ -27,6 +27,7 @@ from backend.errors import (
     PermissionDeniedError,
     RateLimitedError,
     StorageFullError,
+    UnavailableError,
     ValidationError,
 )
 from backend.server.lifespan import app_lifespan
@@ -79,6 +80,7 @@ _STATUS: tuple[tuple[type[OpenBlynkError], int], ...] = (
     (PermissionDeniedError, 403),
     (MailError, 503),
     (StorageFullError, 507),  # Insufficient Storage: the data directory's disk is full
+    (UnavailableError, 503),
     (RateLimitedError, 429),
     (ValidationError, 400),
     (BlynkApiError, 400),

@@ -38,6 +38,8 @@ from backend.db.deps import provide_db_session
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
 from backend.inject.controllers import InjectController, PlatformDeviceTokenController, PlatformInjectController
+from backend.integrations.bridges import BrokerControl
+from backend.integrations.controllers import BridgeSessionController
 from backend.inject.deps import InjectRuntime
 from backend.locations.controllers import LocationController
 from backend.notifications.controllers import NotificationController
@@ -101,6 +103,9 @@ def app_dependencies() -> dict[str, Provide]:
         "webhook_sender": _part(lambda rt: rt.webhooks.sender),
         "notices": _part(lambda rt: rt.notices),
         "scene_runner": _part(lambda rt: rt.automations),
+        "broker_control": _part(
+            lambda rt: BrokerControl(rt.settings.broker_metrics_port, rt.secrets.broker_control_token())
+        ),
     }
 
 
@@ -122,6 +127,7 @@ def api_router() -> Router:
             audit_export,
             LocationController,
             OAuthClientController,
+            BridgeSessionController,
             OtaController,
             InjectController,
         ],

@@ -27,7 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 
 from tests.e2e.console_browser import browser, shot  # noqa: F401 (fixture)
@@ -448,9 +450,23 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     expect(page.locator("#audit-rows")).to_contain_text(n["role"])
     with Api(base) as api:
         api.login(*ROOT_ADMIN)
-        _ok(api.post("/api/oauth2/clients", json={"name": n["role"], "permissions": ["devices.view"]}), 201)
+        made = _ok(api.post("/api/oauth2/clients", json={"name": n["role"], "permissions": ["devices.view"]}), 201)
     _visit(page, f"{base}/oauth2-clients", "oauth2-clients")
     expect(page.locator("#client-rows")).to_contain_text(n["role"])
+    # MQTT sessions (issue #14): a gateway of that client, with a hostile MQTT client id
+    mqtt_client_id = hostile_short("cid")
+    gateway = paho.Client(CallbackAPIVersion.VERSION2, client_id=mqtt_client_id, reconnect_on_failure=False)
+    gateway.username_pw_set(made["client"]["client_id"], made["client_secret"])
+    gateway.connect("127.0.0.1", stack.mqtt_port)
+    gateway.loop_start()
+    try:
+        _visit(page, f"{base}/mqtt-sessions", "mqtt-sessions")
+        row = page.locator("#session-rows tr", has_text=mqtt_client_id)
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(n["role"])
+    finally:
+        gateway.disconnect()
+        gateway.loop_stop()
     # locations (issue #19): a hostile name and address, a hostile device at it
     with Api(base) as api:
         api.login(*ROOT_ADMIN)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -248,6 +249,7 @@ def world(pg_server: str, template_db: str) -> Iterator[World]:
         root = acc.login(*ROOT_ADMIN)
         w = World(acc, root, build_tenant(acc, root, "A"), build_tenant(acc, root, "B"))
         yield w
+        close_bridges(w.a, w.b)
         for api in (root, w.a.admin, w.b.admin, w.a.bearer, w.b.bearer):
             api.close()
 
@@ -305,6 +307,53 @@ def spare_invitation(o: Tenant, key: str) -> int:
 
 def spare_client(o: Tenant, key: str) -> int:
     return int(o.spare(key, lambda: make_client(o.admin, f"{key} {o.marker}")[0]))
+
+
+def mqtt_login(port: int, username: str, password: str, client_id: str) -> socket.socket:
+    """A raw MQTT 3.1.1 connection (keep-alive 0: it stays until closed) that got CONNACK 0."""
+
+    def text(value: str) -> bytes:
+        return len(value.encode()).to_bytes(2, "big") + value.encode()
+
+    body = text("MQTT") + bytes([4, 0xC2, 0, 0]) + text(client_id) + text(username) + text(password)
+    size, length = b"", len(body)
+    while True:
+        length, digit = divmod(length, 128)
+        size += bytes([digit | (0x80 if length else 0)])
+        if not length:
+            break
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"\x10" + size + body)
+    assert sock.recv(4) == b"\x20\x02\x00\x00"
+    return sock
+
+
+def spare_bridge(w: World, o: Tenant, key: str) -> str:
+    """The id of a connected gateway session of a new OAuth client of the tenant (one per key;
+    its socket stays open until :func:`close_bridges`)."""
+
+    def make() -> str:
+        made = _ok(o.admin.post("/api/oauth2/clients", json={"name": f"{key} {o.marker}"}), 201)
+        client_id = f"sweep-{key}-{o.name}"
+        o.spares[f"{key}-socket"] = mqtt_login(
+            w.acc.config.mqtt_port, made["client"]["client_id"], made["client_secret"], client_id
+        )
+
+        def listed() -> str | None:
+            sessions = _ok(o.admin.get("/api/integrations/sessions"), 200)
+            return next((str(s["id"]) for s in sessions if s["client_id"] == client_id), None)
+
+        return wait_for(listed, message=f"{client_id} listed")
+
+    return str(o.spare(key, make))
+
+
+def close_bridges(*tenants: Tenant) -> None:
+    """Close the sockets :func:`spare_bridge` left open."""
+    for tenant in tenants:
+        for spare in tenant.spares.values():
+            if isinstance(spare, socket.socket):
+                spare.close()
 
 
 def spare_device(o: Tenant, key: str) -> int:
@@ -1034,6 +1083,20 @@ ROUTES: dict[tuple[str, str], Route] = {
         SESSION, {"org": I(lambda w, o, c: G("/audit", org=o.org))}, lists=lambda w, o, c: G("/audit")
     ),
     ("GET", "/oauth2-clients"): Route(SESSION, lists=lambda w, o, c: G("/oauth2-clients")),
+    # ---- connected MQTT gateway and integration sessions (issue #14 item 7)
+    ("GET", "/mqtt-sessions"): Route(
+        SESSION, lists=lambda w, o, c: (spare_bridge(w, c, "mqtt-listed"), G("/mqtt-sessions"))[1]
+    ),
+    ("GET", "/api/integrations/sessions"): Route(
+        SESSION,
+        {"org": I(lambda w, o, c: G("/api/integrations/sessions", org_id=o.org))},
+        lists=lambda w, o, c: (spare_bridge(w, c, "mqtt-listed"), G("/api/integrations/sessions"))[1],
+    ),
+    ("POST", "/api/integrations/sessions/{session_id:str}/disconnect"): S(
+        session=I(
+            lambda w, o, c: Call("POST", f"/api/integrations/sessions/{spare_bridge(w, o, 'mqtt-kicked')}/disconnect")
+        )
+    ),
     ("PUT", "/api/oauth2/clients/{client_pk:int}/mqtt"): S(
         client=I(
             lambda w, o, c: Call(

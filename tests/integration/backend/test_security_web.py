@@ -26,7 +26,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.backend.test_security_sweep import ROUTES, SESSION, Call, World, _image, build_tenant
+from tests.integration.backend.test_security_sweep import (
+    ROUTES,
+    SESSION,
+    Call,
+    World,
+    _image,
+    build_tenant,
+    close_bridges,
+)
 from tests.support.accounts import ROOT_ADMIN, USER, AccountsStack, Api, start_accounts_stack
 from tests.support.dbstate import changed_tables, settled_state
 
@@ -74,6 +82,7 @@ def web(pg_server: str, template_db: str) -> Iterator[Web]:
         root = acc.login(*ROOT_ADMIN)
         a = build_tenant(acc, root, "A")
         yield Web(acc, World(acc, root, a, a), root)
+        close_bridges(a)
         for api in (root, a.admin, a.bearer):
             api.close()
 

@@ -205,3 +205,48 @@ async def test_a_parents_integration_sees_its_sub_organizations_devices_never_th
         )
     for name, watcher in (("A", ia), ("B", ib)):  # a child's integration: its own device only
         assert {topic.split("/")[1] for topic in watcher.topics()} == {str(ids[name])}, watcher.topics()
+
+
+def sessions_of(api: Api, **params: Any) -> list[dict[str, Any]]:
+    r = api.get("/api/integrations/sessions", params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json())
+
+
+async def test_the_console_lists_each_organizations_sessions_and_disconnects_one(world: World, connect: Any) -> None:
+    t = world.t
+    a_client, b_client = world.clients["A"]["client"], world.clients["B"]["client"]
+    gateway = await connect(a_client["client_id"], world.clients["A"]["client_secret"], client_id="site-bridge-a")
+    await gateway.publish(f"dev/{world.tokens['A']}/ds/Temperature", "20.5", qos=1)
+    integration = await connect(*login(world, "B"), client_id="home-assistant-listed")
+    assert await integration.subscribe("flows/#", "dev/#", qos=1) == [1, 1]
+    await eventually(
+        lambda: [s["client_id"] for s in sessions_of(t.a.admin)] == ["site-bridge-a"], 10, message="A's gateway listed"
+    )
+    mine = sessions_of(t.a.admin)[0]
+    assert (mine["kind"], mine["org_id"], mine["login"], mine["credentials"]) == (
+        "gateway",
+        t.a.org,
+        a_client["client_id"],
+        "Node-RED A",
+    )
+    assert mine["address"] == "127.0.0.1" and mine["devices"] == 1 and mine["msgs_in"] == 1
+    theirs = sessions_of(t.b.admin)
+    assert [(s["client_id"], s["kind"], s["login"], s["subscriptions"]) for s in theirs] == [
+        ("home-assistant-listed", "integration", "integration:" + b_client["client_id"], 2)
+    ]
+    everyone = {s["client_id"] for s in sessions_of(t.root)}  # the root organization sees those below it
+    assert everyone >= {"site-bridge-a", "home-assistant-listed"}
+    assert [s["client_id"] for s in sessions_of(t.root, org_id=t.b.org)] == ["home-assistant-listed"]
+    assert t.a.admin.get("/api/integrations/sessions", params={"org_id": t.b.org}).status_code == 404
+    # B cannot end A's session (the same answer as for none), A can; the credentials still work
+    assert t.b.admin.post(f"/api/integrations/sessions/{mine['id']}/disconnect").status_code == 404
+    assert not gateway.disconnected
+    r = t.a.admin.post(f"/api/integrations/sessions/{mine['id']}/disconnect")
+    assert r.status_code == 200 and r.json()["client_id"] == "site-bridge-a", r.text
+    await eventually(lambda: gateway.disconnected, 10, message="disconnected")
+    assert t.a.admin.post(f"/api/integrations/sessions/{mine['id']}/disconnect").status_code == 404
+    assert not integration.disconnected
+    audit = t.a.admin.get("/api/audit", params={"action": "mqtt_session.disconnect"}).json()
+    assert any(e["target_id"] == mine["id"] for e in audit["content"]), audit
+    await connect(a_client["client_id"], world.clients["A"]["client_secret"], client_id="site-bridge-a")

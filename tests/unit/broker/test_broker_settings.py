@@ -15,6 +15,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(broker.__all__) == sorted(
         [
             "MqttBroker",
+            "BridgeSession",
             "BrokerSettings",
             "Authenticator",
             "ConnectInfo",
