@@ -83,6 +83,14 @@ class Settings:
     on the HTTP device API answered 429 (a budget per path and per app process)."""
     device_rate_abuse_seconds: float = 5.0
     """A device over the rate limit this long without a break is disconnected."""
+    integration_rate_limit: float = 500.0
+    """MQTT messages a second one integration client (``integration:<client id>``) may send;
+    more are dropped, and one over it for ``device_rate_abuse_seconds`` is disconnected."""
+    integration_retained_messages: int = 10_000
+    """Retained messages one organization's integration namespace may hold; past it a retained
+    publish is delivered but not kept (logged)."""
+    integration_retained_bytes: int = 10_485_760
+    """Bytes (topics plus payloads) of the retained messages one organization's namespace may hold."""
     auth_failures_per_minute: int = 20
     """Refused MQTT logins from one address a minute before that address is refused outright (0: off)."""
     session_queue_limit: int = 1000
@@ -275,6 +283,9 @@ class Settings:
             raise ConfigError("OPENBLYNK_MQTT_MAX_PACKET_SIZE must be at least 128 bytes")
         if not self.device_rate_limit > 0:
             raise ConfigError("OPENBLYNK_DEVICE_RATE_LIMIT must be above 0 (messages a second per device)")
+        integration = (self.integration_rate_limit, self.integration_retained_messages, self.integration_retained_bytes)
+        if min(integration) <= 0:
+            raise ConfigError("OPENBLYNK_INTEGRATION_RATE_LIMIT and OPENBLYNK_INTEGRATION_RETAINED_* must be above 0")
         if self.notification_retention_days < 1 or self.notification_emails_per_hour < 0:
             raise ConfigError(
                 "OPENBLYNK_NOTIFICATION_RETENTION_DAYS must be at least 1 and "

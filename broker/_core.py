@@ -266,6 +266,10 @@ class CoreBroker(NamespaceBroker):
         if device:
             connection.rate = PublishRate(settings.device_rate_limit, settings.rate_abuse_seconds, self._rate_now())
             framed.screen = partial(self._screen, connection)
+        elif isinstance(identity, IntegrationIdentity):  # the same limit, its own rate (broker._namespace)
+            rate = settings.integration_rate_limit
+            connection.rate = PublishRate(rate, settings.rate_abuse_seconds, self._rate_now())
+            framed.screen = partial(self._screen, connection)
         writer.meter.started = self._loop.time()
         handler.connection = session.connection = connection
         session.transitions.connect()

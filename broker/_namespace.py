@@ -11,6 +11,14 @@ A write (``dev/<id>/set/<name>``) leaves the namespace for the app alone
 
 Revocation: :meth:`disconnect_gateways` ends the integration connections of a key as well (and
 forgets their persistent sessions); :meth:`recheck_gateways` asks their scopes again.
+
+Limits (so one organization's clients cannot take the broker from the others): each client has
+its own publish rate limit (``integration_rate_limit``, screened before amqtt sees a packet like a
+device's, ``broker._core``), and each namespace at most ``namespace_retained_messages`` retained
+messages of at most ``namespace_retained_bytes`` in all (:meth:`NamespaceBroker.retain_message`).
+A retained publish past the cap is still delivered to the subscribers of the moment, only not
+kept, and logged: MQTT 3.1.1 cannot refuse a publish, and closing the connection would lose
+that client's other messages; replacing or clearing a retained topic always works.
 """
 
 from __future__ import annotations
@@ -36,8 +44,60 @@ __all__ = ["NamespaceBroker"]
 logger = logging.getLogger(__name__)
 
 
+def namespace_org(topic: str) -> int | None:
+    """The organization of a broker-side namespace topic ``o/<org>/...``, else None."""
+    if not topic.startswith("o/"):
+        return None
+    org, sep, _ = topic[2:].partition("/")
+    return int(org) if sep and org.isdigit() else None
+
+
 class NamespaceBroker(GatewayBroker):
     """The gateway broker plus integration clients (see module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.namespace_retained: dict[int, tuple[int, int]] = {}
+        """Organization -> (retained messages, their bytes) held in its namespace."""
+        self.retained_refused = 0
+        """Retained publishes not kept because their namespace was full."""
+
+    async def retain_message(
+        self,
+        source_session: Session | None,
+        topic_name: str | None,
+        data: bytes | bytearray | None,
+        qos: int | None = None,
+    ) -> None:
+        """Override: keep each namespace's retained messages under its caps (module docstring)."""
+        org = namespace_org(topic_name) if topic_name else None
+        if org is None or topic_name is None:
+            await super().retain_message(source_session, topic_name, data, qos)
+            return
+        old = self.retained.get(topic_name)
+        count, size = self.namespace_retained.get(org, (0, 0))
+        topic_bytes = len(topic_name.encode())
+        new_count = count - (old is not None) + (1 if data else 0)
+        new_size = (
+            size - (topic_bytes + len(old.data) if old is not None else 0) + (topic_bytes + len(data) if data else 0)
+        )
+        settings = self.settings
+        over = new_count > settings.namespace_retained_messages or new_size > settings.namespace_retained_bytes
+        if data and over and (new_count > count or new_size > size):
+            self.retained_refused += 1
+            logger.warning(
+                "organization %d: retained message on %r not kept: its namespace holds %d retained messages "
+                "of %d bytes (limits %d and %d); it was delivered to the current subscribers only",
+                org,
+                topic_name.removeprefix(f"o/{org}/"),
+                count,
+                size,
+                settings.namespace_retained_messages,
+                settings.namespace_retained_bytes,
+            )
+            return
+        await super().retain_message(source_session, topic_name, data, qos)
+        self.namespace_retained[org] = (new_count, new_size)
 
     async def _handle_message_delivery(
         self, client_session: Session, handler: BrokerProtocolHandler, wait_deliver: asyncio.Future[Any]

@@ -89,6 +89,18 @@ class BrokerSettings:
     second; beyond that a token is refused without asking (0x80, or a dropped publish) and
     asked again next time. Keeps a gateway trying random tokens from loading the database."""
 
+    integration_rate_limit: float = 500.0
+    """PUBLISH, SUBSCRIBE and UNSUBSCRIBE packets per second one integration client may send,
+    dropped above it as a device's are (a dropped QoS 1 PUBLISH is still acknowledged, a dropped
+    SUBSCRIBE gets 0x80, logged); over it for ``rate_abuse_seconds`` without a break it is
+    disconnected (logged: "over the rate limit for too long")."""
+    namespace_retained_messages: int = 10_000
+    """Retained messages one organization's namespace may hold (its integration clients'
+    publishes and wills). Past it a publish that would add one is delivered but not retained,
+    and logged; replacing or clearing a retained topic always works."""
+    namespace_retained_bytes: int = 10_485_760
+    """The same cap on the bytes of those retained messages (topic plus payload)."""
+
     def __post_init__(self) -> None:
         for name in ("port", "tls_port", "proxy_port"):
             value = getattr(self, name)
@@ -108,7 +120,8 @@ class BrokerSettings:
         self._check_limits()
 
     def _check_limits(self) -> None:
-        for name in ("device_rate_limit", "rate_abuse_seconds", "vitals_interval", "gateway_lookup_rate"):
+        rates = ("device_rate_limit", "rate_abuse_seconds", "vitals_interval", "gateway_lookup_rate")
+        for name in (*rates, "integration_rate_limit", "namespace_retained_messages", "namespace_retained_bytes"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_session_backlog < 0:

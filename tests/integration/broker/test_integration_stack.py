@@ -26,6 +26,8 @@ REFUSED = 0x80
 BAD_LOGIN = "Bad user name or password"
 LOGIN_LIMIT = 3
 THROTTLED_FROM = "127.0.0.3"
+RETAINED_LIMIT = 5
+"""Retained messages B's namespace may hold (``OPENBLYNK_INTEGRATION_RETAINED_MESSAGES``)."""
 _REFUSED_FROM = iter(f"127.0.2.{n}" for n in range(1, 255))
 
 
@@ -52,7 +54,13 @@ def make_client(api: Api, name: str, mqtt: bool = True) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world(pg_server: str, template_db: str) -> Iterator[World]:
-    for acc in start_accounts_stack(pg_server, template_db, "integration", auth_failures_per_minute=str(LOGIN_LIMIT)):
+    for acc in start_accounts_stack(
+        pg_server,
+        template_db,
+        "integration",
+        auth_failures_per_minute=str(LOGIN_LIMIT),
+        integration_retained_messages=str(RETAINED_LIMIT),
+    ):
         t = two_tenants(acc)
         tokens = {c.name: c.device.token for c in (t.a, t.b)}
         clients = {
@@ -250,3 +258,14 @@ async def test_the_console_lists_each_organizations_sessions_and_disconnects_one
     audit = t.a.admin.get("/api/audit", params={"action": "mqtt_session.disconnect"}).json()
     assert any(e["target_id"] == mine["id"] for e in audit["content"]), audit
     await connect(a_client["client_id"], world.clients["A"]["client_secret"], client_id="site-bridge-a")
+
+
+async def test_the_retained_cap_of_a_namespace_is_the_setting(world: World, connect: Any) -> None:
+    writer = await connect(*login(world, "B"), client_id="retain-writer")
+    for n in range(RETAINED_LIMIT + 1):  # B's namespace holds no retained message before this test
+        await writer.publish(f"kept/{n}", str(n), qos=1, retain=True)
+    reader = await connect(*login(world, "B"), client_id="retain-reader")
+    assert await reader.subscribe("kept/#", qos=1) == [1]
+    await reader.publish("kept/end", "", qos=1)  # not retained: after everything retained
+    await reader.received("kept/end")
+    assert [m.topic for m in reader.messages if m.retain] == [f"kept/{n}" for n in range(RETAINED_LIMIT)]
