@@ -26,9 +26,18 @@ skipped; several missed runs of one job are coalesced into one). :meth:`Schedule
 overlaps the previous run of the same job, and a job that raises is logged and keeps its
 schedule.
 
-A job stored just before a leader is killed may run again in the next leader if the kill comes
-between the run starting and its next run time being written (APScheduler writes it right
-after handing the run over): at least once, in that rare case.
+Firings survive the leader's death: the handler is called as ``handler(key, at)`` with the
+run time it was scheduled for (its *slot*). Before APScheduler moves a stored job to its next run
+time, the leader commits a row of ``scheduler_firing`` (job id, slot) and deletes it once the
+handler returned. A leader killed before the move leaves the job at the same run time and a
+leader killed after it leaves the row: either way the next leader calls the handler again for
+the same slot (the row's slot is given again within its grace). So a handler is called at least
+once per slot, and twice only for a slot whose earlier call was cut short: handlers that must run
+once claim the slot with a unique key in the transaction that records their work
+(``backend.automations.engine`` does).
+
+Tests only: ``crash_at`` names a point (:data:`CRASH_POINTS`) where this process kills itself
+with SIGKILL the first time it gets there, so a test can kill a leader at an exact instant.
 """
 
 from __future__ import annotations
@@ -36,16 +45,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
+from apscheduler.executors.asyncio import AsyncIOExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from backend.metrics import JOB_RUNS
@@ -56,8 +69,18 @@ LEADER_LOCK = 0x0B1E_0002  # advisory lock id (0x0B1E_0001 guards migrations)
 STORE = "stored"
 """The job store alias of the stored jobs (the housekeeping jobs use ``default``, in memory)."""
 TABLE = "apscheduler_jobs"
+CRASH_POINTS = frozenset({"fire-recorded", "fire-claimed", "step-done"})
+"""Where a test may have this process kill itself (``crash_at``): after a firing is recorded
+(before its job moves on), after an automation run claimed its slot, after a run's first step
+was committed."""
 
-Handler = Callable[[str], Awaitable[object]]
+Handler = Callable[[str, datetime], Awaitable[object]]
+"""A stored job's handler: ``handler(key, at)``, ``at`` the run time it was scheduled for."""
+_RECORD_SQL = text(
+    "INSERT INTO scheduler_firing (job_id, fire_at, grace_s) VALUES (:job, :at, :grace) ON CONFLICT DO NOTHING"
+)
+_DONE_SQL = text("DELETE FROM scheduler_firing WHERE job_id = :job AND fire_at = :at")
+_LEFT_SQL = text("SELECT job_id, fire_at, grace_s FROM scheduler_firing ORDER BY fire_at")
 
 
 @dataclass(frozen=True)
@@ -96,20 +119,57 @@ to :func:`run_stored` and their ``(kind, key)``, so the function finds its handl
 one scheduler of a process leads at a time (they compete for the same lock)."""
 
 
-async def run_stored(kind: str, key: str) -> None:
-    """Run a stored job: the handler of its kind (what APScheduler's stored jobs call)."""
+async def run_stored(kind: str, key: str, at: datetime | None = None) -> None:
+    """Run a stored job: the handler of its kind for the slot ``at`` (what APScheduler's stored
+    jobs call; the leader's executor passes ``at``)."""
     leader = _leader
     handler = leader._handlers.get(kind) if leader is not None else None
     if handler is None:
         log.error("no handler for stored job %s:%s", kind, key)
         return
     try:
-        await handler(key)
+        await handler(key, at or _now())
     except Exception:
         JOB_RUNS.labels(kind, "failed").inc()  # by kind: keys (automations...) are unbounded
         log.exception("stored job %s:%s failed", kind, key)
     else:
         JOB_RUNS.labels(kind, "ok").inc()
+
+
+class _FiringExecutor(AsyncIOExecutor):  # type: ignore[misc]  # APScheduler 3 has no annotations
+    """APScheduler's asyncio executor, recording each stored job's slot before it runs (see the
+    module's docstring); in-memory jobs run as APScheduler runs them."""
+
+    def __init__(self, owner: Scheduler, engine: Engine) -> None:
+        super().__init__()
+        self.owner = owner
+        self.engine = engine
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        if job._jobstore_alias != STORE:
+            super()._do_submit_job(job, run_times)
+            return
+        grace = job.misfire_grace_time
+        due = [t for t in run_times if grace is None or (_now() - t).total_seconds() <= grace]
+        for at in run_times:
+            if at not in due:
+                log.warning("stored job %s missed its run at %s (later than its grace time)", job.id, at)
+        with self.engine.begin() as conn:  # committed before APScheduler moves the job on
+            for at in due:
+                conn.execute(_RECORD_SQL, {"job": job.id, "at": at, "grace": grace})
+        self.owner.crash_point("fire-recorded")
+        task = self._eventloop.create_task(self.owner._fire_slots(job.id, due))
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._pending_futures.discard(task)
+            if task.cancelled() or task.exception() is None:
+                self._run_job_success(job.id, [])
+            else:
+                exc = task.exception()
+                self._run_job_error(job.id, exc, exc.__traceback__ if exc else None)
+
+        task.add_done_callback(done)
+        self._pending_futures.add(task)
 
 
 class Scheduler:
@@ -121,8 +181,13 @@ class Scheduler:
         jobs: list[Job],
         retry_seconds: float = 15.0,
         misfire_grace_seconds: float = 300.0,
+        crash_at: str = "",
     ) -> None:
+        if crash_at and crash_at not in CRASH_POINTS:
+            raise ValueError(f"unknown crash point {crash_at!r}")
         self.url = url
+        self.crash_at = crash_at
+        """Tests only: the point where this process kills itself once (empty: never)."""
         self.jobs = jobs
         self.retry_seconds = retry_seconds
         self.misfire_grace_seconds = max(1, math.ceil(misfire_grace_seconds))
@@ -132,6 +197,7 @@ class Scheduler:
         self._handlers: dict[str, Handler] = {}
         self._on_lead: list[Callable[[], Awaitable[None]]] = []
         self._aps: _JobScheduler | None = None
+        self._engine: Engine | None = None
 
     # -- stored jobs ------------------------------------------------------------------------------
     def handle(self, kind: str, handler: Handler) -> None:
@@ -204,6 +270,38 @@ class Scheduler:
         prefix = f"{kind}:"
         return {j.id[len(prefix) :]: j.trigger for j in aps.get_jobs(STORE) if j.id.startswith(prefix)}
 
+    def crash_point(self, name: str) -> None:
+        """Tests only: SIGKILL this process if ``name`` is the configured crash point."""
+        if self.crash_at == name:
+            log.warning("crash point %s reached: this process kills itself (a test asked for it)", name)
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _fire_slots(self, job_id: str, slots: list[datetime]) -> None:
+        """Call a stored job's handler for each slot, then forget the slot's firing."""
+        kind, _, key = job_id.partition(":")
+        engine = self._engine
+        for at in slots:
+            await run_stored(kind, key, at)
+            if engine is not None:
+                with engine.begin() as conn:
+                    conn.execute(_DONE_SQL, {"job": job_id, "at": at})
+
+    async def _replay(self, engine: Engine) -> None:
+        """Call the handlers of the firings a previous leader recorded and did not finish (its
+        process ended in between), within each one's grace time."""
+        with engine.connect() as conn:
+            left = conn.execute(_LEFT_SQL).all()
+        for job_id, at, grace in left:
+            late = (_now() - at).total_seconds()
+            if grace is not None and late > grace:
+                log.warning("firing %s at %s is %.0f s late (grace %s s): skipped", job_id, at, late, grace)
+                with engine.begin() as conn:
+                    conn.execute(_DONE_SQL, {"job": job_id, "at": at})
+                continue
+            log.info("taking up the firing of %s at %s left by the previous leader", job_id, at)
+            await self._fire_slots(job_id, [at])
+
     # -- leadership -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start competing for leadership in the background."""
@@ -233,6 +331,7 @@ class Scheduler:
         scheduler: _JobScheduler = AsyncIOScheduler(
             timezone="UTC",
             jobstores={"default": MemoryJobStore(), STORE: SQLAlchemyJobStore(engine=engine, tablename=TABLE)},
+            executors={"default": _FiringExecutor(self, engine)},
         )
         for job in self.jobs:
             scheduler.add_job(
@@ -246,9 +345,11 @@ class Scheduler:
                 next_run_time=_now(),
             )
         _leader = self
+        self._engine = engine
         try:
             scheduler.start()  # due stored jobs (missed while no one led) are taken now
             self._aps = scheduler
+            await self._replay(engine)
             for callback in self._on_lead:
                 try:
                     await callback()
@@ -259,6 +360,7 @@ class Scheduler:
             await _watch(conn, self.retry_seconds)
         finally:
             self._aps = None
+            self._engine = None
             self.is_leader.clear()
             if _leader is self:
                 _leader = None

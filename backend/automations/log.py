@@ -72,4 +72,6 @@ def _run_out(row: Any, steps: list[StepOut]) -> RunOut:
         next_action=int(row["next_action"]),
         resume_at=row["resume_at"],
         steps=steps,
+        resumes=int(row["resumes"]),
+        note=row["note"],
     )

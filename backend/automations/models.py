@@ -53,9 +53,17 @@ class AutomationRun(SQLModel, table=True):
     )
     finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     status: str = "running"
-    """``running``, ``waiting``, ``ok`` or ``failed``."""
+    """``running``, ``waiting``, ``ok``, ``failed`` or ``interrupted``."""
     next_action: int = 0
     resume_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    slot: str | None = None
+    """The scheduled slot a time-based run was fired for (unique per automation; migrations/0021)."""
+    owner: int | None = None
+    """The engine process executing a ``running`` run (its advisory lock key)."""
+    resumes: int = 0
+    """How often the run was taken up again after its process ended."""
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=text("''")))
+    """Why the run was resumed or interrupted."""
 
 
 class AutomationStep(SQLModel, table=True):

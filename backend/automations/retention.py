@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 _TRIM_SQL = """
 DELETE FROM automation_run r
-WHERE r.status IN ('ok', 'failed')
+WHERE r.status IN ('ok', 'failed', 'interrupted')
   AND r.started_at < %(now)s - make_interval(days => COALESCE(
         (SELECT NULLIF(t.raw_retention_days, 0) FROM device d JOIN template t ON t.id = d.template_id
          WHERE d.id = r.trigger_device_id),

@@ -319,6 +319,10 @@ class RunOut(msgspec.Struct, kw_only=True):
     next_action: int
     resume_at: datetime | None
     steps: list[StepOut]
+    resumes: int = 0
+    """How often the run was taken up again after its process ended."""
+    note: str = ""
+    """Why the run was resumed or ``interrupted`` (empty: neither)."""
 
 
 class RunStartedOut(msgspec.Struct):

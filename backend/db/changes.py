@@ -50,6 +50,7 @@ KINDS = frozenset(
         "notice",
         "automation",
         "automation_run",
+        "automation_timer",
         "webhook",
         "oauth_client",
         "activated",

@@ -173,6 +173,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         ],
         retry_seconds=settings.scheduler_retry_seconds,
         misfire_grace_seconds=settings.scheduler_misfire_grace_seconds,
+        crash_at=settings.test_crash_at,
     )
     automations = AutomationEngine(
         db.pool,

@@ -9,13 +9,22 @@ One :class:`AutomationEngine` per app process. What fires an automation:
   is given only values of the datastreams automations use (the engine watches exactly those),
   finds the rules of a value with two dict lookups (by device and pin, by template and pin) and
   only queues runs; see :mod:`.states` for when a rule fires;
-- **presence** (online/offline for N seconds): a timer per automation and device, started by the
-  transition and cancelled when the device flips back before it ends (in the process that saw
-  the transition; a restart forgets running timers);
+- **presence** (online/offline for N seconds): a timer per automation and device, stored in
+  ``automation_timer`` with its due time by the process that saw the transition and deleted when
+  the device flips back first; the leader runs it as a stored scheduler job
+  (``automation-timer:<automation id>:<device id>``), so it survives restarts and fires once;
 - **event logged**: a dict lookup by device or template and event code;
 - **scene**: :meth:`run_now` (the console's button, the platform API).
 
 Runs wait in a bounded queue and ``workers`` tasks execute them with the :class:`.runner.Runner`.
+
+Exactly once for scheduled runs: a time job's handler gets its slot (the run time it was
+scheduled for) and claims it with the run's row (unique ``(automation, slot)``), so a slot fired
+again by a next leader finds it taken. Runs belong to this process's :class:`.lease.Lease`; the
+leader takes over the running runs of processes that are gone (:meth:`recover`, when it becomes
+leader and every ``retry_seconds``) and resumes them at their next action. A graceful stop lets
+each run end its action in flight (up to :data:`STOP_GRACE_SECONDS`), logs the runs still queued
+and gives them all up for the leader to resume.
 A change of an automation (CORE's service calls :meth:`changed`) is applied here at once and sent
 to the other processes as a change notice (``automation:<id>``), which they apply with
 :meth:`apply`.
@@ -34,9 +43,11 @@ from apscheduler.triggers.date import DateTrigger
 from psycopg_pool import AsyncConnectionPool
 
 from backend.access.permissions import Principal
+from backend.automations.engine.lease import Lease, new_owner
 from backend.automations.engine.runner import Devices, Notifications, Runner, Trigger, Webhooks
 from backend.automations.engine.states import NO_BAND, StateRule, band_of
-from backend.automations.engine.store import Automation, EngineStore
+from backend.automations.engine.store import Automation, EngineStore, Resumed
+from backend.automations.engine.timers import presence_plan
 from backend.automations.engine.triggers import once_at, trigger_for
 from backend.automations.schemas import DeviceState, Event, Once, Presence, kind_of
 from backend.db.changes import CHANNEL, Change
@@ -60,6 +71,10 @@ FIRE = "automation"
 """Scheduler jobs of time-based automations: ``automation:<id>``."""
 RESUME = "automation-run"
 """Scheduler jobs that resume waiting runs: ``automation-run:<run id>``."""
+TIMER = "automation-timer"
+"""Scheduler jobs of presence timers: ``automation-timer:<automation id>:<device id>``."""
+STOP_GRACE_SECONDS = 10.0
+"""How long a graceful stop waits for the actions in flight to end (then they are cancelled)."""
 QUEUE_SIZE = 10_000
 """Runs waiting for a worker in one process; beyond it new runs are dropped (and logged)."""
 
@@ -121,8 +136,21 @@ class AutomationEngine:
         self.scheduler = scheduler
         self.signals = signals
         self.devices = devices
-        self.store = EngineStore(pool)
-        self.runner = Runner(self.store, devices, data, timeline, notifier, webhooks, self._ask_resume)
+        owner = new_owner()
+        self.store = EngineStore(pool, owner)
+        conninfo = pool.conninfo if pool is not None else ""
+        self.lease = Lease(conninfo if isinstance(conninfo, str) else "", owner)  # the app's pool: a URL
+        self.runner = Runner(
+            self.store,
+            devices,
+            data,
+            timeline,
+            notifier,
+            webhooks,
+            self._ask_resume,
+            lambda: self._stopping,
+            scheduler.crash_point,
+        )
         self.workers = workers
         self.clock = clock
         """Now in epoch seconds (limit periods; tests pass their own)."""
@@ -132,7 +160,9 @@ class AutomationEngine:
         self._by_template: dict[tuple[int, int], list[StateRule]] = {}
         self._watched: set[tuple[int, int]] = set()
         self._sources = _Sources({}, {}, {}, {})
-        self._timers: dict[tuple[int, int], asyncio.TimerHandle] = {}
+        self._stopping = False
+        self._active = 0
+        """Runs the workers are executing now."""
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -140,6 +170,7 @@ class AutomationEngine:
         self._save = asyncio.Event()
         scheduler.handle(FIRE, self._fire)
         scheduler.handle(RESUME, self._resume)
+        scheduler.handle(TIMER, self._timer_fired)
         scheduler.on_lead(self.sync_jobs)
         signals.on_values(self._on_values)
         signals.on_event(self._on_event)
@@ -147,22 +178,44 @@ class AutomationEngine:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load the enabled automations and start the workers."""
+        """Take this process's lease, load the enabled automations and start the workers."""
+        await self.lease.start()
         for automation in await self.store.enabled():
             self._put(automation)
         self._reindex()
         self._tasks = [asyncio.create_task(self._work(), name=f"automation-worker-{n}") for n in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._keep_states(), name="automation-states"))
+        self._tasks.append(asyncio.create_task(self._keep_recovering(), name="automation-recovery"))
 
     async def stop(self) -> None:
-        """Stop the workers (runs in progress are cancelled) and the presence timers."""
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        """Stop gracefully: each run ends its action in flight (up to :data:`STOP_GRACE_SECONDS`,
+        then it is cancelled and that action will be done again), the queued runs are logged,
+        and every run of this process not done is given up for the leader to resume."""
+        self._stopping = True
+        log.info("automation engine stopping: %d run(s) in flight end their action", self._active)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while self._active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         for task in [*self._tasks, *self._background]:
             await cancel(task)
         self._tasks = []
-        await self._save_states()
+        try:
+            await self._keep_queued()
+            released = await self.store.release()
+            if released:
+                log.info("%d automation run(s) left for the next leader to resume", released)
+        finally:
+            await self.lease.stop()
+            await self._save_states()
+
+    async def _keep_queued(self) -> None:
+        """Log the queued runs that have no row yet (device values, events), owned by this
+        process, so that :meth:`.store.EngineStore.release` leaves them to the leader too."""
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            self._queue.task_done()
+            if pending.run_id is None and await self._reaches(pending):
+                await self.runner.start(pending.automation, pending.trigger)
 
     @property
     def loaded(self) -> int:
@@ -186,6 +239,8 @@ class AutomationEngine:
             await self._reload(change.id)
         elif change.kind == "automation_run" and self.scheduler.leading:
             await self._sync_waiting()
+        elif change.kind == "automation_timer" and self.scheduler.leading:
+            await self._sync_timers()
 
     async def _reload(self, automation_id: int) -> None:
         automation = await self.store.get(automation_id)
@@ -273,28 +328,71 @@ class AutomationEngine:
                 wanted[str(automation.id)] = trigger
         self.scheduler.sync(FIRE, wanted)
         await self._sync_waiting()
+        await self._sync_timers()
+        await self.recover()
 
     async def _sync_waiting(self) -> None:
         waiting = {str(run): DateTrigger(run_date=at, timezone=UTC) for run, at in await self.store.waiting()}
         self.scheduler.sync(RESUME, waiting, grace=None)
 
-    async def _fire(self, key: str) -> None:
-        """A time-based automation's job (in the leader)."""
+    async def _sync_timers(self) -> None:
+        timers = {f"{a}:{d}": DateTrigger(run_date=due, timezone=UTC) for a, d, due in await self.store.timers()}
+        self.scheduler.sync(TIMER, timers, grace=None)
+
+    async def _fire(self, key: str, at: datetime) -> None:
+        """A time-based automation's job for the slot ``at`` (in the leader): the slot is claimed
+        with the run's row, so it runs once however often it is fired."""
         automation = await self.store.get(int(key))
         if automation is None or not automation.enabled:
             return
-        self._enqueue(Pending(automation, Trigger(kind_of(automation.condition))))
+        trigger = Trigger(kind_of(automation.condition))
+        slot = f"time:{at.astimezone(UTC).isoformat()}"
+        run_id = await self.store.start(automation, trigger.kind, None, None, slot)
+        if run_id is None:
+            log.info("automation %s: slot %s already ran (fired again after a leader change)", key, slot)
+            return
+        self.scheduler.crash_point("fire-claimed")
+        self._enqueue(Pending(automation, trigger, run_id))
 
-    async def _resume(self, key: str) -> None:
+    async def _resume(self, key: str, at: datetime) -> None:
         """A waiting run's time came (in the leader)."""
         resumed = await self.store.claim(int(key))
-        if resumed is None:
-            return
+        if resumed is not None:
+            await self._take_up(resumed)
+
+    async def _take_up(self, resumed: Resumed) -> None:
+        """Queue a run taken up again, at its next action."""
         automation = await self.store.get(resumed.automation_id)
         if automation is None:
             return
         trigger = Trigger(resumed.trigger, resumed.device_id, resumed.value)
-        self._enqueue(Pending(automation, trigger, int(key), resumed.next_action))
+        self._enqueue(Pending(automation, trigger, resumed.run_id, resumed.next_action))
+
+    async def recover(self) -> None:
+        """Take over the running runs of processes that are gone and resume them here (in the
+        leader; a run whose process ended too often is marked ``interrupted`` instead)."""
+        if self._stopping:
+            return
+        resumed, interrupted = await self.store.orphans()
+        for run_id in interrupted:
+            log.warning("automation run %d interrupted: its process ended too often during it", run_id)
+        for run in resumed:
+            log.info("resuming automation run %d at action %d (its process ended)", run.run_id, run.next_action + 1)
+            await self._take_up(run)
+
+    async def _keep_recovering(self) -> None:
+        """In the leader, every ``retry_seconds``: resume orphaned runs, and schedule waiting
+        runs and timers a process stored without reaching the leader (it died in between)."""
+        while True:
+            await asyncio.sleep(self.scheduler.retry_seconds)
+            if not self.scheduler.leading:
+                continue
+            try:
+                await self._sync_waiting()
+                await self._sync_timers()
+                await self.recover()
+            except Exception:
+                log.exception("recovering automation runs failed")
 
     async def _ask_resume(self, run_id: int, at: datetime) -> None:
         if not self.scheduler.put(RESUME, str(run_id), DateTrigger(run_date=at, timezone=UTC), grace=None):
@@ -396,27 +494,46 @@ class AutomationEngine:
         found = list(sources.presence_device.get(signal.device_id, []))
         if device is not None:
             found += sources.presence_template.get(device.template_id, [])
-        loop = asyncio.get_running_loop()
-        for automation in found:
-            condition = automation.condition
-            assert isinstance(condition, Presence)
-            key = (automation.id, signal.device_id)
-            timer = self._timers.pop(key, None)
-            if timer is not None:  # the device flipped back before the time was up
-                timer.cancel()
-            if condition.online != signal.online:
-                continue
-            pending = Pending(
-                automation, Trigger("presence", signal.device_id, "online" if signal.online else "offline")
-            )
-            if condition.after_s == 0:
-                self._enqueue(pending)
-            else:
-                self._timers[key] = loop.call_later(condition.after_s, self._timer_done, key, pending)
+        plan = presence_plan(found, signal)
+        for automation in plan.now:
+            value = "online" if signal.online else "offline"
+            self._enqueue(Pending(automation, Trigger("presence", signal.device_id, value)))
+        if plan.disarm:
+            await self.store.drop_timers(plan.disarm)
+        if plan.arm:
+            await self.store.put_timers(plan.arm)
+        if plan.arm or plan.disarm:
+            await self._timers_changed(plan.arm, plan.disarm)
 
-    def _timer_done(self, key: tuple[int, int], pending: Pending) -> None:
-        self._timers.pop(key, None)
-        self._enqueue(pending)
+    async def _timers_changed(self, arm: list[tuple[int, int, datetime]], disarm: list[tuple[int, int]]) -> None:
+        """Schedule (or unschedule) stored timers: here when leading, else through the leader."""
+        if self.scheduler.leading:
+            for automation_id, device_id in disarm:
+                self.scheduler.remove(TIMER, f"{automation_id}:{device_id}")
+            for automation_id, device_id, due in arm:
+                self.scheduler.put(
+                    TIMER, f"{automation_id}:{device_id}", DateTrigger(run_date=due, timezone=UTC), grace=None
+                )
+            return
+        async with self.pool.connection() as conn:  # the leader schedules them
+            for automation_id in sorted({a for a, *_ in arm} | {a for a, _ in disarm}):
+                await conn.execute(
+                    "SELECT pg_notify(%s, %s)", (CHANNEL, Change("automation_timer", automation_id).encode())
+                )
+
+    async def _timer_fired(self, key: str, at: datetime) -> None:
+        """A presence timer's time came (in the leader): the run, if the timer is still there
+        (the device did not flip back), claimed with the timer's removal."""
+        automation_id, _, device_id = key.partition(":")
+        automation = await self.store.get(int(automation_id))
+        if automation is None or not automation.enabled or not isinstance(automation.condition, Presence):
+            return
+        trigger = Trigger("presence", int(device_id), "online" if automation.condition.online else "offline")
+        if not await self._reaches(Pending(automation, trigger)):
+            return
+        run_id = await self.store.start_timer(automation, int(device_id), trigger.value or "", at)
+        if run_id is not None:
+            self._enqueue(Pending(automation, trigger, run_id))
 
     # -- running --------------------------------------------------------------------------------
     async def _reaches(self, pending: Pending) -> bool:
@@ -438,6 +555,11 @@ class AutomationEngine:
     async def _work(self) -> None:
         while True:
             pending = await self._queue.get()
+            if self._stopping:  # kept for :meth:`stop` (it logs the runs that have no row yet)
+                self._queue.put_nowait(pending)
+                self._queue.task_done()
+                return
+            self._active += 1
             try:
                 run_id = pending.run_id
                 if run_id is None:
@@ -448,6 +570,7 @@ class AutomationEngine:
             except Exception:
                 log.exception("run of automation %s failed", pending.automation.id)
             finally:
+                self._active -= 1
                 self._queue.task_done()
 
 

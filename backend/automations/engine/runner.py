@@ -11,6 +11,12 @@ in whichever process leads then. So "turn on, wait 10 minutes, turn off" survive
 job and the run are in PostgreSQL. A run is resumed once (:meth:`EngineStore.claim`). A process
 that does not lead asks the leader to schedule the resumption with a change notice.
 
+Each action's outcome is committed with the run's next position (:meth:`EngineStore.step`), so a
+run whose process ended is resumed by the leader at the action after the last committed one; the
+action in flight at that instant (started, not committed) is done again: at least once. A run
+another process took over stops here at its next write (:class:`.store.RunTaken`). While the
+process stops, a run ends its turn before its next action (``stopping``), left for the leader.
+
 Texts (e-mail, notification, event descriptions) take Blynk's placeholders
 (:mod:`backend.placeholders`).
 """
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from backend.automations.engine.store import Automation, EngineStore
+from backend.automations.engine.store import Automation, EngineStore, RunTaken
 from backend.automations.engine.triggers import hhmm, next_daily, zone
 from backend.automations.schemas import Action, Control, Email, LogEvent, Notify, Wait, Webhook, kind_of
 from backend.devices.actions import Actor
@@ -107,6 +113,8 @@ class Runner:
         notifier: Notifications | None,
         webhooks: Webhooks | None,
         resume: Callable[[int, datetime], Awaitable[None]],
+        stopping: Callable[[], bool] = lambda: False,
+        crash_point: Callable[[str], None] = lambda name: None,
     ) -> None:
         self.store = store
         self.devices = devices
@@ -116,22 +124,37 @@ class Runner:
         self.webhooks = webhooks
         self.resume = resume
         """Asks for a waiting run to be resumed at a time (the engine's scheduler job)."""
+        self.stopping = stopping
+        """Whether this process is stopping (a run then ends its turn before its next action)."""
+        self.crash_point = crash_point
+        """Tests only: the scheduler's :meth:`~backend.scheduler.Scheduler.crash_point`."""
 
     async def start(self, automation: Automation, trigger: Trigger) -> int:
         """Log a new run; its id (run it with :meth:`proceed`)."""
-        return await self.store.start(automation, trigger.kind, trigger.device_id, trigger.value)
+        run_id = await self.store.start(automation, trigger.kind, trigger.device_id, trigger.value)
+        assert run_id is not None  # only a slot can be taken already
+        return run_id
 
     async def proceed(self, run_id: int, automation: Automation, trigger: Trigger, position: int = 0) -> None:
-        """Run the actions from ``position`` until the end or a wait."""
+        """Run the actions from ``position`` until the end, a wait, or this process stopping
+        (the run then stays ``running`` at its next action, for the leader to resume)."""
+        try:
+            await self._proceed(run_id, automation, trigger, position)
+        except RunTaken:
+            log.warning("run %d of automation %s was taken over by another process", run_id, automation.id)
+
+    async def _proceed(self, run_id: int, automation: Automation, trigger: Trigger, position: int) -> None:
         context = await self._context(automation, trigger)
         actions = automation.actions
         for index in range(position, len(actions)):
+            if self.stopping():
+                log.info("run %d of automation %s stops before action %d: shutting down", run_id, automation.id, index)
+                return
             action = actions[index]
             started, t0 = datetime.now(UTC), clock.perf_counter()
             if isinstance(action, Wait):
                 until = self._wait_until(action, automation, started)
-                await self.store.step(run_id, index, "wait", True, f"until {until.isoformat()}", started, 0)
-                await self.store.wait(run_id, index + 1, until)
+                await self.store.wait(run_id, index, f"until {until.isoformat()}", started, until)
                 await self.resume(run_id, until)
                 return
             try:
@@ -142,6 +165,7 @@ class Runner:
                 log.info("automation %s action %d (%s) failed: %s", automation.id, index + 1, kind_of(action), detail)
             ms = int((clock.perf_counter() - t0) * 1000)
             await self.store.step(run_id, index, kind_of(action), ok, detail, started, ms)
+            self.crash_point("step-done")
         await self.store.finish(run_id, len(actions))
 
     def _wait_until(self, action: Wait, automation: Automation, now: datetime) -> datetime:

@@ -107,7 +107,7 @@ async def test_a_stored_job_runs_in_the_leader_and_survives_it(fresh_db: str) ->
     def scheduler(name: str, grace: float) -> Scheduler:
         made = Scheduler(fresh_db, [], retry_seconds=0.2, misfire_grace_seconds=grace)
 
-        async def handler(key: str) -> None:
+        async def handler(key: str, at: datetime) -> None:
             runs.append((name, key))
 
         made.handle("t", handler)
@@ -138,7 +138,7 @@ async def test_a_missed_run_beyond_the_grace_time_is_skipped(fresh_db: str) -> N
 
     runs: list[str] = []
 
-    async def handler(key: str) -> None:
+    async def handler(key: str, at: datetime) -> None:
         runs.append(key)
 
     first = Scheduler(fresh_db, [], retry_seconds=0.2, misfire_grace_seconds=1)
@@ -178,3 +178,70 @@ async def test_the_leader_stops_at_once_when_its_lock_connection_breaks(fresh_db
     await asyncio.wait_for(second.is_leader.wait(), 20)
     await first.stop()
     await second.stop()
+
+
+async def test_a_stored_job_gets_its_slot_and_its_firing_is_kept_until_the_handler_returned(fresh_db: str) -> None:
+    """The handler is told the run time the job was scheduled for, and the firing row the leader
+    committed before moving the job on stays until the handler has returned."""
+    import psycopg
+    from apscheduler.triggers.date import DateTrigger
+
+    seen: list[tuple[str, datetime, int]] = []
+    release = asyncio.Event()
+
+    async def handler(key: str, at: datetime) -> None:
+        async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
+            rows = await (await conn.execute("SELECT count(*) FROM scheduler_firing")).fetchone()
+        seen.append((key, at, rows[0] if rows else -1))
+        await release.wait()
+
+    scheduler = Scheduler(fresh_db, [], retry_seconds=0.2)
+    scheduler.handle("t", handler)
+    scheduler.start()
+    await scheduler.is_leader.wait()
+    slot = (datetime.now(UTC) + timedelta(seconds=0.5)).replace(microsecond=250_000)
+    assert scheduler.put("t", "k", DateTrigger(run_date=slot, timezone=UTC))
+    await eventually(lambda: len(seen) == 1, 20)
+    assert seen == [("k", slot, 1)]
+    release.set()
+    async with await psycopg.AsyncConnection.connect(fresh_db) as conn:
+
+        async def left() -> int:
+            row = await (await conn.execute("SELECT count(*) FROM scheduler_firing")).fetchone()
+            await conn.commit()
+            return row[0] if row else -1
+
+        for _ in range(200):
+            if await left() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await left() == 0
+    await scheduler.stop()
+
+
+async def test_the_next_leader_takes_up_the_firings_a_dead_leader_left_within_their_grace(fresh_db: str) -> None:
+    """Rows of ``scheduler_firing`` are what a leader killed between recording a firing and its
+    handler's return leaves: the next leader calls the handler for the same slot (however late
+    for a job without grace, within the grace for the others) and forgets the rest."""
+    import psycopg
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute(
+            "INSERT INTO scheduler_firing (job_id, fire_at, grace_s) VALUES "
+            "('t:recent', %(recent)s, 300), ('t:late', %(old)s, 300), ('t:always', %(old)s, NULL)",
+            {"recent": now - timedelta(seconds=5), "old": now - timedelta(hours=2)},
+        )
+    seen: list[tuple[str, datetime]] = []
+
+    async def handler(key: str, at: datetime) -> None:
+        seen.append((key, at))
+
+    scheduler = Scheduler(fresh_db, [], retry_seconds=0.2)
+    scheduler.handle("t", handler)
+    scheduler.start()
+    await scheduler.is_leader.wait()
+    assert sorted(seen) == [("always", now - timedelta(hours=2)), ("recent", now - timedelta(seconds=5))]
+    with psycopg.connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM scheduler_firing").fetchone() == (0,)
+    await scheduler.stop()
