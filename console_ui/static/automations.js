@@ -96,6 +96,7 @@
       case "sun":
         return [field("Event", select([["sunrise", "Sunrise"], ["sunset", "Sunset"]], c.event || "sunrise", (v) => { c.event = v; })),
           field("Offset (minutes)", input(c.offset_minutes || 0, (v) => { c.offset_minutes = num(v) || 0; }, { type: "number", min: -180, max: 180 })),
+          placeField(c, redraw),
           h("div", { class: "row" },
             field("Latitude", input(c.lat, (v) => { c.lat = num(v); }, { type: "number", step: "any", min: -90, max: 90 })),
             field("Longitude", input(c.lon, (v) => { c.lon = num(v); }, { type: "number", step: "any", min: -180, max: 180 }))),
@@ -245,6 +246,28 @@
     }[type];
   }
 
+  // Sunrise and sunset at one of the organization's Locations: picking one fills in its
+  // coordinates and time zone (the condition keeps the numbers, as the server stores them).
+  let places = [];
+  function placeField(c, redraw) {
+    if (!places.length) return null;
+    const at = places.find((l) => l.lat === c.lat && l.lon === c.lon);
+    return field("Location", select([["", "Coordinates of my own"], ...places.map((l) => [l.id, l.address ? `${l.name} (${l.address})` : l.name])],
+      at ? at.id : "", (v) => {
+        const l = places.find((x) => x.id === num(v));
+        if (l) { c.lat = l.lat; c.lon = l.lon; if (l.time_zone) c.tz = l.time_zone; }
+        redraw();
+      }, { "data-field": "location" }), "Fills in its coordinates and time zone");
+  }
+  function loadPlaces() {
+    if (root.dataset.locations !== "yes") { root.dataset.places = "none"; return; }
+    api("GET", `/api/locations?org_id=${encodeURIComponent(root.dataset.org)}`).then((found) => {
+      places = found;
+      if (state.condition.type === "sun") render();
+      root.dataset.places = String(places.length);
+    }).catch(() => { root.dataset.places = "none"; });  // the editor works without them
+  }
+
   // -- drawing and saving ----------------------------------------------------------------------
   const error = h("p", { class: "form-error", role: "alert", id: "automation-error" });
 
@@ -322,4 +345,5 @@
 
   render();
   root.dataset.ready = "yes";
+  loadPlaces();
 })();

@@ -234,3 +234,48 @@ def test_a_scene_runs_from_the_list_into_the_log_and_a_refused_save_says_why(
     page.screenshot(path=str(tmp_path / "automation-log.png"), full_page=True)
     shot(page, "automation-log")
     assert errors == []
+
+
+def test_a_sunset_automation_takes_its_place_from_a_location(
+    stack: StackConfig, admin: Api, garden: dict[str, Any], page: Page
+) -> None:
+    errors = no_page_errors(page)
+    s = garden["suffix"]
+    place = {"name": f"Porch {s}", "address": "Brivibas 1, Riga", "lat": 56.9496, "lon": 24.1052}
+    location = _ok(admin.post("/api/locations", json={**place, "time_zone": "Europe/Riga"}), 201)
+    page.goto(f"{stack.base_url}/automations/new")
+    editor = page.locator("#automation-editor")
+    expect(editor).to_have_attribute("data-ready", "yes")
+    expect(editor).to_have_attribute("data-places", re.compile(r"^[1-9]\d*$"))  # the organization's Locations
+    page.get_by_label("Name").fill(f"Porch light {s}")
+    condition = page.locator("#condition")
+    condition.get_by_label("Condition").select_option(label="Sunrise / sunset")
+    condition.get_by_label("Event").select_option(label="Sunset")
+    condition.get_by_label("Location").select_option(label=f"Porch {s} (Brivibas 1, Riga)")
+    expect(condition.get_by_label("Latitude")).to_have_value("56.9496")
+    expect(condition.get_by_label("Longitude")).to_have_value("24.1052")
+    expect(condition.get_by_label("Time zone")).to_have_value("Europe/Riga")
+    on = _add(page, "Control device")
+    on.get_by_label("Device").select_option(label=f"Pump {s}")
+    on.get_by_label("Datastream").select_option(label=f"Pump {s} (V1, integer)")
+    on.get_by_label("Set to").fill("1")
+    page.get_by_role("button", name="Save automation").click()
+    expect(page).to_have_url(re.compile(r"/automations$"))
+    made = next(
+        a
+        for a in _ok(admin.get("/api/console/automations", params={"size": 1000}))["content"]
+        if a["name"] == f"Porch light {s}"
+    )
+    assert {k: made["condition"].get(k) for k in ("type", "event", "lat", "lon", "tz")} == {
+        "type": "sun",
+        "event": "sunset",
+        "lat": 56.9496,
+        "lon": 24.1052,
+        "tz": "Europe/Riga",
+    }
+    page.goto(f"{stack.base_url}/automations/{made['id']}")  # opened again, the place is recognised
+    expect(editor).to_have_attribute("data-places", re.compile(r"^[1-9]\d*$"))
+    expect(condition.get_by_label("Location").locator("option:checked")).to_have_text(f"Porch {s} (Brivibas 1, Riga)")
+    shot(page, "automation-sun-location")
+    admin.delete(f"/api/locations/{location['id']}")
+    assert errors == []
