@@ -153,6 +153,11 @@ async def test_mgmt_device_needs_the_templates_gateway_switch(world: World, conn
     await eventually(lambda: value_of(a.admin, a.device.id, 2) == "via mgmt", 10, message="A's value stored")
     await gw.publish(f"dev/{world.tokens['B']}/ds/Label", "via mgmt", qos=1)
     await gw.received(f"dev/{world.tokens['B']}/downlink/diag")
+    listed = [s for s in a.admin.get("/api/integrations/sessions").json() if s["client_id"] == "mgmt-on"]
+    assert [(s["kind"], s["login"], s["credentials"], s["org_id"]) for s in listed] == [
+        ("gateway", "mgmt_device", a.device.name, a.org)  # named by the device whose token it used
+    ]
+    assert "mgmt-on" not in b.admin.get("/api/integrations/sessions").text
     assert value_of(b.admin, b.device.id, 2) != "via mgmt"
     r = root.patch(
         f"/api/console/templates/{world.t.template}", json={"name": template["name"], "gateway_enabled": False}
