@@ -20,8 +20,8 @@ Public surface (nothing else here is API, and nothing outside this package impor
 Listeners: plain TCP (``port``), TLS 1.2+ (``tls_port``), and the WebSocket bridge's listener on
 127.0.0.1 (``proxy_port``), where each connection starts with ``proxy_header(key, client)``: a
 PROXY protocol v2 header naming the real client, HMAC-signed with ``proxy_key`` so that no
-other local process can choose its address (:mod:`broker._proxy`). Only MQTT 3.1.1 is served (MQTT 5 gets a
-v5 CONNACK 0x84). Limits every client gets: ``max_packet_size``, keep-alive x grace, per-device
+other local process can choose its address (:mod:`broker._proxy`). MQTT 3.1.1 and MQTT 5 are served (MQTT 5 is
+translated at the connection's edge: :mod:`broker._v5`, codec :mod:`broker.mqtt5`). Limits every client gets: ``max_packet_size``, keep-alive x grace, per-device
 ``device_rate_limit`` (PUBLISH, SUBSCRIBE and UNSUBSCRIBE), ``max_subscriptions`` per session,
 ``auth_failures_per_minute`` per address, ``max_outgoing_queue``.
 

@@ -5,11 +5,12 @@ amqtt's ``BrokerProtocolHandler.init_from_connect`` hides the client id the firm
 authentication. This module decodes the CONNECT with amqtt's codec and returns a plain
 :class:`ConnectRequest`; nothing in the broker changes until the request is authenticated.
 
-Protocol versions: only MQTT 3.1.1 (level 4) is served. The protocol name and level are read
-from the raw first packet before decoding, because an MQTT 5 CONNECT (with properties) is not
-decodable as 3.1.1: MQTT 5 gets an MQTT 5 CONNACK ``20 03 00 84 00`` (reason 0x84
-"Unsupported Protocol Version", no properties), anything else (MQTT 3.1 ``MQIsdp`` level 3,
-unknown levels) CONNACK ``20 02 00 01``; then the connection is closed.
+Protocol versions: MQTT 3.1.1 (level 4) and MQTT 5 (level 5). The protocol name and level are
+read from the raw first packet before decoding: an MQTT 5 CONNECT is decoded with
+:mod:`broker.mqtt5` and its request carries a :class:`~broker._v5.V5Link` that translates the
+rest of the connection (a malformed one gets CONNACK 0x81/0x82, enhanced authentication 0x8C);
+anything else (MQTT 3.1 ``MQIsdp`` level 3, unknown levels) gets CONNACK ``20 02 00 01`` and
+the connection is closed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from amqtt.mqtt.connack import (
 from amqtt.mqtt.connect import ConnectPacket
 from amqtt.mqtt.packet import CONNECT
 
+from broker import mqtt5
 from broker._framing import FramedReader, FrameFailure
+from broker._v5 import V5Link
 
 __all__ = ["ConnectRequest", "protocol_of", "read_connect", "refuse"]
 
@@ -37,7 +40,6 @@ logger = logging.getLogger(__name__)
 _MQTT_311_LEVEL = 4
 _MQTT_311 = (b"MQTT", _MQTT_311_LEVEL)
 _MQTT_5 = (b"MQTT", 5)
-_V5_UNSUPPORTED_VERSION = b"\x20\x03\x00\x84\x00"  # MQTT 5 CONNACK, reason 0x84, no properties
 _V311_UNACCEPTABLE_VERSION = b"\x20\x02\x00\x01"
 
 
@@ -56,6 +58,8 @@ class ConnectRequest:
     will_message: bytes
     will_qos: int
     will_retain: bool
+    v5: V5Link | None = None
+    """An MQTT 5 client's translation state; ``None`` for MQTT 3.1.1."""
 
 
 async def refuse(writer: WriterAdapter, return_code: int) -> None:
@@ -88,11 +92,11 @@ def protocol_of(frame: bytes) -> tuple[bytes, int] | None:
 async def _refuse_version(reader: FramedReader, writer: WriterAdapter, peer: str) -> bool:
     """Answer and close a CONNECT of another protocol version; True if it was one."""
     protocol = protocol_of(await reader.peek())
-    if protocol is None or protocol == _MQTT_311:
+    if protocol is None or protocol in (_MQTT_311, _MQTT_5):
         return False
-    logger.info("refusing CONNECT from %s: protocol %r level %s (only MQTT 3.1.1 is served)", peer, *protocol)
+    logger.info("refusing CONNECT from %s: protocol %r level %s (MQTT 3.1.1 and 5 are served)", peer, *protocol)
     with suppress(OSError, RuntimeError):
-        writer.write(_V5_UNSUPPORTED_VERSION if protocol == _MQTT_5 else _V311_UNACCEPTABLE_VERSION)
+        writer.write(_V311_UNACCEPTABLE_VERSION)
         await writer.drain()
     await close_quietly(writer)
     return True
@@ -102,6 +106,8 @@ async def read_connect(reader: FramedReader, writer: WriterAdapter, peer: str) -
     """Decode and check the first packet; on failure answer or close, log, and return ``None``."""
     if await _refuse_version(reader, writer, peer):
         return None
+    if protocol_of(await reader.peek()) == _MQTT_5:
+        return await _read_connect_v5(reader, writer, peer)
     try:
         packet = await ConnectPacket.from_stream(reader)
     except Exception as exc:  # amqtt's codec raises many types on garbage; all mean "bad client"
@@ -168,3 +174,52 @@ def _to_request(packet: ConnectPacket) -> ConnectRequest:
         will_qos=header.will_qos if will else 0,
         will_retain=header.will_retain_flag if will else False,
     )
+
+
+async def _read_connect_v5(reader: FramedReader, writer: WriterAdapter, peer: str) -> ConnectRequest | None:
+    """Decode an MQTT 5 CONNECT; answer a refusal with its v5 reason and return ``None``."""
+    frame = await reader.read()
+    try:
+        packet = mqtt5.decode(frame)
+    except mqtt5.MalformedPacket as exc:
+        logger.warning("refusing MQTT 5 CONNECT from %s: %s", peer, exc)
+        await _refuse_v5(writer, exc.reason)
+        return None
+    if not isinstance(packet, mqtt5.Connect):
+        logger.warning("closing %s: first packet is not CONNECT", peer)
+        await close_quietly(writer)
+        return None
+    if "authentication_method" in packet.properties:  # no enhanced authentication (AUTH) offered
+        logger.info(
+            "refusing MQTT 5 CONNECT from %s: authentication method %r",
+            peer,
+            packet.properties["authentication_method"],
+        )
+        await _refuse_v5(writer, mqtt5.Reason.BAD_AUTHENTICATION_METHOD)
+        return None
+    try:
+        password = packet.password.decode("utf-8") if packet.password is not None else None
+    except UnicodeDecodeError:  # tokens and secrets are text; a binary password cannot be one
+        await _refuse_v5(writer, mqtt5.Reason.BAD_USER_NAME_OR_PASSWORD)
+        return None
+    link = V5Link.start(packet)
+    expiry = link.session_expiry
+    return ConnectRequest(
+        client_id=link.client_id,
+        clean_session=packet.clean_start or expiry == 0,
+        keep_alive=packet.keep_alive,
+        username=packet.username,
+        password=password,
+        will_topic=packet.will_topic,
+        will_message=packet.will_payload,
+        will_qos=packet.will_qos,
+        will_retain=packet.will_retain,
+        v5=link,
+    )
+
+
+async def _refuse_v5(writer: WriterAdapter, reason: int) -> None:
+    with suppress(OSError, RuntimeError):
+        writer.write(mqtt5.encode(mqtt5.Connack(reason)))
+        await writer.drain()
+    await close_quietly(writer)

@@ -36,6 +36,7 @@ from broker._proxy import NonceCache, ProxyRefused, read_proxy_header, verify_pr
 from broker._routing import device_key
 from broker._session import BrokerSession, Connection, KeyedLocks
 from broker._transport import Meter, MeteredWriter, StreamReader
+from broker._v5 import link_of
 from broker.identity import (
     Authenticator,
     ConnectInfo,
@@ -45,6 +46,7 @@ from broker.identity import (
     IntegrationIdentity,
     ServiceIdentity,
 )
+from broker.mqtt5 import Reason
 from broker.namespace import Namespace, namespace_publish, parse_write
 from broker.presence import OfflineReason, online_payload
 from broker.settings import BrokerSettings
@@ -129,12 +131,18 @@ class CoreBroker(NamespaceBroker):
         request = await read_connect(framed, writer, peer)
         if request is None:
             return
+        if request.v5 is not None:  # an MQTT 5 client: translated at the edge from here on
+            request.v5.attach(framed, writer)
         identity = await self._authenticate_request(request, address, peer)
         if isinstance(identity, int):
             await refuse(writer, identity)
             return
+        if request.v5 is not None:
+            request.v5.bind(identity, request.clean_session)
         transport = LISTENERS.get(listener_name, "tcp")
         connection = await self._open(identity, request, framed, writer, transport)
+        if request.v5 is not None:
+            request.v5.connection = connection
         try:
             await self._client_message_loop(connection.session, connection.handler)
         finally:
@@ -389,6 +397,9 @@ class CoreBroker(NamespaceBroker):
         :meth:`_handle_message_delivery`."""
         qos, packet_id = info
         if qos == QOS_1 and packet_id is not None:
+            link = link_of(connection.writer)
+            if link is not None:  # MQTT 5 says why: 0x97 Quota exceeded
+                link.refuse(packet_id, Reason.QUOTA_EXCEEDED)
             connection.writer.write(b"\x40\x02" + packet_id.to_bytes(2, "big"))  # PUBACK
         elif qos == QOS_2 and packet_id is not None:
             connection.drop_ids.add(packet_id)

@@ -88,6 +88,9 @@ class FramedReader(ReaderAdapter):
         self.gate: Callable[[], Awaitable[None]] | None = None
         self.screen: Callable[[bytes], bool] | None = None
         """Called with each whole packet after CONNECT; False swallows it."""
+        self.translate: Callable[[bytes], bytes | None] | None = None
+        """Turns each whole packet after CONNECT into the form the broker reads (an MQTT 5
+        client's into MQTT 3.1.1: ``broker._v5``); None swallows it, ValueError is malformed."""
         self.before_eof: Callable[[], Awaitable[None]] | None = None
         """Awaited once at a clean end of stream, before amqtt is told (see MountedHandler.settle)."""
         self._since_yield = 0
@@ -134,6 +137,16 @@ class FramedReader(ReaderAdapter):
     async def _next_frame(self) -> bool:
         """Load the next packet ``screen`` lets through; False once the connection must end."""
         while await self._load_frame():
+            if self.translate is not None and self._connected:
+                try:
+                    translated = self.translate(self._frame)
+                except ValueError:
+                    self.failure = FrameFailure.MALFORMED
+                    return False
+                if translated is None:
+                    self._pos = len(self._frame)
+                    continue
+                self._frame = translated
             if self._connected and not well_formed(self._frame):
                 self.failure = FrameFailure.MALFORMED
                 return False

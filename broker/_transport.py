@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import cast
@@ -65,10 +66,17 @@ class MeteredWriter(WriterAdapter):
         peer = writer.get_extra_info("peername")
         self.peer: tuple[str, int] | None = (peer[0], peer[1]) if peer and len(peer) >= 2 else None
         """The client's address; replaced by the PROXY header's on the proxy listener."""
+        self.encode: Callable[[bytes | bytearray], bytes | bytearray] | None = None
+        """Turns what the broker writes into the client's protocol (MQTT 5: ``broker._v5``)."""
+        self.last_words: Callable[[], bytes] | None = None
+        """Called once when the connection is closed (not aborted): what to send before closing
+        (an MQTT 5 client's DISCONNECT with the reason, ``broker._v5``)."""
 
     def write(self, data: bytes | bytearray) -> None:
         """Queue one packet for sending (no-op once closed)."""
         if not self.closed:
+            if self.encode is not None:
+                data = self.encode(data)
             self.meter.count_out(data)
             self._writer.write(data)
 
@@ -104,6 +112,10 @@ class MeteredWriter(WriterAdapter):
         """Flush for at most :data:`CLOSE_WAIT` seconds, then close (or abort) the socket."""
         if self.closed:
             return
+        if self.last_words is not None:
+            words, self.last_words = self.last_words(), None
+            if words:
+                self.write(words)
         self.closed = True
         try:
             async with asyncio.timeout(CLOSE_WAIT):

@@ -1,0 +1,306 @@
+"""MQTT 5 clients on the MQTT 3.1.1 broker: one :class:`V5Link` per connection translates.
+
+amqtt 0.12.1 speaks MQTT 3.1.1 only, and the broker's sessions, routing, ACL and limits are
+built on it. A v5 client is served by translating at the connection's edge, packet by packet
+(the codec is :mod:`broker.mqtt5`):
+
+- inbound (``FramedReader.translate``): each whole v5 packet becomes its 3.1.1 form before the
+  broker sees it; topic aliases are resolved here (up to :data:`TOPIC_ALIAS_MAXIMUM`, announced
+  in CONNACK); a malformed packet or an alias never set ends the connection, with a
+  DISCONNECT carrying the reason (0x81, 0x82, 0x94).
+- outbound (``MeteredWriter.encode``): each 3.1.1 packet the broker writes gets its v5 form:
+  CONNACK with the v5 reason (0x86 bad user name or password, 0x87 not authorized, 0x85,
+  0x88, 0x84) and, when accepted, its properties; PUBLISH with an empty property list; SUBACK
+  and UNSUBACK with theirs (UNSUBACK also gets one reason per filter); PUBACK of a publish
+  the broker refused gets the reason (0x87 a device's topic outside Blynk's uplinks, 0x97 over
+  the rate limit) instead of 3.1.1's silent success.
+
+What 3.1.1's sessions cannot carry is said, not faked: a device's (and a gateway's) session is
+always clean, so CONNACK answers ``session_expiry_interval`` 0 to a client that asked for
+more; other logins keep their session while the broker runs (as 3.1.1 ``clean_session=0``)
+when they connect without clean start and with an expiry above 0 (the interval is not counted
+down). PUBLISH properties (user properties, content type, response topic,
+correlation data, message expiry) and subscription options are not carried to subscribers;
+CONNACK says so with ``subscription_identifier_available`` 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from broker import mqtt5
+from broker._framing import FrameFailure
+from broker.identity import DeviceIdentity, GatewayIdentity, Identity
+from broker.mqtt5 import MalformedPacket, Reason
+from broker.presence import OfflineReason
+from broker.topics import is_uplink_topic
+
+__all__ = ["TOPIC_ALIAS_MAXIMUM", "V5Link", "connect_reason", "link_of"]
+
+logger = logging.getLogger(__name__)
+
+TOPIC_ALIAS_MAXIMUM = 16
+"""Topic aliases a client may set towards the broker (CONNACK ``topic_alias_maximum``)."""
+
+_CONNACK_REASONS = {
+    0: Reason.SUCCESS,
+    1: Reason.UNSUPPORTED_PROTOCOL_VERSION,
+    2: Reason.CLIENT_IDENTIFIER_NOT_VALID,
+    3: Reason.SERVER_UNAVAILABLE,
+    4: Reason.BAD_USER_NAME_OR_PASSWORD,
+    5: Reason.NOT_AUTHORIZED,
+}
+"""MQTT 3.1.1 CONNACK return code -> MQTT 5 reason code (§3.2.2.2)."""
+
+
+_END_REASONS = {
+    OfflineReason.REPLACED: Reason.SESSION_TAKEN_OVER,
+    OfflineReason.RATE_LIMITED: Reason.MESSAGE_RATE_TOO_HIGH,
+    OfflineReason.SLOW_CONSUMER: Reason.QUOTA_EXCEEDED,
+    OfflineReason.SHUTDOWN: Reason.SERVER_SHUTTING_DOWN,
+    OfflineReason.REVOKED: Reason.NOT_AUTHORIZED,
+    OfflineReason.KICKED: Reason.ADMINISTRATIVE_ACTION,
+    OfflineReason.PROTOCOL_ERROR: Reason.PROTOCOL_ERROR,
+}
+"""Why the broker ended a connection -> the reason of its DISCONNECT to an MQTT 5 client."""
+_FAILURE_REASONS = {
+    FrameFailure.KEEPALIVE_TIMEOUT: Reason.KEEP_ALIVE_TIMEOUT,
+    FrameFailure.PACKET_TOO_LARGE: Reason.PACKET_TOO_LARGE,
+    FrameFailure.MALFORMED: Reason.MALFORMED_PACKET,
+}
+
+
+class _Reader(Protocol):
+    max_packet_size: int
+    translate: Callable[[bytes], bytes | None] | None
+    failure: FrameFailure | None
+
+
+class _Connection(Protocol):
+    end_reason: OfflineReason | None
+
+
+class _Writer(Protocol):
+    encode: Callable[[bytes | bytearray], bytes | bytearray] | None
+    last_words: Callable[[], bytes] | None
+
+    def write(self, data: bytes | bytearray) -> None: ...
+
+
+_LINKS: weakref.WeakKeyDictionary[object, V5Link] = weakref.WeakKeyDictionary()
+
+
+def link_of(writer: object) -> V5Link | None:
+    """The link of the MQTT 5 connection writing to ``writer``; ``None`` for MQTT 3.1.1."""
+    return _LINKS.get(writer)
+
+
+def connect_reason(code: int) -> int:
+    """The MQTT 5 CONNACK reason of a 3.1.1 CONNACK return code."""
+    return _CONNACK_REASONS.get(code, Reason.UNSPECIFIED_ERROR)
+
+
+def _varint(frame: bytes, index: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = frame[index]
+        value |= (byte & 0x7F) << shift
+        index += 1
+        if not byte & 0x80:
+            return value, index
+        shift += 7
+
+
+def _frame(first: int, body: bytes) -> bytes:
+    return bytes([first]) + mqtt5.encode_varint(len(body)) + body
+
+
+@dataclass(slots=True)
+class V5Link:
+    """The translation state of one MQTT 5 connection."""
+
+    connect: mqtt5.Connect
+    """The client's CONNECT, as decoded."""
+    device: bool = False
+    """A device login (mounted at ``d/<id>/``): Blynk's uplink ACL applies to its publishes."""
+    clean: bool = True
+    """Whether the broker keeps no session for it (always for devices and gateways)."""
+    reader: _Reader | None = None
+    """The connection's reader (its ``max_packet_size`` is CONNACK's ``maximum_packet_size``)."""
+    connection: _Connection | None = None
+    """The broker's connection, once open (its ``end_reason`` says why the broker ended it)."""
+    assigned_id: str | None = None
+    aliases: dict[int, str] = field(default_factory=dict)
+    refused: dict[int, int] = field(default_factory=dict)
+    """Packet id of a QoS 1/2 PUBLISH the broker refused -> the reason its PUBACK carries."""
+    unsubscribes: dict[int, int] = field(default_factory=dict)
+    """Packet id of an UNSUBSCRIBE -> how many filters it named (UNSUBACK has a reason each)."""
+    failure: Reason | None = None
+    """Why the connection is ending, when the client broke the protocol."""
+
+    @classmethod
+    def start(cls, connect: mqtt5.Connect) -> V5Link:
+        """The link of a client whose CONNECT was ``connect`` (a client id is assigned if empty)."""
+        link = cls(connect)
+        if not connect.client_id:
+            link.assigned_id = f"auto-{uuid.uuid4().hex}"
+        return link
+
+    @property
+    def client_id(self) -> str:
+        """The client id the session is known by (the assigned one if it sent none)."""
+        return self.assigned_id or self.connect.client_id
+
+    @property
+    def session_expiry(self) -> int:
+        """The session expiry interval the client asked for (0: none)."""
+        return int(self.connect.properties.get("session_expiry_interval", 0))
+
+    def attach(self, reader: _Reader, writer: _Writer) -> None:
+        """Translate what ``reader`` reads and ``writer`` writes from now on."""
+        self.reader = reader
+        reader.translate = self.inbound
+        writer.encode = self.outbound
+        writer.last_words = self.last_words
+        _LINKS[writer] = self
+
+    def bind(self, identity: Identity, clean_session: bool) -> None:
+        """Who logged in: a device's publishes are checked against Blynk's uplinks, and a
+        device's or gateway's session is always clean."""
+        self.device = isinstance(identity, DeviceIdentity)
+        self.clean = clean_session or self.device or isinstance(identity, GatewayIdentity)
+
+    def last_words(self) -> bytes:
+        """What the client is told as the connection closes: a DISCONNECT with the reason when
+        the broker ends it (keep-alive, malformed, too large, replaced, rate limited...);
+        nothing when the client left, was refused at CONNACK, or the socket broke."""
+        end = self.connection.end_reason if self.connection is not None else None
+        failure = self.reader.failure if self.reader is not None else None
+        reason = _END_REASONS.get(end) if end is not None else None
+        if reason is None and failure is not None:
+            reason = (
+                self.failure if failure is FrameFailure.MALFORMED and self.failure else _FAILURE_REASONS.get(failure)
+            )
+        return self.goodbye(reason) if reason is not None else b""
+
+    # ---- client -> broker -------------------------------------------------------------
+
+    def inbound(self, frame: bytes) -> bytes | None:
+        """The 3.1.1 form of one whole v5 packet; MalformedPacket ends the connection."""
+        try:
+            packet = mqtt5.decode(frame)
+        except MalformedPacket as exc:
+            self.failure = exc.reason
+            raise
+        match packet:
+            case mqtt5.Publish():
+                return self._publish_in(packet)
+            case mqtt5.PubAck():
+                return _frame(frame[0], packet.packet_id.to_bytes(2, "big"))
+            case mqtt5.Subscribe():
+                body = packet.packet_id.to_bytes(2, "big")
+                for s in packet.subscriptions:
+                    topic = s.topic_filter.encode()
+                    body += len(topic).to_bytes(2, "big") + topic + bytes([s.qos])
+                return _frame(0x82, body)
+            case mqtt5.Unsubscribe():
+                self.unsubscribes[packet.packet_id] = len(packet.topic_filters)
+                body = packet.packet_id.to_bytes(2, "big")
+                for f in packet.topic_filters:
+                    topic = f.encode()
+                    body += len(topic).to_bytes(2, "big") + topic
+                return _frame(0xA2, body)
+            case mqtt5.Pingreq():
+                return b"\xc0\x00"
+            case mqtt5.Disconnect():
+                return b"\xe0\x00"
+        self.failure = Reason.PROTOCOL_ERROR  # CONNECT again, AUTH (no enhanced auth), server packets
+        raise MalformedPacket(f"{type(packet).__name__} from a client", Reason.PROTOCOL_ERROR)
+
+    def _publish_in(self, packet: mqtt5.Publish) -> bytes:
+        topic = packet.topic
+        alias = packet.properties.get("topic_alias")
+        if alias is not None:
+            if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:
+                self.failure = Reason.TOPIC_ALIAS_INVALID
+                raise MalformedPacket(f"topic alias {alias}", Reason.TOPIC_ALIAS_INVALID)
+            if topic:
+                self.aliases[alias] = topic
+            elif alias in self.aliases:
+                topic = self.aliases[alias]
+            else:
+                self.failure = Reason.PROTOCOL_ERROR
+                raise MalformedPacket(f"topic alias {alias} was never set", Reason.PROTOCOL_ERROR)  # [MQTT-3.3.4-3]
+        elif not topic:
+            self.failure = Reason.PROTOCOL_ERROR
+            raise MalformedPacket("PUBLISH without a topic or alias", Reason.PROTOCOL_ERROR)
+        if packet.qos and self.device and not is_uplink_topic(topic):
+            assert packet.packet_id is not None
+            self.refused[packet.packet_id] = Reason.NOT_AUTHORIZED
+        encoded = topic.encode()
+        body = len(encoded).to_bytes(2, "big") + encoded
+        if packet.qos:
+            assert packet.packet_id is not None
+            body += packet.packet_id.to_bytes(2, "big")
+        first = 0x30 | (packet.dup << 3) | (packet.qos << 1) | int(packet.retain)
+        return _frame(first, body + packet.payload)
+
+    def refuse(self, packet_id: int, reason: Reason) -> None:
+        """The PUBACK of ``packet_id`` carries ``reason`` (the broker dropped that publish)."""
+        self.refused[packet_id] = reason
+
+    # ---- broker -> client -------------------------------------------------------------
+
+    def outbound(self, data: bytes | bytearray) -> bytes:
+        """The v5 form of what the broker writes (whole 3.1.1 packets, one or more)."""
+        out = bytearray()
+        index, data = 0, bytes(data)
+        while index < len(data):
+            length, body_at = _varint(data, index + 1)
+            end = body_at + length
+            out += self._packet_out(data[index], data[body_at:end])
+            index = end
+        return bytes(out)
+
+    def _packet_out(self, first: int, body: bytes) -> bytes:
+        kind = first >> 4
+        if kind == mqtt5.PUBLISH:
+            topic_end = 2 + int.from_bytes(body[:2], "big") + (2 if first & 0x06 else 0)
+            return _frame(first, body[:topic_end] + b"\x00" + body[topic_end:])
+        if kind == mqtt5.PUBACK and len(body) == 2:
+            reason = self.refused.pop(int.from_bytes(body, "big"), 0)
+            return _frame(first, body + bytes([reason])) if reason else _frame(first, body)
+        if kind == mqtt5.SUBACK:
+            return _frame(first, body[:2] + b"\x00" + body[2:])
+        if kind == mqtt5.UNSUBACK:
+            count = self.unsubscribes.pop(int.from_bytes(body[:2], "big"), 1)
+            return _frame(first, body[:2] + b"\x00" + b"\x00" * count)
+        if kind == mqtt5.CONNACK:
+            return mqtt5.encode(self.connack(body[0] & 1, body[1]))
+        return _frame(first, body)
+
+    def connack(self, session_present: int, code: int) -> mqtt5.Connack:
+        """The v5 CONNACK of a 3.1.1 CONNACK (``code``), with the properties an accepted client needs."""
+        reason = connect_reason(code)
+        if reason != Reason.SUCCESS:
+            return mqtt5.Connack(reason)
+        properties: mqtt5.Properties = {}
+        if self.assigned_id is not None:
+            properties["assigned_client_identifier"] = self.assigned_id
+        if self.clean and self.session_expiry:
+            properties["session_expiry_interval"] = 0  # the broker keeps no session for it
+        properties["topic_alias_maximum"] = TOPIC_ALIAS_MAXIMUM
+        if self.reader is not None:  # the limit is on the remaining length; v5's counts the fixed header
+            properties["maximum_packet_size"] = self.reader.max_packet_size + 5
+        properties["subscription_identifier_available"] = 0
+        return mqtt5.Connack(0, bool(session_present), properties)
+
+    def goodbye(self, reason: int, text: str = "") -> bytes:
+        """A server-sent DISCONNECT with ``reason`` (and a reason string when given)."""
+        properties: mqtt5.Properties = {"reason_string": text} if text else {}
+        return mqtt5.encode(mqtt5.Disconnect(reason, properties))
