@@ -24,6 +24,7 @@ async def test_mqtt5_connect_without_credentials_gets_v5_connack_0x86_then_eof(r
 async def test_paho_mqtt5_device_is_served(paho: Callable[..., Paho]) -> None:
     client = paho(username="device", password=token(1), protocol=mqtt.MQTTv5)
     await client.connect(expect="Success")
+    assert client.connack == "Success"
 
 
 async def test_mqtt31_connect_gets_connack_1_then_eof(raw: Callable[[], Any]) -> None:
