@@ -26,6 +26,8 @@ from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from broker import (
     BrokerSettings,
@@ -321,7 +323,12 @@ class Paho:
 
     async def connect(self, expect: str = "Success") -> Paho:
         """Connect (paho's network thread) and wait for CONNACK."""
-        self.client.connect_async("127.0.0.1", self.port, keepalive=self.keepalive, bind_address=self.bind)
+        extra: dict[str, Any] = {}
+        if self.protocol == mqtt.MQTTv5 and not self.clean_session:  # MQTT 5's persistent session
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+            extra = {"clean_start": False, "properties": properties}
+        self.client.connect_async("127.0.0.1", self.port, keepalive=self.keepalive, bind_address=self.bind, **extra)
         self.client.loop_start()
         await eventually(lambda: self.connack is not None, message="CONNACK")
         assert self.connack == expect, self.connack

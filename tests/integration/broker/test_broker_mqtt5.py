@@ -31,6 +31,21 @@ from _broker_harness import (
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from test_broker_gateway import (  # noqa: F401 (collected again here, with MQTT 5 clients)
+    test_a_direct_connection_replaces_the_gateway_for_that_device,
+    test_downlinks_come_down_under_the_token_and_wildcard_tokens_are_refused,
+    test_ping_and_ota_offer_reach_a_device_through_its_gateway,
+    test_publishes_outside_the_scope_are_dropped_with_a_diag_and_nothing_is_retained,
+    test_values_go_up_as_the_device_and_presence_follows_the_gateway,
+)
+from test_broker_integration import (  # noqa: F401 (collected again here, with MQTT 5 clients)
+    test_a_write_goes_to_the_app_alone_naming_the_credentials,
+    test_device_and_gateway_topics_are_not_reachable,
+    test_organization_b_cannot_reach_anything_of_a,
+    test_retained_qos_and_persistent_sessions_with_queued_messages,
+    test_the_same_client_id_in_two_organizations_is_two_sessions,
+    test_topics_stay_inside_the_namespace_and_the_prefix_is_hidden,
+)
 from test_broker_routing import (  # noqa: F401 (collected again here, with MQTT 5 clients)
     test_always_delivered_downlinks_without_subscription,
     test_always_delivered_not_duplicated_when_subscribed,
