@@ -1,0 +1,122 @@
+"""broker/_v5.py's translation of one MQTT 5 connection, packet by packet, without a socket:
+what the broker (MQTT 3.1.1 inside) reads from a v5 client and what the client gets back."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker import mqtt5
+from broker._framing import FrameFailure
+from broker._v5 import TOPIC_ALIAS_MAXIMUM, V5Link
+from broker.identity import DeviceIdentity, ServiceIdentity
+from broker.mqtt5 import MalformedPacket, Reason
+from broker.presence import OfflineReason
+
+
+class Reader:
+    def __init__(self) -> None:
+        self.max_packet_size = 1024
+        self.translate = None
+        self.failure: FrameFailure | None = None
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.encode = None
+        self.last_words = None
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes | bytearray) -> None:
+        self.written.append(bytes(data))
+
+
+class Ending:
+    def __init__(self, reason: OfflineReason | None) -> None:
+        self.end_reason = reason
+
+
+def device_link(client_id: str = "fw") -> tuple[V5Link, Reader]:
+    link = V5Link.start(mqtt5.Connect(client_id=client_id, username="device", password=b"t"))
+    reader = Reader()
+    link.attach(reader, Writer())  # type: ignore[arg-type]
+    link.bind(DeviceIdentity(device_id=1), clean_session=True)
+    return link, reader
+
+
+def test_a_v5_publish_reaches_the_broker_as_3_1_1_and_its_alias_is_remembered() -> None:
+    link, _ = device_link()
+    first = mqtt5.encode(mqtt5.Publish("ds/T", b"1", 1, packet_id=7, properties={"topic_alias": 2}))
+    assert link.inbound(first) == b"\x32\x09\x00\x04ds/T\x00\x071"
+    again = mqtt5.encode(mqtt5.Publish("", b"2", 0, properties={"topic_alias": 2, "user_property": [("a", "b")]}))
+    assert link.inbound(again) == b"\x30\x07\x00\x04ds/T2"
+
+
+@pytest.mark.parametrize(
+    ("packet", "reason"),
+    [
+        (mqtt5.Publish("", b"x", properties={"topic_alias": 3}), Reason.PROTOCOL_ERROR),  # never set
+        (mqtt5.Publish("t", b"x", properties={"topic_alias": TOPIC_ALIAS_MAXIMUM + 1}), Reason.TOPIC_ALIAS_INVALID),
+        (mqtt5.Publish("", b"x"), Reason.PROTOCOL_ERROR),  # no topic and no alias
+        (mqtt5.Auth(0x18), Reason.PROTOCOL_ERROR),  # no enhanced authentication
+        (mqtt5.Connect(client_id="again"), Reason.PROTOCOL_ERROR),  # a second CONNECT
+    ],
+)
+def test_what_ends_the_connection_and_the_disconnect_reason_it_gets(packet: mqtt5.Packet, reason: Reason) -> None:
+    link, reader = device_link()
+    with pytest.raises(MalformedPacket):
+        link.inbound(mqtt5.encode(packet))
+    reader.failure = FrameFailure.MALFORMED  # what FramedReader records when translate raises
+    assert mqtt5.decode(link.last_words()) == mqtt5.Disconnect(reason)
+
+
+def test_the_broker_ending_a_connection_is_said_with_a_reason() -> None:
+    link, reader = device_link()
+    assert link.last_words() == b""  # the client left or the socket broke: nothing to say
+    reader.failure = FrameFailure.KEEPALIVE_TIMEOUT
+    assert mqtt5.decode(link.last_words()) == mqtt5.Disconnect(Reason.KEEP_ALIVE_TIMEOUT)
+    link.connection = Ending(OfflineReason.REPLACED)
+    assert mqtt5.decode(link.last_words()) == mqtt5.Disconnect(Reason.SESSION_TAKEN_OVER)
+    link.connection = Ending(OfflineReason.REVOKED)
+    assert mqtt5.decode(link.last_words()) == mqtt5.Disconnect(Reason.NOT_AUTHORIZED)
+
+
+def test_what_the_broker_writes_gets_its_v5_form_also_several_packets_in_one_write() -> None:
+    link, _ = device_link()
+    link.inbound(mqtt5.encode(mqtt5.Unsubscribe(5, ["a", "b", "c"])))
+    link.inbound(mqtt5.encode(mqtt5.Publish("foo/bar", b"x", 1, packet_id=9)))  # not a Blynk uplink
+    publish = b"\x32\x0a\x00\x04ds/T\x00\x03ab"  # QoS 1, id 3, payload "ab"
+    written = publish + b"\x40\x02\x00\x09" + b"\x90\x03\x00\x04\x80" + b"\xb0\x02\x00\x05" + b"\xd0\x00"
+    out = link.outbound(written)
+    packets = []
+    while out:
+        length = out[1]  # every packet here is short: one length byte
+        packets.append(mqtt5.decode(out[: 2 + length]))
+        out = out[2 + length :]
+    assert packets == [
+        mqtt5.Publish("ds/T", b"ab", 1, packet_id=3),
+        mqtt5.PubAck(9, Reason.NOT_AUTHORIZED),
+        mqtt5.Suback(4, [0x80]),
+        mqtt5.Unsuback(5, [0, 0, 0]),
+        mqtt5.Pingresp(),
+    ]
+
+
+def test_connack_reasons_and_properties() -> None:
+    link, _ = device_link(client_id="")
+    assert mqtt5.decode(link.outbound(b"\x20\x02\x00\x04")) == mqtt5.Connack(Reason.BAD_USER_NAME_OR_PASSWORD)
+    assert mqtt5.decode(link.outbound(b"\x20\x02\x00\x05")) == mqtt5.Connack(Reason.NOT_AUTHORIZED)
+    assert mqtt5.decode(link.outbound(b"\x20\x02\x00\x03")) == mqtt5.Connack(Reason.SERVER_UNAVAILABLE)
+    accepted = mqtt5.decode(link.outbound(b"\x20\x02\x00\x00"))
+    assert isinstance(accepted, mqtt5.Connack) and accepted.reason == 0
+    assert accepted.properties["assigned_client_identifier"] == link.client_id != ""
+    assert accepted.properties["maximum_packet_size"] == 1029
+
+
+def test_session_expiry_is_kept_for_a_service_and_refused_for_a_device() -> None:
+    asked = mqtt5.Connect(client_id="app", clean_start=False, properties={"session_expiry_interval": 60})
+    service = V5Link.start(asked)
+    service.bind(ServiceIdentity(name="app"), clean_session=False)
+    assert "session_expiry_interval" not in service.connack(0, 0).properties
+    device = V5Link.start(asked)
+    device.bind(DeviceIdentity(device_id=1), clean_session=False)
+    assert device.connack(0, 0).properties["session_expiry_interval"] == 0
