@@ -14,99 +14,51 @@ app processes, at most ``limit`` passwords are checked in a window.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.db.sql import execute, fetch_one
-from backend.errors import RateLimitedError
+from backend.db.window import Key, WindowThrottle, on_session
 
 LOCK_NAMESPACE = 0x0B1E_0006
 """First key of the advisory locks of the throttle (the second is a hash of scope and key)."""
 
 
 class LoginThrottle:
-    """The sign-in throttle for one database session."""
+    """The sign-in throttle for one database session (a :class:`~backend.db.window.WindowThrottle`
+    on ``login_failure`` counting every attempt)."""
 
     def __init__(self, session: AsyncSession, per_account: int, per_address: int, window_seconds: int) -> None:
         self.session = session
-        self.limits = {"account": per_account, "address": per_address}
-        self.window = window_seconds
+        self.window = WindowThrottle(
+            "login_failure",
+            LOCK_NAMESPACE,
+            {"account": per_account, "address": per_address},
+            window_seconds,
+            {
+                "account": "too many failed sign-ins for this account; try again in {wait} s",
+                "address": "too many failed sign-ins for your address; try again in {wait} s",
+            },
+        )
         self._counted_at: datetime | None = None
 
     async def attempt(self, email: str, ip: str | None) -> None:
         """Refuse the attempt if the account or the address is at its limit; otherwise count it
         as a failure now and commit, before the password is checked."""
-        keys = self._keys(email, ip)
-        for scope, key in sorted(keys):  # one order everywhere: two attempts never wait on each other crosswise
-            await execute(
-                self.session,
-                "SELECT pg_advisory_xact_lock(:ns, hashtext(:lock))",
-                ns=LOCK_NAMESPACE,
-                lock=f"{scope}:{key}",
-            )
-        for scope, key in keys:
-            await self._check(scope, key)
-        for scope, key in keys:
-            await execute(
-                self.session,
-                "DELETE FROM login_failure WHERE scope = :scope AND key = :key "
-                "AND at <= now() - make_interval(secs => :window)",
-                scope=scope,
-                key=key,
-                window=self.window,
-            )
-            row = await fetch_one(
-                self.session,
-                "INSERT INTO login_failure (scope, key) VALUES (:scope, :key) RETURNING at",
-                scope=scope,
-                key=key,
-            )
-            assert row is not None
-            self._counted_at = row["at"]
+        self._counted_at = await self.window.attempt(on_session(self.session), self._keys(email, ip))
         await self.session.commit()  # releases the locks; the attempt counts from here on
 
     async def succeeded(self, email: str, ip: str | None) -> None:
         """The password was right: take this attempt back, and forget the account's failures."""
-        await execute(
-            self.session, "DELETE FROM login_failure WHERE scope = 'account' AND key = :key", key=email.strip().lower()
-        )
+        sql = on_session(self.session)
+        await self.window.forget(sql, ("account", email.strip().lower()))
         if ip and self._counted_at is not None:
-            # rows are (scope, key, at) only: removing any one equal to ours is removing ours
-            await execute(
-                self.session,
-                """DELETE FROM login_failure WHERE ctid = (SELECT ctid FROM login_failure
-                WHERE scope = 'address' AND key = :key AND at = :at LIMIT 1)""",
-                key=ip,
-                at=self._counted_at,
-            )
+            await self.window.take_back(sql, ("address", ip), self._counted_at)
         self._counted_at = None
 
-    async def _check(self, scope: str, key: str) -> None:
-        limit = self.limits[scope]
-        if limit <= 0:
-            return
-        row = await fetch_one(
-            self.session,
-            """
-            SELECT at FROM login_failure WHERE scope = :scope AND key = :key
-              AND at > now() - make_interval(secs => :window)
-            ORDER BY at DESC OFFSET :skip LIMIT 1""",
-            scope=scope,
-            key=key,
-            window=self.window,
-            skip=limit - 1,
-        )
-        if row is not None:
-            wait = (row["at"] - datetime.now(UTC)).total_seconds() + self.window
-            what = "this account" if scope == "account" else "your address"
-            raise RateLimitedError(
-                f"too many failed sign-ins for {what}; try again in {int(wait) + 1} s", int(wait) + 1
-            )
-
     @staticmethod
-    def _keys(email: str, ip: str | None) -> list[tuple[str, str]]:
-        keys = [("account", email.strip().lower())]
+    def _keys(email: str, ip: str | None) -> list[Key]:
+        keys: list[Key] = [("account", email.strip().lower())]
         if ip:
             keys.append(("address", ip))
         return keys
