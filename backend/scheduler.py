@@ -80,6 +80,7 @@ _RECORD_SQL = text(
     "INSERT INTO scheduler_firing (job_id, fire_at, grace_s) VALUES (:job, :at, :grace) ON CONFLICT DO NOTHING"
 )
 _DONE_SQL = text("DELETE FROM scheduler_firing WHERE job_id = :job AND fire_at = :at")
+_KEYS_SQL = text(f"SELECT id FROM {TABLE} WHERE id LIKE :prefix")
 _LEFT_SQL = text("SELECT job_id, fire_at, grace_s FROM scheduler_firing ORDER BY fire_at")
 
 
@@ -261,6 +262,16 @@ class Scheduler:
         for key, trigger in wanted.items():
             self.put(kind, key, trigger, grace=grace)
         return True
+
+    def keys(self, kind: str) -> set[str] | None:
+        """The keys of the stored jobs of ``kind``, read from the table without loading the jobs
+        (cheap enough to check often); None if this process does not lead."""
+        engine = self._engine
+        if self._aps is None or engine is None:
+            return None
+        with engine.connect() as conn:
+            rows = conn.execute(_KEYS_SQL, {"prefix": f"{kind}:%"}).all()
+        return {str(r[0])[len(kind) + 1 :] for r in rows}
 
     def stored(self, kind: str) -> dict[str, object]:
         """The stored jobs of ``kind``: key to trigger (empty if this process does not lead)."""

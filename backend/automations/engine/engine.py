@@ -380,6 +380,21 @@ class AutomationEngine:
             log.info("resuming automation run %d at action %d (its process ended)", run.run_id, run.next_action + 1)
             await self._take_up(run)
 
+    async def _catch_up(self) -> None:
+        """Schedule the waiting runs and timers that have no job (their process stored them and
+        died before the leader heard of it): one read of each and of the jobs' keys."""
+        resume, timers = self.scheduler.keys(RESUME), self.scheduler.keys(TIMER)
+        if resume is None or timers is None:
+            return
+        for run_id, at in await self.store.waiting():
+            if str(run_id) not in resume:
+                self.scheduler.put(RESUME, str(run_id), DateTrigger(run_date=at, timezone=UTC), grace=None)
+        for automation_id, device_id, due in await self.store.timers():
+            if f"{automation_id}:{device_id}" not in timers:
+                self.scheduler.put(
+                    TIMER, f"{automation_id}:{device_id}", DateTrigger(run_date=due, timezone=UTC), grace=None
+                )
+
     async def _keep_recovering(self) -> None:
         """In the leader, every ``retry_seconds``: resume orphaned runs, and schedule waiting
         runs and timers a process stored without reaching the leader (it died in between)."""
@@ -388,8 +403,7 @@ class AutomationEngine:
             if not self.scheduler.leading:
                 continue
             try:
-                await self._sync_waiting()
-                await self._sync_timers()
+                await self._catch_up()
                 await self.recover()
             except Exception:
                 log.exception("recovering automation runs failed")

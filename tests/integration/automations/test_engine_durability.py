@@ -300,3 +300,40 @@ def test_an_offline_timer_survives_a_restart_and_fires_once_after_its_time(
             message="the timer's job to be done",
         )
     assert [value for _, _, value in world.runs(auto)] == ["offline"]
+
+
+def test_a_wait_and_a_timer_stored_by_a_process_that_died_before_telling_the_leader_still_run(
+    world: EngineStack, paho_device: ConnectDevice
+) -> None:
+    """A waiting run and a presence timer written to the database without the change notice (as
+    by a process killed between the two) are scheduled by the leader's periodic catch-up."""
+    sensor_info, pump_info = world.devices
+    pump = paho_device(world.config, pump_info)
+    waited = world.add(
+        {"type": "scene"},
+        [
+            {"type": "wait", "seconds": 1},
+            {"type": "control", "target": {"device_id": pump_info.id}, "pin": 2, "value": "wait-over"},
+        ],
+    )
+    timed = world.add(
+        {"type": "presence", "device_id": sensor_info.id, "online": False, "after_s": 5},
+        [{"type": "control", "target": {"device_id": pump_info.id}, "pin": 2, "value": "timer-due"}],
+    )
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    with world.db() as conn:
+        conn.execute(
+            "INSERT INTO automation_run (automation_id, org_id, trigger, status, next_action, resume_at) "
+            "VALUES (%s, %s, 'scene', 'waiting', 1, %s)",
+            (waited, world.org_id, soon),
+        )
+        conn.execute(
+            "INSERT INTO automation_timer (automation_id, device_id, due_at) VALUES (%s, %s, %s)",
+            (timed, sensor_info.id, soon + timedelta(seconds=2)),
+        )
+    assert downlinks(pump, until=b"timer-due") == [
+        ("downlink/ds/Label", b"wait-over"),
+        ("downlink/ds/Label", b"timer-due"),
+    ]
+    wait_for(lambda: [s for _, s, _ in world.runs(timed)] == ["ok"], 30, message="the timer's run to end")
+    assert [s for _, s, _ in world.runs(waited)] == ["ok"]
