@@ -13,7 +13,10 @@ built on it. A v5 client is served by translating at the connection's edge, pack
   0x88, 0x84) and, when accepted, its properties; PUBLISH with an empty property list; SUBACK
   and UNSUBACK with theirs (UNSUBACK also gets one reason per filter); PUBACK of a publish
   the broker refused gets the reason (0x87 a device's topic outside Blynk's uplinks, 0x97 over
-  the rate limit) instead of 3.1.1's silent success.
+  the rate limit) instead of 3.1.1's silent success. QoS 1/2 PUBLISHes beyond the client's
+  ``receive_maximum`` unacknowledged wait here, in order, until a PUBACK/PUBCOMP makes room.
+- at close (``MeteredWriter.last_words``): a DISCONNECT with the reason when the broker ends
+  the connection (keep-alive, too large, malformed, taken over, rate, revoked, shutdown).
 
 What 3.1.1's sessions cannot carry is said, not faked: a device's (and a gateway's) session is
 always clean, so CONNACK answers ``session_expiry_interval`` 0 to a client that asked for
@@ -29,6 +32,7 @@ from __future__ import annotations
 import logging
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -142,6 +146,12 @@ class V5Link:
     """Packet id of an UNSUBSCRIBE -> how many filters it named (UNSUBACK has a reason each)."""
     failure: Reason | None = None
     """Why the connection is ending, when the client broke the protocol."""
+    writer: _Writer | None = None
+    in_flight: set[int] = field(default_factory=set)
+    """Packet ids of QoS 1/2 PUBLISHes sent and not yet acknowledged (PUBACK, PUBCOMP)."""
+    held: deque[bytes] = field(default_factory=deque)
+    """QoS 1/2 PUBLISHes (3.1.1 form) waiting for room under the client's receive maximum."""
+    releasing: bool = False
 
     @classmethod
     def start(cls, connect: mqtt5.Connect) -> V5Link:
@@ -163,7 +173,7 @@ class V5Link:
 
     def attach(self, reader: _Reader, writer: _Writer) -> None:
         """Translate what ``reader`` reads and ``writer`` writes from now on."""
-        self.reader = reader
+        self.reader, self.writer = reader, writer
         reader.translate = self.inbound
         writer.encode = self.outbound
         writer.last_words = self.last_words
@@ -201,6 +211,8 @@ class V5Link:
             case mqtt5.Publish():
                 return self._publish_in(packet)
             case mqtt5.PubAck():
+                if packet.kind in (mqtt5.PUBACK, mqtt5.PUBCOMP) or packet.reason >= 0x80:
+                    self._acknowledged(packet.packet_id)
                 return _frame(frame[0], packet.packet_id.to_bytes(2, "big"))
             case mqtt5.Subscribe():
                 body = packet.packet_id.to_bytes(2, "big")
@@ -250,6 +262,21 @@ class V5Link:
         first = 0x30 | (packet.dup << 3) | (packet.qos << 1) | int(packet.retain)
         return _frame(first, body + packet.payload)
 
+    @property
+    def receive_maximum(self) -> int:
+        """QoS 1/2 PUBLISHes the client takes unacknowledged at once (CONNECT, default 65,535)."""
+        return int(self.connect.properties.get("receive_maximum", 65_535))
+
+    def _acknowledged(self, packet_id: int) -> None:
+        """A QoS 1/2 PUBLISH to the client is done: send what waited for its room."""
+        self.in_flight.discard(packet_id)
+        while self.held and len(self.in_flight) < self.receive_maximum and self.writer is not None:
+            self.releasing = True  # it goes ahead of those still held (order is kept)
+            try:
+                self.writer.write(self.held.popleft())  # translated (and counted) on its way out
+            finally:
+                self.releasing = False
+
     def refuse(self, packet_id: int, reason: Reason) -> None:
         """The PUBACK of ``packet_id`` carries ``reason`` (the broker dropped that publish)."""
         self.refused[packet_id] = reason
@@ -263,9 +290,24 @@ class V5Link:
         while index < len(data):
             length, body_at = _varint(data, index + 1)
             end = body_at + length
-            out += self._packet_out(data[index], data[body_at:end])
+            first = data[index]
+            if first >> 4 == mqtt5.PUBLISH and first & 0x06 and not self._room(data[body_at:end]):
+                self.held.append(data[index:end])  # over the client's receive maximum: later
+            else:
+                out += self._packet_out(first, data[body_at:end])
             index = end
         return bytes(out)
+
+    def _room(self, body: bytes) -> bool:
+        """Whether a QoS 1/2 PUBLISH (``body``) may go now; if so it counts as in flight."""
+        topic_end = 2 + int.from_bytes(body[:2], "big")
+        packet_id = int.from_bytes(body[topic_end : topic_end + 2], "big")
+        if packet_id in self.in_flight:
+            return True  # a resend (DUP) of one already counted
+        if len(self.in_flight) >= self.receive_maximum or (self.held and not self.releasing):
+            return False
+        self.in_flight.add(packet_id)
+        return True
 
     def _packet_out(self, first: int, body: bytes) -> bytes:
         kind = first >> 4

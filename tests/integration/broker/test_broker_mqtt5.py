@@ -274,3 +274,28 @@ async def test_a_device_reaches_another_device_by_no_protocol(paho: Callable[...
     diag = await device.received("downlink/diag")
     assert diag.payload == b'publish to "d/2/downlink/ds/Power" refused: not a Blynk uplink topic'
     assert watcher.topics() == []
+
+
+async def test_the_clients_receive_maximum_is_kept(raw: Callable[[], Any], paho: Callable[..., Paho]) -> None:
+    """A device that takes one unacknowledged QoS 1 message at a time gets the next downlink
+    only after it acknowledged the one before."""
+    backend = await paho(client_id="backend", username=SERVICE_USER, password=SERVICE_PASSWORD).connect()
+    device: Raw = await raw()
+    connect = mqtt5.Connect(
+        client_id="slow", username="device", password=token(1).encode(), properties={"receive_maximum": 1}
+    )
+    await device.send(mqtt5.encode(connect))
+    assert isinstance(mqtt5.decode(await device.read_packet()), mqtt5.Connack)
+    await device.send(mqtt5.encode(mqtt5.Subscribe(1, [mqtt5.Subscription("downlink/#", 1)])))
+    assert mqtt5.decode(await device.read_packet()) == mqtt5.Suback(1, [1])
+    for n in range(3):
+        await backend.publish(f"d/1/downlink/ds/V{n}", str(n), qos=1)
+    first = mqtt5.decode(await device.read_packet())
+    assert isinstance(first, mqtt5.Publish) and first.topic == "downlink/ds/V0"
+    await device.send(mqtt5.encode(mqtt5.Pingreq()))
+    assert mqtt5.decode(await device.read_packet()) == mqtt5.Pingresp()  # V1 waits: no room
+    for n in range(1, 3):
+        assert first.packet_id is not None
+        await device.send(mqtt5.encode(mqtt5.PubAck(first.packet_id)))
+        first = mqtt5.decode(await device.read_packet())  # type: ignore[assignment]
+        assert isinstance(first, mqtt5.Publish) and first.topic == f"downlink/ds/V{n}"

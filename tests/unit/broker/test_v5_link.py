@@ -27,7 +27,7 @@ class Writer:
         self.written: list[bytes] = []
 
     def write(self, data: bytes | bytearray) -> None:
-        self.written.append(bytes(data))
+        self.written.append(bytes(self.encode(data) if self.encode is not None else data))
 
 
 class Ending:
@@ -35,8 +35,9 @@ class Ending:
         self.end_reason = reason
 
 
-def device_link(client_id: str = "fw") -> tuple[V5Link, Reader]:
-    link = V5Link.start(mqtt5.Connect(client_id=client_id, username="device", password=b"t"))
+def device_link(client_id: str = "fw", **properties: int) -> tuple[V5Link, Reader]:
+    connect = mqtt5.Connect(client_id=client_id, username="device", password=b"t", properties=dict(properties))
+    link = V5Link.start(connect)
     reader = Reader()
     link.attach(reader, Writer())  # type: ignore[arg-type]
     link.bind(DeviceIdentity(device_id=1), clean_session=True)
@@ -120,3 +121,24 @@ def test_session_expiry_is_kept_for_a_service_and_refused_for_a_device() -> None
     device = V5Link.start(asked)
     device.bind(DeviceIdentity(device_id=1), clean_session=False)
     assert device.connack(0, 0).properties["session_expiry_interval"] == 0
+
+
+def test_the_clients_receive_maximum_holds_qos_1_publishes_until_acknowledged() -> None:
+    link, _ = device_link(receive_maximum=2)
+    writer = link.writer
+    assert isinstance(writer, Writer)
+
+    def publish(packet_id: int, qos: int = 1) -> bytes:
+        body = b"\x00\x01t" + (packet_id.to_bytes(2, "big") if qos else b"") + b"v"
+        return bytes([0x30 | qos << 1, len(body)]) + body
+
+    out = link.outbound(publish(1) + publish(2) + publish(3) + publish(0, qos=0) + publish(4))
+    sent = [mqtt5.decode(out[i : i + 9]) for i in range(0, 18, 9)]
+    assert [p.packet_id for p in sent if isinstance(p, mqtt5.Publish)] == [1, 2]
+    assert out[18:] == b"\x30\x05\x00\x01t\x00v"  # QoS 0 is not counted: it goes at once
+    link.inbound(mqtt5.encode(mqtt5.PubAck(2)))
+    assert [mqtt5.decode(w) for w in writer.written] == [mqtt5.Publish("t", b"v", 1, packet_id=3)]
+    link.inbound(mqtt5.encode(mqtt5.PubAck(1)))
+    link.inbound(mqtt5.encode(mqtt5.PubAck(3)))
+    assert [mqtt5.decode(w).packet_id for w in writer.written] == [3, 4]  # type: ignore[union-attr]
+    assert link.outbound(publish(5)) != b""  # room again
