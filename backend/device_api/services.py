@@ -84,7 +84,7 @@ class DeviceApiService:
         device = await self.registry.by_token_hmac(self.secrets.token_hmac(tokens[0]))
         if device is None:
             raise BlynkApiError(e.INVALID_TOKEN)
-        self.rate_limit.take(device.id)
+        await self.rate_limit.admit(device.id)
         return device
 
     async def get(self, query: Query) -> str | dict[str, Any]:

@@ -26,7 +26,7 @@ from backend.console.runtime import ConsoleRuntime
 from backend.db.changes import ChangeListener
 from backend.db.engine import Database
 from backend.device_api.data_controllers import DataApi, build_data_api
-from backend.device_api.ratelimit import DeviceRateLimit
+from backend.device_api.ratelimit import DeviceRateLimit, SharedDeviceRate
 from backend.device_api.services import DeviceApiService
 from backend.devices.actions import ActionLog
 from backend.devices.auth import SERVICE_USERNAME
@@ -198,9 +198,7 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         feed.apply,
         activation_listener(signals),
     )
-    device_api = DeviceApiService(
-        registry, secrets, data, db.pool, devices, DeviceRateLimit(settings.device_rate_limit)
-    )
+    device_api = DeviceApiService(registry, secrets, data, db.pool, devices, _device_rate_limit(settings, db.pool))
     data_api = build_data_api(device_api, latest, settings)
     mailer = Mailer(settings)
     notifier = Notifier(db.pool, mailer, settings.notification_emails_per_hour)
@@ -253,3 +251,9 @@ def runtime_of(state: State) -> Runtime:
 def runtime(app: Litestar) -> Runtime:
     """The runtime of a running app."""
     return runtime_of(app.state)
+
+
+def _device_rate_limit(settings: Settings, pool: AsyncConnectionPool) -> DeviceRateLimit:
+    """The HTTP device API's limit: this process's buckets, and with replicas the shared ones."""
+    rate = settings.device_rate_limit
+    return DeviceRateLimit(rate, shared=SharedDeviceRate(pool, rate) if settings.replica else None)

@@ -6,7 +6,8 @@ automation's action, the console's "send test"); the trigger listeners hand thei
 receiver never holds up the ingest. Each call, in order:
 
 1. loads the webhook (of that organization; a disabled one is refused unless it is a test);
-2. Blynk's rate limit: 10 requests a minute per webhook (in this process); over it nothing is
+2. Blynk's rate limit: 10 requests a minute per webhook (counted in PostgreSQL across every
+   app process, :mod:`backend.webhooks.limits`); over it nothing is
    sent and the call is logged as refused (once in 10 seconds per webhook, so a device
    sending every 100 ms does not fill the log);
 3. renders URL, headers and body with the placeholders of ``context``; a body over 5 KB is
@@ -127,7 +128,7 @@ class WebhookSender:
         timeout_s: float = 10.0,
         queue_size: int = 1000,
         workers: int = 4,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         trust: ssl.SSLContext | None = None,
     ) -> None:
@@ -137,7 +138,8 @@ class WebhookSender:
         """Opens the stored secrets (and seals new ones, for the service)."""
         self.failure_limit = failure_limit
         self.alert = alert
-        self.window = MinuteWindow(per_minute, clock)
+        self.window = MinuteWindow(pool, per_minute, clock)
+        """Requests a minute per webhook, counted across every app process (``clock``: tests')."""
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
@@ -225,7 +227,7 @@ class WebhookSender:
             summary = f"{rendered.method} (an invalid URL)"
             refusal: str | None = "the URL is not valid once its placeholders are put in"
         else:
-            refusal = self._refusal(hook, rendered, test)
+            refusal = await self._refusal(hook, rendered, test)
         if refusal is not None:
             outcome = Delivery(False, None, refusal, refused=True)
             if refusal == self.rate_refusal and not self.window.refusal_to_log(hook["id"]):
@@ -240,12 +242,12 @@ class WebhookSender:
         """The error of a delivery refused by the rate limit (the one refusal that is no failure)."""
         return f"over the limit of {self.window.limit} requests a minute: not sent"
 
-    def _refusal(self, hook: Mapping[str, Any], rendered: Rendered, test: bool) -> str | None:
+    async def _refusal(self, hook: Mapping[str, Any], rendered: Rendered, test: bool) -> str | None:
         if not hook["enabled"] and not test:
             return "the webhook is disabled"
         if len(rendered.body) > MAX_BODY_BYTES:
             return f"the body has {len(rendered.body)} bytes, over the limit of {MAX_BODY_BYTES} (5 KB)"
-        if not self.window.take(hook["id"]):
+        if not await self.window.take(hook["id"]):
             return self.rate_refusal
         return None
 
