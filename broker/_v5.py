@@ -14,7 +14,9 @@ built on it. A v5 client is served by translating at the connection's edge, pack
   and UNSUBACK with theirs (UNSUBACK also gets one reason per filter); PUBACK of a publish
   the broker refused gets the reason (0x87 a device's topic outside Blynk's uplinks, 0x97 over
   the rate limit) instead of 3.1.1's silent success. QoS 1/2 PUBLISHes beyond the client's
-  ``receive_maximum`` unacknowledged wait here, in order, until a PUBACK/PUBCOMP makes room.
+  ``receive_maximum`` unacknowledged wait here, in order, until a PUBACK/PUBCOMP makes room;
+  a PUBLISH above the client's ``maximum_packet_size`` is not sent (and, at QoS 1/2, stays
+  unacknowledged in the session).
 - at close (``MeteredWriter.last_words``): a DISCONNECT with the reason when the broker ends
   the connection (keep-alive, too large, malformed, taken over, rate, revoked, shutdown).
 
@@ -263,6 +265,11 @@ class V5Link:
         return _frame(first, body + packet.payload)
 
     @property
+    def client_max_packet_size(self) -> int:
+        """The largest packet the client accepts (CONNECT ``maximum_packet_size``; no limit if unset)."""
+        return int(self.connect.properties.get("maximum_packet_size", 268_435_460))
+
+    @property
     def receive_maximum(self) -> int:
         """QoS 1/2 PUBLISHes the client takes unacknowledged at once (CONNECT, default 65,535)."""
         return int(self.connect.properties.get("receive_maximum", 65_535))
@@ -291,7 +298,11 @@ class V5Link:
             length, body_at = _varint(data, index + 1)
             end = body_at + length
             first = data[index]
-            if first >> 4 == mqtt5.PUBLISH and first & 0x06 and not self._room(data[body_at:end]):
+            if first >> 4 == mqtt5.PUBLISH and end - index + 2 > self.client_max_packet_size:
+                # [MQTT-3.1.2-24]: never above what the client accepts (one more byte of
+                # property length, and perhaps of remaining length, in its v5 form)
+                logger.info("not sending %d bytes to %s: above its maximum packet size", end - index, self.client_id)
+            elif first >> 4 == mqtt5.PUBLISH and first & 0x06 and not self._room(data[body_at:end]):
                 self.held.append(data[index:end])  # over the client's receive maximum: later
             else:
                 out += self._packet_out(first, data[body_at:end])

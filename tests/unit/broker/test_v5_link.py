@@ -142,3 +142,11 @@ def test_the_clients_receive_maximum_holds_qos_1_publishes_until_acknowledged() 
     link.inbound(mqtt5.encode(mqtt5.PubAck(3)))
     assert [mqtt5.decode(w).packet_id for w in writer.written] == [3, 4]  # type: ignore[union-attr]
     assert link.outbound(publish(5)) != b""  # room again
+
+
+def test_nothing_above_the_clients_maximum_packet_size_is_sent() -> None:
+    link, _ = device_link(maximum_packet_size=20)
+    small = b"\x30\x09\x00\x01t" + b"x" * 6  # 11 bytes, 12 in its v5 form
+    large = b"\x32\x15\x00\x01t\x00\x07" + b"x" * 16  # QoS 1, 23 bytes
+    assert link.outbound(large + small) == b"\x30\x0a\x00\x01t\x00" + b"x" * 6
+    assert link.in_flight == set()  # the dropped QoS 1 message takes no room
