@@ -3,8 +3,8 @@
 One :class:`AutomationEngine` per app process. What fires an automation:
 
 - **time** (``schedule``, ``interval``, ``once``, ``sun``): a stored scheduler job per automation
-  (``automation:<id>``, see :mod:`.triggers`), kept only by the process leading the scheduler:
-  it brings every job up to date when it becomes leader, and when told of a change;
+  (``automation:<id>``, see :mod:`.triggers` and :mod:`.jobs`), kept only by the process leading
+  the scheduler: it brings every job up to date when it becomes leader, and when told of a change;
 - **device state**: :meth:`_on_values`, a listener of ``DeviceSignals`` in the ingest path. It
   is given only values of the datastreams automations use (the engine watches exactly those),
   finds the rules of a value with two dict lookups (by device and pin, by template and pin) and
@@ -18,13 +18,12 @@ One :class:`AutomationEngine` per app process. What fires an automation:
 
 Runs wait in a bounded queue and ``workers`` tasks execute them with the :class:`.runner.Runner`.
 
-Exactly once for scheduled runs: a time job's handler gets its slot (the run time it was
-scheduled for) and claims it with the run's row (unique ``(automation, slot)``), so a slot fired
-again by a next leader finds it taken. Runs belong to this process's :class:`.lease.Lease`; the
-leader takes over the running runs of processes that are gone (:meth:`recover`, when it becomes
-leader and every ``retry_seconds``) and resumes them at their next action. A graceful stop lets
-each run end its action in flight (up to :data:`STOP_GRACE_SECONDS`), logs the runs still queued
-and gives them all up for the leader to resume.
+Exactly once for scheduled runs: each stored job's slot is claimed with the run's row, and the
+leader takes over the running runs of processes that are gone (both in :mod:`.jobs`; runs belong
+to this process's :class:`.lease.Lease`). A graceful stop lets each run end its action in flight
+(up to :data:`STOP_GRACE_SECONDS`), logs the runs still queued and gives them all up for the
+leader to resume.
+
 A change of an automation (CORE's service calls :meth:`changed`) is applied here at once and sent
 to the other processes as a change notice (``automation:<id>``), which they apply with
 :meth:`apply`.
@@ -37,19 +36,18 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from apscheduler.triggers.date import DateTrigger
 from psycopg_pool import AsyncConnectionPool
 
 from backend.access.permissions import Principal
+from backend.automations.engine.jobs import StoredJobs
 from backend.automations.engine.lease import Lease, new_owner
-from backend.automations.engine.runner import Devices, Notifications, Runner, Trigger, Webhooks
+from backend.automations.engine.runner import Devices, Notifications, Pending, Runner, Trigger, Webhooks
 from backend.automations.engine.states import NO_BAND, StateRule, band_of
-from backend.automations.engine.store import Automation, EngineStore, Resumed
+from backend.automations.engine.store import Automation, EngineStore
 from backend.automations.engine.timers import presence_plan
-from backend.automations.engine.triggers import once_at, trigger_for
-from backend.automations.schemas import DeviceState, Event, Once, Presence, kind_of
+from backend.automations.schemas import DeviceState, Event, Presence, kind_of
 from backend.db.changes import CHANNEL, Change
 from backend.devices.data import DataService
 from backend.devices.signals import (
@@ -67,26 +65,10 @@ from backend.tasks import cancel
 from backend.templates.values import shown_text
 
 log = logging.getLogger(__name__)
-FIRE = "automation"
-"""Scheduler jobs of time-based automations: ``automation:<id>``."""
-RESUME = "automation-run"
-"""Scheduler jobs that resume waiting runs: ``automation-run:<run id>``."""
-TIMER = "automation-timer"
-"""Scheduler jobs of presence timers: ``automation-timer:<automation id>:<device id>``."""
 STOP_GRACE_SECONDS = 10.0
 """How long a graceful stop waits for the actions in flight to end (then they are cancelled)."""
 QUEUE_SIZE = 10_000
 """Runs waiting for a worker in one process; beyond it new runs are dropped (and logged)."""
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A run to execute: new (``run_id`` None) or resumed at ``position``."""
-
-    automation: Automation
-    trigger: Trigger
-    run_id: int | None = None
-    position: int = 0
 
 
 class _Entry:
@@ -148,7 +130,7 @@ class AutomationEngine:
             notifier,
             webhooks,
             self._ask_resume,
-            lambda: self._stopping,
+            self._is_stopping,
             scheduler.crash_point,
         )
         self.workers = workers
@@ -156,7 +138,8 @@ class AutomationEngine:
         """Now in epoch seconds (limit periods; tests pass their own)."""
         self._automations: dict[int, Automation] = {}
         self._rules: dict[int, StateRule] = {}
-        self._by_device: dict[tuple[int, int], _Entry] = {}
+        self._by_pin: dict[int, dict[int, _Entry]] = {}
+        """Device rules: by pin, then by device (int keys: the value path builds no key)."""
         self._by_template: dict[tuple[int, int], list[StateRule]] = {}
         self._watched: set[tuple[int, int]] = set()
         self._sources = _Sources({}, {}, {}, {})
@@ -168,10 +151,7 @@ class AutomationEngine:
         self._background: set[asyncio.Task[None]] = set()
         self._dirty: set[int] = set()
         self._save = asyncio.Event()
-        scheduler.handle(FIRE, self._fire)
-        scheduler.handle(RESUME, self._resume)
-        scheduler.handle(TIMER, self._timer_fired)
-        scheduler.on_lead(self.sync_jobs)
+        self.jobs = StoredJobs(pool, scheduler, self.store, self._enqueue, self._reaches, self._is_stopping)
         signals.on_values(self._on_values)
         signals.on_event(self._on_event)
         signals.on_presence(self._on_presence)
@@ -185,7 +165,7 @@ class AutomationEngine:
         self._reindex()
         self._tasks = [asyncio.create_task(self._work(), name=f"automation-worker-{n}") for n in range(self.workers)]
         self._tasks.append(asyncio.create_task(self._keep_states(), name="automation-states"))
-        self._tasks.append(asyncio.create_task(self._keep_recovering(), name="automation-recovery"))
+        self._tasks.append(asyncio.create_task(self.jobs.keep_recovering(), name="automation-recovery"))
 
     async def stop(self) -> None:
         """Stop gracefully: each run ends its action in flight (up to :data:`STOP_GRACE_SECONDS`,
@@ -217,6 +197,12 @@ class AutomationEngine:
             if pending.run_id is None and await self._reaches(pending):
                 await self.runner.start(pending.automation, pending.trigger)
 
+    def _is_stopping(self) -> bool:
+        return self._stopping
+
+    async def _ask_resume(self, run_id: int, at: datetime) -> None:
+        await self.jobs.ask_resume(run_id, at)
+
     @property
     def loaded(self) -> int:
         """How many enabled automations this process knows (``/healthz``)."""
@@ -238,9 +224,9 @@ class AutomationEngine:
         if change.kind == "automation":
             await self._reload(change.id)
         elif change.kind == "automation_run" and self.scheduler.leading:
-            await self._sync_waiting()
+            await self.jobs.sync_waiting()
         elif change.kind == "automation_timer" and self.scheduler.leading:
-            await self._sync_timers()
+            await self.jobs.sync_timers()
 
     async def _reload(self, automation_id: int) -> None:
         automation = await self.store.get(automation_id)
@@ -255,11 +241,7 @@ class AutomationEngine:
             if rule is not None and same and automation.id in self._rules:
                 self._rules[automation.id].adopt(rule)  # unchanged: go on with the state in memory
         self._reindex()
-        trigger = self._time_trigger(automation) if automation is not None and automation.enabled else None
-        if trigger is None:
-            self.scheduler.remove(FIRE, str(automation_id))
-        else:
-            self.scheduler.put(FIRE, str(automation_id), trigger)
+        self.jobs.changed(automation_id, automation if automation is not None and automation.enabled else None)
 
     def _put(self, automation: Automation) -> None:
         self._automations[automation.id] = automation
@@ -272,7 +254,7 @@ class AutomationEngine:
     def _reindex(self) -> None:
         """Rebuild the lookups from the automations (rules keep their per-device state) and
         watch exactly the datastreams the device-state rules use."""
-        by_device: dict[tuple[int, int], _Entry] = {}
+        by_pin: dict[int, dict[int, _Entry]] = {}
         by_template: dict[tuple[int, int], list[StateRule]] = {}
         sources = _Sources({}, {}, {}, {})
         watched: set[tuple[int, int]] = set()
@@ -283,7 +265,8 @@ class AutomationEngine:
                 if condition.device_id is not None:
                     if automation.device_template_id is None:
                         continue  # the device is gone
-                    entry = by_device.setdefault((condition.device_id, condition.pin), _Entry(condition.device_id))
+                    devices = by_pin.setdefault(condition.pin, {})
+                    entry = devices.setdefault(condition.device_id, _Entry(condition.device_id))
                     entry.rules.append(rule)
                     watched.add((automation.device_template_id, condition.pin))
                 elif condition.template_id is not None:
@@ -299,119 +282,13 @@ class AutomationEngine:
                     sources.event_device.setdefault((condition.device_id, condition.code), []).append(automation)
                 elif condition.template_id is not None:
                     sources.event_template.setdefault((condition.template_id, condition.code), []).append(automation)
-        for entry in by_device.values():
+        for entry in (entry for devices in by_pin.values() for entry in devices.values()):
             entry.rebound()
         for pair in watched - self._watched:
             self.signals.watch(*pair)
         for pair in self._watched - watched:
             self.signals.unwatch(*pair)
-        self._by_device, self._by_template, self._sources, self._watched = by_device, by_template, sources, watched
-
-    # -- time -----------------------------------------------------------------------------------
-    def _time_trigger(self, automation: Automation) -> object | None:
-        condition = automation.condition
-        if isinstance(condition, Once):
-            at = once_at(condition, automation.org_tz)
-            late = (datetime.now(UTC) - at).total_seconds()
-            fired = automation.last_fired_at is not None and automation.last_fired_at >= at
-            if fired or late > self.scheduler.misfire_grace_seconds:
-                return None
-        return trigger_for(condition, automation.org_tz, automation.updated_at)
-
-    async def sync_jobs(self) -> None:
-        """Make the stored jobs match the automations and the waiting runs (when this process
-        becomes leader; unchanged jobs keep their next run time, so missed runs are caught up)."""
-        wanted: dict[str, object] = {}
-        for automation in await self.store.enabled():
-            trigger = self._time_trigger(automation)
-            if trigger is not None:
-                wanted[str(automation.id)] = trigger
-        self.scheduler.sync(FIRE, wanted)
-        await self._sync_waiting()
-        await self._sync_timers()
-        await self.recover()
-
-    async def _sync_waiting(self) -> None:
-        waiting = {str(run): DateTrigger(run_date=at, timezone=UTC) for run, at in await self.store.waiting()}
-        self.scheduler.sync(RESUME, waiting, grace=None)
-
-    async def _sync_timers(self) -> None:
-        timers = {f"{a}:{d}": DateTrigger(run_date=due, timezone=UTC) for a, d, due in await self.store.timers()}
-        self.scheduler.sync(TIMER, timers, grace=None)
-
-    async def _fire(self, key: str, at: datetime) -> None:
-        """A time-based automation's job for the slot ``at`` (in the leader): the slot is claimed
-        with the run's row, so it runs once however often it is fired."""
-        automation = await self.store.get(int(key))
-        if automation is None or not automation.enabled:
-            return
-        trigger = Trigger(kind_of(automation.condition))
-        slot = f"time:{at.astimezone(UTC).isoformat()}"
-        run_id = await self.store.start(automation, trigger.kind, None, None, slot)
-        if run_id is None:
-            log.info("automation %s: slot %s already ran (fired again after a leader change)", key, slot)
-            return
-        self.scheduler.crash_point("fire-claimed")
-        self._enqueue(Pending(automation, trigger, run_id))
-
-    async def _resume(self, key: str, at: datetime) -> None:
-        """A waiting run's time came (in the leader)."""
-        resumed = await self.store.claim(int(key))
-        if resumed is not None:
-            await self._take_up(resumed)
-
-    async def _take_up(self, resumed: Resumed) -> None:
-        """Queue a run taken up again, at its next action."""
-        automation = await self.store.get(resumed.automation_id)
-        if automation is None:
-            return
-        trigger = Trigger(resumed.trigger, resumed.device_id, resumed.value)
-        self._enqueue(Pending(automation, trigger, resumed.run_id, resumed.next_action))
-
-    async def recover(self) -> None:
-        """Take over the running runs of processes that are gone and resume them here (in the
-        leader; a run whose process ended too often is marked ``interrupted`` instead)."""
-        if self._stopping:
-            return
-        resumed, interrupted = await self.store.orphans()
-        for run_id in interrupted:
-            log.warning("automation run %d interrupted: its process ended too often during it", run_id)
-        for run in resumed:
-            log.info("resuming automation run %d at action %d (its process ended)", run.run_id, run.next_action + 1)
-            await self._take_up(run)
-
-    async def _catch_up(self) -> None:
-        """Schedule the waiting runs and timers that have no job (their process stored them and
-        died before the leader heard of it): one read of each and of the jobs' keys."""
-        resume, timers = self.scheduler.keys(RESUME), self.scheduler.keys(TIMER)
-        if resume is None or timers is None:
-            return
-        for run_id, at in await self.store.waiting():
-            if str(run_id) not in resume:
-                self.scheduler.put(RESUME, str(run_id), DateTrigger(run_date=at, timezone=UTC), grace=None)
-        for automation_id, device_id, due in await self.store.timers():
-            if f"{automation_id}:{device_id}" not in timers:
-                self.scheduler.put(
-                    TIMER, f"{automation_id}:{device_id}", DateTrigger(run_date=due, timezone=UTC), grace=None
-                )
-
-    async def _keep_recovering(self) -> None:
-        """In the leader, every ``retry_seconds``: resume orphaned runs, and schedule waiting
-        runs and timers a process stored without reaching the leader (it died in between)."""
-        while True:
-            await asyncio.sleep(self.scheduler.retry_seconds)
-            if not self.scheduler.leading:
-                continue
-            try:
-                await self._catch_up()
-                await self.recover()
-            except Exception:
-                log.exception("recovering automation runs failed")
-
-    async def _ask_resume(self, run_id: int, at: datetime) -> None:
-        if not self.scheduler.put(RESUME, str(run_id), DateTrigger(run_date=at, timezone=UTC), grace=None):
-            async with self.pool.connection() as conn:  # the leader schedules it
-                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, Change("automation_run", run_id).encode()))
+        self._by_pin, self._by_template, self._sources, self._watched = by_pin, by_template, sources, watched
 
     # -- scenes ---------------------------------------------------------------------------------
     async def run_now(self, automation_id: int, actor: Principal | None = None) -> int:
@@ -432,10 +309,11 @@ class AutomationEngine:
         state (:func:`.states.band_of`: below ``lt 20``'s threshold while armed, say): a value
         in it costs one dict lookup and one comparison. Template rules see every value."""
         rows = stored.rows if isinstance(stored, StoredValues) else [_row(v) for v in stored]
-        by_device, by_template = self._by_device.get, self._by_template
+        by_pin, by_template = self._by_pin.get, self._by_template
         now = self.clock()
+        none: dict[int, _Entry] = {}
         for device_id, template_id, pin, name, shown, number, at in rows:
-            entry = by_device((device_id, pin))
+            entry = (by_pin(pin) or none).get(device_id)
             if entry is not None and (number is None or not entry.low <= number < entry.high):
                 if self._check(entry.rules, device_id, shown, number, at, now, name):
                     entry.rebound()
@@ -517,37 +395,7 @@ class AutomationEngine:
         if plan.arm:
             await self.store.put_timers(plan.arm)
         if plan.arm or plan.disarm:
-            await self._timers_changed(plan.arm, plan.disarm)
-
-    async def _timers_changed(self, arm: list[tuple[int, int, datetime]], disarm: list[tuple[int, int]]) -> None:
-        """Schedule (or unschedule) stored timers: here when leading, else through the leader."""
-        if self.scheduler.leading:
-            for automation_id, device_id in disarm:
-                self.scheduler.remove(TIMER, f"{automation_id}:{device_id}")
-            for automation_id, device_id, due in arm:
-                self.scheduler.put(
-                    TIMER, f"{automation_id}:{device_id}", DateTrigger(run_date=due, timezone=UTC), grace=None
-                )
-            return
-        async with self.pool.connection() as conn:  # the leader schedules them
-            for automation_id in sorted({a for a, *_ in arm} | {a for a, _ in disarm}):
-                await conn.execute(
-                    "SELECT pg_notify(%s, %s)", (CHANNEL, Change("automation_timer", automation_id).encode())
-                )
-
-    async def _timer_fired(self, key: str, at: datetime) -> None:
-        """A presence timer's time came (in the leader): the run, if the timer is still there
-        (the device did not flip back), claimed with the timer's removal."""
-        automation_id, _, device_id = key.partition(":")
-        automation = await self.store.get(int(automation_id))
-        if automation is None or not automation.enabled or not isinstance(automation.condition, Presence):
-            return
-        trigger = Trigger("presence", int(device_id), "online" if automation.condition.online else "offline")
-        if not await self._reaches(Pending(automation, trigger)):
-            return
-        run_id = await self.store.start_timer(automation, int(device_id), trigger.value or "", at)
-        if run_id is not None:
-            self._enqueue(Pending(automation, trigger, run_id))
+            await self.jobs.timers_changed(plan.arm, plan.disarm)
 
     # -- running --------------------------------------------------------------------------------
     async def _reaches(self, pending: Pending) -> bool:

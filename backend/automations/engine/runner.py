@@ -101,6 +101,16 @@ class Trigger:
     event_description: str = ""
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A run to execute: new (``run_id`` None) or resumed at ``position``."""
+
+    automation: Automation
+    trigger: Trigger
+    run_id: int | None = None
+    position: int = 0
+
+
 class Runner:
     """Runs automations' actions (see the module's docstring)."""
 
