@@ -23,8 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
-from backend.automations.engine.store import MAX_RESUMES, OWNER_LOCK_CLASS
+from backend.automations.engine.store import MAX_RESUMES, OWNER_LOCK_CLASS, EngineStore, RunTaken
 from tests.support.accounts import Api
 from tests.support.automation_stack import EngineStack, engine_stack
 from tests.support.net import free_port, wait_for
@@ -337,3 +338,26 @@ def test_a_wait_and_a_timer_stored_by_a_process_that_died_before_telling_the_lea
     ]
     wait_for(lambda: [s for _, s, _ in world.runs(timed)] == ["ok"], 30, message="the timer's run to end")
     assert [s for _, s, _ in world.runs(waited)] == ["ok"]
+
+
+async def test_a_process_whose_run_was_taken_over_cannot_carry_it_on(world: EngineStack) -> None:
+    """Fencing: once a run's owner lost its lock (as when its database connection broke) and the
+    leader took the run over, the old owner's next write of the run's progress is refused."""
+    auto = world.add({"type": "scene"}, [{"type": "log_event", "code": "overheat"}] * 2)
+    url = world.config.database_url
+    async with AsyncConnectionPool(url, kwargs={"autocommit": True}, open=False) as pool:
+        old = EngineStore(pool, 515151)
+        automation = await old.get(auto)
+        assert automation is not None
+        with psycopg.connect(url, autocommit=True) as lease:
+            lease.execute("SELECT pg_advisory_lock(%s, %s)", (OWNER_LOCK_CLASS, old.owner))
+            run_id = await old.start(automation, "scene", None, None)
+            assert run_id is not None
+            await old.step(run_id, 0, "log_event", False, "no device", datetime.now(UTC), 0)
+        wait_for(lambda: run_row(world, run_id)[2] == 1, 30, message="the leader to take it over")
+        with pytest.raises(RunTaken):
+            await old.step(run_id, 1, "log_event", False, "no device", datetime.now(UTC), 0)
+        with pytest.raises(RunTaken):
+            await old.finish(run_id, 2)
+        wait_for(lambda: run_row(world, run_id)[0] == "failed", 30, message="the new owner to end the run")
+        assert run_row(world, run_id)[1:3] == (2, 1)
