@@ -245,3 +245,24 @@ async def test_the_next_leader_takes_up_the_firings_a_dead_leader_left_within_th
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT count(*) FROM scheduler_firing").fetchone() == (0,)
     await scheduler.stop()
+
+
+async def test_a_recurring_job_is_told_each_slot_as_its_trigger_computes_it(fresh_db: str) -> None:
+    """Slots of a recurring job are its trigger's run times (whole seconds from its start here),
+    not the moment the handler runs: a leader firing the same run time again gets the same slot."""
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    slots: list[datetime] = []
+
+    async def handler(key: str, at: datetime) -> None:
+        slots.append(at)
+
+    scheduler = Scheduler(fresh_db, [], retry_seconds=0.2)
+    scheduler.handle("t", handler)
+    scheduler.start()
+    await scheduler.is_leader.wait()
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    assert scheduler.put("t", "every", IntervalTrigger(seconds=1, start_date=start, timezone=UTC))
+    await eventually(lambda: len(slots) >= 2, 20)
+    await scheduler.stop()
+    assert slots[:2] == [start + timedelta(seconds=n) for n in range(2)]
