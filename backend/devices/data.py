@@ -139,7 +139,7 @@ class DataService:
         refused: list[tuple[int, ValidationError]] = []
         live = self.live
         watched = live.watched
-        signalled = self.signals.watched  # datastreams automations or webhooks react to
+        signalled = self.signals.pins  # the pins automations or webhooks react to, by template
         told: list[StoredRow] = []  # StoredValue items are made only if a listener reads them
         max_bytes = self.max_string_bytes
         now, utc, checked = datetime.now, UTC, Value
@@ -170,7 +170,11 @@ class DataService:
                 keep_row(row)
             if device_id in watched:
                 live.publish(device_id, value_event(pin, shown_text(shown), at, origin))
-            if signalled and ((spec.template_id, pin) in signalled or (spec.template_id, ALL_PINS) in signalled):
+            if (
+                signalled
+                and (pins := signalled.get(spec.template_id)) is not None
+                and (pin in pins or ALL_PINS in pins)
+            ):
                 told.append((device_id, spec.template_id, pin, spec.name, shown, number, at))
         self.latest.put_many(newest)
         if told:

@@ -11,7 +11,8 @@ others are still called; the path that stored the value never sees the error.
 Values are the hot path (thousands a second): :meth:`DeviceSignals.values` is called by
 ``DataService.record`` only with values of watched datastreams. Listeners say which ones they
 want with :meth:`watch` (one datastream of a template) or :meth:`watch_all` (every datastream
-of a template); a value of a datastream nobody watches costs one set lookup.
+of a template); a value of a datastream nobody watches costs one dict lookup by its template
+(:attr:`DeviceSignals.pins`), and none at all while nothing is watched.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ class DeviceSignals:
         template. Read by ``DataService.record`` on every value: keep it a plain set."""
         self.whole_templates: set[int] = set()
         """Templates watched with :meth:`watch_all`."""
+        self.pins: dict[int, frozenset[int]] = {}
+        """The watched pins of each template (with ``ALL_PINS`` for a whole template), the
+        same as :attr:`watched`, keyed so the value path allocates nothing to look one up."""
 
     # -- which values are wanted ----------------------------------------------------------------
     def watch(self, template_id: int, pin: int) -> None:
@@ -146,6 +150,7 @@ class DeviceSignals:
         key = (template_id, pin)
         self._watches[key] += 1
         self.watched.add(key)
+        self.pins[template_id] = self.pins.get(template_id, frozenset()) | {pin}
         if pin == ALL_PINS:
             self.whole_templates.add(template_id)
 
@@ -162,6 +167,11 @@ class DeviceSignals:
             return
         self._watches.pop(key, None)
         self.watched.discard(key)
+        left = self.pins.get(template_id, frozenset()) - {pin}
+        if left:
+            self.pins[template_id] = left
+        else:
+            self.pins.pop(template_id, None)
         if pin == ALL_PINS:
             self.whole_templates.discard(template_id)
 

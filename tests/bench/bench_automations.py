@@ -2,7 +2,7 @@
 a device's value takes to switch another device. Prints figures; asserts nothing.
 
     .venv/bin/python tests/bench/bench_automations.py [--messages 200000] [--automations 1000] [--runs 3]
-        [--samples 200] [--datastreams 1]
+        [--samples 200] [--datastreams 1] [--only with|without]
 
 1. **Ingest rate**, side by side in one process and database: the app's ingest loop (as in
    bench_ingest.py: message -> check -> latest value -> history rows committed -> acknowledged)
@@ -12,6 +12,10 @@ a device's value takes to switch another device. Prints figures; asserts nothing
    state of a threshold rule). Runs alternate, the medians are compared. With ``--datastreams
    N`` each device sends N double datastreams in turn and the automations watch the first, so
    one value in N is evaluated (1, the default, is the worst case: every value is watched).
+   ``--only with`` (or ``without``) runs one side alone, for a profiler: callgrind's instructions
+   a message are the difference of two ``--messages`` counts, which cancels the start-up; with
+   ``--flush-seconds 3600`` no flush depends on how long the run takes (under callgrind the app
+   runs ~50 times slower, and the latest values' flush every second would count with the time).
 2. **Trigger -> downlink latency** through the real broker and app processes, with the same
    1,000 automations loaded: a paho sensor publishes a value that crosses a threshold, a paho
    pump receives ``downlink/ds/<name>`` from the automation's control action; from the publish
@@ -57,16 +61,26 @@ from tests.support.provision import provision_async, thermostat_doc  # noqa: E40
 
 
 async def pipeline(
-    db: Database, url: str, device_ids: list[int], count: int, engine_on: bool, streams: int = 1
+    db: Database,
+    url: str,
+    device_ids: list[int],
+    count: int,
+    engine_on: bool,
+    streams: int = 1,
+    flush_seconds: float | None = None,
 ) -> tuple[float, float]:
     """Rows a second through the ingest loop, with or without the engine listening, and this
-    process's CPU time per message in microseconds (the app's share: PostgreSQL's is apart)."""
+    process's CPU time per message in microseconds (the app's share: PostgreSQL's is apart).
+    ``flush_seconds``: how often the history and latest values are flushed by age (None: as the
+    app does; a long time makes the work independent of the wall clock, for a profiler)."""
     settings = Settings()
     registry = DeviceRegistry(db.pool, ttl=3600)
     history = HistoryWriter(
-        db.pool, batch_rows=settings.history_batch_rows, flush_seconds=settings.history_flush_seconds
+        db.pool,
+        batch_rows=settings.history_batch_rows,
+        flush_seconds=settings.history_flush_seconds if flush_seconds is None else flush_seconds,
     )
-    latest = LatestValues(db.pool)
+    latest = LatestValues(db.pool) if flush_seconds is None else LatestValues(db.pool, flush_seconds)
     signals = DeviceSignals()
     data = DataService(latest, history, CountingPublisher(), signals=signals)
     services = DeviceServices.build(db.pool, data, settings)
@@ -150,10 +164,14 @@ async def ingest_rates(args: argparse.Namespace, url: str) -> Figures:
         await ensure_partitions(db.pool)
         for run in range(args.runs):
             for engine_on in (False, True) if run % 2 == 0 else (True, False):
+                if args.only is not None and engine_on != (args.only == "with"):
+                    continue
                 async with db.pool.connection() as conn:
                     await conn.execute("TRUNCATE history, history_minute, history_hour")
                     await conn.execute("CHECKPOINT")
-                rate, cpu = await pipeline(db, url, device_ids, args.messages, engine_on, args.datastreams)
+                rate, cpu = await pipeline(
+                    db, url, device_ids, args.messages, engine_on, args.datastreams, args.flush_seconds
+                )
                 (with_ if engine_on else without).append(rate)
                 (cpu_with if engine_on else cpu_without).append(cpu)
     return without, with_, cpu_without, cpu_with
@@ -217,6 +235,12 @@ def main(args: argparse.Namespace) -> None:
         f"over {args.datastreams} datastream(s), 1 in {args.datastreams} watched (raw points and rollups), "
         f"{args.runs} run(s) of each, median (lowest-highest)"
     )
+    if args.only is not None:
+        rates, cpus = (with_, cpu_with) if args.only == "with" else (without, cpu_without)
+        print(
+            f"  {args.only} automations only: {statistics.median(rates):,.0f} rows/s, {statistics.median(cpus):.2f} us CPU"
+        )
+        return
     a, b = statistics.median(without), statistics.median(with_)
     print(f"  no automations                         {a:>10,.0f} rows/s  ({min(without):,.0f}-{max(without):,.0f})")
     print(
@@ -245,4 +269,10 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--datastreams", type=int, default=1, help="datastreams each device sends, one watched")
+    parser.add_argument("--only", choices=("with", "without"), help="run one side alone (for a profiler)")
+    parser.add_argument(
+        "--flush-seconds",
+        type=float,
+        help="flush history and latest values by size only until then (for a profiler: no wall-clock work)",
+    )
     main(parser.parse_args())

@@ -7,7 +7,7 @@ One :class:`AutomationEngine` per app process. What fires an automation:
   the scheduler: it brings every job up to date when it becomes leader, and when told of a change;
 - **device state**: :meth:`_on_values`, a listener of ``DeviceSignals`` in the ingest path. It
   is given only values of the datastreams automations use (the engine watches exactly those),
-  finds the rules of a value with two dict lookups (by device and pin, by template and pin) and
+  finds the rules of a value by dict lookups (by pin then device, by template and pin) and
   only queues runs; see :mod:`.states` for when a rule fires;
 - **presence** (online/offline for N seconds): a timer per automation and device, stored in
   ``automation_timer`` with its due time by the process that saw the transition and deleted when
@@ -307,7 +307,8 @@ class AutomationEngine:
         """Device-state rules on each value (the ingest's hot path). A device's rules of a
         datastream come with the band of numbers that change nothing for them in their current
         state (:func:`.states.band_of`: below ``lt 20``'s threshold while armed, say): a value
-        in it costs one dict lookup and one comparison. Template rules see every value."""
+        in it costs two dict lookups by int (pin, device) and one comparison. Template rules see
+        every value."""
         rows = stored.rows if isinstance(stored, StoredValues) else [_row(v) for v in stored]
         by_pin, by_template = self._by_pin.get, self._by_template
         now = self.clock()

@@ -76,7 +76,22 @@ def test_watches_are_counted_so_one_listener_leaving_keeps_the_others() -> None:
     assert not signals.wants(7, 1) and not signals.wants(9, 200)
     assert signals.watched == set()
     signals.unwatch(7, 1)  # one too many: nothing breaks, nothing is watched
-    assert signals.watched == set()
+    assert signals.watched == set() and signals.pins == {}
+
+
+def test_the_pins_by_template_the_value_path_reads_follow_the_watches() -> None:
+    signals = DeviceSignals()
+    signals.watch(7, 1)
+    signals.watch(7, 2)
+    signals.watch(7, 2)
+    signals.watch_all(9)
+    assert signals.pins == {7: {1, 2}, 9: {ALL_PINS}}
+    signals.unwatch(7, 2)
+    assert signals.pins == {7: {1, 2}, 9: {ALL_PINS}}  # one watch of pin 2 is left
+    signals.unwatch(7, 2)
+    signals.unwatch(9, ALL_PINS)
+    assert signals.pins == {7: {1}}
+    assert {(t, p) for t, pins in signals.pins.items() for p in pins} == signals.watched
 
 
 def test_a_listener_that_raises_is_logged_and_the_others_still_hear(caplog: pytest.LogCaptureFixture) -> None:
