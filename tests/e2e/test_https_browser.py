@@ -2,18 +2,26 @@
 cookie marked ``Secure``, and the device page's live WebSocket over ``wss://`` showing a device
 come online and its value, published by a paho device over ``wss://…/mqtt``.
 
-Chromium is told to accept the local CA's certificate (Playwright's ``ignore_https_errors``:
-a browser profile cannot be given a CA here); that the certificate verifies against the served
-CA is what tests/integration/backend/test_https.py checks with httpx and paho.
+Chromium trusts exactly the server's key (``--ignore-certificate-errors-spki-list`` with the
+SHA-256 of the served certificate's public key: a pin, where a headless profile cannot be given
+the CA); any other certificate is still refused. That the certificate verifies against the
+served CA is what tests/integration/backend/test_https.py checks with httpx and paho.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
-from playwright.sync_api import Browser, expect
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from backend.transfer.schemas import DeviceOut
-from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
+from tests.e2e.console_browser import CHROMIUM, CHROMIUM_ARGS, no_page_errors, shot
 from tests.support.accounts import ROOT_ADMIN
 from tests.support.paho import ConnectDevice
 from tests.support.provision import provision, thermostat_doc
@@ -29,13 +37,33 @@ def info(stack: StackConfig) -> DeviceOut:
     return provision(stack.database_url, thermostat_doc()).devices[0]
 
 
+def spki_pin(certfile: Path) -> str:
+    """Chromium's pin of a certificate: base64 of the SHA-256 of its SubjectPublicKeyInfo."""
+    key = x509.load_pem_x509_certificate(certfile.read_bytes()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+@pytest.fixture(scope="module")
+def pinned_browser(stack: StackConfig, info: DeviceOut) -> Iterator[Browser]:
+    """Chromium trusting the stack's server key only (started after ``info`` is made)."""
+    del info
+    pin = spki_pin(stack.data_dir / "tls" / "server.pem")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"]
+        )
+        yield browser
+        browser.close()
+
+
 def test_console_over_https_with_live_updates(
     stack: StackConfig,
     info: DeviceOut,
-    browser: Browser,  # noqa: F811 (fixture)
+    pinned_browser: Browser,
     paho_device: ConnectDevice,
 ) -> None:
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+    context = pinned_browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     errors = no_page_errors(page)
