@@ -190,5 +190,6 @@ def test_a_device_state_rule_fires_once_per_crossing_with_two_replicas(
     device.publish("ds/Label", "b", qos=1)
     wait_for(lambda: len(world.runs(marker)) >= 1 and len(world.runs(hot)) >= 2, 30, message="the rules to fire")
     wait_for(lambda: all(status != "running" for _, status, _ in world.runs(hot)), 30, message="runs to end")
-    assert [value for _, _, value in world.runs(hot)] == ["35.0", "40.0"]
+    # once per crossing; the two runs' order is not promised (the app's workers log them concurrently)
+    assert sorted(value for _, _, value in world.runs(hot)) == ["35.0", "40.0"]
     assert len(world.runs(marker)) == 1
