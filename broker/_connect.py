@@ -203,10 +203,9 @@ async def _read_connect_v5(reader: FramedReader, writer: WriterAdapter, peer: st
         await _refuse_v5(writer, mqtt5.Reason.BAD_USER_NAME_OR_PASSWORD)
         return None
     link = V5Link.start(packet)
-    expiry = link.session_expiry
     return ConnectRequest(
         client_id=link.client_id,
-        clean_session=packet.clean_start or expiry == 0,
+        clean_session=packet.clean_start,  # the session's end: V5Link.adopt (its expiry)
         keep_alive=packet.keep_alive,
         username=packet.username,
         password=password,

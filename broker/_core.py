@@ -138,11 +138,11 @@ class CoreBroker(NamespaceBroker):
             await refuse(writer, identity)
             return
         if request.v5 is not None:
-            request.v5.bind(identity, request.clean_session)
+            request.v5.bind(identity)
         transport = LISTENERS.get(listener_name, "tcp")
         connection = await self._open(identity, request, framed, writer, transport)
         if request.v5 is not None:
-            request.v5.connection = connection
+            request.v5.adopt(connection)  # its session's clean start and expiry are separate
         try:
             await self._client_message_loop(connection.session, connection.handler)
         finally:

@@ -22,9 +22,9 @@ built on it. A v5 client is served by translating at the connection's edge, pack
 
 What 3.1.1's sessions cannot carry is said, not faked: a device's (and a gateway's) session is
 always clean, so CONNACK answers ``session_expiry_interval`` 0 to a client that asked for
-more; other logins keep their session while the broker runs (as 3.1.1 ``clean_session=0``)
-when they connect without clean start and with an expiry above 0 (the interval is not counted
-down). PUBLISH properties (user properties, content type, response topic,
+more; for other logins clean start decides whether a stored session is resumed and an expiry
+above 0 keeps the session after the connection (while the broker runs: the interval is not
+counted down), see :meth:`V5Link.adopt`. PUBLISH properties (user properties, content type, response topic,
 correlation data, message expiry) and subscription options are not carried to subscribers;
 CONNACK says so with ``subscription_identifier_available`` 0.
 """
@@ -87,8 +87,15 @@ class _Reader(Protocol):
     failure: FrameFailure | None
 
 
+class _Session(Protocol):
+    clean_session: bool | None  # amqtt's Session types it so
+
+
 class _Connection(Protocol):
     end_reason: OfflineReason | None
+
+    @property
+    def session(self) -> _Session: ...
 
 
 class _Writer(Protocol):
@@ -134,8 +141,8 @@ class V5Link:
     """The client's CONNECT, as decoded."""
     device: bool = False
     """A device login (mounted at ``d/<id>/``): Blynk's uplink ACL applies to its publishes."""
-    clean: bool = True
-    """Whether the broker keeps no session for it (always for devices and gateways)."""
+    forced_clean: bool = False
+    """A device's or gateway's session is always clean (Blynk), whatever it asked for."""
     reader: _Reader | None = None
     """The connection's reader (its ``max_packet_size`` is CONNACK's ``maximum_packet_size``)."""
     connection: _Connection | None = None
@@ -181,11 +188,23 @@ class V5Link:
         writer.last_words = self.last_words
         _LINKS[writer] = self
 
-    def bind(self, identity: Identity, clean_session: bool) -> None:
+    def bind(self, identity: Identity) -> None:
         """Who logged in: a device's publishes are checked against Blynk's uplinks, and a
         device's or gateway's session is always clean."""
         self.device = isinstance(identity, DeviceIdentity)
-        self.clean = clean_session or self.device or isinstance(identity, GatewayIdentity)
+        self.forced_clean = self.device or isinstance(identity, GatewayIdentity)
+
+    @property
+    def keeps_session(self) -> bool:
+        """Whether the session outlives the connection (a session expiry above 0)."""
+        return not self.forced_clean and self.session_expiry > 0
+
+    def adopt(self, connection: _Connection) -> None:
+        """The broker's connection is open. MQTT 5 separates what 3.1.1's clean session joins:
+        the CONNECT's clean start chose whether the stored session was resumed (the request's
+        ``clean_session``); the session expiry chooses whether it is kept after this one."""
+        self.connection = connection
+        connection.session.clean_session = not self.keeps_session
 
     def last_words(self) -> bytes:
         """What the client is told as the connection closes: a DISCONNECT with the reason when
@@ -232,6 +251,9 @@ class V5Link:
             case mqtt5.Pingreq():
                 return b"\xc0\x00"
             case mqtt5.Disconnect():
+                expiry = packet.properties.get("session_expiry_interval")
+                if expiry is not None and self.connection is not None and self.keeps_session:
+                    self.connection.session.clean_session = expiry == 0  # [MQTT-3.14.2-2]: 0 ends it now
                 return b"\xe0\x00"
         self.failure = Reason.PROTOCOL_ERROR  # CONNECT again, AUTH (no enhanced auth), server packets
         raise MalformedPacket(f"{type(packet).__name__} from a client", Reason.PROTOCOL_ERROR)
@@ -345,7 +367,7 @@ class V5Link:
         properties: mqtt5.Properties = {}
         if self.assigned_id is not None:
             properties["assigned_client_identifier"] = self.assigned_id
-        if self.clean and self.session_expiry:
+        if self.forced_clean and self.session_expiry:
             properties["session_expiry_interval"] = 0  # the broker keeps no session for it
         properties["topic_alias_maximum"] = TOPIC_ALIAS_MAXIMUM
         if self.reader is not None:  # the limit is on the remaining length; v5's counts the fixed header

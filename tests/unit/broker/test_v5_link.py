@@ -30,9 +30,14 @@ class Writer:
         self.written.append(bytes(self.encode(data) if self.encode is not None else data))
 
 
+class Session:
+    clean_session: bool | None = None
+
+
 class Ending:
-    def __init__(self, reason: OfflineReason | None) -> None:
+    def __init__(self, reason: OfflineReason | None = None) -> None:
         self.end_reason = reason
+        self.session = Session()
 
 
 def device_link(client_id: str = "fw", **properties: int) -> tuple[V5Link, Reader]:
@@ -40,7 +45,7 @@ def device_link(client_id: str = "fw", **properties: int) -> tuple[V5Link, Reade
     link = V5Link.start(connect)
     reader = Reader()
     link.attach(reader, Writer())  # type: ignore[arg-type]
-    link.bind(DeviceIdentity(device_id=1), clean_session=True)
+    link.bind(DeviceIdentity(device_id=1))
     return link, reader
 
 
@@ -116,10 +121,10 @@ def test_connack_reasons_and_properties() -> None:
 def test_session_expiry_is_kept_for_a_service_and_refused_for_a_device() -> None:
     asked = mqtt5.Connect(client_id="app", clean_start=False, properties={"session_expiry_interval": 60})
     service = V5Link.start(asked)
-    service.bind(ServiceIdentity(name="app"), clean_session=False)
+    service.bind(ServiceIdentity(name="app"))
     assert "session_expiry_interval" not in service.connack(0, 0).properties
     device = V5Link.start(asked)
-    device.bind(DeviceIdentity(device_id=1), clean_session=False)
+    device.bind(DeviceIdentity(device_id=1))
     assert device.connack(0, 0).properties["session_expiry_interval"] == 0
 
 
@@ -150,3 +155,31 @@ def test_nothing_above_the_clients_maximum_packet_size_is_sent() -> None:
     large = b"\x32\x15\x00\x01t\x00\x07" + b"x" * 16  # QoS 1, 23 bytes
     assert link.outbound(large + small) == b"\x30\x0a\x00\x01t\x00" + b"x" * 6
     assert link.in_flight == set()  # the dropped QoS 1 message takes no room
+
+
+@pytest.mark.parametrize(
+    ("clean_start", "expiry", "kept"),
+    [(True, 0, False), (True, 60, True), (False, 60, True), (False, 0, False)],
+)
+def test_the_session_outlives_the_connection_when_its_expiry_says_so(
+    clean_start: bool, expiry: int, kept: bool
+) -> None:
+    """Clean start decides only whether a stored session is resumed (the request's
+    clean_session); the expiry decides whether this one is kept after the connection."""
+    connect = mqtt5.Connect(client_id="app", clean_start=clean_start, properties={"session_expiry_interval": expiry})
+    link = V5Link.start(connect)
+    link.bind(ServiceIdentity(name="app"))
+    connection = Ending()
+    link.adopt(connection)  # type: ignore[arg-type]
+    assert connection.session.clean_session is not kept
+    link.inbound(mqtt5.encode(mqtt5.Disconnect(0, {"session_expiry_interval": 0})))
+    assert connection.session.clean_session is True  # a DISCONNECT with expiry 0 ends it
+
+
+def test_a_device_session_is_never_kept() -> None:
+    connect = mqtt5.Connect(client_id="fw", clean_start=False, properties={"session_expiry_interval": 60})
+    link = V5Link.start(connect)
+    link.bind(DeviceIdentity(device_id=1))
+    connection = Ending()
+    link.adopt(connection)  # type: ignore[arg-type]
+    assert connection.session.clean_session is True
