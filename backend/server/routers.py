@@ -38,9 +38,9 @@ from backend.db.deps import provide_db_session
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
 from backend.inject.controllers import InjectController, PlatformDeviceTokenController, PlatformInjectController
+from backend.inject.deps import InjectRuntime
 from backend.integrations.bridges import BrokerControl
 from backend.integrations.controllers import BridgeSessionController
-from backend.inject.deps import InjectRuntime
 from backend.locations.controllers import LocationController
 from backend.notifications.controllers import NotificationController
 from backend.notifications.deps import notifications_dependencies
