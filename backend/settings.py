@@ -97,6 +97,11 @@ class Settings:
     """Messages waiting for one device; a device that stops reading cannot grow memory past it."""
     session_backlog_limit: int = 100_000
     """QoS 1 messages the broker keeps for the app while it restarts or its database is slow."""
+    mqtt_ack_after_commit: bool = True
+    """Acknowledge a device's QoS 1 publish only once the app has committed it (a PUBACK means
+    stored); off: on receipt, as stock MQTT brokers do."""
+    device_inflight_limit: int = 20
+    """QoS 1 publishes of one device awaiting their PUBACK; at the limit the broker stops reading it."""
     vitals_interval_seconds: float = 60.0
     """How often the broker reports each connected device's vitals to the app."""
     mqtt_broker_host: str = "127.0.0.1"

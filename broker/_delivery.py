@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.session import OutgoingApplicationMessage, Session
 
+from broker._acks import Receipt
 from broker._session import BrokerSession, Connection, Pending
 from broker.errors import InvalidTopicError
 from broker.presence import PING_TIMEOUT, OfflineReason, ping_payload, ping_topic, vitals_payload, vitals_topic
@@ -54,16 +56,18 @@ class DeliveryBroker(Broker):
         qos: int,
         retain: bool,
         origin: object | None = None,
+        receipt: Receipt | None = None,
     ) -> bool:
         """Queue one PUBLISH to ``connection``; False if it was dropped (outbox full or closed).
 
         A QoS 1/2 message for a persistent session is never dropped for lack of room: it waits
-        in the session's backlog (bounded by ``backlog_limit``) instead.
+        in the session's backlog (bounded by ``backlog_limit``) instead. ``receipt``: the
+        publisher's withheld PUBACK this copy holds (a durable session only, ``broker._acks``).
         """
         session = connection.session
         persistent = qos != QOS_0 and not session.clean_session
         if persistent and (session.backlog or connection.closed or len(connection.outbox) >= connection.outbox.limit):
-            return self.to_backlog(session, topic, data, qos, origin)
+            return self.to_backlog(session, topic, data, qos, origin, receipt)
         if connection.closed:
             return False
         if session.gateway is not None:
@@ -75,7 +79,7 @@ class DeliveryBroker(Broker):
             connection.outbox.overflowed = True
             task = None
         else:
-            message = self._register(connection, topic, data, qos, retain, origin)
+            message = self._register(connection, topic, data, qos, retain, origin, receipt)
             if message is None:
                 return False
             task = self._push_reliable(connection, message)
@@ -91,6 +95,7 @@ class DeliveryBroker(Broker):
         qos: int,
         retain: bool,
         origin: object | None = None,
+        receipt: Receipt | None = None,
     ) -> OutgoingApplicationMessage | None:
         """A QoS 1/2 message with its packet id, recorded in ``inflight_out`` until acknowledged."""
         try:
@@ -106,6 +111,10 @@ class DeliveryBroker(Broker):
             session.shared_ids.pop(packet_id, None)  # a reused packet id
         else:
             session.shared_ids[packet_id] = (origin, topic)
+        if receipt is None:
+            session.receipts.pop(packet_id, None)
+        else:
+            session.receipts[packet_id] = receipt
         return message
 
     def _push_reliable(self, connection: Connection, message: OutgoingApplicationMessage) -> asyncio.Task[Any] | None:
@@ -117,10 +126,23 @@ class DeliveryBroker(Broker):
         return task
 
     def to_backlog(
-        self, session: BrokerSession, topic: str, data: bytes | bytearray, qos: int, origin: object | None = None
+        self,
+        session: BrokerSession,
+        topic: str,
+        data: bytes | bytearray,
+        qos: int,
+        origin: object | None = None,
+        receipt: Receipt | None = None,
     ) -> bool:
-        """Keep a QoS 1/2 message for a persistent session until its connection has room."""
-        if len(session.backlog) >= session.backlog_limit:
+        """Keep a QoS 1/2 message for a persistent session until its connection has room.
+
+        Past ``backlog_limit`` a new message is dropped, unless it holds a publisher's withheld
+        PUBACK (``broker._acks``): those are kept (the publishers' inflight limits bound them),
+        after the backlog forgets the ones whose publisher has gone (it resends them anyway).
+        """
+        if len(session.backlog) >= session.backlog_limit and receipt is not None:
+            session.backlog = deque(p for p in session.backlog if p.receipt is None or not p.receipt.inflight.closed)
+        elif len(session.backlog) >= session.backlog_limit:
             if not session.backlog_dropped:
                 logger.warning(
                     "backlog of %s is full (%d messages); dropping new messages",
@@ -129,7 +151,7 @@ class DeliveryBroker(Broker):
                 )
             session.backlog_dropped += 1
             return False
-        session.backlog.append(Pending(topic, data, qos, origin))
+        session.backlog.append(Pending(topic, data, qos, origin, receipt))
         return True
 
     def _refill(self, connection: Connection) -> None:
@@ -143,7 +165,9 @@ class DeliveryBroker(Broker):
             and len(outbox) < outbox.limit
         ):
             pending = session.backlog.popleft()
-            message = self._register(connection, pending.topic, pending.data, pending.qos, False, pending.origin)
+            message = self._register(
+                connection, pending.topic, pending.data, pending.qos, False, pending.origin, pending.receipt
+            )
             if message is not None:
                 self._push_reliable(connection, message)
 

@@ -27,8 +27,9 @@ from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.pubrec import PubrecPacket
 from amqtt.mqtt.pubrel import PubrelPacket
-from amqtt.session import OutgoingApplicationMessage
+from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage
 
+from broker._acks import Inflight, Receipt
 from broker.errors import InvalidTopicError
 from broker.namespace import Namespace
 from broker.topics import DeviceMount
@@ -58,6 +59,13 @@ class MountedHandler(BrokerProtocolHandler):
     this module does not depend on the broker's session records."""
     _busy = 0
     _settled: asyncio.Event | None = None
+    inflight: Inflight | None = None
+    """Set (``BrokerSettings.sink_acks``) for a publisher whose QoS 1 PUBLISH is acknowledged
+    only once durable sinks have it (``broker._acks``); None: acknowledged on receipt."""
+    current: Receipt | None = None
+    """The receipt of the message being routed now; the broker takes it with the message's
+    broadcast (``RoutingBroker._broadcast_message``)."""
+    _receipts: dict[int, Receipt] | None = None  # id(message) -> its receipt, while it is queued
 
     async def handle_publish(self, publish_packet: PublishPacket) -> None:
         """Override: count the PUBLISH being handled (see :meth:`settle`)."""
@@ -66,6 +74,38 @@ class MountedHandler(BrokerProtocolHandler):
             await super().handle_publish(publish_packet)
         finally:
             self._leave()
+
+    async def _handle_qos1_message_flow(
+        self, app_message: OutgoingApplicationMessage | IncomingApplicationMessage
+    ) -> None:
+        """Override: an incoming QoS 1 message of a withholding publisher is queued for routing
+        with a receipt and *no* PUBACK; the broker writes the PUBACK once durable sinks have
+        acknowledged it (``broker._acks``)."""
+        inflight = self.inflight
+        if inflight is None or app_message.direction != INCOMING or app_message.packet_id is None:
+            await super()._handle_qos1_message_flow(app_message)
+            return
+        if self._receipts is None:
+            self._receipts = {}
+        self._receipts[id(app_message)] = inflight.receipt(app_message.packet_id)
+        assert self.session is not None
+        await self.session.delivered_message_queue.put(app_message)
+
+    async def mqtt_deliver_next_message(self) -> ApplicationMessage | None:
+        """Override: the message's receipt becomes :attr:`current` while it is routed; a
+        receipt no broadcast took (a refused or dropped publish: nothing to store) is answered
+        at once."""
+        self.settle_current()
+        message = await super().mqtt_deliver_next_message()
+        if message is not None and self._receipts:
+            self.current = self._receipts.pop(id(message), None)
+        return message
+
+    def settle_current(self) -> None:
+        """Answer the receipt of the message just routed if no broadcast took it."""
+        receipt, self.current = self.current, None
+        if receipt is not None and not receipt.seal():
+            receipt.inflight.release(receipt)
 
     async def handle_disconnect(self, disconnect: DisconnectPacket | None) -> None:
         """Override: count the DISCONNECT being handled (see :meth:`settle`)."""
@@ -87,7 +127,15 @@ class MountedHandler(BrokerProtocolHandler):
         if message is not None and message.qos == QOS_1:
             message.puback_packet = puback
             del self.session.inflight_out[packet_id]  # type: ignore[union-attr,arg-type]
+            self._sunk(packet_id)  # type: ignore[arg-type]
         await super().handle_puback(puback)
+
+    def _sunk(self, packet_id: int) -> None:
+        """A durable sink acknowledged ``packet_id``: so does the publisher's receipt it held."""
+        receipts: dict[int, Receipt] | None = getattr(self.session, "receipts", None)
+        receipt = receipts.pop(packet_id, None) if receipts else None
+        if receipt is not None:
+            receipt.acknowledged()
 
     async def handle_pubrec(self, pubrec: PubrecPacket) -> None:
         """Override: remember the PUBREC on the message, so a resend after reconnect is a PUBREL."""
@@ -102,6 +150,7 @@ class MountedHandler(BrokerProtocolHandler):
         if message is not None and message.qos == QOS_2 and message.pubrec_packet is not None:
             message.pubcomp_packet = pubcomp
             del self.session.inflight_out[pubcomp.packet_id]  # type: ignore[union-attr]
+            self._sunk(pubcomp.packet_id)
         await super().handle_pubcomp(pubcomp)
 
     async def _retry_deliveries(self) -> None:

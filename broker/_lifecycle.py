@@ -91,6 +91,8 @@ class LifecycleBroker(RoutingBroker):
             await self._broadcast_message(None, session.will_topic, session.will_message, session.will_qos)
             if session.will_retain:
                 await self.retain_message(None, session.will_topic, session.will_message, session.will_qos)
+        if connection.inflight is not None:  # no PUBACK is written to it any more (broker._acks)
+            connection.inflight.close()
         await self._stop_handler(connection.handler)
         connection.outbox.cancel_all()
         if self.connections.get(connection.key) is connection:
@@ -121,6 +123,7 @@ class LifecycleBroker(RoutingBroker):
         if isinstance(session, BrokerSession):
             self.index.remove_subscriber(session)
             self.leave_shared(session)
+            self.forget_receipts(session)
         session.clear_queues()
 
     async def _end_presence(self, connection: Connection, reason: OfflineReason) -> None:

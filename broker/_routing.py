@@ -16,6 +16,7 @@ from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 
+from broker._acks import Receipt
 from broker._delivery import DeliveryBroker
 from broker._session import BrokerSession, Connection, Pending
 from broker._shared import SharedGroup, SharedSubscriptions, split_shared
@@ -48,11 +49,17 @@ def device_key(device_id: int) -> str:
 class RoutingBroker(DeliveryBroker):
     """amqtt ``Broker`` whose routing is mounted, ACL-checked and index-based."""
 
+    stopping = False
+    """Set when the broker stops (``LifecycleBroker``)."""
+
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.index: SubscriptionIndex[BrokerSession] = SubscriptionIndex()
         self.retained: RetainedTree[RetainedApplicationMessage] = RetainedTree()
         self.shared = SharedSubscriptions()
+        self.unsunk: deque[Pending] = deque()
+        """Device uplinks (with their withheld PUBACK) that found no durable sink: they wait
+        for the first one that subscribes to them (``broker._acks``)."""
 
     # ---- publishing ---------------------------------------------------------------------
 
@@ -86,6 +93,22 @@ class RoutingBroker(DeliveryBroker):
         if retain:
             await self.retain_message(None, topic, message.data, message.qos)
         return True
+
+    async def _broadcast_message(
+        self,
+        session: Session | None,
+        topic: str | None,
+        data: bytes | bytearray | None,
+        force_qos: int | None = None,
+    ) -> None:
+        """Override: a publisher's message takes its withheld PUBACK along (``broker._acks``)."""
+        broadcast: dict[str, Any] = {"session": session, "topic": topic, "data": data}
+        if force_qos is not None:
+            broadcast["qos"] = force_qos
+        connection = session.connection if isinstance(session, BrokerSession) else None
+        if connection is not None and connection.handler.current is not None:
+            broadcast["receipt"], connection.handler.current = connection.handler.current, None
+        await self._broadcast_queue.put(broadcast)
 
     async def send_diag(self, session: BrokerSession, text: str) -> None:
         """Tell a device, on ``downlink/diag`` (QoS 0), why something it did was refused."""
@@ -130,10 +153,40 @@ class RoutingBroker(DeliveryBroker):
                 self.send_ping(device, device_id, topic, broadcast["data"])
             elif device is not None and device not in qos_of:
                 qos_of[device] = QOS_0
+        receipt: Receipt | None = broadcast.get("receipt")
         for session, qos in qos_of.items():
-            await self._deliver(session, broadcast, qos)
+            await self._deliver(session, broadcast, qos, receipt)
         for group in self.shared.match(topic):
-            self._deliver_shared(group, Pending(topic, broadcast["data"], -1 if forced is None else forced, group))
+            message = Pending(topic, broadcast["data"], -1 if forced is None else forced, group, receipt)
+            self._deliver_shared(group, message, fresh=True)
+        if receipt is not None and not receipt.seal():
+            self._sinkless(Pending(topic, broadcast["data"], QOS_1, None, receipt))
+
+    def _sinkless(self, message: Pending) -> None:
+        """A message with a withheld PUBACK that no durable sink took: a device uplink waits for
+        one (:attr:`unsunk`); anything else is acknowledged now (nothing will store it)."""
+        assert message.receipt is not None
+        if not message.topic.startswith("d/"):
+            message.receipt.inflight.release(message.receipt)
+            return
+        if len(self.unsunk) % 1024 == 1023:  # forget those whose publisher left: it resends them
+            self.unsunk = deque(p for p in self.unsunk if p.receipt is None or not p.receipt.inflight.closed)
+        self.unsunk.append(message)
+
+    def _flush_unsunk(self, topic_filter: TopicFilter, deliver: Any) -> None:
+        """A durable sink subscribed to ``topic_filter``: hand it the waiting uplinks it matches
+        (``deliver(message)``, which takes the receipt)."""
+        if not self.unsunk:
+            return
+        kept: deque[Pending] = deque()
+        for message in self.unsunk:
+            if message.receipt is not None and message.receipt.inflight.closed:
+                continue  # its publisher left unacknowledged: it sends the message again
+            if topic_filter.matches(message.topic):
+                deliver(message)
+            else:
+                kept.append(message)
+        self.unsunk = kept
 
     def device_session(self, device_id: int) -> BrokerSession | None:
         """The session through which a device is reached now (its own; a gateway's, see
@@ -141,32 +194,71 @@ class RoutingBroker(DeliveryBroker):
         entry = self._sessions.get(device_key(device_id), (None, None))[0]
         return entry if isinstance(entry, BrokerSession) else None
 
-    async def _deliver(self, session: BrokerSession, broadcast: dict[str, Any], qos: int) -> None:
-        """Send one broadcast to one session, or queue it for an offline persistent session."""
+    async def _deliver(
+        self, session: BrokerSession, broadcast: dict[str, Any], qos: int, receipt: Receipt | None = None
+    ) -> None:
+        """Send one broadcast to one session, or queue it for an offline persistent session; a
+        durable session's copy holds the publisher's ``receipt`` (``broker._acks``)."""
+        if receipt is not None and qos in (QOS_1, QOS_2) and session.durable:
+            receipt.taken()
+        else:
+            receipt = None
         if session.transitions.state != "connected":
             if not session.clean_session and qos in (QOS_1, QOS_2):
-                await self._retain_broadcast_message(broadcast, qos, session)
+                if receipt is not None:
+                    self.to_backlog(session, broadcast["topic"], broadcast["data"], qos, receipt=receipt)
+                else:
+                    await self._retain_broadcast_message(broadcast, qos, session)
             return
         connection = session.connection
         if connection is not None:
-            self.send_to(connection, broadcast["topic"], broadcast["data"], qos, retain=False)
+            self.send_to(connection, broadcast["topic"], broadcast["data"], qos, retain=False, receipt=receipt)
 
     # ---- shared subscriptions (see broker._shared) ------------------------------------------
 
-    def _deliver_shared(self, group: SharedGroup, message: Pending) -> bool:
+    def _deliver_shared(self, group: SharedGroup, message: Pending, fresh: bool = False) -> bool:
         """Give one message to one member of ``group`` (``message.qos`` -1: the member's QoS),
-        or keep it in the group's queue; False if it was dropped."""
+        or keep it in the group's queue; False if it was dropped.
+
+        ``message.receipt`` (``broker._acks``) goes with a copy a durable member or a persistent
+        group's queue holds; ``fresh``: the message is being routed now (else it moves from
+        another holder, which counted it already)."""
         picked = group.pick(message.topic)
+        receipt = message.receipt
         if picked is None:
             qos = message.qos if message.qos >= 0 else max(group.members.values(), default=QOS_0)
+            durable = qos != QOS_0 and group.persistent
+            receipt = self._hold(receipt, durable, fresh)
             if qos == QOS_0:
                 return False
-            return self.shared.queue(group, Pending(message.topic, message.data, qos, group))
+            return self.shared.queue(group, Pending(message.topic, message.data, qos, group, receipt))
         session, qos = picked
         connection = session.connection
         assert connection is not None
         qos = message.qos if message.qos >= 0 else qos
-        return self.send_to(connection, message.topic, message.data, qos, retain=False, origin=group)
+        receipt = self._hold(receipt, qos != QOS_0 and session.durable, fresh)
+        return self.send_to(connection, message.topic, message.data, qos, retain=False, origin=group, receipt=receipt)
+
+    def _hold(self, receipt: Receipt | None, durable: bool, fresh: bool) -> Receipt | None:
+        """The receipt a copy takes to a holder (None: not durable, the copy holds none)."""
+        if receipt is None:
+            return None
+        if durable:
+            if fresh:
+                receipt.taken()
+            return receipt
+        if not fresh:  # a durable holder's copy moves to one that is not: the promise is lost
+            self.lose(receipt)
+        return None
+
+    def lose(self, receipt: Receipt) -> None:
+        """A durable copy of a withheld message was lost (its sink was discarded): end the
+        publisher's connection, so that it sends the message again (``broker._acks``)."""
+        receipt.sinks -= 1
+        inflight = receipt.inflight
+        if not inflight.closed and not self.stopping and isinstance(inflight.connection, Connection):
+            logger.warning("%s: a durable copy of its message was lost; disconnecting it to resend", inflight.label)
+            self.spawn(self.end_connection(inflight.connection, OfflineReason.CONNECTION_LOST))
 
     def _flush_shared(self, session: BrokerSession) -> None:
         """A member is (again) connected: its groups' queued messages go out."""
@@ -185,7 +277,9 @@ class RoutingBroker(DeliveryBroker):
             if tag is None or getattr(message, "pubrec_packet", None) is not None:
                 continue  # its own subscription's, or a QoS 2 the member already received
             del session.inflight_out[packet_id]
-            moved.append(Pending(tag[1], message.data, message.qos or QOS_1, tag[0]))
+            moved.append(
+                Pending(tag[1], message.data, message.qos or QOS_1, tag[0], session.receipts.pop(packet_id, None))
+            )
         session.shared_ids.clear()
         if any(p.origin is not None for p in session.backlog):
             moved.extend(p for p in session.backlog if p.origin is not None)
@@ -198,13 +292,26 @@ class RoutingBroker(DeliveryBroker):
         return len(moved)
 
     def leave_shared(self, session: BrokerSession) -> None:
-        """``session`` is discarded: end its memberships (after :meth:`hand_over_shared`)."""
+        """``session`` is discarded: end its memberships (after :meth:`hand_over_shared`); the
+        messages a group it was the last member of kept are lost with the group."""
+        for group in self.shared.member_groups(session):
+            if len(group.members) == 1:
+                for message in group.pending:
+                    if message.receipt is not None:
+                        self.lose(message.receipt)
         self.shared.remove_session(session)
 
     def resume(self, connection: Connection) -> None:
         """Override: then the messages its shared groups kept while no member was connected."""
         super().resume(connection)
         self._flush_shared(connection.session)
+
+    def forget_receipts(self, session: BrokerSession) -> None:
+        """``session`` is discarded: the durable copies it held are lost (:meth:`lose`)."""
+        held = [*session.receipts.values(), *(p.receipt for p in session.backlog if p.receipt is not None)]
+        session.receipts.clear()
+        for receipt in held:
+            self.lose(receipt)
 
     def _grant_shared(self, session: BrokerSession, name: str, inner: str, qos: int) -> TopicFilter | None:
         """Join ``$share/<name>/<inner>``: the ACL of ``inner``; devices and gateways may not."""
@@ -214,7 +321,9 @@ class RoutingBroker(DeliveryBroker):
         topic_filter = self._authorize_filter(session, inner, qos)
         if topic_filter is None:
             return None
-        self.shared.add(session, name, topic_filter, qos)
+        group = self.shared.add(session, name, topic_filter, qos)
+        if qos != QOS_0 and group.persistent:
+            self._flush_unsunk(topic_filter, lambda message: self._deliver_shared(group, message, fresh=True))
         return topic_filter
 
     # ---- subscriptions ------------------------------------------------------------------
@@ -270,12 +379,24 @@ class RoutingBroker(DeliveryBroker):
                 codes.append(SUBACK_FAILURE)
                 continue
             self.index.add(topic_filter, session, qos)
+            if qos != QOS_0 and session.durable and session.connection is not None:
+                connection = session.connection
+                self._flush_unsunk(
+                    topic_filter,
+                    lambda m, c=connection, q=qos: self._deliver_durable(c, m, q),
+                )
             held += new
             codes.append(qos)
             granted.append((topic_filter, qos))
         if joined:
             self._flush_shared(session)
         return codes, granted, capped
+
+    def _deliver_durable(self, connection: Connection, message: Pending, qos: int) -> None:
+        """Give a waiting uplink to a durable session that just subscribed to it."""
+        assert message.receipt is not None
+        message.receipt.taken()
+        self.send_to(connection, message.topic, message.data, qos, retain=False, receipt=message.receipt)
 
     def inside_filter(self, session: BrokerSession, raw_filter: str) -> str:
         """The broker-side form of a filter the client wrote (``d/<id>/`` for a device)."""

@@ -180,8 +180,11 @@ class SharedSubscriptions:
         return list(self.index.match(topic))
 
     def queue(self, group: SharedGroup, message: Pending) -> bool:
-        """Keep a message for a group with no connected member; False if it was dropped."""
-        if not group.persistent or len(group.pending) >= self.queue_limit:
+        """Keep a message for a group with no connected member; False if it was dropped.
+
+        A message holding a publisher's withheld PUBACK (``broker._acks``) is kept past
+        ``queue_limit``: the publishers' inflight limits bound those."""
+        if not group.persistent or (len(group.pending) >= self.queue_limit and message.receipt is None):
             self.dropped += 1
             return False
         group.pending.append(message)

@@ -89,6 +89,18 @@ class BrokerSettings:
     second; beyond that a token is refused without asking (0x80, or a dropped publish) and
     asked again next time. Keeps a gateway trying random tokens from loading the database."""
 
+    sink_acks: bool = False
+    """Acknowledge a device's, gateway's or integration client's QoS 1 PUBLISH only once every
+    durable sink it reached (a trusted service's persistent QoS 1 session: the app's ingest,
+    which acknowledges after its commit) has acknowledged it; a device uplink that reaches none
+    waits for one to subscribe (``broker._acks``). Off: PUBACK on receipt (stock MQTT)."""
+    device_inflight_limit: int = 20
+    """With ``sink_acks``: QoS 1 publishes of one device (or integration client) connection
+    whose PUBACK is withheld; at the limit the broker stops reading its socket until an
+    acknowledgement frees room (TCP backpressure; it may read up to one burst of 32 packets past it)."""
+    gateway_inflight_limit: int = 1000
+    """The same for one gateway connection (it speaks for many devices)."""
+
     integration_rate_limit: float = 500.0
     """PUBLISH, SUBSCRIBE and UNSUBSCRIBE packets per second one integration client may send,
     dropped above it as a device's are (a dropped QoS 1 PUBLISH is still acknowledged, a dropped
@@ -124,6 +136,8 @@ class BrokerSettings:
         for name in (*rates, "integration_rate_limit", "namespace_retained_messages", "namespace_retained_bytes"):
             if not getattr(self, name) > 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.device_inflight_limit < 1 or self.gateway_inflight_limit < 1:
+            raise ConfigurationError("device_inflight_limit and gateway_inflight_limit must be >= 1")
         if self.max_session_backlog < 0:
             raise ConfigurationError(f"max_session_backlog must be >= 0, got {self.max_session_backlog}")
         if self.auth_failures_per_minute < 0:

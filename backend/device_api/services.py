@@ -7,6 +7,7 @@ request rate (:mod:`backend.device_api.ratelimit`) is answered 429 in the same s
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from backend.devices.place import lat_lon
 from backend.devices.properties import UnknownPropertyError
 from backend.devices.registry import DeviceInfo, DeviceRegistry
 from backend.devices.timeline import UnknownEventError
-from backend.errors import BlynkApiError, ValidationError
+from backend.errors import BlynkApiError, UnavailableError, ValidationError
 from backend.numbers import is_digits
 from backend.security import Secrets
 from backend.templates.meta import MetaFieldSpec
@@ -37,6 +38,9 @@ WRONG_META_FIELD = "Wrong metaField format."
 NO_META_FIELD = "MetaField doesn't exist."
 WRONG_VALUE = "Wrong value"
 LOC_LATLON = "loc.latlon"
+COMMIT_WAIT_SECONDS = 30.0
+"""How long ``update`` and ``batch/update`` wait for their values' commit before answering 503
+(the values may still be stored later: a client that sends them again may store them twice)."""
 
 Query = list[tuple[str, str]]
 
@@ -122,12 +126,14 @@ class DeviceApiService:
             if not values:
                 raise BlynkApiError(e.BAD_PARAMS)
             await self._write(device, ref.spec, MULTI_SEPARATOR.join(values))
+            await self._committed()
             return
         refs = self._pins(device, query, bare=False)
         if len(refs) != 1:
             raise BlynkApiError(e.WRONG_PIN if not refs else e.BAD_PARAMS)
         values = [v for k, v in query if k == refs[0].key]
         await self._write(device, refs[0].spec, MULTI_SEPARATOR.join(values))
+        await self._committed()
 
     async def batch_update(self, query: Query) -> None:
         """Set several datastreams at once (``batch/update?token=..&v1=..&v2=..``)."""
@@ -144,6 +150,19 @@ class DeviceApiService:
                 raise BlynkApiError(e.WRONG_TYPE) from None
         for spec, raw, _ in checked:
             await self._write(device, spec, raw)
+        await self._committed()
+
+    async def _committed(self) -> None:
+        """Return once the values written so far are committed to history: ``update`` and
+        ``batch/update`` answer 200 only then, so an answered value survives any crash.
+        Raises :class:`UnavailableError` (503) after :data:`COMMIT_WAIT_SECONDS`."""
+        try:
+            async with asyncio.timeout(COMMIT_WAIT_SECONDS):
+                await self.data.history.settled_now()
+        except TimeoutError:
+            raise UnavailableError(
+                "the value is not stored yet (the database does not answer); send it again"
+            ) from None
 
     async def is_connected(self, query: Query) -> bool:
         """True while the device holds an MQTT connection."""

@@ -1,4 +1,6 @@
-"""History rows into PostgreSQL with binary COPY, in batches flushed by size or age.
+"""History rows into PostgreSQL with binary COPY, in batches: at once when no batch is being
+written (a device's QoS 1 PUBACK waits for this commit), else by size, age or when the batch
+being written lands (group commit).
 
 Rows wait in a bounded queue; ``add_many`` waits when it is full, which slows the ingest down
 instead of dropping data or growing memory. A failed batch is retried with backoff and kept
@@ -95,6 +97,10 @@ class _RowQueue:
         """Until the consumer next takes rows."""
         self._room.clear()
         await self._room.wait()
+
+    def nudge(self) -> None:
+        """Wake a consumer waiting in :meth:`wait` now (a batch in flight landed)."""
+        self._ready.set()
 
     def close(self) -> None:
         """No more waiting for rows: the consumer takes what is queued and ends."""
@@ -256,8 +262,13 @@ class HistoryWriter:
                 while len(flights) >= self.in_flight:  # rows wait in the queue meanwhile
                     await asyncio.wait([flights[0][0]])
                 await queue.wait(1)
-                if not queue.closed:  # a batch: up to ``batch_rows`` rows or what arrives within ``flush_seconds``
+                if not queue.qsize() and not queue.closed:
+                    continue  # woken by a batch that landed (``nudge``), with nothing queued
+                if not queue.closed and flights:  # one is being written: this one fills meanwhile,
+                    # up to ``batch_rows`` rows, ``flush_seconds`` or until that one lands
                     await queue.wait(self.batch_rows, self.flush_seconds)
+                # else nothing is being written: the rows go now (group commit), so that a
+                # device's PUBACK, which waits for this commit, waits one commit when idle
                 closing = queue.closed and queue.qsize() <= self.batch_rows
                 batch = queue.take(queue.qsize() if closing else self.batch_rows)
                 if not batch:
@@ -285,6 +296,7 @@ class HistoryWriter:
         """Settle the batches at the head of ``flights`` that are done, in order. After a batch
         that was given up or cancelled (at stop), none is: settling counts rows in order, so
         it would settle the rows of that batch instead."""
+        self._queue.nudge()  # a batch filling up meanwhile may go now
         while flights and flights[0][0].done():
             flight, rows = flights.popleft()
             if flight.cancelled() or not flight.result():

@@ -191,8 +191,11 @@ async def consumer(kind: str, pid: int, port: int, as_device: bool, burst: int, 
         reading = asyncio.create_task(acknowledge(slow, received, 60))
     else:
         # the slow consumer reads nothing for now: shrink its receive buffer so the broker
-        # meets it soon (the kernel would otherwise hold a few MB of the burst for it)
-        slow.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        # meets it soon (the kernel would otherwise hold a few MB of the burst for it). Not
+        # below loopback's segment size (64 KB): with 4 KB the receiver never announced room
+        # for a whole segment again after its window closed, and the broker's kernel sent only
+        # on its ever rarer zero-window probes (the "28 messages" once reported here).
+        slow.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 131_072)
         transport.pause_reading()
 
     publisher = await connect(port, "burst-publisher", SERVICE_USER, SERVICE_PASSWORD)
