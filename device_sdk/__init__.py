@@ -19,6 +19,7 @@ from ._exceptions import (
     DeviceTimeoutError,
     InvalidTokenError,
     NotConnectedError,
+    OutboxFullError,
 )
 from ._ota import FirmwareImage, FirmwareOffer, FirmwareRejectedError, OtaAgent
 from ._provisioning import Provisioned, ProvisioningServer, WifiNetwork
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidTokenError",
     "NotConnectedError",
     "OtaAgent",
+    "OutboxFullError",
     "Provisioned",
     "ProvisioningServer",
     "WifiNetwork",

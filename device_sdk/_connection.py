@@ -1,9 +1,23 @@
-"""The network thread: one paho client per connection attempt, reconnects, redirects.
+"""The network thread: one paho client per endpoint, reconnects, redirects, the QoS 1 outbox.
 
 paho's own ``loop_forever`` retries with a fixed doubling delay and cannot change host or
-transport between attempts, so this module runs the loop itself: it creates a client for the
+transport between attempts, so this module runs the loop itself: it connects a client for the
 current :class:`Endpoint`, pumps :meth:`paho.mqtt.client.Client.loop` until the connection
 ends, then decides whether to stop, follow a ``downlink/redirect`` or back off and retry.
+
+While the network thread runs, the same paho client is connected again after a loss, as long
+as the endpoint stays the same:
+paho keeps every QoS 1 publish until its PUBACK and, on reconnecting, sends the unacknowledged
+ones again with DUP set and their packet ids, in order (paho 2.x
+``_messages_reconnect_reset_out``; it does so with ``clean_session=True`` too). A new client
+(another endpoint after a redirect, or a new network thread after ``stop()`` and ``start()``)
+would not know them, so the values waiting in the :class:`Outbox` are handed to it again, in
+order.
+
+Who hands values to paho: the thread that calls :meth:`Link.publish` while the link is ready,
+else the network thread once it is ready again; always under ``_submit_lock``, oldest first, so
+the order of writes is the order on the wire. PUBACKs are noted by paho's callback and applied
+to the outbox under the same lock, after the message id is recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +46,7 @@ from ._exceptions import (
     InvalidTokenError,
     NotConnectedError,
 )
+from ._outbox import Outbox
 from ._token import AuthToken
 
 logger = logging.getLogger("device_sdk")
@@ -83,9 +99,14 @@ class _Outcome(enum.Enum):
 class Link:
     """Owns the network thread and the current paho client."""
 
-    def __init__(self, config: LinkConfig, session: Session) -> None:
+    def __init__(self, config: LinkConfig, session: Session, outbox: Outbox) -> None:
         self._config = config
         self._session = session
+        self._outbox = outbox
+        self._paho: mqtt.Client | None = None  # kept across reconnects to the same endpoint
+        self._paho_endpoint: Endpoint | None = None
+        self._submit_lock = threading.Lock()
+        self._acks: deque[int] = deque()  # message ids paho reported acknowledged
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,13 +194,27 @@ class Link:
             self._restart.set()
             client.disconnect()  # thread-safe; wakes the network thread's select()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        """Publish on the live connection.
+    def publish(self, topic: str, payload: bytes, qos: int = 0, timeout: float | None = -1.0) -> None:
+        """Publish on the live connection (QoS 0), or through the outbox (QoS 1).
+
+        At QoS 1 the value is kept until its PUBACK, whether or not the link is up; it goes out
+        now if the link is ready, else once it is. ``timeout`` is how long to wait for room in
+        a full outbox (negative: the outbox's own setting).
 
         Raises:
             InvalidTokenError: The link stopped because the token was refused.
-            NotConnectedError: There is no live connection.
+            NotConnectedError: QoS 0 and there is no live connection.
+            OutboxFullError: QoS 1 and the outbox stayed full.
         """
+        if qos == 1:
+            if self._fatal is not None:
+                raise InvalidTokenError(str(self._fatal))
+            self._outbox.put(topic, payload, timeout)
+            if self._ready:
+                self._submit()
+            return
+        if qos != 0:
+            raise ValueError(f"qos must be 0 or 1, got {qos}")
         with self._cond:
             client = self._client if self._ready else None
             fatal = self._fatal
@@ -190,6 +225,37 @@ class Link:
         info = client.publish(topic, payload, qos=qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise NotConnectedError(f"{topic!r} was not sent: {mqtt.error_string(info.rc)}")
+
+    def delivery_error(self) -> BaseException | None:
+        """Why values in the outbox can no longer reach the server, if they cannot."""
+        if self._fatal is not None:
+            return InvalidTokenError(str(self._fatal))
+        if not self._running:
+            return NotConnectedError(
+                f"{len(self._outbox)} values wait for their PUBACK but the device is not connected"
+            )
+        return None
+
+    def _submit(self) -> None:
+        """Apply the PUBACKs seen so far, then hand every waiting value to paho, oldest first."""
+        with self._submit_lock:
+            self._apply_acks()
+            client = self._paho
+            if client is None or not self._ready or not self._outbox.needs_submit:
+                return
+            for entry in self._outbox.unsubmitted():
+                info = client.publish(entry.topic, entry.payload, qos=1)
+                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    # NO_CONN still keeps the message in paho for the next connection; any other
+                    # code leaves the value (and all after it, to keep the order) for later.
+                    logger.warning("paho did not take %r: %s; retrying later", entry.topic, mqtt.error_string(info.rc))
+                    return
+                self._outbox.submitted(entry, info.mid)
+
+    def _apply_acks(self) -> None:
+        """Under ``_submit_lock``: every id a PUBACK came for was recorded before, so none is missed."""
+        while self._acks:
+            self._outbox.acked(self._acks.popleft())
 
     # -- the network thread -------------------------------------------------------------------
 
@@ -219,6 +285,13 @@ class Link:
         except Exception:  # a bug; say so rather than dying silently
             logger.exception("device_sdk network thread failed")
         finally:
+            with self._submit_lock:
+                # The client goes with its thread (dropping it closes paho's socket pair); the
+                # values still waiting stay in the outbox for the next connect().
+                self._apply_acks()
+                self._paho = self._paho_endpoint = None
+                self._acks.clear()
+                self._outbox.forget_client()
             with self._cond:
                 self._running = False
                 self._ready = False
@@ -227,16 +300,23 @@ class Link:
 
     def _connect_once(self) -> tuple[_Outcome, float]:
         endpoint = self._endpoint
-        client = self._new_client(endpoint)
         self._redirect_to = None
         self._lost_reason = f"connection to {endpoint.uri} lost"
-        try:
-            client.connect(endpoint.host, endpoint.port, keepalive=self._config.keepalive)
-        except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
-            _close_sockets_in_traceback(exc)
-            self._last_error = exc
-            logger.warning("cannot connect to %s: %s", endpoint.uri, exc)
-            return _Outcome.FAILED, 0.0
+        with self._submit_lock:  # no PUBLISH may be queued between paho's reset and its CONNECT
+            self._apply_acks()
+            client = self._paho
+            if client is None or self._paho_endpoint != endpoint:
+                client = self._paho = self._new_client(endpoint)
+                self._paho_endpoint = endpoint
+                self._acks.clear()
+                self._outbox.forget_client()
+            try:
+                client.connect(endpoint.host, endpoint.port, keepalive=self._config.keepalive)
+            except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
+                _close_sockets_in_traceback(exc)
+                self._last_error = exc
+                logger.warning("cannot connect to %s: %s", endpoint.uri, exc)
+                return _Outcome.FAILED, 0.0
         with self._cond:
             self._client = client
         started = time.monotonic()
@@ -280,6 +360,8 @@ class Link:
                 return
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 return
+            if self._acks or (self._ready and self._outbox.needs_submit):
+                self._submit()
             if self._stop.is_set() or self._redirect_to is not None or self._restart.is_set():
                 if closing_since is None:
                     closing_since = time.monotonic()
@@ -308,6 +390,7 @@ class Link:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         # Without paho's own thread, publish() from another thread would write to the socket
         # directly, racing this loop. Registering a write hook (paho's external-loop API) makes
         # paho queue the packet and wake our select() instead, as under loop_start().
@@ -342,6 +425,10 @@ class Link:
             self._ready = True
             self._cond.notify_all()
         self._session.connected()
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
+        # paho holds its message lock here: only note the id; _submit() applies it.
+        self._acks.append(mid)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)

@@ -15,6 +15,7 @@ from ._dispatch import Dispatcher
 from ._downlinks import DownlinkQueue
 from ._endpoint import Endpoint
 from ._exceptions import DeviceError
+from ._outbox import Outbox
 from ._token import AuthToken
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -43,6 +44,16 @@ class Device:
         keepalive: The MQTT keep-alive in seconds (Blynk recommends 45).
         client_id: The MQTT client ID; empty lets the server choose.
         backoff: The reconnect policy; defaults to :class:`Backoff` ``()``.
+        qos: How :meth:`write` and :meth:`write_many` send values unless a call says
+            otherwise. ``0`` (the default, as Blynk's own libraries): best effort, at most
+            once; sending while offline raises :class:`NotConnectedError`. ``1``: at least
+            once; each value is kept in the outbox until the server's PUBACK, values written
+            while offline are sent after the next connection, and values without a PUBACK
+            are sent again (in order) after a reconnect.
+        outbox_limit: The most QoS 1 values kept without a PUBACK (1..65000).
+        outbox_timeout: Seconds a QoS 1 write waits for room in a full outbox before it
+            raises :class:`OutboxFullError` (``0``: at once; ``None``: wait as long as it
+            takes). A value is never dropped to make room.
 
     Raises:
         InvalidTokenError: If ``token`` is malformed.
@@ -70,8 +81,13 @@ class Device:
         keepalive: int = 45,
         client_id: str = "",
         backoff: Backoff | None = None,
+        qos: int = 0,
+        outbox_limit: int = 1000,
+        outbox_timeout: float | None = 0.0,
     ) -> None:
         self._token = token if isinstance(token, AuthToken) else AuthToken(token)
+        self._qos = _check_qos(qos)
+        self._outbox = Outbox(outbox_limit, outbox_timeout)
         if not 0 < rx_buffer:
             raise ValueError(f"rx_buffer must be positive, got {rx_buffer}")
         if not 0 <= keepalive <= 65535:
@@ -95,7 +111,7 @@ class Device:
             mcu_info=mcu_info,
         )
         self._dispatch = Dispatcher()
-        self._link = Link(config, self._dispatch)
+        self._link = Link(config, self._dispatch, self._outbox)
 
     @property
     def firmware_version(self) -> str:
@@ -196,40 +212,71 @@ class Device:
         """When the server last pinged the device (``downlink/ping``), in UTC, or ``None``."""
         return self._dispatch.last_ping
 
+    @property
+    def pending(self) -> int:
+        """How many QoS 1 values wait for their PUBACK (written offline, or on their way)."""
+        return len(self._outbox)
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until every QoS 1 value written so far has its PUBACK (e.g. before deep sleep).
+
+        Returns at once when nothing waits. The device must be connected, or reconnecting.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits as long as it takes.
+
+        Raises:
+            DeviceTimeoutError: Values still wait after ``timeout``; they stay in the outbox.
+            NotConnectedError: Values wait but the device is not started (call
+                :meth:`connect`), or was stopped meanwhile.
+            InvalidTokenError: The server refused the token; they can never be delivered.
+        """
+        self._outbox.wait_empty(timeout, self._link.delivery_error)
+
     # -- uplink ---------------------------------------------------------------------------------
 
-    def write(self, name: str, value: Value) -> None:
+    def write(self, name: str, value: Value, *, qos: int | None = None) -> None:
         """Send a datastream value (``ds/<name>``).
 
         Args:
             name: The datastream name, e.g. ``"Temperature"``.
             value: A ``str``, number or ``bool`` (sent as ``1``/``0``); a list or tuple for a
                 multi-value datastream (items NUL-separated); or raw ``bytes``.
+            qos: ``0`` or ``1`` for this value; ``None`` uses the device's ``qos``. At QoS 1
+                the value goes into the outbox (kept until its PUBACK, sent when connected)
+                and this returns without waiting for the PUBACK; see :meth:`flush`.
 
         Raises:
-            NotConnectedError: The device is offline; the value is not queued.
+            NotConnectedError: QoS 0 and the device is offline; the value is not queued.
+            OutboxFullError: QoS 1 and the outbox stayed full for ``outbox_timeout``; the
+                value is not queued.
             InvalidTokenError: The device stopped because its token was refused.
             ValueError: ``name`` is empty or contains ``/``, ``#``, ``+`` or NUL, or ``value``
-                is a non-finite float.
+                is a non-finite float, or ``qos`` is not 0 or 1.
             TypeError: ``value`` has an unsupported type.
         """
-        self._link.publish(f"ds/{check_name(name)}", encode_value(value))
+        level = self._qos if qos is None else _check_qos(qos)
+        self._link.publish(f"ds/{check_name(name)}", encode_value(value), level)
 
-    def write_many(self, values: Mapping[str, Value]) -> None:
+    def write_many(self, values: Mapping[str, Value], *, qos: int | None = None) -> None:
         """Send several datastream values in one message (``batch_ds``).
 
         Args:
             values: Datastream name to value. JSON types must match the datastream types:
                 ``str``, numbers, ``bool`` and ``[lon, lat]`` for Location. An empty mapping
                 sends nothing.
+            qos: ``0`` or ``1`` for this message; ``None`` uses the device's ``qos`` (see
+                :meth:`write`).
 
         Raises:
-            NotConnectedError: The device is offline.
-            ValueError: A name is invalid or a number is not finite.
+            NotConnectedError: QoS 0 and the device is offline.
+            OutboxFullError: QoS 1 and the outbox stayed full for ``outbox_timeout``.
+            ValueError: A name is invalid or a number is not finite, or ``qos`` is not 0 or 1.
             TypeError: A value has an unsupported type.
         """
+        level = self._qos if qos is None else _check_qos(qos)
         if values:
-            self._link.publish("batch_ds", encode_batch(values))
+            self._link.publish("batch_ds", encode_batch(values), level)
 
     def log_event(self, code: str, description: str = "") -> None:
         """Log an event defined in the template (``event/<code>``).
@@ -483,3 +530,9 @@ class Device:
         check_name(name)
         with self.downlinks() as inbox:
             return inbox.wait_for_write(name, timeout)
+
+
+def _check_qos(qos: int) -> int:
+    if qos not in (0, 1):
+        raise ValueError(f"qos must be 0 or 1, got {qos!r}")
+    return qos

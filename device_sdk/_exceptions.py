@@ -7,6 +7,7 @@ library raises on purpose::
      ├── InvalidTokenError        the auth token is malformed, or the server refused it
      │                            (CONNACK 4 / 5); also a ValueError
      ├── NotConnectedError        a publish needs a live connection and there is none
+     ├── OutboxFullError          the QoS 1 outbox stayed full (nothing is dropped to make room)
      ├── ConnectionLostError      the connection dropped; passed to ``on_disconnect`` handlers
      ├── FirmwareRejectedError    an OTA offer or image the OtaAgent refused (device_sdk._ota)
      └── DeviceTimeoutError       a bounded wait ran out; also a TimeoutError
@@ -36,6 +37,13 @@ class InvalidTokenError(DeviceError, ValueError):
 
 class NotConnectedError(DeviceError):
     """The operation needs a live connection to the server and there is none right now."""
+
+
+class OutboxFullError(DeviceError):
+    """A QoS 1 value found the outbox full (``outbox_limit`` values without a PUBACK) for the
+    whole ``outbox_timeout``; the value was not queued. The outbox never drops a value to make
+    room: the caller decides (retry later, :meth:`~device_sdk.Device.flush`, or give it up).
+    """
 
 
 class ConnectionLostError(DeviceError):

@@ -24,6 +24,7 @@ PUBLIC_NAMES = [
     "InvalidTokenError",
     "NotConnectedError",
     "OtaAgent",
+    "OutboxFullError",
     "Provisioned",
     "ProvisioningServer",
     "WifiNetwork",
