@@ -25,7 +25,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
-from broker._acks import Inflight
+from broker._broadcast import BroadcastLoop
 from broker._connect import ConnectRequest, close_quietly, read_connect, refuse
 from broker._framing import PUBLISH, FramedReader, publish_info, refusal, subscription_info
 from broker._gateway_state import GatewayState
@@ -66,7 +66,7 @@ LISTENERS = {"default": "tcp", "tls": "tls", PROXY_LISTENER: "ws"}
 """amqtt listener name -> the ``transport`` reported in presence."""
 
 
-class CoreBroker(NamespaceBroker):
+class CoreBroker(BroadcastLoop, NamespaceBroker):
     """amqtt broker with openblynk's connection set-up (see module docstring)."""
 
     def __init__(
@@ -230,6 +230,7 @@ class CoreBroker(NamespaceBroker):
                 await connection.handler.mqtt_connack_authorize(True)
                 framed.start_keepalive(request.keep_alive, self.settings.keepalive_grace)
                 framed.gate = writer.wait_writable
+                framed.writable = writer.writable
                 await connection.handler.start()
                 await self._after_connack(connection, request)
             except BaseException:
@@ -279,11 +280,6 @@ class CoreBroker(NamespaceBroker):
             rate = settings.integration_rate_limit
             connection.rate = PublishRate(rate, settings.rate_abuse_seconds, self._rate_now())
             framed.screen = partial(self._screen, connection)
-        if settings.sink_acks and not isinstance(identity, ServiceIdentity):  # broker._acks
-            limit = settings.gateway_inflight_limit if gateway is not None else settings.device_inflight_limit
-            connection.inflight = Inflight(writer.write, limit, connection.label, connection)
-            handler.inflight = connection.inflight
-            framed.hold = connection.inflight.hold
         writer.meter.started = self._loop.time()
         handler.connection = session.connection = connection
         session.transitions.connect()

@@ -21,6 +21,12 @@ client is not read from while what the broker wrote to it is still piling up (se
 limit drops a flood here, before amqtt spends a task on each packet). A PUBLISH whose topic is
 not valid UTF-8 or holds a wildcard ends the connection as malformed (:func:`well_formed`).
 
+Fast path: when the socket's buffer already holds the whole next packet (the usual case under
+load) and the client's writer is not above its high-water mark, the packet is taken from the
+buffer at once (``StreamReader.take_packet``), with no timer and no await; otherwise, and for
+anything the fast path does not accept (an incomplete, oversized or reserved packet, the
+CONNECT), the careful path above reads it under the keep-alive deadline.
+
 Fairness: amqtt's reader loop never yields while the socket buffer holds whole packets, so
 one flooding client could keep the event loop to itself for thousands of packets. The reader
 yields to the loop every :data:`YIELD_EVERY` packets.
@@ -86,12 +92,11 @@ class FramedReader(ReaderAdapter):
         self.declared_length: int | None = None  # remaining length of a refused packet
         self.meter: Meter | None = None
         self.gate: Callable[[], Awaitable[None]] | None = None
-        self.hold: Callable[[], Awaitable[object] | None] | None = None
-        """Asked before each packet after CONNECT: None reads on, an awaitable is awaited
-        first (the broker withholds too many acknowledgements from this client, ``broker._acks``).
-        That wait is the broker's choice, so it does not count against the keep-alive deadline."""
         self.screen: Callable[[bytes], bool] | None = None
         """Called with each whole packet after CONNECT; False swallows it."""
+        self.writable: Callable[[], bool] | None = None
+        """True while ``gate`` would not wait: lets a buffered packet take the fast path."""
+        self._take: Callable[[int], bytes | None] | None = getattr(inner, "take_packet", None)
         self.translate: Callable[[bytes], bytes | None] | None = None
         """Turns each whole packet after CONNECT into the form the broker reads (an MQTT 5
         client's into MQTT 3.1.1: ``broker._v5``); None swallows it, ValueError is malformed."""
@@ -162,22 +167,23 @@ class FramedReader(ReaderAdapter):
         return False
 
     async def _load_frame(self) -> bool:
-        if self.hold is not None and self._connected and (wait := self.hold()) is not None:
-            await wait
-            self._last_packet_at = self._loop.time()
         self._since_yield += 1
         if self._since_yield >= YIELD_EVERY:
             self._since_yield = 0
             await asyncio.sleep(0)
-        timeout = None
-        if self._idle_limit is not None:
-            timeout = max(0.0, self._last_packet_at + self._idle_limit - self._loop.time())
-        try:
-            async with asyncio.timeout(timeout):
-                frame = await self._read_frame()
-        except TimeoutError:
-            self.failure = FrameFailure.KEEPALIVE_TIMEOUT if self._connected else FrameFailure.CONNECT_TIMEOUT
+        frame = self._buffered_frame()
+        if frame is None and self.failure is not None:
             return False
+        if frame is None:
+            timeout = None
+            if self._idle_limit is not None:
+                timeout = max(0.0, self._last_packet_at + self._idle_limit - self._loop.time())
+            try:
+                async with asyncio.timeout(timeout):
+                    frame = await self._read_frame()
+            except TimeoutError:
+                self.failure = FrameFailure.KEEPALIVE_TIMEOUT if self._connected else FrameFailure.CONNECT_TIMEOUT
+                return False
         if frame is None:
             if self.failure is None and self.before_eof is not None:
                 await self.before_eof()  # packets already read finish before amqtt sees the end
@@ -187,6 +193,18 @@ class FramedReader(ReaderAdapter):
         if self.meter is not None:
             self.meter.count_in(frame)
         return True
+
+    def _buffered_frame(self) -> bytes | None:
+        """The next packet if it is already buffered and may be read now (see module docstring)."""
+        if not self._connected or self._header or self._take is None:
+            return None
+        if self.gate is not None and (self.writable is None or not self.writable()):
+            return None
+        frame = self._take(self.max_packet_size)
+        if frame is not None and frame[0] >> 4 in _RESERVED_TYPES:
+            self.failure = FrameFailure.MALFORMED  # [MQTT-2.2.1]: types 0 and 15 are reserved
+            return None
+        return frame
 
     async def _read_frame(self) -> bytes | None:
         """Read one whole packet; ``None`` on EOF or a refused packet (see :attr:`failure`)."""

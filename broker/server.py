@@ -161,8 +161,9 @@ class MqttBroker:
     @staticmethod
     def _bound_port(core: CoreBroker, listener: str) -> int:
         instance = core._servers[listener].instance
-        assert isinstance(instance, asyncio.Server)
-        port = instance.sockets[0].getsockname()[1]
+        sockets = getattr(instance, "sockets", None)  # asyncio.Server, or uvloop's Server
+        assert sockets, f"listener {listener} has no socket"
+        port = sockets[0].getsockname()[1]
         assert isinstance(port, int)
         return port
 

@@ -311,6 +311,7 @@ class Figures:
 
     def put(self, row: str, who: str, value: float | str) -> None:
         self.values.setdefault(row, {})[who] = value
+        say(f"  = {who}, {row.strip()}: {value:,.1f}" if isinstance(value, float) else f"  = {who}, {row}: {value}")
 
 
 def broker_alone(load: Load, group: str, devices: int, args: argparse.Namespace, qos: int) -> tuple[float, Run]:
