@@ -295,6 +295,8 @@ async def _run_broker(settings: Settings, url: str) -> None:
         auth_failures_per_minute=settings.auth_failures_per_minute,
         max_outgoing_queue=settings.session_queue_limit,
         max_session_backlog=settings.session_backlog_limit,
+        sink_acks=settings.mqtt_ack_after_commit,
+        device_inflight_limit=settings.device_inflight_limit,
         vitals_interval=settings.vitals_interval_seconds,
     )
     async with Database(url, pool_size=4) as db:

@@ -25,6 +25,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
+from broker._acks import Inflight
 from broker._broadcast import BroadcastLoop
 from broker._connect import ConnectRequest, close_quietly, read_connect, refuse
 from broker._framing import PUBLISH, FramedReader, publish_info, refusal, subscription_info
@@ -280,6 +281,11 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             rate = settings.integration_rate_limit
             connection.rate = PublishRate(rate, settings.rate_abuse_seconds, self._rate_now())
             framed.screen = partial(self._screen, connection)
+        if settings.sink_acks and not isinstance(identity, ServiceIdentity):  # broker._acks
+            limit = settings.gateway_inflight_limit if gateway is not None else settings.device_inflight_limit
+            connection.inflight = Inflight(writer.write, limit, connection.label, connection)
+            handler.inflight = connection.inflight
+            framed.hold = connection.inflight.hold
         writer.meter.started = self._loop.time()
         handler.connection = session.connection = connection
         session.transitions.connect()

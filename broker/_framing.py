@@ -92,6 +92,10 @@ class FramedReader(ReaderAdapter):
         self.declared_length: int | None = None  # remaining length of a refused packet
         self.meter: Meter | None = None
         self.gate: Callable[[], Awaitable[None]] | None = None
+        self.hold: Callable[[], Awaitable[object] | None] | None = None
+        """Asked before each packet after CONNECT: None reads on, an awaitable is awaited
+        first (the broker withholds too many acknowledgements from this client, ``broker._acks``).
+        That wait is the broker's choice, so it does not count against the keep-alive deadline."""
         self.screen: Callable[[bytes], bool] | None = None
         """Called with each whole packet after CONNECT; False swallows it."""
         self.writable: Callable[[], bool] | None = None
@@ -167,6 +171,9 @@ class FramedReader(ReaderAdapter):
         return False
 
     async def _load_frame(self) -> bool:
+        if self.hold is not None and self._connected and (wait := self.hold()) is not None:
+            await wait
+            self._last_packet_at = self._loop.time()
         self._since_yield += 1
         if self._since_yield >= YIELD_EVERY:
             self._since_yield = 0

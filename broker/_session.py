@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from amqtt.session import Session
 
+from broker._acks import Inflight, Receipt
 from broker._framing import FramedReader
 from broker._gateway_state import GatewayState
 from broker._handler import MountedHandler
@@ -34,6 +35,8 @@ class Pending:
     qos: int
     origin: object | None = None
     """The shared group (``broker._shared``) that chose this session, or None."""
+    receipt: Receipt | None = None
+    """The publisher's withheld PUBACK this copy holds (``broker._acks``), or None."""
 
 
 class BrokerSession(Session):
@@ -70,9 +73,18 @@ class BrokerSession(Session):
         self.shared_ids: dict[int, tuple[object, str]] = {}
         """Packet id -> (shared group, broker-side topic) of the messages in ``inflight_out`` a
         shared group gave it (``broker._shared``)."""
+        self.receipts: dict[int, Receipt] = {}
+        """Packet id -> the publisher's withheld PUBACK that the message in ``inflight_out``
+        holds (``broker._acks``): this session is a durable sink for it."""
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+    @property
+    def durable(self) -> bool:
+        """Whether this session is a durable sink (``broker._acks``): a trusted service's
+        persistent session (not a device's, a gateway's or an integration client's)."""
+        return not self.clean_session and self.mount is None and self.gateway is None and self.namespace is None
 
     def _init_states(self) -> None:
         """Override: amqtt's session states without a ``transitions.Machine`` each (``broker._states``)."""
@@ -101,6 +113,9 @@ class Connection:
     vitals_timer: asyncio.TimerHandle | None = None
     drop_ids: set[int] = field(default_factory=set)
     """Packet ids of QoS 2 publishes the rate limit dropped (discarded after the handshake)."""
+    inflight: Inflight | None = None
+    """Its QoS 1 publishes whose PUBACK waits for a durable sink (``broker._acks``), or None
+    when the broker acknowledges on receipt (``BrokerSettings.sink_acks`` off, services)."""
     end_reason: OfflineReason | None = None
     """Set by the broker when *it* ends the connection (replaced, shutdown, protocol error)."""
     offline_sent: bool = False
