@@ -3,8 +3,9 @@
 One run, in turn: a steady start, then SIGKILL of the app, SIGKILL of the broker, a
 PostgreSQL restart (fast stop and start) and PostgreSQL stopped for :data:`OUTAGE` seconds,
 each part started again after its failure, while :data:`DEVICES` MQTT devices publish
-numbered values at QoS 1 (paho clients that reconnect and send again what has no PUBACK) and
-two HTTP devices write numbered values with ``update`` and ``batch/update``.
+numbered values at QoS 1 (paho clients that reconnect and send again what has no PUBACK),
+:data:`SDK_DEVICES` more on our device_sdk at QoS 1 (its outbox does the same) and two HTTP
+devices write numbered values with ``update`` and ``batch/update``.
 
 Each test checks that every value acknowledged so far (PUBACK, HTTP 200) is in history and
 counts the duplicates the README allows (a value committed whose acknowledgement was lost in
@@ -30,8 +31,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = 30
+SDK_DEVICES = 5
+"""Devices on device_sdk at QoS 1, besides the :data:`DEVICES` paho ones (checked at the end)."""
 RATE = 5.0
-"""Values a second each device publishes (150 a second for the fleet)."""
+"""Values a second each device publishes (175 a second for the fleet)."""
 HTTP_RATE = 5.0
 OUTAGE = 60.0
 """Seconds PostgreSQL stays stopped (the issue's 60 s)."""
@@ -56,7 +59,7 @@ def chaos(pytestconfig: pytest.Config) -> Iterator[ChaosRun]:
             print(line, flush=True)
 
     say("")
-    run = ChaosRun(ROOT / ".pytest-data" / f"chaos-{os.getpid()}", say, DEVICES, RATE, HTTP_RATE, SETTINGS)
+    run = ChaosRun(ROOT / ".pytest-data" / f"chaos-{os.getpid()}", say, DEVICES, RATE, HTTP_RATE, SETTINGS, SDK_DEVICES)
     try:
         yield run
     finally:

@@ -37,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from backend.db.embedded import EmbeddedPostgres
 from backend.db.migrate import migrate
 from backend.transfer.schemas import DeviceOut
+from device_sdk import Backoff, Device
 from tests.support.automation_stack import AppConfig
 from tests.support.datadir import remove_data_dir
 from tests.support.provision import provision
@@ -218,14 +219,47 @@ class FleetDevice:
         self.client.loop_stop()
 
 
+class SdkDevice:
+    """A device on our own library (device_sdk) at QoS 1: its outbox keeps each value until its
+    PUBACK and sends again what has none after a reconnect. The library tells how many values
+    wait (``pending``), not which: a value counts as acknowledged once nothing waits (the final
+    check, after the devices stopped)."""
+
+    def __init__(self, info: DeviceOut, port: int) -> None:
+        self.info = info
+        self.written: list[tuple[int, float]] = []  # (number, when)
+        self.device = Device(
+            info.token,
+            "127.0.0.1",
+            port,
+            qos=1,
+            client_id=f"chaos-sdk-{info.id}",
+            backoff=Backoff(initial=0.2, maximum=1.0),
+            outbox_limit=WINDOW,
+            outbox_timeout=0.0,
+        )
+        self.device.connect(timeout=30)
+
+    def write_next(self) -> None:
+        """The next number, unless :data:`WINDOW` values wait for their PUBACK."""
+        if self.device.pending < WINDOW:
+            seq = len(self.written)
+            self.written.append((seq, time.monotonic()))
+            self.device.write("Seq", seq)
+
+    def close(self) -> None:
+        self.device.disconnect()
+
+
 class Fleet:
     """``devices`` publishing numbers 0, 1, 2, ... at ``rate`` a second each (one thread, the
     devices in turn), each waiting while it holds :data:`WINDOW` unacknowledged values."""
 
-    def __init__(self, infos: list[DeviceOut], port: int, rate: float) -> None:
+    def __init__(self, infos: list[DeviceOut], port: int, rate: float, sdk_infos: list[DeviceOut]) -> None:
         self.rate = rate
         self.acks: list[float] = []  # times of PUBACKs (list.append is atomic)
         self.devices = [FleetDevice(info, port, self.acks) for info in infos]
+        self.sdk = [SdkDevice(info, port) for info in sdk_infos]
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-fleet", daemon=True)
@@ -246,15 +280,17 @@ class Fleet:
             raise
 
     def _publish(self) -> None:
-        step = 1 / self.nominal
+        step = 1 / (self.rate * (len(self.devices) + len(self.sdk)))
         due = time.monotonic()
         while not self._stop.is_set():
-            for device in self.devices:
+            for device in [*self.devices, *self.sdk]:
                 due += step
                 delay = due - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     return
-                if device.unacked() < WINDOW:
+                if isinstance(device, SdkDevice):
+                    device.write_next()
+                elif device.unacked() < WINDOW:
                     device.publish(len(device.sent))
 
     def stop_publishing(self) -> None:
@@ -262,10 +298,10 @@ class Fleet:
         self._thread.join(10)
 
     def published(self) -> int:
-        return sum(len(d.sent) for d in self.devices)
+        return sum(len(d.sent) for d in self.devices) + sum(len(d.written) for d in self.sdk)
 
     def unacked(self) -> int:
-        return sum(d.unacked() for d in self.devices)
+        return sum(d.unacked() for d in self.devices) + sum(d.device.pending for d in self.sdk)
 
     def connected(self) -> int:
         return sum(d.connected for d in self.devices)
@@ -277,6 +313,8 @@ class Fleet:
         self.stop_publishing()
         for device in self.devices:
             device.close()
+        for sdk in self.sdk:
+            sdk.close()
 
 
 @dataclass
@@ -456,7 +494,14 @@ class ChaosRun:
     windows of the failures done so far; ``say`` prints a line to the terminal at once."""
 
     def __init__(
-        self, root: Path, say: Say, devices: int, rate: float, http_rate: float, settings: dict[str, str]
+        self,
+        root: Path,
+        say: Say,
+        devices: int,
+        rate: float,
+        http_rate: float,
+        settings: dict[str, str],
+        sdk_devices: int = 0,
     ) -> None:
         self.say = say
         self.t0 = time.monotonic()
@@ -468,24 +513,28 @@ class ChaosRun:
         self._last_progress = 0.0
         self._given_up: set[tuple[object, ...]] = set()
         try:
-            infos = provision(self.stack.pg.url(), chaos_doc(devices, 2)).devices
+            infos = provision(self.stack.pg.url(), chaos_doc(devices + sdk_devices, 2)).devices
+            http_infos = infos[devices + sdk_devices :]
             self.stack.start_broker()
             self.stack.start_app()
             self.monitor = Monitor(self.stack.pg.url())
-            self.fleet = Fleet(infos[:devices], self.stack.config.mqtt_port, rate)
+            self.fleet = Fleet(
+                infos[:devices], self.stack.config.mqtt_port, rate, infos[devices : devices + sdk_devices]
+            )
             self.wait_until(lambda: self.fleet is not None and self.fleet.connected() == devices, 60, "the fleet")
             self.fleet.start()
             self.windows.append(Window("steady (no failure)", time.monotonic()))
             base = self.stack.config.base_url
             self.http = [
-                HttpDevice(infos[devices], base, False, http_rate),
-                HttpDevice(infos[devices + 1], base, True, http_rate),
+                HttpDevice(http_infos[0], base, False, http_rate),
+                HttpDevice(http_infos[1], base, True, http_rate),
             ]
         except BaseException:
             self.close()
             raise
         self.say(
-            f"chaos: {devices} MQTT devices at {rate:g} values/s each (QoS 1, window {WINDOW}), "
+            f"chaos: {devices} MQTT devices (paho) and {sdk_devices} on device_sdk at {rate:g} values/s each "
+            f"(QoS 1, window {WINDOW}), "
             f"2 HTTP devices at {http_rate:g} requests/s (update, batch/update); up after {self.clock():.1f} s"
         )
 
@@ -577,6 +626,9 @@ class ChaosRun:
         fleet = self.fleet
         assert fleet is not None
         mqtt = {d.info.id: [s.seq for s in d.acked() if s.at < upto] for d in fleet.devices}
+        for sdk in fleet.sdk:  # all its values so far, once none waits (the library tells no more)
+            written = list(sdk.written)
+            mqtt[sdk.info.id] = [seq for seq, at in written if at < upto] if sdk.device.pending == 0 else []
         http = {h.info.id: [w.seq for w in h.writes if w.ok and w.at < upto] for h in self.http}
         url = self.stack.pg.url()
 
@@ -621,6 +673,7 @@ class ChaosRun:
         fleet = self.fleet
         assert fleet is not None
         at = {(d.info.id, s.seq): s.at for d in fleet.devices for s in d.sent}
+        at.update({(d.info.id, seq): when for d in fleet.sdk for seq, when in d.written})
         http_at = {(h.info.id, w.seq): w.at for h in self.http for w in h.writes}
         counts = stored_counts(self.stack.pg.url(), list(mqtt), SEQ_PIN)
         for window in self.windows:
