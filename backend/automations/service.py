@@ -126,6 +126,8 @@ class AutomationService:
             **_columns(data),
         )
         assert row is not None
+        # the engine's per-device rule state (armed, last fired) starts again with the new rule
+        await execute(self.session, "DELETE FROM automation_device_state WHERE automation_id = :id", id=automation_id)
         await self._changed(automation_id, int(row["org_id"]), "automation.update", name=data.name)
         return automation_out(row)
 

@@ -8,7 +8,12 @@ One :class:`AutomationEngine` per app process. What fires an automation:
 - **device state**: :meth:`_on_values`, a listener of ``DeviceSignals`` in the ingest path. It
   is given only values of the datastreams automations use (the engine watches exactly those),
   finds the rules of a value by dict lookups (by pin then device, by template and pin) and
-  only queues runs; see :mod:`.states` for when a rule fires;
+  only queues runs; see :mod:`.states` for when a rule fires. The rule state of a device is
+  *held* by the engine that ingests its values: the first value of a device this process does
+  not hold waits (with the device's later ones, in order) until its state is loaded from
+  ``automation_device_state`` and the other processes are told to forget theirs
+  (:mod:`.holders`); a changed state is written back within about half a second, and at once
+  for a device another process takes over;
 - **presence** (online/offline for N seconds): a timer per automation and device, stored in
   ``automation_timer`` with its due time by the process that saw the transition and deleted when
   the device flips back first; the leader runs it as a stored scheduler job
@@ -41,11 +46,12 @@ from datetime import datetime
 from psycopg_pool import AsyncConnectionPool
 
 from backend.access.permissions import Principal
+from backend.automations.engine.holders import Holders
 from backend.automations.engine.jobs import StoredJobs
 from backend.automations.engine.lease import Lease, new_owner
 from backend.automations.engine.runner import Devices, Notifications, Pending, Runner, Trigger, Webhooks
 from backend.automations.engine.states import NO_BAND, StateRule, band_of
-from backend.automations.engine.store import Automation, EngineStore
+from backend.automations.engine.store import Automation, EngineStore, KeptState
 from backend.automations.engine.timers import presence_plan
 from backend.automations.schemas import DeviceState, Event, Presence, kind_of
 from backend.db.changes import CHANNEL, Change
@@ -82,9 +88,10 @@ class _Entry:
         self.rules: list[StateRule] = []
         self.low, self.high = NO_BAND
 
-    def rebound(self) -> None:
-        """Compute the band again (the rules' state changed)."""
-        self.low, self.high = band_of(self.rules, self.device_id)
+    def rebound(self, held: bool) -> None:
+        """Compute the band again (the rules' state changed); none while the device's state is
+        not held here, so that its next value is looked at (and its state loaded first)."""
+        self.low, self.high = band_of(self.rules, self.device_id) if held else NO_BAND
 
 
 @dataclass
@@ -121,7 +128,9 @@ class AutomationEngine:
         owner = new_owner()
         self.store = EngineStore(pool, owner)
         conninfo = pool.conninfo if pool is not None else ""
-        self.lease = Lease(conninfo if isinstance(conninfo, str) else "", owner)  # the app's pool: a URL
+        url = conninfo if isinstance(conninfo, str) else ""  # the app's pool: a URL
+        self.lease = Lease(url, owner)
+        self.holders = Holders(url, owner, self._taken, self._lost)
         self.runner = Runner(
             self.store,
             devices,
@@ -149,7 +158,14 @@ class AutomationEngine:
         self._queue: asyncio.Queue[Pending] = asyncio.Queue(QUEUE_SIZE)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
-        self._dirty: set[int] = set()
+        self._held: set[int] = set()
+        """Devices whose rule state this process holds (loaded, and told the others)."""
+        self._arriving: dict[int, list[StoredRow]] = {}
+        """Values of devices whose state is being loaded, in order."""
+        self._dirty: set[tuple[int, int]] = set()
+        """(automation, device) whose state changed since it was saved."""
+        self._unsaved: list[KeptState] = []
+        """States of devices another process took over, to save first."""
         self._save = asyncio.Event()
         self.jobs = StoredJobs(pool, scheduler, self.store, self._enqueue, self._reaches, self._is_stopping)
         signals.on_values(self._on_values)
@@ -160,6 +176,7 @@ class AutomationEngine:
     async def start(self) -> None:
         """Take this process's lease, load the enabled automations and start the workers."""
         await self.lease.start()
+        await self.holders.start()
         for automation in await self.store.enabled():
             self._put(automation)
         self._reindex()
@@ -174,7 +191,7 @@ class AutomationEngine:
         self._stopping = True
         log.info("automation engine stopping: %d run(s) in flight end their action", self._active)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while self._active and time.monotonic() < deadline:
+        while (self._active or self._arriving) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for task in [*self._tasks, *self._background]:
             await cancel(task)
@@ -186,6 +203,7 @@ class AutomationEngine:
                 log.info("%d automation run(s) left for the next leader to resume", released)
         finally:
             await self.lease.stop()
+            await self.holders.stop()
             await self._save_states()
 
     async def _keep_queued(self) -> None:
@@ -238,8 +256,15 @@ class AutomationEngine:
                 automation.condition,
                 automation.limit_period_s,
             )
-            if rule is not None and same and automation.id in self._rules:
-                self._rules[automation.id].adopt(rule)  # unchanged: go on with the state in memory
+            new = self._rules.get(automation.id)
+            if new is not None and rule is not None and same:
+                new.adopt(rule)  # unchanged: go on with the state in memory
+            elif new is not None and self._held:  # the kept state of the devices held here
+                for _aid, device, disarmed, last in await self.store.automation_states(
+                    automation.id, sorted(self._held)
+                ):
+                    if device in self._held:
+                        new.put(device, disarmed, last)
         self._reindex()
         self.jobs.changed(automation_id, automation if automation is not None and automation.enabled else None)
 
@@ -247,9 +272,9 @@ class AutomationEngine:
         self._automations[automation.id] = automation
         condition = automation.condition
         if isinstance(condition, DeviceState):
-            rule = StateRule(automation.id, condition, automation.limit_period_s, automation.org_tz)
-            rule.restore(automation.state)
-            self._rules[automation.id] = rule
+            self._rules[automation.id] = StateRule(
+                automation.id, condition, automation.limit_period_s, automation.org_tz
+            )  # its devices' states are loaded as they are seen (see the module)
 
     def _reindex(self) -> None:
         """Rebuild the lookups from the automations (rules keep their per-device state) and
@@ -283,7 +308,7 @@ class AutomationEngine:
                 elif condition.template_id is not None:
                     sources.event_template.setdefault((condition.template_id, condition.code), []).append(automation)
         for entry in (entry for devices in by_pin.values() for entry in devices.values()):
-            entry.rebound()
+            entry.rebound(entry.device_id in self._held)
         for pair in watched - self._watched:
             self.signals.watch(*pair)
         for pair in self._watched - watched:
@@ -310,16 +335,90 @@ class AutomationEngine:
         in it costs two dict lookups by int (pin, device) and one comparison. Template rules see
         every value."""
         rows = stored.rows if isinstance(stored, StoredValues) else [_row(v) for v in stored]
-        by_pin, by_template = self._by_pin.get, self._by_template
+        self._on_rows(rows)
+
+    def _on_rows(self, rows: Sequence[StoredRow]) -> None:
+        """:meth:`_on_values` (a device not held here: its values wait for its state, :meth:`_arrive`)."""
+        by_pin, by_template, held = self._by_pin.get, self._by_template, self._held
         now = self.clock()
         none: dict[int, _Entry] = {}
-        for device_id, template_id, pin, name, shown, number, at in rows:
+        for row in rows:
+            device_id, template_id, pin, name, shown, number, at = row
             entry = (by_pin(pin) or none).get(device_id)
             if entry is not None and (number is None or not entry.low <= number < entry.high):
+                if device_id not in held:
+                    self._arrive(row)
+                    continue
                 if self._check(entry.rules, device_id, shown, number, at, now, name):
-                    entry.rebound()
+                    entry.rebound(True)
             if by_template and (rules := by_template.get((template_id, pin))) is not None:
+                if device_id not in held:
+                    self._arrive(row)
+                    continue
                 self._check(rules, device_id, shown, number, at, now, name)
+
+    # -- which process holds a device's rule state (see the module) -----------------------------
+    def _arrive(self, row: StoredRow) -> None:
+        """A value of a device not held here: keep it, and load the device's state (once)."""
+        device_id = row[0]
+        waiting = self._arriving.get(device_id)
+        if waiting is not None:
+            waiting.append(row)
+            return
+        self._arriving[device_id] = [row]
+        task = asyncio.create_task(self._take(device_id), name=f"automation-take-{device_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _take(self, device_id: int) -> None:
+        """Tell the other processes this one holds the device now, load its kept state, then
+        judge its values that waited, in order."""
+        delay = 0.2
+        for attempt in range(5):
+            try:
+                await self.store.announce(device_id)
+                states = await self.store.device_states(device_id)
+                break
+            except Exception:
+                if attempt == 4:
+                    log.exception("loading the rule state of device %s failed: judged without it", device_id)
+                    states = {}
+                    break
+                await asyncio.sleep(delay)
+                delay *= 2
+        for automation_id, rule in self._rules.items():
+            kept = states.get(automation_id)
+            if kept is not None:
+                rule.put(device_id, *kept)
+            else:
+                rule.forget(device_id)
+        self._held.add(device_id)
+        self._rebound(device_id)
+        self._on_rows(self._arriving.pop(device_id, []))
+
+    def _rebound(self, device_id: int) -> None:
+        held = device_id in self._held
+        for devices in self._by_pin.values():
+            if (entry := devices.get(device_id)) is not None:
+                entry.rebound(held)
+
+    def _taken(self, device_id: int) -> None:
+        """Another process holds the device now: forget its state here (saving what changed)."""
+        if device_id not in self._held:
+            return
+        self._held.discard(device_id)
+        for automation_id, rule in self._rules.items():
+            if (automation_id, device_id) in self._dirty:
+                self._dirty.discard((automation_id, device_id))
+                self._unsaved.append((automation_id, device_id, *rule.state_of(device_id)))
+                self._save.set()
+            rule.forget(device_id)
+        self._rebound(device_id)
+
+    def _lost(self) -> None:
+        """Notices may have been missed: hold no device (each one's state is loaded again)."""
+        for device_id in list(self._held):
+            self._taken(device_id)
 
     def _check(
         self,
@@ -338,7 +437,7 @@ class AutomationEngine:
                 self._fired(rule, device_id, shown, name)
             if rule.dirty:
                 rule.dirty, changed = False, True
-                self._dirty.add(rule.automation_id)
+                self._dirty.add((rule.automation_id, device_id))
                 self._save.set()
         return changed
 
@@ -360,7 +459,10 @@ class AutomationEngine:
 
     async def _save_states(self) -> None:
         dirty, self._dirty = self._dirty, set()
-        states = [(aid, rule.snapshot()) for aid in sorted(dirty) if (rule := self._rules.get(aid)) is not None]
+        states, self._unsaved = self._unsaved, []
+        for aid, device in sorted(dirty):
+            if (rule := self._rules.get(aid)) is not None:
+                states.append((aid, device, *rule.state_of(device)))
         if states:
             await self.store.save_states(states)
 

@@ -17,10 +17,12 @@ and when it last fired. :meth:`StateRule.check` decides for one value:
   again for that device until the period passed; a matching value inside the period is
   skipped and the rule stays armed.
 
-Whether each device is armed and when it last fired are the rule's state: :meth:`StateRule.
-snapshot` is kept in the automation's ``state`` column (written by the engine shortly after it
-changes, :attr:`StateRule.dirty`) and :meth:`StateRule.restore` reads it back after a restart, so
-a restart neither fires a disarmed condition again nor a second time inside a limit period.
+Whether each device is armed and when it last fired are the rule's state, kept per automation
+and device in ``automation_device_state`` (:meth:`StateRule.state_of`, written by the engine
+shortly after it changes, :attr:`StateRule.dirty`); an engine reads a device's rows back
+(:meth:`StateRule.put`) when it sees the device for the first time, after a restart or when the
+device's messages moved to it from another app replica, so neither fires a disarmed condition
+again nor a second time inside a limit period. ``changed``'s previous value is not kept.
 
 Values compare as numbers when both sides are numbers; ``eq``/``ne`` with a text value compare
 the stored text. A value without a number never matches a numeric comparison.
@@ -204,6 +206,24 @@ class StateRule:
             self.last = {int(d): float(t) for d, t in state.get("last", {}).items()}
         except (TypeError, ValueError, AttributeError):
             self.disarmed, self.last = set(), {}
+
+    def state_of(self, device: int) -> tuple[bool, float | None]:
+        """One device's state to keep: whether it is disarmed, when it last fired (epoch seconds)."""
+        return device in self.disarmed, self.last.get(device)
+
+    def put(self, device: int, disarmed: bool, last: float | None) -> None:
+        """Take one device's kept state (:meth:`state_of`) back."""
+        self.forget(device)
+        if disarmed:
+            self.disarmed.add(device)
+        if last is not None:
+            self.last[device] = float(last)
+
+    def forget(self, device: int) -> None:
+        """Drop one device's state (another replica holds the device now)."""
+        self.disarmed.discard(device)
+        self.last.pop(device, None)
+        self.previous.pop(device, None)
 
     def adopt(self, other: StateRule) -> None:
         """Go on with another rule's state (the same condition, reloaded)."""

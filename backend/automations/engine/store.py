@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from backend.automations.schemas import Action, Condition, actions_of, condition_of
@@ -123,6 +122,20 @@ WHERE d.org_id IN (SELECT id FROM sub)
   AND (%(device)s::bigint IS NULL OR d.id = %(device)s)
 ORDER BY d.id
 """
+_DEVICE_STATES_SQL = "SELECT automation_id, disarmed, last_fired FROM automation_device_state WHERE device_id = %s"
+_AUTOMATION_STATES_SQL = """
+SELECT device_id, disarmed, last_fired FROM automation_device_state
+WHERE automation_id = %s AND device_id = ANY(%s)
+"""
+_PUT_STATE_SQL = """
+INSERT INTO automation_device_state (automation_id, device_id, disarmed, last_fired)
+SELECT id, %s, %s, %s FROM automation WHERE id = %s
+ON CONFLICT (automation_id, device_id) DO UPDATE SET disarmed = EXCLUDED.disarmed, last_fired = EXCLUDED.last_fired
+"""
+HOLDER_CHANNEL = "openblynk_rule_holders"
+"""NOTIFY channel on which an engine says it now holds a device's rule state (``<owner>:<device>``)."""
+KeptState = tuple[int, int, bool, float | None]
+"""One kept rule state: automation, device, disarmed, last fired (epoch seconds)."""
 _OWNER_SQL = "SELECT u.email FROM device d JOIN app_user u ON u.id = d.owner_id WHERE d.id = %s"
 
 
@@ -301,13 +314,29 @@ class EngineStore:
             rows = await (await conn.execute(_TIMERS_SQL)).fetchall()
         return [(int(r[0]), int(r[1]), r[2]) for r in rows]
 
-    async def save_states(self, states: Sequence[tuple[int, dict[str, Any]]]) -> None:
-        """Keep device-state rules' states (automation id, state)."""
+    async def save_states(self, states: Sequence[KeptState]) -> None:
+        """Keep device-state rules' states, one row an automation and device (a deleted
+        automation's are left out)."""
         async with self.pool.connection() as conn:
             async with conn.cursor() as cur:
-                await cur.executemany(
-                    "UPDATE automation SET state = %s WHERE id = %s", [(Jsonb(state), aid) for aid, state in states]
-                )
+                await cur.executemany(_PUT_STATE_SQL, [(dev, off, last, aid) for aid, dev, off, last in states])
+
+    async def device_states(self, device_id: int) -> dict[int, tuple[bool, float | None]]:
+        """A device's kept rule states: automation -> (disarmed, last fired)."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(_DEVICE_STATES_SQL, (device_id,))).fetchall()
+        return {int(r[0]): (bool(r[1]), r[2]) for r in rows}
+
+    async def automation_states(self, automation_id: int, devices: Sequence[int]) -> list[KeptState]:
+        """An automation's kept rule states of ``devices``."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(_AUTOMATION_STATES_SQL, (automation_id, list(devices)))).fetchall()
+        return [(automation_id, int(r[0]), bool(r[1]), r[2]) for r in rows]
+
+    async def announce(self, device_id: int) -> None:
+        """Tell the other engines that this one holds ``device_id``'s rule state now."""
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_notify(%s, %s)", (HOLDER_CHANNEL, f"{self.owner}:{device_id}"))
 
     async def waiting(self) -> list[tuple[int, datetime]]:
         """Every waiting run and when it resumes."""

@@ -166,7 +166,10 @@ def test_a_fired_condition_stays_disarmed_across_an_app_restart(world: EngineSta
     with world.db() as conn:  # kept shortly after it changed
         wait_for(
             lambda: (
-                conn.execute("SELECT state->'disarmed' FROM automation WHERE id = %s", (dry,)).fetchone()
+                conn.execute(
+                    "SELECT array_agg(device_id) FROM automation_device_state WHERE automation_id = %s AND disarmed",
+                    (dry,),
+                ).fetchone()
                 == ([sensor_info.id],)
             ),
             20,
