@@ -342,18 +342,17 @@ class AutomationEngine:
         by_pin, by_template, held = self._by_pin.get, self._by_template, self._held
         now = self.clock()
         none: dict[int, _Entry] = {}
-        for row in rows:
-            device_id, template_id, pin, name, shown, number, at = row
+        for device_id, template_id, pin, name, shown, number, at in rows:
             entry = (by_pin(pin) or none).get(device_id)
             if entry is not None and (number is None or not entry.low <= number < entry.high):
                 if device_id not in held:
-                    self._arrive(row)
+                    self._arrive((device_id, template_id, pin, name, shown, number, at))
                     continue
                 if self._check(entry.rules, device_id, shown, number, at, now, name):
                     entry.rebound(True)
             if by_template and (rules := by_template.get((template_id, pin))) is not None:
                 if device_id not in held:
-                    self._arrive(row)
+                    self._arrive((device_id, template_id, pin, name, shown, number, at))
                     continue
                 self._check(rules, device_id, shown, number, at, now, name)
 
