@@ -35,7 +35,9 @@ def test_qos_0_is_the_default_and_qos_1_can_be_asked_per_value() -> None:
 
 
 def test_flush_with_nothing_waiting_returns_at_once() -> None:
-    Device(TOKEN, "127.0.0.1", qos=1).flush(0)
+    device = Device(TOKEN, "127.0.0.1", qos=1)
+    device.flush(0)  # a zero timeout raises DeviceTimeoutError if anything waited
+    assert device.pending == 0
 
 
 @pytest.mark.parametrize(
