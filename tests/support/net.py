@@ -4,19 +4,49 @@ polling helper, :func:`wait_for`, and its async twin :func:`eventually`)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral
+    range and not handed out before by this process.
+
+    A port from ``bind(0)`` is an ephemeral one: between this call and the moment a spawned
+    broker or app binds it, any outgoing connection (a paho client, a database connection) may
+    be given the same port by the kernel, and the process then fails with "address already in
+    use". Ports below the ephemeral range are never given to outgoing connections."""
+    low = 10_000 if _EPHEMERAL_LOW > 11_000 else 1_024
+    for _ in range(200):
+        port = random.randrange(low, _EPHEMERAL_LOW)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise AssertionError(f"no free port found between {low} and {_EPHEMERAL_LOW}")
 
 
 def wait_for(
