@@ -349,7 +349,13 @@ class HistoryWriter:
 async def write_rows(conn: AsyncConnection, batch: Sequence[Row]) -> None:
     """History rows in the caller's transaction: raw ones (the ``raw`` flag, the datastream's
     "Save Raw Data") with binary COPY, then the numbers of all into the rollups. The writer's
-    batches and the HTTP device API's imports (``backend.device_api.batch``) both use it."""
+    batches and the HTTP device API's imports (``backend.device_api.batch``) both use it.
+
+    The transaction commits synchronously whatever the server's ``synchronous_commit`` says
+    (clusters made before 2026-12-06 by ``backend.db.embedded`` have it off): a device's PUBACK
+    and an HTTP 200 follow this commit, so it must survive a power loss (README, "What each QoS
+    promises"). Group commit keeps that to one WAL flush a batch."""
+    await conn.execute("SET LOCAL synchronous_commit = on")
     async with conn.cursor().copy(COPY_SQL) as copy:
         copy.set_types(COPY_TYPES)
         write_row = copy.write_row

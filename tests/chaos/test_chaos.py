@@ -1,8 +1,9 @@
 """The chaos suite (issue #15 item 2): nothing a device was acknowledged is lost when any part dies.
 
 One run, in turn: a steady start, then SIGKILL of the app, SIGKILL of the broker, a
-PostgreSQL restart (fast stop and start) and PostgreSQL stopped for :data:`OUTAGE` seconds,
-each part started again after its failure, while :data:`DEVICES` MQTT devices publish
+PostgreSQL restart (fast stop and start), PostgreSQL stopped for :data:`OUTAGE` seconds and
+a power loss (SIGKILL of every process, PostgreSQL's too), each part started again after its
+failure, while :data:`DEVICES` MQTT devices publish
 numbered values at QoS 1 (paho clients that reconnect and send again what has no PUBACK),
 :data:`SDK_DEVICES` more on our device_sdk at QoS 1 (its outbox does the same) and two HTTP
 devices write numbered values with ``update`` and ``batch/update``.
@@ -121,6 +122,20 @@ def test_postgres_stopped_for_a_minute(chaos: ChaosRun) -> None:
     assert chaos.stack.app is not None and chaos.stack.app.alive(), chaos.stack.logs()
     chaos.restarted(window)
     chaos.stack.pg.start()
+    check(chaos, window, chaos.recover(window))
+
+
+def test_power_loss(chaos: ChaosRun) -> None:
+    """SIGKILL of every process (PostgreSQL's too), then all started again: a power loss."""
+    window = chaos.begin("power loss (SIGKILL all)")
+    chaos.stack.kill("app")
+    chaos.stack.kill("broker")
+    chaos.stack.kill_postgres()
+    chaos.hold(DOWN)
+    chaos.restarted(window)
+    chaos.stack.pg.start()
+    chaos.stack.start_broker()
+    chaos.stack.start_app()
     check(chaos, window, chaos.recover(window))
 
 
