@@ -17,7 +17,10 @@ once routed (there is nothing to wait for).
 
 Memory stays bounded without dropping anything acknowledged: a connection may have at most
 ``device_inflight_limit`` receipts outstanding; past that the broker stops reading its socket
-(TCP pushes back) until acknowledgements free room (:meth:`Inflight.hold`). A message with a
+(TCP pushes back) until acknowledgements free room (:meth:`Inflight.hold`). Before it stops, the
+reader keeps reading: it answers PINGREQ (and DISCONNECT) at once and keeps up to 32 further
+packets (``broker._framing.HELD_PUBLISHES``), so a client that keeps to its window (paho's
+max_inflight 20) is never stopped and its keep-alive holds through a long sink outage. A message with a
 receipt is never dropped by a full backlog or group queue (the receipts bound them instead).
 A sink session that is discarded with receipts still in it (it expired, or reconnected clean)
 lost those copies: each publisher still waiting on one is disconnected, so that it resends.
@@ -26,8 +29,9 @@ lost those copies: each publisher still waiting on one is disconnected, so that 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Inflight", "Receipt", "puback"]
 
@@ -99,14 +103,27 @@ class Inflight:
             self._room.set()
 
     def hold(self) -> Awaitable[object] | None:
-        """For ``FramedReader.hold``: None while there is room, else what to await before
-        reading the next packet."""
+        """For ``FramedReader.hold``: None while there is room, else what to await for room
+        (awaited only once the reader's own small buffer is full too, so it is no coroutine:
+        one never awaited would warn)."""
         if self.count < self.limit or self.closed:
             return None
         self._room.clear()
-        return self._room.wait()
+        return _Room(self._room)
 
     def close(self) -> None:
         """The connection ended: nothing more is written; a reader waiting for room goes on."""
         self.closed = True
         self._room.set()
+
+
+class _Room:
+    """Awaits room in an :class:`Inflight` (an awaitable made lazily, see :meth:`Inflight.hold`)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self._event = event
+
+    def __await__(self) -> Generator[Any, None, bool]:
+        return self._event.wait().__await__()

@@ -35,7 +35,9 @@ yields to the loop every :data:`YIELD_EVERY` packets.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -49,6 +51,7 @@ __all__ = [
     "SUBSCRIBE",
     "UNSUBSCRIBE",
     "YIELD_EVERY",
+    "HELD_PUBLISHES",
     "FrameFailure",
     "FramedReader",
     "publish_info",
@@ -61,7 +64,9 @@ _MAX_LENGTH_BYTES = 4  # MQTT's variable-length integer has at most four bytes
 _CONNECT_BYTE = 0x10  # the only valid first byte of a connection [MQTT-3.1.0-1], [MQTT-2.2.2-2]
 _RESERVED_TYPES = (0, 15)
 YIELD_EVERY = 32  # packets read before giving other connections a turn of the event loop
+HELD_PUBLISHES = 32  # packets kept while the broker withholds acks (FramedReader.hold), before it stops reading
 PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 3, 8, 10  # MQTT control packet types (first byte >> 4)
+PINGREQ, DISCONNECT = 12, 14
 
 
 class FrameFailure(StrEnum):
@@ -93,9 +98,14 @@ class FramedReader(ReaderAdapter):
         self.meter: Meter | None = None
         self.gate: Callable[[], Awaitable[None]] | None = None
         self.hold: Callable[[], Awaitable[object] | None] | None = None
-        """Asked before each packet after CONNECT: None reads on, an awaitable is awaited
-        first (the broker withholds too many acknowledgements from this client, ``broker._acks``).
-        That wait is the broker's choice, so it does not count against the keep-alive deadline."""
+        """Asked before each packet after CONNECT: None reads on; an awaitable means the broker
+        withholds too many acknowledgements from this client (``broker._acks``). The reader then
+        keeps reading: PINGREQ and DISCONNECT are delivered at once (so a client that keeps to
+        its window stays connected through a long wait), every other packet is kept, in order,
+        up to :data:`HELD_PUBLISHES`; only then is the awaitable awaited and the socket not
+        read (that wait is the broker's choice, so it does not count against the keep-alive
+        deadline). Kept packets are delivered, first, once ``hold`` returns None again."""
+        self._held: deque[bytes] = deque()
         self.screen: Callable[[bytes], bool] | None = None
         """Called with each whole packet after CONNECT; False swallows it."""
         self.writable: Callable[[], bool] | None = None
@@ -171,9 +181,47 @@ class FramedReader(ReaderAdapter):
         return False
 
     async def _load_frame(self) -> bool:
-        if self.hold is not None and self._connected and (wait := self.hold()) is not None:
-            await wait
-            self._last_packet_at = self._loop.time()
+        """The next packet, minding :attr:`hold` (see its docstring)."""
+        if self.hold is None or not self._connected:
+            return await self._read_next()
+        while (wait := self.hold()) is not None:
+            if len(self._held) >= HELD_PUBLISHES:
+                await wait  # the buffer is full too: stop reading (TCP pushes back)
+                self._last_packet_at = self._loop.time()
+                continue
+            if not await (self._read_or_room(wait) if self._held else self._read_next()):
+                return False  # what is kept is dropped unanswered: the client resends its QoS 1
+            if not self._frame:
+                continue  # room came first: deliver what is kept
+            if self._frame[0] >> 4 in (PINGREQ, DISCONNECT):
+                return True  # answered at once: the connection stays alive while held
+            self._held.append(self._frame)
+            self._frame, self._pos = b"", 0
+        if self._held:  # room again: what was read while held goes first, in order
+            self._frame, self._pos = self._held.popleft(), 0
+            return True
+        return await self._read_next()
+
+    async def _read_or_room(self, room: Awaitable[object]) -> bool:
+        """Read the next packet, unless room comes first (``_frame`` stays empty then): a client
+        waiting for the PUBACKs of what is kept may send nothing (keep-alive 0)."""
+        read = asyncio.ensure_future(self._read_next())
+        free = asyncio.ensure_future(room)
+        try:
+            await asyncio.wait((read, free), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            free.cancel()
+            if not read.done():
+                read.cancel()  # cancellation-safe (module docstring)
+                with suppress(asyncio.CancelledError):
+                    await read
+        if read.cancelled():
+            self._frame, self._pos = b"", 0
+            return True
+        return read.result()
+
+    async def _read_next(self) -> bool:
+        """Read the next packet from the socket into ``_frame``."""
         self._since_yield += 1
         if self._since_yield >= YIELD_EVERY:
             self._since_yield = 0

@@ -7,7 +7,9 @@ clients (MQTT 3.1.1, clean session) or raw sockets where the test needs byte-exa
 
 from __future__ import annotations
 
+import asyncio
 import struct
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ from _broker_harness import (
 from test_broker_shared import Member
 
 from broker import MqttBroker
+from broker._framing import HELD_PUBLISHES
 
 SINK = "$share/app/d/+/ds/#"
 
@@ -200,3 +203,59 @@ async def test_a_gateway_devices_values_wait_for_the_sink_too(sinking: Callable[
 
 async def _write(raw: Raw, data: bytes) -> None:
     raw.writer.write(data)  # no drain: the broker may stop reading, the kernel buffers the rest
+
+
+async def test_a_device_at_its_window_stays_connected_while_its_acks_wait(
+    sinking: Callable[..., Any], clients: list[Any]
+) -> None:
+    """Issue #15 (chaos: PostgreSQL stopped 60 s): at the in-flight limit the broker keeps reading
+    the socket and answers PINGREQ, so paho (max_inflight 20) keeps its keep-alive and never
+    reconnects to resend its 20 as duplicates (before: PINGREQs unread, paho dropped the link)."""
+    keepalive = 2
+    harness, _, member = await sinking(device_inflight_limit=20)
+    app = member("app")
+    await app.connect(SINK)
+    dev = Paho(harness.port, username="device", password=token(1), client_id="dev1", keepalive=keepalive)
+    clients.append(dev)
+    await dev.connect()
+    connection = harness.broker._core.connections["dev:1"]  # type: ignore[union-attr]
+    infos = [dev.client.publish("ds/Count", str(n).encode(), qos=1) for n in range(20)]
+    held = await app.receive(20)  # the app has them all and acknowledges none (its commit waits)
+    assert [value for _, value in held] == list(range(20)) and withheld(harness.broker, 1) == 20
+
+    await asyncio.sleep(4 * keepalive)  # several keep-alive periods at the limit
+    assert not dev.disconnected  # paho's PINGREQs were answered
+    assert harness.broker._core.connections["dev:1"] is connection  # type: ignore[union-attr]
+    assert not any(info.is_published() for info in infos)
+
+    for packet_id, _ in held:  # the commit is done: every PUBACK goes out
+        await app.ack(packet_id)
+    await eventually(lambda: all(info.is_published() for info in infos), message="the 20 PUBACKs")
+    assert not dev.disconnected and withheld(harness.broker, 1) == 0
+
+
+async def test_a_flooding_device_is_read_only_a_bounded_buffer_past_its_limit(
+    sinking: Callable[..., Any], clients: list[Any]
+) -> None:
+    limit, flood = 5, 200
+    harness, _, member = await sinking(device_inflight_limit=limit, device_rate_limit=10_000.0)
+    app = member("app")
+    await app.connect(SINK)
+    flooder = await Raw.open(harness.port)
+    clients.append(flooder)
+    await flooder.send(connect_packet("flooder", "device", token(1)))
+    assert (await flooder.read_packet())[3] == 0
+    for n in range(flood):  # a client that ignores the window
+        await _write(flooder, publish_packet("ds/Count", str(n).encode(), qos=1, packet_id=n + 1))
+    connection = harness.broker._core.connections["dev:1"]  # type: ignore[union-attr]
+    kept: deque[bytes] = connection.handler.reader._held
+    await eventually(lambda: len(kept) == HELD_PUBLISHES, message="the bounded buffer fills")
+    assert withheld(harness.broker, 1) <= limit + 32  # no further: the socket is not read
+    assert withheld(harness.broker, 1) + len(kept) < flood
+
+    for n in range(flood):  # acknowledged as they come: every value arrives, in order
+        packet_id, value = await app.publish()
+        assert value == n
+        await app.ack(packet_id)
+    pubacks = {struct.unpack("!H", (await flooder.read_packet())[2:4])[0] for _ in range(flood)}
+    assert pubacks == set(range(1, flood + 1)) and not kept
