@@ -10,7 +10,8 @@ manifest and a service worker, on the console's session, permissions and APIs.
   iOS reads the ``apple-*`` tags of the shell).
 - ``/app/api/session``, ``/app/api/devices`` and ``/app/api/devices/{id}`` answer the app's
   reads as JSON, through the same services (and so the same visibility) as the console's
-  device pages.
+  device pages; a device's answer carries its template's mobile dashboard (edited on the
+  template's "Mobile dashboard" tab), which the app draws and keeps live over ``/live``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from backend.access.guards import PUBLIC, requires_any, signed_in
 from backend.access.permissions import Permission as P
 from backend.access.permissions import Principal
 from backend.console.context import ConsoleServices
+from backend.console.mobile import MobileWidget
 from backend.templates.models import Template
 
 HERE = Path(__file__).resolve().parent
@@ -104,6 +106,8 @@ class AppDeviceDetailOut(msgspec.Struct):
     online: bool
     can_control: bool
     datastreams: list[DatastreamOut]
+    dashboard: list[MobileWidget]
+    """The template's mobile dashboard, in order (empty: the app shows a card a datastream)."""
 
 
 def _control(kind: str, lo: float | None, hi: float | None) -> str:
@@ -164,7 +168,8 @@ async def app_devices(con: NamedDependency[ConsoleServices], q: FromQuery[str] =
 async def app_device(
     device_id: FromPath[int], principal: NamedDependency[Principal], con: NamedDependency[ConsoleServices]
 ) -> AppDeviceDetailOut:
-    """A device, its template's datastreams and whether the user may write to it."""
+    """A device, its template's datastreams and mobile dashboard, and whether the user may write
+    to it."""
     device = await con.devices.get(device_id)
     assert device.id is not None
     streams = await con.templates.templates.datastreams(device.template_id)
@@ -182,6 +187,7 @@ async def app_device(
             DatastreamOut(d.pin, d.name, d.type, d.min, d.max, d.units, _control(d.type, d.min, d.max))
             for d in sorted(streams, key=lambda d: d.pin)
         ],
+        await con.templates.mobile.get(device.template_id),
     )
 
 

@@ -1,5 +1,5 @@
 """Template pages: the list with a form for a new one, and a template's tabs: info,
-datastreams, events, metadata and the web dashboard editor."""
+datastreams, events, metadata, the web dashboard editor and the mobile dashboard editor."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from litestar.response import Template as Page
 
 from backend.access.guards import requires
 from backend.access.permissions import Permission as P
+from backend.console import mobile
 from backend.console.context import ConsoleServices
 from backend.console.dashboards import ACCEPTS, COLUMNS
 from backend.errors import ValidationError
 from backend.orgs.tree import OrgTreeService
+from backend.templates.models import Datastream
 from backend.templates.schemas import MetaFieldType
 from console_ui.render import page
 
-TABS = ("info", "datastreams", "events", "metadata", "dashboard")
+TABS = ("info", "datastreams", "events", "metadata", "dashboard", "mobile")
 META_TYPES = list(MetaFieldType.__args__)  # type: ignore[attr-defined]
 WIDGET_NAMES = {
     "switch": "Switch",
@@ -34,6 +36,36 @@ WIDGET_NAMES = {
     "chart": "Chart",
     "map": "Map",
 }
+
+MOBILE_NAMES = {
+    "switch": "Switch",
+    "button": "Button",
+    "slider": "Slider",
+    "step": "Step control",
+    "value": "Value display",
+    "labeled_value": "Labeled value",
+    "gauge": "Gauge",
+    "led": "LED",
+    "chart": "Chart",
+    "segmented": "Segmented switch",
+    "menu": "Menu",
+    "terminal": "Terminal",
+    "map": "Map",
+}
+
+
+def _mobile_editor(datastreams: list[Datastream]) -> dict[str, Any]:
+    """What the mobile dashboard editor's script needs besides the widgets."""
+    return {
+        "columns": mobile.COLUMNS,
+        "names": MOBILE_NAMES,
+        "accepts": {k: sorted(v) for k, v in mobile.ACCEPTS.items()},
+        "options": mobile.OPTIONS,
+        "datastreams": [
+            {"pin": d.pin, "name": d.name, "type": d.type, "min": d.min, "max": d.max, "enum": d.enum_values or {}}
+            for d in datastreams
+        ],
+    }
 
 
 @get("/templates", guards=[requires(P.TEMPLATES_VIEW)])
@@ -72,6 +104,9 @@ async def template_page(
             "accepts": {k: sorted(v) for k, v in ACCEPTS.items()},
             "datastreams": [{"pin": d.pin, "name": d.name, "type": d.type} for d in datastreams],
         }
+    elif tab == "mobile":
+        context["widgets"] = [msgspec.to_builtins(w) for w in await con.templates.mobile_dashboard(template_id)]
+        context["editor"] = _mobile_editor(datastreams)
     return page(request, "template.html", **context)
 
 

@@ -1,6 +1,7 @@
 """What the web console needs beyond the other contexts (issue #6).
 
     dashboards.DashboardService   a template's web dashboard: widgets on a 12-column grid
+    mobile.MobileDashboardService a template's mobile dashboard: ordered widgets on a phone's 4 columns
     templates.TemplateEditor      templates of the organizations in scope, edited piece by piece
     devices.DeviceConsole         devices in scope: create, token, values, writes, history, timeline
     controllers                   the JSON routes the console pages call, under ``/api``

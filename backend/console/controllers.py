@@ -20,6 +20,7 @@ from backend.console.context import ConsoleServices
 from backend.console.dashboards import DashboardIn
 from backend.console.export import export_csv
 from backend.console.menu import DeviceMenu
+from backend.console.mobile import MobileDashboardIn
 from backend.console.schemas import (
     DashboardOut,
     DeviceCreatedOut,
@@ -29,6 +30,7 @@ from backend.console.schemas import (
     LinesOut,
     MetaIn,
     MetaOut,
+    MobileDashboardOut,
     PingOut,
     SentOut,
     SeriesOut,
@@ -177,6 +179,20 @@ class ConsoleTemplateController(Controller):
     ) -> DashboardOut:
         """Save the web dashboard (every device of the template shows it)."""
         return DashboardOut(template_id, await con.templates.save_dashboard(template_id, data.widgets))
+
+    @get("/{template_id:int}/mobile-dashboard", guards=[VIEW_TEMPLATES])
+    async def get_mobile_dashboard(
+        self, template_id: FromPath[int], con: NamedDependency[ConsoleServices]
+    ) -> MobileDashboardOut:
+        """The mobile dashboard's widgets, in order."""
+        return MobileDashboardOut(template_id, await con.templates.mobile_dashboard(template_id))
+
+    @put("/{template_id:int}/mobile-dashboard", guards=[EDIT_TEMPLATES])
+    async def save_mobile_dashboard(
+        self, template_id: FromPath[int], data: JSONBody[MobileDashboardIn], con: NamedDependency[ConsoleServices]
+    ) -> MobileDashboardOut:
+        """Save the mobile dashboard (the app shows it for every device of the template)."""
+        return MobileDashboardOut(template_id, await con.templates.save_mobile_dashboard(template_id, data.widgets))
 
 
 class ConsoleDeviceController(Controller):

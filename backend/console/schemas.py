@@ -7,6 +7,7 @@ from datetime import datetime
 import msgspec
 
 from backend.console.dashboards import Widget
+from backend.console.mobile import MobileWidget
 
 
 class TemplateOut(msgspec.Struct):
@@ -36,6 +37,11 @@ class TemplateCreateIn(msgspec.Struct, forbid_unknown_fields=True):
 class DashboardOut(msgspec.Struct):
     template_id: int
     widgets: list[Widget]
+
+
+class MobileDashboardOut(msgspec.Struct):
+    template_id: int
+    widgets: list[MobileWidget]
 
 
 class DeviceCreateIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from backend.access.permissions import Principal
 from backend.access.scope import Scope, ancestry
 from backend.audit.services import AuditService
 from backend.console.dashboards import DashboardService, Widget
+from backend.console.mobile import MobileDashboardService, MobileWidget
 from backend.errors import NotFoundError, ValidationError
 from backend.templates.models import Datastream, Template
 from backend.templates.schemas import DatastreamIn, EventIn, MetaFieldIn, TemplateIn
@@ -57,6 +58,7 @@ class TemplateEditor:
         self.audit = audit
         self.templates = TemplateService(session)
         self.dashboards = DashboardService(session)
+        self.mobile = MobileDashboardService(session)
 
     async def visible(self) -> list[Template]:
         """Templates of every organization in scope, by name."""
@@ -146,7 +148,7 @@ class TemplateEditor:
         )
 
     async def delete_datastream(self, template_id: int, pin: int) -> Template:
-        """Remove a datastream (widgets bound to it are removed from the dashboard too)."""
+        """Remove a datastream (widgets bound to it are removed from both dashboards too)."""
         template = await self._edit(
             template_id,
             "datastreams",
@@ -154,7 +156,10 @@ class TemplateEditor:
             "template.datastream_delete",
         )
         widgets = [w for w in await self.dashboards.get(template_id) if w.pin != pin]
-        await self.dashboards.save(self.principal, template_id, widgets, await self.templates.datastreams(template_id))
+        datastreams = await self.templates.datastreams(template_id)
+        await self.dashboards.save(self.principal, template_id, widgets, datastreams)
+        mobile = [w for w in await self.mobile.get(template_id) if w.pin != pin]
+        await self.mobile.save(self.principal, template_id, mobile, datastreams)
         return template
 
     async def put_event(self, template_id: int, data: dict[str, object]) -> Template:
@@ -210,6 +215,21 @@ class TemplateEditor:
         )
         await self.audit.record(
             self.principal, template.org_id, "template.dashboard", "template", template_id, widgets=len(saved)
+        )
+        return saved
+
+    async def mobile_dashboard(self, template_id: int) -> list[MobileWidget]:
+        """The template's mobile dashboard, in order."""
+        return await self.mobile.get((await self.get(template_id)).id or 0)
+
+    async def save_mobile_dashboard(self, template_id: int, widgets: list[MobileWidget]) -> list[MobileWidget]:
+        """Store the mobile dashboard the app shows for every device of the template."""
+        template = await self.get(template_id)
+        saved = await self.mobile.save(
+            self.principal, template_id, widgets, await self.templates.datastreams(template_id)
+        )
+        await self.audit.record(
+            self.principal, template.org_id, "template.mobile_dashboard", "template", template_id, widgets=len(saved)
         )
         return saved
 

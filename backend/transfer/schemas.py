@@ -1,8 +1,7 @@
-"""The import/export document: templates with datastreams, events, metadata fields and web
-dashboards, and devices.
+"""The import/export document: templates with datastreams, events, metadata fields, web
+and mobile dashboards, and devices.
 
-Mobile dashboards and automations do not exist in openblynk yet, so the document has no place
-for them; when they come, they become fields of :class:`TemplateDoc` beside ``web_dashboard``.
+Automations are not part of it yet; when they come, they become a field of :class:`Document`.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from typing import Annotated
 import msgspec
 
 from backend.console.dashboards import DashboardIn
+from backend.console.mobile import MobileDashboardIn
 from backend.templates.schemas import TemplateIn
 
 
@@ -33,9 +33,12 @@ class TemplateDoc(TemplateIn):
     is checked the same way. Absent, an existing template keeps its dashboard (widgets bound to
     a datastream the document removes go, as in the console); ``{"widgets": []}`` empties it.
     An export always writes it, so importing an export reproduces the template exactly.
+    ``mobile_dashboard`` is the same for the mobile dashboard (the template editor's "Mobile
+    dashboard" tab, shown in the app).
     """
 
     web_dashboard: DashboardIn | None = None
+    mobile_dashboard: MobileDashboardIn | None = None
 
 
 class Document(msgspec.Struct, forbid_unknown_fields=True):

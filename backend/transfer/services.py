@@ -1,8 +1,9 @@
-"""Import and export of templates (with datastreams, events, metadata fields and web
+"""Import and export of templates (with datastreams, events, metadata fields, web and mobile
 dashboards) and devices (the ``openblynk import``/``export`` commands).
 
 Import is idempotent: a template with the same name is updated in place (datastreams matched by
-pin, events by code, the web dashboard replaced and checked as the console's editor checks it),
+pin, events by code, the web and mobile dashboards replaced and checked as the console's
+editors check them),
 a device with the same name is kept (and given the document's token and tags if they are set),
 so running the same file twice changes nothing. An export imported into an empty installation
 exports again to the same document.
@@ -14,11 +15,12 @@ import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.console.dashboards import DashboardIn, DashboardService
+from backend.console.mobile import MobileDashboardIn, MobileDashboardService
 from backend.devices.services import DeviceService
 from backend.devices.tags import check_tags, store_tags, tags_of
 from backend.errors import NotFoundError, ValidationError
 from backend.security import AuthToken, Secrets
-from backend.templates.models import Template
+from backend.templates.models import Datastream, Template
 from backend.templates.services import TemplateService
 from backend.transfer.schemas import DeviceIn, DeviceOut, Document, ImportResult, TemplateDoc
 
@@ -31,6 +33,7 @@ class TransferService:
         self.templates = TemplateService(session)
         self.devices = DeviceService(session, secrets)
         self.dashboards = DashboardService(session)
+        self.mobile = MobileDashboardService(session)
 
     async def import_document(self, org_id: int, doc: Document) -> ImportResult:
         """Create or update everything in ``doc``; return the devices with their tokens."""
@@ -59,11 +62,29 @@ class TransferService:
             pins = {d.pin for d in datastreams}
             widgets = [w for w in current if w.pin in pins]
             if widgets == current:
+                await self._import_mobile(template, spec, datastreams)
                 return
         try:
             await self.dashboards.save(None, template.id, widgets, datastreams)
         except ValidationError as exc:
             raise ValidationError(f"template {template.name!r}: web dashboard: {exc.message}") from None
+        await self._import_mobile(template, spec, datastreams)
+
+    async def _import_mobile(self, template: Template, spec: TemplateDoc, datastreams: list[Datastream]) -> None:
+        """The same for the mobile dashboard."""
+        assert template.id is not None
+        if spec.mobile_dashboard is not None:
+            widgets = spec.mobile_dashboard.widgets
+        else:
+            current = await self.mobile.get(template.id)
+            pins = {d.pin for d in datastreams}
+            widgets = [w for w in current if w.pin in pins]
+            if widgets == current:
+                return
+        try:
+            await self.mobile.save(None, template.id, widgets, datastreams)
+        except ValidationError as exc:
+            raise ValidationError(f"template {template.name!r}: mobile dashboard: {exc.message}") from None
 
     async def _import_device(self, org_id: int, template: Template, item: DeviceIn) -> DeviceOut:
         assert template.id is not None
@@ -115,4 +136,9 @@ class TransferService:
         assert template.id is not None
         spec = await self.templates.as_spec(template)
         widgets = await self.dashboards.get(template.id)
-        return TemplateDoc(**msgspec.structs.asdict(spec), web_dashboard=DashboardIn(widgets=widgets))
+        mobile = await self.mobile.get(template.id)
+        return TemplateDoc(
+            **msgspec.structs.asdict(spec),
+            web_dashboard=DashboardIn(widgets=widgets),
+            mobile_dashboard=MobileDashboardIn(widgets=mobile),
+        )

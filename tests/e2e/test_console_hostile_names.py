@@ -2,10 +2,11 @@
 
 Every field a user or a device can fill (template, datastream, units, widget title, event,
 metadata field and value, device, tag, organization, user, role, firmware file, shipment, a
-device's string value, widget label and logged event) holds markup that runs script if a page
+device's string value, widget label and logged event, a mobile widget's title, options and
+format) holds markup that runs script if a page
 ever treats it as HTML. A real Chromium visits every console page that shows them (the
 dashboard editor with its datastream select, the device dashboard with a chart, live values,
-htmx search and polling, Blynk.Air) and the test proves that:
+htmx search and polling, Blynk.Air, the mobile dashboard editor and the app's device page) and the test proves that:
 
 - no injected script ran (``window.__xss`` is never assigned, no dialog opened);
 - the text appears literally where it belongs (the editor's option label among others);
@@ -122,6 +123,10 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
         "automation": hostile_long(f"a{suffix}"),
         "scene": hostile(f"sc{suffix}"),
         "subject": hostile_long("subject"),
+        "mtitle": hostile("mtitle"),
+        "opt0": hostile_short("opt0"),
+        "opt1": hostile_short("opt1"),
+        "format": hostile_short("format") + " /pin/",
     }
     with Api(stack.base_url) as api:
         api.login(*ROOT_ADMIN)
@@ -170,6 +175,15 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
             {"id": "terminal", "type": "terminal", "pin": 5, "x": 0, "y": 8, "w": 6, "h": 4},
         ]
         _ok(api.put(f"/api/console/templates/{tid}/dashboard", json={"widgets": widgets}))
+        options = [{"value": 0, "label": n["opt0"]}, {"value": 1, "label": n["opt1"]}]
+        mobile = [
+            {"id": "m-title", "type": "value", "pin": 5, "title": n["mtitle"]},
+            {"id": "m-seg", "type": "segmented", "pin": 1, "options": options, "w": 4},
+            {"id": "m-format", "type": "labeled_value", "pin": 5, "format": n["format"], "w": 4},
+            {"id": "m-menu", "type": "menu", "pin": 1, "options": options},
+            {"id": "m-term", "type": "terminal", "pin": 5, "w": 4, "h": 2},
+        ]
+        _ok(api.put(f"/api/console/templates/{tid}/mobile-dashboard", json={"widgets": mobile}))
         device = _ok(api.post("/api/console/devices", json={"name": n["device"], "template_id": tid}))
         _ok(api.put(f"/api/devices/{device['id']}/tags", json={"tags": [n["tag"]]}))
         _ok(
@@ -340,6 +354,29 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     expect(canvas.locator('.widget[data-id="chart"] .widget-title')).to_have_text(n["ds0"])
     page.get_by_role("button", name="Save dashboard").click()
     expect(page.locator("#editor")).to_have_attribute("data-saved", "9")
+
+    # the mobile dashboard: its editor (the phone preview, the options' text) and the app's device page
+    _visit(page, f"{base}/templates/{tid}?tab=mobile", "template-mobile-editor")
+    phone = page.locator("#phone")
+    expect(phone.locator(".mwidget-title")).to_have_text([n["mtitle"], n["ds1"], n["ds5"], n["ds1"], n["ds5"]])
+    phone.locator('.mwidget[data-id="m-seg"]').click()
+    options = page.locator("#mobile-inspector").get_by_label("Options (value=label, one a line)")
+    expect(options).to_have_value(f"0={n['opt0']}\n1={n['opt1']}")
+    phone.locator('.mwidget[data-id="m-format"]').click()
+    expect(page.locator("#mobile-inspector").get_by_label("Format (/pin/ is the value)")).to_have_value(n["format"])
+    page.get_by_role("button", name="Save mobile dashboard").click()
+    expect(page.locator("#mobile-editor")).to_have_attribute("data-saved", "5")
+    _visit(page, f"{base}/app#/devices/{did}", "app-mobile-dashboard")
+    mobile = page.locator("#mobile-dashboard")
+    expect(mobile.locator("section.mw h3")).to_have_text([n["mtitle"], n["ds1"], n["ds5"], n["ds1"], n["ds5"]])
+    expect(mobile.locator('section[data-widget="m-title"] output')).to_have_text(n["value"])
+    expect(mobile.get_by_role("radio")).to_have_text([n["opt0"], n["opt1"]])
+    expect(mobile.locator("select.menu option")).to_have_text(["—", n["opt0"], n["opt1"]])
+    expect(mobile.locator("section.mw-labeled_value output")).to_have_text(n["format"].replace("/pin/", n["value"]))
+    expect(mobile.locator(".terminal > div")).to_have_text([n["value"]])
+    with Api(base) as api:  # without a mobile dashboard the app shows a card a datastream: checked below
+        api.login(*ROOT_ADMIN)
+        _ok(api.put(f"/api/console/templates/{tid}/mobile-dashboard", json={"widgets": []}))
 
     # devices: the list, htmx search, the dashboard (chart, live values), the other tabs
     _visit(page, f"{base}/devices", "devices")

@@ -1,7 +1,8 @@
 // openblynk app: the installable phone app's one script. Hash routes (#/devices, #/devices/<id>,
 // #/scenes, #/notifications, #/add) inside one cached shell; data from /app/api/* and the console's
 // JSON routes, writes through the console's checked API with the CSRF header; live values and
-// presence over /live, the unread count over /live/notices. DOM is built with textContent only.
+// presence over /live, the unread count over /live/notices. A device shows its template's mobile
+// dashboard (widgets.js) or, without one, a card a datastream. DOM is built with textContent only.
 // Values are never shown as live when they may not be: while the network or the /live socket is
 // down they are greyed and say "offline since <time>".
 "use strict";
@@ -12,6 +13,7 @@
   let socket = null;
   let offlineSince = null;
   let route = "";
+  let dashboard = null;  // the open device's mobile dashboard, if its template has one
 
   function h(tag, attrs, ...children) {
     const el = document.createElement(tag);
@@ -174,18 +176,27 @@
     title(device.name);
     const latest = new Map(values.values.map((v) => [v.pin, v.value]));
     const status = h("span", { class: `status ${values.online ? "online" : "offline"}`, "data-presence": device.id }, values.online ? "Online" : "Offline");
-    const cards = h("div", { class: "cards", id: "datastreams" }, device.datastreams.map((ds) => card(device, ds, latest.get(ds.pin))));
     const timeline = h("ul", { class: "timeline", id: "timeline" });
+    let body;
+    let chart = null;
+    dashboard = null;
+    if (device.dashboard.length) {  // the template's mobile dashboard
+      dashboard = window.openblynkWidgets.dashboard(device, latest, { h, write, chart: historyChart });
+      body = [dashboard.element];
+    } else {  // none yet: a card a datastream and a chart
+      const cards = h("div", { class: "cards", id: "datastreams" }, device.datastreams.map((ds) => card(device, ds, latest.get(ds.pin))));
+      chart = liveChart(device);
+      body = [device.datastreams.length ? cards : h("p", { class: "empty" }, "This device's template has no datastreams."),
+              chart ? chart.element : null];
+    }
     view().replaceChildren(
       h("a", { href: "#/devices", class: "button back" }, "‹ Devices"),
       h("p", {}, status, " ", h("span", { class: "muted" }, device.template)),
-      device.datastreams.length ? cards : h("p", { class: "empty" }, "This device's template has no datastreams."),
+      ...body.filter(Boolean),
       h("h2", { class: "section-title" }, "Timeline"), timeline);
-    const chart = liveChart(device);
-    if (chart) view().insertBefore(chart.element, timeline.previousSibling);
     watch([device.id], (msg) => {
       if (msg.type === "presence") presence(msg);
-      else if (msg.type === "value") { showValue(msg.pin, msg.value); if (chart) chart.add(msg.pin, msg.value, msg.ts); }
+      else if (msg.type === "value") { showValue(msg.pin, msg.value, msg.ts); if (chart) chart.add(msg.pin, msg.value, msg.ts); }
     });
     const entries = await api("GET", `/api/console/devices/${id}/timeline?limit=50`);
     timeline.replaceChildren(...entries.map((e) => h("li", {},
@@ -194,13 +205,11 @@
     if (!entries.length) timeline.append(h("li", { class: "empty" }, "Nothing happened yet."));
   }
 
-  // A chart of a numeric datastream: the last hour's averages (the console's history route),
-  // with each live value appended. Drawn as an SVG polyline (attributes only, no style).
+  // A chart of a numeric datastream: the averages of the last ``seconds`` (the console's history
+  // route), with each live value appended. Drawn as an SVG polyline (attributes only, no style);
+  // ``holder`` carries data-points and data-last (what it shows, for the tests and assistive tech).
   const SVG_NS = "http://www.w3.org/2000/svg";
-  function liveChart(device) {
-    const numeric = device.datastreams.filter((ds) => ds.type === "integer" || ds.type === "double");
-    if (!numeric.length) return null;
-    const select = h("select", { "aria-label": "Chart datastream" }, numeric.map((ds) => h("option", { value: ds.pin }, ds.name)));
+  function historyChart(deviceId, firstPin, seconds, holder) {
     const svg = document.createElementNS(SVG_NS, "svg");
     svg.setAttribute("viewBox", "0 0 300 100");
     svg.setAttribute("preserveAspectRatio", "none");
@@ -210,45 +219,59 @@
     line.setAttribute("class", "chart-line");
     svg.append(line);
     const range = h("span", { class: "muted chart-range" });
-    const element = h("section", { class: "card chart-card", id: "chart", "data-points": "0" },
-      h("h3", {}, "Last hour"), select, svg, range, h("span", { class: "stale-note" }));
+    const span = seconds * 1000;
     let points = [];
-    let pin = numeric[0].pin;
+    let pin = firstPin;
+    holder.dataset.points = "0";
     function draw() {
       const end = Date.now();
-      const start = end - 3600e3;
+      const start = end - span;
       points = points.filter((p) => p[0] >= start);
       const ys = points.map((p) => p[1]);
       const lo = Math.min(...ys);
       const hi = Math.max(...ys);
-      const span = hi - lo || 1;
+      const height = hi - lo || 1;
       line.setAttribute("points", points.map((p) =>
-        `${((p[0] - start) / 3600e3 * 300).toFixed(1)},${(95 - (p[1] - lo) / span * 90).toFixed(1)}`).join(" "));
-      element.dataset.points = String(points.length);
-      element.dataset.last = points.length ? String(points[points.length - 1][1]) : "";
-      svg.setAttribute("aria-label", points.length ? `${points.length} points from ${lo} to ${hi}` : "no data in the last hour");
-      range.textContent = points.length ? `${lo} – ${hi}` : "No data in the last hour";
+        `${((p[0] - start) / span * 300).toFixed(1)},${(95 - (p[1] - lo) / height * 90).toFixed(1)}`).join(" "));
+      holder.dataset.points = String(points.length);
+      holder.dataset.last = points.length ? String(points[points.length - 1][1]) : "";
+      svg.setAttribute("aria-label", points.length ? `${points.length} points from ${lo} to ${hi}` : "no data in this period");
+      range.textContent = points.length ? `${lo} – ${hi}` : "No data in this period";
     }
     async function load() {
       const end = Date.now();
-      const s = await api("GET", `/api/console/devices/${device.id}/history?pin=${pin}&start=${end - 3600e3}&end=${end}&points=120`);
+      const s = await api("GET", `/api/console/devices/${deviceId}/history?pin=${pin}&start=${end - span}&end=${end}&points=120`);
       const stored = s.t.map((t, i) => [t, s.avg[i]]).filter((p) => Number.isFinite(p[1]));
       const last = stored.length ? stored[stored.length - 1][0] : -Infinity;
       // values that arrived live while the history was read stay on the chart
       points = stored.concat(points.filter((p) => p[0] > last));
       draw();
+      holder.dataset.history = "loaded";
     }
-    select.addEventListener("change", () => { pin = parseInt(select.value, 10); points = []; load().catch((err) => toast(err.message, "bad")); });
     load().catch((err) => toast(err.message, "bad"));
     return {
-      element,
-      add(valuePin, value, ts) {
+      svg,
+      range,
+      show(newPin) { pin = newPin; points = []; load().catch((err) => toast(err.message, "bad")); },
+      add(value, ts, valuePin) {
         const y = parseFloat(value);
-        if (valuePin !== pin || !Number.isFinite(y)) return;
+        if ((valuePin !== undefined && valuePin !== pin) || !Number.isFinite(y)) return;
         points.push([Number.isFinite(ts) ? ts : Date.now(), y]);
         draw();
       },
     };
+  }
+
+  // Without a mobile dashboard: the last hour of a numeric datastream of the user's choice.
+  function liveChart(device) {
+    const numeric = device.datastreams.filter((ds) => ds.type === "integer" || ds.type === "double");
+    if (!numeric.length) return null;
+    const select = h("select", { "aria-label": "Chart datastream" }, numeric.map((ds) => h("option", { value: ds.pin }, ds.name)));
+    const element = h("section", { class: "card chart-card", id: "chart" }, h("h3", {}, "Last hour"), select);
+    const chart = historyChart(device.id, numeric[0].pin, 3600, element);
+    element.append(chart.svg, chart.range, h("span", { class: "stale-note" }));
+    select.addEventListener("change", () => chart.show(parseInt(select.value, 10)));
+    return { element, add: (pin, value, ts) => chart.add(value, ts, pin) };
   }
 
   function card(device, ds, value) {
@@ -270,7 +293,10 @@
     return h("section", { class: "card", "data-datastream": ds.pin }, body);
   }
 
-  function showValue(pin, value) {
+  // A value to show: live (with its time) or the answer to the user's own write (``written``:
+  // the live feed brings it too, so widgets that add up values, a chart or a terminal, skip it).
+  function showValue(pin, value, ts, written) {
+    if (dashboard) dashboard.update(pin, value, ts, written === true);
     document.querySelectorAll(`[data-pin="${pin}"]`).forEach((el) => { el.textContent = value === null ? "—" : value; });
     document.querySelectorAll(`[data-switch="${pin}"]`).forEach((el) => el.setAttribute("aria-checked", value === "1" ? "true" : "false"));
     document.querySelectorAll(`[data-slider="${pin}"]`).forEach((el) => { if (value !== null && document.activeElement !== el) el.value = value; });
@@ -279,7 +305,7 @@
   async function write(deviceId, pin, value) {
     try {
       const done = await api("POST", `/api/console/devices/${deviceId}/values/${pin}`, { value });
-      showValue(pin, done.value);
+      showValue(pin, done.value, undefined, true);
       toast("Sent");
     } catch (err) {
       toast(err.message, "bad");

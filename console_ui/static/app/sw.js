@@ -3,11 +3,12 @@
 // so nothing the app shows as a value ever comes from this cache.
 "use strict";
 
-const CACHE = "openblynk-app-v1";
+const CACHE = "openblynk-app-v2";
 const SHELL = [
   "/app",
   "/app/manifest.webmanifest",
   "/static/console/app/app.js",
+  "/static/console/app/widgets.js",
   "/static/console/app/app.css",
   "/static/console/app/icon.svg",
   "/static/console/app/icon-192.png",

@@ -1283,6 +1283,18 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PUT", "/api/console/templates/{template_id:int}/dashboard"): S(
         template=I(lambda w, o, c: Call("PUT", f"/api/console/templates/{o.template}/dashboard", json={"widgets": []}))
     ),
+    ("GET", "/api/console/templates/{template_id:int}/mobile-dashboard"): S(
+        template=I(lambda w, o, c: G(f"/api/console/templates/{o.template}/mobile-dashboard"))
+    ),
+    ("PUT", "/api/console/templates/{template_id:int}/mobile-dashboard"): S(
+        template=I(
+            lambda w, o, c: Call(
+                "PUT",
+                f"/api/console/templates/{o.template}/mobile-dashboard",
+                json={"widgets": [{"id": "relay", "type": "switch", "pin": 1, "w": 2}]},
+            )
+        )
+    ),
     ("POST", "/api/console/templates/{template_id:int}/datastreams"): S(
         template=I(
             lambda w, o, c: Call(

@@ -167,6 +167,14 @@ WIDGETS: list[dict[str, Any]] = [
 ]
 
 
+MOBILE: list[dict[str, Any]] = [
+    {"id": "chart", "type": "chart", "pin": 0, "w": 4, "h": 2, "period": "6h"},
+    {"id": "power", "type": "switch", "pin": 1, "title": "Heating"},
+    {"id": "label", "type": "terminal", "pin": 2, "w": 4},
+    {"id": "where", "type": "map", "pin": 3},
+]
+
+
 def _rich_doc(suffix: str) -> dict[str, Any]:
     """The example document with every part a template can carry set to something not default."""
     doc = thermostat_doc(suffix, devices=2)
@@ -181,6 +189,7 @@ def _rich_doc(suffix: str) -> dict[str, Any]:
         rollup_retention_days=400,
         metadata=[{"name": "Serial Number", "type": "text", "default": "n/a"}],
         web_dashboard={"widgets": WIDGETS},
+        mobile_dashboard={"widgets": MOBILE},
     )
     template["datastreams"][0].update(units="°C", decimals=1, save_raw=True, alias="Temp")
     template["datastreams"][1].update(wait_confirmation=True, default=0)
@@ -211,6 +220,7 @@ async def test_an_export_imported_into_an_empty_installation_exports_the_same(fr
         "where",
         "push",
     ]
+    assert first["templates"][0]["mobile_dashboard"] == {"widgets": MOBILE}  # in its order, defaults left out
     await provision_async(empty_db, first)
     second = await _export(empty_db)
     assert msgspec.json.encode(second) == msgspec.json.encode(first)
@@ -223,12 +233,30 @@ async def test_import_replaces_the_dashboard_and_keeps_it_when_absent(fresh_db: 
     await provision_async(fresh_db, doc)
     assert [w["id"] for w in (await _export(fresh_db))["templates"][0]["web_dashboard"]["widgets"]] == ["temp", "power"]
     del doc["templates"][0]["web_dashboard"]  # absent: kept, but for widgets of removed datastreams
+    del doc["templates"][0]["mobile_dashboard"]
     doc["templates"][0]["datastreams"] = doc["templates"][0]["datastreams"][:1]
     await provision_async(fresh_db, doc)
     assert [w["id"] for w in (await _export(fresh_db))["templates"][0]["web_dashboard"]["widgets"]] == ["temp"]
     doc["templates"][0]["web_dashboard"] = {"widgets": []}  # empty: cleared
     await provision_async(fresh_db, doc)
     assert (await _export(fresh_db))["templates"][0]["web_dashboard"] == {"widgets": []}
+
+
+async def test_import_replaces_the_mobile_dashboard_and_keeps_it_when_absent(fresh_db: str) -> None:
+    doc = _rich_doc("t10")
+    await provision_async(fresh_db, doc)
+    del doc["templates"][0]["mobile_dashboard"]  # absent: kept, but for widgets of removed datastreams
+    doc["templates"][0]["datastreams"] = doc["templates"][0]["datastreams"][:2]
+    doc["templates"][0]["web_dashboard"] = {"widgets": WIDGETS[:2]}
+    await provision_async(fresh_db, doc)
+    mobile = (await _export(fresh_db))["templates"][0]["mobile_dashboard"]
+    assert [w["id"] for w in mobile["widgets"]] == ["chart", "power"]
+    doc["templates"][0]["mobile_dashboard"] = {"widgets": [{"id": "m", "type": "map", "pin": 1}]}
+    with pytest.raises(ValidationError, match=re.escape("mobile dashboard: widget 'm' (map): cannot show datastream")):
+        await provision_async(fresh_db, doc)
+    doc["templates"][0]["mobile_dashboard"] = {"widgets": []}  # empty: cleared
+    await provision_async(fresh_db, doc)
+    assert (await _export(fresh_db))["templates"][0]["mobile_dashboard"] == {"widgets": []}
 
 
 @pytest.mark.parametrize(
@@ -259,5 +287,8 @@ async def test_a_bad_widget_is_refused_by_name_and_nothing_is_imported(
 async def test_the_example_document_imports_with_its_dashboard(fresh_db: str) -> None:
     example = (Path(__file__).resolve().parents[3] / "examples" / "thermostat.json").read_bytes()
     await provision_async(fresh_db, msgspec.json.decode(example))
-    widgets = (await _export(fresh_db))["templates"][0]["web_dashboard"]["widgets"]
+    template = (await _export(fresh_db))["templates"][0]
+    widgets = template["web_dashboard"]["widgets"]
     assert sorted(w["type"] for w in widgets) == ["chart", "gauge", "switch", "terminal", "value"]
+    mobile = template["mobile_dashboard"]["widgets"]
+    assert [w["type"] for w in mobile] == ["gauge", "switch", "value", "chart", "terminal"]
