@@ -9,7 +9,8 @@ text), and it must fit the grid.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Literal, Protocol, TypeVar
 
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -72,10 +73,31 @@ class DashboardIn(msgspec.Struct, forbid_unknown_fields=True):
     widgets: list[Widget]
 
 
-def check_widgets(widgets: list[Widget], datastreams: list[Datastream]) -> None:
-    """Raise ValidationError naming the first widget that is wrong, and why."""
-    if len(widgets) > MAX_WIDGETS:
-        raise ValidationError(f"a dashboard holds at most {MAX_WIDGETS} widgets")
+class Bound(Protocol):
+    """What every dashboard's widget has (web :class:`Widget`, ``backend.console.mobile.MobileWidget``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def pin(self) -> int: ...
+
+
+W = TypeVar("W", bound=Bound)
+
+
+def bound_widgets(
+    widgets: list[W], datastreams: list[Datastream], accepts: Mapping[str, frozenset[str]], limit: int, noun: str
+) -> Iterator[tuple[str, W, Datastream]]:
+    """The checks a web and a mobile dashboard share: at most ``limit`` widgets, unique ids,
+    each bound to a datastream of the template of a type it ``accepts``. Yields each widget
+    with its label (for messages) and its datastream, for the dashboard's own checks; raises
+    ValidationError naming the first widget that is wrong, and why."""
+    if len(widgets) > limit:
+        raise ValidationError(f"a {noun} holds at most {limit} widgets")
     by_pin = {d.pin: d for d in datastreams}
     seen: set[str] = set()
     for w in widgets:
@@ -83,16 +105,22 @@ def check_widgets(widgets: list[Widget], datastreams: list[Datastream]) -> None:
         if not _ID.match(w.id) or w.id in seen:
             raise ValidationError(f"{label}: ids must be unique, 1-40 letters, digits, '-' or '_'")
         seen.add(w.id)
-        if w.x + w.w > COLUMNS:
-            raise ValidationError(f"{label}: does not fit the {COLUMNS}-column grid (x + w > {COLUMNS})")
         ds = by_pin.get(w.pin)
         if ds is None:
             raise ValidationError(f"{label}: the template has no datastream on V{w.pin}")
-        if ds.type not in ACCEPTS[w.type]:
+        if ds.type not in accepts[w.type]:
             raise ValidationError(
                 f"{label}: cannot show datastream {ds.name!r} of type {ds.type} "
-                f"(needs {' or '.join(sorted(ACCEPTS[w.type]))})"
+                f"(needs {' or '.join(sorted(accepts[w.type]))})"
             )
+        yield label, w, ds
+
+
+def check_widgets(widgets: list[Widget], datastreams: list[Datastream]) -> None:
+    """Raise ValidationError naming the first widget that is wrong, and why."""
+    for label, w, _ds in bound_widgets(widgets, datastreams, ACCEPTS, MAX_WIDGETS, "dashboard"):
+        if w.x + w.w > COLUMNS:
+            raise ValidationError(f"{label}: does not fit the {COLUMNS}-column grid (x + w > {COLUMNS})")
         if w.mode != "push" and w.type != "button":
             raise ValidationError(f"{label}: only a button has a mode (push or switch)")
         if w.min is not None and w.max is not None and w.min >= w.max:

@@ -11,13 +11,13 @@ have a type the widget can show, and its settings must suit its type.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 import msgspec
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.permissions import Principal
+from backend.console.dashboards import bound_widgets
 from backend.db.sql import execute, fetch_one
 from backend.errors import ValidationError
 from backend.templates.models import Datastream
@@ -61,7 +61,6 @@ OPTIONS = {"segmented": (2, 6), "menu": (2, 50)}
 """Widgets that choose among options, with how many they take (at least, at most)."""
 RANGED = frozenset({"slider", "step", "gauge"})
 Period = Literal["15m", "1h", "6h", "1d", "1w"]
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
 class Choice(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,23 +107,7 @@ class MobileDashboardIn(msgspec.Struct, forbid_unknown_fields=True):
 
 def check_mobile_widgets(widgets: list[MobileWidget], datastreams: list[Datastream]) -> None:
     """Raise ValidationError naming the first widget that is wrong, and why."""
-    if len(widgets) > MAX_WIDGETS:
-        raise ValidationError(f"a mobile dashboard holds at most {MAX_WIDGETS} widgets")
-    by_pin = {d.pin: d for d in datastreams}
-    seen: set[str] = set()
-    for w in widgets:
-        label = f"widget {w.title or w.id!r} ({w.type})"
-        if not _ID.match(w.id) or w.id in seen:
-            raise ValidationError(f"{label}: ids must be unique, 1-40 letters, digits, '-' or '_'")
-        seen.add(w.id)
-        ds = by_pin.get(w.pin)
-        if ds is None:
-            raise ValidationError(f"{label}: the template has no datastream on V{w.pin}")
-        if ds.type not in ACCEPTS[w.type]:
-            raise ValidationError(
-                f"{label}: cannot show datastream {ds.name!r} of type {ds.type} "
-                f"(needs {' or '.join(sorted(ACCEPTS[w.type]))})"
-            )
+    for label, w, ds in bound_widgets(widgets, datastreams, ACCEPTS, MAX_WIDGETS, "mobile dashboard"):
         _check_settings(label, w, ds)
 
 
