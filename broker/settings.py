@@ -96,8 +96,10 @@ class BrokerSettings:
     waits for one to subscribe (``broker._acks``). Off: PUBACK on receipt (stock MQTT)."""
     device_inflight_limit: int = 20
     """With ``sink_acks``: QoS 1 publishes of one device (or integration client) connection
-    whose PUBACK is withheld; at the limit the broker stops reading its socket until an
-    acknowledgement frees room (TCP backpressure; it may read up to one burst of 32 packets past it)."""
+    whose PUBACK is withheld. At the limit the broker keeps reading the socket, answers PINGREQ
+    and DISCONNECT at once (the client's keep-alive holds through a long database outage) and
+    keeps up to 32 other packets in order (``broker._framing.HELD_PUBLISHES``); only with those
+    kept does it stop reading until an acknowledgement frees room (TCP backpressure)."""
     gateway_inflight_limit: int = 1000
     """The same for one gateway connection (it speaks for many devices)."""
 
