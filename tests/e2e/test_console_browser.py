@@ -198,7 +198,7 @@ def test_console_end_to_end(
 
     page.goto(f"{stack.base_url}/devices")
     row = page.locator(f'tr[data-device="{info.id}"]')
-    expect(row.locator("[data-presence]")).to_have_text("Offline")
+    expect(row.locator("[data-presence]")).to_have_text("Offline", timeout=TIMEOUT_MS)  # a loaded CI run
     page.get_by_label("Search devices").fill(f"device {suffix}")
     expect(page.locator("#device-rows tr")).to_have_count(1)
     page.get_by_label("Search devices").fill(f"nothing-{suffix}")
