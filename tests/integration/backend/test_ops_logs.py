@@ -53,7 +53,8 @@ def _session(config: AccountsStackConfig) -> list[str]:
         paho.publish("ds/Power", "1", qos=1)
     finally:
         paho.close()
-    bad = httpx.get(f"{config.base_url}/external/api/get?token={device.token[:-1]}x&V0")
+    wrong = device.token[:-1] + ("y" if device.token.endswith("x") else "x")  # never the token itself
+    bad = httpx.get(f"{config.base_url}/external/api/get?token={wrong}&V0")
     assert bad.status_code == 400
     return secrets
 
