@@ -169,6 +169,7 @@ class OtaAgent:
         self._resumes = resumes
         self._lock = threading.Lock()
         self._busy: bytes | None = None  # sha256 of the offer being handled
+        self._installed: bytes | None = None  # sha256 of the last image installed
         self.last_error: str | None = None
         """The reason of the last refused offer or failed update, if any."""
         device.on_downlink(self._on_downlink)
@@ -178,13 +179,22 @@ class OtaAgent:
             return  # empty: the server withdrew its offer
         try:
             offer = FirmwareOffer.parse(downlink.payload)
+        except FirmwareRejectedError as exc:
+            self._refuse(exc)
+            return
+        with self._lock:
+            if offer.sha256 in (self._busy, self._installed):
+                # The same offer again: it is retained until the server withdraws it, so it
+                # comes back on every connection, also the one that reports its success.
+                return
+        try:
             self._check(offer)
         except FirmwareRejectedError as exc:
             self._refuse(exc)
             return
         with self._lock:
             if self._busy is not None:
-                return  # the same offer again (retained + subscription), or one at a time
+                return  # one update at a time
             self._busy = offer.sha256
         if self._executor is not None:
             self._executor.submit(self._update, offer)
@@ -203,10 +213,12 @@ class OtaAgent:
                 )
 
     def _update(self, offer: FirmwareOffer) -> None:
+        installed = False
         try:
             path = self.download(offer)
             self._report("installing", offer.size)
             self._install(FirmwareImage(offer, path))
+            installed = True
         except FirmwareRejectedError as exc:
             self._refuse(exc)
         except Exception as exc:  # the install callback failed
@@ -215,6 +227,8 @@ class OtaAgent:
         finally:
             with self._lock:
                 self._busy = None
+                if installed:
+                    self._installed = offer.sha256
 
     def download(self, offer: FirmwareOffer) -> Path:
         """Download ``offer`` (resuming a partial file) and verify it; the image's path.

@@ -55,20 +55,46 @@ def test_fleet_updates_through_a_paced_shipment(admin: Api, stack: StackConfig, 
             pacing=pacing.to_dict(),
             abort={"failure_percent": 20, "min_sample": 20},
         )
-        wait_counts(admin, ship["id"], lambda s: s["counts"]["success"] == FLEET - OFFLINE, timeout=180)
-        assert all(s.device.firmware_version == "1.0.0" for s in fleet[:OFFLINE])
-        assert wait_counts(admin, ship["id"], lambda s: s["state"] == "live")["counts"]["pending"] == OFFLINE
-        for sdk in fleet[:OFFLINE]:  # offline at the start: they update once they connect
-            sdk.device.connect(timeout=30)
-        done = wait_counts(admin, ship["id"], lambda s: s["state"] == "finished", timeout=120)
-        assert done["counts"]["success"] == FLEET
-        assert all(s.device.firmware_version == "2.0.0" for s in fleet)
+        try:
+            _roll_out(admin, ship["id"], fleet)
+        except AssertionError:
+            _dump(stack, ship["id"], fleet)  # what each unfinished device's row and agent say
+            raise
         for sdk in fleet:  # no device ever received another device's offer
             assert sdk.offer_device_ids() == {sdk.id}
         _assert_paced(stack, ship["id"], pacing)
     finally:
         _stop(fleet)
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _roll_out(admin: Api, shipment_id: int, fleet: list[SdkDevice]) -> None:
+    """The connected devices update, then the ones offline at the start once they connect."""
+    wait_counts(admin, shipment_id, lambda s: s["counts"]["success"] == FLEET - OFFLINE, timeout=180)
+    assert all(s.device.firmware_version == "1.0.0" for s in fleet[:OFFLINE])
+    assert wait_counts(admin, shipment_id, lambda s: s["state"] == "live")["counts"]["pending"] == OFFLINE
+    for sdk in fleet[:OFFLINE]:  # offline at the start: they update once they connect
+        sdk.device.connect(timeout=30)
+    done = wait_counts(admin, shipment_id, lambda s: s["state"] == "finished", timeout=120)
+    assert done["counts"]["success"] == FLEET, done["counts"]
+    assert all(s.device.firmware_version == "2.0.0" for s in fleet)
+
+
+def _dump(stack: StackConfig, shipment_id: int, fleet: list[SdkDevice]) -> None:
+    by_id = {s.id: s for s in fleet}
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute(
+            "SELECT device_id, status, attempts, downloads, bytes_served, detail, updated_at FROM ota_device "
+            "WHERE shipment_id = %s AND status <> 'success'",
+            (shipment_id,),
+        ).fetchall()
+    for row in rows:
+        sdk = by_id[row[0]]
+        print(
+            f"device {row[0]}: {row[1]} ({row[5]!r}), attempts {row[2]}, downloads {row[3]}, {row[4]} bytes served, "
+            f"updated {row[6]}; connected {sdk.device.connected}, runs {sdk.device.firmware_version}, "
+            f"agent error {sdk.agent.last_error!r}, {len(sdk.offers)} offers"
+        )
 
 
 def _assert_paced(stack: StackConfig, shipment_id: int, pacing: ExponentialPacing) -> None:
