@@ -149,6 +149,11 @@ class Downlink(Enum):
     REDIRECT = ("downlink/redirect", PayloadKind.URI, True)
     DIAG = ("downlink/diag", PayloadKind.TEXT, True)
     """Why something the device did was refused."""
+    GET_INFO = ("downlink/get/info/mcu", PayloadKind.EMPTY)
+    """openblynk's console "Device Menu -> Request info": the device should publish ``info/mcu``
+    again. Blynk documents no such downlink (reference §1.4); the name is its ``get/<topic>``
+    request form (``get/ds`` is answered on ``ds/...``) under ``downlink/``. openblynk's
+    ``device_sdk`` answers it; devices on Blynk's own libraries ignore it (no answer)."""
 
     def __init__(self, pattern: str, payload: PayloadKind, unsubscribed: bool = False, qos: int = 0) -> None:
         self.pattern = pattern

@@ -53,6 +53,8 @@ logger = logging.getLogger("device_sdk")
 
 DOWNLINK_FILTER = "downlink/#"
 REDIRECT_TOPIC = "downlink/redirect"
+INFO_REQUEST_TOPIC = "downlink/get/info/mcu"
+"""openblynk's console asks for ``info/mcu`` again ("Request info"); not a Blynk topic."""
 USERNAME = "device"
 # Blynk's samples treat CONNACK 4 and 5 as "invalid auth token"; paho names them so.
 _TOKEN_REFUSED = frozenset({"Bad user name or password", "Not authorized"})
@@ -434,6 +436,8 @@ class Link:
         payload = bytes(msg.payload)
         if msg.topic == REDIRECT_TOPIC:
             self._redirect(payload)
+        elif msg.topic == INFO_REQUEST_TOPIC:
+            _client.publish("info/mcu", self._config.mcu_info)
         self._session.message(msg.topic, payload, msg.qos)
 
     def _on_disconnect(

@@ -25,6 +25,7 @@ from backend.console.schemas import (
     DashboardOut,
     DeviceCreatedOut,
     DeviceCreateIn,
+    DeviceInfoOut,
     LatestOut,
     LineOut,
     LinesOut,
@@ -289,6 +290,12 @@ class ConsoleDeviceController(Controller):
     async def ping(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> PingOut:
         """Ping the device; the answer is the round trip the broker measured (409 offline or no answer)."""
         return PingOut((await DeviceMenu(con.devices).ping(device_id)).rtt_ms)
+
+    @post("/{device_id:int}/info", guards=[CONTROL_DEVICES], status_code=HTTP_200_OK)
+    async def request_info(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> DeviceInfoOut:
+        """Ask the device for its ``info/mcu`` and answer what it sent (409 offline or no answer)."""
+        got = await DeviceMenu(con.devices).request_info(device_id)
+        return DeviceInfoOut(datetime.fromtimestamp(got.received_ms / 1000, UTC), **got.fields)
 
     @post("/{device_id:int}/reboot", guards=[CONTROL_DEVICES], status_code=HTTP_200_OK)
     async def reboot(self, device_id: FromPath[int], con: NamedDependency[ConsoleServices]) -> SentOut:

@@ -1,11 +1,19 @@
 """A device's actions menu in the console (Blynk's Device Menu): ping with the measured round
-trip, reboot, and delete, through the device commands of :mod:`backend.devices.commands`.
+trip, reboot, request info, and delete, through the device commands of
+:mod:`backend.devices.commands`.
 
 Ping publishes ``downlink/ping`` at QoS 1 on the app's own broker connection; the broker times
 the device's PUBACK and reports it on ``sys/ping/<id>``, which the ingest stores as the device's
 last ping (``last_ping_ms``, ``last_ping_at``). The menu waits, reading that row, for a report
 newer than the one before it sent, so the answer is the round trip the broker measured (or its
 timeout), whichever app process stored it. Each action is audited.
+
+Request info publishes ``downlink/get/info/mcu`` (openblynk's own downlink: Blynk documents no
+way to ask a device for ``info/mcu``), and waits for the device's next ``info/mcu`` through the
+live feed (:meth:`backend.devices.lifecycle.Lifecycle.info_mcu` tells it what it stored and
+when; with several app replicas the live relay carries it from the replica that ingests the
+device). openblynk's ``device_sdk`` answers; a device on Blynk's own libraries ignores the
+unknown downlink, and the menu says it did not answer.
 """
 
 from __future__ import annotations
@@ -14,14 +22,19 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from backend.console.devices import DeviceConsole
+from backend.devices.live_relay import FLUSH_SECONDS
 from backend.devices.models import Device
 from backend.errors import ConflictError
 
 PING_WAIT_SECONDS = 12.0
 """The broker reports a timeout after 10 s."""
 POLL_SECONDS = 0.1
+INFO_WAIT_SECONDS = 10.0
+"""How long Request info waits for the device's ``info/mcu``."""
+INFO_FIELDS = ("fw_version", "fw_build", "fw_type", "board_template_id", "blynk_version", "rx_buffer")
 
 
 class NoAnswerError(ConflictError):
@@ -34,6 +47,14 @@ class PingResult:
     """The round trip the broker measured, in milliseconds."""
 
     rtt_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class InfoResult:
+    """What the device's ``info/mcu`` answer said (as stored), and when it arrived (ms)."""
+
+    received_ms: int
+    fields: dict[str, Any]
 
 
 class DeviceMenu:
@@ -77,6 +98,31 @@ class DeviceMenu:
         device = await self._online(device_id, "reboot")
         self.devices.services.commands.reboot(device_id)
         await self.devices.audit.record(self.devices.principal, device.org_id, "device.reboot", "device", device_id)
+
+    async def request_info(self, device_id: int) -> InfoResult:
+        """Ask the device to publish ``info/mcu`` again and wait for it (NoAnswerError after
+        :data:`INFO_WAIT_SECONDS`: devices on Blynk's own libraries ignore the request)."""
+        device = await self._online(device_id, "info request")
+        with self.devices.services.data.live.subscribe([device_id]) as sub:
+            # With replicas, the relay tells the one that ingests the device of this watch
+            # within one flush; a device cannot answer sooner than a round trip anyway.
+            await asyncio.sleep(2 * FLUSH_SECONDS)
+            self.devices.services.commands.request_info(device_id)
+            await self.devices.audit.record(
+                self.devices.principal, device.org_id, "device.info_request", "device", device_id
+            )
+            try:
+                async with asyncio.timeout(INFO_WAIT_SECONDS):
+                    while True:
+                        event = await sub.next()
+                        if event is not None and event.get("type") == "info":
+                            return InfoResult(int(event["ts"]), {k: event.get(k) for k in INFO_FIELDS})
+            except TimeoutError:
+                pass
+        raise NoAnswerError(
+            f"{device.name} did not answer within {INFO_WAIT_SECONDS:.0f} s: only devices on openblynk's "
+            "device_sdk answer downlink/get/info/mcu (Blynk's own libraries ignore it)"
+        )
 
     async def delete(self, device_id: int) -> None:
         """Delete the device (``devices.edit``): its token stops working, a connection ends, its

@@ -132,6 +132,18 @@ class PingOut(msgspec.Struct):
     rtt_ms: float
 
 
+class DeviceInfoOut(msgspec.Struct):
+    """A device's answer to Request info: its ``info/mcu`` as stored, and when it arrived."""
+
+    received_at: datetime
+    fw_version: str | None
+    fw_build: str | None
+    fw_type: str | None
+    board_template_id: str | None
+    blynk_version: str | None
+    rx_buffer: int | None
+
+
 class SentOut(msgspec.Struct):
     """A device command that was sent (or done, for ``delete``)."""
 

@@ -1,5 +1,6 @@
 """Commands the platform sends to a device (Blynk's Device Menu): ping, reboot, reconfigure,
-redirect and diagnostics, each a publish on the device's ``downlink/...`` topic.
+redirect, diagnostics and openblynk's request for ``info/mcu``, each a publish on the device's
+``downlink/...`` topic.
 
 ``downlink/ping`` goes out at QoS 1: the device's PUBACK is the answer, and the broker reports
 the round trip on ``sys/ping/<id>`` (docs/internal-topics.md), which the ingest stores as the
@@ -56,6 +57,11 @@ class DeviceCommands:
     def reboot(self, device_id: int) -> None:
         """``downlink/reboot``: the device should restart."""
         self._send(device_id, Downlink.REBOOT)
+
+    def request_info(self, device_id: int) -> None:
+        """``downlink/get/info/mcu``: the device should publish ``info/mcu`` again (openblynk's
+        own downlink: ``device_sdk`` answers it, Blynk's libraries ignore it)."""
+        self._send(device_id, Downlink.GET_INFO)
 
     def reconfigure(self, device_id: int) -> None:
         """``downlink/reconfigure``: the device should re-enter its Wi-Fi configuration mode."""

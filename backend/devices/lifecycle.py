@@ -167,28 +167,31 @@ class Lifecycle:
     async def info_mcu(self, device_id: int, info: dict[str, Any]) -> None:
         """Store what the device's ``info/mcu`` report says about its firmware and board
         (``ver``, ``build``, ``type``, ``tmpl``, ``blynk``, ``rxbuff``; a missing field is
-        cleared, text is cut to 64 characters, an implausible ``rxbuff`` is dropped) and move
-        its last-seen time."""
+        cleared, text is cut to 64 characters, an implausible ``rxbuff`` is dropped), move
+        its last-seen time, and tell open pages (a live ``info`` event with what was stored and
+        when it arrived: the console's "Request info" waits for it)."""
 
         def field(key: str, limit: int = 64) -> str | None:
             value = info.get(key)
             return None if value is None else str(value)[:limit]
 
         rx = info.get("rxbuff")
+        stored = {
+            "fw_version": field("ver"),
+            "fw_build": field("build"),
+            "fw_type": field("type"),
+            "board_template_id": field("tmpl"),
+            "blynk_version": field("blynk"),
+            "rx_buffer": rx if isinstance(rx, int) and not isinstance(rx, bool) and 0 < rx < 1 << 20 else None,
+        }
         async with self.pool.connection() as conn:
             await conn.execute(
-                "UPDATE device SET fw_version = %s, fw_build = %s, fw_type = %s, board_template_id = %s, "
-                "blynk_version = %s, rx_buffer = %s, last_seen = now() WHERE id = %s",
-                (
-                    field("ver"),
-                    field("build"),
-                    field("type"),
-                    field("tmpl"),
-                    field("blynk"),
-                    rx if isinstance(rx, int) and 0 < rx < 1 << 20 else None,
-                    device_id,
-                ),
+                "UPDATE device SET fw_version = %(fw_version)s, fw_build = %(fw_build)s, fw_type = %(fw_type)s, "
+                "board_template_id = %(board_template_id)s, blynk_version = %(blynk_version)s, "
+                "rx_buffer = %(rx_buffer)s, last_seen = now() WHERE id = %(id)s",
+                {**stored, "id": device_id},
             )
+        self.live.publish(device_id, {"type": "info", "ts": int(time.time() * 1000), **stored})
 
     # -- HTTP-only devices ----------------------------------------------------------------
     async def http_report(self, device: DeviceInfo) -> None:

@@ -24,12 +24,14 @@ def test_commands_publish_on_the_device_downlinks() -> None:
     commands.reconfigure(7)
     commands.redirect(7, RedirectUri("mqtts://ny3.example.com:8883"))
     commands.diag(7, "hello")
+    commands.request_info(7)
     assert rec.sent == [
         ("d/7/downlink/ping", b"", 1),
         ("d/7/downlink/reboot", b"", 0),
         ("d/7/downlink/reconfigure", b"", 0),
         ("d/7/downlink/redirect", b"mqtts://ny3.example.com:8883", 0),
         ("d/7/downlink/diag", b"hello", 0),
+        ("d/7/downlink/get/info/mcu", b"", 0),
     ]
 
 
