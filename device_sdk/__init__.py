@@ -20,6 +20,7 @@ from ._exceptions import (
     InvalidTokenError,
     NotConnectedError,
     OutboxFullError,
+    PublishRefusedError,
 )
 from ._ota import FirmwareImage, FirmwareOffer, FirmwareRejectedError, OtaAgent
 from ._provisioning import Provisioned, ProvisioningServer, WifiNetwork
@@ -47,6 +48,7 @@ __all__ = [
     "OutboxFullError",
     "Provisioned",
     "ProvisioningServer",
+    "PublishRefusedError",
     "WifiNetwork",
     "__version__",
 ]

@@ -14,6 +14,11 @@ ones again with DUP set and their packet ids, in order (paho 2.x
 would not know them, so the values waiting in the :class:`Outbox` are handed to it again, in
 order.
 
+With ``mqtt5`` the client speaks MQTT 5 and the server's reason codes steer the link
+(:mod:`device_sdk._mqtt5`): a server DISCONNECT's reason reaches ``on_disconnect`` and the
+reconnect policy, a PUBACK with a failure reason takes the value out of the outbox and reaches
+``on_refused``. MQTT 3.1.1 (the default) is unchanged.
+
 Who hands values to paho: the thread that calls :meth:`Link.publish` while the link is ready,
 else the network thread once it is ready again; always under ``_submit_lock``, oldest first, so
 the order of writes is the order on the wire. PUBACKs are noted by paho's callback and applied
@@ -37,6 +42,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from . import _mqtt5
 from ._backoff import Backoff
 from ._endpoint import Endpoint
 from ._exceptions import (
@@ -45,8 +51,9 @@ from ._exceptions import (
     DeviceError,
     InvalidTokenError,
     NotConnectedError,
+    PublishRefusedError,
 )
-from ._outbox import Outbox
+from ._outbox import Entry, Outbox
 from ._token import AuthToken
 
 logger = logging.getLogger("device_sdk")
@@ -56,8 +63,6 @@ REDIRECT_TOPIC = "downlink/redirect"
 INFO_REQUEST_TOPIC = "downlink/get/info/mcu"
 """openblynk's console asks for ``info/mcu`` again ("Request info"); not a Blynk topic."""
 USERNAME = "device"
-# Blynk's samples treat CONNACK 4 and 5 as "invalid auth token"; paho names them so.
-_TOKEN_REFUSED = frozenset({"Bad user name or password", "Not authorized"})
 _LOOP_TIMEOUT = 1.0  # seconds per select(); publish() and disconnect() wake it early
 _DISCONNECT_GRACE = 2.0  # seconds to flush DISCONNECT before dropping the socket
 _MAX_QUICK_REDIRECTS = 3  # follow this many redirects in a row at once, then back off
@@ -75,6 +80,9 @@ class Session(Protocol):
     def message(self, topic: str, payload: bytes, qos: int) -> None:
         """A message arrived."""
 
+    def refused(self, error: PublishRefusedError) -> None:
+        """MQTT 5: the server refused a QoS 1 value, or it was too large to send."""
+
 
 @dataclass(frozen=True, slots=True)
 class LinkConfig:
@@ -87,6 +95,7 @@ class LinkConfig:
     client_id: str
     backoff: Backoff
     mcu_info: bytes
+    mqtt5: bool = False
 
 
 class _Outcome(enum.Enum):
@@ -94,6 +103,7 @@ class _Outcome(enum.Enum):
     LOST = "lost"  # it was up, then it dropped
     REDIRECTED = "redirected"
     REFUSED = "refused"  # the token was refused; never retry
+    SLOWED = "slowed"  # MQTT 5: the server ended the connection asking the device to slow down
     RESTARTED = "restarted"  # asked to reconnect at once (e.g. after a firmware update)
     STOPPED = "stopped"
 
@@ -108,7 +118,9 @@ class Link:
         self._paho: mqtt.Client | None = None  # kept across reconnects to the same endpoint
         self._paho_endpoint: Endpoint | None = None
         self._submit_lock = threading.Lock()
-        self._acks: deque[int] = deque()  # message ids paho reported acknowledged
+        # message ids paho reported acknowledged, with the reason of an MQTT 5 failure
+        self._acks: deque[tuple[int, ReasonCode | None]] = deque()
+        self._refusals: deque[PublishRefusedError] = deque()  # for Session.refused, network thread
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -120,6 +132,8 @@ class Link:
         self._last_error: BaseException | None = None
         self._redirect_to: Endpoint | None = None
         self._lost_reason = ""
+        self._server_reason: ReasonCode | None = None  # MQTT 5: the server's DISCONNECT reason
+        self._max_packet: int | None = None  # MQTT 5: CONNACK maximum_packet_size
         self._subscribe_mid: int | None = None
         self._restart = threading.Event()
 
@@ -167,7 +181,7 @@ class Link:
         if ready:
             return
         if fatal is not None:
-            raise InvalidTokenError(str(fatal))
+            raise _mqtt5.copy(fatal)
         if not running:
             raise NotConnectedError("the device was stopped before it connected")
         cause = f" (last error: {last_error})" if last_error else ""
@@ -210,7 +224,7 @@ class Link:
         """
         if qos == 1:
             if self._fatal is not None:
-                raise InvalidTokenError(str(self._fatal))
+                raise _mqtt5.copy(self._fatal)
             self._outbox.put(topic, payload, timeout)
             if self._ready:
                 self._submit()
@@ -222,8 +236,11 @@ class Link:
             fatal = self._fatal
         if client is None:
             if fatal is not None:
-                raise InvalidTokenError(str(fatal))
+                raise _mqtt5.copy(fatal)
             raise NotConnectedError(f"not connected; {topic!r} was not sent")
+        too_large = self._too_large(topic, payload, qos)
+        if too_large is not None:
+            raise too_large
         info = client.publish(topic, payload, qos=qos)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise NotConnectedError(f"{topic!r} was not sent: {mqtt.error_string(info.rc)}")
@@ -231,7 +248,7 @@ class Link:
     def delivery_error(self) -> BaseException | None:
         """Why values in the outbox can no longer reach the server, if they cannot."""
         if self._fatal is not None:
-            return InvalidTokenError(str(self._fatal))
+            return _mqtt5.copy(self._fatal)
         if not self._running:
             return NotConnectedError(
                 f"{len(self._outbox)} values wait for their PUBACK but the device is not connected"
@@ -246,6 +263,11 @@ class Link:
             if client is None or not self._ready or not self._outbox.needs_submit:
                 return
             for entry in self._outbox.unsubmitted():
+                too_large = self._too_large(entry.topic, entry.payload, 1)
+                if too_large is not None:
+                    self._outbox.drop(entry)
+                    self._refusals.append(too_large)
+                    continue
                 info = client.publish(entry.topic, entry.payload, qos=1)
                 if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                     # NO_CONN still keeps the message in paho for the next connection; any other
@@ -257,7 +279,26 @@ class Link:
     def _apply_acks(self) -> None:
         """Under ``_submit_lock``: every id a PUBACK came for was recorded before, so none is missed."""
         while self._acks:
-            self._outbox.acked(self._acks.popleft())
+            mid, failure = self._acks.popleft()
+            entry = self._outbox.acked(mid, success=failure is None)
+            if failure is not None and entry is not None:
+                self._refusals.append(_refusal(entry, failure))
+
+    def _too_large(self, topic: str, payload: bytes, qos: int) -> PublishRefusedError | None:
+        """MQTT 5: the error for a message above the server's ``maximum_packet_size``, if it is."""
+        limit = self._max_packet
+        size = _mqtt5.publish_size(topic, payload, qos) if limit is not None else 0
+        if limit is None or size <= limit:
+            return None
+        message = f"{topic!r} was not sent: {size} bytes, above the server's maximum packet size of {limit}"
+        return PublishRefusedError(message, topic, payload, _mqtt5.PACKET_TOO_LARGE, "Packet too large")
+
+    def _report_refusals(self) -> None:
+        """On the network thread: hand the refused values to the application."""
+        while self._refusals:
+            error = self._refusals.popleft()
+            logger.warning("%s", error)
+            self._session.refused(error)
 
     # -- the network thread -------------------------------------------------------------------
 
@@ -273,6 +314,8 @@ class Link:
                 if outcome is _Outcome.RESTARTED:
                     attempt = quick_redirects = 0
                     continue
+                if outcome is _Outcome.SLOWED:
+                    attempt = max(attempt, _mqtt5.SLOW_DOWN_ATTEMPT)
                 if outcome is _Outcome.REDIRECTED and quick_redirects < _MAX_QUICK_REDIRECTS:
                     quick_redirects += 1
                     attempt = 0
@@ -294,6 +337,7 @@ class Link:
                 self._paho = self._paho_endpoint = None
                 self._acks.clear()
                 self._outbox.forget_client()
+            self._report_refusals()
             with self._cond:
                 self._running = False
                 self._ready = False
@@ -304,6 +348,8 @@ class Link:
         endpoint = self._endpoint
         self._redirect_to = None
         self._lost_reason = f"connection to {endpoint.uri} lost"
+        self._server_reason = None
+        self._max_packet = None
         with self._submit_lock:  # no PUBLISH may be queued between paho's reset and its CONNECT
             self._apply_acks()
             client = self._paho
@@ -313,7 +359,10 @@ class Link:
                 self._acks.clear()
                 self._outbox.forget_client()
             try:
-                client.connect(endpoint.host, endpoint.port, keepalive=self._config.keepalive)
+                if self._config.mqtt5:  # Blynk supports clean sessions only
+                    client.connect(endpoint.host, endpoint.port, keepalive=self._config.keepalive, clean_start=True)
+                else:
+                    client.connect(endpoint.host, endpoint.port, keepalive=self._config.keepalive)
             except (OSError, ValueError, mqtt.WebsocketConnectionError) as exc:
                 _close_sockets_in_traceback(exc)
                 self._last_error = exc
@@ -329,10 +378,16 @@ class Link:
                 was_ready, self._ready, self._client = self._ready, False, None
                 self._cond.notify_all()
         uptime = time.monotonic() - started
+        server = self._server_reason
+        if server is not None and _mqtt5.after_disconnect(server.value) is _mqtt5.Next.STOP:
+            self._fatal = _mqtt5.revoked_token(server)
+            logger.error("%s", self._fatal)
         outcome = self._classify(was_ready)
+        self._report_refusals()
         if was_ready:
             asked = outcome in (_Outcome.STOPPED, _Outcome.RESTARTED)
-            lost = None if asked else ConnectionLostError(self._lost_reason)
+            code, name = (None, None) if server is None else (server.value, server.getName())
+            lost = None if asked else ConnectionLostError(self._lost_reason, code, name)
             self._session.disconnected(lost)
         return outcome, uptime
 
@@ -348,6 +403,9 @@ class Link:
             logger.info("redirected from %s to %s", self._endpoint.uri, self._redirect_to.uri)
             self._endpoint = self._redirect_to
             return _Outcome.REDIRECTED
+        server = self._server_reason
+        if server is not None and _mqtt5.after_disconnect(server.value) is _mqtt5.Next.SLOW_DOWN:
+            return _Outcome.SLOWED
         return _Outcome.LOST if was_ready else _Outcome.FAILED
 
     def _pump(self, client: mqtt.Client) -> None:
@@ -364,6 +422,8 @@ class Link:
                 return
             if self._acks or (self._ready and self._outbox.needs_submit):
                 self._submit()
+            if self._refusals:
+                self._report_refusals()
             if self._stop.is_set() or self._redirect_to is not None or self._restart.is_set():
                 if closing_since is None:
                     closing_since = time.monotonic()
@@ -373,13 +433,21 @@ class Link:
 
     def _new_client(self, endpoint: Endpoint) -> mqtt.Client:
         config = self._config
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            clean_session=True,  # Blynk supports clean sessions only
-            protocol=MQTTProtocolVersion.MQTTv311,
-            transport=endpoint.transport,
-        )
+        if config.mqtt5:  # MQTT 5 asks for a clean start in CONNECT (see _connect_once)
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=config.client_id,
+                protocol=MQTTProtocolVersion.MQTTv5,
+                transport=endpoint.transport,
+            )
+        else:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=config.client_id,
+                clean_session=True,  # Blynk supports clean sessions only
+                protocol=MQTTProtocolVersion.MQTTv311,
+                transport=endpoint.transport,
+            )
         client.username_pw_set(USERNAME, config.token.value)
         if endpoint.tls:
             context = ssl.create_default_context(cafile=config.ca_certs)
@@ -401,16 +469,19 @@ class Link:
 
     # -- paho callbacks (network thread) -------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, props: Any) -> None:
+        mqtt5 = self._config.mqtt5
         if reason.is_failure:
-            name = reason.getName()
-            if name in _TOKEN_REFUSED:
+            name = _mqtt5.describe(reason) if mqtt5 else reason.getName()
+            if reason.getName() in _mqtt5.TOKEN_REFUSED:
                 logger.error("the server refused the auth token (%s); not retrying", name)
-                self._fatal = InvalidTokenError(f"the server refused the auth token ({name})")
+                self._fatal = _mqtt5.refused_token(reason, mqtt5)
             else:
                 self._last_error = ConnectionRefusedError(f"CONNACK: {name}")
                 logger.warning("connection to %s refused: %s", self._endpoint.uri, name)
             return
+        if mqtt5:
+            self._max_packet = getattr(props, "MaximumPacketSize", None)
         logger.info("connected to %s", self._endpoint.uri)
         # QoS 1 so that downlink/ping arrives as QoS 1 and paho answers it with PUBACK.
         _rc, self._subscribe_mid = client.subscribe(DOWNLINK_FILTER, qos=1)
@@ -428,9 +499,9 @@ class Link:
             self._cond.notify_all()
         self._session.connected()
 
-    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _props: Any) -> None:
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode, _props: Any) -> None:
         # paho holds its message lock here: only note the id; _submit() applies it.
-        self._acks.append(mid)
+        self._acks.append((mid, reason if self._config.mqtt5 and reason.is_failure else None))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)
@@ -440,10 +511,11 @@ class Link:
             _client.publish("info/mcu", self._config.mcu_info)
         self._session.message(msg.topic, payload, msg.qos)
 
-    def _on_disconnect(
-        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode, _props: Any
-    ) -> None:
-        if reason.is_failure and reason.getName() != "Unspecified error":
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, flags: Any, reason: ReasonCode, _props: Any) -> None:
+        if flags.is_disconnect_packet_from_server:  # MQTT 5: the server said why
+            self._server_reason = reason
+            self._lost_reason = f"the server ended the connection to {self._endpoint.uri}: {_mqtt5.describe(reason)}"
+        elif reason.is_failure and reason.getName() != "Unspecified error":
             self._lost_reason = f"connection to {self._endpoint.uri} lost: {reason.getName()}"
 
     def _redirect(self, payload: bytes) -> None:
@@ -457,6 +529,11 @@ class Link:
             return
         self._lost_reason = f"redirected to {target.uri}"
         self._redirect_to = target  # _pump() disconnects; _run() connects to the new endpoint
+
+
+def _refusal(entry: Entry, reason: ReasonCode) -> PublishRefusedError:
+    message = f"the server refused {entry.topic!r} ({_mqtt5.describe(reason)}); it is not sent again"
+    return PublishRefusedError(message, entry.topic, entry.payload, reason.value, reason.getName())
 
 
 def _close_sockets_in_traceback(exc: BaseException) -> None:

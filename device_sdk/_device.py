@@ -54,6 +54,14 @@ class Device:
         outbox_timeout: Seconds a QoS 1 write waits for room in a full outbox before it
             raises :class:`OutboxFullError` (``0``: at once; ``None``: wait as long as it
             takes). A value is never dropped to make room.
+        mqtt5: Speak MQTT 5 instead of MQTT 3.1.1 (the default). The server's reason codes
+            then reach the application: a refused token's CONNACK code in
+            :class:`InvalidTokenError`, the reason of a server DISCONNECT in the
+            :class:`ConnectionLostError` given to :meth:`on_disconnect` handlers (0x87, token
+            revoked, stops the device; 0x89, 0x8E, 0x96, 0x97 and 0x9F make it reconnect
+            slowly), and a QoS 1 value the server refused in a PUBACK, or larger than its
+            maximum packet size, in a :class:`PublishRefusedError` given to
+            :meth:`on_refused` handlers (the value leaves the outbox).
 
     Raises:
         InvalidTokenError: If ``token`` is malformed.
@@ -84,6 +92,7 @@ class Device:
         qos: int = 0,
         outbox_limit: int = 1000,
         outbox_timeout: float | None = 0.0,
+        mqtt5: bool = False,
     ) -> None:
         self._token = token if isinstance(token, AuthToken) else AuthToken(token)
         self._qos = _check_qos(qos)
@@ -109,6 +118,7 @@ class Device:
             client_id=client_id,
             backoff=backoff or Backoff(),
             mcu_info=mcu_info,
+            mqtt5=mqtt5,
         )
         self._dispatch = Dispatcher()
         self._link = Link(config, self._dispatch, self._outbox)
@@ -248,6 +258,8 @@ class Device:
 
         Raises:
             NotConnectedError: QoS 0 and the device is offline; the value is not queued.
+            PublishRefusedError: MQTT 5, QoS 0, and the message is larger than the server's
+                maximum packet size; it is not sent.
             OutboxFullError: QoS 1 and the outbox stayed full for ``outbox_timeout``; the
                 value is not queued.
             InvalidTokenError: The device stopped because its token was refused.
@@ -270,6 +282,8 @@ class Device:
 
         Raises:
             NotConnectedError: QoS 0 and the device is offline.
+            PublishRefusedError: MQTT 5, QoS 0, and the message is larger than the server's
+                maximum packet size.
             OutboxFullError: QoS 1 and the outbox stayed full for ``outbox_timeout``.
             ValueError: A name is invalid or a number is not finite, or ``qos`` is not 0 or 1.
             TypeError: A value has an unsupported type.
@@ -471,7 +485,9 @@ class Device:
         """Call ``handler(error)`` when a live connection ends.
 
         ``error`` is ``None`` after :meth:`disconnect`, else a :class:`ConnectionLostError`
-        (the device reconnects by itself).
+        (the device reconnects by itself). Over MQTT 5 its ``reason_code`` and ``reason`` are
+        the server's DISCONNECT reason when it sent one (``0x8E``, ``"Session taken over"``);
+        after ``0x87`` (the token was revoked) the device does not reconnect.
 
         Args:
             handler: A callable taking ``None`` or a :class:`DeviceError`.
@@ -480,6 +496,24 @@ class Device:
             ``handler``, so this works as a decorator.
         """
         self._dispatch.add(self._dispatch.disconnects, handler)
+        return handler
+
+    def on_refused(self, handler: F) -> F:
+        """Call ``handler(error)`` when the server refused a QoS 1 value (MQTT 5 only).
+
+        ``error`` is a :class:`PublishRefusedError` with the value's topic and payload and the
+        PUBACK's reason (``0x87`` a topic the device may not publish, ``0x97`` over the rate
+        limit), or ``0x95`` for a value larger than the server's maximum packet size, which is
+        not sent. The value has left the outbox and is not sent again; it does not count in
+        :attr:`pending`, and :meth:`flush` does not wait for it.
+
+        Args:
+            handler: A callable taking a :class:`PublishRefusedError`.
+
+        Returns:
+            ``handler``, so this works as a decorator.
+        """
+        self._dispatch.add(self._dispatch.refusals, handler)
         return handler
 
     def on_downlink(self, handler: F) -> F:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ._downlinks import Downlink, DownlinkQueue
-from ._exceptions import DeviceError
+from ._exceptions import DeviceError, PublishRefusedError
 
 logger = logging.getLogger("device_sdk")
 
@@ -18,6 +18,7 @@ SimpleHandler = Callable[[], object]
 TextHandler = Callable[[str], object]
 DisconnectHandler = Callable[[DeviceError | None], object]
 DownlinkHandler = Callable[[Downlink], object]
+RefusedHandler = Callable[[PublishRefusedError], object]
 
 
 def _call(what: str, handler: Callable[..., object], *args: object) -> None:
@@ -41,6 +42,7 @@ class Dispatcher:
         self.connects: list[SimpleHandler] = []
         self.disconnects: list[DisconnectHandler] = []
         self.downlinks: list[DownlinkHandler] = []
+        self.refusals: list[RefusedHandler] = []
         self._queues: list[DownlinkQueue] = []
         self.last_ping: datetime | None = None
 
@@ -90,6 +92,11 @@ class Dispatcher:
             logger.warning("%s", error)
         for handler in self._snapshot(self.disconnects):
             _call("on_disconnect", handler, error)
+
+    def refused(self, error: PublishRefusedError) -> None:
+        """Run ``on_refused`` handlers (MQTT 5: the server refused a value)."""
+        for handler in self._snapshot(self.refusals):
+            _call("on_refused", handler, error)
 
     def message(self, topic: str, payload: bytes, qos: int = 0) -> None:
         """Route one incoming message."""

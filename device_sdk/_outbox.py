@@ -90,15 +90,31 @@ class Outbox:
                 self._by_mid[mid] = entry.seq
                 self._unsubmitted -= 1
 
-    def acked(self, mid: int) -> None:
-        """paho got the PUBACK for message ``mid`` (called on the network thread)."""
+    def acked(self, mid: int, success: bool = True) -> Entry | None:
+        """paho got the PUBACK for message ``mid``: the value leaves the outbox.
+
+        ``success`` is False for an MQTT 5 PUBACK with a failure reason: paho will not send that
+        message again, so the value leaves too, without counting as acknowledged.
+
+        Returns:
+            The value's entry, or ``None`` for an id the outbox does not hold (a QoS 0
+            message's, or one of a client since replaced).
+        """
         with self._cond:
             seq = self._by_mid.pop(mid, None)
             entry = None if seq is None else self._entries.get(seq)
             if seq is None or entry is None or entry.mid != mid:
-                return  # a QoS 0 message's id, or one of a client since replaced
+                return None
             del self._entries[seq]
-            self.acknowledged += 1
+            self.acknowledged += success
+            self._cond.notify_all()
+            return entry
+
+    def drop(self, entry: Entry) -> None:
+        """Take out a value that was never handed to paho (it can never be sent)."""
+        with self._cond:
+            if self._entries.pop(entry.seq, None) is not None and entry.mid is None:
+                self._unsubmitted -= 1
             self._cond.notify_all()
 
     def forget_client(self) -> None:

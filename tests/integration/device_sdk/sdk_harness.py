@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -58,9 +60,19 @@ class Authenticator:
 class BrokerThread:
     """One MqttBroker serving from its own event loop on a background thread."""
 
-    def __init__(self, authenticator: Authenticator, tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        tls: TlsFiles | None = None,
+        rate_clock: Callable[[], float] | None = None,
+        **settings: Any,
+    ) -> None:
+        """``settings`` are further :class:`BrokerSettings` fields; ``rate_clock`` the rate
+        limit's clock (the event loop's by default)."""
         self.authenticator = authenticator
         self.tls = tls
+        self.rate_clock = rate_clock
+        self.settings = settings
         self.port = 0
         self.tls_port: int | None = 0 if tls else None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -80,8 +92,9 @@ class BrokerThread:
             certfile=str(self.tls.certfile) if self.tls else None,
             keyfile=str(self.tls.keyfile) if self.tls else None,
             shutdown_grace=0.0,
+            **self.settings,
         )
-        self._broker = MqttBroker(settings, self.authenticator)
+        self._broker = MqttBroker(settings, self.authenticator, rate_clock=self.rate_clock)
         self._run(self._broker.start())
         self.port = self._broker.port
         self.tls_port = self._broker.tls_port
@@ -110,6 +123,11 @@ class BrokerThread:
         await asyncio.gather(*leftovers, return_exceptions=True)
         for _ in range(3):  # let closed transports run their connection_lost callbacks
             await asyncio.sleep(0)
+
+    def disconnect_device(self, device_id: int) -> None:
+        """Drop a device's connection as when its token is revoked."""
+        assert self._broker is not None
+        self._run(self._broker.disconnect_device(device_id))
 
     def connected_devices(self) -> set[int]:
         assert self._broker is not None

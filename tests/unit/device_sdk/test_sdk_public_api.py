@@ -27,6 +27,7 @@ PUBLIC_NAMES = [
     "OutboxFullError",
     "Provisioned",
     "ProvisioningServer",
+    "PublishRefusedError",
     "WifiNetwork",
     "__version__",
 ]
