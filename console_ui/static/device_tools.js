@@ -1,4 +1,6 @@
-// A device's page: the actions menu's Ping (shows the round trip the broker measured) and Reboot;
+// A device's page: the actions menu's Ping (shows the round trip the broker measured), Reboot
+// and Request info (the device's info/mcu answer with the time it arrived, also put on the
+// Info tab; or the server's "did not answer": Blynk's own libraries ignore the request);
 // on the Datastreams tab, "Export CSV" downloads the chosen datastream's raw points of a time
 // range (UTC) from /api/console/devices/<id>/export, streamed by the server. Text only.
 "use strict";
@@ -13,16 +15,32 @@
     result.dataset.outcome = outcome;
   }
 
+  // The device's info/mcu answer, as text: in the menu's result and on the Info tab.
+  function showInfo(got) {
+    const at = new Date(got.received_at).toISOString().slice(11, 19);
+    const firmware = (got.fw_version || "—") + (got.fw_build ? ` (build ${got.fw_build})` : "");
+    const parts = [`firmware ${firmware}`];
+    if (got.fw_type) parts.push(`type ${got.fw_type}`);
+    if (got.board_template_id) parts.push(`template ${got.board_template_id}`);
+    if (got.blynk_version) parts.push(`library ${got.blynk_version}`);
+    say(`Info received at ${at} UTC: ${parts.join(", ")}`, "ok");
+    document.querySelectorAll("[data-info-firmware]").forEach((el) => { el.textContent = firmware; });
+    document.querySelectorAll("[data-info-field]").forEach((el) => { el.textContent = got[el.dataset.infoField] || "—"; });
+  }
+
   document.addEventListener("click", async (ev) => {
     const ping = ev.target.closest("[data-device-ping]");
     const reboot = ev.target.closest("[data-device-reboot]");
-    const button = ping || reboot;
+    const info = ev.target.closest("[data-device-info]");
+    const button = ping || reboot || info;
     if (!button) return;
     if (reboot && !window.confirm(reboot.dataset.confirm)) return;
     button.disabled = true;
-    say(ping ? "Pinging…" : "Sending…", "waiting");
+    say(ping ? "Pinging…" : info ? "Waiting for the device's info…" : "Sending…", "waiting");
     try {
-      if (ping) {
+      if (info) {
+        showInfo(await api("POST", `/api/console/devices/${info.dataset.deviceInfo}/info`));
+      } else if (ping) {
         const answer = await api("POST", `/api/console/devices/${ping.dataset.devicePing}/ping`);
         say(`Round trip ${answer.rtt_ms.toFixed(1)} ms`, "ok");
       } else {
