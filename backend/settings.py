@@ -152,6 +152,10 @@ class Settings:
     """Uploaded files kept per device; the oldest is deleted beyond this (Blynk's limit)."""
     upload_daily_limit: int = 100
     """Files a device may upload per UTC day, then 403 `File uploads limit has been reached.`"""
+    image_max_bytes: int = 512 * 1024
+    """Largest image (PNG, JPEG or WebP) that may be uploaded to an organization's image library, in bytes."""
+    images_per_org: int = 100
+    """Images an organization's image library keeps at most (mobile dashboards' image buttons)."""
     firmware_max_bytes: int = 32 * 1024 * 1024
     """Largest firmware image (.bin/.tar) that may be uploaded for Blynk.Air, in bytes."""
     ota_public_url: str = ""

@@ -12,6 +12,7 @@ from backend.access.scope import Scope
 from backend.accounts.runtime import AccountsRuntime
 from backend.audit.services import AuditService
 from backend.console.devices import DeviceConsole
+from backend.console.images import ImageLibrary
 from backend.console.live_access import LiveAccess
 from backend.console.runtime import ConsoleRuntime
 from backend.console.templates import TemplateEditor
@@ -33,6 +34,10 @@ class ConsoleServices:
     @cached_property
     def devices(self) -> DeviceConsole:
         return DeviceConsole(self.session, self.scope, self.audit, self.runtime)
+
+    @cached_property
+    def images(self) -> ImageLibrary:
+        return ImageLibrary(self.session, self.scope, self.audit, self.runtime.images)
 
 
 def provide_console(

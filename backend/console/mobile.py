@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.access.permissions import Principal
 from backend.console.dashboards import bound_widgets
-from backend.db.sql import execute, fetch_one
+from backend.db.sql import execute, fetch_all, fetch_one
 from backend.errors import ValidationError
 from backend.templates.models import Datastream
 
@@ -27,6 +27,7 @@ MAX_WIDGETS = 60
 MobileWidgetType = Literal[
     "switch",
     "button",
+    "image_button",
     "slider",
     "step",
     "value",
@@ -44,6 +45,7 @@ NUMERIC = NUMBER | {"enum"}
 ACCEPTS: dict[str, frozenset[str]] = {
     "switch": NUMERIC,
     "button": NUMERIC,
+    "image_button": NUMERIC,
     "slider": NUMBER,
     "step": NUMBER,
     "value": NUMERIC | {"string", "location"},
@@ -60,6 +62,8 @@ ACCEPTS: dict[str, frozenset[str]] = {
 OPTIONS = {"segmented": (2, 6), "menu": (2, 50)}
 """Widgets that choose among options, with how many they take (at least, at most)."""
 RANGED = frozenset({"slider", "step", "gauge"})
+PRESSED = frozenset({"button", "image_button"})
+"""Widgets with a mode (push or switch)."""
 Period = Literal["15m", "1h", "6h", "1d", "1w"]
 
 
@@ -74,7 +78,9 @@ class MobileWidget(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     """One widget: ``{"id": "relay", "type": "switch", "pin": 1, "w": 2, "h": 1}``.
 
     ``on``/``off`` are what a switch or button writes (1 and 0); a button's ``mode`` is push
-    (``on`` while pressed) or switch (flips at each press); ``min``/``max``/``step`` override the
+    (``on`` while pressed) or switch (flips at each press); an image button (Blynk's Image
+    Button) is a button showing ``off_image`` or ``on_image``, ids of images in the template's
+    organization's image library (``backend.console.images``); ``min``/``max``/``step`` override the
     datastream's range for sliders, step controls and gauges; ``options`` are a segmented
     switch's or menu's choices; ``format`` is a labeled value's text, ``/pin/`` standing for the
     value (``"Inside: /pin/ °C"``); ``period`` is how much history a chart shows before its live
@@ -97,6 +103,8 @@ class MobileWidget(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     format: Annotated[str, msgspec.Meta(max_length=60)] = ""
     period: Period = "1h"
     color: Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")] | None = None
+    on_image: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    off_image: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 class MobileDashboardIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,8 +120,12 @@ def check_mobile_widgets(widgets: list[MobileWidget], datastreams: list[Datastre
 
 
 def _check_settings(label: str, w: MobileWidget, ds: Datastream) -> None:
-    if w.mode != "push" and w.type != "button":
-        raise ValidationError(f"{label}: only a button has a mode (push or switch)")
+    if w.mode != "push" and w.type not in PRESSED:
+        raise ValidationError(f"{label}: only a button or an image button has a mode (push or switch)")
+    if w.type == "image_button" and (w.on_image is None or w.off_image is None):
+        raise ValidationError(f"{label}: needs an image for on and one for off (upload them to the image library)")
+    if w.type != "image_button" and (w.on_image is not None or w.off_image is not None):
+        raise ValidationError(f"{label}: only an image button has images")
     if (w.min is not None or w.max is not None or w.step is not None) and w.type not in RANGED:
         raise ValidationError(f"{label}: only a slider, step control or gauge has a range")
     lo = w.min if w.min is not None else ds.min
@@ -169,6 +181,7 @@ class MobileDashboardService:
     ) -> list[MobileWidget]:
         """Check and store the widgets in their order; every device of the template shows them."""
         check_mobile_widgets(widgets, datastreams)
+        await self._check_images(template_id, widgets)
         await execute(
             self.session,
             """
@@ -181,3 +194,24 @@ class MobileDashboardService:
             u=principal.user_id if principal else None,
         )
         return await self.get(template_id)
+
+    async def _check_images(self, template_id: int, widgets: list[MobileWidget]) -> None:
+        """Image buttons show images of the template's organization's library only: every user
+        who sees a device of the template may see those (``ImageLibrary.content``)."""
+        wanted = [(w, i) for w in widgets for i in (w.off_image, w.on_image) if i is not None]
+        if not wanted:
+            return
+        rows = await fetch_all(
+            self.session,
+            """SELECT i.id FROM console_image i JOIN template t ON t.org_id = i.org_id
+               WHERE t.id = :t AND i.id = ANY(:ids)""",
+            t=template_id,
+            ids=sorted({i for _w, i in wanted}),
+        )
+        found = {int(r["id"]) for r in rows}
+        for w, i in wanted:
+            if i not in found:
+                raise ValidationError(
+                    f"widget {w.title or w.id!r} (image_button): image {i} is not in the image library "
+                    "of the template's organization"
+                )

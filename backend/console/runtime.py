@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from backend.console.images import ImageLimits
 from backend.devices.context import DeviceServices
 from backend.devices.live import LiveFeed
 from backend.devices.registry import DeviceRegistry
@@ -15,12 +16,14 @@ from backend.security import Secrets
 
 @dataclass(frozen=True)
 class ConsoleRuntime:
-    """The device registry, token secrets, device services, history pool and live feed."""
+    """The device registry, token secrets, device services, history pool and live feed, and the
+    image library's limits."""
 
     registry: DeviceRegistry
     secrets: Secrets
     devices: DeviceServices
     pool: AsyncConnectionPool
+    images: ImageLimits = ImageLimits()
 
     @property
     def live(self) -> LiveFeed:

@@ -148,3 +148,16 @@ class SentOut(msgspec.Struct):
     """A device command that was sent (or done, for ``delete``)."""
 
     sent: str
+
+
+class ImageOut(msgspec.Struct):
+    """An image of an organization's library; ``url`` serves its bytes."""
+
+    id: int
+    org_id: int
+    name: str
+    content_type: str
+    size: int
+    url: str
+    created: int
+    """Epoch milliseconds."""

@@ -22,6 +22,7 @@ from backend.accounts.mail import Mailer
 from backend.accounts.runtime import AccountsRuntime
 from backend.automations.engine import AutomationEngine
 from backend.automations.retention import trim_runs
+from backend.console.images import ImageLimits
 from backend.console.runtime import ConsoleRuntime
 from backend.db.changes import ChangeListener
 from backend.db.engine import Database
@@ -228,7 +229,9 @@ def build_runtime(settings: Settings, database_url: str) -> Runtime:
         data_api=data_api,
         accounts=AccountsRuntime(db, settings, mailer, signals.user_added),
         platform=platform,
-        console=ConsoleRuntime(registry, secrets, devices, db.pool),
+        console=ConsoleRuntime(
+            registry, secrets, devices, db.pool, ImageLimits(settings.image_max_bytes, settings.images_per_org)
+        ),
         tls=tls_files(settings) if settings.mqtts_port else None,
         mqtt_bridge=MqttBridge(settings.mqtt_proxy_port, secrets.mqtt_proxy_key()),
         webhooks=webhooks,

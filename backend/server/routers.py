@@ -34,6 +34,7 @@ from backend.automations.deps import automations_dependencies
 from backend.automations.platform import PlatformAutomationController, PlatformSceneController
 from backend.console.context import console_dependencies
 from backend.console.controllers import ConsoleDeviceController, ConsoleTemplateController
+from backend.console.image_controllers import ConsoleImageController
 from backend.db.deps import provide_db_session
 from backend.device_api.controllers import DeviceApiController
 from backend.device_api.data_controllers import DATA_ROUTES
@@ -144,6 +145,7 @@ def console_api_router() -> Router:
         route_handlers=[
             ConsoleTemplateController,
             ConsoleDeviceController,
+            ConsoleImageController,
             ConsoleAutomationController,
             ConsoleSceneController,
             NotificationController,

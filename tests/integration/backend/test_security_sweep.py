@@ -55,6 +55,7 @@ from tests.support.accounts import (
     start_accounts_stack,
 )
 from tests.support.dbstate import changed_tables, settled_state
+from tests.support.images import png
 from tests.support.net import wait_for
 from tests.support.stack import TEST_SECRET
 
@@ -364,6 +365,22 @@ def spare_location(o: Tenant, key: str) -> int:
     """A location of the tenant's organization (made once per key), named with its marker."""
     body = {"name": f"{key} {o.marker}", "lat": 56.95, "lon": 24.1}
     return int(o.spare(key, lambda: _ok(o.admin.post("/api/locations", json=body), 201)["id"]))
+
+
+def spare_image(o: Tenant, key: str) -> int:
+    """An image of the tenant's library (made once per key, each key its own picture), named with its marker."""
+
+    def make() -> int:
+        shade = sum(f"{key} {o.marker}".encode()) % 256
+        r = o.admin.post(
+            "/api/console/images",
+            params={"name": f"{key} {o.marker}.png"},
+            content=png(2, 2, (shade, len(key), len(o.marker))),
+            headers={"Content-Type": "image/png", "X-CSRF-Token": o.admin.csrf},
+        )
+        return int(_ok(r, 201)["id"])
+
+    return int(o.spare(key, make))
 
 
 def spare_static(o: Tenant) -> int:
@@ -1283,6 +1300,31 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("PUT", "/api/console/templates/{template_id:int}/dashboard"): S(
         template=I(lambda w, o, c: Call("PUT", f"/api/console/templates/{o.template}/dashboard", json={"widgets": []}))
     ),
+    # ---- an organization's image library (issue #19 item 2: image buttons)
+    ("GET", "/api/console/images"): Route(
+        SESSION,
+        {"org": I(lambda w, o, c: G("/api/console/images", org_id=o.org))},
+        lists=lambda w, o, c: (spare_image(o, "img"), spare_image(c, "img"), G("/api/console/images"))[2],
+    ),
+    ("POST", "/api/console/images"): S(
+        org=I(
+            lambda w, o, c: Call(
+                "POST",
+                "/api/console/images",
+                params={"org_id": o.org, "name": f"planted {c.name} {o.marker}.png"},
+                content=png(3, 3),
+            ),
+            own=201,
+        ),
+        note="no Content-Type: the file's first bytes tell its type",
+    ),
+    ("DELETE", "/api/console/images/{image_id:int}"): S(
+        image=I(lambda w, o, c: Call("DELETE", f"/api/console/images/{spare_image(o, 'deleted-img')}"), own=204)
+    ),
+    ("GET", "/api/console/images/{image_id:int}/content"): S(
+        image=I(lambda w, o, c: G(f"/api/console/images/{spare_image(o, 'img')}/content")),
+        note="a customer organization below the owner may see it (tests/integration/console/test_console_images.py)",
+    ),
     ("GET", "/api/console/templates/{template_id:int}/mobile-dashboard"): S(
         template=I(lambda w, o, c: G(f"/api/console/templates/{o.template}/mobile-dashboard"))
     ),
@@ -1934,6 +1976,7 @@ def test_every_route_refuses_a_caller_without_credentials(world: World) -> None:
             ("{automation_id:int}", 1),
             ("{notification_id:int}", 1),
             ("{location_id:int}", 1),
+            ("{image_id:int}", 1),
         ):
             url = url.replace(name, str(value))
         with httpx.Client(base_url=world.base_url, timeout=30) as anon:

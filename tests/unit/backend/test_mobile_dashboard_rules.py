@@ -38,6 +38,8 @@ def test_every_kind_binds_to_exactly_the_datastream_types_it_can_show() -> None:
             extra: dict[str, object] = {"options": two_options()} if kind in ("segmented", "menu") else {}
             if kind in ("slider", "step", "gauge") and pin == 5:
                 extra = {"min": 0, "max": 10}  # Count has no range of its own
+            if kind == "image_button":
+                extra = {"off_image": 1, "on_image": 2}
             widget = w(type=kind, pin=pin, **extra)
             if ds_type in accepted:
                 check_mobile_widgets([widget], DATASTREAMS)
@@ -69,7 +71,7 @@ def test_a_whole_dashboard_keeps_its_order_and_defaults_are_not_stored() -> None
         ([w(type="slider", pin=5)], "needs a range"),
         ([w(type="gauge", pin=0, min=5, max=5)], "min must be below max"),
         ([w(type="value", pin=0, min=1)], "only a slider, step control or gauge has a range"),
-        ([w(type="switch", pin=1, mode="switch")], "only a button has a mode"),
+        ([w(type="switch", pin=1, mode="switch")], "only a button or an image button has a mode"),
         ([w(type="segmented", pin=1)], "needs 2 to 6 options"),
         ([w(type="segmented", pin=5, options=[{"value": i, "label": str(i)} for i in range(7)])], "needs 2 to 6"),
         ([w(type="menu", pin=1, options=[{"value": 0, "label": "a"}, {"value": 0, "label": "b"}])], "its own value"),
@@ -92,3 +94,17 @@ def test_wrong_mobile_dashboards_are_refused_with_the_reason(widgets: list[Mobil
 def test_the_shape_is_checked_before_the_rules(bad: dict[str, object]) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"id": "a", "type": "value", "pin": 0, **bad}, MobileWidget)
+
+
+def test_an_image_button_has_both_images_and_only_it_has_images() -> None:
+    check_mobile_widgets([w(type="image_button", pin=1, mode="switch", off_image=1, on_image=2)], DATASTREAMS)
+    for kw, message in [
+        ({"type": "image_button", "pin": 1, "off_image": 1}, "needs an image for on and one for off"),
+        ({"type": "image_button", "pin": 1, "on_image": 2}, "needs an image for on and one for off"),
+        ({"type": "switch", "pin": 1, "on_image": 2}, "only an image button has images"),
+        ({"type": "led", "pin": 1, "mode": "switch"}, "only a button or an image button has a mode"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            check_mobile_widgets([w(**kw)], DATASTREAMS)
+    with pytest.raises(msgspec.ValidationError):
+        w(type="image_button", pin=1, off_image=0, on_image=2)
