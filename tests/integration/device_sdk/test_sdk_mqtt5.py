@@ -235,6 +235,23 @@ def test_a_v5_device_on_the_stack_stores_values_and_gets_writes(stack: StackConf
     assert refused.value.reason_code == 0x86
 
 
+def test_a_token_revoked_in_the_console_reaches_the_v5_device_as_0x87(stack: StackConfig, admin: Api) -> None:
+    info = provision(stack.database_url, thermostat_doc()).devices[0]
+    device = Device(info.token, "127.0.0.1", stack.mqtt_port, backoff=FAST, mqtt5=True)
+    errors = lost_errors(device)
+    with device:
+        assert admin.post(f"/api/inject/devices/{info.id}/token/revoke").status_code == 204
+        error = errors.get(timeout=WAIT)
+        assert isinstance(error, ConnectionLostError)
+        assert (error.reason_code, error.reason) == (0x87, "Not authorized")
+        wait_for(lambda: not device.connected, message="the device to stop")
+        with pytest.raises(InvalidTokenError, match="revoked"):
+            device.write("Temperature", 1)
+    with pytest.raises(InvalidTokenError) as refused:  # and the old token is refused from now on
+        Device(info.token, "127.0.0.1", stack.mqtt_port, mqtt5=True).connect(timeout=WAIT)
+    assert refused.value.reason_code == 0x86
+
+
 @pytest.mark.timeout(120)
 def test_a_v5_device_over_wss_takes_a_firmware_update(
     stack: StackConfig, admin: Api, api: httpx.Client, tmp_path: Path
