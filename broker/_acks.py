@@ -24,11 +24,18 @@ max_inflight 20) is never stopped and its keep-alive holds through a long sink o
 receipt is never dropped by a full backlog or group queue (the receipts bound them instead).
 A sink session that is discarded with receipts still in it (it expired, or reconnected clean)
 lost those copies: each publisher still waiting on one is disconnected, so that it resends.
+
+Order: PUBACKs go in the order the PUBLISHes arrived ([MQTT-4.6.0-2]), whichever sink answers
+first. A receipt answered before an older one waits behind it (:meth:`Inflight.release`), and
+counts against the limit until its PUBACK is written. Receipts are made as packets are read
+(``MountedHandler.inline``), so a publish the broker answers at once (refused, or over the rate
+limit: :meth:`Inflight.answer`) also waits for the ones before it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +60,7 @@ class Receipt:
     routed: bool = False
     """Routing is over: no further sink will take a copy (until :meth:`Inflight.release`)."""
     done: bool = False
+    """Answered: its PUBACK is written once every older receipt of its connection is answered too."""
 
     def taken(self) -> None:
         """A durable sink took a copy."""
@@ -72,7 +80,8 @@ class Receipt:
 
 @dataclass(eq=False)
 class Inflight:
-    """The withheld acknowledgements of one connection, at most ``limit`` of them."""
+    """The withheld acknowledgements of one connection, at most ``limit`` of them, answered in
+    the order their PUBLISHes arrived."""
 
     write: Callable[[bytes], None]
     """Writes a packet to the publisher (no-op once its connection is closed)."""
@@ -83,22 +92,36 @@ class Inflight:
     """The publisher's ``broker._session.Connection`` (opaque here: the broker ends it when a
     durable copy of its message is lost)."""
     count: int = 0
+    """Receipts whose PUBACK is not written yet."""
     closed: bool = False
     _room: asyncio.Event = field(default_factory=asyncio.Event)
+    _order: deque[Receipt] = field(default_factory=deque)
+    """The receipts not yet written, oldest first."""
 
     def receipt(self, packet_id: int) -> Receipt:
         """A new receipt for the QoS 1 PUBLISH ``packet_id`` just read."""
         self.count += 1
-        return Receipt(self, packet_id)
+        receipt = Receipt(self, packet_id)
+        self._order.append(receipt)
+        return receipt
+
+    def answer(self, packet_id: int) -> None:
+        """The PUBLISH ``packet_id`` just read is answered at once (nothing to store): its PUBACK
+        follows those of the PUBLISHes read before it."""
+        self.release(self.receipt(packet_id))
 
     def release(self, receipt: Receipt) -> None:
-        """Answer ``receipt`` with its PUBACK (once) and free its room."""
+        """Answer ``receipt`` (once): its PUBACK and those of younger answered receipts go as
+        soon as no older receipt is still waiting; their room is freed then."""
         if receipt.done:
             return
         receipt.done = True
-        self.count -= 1
-        if not self.closed:
-            self.write(puback(receipt.packet_id))
+        order = self._order
+        while order and order[0].done:
+            written = order.popleft()
+            self.count -= 1
+            if not self.closed:
+                self.write(puback(written.packet_id))
         if self.count < self.limit:
             self._room.set()
 
@@ -114,6 +137,7 @@ class Inflight:
     def close(self) -> None:
         """The connection ended: nothing more is written; a reader waiting for room goes on."""
         self.closed = True
+        self._order.clear()
         self._room.set()
 
 

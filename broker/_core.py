@@ -260,6 +260,7 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         handler = MountedHandler(self.plugins_manager, loop=self._loop)
         handler.attach(session, framed, writer)
         framed.before_eof = handler.settle
+        framed.inline = handler.inline  # QoS 0/1 PUBLISH handled as read: PUBACKs in order
         address, port = writer.peer or (None, None)
         connection = Connection(
             key,
@@ -408,7 +409,10 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             link = link_of(connection.writer)
             if link is not None:  # MQTT 5 says why: 0x97 Quota exceeded
                 link.refuse(packet_id, Reason.QUOTA_EXCEEDED)
-            connection.writer.write(b"\x40\x02" + packet_id.to_bytes(2, "big"))  # PUBACK
+            if connection.inflight is not None:  # after the PUBACKs it still withholds (in order)
+                connection.inflight.answer(packet_id)
+            else:
+                connection.writer.write(b"\x40\x02" + packet_id.to_bytes(2, "big"))  # PUBACK
         elif qos == QOS_2 and packet_id is not None:
             connection.drop_ids.add(packet_id)
             return True

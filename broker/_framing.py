@@ -18,7 +18,9 @@ received (``sys/vitals``); :attr:`FramedReader.gate` is awaited before each pack
 client is not read from while what the broker wrote to it is still piling up (see
 ``MeteredWriter.wait_writable``; that wait counts against the keep-alive deadline);
 :attr:`FramedReader.screen` sees each packet first and may swallow it (the rate
-limit drops a flood here, before amqtt spends a task on each packet). A PUBLISH whose topic is
+limit drops a flood here, before amqtt spends a task on each packet); :attr:`FramedReader.inline`
+then may handle it at once, in the order packets arrive (a QoS 0/1 PUBLISH: amqtt would give it
+a task, and tasks answered QoS 1 out of order). A PUBLISH whose topic is
 not valid UTF-8 or holds a wildcard ends the connection as malformed (:func:`well_formed`).
 
 Fast path: when the socket's buffer already holds the whole next packet (the usual case under
@@ -54,6 +56,7 @@ __all__ = [
     "HELD_PUBLISHES",
     "FrameFailure",
     "FramedReader",
+    "publish_fields",
     "publish_info",
     "refusal",
     "subscription_info",
@@ -114,6 +117,9 @@ class FramedReader(ReaderAdapter):
         self.translate: Callable[[bytes], bytes | None] | None = None
         """Turns each whole packet after CONNECT into the form the broker reads (an MQTT 5
         client's into MQTT 3.1.1: ``broker._v5``); None swallows it, ValueError is malformed."""
+        self.inline: Callable[[bytes], bool] | None = None
+        """Called with each whole packet after CONNECT that ``screen`` let through; True means it
+        was handled there, as it was read (amqtt never sees it: ``MountedHandler.inline``)."""
         self.before_eof: Callable[[], Awaitable[None]] | None = None
         """Awaited once at a clean end of stream, before amqtt is told (see MountedHandler.settle)."""
         self._since_yield = 0
@@ -174,7 +180,8 @@ class FramedReader(ReaderAdapter):
                 self.failure = FrameFailure.MALFORMED
                 return False
             if self.screen is None or not self._connected or self.screen(self._frame):
-                return True
+                if self.inline is None or not self._connected or not self.inline(self._frame):
+                    return True
             self._pos = len(self._frame)
             if self.failure is not None:
                 return False
@@ -350,6 +357,27 @@ def publish_info(frame: bytes) -> tuple[int, int | None] | None:
     if qos == 3 or len(frame) < id_at + 2:
         return None
     return qos, int.from_bytes(frame[id_at : id_at + 2], "big")
+
+
+def publish_fields(frame: bytes) -> tuple[str, int | None, bytes] | None:
+    """Topic, packet id and payload of a whole, well-formed PUBLISH at QoS 0 (DUP clear) or 1;
+    ``None`` for anything else (QoS 2, a QoS 0 marked DUP, QoS 3, a truncated packet)."""
+    if not frame or frame[0] >> 4 != PUBLISH:
+        return None
+    qos, dup = (frame[0] >> 1) & 3, frame[0] & 0x08
+    if qos > 1 or (qos == 0 and dup):
+        return None
+    index = _body_start(frame)
+    end = index + 2 + int.from_bytes(frame[index : index + 2], "big")
+    if len(frame) < end + 2 * qos:
+        return None
+    try:
+        topic = frame[index + 2 : end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not qos:
+        return topic, None, frame[end:]
+    return topic, int.from_bytes(frame[end : end + 2], "big"), frame[end + 2 :]
 
 
 def subscription_info(frame: bytes) -> tuple[int, int] | None:

@@ -9,6 +9,11 @@ is queued (see ``DeliveryBroker.send_to``) until the client acknowledges it; not
 removes it, so on reconnect the broker sends what is left again, in order, with DUP set
 ([MQTT-4.4.0-1]). MQTT 3.1.1 resends only on reconnect, never within a connection; a client
 that stops acknowledging fills its outgoing queue and is disconnected as a slow consumer.
+
+Incoming QoS 0 and 1 PUBLISHes are handled as they are read (:meth:`MountedHandler.inline`),
+not in a task each as amqtt does: tasks wrote PUBACKs out of order whenever one of them had to
+wait, or the reader answered a later publish itself (rate limit), and a client's PUBACKs must
+follow the order of its PUBLISHes ([MQTT-4.6.0-2]). QoS 2 keeps amqtt's flow (its PUBREL wait).
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ from typing import Protocol
 from amqtt.errors import AMQTTError
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.packet import PUBLISH, MQTTFixedHeader
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.pubcomp import PubcompPacket
-from amqtt.mqtt.publish import PublishPacket
+from amqtt.mqtt.publish import PublishPacket, PublishPayload, PublishVariableHeader
 from amqtt.mqtt.pubrec import PubrecPacket
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage
 
-from broker._acks import Inflight, Receipt
+from broker._acks import Inflight, Receipt, puback
+from broker._framing import publish_fields
 from broker.errors import InvalidTopicError
 from broker.namespace import Namespace
 from broker.topics import DeviceMount
@@ -66,6 +73,31 @@ class MountedHandler(BrokerProtocolHandler):
     """The receipt of the message being routed now; the broker takes it with the message's
     broadcast (``RoutingBroker._broadcast_message``)."""
     _receipts: dict[int, Receipt] | None = None  # id(message) -> its receipt, while it is queued
+
+    def inline(self, frame: bytes) -> bool:
+        """``FramedReader.inline``: queue a QoS 0 or 1 PUBLISH for routing as it is read, and
+        write its PUBACK (or, for a withholding publisher, make its receipt) in the same step, so
+        acknowledgements keep the order of the PUBLISHes. False leaves the packet to amqtt (QoS
+        2, and anything :func:`~broker._framing.publish_fields` does not read)."""
+        session = self.session
+        fields = publish_fields(frame)
+        if fields is None or session is None:
+            return False
+        topic, packet_id, payload = fields
+        flags = frame[0] & 0x0F
+        qos = (flags >> 1) & 3
+        message = IncomingApplicationMessage(packet_id, topic, qos, payload, bool(flags & 0x01))
+        message.publish_packet = PublishPacket(
+            MQTTFixedHeader(PUBLISH, flags), PublishVariableHeader(topic, packet_id), PublishPayload(payload)
+        )
+        if packet_id is not None and self.inflight is not None:
+            if self._receipts is None:
+                self._receipts = {}
+            self._receipts[id(message)] = self.inflight.receipt(packet_id)
+        session.delivered_message_queue.put_nowait(message)
+        if packet_id is not None and self.inflight is None and self.writer is not None:
+            self.writer.write(puback(packet_id))
+        return True
 
     async def handle_publish(self, publish_packet: PublishPacket) -> None:
         """Override: count the PUBLISH being handled (see :meth:`settle`)."""
