@@ -40,6 +40,7 @@ WIDGET_NAMES = {
 MOBILE_NAMES = {
     "switch": "Switch",
     "button": "Button",
+    "image_button": "Image button",
     "slider": "Slider",
     "step": "Step control",
     "value": "Value display",
@@ -54,9 +55,11 @@ MOBILE_NAMES = {
 }
 
 
-def _mobile_editor(datastreams: list[Datastream]) -> dict[str, Any]:
-    """What the mobile dashboard editor's script needs besides the widgets."""
+def _mobile_editor(datastreams: list[Datastream], org_id: int) -> dict[str, Any]:
+    """What the mobile dashboard editor's script needs besides the widgets (the image buttons'
+    pictures come from ``org_id``'s image library, which the script lists)."""
     return {
+        "org_id": org_id,
         "columns": mobile.COLUMNS,
         "names": MOBILE_NAMES,
         "accepts": {k: sorted(v) for k, v in mobile.ACCEPTS.items()},
@@ -106,7 +109,7 @@ async def template_page(
         }
     elif tab == "mobile":
         context["widgets"] = [msgspec.to_builtins(w) for w in await con.templates.mobile_dashboard(template_id)]
-        context["editor"] = _mobile_editor(datastreams)
+        context["editor"] = _mobile_editor(datastreams, template.org_id)
     return page(request, "template.html", **context)
 
 

@@ -3,6 +3,8 @@
 // select it and use the keyboard: arrows move it earlier or later, Shift + arrows resize it,
 // Delete removes it. Bind each to a datastream and set it up in the inspector, then save. The
 // server checks everything again when saving. Names come from users: they enter as text only.
+// An image button's two pictures come from the template organization's image library (uploaded,
+// listed and deleted here through /api/console/images; served back from the same origin).
 "use strict";
 
 (function () {
@@ -15,7 +17,7 @@
   const inspector = document.getElementById("mobile-inspector");
   const error = document.getElementById("mobile-error");
   const COLS = cfg.columns;
-  const SIZES = { chart: [4, 2], map: [4, 2], terminal: [4, 2], gauge: [2, 2], slider: [4, 1], segmented: [4, 1],
+  const SIZES = { chart: [4, 2], map: [4, 2], terminal: [4, 2], gauge: [2, 2], image_button: [2, 2], slider: [4, 1], segmented: [4, 1],
                   labeled_value: [4, 1], menu: [4, 1] };
   const PERIODS = ["15m", "1h", "6h", "1d", "1w"];
   // the server leaves out settings at their defaults: the editor works with whole widgets
@@ -23,6 +25,8 @@
   let widgets = whole(JSON.parse(root.dataset.widgets));
   let selected = null;
   let counter = Date.now() % 100000;
+  let images = [];  // the image library of the template's organization, newest first
+  const imageOf = (id) => images.find((i) => i.id === id);
 
   const dsOf = (pin) => cfg.datastreams.find((d) => d.pin === pin);
   const titleOf = (w) => w.title || (dsOf(w.pin) || {}).name || `V${w.pin}`;
@@ -34,7 +38,8 @@
                            "data-type": w.type, "aria-selected": w.id === selected ? "true" : "false",
                            "aria-label": `${i + 1}. ${cfg.names[w.type]}: ${titleOf(w)}, ${w.w} × ${w.h}` },
         h("span", { class: "mwidget-title" }, titleOf(w)),
-        h("span", { class: "muted small" }, `${cfg.names[w.type]} · ${ds ? `V${w.pin}` : `no datastream V${w.pin}`}`));
+        h("span", { class: "muted small" }, `${cfg.names[w.type]} · ${ds ? `V${w.pin}` : `no datastream V${w.pin}`}`),
+        w.type === "image_button" ? previewImage(w) : null);
       el.style.cssText = `--w:${w.w};--h:${w.h}`;  // the CSSOM: allowed by the page's policy
       return el;
     }));
@@ -46,6 +51,69 @@
   }
 
   function select(id) { selected = id; render(id); }
+
+  // The phone preview shows an image button as the app does when it is off.
+  function previewImage(w) {
+    const img = imageOf(w.off_image);
+    if (!img) return h("span", { class: "muted small" }, "choose its images");
+    const el = h("img", { class: "mwidget-image", src: img.url, alt: `off: ${img.name}` });
+    el.addEventListener("load", () => { el.dataset.loaded = "yes"; });  // decoded (the tests look)
+    return el;
+  }
+
+  async function loadImages() {
+    images = await window.openblynk.api("GET", `/api/console/images?org_id=${cfg.org_id}`);
+    root.dataset.images = String(images.length);
+  }
+
+  // Upload a file to the library (its type is checked on the server by its first bytes); the
+  // selected image button takes it as its off image, then as its on image, when it lacks them.
+  async function upload(file) {
+    error.textContent = "";
+    const res = await fetch(`/api/console/images?org_id=${cfg.org_id}&name=${encodeURIComponent(file.name)}`, {
+      method: "POST", credentials: "same-origin", body: file,
+      headers: { "Accept": "application/json", "Content-Type": file.type || "application/octet-stream",
+                 "X-CSRF-Token": window.openblynk.csrf() } });
+    const data = await res.json().catch(() => null);
+    if (!res.ok) {
+      error.textContent = (data && data.error && data.error.message) || (data && data.detail) || `${res.status} ${res.statusText}`;
+      return;
+    }
+    await loadImages();
+    const w = widgets.find((x) => x.id === selected);
+    if (w && w.type === "image_button") {
+      if (!w.off_image) w.off_image = data.id;
+      else if (!w.on_image) w.on_image = data.id;
+    }
+    render(selected);
+    window.openblynk.toast(`Image ${data.name} added to the library`);
+  }
+
+  async function removeImage(img) {
+    error.textContent = "";
+    try {
+      await window.openblynk.api("DELETE", `/api/console/images/${img.id}`);
+      await loadImages();
+      render(selected);
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  // The library, under an image button's settings: upload, see, delete.
+  function library() {
+    const file = h("input", { type: "file", accept: "image/png,image/jpeg,image/webp", id: "image-upload" });
+    file.addEventListener("change", () => { if (file.files.length) upload(file.files[0]); });
+    const list = h("ul", { class: "image-library", id: "image-library" }, images.map((img) => {
+      const del = editable ? h("button", { type: "button", class: "danger small", "aria-label": `Delete image ${img.name}` }, "Delete") : null;
+      if (del) del.addEventListener("click", () => removeImage(img));
+      return h("li", { "data-image": img.id }, h("img", { src: img.url, alt: "" }), h("span", {}, img.name), del);
+    }));
+    if (!images.length) list.append(h("li", { class: "muted small" }, "No images yet."));
+    return h("section", { class: "library", "aria-label": "Image library" }, h("h3", {}, "Image library"),
+      h("p", { class: "muted small" }, "PNG, JPEG or WebP; the app shows them on this template's image buttons."),
+      editable ? h("label", { for: "image-upload" }, "Upload image ", file) : null, list);
+  }
 
   function move(w, by) {
     const from = widgets.indexOf(w);
@@ -161,8 +229,10 @@
         field("Datastream", h("select", { name: "pin" }, options)),
         field("Title", input("title", { maxlength: 60 })),
         h("div", { class: "row" }, field("Width", choice("w", sizes(COLS))), field("Height", choice("h", sizes(4)))),
-        w.type === "button" ? field("Mode", choice("mode", [["push", "Push"], ["switch", "Switch"]])) : null,
-        ["switch", "button"].includes(w.type) ? [field("On value", input("on", { maxlength: 40 })), field("Off value", input("off", { maxlength: 40 }))] : null,
+        ["button", "image_button"].includes(w.type) ? field("Mode", choice("mode", [["push", "Push"], ["switch", "Switch"]])) : null,
+        w.type === "image_button" ? ["off_image", "on_image"].map((k) => field(k === "off_image" ? "Off image" : "On image",
+          choice(k, [["", "—"], ...images.map((i) => [i.id, i.name])]))) : null,
+        ["switch", "button", "image_button"].includes(w.type) ? [field("On value", input("on", { maxlength: 40 })), field("Off value", input("off", { maxlength: 40 }))] : null,
         ["slider", "step", "gauge"].includes(w.type) ? [field("Min", number("min")), field("Max", number("max"))] : null,
         ["slider", "step"].includes(w.type) ? field("Step", number("step", { min: 0 })) : null,
         cfg.options[w.type] ? field("Options (value=label, one a line)", h("textarea", { name: "options", rows: 4 })) : null,
@@ -174,6 +244,7 @@
           h("button", { type: "button", class: "small", "data-move": "-1", disabled: at === 0 }, "Move earlier"),
           h("button", { type: "button", class: "small", "data-move": "1", disabled: at === widgets.length - 1 }, "Move later"),
           h("button", { type: "button", class: "danger small", "data-remove": true }, "Remove widget")) : null)));
+    if (w.type === "image_button") inspector.append(library());
     const form = inspector.querySelector("form");
     const defaults = { color: "#2f7cf6", on: "1", off: "0", mode: "push", period: "1h", w: 2, h: 1 };
     for (const el of form.elements) {
@@ -184,7 +255,8 @@
     }
     form.addEventListener("input", (ev) => {
       const el = ev.target;
-      if (el.name === "pin") {
+      if (["on_image", "off_image"].includes(el.name)) { if (el.value === "") delete w[el.name]; else w[el.name] = Number(el.value); }
+      else if (el.name === "pin") {
         w.pin = Number(el.value);
         if (cfg.options[w.type]) w.options = defaultOptions(dsOf(w.pin), cfg.options[w.type][1]);  // the new datastream's
       } else if (["w", "h"].includes(el.name)) w[el.name] = Number(el.value);
@@ -225,4 +297,5 @@
   });
 
   render();
+  loadImages().then(() => render(selected), (err) => { error.textContent = err.message; });
 })();

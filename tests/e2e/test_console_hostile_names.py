@@ -36,6 +36,7 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect
 from tests.e2e.console_browser import browser, shot  # noqa: F401 (fixture)
 from tests.integration.ota.ota_support import image
 from tests.support.accounts import ROOT_ADMIN, Api
+from tests.support.images import png
 from tests.support.stack import StackConfig
 
 TIMEOUT_MS = 20_000  # a bound for waits, not a timing claim
@@ -127,6 +128,7 @@ def seeded(stack: StackConfig) -> Iterator[Seeded]:
         "opt0": hostile_short("opt0"),
         "opt1": hostile_short("opt1"),
         "format": hostile_short("format") + " /pin/",
+        "image": hostile("image") + ".png",
     }
     with Api(stack.base_url) as api:
         api.login(*ROOT_ADMIN)
@@ -374,6 +376,21 @@ def test_hostile_names_are_shown_as_text_and_run_nothing(
     expect(mobile.locator("select.menu option")).to_have_text(["—", n["opt0"], n["opt1"]])
     expect(mobile.locator("section.mw-labeled_value output")).to_have_text(n["format"].replace("/pin/", n["value"]))
     expect(mobile.locator(".terminal > div")).to_have_text([n["value"]])
+    # an image button: its pictures' names in the editor's image library, its title in the app
+    with Api(base) as api:
+        api.login(*ROOT_ADMIN)
+        headers = {"Content-Type": "image/png", "X-CSRF-Token": api.csrf}
+        image = _ok(api.post("/api/console/images", params={"name": n["image"]}, content=png(), headers=headers))
+        button = {"id": "m-img", "type": "image_button", "pin": 1, "title": n["mtitle"]}
+        button |= {"off_image": image["id"], "on_image": image["id"]}
+        _ok(api.put(f"/api/console/templates/{tid}/mobile-dashboard", json={"widgets": [button]}))
+    _visit(page, f"{base}/templates/{tid}?tab=mobile", "template-mobile-images")
+    phone.locator('.mwidget[data-id="m-img"]').click()
+    expect(page.locator("#image-library li span")).to_have_text([n["image"]])
+    expect(page.get_by_label("Off image").locator("option:checked")).to_have_text(n["image"])
+    expect(phone.locator(".mwidget-image")).to_have_attribute("alt", f"off: {n['image']}")
+    _visit(page, f"{base}/app#/devices/{did}", "app-image-button")
+    expect(page.locator("#mobile-dashboard").get_by_role("button", name=n["mtitle"])).to_be_visible()
     with Api(base) as api:  # without a mobile dashboard the app shows a card a datastream: checked below
         api.login(*ROOT_ADMIN)
         _ok(api.put(f"/api/console/templates/{tid}/mobile-dashboard", json={"widgets": []}))

@@ -3,7 +3,7 @@
 // so nothing the app shows as a value ever comes from this cache.
 "use strict";
 
-const CACHE = "openblynk-app-v2";
+const CACHE = "openblynk-app-v3";
 const SHELL = [
   "/app",
   "/app/manifest.webmanifest",

@@ -24,6 +24,21 @@
     const on = (pin, fn) => { if (!handlers.has(pin)) handlers.set(pin, []); handlers.get(pin).push(fn); };
     const disabled = !device.can_control;
 
+    // A button's writes: switch mode flips at each press, push mode writes on while pressed.
+    function pressable(b, w, high, low) {
+      if (w.mode === "switch") {
+        b.addEventListener("click", () => ctx.write(device.id, w.pin, b.getAttribute("aria-pressed") === "true" ? low : high));
+        return;
+      }
+      let down = false;
+      b.addEventListener("pointerdown", () => { down = true; ctx.write(device.id, w.pin, high); });
+      const release = () => { if (down) { down = false; ctx.write(device.id, w.pin, low); } };
+      b.addEventListener("pointerup", release);
+      b.addEventListener("pointerleave", release);
+      b.addEventListener("keydown", (ev) => { if ((ev.key === " " || ev.key === "Enter") && !down) { ev.preventDefault(); down = true; ctx.write(device.id, w.pin, high); } });
+      b.addEventListener("keyup", (ev) => { if (ev.key === " " || ev.key === "Enter") release(); });
+    }
+
     const kinds = {
       value(w, ds, body) {
         const out = h("output", { class: "value", "data-pin": w.pin }, show(latest.get(w.pin)));
@@ -54,19 +69,31 @@
         const low = w.off ?? "0";
         const b = h("button", { type: "button", class: "push", "aria-pressed": String(latest.get(w.pin) === high), disabled },
           w.title || ds.name);
-        if (w.mode === "switch") {
-          b.addEventListener("click", () => ctx.write(device.id, w.pin, b.getAttribute("aria-pressed") === "true" ? low : high));
-        } else {
-          let down = false;
-          b.addEventListener("pointerdown", () => { down = true; ctx.write(device.id, w.pin, high); });
-          const release = () => { if (down) { down = false; ctx.write(device.id, w.pin, low); } };
-          b.addEventListener("pointerup", release);
-          b.addEventListener("pointerleave", release);
-          b.addEventListener("keydown", (ev) => { if ((ev.key === " " || ev.key === "Enter") && !down) { ev.preventDefault(); down = true; ctx.write(device.id, w.pin, high); } });
-          b.addEventListener("keyup", (ev) => { if (ev.key === " " || ev.key === "Enter") release(); });
-        }
+        pressable(b, w, high, low);
         body.push(b);
         on(w.pin, (v) => b.setAttribute("aria-pressed", String(v === high)));
+      },
+      // Blynk's Image Button: a button showing the off or the on image of the template's image
+      // library (served from this origin), writing on/off as the button does (push or switch).
+      image_button(w, ds, body) {
+        const high = w.on ?? "1";
+        const low = w.off ?? "0";
+        const name = w.title || ds.name;
+        const img = h("img", { class: "image-button-img", alt: "", draggable: "false" });
+        // which picture the browser has decoded (for assistive checks and the tests)
+        img.addEventListener("load", () => { img.dataset.loaded = img.getAttribute("src"); });
+        img.addEventListener("error", () => { img.dataset.loaded = "error"; });
+        const b = h("button", { type: "button", class: "image-button", "aria-label": name, disabled }, img);
+        const draw = (v) => {
+          const lit = v === high;
+          b.setAttribute("aria-pressed", String(lit));
+          img.setAttribute("src", `/api/console/images/${lit ? w.on_image : w.off_image}/content`);
+          b.dataset.state = lit ? "on" : "off";
+        };
+        draw(latest.get(w.pin));
+        pressable(b, w, high, low);
+        body.push(b);
+        on(w.pin, draw);
       },
       slider(w, ds, body) {
         const lo = w.min ?? ds.min;
