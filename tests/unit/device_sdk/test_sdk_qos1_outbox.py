@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from device_sdk import Device, DeviceError, OutboxFullError
+from device_sdk._outbox import Outbox
 
 TOKEN = "AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 
@@ -53,3 +54,18 @@ def test_a_bad_qos_per_call_is_refused() -> None:
     device = Device(TOKEN)
     with pytest.raises(ValueError, match="qos must be 0 or 1"):
         device.write("T", 1, qos=2)
+
+
+def test_a_refused_value_leaves_the_outbox_without_counting_as_acknowledged() -> None:
+    outbox = Outbox(10, 0.0)
+    for n in range(3):
+        outbox.put("ds/T", str(n).encode())
+    first, second, third = outbox.unsubmitted()
+    outbox.submitted(first, 1)
+    outbox.submitted(second, 2)
+    assert outbox.acked(1) is first
+    assert outbox.acked(2, success=False) is second  # an MQTT 5 PUBACK with a failure reason
+    assert outbox.acked(2) is None  # already gone
+    assert (len(outbox), outbox.acknowledged) == (1, 1)
+    outbox.drop(third)  # never handed to paho (too large for the server)
+    assert (len(outbox), outbox.needs_submit) == (0, False)
