@@ -118,9 +118,14 @@ class Delivery:
         device_id: int,
         device: DeviceFirmware,
         current: DeviceStatus,
-    ) -> DeviceStatus:
+    ) -> bytes | None:
         """Offer the image (again): Request sent, or Download limit reached when the attempts
-        of the period are used up. Runs inside the caller's transaction."""
+        of the period are used up. Runs inside the caller's transaction, and returns the offer
+        the caller must :meth:`publish` once that transaction has committed (None: not offered).
+
+        Not before: a device downloads the moment the offer reaches it, and the download route
+        refuses a device whose status is not yet "Request sent" (committed) in its own
+        transaction; an offer published before the commit lost that race under load."""
         now = now_utc()
         row = await (
             await conn.execute(
@@ -132,7 +137,7 @@ class Delivery:
         if not limit.allows(recent, now):
             new = next_status(current, LimitReached()) or current
             await self._set(conn, shipment["id"], device_id, new, f"{limit.count} attempts already made")
-            return new
+            return None
         new = next_status(current, Offered()) or current
         await conn.execute(
             "INSERT INTO ota_device (shipment_id, device_id, status, origin_version, origin_build, attempts, "
@@ -151,9 +156,11 @@ class Delivery:
                 "now": now,
             },
         )
-        offer = self.offer_payload(shipment, device_id, now)
+        return self.offer_payload(shipment, device_id, now)
+
+    def publish(self, device_id: int, offer: bytes) -> None:
+        """Publish an offer :meth:`offer` made, after its transaction committed (retained)."""
         self.publisher.publish(downlink_topic(device_id, Downlink.OTA.topic()), offer, qos=1, retain=True)
-        return new
 
     def withdraw(self, device_id: int) -> None:
         """Clear the device's retained offer."""
@@ -253,20 +260,23 @@ class Delivery:
         is_origin = (reported.version == origin[0]) if origin[0] is not None else reported.build == origin[1]
         type_ok = not (image.fw_type and reported.fw_type and image.fw_type != reported.fw_type)
         status = DeviceStatus(shipment["status"])
+        offer: bytes | None = None
         async with self.pool.connection() as conn, conn.transaction():
             if status is DeviceStatus.UPLOAD_FAILURE:
                 if installed:  # it made it after all (e.g. after its timeout)
                     await self._set(conn, shipment["id"], device_id, DeviceStatus.SUCCESS, "")
                 elif shipment["state"] == "live" and type_ok:
-                    await self.offer(conn, shipment, device_id, reported, status)
-                return
-            await self.transition(
-                shipment,
-                device_id,
-                McuReport(installed, bool(type_ok), is_origin),
-                f"device reports {reported.version or reported.build or 'no version'}",
-                conn,
-            )
+                    offer = await self.offer(conn, shipment, device_id, reported, status)
+            else:
+                await self.transition(
+                    shipment,
+                    device_id,
+                    McuReport(installed, bool(type_ok), is_origin),
+                    f"device reports {reported.version or reported.build or 'no version'}",
+                    conn,
+                )
+        if offer is not None:
+            self.publish(device_id, offer)
 
     async def status(self, device_id: int, payload: bytes) -> str | None:
         """A device published ``ota/status``; an error text for ``downlink/diag``, or None."""

@@ -136,7 +136,9 @@ class Rollout:
             if window is not PreferredTime.ANY and not window.allows(now, await self.zone_of(device_id)):
                 continue
             async with self.pool.connection() as conn, conn.transaction():
-                await self.delivery.offer(conn, shipment, device_id, device, DeviceStatus.PENDING)
+                offer = await self.delivery.offer(conn, shipment, device_id, device, DeviceStatus.PENDING)
+            if offer is not None:
+                self.delivery.publish(device_id, offer)
             budget -= 1
 
     async def _mismatch(self, shipment_id: int, device_id: int, found: Verdict, device: DeviceFirmware) -> None:

@@ -183,3 +183,42 @@ def test_a_download_cut_at_half_resumes(admin: Api, stack: StackConfig, tmp_path
     finally:
         sdk.device.disconnect()
         proxy.close()
+
+
+@pytest.mark.timeout(120)
+def test_an_offer_reaches_the_device_only_once_its_status_is_committed(
+    admin: Api, stack: StackConfig, tmp_path: Path
+) -> None:
+    """The device downloads the moment the offer arrives, and the download route refuses a
+    device whose status is not "Request sent" yet; so the offer must be published after the
+    commit. A deferred trigger makes the commit of this device's offer take 1.5 s (as a loaded
+    server's might), which failed the update while the offer went out before the commit."""
+    info = provision(stack.database_url, thermostat_doc()).devices[0]
+    fw = upload(admin, image("5.0.0"))
+    sdk = sdk_device(stack, info.id, info.token, public_key(admin), str(tmp_path))
+    name = f"slow_offer_commit_{info.id}"
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$"
+        )
+        conn.execute(
+            f"CREATE CONSTRAINT TRIGGER {name} AFTER INSERT OR UPDATE ON ota_device DEFERRABLE INITIALLY DEFERRED "
+            f"FOR EACH ROW WHEN (NEW.device_id = {info.id} AND NEW.status = 'request_sent') EXECUTE FUNCTION {name}()"
+        )
+    try:
+        sdk.device.connect(timeout=30)
+        ship = create_shipment(
+            admin,
+            name=f"slow commit {info.id}",
+            firmware_id=fw["id"],
+            target={"kind": "devices", "device_ids": [info.id]},
+        )
+        done = wait_counts(admin, ship["id"], lambda s: s["state"] == "finished" or sdk.agent.last_error, 60)
+        assert sdk.agent.last_error is None  # before the fix: "download refused: HTTP 403"
+        assert done["counts"]["success"] == 1 and sdk.device.firmware_version == "5.0.0"
+    finally:
+        sdk.device.disconnect()
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP TRIGGER {name} ON ota_device")
+            conn.execute(f"DROP FUNCTION {name}()")
