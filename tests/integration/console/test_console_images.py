@@ -112,6 +112,14 @@ def test_an_image_is_uploaded_listed_served_and_deleted(acc: AccountsStack, peop
     assert r.status_code == 204, r.text
     assert admin.get(made["url"]).status_code == 404
     assert made["id"] not in [i["id"] for i in admin.get(IMAGES).json()]
+    with acc.db() as db:
+        logged = db.execute(
+            "SELECT action, target_id FROM audit_log WHERE org_id = %s AND target_type = 'image' ORDER BY id", (org,)
+        ).fetchall()
+    actions = [(action, str(target)) for action, target in logged]
+    assert [a for a, _ in actions] == ["image.upload"] * 3 + ["image.delete"]  # the identical file: not again
+    assert actions[0] == ("image.upload", str(made["id"]))
+    assert actions[-1] == ("image.delete", str(made["id"]))
 
 
 def test_what_is_not_a_png_jpeg_or_webp_image_of_the_size_limit_is_refused(acc: AccountsStack, people: People) -> None:
