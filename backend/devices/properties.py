@@ -8,6 +8,8 @@ change is stored and nothing is sent to the device.
 
 from __future__ import annotations
 
+import re
+
 from psycopg_pool import AsyncConnectionPool
 
 from backend.devices.live import LiveFeed
@@ -21,6 +23,9 @@ PROPERTY_NAMES = frozenset(
 )
 """Blynk's widget property names (reference §1.10)."""
 MAX_PROPERTY_BYTES = 1024
+COLOR_PROPERTIES = frozenset("color onColor offColor onBackColor offBackColor backColor".split())
+"""Properties Blynk documents as colours, ``#RRGGBB`` (reference §3: widget properties)."""
+_HEX_COLOR = re.compile(r"#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})")
 
 
 class UnknownPropertyError(ValidationError):
@@ -28,11 +33,15 @@ class UnknownPropertyError(ValidationError):
 
 
 def check_property(name: str, value: str) -> None:
-    """Raise ValidationError unless ``name`` is a known property and ``value`` fits."""
+    """Raise ValidationError unless ``name`` is a known property and ``value`` fits: a colour
+    property holds a hex colour (``#RGB``, ``#RRGGBB`` or ``#RRGGBBAA``) or nothing, so what
+    reaches a page's style is a colour (the pages check it again)."""
     if name not in PROPERTY_NAMES:
         raise UnknownPropertyError(f"unknown property {name[:40]!r}")
     if len(value.encode()) > MAX_PROPERTY_BYTES:
         raise ValidationError(f"property {name} is longer than {MAX_PROPERTY_BYTES} bytes")
+    if name in COLOR_PROPERTIES and value and not _HEX_COLOR.fullmatch(value):
+        raise ValidationError(f"property {name} must be a colour such as #D3435C, not {value[:40]!r}")
 
 
 class PropertyService:

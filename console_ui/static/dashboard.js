@@ -2,7 +2,8 @@
 // Controls write through /api/console/devices/<id>/values/<pin> (the HTTP API's write path);
 // on a datastream that waits for confirmation a control shows "waiting for device" until the
 // device sends the value back (or reverts after CONFIRM_MS). Widget properties the device sets
-// (label, color, isDisabled, isHidden, onLabel/offLabel, min/max/step...) apply at once.
+// (label, color, isDisabled, isHidden, onLabel/offLabel, onBackColor/offBackColor, min/max/step)
+// apply at once, read by widget_props.js as the app reads them (a colour only when it is one).
 "use strict";
 
 (function () {
@@ -17,6 +18,7 @@
   const values = {};      // pin -> {value, ts}
   const props = {};       // pin -> {name: value}
   const { api, h, svg } = window.openblynk;  // h and svg build elements: server data enters as text only
+  const P = window.openblynkProps;
 
   const num = (v) => (v === null || v === undefined || v === "" ? NaN : Number(v));
 
@@ -41,9 +43,8 @@
   const range = (w) => {
     const p = props[w.cfg.pin] || {};
     const ds = w.cfg.ds || {};
-    const pick = (a, b, c, d) => [a, b, c].map(num).find((x) => !Number.isNaN(x)) ?? d;
-    return { min: pick(p.min, w.cfg.min, ds.min, 0), max: pick(p.max, w.cfg.max, ds.max, 100),
-             step: pick(p.step, w.cfg.step, ds.type === "double" ? 0.1 : 1, 1) };
+    return { min: P.pick(p.min, w.cfg.min, ds.min, 0), max: P.pick(p.max, w.cfg.max, ds.max, 100),
+             step: P.pick(p.step, w.cfg.step, ds.type === "double" ? 0.1 : 1, 1) };
   };
 
   // -- writing, with confirmation ---------------------------------------------------------
@@ -102,13 +103,10 @@
     for (const w of widgets) {
       if (w.cfg.pin !== pin) continue;
       const p = props[pin] || {};
-      w.title.textContent = p.label || w.cfg.title || (w.cfg.ds ? w.cfg.ds.name : `V${pin}`);
-      w.el.style.setProperty("--accent", p.color || w.cfg.color || "");
-      w.el.hidden = p.isHidden === "true" || p.isHidden === "1";
-      w.el.classList.toggle("disabled", p.isDisabled === "true" || p.isDisabled === "1");
-      w.el.querySelectorAll("button, input").forEach((c) => {
-        c.disabled = !canControl || p.isDisabled === "true" || p.isDisabled === "1";
-      });
+      // a chart's range buttons are not controls of the device: they stay usable
+      const controls = w.cfg.type === "chart" ? [] : w.el.querySelectorAll("button, input, select");
+      P.applyCommon(w.el, w.title, w.cfg.title || (w.cfg.ds ? w.cfg.ds.name : `V${pin}`), p, controls, canControl);
+      if (!P.color(p.color) && P.color(w.cfg.color)) w.el.style.setProperty("--accent", w.cfg.color);
       if (w.refresh) w.refresh();
       w.update(values[pin] ? values[pin].value : null);
     }
@@ -126,8 +124,9 @@
         w.shown = v;
         const p = props[w.cfg.pin] || {};
         b.setAttribute("aria-checked", isOn(v) ? "true" : "false");
-        b.querySelector(".label").textContent = isOn(v) ? (p.onLabel || "ON") : (p.offLabel || "OFF");
-        b.style.background = isOn(v) ? (p.onBackColor || "") : (p.offBackColor || "");
+        b.querySelector(".label").textContent = isOn(v) ? (P.text(p.onLabel) ?? "ON") : (P.text(p.offLabel) ?? "OFF");
+        const back = P.color(isOn(v) ? p.onBackColor : p.offBackColor);
+        if (back) b.style.setProperty("background", back); else b.style.removeProperty("background");
       };
     },
     button(w) {
@@ -150,7 +149,7 @@
         w.shown = v;
         const p = props[w.cfg.pin] || {};
         const on = isOn(v);
-        b.textContent = on ? (p.onLabel || "ON") : (p.offLabel || (toggles ? "OFF" : "PUSH"));
+        b.textContent = on ? (P.text(p.onLabel) ?? "ON") : (P.text(p.offLabel) ?? (toggles ? "OFF" : "PUSH"));
         b.classList.toggle("on", on);
         if (toggles) b.setAttribute("aria-pressed", on ? "true" : "false");
       };
@@ -340,8 +339,9 @@
           s.classList.toggle("online", msg.online);
           s.classList.toggle("offline", !msg.online);
         });
-      } else if (msg.type === "hello" && root.dataset.loaded === "yes") {
-        load();  // reconnected: catch up on what was missed
+      } else if (msg.type === "hello") {
+        root.dataset.subscribed = "yes";  // the server watches the device for this page from now on
+        if (root.dataset.loaded === "yes") load();  // reconnected: catch up on what was missed
       }
     };
     socket.onclose = () => {

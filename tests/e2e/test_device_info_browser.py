@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -62,7 +63,10 @@ def sized(request: pytest.FixtureRequest, browser: Browser, seeded: Seeded) -> I
     context.close()
 
 
-def _request_info(page: Page, base_url: str, device: DeviceOut) -> Locator:
+def _request_info(page: Page, base_url: str, database_url: str, device: DeviceOut) -> Locator:
+    with psycopg.connect(database_url, autocommit=True) as db:  # online before the page is drawn
+        sql = "SELECT online FROM device WHERE id = %s"
+        wait_for(lambda: db.execute(sql, (device.id,)).fetchone() == (True,), message="the device online")
     page.goto(f"{base_url}/devices/{device.id}?tab=info")
     expect(page.locator(f'[data-presence="{device.id}"]').first).to_have_text("Online")
     menu = page.locator("#device-menu")
@@ -79,7 +83,7 @@ def test_a_device_sdk_device_answers_and_its_info_is_shown(sized: tuple[Page, st
         sql = "SELECT online, fw_version FROM device WHERE id = %s"
         wait_for(lambda: db.execute(sql, (seeded.sdk.id,)).fetchone() == (True, "1.0.0"), message="the connect's info")
         device.set_firmware(f"1.1.0-{size}", "Dec 06 2026 12:00:00")  # only an answer carries it
-        result = _request_info(page, seeded.acc.base_url, seeded.sdk)
+        result = _request_info(page, seeded.acc.base_url, seeded.acc.config.database_url, seeded.sdk)
         expect(page.locator("[data-info-firmware]")).to_have_text("1.0.0")
         expect(result).to_have_attribute("data-outcome", "ok", timeout=TIMEOUT_MS)
         expect(result).to_have_text(
@@ -96,7 +100,7 @@ def test_a_device_that_ignores_the_request_is_said_not_to_answer(
     page, size = sized
     errors = no_page_errors(page)
     device = paho_device(seeded.acc.config, seeded.paho)
-    result = _request_info(page, seeded.acc.base_url, seeded.paho)
+    result = _request_info(page, seeded.acc.base_url, seeded.acc.config.database_url, seeded.paho)
     expect(result).to_have_text(re.compile("^Waiting"))
     expect(result).to_have_attribute("data-outcome", "bad", timeout=TIMEOUT_MS)
     expect(result).to_have_text(re.compile(r"did not answer within 10 s: only devices on openblynk's device_sdk"))

@@ -181,7 +181,7 @@
     let chart = null;
     dashboard = null;
     if (device.dashboard.length) {  // the template's mobile dashboard
-      dashboard = window.openblynkWidgets.dashboard(device, latest, { h, write, chart: historyChart });
+      dashboard = window.openblynkWidgets.dashboard(device, latest, { h, write, chart: historyChart, props: values.properties });
       body = [dashboard.element];
     } else {  // none yet: a card a datastream and a chart
       const cards = h("div", { class: "cards", id: "datastreams" }, device.datastreams.map((ds) => card(device, ds, latest.get(ds.pin))));
@@ -196,6 +196,7 @@
       h("h2", { class: "section-title" }, "Timeline"), timeline);
     watch([device.id], (msg) => {
       if (msg.type === "presence") presence(msg);
+      else if (msg.type === "property") { if (dashboard) dashboard.property(msg.pin, msg.name, msg.value); }
       else if (msg.type === "value") { showValue(msg.pin, msg.value, msg.ts); if (chart) chart.add(msg.pin, msg.value, msg.ts); }
     });
     const entries = await api("GET", `/api/console/devices/${id}/timeline?limit=50`);

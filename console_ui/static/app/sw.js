@@ -9,6 +9,7 @@ const SHELL = [
   "/app/manifest.webmanifest",
   "/static/console/app/app.js",
   "/static/console/app/widgets.js",
+  "/static/console/widget_props.js",
   "/static/console/app/app.css",
   "/static/console/app/icon.svg",
   "/static/console/app/icon-192.png",

@@ -3,6 +3,8 @@
 // latest, ctx) and feeds each live value to the returned update(pin, value, ts). Controls write
 // through ctx.write (the console's checked device write, which sends the value down to the
 // device). Titles, labels and values come from users and devices: they enter as text only.
+// Widget properties the device sets (label, color, isHidden, isDisabled, min/max, onLabel/
+// offLabel) apply live, read by ../widget_props.js as the console's web dashboard reads them.
 "use strict";
 
 (function () {
@@ -23,6 +25,14 @@
     const handlers = new Map();  // pin -> [fn(value, ts)]
     const on = (pin, fn) => { if (!handlers.has(pin)) handlers.set(pin, []); handlers.get(pin).push(fn); };
     const disabled = !device.can_control;
+    const P = window.openblynkProps;
+    const props = new Map(Object.entries(ctx.props || {}).map(([pin, p]) => [Number(pin), { ...p }]));
+    const propsOf = (pin) => props.get(pin) || {};
+    const shown = new Map(latest);  // pin -> the value shown now (redrawn when a property changes)
+    const limits = (w, ds) => {
+      const p = propsOf(w.pin);
+      return { lo: P.pick(p.min, w.min, ds.min), hi: P.pick(p.max, w.max, ds.max) };
+    };
 
     // A button's writes: switch mode flips at each press, push mode writes on while pressed.
     function pressable(b, w, high, low) {
@@ -96,8 +106,7 @@
         on(w.pin, draw);
       },
       slider(w, ds, body) {
-        const lo = w.min ?? ds.min;
-        const hi = w.max ?? ds.max;
+        const { lo, hi } = limits(w, ds);
         const step = w.step ?? (ds.type === "integer" ? 1 : (hi - lo) / 100);
         const out = h("output", { class: "value small-value" }, show(latest.get(w.pin)));
         const s = h("input", { type: "range", min: lo, max: hi, step, value: latest.get(w.pin) ?? lo,
@@ -105,16 +114,20 @@
         s.addEventListener("input", () => { out.textContent = s.value; });
         s.addEventListener("change", () => ctx.write(device.id, w.pin, s.value));
         body.push(out, s);
-        on(w.pin, (v) => { out.textContent = show(v); if (v !== null && document.activeElement !== s) s.value = v; });
+        on(w.pin, (v) => {
+          const r = limits(w, ds);
+          s.min = r.lo; s.max = r.hi;
+          out.textContent = show(v);
+          if (v !== null && v !== undefined && document.activeElement !== s) s.value = v;
+        });
       },
       step(w, ds, body) {
-        const lo = w.min ?? ds.min;
-        const hi = w.max ?? ds.max;
         const step = w.step ?? 1;
         const name = w.title || ds.name;
         let current = parseFloat(latest.get(w.pin));
         const out = h("output", { class: "value", "data-step": w.pin }, show(latest.get(w.pin)));
         const send = (dir) => {
+          const { lo, hi } = limits(w, ds);
           const base = Number.isFinite(current) ? current : lo;
           const next = Math.min(hi, Math.max(lo, base + dir * step));
           const text = ds.type === "integer" ? String(Math.round(next)) : String(Number(next.toFixed(6)));
@@ -128,16 +141,15 @@
         on(w.pin, (v) => { current = parseFloat(v); out.textContent = show(v); });
       },
       gauge(w, ds, body) {
-        const lo = w.min ?? ds.min;
-        const hi = w.max ?? ds.max;
         const g = svgEl("svg", { viewBox: "0 0 100 60", class: "gauge", role: "img" });
         const arc = "M 10 55 A 40 40 0 0 1 90 55";
         const fill = svgEl("path", { d: arc, class: "gauge-fill", pathLength: 100, "stroke-dasharray": "100 100", "stroke-dashoffset": 100 });
         g.append(svgEl("path", { d: arc, class: "gauge-track" }), fill);
         const out = h("output", { class: "value gauge-value", "data-gauge": w.pin });
         const draw = (v) => {
+          const { lo, hi } = limits(w, ds);
           const x = parseFloat(v);
-          const part = Number.isFinite(x) ? Math.min(1, Math.max(0, (x - lo) / (hi - lo))) : 0;
+          const part = Number.isFinite(x) ? Math.min(1, Math.max(0, (x - lo) / (hi - lo || 1))) : 0;
           fill.setAttribute("stroke-dashoffset", String(100 - part * 100));
           out.textContent = show(v) + (ds.units && v !== undefined && v !== null ? ` ${ds.units}` : "");
           g.setAttribute("aria-label", `${w.title || ds.name}: ${show(v)} of ${lo} to ${hi}`);
@@ -232,9 +244,53 @@
       section.append(...body.flat().filter(Boolean));
       return section;
     }));
+    // Properties: what every widget shows alike (title, accent, hidden, disabled), then the
+    // on/off labels of a button or switch, then each widget drawn again (as the user's own
+    // write, so a chart or terminal adds nothing) for what depends on min/max.
+    const placed = [...grid.children].map((section, i) => {
+      const w = device.dashboard[i];
+      return { w, ds: byPin.get(w.pin), section, title: section.querySelector("h3") };
+    });
+    function stateLabels(pin) {
+      for (const { w, ds, section } of placed) {
+        if (w.pin !== pin || !ds || (w.type !== "button" && w.type !== "switch")) continue;
+        const p = propsOf(pin);
+        const label = P.text(shown.get(pin) === (w.on ?? "1") ? p.onLabel : p.offLabel);
+        if (w.type === "button") {
+          section.querySelector("button.push").textContent = label ?? (w.title || ds.name);
+        } else {
+          let state = section.querySelector(".switch-state");
+          if (!state && label !== null) {
+            state = h("span", { class: "switch-state" });
+            section.querySelector("button.switch").after(state);
+          }
+          if (state) state.textContent = label ?? "";
+        }
+      }
+    }
+    function applyProps(pin) {
+      for (const { w, ds, section, title } of placed) {
+        if (w.pin !== pin) continue;
+        const controls = w.type === "chart" || !ds ? [] : section.querySelectorAll("button, input, select");
+        P.applyCommon(section, title, w.title || (ds ? ds.name : `V${w.pin}`), propsOf(pin), controls, !disabled);
+        if (!P.color(propsOf(pin).color) && P.color(w.color)) section.style.setProperty("--accent", w.color);
+      }
+      stateLabels(pin);
+      (handlers.get(pin) || []).forEach((fn) => fn(shown.get(pin), undefined, true));
+    }
+    for (const pin of props.keys()) applyProps(pin);
     return {
       element: grid,
-      update(pin, value, ts, written) { (handlers.get(pin) || []).forEach((fn) => fn(value, ts, written)); },
+      update(pin, value, ts, written) {
+        shown.set(pin, value);
+        (handlers.get(pin) || []).forEach((fn) => fn(value, ts, written));
+        stateLabels(pin);
+      },
+      property(pin, name, value) {
+        if (!props.has(pin)) props.set(pin, {});
+        if (value === null) delete props.get(pin)[name]; else props.get(pin)[name] = value;
+        applyProps(pin);
+      },
     };
   }
 
