@@ -41,6 +41,13 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def readme_view(page: Page, name: str) -> None:
+    """With ``OPENBLYNK_README_SCREENSHOT=1``, the visible part of the page (not the full page:
+    the console's menu is wider than a 1280 px window) as the README's ``docs/<name>.png``."""
+    if os.environ.get("OPENBLYNK_README_SCREENSHOT") == "1":
+        page.screenshot(path=str(ROOT / "docs" / f"{name}.png"))
+
+
 def no_page_errors(page: Page) -> list[str]:
     """Collect uncaught script errors of a page (asserted empty at the end of a test). Failed
     requests are not among them: the tests make some on purpose (a wrong password answers 401)."""

@@ -2,7 +2,8 @@
 (390x844): a device on openblynk's device_sdk answers and the menu shows its firmware with the
 time the answer arrived, which the Info tab shows too; a paho device (as Blynk's own libraries)
 ignores the request and the menu says it did not answer. Screenshots go to
-``.pytest-artifacts/console/device-info-*.png``."""
+``.pytest-artifacts/console/device-info-*.png``; with ``OPENBLYNK_README_SCREENSHOT=1`` the
+phone's answered menu is also the README's ``docs/console-device-actions.png``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from backend.transfer.schemas import DeviceOut
 from device_sdk import Device
-from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
+from tests.e2e.console_browser import browser, no_page_errors, readme_view, shot  # noqa: F401 (fixture)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_stack
 from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
@@ -91,6 +92,8 @@ def test_a_device_sdk_device_answers_and_its_info_is_shown(sized: tuple[Page, st
         )
         expect(page.locator("[data-info-firmware]")).to_have_text(f"1.1.0-{size} (build Dec 06 2026 12:00:00)")
         shot(page, f"device-info-answered-{size}")
+        if size == "phone":
+            readme_view(page, "console-device-actions")
     assert errors == []
 
 

@@ -3,7 +3,8 @@ phone size (390x844): the actions log filtered as one types (htmx) with its CSV 
 client made with chosen permissions, its secret shown once, then revoked; a datastream's range
 downloaded from the device's Datastreams tab; a device's actions menu pinging a real (paho)
 device and showing the round trip, rebooting it, and deleting another device. Screenshots go to
-``.pytest-artifacts/console/settings-*.png``."""
+``.pytest-artifacts/console/settings-*.png``; with ``OPENBLYNK_README_SCREENSHOT=1`` the desktop
+actions log, new OAuth2 client and locations pages are also the README's ``docs/console-*.png``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from backend.transfer.schemas import DeviceOut
-from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
+from tests.e2e.console_browser import browser, no_page_errors, readme_view, shot  # noqa: F401 (fixture)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_stack
 from tests.support.paho import ConnectDevice
 
@@ -94,6 +95,8 @@ def test_actions_log_filters_as_one_types_and_exports_csv(sized: tuple[Page, str
     expect(page.locator("#audit-total")).to_have_text("2")
     expect(page.locator("#audit-export")).to_have_attribute("href", re.compile(r"action=role\.create"))
     shot(page, f"settings-audit-{size}")
+    if size == "desktop":
+        readme_view(page, "console-audit-log")
     with page.expect_download() as got:
         page.locator("#audit-export").click()
     path = got.value.path()
@@ -122,6 +125,8 @@ def test_an_oauth2_client_is_made_its_secret_shown_once_and_revoked(sized: tuple
     client_id = page.locator("[data-new-client-id]").inner_text()
     assert len(secret) >= 30 and client_id
     shot(page, f"settings-oauth2-secret-{size}")
+    if size == "desktop":
+        readme_view(page, "console-oauth2-clients")
     r = httpx.post(
         f"{seeded.acc.base_url}/oauth2/token",
         data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
@@ -245,6 +250,8 @@ def test_a_location_is_made_given_a_device_and_deleted(sized: tuple[Page, str], 
     shot(page, f"settings-locations-{size}")
     page.reload()
     expect(page.locator(f"#location-{location_id}").get_by_label("Cellar boiler")).to_be_checked()
+    if size == "desktop":
+        readme_view(page, "console-locations")
     page.once("dialog", lambda d: d.accept())
     page.locator(f'tr[data-location="{location_id}"]').get_by_role("button", name="Delete").click()
     expect(page.locator(f'tr[data-location="{location_id}"]')).to_have_count(0)

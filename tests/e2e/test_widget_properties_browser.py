@@ -6,7 +6,8 @@ reload. Hostile values: a label holding HTML is shown as its text; a colour that
 (``url(...)``, a second declaration) is refused by the server (the device gets a diagnostic) and,
 put straight into the database as an older server might have stored it, refused again by the
 page (nothing reaches a style). Screenshots ``widget-props-*.png`` under
-``.pytest-artifacts/console/``."""
+``.pytest-artifacts/console/``; with ``OPENBLYNK_README_SCREENSHOT=1`` the app's at phone size is
+also the README's ``docs/app-widget-properties.png``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from backend.transfer.schemas import DeviceOut
-from tests.e2e.console_browser import browser, no_page_errors, shot  # noqa: F401 (fixture)
+from tests.e2e.console_browser import browser, no_page_errors, readme_view, shot  # noqa: F401 (fixture)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, Api, start_accounts_stack
 from tests.support.paho import ConnectDevice, PahoDevice
 
@@ -195,6 +196,8 @@ def test_the_app_dashboard_applies_properties_live(
     expect(button.locator("button.push")).to_have_text("RUNNING")
     expect(switch.locator(".switch-state")).to_have_text("RUNNING")
     shot(page, f"widget-props-app-{size}")
+    if size == "phone":
+        readme_view(page, "app-widget-properties")
 
     _set(device, "Level", "isHidden", "true")
     expect(slider).to_be_hidden()
