@@ -35,7 +35,7 @@ from broker._limits import AuthThrottle, PublishRate, RateVerdict
 from broker._namespace import NamespaceBroker
 from broker._outbox import Outbox
 from broker._proxy import NonceCache, ProxyRefused, read_proxy_header, verify_proxy_header
-from broker._routing import device_key
+from broker._routing import device_key, publishing
 from broker._session import BrokerSession, Connection, KeyedLocks
 from broker._transport import Meter, MeteredWriter, StreamReader
 from broker._v5 import link_of
@@ -428,4 +428,5 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             if message.packet_id in connection.drop_ids:
                 connection.drop_ids.discard(message.packet_id)
                 return True
-        return await super()._handle_message_delivery(client_session, handler, wait_deliver)
+        with publishing(message.qos if message is not None else None):  # its copies go at most at its QoS
+            return await super()._handle_message_delivery(client_session, handler, wait_deliver)

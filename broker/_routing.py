@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from amqtt.broker import RetainedApplicationMessage
@@ -33,12 +36,29 @@ from broker.topics import (
 )
 from broker.trie import RetainedTree, SubscriptionIndex
 
-__all__ = ["RoutingBroker", "device_key"]
+__all__ = ["RoutingBroker", "device_key", "publishing"]
 
 logger = logging.getLogger(__name__)
 
 SUBACK_FAILURE = 0x80
 _Tasks = deque[asyncio.Task[OutgoingApplicationMessage]]
+
+_PUBLISHED_QOS: ContextVar[int] = ContextVar("published_qos", default=QOS_2)
+"""The QoS of the client PUBLISH being routed now (:func:`publishing`)."""
+
+
+@contextmanager
+def publishing(qos: int | None) -> Iterator[None]:
+    """Route a client's PUBLISH of ``qos``: its broadcasts are delivered at no more than that
+    QoS ([MQTT-3.8.4-6]: the lower of the publish's and the subscription's QoS). Wraps the
+    whole handling of one PUBLISH (``CoreBroker._handle_message_delivery``), which its
+    namespace and gateway forms broadcast from too; a context variable, so the connections
+    routing at once (each in its own task) never see each other's."""
+    token = _PUBLISHED_QOS.set(QOS_0 if qos is None else qos)
+    try:
+        yield
+    finally:
+        _PUBLISHED_QOS.reset(token)
 
 
 def device_key(device_id: int) -> str:
@@ -101,10 +121,13 @@ class RoutingBroker(DeliveryBroker):
         data: bytes | bytearray | None,
         force_qos: int | None = None,
     ) -> None:
-        """Override: a publisher's message takes its withheld PUBACK along (``broker._acks``)."""
+        """Override: a publisher's message takes its withheld PUBACK along (``broker._acks``)
+        and its QoS, the most its copies are delivered at (:func:`publishing`)."""
         broadcast: dict[str, Any] = {"session": session, "topic": topic, "data": data}
         if force_qos is not None:
             broadcast["qos"] = force_qos
+        elif session is not None:
+            broadcast["cap"] = _PUBLISHED_QOS.get()
         connection = session.connection if isinstance(session, BrokerSession) else None
         if connection is not None and connection.handler.current is not None:
             broadcast["receipt"], connection.handler.current = connection.handler.current, None
@@ -136,14 +159,15 @@ class RoutingBroker(DeliveryBroker):
     async def _run_broadcast(self, running_tasks: _Tasks) -> None:
         """Override (stock defect 4): match via the index instead of testing every filter.
 
-        Keeps amqtt's QoS rule: a forced QoS (internal messages) wins, otherwise the
-        subscription's QoS. Adds Blynk's always-delivered downlinks (QoS 0; ``downlink/ping``
+        A forced QoS (internal messages, wills) wins, as in amqtt; otherwise a copy goes at the
+        lower of the subscription's QoS and the publish's ([MQTT-3.8.4-6]; amqtt used the
+        subscription's, so a QoS 0 publish reached a QoS 1 subscriber at QoS 1). Adds Blynk's always-delivered downlinks (QoS 0; ``downlink/ping``
         at QoS 1 and timed), each at most once per device. ``running_tasks`` (amqtt's
         broker-wide deque) stays unused: deliveries live in each connection's outbox.
         """
         broadcast = await self._broadcast_queue.get()
-        topic, forced = broadcast["topic"], broadcast.get("qos")
-        qos_of = {s: forced if forced is not None else q for s, q in self.index.match(topic).items()}
+        topic, forced, cap = broadcast["topic"], broadcast.get("qos"), broadcast.get("cap", QOS_2)
+        qos_of = {s: forced if forced is not None else min(q, cap) for s, q in self.index.match(topic).items()}
         device_id = always_delivered_device(topic)
         if device_id is not None:
             device = self.device_session(device_id)
@@ -158,7 +182,7 @@ class RoutingBroker(DeliveryBroker):
             await self._deliver(session, broadcast, qos, receipt)
         for group in self.shared.match(topic):
             message = Pending(topic, broadcast["data"], -1 if forced is None else forced, group, receipt)
-            self._deliver_shared(group, message, fresh=True)
+            self._deliver_shared(group, message, fresh=True, cap=cap)
         if receipt is not None and not receipt.seal():
             self._sinkless(Pending(topic, broadcast["data"], QOS_1, None, receipt))
 
@@ -216,9 +240,9 @@ class RoutingBroker(DeliveryBroker):
 
     # ---- shared subscriptions (see broker._shared) ------------------------------------------
 
-    def _deliver_shared(self, group: SharedGroup, message: Pending, fresh: bool = False) -> bool:
-        """Give one message to one member of ``group`` (``message.qos`` -1: the member's QoS),
-        or keep it in the group's queue; False if it was dropped.
+    def _deliver_shared(self, group: SharedGroup, message: Pending, fresh: bool = False, cap: int = QOS_2) -> bool:
+        """Give one message to one member of ``group`` (``message.qos`` -1: the member's QoS,
+        at most ``cap``, the publish's), or keep it in the group's queue; False if it was dropped.
 
         ``message.receipt`` (``broker._acks``) goes with a copy a durable member or a persistent
         group's queue holds; ``fresh``: the message is being routed now (else it moves from
@@ -226,7 +250,7 @@ class RoutingBroker(DeliveryBroker):
         picked = group.pick(message.topic)
         receipt = message.receipt
         if picked is None:
-            qos = message.qos if message.qos >= 0 else max(group.members.values(), default=QOS_0)
+            qos = message.qos if message.qos >= 0 else min(max(group.members.values(), default=QOS_0), cap)
             durable = qos != QOS_0 and group.persistent
             receipt = self._hold(receipt, durable, fresh)
             if qos == QOS_0:
@@ -235,7 +259,7 @@ class RoutingBroker(DeliveryBroker):
         session, qos = picked
         connection = session.connection
         assert connection is not None
-        qos = message.qos if message.qos >= 0 else qos
+        qos = message.qos if message.qos >= 0 else min(qos, cap)
         receipt = self._hold(receipt, qos != QOS_0 and session.durable, fresh)
         return self.send_to(connection, message.topic, message.data, qos, retain=False, origin=group, receipt=receipt)
 
@@ -396,6 +420,7 @@ class RoutingBroker(DeliveryBroker):
         """Give a waiting uplink to a durable session that just subscribed to it."""
         assert message.receipt is not None
         message.receipt.taken()
+        qos = min(qos, message.qos)
         self.send_to(connection, message.topic, message.data, qos, retain=False, receipt=message.receipt)
 
     def inside_filter(self, session: BrokerSession, raw_filter: str) -> str:
