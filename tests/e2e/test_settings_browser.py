@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from backend.transfer.schemas import DeviceOut
 from tests.e2e.console_browser import browser, no_page_errors, readme_view, shot  # noqa: F401 (fixture)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_stack
+from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
 
 TIMEOUT_MS = 20_000  # a bound for waits, not a timing claim
@@ -200,6 +202,9 @@ def test_the_actions_menu_pings_reboots_and_deletes(
         name="Cellar boiler", id=seeded.device, token=seeded.token, template="", template_id="", created=True
     )
     device = paho_device(seeded.acc.config, info)  # paho acknowledges downlink/ping (QoS 1)
+    with psycopg.connect(seeded.acc.config.database_url, autocommit=True) as db:  # online before the page is drawn
+        sql = "SELECT online FROM device WHERE id = %s"
+        wait_for(lambda: db.execute(sql, (seeded.device,)).fetchone() == (True,), message="the device online")
     page.goto(f"{seeded.acc.base_url}/devices/{seeded.device}")
     expect(page.locator(f'[data-presence="{seeded.device}"]')).to_have_text("Online")
     menu = page.locator("#device-menu")
