@@ -321,6 +321,8 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         session.will_flag = request.will_topic is not None
         session.will_topic, session.will_message = request.will_topic, request.will_message
         session.will_qos, session.will_retain = request.will_qos, request.will_retain
+        if request.v5 is not None and request.will_topic is not None:
+            session.will_message = request.v5.will_payload()  # with its properties (broker._v5)
         if session.mount is not None and request.will_topic is not None:
             session.will_retain = False
             if is_uplink_topic(request.will_topic):
@@ -424,6 +426,9 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         """Override: discard a QoS 2 message the rate limit dropped once its handshake is done."""
         connection = getattr(client_session, "connection", None)
         message = wait_deliver.result()
+        link = link_of(connection.writer) if isinstance(connection, Connection) else None
+        if link is not None and message is not None:
+            link.carry(message)  # MQTT 5: its PUBLISH's properties go along with its payload
         if isinstance(connection, Connection) and message is not None and message.qos == QOS_2:
             if message.packet_id in connection.drop_ids:
                 connection.drop_ids.discard(message.packet_id)

@@ -28,6 +28,7 @@ from amqtt.session import OutgoingApplicationMessage, Session
 
 from broker._acks import Receipt
 from broker._session import BrokerSession, Connection, Pending
+from broker._v5 import expired, link_of
 from broker.errors import InvalidTopicError
 from broker.presence import PING_TIMEOUT, OfflineReason, ping_payload, ping_topic, vitals_payload, vitals_topic
 
@@ -64,6 +65,8 @@ class DeliveryBroker(Broker):
         in the session's backlog (bounded by ``backlog_limit``) instead. ``receipt``: the
         publisher's withheld PUBACK this copy holds (a durable session only, ``broker._acks``).
         """
+        if expired(data):  # MQTT 5's message expiry: not started towards this receiver in time
+            return False
         session = connection.session
         persistent = qos != QOS_0 and not session.clean_session
         if persistent and (session.backlog or connection.closed or len(connection.outbox) >= connection.outbox.limit):
@@ -75,6 +78,9 @@ class DeliveryBroker(Broker):
         handler = connection.handler
         if qos == QOS_0:
             task = connection.outbox.push(qos, lambda: handler.mqtt_publish(topic, data, qos, retain=retain))
+            link = link_of(connection.writer) if task is not None else None
+            if link is not None:
+                link.sending(data)  # an MQTT 5 receiver gets what the payload carries (broker._v5)
         elif len(connection.outbox) >= connection.outbox.limit:
             connection.outbox.overflowed = True
             task = None
@@ -165,6 +171,8 @@ class DeliveryBroker(Broker):
             and len(outbox) < outbox.limit
         ):
             pending = session.backlog.popleft()
+            if expired(pending.data):
+                continue
             message = self._register(
                 connection, pending.topic, pending.data, pending.qos, False, pending.origin, pending.receipt
             )

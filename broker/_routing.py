@@ -23,6 +23,7 @@ from broker._acks import Receipt
 from broker._delivery import DeliveryBroker
 from broker._session import BrokerSession, Connection, Pending
 from broker._shared import SharedGroup, SharedSubscriptions, split_shared
+from broker._v5 import expired
 from broker.errors import InvalidTopicError
 from broker.presence import OfflineReason
 from broker.topics import (
@@ -363,20 +364,21 @@ class RoutingBroker(DeliveryBroker):
         await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
         if capped:
             await self._report_capped(client_session, capped)
-        for topic_filter, qos in granted:
+        for _raw, topic_filter, qos, _new in granted:
             self.send_retained(client_session, topic_filter, qos)
 
     def _grant(
         self, session: BrokerSession, requested: list[tuple[str, int]]
-    ) -> tuple[list[int], list[tuple[TopicFilter, int]], int]:
-        """SUBACK codes, the filters granted, and how many new filters the cap refused.
+    ) -> tuple[list[int], list[tuple[str, TopicFilter, int, bool]], int]:
+        """SUBACK codes, the filters granted (as written, as held, QoS, whether new), and how
+        many new filters the cap refused.
 
         A filter the session already holds only changes its QoS; a new one beyond
         ``session.subscription_limit`` gets 0x80 before it is even parsed, so a SUBSCRIBE
         with thousands of filters costs a dictionary lookup for each one past the cap.
         """
         codes: list[int] = []
-        granted: list[tuple[TopicFilter, int]] = []
+        granted: list[tuple[str, TopicFilter, int, bool]] = []
         held, capped = self.index.count(session) + self.shared.count(session), 0
         joined = False
         for raw_filter, qos in requested:
@@ -411,7 +413,7 @@ class RoutingBroker(DeliveryBroker):
                 )
             held += new
             codes.append(qos)
-            granted.append((topic_filter, qos))
+            granted.append((raw_filter, topic_filter, qos, new))
         if joined:
             self._flush_shared(session)
         return codes, granted, capped
@@ -478,6 +480,8 @@ class RoutingBroker(DeliveryBroker):
         if connection is None:
             return
         for topic, message in self.retained.match(topic_filter):
+            if expired(message.data):  # MQTT 5's message expiry: a retained message ends with it
+                continue
             if session.mount is not None and session.mount.unmount(topic) is None:
                 continue
             if session.gateway is not None and session.gateway.outward(topic) is None:

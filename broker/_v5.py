@@ -24,20 +24,32 @@ What 3.1.1's sessions cannot carry is said, not faked: a device's (and a gateway
 always clean, so CONNACK answers ``session_expiry_interval`` 0 to a client that asked for
 more; for other logins clean start decides whether a stored session is resumed and an expiry
 above 0 keeps the session after the connection (while the broker runs: the interval is not
-counted down), see :meth:`V5Link.adopt`. PUBLISH properties (user properties, content type, response topic,
-correlation data, message expiry) and subscription options are not carried to subscribers;
-CONNACK says so with ``subscription_identifier_available`` 0.
+counted down), see :meth:`V5Link.adopt`. Subscription options are not carried; CONNACK says
+so with ``subscription_identifier_available`` 0.
+
+A PUBLISH's properties for its receivers (user properties, payload format indicator, content
+type, response topic, correlation data, message expiry) travel with its payload: the inbound
+translation keeps them on the link, keyed by packet id (QoS 1/2) or in arrival order (QoS 0),
+and :meth:`V5Link.carry` (called as the broker starts handling the message) swaps the message's
+payload for a :class:`Carried`, a ``bytes`` that also holds them. Everything the broker keeps
+(broadcasts, backlogs, in-flight records, retained messages, wills) keeps that object, so an
+MQTT 5 receiver's outbound translation finds them again (:meth:`V5Link.sending` for QoS 0, the
+session's in-flight record for QoS 1/2); MQTT 3.1.1 receivers get the same bytes as before.
+The message expiry is a deadline: a copy that has not started on its way to a receiver by then
+is dropped (:func:`expired`), and one that goes gets the interval that is left.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from broker import mqtt5
 from broker._framing import FrameFailure
@@ -46,7 +58,7 @@ from broker.mqtt5 import MalformedPacket, Reason
 from broker.presence import OfflineReason
 from broker.topics import is_uplink_topic
 
-__all__ = ["TOPIC_ALIAS_MAXIMUM", "V5Link", "connect_reason", "link_of"]
+__all__ = ["TOPIC_ALIAS_MAXIMUM", "Carried", "V5Link", "carried", "connect_reason", "expired", "link_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +93,63 @@ _FAILURE_REASONS = {
 }
 
 
+FORWARDED = (
+    "payload_format_indicator",
+    "content_type",
+    "response_topic",
+    "correlation_data",
+    "user_property",
+)
+"""PUBLISH (and will) properties passed on to receivers as they came (§3.3.2.3; the message
+expiry interval is passed on counted down; topic aliases and subscription identifiers belong to
+one connection)."""
+
+
+class Carried(bytes):
+    """A payload with the MQTT 5 properties its PUBLISH (or will) gave its receivers."""
+
+    properties: mqtt5.Properties
+    """The :data:`FORWARDED` properties, in the order they came."""
+    expires: float | None
+    """``time.monotonic()`` past which the message is not delivered (message expiry), or None."""
+
+
+def carried(payload: bytes | bytearray, properties: Mapping[str, Any]) -> bytes | bytearray:
+    """``payload``, as a :class:`Carried` if ``properties`` hold any to pass on."""
+    forwarded = {name: properties[name] for name in FORWARDED if name in properties}
+    expiry = properties.get("message_expiry_interval")
+    if not forwarded and expiry is None:
+        return payload
+    data = Carried(payload)
+    data.properties = forwarded
+    data.expires = None if expiry is None else time.monotonic() + expiry
+    return data
+
+
+def expired(data: bytes | bytearray) -> bool:
+    """Whether a message's expiry interval has passed (it must not start towards a receiver)."""
+    return isinstance(data, Carried) and data.expires is not None and data.expires <= time.monotonic()
+
+
+def _outgoing_properties(data: object) -> mqtt5.Properties:
+    """The properties an MQTT 5 receiver gets with ``data`` (the expiry interval still left)."""
+    if not isinstance(data, Carried):
+        return {}
+    if data.expires is None:
+        return data.properties
+    left = max(1, math.ceil(data.expires - time.monotonic()))
+    return {**data.properties, "message_expiry_interval": left}
+
+
+class _Message(Protocol):
+    """amqtt's ``IncomingApplicationMessage``, as :meth:`V5Link.carry` uses it."""
+
+    topic: str
+    qos: int | None
+    packet_id: int | None
+    data: bytes | bytearray
+
+
 class _Reader(Protocol):
     max_packet_size: int
     translate: Callable[[bytes], bytes | None] | None
@@ -89,6 +158,9 @@ class _Reader(Protocol):
 
 class _Session(Protocol):
     clean_session: bool | None  # amqtt's Session types it so
+
+    @property
+    def inflight_out(self) -> Mapping[int, Any]: ...  # packet id -> amqtt's OutgoingApplicationMessage
 
 
 class _Connection(Protocol):
@@ -161,6 +233,12 @@ class V5Link:
     held: deque[bytes] = field(default_factory=deque)
     """QoS 1/2 PUBLISHes (3.1.1 form) waiting for room under the client's receive maximum."""
     releasing: bool = False
+    arriving: dict[int, mqtt5.Properties] = field(default_factory=dict)
+    """Packet id of a QoS 1/2 PUBLISH read and not yet handled by the broker -> its properties."""
+    arriving_0: deque[tuple[str, bytes, mqtt5.Properties]] = field(default_factory=deque)
+    """QoS 0 PUBLISHes read and not yet handled by the broker, in order: topic, payload, properties."""
+    leaving_0: deque[bytes | bytearray] = field(default_factory=deque)
+    """Payloads of the QoS 0 PUBLISHes the broker is sending, in order (:meth:`sending`)."""
 
     @classmethod
     def start(cls, connect: mqtt5.Connect) -> V5Link:
@@ -278,6 +356,14 @@ class V5Link:
         if packet.qos and self.device and not is_uplink_topic(topic):
             assert packet.packet_id is not None
             self.refused[packet.packet_id] = Reason.NOT_AUTHORIZED
+        if packet.qos:
+            assert packet.packet_id is not None
+            if packet.properties:
+                self.arriving[packet.packet_id] = packet.properties
+            else:
+                self.arriving.pop(packet.packet_id, None)
+        else:
+            self.arriving_0.append((topic, packet.payload, packet.properties))
         encoded = topic.encode()
         body = len(encoded).to_bytes(2, "big") + encoded
         if packet.qos:
@@ -306,6 +392,31 @@ class V5Link:
             finally:
                 self.releasing = False
 
+    def carry(self, message: _Message) -> None:
+        """The broker starts handling ``message``, read from this client: its payload becomes a
+        :class:`Carried` if its PUBLISH had properties to pass on."""
+        properties: mqtt5.Properties | None = None
+        if message.qos:
+            if message.packet_id is not None:
+                properties = self.arriving.pop(message.packet_id, None)
+        else:  # in order; one the broker dropped unhandled (rate limit) is passed over
+            while self.arriving_0:
+                topic, payload, found = self.arriving_0.popleft()
+                if topic == message.topic and payload == message.data:
+                    properties = found
+                    break
+        if properties:
+            message.data = carried(message.data, properties)
+
+    def will_payload(self) -> bytes | bytearray:
+        """The will's payload, carrying its properties (will delay is not passed on)."""
+        return carried(self.connect.will_payload, self.connect.will_properties)
+
+    def sending(self, data: bytes | bytearray) -> None:
+        """The broker queued a QoS 0 PUBLISH of ``data`` to this client: its outbound form
+        will carry ``data``'s properties (QoS 0 PUBLISHes leave in the order they are queued)."""
+        self.leaving_0.append(data)
+
     def refuse(self, packet_id: int, reason: Reason) -> None:
         """The PUBACK of ``packet_id`` carries ``reason`` (the broker dropped that publish)."""
         self.refused[packet_id] = reason
@@ -320,16 +431,38 @@ class V5Link:
             length, body_at = _varint(data, index + 1)
             end = body_at + length
             first = data[index]
-            if first >> 4 == mqtt5.PUBLISH and end - index + 2 > self.client_max_packet_size:
-                # [MQTT-3.1.2-24]: never above what the client accepts (one more byte of
-                # property length, and perhaps of remaining length, in its v5 form)
-                logger.info("not sending %d bytes to %s: above its maximum packet size", end - index, self.client_id)
-            elif first >> 4 == mqtt5.PUBLISH and first & 0x06 and not self._room(data[body_at:end]):
+            if first >> 4 != mqtt5.PUBLISH:
+                out += self._packet_out(first, data[body_at:end])
+                index = end
+                continue
+            packet = self._publish_out(first, data[body_at:end])
+            if len(packet) > self.client_max_packet_size:  # [MQTT-3.1.2-24]: never above what it accepts
+                logger.info("not sending %d bytes to %s: above its maximum packet size", len(packet), self.client_id)
+            elif first & 0x06 and not self._room(data[body_at:end]):
                 self.held.append(data[index:end])  # over the client's receive maximum: later
             else:
-                out += self._packet_out(first, data[body_at:end])
+                out += packet
             index = end
         return bytes(out)
+
+    def _publish_out(self, first: int, body: bytes) -> bytes:
+        """The v5 PUBLISH of a 3.1.1 one, with the properties its payload carries."""
+        topic_end = 2 + int.from_bytes(body[:2], "big")
+        payload_at = topic_end + (2 if first & 0x06 else 0)
+        payload = body[payload_at:]
+        source: object = None
+        if first & 0x06:
+            session = self.connection.session if self.connection is not None else None
+            message = session.inflight_out.get(int.from_bytes(body[topic_end:payload_at], "big")) if session else None
+            source = getattr(message, "data", None)
+        else:
+            while self.leaving_0:
+                queued = self.leaving_0.popleft()
+                if queued == payload:
+                    source = queued
+                    break
+        properties = mqtt5.encode_properties(_outgoing_properties(source))
+        return _frame(first, body[:payload_at] + properties + payload)
 
     def _room(self, body: bytes) -> bool:
         """Whether a QoS 1/2 PUBLISH (``body``) may go now; if so it counts as in flight."""
@@ -344,9 +477,6 @@ class V5Link:
 
     def _packet_out(self, first: int, body: bytes) -> bytes:
         kind = first >> 4
-        if kind == mqtt5.PUBLISH:
-            topic_end = 2 + int.from_bytes(body[:2], "big") + (2 if first & 0x06 else 0)
-            return _frame(first, body[:topic_end] + b"\x00" + body[topic_end:])
         if kind == mqtt5.PUBACK and len(body) == 2:
             reason = self.refused.pop(int.from_bytes(body, "big"), 0)
             return _frame(first, body + bytes([reason])) if reason else _frame(first, body)

@@ -7,7 +7,7 @@ import pytest
 
 from broker import mqtt5
 from broker._framing import FrameFailure
-from broker._v5 import TOPIC_ALIAS_MAXIMUM, V5Link
+from broker._v5 import TOPIC_ALIAS_MAXIMUM, Carried, V5Link, carried, expired
 from broker.identity import DeviceIdentity, ServiceIdentity
 from broker.mqtt5 import MalformedPacket, Reason
 from broker.presence import OfflineReason
@@ -183,3 +183,45 @@ def test_a_device_session_is_never_kept() -> None:
     connection = Ending()
     link.adopt(connection)  # type: ignore[arg-type]
     assert connection.session.clean_session is True
+
+
+class Message:
+    """amqtt's IncomingApplicationMessage, as V5Link.carry sees it."""
+
+    def __init__(self, topic: str, data: bytes, qos: int = 0, packet_id: int | None = None) -> None:
+        self.topic, self.data, self.qos, self.packet_id = topic, data, qos, packet_id
+
+
+PROPERTIES = {"user_property": [("a", "1")], "content_type": "text/plain", "correlation_data": b"\x00"}
+
+
+def test_a_publishs_properties_go_with_its_payload_into_the_broker() -> None:
+    link, _ = device_link()
+    link.inbound(mqtt5.encode(mqtt5.Publish("ds/A", b"dropped", 0, properties=PROPERTIES)))
+    link.inbound(mqtt5.encode(mqtt5.Publish("ds/B", b"2", 0, properties={**PROPERTIES, "topic_alias": 1})))
+    link.inbound(mqtt5.encode(mqtt5.Publish("ds/C", b"3", 1, packet_id=4, properties=PROPERTIES)))
+    link.inbound(mqtt5.encode(mqtt5.Publish("ds/D", b"4", 0)))
+    handled = [Message("ds/C", b"3", 1, 4), Message("ds/B", b"2"), Message("ds/D", b"4")]  # ds/A: rate-limited
+    for message in handled:
+        link.carry(message)
+    assert [getattr(m.data, "properties", None) for m in handled] == [PROPERTIES, PROPERTIES, None]
+    assert [bytes(m.data) for m in handled] == [b"3", b"2", b"4"]
+
+
+def test_a_carried_payload_gets_its_properties_out_to_a_v5_receiver_counted_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("broker._v5.time.monotonic", lambda: now[0])
+    data = carried(b"ab", {**PROPERTIES, "message_expiry_interval": 10, "topic_alias": 3})
+    assert isinstance(data, Carried) and data.properties == PROPERTIES
+    link, _ = device_link()
+    link.sending(b"other")  # queued, then not written (its task failed): passed over
+    link.sending(data)
+    now[0] += 2.5
+    out = link.outbound(b"\x30\x06\x00\x02ds" + b"ab")
+    assert mqtt5.decode(out) == mqtt5.Publish("ds", b"ab", properties={**PROPERTIES, "message_expiry_interval": 8})
+    assert not expired(data)
+    now[0] += 8
+    assert expired(data)
+    assert link.outbound(b"\x30\x06\x00\x02ds" + b"ab") == b"\x30\x07\x00\x02ds\x00ab"  # nothing queued: none
