@@ -26,7 +26,7 @@ from backend.device_api.services import DeviceApiService
 from backend.devices.data import history_row
 from backend.devices.latest import LatestValues
 from backend.errors import BlynkApiError, BlynkLimitError, ValidationError
-from backend.history.writer import Row, write_rows
+from backend.history.writer import NewestValues, Row, write_rows
 from backend.templates.values import MULTI_SEPARATOR, DatastreamSpec, DatastreamType, Value, parse_value
 
 MAX_BATCH_POINTS = 10_000
@@ -85,9 +85,10 @@ class BatchImportService:
     async def save(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
         """Store checked points (all or none) and move the latest value if the newest is newer."""
         if points:
-            await self._store(device_id, spec, points)
             newest = max(points, key=lambda p: p.ts)
-            self.latest.put_many({(device_id, spec.pin): (newest.value.text, newest.ts)})
+            latest = {(device_id, spec.pin): (newest.value.text, newest.ts)}
+            await self._store(device_id, spec, points, latest)
+            self.latest.remember_many(latest)
 
     def check(self, spec: DatastreamSpec, body: bytes, now: datetime) -> list[Point]:
         """Parse the body and check every point against the datastream."""
@@ -122,8 +123,8 @@ class BatchImportService:
             raise BlynkApiError(e.WRONG_TYPE) from None
         return Point(ts, value)
 
-    async def _store(self, device_id: int, spec: DatastreamSpec, points: list[Point]) -> None:
-        """The points, the rollups and the daily counter in one transaction.
+    async def _store(self, device_id: int, spec: DatastreamSpec, points: list[Point], latest: NewestValues) -> None:
+        """The points, the rollups, the latest value and the daily counter in one transaction.
 
         Each point's row is the one the live path makes (:func:`backend.devices.data.history_row`,
         Blynk's "Save Raw Data" rule) at the point's own timestamp, written by the history
@@ -139,7 +140,7 @@ class BatchImportService:
             async with conn.transaction():
                 if await self.quota.take(device_id, len(points), conn=conn) is None:
                     raise BlynkLimitError(IMPORT_LIMIT)
-                await write_rows(conn, rows)
+                await write_rows(conn, rows, latest)
 
 
 def wire_value(spec: DatastreamSpec, raw: Any) -> str:

@@ -15,6 +15,11 @@ in one transaction of its own, with the same history rows, :func:`history_row`.)
 Values are stored by one route, :meth:`DataService.record`, in batches (a single value is a
 batch of one): the ingest's runs of plain values, a ``batch_ds`` or a timestamped batch, and a
 server-side write. Each rule of the path is written there once.
+
+A batch's latest values are written by the history writer in the transaction that commits its
+rows (``backend.history.writer``), so whatever is acknowledged after that commit (a PUBACK, an
+HTTP 200) has its latest value stored too; a value that is not history still gets a marker row
+(:func:`marker_row`) to carry it there.
 """
 
 from __future__ import annotations
@@ -77,6 +82,13 @@ def history_row(
     return None
 
 
+def marker_row(device_id: int, pin: int, at: datetime) -> Row:
+    """The row of a value that is not history (:func:`history_row` gave None): it writes
+    nothing, but its commit is the one that stores the value's latest value and that its
+    acknowledgement waits for (``backend.history.writer``)."""
+    return (device_id, pin, at, None, None, False)
+
+
 def value_event(pin: int, text: str, at: datetime, origin: str) -> dict[str, object]:
     """The live feed's event for a stored value (what open console pages receive)."""
     return {"type": "value", "pin": pin, "value": text, "ts": int(at.timestamp() * 1000), "origin": origin}
@@ -128,7 +140,9 @@ class DataService:
         consoles see it at once) and the history row that Blynk's "Save Raw Data" setting of
         its datastream gives it (:func:`history_row`); values of datastreams that automations
         or webhooks watch go to :class:`~backend.devices.signals.DeviceSignals` too. A
-        :class:`Value` is not checked again. Waits only while the history queue is full.
+        :class:`Value` is not checked again. Waits only while the history queue is full. The
+        latest values are stored with the history rows, in their transaction (the module's
+        docstring); until then they are read from memory.
 
         A value without a time (``at`` None) is stored at the time the batch is taken plus its
         index in microseconds (:data:`STEPS`): times given this way only grow, within a batch
@@ -143,7 +157,7 @@ class DataService:
         told: list[StoredRow] = []  # StoredValue items are made only if a listener reads them
         max_bytes = self.max_string_bytes
         now, utc, checked = datetime.now, UTC, Value
-        make_row, keep_row, newest_of = history_row, rows.append, newest.get  # bound once per batch
+        make_row, keep_row, newest_of, marker = history_row, rows.append, newest.get, marker_row  # bound once
         stamp = now(utc)
         if stamp <= self._last_at:
             stamp = self._last_at + ONE_US
@@ -166,8 +180,7 @@ class DataService:
             elif (current := newest_of((device_id, pin))) is None or current[1] <= at:
                 newest[device_id, pin] = (shown, at)
             row = make_row(device_id, spec, at, shown, number)
-            if row is not None:
-                keep_row(row)
+            keep_row(row if row is not None else marker(device_id, pin, at))
             if device_id in watched:
                 live.publish(device_id, value_event(pin, shown_text(shown), at, origin))
             if (
@@ -176,15 +189,16 @@ class DataService:
                 and (pin in pins or ALL_PINS in pins)
             ):
                 told.append((device_id, spec.template_id, pin, spec.name, shown, number, at))
-        self.latest.put_many(newest)
+        self.latest.remember_many(newest)
         if told:
             self.signals.values(StoredValues(told, origin))
-        if rows:
-            await self.history.add_many(rows)
+        await self.history.add_many(rows, newest)
         return refused
 
     async def erase(self, device: DeviceInfo, spec: DatastreamSpec) -> None:
-        """Clear the stored latest value (history is kept)."""
+        """Clear the stored latest value (history is kept), once the values on their way to
+        the database are stored (else the value being written would come back)."""
+        await self.history.settled_now()
         await self.latest.erase(device.id, spec.pin)
         self.live.publish(device.id, {"type": "value", "pin": spec.pin, "value": None, "origin": "device"})
 

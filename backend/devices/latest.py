@@ -1,8 +1,25 @@
-"""Latest datastream values: held in memory, written to ``datastream_value`` coalesced.
+"""Latest datastream values: held in memory, stored in ``datastream_value``.
 
-Every value goes into the in-memory map at once (so reads see it immediately) and marks its
-key dirty; a flusher writes the dirty keys at most once per ``flush_seconds``, so a device
-sending 50 values a second costs one row update a second, not fifty.
+Every value goes into the in-memory map at once (so reads see it immediately). Who stores it:
+
+* every value the app stores, :meth:`remember_many`: values recorded through
+  :meth:`backend.devices.data.DataService.record` (devices over MQTT, the HTTP device API's
+  ``update``, the console, the platform API) are upserted by the history writer, the newest
+  value of each datastream of a batch in the transaction that commits the batch's rows
+  (``backend.history.writer``); the HTTP device API's import of past points does the same in
+  its own transaction (``write_rows``). A device's PUBACK and an HTTP 200 wait for that
+  commit, so after a crash, a power loss, or in a backup's snapshot, the latest value is the
+  last one acknowledged and agrees with history (README, "What each QoS promises"). It costs
+  one multi-row statement a batch (README, "Performance").
+* a value stored without a history transaction, :meth:`put_many`: the key is marked dirty and
+  a flusher writes the dirty keys at most once per ``flush_seconds``, coalesced. No path of the
+  app takes this route today; it is not durable before the flush, so a new caller that
+  acknowledges anything should write its latest values as the history writer does.
+
+Until 2026-12-06 every value took the second route, so a latest value could be a second older
+than history and than what the device was told was stored. Rebuilding latest values from history
+at startup would not do: with "Save Raw Data" off history holds only per-minute averages, and
+strings are not history at all.
 """
 
 from __future__ import annotations
@@ -60,13 +77,24 @@ class LatestValues:
 
     def put_many(self, newest: Mapping[tuple[int, int], tuple[str | float, datetime]]) -> None:
         """Record the newest ``(value, at)`` of each ``(device_id, pin)``: visible at once,
-        persisted within ``flush_seconds``. An older point (a late timestamped one) never
-        replaces a newer value. A value may be a Double's number, formatted when it is read
-        (:func:`~backend.templates.values.shown_text`).
+        persisted within ``flush_seconds`` (for values no history transaction stores: see the
+        module's docstring). As :meth:`remember_many` otherwise."""
+        self._put(newest, self._dirty)
+
+    def remember_many(self, newest: Mapping[tuple[int, int], tuple[str | float, datetime]]) -> None:
+        """Record the newest ``(value, at)`` of each ``(device_id, pin)`` in memory only: the
+        caller has them stored in a history transaction (:mod:`backend.history.writer`). An
+        older point (a late timestamped one) never replaces a newer value. A value may be a
+        Double's number, formatted when it is read (:func:`~backend.templates.values.shown_text`).
 
         The device's stored values need not be in memory: reading them later (:meth:`get_all`)
-        keeps the newer of each pin, and the flush never overwrites a newer stored row."""
-        by_device, dirty = self._values, self._dirty
+        keeps the newer of each pin, and no write overwrites a newer stored row."""
+        self._put(newest, None)
+
+    def _put(
+        self, newest: Mapping[tuple[int, int], tuple[str | float, datetime]], dirty: set[tuple[int, int]] | None
+    ) -> None:
+        by_device = self._values
         for key, value in newest.items():
             device_id, pin = key
             pins = by_device.get(device_id)
@@ -75,7 +103,8 @@ class LatestValues:
             current = pins.get(pin)
             if current is None or current[1] <= value[1]:  # an older point never wins
                 pins[pin] = value
-                dirty.add(key)
+                if dirty is not None:
+                    dirty.add(key)
 
     async def erase(self, device_id: int, pin: int) -> None:
         """Forget the latest value of a pin (``ds/<name>/erase``); history is kept."""

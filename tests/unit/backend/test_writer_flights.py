@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from backend.history.writer import HistoryRow, HistoryWriter, Row
+from backend.history.writer import HistoryRow, HistoryWriter, NewestValues, Row
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -26,7 +26,7 @@ class ScriptedWriter(HistoryWriter):
         self.most_writing = 0
         self.committed: list[float] = []
 
-    async def write(self, batch: list[Row]) -> None:  # type: ignore[override]
+    async def write(self, batch: list[Row], latest: NewestValues | None = None) -> None:  # type: ignore[override]
         first = batch[0][3]
         assert first is not None
         self.writing += 1
