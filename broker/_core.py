@@ -433,5 +433,6 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             if message.packet_id in connection.drop_ids:
                 connection.drop_ids.discard(message.packet_id)
                 return True
-        with publishing(message.qos if message is not None else None):  # its copies go at most at its QoS
+        retain = bool(message is not None and message.publish_packet and message.publish_packet.retain_flag)
+        with publishing(message.qos if message is not None else None, retain):  # its copies: at most its QoS
             return await super()._handle_message_delivery(client_session, handler, wait_deliver)

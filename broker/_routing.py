@@ -19,11 +19,13 @@ from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 
+from broker import mqtt5
 from broker._acks import Receipt
 from broker._delivery import DeliveryBroker
 from broker._session import BrokerSession, Connection, Pending
 from broker._shared import SharedGroup, SharedSubscriptions, split_shared
-from broker._v5 import expired
+from broker._suboptions import SubscriptionOptions, keeps_retain, only_local, options_of
+from broker._v5 import expired, link_of
 from broker.errors import InvalidTopicError
 from broker.presence import OfflineReason
 from broker.topics import (
@@ -44,22 +46,23 @@ logger = logging.getLogger(__name__)
 SUBACK_FAILURE = 0x80
 _Tasks = deque[asyncio.Task[OutgoingApplicationMessage]]
 
-_PUBLISHED_QOS: ContextVar[int] = ContextVar("published_qos", default=QOS_2)
-"""The QoS of the client PUBLISH being routed now (:func:`publishing`)."""
+_PUBLISHED: ContextVar[tuple[int, bool]] = ContextVar("published", default=(QOS_2, False))
+"""The QoS and RETAIN flag of the client PUBLISH being routed now (:func:`publishing`)."""
 
 
 @contextmanager
-def publishing(qos: int | None) -> Iterator[None]:
+def publishing(qos: int | None, retain: bool = False) -> Iterator[None]:
     """Route a client's PUBLISH of ``qos``: its broadcasts are delivered at no more than that
-    QoS ([MQTT-3.8.4-6]: the lower of the publish's and the subscription's QoS). Wraps the
+    QoS ([MQTT-3.8.4-6]: the lower of the publish's and the subscription's QoS), and keep
+    ``retain`` for MQTT 5 subscriptions that ask for it (retain as published). Wraps the
     whole handling of one PUBLISH (``CoreBroker._handle_message_delivery``), which its
     namespace and gateway forms broadcast from too; a context variable, so the connections
     routing at once (each in its own task) never see each other's."""
-    token = _PUBLISHED_QOS.set(QOS_0 if qos is None else qos)
+    token = _PUBLISHED.set((QOS_0 if qos is None else qos, retain))
     try:
         yield
     finally:
-        _PUBLISHED_QOS.reset(token)
+        _PUBLISHED.reset(token)
 
 
 def device_key(device_id: int) -> str:
@@ -128,7 +131,9 @@ class RoutingBroker(DeliveryBroker):
         if force_qos is not None:
             broadcast["qos"] = force_qos
         elif session is not None:
-            broadcast["cap"] = _PUBLISHED_QOS.get()
+            broadcast["cap"], retain = _PUBLISHED.get()
+            if retain and getattr(session, "mount", None) is None:  # devices never retain (Blynk)
+                broadcast["retain"] = True
         connection = session.connection if isinstance(session, BrokerSession) else None
         if connection is not None and connection.handler.current is not None:
             broadcast["receipt"], connection.handler.current = connection.handler.current, None
@@ -178,6 +183,11 @@ class RoutingBroker(DeliveryBroker):
                 self.send_ping(device, device_id, topic, broadcast["data"])
             elif device is not None and device not in qos_of:
                 qos_of[device] = QOS_0
+        publisher = broadcast["session"]
+        if publisher in qos_of:  # MQTT 5's no local: not back to its publisher
+            options = options_of(publisher)
+            if options and only_local(options, topic):
+                del qos_of[publisher]
         receipt: Receipt | None = broadcast.get("receipt")
         for session, qos in qos_of.items():
             await self._deliver(session, broadcast, qos, receipt)
@@ -237,7 +247,11 @@ class RoutingBroker(DeliveryBroker):
             return
         connection = session.connection
         if connection is not None:
-            self.send_to(connection, broadcast["topic"], broadcast["data"], qos, retain=False, receipt=receipt)
+            retain = False
+            if broadcast.get("retain"):  # MQTT 5's retain as published
+                options = options_of(session)
+                retain = options is not None and keeps_retain(options, broadcast["topic"])
+            self.send_to(connection, broadcast["topic"], broadcast["data"], qos, retain=retain, receipt=receipt)
 
     # ---- shared subscriptions (see broker._shared) ------------------------------------------
 
@@ -364,8 +378,31 @@ class RoutingBroker(DeliveryBroker):
         await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
         if capped:
             await self._report_capped(client_session, capped)
-        for _raw, topic_filter, qos, _new in granted:
-            self.send_retained(client_session, topic_filter, qos)
+        connection = client_session.connection
+        link = link_of(connection.writer) if connection is not None else None
+        v5 = link.subscribing.pop(request.packet_id, None) if link is not None else None
+        handling = {s.topic_filter: s.retain_handling for s in v5[0]} if v5 is not None else {}
+        for raw_filter, topic_filter, qos, new in granted:
+            if v5 is not None:
+                self._keep_options(client_session, raw_filter, topic_filter, v5)
+            retain_handling = handling.get(raw_filter, 0)  # MQTT 5: 1 only if new, 2 never
+            if retain_handling == 0 or (retain_handling == 1 and new):
+                self.send_retained(client_session, topic_filter, qos)
+
+    @staticmethod
+    def _keep_options(
+        session: BrokerSession,
+        raw_filter: str,
+        topic_filter: TopicFilter,
+        subscribe: tuple[list[mqtt5.Subscription], int | None],
+    ) -> None:
+        """Keep an MQTT 5 subscription's options and identifier (``broker._suboptions``)."""
+        subscription = next(s for s in subscribe[0] if s.topic_filter == raw_filter)
+        options = options_of(session, create=True)
+        assert options is not None
+        options[topic_filter.value] = SubscriptionOptions(
+            topic_filter, TopicFilter(raw_filter), subscription.no_local, subscription.retain_as_published, subscribe[1]
+        )
 
     def _grant(
         self, session: BrokerSession, requested: list[tuple[str, int]]
@@ -465,6 +502,9 @@ class RoutingBroker(DeliveryBroker):
                 continue
             if shared is None:
                 self.index.remove(topic_filter, client_session)
+                options = options_of(client_session)
+                if options:
+                    options.pop(topic_filter.value, None)
             else:
                 self.shared.remove(client_session, shared[0], topic_filter)
         await handler.mqtt_acknowledge_unsubscription(request.packet_id)
@@ -510,6 +550,9 @@ class RoutingBroker(DeliveryBroker):
         if isinstance(session, BrokerSession):
             self.index.remove_subscriber(session)
             self.leave_shared(session)
+            options = options_of(session)
+            if options:
+                options.clear()
 
     def _del_subscription(self, a_filter: str, session: Session) -> int:
         """Override: remove from the index (``a_filter`` is already a broker-side filter)."""

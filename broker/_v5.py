@@ -24,8 +24,9 @@ What 3.1.1's sessions cannot carry is said, not faked: a device's (and a gateway
 always clean, so CONNACK answers ``session_expiry_interval`` 0 to a client that asked for
 more; for other logins clean start decides whether a stored session is resumed and an expiry
 above 0 keeps the session after the connection (while the broker runs: the interval is not
-counted down), see :meth:`V5Link.adopt`. Subscription options are not carried; CONNACK says
-so with ``subscription_identifier_available`` 0.
+counted down), see :meth:`V5Link.adopt`. A SUBSCRIBE's options and identifier are kept on the
+link until the broker handles it (``RoutingBroker._handle_subscription``, ``broker._suboptions``);
+a PUBLISH to the client carries the identifiers of its session's filters that match it.
 
 A PUBLISH's properties for its receivers (user properties, payload format indicator, content
 type, response topic, correlation data, message expiry) travel with its payload: the inbound
@@ -53,6 +54,7 @@ from typing import Any, Protocol
 
 from broker import mqtt5
 from broker._framing import FrameFailure
+from broker._suboptions import identifiers, options_of
 from broker.identity import DeviceIdentity, GatewayIdentity, Identity
 from broker.mqtt5 import MalformedPacket, Reason
 from broker.presence import OfflineReason
@@ -237,6 +239,8 @@ class V5Link:
     """Packet id of a QoS 1/2 PUBLISH read and not yet handled by the broker -> its properties."""
     arriving_0: deque[tuple[str, bytes, mqtt5.Properties]] = field(default_factory=deque)
     """QoS 0 PUBLISHes read and not yet handled by the broker, in order: topic, payload, properties."""
+    subscribing: dict[int, tuple[list[mqtt5.Subscription], int | None]] = field(default_factory=dict)
+    """Packet id of a SUBSCRIBE not yet handled -> its subscriptions' options and identifier."""
     leaving_0: deque[bytes | bytearray] = field(default_factory=deque)
     """Payloads of the QoS 0 PUBLISHes the broker is sending, in order (:meth:`sending`)."""
 
@@ -314,6 +318,11 @@ class V5Link:
                     self._acknowledged(packet.packet_id)
                 return _frame(frame[0], packet.packet_id.to_bytes(2, "big"))
             case mqtt5.Subscribe():
+                identifier = packet.properties.get("subscription_identifier", [])
+                if len(identifier) > 1 or 0 in identifier:  # §3.8.2.1.2
+                    self.failure = Reason.PROTOCOL_ERROR
+                    raise MalformedPacket("subscription identifier given twice or 0", Reason.PROTOCOL_ERROR)
+                self.subscribing[packet.packet_id] = (packet.subscriptions, identifier[0] if identifier else None)
                 body = packet.packet_id.to_bytes(2, "big")
                 for s in packet.subscriptions:
                     topic = s.topic_filter.encode()
@@ -461,8 +470,14 @@ class V5Link:
                 if queued == payload:
                     source = queued
                     break
-        properties = mqtt5.encode_properties(_outgoing_properties(source))
-        return _frame(first, body[:payload_at] + properties + payload)
+        properties = _outgoing_properties(source)
+        session = self.connection.session if self.connection is not None else None
+        options = options_of(session) if session is not None else None
+        if options:
+            found = identifiers(options, body[2:topic_end].decode())
+            if found:
+                properties = {**properties, "subscription_identifier": found}
+        return _frame(first, body[:payload_at] + mqtt5.encode_properties(properties) + payload)
 
     def _room(self, body: bytes) -> bool:
         """Whether a QoS 1/2 PUBLISH (``body``) may go now; if so it counts as in flight."""
@@ -502,7 +517,6 @@ class V5Link:
         properties["topic_alias_maximum"] = TOPIC_ALIAS_MAXIMUM
         if self.reader is not None:  # the limit is on the remaining length; v5's counts the fixed header
             properties["maximum_packet_size"] = self.reader.max_packet_size + 5
-        properties["subscription_identifier_available"] = 0
         return mqtt5.Connack(0, bool(session_present), properties)
 
     def goodbye(self, reason: int, text: str = "") -> bytes:

@@ -22,8 +22,6 @@ TIMEOUT = 90.0
 
 NOT_OFFERED = {
     "test_session_expiry": "the session expiry interval counted down (a kept session lasts while the broker runs)",
-    "test_subscribe_options": "subscription options (no local, retain as published, retain handling)",
-    "test_subscribe_identifiers": "subscription identifiers (CONNACK says they are not available)",
     "test_server_topic_alias": "topic aliases from the server",
     "test_server_keep_alive": "a server keep-alive in CONNACK",
     "test_flow_control2": "the broker's own receive maximum (the test waits for a DISCONNECT 0x93 and hangs)",
@@ -52,6 +50,8 @@ PASSING = [
     "test_payload_format",
     "test_publication_expiry",
     "test_request_response",
+    "test_subscribe_options",
+    "test_subscribe_identifiers",
 ]
 
 
