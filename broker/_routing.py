@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -25,7 +25,7 @@ from broker._delivery import DeliveryBroker
 from broker._session import BrokerSession, Connection, Pending
 from broker._shared import SharedGroup, SharedSubscriptions, split_shared
 from broker._suboptions import SubscriptionOptions, keeps_retain, only_local, options_of
-from broker._v5 import expired, link_of
+from broker._v5 import Carried, expired, link_of, published_will
 from broker.errors import InvalidTopicError
 from broker.presence import OfflineReason
 from broker.topics import (
@@ -81,6 +81,8 @@ class RoutingBroker(DeliveryBroker):
         self.index: SubscriptionIndex[BrokerSession] = SubscriptionIndex()
         self.retained: RetainedTree[RetainedApplicationMessage] = RetainedTree()
         self.shared = SharedSubscriptions()
+        self.delayed_wills: dict[str, list[asyncio.TimerHandle]] = {}
+        """Session key -> MQTT 5 wills waiting for their delay (:meth:`_later`)."""
         self.unsunk: deque[Pending] = deque()
         """Device uplinks (with their withheld PUBACK) that found no durable sink: they wait
         for the first one that subscribes to them (``broker._acks``)."""
@@ -126,7 +128,13 @@ class RoutingBroker(DeliveryBroker):
         force_qos: int | None = None,
     ) -> None:
         """Override: a publisher's message takes its withheld PUBACK along (``broker._acks``)
-        and its QoS, the most its copies are delivered at (:func:`publishing`)."""
+        and its QoS, the most its copies are delivered at (:func:`publishing`). An MQTT 5 will
+        is published after its delay (:meth:`_later`)."""
+        if isinstance(data, Carried) and data.will:
+            if data.delay:
+                self._later(data, lambda will: self._broadcast_message(None, topic, will, force_qos))
+                return
+            data = published_will(data)
         broadcast: dict[str, Any] = {"session": session, "topic": topic, "data": data}
         if force_qos is not None:
             broadcast["qos"] = force_qos
@@ -138,6 +146,21 @@ class RoutingBroker(DeliveryBroker):
         if connection is not None and connection.handler.current is not None:
             broadcast["receipt"], connection.handler.current = connection.handler.current, None
         await self._broadcast_queue.put(broadcast)
+
+    def _later(self, will: Carried, publish: Callable[[Carried], Coroutine[Any, Any, None]]) -> None:
+        """``publish`` the will once its delay has passed, unless a new connection to its
+        session comes first (:meth:`resume` cancels it)."""
+        waiting = self.delayed_wills.setdefault(will.owner or "", [])
+
+        def due() -> None:
+            if handle in waiting:
+                waiting.remove(handle)
+            if not waiting and self.delayed_wills.get(will.owner or "") is waiting:
+                del self.delayed_wills[will.owner or ""]
+            self.spawn(publish(published_will(will)))
+
+        handle = self._loop.call_later(will.delay, due)
+        waiting.append(handle)
 
     async def send_diag(self, session: BrokerSession, text: str) -> None:
         """Tell a device, on ``downlink/diag`` (QoS 0), why something it did was refused."""
@@ -154,6 +177,11 @@ class RoutingBroker(DeliveryBroker):
         """Override: keep retained messages in a topic tree, not amqtt's flat dict."""
         if topic_name is None:
             return
+        if isinstance(data, Carried) and data.will:
+            if data.delay:
+                self._later(data, lambda will: self.retain_message(None, topic_name, will, qos))
+                return
+            data = published_will(data)
         if data:
             message = RetainedApplicationMessage(None, topic_name, data, qos)
             self.retained.set(TopicName(topic_name), message)
@@ -344,6 +372,8 @@ class RoutingBroker(DeliveryBroker):
         """Override: then the messages its shared groups kept while no member was connected."""
         super().resume(connection)
         self._flush_shared(connection.session)
+        for handle in self.delayed_wills.pop(connection.key, []):  # [MQTT-3.1.3-9]: its will is not sent
+            handle.cancel()
 
     def forget_receipts(self, session: BrokerSession) -> None:
         """``session`` is discarded: the durable copies it held are lost (:meth:`lose`)."""

@@ -37,7 +37,11 @@ payload for a :class:`Carried`, a ``bytes`` that also holds them. Everything the
 MQTT 5 receiver's outbound translation finds them again (:meth:`V5Link.sending` for QoS 0, the
 session's in-flight record for QoS 1/2); MQTT 3.1.1 receivers get the same bytes as before.
 The message expiry is a deadline: a copy that has not started on its way to a receiver by then
-is dropped (:func:`expired`), and one that goes gets the interval that is left.
+is dropped (:func:`expired`), and one that goes gets the interval that is left. A will keeps its
+properties, its expiry (counted from its publication) and its delay the same way
+(:meth:`V5Link.will_payload`); the broker publishes it after the delay unless the session is
+connected again first (``RoutingBroker._later``). A client asking for a keep-alive above
+:data:`SERVER_KEEP_ALIVE` seconds, or for none, is held to that one and told so in CONNACK.
 """
 
 from __future__ import annotations
@@ -60,12 +64,25 @@ from broker.mqtt5 import MalformedPacket, Reason
 from broker.presence import OfflineReason
 from broker.topics import is_uplink_topic
 
-__all__ = ["TOPIC_ALIAS_MAXIMUM", "Carried", "V5Link", "carried", "connect_reason", "expired", "link_of"]
+__all__ = [
+    "SERVER_KEEP_ALIVE",
+    "TOPIC_ALIAS_MAXIMUM",
+    "Carried",
+    "V5Link",
+    "carried",
+    "connect_reason",
+    "expired",
+    "link_of",
+    "published_will",
+]
 
 logger = logging.getLogger(__name__)
 
 TOPIC_ALIAS_MAXIMUM = 16
 """Topic aliases a client may set towards the broker (CONNACK ``topic_alias_maximum``)."""
+SERVER_KEEP_ALIVE = 60
+"""The longest keep-alive an MQTT 5 client gets, in seconds: one asking for more, or for none,
+is told this one in CONNACK (``server_keep_alive``) and held to it."""
 
 _CONNACK_REASONS = {
     0: Reason.SUCCESS,
@@ -114,6 +131,15 @@ class Carried(bytes):
     """The :data:`FORWARDED` properties, in the order they came."""
     expires: float | None
     """``time.monotonic()`` past which the message is not delivered (message expiry), or None."""
+    will: bool = False
+    """A will, kept with its session until it is published (:func:`published_will`)."""
+    expiry: int | None = None
+    """A will's message expiry interval: it starts when the will is published."""
+    delay: int = 0
+    """A will's delay: seconds between the end of the connection and its publication."""
+    owner: str | None = None
+    """The broker's key of the session a delayed will belongs to (a new connection to it
+    cancels the will, [MQTT-3.1.3-9])."""
 
 
 def carried(payload: bytes | bytearray, properties: Mapping[str, Any]) -> bytes | bytearray:
@@ -125,6 +151,14 @@ def carried(payload: bytes | bytearray, properties: Mapping[str, Any]) -> bytes 
     data = Carried(payload)
     data.properties = forwarded
     data.expires = None if expiry is None else time.monotonic() + expiry
+    return data
+
+
+def published_will(will: Carried) -> Carried:
+    """The message a will becomes as it is published: its expiry counted from now."""
+    data = Carried(will)
+    data.properties = will.properties
+    data.expires = None if will.expiry is None else time.monotonic() + will.expiry
     return data
 
 
@@ -167,6 +201,7 @@ class _Session(Protocol):
 
 class _Connection(Protocol):
     end_reason: OfflineReason | None
+    key: str
 
     @property
     def session(self) -> _Session: ...
@@ -222,6 +257,8 @@ class V5Link:
     connection: _Connection | None = None
     """The broker's connection, once open (its ``end_reason`` says why the broker ended it)."""
     assigned_id: str | None = None
+    asked_keep_alive: int = 0
+    """The keep-alive the client asked for (CONNECT; ``connect.keep_alive`` is what it got)."""
     aliases: dict[int, str] = field(default_factory=dict)
     refused: dict[int, int] = field(default_factory=dict)
     """Packet id of a QoS 1/2 PUBLISH the broker refused -> the reason its PUBACK carries."""
@@ -235,6 +272,8 @@ class V5Link:
     held: deque[bytes] = field(default_factory=deque)
     """QoS 1/2 PUBLISHes (3.1.1 form) waiting for room under the client's receive maximum."""
     releasing: bool = False
+    will: Carried | None = None
+    """The will's payload, when it carries properties or a delay."""
     arriving: dict[int, mqtt5.Properties] = field(default_factory=dict)
     """Packet id of a QoS 1/2 PUBLISH read and not yet handled by the broker -> its properties."""
     arriving_0: deque[tuple[str, bytes, mqtt5.Properties]] = field(default_factory=deque)
@@ -250,6 +289,9 @@ class V5Link:
         link = cls(connect)
         if not connect.client_id:
             link.assigned_id = f"auto-{uuid.uuid4().hex}"
+        link.asked_keep_alive = connect.keep_alive
+        if not 0 < connect.keep_alive <= SERVER_KEEP_ALIVE:  # the broker holds it to this one
+            connect.keep_alive = SERVER_KEEP_ALIVE
         return link
 
     @property
@@ -287,6 +329,8 @@ class V5Link:
         ``clean_session``); the session expiry chooses whether it is kept after this one."""
         self.connection = connection
         connection.session.clean_session = not self.keeps_session
+        if self.will is not None:
+            self.will.owner = connection.key
 
     def last_words(self) -> bytes:
         """What the client is told as the connection closes: a DISCONNECT with the reason when
@@ -418,8 +462,23 @@ class V5Link:
             message.data = carried(message.data, properties)
 
     def will_payload(self) -> bytes | bytearray:
-        """The will's payload, carrying its properties (will delay is not passed on)."""
-        return carried(self.connect.will_payload, self.connect.will_properties)
+        """The will's payload, carrying its properties, expiry and delay (:func:`published_will`)."""
+        properties = self.connect.will_properties
+        forwarded = {name: properties[name] for name in FORWARDED if name in properties}
+        expiry, delay = properties.get("message_expiry_interval"), self.will_delay
+        if not forwarded and expiry is None and not delay:
+            return self.connect.will_payload
+        will = Carried(self.connect.will_payload)
+        will.properties, will.expires, will.will, will.expiry, will.delay = forwarded, None, True, expiry, delay
+        self.will = will
+        return will
+
+    @property
+    def will_delay(self) -> int:
+        """Seconds the will waits after the connection ends: the CONNECT's will delay, but no
+        longer than the session lives after it (0 for a session that ends with the connection)."""
+        asked = int(self.connect.will_properties.get("will_delay_interval", 0))
+        return min(asked, self.session_expiry) if self.keeps_session else 0
 
     def sending(self, data: bytes | bytearray) -> None:
         """The broker queued a QoS 0 PUBLISH of ``data`` to this client: its outbound form
@@ -512,6 +571,8 @@ class V5Link:
         properties: mqtt5.Properties = {}
         if self.assigned_id is not None:
             properties["assigned_client_identifier"] = self.assigned_id
+        if self.connect.keep_alive != self.asked_keep_alive:
+            properties["server_keep_alive"] = self.connect.keep_alive
         if self.forced_clean and self.session_expiry:
             properties["session_expiry_interval"] = 0  # the broker keeps no session for it
         properties["topic_alias_maximum"] = TOPIC_ALIAS_MAXIMUM

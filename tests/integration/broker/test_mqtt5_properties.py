@@ -80,8 +80,8 @@ async def v5(harness: Harness) -> AsyncIterator[Callable[..., Client]]:
 
     yield build
     for client in made:
-        client.client.loop_stop()
         client.client.disconnect()
+        client.client.loop_stop()
 
 
 def publish_properties(**extra: Any) -> Properties:
