@@ -73,14 +73,16 @@ SELECT n.device_id, n.pin, n.value, n.updated_at
 FROM unnest(%s::int8[], %s::int2[], %s::text[], %s::timestamptz[]) AS n(device_id, pin, value, updated_at)
 JOIN device d ON d.id = n.device_id
 ORDER BY n.device_id, n.pin
-FOR KEY SHARE OF d
 ON CONFLICT (device_id, pin) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
 WHERE v.updated_at <= EXCLUDED.updated_at
 """
 """The latest values of a batch in one statement, in key order (two batches in flight lock
 the rows they share in the same order). An older value never replaces a newer one (batches
-may commit out of order); a device deleted meanwhile is skipped (its row lock makes a delete
-committed meanwhile skip it instead of failing the foreign key, and the batch with it)."""
+may commit out of order); a device deleted is skipped. (One deleted in the instant between
+this statement's snapshot and its insert fails the foreign key: the batch is then written row
+by row, :meth:`HistoryWriter._write_each`, and that value dropped. Locking the device rows
+``FOR KEY SHARE`` would close that window at the price of a row lock on every device of every
+batch; a device is deleted only after the writer settled what it had, so the window is rare.)"""
 
 
 class HistoryRow(NamedTuple):
