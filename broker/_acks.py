@@ -40,6 +40,8 @@ from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker._mailbox import LazyEvent
+
 __all__ = ["Inflight", "Receipt", "puback"]
 
 
@@ -94,14 +96,16 @@ class Inflight:
     count: int = 0
     """Receipts whose PUBACK is not written yet."""
     closed: bool = False
-    _room: asyncio.Event = field(default_factory=asyncio.Event)
-    _order: deque[Receipt] = field(default_factory=deque)
-    """The receipts not yet written, oldest first."""
+    _room: asyncio.Event = field(default_factory=LazyEvent)
+    _order: deque[Receipt] | None = None
+    """The receipts not yet written, oldest first (made by the first one)."""
 
     def receipt(self, packet_id: int) -> Receipt:
         """A new receipt for the QoS 1 PUBLISH ``packet_id`` just read."""
         self.count += 1
         receipt = Receipt(self, packet_id)
+        if self._order is None:
+            self._order = deque()
         self._order.append(receipt)
         return receipt
 
@@ -137,7 +141,7 @@ class Inflight:
     def close(self) -> None:
         """The connection ended: nothing more is written; a reader waiting for room goes on."""
         self.closed = True
-        self._order.clear()
+        self._order = None
         self._room.set()
 
 

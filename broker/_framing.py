@@ -108,7 +108,7 @@ class FramedReader(ReaderAdapter):
         up to :data:`HELD_PUBLISHES`; only then is the awaitable awaited and the socket not
         read (that wait is the broker's choice, so it does not count against the keep-alive
         deadline). Kept packets are delivered, first, once ``hold`` returns None again."""
-        self._held: deque[bytes] = deque()
+        self._held: deque[bytes] | None = None  # made when first needed (most clients never are held)
         self.screen: Callable[[bytes], bool] | None = None
         """Called with each whole packet after CONNECT; False swallows it."""
         self.writable: Callable[[], bool] | None = None
@@ -192,6 +192,8 @@ class FramedReader(ReaderAdapter):
         if self.hold is None or not self._connected:
             return await self._read_next()
         while (wait := self.hold()) is not None:
+            if self._held is None:
+                self._held = deque()
             if len(self._held) >= HELD_PUBLISHES:
                 await wait  # the buffer is full too: stop reading (TCP pushes back)
                 self._last_packet_at = self._loop.time()

@@ -20,23 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from typing import Any, Protocol
 
-from amqtt.errors import AMQTTError
+from amqtt.errors import AMQTTError, ProtocolHandlerError
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.packet import PUBLISH, MQTTFixedHeader
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.mqtt.protocol.handler import ProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.publish import PublishPacket, PublishPayload, PublishVariableHeader
 from amqtt.mqtt.pubrec import PubrecPacket
 from amqtt.mqtt.pubrel import PubrelPacket
-from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage
+from amqtt.plugins.manager import PluginManager
+from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage, Session
 
 from broker._acks import Inflight, Receipt, puback
 from broker._framing import publish_fields
+from broker._mailbox import LazyEvent, Mailbox
 from broker.errors import InvalidTopicError
 from broker.namespace import Namespace
 from broker.topics import DeviceMount
@@ -73,6 +74,68 @@ class MountedHandler(BrokerProtocolHandler):
     """The receipt of the message being routed now; the broker takes it with the message's
     broadcast (``RoutingBroker._broadcast_message``)."""
     _receipts: dict[int, Receipt] | None = None  # id(message) -> its receipt, while it is queued
+    _wake: asyncio.Future[None] | None = None
+
+    def __init__(
+        self,
+        plugins_manager: PluginManager[Any],
+        session: Session | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(plugins_manager, session, loop)
+        # what amqtt made holds memory while unused (broker._mailbox); replaced before any use
+        self._reader_stopped = LazyEvent()
+        self._pending_subscriptions = Mailbox()
+        self._pending_unsubscriptions = Mailbox()
+        self._pending_subscriptions.wake = self._pending_unsubscriptions.wake = self.wake
+
+    async def mqtt_connack_authorize(self, authorize: bool) -> None:
+        """Override: CONNACK written as bytes (amqtt builds a packet object and takes a lock)."""
+        assert self.session is not None and self.writer is not None
+        self.writer.write(bytes((0x20, 2, self.session.parent & 1, 0 if authorize else 5)))
+
+    async def mqtt_acknowledge_subscription(self, packet_id: int, return_codes: list[int]) -> None:
+        """Override: SUBACK written as bytes."""
+        if self.writer is not None:
+            self.writer.write(_packet(0x90, packet_id.to_bytes(2, "big") + bytes(return_codes)))
+
+    async def mqtt_acknowledge_unsubscription(self, packet_id: int) -> None:
+        """Override: UNSUBACK written as bytes."""
+        if self.writer is not None:
+            self.writer.write(b"\xb0\x02" + packet_id.to_bytes(2, "big"))
+
+    def wake(self) -> None:
+        """Something arrived for the connection's message loop (see :meth:`idle`)."""
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def idle(self) -> None:
+        """Wait until :meth:`wake` is called (by a mailbox of this connection, or its end)."""
+        self._wake = self._loop.create_future()
+        try:
+            await self._wake
+        finally:
+            self._wake = None
+
+    def next_message(self) -> ApplicationMessage:
+        """The next message to route, taken now (the loop saw one waiting); as
+        :meth:`mqtt_deliver_next_message`, its receipt becomes :attr:`current`."""
+        self.settle_current()
+        assert self.session is not None
+        message = self.session.delivered_message_queue.get_nowait()
+        if self._receipts:
+            self.current = self._receipts.pop(id(message), None)
+        return message
+
+    def disconnected(self) -> asyncio.Future[DisconnectPacket | None]:
+        """What ends the message loop: the DISCONNECT (None: connection lost), a future that
+        also wakes the loop when it is done."""
+        waiter = self._disconnect_waiter
+        if waiter is None:  # already ended (amqtt's wait_disconnect then returns None)
+            waiter = self._loop.create_future()
+            waiter.set_result(None)
+        waiter.add_done_callback(lambda _done: self.wake())
+        return waiter
 
     def inline(self, frame: bytes) -> bool:
         """``FramedReader.inline``: queue a QoS 0 or 1 PUBLISH for routing as it is read, and
@@ -257,10 +320,19 @@ class MountedHandler(BrokerProtocolHandler):
         run the reader; a client whose bytes end the reader at once (CONNECT, then garbage)
         signals "closed" while there is no waiter, then gets a fresh one nobody resolves,
         and its connection is never finished (found by tests/integration/broker/test_fuzz.py).
+        The rest is ``ProtocolHandler.start`` without its resend (:meth:`_retry_deliveries`).
         """
         if self._disconnect_waiter is None or self._disconnect_waiter.done():
             self._disconnect_waiter = self._loop.create_future()
-        await ProtocolHandler.start(self)
+        # ProtocolHandler.start, with events that hold no memory until waited on (broker._mailbox)
+        if not self._is_attached():
+            raise ProtocolHandlerError("Handler is not attached to a stream")
+        self._reader_ready = LazyEvent()
+        self._reader_stopped = LazyEvent()
+        self._reader_task = asyncio.create_task(self._reader_loop())
+        await self._reader_ready.wait()
+        if self.keepalive_timeout is not None:  # 0 for every session here: FramedReader keeps it
+            self._keepalive_task = self._loop.call_later(self.keepalive_timeout, self.handle_write_timeout)
 
     def relative(self, topic: str) -> str:
         """``topic`` as this client sees it (see class docstring); raises :class:`InvalidTopicError`."""
@@ -323,3 +395,13 @@ class MountedHandler(BrokerProtocolHandler):
         finally:
             self._puback_waiters.pop(packet_id, None)
             session.inflight_out.pop(packet_id, None)
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    """A whole MQTT packet: ``first`` byte, remaining length, ``body``."""
+    length, encoded = len(body), bytearray((first,))
+    while True:
+        length, byte = divmod(length, 128)
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes(encoded) + body

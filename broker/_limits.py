@@ -107,6 +107,8 @@ class AuthThrottle:
 
     def blocked(self, address: str | None) -> bool:
         """Whether logins from ``address`` must be refused without asking the authenticator."""
+        if not self._windows:  # no failure anywhere: spare the address parsing of every connect
+            return False
         window = self._current(address)
         return window is not None and window.failures >= self.limit
 

@@ -15,6 +15,7 @@ from broker._framing import FramedReader
 from broker._gateway_state import GatewayState
 from broker._handler import MountedHandler
 from broker._limits import PublishRate
+from broker._mailbox import LazyEvent, Mailbox
 from broker._outbox import Outbox
 from broker._states import SessionStates
 from broker._transport import MeteredWriter
@@ -54,6 +55,9 @@ class BrokerSession(Session):
 
     def __init__(self, key: str, mount: DeviceMount | None, client_sent_id: str) -> None:
         super().__init__()
+        # amqtt's two queues hold memory while empty (broker._mailbox); replaced before any use
+        self.retained_messages = Mailbox()
+        self.delivered_message_queue = Mailbox()
         self.client_id = key
         self.mount = mount
         self.gateway: GatewayState | None = None
@@ -120,7 +124,7 @@ class Connection:
     """Set by the broker when *it* ends the connection (replaced, shutdown, protocol error)."""
     offline_sent: bool = False
     closed: bool = False
-    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=LazyEvent)
 
     @property
     def mount(self) -> DeviceMount | None:
