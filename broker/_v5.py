@@ -40,7 +40,9 @@ The message expiry is a deadline: a copy that has not started on its way to a re
 is dropped (:func:`expired`), and one that goes gets the interval that is left. A will keeps its
 properties, its expiry (counted from its publication) and its delay the same way
 (:meth:`V5Link.will_payload`); the broker publishes it after the delay unless the session is
-connected again first (``RoutingBroker._later``). A client asking for a keep-alive above
+connected again first (``RoutingBroker._later``). A client that takes topic aliases gets one for
+each of the first topics it is sent (as many as it takes; the rest in full), set by the first
+PUBLISH that goes out to that topic. A client asking for a keep-alive above
 :data:`SERVER_KEEP_ALIVE` seconds, or for none, is held to that one and told so in CONNACK.
 """
 
@@ -280,6 +282,8 @@ class V5Link:
     """QoS 0 PUBLISHes read and not yet handled by the broker, in order: topic, payload, properties."""
     subscribing: dict[int, tuple[list[mqtt5.Subscription], int | None]] = field(default_factory=dict)
     """Packet id of a SUBSCRIBE not yet handled -> its subscriptions' options and identifier."""
+    sent_aliases: dict[bytes, int] = field(default_factory=dict)
+    """Topic (UTF-8) -> the alias the broker set for it on this connection (server topic aliases)."""
     leaving_0: deque[bytes | bytearray] = field(default_factory=deque)
     """Payloads of the QoS 0 PUBLISHes the broker is sending, in order (:meth:`sending`)."""
 
@@ -431,6 +435,11 @@ class V5Link:
         return int(self.connect.properties.get("maximum_packet_size", 268_435_460))
 
     @property
+    def client_alias_maximum(self) -> int:
+        """Topic aliases the client takes from the broker (CONNECT ``topic_alias_maximum``, default 0)."""
+        return int(self.connect.properties.get("topic_alias_maximum", 0))
+
+    @property
     def receive_maximum(self) -> int:
         """QoS 1/2 PUBLISHes the client takes unacknowledged at once (CONNECT, default 65,535)."""
         return int(self.connect.properties.get("receive_maximum", 65_535))
@@ -503,18 +512,21 @@ class V5Link:
                 out += self._packet_out(first, data[body_at:end])
                 index = end
                 continue
-            packet = self._publish_out(first, data[body_at:end])
+            packet, alias = self._publish_out(first, data[body_at:end])
             if len(packet) > self.client_max_packet_size:  # [MQTT-3.1.2-24]: never above what it accepts
                 logger.info("not sending %d bytes to %s: above its maximum packet size", len(packet), self.client_id)
             elif first & 0x06 and not self._room(data[body_at:end]):
                 self.held.append(data[index:end])  # over the client's receive maximum: later
             else:
                 out += packet
+                if alias is not None:  # set by this packet: later ones to its topic may leave it out
+                    self.sent_aliases[alias[0]] = alias[1]
             index = end
         return bytes(out)
 
-    def _publish_out(self, first: int, body: bytes) -> bytes:
-        """The v5 PUBLISH of a 3.1.1 one, with the properties its payload carries."""
+    def _publish_out(self, first: int, body: bytes) -> tuple[bytes, tuple[bytes, int] | None]:
+        """The v5 PUBLISH of a 3.1.1 one, with the properties its payload carries and a topic
+        alias (§3.3.2.3.4) when the client takes them, and the alias it sets if it is sent."""
         topic_end = 2 + int.from_bytes(body[:2], "big")
         payload_at = topic_end + (2 if first & 0x06 else 0)
         payload = body[payload_at:]
@@ -536,7 +548,19 @@ class V5Link:
             found = identifiers(options, body[2:topic_end].decode())
             if found:
                 properties = {**properties, "subscription_identifier": found}
-        return _frame(first, body[:payload_at] + mqtt5.encode_properties(properties) + payload)
+        head, new = body[:payload_at], None
+        limit = self.client_alias_maximum
+        if limit:
+            topic = body[2:topic_end]
+            alias = self.sent_aliases.get(topic)
+            if alias is not None:  # set before on this connection: the topic is left out
+                head = b"\x00\x00" + body[topic_end:payload_at]
+            elif len(self.sent_aliases) < limit:  # the first ones get an alias, for the connection's life
+                alias = len(self.sent_aliases) + 1
+                new = (topic, alias)
+            if alias is not None:
+                properties = {**properties, "topic_alias": alias}
+        return _frame(first, head + mqtt5.encode_properties(properties) + payload), new
 
     def _room(self, body: bytes) -> bool:
         """Whether a QoS 1/2 PUBLISH (``body``) may go now; if so it counts as in flight."""

@@ -22,7 +22,6 @@ TIMEOUT = 90.0
 
 NOT_OFFERED = {
     "test_session_expiry": "the session expiry interval counted down (a kept session lasts while the broker runs)",
-    "test_server_topic_alias": "topic aliases from the server",
     "test_flow_control2": "the broker's own receive maximum (the test waits for a DISCONNECT 0x93 and hangs)",
 }
 """Tests that need what openblynk does not offer, with what they need."""
@@ -52,6 +51,7 @@ PASSING = [
     "test_subscribe_identifiers",
     "test_will_delay",
     "test_server_keep_alive",
+    "test_server_topic_alias",
 ]
 
 

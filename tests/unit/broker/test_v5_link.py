@@ -225,3 +225,18 @@ def test_a_carried_payload_gets_its_properties_out_to_a_v5_receiver_counted_down
     now[0] += 8
     assert expired(data)
     assert link.outbound(b"\x30\x06\x00\x02ds" + b"ab") == b"\x30\x07\x00\x02ds\x00ab"  # nothing queued: none
+
+
+def test_a_topic_alias_is_set_only_by_a_publish_that_goes_out() -> None:
+    link, _ = device_link(receive_maximum=1, topic_alias_maximum=2)
+    first = b"\x32\x06\x00\x01a\x00\x01" + b"x"  # QoS 1 to "a", id 1
+    held = b"\x32\x06\x00\x01b\x00\x02" + b"y"  # QoS 1 to "b", id 2: no room, it waits
+    now = b"\x30\x04\x00\x01b" + b"z"  # QoS 0 to "b": goes first, so it sets b's alias
+    out = link.outbound(first + held + now)
+    split = 2 + out[1]  # every packet here is short: one length byte
+    assert mqtt5.decode(out[:split]) == mqtt5.Publish("a", b"x", 1, packet_id=1, properties={"topic_alias": 1})
+    assert mqtt5.decode(out[split:]) == mqtt5.Publish("b", b"z", properties={"topic_alias": 2})
+    link.inbound(mqtt5.encode(mqtt5.PubAck(1)))  # room: the held one goes, without its topic
+    assert link.writer is not None
+    written = link.writer.written[-1]  # type: ignore[attr-defined]
+    assert mqtt5.decode(written) == mqtt5.Publish("", b"y", 1, packet_id=2, properties={"topic_alias": 2})
