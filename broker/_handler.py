@@ -44,6 +44,8 @@ from broker.topics import DeviceMount
 
 __all__ = ["MountedHandler"]
 
+_PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
+
 
 class _Outward(Protocol):
     """A gateway's map of broker topics to its own (``broker._gateway_state.GatewayState``)."""
@@ -140,9 +142,13 @@ class MountedHandler(BrokerProtocolHandler):
     def inline(self, frame: bytes) -> bool:
         """``FramedReader.inline``: queue a QoS 0 or 1 PUBLISH for routing as it is read, and
         write its PUBACK (or, for a withholding publisher, make its receipt) in the same step, so
-        acknowledgements keep the order of the PUBLISHes. False leaves the packet to amqtt (QoS
-        2, and anything :func:`~broker._framing.publish_fields` does not read)."""
+        acknowledgements keep the order of the PUBLISHes; a client's PUBACK is taken here too
+        (:meth:`acknowledged`). False leaves the packet to amqtt (QoS 2, and anything
+        :func:`~broker._framing.publish_fields` does not read)."""
         session = self.session
+        if frame[0] == _PUBACK and len(frame) == 4 and frame[1] == 2 and session is not None:
+            self.acknowledged(int.from_bytes(frame[2:4], "big"))  # no decoding, no task
+            return True
         fields = publish_fields(frame)
         if fields is None or session is None:
             return False
@@ -211,19 +217,29 @@ class MountedHandler(BrokerProtocolHandler):
             self._leave()
 
     async def handle_puback(self, puback: PubackPacket) -> None:
-        """Override: the message is delivered the moment its PUBACK is read.
+        """Override: as :meth:`acknowledged` (a PUBACK read by amqtt's own loop)."""
+        if puback.variable_header is not None:
+            self.acknowledged(puback.variable_header.packet_id, puback)
+
+    def acknowledged(self, packet_id: int, puback: PubackPacket | None = None) -> None:
+        """The client's PUBACK of ``packet_id``: the message is delivered the moment it is read.
 
         Dropping it from ``inflight_out`` here, not in the task that waited for the PUBACK,
         means a connection ending right after (the task is then cancelled) cannot leave an
         acknowledged message behind to be delivered twice.
         """
-        packet_id = puback.variable_header.packet_id if puback.variable_header else None
+        if puback is None:
+            puback = PubackPacket.build(packet_id)
         message = self.session.inflight_out.get(packet_id) if self.session and packet_id else None
         if message is not None and message.qos == QOS_1:
             message.puback_packet = puback
-            del self.session.inflight_out[packet_id]  # type: ignore[union-attr,arg-type]
-            self._sunk(packet_id)  # type: ignore[arg-type]
-        await super().handle_puback(puback)
+            del self.session.inflight_out[packet_id]  # type: ignore[union-attr]
+            self._sunk(packet_id)
+        waiter = self._puback_waiters.get(packet_id)
+        if waiter is None:
+            self.logger.warning("Received PUBACK for unknown pending message Id: '%s'", packet_id)
+        elif not waiter.done():
+            waiter.set_result(puback)
 
     def _sunk(self, packet_id: int) -> None:
         """A durable sink acknowledged ``packet_id``: so does the publisher's receipt it held."""
