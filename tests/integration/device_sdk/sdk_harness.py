@@ -174,9 +174,10 @@ class Service:
             if not found:
                 seen = sorted({m.topic for m in self._messages})
                 pytest.fail(f"no message on {topic!r} within {timeout} s; saw {seen}")
-            message = next(m for m in self._messages if m.topic == topic)
-            self._messages.remove(message)
-            return bytes(message.payload)
+            # by position: paho's MQTTMessage compares equal by message id, which every QoS 0
+            # message shares (0), so list.remove() could take another topic's message
+            index = next(i for i, m in enumerate(self._messages) if m.topic == topic)
+            return bytes(self._messages.pop(index).payload)
 
     def publish(self, topic: str, payload: str | bytes = b"", qos: int = 0) -> None:
         self.client.publish(topic, payload, qos=qos).wait_for_publish(WAIT)
