@@ -60,7 +60,6 @@ def parts(rt: Runtime) -> list[Part]:
         Part("change notices", _started(rt.changes.start), rt.changes.stop),
         *([Part("live relay", _started(rt.live_relay.start), rt.live_relay.stop)] if rt.live_relay else []),
         Part("broker connection", rt.mqtt.start, rt.mqtt.stop),
-        Part("latest values", _started(rt.latest.start), rt.latest.stop),
         Part("history writer", _started(rt.history.start), rt.history.stop),
         Part("device services", _started(rt.devices.start), rt.devices.stop),
         Part("webhooks", rt.webhooks.start, rt.webhooks.stop),

@@ -15,7 +15,7 @@ a device's value takes to switch another device. Prints figures; asserts nothing
    ``--only with`` (or ``without``) runs one side alone, for a profiler: callgrind's instructions
    a message are the difference of two ``--messages`` counts, which cancels the start-up; with
    ``--flush-seconds 3600`` no flush depends on how long the run takes (under callgrind the app
-   runs ~50 times slower, and the latest values' flush every second would count with the time).
+   runs ~50 times slower, and the history's flush by age would count with the time).
 2. **Trigger -> downlink latency** through the real broker and app processes, with the same
    1,000 automations loaded: a paho sensor publishes a value that crosses a threshold, a paho
    pump receives ``downlink/ds/<name>`` from the automation's control action; from the publish
@@ -71,7 +71,7 @@ async def pipeline(
 ) -> tuple[float, float]:
     """Rows a second through the ingest loop, with or without the engine listening, and this
     process's CPU time per message in microseconds (the app's share: PostgreSQL's is apart).
-    ``flush_seconds``: how often the history and latest values are flushed by age (None: as the
+    ``flush_seconds``: how often the history is flushed by age (None: as the
     app does; a long time makes the work independent of the wall clock, for a profiler)."""
     settings = Settings()
     registry = DeviceRegistry(db.pool, ttl=3600)
@@ -80,7 +80,7 @@ async def pipeline(
         batch_rows=settings.history_batch_rows,
         flush_seconds=settings.history_flush_seconds if flush_seconds is None else flush_seconds,
     )
-    latest = LatestValues(db.pool) if flush_seconds is None else LatestValues(db.pool, flush_seconds)
+    latest = LatestValues(db.pool)
     signals = DeviceSignals()
     data = DataService(latest, history, CountingPublisher(), signals=signals)
     services = DeviceServices.build(db.pool, data, settings)
@@ -102,14 +102,12 @@ async def pipeline(
         await registry.get(device_id)
         await latest.get_all(device_id)
     history.start()
-    latest.start()
     services.start()
     t0, cpu0 = time.perf_counter(), time.process_time()
     await ingest_loop(ReceivedMessages(messages), ingest, history)  # type: ignore[arg-type]  # a stand-in client
     await history.stop()
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     progress("with automations" if engine_on else "without", count, count)
-    await latest.stop()
     await services.stop()
     await engine.stop()
     return count / elapsed, cpu / count * 1e6
@@ -273,6 +271,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--flush-seconds",
         type=float,
-        help="flush history and latest values by size only until then (for a profiler: no wall-clock work)",
+        help="flush the history by size only until then (for a profiler: no wall-clock work)",
     )
     main(parser.parse_args())

@@ -107,14 +107,12 @@ async def pipeline(db: Database, device_ids: list[int], count: int) -> tuple[flo
         await registry.get(device_id)
         await latest.get_all(device_id)
     history.start()
-    latest.start()
     services.start()
     t0 = time.perf_counter()
     await ingest_loop(client, ingest, history)  # type: ignore[arg-type]  # a stand-in client
     await history.stop()
     elapsed = time.perf_counter() - t0
     progress("pipeline", count, count)
-    await latest.stop()
     await services.stop()
     return count / elapsed, publisher.published, client.acknowledged
 

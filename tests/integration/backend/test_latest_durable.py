@@ -38,7 +38,7 @@ async def test_a_latest_value_is_committed_when_its_rows_are_settled(fresh_db: s
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, flush_seconds=3600)  # nothing but the history commit writes it
-        latest = LatestValues(db.pool, flush_seconds=3600)
+        latest = LatestValues(db.pool)
         data = DataService(latest, writer, Nowhere())
         writer.start()
         try:
@@ -78,7 +78,7 @@ async def test_an_erase_is_not_undone_by_a_value_still_on_its_way(fresh_db: str)
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
         writer = HistoryWriter(db.pool, flush_seconds=3600)
-        latest = LatestValues(db.pool, flush_seconds=3600)
+        latest = LatestValues(db.pool)
         data = DataService(latest, writer, Nowhere())
         label = DatastreamSpec(2, "Label", DatastreamType.STRING)
         device = DeviceInfo(id=device_id, name="Kitchen", org_id=0, template_id=0, template_name="Thermostat")

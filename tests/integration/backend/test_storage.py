@@ -13,7 +13,7 @@ import backend.server.tables  # noqa: F401
 from backend.db.engine import Database
 from backend.db.migrate import available, current_version, migrate
 from backend.devices.latest import LatestValues
-from backend.history.writer import AcksAfterCommit, HistoryRow, HistoryWriter, ensure_partitions
+from backend.history.writer import AcksAfterCommit, HistoryRow, HistoryWriter, ensure_partitions, write_rows
 from tests.support.provision import provision_async, thermostat_doc
 
 
@@ -70,39 +70,19 @@ async def test_history_copy_lands_in_daily_partitions(fresh_db: str) -> None:
         assert parts[f"history_{now:%Y%m%d}"] >= 1
 
 
-async def test_latest_values_are_coalesced_and_never_go_back_in_time(fresh_db: str) -> None:
+async def test_latest_values_never_go_back_in_time(fresh_db: str) -> None:
     result = await provision_async(fresh_db, thermostat_doc())
     device_id = result.devices[0].id
     async with Database(fresh_db) as db:
-        latest = LatestValues(db.pool, flush_seconds=3600)
+        await ensure_partitions(db.pool)
         t0 = datetime.now(UTC)
-        for i in range(50):
-            latest.put_many({(device_id, 0): (str(i), t0 + timedelta(milliseconds=i))})
-        latest.put_many({(device_id, 0): ("late", t0 - timedelta(seconds=1))})
-        assert (await latest.get(device_id, 0)).value == "49"  # type: ignore[union-attr]
-        async with db.pool.connection() as conn:
-            count = await (await conn.execute("SELECT count(*) FROM datastream_value")).fetchone()
-            assert count == (0,)  # nothing written before the flush
-            await latest.flush()
-            rows = await (await conn.execute("SELECT pin, value FROM datastream_value")).fetchall()
-        assert rows == [(0, "49")]
-        fresh = LatestValues(db.pool)
-        assert (await fresh.get(device_id, 0)).value == "49"  # type: ignore[union-attr]
-
-
-async def test_latest_value_flush_survives_a_deleted_device(fresh_db: str) -> None:
-    result = await provision_async(fresh_db, thermostat_doc(devices=2))
-    a, b = (d.id for d in result.devices)
-    async with Database(fresh_db) as db:
-        latest = LatestValues(db.pool, flush_seconds=3600)
-        now = datetime.now(UTC)
-        latest.put_many({(a, 0): ("1.0", now)})
-        latest.put_many({(b, 0): ("2.0", now)})
-        async with db.pool.connection() as conn:
-            await conn.execute("DELETE FROM device WHERE id = %s", (a,))
-            await latest.flush()
-            rows = await (await conn.execute("SELECT device_id, value FROM datastream_value")).fetchall()
-        assert rows == [(b, "2.0")]
+        async with db.pool.connection() as conn, conn.transaction():  # as the history writer stores them
+            await write_rows(conn, [HistoryRow(device_id, 0, t0, 49.0, None)], {(device_id, 0): (49.0, t0)})
+        latest = LatestValues(db.pool)
+        latest.remember_many({(device_id, 0): (48.0, t0 - timedelta(seconds=1))})  # a late point, in memory
+        assert (await latest.get(device_id, 0)).value == "49.0"  # type: ignore[union-attr]  # the stored is newer
+        latest.remember_many({(device_id, 0): (50.0, t0 + timedelta(seconds=1))})
+        assert (await latest.get(device_id, 0)).value == "50.0"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("bad", ["not a url", "mysql://x/y"])
@@ -118,11 +98,9 @@ async def test_multi_values_with_nul_are_stored_and_read_back(fresh_db: str) -> 
     device_id = result.devices[0].id
     async with Database(fresh_db) as db:
         await ensure_partitions(db.pool)
-        latest = LatestValues(db.pool)
         now = datetime.now(UTC)
-        latest.put_many({(device_id, 3): ("24.1\x0056.9", now)})
-        latest.put_many({(device_id, 0): ("1.0", now)})
-        await latest.flush()
+        async with db.pool.connection() as conn, conn.transaction():
+            await write_rows(conn, [], {(device_id, 3): ("24.1\x0056.9", now), (device_id, 0): (1.0, now)})
         reread = LatestValues(db.pool)
         assert (await reread.get(device_id, 3)).value == "24.1\x0056.9"  # type: ignore[union-attr]
         assert (await reread.get(device_id, 0)).value == "1.0"  # type: ignore[union-attr]

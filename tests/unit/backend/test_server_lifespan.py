@@ -61,8 +61,7 @@ def test_the_app_stops_its_parts_in_the_order_that_loses_nothing(tmp_path: Path)
         "scheduler",
         "ingest",
         "device services",
-        "history writer",
-        "latest values",
+        "history writer",  # it stores the latest values too, in the same transactions
         "broker connection",
         "change notices",
         "database",
