@@ -144,6 +144,8 @@ class LifecycleBroker(RoutingBroker):
             self.hand_over_shared(session)
             if session.clean_session:
                 self._discard_session(connection.key, session)
+            else:  # an MQTT 5 session's expiry interval (broker._routing)
+                self.count_down(connection, self._discard_session)
         await self._end_presence(connection, reason)
 
     def _end_reason(self, connection: Connection, packet: object) -> OfflineReason:

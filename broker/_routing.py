@@ -25,7 +25,7 @@ from broker._delivery import DeliveryBroker
 from broker._session import BrokerSession, Connection, Pending
 from broker._shared import SharedGroup, SharedSubscriptions, split_shared
 from broker._suboptions import SubscriptionOptions, keeps_retain, only_local, options_of
-from broker._v5 import Carried, expired, link_of, published_will
+from broker._v5 import NEVER_EXPIRES, Carried, expired, link_of, published_will
 from broker.errors import InvalidTopicError
 from broker.presence import OfflineReason
 from broker.topics import (
@@ -83,6 +83,8 @@ class RoutingBroker(DeliveryBroker):
         self.shared = SharedSubscriptions()
         self.delayed_wills: dict[str, list[asyncio.TimerHandle]] = {}
         """Session key -> MQTT 5 wills waiting for their delay (:meth:`_later`)."""
+        self.expiring: dict[str, asyncio.TimerHandle] = {}
+        """Session key -> the discard of a kept MQTT 5 session, due after its expiry (:meth:`count_down`)."""
         self.unsunk: deque[Pending] = deque()
         """Device uplinks (with their withheld PUBACK) that found no durable sink: they wait
         for the first one that subscribes to them (``broker._acks``)."""
@@ -161,6 +163,27 @@ class RoutingBroker(DeliveryBroker):
 
         handle = self._loop.call_later(will.delay, due)
         waiting.append(handle)
+
+    def count_down(self, connection: Connection, discard: Callable[[str, BrokerSession], None]) -> None:
+        """The connection of a kept session ended: an MQTT 5 client's session is discarded
+        after its session expiry interval, unless a new connection takes it first
+        (:meth:`resume` cancels it). A 3.1.1 client's is kept (amqtt's session expiry)."""
+        link = link_of(connection.writer)
+        if link is None or not link.keeps_session or link.kept_for >= NEVER_EXPIRES:
+            return
+        key, session = connection.key, connection.session
+
+        def due() -> None:
+            if self.expiring.get(key) is handle:
+                del self.expiring[key]
+            if self._sessions.get(key, (None, None))[0] is session and session.connection is connection:
+                discard(key, session)
+
+        previous = self.expiring.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+        handle = self._loop.call_later(link.kept_for, due)
+        self.expiring[key] = handle
 
     async def send_diag(self, session: BrokerSession, text: str) -> None:
         """Tell a device, on ``downlink/diag`` (QoS 0), why something it did was refused."""
@@ -374,6 +397,9 @@ class RoutingBroker(DeliveryBroker):
         self._flush_shared(connection.session)
         for handle in self.delayed_wills.pop(connection.key, []):  # [MQTT-3.1.3-9]: its will is not sent
             handle.cancel()
+        expiring = self.expiring.pop(connection.key, None)
+        if expiring is not None:  # its session lives on with this connection
+            expiring.cancel()
 
     def forget_receipts(self, session: BrokerSession) -> None:
         """``session`` is discarded: the durable copies it held are lost (:meth:`lose`)."""

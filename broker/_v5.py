@@ -23,8 +23,10 @@ built on it. A v5 client is served by translating at the connection's edge, pack
 What 3.1.1's sessions cannot carry is said, not faked: a device's (and a gateway's) session is
 always clean, so CONNACK answers ``session_expiry_interval`` 0 to a client that asked for
 more; for other logins clean start decides whether a stored session is resumed and an expiry
-above 0 keeps the session after the connection (while the broker runs: the interval is not
-counted down), see :meth:`V5Link.adopt`. A SUBSCRIBE's options and identifier are kept on the
+above 0 keeps the session after the connection, see :meth:`V5Link.adopt`: the broker discards
+it that many seconds after the connection ends (:data:`NEVER_EXPIRES`: never, while it runs)
+unless a new connection takes it first (``RoutingBroker.count_down``); the client's DISCONNECT
+may change the interval, but not from 0 (DISCONNECT 0x82). A SUBSCRIBE's options and identifier are kept on the
 link until the broker handles it (``RoutingBroker._handle_subscription``, ``broker._suboptions``);
 a PUBLISH to the client carries the identifiers of its session's filters that match it.
 
@@ -67,6 +69,7 @@ from broker.presence import OfflineReason
 from broker.topics import is_uplink_topic
 
 __all__ = [
+    "NEVER_EXPIRES",
     "SERVER_KEEP_ALIVE",
     "TOPIC_ALIAS_MAXIMUM",
     "Carried",
@@ -82,6 +85,8 @@ logger = logging.getLogger(__name__)
 
 TOPIC_ALIAS_MAXIMUM = 16
 """Topic aliases a client may set towards the broker (CONNACK ``topic_alias_maximum``)."""
+NEVER_EXPIRES = 0xFFFFFFFF
+"""The session expiry interval of a session kept for as long as the broker runs (§3.1.2.11.2)."""
 SERVER_KEEP_ALIVE = 60
 """The longest keep-alive an MQTT 5 client gets, in seconds: one asking for more, or for none,
 is told this one in CONNACK (``server_keep_alive``) and held to it."""
@@ -286,6 +291,8 @@ class V5Link:
     """Topic (UTF-8) -> the alias the broker set for it on this connection (server topic aliases)."""
     leaving_0: deque[bytes | bytearray] = field(default_factory=deque)
     """Payloads of the QoS 0 PUBLISHes the broker is sending, in order (:meth:`sending`)."""
+    expiry_set: int | None = None
+    """The session expiry interval the client's DISCONNECT set (None: its CONNECT's holds)."""
 
     @classmethod
     def start(cls, connect: mqtt5.Connect) -> V5Link:
@@ -325,7 +332,15 @@ class V5Link:
     @property
     def keeps_session(self) -> bool:
         """Whether the session outlives the connection (a session expiry above 0)."""
-        return not self.forced_clean and self.session_expiry > 0
+        return self.kept_for > 0
+
+    @property
+    def kept_for(self) -> int:
+        """Seconds the session outlives the connection: the CONNECT's session expiry, or the one
+        its DISCONNECT set; 0 for a device or gateway (:data:`NEVER_EXPIRES`: while the broker runs)."""
+        if self.forced_clean:
+            return 0
+        return self.session_expiry if self.expiry_set is None else self.expiry_set
 
     def adopt(self, connection: _Connection) -> None:
         """The broker's connection is open. MQTT 5 separates what 3.1.1's clean session joins:
@@ -387,8 +402,13 @@ class V5Link:
                 return b"\xc0\x00"
             case mqtt5.Disconnect():
                 expiry = packet.properties.get("session_expiry_interval")
-                if expiry is not None and self.connection is not None and self.keeps_session:
-                    self.connection.session.clean_session = expiry == 0  # [MQTT-3.14.2-2]: 0 ends it now
+                if expiry is not None:
+                    if expiry and not self.session_expiry:  # [MQTT-3.14.2-2]
+                        self.failure = Reason.PROTOCOL_ERROR
+                        raise MalformedPacket("session expiry set by DISCONNECT after 0", Reason.PROTOCOL_ERROR)
+                    self.expiry_set = expiry
+                    if self.connection is not None and not self.forced_clean:
+                        self.connection.session.clean_session = expiry == 0  # 0 ends it now
                 return b"\xe0\x00"
         self.failure = Reason.PROTOCOL_ERROR  # CONNECT again, AUTH (no enhanced auth), server packets
         raise MalformedPacket(f"{type(packet).__name__} from a client", Reason.PROTOCOL_ERROR)
@@ -487,7 +507,7 @@ class V5Link:
         """Seconds the will waits after the connection ends: the CONNECT's will delay, but no
         longer than the session lives after it (0 for a session that ends with the connection)."""
         asked = int(self.connect.will_properties.get("will_delay_interval", 0))
-        return min(asked, self.session_expiry) if self.keeps_session else 0
+        return min(asked, self.kept_for) if self.keeps_session else 0
 
     def sending(self, data: bytes | bytearray) -> None:
         """The broker queued a QoS 0 PUBLISH of ``data`` to this client: its outbound form

@@ -21,7 +21,6 @@ RUNNER = Path(__file__).with_name("_paho_interop5_run.py")
 TIMEOUT = 90.0
 
 NOT_OFFERED = {
-    "test_session_expiry": "the session expiry interval counted down (a kept session lasts while the broker runs)",
     "test_flow_control2": "the broker's own receive maximum (the test waits for a DISCONNECT 0x93 and hangs)",
 }
 """Tests that need what openblynk does not offer, with what they need."""
@@ -52,6 +51,7 @@ PASSING = [
     "test_will_delay",
     "test_server_keep_alive",
     "test_server_topic_alias",
+    "test_session_expiry",
 ]
 
 
