@@ -4,11 +4,18 @@ own browsers here) against the real app, and where screenshots go (``.pytest-art
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.support.accounts import ROOT_ADMIN
+from tests.support.net import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".pytest-artifacts" / "console"
@@ -23,6 +30,8 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 """Without the networking flags Chromium keeps trying Google's hosts, which this closed network refuses."""
+SIZES = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "height": 844}}
+"""The viewports the console's pages are tested at."""
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +71,29 @@ def no_page_errors(page: Page) -> list[str]:
         ),
     )
     return errors
+
+
+@contextmanager
+def signed_in(browser: Browser, base_url: str, size: str, timeout_ms: int, **options: Any) -> Iterator[Page]:
+    """A page of a new browser context at ``SIZES[size]`` (and ``options``), signed in as the
+    root admin, waiting up to ``timeout_ms`` for anything."""
+    context = browser.new_context(viewport=SIZES[size], **options)  # type: ignore[arg-type]
+    context.set_default_timeout(timeout_ms)
+    try:
+        page = context.new_page()
+        page.goto(f"{base_url}/login")
+        page.get_by_label("E-mail").fill(ROOT_ADMIN[0])
+        page.get_by_label("Password").fill(ROOT_ADMIN[1])
+        page.get_by_role("button", name="Sign in").click()
+        expect(page).to_have_url(re.compile(r"/devices$"))
+        yield page
+    finally:
+        context.close()
+
+
+def wait_online(database_url: str, device_id: int) -> None:
+    """Wait until the device is online in the database, so that a page drawn next shows it
+    online (a page drawn before may miss the change on a loaded machine)."""
+    with psycopg.connect(database_url, autocommit=True) as db:
+        sql = "SELECT online FROM device WHERE id = %s"
+        wait_for(lambda: db.execute(sql, (device_id,)).fetchone() == (True,), message=f"device {device_id} online")

@@ -11,19 +11,25 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psycopg
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from backend.transfer.schemas import DeviceOut
 from device_sdk import Device
-from tests.e2e.console_browser import browser, no_page_errors, readme_view, shot  # noqa: F401 (fixture)
+from tests.e2e.console_browser import (  # noqa: F401 (browser: a fixture)
+    SIZES,
+    browser,
+    no_page_errors,
+    readme_view,
+    shot,
+    signed_in,
+    wait_online,
+)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_stack
 from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
 
 TIMEOUT_MS = 20_000  # a bound for waits (the menu waits 10 s for an answer), not a timing claim
-SIZES = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
 
 @dataclass
@@ -52,22 +58,12 @@ def seeded(pg_server: str, template_db: str) -> Iterator[Seeded]:
 @pytest.fixture(params=sorted(SIZES))
 def sized(request: pytest.FixtureRequest, browser: Browser, seeded: Seeded) -> Iterator[tuple[Page, str]]:  # noqa: F811
     """A signed-in page at one of :data:`SIZES`, and that size's name."""
-    context = browser.new_context(viewport=SIZES[request.param])
-    context.set_default_timeout(TIMEOUT_MS)
-    opened = context.new_page()
-    opened.goto(f"{seeded.acc.base_url}/login")
-    opened.get_by_label("E-mail").fill(ROOT_ADMIN[0])
-    opened.get_by_label("Password").fill(ROOT_ADMIN[1])
-    opened.get_by_role("button", name="Sign in").click()
-    expect(opened).to_have_url(re.compile(r"/devices$"))
-    yield opened, request.param
-    context.close()
+    with signed_in(browser, seeded.acc.base_url, request.param, TIMEOUT_MS) as page:
+        yield page, request.param
 
 
 def _request_info(page: Page, base_url: str, database_url: str, device: DeviceOut) -> Locator:
-    with psycopg.connect(database_url, autocommit=True) as db:  # online before the page is drawn
-        sql = "SELECT online FROM device WHERE id = %s"
-        wait_for(lambda: db.execute(sql, (device.id,)).fetchone() == (True,), message="the device online")
+    wait_online(database_url, device.id)
     page.goto(f"{base_url}/devices/{device.id}?tab=info")
     expect(page.locator(f'[data-presence="{device.id}"]').first).to_have_text("Online")
     menu = page.locator("#device-menu")

@@ -16,18 +16,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from backend.transfer.schemas import DeviceOut
-from tests.e2e.console_browser import browser, no_page_errors, readme_view, shot  # noqa: F401 (fixture)
+from tests.e2e.console_browser import (  # noqa: F401 (browser: a fixture)
+    SIZES,
+    browser,
+    no_page_errors,
+    readme_view,
+    shot,
+    signed_in,
+    wait_online,
+)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, start_accounts_stack
-from tests.support.net import wait_for
 from tests.support.paho import ConnectDevice
 
 TIMEOUT_MS = 20_000  # a bound for waits, not a timing claim
-SIZES = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "height": 844}}
 
 
 @dataclass
@@ -66,17 +71,9 @@ def seeded(pg_server: str, template_db: str) -> Iterator[Seeded]:
 
 @pytest.fixture(params=sorted(SIZES))
 def sized(request: pytest.FixtureRequest, browser: Browser, seeded: Seeded) -> Iterator[tuple[Page, str]]:  # noqa: F811
-    """A signed-in page at one of :data:`SIZES`, and that size's name (the screenshots' suffix)."""
-    context = browser.new_context(viewport=SIZES[request.param], accept_downloads=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    opened = context.new_page()
-    opened.goto(f"{seeded.acc.base_url}/login")
-    opened.get_by_label("E-mail").fill(ROOT_ADMIN[0])
-    opened.get_by_label("Password").fill(ROOT_ADMIN[1])
-    opened.get_by_role("button", name="Sign in").click()
-    expect(opened).to_have_url(re.compile(r"/devices$"))
-    yield opened, request.param
-    context.close()
+    """A signed-in page at one of :data:`SIZES`, and that size's name."""
+    with signed_in(browser, seeded.acc.base_url, request.param, TIMEOUT_MS, accept_downloads=True) as page:
+        yield page, request.param
 
 
 def _open_menu(page: Page) -> None:
@@ -202,9 +199,7 @@ def test_the_actions_menu_pings_reboots_and_deletes(
         name="Cellar boiler", id=seeded.device, token=seeded.token, template="", template_id="", created=True
     )
     device = paho_device(seeded.acc.config, info)  # paho acknowledges downlink/ping (QoS 1)
-    with psycopg.connect(seeded.acc.config.database_url, autocommit=True) as db:  # online before the page is drawn
-        sql = "SELECT online FROM device WHERE id = %s"
-        wait_for(lambda: db.execute(sql, (seeded.device,)).fetchone() == (True,), message="the device online")
+    wait_online(seeded.acc.config.database_url, seeded.device)
     page.goto(f"{seeded.acc.base_url}/devices/{seeded.device}")
     expect(page.locator(f'[data-presence="{seeded.device}"]')).to_have_text("Online")
     menu = page.locator("#device-menu")

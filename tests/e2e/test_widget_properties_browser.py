@@ -19,12 +19,18 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from backend.transfer.schemas import DeviceOut
-from tests.e2e.console_browser import browser, no_page_errors, readme_view, shot  # noqa: F401 (fixture)
+from tests.e2e.console_browser import (  # noqa: F401 (browser: a fixture)
+    SIZES,
+    browser,
+    no_page_errors,
+    readme_view,
+    shot,
+    signed_in,
+)
 from tests.support.accounts import ROOT_ADMIN, AccountsStack, Api, start_accounts_stack
 from tests.support.paho import ConnectDevice, PahoDevice
 
 TIMEOUT_MS = 20_000  # a bound for waits, not a timing claim
-SIZES = {"desktop": {"width": 1280, "height": 1000}, "phone": {"width": 390, "height": 844}}
 HTML_LABEL = 'Main <img src=x onerror="document.title=1"> pump'
 BAD_COLORS = ("url(https://evil.example/x.png)", "#fff; background-image: url(//evil.example/y)")
 
@@ -65,16 +71,9 @@ def seeded(pg_server: str, template_db: str) -> Iterator[Seeded]:
 
 @pytest.fixture(params=sorted(SIZES))
 def sized(request: pytest.FixtureRequest, browser: Browser, seeded: Seeded) -> Iterator[tuple[Page, str]]:  # noqa: F811
-    context = browser.new_context(viewport=SIZES[request.param])
-    context.set_default_timeout(TIMEOUT_MS)
-    opened = context.new_page()
-    opened.goto(f"{seeded.acc.base_url}/login")
-    opened.get_by_label("E-mail").fill(ROOT_ADMIN[0])
-    opened.get_by_label("Password").fill(ROOT_ADMIN[1])
-    opened.get_by_role("button", name="Sign in").click()
-    expect(opened).to_have_url(re.compile(r"/devices$"))
-    yield opened, request.param
-    context.close()
+    """A signed-in page at one of :data:`SIZES`, and that size's name."""
+    with signed_in(browser, seeded.acc.base_url, request.param, TIMEOUT_MS) as page:
+        yield page, request.param
 
 
 def _device(seeded: Seeded, paho_device: ConnectDevice, name: str) -> PahoDevice:
