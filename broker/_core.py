@@ -287,6 +287,9 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             connection.inflight = Inflight(writer.write, limit, connection.label, connection)
             handler.inflight = connection.inflight
             framed.hold = connection.inflight.hold
+            link = link_of(writer)
+            if link is not None:  # MQTT 5: CONNACK's receive_maximum (broker._v5)
+                link.receive_limit = limit
         writer.meter.started = self._loop.time()
         handler.connection = session.connection = connection
         session.transitions.connect()

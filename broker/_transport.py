@@ -78,6 +78,9 @@ class MeteredWriter(WriterAdapter):
         self.last_words: Callable[[], bytes] | None = None
         """Called once when the connection is closed (not aborted): what to send before closing
         (an MQTT 5 client's DISCONNECT with the reason, ``broker._v5``)."""
+        self.linger = 0.0
+        """Seconds the socket stays open (its input ignored) after the last words, so that a
+        client still answering what came before them reads them (MQTT 5 0x93, ``broker._v5``)."""
         self._held: list[bytes | bytearray] = []
         self._held_size = 0
         self._flush_at: asyncio.Handle | None = None
@@ -158,10 +161,12 @@ class MeteredWriter(WriterAdapter):
         self.flush()
         self.closed = True
         try:
-            async with asyncio.timeout(CLOSE_WAIT):
+            async with asyncio.timeout(CLOSE_WAIT + self.linger):
                 await self._writer.drain()
                 if self._writer.can_write_eof():
                     self._writer.write_eof()
+                if self.linger:
+                    await asyncio.sleep(self.linger)
                 self._writer.close()
                 await self._writer.wait_closed()
         except (TimeoutError, OSError, RuntimeError):

@@ -8,6 +8,10 @@ built on it. A v5 client is served by translating at the connection's edge, pack
   broker sees it; topic aliases are resolved here (up to :data:`TOPIC_ALIAS_MAXIMUM`, announced
   in CONNACK); a malformed packet or an alias never set ends the connection, with a
   DISCONNECT carrying the reason (0x81, 0x82, 0x94).
+- the broker's receive maximum (CONNACK ``receive_maximum``: :data:`RECEIVE_MAXIMUM`, or the
+  connection's inflight limit with ``sink_acks``): a QoS 1/2 PUBLISH read while the client
+  already has that many unanswered (no PUBACK or PUBCOMP written yet) ends the connection with
+  DISCONNECT 0x93.
 - outbound (``MeteredWriter.encode``): each 3.1.1 packet the broker writes gets its v5 form:
   CONNACK with the v5 reason (0x86 bad user name or password, 0x87 not authorized, 0x85,
   0x88, 0x84) and, when accepted, its properties; PUBLISH with an empty property list; SUBACK
@@ -70,6 +74,7 @@ from broker.topics import is_uplink_topic
 
 __all__ = [
     "NEVER_EXPIRES",
+    "RECEIVE_MAXIMUM",
     "SERVER_KEEP_ALIVE",
     "TOPIC_ALIAS_MAXIMUM",
     "Carried",
@@ -85,6 +90,11 @@ logger = logging.getLogger(__name__)
 
 TOPIC_ALIAS_MAXIMUM = 16
 """Topic aliases a client may set towards the broker (CONNACK ``topic_alias_maximum``)."""
+LINGER = 1.0
+"""Seconds a connection ended for going over the receive maximum stays open after the DISCONNECT."""
+RECEIVE_MAXIMUM = 100
+"""QoS 1/2 PUBLISHes a client may have unacknowledged at once (CONNACK ``receive_maximum``), when
+its connection has no withheld-acknowledgement limit (``BrokerSettings.sink_acks``, broker._acks)."""
 NEVER_EXPIRES = 0xFFFFFFFF
 """The session expiry interval of a session kept for as long as the broker runs (§3.1.2.11.2)."""
 SERVER_KEEP_ALIVE = 60
@@ -217,6 +227,7 @@ class _Connection(Protocol):
 class _Writer(Protocol):
     encode: Callable[[bytes | bytearray], bytes | bytearray] | None
     last_words: Callable[[], bytes] | None
+    linger: float
 
     def write(self, data: bytes | bytearray) -> None: ...
 
@@ -291,6 +302,11 @@ class V5Link:
     """Topic (UTF-8) -> the alias the broker set for it on this connection (server topic aliases)."""
     leaving_0: deque[bytes | bytearray] = field(default_factory=deque)
     """Payloads of the QoS 0 PUBLISHes the broker is sending, in order (:meth:`sending`)."""
+    receive_limit: int = RECEIVE_MAXIMUM
+    """The broker's receive maximum for this client (CONNACK; the connection's inflight limit
+    with ``sink_acks``, set by ``MqttBroker._new_connection``)."""
+    receiving: set[int] = field(default_factory=set)
+    """Packet ids of the client's QoS 1/2 PUBLISHes not yet answered (PUBACK, PUBCOMP)."""
     expiry_set: int | None = None
     """The session expiry interval the client's DISCONNECT set (None: its CONNECT's holds)."""
 
@@ -362,6 +378,8 @@ class V5Link:
             reason = (
                 self.failure if failure is FrameFailure.MALFORMED and self.failure else _FAILURE_REASONS.get(failure)
             )
+        if reason == Reason.RECEIVE_MAXIMUM_EXCEEDED and self.writer is not None:
+            self.writer.linger = LINGER  # it answers the PUBRECs before the DISCONNECT (Paho's test does)
         return self.goodbye(reason) if reason is not None else b""
 
     # ---- client -> broker -------------------------------------------------------------
@@ -414,6 +432,12 @@ class V5Link:
         raise MalformedPacket(f"{type(packet).__name__} from a client", Reason.PROTOCOL_ERROR)
 
     def _publish_in(self, packet: mqtt5.Publish) -> bytes:
+        if packet.qos:
+            assert packet.packet_id is not None
+            if packet.packet_id not in self.receiving and len(self.receiving) >= self.receive_limit:
+                self.failure = Reason.RECEIVE_MAXIMUM_EXCEEDED  # [MQTT-3.3.4-9]
+                raise MalformedPacket(f"over {self.receive_limit} unanswered", Reason.RECEIVE_MAXIMUM_EXCEEDED)
+            self.receiving.add(packet.packet_id)
         topic = packet.topic
         alias = packet.properties.get("topic_alias")
         if alias is not None:
@@ -595,6 +619,8 @@ class V5Link:
 
     def _packet_out(self, first: int, body: bytes) -> bytes:
         kind = first >> 4
+        if kind in (mqtt5.PUBACK, mqtt5.PUBCOMP):  # a PUBLISH from the client is answered
+            self.receiving.discard(int.from_bytes(body[:2], "big"))
         if kind == mqtt5.PUBACK and len(body) == 2:
             reason = self.refused.pop(int.from_bytes(body, "big"), 0)
             return _frame(first, body + bytes([reason])) if reason else _frame(first, body)
@@ -620,6 +646,7 @@ class V5Link:
         if self.forced_clean and self.session_expiry:
             properties["session_expiry_interval"] = 0  # the broker keeps no session for it
         properties["topic_alias_maximum"] = TOPIC_ALIAS_MAXIMUM
+        properties["receive_maximum"] = self.receive_limit
         if self.reader is not None:  # the limit is on the remaining length; v5's counts the fixed header
             properties["maximum_packet_size"] = self.reader.max_packet_size + 5
         return mqtt5.Connack(0, bool(session_present), properties)

@@ -197,7 +197,7 @@ async def test_an_alias_never_set_is_a_protocol_error_with_a_disconnect(raw: Cal
     assert mqtt5.decode(await connection.read_packet()) == mqtt5.Connack(
         0,
         False,
-        {"topic_alias_maximum": 16, "maximum_packet_size": 1029},
+        {"topic_alias_maximum": 16, "receive_maximum": 100, "maximum_packet_size": 1029},
     )
     await connection.send(mqtt5.encode(mqtt5.Publish("", b"x", properties={"topic_alias": 5})))
     assert mqtt5.decode(await connection.read_packet()) == mqtt5.Disconnect(mqtt5.Reason.PROTOCOL_ERROR)
