@@ -176,7 +176,13 @@ def test_stopping_the_app_ingests_what_it_already_received(own: OwnStack, paho_d
         device.client.publish("ds/Temperature", str(i / 10), qos=1)
     own.stop_app()
     own.start_app()
-    wait_for(lambda: raw_values(own, info.id) == expected(300), timeout=30, message="all 300 values")
+    try:
+        wait_for(lambda: raw_values(own, info.id) == expected(300), timeout=30, message="all 300 values")
+    except AssertionError:
+        stored = raw_values(own, info.id)
+        missing = sorted(set(expected(300)) - set(stored))
+        twice = sorted({v for v in stored if stored.count(v) > 1})
+        raise AssertionError(f"{len(stored)} stored; missing {missing[:20]}; twice {twice[:20]}") from None
     assert settled_values(own, device) == expected(300) + [MARKER]  # and none of them twice
 
 
