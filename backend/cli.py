@@ -10,7 +10,7 @@
     openblynk export                 print templates and devices (with tokens) as JSON
     openblynk device token NAME [--rotate]
     openblynk device ping|reboot|reconfigure NAME | device redirect NAME URI
-    openblynk provision --token T --ssid NET --password P --server HOST [--device URL]
+    openblynk provision --token=T --ssid NET --password P --server HOST [--device URL]
 
 Settings come from OPENBLYNK_* environment variables (see README).
 """

@@ -64,7 +64,8 @@
       until.textContent = new Date(made.expires_at).toLocaleString();
       until.setAttribute("datetime", made.expires_at);
       steps.querySelector("[data-provision-command]").textContent =
-        `openblynk provision --token ${made.token} --ssid "YOUR-WIFI" --password "…" ` +
+        // --token=: a token may start with "-", which the command line would take for an option
+        `openblynk provision --token=${made.token} --ssid "YOUR-WIFI" --password "…" ` +
         `--server ${window.location.hostname} --port ${made.mqtt_port}`;
       steps.hidden = false;
     } catch (err) {

@@ -191,7 +191,7 @@ def test_the_console_walks_a_user_through_wi_fi_provisioning(
     expect(steps).to_be_visible()
     token = page.locator("[data-provision-token]").inner_text()
     assert len(token) == 32
-    expect(page.locator("[data-provision-command]")).to_contain_text(f"openblynk provision --token {token}")
+    expect(page.locator("[data-provision-command]")).to_contain_text(f"openblynk provision --token={token}")
     shot(page, "inject-provision")
 
     # the device in provisioning mode; the command the page shows, run from this computer
@@ -207,8 +207,7 @@ def test_the_console_walks_a_user_through_wi_fi_provisioning(
                 "provision",
                 "--device",
                 f"http://{host}:{port}",
-                "--token",
-                token,
+                f"--token={token}",  # as the console shows it: a token may start with "-"
                 "--ssid",
                 "Flat",
                 "--server",
