@@ -81,7 +81,8 @@ async def _recheck(socket: Socket, live: LiveAccess, sub: Subscription) -> bool:
 
 @websocket("/live", guards=[requires_any(*VIEW)])
 async def live_socket(socket: Socket, live_access: NamedDependency[LiveAccess]) -> None:
-    """Stream ``{"type": "value"|"property"|"presence", "device": id, ...}`` messages as JSON."""
+    """Stream ``{"type": "value"|"property"|"presence", "device": id, ...}`` messages as JSON,
+    after ``{"type": "hello", "devices": [visible ids], "online": [those online now]}``."""
     await socket.accept()
     ids = _device_ids(socket.query_params.get("devices", ""))
     if not _same_origin(socket):
@@ -101,7 +102,10 @@ async def live_socket(socket: Socket, live_access: NamedDependency[LiveAccess]) 
         principal, visible = access
         sub.rekey(_keys(principal))
         sub.narrow(visible)
-        await socket.send_json({"type": "hello", "devices": visible})
+        # which are online now: read after subscribing, so a change after the page was drawn is
+        # either in this answer or comes through the subscription
+        online = await live_access.online(visible)
+        await socket.send_json({"type": "hello", "devices": visible, "online": online})
         closed = asyncio.create_task(_wait_closed(socket))
         try:
             await _pump(socket, live_access, sub, closed)

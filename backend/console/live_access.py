@@ -12,6 +12,7 @@ from backend.accounts.sessions import SessionService
 from backend.audit.services import AuditService
 from backend.console.devices import DeviceConsole
 from backend.console.runtime import ConsoleRuntime
+from backend.db.sql import fetch_all
 from backend.devices.live import LiveFeed
 
 VIEW = frozenset({P.DEVICES_VIEW, P.DEVICES_VIEW_OWN})
@@ -38,3 +39,12 @@ class LiveAccess:
                 return None
             devices = DeviceConsole(session, Scope(session, principal), AuditService(session), self._console)
             return principal, await devices.visible(ids)
+
+    async def online(self, ids: list[int]) -> list[int]:
+        """Which of ``ids`` are online now (for the socket's hello: a page drawn before a change
+        whose notice came before the socket subscribed would otherwise show it stale)."""
+        async with self._accounts.db.session() as session:
+            rows = await fetch_all(
+                session, "SELECT id FROM device WHERE id = ANY(:ids) AND online ORDER BY id", ids=ids
+            )
+        return [int(r["id"]) for r in rows]

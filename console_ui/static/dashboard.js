@@ -320,6 +320,14 @@
   }
 
   // -- live -------------------------------------------------------------------------------
+  function showPresence(online) {
+    document.querySelectorAll(`[data-presence="${deviceId}"]`).forEach((s) => {
+      s.textContent = online ? "Online" : "Offline";
+      s.classList.toggle("online", online);
+      s.classList.toggle("offline", !online);
+    });
+  }
+
   let socket = null;
   let retry = 1000;
   function connect() {
@@ -334,12 +342,9 @@
         if (msg.value === null) delete props[msg.pin][msg.name]; else props[msg.pin][msg.name] = msg.value;
         applyProps(msg.pin);
       } else if (msg.type === "presence") {
-        document.querySelectorAll(`[data-presence="${deviceId}"]`).forEach((s) => {
-          s.textContent = msg.online ? "Online" : "Offline";
-          s.classList.toggle("online", msg.online);
-          s.classList.toggle("offline", !msg.online);
-        });
+        showPresence(msg.online);
       } else if (msg.type === "hello") {
+        showPresence(msg.online.includes(Number(deviceId)));  // online now, whatever the page was drawn with
         root.dataset.subscribed = "yes";  // the server watches the device for this page from now on
         if (root.dataset.loaded === "yes") load();  // reconnected: catch up on what was missed
       }

@@ -14,7 +14,9 @@
   }
 
   function apply(msg) {
-    if (msg.type === "presence") {
+    if (msg.type === "hello") {  // online now: a change between drawing the page and subscribing
+      msg.devices.forEach((id) => apply({ type: "presence", device: id, online: msg.online.includes(id) }));
+    } else if (msg.type === "presence") {
       document.querySelectorAll(`[data-presence="${msg.device}"]`).forEach((el) => {
         el.textContent = msg.online ? "Online" : "Offline";
         el.classList.toggle("online", msg.online);

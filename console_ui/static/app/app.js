@@ -106,7 +106,12 @@
     const mine = openSocket(`/live?devices=${ids.join(",")}`, (msg) => {
       // live from the server's hello on: it is subscribed and has checked access by then
       if (socket !== mine) return;
-      if (msg.type === "hello") { liveRetry = 1000; setLive("connected"); } else onMessage(msg);
+      if (msg.type === "hello") {
+        liveRetry = 1000;
+        setLive("connected");
+        // online now: a change between drawing the view and subscribing would be missed otherwise
+        msg.devices.forEach((id) => onMessage({ type: "presence", device: id, online: msg.online.includes(id) }));
+      } else onMessage(msg);
     }, (state) => {
       if (socket !== mine || state === "connected") return;
       setLive("closed");

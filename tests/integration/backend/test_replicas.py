@@ -153,7 +153,7 @@ def test_a_console_page_on_one_replica_shows_values_another_ingests(
         cookie = "; ".join(f"{k}={v}" for k, v in api.cookies.items())
     url = f"ws://127.0.0.1:{second.config.http_port}/live?devices={info.id}"
     with ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
-        assert json.loads(ws.recv(10)) == {"type": "hello", "devices": [info.id]}
+        assert json.loads(ws.recv(10)) == {"type": "hello", "devices": [info.id], "online": []}
         device = paho_device(world.config, info, subscribe=False)
         message: dict[str, object] = {}
         for value in range(1, 30):  # until the first replica has heard that the page watches it

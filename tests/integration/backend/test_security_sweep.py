@@ -1990,8 +1990,12 @@ def test_every_route_refuses_a_caller_without_credentials(world: World) -> None:
 
 def test_the_live_feed_names_only_the_callers_devices(world: World) -> None:
     a, b = world.a, world.b
+    base = world.base_url
     for caller, owner in ((b, a), (a, b)):
+        for tenant in (a, b):  # both online (over HTTP): the hello names only the caller's as online
+            _ok(httpx.get(f"{base}/external/api/update", params={"token": tenant.token, "V1": "1"}), 200)
         cookie = "; ".join(f"{k}={v}" for k, v in caller.admin.cookies.items())
         url = f"ws://127.0.0.1:{world.acc.config.http_port}/live?devices={owner.device},{caller.device}"
         with ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
-            assert json.loads(ws.recv(10)) == {"type": "hello", "devices": [caller.device]}
+            hello = json.loads(ws.recv(10))
+            assert hello == {"type": "hello", "devices": [caller.device], "online": [caller.device]}

@@ -376,15 +376,16 @@ async def presence_watcher(paho: Callable[..., Paho]) -> Paho:
 
 
 async def offline_reason(watcher: Paho, device_id: int, timeout: float = 3.0) -> str:
-    """Wait for an offline presence of ``device_id`` and return its reason."""
+    """Wait for an offline presence of ``device_id`` and return the reason of the latest one."""
     topic = f"sys/presence/{device_id}"
     await eventually(
         lambda: any(json.loads(m.payload)["online"] is False for m in list(watcher.messages) if m.topic == topic),
         timeout,
         message=f"offline presence of {device_id}",
     )
-    last = [json.loads(m.payload) for m in list(watcher.messages) if m.topic == topic][-1]
-    return str(last["reason"])
+    # the last offline one: an online presence of a later connection may already have followed it
+    seen = [json.loads(m.payload) for m in list(watcher.messages) if m.topic == topic]
+    return str([p for p in seen if p["online"] is False][-1]["reason"])
 
 
 async def connected_raw(raw: Callable[[], Any], device_id: int = 1, keepalive: int = 60) -> Raw:

@@ -240,7 +240,7 @@ def test_live_values_arrive_over_the_websocket(stack: StackConfig, admin: Api, p
     cookie = "; ".join(f"{k}={v}" for k, v in admin.cookies.items())
     url = f"ws://127.0.0.1:{stack.http_port}/live?devices={info.id},999999"
     with ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
-        assert json.loads(ws.recv(10)) == {"type": "hello", "devices": [info.id]}
+        assert json.loads(ws.recv(10)) == {"type": "hello", "devices": [info.id], "online": []}
         dev = paho_device(stack, info)
         seen = [json.loads(ws.recv(10))]
         while seen[-1]["type"] != "presence":
@@ -252,7 +252,21 @@ def test_live_values_arrive_over_the_websocket(stack: StackConfig, admin: Api, p
         dev.publish("ds/Temperature/prop/color", "#FF0000")
         msg = json.loads(ws.recv(10))
         assert (msg["type"], msg["pin"], msg["name"], msg["value"]) == ("property", 0, "color", "#FF0000")
+        # a page drawn before a change that came before its socket subscribed learns the state
+        # from the hello: which of its devices are online now
+        with ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as late:
+            assert json.loads(late.recv(10)) == {"type": "hello", "devices": [info.id], "online": [info.id]}
         dev.close()
+
+        def hello_online() -> object:
+            with ws_connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as late:
+                return json.loads(late.recv(10))["online"]
+
+        wait_for(
+            lambda: hello_online() == [],
+            interval=0.1,
+            message="the hello names the device online after it disconnected",
+        )
     with pytest.raises(InvalidStatus) as refused:
         with ws_connect(url, open_timeout=10):  # no session: the handshake itself is refused
             pass

@@ -191,7 +191,7 @@ def open_socket(w: World, session: Api | None = None) -> ClientConnection:
 @pytest.fixture
 def watching(world: World) -> Iterator[Watching]:
     with open_socket(world) as ws:
-        assert json.loads(ws.recv(10)) == {"type": "hello", "devices": sorted([world.a, world.b])}
+        assert json.loads(ws.recv(10)) == {"type": "hello", "devices": sorted([world.a, world.b]), "online": []}
         watch = Watching(ws)
         watch.both_flow(world)
         yield watch
