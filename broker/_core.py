@@ -224,6 +224,8 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             if isinstance(identity, DeviceIdentity):
                 await self.release_gateway_device(identity.device_id, OfflineReason.REPLACED)
             connection = self._new_connection(key, identity, request, framed, writer, transport, gateway)
+            if request.v5 is not None:  # what is written from CONNACK on (a resumed session's
+                request.v5.connection = connection  # messages: at once) takes this session's properties
             session = connection.session
             self._sessions[key] = (session, connection.handler)
             self.connections[key] = connection
@@ -290,6 +292,8 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             link = link_of(writer)
             if link is not None:  # MQTT 5: CONNACK's receive_maximum (broker._v5)
                 link.receive_limit = limit
+        if device and gateway is None and link_of(writer) is None:  # its uplinks routed as read
+            handler.fast_route = partial(self.route_uplink, session, handler)
         writer.meter.started = self._loop.time()
         handler.connection = session.connection = connection
         session.transitions.connect()

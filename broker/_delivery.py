@@ -75,23 +75,31 @@ class DeliveryBroker(Broker):
             return False
         if session.gateway is not None:
             session.gateway.count_out(topic, data, qos)
-        handler = connection.handler
         if qos == QOS_0:
-            task = connection.outbox.push(qos, lambda: handler.mqtt_publish(topic, data, qos, retain=retain))
-            link = link_of(connection.writer) if task is not None else None
+            if not connection.outbox.room(QOS_0, connection.writer.writable()):
+                return False
+            link = link_of(connection.writer)
             if link is not None:
                 link.sending(data)  # an MQTT 5 receiver gets what the payload carries (broker._v5)
-        elif len(connection.outbox) >= connection.outbox.limit:
+            try:
+                connection.handler.publish_now(topic, data, retain)
+            except InvalidTopicError as exc:
+                logger.warning("%s: %s", connection.label, exc)
+                if link is not None:
+                    link.leaving_0.pop()
+                return False
+            return True
+        if len(connection.outbox) >= connection.outbox.limit:
             connection.outbox.overflowed = True
-            task = None
+            sent = False
         else:
             message = self._register(connection, topic, data, qos, retain, origin, receipt)
             if message is None:
                 return False
-            task = self._push_reliable(connection, message)
-        if task is None:
+            sent = self._push_reliable(connection, message)
+        if not sent:
             self._check_overflow(connection)
-        return task is not None
+        return sent
 
     @staticmethod
     def _register(
@@ -123,13 +131,33 @@ class DeliveryBroker(Broker):
             session.receipts[packet_id] = receipt
         return message
 
-    def _push_reliable(self, connection: Connection, message: OutgoingApplicationMessage) -> asyncio.Task[Any] | None:
-        """Start delivering a registered QoS 1/2 message; when it ends, refill from the backlog."""
-        handler = connection.handler
-        task = connection.outbox.push(message.qos or QOS_1, lambda: handler.deliver(message))
+    def _push_reliable(self, connection: Connection, message: OutgoingApplicationMessage) -> bool:
+        """Start delivering a registered QoS 1/2 message (False: the outbox is full); when it
+        is acknowledged, refill from the backlog. QoS 1 is written at once and counted in the
+        outbox until its PUBACK (:meth:`_acknowledged`); QoS 2 keeps a task for its flow."""
+        handler, outbox = connection.handler, connection.outbox
+        if message.qos == QOS_1:
+            if connection.closed or not outbox.room(QOS_1):
+                return False
+            if handler.on_puback is None:
+                handler.on_puback = lambda packet_id: self._acknowledged(connection, packet_id)
+            assert message.packet_id is not None
+            outbox.sent.add(message.packet_id)
+            handler.send_now(message)
+            return True
+        task = outbox.push(message.qos or QOS_2, lambda: handler.deliver(message))
         if task is not None and not connection.session.clean_session:
             task.add_done_callback(lambda _task: self._refill(connection))
-        return task
+        return task is not None
+
+    def _acknowledged(self, connection: Connection, packet_id: int) -> bool:
+        """The PUBACK of a QoS 1 message :meth:`_push_reliable` wrote; whether it was one."""
+        if packet_id not in connection.outbox.sent:
+            return False
+        connection.outbox.sent.discard(packet_id)
+        if not connection.session.clean_session:
+            self._refill(connection)
+        return True
 
     def to_backlog(
         self,
@@ -252,6 +280,6 @@ class DeliveryBroker(Broker):
         """Wait (at most ``timeout`` s) until queued broadcasts are sent and acknowledged."""
         deadline = self._loop.time() + timeout
         while self._loop.time() < deadline:
-            if self._broadcast_queue.empty() and not any(c.outbox.tasks for c in self.connections.values()):
+            if self._broadcast_queue.empty() and not any(len(c.outbox) for c in self.connections.values()):
                 return
             await asyncio.sleep(0.01)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from amqtt.errors import AMQTTError, ProtocolHandlerError
@@ -77,6 +78,13 @@ class MountedHandler(BrokerProtocolHandler):
     broadcast (``RoutingBroker._broadcast_message``)."""
     _receipts: dict[int, Receipt] | None = None  # id(message) -> its receipt, while it is queued
     _wake: asyncio.Future[None] | None = None
+    fast_route: Callable[[str, bytes, int, int | None], bool] | None = None
+    """Set for a device's MQTT 3.1.1 connection: routes one of its uplinks at once, as it is
+    read (``RoutingBroker.route_uplink``: topic, payload, QoS, packet id); False leaves the
+    PUBLISH to the general path below (anything but a valid uplink, or others still queued)."""
+    on_puback: Callable[[int], bool] | None = None
+    """Called with the packet id of a PUBACK no task waits for; True if it answered a PUBLISH
+    written by :meth:`send_now` (the broker's outbox counts those, ``broker._delivery``)."""
 
     def __init__(
         self,
@@ -155,6 +163,9 @@ class MountedHandler(BrokerProtocolHandler):
         topic, packet_id, payload = fields
         flags = frame[0] & 0x0F
         qos = (flags >> 1) & 3
+        route = self.fast_route
+        if route is not None and session.delivered_message_queue.empty() and route(topic, payload, qos, packet_id):
+            return True
         message = IncomingApplicationMessage(packet_id, topic, qos, payload, bool(flags & 0x01))
         message.publish_packet = PublishPacket(
             MQTTFixedHeader(PUBLISH, flags), PublishVariableHeader(topic, packet_id), PublishPayload(payload)
@@ -236,10 +247,11 @@ class MountedHandler(BrokerProtocolHandler):
             del self.session.inflight_out[packet_id]  # type: ignore[union-attr]
             self._sunk(packet_id)
         waiter = self._puback_waiters.get(packet_id)
-        if waiter is None:
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(puback)
+        elif self.on_puback is None or not self.on_puback(packet_id):
             self.logger.warning("Received PUBACK for unknown pending message Id: '%s'", packet_id)
-        elif not waiter.done():
-            waiter.set_result(puback)
 
     def _sunk(self, packet_id: int) -> None:
         """A durable sink acknowledged ``packet_id``: so does the publisher's receipt it held."""
@@ -268,6 +280,30 @@ class MountedHandler(BrokerProtocolHandler):
         """Override: no resending from ``start()``. Stock amqtt resends here with a 10 s limit
         per message and *awaits* the acknowledgements inside the CONNACK path; the broker
         instead queues what is left in ``inflight_out`` through the outbox after CONNACK."""
+
+    def send_now(self, message: OutgoingApplicationMessage) -> None:
+        """Write a QoS 1 message registered in ``session.inflight_out`` now: no task, no
+        future, no packet object (:meth:`deliver` made all three a message). Its PUBACK, read
+        by :meth:`acknowledged`, removes it from ``inflight_out`` and tells :attr:`on_puback`.
+        A message already sent once (before a reconnect) goes again with DUP set."""
+        assert message.packet_id is not None and message.qos == QOS_1 and self.writer is not None
+        first = 0x3A if message.publish_packet is not None else 0x32
+        message.publish_packet = _SENT  # amqtt's mark of a message sent once: a resend is a DUP
+        topic = message.topic.encode()
+        self.writer.write(
+            _packet(
+                first | message.retain,
+                len(topic).to_bytes(2, "big") + topic + message.packet_id.to_bytes(2, "big") + message.data,
+            )
+        )
+
+    def publish_now(self, topic: str, data: bytes | bytearray, retain: bool) -> None:
+        """Write a QoS 0 PUBLISH of broker topic ``topic`` now (:meth:`mqtt_publish` made a
+        task, a message and a packet object of it); raises :class:`InvalidTopicError` as
+        :meth:`relative` does."""
+        assert self.writer is not None
+        encoded = self._relative(topic).encode()
+        self.writer.write(_packet(0x31 if retain else 0x30, len(encoded).to_bytes(2, "big") + encoded + data))
 
     async def deliver(self, message: OutgoingApplicationMessage) -> None:
         """Send a QoS 1/2 message registered in ``session.inflight_out``; return when acknowledged.
@@ -413,7 +449,12 @@ class MountedHandler(BrokerProtocolHandler):
             session.inflight_out.pop(packet_id, None)
 
 
-def _packet(first: int, body: bytes) -> bytes:
+_SENT = PublishPacket.build("", b"", 1, False, QOS_1, False)
+"""What :meth:`MountedHandler.send_now` leaves in a message's ``publish_packet``: amqtt marks a
+message sent once by it, and nothing reads an outgoing message's packet here."""
+
+
+def _packet(first: int, body: bytes | bytearray) -> bytes:
     """A whole MQTT packet: ``first`` byte, remaining length, ``body``."""
     length, encoded = len(body), bytearray((first,))
     while True:

@@ -3,9 +3,13 @@
 amqtt sends each message to a client as its own task (``handler.mqtt_publish``); the task ends
 when the packet is written (QoS 0) or acknowledged (QoS 1). Nothing bounds how many such tasks
 pile up for a client that does not read its socket, and stock amqtt keeps them all in one
-broker-wide deque. An :class:`Outbox` holds the tasks of one connection and refuses new ones
-past its limit: QoS 0 messages are then dropped and counted; a QoS 1 message marks the outbox
-as :attr:`Outbox.overflowed` and the broker disconnects the client.
+broker-wide deque. An :class:`Outbox` counts what is on its way to one connection and refuses
+more past its limit: QoS 0 messages are then dropped and counted; a QoS 1 message marks the
+outbox as :attr:`Outbox.overflowed` and the broker disconnects the client.
+
+What is on its way: QoS 1 PUBLISHes written at once and not yet acknowledged
+(:attr:`Outbox.sent`, packet ids: no task, future or packet object a message, see
+``MountedHandler.send_now``), and the tasks of the rest (QoS 2 flows, pings).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class Outbox:
         self.label = label
         self.limit = limit
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.sent: set[int] = set()
+        """Packet ids of QoS 1 PUBLISHes written at once and waiting for their PUBACK."""
         self.dropped = 0
         """QoS 0 messages dropped because the outbox was full."""
         self.overflowed = False
@@ -38,20 +44,29 @@ class Outbox:
         self._dropping = False
 
     def __len__(self) -> int:
-        return len(self.tasks)
+        return len(self.tasks) + len(self.sent)
+
+    def room(self, qos: int, writable: bool = True) -> bool:
+        """Whether one more message of ``qos`` may go now. When not, a QoS 0 message is
+        counted as dropped and a QoS 1/2 one marks the outbox :attr:`overflowed`. A QoS 0
+        message also does not go while the connection's socket is above its high-water mark
+        (``writable`` False): a client that does not read is not written to without bound."""
+        if len(self) < self.limit and (writable or qos != QOS_0):
+            self._dropping = False
+            return True
+        if qos == QOS_0:
+            self.dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                logger.warning("%s: %s messages waiting; dropping QoS 0 messages", self.label, self.limit)
+        else:
+            self.overflowed = True
+        return False
 
     def push(self, qos: int, delivery: Delivery) -> asyncio.Task[Any] | None:
         """Start ``delivery()`` as a task unless the outbox is full; the task, or ``None``."""
-        if len(self.tasks) >= self.limit:
-            if qos == QOS_0:
-                self.dropped += 1
-                if not self._dropping:
-                    self._dropping = True
-                    logger.warning("%s: %s messages waiting; dropping QoS 0 messages", self.label, self.limit)
-            else:
-                self.overflowed = True
+        if not self.room(qos):
             return None
-        self._dropping = False
         task = asyncio.ensure_future(delivery())
         self.tasks.add(task)
         task.add_done_callback(self._done)
@@ -67,6 +82,8 @@ class Outbox:
         logger.warning("%s: delivery failed: %r", self.label, error)
 
     def cancel_all(self) -> None:
-        """Cancel every delivery still running (the connection is ending)."""
+        """Cancel every delivery still running (the connection is ending); what was sent and
+        not acknowledged stays in the session's ``inflight_out`` to go again after a reconnect."""
+        self.sent.clear()
         for task in list(self.tasks):
             task.cancel()

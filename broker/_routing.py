@@ -20,8 +20,9 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 
 from broker import mqtt5
-from broker._acks import Receipt
+from broker._acks import Receipt, puback
 from broker._delivery import DeliveryBroker
+from broker._handler import MountedHandler
 from broker._session import BrokerSession, Connection, Pending
 from broker._shared import SharedGroup, SharedSubscriptions, split_shared
 from broker._suboptions import SubscriptionOptions, keeps_retain, only_local, options_of
@@ -88,6 +89,9 @@ class RoutingBroker(DeliveryBroker):
         self.unsunk: deque[Pending] = deque()
         """Device uplinks (with their withheld PUBACK) that found no durable sink: they wait
         for the first one that subscribes to them (``broker._acks``)."""
+        self._after_suback: list[Callable[[], None]] = []
+        """What a grant sends the new subscriber, run once its SUBACK is written (messages are
+        written at once, ``broker._delivery``, and a client reads its SUBACK first)."""
 
     # ---- publishing ---------------------------------------------------------------------
 
@@ -213,6 +217,39 @@ class RoutingBroker(DeliveryBroker):
 
     # ---- broadcasting -------------------------------------------------------------------
 
+    def route_uplink(
+        self, session: BrokerSession, handler: MountedHandler, topic: str, data: bytes, qos: int, packet_id: int | None
+    ) -> bool:
+        """Route a device's QoS 0/1 PUBLISH of device-relative ``topic`` as its connection reads
+        it (``MountedHandler.fast_route``): what ``_handle_message_delivery`` and the broadcast
+        loop do with it, without the message and packet objects, the connection's message loop
+        and the broadcast queue between them. False, with nothing done, for anything that
+        path would refuse or report (it gets the general path), and while older messages wait
+        in the broadcast queue (they go first: a device's messages keep their order)."""
+        mount = session.mount
+        if (
+            mount is None
+            or not self._broadcast_queue.empty()
+            or not topic
+            or "+" in topic
+            or "#" in topic
+            or "\x00" in topic
+            or topic[0] == "$"
+            or not is_uplink_topic(topic)
+        ):
+            return False
+        broadcast: dict[str, Any] = {"session": session, "topic": mount.prefix + topic, "data": data, "cap": qos}
+        if packet_id is not None:
+            if handler.inflight is not None:  # withheld until durable sinks have it (broker._acks)
+                broadcast["receipt"] = handler.inflight.receipt(packet_id)
+            elif handler.writer is not None:
+                handler.writer.write(puback(packet_id))
+        try:
+            self.route(broadcast)
+        except Exception:  # as the broadcast loop: the reader of its connection goes on
+            logger.exception("routing a message failed; it is skipped")
+        return True
+
     async def _run_broadcast(self, running_tasks: _Tasks) -> None:
         """Override (stock defect 4): match via the index instead of testing every filter.
 
@@ -222,7 +259,10 @@ class RoutingBroker(DeliveryBroker):
         at QoS 1 and timed), each at most once per device. ``running_tasks`` (amqtt's
         broker-wide deque) stays unused: deliveries live in each connection's outbox.
         """
-        broadcast = await self._broadcast_queue.get()
+        self.route(await self._broadcast_queue.get())
+
+    def route(self, broadcast: dict[str, Any]) -> None:
+        """Deliver one broadcast (see :meth:`_run_broadcast`) to its subscribers now."""
         topic, forced, cap = broadcast["topic"], broadcast.get("qos"), broadcast.get("cap", QOS_2)
         qos_of = {s: forced if forced is not None else min(q, cap) for s, q in self.index.match(topic).items()}
         device_id = always_delivered_device(topic)
@@ -241,7 +281,7 @@ class RoutingBroker(DeliveryBroker):
                 del qos_of[publisher]
         receipt: Receipt | None = broadcast.get("receipt")
         for session, qos in qos_of.items():
-            await self._deliver(session, broadcast, qos, receipt)
+            self._deliver(session, broadcast, qos, receipt)
         for group in self.shared.match(topic):
             message = Pending(topic, broadcast["data"], -1 if forced is None else forced, group, receipt)
             self._deliver_shared(group, message, fresh=True, cap=cap)
@@ -280,7 +320,7 @@ class RoutingBroker(DeliveryBroker):
         entry = self._sessions.get(device_key(device_id), (None, None))[0]
         return entry if isinstance(entry, BrokerSession) else None
 
-    async def _deliver(
+    def _deliver(
         self, session: BrokerSession, broadcast: dict[str, Any], qos: int, receipt: Receipt | None = None
     ) -> None:
         """Send one broadcast to one session, or queue it for an offline persistent session; a
@@ -291,10 +331,7 @@ class RoutingBroker(DeliveryBroker):
             receipt = None
         if session.transitions.state != "connected":
             if not session.clean_session and qos in (QOS_1, QOS_2):
-                if receipt is not None:
-                    self.to_backlog(session, broadcast["topic"], broadcast["data"], qos, receipt=receipt)
-                else:
-                    await self._retain_broadcast_message(broadcast, qos, session)
+                self.to_backlog(session, broadcast["topic"], broadcast["data"], qos, receipt=receipt)
             return
         connection = session.connection
         if connection is not None:
@@ -418,8 +455,18 @@ class RoutingBroker(DeliveryBroker):
             return None
         group = self.shared.add(session, name, topic_filter, qos)
         if qos != QOS_0 and group.persistent:
-            self._flush_unsunk(topic_filter, lambda message: self._deliver_shared(group, message, fresh=True))
+            self._after_suback.append(
+                lambda: self._flush_unsunk(
+                    topic_filter, lambda message: self._deliver_shared(group, message, fresh=True)
+                )
+            )
         return topic_filter
+
+    def _granted(self) -> None:
+        """Send what the grants just made owe their subscribers (after the SUBACK)."""
+        after, self._after_suback = self._after_suback, []
+        for send in after:
+            send()
 
     # ---- subscriptions ------------------------------------------------------------------
 
@@ -432,6 +479,7 @@ class RoutingBroker(DeliveryBroker):
         request = subscribe_waiter.result()
         codes, granted, capped = self._grant(client_session, request.topics)
         await handler.mqtt_acknowledge_subscription(request.packet_id, codes)
+        self._granted()
         if capped:
             await self._report_capped(client_session, capped)
         connection = client_session.connection
@@ -599,6 +647,7 @@ class RoutingBroker(DeliveryBroker):
         if not isinstance(session, BrokerSession):
             return SUBACK_FAILURE
         codes, _, _ = self._grant(session, [subscription])
+        self._granted()
         return codes[0]
 
     async def _del_all_subscriptions(self, session: Session) -> None:
