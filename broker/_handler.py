@@ -239,15 +239,16 @@ class MountedHandler(BrokerProtocolHandler):
         means a connection ending right after (the task is then cancelled) cannot leave an
         acknowledged message behind to be delivered twice.
         """
-        if puback is None:
-            puback = PubackPacket.build(packet_id)
         message = self.session.inflight_out.get(packet_id) if self.session and packet_id else None
         if message is not None and message.qos == QOS_1:
-            message.puback_packet = puback
             del self.session.inflight_out[packet_id]  # type: ignore[union-attr]
             self._sunk(packet_id)
         waiter = self._puback_waiters.get(packet_id)
-        if waiter is not None:
+        if waiter is not None:  # a task waits for it (a ping, a QoS 1 flow of amqtt's own)
+            if puback is None:
+                puback = PubackPacket.build(packet_id)
+            if message is not None:
+                message.puback_packet = puback
             if not waiter.done():
                 waiter.set_result(puback)
         elif self.on_puback is None or not self.on_puback(packet_id):
