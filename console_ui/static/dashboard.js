@@ -338,8 +338,8 @@
       const msg = JSON.parse(ev.data);
       if (msg.type === "value") onValue(msg.pin, msg.value, msg.ts, msg.origin);
       else if (msg.type === "property") {
-        props[msg.pin] = props[msg.pin] || {};
-        if (msg.value === null) delete props[msg.pin][msg.name]; else props[msg.pin][msg.name] = msg.value;
+        setProp(msg);
+        if (loads) liveProps.push(msg);  // a load's snapshot, read meanwhile, must not undo it
         applyProps(msg.pin);
       } else if (msg.type === "presence") {
         showPresence(msg.online);
@@ -356,12 +356,28 @@
     };
   }
 
+  function setProp(msg) {
+    props[msg.pin] = props[msg.pin] || {};
+    if (msg.value === null) delete props[msg.pin][msg.name]; else props[msg.pin][msg.name] = msg.value;
+  }
+
+  // Properties that came live while a load was in flight: its snapshot may have been read
+  // before them, so they are applied again after it (values carry their time and need not).
+  let loads = 0;
+  let liveProps = [];
   async function load() {
-    const data = await api("GET", `/api/console/devices/${deviceId}/values`);
-    for (const [pin, p] of Object.entries(data.properties)) props[Number(pin)] = p;
-    for (const v of data.values) onValue(v.pin, v.value, v.ts, "device");
-    for (const w of widgets) applyProps(w.cfg.pin);
-    root.dataset.loaded = "yes";
+    loads += 1;
+    try {
+      const data = await api("GET", `/api/console/devices/${deviceId}/values`);
+      for (const [pin, p] of Object.entries(data.properties)) props[Number(pin)] = p;
+      liveProps.forEach(setProp);
+      for (const v of data.values) onValue(v.pin, v.value, v.ts, "device");
+      for (const w of widgets) applyProps(w.cfg.pin);
+      root.dataset.loaded = "yes";
+    } finally {
+      loads -= 1;
+      if (!loads) liveProps = [];
+    }
   }
 
   function start() {
