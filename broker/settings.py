@@ -70,9 +70,10 @@ class BrokerSettings:
     refused (CONNACK 4) without asking the authenticator until the minute is over. IPv6
     addresses count per /64. ``0`` turns throttling off."""
     max_outgoing_queue: int = 1000
-    """Messages that may wait to be written to (or acknowledged by) one device connection. Past
-    it, new QoS 0 messages to it are dropped; a QoS 1 message past it disconnects the device
-    (presence reason ``slow_consumer``)."""
+    """QoS 1/2 messages that may wait to be acknowledged by one device connection; a QoS 1
+    message past it disconnects the device (presence reason ``slow_consumer``). A QoS 0 message
+    is written at once, or dropped (counted) while this is full or the connection's socket holds
+    more than its high-water mark of unsent bytes (a client that does not read)."""
     service_max_outgoing_queue: int = 20_000
     """The same bound for a trusted service connection (the backend's ingest subscriber takes
     every device's uplink, so bursts are larger)."""
