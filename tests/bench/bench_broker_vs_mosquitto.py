@@ -23,7 +23,8 @@ is not the limit). Figures, each for both brokers where it applies, and their ra
 
 Blynk's limit of 50 messages a second a device is lifted (OPENBLYNK_DEVICE_RATE_LIMIT), and the
 app's session backlog bound too, so that a burst is measured rather than dropped. ``--profile
-DIR`` records py-spy profiles of the broker and the app during the QoS 1 phases into DIR
+DIR`` records py-spy profiles of the broker and the app during the QoS 1 phases (and of our broker
+during the idle phase's connects) into DIR
 (speedscope and raw folded stacks). Loopback only; prints progress and figures, asserts nothing.
 """
 
@@ -451,7 +452,11 @@ def broker_phases(
         say(f"{who}: {len(idle):,} more devices connect")
         time.sleep(1)
         before = memory(pid)
+        if profiler is not None and who == "openblynk":
+            profiler.start("idle-connects", {"broker": pid})
         connected, seconds = load.connect("idle", idle)
+        if profiler is not None and who == "openblynk":
+            profiler.stop()
         time.sleep(1)
         after = memory(pid)
         say(f"  {who}: resident {before / 2**20:.1f} MB, {after / 2**20:.1f} MB with {connected:,} more connections")
