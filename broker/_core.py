@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
-from amqtt.contexts import ListenerConfig
+from amqtt.contexts import ListenerConfig, ListenerType
 from amqtt.mqtt.connack import BAD_USERNAME_PASSWORD, SERVER_UNAVAILABLE
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
@@ -37,7 +37,7 @@ from broker._outbox import Outbox
 from broker._proxy import NonceCache, ProxyRefused, read_proxy_header, verify_proxy_header
 from broker._routing import device_key, publishing
 from broker._session import BrokerSession, Connection, KeyedLocks
-from broker._transport import Meter, MeteredWriter, StreamReader
+from broker._transport import FastStream, Meter, MeteredWriter, StreamReader
 from broker._v5 import link_of
 from broker.identity import (
     Authenticator,
@@ -92,6 +92,26 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
+    async def _create_server_instance(
+        self,
+        listener_name: str,
+        listener_type: ListenerType,
+        address: str | None,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+    ) -> Any:
+        """Override: a TCP listener's connections read through :class:`FastStream` (what
+        ``asyncio.start_server`` makes, with that stream instead of asyncio's)."""
+        if listener_type != ListenerType.TCP:
+            return await super()._create_server_instance(listener_name, listener_type, address, port, ssl_context)
+        loop = asyncio.get_running_loop()
+        connected = partial(self.stream_connected, listener_name=listener_name)
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(FastStream(loop=loop), connected, loop=loop)
+
+        return await loop.create_server(protocol, address, port, reuse_address=True, ssl=ssl_context)
+
     async def stream_connected(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
     ) -> None:
@@ -130,6 +150,9 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             connect_timeout=self.settings.connect_timeout,
         )
         framed.meter = writer.meter
+        stream = reader.stream if isinstance(reader, StreamReader) else None
+        if isinstance(stream, FastStream):  # packets handled as they arrive, once connected
+            stream.receive = framed.receive
         request = await read_connect(framed, writer, peer)
         if request is None:
             return

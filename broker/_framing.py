@@ -29,6 +29,13 @@ buffer at once (``StreamReader.take_packet``), with no timer and no await; other
 anything the fast path does not accept (an incomplete, oversized or reserved packet, the
 CONNECT), the careful path above reads it under the keep-alive deadline.
 
+Faster still: while the reader waits for a new packet and nothing is buffered, the socket's
+stream offers what arrives to :meth:`FramedReader.receive` first (``broker._transport.FastStream``),
+which handles whole PUBLISH and PUBACK packets at once, in the same call, through the same
+meter, screen and inline hook; the rest is buffered for the reader as before. The keep-alive
+deadline counts the packets taken that way, and :attr:`FramedReader.hold` is checked before
+each of them.
+
 Fairness: amqtt's reader loop never yields while the socket buffer holds whole packets, so
 one flooding client could keep the event loop to itself for thousands of packets. The reader
 yields to the loop every :data:`YIELD_EVERY` packets.
@@ -37,6 +44,7 @@ yields to the loop every :data:`YIELD_EVERY` packets.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -48,8 +56,11 @@ from amqtt.adapters import ReaderAdapter
 if TYPE_CHECKING:
     from broker._transport import Meter
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "PUBLISH",
+    "RECEIVE_AT_ONCE",
     "SUBSCRIBE",
     "UNSUBSCRIBE",
     "YIELD_EVERY",
@@ -67,9 +78,11 @@ _MAX_LENGTH_BYTES = 4  # MQTT's variable-length integer has at most four bytes
 _CONNECT_BYTE = 0x10  # the only valid first byte of a connection [MQTT-3.1.0-1], [MQTT-2.2.2-2]
 _RESERVED_TYPES = (0, 15)
 YIELD_EVERY = 32  # packets read before giving other connections a turn of the event loop
+RECEIVE_AT_ONCE = 256  # packets FramedReader.receive handles of one piece of data at most
 HELD_PUBLISHES = 32  # packets kept while the broker withholds acks (FramedReader.hold), before it stops reading
 PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 3, 8, 10  # MQTT control packet types (first byte >> 4)
 PINGREQ, DISCONNECT = 12, 14
+_PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
 
 
 class FrameFailure(StrEnum):
@@ -123,12 +136,67 @@ class FramedReader(ReaderAdapter):
         self.before_eof: Callable[[], Awaitable[None]] | None = None
         """Awaited once at a clean end of stream, before amqtt is told (see MountedHandler.settle)."""
         self._since_yield = 0
+        self._parked = False  # waiting for the first byte of a packet, nothing of it read yet
 
     def start_keepalive(self, keep_alive: int, grace: float) -> None:
         """After CONNECT: allow ``keep_alive * grace`` seconds between packets (0 = forever)."""
         self._connected = True
         self._idle_limit = keep_alive * grace if keep_alive > 0 else None
         self._last_packet_at = self._loop.time()
+
+    def receive(self, data: bytes) -> bytes:
+        """``FastStream.receive``: handle the whole PUBLISH and PUBACK packets at the start of
+        ``data`` as they arrive, and return the rest, which the careful path reads as before.
+
+        Only while this reader waits for a new packet with nothing buffered (so order is kept)
+        and the connection is in its plain state: connected, MQTT 3.1.1 (no :attr:`translate`),
+        not held back (:attr:`hold`), its writer not above high water (:attr:`gate`). Each packet
+        is counted, screened and handled inline exactly as :meth:`_next_frame` would; anything
+        else (another packet type, an incomplete, oversized or malformed packet) stops here and
+        goes to the careful path with everything after it. At most :data:`RECEIVE_AT_ONCE`
+        packets a call: a flood's rest waits in the buffer, read with the reader's yields.
+        """
+        inline = self.inline
+        if not self._parked or not self._connected or self.failure is not None or inline is None:
+            return data
+        if self.translate is not None or self._held:
+            return data
+        screen, hold, meter, gate = self.screen, self.hold, self.meter, self.gate
+        writable = self.writable
+        size, pos, taken = len(data), 0, 0
+        try:
+            while pos + 2 <= size and taken < RECEIVE_AT_ONCE:
+                if hold is not None and hold() is not None:
+                    break
+                if gate is not None and (writable is None or not writable()):
+                    break
+                end = _frame_end(data, pos, self.max_packet_size)
+                if end is None:
+                    break
+                first, length = data[pos], end - pos
+                frame = data[pos:end]
+                if first >> 4 == PUBLISH:
+                    if publish_fields(frame) is None or not well_formed(frame):
+                        break  # QoS 2, or to be refused: the careful path reads it
+                elif first != _PUBACK or length != 4:
+                    break
+                pos, taken = end, taken + 1
+                if meter is not None:
+                    meter.count_in(frame)
+                if screen is not None and not screen(frame):
+                    if self.failure is not None:
+                        break
+                    continue
+                inline(frame)  # takes every packet let through above (MountedHandler.inline)
+        except Exception:
+            logger.exception("handling a packet as it arrived failed; closing that connection")
+            self.end()
+        if taken:
+            self._last_packet_at = self._loop.time()
+        if self.failure is not None:  # the connection ends: the waiting reader sees its end
+            self._inner.feed_eof()  # (read() returns b""); nothing more is read
+            return b""
+        return data[pos:]
 
     async def read(self, n: int = -1) -> bytes:
         """Return ``n`` bytes of the current packet; ``b""`` once the connection must end."""
@@ -209,7 +277,14 @@ class FramedReader(ReaderAdapter):
         if self._held:  # room again: what was read while held goes first, in order
             self._frame, self._pos = self._held.popleft(), 0
             return True
-        return await self._read_next()
+        if not await self._read_next():
+            return False
+        if self._frame[0] >> 4 in (PINGREQ, DISCONNECT) or self.hold() is None:
+            return True
+        # packets taken as they arrived (receive) filled the window while this read waited
+        self._held = deque((self._frame,))
+        self._frame, self._pos = b"", 0
+        return await self._load_frame()
 
     async def _read_or_room(self, room: Awaitable[object]) -> bool:
         """Read the next packet, unless room comes first (``_frame`` stays empty then): a client
@@ -238,14 +313,17 @@ class FramedReader(ReaderAdapter):
         frame = self._buffered_frame()
         if frame is None and self.failure is not None:
             return False
-        if frame is None:
+        while frame is None:
             timeout = None
             if self._idle_limit is not None:
                 timeout = max(0.0, self._last_packet_at + self._idle_limit - self._loop.time())
             try:
                 async with asyncio.timeout(timeout):
                     frame = await self._read_frame()
+                break
             except TimeoutError:
+                if self._idle_limit is not None and self._loop.time() < self._last_packet_at + self._idle_limit:
+                    continue  # packets came meanwhile, taken as they arrived (receive)
                 self.failure = FrameFailure.KEEPALIVE_TIMEOUT if self._connected else FrameFailure.CONNECT_TIMEOUT
                 return False
         if frame is None:
@@ -278,7 +356,11 @@ class FramedReader(ReaderAdapter):
             except (ConnectionError, OSError, RuntimeError):
                 return None
         while not self._header_complete():
-            byte = await self._read_exactly(1)
+            self._parked = not self._header
+            try:
+                byte = await self._read_exactly(1)
+            finally:
+                self._parked = False
             if not byte:
                 return None
             self._header += byte
@@ -317,6 +399,23 @@ class FramedReader(ReaderAdapter):
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             return b""
         return data if len(data) == n else b""
+
+
+def _frame_end(data: bytes, pos: int, max_size: int) -> int | None:
+    """Where the packet starting at ``data[pos]`` ends, if ``data`` holds all of it and its
+    remaining length is readable and at most ``max_size``; else None."""
+    size, length, multiplier, index = len(data), 0, 1, pos + 1
+    while True:
+        if index >= size or index > pos + _MAX_LENGTH_BYTES:
+            return None
+        byte = data[index]
+        length += (byte & 0x7F) * multiplier
+        multiplier *= 128
+        index += 1
+        if not byte & 0x80:
+            break
+    end = index + length
+    return end if end <= size and length <= max_size else None
 
 
 def _body_start(frame: bytes) -> int:

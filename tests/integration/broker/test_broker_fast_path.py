@@ -1,9 +1,14 @@
 """A device's uplinks routed as they are read (``RoutingBroker.route_uplink``, issue #16) keep
 the order they were published in, also when some of them take the general path (a PUBLISH
-the fast path leaves alone, or one read while older messages still wait to be routed)."""
+the fast path leaves alone, or one read while older messages still wait to be routed).
+
+Packets handled as they arrive (``FramedReader.receive``, called by the socket's stream before
+anything is buffered for amqtt's reader) keep that order too, and keep the connection's
+keep-alive: its reader then sees none of them."""
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +26,8 @@ from _broker_harness import (
     subscribe_packet,
     token,
 )
+
+from broker._framing import FramedReader
 
 VALUES = 600
 
@@ -94,3 +101,76 @@ async def test_a_burst_right_behind_connect_arrives_in_order(unlimited: Harness,
                 b'publish to "not/an/uplink" refused: not a Blynk uplink topic',
             )
             diags += 1
+
+
+def recording_receive(taken: list[int]) -> Any:
+    """``FramedReader.receive`` that also notes how many bytes each call took."""
+    receive = FramedReader.receive
+
+    def recorded(self: FramedReader, data: bytes) -> bytes:
+        rest = receive(self, data)
+        taken.append(len(data) - len(rest))
+        return rest
+
+    return recorded
+
+
+async def test_packets_written_one_at_a_time_are_handled_as_they_arrive(unlimited: Harness, clients: list[Any]) -> None:
+    """After CONNACK, each PUBLISH written on its own is taken as it arrives, and a SUBSCRIBE
+    in the middle (not taken: amqtt's reader handles it) keeps its place: the values on both
+    sides of it arrive in order, and the device receives what it subscribed to."""
+    taken: list[int] = []
+    watcher = await subscriber(unlimited, clients)
+    with mock.patch.object(FramedReader, "receive", recording_receive(taken)):  # bound at connect
+        device = await Raw.open(unlimited.port)
+        clients.append(device)
+        await device.send(connect_packet("one-by-one", "device", token(1)))
+        assert (await device.read_packet())[:4] == b"\x20\x02\x00\x00"
+        for n in range(40):
+            if n == 20:
+                await device.send(subscribe_packet(7, "downlink/#", qos=0))
+            await device.send(publish_packet("ds/Temperature", str(n).encode(), qos=1, packet_id=n + 1))
+            await asyncio.sleep(0.005)
+        values: list[int] = []
+        while len(values) < 40:
+            topic, payload = topic_and_payload(await watcher.read_packet(timeout=15.0))
+            assert topic == "d/1/ds/Temperature", topic
+            values.append(int(payload))
+        acks: list[int] = []
+        while len(acks) < 40:  # PUBACKs in order, the SUBACK among them
+            packet = await device.read_packet(timeout=15.0)
+            if packet[0] == 0x40:
+                acks.append(int.from_bytes(packet[2:4], "big"))
+            else:
+                assert packet == b"\x90\x03\x00\x07\x00", packet
+    assert values == list(range(40))
+    assert acks == list(range(1, 41))
+    assert sum(taken) >= 30 * len(publish_packet("ds/Temperature", b"10", qos=1)), taken
+
+
+async def test_a_client_whose_packets_are_all_taken_as_they_arrive_keeps_its_keepalive(
+    clients: list[Any],
+) -> None:
+    """A device with a keep-alive of 1 s publishing at QoS 0 every 0.3 s for 3 s stays
+    connected: its reader, waiting all that time for a packet the stream never gave it, counts
+    the packets taken meanwhile. Once it goes silent it is disconnected as before."""
+    taken: list[int] = []
+    async with ours(device_rate_limit=1_000.0) as harness:
+        watcher = await subscriber(harness, clients)
+        with mock.patch.object(FramedReader, "receive", recording_receive(taken)):
+            device = await Raw.open(harness.port)
+            clients.append(device)
+            await device.send(connect_packet("steady", "device", token(2), keepalive=1))
+            assert (await device.read_packet())[:4] == b"\x20\x02\x00\x00"
+            for n in range(10):
+                await device.send(publish_packet("ds/Temperature", str(n).encode()))
+                await asyncio.sleep(0.3)
+            values = []
+            while len(values) < 10:
+                topic, payload = topic_and_payload(await watcher.read_packet(timeout=5.0))
+                assert topic == "d/2/ds/Temperature", topic
+                values.append(int(payload))
+            assert values == list(range(10))
+            assert sum(taken) == 10 * len(publish_packet("ds/Temperature", b"0")), taken
+            assert not await device.closed_by_peer(timeout=0.5)  # still connected after 3.5 s
+            assert await device.closed_by_peer(timeout=5.0)  # silent: 1.5 s of grace, then closed
