@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from amqtt.adapters import ReaderAdapter
 
@@ -67,6 +67,8 @@ __all__ = [
     "HELD_PUBLISHES",
     "FrameFailure",
     "FramedReader",
+    "Inline",
+    "PublishFields",
     "publish_fields",
     "publish_info",
     "refusal",
@@ -83,6 +85,16 @@ HELD_PUBLISHES = 32  # packets kept while the broker withholds acks (FramedReade
 PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 3, 8, 10  # MQTT control packet types (first byte >> 4)
 PINGREQ, DISCONNECT = 12, 14
 _PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
+
+
+PublishFields = tuple[str, int | None, bytes]
+"""Topic, packet id and payload of a PUBLISH (:func:`publish_fields`)."""
+
+
+class Inline(Protocol):
+    """:attr:`FramedReader.inline`: handles a packet as it is read (``MountedHandler.inline``)."""
+
+    def __call__(self, frame: bytes, fields: PublishFields | None = None, /) -> bool: ...
 
 
 class FrameFailure(StrEnum):
@@ -130,9 +142,10 @@ class FramedReader(ReaderAdapter):
         self.translate: Callable[[bytes], bytes | None] | None = None
         """Turns each whole packet after CONNECT into the form the broker reads (an MQTT 5
         client's into MQTT 3.1.1: ``broker._v5``); None swallows it, ValueError is malformed."""
-        self.inline: Callable[[bytes], bool] | None = None
+        self.inline: Inline | None = None
         """Called with each whole packet after CONNECT that ``screen`` let through; True means it
-        was handled there, as it was read (amqtt never sees it: ``MountedHandler.inline``)."""
+        was handled there, as it was read (amqtt never sees it: ``MountedHandler.inline``).
+        :meth:`receive` also passes a PUBLISH's fields, read once (:func:`publish_fields`)."""
         self.before_eof: Callable[[], Awaitable[None]] | None = None
         """Awaited once at a clean end of stream, before amqtt is told (see MountedHandler.settle)."""
         self._since_yield = 0
@@ -175,9 +188,11 @@ class FramedReader(ReaderAdapter):
                     break
                 first, length = data[pos], end - pos
                 frame = data[pos:end]
+                fields = None
                 if first >> 4 == PUBLISH:
-                    if publish_fields(frame) is None or not well_formed(frame):
-                        break  # QoS 2, or to be refused: the careful path reads it
+                    fields = publish_fields(frame)
+                    if fields is None or "+" in fields[0] or "#" in fields[0]:
+                        break  # QoS 2, or to be refused (well_formed): the careful path reads it
                 elif first != _PUBACK or length != 4:
                     break
                 pos, taken = end, taken + 1
@@ -187,7 +202,7 @@ class FramedReader(ReaderAdapter):
                     if self.failure is not None:
                         break
                     continue
-                inline(frame)  # takes every packet let through above (MountedHandler.inline)
+                inline(frame, fields)  # takes every packet let through above (MountedHandler.inline)
         except Exception:
             logger.exception("handling a packet as it arrived failed; closing that connection")
             self.end()
@@ -460,7 +475,7 @@ def publish_info(frame: bytes) -> tuple[int, int | None] | None:
     return qos, int.from_bytes(frame[id_at : id_at + 2], "big")
 
 
-def publish_fields(frame: bytes) -> tuple[str, int | None, bytes] | None:
+def publish_fields(frame: bytes) -> PublishFields | None:
     """Topic, packet id and payload of a whole, well-formed PUBLISH at QoS 0 (DUP clear) or 1;
     ``None`` for anything else (QoS 2, a QoS 0 marked DUP, QoS 3, a truncated packet)."""
     if not frame or frame[0] >> 4 != PUBLISH:

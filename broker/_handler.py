@@ -37,7 +37,7 @@ from amqtt.plugins.manager import PluginManager
 from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage, Session
 
 from broker._acks import Inflight, Receipt, puback
-from broker._framing import publish_fields
+from broker._framing import PublishFields, publish_fields
 from broker._mailbox import LazyEvent, Mailbox
 from broker.errors import InvalidTopicError
 from broker.namespace import Namespace
@@ -147,17 +147,19 @@ class MountedHandler(BrokerProtocolHandler):
         waiter.add_done_callback(lambda _done: self.wake())
         return waiter
 
-    def inline(self, frame: bytes) -> bool:
+    def inline(self, frame: bytes, fields: PublishFields | None = None, /) -> bool:
         """``FramedReader.inline``: queue a QoS 0 or 1 PUBLISH for routing as it is read, and
         write its PUBACK (or, for a withholding publisher, make its receipt) in the same step, so
         acknowledgements keep the order of the PUBLISHes; a client's PUBACK is taken here too
         (:meth:`acknowledged`). False leaves the packet to amqtt (QoS 2, and anything
-        :func:`~broker._framing.publish_fields` does not read)."""
+        :func:`~broker._framing.publish_fields` does not read). ``fields``: a PUBLISH's, if the
+        reader read them already."""
         session = self.session
         if frame[0] == _PUBACK and len(frame) == 4 and frame[1] == 2 and session is not None:
             self.acknowledged(int.from_bytes(frame[2:4], "big"))  # no decoding, no task
             return True
-        fields = publish_fields(frame)
+        if fields is None:
+            fields = publish_fields(frame)
         if fields is None or session is None:
             return False
         topic, packet_id, payload = fields

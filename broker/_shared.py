@@ -99,6 +99,12 @@ class SharedGroup:
     def pick(self, topic: str) -> tuple[BrokerSession, int] | None:
         """The connected member a message on ``topic`` goes to (rendezvous hashing of its
         :func:`sticky_key`; no hashing while one member is connected) with its QoS, or None."""
+        if len(self.members) == 1:  # the usual case: the app's one ingest connection
+            ((session, qos),) = self.members.items()
+            connection = session.connection
+            if session.transitions.state == "connected" and connection is not None and not connection.closed:
+                return session, qos
+            return None
         connected = [
             (session, qos)
             for session, qos in self.members.items()

@@ -81,6 +81,8 @@ class MeteredWriter(WriterAdapter):
         self.linger = 0.0
         """Seconds the socket stays open (its input ignored) after the last words, so that a
         client still answering what came before them reads them (MQTT 5 0x93, ``broker._v5``)."""
+        self._transport = writer.transport
+        self._high_water = self._transport.get_write_buffer_limits()[1]  # nothing here changes it
         self._held: list[bytes | bytearray] = []
         self._held_size = 0
         self._flush_at: asyncio.Handle | None = None
@@ -135,7 +137,7 @@ class MeteredWriter(WriterAdapter):
 
     def writable(self) -> bool:
         """True while :meth:`wait_writable` would not wait."""
-        return self.closed or self.buffered <= self._writer.transport.get_write_buffer_limits()[1]
+        return self.closed or self._held_size + self._transport.get_write_buffer_size() <= self._high_water
 
     @property
     def buffered(self) -> int:

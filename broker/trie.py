@@ -18,7 +18,11 @@ from typing import Generic, TypeVar
 
 from broker.topics import TopicFilter, TopicName
 
-__all__ = ["RetainedTree", "SubscriptionIndex"]
+__all__ = ["MATCHES_KEPT", "RetainedTree", "SubscriptionIndex"]
+
+MATCHES_KEPT = 4096
+"""Topics whose subscribers :meth:`SubscriptionIndex.match` keeps at most (all are dropped at
+any change of the index, and when this many are kept)."""
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -49,12 +53,15 @@ class SubscriptionIndex(Generic[K]):
         self._exact: dict[str, dict[K, int]] = {}
         self._root: _FilterNode[K] = _FilterNode()
         self._by_subscriber: dict[K, dict[str, int]] = {}
+        self._matched: dict[str, dict[K, int]] = {}
+        """Answers of :meth:`match` since the last change (at most :data:`MATCHES_KEPT`)."""
 
     def __len__(self) -> int:
         return sum(len(filters) for filters in self._by_subscriber.values())
 
     def add(self, topic_filter: TopicFilter, subscriber: K, qos: int) -> None:
         """Subscribe ``subscriber`` to ``topic_filter`` at ``qos`` (replacing an earlier QoS)."""
+        self._matched.clear()
         if topic_filter.is_exact:
             self._exact.setdefault(topic_filter.value, {})[subscriber] = qos
         else:
@@ -69,6 +76,7 @@ class SubscriptionIndex(Generic[K]):
         filters = self._by_subscriber.get(subscriber)
         if filters is None or filters.pop(topic_filter.value, None) is None:
             return False
+        self._matched.clear()
         if not filters:
             del self._by_subscriber[subscriber]
         if topic_filter.is_exact:
@@ -111,13 +119,22 @@ class SubscriptionIndex(Generic[K]):
         return dict(self._by_subscriber.get(subscriber, {}))
 
     def match(self, topic: str) -> dict[K, int]:
-        """Every subscriber whose filters match ``topic``, with its highest matching QoS."""
-        found: dict[K, int] = {}
+        """Every subscriber whose filters match ``topic``, with its highest matching QoS.
+
+        The answer is kept until the next change of the index (a device publishes to the same
+        few topics again and again), so it is shared: callers must not change it."""
+        found = self._matched.get(topic)
+        if found is not None:
+            return found
+        found = {}
         exact = self._exact.get(topic)
         if exact:
             _merge(found, exact)
         if self._root.children:
             self._collect(self._root, topic.split("/"), 0, found, topic.startswith("$"))
+        if len(self._matched) >= MATCHES_KEPT:
+            self._matched.clear()
+        self._matched[topic] = found
         return found
 
     def _collect(self, node: _FilterNode[K], levels: list[str], index: int, found: dict[K, int], dollar: bool) -> None:

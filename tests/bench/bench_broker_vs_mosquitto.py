@@ -174,6 +174,13 @@ def read_times(path: Path) -> list[tuple[float, float]]:
 # ---- the brokers -----------------------------------------------------------------------------
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) ``pid`` has used so far: unlike a rate, a cost a
+    message that other work on the machine moves little."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory(pid: int) -> int:
     """VmRSS of ``pid`` in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -414,9 +421,15 @@ def main() -> None:
                     say(f"openblynk: end to end, QoS {qos}")
                     if qos == 1:
                         profiler.start("e2e-qos1", {"broker": broker.proc.pid, "app": app.proc.pid})
+                    cpu = {who: cpu_seconds(p.proc.pid) for who, p in (("broker", broker), ("app", app))}
                     run = load.run("dev", args.messages, args.window, qos)
                     stored = wait_rows(url, total)
                     profiler.stop()
+                    for who, p in (("broker", broker), ("app", app)):
+                        used = cpu_seconds(p.proc.pid) - cpu[who]
+                        figures.put(
+                            f"  CPU a row, end to end QoS {qos}: {who} (us)", "openblynk", used / max(stored, 1) * 1e6
+                        )
                     last_commit = max(t for _d, _v, t in commits(url))
                     figures.put(f"end to end, QoS {qos} (rows/s)", "openblynk", stored / (last_commit - run.started))
                     if qos == 1 and run.acked:
@@ -471,10 +484,16 @@ def broker_phases(
             say(f"{who}: broker alone, QoS {qos}")
             if profiler is not None and qos == 1:
                 profiler.start("alone-qos1", {"broker": pid})
+            cpu = cpu_seconds(pid)
             rate, run = broker_alone(load, "dev", args.devices, args, qos)
             if profiler is not None:
                 profiler.stop()
             figures.put(f"broker alone, QoS {qos} (msg/s)", who, rate)
+            figures.put(
+                f"  broker CPU a message, alone QoS {qos} (us)",
+                who,
+                (cpu_seconds(pid) - cpu) / max(run.received, 1) * 1e6,
+            )
             if run.received < total:
                 figures.put(f"broker alone, QoS {qos}: delivered", who, f"{run.received:,} of {total:,}")
 
@@ -521,8 +540,10 @@ def report(figures: Figures, args: argparse.Namespace) -> None:
         "broker alone, QoS 1 (",
         "broker alone, QoS 1:",
         "broker alone, QoS 0",
+        "  broker CPU",
         "end to end",
         "  device",
+        "  CPU a row",
         "latency",
         "publish",
     )

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.topics import TopicFilter, TopicName
-from broker.trie import RetainedTree, SubscriptionIndex
+from broker.trie import MATCHES_KEPT, RetainedTree, SubscriptionIndex
 
 LEVEL = st.sampled_from(["a", "b", "c", "", "$x"])
 TOPIC = st.lists(LEVEL, min_size=1, max_size=4).map("/".join).filter(bool)
@@ -111,3 +111,34 @@ def test_match_work_depends_on_depth_not_on_subscription_count(monkeypatch) -> N
     index.add(TopicFilter("d/+/ds/#"), -1, 1)
     assert index.match("d/7/downlink/ds/Power") == {7: 1}
     assert calls <= 2 * (len("d/7/downlink/ds/Power".split("/")) + 1)
+
+
+def test_match_answers_are_kept_until_the_index_changes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A topic matched again costs no walk; any subscribe or unsubscribe drops what was kept,
+    so an answer is never stale; at most MATCHES_KEPT topics are kept."""
+    calls = 0
+    original = SubscriptionIndex._collect
+
+    def counting(self, *args):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(SubscriptionIndex, "_collect", counting)
+    index: SubscriptionIndex[str] = SubscriptionIndex()
+    index.add(TopicFilter("d/+/ds/#"), "app", 1)
+    assert index.match("d/1/ds/T") == {"app": 1}
+    walked = calls
+    assert walked > 0
+    assert index.match("d/1/ds/T") == {"app": 1}
+    assert calls == walked  # kept
+    index.add(TopicFilter("d/1/ds/T"), "device", 0)
+    assert index.match("d/1/ds/T") == {"app": 1, "device": 0}
+    index.remove(TopicFilter("d/+/ds/#"), "app")
+    assert index.match("d/1/ds/T") == {"device": 0}
+    assert not index.remove(TopicFilter("d/+/ds/#"), "app")  # nothing to remove: nothing dropped
+    index.remove_subscriber("device")
+    assert index.match("d/1/ds/T") == {}
+    for n in range(MATCHES_KEPT + 10):
+        index.match(f"x/{n}")
+    assert len(index._matched) <= MATCHES_KEPT
