@@ -48,6 +48,7 @@ from broker.topics import (
     is_uplink_topic,
     presence_topic,
     split_gateway_topic,
+    valid_publish_topic,
 )
 
 __all__ = ["GatewayBroker", "REFUSED_TOKEN_DIAG"]
@@ -126,7 +127,7 @@ class GatewayBroker(LifecycleBroker):
         assert isinstance(client_session, BrokerSession)
         connection = client_session.connection
         topic = message.topic
-        if not topic or "+" in topic or "#" in topic or "\x00" in topic or topic.startswith("$"):
+        if not valid_publish_topic(topic) or topic.startswith("$"):
             return await super()._handle_message_delivery(client_session, handler, wait_deliver)  # closes it
         if connection is None:  # never routed as anything but a gateway's
             return True

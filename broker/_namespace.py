@@ -37,7 +37,7 @@ from broker.errors import InvalidTopicError
 from broker.identity import IntegrationIdentity
 from broker.namespace import is_namespace_filter_allowed, namespace_publish, parse_write, write_topic
 from broker.presence import OfflineReason
-from broker.topics import TopicFilter
+from broker.topics import TopicFilter, valid_publish_topic
 
 __all__ = ["NamespaceBroker"]
 
@@ -108,7 +108,7 @@ class NamespaceBroker(GatewayBroker):
         if message is None or namespace is None:
             return await super()._handle_message_delivery(client_session, handler, wait_deliver)
         topic = message.topic
-        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        if not valid_publish_topic(topic):
             return await super()._handle_message_delivery(client_session, handler, wait_deliver)  # closes it
         retain = bool(message.publish_packet and message.publish_packet.retain_flag)
         if not namespace_publish(topic, retain):

@@ -37,6 +37,7 @@ from broker.topics import (
     is_device_filter_allowed,
     is_ping_topic,
     is_uplink_topic,
+    valid_publish_topic,
 )
 from broker.trie import RetainedTree, SubscriptionIndex
 
@@ -108,7 +109,7 @@ class RoutingBroker(DeliveryBroker):
             return True
         assert isinstance(client_session, BrokerSession)
         topic = message.topic
-        if not topic or "+" in topic or "#" in topic or "\x00" in topic or topic.startswith("$"):
+        if not valid_publish_topic(topic) or topic.startswith("$"):
             logger.warning("closing %s: PUBLISH to invalid topic %r", client_session.client_id, topic)
             if client_session.connection is not None:
                 client_session.connection.end_reason = OfflineReason.PROTOCOL_ERROR
@@ -230,12 +231,8 @@ class RoutingBroker(DeliveryBroker):
         if (
             mount is None
             or not self._broadcast_queue.empty()
-            or not topic
-            or "+" in topic
-            or "#" in topic
-            or "\x00" in topic
-            or topic[0] == "$"
-            or not is_uplink_topic(topic)
+            or not valid_publish_topic(topic)
+            or not is_uplink_topic(topic)  # refuses "$" topics too
         ):
             return False
         broadcast: dict[str, Any] = {"session": session, "topic": mount.prefix + topic, "data": data, "cap": qos}

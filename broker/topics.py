@@ -56,6 +56,7 @@ __all__ = [
     "presence_topic",
     "split_gateway_topic",
     "uplink_filters",
+    "valid_publish_topic",
 ]
 
 
@@ -239,6 +240,13 @@ def match_uplink(topic: str) -> UplinkMatch | None:
             names.append(level)
         node = child
     return None if node.entry is None else UplinkMatch(node.entry, tuple(names))
+
+
+def valid_publish_topic(topic: str) -> bool:
+    """Whether a PUBLISH may name ``topic`` at all: not empty, no wildcard, no NUL character
+    ([MQTT-4.7.3-1], [MQTT-3.3.2-2], [MQTT-1.5.3-2]). A client's publish to a ``$`` topic is
+    refused separately where the broker forbids it."""
+    return bool(topic) and "+" not in topic and "#" not in topic and "\x00" not in topic
 
 
 def is_uplink_topic(topic: str) -> bool:

@@ -23,6 +23,7 @@ from broker.topics import (
     is_uplink_topic,
     match_uplink,
     presence_topic,
+    valid_publish_topic,
 )
 from tests.support.topics import example
 
@@ -198,3 +199,20 @@ def test_downlinks_of_the_table() -> None:
     for downlink in Downlink:  # a device may subscribe to each, and publish none
         topic, _ = example(downlink.pattern)
         assert is_device_filter_allowed(topic) and not is_uplink_topic(topic)
+
+
+@pytest.mark.parametrize(
+    ("topic", "valid"),
+    [
+        ("ds/Temperature", True),
+        ("$SYS/broker", True),  # a name; where "$" is refused, the broker checks it on its own
+        ("a//b", True),
+        ("", False),
+        ("ds/+", False),
+        ("ds/#", False),
+        ("a+b", False),
+        ("ds/\x00", False),
+    ],
+)
+def test_which_topic_names_a_publish_may_carry(topic: str, valid: bool) -> None:
+    assert valid_publish_topic(topic) is valid
