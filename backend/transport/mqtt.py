@@ -19,6 +19,14 @@ effects are stored (:meth:`ServiceClient.done`), in the order the messages came
 reconnect, so neither a restart nor a crash of the app loses what a device sent at QoS 1. A
 crash can repeat a message whose effects were stored but not yet acknowledged: delivery is at
 least once.
+
+A clean stop repeats nothing: :meth:`ServiceClient.stop` disconnects only once the broker has
+read the last acknowledgements (:meth:`ServiceClient.fence`). paho closes its socket the moment
+DISCONNECT is written, and the broker keeps sending to the app until it reads it, so the socket
+closes with data unread and the app's kernel resets the connection. The broker may then fail a
+write before it reads what the app sent last (asyncio stops reading a socket whose write
+failed), and a reset may discard it on the way: the broker would give the messages those
+PUBACKs answered to the next connection, and their rows were committed already.
 """
 
 from __future__ import annotations
@@ -36,6 +44,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
+
+FENCE_FILTER = "openblynk/fence"
+"""A topic filter the service client never subscribes to: unsubscribing from it changes nothing,
+and the broker's UNSUBACK says it has read everything sent before ([MQTT-3.10.4-5])."""
+FENCE_SECONDS = 5.0
+"""How long :meth:`ServiceClient.stop` waits for that UNSUBACK before it disconnects anyway."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,8 @@ class ServiceClient:
         self._paused = False
         self._manual_ack = not clean_session
         self._acks = _Acks()
+        self._fences = threading.Condition()  # guards ``_fenced``: the UNSUBACKs of fence()
+        self._fenced: set[int] = set()
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, manual_ack=self._manual_ack
         )
@@ -110,6 +126,7 @@ class ServiceClient:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_args: self.subscribed.set()
+        self._client.on_unsubscribe = self._on_unsubscribe
 
     @property
     def connected(self) -> bool:
@@ -177,11 +194,35 @@ class ServiceClient:
             return time.monotonic() - pending[0].received if pending else 0.0
 
     async def stop(self) -> None:
-        """Disconnect and stop the network thread."""
+        """Disconnect and stop the network thread; a client that acknowledged messages first
+        waits (at most :data:`FENCE_SECONDS`) until the broker has read those acknowledgements
+        (:meth:`fence`, module docstring)."""
         self._stopping = True
         self._wake_paho()  # or loop_stop would wait for a thread that waits for room
+        if self._manual_ack and self.connected and not await self.fence(FENCE_SECONDS):
+            log.warning("the broker did not confirm the last acknowledgements within %.0f s", FENCE_SECONDS)
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
+
+    async def fence(self, timeout: float) -> bool:
+        """Wait until the broker has read every packet written so far (the acknowledgements of
+        :meth:`done` among them): True once it answered an UNSUBSCRIBE sent after them (from
+        :data:`FENCE_FILTER`, which changes nothing), False if it did not within ``timeout``
+        seconds or the connection ended. A broker reads a connection's packets in order and
+        answers after it has handled those before."""
+        rc, mid = self._client.unsubscribe(FENCE_FILTER)
+        if rc != paho.MQTT_ERR_SUCCESS or mid is None:
+            return False
+
+        def answered() -> bool:  # the UNSUBACK may have come already: _fenced keeps it
+            with self._fences:
+                self._fences.wait_for(lambda: mid in self._fenced or not self.connected, timeout)
+                if mid in self._fenced:
+                    self._fenced.discard(mid)
+                    return True
+                return False
+
+        return await asyncio.to_thread(answered)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> paho.MQTTMessageInfo:
         """Queue a message for the broker (thread-safe, never blocks); ``wait_for_publish`` on
@@ -259,8 +300,15 @@ class ServiceClient:
         self, _c: paho.Client, _ud: object, _flags: object, rc: ReasonCode, _props: object = None
     ) -> None:
         self._connected.clear()
+        with self._fences:  # fence() waits for no answer on this connection any more
+            self._fences.notify_all()
         if not self._stopping:
             log.warning("lost the broker connection (%s); reconnecting", rc)
+
+    def _on_unsubscribe(self, _c: paho.Client, _ud: object, mid: int, _rcs: object, _props: object = None) -> None:
+        with self._fences:
+            self._fenced.add(mid)
+            self._fences.notify_all()
 
     def _on_message(self, _c: paho.Client, _ud: object, msg: paho.MQTTMessage) -> None:
         loop = self._loop
