@@ -5,13 +5,13 @@ from __future__ import annotations
 import paho.mqtt.client as paho
 
 from backend.transport.mqtt import ServiceClient
+from tests.support.service_acks import note_pubacks
 
 
 def client() -> tuple[ServiceClient, list[int]]:
+    """A client whose PUBACKs are noted (packet ids in the order written), not sent."""
     service = ServiceClient("127.0.0.1", 1, "svc", "pw", client_id="test", subscriptions=[])
-    sent: list[int] = []
-    service._client.ack = lambda mid, qos: sent.append(mid) or paho.MQTT_ERR_SUCCESS  # type: ignore[method-assign]
-    return service, sent
+    return service, note_pubacks(service)
 
 
 def received(service: ServiceClient, mid: int, qos: int = 1) -> int | None:
@@ -58,3 +58,19 @@ def test_a_message_not_handed_over_blocks_later_acknowledgements() -> None:
     service.done(kept)
     service.done(later)
     assert sent == [1]  # acknowledging 3 would skip 2, which the broker must keep
+
+
+def test_a_committed_batch_is_acknowledged_in_one_piece() -> None:
+    """100 messages committed together: their PUBACKs go to paho as one piece, in order (one
+    write and one wake-up of paho's thread, not a hundred)."""
+    service = ServiceClient("127.0.0.1", 1, "svc", "pw", client_id="test", subscriptions=[])
+    pieces: list[bytes] = []
+
+    def queued(command: int, packet: bytes, *_rest: object) -> paho.MQTTErrorCode:
+        pieces.append(bytes(packet))
+        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    service._client._packet_queue = queued  # type: ignore[method-assign]
+    receipts = [received(service, mid) for mid in range(1, 101)]
+    service.done_all([r for r in receipts if r is not None])
+    assert pieces == [b"".join(b"\x40\x02" + mid.to_bytes(2, "big") for mid in range(1, 101))]

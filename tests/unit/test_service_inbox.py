@@ -11,9 +11,9 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import MQTTErrorCode
 
 from backend.transport.mqtt import Message, ServiceClient
+from tests.support.service_acks import note_pubacks
 
 WAIT = 10.0  # seconds: only a guard against hanging, never asserted
 
@@ -55,14 +55,7 @@ class CountingLock:
 def recording(queue_size: int = 100) -> tuple[ServiceClient, list[int]]:
     """A client that records the packet ids it acknowledges."""
     service = ServiceClient("127.0.0.1", 1, "svc", "pw", client_id="test", subscriptions=[], queue_size=queue_size)
-    sent: list[int] = []
-
-    def ack(mid: int, qos: int) -> MQTTErrorCode:
-        sent.append(mid)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    service._client.ack = ack  # type: ignore[method-assign]
-    return service, sent
+    return service, note_pubacks(service)
 
 
 def client(queue_size: int = 100) -> tuple[ServiceClient, list[int], PeakDeque]:
