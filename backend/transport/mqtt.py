@@ -45,6 +45,8 @@ from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from backend.transport.buffered import BufferedClient
+
 log = logging.getLogger(__name__)
 
 FENCE_FILTER = "openblynk/fence"
@@ -118,7 +120,7 @@ class ServiceClient:
         self._acks = _Acks()
         self._fences = threading.Condition()  # guards ``_fenced``: the UNSUBACKs of fence()
         self._fenced: set[int] = set()
-        self._client = paho.Client(
+        self._client = BufferedClient(  # reads a piece at a time (backend.transport.buffered)
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, manual_ack=self._manual_ack
         )
         self._client.username_pw_set(username, password)
