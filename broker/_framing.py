@@ -53,6 +53,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from amqtt.adapters import ReaderAdapter
 
+from broker._transport import frame_end
+
 if TYPE_CHECKING:
     from broker._transport import Meter
 
@@ -183,7 +185,7 @@ class FramedReader(ReaderAdapter):
                     break
                 if gate is not None and (writable is None or not writable()):
                     break
-                end = _frame_end(data, pos, self.max_packet_size)
+                end = frame_end(data, pos, self.max_packet_size)
                 if end is None:
                     break
                 first, length = data[pos], end - pos
@@ -414,23 +416,6 @@ class FramedReader(ReaderAdapter):
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             return b""
         return data if len(data) == n else b""
-
-
-def _frame_end(data: bytes, pos: int, max_size: int) -> int | None:
-    """Where the packet starting at ``data[pos]`` ends, if ``data`` holds all of it and its
-    remaining length is readable and at most ``max_size``; else None."""
-    size, length, multiplier, index = len(data), 0, 1, pos + 1
-    while True:
-        if index >= size or index > pos + _MAX_LENGTH_BYTES:
-            return None
-        byte = data[index]
-        length += (byte & 0x7F) * multiplier
-        multiplier *= 128
-        index += 1
-        if not byte & 0x80:
-            break
-    end = index + length
-    return end if end <= size and length <= max_size else None
 
 
 def _body_start(frame: bytes) -> int:

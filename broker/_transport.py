@@ -22,7 +22,7 @@ from typing import cast
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 
-__all__ = ["BATCH_BYTES", "CLOSE_WAIT", "FastStream", "Meter", "MeteredWriter", "StreamReader"]
+__all__ = ["BATCH_BYTES", "CLOSE_WAIT", "FastStream", "Meter", "MeteredWriter", "StreamReader", "frame_end"]
 
 CLOSE_WAIT = 1.0  # seconds a closing connection may take to flush what is still buffered
 BATCH_BYTES = 65_536  # bytes held for one write at most; more is handed to the socket at once
@@ -212,6 +212,23 @@ class FastStream(asyncio.StreamReader):
         super().feed_data(data)
 
 
+def frame_end(data: bytes | bytearray, pos: int, max_size: int) -> int | None:
+    """Where the MQTT packet starting at ``data[pos]`` ends, if ``data`` holds all of it and
+    its remaining length is readable (at most four bytes) and at most ``max_size``; else None."""
+    size, length, multiplier, index = len(data), 0, 1, pos + 1
+    while True:
+        if index >= size or index > pos + 4:
+            return None
+        byte = data[index]
+        length += (byte & 0x7F) * multiplier
+        multiplier *= 128
+        index += 1
+        if not byte & 0x80:
+            break
+    end = index + length
+    return end if end <= size and length <= max_size else None
+
+
 class StreamReader(ReaderAdapter):
     """amqtt ``ReaderAdapter`` over an asyncio ``StreamReader`` that exposes the stream itself
     (the proxy listener reads its PROXY header from it before any MQTT)."""
@@ -240,21 +257,8 @@ class StreamReader(ReaderAdapter):
         CPython 3.11-3.13 and used by uvloop too, whose streams are asyncio's).
         """
         buffer: bytearray | None = getattr(self.stream, "_buffer", None)
-        if buffer is None or len(buffer) < 2:
-            return None
-        available = len(buffer)
-        length, multiplier, index = 0, 1, 1
-        while True:
-            if index >= available or index > 4:
-                return None
-            byte = buffer[index]
-            length += (byte & 0x7F) * multiplier
-            multiplier *= 128
-            index += 1
-            if not byte & 0x80:
-                break
-        end = index + length
-        if end > available or length > max_size:
+        end = frame_end(buffer, 0, max_size) if buffer is not None else None
+        if buffer is None or end is None:
             return None
         packet = bytes(buffer[:end])
         del buffer[:end]

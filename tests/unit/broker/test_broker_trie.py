@@ -94,44 +94,41 @@ def test_retained_tree_get_delete_prunes() -> None:
     assert not tree._root.children
 
 
-def test_match_work_depends_on_depth_not_on_subscription_count(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    calls = 0
+def counted_walks(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """A one-item list counting the trie nodes ``SubscriptionIndex.match`` visits from now on."""
+    calls = [0]
     original = SubscriptionIndex._collect
 
     def counting(self, *args):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
+        calls[0] += 1
         return original(self, *args)
 
     monkeypatch.setattr(SubscriptionIndex, "_collect", counting)
+    return calls
+
+
+def test_match_work_depends_on_depth_not_on_subscription_count(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    calls = counted_walks(monkeypatch)
     index: SubscriptionIndex[int] = SubscriptionIndex()
     for device in range(2000):
         index.add(TopicFilter(f"d/{device}/downlink/#"), device, 0)
         index.add(TopicFilter(f"d/{device}/downlink/ds/Power"), device, 1)
     index.add(TopicFilter("d/+/ds/#"), -1, 1)
     assert index.match("d/7/downlink/ds/Power") == {7: 1}
-    assert calls <= 2 * (len("d/7/downlink/ds/Power".split("/")) + 1)
+    assert calls[0] <= 2 * (len("d/7/downlink/ds/Power".split("/")) + 1)
 
 
 def test_match_answers_are_kept_until_the_index_changes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A topic matched again costs no walk; any subscribe or unsubscribe drops what was kept,
     so an answer is never stale; at most MATCHES_KEPT topics are kept."""
-    calls = 0
-    original = SubscriptionIndex._collect
-
-    def counting(self, *args):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        return original(self, *args)
-
-    monkeypatch.setattr(SubscriptionIndex, "_collect", counting)
+    calls = counted_walks(monkeypatch)
     index: SubscriptionIndex[str] = SubscriptionIndex()
     index.add(TopicFilter("d/+/ds/#"), "app", 1)
     assert index.match("d/1/ds/T") == {"app": 1}
-    walked = calls
+    walked = calls[0]
     assert walked > 0
     assert index.match("d/1/ds/T") == {"app": 1}
-    assert calls == walked  # kept
+    assert calls[0] == walked  # kept
     index.add(TopicFilter("d/1/ds/T"), "device", 0)
     assert index.match("d/1/ds/T") == {"app": 1, "device": 0}
     index.remove(TopicFilter("d/+/ds/#"), "app")
