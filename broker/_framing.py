@@ -176,14 +176,13 @@ class FramedReader(ReaderAdapter):
             return data
         if self.translate is not None or self._held:
             return data
-        screen, hold, meter, gate = self.screen, self.hold, self.meter, self.gate
-        writable = self.writable
+        screen, hold, meter = self.screen, self.hold, self.meter
         size, pos, taken = len(data), 0, 0
         try:
             while pos + 2 <= size and taken < RECEIVE_AT_ONCE:
                 if hold is not None and hold() is not None:
                     break
-                if gate is not None and (writable is None or not writable()):
+                if not self._writer_ready():
                     break
                 end = frame_end(data, pos, self.max_packet_size)
                 if end is None:
@@ -353,11 +352,15 @@ class FramedReader(ReaderAdapter):
             self.meter.count_in(frame)
         return True
 
+    def _writer_ready(self) -> bool:
+        """True while :attr:`gate` would not wait (the client reads what it is sent)."""
+        return self.gate is None or (self.writable is not None and self.writable())
+
     def _buffered_frame(self) -> bytes | None:
         """The next packet if it is already buffered and may be read now (see module docstring)."""
         if not self._connected or self._header or self._take is None:
             return None
-        if self.gate is not None and (self.writable is None or not self.writable()):
+        if not self._writer_ready():
             return None
         frame = self._take(self.max_packet_size)
         if frame is not None and frame[0] >> 4 in _RESERVED_TYPES:

@@ -101,16 +101,8 @@ class SharedGroup:
         :func:`sticky_key`; no hashing while one member is connected) with its QoS, or None."""
         if len(self.members) == 1:  # the usual case: the app's one ingest connection
             ((session, qos),) = self.members.items()
-            connection = session.connection
-            if session.transitions.state == "connected" and connection is not None and not connection.closed:
-                return session, qos
-            return None
-        connected = [
-            (session, qos)
-            for session, qos in self.members.items()
-            if session.transitions.state == "connected" and session.connection is not None
-            if not session.connection.closed
-        ]
+            return (session, qos) if _reachable(session) else None
+        connected = [(session, qos) for session, qos in self.members.items() if _reachable(session)]
         if len(connected) < 2:
             return connected[0] if connected else None
         key = sticky_key(topic)
@@ -120,6 +112,12 @@ class SharedGroup:
     def persistent(self) -> bool:
         """Whether a member keeps its session: messages then wait for the group."""
         return any(not session.clean_session for session in self.members)
+
+
+def _reachable(session: BrokerSession) -> bool:
+    """Whether a member can be sent a message now: connected, its connection not closing."""
+    connection = session.connection
+    return session.transitions.state == "connected" and connection is not None and not connection.closed
 
 
 class SharedSubscriptions:

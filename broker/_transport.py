@@ -119,8 +119,7 @@ class MeteredWriter(WriterAdapter):
         """Wait until the socket's send buffer is below its high-water mark."""
         if self.closed:
             return
-        transport = self._writer.transport
-        if transport.is_closing() or self.buffered > transport.get_write_buffer_limits()[1]:
+        if self._transport.is_closing() or self.buffered > self._high_water:
             self.flush()
             await self._writer.drain()  # raises if the connection was lost, as amqtt expects
 
@@ -130,19 +129,18 @@ class MeteredWriter(WriterAdapter):
         The reader calls this before each packet, so a client that does not read what it is
         sent is not read from either (TCP pushes back instead of tasks piling up).
         """
-        transport = self._writer.transport
-        if not self.closed and self.buffered > transport.get_write_buffer_limits()[1]:
+        if not self.closed and self.buffered > self._high_water:
             self.flush()
             await self._writer.drain()
 
     def writable(self) -> bool:
         """True while :meth:`wait_writable` would not wait."""
-        return self.closed or self._held_size + self._transport.get_write_buffer_size() <= self._high_water
+        return self.closed or self.buffered <= self._high_water
 
     @property
     def buffered(self) -> int:
         """Bytes written but not yet handed to the kernel (held here or in the transport)."""
-        return self._held_size + self._writer.transport.get_write_buffer_size()
+        return self._held_size + self._transport.get_write_buffer_size()
 
     def get_peer_info(self) -> tuple[str, int] | None:
         """The client's (address, port)."""
@@ -257,8 +255,7 @@ class StreamReader(ReaderAdapter):
         CPython 3.11-3.13 and used by uvloop too, whose streams are asyncio's).
         """
         buffer: bytearray | None = getattr(self.stream, "_buffer", None)
-        end = frame_end(buffer, 0, max_size) if buffer is not None else None
-        if buffer is None or end is None:
+        if buffer is None or (end := frame_end(buffer, 0, max_size)) is None:
             return None
         packet = bytes(buffer[:end])
         del buffer[:end]

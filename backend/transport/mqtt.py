@@ -192,12 +192,15 @@ class ServiceClient:
                     if first.qos == 1:
                         pubacks += _PUBACK.pack(PUBACK, 2, first.mid)
                         continue
-                    if pubacks:  # in order: the PUBACKs before it go first
-                        self._client._packet_queue(PUBACK, bytes(pubacks), 0, 0)
-                        pubacks.clear()
+                    self._queue_pubacks(pubacks)  # in order: the PUBACKs before it go first
                     self._client.ack(first.mid, first.qos)
-            if pubacks:
-                self._client._packet_queue(PUBACK, bytes(pubacks), 0, 0)
+            self._queue_pubacks(pubacks)
+
+    def _queue_pubacks(self, pubacks: bytearray) -> None:
+        """Hand paho the PUBACKs gathered in ``pubacks`` as one piece (if any), and empty it."""
+        if pubacks:
+            self._client._packet_queue(PUBACK, bytes(pubacks), 0, 0)
+            pubacks.clear()
 
     @property
     def unacknowledged(self) -> int:

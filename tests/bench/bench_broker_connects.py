@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_broker_vs_mosquitto import WORK, Client, Load, build_loadgen, memory, mosquitto, say  # noqa: E402
+from bench_broker_vs_mosquitto import WORK, Client, Load, build_loadgen, cpu_seconds, memory, mosquitto, say  # noqa: E402
 
 from backend.cli import BROKER_GC_THRESHOLDS  # noqa: E402
 from broker import BrokerSettings, ConnectInfo, DeviceIdentity, MqttBroker  # noqa: E402
@@ -124,12 +124,6 @@ def openblynk(trace: bool = False) -> Iterator[tuple[subprocess.Popen[str], int]
 
 
 # ---- the parent: load and figures -----------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def devices(prefix: str, first: int, count: int) -> list[Client]:
