@@ -478,13 +478,16 @@ def broker_phases(
         before = memory(pid)
         if profiler is not None and who == "openblynk":
             profiler.start("idle-connects", {"broker": pid})
+        cpu = cpu_seconds(pid)
         connected, seconds = load.connect("idle", idle)
+        cpu = cpu_seconds(pid) - cpu
         if profiler is not None and who == "openblynk":
             profiler.stop()
         time.sleep(1)
         after = memory(pid)
         say(f"  {who}: resident {before / 2**20:.1f} MB, {after / 2**20:.1f} MB with {connected:,} more connections")
         figures.put(f"connects/s ({len(idle):,} devices at once)", who, connected / seconds)
+        figures.put("  CPU a connect: broker (us)", who, cpu / max(connected, 1) * 1e6)
         figures.put("broker memory a connection (KB)", who, (after - before) / max(connected, 1) / 1024)
         say(f"{who}: broker alone, QoS 1, {args.devices + connected:,} devices connected")
         rate, _run = broker_alone(load, "dev", args.devices, args, 1)
