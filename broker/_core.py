@@ -13,11 +13,12 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.broker import Server
 from amqtt.contexts import ListenerConfig, ListenerType
 from amqtt.mqtt.connack import BAD_USERNAME_PASSWORD, SERVER_UNAVAILABLE
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
@@ -37,7 +38,7 @@ from broker._outbox import Outbox
 from broker._proxy import NonceCache, ProxyRefused, read_proxy_header, verify_proxy_header
 from broker._routing import device_key, publishing
 from broker._session import BrokerSession, Connection, KeyedLocks
-from broker._transport import FastStream, Meter, MeteredWriter, StreamReader
+from broker._transport import FastStream, Meter, MeteredWriter, StreamProtocol, StreamReader
 from broker._v5 import link_of
 from broker.identity import (
     Authenticator,
@@ -82,6 +83,9 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         self._rate_clock = rate_clock
         self._key_locks = KeyedLocks()
         self.connection_tasks: set[asyncio.Task[Any]] = set()
+        """Tasks serving connections now: being set up, or running their loop (not parked)."""
+        self.served = 0
+        """Client sockets being served, authenticated or not, parked or not."""
         self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute, time.monotonic)
         self._proxy_nonces = NonceCache()
 
@@ -108,7 +112,7 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         connected = partial(self.stream_connected, listener_name=listener_name)
 
         def protocol() -> asyncio.StreamReaderProtocol:
-            return asyncio.StreamReaderProtocol(FastStream(loop=loop), connected, loop=loop)
+            return StreamProtocol(FastStream(loop=loop), connected, loop=loop)
 
         return await loop.create_server(protocol, address, port, reuse_address=True, ssl=ssl_context)
 
@@ -127,8 +131,19 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             return
         self.connection_tasks.add(task)
         await server.acquire_connection()
+        self.served += 1
         try:
-            await self._serve(listener_name, reader, writer)
+            await self._guard(server, writer, self._serve(listener_name, reader, writer))
+        finally:
+            self.connection_tasks.discard(task)
+
+    async def _guard(self, server: Server, writer: MeteredWriter, work: Awaitable[bool]) -> None:
+        """Await a connection's ``work``: one client's failure never escapes it, and the
+        connection's slot (``max_connections``) is given back when it ends, not when it parks
+        (``work`` returned True: see :meth:`_run`)."""
+        parked = False
+        try:
+            parked = await work
         except Exception:
             logger.exception("connection handler failed; closing that connection only")
             await close_quietly(writer)
@@ -136,12 +151,14 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             writer.abort()
             raise
         finally:
-            server.release_connection()
-            self.connection_tasks.discard(task)
+            if not parked:
+                self.served -= 1
+                server.release_connection()
 
-    async def _serve(self, listener_name: str, reader: ReaderAdapter, writer: MeteredWriter) -> None:
+    async def _serve(self, listener_name: str, reader: ReaderAdapter, writer: MeteredWriter) -> bool:
+        """A connection from its first byte: True if it parked once connected (:meth:`_run`)."""
         if listener_name == PROXY_LISTENER and not await self._read_proxy_header(reader, writer):
-            return
+            return False
         address, port = writer.peer or (None, None)
         peer = f"{address}:{port}"
         framed = FramedReader(
@@ -155,24 +172,58 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             stream.receive = framed.receive
         request = await read_connect(framed, writer, peer)
         if request is None:
-            return
+            return False
         if request.v5 is not None:  # an MQTT 5 client: translated at the edge from here on
             request.v5.attach(framed, writer)
         identity = await self._authenticate_request(request, address, peer)
         if isinstance(identity, int):
             await refuse(writer, identity)
-            return
+            return False
         if request.v5 is not None:
             request.v5.bind(identity)
         transport = LISTENERS.get(listener_name, "tcp")
         connection = await self._open(identity, request, framed, writer, transport)
+        connection.listener = listener_name
         if request.v5 is not None:
             request.v5.adopt(connection)  # its session's clean start and expiry are separate
+        return await self._run(connection)
+
+    async def _run(self, connection: Connection) -> bool:
+        """Run the connection's message loop until the connection ends (it is finished here:
+        False) or the loop parks (True): an idle connection then has no task, and the next
+        wake-up of its handler runs the loop again in a new one (:meth:`_resume`)."""
+        parked = False
         try:
-            await self._client_message_loop(connection.session, connection.handler)
+            parked = await self._message_loop(connection.session, connection.handler, partial(self._resume, connection))
+            return parked
         finally:
-            await self._finish(connection, None)
-            connection.finished.set()
+            if not parked:
+                await self._finish(connection, None)
+                connection.finished.set()
+
+    def _resume(self, connection: Connection) -> None:
+        """A parked connection's wake-up (something to handle, or its end): run its loop again."""
+        server = self._servers.get(connection.listener)
+        if server is None:  # the listener is gone (broker stopped): nothing can run it any more
+            return
+        task = asyncio.create_task(self._guard(server, connection.writer, self._run(connection)))
+        self.connection_tasks.add(task)
+        task.add_done_callback(self.connection_tasks.discard)
+
+    async def wait_connections(self, timeout: float) -> set[asyncio.Task[Any]]:
+        """Wait until no connection has work running (each finished or parked); what still
+        runs after ``timeout`` seconds is returned. Wake-ups that start a parked connection's
+        loop again while waiting (its end, during shutdown) are waited for too."""
+        deadline = self._loop.time() + timeout
+        while True:
+            await asyncio.sleep(0)  # wake-ups already due start their tasks now
+            tasks = set(self.connection_tasks)
+            remaining = deadline - self._loop.time()
+            if not tasks or remaining <= 0:
+                return tasks
+            _, pending = await asyncio.wait(tasks, timeout=remaining)
+            if pending:
+                return pending
 
     async def _read_proxy_header(self, reader: ReaderAdapter, writer: MeteredWriter) -> bool:
         """Read the bridge's signed PROXY header and take the client's address from it.

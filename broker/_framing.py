@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from amqtt.adapters import ReaderAdapter
 
-from broker._transport import frame_end
+from broker._transport import FastStream, frame_end
 
 if TYPE_CHECKING:
     from broker._transport import Meter
@@ -87,6 +87,7 @@ HELD_PUBLISHES = 32  # packets kept while the broker withholds acks (FramedReade
 PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 3, 8, 10  # MQTT control packet types (first byte >> 4)
 PINGREQ, DISCONNECT = 12, 14
 _PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
+_PINGREQ = 0xC0  # a PINGREQ's first byte
 
 
 PublishFields = tuple[str, int | None, bytes]
@@ -152,6 +153,10 @@ class FramedReader(ReaderAdapter):
         """Awaited once at a clean end of stream, before amqtt is told (see MountedHandler.settle)."""
         self._since_yield = 0
         self._parked = False  # waiting for the first byte of a packet, nothing of it read yet
+        stream = getattr(inner, "stream", None)
+        self._stream: FastStream | None = stream if isinstance(stream, FastStream) else None
+        self._resume: Callable[[], None] | None = None  # set while parked (see park)
+        self._deadline: asyncio.TimerHandle | None = None  # keep-alive while parked
 
     def start_keepalive(self, keep_alive: int, grace: float) -> None:
         """After CONNECT: allow ``keep_alive * grace`` seconds between packets (0 = forever)."""
@@ -194,7 +199,7 @@ class FramedReader(ReaderAdapter):
                     fields = publish_fields(frame)
                     if fields is None or "+" in fields[0] or "#" in fields[0]:
                         break  # QoS 2, or to be refused (well_formed): the careful path reads it
-                elif first != _PUBACK or length != 4:
+                elif (first != _PUBACK or length != 4) and (first != _PINGREQ or length != 2):
                     break
                 pos, taken = end, taken + 1
                 if meter is not None:
@@ -213,6 +218,62 @@ class FramedReader(ReaderAdapter):
             self._inner.feed_eof()  # (read() returns b""); nothing more is read
             return b""
         return data[pos:]
+
+    def park(self, resume: Callable[[], None]) -> bool:
+        """Wait for the next packet without a task, if that is possible now; True if parked.
+
+        An idle connection's reader task held a chain of suspended coroutines, a task and its
+        futures: a third of the memory of a connection (README "Performance"). Parked, nothing
+        waits: :meth:`receive` handles PUBLISH, PUBACK and PINGREQ as they arrive, and
+        ``resume`` is called (once) to start a reader task again when anything else arrives
+        (it is buffered for that task), at the end of the stream, or when the keep-alive
+        deadline passes with nothing received (``failure`` is then set, and the reader sees the
+        end at once). Only on a :class:`FastStream` (plain TCP), connected, with nothing of a
+        packet read or buffered, not held (:attr:`hold`) and the writer not above high water.
+        """
+        stream = self._stream
+        if stream is None or not self._connected or self.failure is not None or self._resume is not None:
+            return False
+        if self._pos < len(self._frame) or self._header or self._held or not self._writer_ready():
+            return False
+        if stream.pending() or (self.hold is not None and self.hold() is not None):
+            return False
+        self._resume, self._parked = resume, True
+        stream.wake = self._unpark
+        self._arm()
+        return True
+
+    def unpark(self) -> None:
+        """Leave the parked state without resuming (the connection is being stopped)."""
+        self._resume, self._parked = None, False
+        self._unpark()
+
+    def _arm(self) -> None:
+        if self._idle_limit is not None:
+            self._deadline = self._loop.call_at(self._last_packet_at + self._idle_limit, self._expire)
+
+    def _expire(self) -> None:
+        """The parked reader's keep-alive deadline came: ended, unless packets came meanwhile."""
+        self._deadline = None
+        if self._resume is None or self._idle_limit is None:
+            return
+        if self._loop.time() < self._last_packet_at + self._idle_limit:
+            self._arm()  # packets taken as they arrived moved it
+            return
+        self.failure = FrameFailure.KEEPALIVE_TIMEOUT
+        self._unpark()
+
+    def _unpark(self) -> None:
+        """Data to read, the end of the stream or the keep-alive deadline: resume the reader."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._stream is not None:
+            self._stream.wake = None
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            self._parked = False
+            resume()
 
     async def read(self, n: int = -1) -> bytes:
         """Return ``n`` bytes of the current packet; ``b""`` once the connection must end."""

@@ -23,10 +23,30 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from amqtt.errors import AMQTTError, ProtocolHandlerError
+from amqtt.errors import AMQTTError, MQTTError, NoDataError, ProtocolHandlerError
+from amqtt.events import MQTTEvents
+from amqtt.mqtt import packet_class
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
-from amqtt.mqtt.packet import PUBLISH, MQTTFixedHeader
+from amqtt.mqtt.packet import (
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    RESERVED_0,
+    RESERVED_15,
+    SUBACK,
+    SUBSCRIBE,
+    UNSUBACK,
+    UNSUBSCRIBE,
+    MQTTFixedHeader,
+)
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.pubcomp import PubcompPacket
@@ -37,7 +57,7 @@ from amqtt.plugins.manager import PluginManager
 from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage, Session
 
 from broker._acks import Inflight, Receipt, puback
-from broker._framing import PublishFields, publish_fields
+from broker._framing import FramedReader, PublishFields, publish_fields
 from broker._mailbox import LazyEvent, Mailbox
 from broker.errors import InvalidTopicError
 from broker.namespace import Namespace
@@ -46,6 +66,24 @@ from broker.topics import DeviceMount
 __all__ = ["MountedHandler"]
 
 _PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
+_PINGREQ = b"\xc0\x00"
+_PINGRESP = b"\xd0\x00"
+_HANDLERS = {
+    CONNACK: "handle_connack",
+    SUBSCRIBE: "handle_subscribe",
+    UNSUBSCRIBE: "handle_unsubscribe",
+    SUBACK: "handle_suback",
+    UNSUBACK: "handle_unsuback",
+    PUBACK: "handle_puback",
+    PUBREC: "handle_pubrec",
+    PUBREL: "handle_pubrel",
+    PUBCOMP: "handle_pubcomp",
+    PINGREQ: "handle_pingreq",
+    PINGRESP: "handle_pingresp",
+    PUBLISH: "handle_publish",
+    DISCONNECT: "handle_disconnect",
+}
+"""Packet type -> the handler method amqtt's reader loop runs in a task for it."""
 
 
 class _Outward(Protocol):
@@ -63,26 +101,41 @@ class MountedHandler(BrokerProtocolHandler):
     means no code path can leak the prefix -- or another device's topic -- to a device.
     """
 
-    connection: object | None = None
+    __slots__ = (
+        "_busy",
+        "_receipts",
+        "_running",
+        "_settled",
+        "_stopping",
+        "_wake",
+        "_watched",
+        "connection",
+        "current",
+        "fast_route",
+        "inflight",
+        "on_puback",
+        "on_wake",
+    )  # beside amqtt's __dict__: a third of a connection's handler memory (README "Performance")
+
+    connection: object | None
     """The broker's record of this connection (a ``broker._session.Connection``), set after
     CONNACK: amqtt's end-of-connection callback passes only the handler, and the broker finds
     its record here. The handler itself never reads it, so it stays opaque (``object``) and
     this module does not depend on the broker's session records."""
-    _busy = 0
-    _settled: asyncio.Event | None = None
-    inflight: Inflight | None = None
+    inflight: Inflight | None
     """Set (``BrokerSettings.sink_acks``) for a publisher whose QoS 1 PUBLISH is acknowledged
     only once durable sinks have it (``broker._acks``); None: acknowledged on receipt."""
-    current: Receipt | None = None
+    current: Receipt | None
     """The receipt of the message being routed now; the broker takes it with the message's
     broadcast (``RoutingBroker._broadcast_message``)."""
-    _receipts: dict[int, Receipt] | None = None  # id(message) -> its receipt, while it is queued
-    _wake: asyncio.Future[None] | None = None
-    fast_route: Callable[[str, bytes, int, int | None], bool] | None = None
+    on_wake: Callable[[], None] | None
+    """Set while the connection's message loop is parked (no task waits in :meth:`idle`): the
+    next :meth:`wake` calls it (once) to run the loop again."""
+    fast_route: Callable[[str, bytes, int, int | None], bool] | None
     """Set for a device's MQTT 3.1.1 connection: routes one of its uplinks at once, as it is
     read (``RoutingBroker.route_uplink``: topic, payload, QoS, packet id); False leaves the
     PUBLISH to the general path below (anything but a valid uplink, or others still queued)."""
-    on_puback: Callable[[int], bool] | None = None
+    on_puback: Callable[[int], bool] | None
     """Called with the packet id of a PUBACK no task waits for; True if it answered a PUBLISH
     written by :meth:`send_now` (the broker's outbox counts those, ``broker._delivery``)."""
 
@@ -92,6 +145,17 @@ class MountedHandler(BrokerProtocolHandler):
         session: Session | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        self.connection = self.inflight = self.current = None
+        self.on_wake = self.fast_route = self.on_puback = None
+        self._busy = 0
+        self._settled: asyncio.Event | None = None
+        self._receipts: dict[int, Receipt] | None = None  # id(message) -> its receipt, while queued
+        self._wake: asyncio.Future[None] | None = None
+        self._watched: asyncio.Future[DisconnectPacket | None] | None = None
+        self._stopping = False
+        self._running: list[asyncio.Task[None]] = []
+        """Tasks of the packets the reader loop handed on, while they run (amqtt's loop kept
+        them in its frame)."""
         super().__init__(plugins_manager, session, loop)
         # what amqtt made holds memory while unused (broker._mailbox); replaced before any use
         self._reader_stopped = LazyEvent()
@@ -115,9 +179,13 @@ class MountedHandler(BrokerProtocolHandler):
             self.writer.write(b"\xb0\x02" + packet_id.to_bytes(2, "big"))
 
     def wake(self) -> None:
-        """Something arrived for the connection's message loop (see :meth:`idle`)."""
+        """Something arrived for the connection's message loop (see :meth:`idle`), or for
+        the parked loop (:attr:`on_wake`)."""
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
+        elif self.on_wake is not None:
+            on_wake, self.on_wake = self.on_wake, None
+            on_wake()
 
     async def idle(self) -> None:
         """Wait until :meth:`wake` is called (by a mailbox of this connection, or its end)."""
@@ -141,11 +209,18 @@ class MountedHandler(BrokerProtocolHandler):
         """What ends the message loop: the DISCONNECT (None: connection lost), a future that
         also wakes the loop when it is done."""
         waiter = self._disconnect_waiter
+        if waiter is None and self._watched is not None:
+            return self._watched  # amqtt let go of the one that ended it: it holds the DISCONNECT
         if waiter is None:  # already ended (amqtt's wait_disconnect then returns None)
             waiter = self._loop.create_future()
             waiter.set_result(None)
-        waiter.add_done_callback(lambda _done: self.wake())
+        if waiter is not self._watched:  # once: a parked loop asks again each time it runs
+            self._watched = waiter
+            waiter.add_done_callback(self._ended)
         return waiter
+
+    def _ended(self, _waiter: asyncio.Future[DisconnectPacket | None]) -> None:
+        self.wake()
 
     def inline(self, frame: bytes, fields: PublishFields | None = None, /) -> bool:
         """``FramedReader.inline``: queue a QoS 0 or 1 PUBLISH for routing as it is read, and
@@ -157,6 +232,9 @@ class MountedHandler(BrokerProtocolHandler):
         session = self.session
         if frame[0] == _PUBACK and len(frame) == 4 and frame[1] == 2 and session is not None:
             self.acknowledged(int.from_bytes(frame[2:4], "big"))  # no decoding, no task
+            return True
+        if frame == _PINGREQ and self.writer is not None:
+            self.writer.write(_PINGRESP)
             return True
         if fields is None:
             fields = publish_fields(frame)
@@ -388,6 +466,81 @@ class MountedHandler(BrokerProtocolHandler):
         await self._reader_ready.wait()
         if self.keepalive_timeout is not None:  # 0 for every session here: FramedReader keeps it
             self._keepalive_task = self._loop.call_later(self.keepalive_timeout, self.handle_write_timeout)
+
+    async def stop(self) -> None:
+        """Override: a parked reader (:meth:`_reader_loop`) is not started again, and a reader
+        task woken but not yet started is waited for (amqtt waits for the reader loop to say it
+        stopped, which a task cancelled before it starts never does)."""
+        self._stopping = True
+        if isinstance(self.reader, FramedReader):
+            self.reader.unpark()
+        task = self._reader_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+            self._reader_stopped.set()
+        await super().stop()
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        """A packet's task is done: the reader loop no longer cancels it at the end."""
+        with contextlib.suppress(ValueError):
+            self._running.remove(task)
+
+    def _resume_reader(self) -> None:
+        """``FramedReader.park``'s wake-up: run the reader loop again in a task."""
+        if not self._stopping:
+            self._reader_task = asyncio.create_task(self._reader_loop())
+
+    async def _reader_loop(self) -> None:
+        """Override: amqtt's reader loop, which ends while the connection is idle (parks).
+
+        Each turn first asks the reader to park (``FramedReader.park``): with nothing buffered
+        on a plain TCP connection, the loop returns and no task waits for the next packet;
+        the reader calls :meth:`_resume_reader` to run it again when a packet it does not take
+        as it arrives comes, at the end of the stream, or at the keep-alive deadline. The rest
+        is amqtt 0.12.1's loop (each packet handled in a task; at the end, those tasks
+        cancelled, the connection closed, the handler stopped), without its per-read timeout
+        (keep-alive is the reader's).
+        """
+        assert self.session is not None and self._reader_ready is not None
+        reader = self.reader
+        running = self._running
+        while True:
+            try:
+                self._reader_ready.set()
+                if isinstance(reader, FramedReader) and reader.park(self._resume_reader):
+                    self._reader_task = None  # a finished task holds its frame's memory
+                    return
+                assert reader is not None
+                fixed_header = await MQTTFixedHeader.from_stream(reader)
+                if not fixed_header:
+                    break
+                if fixed_header.packet_type in (RESERVED_0, RESERVED_15):
+                    await self.handle_connection_closed()
+                    continue
+                packet = await packet_class(fixed_header).from_stream(reader, fixed_header=fixed_header)
+                await self.plugins_manager.fire_event(MQTTEvents.PACKET_RECEIVED, packet=packet, session=self.session)
+                kind = packet.fixed_header.packet_type if packet.fixed_header is not None else None
+                if kind == CONNECT:
+                    await self.handle_connect(packet)  # type: ignore[arg-type]  # logs [MQTT-3.1.0-2], ends
+                elif kind in _HANDLERS:
+                    task = asyncio.create_task(getattr(self, _HANDLERS[kind])(packet))
+                    running.append(task)
+                    task.add_done_callback(self._forget)
+                else:
+                    self.logger.warning("%s unhandled packet type: %s", self.session.client_id, kind)
+            except (MQTTError, NoDataError):
+                self.logger.debug("message discarded")
+            except asyncio.CancelledError:
+                break
+            except Exception as exc:
+                self.logger.warning("%s unhandled exception in reader: %r", type(self).__name__, exc)
+                break
+        for task in running:
+            task.cancel()
+        await self.handle_connection_closed()
+        self._reader_stopped.set()
+        await self.stop()
 
     def relative(self, topic: str) -> str:
         """``topic`` as this client sees it (see class docstring); raises :class:`InvalidTopicError`."""

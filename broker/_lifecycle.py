@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from amqtt.mqtt.constants import QOS_1
@@ -71,8 +72,16 @@ class LifecycleBroker(RoutingBroker):
             await self._finish(connection, disconnect_waiter.result())
 
     async def _client_message_loop(self, client_session: Session, handler: BrokerProtocolHandler) -> None:
-        """Override: one loop per connection that takes what its mailboxes hold (SUBSCRIBE,
-        UNSUBSCRIBE, PUBLISH to route) and waits for one wake-up when they are empty.
+        """Override: :meth:`_message_loop`, which never parks here."""
+        await self._message_loop(client_session, handler, None)
+
+    async def _message_loop(
+        self, client_session: Session, handler: BrokerProtocolHandler, park: Callable[[], None] | None
+    ) -> bool:
+        """One loop per connection that takes what its mailboxes hold (SUBSCRIBE, UNSUBSCRIBE,
+        PUBLISH to route) and, when they are empty, waits for one wake-up -- or, given ``park``,
+        returns True at once (parked): no task waits, and the handler's next wake-up calls
+        ``park`` to run the loop again. False: the connection ended.
 
         amqtt's loop kept a task waiting on each of its four sources and made a new one for
         every message (``asyncio.wait`` over four futures each time): four tasks an idle
@@ -80,13 +89,14 @@ class LifecycleBroker(RoutingBroker):
         """
         if not isinstance(handler, MountedHandler):
             await super()._client_message_loop(client_session, handler)
-            return
+            return False
         loop = asyncio.get_running_loop()
         disconnected = handler.disconnected()
         subscriptions, unsubscriptions = handler._pending_subscriptions, handler._pending_unsubscriptions
         messages = client_session.delivered_message_queue
         if isinstance(messages, Mailbox):
             messages.wake = handler.wake
+        parked = False
         try:
             while not disconnected.done():
                 if not subscriptions.empty():
@@ -99,15 +109,20 @@ class LifecycleBroker(RoutingBroker):
                     routed = await self._handle_message_delivery(client_session, handler, message)
                     handler.settle_current()
                     if not routed:
-                        return
+                        return False
+                elif park is not None:
+                    handler.on_wake = park
+                    parked = True
+                    return True
                 else:
                     await handler.idle()
             await self._handle_disconnect(client_session, handler, disconnected)
         except asyncio.CancelledError:  # as amqtt's loop: the connection's task goes on to _finish
-            return
+            return False
         finally:
-            if isinstance(messages, Mailbox) and messages.wake == handler.wake:
+            if not parked and isinstance(messages, Mailbox) and messages.wake == handler.wake:
                 messages.wake = None
+        return False
 
     async def _route_leftovers(self, client_session: Session, handler: BrokerProtocolHandler) -> None:
         """Deliver messages received but not yet routed when the connection ended."""

@@ -52,8 +52,22 @@ class BrokerSession(Session):
     """
 
     __hash__ = object.__hash__
+    __slots__ = (
+        "_backlog",
+        "backlog_dropped",
+        "backlog_limit",
+        "client_sent_id",
+        "connection",
+        "gateway",
+        "mount",
+        "namespace",
+        "receipts",
+        "shared_ids",
+        "subscription_limit",
+    )  # beside amqtt's __dict__, which they made grow past 1.5 KB (README "Performance")
 
     def __init__(self, key: str, mount: DeviceMount | None, client_sent_id: str) -> None:
+        self._backlog: deque[Pending] | None = None
         super().__init__()
         # amqtt's two queues hold memory while empty (broker._mailbox); replaced before any use
         self.retained_messages = Mailbox()
@@ -66,9 +80,6 @@ class BrokerSession(Session):
         """An integration client's organization namespace (``broker.namespace``); ``None`` for others."""
         self.client_sent_id = client_sent_id
         self.connection: Connection | None = None
-        self.backlog: deque[Pending] = deque()
-        """QoS 1/2 messages for a persistent session that wait for room: the session is offline,
-        or its connection already has ``outbox.limit`` messages on the way. Oldest first."""
         self.backlog_limit = 100_000
         self.backlog_dropped = 0
         """Messages refused because the backlog was full (since the last resume)."""
@@ -83,6 +94,19 @@ class BrokerSession(Session):
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+    @property
+    def backlog(self) -> deque[Pending]:
+        """QoS 1/2 messages for a persistent session that wait for room: the session is offline,
+        or its connection already has ``outbox.limit`` messages on the way. Oldest first. Made
+        when first asked for (a device's session never is while it is connected)."""
+        if self._backlog is None:
+            self._backlog = deque()
+        return self._backlog
+
+    @backlog.setter
+    def backlog(self, pending: deque[Pending]) -> None:
+        self._backlog = pending
 
     @property
     def durable(self) -> bool:
@@ -125,6 +149,8 @@ class Connection:
     offline_sent: bool = False
     closed: bool = False
     finished: asyncio.Event = field(default_factory=LazyEvent)
+    listener: str = "default"
+    """The amqtt listener it came in on (its connection slot is given back there)."""
 
     @property
     def mount(self) -> DeviceMount | None:

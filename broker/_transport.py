@@ -18,11 +18,20 @@ import ssl
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 
-__all__ = ["BATCH_BYTES", "CLOSE_WAIT", "FastStream", "Meter", "MeteredWriter", "StreamReader", "frame_end"]
+__all__ = [
+    "BATCH_BYTES",
+    "CLOSE_WAIT",
+    "FastStream",
+    "Meter",
+    "MeteredWriter",
+    "StreamProtocol",
+    "StreamReader",
+    "frame_end",
+]
 
 CLOSE_WAIT = 1.0  # seconds a closing connection may take to flush what is still buffered
 BATCH_BYTES = 65_536  # bytes held for one write at most; more is handed to the socket at once
@@ -195,8 +204,18 @@ class FastStream(asyncio.StreamReader):
     a copy through the buffer.
     """
 
-    receive: Callable[[bytes], bytes] | None = None
+    __slots__ = ("receive", "wake")  # beside asyncio's __dict__: setting them does not grow it
+
+    receive: Callable[[bytes], bytes] | None
     """Takes the packets it handles at once and returns what is left to buffer, in order."""
+    wake: Callable[[], None] | None
+    """Called (then cleared) when data is buffered, the stream ends or fails: a parked reader
+    (``FramedReader.park``) has no task waiting for that, so it is started again."""
+
+    def __init__(self, limit: int = 2**16, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(limit, loop)
+        self.receive = None
+        self.wake = None
 
     def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # a socket gives bytes
         """Offer ``data`` to :attr:`receive` first (see class docstring), buffer the rest."""
@@ -208,6 +227,55 @@ class FastStream(asyncio.StreamReader):
             if not data:
                 return
         super().feed_data(data)
+        if self.wake is not None:
+            self._wake()
+
+    def feed_eof(self) -> None:
+        """Mark the end of the stream, and wake a parked reader."""
+        super().feed_eof()
+        if self.wake is not None:
+            self._wake()
+
+    def set_exception(self, exc: Exception) -> None:
+        """Fail the stream (connection lost), and wake a parked reader."""
+        super().set_exception(exc)
+        if self.wake is not None:
+            self._wake()
+
+    def pending(self) -> bool:
+        """True if a reader would not wait: data is buffered, or the stream ended or failed."""
+        return bool(self._buffer or self._eof or self._exception)  # type: ignore[attr-defined]
+
+    def _wake(self) -> None:
+        wake, self.wake = self.wake, None
+        if wake is not None:
+            wake()
+
+
+class StreamProtocol(asyncio.StreamReaderProtocol):
+    """asyncio's ``StreamReaderProtocol``, lighter on an idle connection (README "Performance").
+
+    Its writers waiting for the socket to drain are kept in a list: asyncio makes it a deque,
+    760 bytes on each connection for a list that is nearly always empty (it only appends,
+    removes and iterates). And the task that served the connection is let go once it is done
+    (a parked connection's task ends after CONNACK): asyncio keeps it, and its coroutine,
+    until the connection is lost.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._drain_waiters: list[asyncio.Future[None]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """asyncio's, then: forget the serving task when it is done."""
+        super().connection_made(transport)
+        task: asyncio.Task[None] | None = getattr(self, "_task", None)
+        if task is not None:
+            task.add_done_callback(self._served)
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        if getattr(self, "_task", None) is task:
+            self._task = None
 
 
 def frame_end(data: bytes | bytearray, pos: int, max_size: int) -> int | None:

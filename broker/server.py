@@ -176,13 +176,11 @@ class MqttBroker:
         await core.announce_shutdown()
         await core.drain_broadcasts(self._settings.shutdown_grace)
         await core.shutdown()
-        tasks = list(core.connection_tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=_TASKS_WAIT)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+        pending = await core.wait_connections(_TASKS_WAIT)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)
         self._port = self._tls_port = self._proxy_port = None
         logger.info("MQTT broker stopped")
 
@@ -283,7 +281,7 @@ class MqttBroker:
 
     def open_connections(self) -> int:
         """Client sockets being served right now, authenticated or not (for tests and diagnostics)."""
-        return len(self._core.connection_tasks) if self._core is not None else 0
+        return self._core.served if self._core is not None else 0
 
     def session_queues(self) -> dict[str, SessionQueues]:
         """Queue sizes of every session, keyed ``dev:<device_id>`` or ``svc:<client id>``.
