@@ -3,8 +3,9 @@
 Who may log in to the broker (user name / password):
 
 * ``device`` / a device's token: that device. The token is looked up by its HMAC through the
-  cached :class:`DeviceRegistry`; a token no device holds is handed to ``activate`` (static
-  tokens, ``backend.inject.activation``), which may make its device now.
+  cached :class:`DeviceRegistry` (``holder``: the device's id and organization, all a login
+  needs); a token no device holds is handed to ``activate`` (static tokens,
+  ``backend.inject.activation``), which may make its device now.
 * ``openblynk-service`` / a password derived from the secret key: the platform's own clients.
 * Blynk's MQTT Gateway API (a :class:`broker.GatewayIdentity`), speaking for the devices of one
   organization and of every organization below it, each under ``dev/<token>/``:
@@ -93,10 +94,10 @@ class OrgScope:
 
     async def device_for(self, token: str) -> int | None:
         """The device holding ``token`` if it is in scope."""
-        device = await self.auth.registry.by_token_hmac(self.auth.secrets.token_hmac(token))
-        if device is None:
+        holder = await self.auth.registry.holder(self.auth.secrets.token_hmac(token))
+        if holder is None:
             return None
-        return device.id if device.org_id in await self.orgs() else None
+        return holder.id if holder.org_id in await self.orgs() else None
 
     async def orgs(self) -> frozenset[int]:
         """The organization and every one below it (cached for the registry's time to live)."""
@@ -188,9 +189,9 @@ class PgAuthenticator:
 
     async def _device(self, token: str, address: str | None) -> DeviceIdentity | None:
         token_hmac = self.secrets.token_hmac(token)
-        device = await self.registry.by_token_hmac(token_hmac)
-        if device is not None:
-            return DeviceIdentity(device_id=device.id)
+        holder = await self.registry.holder(token_hmac)
+        if holder is not None:
+            return DeviceIdentity(device_id=holder.id)
         made = await self.activate(token_hmac) if self.activate is not None else None
         if made is None:
             log.info("refused device login from %s: unknown token", address)
@@ -198,12 +199,12 @@ class PgAuthenticator:
         return DeviceIdentity(device_id=made)
 
     async def _device_gateway(self, token: str, address: str | None) -> GatewayIdentity | None:
-        device = await self.registry.by_token_hmac(self.secrets.token_hmac(token))
-        org = await self.gateway_device_org(device.id) if device is not None else None
-        if device is None or org is None:
+        holder = await self.registry.holder(self.secrets.token_hmac(token))
+        org = await self.gateway_device_org(holder.id) if holder is not None else None
+        if holder is None or org is None:
             log.info("refused mgmt_device login from %s: unknown token or gateway API not enabled", address)
             return None
-        return GatewayIdentity(device_gateway_key(device.id), DeviceGatewayScope(self, org, device.id))
+        return GatewayIdentity(device_gateway_key(holder.id), DeviceGatewayScope(self, org, holder.id))
 
     async def _client_gateway(self, client_id: str, secret: str, address: str | None) -> GatewayIdentity | None:
         client_pk = await self.clients.verify(client_id, secret) if self.clients is not None else None

@@ -4,22 +4,24 @@ Entries expire after a few seconds so template edits made by another process sho
 restart.
 
 A template's part (datastreams, events, metadata fields: three queries) is cached on its own,
-for the same few seconds: the devices of a template share it, so a fleet connecting at once
-(each device's token looked up as it connects) costs one query a device, not four (issue #16:
-the lookups were about half of the broker's CPU a connect).
+for the same few seconds: the devices of a template share it, so loading a fleet's devices
+costs one query a device, not four (issue #16).
 
-Token lookups that miss the cache are made together: those asked for while one query runs
-are looked up by the next, in one query (up to :data:`TOKEN_BATCH` tokens), so a fleet
-connecting at once costs a query per batch rather than per device and a pool connection (and
-its check) per batch too."""
+Lookups that miss the cache are made together (:class:`_Batches`): those asked for while one
+query runs, or within :data:`GATHER_TURNS` turns of the event loop after the first, are made
+by the next, in one query (up to :data:`BATCH` keys), so a fleet connecting at once costs a
+query per batch rather than per device. A token's lookup reads only the device's id and
+organization (:class:`TokenHolder`, all a broker login needs); the rest is read by id when
+asked for (:meth:`DeviceRegistry.by_token_hmac`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -30,8 +32,19 @@ from backend.templates.values import DatastreamSpec, DatastreamType
 
 log = logging.getLogger(__name__)
 
-TOKEN_BATCH = 500
-"""Token HMACs one query looks up at most (:meth:`DeviceRegistry.by_token_hmac`)."""
+BATCH = 500
+"""Keys (token HMACs, device ids) one query looks up at most."""
+GATHER_TURNS = 2
+"""Turns of the event loop a query waits for more lookups to join it: a few microseconds on
+an idle loop; in a connect storm they double the batches (issue #16)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenHolder:
+    """The device holding a token: what a login needs to know of it."""
+
+    id: int
+    org_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +85,12 @@ class DeviceInfo:
 
 _DEVICE_SQL = """
 SELECT d.id, d.name, d.org_id, d.template_id, t.name, t.heartbeat_interval, t.offline_ignore_seconds, o.tz,
-       l.lat, l.lon, l.time_zone, d.token_hmac
+       l.lat, l.lon, l.time_zone
 FROM device d JOIN template t ON t.id = d.template_id JOIN organization o ON o.id = d.org_id
 LEFT JOIN location l ON l.id = d.location_id
-WHERE {where}
+WHERE d.id = ANY(%s)
 """
+_HOLDER_SQL = "SELECT token_hmac, id, org_id FROM device WHERE token_hmac = ANY(%s)"
 _DS_SQL = """
 SELECT pin, name, type, min, max, default_value, sync, save_raw FROM datastream WHERE template_id = %s
 """
@@ -91,11 +105,10 @@ class DeviceRegistry:
         self.pool = pool
         self.ttl = ttl
         self._by_id: dict[int, tuple[float, DeviceInfo | None]] = {}
-        self._by_hmac: dict[bytes, tuple[float, int | None]] = {}
+        self._by_hmac: dict[bytes, tuple[float, TokenHolder | None]] = {}
         self._templates: dict[int, tuple[float, _TemplatePart]] = {}
-        self._wanted: dict[bytes, list[asyncio.Future[DeviceInfo | None]]] = {}
-        """Token HMACs to look up, with who waits for each (see module docstring)."""
-        self._loading: asyncio.Task[None] | None = None
+        self._holders = _Batches(self._load_holders)
+        self._devices = _Batches(self._load_devices)
         self.generation = 0
         """Counts :meth:`invalidate` calls: what was derived from cached entries is stale once
         it moves."""
@@ -110,7 +123,7 @@ class DeviceRegistry:
         if hit and hit[0] > time.monotonic():
             return hit[1]
         try:
-            info = await self._load("d.id = %s", device_id)
+            info = await self._devices.get(device_id)
         except (psycopg.OperationalError, PoolTimeout):
             if hit is None:
                 raise
@@ -133,23 +146,25 @@ class DeviceRegistry:
     async def by_token_hmac(self, token_hmac: bytes) -> DeviceInfo | None:
         """The device holding the token with this HMAC, or None (stale entries serve while
         the database cannot be reached, as in :meth:`get`)."""
+        holder = await self.holder(token_hmac)
+        return await self.get(holder.id) if holder is not None else None
+
+    async def holder(self, token_hmac: bytes) -> TokenHolder | None:
+        """The id and organization of the device holding the token with this HMAC, or None
+        (a stale entry serves while the database cannot be reached, as in :meth:`get`)."""
         hit = self._by_hmac.get(token_hmac)
         if hit and hit[0] > time.monotonic():
-            return await self.get(hit[1]) if hit[1] is not None else None
-        future: asyncio.Future[DeviceInfo | None] = asyncio.get_running_loop().create_future()
-        self._wanted.setdefault(token_hmac, []).append(future)
-        if self._loading is None:
-            self._loading = asyncio.create_task(self._load_tokens())
+            return hit[1]
         try:
-            info = await future
+            holder = await self._holders.get(token_hmac)
         except (psycopg.OperationalError, PoolTimeout):
             if hit is None or hit[1] is None:
                 raise
-            return await self.get(hit[1])
-        self._by_hmac[token_hmac] = (time.monotonic() + self.ttl, info.id if info else None)
-        if info:
-            self.remember(info)
-        return info
+            log.warning("database unreachable: using the cached holder of a token (device %s)", hit[1].id)
+            self._by_hmac[token_hmac] = (time.monotonic() + self.ttl, hit[1])  # as get() does
+            return hit[1]
+        self._by_hmac[token_hmac] = (time.monotonic() + self.ttl, holder)
+        return holder
 
     def invalidate(self, device_id: int | None = None) -> None:
         """Forget one device (or everything)."""
@@ -160,7 +175,7 @@ class DeviceRegistry:
             self._templates.clear()
             return
         self._by_id.pop(device_id, None)
-        self._by_hmac = {k: v for k, v in self._by_hmac.items() if v[1] != device_id}
+        self._by_hmac = {k: v for k, v in self._by_hmac.items() if v[1] is None or v[1].id != device_id}
 
     async def apply(self, change: Change) -> None:
         """Drop what a change notice makes stale (a template change touches all its devices;
@@ -170,48 +185,18 @@ class DeviceRegistry:
         elif change.kind == "template":
             self.invalidate()
 
-    async def _load_tokens(self) -> None:
-        """Look up the wanted token HMACs, a batch a query, until none is left."""
-        waiters: dict[bytes, list[asyncio.Future[DeviceInfo | None]]] = {}
-        try:
-            while self._wanted:
-                waiters = {token: self._wanted.pop(token) for token in list(self._wanted)[:TOKEN_BATCH]}
-                try:
-                    found = await self._load_many(list(waiters))
-                except Exception as exc:  # each waiter gets it (by_token_hmac's outage rule)
-                    for futures in waiters.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(exc)
-                    continue
-                for token, futures in waiters.items():
-                    for future in futures:
-                        if not future.done():
-                            future.set_result(found.get(token))
-                waiters = {}
-        finally:
-            self._loading = None
-            for futures in (*waiters.values(), *self._wanted.values()):  # cancelled: nobody hangs
-                for future in futures:
-                    future.cancel()
-            self._wanted.clear()
+    async def _load_holders(self, token_hmacs: list[bytes]) -> dict[bytes, TokenHolder]:
+        """The holders of these token HMACs, by HMAC (one query)."""
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(_HOLDER_SQL, (token_hmacs,))).fetchall()
+        return {bytes(token): TokenHolder(device_id, org_id) for token, device_id, org_id in rows}
 
-    async def _load_many(self, token_hmacs: list[bytes]) -> dict[bytes, DeviceInfo]:
-        """The devices holding these token HMACs, by HMAC (one query)."""
+    async def _load_devices(self, device_ids: list[int]) -> dict[int, DeviceInfo]:
+        """These devices, by id (one query, and one a template part not cached)."""
         generation = self.generation
         async with self.pool.connection() as conn:
-            rows = await (
-                await conn.execute(_DEVICE_SQL.format(where="d.token_hmac = ANY(%s)"), (token_hmacs,))
-            ).fetchall()
-            return {bytes(row[11]): self._info(row, await self._part(conn, row[3], generation)) for row in rows}
-
-    async def _load(self, where: str, arg: object) -> DeviceInfo | None:
-        generation = self.generation
-        async with self.pool.connection() as conn:
-            row = await (await conn.execute(_DEVICE_SQL.format(where=where), (arg,))).fetchone()
-            if row is None:
-                return None
-            return self._info(row, await self._part(conn, row[3], generation))
+            rows = await (await conn.execute(_DEVICE_SQL, (device_ids,))).fetchall()
+            return {row[0]: self._info(row, await self._part(conn, row[3], generation)) for row in rows}
 
     async def _part(self, conn: psycopg.AsyncConnection[Any], template_id: int, generation: int) -> _TemplatePart:
         """A template's part, cached (not kept if read across an invalidation)."""
@@ -243,6 +228,57 @@ class DeviceRegistry:
             location=None if row[8] is None else (float(row[8]), float(row[9])),
             location_tz=row[10] or "",
         )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Batches(Generic[K, V]):
+    """Lookups made together: ``load`` answers a batch of keys in one query (see the module
+    docstring); each caller keeps its own future, so one that gives up leaves the others
+    answered, and a failed query fails each of its callers."""
+
+    def __init__(self, load: Callable[[list[K]], Awaitable[dict[K, V]]]) -> None:
+        self._load = load
+        self._wanted: dict[K, list[asyncio.Future[V | None]]] = {}
+        self._loading: asyncio.Task[None] | None = None
+
+    async def get(self, key: K) -> V | None:
+        """What ``load`` finds for ``key`` (None: nothing)."""
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._wanted.setdefault(key, []).append(future)
+        if self._loading is None:
+            self._loading = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        """Load the wanted keys, a batch a query, until none is left."""
+        waiters: dict[K, list[asyncio.Future[V | None]]] = {}
+        try:
+            while self._wanted:
+                for _ in range(GATHER_TURNS):
+                    await asyncio.sleep(0)
+                waiters = {key: self._wanted.pop(key) for key in list(self._wanted)[:BATCH]}
+                try:
+                    found = await self._load(list(waiters))
+                except Exception as exc:  # each waiter gets it (the registry's outage rule)
+                    for futures in waiters.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                for key, futures in waiters.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(key))
+                waiters = {}
+        finally:
+            self._loading = None
+            for futures in (*waiters.values(), *self._wanted.values()):  # cancelled: nobody hangs
+                for future in futures:
+                    future.cancel()
+            self._wanted.clear()
 
 
 _TemplatePart = tuple[tuple[DatastreamSpec, ...], tuple[EventSpec, ...], dict[str, MetaFieldSpec]]
