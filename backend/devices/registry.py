@@ -90,7 +90,10 @@ FROM device d JOIN template t ON t.id = d.template_id JOIN organization o ON o.i
 LEFT JOIN location l ON l.id = d.location_id
 WHERE d.id = ANY(%s)
 """
-_HOLDER_SQL = "SELECT token_hmac, id, org_id FROM device WHERE token_hmac = ANY(%s)"
+_HOLDER_SQL = "SELECT token_hmac, id, org_id FROM device WHERE token_hmac = ANY(string_to_array(%s, ' ')::bytea[])"
+"""The HMACs go as one text parameter, ``\\x<hex>`` each, space-separated: psycopg's list
+adapter inspects every element on every query (a fifth to a quarter of the CPU a query of 4
+tokens costs the broker, a third at 16, half at 64)."""
 _DS_SQL = """
 SELECT pin, name, type, min, max, default_value, sync, save_raw FROM datastream WHERE template_id = %s
 """
@@ -187,8 +190,9 @@ class DeviceRegistry:
 
     async def _load_holders(self, token_hmacs: list[bytes]) -> dict[bytes, TokenHolder]:
         """The holders of these token HMACs, by HMAC (one query)."""
+        listed = " ".join("\\x" + token.hex() for token in token_hmacs)
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(_HOLDER_SQL, (token_hmacs,))).fetchall()
+            rows = await (await conn.execute(_HOLDER_SQL, (listed,))).fetchall()
         return {bytes(token): TokenHolder(device_id, org_id) for token, device_id, org_id in rows}
 
     async def _load_devices(self, device_ids: list[int]) -> dict[int, DeviceInfo]:
