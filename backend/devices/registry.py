@@ -8,11 +8,13 @@ for the same few seconds: the devices of a template share it, so loading a fleet
 costs one query a device, not four (issue #16).
 
 Lookups that miss the cache are made together (:class:`_Batches`): those asked for while one
-query runs, or within :data:`GATHER_TURNS` turns of the event loop after the first, are made
-by the next, in one query (up to :data:`BATCH` keys), so a fleet connecting at once costs a
-query per batch rather than per device. A token's lookup reads only the device's id and
-organization (:class:`TokenHolder`, all a broker login needs); the rest is read by id when
-asked for (:meth:`DeviceRegistry.by_token_hmac`)."""
+query runs, or before the next starts, are made by the next, in one query (up to
+:data:`BATCH` keys), so a fleet connecting at once costs a query per batch rather than per
+device. A token query waits :data:`GATHER_TURNS` turns of the event loop for more lookups
+to join it; a query by id starts on the next turn (the ingest asks for one device at a
+time). A token's lookup reads only the device's id and organization (:class:`TokenHolder`,
+all a broker login needs); the rest is read by id when asked for
+(:meth:`DeviceRegistry.by_token_hmac`)."""
 
 from __future__ import annotations
 
@@ -35,8 +37,8 @@ log = logging.getLogger(__name__)
 BATCH = 500
 """Keys (token HMACs, device ids) one query looks up at most."""
 GATHER_TURNS = 2
-"""Turns of the event loop a query waits for more lookups to join it: a few microseconds on
-an idle loop; in a connect storm they double the batches (issue #16)."""
+"""Turns of the event loop a token query waits for more lookups to join it: a few
+microseconds on an idle loop; in a connect storm they double the batches (issue #16)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +112,8 @@ class DeviceRegistry:
         self._by_id: dict[int, tuple[float, DeviceInfo | None]] = {}
         self._by_hmac: dict[bytes, tuple[float, TokenHolder | None]] = {}
         self._templates: dict[int, tuple[float, _TemplatePart]] = {}
-        self._holders = _Batches(self._load_holders)
-        self._devices = _Batches(self._load_devices)
+        self._holders = _Batches(self._load_holders, GATHER_TURNS)
+        self._devices = _Batches(self._load_devices, 0)
         self.generation = 0
         """Counts :meth:`invalidate` calls: what was derived from cached entries is stale once
         it moves."""
@@ -239,12 +241,14 @@ V = TypeVar("V")
 
 
 class _Batches(Generic[K, V]):
-    """Lookups made together: ``load`` answers a batch of keys in one query (see the module
-    docstring); each caller keeps its own future, so one that gives up leaves the others
-    answered, and a failed query fails each of its callers."""
+    """Lookups made together: ``load`` answers a batch of keys in one query, made ``turns``
+    turns of the event loop after the task making them starts (see the module docstring);
+    each caller keeps its own future, so one that gives up leaves the others answered, and a
+    failed query fails each of its callers."""
 
-    def __init__(self, load: Callable[[list[K]], Awaitable[dict[K, V]]]) -> None:
+    def __init__(self, load: Callable[[list[K]], Awaitable[dict[K, V]]], turns: int) -> None:
         self._load = load
+        self._turns = turns
         self._wanted: dict[K, list[asyncio.Future[V | None]]] = {}
         self._loading: asyncio.Task[None] | None = None
 
@@ -261,7 +265,7 @@ class _Batches(Generic[K, V]):
         waiters: dict[K, list[asyncio.Future[V | None]]] = {}
         try:
             while self._wanted:
-                for _ in range(GATHER_TURNS):
+                for _ in range(self._turns):
                     await asyncio.sleep(0)
                 waiters = {key: self._wanted.pop(key) for key in list(self._wanted)[:BATCH]}
                 try:
