@@ -80,7 +80,7 @@ class Receipt:
             self.inflight.release(self)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Inflight:
     """The withheld acknowledgements of one connection, at most ``limit`` of them, answered in
     the order their PUBLISHes arrived."""
@@ -88,8 +88,6 @@ class Inflight:
     write: Callable[[bytes], None]
     """Writes a packet to the publisher (no-op once its connection is closed)."""
     limit: int
-    label: str = ""
-    """The publisher, for logs."""
     connection: object | None = None
     """The publisher's ``broker._session.Connection`` (opaque here: the broker ends it when a
     durable copy of its message is lost)."""
@@ -99,6 +97,11 @@ class Inflight:
     _room: asyncio.Event = field(default_factory=LazyEvent)
     _order: deque[Receipt] | None = None
     """The receipts not yet written, oldest first (made by the first one)."""
+
+    @property
+    def label(self) -> str:
+        """The publisher, for logs (its connection's label, made when asked for)."""
+        return str(getattr(self.connection, "label", ""))
 
     def receipt(self, packet_id: int) -> Receipt:
         """A new receipt for the QoS 1 PUBLISH ``packet_id`` just read."""

@@ -29,6 +29,7 @@ from amqtt.utils import gen_client_id
 from broker._acks import Inflight
 from broker._broadcast import BroadcastLoop
 from broker._connect import ConnectRequest, close_quietly, read_connect, refuse
+from broker._deadlines import Deadlines
 from broker._framing import PUBLISH, FramedReader, publish_info, refusal, subscription_info
 from broker._gateway_state import GatewayState
 from broker._handler import MountedHandler
@@ -86,6 +87,12 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         """Tasks serving connections now: being set up, or running their loop (not parked)."""
         self.served = 0
         """Client sockets being served, authenticated or not, parked or not."""
+        # one bound method each for every connection (a partial a connection took 260 bytes)
+        self._wake_parked = self._resume
+        self._screen_bound = self._screen
+        self._route_uplink_bound = self.route_uplink
+        self.deadlines: Deadlines[FramedReader] = Deadlines(FramedReader.expire)
+        """Keep-alive deadlines of the parked connections (``FramedReader.park``)."""
         self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute, time.monotonic)
         self._proxy_nonces = NonceCache()
 
@@ -167,6 +174,7 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             connect_timeout=self.settings.connect_timeout,
         )
         framed.meter = writer.meter
+        framed.deadlines = self.deadlines
         stream = reader.stream if isinstance(reader, StreamReader) else None
         if isinstance(stream, FastStream):  # packets handled as they arrive, once connected
             stream.receive = framed.receive
@@ -194,15 +202,17 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         wake-up of its handler runs the loop again in a new one (:meth:`_resume`)."""
         parked = False
         try:
-            parked = await self._message_loop(connection.session, connection.handler, partial(self._resume, connection))
+            parked = await self._message_loop(connection.session, connection.handler, self._wake_parked)
             return parked
         finally:
             if not parked:
                 await self._finish(connection, None)
                 connection.finished.set()
 
-    def _resume(self, connection: Connection) -> None:
+    def _resume(self, handler: MountedHandler) -> None:
         """A parked connection's wake-up (something to handle, or its end): run its loop again."""
+        connection = handler.connection
+        assert isinstance(connection, Connection)
         server = self._servers.get(connection.listener)
         if server is None:  # the listener is gone (broker stopped): nothing can run it any more
             return
@@ -353,21 +363,21 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         )
         if device:
             connection.rate = PublishRate(settings.device_rate_limit, settings.rate_abuse_seconds, self._rate_now())
-            framed.screen = partial(self._screen, connection)
+            framed.owner, framed.screen = connection, self._screen_bound
         elif isinstance(identity, IntegrationIdentity):  # the same limit, its own rate (broker._namespace)
             rate = settings.integration_rate_limit
             connection.rate = PublishRate(rate, settings.rate_abuse_seconds, self._rate_now())
-            framed.screen = partial(self._screen, connection)
+            framed.owner, framed.screen = connection, self._screen_bound
         if settings.sink_acks and not isinstance(identity, ServiceIdentity):  # broker._acks
             limit = settings.gateway_inflight_limit if gateway is not None else settings.device_inflight_limit
-            connection.inflight = Inflight(writer.write, limit, connection.label, connection)
+            connection.inflight = Inflight(writer.write, limit, connection)
             handler.inflight = connection.inflight
             framed.hold = connection.inflight.hold
             link = link_of(writer)
             if link is not None:  # MQTT 5: CONNACK's receive_maximum (broker._v5)
                 link.receive_limit = limit
         if device and gateway is None and link_of(writer) is None:  # its uplinks routed as read
-            handler.fast_route = partial(self.route_uplink, session, handler)
+            handler.fast_route = self._route_uplink_bound
         writer.meter.started = self._loop.time()
         handler.connection = session.connection = connection
         session.transitions.connect()
@@ -497,6 +507,8 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             else:
                 connection.writer.write(b"\x40\x02" + packet_id.to_bytes(2, "big"))  # PUBACK
         elif qos == QOS_2 and packet_id is not None:
+            if connection.drop_ids is None:
+                connection.drop_ids = set()
             connection.drop_ids.add(packet_id)
             return True
         return False
@@ -511,7 +523,7 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         if link is not None and message is not None:
             link.carry(message)  # MQTT 5: its PUBLISH's properties go along with its payload
         if isinstance(connection, Connection) and message is not None and message.qos == QOS_2:
-            if message.packet_id in connection.drop_ids:
+            if connection.drop_ids and message.packet_id in connection.drop_ids:
                 connection.drop_ids.discard(message.packet_id)
                 return True
         retain = bool(message is not None and message.publish_packet and message.publish_packet.retain_flag)

@@ -27,6 +27,7 @@ from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.session import OutgoingApplicationMessage, Session
 
 from broker._acks import Receipt
+from broker._deadlines import Deadlines
 from broker._session import BrokerSession, Connection, Pending
 from broker._v5 import expired, link_of
 from broker.errors import InvalidTopicError
@@ -44,6 +45,9 @@ class DeliveryBroker(Broker):
         super().__init__(config)
         self.connections: dict[str, Connection] = {}
         self.background: set[asyncio.Task[Any]] = set()
+        self.vitals: Deadlines[Connection] = Deadlines(self._vitals_due)
+        """When each device connection's next ``sys/vitals`` report is due."""
+        self._vitals_every = 60.0
 
     async def end_connection(self, connection: Connection, reason: OfflineReason) -> None:
         """End ``connection`` for ``reason`` (implemented by the connection lifecycle layer)."""
@@ -142,7 +146,7 @@ class DeliveryBroker(Broker):
             if handler.on_puback is None:
                 handler.on_puback = lambda packet_id: self._acknowledged(connection, packet_id)
             assert message.packet_id is not None
-            outbox.sent.add(message.packet_id)
+            outbox.sent(message.packet_id)
             handler.send_now(message)
             return True
         task = outbox.push(message.qos or QOS_2, lambda: handler.deliver(message))
@@ -152,9 +156,8 @@ class DeliveryBroker(Broker):
 
     def _acknowledged(self, connection: Connection, packet_id: int) -> bool:
         """The PUBACK of a QoS 1 message :meth:`_push_reliable` wrote; whether it was one."""
-        if packet_id not in connection.outbox.sent:
+        if not connection.outbox.acknowledged(packet_id):
             return False
-        connection.outbox.sent.discard(packet_id)
         if not connection.session.clean_session:
             self._refill(connection)
         return True
@@ -259,13 +262,24 @@ class DeliveryBroker(Broker):
 
     def start_vitals(self, connection: Connection, interval: float) -> None:
         """Publish ``sys/vitals/<id>`` for a device connection every ``interval`` seconds."""
+        if connection.mount is None or connection.closed:
+            return
+        self._vitals_every = interval
+        connection.vitals_slot = self.vitals.add(connection, self._loop.time() + interval)
+
+    def stop_vitals(self, connection: Connection) -> None:
+        """No more ``sys/vitals`` reports of ``connection`` (it ends)."""
+        if connection.vitals_slot is not None:
+            self.vitals.discard(connection, connection.vitals_slot)
+            connection.vitals_slot = None
+
+    def _vitals_due(self, connection: Connection) -> None:
+        connection.vitals_slot = None
         mount = connection.mount
         if mount is None or connection.closed:
             return
-        payload = vitals_payload(connection.writer.meter.snapshot())
-        if connection.vitals_timer is not None:  # not the first call: a report is due
-            self.publish_nowait(vitals_topic(mount.device_id), payload, QOS_0)
-        connection.vitals_timer = self._loop.call_later(interval, self.start_vitals, connection, interval)
+        self.publish_nowait(vitals_topic(mount.device_id), vitals_payload(connection.writer.meter.snapshot()), QOS_0)
+        connection.vitals_slot = self.vitals.add(connection, self._loop.time() + self._vitals_every)
 
     # ---- persistent sessions and shutdown ---------------------------------------------------
 

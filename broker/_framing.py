@@ -49,13 +49,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from amqtt.adapters import ReaderAdapter
 
 from broker._transport import FastStream, frame_end
 
 if TYPE_CHECKING:
+    from broker._deadlines import Deadlines
     from broker._transport import Meter
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,37 @@ class FrameFailure(StrEnum):
 class FramedReader(ReaderAdapter):
     """Serves amqtt's ``read(n)`` calls from whole, size-checked packets."""
 
+    __slots__ = (
+        "_connected",
+        "_deadline",
+        "_frame",
+        "_header",
+        "_held",
+        "_idle_limit",
+        "_inner",
+        "_last_packet_at",
+        "_loop",
+        "_parked",
+        "_pos",
+        "_resume",
+        "_since_yield",
+        "_stream",
+        "_take",
+        "before_eof",
+        "deadlines",
+        "declared_length",
+        "failure",
+        "gate",
+        "hold",
+        "inline",
+        "max_packet_size",
+        "meter",
+        "owner",
+        "screen",
+        "translate",
+        "writable",
+    )  # one of each connection: slots keep it small (README "Performance")
+
     def __init__(self, inner: ReaderAdapter, *, max_packet_size: int, connect_timeout: float) -> None:
         self._inner = inner
         self.max_packet_size = max_packet_size
@@ -137,8 +169,10 @@ class FramedReader(ReaderAdapter):
         read (that wait is the broker's choice, so it does not count against the keep-alive
         deadline). Kept packets are delivered, first, once ``hold`` returns None again."""
         self._held: deque[bytes] | None = None  # made when first needed (most clients never are held)
-        self.screen: Callable[[bytes], bool] | None = None
-        """Called with each whole packet after CONNECT; False swallows it."""
+        self.screen: Callable[[Any, bytes], bool] | None = None
+        """Called with :attr:`owner` and each whole packet after CONNECT; False swallows it."""
+        self.owner: object | None = None
+        """Whose packets these are, for :attr:`screen` (the broker's connection record)."""
         self.writable: Callable[[], bool] | None = None
         """True while ``gate`` would not wait: lets a buffered packet take the fast path."""
         self._take: Callable[[int], bytes | None] | None = getattr(inner, "take_packet", None)
@@ -156,7 +190,9 @@ class FramedReader(ReaderAdapter):
         stream = getattr(inner, "stream", None)
         self._stream: FastStream | None = stream if isinstance(stream, FastStream) else None
         self._resume: Callable[[], None] | None = None  # set while parked (see park)
-        self._deadline: asyncio.TimerHandle | None = None  # keep-alive while parked
+        self.deadlines: Deadlines[FramedReader] | None = None
+        """Where a parked reader's keep-alive deadline is kept; None: this reader never parks."""
+        self._deadline: int | None = None  # its slot in ``deadlines`` while parked
 
     def start_keepalive(self, keep_alive: int, grace: float) -> None:
         """After CONNECT: allow ``keep_alive * grace`` seconds between packets (0 = forever)."""
@@ -204,7 +240,7 @@ class FramedReader(ReaderAdapter):
                 pos, taken = end, taken + 1
                 if meter is not None:
                     meter.count_in(frame)
-                if screen is not None and not screen(frame):
+                if screen is not None and not screen(self.owner, frame):
                     if self.failure is not None:
                         break
                     continue
@@ -232,7 +268,9 @@ class FramedReader(ReaderAdapter):
         packet read or buffered, not held (:attr:`hold`) and the writer not above high water.
         """
         stream = self._stream
-        if stream is None or not self._connected or self.failure is not None or self._resume is not None:
+        if stream is None or self.deadlines is None or not self._connected:
+            return False
+        if self.failure is not None or self._resume is not None:
             return False
         if self._pos < len(self._frame) or self._header or self._held or not self._writer_ready():
             return False
@@ -249,11 +287,12 @@ class FramedReader(ReaderAdapter):
         self._unpark()
 
     def _arm(self) -> None:
-        if self._idle_limit is not None:
-            self._deadline = self._loop.call_at(self._last_packet_at + self._idle_limit, self._expire)
+        if self._idle_limit is not None and self.deadlines is not None:
+            self._deadline = self.deadlines.add(self, self._last_packet_at + self._idle_limit)
 
-    def _expire(self) -> None:
-        """The parked reader's keep-alive deadline came: ended, unless packets came meanwhile."""
+    def expire(self) -> None:
+        """The parked reader's keep-alive deadline came (:attr:`deadlines`): ended, unless
+        packets came meanwhile."""
         self._deadline = None
         if self._resume is None or self._idle_limit is None:
             return
@@ -265,8 +304,8 @@ class FramedReader(ReaderAdapter):
 
     def _unpark(self) -> None:
         """Data to read, the end of the stream or the keep-alive deadline: resume the reader."""
-        if self._deadline is not None:
-            self._deadline.cancel()
+        if self._deadline is not None and self.deadlines is not None:
+            self.deadlines.discard(self, self._deadline)
             self._deadline = None
         if self._stream is not None:
             self._stream.wake = None
@@ -324,7 +363,7 @@ class FramedReader(ReaderAdapter):
             if self._connected and not well_formed(self._frame):
                 self.failure = FrameFailure.MALFORMED
                 return False
-            if self.screen is None or not self._connected or self.screen(self._frame):
+            if self.screen is None or not self._connected or self.screen(self.owner, self._frame):
                 if self.inline is None or not self._connected or not self.inline(self._frame):
                     return True
             self._pos = len(self._frame)

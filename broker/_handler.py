@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -84,6 +85,8 @@ _HANDLERS = {
     DISCONNECT: "handle_disconnect",
 }
 """Packet type -> the handler method amqtt's reader loop runs in a task for it."""
+_HANDLER_LOG = logging.getLogger("amqtt.mqtt.protocol.handler")
+"""The logger amqtt's handler writes to (its messages name the client themselves)."""
 
 
 class _Outward(Protocol):
@@ -128,13 +131,14 @@ class MountedHandler(BrokerProtocolHandler):
     current: Receipt | None
     """The receipt of the message being routed now; the broker takes it with the message's
     broadcast (``RoutingBroker._broadcast_message``)."""
-    on_wake: Callable[[], None] | None
+    on_wake: Callable[[MountedHandler], None] | None
     """Set while the connection's message loop is parked (no task waits in :meth:`idle`): the
-    next :meth:`wake` calls it (once) to run the loop again."""
-    fast_route: Callable[[str, bytes, int, int | None], bool] | None
+    next :meth:`wake` calls it (once, with this handler) to run the loop again."""
+    fast_route: Callable[[Any, MountedHandler, str, bytes, int, int | None], bool] | None
     """Set for a device's MQTT 3.1.1 connection: routes one of its uplinks at once, as it is
-    read (``RoutingBroker.route_uplink``: topic, payload, QoS, packet id); False leaves the
-    PUBLISH to the general path below (anything but a valid uplink, or others still queued)."""
+    read (``RoutingBroker.route_uplink``: session, handler, topic, payload, QoS, packet id);
+    False leaves the PUBLISH to the general path below (anything but a valid uplink, or others
+    still queued)."""
     on_puback: Callable[[int], bool] | None
     """Called with the packet id of a PUBACK no task waits for; True if it answered a PUBLISH
     written by :meth:`send_now` (the broker's outbox counts those, ``broker._delivery``)."""
@@ -163,6 +167,12 @@ class MountedHandler(BrokerProtocolHandler):
         self._pending_unsubscriptions = Mailbox()
         self._pending_subscriptions.wake = self._pending_unsubscriptions.wake = self.wake
 
+    def _init_session(self, session: Session) -> None:
+        """Override: amqtt's logger itself for every handler (amqtt makes a ``LoggerAdapter``
+        for each, whose ``client_id`` nothing here formats: 150 bytes a connection)."""
+        super()._init_session(session)
+        self.logger = _HANDLER_LOG
+
     async def mqtt_connack_authorize(self, authorize: bool) -> None:
         """Override: CONNACK written as bytes (amqtt builds a packet object and takes a lock)."""
         assert self.session is not None and self.writer is not None
@@ -185,7 +195,7 @@ class MountedHandler(BrokerProtocolHandler):
             self._wake.set_result(None)
         elif self.on_wake is not None:
             on_wake, self.on_wake = self.on_wake, None
-            on_wake()
+            on_wake(self)
 
     async def idle(self) -> None:
         """Wait until :meth:`wake` is called (by a mailbox of this connection, or its end)."""
@@ -244,7 +254,11 @@ class MountedHandler(BrokerProtocolHandler):
         flags = frame[0] & 0x0F
         qos = (flags >> 1) & 3
         route = self.fast_route
-        if route is not None and session.delivered_message_queue.empty() and route(topic, payload, qos, packet_id):
+        if (
+            route is not None
+            and session.delivered_message_queue.empty()
+            and route(session, self, topic, payload, qos, packet_id)
+        ):
             return True
         message = IncomingApplicationMessage(packet_id, topic, qos, payload, bool(flags & 0x01))
         message.publish_packet = PublishPacket(

@@ -76,12 +76,12 @@ class LifecycleBroker(RoutingBroker):
         await self._message_loop(client_session, handler, None)
 
     async def _message_loop(
-        self, client_session: Session, handler: BrokerProtocolHandler, park: Callable[[], None] | None
+        self, client_session: Session, handler: BrokerProtocolHandler, park: Callable[[MountedHandler], None] | None
     ) -> bool:
         """One loop per connection that takes what its mailboxes hold (SUBSCRIBE, UNSUBSCRIBE,
         PUBLISH to route) and, when they are empty, waits for one wake-up -- or, given ``park``,
         returns True at once (parked): no task waits, and the handler's next wake-up calls
-        ``park`` to run the loop again. False: the connection ended.
+        ``park`` (with the handler) to run the loop again. False: the connection ended.
 
         amqtt's loop kept a task waiting on each of its four sources and made a new one for
         every message (``asyncio.wait`` over four futures each time): four tasks an idle
@@ -138,8 +138,7 @@ class LifecycleBroker(RoutingBroker):
         if connection.closed:
             return
         connection.closed = True
-        if connection.vitals_timer is not None:
-            connection.vitals_timer.cancel()
+        self.stop_vitals(connection)
         reason = self._end_reason(connection, packet)
         session = connection.session
         if reason not in _NO_WILL and session.will_flag and session.will_topic:

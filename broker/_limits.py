@@ -39,6 +39,17 @@ class PublishRate:
     limit the whole time; a short burst that stops ends the streak.
     """
 
+    __slots__ = (
+        "_last_drop",
+        "_last_warning",
+        "_streak_start",
+        "_tokens",
+        "_updated",
+        "abuse_seconds",
+        "dropped",
+        "rate",
+    )
+
     def __init__(self, rate: float, abuse_seconds: float, now: float) -> None:
         self.rate = rate
         self.abuse_seconds = abuse_seconds

@@ -8,7 +8,7 @@ more past its limit: QoS 0 messages are then dropped and counted; a QoS 1 messag
 outbox as :attr:`Outbox.overflowed` and the broker disconnects the client.
 
 What is on its way: QoS 1 PUBLISHes written at once and not yet acknowledged
-(:attr:`Outbox.sent`, packet ids: no task, future or packet object a message, see
+(:meth:`Outbox.sent`, packet ids: no task, future or packet object a message, see
 ``MountedHandler.send_now``), and the tasks of the rest (QoS 2 flows, pings).
 """
 
@@ -31,12 +31,13 @@ Delivery = Callable[[], Coroutine[Any, Any, Any]]
 class Outbox:
     """Delivery tasks of one connection, at most ``limit`` at a time."""
 
+    __slots__ = ("_dropping", "_sent", "_tasks", "dropped", "label", "limit", "overflowed")
+
     def __init__(self, label: str, limit: int) -> None:
         self.label = label
         self.limit = limit
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.sent: set[int] = set()
-        """Packet ids of QoS 1 PUBLISHes written at once and waiting for their PUBACK."""
+        self._tasks: set[asyncio.Task[Any]] | None = None  # made when first needed: an empty
+        self._sent: set[int] | None = None  # set is 216 bytes, and most outboxes stay empty
         self.dropped = 0
         """QoS 0 messages dropped because the outbox was full."""
         self.overflowed = False
@@ -44,7 +45,21 @@ class Outbox:
         self._dropping = False
 
     def __len__(self) -> int:
-        return len(self.tasks) + len(self.sent)
+        return (len(self._tasks) if self._tasks else 0) + (len(self._sent) if self._sent else 0)
+
+    def sent(self, packet_id: int) -> None:
+        """A QoS 1 PUBLISH was written at once (``MountedHandler.send_now``): it is on its way
+        until :meth:`acknowledged`."""
+        if self._sent is None:
+            self._sent = set()
+        self._sent.add(packet_id)
+
+    def acknowledged(self, packet_id: int) -> bool:
+        """The PUBACK of ``packet_id`` came; True if it answered a PUBLISH of :meth:`sent`."""
+        if not self._sent or packet_id not in self._sent:
+            return False
+        self._sent.discard(packet_id)
+        return True
 
     def room(self, qos: int, writable: bool = True) -> bool:
         """Whether one more message of ``qos`` may go now. When not, a QoS 0 message is
@@ -68,12 +83,15 @@ class Outbox:
         if not self.room(qos):
             return None
         task = asyncio.ensure_future(delivery())
-        self.tasks.add(task)
+        if self._tasks is None:
+            self._tasks = set()
+        self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+        if self._tasks is not None:
+            self._tasks.discard(task)
         if task.cancelled():
             return
         error = task.exception()
@@ -84,6 +102,6 @@ class Outbox:
     def cancel_all(self) -> None:
         """Cancel every delivery still running (the connection is ending); what was sent and
         not acknowledged stays in the session's ``inflight_out`` to go again after a reconnect."""
-        self.sent.clear()
-        for task in list(self.tasks):
+        self._sent = None
+        for task in list(self._tasks or ()):
             task.cancel()

@@ -73,6 +73,9 @@ class BrokerSession(Session):
         self.retained_messages = Mailbox()
         self.delivered_message_queue = Mailbox()
         self.client_id = key
+        # amqtt's OrderedDicts take twice a dict's room; only dict's (ordered) methods are used
+        self.inflight_out = {}  # type: ignore[assignment]
+        self.inflight_in = {}  # type: ignore[assignment]
         self.mount = mount
         self.gateway: GatewayState | None = None
         """A gateway's tokens and devices (Blynk's MQTT Gateway API); ``None`` for others."""
@@ -119,7 +122,7 @@ class BrokerSession(Session):
         self.transitions = SessionStates(self)  # type: ignore[assignment]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Connection:
     """One network connection of an authenticated client, from CONNACK to close."""
 
@@ -138,8 +141,9 @@ class Connection:
     outbox: Outbox
     rate: PublishRate | None = None
     """The publish rate limit (devices only)."""
-    vitals_timer: asyncio.TimerHandle | None = None
-    drop_ids: set[int] = field(default_factory=set)
+    vitals_slot: int | None = None
+    """Its place in the broker's ``sys/vitals`` deadlines (``DeliveryBroker.start_vitals``)."""
+    drop_ids: set[int] | None = None
     """Packet ids of QoS 2 publishes the rate limit dropped (discarded after the handshake)."""
     inflight: Inflight | None = None
     """Its QoS 1 publishes whose PUBACK waits for a durable sink (``broker._acks``), or None

@@ -75,6 +75,21 @@ class Meter:
 class MeteredWriter(WriterAdapter):
     """amqtt ``WriterAdapter`` over an asyncio ``StreamWriter``: counts, and closes in bounded time."""
 
+    __slots__ = (
+        "_flush_at",
+        "_held",
+        "_held_size",
+        "_high_water",
+        "_transport",
+        "_writer",
+        "closed",
+        "encode",
+        "last_words",
+        "linger",
+        "meter",
+        "peer",
+    )  # one of each connection: slots keep it small (README "Performance")
+
     def __init__(self, writer: asyncio.StreamWriter, meter: Meter) -> None:
         self._writer = writer
         self.meter = meter
@@ -298,6 +313,8 @@ def frame_end(data: bytes | bytearray, pos: int, max_size: int) -> int | None:
 class StreamReader(ReaderAdapter):
     """amqtt ``ReaderAdapter`` over an asyncio ``StreamReader`` that exposes the stream itself
     (the proxy listener reads its PROXY header from it before any MQTT)."""
+
+    __slots__ = ("stream",)
 
     def __init__(self, stream: asyncio.StreamReader) -> None:
         self.stream = stream

@@ -181,6 +181,8 @@ class MqttBroker:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=1.0)
+        core.deadlines.cancel()
+        core.vitals.cancel()
         self._port = self._tls_port = self._proxy_port = None
         logger.info("MQTT broker stopped")
 

@@ -75,7 +75,7 @@ async def test_a_burst_right_behind_connect_arrives_in_order(unlimited: Harness,
         return taken
 
     watcher = await subscriber(unlimited, clients)
-    with mock.patch.object(core, "route_uplink", recording):  # bound at connect: patched first
+    with mock.patch.object(core, "_route_uplink_bound", recording):  # taken at connect: patched first
         device = await Raw.open(unlimited.port)
         clients.append(device)
         burst = [connect_packet("burst", "device", token(1))]
