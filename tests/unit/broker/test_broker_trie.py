@@ -139,3 +139,22 @@ def test_match_answers_are_kept_until_the_index_changes(monkeypatch) -> None:  #
     for n in range(MATCHES_KEPT + 10):
         index.match(f"x/{n}")
     assert len(index._matched) <= MATCHES_KEPT
+
+
+def test_nodes_share_one_empty_dict_that_no_change_writes_to() -> None:
+    """Nodes without children or subscribers share one empty dict (memory a connection,
+    issue #16); subscribing, unsubscribing and pruning must never write into it."""
+    from broker import trie
+
+    index: SubscriptionIndex[int] = SubscriptionIndex()
+    wanted = ["d/1/downlink/#", "d/1/downlink/ds/+", "d/2/downlink/#", "+/x", "#"]
+    for round_ in range(3):
+        for n, value in enumerate(wanted):
+            index.add(TopicFilter(value), n, round_ % 2)
+        assert index.match("d/1/downlink/ds/T") == {0: round_ % 2, 1: round_ % 2, 4: round_ % 2}
+        for n, value in enumerate(wanted):
+            assert index.remove(TopicFilter(value), n)
+        assert index.match("d/1/downlink/ds/T") == {}
+        assert trie._NONE == {}
+    assert not index.remove(TopicFilter("d/9/downlink/#"), 9)
+    assert trie._NONE == {}
