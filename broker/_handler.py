@@ -528,6 +528,7 @@ class MountedHandler(BrokerProtocolHandler):
                 assert reader is not None
                 fixed_header = await MQTTFixedHeader.from_stream(reader)
                 if not fixed_header:
+                    self.logger.debug("%s end of stream: reader stopping", self.session.client_id)
                     break
                 if fixed_header.packet_type in (RESERVED_0, RESERVED_15):
                     await self.handle_connection_closed()
