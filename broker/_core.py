@@ -213,9 +213,7 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
         """A parked connection's wake-up (something to handle, or its end): run its loop again."""
         connection = handler.connection
         assert isinstance(connection, Connection)
-        server = self._servers.get(connection.listener)
-        if server is None:  # the listener is gone (broker stopped): nothing can run it any more
-            return
+        server = self._servers[connection.listener]  # kept until the broker is gone
         task = asyncio.create_task(self._guard(server, connection.writer, self._run(connection)))
         self.connection_tasks.add(task)
         task.add_done_callback(self.connection_tasks.discard)
@@ -450,7 +448,7 @@ class CoreBroker(BroadcastLoop, NamespaceBroker):
             transport=connection.transport,
         )
         await self._publish_internal(presence_topic(mount.device_id), online)
-        self.start_vitals(connection, self.settings.vitals_interval)
+        self.start_vitals(connection)
         if request.will_topic is not None and not session.will_flag:
             await self.send_diag(session, f'last will topic "{request.will_topic}" refused: not a Blynk uplink topic')
         ota = self.retained.get(mount.mount(OTA_TOPIC))

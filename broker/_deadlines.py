@@ -43,11 +43,7 @@ class Deadlines(Generic[T]):
         if waiting is None:
             waiting = self._due[slot] = set()
         waiting.add(item)
-        timer = self._timer
-        if timer is None or slot * DEADLINE_STEP < timer.when():
-            if timer is not None:
-                timer.cancel()
-            self._timer = asyncio.get_running_loop().call_at(slot * DEADLINE_STEP, self._fire)
+        self._wake_by(slot)
         return slot
 
     def discard(self, item: T, slot: int) -> None:
@@ -65,16 +61,20 @@ class Deadlines(Generic[T]):
             self._timer.cancel()
             self._timer = None
 
+    def _wake_by(self, slot: int) -> None:
+        """Have the timer fire by ``slot``'s time (moved forward if it was set later)."""
+        at = slot * DEADLINE_STEP
+        timer = self._timer
+        if timer is None or at < timer.when():
+            if timer is not None:
+                timer.cancel()
+            self._timer = asyncio.get_running_loop().call_at(at, self._fire)
+
     def _fire(self) -> None:
         self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         for slot in sorted(slot for slot in self._due if slot * DEADLINE_STEP <= now):
             for item in self._due.pop(slot):
                 self.due(item)
         if self._due:  # due() may have set a later timer while an earlier slot waits
-            first = min(self._due) * DEADLINE_STEP
-            if self._timer is None or first < self._timer.when():
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = loop.call_at(first, self._fire)
+            self._wake_by(min(self._due))

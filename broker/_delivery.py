@@ -47,7 +47,8 @@ class DeliveryBroker(Broker):
         self.background: set[asyncio.Task[Any]] = set()
         self.vitals: Deadlines[Connection] = Deadlines(self._vitals_due)
         """When each device connection's next ``sys/vitals`` report is due."""
-        self._vitals_every = 60.0
+        self.vitals_interval = 60.0
+        """Seconds between a device connection's ``sys/vitals`` reports."""
 
     async def end_connection(self, connection: Connection, reason: OfflineReason) -> None:
         """End ``connection`` for ``reason`` (implemented by the connection lifecycle layer)."""
@@ -260,12 +261,12 @@ class DeliveryBroker(Broker):
             rtt = task.result()
         self.publish_nowait(ping_topic(device_id), ping_payload(rtt), QOS_0)
 
-    def start_vitals(self, connection: Connection, interval: float) -> None:
-        """Publish ``sys/vitals/<id>`` for a device connection every ``interval`` seconds."""
+    def start_vitals(self, connection: Connection) -> None:
+        """Publish ``sys/vitals/<id>`` for a device connection every :attr:`vitals_interval`
+        seconds, starting one interval from now."""
         if connection.mount is None or connection.closed:
             return
-        self._vitals_every = interval
-        connection.vitals_slot = self.vitals.add(connection, self._loop.time() + interval)
+        connection.vitals_slot = self.vitals.add(connection, self._loop.time() + self.vitals_interval)
 
     def stop_vitals(self, connection: Connection) -> None:
         """No more ``sys/vitals`` reports of ``connection`` (it ends)."""
@@ -279,7 +280,7 @@ class DeliveryBroker(Broker):
         if mount is None or connection.closed:
             return
         self.publish_nowait(vitals_topic(mount.device_id), vitals_payload(connection.writer.meter.snapshot()), QOS_0)
-        connection.vitals_slot = self.vitals.add(connection, self._loop.time() + self._vitals_every)
+        self.start_vitals(connection)
 
     # ---- persistent sessions and shutdown ---------------------------------------------------
 

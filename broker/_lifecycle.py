@@ -46,6 +46,7 @@ class LifecycleBroker(RoutingBroker):
     def __init__(self, settings: BrokerSettings, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.settings = settings
+        self.vitals_interval = settings.vitals_interval
         self.stopping = False
         self.shared.queue_limit = settings.max_session_backlog
 

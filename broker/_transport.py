@@ -248,14 +248,12 @@ class FastStream(asyncio.StreamReader):
     def feed_eof(self) -> None:
         """Mark the end of the stream, and wake a parked reader."""
         super().feed_eof()
-        if self.wake is not None:
-            self._wake()
+        self._wake()
 
     def set_exception(self, exc: Exception) -> None:
         """Fail the stream (connection lost), and wake a parked reader."""
         super().set_exception(exc)
-        if self.wake is not None:
-            self._wake()
+        self._wake()
 
     def pending(self) -> bool:
         """True if a reader would not wait: data is buffered, or the stream ended or failed."""
