@@ -484,7 +484,13 @@ class MountedHandler(BrokerProtocolHandler):
     async def stop(self) -> None:
         """Override: a parked reader (:meth:`_reader_loop`) is not started again, and a reader
         task woken but not yet started is waited for (amqtt waits for the reader loop to say it
-        stopped, which a task cancelled before it starts never does)."""
+        stopped, which a task cancelled before it starts never does).
+
+        The first stop logs the session key at DEBUG: amqtt logged it when its reader loop
+        ended, which a parked reader no longer does when a DISCONNECT ends the connection.
+        """
+        if not self._stopping and self.session is not None:
+            self.logger.debug("%s handler stopping", self.session.client_id)
         self._stopping = True
         if isinstance(self.reader, FramedReader):
             self.reader.unpark()
