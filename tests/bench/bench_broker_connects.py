@@ -1,7 +1,7 @@
 """Connects a second and memory a connection: openblynk's broker beside Debian's Mosquitto.
 
     .venv/bin/python tests/bench/bench_broker_connects.py [--devices 5000] [--runs 3]
-        [--trace 30]
+        [--trace 30] [--profile DIR]
 
 Each broker runs alone in its own process on a free loopback port: Mosquitto
 (``/usr/sbin/mosquitto``, anonymous) and openblynk's broker as ``openblynk broker`` runs it
@@ -17,6 +17,7 @@ resident memory a connection (VmRSS growth / connections). Medians at the end.
 
 ``--trace N``: one more run of openblynk's broker on asyncio's own loop with ``tracemalloc``,
 printing the N source lines that allocated the most memory still held per connection.
+``--profile DIR``: py-spy profiles (raw folded stacks) of openblynk's broker during each storm.
 Loopback only; prints figures, asserts nothing.
 """
 
@@ -38,7 +39,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_broker_vs_mosquitto import WORK, Client, Load, build_loadgen, cpu_seconds, memory, mosquitto, say  # noqa: E402
+from bench_broker_vs_mosquitto import (  # noqa: E402
+    WORK,
+    Client,
+    Load,
+    Profiler,
+    build_loadgen,
+    cpu_seconds,
+    memory,
+    mosquitto,
+    say,
+)
 
 from backend.cli import BROKER_GC_THRESHOLDS  # noqa: E402
 from broker import BrokerSettings, ConnectInfo, DeviceIdentity, MqttBroker  # noqa: E402
@@ -133,15 +144,21 @@ def devices(prefix: str, first: int, count: int) -> list[Client]:
     ]
 
 
-def storm(binary: Path, pid: int, port: int, count: int) -> tuple[float, float, float]:
+def storm(
+    binary: Path, pid: int, port: int, count: int, profile: tuple[Profiler, str] | None = None
+) -> tuple[float, float, float]:
     """(connects a second, broker CPU microseconds a connect, broker KB a connection)."""
     load = Load(binary, port)
     try:
         load.connect("warm", devices("warm", 1_000_000, WARM_UP))
         time.sleep(1)
+        if profile is not None:
+            profile[0].start(profile[1], {"broker": pid})
         rss, cpu = memory(pid), cpu_seconds(pid)
         connected, seconds = load.connect("storm", devices("dev", 1, count))
         cpu = cpu_seconds(pid) - cpu
+        if profile is not None:
+            profile[0].stop()
         time.sleep(1)
         grown = memory(pid) - rss
     finally:
@@ -181,6 +198,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3, help="storms per broker, the brokers taking turns")
     parser.add_argument("--trace", type=int, default=0, metavar="N", help="also print the N top allocation lines")
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of openblynk's broker here")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,13 +212,15 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
     WORK.mkdir(parents=True, exist_ok=True)
     binary = build_loadgen()
+    profiler = Profiler(args.profile)
     results: dict[str, list[tuple[float, float, float]]] = {"openblynk": [], "mosquitto": []}
     for run in range(1, args.runs + 1):
         for who in ("openblynk", "mosquitto") if run % 2 else ("mosquitto", "openblynk"):
             say(f"run {run}, {who}: {args.devices:,} devices connect (load average {os.getloadavg()[0]:.1f})")
             if who == "openblynk":
                 with openblynk() as (proc, port):
-                    figures = storm(binary, proc.pid, port, args.devices)
+                    profile = (profiler, f"connects-run{run}") if args.profile else None
+                    figures = storm(binary, proc.pid, port, args.devices, profile)
             else:
                 with mosquitto() as (pid, port):
                     figures = storm(binary, pid, port, args.devices)
