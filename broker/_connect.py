@@ -2,7 +2,8 @@
 
 amqtt's ``BrokerProtocolHandler.init_from_connect`` hides the client id the firmware sent
 (an empty id is replaced by a random one) and its callers touch session state before
-authentication. This module decodes the CONNECT with amqtt's codec and returns a plain
+authentication. This module decodes the CONNECT (a plainly well-formed 3.1.1 one itself,
+:func:`plain_connect`; anything else with amqtt's codec) and returns a plain
 :class:`ConnectRequest`; nothing in the broker changes until the request is authenticated.
 
 Protocol versions: MQTT 3.1.1 (level 4) and MQTT 5 (level 5). The protocol name and level are
@@ -33,7 +34,7 @@ from broker import mqtt5
 from broker._framing import FramedReader, FrameFailure
 from broker._v5 import V5Link
 
-__all__ = ["ConnectRequest", "protocol_of", "read_connect", "refuse"]
+__all__ = ["ConnectRequest", "plain_connect", "protocol_of", "read_connect", "refuse"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +90,84 @@ def protocol_of(frame: bytes) -> tuple[bytes, int] | None:
     return bytes(frame[index + 2 : level_at]), frame[level_at]
 
 
-async def _refuse_version(reader: FramedReader, writer: WriterAdapter, peer: str) -> bool:
-    """Answer and close a CONNECT of another protocol version; True if it was one."""
-    protocol = protocol_of(await reader.peek())
-    if protocol is None or protocol in (_MQTT_311, _MQTT_5):
-        return False
-    logger.info("refusing CONNECT from %s: protocol %r level %s (MQTT 3.1.1 and 5 are served)", peer, *protocol)
-    with suppress(OSError, RuntimeError):
-        writer.write(_V311_UNACCEPTABLE_VERSION)
-        await writer.drain()
-    await close_quietly(writer)
-    return True
+def plain_connect(frame: bytes) -> ConnectRequest | None:
+    """The request of a plainly well-formed MQTT 3.1.1 CONNECT, as amqtt's codec and
+    :func:`_check` would make it; ``None`` for anything less plain, which they then read (and
+    refuse) as before: another protocol or level, a reserved flag, Last Will bits without the
+    will flag or a will QoS above 2, a password without a user name, an empty client id with
+    clean_session=0, a string that is not valid UTF-8, bytes left over or missing at the end.
+
+    amqtt decodes a CONNECT through a dozen awaited reads and three packet objects: a tenth of
+    the broker's time during a storm of connects (README "Performance").
+    """
+    if not frame or frame[0] != 0x10:
+        return None
+    index, size = 1, len(frame)
+    while index < size and frame[index] & 0x80:
+        index += 1
+    index += 1  # the variable header: protocol name, level, flags, keep-alive
+    if frame[index : index + 7] != b"\x00\x04MQTT\x04" or size < index + 10:
+        return None
+    flags, keep_alive = frame[index + 7], int.from_bytes(frame[index + 8 : index + 10], "big")
+    will, will_qos = bool(flags & 0x04), (flags >> 3) & 3
+    if flags & 0x01 or (not will and flags & 0x38) or will_qos > 2 or (flags & 0x40 and not flags & 0x80):
+        return None
+    fields: list[bytes] = []
+    index += 10
+    for present in (True, will, will, bool(flags & 0x80), bool(flags & 0x40)):
+        if not present:
+            continue
+        end = index + 2 + int.from_bytes(frame[index : index + 2], "big")
+        if end > size:
+            return None
+        fields.append(frame[index + 2 : end])
+        index = end
+    if index != size:
+        return None
+    try:
+        client_id = fields.pop(0).decode("utf-8")
+        will_topic = fields.pop(0).decode("utf-8") if will else None
+        will_message = fields.pop(0) if will else b""
+        username = fields.pop(0).decode("utf-8") if flags & 0x80 else None
+        password = fields.pop(0).decode("utf-8") if flags & 0x40 else None
+    except UnicodeDecodeError:
+        return None
+    clean = bool(flags & 0x02)
+    if not client_id and not clean:
+        return None
+    return ConnectRequest(
+        client_id=client_id,
+        clean_session=clean,
+        keep_alive=keep_alive,
+        username=username,
+        password=password,
+        will_topic=will_topic,
+        will_message=bytes(will_message),
+        will_qos=will_qos if will else 0,
+        will_retain=bool(flags & 0x20) if will else False,
+    )
 
 
 async def read_connect(reader: FramedReader, writer: WriterAdapter, peer: str) -> ConnectRequest | None:
-    """Decode and check the first packet; on failure answer or close, log, and return ``None``."""
-    if await _refuse_version(reader, writer, peer):
+    """Decode and check the first packet; on failure answer or close, log, and return ``None``.
+
+    Another protocol version is answered CONNACK 1 ([MQTT-3.1.2-2]) and closed.
+    """
+    frame = await reader.peek()
+    protocol = protocol_of(frame)
+    if protocol is not None and protocol not in (_MQTT_311, _MQTT_5):
+        logger.info("refusing CONNECT from %s: protocol %r level %s (MQTT 3.1.1 and 5 are served)", peer, *protocol)
+        with suppress(OSError, RuntimeError):
+            writer.write(_V311_UNACCEPTABLE_VERSION)
+            await writer.drain()
+        await close_quietly(writer)
         return None
-    if protocol_of(await reader.peek()) == _MQTT_5:
+    if protocol == _MQTT_5:
         return await _read_connect_v5(reader, writer, peer)
+    request = plain_connect(frame)
+    if request is not None:
+        await reader.read()  # the CONNECT, which was only peeked at
+        return request
     try:
         packet = await ConnectPacket.from_stream(reader)
     except Exception as exc:  # amqtt's codec raises many types on garbage; all mean "bad client"

@@ -26,12 +26,13 @@ not valid UTF-8 or holds a wildcard ends the connection as malformed (:func:`wel
 Fast path: when the socket's buffer already holds the whole next packet (the usual case under
 load) and the client's writer is not above its high-water mark, the packet is taken from the
 buffer at once (``StreamReader.take_packet``), with no timer and no await; otherwise, and for
-anything the fast path does not accept (an incomplete, oversized or reserved packet, the
-CONNECT), the careful path above reads it under the keep-alive deadline.
+anything the fast path does not accept (an incomplete, oversized or reserved packet), the
+careful path above reads it under the keep-alive (or connect) deadline. A first packet that is
+not a CONNECT ends the connection on either path.
 
 Faster still: while the reader waits for a new packet and nothing is buffered, the socket's
 stream offers what arrives to :meth:`FramedReader.receive` first (``broker._transport.FastStream``),
-which handles whole PUBLISH and PUBACK packets at once, in the same call, through the same
+which handles whole PUBLISH, PUBACK, PINGREQ and plain SUBSCRIBE packets at once, in the same call, through the same
 meter, screen and inline hook; the rest is buffered for the reader as before. The keep-alive
 deadline counts the packets taken that way, and :attr:`FramedReader.hold` is checked before
 each of them.
@@ -72,9 +73,11 @@ __all__ = [
     "FramedReader",
     "Inline",
     "PublishFields",
+    "SubscribeRequest",
     "publish_fields",
     "publish_info",
     "refusal",
+    "subscribe_request",
     "subscription_info",
     "well_formed",
 ]
@@ -89,16 +92,21 @@ PUBLISH, SUBSCRIBE, UNSUBSCRIBE = 3, 8, 10  # MQTT control packet types (first b
 PINGREQ, DISCONNECT = 12, 14
 _PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
 _PINGREQ = 0xC0  # a PINGREQ's first byte
+_SUBSCRIBE = 0x82  # a SUBSCRIBE's first byte (type 8, the reserved flags 0x2 [MQTT-3.8.1-1])
 
 
 PublishFields = tuple[str, int | None, bytes]
+SubscribeRequest = tuple[int, list[tuple[str, int]]]
+"""A SUBSCRIBE's packet id and its (filter, QoS) pairs (:func:`subscribe_request`)."""
 """Topic, packet id and payload of a PUBLISH (:func:`publish_fields`)."""
 
 
 class Inline(Protocol):
     """:attr:`FramedReader.inline`: handles a packet as it is read (``MountedHandler.inline``)."""
 
-    def __call__(self, frame: bytes, fields: PublishFields | None = None, /) -> bool: ...
+    def __call__(
+        self, frame: bytes, fields: PublishFields | None = None, request: SubscribeRequest | None = None, /
+    ) -> bool: ...
 
 
 class FrameFailure(StrEnum):
@@ -201,8 +209,9 @@ class FramedReader(ReaderAdapter):
         self._last_packet_at = self._loop.time()
 
     def receive(self, data: bytes) -> bytes:
-        """``FastStream.receive``: handle the whole PUBLISH and PUBACK packets at the start of
-        ``data`` as they arrive, and return the rest, which the careful path reads as before.
+        """``FastStream.receive``: handle the whole PUBLISH, PUBACK, PINGREQ and SUBSCRIBE
+        packets at the start of ``data`` as they arrive, and return the rest, which the careful
+        path reads as before.
 
         Only while this reader waits for a new packet with nothing buffered (so order is kept)
         and the connection is in its plain state: connected, MQTT 3.1.1 (no :attr:`translate`),
@@ -230,11 +239,15 @@ class FramedReader(ReaderAdapter):
                     break
                 first, length = data[pos], end - pos
                 frame = data[pos:end]
-                fields = None
+                fields = request = None
                 if first >> 4 == PUBLISH:
                     fields = publish_fields(frame)
                     if fields is None or "+" in fields[0] or "#" in fields[0]:
                         break  # QoS 2, or to be refused (well_formed): the careful path reads it
+                elif first == _SUBSCRIBE:
+                    request = subscribe_request(frame)
+                    if request is None:
+                        break  # not plainly well-formed: amqtt reads (or refuses) it
                 elif (first != _PUBACK or length != 4) and (first != _PINGREQ or length != 2):
                     break
                 pos, taken = end, taken + 1
@@ -244,7 +257,7 @@ class FramedReader(ReaderAdapter):
                     if self.failure is not None:
                         break
                     continue
-                inline(frame, fields)  # takes every packet let through above (MountedHandler.inline)
+                inline(frame, fields, request)  # takes every packet let through above (MountedHandler.inline)
         except Exception:
             logger.exception("handling a packet as it arrived failed; closing that connection")
             self.end()
@@ -458,13 +471,16 @@ class FramedReader(ReaderAdapter):
 
     def _buffered_frame(self) -> bytes | None:
         """The next packet if it is already buffered and may be read now (see module docstring)."""
-        if not self._connected or self._header or self._take is None:
+        if self._header or self._take is None:
             return None
         if not self._writer_ready():
             return None
         frame = self._take(self.max_packet_size)
         if frame is not None and frame[0] >> 4 in _RESERVED_TYPES:
             self.failure = FrameFailure.MALFORMED  # [MQTT-2.2.1]: types 0 and 15 are reserved
+            return None
+        if frame is not None and not self._connected and frame[0] != _CONNECT_BYTE:
+            self.failure = FrameFailure.MALFORMED  # not MQTT, as _read_frame's first byte
             return None
         return frame
 
@@ -582,6 +598,31 @@ def publish_fields(frame: bytes) -> PublishFields | None:
     if not qos:
         return topic, None, frame[end:]
     return topic, int.from_bytes(frame[end : end + 2], "big"), frame[end + 2 :]
+
+
+def subscribe_request(frame: bytes) -> SubscribeRequest | None:
+    """``(packet_id, [(filter, qos), ...])`` of a plainly well-formed SUBSCRIBE, as amqtt's
+    ``SubscribePacket`` would read it; ``None`` for anything less plain, which amqtt then reads
+    as before: reserved flags other than 0x2, packet id 0, no filter, a filter that is not
+    valid UTF-8, a QoS byte above 2, bytes left over or missing at the end."""
+    if not frame or frame[0] != _SUBSCRIBE:
+        return None
+    index = _body_start(frame)
+    size = len(frame)
+    if size < index + 2:
+        return None
+    packet_id, index = int.from_bytes(frame[index : index + 2], "big"), index + 2
+    topics: list[tuple[str, int]] = []
+    while index < size:
+        end = index + 2 + int.from_bytes(frame[index : index + 2], "big")
+        if end + 1 > size or frame[end] > 2:
+            return None
+        try:
+            topics.append((frame[index + 2 : end].decode("utf-8"), frame[end]))
+        except UnicodeDecodeError:
+            return None
+        index = end + 1
+    return (packet_id, topics) if packet_id and topics else None
 
 
 def subscription_info(frame: bytes) -> tuple[int, int] | None:

@@ -48,7 +48,7 @@ from amqtt.mqtt.packet import (
     UNSUBSCRIBE,
     MQTTFixedHeader,
 )
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler, Subscription
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.publish import PublishPacket, PublishPayload, PublishVariableHeader
@@ -58,7 +58,7 @@ from amqtt.plugins.manager import PluginManager
 from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessage, OutgoingApplicationMessage, Session
 
 from broker._acks import Inflight, Receipt, puback
-from broker._framing import FramedReader, PublishFields, publish_fields
+from broker._framing import FramedReader, PublishFields, SubscribeRequest, publish_fields, subscribe_request
 from broker._mailbox import LazyEvent, Mailbox
 from broker.errors import InvalidTopicError
 from broker.namespace import Namespace
@@ -69,6 +69,7 @@ __all__ = ["MountedHandler"]
 _PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
 _PINGREQ = b"\xc0\x00"
 _PINGRESP = b"\xd0\x00"
+_SUBSCRIBE = 0x82  # a SUBSCRIBE's first byte (type 8, reserved flags 0x2)
 _HANDLERS = {
     CONNACK: "handle_connack",
     SUBSCRIBE: "handle_subscribe",
@@ -232,19 +233,31 @@ class MountedHandler(BrokerProtocolHandler):
     def _ended(self, _waiter: asyncio.Future[DisconnectPacket | None]) -> None:
         self.wake()
 
-    def inline(self, frame: bytes, fields: PublishFields | None = None, /) -> bool:
+    def inline(
+        self, frame: bytes, fields: PublishFields | None = None, request: SubscribeRequest | None = None, /
+    ) -> bool:
         """``FramedReader.inline``: queue a QoS 0 or 1 PUBLISH for routing as it is read, and
         write its PUBACK (or, for a withholding publisher, make its receipt) in the same step, so
         acknowledgements keep the order of the PUBLISHes; a client's PUBACK is taken here too
-        (:meth:`acknowledged`). False leaves the packet to amqtt (QoS 2, and anything
-        :func:`~broker._framing.publish_fields` does not read). ``fields``: a PUBLISH's, if the
-        reader read them already."""
+        (:meth:`acknowledged`), a PINGREQ answered, and a SUBSCRIBE queued for the message loop
+        as amqtt's ``handle_subscribe`` would (no decoding by amqtt, no task). False leaves the
+        packet to amqtt (QoS 2, and anything :func:`~broker._framing.publish_fields` or
+        :func:`~broker._framing.subscribe_request` does not read). ``fields`` and ``request``:
+        a PUBLISH's or SUBSCRIBE's, if the reader read them already."""
         session = self.session
-        if frame[0] == _PUBACK and len(frame) == 4 and frame[1] == 2 and session is not None:
+        first = frame[0]
+        if first == _PUBACK and len(frame) == 4 and frame[1] == 2 and session is not None:
             self.acknowledged(int.from_bytes(frame[2:4], "big"))  # no decoding, no task
             return True
         if frame == _PINGREQ and self.writer is not None:
             self.writer.write(_PINGRESP)
+            return True
+        if first == _SUBSCRIBE:
+            if request is None:
+                request = subscribe_request(frame)
+            if request is None or session is None:
+                return False
+            self._pending_subscriptions.put_nowait(Subscription(*request))
             return True
         if fields is None:
             fields = publish_fields(frame)

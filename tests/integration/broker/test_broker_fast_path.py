@@ -28,6 +28,7 @@ from _broker_harness import (
 )
 
 from broker._framing import FramedReader
+from broker._handler import MountedHandler
 
 VALUES = 600
 
@@ -117,8 +118,8 @@ def recording_receive(taken: list[int]) -> Any:
 
 async def test_packets_written_one_at_a_time_are_handled_as_they_arrive(unlimited: Harness, clients: list[Any]) -> None:
     """After CONNACK, each PUBLISH written on its own is taken as it arrives, and a SUBSCRIBE
-    in the middle (not taken: amqtt's reader handles it) keeps its place: the values on both
-    sides of it arrive in order, and the device receives what it subscribed to."""
+    in the middle keeps its place: the values on both sides of it arrive in order, and the
+    device receives what it subscribed to."""
     taken: list[int] = []
     watcher = await subscriber(unlimited, clients)
     with mock.patch.object(FramedReader, "receive", recording_receive(taken)):  # bound at connect
@@ -174,3 +175,34 @@ async def test_a_client_whose_packets_are_all_taken_as_they_arrive_keeps_its_kee
             assert sum(taken) == 10 * len(publish_packet("ds/Temperature", b"0")), taken
             assert not await device.closed_by_peer(timeout=0.5)  # still connected after 3.5 s
             assert await device.closed_by_peer(timeout=5.0)  # silent: 1.5 s of grace, then closed
+
+
+async def test_a_plain_subscribe_is_queued_as_it_arrives_and_an_odd_one_goes_to_amqtt(
+    unlimited: Harness, clients: list[Any]
+) -> None:
+    """A plainly well-formed SUBSCRIBE is read by the broker itself (``subscribe_request``) and
+    queued for the connection's message loop, without amqtt's decoder or its task per packet:
+    SUBACK, then the downlinks it asked for. One the broker's reader leaves alone (a QoS byte
+    of 3) still reaches amqtt's ``handle_subscribe`` and is refused there (0x80)."""
+    handled: list[object] = []
+    handle_subscribe = MountedHandler.handle_subscribe
+
+    async def counting(self: MountedHandler, packet: Any) -> None:
+        handled.append(packet)
+        await handle_subscribe(self, packet)
+
+    watcher = await subscriber(unlimited, clients)
+    with mock.patch.object(MountedHandler, "handle_subscribe", counting):
+        device = await Raw.open(unlimited.port)
+        clients.append(device)
+        await device.send(connect_packet("subscriber", "device", token(3)))
+        assert (await device.read_packet())[:4] == b"\x20\x02\x00\x00"
+        await device.send(subscribe_packet(5, "downlink/ds/Power", "downlink/ds/Mode", qos=1))
+        assert await device.read_packet() == b"\x90\x04\x00\x05\x01\x01"
+        await watcher.send(publish_packet("d/3/downlink/ds/Power", b"1"))
+        downlink = await device.read_packet()
+        assert downlink[0] >> 4 == 3 and downlink.endswith(b"downlink/ds/Power1"), downlink
+        assert handled == []
+        await device.send(subscribe_packet(6, "downlink/ds/Other", qos=3))
+        assert await device.read_packet() == b"\x90\x03\x00\x06\x80"
+        assert len(handled) == 1
