@@ -273,7 +273,7 @@ class FramedReader(ReaderAdapter):
 
         An idle connection's reader task held a chain of suspended coroutines, a task and its
         futures: a third of the memory of a connection (README "Performance"). Parked, nothing
-        waits: :meth:`receive` handles PUBLISH, PUBACK and PINGREQ as they arrive, and
+        waits: :meth:`receive` handles PUBLISH, PUBACK, PINGREQ and SUBSCRIBE as they arrive, and
         ``resume`` is called (once) to start a reader task again when anything else arrives
         (it is buffered for that task), at the end of the stream, or when the keep-alive
         deadline passes with nothing received (``failure`` is then set, and the reader sees the

@@ -161,9 +161,24 @@ class MountedHandler(BrokerProtocolHandler):
         self._running: list[asyncio.Task[None]] = []
         """Tasks of the packets the reader loop handed on, while they run (amqtt's loop kept
         them in its frame)."""
-        super().__init__(plugins_manager, session, loop)
-        # what amqtt made holds memory while unused (broker._mailbox); replaced before any use
+        # BrokerProtocolHandler.__init__ and ProtocolHandler.__init__ (amqtt 0.12.1, pinned;
+        # test_broker_amqtt_inits checks that every attribute they set is here), with
+        # mailboxes and an event that hold no memory while unused (broker._mailbox) instead of
+        # the two asyncio Queues and the Event they make only to be replaced: a connect made
+        # and dropped them (README "Performance")
+        self.logger = _HANDLER_LOG
+        if session is not None:
+            self._init_session(session)
+        else:
+            self.session = None
+        self.reader = self.writer = None
+        self.plugins_manager = plugins_manager
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._reader_task = self._keepalive_task = self._reader_ready = None
         self._reader_stopped = LazyEvent()
+        self._puback_waiters, self._pubrec_waiters, self._pubrel_waiters, self._pubcomp_waiters = {}, {}, {}, {}
+        self._write_lock = asyncio.Lock()
+        self._disconnect_waiter = None
         self._pending_subscriptions = Mailbox()
         self._pending_unsubscriptions = Mailbox()
         self._pending_subscriptions.wake = self._pending_unsubscriptions.wake = self.wake
@@ -480,7 +495,10 @@ class MountedHandler(BrokerProtocolHandler):
         run the reader; a client whose bytes end the reader at once (CONNECT, then garbage)
         signals "closed" while there is no waiter, then gets a fresh one nobody resolves,
         and its connection is never finished (found by tests/integration/broker/test_fuzz.py).
-        The rest is ``ProtocolHandler.start`` without its resend (:meth:`_retry_deliveries`).
+        The rest is ``ProtocolHandler.start`` without its resend (:meth:`_retry_deliveries`),
+        and without a reader task when the reader can park at once (nothing buffered yet, on
+        plain TCP): the state the reader loop's first turn would leave, without making and
+        running a task for it at every connect.
         """
         if self._disconnect_waiter is None or self._disconnect_waiter.done():
             self._disconnect_waiter = self._loop.create_future()
@@ -489,8 +507,13 @@ class MountedHandler(BrokerProtocolHandler):
             raise ProtocolHandlerError("Handler is not attached to a stream")
         self._reader_ready = LazyEvent()
         self._reader_stopped = LazyEvent()
-        self._reader_task = asyncio.create_task(self._reader_loop())
-        await self._reader_ready.wait()
+        reader = self.reader
+        if isinstance(reader, FramedReader) and reader.park(self._resume_reader):
+            self._reader_ready.set()
+            self._reader_task = None
+        else:
+            self._reader_task = asyncio.create_task(self._reader_loop())
+            await self._reader_ready.wait()
         if self.keepalive_timeout is not None:  # 0 for every session here: FramedReader keeps it
             self._keepalive_task = self._loop.call_later(self.keepalive_timeout, self.handle_write_timeout)
 

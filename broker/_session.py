@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from amqtt.session import Session
@@ -68,14 +67,28 @@ class BrokerSession(Session):
 
     def __init__(self, key: str, mount: DeviceMount | None, client_sent_id: str) -> None:
         self._backlog: deque[Pending] | None = None
-        super().__init__()
-        # amqtt's two queues hold memory while empty (broker._mailbox); replaced before any use
-        self.retained_messages = Mailbox()
-        self.delivered_message_queue = Mailbox()
+        # Session.__init__ (amqtt 0.12.1, pinned; test_broker_amqtt_inits checks that every
+        # attribute it sets is here), with mailboxes instead of its two asyncio Queues, which
+        # hold memory while empty (broker._mailbox), and dicts instead of its OrderedDicts,
+        # which take twice a dict's room (only dict's ordered methods are used): a connect made
+        # and dropped the Queues (README "Performance")
+        self._init_states()
+        self.remote_address = self.remote_port = None
         self.client_id = key
-        # amqtt's OrderedDicts take twice a dict's room; only dict's (ordered) methods are used
+        self.clean_session = None
+        self.will_flag = False
+        self.will_message = self.will_qos = self.will_retain = self.will_topic = None
+        self.keep_alive = self.publish_retry_delay = 0
+        self.broker_uri = self.username = self.password = None
+        self.cafile = self.capath = self.cadata = None
+        self._packet_id = self.parent = 0
+        self.last_connect_time = self.ssl_object = self.last_disconnect_time = None
+        self.attributes = {}
         self.inflight_out = {}  # type: ignore[assignment]
         self.inflight_in = {}  # type: ignore[assignment]
+        self.retained_messages = Mailbox()
+        self.delivered_message_queue = Mailbox()
+        self.is_anonymous = False
         self.mount = mount
         self.gateway: GatewayState | None = None
         """A gateway's tokens and devices (Blynk's MQTT Gateway API); ``None`` for others."""
@@ -168,22 +181,60 @@ class Connection:
 
 
 class KeyedLocks:
-    """One ``asyncio.Lock`` per key, created on demand and dropped when nobody holds it."""
+    """Mutual exclusion per key, first come first served; a key is held only while someone
+    holds it, and nothing but a dictionary entry is made for a key nobody else waits for.
+
+    The broker holds a client's key from CONNECT to CONNACK. An ``asyncio.Lock`` and an
+    ``asynccontextmanager`` a connect were 2-3 % of the broker's time in a storm of connects
+    (README "Performance"); almost no connect ever waits here.
+    """
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._held: dict[str, deque[asyncio.Future[None]] | None] = {}
+        """Key -> the futures of those waiting for it, oldest first (None: nobody waits)."""
 
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """Hold the lock of ``key`` for the duration of the ``async with`` block."""
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
+    def hold(self, key: str) -> _KeyHold:
+        """Hold ``key`` for the duration of an ``async with`` block."""
+        return _KeyHold(self, key)
+
+    def _release(self, key: str) -> None:
+        """Hand ``key`` to the oldest waiter still waiting, or let it go."""
+        waiters = self._held[key]
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # it holds the key now
+                return
+        del self._held[key]
+
+
+class _KeyHold:
+    """``async with`` of :meth:`KeyedLocks.hold`."""
+
+    __slots__ = ("_key", "_locks")
+
+    def __init__(self, locks: KeyedLocks, key: str) -> None:
+        self._locks, self._key = locks, key
+
+    async def __aenter__(self) -> None:
+        held, key = self._locks._held, self._key
+        if key not in held:
+            held[key] = None
+            return
+        waiters = held[key]
+        if waiters is None:
+            waiters = held[key] = deque()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters.append(waiter)
         try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._locks._release(key)  # handed the key as it was cancelled: pass it on
             else:
-                self._locks[key] = (lock, users - 1)
+                with suppress(ValueError):  # a release may have dropped it already
+                    waiters.remove(waiter)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._locks._release(self._key)

@@ -82,8 +82,12 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""One encoder for every report: ``json.dumps`` with these options builds a new one each call."""
+
+
 def _encode(document: Mapping[str, object]) -> bytes:
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(document).encode("utf-8")
 
 
 def online_payload(
