@@ -59,7 +59,7 @@ from amqtt.session import INCOMING, ApplicationMessage, IncomingApplicationMessa
 
 from broker._acks import Inflight, Receipt, puback
 from broker._framing import FramedReader, PublishFields, SubscribeRequest, publish_fields, subscribe_request
-from broker._mailbox import LazyEvent, Mailbox
+from broker._mailbox import LazyDict, LazyEvent, Mailbox
 from broker.errors import InvalidTopicError
 from broker.namespace import Namespace
 from broker.topics import DeviceMount
@@ -107,6 +107,9 @@ class MountedHandler(BrokerProtocolHandler):
 
     __slots__ = (
         "_busy",
+        "_pubcomp_waiters_",
+        "_pubrec_waiters_",
+        "_pubrel_waiters_",
         "_receipts",
         "_running",
         "_settled",
@@ -120,6 +123,12 @@ class MountedHandler(BrokerProtocolHandler):
         "on_puback",
         "on_wake",
     )  # beside amqtt's __dict__: a third of a connection's handler memory (README "Performance")
+
+    # amqtt's QoS 2 waiters, made when first used (broker._mailbox); its PUBACK waiters are
+    # used on the per-message path of a service connection, so they stay a plain dict
+    _pubrec_waiters = LazyDict[int, asyncio.Future[Any]]()
+    _pubrel_waiters = LazyDict[int, asyncio.Future[Any]]()
+    _pubcomp_waiters = LazyDict[int, asyncio.Future[Any]]()
 
     connection: object | None
     """The broker's record of this connection (a ``broker._session.Connection``), set after
@@ -176,7 +185,8 @@ class MountedHandler(BrokerProtocolHandler):
         self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._reader_task = self._keepalive_task = self._reader_ready = None
         self._reader_stopped = LazyEvent()
-        self._puback_waiters, self._pubrec_waiters, self._pubrel_waiters, self._pubcomp_waiters = {}, {}, {}, {}
+        self._puback_waiters = {}
+        self._pubrec_waiters_ = self._pubrel_waiters_ = self._pubcomp_waiters_ = None  # LazyDict
         self._write_lock = asyncio.Lock()
         self._disconnect_waiter = None
         self._pending_subscriptions = Mailbox()

@@ -6,6 +6,7 @@ import asyncio
 from collections import deque
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from amqtt.session import Session
 
@@ -14,7 +15,7 @@ from broker._framing import FramedReader
 from broker._gateway_state import GatewayState
 from broker._handler import MountedHandler
 from broker._limits import PublishRate
-from broker._mailbox import LazyEvent, Mailbox
+from broker._mailbox import LazyDict, LazyEvent, Mailbox
 from broker._outbox import Outbox
 from broker._states import SessionStates
 from broker._transport import MeteredWriter
@@ -53,17 +54,26 @@ class BrokerSession(Session):
     __hash__ = object.__hash__
     __slots__ = (
         "_backlog",
+        "attributes_",
         "backlog_dropped",
         "backlog_limit",
         "client_sent_id",
         "connection",
         "gateway",
+        "inflight_in_",
         "mount",
         "namespace",
         "receipts",
-        "shared_ids",
+        "shared_ids_",
         "subscription_limit",
     )  # beside amqtt's __dict__, which they made grow past 1.5 KB (README "Performance")
+
+    # made when first used: a device's session almost never uses them (broker._mailbox)
+    attributes = LazyDict[str, Any]()  # amqtt's plugin attributes
+    inflight_in = LazyDict[int, Any]()  # type: ignore[assignment]  # QoS 2 received, until PUBREL (a dict)
+    shared_ids = LazyDict[int, tuple[object, str]]()
+    """Packet id -> (shared group, broker-side topic) of the messages in ``inflight_out`` a
+    shared group gave it (``broker._shared``)."""
 
     def __init__(self, key: str, mount: DeviceMount | None, client_sent_id: str) -> None:
         self._backlog: deque[Pending] | None = None
@@ -83,9 +93,8 @@ class BrokerSession(Session):
         self.cafile = self.capath = self.cadata = None
         self._packet_id = self.parent = 0
         self.last_connect_time = self.ssl_object = self.last_disconnect_time = None
-        self.attributes = {}
+        self.attributes_ = self.inflight_in_ = self.shared_ids_ = None  # LazyDict: made when used
         self.inflight_out = {}  # type: ignore[assignment]
-        self.inflight_in = {}  # type: ignore[assignment]
         self.retained_messages = Mailbox()
         self.delivered_message_queue = Mailbox()
         self.is_anonymous = False
@@ -101,9 +110,6 @@ class BrokerSession(Session):
         """Messages refused because the backlog was full (since the last resume)."""
         self.subscription_limit = 64
         """Topic filters this session may hold (``max_subscriptions`` or its service twin)."""
-        self.shared_ids: dict[int, tuple[object, str]] = {}
-        """Packet id -> (shared group, broker-side topic) of the messages in ``inflight_out`` a
-        shared group gave it (``broker._shared``)."""
         self.receipts: dict[int, Receipt] = {}
         """Packet id -> the publisher's withheld PUBACK that the message in ``inflight_out``
         holds (``broker._acks``): this session is a durable sink for it."""
