@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from broker._session import KeyedLocks
 
 
@@ -31,7 +33,10 @@ async def test_one_holder_a_key_in_arrival_order_and_other_keys_never_wait() -> 
     assert locks._held == {}
 
 
-async def test_a_cancelled_waiter_neither_holds_nor_blocks_the_key() -> None:
+@pytest.mark.parametrize("handed", [False, True], ids=["while-waiting", "as-it-is-handed-the-key"])
+async def test_a_cancelled_waiter_neither_holds_nor_blocks_the_key(handed: bool) -> None:
+    """Cancelled while it waits, it leaves the queue; cancelled just after the holder handed
+    it the key (before it ran), it passes the key on. Either way the next waiter gets it."""
     locks = KeyedLocks()
     entered: list[str] = []
 
@@ -40,29 +45,14 @@ async def test_a_cancelled_waiter_neither_holds_nor_blocks_the_key() -> None:
             entered.append(name)
 
     async with locks.hold("k"):
-        gone = asyncio.create_task(holder("gone"))
+        cancelled = asyncio.create_task(holder("cancelled"))
         later = asyncio.create_task(holder("later"))
         await asyncio.sleep(0)
-        gone.cancel()
-        await asyncio.sleep(0)
+        if not handed:
+            cancelled.cancel()
+            await asyncio.sleep(0)
+    if handed:
+        cancelled.cancel()  # the key was just handed to it; it has not run yet
     await asyncio.wait_for(later, 1)
-    assert gone.cancelled() and entered == ["later"]
-    assert locks._held == {}
-
-
-async def test_a_waiter_cancelled_as_it_is_handed_the_key_passes_it_on() -> None:
-    locks = KeyedLocks()
-    entered: list[str] = []
-
-    async def holder(name: str) -> None:
-        async with locks.hold("k"):
-            entered.append(name)
-
-    async with locks.hold("k"):
-        handed = asyncio.create_task(holder("handed"))
-        after = asyncio.create_task(holder("after"))
-        await asyncio.sleep(0)
-    handed.cancel()  # the key was just handed to it; it has not run yet
-    await asyncio.wait_for(after, 1)
-    assert handed.cancelled() and entered == ["after"]
+    assert cancelled.cancelled() and entered == ["later"]
     assert locks._held == {}
