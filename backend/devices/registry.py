@@ -10,8 +10,8 @@ costs one query a device, not four (issue #16).
 Lookups that miss the cache are made together (:class:`_Batches`): those asked for while one
 query runs, or before the next starts, are made by the next, in one query (up to
 :data:`BATCH` keys), so a fleet connecting at once costs a query per batch rather than per
-device. A token query waits :data:`GATHER_TURNS` turns of the event loop for more lookups
-to join it; a query by id starts on the next turn (the ingest asks for one device at a
+device. A token query waits up to :data:`GATHER_TURNS` turns of the event loop for more lookups
+to join it, while they keep coming; a query by id starts on the next turn (the ingest asks for one device at a
 time). A token's lookup reads only the device's id and organization (:class:`TokenHolder`,
 all a broker login needs); the rest is read by id when asked for
 (:meth:`DeviceRegistry.by_token_hmac`)."""
@@ -36,9 +36,13 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 """Keys (token HMACs, device ids) one query looks up at most."""
-GATHER_TURNS = 2
-"""Turns of the event loop a token query waits for more lookups to join it: a few
-microseconds on an idle loop; in a connect storm they double the batches (issue #16)."""
+GATHER_TURNS = 16
+"""Turns of the event loop a token query waits at most for more lookups to join it; two turns
+in a row that bring none end the wait. A login alone waits two turns (microseconds on an idle
+loop); in a connect storm the batches grow and the broker's CPU a connect fell by a fifth to a
+third (README "Performance", issue #16)."""
+GATHER_PATIENCE = 2
+"""Turns in a row without a new lookup that end a token query's wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,8 +245,9 @@ V = TypeVar("V")
 
 
 class _Batches(Generic[K, V]):
-    """Lookups made together: ``load`` answers a batch of keys in one query, made ``turns``
-    turns of the event loop after the task making them starts (see the module docstring);
+    """Lookups made together: ``load`` answers a batch of keys in one query, made once
+    :data:`GATHER_PATIENCE` turns of the event loop in a row bring no more of them, or after
+    ``turns`` turns (see the module docstring);
     each caller keeps its own future, so one that gives up leaves the others answered, and a
     failed query fails each of its callers."""
 
@@ -265,8 +270,13 @@ class _Batches(Generic[K, V]):
         waiters: dict[K, list[asyncio.Future[V | None]]] = {}
         try:
             while self._wanted:
+                wanted, idle = len(self._wanted), 0
                 for _ in range(self._turns):
                     await asyncio.sleep(0)
+                    idle = idle + 1 if len(self._wanted) == wanted else 0
+                    if idle == GATHER_PATIENCE:
+                        break  # the storm, if any, has paused: ask for what came
+                    wanted = len(self._wanted)
                 waiters = {key: self._wanted.pop(key) for key in list(self._wanted)[:BATCH]}
                 try:
                     found = await self._load(list(waiters))

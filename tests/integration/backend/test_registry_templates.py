@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from backend.db.engine import Database
-from backend.devices.registry import DeviceRegistry, TokenHolder
+from backend.devices.registry import GATHER_PATIENCE, DeviceRegistry, TokenHolder
 from backend.security import Secrets
 from tests.support.provision import provision_async, thermostat_doc
 from tests.support.stack import TEST_SECRET
@@ -141,3 +141,30 @@ async def test_a_lookup_made_a_turn_after_another_joins_its_query(fresh_db: str)
         late = asyncio.ensure_future(registry.holder(secrets.token_hmac(second.token)))
         assert [h.id if h is not None else None for h in await asyncio.gather(early, late)] == [first.id, second.id]
         assert pool.taken == 1
+
+
+async def test_token_lookups_that_keep_coming_join_one_query_until_they_pause(fresh_db: str) -> None:
+    """In a connect storm logins arrive a few each turn of the event loop: the query waits
+    while they keep coming (up to GATHER_TURNS turns) and goes once GATHER_PATIENCE turns in
+    a row bring none, so a lookup after that pause is the next query's."""
+    devices = (await provision_async(fresh_db, thermostat_doc(devices=8))).devices
+    secrets = Secrets(TEST_SECRET)
+    async with Database(fresh_db) as db:
+        pool = CountingPool(db.pool)
+        registry = DeviceRegistry(pool, ttl=60.0)  # type: ignore[arg-type]
+        lookups = []
+        for device in devices[:6]:  # one a turn for six turns: one query
+            lookups.append(asyncio.ensure_future(registry.holder(secrets.token_hmac(device.token))))
+            await asyncio.sleep(0)
+        found = await asyncio.gather(*lookups)
+        assert [h.id if h is not None else None for h in found] == [d.id for d in devices[:6]]
+        assert pool.taken == 1
+        first = asyncio.ensure_future(registry.holder(secrets.token_hmac(devices[6].token)))
+        for _ in range(GATHER_PATIENCE + 1):
+            await asyncio.sleep(0)  # a pause: the query of the first goes without waiting longer
+        second = asyncio.ensure_future(registry.holder(secrets.token_hmac(devices[7].token)))
+        assert [h.id if h is not None else None for h in await asyncio.gather(first, second)] == [
+            devices[6].id,
+            devices[7].id,
+        ]
+        assert pool.taken == 3
