@@ -32,8 +32,9 @@ not a CONNECT ends the connection on either path.
 
 Faster still: while the reader waits for a new packet and nothing is buffered, the socket's
 stream offers what arrives to :meth:`FramedReader.receive` first (``broker._transport.FastStream``),
-which handles whole PUBLISH, PUBACK, PINGREQ and plain SUBSCRIBE packets at once, in the same call, through the same
-meter, screen and inline hook; the rest is buffered for the reader as before. The keep-alive
+which handles whole PUBLISH, PUBACK, PINGREQ and plain SUBSCRIBE packets at once, in the same
+call, through the same meter, screen and inline hook; the rest is buffered for the reader as
+before. The keep-alive
 deadline counts the packets taken that way, and :attr:`FramedReader.hold` is checked before
 each of them.
 
@@ -96,9 +97,9 @@ _SUBSCRIBE = 0x82  # a SUBSCRIBE's first byte (type 8, the reserved flags 0x2 [M
 
 
 PublishFields = tuple[str, int | None, bytes]
+"""Topic, packet id and payload of a PUBLISH (:func:`publish_fields`)."""
 SubscribeRequest = tuple[int, list[tuple[str, int]]]
 """A SUBSCRIBE's packet id and its (filter, QoS) pairs (:func:`subscribe_request`)."""
-"""Topic, packet id and payload of a PUBLISH (:func:`publish_fields`)."""
 
 
 class Inline(Protocol):

@@ -69,7 +69,6 @@ __all__ = ["MountedHandler"]
 _PUBACK = 0x40  # a PUBACK's first byte (MQTT 3.1.1: type 4, flags 0)
 _PINGREQ = b"\xc0\x00"
 _PINGRESP = b"\xd0\x00"
-_SUBSCRIBE = 0x82  # a SUBSCRIBE's first byte (type 8, reserved flags 0x2)
 _HANDLERS = {
     CONNACK: "handle_connack",
     SUBSCRIBE: "handle_subscribe",
@@ -277,7 +276,7 @@ class MountedHandler(BrokerProtocolHandler):
         if frame == _PINGREQ and self.writer is not None:
             self.writer.write(_PINGRESP)
             return True
-        if first == _SUBSCRIBE:
+        if first >> 4 == SUBSCRIBE:  # subscribe_request checks its flags
             if request is None:
                 request = subscribe_request(frame)
             if request is None or session is None:

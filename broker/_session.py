@@ -70,7 +70,7 @@ class BrokerSession(Session):
 
     # made when first used: a device's session almost never uses them (broker._mailbox)
     attributes = LazyDict[str, Any]()  # amqtt's plugin attributes
-    inflight_in = LazyDict[int, Any]()  # type: ignore[assignment]  # QoS 2 received, until PUBREL (a dict)
+    inflight_in = LazyDict[int, Any]()  # type: ignore[assignment]  # QoS 2 received, until PUBREL
     shared_ids = LazyDict[int, tuple[object, str]]()
     """Packet id -> (shared group, broker-side topic) of the messages in ``inflight_out`` a
     shared group gave it (``broker._shared``)."""

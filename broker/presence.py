@@ -99,7 +99,8 @@ def online_payload(
 
     Written out rather than through ``json``: one is made at every connect, and the encoder
     took a twentieth of the broker's time in a storm of connects (README "Performance"). The
-    bytes are those ``_encode`` makes of the same document (tests/unit/broker/test_broker_presence_payload.py).
+    bytes are those ``_encode`` makes of the same document
+    (``tests/unit/broker/test_broker_presence_payload.py``).
     """
     text = (
         f'{{"online":true,"ts":{_now_ms()},"ip":{_string(ip)},"port":{"null" if port is None else int(port)},'

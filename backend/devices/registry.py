@@ -10,9 +10,9 @@ costs one query a device, not four (issue #16).
 Lookups that miss the cache are made together (:class:`_Batches`): those asked for while one
 query runs, or before the next starts, are made by the next, in one query (up to
 :data:`BATCH` keys), so a fleet connecting at once costs a query per batch rather than per
-device. A token query waits up to :data:`GATHER_TURNS` turns of the event loop for more lookups
-to join it, while they keep coming; a query by id starts on the next turn (the ingest asks for one device at a
-time). A token's lookup reads only the device's id and organization (:class:`TokenHolder`,
+device. A token query waits up to :data:`GATHER_TURNS` turns of the event loop for more
+lookups to join it, while they keep coming; a query by id starts on the next turn (the ingest
+asks for one device at a time). A token's lookup reads only the device's id and organization (:class:`TokenHolder`,
 all a broker login needs); the rest is read by id when asked for
 (:meth:`DeviceRegistry.by_token_hmac`)."""
 
